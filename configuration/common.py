@@ -1,0 +1,92 @@
+"""What every bizoo configuration shares: the head options (DESIGN.md §5), the kernel backend, and field checks.
+
+Every model config derives from ``BizooConfig``. Field checks raise ``ValueError`` naming the config class, the
+field, the value given and what is allowed; they run when a config is built and again when a model is built from
+it (a field may have been changed in between).
+"""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+POOLINGS = ("mean", "first", "final_states")
+BACKENDS = ("auto", "triton", "reference")
+
+
+class BizooConfig(PreTrainedConfig):
+    r"""Base configuration of every bizoo model: the fields of the shared heads.
+
+    Args:
+        classifier_pooling (`str`, defaults to `"mean"`): how `...ForSequenceClassification` pools the sequence:
+            `"mean"` over real tokens, `"first"` real token, or `"final_states"`: the forward direction's state at
+            the last real token and the backward direction's at the first (recurrent models only).
+        classifier_dropout (`float`, *optional*): dropout of the classification heads; `hidden_dropout_prob` if unset.
+        sparse_prediction (`bool`, defaults to `True`): with labels, the masked-LM head projects only the positions
+            whose label is not -100, and `logits` is then `(number of such positions, vocab_size)`.
+        kernel_backend (`str`, defaults to `"auto"`): `"auto"`, `"triton"` or `"reference"` for the fused ops.
+        initializer_range (`float`, defaults to 0.02): standard deviation of the normal initialisers.
+    """
+
+    # Pooling options that this model's encoder supports (recurrent models add "final_states").
+    supported_poolings = ("mean", "first")
+
+    def __init__(
+        self,
+        classifier_pooling: str = "mean",
+        classifier_dropout: float | None = None,
+        sparse_prediction: bool = True,
+        kernel_backend: str = "auto",
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        self.classifier_pooling = classifier_pooling
+        self.classifier_dropout = classifier_dropout
+        self.sparse_prediction = sparse_prediction
+        self.kernel_backend = kernel_backend
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise ``ValueError`` for any invalid or contradictory field. Subclasses extend it."""
+        self._choice("classifier_pooling", self.supported_poolings)
+        if self.classifier_dropout is not None:
+            self._probability("classifier_dropout")
+        self._boolean("sparse_prediction")
+        self._choice("kernel_backend", BACKENDS)
+        self._positive_number("initializer_range")
+        problem_types = (None, "regression", "single_label_classification", "multi_label_classification")
+        self._choice("problem_type", problem_types)
+
+    def _fail(self, field: str, value, allowed: str):
+        raise ValueError(f"{type(self).__name__}: {field} must be {allowed}, got {value!r}")
+
+    def _choice(self, field: str, allowed) -> None:
+        value = getattr(self, field)
+        if value not in allowed:
+            self._fail(field, value, f"one of {tuple(allowed)}")
+
+    def _positive_int(self, field: str, minimum: int = 1) -> None:
+        value = getattr(self, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self._fail(field, value, f"an int >= {minimum}")
+
+    def _positive_number(self, field: str) -> None:
+        value = getattr(self, field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            self._fail(field, value, "a number > 0")
+
+    def _probability(self, field: str) -> None:
+        value = getattr(self, field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            self._fail(field, value, "a number in [0, 1)")
+
+    def _boolean(self, field: str) -> None:
+        value = getattr(self, field)
+        if not isinstance(value, bool):
+            self._fail(field, value, "True or False")
+
+    def _token_id(self, field: str) -> None:
+        value = getattr(self, field, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size):
+            self._fail(field, value, f"None or an int in [0, vocab_size={self.vocab_size})")

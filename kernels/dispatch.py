@@ -1,0 +1,61 @@
+"""Backend selection shared by every op in ``bizoo.kernels``.
+
+Each op exposes one function with ``backend="auto" | "triton" | "reference"``:
+
+* ``"reference"`` is the plain PyTorch implementation in the op's ``reference.py`` (fp32, any device);
+* ``"triton"`` is the op's fused Triton kernels (CUDA tensors, or any tensors under ``TRITON_INTERPRET=1``);
+* ``"auto"`` picks ``"triton"`` when the tensors are on a CUDA device, Triton imports and the op has Triton
+  kernels, else ``"reference"``. The environment variable ``BIZOO_KERNEL_BACKEND`` (``triton`` or
+  ``reference``) overrides what ``"auto"`` picks; an explicit backend argument always wins.
+
+A missing Triton is never an import error: it only removes the ``"triton"`` backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+BACKENDS = ("auto", "triton", "reference")
+ENV_VAR = "BIZOO_KERNEL_BACKEND"
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """True when ``import triton`` works (it is absent on macOS, Windows and some CPU installs)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: bool) -> str:
+    """Turn a user's ``backend`` argument into ``"triton"`` or ``"reference"`` for ``op``.
+
+    ``has_triton`` says whether ``op`` has Triton kernels at all. Raises ``ValueError`` for an unknown backend or
+    an explicit ``"triton"`` that cannot run, naming the reason and the allowed values.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        override = os.environ.get(ENV_VAR, "").strip().lower()
+        if override and override != "auto":
+            if override not in ("triton", "reference"):
+                raise ValueError(
+                    f"{op}: environment variable {ENV_VAR} must be 'triton', 'reference' or 'auto', got {override!r}"
+                )
+            backend = override
+        else:
+            use_triton = has_triton and tensor.is_cuda and triton_available()
+            return "triton" if use_triton else "reference"
+    if backend == "triton":
+        if not has_triton:
+            raise ValueError(
+                f"{op}: backend='triton' is not available for this op yet; use backend='reference' or 'auto'"
+            )
+        if not triton_available():
+            raise ValueError(f"{op}: backend='triton' needs the `triton` package, which does not import here")
+    return backend

@@ -1,0 +1,273 @@
+r"""LION: bidirectional linear attention with decay, the reference math in plain PyTorch (fp32).
+
+Afzal et al. 2025, "Linear Attention for Efficient Bidirectional Sequence Modeling".
+
+Legend: B batch, H heads, L length, Dk query/key size, Dv value size, C chunk size, N = ceil(L / C) chunks.
+
+Per batch row and head, with per-token decays λ_t = exp(a_t) ∈ (0, 1], a_t = ``log_decay`` ≤ 0, the mask is
+
+    M_ij = ∏_{m=j}^{i-1} λ_m     for i > j   (forward, causal part)
+    M_ij = 1                     for i = j
+    M_ij = ∏_{m=i+1}^{j} λ_m     for i < j   (backward, anti-causal part)
+
+i.e. the product of the decays from the source token j (inclusive) up to the target token i (exclusive), and
+
+    y_i = Σ_j M_ij (q_i·k_j) v_j  /  Σ_j M_ij (q_i·k_j)           (``normalize=True``: the row-sum normaliser)
+    y_i = Σ_j M_ij (q_i·k_j) v_j                                   (``normalize=False``)
+
+The three decay types: ``log_decay=None`` (LION-LIT, all λ = 1), ``(H,)`` (LION-D, one λ per head) and
+``(B, H, L)`` (LION-S, one λ per token and head). q and k arrive with the feature map already applied.
+
+Padding. Positions with ``attention_mask == 0`` take no part: their keys and values are not read and their decays
+are 1, so the result at every real position equals that of the same sequence with the padding removed (right
+padding, left padding or holes alike; in particular the backward direction starts at each sequence's last real
+token). Outputs at padded positions are 0.
+
+Log space. With the exclusive prefix sum P_t = Σ_{m<t} a_m and the inclusive one Q_t = P_t + a_t,
+
+    log M_ij = P_i - P_j   (i ≥ j),        log M_ij = Q_j - Q_i   (i ≤ j),
+
+both ≤ 0, so every ``exp`` taken below is of a non-positive number.
+
+The three forms of the one op (``form=``), equal up to rounding:
+
+* ``"attention"``: the full masked L×L matrix, O(L² D) time and O(L²) memory. The oracle.
+* ``"rnn"``: a forward and a backward recurrence over Dk×Dv states, the diagonal counted once,
+
+      S^F_i = λ_{i-1} S^F_{i-1} + k_i v_iᵀ,     S^B_i = λ_{i+1} S^B_{i+1} + k_i v_iᵀ,
+      y_i   = q_iᵀ (S^F_i + S^B_i) - (q_i·k_i) v_i        (the normaliser: the same with v ≡ 1).
+
+  O(L D²) work but L sequential steps (a Python loop here): the form for streaming, not for speed.
+* ``"chunk"``: linear in L. Split the sequence into N chunks of C tokens; inside a chunk, the masked C×C attention
+  with local prefix sums p (exclusive) and s (inclusive), T_n = Σ_{t∈n} a_t; across chunks, a forward and a backward
+  scan over chunk states:
+
+      F_n = λ^{T_{n-1}} F_{n-1} + Σ_{j∈n-1} exp(T_{n-1} - p_j) k_j v_jᵀ          (everything before chunk n)
+      G_n = λ^{T_{n+1}} G_{n+1} + Σ_{j∈n+1} exp(s_j) k_j v_jᵀ                    (everything after chunk n)
+      y_i = intra_i + exp(p_i) q_iᵀ F_n + exp(T_n - s_i) q_iᵀ G_n                (i ∈ chunk n)
+
+  O(L C D + L D²) time, O(L C + N D²) memory. (The authors' "chunk" code still builds L×C slices of the full
+  mask for every chunk, i.e. O(L²) work; this one does not.)
+
+All three accumulate in fp32 (fp64 when given fp64) with autocast disabled and return the dtype of ``v``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FORMS = ("attention", "rnn", "chunk")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks and the common preparation of every form
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
+    """Validate shapes, dtypes and options; raise ``ValueError`` naming the argument, its value and what is allowed."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"lion_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"lion_attention: {name} must have 4 dims (B, H, L, D), got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise ValueError(f"lion_attention: {name} must be a floating-point tensor, got {t.dtype}")
+        if t.device != q.device:
+            raise ValueError(f"lion_attention: {name} is on {t.device} but q is on {q.device}")
+    if k.shape != q.shape:
+        raise ValueError(f"lion_attention: k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if v.shape[:3] != q.shape[:3]:
+        raise ValueError(
+            f"lion_attention: v must be (B, H, L, Dv) with (B, H, L) = {tuple(q.shape[:3])}, got {tuple(v.shape)}"
+        )
+    B, H, L, _ = q.shape
+    if log_decay is not None:
+        if not isinstance(log_decay, torch.Tensor) or not log_decay.is_floating_point():
+            raise ValueError("lion_attention: log_decay must be None or a floating-point tensor")
+        if tuple(log_decay.shape) not in ((H,), (B, H, L)):
+            raise ValueError(
+                f"lion_attention: log_decay must be None (LIT), ({H},) (D: one per head) or ({B}, {H}, {L}) "
+                f"(S: one per token and head), got shape {tuple(log_decay.shape)}"
+            )
+        if not log_decay.is_cuda:  # a value check on CUDA would cost a host sync on every call
+            if not torch.isfinite(log_decay).all():
+                raise ValueError("lion_attention: log_decay must be finite (log λ with λ in (0, 1])")
+            if (log_decay > 0).any():
+                raise ValueError(
+                    f"lion_attention: log_decay must be <= 0 (λ = exp(log_decay) in (0, 1]), "
+                    f"got a maximum of {log_decay.max().item():.4g}"
+                )
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (B, L):
+            shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
+            raise ValueError(f"lion_attention: attention_mask must have shape (B, L) = ({B}, {L}), got {shape}")
+        if not attention_mask.is_cuda and attention_mask.dtype != torch.bool:
+            if ((attention_mask != 0) & (attention_mask != 1)).any():
+                raise ValueError("lion_attention: attention_mask must hold only 0 (padding) and 1 (real token)")
+    if form not in FORMS:
+        raise ValueError(f"lion_attention: form must be one of {FORMS}, got {form!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"lion_attention: chunk_size must be a positive int, got {chunk_size!r}")
+
+
+def _prepare(q, k, v, log_decay, attention_mask, normalize):
+    """fp32 (fp64 for fp64 input) copies with padding neutralised, and the ones column that carries the normaliser.
+
+    Returns q, k (B, H, L, Dk); v (B, H, L, Dv [+1]); a (B, H, L) with a = 0 at padding; mask (B, 1, L, 1) or None.
+    """
+    B, H, L, _ = q.shape
+    acc = torch.promote_types(v.dtype, torch.float32)  # fp32, or fp64 for fp64 inputs (tight oracle tests)
+    q, k, v = q.to(acc), k.to(acc), v.to(acc)
+    if log_decay is None:
+        a = q.new_zeros(B, H, L)  # (B, H, L)
+    elif log_decay.dim() == 1:
+        a = log_decay.to(acc).view(1, H, 1).expand(B, H, L)  # (B, H, L)
+    else:
+        a = log_decay.to(acc)  # (B, H, L)
+    mask = None
+    if attention_mask is not None:
+        keep = attention_mask.to(device=q.device, dtype=torch.bool)  # (B, L)
+        mask = keep[:, None, :, None]  # (B, 1, L, 1)
+        k = k * mask  # padded keys contribute nothing ...
+        a = a * keep[:, None, :]  # ... and decay nothing: λ = 1 at padding
+    if normalize:
+        v = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)  # (B, H, L, Dv+1): last column -> denominator
+    return q, k, v, a, mask
+
+
+def _finish(out, mask, normalize, dtype):
+    """Divide by the normaliser column (if any), zero padded rows, cast back."""
+    if normalize:
+        num, den = out[..., :-1], out[..., -1:]  # (B, H, L, Dv), (B, H, L, 1)
+        if mask is not None:
+            den = torch.where(mask, den, torch.ones_like(den))  # padded rows: avoid 0/0 in value and gradient
+        out = num / den
+    if mask is not None:
+        out = out * mask
+    return out.to(dtype)
+
+
+def _decay_matrix_log(p, s):
+    """log M for one block: (..., T) exclusive / inclusive prefix sums -> (..., T, T), entries <= 0."""
+    T = p.shape[-1]
+    lower = torch.ones(T, T, dtype=torch.bool, device=p.device).tril()  # i >= j
+    fwd = p[..., :, None] - p[..., None, :]  # P_i - P_j, valid for i >= j
+    bwd = s[..., None, :] - s[..., :, None]  # Q_j - Q_i, valid for i <= j
+    return torch.where(lower, fwd, bwd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The three forms. Each takes prepared fp32 tensors (see _prepare) and returns (B, H, L, Dv[+1]).
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def attention_form(q, k, v, a):
+    """The full masked L×L matrix: y = ((q kᵀ) ⊙ M) v."""
+    s = a.cumsum(-1)  # Q, inclusive (B, H, L)
+    p = s - a  # P, exclusive
+    decay = _decay_matrix_log(p, s).exp()  # (B, H, L, L)
+    scores = q @ k.transpose(-1, -2)  # (B, H, L, L)
+    return (scores * decay) @ v  # (B, H, L, Dv)
+
+
+def rnn_form(q, k, v, a):
+    """Forward and backward recurrences over (Dk, Dv) states; the diagonal is counted once."""
+    B, H, L, Dk = q.shape
+    lam = a.exp()  # (B, H, L)
+    state = q.new_zeros(B, H, Dk, v.shape[-1])  # (B, H, Dk, Dv)
+    fwd = []
+    for t in range(L):
+        if t > 0:
+            state = lam[:, :, t - 1, None, None] * state
+        state = state + k[:, :, t, :, None] * v[:, :, t, None, :]  # += k_t v_tᵀ
+        fwd.append(torch.einsum("bhd,bhde->bhe", q[:, :, t], state))
+    state = torch.zeros_like(state)
+    bwd = [None] * L
+    for t in range(L - 1, -1, -1):
+        if t < L - 1:
+            state = lam[:, :, t + 1, None, None] * state
+        state = state + k[:, :, t, :, None] * v[:, :, t, None, :]
+        bwd[t] = torch.einsum("bhd,bhde->bhe", q[:, :, t], state)
+    diag = (q * k).sum(-1, keepdim=True) * v  # (B, H, L, Dv): counted in both directions
+    return torch.stack(fwd, dim=2) + torch.stack(bwd, dim=2) - diag
+
+
+def chunk_form(q, k, v, a, chunk_size):
+    """Masked attention inside chunks of C tokens plus a forward and a backward scan over chunk states."""
+    B, H, L, Dk = q.shape
+    Dv = v.shape[-1]
+    C = min(chunk_size, L)
+    pad = (-L) % C
+    if pad:  # padded tail: k = 0 and a = 0, i.e. invisible pass-through positions
+        q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+        a = torch.nn.functional.pad(a, (0, pad))
+    N = (L + pad) // C
+    q = q.view(B, H, N, C, Dk)
+    k = k.view(B, H, N, C, Dk)
+    v = v.view(B, H, N, C, Dv)
+    a = a.view(B, H, N, C)
+
+    s = a.cumsum(-1)  # local inclusive prefix sums (B, H, N, C)
+    p = s - a  # local exclusive prefix sums
+    total = s[..., -1]  # T_n, log decay across the whole chunk (B, H, N)
+
+    # Inside each chunk: the masked C×C attention.
+    decay = _decay_matrix_log(p, s).exp()  # (B, H, N, C, C)
+    out = ((q @ k.transpose(-1, -2)) * decay) @ v  # (B, H, N, C, Dv)
+
+    # What each chunk hands to the chunks after it (decayed to the next chunk's start) and before it (decayed to
+    # the previous chunk's end).
+    to_next = (k * (total[..., None] - p).exp()[..., None]).transpose(-1, -2) @ v  # (B, H, N, Dk, Dv)
+    to_prev = (k * s.exp()[..., None]).transpose(-1, -2) @ v  # (B, H, N, Dk, Dv)
+    chunk_decay = total.exp()  # (B, H, N)
+
+    zero = q.new_zeros(B, H, Dk, Dv)
+    fwd_states = [zero]  # F_0 = 0; F_n = λ^{T_{n-1}} F_{n-1} + to_next_{n-1}
+    for n in range(1, N):
+        fwd_states.append(chunk_decay[:, :, n - 1, None, None] * fwd_states[-1] + to_next[:, :, n - 1])
+    bwd_states = [zero]  # G_{N-1} = 0; G_n = λ^{T_{n+1}} G_{n+1} + to_prev_{n+1}
+    for n in range(N - 2, -1, -1):
+        bwd_states.append(chunk_decay[:, :, n + 1, None, None] * bwd_states[-1] + to_prev[:, :, n + 1])
+    F = torch.stack(fwd_states, dim=2)  # (B, H, N, Dk, Dv)
+    G = torch.stack(bwd_states[::-1], dim=2)  # (B, H, N, Dk, Dv)
+
+    out = out + p.exp()[..., None] * (q @ F) + (total[..., None] - s).exp()[..., None] * (q @ G)
+    return out.reshape(B, H, N * C, Dv)[:, :, :L]
+
+
+def lion_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_decay: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    form: str = "chunk",
+    chunk_size: int = 64,
+    normalize: bool = True,
+) -> torch.Tensor:
+    """LION attention, reference implementation (see the module docstring for the math).
+
+    Args:
+        q, k: (B, H, L, Dk), feature map already applied.
+        v: (B, H, L, Dv).
+        log_decay: None (LIT), (H,) (D) or (B, H, L) (S); values <= 0.
+        attention_mask: (B, L), 1 for real tokens and 0 for padding, or None.
+        form: "attention", "rnn" or "chunk".
+        chunk_size: chunk length C of the chunk form.
+        normalize: divide by the row sums Σ_j M_ij (q_i·k_j).
+
+    Returns:
+        (B, H, L, Dv) in the dtype of ``v``; zeros at padded positions.
+    """
+    check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        qf, kf, vf, a, mask = _prepare(q, k, v, log_decay, attention_mask, normalize)
+        if form == "attention":
+            out = attention_form(qf, kf, vf, a)
+        elif form == "rnn":
+            out = rnn_form(qf, kf, vf, a)
+        else:
+            out = chunk_form(qf, kf, vf, a, chunk_size)
+        return _finish(out, mask, normalize, v.dtype)

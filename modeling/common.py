@@ -1,0 +1,70 @@
+"""Input checks shared by every bizoo model, run before any device work.
+
+Each raises ``ValueError`` that says what was wrong, the value or shape received, and what is allowed. The value
+checks (ids inside the vocabulary, a 0/1 mask) read one scalar back from the device: the price of a clear error
+instead of a CUDA device-side assert.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_inputs(model_name: str, input_ids, inputs_embeds, hidden_size: int):
+    """Exactly one of ``input_ids`` (B, L) and ``inputs_embeds`` (B, L, hidden_size); returns (B, L)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError(f"{model_name}: pass exactly one of input_ids and inputs_embeds")
+    if input_ids is not None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+            raise ValueError(f"{model_name}: input_ids must be a (batch, length) tensor, got {shape}")
+        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+            raise ValueError(f"{model_name}: input_ids must be an integer tensor, got {input_ids.dtype}")
+        batch, length = input_ids.shape
+    else:
+        if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3:
+            shape = tuple(inputs_embeds.shape) if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds)
+            raise ValueError(f"{model_name}: inputs_embeds must be (batch, length, {hidden_size}), got {shape}")
+        if inputs_embeds.shape[-1] != hidden_size:
+            raise ValueError(
+                f"{model_name}: inputs_embeds must have last dim hidden_size={hidden_size}, "
+                f"got {tuple(inputs_embeds.shape)}"
+            )
+        if not torch.isfinite(inputs_embeds).all():
+            raise ValueError(f"{model_name}: inputs_embeds contains NaN or inf")
+        batch, length = inputs_embeds.shape[:2]
+    if batch == 0 or length == 0:
+        raise ValueError(f"{model_name}: the batch is empty (batch={batch}, length={length}); nothing to encode")
+    return batch, length
+
+
+def check_ids_in_range(model_name: str, name: str, ids: torch.Tensor, size: int, size_name: str) -> None:
+    """All of ``ids`` in [0, size)."""
+    low, high = ids.min().item(), ids.max().item()
+    if low < 0 or high >= size:
+        bad = low if low < 0 else high
+        raise ValueError(f"{model_name}: {name} holds {bad}, outside [0, {size_name}={size})")
+
+
+def check_attention_mask(model_name: str, attention_mask, batch: int, length: int, device) -> torch.Tensor:
+    """A (batch, length) mask of 0/1 values (any dtype), returned as long on ``device``; all ones if None."""
+    if attention_mask is None:
+        return torch.ones(batch, length, dtype=torch.long, device=device)
+    if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
+        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
+        raise ValueError(f"{model_name}: attention_mask must have shape (batch, length) = ({batch}, {length}), got {shape}")
+    if attention_mask.dtype != torch.bool and ((attention_mask != 0) & (attention_mask != 1)).any().item():
+        raise ValueError(f"{model_name}: attention_mask must hold only 0 (padding) and 1 (real token)")
+    return attention_mask.to(device=device, dtype=torch.long)
+
+
+def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classes: int, what: str) -> None:
+    """Class labels of ``shape`` in [0, num_classes) or -100 (ignored)."""
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"{model_name}: labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
+    if labels.is_floating_point():
+        raise ValueError(f"{model_name}: labels must be integer class ids ({what}), got {labels.dtype}")
+    valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))
+    if not valid.all().item():
+        bad = labels[~valid][0].item()
+        raise ValueError(f"{model_name}: labels hold {bad}; allowed are 0..{num_classes - 1} and -100 (ignored)")

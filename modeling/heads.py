@@ -1,0 +1,197 @@
+r"""Heads shared by every bizoo model (DESIGN.md §5): masked LM, sequence classification, token classification.
+
+An encoder gives hidden states h ∈ R^{B×L×d} and an attention mask; a head turns them into logits and a loss.
+
+* Masked LM: logits = W_e · LayerNorm(act(W_t h + b_t)) + b_v, with W_e tied to the input embeddings and the bias
+  on the decoder (so ``resize_token_embeddings`` resizes it). With labels and ``config.sparse_prediction``, only the
+  positions whose label is not -100 are projected: the (B·L × V) matrix is never built.
+* Sequence classification: pool (mean over real tokens | first real token | both directions' final states), then
+  dropout → dense → tanh → dropout → out projection. ``problem_type`` picks the loss: cross-entropy
+  (single-label), binary cross-entropy on logits (multi-label) or mean squared error (regression).
+* Token classification: dropout → linear per token, cross-entropy with -100 ignored.
+
+Every loss is a sum divided by ``num_items_in_batch`` when the ``Trainer`` gives it (the number of labels that are
+not -100 over the whole accumulated batch), else by the number of such labels here: gradient accumulation then
+gives the gradient of one big batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import ACT2FN
+
+from .common import check_labels
+
+
+def _normalised_sum(loss_sum: torch.Tensor, count, num_items_in_batch) -> torch.Tensor:
+    """``loss_sum / num_items_in_batch`` if given, else ``loss_sum / count`` (at least 1)."""
+    denominator = num_items_in_batch if num_items_in_batch is not None else count
+    if torch.is_tensor(denominator):
+        denominator = denominator.to(loss_sum.device).clamp(min=1)
+    else:
+        denominator = max(denominator, 1)
+    return loss_sum / denominator
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masked LM
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class MaskedLMHead(nn.Module):
+    r"""logits = decoder(LayerNorm(act(dense(h)))), the decoder's weight tied to the word embeddings.
+
+    Shape: (..., hidden_size) -> (..., vocab_size).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(self.act(self.dense(hidden))))
+
+
+def masked_lm_loss_and_logits(head: MaskedLMHead, hidden, labels, config, num_items_in_batch=None, model_name="model"):
+    """(loss or None, logits). Logits are (B, L, V) without labels; with labels and ``sparse_prediction`` they are
+    (N, V) for the N positions whose label is not -100, in row-major order."""
+    if labels is None:
+        return None, head(hidden)  # (B, L, V)
+    check_labels(model_name, labels, hidden.shape[:2], config.vocab_size, "one token id per position")
+    labels = labels.to(hidden.device)
+    if config.sparse_prediction:
+        selected = labels != -100  # (B, L)
+        logits = head(hidden[selected])  # (N, V)
+        targets = labels[selected]  # (N,)
+    else:
+        logits = head(hidden)  # (B, L, V)
+        targets = labels
+    loss_sum = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    loss = _normalised_sum(loss_sum, (targets != -100).sum(), num_items_in_batch)
+    return loss, logits
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pooling and sequence classification
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def first_and_last_real(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the first and of the last real token of each row, (B,) each (0 for an all-padding row)."""
+    mask = attention_mask.bool()
+    length = mask.shape[1]
+    first = mask.int().argmax(dim=1)  # (B,) first 1
+    last = length - 1 - mask.flip(1).int().argmax(dim=1)  # (B,) last 1
+    return first, last
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, L, d) -> (B, d). "mean": over real tokens; "first": first real token; "final_states": the forward half
+    at the last real token and the backward half at the first real token (hidden = [forward | backward])."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if pooling == "mean":
+        weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+    first, last = first_and_last_real(attention_mask)
+    if pooling == "first":
+        return hidden[rows, first]
+    if pooling == "final_states":
+        half = hidden.shape[-1] // 2
+        return torch.cat([hidden[rows, last, :half], hidden[rows, first, half:]], dim=-1)
+    raise ValueError(f"pool: pooling must be 'mean', 'first' or 'final_states', got {pooling!r}")
+
+
+class SequenceClassificationHead(nn.Module):
+    r"""pooled = pool(h); logits = out_proj(dropout(tanh(dense(dropout(pooled))))).
+
+    Shape: hidden (B, L, d), attention_mask (B, L) -> (B, num_labels).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.pooling = config.classifier_pooling
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = pool(hidden, attention_mask, self.pooling)  # (B, d)
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))
+
+    def extra_repr(self) -> str:
+        return f"pooling={self.pooling!r}"
+
+
+def sequence_classification_loss(logits, labels, config, num_items_in_batch=None, model_name="model"):
+    """The loss for ``config.problem_type`` (inferred and stored on first use, as transformers does)."""
+    num_labels = config.num_labels
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif not labels.is_floating_point():
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    labels = labels.to(logits.device)
+    batch = logits.shape[0]
+    if config.problem_type == "regression":
+        if labels.numel() != batch * num_labels:
+            raise ValueError(
+                f"{model_name}: regression labels must have {batch * num_labels} values (batch × num_labels), "
+                f"got shape {tuple(labels.shape)}"
+            )
+        targets = labels.float().reshape(batch, num_labels)
+        loss_sum = F.mse_loss(logits.float(), targets, reduction="sum")
+        return _normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
+    if config.problem_type == "single_label_classification":
+        check_labels(model_name, labels, (batch,), num_labels, "one class id per sequence")
+        loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
+        return _normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
+    if tuple(labels.shape) != (batch, num_labels):
+        raise ValueError(
+            f"{model_name}: multi-label labels must have shape (batch, num_labels) = ({batch}, {num_labels}), "
+            f"got {tuple(labels.shape)}"
+        )
+    targets = labels.float()
+    loss_sum = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum")
+    return _normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token classification
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class TokenClassificationHead(nn.Module):
+    r"""logits_t = W dropout(h_t) + b, per token (softmax decoding). Shape: (B, L, d) -> (B, L, num_labels)."""
+
+    def __init__(self, config):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classifier(self.dropout(hidden))
+
+    def loss(self, logits, labels, attention_mask=None, num_items_in_batch=None, model_name="model"):
+        """Cross-entropy over the positions whose label is not -100."""
+        check_labels(model_name, labels, logits.shape[:2], logits.shape[-1], "one tag id per position")
+        labels = labels.to(logits.device)
+        loss_sum = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        return _normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
+
+
+def token_classification_head(config) -> nn.Module:
+    """The token-classification head a config asks for (softmax here; the CRF head joins through this factory)."""
+    return TokenClassificationHead(config)

@@ -1,0 +1,475 @@
+r"""LION: a BERT-shaped encoder whose attention is bidirectional linear attention with decay.
+
+Afzal et al. 2025, "Linear Attention for Efficient Bidirectional Sequence Modeling". One file, the whole model:
+embeddings → N × (mixer + feed-forward, pre- or post-LN) → heads from ``heads.py``. The mixer's math lives in
+``bizoo.kernels.lion`` (``reference.py`` states it); ``config.lion_form`` picks the schedule at every call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+from ..configuration.configuration_lion import LionConfig
+from ..kernels.lion import lion_attention
+from .common import check_attention_mask, check_ids_in_range, resolve_inputs
+from .heads import (
+    MaskedLMHead,
+    SequenceClassificationHead,
+    masked_lm_loss_and_logits,
+    sequence_classification_loss,
+    token_classification_head,
+)
+
+_IGNORED_KWARGS = ("num_items_in_batch", "output_attentions", "use_cache")
+
+
+def _check_kwargs(model_name: str, kwargs: dict) -> None:
+    """Accept the keyword arguments the Trainer and pipelines may pass; reject anything else by name."""
+    unknown = sorted(set(kwargs) - set(_IGNORED_KWARGS))
+    if unknown:
+        raise TypeError(f"{model_name}.forward() got unexpected keyword arguments {unknown}")
+    if kwargs.get("output_attentions"):
+        raise ValueError(f"{model_name}: output_attentions=True is not supported: LION forms no attention probabilities")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Embeddings
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class LionEmbeddings(nn.Module):
+    r"""e_t = LayerNorm(W_word[x_t] + W_pos[p_t] + W_type[s_t]), then dropout.
+
+    Positions p_t count real tokens only (p = cumsum(mask) - 1), so left padding does not shift them. The position
+    table exists when ``position_embedding_type == "absolute"``, the token-type table when ``type_vocab_size > 0``.
+
+    Shape: input_ids (B, L) or inputs_embeds (B, L, d) -> (B, L, d).
+    """
+
+    def __init__(self, config: LionConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_embedding_type == "absolute"
+            else None
+        )
+        self.token_type_embeddings = (
+            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size > 0 else None
+        )
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, inputs_embeds, token_type_ids, attention_mask) -> torch.Tensor:
+        x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, d)
+        if self.position_embeddings is not None:
+            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+            x = x + self.position_embeddings(positions)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(attention_mask)
+            x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.layer_norm(x))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The mixer
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def feature_map(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """φ applied to q and k, per head: elu(x)+1, L2-normalised silu(x)+0.5, or identity."""
+    if kind == "elu1":
+        return F.elu(x) + 1.0
+    if kind == "silu_norm":
+        r = F.silu(x) + 0.5  # > 0.22 everywhere
+        return r / r.norm(dim=-1, keepdim=True)
+    return x
+
+
+class LionDecay(nn.Module):
+    r"""The log-decays of one LION layer, kept in fp32.
+
+    LION-D: log λ_h = log σ(a_h), one learned scalar per head → (H,).
+    LION-S: log λ_{t,h} = log σ(-(w_h·x_t + b_h)), from the layer input x → (B, H, L).
+
+    ``decay_init="paper"``: a_h ~ N(0, 1) (D), w ~ N(0, initializer_range) and b = 0 (S).
+    ``decay_init="retnet"``: λ_h = 1 - 2^(-5-h) at the start, through a_h (D) or b_h (S), with w as above.
+    """
+
+    def __init__(self, config: LionConfig):
+        super().__init__()
+        self.variant = config.lion_variant
+        heads = config.num_attention_heads
+        if self.variant == "d":
+            self.logits = nn.Parameter(torch.zeros(heads))
+        else:
+            self.weight = nn.Parameter(torch.zeros(heads, config.hidden_size))
+            self.bias = nn.Parameter(torch.zeros(heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.variant == "d":
+            return F.logsigmoid(self.logits.float())  # (H,)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            z = F.linear(x.float(), self.weight.float(), self.bias.float())  # (B, L, H)
+        return F.logsigmoid(-z).transpose(1, 2)  # (B, H, L)
+
+    def extra_repr(self) -> str:
+        return f"variant={self.variant!r}"
+
+
+def retnet_decays(heads: int) -> torch.Tensor:
+    """λ_h = 1 - 2^(-5-h), h = 0..H-1: RetNet's per-head decays, from short (≈0.97) to long range."""
+    return 1.0 - torch.pow(2.0, -5.0 - torch.arange(heads, dtype=torch.float64))
+
+
+class LionAttention(nn.Module):
+    r"""LION bidirectional linear attention with decay, one layer's token mixer.
+
+    For each head, with q_t = φ(W_q x_t), k_t = φ(W_k x_t), v_t = W_v x_t and decays λ_t ∈ (0, 1]:
+
+        M_ij = ∏_{m=j}^{i-1} λ_m  (i > j),   1  (i = j),   ∏_{m=i+1}^{j} λ_m  (i < j)
+        y_i  = Σ_j M_ij (q_i·k_j) v_j / Σ_j M_ij (q_i·k_j)            (normalization="rowsum")
+        y_i  = LayerNorm(Σ_j M_ij (q_i·k_j / √d) v_j)                  (normalization="none")
+        out  = W_o y
+
+    LION-LIT: λ ≡ 1. LION-D: λ_h = σ(a_h). LION-S: λ_{t,h} = σ(-(w_h·x_t + b_h)). Padding takes no part and the
+    backward direction starts at each sequence's last real token. ``config.lion_form`` chooses how it is computed
+    ("attention": the L×L matrix; "rnn": forward and backward recurrences; "chunk": linear in L) and
+    ``config.kernel_backend`` where (Triton on a GPU, PyTorch otherwise); every choice gives the same outputs.
+
+    Shape: hidden (B, L, d), attention_mask (B, L) -> (B, L, d).
+    """
+
+    def __init__(self, config: LionConfig):
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.q_proj = nn.Linear(d, d, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(d, d, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(d, d, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(d, d)
+        self.decay = LionDecay(config) if config.lion_variant in ("d", "s") else None
+        self.mixer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.normalization == "none" else None
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        B, L, d = hidden.shape
+        heads = (B, L, self.num_heads, self.head_dim)
+        q = feature_map(self.q_proj(hidden).view(heads).transpose(1, 2), self.config.feature_map)  # (B, H, L, Dh)
+        k = feature_map(self.k_proj(hidden).view(heads).transpose(1, 2), self.config.feature_map)  # (B, H, L, Dh)
+        v = self.v_proj(hidden).view(heads).transpose(1, 2)  # (B, H, L, Dh)
+        rowsum = self.config.normalization == "rowsum"
+        if not rowsum:
+            q = q * (1.0 / math.sqrt(self.head_dim))
+        log_decay = self.decay(hidden) if self.decay is not None else None  # None, (H,) or (B, H, L)
+        y = lion_attention(
+            q,
+            k,
+            v,
+            log_decay,
+            attention_mask,
+            form=self.config.lion_form,
+            chunk_size=self.config.chunk_size,
+            normalize=rowsum,
+            backend=self.config.kernel_backend,
+        )  # (B, H, L, Dh)
+        y = y.transpose(1, 2).reshape(B, L, d)  # (B, L, d)
+        if self.mixer_norm is not None:
+            y = self.mixer_norm(y)
+        return self.o_proj(y)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"variant={c.lion_variant!r}, heads={self.num_heads}, head_dim={self.head_dim}, "
+            f"feature_map={c.feature_map!r}, normalization={c.normalization!r}, form={c.lion_form!r}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layer, encoder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class LionFeedForward(nn.Module):
+    r"""FFN(x) = W_2 act(W_1 x + b_1) + b_2. Shape: (B, L, d) -> (B, L, d)."""
+
+    def __init__(self, config: LionConfig):
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class LionLayer(GradientCheckpointingLayer):
+    r"""One block. Pre-LN: x + Drop(Mix(LN(x))), then + Drop(FFN(LN(·))). Post-LN: LN(x + Drop(Mix(x))), then
+    LN(· + Drop(FFN(·))). Shape: (B, L, d) -> (B, L, d)."""
+
+    def __init__(self, config: LionConfig):
+        super().__init__()
+        self.pre_norm = config.layer_norm_position == "pre"
+        self.mixer = LionAttention(config)
+        self.mixer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = LionFeedForward(config)
+        self.ffn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            hidden = hidden + self.dropout(self.mixer(self.mixer_layer_norm(hidden), attention_mask))
+            return hidden + self.dropout(self.feed_forward(self.ffn_layer_norm(hidden)))
+        hidden = self.mixer_layer_norm(hidden + self.dropout(self.mixer(hidden, attention_mask)))
+        return self.ffn_layer_norm(hidden + self.dropout(self.feed_forward(hidden)))
+
+
+class LionPreTrainedModel(PreTrainedModel):
+    config_class = LionConfig
+    config: LionConfig
+    base_model_prefix = "lion"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LionLayer"]
+    _keep_in_fp32_modules = ["decay"]
+    _keep_in_fp32_modules_strict = ["decay"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)  # Linear/Embedding ~ N(0, initializer_range), LayerNorm = (1, 0)
+        if isinstance(module, LionDecay):
+            std = self.config.initializer_range
+            retnet = self.config.decay_init == "retnet"
+            logits = torch.logit(retnet_decays(self.config.num_attention_heads)).float()  # σ(a_h) = λ_h
+            if module.variant == "d":
+                if retnet:
+                    init.copy_(module.logits, logits)
+                else:
+                    init.normal_(module.logits, mean=0.0, std=1.0)
+            else:
+                init.normal_(module.weight, mean=0.0, std=std)
+                if retnet:
+                    init.copy_(module.bias, -logits)  # λ = σ(-(w·x + b)) ≈ σ(-b) at the start
+                else:
+                    init.zeros_(module.bias)
+
+
+class LionModel(LionPreTrainedModel):
+    r"""The bare LION encoder: embeddings, `num_hidden_layers` LION blocks and (pre-LN) a final LayerNorm.
+
+    Returns `BaseModelOutput` with `last_hidden_state` (B, L, d) and, with `output_hidden_states=True`, the
+    embeddings output plus each block's output (`num_hidden_layers + 1` tensors; the last equals
+    `last_hidden_state`).
+    """
+
+    def __init__(self, config: LionConfig):
+        config.check()
+        super().__init__(config)
+        self.embeddings = LionEmbeddings(config)
+        self.layers = nn.ModuleList([LionLayer(config) for _ in range(config.num_hidden_layers)])
+        pre = config.layer_norm_position == "pre"
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput | tuple:
+        name = type(self).__name__
+        _check_kwargs(name, kwargs)
+        self.config.check()
+        config = self.config
+        batch, length = resolve_inputs(name, input_ids, inputs_embeds, config.hidden_size)
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        if input_ids is not None:
+            check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
+        mask = check_attention_mask(name, attention_mask, batch, length, device)  # (B, L) long
+        if token_type_ids is not None:
+            if tuple(token_type_ids.shape) != (batch, length):
+                raise ValueError(
+                    f"{name}: token_type_ids must have shape ({batch}, {length}), got {tuple(token_type_ids.shape)}"
+                )
+            if config.type_vocab_size == 0:
+                if token_type_ids.any().item():
+                    raise ValueError(f"{name}: token_type_ids given but the model has no token types (type_vocab_size=0)")
+                token_type_ids = None
+            else:
+                check_ids_in_range(name, "token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size")
+        if config.position_embedding_type == "absolute":
+            longest = int(mask.sum(-1).max().item())
+            if longest > config.max_position_embeddings:
+                raise ValueError(
+                    f"{name}: a sequence has {longest} tokens but the model's learned positions stop at "
+                    f"max_position_embeddings={config.max_position_embeddings}; truncate the input "
+                    f"(tokenizer(..., truncation=True, max_length={config.max_position_embeddings}))"
+                )
+
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = config.return_dict if return_dict is None else return_dict
+
+        hidden = self.embeddings(input_ids, inputs_embeds, token_type_ids, mask)  # (B, L, d)
+        all_hidden = [hidden] if output_hidden_states else None
+        for layer in self.layers:
+            hidden = layer(hidden, mask)  # (B, L, d)
+            if output_hidden_states:
+                all_hidden.append(hidden)
+        if self.final_layer_norm is not None:
+            hidden = self.final_layer_norm(hidden)
+            if output_hidden_states:
+                all_hidden[-1] = hidden
+        out = BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if all_hidden else None)
+        return out if return_dict else out.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Task models
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class LionForMaskedLM(LionPreTrainedModel):
+    r"""LION with the masked-LM head (decoder tied to the word embeddings).
+
+    With `labels` (B, L) (-100 = not predicted) the loss is the mean cross-entropy over predicted positions, and
+    with `config.sparse_prediction` (default) `logits` holds only those positions, (N, vocab_size).
+    """
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "lion.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: LionConfig):
+        super().__init__(config)
+        self.lion = LionModel(config)
+        self.lm_head = MaskedLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput | tuple:
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = self.lion(
+            input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
+        )
+        loss, logits = masked_lm_loss_and_logits(
+            self.lm_head, out.last_hidden_state, labels, self.config, num_items, type(self).__name__
+        )
+        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+
+class LionForSequenceClassification(LionPreTrainedModel):
+    r"""LION with a pooled classification/regression head (`config.classifier_pooling`, `config.problem_type`)."""
+
+    def __init__(self, config: LionConfig):
+        super().__init__(config)
+        self.lion = LionModel(config)
+        self.classifier = SequenceClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = self.lion(
+            input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
+        )
+        hidden = out.last_hidden_state
+        mask = attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device)
+        logits = self.classifier(hidden, mask.to(hidden.device))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items, type(self).__name__)
+        result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+
+class LionForTokenClassification(LionPreTrainedModel):
+    r"""LION with a per-token classification head (softmax; a CRF when the config asks for one)."""
+
+    def __init__(self, config: LionConfig):
+        super().__init__(config)
+        self.lion = LionModel(config)
+        self.classifier = token_classification_head(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput | tuple:
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = self.lion(
+            input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
+        )
+        hidden = out.last_hidden_state
+        logits = self.classifier(hidden, attention_mask)  # (B, L, num_labels)
+        loss = None
+        if labels is not None:
+            loss = self.classifier.loss(logits, labels, attention_mask, num_items, type(self).__name__)
+        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+
+__all__ = [
+    "LionModel",
+    "LionForMaskedLM",
+    "LionForSequenceClassification",
+    "LionForTokenClassification",
+    "LionPreTrainedModel",
+]

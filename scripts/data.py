@@ -1,0 +1,458 @@
+"""Readers for the data the command line trains and fine-tunes on: GLUE, CoNLL tagging files, plain text.
+
+Why our own readers: the commands must work offline on the files a user already has (the original GLUE
+TSVs, CoNLL-2003 style column files, plain-text corpora), and a bad file must fail with a message that
+names the file, the line and what was expected, not with a ``KeyError`` three layers down in a trainer.
+
+Three groups:
+
+- **GLUE**: ``GLUE_TASKS`` is the table of the nine tasks (files, columns, labels, metrics, Hub names);
+  ``glue_task`` looks a task up by a forgiving name ("sst2", "SST-2", "sts-b"); ``load_glue_split``
+  reads the original GLUE TSV layout and ``load_glue_from_hub`` reads the same split from the Hugging
+  Face Hub (``nyu-mll/glue``). Both return ``[{"sentence1": ..., "sentence2": ..., "label": ...}]`` with
+  the label as a class id (an index into ``GlueTask.tsv_labels``), a float for STS-B, or ``None`` for the
+  unlabelled test splits. ``sentence2`` is present only for the sentence-pair tasks.
+- **CoNLL**: ``read_conll`` reads ``word ... tag`` column files into ``(words, tags)`` sentences and
+  ``conll_label_list`` gives their labels in a fixed order ("O" first, then by entity type).
+- **Plain text**: ``read_text_files`` returns the non-empty lines of text files and
+  ``shipped_corpus_files`` lists the Shakespeare plays shipped with the package (``macbeth.txt`` is the
+  held-out evaluation play).
+
+Only the standard library is needed; ``datasets`` is imported by ``load_glue_from_hub`` alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+PathLike = Union[str, os.PathLike]
+
+# --------------------------------------------------------------------------------------------------
+# GLUE
+# --------------------------------------------------------------------------------------------------
+
+#: The Hugging Face Hub dataset that ``load_glue_from_hub`` reads.
+GLUE_HUB_DATASET = "nyu-mll/glue"
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """One GLUE task: where its examples are in the TSV files, what its labels are, how it is scored.
+
+    Columns are found by their header name (every GLUE file has a header except CoLA's train and dev
+    files, which are read by position: ``source label _ sentence``).
+
+    Attributes:
+        name: the canonical name, also the folder name in the GLUE download (``"SST-2"``).
+        splits: split name -> TSV file name (``"dev"`` -> ``"dev.tsv"``; MNLI has ``dev_matched`` and
+            ``dev_mismatched``). Splits whose name starts with ``"test"`` have no labels.
+        sentence1, sentence2: header names of the text column(s); ``sentence2`` is ``None`` for
+            single-sentence tasks.
+        label: header name of the label column (absent in test files).
+        tsv_labels: the label strings as written in the TSV, in class-id order; empty for regression.
+        label_names: human-readable names of the same classes (the Hub's ``ClassLabel`` names), for
+            ``id2label``; empty for regression.
+        is_regression: STS-B: the label is a similarity score in [0, 5].
+        metrics: the official metric names, in the order GLUE reports them.
+        eval_splits: the split(s) a model is evaluated on (MNLI: matched and mismatched).
+        hub_config: config name in ``nyu-mll/glue``.
+        hub_columns: Hub column names for sentence1 (and sentence2).
+        positional_splits: splits whose files have no header, read by ``positions``.
+        positions: (sentence1, sentence2 or None, label) column indices for ``positional_splits``.
+    """
+
+    name: str
+    splits: dict[str, str]
+    sentence1: str
+    sentence2: str | None
+    label: str
+    tsv_labels: tuple[str, ...]
+    label_names: tuple[str, ...]
+    is_regression: bool
+    metrics: tuple[str, ...]
+    eval_splits: tuple[str, ...]
+    hub_config: str
+    hub_columns: tuple[str, ...]
+    positional_splits: frozenset[str] = field(default_factory=frozenset)
+    positions: tuple[int, int | None, int] | None = None
+
+    @property
+    def is_pair(self) -> bool:
+        """Whether examples are sentence pairs."""
+        return self.sentence2 is not None
+
+    @property
+    def num_labels(self) -> int:
+        """Number of outputs a model needs: the number of classes, or 1 for regression."""
+        return 1 if self.is_regression else len(self.tsv_labels)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Class id -> readable name (empty for regression)."""
+        return dict(enumerate(self.label_names))
+
+
+_STANDARD_SPLITS = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
+_BINARY = ("0", "1")
+_NLI2 = ("entailment", "not_entailment")
+
+GLUE_TASKS: dict[str, GlueTask] = {
+    task.name: task
+    for task in (
+        GlueTask(
+            name="CoLA", splits=dict(_STANDARD_SPLITS), sentence1="sentence", sentence2=None, label="label",
+            tsv_labels=_BINARY, label_names=("unacceptable", "acceptable"), is_regression=False,
+            metrics=("matthews_correlation",), eval_splits=("dev",), hub_config="cola",
+            hub_columns=("sentence",), positional_splits=frozenset({"train", "dev"}), positions=(3, None, 1),
+        ),
+        GlueTask(
+            name="SST-2", splits=dict(_STANDARD_SPLITS), sentence1="sentence", sentence2=None, label="label",
+            tsv_labels=_BINARY, label_names=("negative", "positive"), is_regression=False,
+            metrics=("accuracy",), eval_splits=("dev",), hub_config="sst2", hub_columns=("sentence",),
+        ),
+        GlueTask(
+            name="MRPC", splits=dict(_STANDARD_SPLITS), sentence1="#1 String", sentence2="#2 String",
+            label="Quality", tsv_labels=_BINARY, label_names=("not_equivalent", "equivalent"),
+            is_regression=False, metrics=("f1", "accuracy"), eval_splits=("dev",), hub_config="mrpc",
+            hub_columns=("sentence1", "sentence2"),
+        ),
+        GlueTask(
+            name="QQP", splits=dict(_STANDARD_SPLITS), sentence1="question1", sentence2="question2",
+            label="is_duplicate", tsv_labels=_BINARY, label_names=("not_duplicate", "duplicate"),
+            is_regression=False, metrics=("f1", "accuracy"), eval_splits=("dev",), hub_config="qqp",
+            hub_columns=("question1", "question2"),
+        ),
+        GlueTask(
+            name="STS-B", splits=dict(_STANDARD_SPLITS), sentence1="sentence1", sentence2="sentence2",
+            label="score", tsv_labels=(), label_names=(), is_regression=True, metrics=("pearson", "spearman"),
+            eval_splits=("dev",), hub_config="stsb", hub_columns=("sentence1", "sentence2"),
+        ),
+        GlueTask(
+            name="MNLI",
+            splits={
+                "train": "train.tsv",
+                "dev_matched": "dev_matched.tsv",
+                "dev_mismatched": "dev_mismatched.tsv",
+                "test_matched": "test_matched.tsv",
+                "test_mismatched": "test_mismatched.tsv",
+            },
+            sentence1="sentence1", sentence2="sentence2", label="gold_label",
+            tsv_labels=("contradiction", "entailment", "neutral"),
+            label_names=("contradiction", "entailment", "neutral"), is_regression=False,
+            metrics=("accuracy",), eval_splits=("dev_matched", "dev_mismatched"), hub_config="mnli",
+            hub_columns=("premise", "hypothesis"),
+        ),
+        GlueTask(
+            name="QNLI", splits=dict(_STANDARD_SPLITS), sentence1="question", sentence2="sentence", label="label",
+            tsv_labels=_NLI2, label_names=_NLI2, is_regression=False, metrics=("accuracy",),
+            eval_splits=("dev",), hub_config="qnli", hub_columns=("question", "sentence"),
+        ),
+        GlueTask(
+            name="RTE", splits=dict(_STANDARD_SPLITS), sentence1="sentence1", sentence2="sentence2", label="label",
+            tsv_labels=_NLI2, label_names=_NLI2, is_regression=False, metrics=("accuracy",),
+            eval_splits=("dev",), hub_config="rte", hub_columns=("sentence1", "sentence2"),
+        ),
+        GlueTask(
+            name="WNLI", splits=dict(_STANDARD_SPLITS), sentence1="sentence1", sentence2="sentence2", label="label",
+            tsv_labels=_BINARY, label_names=("not_entailment", "entailment"), is_regression=False,
+            metrics=("accuracy",), eval_splits=("dev",), hub_config="wnli", hub_columns=("sentence1", "sentence2"),
+        ),
+    )
+}
+
+# Hub split names -> ours, so both spellings are accepted everywhere.
+_SPLIT_ALIASES = {
+    "validation": "dev",
+    "validation_matched": "dev_matched",
+    "validation_mismatched": "dev_mismatched",
+}
+
+
+def _task_key(name: str) -> str:
+    return name.strip().lower().replace("-", "").replace("_", "")
+
+
+_TASKS_BY_KEY = {_task_key(name): task for name, task in GLUE_TASKS.items()}
+
+
+def glue_task(name: str) -> GlueTask:
+    """The GLUE task called ``name``, case-insensitive, with or without hyphen ("sst2", "SST-2", "sts-b")."""
+    task = _TASKS_BY_KEY.get(_task_key(str(name)))
+    if task is None:
+        allowed = ", ".join(GLUE_TASKS)
+        raise ValueError(f"unknown GLUE task {name!r}; allowed (any case, hyphen optional): {allowed}")
+    return task
+
+
+def _normalise_split(task: GlueTask, split: str) -> str:
+    key = _SPLIT_ALIASES.get(split.strip().lower(), split.strip().lower())
+    if key not in task.splits:
+        raise ValueError(f"unknown split {split!r} for GLUE task {task.name}; allowed: {', '.join(task.splits)}")
+    return key
+
+
+def _find_task_dir(task: GlueTask, data_dir: Path, filename: str) -> Path:
+    """``data_dir`` may be the GLUE root (holding ``RTE/``) or the task's own folder."""
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"GLUE data folder {str(data_dir)!r} does not exist or is not a folder")
+    candidates = [data_dir / task.name]
+    candidates += sorted(p for p in data_dir.iterdir() if p.is_dir() and _task_key(p.name) == _task_key(task.name))
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    if (data_dir / filename).is_file():
+        return data_dir
+    raise FileNotFoundError(
+        f"no {task.name} data in {str(data_dir)!r}: expected a folder {task.name}/ holding {filename} "
+        f"(or {filename} directly in that folder)"
+    )
+
+
+def _parse_label(task: GlueTask, raw: str, where: str) -> int | float:
+    value = raw.strip()
+    if task.is_regression:
+        try:
+            score = float(value)
+        except ValueError:
+            score = float("nan")
+        if not 0.0 <= score <= 5.0:  # also rejects NaN
+            raise ValueError(f"{where}: {task.name} score {raw!r} is not a number between 0 and 5")
+        return score
+    if value not in task.tsv_labels:
+        allowed = ", ".join(repr(label) for label in task.tsv_labels)
+        raise ValueError(f"{where}: unknown {task.name} label {raw!r}; allowed: {allowed}")
+    return task.tsv_labels.index(value)
+
+
+def _column_indices(
+    task: GlueTask, header: list[str], labelled: bool, path: Path
+) -> tuple[int, int | None, int | None]:
+    """Positions of sentence1, sentence2 and label, looked up by name in the header row."""
+    wanted = [task.sentence1] + ([task.sentence2] if task.sentence2 else []) + ([task.label] if labelled else [])
+    names = [name.strip() for name in header]
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise ValueError(
+            f"{path}, line 1: the header lacks column(s) {missing}; a {task.name} file needs {wanted}, "
+            f"found {names}"
+        )
+    s2 = names.index(task.sentence2) if task.sentence2 else None
+    label = names.index(task.label) if labelled else None
+    return names.index(task.sentence1), s2, label
+
+
+def load_glue_split(task: str, data_dir: PathLike, split: str) -> list[dict[str, Any]]:
+    """Read one split of a GLUE task from the original GLUE TSV files.
+
+    Args:
+        task: a task name accepted by ``glue_task`` ("rte", "SST-2", ...).
+        data_dir: the GLUE folder holding one sub-folder per task (``glue/RTE/dev.tsv``), or the task's
+            folder itself.
+        split: "train", "dev" or "test" ("dev_matched", "dev_mismatched", ... for MNLI); the Hub spelling
+            "validation" is accepted for "dev".
+
+    Returns:
+        One dict per example: ``sentence1``, ``sentence2`` (pair tasks only) and ``label``: the class id
+        (index into ``tsv_labels``), a float for STS-B, ``None`` for test splits.
+
+    Raises:
+        FileNotFoundError: the folder or file is missing.
+        ValueError: the task or split is unknown, the file is empty, a row has too few columns, the header
+            lacks a column, or a label is not one of the task's labels (with file name and line number).
+    """
+    spec = glue_task(task)
+    split_key = _normalise_split(spec, split)
+    filename = spec.splits[split_key]
+    path = _find_task_dir(spec, Path(data_dir), filename) / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"GLUE {spec.name} {split_key} file {str(path)!r} does not exist")
+    labelled = not split_key.startswith("test")
+
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if split_key in spec.positional_splits and spec.positions is not None:
+            s1, s2, label = spec.positions
+            if not labelled:
+                label = None
+        else:
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{path} is empty: expected a header line and one {spec.name} example per line")
+            s1, s2, label = _column_indices(spec, header, labelled, path)
+        needed = 1 + max(i for i in (s1, s2, label) if i is not None)
+        examples = [_glue_example(spec, row, (s1, s2, label), needed, f"{path}, line {reader.line_num}")
+                    for row in reader if row]
+    if not examples:
+        raise ValueError(f"{path} holds no examples: expected one {spec.name} example per line")
+    return examples
+
+
+def _glue_example(task: GlueTask, row: list[str], columns: tuple[int, int | None, int | None], needed: int,
+                  where: str) -> dict[str, Any]:
+    if len(row) < needed:
+        raise ValueError(
+            f"{where}: expected at least {needed} tab-separated columns for {task.name}, found {len(row)}"
+        )
+    s1, s2, label = columns
+    example: dict[str, Any] = {"sentence1": row[s1]}
+    if s2 is not None:
+        example["sentence2"] = row[s2]
+    example["label"] = None if label is None else _parse_label(task, row[label], where)
+    return example
+
+
+def load_glue_from_hub(task: str, split: str, cache_dir: PathLike | None = None) -> list[dict[str, Any]]:
+    """Read one split of a GLUE task from the Hugging Face Hub (``nyu-mll/glue``), as ``load_glue_split`` does.
+
+    Hub split names ("validation", "validation_matched") and ours ("dev", "dev_matched") are both accepted.
+    Class ids are mapped through the Hub's label names, so they agree with ``load_glue_split`` (the Hub
+    orders MNLI's classes differently from the GLUE TSVs). Unlabelled rows (label -1) get ``None``.
+    """
+    import datasets  # heavy; only this function needs it
+
+    spec = glue_task(task)
+    split_key = _normalise_split(spec, split)
+    hub_split = split_key.replace("dev", "validation")
+    data = datasets.load_dataset(GLUE_HUB_DATASET, spec.hub_config, split=hub_split,
+                                 cache_dir=None if cache_dir is None else str(cache_dir))
+    label_feature = data.features.get("label") if getattr(data, "features", None) is not None else None
+    hub_names = list(getattr(label_feature, "names", None) or [])
+    examples = []
+    for row in data:
+        example: dict[str, Any] = {"sentence1": row[spec.hub_columns[0]]}
+        if spec.is_pair:
+            example["sentence2"] = row[spec.hub_columns[1]]
+        example["label"] = _hub_label(spec, row.get("label"), hub_names)
+        examples.append(example)
+    return examples
+
+
+def _hub_label(task: GlueTask, value: Any, hub_names: list[str]) -> int | float | None:
+    if value is None:
+        return None
+    if task.is_regression:
+        return float(value)
+    if int(value) < 0:  # the Hub marks unlabelled test rows with -1
+        return None
+    name = hub_names[int(value)] if hub_names else task.label_names[int(value)]
+    if name not in task.label_names:
+        raise ValueError(f"Hub label {name!r} of {task.name} is not one of {list(task.label_names)}")
+    return task.label_names.index(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# CoNLL column files
+# --------------------------------------------------------------------------------------------------
+
+
+def _existing_file(path: PathLike, what: str = "text file") -> Path:
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"{what} {str(file)!r} does not exist")
+    if not file.is_file():
+        raise ValueError(f"{what} {str(file)!r} is a folder, not a file")
+    return file
+
+
+
+def read_conll(path: PathLike) -> list[tuple[list[str], list[str]]]:
+    """Read a CoNLL-style tagging file into ``(words, tags)`` sentences.
+
+    Format: one token per line, whitespace-separated columns (spaces or tabs), the word in the first
+    column and the tag in the LAST (``EU NNP B-NP B-ORG``); a blank line ends a sentence; ``-DOCSTART-``
+    lines are skipped. A missing final blank line and Windows line endings are fine.
+    """
+    file = _existing_file(path, "CoNLL file")
+    sentences: list[tuple[list[str], list[str]]] = []
+    words: list[str] = []
+    tags: list[str] = []
+    with open(file, encoding="utf-8") as f:  # universal newlines: \r\n is read as \n
+        for number, line in enumerate(f, start=1):
+            columns = line.split()
+            if not columns or columns[0] == "-DOCSTART-":
+                if words:
+                    sentences.append((words, tags))
+                    words, tags = [], []
+                continue
+            if len(columns) < 2:
+                raise ValueError(
+                    f"{file}, line {number}: expected at least 2 whitespace-separated columns (word ... tag), "
+                    f"found 1: {line.rstrip()!r}"
+                )
+            words.append(columns[0])
+            tags.append(columns[-1])
+    if words:
+        sentences.append((words, tags))
+    if not sentences:
+        raise ValueError(f"{file} holds no sentences: expected 'word ... tag' lines with blank lines between sentences")
+    return sentences
+
+
+# Order of the prefixes within one entity type: IOB2 (B, I), IOBES (B, I, E, S), BILOU (B, I, L, U).
+_PREFIX_ORDER = {"B": 0, "I": 1, "E": 2, "L": 2, "S": 3, "U": 3}
+
+
+def _label_sort_key(label: str) -> tuple[str, int, str]:
+    prefix, sep, entity = label.partition("-")
+    if sep and len(prefix) == 1:
+        return entity, _PREFIX_ORDER.get(prefix, len(_PREFIX_ORDER)), prefix
+    return label, -1, ""  # a tag without a prefix (a POS tag, say) sorts by itself
+
+
+def conll_label_list(sentences: Iterable[tuple[Sequence[str], Sequence[str]]]) -> list[str]:
+    """The distinct tags of ``sentences``, deterministic: "O" first, then by entity type, then prefix.
+
+    Example: ``["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]``.
+    """
+    seen = {tag for _, tags in sentences for tag in tags}
+    rest = sorted(seen - {"O"}, key=_label_sort_key)
+    return (["O"] if "O" in seen else []) + rest
+
+
+# --------------------------------------------------------------------------------------------------
+# Plain text
+# --------------------------------------------------------------------------------------------------
+
+#: The shipped corpus (public-domain Shakespeare) and the play held out for evaluation.
+CORPUS_DIR = Path(__file__).resolve().parent / "corpus" / "shakespeare"
+EVAL_PLAY = "macbeth.txt"
+
+
+def read_text_files(paths: PathLike | Iterable[PathLike]) -> list[str]:
+    """The non-empty lines of the given UTF-8 text files, whitespace stripped, in file order.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` when no path is given, a file holds
+    no text or is not valid UTF-8.
+    """
+    files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    if not files:
+        raise ValueError("no text files given: expected at least one path")
+    lines: list[str] = []
+    for file in map(_existing_file, files):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{file} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+        found = [line.strip() for line in text.splitlines() if line.strip()]
+        if not found:
+            raise ValueError(f"{file} is empty: expected at least one non-blank line of text")
+        lines.extend(found)
+    return lines
+
+
+def shipped_corpus_files(split: str = "train") -> list[Path]:
+    """The shipped Shakespeare files: "eval" is ``macbeth.txt`` alone (held out), "train" all the others."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"unknown corpus split {split!r}; allowed: 'train', 'eval'")
+    files = sorted(CORPUS_DIR.glob("*.txt"))
+    if not files:
+        raise FileNotFoundError(f"the shipped corpus is missing: no .txt files in {str(CORPUS_DIR)!r}")
+    chosen = [f for f in files if (f.name == EVAL_PLAY) == (split == "eval")]
+    if not chosen:
+        raise FileNotFoundError(f"the shipped corpus in {str(CORPUS_DIR)!r} has no {split} files")
+    return chosen

@@ -1,0 +1,257 @@
+"""Evaluation metrics for GLUE and for entity tagging, implemented here from their definitions.
+
+Why our own: the fine-tuning commands must report the official GLUE and CoNLL numbers without pulling
+scikit-learn, scipy or seqeval into the runtime dependencies. Those libraries are the test oracles:
+``tests/scripts/test_metrics.py`` checks every function here against them.
+
+- Classification: ``accuracy``, ``f1_binary`` (positive class 1), ``matthews_corrcoef`` (binary and
+  multi-class, 0.0 where undefined, like scikit-learn).
+- Regression: ``pearson`` and ``spearman`` (average ranks for ties); NaN where undefined (a constant
+  input), like scipy.
+- ``glue_metrics(task, predictions, labels)``: exactly the official metric names of a GLUE task.
+- ``span_f1(true_tags, pred_tags)``: strict entity-level precision/recall/F1, equal to seqeval's
+  ``classification_report(..., mode="strict")`` for IOB2, IOBES and BILOU tags.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .data import glue_task
+
+# --------------------------------------------------------------------------------------------------
+# Classification and regression
+# --------------------------------------------------------------------------------------------------
+
+
+def _paired(predictions: Any, labels: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both inputs as 1-D arrays of the same, non-zero length."""
+    pred = np.asarray(predictions).reshape(-1)
+    true = np.asarray(labels).reshape(-1)
+    if pred.shape != true.shape:
+        raise ValueError(f"{what}: {pred.size} predictions but {true.size} labels; they must be the same length")
+    if pred.size == 0:
+        raise ValueError(f"{what}: no predictions; expected at least one")
+    return pred, true
+
+
+def accuracy(predictions: Any, labels: Any) -> float:
+    """Fraction of predictions equal to their label."""
+    pred, true = _paired(predictions, labels, "accuracy")
+    return float(np.mean(pred == true))
+
+
+def f1_binary(predictions: Any, labels: Any) -> float:
+    """F1 of the positive class 1: ``2 TP / (2 TP + FP + FN)``; 0.0 when there is no positive at all."""
+    pred, true = _paired(predictions, labels, "f1_binary")
+    tp = int(np.sum((pred == 1) & (true == 1)))
+    fp = int(np.sum((pred == 1) & (true != 1)))
+    fn = int(np.sum((pred != 1) & (true == 1)))
+    return 0.0 if tp == 0 else 2.0 * tp / (2.0 * tp + fp + fn)
+
+
+def matthews_corrcoef(predictions: Any, labels: Any) -> float:
+    """Matthews correlation coefficient, binary or multi-class (Gorodkin's R_K); 0.0 when undefined.
+
+    With the confusion matrix C (rows: true class, columns: predicted class), t = row sums,
+    p = column sums, c = trace and s = total::
+
+        MCC = (c s - t.p) / sqrt((s^2 - p.p) (s^2 - t.t))
+
+    which reduces to (TP TN - FP FN) / sqrt(...) for two classes. When either factor under the root is
+    zero (one class only in the labels or in the predictions) it is defined as 0.0, as scikit-learn does.
+    """
+    pred, true = _paired(predictions, labels, "matthews_corrcoef")
+    classes, codes = np.unique(np.concatenate([true, pred]), return_inverse=True)
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=np.float64)
+    np.add.at(confusion, (codes[: true.size], codes[true.size:]), 1.0)
+    t = confusion.sum(axis=1)
+    p = confusion.sum(axis=0)
+    c = np.trace(confusion)
+    s = confusion.sum()
+    cov_tp = c * s - t @ p
+    cov_pp = s * s - p @ p
+    cov_tt = s * s - t @ t
+    if cov_pp * cov_tt == 0:
+        return 0.0
+    return float(cov_tp / math.sqrt(cov_tt * cov_pp))
+
+
+def pearson(x: Any, y: Any) -> float:
+    """Pearson's correlation coefficient; NaN when either input is constant (undefined), like scipy."""
+    a, b = _paired(x, y, "pearson")
+    if a.size < 2:
+        raise ValueError(f"pearson: needs at least 2 values, got {a.size}")
+    a = a.astype(np.float64) - np.mean(a, dtype=np.float64)
+    b = b.astype(np.float64) - np.mean(b, dtype=np.float64)
+    norm_a, norm_b = np.linalg.norm(a), np.linalg.norm(b)
+    if norm_a == 0 or norm_b == 0:
+        return float("nan")
+    r = float(np.dot(a / norm_a, b / norm_b))
+    return max(-1.0, min(1.0, r))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n; tied values share the mean of the ranks they span."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    # Start index of each run of equal values in sorted order.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    run_rank = (starts + ends + 1) / 2.0  # mean of the 1-based ranks starts+1 .. ends
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ranks
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rank correlation: Pearson's r of the ranks, ties given their average rank."""
+    a, b = _paired(x, y, "spearman")
+    return pearson(_average_ranks(a), _average_ranks(b))
+
+
+def glue_metrics(task: str, predictions: Any, labels: Any) -> dict[str, float]:
+    """The official metrics of a GLUE task, under their official names.
+
+    CoLA: ``matthews_correlation``; MRPC and QQP: ``f1`` and ``accuracy``; STS-B: ``pearson`` and
+    ``spearman``; the others: ``accuracy``. MNLI is scored once per evaluation split (matched and
+    mismatched, see ``GlueTask.eval_splits``); the caller names the two results.
+
+    ``predictions`` may be class ids or logits of shape (N, num_labels), which are arg-maxed; for STS-B,
+    scores of shape (N,) or (N, 1).
+    """
+    spec = glue_task(task)
+    pred = np.asarray(predictions)
+    if not spec.is_regression and pred.ndim == 2:
+        pred = pred.argmax(axis=-1)
+    pred = pred.reshape(-1)
+    if spec.is_regression:
+        funcs = {"pearson": pearson, "spearman": spearman}
+    else:
+        funcs = {"matthews_correlation": matthews_corrcoef, "f1": f1_binary, "accuracy": accuracy}
+    return {name: funcs[name](pred, labels) for name in spec.metrics}
+
+
+# --------------------------------------------------------------------------------------------------
+# Strict entity spans (seqeval mode="strict")
+# --------------------------------------------------------------------------------------------------
+
+# Per scheme: the prefixes allowed, the ones that begin an entity, continue it, and close it. A chunk is
+# valid when it is  begin continue* close?  in the scheme's grammar:
+#   IOB2:  B-X I-X*            (any B starts a chunk; it ends before anything that is not I-X)
+#   IOBES: S-X | B-X I-X* E-X  (a chunk must be closed by E-X; S-X is a single-token chunk)
+#   BILOU: U-X | B-X I-X* L-X  (IOBES with L for E and U for S)
+_SCHEMES = {
+    "IOB2": {"allowed": "BIO", "single": "", "end": ""},
+    "IOBES": {"allowed": "BIOES", "single": "S", "end": "E"},
+    "BILOU": {"allowed": "BILOU", "single": "U", "end": "L"},
+}
+_SCHEME_ALIASES = {
+    "IOB2": "IOB2", "BIO": "IOB2", "IOBES": "IOBES", "BIOES": "IOBES", "BILOU": "BILOU", "BIOUL": "BILOU"
+}
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """``"B-LOC"`` -> ``("B", "LOC")``; ``"O"`` -> ``("O", "")``."""
+    return tag[:1], tag[1:].strip("-")
+
+
+def _resolve_scheme(scheme: str, sentences: Sequence[Sequence[str]]) -> str:
+    if scheme.lower() != "auto":
+        name = _SCHEME_ALIASES.get(scheme.upper())
+        if name is None:
+            allowed = ", ".join(map(repr, ["auto", *_SCHEME_ALIASES]))
+            raise ValueError(f"unknown tagging scheme {scheme!r}; allowed: {allowed}")
+        return name
+    prefixes = {tag[:1] for tags in sentences for tag in tags}
+    if prefixes & set("ES") and prefixes & set("LU"):
+        raise ValueError("tags mix IOBES (E-, S-) and BILOU (L-, U-) prefixes; pass scheme= explicitly")
+    if prefixes & set("ES"):
+        return "IOBES"
+    if prefixes & set("LU"):
+        return "BILOU"
+    return "IOB2"
+
+
+def _entities(tags: Sequence[str], scheme: str, sentence: int) -> set[tuple[int, int, int, str]]:
+    """Strict chunks of one sentence as ``(sentence, start, end, type)`` with ``end`` exclusive."""
+    rules = _SCHEMES[scheme]
+    parsed = [_split_tag(tag) for tag in tags]
+    for tag, (prefix, _) in zip(tags, parsed):
+        if not prefix or prefix not in rules["allowed"]:
+            allowed = ", ".join(rules["allowed"])
+            raise ValueError(f"tag {tag!r} is not allowed in the {scheme} scheme (prefixes {allowed})")
+    found = set()
+    i, n = 0, len(parsed)
+    while i < n:
+        prefix, kind = parsed[i]
+        if prefix == rules["single"] and prefix:
+            found.add((sentence, i, i + 1, kind))
+            i += 1
+            continue
+        if prefix != "B":
+            i += 1
+            continue
+        # Extend over I-kind (and, for closing schemes, a final E-kind / L-kind).
+        j = i + 1
+        closed = not rules["end"]  # IOB2 chunks need no closing tag
+        while j < n and parsed[j][1] == kind and parsed[j][0] in ("I", rules["end"]):
+            j += 1
+            if parsed[j - 1][0] == rules["end"]:
+                closed = True
+                break
+        if closed:
+            found.add((sentence, i, j, kind))
+        i = j
+    return found
+
+
+def span_f1(
+    true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]], scheme: str = "auto"
+) -> dict[str, Any]:
+    """Strict entity-level precision, recall and F1, as seqeval's ``mode="strict"`` computes them.
+
+    A predicted entity counts only if the same type spans exactly the same tokens in the gold tags, and
+    only valid chunks of the scheme are entities (in IOB2, an ``I-X`` that does not continue a ``B-X``
+    or ``I-X`` starts nothing; in IOBES a ``B-X I-X`` without its ``E-X`` is no entity).
+
+    Args:
+        true_tags, pred_tags: one tag list per sentence, same shapes.
+        scheme: "IOB2" (alias "BIO"), "IOBES" ("BIOES"), "BILOU" ("BIOUL"), or "auto": IOBES when a tag has
+            an E-/S- prefix, BILOU for L-/U-, else IOB2.
+
+    Returns:
+        ``{"precision", "recall", "f1"}`` micro-averaged over all entities, ``"support"`` (the number of gold
+        entities) and ``"per_type"``: ``{"LOC": {"precision", "recall", "f1", "support"}, ...}`` for every
+        type found in the gold or predicted tags, sorted by name. A ratio with a zero denominator is 0.0.
+    """
+    if len(true_tags) != len(pred_tags):
+        raise ValueError(f"span_f1: {len(true_tags)} gold sentences but {len(pred_tags)} predicted sentences")
+    for index, (gold, pred) in enumerate(zip(true_tags, pred_tags)):
+        if len(gold) != len(pred):
+            raise ValueError(f"span_f1: sentence {index} has {len(gold)} gold tags but {len(pred)} predicted tags")
+    name = _resolve_scheme(scheme, list(true_tags) + list(pred_tags))
+    gold_entities = set().union(*(_entities(tags, name, i) for i, tags in enumerate(true_tags)))
+    pred_entities = set().union(*(_entities(tags, name, i) for i, tags in enumerate(pred_tags)))
+    correct = gold_entities & pred_entities
+
+    per_type = {}
+    for kind in sorted({e[3] for e in gold_entities | pred_entities}):
+        n_gold = sum(1 for e in gold_entities if e[3] == kind)
+        n_pred = sum(1 for e in pred_entities if e[3] == kind)
+        n_correct = sum(1 for e in correct if e[3] == kind)
+        per_type[kind] = {**_prf(n_correct, n_pred, n_gold), "support": n_gold}
+    return {**_prf(len(correct), len(pred_entities), len(gold_entities)), "support": len(gold_entities),
+            "per_type": per_type}
+
+
+def _prf(n_correct: int, n_pred: int, n_gold: int) -> dict[str, float]:
+    precision = n_correct / n_pred if n_pred else 0.0
+    recall = n_correct / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}

@@ -1,0 +1,72 @@
+"""bizoo: bidirectional sequence models for Hugging Face transformers.
+
+The repository root is the import package ``bizoo`` (``package_dir={"bizoo": "."}``), so the generic folder
+names ``modeling``, ``configuration``, ``kernels`` and ``scripts`` only ever exist as ``bizoo.*``.
+"""
+
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "__init__.py").read_text(), re.M).group(1)
+
+# Every folder that holds Python code, as a dotted name under ``bizoo``. ``bizoo.kernels`` has no
+# ``__init__.py`` on purpose (see DESIGN.md): it is an implicit namespace package inside ``bizoo``.
+PACKAGES = [
+    "bizoo",
+    "bizoo.configuration",
+    "bizoo.modeling",
+    "bizoo.kernels",
+    "bizoo.kernels.lion",
+    "bizoo.scripts",
+]
+
+setup(
+    name="bizoo",
+    version=VERSION,
+    description="A zoo of bidirectional sequence models (LION, BiGS, BiLSTM-CRF, ELMo) for Hugging Face transformers",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    package_dir={"bizoo": "."},
+    packages=PACKAGES,
+    package_data={
+        "bizoo.scripts": ["corpus/shakespeare/*.txt", "corpus/README.md"],
+        "bizoo": ["hub_cards/*.md"],
+    },
+    include_package_data=False,
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "accelerate>=1.0",
+        "datasets>=3.0",
+        "tokenizers>=0.21",
+        "safetensors>=0.4",
+        "huggingface_hub>=1.0",
+        "matplotlib>=3.7",
+        # Triton ships wheels for Linux x86-64 only; elsewhere the Triton backend is simply absent.
+        "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-xdist>=3",
+            "hypothesis>=6",
+            # Independent oracles for our own implementations (CRF, metrics, ELMo fixtures).
+            "pytorch-crf>=0.7",
+            "seqeval>=1.2",
+            "scikit-learn>=1.3",
+            "scipy>=1.10",
+            "h5py>=3.8",
+        ],
+    },
+    entry_points={"console_scripts": ["bizoo = bizoo.scripts.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,245 @@
+"""Tests for bizoo.scripts.metrics against independent oracles.
+
+scikit-learn (matthews_corrcoef, f1_score, accuracy_score), scipy (pearsonr, spearmanr) and seqeval
+(strict IOB2 / IOBES / BILOU classification reports) are test-only dependencies: the implementations under
+test use none of them.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from seqeval.metrics import classification_report
+from seqeval.scheme import BILOU, IOB2, IOBES
+from sklearn import metrics as skm
+
+from bizoo.scripts.metrics import (
+    accuracy,
+    f1_binary,
+    glue_metrics,
+    matthews_corrcoef,
+    pearson,
+    spearman,
+    span_f1,
+)
+
+SEEDS = range(40)
+
+
+def close(ours: float, theirs: float) -> bool:
+    if math.isnan(theirs):
+        return math.isnan(ours)
+    return ours == pytest.approx(float(theirs), abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- classification
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_classification_metrics_match_sklearn_on_random_data(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 60)), int(rng.integers(2, 5))
+    labels, preds = rng.integers(0, k, n), rng.integers(0, k, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert close(matthews_corrcoef(preds, labels), skm.matthews_corrcoef(labels, preds))
+        assert close(accuracy(preds, labels), skm.accuracy_score(labels, preds))
+        binary_labels, binary_preds = labels % 2, preds % 2
+        assert close(f1_binary(binary_preds, binary_labels), skm.f1_score(binary_labels, binary_preds, zero_division=0))
+        assert close(matthews_corrcoef(binary_preds, binary_labels), skm.matthews_corrcoef(binary_labels, binary_preds))
+
+
+@pytest.mark.parametrize(
+    "labels, preds",
+    [
+        ([1, 1, 1, 1], [1, 1, 1, 1]),  # one class everywhere: MCC undefined -> 0
+        ([0, 1, 0, 1], [1, 1, 1, 1]),  # constant predictions
+        ([0, 0, 0, 0], [0, 1, 0, 1]),  # constant labels
+        ([0, 1, 0, 1], [0, 1, 0, 1]),  # perfect
+        ([0, 1, 0, 1], [1, 0, 1, 0]),  # perfectly wrong
+        ([0, 0, 0, 0], [0, 0, 0, 0]),  # no positive at all: F1 = 0
+        ([2, 0, 1, 2, 1], [2, 1, 1, 0, 1]),  # multi-class
+        ([3, 7, 7, 3], [7, 7, 3, 3]),  # arbitrary class ids
+    ],
+)
+def test_classification_edge_cases(labels: list[int], preds: list[int]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert close(matthews_corrcoef(preds, labels), skm.matthews_corrcoef(labels, preds))
+        if set(labels) | set(preds) <= {0, 1}:
+            assert close(f1_binary(preds, labels), skm.f1_score(labels, preds, zero_division=0))
+
+
+def test_classification_input_errors() -> None:
+    with pytest.raises(ValueError, match="3 predictions but 2 labels"):
+        accuracy([0, 1, 1], [0, 1])
+    with pytest.raises(ValueError, match="no predictions"):
+        matthews_corrcoef([], [])
+
+
+# ---------------------------------------------------------------------------------------------- correlation
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_correlations_match_scipy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 80))
+    x = rng.normal(size=n)
+    y = 0.5 * x + rng.normal(size=n)
+    ties = rng.integers(0, 4, n).astype(float)  # many ties
+    for a, b in ((x, y), (x, ties), (ties, ties[::-1].copy())):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert close(pearson(a, b), stats.pearsonr(a, b).statistic)
+            assert close(spearman(a, b), stats.spearmanr(a, b).statistic)
+
+
+def test_correlation_edge_cases() -> None:
+    assert spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
+    assert pearson([1.0, 2.0], [2.0, 4.0]) == pytest.approx(1.0)
+    assert spearman([1, 2, 2, 5], [1, 3, 3, 4]) == pytest.approx(stats.spearmanr([1, 2, 2, 5], [1, 3, 3, 4]).statistic)
+    assert math.isnan(pearson([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]))  # constant input: undefined, as scipy
+    assert math.isnan(spearman([1.0, 2.0, 3.0], [5, 5, 5]))
+    with pytest.raises(ValueError, match="at least 2 values"):
+        pearson([1.0], [2.0])
+
+
+# ---------------------------------------------------------------------------------------------- GLUE
+
+
+def test_glue_metrics_use_the_official_names() -> None:
+    labels = [0, 1, 1, 0, 1]
+    preds = [0, 1, 0, 0, 1]
+    assert set(glue_metrics("cola", preds, labels)) == {"matthews_correlation"}
+    assert list(glue_metrics("MRPC", preds, labels)) == ["f1", "accuracy"]
+    assert list(glue_metrics("qqp", preds, labels)) == ["f1", "accuracy"]
+    for task in ("sst2", "SST-2", "mnli", "qnli", "rte", "wnli"):
+        assert list(glue_metrics(task, preds, labels)) == ["accuracy"]
+    scores = glue_metrics("sts-b", [0.5, 2.0, 3.5, 4.0], [1.0, 2.5, 3.0, 5.0])
+    assert list(scores) == ["pearson", "spearman"] and scores["spearman"] == pytest.approx(1.0)
+    mrpc = glue_metrics("mrpc", preds, labels)
+    assert mrpc == {"f1": pytest.approx(skm.f1_score(labels, preds)), "accuracy": pytest.approx(0.8)}
+    assert all(type(v) is float for v in mrpc.values())
+
+
+def test_glue_metrics_accept_logits() -> None:
+    logits = np.array([[2.0, -1.0, 0.0], [0.0, 3.0, 1.0], [0.0, 0.0, 5.0]])
+    assert glue_metrics("mnli", logits, [0, 1, 1]) == {"accuracy": pytest.approx(2 / 3)}
+    assert glue_metrics("stsb", np.array([[1.0], [2.0], [3.0]]), [1.0, 2.0, 4.0])["spearman"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown GLUE task"):
+        glue_metrics("imdb", [0], [0])
+
+
+# ---------------------------------------------------------------------------------------------- spans
+
+# Our result keys and seqeval's.
+KEYS = (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"), ("support", "support"))
+ORACLE_SCHEMES = {"IOB2": (IOB2, "BI"), "IOBES": (IOBES, "BIES"), "BILOU": (BILOU, "BILU")}
+
+
+def seqeval_report(true: list[list[str]], pred: list[list[str]], scheme: str) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return classification_report(true, pred, mode="strict", scheme=ORACLE_SCHEMES[scheme][0],
+                                     output_dict=True, zero_division=0)
+
+
+def assert_matches_seqeval(true: list[list[str]], pred: list[list[str]], scheme: str, ours: dict) -> None:
+    report = seqeval_report(true, pred, scheme)
+    types = set(report) - {"micro avg", "macro avg", "weighted avg"}
+    assert set(ours["per_type"]) == types
+    for kind in types:
+        for key, oracle_key in KEYS:
+            assert close(ours["per_type"][kind][key], report[kind][oracle_key]), (kind, key)
+    for key, oracle_key in KEYS:
+        assert close(ours[key], report["micro avg"][oracle_key]), key
+
+
+def random_tags(rng: np.random.Generator, n: int, prefixes: str) -> list[str]:
+    return ["O" if rng.random() < 0.4 else f"{rng.choice(list(prefixes))}-{rng.choice(['LOC', 'PER', 'ORG'])}"
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("scheme", list(ORACLE_SCHEMES))
+@pytest.mark.parametrize("seed", SEEDS)
+def test_span_f1_matches_seqeval_strict_on_random_tags(scheme: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    prefixes = ORACLE_SCHEMES[scheme][1]
+    lengths = rng.integers(0, 15, int(rng.integers(1, 8)))
+    true = [random_tags(rng, n, prefixes) for n in lengths]
+    pred = [random_tags(rng, n, prefixes) if rng.random() < 0.7 else list(t) for n, t in zip(lengths, true)]
+    assert_matches_seqeval(true, pred, scheme, span_f1(true, pred, scheme=scheme))
+    if scheme == "IOB2":
+        assert span_f1(true, pred) == span_f1(true, pred, scheme="IOB2")  # "auto" picks IOB2 for B-/I- tags
+
+
+@pytest.mark.parametrize(
+    "true, pred",
+    [
+        # An I- that continues nothing starts no entity in strict mode.
+        ([["O", "I-PER", "I-PER", "O"]], [["O", "B-PER", "I-PER", "O"]]),
+        ([["B-LOC", "I-PER", "O"]], [["B-LOC", "I-LOC", "O"]]),
+        ([["B-LOC", "I-LOC", "B-LOC"]], [["B-LOC", "I-LOC", "I-LOC"]]),
+        # Entities at the sentence ends, adjacent entities of the same type.
+        ([["B-ORG", "B-ORG", "I-ORG"]], [["B-ORG", "I-ORG", "I-ORG"]]),
+        # Nothing predicted; nothing to find.
+        ([["B-PER", "O"], ["O"]], [["O", "O"], ["O"]]),
+        ([["O", "O"]], [["B-MISC", "O"]]),
+        # Empty sentences.
+        ([[], ["B-LOC"]], [[], ["B-LOC"]]),
+    ],
+)
+def test_span_f1_iob2_edge_cases(true: list[list[str]], pred: list[list[str]]) -> None:
+    assert_matches_seqeval(true, pred, "IOB2", span_f1(true, pred))
+
+
+def test_span_f1_hand_checked_values() -> None:
+    true = [["B-PER", "I-PER", "O", "B-LOC"], ["I-ORG", "O"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O"]]
+    result = span_f1(true, pred)
+    # gold: PER(0-2), LOC(3); the leading I-ORG is no entity. predicted: PER(0-2), ORG(3), ORG(0).
+    assert result["precision"] == pytest.approx(1 / 3) and result["recall"] == pytest.approx(1 / 2)
+    assert result["f1"] == pytest.approx(0.4) and result["support"] == 2
+    assert result["per_type"] == {
+        "LOC": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1},
+        "ORG": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},
+        "PER": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1},
+    }
+
+
+def test_span_f1_no_entities_at_all() -> None:
+    result = span_f1([["O", "O"]], [["O", "O"]])
+    assert result == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "per_type": {}}
+
+
+@pytest.mark.parametrize(
+    "true, pred",
+    [
+        ([["B-LOC", "I-LOC", "E-LOC", "O"]], [["B-LOC", "I-LOC", "O", "O"]]),  # unclosed B...I is no entity
+        ([["S-PER", "B-LOC", "E-LOC"]], [["B-PER", "B-LOC", "E-LOC"]]),
+        ([["B-LOC", "E-LOC", "E-LOC"]], [["E-LOC", "I-LOC", "S-LOC"]]),
+        ([["B-ORG", "I-PER", "E-ORG"]], [["B-ORG", "I-ORG", "E-ORG"]]),
+    ],
+)
+def test_span_f1_iobes_detected_and_strict(true: list[list[str]], pred: list[list[str]]) -> None:
+    assert_matches_seqeval(true, pred, "IOBES", span_f1(true, pred))  # scheme="auto" finds IOBES
+
+
+def test_span_f1_errors() -> None:
+    with pytest.raises(ValueError, match="2 gold sentences but 1 predicted"):
+        span_f1([["O"], ["O"]], [["O"]])
+    with pytest.raises(ValueError, match="sentence 1 has 2 gold tags but 1 predicted"):
+        span_f1([["O"], ["O", "O"]], [["O"], ["O"]])
+    with pytest.raises(ValueError, match="unknown tagging scheme 'IOB1'"):
+        span_f1([["O"]], [["O"]], scheme="IOB1")
+    with pytest.raises(ValueError, match="tag 'E-LOC' is not allowed in the IOB2 scheme"):
+        span_f1([["E-LOC"]], [["O"]], scheme="IOB2")
+    with pytest.raises(ValueError, match="tag 'X-LOC' is not allowed"):
+        span_f1([["X-LOC"]], [["O"]])
+    with pytest.raises(ValueError, match="mix IOBES"):
+        span_f1([["S-LOC"]], [["U-LOC"]])
