@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Union
@@ -33,6 +31,7 @@ from typing import Union
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from .common import check_output_dir, staged_output_dir
 from .data import read_text_files
 
 PROG = "bizoo train-tokenizer"
@@ -173,40 +172,15 @@ def train_wordpiece_tokenizer(
     )
 
 
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse an output folder that is a file, or a folder with files in it unless ``overwrite``."""
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"output folder {str(path)!r} is an existing file, not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ValueError(
-            f"output folder {str(path)!r} already exists and is not empty; choose another or pass --overwrite"
-        )
-    return path
-
-
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """Save ``tokenizer`` to ``output_dir`` through a temporary sibling folder renamed into place.
 
     A failure while writing removes the temporary folder and leaves ``output_dir`` as it was. An existing
     non-empty ``output_dir`` is replaced only when ``overwrite`` is true.
     """
-    path = check_output_dir(output_dir, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with staged_output_dir(output_dir, overwrite) as staging:
         tokenizer.save_pretrained(str(staging))
-        if path.is_dir():
-            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, retired / "old")  # move the old folder out of the way, then drop it
-            os.replace(staging, path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return path
+    return Path(output_dir)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""bizoo: bidirectional sequence models for Hugging Face transformers, from the command line.
+
+Each command is also ``python -m bizoo.scripts.<module>``; ``bizoo COMMAND --help`` explains it.
+
+examples:
+  bizoo pretrain --output-dir runs/lion                 # LION-LIT on the Shakespeare sample shipped with bizoo
+  bizoo finetune-glue --model-name-or-path runs/lion --task sst2 --data-dir glue/SST-2 --output-dir runs/sst2
+  bizoo export runs/sst2 hub/lion-sst2 && bizoo push hub/lion-sst2 --repo-id me/lion-sst2
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module under bizoo.scripts, one-line summary)
+COMMANDS = {
+    "train-tokenizer": ("train_tokenizer", "train a WordPiece tokenizer on text files, offline"),
+    "pretrain": ("pretrain", "pretrain a model with masked-LM (default: the shipped Shakespeare sample)"),
+    "finetune-glue": ("finetune_glue", "fine-tune and evaluate on a GLUE task"),
+    "finetune-ner": ("finetune_ner", "fine-tune and evaluate a tagger on CoNLL-format files"),
+    "export": ("export", "write a Hub-ready folder that loads without bizoo (trust_remote_code)"),
+    "push": ("push", "upload an exported folder to the Hugging Face Hub"),
+    "bench": ("bench", "benchmark the kernels against their baselines"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bizoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bizoo {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, summary) in COMMANDS.items():
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        command = sub.add_parser(
+            name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args._run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

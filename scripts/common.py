@@ -1,0 +1,342 @@
+"""What the commands share: output folders written safely, the training options, model loading, result records.
+
+* ``staged_output_dir``: write into a temporary sibling folder, rename it into place at the end; a failure leaves
+  the old folder (or nothing) behind, never a half-written one.
+* ``add_training_arguments`` / ``training_arguments``: the options every training command has (``--output-dir``,
+  ``--seed``, ``--max-steps``, ``--resume``, ...) turned into ``transformers.TrainingArguments``.
+* ``load_model``: a checkpoint folder or hub name, or a registered model type (``"lion"``) to start from scratch.
+* ``record_results`` / ``read_results``: the evaluation results a run stores beside its weights
+  (``bizoo_results.json``), which ``bizoo export`` turns into the model card's ``model-index``.
+* ``CommandError`` and ``run_command``: bad input becomes ``bizoo <command>: error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "bizoo_results.json"
+
+
+class CommandError(ValueError):
+    """Bad input to a command: printed as ``<prog>: error: <message>``, exit code 2, before any work starts."""
+
+
+def run_command(prog: str, body: Callable[[], int]) -> int:
+    """Run a command's body, turning ``CommandError``/``ValueError``/``FileNotFoundError`` into exit code 2."""
+    try:
+        return body()
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Output folders
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse an output path that is a file, or a non-empty folder unless ``overwrite`` or ``resume``."""
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"output folder {str(path)!r} is an existing file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        raise CommandError(
+            f"output folder {str(path)!r} already exists and is not empty; choose another, pass --overwrite to "
+            "replace it, or --resume to continue the run in it"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def staged_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``output_dir``; on success rename it to ``output_dir``.
+
+    If the body raises (or the process dies), the temporary folder is removed (or left as a hidden
+    ``.<name>.tmp-*`` folder) and ``output_dir`` is untouched. An existing non-empty ``output_dir`` is replaced
+    only with ``overwrite``: it is moved aside first, the new folder renamed in, then the old one deleted.
+    """
+    path = check_output_dir(output_dir, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, retired / "old")
+            os.replace(staging, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def move_into(staging: Path, destination: Path) -> None:
+    """Move every file of a finished ``staging`` folder into an existing ``destination`` (replacing files)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for item in staging.iterdir():
+        target = destination / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    staging.rmdir()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training options
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_training_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    max_steps: int,
+    learning_rate: float,
+    batch_size: int,
+    max_length: int,
+) -> None:
+    """The options every training command has."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--output-dir", required=True, metavar="DIR", help="folder for the checkpoints, final model and results")
+    group.add_argument("--seed", type=int, default=42, help="random seed of initialisation, masking and data order (default: %(default)s)")
+    group.add_argument(
+        "--max-steps", type=int, default=max_steps, metavar="N",
+        help="optimizer steps to train for; -1 trains for --epochs instead (default: %(default)s)",
+    )
+    group.add_argument("--epochs", type=float, default=3.0, help="epochs when --max-steps is -1 (default: %(default)s)")
+    group.add_argument("--learning-rate", type=float, default=learning_rate, metavar="LR", help="peak learning rate (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=batch_size, metavar="N", help="examples per step (default: %(default)s)")
+    group.add_argument(
+        "--gradient-accumulation-steps", type=int, default=1, metavar="N",
+        help="micro-batches accumulated per optimizer step (default: %(default)s)",
+    )
+    group.add_argument("--warmup-ratio", type=float, default=0.06, help="share of steps spent warming up (default: %(default)s)")
+    group.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
+    group.add_argument("--max-length", type=int, default=max_length, metavar="N", help="tokens per sequence (default: %(default)s)")
+    group.add_argument("--logging-steps", type=int, default=50, metavar="N", help="log the loss every N steps (default: %(default)s)")
+    group.add_argument(
+        "--save-steps", type=int, default=500, metavar="N",
+        help="write a resumable checkpoint every N steps (default: %(default)s)",
+    )
+    group.add_argument(
+        "--resume", action="store_true",
+        help="continue from the last checkpoint in --output-dir, with the same data order and random state",
+    )
+    group.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
+    group.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (GPUs with bf16 support)")
+
+
+def check_training_arguments(args: argparse.Namespace) -> None:
+    """Numeric options in range; raises ``CommandError`` naming the option."""
+    if args.max_steps == 0 or args.max_steps < -1:
+        raise CommandError(f"--max-steps must be a positive number of steps or -1 (use --epochs), got {args.max_steps}")
+    for name in ("batch_size", "gradient_accumulation_steps", "max_length", "logging_steps", "save_steps"):
+        value = getattr(args, name)
+        if value < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if not args.learning_rate > 0:
+        raise CommandError(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if not 0 <= args.warmup_ratio < 1:
+        raise CommandError(f"--warmup-ratio must be in [0, 1), got {args.warmup_ratio}")
+    if args.max_steps == -1 and not args.epochs > 0:
+        raise CommandError(f"--epochs must be > 0, got {args.epochs}")
+
+
+def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, **overrides):
+    """``TrainingArguments`` from the common options (checkpoints in ``output_dir``, no external loggers)."""
+    from transformers import TrainingArguments
+
+    # A fast tokenizer that has encoded in parallel keeps its thread pool, which then competes with torch's
+    # threads: on a 2-core CPU every training step was ~10x slower. Training never needs tokenizer threads.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    values = dict(
+        output_dir=str(output_dir),
+        seed=args.seed,
+        data_seed=args.seed,
+        max_steps=args.max_steps,
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=max(args.batch_size, 32),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        warmup_steps=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        logging_steps=args.logging_steps,
+        save_steps=args.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        bf16=args.bf16,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=_cuda_available(),
+        disable_tqdm=not sys.stderr.isatty(),
+    )
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def last_checkpoint(folder: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` folder under ``folder``, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if Path(folder).is_dir() else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models and tokenizers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
+    """A model for ``auto_class``: from scratch if ``name_or_path`` is a registered model type (its default
+    configuration with ``config_overrides``, sized to the tokenizer), else ``from_pretrained``.
+
+    Raises ``CommandError`` if the tokenizer's vocabulary is larger than the model's or the checkpoint is missing.
+    """
+    import bizoo
+
+    if name_or_path in bizoo.MODEL_SPECS:
+        spec = bizoo.get_spec(name_or_path)
+        config = spec.config_class(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config_overrides)
+        model = auto_class.from_config(config)
+    else:
+        if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise CommandError(
+                f"--model-name-or-path {name_or_path!r} is neither a folder nor a bizoo model type "
+                f"({sorted(bizoo.MODEL_SPECS)}), and the hub is offline"
+            )
+        model = auto_class.from_pretrained(name_or_path, **config_overrides)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab:
+        raise CommandError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: ids above "
+            f"{vocab - 1} would fall outside the embeddings; use the checkpoint's own tokenizer or train a new model"
+        )
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model configuration options (--variant, --model-config)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: Config fields a command sets itself; --model-config may not change them.
+RESERVED_FIELDS = {
+    "vocab_size": "it comes from the tokenizer",
+    "pad_token_id": "it comes from the tokenizer",
+    "num_labels": "it comes from the task's labels",
+    "id2label": "it comes from the task's labels",
+    "label2id": "it comes from the task's labels",
+    "problem_type": "it comes from the task",
+}
+
+def parse_model_config(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["hidden_size=256", "hidden_act=gelu"]`` -> ``{"hidden_size": 256, "hidden_act": "gelu"}``.
+
+    Values are parsed as JSON; Python's ``True``/``False``/``None`` are accepted too; anything else stays a string.
+    """
+    python_literals = {"True": True, "False": False, "None": None}
+    values: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.isidentifier():
+            raise CommandError(f"--model-config expects KEY=VALUE items such as hidden_size=256, got {item!r}")
+        raw = raw.strip()
+        if raw in python_literals:
+            values[key] = python_literals[raw]
+            continue
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def config_fields(config_class: type) -> set[str]:
+    """The fields a configuration class takes: its own ``__init__`` parameters and its bases', up to (not
+    including) transformers' ``PreTrainedConfig``."""
+    from transformers import PreTrainedConfig
+
+    fields: set[str] = set()
+    for cls in config_class.__mro__:
+        if cls is PreTrainedConfig or cls is object or not issubclass(cls, PreTrainedConfig):
+            break
+        if "__init__" in vars(cls):
+            for name, param in inspect.signature(cls.__init__).parameters.items():
+                if name != "self" and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                    fields.add(name)
+    return fields
+
+
+def check_config_fields(config_class: type, overrides: dict[str, Any], what: str) -> None:
+    """``CommandError`` for a --model-config field ``config_class`` does not have or that the command sets."""
+    allowed = config_fields(config_class) - set(RESERVED_FIELDS)
+    for key in overrides:
+        if key in RESERVED_FIELDS:
+            raise CommandError(f"--model-config cannot set {key!r}: {RESERVED_FIELDS[key]}")
+        if key not in allowed:
+            raise CommandError(
+                f"unknown --model-config field {key!r} for {what} ({config_class.__name__}); allowed: "
+                f"{', '.join(sorted(allowed))}"
+            )
+
+
+def variant_fields(spec, variant: str | None) -> dict[str, Any]:
+    """The config fields of a named ``--variant`` of ``spec`` ({} for None)."""
+    if variant is None:
+        return {}
+    if not spec.variants:
+        raise CommandError(f"--variant {variant!r}: model type {spec.model_type!r} has no named variants")
+    if variant not in spec.variants:
+        raise CommandError(
+            f"unknown --variant {variant!r} for model type {spec.model_type!r}; allowed: {', '.join(spec.variants)}"
+        )
+    return dict(spec.variants[variant])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_results(folder: str | os.PathLike) -> list[dict]:
+    """The results recorded in a checkpoint folder (``[]`` if none)."""
+    path = Path(folder) / RESULTS_FILE
+    if not path.exists():
+        return []
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CommandError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(results, list):
+        raise CommandError(f"{path} must hold a JSON list of results, got {type(results).__name__}")
+    return results
+
+
+def record_results(folder: str | os.PathLike, task: dict, dataset: dict, metrics: dict, **extra) -> None:
+    """Append one evaluation to ``folder/bizoo_results.json``.
+
+    ``task``: {"type": "fill-mask" | "text-classification" | "token-classification", "name": ...};
+    ``dataset``: {"name": ..., "type": ..., "split": ...}; ``metrics``: {metric name: value}.
+    """
+    results = read_results(folder)
+    results.append({"task": task, "dataset": dataset, "metrics": metrics, **extra})
+    (Path(folder) / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

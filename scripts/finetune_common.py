@@ -1,0 +1,404 @@
+"""What ``bizoo finetune-glue`` and ``bizoo finetune-ner`` share: where the model and tokenizer come from, the
+``Trainer`` run, and the final save and report.
+
+A fine-tuning command runs in two phases:
+
+1. **prepare** (``prepare_model``): every input is checked before anything is written. The data is read by the
+   command itself; then ``resolve_model_source`` checks ``--model-name-or-path`` (a checkpoint folder or hub
+   name, or a registered model type such as ``lion`` to train from scratch), ``--variant`` and
+   ``--model-config``; ``check_output_folder`` checks ``--output-dir``, ``--overwrite`` and ``--resume``;
+   ``load_tokenizer`` loads or trains the tokenizer; ``load_model`` builds the model and checks the tokenizer
+   against its vocabulary. Any bad input raises ``CommandError`` (exit code 2) and leaves no folder behind.
+2. **train and report** (``train``, ``save_final``): the ``Trainer`` writes its checkpoints into the output
+   folder (so ``--resume`` can continue), then the final model, tokenizer and ``eval_results.json`` are
+   written into a staging folder beside it and moved in (``move_into``).
+
+``--resume`` takes the model and tokenizer from the newest ``checkpoint-N`` of the output folder; options that
+would build a different model (another ``--model-config`` value, another task) are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    CommandError,
+    check_config_fields,
+    check_output_dir,
+    last_checkpoint,
+    load_model,
+    move_into,
+    parse_model_config,
+    run_command,
+    variant_fields,
+)
+
+#: Vocabulary size of a WordPiece tokenizer trained on the task's training text (from scratch, no --tokenizer).
+DEFAULT_VOCAB_SIZE = 8000
+
+#: The smallest --vocab-size accepted (the special tokens and a few characters).
+MIN_VOCAB_SIZE = 100
+
+EVAL_RESULTS_FILE = "eval_results.json"
+TRAINING_LOG_FILE = "training_log.json"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Options
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which model and tokenizer to fine-tune: --model-name-or-path, --tokenizer,
+    --variant, --model-config and --vocab-size."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model-name-or-path", required=True, metavar="CKPT",
+        help="a checkpoint folder (e.g. from bizoo pretrain) or hub model to fine-tune, or a bizoo model type "
+        "(e.g. 'lion') to train from scratch",
+    )
+    group.add_argument(
+        "--tokenizer", metavar="PATH",
+        help="tokenizer folder or hub name (default: the checkpoint's own tokenizer; from scratch, a WordPiece "
+        "tokenizer trained on the training sentences)",
+    )
+    group.add_argument(
+        "--variant", metavar="V",
+        help="named variant of a model trained from scratch (e.g. lion: lit, d, s; default: the config's default)",
+    )
+    group.add_argument(
+        "--model-config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        help="override configuration fields, e.g. hidden_size=256 num_hidden_layers=4; values are read as JSON "
+        "(numbers, true/false, null), anything else as a string",
+    )
+    group.add_argument(
+        "--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE, metavar="N",
+        help="vocabulary size of the WordPiece tokenizer trained when starting from scratch without --tokenizer "
+        "(raised to the minimum the text needs; default: %(default)s)",
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model source, output folder, tokenizer
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelSource:
+    """Where the model comes from, checked.
+
+    Attributes:
+        name_or_path: --model-name-or-path.
+        spec: the registered ``ModelSpec`` when training from scratch, else None.
+        overrides: configuration fields asked for (--variant's and --model-config's), without the task's.
+        config: the configuration they give (its vocabulary size is not final when training from scratch).
+    """
+
+    name_or_path: str
+    spec: Any
+    overrides: dict[str, Any]
+    config: Any
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.spec is not None
+
+    def describe(self) -> str:
+        if self.from_scratch:
+            return f"{self.name_or_path} from scratch"
+        return self.name_or_path
+
+
+def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) -> ModelSource:
+    """Check --model-name-or-path, --variant and --model-config and build the configuration they ask for.
+
+    ``task_config`` holds the fields the task sets (``num_labels``, ``id2label``, ``problem_type`` ...).
+    Raises ``CommandError`` for an unknown model type, variant or field, and the config's own ``ValueError`` for a
+    bad value (both exit code 2).
+    """
+    import bizoo
+    from transformers import AutoConfig
+
+    name = args.model_name_or_path
+    overrides = parse_model_config(args.model_config)
+    if name in bizoo.MODEL_SPECS:
+        spec = bizoo.get_spec(name)
+        check_config_fields(spec.config_class, overrides, f"model type {name!r}")
+        fields = {**variant_fields(spec, args.variant), **overrides}
+        config = spec.config_class(**fields, **task_config)  # the config's checks name a bad value's field
+        return ModelSource(name, spec, fields, config)
+
+    if args.variant is not None:
+        raise CommandError(
+            f"--variant applies only when training from scratch (--model-name-or-path one of "
+            f"{sorted(bizoo.MODEL_SPECS)}); the checkpoint {name!r} already fixes its configuration"
+        )
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError, KeyError) as err:
+        raise CommandError(
+            f"--model-name-or-path {name!r} is neither a bizoo model type ({', '.join(sorted(bizoo.MODEL_SPECS))}) "
+            f"nor a checkpoint folder or hub model with a config.json ({err})"
+        ) from None
+    check_config_fields(type(config), overrides, f"checkpoint {name!r}")
+    config = AutoConfig.from_pretrained(name, **overrides, **task_config)
+    return ModelSource(name, None, overrides, config)
+
+
+def check_output_folder(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """The output folder and, with --resume, the checkpoint to continue from; ``CommandError`` if the folder is
+    a file, is non-empty without --overwrite/--resume, or --resume finds no checkpoint."""
+    if args.resume and args.overwrite:
+        raise CommandError("--resume continues the run in --output-dir and --overwrite deletes it: pass only one")
+    output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume)
+    if not args.resume:
+        return output_dir, None
+    checkpoint = last_checkpoint(output_dir)
+    if checkpoint is None:
+        raise CommandError(
+            f"--resume: no checkpoint-N folder in {str(output_dir)!r} to continue from; run without --resume "
+            "(checkpoints are written every --save-steps steps)"
+        )
+    return output_dir, checkpoint
+
+
+def _pretrained_tokenizer(path: str, option: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CommandError(f"cannot load a tokenizer from {option} {path!r}: {err}") from None
+
+
+def load_tokenizer(
+    args: argparse.Namespace,
+    source: ModelSource,
+    training_texts: Callable[[], list[str]],
+    checkpoint: str | None = None,
+    need_fast: bool = False,
+):
+    """The tokenizer: the resumed checkpoint's, else --tokenizer, else the checkpoint's own, else (from scratch)
+    a WordPiece tokenizer trained on ``training_texts()``."""
+    if checkpoint is not None:
+        tokenizer = _pretrained_tokenizer(checkpoint, "the checkpoint to resume")
+    elif args.tokenizer:
+        tokenizer = _pretrained_tokenizer(args.tokenizer, "--tokenizer")
+    elif source.from_scratch:
+        from .train_tokenizer import minimum_vocab_size, train_wordpiece_tokenizer
+
+        texts = [text for text in training_texts() if text and text.strip()]
+        if not texts:
+            raise CommandError("the training data holds no text to train a tokenizer on")
+        vocab_size = args.vocab_size
+        if vocab_size < MIN_VOCAB_SIZE:
+            raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
+        max_positions = getattr(source.config, "max_position_embeddings", None) or 512
+        print(f"training a WordPiece tokenizer (vocabulary up to {vocab_size:,}) on {len(texts):,} training texts")
+        try:
+            tokenizer = train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
+        except ValueError:  # too small for the characters of this text: take the smallest size that holds them
+            vocab_size = minimum_vocab_size(texts)
+            print(f"the text has many distinct characters: the vocabulary grows to {vocab_size:,}")
+            tokenizer = train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
+    else:
+        tokenizer = _pretrained_tokenizer(source.name_or_path, "the checkpoint (pass --tokenizer if it has none)")
+    if tokenizer.pad_token is None:
+        raise CommandError("the tokenizer has no padding token; batches cannot be padded (set one and save it again)")
+    if need_fast and not tokenizer.is_fast:
+        raise CommandError(
+            f"the tokenizer ({type(tokenizer).__name__}) is not a fast tokenizer; mapping sub-tokens back to words "
+            "needs one (a tokenizer.json)"
+        )
+    return tokenizer
+
+
+@dataclass
+class PreparedModel:
+    """Everything checked and loaded before training starts."""
+
+    source: ModelSource
+    model: Any
+    tokenizer: Any
+    output_dir: Path
+    checkpoint: str | None  # the checkpoint --resume continues from
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {str(k): v for k, v in a.items()} == {str(k): v for k, v in b.items()}
+    return a == b
+
+
+def prepare_model(
+    args: argparse.Namespace,
+    auto_class,
+    task_config: dict[str, Any],
+    training_texts: Callable[[], list[str]],
+    need_fast_tokenizer: bool = False,
+) -> PreparedModel:
+    """Check the model options and the output folder, then load or train the tokenizer and build the model.
+
+    Call it after the data has been read and checked; it raises ``CommandError``/``ValueError`` for bad input
+    and writes nothing.
+    """
+    from transformers import AutoConfig, set_seed
+
+    source = resolve_model_source(args, task_config)
+    output_dir, checkpoint = check_output_folder(args)
+    if checkpoint is not None:  # the run's own model: check it is the one these options would build
+        saved = AutoConfig.from_pretrained(checkpoint)
+        for key, value in {**source.overrides, **task_config}.items():
+            if not _same(getattr(saved, key, None), value):
+                raise CommandError(
+                    f"--resume: {checkpoint} was trained with {key}={getattr(saved, key, None)!r}, but these options "
+                    f"ask for {key}={value!r}; resume with the options of the first run"
+                )
+    _check_max_length(args, source.config)
+    tokenizer = load_tokenizer(args, source, training_texts, checkpoint, need_fast_tokenizer)
+    set_seed(args.seed)  # the same initial weights for the same --seed
+    if checkpoint is not None:
+        model = load_model(auto_class, checkpoint, tokenizer)
+    elif source.from_scratch:
+        model = load_model(auto_class, source.name_or_path, tokenizer, **source.overrides, **task_config)
+    else:
+        try:
+            model = load_model(auto_class, source.name_or_path, tokenizer, **source.overrides, **task_config)
+        except (OSError, RuntimeError) as err:
+            raise CommandError(
+                f"cannot load the checkpoint {source.name_or_path!r} for this task: {err} (a checkpoint fine-tuned "
+                "for another task may have a head of another size: start from its pretrained checkpoint instead)"
+            ) from None
+    return PreparedModel(source, model, tokenizer, output_dir, checkpoint)
+
+
+def _check_max_length(args: argparse.Namespace, config) -> None:
+    positions = getattr(config, "max_position_embeddings", None)
+    learned = getattr(config, "position_embedding_type", "absolute") == "absolute"
+    if learned and positions is not None and args.max_length > positions:
+        raise CommandError(
+            f"--max-length {args.max_length} is longer than the model's learned positions "
+            f"(max_position_embeddings={positions}); use --max-length {positions} or less"
+        )
+
+
+def describe_model(prepared: PreparedModel) -> str:
+    model = prepared.model
+    count = sum(p.numel() for p in model.parameters())
+    start = f"resuming {prepared.checkpoint}" if prepared.checkpoint else prepared.source.describe()
+    tokens = len(prepared.tokenizer)
+    return f"model: {type(model).__name__}, {count / 1e6:.2f}M parameters ({start}); tokenizer: {tokens:,} tokens"
+
+
+def run_in_two_phases(prog: str, args: argparse.Namespace, prepare: Callable[[argparse.Namespace], tuple],
+                      train_and_report: Callable[..., int]) -> int:
+    """Run a fine-tuning command: ``prepare(args)`` checks everything and writes nothing (bad input: ``prog: error:
+    ...`` and 2), then ``train_and_report(args, *prepared, started)``, whose errors are real failures and propagate.
+    ``started`` is the ``time.perf_counter()`` at the start, for the total wall time."""
+    started = time.perf_counter()
+    prepared: list[tuple] = []
+
+    def check() -> int:
+        prepared.append(prepare(args))
+        return 0
+
+    code = run_command(prog, check)
+    if code:
+        return code
+    return train_and_report(args, *prepared[0], started)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training and the final save
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data_collator):
+    """Train with ``transformers.Trainer`` (checkpoints in the output folder; --resume continues the last one).
+
+    With --overwrite the old output folder is deleted first. Returns ``(trainer, TrainOutput, seconds)``.
+    """
+    import torch
+    from transformers import Trainer
+
+    from .common import training_arguments
+
+    output_dir = prepared.output_dir
+    if args.overwrite and output_dir.is_dir():
+        shutil.rmtree(output_dir)
+    trainer = Trainer(
+        model=prepared.model,
+        args=training_arguments(args, output_dir),
+        train_dataset=train_dataset,
+        data_collator=data_collator,
+        processing_class=prepared.tokenizer,
+    )
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=prepared.checkpoint)
+    return trainer, result, time.perf_counter() - start
+
+
+def save_final(prepared: PreparedModel, results: dict[str, Any], log_history: list[dict] | None = None) -> Path:
+    """Save the model, tokenizer, ``eval_results.json`` and the Trainer's log (``training_log.json``) into a staging
+    folder beside the output folder, then move them in (checkpoints stay). Returns the output folder."""
+    output_dir = prepared.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.final-", dir=output_dir.parent))
+    try:
+        prepared.model.save_pretrained(str(staging))
+        prepared.tokenizer.save_pretrained(str(staging))
+        (staging / EVAL_RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        if log_history is not None:
+            (staging / TRAINING_LOG_FILE).write_text(json.dumps(log_history, indent=1) + "\n", encoding="utf-8")
+        move_into(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def run_summary(args: argparse.Namespace, prepared: PreparedModel, train_output, train_seconds: float,
+                total_seconds: float) -> dict[str, Any]:
+    """The fields every ``eval_results.json`` has besides the task's metrics."""
+    return {
+        "model_name_or_path": prepared.source.name_or_path,
+        "from_scratch": prepared.source.from_scratch,
+        "model_type": getattr(prepared.model.config, "model_type", None),
+        "steps": int(train_output.global_step),
+        "train_loss": float(train_output.training_loss),
+        "train_seconds": round(train_seconds, 3),
+        "total_seconds": round(total_seconds, 3),
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+    }
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned; floats with 4 decimals."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    cells = [list(map(str, headers))] + [[cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [row[0].ljust(widths[0])] + [text.rjust(width) for text, width in zip(row[1:], widths[1:])]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def format_wall_times(train_seconds: float, total_seconds: float, steps: int) -> str:
+    return f"wall time: training {train_seconds:.1f} s, total {total_seconds:.1f} s ({steps} steps)"

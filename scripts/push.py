@@ -1,0 +1,158 @@
+"""Upload a folder written by `bizoo export` to the Hugging Face Hub as a model repository.
+
+First, before any network call, DIR must be an export: a config.json whose auto_map names code files that are
+in DIR, the weights in safetensors (model.safetensors, or its index and shards) and a README.md model card; and
+--repo-id must be a valid Hub id of the form ORG/NAME. Then the repository is created if it does not exist yet
+(--private makes a new repository private; an existing one keeps its visibility), --revision is created as a
+branch if needed, and every file of DIR is uploaded in one commit. The repository's URL is printed.
+
+Authentication is huggingface_hub's: `hf auth login`, or the HF_TOKEN environment variable.
+
+example:
+  bizoo export runs/lion hub/lion-d
+  bizoo push hub/lion-d --repo-id my-org/lion-d --private
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
+
+import bizoo
+
+from .common import CommandError, run_command
+
+PROG = "bizoo push"
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+def check_export(folder: str | Path) -> list[str]:
+    """The files of ``folder`` (relative paths, sorted) if it is a bizoo export; ``CommandError`` saying what is
+    missing otherwise."""
+    path = Path(folder)
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise CommandError(f"export folder {str(path)!r} {what}; write one with bizoo export CKPT DIR")
+    hint = "write the folder with bizoo export CKPT DIR"
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise CommandError(f"{str(path)!r} is not a bizoo export: it has no config.json; {hint}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CommandError(f"{config_path} is not valid JSON: {err}") from None
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    if not isinstance(auto_map, dict) or not auto_map:
+        raise CommandError(
+            f"{config_path} has no auto_map, so the model would not load with trust_remote_code=True; {hint}"
+        )
+    # "modeling_lion.LionModel" -> modeling_lion.py ("other/repo--module.Class" points at code elsewhere)
+    code_files = {ref.rsplit(".", 1)[0] + ".py" for ref in auto_map.values() if isinstance(ref, str)}
+    code_files = {name for name in code_files if "--" not in name}
+    missing_code = sorted(name for name in code_files if not (path / name).is_file())
+    if missing_code:
+        raise CommandError(f"{str(path)!r} lacks the code files its auto_map names: {missing_code}; {hint}")
+    if not any((path / name).is_file() for name in WEIGHTS):
+        raise CommandError(f"{str(path)!r} has no safetensors weights ({' or '.join(WEIGHTS)}); {hint}")
+    if not (path / "README.md").is_file():
+        raise CommandError(f"{str(path)!r} has no README.md model card; {hint}")
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it is a valid Hub model id ``ORG/NAME``; ``CommandError`` naming the rule it breaks."""
+    rules = "ORG/NAME, each made of letters, digits, '-', '_' and '.', at most 96 characters, without '--' or '..'"
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise CommandError(f"--repo-id must be {rules}; got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise CommandError(f"--repo-id {repo_id!r} is not a valid Hub id ({err}); use {rules}") from None
+    return repo_id
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    private: bool = False,
+    commit_message: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """Upload the export ``folder`` to the Hub model repository ``repo_id``; returns the repository's URL.
+
+    Checks the folder (``check_export``) and the id (``check_repo_id``) before any network call. Creates the
+    repository with ``private`` if it does not exist (``exist_ok=True``), the branch ``revision`` if one is given,
+    and uploads the whole folder in one commit.
+    """
+    files = check_export(folder)
+    check_repo_id(repo_id)
+    if revision is not None and not revision.strip():
+        raise CommandError("--revision must name a branch, got an empty string")
+    if commit_message is None:
+        model_type = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type", "model")
+        commit_message = f"Upload {model_type} model exported with bizoo {bizoo.__version__} ({len(files)} files)"
+
+    api = HfApi()
+    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+    api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message=commit_message,
+        revision=revision,
+    )
+    url = str(url).rstrip("/")
+    return f"{url}/tree/{revision}" if revision is not None else url
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to ``parser``."""
+    parser.add_argument("folder", metavar="DIR", help="a folder written by bizoo export")
+    parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="the Hub model repository to upload to")
+    parser.add_argument("--private", action="store_true", help="create the repository as private (if it is new)")
+    parser.add_argument(
+        "--commit-message", metavar="MSG", help="the commit message (default: names the model and bizoo)"
+    )
+    parser.add_argument("--revision", metavar="BRANCH", help="upload to this branch, created if needed (default: main)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Push ``args.folder``; 0 on success, 2 on bad input, 1 when the Hub refuses or cannot be reached."""
+
+    def body() -> int:
+        try:
+            url = push_folder(args.folder, args.repo_id, args.private, args.commit_message, args.revision)
+        except (HfHubHTTPError, OfflineModeIsEnabled) as err:
+            print(f"{PROG}: error: the Hub refused or could not be reached: {err}", file=sys.stderr)
+            return 1
+        print(f"uploaded {args.folder} to {url}")
+        return 0
+
+    return run_command(PROG, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bizoo push`` and ``python -m bizoo.scripts.push``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

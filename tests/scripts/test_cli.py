@@ -1,0 +1,144 @@
+"""The `bizoo` command line: every command's help, `bizoo pretrain` end to end and its bad inputs, `bizoo bench`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bizoo.scripts import bench, cli, pretrain
+
+TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
+
+
+def test_every_command_has_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    listing = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in listing
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([name, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        assert "usage: bizoo " + name in text
+        if name in ("pretrain", "finetune-glue", "finetune-ner"):
+            for option in ("--output-dir", "--seed", "--max-steps", "--resume"):
+                assert option in text, (name, option)
+
+
+def test_python_dash_m_runs_a_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "bizoo.scripts.pretrain", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "usage: bizoo pretrain" in result.stdout
+
+
+def write_corpus(folder, sentences, n_files=2):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n_files):
+        path = folder / f"doc{i}.txt"
+        path.write_text("\n".join(sentences(60, seed=i)) + "\n")
+        paths.append(str(path))
+    return paths
+
+
+def test_pretrain_end_to_end_on_given_text(tmp_path, sentences, capsys):
+    train = write_corpus(tmp_path / "train", sentences)
+    held_out = write_corpus(tmp_path / "eval", sentences, n_files=1)
+    out = tmp_path / "run"
+    code = pretrain.main(
+        ["--text", *train, "--eval-text", *held_out, "--output-dir", str(out), "--max-steps", "3",
+         "--batch-size", "4", "--max-length", "32", "--vocab-size", "150", "--logging-steps", "1",
+         "--save-steps", "2", "--variant", "s", "--model-config", *TINY]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "held-out masked-token accuracy" in printed and "unigram baseline" in printed and "->" in printed
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "loss_curve.png", "bizoo_results.json"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "bizoo_results.json").read_text())
+    assert results[0]["task"]["type"] == "fill-mask" and 0 <= results[0]["metrics"]["accuracy"] <= 1
+    assert not list(tmp_path.glob("**/.final-tmp"))
+
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    assert model.config.lion_variant == "s" and model.config.hidden_size == 32
+
+    # --resume continues from the last checkpoint (step 2) up to the new --max-steps
+    code = pretrain.main(
+        ["--text", *train, "--eval-text", *held_out, "--output-dir", str(out), "--max-steps", "5",
+         "--batch-size", "4", "--max-length", "32", "--logging-steps", "1", "--save-steps", "2", "--resume",
+         "--variant", "s", "--model-config", *TINY]
+    )
+    assert code == 0
+    log = json.loads((out / "training_log.json").read_text())
+    assert max(entry["step"] for entry in log) == 5
+
+
+def test_pretrain_helpers():
+    class Tok:
+        cls_token_id, sep_token_id = 2, 3
+
+        def __call__(self, lines, add_special_tokens=False):
+            return {"input_ids": [[10 + len(line)] * len(line) for line in lines]}
+
+    blocks = pretrain.pack(Tok(), [["aaaaa", "bbb"], ["cccccccccc"]], max_length=6, min_length=2)
+    # each document is packed on its own: no block mixes documents
+    assert blocks == [[2, 15, 15, 15, 15, 3], [2, 15, 13, 13, 13, 3], [2, 20, 20, 20, 20, 3], [2, 20, 20, 20, 20, 3], [2, 20, 20, 3]]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "transformer"], "unknown model 'transformer'"),
+        (["--variant", "x"], "unknown --variant 'x'"),
+        (["--model-config", "hidden_sise=3"], "unknown --model-config field 'hidden_sise'"),
+        (["--model-config", "vocab_size=300"], "cannot set 'vocab_size'"),
+        (["--model-config", "hidden_size=30"], "multiple of num_attention_heads"),
+        (["--text", "MISSING.txt"], "MISSING.txt"),
+        (["--text", "EMPTY"], "empty"),
+        (["--max-steps", "0"], "--max-steps"),
+        (["--mlm-probability", "1.5"], "--mlm-probability"),
+        (["--resume"], "--resume"),
+    ],
+)
+def test_pretrain_bad_input_is_a_clear_error_before_anything_is_written(tmp_path, extra, message, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    extra = [str(empty) if e == "EMPTY" else e for e in extra]
+    out = tmp_path / "never"
+    code = pretrain.main(["--output-dir", str(out), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, tokenizer):
+    import bizoo
+    from bizoo.scripts.common import CommandError, load_model
+    from transformers import AutoModelForMaskedLM
+
+    small = bizoo.LionConfig(vocab_size=len(tokenizer) - 10, hidden_size=32, num_hidden_layers=1, num_attention_heads=4)
+    AutoModelForMaskedLM.from_config(small).save_pretrained(tmp_path / "small")
+    with pytest.raises(CommandError, match="the tokenizer has"):
+        load_model(AutoModelForMaskedLM, str(tmp_path / "small"), tokenizer)
+
+
+
+def test_bench_lion_runs_and_writes_json(tmp_path, capsys):
+    code = bench.main(
+        ["lion", "--device", "cpu", "--lengths", "64", "--heads", "2", "--head-dim", "8", "--repeats", "1",
+         "--forms", "chunk", "attention", "rnn", "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")]
+    )
+    assert code == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert {r["form"] for r in rows} == {"chunk", "attention", "rnn"}
+    assert all(r["status"] == "ok" and r["median_s"] > 0 for r in rows)
+    assert all("speedup_vs_attention" in r for r in rows)
+    assert (tmp_path / "b.png").stat().st_size > 0
+    assert "attention/form" in capsys.readouterr().out

@@ -1,0 +1,448 @@
+"""Tests for ``bizoo finetune-glue`` and ``bizoo finetune-ner``: end-to-end runs on small synthetic files in the
+layout of the real ones (from scratch and from a checkpoint folder, resumed, overwritten), the saved model and
+tokenizer reload with the Auto classes, the results files hold the official metric names, and every bad input
+fails with exit code 2 and a clear message before any folder is created.
+
+One slow test fine-tunes a few steps on the real SST-2 files beside the project (../shared/data) when present.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+import bizoo
+from bizoo.scripts import finetune_glue, finetune_ner
+from bizoo.scripts.data import GLUE_TASKS, conll_label_list, load_glue_split, read_conll
+from bizoo.scripts.finetune_common import format_table, parse_model_config
+from bizoo.scripts.finetune_ner import encode_words, word_predictions
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
+FAST = ["--max-steps", "3", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "2", "--max-length", "32"]
+
+WORDS = "good great fine bad awful dull movie film plot actor story scene the a is was very not quite".split()
+NAMES = "Anna Bert Carla Dieter Emil".split()
+PLACES = "Berlin Paris Rome Oslo".split()
+FILLER = "went to see in the city with and met yesterday".split()
+
+
+def call(main, argv: list[str]) -> int:
+    """The exit code of a command, whether it returns it or argparse raises SystemExit."""
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exit:
+        return exit.code
+
+
+def sentence(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
+
+
+def write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("\t".join(r) + "\n" for r in [header, *rows]), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SST-2 (single sentence), RTE (pairs, string labels), STS-B (regression), MNLI (matched + mismatched)."""
+    root = tmp_path_factory.mktemp("glue")
+    rng = random.Random(0)
+    for split, n in (("train", 40), ("dev", 12)):
+        rows = []
+        for _ in range(n):
+            text = sentence(rng)
+            rows.append([text + " ", str(int("good" in text or "great" in text))])
+        write_tsv(root / "SST-2" / f"{split}.tsv", ["sentence", "label"], rows)
+        rte = [[str(i), sentence(rng), sentence(rng), rng.choice(["entailment", "not_entailment"])] for i in range(n)]
+        write_tsv(root / "RTE" / f"{split}.tsv", ["index", "sentence1", "sentence2", "label"], rte)
+        sts = [[str(i), sentence(rng), sentence(rng), f"{rng.uniform(0, 5):.3f}"] for i in range(n)]
+        write_tsv(root / "STS-B" / f"{split}.tsv", ["index", "sentence1", "sentence2", "score"], sts)
+    mnli_labels = ["contradiction", "entailment", "neutral"]
+    for split, n in (("train", 30), ("dev_matched", 8), ("dev_mismatched", 9)):
+        rows = [[str(i), sentence(rng), sentence(rng), rng.choice(mnli_labels)] for i in range(n)]
+        write_tsv(root / "MNLI" / f"{split}.tsv", ["index", "sentence1", "sentence2", "gold_label"], rows)
+    return root
+
+
+def conll_sentence(rng: random.Random) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    for _ in range(rng.randint(2, 5)):
+        choice = rng.random()
+        if choice < 0.3:
+            tokens.append((rng.choice(NAMES), "B-PER"))
+            if rng.random() < 0.5:
+                tokens.append((rng.choice(NAMES) + "son", "I-PER"))
+        elif choice < 0.5:
+            tokens.append((rng.choice(PLACES), "B-LOC"))
+        else:
+            tokens.append((rng.choice(FILLER), "O"))
+    return tokens
+
+
+def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for tokens in sentences:
+        lines += [f"{word} NNP B-NP {tag}" for word, tag in tokens] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def conll_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("conll")
+    rng = random.Random(1)
+    write_conll(root / "train.txt", [conll_sentence(rng) for _ in range(40)])
+    write_conll(root / "valid.txt", [conll_sentence(rng) for _ in range(12)])
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny pretrained-style checkpoint: LionForMaskedLM (max_position_embeddings=64) and its own tokenizer."""
+    from bizoo.scripts.train_tokenizer import train_wordpiece_tokenizer
+
+    rng = random.Random(2)
+    texts = [" ".join(rng.choice(NAMES + PLACES + ["castle", "sword", "crown"]) for _ in range(8)) for _ in range(200)]
+    tokenizer = train_wordpiece_tokenizer(texts, vocab_size=100, min_frequency=1, model_max_length=64)
+    spec = bizoo.get_spec("lion")
+    config = spec.config_class(**spec.tiny_config, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt") / "lion-mlm"
+    bizoo.LionForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def glue_args(glue_dir: Path, task: str, output: Path, *extra: str) -> list:
+    return ["--model-name-or-path", "lion", "--task", task, "--data-dir", glue_dir, "--output-dir", output,
+            *TINY, *FAST, *extra]
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def leftovers(output: Path) -> list[str]:
+    """The output folder and any staging sibling of it."""
+    found = output.parent.iterdir()
+    return sorted(p.name for p in found if p.name == output.name or p.name.startswith(f".{output.name}."))
+
+
+# ---------------------------------------------------------------------------------------------- GLUE, end to end
+
+
+@pytest.mark.parametrize("task", ["SST-2", "RTE", "STS-B", "MNLI"])
+def test_glue_from_scratch(glue_dir: Path, tmp_path: Path, task: str, capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "run"
+    assert call(finetune_glue.main, glue_args(glue_dir, task.lower(), output)) == 0
+    printed = capsys.readouterr().out
+    spec = GLUE_TASKS[task]
+    for name in spec.metrics:
+        assert name in printed  # the metrics table
+    assert "wall time: training" in printed
+
+    model = AutoModelForSequenceClassification.from_pretrained(output)
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    assert isinstance(model, bizoo.LionForSequenceClassification)
+    assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 1
+    assert model.config.num_labels == spec.num_labels
+    if spec.is_regression:
+        assert model.config.problem_type == "regression"
+    else:
+        assert model.config.id2label == dict(enumerate(spec.label_names))
+    batch = tokenizer("good movie", "a plot" if spec.is_pair else None, return_tensors="pt")
+    with torch.no_grad():
+        assert model(**batch).logits.shape == (1, spec.num_labels)
+
+    results = read_json(output / "eval_results.json")
+    assert results["task"] == task
+    assert set(results["metrics"]) == set(spec.eval_splits)
+    for split in spec.eval_splits:
+        assert list(results["metrics"][split]) == list(spec.metrics)
+    assert results["steps"] == 3 and results["from_scratch"] is True
+    assert results["num_train_examples"] == (30 if task == "MNLI" else 40)
+    assert results["train_seconds"] <= results["total_seconds"]
+
+    records = read_json(output / "bizoo_results.json")
+    assert [r["dataset"]["split"] for r in records] == [s.replace("dev", "validation") for s in spec.eval_splits]
+    for record in records:
+        assert record["task"]["type"] == "text-classification"
+        assert record["dataset"]["name"] == f"GLUE {task}"
+        assert record["dataset"]["type"] == "nyu-mll/glue" and record["dataset"]["config"] == spec.hub_config
+        assert list(record["metrics"]) == list(spec.metrics)
+    assert any("loss" in entry for entry in read_json(output / "training_log.json"))
+    assert (output / "checkpoint-2").is_dir()
+    assert leftovers(output) == ["run"]  # no staging folder left beside it
+
+
+def test_glue_resume_continues_from_last_checkpoint(glue_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    args = glue_args(glue_dir, "sst2", output)
+    assert call(finetune_glue.main, [*args, "--max-steps", "2"]) == 0
+    first_vocab = AutoTokenizer.from_pretrained(output).get_vocab()
+    assert call(finetune_glue.main, [*args, "--max-steps", "4", "--resume"]) == 0
+    assert read_json(output / "eval_results.json")["steps"] == 4
+    assert read_json(output / "checkpoint-4" / "trainer_state.json")["global_step"] == 4
+    assert AutoTokenizer.from_pretrained(output).get_vocab() == first_vocab  # the run's tokenizer, not a new one
+    assert len(read_json(output / "bizoo_results.json")) == 2  # one record per evaluation
+
+
+def test_glue_resume_refuses_a_different_model(glue_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "run"
+    assert call(finetune_glue.main, glue_args(glue_dir, "sst2", output, "--max-steps", "2")) == 0
+    before = sorted(p.name for p in output.iterdir())
+    capsys.readouterr()
+    args = glue_args(glue_dir, "sst2", output, "--max-steps", "4", "--resume", "--model-config", "hidden_size=64")
+    assert call(finetune_glue.main, args) == 2
+    assert "was trained with hidden_size=32" in capsys.readouterr().err
+    assert sorted(p.name for p in output.iterdir()) == before
+
+
+def test_glue_overwrite_replaces_the_old_folder(glue_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "old.txt").write_text("old run")
+    assert call(finetune_glue.main, glue_args(glue_dir, "sst2", output, "--overwrite")) == 0
+    assert not (output / "old.txt").exists()
+    assert (output / "model.safetensors").is_file()
+
+
+def test_glue_from_checkpoint_uses_its_tokenizer(glue_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    args = ["--model-name-or-path", checkpoint, "--task", "rte", "--data-dir", glue_dir, "--output-dir", output,
+            *FAST, "--learning-rate", "1e-6", "--model-config", "classifier_dropout=0.0"]
+    assert call(finetune_glue.main, args) == 0
+    assert AutoTokenizer.from_pretrained(output).get_vocab() == AutoTokenizer.from_pretrained(checkpoint).get_vocab()
+    model = AutoModelForSequenceClassification.from_pretrained(output)
+    pretrained = bizoo.LionForMaskedLM.from_pretrained(checkpoint)
+    assert model.config.num_hidden_layers == pretrained.config.num_hidden_layers == 2
+    assert model.config.classifier_dropout == 0.0
+    # The encoder starts from the checkpoint's weights (3 tiny steps move them very little).
+    torch.testing.assert_close(
+        model.lion.embeddings.word_embeddings.weight, pretrained.lion.embeddings.word_embeddings.weight,
+        atol=1e-3, rtol=0,
+    )
+    assert read_json(output / "eval_results.json")["from_scratch"] is False
+
+
+def test_glue_from_hub_reads_the_hub_splits(glue_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def fake_hub(task: str, split: str):
+        asked.append((task, split))
+        return load_glue_split(task, glue_dir, split)
+
+    monkeypatch.setattr(finetune_glue, "load_glue_from_hub", fake_hub)
+    output = tmp_path / "run"
+    args = ["--model-name-or-path", "lion", "--task", "rte", "--from-hub", "--output-dir", output, *TINY, *FAST]
+    assert call(finetune_glue.main, args) == 0
+    assert asked == [("RTE", "train"), ("RTE", "dev")]
+    assert read_json(output / "bizoo_results.json")[0]["dataset"]["config"] == "rte"
+
+
+def test_glue_from_hub_unreachable_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    def offline(task: str, split: str):
+        raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(finetune_glue, "load_glue_from_hub", offline)
+    output = tmp_path / "run"
+    assert call(finetune_glue.main, ["--model-name-or-path", "lion", "--task", "rte", "--from-hub",
+                                     "--output-dir", output]) == 2
+    assert "cannot read GLUE RTE train from the Hub" in capsys.readouterr().err
+    assert leftovers(output) == []
+
+
+# ---------------------------------------------------------------------------------------------- NER, end to end
+
+
+def test_ner_from_scratch(conll_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "run"
+    args = ["--model-name-or-path", "lion", "--data-dir", conll_dir, "--output-dir", output, *TINY, *FAST,
+            "--variant", "d"]
+    assert call(finetune_ner.main, args) == 0
+    printed = capsys.readouterr().out
+    assert "overall" in printed and "PER" in printed and "LOC" in printed
+
+    labels = conll_label_list(read_conll(conll_dir / "train.txt"))
+    assert labels == ["O", "B-LOC", "B-PER", "I-PER"]
+    model = AutoModelForTokenClassification.from_pretrained(output)
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    assert isinstance(model, bizoo.LionForTokenClassification)
+    assert model.config.lion_variant == "d"
+    assert model.config.id2label == dict(enumerate(labels))
+    batch = tokenizer(["Anna", "went", "to", "Oslo"], is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        assert model(**batch).logits.shape[-1] == len(labels)
+
+    results = read_json(output / "eval_results.json")
+    assert {"f1", "precision", "recall", "per_type"} <= set(results["metrics"])
+    assert set(results["metrics"]["per_type"]) <= {"PER", "LOC"}
+    assert results["steps"] == 3 and results["num_eval_examples"] == 12
+    records = read_json(output / "bizoo_results.json")
+    assert len(records) == 1
+    assert records[0]["task"] == {"type": "token-classification", "name": "Named entity recognition"}
+    assert records[0]["dataset"]["split"] == "validation"
+    assert set(records[0]["metrics"]) == {"f1", "precision", "recall"}
+
+
+def test_ner_labels_on_first_sub_token_and_truncated_words_are_o(tokenizer) -> None:
+    # With the conftest tokenizer "kingdom" is king ##d ##o ##m, and "moonstar" no longer fits in 8 tokens.
+    sentences = [(["kingdom", "the", "queen", "moonstar"], ["B-LOC", "O", "B-PER", "B-ORG"]), (["night"], ["O"])]
+    label2id = {"O": 0, "B-LOC": 1, "B-PER": 2, "B-ORG": 3}
+    features, first = encode_words(tokenizer, sentences, label2id, max_length=8)
+    assert tokenizer.convert_ids_to_tokens(features[0]["input_ids"]) == [
+        "[CLS]", "king", "##d", "##o", "##m", "the", "queen", "[SEP]"]
+    assert features[0]["labels"] == [-100, 1, -100, -100, -100, 0, 2, -100]
+    assert first == [[1, 5, 6, None], [1]]
+    assert features[1]["labels"] == [-100, 0, -100]
+
+    logits = torch.zeros(2, 8, 4)
+    logits[:, :, 3] = 1.0  # every position predicts B-ORG ...
+    logits[0, 5, 0] = 2.0  # ... but "the"
+    predicted = word_predictions(logits.numpy(), first, {v: k for k, v in label2id.items()})
+    assert predicted == [["B-ORG", "O", "B-ORG", "O"], ["B-ORG"]]  # the truncated word counts as "O"
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _bad_glue_cases(glue_dir: Path, checkpoint: Path, big_tokenizer: Path, empty: Path) -> dict[str, tuple[list, str]]:
+    base = ["--model-name-or-path", "lion", "--task", "sst2", "--data-dir", glue_dir, *FAST]
+    return {
+        "unknown task": (["--model-name-or-path", "lion", "--task", "sst3", "--data-dir", glue_dir],
+                         "unknown GLUE task 'sst3'"),
+        "no data source": (["--model-name-or-path", "lion", "--task", "sst2"], "--data-dir"),
+        "missing data folder": ([*base[:4], "--data-dir", glue_dir / "nowhere"], "does not exist"),
+        "empty train file": ([*base[:4], "--data-dir", empty], "is empty"),
+        "unknown model type": (["--model-name-or-path", "gpt9", *base[2:]], "neither a bizoo model type"),
+        "unknown variant": (
+            [*base, "--variant", "x"], "unknown --variant 'x' for model type 'lion'; allowed: lit, d, s"),
+        "unknown config field": (
+            [*base, "--model-config", "hiden_size=32"], "unknown --model-config field 'hiden_size'"),
+        "reserved config field": ([*base, "--model-config", "vocab_size=10"], "cannot set 'vocab_size'"),
+        "bad config value": ([*base, "--model-config", "hidden_size=30"], "hidden_size"),
+        "malformed config": ([*base, "--model-config", "hidden_size"], "KEY=VALUE"),
+        "variant of a checkpoint": (["--model-name-or-path", checkpoint, *base[2:], "--variant", "d"],
+                                    "--variant applies only"),
+        "longer than positions": (["--model-name-or-path", checkpoint, *base[2:], "--max-length", "128"],
+                                  "max_position_embeddings=64"),
+        "tokenizer larger than vocabulary": (
+            ["--model-name-or-path", checkpoint, *base[2:], "--tokenizer", big_tokenizer], "the tokenizer has"),
+        "resume without checkpoint": ([*base, "--resume"], "no checkpoint-N folder"),
+        "bad step count": ([*base, "--max-steps", "0"], "--max-steps"),
+    }
+
+
+BAD_GLUE = list(_bad_glue_cases(Path(), Path(), Path(), Path()))
+
+
+@pytest.fixture(scope="module")
+def big_tokenizer(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.add_tokens([f"extra{i}" for i in range(50)])
+    folder = tmp_path_factory.mktemp("big") / "tok"
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("case", BAD_GLUE)
+def test_glue_bad_input_fails_before_anything_is_written(
+    case: str, glue_dir: Path, checkpoint: Path, big_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    empty = tmp_path / "glue-empty"
+    write_tsv(empty / "SST-2" / "dev.tsv", ["sentence", "label"], [["fine", "1"]])
+    (empty / "SST-2" / "train.tsv").write_text("", encoding="utf-8")
+    argv, message = _bad_glue_cases(glue_dir, checkpoint, big_tokenizer, empty)[case]
+    output = tmp_path / "out"
+    assert call(finetune_glue.main, [*argv, "--output-dir", output]) == 2
+    err = capsys.readouterr().err
+    assert "bizoo finetune-glue: error: " in err
+    assert message in err
+    assert leftovers(output) == []
+
+
+def test_glue_refuses_a_non_empty_output_folder(glue_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "keep.txt").write_text("keep")
+    assert call(finetune_glue.main, glue_args(glue_dir, "sst2", output)) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert [p.name for p in output.iterdir()] == ["keep.txt"]
+
+
+NER_BAD = ["no data dir", "empty train file", "unknown eval tag", "mixed schemes", "unknown model"]
+
+
+@pytest.mark.parametrize("case", NER_BAD)
+def test_ner_bad_input_fails_before_anything_is_written(
+    case: str, conll_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "train.txt").write_text("Anna NNP B-NP B-PER\nwent VBD B-VP O\n", encoding="utf-8")
+    (bad / "valid.txt").write_text("Oslo NNP B-NP B-LOC\n", encoding="utf-8")
+    (bad / "empty.txt").write_text("\n-DOCSTART- -X- -X- O\n\n", encoding="utf-8")
+    (bad / "mixed.txt").write_text("Anna NNP B-NP S-PER\nBert NNP B-NP L-PER\n", encoding="utf-8")
+    base = ["--model-name-or-path", "lion", "--data-dir", bad, *TINY, *FAST]
+    argv, message = {
+        "no data dir": (["--model-name-or-path", "lion"], "--data-dir"),
+        "empty train file": ([*base, "--train-file", "empty.txt"], "holds no sentences"),
+        "unknown eval tag": (base, "'B-LOC' (first in sentence 1)"),
+        "mixed schemes": ([*base, "--train-file", "mixed.txt", "--eval-file", "mixed.txt"], "mix IOBES"),
+        "unknown model": (["--model-name-or-path", "nope", "--data-dir", conll_dir], "neither a bizoo model type"),
+    }[case]
+    output = tmp_path / "out"
+    assert call(finetune_ner.main, [*argv, "--output-dir", output]) == 2
+    err = capsys.readouterr().err
+    assert "bizoo finetune-ner: error: " in err and message in err
+    assert leftovers(output) == []
+
+
+# ---------------------------------------------------------------------------------------------- helpers and help
+
+
+def test_parse_model_config_reads_json_values() -> None:
+    values = parse_model_config(["hidden_size=256", "hidden_act=gelu", "qkv_bias=false", "classifier_dropout=null",
+                                 "hidden_dropout_prob=0.1", "tie_word_embeddings=True"])
+    assert values == {"hidden_size": 256, "hidden_act": "gelu", "qkv_bias": False, "classifier_dropout": None,
+                      "hidden_dropout_prob": 0.1, "tie_word_embeddings": True}
+
+
+def test_format_table_aligns_columns() -> None:
+    table = format_table(["split", "accuracy"], [["dev", 0.5], ["dev_mismatched", 0.25]])
+    assert table.splitlines() == ["split           accuracy", "dev               0.5000", "dev_mismatched    0.2500"]
+
+
+@pytest.mark.parametrize("module", [finetune_glue, finetune_ner])
+def test_help_describes_the_command(module, capsys: pytest.CaptureFixture) -> None:
+    assert call(module.main, ["--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: {module.PROG}")
+    assert "example" in text and "--model-config" in text and "--resume" in text
+
+
+# ---------------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.slow
+def test_sst2_real_data_few_steps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    glue = SHARED_DATA / "glue"
+    if not (glue / "SST-2" / "train.tsv").is_file():
+        pytest.skip(f"no SST-2 data at {glue}")
+    output = tmp_path / "sst2"
+    args = ["--model-name-or-path", "lion", "--task", "SST-2", "--data-dir", glue, "--output-dir", output, *TINY,
+            "--max-steps", "10", "--batch-size", "16", "--save-steps", "10", "--logging-steps", "5"]
+    assert call(finetune_glue.main, args) == 0
+    results = read_json(output / "eval_results.json")
+    assert results["num_train_examples"] == 67_349 and results["num_eval_examples"] == {"dev": 872}
+    assert 0.0 <= results["metrics"]["dev"]["accuracy"] <= 1.0
+    assert "accuracy" in capsys.readouterr().out

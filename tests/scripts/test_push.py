@@ -1,0 +1,161 @@
+"""Tests for ``bizoo push``, offline: ``HfApi.create_repo``, ``create_branch`` and ``upload_folder`` are replaced by
+recorders, so the tests see exactly what would reach the Hub (which repository, which options, which files) and
+that bad input stops before any call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import HfApi, RepoUrl
+from huggingface_hub.errors import OfflineModeIsEnabled
+
+import bizoo
+from bizoo import LionForMaskedLM
+from bizoo.scripts.export import export_model, flat_sources
+from bizoo.scripts.push import main, push_folder
+
+
+class RecordingHub:
+    """Stands in for the Hub: records every call and the files ``upload_folder`` would send."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.uploaded: dict[str, bytes] = {}
+        self.fail_with: Exception | None = None
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        hub = self
+
+        def create_repo(api, repo_id, **kwargs):
+            hub.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+            if hub.fail_with is not None:
+                raise hub.fail_with
+            return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def create_branch(api, repo_id, **kwargs):
+            hub.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+
+        def upload_folder(api, **kwargs):
+            hub.calls.append(("upload_folder", kwargs))
+            folder = Path(kwargs["folder_path"])  # no allow/ignore patterns: every file goes up
+            hub.uploaded = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+        monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "create_branch", create_branch)
+        monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+
+    def call(self, name: str) -> dict:
+        matches = [kwargs for called, kwargs in self.calls if called == name]
+        assert len(matches) == 1, f"{name} called {len(matches)} times: {self.calls}"
+        return matches[0]
+
+
+@pytest.fixture
+def hub(monkeypatch) -> RecordingHub:
+    recorder = RecordingHub()
+    recorder.install(monkeypatch)
+    return recorder
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, tokenizer, make_config) -> Path:
+    folder = tmp_path / "ckpt"
+    LionForMaskedLM(make_config(("lion", "d"), vocab_size=len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def exported(checkpoint: Path, tmp_path: Path) -> Path:
+    return export_model(checkpoint, tmp_path / "lion-d")
+
+
+def test_push_uploads_exactly_the_export(exported: Path, hub: RecordingHub, capsys):
+    assert main([str(exported), "--repo-id", "my-org/lion-d"]) == 0
+    create = hub.call("create_repo")
+    assert create == {"repo_id": "my-org/lion-d", "private": False, "exist_ok": True, "repo_type": "model"}
+    upload = hub.call("upload_folder")
+    assert upload["repo_id"] == "my-org/lion-d" and upload["repo_type"] == "model"
+    assert Path(upload["folder_path"]) == exported
+    assert upload["revision"] is None and "bizoo" in upload["commit_message"]
+    assert not any(key in upload for key in ("allow_patterns", "ignore_patterns", "path_in_repo"))
+    expected = {"config.json", "model.safetensors", "README.md", "tokenizer.json", "tokenizer_config.json"}
+    assert set(hub.uploaded) == expected | set(flat_sources(bizoo.get_spec("lion")))
+    assert [name for name, _ in hub.calls] == ["create_repo", "upload_folder"]
+    assert "https://huggingface.co/my-org/lion-d" in capsys.readouterr().out
+
+
+def test_the_readme_uploaded_is_the_model_card(exported: Path, hub: RecordingHub):
+    push_folder(exported, "my-org/lion-d")
+    card = hub.uploaded["README.md"].decode("utf-8")
+    assert card == (exported / "README.md").read_text(encoding="utf-8")
+    meta = yaml.safe_load(card.split("\n---\n", 1)[0].removeprefix("---\n"))
+    assert meta["library_name"] == "transformers" and "bizoo" in meta["tags"] and meta["pipeline_tag"] == "fill-mask"
+
+
+def test_private_commit_message_and_revision_pass_through(exported: Path, hub: RecordingHub, capsys):
+    argv = ["--repo-id", "my-org/lion-d", "--private", "--commit-message", "first LION", "--revision", "v1"]
+    assert main([str(exported), *argv]) == 0
+    assert hub.call("create_repo")["private"] is True
+    branch = hub.call("create_branch")
+    assert branch == {"repo_id": "my-org/lion-d", "branch": "v1", "repo_type": "model", "exist_ok": True}
+    upload = hub.call("upload_folder")
+    assert upload["commit_message"] == "first LION" and upload["revision"] == "v1"
+    assert "https://huggingface.co/my-org/lion-d/tree/v1" in capsys.readouterr().out
+
+
+def test_push_folder_returns_the_url(exported: Path, hub: RecordingHub):
+    assert push_folder(exported, "my-org/lion-d", private=True) == "https://huggingface.co/my-org/lion-d"
+    assert hub.call("create_repo")["private"] is True
+
+
+def test_hub_failure_exits_1_with_the_reason(exported: Path, hub: RecordingHub, capsys):
+    hub.fail_with = OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode is enabled.")
+    assert main([str(exported), "--repo-id", "my-org/lion-d"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bizoo push: error: the Hub refused or could not be reached") and "offline mode" in err
+    assert [name for name, _ in hub.calls] == ["create_repo"]
+
+
+@pytest.mark.parametrize(
+    "repo_id",
+    ["lion-d", "my-org/lion/d", "my-org/", "/lion-d", "my org/lion-d", "my-org/lion--d", "my-org/lion..d",
+     "my-org/" + "x" * 100, "my-org/lion-d.git"],
+)
+def test_bad_repo_id_exits_2_before_any_call(exported: Path, hub: RecordingHub, capsys, repo_id):
+    assert main([str(exported), "--repo-id", repo_id]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bizoo push: error: --repo-id") and repr(repo_id) in err and "ORG/NAME" in err
+    assert hub.calls == []
+
+
+def _remove(name):
+    return lambda folder: (folder / name).unlink()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: f.rename(f.with_name("gone")), "does not exist"),
+        (lambda f: [p.unlink() for p in f.iterdir()], "has no config.json"),
+        (_remove("model.safetensors"), "has no safetensors weights"),
+        (_remove("README.md"), "has no README.md model card"),
+        (_remove("modeling_lion.py"), "lacks the code files its auto_map names: ['modeling_lion.py']"),
+    ],
+    ids=["missing", "empty", "no-weights", "no-card", "no-code"],
+)
+def test_non_export_folder_exits_2_before_any_call(exported: Path, hub: RecordingHub, capsys, damage, message):
+    damage(exported)
+    assert main([str(exported), "--repo-id", "my-org/lion-d"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bizoo push: error: ") and message in err, err
+    assert hub.calls == []
+
+
+def test_a_checkpoint_is_not_an_export(checkpoint: Path, hub: RecordingHub, capsys):
+    """A save_pretrained folder has no auto_map: pushed as is, it would not load without bizoo."""
+    assert main([str(checkpoint), "--repo-id", "my-org/lion-d"]) == 2
+    assert "has no auto_map, so the model would not load with trust_remote_code=True" in capsys.readouterr().err
+    assert hub.calls == []
