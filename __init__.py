@@ -39,6 +39,9 @@ LION_SPEC = ModelSpec(
         hidden_dropout_prob=0.0,
     ),
     variants={"lit": dict(lion_variant="lit"), "d": dict(lion_variant="d"), "s": dict(lion_variant="s")},
+    # Selective decay learns fastest from scratch: on the shipped corpus, 400 steps of LION-S reach 2.3x the
+    # unigram baseline's masked-token accuracy while LION-LIT is still at the baseline (README, "Results").
+    default_variant="s",
 )
 
 # The repository root is this package, so a test runner that collects the checkout folder as a Python package

@@ -55,6 +55,9 @@ setup(
             "pytest>=8",
             "pytest-xdist>=3",
             "hypothesis>=6",
+            # The wheel test builds without isolation (offline): the build backend must be in the environment.
+            "setuptools>=68",
+            "wheel",
             # Independent oracles for our own implementations (CRF, metrics, ELMo fixtures).
             "pytorch-crf>=0.7",
             "seqeval>=1.2",

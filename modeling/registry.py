@@ -34,6 +34,7 @@ class ModelSpec:
         models: Auto class name ("AutoModel", "AutoModelForMaskedLM", ...) -> model class.
         tiny_config: keyword arguments of a tiny configuration for tests (any vocabulary size is overridden).
         variants: named keyword arguments for ``bizoo pretrain --variant`` (e.g. LION's "lit", "d", "s").
+        default_variant: the variant the commands train from scratch when ``--variant`` is not given.
         tokenizer: the kind of tokenizer the model reads ("wordpiece": subword ids from any fast tokenizer).
     """
 
@@ -42,6 +43,7 @@ class ModelSpec:
     models: dict[str, type]
     tiny_config: dict = field(default_factory=dict)
     variants: dict[str, dict] = field(default_factory=dict)
+    default_variant: str | None = None
     tokenizer: str = "wordpiece"
 
 

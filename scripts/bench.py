@@ -1,5 +1,8 @@
 """Benchmark bizoo's kernels against their baselines, measured in the same run.
 
+`bizoo bench lion-forms` checks that the forms agree: the max abs difference of the rnn and chunk forms from the
+attention form, per decay type, in fp32, on random inputs with padding.
+
 `bizoo bench lion` times the LION attention op in each form against the O(L²) attention form (the baseline) at
 each sequence length, forward or forward+backward, and reports the median time, the peak memory and the ratio
 baseline / form (> 1: faster than the baseline). Every measurement runs in a fresh child process so that its peak
@@ -9,6 +12,7 @@ not run and is reported as such (with the estimate).
 
 examples:
   bizoo bench lion                                   # CPU: chunk vs attention at L = 1024, 4096, 16384
+  bizoo bench lion-forms --lengths 1024              # max |rnn - attention|, |chunk - attention| per variant
   bizoo bench lion --lengths 512 2048 --forms chunk rnn attention --mode backward --json out.json --plot out.png
 """
 
@@ -27,7 +31,7 @@ PROG = "bizoo bench"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("op", choices=["lion"], help="the op to benchmark")
+    parser.add_argument("op", choices=["lion", "lion-forms"], help="what to measure")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384], help="sequence lengths L")
     parser.add_argument("--batch", type=int, default=1, help="batch size B (default: %(default)s)")
@@ -131,10 +135,11 @@ def _available_bytes() -> int | None:
 
 
 def estimate_bytes(case: dict) -> int:
-    """A rough peak for the case: the attention form holds ~5 (B, H, L, L) fp32 buffers, the others O(L)."""
+    """A rough peak for the case: the attention form holds ~3 (B, H, L, L) fp32 buffers at once (measured: 2.3 GiB
+    at B=1, H=12, L=4096), twice that with the backward pass; the other forms are O(L)."""
     B, H, L, D = case["batch"], case["heads"], case["length"], case["head_dim"]
     if case["form"] == "attention":
-        return 5 * B * H * L * L * 4 * (2 if case["mode"] == "backward" else 1)
+        return 3 * B * H * L * L * 4 * (2 if case["mode"] == "backward" else 1)
     return 40 * B * H * L * D * 4
 
 
@@ -161,8 +166,45 @@ def run_case(case: dict) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def form_agreement(length: int, batch: int, heads: int, head_dim: int, chunk_size: int) -> list[dict]:
+    """Max abs difference of each form from the attention form, per decay type, fp32, right/left padded rows."""
+    import torch
+
+    from ..kernels.lion import lion_attention
+
+    g = torch.Generator().manual_seed(0)
+    B = max(batch, 2)
+    q = torch.rand(B, heads, length, head_dim, generator=g) + 0.1
+    k = torch.rand(B, heads, length, head_dim, generator=g) + 0.1
+    v = torch.randn(B, heads, length, head_dim, generator=g)
+    mask = torch.ones(B, length, dtype=torch.long)
+    mask[0, length - length // 8 :] = 0  # right padding
+    mask[1, : length // 8] = 0  # left padding
+    decays = {"lit": None, "d": -torch.rand(heads, generator=g), "s": -torch.rand(B, heads, length, generator=g)}
+    rows = []
+    for decay, log_decay in decays.items():
+        with torch.no_grad():
+            outs = {f: lion_attention(q, k, v, log_decay, mask, form=f, chunk_size=chunk_size) for f in ("attention", "rnn", "chunk")}
+        scale = outs["attention"].abs().max().item()
+        for form in ("rnn", "chunk"):
+            diff = (outs[form] - outs["attention"]).abs().max().item()
+            rows.append({"decay": decay, "length": length, "form": form, "max_abs_diff": diff, "max_abs_output": scale})
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    if args.op == "lion-forms":
+        print(f"LION forms vs the attention form, fp32, B=2 (right- and left-padded) H={args.heads} D={args.head_dim}")
+        print(f"{'L':>7} {'decay':>6} {'form':>6} {'max |diff|':>12} {'max |y|':>9}")
+        rows = [r for L in args.lengths for r in form_agreement(L, args.batch, args.heads, args.head_dim, args.chunk_size)]
+        for r in rows:
+            print(f"{r['length']:>7} {r['decay']:>6} {r['form']:>6} {r['max_abs_diff']:>12.2e} {r['max_abs_output']:>9.3f}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"rows": rows}, f, indent=1)
+        return 0
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda"):
@@ -175,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     if bad_forms or min(args.lengths) < 1 or args.repeats < 1:
         print(f"{PROG}: error: forms must be attention/rnn/chunk, lengths and --repeats >= 1", file=sys.stderr)
         return 2
-    machine = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()}"
+    machine = torch.cuda.get_device_name() if device == "cuda" else _cpu_name()
     threads = args.threads or torch.get_num_threads()
     print(
         f"LION attention, {args.mode}, B={args.batch} H={args.heads} D={args.head_dim} decay={args.decay} "
@@ -213,6 +255,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows, with the core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def _plot(rows: list[dict], path: str, title: str) -> None:
     import matplotlib
 
@@ -237,9 +293,10 @@ def _plot(rows: list[dict], path: str, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """Entry point of ``bizoo bench`` and ``python -m bizoo.scripts.bench``."""
+    from .common import command_main
+
+    return command_main(__name__, argv)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,19 @@ def run_command(prog: str, body: Callable[[], int]) -> int:
         return 2
 
 
+def command_main(module_name: str, argv: list[str] | None = None) -> int:
+    """The entry point of every command module (``python -m bizoo.scripts.<module>``): its ``PROG``, its
+    docstring as the help text, its ``add_arguments`` and ``run``."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(
+        prog=module.PROG, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Output folders
 # ----------------------------------------------------------------------------------------------------------------
@@ -300,7 +313,8 @@ def check_config_fields(config_class: type, overrides: dict[str, Any], what: str
 
 
 def variant_fields(spec, variant: str | None) -> dict[str, Any]:
-    """The config fields of a named ``--variant`` of ``spec`` ({} for None)."""
+    """The config fields of a named ``--variant`` of ``spec``; None means the spec's default variant (if any)."""
+    variant = variant if variant is not None else spec.default_variant
     if variant is None:
         return {}
     if not spec.variants:

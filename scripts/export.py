@@ -589,7 +589,8 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
     if pipeline_tag is not None:
         tags.append(pipeline_tag)
     metadata: dict = {"library_name": "transformers", "license": "apache-2.0", "tags": tags}
-    datasets = list(dict.fromkeys(entry["dataset"]["type"] for entry in index_results))
+    # Hub dataset ids only: "text" is how a run on plain text files (e.g. bizoo's Shakespeare sample) is recorded.
+    datasets = list(dict.fromkeys(e["dataset"]["type"] for e in index_results if e["dataset"]["type"] != "text"))
     if datasets:
         metadata["datasets"] = datasets
     if pipeline_tag is not None:
@@ -731,11 +732,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo export`` and ``python -m bizoo.scripts.export``."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from .common import command_main
+
+    return command_main(__name__, argv)
 
 
 if __name__ == "__main__":

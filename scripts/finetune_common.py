@@ -74,7 +74,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--variant", metavar="V",
-        help="named variant of a model trained from scratch (e.g. lion: lit, d, s; default: the config's default)",
+        help="named variant of a model trained from scratch (e.g. lion: lit, d, s; default: the model's default "
+        "variant, s for lion)",
     )
     group.add_argument(
         "--model-config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",

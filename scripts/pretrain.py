@@ -58,7 +58,10 @@ FILL_MASK_EXAMPLES = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="lion", help="model type to pretrain (default: %(default)s)")
-    model.add_argument("--variant", default=None, help="named variant of the model, e.g. lit, d or s for LION")
+    model.add_argument(
+        "--variant", default=None,
+        help="named variant of the model, e.g. lit, d or s for LION (default: the model's default variant, s for LION)",
+    )
     model.add_argument(
         "--model-config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
         help="config fields to set (JSON values), e.g. hidden_size=512 num_hidden_layers=8; "
@@ -249,7 +252,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     if tokenizer.mask_token_id is None:
         raise CommandError("the tokenizer has no mask token; masked-LM needs one")
     config = spec.config_class(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config_kwargs)
-    print(f"{PROG}: {spec.model_type} {args.variant or ''} on {corpus_name}: tokenizer of {len(tokenizer)} tokens")
+    variant = args.variant or spec.default_variant
+    print(f"{PROG}: {spec.model_type} {variant or ''} on {corpus_name}: tokenizer of {len(tokenizer)} tokens")
 
     train_blocks = pack(tokenizer, documents, args.max_length)
     eval_blocks = pack(tokenizer, held_out, args.max_length)
@@ -338,9 +342,10 @@ class _TrainEvalCollator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """Entry point of ``bizoo pretrain`` and ``python -m bizoo.scripts.pretrain``."""
+    from .common import command_main
+
+    return command_main(__name__, argv)
 
 
 if __name__ == "__main__":

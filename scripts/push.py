@@ -147,11 +147,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo push`` and ``python -m bizoo.scripts.push``."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from .common import command_main
+
+    return command_main(__name__, argv)
 
 
 if __name__ == "__main__":

@@ -148,13 +148,20 @@ def _finish(out, mask, normalize, dtype):
     return out.to(dtype)
 
 
-def _decay_matrix_log(p, s):
-    """log M for one block: (..., T) exclusive / inclusive prefix sums -> (..., T, T), entries <= 0."""
-    T = p.shape[-1]
-    lower = torch.ones(T, T, dtype=torch.bool, device=p.device).tril()  # i >= j
-    fwd = p[..., :, None] - p[..., None, :]  # P_i - P_j, valid for i >= j
-    bwd = s[..., None, :] - s[..., :, None]  # Q_j - Q_i, valid for i <= j
-    return torch.where(lower, fwd, bwd)
+def _decay_matrix_log(a):
+    """log M for one block of log-decays ``a`` (..., T) -> (..., T, T), entries <= 0, in the dtype of ``a``.
+
+    P_i - P_j for i >= j and Q_j - Q_i = (a_j - a_i) - (P_i - P_j) for i <= j. The prefix sums are taken in fp64
+    and split into hi + lo fp32 parts before subtracting, so an entry is exact to fp32 rounding of the entry
+    itself, not of the (possibly large) prefix sums: over thousands of tokens a plain fp32 P_i - P_j loses 1e-4.
+    """
+    T = a.shape[-1]
+    p = a.double().cumsum(-1) - a.double()  # P, exclusive prefix sums, fp64
+    hi = p.to(a.dtype)
+    lo = (p - hi.double()).to(a.dtype)
+    fwd = (hi[..., :, None] - hi[..., None, :]) + (lo[..., :, None] - lo[..., None, :])  # P_i - P_j
+    lower = torch.ones(T, T, dtype=torch.bool, device=a.device).tril()  # i >= j
+    return torch.where(lower, fwd, (a[..., None, :] - a[..., :, None]) - fwd)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -164,9 +171,7 @@ def _decay_matrix_log(p, s):
 
 def attention_form(q, k, v, a):
     """The full masked L×L matrix: y = ((q kᵀ) ⊙ M) v."""
-    s = a.cumsum(-1)  # Q, inclusive (B, H, L)
-    p = s - a  # P, exclusive
-    decay = _decay_matrix_log(p, s).exp()  # (B, H, L, L)
+    decay = _decay_matrix_log(a).exp()  # (B, H, L, L)
     scores = q @ k.transpose(-1, -2)  # (B, H, L, L)
     return (scores * decay) @ v  # (B, H, L, Dv)
 
@@ -213,7 +218,7 @@ def chunk_form(q, k, v, a, chunk_size):
     total = s[..., -1]  # T_n, log decay across the whole chunk (B, H, N)
 
     # Inside each chunk: the masked C×C attention.
-    decay = _decay_matrix_log(p, s).exp()  # (B, H, N, C, C)
+    decay = _decay_matrix_log(a).exp()  # (B, H, N, C, C)
     out = ((q @ k.transpose(-1, -2)) * decay) @ v  # (B, H, N, C, Dv)
 
     # What each chunk hands to the chunks after it (decayed to the next chunk's start) and before it (decayed to
