@@ -193,9 +193,9 @@ def plot_loss_curve(log_history: list[dict], path: Path) -> None:
     evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
     fig, ax = plt.subplots(figsize=(6, 4))
     if train:
-        ax.plot(*zip(*train), label="training loss")
+        ax.plot(*zip(*train), label="training loss (80% [MASK], 10% random, 10% kept)")
     if evals:
-        ax.plot(*zip(*evals), "o-", label="held-out loss")
+        ax.plot(*zip(*evals), "o-", label="held-out loss (all [MASK])")
     ax.set_xlabel("step")
     ax.set_ylabel("masked-LM cross-entropy")
     ax.set_title("bizoo pretrain")

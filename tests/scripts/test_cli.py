@@ -99,6 +99,7 @@ def test_pretrain_helpers():
         (["--variant", "x"], "unknown --variant 'x'"),
         (["--model-config", "hidden_sise=3"], "unknown --model-config field 'hidden_sise'"),
         (["--model-config", "vocab_size=300"], "cannot set 'vocab_size'"),
+        (["--model-config", "lion_form=parallel"], "lion_form must be one of"),
         (["--model-config", "hidden_size=30"], "multiple of num_attention_heads"),
         (["--text", "MISSING.txt"], "MISSING.txt"),
         (["--text", "EMPTY"], "empty"),
