@@ -5,7 +5,7 @@ from __future__ import annotations
 from .common import BizooConfig
 
 LION_VARIANTS = ("lit", "d", "s")
-LION_FORMS = ("attention", "rnn", "chunk")
+LION_FORMS = ("auto", "attention", "rnn", "chunk")
 FEATURE_MAPS = ("elu1", "silu_norm", "identity")
 NORMALIZATIONS = ("rowsum", "none")
 DECAY_INITS = ("paper", "retnet")
@@ -41,9 +41,10 @@ class LionConfig(BizooConfig):
         lion_variant (`str`, defaults to `"lit"`): `"lit"` (no decay), `"d"` (one learned decay per head,
             λ_h = σ(a_h)) or `"s"` (selective: one decay per token and head, λ_{t,h} = σ(-(w_h·x_t + b_h)), from the
             layer input).
-        lion_form (`str`, defaults to `"chunk"`): how the mixer is computed: `"attention"` (the L×L matrix),
-            `"rnn"` (forward and backward recurrences) or `"chunk"` (linear in L). All give the same outputs; it can
-            be changed after loading (`model.config.lion_form = "rnn"`).
+        lion_form (`str`, defaults to `"auto"`): how the mixer is computed: `"attention"` (the L×L matrix; on a
+            GPU the tiled parallel schedule that never builds it), `"rnn"` (forward and backward recurrences),
+            `"chunk"` (linear in L) or `"auto"` (attention below a measured length crossover, chunk from it on).
+            All give the same outputs; it can be changed after loading (`model.config.lion_form = "rnn"`).
         chunk_size (`int`, defaults to 64): chunk length of the chunk form.
         feature_map (`str`, *optional*): `"elu1"` (elu(x)+1, the paper's LION-LIT), `"silu_norm"` (silu(x)+0.5,
             L2-normalised over the head dimension, the paper's LION-D/S) or `"identity"` (the authors' MLM code).
@@ -77,7 +78,7 @@ class LionConfig(BizooConfig):
         pad_token_id: int | None = 0,
         tie_word_embeddings: bool = True,
         lion_variant: str = "lit",
-        lion_form: str = "chunk",
+        lion_form: str = "auto",
         chunk_size: int = 64,
         feature_map: str | None = None,
         normalization: str = "rowsum",

@@ -1,7 +1,12 @@
-"""LION bidirectional linear attention: the public op and its backend dispatch.
+"""LION bidirectional linear attention: the public op and its backend and schedule dispatch.
 
 ``lion_attention(q, k, v, log_decay=None, attention_mask=None, *, form="chunk", chunk_size=64, normalize=True,
-backend="auto")``: the math, the three forms and the shapes are documented in ``reference.py`` beside this file.
+backend="auto")``: the math, the forms and the shapes are documented in ``reference.py`` beside this file; the
+Triton kernels in ``triton_op.py`` (and the ``triton_parallel.py`` / ``triton_chunk.py`` schedules).
+
+Forms: "attention" (the L×L form; on Triton the tiled parallel schedule, which never builds the matrix),
+"chunk" (linear in L), "rnn" (two recurrences; reference backend only) and "auto", which takes "attention"
+below a length crossover and "chunk" from it on. The crossovers are measured with ``bizoo bench lion-crossover``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,20 @@ from ..dispatch import resolve_backend
 from . import reference
 from .reference import FORMS
 
-__all__ = ["lion_attention", "FORMS"]
+try:  # Triton is optional: without it the "triton" backend is simply absent
+    from .triton_op import lion_attention_triton
+except ImportError:
+    lion_attention_triton = None
+
+__all__ = ["lion_attention", "FORMS", "REFERENCE_CHUNK_MIN_LENGTH", "TRITON_CHUNK_MIN_LENGTH"]
+
+# form="auto": the chunk form from this length on, the attention form below it.
+# Reference (PyTorch, CPU): measured on a 2-core AMD EPYC VM (`bizoo bench lion-crossover`, forward+backward, B·L
+# fixed): the attention form is faster at L <= 256 and the chunk form from L = 512 on.
+REFERENCE_CHUNK_MIN_LENGTH = 512
+# Triton: provisional until measured on a GPU with `bizoo bench lion-crossover --device cuda` (the parallel
+# schedule does O(L²) work, the chunk schedule O(L); FlashAttention-style tiling usually wins up to ~1-2k).
+TRITON_CHUNK_MIN_LENGTH = 1024
 
 
 def lion_attention(
@@ -33,15 +51,29 @@ def lion_attention(
         q, k: (B, H, L, Dk) after the feature map; v: (B, H, L, Dv).
         log_decay: None (LION-LIT), (H,) (LION-D) or (B, H, L) (LION-S); log λ <= 0.
         attention_mask: (B, L) with 1 for real tokens, 0 for padding; or None.
-        form: "attention" (L×L matrix), "rnn" (two recurrences) or "chunk" (linear in L).
-        chunk_size: chunk length of the chunk form.
+        form: "attention", "chunk", "rnn" or "auto" (by length).
+        chunk_size: chunk length of the chunk form (a power of two from 16 to 128 on Triton).
         normalize: apply the row-sum normaliser.
         backend: "auto", "triton" or "reference" (see ``bizoo.kernels.dispatch``).
 
     Returns:
         (B, H, L, Dv) in the dtype of v, zeros at padded positions.
     """
-    resolve_backend(backend, q, op="lion_attention", has_triton=False)
+    if form not in FORMS + ("auto",):
+        raise ValueError(f"lion_attention: form must be one of {FORMS + ('auto',)}, got {form!r}")
+    # "rnn" has no Triton schedule: "auto" then stays on the reference backend.
+    has_triton = lion_attention_triton is not None and form != "rnn"
+    if backend == "triton" and lion_attention_triton is not None and form == "rnn":
+        raise ValueError("lion_attention: form='rnn' runs on backend='reference' only; use 'chunk' on Triton")
+    backend = resolve_backend(backend, q, op="lion_attention", has_triton=has_triton)
+    if form == "auto":
+        crossover = TRITON_CHUNK_MIN_LENGTH if backend == "triton" else REFERENCE_CHUNK_MIN_LENGTH
+        form = "chunk" if q.shape[2] >= crossover else "attention"
+    reference.check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size)
+    if backend == "triton":
+        return lion_attention_triton(
+            q, k, v, log_decay, attention_mask, form=form, chunk_size=chunk_size, normalize=normalize
+        )
     return reference.lion_attention(
         q, k, v, log_decay, attention_mask, form=form, chunk_size=chunk_size, normalize=normalize
     )

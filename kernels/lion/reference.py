@@ -91,6 +91,9 @@ def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
                 f"(S: one per token and head), got shape {tuple(log_decay.shape)}"
             )
         if not log_decay.is_cuda:  # a value check on CUDA would cost a host sync on every call
+            if log_decay.dim() == 3 and isinstance(attention_mask, torch.Tensor) and attention_mask.shape == (B, L):
+                # what padded positions hold takes no part, so it is not checked either
+                log_decay = torch.where(attention_mask.to(torch.bool)[:, None, :], log_decay, 0.0)
             if not torch.isfinite(log_decay).all():
                 raise ValueError("lion_attention: log_decay must be finite (log λ with λ in (0, 1])")
             if (log_decay > 0).any():
@@ -129,8 +132,9 @@ def _prepare(q, k, v, log_decay, attention_mask, normalize):
     if attention_mask is not None:
         keep = attention_mask.to(device=q.device, dtype=torch.bool)  # (B, L)
         mask = keep[:, None, :, None]  # (B, 1, L, 1)
-        k = k * mask  # padded keys contribute nothing ...
-        a = a * keep[:, None, :]  # ... and decay nothing: λ = 1 at padding
+        # torch.where, not a product: whatever the padded positions hold (even NaN) cannot leak.
+        q, k, v = (torch.where(mask, t, 0.0) for t in (q, k, v))  # padded keys contribute nothing ...
+        a = torch.where(keep[:, None, :], a, 0.0)  # ... and decay nothing: λ = 1 at padding
     if normalize:
         v = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)  # (B, H, L, Dv+1): last column -> denominator
     return q, k, v, a, mask
@@ -144,7 +148,7 @@ def _finish(out, mask, normalize, dtype):
             den = torch.where(mask, den, torch.ones_like(den))  # padded rows: avoid 0/0 in value and gradient
         out = num / den
     if mask is not None:
-        out = out * mask
+        out = torch.where(mask, out, 0.0)
     return out.to(dtype)
 
 

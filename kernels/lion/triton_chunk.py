@@ -1,0 +1,250 @@
+r"""LION's chunk schedule in Triton: linear in L, two launches (chunk states, then outputs).
+
+It computes the same generalised product as ``triton_parallel.py`` (see its docstring: decays α for the forward
+part, β for the backward part, an optional rank-one score term c_i e_j, optional row sums and directional dot
+products ρF/ρB), split at chunk boundaries. With chunks of C tokens, local prefix sums inside chunk n
+(p^α exclusive, s^β inclusive) and chunk totals T^α_n, T^β_n:
+
+    F_n = exp(T^α_{n-1}) F_{n-1} + Σ_{j∈n-1} exp(T^α_{n-1} - p^α_j) [k_j; e_j] v_jᵀ     (everything before n)
+    G_n = exp(T^β_{n+1}) G_{n+1} + Σ_{j∈n+1} exp(s^β_j)             [k_j; e_j] v_jᵀ     (everything after n)
+    o_i = intra_i + exp(p^α_i) [q_i; c_i]ᵀ F_n + exp(T^β_n - s^β_i) [q_i; c_i]ᵀ G_n     (i ∈ n)
+
+where intra_i is the masked C×C attention inside chunk n; the row sums carry the same recurrences with v ≡ 1.
+
+Launch 1 (``_states_kernel``, grid B·H × Dk blocks × Dv blocks): the forward scan then the backward scan over the
+chunks of the row's real range, storing F_n and G_n in fp32. Launch 2 (``_output_kernel``, grid chunks × B·H):
+intra-chunk attention plus the two state terms. Chunks outside a row's real range are neither scanned nor
+computed (their outputs are written as zeros): padding costs no work beyond partial chunks.
+"""
+
+from __future__ import annotations
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError as err:  # the Triton backend is simply absent without triton
+    raise ImportError("bizoo.kernels.lion.triton_chunk needs the `triton` package") from err
+
+import torch
+
+
+@triton.jit
+def _states_kernel(
+    K, V, E, ALPHA, BETA, RANGES,
+    F, G, FZ, GZ, FE, GE, FEZ, GEZ,  # states: (B·H, N, Dk, Dv), (B·H, N, Dk), (B·H, N, Dv), (B·H, N)
+    H, L, N, DK, DV,
+    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_RANK1: tl.constexpr, ROWSUM: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid_bh = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_v = tl.program_id(2)
+    b = pid_bh // H
+    start = tl.load(RANGES + 2 * b)
+    end = tl.load(RANGES + 2 * b + 1)
+    seq = pid_bh.to(tl.int64) * L
+    state_row = pid_bh.to(tl.int64) * N
+
+    t = tl.arange(0, C)
+    dk = pid_k * BK + tl.arange(0, BK)
+    dv = pid_v * BV + tl.arange(0, BV)
+    k_ok = dk < DK
+    v_ok = dv < DV
+    own_z = pid_v == 0  # one program per Dk block writes the key-sum states
+    own_e = pid_k == 0  # one program per Dv block writes the rank-one states
+    f_ptrs = F + (state_row * DK + dk[:, None]) * DV + dv[None, :]  # chunk 0
+    g_ptrs = G + (state_row * DK + dk[:, None]) * DV + dv[None, :]
+    kv_mask = k_ok[:, None] & v_ok[None, :]
+
+    first = start // C
+    last = (end + C - 1) // C  # one past the last chunk holding a real position
+
+    state = tl.zeros((BK, BV), dtype=tl.float32)
+    z = tl.zeros((BK,), dtype=tl.float32)
+    se = tl.zeros((BV,), dtype=tl.float32)
+    sez = tl.zeros((1,), dtype=tl.float32)
+    for n in range(first, last):  # forward scan: store F_n, then add chunk n
+        tl.store(f_ptrs + n * DK * DV, state, mask=kv_mask)
+        if ROWSUM and own_z:
+            tl.store(FZ + (state_row + n) * DK + dk, z, mask=k_ok)
+        if HAS_RANK1 and own_e:
+            tl.store(FE + (state_row + n) * DV + dv, se, mask=v_ok)
+            if ROWSUM and own_z:
+                tl.store(FEZ + state_row + n + tl.arange(0, 1), sez)
+        pos = n * C + t
+        ok = (pos >= start) & (pos < end)
+        a = tl.load(ALPHA + seq + pos, mask=ok, other=0.0)
+        s_incl = tl.cumsum(a, axis=0)
+        total = tl.sum(a, axis=0)
+        w = tl.exp(total - (s_incl - a))  # exp(T - p_j), <= 1
+        k = tl.load(K + (seq + pos)[:, None] * DK + dk[None, :], mask=ok[:, None] & k_ok[None, :], other=0.0)
+        v = tl.load(V + (seq + pos)[:, None] * DV + dv[None, :], mask=ok[:, None] & v_ok[None, :], other=0.0)
+        kw = (k.to(tl.float32) * w[:, None]).to(v.dtype)
+        decay = tl.exp(total)
+        state = decay * state + tl.dot(tl.trans(kw), v, input_precision=PRECISION)
+        if ROWSUM:
+            z = decay * z + tl.sum(k.to(tl.float32) * w[:, None], axis=0)
+        if HAS_RANK1:
+            e = tl.load(E + seq + pos, mask=ok, other=0.0)
+            se = decay * se + tl.sum((e * w)[:, None] * v.to(tl.float32), axis=0)
+            if ROWSUM:
+                sez = decay * sez + tl.sum(e * w, axis=0)
+
+    state = tl.zeros((BK, BV), dtype=tl.float32)
+    z = tl.zeros((BK,), dtype=tl.float32)
+    se = tl.zeros((BV,), dtype=tl.float32)
+    sez = tl.zeros((1,), dtype=tl.float32)
+    for i in range(first, last):  # backward scan: store G_n, then add chunk n
+        n = last - 1 - (i - first)
+        tl.store(g_ptrs + n * DK * DV, state, mask=kv_mask)
+        if ROWSUM and own_z:
+            tl.store(GZ + (state_row + n) * DK + dk, z, mask=k_ok)
+        if HAS_RANK1 and own_e:
+            tl.store(GE + (state_row + n) * DV + dv, se, mask=v_ok)
+            if ROWSUM and own_z:
+                tl.store(GEZ + state_row + n + tl.arange(0, 1), sez)
+        pos = n * C + t
+        ok = (pos >= start) & (pos < end)
+        bt = tl.load(BETA + seq + pos, mask=ok, other=0.0)
+        w = tl.exp(tl.cumsum(bt, axis=0))  # exp(s_j), <= 1
+        k = tl.load(K + (seq + pos)[:, None] * DK + dk[None, :], mask=ok[:, None] & k_ok[None, :], other=0.0)
+        v = tl.load(V + (seq + pos)[:, None] * DV + dv[None, :], mask=ok[:, None] & v_ok[None, :], other=0.0)
+        kw = (k.to(tl.float32) * w[:, None]).to(v.dtype)
+        decay = tl.exp(tl.sum(bt, axis=0))
+        state = decay * state + tl.dot(tl.trans(kw), v, input_precision=PRECISION)
+        if ROWSUM:
+            z = decay * z + tl.sum(k.to(tl.float32) * w[:, None], axis=0)
+        if HAS_RANK1:
+            e = tl.load(E + seq + pos, mask=ok, other=0.0)
+            se = decay * se + tl.sum((e * w)[:, None] * v.to(tl.float32), axis=0)
+            if ROWSUM:
+                sez = decay * sez + tl.sum(e * w, axis=0)
+
+
+@triton.jit
+def _output_kernel(
+    Q, K, V, C_, E, R, ALPHA, BETA, RANGES,
+    F, G, FZ, GZ, FE, GE, FEZ, GEZ,
+    O, DEN, RHO_F, RHO_B,
+    H, L, N, DK, DV,
+    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_RANK1: tl.constexpr, ROWSUM: tl.constexpr, HAS_R: tl.constexpr, PRECISION: tl.constexpr,
+):
+    n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    start = tl.load(RANGES + 2 * b)
+    end = tl.load(RANGES + 2 * b + 1)
+    seq = pid_bh.to(tl.int64) * L
+    state = pid_bh.to(tl.int64) * N + n
+
+    t = tl.arange(0, C)
+    pos = n * C + t
+    in_seq = pos < L
+    dk = tl.arange(0, BK)
+    dv = tl.arange(0, BV)
+    o_ptrs = O + (seq + pos)[:, None] * DV + dv[None, :]
+    o_mask = in_seq[:, None] & (dv[None, :] < DV)
+    if (n * C >= end) | (n * C + C <= start):  # a chunk of padding only
+        tl.store(o_ptrs, tl.zeros((C, BV), dtype=tl.float32), mask=o_mask)
+        if ROWSUM:
+            tl.store(DEN + seq + pos, tl.zeros((C,), dtype=tl.float32), mask=in_seq)
+        if HAS_R:
+            tl.store(RHO_F + seq + pos, tl.zeros((C,), dtype=tl.float32), mask=in_seq)
+            tl.store(RHO_B + seq + pos, tl.zeros((C,), dtype=tl.float32), mask=in_seq)
+        return
+
+    ok = (pos >= start) & (pos < end)
+    q = tl.load(Q + (seq + pos)[:, None] * DK + dk[None, :], mask=in_seq[:, None] & (dk[None, :] < DK), other=0.0)
+    k = tl.load(K + (seq + pos)[:, None] * DK + dk[None, :], mask=ok[:, None] & (dk[None, :] < DK), other=0.0)
+    v = tl.load(V + (seq + pos)[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv[None, :] < DV), other=0.0)
+    a = tl.load(ALPHA + seq + pos, mask=ok, other=0.0)
+    bt = tl.load(BETA + seq + pos, mask=ok, other=0.0)
+    pa = tl.cumsum(a, axis=0) - a  # exclusive, local
+    sb = tl.cumsum(bt, axis=0)  # inclusive, local
+    tb = tl.sum(bt, axis=0)
+
+    # Inside the chunk: the masked C×C attention.
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION)  # (C, C)
+    if HAS_RANK1:
+        c = tl.load(C_ + seq + pos, mask=in_seq, other=0.0)
+        e = tl.load(E + seq + pos, mask=ok, other=0.0)
+        s += c[:, None] * e[None, :]
+    lower = t[:, None] >= t[None, :]
+    log_m = tl.where(lower, pa[:, None] - pa[None, :], sb[None, :] - sb[:, None])
+    p = tl.where(ok[None, :], s * tl.exp(tl.minimum(log_m, 0.0)), 0.0)
+    if HAS_R:  # the two directions apart (for ρF, ρB)
+        acc_f = tl.dot(tl.where(lower, p, 0.0).to(v.dtype), v, input_precision=PRECISION)  # (C, BV)
+        acc_b = tl.dot(tl.where(lower, 0.0, p).to(v.dtype), v, input_precision=PRECISION)
+    else:
+        acc_f = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        acc_b = tl.zeros((C, BV), dtype=tl.float32)
+
+    # Across chunks: the forward state F_n and the backward state G_n.
+    kv = (state * DK + dk[:, None]) * DV + dv[None, :]
+    kv_mask = (dk[:, None] < DK) & (dv[None, :] < DV)
+    f = tl.load(F + kv, mask=kv_mask, other=0.0)
+    g = tl.load(G + kv, mask=kv_mask, other=0.0)
+    wf = tl.exp(pa)  # exp(p_i)
+    wb = tl.exp(tb - sb)  # exp(T - s_i)
+    acc_f += wf[:, None] * tl.dot(q, f.to(q.dtype), input_precision=PRECISION)
+    acc_b += wb[:, None] * tl.dot(q, g.to(q.dtype), input_precision=PRECISION)
+    if HAS_RANK1:
+        fe = tl.load(FE + state * DV + dv, mask=dv < DV, other=0.0)
+        ge = tl.load(GE + state * DV + dv, mask=dv < DV, other=0.0)
+        acc_f += (wf * c)[:, None] * fe[None, :]
+        acc_b += (wb * c)[:, None] * ge[None, :]
+    tl.store(o_ptrs, acc_f + acc_b, mask=o_mask)
+
+    if ROWSUM:
+        fz = tl.load(FZ + state * DK + dk, mask=dk < DK, other=0.0)
+        gz = tl.load(GZ + state * DK + dk, mask=dk < DK, other=0.0)
+        qf = q.to(tl.float32)
+        den = tl.sum(p, axis=1) + wf * tl.sum(qf * fz[None, :], axis=1) + wb * tl.sum(qf * gz[None, :], axis=1)
+        if HAS_RANK1:
+            den += c * (wf * tl.load(FEZ + state) + wb * tl.load(GEZ + state))
+        tl.store(DEN + seq + pos, den, mask=in_seq)
+    if HAS_R:
+        r = tl.load(R + (seq + pos)[:, None] * DV + dv[None, :], mask=o_mask, other=0.0).to(tl.float32)
+        tl.store(RHO_F + seq + pos, tl.sum(r * acc_f, axis=1), mask=in_seq)
+        tl.store(RHO_B + seq + pos, tl.sum(r * acc_b, axis=1), mask=in_seq)
+
+
+def chunk_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=False, r=None, chunk_size=64, fill=None):
+    """The generalised LION product (see ``triton_parallel.py``) with the chunk schedule; same arguments and
+    returns as ``parallel_product``, plus ``chunk_size`` (a power of two from 16 to 128)."""
+    B, H, L, DK = q.shape
+    DV = v.shape[-1]
+    C = chunk_size
+    N = triton.cdiv(L, C)
+    BK_FULL = max(16, triton.next_power_of_2(DK))
+    BV_FULL = max(16, triton.next_power_of_2(DV))
+    BK_STATE, BV_STATE = min(BK_FULL, 64), min(BV_FULL, 64)
+    dev = q.device
+    f32 = dict(device=dev, dtype=torch.float32)
+    zeros = lambda *s: torch.zeros(s, **f32)  # noqa: E731  (states of skipped chunks are never read)
+    empty = (lambda *s: torch.full(s, fill, **f32)) if fill is not None else (lambda *s: torch.empty(s, **f32))
+    F, G = zeros(B * H, N, DK, DV), zeros(B * H, N, DK, DV)
+    FZ, GZ = (zeros(B * H, N, DK), zeros(B * H, N, DK)) if rowsum else (F, G)
+    FE, GE = (zeros(B * H, N, DV), zeros(B * H, N, DV)) if c is not None else (F, G)
+    FEZ, GEZ = (zeros(B * H, N), zeros(B * H, N)) if (c is not None and rowsum) else (F, G)
+    o = empty(B, H, L, DV)
+    den = empty(B, H, L) if rowsum else o
+    rho_f = empty(B, H, L) if r is not None else o
+    rho_b = empty(B, H, L) if r is not None else o
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    alpha, beta = alpha.float().contiguous(), beta.float().contiguous()
+    cc = c.float().contiguous() if c is not None else alpha
+    ee = e.float().contiguous() if e is not None else alpha
+    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    flags = dict(HAS_RANK1=c is not None, ROWSUM=rowsum, PRECISION=precision)
+    _states_kernel[(B * H, triton.cdiv(DK, BK_STATE), triton.cdiv(DV, BV_STATE))](
+        k, v, ee, alpha, beta, ranges, F, G, FZ, GZ, FE, GE, FEZ, GEZ,
+        H, L, N, DK, DV, C=C, BK=BK_STATE, BV=BV_STATE, **flags,
+    )
+    _output_kernel[(N, B * H)](
+        q, k, v, cc, ee, r.contiguous() if r is not None else v, alpha, beta, ranges,
+        F, G, FZ, GZ, FE, GE, FEZ, GEZ, o, den, rho_f, rho_b,
+        H, L, N, DK, DV, C=C, BK=BK_FULL, BV=BV_FULL, HAS_R=r is not None, **flags,
+    )
+    return o, (den if rowsum else None), ((rho_f, rho_b) if r is not None else None)

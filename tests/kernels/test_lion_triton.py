@@ -1,0 +1,209 @@
+"""The Triton LION kernels (parallel and chunk schedules) against the reference, forward and gradients.
+
+On a CPU these run under Triton's interpreter (``TRITON_INTERPRET=1``, as CI sets it before triton is imported);
+every output buffer is filled with NaN first, so an element a kernel fails to write cannot pass. bf16/fp16 checks
+need a GPU (the interpreter's low-precision arithmetic is not the GPU's) and are skipped without one.
+"""
+
+import os
+
+import pytest
+import torch
+
+from bizoo.kernels import lion as lion_op
+from bizoo.kernels.lion import lion_attention
+
+triton_op = pytest.importorskip("bizoo.kernels.lion.triton_op", reason="triton is not installed")
+
+ON_GPU = torch.cuda.is_available()
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+pytestmark = pytest.mark.skipif(
+    not (ON_GPU or INTERPRETED), reason="Triton kernels need a CUDA device or TRITON_INTERPRET=1"
+)
+DEVICE = "cuda" if ON_GPU else "cpu"
+SCHEDULES = ("attention", "chunk")
+
+
+@pytest.fixture(autouse=True)
+def nan_filled_outputs(monkeypatch):
+    monkeypatch.setattr(triton_op, "DEBUG_FILL", float("nan"))
+
+
+def make(B, H, L, Dk, Dv, decay, dtype=torch.float32, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.rand(B, H, L, Dk, generator=g) + 0.1
+    k = torch.rand(B, H, L, Dk, generator=g) + 0.1
+    v = torch.randn(B, H, L, Dv, generator=g)
+    log_decay = {"lit": None, "d": -scale * torch.rand(H, generator=g), "s": -scale * torch.rand(B, H, L, generator=g)}[decay]
+    to = lambda t: None if t is None else t.to(DEVICE)  # noqa: E731
+    return to(q.to(dtype)), to(k.to(dtype)), to(v.to(dtype)), to(log_decay)
+
+
+def padding_mask(B, L):
+    """Row 0 right-padded, row 1 left-padded, row 2 with a hole, row 3 all padding."""
+    m = torch.ones(B, L, dtype=torch.long)
+    m[0, L - 9 :] = 0
+    m[1, :7] = 0
+    m[2, L // 2] = 0
+    if B > 3:
+        m[3] = 0
+    return m.to(DEVICE)
+
+
+def run(q, k, v, log_decay, mask, form, normalize, backend, chunk_size=16):
+    return lion_attention(q, k, v, log_decay, mask, form=form, chunk_size=chunk_size, normalize=normalize, backend=backend)
+
+
+def relative_error(got, expected):
+    return ((got.float() - expected.float()).abs().max() / expected.float().abs().max().clamp(min=1e-12)).item()
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("decay", ["lit", "d", "s"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_forward_and_gradients_match_the_reference(schedule, decay, normalize):
+    # L = 45 is not a multiple of the chunk (16) or tile size; H = 3 and D = 24, 20 are not powers of two.
+    B, H, L, Dk, Dv = 4, 3, 45, 24, 20
+    q, k, v, log_decay = make(B, H, L, Dk, Dv, decay)
+    mask = padding_mask(B, L)
+    leaves = [q, k, v] + ([log_decay] if log_decay is not None else [])
+    weights = torch.randn(B, H, L, Dv, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+
+    def forward_and_grads(backend, form):
+        inputs = [t.clone().requires_grad_() for t in leaves]
+        out = run(*inputs[:3], inputs[3] if log_decay is not None else None, mask, form, normalize, backend)
+        return out, torch.autograd.grad((out * weights).sum(), inputs)
+
+    expected, expected_grads = forward_and_grads("reference", "attention")
+    got, got_grads = forward_and_grads("triton", schedule)
+    assert torch.isfinite(got).all()
+    assert relative_error(got, expected) < 1e-5
+    for name, g, e in zip(("q", "k", "v", "log_decay"), got_grads, expected_grads):
+        assert torch.isfinite(g).all(), name
+        assert relative_error(g, e) < 2e-5, name
+    assert (got[3] == 0).all() and (got[0, :, -9:] == 0).all()  # padding rows are exact zeros
+
+
+@pytest.mark.parametrize("chunk_size", [16, 32, 64])
+@pytest.mark.parametrize("L", [1, 16, 33, 100])
+def test_chunk_schedule_lengths_and_chunk_sizes(chunk_size, L):
+    q, k, v, log_decay = make(2, 2, L, 16, 16, "s", scale=2.0)
+    expected = run(q, k, v, log_decay, None, "attention", True, "reference")
+    got = run(q, k, v, log_decay, None, "chunk", True, "triton", chunk_size=chunk_size)
+    assert relative_error(got, expected) < 1e-5
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_padding_contents_never_leak(schedule):
+    """NaN and inf in padded q, k, v and decays change nothing: no value or state flows through padding."""
+    B, H, L = 4, 2, 40
+    q, k, v, log_decay = make(B, H, L, 16, 16, "s")
+    mask = padding_mask(B, L)
+    expected = run(q, k, v, log_decay, mask, schedule, True, "triton")
+    pad = (mask == 0)[:, None, :]
+    poisoned = [t.masked_fill(pad[..., None], float("nan")) for t in (q, k, v)]
+    bad_decay = log_decay.masked_fill(pad, -float("inf"))
+    leaves = [t.clone().requires_grad_() for t in poisoned + [bad_decay]]
+    got = run(*leaves, mask, schedule, True, "triton")
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    grads = torch.autograd.grad(got.sum(), leaves)
+    for g in grads:
+        assert torch.isfinite(g).all()
+        assert (g.masked_select(pad[..., None] if g.dim() == 4 else pad) == 0).all()
+
+
+def test_strong_and_weak_decays_over_a_long_row():
+    """λ near 0 and near 1 in one call, over 300 tokens: the tile decay masks stay exact (no prefix-sum drift)."""
+    B, H, L = 1, 2, 300
+    q, k, v, _ = make(B, H, L, 16, 16, "lit")
+    log_decay = torch.tensor([-8.0, -1e-4], device=DEVICE)
+    expected = run(q, k, v, log_decay, None, "chunk", True, "reference")
+    for schedule in SCHEDULES:
+        got = run(q, k, v, log_decay, None, schedule, True, "triton", chunk_size=32)
+        assert relative_error(got, expected) < 1e-5, schedule
+
+
+def test_auto_form_picks_by_length(monkeypatch):
+    calls = []
+    real = triton_op.lion_attention_triton
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["form"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lion_op, "lion_attention_triton", spy)
+    monkeypatch.setattr(lion_op, "TRITON_CHUNK_MIN_LENGTH", 32)
+    for L in (31, 32):
+        q, k, v, d = make(1, 1, L, 16, 16, "d")
+        lion_attention(q, k, v, d, form="auto", backend="triton")
+    assert calls == ["attention", "chunk"]
+
+
+def test_model_runs_on_the_triton_backend(monkeypatch):
+    import bizoo
+    from transformers import AutoModelForMaskedLM
+
+    config = bizoo.LionConfig(**{**bizoo.MODEL_SPECS["lion"].tiny_config, "vocab_size": 50, "lion_variant": "s", "chunk_size": 16})
+    model = AutoModelForMaskedLM.from_config(config).to(DEVICE)
+    ids = torch.randint(5, 50, (2, 20), generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    mask = torch.ones_like(ids)
+    mask[1, 14:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    loss_ref, grads_ref = loss_and_grads()
+    monkeypatch.setenv("BIZOO_KERNEL_BACKEND", "triton")
+    for form in ("attention", "chunk", "auto"):
+        model.config.lion_form = form
+        loss, grads = loss_and_grads()
+        torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-6)
+        for g, e in zip(grads, grads_ref):
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(form="chunk", chunk_size=24), r"chunk_size in \(16, 32, 64, 128\)"),
+        (dict(form="rnn"), "form='rnn' runs on backend='reference' only"),
+        (dict(dtype=torch.float64), "float32, float16 and bfloat16"),
+        (dict(head_dim=300), "head sizes up to 256"),
+    ],
+)
+def test_unsupported_inputs_are_clear_errors(kwargs, message):
+    dtype = kwargs.pop("dtype", torch.float32)
+    D = kwargs.pop("head_dim", 16)
+    q, k, v, _ = make(1, 1, 8, D, D, "lit", dtype=dtype)
+    with pytest.raises(ValueError, match=message):
+        lion_attention(q, k, v, backend="triton", **kwargs)
+
+
+def test_cpu_tensors_without_the_interpreter_are_a_clear_error(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    q = torch.rand(1, 1, 8, 16)
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        lion_attention(q, q, q, backend="triton")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="bf16/fp16 kernels are checked on a GPU only")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_half_precision_on_gpu(dtype, schedule):
+    B, H, L, D = 2, 4, 777, 64
+    q, k, v, log_decay = make(B, H, L, D, D, "s", dtype=dtype, scale=0.1)
+    mask = padding_mask(B, L)
+    ref_inputs = [t.float().requires_grad_() for t in (q, k, v)] + [log_decay.clone().requires_grad_()]
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)] + [log_decay.clone().requires_grad_()]
+    expected = run(*ref_inputs, mask, "chunk", True, "reference", chunk_size=64)
+    got = run(*leaves, mask, schedule, True, "triton", chunk_size=64)
+    assert got.dtype == dtype
+    assert relative_error(got, expected) < 2e-2
+    w = torch.randn_like(expected)
+    for g, e in zip(torch.autograd.grad((got.float() * w).sum(), leaves), torch.autograd.grad((expected * w).sum(), ref_inputs)):
+        assert torch.isfinite(g).all() and relative_error(g, e) < 5e-2
