@@ -25,9 +25,30 @@ try:
 except ImportError as err:  # the Triton backend is simply absent without triton
     raise ImportError("bizoo.kernels.lion.triton_chunk needs the `triton` package") from err
 
+import os
+
 import torch
 
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
+
+def _state_configs():
+    """State-tile sizes and launch settings for the sequential scans (smaller tiles: more programs in flight)."""
+    if INTERPRETED:
+        return [triton.Config({"BK": 16, "BV": 16}, num_warps=1)]
+    return [
+        triton.Config({"BK": bk, "BV": bv}, num_warps=w, num_stages=st)
+        for bk, bv, w, st in [(32, 32, 2, 2), (32, 64, 4, 2), (64, 64, 4, 2), (64, 64, 8, 3), (32, 32, 4, 3)]
+    ]
+
+
+def _output_configs():
+    if INTERPRETED:
+        return [triton.Config({}, num_warps=1)]
+    return [triton.Config({}, num_warps=w, num_stages=st) for w, st in [(4, 2), (4, 3), (8, 2), (2, 2)]]
+
+
+@triton.autotune(configs=_state_configs(), key=["DK", "DV", "C", "HAS_RANK1", "ROWSUM"])
 @triton.jit
 def _states_kernel(
     K, V, E, ALPHA, BETA, RANGES,
@@ -121,6 +142,7 @@ def _states_kernel(
                 sez = decay * sez + tl.sum(e * w, axis=0)
 
 
+@triton.autotune(configs=_output_configs(), key=["DK", "DV", "C", "HAS_RANK1", "ROWSUM", "HAS_R"])
 @triton.jit
 def _output_kernel(
     Q, K, V, C_, E, R, ALPHA, BETA, RANGES,
@@ -219,7 +241,6 @@ def chunk_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=False,
     N = triton.cdiv(L, C)
     BK_FULL = max(16, triton.next_power_of_2(DK))
     BV_FULL = max(16, triton.next_power_of_2(DV))
-    BK_STATE, BV_STATE = min(BK_FULL, 64), min(BV_FULL, 64)
     dev = q.device
     f32 = dict(device=dev, dtype=torch.float32)
     zeros = lambda *s: torch.zeros(s, **f32)  # noqa: E731  (states of skipped chunks are never read)
@@ -238,9 +259,10 @@ def chunk_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=False,
     ee = e.float().contiguous() if e is not None else alpha
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     flags = dict(HAS_RANK1=c is not None, ROWSUM=rowsum, PRECISION=precision)
-    _states_kernel[(B * H, triton.cdiv(DK, BK_STATE), triton.cdiv(DV, BV_STATE))](
+    state_grid = lambda meta: (B * H, triton.cdiv(DK, meta["BK"]), triton.cdiv(DV, meta["BV"]))  # noqa: E731
+    _states_kernel[state_grid](
         k, v, ee, alpha, beta, ranges, F, G, FZ, GZ, FE, GE, FEZ, GEZ,
-        H, L, N, DK, DV, C=C, BK=BK_STATE, BV=BV_STATE, **flags,
+        H, L, N, DK, DV, C=C, **flags,
     )
     _output_kernel[(N, B * H)](
         q, k, v, cc, ee, r.contiguous() if r is not None else v, alpha, beta, ranges,

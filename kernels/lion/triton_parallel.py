@@ -27,9 +27,23 @@ try:
 except ImportError as err:  # the Triton backend is simply absent without triton
     raise ImportError("bizoo.kernels.lion.triton_parallel needs the `triton` package") from err
 
+import os
+
 import torch
 
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
+
+def _configs():
+    """Tile shapes and launch settings the autotuner chooses from on a GPU (per head sizes and flags). Under the
+    interpreter one small tile, so that short test sequences still span several tiles."""
+    if INTERPRETED:
+        return [triton.Config({"BM": 16, "BN": 16}, num_warps=1)]
+    shapes = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (128, 64, 4, 3), (64, 32, 4, 2), (32, 64, 4, 2)]
+    return [triton.Config({"BM": bm, "BN": bn}, num_warps=w, num_stages=st) for bm, bn, w, st in shapes]
+
+
+@triton.autotune(configs=_configs(), key=["DK", "DV", "HAS_RANK1", "ROWSUM", "HAS_R"])
 @triton.jit
 def _parallel_kernel(
     Q, K, V, C, E, R,  # inputs; C, E (rank-one term) and R (for ρ) may be dummies
@@ -121,7 +135,7 @@ def _prefix_parts(x: torch.Tensor, inclusive: bool) -> tuple[torch.Tensor, torch
     return hi.contiguous(), lo.contiguous()
 
 
-def parallel_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=False, r=None, block=64, fill=None):
+def parallel_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=False, r=None, fill=None):
     """The generalised LION product (module docstring) with the parallel schedule.
 
     Args: q, k (B, H, L, Dk) and v (B, H, L, Dv) in the compute dtype; alpha, beta (B, H, L) fp32 log-decays;
@@ -131,7 +145,6 @@ def parallel_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=Fal
     B, H, L, DK = q.shape
     DV = v.shape[-1]
     BK, BV = max(16, triton.next_power_of_2(DK)), max(16, triton.next_power_of_2(DV))
-    BM = BN = block if max(BK, BV) <= 128 else 32
     dev = q.device
     empty = (lambda *s: torch.full(s, fill, device=dev)) if fill is not None else (lambda *s: torch.empty(s, device=dev))
     o = empty(B, H, L, DV)
@@ -142,14 +155,14 @@ def parallel_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=Fal
     qb_hi, qb_lo = _prefix_parts(beta, inclusive=True)
     dummy = pa_hi
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
-    grid = (triton.cdiv(L, BM), B * H)
+    grid = lambda meta: (triton.cdiv(L, meta["BM"]), B * H)  # noqa: E731
     _parallel_kernel[grid](
         q.contiguous(), k.contiguous(), v.contiguous(),
         c.contiguous() if c is not None else dummy, e.contiguous() if e is not None else dummy,
         r.contiguous() if r is not None else v,
         pa_hi, pa_lo, qb_hi, qb_lo, ranges, o, den, rho_f, rho_b,
         H, L, DK, DV,
-        BM=BM, BN=BN, BK=BK, BV=BV,
+        BK=BK, BV=BV,
         HAS_RANK1=c is not None, ROWSUM=rowsum, HAS_R=r is not None, PRECISION=precision,
     )
     return o, (den if rowsum else None), ((rho_f, rho_b) if r is not None else None)
