@@ -25,9 +25,10 @@ except ImportError:
 __all__ = ["lion_attention", "FORMS", "REFERENCE_CHUNK_MIN_LENGTH", "TRITON_CHUNK_MIN_LENGTH"]
 
 # form="auto": the chunk form from this length on, the attention form below it.
-# Reference (PyTorch, CPU): measured on a 2-core AMD EPYC VM (`bizoo bench lion-crossover`, forward+backward, B·L
-# fixed): the attention form is faster at L <= 256 and the chunk form from L = 512 on.
-REFERENCE_CHUNK_MIN_LENGTH = 512
+# Reference (PyTorch, CPU): measured on a 2-core AMD EPYC VM (`bizoo bench lion-crossover`, forward+backward,
+# B·L = 32768, H = 12, D = 64, fp32): the attention form wins at L = 128 (0.60x), the chunk form from L = 256 on
+# (1.26x at 256, 2.1x at 512, 7.9x at 2048).
+REFERENCE_CHUNK_MIN_LENGTH = 256
 # Triton: provisional until measured on a GPU with `bizoo bench lion-crossover --device cuda` (the parallel
 # schedule does O(L²) work, the chunk schedule O(L); FlashAttention-style tiling usually wins up to ~1-2k).
 TRITON_CHUNK_MIN_LENGTH = 1024

@@ -30,22 +30,26 @@ import os
 import torch
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+# BIZOO_TRITON_AUTOTUNE=0 keeps the first configuration only (tests on a GPU: compile once, not once per config).
+AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
 
 
 def _state_configs():
     """State-tile sizes and launch settings for the sequential scans (smaller tiles: more programs in flight)."""
     if INTERPRETED:
         return [triton.Config({"BK": 16, "BV": 16}, num_warps=1)]
-    return [
+    configs = [
         triton.Config({"BK": bk, "BV": bv}, num_warps=w, num_stages=st)
         for bk, bv, w, st in [(32, 32, 2, 2), (32, 64, 4, 2), (64, 64, 4, 2), (64, 64, 8, 3), (32, 32, 4, 3)]
     ]
+    return configs if AUTOTUNE else configs[:1]
 
 
 def _output_configs():
     if INTERPRETED:
         return [triton.Config({}, num_warps=1)]
-    return [triton.Config({}, num_warps=w, num_stages=st) for w, st in [(4, 2), (4, 3), (8, 2), (2, 2)]]
+    configs = [triton.Config({}, num_warps=w, num_stages=st) for w, st in [(4, 2), (4, 3), (8, 2), (2, 2)]]
+    return configs if AUTOTUNE else configs[:1]
 
 
 @triton.autotune(configs=_state_configs(), key=["DK", "DV", "C", "HAS_RANK1", "ROWSUM"])

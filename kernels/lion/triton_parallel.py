@@ -32,6 +32,8 @@ import os
 import torch
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+# BIZOO_TRITON_AUTOTUNE=0 keeps the first configuration only (tests on a GPU: compile once, not once per config).
+AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
 
 
 def _configs():
@@ -40,7 +42,8 @@ def _configs():
     if INTERPRETED:
         return [triton.Config({"BM": 16, "BN": 16}, num_warps=1)]
     shapes = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (128, 64, 4, 3), (64, 32, 4, 2), (32, 64, 4, 2)]
-    return [triton.Config({"BM": bm, "BN": bn}, num_warps=w, num_stages=st) for bm, bn, w, st in shapes]
+    configs = [triton.Config({"BM": bm, "BN": bn}, num_warps=w, num_stages=st) for bm, bn, w, st in shapes]
+    return configs if AUTOTUNE else configs[:1]
 
 
 @triton.autotune(configs=_configs(), key=["DK", "DV", "HAS_RANK1", "ROWSUM", "HAS_R"])

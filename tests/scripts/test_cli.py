@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from bizoo.scripts import bench, cli, pretrain
+from bizoo.scripts import cli, pretrain
 
 TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 
@@ -128,18 +128,3 @@ def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, tokenizer):
     AutoModelForMaskedLM.from_config(small).save_pretrained(tmp_path / "small")
     with pytest.raises(CommandError, match="the tokenizer has"):
         load_model(AutoModelForMaskedLM, str(tmp_path / "small"), tokenizer)
-
-
-
-def test_bench_lion_runs_and_writes_json(tmp_path, capsys):
-    code = bench.main(
-        ["lion", "--device", "cpu", "--lengths", "64", "--heads", "2", "--head-dim", "8", "--repeats", "1",
-         "--forms", "chunk", "attention", "rnn", "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")]
-    )
-    assert code == 0
-    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
-    assert {r["form"] for r in rows} == {"chunk", "attention", "rnn"}
-    assert all(r["status"] == "ok" and r["median_s"] > 0 for r in rows)
-    assert all("speedup_vs_attention" in r for r in rows)
-    assert (tmp_path / "b.png").stat().st_size > 0
-    assert "attention/form" in capsys.readouterr().out
