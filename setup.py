@@ -19,7 +19,9 @@ PACKAGES = [
     "bizoo.configuration",
     "bizoo.modeling",
     "bizoo.kernels",
+    "bizoo.kernels.crf",
     "bizoo.kernels.lion",
+    "bizoo.kernels.ssm",
     "bizoo.scripts",
 ]
 
@@ -51,6 +53,8 @@ setup(
         "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
+        # bizoo convert-elmo reads bilm-tf's HDF5 weight files; the ELMo model itself never needs h5py.
+        "elmo": ["h5py>=3.8"],
         "dev": [
             "pytest>=8",
             "pytest-xdist>=3",

@@ -11,6 +11,7 @@ from transformers import PreTrainedConfig
 
 POOLINGS = ("mean", "first", "final_states")
 BACKENDS = ("auto", "triton", "reference")
+TAG_SCHEMES = ("auto", "none", "IOB2", "BIO", "IOBES", "BIOES", "BILOU", "BIOUL")
 
 
 class BizooConfig(PreTrainedConfig):
@@ -25,6 +26,11 @@ class BizooConfig(PreTrainedConfig):
             whose label is not -100, and `logits` is then `(number of such positions, vocab_size)`.
         kernel_backend (`str`, defaults to `"auto"`): `"auto"`, `"triton"` or `"reference"` for the fused ops.
         initializer_range (`float`, defaults to 0.02): standard deviation of the normal initialisers.
+        use_crf (`bool`, defaults to `False`): `...ForTokenClassification` decodes with a linear-chain CRF (its
+            `logits` are then the CRF's max-marginal scores, whose argmax is the Viterbi path).
+        tag_scheme (`str`, defaults to `"auto"`): the tag scheme whose illegal transitions the CRF forbids in
+            training and decoding: `"IOB2"`/`"BIO"`, `"IOBES"`/`"BIOES"`, `"BILOU"`/`"BIOUL"`, `"none"`, or `"auto"`
+            (detected from `id2label`).
     """
 
     # Pooling options that this model's encoder supports (recurrent models add "final_states").
@@ -37,6 +43,8 @@ class BizooConfig(PreTrainedConfig):
         sparse_prediction: bool = True,
         kernel_backend: str = "auto",
         initializer_range: float = 0.02,
+        use_crf: bool = False,
+        tag_scheme: str = "auto",
         **kwargs,
     ):
         self.classifier_pooling = classifier_pooling
@@ -44,7 +52,21 @@ class BizooConfig(PreTrainedConfig):
         self.sparse_prediction = sparse_prediction
         self.kernel_backend = kernel_backend
         self.initializer_range = initializer_range
+        self.use_crf = use_crf
+        self.tag_scheme = tag_scheme
         super().__init__(**kwargs)
+
+    # Sizes the shared heads read. A model whose encoder output or embedding size differs from hidden_size
+    # (e.g. a BiLSTM: 2 × hidden_size out, word embeddings of their own size) overrides them.
+    @property
+    def encoder_output_size(self) -> int:
+        """Size of the encoder's output vectors (what the heads read)."""
+        return self.hidden_size
+
+    @property
+    def embedding_size(self) -> int:
+        """Size of the word embeddings the masked-LM decoder is tied to."""
+        return self.hidden_size
 
     # ------------------------------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -55,6 +77,8 @@ class BizooConfig(PreTrainedConfig):
         self._boolean("sparse_prediction")
         self._choice("kernel_backend", BACKENDS)
         self._positive_number("initializer_range")
+        self._boolean("use_crf")
+        self._choice("tag_scheme", TAG_SCHEMES)
         problem_types = (None, "regression", "single_label_classification", "multi_label_classification")
         self._choice("problem_type", problem_types)
 

@@ -1,4 +1,5 @@
-"""Input checks shared by every bizoo model, run before any device work.
+"""Input checks shared by every bizoo model, run before any device work, and the BERT-style token embeddings
+(word + position + token type) that LION and BiGS share.
 
 Each raises ``ValueError`` that says what was wrong, the value or shape received, and what is allowed. The value
 checks (ids inside the vocabulary, a 0/1 mask) read one scalar back from the device: the price of a clear error
@@ -8,10 +9,24 @@ instead of a CUDA device-side assert.
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+# Keyword arguments the Trainer and the pipelines may pass to any model's forward.
+IGNORED_KWARGS = ("num_items_in_batch", "output_attentions", "use_cache")
+
+
+def check_kwargs(model_name: str, kwargs: dict, extra_ignored: tuple = ()) -> None:
+    """Accept the keyword arguments the Trainer and pipelines may pass; reject anything else by name."""
+    unknown = sorted(set(kwargs) - set(IGNORED_KWARGS) - set(extra_ignored))
+    if unknown:
+        raise TypeError(f"{model_name}.forward() got unexpected keyword arguments {unknown}")
+    if kwargs.get("output_attentions"):
+        raise ValueError(f"{model_name}: output_attentions=True is not supported: this model forms no attention probabilities")
 
 
 def resolve_inputs(model_name: str, input_ids, inputs_embeds, hidden_size: int):
-    """Exactly one of ``input_ids`` (B, L) and ``inputs_embeds`` (B, L, hidden_size); returns (B, L)."""
+    """Exactly one of ``input_ids`` (B, L) and ``inputs_embeds`` (B, L, hidden_size), where hidden_size is the
+    size of the model's word embeddings; returns (B, L)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError(f"{model_name}: pass exactly one of input_ids and inputs_embeds")
     if input_ids is not None:
@@ -68,3 +83,38 @@ def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classe
     if not valid.all().item():
         bad = labels[~valid][0].item()
         raise ValueError(f"{model_name}: labels hold {bad}; allowed are 0..{num_classes - 1} and -100 (ignored)")
+
+
+class TokenEmbeddings(nn.Module):
+    r"""e_t = LayerNorm(W_word[x_t] + W_pos[p_t] + W_type[s_t]), then dropout.
+
+    Positions p_t count real tokens only (p = cumsum(mask) - 1), so left padding does not shift them. The position
+    table exists when ``position_embedding_type == "absolute"``, the token-type table when ``type_vocab_size > 0``.
+
+    Shape: input_ids (B, L) or inputs_embeds (B, L, d) -> (B, L, d).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_embedding_type == "absolute"
+            else None
+        )
+        self.token_type_embeddings = (
+            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size > 0 else None
+        )
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, inputs_embeds, token_type_ids, attention_mask) -> torch.Tensor:
+        x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, d)
+        if self.position_embeddings is not None:
+            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+            x = x + self.position_embeddings(positions)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(attention_mask)
+            x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.layer_norm(x))

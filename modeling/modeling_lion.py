@@ -16,74 +16,27 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import (
-    BaseModelOutput,
-    MaskedLMOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 from ..configuration.configuration_lion import LionConfig
 from ..kernels.lion import lion_attention
-from .common import check_attention_mask, check_ids_in_range, resolve_inputs
+from .common import TokenEmbeddings, check_attention_mask, check_ids_in_range, check_kwargs, resolve_inputs
 from .heads import (
     MaskedLMHead,
     SequenceClassificationHead,
+    TokenClassifierOutputWithPath,
+    init_head_weights,
     masked_lm_loss_and_logits,
     sequence_classification_loss,
     token_classification_head,
 )
-
-_IGNORED_KWARGS = ("num_items_in_batch", "output_attentions", "use_cache")
-
-
-def _check_kwargs(model_name: str, kwargs: dict) -> None:
-    """Accept the keyword arguments the Trainer and pipelines may pass; reject anything else by name."""
-    unknown = sorted(set(kwargs) - set(_IGNORED_KWARGS))
-    if unknown:
-        raise TypeError(f"{model_name}.forward() got unexpected keyword arguments {unknown}")
-    if kwargs.get("output_attentions"):
-        raise ValueError(f"{model_name}: output_attentions=True is not supported: LION forms no attention probabilities")
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Embeddings
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class LionEmbeddings(nn.Module):
-    r"""e_t = LayerNorm(W_word[x_t] + W_pos[p_t] + W_type[s_t]), then dropout.
-
-    Positions p_t count real tokens only (p = cumsum(mask) - 1), so left padding does not shift them. The position
-    table exists when ``position_embedding_type == "absolute"``, the token-type table when ``type_vocab_size > 0``.
-
-    Shape: input_ids (B, L) or inputs_embeds (B, L, d) -> (B, L, d).
-    """
-
-    def __init__(self, config: LionConfig):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = (
-            nn.Embedding(config.max_position_embeddings, config.hidden_size)
-            if config.position_embedding_type == "absolute"
-            else None
-        )
-        self.token_type_embeddings = (
-            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size > 0 else None
-        )
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, input_ids, inputs_embeds, token_type_ids, attention_mask) -> torch.Tensor:
-        x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, d)
-        if self.position_embeddings is not None:
-            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
-            x = x + self.position_embeddings(positions)
-        if self.token_type_embeddings is not None:
-            if token_type_ids is None:
-                token_type_ids = torch.zeros_like(attention_mask)
-            x = x + self.token_type_embeddings(token_type_ids)
-        return self.dropout(self.layer_norm(x))
+LionEmbeddings = TokenEmbeddings  # word + learned position + token type, LayerNorm, dropout (modeling/common.py)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -248,12 +201,13 @@ class LionPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["LionLayer"]
-    _keep_in_fp32_modules = ["decay"]
-    _keep_in_fp32_modules_strict = ["decay"]
+    _keep_in_fp32_modules = ["decay", "crf"]
+    _keep_in_fp32_modules_strict = ["decay", "crf"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # Linear/Embedding ~ N(0, initializer_range), LayerNorm = (1, 0)
+        init_head_weights(module, self.config)
         if isinstance(module, LionDecay):
             std = self.config.initializer_range
             retnet = self.config.decay_init == "retnet"
@@ -306,7 +260,7 @@ class LionModel(LionPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutput | tuple:
         name = type(self).__name__
-        _check_kwargs(name, kwargs)
+        check_kwargs(name, kwargs)
         self.config.check()
         config = self.config
         batch, length = resolve_inputs(name, input_ids, inputs_embeds, config.hidden_size)
@@ -434,7 +388,8 @@ class LionForSequenceClassification(LionPreTrainedModel):
 
 
 class LionForTokenClassification(LionPreTrainedModel):
-    r"""LION with a per-token classification head (softmax; a CRF when the config asks for one)."""
+    r"""LION with a per-token classification head: softmax, or a CRF with `config.use_crf=True` (then `logits` are
+    the CRF's max-marginal scores and `predictions` the Viterbi path)."""
 
     def __init__(self, config: LionConfig):
         super().__init__(config)
@@ -452,17 +407,17 @@ class LionForTokenClassification(LionPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> TokenClassifierOutput | tuple:
+    ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
         hidden = out.last_hidden_state
-        logits = self.classifier(hidden, attention_mask)  # (B, L, num_labels)
-        loss = None
-        if labels is not None:
-            loss = self.classifier.loss(logits, labels, attention_mask, num_items, type(self).__name__)
-        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        mask = attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device)
+        loss, logits, predictions = self.classifier(hidden, mask.to(hidden.device), labels, num_items, type(self).__name__)
+        result = TokenClassifierOutputWithPath(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, predictions=predictions
+        )
         return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
 
 

@@ -35,7 +35,12 @@ class ModelSpec:
         tiny_config: keyword arguments of a tiny configuration for tests (any vocabulary size is overridden).
         variants: named keyword arguments for ``bizoo pretrain --variant`` (e.g. LION's "lit", "d", "s").
         default_variant: the variant the commands train from scratch when ``--variant`` is not given.
-        tokenizer: the kind of tokenizer the model reads ("wordpiece": subword ids from any fast tokenizer).
+        tokenizer: the kind of tokenizer the model reads ("wordpiece": subword ids from any fast tokenizer;
+            "wordchar": `WordCharTokenizerFast`, word ids plus `char_ids`).
+        tokenizer_options: keyword arguments of ``WordCharTokenizerFast.from_words`` when a command builds the
+            model's word+character tokenizer from training data.
+        training_defaults: task ("ner", "glue") -> defaults of the training options (epochs, learning_rate,
+            batch_size, weight_decay, warmup_ratio, max_grad_norm) when the commands train this model from scratch.
     """
 
     model_type: str
@@ -45,6 +50,8 @@ class ModelSpec:
     variants: dict[str, dict] = field(default_factory=dict)
     default_variant: str | None = None
     tokenizer: str = "wordpiece"
+    tokenizer_options: dict = field(default_factory=dict)
+    training_defaults: dict[str, dict] = field(default_factory=dict)
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {}

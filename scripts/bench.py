@@ -21,6 +21,36 @@ step) of LION-D against `transformers.BertForMaskedLM` with SDPA attention, both
 `bizoo bench lion-forms` checks that the forms agree: the max abs difference of the rnn and chunk forms from the
 attention form, per decay type, in fp32, on random inputs with padding.
 
+`bizoo bench crf` times the linear-chain CRF ops of `bizoo.kernels.crf` against pytorch-crf (`torchcrf.CRF`, a dev
+dependency) on the same inputs and parameters, in this process, in fp32: the log-likelihood forward+backward (the sum
+over the batch, gradients to the emissions and the CRF parameters) and the Viterbi decode (pytorch-crf's `decode`,
+whose Python lists are part of its cost), at each B × K × L of the grid, on right-padded batches (the first row L
+long, the others between L/2 and L). The methods are the backends `reference`, `scan`, `auto` and `triton` (on a CPU
+only when named: it runs in Triton's interpreter, whose times mean nothing); on a GPU, warm-up runs then CUDA
+events. Each op's table gives median ms and torchcrf ms / method ms (> 1: faster than pytorch-crf); the targets
+follow: `auto` at least 2x at B = 32, K = 9, L = 128 and not slower at B = 1; on a GPU `triton` at B = 64, L = 128
+at least 10x (likelihood) and 20x (Viterbi).
+
+`bizoo bench bigs` times BiGS's bidirectional SSM op (`bizoo.kernels.ssm.bidirectional_ssm`: both directions,
+the two kernels computed by `s4d_kernel` inside every call) forward and forward+backward (gradients to the inputs
+and every SSM parameter), against `fft-baseline`: the convolution as the original BiGS code runs it with `torch.fft`
+(rfft of the input and of the kernel with n = 2L, product, irfft, the first L values, + D u; the backward direction
+flips the input, convolves and flips back), in fp32, as torch.fft runs under autocast. The methods:
+`fft-baseline`, `reference-fft`, `reference-toeplitz`, `reference-recurrent` (from the SSM parameters, no kernels),
+`reference-auto` and `triton`. The defaults: on a GPU, bf16 inputs, L = 128 ... 16384 with B·L = 16384 tokens; on a
+CPU, fp32, B = 1 and L = 512, 4096, 16384 (the growth of time and memory with L: the FFT ~ L log L, the recurrence
+~ L; `reference-toeplitz` (O(L²)) and `triton` (Triton's interpreter) run on a CPU only when named). Time and memory
+are measured as by `bench lion` (CUDA events and max_memory_allocated on a GPU, one child process per case on a
+CPU); each row also gives the method's max abs difference from the fp32 FFT baseline on the same inputs, and the
+table is followed by the growth factors of time and memory from one length to the next, beside the growth of B·L
+and of B·L·log L.
+
+`bizoo bench bigs-model` measures masked-LM training throughput (as `lion-model`) of BiGS against
+`transformers.BertForMaskedLM` with SDPA attention at the large sizes: BiGS as the released "large-512" model (23
+layers × 1024, gate width 3072, N = 64) with max_position_embeddings = L, BERT-large (24 layers × 1024, 16 heads,
+feed-forward 4096), at L = 128, 512, 4096 with B·L = 16384 tokens per step; --layers, --hidden and --heads shrink
+both models for a CPU.
+
 Every table states the machine, the dtype, the shapes and how many runs the median is of.
 
 examples:
@@ -31,6 +61,13 @@ examples:
   bizoo bench lion-model --lengths 512 4096            # LION-D vs BERT (SDPA) training tokens/s
   bizoo bench lion-model --device cpu --lengths 64 --tokens-per-step 256 --layers 1 --hidden 32 --heads 2
   bizoo bench lion-forms --lengths 1024                # max |rnn - attention|, |chunk - attention| per variant
+  bizoo bench crf                                      # B 1 32 64 × K 9 17 45 × L 32 128 512, vs pytorch-crf
+  bizoo bench crf --batch-sizes 32 --tags 9 --lengths 128 --methods auto scan --repeats 20 --json crf.json
+  bizoo bench bigs                                     # GPU: bf16, L = 128 ... 16384, B·L = 16384, H = 1024
+  bizoo bench bigs --device cpu --json bigs.json       # fp32, B = 1, L = 512 4096 16384: time and memory growth
+  bizoo bench bigs --lengths 1024 --batch 8 --methods fft-baseline reference-toeplitz reference-fft --channels 256
+  bizoo bench bigs-model                               # BiGS-large vs BERT-large (SDPA), L = 128 512 4096
+  bizoo bench bigs-model --device cpu --lengths 128 512 --tokens-per-step 1024 --layers 2 --hidden 256 --heads 4
 """
 
 from __future__ import annotations
@@ -38,6 +75,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -68,6 +106,35 @@ DEFAULT_METHODS = {
 }
 MODES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}  # JSON key -> column label
 CROSSOVER_CONSTANTS = {"triton": "TRITON_CHUNK_MIN_LENGTH", "reference": "REFERENCE_CHUNK_MIN_LENGTH"}
+# bench crf: the backends of `bizoo.kernels.crf`, each timed against pytorch-crf ("torchcrf", always measured).
+CRF_METHODS = ("reference", "scan", "auto", "triton")
+CRF_DEFAULT_METHODS = {"cuda": CRF_METHODS, "cpu": ("reference", "scan", "auto")}  # on a CPU: name triton to run it
+CRF_OPS = {"likelihood": "log-likelihood, forward+backward", "viterbi": "Viterbi decode"}
+# The speed-ups over pytorch-crf the CRF ops are built for: (B, K, L, method, {op: at least}, CUDA only); K None is
+# every measured K.
+CRF_TARGETS = (
+    (32, 9, 128, "auto", {"likelihood": 2.0, "viterbi": 2.0}, False),
+    (1, 9, 128, "auto", {"likelihood": 1.0, "viterbi": 1.0}, False),
+    (64, None, 128, "triton", {"likelihood": 10.0, "viterbi": 20.0}, True),
+)
+# bench bigs: method -> (backend, form) of `bizoo.kernels.ssm.bidirectional_ssm`; "fft-baseline" is torch.fft as the
+# original BiGS code calls it, the baseline of every ratio.
+SSM_METHODS = {
+    "reference-fft": ("reference", "fft"),
+    "reference-toeplitz": ("reference", "toeplitz"),
+    "reference-recurrent": ("reference", "recurrent"),
+    "reference-auto": ("reference", "auto"),
+    "triton": ("triton", "auto"),
+}
+BIGS_METHODS = ("fft-baseline", *SSM_METHODS)
+BIGS_DEFAULT_METHODS = {
+    "cuda": BIGS_METHODS,
+    # On a CPU the O(L²) Toeplitz form takes minutes at L = 16384 (name it in --methods to run it), and Triton runs
+    # only in its interpreter: its row says "unavailable" unless --methods names it.
+    "cpu": ("fft-baseline", "reference-fft", "reference-recurrent", "reference-auto", "triton"),
+}
+BIGS_DEFAULT_LENGTHS = {"cuda": [128, 512, 4096, 16384], "cpu": [512, 4096, 16384]}
+BIGS_DEFAULT_TOKENS = 16384  # on a GPU B·L is fixed; on a CPU B = 1, so that the time shows its growth with L
 MiB = 2**20
 
 
@@ -99,7 +166,32 @@ def _op_arguments(p: argparse.ArgumentParser, lengths: list[int], repeats_help: 
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 3 on cuda, 1 on cpu)")
 
 
+def _model_arguments(p: argparse.ArgumentParser, model: str, lengths: list[int], layers: int | None, hidden: int,
+                     heads: int) -> None:
+    """The arguments of a masked-LM training comparison of ``model`` against BERT (lion-model, bigs-model)."""
+    _device_arguments(p)
+    p.add_argument("--lengths", type=int, nargs="+", default=lengths, help="sequence lengths L (default: %(default)s)")
+    p.add_argument("--tokens-per-step", type=int, default=16384,
+                   help="tokens per step: B = tokens // L (default: %(default)s)")
+    p.add_argument("--backend", choices=["auto", "triton", "reference"], default="auto",
+                   help=f"{model} kernel_backend (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 5 on cuda, 2 on cpu)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="untimed steps first (default: 2 on cuda, 1 on cpu)")
+    p.add_argument("--layers", type=int, default=layers,
+                   help="layers of both models (default: %s)" % (layers or "23 for BiGS, 24 for BERT, the large sizes"))
+    p.add_argument("--hidden", type=int, default=hidden, help="hidden size (default: %(default)s)")
+    with_heads = "BERT and LION" if model == "LION" else "BERT"  # BiGS has no attention
+    p.add_argument("--heads", type=int, default=heads, help=f"attention heads of {with_heads} (default: %(default)s)")
+    p.add_argument("--vocab-size", type=int, default=30522, help="vocabulary (default: %(default)s, BERT's)")
+    p.add_argument("--dense-logits", action="store_true",
+                   help=f"{model} projects every position onto the vocabulary like BERT does (default: only the "
+                        "masked positions, the config's sparse_prediction)")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on cuda")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..configuration.configuration_bigs import BIGS_FORMS
+
     sub = parser.add_subparsers(dest="op", metavar="OP", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -121,26 +213,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("lion-model", help="masked-LM training tokens/s: LION-D vs BERT with SDPA",
                        description=__doc__, formatter_class=fmt)
-    _device_arguments(p)
-    p.add_argument("--lengths", type=int, nargs="+", default=[512, 4096],
-                   help="sequence lengths L (default: %(default)s)")
-    p.add_argument("--tokens-per-step", type=int, default=16384,
-                   help="tokens per step: B = tokens // L (default: %(default)s)")
-    p.add_argument("--backend", choices=["auto", "triton", "reference"], default="auto",
-                   help="LION kernel_backend (default: %(default)s)")
+    _model_arguments(p, "LION", [512, 4096], layers=12, hidden=768, heads=12)
     p.add_argument("--form", choices=["auto", "attention", "chunk", "rnn"], default="auto",
                    help="LION lion_form (default: %(default)s; chunk where 'auto' is not available yet)")
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 5 on cuda, 2 on cpu)")
-    p.add_argument("--warmup-steps", type=int, default=None, help="untimed steps first (default: 2 on cuda, 1 on cpu)")
-    p.add_argument("--layers", type=int, default=12, help="layers of both models (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=768, help="hidden size (default: %(default)s)")
-    p.add_argument("--heads", type=int, default=12, help="attention heads (default: %(default)s)")
     p.add_argument("--intermediate", type=int, default=None, help="feed-forward size (default: 4 × hidden)")
-    p.add_argument("--vocab-size", type=int, default=30522, help="vocabulary (default: %(default)s, BERT's)")
-    p.add_argument("--dense-logits", action="store_true",
-                   help="LION projects every position onto the vocabulary like BERT does (default: only the masked "
-                        "positions, LION's sparse_prediction)")
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on cuda")
 
     p = sub.add_parser("lion-forms", help="max difference of the rnn and chunk forms from the attention form",
                        description=__doc__, formatter_class=fmt)
@@ -150,6 +226,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--head-dim", type=int, default=64, help="head size D (default: %(default)s)")
     p.add_argument("--chunk-size", type=int, default=64, help="chunk size of the chunk form (default: %(default)s)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+
+    p = sub.add_parser("crf", help="CRF log-likelihood forward+backward and Viterbi decode vs pytorch-crf",
+                       description=__doc__, formatter_class=fmt)
+    _device_arguments(p)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 64],
+                   help="batch sizes B (default: %(default)s)")
+    p.add_argument("--tags", type=int, nargs="+", default=[9, 17, 45], help="numbers of tags K (default: %(default)s)")
+    p.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 512],
+                   help="padded lengths L (default: %(default)s)")
+    p.add_argument("--methods", nargs="+", choices=CRF_METHODS, default=None, metavar="METHOD",
+                   help=f"backends of bizoo.kernels.crf to time, from {', '.join(CRF_METHODS)} (default on cuda: "
+                        "all; on cpu: reference, scan, auto); pytorch-crf is always timed")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per case (default: 10 on cuda, 3 on cpu)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 3 on cuda, 1 on cpu)")
+    p.set_defaults(dtype="float32")  # CRF parameters and scores are fp32 (DESIGN.md §3): no --dtype
+
+    p = sub.add_parser("bigs", help="the BiGS bidirectional SSM op vs torch.fft: forward and forward+backward",
+                       description=__doc__, formatter_class=fmt)
+    _device_arguments(p)
+    p.add_argument("--lengths", type=int, nargs="+", default=None,
+                   help="sequence lengths L (default on cuda: 128 512 4096 16384; on cpu: 512 4096 16384)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help=f"tokens per batch: B = tokens // L, at least 1 (default on cuda: {BIGS_DEFAULT_TOKENS})")
+    p.add_argument("--batch", type=int, default=None, help="a fixed batch size B (default on cpu: 1)")
+    p.add_argument("--channels", type=int, default=1024,
+                   help="channels H, the model's hidden size (default: %(default)s, BiGS-large)")
+    p.add_argument("--state-size", type=int, default=64, help="SSM state size N (default: %(default)s, num_ssm)")
+    p.add_argument("--chunk-size", type=int, default=128,
+                   help="chunk length of the recurrent form (default: %(default)s)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="input dtype (default: bfloat16 on cuda, float32 on cpu)")
+    p.add_argument("--methods", nargs="+", choices=BIGS_METHODS, default=None, metavar="METHOD",
+                   help=f"what to time, from {', '.join(BIGS_METHODS)} (default on cuda: all; on cpu: all but "
+                        "reference-toeplitz, with triton unavailable unless named); fft-baseline is always timed")
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                   help="fwd (no autograd) and/or fwdbwd (forward + backward) (default: both)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per case (default: 10 on cuda, 3 on cpu)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 3 on cuda, 1 on cpu)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="also plot time against length (log-log)")
+
+    p = sub.add_parser("bigs-model", help="masked-LM training tokens/s: BiGS vs BERT with SDPA, large sizes",
+                       description=__doc__, formatter_class=fmt)
+    _model_arguments(p, "BiGS", [128, 512, 4096], layers=None, hidden=1024, heads=16)
+    p.add_argument("--form", choices=BIGS_FORMS, default="auto", help="BiGS bigs_form (default: %(default)s)")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -340,17 +460,21 @@ def _op_function(case: dict, q, k, v, log_decay):
     return lion, None
 
 
-def _time_runs(fn, leaves, backward: bool, dout, warmup: int, repeats: int, cuda: bool) -> dict:
+def _time_runs(
+    fn, leaves, backward: bool, dout, warmup: int, repeats: int, cuda: bool, cpu_memory: bool = True
+) -> dict:
     """Median and min ms of ``repeats`` runs after ``warmup`` runs, and the peak memory of the timed runs above what
     was allocated before them: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the growth of the peak
-    resident set (reset after the warm-up, which has paged in the code and kernels the runs need)."""
+    resident set (reset after the warm-up, which has paged in the code and kernels the runs need), unless
+    ``cpu_memory`` is False (a process that runs many cases: the reset gives memory back that the first timed run
+    then pays to fault in again)."""
     import torch
 
     def once():
         for t in leaves:
             t.grad = None
         if backward:
-            fn().backward(dout)
+            torch.autograd.backward(fn(), dout)  # an output and its gradient, or tuples of them
         else:
             with torch.no_grad():
                 fn()
@@ -363,7 +487,7 @@ def _time_runs(fn, leaves, backward: bool, dout, warmup: int, repeats: int, cuda
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    else:
+    elif cpu_memory:
         _reset_peak_rss()
         base = _rss_bytes()
     times = []
@@ -379,21 +503,54 @@ def _time_runs(fn, leaves, backward: bool, dout, warmup: int, repeats: int, cuda
             start = time.perf_counter()
             once()
             times.append((time.perf_counter() - start) * 1e3)
-    peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()
-    return {"status": "ok", "median_ms": statistics.median(times), "min_ms": min(times),
-            "peak_mib": max(peak - base, 0) / MiB}
+    result = {"status": "ok", "median_ms": statistics.median(times), "min_ms": min(times)}
+    if cuda or cpu_memory:
+        peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()
+        result["peak_mib"] = max(peak - base, 0) / MiB
+    return result
+
+
+def _measure_modes(case: dict, report, leaves, timed, may_be_missing: bool, cuda: bool) -> None:
+    """``report(mode, timed(backward))`` for each of ``case["modes"]``, the ``leaves`` requiring gradients in
+    forward+backward only. A mode that cannot run is reported with a status instead of times: "oom" (CUDA out of
+    memory), "unavailable: ..." (a ValueError from a method that ``may_be_missing``: a Triton backend or an "auto"
+    form that is not there) or "failed: ..."; a forward that fails makes the backward fail the same way."""
+    import torch
+
+    failed = None
+    for mode in case["modes"]:
+        if failed is not None:
+            report(mode, failed)
+            continue
+        backward = mode == "fwdbwd"
+        for t in leaves:
+            t.requires_grad_(backward)
+        try:
+            result = timed(backward)
+        except torch.OutOfMemoryError:
+            result = {"status": "oom"}
+        except ValueError as err:
+            result = {"status": ("unavailable: " if may_be_missing else "failed: ") + _short(err)}
+        except Exception as err:  # noqa: BLE001 - a benchmark row records any failure and goes on
+            result = {"status": f"failed: {_short(err)}"}
+        if result["status"] != "ok":
+            if cuda:
+                _release_cuda_memory()
+            if mode == "fwd":
+                failed = result
+        report(mode, result)
 
 
 def measure_case(case: dict, report) -> None:
-    """Measure ``case`` (one method at one length) in each of ``case["modes"]``; ``report(mode, result)`` each.
-
-    A mode that cannot run is reported with a status instead of times: "oom" (CUDA out of memory), "unavailable:
-    ..." (a ValueError from a Triton or "auto" method: the backend or form is not there) or "failed: ...".
-    """
+    """Measure ``case`` (one method at one length) in each of ``case["modes"]``; ``report(mode, result)`` each
+    (``_measure_modes``). A case of ``bench bigs`` (``case["op"] == "bigs"``) goes to ``measure_bigs_case``."""
     import torch
 
     if case.get("threads"):
         torch.set_num_threads(case["threads"])
+    if case.get("op") == "bigs":
+        measure_bigs_case(case, report)
+        return
     device = torch.device(case["device"])
     cuda = device.type == "cuda"
     dtype = getattr(torch, case["dtype"])
@@ -407,39 +564,26 @@ def measure_case(case: dict, report) -> None:
             report(mode, {"status": "oom"})
         return
     fn, note = _op_function(case, q, k, v, log_decay)
+    state = {"fn": fn, "note": note}
     leaves = [q, k, v] + ([log_decay] if log_decay is not None else [])
-    failed = None  # a forward that fails makes the backward fail the same way
-    for mode in case["modes"]:
-        if failed is not None:
-            report(mode, failed)
-            continue
-        backward = mode == "fwdbwd"
-        for t in leaves:
-            t.requires_grad_(backward)
+
+    def timed(backward):
         try:
-            try:
-                result = _time_runs(fn, leaves, backward, dout, case["warmup"], case["repeats"], cuda)
-            except RuntimeError as err:
-                if note != "flash" or isinstance(err, torch.OutOfMemoryError):
-                    raise
-                # FlashAttention refused these shapes: PyTorch's default SDPA choice instead.
-                note = f"default (flash refused: {_short(err, 60)})"
-                fn = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
-                result = _time_runs(fn, leaves, backward, dout, case["warmup"], case["repeats"], cuda)
-        except torch.OutOfMemoryError:
-            result = {"status": "oom"}
-        except ValueError as err:
-            result = {"status": ("unavailable: " if may_be_missing else "failed: ") + _short(err)}
-        except Exception as err:  # noqa: BLE001 - a benchmark row records any failure and goes on
-            result = {"status": f"failed: {_short(err)}"}
-        if result["status"] != "ok":
-            if cuda:
-                _release_cuda_memory()
-            if mode == "fwd":
-                failed = result
-        if note is not None:
-            result["sdpa_backend"] = note
+            return _time_runs(state["fn"], leaves, backward, dout, case["warmup"], case["repeats"], cuda)
+        except RuntimeError as err:
+            if state["note"] != "flash" or isinstance(err, torch.OutOfMemoryError):
+                raise
+            # FlashAttention refused these shapes: PyTorch's default SDPA choice instead.
+            state["note"] = f"default (flash refused: {_short(err, 60)})"
+            state["fn"] = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            return _time_runs(state["fn"], leaves, backward, dout, case["warmup"], case["repeats"], cuda)
+
+    def report_backend(mode, result):
+        if state["note"] is not None:
+            result["sdpa_backend"] = state["note"]
         report(mode, result)
+
+    _measure_modes(case, report_backend, leaves, timed, may_be_missing, cuda)
 
 
 def _child(case_json: str) -> None:
@@ -466,7 +610,10 @@ _CHILD_CODE = (
 
 def estimate_bytes(case: dict, mode: str) -> int:
     """A rough peak of a CPU case, fp32 inside: the O(L²) attention form holds ~3 (B, H, L, L) buffers at once
-    (measured: 2.3 GiB at B=1, H=12, L=4096), twice that with the backward pass; every other method is O(L)."""
+    (measured: 2.3 GiB at B=1, H=12, L=4096), twice that with the backward pass; every other method is O(L).
+    A case of ``bench bigs``: ``estimate_bigs_bytes``."""
+    if case.get("op") == "bigs":
+        return estimate_bigs_bytes(case, mode)
     B, H, L, D = case["batch"], case["heads"], case["length"], case["head_dim"]
     factor = 2 if mode == "fwdbwd" else 1
     if case["method"] == "sdpa":
@@ -523,18 +670,24 @@ def run_case(case: dict) -> dict:
     return results
 
 
+def triton_missing(device: str) -> str | None:
+    """None when Triton kernels can run on ``device`` here, else why not (on a CPU they need TRITON_INTERPRET=1)."""
+    from ..kernels.dispatch import triton_available
+
+    if not triton_available():
+        return "the triton package does not import here"
+    if device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "no CUDA device (Triton runs on a CPU only under TRITON_INTERPRET=1)"
+    return None
+
+
 def probe(method: str, device: str, dtype: str) -> str | None:
     """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1)."""
     if method == "sdpa":
         return None
     backend, form = LION_METHODS[method]
-    if backend == "triton":
-        from ..kernels.dispatch import triton_available
-
-        if not triton_available():
-            return "the triton package does not import here"
-        if device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            return "no CUDA device (Triton runs on a CPU only under TRITON_INTERPRET=1)"
+    if backend == "triton" and (why := triton_missing(device)) is not None:
+        return why
     import torch
 
     from ..kernels.lion import lion_attention
@@ -572,6 +725,10 @@ def _header(title: str, device: str, settings: dict, args, extra: str = "") -> s
 # ----------------------------------------------------------------------------------------------------------------
 
 
+# The ratio columns of bench lion: (baseline method, key in speedup_vs_<key>_<mode>, column label, width).
+LION_RATIOS = (("sdpa", "sdpa", "sdpa", 12), ("reference-chunk", "reference_chunk", "chunk", 13))
+
+
 def _flatten(row: dict, results: dict, modes) -> dict:
     for mode in modes:
         r = results.get(mode, {"status": "not run"})
@@ -579,8 +736,9 @@ def _flatten(row: dict, results: dict, modes) -> dict:
         for key, out in (("median_ms", f"{mode}_ms"), ("min_ms", f"{mode}_min_ms"), ("peak_mib", f"{mode}_peak_mib")):
             if key in r:
                 row[out] = r[key]
-        if "sdpa_backend" in r:
-            row["sdpa_backend"] = r["sdpa_backend"]
+        for key in ("sdpa_backend", "max_abs_diff", "max_abs_output"):  # per case, not per mode
+            if key in r:
+                row[key] = r[key]
     statuses = [row[f"status_{m}"] for m in modes]
     if all(s == "ok" for s in statuses):
         row["status"] = "ok"
@@ -591,9 +749,10 @@ def _flatten(row: dict, results: dict, modes) -> dict:
     return row
 
 
-def add_ratios(rows: list[dict], modes) -> None:
-    """speedup_vs_<baseline>_<mode> = baseline ms / method ms at the same length (> 1: faster than the baseline)."""
-    for baseline, key in (("sdpa", "sdpa"), ("reference-chunk", "reference_chunk")):
+def add_ratios(rows: list[dict], modes, ratios=LION_RATIOS) -> None:
+    """speedup_vs_<key>_<mode> = baseline ms / method ms at the same length (> 1: faster than the baseline), for
+    each (baseline method, key, ...) of ``ratios``."""
+    for baseline, key, *_ in ratios:
         by_length = {r["length"]: r for r in rows if r["method"] == baseline}
         for r in rows:
             base = by_length.get(r["length"])
@@ -602,26 +761,57 @@ def add_ratios(rows: list[dict], modes) -> None:
                     r[f"speedup_vs_{key}_{mode}"] = base[f"{mode}_ms"] / r[f"{mode}_ms"]
 
 
-def _format_row(r: dict, modes) -> str:
+def _format_row(r: dict, modes, ratios=LION_RATIOS, extra=()) -> str:
+    """One table line: L, B, method, ms and MiB per mode, the ratios, then the ``extra`` (key, label, width, format)
+    columns, then the status where it is not "ok"."""
+
     def num(key, fmt):
         return format(r[key], fmt) if key in r else "-"
 
     cells = [f"{r['length']:>6}", f"{r['batch']:>4}", f"{r['method']:<20}"]
     cells += [f"{num(f'{m}_ms', '.2f'):>10}" for m in modes]
     cells += [f"{num(f'{m}_peak_mib', '.0f'):>11}" for m in modes]
-    for key, width in (("sdpa", 12), ("reference_chunk", 13)):
+    for _, key, _, width in ratios:
         cells += [f"{num(f'speedup_vs_{key}_{m}', '.2f'):>{width}}" for m in modes]
+    cells += [f"{num(key, fmt):>{width}}" for key, _, width, fmt in extra]
     return " ".join(cells) + ("" if r["status"] == "ok" else f"  {r['status']}")
 
 
-def _table_head(modes) -> str:
+def _table_head(modes, ratios=LION_RATIOS, extra=()) -> str:
     cells = [f"{'L':>6}", f"{'B':>4}", f"{'method':<20}"]
     cells += [f"{MODES[m] + ' ms':>10}" for m in modes]
     cells += [f"{MODES[m] + ' MiB':>11}" for m in modes]
-    cells += [f"{'sdpa/' + MODES[m]:>12}" for m in modes]
-    cells += [f"{'chunk/' + MODES[m]:>13}" for m in modes]
+    for _, _, label, width in ratios:
+        cells += [f"{label + '/' + MODES[m]:>{width}}" for m in modes]
+    cells += [f"{label:>{width}}" for _, label, width, _ in extra]
     line = " ".join(cells) + "  status"
     return line + "\n" + "-" * len(line)
+
+
+def _run_grid(grid, methods, describe, unavailable: dict, modes, ratios, extra, json_path, meta) -> list[dict]:
+    """Measure every method at each (length, batch) of ``grid`` (``run_case``: in this process on a GPU, a child
+    process per case on a CPU) and print each length's rows as soon as they and the baselines (the methods of
+    ``ratios``, which come first in ``methods``) are measured; the rows, also written to ``json_path`` after each.
+    ``describe(method, length, batch)`` -> (the row's fields, the case to run)."""
+    baselines = sum(m in {b for b, *_ in ratios} for m in methods)
+    rows: list[dict] = []
+    for length, batch in grid:
+        group, printed = [], 0  # this length's rows
+        for method in methods:
+            row, case = describe(method, length, batch)
+            if method in unavailable:
+                results = {m: {"status": f"unavailable: {unavailable[method]}"} for m in modes}
+            else:
+                results = run_case(case)
+            group.append(_flatten(row, results, modes))
+            add_ratios(group, modes, ratios)
+            rows.append(row)
+            _write_json(json_path, {**meta, "rows": rows})
+            if len(group) >= baselines:
+                for done in group[printed:]:
+                    print(_format_row(done, modes, ratios, extra), flush=True)
+                printed = len(group)
+    return rows
 
 
 def run_lion(args) -> int:
@@ -631,7 +821,6 @@ def run_lion(args) -> int:
     settings = _settings(args, device)
     methods = list(dict.fromkeys(args.methods or DEFAULT_METHODS[device]))
     methods.sort(key=lambda m: m not in ("sdpa", "reference-chunk"))  # the baselines first
-    baselines = sum(m in ("sdpa", "reference-chunk") for m in methods)
     modes = [m for m in MODES if m in args.modes]
     unavailable = {m: why for m in methods if (why := probe(m, device, settings["dtype"])) is not None}
     interpreted = device == "cpu" and any(LION_METHODS.get(m, ("",))[0] == "triton" for m in methods)
@@ -651,40 +840,28 @@ def run_lion(args) -> int:
         "heads": args.heads, "head_dim": args.head_dim, "decay": args.decay, "chunk_size": args.chunk_size,
         "modes": modes, "methods": methods,
     }
-    rows: list[dict] = []
-    for length in args.lengths:
-        batch = batch_for(length, args.tokens, args.batch)
-        group, printed = [], 0  # this length's rows: printed as soon as they and the baselines are measured
-        for method in methods:
-            backend, form = LION_METHODS.get(method, ("torch", "softmax"))
-            row = {
-                "method": method, "backend": backend, "form": form, "length": length, "batch": batch,
-                "heads": args.heads, "head_dim": args.head_dim, "decay": args.decay, "dtype": settings["dtype"],
-                "device": device,
-            }
-            if method in unavailable:
-                results = {m: {"status": f"unavailable: {unavailable[method]}"} for m in modes}
-            else:
-                case = {**row, **settings, "modes": modes, "chunk_size": args.chunk_size, "threads": args.threads}
-                results = run_case(case)
-            group.append(_flatten(row, results, modes))
-            add_ratios(group, modes)
-            rows.append(row)
-            _write_json(args.json, {**meta, "rows": rows})
-            if len(group) >= baselines:
-                for done in group[printed:]:
-                    print(_format_row(done, modes), flush=True)
-                printed = len(group)
+
+    def describe(method, length, batch):
+        backend, form = LION_METHODS.get(method, ("torch", "softmax"))
+        row = {
+            "method": method, "backend": backend, "form": form, "length": length, "batch": batch,
+            "heads": args.heads, "head_dim": args.head_dim, "decay": args.decay, "dtype": settings["dtype"],
+            "device": device,
+        }
+        return row, {**row, **settings, "modes": modes, "chunk_size": args.chunk_size, "threads": args.threads}
+
+    grid = [(length, batch_for(length, args.tokens, args.batch)) for length in args.lengths]
+    rows = _run_grid(grid, methods, describe, unavailable, modes, LION_RATIOS, (), args.json, meta)
     if args.plot:
         try:
-            plot_lion(rows, modes, args.plot, f"LION op vs SDPA, {meta['machine']}\n{settings['dtype']}, "
-                      f"H={args.heads} D={args.head_dim} decay {args.decay}, median of {settings['repeats']}")
+            plot_times(rows, modes, args.plot, f"LION op vs SDPA, {meta['machine']}\n{settings['dtype']}, "
+                       f"H={args.heads} D={args.head_dim} decay {args.decay}, median of {settings['repeats']}")
         except ImportError as err:  # the table and the JSON are the results; the plot is a view of them
             print(f"no plot: {_short(err)}")
     return 0
 
 
-def plot_lion(rows: list[dict], modes, path: str, title: str) -> None:
+def plot_times(rows: list[dict], modes, path: str, title: str, xlabel: str = "sequence length L (B·L fixed)") -> None:
     """Time against L, log-log, one line per method; one panel per mode (forward, forward+backward)."""
     import matplotlib
 
@@ -699,7 +876,7 @@ def plot_lion(rows: list[dict], modes, path: str, title: str) -> None:
                 ax.plot(*zip(*points), "o-", label=method)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("sequence length L (B·L fixed)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("median time (ms)")
         ax.set_title(MODES[mode])
         ax.grid(alpha=0.3, which="both")
@@ -833,37 +1010,36 @@ def _model_form(args, device: str) -> tuple[str, str | None]:
     return "auto", None
 
 
-def _build_model(name: str, args, length: int, form: str):
-    from transformers import BertConfig, BertForMaskedLM
+def _bert_builder(args, layers: int, intermediate: int):
+    """length -> a ``transformers.BertForMaskedLM`` with SDPA attention, of the sizes the arguments give."""
 
-    from .. import LionConfig, LionForMaskedLM
+    def build(length: int):
+        from transformers import BertConfig, BertForMaskedLM
 
-    sizes = dict(hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                 intermediate_size=args.intermediate or 4 * args.hidden, max_position_embeddings=length,
-                 vocab_size=args.vocab_size)
-    if name == "bert-sdpa":
-        return BertForMaskedLM(BertConfig(**sizes, attn_implementation="sdpa"))
-    config = LionConfig(lion_variant="d", kernel_backend=args.backend, lion_form=form,
-                        sparse_prediction=not args.dense_logits, **sizes)
-    return LionForMaskedLM(config)
+        config = BertConfig(hidden_size=args.hidden, num_hidden_layers=layers, num_attention_heads=args.heads,
+                            intermediate_size=intermediate, max_position_embeddings=length,
+                            vocab_size=args.vocab_size, attn_implementation="sdpa")
+        return BertForMaskedLM(config)
+
+    return build
 
 
-def _train_steps(name: str, args, length: int, batch: int, form: str, device: str, steps: int, warmup: int) -> dict:
-    """Build the model and time optimizer steps; everything it allocates dies with this frame."""
+def _train_steps(build, length: int, batch: int, vocab_size: int, device: str, steps: int, warmup: int,
+                 amp: bool) -> dict:
+    """Build the model (``build(length)``) and time optimizer steps; everything it allocates dies with this frame."""
     import torch
 
     cuda = device == "cuda"
     torch.manual_seed(0)
-    model = _build_model(name, args, length, form).to(device).train()
+    model = build(length).to(device).train()
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
     g = torch.Generator(device="cpu").manual_seed(0)
-    ids = torch.randint(5, args.vocab_size, (batch, length), generator=g)  # (B, L)
+    ids = torch.randint(5, vocab_size, (batch, length), generator=g)  # (B, L)
     chosen = torch.rand(batch, length, generator=g) < 0.15
     chosen[:, 0] = True  # at least one label per row
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))  # (B, L): 15% of the positions
     ids, labels = ids.to(device), labels.to(device)
-    amp = cuda and not args.no_amp
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -891,52 +1067,62 @@ def _train_steps(name: str, args, length: int, batch: int, form: str, device: st
     return result
 
 
-def run_model(args) -> int:
-    import torch
-
-    device = _resolve_device(args)
+def _model_settings(args, device: str) -> dict:
+    """Steps, warm-up steps, autocast and its description for a training comparison, after checking the sizes."""
     _check_positive(lengths=args.lengths, tokens_per_step=args.tokens_per_step, steps=args.steps, layers=args.layers,
-                    hidden=args.hidden, heads=args.heads, intermediate=args.intermediate, vocab_size=args.vocab_size)
+                    hidden=args.hidden, heads=args.heads, intermediate=getattr(args, "intermediate", None),
+                    vocab_size=args.vocab_size)
+    if args.warmup_steps is not None and args.warmup_steps < 0:
+        raise ValueError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
     if args.hidden % args.heads:
         raise ValueError(f"--hidden ({args.hidden}) must be a multiple of --heads ({args.heads})")
     cuda = device == "cuda"
-    steps = args.steps or (5 if cuda else 2)
-    warmup = args.warmup_steps if args.warmup_steps is not None else (2 if cuda else 1)
-    form, note = _model_form(args, device)
-    precision = "bf16 autocast, fp32 weights" if cuda and not args.no_amp else "fp32"
-    intermediate = args.intermediate or 4 * args.hidden
-    print("Masked-LM training throughput (forward + backward + AdamW step), LION-D vs BERT (SDPA attention)")
+    amp = cuda and not args.no_amp
+    return {
+        "steps": args.steps or (5 if cuda else 2),
+        "warmup_steps": args.warmup_steps if args.warmup_steps is not None else (2 if cuda else 1),
+        "amp": amp,
+        "precision": "bf16 autocast, fp32 weights" if amp else "fp32",
+    }
+
+
+def compare_models(args, device: str, settings: dict, models: dict, name: str, header: list[str], meta: dict) -> int:
+    """Masked-LM training throughput of ``models`` (model name -> ``build(length)``; BERT, "bert-sdpa", first, the
+    other the contender, called ``name`` in the text) at each of ``args.lengths`` with B·L = ``args.tokens_per_step``;
+    prints the ``header`` lines and a table, writes the rows to ``args.json``. The contender's row gets
+    ``speedup_vs_bert`` = its tokens/s / BERT's."""
+    import torch
+
+    steps, warmup = settings["steps"], settings["warmup_steps"]
+    print(f"Masked-LM training throughput (forward + backward + AdamW step), {name} vs BERT (SDPA attention)")
     print(f"machine: {machine_name(device)}")
-    print(f"dtype: {precision}; shapes: {args.layers} layers x {args.hidden}, {args.heads} heads, feed-forward "
-          f"{intermediate}, vocabulary {args.vocab_size}; B·L = {args.tokens_per_step} tokens per step "
-          f"(B = tokens // L); 15% of the positions labelled")
-    print(f"LION: lion_variant='d', lion_form={form!r}, kernel_backend={args.backend!r}, "
-          f"{'dense' if args.dense_logits else 'sparse (masked positions only)'} MLM logits"
-          + (f"\nnote: {note}" if note else "") + "; BERT: full MLM logits")
+    for line in header:
+        print(line)
     print(f"median of {steps} steps after {warmup} warm-up step(s)")
+    ratio_label = f"{name}/BERT"
     head = (f"{'L':>6} {'B':>4} {'model':<10} {'params':>8} {'step ms':>9} {'tokens/s':>10} {'peak MiB':>9} "
-            f"{'LION/BERT':>10}")
+            f"{ratio_label:>10}")
     print(head + "\n" + "-" * len(head))
-    meta = {"op": "lion-model", "machine": machine_name(device), "device": device, "precision": precision,
-            "layers": args.layers, "hidden": args.hidden, "heads": args.heads, "intermediate": intermediate,
-            "vocab_size": args.vocab_size, "tokens_per_step": args.tokens_per_step, "steps": steps,
-            "warmup_steps": warmup, "lion_form": form, "kernel_backend": args.backend, "note": note}
+    meta = {"op": meta["op"], "machine": machine_name(device), "device": device,
+            "precision": settings["precision"], **meta, "vocab_size": args.vocab_size,
+            "tokens_per_step": args.tokens_per_step, "steps": steps, "warmup_steps": warmup}
     rows = []
     for length in args.lengths:
         batch = batch_for(length, args.tokens_per_step)
         group = {}
-        for name in ("bert-sdpa", "lion-d"):
+        for model, build in models.items():
             try:
-                result = _train_steps(name, args, length, batch, form, device, steps, warmup)
+                result = _train_steps(build, length, batch, args.vocab_size, device, steps, warmup, settings["amp"])
             except torch.OutOfMemoryError:
                 result = {"status": "oom"}
             except Exception as err:  # noqa: BLE001 - a row records the failure
                 result = {"status": f"failed: {_short(err)}"}
             _release_cuda_memory()
-            group[name] = {"model": name, "length": length, "batch": batch, **result}
-        bert, lion = group["bert-sdpa"], group["lion-d"]
-        if "tokens_per_s" in bert and "tokens_per_s" in lion:
-            lion["speedup_vs_bert"] = lion["tokens_per_s"] / bert["tokens_per_s"]
+            group[model] = {"model": model, "length": length, "batch": batch, **result}
+        bert, *others = group.values()
+        for other in others:
+            if "tokens_per_s" in bert and "tokens_per_s" in other:
+                other["speedup_vs_bert"] = other["tokens_per_s"] / bert["tokens_per_s"]
         for r in group.values():
             cells = [f"{length:>6}", f"{batch:>4}", f"{r['model']:<10}"]
             if r["status"] == "ok":
@@ -951,8 +1137,359 @@ def run_model(args) -> int:
             print(" ".join(cells), flush=True)
         rows += list(group.values())
         _write_json(args.json, {**meta, "rows": rows})
-    print("LION/BERT: LION tokens/s / BERT tokens/s (> 1: LION trains faster)")
+    print(f"{ratio_label}: {name} tokens/s / BERT tokens/s (> 1: {name} trains faster)")
     return 0
+
+
+def run_model(args) -> int:
+    device = _resolve_device(args)
+    settings = _model_settings(args, device)
+    form, note = _model_form(args, device)
+    intermediate = args.intermediate or 4 * args.hidden
+
+    def lion(length: int):
+        from .. import LionConfig, LionForMaskedLM
+
+        config = LionConfig(lion_variant="d", kernel_backend=args.backend, lion_form=form,
+                            sparse_prediction=not args.dense_logits, hidden_size=args.hidden,
+                            num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                            intermediate_size=intermediate, max_position_embeddings=length, vocab_size=args.vocab_size)
+        return LionForMaskedLM(config)
+
+    header = [
+        f"dtype: {settings['precision']}; shapes: {args.layers} layers x {args.hidden}, {args.heads} heads, "
+        f"feed-forward {intermediate}, vocabulary {args.vocab_size}; B·L = {args.tokens_per_step} tokens per step "
+        "(B = tokens // L); 15% of the positions labelled",
+        f"LION: lion_variant='d', lion_form={form!r}, kernel_backend={args.backend!r}, "
+        f"{'dense' if args.dense_logits else 'sparse (masked positions only)'} MLM logits"
+        + (f"\nnote: {note}" if note else "") + "; BERT: full MLM logits",
+    ]
+    meta = {"op": "lion-model", "layers": args.layers, "hidden": args.hidden, "heads": args.heads,
+            "intermediate": intermediate, "lion_form": form, "kernel_backend": args.backend, "note": note}
+    models = {"bert-sdpa": _bert_builder(args, args.layers, intermediate), "lion-d": lion}
+    return compare_models(args, device, settings, models, "LION", header, meta)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bench bigs
+# ----------------------------------------------------------------------------------------------------------------
+
+# The ratio column (as bench lion's) and the agreement column of bench bigs.
+BIGS_RATIOS = (("fft-baseline", "fft_baseline", "base", 13),)
+BIGS_EXTRA = (("max_abs_diff", "max|diff|", 10, ".1e"),)
+
+
+def fft_baseline(u, k, d, reverse: bool = False):
+    """One direction of the SSM as the original BiGS code computes it with torch.fft, in fp32 (as torch.fft runs
+    under autocast): in the (B, H, L) layout, the rfft of the input and of the kernel zero-padded to n = 2L, their
+    product, the irfft, its first L values, + D u. The backward direction flips the input in time, convolves it
+    causally and flips the result back.
+
+    Shape: u (B, L, H), k (L,), d (1,) -> (B, L, H) in u's dtype.
+    """
+    import torch
+
+    L = u.shape[1]
+    x = u.float().transpose(1, 2)  # (B, H, L)
+    if reverse:
+        x = x.flip(-1)
+    k_f = torch.fft.rfft(k.float(), n=2 * L)  # (L + 1,)
+    x_f = torch.fft.rfft(x, n=2 * L)  # (B, H, L + 1)
+    y = torch.fft.irfft(x_f * k_f, n=2 * L)[..., :L] + d.float() * x  # (B, H, L)
+    if reverse:
+        y = y.flip(-1)
+    return y.transpose(1, 2).to(u.dtype)  # (B, L, H)
+
+
+def bigs_inputs(case: dict, device, dtype):
+    """Both directions' inputs (B, L, H) in ``dtype``, their SSM parameters (log_step, A_re, A_im, C, D) in fp32 as
+    BiGS initialises them (``s4d_init``, "hippo"; D = 1) and the output gradients. Seeded: the same in every run."""
+    import torch
+
+    from ..kernels.ssm import s4d_init
+
+    B, L, H = case["batch"], case["length"], case["channels"]
+    g = torch.Generator(device="cpu").manual_seed(0)
+    u = tuple(torch.randn(B, L, H, generator=g).to(device, dtype) for _ in range(2))  # u_fwd, u_bwd (B, L, H)
+    dout = tuple(torch.randn(B, L, H, generator=g).to(device, dtype) for _ in range(2))  # (B, L, H) each
+    params = []
+    for _ in range(2):  # forward, backward
+        init = s4d_init(case["state_size"], "hippo", generator=g, device=device)
+        params.append((init["log_step"], init["A_re"], init["A_im"], init["C"], torch.ones(1, device=device)))
+    return u, tuple(params), dout
+
+
+def ssm_function(method: str, u, params, chunk_size: int):
+    """A function that runs both directions once with ``method`` and returns (y_fwd, y_bwd). The kernels come from
+    ``s4d_kernel`` inside every call (the recurrent form reads the SSM parameters instead: no kernels)."""
+    from ..kernels.ssm import bidirectional_ssm, s4d_kernel
+
+    (u_fwd, u_bwd), (p_fwd, p_bwd) = u, params
+    L = u_fwd.shape[1]
+
+    def kernels():
+        return s4d_kernel(*p_fwd[:4], L), s4d_kernel(*p_bwd[:4], L)  # (L,) each
+
+    if method == "fft-baseline":
+        def baseline():
+            k_fwd, k_bwd = kernels()
+            return fft_baseline(u_fwd, k_fwd, p_fwd[4]), fft_baseline(u_bwd, k_bwd, p_bwd[4], reverse=True)
+
+        return baseline
+    backend, form = SSM_METHODS[method]
+    if form == "recurrent":
+        return lambda: bidirectional_ssm(u_fwd, u_bwd, None, None, p_fwd[4], p_bwd[4], form=form, backend=backend,
+                                         recurrent_params=(p_fwd[:4], p_bwd[:4]), chunk_size=chunk_size)
+
+    def op():
+        k_fwd, k_bwd = kernels()
+        return bidirectional_ssm(u_fwd, u_bwd, k_fwd, k_bwd, p_fwd[4], p_bwd[4], form=form, backend=backend,
+                                 chunk_size=chunk_size)
+
+    return op
+
+
+def ssm_agreement(fn, u, params) -> dict:
+    """The max abs difference of ``fn``'s outputs (both directions) from the FFT baseline in fp32 on the same inputs,
+    and the largest output of the baseline (the scale of the difference)."""
+    import torch
+
+    from ..kernels.ssm import s4d_kernel
+
+    diff = scale = 0.0
+    with torch.no_grad():
+        outputs = fn()
+        for y, x, p, reverse in zip(outputs, u, params, (False, True)):
+            base = fft_baseline(x.float(), s4d_kernel(*p[:4], x.shape[1]), p[4], reverse)  # (B, L, H)
+            diff = max(diff, (y.float() - base).abs().max().item())
+            scale = max(scale, base.abs().max().item())
+    return {"max_abs_diff": diff, "max_abs_output": scale}
+
+
+def measure_bigs_case(case: dict, report) -> None:
+    """``measure_case`` for the SSM op: each mode timed by ``_time_runs`` (gradients to both inputs and every SSM
+    parameter), each result with the outputs' agreement with the fp32 FFT baseline (checked once, before timing)."""
+    import torch
+
+    device = torch.device(case["device"])
+    cuda = device.type == "cuda"
+    method = case["method"]
+    try:
+        u, params, dout = bigs_inputs(case, device, getattr(torch, case["dtype"]))
+    except torch.OutOfMemoryError:
+        for mode in case["modes"]:
+            report(mode, {"status": "oom"})
+        return
+    fn = ssm_function(method, u, params, case["chunk_size"])
+    leaves = [*u, *(t for p in params for t in p)]
+    checked: dict = {}
+
+    def timed(backward):
+        if not checked:
+            checked.update(ssm_agreement(fn, u, params))
+        result = _time_runs(fn, leaves, backward, dout, case["warmup"], case["repeats"], cuda)
+        return {**result, **checked}
+
+    backend, form = SSM_METHODS.get(method, ("torch", "fft"))
+    may_be_missing = backend == "triton" or form == "auto"
+    _measure_modes(case, report, leaves, timed, may_be_missing, cuda)
+
+
+def _bigs_form(method: str, length: int) -> str:
+    """The form ``method`` runs at ``length`` ("auto" of the reference backend resolved as the dispatcher does; the
+    Triton kernel is a blocked Toeplitz product whatever the form)."""
+    backend, form = SSM_METHODS.get(method, ("torch", "fft"))
+    if backend == "triton":
+        return "toeplitz (fused)"
+    if backend == "reference" and form == "auto":
+        from ..kernels.ssm import REFERENCE_FFT_MIN_LENGTH
+
+        return "fft" if length >= REFERENCE_FFT_MIN_LENGTH else "toeplitz"
+    return form
+
+
+def estimate_bigs_bytes(case: dict, mode: str) -> int:
+    """A rough peak of a CPU case of bench bigs, fp32 inside: ~24 (B, L, H) buffers (the inputs, their transposed
+    copies and spectra of n = 2L, for both directions), twice that with the backward pass; the reference Toeplitz
+    form adds its (L, L) matrices, two per direction."""
+    B, L, H = case["batch"], case["length"], case["channels"]
+    factor = 2 if mode == "fwdbwd" else 1
+    need = 24 * B * L * H * 4 * factor
+    if SSM_METHODS.get(case["method"], ("torch",))[0] == "reference" and _bigs_form(case["method"], L) == "toeplitz":
+        need += 4 * L * L * 4 * factor
+    return need
+
+
+def bigs_probe(method: str, device: str, dtype: str) -> str | None:
+    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1)."""
+    if method == "fft-baseline":
+        return None
+    if SSM_METHODS[method][0] == "triton" and (why := triton_missing(device)) is not None:
+        return why
+    import torch
+
+    tiny = {"batch": 1, "length": 32, "channels": 16, "state_size": 4}
+    u, params, _ = bigs_inputs(tiny, torch.device(device), getattr(torch, dtype))
+    try:
+        with torch.no_grad():
+            ssm_function(method, u, params, 16)()
+    except Exception as err:  # noqa: BLE001 - whatever stops the tiny call stops the real one
+        return _short(err)
+    return None
+
+
+def growth_factors(rows: list[dict], modes) -> list[dict]:
+    """Per method, from each measured length to the next: the factors by which the median time and the peak memory
+    grow, beside those of B·L (what linear work grows by) and of B·L·log2 L (work ~ L log L)."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        own = sorted((r for r in rows if r["method"] == method), key=lambda r: r["length"])
+        for a, b in zip(own, own[1:]):
+            if not any(f"{mode}_ms" in a and f"{mode}_ms" in b for mode in modes):
+                continue
+            tokens_a, tokens_b = a["batch"] * a["length"], b["batch"] * b["length"]
+            entry = {"method": method, "from_length": a["length"], "to_length": b["length"],
+                     "tokens_factor": tokens_b / tokens_a}
+            if a["length"] > 1:
+                entry["tokens_log_factor"] = tokens_b * math.log2(b["length"]) / (tokens_a * math.log2(a["length"]))
+            for mode in modes:
+                if f"{mode}_ms" in a and f"{mode}_ms" in b:
+                    entry[f"{mode}_time_factor"] = b[f"{mode}_ms"] / a[f"{mode}_ms"]
+                if a.get(f"{mode}_peak_mib", 0) > 0 and f"{mode}_peak_mib" in b:
+                    entry[f"{mode}_memory_factor"] = b[f"{mode}_peak_mib"] / a[f"{mode}_peak_mib"]
+            out.append(entry)
+    return out
+
+
+def _print_growth(entries: list[dict], modes) -> None:
+    print("\ngrowth from one length to the next (quotients; B·L x and B·L·log L x: what work linear in L and work "
+          "~ L log L grow by)")
+    cells = [f"{'method':<20}", f"{'L -> L':>14}", f"{'B·L x':>7}", f"{'B·L·log L x':>12}"]
+    cells += [f"{MODES[m] + ' ms x':>13}" for m in modes] + [f"{MODES[m] + ' MiB x':>14}" for m in modes]
+    head = " ".join(cells)
+    print(head + "\n" + "-" * len(head))
+    for e in entries:
+        def num(key, width):
+            return f"{e[key]:>{width}.2f}" if key in e else f"{'-':>{width}}"
+
+        cells = [f"{e['method']:<20}", f"{str(e['from_length']) + ' -> ' + str(e['to_length']):>14}",
+                 num("tokens_factor", 7), num("tokens_log_factor", 12)]
+        cells += [num(f"{m}_time_factor", 13) for m in modes] + [num(f"{m}_memory_factor", 14) for m in modes]
+        print(" ".join(cells))
+
+
+def run_bigs(args) -> int:
+    device = _resolve_device(args)
+    cuda = device == "cuda"
+    lengths = args.lengths or BIGS_DEFAULT_LENGTHS[device]
+    _check_positive(lengths=lengths, tokens=args.tokens, batch=args.batch, channels=args.channels,
+                    state_size=args.state_size, chunk_size=args.chunk_size, repeats=args.repeats)
+    if args.warmup is not None and args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.tokens and args.batch:
+        raise ValueError(f"--tokens ({args.tokens}) and --batch ({args.batch}) exclude each other: B = tokens // L, "
+                         "or B fixed")
+    tokens = args.tokens or (BIGS_DEFAULT_TOKENS if cuda and not args.batch else None)
+    batch = args.batch or (None if tokens else 1)
+    settings = _settings(args, device)
+    methods = list(dict.fromkeys(["fft-baseline", *(args.methods or BIGS_DEFAULT_METHODS[device])]))
+    modes = [m for m in MODES if m in args.modes]
+    unavailable = {}
+    if not cuda and "triton" in methods and "triton" not in (args.methods or ()):
+        unavailable["triton"] = "no CUDA device (name triton in --methods to run it in Triton's interpreter)"
+    for method in methods:
+        if method not in unavailable and (why := bigs_probe(method, device, settings["dtype"])) is not None:
+            unavailable[method] = why
+    interpreted = device == "cpu" and "triton" in methods and "triton" not in unavailable
+    from ..kernels.ssm import REFERENCE_FFT_MIN_LENGTH
+
+    shapes = f"B = {batch} (fixed)" if batch else f"B·L = {tokens} tokens (B = tokens // L)"
+    print("BiGS bidirectional SSM op (both directions, kernels from s4d_kernel in every call) vs the torch.fft "
+          "baseline of the original code, forward and forward+backward")
+    print(f"machine: {machine_name(device)}")
+    print(f"dtype: {settings['dtype']} inputs, fp32 SSM parameters; shapes: {shapes}, H = {args.channels} channels, "
+          f"N = {args.state_size}, no padding\nreference-recurrent: from the SSM parameters (no kernels), chunks of "
+          f"{args.chunk_size}; reference-auto: toeplitz below L = {REFERENCE_FFT_MIN_LENGTH}, fft from it")
+    print("peak memory: " + ("max_memory_allocated above the inputs" if cuda
+                             else "growth of the peak RSS, one process per case")
+          + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
+    print(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)")
+    print("base/x: speed-up = fft-baseline ms / method ms, > 1 is faster than the baseline; max|diff|: the largest "
+          "difference of the outputs from the fp32 fft baseline on the same inputs")
+    print(_table_head(modes, BIGS_RATIOS, BIGS_EXTRA))
+    meta = {"op": "bigs", "machine": machine_name(device), "device": device, **settings, "tokens": tokens,
+            "batch": batch, "channels": args.channels, "state_size": args.state_size, "chunk_size": args.chunk_size,
+            "reference_fft_min_length": REFERENCE_FFT_MIN_LENGTH, "modes": modes, "methods": methods}
+
+    def describe(method, length, batch_size):
+        backend, form = SSM_METHODS.get(method, ("torch", "fft"))
+        row = {"method": method, "backend": backend, "form": form, "runs_form": _bigs_form(method, length),
+               "length": length, "batch": batch_size, "channels": args.channels, "state_size": args.state_size,
+               "dtype": settings["dtype"], "device": device}
+        return row, {**row, "op": "bigs", **settings, "modes": modes, "chunk_size": args.chunk_size,
+                     "threads": args.threads}
+
+    grid = [(length, batch_for(length, tokens or 1, batch)) for length in lengths]
+    rows = _run_grid(grid, methods, describe, unavailable, modes, BIGS_RATIOS, BIGS_EXTRA, args.json, meta)
+    growth = growth_factors(rows, modes)
+    if len(lengths) > 1:
+        _print_growth(growth, modes)
+    _write_json(args.json, {**meta, "rows": rows, "growth": growth})
+    if args.plot:
+        try:
+            plot_times(rows, modes, args.plot, f"BiGS SSM op vs torch.fft, {meta['machine']}\n{settings['dtype']}, "
+                       f"H={args.channels} N={args.state_size}, median of {settings['repeats']}",
+                       xlabel="sequence length L " + ("(B fixed)" if batch else "(B·L fixed)"))
+        except ImportError as err:  # the table and the JSON are the results; the plot is a view of them
+            print(f"no plot: {_short(err)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bench bigs-model
+# ----------------------------------------------------------------------------------------------------------------
+
+BIGS_PRESET = "large-512"  # the BiGS shape of bench bigs-model (max_position_embeddings set to each L)
+BERT_LARGE_LAYERS = 24
+
+
+def run_bigs_model(args) -> int:
+    device = _resolve_device(args)
+    settings = _model_settings(args, device)
+    from ..configuration.configuration_bigs import PRESETS
+
+    preset = PRESETS[BIGS_PRESET]
+    bigs_layers = args.layers or preset["num_hidden_layers"]
+    bert_layers = args.layers or BERT_LARGE_LAYERS
+    # The large models' proportions at any width: the BiGS gate 3 × hidden (3072 at 1024), BERT's feed-forward 4 ×.
+    gate = preset["intermediate_size"] * args.hidden // preset["hidden_size"]
+    feed_forward = 4 * args.hidden
+
+    def bigs(length: int):
+        from .. import BiGSConfig, BiGSForMaskedLM
+
+        config = BiGSConfig.from_preset(
+            BIGS_PRESET, max_position_embeddings=length, hidden_size=args.hidden, num_hidden_layers=bigs_layers,
+            intermediate_size=gate, vocab_size=args.vocab_size, bigs_form=args.form, kernel_backend=args.backend,
+            sparse_prediction=not args.dense_logits,
+        )
+        return BiGSForMaskedLM(config)
+
+    header = [
+        f"dtype: {settings['precision']}; vocabulary {args.vocab_size}; B·L = {args.tokens_per_step} tokens per step "
+        "(B = tokens // L); 15% of the positions labelled",
+        f"BiGS: preset {BIGS_PRESET!r} shape, {bigs_layers} layers x {args.hidden}, gate {gate}, N = "
+        f"{preset['num_ssm']}, max_position_embeddings = L, bigs_form={args.form!r}, kernel_backend={args.backend!r}, "
+        f"{'dense' if args.dense_logits else 'sparse (masked positions only)'} MLM logits",
+        f"BERT: {bert_layers} layers x {args.hidden}, {args.heads} heads, feed-forward {feed_forward}, SDPA "
+        "attention, full MLM logits",
+    ]
+    meta = {"op": "bigs-model", "preset": BIGS_PRESET, "hidden": args.hidden, "bigs_layers": bigs_layers,
+            "bigs_intermediate": gate, "num_ssm": preset["num_ssm"], "bigs_form": args.form,
+            "kernel_backend": args.backend, "bert_layers": bert_layers, "bert_heads": args.heads,
+            "bert_intermediate": feed_forward}
+    models = {"bert-sdpa": _bert_builder(args, bert_layers, feed_forward), "bigs": bigs}
+    return compare_models(args, device, settings, models, "BiGS", header, meta)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1003,10 +1540,202 @@ def run_forms(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# bench crf
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def crf_inputs(batch: int, tags: int, length: int, device: str):
+    """A right-padded batch as a tagger sees it: the first row ``length`` long (the batch is padded to its longest
+    row), the others between length/2 and length; emissions, gold tags (valid at padding too: pytorch-crf reads
+    them) and a ``torchcrf.CRF`` whose parameters every method uses. Seeded: the same inputs in every run."""
+    import torch
+    from torchcrf import CRF
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    lengths = torch.randint((length + 1) // 2, length + 1, (batch,), generator=g)  # (B,)
+    lengths[0] = length
+    mask = torch.arange(length) < lengths[:, None]  # (B, L); the first position is real (pytorch-crf needs it)
+    emissions = torch.randn(batch, length, tags, generator=g)  # (B, L, K)
+    gold = torch.randint(0, tags, (batch, length), generator=g)  # (B, L)
+    crf = CRF(tags, batch_first=True)
+    with torch.no_grad():
+        for param in crf.parameters():  # transitions (K, K), start_transitions (K,), end_transitions (K,)
+            param.uniform_(-0.1, 0.1, generator=g)
+    return emissions.to(device), mask.to(device), gold.to(device), crf.to(device)
+
+
+def crf_function(op: str, method: str, emissions, mask, gold, crf):
+    """A function that runs ``op`` once with ``method`` ("torchcrf" or a backend of ``bizoo.kernels.crf``) and the
+    tensors whose gradients it computes. The likelihood returns the sum over the batch, differentiable w.r.t. the
+    emissions and the CRF parameters; Viterbi returns the paths (pytorch-crf: Python lists, its real output)."""
+    from ..kernels.crf import crf_log_likelihood, crf_viterbi
+
+    grad = op == "likelihood"
+    e = emissions.detach().requires_grad_(grad)  # (B, L, K)
+    if method == "torchcrf":
+        if grad:
+            return (lambda: crf(e, gold, mask, reduction="sum")), [e, *crf.parameters()]
+        return (lambda: crf.decode(e, mask)), [e]
+    T, start, end = (p.detach().requires_grad_(grad) for p in (crf.transitions, crf.start_transitions,
+                                                                crf.end_transitions))
+    if grad:
+        return (lambda: crf_log_likelihood(e, mask, T, start, end, gold, backend=method).sum()), [e, T, start, end]
+    return (lambda: crf_viterbi(e, mask, T, start, end, backend=method)), [e]
+
+
+def crf_resolved_backend(op: str, method: str, emissions, crf) -> str:
+    """What ``method`` runs for ``op`` on these inputs: "auto" resolved by the op's own dispatch (the likelihood
+    dispatches as log_partition and also looks at the CRF parameters; Viterbi at the emissions only)."""
+    if method != "auto":
+        return method
+    from ..kernels import crf as ops
+
+    if op == "viterbi":
+        return ops._backend("viterbi", "auto", emissions)
+    return ops._backend("log_partition", "auto", emissions, crf.transitions, crf.start_transitions,
+                        crf.end_transitions)
+
+
+def measure_crf(op: str, method: str, inputs, settings: dict, cuda: bool) -> dict:
+    """Median and min ms of ``op`` with ``method`` (``_time_runs``: warm-up runs, CUDA events on a GPU, where the
+    peak memory above the inputs comes too); a result with a status instead where it cannot run ("oom",
+    "unavailable: ..." for triton/auto, "failed: ...")."""
+    import torch
+
+    try:
+        fn, leaves = crf_function(op, method, *inputs)
+        dout = torch.ones((), device=inputs[0].device)  # d(sum of log-likelihoods)
+        result = _time_runs(fn, leaves, op == "likelihood", dout, settings["warmup"], settings["repeats"], cuda,
+                            cpu_memory=False)
+    except torch.OutOfMemoryError:
+        result = {"status": "oom"}
+    except ValueError as err:
+        result = {"status": ("unavailable: " if method in ("triton", "auto") else "failed: ") + _short(err)}
+    except Exception as err:  # noqa: BLE001 - a benchmark row records any failure and goes on
+        result = {"status": f"failed: {_short(err)}"}
+    if cuda:
+        _release_cuda_memory()
+    return result
+
+
+def crf_targets(rows: list[dict], cuda: bool) -> list[dict]:
+    """The measured speed-ups at the shapes of ``CRF_TARGETS``, each with its target and whether it is met."""
+    out = []
+    for batch, tags, length, method, least, cuda_only in CRF_TARGETS:
+        for op, target in least.items():
+            found = [r for r in rows if (r["op"], r["method"], r["batch"], r["length"]) == (op, method, batch, length)
+                     and tags in (None, r["tags"])]
+            entry = {"op": op, "method": method, "batch": batch, "tags": tags, "length": length, "target": target}
+            if cuda_only and not cuda:
+                out.append({**entry, "status": "GPU only"})
+                continue
+            if not found:
+                out.append({**entry, "status": "not measured (shape or method not in this run)"})
+            for r in found:
+                ratio = r.get("speedup_vs_torchcrf")
+                status = r["status"] if ratio is None else ("met" if ratio >= target else "NOT met")
+                out.append({**entry, "tags": r["tags"], "speedup": ratio, "status": status})
+    return out
+
+
+def _crf_table_head(methods) -> str:
+    cells = [f"{'B':>4}", f"{'K':>4}", f"{'L':>5}", f"{'torchcrf ms':>11}"]
+    for m in methods:
+        cells += [f"{m + ' ms':>{max(10, len(m) + 3)}}", f"{'x':>6}"]
+    line = " ".join(cells) + "  auto runs"
+    return line + "\n" + "-" * len(line)
+
+
+def _crf_format(group: dict, methods) -> str:
+    """One table line: a shape's rows, method -> row."""
+    base = group["torchcrf"]
+    cells = [f"{base['batch']:>4}", f"{base['tags']:>4}", f"{base['length']:>5}"]
+    cells.append(f"{base['median_ms']:>11.2f}" if "median_ms" in base else f"{'-':>11}")
+    notes = [f"torchcrf: {base['status']}"] if base["status"] != "ok" else []
+    for m in methods:
+        r = group[m]
+        ms = f"{r['median_ms']:.2f}" if "median_ms" in r else "-"
+        ratio = f"{r['speedup_vs_torchcrf']:.2f}" if "speedup_vs_torchcrf" in r else "-"
+        cells += [f"{ms:>{max(10, len(m) + 3)}}", f"{ratio:>6}"]
+        if r["status"] != "ok" and not r["status"].startswith("unavailable"):
+            notes.append(f"{m}: {r['status']}")
+    resolved = group["auto"]["backend"] if "auto" in group else "-"
+    return (" ".join(cells) + f"  {resolved:<9}" + ("  " + "; ".join(notes) if notes else "")).rstrip()
+
+
+def run_crf(args) -> int:
+    device = _resolve_device(args)
+    _check_positive(batch_sizes=args.batch_sizes, tags=args.tags, lengths=args.lengths, repeats=args.repeats)
+    if args.warmup is not None and args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    try:
+        import torchcrf  # noqa: F401
+    except ImportError as err:
+        raise ValueError(
+            f"the baseline pytorch-crf does not import ({_short(err, 80)}): install it with `pip install pytorch-crf` "
+            "(it is in bizoo's dev extra)"
+        ) from None
+    cuda = device == "cuda"
+    settings = _settings(args, device)
+    methods = list(dict.fromkeys(args.methods or CRF_DEFAULT_METHODS[device]))
+    why = triton_missing(device) if "triton" in methods else None
+    unavailable = {"triton": why} if why is not None else {}
+    shapes = [(B, K, L) for B in args.batch_sizes for K in args.tags for L in args.lengths]
+    machine = machine_name(device)
+    print("Linear-chain CRF ops vs pytorch-crf (torchcrf.CRF, batch_first) on the same inputs and parameters")
+    print(f"machine: {machine}")
+    print(f"dtype: float32; shapes: B in {args.batch_sizes}, K in {args.tags}, L in {args.lengths}; right-padded "
+          "batches: the first row L long, the others between L/2 and L (seed 0)")
+    print(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
+          + ("; CUDA events" if cuda else ""))
+    if device == "cpu" and "triton" in methods and "triton" not in unavailable:
+        print("note: triton on a CPU runs in Triton's interpreter: its times mean nothing")
+    for method, why in unavailable.items():
+        print(f"{method}: unavailable: {why}")
+    print("x: speed-up = torchcrf ms / method ms, > 1 is faster than pytorch-crf; auto runs: the backend "
+          "backend='auto' picks")
+    meta = {"op": "crf", "machine": machine, "device": device, **settings, "methods": methods,
+            "batch_sizes": args.batch_sizes, "tags": args.tags, "lengths": args.lengths}
+    rows: list[dict] = []
+    for op, title in CRF_OPS.items():
+        print(f"\n{title}" + (" (sum over the batch; gradients to the emissions and the CRF parameters)"
+                              if op == "likelihood" else " (pytorch-crf: its decode, which returns Python lists)"))
+        print(_crf_table_head(methods))
+        for batch, tags, length in shapes:
+            inputs = crf_inputs(batch, tags, length, device)
+            group = {}
+            for method in ["torchcrf", *methods]:
+                row = {"op": op, "method": method, "backend": crf_resolved_backend(op, method, inputs[0], inputs[3]),
+                       "batch": batch, "tags": tags, "length": length, "real_positions": int(inputs[1].sum()),
+                       "dtype": "float32", "device": device}
+                if method in unavailable:
+                    row["status"] = f"unavailable: {unavailable[method]}"
+                else:
+                    row.update(measure_crf(op, method, inputs, settings, cuda))
+                group[method] = row
+            base = group["torchcrf"].get("median_ms")
+            for row in group.values():
+                if base is not None and "median_ms" in row:
+                    row["speedup_vs_torchcrf"] = base / row["median_ms"]
+            rows += group.values()
+            print(_crf_format(group, methods), flush=True)
+            _write_json(args.json, {**meta, "rows": rows})
+    targets = crf_targets(rows, cuda)
+    print("\ntargets (speed-up over pytorch-crf):")
+    for t in targets:
+        shape = f"B={t['batch']} K={t['tags'] if t['tags'] is not None else 'any'} L={t['length']}"
+        got = f"{t['speedup']:.2f}x, " if t.get("speedup") is not None else ""
+        print(f"  {shape:<17} {t['method']:<7} {t['op']:<11} >= {t['target']:g}x: {got}{t['status']}")
+    _write_json(args.json, {**meta, "rows": rows, "targets": targets})
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The command
 # ----------------------------------------------------------------------------------------------------------------
 
-RUNNERS = {"lion": run_lion, "lion-crossover": run_crossover, "lion-model": run_model, "lion-forms": run_forms}
+RUNNERS = {"lion": run_lion, "lion-crossover": run_crossover, "lion-model": run_model, "lion-forms": run_forms,
+           "crf": run_crf, "bigs": run_bigs, "bigs-model": run_bigs_model}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ COMMANDS = {
     "finetune-ner": ("finetune_ner", "fine-tune and evaluate a tagger on CoNLL-format files"),
     "export": ("export", "write a Hub-ready folder that loads without bizoo (trust_remote_code)"),
     "push": ("push", "upload an exported folder to the Hugging Face Hub"),
+    "convert-bigs": ("convert_bigs", "convert a checkpoint of the original BiGS (Flax or PyTorch port) to bizoo"),
+    "convert-elmo": ("convert_elmo", "convert a bilm-tf ELMo (options.json + HDF5 weights) to a bizoo ELMo folder"),
     "bench": ("bench", "benchmark the kernels against their baselines"),
 }
 

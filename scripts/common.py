@@ -112,6 +112,12 @@ def move_into(staging: Path, destination: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+#: Options whose default a model may set for a task (``ModelSpec.training_defaults``) when trained from scratch.
+MODEL_DEFAULT_OPTIONS = (
+    "epochs", "learning_rate", "batch_size", "weight_decay", "warmup_ratio", "max_grad_norm", "group_by_length",
+)
+
+
 def add_training_arguments(
     parser: argparse.ArgumentParser,
     *,
@@ -119,8 +125,14 @@ def add_training_arguments(
     learning_rate: float,
     batch_size: int,
     max_length: int,
+    task: str | None = None,
 ) -> None:
-    """The options every training command has."""
+    """The options every training command has.
+
+    With ``task`` (e.g. "ner", "glue"), the options of ``MODEL_DEFAULT_OPTIONS`` are left unset by the parser and
+    ``resolve_training_defaults`` fills them in: from the ``training_defaults[task]`` of a model type trained from
+    scratch, else from the command's own defaults given here.
+    """
     group = parser.add_argument_group("training")
     group.add_argument("--output-dir", required=True, metavar="DIR", help="folder for the checkpoints, final model and results")
     group.add_argument("--seed", type=int, default=42, help="random seed of initialisation, masking and data order (default: %(default)s)")
@@ -149,10 +161,52 @@ def add_training_arguments(
     )
     group.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
     group.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (GPUs with bf16 support)")
+    group.add_argument(
+        "--max-grad-norm", type=float, default=1.0, metavar="X",
+        help="clip the gradient norm to X; 0 turns clipping off (default: %(default)s)",
+    )
+    group.add_argument(
+        "--group-by-length", action=argparse.BooleanOptionalAction, default=False,
+        help="batch examples of similar lengths together (less padding; recurrent models train much faster) "
+        "(default: %(default)s)",
+    )
+    if task is not None:
+        command_defaults = {option: parser.get_default(option) for option in MODEL_DEFAULT_OPTIONS}
+        for action in parser._actions:  # say where the default comes from
+            if action.dest in command_defaults and action.help:
+                action.help = action.help.replace(
+                    "(default: %(default)s)",
+                    f"(default: {command_defaults[action.dest]}, or the model's own preset when training a bizoo "
+                    "model type from scratch: see the README)",
+                )
+        parser.set_defaults(**{option: None for option in MODEL_DEFAULT_OPTIONS}, _task=task,
+                            _command_defaults=command_defaults)
+
+
+def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """Fill the options the user left unset (see ``add_training_arguments``); returns the preset values taken from
+    the model's ``training_defaults`` (empty when none)."""
+    import bizoo
+
+    task = getattr(args, "_task", None)
+    if task is None:
+        return {}
+    spec = bizoo.MODEL_SPECS.get(getattr(args, "model_name_or_path", None))
+    preset = dict(spec.training_defaults.get(task, {})) if spec is not None else {}
+    taken = {}
+    for option in MODEL_DEFAULT_OPTIONS:
+        if getattr(args, option) is None:
+            value = preset.get(option, args._command_defaults[option])
+            setattr(args, option, value)
+            if option in preset:
+                taken[option] = value
+    return taken
 
 
 def check_training_arguments(args: argparse.Namespace) -> None:
-    """Numeric options in range; raises ``CommandError`` naming the option."""
+    """Numeric options in range (after the model's defaults are filled in); raises ``CommandError`` naming the
+    option."""
+    resolve_training_defaults(args)
     if args.max_steps == 0 or args.max_steps < -1:
         raise CommandError(f"--max-steps must be a positive number of steps or -1 (use --epochs), got {args.max_steps}")
     for name in ("batch_size", "gradient_accumulation_steps", "max_length", "logging_steps", "save_steps"):
@@ -163,6 +217,10 @@ def check_training_arguments(args: argparse.Namespace) -> None:
         raise CommandError(f"--learning-rate must be > 0, got {args.learning_rate}")
     if not 0 <= args.warmup_ratio < 1:
         raise CommandError(f"--warmup-ratio must be in [0, 1), got {args.warmup_ratio}")
+    if not args.max_grad_norm >= 0:
+        raise CommandError(f"--max-grad-norm must be >= 0 (0 = no clipping), got {args.max_grad_norm}")
+    if not args.weight_decay >= 0:
+        raise CommandError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.max_steps == -1 and not args.epochs > 0:
         raise CommandError(f"--epochs must be > 0, got {args.epochs}")
 
@@ -187,6 +245,8 @@ def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, 
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         warmup_steps=args.warmup_ratio,
         weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        train_sampling_strategy="group_by_length" if getattr(args, "group_by_length", False) else "random",
         logging_steps=args.logging_steps,
         save_steps=args.save_steps,
         save_total_limit=2,
@@ -198,6 +258,17 @@ def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, 
     )
     values.update(overrides)
     return TrainingArguments(**values)
+
+
+def trainer_optimizers(model, args: argparse.Namespace) -> tuple:
+    """``Trainer(optimizers=...)``: AdamW over the model's own ``parameter_groups`` when it has them (BiGS: the
+    SSM's slower learning rate and no weight decay), else ``(None, None)`` (the Trainer's default optimizer)."""
+    groups = getattr(model, "parameter_groups", None)
+    if groups is None:
+        return None, None
+    import torch
+
+    return torch.optim.AdamW(groups(args.learning_rate, args.weight_decay), lr=args.learning_rate), None
 
 
 def _cuda_available() -> bool:
@@ -228,7 +299,10 @@ def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
 
     if name_or_path in bizoo.MODEL_SPECS:
         spec = bizoo.get_spec(name_or_path)
-        config = spec.config_class(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config_overrides)
+        sizes = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        if spec.tokenizer == "wordchar":  # the character vocabulary and [UNK] (word dropout) come from the tokenizer
+            sizes.update(char_vocab_size=tokenizer.char_vocab_size, unk_token_id=tokenizer.unk_token_id)
+        config = spec.config_class(**sizes, **config_overrides)
         model = auto_class.from_config(config)
     else:
         if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":

@@ -6,13 +6,15 @@ The folder DIR holds:
   config.json            the checkpoint's configuration plus an "auto_map" that names, for AutoConfig and
                          every Auto model class of the model type, the class in the code files below
   model.safetensors      the weights (safetensors only: checkpoints saved as pickled .bin files are refused)
-  tokenizer files        when the checkpoint has a tokenizer
+  tokenizer files        when the checkpoint has a tokenizer; when it is one of bizoo's own tokenizer classes
+                         (WordCharTokenizerFast), its tokenizer_config.json gets an "auto_map" naming that class in
+                         the code files below, so AutoTokenizer loads it with trust_remote_code=True too
   README.md              a model card: Hub metadata (tags, pipeline_tag, model-index with the results recorded
                          in the checkpoint), what the model is, how to load it, results, configuration
   configuration_*.py     bizoo's code for this model type, flattened into one folder: transformers copies a
   modeling_*.py          remote-code module and the sibling files it imports with `from .name import ...`,
   kernels_*.py           so bizoo's nested packages (modeling/, kernels/lion/, ...) become flat files and
-                         their relative imports are rewritten to point at each other
+  tokenization_*.py      their relative imports are rewritten to point at each other
 
 Nothing is written until the checkpoint has been checked (a config.json of a model type bizoo has, readable
 safetensors weights, valid recorded results) and loaded. Everything then goes to a temporary folder beside DIR
@@ -43,6 +45,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedConfig
 
 import bizoo
 
+from ..modeling.tokenization_wordchar import WordCharTokenizerFast
 from .common import CommandError, check_output_dir, read_results, run_command, staged_output_dir
 
 PROG = "bizoo export"
@@ -61,6 +64,11 @@ TOKENIZER_FILES = (
     "merges.txt",
     "tokenizer.model",
 )
+#: bizoo's own tokenizer classes, by the names tokenizer_config.json may give them ("tokenizer_class": transformers
+#: saves a fast tokenizer's name without its "Fast"). They load by class, whether or not AutoTokenizer knows them.
+BIZOO_TOKENIZER_CLASSES = {
+    name: cls for cls in (WordCharTokenizerFast,) for name in (cls.__name__, cls.__name__.removesuffix("Fast"))
+}
 #: Weight files that are Python pickles: loading one can run arbitrary code.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
@@ -107,11 +115,14 @@ def _find_module(name: str, root: Path) -> _Module | None:
 
 def flat_module_name(module_name: str) -> str:
     """The flat file stem of a bizoo module: the path parts below ``bizoo`` joined with ``_``, ``__init__``
-    dropped, and a part that already starts with the previous part's name replacing it rather than repeating it.
+    dropped, and a part that already starts with the previous part's name replacing it rather than repeating it;
+    a part that starts with ``tokenization_`` replaces all the parts before it (transformers' name for a tokenizer
+    module).
 
     ``bizoo.configuration.configuration_lion`` -> ``configuration_lion``; ``bizoo.modeling.heads`` ->
     ``modeling_heads``; ``bizoo.kernels.lion`` -> ``kernels_lion``; ``bizoo.kernels.lion.reference`` ->
-    ``kernels_lion_reference``; ``bizoo.kernels.dispatch`` -> ``kernels_dispatch``.
+    ``kernels_lion_reference``; ``bizoo.kernels.dispatch`` -> ``kernels_dispatch``;
+    ``bizoo.modeling.tokenization_wordchar`` -> ``tokenization_wordchar``.
     """
     parts = module_name.split(".")
     if parts[0] != PACKAGE or len(parts) < 2:
@@ -120,7 +131,9 @@ def flat_module_name(module_name: str) -> str:
     for part in parts[1:]:
         if part == "__init__":
             continue
-        if flat and part.startswith(flat[-1] + "_"):
+        if part.startswith("tokenization_"):
+            flat = [part]  # "modeling" + "tokenization_wordchar" -> "tokenization_wordchar"
+        elif flat and part.startswith(flat[-1] + "_"):
             flat[-1] = part  # "configuration" + "configuration_lion" -> "configuration_lion"
         else:
             flat.append(part)
@@ -296,13 +309,19 @@ def flatten_modules(module_names: list[str], root: str | Path | None = None) -> 
     return dict(sorted(flattener.sources.items()))
 
 
-def flat_sources(spec: bizoo.ModelSpec) -> dict[str, str]:
-    """The code of model type ``spec`` as flat files: file name -> source text.
+def is_bizoo_tokenizer(tokenizer) -> bool:
+    """Whether ``tokenizer`` is an instance of a class of the bizoo package (its code must ship with an export)."""
+    return tokenizer is not None and type(tokenizer).__module__.split(".")[0] == PACKAGE
 
-    Starts from the modules defining ``spec.config_class`` and ``spec.models``' classes, follows their relative
-    imports (parsed with ``ast``; lazy imports inside functions and ``try`` blocks included) through the bizoo
-    package, and names each module of the closure with ``flat_module_name``. Every relative import statement is
-    rewritten to a same-folder one, ``from ..kernels.lion import lion_attention`` to ``from .kernels_lion import
+
+def flat_sources(spec: bizoo.ModelSpec, tokenizer=None) -> dict[str, str]:
+    """The code of model type ``spec`` (and of ``tokenizer`` when its class is bizoo's) as flat files: file name ->
+    source text.
+
+    Starts from the modules defining ``spec.config_class``, ``spec.models``' classes and a bizoo tokenizer, follows
+    their relative imports (parsed with ``ast``; lazy imports inside functions and ``try`` blocks included) through
+    the bizoo package, and names each module of the closure with ``flat_module_name``. Every relative import statement
+    is rewritten to a same-folder one, ``from ..kernels.lion import lion_attention`` to ``from .kernels_lion import
     lion_attention`` and ``from . import reference`` to ``from . import kernels_lion_reference as reference``, the
     forms transformers' remote-code loader follows (it copies the siblings a file names in ``from .x import``
     lines; a module imported by name alone gets such a line as well). Absolute imports of third-party packages
@@ -311,7 +330,10 @@ def flat_sources(spec: bizoo.ModelSpec) -> dict[str, str]:
     Raises ``ValueError`` naming the module and line for an absolute ``import bizoo...``, a relative import that
     leaves the package or names something that is not a module file, or two modules with the same flat name.
     """
-    return flatten_modules([_defining_module(cls) for cls in (spec.config_class, *spec.models.values())])
+    modules = [_defining_module(cls) for cls in (spec.config_class, *spec.models.values())]
+    if is_bizoo_tokenizer(tokenizer):
+        modules.append(_defining_module(type(tokenizer)))
+    return flatten_modules(modules)
 
 
 def auto_map(spec: bizoo.ModelSpec) -> dict[str, str]:
@@ -320,6 +342,15 @@ def auto_map(spec: bizoo.ModelSpec) -> dict[str, str]:
     for auto_name, cls in spec.models.items():
         entries[auto_name] = f"{flat_module_name(_defining_module(cls))}.{cls.__name__}"
     return entries
+
+
+def tokenizer_auto_map(tokenizer) -> dict[str, list] | None:
+    """tokenizer_config.json's ``auto_map`` for a bizoo tokenizer: ``{"AutoTokenizer": [None, "<module>.<Class>"]}``,
+    no slow class and the fast one in the flat code files. None for any other tokenizer."""
+    if not is_bizoo_tokenizer(tokenizer):
+        return None
+    cls = type(tokenizer)
+    return {"AutoTokenizer": [None, f"{flat_module_name(_defining_module(cls))}.{cls.__name__}"]}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -425,10 +456,25 @@ def _load_model(checkpoint: Path, spec: bizoo.ModelSpec, config: dict):
     return model
 
 
+def _bizoo_tokenizer_class(checkpoint: Path) -> type | None:
+    """The bizoo class that tokenizer_config.json names in "tokenizer_class", or None (another or no class)."""
+    path = checkpoint / "tokenizer_config.json"
+    try:
+        name = json.loads(path.read_text(encoding="utf-8")).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return None  # AutoTokenizer reports the problem
+    return BIZOO_TOKENIZER_CLASSES.get(name) if isinstance(name, str) else None
+
+
 def _load_tokenizer(checkpoint: Path):
+    """The checkpoint's tokenizer: a bizoo tokenizer class by its saved name (AutoTokenizer would fall back to a plain
+    fast tokenizer for a class it has not been told about), anything else with AutoTokenizer."""
     if not _has_tokenizer(checkpoint):
         return None
+    bizoo_class = _bizoo_tokenizer_class(checkpoint)
     try:
+        if bizoo_class is not None:
+            return bizoo_class.from_pretrained(str(checkpoint))
         return AutoTokenizer.from_pretrained(str(checkpoint))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CommandError(
@@ -548,7 +594,8 @@ def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, 
         mask = tokenizer.mask_token if tokenizer is not None and tokenizer.mask_token else "[MASK]"
         text = f"The king gave his {mask} to the queen."
     if tokenizer is not None:
-        tokenizer_line = "tokenizer = AutoTokenizer.from_pretrained(model_id)"
+        trust = ", trust_remote_code=True" if exported and is_bizoo_tokenizer(tokenizer) else ""
+        tokenizer_line = f"tokenizer = AutoTokenizer.from_pretrained(model_id{trust})"
         pipeline_tokenizer = ""
     else:  # the card says so; the user brings the tokenizer the model was trained with
         tokenizer_line = 'tokenizer = AutoTokenizer.from_pretrained("YOUR-TOKENIZER")  # no tokenizer ships here'
@@ -648,6 +695,14 @@ def _write_config(path: Path, entries: dict[str, str]) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def _write_tokenizer_config(path: Path, entries: dict[str, list]) -> None:
+    """Add ``auto_map`` to the tokenizer_config.json that save_pretrained wrote (transformers' JSON layout)."""
+    tokenizer_config = json.loads(path.read_text(encoding="utf-8"))
+    tokenizer_config["auto_map"] = entries
+    text = json.dumps(tokenizer_config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
 def _write_code(folder: Path, sources: dict[str, str]) -> None:
     for file_name, text in sources.items():
         (folder / file_name).write_text(text, encoding="utf-8")
@@ -684,10 +739,11 @@ def export_model(checkpoint: str | Path, output_dir: str | Path, overwrite: bool
         raise CommandError(f"output folder {str(target)!r} is the checkpoint folder itself; choose another folder")
     results = read_results(source)
     model_index_results(results, str(source / "bizoo_results.json"))  # validate before writing anything
-    sources = flat_sources(spec)
-    entries = auto_map(spec)
     model = _load_model(source, spec, config)
     tokenizer = _load_tokenizer(source)
+    sources = flat_sources(spec, tokenizer)
+    entries = auto_map(spec)
+    tokenizer_entries = tokenizer_auto_map(tokenizer)
     card = model_card(model, spec, tokenizer, results, name=target.resolve().name, code_files=list(sources))
 
     with staged_output_dir(target, overwrite) as staging:
@@ -698,6 +754,8 @@ def export_model(checkpoint: str | Path, output_dir: str | Path, overwrite: bool
         _write_config(staging / "config.json", entries)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(staging))
+            if tokenizer_entries is not None:
+                _write_tokenizer_config(staging / "tokenizer_config.json", tokenizer_entries)
         _write_code(staging, sources)
         _write_card(staging, card)
     return target

@@ -83,9 +83,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(numbers, true/false, null), anything else as a string",
     )
     group.add_argument(
-        "--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE, metavar="N",
-        help="vocabulary size of the WordPiece tokenizer trained when starting from scratch without --tokenizer "
-        "(raised to the minimum the text needs; default: %(default)s)",
+        "--word-vectors", metavar="FILE",
+        help="pretrained word vectors (GloVe / word2vec text format, .gz allowed) for the word embeddings of a model "
+        "trained from scratch; each word takes its exact, lowercased or digit-normalised vector (Lample et al. "
+        "2016), the others keep their random initialisation",
+    )
+    group.add_argument(
+        "--vocab-size", type=int, default=None, metavar="N",
+        help="vocabulary size of the tokenizer built when starting from scratch without --tokenizer: a WordPiece "
+        f"tokenizer (raised to the minimum the text needs; default: {DEFAULT_VOCAB_SIZE}), or the most frequent "
+        "words for a word-level model (default: every training word)",
     )
 
 
@@ -188,20 +195,24 @@ def load_tokenizer(
     training_texts: Callable[[], list[str]],
     checkpoint: str | None = None,
     need_fast: bool = False,
+    training_sentences: Callable[[], list] | None = None,
 ):
     """The tokenizer: the resumed checkpoint's, else --tokenizer, else the checkpoint's own, else (from scratch)
-    a WordPiece tokenizer trained on ``training_texts()``."""
+    a WordPiece tokenizer trained on ``training_texts()``, or, for a model that reads words and characters, a
+    ``WordCharTokenizerFast`` built from ``training_sentences()`` (lists of words) or the texts."""
     if checkpoint is not None:
         tokenizer = _pretrained_tokenizer(checkpoint, "the checkpoint to resume")
     elif args.tokenizer:
         tokenizer = _pretrained_tokenizer(args.tokenizer, "--tokenizer")
+    elif source.from_scratch and source.spec.tokenizer == "wordchar":
+        tokenizer = build_wordchar_tokenizer(args, source, training_sentences or training_texts)
     elif source.from_scratch:
         from .train_tokenizer import minimum_vocab_size, train_wordpiece_tokenizer
 
         texts = [text for text in training_texts() if text and text.strip()]
         if not texts:
             raise CommandError("the training data holds no text to train a tokenizer on")
-        vocab_size = args.vocab_size
+        vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZE
         if vocab_size < MIN_VOCAB_SIZE:
             raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
         max_positions = getattr(source.config, "max_position_embeddings", None) or 512
@@ -221,6 +232,29 @@ def load_tokenizer(
             f"the tokenizer ({type(tokenizer).__name__}) is not a fast tokenizer; mapping sub-tokens back to words "
             "needs one (a tokenizer.json)"
         )
+    return tokenizer
+
+
+def build_wordchar_tokenizer(args: argparse.Namespace, source: ModelSource, sentences: Callable[[], list]):
+    """A word+character tokenizer whose vocabulary is the training words (normalised as the model's
+    ``tokenizer_options`` say), capped at --vocab-size when given."""
+    from ..modeling.tokenization_wordchar import WordCharTokenizerFast
+
+    items = [item for item in sentences() if item]
+    if not items:
+        raise CommandError("the training data holds no text to build a vocabulary from")
+    options = dict(source.spec.tokenizer_options)
+    if args.vocab_size is not None:
+        if args.vocab_size < MIN_VOCAB_SIZE:
+            raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {args.vocab_size}")
+        options["max_vocab_size"] = args.vocab_size
+    max_positions = getattr(source.config, "max_position_embeddings", None) or 512
+    tokenizer = WordCharTokenizerFast.from_words(items, model_max_length=max_positions, **options)
+    described = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    print(
+        f"built a word+character tokenizer from {len(items):,} training sentences: {len(tokenizer):,} words, "
+        f"{tokenizer.char_vocab_size} characters ({described or 'default options'})"
+    )
     return tokenizer
 
 
@@ -247,6 +281,7 @@ def prepare_model(
     task_config: dict[str, Any],
     training_texts: Callable[[], list[str]],
     need_fast_tokenizer: bool = False,
+    training_sentences: Callable[[], list[list[str]]] | None = None,
 ) -> PreparedModel:
     """Check the model options and the output folder, then load or train the tokenizer and build the model.
 
@@ -256,6 +291,11 @@ def prepare_model(
     from transformers import AutoConfig, set_seed
 
     source = resolve_model_source(args, task_config)
+    if getattr(args, "word_vectors", None):
+        if not source.from_scratch:
+            raise CommandError("--word-vectors initialises a model trained from scratch; the checkpoint has its own")
+        if not Path(args.word_vectors).is_file():
+            raise CommandError(f"--word-vectors {args.word_vectors!r} does not exist or is not a file")
     output_dir, checkpoint = check_output_folder(args)
     if checkpoint is not None:  # the run's own model: check it is the one these options would build
         saved = AutoConfig.from_pretrained(checkpoint)
@@ -266,7 +306,7 @@ def prepare_model(
                     f"ask for {key}={value!r}; resume with the options of the first run"
                 )
     _check_max_length(args, source.config)
-    tokenizer = load_tokenizer(args, source, training_texts, checkpoint, need_fast_tokenizer)
+    tokenizer = load_tokenizer(args, source, training_texts, checkpoint, need_fast_tokenizer, training_sentences)
     set_seed(args.seed)  # the same initial weights for the same --seed
     if checkpoint is not None:
         model = load_model(auto_class, checkpoint, tokenizer)
@@ -280,7 +320,30 @@ def prepare_model(
                 f"cannot load the checkpoint {source.name_or_path!r} for this task: {err} (a checkpoint fine-tuned "
                 "for another task may have a head of another size: start from its pretrained checkpoint instead)"
             ) from None
+    if getattr(args, "word_vectors", None) and checkpoint is None:
+        load_pretrained_word_vectors(model, tokenizer, args.word_vectors, args.seed)
     return PreparedModel(source, model, tokenizer, output_dir, checkpoint)
+
+
+def load_pretrained_word_vectors(model, tokenizer, path: str, seed: int) -> None:
+    """Copy pretrained vectors into the model's input embeddings (``--word-vectors``); ``CommandError`` for a file
+    that cannot be read or whose dimension is not the embeddings'."""
+    from .word_vectors import load_word_vectors
+
+    embeddings = model.get_input_embeddings().weight  # (V, E)
+    try:
+        vectors, report = load_word_vectors(
+            path, tokenizer.get_vocab(), dim=embeddings.shape[1], seed=seed, padding_idx=tokenizer.pad_token_id
+        )
+    except (OSError, ValueError) as err:
+        raise CommandError(f"--word-vectors {path!r}: {err}") from None
+    if vectors.shape[0] > embeddings.shape[0]:
+        raise CommandError(f"--word-vectors: {vectors.shape[0]} words but the model embeds {embeddings.shape[0]}")
+    import torch
+
+    with torch.no_grad():
+        embeddings[: vectors.shape[0]].copy_(vectors.to(embeddings.dtype))
+    print(f"word vectors from {path}: {report}")
 
 
 def _check_max_length(args: argparse.Namespace, config) -> None:
@@ -324,25 +387,42 @@ def run_in_two_phases(prog: str, args: argparse.Namespace, prepare: Callable[[ar
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _ordered_evaluation_trainer():
+    """A ``Trainer`` whose evaluation and prediction keep the dataset's order on one process.
+
+    With ``train_sampling_strategy="group_by_length"`` transformers also groups the EVALUATION batches by length,
+    so ``trainer.predict(dataset)`` returns the predictions in another order than the examples: matched by
+    position (word predictions, GLUE labels) they would be scored against the wrong examples.
+    """
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class OrderedEvaluationTrainer(Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            if self.args.world_size <= 1 and eval_dataset is not None and hasattr(eval_dataset, "__len__"):
+                return SequentialSampler(eval_dataset)
+            return super()._get_eval_sampler(eval_dataset)
+
+    return OrderedEvaluationTrainer
+
+
 def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data_collator):
     """Train with ``transformers.Trainer`` (checkpoints in the output folder; --resume continues the last one).
 
     With --overwrite the old output folder is deleted first. Returns ``(trainer, TrainOutput, seconds)``.
     """
-    import torch
-    from transformers import Trainer
-
-    from .common import training_arguments
+    from .common import trainer_optimizers, training_arguments
 
     output_dir = prepared.output_dir
     if args.overwrite and output_dir.is_dir():
         shutil.rmtree(output_dir)
-    trainer = Trainer(
+    trainer = _ordered_evaluation_trainer()(
         model=prepared.model,
         args=training_arguments(args, output_dir),
         train_dataset=train_dataset,
         data_collator=data_collator,
         processing_class=prepared.tokenizer,
+        optimizers=trainer_optimizers(prepared.model, args),
     )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=prepared.checkpoint)

@@ -170,6 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         learning_rate=DEFAULT_LEARNING_RATE,
         batch_size=DEFAULT_BATCH_SIZE,
         max_length=DEFAULT_MAX_LENGTH,
+        task="glue",
     )
 
 

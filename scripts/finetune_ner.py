@@ -162,6 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         learning_rate=DEFAULT_LEARNING_RATE,
         batch_size=DEFAULT_BATCH_SIZE,
         max_length=DEFAULT_MAX_LENGTH,
+        task="ner",
     )
 
 
@@ -192,6 +193,7 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Sentences], list[str],
         config,
         lambda: [" ".join(words) for words, _ in splits["train"]],
         need_fast_tokenizer=True,
+        training_sentences=lambda: [words for words, _ in splits["train"]],
     )
     token_types = getattr(prepared.model.config, "type_vocab_size", 1) != 0
     label2id = config["label2id"]
@@ -222,7 +224,8 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
     trainer, train_output, train_seconds = train(args, prepared, train_features, collator)
 
     output = trainer.predict(eval_features)
-    predictions = word_predictions(output.predictions, first_positions, id2label)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions  # (N, L, K)
+    predictions = word_predictions(logits, first_positions, id2label)  # a CRF's argmax is its Viterbi path
     scores = span_f1([tags for _, tags in splits["eval"]], predictions)
     total_seconds = time.perf_counter() - started
 

@@ -14,7 +14,11 @@ minutes); a step that fails or runs out of time is recorded and the next one run
 3. `bizoo bench lion` in bf16 at the default lengths (OUT_DIR/bench_lion.{txt,json,png});
 4. `bizoo bench lion-crossover` (OUT_DIR/bench_lion_crossover.{txt,json}): the values for
    TRITON_CHUNK_MIN_LENGTH (and REFERENCE_CHUNK_MIN_LENGTH on this GPU);
-5. `bizoo bench lion-model` at L = 512 and 4096 (OUT_DIR/bench_lion_model.{txt,json}).
+5. `bizoo bench lion-model` at L = 512 and 4096 (OUT_DIR/bench_lion_model.{txt,json});
+6. `bizoo bench crf` (Triton and auto against pytorch-crf, B = 1 and 64, L = 128 and 512; OUT_DIR/bench_crf.*);
+7. `bizoo bench bigs`: the BiGS SSM op against torch.fft in bf16, L = 512 ... 16384 (OUT_DIR/bench_bigs.*);
+8. `bizoo bench bigs-model`: BiGS-large against BERT-large training tokens/s at L = 512 and 4096
+   (OUT_DIR/bench_bigs_model.{txt,json}).
 
 OUT_DIR/summary.md collects every table and each step's status (and is rewritten after each step, so an
 interrupted run still leaves one). --quick runs fewer lengths and repeats: a smoke test. Without a CUDA device
@@ -123,13 +127,21 @@ def plan(out: Path, quick: bool) -> list[dict]:
             "--plot", str(out / "bench_lion.png")]
     crossover = [*bench, "lion-crossover", "--json", str(out / "bench_lion_crossover.json")]
     model = [*bench, "lion-model", "--json", str(out / "bench_lion_model.json")]
+    crf = [*bench, "crf", "--methods", "triton", "auto", "--batch-sizes", "1", "64", "--lengths", "128", "512",
+           "--json", str(out / "bench_crf.json")]
+    bigs = [*bench, "bigs", "--json", str(out / "bench_bigs.json"), "--plot", str(out / "bench_bigs.png")]
+    bigs_model = [*bench, "bigs-model", "--json", str(out / "bench_bigs_model.json")]
     if quick:
         lion += ["--lengths", "1024", "4096", "--repeats", "3", "--warmup", "2"]
         crossover += ["--lengths", "256", "1024", "4096", "--repeats", "3", "--warmup", "2"]
         model += ["--lengths", "512", "--steps", "3", "--warmup-steps", "1"]
+        bigs += ["--lengths", "512", "4096", "--repeats", "3", "--warmup", "2"]
+        bigs_model += ["--lengths", "512", "--steps", "3", "--warmup-steps", "1"]
     else:
         crossover += ["--backends", "triton", "reference"]
         model += ["--lengths", "512", "4096"]
+        bigs += ["--lengths", "512", "4096", "16384"]
+        bigs_model += ["--lengths", "512", "4096", "--steps", "3", "--warmup-steps", "1"]
     return [
         # The kernel tests on the real GPU (fp32 against the reference, and the bf16/fp16 ones marked gpu), compiled
         # with one configuration each (BIZOO_TRITON_AUTOTUNE=0), plus every other test marked gpu.
@@ -137,13 +149,20 @@ def plan(out: Path, quick: bool) -> list[dict]:
          "tests": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"},
          "command": [py, "-m", "pytest", "-q", "tests/kernels", "tests/modeling/test_lion.py", "-p",
                      "no:cacheprovider"],
-         "log": out / "gpu_tests.log", "timeout": 120, "tail": LOG_TAIL_LINES},
+         "log": out / "gpu_tests.log", "timeout": 110, "tail": LOG_TAIL_LINES},
         {"name": "bench lion", "key": "bench_lion", "needs_cuda": True, "command": lion,
-         "log": out / "bench_lion.txt", "timeout": 60 if quick else 170, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lion.txt", "timeout": 55 if quick else 115, "tail": BENCH_MAX_LINES},
         {"name": "bench lion-crossover", "key": "bench_lion_crossover", "needs_cuda": True, "command": crossover,
-         "log": out / "bench_lion_crossover.txt", "timeout": 45 if quick else 70, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lion_crossover.txt", "timeout": 40 if quick else 55, "tail": BENCH_MAX_LINES},
         {"name": "bench lion-model", "key": "bench_lion_model", "needs_cuda": True, "command": model,
-         "log": out / "bench_lion_model.txt", "timeout": 60 if quick else 90, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 75, "tail": BENCH_MAX_LINES},
+        {"name": "bench crf", "key": "bench_crf", "needs_cuda": True, "command": crf,
+         "log": out / "bench_crf.txt", "timeout": 30 if quick else 35, "tail": BENCH_MAX_LINES},
+        # The SSM op autotunes its Triton kernels (compiled once: bigs-model finds them in Triton's cache).
+        {"name": "bench bigs", "key": "bench_bigs", "needs_cuda": True, "command": bigs,
+         "log": out / "bench_bigs.txt", "timeout": 35 if quick else 40, "tail": BENCH_MAX_LINES},
+        {"name": "bench bigs-model", "key": "bench_bigs_model", "needs_cuda": True, "command": bigs_model,
+         "log": out / "bench_bigs_model.txt", "timeout": 45 if quick else 50, "tail": BENCH_MAX_LINES},
     ]
 
 

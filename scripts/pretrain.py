@@ -37,6 +37,7 @@ from .common import (
     parse_model_config,
     record_results,
     run_command,
+    trainer_optimizers,
     training_arguments,
     variant_fields,
 )
@@ -231,6 +232,13 @@ def _pretrain(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     check_training_arguments(args)
     spec = bizoo.get_spec(args.model)
+    if spec.tokenizer != "wordpiece":
+        subword = sorted(name for name, s in bizoo.MODEL_SPECS.items() if s.tokenizer == "wordpiece")
+        raise CommandError(
+            f"bizoo pretrain reads subword ids only; {args.model!r} reads words and their characters, which this "
+            f"command does not pack yet. Pretrain one of {subword}, or train {args.model!r} with the Trainer and "
+            "bizoo.DataCollatorForWordCharLanguageModeling"
+        )
     config_kwargs = model_config_kwargs(args, spec)
     spec.config_class(vocab_size=max(args.vocab_size, 8), **config_kwargs)  # validates every field now
     if not 0 < args.mlm_probability < 1:
@@ -284,6 +292,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability), eval_collator
         ),
         processing_class=tokenizer,
+        optimizers=trainer_optimizers(model, args),
     )
     train_start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -69,6 +69,49 @@ def make_config():
     return tiny_config
 
 
+_CHAR_TABLE = torch.randint(5, 40, (512, 6), generator=torch.Generator().manual_seed(0))  # word id -> characters
+_CHAR_TABLE[0] = 0  # the padding word has no characters
+
+
+def model_inputs(model_case, input_ids=None, attention_mask=None, **extra) -> dict:
+    """Keyword inputs of ``model_case`` for these ids: ``input_ids`` (and ``attention_mask``), plus, for a model that
+    reads characters, ``char_ids`` (B, L, 6) that are a fixed function of each word id (zero rows at padding)."""
+    inputs = dict(extra)
+    if input_ids is not None:
+        inputs["input_ids"] = input_ids
+    if attention_mask is not None:
+        inputs["attention_mask"] = attention_mask
+    if bizoo.get_spec(model_case[0]).tokenizer == "wordchar":
+        ids = input_ids if input_ids is not None else extra["word_ids"]
+        inputs.pop("word_ids", None)
+        chars = _CHAR_TABLE[ids]  # (B, L, 6)
+        if attention_mask is not None:
+            chars = chars * attention_mask.bool()[..., None]
+        inputs["char_ids"] = chars
+    else:
+        inputs.pop("word_ids", None)
+    return inputs
+
+
+@pytest.fixture
+def make_inputs():
+    return model_inputs
+
+
+_WORDCHAR_TOKENIZER = {}
+
+
+@pytest.fixture
+def model_tokenizer(model_case, tokenizer):
+    """The tokenizer ``model_case`` reads: the tiny WordPiece tokenizer, or a word+character tokenizer built from the
+    same sentences."""
+    if bizoo.get_spec(model_case[0]).tokenizer != "wordchar":
+        return tokenizer
+    if "vocab" not in _WORDCHAR_TOKENIZER:
+        _WORDCHAR_TOKENIZER["vocab"] = bizoo.WordCharTokenizerFast.from_words(generated_sentences(), model_max_length=64)
+    return _WORDCHAR_TOKENIZER["vocab"]
+
+
 @pytest.fixture
 def sentences():
     return generated_sentences

@@ -105,15 +105,15 @@ def test_auto_classes_resolve_from_config_and_folder(model_case, make_config, tm
 
 
 @pytest.mark.parametrize("shard", [False, True])
-def test_save_load_gives_the_same_outputs(model_case, make_config, tmp_path, shard):
+def test_save_load_gives_the_same_outputs(model_case, make_config, make_inputs, tmp_path, shard):
     model = build(model_case, make_config, "AutoModelForMaskedLM")
-    ids = random_ids(2, 12)
-    expected = model(input_ids=ids).logits
+    inputs = make_inputs(model_case, random_ids(2, 12))
+    expected = model(**inputs).logits
     model.save_pretrained(tmp_path, max_shard_size="20KB" if shard else "5GB")
     if shard:
         assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
     loaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
-    torch.testing.assert_close(loaded(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loaded(**inputs).logits, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("auto", ["AutoModelForMaskedLM", "AutoModelForSequenceClassification", "AutoModelForTokenClassification"])
@@ -136,7 +136,7 @@ def test_partial_checkpoint_initialises_everything(model_case, make_config, tmp_
             assert torch.equal(module.weight, torch.ones_like(module.weight)) or name.count(".") > 0
 
 
-def test_tied_decoder_survives_reload_and_resize(model_case, make_config, tmp_path):
+def test_tied_decoder_survives_reload_and_resize(model_case, make_config, make_inputs, tmp_path):
     model = build(model_case, make_config, "AutoModelForMaskedLM")
     emb, dec = model.get_input_embeddings(), model.get_output_embeddings()
     assert dec.weight.data_ptr() == emb.weight.data_ptr()
@@ -148,7 +148,7 @@ def test_tied_decoder_survives_reload_and_resize(model_case, make_config, tmp_pa
     emb, dec = loaded.get_input_embeddings(), loaded.get_output_embeddings()
     assert emb.weight.shape[0] == V + 9 and dec.weight.data_ptr() == emb.weight.data_ptr()
     assert dec.bias.shape == (V + 9,)
-    out = loaded.eval()(input_ids=random_ids(1, 6, vocab=V + 9))
+    out = loaded.eval()(**make_inputs(model_case, random_ids(1, 6, vocab=V + 9)))
     assert out.logits.shape == (1, 6, V + 9)
 
 
@@ -157,55 +157,58 @@ def test_tied_decoder_survives_reload_and_resize(model_case, make_config, tmp_pa
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_return_dict_false_and_hidden_states(model_case, make_config):
+def test_return_dict_false_and_hidden_states(model_case, make_config, make_inputs):
     model = build(model_case, make_config)
-    ids = random_ids(2, 9)
-    out = model(input_ids=ids, output_hidden_states=True)
-    as_tuple = model(input_ids=ids, output_hidden_states=True, return_dict=False)
+    inputs = make_inputs(model_case, random_ids(2, 9))
+    out = model(**inputs, output_hidden_states=True)
+    as_tuple = model(**inputs, output_hidden_states=True, return_dict=False)
     assert isinstance(as_tuple, tuple)
     torch.testing.assert_close(as_tuple[0], out.last_hidden_state)
-    d = model.config.hidden_size
+    d = model.config.encoder_output_size  # hidden_size, or 2 x hidden_size for a BiLSTM's concatenated directions
     assert len(out.hidden_states) == model.config.num_hidden_layers + 1
-    assert all(h.shape == (2, 9, d) for h in out.hidden_states)
+    assert all(h.shape[:2] == (2, 9) for h in out.hidden_states)
+    assert all(h.shape[-1] == d for h in out.hidden_states[1:])
+    assert out.last_hidden_state.shape == (2, 9, d)
     torch.testing.assert_close(out.hidden_states[-1], out.last_hidden_state)
-    assert model(input_ids=ids).hidden_states is None
+    assert model(**inputs).hidden_states is None
 
 
-def test_inputs_embeds_equal_input_ids(model_case, make_config):
+def test_inputs_embeds_equal_input_ids(model_case, make_config, make_inputs):
     model = build(model_case, make_config)
     ids = random_ids(2, 9)
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
     embeds = model.get_input_embeddings()(ids)
     torch.testing.assert_close(
-        model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state,
-        model(input_ids=ids, attention_mask=mask).last_hidden_state,
+        model(**make_inputs(model_case, None, mask, inputs_embeds=embeds, word_ids=ids)).last_hidden_state,
+        model(**make_inputs(model_case, ids, mask)).last_hidden_state,
     )
 
 
-def test_bidirectional(model_case, make_config):
-    model = build(model_case, make_config)
+def test_bidirectional(model_case, make_config, make_inputs):
+    model = build(model_case, make_config, initializer_range=0.2)  # a wider init: mixing far above rounding
     ids = random_ids(1, 10)
     changed = ids.clone()
     changed[0, -1] = (ids[0, -1] - 5 + 1) % (V - 5) + 5
-    first = model(input_ids=ids).last_hidden_state[0, 0]
-    assert not torch.allclose(model(input_ids=changed).last_hidden_state[0, 0], first, atol=1e-6)
+    first = model(**make_inputs(model_case, ids)).last_hidden_state[0, 0]
+    assert not torch.allclose(model(**make_inputs(model_case, changed)).last_hidden_state[0, 0], first, atol=1e-6)
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
-def test_pad_invariance(model_case, make_config, side):
+def test_pad_invariance(model_case, make_config, make_inputs, side):
     model = build(model_case, make_config)
     pad = model.config.pad_token_id
     short, long_ = random_ids(1, 7, seed=1), random_ids(1, 11, seed=2)
-    alone = model(input_ids=short).last_hidden_state[0]  # (7, d)
+    alone = model(**make_inputs(model_case, short)).last_hidden_state[0]  # (7, d)
     padding = torch.full((1, 4), pad)
     ids = torch.cat([short, padding], 1) if side == "right" else torch.cat([padding, short], 1)
     mask = (torch.arange(11) < 7) if side == "right" else (torch.arange(11) >= 4)
     batch_ids = torch.cat([ids, long_])
     batch_mask = torch.stack([mask.long(), torch.ones(11, dtype=torch.long)])
-    out = model(input_ids=batch_ids, attention_mask=batch_mask).last_hidden_state
+    out = model(**make_inputs(model_case, batch_ids, batch_mask)).last_hidden_state
     torch.testing.assert_close(out[0, mask], alone, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out[1], model(input_ids=long_).last_hidden_state[0], rtol=1e-5, atol=1e-5)
+    expected = model(**make_inputs(model_case, long_)).last_hidden_state[0]
+    torch.testing.assert_close(out[1], expected, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -213,37 +216,75 @@ def test_pad_invariance(model_case, make_config, side):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_losses_only_with_labels_and_ignore_minus_100(model_case, make_config):
+def test_losses_only_with_labels_and_ignore_minus_100(model_case, make_config, make_inputs):
     ids = random_ids(2, 8)
+    inputs = make_inputs(model_case, ids)
     mlm = build(model_case, make_config, "AutoModelForMaskedLM")
-    assert mlm(input_ids=ids).loss is None
+    assert mlm(**inputs).loss is None
     labels = torch.full_like(ids, -100)
     labels[0, 2], labels[1, 5] = 7, 9
-    out = mlm(input_ids=ids, labels=labels)
-    full = mlm(input_ids=ids).logits  # (B, L, V)
+    out = mlm(**inputs, labels=labels)
+    full = mlm(**inputs).logits  # (B, L, V)
     expected = torch.nn.functional.cross_entropy(full[[0, 1], [2, 5]], torch.tensor([7, 9]))
     torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
 
-    tok = build(model_case, make_config, "AutoModelForTokenClassification", num_labels=4)
-    assert tok(input_ids=ids).loss is None
+    tok = build(model_case, make_config, "AutoModelForTokenClassification", num_labels=4, use_crf=False)
+    assert tok(**inputs).loss is None
     tags = torch.randint(0, 4, ids.shape)
     tags[:, :3] = -100
-    out = tok(input_ids=ids, labels=tags)
+    out = tok(**inputs, labels=tags)
     expected = torch.nn.functional.cross_entropy(out.logits[:, 3:].reshape(-1, 4), tags[:, 3:].reshape(-1))
     torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
 
     seq = build(model_case, make_config, "AutoModelForSequenceClassification", num_labels=3)
-    assert seq(input_ids=ids).loss is None
-    out = seq(input_ids=ids, labels=torch.tensor([2, -100]))
+    assert seq(**inputs).loss is None
+    out = seq(**inputs, labels=torch.tensor([2, -100]))
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits[:1], torch.tensor([2])))
 
 
+def test_crf_head_decodes_with_viterbi_and_scores_the_likelihood(model_case, make_config, make_inputs):
+    """``use_crf=True`` on any model: argmax(logits) = predictions = the constrained Viterbi path, and the loss is
+    -Σ log p(tags) over the labelled tokens (a -100 label at a real token is marginalised)."""
+    from bizoo.kernels.crf import crf_log_likelihood, crf_viterbi
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    id2label = dict(enumerate(labels))
+    model = build(
+        model_case, make_config, "AutoModelForTokenClassification", use_crf=True, num_labels=5, id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+    )
+    ids = random_ids(2, 8)
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    inputs = make_inputs(model_case, ids, mask)
+    tags = torch.tensor([0, 1, 3])[torch.randint(0, 3, ids.shape)]  # O, B-PER, B-LOC: legal after anything
+    tags[0, 1] = tags[1, 6:] = -100
+    tags[0, 2] = 2  # I-PER after an unknown tag: legal only through B-PER or I-PER there
+    head = model.classifier if hasattr(model, "classifier") else model.head
+    captured = {}
+    hook = head.classifier.register_forward_hook(lambda m, i, o: captured.__setitem__("emissions", o.float()))
+    out = model(**inputs, labels=tags)
+    hook.remove()
+    transitions, start, end = head.crf_parameters(ids.device)
+    assert transitions[0, 2] == float("-inf") and start[2] == float("-inf")  # O -> I-PER, a start on I-PER
+    path, _ = crf_viterbi(captured["emissions"], mask.bool(), transitions, start, end, backend="reference")
+    assert torch.equal(out.predictions, path)
+    assert torch.equal(out.logits.argmax(-1).masked_fill(mask == 0, -100), path)
+    ll = crf_log_likelihood(captured["emissions"], mask.bool(), transitions, start, end, tags, backend="reference")
+    labelled = ((tags != -100) & mask.bool()).sum()
+    assert torch.isfinite(out.loss)
+    torch.testing.assert_close(out.loss, -ll.sum() / labelled, rtol=1e-5, atol=1e-6)
+    tags[1, 2:4] = torch.tensor([0, 2])  # O then I-PER: impossible in BIO
+    with pytest.raises(ValueError, match="break the tag scheme"):
+        model(**inputs, labels=tags)
+
+
 @pytest.mark.parametrize("problem_type", ["regression", "multi_label_classification"])
-def test_sequence_classification_problem_types(model_case, make_config, problem_type):
+def test_sequence_classification_problem_types(model_case, make_config, make_inputs, problem_type):
     num_labels = 1 if problem_type == "regression" else 3
     model = build(model_case, make_config, "AutoModelForSequenceClassification", num_labels=num_labels)
     labels = torch.tensor([0.5, 2.0]) if problem_type == "regression" else torch.tensor([[1.0, 0, 1], [0, 0, 1]])
-    out = model(input_ids=random_ids(2, 6), labels=labels)
+    out = model(**make_inputs(model_case, random_ids(2, 6)), labels=labels)
     assert model.config.problem_type == problem_type and torch.isfinite(out.loss)
 
 
@@ -261,22 +302,32 @@ def trainer_args(tmp_path, **overrides):
     return TrainingArguments(**{**defaults, **overrides})
 
 
-def mlm_examples(n=8):
+def mlm_examples(model_case, make_inputs, n=8):
     """Examples of different lengths with different numbers of predicted positions (fixed labels)."""
     examples = []
     for i in range(n):
-        ids = random_ids(1, 5 + 2 * i, seed=10 + i)[0]
-        labels = torch.full_like(ids, -100)
-        labels[: 1 + i] = ids[: 1 + i]
-        examples.append({"input_ids": ids.tolist(), "labels": labels.tolist()})
+        ids = random_ids(1, 5 + 2 * i, seed=10 + i)
+        labels = torch.full_like(ids[0], -100)
+        labels[: 1 + i] = ids[0, : 1 + i]
+        example = {k: v[0].tolist() for k, v in make_inputs(model_case, ids).items()}
+        examples.append({**example, "labels": labels.tolist()})
     return examples
 
 
-def test_gradient_accumulation_equals_one_big_batch(model_case, make_config, tmp_path, tokenizer):
+def mlm_collator(model_case, tokenizer, probability):
+    """Masked-LM collation for the model's inputs (a word+character model's masked words lose their characters)."""
+    from transformers import DataCollatorForLanguageModeling
+
+    if bizoo.get_spec(model_case[0]).tokenizer == "wordchar":
+        return bizoo.DataCollatorForWordCharLanguageModeling(tokenizer, mlm_probability=probability)
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability)
+
+
+def test_gradient_accumulation_equals_one_big_batch(model_case, make_config, make_inputs, tmp_path, model_tokenizer):
     """2 micro-batches of 4 with accumulation give the same update as 1 batch of 8 (the loss is normalised by
     ``num_items_in_batch``, not per micro-batch)."""
-    data = mlm_examples()
-    collator = DataCollatorForTokenClassification(tokenizer)  # pads input_ids with [PAD] and labels with -100
+    data = mlm_examples(model_case, make_inputs)
+    collator = DataCollatorForTokenClassification(model_tokenizer)  # pads input_ids with [PAD], labels with -100
     results = []
     for batch_size, accumulation in ((8, 1), (4, 2)):
         torch.manual_seed(0)
@@ -301,7 +352,7 @@ def test_gradient_accumulation_equals_one_big_batch(model_case, make_config, tmp
     assert moved
 
 
-def test_gradient_checkpointing_gives_the_same_gradients(model_case, make_config):
+def test_gradient_checkpointing_gives_the_same_gradients(model_case, make_config, make_inputs):
     def grads(checkpointing):
         torch.manual_seed(0)
         model = AutoModelForMaskedLM.from_config(make_config(model_case, vocab_size=V)).train()
@@ -310,7 +361,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(model_case, make_config
             enable()
             assert all(layer.gradient_checkpointing for layer in model.base_model.layers)
         ids = random_ids(2, 9)
-        model(input_ids=ids, labels=ids).loss.backward()
+        model(**make_inputs(model_case, ids), labels=ids).loss.backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     plain, checkpointed = grads(False), grads(True)
@@ -324,15 +375,14 @@ def test_gradient_checkpointing_gives_the_same_gradients(model_case, make_config
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_trainer_two_steps_on_each_task(model_case, make_config, tmp_path, tokenizer, sentences):
-    from transformers import DataCollatorForLanguageModeling
-
+def test_trainer_two_steps_on_each_task(model_case, make_config, tmp_path, model_tokenizer, sentences):
+    tokenizer = model_tokenizer
     texts = sentences(16)
     encoded = [tokenizer(t) for t in texts]
     tasks = {
         "AutoModelForMaskedLM": (
-            [{"input_ids": e["input_ids"]} for e in encoded],
-            DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3),
+            [{k: v for k, v in e.items() if k in ("input_ids", "char_ids")} for e in encoded],
+            mlm_collator(model_case, tokenizer, 0.3),
         ),
         "AutoModelForSequenceClassification": (
             [{**e, "labels": i % 2} for i, e in enumerate(encoded)],
@@ -352,7 +402,8 @@ def test_trainer_two_steps_on_each_task(model_case, make_config, tmp_path, token
         assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters())), auto
 
 
-def test_pipelines_from_a_saved_folder(model_case, make_config, tmp_path, tokenizer):
+def test_pipelines_from_a_saved_folder(model_case, make_config, tmp_path, model_tokenizer):
+    tokenizer = model_tokenizer
     config = make_config(model_case, vocab_size=len(tokenizer), num_labels=2)
     for auto, task in [
         ("AutoModelForMaskedLM", "fill-mask"),
@@ -373,4 +424,4 @@ def test_pipelines_from_a_saved_folder(model_case, make_config, tmp_path, tokeni
         elif task == "token-classification":
             assert isinstance(result, list)
         else:
-            assert len(result[0][0]) == config.hidden_size
+            assert len(result[0][0]) == config.encoder_output_size

@@ -13,7 +13,8 @@ from bizoo.scripts import bench, gpu_check
 
 TINY = ["--device", "cpu", "--tokens", "256", "--heads", "2", "--head-dim", "8", "--repeats", "1"]
 INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
-STEP_KEYS = ["gpu_tests", "bench_lion", "bench_lion_crossover", "bench_lion_model"]
+STEP_KEYS = ["gpu_tests", "bench_lion", "bench_lion_crossover", "bench_lion_model", "bench_crf", "bench_bigs",
+             "bench_bigs_model"]
 
 
 def read_rows(path):
@@ -189,7 +190,7 @@ def test_gpu_check_quick_on_a_cpu(tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "no CUDA device" in summary and "skipped: --skip-tests" in summary
     assert f"| torch | {torch.__version__} |" in summary
-    for name in ("bench lion", "bench lion-crossover", "bench lion-model"):
+    for name in ("bench lion", "bench lion-crossover", "bench lion-model", "bench bigs", "bench bigs-model"):
         assert f"| {name} | skipped: no CUDA device |" in summary
     record = json.loads((out / "summary.json").read_text())
     assert [s["key"] for s in record["steps"]] == STEP_KEYS

@@ -106,6 +106,7 @@ def test_pretrain_helpers():
         (["--max-steps", "0"], "--max-steps"),
         (["--mlm-probability", "1.5"], "--mlm-probability"),
         (["--resume"], "--resume"),
+        (["--model", "bilstm_crf"], "reads words and their characters"),
     ],
 )
 def test_pretrain_bad_input_is_a_clear_error_before_anything_is_written(tmp_path, extra, message, capsys):

@@ -21,6 +21,7 @@ import bizoo
 from bizoo import LionForMaskedLM, LionModel
 from bizoo.scripts import export
 from bizoo.scripts.common import record_results
+from bizoo.modeling.tokenization_wordchar import WordCharTokenizerFast
 from bizoo.scripts.export import flat_module_name, flat_sources, flatten_modules, main, pipeline_tag_for
 
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
@@ -36,7 +37,7 @@ LION_CODE = {
     "modeling_lion.py",
 }
 #: What exported code may import besides the standard library and its sibling files.
-THIRD_PARTY = {"torch", "transformers"}
+THIRD_PARTY = {"torch", "transformers", "tokenizers", "numpy"}  # tokenizers and numpy: transformers needs both
 OPTIONAL_THIRD_PARTY = {"triton"}  # only inside try/except: transformers' check_imports skips those
 OUR_FOLDERS = {"bizoo", "configuration", "modeling", "kernels", "scripts", "hub_cards"}
 
@@ -146,6 +147,10 @@ def _imports(tree: ast.AST):
 
 
 def test_flat_files_import_only_siblings_and_third_party_packages(exported: Path):
+    check_flat_imports(exported)
+
+
+def check_flat_imports(exported: Path) -> None:
     code_files = sorted(exported.glob("*.py"))
     siblings = {p.stem for p in code_files}
     for path in code_files:
@@ -168,6 +173,40 @@ def test_flat_files_import_only_siblings_and_third_party_packages(exported: Path
                 assert allowed or (in_try and top in OPTIONAL_THIRD_PARTY), f"{where}: imports {module}"
         # transformers copies exactly the siblings its regex finds in `from .x import` lines
         assert imported_siblings <= set(get_relative_imports(path)), path.name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A bizoo tokenizer ships its code too
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_wordchar_tokenizer_ships_with_an_auto_map(tmp_path: Path, make_config, sentences):
+    tokenizer = WordCharTokenizerFast.from_words(sentences(50), lowercase=True, char_scheme="bilm",
+                                                 add_sentence_boundaries=True, max_word_length=12)
+    checkpoint = tmp_path / "ckpt"
+    LionForMaskedLM(make_config(("lion", "d"), vocab_size=len(tokenizer))).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    output = tmp_path / "out"
+    assert main([str(checkpoint), str(output)]) == 0
+
+    code = set(flat_sources(bizoo.get_spec("lion")))
+    assert {p.name for p in output.iterdir()} == (
+        {"config.json", "model.safetensors", "README.md", "tokenization_wordchar.py"} | TOKENIZER_FILES | code
+    )
+    tokenizer_config = json.loads((output / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert tokenizer_config["auto_map"] == {"AutoTokenizer": [None, "tokenization_wordchar.WordCharTokenizerFast"]}
+    assert tokenizer_config["char_scheme"] == "bilm" and tokenizer_config["add_sentence_boundaries"] is True
+    assert "AutoTokenizer" not in json.loads((output / "config.json").read_text())["auto_map"]
+    check_flat_imports(output)
+    tree = ast.parse((output / "tokenization_wordchar.py").read_text(encoding="utf-8"))
+    assert "WordCharTokenizerFast" in {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+
+    reloaded = WordCharTokenizerFast.from_pretrained(output)
+    text = ["The KING gave Zürich his crown .", "sweet prince"]
+    assert reloaded(text, padding=True)["char_ids"] == tokenizer(text, padding=True)["char_ids"]
+    _, body = front_matter(output / "README.md")
+    assert "AutoTokenizer.from_pretrained(model_id, trust_remote_code=True)" in body
+    assert "`tokenization_wordchar.py`" in body
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -438,6 +477,8 @@ def make_toy_package(root: Path, extra: dict[str, str] | None = None) -> Path:
         ("bizoo.kernels.lion.__init__", "kernels_lion"),
         ("bizoo.kernels.lion.reference", "kernels_lion_reference"),
         ("bizoo.kernels.dispatch", "kernels_dispatch"),
+        ("bizoo.modeling.tokenization_wordchar", "tokenization_wordchar"),
+        ("bizoo.tokenization_top", "tokenization_top"),
     ],
 )
 def test_flat_module_name(module, flat):

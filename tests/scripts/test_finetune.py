@@ -294,6 +294,53 @@ def test_ner_from_scratch(conll_dir: Path, tmp_path: Path, capsys: pytest.Captur
     assert set(records[0]["metrics"]) == {"f1", "precision", "recall"}
 
 
+def test_ner_bilstm_crf_from_scratch_with_word_vectors(conll_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """bilstm_crf from scratch: a word+character tokenizer built from the training words, the model's training
+    preset where no option is given, pretrained vectors in the word embeddings, CRF decoding in the evaluation."""
+    vectors = tmp_path / "vectors.txt"
+    lines = [f"{word.lower()} " + " ".join(f"{0.01 * (i + j):.2f}" for j in range(16)) for i, word in
+             enumerate(NAMES + PLACES)]
+    vectors.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "run"
+    args = ["--model-name-or-path", "bilstm_crf", "--data-dir", conll_dir, "--output-dir", output,
+            "--model-config", "word_embedding_size=16", "hidden_size=8", "--word-vectors", vectors,
+            "--max-steps", "3", "--batch-size", "4", "--save-steps", "2", "--logging-steps", "1"]
+    assert call(finetune_ner.main, args) == 0
+    printed = capsys.readouterr().out
+    assert "word+character tokenizer" in printed and "overall" in printed
+    assert "9 of" in printed  # the vectors report: the 9 names and places found (lowercased)
+    model = AutoModelForTokenClassification.from_pretrained(output)
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    assert isinstance(model, bizoo.BiLstmCrfForTokenClassification) and model.config.use_crf
+    assert isinstance(tokenizer, bizoo.WordCharTokenizerFast)
+    assert model.config.char_vocab_size == tokenizer.char_vocab_size
+    row = tokenizer.convert_tokens_to_ids("anna")
+    expected = torch.tensor([0.01 * j for j in range(16)])
+    # the pretrained row, moved by at most 3 Adam steps of the preset's learning rate (2e-3)
+    torch.testing.assert_close(model.get_input_embeddings().weight[row], expected, rtol=0, atol=1e-2)
+    results = read_json(output / "eval_results.json")
+    assert results["steps"] == 3 and {"f1", "precision", "recall"} <= set(results["metrics"])
+
+
+def test_training_presets_fill_only_the_options_not_given() -> None:
+    import argparse
+
+    from bizoo.scripts.common import add_training_arguments, resolve_training_defaults
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-name-or-path")
+    add_training_arguments(parser, max_steps=-1, learning_rate=1e-4, batch_size=32, max_length=128, task="ner")
+    preset = bizoo.get_spec("bilstm_crf").training_defaults["ner"]
+    args = parser.parse_args(["--output-dir", "x", "--model-name-or-path", "bilstm_crf", "--batch-size", "7"])
+    taken = resolve_training_defaults(args)
+    assert args.batch_size == 7 and args.learning_rate == preset["learning_rate"] and args.epochs == preset["epochs"]
+    assert "batch_size" not in taken and taken["group_by_length"] is True
+    args = parser.parse_args(["--output-dir", "x", "--model-name-or-path", "lion"])
+    assert resolve_training_defaults(args) == {} and args.learning_rate == 1e-4 and args.group_by_length is False
+    assert "model's own preset" in parser.format_help()
+
+
 def test_ner_labels_on_first_sub_token_and_truncated_words_are_o(tokenizer) -> None:
     # With the conftest tokenizer "kingdom" is king ##d ##o ##m, and "moonstar" no longer fits in 8 tokens.
     sentences = [(["kingdom", "the", "queen", "moonstar"], ["B-LOC", "O", "B-PER", "B-ORG"]), (["night"], ["O"])]

@@ -17,6 +17,11 @@ with ``AutoModel`` too), runs a padded batch and the pipelines (fill-mask, featu
 token-classification), offline, from an empty working folder, with HF_HOME and HF_MODULES_CACHE inside
 ``tmp_path``, and compares everything, to 1e-5, with what this process computed with bizoo for the same inputs
 (a JSON file the child reads).
+
+A bizoo tokenizer ships as remote code too: LION exports saved with a ``WordCharTokenizerFast`` (one per character
+scheme) load with ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)`` in the same kind of child, which
+compares its ``input_ids`` / ``char_ids`` / masks (batch, pre-split words, ``tokenizer.pad``) with bizoo's. Only the
+tokenizer runs there: LION's forward takes no ``char_ids``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import torch
 from transformers import pipeline
 
 import bizoo
+from bizoo import LionModel
+from bizoo.modeling.tokenization_wordchar import WordCharTokenizerFast
 from bizoo.scripts.export import export_model
 
 TOLERANCE = 1e-5
@@ -151,6 +158,55 @@ print("all exports match bizoo")
 '''
 
 
+TOKENIZER_CHILD = r'''
+"""Load bizoo tokenizers without bizoo and compare their encodings with bizoo's (argv[1]: the JSON case file)."""
+import json
+import sys
+from pathlib import Path
+
+for blocked in ("bizoo", "triton"):
+    try:
+        __import__(blocked)
+    except ModuleNotFoundError:
+        pass
+    else:
+        sys.exit(f"`import {blocked}` works in the child: the isolation failed")
+
+from transformers import AutoTokenizer
+from transformers.dynamic_module_utils import check_imports
+
+case = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+failures = []
+
+
+def plain(encoding):
+    return {key: value.tolist() if hasattr(value, "tolist") else value for key, value in encoding.items()}
+
+
+for export in case["exports"]:
+    folder, name = export["folder"], export["name"]
+    for code_file in sorted(Path(folder).glob("*.py")):
+        check_imports(code_file)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    cls = type(tokenizer)
+    if cls.__name__ != "WordCharTokenizerFast" or not cls.__module__.startswith("transformers_modules."):
+        failures.append(f"{name}: AutoTokenizer gave {cls.__module__}.{cls.__name__}")
+    for call in export["calls"]:
+        if call["pad"]:
+            actual = plain(tokenizer.pad([tokenizer(text) for text in call["args"][0]], **call["kwargs"]))
+        else:
+            actual = plain(tokenizer(*call["args"], **call["kwargs"]))
+        if actual != call["expected"]:
+            failures.append(f"{name}: {call['name']}: {actual} != {call['expected']}")
+    print(f"checked {name}", flush=True)
+
+if failures:
+    print(f"{len(failures)} mismatches:", *failures, sep="\n", file=sys.stderr)
+    sys.exit(1)
+print("all tokenizers match bizoo")
+'''
+
+
 def _plain(value):
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else v.tolist()))
 
@@ -216,10 +272,21 @@ def test_exports_load_without_bizoo_and_match(tmp_path, tokenizer, make_config):
         exports.append({"name": name, "folder": str(folder), "forward": forward, "pipelines": pipelines})
 
     inputs = {key: value.tolist() for key, value in tokenizer(TEXTS, padding=True, return_tensors="pt").items()}
+    result = run_isolated(tmp_path, CHILD, {"tolerance": TOLERANCE, "inputs": inputs, "exports": exports})
+    report = f"child exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, report
+    assert "all exports match bizoo" in result.stdout, report
+    for cls in spec.models.values():
+        assert f"checked {cls.__name__}" in result.stdout, report
+    assert (tmp_path / "hf_modules" / "transformers_modules").is_dir(), "the code did not load from HF_MODULES_CACHE"
+
+
+def run_isolated(tmp_path: Path, child: str, case: dict) -> subprocess.CompletedProcess:
+    """Run the ``child`` script on the JSON ``case`` in the isolated venv, offline, from an empty folder."""
     case_file = tmp_path / "case.json"
-    case_file.write_text(json.dumps({"tolerance": TOLERANCE, "inputs": inputs, "exports": exports}), encoding="utf-8")
+    case_file.write_text(json.dumps(case), encoding="utf-8")
     script = tmp_path / "child.py"
-    script.write_text(CHILD, encoding="utf-8")
+    script.write_text(child, encoding="utf-8")
     python = make_isolated_python(tmp_path)
     workdir = tmp_path / "work"  # neutral: not the repository, nothing importable
     workdir.mkdir()
@@ -235,11 +302,175 @@ def test_exports_load_without_bizoo_and_match(tmp_path, tokenizer, make_config):
         "PYTHONNOUSERSITE": "1",
     }
     # -I: neither the working folder nor PYTHONPATH lands on sys.path
-    result = subprocess.run([str(python), "-I", str(script), str(case_file)], cwd=workdir, env=env,
-                            capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(python), "-I", str(script), str(case_file)], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_wordchar_tokenizer_export_loads_without_bizoo(tmp_path, make_config, sentences):
+    texts = ["The KING gave Zürich 1996 crowns .", "sweet [MASK] prince"]
+    words = [["U.S.", "don't", "Blackburn", "café"], ["the"]]
+    tokenizers = {
+        "vocab": WordCharTokenizerFast.from_words(sentences(60), lowercase=True, digits_to_zero=True,
+                                                  max_word_length=8),
+        "bilm": WordCharTokenizerFast.from_words(sentences(60), char_scheme="bilm", add_sentence_boundaries=True,
+                                                 max_word_length=10),
+    }
+    exports = []
+    for name, tokenizer in tokenizers.items():
+        checkpoint = tmp_path / "checkpoints" / name
+        LionModel(make_config(("lion", "d"), vocab_size=len(tokenizer))).save_pretrained(checkpoint)
+        tokenizer.save_pretrained(checkpoint)
+        folder = export_model(checkpoint, tmp_path / "exports" / name)
+        calls = [
+            ("batch", False, [texts], dict(padding=True, return_special_tokens_mask=True, return_tensors="pt")),
+            ("split", False, [words], dict(is_split_into_words=True, padding=True)),
+            ("pad-left", True, [texts], dict(padding_side="left", return_tensors="pt")),
+        ]
+        expected = []
+        for call, pad, args, kwargs in calls:
+            if pad:
+                output = tokenizer.pad([tokenizer(text) for text in args[0]], **kwargs)
+            else:
+                output = tokenizer(*args, **kwargs)
+            plain = {key: value.tolist() if hasattr(value, "tolist") else value for key, value in output.items()}
+            assert len(plain["char_ids"][0][0]) == tokenizer.max_word_length
+            expected.append({"name": call, "pad": pad, "args": args, "kwargs": kwargs, "expected": plain})
+        exports.append({"name": name, "folder": str(folder), "calls": expected})
+
+    result = run_isolated(tmp_path, TOKENIZER_CHILD, {"exports": exports})
     report = f"child exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == 0, report
-    assert "all exports match bizoo" in result.stdout, report
-    for cls in spec.models.values():
-        assert f"checked {cls.__name__}" in result.stdout, report
-    assert (tmp_path / "hf_modules" / "transformers_modules").is_dir(), "the code did not load from HF_MODULES_CACHE"
+    assert "all tokenizers match bizoo" in result.stdout, report
+    assert all(f"checked {name}" in result.stdout for name in tokenizers), report
+
+
+CRF_CHILD = r'''
+"""Load a BiLSTM-CRF export without bizoo; run the token-classification pipeline with entity aggregation."""
+import json
+import sys
+from pathlib import Path
+
+for blocked in ("bizoo", "triton"):
+    try:
+        __import__(blocked)
+    except ModuleNotFoundError:
+        pass
+    else:
+        sys.exit(f"`import {blocked}` works in the child: the isolation failed")
+
+import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+case = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+folder = case["folder"]
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True).eval()
+pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple", device="cpu")
+spans = [[{k: (v.item() if hasattr(v, "item") else v) for k, v in span.items()} for span in pipe(text)]
+         for text in case["texts"]]
+batch = tokenizer(case["texts"], padding=True, return_tensors="pt")
+with torch.no_grad():
+    out = model(**batch)
+print(json.dumps({"spans": spans, "predictions": out.predictions.tolist(), "class": type(model).__name__}))
+'''
+
+
+def test_bilstm_crf_export_tags_entities_with_the_crf_without_bizoo(tmp_path, sentences):
+    """The exported BiLSTM-CRF runs in the stock token-classification pipeline (aggregation "simple") without
+    bizoo, and its entity spans are those of the CRF's Viterbi path, exactly as bizoo decodes them."""
+    from bizoo.kernels.crf import crf_viterbi
+
+    tokenizer = WordCharTokenizerFast.from_words(sentences(100))
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    spec = bizoo.get_spec("bilstm_crf")
+    config = spec.config_class(
+        **spec.tiny_config, vocab_size=len(tokenizer), char_vocab_size=tokenizer.char_vocab_size,
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(0)
+    model = bizoo.BiLstmCrfForTokenClassification(config).eval()
+    with torch.no_grad():  # entities for the pipeline to group: I-PER favoured, legal only after B-PER / I-PER
+        model.classifier.classifier.bias.copy_(torch.tensor([0.0, 0.3, 1.0, 0.2, 0.0]))
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    folder = export_model(checkpoint, tmp_path / "export")
+    texts = ["the king love war .", "sweet prince good night the moon and the sun"]
+
+    pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple",
+                    device="cpu")
+    expected_spans = [[{k: (v.item() if hasattr(v, "item") else v) for k, v in span.items()} for span in pipe(t)]
+                      for t in texts]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    captured = {}
+    hook = model.classifier.classifier.register_forward_hook(lambda m, i, o: captured.__setitem__("e", o))
+    with torch.no_grad():
+        predictions = model(**batch).predictions
+    hook.remove()
+    transitions, start, end = model.classifier.crf_parameters("cpu")
+    path, _ = crf_viterbi(captured["e"], batch["attention_mask"].bool(), transitions, start, end,
+                          backend="reference")
+    assert torch.equal(predictions, path)
+    assert any(expected_spans), "the model predicts no entity: the test would check nothing"
+    for spans, row in zip(expected_spans, path):  # each span's label is its CRF path's entity type
+        tags = [labels[t] for t in row.tolist() if t >= 0]
+        assert [span["entity_group"] for span in spans] == [t[2:] for t in tags if t.startswith("B-")]
+
+    result = run_isolated(tmp_path, CRF_CHILD, {"folder": str(folder), "texts": texts})
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    child = json.loads(result.stdout.strip().splitlines()[-1])
+    assert child["class"] == "BiLstmCrfForTokenClassification"
+    assert child["predictions"] == predictions.tolist()
+    assert len(child["spans"]) == len(expected_spans)
+    for got, want in zip(child["spans"], expected_spans):
+        assert [(s["entity_group"], s["word"], s["start"], s["end"]) for s in got] == [
+            (s["entity_group"], s["word"], s["start"], s["end"]) for s in want
+        ]
+        for s, w in zip(got, want):
+            assert abs(s["score"] - w["score"]) < 1e-5
+
+
+MLM_CHILD = r'''
+"""Load a bizoo masked-LM export without bizoo and print its logits for the case's inputs."""
+import json
+import sys
+from pathlib import Path
+
+for blocked in ("bizoo", "triton"):
+    try:
+        __import__(blocked)
+    except ModuleNotFoundError:
+        pass
+    else:
+        sys.exit(f"`import {blocked}` works in the child: the isolation failed")
+
+import torch
+from transformers import AutoModelForMaskedLM
+
+case = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+model = AutoModelForMaskedLM.from_pretrained(case["folder"], trust_remote_code=True).eval()
+inputs = {key: torch.tensor(value) for key, value in case["inputs"].items()}
+with torch.no_grad():
+    print(json.dumps({"class": type(model).__name__, "logits": model(**inputs).logits.tolist()}))
+'''
+
+
+def test_bigs_export_loads_without_bizoo_and_matches(tmp_path, tokenizer):
+    """BiGS (its SSM op and kernels flattened into the folder) loads and computes the same logits without bizoo."""
+    spec = bizoo.get_spec("bigs")
+    config = spec.config_class(**spec.tiny_config, vocab_size=len(tokenizer), initializer_range=0.2)
+    model = bizoo.BiGSForMaskedLM(config).eval()
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    folder = export_model(checkpoint, tmp_path / "export")
+    assert any(path.name.startswith("kernels_ssm") for path in folder.iterdir())
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch).logits
+    inputs = {key: value.tolist() for key, value in batch.items()}
+    result = run_isolated(tmp_path, MLM_CHILD, {"folder": str(folder), "inputs": inputs})
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    child = json.loads(result.stdout.strip().splitlines()[-1])
+    assert child["class"] == "BiGSForMaskedLM"
+    torch.testing.assert_close(torch.tensor(child["logits"]), expected, rtol=1e-5, atol=1e-5)

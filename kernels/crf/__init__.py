@@ -1,0 +1,163 @@
+r"""Linear-chain CRF: the public ops and their backend dispatch.
+
+Every function takes ``emissions (B, L, K)``, ``mask (B, L)`` (bool or 0/1; None = every position real; right or
+left padding, holes and empty rows are all fine), ``transitions (K, K)`` with ``transitions[i, j]`` the score of tag
+i followed by tag j, ``start (K,)``, ``end (K,)`` (-inf entries ban a tag or a transition) and ``backend=``:
+
+* ``crf_log_partition(...) -> (B,)``                       log Z, differentiable
+* ``crf_log_likelihood(..., tags) -> (B,)``                log p(tags); -100 at a real position is marginalised
+* ``crf_viterbi(...) -> (tags (B, L), scores (B,))``        the best path, -100 at padding
+* ``crf_nbest(..., k) -> (tags (B, k, L), scores (B, k))``  the k best paths, best first
+* ``crf_marginals(...) -> (B, L, K)``                      posteriors by forward-backward
+* ``crf_max_marginals(...) -> (B, L, K)``                  best score through each tag; argmax = the Viterbi path
+
+The math, the tie rule (lowest index), the edge cases (empty rows, banned paths) and the precision (fp32, fp64 kept)
+are documented in ``reference.py``. Nothing here calls ``.item()`` or syncs the device.
+
+Backends:
+
+* ``"reference"``: ``reference.py``, a loop over positions vectorised over the batch (autograd gradients);
+* ``"scan"``: ``scan.py``, the same quantities by an associative scan, O(log L) Python steps, explicit backward;
+* ``"triton"``: ``triton_crf.py``, one launch per recursion with the transitions on-chip (CUDA, or the interpreter);
+* ``"auto"``: Triton on CUDA; on a CPU the faster of reference and scan for the op, as measured with
+  ``bizoo bench crf`` (``SCAN_MAX_TAGS`` below), and the reference for scores whose spread the scan's exp-space
+  arithmetic cannot hold exactly (``SCAN_MAX_SPREAD``). ``BIZOO_KERNEL_BACKEND`` overrides "auto" as for every op.
+  ``crf_nbest`` exists on the reference backend only (any backend name is accepted and runs it).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..dispatch import resolve_backend
+from . import reference, scan
+from .reference import IGNORE_INDEX
+
+try:  # Triton is optional: without it the "triton" backend is simply absent
+    from . import triton_crf
+except ImportError:
+    triton_crf = None
+
+__all__ = [
+    "crf_log_partition",
+    "crf_log_likelihood",
+    "crf_viterbi",
+    "crf_nbest",
+    "crf_marginals",
+    "crf_max_marginals",
+    "IGNORE_INDEX",
+    "BACKENDS",
+]
+
+BACKENDS = ("auto", "reference", "scan", "triton")
+
+# backend="auto" on a CPU, per op: the scan up to this many tags, the reference above. Measured on a 2-core AMD EPYC
+# VM (fp32, B in {1, 32, 64}, L in {32, 128, 512}): the scan's O(L K³) work beats the reference's L Python steps
+# at K = 9 everywhere (likelihood fwd+bwd 1.6-4.3x, Viterbi 2.2-4.4x faster than the reference) and ties it
+# (likelihood) or still wins (Viterbi 1.8x) at K = 17; at K = 45 the reference is 4x faster. `bizoo bench crf`
+# prints both.
+SCAN_MAX_TAGS = {"log_partition": 16, "marginals": 16, "viterbi": 24, "max_marginals": 24}
+
+
+# The scan's log-semiring products run in exp space with one scale per block (``scan.py``): a path more than ~700
+# nats below its block's best underflows. Scores whose spread could reach that go to the reference under "auto"
+# (a trained tagger's scores span tens of nats; the scan was checked exact up to emissions of std 50 and
+# transitions of std 20, and wrong from transitions of std 100).
+SCAN_MAX_SPREAD = {"emissions": 400.0, "parameters": 200.0}
+
+
+def _spread(x: torch.Tensor) -> float:
+    """max - min of the finite entries of a CPU tensor (0 when none is finite)."""
+    finite = x[torch.isfinite(x)]
+    return float(finite.max() - finite.min()) if finite.numel() else 0.0
+
+
+def _scan_is_exact(emissions, transitions, start, end) -> bool:
+    """Whether the scan's exp-space arithmetic cannot underflow on these scores (CPU tensors: no device sync)."""
+    if transitions is None:
+        return True
+    with torch.no_grad():
+        parameters = torch.cat([transitions.detach().flatten(), start.detach().flatten(), end.detach().flatten()])
+        return (
+            _spread(emissions.detach()) <= SCAN_MAX_SPREAD["emissions"]
+            and _spread(parameters.float()) <= SCAN_MAX_SPREAD["parameters"]
+        )
+
+
+def _backend(op: str, backend: str, emissions, transitions=None, start=None, end=None) -> str:
+    """``"reference"``, ``"scan"`` or ``"triton"`` for ``op`` (see the module docstring). ``transitions``, ``start``
+    and ``end`` are given for the log-semiring ops, whose scan needs scores of a bounded spread."""
+    if backend == "scan":
+        return "scan"
+    if backend not in BACKENDS:
+        raise ValueError(f"crf_{op}: backend must be one of {BACKENDS}, got {backend!r}")
+    if not isinstance(emissions, torch.Tensor) or emissions.dim() != 3:
+        return "reference" if backend == "auto" else backend  # its input checks name what is wrong
+    chosen = resolve_backend(backend, emissions, op=f"crf_{op}", has_triton=triton_crf is not None)
+    if backend == "auto" and chosen == "reference" and not emissions.is_cuda:
+        tensors = (transitions, start, end)
+        shapes_ok = all(isinstance(t, torch.Tensor) for t in tensors) or transitions is None
+        if emissions.shape[-1] <= SCAN_MAX_TAGS[op] and shapes_ok and _scan_is_exact(emissions, *tensors):
+            return "scan"
+    return chosen
+
+
+def crf_log_partition(emissions, mask, transitions, start, end, *, backend: str = "auto") -> torch.Tensor:
+    """log Z of each row (B,); differentiable w.r.t. emissions, transitions, start and end."""
+    chosen = _backend("log_partition", backend, emissions, transitions, start, end)
+    if chosen == "triton":
+        reference.check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
+        return triton_crf.log_partition_triton(emissions, mask, transitions, start, end)
+    return (scan if chosen == "scan" else reference).log_partition(emissions, mask, transitions, start, end)
+
+
+def crf_log_likelihood(emissions, mask, transitions, start, end, tags, *, backend: str = "auto") -> torch.Tensor:
+    """log p(tags | emissions) of each row (B,); a -100 tag at a real position is marginalised; differentiable."""
+    chosen = _backend("log_partition", backend, emissions, transitions, start, end)
+    if chosen != "triton":
+        module = scan if chosen == "scan" else reference
+        return module.log_likelihood(emissions, mask, transitions, start, end, tags)
+    reference.check_inputs("crf_log_likelihood", emissions, mask, transitions, start, end, tags=tags)
+    B, L, _ = emissions.shape
+    keep = torch.ones(B, L, dtype=torch.bool, device=emissions.device) if mask is None else mask.bool()
+    restricted = reference.restrict_emissions(emissions, keep, tags)  # (B, L, K), -inf off the gold tags
+    both = triton_crf.log_partition_triton(  # numerator and denominator in one launch
+        torch.cat([restricted, emissions]), keep.repeat(2, 1), transitions, start, end
+    )
+    return reference.likelihood_from_partitions(both[:B], both[B:])
+
+
+def crf_viterbi(emissions, mask, transitions, start, end, *, backend: str = "auto"):
+    """(tags (B, L) int64 with -100 at padding, scores (B,)): the best path of each row, lowest-index ties."""
+    chosen = _backend("viterbi", backend, emissions)
+    if chosen == "triton":
+        reference.check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
+        return triton_crf.viterbi_triton(emissions, mask, transitions, start, end)
+    return (scan if chosen == "scan" else reference).viterbi(emissions, mask, transitions, start, end)
+
+
+def crf_nbest(emissions, mask, transitions, start, end, k: int, *, backend: str = "auto"):
+    """(tags (B, k, L), scores (B, k)): the k best paths of each row, best first; missing paths are all -100 with
+    score -inf. Runs on the reference backend whatever ``backend`` says (after checking that it is a known one)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"crf_nbest: backend must be one of {BACKENDS}, got {backend!r}")
+    return reference.nbest(emissions, mask, transitions, start, end, k)
+
+
+def crf_marginals(emissions, mask, transitions, start, end, *, backend: str = "auto") -> torch.Tensor:
+    """Posterior tag probabilities p(y_t = k) (B, L, K), 0 at padding."""
+    chosen = _backend("marginals", backend, emissions, transitions, start, end)
+    if chosen == "triton":
+        reference.check_inputs("crf_marginals", emissions, mask, transitions, start, end)
+        return triton_crf.marginals_triton(emissions, mask, transitions, start, end)
+    return (scan if chosen == "scan" else reference).marginals(emissions, mask, transitions, start, end)
+
+
+def crf_max_marginals(emissions, mask, transitions, start, end, *, backend: str = "auto") -> torch.Tensor:
+    """Max-marginals (B, L, K): the best score of a path through tag k at position t; 0 at padding;
+    ``argmax(-1)`` is the Viterbi path at every real position."""
+    chosen = _backend("max_marginals", backend, emissions)
+    if chosen == "triton":
+        reference.check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
+        return triton_crf.max_marginals_triton(emissions, mask, transitions, start, end)
+    return (scan if chosen == "scan" else reference).max_marginals(emissions, mask, transitions, start, end)

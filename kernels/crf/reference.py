@@ -1,0 +1,447 @@
+r"""Linear-chain CRF: the reference math in plain PyTorch (fp32; fp64 stays fp64). The oracle of every other path.
+
+Legend: B batch, L length (positions, padding included), K tags, k paths of the n-best list, n = the number of
+real positions of a row. ``E = emissions`` (B, L, K), ``T = transitions`` (K, K) with ``T[i, j]`` the score of
+tag i followed by tag j, ``start``/``end`` (K,) the scores of the first and the last tag.
+
+The chain of a row runs over its real positions t_1 < … < t_n (``mask`` true) in order: padding on the right or
+the left, holes, a padded first position are all skipped, so the tags on the two sides of a hole are adjacent in
+the chain. The score of a tag path y = (y_1, …, y_n) is
+
+    s(y) = start[y_1] + Σ_{r=1..n} E[t_r, y_r] + Σ_{r=2..n} T[y_{r-1}, y_r] + end[y_n]
+
+and the CRF is p(y) = exp s(y) / Z with the partition function Z = Σ_y exp s(y).
+
+Forward algorithm (log space; LSE = log Σ exp; α_r[j] = log-sum of the scores of all prefixes ending in j at t_r):
+
+    α_1[j] = start[j] + E[t_1, j]
+    α_r[j] = LSE_i(α_{r-1}[i] + T[i, j]) + E[t_r, j]                        r = 2 … n
+    log Z  = LSE_j(α_n[j] + end[j])
+
+Backward algorithm (β_r[i] = log-sum of the scores of all suffixes after tag i at t_r, the end included):
+
+    β_n[i] = end[i]
+    β_r[i] = LSE_j(T[i, j] + E[t_{r+1}, j] + β_{r+1}[j])                    r = n-1 … 1
+
+Marginals (forward-backward): p(y_r = j) = exp(α_r[j] + β_r[j] - log Z). They are also ∂log Z/∂E[t_r, j].
+
+Viterbi (the same forward recursion in the max-plus semiring, with backpointers):
+
+    δ_1[j] = start[j] + E[t_1, j]
+    δ_r[j] = max_i(δ_{r-1}[i] + T[i, j]) + E[t_r, j],    ψ_r[j] = argmax_i(δ_{r-1}[i] + T[i, j])
+    y_n = argmax_j(δ_n[j] + end[j]),  y_{r-1} = ψ_r[y_r] (the backtrace),  best score = max_j(δ_n[j] + end[j])
+
+Every argmax takes the lowest tag index among equal values (deterministic ties).
+
+Max-marginals: with the backward recursion in max-plus (β^max), μ_r[j] = δ_r[j] + β^max_r[j] is the best score of
+a path through tag j at t_r. Its maximum over j is the Viterbi score, reached at the Viterbi tag y_r; where several
+paths tie, an entry j ≠ y_r equal to (or, by rounding, above) the path's value μ_r[y_r] is set one ulp below it,
+so that ``argmax_j μ_r[j] = y_r`` at every real position. (A row with no legal path has μ = -inf everywhere; its
+Viterbi entries then hold the lowest finite value instead, so argmax still returns the Viterbi tags.)
+
+N-best (list Viterbi): δ_r[j, q], q = 0 … k-1, are the k best scores of prefixes ending in j at t_r, best first;
+at each step the K·k candidates δ_{r-1}[i, q'] + T[i, j] are sorted (a stable sort: among equal scores the lowest
+(i, q') comes first) and the k best kept with their backpointers (i, q'); the final k come from the K·k values
+δ_n[j, q] + end[j]. Entry 0 is the Viterbi path. A row with fewer than k paths (K^n < k, or paths banned by -inf
+scores) reports the missing ones as all -100 with score -inf: a path of score -inf does not count as a path.
+
+Partial annotation: ``tags`` holds -100 at a real position whose tag is unknown. The log-likelihood is
+
+    log Σ_{y agreeing with the known tags} exp s(y) - log Z = log Z(Ẽ) - log Z(E)
+
+with Ẽ = E where the tag is allowed (the known tag, or any tag at an unknown position) and -inf elsewhere.
+
+Padding in matrix form: with M_r[i, j] = T[i, j] + E[t_r, j], log Z = start ⊗ M … ⊗ end in the log semiring; a
+padded position contributes the identity matrix (0 on the diagonal, -inf elsewhere). ``scan.py`` computes the same
+quantities from these matrices with an associative scan.
+
+Edge cases: an empty row (all padding) has log Z = 0, log-likelihood 0, Viterbi tags all -100 and score 0,
+marginals and max-marginals 0 (the n-best list: the empty path with score 0, then missing paths). Outputs at
+padding are 0 (tags -100). -inf entries of ``transitions``/``start``/``end`` (tag constraints) are allowed:
+nothing becomes NaN, and gradients are finite. A row with no legal path (every path scores -inf) has log Z = -inf,
+log-likelihood -inf, marginals 0 and Viterbi score -inf (its tags then follow the tie rule); a gold path that is
+banned gives log-likelihood -inf.
+
+Precision: fp32 (fp64 when any input is fp64; half precision is upcast) with autocast disabled; the results come
+back in that dtype. Gradients come from autograd (the log-sum-exp below has a NaN-free backward for all -inf
+columns).
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE_INDEX = -100  # tags: an unknown tag at a real position (partial annotation), and the padding tag of outputs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks and preparation (shared by every schedule of the op)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _shape(x) -> str:
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+NO_K = object()  # check_inputs: the op takes no k (every op but crf_nbest)
+
+
+def check_inputs(op, emissions, mask, transitions, start, end, tags=None, k=NO_K) -> None:
+    """Validate shapes, dtypes and values; raise ``ValueError`` naming the argument, what it got and what is allowed.
+
+    Value checks (mask values, tag ranges, NaN/+inf scores) read the data on the CPU only: on a GPU they would cost
+    a host sync on every call.
+    """
+    if not isinstance(emissions, torch.Tensor):
+        raise ValueError(f"{op}: emissions must be a torch.Tensor (B, L, K), got {type(emissions).__name__}")
+    if emissions.dim() != 3:
+        raise ValueError(f"{op}: emissions must have 3 dims (B, L, K), got shape {_shape(emissions)}")
+    if not emissions.is_floating_point():
+        raise ValueError(f"{op}: emissions must be a floating-point tensor, got {emissions.dtype}")
+    B, L, K = emissions.shape
+    if K < 1:
+        raise ValueError(f"{op}: emissions must have at least one tag (K >= 1), got shape {_shape(emissions)}")
+    for name, t, shape in (("transitions", transitions, (K, K)), ("start", start, (K,)), ("end", end, (K,))):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{op}: {name} must be a torch.Tensor of shape {shape}, got {type(t).__name__}")
+        if tuple(t.shape) != shape:
+            raise ValueError(
+                f"{op}: {name} must have shape {shape} for K = {K} tags (the last dim of emissions), "
+                f"got {_shape(t)}"
+            )
+        if not t.is_floating_point():
+            raise ValueError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
+        if t.device != emissions.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but emissions are on {emissions.device}")
+        if not t.is_cuda:
+            with torch.no_grad():
+                if torch.isnan(t).any() or (t == float("inf")).any():
+                    raise ValueError(
+                        f"{op}: {name} must hold finite scores or -inf (a banned tag or transition), got NaN or +inf"
+                    )
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (B, L):
+            raise ValueError(f"{op}: mask must have shape (B, L) = {(B, L)}, got {_shape(mask)}")
+        if mask.is_floating_point() or mask.is_complex():
+            raise ValueError(f"{op}: mask must be bool or integer (1 = real position, 0 = padding), got {mask.dtype}")
+        if mask.device != emissions.device:
+            raise ValueError(f"{op}: mask is on {mask.device} but emissions are on {emissions.device}")
+        if not mask.is_cuda and mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
+            raise ValueError(f"{op}: mask must hold only 0 (padding) and 1 (real position), got other values")
+    if tags is not None:
+        if not isinstance(tags, torch.Tensor) or tuple(tags.shape) != (B, L):
+            raise ValueError(f"{op}: tags must have shape (B, L) = {(B, L)}, got {_shape(tags)}")
+        if tags.is_floating_point() or tags.is_complex() or tags.dtype == torch.bool:
+            raise ValueError(f"{op}: tags must be an integer tensor, got {tags.dtype}")
+        if tags.device != emissions.device:
+            raise ValueError(f"{op}: tags are on {tags.device} but emissions are on {emissions.device}")
+        if not tags.is_cuda:
+            real = torch.ones_like(tags, dtype=torch.bool) if mask is None else mask.to(torch.bool)
+            bad = real & (tags != IGNORE_INDEX) & ((tags < 0) | (tags >= K))
+            if bad.any():
+                b, t = (int(i) for i in bad.nonzero()[0])
+                raise ValueError(
+                    f"{op}: tags at real positions must be in [0, {K}) or {IGNORE_INDEX} (unknown), got "
+                    f"{int(tags[b, t])} at (batch {b}, position {t})"
+                )
+    if k is not NO_K and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValueError(f"{op}: k must be a positive int (the number of best paths), got {k!r}")
+
+
+def accumulation_dtype(*tensors) -> torch.dtype:
+    """fp64 when any input is fp64, else fp32 (half precision is upcast)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def prepare(emissions, mask, transitions, start, end):
+    """The inputs in the accumulation dtype and the mask as bool (B, L) on the emissions' device."""
+    acc = accumulation_dtype(emissions, transitions, start, end)
+    B, L, _ = emissions.shape
+    if mask is None:
+        keep = torch.ones(B, L, dtype=torch.bool, device=emissions.device)
+    else:
+        keep = mask.to(device=emissions.device, dtype=torch.bool)
+    return emissions.to(acc), keep, transitions.to(acc), start.to(acc), end.to(acc)
+
+
+def restrict_emissions(emissions, keep, tags):
+    """Ẽ: the emissions with -inf at every tag that disagrees with a known tag (``tags`` != -100) at a real position.
+
+    A tag outside [0, K) at a real position allows no tag (on the GPU, where it is not checked): the row's
+    log-likelihood is then -inf.
+    """
+    K = emissions.shape[-1]
+    tags = tags.to(emissions.device)
+    allowed = tags.unsqueeze(-1) == torch.arange(K, device=emissions.device)  # (B, L, K)
+    allowed = allowed | ((tags == IGNORE_INDEX) | ~keep).unsqueeze(-1)  # unknown tag or padding: anything goes
+    return torch.where(allowed, emissions, float("-inf"))
+
+
+def gold_path_score(e, keep, T, start, end, tags):
+    """s(y) (B,) of paths whose every real position has a known tag: emissions, transitions between consecutive
+    real positions (across holes), start and end. A banned step (-inf) gives -inf."""
+    B, L, _ = e.shape
+    if L == 0:
+        return e.new_zeros(B)
+    y = torch.where(keep, tags.to(e.device), 0)  # (B, L); anything at padding
+    emitted = e.gather(2, y.unsqueeze(-1)).squeeze(-1)  # (B, L)
+    positions = torch.arange(L, device=e.device).expand(B, L)  # (B, L)
+    latest = torch.where(keep, positions, -1).cummax(1).values  # (B, L) the last real position <= t
+    previous = torch.cat([latest.new_full((B, 1), -1), latest[:, :-1]], dim=1)  # the last real position < t
+    has_previous = keep & (previous >= 0)
+    stepped = T[y.gather(1, previous.clamp(min=0)), y]  # (B, L) T[y_prev, y_t]
+    first, last = first_and_last(keep)
+    zero = e.new_zeros(())
+    return (
+        torch.where(keep, emitted, zero).sum(1)
+        + torch.where(has_previous, stepped, zero).sum(1)
+        + torch.where(first, start[y], zero).sum(1)
+        + torch.where(last, end[y], zero).sum(1)
+    )
+
+
+def log_likelihood_from(log_partition_fn, e, keep, T, st, en, tags):
+    """log p(tags) with ``log_partition_fn(e, keep, T, start, end)``: on a CPU, when every real position has a
+    known tag, the gold path's score minus log Z (one partition function); otherwise (partial labels, or a device
+    where checking would cost a sync) log Z(Ẽ) - log Z(E), both in one batched call."""
+    B = e.shape[0]
+    if not e.is_cuda and not bool(((tags.to(keep.device) == IGNORE_INDEX) & keep).any()):
+        return likelihood_from_partitions(gold_path_score(e, keep, T, st, en, tags), log_partition_fn(e, keep, T, st, en))
+    both = log_partition_fn(torch.cat([restrict_emissions(e, keep, tags), e]), keep.repeat(2, 1), T, st, en)
+    return likelihood_from_partitions(both[:B], both[B:])
+
+
+def first_and_last(keep):
+    """(B, L) bool masks of each row's first and last real position."""
+    count = keep.long().cumsum(1)  # (B, L) real positions so far
+    first = keep & (count == 1)
+    last = keep & (count == count[:, -1:])
+    return first, last
+
+
+def likelihood_from_partitions(numerator, denominator):
+    """log Z(Ẽ) - log Z(E); -inf (not NaN) for a row whose log Z is -inf."""
+    return torch.where(denominator > float("-inf"), numerator - denominator, float("-inf"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A log-sum-exp whose backward is NaN-free when a whole column is -inf
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _LogSumExp(torch.autograd.Function):
+    """torch.logsumexp, with the gradient 0 (not NaN) for an all -inf column: its softmax is taken as 0."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        out = torch.logsumexp(x, dim)
+        ctx.save_for_backward(x, out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        out = torch.where(out > float("-inf"), out, 0.0).unsqueeze(ctx.dim)  # an all -inf column: exp(-inf) = 0
+        return grad.unsqueeze(ctx.dim) * torch.exp(x - out), None
+
+
+def logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return _LogSumExp.apply(x, dim)
+
+
+def _maximum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x.amax(dim)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The recursions. Each takes prepared tensors: e (B, L, K), keep (B, L) bool, T (K, K), start (K,), end (K,).
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def forward_scores(e, keep, T, start, reduce):
+    """α (``reduce=logsumexp``) or δ (``reduce=max``) at every position (B, L, K), carried through padding."""
+    B, L, K = e.shape
+    alpha = e.new_zeros(B, K)  # (B, K), read only once a row has started
+    started = torch.zeros(B, 1, dtype=torch.bool, device=e.device)
+    out = []
+    for t in range(L):
+        m = keep[:, t, None]  # (B, 1)
+        step = reduce(alpha.unsqueeze(2) + T, 1)  # (B, K): over the previous tag i of T[i, j]
+        nxt = torch.where(started, step, start) + e[:, t]
+        alpha = torch.where(m, nxt, alpha)
+        started = started | m
+        out.append(alpha)
+    return torch.stack(out, 1) if out else e.new_zeros(B, 0, K)
+
+
+def backward_scores(e, keep, T, end, reduce):
+    """β (``reduce=logsumexp``) or β^max (``reduce=max``) at every position (B, L, K)."""
+    B, L, K = e.shape
+    after = e.new_zeros(B, K)  # E[t', j] + β_{t'}[j] of the next real position t'
+    ended = torch.ones(B, 1, dtype=torch.bool, device=e.device)  # no real position after t yet
+    out = [None] * L
+    for t in range(L - 1, -1, -1):
+        m = keep[:, t, None]
+        step = reduce(T + after.unsqueeze(1), 2)  # (B, K): over the next tag j of T[i, j]
+        beta = torch.where(ended, end, step)
+        out[t] = beta
+        after = torch.where(m, e[:, t] + beta, after)
+        ended = ended & ~m
+    return torch.stack(out, 1) if out else e.new_zeros(B, 0, K)
+
+
+def _final(scores, keep, end, reduce):
+    """reduce_j(α_n[j] + end[j]), 0 for an empty row: the last entry of ``scores`` carries α_n through padding."""
+    B, L, K = scores.shape
+    if L == 0:
+        return scores.new_zeros(B)
+    total = reduce(scores[:, -1] + end, 1)  # (B,)
+    return torch.where(keep.any(1), total, 0.0)
+
+
+def _log_partition(e, keep, T, start, end):
+    if e.shape[1] == 0:  # no positions: log Z = 0 (still on the graph of e)
+        return e.sum((1, 2))
+    return _final(forward_scores(e, keep, T, start, logsumexp), keep, end, logsumexp)
+
+
+def _viterbi(e, keep, T, start, end):
+    """(tags (B, L) int64 with -100 at padding, best scores (B,))."""
+    B, L, K = e.shape
+    ids = torch.arange(K, device=e.device)
+    delta = e.new_zeros(B, K)
+    started = torch.zeros(B, 1, dtype=torch.bool, device=e.device)
+    backpointers = []
+    for t in range(L):
+        m = keep[:, t, None]
+        cand = delta.unsqueeze(2) + T  # (B, K_prev, K_next)
+        bp = cand.argmax(1)  # (B, K): the lowest previous tag among ties
+        best = cand.gather(1, bp.unsqueeze(1)).squeeze(1)
+        nxt = torch.where(started, best, start) + e[:, t]
+        backpointers.append(torch.where(started & m, bp, ids))  # identity at padding and at the first position
+        delta = torch.where(m, nxt, delta)
+        started = started | m
+    tags = torch.full((B, L), IGNORE_INDEX, dtype=torch.long, device=e.device)
+    if L == 0:
+        return tags, e.new_zeros(B)
+    final = delta + end  # (B, K)
+    cur = final.argmax(1)  # (B,) the lowest final tag among ties
+    score = torch.where(keep.any(1), final.gather(1, cur[:, None]).squeeze(1), 0.0)
+    for t in range(L - 1, -1, -1):
+        tags[:, t] = torch.where(keep[:, t], cur, IGNORE_INDEX)
+        cur = backpointers[t].gather(1, cur[:, None]).squeeze(1)
+    return tags, score
+
+
+def _nbest(e, keep, T, start, end, k):
+    """(tags (B, k, L) with -100 at padding and for missing paths, scores (B, k) with -inf for missing paths)."""
+    B, L, K = e.shape
+    neg = float("-inf")
+    slots = torch.arange(K * k, device=e.device).view(K, k)  # flat (tag, rank) ids; the identity backpointers
+    delta = e.new_full((B, K, k), neg)  # (B, K, k) the k best prefix scores ending in each tag, best first
+    delta[:, :, 0] = 0.0
+    started = torch.zeros(B, 1, 1, dtype=torch.bool, device=e.device)
+    first = torch.cat([start[None, :, None].expand(B, K, 1), e.new_full((B, K, k - 1), neg)], 2)  # (B, K, k)
+    backpointers = []  # (B, K, k) flat index i·k + q' of the previous (tag, rank)
+    for t in range(L):
+        m = keep[:, t, None, None]  # (B, 1, 1)
+        cand = (delta.unsqueeze(3) + T[:, None, :]).reshape(B, K * k, K)  # (B, (i, q'), j)
+        vals, idx = torch.sort(cand, dim=1, descending=True, stable=True)  # ties: the lowest (i, q') first
+        vals, idx = vals[:, :k].transpose(1, 2), idx[:, :k].transpose(1, 2)  # (B, K, k): K·k >= k candidates
+        nxt = torch.where(started, vals, first) + e[:, t, :, None]
+        backpointers.append(torch.where(started & m, idx, slots))
+        delta = torch.where(m, nxt, delta)
+        started = started | m
+    final = (delta + end[None, :, None]).reshape(B, K * k)  # (B, (j, q))
+    scores, cur = torch.sort(final, dim=1, descending=True, stable=True)
+    scores, cur = scores[:, :k], cur[:, :k]  # (B, k)
+    nonempty = keep.any(1, keepdim=True)  # (B, 1)
+    empty_scores = torch.full((k,), neg, dtype=e.dtype, device=e.device)
+    empty_scores[0] = 0.0  # an empty row has exactly one path, the empty one
+    scores = torch.where(nonempty, scores, empty_scores)
+    tags = torch.full((B, k, L), IGNORE_INDEX, dtype=torch.long, device=e.device)
+    present = scores > neg  # (B, k)
+    for t in range(L - 1, -1, -1):
+        tags[:, :, t] = torch.where(keep[:, t, None] & present, cur // k, IGNORE_INDEX)
+        cur = backpointers[t].reshape(B, K * k).gather(1, cur)
+    return tags, scores
+
+
+def _marginals(e, keep, T, start, end):
+    alpha = forward_scores(e, keep, T, start, logsumexp)
+    beta = backward_scores(e, keep, T, end, logsumexp)
+    log_z = _final(alpha, keep, end, logsumexp)  # (B,)
+    ok = (keep & (log_z > float("-inf")).unsqueeze(1)).unsqueeze(2)  # (B, L, 1): no legal path -> marginals 0
+    # -inf (not a masked exp) where not ok: padding may hold large α + β, whose exp would overflow in the backward
+    return torch.exp(torch.where(ok, alpha + beta - log_z[:, None, None], float("-inf")))
+
+
+def nudge_to_path(mm, keep, path):
+    """Set the non-path entries of the max-marginals ``mm`` (B, L, K) that reach the path's value one ulp below it,
+    the path's entries of a row without a legal path to the lowest finite value, and padding to 0."""
+    K = mm.shape[-1]
+    path = torch.where(keep, path, 0).unsqueeze(-1)  # (B, L, 1)
+    on_path = path == torch.arange(K, device=mm.device)  # (B, L, K)
+    value = mm.gather(-1, path)  # (B, L, 1) the Viterbi path's entry
+    below = torch.nextafter(value, torch.full_like(value, float("-inf")))
+    value = torch.where(value > float("-inf"), value, torch.finfo(mm.dtype).min)
+    mm = torch.where(on_path, value, torch.minimum(mm, below))
+    return torch.where(keep.unsqueeze(-1), mm, 0.0)
+
+
+def _max_marginals(e, keep, T, start, end):
+    delta = forward_scores(e, keep, T, start, _maximum)
+    psi = backward_scores(e, keep, T, end, _maximum)
+    path, _ = _viterbi(e, keep, T, start, end)
+    return nudge_to_path(delta + psi, keep, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public functions: validate, upcast, disable autocast
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def log_partition(emissions, mask, transitions, start, end) -> torch.Tensor:
+    """log Z of each row (B,); differentiable w.r.t. emissions, transitions, start and end."""
+    check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
+    with torch.autocast(device_type=emissions.device.type, enabled=False):
+        return _log_partition(*prepare(emissions, mask, transitions, start, end))
+
+
+def log_likelihood(emissions, mask, transitions, start, end, tags) -> torch.Tensor:
+    """log p(tags) of each row (B,), -100 tags at real positions marginalised; differentiable."""
+    check_inputs("crf_log_likelihood", emissions, mask, transitions, start, end, tags=tags)
+    with torch.autocast(device_type=emissions.device.type, enabled=False):
+        return log_likelihood_from(_log_partition, *prepare(emissions, mask, transitions, start, end), tags)
+
+
+@torch.no_grad()
+def viterbi(emissions, mask, transitions, start, end) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tags (B, L) int64 with -100 at padding, scores (B,)): the best path of each row."""
+    check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
+    with torch.autocast(device_type=emissions.device.type, enabled=False):
+        return _viterbi(*prepare(emissions, mask, transitions, start, end))
+
+
+@torch.no_grad()
+def nbest(emissions, mask, transitions, start, end, k) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tags (B, k, L), scores (B, k)): the k best paths of each row, best first (see the module docstring)."""
+    check_inputs("crf_nbest", emissions, mask, transitions, start, end, k=k)
+    with torch.autocast(device_type=emissions.device.type, enabled=False):
+        return _nbest(*prepare(emissions, mask, transitions, start, end), k)
+
+
+def marginals(emissions, mask, transitions, start, end) -> torch.Tensor:
+    """Posterior tag probabilities (B, L, K) by forward-backward, 0 at padding; differentiable."""
+    check_inputs("crf_marginals", emissions, mask, transitions, start, end)
+    with torch.autocast(device_type=emissions.device.type, enabled=False):
+        return _marginals(*prepare(emissions, mask, transitions, start, end))
+
+
+@torch.no_grad()
+def max_marginals(emissions, mask, transitions, start, end) -> torch.Tensor:
+    """Max-marginals (B, L, K), 0 at padding, with argmax over K equal to the Viterbi tags."""
+    check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
+    with torch.autocast(device_type=emissions.device.type, enabled=False):
+        return _max_marginals(*prepare(emissions, mask, transitions, start, end))

@@ -1,0 +1,580 @@
+r"""The linear-chain CRF on Triton kernels: log partition (with a fused backward), marginals, Viterbi, max-marginals.
+
+Legend: B batch, L length, K tags, KP = max(16, next power of two ≥ K) register lanes (lanes ≥ K are masked:
+they hold -inf scores and are never stored to a (…, K) output). ``transitions[i, j]`` scores tag i followed by
+tag j; ``start`` and ``end`` score the first and the last tag; ``emissions[b, t, k]`` scores tag k at position t.
+
+The chain of row b runs over its real positions t_1 < … < t_n (``mask[b, t]`` true) in order; padding (left,
+right or holes) is skipped. Forward (log-sum-exp, ``⊕``) and backward recursions over those positions:
+
+    α_1[j] = start[j] + e_{t_1}[j]
+    α_r[j] = LSE_i(α_{r-1}[i] + T[i, j]) + e_{t_r}[j]
+    β_n[i] = end[i]
+    β_r[i] = LSE_j(T[i, j] + e_{t_{r+1}}[j] + β_{r+1}[j])
+    log Z  = LSE_j(α_n[j] + end[j])
+
+    ∂log Z/∂e_{t_r}[k]  = exp(α_r[k] + β_r[k] - log Z)                               (posterior marginals)
+    ∂log Z/∂T[i, j]     = Σ_{r>1} exp(α_{r-1}[i] + T[i, j] + e_{t_r}[j] + β_r[j] - log Z)   (pairwise marginals)
+    ∂log Z/∂start, ∂end = the marginals at t_1 and at t_n
+
+Viterbi and max-marginals are the same recursions in the max-plus semiring (δ, ψ for α, β), with backpointers
+bp_r[j] = the lowest i maximising δ_{r-1}[i] + T[i, j]; the best final tag is the lowest j maximising
+δ_n[j] + end[j], and the backtrace follows bp. The max-marginal of (t_r, k) is δ_r[k] + ψ_r[k] (the best score
+of a path through k at t_r); an entry k ≠ y_r (the Viterbi tag) that reaches the path's value δ_r[y_r] + ψ_r[y_r]
+is set one ulp below it, so that ``argmax`` over k equals the Viterbi tags (in a row without a legal path, where
+every entry is -inf, the path's entry is set to the lowest finite fp32 value instead).
+
+Empty rows: log Z = 0 (gradients 0), marginals and max-marginals 0, Viterbi tags all -100 and score 0. Outputs at
+padding are 0 (tags -100). -inf in ``transitions``/``start``/``end``/``emissions`` (tag constraints) is allowed:
+every log-sum-exp shifts by its maximum, taken as 0 when the whole column is -inf, every mask is a ``tl.where``
+(never a product), and no NaN arises; a row whose log Z is -inf (every path banned) gets zero marginals.
+
+Kernels (grid: one program per batch row; the K×K transitions and the K-vectors α/β/δ/ψ live in registers for the
+whole sequence; each program walks its row's real range [first, last) only and writes zeros outside it):
+
+* ``_forward_kernel``: the α recursion, storing α at every position of the range (holes carry the previous α),
+  and log Z. One launch for the whole sequence.
+* ``_backward_kernel``: the β recursion from the last real position down, writing ∂log Z/∂e (scaled by the
+  incoming gradient; with scale 1 these are the marginals) and, with ``PAIR``, each row's pairwise-marginal sum
+  (a (K, K) partial per row) and its start/end marginals; the partials are summed over the batch in torch
+  (deterministic: no atomics).
+* ``_viterbi_kernel``: the δ recursion with int8 backpointers (identity at holes, so the backtrace walks through
+  them), then, after a barrier, the backtrace in the same program over tiles of BT positions (each tile of
+  backpointers is loaded while the previous one is walked). Optionally stores δ for the max-marginals.
+* ``_max_marginal_kernel``: the ψ recursion from the last real position down, δ + ψ, and the tie nudge towards
+  the Viterbi tags.
+
+All arithmetic is fp32 (half-precision emissions are upcast on load); log Z, marginals, max-marginals and scores
+come back in fp32, gradients in the dtype of each input.
+"""
+
+from __future__ import annotations
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError as err:  # the Triton backend is simply absent without triton
+    raise ImportError("bizoo.kernels.crf.triton_crf needs the `triton` package") from err
+
+import os
+
+import torch
+
+__all__ = ["log_partition_triton", "marginals_triton", "viterbi_triton", "max_marginals_triton", "MAX_TAGS"]
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+# BIZOO_TRITON_AUTOTUNE=0 keeps one configuration (tests on a GPU: compile once, not once per config).
+AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
+MAX_TAGS = 128
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+IGNORE_TAG = -100
+BT = 16  # positions per tile: zero-filling of padding, backtrace tiles
+# Tests set a fill value (NaN) for every output and scratch buffer, so an element a kernel fails to write (or
+# reads before writing) cannot pass.
+DEBUG_FILL: float | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Launch settings: the recurrences are latency bound; the warps only have to hold the K×K register tiles.
+# ----------------------------------------------------------------------------------------------------------------
+
+_DEFAULT_WARPS = {16: 1, 32: 2, 64: 4, 128: 8}
+_WARP_RANGE = {16: (1, 2), 32: (1, 4), 64: (2, 8), 128: (4, 16)}
+
+
+def _configs():
+    if INTERPRETED:
+        return [triton.Config({}, num_warps=1)]
+    return [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
+
+
+def _prune(configs, named_args, **kwargs):
+    """Keep the warp counts that suit the register tile KP×KP (only the default one without autotuning)."""
+    if INTERPRETED:
+        return configs
+    kp = kwargs.get("KP", named_args.get("KP"))
+    if not AUTOTUNE:
+        keep = [c for c in configs if c.num_warps == _DEFAULT_WARPS[kp]]
+    else:
+        lo, hi = _WARP_RANGE[kp]
+        keep = [c for c in configs if lo <= c.num_warps <= hi]
+    return keep or configs[:1]
+
+
+def _autotune(fn):
+    return triton.autotune(configs=_configs(), key=["KP"], prune_configs_by={"early_config_prune": _prune})(fn)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared pieces
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _load_parameters(TRANS, START, END, K, KP: tl.constexpr):
+    """TRANS as a (KP, KP) tile (row-major: tile[a, b] = TRANS[a·K + b]), start (KP,), end (KP,) in fp32, -inf
+    outside the K×K block."""
+    ii = tl.arange(0, KP)
+    lane = ii < K
+    trans = tl.load(TRANS + ii[:, None] * K + ii[None, :], mask=lane[:, None] & lane[None, :], other=float("-inf"))
+    st = tl.load(START + ii, mask=lane, other=float("-inf"))
+    en = tl.load(END + ii, mask=lane, other=float("-inf"))
+    return trans.to(tl.float32), st.to(tl.float32), en.to(tl.float32)
+
+
+@triton.jit
+def _zero_padding(
+    OUT, row, first, last, L, K, value: tl.constexpr, KP: tl.constexpr, BT: tl.constexpr, LANES: tl.constexpr
+):
+    """Write ``value`` at every position of the row outside [first, last) (LANES: a (…, K) output, else (…,))."""
+    rr = tl.arange(0, BT)
+    ii = tl.arange(0, KP)
+    for t0 in range(0, first, BT):
+        pos = t0 + rr
+        ok = pos < first
+        if LANES:
+            tl.store(OUT + (row + pos)[:, None] * K + ii[None, :], tl.full((BT, KP), value, tl.float32),
+                     mask=ok[:, None] & (ii[None, :] < K))
+        else:
+            tl.store(OUT + row + pos, tl.full((BT,), value, tl.int64), mask=ok)
+    for t0 in range(last, L, BT):
+        pos = t0 + rr
+        ok = pos < L
+        if LANES:
+            tl.store(OUT + (row + pos)[:, None] * K + ii[None, :], tl.full((BT, KP), value, tl.float32),
+                     mask=ok[:, None] & (ii[None, :] < K))
+        else:
+            tl.store(OUT + row + pos, tl.full((BT,), value, tl.int64), mask=ok)
+
+
+@triton.jit
+def _lanes_if(lanes, cond):
+    """``lanes & cond`` for a vector mask and a scalar condition. (Written so: Triton 3.9's interpreter turns
+    ``vector & scalar`` of booleans into int32, which ``tl.load``/``tl.store`` then refuse as a mask.)"""
+    return lanes & ((lanes.to(tl.int32) * 0 + cond.to(tl.int32)) != 0)
+
+
+@triton.jit
+def _safe_max(m):
+    """The shift of a max-shifted log-sum-exp: the max, or 0 where it is -inf (an all -inf column)."""
+    return tl.where(m == float("-inf"), 0.0, m)
+
+
+@triton.jit
+def _one_ulp_down(x):
+    """The next fp32 value below x (-inf stays -inf)."""
+    bits = x.to(tl.int32, bitcast=True)
+    down = tl.where(x > 0, bits - 1, tl.where(x < 0, bits + 1, -2147483647))  # 0 -> -(smallest subnormal)
+    return tl.where(x == float("-inf"), x, down.to(tl.float32, bitcast=True))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sum-product: log Z, marginals, gradients
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@_autotune
+@triton.jit
+def _forward_kernel(
+    E, MASK, RANGES, TRANS, START, END,  # (B, L, K), (B, L) uint8, (B, 2) int32, (K, K), (K,), (K,)
+    ALPHA, LOGZ,  # (B, L, KP) fp32 scratch, (B,) fp32
+    L, K,
+    KP: tl.constexpr,
+):
+    b = tl.program_id(0)
+    first = tl.load(RANGES + 2 * b)
+    last = tl.load(RANGES + 2 * b + 1)
+    live = first < last
+    row = b.to(tl.int64) * L
+    ii = tl.arange(0, KP)
+    lane = ii < K
+    trans, st, en = _load_parameters(TRANS, START, END, K, KP)
+
+    e = tl.load(E + (row + first) * K + ii, mask=_lanes_if(lane, live), other=float("-inf")).to(tl.float32)
+    alpha = st + e  # α at the first real position
+    tl.store(ALPHA + (row + first) * KP + ii, alpha, mask=_lanes_if(ii < KP, live))
+    # Software prefetch: the emissions and mask of step t are loaded during step t-1.
+    nxt = first + 1
+    e_next = tl.load(E + (row + nxt) * K + ii, mask=_lanes_if(lane, nxt < last), other=float("-inf"))
+    m_next = tl.load(MASK + row + nxt, mask=nxt < last, other=0)
+    for t in range(first + 1, last):
+        e = e_next.to(tl.float32)
+        m = m_next
+        e_next = tl.load(E + (row + t + 1) * K + ii, mask=_lanes_if(lane, t + 1 < last), other=float("-inf"))
+        m_next = tl.load(MASK + row + t + 1, mask=t + 1 < last, other=0)
+        x = alpha[:, None] + trans  # (KP, KP): [i, j]
+        shift = _safe_max(tl.max(x, axis=0))
+        new = tl.log(tl.sum(tl.exp(x - shift[None, :]), axis=0)) + shift + e
+        alpha = tl.where(m != 0, new, alpha)  # holes carry α
+        tl.store(ALPHA + (row + t) * KP + ii, alpha)
+
+    fin = alpha + en
+    shift = _safe_max(tl.max(fin, axis=0))
+    log_z = tl.log(tl.sum(tl.exp(fin - shift), axis=0)) + shift
+    tl.store(LOGZ + b, tl.where(live, log_z, 0.0))
+
+
+@_autotune
+@triton.jit
+def _backward_kernel(
+    E, MASK, RANGES, TRANS_T, START, END, ALPHA, LOGZ, GRAD,  # TRANS_T: the transposed transitions (K, K)
+    DE,  # (B, L, K): GRAD[b] * marginals (in the dtype of DE)
+    DT_T, DSTART, DEND,  # (B, K, K) transposed, (B, K), (B, K): fp32 per-row partials (PAIR only)
+    L, K,
+    KP: tl.constexpr, BT: tl.constexpr, PAIR: tl.constexpr,
+):
+    b = tl.program_id(0)
+    first = tl.load(RANGES + 2 * b)
+    last = tl.load(RANGES + 2 * b + 1)
+    live = first < last
+    row = b.to(tl.int64) * L
+    ii = tl.arange(0, KP)
+    lane = ii < K
+    # The tile is indexed [j, i] = T[i, j] (the next tag j first): the reductions over j then leave vectors over i
+    # in the tile's cheap layout (Triton spreads the contiguous second dim over the threads of a warp).
+    trans_t, st, en = _load_parameters(TRANS_T, START, END, K, KP)
+    g = tl.load(GRAD + b).to(tl.float32)
+    log_z = tl.load(LOGZ + b)
+    log_z = _safe_max(log_z)  # every path banned: log Z = -inf, and every α + β is -inf too -> marginals 0
+
+    _zero_padding(DE, row, first, last, L, K, 0.0, KP, BT, True)
+
+    beta = en
+    acc = tl.zeros((KP, KP), dtype=tl.float32)  # Σ_t pairwise marginals, [j, i]
+    marg = tl.zeros((KP,), dtype=tl.float32)
+    t_last = last - 1
+    alpha = tl.load(ALPHA + (row + t_last) * KP + ii, mask=_lanes_if(ii < KP, live), other=float("-inf"))
+    marg_last = tl.exp(alpha + en - log_z)
+    # Software prefetch: what step t needs is loaded during step t+1.
+    m_next = tl.load(MASK + row + t_last, mask=live, other=0)
+    e_next = tl.load(E + (row + t_last) * K + ii, mask=_lanes_if(lane, live), other=float("-inf"))
+    a_next = tl.load(ALPHA + (row + t_last - 1) * KP + ii, mask=_lanes_if(ii < KP, t_last > first),
+                     other=float("-inf"))
+    for i in range(0, last - first):
+        t = last - 1 - i
+        m = m_next != 0
+        e = e_next.to(tl.float32)
+        alpha_prev = a_next  # α at t - 1 (holes carry α: the previous real position's)
+        m_next = tl.load(MASK + row + t - 1, mask=t - 1 >= first, other=0)
+        e_next = tl.load(E + (row + t - 1) * K + ii, mask=_lanes_if(lane, t - 1 >= first), other=float("-inf"))
+        a_next = tl.load(ALPHA + (row + t - 2) * KP + ii, mask=_lanes_if(ii < KP, t - 2 >= first),
+                         other=float("-inf"))
+        cur = tl.exp(alpha + beta - log_z)  # the marginals at t (α + β <= log Z)
+        tl.store(DE + (row + t) * K + ii, tl.where(m, g * cur, 0.0), mask=lane)
+        marg = tl.where(m, cur, marg)
+        # β one real position earlier: β'[i] = LSE_j(T[i, j] + e_t[j] + β[j])
+        x = trans_t + (e + beta)[:, None]  # (KP, KP): [j, i]
+        col_max = tl.max(x, axis=0)  # over j
+        shift = _safe_max(col_max)
+        p = tl.exp(x - shift[None, :])  # <= 1
+        step = m & (t > first)
+        if PAIR:
+            # pairwise marginal exp(α_prev[i] + x[j, i] - log Z) = p[j, i] · exp(α_prev[i] + shift[i] - log Z),
+            # the second factor <= 1 (shift[i] <= β'[i]); 0 where x[:, i] is all -inf.
+            scale = tl.exp(tl.where(col_max == float("-inf"), float("-inf"), alpha_prev + shift - log_z))
+            acc += tl.where(step, p * scale[None, :], 0.0)
+        beta = tl.where(step, tl.log(tl.sum(p, axis=0)) + shift, beta)
+        alpha = alpha_prev
+
+    if PAIR:
+        kk = lane[:, None] & lane[None, :]
+        tl.store(DT_T + b.to(tl.int64) * K * K + ii[:, None] * K + ii[None, :], g * acc, mask=kk)  # [j, i]
+        tl.store(DSTART + b.to(tl.int64) * K + ii, g * marg, mask=lane)  # the marginals at the first position
+        tl.store(DEND + b.to(tl.int64) * K + ii, g * marg_last, mask=lane)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Max-product: Viterbi and max-marginals
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@_autotune
+@triton.jit
+def _viterbi_kernel(
+    E, MASK, RANGES, TRANS, START, END,
+    BP,  # (B, L, KP) int8 scratch: backpointers
+    DELTA,  # (B, L, KP) fp32 scratch (STORE_DELTA only)
+    TAGS, SCORE,  # (B, L) int64, (B,) fp32
+    L, K,
+    KP: tl.constexpr, BT: tl.constexpr, STORE_DELTA: tl.constexpr,
+):
+    b = tl.program_id(0)
+    first = tl.load(RANGES + 2 * b)
+    last = tl.load(RANGES + 2 * b + 1)
+    live = first < last
+    row = b.to(tl.int64) * L
+    ii = tl.arange(0, KP)
+    lane = ii < K
+    trans, st, en = _load_parameters(TRANS, START, END, K, KP)
+
+    _zero_padding(TAGS, row, first, last, L, K, -100, KP, BT, False)
+
+    e = tl.load(E + (row + first) * K + ii, mask=_lanes_if(lane, live), other=float("-inf")).to(tl.float32)
+    delta = st + e
+    if STORE_DELTA:
+        tl.store(DELTA + (row + first) * KP + ii, delta, mask=_lanes_if(ii < KP, live))
+    nxt = first + 1
+    e_next = tl.load(E + (row + nxt) * K + ii, mask=_lanes_if(lane, nxt < last), other=float("-inf"))
+    m_next = tl.load(MASK + row + nxt, mask=nxt < last, other=0)
+    for t in range(first + 1, last):
+        e = e_next.to(tl.float32)
+        m = m_next != 0
+        e_next = tl.load(E + (row + t + 1) * K + ii, mask=_lanes_if(lane, t + 1 < last), other=float("-inf"))
+        m_next = tl.load(MASK + row + t + 1, mask=t + 1 < last, other=0)
+        x = delta[:, None] + trans  # (KP, KP): [i, j]
+        best = tl.max(x, axis=0)
+        arg = tl.min(tl.where(x == best[None, :], ii[:, None], KP), axis=0)  # the lowest i among ties
+        delta = tl.where(m, best + e, delta)
+        tl.store(BP + (row + t) * KP + ii, tl.where(m, arg, ii).to(tl.int8))  # identity at holes
+        if STORE_DELTA:
+            tl.store(DELTA + (row + t) * KP + ii, delta)
+
+    fin = delta + en
+    score = tl.max(fin, axis=0)
+    y = tl.min(tl.where(fin == score, ii, KP), axis=0)  # the lowest final tag among ties
+    tl.store(SCORE + b, tl.where(live, score, 0.0))
+
+    tl.debug_barrier()  # the backpointers written above by every thread of this program are visible below
+    # Backtrace, BT positions per tile, from last - 1 down to first; tile j+1 is loaded while tile j is walked.
+    rr = tl.arange(0, BT)
+    pos = last - 1 - rr
+    tile = tl.load(BP + (row + pos)[:, None] * KP + ii[None, :], mask=(pos > first)[:, None], other=0).to(tl.int32)
+    for t0 in range(0, last - first, BT):
+        pos = last - 1 - t0 - rr  # (BT,) descending
+        inside = pos >= first
+        mt = tl.load(MASK + row + pos, mask=inside, other=0) != 0
+        pos_next = pos - BT
+        tile_next = tl.load(BP + (row + pos_next)[:, None] * KP + ii[None, :], mask=(pos_next > first)[:, None],
+                            other=0).to(tl.int32)
+        tags = tl.full((BT,), -100, tl.int64)
+        for j in tl.static_range(BT):
+            tags = tl.where((rr == j) & mt, y.to(tl.int64), tags)
+            back = tl.sum(tl.sum(tl.where((rr[:, None] == j) & (ii[None, :] == y), tile, 0), axis=1), axis=0)
+            y = tl.where(last - 1 - t0 - j > first, back, y)  # no step back from the first real position
+        tl.store(TAGS + row + pos, tags, mask=inside)
+        tile = tile_next
+
+
+@_autotune
+@triton.jit
+def _max_marginal_kernel(
+    E, MASK, RANGES, TRANS_T, START, END, DELTA, TAGS,  # TRANS_T: the transposed transitions (K, K)
+    MM,  # (B, L, K) fp32
+    L, K,
+    KP: tl.constexpr, BT: tl.constexpr,
+):
+    b = tl.program_id(0)
+    first = tl.load(RANGES + 2 * b)
+    last = tl.load(RANGES + 2 * b + 1)
+    row = b.to(tl.int64) * L
+    ii = tl.arange(0, KP)
+    lane = ii < K
+    trans_t, st, en = _load_parameters(TRANS_T, START, END, K, KP)  # [j, i], as in the backward kernel
+
+    _zero_padding(MM, row, first, last, L, K, 0.0, KP, BT, True)
+
+    psi = en
+    t_last = last - 1
+    live = first < last
+    m_next = tl.load(MASK + row + t_last, mask=live, other=0)
+    e_next = tl.load(E + (row + t_last) * K + ii, mask=_lanes_if(lane, live), other=float("-inf"))
+    d_next = tl.load(DELTA + (row + t_last) * KP + ii, mask=_lanes_if(ii < KP, live), other=float("-inf"))
+    y_next = tl.load(TAGS + row + t_last, mask=live, other=-100)
+    for i in range(0, last - first):
+        t = last - 1 - i
+        m = m_next != 0
+        e = e_next.to(tl.float32)
+        delta = d_next
+        y = y_next
+        ok = t - 1 >= first
+        m_next = tl.load(MASK + row + t - 1, mask=ok, other=0)
+        e_next = tl.load(E + (row + t - 1) * K + ii, mask=_lanes_if(lane, ok), other=float("-inf"))
+        d_next = tl.load(DELTA + (row + t - 1) * KP + ii, mask=_lanes_if(ii < KP, ok), other=float("-inf"))
+        y_next = tl.load(TAGS + row + t - 1, mask=ok, other=-100)
+        mm = delta + psi
+        on_path = ii == y
+        value = tl.max(tl.where(on_path, mm, float("-inf")), axis=0)  # the Viterbi path's entry at t
+        mm = tl.where((~on_path) & (mm >= value), _one_ulp_down(value), mm)
+        # no legal path (value -inf): the path's entry becomes the lowest finite value, so argmax still finds it
+        mm = tl.where(_lanes_if(on_path, value == float("-inf")), -3.4028234663852886e38, mm)
+        tl.store(MM + (row + t) * K + ii, tl.where(m, mm, 0.0), mask=lane)
+        # ψ one real position earlier: ψ'[i] = max_j(T[i, j] + e_t[j] + ψ[j])
+        psi_prev = tl.max(trans_t + (e + psi)[:, None], axis=0)
+        psi = tl.where(m & (t > first), psi_prev, psi)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Host side
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_inputs(op: str, emissions, mask, transitions, start, end) -> None:
+    """What the Triton kernels support; ``ValueError`` naming the field, the value and the limit otherwise."""
+    if emissions.dim() != 3:
+        raise ValueError(f"{op}: emissions must be (B, L, K), got shape {tuple(emissions.shape)}")
+    B, L, K = emissions.shape
+    if not 1 <= K <= MAX_TAGS:
+        raise ValueError(f"{op}: backend='triton' supports 1 to {MAX_TAGS} tags, got K={K}; use backend='reference'")
+    for name, t, shape in (("transitions", transitions, (K, K)), ("start", start, (K,)), ("end", end, (K,))):
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{op}: {name} must have shape {shape} for K={K}, got {tuple(t.shape)}")
+    if mask is not None and tuple(mask.shape) != (B, L):
+        raise ValueError(f"{op}: mask must have shape (B, L) = {(B, L)}, got {tuple(mask.shape)}")
+    for name, t in (("emissions", emissions), ("transitions", transitions), ("start", start), ("end", end)):
+        if t.dtype not in DTYPES:
+            raise ValueError(
+                f"{op}: backend='triton' takes {name} in float32, float16 or bfloat16, got {t.dtype}; "
+                "use backend='reference'"
+            )
+    tensors = [emissions, transitions, start, end] + ([mask] if mask is not None else [])
+    if len({t.device for t in tensors}) != 1:
+        raise ValueError(f"{op}: all inputs must be on one device, got {sorted({str(t.device) for t in tensors})}")
+    if not emissions.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(
+            f"{op}: backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the kernels on the CPU, "
+            f"slowly); the tensors are on {emissions.device}; use backend='reference' or 'auto'"
+        )
+
+
+def _prepare(emissions, mask, transitions, start, end):
+    """Contiguous kernel inputs: mask as uint8 (B, L), the real range [first, last) of each row as (B, 2) int32
+    (no host sync), fp32 parameters (the casts are differentiable, outside the autograd function)."""
+    B, L, K = emissions.shape
+    if mask is None:
+        keep = torch.ones(B, L, dtype=torch.bool, device=emissions.device)
+    else:
+        keep = mask if mask.dtype == torch.bool else mask != 0
+    keep = keep.contiguous()
+    if L == 0:
+        ranges = torch.zeros(B, 2, dtype=torch.int32, device=emissions.device)
+    else:
+        has = keep.any(dim=1)
+        first = keep.int().argmax(dim=1)
+        last = L - keep.flip(1).int().argmax(dim=1)
+        ranges = (torch.stack([first, last], dim=1) * has[:, None]).to(torch.int32).contiguous()
+    params = [p.float().contiguous() for p in (transitions, start, end)]
+    return emissions.contiguous(), keep.view(torch.uint8), ranges, params
+
+
+def _buffer(shape, dtype, device, int_fill: int = -1):
+    """An output or scratch buffer; with ``DEBUG_FILL`` set, filled with it (integer buffers with ``int_fill``)."""
+    if DEBUG_FILL is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    return torch.full(shape, DEBUG_FILL if dtype.is_floating_point else int_fill, dtype=dtype, device=device)
+
+
+def _kp(K: int) -> int:
+    return max(16, triton.next_power_of_2(K))
+
+
+def _forward(emissions, keep, ranges, trans, start, end):
+    B, L, K = emissions.shape
+    KP = _kp(K)
+    alpha = _buffer((B, L, KP), torch.float32, emissions.device)
+    log_z = _buffer((B,), torch.float32, emissions.device)
+    if L == 0:
+        log_z.zero_()
+    elif B > 0:
+        _forward_kernel[(B,)](emissions, keep, ranges, trans, start, end, alpha, log_z, L, K, KP=KP)
+    return alpha, log_z
+
+
+def _backward(emissions, keep, ranges, trans, start, end, alpha, log_z, grad, pair: bool, grad_dtype):
+    B, L, K = emissions.shape
+    KP = _kp(K)
+    dev = emissions.device
+    d_em = _buffer((B, L, K), grad_dtype, dev)
+    d_t = _buffer((B, K, K), torch.float32, dev) if pair else d_em
+    d_start = _buffer((B, K), torch.float32, dev) if pair else d_em
+    d_end = _buffer((B, K), torch.float32, dev) if pair else d_em
+    if L == 0:
+        for buf in (d_em, d_t, d_start, d_end):
+            buf.zero_()
+    elif B > 0:
+        _backward_kernel[(B,)](
+            emissions, keep, ranges, trans.t().contiguous(), start, end, alpha, log_z, grad,
+            d_em, d_t, d_start, d_end, L, K, KP=KP, BT=BT, PAIR=pair,
+        )
+    return d_em, d_t.transpose(1, 2), d_start, d_end
+
+
+class CrfLogPartitionTriton(torch.autograd.Function):
+    """(emissions, keep, ranges, transitions, start, end) -> log Z (B,) fp32; fp32 parameters."""
+
+    @staticmethod
+    def forward(ctx, emissions, keep, ranges, trans, start, end):
+        alpha, log_z = _forward(emissions, keep, ranges, trans, start, end)
+        ctx.save_for_backward(emissions, keep, ranges, trans, start, end, alpha, log_z)
+        return log_z
+
+    @staticmethod
+    def backward(ctx, grad):
+        emissions, keep, ranges, trans, start, end, alpha, log_z = ctx.saved_tensors
+        grad = grad.float().contiguous()
+        d_em, d_t, d_start, d_end = _backward(
+            emissions, keep, ranges, trans, start, end, alpha, log_z, grad, pair=True, grad_dtype=emissions.dtype
+        )
+        # per-row partials summed in torch: deterministic, no atomics
+        return d_em, None, None, d_t.sum(0), d_start.sum(0), d_end.sum(0)
+
+
+def log_partition_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
+    """log Z of each row (B,) fp32, differentiable w.r.t. emissions, transitions, start and end (module docstring)."""
+    _check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
+    with torch.autocast(device_type=emissions.device.type, enabled=False):
+        emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
+        return CrfLogPartitionTriton.apply(emissions, keep, ranges, trans, st, en)
+
+
+@torch.no_grad()
+def marginals_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
+    """Posterior marginals p(y_t = k) (B, L, K) fp32, 0 at padding (the forward-backward algorithm; no autograd)."""
+    _check_inputs("crf_marginals", emissions, mask, transitions, start, end)
+    emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
+    alpha, log_z = _forward(emissions, keep, ranges, trans, st, en)
+    ones = torch.ones(emissions.shape[0], dtype=torch.float32, device=emissions.device)
+    d_em, *_ = _backward(emissions, keep, ranges, trans, st, en, alpha, log_z, ones, pair=False,
+                         grad_dtype=torch.float32)
+    return d_em
+
+
+def _viterbi(emissions, keep, ranges, trans, st, en, store_delta: bool):
+    B, L, K = emissions.shape
+    KP = _kp(K)
+    dev = emissions.device
+    bp = _buffer((B, L, KP), torch.int8, dev)
+    delta = _buffer((B, L, KP), torch.float32, dev) if store_delta else _buffer((1,), torch.float32, dev)
+    tags = _buffer((B, L), torch.int64, dev, int_fill=-7)
+    score = _buffer((B,), torch.float32, dev)
+    if L == 0:
+        score.zero_()
+    elif B > 0:
+        _viterbi_kernel[(B,)](
+            emissions, keep, ranges, trans, st, en, bp, delta, tags, score, L, K, KP=KP, BT=BT, STORE_DELTA=store_delta
+        )
+    return tags, score, delta
+
+
+@torch.no_grad()
+def viterbi_triton(emissions, mask, transitions, start, end) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best path (tags (B, L) int64, -100 at padding) and its score (B,) fp32; ties go to the lowest tag."""
+    _check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
+    emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
+    tags, score, _ = _viterbi(emissions, keep, ranges, trans, st, en, store_delta=False)
+    return tags, score
+
+
+@torch.no_grad()
+def max_marginals_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
+    """Max-marginals (B, L, K) fp32: the best score of a path through tag k at position t, 0 at padding, with
+    entries that tie the Viterbi path's value one ulp below it (``argmax`` = the Viterbi tags)."""
+    _check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
+    emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
+    B, L, K = emissions.shape
+    tags, _, delta = _viterbi(emissions, keep, ranges, trans, st, en, store_delta=True)
+    mm = _buffer((B, L, K), torch.float32, emissions.device)
+    if B > 0 and L > 0:
+        _max_marginal_kernel[(B,)](
+            emissions, keep, ranges, trans.t().contiguous(), st, en, delta, tags, mm, L, K, KP=_kp(K), BT=BT
+        )
+    return mm

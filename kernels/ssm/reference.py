@@ -1,0 +1,463 @@
+r"""The diagonal state-space model (S4D) of BiGS: the reference math in plain PyTorch (fp32; fp64 stays fp64).
+
+Gu et al. 2022, "On the Parameterization and Initialization of Diagonal State Space Models" (S4D);
+Wang et al. 2022, "Pretraining Without Attention" (BiGS). The oracle of every other path.
+
+Legend: B batch, L length (padding included), H channels (the SSM runs on each channel alone; all channels of one
+direction share its kernel), N state size, T chunk size of the recurrent form, F = n/2 + 1 frequencies of an FFT
+of size n.
+
+The SSM of one direction. Parameters: ``A_re``, ``A_im`` (N,), ``C`` (N, 2) (real and imaginary parts),
+``log_step`` (1,) and the skip ``d`` (1,). With
+
+    A_n = min(A_re_n, -1e-4) + i A_im_n        (the real part is clamped: the state always decays)
+    Δ   = exp(log_step)
+    Ā_n = exp(Δ A_n),   B̄_n = (exp(Δ A_n) - 1) / A_n      (zero-order hold, B = 1)
+    C_n = C[n, 0] + i C[n, 1]
+
+the recurrence over a channel's inputs u_t (x_t ∈ ℂ^N, x_{-1} = 0)
+
+    x_t = Ā ⊙ x_{t-1} + B̄ u_t,        y_t = Re(Σ_n C_n x_t[n]) + d u_t
+
+unrolls into a causal convolution with the real kernel K (``s4d_kernel``):
+
+    K[l] = Re(Σ_n C_n B̄_n Ā_n^l),   l = 0 … L-1,        y[t] = Σ_{s≤t} K[t-s] u[s] + d u[t].
+
+Ā^l is evaluated as exp(l Δ A) (the exponent formed directly, never by repeated products) and exp(Δ A) - 1 with
+``expm1``, so a nearly undamped, slowly turning mode (|Δ A| ≪ 1) loses no digits.
+
+The bidirectional op (``bidirectional_ssm``) runs two such SSMs: a causal one over ``u_fwd`` and an anti-causal
+one over ``u_bwd``, each with its own kernel and skip, over the same (unflipped) time axis:
+
+    y_fwd[t] = Σ_{s≤t} k_fwd[t-s] u_fwd[s] + d_fwd u_fwd[t]
+    y_bwd[t] = Σ_{s≥t} k_bwd[s-t] u_bwd[s] + d_bwd u_bwd[t]
+
+i.e. y_bwd = flip(causal(flip(u_bwd), k_bwd)): the backward SSM read right to left, computed here without flipping
+anything.
+
+Padding. Positions with ``attention_mask == 0`` are read as zero inputs, and their outputs are 0. As the kernel
+depends on the distance only, a right- or left-padded sequence gets at its real tokens exactly what it gets alone:
+the backward direction starts at the last real token. (A hole inside a sequence counts as zero inputs, keeping
+its length.)
+
+The forms of the one op (``form=``), equal up to rounding:
+
+* ``"toeplitz"``: the (L, L) lower-triangular Toeplitz matrix T[t, s] = k[t-s] and one matmul over the B·H
+  columns; the anti-causal direction multiplies by Tᵀ. O(L² B H) time, O(L²) extra memory: fast for short L.
+* ``"fft"``: the convolution theorem with zero padding to n ≥ 2L (no wrap-around). Causal: irfft(rfft(k) ⊙
+  rfft(u)); anti-causal, a correlation: irfft(conj(rfft(k)) ⊙ rfft(u)). O(B H L log L) time.
+* ``"recurrent"``: the recurrence itself, from the SSM parameters rather than the kernel, in chunks of T steps.
+  Inside a chunk, the T×T Toeplitz matrix of K[0 … T-1]; across chunks, the states carried in closed form
+  (causal shown; the anti-causal direction runs the chunks backwards with the exponents mirrored):
+
+      e_c        = Σ_{j<T} B̄ Ā^{T-1-j} u_{cT+j}              (what chunk c adds to the state at its end)
+      x_c        = Ā^T x_{c-1} + e_c                          (a loop over the L/T chunks)
+      y_{cT+i}  += Re(Σ_n C_n Ā_n^{i+1} x_{c-1}[n])           (the state entering chunk c)
+
+  O(B H L (T + N)) time and O(B H L N / T) memory for the states: linear in L. ``chunk_size=1`` is the plain
+  step-by-step recurrence.
+
+All forms compute in fp32 (fp64 for fp64 inputs; half precision is upcast) with autocast disabled, and return each
+output in the dtype of its input. Gradients come from autograd.
+
+Initialisation (``s4d_init``): log Δ ~ U(log 0.01, log 1); C ~ N(0, 1/2) for the real and the imaginary parts; and
+by ``scaling``: "lin": A = -1/2 + iπn; "inv": A = -1/2 + i (N/π)(N/(2n+1) - 1); "hippo": the diagonal of the normal
+part of HiPPO-LegS, S = -(tril(P Pᵀ) - diag(n)) + p pᵀ with P_n = √(2n+1), p_n = √(n+1/2): A_re = mean(diag S) =
+-1/2 and A_im = the eigenvalues of the Hermitian matrix -i S (ascending), n = 0 … N-1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+FORMS = ("fft", "toeplitz", "recurrent")
+SCALINGS = ("hippo", "lin", "inv")
+A_RE_MAX = -1e-4  # the clamp of the real part of A
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _shape(t) -> object:
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def _check_float_tensor(op: str, name: str, t, shapes: tuple, allowed: str, device=None) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{op}: {name} must be a torch.Tensor of shape {allowed}, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
+    if tuple(t.shape) not in shapes:
+        raise ValueError(f"{op}: {name} must have shape {allowed}, got {tuple(t.shape)}")
+    if device is not None and t.device != device:
+        raise ValueError(f"{op}: {name} is on {t.device} but the inputs are on {device}")
+
+
+def check_ssm_params(op: str, name: str, params, device=None) -> int:
+    """Validate one direction's ``(log_step, A_re, A_im, C)``; return N."""
+    if not isinstance(params, (tuple, list)) or len(params) != 4:
+        raise ValueError(f"{op}: {name} must be a tuple (log_step, A_re, A_im, C), got {type(params).__name__}")
+    log_step, A_re, A_im, C = params
+    if not isinstance(A_re, torch.Tensor) or A_re.dim() != 1:
+        raise ValueError(f"{op}: {name} A_re must be a tensor of shape (N,), got {_shape(A_re)}")
+    N = A_re.shape[0]
+    for part, t, shapes, allowed in (
+        ("log_step", log_step, ((), (1,)), "() or (1,)"),
+        ("A_re", A_re, ((N,),), f"(N,) = ({N},)"),
+        ("A_im", A_im, ((N,),), f"(N,) = ({N},), like A_re"),
+        ("C", C, ((N, 2),), f"(N, 2) = ({N}, 2) (real, imaginary)"),
+    ):
+        _check_float_tensor(op, f"{name} {part}", t, shapes, allowed, device)
+    if N < 1:
+        raise ValueError(f"{op}: {name} needs a state size N >= 1, got A_re of shape {tuple(A_re.shape)}")
+    return N
+
+
+def check_direction(op, suffix, u, k, d, *, device=None, need_kernel=True) -> None:
+    """Validate one direction: u (B, L, H), k (L,) (or None when not needed), d () or (1,)."""
+    if not isinstance(u, torch.Tensor) or u.dim() != 3:
+        raise ValueError(f"{op}: u{suffix} must be a tensor of shape (B, L, H), got {_shape(u)}")
+    if not u.is_floating_point():
+        raise ValueError(f"{op}: u{suffix} must be a floating-point tensor, got {u.dtype}")
+    if u.shape[1] < 1:
+        raise ValueError(f"{op}: u{suffix} must have a length L >= 1, got shape {tuple(u.shape)}")
+    L = u.shape[1]
+    device = u.device if device is None else device
+    if u.device != device:
+        raise ValueError(f"{op}: u{suffix} is on {u.device} but the inputs are on {device}")
+    if k is not None or need_kernel:
+        _check_float_tensor(op, f"k{suffix}", k, ((L,),), f"(L,) = ({L},)", device)
+    _check_float_tensor(op, f"d{suffix}", d, ((), (1,)), "() or (1,) (one skip for all channels)", device)
+
+
+def check_mask(op: str, attention_mask, B: int, L: int, device) -> None:
+    if attention_mask is None:
+        return
+    if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (B, L):
+        raise ValueError(
+            f"{op}: attention_mask must be None or a tensor of shape (B, L) = ({B}, {L}), got {_shape(attention_mask)}"
+        )
+    if attention_mask.device != device:
+        raise ValueError(f"{op}: attention_mask is on {attention_mask.device} but the inputs are on {device}")
+    if attention_mask.is_complex():
+        raise ValueError(f"{op}: attention_mask must be bool, integer or float 0/1, got {attention_mask.dtype}")
+    # A value check on CUDA would cost a host sync on every call.
+    if not attention_mask.is_cuda and attention_mask.dtype != torch.bool:
+        if ((attention_mask != 0) & (attention_mask != 1)).any():
+            raise ValueError(f"{op}: attention_mask must hold only 0 (padding) and 1 (real token)")
+
+
+def check_form(op: str, form, chunk_size, params, name: str) -> None:
+    if form not in FORMS:
+        raise ValueError(f"{op}: form must be one of {FORMS}, got {form!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"{op}: chunk_size must be a positive int, got {chunk_size!r}")
+    if form == "recurrent" and params is None:
+        raise ValueError(
+            f"{op}: form='recurrent' needs the SSM parameters: pass {name}=(log_step, A_re, A_im, C)"
+            + (" for each direction" if name == "recurrent_params" else "")
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The S4D kernel and its initialisation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _real_dtype(*tensors) -> torch.dtype:
+    """fp64 if any tensor is fp64, else fp32 (half precision is upcast)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def discretize(log_step, A_re, A_im, dtype):
+    """Zero-order hold in ``dtype``: (Δ·A (N,) complex, B̄ (N,) complex), so that Ā = exp(Δ·A)."""
+    A = torch.complex(A_re.to(dtype).clamp(max=A_RE_MAX), A_im.to(dtype))  # (N,)
+    step_A = log_step.to(dtype).exp().reshape(()) * A  # (N,) Δ·A
+    return step_A, torch.expm1(step_A) / A  # B̄ = (exp(ΔA) - 1) / A
+
+
+def _powers(step_A, exponents):
+    """Ā^l = exp(l·Δ·A) for every l in ``exponents`` (P,) and every mode: (P, N) complex."""
+    return torch.exp(exponents.to(step_A.real.dtype)[:, None] * step_A[None, :])
+
+
+def s4d_kernel(log_step, A_re, A_im, C, length: int) -> torch.Tensor:
+    """The convolution kernel K[l] = Re(Σ_n C_n B̄_n Ā_n^l), l = 0 … length-1 (see the module docstring).
+
+    Args:
+        log_step: () or (1,), log Δ.
+        A_re, A_im: (N,), the real part (clamped at -1e-4) and the imaginary part of A.
+        C: (N, 2), the real and imaginary parts of C.
+        length: L, the number of taps.
+
+    Returns:
+        (L,) real, fp32 (fp64 when any parameter is fp64); differentiable w.r.t. every parameter.
+    """
+    op = "s4d_kernel"
+    check_ssm_params(op, "the parameters", (log_step, A_re, A_im, C), device=A_re.device)
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"{op}: length must be a positive int, got {length!r}")
+    dtype = _real_dtype(log_step, A_re, A_im, C)
+    with torch.autocast(device_type=A_re.device.type, enabled=False):
+        step_A, b_bar = discretize(log_step, A_re, A_im, dtype)  # (N,), (N,)
+        weight = torch.complex(C[:, 0].to(dtype), C[:, 1].to(dtype)) * b_bar  # (N,) C_n B̄_n
+        vandermonde = _powers(step_A, torch.arange(length, device=A_re.device))  # (L, N) Ā_n^l
+        return (vandermonde @ weight).real  # (L,)
+
+
+def hippo_imag(N: int) -> torch.Tensor:
+    """The imaginary parts of the diagonal HiPPO-LegS initialisation: eigenvalues of -i S, ascending, fp64 (N,)."""
+    n = torch.arange(N, dtype=torch.float64)
+    P = (2 * n + 1).sqrt()  # (N,)
+    p = (n + 0.5).sqrt()  # (N,)
+    S = -(torch.outer(P, P).tril() - torch.diag(n)) + torch.outer(p, p)  # (N, N), normal; diagonal all -1/2
+    # -i S = -i (S - diag S) + (i/2) I: a Hermitian matrix (S - diag S is skew-symmetric) plus a shift of every
+    # eigenvalue by i/2. The original's eigh reads the lower triangle and drops the imaginary diagonal, i.e. it
+    # diagonalises the Hermitian part; so do we, built from the lower triangle so that it is exactly Hermitian.
+    lower = S.tril(-1)
+    hermitian = -1j * (lower - lower.T).to(torch.complex128)  # (N, N)
+    return torch.linalg.eigvalsh(hermitian)  # (N,) ascending
+
+
+def s4d_init(
+    N: int,
+    scaling: str = "hippo",
+    generator: torch.Generator | None = None,
+    *,
+    dt_min: float = 0.01,
+    dt_max: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> dict:
+    """Initial S4D parameters of one direction (see the module docstring).
+
+    Returns:
+        {"A_re": (N,), "A_im": (N,), "C": (N, 2), "log_step": (1,)} in ``dtype`` on ``device``; C and log_step are
+        drawn (on the CPU) from ``generator``, A is deterministic.
+    """
+    if isinstance(N, bool) or not isinstance(N, int) or N < 1:
+        raise ValueError(f"s4d_init: N must be a positive int, got {N!r}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"s4d_init: scaling must be one of {SCALINGS}, got {scaling!r}")
+    if not 0 < dt_min <= dt_max:
+        raise ValueError(f"s4d_init: need 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
+    n = torch.arange(N, dtype=torch.float64)
+    if scaling == "lin":
+        A_im = math.pi * n
+    elif scaling == "inv":
+        A_im = (N / math.pi) * (N / (2 * n + 1) - 1)
+    else:
+        A_im = hippo_imag(N)
+    A_re = torch.full((N,), -0.5, dtype=torch.float64)  # = mean(diag S) for "hippo"
+    C = torch.randn(N, 2, generator=generator, dtype=torch.float64) * math.sqrt(0.5)
+    log_step = torch.rand(1, generator=generator, dtype=torch.float64) * math.log(dt_max / dt_min) + math.log(dt_min)
+    out = {"A_re": A_re, "A_im": A_im, "C": C, "log_step": log_step}
+    return {key: val.to(dtype=dtype, device=device) for key, val in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The forms. Each takes u (B, L, H) in the compute dtype with zeros at padding, and returns the convolution part
+# (B, L, H) (without the skip d·u).
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def fft_size(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: a size every FFT library handles fast."""
+    best = 1 << max(n - 1, 0).bit_length()
+    f5 = 1
+    while f5 < best:
+        f35 = f5
+        while f35 < best:
+            f = f35
+            while f < n:
+                f *= 2
+            best = min(best, f)
+            f35 *= 3
+        f5 *= 5
+    return best
+
+
+def toeplitz(k: torch.Tensor) -> torch.Tensor:
+    """The lower-triangular Toeplitz matrix T[t, s] = k[t-s] (t >= s), 0 above the diagonal: (L, L)."""
+    L = k.shape[0]
+    hankel = F.pad(k, (L - 1, 0)).unfold(0, L, 1)  # (L, L) view: hankel[i, j] = k[i + j - (L-1)], 0 when < 0
+    return hankel.flip(1)  # T[t, s] = hankel[t, L-1-s] = k[t - s]
+
+
+def toeplitz_form(u, k, reverse: bool):
+    """y = T u (causal) or Tᵀ u (anti-causal), one matmul over the B·H columns."""
+    T = toeplitz(k)  # (L, L)
+    return (T.mT if reverse else T) @ u  # (L, L) @ (B, L, H) -> (B, L, H)
+
+
+def fft_form(u, k, reverse: bool):
+    """Convolution (causal) or correlation (anti-causal) by FFT, zero-padded so that nothing wraps around."""
+    L = u.shape[1]
+    n = fft_size(2 * L)
+    # FFTs along the contiguous axis of a (B, H, L) copy: forward+backward measured 15-50 % faster on a CPU than
+    # strided FFTs over dim 1, the transposes included.
+    U = torch.fft.rfft(u.transpose(1, 2).contiguous(), n=n)  # (B, H, F)
+    K = torch.fft.rfft(k, n=n)  # (F,)
+    if reverse:
+        K = K.conj()  # Σ_m k[m] u[t+m]: a correlation
+    return torch.fft.irfft(U * K, n=n)[..., :L].transpose(1, 2)  # (B, L, H)
+
+
+def recurrent_form(u, params, reverse: bool, chunk_size: int):
+    """The recurrence from the SSM parameters, in chunks of T steps (see the module docstring)."""
+    B, L, H = u.shape
+    log_step, A_re, A_im, C = params
+    step_A, b_bar = discretize(log_step, A_re, A_im, u.dtype)  # (N,), (N,)
+    c = torch.complex(C[:, 0].to(u.dtype), C[:, 1].to(u.dtype))  # (N,)
+    N = step_A.shape[0]
+    T = min(chunk_size, L)
+    n_chunks = -(-L // T)
+    if n_chunks * T != L:  # zero inputs at the end: invisible to both directions
+        u = F.pad(u, (0, 0, 0, n_chunks * T - L))
+    u = u.reshape(B, n_chunks, T, H)  # (B, nc, T, H)
+    j = torch.arange(T, device=u.device)  # (T,) position inside a chunk
+
+    # Inside each chunk: the kernel's first T taps as a Toeplitz matrix.
+    kernel = (_powers(step_A, j) @ (c * b_bar)).real  # (T,) K[0 … T-1]
+    inner = toeplitz(kernel)  # (T, T)
+    y = (inner.mT if reverse else inner) @ u  # (B, nc, T, H)
+    if n_chunks == 1:
+        return y.view(B, T, H)[:, :L]
+
+    # Causal: input j reaches the state at the chunk's end after T-1-j steps; the state entering the chunk reaches
+    # output i after i+1 steps. Anti-causal: the chunk's start after j steps; output i after T-i steps.
+    to_state = b_bar[:, None] * _powers(step_A, j if reverse else T - 1 - j).T  # (N, T)
+    from_state = c[None, :] * _powers(step_A, T - j if reverse else j + 1)  # (T, N)
+
+    added = torch.cat([to_state.real, to_state.imag]) @ u  # (B, nc, 2N, H): real matmul, re and im stacked
+    added = torch.complex(added[:, :, :N], added[:, :, N:])  # (B, nc, N, H)
+    decay = torch.exp(T * step_A)[:, None]  # (N, 1) Ā^T
+    added = added.unbind(1)  # nc × (B, N, H); one unbind, not nc selects (each select's backward is a full tensor)
+    state = torch.zeros_like(added[0])  # (B, N, H)
+    entering = [None] * n_chunks
+    for chunk in range(n_chunks - 1, -1, -1) if reverse else range(n_chunks):
+        entering[chunk] = state
+        state = decay * state + added[chunk]
+    states = torch.stack(entering, dim=1)  # (B, nc, N, H)
+    states = torch.cat([states.real, states.imag], dim=2)  # (B, nc, 2N, H)
+    readout = torch.cat([from_state.real, -from_state.imag], dim=1)  # (T, 2N): Re(c x) = c_re x_re - c_im x_im
+    y = y + readout @ states  # (B, nc, T, H)
+    return y.reshape(B, n_chunks * T, H)[:, :L]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The ops
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _direction(u, k, d, keep, form, params, reverse, chunk_size):
+    """One direction in the compute dtype: conv(u masked) + d u, zeros at padding, cast back to u's dtype."""
+    dtype = torch.promote_types(u.dtype, torch.float32)  # fp32, or fp64 for fp64 inputs
+    x = u.to(dtype)
+    if keep is not None:
+        x = torch.where(keep, x, 0.0)  # torch.where, not a product: NaN at padding cannot leak
+    if form == "fft":
+        y = fft_form(x, k.to(dtype), reverse)
+    elif form == "toeplitz":
+        y = toeplitz_form(x, k.to(dtype), reverse)
+    else:
+        y = recurrent_form(x, tuple(p.to(dtype) for p in params), reverse, chunk_size)
+    y = y + d.to(dtype).reshape(()) * x  # (B, L, H)
+    if keep is not None:
+        y = torch.where(keep, y, 0.0)
+    return y.to(u.dtype).contiguous()
+
+
+def _keep(attention_mask):
+    return None if attention_mask is None else attention_mask.to(torch.bool)[:, :, None]  # (B, L, 1)
+
+
+def ssm_conv(
+    u, k, d, attention_mask=None, *, reverse: bool = False, form: str = "fft", params=None, chunk_size: int = 128
+) -> torch.Tensor:
+    """One direction: y[t] = Σ_{s≤t} k[t-s] u[s] + d u[t], or Σ_{s≥t} k[s-t] u[s] + d u[t] with ``reverse``.
+
+    Args:
+        u: (B, L, H). k: (L,) (may be None for form="recurrent"). d: () or (1,).
+        attention_mask: (B, L), 1 for real tokens and 0 for padding, or None.
+        form: "fft", "toeplitz" or "recurrent" (then ``params=(log_step, A_re, A_im, C)``).
+        chunk_size: T of the recurrent form.
+
+    Returns:
+        (B, L, H) in the dtype of ``u``; zeros at padded positions.
+    """
+    op = "ssm_conv"
+    check_form(op, form, chunk_size, params, "params")
+    check_direction(op, "", u, k, d, need_kernel=form != "recurrent")
+    if params is not None:
+        check_ssm_params(op, "params", params, device=u.device)
+    check_mask(op, attention_mask, u.shape[0], u.shape[1], u.device)
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        return _direction(u, k, d, _keep(attention_mask), form, params, reverse, chunk_size)
+
+
+def check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, form, recurrent_params, chunk_size):
+    """Validate the bidirectional op's arguments; raise ``ValueError`` naming the argument, its value and what is
+    allowed. ``form`` may be "auto" here (the kernels are then needed)."""
+    op = "bidirectional_ssm"
+    if form != "auto":
+        check_form(op, form, chunk_size, recurrent_params, "recurrent_params")
+    need_kernel = form != "recurrent"
+    check_direction(op, "_fwd", u_fwd, k_fwd, d_fwd, need_kernel=need_kernel)
+    if not isinstance(u_bwd, torch.Tensor) or tuple(u_bwd.shape) != tuple(u_fwd.shape):
+        raise ValueError(
+            f"bidirectional_ssm: u_bwd must have the shape of u_fwd {tuple(u_fwd.shape)}, got {_shape(u_bwd)}"
+        )
+    check_direction(op, "_bwd", u_bwd, k_bwd, d_bwd, device=u_fwd.device, need_kernel=need_kernel)
+    if recurrent_params is not None:
+        if not isinstance(recurrent_params, (tuple, list)) or len(recurrent_params) != 2:
+            raise ValueError(
+                "bidirectional_ssm: recurrent_params must be a pair ((log_step, A_re, A_im, C) forward, "
+                f"(log_step, A_re, A_im, C) backward), got {type(recurrent_params).__name__}"
+            )
+        for name, params in zip(("recurrent_params[0] (forward)", "recurrent_params[1] (backward)"), recurrent_params):
+            check_ssm_params(op, name, params, device=u_fwd.device)
+    check_mask(op, attention_mask, u_fwd.shape[0], u_fwd.shape[1], u_fwd.device)
+
+
+def bidirectional_ssm(
+    u_fwd,
+    u_bwd,
+    k_fwd,
+    k_bwd,
+    d_fwd,
+    d_bwd,
+    attention_mask=None,
+    *,
+    form: str = "fft",
+    recurrent_params=None,
+    chunk_size: int = 128,
+):
+    """The causal SSM over ``u_fwd`` and the anti-causal SSM over ``u_bwd`` (see the module docstring).
+
+    Args:
+        u_fwd, u_bwd: (B, L, H), the inputs of the two directions (same time axis, nothing flipped).
+        k_fwd, k_bwd: (L,), their kernels (``s4d_kernel``); may be None for form="recurrent".
+        d_fwd, d_bwd: () or (1,), their skips.
+        attention_mask: (B, L), 1 for real tokens and 0 for padding, or None.
+        form: "fft", "toeplitz" or "recurrent".
+        recurrent_params: ((log_step, A_re, A_im, C) forward, (…) backward), for form="recurrent".
+        chunk_size: T of the recurrent form.
+
+    Returns:
+        (y_fwd, y_bwd), each (B, L, H) in the dtype of its input; zeros at padded positions.
+    """
+    check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, form, recurrent_params, chunk_size)
+    if form == "auto":
+        raise ValueError(f"bidirectional_ssm: form must be one of {FORMS} here (the dispatcher resolves 'auto')")
+    params_fwd, params_bwd = recurrent_params if recurrent_params is not None else (None, None)
+    keep = _keep(attention_mask)
+    with torch.autocast(device_type=u_fwd.device.type, enabled=False):
+        y_fwd = _direction(u_fwd, k_fwd, d_fwd, keep, form, params_fwd, False, chunk_size)
+        y_bwd = _direction(u_bwd, k_bwd, d_bwd, keep, form, params_bwd, True, chunk_size)
+    return y_fwd, y_bwd

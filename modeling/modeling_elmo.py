@@ -1,0 +1,878 @@
+r"""ELMo: a character CNN, a forward and a backward stack of projected LSTMs, and a scalar mix of their layers.
+
+Peters et al. 2018, "Deep contextualized word representations" (bilm-tf, allenai). One file, the whole model:
+
+    x_t      = CharEncoder(characters of word t)                        the token layer, (B, L, P)
+    →h_t^1.. = LSTMP stack over x_1 .. x_n  (forward)                   each (B, L, P)
+    ←h_t^1.. = LSTMP stack over x_n .. x_1  (backward, its own weights)
+    layer j  = [→h^j | ←h^j]  (layer 0: [x | x]),                       (B, L, 2P)
+    ELMo_t   = γ Σ_j softmax(s)_j · layer_j(t)                          the scalar mix, (B, L, 2P)
+
+The native objective (``ElmoForBidirectionalLM``): the forward top state at t predicts word t+1, the backward top
+state at t predicts word t-1, through one softmax shared by both directions. The task heads (masked LM, sequence and
+token classification) read the scalar mix. Every direction reads the real tokens of its row only, whatever the
+padding (the gathered-order trick of ``run_bilstm``), so the outputs do not depend on padding or batch-mates.
+
+Inputs are ``char_ids`` (B, L, C) from ``WordCharTokenizerFast(char_scheme="bilm", add_sentence_boundaries=True)``:
+bilm-tf's byte ids, +1, with ``<S>`` and ``</S>`` around each sentence. ``input_ids`` are the words' ids in the
+softmax vocabulary: labels for the LM, never part of the representation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from ..configuration.configuration_elmo import ElmoConfig
+from ..kernels.dispatch import resolve_backend
+from .common import check_attention_mask, check_ids_in_range, check_kwargs, check_labels
+from .heads import (
+    MaskedLMHead,
+    SequenceClassificationHead,
+    TokenClassifierOutputWithPath,
+    _normalised_sum,
+    init_head_weights,
+    masked_lm_loss_and_logits,
+    sequence_classification_loss,
+    token_classification_head,
+)
+from .modeling_bilstm_crf import compact, reversed_order, run_bilstm
+
+# ----------------------------------------------------------------------------------------------------------------
+# The character encoder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ElmoHighway(nn.Module):
+    r"""One highway layer as bilm-tf's: y = g ⊙ relu(W_t x + b_t) + (1 − g) ⊙ x, with g = σ(W_g x + b_g).
+
+    ``gate`` holds bilm-tf's W_carry / b_carry (b_g starts at -2: the layer begins by passing x through),
+    ``transform`` its W_transform / b_transform. Shape: (..., d) -> (..., d).
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.gate = nn.Linear(size, size)
+        self.transform = nn.Linear(size, size)
+        self.gate.bilm_init = "highway_gate"
+        self.transform.bilm_init = "fan_in"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.gate(x))
+        return gate * F.relu(self.transform(x)) + (1.0 - gate) * x
+
+
+class ElmoCharacterEncoder(nn.Module):
+    r"""The context-free token vector of a word from its characters (Kim et al. 2016, as bilm-tf):
+
+        e_j   = E[c_j]                                       j = 1 .. C, E[0] = 0 (a padded word)
+        f_k   = act(max_τ (W_k ⋆ e)_τ + b_k)                 one convolution of width w_k per filter group,
+                                                             "valid" over the whole row, max over its windows
+        h     = Highway^{n_highway}([f_1 ; ... ; f_K])       F = Σ_k count_k features
+        x     = W_p h + b_p                                  to projection_size (none when F equals it)
+
+    Shape: char_ids (N, C) -> (N, projection_size), C >= the widest filter.
+    """
+
+    def __init__(self, config: ElmoConfig):
+        super().__init__()
+        self.char_embeddings = nn.Embedding(config.char_vocab_size, config.char_embedding_size, padding_idx=0)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(config.char_embedding_size, count, width) for width, count in config.char_filters
+        )
+        self.activation = config.char_activation
+        self.highways = nn.ModuleList(ElmoHighway(config.num_filters) for _ in range(config.n_highway))
+        self.projection = (
+            nn.Linear(config.num_filters, config.projection_size)
+            if config.num_filters != config.projection_size
+            else None
+        )
+        # bilm-tf's initialisation of each part, which ElmoPreTrainedModel._init_weights reads
+        self.char_embeddings.bilm_init = "char_embedding"
+        for conv in self.convolutions:
+            conv.bilm_init = f"conv_{config.char_activation}"
+        if self.projection is not None:
+            self.projection.bilm_init = "fan_in"
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        act = torch.relu if self.activation == "relu" else torch.tanh
+        chars = self.char_embeddings(char_ids).transpose(1, 2)  # (N, E, C)
+        features = [act(conv(chars).amax(dim=-1)) for conv in self.convolutions]  # K × (N, count_k)
+        h = torch.cat(features, dim=-1)  # (N, F)
+        for highway in self.highways:
+            h = highway(h)
+        return h if self.projection is None else self.projection(h)  # (N, P)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The LSTM with a projection (LSTMP)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def lstmp_reference(
+    input_gates: torch.Tensor,
+    weight_hh: torch.Tensor,
+    weight_proj: torch.Tensor | None,
+    forget_bias: float,
+    cell_clip: float | None,
+    proj_clip: float | None,
+    initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    lengths: torch.Tensor | None = None,
+    return_cells: bool = False,
+):
+    r"""The LSTMP recurrence, one step at a time, vectorised over the batch:
+
+        [i; g; f; o]_t = a_t + W_hh h_{t-1}                  a_t = W_ih x_t + b, precomputed (``input_gates``)
+        c_t = clip(σ(f_t + forget_bias) ⊙ c_{t-1} + σ(i_t) ⊙ tanh(g_t), ±cell_clip)
+        m_t = σ(o_t) ⊙ tanh(c_t)
+        h_t = clip(W_p m_t, ±proj_clip)                     (h_t = m_t and no clip without a projection)
+
+    from (h_0, c_0) = ``initial_state`` (zeros when None). The gate order i, g, f, o is TensorFlow's ``LSTMCell``
+    (its "i, j, f, o"), which bilm-tf's weights use.
+
+    Legend: B batch, T steps, H cells (lstm_size), P outputs (projection_size).
+    Shape: input_gates (B, T, 4H), weight_hh (4H, P), weight_proj (P, H) or None, initial_state ((B, P), (B, H)),
+    lengths (B,) -> (h (B, T, P), final state (h_n (B, P), c_n (B, H)), c (B, T, H) with ``return_cells`` else None).
+    The final state of row b is the state after its first lengths[b] steps (all T when ``lengths`` is None; the
+    initial state when lengths[b] = 0).
+    """
+    B, T, _ = input_gates.shape
+    H = weight_hh.shape[0] // 4
+    if initial_state is None:
+        h = input_gates.new_zeros(B, weight_hh.shape[1])  # (B, P)
+        c = input_gates.new_zeros(B, H)  # (B, H)
+    else:
+        h, c = initial_state
+    h_n, c_n = h, c
+    outputs, cells = [], []
+    for t in range(T):
+        gates = input_gates[:, t] + F.linear(h, weight_hh)  # (B, 4H)
+        i, g, f, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f + forget_bias) * c + torch.sigmoid(i) * torch.tanh(g)
+        if cell_clip is not None:
+            c = c.clamp(-cell_clip, cell_clip)
+        h = torch.sigmoid(o) * torch.tanh(c)  # (B, H)
+        if weight_proj is not None:
+            h = F.linear(h, weight_proj)  # (B, P)
+            if proj_clip is not None:
+                h = h.clamp(-proj_clip, proj_clip)
+        outputs.append(h)
+        if return_cells:
+            cells.append(c)
+        if lengths is not None:  # keep the state of each row's last step
+            last = (lengths == t + 1)[:, None]  # (B, 1)
+            h_n, c_n = torch.where(last, h, h_n), torch.where(last, c, c_n)
+    if lengths is None:
+        h_n, c_n = h, c
+    out = torch.stack(outputs, dim=1)  # (B, T, P)
+    return out, (h_n, c_n), (torch.stack(cells, dim=1) if return_cells else None)
+
+
+def lstmp(input_gates, weight_hh, weight_proj, forget_bias, cell_clip, proj_clip, initial_state=None, lengths=None,
+          return_cells: bool = False, backend: str = "auto"):
+    """The LSTMP recurrence (see ``lstmp_reference``) on the schedule ``backend`` picks: "auto" | "reference" (a
+    fused kernel is a later schedule of the same math; until then "auto" is the reference)."""
+    resolve_backend(backend, input_gates, op="elmo lstmp", has_triton=False)
+    return lstmp_reference(
+        input_gates, weight_hh, weight_proj, forget_bias, cell_clip, proj_clip, initial_state, lengths, return_cells
+    )
+
+
+class ElmoLstmCell(nn.Module):
+    r"""One direction of one layer: an LSTM with a projection and clipping (TensorFlow's ``LSTMCell(num_units=H,
+    num_proj=P, cell_clip, proj_clip)``), run over a whole sequence; the equations are ``lstmp_reference``'s.
+
+    Parameters: weight_ih (4H, I), weight_hh (4H, P), bias (4H) in the gate order i, g, f, o; weight_proj (P, H),
+    absent when P = H. Shape: (B, T, I) -> ``lstmp_reference``'s (outputs (B, T, P), final state, cells).
+    """
+
+    def __init__(self, input_size: int, config: ElmoConfig):
+        super().__init__()
+        H, P = config.lstm_size, config.projection_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * H, P))
+        self.bias = nn.Parameter(torch.empty(4 * H))
+        self.weight_proj = nn.Parameter(torch.empty(P, H)) if P < H else None
+        self.forget_bias = float(config.forget_bias)
+        self.cell_clip = config.cell_clip
+        self.proj_clip = config.proj_clip
+        self.backend = config.kernel_backend
+
+    def forward(self, x: torch.Tensor, initial_state=None, lengths=None, return_cells: bool = False):
+        input_gates = F.linear(x, self.weight_ih, self.bias)  # (B, T, 4H): every step's input at once
+        return lstmp(
+            input_gates, self.weight_hh, self.weight_proj, self.forget_bias, self.cell_clip, self.proj_clip,
+            initial_state, lengths, return_cells, backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        four_h, inputs = self.weight_ih.shape
+        projection = self.weight_hh.shape[1] if self.weight_proj is not None else None
+        return (
+            f"input_size={inputs}, cells={four_h // 4}, projection={projection}, "
+            f"cell_clip={self.cell_clip}, proj_clip={self.proj_clip}, forget_bias={self.forget_bias}"
+        )
+
+
+class ElmoBiLstmLayer(GradientCheckpointingLayer):
+    r"""Layer j of both stacks: the forward cell over each row's real tokens in order, the backward cell (its own
+    weights) over them in reverse order; with skip connections (j > 0) each adds its input:
+
+        →h^j = LSTMP_fwd(→h^{j-1}) [+ →h^{j-1}],   ←h^j = LSTMP_bwd(←h^{j-1}) [+ ←h^{j-1}]
+
+    In training, dropout applies to each direction's input (bilm-tf's input dropout). Zeros at padding.
+
+    Shape: hidden (B, L, 2P) = [forward | backward], order / backwards (B, L) the reading orders (real tokens first),
+    mask (B, L), initial_state (h (2, B, P), c (2, B, H)) per direction or None (zeros)
+    -> ((B, L, 2P), the final state in the same layout: the forward state after the last real token, the backward
+    one after the first).
+    """
+
+    def __init__(self, config: ElmoConfig, index: int):
+        super().__init__()
+        self.forward_cell = ElmoLstmCell(config.projection_size, config)
+        self.backward_cell = ElmoLstmCell(config.projection_size, config)
+        self.skip_connection = bool(config.use_skip_connections and index > 0)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden, order, backwards, mask, initial_state=None):
+        P = hidden.shape[-1] // 2
+        lengths = mask.sum(1)  # (B,)
+        outputs, final_h, final_c = [], [], []
+        directions = ((self.forward_cell, hidden[..., :P], order), (self.backward_cell, hidden[..., P:], backwards))
+        for d, (cell, part, index) in enumerate(directions):
+            x = self.dropout(part)  # (B, L, P)
+            gather = index[..., None].expand_as(x)
+            state = None if initial_state is None else (initial_state[0][d], initial_state[1][d])
+            out, (h_n, c_n), _ = cell(x.gather(1, gather), state, lengths)  # (B, L, P) in this direction's order
+            out = torch.zeros_like(out).scatter(1, gather, out)  # back to the original positions
+            outputs.append(out + x if self.skip_connection else out)
+            final_h.append(h_n)
+            final_c.append(c_n)
+        hidden = torch.cat(outputs, dim=-1) * mask[..., None].to(hidden.dtype)  # (B, L, 2P)
+        return hidden, (torch.stack(final_h), torch.stack(final_c))
+
+    def extra_repr(self) -> str:
+        return f"skip_connection={self.skip_connection}"
+
+
+class ElmoScalarMix(nn.Module):
+    r"""ELMo_t = γ Σ_j softmax(s)_j · N(layer_j(t)), N = identity or, with ``layer_norm``, each token's vector
+    normalised over its features (mean 0, variance 1; real tokens only). s starts at 0 (the mean of the layers),
+    γ at 1.
+
+    (AllenNLP's ``ScalarMix(do_layer_norm=True)`` normalises with statistics over all real tokens of the batch,
+    which makes a sentence's vector depend on its batch-mates; this normalisation is per token.)
+
+    Shape: layers: J × (B, L, D), mask (B, L) -> (B, L, D), zeros at padding.
+    """
+
+    def __init__(self, num_layers: int, layer_norm: bool = False, eps: float = 1e-12):
+        super().__init__()
+        self.scalar_weights = nn.Parameter(torch.zeros(num_layers))
+        self.gamma = nn.Parameter(torch.ones(1))
+        self.layer_norm = layer_norm
+        self.eps = eps
+
+    def forward(self, layers, mask: torch.Tensor) -> torch.Tensor:
+        if len(layers) != self.scalar_weights.shape[0]:
+            raise ValueError(f"ElmoScalarMix: {len(layers)} layers given, the mix has {self.scalar_weights.shape[0]}")
+        weights = torch.softmax(self.scalar_weights.float(), dim=0)  # (J,)
+        mixed = None
+        for weight, layer in zip(weights, layers):
+            if self.layer_norm:
+                mean = layer.mean(dim=-1, keepdim=True)
+                var = layer.var(dim=-1, unbiased=False, keepdim=True)
+                layer = (layer - mean) * torch.rsqrt(var + self.eps)
+            term = weight.to(layer.dtype) * layer
+            mixed = term if mixed is None else mixed + term
+        return self.gamma.to(mixed.dtype) * mixed * mask[..., None].to(mixed.dtype)
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.scalar_weights.shape[0]}, layer_norm={self.layer_norm}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampled softmax (bilm-tf's training loss: tf.nn.sampled_softmax_loss with the log-uniform sampler)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def log_uniform_probabilities(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    r"""P(k) = log((k + 2) / (k + 1)) / log(V + 1): Zipf's law over ids sorted by frequency (fp64)."""
+    return torch.log1p(1.0 / (ids.double() + 1.0)) / math.log(vocab_size + 1)
+
+
+def draw_log_uniform(n: int, vocab_size: int, device=None, generator=None) -> torch.Tensor:
+    r"""``n`` independent draws k = ⌊(V + 1)^u⌋ − 1, u ~ U[0, 1): each id k with probability
+    ``log_uniform_probabilities(k)``. Shape: (n,) long."""
+    u = torch.rand(n, dtype=torch.float64, device=device, generator=generator)
+    return (torch.exp(u * math.log(vocab_size + 1)).floor().long() - 1).clamp_(0, vocab_size - 1)
+
+
+def sample_log_uniform(num_sampled: int, vocab_size: int, device=None, generator=None) -> tuple[torch.Tensor, int]:
+    r"""``num_sampled`` distinct ids drawn from the log-uniform distribution: ids are drawn with replacement until
+    ``num_sampled`` different ones have appeared (TensorFlow's ``unique=True`` sampler). Returns the ids in the
+    order they first appeared, (S,), and the number of draws it took.
+
+    The draws are ``draw_log_uniform``'s.
+    """
+    if isinstance(num_sampled, bool) or not isinstance(num_sampled, int) or not 0 < num_sampled <= vocab_size:
+        raise ValueError(
+            f"sample_log_uniform: num_sampled must be an int in [1, vocab_size={vocab_size}], got {num_sampled!r}"
+        )
+    draws = torch.empty(0, dtype=torch.long, device=device)
+    chunk = max(2 * num_sampled, 64)
+    while True:
+        draws = torch.cat([draws, draw_log_uniform(chunk, vocab_size, device, generator)])
+        distinct, inverse = torch.unique(draws, return_inverse=True)
+        if distinct.numel() >= num_sampled:
+            break
+        chunk *= 2
+    positions = torch.arange(draws.numel(), device=draws.device)
+    first = torch.full_like(distinct, draws.numel()).scatter_reduce(0, inverse, positions, "amin")  # first draw of each
+    firsts = first.sort().values[:num_sampled]
+    return draws[firsts], int(firsts[-1].item()) + 1
+
+
+def log_uniform_expected_count(ids: torch.Tensor, num_tries: int, vocab_size: int) -> torch.Tensor:
+    r"""How often ``ids`` are expected among the candidates after ``num_tries`` draws: 1 − (1 − P(k))^tries, the
+    Q(k) that the sampled logits subtract as log Q(k) (fp64)."""
+    p = log_uniform_probabilities(ids, vocab_size)
+    return -torch.expm1(num_tries * torch.log1p(-p))
+
+
+def sampled_softmax_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    num_sampled: int,
+    generator=None,
+) -> torch.Tensor:
+    r"""Per-example sampled-softmax cross-entropy (Jean et al. 2015; ``tf.nn.sampled_softmax_loss``):
+
+        z_y = w_y·h + b_y − log Q(y),   z_s = w_s·h + b_s − log Q(s) for the S shared candidates s,
+        loss = logsumexp([z_y, z_s ...]) − z_y,   a candidate equal to the target ("accidental hit") removed.
+
+    Candidates come from ``sample_log_uniform``; Q from ``log_uniform_expected_count``. When S covers the vocabulary
+    (S >= V) the sample is every word with certainty and this is exactly the full softmax cross-entropy.
+
+    Shape: hidden (N, P), targets (N,), weight (V, P), bias (V,) -> (N,) fp32.
+    """
+    vocab_size = weight.shape[0]
+    if num_sampled >= vocab_size:
+        return F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, reduction="none")
+    candidates, tries = sample_log_uniform(num_sampled, vocab_size, hidden.device, generator)
+    log_q_true = log_uniform_expected_count(targets, tries, vocab_size).log().float()  # (N,)
+    log_q_sampled = log_uniform_expected_count(candidates, tries, vocab_size).log().float()  # (S,)
+    true_logits = (hidden * weight[targets]).sum(-1).float() - log_q_true  # (N,)
+    sampled_logits = (hidden @ weight[candidates].T).float() - log_q_sampled  # (N, S)
+    if bias is not None:
+        true_logits = true_logits + bias[targets].float()
+        sampled_logits = sampled_logits + bias[candidates].float()
+    sampled_logits = sampled_logits.masked_fill(candidates[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([true_logits[:, None], sampled_logits], dim=1)  # (N, 1 + S)
+    return torch.logsumexp(logits, dim=1) - true_logits
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ElmoModelOutput(BaseModelOutput):
+    """`BaseModelOutput` of `ElmoModel`, plus the scalar mixes.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, length, 2 × projection_size)`): the top layer
+            [forward | backward], zeros at padding.
+        hidden_states (`tuple(torch.FloatTensor)`, with `output_hidden_states`): the token layer [x | x], then each
+            LSTM layer, num_hidden_layers + 1 tensors of the same shape.
+        elmo_representations (`tuple(torch.FloatTensor)`): one scalar mix of all the layers per
+            `num_output_representations`, each `(batch, length, 2 × projection_size)`: ELMo's word representations.
+        final_states (`tuple(torch.FloatTensor)`, with `output_final_states`): the LSTMs' states at the end of each
+            row, (h (num_hidden_layers, 2, batch, projection_size), c (num_hidden_layers, 2, batch, lstm_size)),
+            direction 0 forward (after the last real token), 1 backward (after the first): the `initial_states` of
+            the batch that continues these rows.
+    """
+
+    elmo_representations: tuple[torch.FloatTensor, ...] | None = None
+    final_states: tuple[torch.FloatTensor, torch.FloatTensor] | None = None
+
+
+@dataclass
+class ElmoBidirectionalLMOutput(ModelOutput):
+    """Output of `ElmoForBidirectionalLM`.
+
+    Args:
+        loss (`torch.FloatTensor`, with labels): ½ (forward_loss + backward_loss), or, with `num_items_in_batch`,
+            the sum of both directions' cross-entropies over 2 × num_items_in_batch.
+        forward_loss, backward_loss (`torch.FloatTensor`, with labels): each direction's mean cross-entropy over the
+            words it predicts (the sampled-softmax loss in training with `sampled_softmax_size` > 0).
+        forward_perplexity, backward_perplexity (`torch.FloatTensor`, with labels): exp of each direction's loss.
+        forward_logits, backward_logits (`torch.FloatTensor`): next-word (forward) and previous-word (backward)
+            scores over the vocabulary: `(batch, length, vocab_size)` without labels or with
+            `sparse_prediction=False`, `(predicted words, vocab_size)` with labels, None in sampled training.
+        hidden_states (`tuple(torch.FloatTensor)`, with `output_hidden_states`), final_states (with
+            `output_final_states`): as `ElmoModel`'s (bilm-tf trains statefully: each batch continues the rows of the
+            previous one when its `final_states` are passed as `initial_states`).
+    """
+
+    loss: torch.FloatTensor | None = None
+    forward_loss: torch.FloatTensor | None = None
+    backward_loss: torch.FloatTensor | None = None
+    forward_perplexity: torch.FloatTensor | None = None
+    backward_perplexity: torch.FloatTensor | None = None
+    forward_logits: torch.FloatTensor | None = None
+    backward_logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    final_states: tuple[torch.FloatTensor, torch.FloatTensor] | None = None
+
+
+class ElmoPreTrainedModel(PreTrainedModel):
+    config_class = ElmoConfig
+    config: ElmoConfig
+    base_model_prefix = "elmo"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ElmoBiLstmLayer"]
+    _keep_in_fp32_modules = ["crf"]
+    _keep_in_fp32_modules_strict = ["crf"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """bilm-tf's initialisation for the encoder (transformers' defaults first, then overridden per module):
+        character embeddings ~ U(-1, 1) (row 0, the padded word, is 0); convolutions ~ U(±0.05) with relu or
+        N(0, 1/(width·E)) with tanh, zero biases; highway and projection weights ~ N(0, 1/fan_in), the highway gate's
+        bias -2; LSTM weights Xavier-uniform, zero biases (the forget bias is added at run time); the scalar mix
+        s = 0, γ = 1."""
+        super()._init_weights(module)
+        init_head_weights(module, self.config)
+        kind = getattr(module, "bilm_init", None)  # set by the character encoder's parts
+        if kind == "char_embedding":
+            init.uniform_(module.weight, -1.0, 1.0)
+            if not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[0])
+        elif kind in ("conv_relu", "conv_tanh"):
+            if kind == "conv_relu":
+                init.uniform_(module.weight, -0.05, 0.05)
+            else:
+                _, embedding_size, width = module.weight.shape
+                init.normal_(module.weight, 0.0, (1.0 / (width * embedding_size)) ** 0.5)
+            init.zeros_(module.bias)
+        elif kind in ("fan_in", "highway_gate"):
+            init.normal_(module.weight, 0.0, module.in_features**-0.5)
+            init.constant_(module.bias, -2.0 if kind == "highway_gate" else 0.0)
+        elif isinstance(module, ElmoLstmCell):
+            init.xavier_uniform_(module.weight_ih)
+            init.xavier_uniform_(module.weight_hh)
+            init.zeros_(module.bias)
+            if module.weight_proj is not None:
+                init.xavier_uniform_(module.weight_proj)
+        elif isinstance(module, ElmoScalarMix):
+            init.zeros_(module.scalar_weights)
+            init.ones_(module.gamma)
+        elif isinstance(module, nn.LSTM):  # the tagger's BiLSTM: forget-gate bias 1 (PyTorch order i, f, g, o)
+            for name, parameter in module.named_parameters():
+                if name.startswith("bias_ih") and not getattr(parameter, "_is_hf_initialized", False):
+                    hidden = parameter.shape[0] // 4
+                    init.constant_(parameter[hidden : 2 * hidden], 1.0)
+
+
+class ElmoModel(ElmoPreTrainedModel):
+    r"""The ELMo biLM encoder: character encoder → `num_hidden_layers` bidirectional LSTMP layers → scalar mixes.
+
+    `forward(char_ids, attention_mask)` returns `ElmoModelOutput`: `last_hidden_state` the top layer (B, L, 2P) as
+    [forward | backward]; `hidden_states` (with `output_hidden_states`) the token layer [x | x] and every LSTM layer;
+    `elmo_representations` the `num_output_representations` scalar mixes of those layers (ELMo's word vectors; the
+    task models read the first). Without `attention_mask` the real tokens are those with any non-zero character id,
+    as in bilm-tf.
+
+    `word_embeddings` (vocab_size × P) is the LM softmax table, which the heads' decoders are tied to; the encoder
+    reads characters only, so `input_ids` and `inputs_embeds` are accepted (their shapes are checked) but do not
+    enter the representation.
+    """
+
+    def __init__(self, config: ElmoConfig):
+        config.check()
+        super().__init__(config)
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.projection_size)
+        self.char_encoder = ElmoCharacterEncoder(config)
+        self.layers = nn.ModuleList(ElmoBiLstmLayer(config, index) for index in range(config.num_hidden_layers))
+        self.scalar_mixes = nn.ModuleList(
+            ElmoScalarMix(config.num_hidden_layers + 1, config.mix_layer_norm, config.layer_norm_eps)
+            for _ in range(config.num_output_representations)
+        )
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.word_embeddings = value
+
+    def scalar_mix(self, hidden_states, attention_mask: torch.Tensor, index: int = 0) -> torch.Tensor:
+        """Mix ``index`` (of ``num_output_representations``) of ``hidden_states`` (the token layer and every LSTM layer,
+        as ``output_hidden_states`` returns them). Shape: (J × (B, L, 2P), (B, L)) -> (B, L, 2P)."""
+        if not 0 <= index < len(self.scalar_mixes):
+            raise ValueError(
+                f"ElmoModel.scalar_mix: index must be in [0, num_output_representations={len(self.scalar_mixes)}), "
+                f"got {index}"
+            )
+        return self.scalar_mixes[index](hidden_states, attention_mask)
+
+    def attention_mask_for(self, char_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The (B, L) 0/1 mask the model uses: ``attention_mask`` if given, else words with any character id."""
+        if attention_mask is not None:
+            return attention_mask.to(device=char_ids.device, dtype=torch.long)
+        return (char_ids > 0).any(dim=-1).long()
+
+    def _check_inputs(self, name: str, input_ids, char_ids, inputs_embeds) -> tuple[int, int]:
+        config = self.config
+        if char_ids is None:
+            raise ValueError(
+                f"{name}: char_ids (batch, words, max_chars) are required: ELMo reads the characters of each word "
+                "(WordCharTokenizerFast returns them)"
+            )
+        if not isinstance(char_ids, torch.Tensor) or char_ids.dim() != 3:
+            shape = tuple(char_ids.shape) if isinstance(char_ids, torch.Tensor) else type(char_ids).__name__
+            raise ValueError(f"{name}: char_ids must be a (batch, words, max_chars) tensor, got {shape}")
+        if char_ids.is_floating_point() or char_ids.dtype == torch.bool:
+            raise ValueError(f"{name}: char_ids must be an integer tensor, got {char_ids.dtype}")
+        batch, length, width = char_ids.shape
+        if batch == 0 or length == 0:
+            raise ValueError(f"{name}: the batch is empty (batch={batch}, length={length}); nothing to encode")
+        if width < config.max_filter_width:
+            raise ValueError(
+                f"{name}: char_ids rows hold {width} characters, fewer than the widest character filter "
+                f"({config.max_filter_width}); the tokenizer's max_word_length should be "
+                f"max_characters_per_token={config.max_characters_per_token}"
+            )
+        check_ids_in_range(name, "char_ids", char_ids, config.char_vocab_size, "char_vocab_size")
+        if input_ids is not None:
+            if not isinstance(input_ids, torch.Tensor) or tuple(input_ids.shape) != (batch, length):
+                shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+                raise ValueError(
+                    f"{name}: input_ids must have the shape of char_ids' words ({batch}, {length}), got {shape}"
+                )
+            if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+                raise ValueError(f"{name}: input_ids must be an integer tensor, got {input_ids.dtype}")
+            check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
+        if inputs_embeds is not None:
+            expected = (batch, length, config.projection_size)
+            if not isinstance(inputs_embeds, torch.Tensor) or tuple(inputs_embeds.shape) != expected:
+                shape = tuple(inputs_embeds.shape) if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds)
+                raise ValueError(f"{name}: inputs_embeds must have shape {expected}, got {shape}")
+        return batch, length
+
+    def _check_states(self, name: str, states, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        config = self.config
+        shapes = (
+            (config.num_hidden_layers, 2, batch, config.projection_size),
+            (config.num_hidden_layers, 2, batch, config.lstm_size),
+        )
+        if (
+            not isinstance(states, (tuple, list))
+            or len(states) != 2
+            or not all(isinstance(t, torch.Tensor) and tuple(t.shape) == shape for t, shape in zip(states, shapes))
+        ):
+            got = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in states] if isinstance(
+                states, (tuple, list)) else type(states).__name__
+            raise ValueError(
+                f"{name}: initial_states must be (h, c) with shapes {shapes[0]} and {shapes[1]} (layers, directions, "
+                f"batch, size), as output_final_states returns them; got {got}"
+            )
+        return states[0].to(device), states[1].to(device)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        char_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        initial_states: tuple[torch.Tensor, torch.Tensor] | None = None,
+        output_final_states: bool = False,
+        **kwargs,
+    ) -> ElmoModelOutput | tuple:
+        r"""
+        initial_states (`tuple(torch.FloatTensor)`, *optional*): (h, c) the LSTMs start from, per layer, direction
+            and row (see `ElmoModelOutput.final_states`); zeros when None. Passing a batch's `final_states` to the
+            next batch continues its rows, as bilm-tf's stateful inference graph does.
+        output_final_states (`bool`, defaults to `False`): return `final_states`.
+        """
+        name = type(self).__name__
+        check_kwargs(name, kwargs, extra_ignored=("token_type_ids",))
+        self.config.check()
+        config = self.config
+        batch, length = self._check_inputs(name, input_ids, char_ids, inputs_embeds)
+        device = self.char_encoder.char_embeddings.weight.device
+        char_ids = char_ids.to(device)
+        if attention_mask is not None:
+            mask = check_attention_mask(name, attention_mask, batch, length, device)  # (B, L) long
+        else:
+            mask = self.attention_mask_for(char_ids, None)
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = config.return_dict if return_dict is None else return_dict
+
+        keep = mask.bool()  # (B, L)
+        tokens = self.char_encoder(char_ids[keep])  # (N, P): the real words only
+        token_layer = tokens.new_zeros(batch, length, tokens.shape[-1])
+        token_layer[keep] = tokens  # (B, L, P)
+        order = compact(keep)  # (B, L) real tokens first, in order
+        backwards = reversed_order(order, keep.sum(1))  # (B, L) real tokens first, last to first
+
+        if initial_states is not None:
+            initial_states = self._check_states(name, initial_states, batch, device)
+        hidden = torch.cat([token_layer, token_layer], dim=-1)  # (B, L, 2P) layer 0 = [x | x]
+        layers, final_h, final_c = [hidden], [], []
+        for j, layer in enumerate(self.layers):
+            state = None if initial_states is None else (initial_states[0][j], initial_states[1][j])
+            hidden, (h_n, c_n) = layer(hidden, order, backwards, mask, state)  # (B, L, 2P)
+            layers.append(hidden)
+            final_h.append(h_n)
+            final_c.append(c_n)
+        representations = tuple(mix(layers, mask) for mix in self.scalar_mixes)
+        out = ElmoModelOutput(
+            last_hidden_state=hidden,
+            hidden_states=tuple(layers) if output_hidden_states else None,
+            elmo_representations=representations,
+            final_states=(torch.stack(final_h), torch.stack(final_c)) if output_final_states else None,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+def _mask_of(model: ElmoModel, char_ids, attention_mask, like: torch.Tensor) -> torch.Tensor:
+    return model.attention_mask_for(char_ids.to(like.device), attention_mask).to(like.device)
+
+
+class ElmoForBidirectionalLM(ElmoPreTrainedModel):
+    r"""ELMo's native objective: the forward LM predicts word t+1 from the forward top state at t, the backward LM
+    word t-1 from the backward top state at t, both through one softmax (`lm_head`, tied to the word table):
+
+        loss = ½ (mean_t CE(softmax(W →h_t + b), w_{t+1}) + mean_t CE(softmax(W ←h_t + b), w_{t-1}))
+
+    over each row's real tokens (with the tokenizer's sentence boundaries, the forward LM ends by predicting </S>
+    and the backward LM by predicting <S>). `labels` (B, L) are the word ids, usually `input_ids` with -100 at
+    padding; a -100 word is not predicted. With `sampled_softmax_size` > 0 training uses bilm-tf's sampled softmax
+    (``sampled_softmax_loss``), evaluation the full softmax. Dropout (`hidden_dropout_prob`) applies to the top
+    states in training, as bilm-tf's.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "elmo.word_embeddings.weight"}
+
+    def __init__(self, config: ElmoConfig):
+        super().__init__(config)
+        self.elmo = ElmoModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.lm_head = nn.Linear(config.projection_size, config.vocab_size, bias=True)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    def _loss_sum(self, states: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(sum of the cross-entropies, logits or None) of ``states`` (N, P) predicting ``targets`` (N,)."""
+        if self.training and self.config.sampled_softmax_size > 0:
+            losses = sampled_softmax_loss(
+                states, targets, self.lm_head.weight, self.lm_head.bias, self.config.sampled_softmax_size
+            )
+            return losses.sum(), None
+        logits = self.lm_head(states)  # (N, V)
+        return F.cross_entropy(logits.float(), targets, reduction="sum"), logits
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        char_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ElmoBidirectionalLMOutput | tuple:
+        name = type(self).__name__
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
+        top = self.dropout(out.last_hidden_state)  # (B, L, 2P)
+        P = self.config.projection_size
+        forward_states, backward_states = top[..., :P], top[..., P:]  # (B, L, P) each
+        result = ElmoBidirectionalLMOutput(hidden_states=out.hidden_states, final_states=out.final_states)
+        if labels is None:
+            result.forward_logits = self.lm_head(forward_states)  # (B, L, V)
+            result.backward_logits = self.lm_head(backward_states)
+        else:
+            batch, length = top.shape[:2]
+            check_labels(name, labels, (batch, length), self.config.vocab_size, "one word id per position")
+            labels = labels.to(top.device)
+            keep = _mask_of(self.elmo, char_ids, attention_mask, top).bool()
+            lengths = keep.sum(1)  # (B,)
+            order = compact(keep)  # (B, L): the real tokens of each row first, in order
+            words = labels.gather(1, order)  # (B, L) word ids in reading order
+            step = torch.arange(1, length, device=top.device)[None, :]  # (1, L-1)
+            real_pair = step < lengths[:, None]  # (B, L-1): reading positions i-1, i both real
+            sums, counts, logits = [], [], []
+            # forward: the state at reading position i-1 predicts word i; backward: the state at i predicts word i-1
+            for states, at, predicted in (
+                (forward_states, order[:, :-1], words[:, 1:]),
+                (backward_states, order[:, 1:], words[:, :-1]),
+            ):
+                selected = real_pair & (predicted != -100)  # (B, L-1)
+                gathered = states.gather(1, at[..., None].expand(-1, -1, P))[selected]  # (N, P)
+                loss_sum, direction_logits = self._loss_sum(gathered, predicted[selected])
+                sums.append(loss_sum)
+                counts.append(selected.sum())
+                if direction_logits is not None and not self.config.sparse_prediction:
+                    direction_logits = self.lm_head(states)  # (B, L, V)
+                logits.append(direction_logits)
+            result.forward_loss = _normalised_sum(sums[0], counts[0], None)
+            result.backward_loss = _normalised_sum(sums[1], counts[1], None)
+            if num_items is not None:
+                result.loss = _normalised_sum(sums[0] + sums[1], counts[0] + counts[1], 2 * num_items)
+            else:
+                result.loss = 0.5 * (result.forward_loss + result.backward_loss)
+            result.forward_perplexity = torch.exp(result.forward_loss.detach())
+            result.backward_perplexity = torch.exp(result.backward_loss.detach())
+            result.forward_logits, result.backward_logits = logits
+        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+
+class ElmoForMaskedLM(ElmoPreTrainedModel):
+    r"""ELMo with the masked-LM head over the scalar mix: the 2P-wide mix is projected to P and decoded with the tied
+    word table. A masked word's characters must be hidden too (``DataCollatorForWordCharLanguageModeling`` gives it
+    the [MASK] token's characters)."""
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "elmo.word_embeddings.weight"}
+
+    def __init__(self, config: ElmoConfig):
+        super().__init__(config)
+        self.elmo = ElmoModel(config)
+        self.lm_head = MaskedLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        char_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput | tuple:
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
+        loss, logits = masked_lm_loss_and_logits(
+            self.lm_head, out.elmo_representations[0], labels, self.config, num_items, type(self).__name__
+        )
+        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+
+class ElmoForSequenceClassification(ElmoPreTrainedModel):
+    r"""ELMo with a pooled classification/regression head over the scalar mix (default pooling: the forward half at
+    the last real token and the backward half at the first)."""
+
+    def __init__(self, config: ElmoConfig):
+        super().__init__(config)
+        self.elmo = ElmoModel(config)
+        self.classifier = SequenceClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        char_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
+        mixed = out.elmo_representations[0]
+        mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
+        logits = self.classifier(mixed, mask)  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items, type(self).__name__)
+        result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+
+class ElmoForTokenClassification(ElmoPreTrainedModel):
+    r"""ELMo as a tagger: scalar mix → dropout → a task BiLSTM (projection_size units per direction, over the real
+    tokens only) → the CRF head (`use_crf=True`, the default: `logits` are max-marginal scores whose argmax is the
+    Viterbi path) or a softmax head."""
+
+    def __init__(self, config: ElmoConfig):
+        super().__init__(config)
+        self.elmo = ElmoModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.tagger = nn.LSTM(
+            config.encoder_output_size, config.projection_size, batch_first=True, bidirectional=True
+        )
+        self.classifier = token_classification_head(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        char_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutputWithPath | tuple:
+        num_items = kwargs.pop("num_items_in_batch", None)
+        out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
+        mixed = out.elmo_representations[0]
+        mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
+        hidden = run_bilstm(self.tagger, self.dropout(mixed), mask)  # (B, L, 2P)
+        loss, logits, predictions = self.classifier(hidden, mask, labels, num_items, type(self).__name__)
+        result = TokenClassifierOutputWithPath(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, predictions=predictions
+        )
+        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+
+__all__ = [
+    "ElmoModel",
+    "ElmoForBidirectionalLM",
+    "ElmoForMaskedLM",
+    "ElmoForSequenceClassification",
+    "ElmoForTokenClassification",
+    "ElmoPreTrainedModel",
+    "ElmoModelOutput",
+    "ElmoBidirectionalLMOutput",
+]

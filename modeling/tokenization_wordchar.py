@@ -1,0 +1,554 @@
+"""A word-level tokenizer that also returns the characters of every word: the input of BiLSTM-CRF and ELMo.
+
+``WordCharTokenizerFast`` is a ``transformers`` fast tokenizer over a ``tokenizers`` WordLevel model. Besides the
+word ids it returns ``char_ids``, one row of ``max_word_length`` character ids per token::
+
+    tokenizer = WordCharTokenizerFast.from_words(training_sentences, lowercase=True)
+    batch = tokenizer(["EU rejects German call .", "Peter Blackburn"], padding=True, return_tensors="pt")
+    batch["input_ids"]   # (B, L)     word ids; an out-of-vocabulary word is [UNK]
+    batch["char_ids"]    # (B, L, W)  its characters, always read from the ORIGINAL text, so an [UNK] keeps them
+    batch["attention_mask"]
+
+Pre-tokenisation (raw text), close to the CoNLL-2003 / Penn Treebank tokens:
+
+  1. split on whitespace (any Unicode space);
+  2. inside each piece, take tokens from left to right, the first rule that matches wins:
+     a. ``n't`` is split off a word (PTB): ``don't`` -> ``do`` ``n't``, ``can't`` -> ``ca`` ``n't``;
+     b. the clitics ``'s 're 've 'll 'd 'm`` (any case, ``'`` or ``’``) at the end of a word are tokens of their
+        own: ``Germany's`` -> ``Germany`` ``'s``, ``I'd`` -> ``I`` ``'d``;
+     c. single letters joined by periods keep the periods, the final one included: ``U.S.``, ``e.g.``, ``U.S``;
+     d. a word: letters, digits and combining marks, with word-INTERNAL hyphens, periods, ``&`` and apostrophes
+        (those not starting a clitic of b) kept, and ``,`` ``:`` ``/`` kept between digits: ``1996-08-30``,
+        ``all-rounder``, ``3.5``, ``1,000``, ``10:30``, ``1/2``, ``O'Neill``, ``AT&T``, ``www.example.com``;
+     e. anything else is a token of one character (``(``, ``"``, ``$``, ``%``, a final ``.``, ...), except runs of
+        periods or hyphens, which stay together (``...``, ``--``).
+
+  So a word's final period is split off (``end.`` -> ``end`` ``.``, also ``Mr.`` -> ``Mr`` ``.``: there is no
+  abbreviation list), and a sign is not part of a number (``-5`` -> ``-`` ``5``).
+
+With ``is_split_into_words=True`` the words given are the tokens: no pre-tokenisation at all, each non-empty word is
+exactly one token (an empty word gives no token; ``word_ids()`` still numbers the words as given).
+
+Normalisation (``lowercase``, ``digits_to_zero``: every ASCII digit becomes ``0``, as in Lample et al. 2016) applies
+to the WORD lookup only. Characters always come from the original text through the encoding's offsets.
+
+Character schemes (``char_scheme``):
+
+  ``"vocab"``  a character vocabulary built from the training words (``from_words``), saved with the tokenizer:
+               0 = padding, 1 = unknown character, 2 / 3 / 4 = the "characters" of the special tokens [MASK] / <S> /
+               </S>, then the characters seen, most frequent first (ties in code-point order). A word is its first
+               ``max_word_length`` characters (Unicode code points), zero-padded; a special token is its one reserved
+               character: [MASK] -> [2, 0, 0, ...].
+  ``"bilm"``   the character ids of ELMo (Peters et al. 2018; bilm-tf's ``UnicodeCharsVocabulary``): the word's UTF-8
+               bytes 0..255, begin-of-sentence 256, end-of-sentence 257, begin-of-word 258, end-of-word 259, padding
+               260, all shifted by +1 so that 0 is a padded word: a word is [259, b1+1, ..., bn+1, 260, 261, ...]
+               with its bytes truncated to ``max_word_length - 2``; <S> is [259, 257, 260, 261, ...] and </S> is
+               [259, 258, 260, 261, ...]. [MASK] is the byte 0xFF, which never occurs in UTF-8 text:
+               [259, 256, 260, 261, ...]; so the 262 character ids of the original ELMo suffice.
+
+  In both schemes a padding position (attention mask 0) is a row of zeros.
+
+Special tokens: [PAD]=0, [UNK]=1, [MASK]=2 and, with ``add_sentence_boundaries=True``, <S>=3 and </S>=4, which then
+wrap every sequence (``<S> A </S>``; pairs ``<S> A </S> <S> B </S>``) and are marked in ``special_tokens_mask``.
+A [MASK] written in the text is the mask token (for fill-mask), not a special position.
+
+``tokenizer.pad`` (and so ``DataCollatorWithPadding`` and ``DataCollatorForTokenClassification``) pads ``char_ids`` next
+to ``input_ids``, on either side, with all-zero rows. ``ids_to_char_ids`` gives the character rows of vocabulary ids:
+a masked-LM collator that replaces words must replace their character rows too, or the characters give the word away.
+
+The class is registered with ``AutoTokenizer`` per config class by ``register_auto_tokenizer``; until then
+``AutoTokenizer.from_pretrained`` on a saved folder does not know the class and silently falls back to a plain fast
+tokenizer without ``char_ids`` (``WordCharTokenizerFast.from_pretrained`` always works).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+import torch
+from transformers import AutoTokenizer, DataCollatorForLanguageModeling, PreTrainedTokenizerFast
+from transformers.utils import PaddingStrategy
+
+PAD, UNK, MASK, BOS, EOS = "[PAD]", "[UNK]", "[MASK]", "<S>", "</S>"
+CHAR_SCHEMES = ("vocab", "bilm")
+DEFAULT_MAX_WORD_LENGTH = 50
+
+#: Reserved entries of a "vocab" character vocabulary, in id order.
+CHAR_PAD_ID, CHAR_UNK_ID, CHAR_MASK_ID, CHAR_BOS_ID, CHAR_EOS_ID = range(5)
+RESERVED_CHARS = (PAD, UNK, MASK, BOS, EOS)
+
+#: bilm-tf / ELMo character ids before the +1 shift.
+BILM_BOS_CHAR, BILM_EOS_CHAR, BILM_BOW, BILM_EOW, BILM_PAD = 256, 257, 258, 259, 260
+BILM_MASK_CHAR = 0xFF  # never a byte of UTF-8 text
+BILM_CHAR_VOCAB_SIZE = 262  # 0 (padded word) + 261 shifted ids
+
+_WORD = r"[\p{L}\p{N}\p{M}]"
+_NOT_WORD_AFTER = r"(?![\p{L}\p{N}\p{M}])"
+_CLITIC_TAIL = r"(?i:s|re|ve|ll|d|m)"
+#: The pre-tokenisation rules a-e of the module docstring, as one regular expression (Oniguruma syntax).
+PRE_TOKENIZER_PATTERN = "|".join(
+    [
+        r"\p{L}+(?=(?i:n['’]t)" + _NOT_WORD_AFTER + ")",  # a. do|n't
+        r"(?i:n['’]t)" + _NOT_WORD_AFTER + r"|['’]" + _CLITIC_TAIL + _NOT_WORD_AFTER,  # b. n't 's 're ...
+        r"\p{L}(?:\.\p{L})+" + _NOT_WORD_AFTER + r"\.?",  # c. U.S.
+        _WORD + r"+(?:(?:[-.&]|['’](?!" + _CLITIC_TAIL + _NOT_WORD_AFTER + r")|(?<=\p{N})[,:/](?=\p{N}))"
+        + _WORD + "+)*",  # d. words with internal joiners
+        r"\.{2,}|-{2,}|[^\s\p{L}\p{N}\p{M}]",  # e. punctuation and symbols
+    ]
+)
+
+
+def build_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    """The pre-tokenizer of raw text (rules a-e of the module docstring)."""
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERN), behavior="isolated")]
+    )
+
+
+def build_normalizer(lowercase: bool, digits_to_zero: bool) -> normalizers.Normalizer | None:
+    """The normaliser of the word lookup: Unicode lowercasing and/or every ASCII digit -> 0; None for neither."""
+    steps = []
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    if digits_to_zero:
+        steps.append(normalizers.Replace(Regex("[0-9]"), "0"))
+    return normalizers.Sequence(steps) if steps else None
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_options(char_scheme, max_word_length, lowercase, digits_to_zero, add_sentence_boundaries) -> None:
+    _check_bool("lowercase", lowercase)
+    _check_bool("digits_to_zero", digits_to_zero)
+    _check_bool("add_sentence_boundaries", add_sentence_boundaries)
+    if char_scheme not in CHAR_SCHEMES:
+        raise ValueError(f"char_scheme must be one of {CHAR_SCHEMES}, got {char_scheme!r}")
+    _check_int("max_word_length", max_word_length, 3 if char_scheme == "bilm" else 1)
+
+
+def _check_char_vocab(char_vocab) -> dict[str, int]:
+    if not isinstance(char_vocab, dict):
+        raise ValueError(f"char_vocab must be a dict of character -> id, got {type(char_vocab).__name__}")
+    for key, index in char_vocab.items():
+        if not isinstance(key, str) or not isinstance(index, int) or isinstance(index, bool):
+            raise ValueError(f"char_vocab must map strings to integer ids, got {key!r}: {index!r}")
+        if len(key) != 1 and key not in RESERVED_CHARS:
+            raise ValueError(f"char_vocab key {key!r} is neither one character nor one of {RESERVED_CHARS}")
+    reserved = {key: char_vocab.get(key) for key in RESERVED_CHARS}
+    if reserved != {key: index for index, key in enumerate(RESERVED_CHARS)}:
+        raise ValueError(
+            f"char_vocab must hold the reserved entries {dict(zip(RESERVED_CHARS, range(5)))}, got {reserved}"
+        )
+    if sorted(char_vocab.values()) != list(range(len(char_vocab))):
+        raise ValueError(f"char_vocab ids must be 0..{len(char_vocab) - 1}, each used once")
+    return dict(char_vocab)
+
+
+class WordCharTokenizerFast(PreTrainedTokenizerFast):
+    """Word ids and character ids, for models that read words and their characters (BiLSTM-CRF, ELMo).
+
+    Every encoding carries ``char_ids`` next to ``input_ids``: (words, max_word_length) for one text, (batch, words,
+    max_word_length) for a batch; see the module docstring for the pre-tokenisation, the normalisation and the two
+    character schemes. Build one from training data with ``from_words``.
+
+    Args:
+        vocab: word -> id; must hold [PAD]=0, [UNK]=1, [MASK] and, with boundaries, <S> and </S>. A tokenizer of the
+            special tokens only when None.
+        char_vocab: character -> id of the "vocab" scheme (reserved entries 0-4, see ``RESERVED_CHARS``); None for
+            "bilm". ``from_words`` builds it.
+        lowercase: lowercase words for the word lookup.
+        digits_to_zero: replace every ASCII digit by 0 for the word lookup.
+        char_scheme: "vocab" or "bilm".
+        max_word_length: characters per word row (bilm: bytes + 2 for begin/end of word; at least 3).
+        add_sentence_boundaries: wrap each sequence in <S> ... </S>.
+    """
+
+    vocab_files_names = {"tokenizer_file": "tokenizer.json"}
+    model_input_names = ["input_ids", "char_ids", "attention_mask"]
+    padding_side = "right"
+
+    def __init__(
+        self,
+        vocab: dict[str, int] | None = None,
+        char_vocab: dict[str, int] | None = None,
+        lowercase: bool = False,
+        digits_to_zero: bool = False,
+        char_scheme: str = "vocab",
+        max_word_length: int = DEFAULT_MAX_WORD_LENGTH,
+        add_sentence_boundaries: bool = False,
+        pad_token: str = PAD,
+        unk_token: str = UNK,
+        mask_token: str = MASK,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        **kwargs,
+    ):
+        _check_options(char_scheme, max_word_length, lowercase, digits_to_zero, add_sentence_boundaries)
+        if char_scheme == "bilm" and char_vocab is not None:
+            raise ValueError("char_vocab must be None with char_scheme='bilm' (its character ids are fixed)")
+        if add_sentence_boundaries:
+            bos_token = BOS if bos_token is None else bos_token
+            eos_token = EOS if eos_token is None else eos_token
+        specials = [str(pad_token), str(unk_token), str(mask_token)]
+        if add_sentence_boundaries:
+            specials += [str(bos_token), str(eos_token)]
+        if vocab is None:
+            vocab = {token: index for index, token in enumerate(specials)}
+        if isinstance(vocab, (list, tuple)):
+            vocab = {token: index for index, token in enumerate(vocab)}
+        if not isinstance(vocab, dict):
+            raise ValueError(f"vocab must be a dict of word -> id, got {type(vocab).__name__}")
+        if vocab.get(str(pad_token)) != 0 or vocab.get(str(unk_token)) != 1:
+            raise ValueError(
+                f"vocab must map {pad_token!r} to 0 and {unk_token!r} to 1, got {vocab.get(str(pad_token))!r} and "
+                f"{vocab.get(str(unk_token))!r}"
+            )
+        missing = [token for token in specials if token not in vocab]
+        if missing:
+            raise ValueError(f"vocab lacks the special tokens {missing}")
+        if char_scheme == "vocab":
+            if char_vocab is None and not set(vocab) <= set(specials):
+                raise ValueError(
+                    "char_scheme='vocab' needs a char_vocab; build the tokenizer with WordCharTokenizerFast.from_words"
+                )
+            if char_vocab is None:  # a tokenizer of the special tokens only
+                char_vocab = {char: index for index, char in enumerate(RESERVED_CHARS)}
+            char_vocab = _check_char_vocab(char_vocab)
+
+        self.lowercase = lowercase
+        self.digits_to_zero = digits_to_zero
+        self.char_scheme = char_scheme
+        self.max_word_length = max_word_length
+        self.add_sentence_boundaries = add_sentence_boundaries
+        self.char_vocab = char_vocab
+
+        self._tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=str(unk_token)))
+        self._tokenizer.normalizer = build_normalizer(lowercase, digits_to_zero)
+        self._tokenizer.pre_tokenizer = build_pre_tokenizer()
+        self._tokenizer.post_processor = self._template(add_sentence_boundaries, bos_token, eos_token, vocab)
+        kwargs.pop("post_processor", None)  # the saved template is rebuilt from add_sentence_boundaries above
+        super().__init__(
+            char_vocab=char_vocab,
+            lowercase=lowercase,
+            digits_to_zero=digits_to_zero,
+            char_scheme=char_scheme,
+            max_word_length=max_word_length,
+            add_sentence_boundaries=add_sentence_boundaries,
+            pad_token=pad_token,
+            unk_token=unk_token,
+            mask_token=mask_token,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            **kwargs,
+        )
+        self._special_char_rows = self._build_special_char_rows()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Construction
+    # ------------------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _template(boundaries: bool, bos, eos, vocab: dict[str, int]) -> processors.TemplateProcessing:
+        if not boundaries:
+            return processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
+        bos, eos = str(bos), str(eos)
+        return processors.TemplateProcessing(
+            single=f"{bos}:0 $A:0 {eos}:0",
+            pair=f"{bos}:0 $A:0 {eos}:0 {bos}:1 $B:1 {eos}:1",
+            special_tokens=[(bos, vocab[bos]), (eos, vocab[eos])],
+        )
+
+    @classmethod
+    def from_words(
+        cls,
+        words_or_sentences: Iterable[str | Sequence[str]],
+        *,
+        min_frequency: int = 1,
+        max_vocab_size: int | None = None,
+        lowercase: bool = False,
+        digits_to_zero: bool = False,
+        char_scheme: str = "vocab",
+        max_word_length: int = DEFAULT_MAX_WORD_LENGTH,
+        add_sentence_boundaries: bool = False,
+        model_max_length: int = 512,
+    ) -> WordCharTokenizerFast:
+        """Build the word vocabulary (and the "vocab" scheme's character vocabulary) from training data.
+
+        Args:
+            words_or_sentences: an iterable of items, each either a text (``str``, pre-tokenised with the rules of
+                the module docstring) or a sentence already split into words (a list or tuple of ``str``, each word
+                kept whole, as ``is_split_into_words=True`` does; e.g. CoNLL sentences).
+            min_frequency: how often a (normalised) word must occur to enter the vocabulary.
+            max_vocab_size: the largest vocabulary, special tokens included (None: no limit).
+            lowercase, digits_to_zero, char_scheme, max_word_length, add_sentence_boundaries: see the class.
+            model_max_length: the longest input in words, used when truncating.
+
+        The vocabulary is the special tokens, then the normalised words, most frequent first, ties in alphabetical
+        (code-point) order. The character vocabulary holds every character of every training word (rare words
+        included), counted in the original text, ordered the same way.
+        """
+        if isinstance(words_or_sentences, (str, bytes)):
+            raise TypeError("words_or_sentences must be an iterable of texts or of word lists, not a single string")
+        _check_int("min_frequency", min_frequency, 1)
+        _check_int("model_max_length", model_max_length, 1)
+        _check_options(char_scheme, max_word_length, lowercase, digits_to_zero, add_sentence_boundaries)
+        specials = [PAD, UNK, MASK] + ([BOS, EOS] if add_sentence_boundaries else [])
+        if max_vocab_size is not None:
+            _check_int("max_vocab_size", max_vocab_size, len(specials) + 1)
+
+        pre_tokenizer = build_pre_tokenizer()
+        counts: Counter[str] = Counter()
+        for number, item in enumerate(words_or_sentences):
+            if isinstance(item, str):
+                counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(item))
+            elif isinstance(item, (list, tuple)) and all(isinstance(word, str) for word in item):
+                counts.update(word for word in item if word)
+            else:
+                raise TypeError(
+                    f"words_or_sentences item {number} must be a text (str) or a list of words (str), got {item!r}"
+                )
+        for token in specials:
+            counts.pop(token, None)
+        if not counts:
+            raise ValueError("no training words: words_or_sentences is empty or holds only blank texts")
+
+        normalizer = build_normalizer(lowercase, digits_to_zero)
+        word_counts: Counter[str] = Counter()
+        char_counts: Counter[str] = Counter()
+        for word, count in counts.items():
+            word_counts[normalizer.normalize_str(word) if normalizer is not None else word] += count
+            for char in word:
+                char_counts[char] += count
+        kept = [word for word, count in word_counts.items() if count >= min_frequency and word not in specials]
+        ranked = sorted(kept, key=lambda word: (-word_counts[word], word))
+        if max_vocab_size is not None:
+            ranked = ranked[: max_vocab_size - len(specials)]
+        vocab = {token: index for index, token in enumerate(specials + ranked)}
+
+        char_vocab = None
+        if char_scheme == "vocab":
+            chars = sorted(char_counts, key=lambda c: (-char_counts[c], c))
+            char_vocab = {c: i for i, c in enumerate([*RESERVED_CHARS, *chars])}
+        return cls(
+            vocab=vocab,
+            char_vocab=char_vocab,
+            lowercase=lowercase,
+            digits_to_zero=digits_to_zero,
+            char_scheme=char_scheme,
+            max_word_length=max_word_length,
+            add_sentence_boundaries=add_sentence_boundaries,
+            model_max_length=model_max_length,
+            padding_side="right",
+            truncation_side="right",
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Characters
+    # ------------------------------------------------------------------------------------------------------------
+
+    @property
+    def char_vocab_size(self) -> int:
+        """The number of character ids, padding included: the size of a model's character embedding."""
+        return BILM_CHAR_VOCAB_SIZE if self.char_scheme == "bilm" else len(self.char_vocab)
+
+    def _bilm_special_row(self, char: int) -> list[int]:
+        row = [BILM_PAD + 1] * self.max_word_length
+        row[0], row[1], row[2] = BILM_BOW + 1, char + 1, BILM_EOW + 1
+        return row
+
+    def _build_special_char_rows(self) -> dict[int, list[int]]:
+        """Token id -> character row of the special tokens that have one of their own ([MASK], <S>, </S>)."""
+        roles = [(self.mask_token_id, CHAR_MASK_ID, BILM_MASK_CHAR)]
+        if self.add_sentence_boundaries:
+            roles += [(self.bos_token_id, CHAR_BOS_ID, BILM_BOS_CHAR), (self.eos_token_id, CHAR_EOS_ID, BILM_EOS_CHAR)]
+        rows = {}
+        for token_id, vocab_char, bilm_char in roles:
+            if token_id is None:
+                continue
+            if self.char_scheme == "bilm":
+                rows[token_id] = self._bilm_special_row(bilm_char)
+            else:
+                rows[token_id] = [vocab_char] + [0] * (self.max_word_length - 1)
+        return rows
+
+    def word_to_char_ids(self, word: str) -> list[int]:
+        """The character row of ``word`` (its original spelling): ``max_word_length`` ids."""
+        width = self.max_word_length
+        if self.char_scheme == "bilm":
+            data = word.encode("utf-8", "ignore")[: width - 2]
+            row = [BILM_PAD + 1] * width
+            row[0] = BILM_BOW + 1
+            for position, byte in enumerate(data, start=1):
+                row[position] = byte + 1
+            row[len(data) + 1] = BILM_EOW + 1
+            return row
+        ids = [self.char_vocab.get(char, CHAR_UNK_ID) for char in word[:width]]
+        return ids + [CHAR_PAD_ID] * (width - len(ids))
+
+    def ids_to_char_ids(self, ids: Iterable[int]) -> list[list[int]]:
+        """The character rows of vocabulary ids, spelled as the vocabulary holds them (normalised): what a masked-LM
+        collator puts where it replaced words. [PAD] gives a zero row; [MASK], <S>, </S> their own rows."""
+        rows = []
+        for token_id in ids:
+            token_id = int(token_id)
+            if token_id in self._special_char_rows:
+                rows.append(list(self._special_char_rows[token_id]))
+            elif token_id == self.pad_token_id:
+                rows.append([0] * self.max_word_length)
+            else:
+                token = self._tokenizer.id_to_token(token_id)
+                if token is None:
+                    raise ValueError(f"token id {token_id} is not in the vocabulary (size {len(self)})")
+                rows.append(self.word_to_char_ids(token))
+        return rows
+
+    def _encoding_char_ids(self, encoding, texts, pretokenized: bool, cache: dict[str, list[int]]) -> list[list[int]]:
+        """The character rows of one encoding (a row of the batch); ``texts`` = (text, text_pair or None)."""
+        zero = [0] * self.max_word_length
+        rows = []
+        for token_id, (start, end), sequence, word, attended in zip(
+            encoding.ids, encoding.offsets, encoding.sequence_ids, encoding.word_ids, encoding.attention_mask
+        ):
+            if not attended:
+                rows.append(zero)
+            elif token_id in self._special_char_rows:
+                rows.append(self._special_char_rows[token_id])
+            elif sequence is None:  # a token of the template other than <S> / </S>: none today
+                rows.append(zero)
+            else:
+                source = texts[sequence]
+                if pretokenized:
+                    source = source[word]
+                spelling = source[start:end]
+                row = cache.get(spelling)
+                if row is None:
+                    row = cache[spelling] = self.word_to_char_ids(spelling)
+                rows.append(row)
+        return [list(row) for row in rows]
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Encoding and padding
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _encode_plus(self, text, text_pair=None, **kwargs):
+        pretokenized = bool(kwargs.get("is_split_into_words", False))
+        return_tensors = kwargs.get("return_tensors")
+        if pretokenized:
+            batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
+        else:
+            batched = isinstance(text, (list, tuple))
+        if batched:
+            pairs = list(zip(text, text_pair)) if text_pair is not None and len(text_pair) == len(text) else None
+            sources = pairs if pairs is not None else [(t, None) for t in text]
+        else:
+            sources = [(text, text_pair or None)]
+
+        pre_tokenizer = self._tokenizer.pre_tokenizer
+        if pretokenized:  # the given words are the tokens
+            self._tokenizer.pre_tokenizer = None
+        try:
+            output = super()._encode_plus(text, text_pair, **kwargs)
+        finally:
+            self._tokenizer.pre_tokenizer = pre_tokenizer
+
+        if "overflow_to_sample_mapping" in output:
+            mapping = output["overflow_to_sample_mapping"]
+            mapping = mapping.tolist() if hasattr(mapping, "tolist") else list(mapping)
+        else:
+            mapping = list(range(len(output.encodings)))
+        cache: dict[str, list[int]] = {}
+        char_ids = [
+            self._encoding_char_ids(encoding, sources[source], pretokenized, cache)
+            for encoding, source in zip(output.encodings, mapping)
+        ]
+        squeezed = not batched and return_tensors is None and not kwargs.get("return_overflowing_tokens", False)
+        if squeezed:
+            output["char_ids"] = char_ids[0]
+        elif return_tensors is not None:  # (rows, tokens, max_word_length), even with no token at all
+            width = self.max_word_length
+            output["char_ids"] = np.array(char_ids, dtype=np.int64).reshape(len(char_ids), -1, width)
+            output.convert_to_tensors(return_tensors)
+        else:
+            output["char_ids"] = char_ids
+        return output
+
+    def _pad(
+        self,
+        encoded_inputs,
+        max_length=None,
+        padding_strategy=PaddingStrategy.DO_NOT_PAD,
+        pad_to_multiple_of=None,
+        padding_side=None,
+        return_attention_mask=None,
+    ):
+        """Pad one example; ``char_ids`` gets all-zero rows on the same side as ``input_ids``."""
+        key = self.model_input_names[0]
+        before = len(encoded_inputs[key])
+        char_ids = encoded_inputs.get("char_ids")
+        if hasattr(char_ids, "tolist"):  # a tensor or array among lists
+            char_ids = encoded_inputs["char_ids"] = char_ids.tolist()
+        if char_ids is not None and len(char_ids) != before:
+            raise ValueError(f"char_ids has {len(char_ids)} rows but {key} has {before} tokens; they must match")
+        encoded_inputs = super()._pad(
+            encoded_inputs,
+            max_length=max_length,
+            padding_strategy=padding_strategy,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_attention_mask=return_attention_mask,
+        )
+        difference = len(encoded_inputs[key]) - before
+        if char_ids is not None and difference > 0:
+            width = len(char_ids[0]) if len(char_ids) else self.max_word_length
+            padding = [[0] * width for _ in range(difference)]
+            side = padding_side if padding_side is not None else self.padding_side
+            encoded_inputs["char_ids"] = list(char_ids) + padding if side == "right" else padding + list(char_ids)
+        return encoded_inputs
+
+
+class DataCollatorForWordCharLanguageModeling(DataCollatorForLanguageModeling):
+    """``DataCollatorForLanguageModeling`` for word+character inputs: after masking, every word the collator
+    replaced (by [MASK] or by a random word) gets the character row of its new id, so the characters never give a
+    masked word away; a word left unchanged keeps its own characters. Needs a ``WordCharTokenizerFast``.
+
+    Shape: examples with ``input_ids`` (n,) and ``char_ids`` (n, W) -> input_ids (B, L), char_ids (B, L, W), labels.
+    """
+
+    def torch_call(self, examples):
+        if not hasattr(self.tokenizer, "ids_to_char_ids"):
+            raise ValueError(
+                f"DataCollatorForWordCharLanguageModeling needs a WordCharTokenizerFast, got "
+                f"{type(self.tokenizer).__name__}"
+            )
+        batch = super().torch_call(examples)
+        if "char_ids" not in batch:
+            raise ValueError("DataCollatorForWordCharLanguageModeling: the examples carry no char_ids")
+        labels, ids = batch["labels"], batch["input_ids"]  # (B, L) each
+        changed = (labels != -100) & (ids != labels)  # replaced by [MASK] or by a random word
+        if changed.any():
+            rows = self.tokenizer.ids_to_char_ids(ids[changed].tolist())  # (n, W)
+            chars = batch["char_ids"]
+            batch["char_ids"] = chars.clone()
+            batch["char_ids"][changed] = torch.tensor(rows, dtype=chars.dtype)[:, : chars.shape[-1]]
+        return batch
+
+
+def register_auto_tokenizer(config_class) -> None:
+    """Make ``AutoTokenizer`` build a ``WordCharTokenizerFast`` for ``config_class`` (a bizoo ``PreTrainedConfig``
+    subclass), and find the class by the name saved in tokenizer_config.json. Idempotent."""
+    AutoTokenizer.register(config_class, tokenizer_class=WordCharTokenizerFast, exist_ok=False)
+
+
+__all__ = ["WordCharTokenizerFast", "DataCollatorForWordCharLanguageModeling", "register_auto_tokenizer", "build_pre_tokenizer", "PRE_TOKENIZER_PATTERN"]

@@ -1,0 +1,355 @@
+"""Convert a bilm-tf ELMo (Peters et al. 2018; allenai/bilm-tf) into a bizoo ELMo folder.
+
+A bilm-tf model is two files: options.json (the architecture) and an HDF5 weights file (what bilm-tf's
+dump_weights writes, e.g. elmo_2x4096_512_2048cnn_2xhighway_weights.hdf5). The folder written holds an ElmoModel
+(safetensors) and its tokenizer: a WordCharTokenizerFast with bilm-tf's character ids (char_scheme="bilm") and
+<S> ... </S> around every sentence, whose word vocabulary is --vocab (bilm-tf's vocabulary file: one word per line,
+with <S>, </S> and <UNK>) or, without it, the special tokens only (ELMo's representation reads characters; the
+word ids matter only to a language-model head).
+
+The weights are read as data with h5py (``pip install bizoo[elmo]``), never executed. Layout and mapping:
+
+  char_embed                       (261, E)        -> char_encoder.char_embeddings.weight, a zero row 0 added
+                                                      (id 0 = a padded word; bilm-tf's ids are shifted by +1)
+  CNN/W_cnn_k, b_cnn_k             (1, w, E, n)    -> char_encoder.convolutions.k (weight as (n, E, w))
+  CNN_high_k/W_carry, b_carry      (F, F), (F,)    -> char_encoder.highways.k.gate (transposed)
+  CNN_high_k/W_transform, b_transform              -> char_encoder.highways.k.transform (transposed)
+  CNN_proj/W_proj, b_proj          (F, P), (P,)    -> char_encoder.projection (absent when F = P)
+  RNN_d/RNN/MultiRNNCell/Cell{j}/LSTMCell/         d = 0 forward, 1 backward; j = the layer
+      W_0                          (P + P, 4H)     -> layers.j.{forward,backward}_cell.weight_ih / weight_hh
+                                                      (the rows of the input, then of the recurrent state)
+      B                            (4H,)           -> .bias (gate order i, g, f, o kept; the forget bias 1.0 is
+                                                      added at run time, as TensorFlow's LSTMCell does)
+      W_P_0                        (H, P)          -> .weight_proj (absent when H = P)
+
+Every dataset must be there with the shape options.json implies, and nothing else may be; a missing, extra or
+misshapen dataset, non-finite values, an options.json that is not valid JSON or not a bilm-tf model, or a
+vocabulary without its special tokens is an error that names the problem (exit code 2), and nothing is written.
+The folder is written into a temporary sibling and renamed into place at the end.
+
+The LSTMs start every batch from a zero state. (bilm-tf's inference graph is stateful: each batch starts from the
+states the previous batch ended with; bizoo's outputs equal bilm-tf's on a fresh graph, sentence by sentence.)
+
+examples:
+  bizoo convert-elmo --options elmo_options.json --weights elmo_weights.hdf5 --output-dir runs/elmo-original
+  bizoo convert-elmo --options options.json --weights lm_weights.hdf5 --vocab vocab.txt --output-dir runs/elmo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .common import CommandError, check_output_dir, run_command, staged_output_dir
+
+PROG = "bizoo convert-elmo"
+INSTALL_HINT = "pip install bizoo[elmo]"
+#: bilm-tf's vocabulary marks, and the tokens bizoo's tokenizer uses for them.
+BILM_BOS, BILM_EOS, BILM_UNK = "<S>", "</S>", "<UNK>"
+BILM_VOCAB_SKIP = "!!!MAXTERMID"  # a line bilm-tf's Vocabulary skips
+
+
+def import_h5py():
+    """h5py, or ``CommandError`` saying how to install it."""
+    try:
+        import h5py
+    except ImportError:
+        raise CommandError(
+            f"convert-elmo reads bilm-tf's HDF5 weights with h5py, which is not installed: {INSTALL_HINT}"
+        ) from None
+    return h5py
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading the inputs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_options(path: str | Path):
+    """The ``ElmoConfig`` of a bilm-tf options.json (``CommandError`` naming the problem)."""
+    from ..configuration.configuration_elmo import ElmoConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise CommandError(f"--options {str(path)!r} does not exist or is not a file")
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise CommandError(f"--options {str(path)!r} is not UTF-8 text: {err}") from None
+    except json.JSONDecodeError as err:
+        raise CommandError(f"--options {str(path)!r} is not valid JSON: {err}") from None
+    try:
+        return options, ElmoConfig.from_bilm_options(options)
+    except (ValueError, TypeError) as err:
+        raise CommandError(f"--options {str(path)!r}: {err}") from None
+
+
+def expected_datasets(config) -> dict[str, tuple[tuple[int, ...], str]]:
+    """HDF5 dataset path -> (shape, which options set it) for a bilm-tf model of ``config``."""
+    E, P, H, F = config.char_embedding_size, config.projection_size, config.lstm_size, config.num_filters
+    expected = {"char_embed": ((config.char_vocab_size - 1, E), "char_cnn.embedding.dim; 261 character ids")}
+    for k, (width, count) in enumerate(config.char_filters):
+        expected[f"CNN/W_cnn_{k}"] = ((1, width, E, count), f"char_cnn.filters[{k}] = {[width, count]}, embedding.dim")
+        expected[f"CNN/b_cnn_{k}"] = ((count,), f"char_cnn.filters[{k}] = {[width, count]}")
+    for k in range(config.n_highway):
+        why = f"char_cnn.n_highway = {config.n_highway}; width = the filters' total {F}"
+        for name in ("W_carry", "W_transform"):
+            expected[f"CNN_high_{k}/{name}"] = ((F, F), why)
+        for name in ("b_carry", "b_transform"):
+            expected[f"CNN_high_{k}/{name}"] = ((F,), why)
+    if F != P:
+        expected["CNN_proj/W_proj"] = ((F, P), f"the filters' total {F} and lstm.projection_dim {P}")
+        expected["CNN_proj/b_proj"] = ((P,), "lstm.projection_dim")
+    for direction in (0, 1):
+        for j in range(config.num_hidden_layers):
+            root = f"RNN_{direction}/RNN/MultiRNNCell/Cell{j}/LSTMCell"
+            why = f"lstm.n_layers = {config.num_hidden_layers}, projection_dim = {P}, dim = {H}"
+            expected[f"{root}/W_0"] = ((2 * P, 4 * H), why)
+            expected[f"{root}/B"] = ((4 * H,), why)
+            if P < H:
+                expected[f"{root}/W_P_0"] = ((H, P), why)
+    return expected
+
+
+def read_weights(path: str | Path, config) -> dict[str, torch.Tensor]:
+    """Every dataset of the bilm-tf weights file as an fp32 tensor, checked against ``config``."""
+    h5py = import_h5py()
+    path = Path(path)
+    if not path.is_file():
+        raise CommandError(f"--weights {str(path)!r} does not exist or is not a file")
+    expected = expected_datasets(config)
+    try:
+        with h5py.File(path, "r") as handle:
+            found: dict[str, object] = {}
+
+            def visit(name, item):
+                if isinstance(item, h5py.Dataset):
+                    found[name] = item
+
+            handle.visititems(visit)
+            missing = [name for name in expected if name not in found]
+            unexpected = sorted(name for name in found if name not in expected)
+            if missing or unexpected:
+                problems = []
+                if missing:
+                    problems.append(f"missing dataset(s) {_listing(missing)}")
+                if unexpected:
+                    problems.append(f"unexpected dataset(s) {_listing(unexpected)}")
+                raise CommandError(
+                    f"--weights {str(path)!r} does not hold the bilm-tf model options.json describes "
+                    f"({config.num_hidden_layers} LSTM layers, {config.n_highway} highway layers, "
+                    f"{len(config.char_filters)} filter widths): {'; '.join(problems)}"
+                )
+            weights = {}
+            for name, (shape, why) in expected.items():
+                dataset = found[name]
+                if tuple(dataset.shape) != shape:
+                    raise CommandError(
+                        f"--weights: dataset {name} has shape {tuple(dataset.shape)}, but options.json implies {shape} "
+                        f"({why})"
+                    )
+                if dataset.dtype.kind != "f":
+                    raise CommandError(f"--weights: dataset {name} holds {dataset.dtype} values, not floating point")
+                tensor = torch.from_numpy(dataset[()].astype("float32", copy=False)).contiguous()
+                if not torch.isfinite(tensor).all():
+                    raise CommandError(f"--weights: dataset {name} holds NaN or infinite values")
+                weights[name] = tensor
+    except OSError as err:
+        raise CommandError(f"--weights {str(path)!r} is not a readable HDF5 file: {err}") from None
+    return weights
+
+
+def _listing(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+def read_vocabulary(path: str | Path) -> list[str]:
+    """The words of a bilm-tf vocabulary file, in its order, without its special tokens (``CommandError`` when
+    <S>, </S> or <UNK> is missing or a word repeats)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CommandError(f"--vocab {str(path)!r} does not exist or is not a file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise CommandError(f"--vocab {str(path)!r} is not UTF-8 text: {err}") from None
+    words, seen, specials = [], {}, set()
+    for number, line in enumerate(lines, start=1):
+        word = line.strip()
+        if not word or word == BILM_VOCAB_SKIP:
+            continue
+        if word in seen:
+            raise CommandError(f"--vocab {str(path)!r}: line {number} repeats {word!r} (first on line {seen[word]})")
+        seen[word] = number
+        if word in (BILM_BOS, BILM_EOS, BILM_UNK):
+            specials.add(word)
+        else:
+            words.append(word)
+    missing = [token for token in (BILM_BOS, BILM_EOS, BILM_UNK) if token not in specials]
+    if missing:
+        raise CommandError(f"--vocab {str(path)!r} lacks bilm-tf's special tokens {missing} (one word per line)")
+    return words
+
+
+def build_tokenizer(words: list[str], config):
+    """A bilm-scheme WordCharTokenizerFast: [PAD] [UNK] [MASK] <S> </S>, then ``words``."""
+    from ..modeling.tokenization_wordchar import BOS, EOS, MASK, PAD, UNK, WordCharTokenizerFast
+
+    specials = [PAD, UNK, MASK, BOS, EOS]
+    vocab = {token: index for index, token in enumerate(specials)}
+    clashes = [word for word in words if word in vocab]
+    if clashes:
+        raise CommandError(f"--vocab holds {clashes}, which are bizoo's own special tokens; rename them")
+    for word in words:
+        vocab[word] = len(vocab)
+    return WordCharTokenizerFast(
+        vocab=vocab,
+        char_scheme="bilm",
+        max_word_length=config.max_characters_per_token,
+        add_sentence_boundaries=True,
+        model_max_length=1_000_000,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Mapping
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def map_weights(weights: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+    """bilm-tf datasets -> an ElmoModel state dict (see the module docstring)."""
+    P, H = config.projection_size, config.lstm_size
+    char_embed = weights["char_embed"]
+    state = {
+        "char_encoder.char_embeddings.weight": torch.cat([char_embed.new_zeros(1, char_embed.shape[1]), char_embed]),
+    }
+    for k in range(len(config.char_filters)):
+        state[f"char_encoder.convolutions.{k}.weight"] = weights[f"CNN/W_cnn_{k}"][0].permute(2, 1, 0)  # (n, E, w)
+        state[f"char_encoder.convolutions.{k}.bias"] = weights[f"CNN/b_cnn_{k}"]
+    for k in range(config.n_highway):
+        root = f"CNN_high_{k}"
+        state[f"char_encoder.highways.{k}.gate.weight"] = weights[f"{root}/W_carry"].T
+        state[f"char_encoder.highways.{k}.gate.bias"] = weights[f"{root}/b_carry"]
+        state[f"char_encoder.highways.{k}.transform.weight"] = weights[f"{root}/W_transform"].T
+        state[f"char_encoder.highways.{k}.transform.bias"] = weights[f"{root}/b_transform"]
+    if "CNN_proj/W_proj" in weights:
+        state["char_encoder.projection.weight"] = weights["CNN_proj/W_proj"].T
+        state["char_encoder.projection.bias"] = weights["CNN_proj/b_proj"]
+    for direction, cell_name in ((0, "forward_cell"), (1, "backward_cell")):
+        for j in range(config.num_hidden_layers):
+            root = f"RNN_{direction}/RNN/MultiRNNCell/Cell{j}/LSTMCell"
+            kernel = weights[f"{root}/W_0"]  # (P + P, 4H): [input; recurrent state] @ kernel
+            prefix = f"layers.{j}.{cell_name}"
+            state[f"{prefix}.weight_ih"] = kernel[:P].T  # (4H, P)
+            state[f"{prefix}.weight_hh"] = kernel[P:].T  # (4H, P)
+            state[f"{prefix}.bias"] = weights[f"{root}/B"]
+            if P < H:
+                state[f"{prefix}.weight_proj"] = weights[f"{root}/W_P_0"].T  # (P, H)
+    return {name: tensor.contiguous().clone() for name, tensor in state.items()}
+
+
+@dataclass
+class Conversion:
+    model: object
+    tokenizer: object
+    notes: list[str] = field(default_factory=list)
+
+
+def convert(options: str | Path, weights: str | Path, vocab: str | Path | None = None) -> Conversion:
+    """Read and check the bilm-tf files; return the ElmoModel (eval mode) and its tokenizer. Nothing is written."""
+    from ..configuration.configuration_elmo import ElmoConfig
+    from ..modeling.modeling_elmo import ElmoModel
+
+    options_dict, config = read_options(options)
+    tensors = read_weights(weights, config)
+    words = read_vocabulary(vocab) if vocab is not None else []
+    tokenizer = build_tokenizer(words, config)
+    sizes = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, unk_token_id=tokenizer.unk_token_id)
+    try:
+        config = ElmoConfig.from_bilm_options(options_dict, **sizes)
+    except ValueError as err:
+        raise CommandError(f"the bilm-tf model does not make a valid bizoo ELMo configuration: {err}") from None
+    model = ElmoModel(config)
+    state = map_weights(tensors, config)
+    result = model.load_state_dict(state, strict=False)
+    left = sorted(k for k in result.missing_keys if k != "word_embeddings.weight" and not k.startswith("scalar_mixes."))
+    if left or result.unexpected_keys:  # a gap in the map above, not bad input
+        raise RuntimeError(
+            f"convert-elmo: the map does not cover ElmoModel: missing {left}, unexpected {result.unexpected_keys}"
+        )
+    notes = [
+        "the word table (the LM softmax, vocab_size × projection_dim) is not in bilm-tf weight files: it is newly "
+        "initialised, as are the scalar-mix weights (the mean of the layers)",
+    ]
+    if vocab is None:
+        notes.append("no --vocab: the word vocabulary is the special tokens only (the representation reads characters)")
+    return Conversion(model.eval(), tokenizer, notes)
+
+
+def convert_checkpoint(options, weights, output_dir, vocab=None, overwrite: bool = False) -> Conversion:
+    """Convert and write the bizoo folder ``output_dir`` (model + tokenizer); returns the ``Conversion``."""
+    target = check_output_dir(output_dir, overwrite)
+    for flag, source in (("--options", options), ("--weights", weights), ("--vocab", vocab)):
+        if source is not None and target.exists() and Path(source).resolve().is_relative_to(target.resolve()):
+            raise CommandError(f"--output-dir {str(target)!r} holds the {flag} file; choose another folder")
+    conversion = convert(options, weights, vocab)
+    with staged_output_dir(target, overwrite) as staging:
+        conversion.model.save_pretrained(str(staging))
+        conversion.tokenizer.save_pretrained(str(staging))
+    return conversion
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to ``parser``."""
+    parser.add_argument("--options", required=True, metavar="FILE", help="bilm-tf's options.json")
+    parser.add_argument("--weights", required=True, metavar="FILE", help="bilm-tf's HDF5 weights (dump_weights)")
+    parser.add_argument("--output-dir", required=True, metavar="DIR", help="the bizoo folder to write (new or empty)")
+    parser.add_argument(
+        "--vocab", metavar="FILE",
+        help="bilm-tf's vocabulary file (one word per line, with <S>, </S>, <UNK>) for the tokenizer's word ids "
+        "(default: the special tokens only)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --output-dir if it already holds files")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert; 0 on success, 2 on bad input."""
+
+    def body() -> int:
+        conversion = convert_checkpoint(args.options, args.weights, args.output_dir, args.vocab, args.overwrite)
+        model, config = conversion.model, conversion.model.config
+        encoder = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("word_embeddings"))
+        print(f"converted {args.weights} to {args.output_dir}")
+        print(
+            f"  ElmoModel: {len(config.char_filters)} filter widths ({config.num_filters} filters), "
+            f"{config.n_highway} highway, {config.num_hidden_layers} × 2 LSTM layers of {config.lstm_size} cells → "
+            f"{config.projection_size}, cell_clip={config.cell_clip}, proj_clip={config.proj_clip}, "
+            f"skip connections {config.use_skip_connections}; {encoder:,} encoder parameters"
+        )
+        print(f"  tokenizer: {len(conversion.tokenizer):,} words, bilm-tf character ids, <S> ... </S>")
+        for note in conversion.notes:
+            print(f"  note: {note}")
+        return 0
+
+    return run_command(PROG, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bizoo convert-elmo`` and ``python -m bizoo.scripts.convert_elmo``."""
+    from .common import command_main
+
+    return command_main(__name__, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

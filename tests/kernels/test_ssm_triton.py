@@ -1,0 +1,377 @@
+"""The Triton bidirectional SSM (blocked Toeplitz kernels) against an oracle, forward and gradients.
+
+On a CPU these run under Triton's interpreter (``TRITON_INTERPRET=1``, set before triton is imported); every output
+and partial buffer is filled with NaN first, so an element a kernel fails to write cannot pass. The oracle is
+``bizoo.kernels.ssm.bidirectional_ssm(..., backend="reference")`` once that op exists, else a direct O(L²)
+convolution written here. Under the interpreter the tiles are 16 × 16, so L = 37 spans three time tiles, the last
+one partial. bf16/fp16 checks need a GPU.
+"""
+
+import importlib
+import os
+
+import pytest
+import torch
+
+triton_ssm = pytest.importorskip("bizoo.kernels.ssm.triton_ssm", reason="triton is not installed")
+
+ON_GPU = torch.cuda.is_available()
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+pytestmark = pytest.mark.skipif(
+    not (ON_GPU or INTERPRETED), reason="Triton kernels need a CUDA device or TRITON_INTERPRET=1"
+)
+DEVICE = "cuda" if ON_GPU else "cpu"
+
+
+@pytest.fixture(autouse=True)
+def nan_filled_outputs(monkeypatch):
+    monkeypatch.setattr(triton_ssm, "DEBUG_FILL", float("nan"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Oracles
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def direct_ssm(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask=None):
+    """The op written out as a sum over every pair (t, s) (fp64, differentiable): the fallback oracle."""
+    L = u_fwd.shape[1]
+    t = torch.arange(L, device=u_fwd.device)
+    lag = t[:, None] - t[None, :]  # (L, L): t - s
+    eye = (lag == 0).double()
+    causal = torch.where(lag >= 0, k_fwd.double()[lag.clamp(min=0)], 0.0) + d_fwd.double().reshape(()) * eye
+    anti = torch.where(lag <= 0, k_bwd.double()[(-lag).clamp(min=0)], 0.0) + d_bwd.double().reshape(()) * eye
+    keep = None if attention_mask is None else (attention_mask != 0)[:, :, None]  # (B, L, 1)
+    outputs = []
+    for T, u in ((causal, u_fwd), (anti, u_bwd)):
+        x = u.double() if keep is None else torch.where(keep, u.double(), 0.0)
+        y = torch.einsum("ts,bsh->bth", T, x)  # (B, L, H)
+        outputs.append((y if keep is None else torch.where(keep, y, 0.0)).to(u.dtype))
+    return tuple(outputs)
+
+
+def _reference_backend():
+    """``bizoo.kernels.ssm.bidirectional_ssm`` with backend="reference" once that op exists; else None."""
+    try:
+        op = importlib.import_module("bizoo.kernels.ssm")
+    except ImportError:
+        return None
+    fn = getattr(op, "bidirectional_ssm", None)
+    if fn is None:
+        return None
+    return lambda *args: fn(*args, form="toeplitz", backend="reference")
+
+
+REFERENCE = _reference_backend()
+
+
+def oracle(*args):
+    return (REFERENCE or direct_ssm)(*args)
+
+
+def relative_error(got, expected):
+    got, expected = got.double().cpu(), expected.double().cpu()
+    return ((got - expected).abs().max() / expected.abs().max().clamp(min=1e-12)).item()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make(B, L, H, *, dtype=torch.float32, seed=0):
+    """(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd): a decaying random kernel, like an SSM's."""
+    g = torch.Generator().manual_seed(seed)
+    u_fwd, u_bwd = torch.randn(B, L, H, generator=g), torch.randn(B, L, H, generator=g)
+    decay = torch.exp(-0.05 * torch.arange(L, dtype=torch.float32))
+    k_fwd, k_bwd = torch.randn(L, generator=g) * decay, torch.randn(L, generator=g) * decay
+    d_fwd, d_bwd = torch.randn(1, generator=g), torch.randn(1, generator=g)
+    return (u_fwd.to(DEVICE, dtype), u_bwd.to(DEVICE, dtype),
+            *(t.to(DEVICE) for t in (k_fwd, k_bwd, d_fwd, d_bwd)))
+
+
+def padding_mask(kind, B, L):
+    """None, or (B, L) long: "right" / "left" pads every other row; "mixed": right, left, a hole + all padding."""
+    if kind == "none":
+        return None
+    m = torch.ones(B, L, dtype=torch.long)
+    if kind == "right":
+        m[0, L - min(L - 1, 19):] = 0  # 19 pads: whole tiles of padding at L = 37
+    elif kind == "left":
+        m[0, : min(L - 1, 18)] = 0
+    else:
+        m[0, L - min(L - 1, 5):] = 0
+        m[1, : min(L - 1, 17)] = 0
+        if B > 2:
+            m[2] = 0  # a row of padding only
+        if L > 2:
+            m[1, L - 2] = 0  # and a hole
+    return m.to(DEVICE)
+
+
+def value_and_grads(fn, inputs, mask, weights):
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    y_fwd, y_bwd = fn(*leaves, mask)
+    loss = (y_fwd.double() * weights[0]).sum() + (y_bwd.double() * weights[1]).sum()
+    return (y_fwd, y_bwd), torch.autograd.grad(loss, leaves)
+
+
+NAMES = ("u_fwd", "u_bwd", "k_fwd", "k_bwd", "d_fwd", "d_bwd")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tests
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "right", "left", "mixed"])
+@pytest.mark.parametrize("L", [1, 16, 37])
+def test_forward_matches_the_oracle(mask_kind, L):
+    B, H = 3, 12  # H = 12: a partial channel tile
+    inputs = make(B, L, H, seed=L)
+    mask = padding_mask(mask_kind, B, L)
+    y_fwd, y_bwd = triton_ssm.bidirectional_ssm_triton(*inputs, mask)
+    e_fwd, e_bwd = oracle(*inputs, mask)
+    for got, expected in ((y_fwd, e_fwd), (y_bwd, e_bwd)):
+        assert got.shape == (B, L, H) and got.dtype == torch.float32
+        assert torch.isfinite(got).all()
+        assert relative_error(got, expected) < 1e-5
+        if mask is not None:
+            assert (got[mask == 0] == 0).all()  # exact zeros at padding
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "right", "left", "mixed"])
+def test_gradients_match_autograd_through_the_oracle(mask_kind):
+    B, L, H = 3, 37, 12
+    inputs = make(B, L, H, seed=1)
+    mask = padding_mask(mask_kind, B, L)
+    weights = torch.randn(2, B, L, H, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(DEVICE)
+    _, grads = value_and_grads(triton_ssm.bidirectional_ssm_triton, inputs, mask, weights)
+    _, expected = value_and_grads(oracle, inputs, mask, weights)
+    for name, g, e, leaf in zip(NAMES, grads, expected, inputs):
+        assert g.shape == leaf.shape and g.dtype == leaf.dtype, name
+        assert torch.isfinite(g).all(), name
+        assert relative_error(g, e) < 1e-5, name
+    if mask is not None:
+        for g in grads[:2]:
+            assert (g[mask == 0] == 0).all()  # no gradient to padded inputs
+
+
+def test_padding_invariance():
+    """A sequence alone and right- or left-padded in a batch: the same outputs and input gradients at its tokens."""
+    n, pad, H = 21, 13, 8
+    u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd = make(1, n + pad, H, seed=3)
+    k_short = (k_fwd[:n], k_bwd[:n])
+    alone_inputs = [u_fwd[:, :n], u_bwd[:, :n], *k_short, d_fwd, d_bwd]
+    weights = torch.randn(2, 1, n, H, generator=torch.Generator().manual_seed(4), dtype=torch.float64).to(DEVICE)
+    alone, alone_grads = value_and_grads(triton_ssm.bidirectional_ssm_triton, alone_inputs, None, weights)
+    for side in ("right", "left"):
+        real = slice(0, n) if side == "right" else slice(pad, n + pad)
+        mask = torch.zeros(1, n + pad, dtype=torch.long, device=DEVICE)
+        mask[:, real] = 1
+        u = [torch.randn(1, n + pad, H, device=DEVICE) for _ in range(2)]  # padding holds noise
+        u[0][:, real], u[1][:, real] = u_fwd[:, :n], u_bwd[:, :n]
+        w = torch.zeros(2, 1, n + pad, H, dtype=torch.float64, device=DEVICE)
+        w[:, :, real] = weights
+        padded, grads = value_and_grads(triton_ssm.bidirectional_ssm_triton, [*u, k_fwd, k_bwd, d_fwd, d_bwd], mask, w)
+        for got, expected in zip(padded, alone):
+            torch.testing.assert_close(got[:, real], expected, rtol=1e-5, atol=1e-5)
+        for got, expected in zip(grads[:2], alone_grads[:2]):
+            torch.testing.assert_close(got[:, real], expected, rtol=1e-5, atol=1e-5)
+        for got, expected in zip(grads[2:4], alone_grads[2:4]):  # lags ≥ n never meet a pair of real tokens
+            torch.testing.assert_close(got[:n], expected, rtol=1e-5, atol=1e-5)
+            assert (got[n:] == 0).all()
+        for got, expected in zip(grads[4:], alone_grads[4:]):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NaN in masked-off lanes
+def test_padding_contents_never_leak():
+    """NaN and ±inf at padded inputs change nothing, and their gradients are 0."""
+    B, L, H = 3, 37, 12
+    inputs = make(B, L, H, seed=5)
+    mask = padding_mask("mixed", B, L)
+    pad = (mask == 0)[:, :, None]
+    poison = torch.tensor([float("nan"), float("inf"), -float("inf")], device=DEVICE).repeat(H // 3)
+    poisoned = [torch.where(pad, poison, u) for u in inputs[:2]] + list(inputs[2:])
+    expected = triton_ssm.bidirectional_ssm_triton(*inputs, mask)
+    leaves = [t.clone().requires_grad_() for t in poisoned]
+    got = triton_ssm.bidirectional_ssm_triton(*leaves, mask)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    grads = torch.autograd.grad(got[0].sum() + got[1].sum(), leaves)
+    for g in grads:
+        assert torch.isfinite(g).all()
+    for g in grads[:2]:
+        assert (g.masked_select(pad) == 0).all()
+
+
+def test_kernel_gradient_over_several_channel_groups():
+    """More channels than one group (GROUP_ALIGN): per-group partials, summed in torch, equal one group's sum."""
+    B, L, H = 2, 20, 36
+    inputs = make(B, L, H, seed=6)
+    mask = padding_mask("mixed", B, L)
+    g_fwd, g_bwd = torch.randn(2, B, L, H, generator=torch.Generator().manual_seed(7)).to(DEVICE)
+    keep, ranges = triton_ssm._mask_and_ranges(mask, B, L, DEVICE)
+    u_fwd, u_bwd = inputs[:2]
+    one = triton_ssm._lag_gram(g_fwd, u_fwd, u_bwd, g_bwd, keep, ranges, groups=1)
+    several = triton_ssm._lag_gram(g_fwd, u_fwd, u_bwd, g_bwd, keep, ranges, groups=3)
+    torch.testing.assert_close(several, one, rtol=1e-5, atol=1e-5)
+    weights = torch.stack([g_fwd, g_bwd]).double()
+    _, expected = value_and_grads(oracle, inputs, mask, weights)
+    assert relative_error(several[0], expected[2]) < 1e-5 and relative_error(several[1], expected[3]) < 1e-5
+
+
+def test_backward_is_deterministic():
+    """Kernel and skip gradients are sums of per-program partials in torch (no atomics): bitwise repeatable."""
+    inputs = make(3, 37, 12, seed=8)
+    mask = padding_mask("mixed", 3, 37)
+    weights = torch.randn(2, 3, 37, 12, generator=torch.Generator().manual_seed(9), dtype=torch.float64).to(DEVICE)
+    runs = [value_and_grads(triton_ssm.bidirectional_ssm_triton, inputs, mask, weights)[1] for _ in range(2)]
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+def test_one_output_only_and_scalar_skips():
+    """Only y_fwd used (y_bwd's gradient is None); skips of shape () get gradients of shape ()."""
+    u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd = make(2, 19, 5, seed=10)
+    leaves = [t.clone().requires_grad_() for t in (u_fwd, u_bwd, k_fwd, k_bwd, d_fwd[0], d_bwd[0])]
+    y_fwd, _ = triton_ssm.bidirectional_ssm_triton(*leaves)
+    grads = torch.autograd.grad(y_fwd.sum(), leaves)
+    ref_leaves = [t.clone().requires_grad_() for t in (u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd)]
+    expected = torch.autograd.grad(oracle(*ref_leaves)[0].sum(), ref_leaves, allow_unused=True)
+    assert grads[4].shape == () and grads[5].shape == ()
+    for name, g, e in zip(NAMES, grads, expected):
+        e = torch.zeros_like(g) if e is None else e.reshape(g.shape)
+        torch.testing.assert_close(g.double().cpu(), e.double().cpu(), rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_strided_inputs_and_form_arguments():
+    """Non-contiguous inputs are copied; ``form`` and ``recurrent_params`` do not change the result."""
+    u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd = make(2, 23, 6, seed=11)
+    u_fwd_t = u_fwd.transpose(0, 1).contiguous().transpose(0, 1)  # (B, L, H) with strides of (L, B, H)
+    assert not u_fwd_t.is_contiguous()
+    expected = oracle(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, None)
+    for form in ("auto", "fft", "toeplitz"):
+        got = triton_ssm.bidirectional_ssm_triton(u_fwd_t, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, form=form)
+        for a, b in zip(got, expected):
+            assert relative_error(a, b) < 1e-5
+
+
+def test_the_dispatcher_runs_this_kernel():
+    op = pytest.importorskip("bizoo.kernels.ssm")
+    if not hasattr(op, "bidirectional_ssm"):
+        pytest.skip("the op's dispatcher does not exist yet")
+    inputs = make(2, 21, 7, seed=12)
+    mask = padding_mask("mixed", 2, 21)
+    got = op.bidirectional_ssm(*inputs, mask, backend="triton")
+    expected = triton_ssm.bidirectional_ssm_triton(*inputs, mask)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_empty_batch_and_channels():
+    for B, H in ((0, 4), (2, 0)):
+        inputs = [t.requires_grad_() for t in make(B, 5, H)]
+        y_fwd, y_bwd = triton_ssm.bidirectional_ssm_triton(*inputs)
+        assert y_fwd.shape == y_bwd.shape == (B, 5, H)
+        grads = torch.autograd.grad(y_fwd.sum() + y_bwd.sum(), inputs)
+        assert all((g == 0).all() for g in grads)
+
+
+def _bad(change):
+    u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd = make(2, 6, 3)
+    args = dict(u_fwd=u_fwd, u_bwd=u_bwd, k_fwd=k_fwd, k_bwd=k_bwd, d_fwd=d_fwd, d_bwd=d_bwd, attention_mask=None)
+    args.update(change(args))
+    return args
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: dict(u_fwd=a["u_fwd"].double(), u_bwd=a["u_bwd"].double()),
+         r"u_fwd and u_bwd of one dtype among float32, float16 and bfloat16, got torch.float64"),
+        (lambda a: dict(u_bwd=a["u_bwd"].half()), r"one dtype among float32, float16 and bfloat16"),
+        (lambda a: dict(u_fwd=a["u_fwd"][0]), r"u_fwd must be \(B, L, H\), got shape \(6, 3\)"),
+        (lambda a: dict(u_bwd=a["u_bwd"][:, :5]), r"u_bwd must have the shape of u_fwd \(2, 6, 3\)"),
+        (lambda a: dict(u_fwd=a["u_fwd"][:, :0], u_bwd=a["u_bwd"][:, :0]), r"at least 1, got L=0"),
+        (lambda a: dict(k_fwd=a["k_fwd"][:5]), r"k_fwd must have shape \(L,\) = \(6,\), got \(5,\)"),
+        (lambda a: dict(k_bwd=a["k_bwd"].to(torch.int64)), r"k_bwd must be a real floating-point tensor"),
+        (lambda a: dict(d_bwd=torch.ones(2, device=DEVICE)), r"d_bwd must have shape \(\) or \(1,\)"),
+        (lambda a: dict(attention_mask=torch.ones(2, 5, device=DEVICE)), r"attention_mask must have shape \(B, L\)"),
+        (lambda a: dict(k_fwd="kernel"), r"k_fwd must be a torch.Tensor, got str"),
+    ],
+)
+def test_unsupported_inputs_are_clear_errors(change, message):
+    with pytest.raises(ValueError, match=message):
+        triton_ssm.bidirectional_ssm_triton(**_bad(change))
+
+
+def test_cpu_tensors_without_the_interpreter_are_a_clear_error(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    args = [t.cpu() for t in make(1, 4, 2)]
+    with pytest.raises(ValueError, match=r"needs CUDA tensors \(or TRITON_INTERPRET=1"):
+        triton_ssm.bidirectional_ssm_triton(*args)
+
+
+def test_autotune_pruning(monkeypatch):
+    """The GPU configurations (listed even without a GPU): per precision, tiles no larger than the problem needs,
+    one configuration without autotuning, small tiles first for rows that are not 16-aligned."""
+    monkeypatch.setattr(triton_ssm, "INTERPRETED", False)
+    for tables in (triton_ssm._CONV_CONFIGS, triton_ssm._GRAM_CONFIGS):
+        configs, prune = triton_ssm._configs(tables), triton_ssm._pruner(tables)
+        for precision, table in (("tf32", tables["half"]), ("ieee", tables["fp32"])):
+            kept = [triton_ssm._settings(c) for c in prune(configs, {"H": 1024, "LB": 4096}, PRECISION=precision)]
+            assert kept == table
+            small = prune(configs, {"H": 16, "LB": 16}, PRECISION=precision)
+            assert all(c.kwargs["BT"] <= 32 and c.kwargs["BH"] <= 64 for c in small) and len(small) >= 1
+        monkeypatch.setattr(triton_ssm, "AUTOTUNE", False)
+        (first,) = prune(configs, {"H": 1024, "LB": 512}, PRECISION="tf32")
+        assert triton_ssm._settings(first) == tables["half"][0]
+        (first,) = prune(configs, {"H": 200, "LB": 512}, PRECISION="tf32")
+        assert first.kwargs["BT"] * first.kwargs["BH"] == min(bt * bh for bt, bh, _, _ in tables["half"])
+        monkeypatch.setattr(triton_ssm, "AUTOTUNE", True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GPU only: half precision, lengths that reach the large autotuned tiles
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="fp32 at long lengths is checked on a GPU only (the interpreter is slow)")
+@pytest.mark.parametrize("L", [129, 777])
+def test_fp32_long_rows_on_gpu(L):
+    B, H = 3, 200
+    inputs = make(B, L, H, seed=13)
+    mask = padding_mask("mixed", B, L)
+    weights = torch.randn(2, B, L, H, generator=torch.Generator().manual_seed(14), dtype=torch.float64).to(DEVICE)
+    got, grads = value_and_grads(triton_ssm.bidirectional_ssm_triton, inputs, mask, weights)
+    expected, expected_grads = value_and_grads(direct_ssm, inputs, mask, weights)  # fp64
+    for a, b in zip(got, expected):
+        assert relative_error(a, b) < 2e-5
+    for name, g, e in zip(NAMES, grads, expected_grads):  # k, d: sums of B·H·L products
+        assert relative_error(g, e) < 2e-5, name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="bf16/fp16 kernels are checked on a GPU only")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("L", [40, 512])
+def test_half_precision_on_gpu(dtype, L):
+    """Half inputs: fp32 accumulation, outputs and input gradients in the inputs' dtype, within half rounding of
+    the fp64 result on the same (rounded) inputs."""
+    B, H = 2, 256
+    inputs = make(B, L, H, dtype=dtype, seed=15)
+    mask = padding_mask("mixed", B, L)
+    weights = torch.randn(2, B, L, H, generator=torch.Generator().manual_seed(16), dtype=torch.float64).to(DEVICE)
+    got, grads = value_and_grads(triton_ssm.bidirectional_ssm_triton, inputs, mask, weights)
+    as64 = [t.double() for t in inputs]
+    expected, expected_grads = value_and_grads(direct_ssm, as64, mask, weights)
+    tol = 2e-2 if dtype == torch.bfloat16 else 4e-3
+    for a, b in zip(got, expected):
+        assert a.dtype == dtype and relative_error(a, b) < tol
+        assert (a[mask == 0] == 0).all()
+    for name, g, e, leaf in zip(NAMES, grads, expected_grads, inputs):
+        assert g.dtype == leaf.dtype, name
+        assert relative_error(g, e) < tol, name
