@@ -99,6 +99,8 @@ BILSTM_CRF_SPEC = ModelSpec(
     tokenizer="wordchar",
     # Word lookup as Lample et al. (2016): digits -> 0; lowercased, since the characters keep the case.
     tokenizer_options=dict(lowercase=True, digits_to_zero=True),
+    # bizoo pretrain: the config's defaults (char-CNN, word embeddings of 100, one BiLSTM layer of 200 per direction).
+    pretrain_config={},
     training_defaults={
         "ner": dict(epochs=25, learning_rate=2e-3, batch_size=32, weight_decay=0.0, warmup_ratio=0.02,
                     max_grad_norm=5.0, group_by_length=True),
@@ -150,6 +152,16 @@ ELMO_SPEC = ModelSpec(
     tokenizer="wordchar",
     # bilm-tf's character ids (UTF-8 bytes, +1) and <S> ... </S> around every sentence, as the original ELMo reads.
     tokenizer_options=dict(char_scheme="bilm", add_sentence_boundaries=True),
+    # bizoo pretrain: a small biLM (the original's shape scaled down: 5 filter widths and 512 filters, one highway
+    # layer, 2 layers of 512 cells projected to 128) that trains on a CPU.
+    pretrain_config=dict(
+        char_embedding_size=16,
+        char_filters=[[1, 32], [2, 32], [3, 64], [4, 128], [5, 256]],
+        n_highway=1,
+        projection_size=128,
+        lstm_size=512,
+        num_hidden_layers=2,
+    ),
     training_defaults={
         "ner": dict(epochs=10, learning_rate=1e-3, batch_size=32, weight_decay=0.0, warmup_ratio=0.02,
                     max_grad_norm=5.0, group_by_length=True),

@@ -397,12 +397,14 @@ class ElmoModelOutput(BaseModelOutput):
     """`BaseModelOutput` of `ElmoModel`, plus the scalar mixes.
 
     Args:
-        last_hidden_state (`torch.FloatTensor` of shape `(batch, length, 2 × projection_size)`): the top layer
-            [forward | backward], zeros at padding.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, length, 2 × projection_size)`): the first scalar
+            mix of all the layers (ELMo's word representations; `elmo_representations[0]`).
         hidden_states (`tuple(torch.FloatTensor)`, with `output_hidden_states`): the token layer [x | x], then each
             LSTM layer, num_hidden_layers + 1 tensors of the same shape.
         elmo_representations (`tuple(torch.FloatTensor)`): one scalar mix of all the layers per
             `num_output_representations`, each `(batch, length, 2 × projection_size)`: ELMo's word representations.
+        top_layer (`torch.FloatTensor` of shape `(batch, length, 2 × projection_size)`): the top LSTM layer
+            [forward | backward], zeros at padding (what the biLM's softmax reads; `hidden_states[-1]`).
         final_states (`tuple(torch.FloatTensor)`, with `output_final_states`): the LSTMs' states at the end of each
             row, (h (num_hidden_layers, 2, batch, projection_size), c (num_hidden_layers, 2, batch, lstm_size)),
             direction 0 forward (after the last real token), 1 backward (after the first): the `initial_states` of
@@ -411,6 +413,7 @@ class ElmoModelOutput(BaseModelOutput):
 
     elmo_representations: tuple[torch.FloatTensor, ...] | None = None
     final_states: tuple[torch.FloatTensor, torch.FloatTensor] | None = None
+    top_layer: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -495,8 +498,8 @@ class ElmoPreTrainedModel(PreTrainedModel):
 class ElmoModel(ElmoPreTrainedModel):
     r"""The ELMo biLM encoder: character encoder → `num_hidden_layers` bidirectional LSTMP layers → scalar mixes.
 
-    `forward(char_ids, attention_mask)` returns `ElmoModelOutput`: `last_hidden_state` the top layer (B, L, 2P) as
-    [forward | backward]; `hidden_states` (with `output_hidden_states`) the token layer [x | x] and every LSTM layer;
+    `forward(char_ids, attention_mask)` returns `ElmoModelOutput`: `last_hidden_state` the first scalar mix (B, L, 2P),
+    `top_layer` the top LSTM layer as [forward | backward]; `hidden_states` (with `output_hidden_states`) the token layer [x | x] and every LSTM layer;
     `elmo_representations` the `num_output_representations` scalar mixes of those layers (ELMo's word vectors; the
     task models read the first). Without `attention_mask` the real tokens are those with any non-zero character id,
     as in bilm-tf.
@@ -649,10 +652,11 @@ class ElmoModel(ElmoPreTrainedModel):
             final_c.append(c_n)
         representations = tuple(mix(layers, mask) for mix in self.scalar_mixes)
         out = ElmoModelOutput(
-            last_hidden_state=hidden,
+            last_hidden_state=representations[0],
             hidden_states=tuple(layers) if output_hidden_states else None,
             elmo_representations=representations,
             final_states=(torch.stack(final_h), torch.stack(final_c)) if output_final_states else None,
+            top_layer=hidden,
         )
         return out if return_dict else out.to_tuple()
 
@@ -713,7 +717,7 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
         name = type(self).__name__
         num_items = kwargs.pop("num_items_in_batch", None)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
-        top = self.dropout(out.last_hidden_state)  # (B, L, 2P)
+        top = self.dropout(out.top_layer)  # (B, L, 2P)
         P = self.config.projection_size
         forward_states, backward_states = top[..., :P], top[..., P:]  # (B, L, P) each
         result = ElmoBidirectionalLMOutput(hidden_states=out.hidden_states, final_states=out.final_states)

@@ -41,6 +41,9 @@ class ModelSpec:
             model's word+character tokenizer from training data.
         training_defaults: task ("ner", "glue") -> defaults of the training options (epochs, learning_rate,
             batch_size, weight_decay, warmup_ratio, max_grad_norm) when the commands train this model from scratch.
+        pretrain_config: the config fields of the model ``bizoo pretrain`` builds from scratch before ``--variant``
+            and ``--model-config`` (an empty dict: the config's own defaults); None: the command's small
+            Transformer-shaped defaults (``SMALL_MODEL`` in scripts/pretrain.py: hidden_size, layers, heads, ...).
     """
 
     model_type: str
@@ -52,6 +55,7 @@ class ModelSpec:
     tokenizer: str = "wordpiece"
     tokenizer_options: dict = field(default_factory=dict)
     training_defaults: dict[str, dict] = field(default_factory=dict)
+    pretrain_config: dict | None = None
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {}

@@ -298,7 +298,8 @@ def machine_name(device: str) -> str:
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         memory = f"{props.total_memory / 2**30:.0f} GiB"
         return f"{props.name} ({memory}), CUDA {torch.version.cuda}, torch {torch.__version__}"
-    return f"{_cpu_name()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{_cpu_name()} ({threads} thread{'s' if threads != 1 else ''}), torch {torch.__version__}"
 
 
 def _rss_bytes() -> int:

@@ -289,6 +289,15 @@ def last_checkpoint(folder: str | os.PathLike) -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def tokenizer_config_fields(spec, tokenizer) -> dict[str, Any]:
+    """The config fields a model trained from scratch takes from its tokenizer: vocab_size and pad_token_id, and for
+    a model that reads words and characters also char_vocab_size and unk_token_id (word dropout)."""
+    fields = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if spec.tokenizer == "wordchar":
+        fields.update(char_vocab_size=tokenizer.char_vocab_size, unk_token_id=tokenizer.unk_token_id)
+    return fields
+
+
 def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
     """A model for ``auto_class``: from scratch if ``name_or_path`` is a registered model type (its default
     configuration with ``config_overrides``, sized to the tokenizer), else ``from_pretrained``.
@@ -299,10 +308,7 @@ def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
 
     if name_or_path in bizoo.MODEL_SPECS:
         spec = bizoo.get_spec(name_or_path)
-        sizes = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-        if spec.tokenizer == "wordchar":  # the character vocabulary and [UNK] (word dropout) come from the tokenizer
-            sizes.update(char_vocab_size=tokenizer.char_vocab_size, unk_token_id=tokenizer.unk_token_id)
-        config = spec.config_class(**sizes, **config_overrides)
+        config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_overrides)
         model = auto_class.from_config(config)
     else:
         if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -328,6 +334,8 @@ def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
 RESERVED_FIELDS = {
     "vocab_size": "it comes from the tokenizer",
     "pad_token_id": "it comes from the tokenizer",
+    "unk_token_id": "it comes from the tokenizer",
+    "char_vocab_size": "it comes from the tokenizer (its character ids)",
     "num_labels": "it comes from the task's labels",
     "id2label": "it comes from the task's labels",
     "label2id": "it comes from the task's labels",

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 from safetensors import SafetensorError, safe_open
-from transformers import AutoModel, AutoTokenizer, PreTrainedConfig
+from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer, PreTrainedConfig
 
 import bizoo
 
@@ -619,12 +619,23 @@ def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, 
     return load, call
 
 
+def _other_auto_class(model) -> str:
+    """The Auto class of a head outside the spec's four: "AutoModelForPreTraining" for the one registered there
+    (ELMo's biLM), else "AutoModel" (which loads the encoder of any head)."""
+    try:
+        if AutoModelForPreTraining._model_mapping[type(model.config)] is type(model):
+            return "AutoModelForPreTraining"
+    except KeyError:
+        pass
+    return "AutoModel"
+
+
 def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], name: str, code_files: list[str]) -> str:
     """README.md for an export of ``model``: YAML front matter (Hub metadata) and the body, rendered from
     ``hub_cards/model_card.md`` with ``string.Template``."""
     config = model.config
     architecture = type(model).__name__
-    auto_class = next((a for a, cls in spec.models.items() if cls is type(model)), "AutoModel")
+    auto_class = next((a for a, cls in spec.models.items() if cls is type(model)), None) or _other_auto_class(model)
     pipeline_tag = pipeline_tag_for(architecture)
     variant = variant_of(config, spec)
     index_results = model_index_results(results)

@@ -205,7 +205,10 @@ def load_tokenizer(
     elif args.tokenizer:
         tokenizer = _pretrained_tokenizer(args.tokenizer, "--tokenizer")
     elif source.from_scratch and source.spec.tokenizer == "wordchar":
-        tokenizer = build_wordchar_tokenizer(args, source, training_sentences or training_texts)
+        max_positions = getattr(source.config, "max_position_embeddings", None) or 512
+        tokenizer = build_wordchar_tokenizer(
+            source.spec, training_sentences or training_texts, args.vocab_size, model_max_length=max_positions
+        )
     elif source.from_scratch:
         from .train_tokenizer import minimum_vocab_size, train_wordpiece_tokenizer
 
@@ -235,21 +238,23 @@ def load_tokenizer(
     return tokenizer
 
 
-def build_wordchar_tokenizer(args: argparse.Namespace, source: ModelSource, sentences: Callable[[], list]):
-    """A word+character tokenizer whose vocabulary is the training words (normalised as the model's
-    ``tokenizer_options`` say), capped at --vocab-size when given."""
+def build_wordchar_tokenizer(
+    spec, sentences: Callable[[], list] | list, vocab_size: int | None = None, model_max_length: int = 512
+):
+    """A word+character tokenizer whose vocabulary is the training words (normalised as ``spec.tokenizer_options``
+    say), capped at ``vocab_size`` (--vocab-size) when given. ``sentences``: texts or lists of words (or a callable
+    returning them)."""
     from ..modeling.tokenization_wordchar import WordCharTokenizerFast
 
-    items = [item for item in sentences() if item]
+    items = [item for item in (sentences() if callable(sentences) else sentences) if item]
     if not items:
         raise CommandError("the training data holds no text to build a vocabulary from")
-    options = dict(source.spec.tokenizer_options)
-    if args.vocab_size is not None:
-        if args.vocab_size < MIN_VOCAB_SIZE:
-            raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {args.vocab_size}")
-        options["max_vocab_size"] = args.vocab_size
-    max_positions = getattr(source.config, "max_position_embeddings", None) or 512
-    tokenizer = WordCharTokenizerFast.from_words(items, model_max_length=max_positions, **options)
+    options = dict(spec.tokenizer_options)
+    if vocab_size is not None:
+        if vocab_size < MIN_VOCAB_SIZE:
+            raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
+        options["max_vocab_size"] = vocab_size
+    tokenizer = WordCharTokenizerFast.from_words(items, model_max_length=model_max_length, **options)
     described = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     print(
         f"built a word+character tokenizer from {len(items):,} training sentences: {len(tokenizer):,} words, "

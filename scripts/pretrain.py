@@ -1,4 +1,4 @@
-"""Pretrain a bizoo model with masked-LM, on your text or on the Shakespeare sample that ships with bizoo.
+"""Pretrain a bizoo model with masked-LM (or ELMo with its biLM), on your text or on the bundled Shakespeare sample.
 
 With no data argument it trains on the public-domain Shakespeare plays shipped inside the package, holding out
 Macbeth for evaluation: it trains a WordPiece tokenizer, pretrains a small model for a few minutes on a CPU, then
@@ -9,10 +9,21 @@ by `pipeline("fill-mask")` from the saved folder.
 Sequences are packed to --max-length tokens inside each document (file) and never across documents.
 Evaluation masks 15% of the held-out tokens (all replaced by [MASK], fixed by --seed) and counts the exact hits.
 
+Models that read words and their characters (bilstm_crf, elmo) get a word+character tokenizer built from the training
+words (the --vocab-size most frequent) instead of WordPiece; each block is a run of at most --max-length words
+(<S> and </S> included for ELMo, whose tokenizer wraps every block in them), and a masked word's characters are
+hidden too. --objective picks what is learnt: "mlm" (masked-LM, every model) or "bilm" (ELMo's native objective: a
+forward LM predicts each next word and a backward LM each previous one; the model loads with
+AutoModelForPreTraining); "auto" (the default) is "bilm" for elmo and "mlm" otherwise. A biLM run reports the
+held-out forward and backward perplexities (full softmax) beside a unigram baseline's (the add-one smoothed
+training word frequencies).
+
 examples:
-  bizoo pretrain --output-dir runs/lion                         # LION-LIT, shipped corpus, a few minutes
+  bizoo pretrain --output-dir runs/lion                         # LION-S, shipped corpus, a few minutes
   bizoo pretrain --model lion --variant d --output-dir runs/lion-d --max-steps 2000
   bizoo pretrain --text corpus/*.txt --eval-text held_out.txt --model-config hidden_size=512 --output-dir runs/big
+  bizoo pretrain --model elmo --output-dir runs/elmo            # a small biLM: forward + backward LM
+  bizoo pretrain --model bilstm_crf --output-dir runs/bilstm    # masked-LM over words and their characters
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .common import (
@@ -37,6 +49,7 @@ from .common import (
     parse_model_config,
     record_results,
     run_command,
+    tokenizer_config_fields,
     trainer_optimizers,
     training_arguments,
     variant_fields,
@@ -46,8 +59,10 @@ from .export import write_checkpoint_card
 
 PROG = "bizoo pretrain"
 
-# The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores.
+# The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type whose
+# spec has a `pretrain_config` (bilstm_crf, elmo) starts from that instead.
 SMALL_MODEL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
+OBJECTIVES = ("auto", "mlm", "bilm")
 FILL_MASK_EXAMPLES = (
     "To be, or not to [MASK], that is the question.",
     "O Romeo, Romeo! wherefore art thou [MASK]?",
@@ -66,10 +81,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--model-config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
         help="config fields to set (JSON values), e.g. hidden_size=512 num_hidden_layers=8; "
-        f"unset fields default to a small model {SMALL_MODEL}",
+        f"unset fields default to a small model {SMALL_MODEL} (bilstm_crf: its config's defaults; elmo: a small "
+        "biLM, 2 layers of 512 cells projected to 128)",
+    )
+    model.add_argument(
+        "--objective", choices=OBJECTIVES, default="auto",
+        help="mlm: masked-LM (every model); bilm: ELMo's forward + backward language model; auto: bilm for elmo, "
+        "mlm otherwise (default: %(default)s)",
     )
     model.add_argument("--tokenizer", default=None, metavar="PATH", help="use this tokenizer instead of training one")
-    model.add_argument("--vocab-size", type=int, default=8000, help="vocabulary of the trained tokenizer (default: %(default)s)")
+    model.add_argument(
+        "--vocab-size", type=int, default=8000,
+        help="vocabulary of the trained tokenizer (words for bilstm_crf and elmo) (default: %(default)s)",
+    )
     data = parser.add_argument_group("data (default: the Shakespeare sample shipped with bizoo)")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--text", nargs="+", default=None, metavar="FILE", help="plain-text training files, one document each")
@@ -81,7 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="held-out text files (default: Macbeth for the shipped corpus, else the last --eval-fraction of the data)",
     )
     data.add_argument("--eval-fraction", type=float, default=0.05, help="share held out without --eval-text (default: %(default)s)")
-    data.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens masked (default: %(default)s)")
+    data.add_argument(
+        "--mlm-probability", type=float, default=0.15, help="share of tokens masked, with mlm (default: %(default)s)"
+    )
     add_training_arguments(parser, max_steps=400, learning_rate=1e-3, batch_size=32, max_length=128)
 
 
@@ -91,12 +117,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_config_kwargs(args: argparse.Namespace, spec) -> dict:
-    """The config fields of this run: small-model defaults, then the variant's, then --model-config."""
+    """The config fields of this run: small-model defaults (the spec's ``pretrain_config``, else ``SMALL_MODEL``),
+    then the variant's, then --model-config."""
     overrides = parse_model_config(args.model_config)
     check_config_fields(spec.config_class, overrides, f"model type {spec.model_type!r}")
     known = config_fields(spec.config_class)
-    defaults = {k: v for k, v in {**SMALL_MODEL, "max_position_embeddings": args.max_length}.items() if k in known}
+    small = SMALL_MODEL if spec.pretrain_config is None else spec.pretrain_config
+    defaults = {k: v for k, v in {**small, "max_position_embeddings": args.max_length}.items() if k in known}
     return {**defaults, **variant_fields(spec, args.variant), **overrides}
+
+
+def bilm_model_types() -> list[str]:
+    """The model types with a bidirectional-LM head: those whose config bizoo registered with
+    ``AutoModelForPreTraining`` (ELMo's ``ElmoForBidirectionalLM``)."""
+    import bizoo
+    from transformers import AutoModelForPreTraining
+
+    mapping = AutoModelForPreTraining._model_mapping
+    return sorted(name for name, spec in bizoo.MODEL_SPECS.items() if spec.config_class in mapping)
+
+
+def resolve_objective(objective: str, spec) -> str:
+    """"mlm" or "bilm": --objective, with "auto" meaning bilm for a model with a biLM head and mlm otherwise."""
+    has_bilm = spec.model_type in bilm_model_types()
+    if objective == "auto":
+        return "bilm" if has_bilm else "mlm"
+    if objective == "bilm" and not has_bilm:
+        raise CommandError(
+            f"--objective bilm: model type {spec.model_type!r} has no bidirectional-LM head (the models with one: "
+            f"{bilm_model_types()}); use --objective mlm"
+        )
+    if objective not in ("mlm", "bilm"):
+        raise CommandError(f"unknown --objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
+    return objective
 
 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
@@ -143,19 +196,58 @@ def pack(tokenizer, documents: list[list[str]], max_length: int, min_length: int
     return blocks
 
 
-def fixed_eval_masks(blocks: list[list[int]], tokenizer, probability: float, seed: int) -> list[dict]:
-    """Mask ``probability`` of the non-special tokens of every block with [MASK], reproducibly."""
-    generator = torch.Generator().manual_seed(seed)
+def pack_words(tokenizer, documents: list[list[str]], max_length: int, min_length: int = 8) -> list[list[str]]:
+    """Word blocks for a word+character tokenizer: runs of the words of one document at a time (split by the
+    tokenizer's own pre-tokenizer), short enough that a block with the tokens the tokenizer adds (ELMo's <S> ... </S>)
+    holds at most ``max_length`` tokens; a final run shorter than ``min_length`` words is dropped."""
+    body = max_length - tokenizer.num_special_tokens_to_add()
+    if body < 1:
+        raise CommandError(f"--max-length {max_length} leaves no room for words besides the tokenizer's boundaries")
+    split = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str
+    blocks = []
+    for lines in documents:
+        stream = [word for line in lines for word, _ in split(line)]
+        for start in range(0, len(stream), body):
+            piece = stream[start : start + body]
+            if len(piece) >= min_length:
+                blocks.append(piece)
+    return blocks
+
+
+def encode_word_blocks(tokenizer, blocks: list[list[str]], chunk: int = 256) -> list[dict]:
+    """``{"input_ids", "char_ids"}`` examples of word blocks (``is_split_into_words``: each word is one token);
+    ``char_ids`` as a compact (words, max_word_length) integer array, which ``tokenizer.pad`` pads."""
+    dtype = np.int16 if tokenizer.char_vocab_size <= np.iinfo(np.int16).max else np.int32
     examples = []
-    for ids in blocks:
+    for start in range(0, len(blocks), chunk):
+        encoded = tokenizer(blocks[start : start + chunk], is_split_into_words=True)
+        for ids, chars in zip(encoded["input_ids"], encoded["char_ids"]):
+            examples.append({"input_ids": ids, "char_ids": np.asarray(chars, dtype=dtype)})
+    return examples
+
+
+def fixed_eval_masks(
+    blocks: list[list[int]], tokenizer, probability: float, seed: int, char_ids: list | None = None
+) -> list[dict]:
+    """Mask ``probability`` of the non-special tokens of every block with [MASK], reproducibly. With ``char_ids``
+    (one (tokens, W) array per block, word+character models) a masked word's characters become [MASK]'s too."""
+    generator = torch.Generator().manual_seed(seed)
+    mask_row = tokenizer.ids_to_char_ids([tokenizer.mask_token_id])[0] if char_ids is not None else None
+    examples = []
+    for number, ids in enumerate(blocks):
         ids_t = torch.tensor(ids)
         special = torch.tensor(tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True), dtype=torch.bool)
         chosen = (torch.rand(len(ids), generator=generator) < probability) & ~special
-        if not chosen.any():
-            chosen[1] = True  # at least one target per block
+        if not chosen.any() and not special.all():
+            chosen[int((~special).nonzero()[0])] = True  # at least one target per block
         labels = torch.where(chosen, ids_t, torch.full_like(ids_t, -100))
         inputs = torch.where(chosen, torch.full_like(ids_t, tokenizer.mask_token_id), ids_t)
-        examples.append({"input_ids": inputs.tolist(), "labels": labels.tolist()})
+        example = {"input_ids": inputs.tolist(), "labels": labels.tolist()}
+        if char_ids is not None:
+            chars = np.array(char_ids[number], copy=True)  # (tokens, W)
+            chars[chosen.numpy()] = mask_row[: chars.shape[1]]
+            example["char_ids"] = chars
+        examples.append(example)
     return examples
 
 
@@ -167,6 +259,37 @@ def unigram_baseline(train_blocks: list[list[int]], eval_examples: list[dict], s
     return best, float((targets == best).float().mean())
 
 
+def unigram_perplexity(train_blocks: list[list[int]], eval_blocks: list[list[int]], vocab_size: int) -> float:
+    """The perplexity of the training unigram distribution (add-one smoothed over the vocabulary) on the biLM's
+    held-out targets: every word but each block's first (forward LM) and every word but its last (backward LM)."""
+    counts = torch.bincount(torch.tensor([t for b in train_blocks for t in b]), minlength=vocab_size).double() + 1.0
+    log_probs = (counts / counts.sum()).log()  # (V,)
+    targets = torch.tensor([t for ids in eval_blocks for t in (*ids[1:], *ids[:-1])])
+    return math.exp(float(-log_probs[targets].mean()))
+
+
+def _model_inputs(model, batch) -> dict:
+    """The tensors of a collated batch that the model reads, on the model's device."""
+    keys = ("input_ids", "char_ids", "attention_mask", "labels")
+    return {k: v.to(model.device) for k, v in batch.items() if k in keys}
+
+
+@torch.no_grad()
+def bilm_mean_nll(model, eval_examples: list[dict], collator, batch_size: int = 32) -> tuple[float, float]:
+    """(forward, backward) mean negative log-likelihood per predicted word of a biLM over ``eval_examples``, with
+    the full softmax (eval mode). Each block of n words has n - 1 targets per direction."""
+    model.eval()
+    sums, count = [0.0, 0.0], 0
+    for start in range(0, len(eval_examples), batch_size):
+        batch = _model_inputs(model, collator(eval_examples[start : start + batch_size]))
+        out = model(**batch)
+        targets = int(((batch["labels"] != -100).sum(1) - 1).clamp(min=0).sum())
+        sums[0] += float(out.forward_loss) * targets
+        sums[1] += float(out.backward_loss) * targets
+        count += targets
+    return sums[0] / max(count, 1), sums[1] / max(count, 1)
+
+
 @torch.no_grad()
 def masked_accuracy(model, eval_examples: list[dict], collator, batch_size: int = 64) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the model's top prediction at the masked positions."""
@@ -174,8 +297,8 @@ def masked_accuracy(model, eval_examples: list[dict], collator, batch_size: int 
     hits = total = 0
     loss_sum = 0.0
     for start in range(0, len(eval_examples), batch_size):
-        batch = collator(eval_examples[start : start + batch_size])
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        batch = _model_inputs(model, collator(eval_examples[start : start + batch_size]))
+        out = model(**batch)
         targets = batch["labels"][batch["labels"] != -100]  # (N,), the order of the sparse logits
         logits = out.logits if out.logits.dim() == 2 else out.logits[batch["labels"] != -100]
         hits += int((logits.argmax(-1) == targets).sum())
@@ -184,21 +307,31 @@ def masked_accuracy(model, eval_examples: list[dict], collator, batch_size: int 
     return hits / max(total, 1), loss_sum / max(total, 1)
 
 
-def plot_loss_curve(log_history: list[dict], path: Path) -> None:
+#: Loss-curve labels per objective: (training curve, held-out curve, y axis).
+CURVE_LABELS = {
+    "mlm": (
+        "training loss (80% [MASK], 10% random, 10% kept)", "held-out loss (all [MASK])", "masked-LM cross-entropy"
+    ),
+    "bilm": ("training loss", "held-out loss (full softmax)", "biLM cross-entropy (mean of forward and backward)"),
+}
+
+
+def plot_loss_curve(log_history: list[dict], path: Path, objective: str = "mlm") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    train_label, eval_label, y_label = CURVE_LABELS[objective]
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
     evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
     fig, ax = plt.subplots(figsize=(6, 4))
     if train:
-        ax.plot(*zip(*train), label="training loss (80% [MASK], 10% random, 10% kept)")
+        ax.plot(*zip(*train), label=train_label)
     if evals:
-        ax.plot(*zip(*evals), "o-", label="held-out loss (all [MASK])")
+        ax.plot(*zip(*evals), "o-", label=eval_label)
     ax.set_xlabel("step")
-    ax.set_ylabel("masked-LM cross-entropy")
+    ax.set_ylabel(y_label)
     ax.set_title("bizoo pretrain")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -218,27 +351,24 @@ def run(args: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> int:
     import bizoo
+    from bizoo import DataCollatorForWordCharLanguageModeling
     from transformers import (
         AutoModelForMaskedLM,
+        AutoModelForPreTraining,
         AutoTokenizer,
         DataCollatorForLanguageModeling,
         DataCollatorForTokenClassification,
         Trainer,
-        pipeline,
     )
 
+    from .finetune_common import build_wordchar_tokenizer
     from .train_tokenizer import train_wordpiece_tokenizer
 
     started = time.perf_counter()
     check_training_arguments(args)
     spec = bizoo.get_spec(args.model)
-    if spec.tokenizer != "wordpiece":
-        subword = sorted(name for name, s in bizoo.MODEL_SPECS.items() if s.tokenizer == "wordpiece")
-        raise CommandError(
-            f"bizoo pretrain reads subword ids only; {args.model!r} reads words and their characters, which this "
-            f"command does not pack yet. Pretrain one of {subword}, or train {args.model!r} with the Trainer and "
-            "bizoo.DataCollatorForWordCharLanguageModeling"
-        )
+    objective = resolve_objective(args.objective, spec)
+    wordchar = spec.tokenizer == "wordchar"
     config_kwargs = model_config_kwargs(args, spec)
     spec.config_class(vocab_size=max(args.vocab_size, 8), **config_kwargs)  # validates every field now
     if not 0 < args.mlm_probability < 1:
@@ -253,29 +383,66 @@ def _pretrain(args: argparse.Namespace) -> int:
         tokenizer = AutoTokenizer.from_pretrained(resume_from)
     elif args.tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    elif wordchar:
+        lines = [line for doc in documents for line in doc]
+        tokenizer = build_wordchar_tokenizer(spec, lines, args.vocab_size, model_max_length=args.max_length)
     else:
         tokenizer = train_wordpiece_tokenizer(
             [line for doc in documents for line in doc], vocab_size=args.vocab_size, model_max_length=args.max_length
         )
-    if tokenizer.mask_token_id is None:
+    if wordchar and not hasattr(tokenizer, "ids_to_char_ids"):
+        raise CommandError(
+            f"{args.model!r} reads words and their characters: its tokenizer must be a bizoo.WordCharTokenizerFast, "
+            f"got {type(tokenizer).__name__}"
+        )
+    if objective == "mlm" and tokenizer.mask_token_id is None:
         raise CommandError("the tokenizer has no mask token; masked-LM needs one")
-    config = spec.config_class(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config_kwargs)
+    config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_kwargs)
     variant = args.variant or spec.default_variant
-    print(f"{PROG}: {spec.model_type} {variant or ''} on {corpus_name}: tokenizer of {len(tokenizer)} tokens")
+    unit = "words" if wordchar else "tokens"
+    print(
+        f"{PROG}: {spec.model_type}{' ' + variant if variant else ''} on {corpus_name}, objective {objective}: "
+        f"tokenizer of {len(tokenizer)} {unit}"
+    )
 
-    train_blocks = pack(tokenizer, documents, args.max_length)
-    eval_blocks = pack(tokenizer, held_out, args.max_length)
-    if not train_blocks or not eval_blocks:
-        raise CommandError(f"not enough text: {len(train_blocks)} training and {len(eval_blocks)} held-out blocks")
-    eval_examples = fixed_eval_masks(eval_blocks, tokenizer, args.mlm_probability, args.seed)
-    special_ids = set(tokenizer.all_special_ids)
-    baseline_token, baseline_accuracy = unigram_baseline(train_blocks, eval_examples, special_ids)
-    print(f"{PROG}: {len(train_blocks)} training and {len(eval_blocks)} held-out blocks of <= {args.max_length} tokens")
+    if wordchar:  # blocks of words; each example carries input_ids and char_ids
+        train_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, documents, args.max_length))
+        held_out_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, held_out, args.max_length))
+    else:
+        train_examples = [{"input_ids": ids} for ids in pack(tokenizer, documents, args.max_length)]
+        held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, held_out, args.max_length)]
+    if not train_examples or not held_out_examples:
+        raise CommandError(
+            f"not enough text: {len(train_examples)} training and {len(held_out_examples)} held-out blocks"
+        )
+    train_ids = [e["input_ids"] for e in train_examples]
+    held_out_ids = [e["input_ids"] for e in held_out_examples]
+    print(
+        f"{PROG}: {len(train_examples)} training and {len(held_out_examples)} held-out blocks of <= {args.max_length} "
+        f"{unit}"
+    )
+
+    if objective == "bilm":
+        auto_class = AutoModelForPreTraining
+        eval_examples = held_out_examples
+        data_collator = eval_collator = BiLMCollator(tokenizer)
+        baseline_perplexity = unigram_perplexity(train_ids, held_out_ids, len(tokenizer))
+    else:
+        auto_class = AutoModelForMaskedLM
+        chars = [e["char_ids"] for e in held_out_examples] if wordchar else None
+        eval_examples = fixed_eval_masks(held_out_ids, tokenizer, args.mlm_probability, args.seed, chars)
+        special_ids = set(tokenizer.all_special_ids)
+        baseline_token, baseline_accuracy = unigram_baseline(train_ids, eval_examples, special_ids)
+        eval_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
+        masking = DataCollatorForWordCharLanguageModeling if wordchar else DataCollatorForLanguageModeling
+        data_collator = _TrainEvalCollator(masking(tokenizer, mlm_probability=args.mlm_probability), eval_collator)
 
     torch.manual_seed(args.seed)
-    model = AutoModelForMaskedLM.from_config(config)
-    print(f"{PROG}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {config.num_hidden_layers} layers")
-    eval_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
+    model = auto_class.from_config(config)
+    print(
+        f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+        f"{config.num_hidden_layers} layers"
+    )
     trainer = Trainer(
         model=model,
         args=training_arguments(
@@ -283,14 +450,12 @@ def _pretrain(args: argparse.Namespace) -> int:
             output_dir,
             eval_strategy="steps",
             eval_steps=max(args.max_steps // 4, 1) if args.max_steps > 0 else 500,
-            per_device_eval_batch_size=64,
+            per_device_eval_batch_size=32 if objective == "bilm" else 64,  # the biLM's full softmax at every word
             prediction_loss_only=True,
         ),
-        train_dataset=[{"input_ids": ids} for ids in train_blocks],
+        train_dataset=train_examples,
         eval_dataset=eval_examples,
-        data_collator=_TrainEvalCollator(
-            DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability), eval_collator
-        ),
+        data_collator=data_collator,
         processing_class=tokenizer,
         optimizers=trainer_optimizers(model, args),
     )
@@ -298,44 +463,82 @@ def _pretrain(args: argparse.Namespace) -> int:
     result = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - train_start
 
-    accuracy, eval_loss = masked_accuracy(model, eval_examples, eval_collator)
-    metrics = {
-        "masked_accuracy": round(accuracy, 4),
-        "unigram_baseline_accuracy": round(baseline_accuracy, 4),
-        "eval_loss": round(eval_loss, 4),
-        "perplexity": round(math.exp(min(eval_loss, 50)), 2),
-    }
+    if objective == "bilm":
+        forward_nll, backward_nll = bilm_mean_nll(model, eval_examples, eval_collator)
+        metrics = {
+            "forward_perplexity": round(math.exp(min(forward_nll, 50)), 2),
+            "backward_perplexity": round(math.exp(min(backward_nll, 50)), 2),
+        }
+        extra = {
+            "unigram_baseline_perplexity": round(baseline_perplexity, 2),
+            "eval_loss": round(0.5 * (forward_nll + backward_nll), 4),
+        }
+        task = {"type": "text-generation", "name": "Bidirectional language modeling (forward and backward LM)"}
+    else:
+        accuracy, eval_loss = masked_accuracy(model, eval_examples, eval_collator)
+        metrics = {"accuracy": round(accuracy, 4), "perplexity": round(math.exp(min(eval_loss, 50)), 2)}
+        extra = {"unigram_baseline_accuracy": round(baseline_accuracy, 4), "eval_loss": round(eval_loss, 4)}
+        task = {"type": "fill-mask", "name": "Masked language modeling"}
 
     staging = output_dir / ".final-tmp"
     staging.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    plot_loss_curve(trainer.state.log_history, staging / "loss_curve.png")
+    plot_loss_curve(trainer.state.log_history, staging / "loss_curve.png", objective)
     (staging / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
     move_into(staging, output_dir)
     record_results(
         output_dir,
-        task={"type": "fill-mask", "name": "Masked language modeling"},
+        task=task,
         dataset={"name": corpus_name, "type": "text", "split": "held-out"},
-        metrics={"accuracy": metrics["masked_accuracy"], "perplexity": metrics["perplexity"]},
-        unigram_baseline_accuracy=metrics["unigram_baseline_accuracy"],
+        metrics=metrics,
+        **extra,
         steps=result.global_step,
         train_seconds=round(train_seconds, 1),
     )
     write_checkpoint_card(output_dir, model, tokenizer)
 
-    fill = pipeline("fill-mask", model=str(output_dir), device="cpu", top_k=3)
     print(f"\n{PROG}: done in {time.perf_counter() - started:.0f} s ({train_seconds:.0f} s training, {result.global_step} steps)")
-    print(f"  held-out masked-token accuracy  {accuracy:.4f}")
-    print(f"  unigram baseline (always {tokenizer.convert_ids_to_tokens(baseline_token)!r})  {baseline_accuracy:.4f}")
-    print(f"  held-out loss {eval_loss:.3f}, perplexity {metrics['perplexity']}")
+    if objective == "bilm":
+        print(f"  held-out forward perplexity   {metrics['forward_perplexity']}")
+        print(f"  held-out backward perplexity  {metrics['backward_perplexity']}")
+        print(f"  unigram baseline perplexity   {extra['unigram_baseline_perplexity']}")
+    else:
+        print(f"  held-out masked-token accuracy  {accuracy:.4f}")
+        print(f"  unigram baseline (always {tokenizer.convert_ids_to_tokens(baseline_token)!r})  {baseline_accuracy:.4f}")
+        print(f"  held-out loss {eval_loss:.3f}, perplexity {metrics['perplexity']}")
+        print_fill_mask_examples(output_dir, tokenizer)
+    print(f"  saved to {output_dir} (model, tokenizer, README.md, loss_curve.png)")
+    return 0
+
+
+def print_fill_mask_examples(folder: Path, tokenizer) -> None:
+    """A few predictions of ``pipeline("fill-mask")`` loaded from the saved folder."""
+    from transformers import pipeline
+
+    fill = pipeline("fill-mask", model=str(folder), device="cpu", top_k=3)
     print("  fill-mask from the saved folder:")
     for text in FILL_MASK_EXAMPLES:
         text = text.replace("[MASK]", tokenizer.mask_token)
         guesses = ", ".join(f"{p['token_str']} ({p['score']:.2f})" for p in fill(text))
         print(f"    {text}  ->  {guesses}")
-    print(f"  saved to {output_dir} (model, tokenizer, README.md, loss_curve.png)")
-    return 0
+
+
+class BiLMCollator:
+    """Batches for the biLM: ``input_ids`` and ``char_ids`` padded (``tokenizer.pad``), ``labels`` = the word ids
+    with -100 at padding (the forward LM predicts every word but the first, the backward LM every word but the
+    last)."""
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        self.tokenizer = tokenizer
+        self.padding = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.padding([{k: e[k] for k in ("input_ids", "char_ids") if k in e} for e in examples])
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # (B, L)
+        return batch
 
 
 class _TrainEvalCollator:

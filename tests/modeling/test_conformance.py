@@ -169,7 +169,9 @@ def test_return_dict_false_and_hidden_states(model_case, make_config, make_input
     assert all(h.shape[:2] == (2, 9) for h in out.hidden_states)
     assert all(h.shape[-1] == d for h in out.hidden_states[1:])
     assert out.last_hidden_state.shape == (2, 9, d)
-    torch.testing.assert_close(out.hidden_states[-1], out.last_hidden_state)
+    # the top layer: last_hidden_state, or `top_layer` where last_hidden_state is a mix of the layers (ELMo)
+    top = out.top_layer if getattr(out, "top_layer", None) is not None else out.last_hidden_state
+    torch.testing.assert_close(out.hidden_states[-1], top)
     assert model(**inputs).hidden_states is None
 
 

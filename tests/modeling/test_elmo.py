@@ -253,7 +253,7 @@ def test_scalar_mix_math(layer_norm):
 
 def manual_bilm_losses(model, chars, mask, labels):
     """Σ CE and counts of the forward (word i+1 from state i) and backward (word i-1 from state i) LMs, by loops."""
-    top = model.elmo(char_ids=chars, attention_mask=mask).last_hidden_state
+    top = model.elmo(char_ids=chars, attention_mask=mask).top_layer
     P = model.config.projection_size
     sums, counts = [0.0, 0.0], [0, 0]
     for row in range(chars.shape[0]):

@@ -106,7 +106,9 @@ def test_pretrain_helpers():
         (["--max-steps", "0"], "--max-steps"),
         (["--mlm-probability", "1.5"], "--mlm-probability"),
         (["--resume"], "--resume"),
-        (["--model", "bilstm_crf"], "reads words and their characters"),
+        (["--model", "lion", "--objective", "bilm"], "model type 'lion' has no bidirectional-LM head"),
+        (["--model", "bilstm_crf", "--objective", "bilm"], "model type 'bilstm_crf' has no bidirectional-LM head"),
+        (["--model", "elmo", "--model-config", "char_vocab_size=300"], "cannot set 'char_vocab_size'"),
     ],
 )
 def test_pretrain_bad_input_is_a_clear_error_before_anything_is_written(tmp_path, extra, message, capsys):

@@ -89,7 +89,7 @@ def run(model, tokenizer, sentences, states=None):
     batch = tokenizer(sentences, is_split_into_words=True, padding=True, return_tensors="pt")
     with torch.no_grad():
         out = model(**batch, initial_states=states, output_final_states=True)
-    top = [out.last_hidden_state[row, 1 : len(words) + 1].numpy() for row, words in enumerate(sentences)]
+    top = [out.top_layer[row, 1 : len(words) + 1].numpy() for row, words in enumerate(sentences)]
     return top, out.final_states
 
 
