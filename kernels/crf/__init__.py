@@ -52,11 +52,10 @@ __all__ = [
 BACKENDS = ("auto", "reference", "scan", "triton")
 
 # backend="auto" on a CPU, per op: the scan up to this many tags, the reference above. Measured on a 2-core AMD EPYC
-# VM (fp32, B in {1, 32, 64}, L in {32, 128, 512}): the scan's O(L K³) work beats the reference's L Python steps
-# at K = 9 everywhere (likelihood fwd+bwd 1.6-4.3x, Viterbi 2.2-4.4x faster than the reference) and ties it
-# (likelihood) or still wins (Viterbi 1.8x) at K = 17; at K = 45 the reference is 4x faster. `bizoo bench crf`
-# prints both.
-SCAN_MAX_TAGS = {"log_partition": 16, "marginals": 16, "viterbi": 24, "max_marginals": 24}
+# VM (`bizoo bench crf`, fp32, L = 128, B = 1 and 32, a quiet machine): the scan's O(L K³) work beats the reference's
+# L Python steps at K = 9 (likelihood fwd+bwd 3.3-4.6x, Viterbi 3.9-6.7x faster than the reference) and K = 17
+# (likelihood 1.3-4.1x, Viterbi 1.9-2.6x); at K = 45 the reference is 1.2-5x faster.
+SCAN_MAX_TAGS = {"log_partition": 24, "marginals": 24, "viterbi": 24, "max_marginals": 24}
 
 
 # The scan's log-semiring products run in exp space with one scale per block (``scan.py``): a path more than ~700
