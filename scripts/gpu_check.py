@@ -1,4 +1,4 @@
-"""The one script a session with a GPU runs: environment, GPU tests, kernel and model benchmarks, one summary.
+"""The one script to run on a machine with a GPU: environment, GPU tests, kernel and model benchmarks, one summary.
 
     python -m bizoo.scripts.gpu_check OUT_DIR [--quick] [--skip-tests] [--budget SECONDS]
 
