@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import TokenClassifierOutput
+from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 from .common import check_labels
 
@@ -308,3 +308,49 @@ def init_head_weights(module: nn.Module, config) -> None:
 def token_classification_head(config) -> nn.Module:
     """The token-classification head a config asks for: a CRF with ``use_crf=True``, softmax otherwise."""
     return CrfTokenClassificationHead(config) if getattr(config, "use_crf", False) else TokenClassificationHead(config)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The task models' outputs: every model's ...ForMaskedLM / ...ForSequenceClassification / ...ForTokenClassification
+# runs its encoder, then one of these on the hidden states its head reads.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def real_mask(attention_mask, hidden: torch.Tensor) -> torch.Tensor:
+    """The (B, L) attention mask on ``hidden``'s device; every position real when there is none."""
+    if attention_mask is None:
+        return torch.ones(hidden.shape[:2], device=hidden.device)
+    return attention_mask.to(hidden.device)
+
+
+def _as_requested(model, result, return_dict):
+    return result if (model.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
+
+def masked_lm_output(model, hidden, encoder_output, labels, num_items_in_batch, return_dict):
+    """``model.lm_head`` over ``hidden`` (B, L, d): `MaskedLMOutput` (or a tuple), the loss as
+    ``masked_lm_loss_and_logits``."""
+    loss, logits = masked_lm_loss_and_logits(
+        model.lm_head, hidden, labels, model.config, num_items_in_batch, type(model).__name__
+    )
+    result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoder_output.hidden_states)
+    return _as_requested(model, result, return_dict)
+
+
+def sequence_classification_output(model, hidden, mask, encoder_output, labels, num_items_in_batch, return_dict):
+    """``model.classifier`` (a `SequenceClassificationHead`) over ``hidden`` (B, L, d) with ``mask`` (B, L)."""
+    logits = model.classifier(hidden, mask)  # (B, num_labels)
+    loss = None
+    if labels is not None:
+        loss = sequence_classification_loss(logits, labels, model.config, num_items_in_batch, type(model).__name__)
+    result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoder_output.hidden_states)
+    return _as_requested(model, result, return_dict)
+
+
+def token_classification_output(model, hidden, mask, encoder_output, labels, num_items_in_batch, return_dict):
+    """``model.classifier`` (softmax or CRF, ``token_classification_head``) over ``hidden`` (B, L, d)."""
+    loss, logits, predictions = model.classifier(hidden, mask, labels, num_items_in_batch, type(model).__name__)
+    result = TokenClassifierOutputWithPath(
+        loss=loss, logits=logits, hidden_states=encoder_output.hidden_states, predictions=predictions
+    )
+    return _as_requested(model, result, return_dict)

@@ -41,8 +41,9 @@ from .heads import (
     TokenClassifierOutputWithPath,
     _normalised_sum,
     init_head_weights,
-    masked_lm_loss_and_logits,
-    sequence_classification_loss,
+    masked_lm_output,
+    sequence_classification_output,
+    token_classification_output,
     token_classification_head,
 )
 from .modeling_bilstm_crf import compact, reversed_order, run_bilstm
@@ -792,11 +793,7 @@ class ElmoForMaskedLM(ElmoPreTrainedModel):
     ) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
-        loss, logits = masked_lm_loss_and_logits(
-            self.lm_head, out.elmo_representations[0], labels, self.config, num_items, type(self).__name__
-        )
-        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
-        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+        return masked_lm_output(self, out.elmo_representations[0], out, labels, num_items, return_dict)
 
 
 class ElmoForSequenceClassification(ElmoPreTrainedModel):
@@ -824,12 +821,7 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         mixed = out.elmo_representations[0]
         mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
-        logits = self.classifier(mixed, mask)  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            loss = sequence_classification_loss(logits, labels, self.config, num_items, type(self).__name__)
-        result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
-        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+        return sequence_classification_output(self, mixed, mask, out, labels, num_items, return_dict)
 
 
 class ElmoForTokenClassification(ElmoPreTrainedModel):
@@ -863,11 +855,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         mixed = out.elmo_representations[0]
         mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
         hidden = run_bilstm(self.tagger, self.dropout(mixed), mask)  # (B, L, 2P)
-        loss, logits, predictions = self.classifier(hidden, mask, labels, num_items, type(self).__name__)
-        result = TokenClassifierOutputWithPath(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, predictions=predictions
-        )
-        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+        return token_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
 
 
 __all__ = [

@@ -26,8 +26,10 @@ from .heads import (
     SequenceClassificationHead,
     TokenClassifierOutputWithPath,
     init_head_weights,
-    masked_lm_loss_and_logits,
-    sequence_classification_loss,
+    masked_lm_output,
+    real_mask,
+    sequence_classification_output,
+    token_classification_output,
     token_classification_head,
 )
 
@@ -346,11 +348,7 @@ class LionForMaskedLM(LionPreTrainedModel):
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
-        loss, logits = masked_lm_loss_and_logits(
-            self.lm_head, out.last_hidden_state, labels, self.config, num_items, type(self).__name__
-        )
-        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
-        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+        return masked_lm_output(self, out.last_hidden_state, out, labels, num_items, return_dict)
 
 
 class LionForSequenceClassification(LionPreTrainedModel):
@@ -378,13 +376,8 @@ class LionForSequenceClassification(LionPreTrainedModel):
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
         hidden = out.last_hidden_state
-        mask = attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device)
-        logits = self.classifier(hidden, mask.to(hidden.device))  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            loss = sequence_classification_loss(logits, labels, self.config, num_items, type(self).__name__)
-        result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
-        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+        mask = real_mask(attention_mask, hidden)  # (B, L)
+        return sequence_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
 
 
 class LionForTokenClassification(LionPreTrainedModel):
@@ -413,12 +406,8 @@ class LionForTokenClassification(LionPreTrainedModel):
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
         hidden = out.last_hidden_state
-        mask = attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device)
-        loss, logits, predictions = self.classifier(hidden, mask.to(hidden.device), labels, num_items, type(self).__name__)
-        result = TokenClassifierOutputWithPath(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, predictions=predictions
-        )
-        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+        mask = real_mask(attention_mask, hidden)  # (B, L)
+        return token_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
 
 
 __all__ = [
