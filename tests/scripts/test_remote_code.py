@@ -66,12 +66,8 @@ class BlockBizoo:
 sys.meta_path.insert(0, BlockBizoo())
 '''
 
-CHILD = r'''
-"""Load bizoo exports without bizoo and compare with what bizoo computed (argv[1]: the JSON case file)."""
-import json
-import math
+ISOLATION_CHECK = r'''
 import sys
-from pathlib import Path
 
 for blocked in ("bizoo", "triton"):
     try:
@@ -80,6 +76,14 @@ for blocked in ("bizoo", "triton"):
         pass
     else:
         sys.exit(f"`import {blocked}` works in the child: the isolation failed")
+'''
+
+CHILD = r'''
+"""Load bizoo exports without bizoo and compare with what bizoo computed (argv[1]: the JSON case file)."""
+import json
+import math
+import sys
+from pathlib import Path
 
 import torch
 import transformers
@@ -163,14 +167,6 @@ TOKENIZER_CHILD = r'''
 import json
 import sys
 from pathlib import Path
-
-for blocked in ("bizoo", "triton"):
-    try:
-        __import__(blocked)
-    except ModuleNotFoundError:
-        pass
-    else:
-        sys.exit(f"`import {blocked}` works in the child: the isolation failed")
 
 from transformers import AutoTokenizer
 from transformers.dynamic_module_utils import check_imports
@@ -286,7 +282,7 @@ def run_isolated(tmp_path: Path, child: str, case: dict) -> subprocess.Completed
     case_file = tmp_path / "case.json"
     case_file.write_text(json.dumps(case), encoding="utf-8")
     script = tmp_path / "child.py"
-    script.write_text(child, encoding="utf-8")
+    script.write_text(ISOLATION_CHECK + child, encoding="utf-8")  # every child first proves the isolation
     python = make_isolated_python(tmp_path)
     workdir = tmp_path / "work"  # neutral: not the repository, nothing importable
     workdir.mkdir()
@@ -349,14 +345,6 @@ CRF_CHILD = r'''
 import json
 import sys
 from pathlib import Path
-
-for blocked in ("bizoo", "triton"):
-    try:
-        __import__(blocked)
-    except ModuleNotFoundError:
-        pass
-    else:
-        sys.exit(f"`import {blocked}` works in the child: the isolation failed")
 
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
@@ -435,14 +423,6 @@ MLM_CHILD = r'''
 import json
 import sys
 from pathlib import Path
-
-for blocked in ("bizoo", "triton"):
-    try:
-        __import__(blocked)
-    except ModuleNotFoundError:
-        pass
-    else:
-        sys.exit(f"`import {blocked}` works in the child: the isolation failed")
 
 import torch
 from transformers import AutoModelForMaskedLM
