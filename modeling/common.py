@@ -73,6 +73,34 @@ def check_attention_mask(model_name: str, attention_mask, batch: int, length: in
     return attention_mask.to(device=device, dtype=torch.long)
 
 
+def check_token_type_ids(model_name: str, token_type_ids, batch: int, length: int, type_vocab_size: int):
+    """``token_type_ids`` checked against the input's shape and the type table; None stays None, and all-zero ids
+    for a model without token types (``type_vocab_size=0``) become None."""
+    if token_type_ids is None:
+        return None
+    if tuple(token_type_ids.shape) != (batch, length):
+        raise ValueError(
+            f"{model_name}: token_type_ids must have shape ({batch}, {length}), got {tuple(token_type_ids.shape)}"
+        )
+    if type_vocab_size == 0:
+        if token_type_ids.any().item():
+            raise ValueError(f"{model_name}: token_type_ids given but the model has no token types (type_vocab_size=0)")
+        return None
+    check_ids_in_range(model_name, "token_type_ids", token_type_ids, type_vocab_size, "type_vocab_size")
+    return token_type_ids
+
+
+def check_positions(model_name: str, mask: torch.Tensor, max_positions: int) -> None:
+    """Every sequence's real tokens fit the learned position table (mask (B, L))."""
+    longest = int(mask.sum(-1).max().item()) if mask.shape[0] else 0
+    if longest > max_positions:
+        raise ValueError(
+            f"{model_name}: a sequence has {longest} tokens but the model's learned positions stop at "
+            f"max_position_embeddings={max_positions}; truncate the input "
+            f"(tokenizer(..., truncation=True, max_length={max_positions}))"
+        )
+
+
 def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classes: int, what: str) -> None:
     """Class labels of ``shape`` in [0, num_classes) or -100 (ignored)."""
     if tuple(labels.shape) != tuple(shape):

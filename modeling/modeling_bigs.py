@@ -42,7 +42,15 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, Seque
 
 from ..configuration.configuration_bigs import BiGSConfig
 from ..kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
-from .common import TokenEmbeddings, check_attention_mask, check_ids_in_range, check_kwargs, resolve_inputs
+from .common import (
+    TokenEmbeddings,
+    check_attention_mask,
+    check_ids_in_range,
+    check_kwargs,
+    check_positions,
+    check_token_type_ids,
+    resolve_inputs,
+)
 from .heads import (
     MaskedLMHead,
     SequenceClassificationHead,
@@ -237,20 +245,9 @@ class BiGSModel(BiGSPreTrainedModel):
         if input_ids is not None:
             check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
         mask = check_attention_mask(name, attention_mask, batch, length, device)  # (B, L) long
-        if token_type_ids is not None:
-            if tuple(token_type_ids.shape) != (batch, length):
-                raise ValueError(
-                    f"{name}: token_type_ids must have shape ({batch}, {length}), got {tuple(token_type_ids.shape)}"
-                )
-            check_ids_in_range(name, "token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size")
+        token_type_ids = check_token_type_ids(name, token_type_ids, batch, length, config.type_vocab_size)
         if config.position_embedding_type == "absolute" and config.pad_mode == "masked":
-            longest = int(mask.sum(-1).max().item()) if batch else 0
-            if longest > config.max_position_embeddings:
-                raise ValueError(
-                    f"{name}: a sequence has {longest} tokens but the model's learned positions stop at "
-                    f"max_position_embeddings={config.max_position_embeddings}; truncate the input "
-                    f"(tokenizer(..., truncation=True, max_length={config.max_position_embeddings}))"
-                )
+            check_positions(name, mask, config.max_position_embeddings)
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = config.return_dict if return_dict is None else return_dict
 
