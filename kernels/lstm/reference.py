@@ -1,0 +1,174 @@
+r"""The bidirectional LSTM (with an optional projection and clipping): the math and the plain PyTorch reference.
+
+One layer, two directions, each with its own weights. Direction 0 reads each row's real tokens t_1 < … < t_n in
+order, direction 1 in reverse (it starts at the row's last real token); padding (left, right or holes) is skipped
+and its outputs are 0. For one direction, from (h_0, c_0) (zeros by default), at its r-th real token t = t_r:
+
+    z_r = a_t + W_hh h_{r-1}                  a_t = W_ih x_t + b, every step's at once (``input_gates``)
+    [i; f; g; o] = [σ(z_i); σ(z_f); tanh(z_g); σ(z_o)]       gate order i, f, g, o: torch.nn.LSTM's
+    c_r = clip(f ⊙ c_{r-1} + i ⊙ g, ±cell_clip)
+    m_r = o ⊙ tanh(c_r)
+    h_r = clip(W_p m_r, ±proj_clip)            the LSTMP of Sak et al. 2014 and of TensorFlow's LSTMCell(num_proj);
+                                              without a projection h_r = m_r and there is no proj_clip
+    y_t = h_r
+
+The final state of a row is (h_n, c_n), after its last step (the initial state for a row without real tokens):
+after its last real token for direction 0, after its first for direction 1. ``clip(·, ±None)`` is the identity;
+clipping's gradient passes where |x| ≤ clip (``torch.clamp``'s).
+
+Legend: B batch, L length, I input features, H cells, P outputs (P = H without a projection), 2 directions.
+Shapes: x (B, L, I) shared by both directions or (B, L, 2, I) one input per direction; weight_ih (2, 4H, I),
+weight_hh (2, 4H, P), bias (2, 4H) or None, weight_proj (2, P, H) or None; attention_mask (B, L);
+initial_state (h_0 (2, B, P), c_0 (2, B, H)) -> y (B, L, 2, P), (h_n (2, B, P), c_n (2, B, H)).
+
+Reading orders: ``reading_orders(mask)`` gives, per direction, the positions of each row's steps: real tokens
+first (in order for direction 0, reversed for direction 1), then the padding positions in order. Every schedule
+walks these: the reference and the native form gather the inputs into them and scatter the outputs back, the
+Triton kernels read and write at them directly.
+
+Here: ``bilstm_loop``, the recurrence one step at a time, vectorised over the batch and both directions (any
+clipping, any projection); fp32 arithmetic for fp32 and half-precision inputs (fp64 for fp64, so that gradcheck
+can use it), results in the input's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["check_inputs", "reading_orders", "input_gates", "bilstm_loop", "gather_steps", "scatter_steps"]
+
+
+def _shape(t) -> str:
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask, initial_state, cell_clip, proj_clip):
+    """Validate shapes, dtypes, devices and clips before any work; raise ``ValueError`` naming what is wrong and what
+    is allowed. Returns (B, L, H, P)."""
+    for name, t in (("x", x), ("weight_ih", weight_ih), ("weight_hh", weight_hh)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{op}: x must be a floating-point tensor, got {x.dtype}")
+    if x.dim() not in (3, 4) or (x.dim() == 4 and x.shape[2] != 2):
+        raise ValueError(
+            f"{op}: x must be (batch, length, features) or (batch, length, 2, features) (one input per direction), "
+            f"got {_shape(x)}"
+        )
+    B, L, I = x.shape[0], x.shape[1], x.shape[-1]
+    if weight_ih.dim() != 3 or weight_ih.shape[0] != 2 or weight_ih.shape[1] % 4 or weight_ih.shape[2] != I:
+        raise ValueError(f"{op}: weight_ih must be (2, 4·cells, {I}) for inputs of {I} features, got {_shape(weight_ih)}")
+    H = weight_ih.shape[1] // 4
+    P = H if weight_proj is None else (weight_proj.shape[1] if weight_proj.dim() == 3 else -1)
+    if weight_proj is not None and (weight_proj.dim() != 3 or tuple(weight_proj.shape) != (2, P, H) or P > H or P < 1):
+        raise ValueError(f"{op}: weight_proj must be (2, outputs, {H}) with 1 ≤ outputs ≤ {H} cells, got {_shape(weight_proj)}")
+    if tuple(weight_hh.shape) != (2, 4 * H, P):
+        raise ValueError(f"{op}: weight_hh must be (2, {4 * H}, {P}) (2, 4·cells, outputs), got {_shape(weight_hh)}")
+    if bias is not None and tuple(bias.shape) != (2, 4 * H):
+        raise ValueError(f"{op}: bias must be (2, {4 * H}) or None, got {_shape(bias)}")
+    for name, t in (("weight_ih", weight_ih), ("weight_hh", weight_hh), ("bias", bias), ("weight_proj", weight_proj)):
+        if t is not None and (t.device != x.device or not t.is_floating_point()):
+            raise ValueError(f"{op}: {name} must be a floating-point tensor on {x.device}, got {t.dtype} on {t.device}")
+    if attention_mask is not None:
+        if tuple(attention_mask.shape) != (B, L):
+            raise ValueError(f"{op}: attention_mask must be (batch, length) = {(B, L)}, got {_shape(attention_mask)}")
+        if attention_mask.device != x.device:
+            raise ValueError(f"{op}: attention_mask must be on {x.device}, got {attention_mask.device}")
+        # A value check on CUDA would cost a host sync on every call.
+        bad = attention_mask.dtype != torch.bool and not attention_mask.is_cuda
+        if bad and ((attention_mask != 0) & (attention_mask != 1)).any():
+            raise ValueError(f"{op}: attention_mask must hold only 0 (padding) and 1 (real token)")
+    if initial_state is not None:
+        if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
+            raise ValueError(f"{op}: initial_state must be (h_0, c_0), got {type(initial_state).__name__}")
+        h0, c0 = initial_state
+        if _shape(h0) != str((2, B, P)) or _shape(c0) != str((2, B, H)):
+            raise ValueError(
+                f"{op}: initial_state must be (h_0 (2, {B}, {P}), c_0 (2, {B}, {H})), got ({_shape(h0)}, {_shape(c0)})"
+            )
+        if h0.device != x.device or c0.device != x.device:
+            raise ValueError(f"{op}: initial_state must be on {x.device}")
+    for name, clip in (("cell_clip", cell_clip), ("proj_clip", proj_clip)):
+        if clip is not None and not (isinstance(clip, (int, float)) and clip > 0 and clip == clip):
+            raise ValueError(f"{op}: {name} must be a positive number or None, got {clip!r}")
+    if proj_clip is not None and weight_proj is None:
+        raise ValueError(f"{op}: proj_clip needs a projection (weight_proj); without one there is nothing to clip")
+    return B, L, H, P
+
+
+def reading_orders(mask: torch.Tensor | None, batch: int, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The steps of both directions: (order (2, B, L) int64, lengths (B,) int64).
+
+    order[0, b] lists row b's real positions in order, order[1, b] the same positions last to first; both continue
+    with the row's padding positions in order (where a schedule writes zeros).
+    """
+    if mask is None:
+        t = torch.arange(length, device=device).expand(batch, length)  # (B, L)
+        lengths = torch.full((batch,), length, dtype=torch.long, device=device)
+    else:
+        keep = mask.bool()
+        lengths = keep.sum(1)  # (B,)
+        key = (~keep).long() * length + torch.arange(length, device=device)  # real first, then by position
+        t = key.argsort(dim=1)  # (B, L)
+    s = torch.arange(length, device=device)[None, :]  # (1, L)
+    flipped = torch.where(s < lengths[:, None], lengths[:, None] - 1 - s, s)  # (B, L) reversed within the length
+    return torch.stack([t, t.gather(1, flipped)]), lengths
+
+
+def input_gates(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """a = W_ih x + b for both directions, every step at once: x (B, L, I) or (B, L, 2, I) -> (B, L, 2, 4H)."""
+    B, L = x.shape[:2]
+    four_h = weight_ih.shape[1]
+    if x.dim() == 3:  # one matrix product for both directions
+        w = weight_ih.reshape(2 * four_h, -1)  # (8H, I)
+        return F.linear(x, w, None if bias is None else bias.reshape(-1)).view(B, L, 2, four_h)
+    a = torch.einsum("bldi,dgi->bldg", x, weight_ih)  # (B, L, 2, 4H)
+    return a if bias is None else a + bias
+
+
+def gather_steps(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """(B, L, 2, F) at the original positions -> (2, B, L, F) in each direction's reading order."""
+    v = values.permute(2, 0, 1, 3)  # (2, B, L, F)
+    return v.gather(2, order[..., None].expand(-1, -1, -1, v.shape[-1]))
+
+
+def scatter_steps(steps: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``gather_steps``: (2, B, L, F) in reading order -> (B, L, 2, F) at the original positions."""
+    out = torch.empty_like(steps).scatter_(2, order[..., None].expand_as(steps), steps)  # (2, B, L, F)
+    return out.permute(1, 2, 0, 3)
+
+
+def bilstm_loop(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip):
+    """The recurrence of the module docstring, one step at a time, both directions batched.
+
+    gates (B, L, 2, 4H) input gates, order/lengths from ``reading_orders`` -> y (B, L, 2, P), (h_n, c_n).
+    """
+    B, L = gates.shape[:2]
+    H, P = weight_hh.shape[1] // 4, weight_hh.shape[2]
+    dtype = gates.dtype
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    a = gather_steps(gates.to(compute), order)  # (2, B, L, 4H) in reading order
+    w_hh = weight_hh.to(compute).transpose(1, 2)  # (2, P, 4H)
+    w_p = None if weight_proj is None else weight_proj.to(compute).transpose(1, 2)  # (2, H, P)
+    if initial_state is None:
+        h, c = a.new_zeros(2, B, P), a.new_zeros(2, B, H)
+    else:
+        h, c = initial_state[0].to(compute), initial_state[1].to(compute)
+    outputs = []
+    for s in range(L):
+        z = torch.baddbmm(a[:, :, s], h, w_hh)  # (2, B, 4H)
+        i, f, g, o = z.chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # (2, B, H)
+        if cell_clip is not None:
+            c_new = c_new.clamp(-cell_clip, cell_clip)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)  # (2, B, H)
+        if w_p is not None:
+            h_new = torch.bmm(h_new, w_p)  # (2, B, P)
+            if proj_clip is not None:
+                h_new = h_new.clamp(-proj_clip, proj_clip)
+        active = (s < lengths)[None, :, None]  # (1, B, 1): rows still reading real tokens
+        h, c = torch.where(active, h_new, h), torch.where(active, c_new, c)
+        outputs.append(torch.where(active, h_new, torch.zeros_like(h_new)))
+    y = scatter_steps(torch.stack(outputs, dim=2), order) if L else a.new_zeros(2, B, 0, P).permute(1, 2, 0, 3)
+    return y.to(dtype), (h.to(dtype), c.to(dtype))

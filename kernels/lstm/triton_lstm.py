@@ -1,0 +1,414 @@
+r"""The bidirectional LSTM(P) on Triton kernels: one persistent launch per pass, both directions at once.
+
+The math is ``reference.py``'s (gate order i, f, g, o; optional projection W_p, cell and projection clipping).
+Legend: B batch, L length, H cells, P outputs (P = H without a projection), G = 4H gate rows, d the direction
+(0 forward, 1 backward), s a step of the direction's reading order, t = order[d, b, s] its position.
+
+Forward (``_forward_kernel``; grid (⌈B/BB⌉, 2): one program per block of BB rows and per direction, walking all
+of the block's steps in one launch; the input gates a = W_ih x + b of every step come in precomputed by one matrix
+product):
+
+    z = a[b, t, d] + W_hh[d] h_{s-1}            per tile of BH cells: the four gate tiles, K-tiled over P
+    c_s = clip(σ(z_f) c_{s-1} + σ(z_i) tanh(z_g))      m_s = σ(z_o) tanh(c_s)
+    h_s = clip(W_p[d] m_s)  (or m_s)            after a barrier, per tile of BP outputs, K-tiled over H
+
+The state lives in small scratch buffers (h double-buffered by the parity of s, c and m single), visible to the
+whole program after each barrier; rows past their length keep their state (the final state is then the state
+after the last real step). For the backward pass it saves the gate activations (B, L, 2, G), the unclipped cells,
+m (with a projection) and the unclipped projections (with proj_clip), all fp32.
+
+Backward (``_backward_kernel``, same grid, steps from last to first), with carries dh, dc from the later step
+(initially the gradients of the final state):
+
+    dĥ = (dy_t + dh) · [|ĥ| ≤ proj_clip]                     ĥ the unclipped output  (stored: ``grad_proj``)
+    dm = W_p[d]ᵀ dĥ  (or dĥ)
+    dc' = (dc + dm · o (1 - tanh² c)) · [|ĉ| ≤ cell_clip]     ĉ the unclipped cell
+    dz = [dc' g · i(1-i);  dc' c_{s-1} · f(1-f);  dc' i · (1-g²);  dm tanh c · o(1-o)]   (stored: the gates' grad)
+    dc ← dc' f,   dh ← W_hh[d]ᵀ dz                           (after a barrier; dz read back from its output)
+
+The weight gradients are then two batched matrix products in torch over all steps (deterministic, no atomics):
+dW_hh[d] = Σ dz_s h_{s-1}ᵀ, dW_p[d] = Σ dĥ_s m_sᵀ; the carries left at the first step are the initial state's.
+
+Every output at padding is written as 0 by the kernels (so tests can fill buffers with NaN). Arithmetic is fp32;
+the matrix products take ``torch.backends.cuda.matmul.allow_tf32``'s precision on a GPU (IEEE fp32 by default).
+The recurrent weights are re-read tile by tile every step: they stay in L1/L2, not in registers.
+"""
+
+from __future__ import annotations
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError as err:  # the Triton backend is simply absent without triton
+    raise ImportError("bizoo.kernels.lstm.triton_lstm needs the `triton` package") from err
+
+import os
+
+import torch
+
+from .reference import gather_steps
+
+__all__ = ["bilstm_triton"]
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+BB = 16  # rows per program (tl.dot needs ≥ 16)
+# Tests set a fill value (NaN) for every output and scratch buffer, so an element a kernel fails to write (or
+# reads before writing) cannot pass; and small tiles, so that several tiles run at small sizes.
+DEBUG_FILL: float | None = None
+TILE: int | None = None
+
+
+def _tile(n: int) -> int:
+    if TILE is not None:
+        return TILE
+    return max(16, min(64, triton.next_power_of_2(n)))
+
+
+@triton.jit
+def _row_ptrs(base, rows, t, d, L, width):
+    """Offsets (BB,) of (row, position t, direction d) in a (B, L, 2, width) tensor, in int64."""
+    return base + ((rows.to(tl.int64) * L + t) * 2 + d) * width
+
+
+@triton.jit
+def _forward_kernel(
+    A, WHH, WP, ORDER, LENS, BLOCK_STEPS, BLOCK_MIN,
+    Y, ACT, CR, MM, HR, HBUF, CBUF, MBUF, HN,
+    B, L, H, P, cell_clip, proj_clip,
+    PROJ: tl.constexpr, CLIP_C: tl.constexpr, CLIP_P: tl.constexpr, SAVE: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, BP: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    d = tl.program_id(1)
+    G = 4 * H
+    rows = pid * BB + tl.arange(0, BB)  # (BB,)
+    row_ok = rows < B
+    n = tl.load(LENS + rows, mask=row_ok, other=0)  # (BB,) real steps per row
+    steps = tl.load(BLOCK_STEPS + pid)
+    w_hh = WHH + d * G * P
+    w_p = WP + d * P * H
+    c_row = CBUF + (d * B + rows.to(tl.int64)) * H  # (BB,)
+    m_row = MBUF + (d * B + rows.to(tl.int64)) * H
+    for s in range(0, steps):
+        active = row_ok & (s < n)  # (BB,)
+        t = tl.load(ORDER + (d * B + rows) * L + s, mask=row_ok, other=0)  # (BB,) positions of this step
+        rd = s % 2
+        h_rd = HBUF + ((rd * 2 + d) * B + rows.to(tl.int64)) * P  # (BB,) h_{s-1}
+        h_wr = HBUF + (((1 - rd) * 2 + d) * B + rows.to(tl.int64)) * P  # (BB,) h_s
+        a_row = _row_ptrs(A, rows, t, d, L, G)
+        for j0 in range(0, H, BH):
+            cols = j0 + tl.arange(0, BH)  # (BH,)
+            col_ok = cols < H
+            live = active[:, None] & col_ok[None, :]  # (BB, BH)
+            ptr = a_row[:, None] + cols[None, :]
+            zi = tl.load(ptr, mask=live, other=0.0).to(tl.float32)  # (BB, BH) input gates
+            zf = tl.load(ptr + H, mask=live, other=0.0).to(tl.float32)
+            zg = tl.load(ptr + 2 * H, mask=live, other=0.0).to(tl.float32)
+            zo = tl.load(ptr + 3 * H, mask=live, other=0.0).to(tl.float32)
+            for k0 in range(0, P, BK):
+                ks = k0 + tl.arange(0, BK)  # (BK,)
+                k_ok = ks < P
+                hp = tl.load(h_rd[:, None] + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0,
+                             volatile=True)  # (BB, BK)
+                w = w_hh + cols[None, :] * P + ks[:, None]  # (BK, BH): W_hh[gate·H + col, k]
+                wm = k_ok[:, None] & col_ok[None, :]
+                zi += tl.dot(hp, tl.load(w, mask=wm, other=0.0).to(tl.float32), input_precision=PRECISION)
+                zf += tl.dot(hp, tl.load(w + H * P, mask=wm, other=0.0).to(tl.float32), input_precision=PRECISION)
+                zg += tl.dot(hp, tl.load(w + 2 * H * P, mask=wm, other=0.0).to(tl.float32), input_precision=PRECISION)
+                zo += tl.dot(hp, tl.load(w + 3 * H * P, mask=wm, other=0.0).to(tl.float32), input_precision=PRECISION)
+            i = tl.sigmoid(zi)
+            f = tl.sigmoid(zf)
+            g = 2.0 * tl.sigmoid(2.0 * zg) - 1.0  # tanh
+            o = tl.sigmoid(zo)
+            keep = row_ok[:, None] & col_ok[None, :]
+            c_ptr = c_row[:, None] + cols[None, :]
+            c = f * tl.load(c_ptr, mask=keep, other=0.0, volatile=True) + i * g  # (BB, BH) unclipped cell
+            if SAVE:
+                act = _row_ptrs(ACT, rows, t, d, L, G)[:, None] + cols[None, :]
+                tl.store(act, i, mask=live)
+                tl.store(act + H, f, mask=live)
+                tl.store(act + 2 * H, g, mask=live)
+                tl.store(act + 3 * H, o, mask=live)
+                tl.store(_row_ptrs(CR, rows, t, d, L, H)[:, None] + cols[None, :], c, mask=live)
+            if CLIP_C:
+                c = tl.minimum(tl.maximum(c, -cell_clip), cell_clip)
+            m = o * (2.0 * tl.sigmoid(2.0 * c) - 1.0)  # (BB, BH) o ⊙ tanh(c)
+            tl.store(c_ptr, c, mask=live)
+            if PROJ:
+                tl.store(m_row[:, None] + cols[None, :], m, mask=live)
+                if SAVE:
+                    tl.store(_row_ptrs(MM, rows, t, d, L, H)[:, None] + cols[None, :], m, mask=live)
+            else:
+                tl.store(_row_ptrs(Y, rows, t, d, L, P)[:, None] + cols[None, :], m, mask=live)
+                prev = tl.load(h_rd[:, None] + cols[None, :], mask=keep, other=0.0, volatile=True)
+                tl.store(h_wr[:, None] + cols[None, :], tl.where(active[:, None], m, prev), mask=keep)
+        if PROJ:
+            tl.debug_barrier()  # m_s complete
+            for p0 in range(0, P, BP):
+                ps = p0 + tl.arange(0, BP)  # (BP,)
+                p_ok = ps < P
+                acc = tl.zeros((BB, BP), dtype=tl.float32)
+                for k0 in range(0, H, BK):
+                    ks = k0 + tl.arange(0, BK)
+                    k_ok = ks < H
+                    mk = tl.load(m_row[:, None] + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0,
+                                 volatile=True)  # (BB, BK)
+                    wp = tl.load(w_p + ps[None, :] * H + ks[:, None], mask=k_ok[:, None] & p_ok[None, :], other=0.0)
+                    acc += tl.dot(mk, wp.to(tl.float32), input_precision=PRECISION)  # (BB, BP) unclipped output
+                live = active[:, None] & p_ok[None, :]
+                if CLIP_P:
+                    if SAVE:
+                        tl.store(_row_ptrs(HR, rows, t, d, L, P)[:, None] + ps[None, :], acc, mask=live)
+                    acc = tl.minimum(tl.maximum(acc, -proj_clip), proj_clip)
+                tl.store(_row_ptrs(Y, rows, t, d, L, P)[:, None] + ps[None, :], acc, mask=live)
+                keep = row_ok[:, None] & p_ok[None, :]
+                prev = tl.load(h_rd[:, None] + ps[None, :], mask=keep, other=0.0, volatile=True)
+                tl.store(h_wr[:, None] + ps[None, :], tl.where(active[:, None], acc, prev), mask=keep)
+        tl.debug_barrier()  # h_s, c_s complete before the next step reads them
+    # The final state (in the parity the last step wrote) and zeros at every padding position.
+    h_fin = HBUF + (((steps % 2) * 2 + d) * B + rows.to(tl.int64)) * P
+    for p0 in range(0, P, BP):
+        ps = p0 + tl.arange(0, BP)
+        keep = row_ok[:, None] & (ps < P)[None, :]
+        h = tl.load(h_fin[:, None] + ps[None, :], mask=keep, other=0.0, volatile=True)
+        tl.store(HN + (d * B + rows.to(tl.int64))[:, None] * P + ps[None, :], h, mask=keep)
+    for s in range(tl.load(BLOCK_MIN + pid), L):
+        pad = row_ok & (s >= n)
+        t = tl.load(ORDER + (d * B + rows) * L + s, mask=row_ok, other=0)
+        for p0 in range(0, P, BP):
+            ps = p0 + tl.arange(0, BP)
+            zero = tl.zeros((BB, BP), dtype=tl.float32)
+            tl.store(_row_ptrs(Y, rows, t, d, L, P)[:, None] + ps[None, :], zero, mask=pad[:, None] & (ps < P)[None, :])
+        if PROJ and SAVE:  # m at padding meets a zero gradient in the torch product for dW_p: keep it finite
+            for j0 in range(0, H, BH):
+                cols = j0 + tl.arange(0, BH)
+                zero = tl.zeros((BB, BH), dtype=tl.float32)
+                tl.store(_row_ptrs(MM, rows, t, d, L, H)[:, None] + cols[None, :], zero,
+                         mask=pad[:, None] & (cols < H)[None, :])
+
+
+@triton.jit
+def _backward_kernel(
+    DY, ACT, CR, HR, WHH, WP, ORDER, LENS, BLOCK_STEPS, BLOCK_MIN, C0,
+    DG, DHR, DHBUF, DCBUF,
+    B, L, H, P, cell_clip, proj_clip,
+    PROJ: tl.constexpr, CLIP_C: tl.constexpr, CLIP_P: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, BP: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    d = tl.program_id(1)
+    G = 4 * H
+    rows = pid * BB + tl.arange(0, BB)  # (BB,)
+    row_ok = rows < B
+    n = tl.load(LENS + rows, mask=row_ok, other=0)
+    steps = tl.load(BLOCK_STEPS + pid)
+    w_hh = WHH + d * G * P
+    w_p = WP + d * P * H
+    dh_row = DHBUF + (d * B + rows.to(tl.int64)) * P  # (BB,) the carry dh
+    dc_row = DCBUF + (d * B + rows.to(tl.int64)) * H  # (BB,) the carry dc
+    c0_row = C0 + (d * B + rows.to(tl.int64)) * H
+    for r in range(0, steps):
+        s = steps - 1 - r
+        active = row_ok & (s < n)  # (BB,)
+        t = tl.load(ORDER + (d * B + rows) * L + s, mask=row_ok, other=0)  # (BB,)
+        has_prev = (tl.zeros((BB,), dtype=tl.int32) + s) > 0  # (BB,) a step before this one (else the initial state)
+        t_prev = tl.load(ORDER + (d * B + rows) * L + s - 1, mask=row_ok & has_prev, other=0)
+        dy_row = _row_ptrs(DY, rows, t, d, L, P)
+        dhr_row = _row_ptrs(DHR, rows, t, d, L, P)
+        if PROJ:
+            for p0 in range(0, P, BP):
+                ps = p0 + tl.arange(0, BP)
+                live = active[:, None] & (ps < P)[None, :]
+                dh = tl.load(dy_row[:, None] + ps[None, :], mask=live, other=0.0).to(tl.float32)
+                dh += tl.load(dh_row[:, None] + ps[None, :], mask=live, other=0.0, volatile=True)
+                if CLIP_P:
+                    hr = tl.load(_row_ptrs(HR, rows, t, d, L, P)[:, None] + ps[None, :], mask=live, other=0.0)
+                    dh = tl.where(tl.abs(hr) <= proj_clip, dh, 0.0)
+                tl.store(dhr_row[:, None] + ps[None, :], dh, mask=live)
+            tl.debug_barrier()  # dĥ complete
+        act = _row_ptrs(ACT, rows, t, d, L, G)
+        dg_row = _row_ptrs(DG, rows, t, d, L, G)
+        for j0 in range(0, H, BH):
+            cols = j0 + tl.arange(0, BH)  # (BH,)
+            col_ok = cols < H
+            live = active[:, None] & col_ok[None, :]  # (BB, BH)
+            if PROJ:
+                dm = tl.zeros((BB, BH), dtype=tl.float32)
+                for k0 in range(0, P, BK):
+                    ks = k0 + tl.arange(0, BK)
+                    k_ok = ks < P
+                    dk = tl.load(dhr_row[:, None] + ks[None, :], mask=active[:, None] & k_ok[None, :], other=0.0,
+                                 volatile=True)  # (BB, BK)
+                    wp = tl.load(w_p + ks[:, None] * H + cols[None, :], mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+                    dm += tl.dot(dk, wp.to(tl.float32), input_precision=PRECISION)  # (BB, BH) W_pᵀ dĥ
+            else:
+                dm = tl.load(dy_row[:, None] + cols[None, :], mask=live, other=0.0).to(tl.float32)
+                dm += tl.load(dh_row[:, None] + cols[None, :], mask=live, other=0.0, volatile=True)
+            ptr = act[:, None] + cols[None, :]
+            i = tl.load(ptr, mask=live, other=0.0)
+            f = tl.load(ptr + H, mask=live, other=0.0)
+            g = tl.load(ptr + 2 * H, mask=live, other=0.0)
+            o = tl.load(ptr + 3 * H, mask=live, other=0.0)
+            c_raw = tl.load(_row_ptrs(CR, rows, t, d, L, H)[:, None] + cols[None, :], mask=live, other=0.0)
+            prev_raw = tl.load(_row_ptrs(CR, rows, t_prev, d, L, H)[:, None] + cols[None, :],
+                               mask=live & has_prev[:, None], other=0.0)
+            c0 = tl.load(c0_row[:, None] + cols[None, :], mask=live & ~has_prev[:, None], other=0.0)
+            c = c_raw
+            if CLIP_C:
+                c = tl.minimum(tl.maximum(c_raw, -cell_clip), cell_clip)
+                prev_raw = tl.minimum(tl.maximum(prev_raw, -cell_clip), cell_clip)
+            c_prev = tl.where(has_prev[:, None], prev_raw, c0)  # (BB, BH)
+            tc = 2.0 * tl.sigmoid(2.0 * c) - 1.0  # tanh(c)
+            dc_ptr = dc_row[:, None] + cols[None, :]
+            dc = tl.load(dc_ptr, mask=live, other=0.0, volatile=True) + dm * o * (1.0 - tc * tc)
+            if CLIP_C:
+                dc = tl.where(tl.abs(c_raw) <= cell_clip, dc, 0.0)
+            tl.store(dc_ptr, dc * f, mask=live)
+            g_ptr = dg_row[:, None] + cols[None, :]
+            tl.store(g_ptr, dc * g * i * (1.0 - i), mask=live)
+            tl.store(g_ptr + H, dc * c_prev * f * (1.0 - f), mask=live)
+            tl.store(g_ptr + 2 * H, dc * i * (1.0 - g * g), mask=live)
+            tl.store(g_ptr + 3 * H, dm * tc * o * (1.0 - o), mask=live)
+        tl.debug_barrier()  # dz complete
+        for p0 in range(0, P, BP):
+            ps = p0 + tl.arange(0, BP)
+            p_ok = ps < P
+            acc = tl.zeros((BB, BP), dtype=tl.float32)
+            for k0 in range(0, G, BK):
+                ks = k0 + tl.arange(0, BK)
+                k_ok = ks < G
+                dz = tl.load(dg_row[:, None] + ks[None, :], mask=active[:, None] & k_ok[None, :], other=0.0,
+                             volatile=True)  # (BB, BK)
+                w = tl.load(w_hh + ks[:, None] * P + ps[None, :], mask=k_ok[:, None] & p_ok[None, :], other=0.0)
+                acc += tl.dot(dz, w.to(tl.float32), input_precision=PRECISION)  # (BB, BP) W_hhᵀ dz
+            tl.store(dh_row[:, None] + ps[None, :], acc, mask=active[:, None] & p_ok[None, :])
+        tl.debug_barrier()  # the carries complete before the earlier step reads them
+    for s in range(tl.load(BLOCK_MIN + pid), L):  # zeros at every padding position
+        pad = row_ok & (s >= n)
+        t = tl.load(ORDER + (d * B + rows) * L + s, mask=row_ok, other=0)
+        dg_row = _row_ptrs(DG, rows, t, d, L, G)
+        for k0 in range(0, G, BK):
+            ks = k0 + tl.arange(0, BK)
+            tl.store(dg_row[:, None] + ks[None, :], tl.zeros((BB, BK), dtype=tl.float32),
+                     mask=pad[:, None] & (ks < G)[None, :])
+        if PROJ:
+            for p0 in range(0, P, BP):
+                ps = p0 + tl.arange(0, BP)
+                tl.store(_row_ptrs(DHR, rows, t, d, L, P)[:, None] + ps[None, :], tl.zeros((BB, BP), dtype=tl.float32),
+                         mask=pad[:, None] & (ps < P)[None, :])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Host side
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _buffer(shape, device):
+    """An fp32 output or scratch buffer; with ``DEBUG_FILL`` set, filled with it."""
+    if DEBUG_FILL is None:
+        return torch.empty(shape, dtype=torch.float32, device=device)
+    return torch.full(shape, DEBUG_FILL, dtype=torch.float32, device=device)
+
+
+def _precision(device) -> str:
+    if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def _block_ranges(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per block of BB rows: the most real steps (the recurrence's length) and the fewest (where padding starts)."""
+    blocks = -(-lengths.shape[0] // BB)
+    padded = torch.nn.functional.pad(lengths, (0, blocks * BB - lengths.shape[0]), value=-1).view(blocks, BB)
+    top = padded.amax(1).to(torch.int32)  # (blocks,)
+    low = torch.where(padded < 0, padded.amax(1, keepdim=True), padded).amin(1).to(torch.int32)  # (blocks,)
+    return top.contiguous(), low.contiguous()
+
+
+def _tiles(H: int, P: int) -> dict:
+    return {"BB": BB, "BH": _tile(H), "BP": _tile(P), "BK": _tile(min(H, P)) if TILE is None else TILE}
+
+
+class _BiLstm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, save):
+        B, L, _, G = gates.shape
+        H, P = G // 4, weight_hh.shape[2]
+        dev = gates.device
+        proj, clip_c, clip_p = weight_proj is not None, cell_clip is not None, proj_clip is not None
+        gates = gates.contiguous()
+        w_hh = weight_hh.float().contiguous()
+        w_p = weight_proj.float().contiguous() if proj else w_hh  # a dummy pointer without a projection
+        order32 = order.to(torch.int32).contiguous()
+        lens32 = lengths.to(torch.int32).contiguous()
+        steps, low = _block_ranges(lens32)
+        y = _buffer((B, L, 2, P), dev)
+        dummy = y
+        act = _buffer((B, L, 2, G), dev) if save else dummy
+        cr = _buffer((B, L, 2, H), dev) if save else dummy
+        mm = _buffer((B, L, 2, H), dev) if save and proj else dummy
+        hr = _buffer((B, L, 2, P), dev) if save and clip_p else dummy
+        hbuf = _buffer((2, 2, B, P), dev)
+        hbuf[0] = 0.0 if h0 is None else h0.float()
+        cbuf = torch.zeros(2, B, H, device=dev) if c0 is None else c0.float().clone().contiguous()
+        mbuf = _buffer((2, B, H), dev) if proj else dummy
+        hn = _buffer((2, B, P), dev)
+        grid = (steps.shape[0], 2)
+        _forward_kernel[grid](
+            gates, w_hh, w_p, order32, lens32, steps, low,
+            y, act, cr, mm, hr, hbuf, cbuf, mbuf, hn,
+            B, L, H, P, float(cell_clip or 0.0), float(proj_clip or 0.0),
+            PROJ=proj, CLIP_C=clip_c, CLIP_P=clip_p, SAVE=save, PRECISION=_precision(dev), **_tiles(H, P),
+            num_warps=4,
+        )
+        ctx.save_for_backward(y, act, cr, mm, hr, w_hh, w_p, order32, lens32, steps, low, h0, c0)
+        ctx.meta = (proj, clip_c, clip_p, cell_clip, proj_clip, gates.dtype, weight_hh.dtype,
+                    None if weight_proj is None else weight_proj.dtype)
+        dtype = gates.dtype
+        return y.to(dtype), hn.to(dtype), cbuf.to(dtype)
+
+    @staticmethod
+    def backward(ctx, dy, dhn, dcn):
+        y, act, cr, mm, hr, w_hh, w_p, order32, lens32, steps, low, h0, c0 = ctx.saved_tensors
+        proj, clip_c, clip_p, cell_clip, proj_clip, g_dtype, whh_dtype, wp_dtype = ctx.meta
+        B, L, _, P = y.shape
+        H = cr.shape[-1]
+        dev = y.device
+        dy = torch.zeros_like(y) if dy is None else dy.float().contiguous()
+        dhbuf = torch.zeros(2, B, P, device=dev) if dhn is None else dhn.float().clone().contiguous()
+        dcbuf = torch.zeros(2, B, H, device=dev) if dcn is None else dcn.float().clone().contiguous()
+        c0f = torch.zeros(2, B, H, device=dev) if c0 is None else c0.float().contiguous()
+        dg = _buffer((B, L, 2, 4 * H), dev)
+        dhr = _buffer((B, L, 2, P), dev) if proj else dg
+        _backward_kernel[(steps.shape[0], 2)](
+            dy, act, cr, hr, w_hh, w_p, order32, lens32, steps, low, c0f,
+            dg, dhr, dhbuf, dcbuf,
+            B, L, H, P, float(cell_clip or 0.0), float(proj_clip or 0.0),
+            PROJ=proj, CLIP_C=clip_c, CLIP_P=clip_p, PRECISION=_precision(dev), **_tiles(H, P),
+            num_warps=4,
+        )
+        order = order32.long()
+        grad_whh = grad_wp = None
+        if ctx.needs_input_grad[1]:
+            dz = gather_steps(dg, order)  # (2, B, L, 4H) in reading order
+            h = gather_steps(y, order)  # (2, B, L, P)
+            first = torch.zeros(2, B, 1, P, device=dev) if h0 is None else h0.float()[:, :, None]
+            h_prev = torch.cat([first, h[:, :, :-1]], dim=2)  # (2, B, L, P) the state each step started from
+            grad_whh = torch.einsum("dblg,dblp->dgp", dz, h_prev).to(whh_dtype)  # (2, 4H, P)
+        if proj and ctx.needs_input_grad[2]:
+            grad_wp = torch.einsum("bldp,bldh->dph", dhr, mm).to(wp_dtype)  # (2, P, H)
+        grad_h0 = dhbuf.to(h0.dtype) if h0 is not None and ctx.needs_input_grad[3] else None
+        grad_c0 = dcbuf.to(c0.dtype) if c0 is not None and ctx.needs_input_grad[4] else None
+        return dg.to(g_dtype), grad_whh, grad_wp, grad_h0, grad_c0, None, None, None, None, None
+
+
+def bilstm_triton(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip):
+    """gates (B, L, 2, 4H) = W_ih x + b, weights as in ``reference.py``, order/lengths from ``reading_orders`` ->
+    y (B, L, 2, P), (h_n (2, B, P), c_n (2, B, H)); differentiable in gates, weights and the initial state.
+    B and L must be positive (``bilstm`` answers empty inputs itself)."""
+    h0, c0 = (None, None) if initial_state is None else initial_state
+    save = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (gates, weight_hh, weight_proj, h0, c0)
+    )  # keep what the backward pass needs only when there will be one
+    y, h_n, c_n = _BiLstm.apply(gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, save)
+    return y, (h_n, c_n)

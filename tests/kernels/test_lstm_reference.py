@@ -1,0 +1,233 @@
+"""The bidirectional LSTM(P) op on its PyTorch schedules ("loop" and "native") against independent oracles.
+
+Oracles: ``torch.nn.LSTM(bidirectional=True)`` on packed sequences (outputs and final states, with and without
+``proj_size``) and, for clipping, a row-by-row, step-by-step transcription of the equations written here; gradcheck
+in fp64 for the loop's gradients; the two schedules against each other for gradients and padding layouts.
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from bizoo.kernels.lstm import bilstm, input_gates, reading_orders
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def lstm_weights(m: torch.nn.LSTM):
+    """The op's (2, …) weights from a one-layer bidirectional ``nn.LSTM``."""
+    pair = lambda name: torch.stack([getattr(m, f"{name}_l0"), getattr(m, f"{name}_l0_reverse")])  # noqa: E731
+    proj = pair("weight_hr") if m.proj_size else None
+    return pair("weight_ih"), pair("weight_hh"), pair("bias_ih") + pair("bias_hh"), proj
+
+
+def torch_packed(m, x, lengths, state=None):
+    """nn.LSTM over packed right-padded rows: y (B, L, 2, P) (zeros at padding), h_n (2, B, P), c_n (2, B, H)."""
+    B, L = x.shape[:2]
+    packed = pack_padded_sequence(x, lengths.clamp(min=1), batch_first=True, enforce_sorted=False)
+    out, (h_n, c_n) = m(packed, state)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
+    out = out * (torch.arange(L)[None, :] < lengths[:, None])[..., None]
+    return out.view(B, L, 2, -1), h_n, c_n
+
+
+def clipped_oracle(x, w_ih, w_hh, b, w_p, mask, state, cell_clip, proj_clip):
+    """Each row and direction alone, one real token at a time, in fp64: y (B, L, 2, P), h_n, c_n."""
+    B, L = x.shape[:2]
+    H, P = w_hh.shape[1] // 4, w_hh.shape[2]
+    y = torch.zeros(B, L, 2, P, dtype=torch.float64)
+    h_n, c_n = torch.zeros(2, B, P, dtype=torch.float64), torch.zeros(2, B, H, dtype=torch.float64)
+    for d in range(2):
+        for row in range(B):
+            positions = [t for t in range(L) if mask[row, t]]
+            if d == 1:
+                positions = positions[::-1]
+            h = state[0][d, row].double() if state else torch.zeros(P, dtype=torch.float64)
+            c = state[1][d, row].double() if state else torch.zeros(H, dtype=torch.float64)
+            for t in positions:
+                inp = x[row, t] if x.dim() == 3 else x[row, t, d]
+                z = w_ih[d].double() @ inp.double() + b[d].double() + w_hh[d].double() @ h
+                i, f, g, o = torch.sigmoid(z[:H]), torch.sigmoid(z[H:2 * H]), torch.tanh(z[2 * H:3 * H]), torch.sigmoid(z[3 * H:])
+                c = f * c + i * g
+                if cell_clip is not None:
+                    c = c.clamp(-cell_clip, cell_clip)
+                h = o * torch.tanh(c)
+                if w_p is not None:
+                    h = w_p[d].double() @ h
+                    if proj_clip is not None:
+                        h = h.clamp(-proj_clip, proj_clip)
+                y[row, t, d] = h
+            h_n[d, row], c_n[d, row] = h, c
+    return y, h_n, c_n
+
+
+def random_lengths(B, L, generator):
+    lengths = torch.randint(0, L + 1, (B,), generator=generator)
+    lengths[0] = L
+    return lengths
+
+
+@pytest.mark.parametrize("form", ["loop", "native"])
+@pytest.mark.parametrize("proj_size", [0, 3])
+def test_matches_torch_lstm_on_packed_rows(form, proj_size):
+    torch.manual_seed(0)
+    B, L, I, H = 5, 7, 4, 6
+    m = torch.nn.LSTM(I, H, batch_first=True, bidirectional=True, proj_size=proj_size)
+    x = torch.randn(B, L, I)
+    lengths = random_lengths(B, L, torch.Generator().manual_seed(1))
+    mask = torch.arange(L)[None, :] < lengths[:, None]
+    P = proj_size or H
+    state = (torch.randn(2, B, P), torch.randn(2, B, H))
+    w_ih, w_hh, b, w_p = lstm_weights(m)
+    y, (h_n, c_n) = bilstm(x, w_ih, w_hh, b, w_p, mask, state, backend="reference", form=form)
+    ref_y, ref_h, ref_c = torch_packed(m, x, lengths, state)
+    torch.testing.assert_close(y, ref_y, **TOL)
+    full = lengths > 0  # packing needs one step per row: compare the final states of non-empty rows
+    torch.testing.assert_close(h_n[:, full], ref_h[:, full], **TOL)
+    torch.testing.assert_close(c_n[:, full], ref_c[:, full], **TOL)
+    torch.testing.assert_close(h_n[:, ~full], state[0][:, ~full])  # an empty row keeps its initial state
+    torch.testing.assert_close(c_n[:, ~full], state[1][:, ~full])
+
+
+@pytest.mark.parametrize("layout", ["right", "left", "holes"])
+@pytest.mark.parametrize("clips", [(None, None), (0.7, None), (0.7, 0.3)])
+def test_loop_with_projection_and_clipping_matches_the_step_by_step_oracle(layout, clips):
+    torch.manual_seed(1)
+    B, L, I, H, P = 4, 6, 3, 5, 3
+    x = torch.randn(B, L, 2, I)  # one input per direction, as in ELMo's stacks
+    w_ih, w_hh, b, w_p = torch.randn(2, 4 * H, I), torch.randn(2, 4 * H, P), torch.randn(2, 4 * H), torch.randn(2, P, H)
+    lengths = torch.tensor([6, 3, 0, 5])
+    mask = torch.arange(L)[None, :] < lengths[:, None]
+    if layout == "left":
+        mask = mask.flip(1)
+    elif layout == "holes":
+        mask = torch.rand(B, L, generator=torch.Generator().manual_seed(2)) < 0.6
+    state = (torch.randn(2, B, P), torch.randn(2, B, H))
+    y, (h_n, c_n) = bilstm(x, w_ih, w_hh, b, w_p, mask, state, cell_clip=clips[0], proj_clip=clips[1],
+                           backend="reference", form="loop")
+    ref = clipped_oracle(x, w_ih, w_hh, b, w_p, mask, state, *clips)
+    for got, want in zip((y, h_n, c_n), ref):
+        torch.testing.assert_close(got.double(), want, **TOL)
+    if clips[0] is not None:  # the clip was reached, so this tested it
+        assert (c_n.abs() == clips[0]).any()
+
+
+def test_loop_gradients_pass_gradcheck():
+    torch.manual_seed(2)
+    B, L, I, H, P = 2, 4, 2, 3, 2
+    dd = dict(dtype=torch.float64, requires_grad=True)
+    x = torch.randn(B, L, I, **dd)
+    w_ih, w_hh, b = torch.randn(2, 4 * H, I, **dd), torch.randn(2, 4 * H, P, **dd), torch.randn(2, 4 * H, **dd)
+    w_p = torch.randn(2, P, H, **dd)
+    h0, c0 = torch.randn(2, B, P, **dd), torch.randn(2, B, H, **dd)
+    mask = torch.tensor([[1, 1, 0, 1], [0, 1, 1, 0]])
+
+    def f(*args):
+        y, (h, c) = bilstm(*args[:5], mask, (args[5], args[6]), cell_clip=1.5, proj_clip=0.8, backend="reference",
+                           form="loop")
+        return y, h, c
+
+    assert torch.autograd.gradcheck(f, (x, w_ih, w_hh, b, w_p, h0, c0))
+
+
+def test_native_and_loop_agree_in_gradients():
+    torch.manual_seed(3)
+    B, L, I, H, P = 3, 5, 4, 6, 4
+    leaves = [torch.randn(B, L, I), torch.randn(2, 4 * H, I), torch.randn(2, 4 * H, P), torch.randn(2, 4 * H),
+              torch.randn(2, P, H), torch.randn(2, B, P), torch.randn(2, B, H)]
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 0], [1, 0, 1, 0, 1]])
+    cot = [torch.randn(B, L, 2, P), torch.randn(2, B, P), torch.randn(2, B, H)]
+    grads = []
+    for form in ("loop", "native"):
+        args = [t.clone().requires_grad_() for t in leaves]
+        y, (h, c) = bilstm(*args[:5], mask, (args[5], args[6]), backend="reference", form=form)
+        loss = sum((a * b).sum() for a, b in zip((y, h, c), cot))
+        grads.append(torch.autograd.grad(loss, args))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_reading_orders_and_input_gates():
+    mask = torch.tensor([[0, 1, 1, 0, 1], [1, 1, 0, 0, 0]])
+    order, lengths = reading_orders(mask, 2, 5, "cpu")
+    assert lengths.tolist() == [3, 2]
+    assert order[0].tolist() == [[1, 2, 4, 0, 3], [0, 1, 2, 3, 4]]
+    assert order[1].tolist() == [[4, 2, 1, 0, 3], [1, 0, 2, 3, 4]]
+    x = torch.randn(2, 5, 3)
+    w, b = torch.randn(2, 8, 3), torch.randn(2, 8)
+    shared = input_gates(x, w, b)  # (B, L, 2, 4H)
+    split = input_gates(torch.stack([x, x], dim=2), w, b)
+    torch.testing.assert_close(shared, split, **TOL)
+    torch.testing.assert_close(shared[:, :, 1], x @ w[1].T + b[1], **TOL)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    B=st.integers(1, 4), L=st.integers(1, 7), H=st.integers(1, 5), proj=st.booleans(),
+    side=st.sampled_from(["right", "left", "holes"]), seed=st.integers(0, 2**16),
+)
+def test_pad_invariance_and_schedules_agree(B, L, H, proj, side, seed):
+    """A row's outputs do not depend on its padding or its batch-mates, and both schedules agree."""
+    g = torch.Generator().manual_seed(seed)
+    proj = proj and H > 1  # torch.lstm projects only to fewer outputs than cells
+    I, P = 3, (H - 1 if proj else H)
+    x = torch.randn(B, L, I, generator=g)
+    w_ih, w_hh, b = torch.randn(2, 4 * H, I, generator=g), torch.randn(2, 4 * H, P, generator=g), torch.randn(2, 4 * H, generator=g)
+    w_p = torch.randn(2, P, H, generator=g) if proj else None
+    if side == "holes":
+        mask = torch.rand(B, L, generator=g) < 0.6
+    else:
+        lengths = torch.randint(0, L + 1, (B,), generator=g)
+        mask = torch.arange(L)[None, :] < lengths[:, None]
+        mask = mask.flip(1) if side == "left" else mask
+    y_loop, (h_loop, c_loop) = bilstm(x, w_ih, w_hh, b, w_p, mask, backend="reference", form="loop")
+    y_nat, (h_nat, c_nat) = bilstm(x, w_ih, w_hh, b, w_p, mask, backend="reference", form="native")
+    for a, c in ((y_loop, y_nat), (h_loop, h_nat), (c_loop, c_nat)):
+        torch.testing.assert_close(a, c, **TOL)
+    assert (y_loop[~mask] == 0).all()
+    for row in range(B):  # alone, unpadded
+        real = mask[row]
+        alone, (h1, c1) = bilstm(x[row : row + 1, real], w_ih, w_hh, b, w_p, backend="reference", form="loop")
+        torch.testing.assert_close(alone[0], y_loop[row, real], **TOL)
+        torch.testing.assert_close(h1[:, 0], h_loop[:, row], **TOL)
+        torch.testing.assert_close(c1[:, 0], c_loop[:, row], **TOL)
+
+
+def test_empty_inputs():
+    w_ih, w_hh = torch.randn(2, 8, 3), torch.randn(2, 8, 2)
+    for form in ("loop", "native"):
+        y, (h, c) = bilstm(torch.randn(2, 0, 3), w_ih, w_hh, form=form, backend="reference")
+        assert y.shape == (2, 0, 2, 2) and (h == 0).all() and (c == 0).all()
+        y, (h, c) = bilstm(torch.randn(0, 4, 3), w_ih, w_hh, form=form, backend="reference")
+        assert y.shape == (0, 4, 2, 2) and h.shape == (2, 0, 2)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(x=torch.randn(2, 3)), r"x must be \(batch, length, features\)"),
+        (dict(x=torch.randint(0, 3, (2, 3, 3))), r"x must be a floating-point tensor"),
+        (dict(weight_ih=torch.randn(2, 8, 4)), r"weight_ih must be \(2, 4·cells, 3\)"),
+        (dict(weight_ih=torch.randn(2, 7, 3)), r"weight_ih must be"),
+        (dict(weight_hh=torch.randn(2, 8, 3)), r"weight_hh must be \(2, 8, 2\)"),
+        (dict(bias=torch.randn(8)), r"bias must be \(2, 8\)"),
+        (dict(weight_proj=torch.randn(2, 3, 2)), r"weight_proj must be \(2, outputs, 2\)"),
+        (dict(attention_mask=torch.ones(2, 4)), r"attention_mask must be \(batch, length\) = \(2, 3\)"),
+        (dict(attention_mask=torch.full((2, 3), 2)), r"attention_mask must hold only 0"),
+        (dict(initial_state=(torch.zeros(2, 2, 2),)), r"initial_state must be \(h_0, c_0\)"),
+        (dict(initial_state=(torch.zeros(2, 2, 3), torch.zeros(2, 2, 2))), r"initial_state must be \(h_0 \(2, 2, 2\)"),
+        (dict(cell_clip=-1.0), r"cell_clip must be a positive number"),
+        (dict(proj_clip=1.0), r"proj_clip needs a projection"),
+        (dict(form="cudnn"), r"form must be one of"),
+        (dict(weight_hh=torch.randn(2, 8, 2), weight_proj=torch.randn(2, 2, 2), form="native"), r"fewer outputs"),
+        (dict(cell_clip=1.0, form="native"), r"form='native' \(torch.lstm\) cannot clip"),
+        (dict(backend="fast"), r"backend must be one of"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(change, message):
+    args = dict(x=torch.randn(2, 3, 3), weight_ih=torch.randn(2, 8, 3), weight_hh=torch.randn(2, 8, 2))
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        bilstm(**args)
