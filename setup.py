@@ -21,6 +21,7 @@ PACKAGES = [
     "bizoo.kernels",
     "bizoo.kernels.crf",
     "bizoo.kernels.lion",
+    "bizoo.kernels.lstm",
     "bizoo.kernels.ssm",
     "bizoo.scripts",
 ]

@@ -11,7 +11,8 @@ Peters et al. 2018, "Deep contextualized word representations" (bilm-tf, allenai
 The native objective (``ElmoForBidirectionalLM``): the forward top state at t predicts word t+1, the backward top
 state at t predicts word t-1, through one softmax shared by both directions. The task heads (masked LM, sequence and
 token classification) read the scalar mix. Every direction reads the real tokens of its row only, whatever the
-padding (the gathered-order trick of ``run_bilstm``), so the outputs do not depend on padding or batch-mates.
+padding, so the outputs do not depend on padding or batch-mates: each layer's two LSTMPs run as one call of the
+bidirectional LSTM op ``bizoo.kernels.lstm.bilstm``, on the schedule ``config.kernel_backend`` picks.
 
 Inputs are ``char_ids`` (B, L, C) from ``WordCharTokenizerFast(char_scheme="bilm", add_sentence_boundaries=True)``:
 bilm-tf's byte ids, +1, with ``<S>`` and ``</S>`` around each sentence. ``input_ids`` are the words' ids in the
@@ -33,7 +34,7 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, Seque
 from transformers.utils import ModelOutput
 
 from ..configuration.configuration_elmo import ElmoConfig
-from ..kernels.dispatch import resolve_backend
+from ..kernels.lstm import bilstm, reading_orders
 from .common import check_attention_mask, check_ids_in_range, check_kwargs, check_labels
 from .heads import (
     MaskedLMHead,
@@ -46,7 +47,7 @@ from .heads import (
     token_classification_output,
     token_classification_head,
 )
-from .modeling_bilstm_crf import compact, reversed_order, run_bilstm
+from .modeling_bilstm_crf import run_bilstm
 
 # ----------------------------------------------------------------------------------------------------------------
 # The character encoder
@@ -122,81 +123,21 @@ class ElmoCharacterEncoder(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def lstmp_reference(
-    input_gates: torch.Tensor,
-    weight_hh: torch.Tensor,
-    weight_proj: torch.Tensor | None,
-    forget_bias: float,
-    cell_clip: float | None,
-    proj_clip: float | None,
-    initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
-    lengths: torch.Tensor | None = None,
-    return_cells: bool = False,
-):
-    r"""The LSTMP recurrence, one step at a time, vectorised over the batch:
-
-        [i; g; f; o]_t = a_t + W_hh h_{t-1}                  a_t = W_ih x_t + b, precomputed (``input_gates``)
-        c_t = clip(σ(f_t + forget_bias) ⊙ c_{t-1} + σ(i_t) ⊙ tanh(g_t), ±cell_clip)
-        m_t = σ(o_t) ⊙ tanh(c_t)
-        h_t = clip(W_p m_t, ±proj_clip)                     (h_t = m_t and no clip without a projection)
-
-    from (h_0, c_0) = ``initial_state`` (zeros when None). The gate order i, g, f, o is TensorFlow's ``LSTMCell``
-    (its "i, j, f, o"), which bilm-tf's weights use.
-
-    Legend: B batch, T steps, H cells (lstm_size), P outputs (projection_size).
-    Shape: input_gates (B, T, 4H), weight_hh (4H, P), weight_proj (P, H) or None, initial_state ((B, P), (B, H)),
-    lengths (B,) -> (h (B, T, P), final state (h_n (B, P), c_n (B, H)), c (B, T, H) with ``return_cells`` else None).
-    The final state of row b is the state after its first lengths[b] steps (all T when ``lengths`` is None; the
-    initial state when lengths[b] = 0).
-    """
-    B, T, _ = input_gates.shape
-    H = weight_hh.shape[0] // 4
-    if initial_state is None:
-        h = input_gates.new_zeros(B, weight_hh.shape[1])  # (B, P)
-        c = input_gates.new_zeros(B, H)  # (B, H)
-    else:
-        h, c = initial_state
-    h_n, c_n = h, c
-    outputs, cells = [], []
-    for t in range(T):
-        gates = input_gates[:, t] + F.linear(h, weight_hh)  # (B, 4H)
-        i, g, f, o = gates.chunk(4, dim=-1)
-        c = torch.sigmoid(f + forget_bias) * c + torch.sigmoid(i) * torch.tanh(g)
-        if cell_clip is not None:
-            c = c.clamp(-cell_clip, cell_clip)
-        h = torch.sigmoid(o) * torch.tanh(c)  # (B, H)
-        if weight_proj is not None:
-            h = F.linear(h, weight_proj)  # (B, P)
-            if proj_clip is not None:
-                h = h.clamp(-proj_clip, proj_clip)
-        outputs.append(h)
-        if return_cells:
-            cells.append(c)
-        if lengths is not None:  # keep the state of each row's last step
-            last = (lengths == t + 1)[:, None]  # (B, 1)
-            h_n, c_n = torch.where(last, h, h_n), torch.where(last, c, c_n)
-    if lengths is None:
-        h_n, c_n = h, c
-    out = torch.stack(outputs, dim=1)  # (B, T, P)
-    return out, (h_n, c_n), (torch.stack(cells, dim=1) if return_cells else None)
-
-
-def lstmp(input_gates, weight_hh, weight_proj, forget_bias, cell_clip, proj_clip, initial_state=None, lengths=None,
-          return_cells: bool = False, backend: str = "auto"):
-    """The LSTMP recurrence (see ``lstmp_reference``) on the schedule ``backend`` picks: "auto" | "reference" (a
-    fused kernel is a later schedule of the same math; until then "auto" is the reference)."""
-    resolve_backend(backend, input_gates, op="elmo lstmp", has_triton=False)
-    return lstmp_reference(
-        input_gates, weight_hh, weight_proj, forget_bias, cell_clip, proj_clip, initial_state, lengths, return_cells
-    )
-
-
 class ElmoLstmCell(nn.Module):
-    r"""One direction of one layer: an LSTM with a projection and clipping (TensorFlow's ``LSTMCell(num_units=H,
-    num_proj=P, cell_clip, proj_clip)``), run over a whole sequence; the equations are ``lstmp_reference``'s.
+    r"""The parameters of one direction of one layer: TensorFlow's ``LSTMCell(num_units=H, num_proj=P, cell_clip,
+    proj_clip, forget_bias)``, which bilm-tf's weights are for. At each step:
 
-    Parameters: weight_ih (4H, I), weight_hh (4H, P), bias (4H) in the gate order i, g, f, o; weight_proj (P, H),
-    absent when P = H. Shape: (B, T, I) -> ``lstmp_reference``'s (outputs (B, T, P), final state, cells).
+        [i; j; f; o] = W_ih x_t + W_hh h_{t-1} + b         TensorFlow's gate order i, j, f, o
+        c_t = clip(σ(f + forget_bias) ⊙ c_{t-1} + σ(i) ⊙ tanh(j), ±cell_clip)
+        m_t = σ(o) ⊙ tanh(c_t)
+        h_t = clip(W_p m_t, ±proj_clip)                     (h_t = m_t and no clip when P = H: no projection)
+
+    This is the recurrence of the ``bilstm`` op (``bizoo.kernels.lstm.reference``, torch's gate order i, f, g, o)
+    with the gate rows reordered (g = j) and the forget bias folded into b_f: ``torch_gates`` gives those parameters,
+    and ``ElmoBiLstmLayer`` runs both directions of a layer as one call of the op.
+
+    Parameters: weight_ih (4H, I), weight_hh (4H, P), bias (4H) in the gate order i, j, f, o; weight_proj (P, H),
+    absent when P = H.
     """
 
     def __init__(self, input_size: int, config: ElmoConfig):
@@ -207,66 +148,77 @@ class ElmoLstmCell(nn.Module):
         self.bias = nn.Parameter(torch.empty(4 * H))
         self.weight_proj = nn.Parameter(torch.empty(P, H)) if P < H else None
         self.forget_bias = float(config.forget_bias)
-        self.cell_clip = config.cell_clip
-        self.proj_clip = config.proj_clip
-        self.backend = config.kernel_backend
 
-    def forward(self, x: torch.Tensor, initial_state=None, lengths=None, return_cells: bool = False):
-        input_gates = F.linear(x, self.weight_ih, self.bias)  # (B, T, 4H): every step's input at once
-        return lstmp(
-            input_gates, self.weight_hh, self.weight_proj, self.forget_bias, self.cell_clip, self.proj_clip,
-            initial_state, lengths, return_cells, backend=self.backend,
-        )
+    def torch_gates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weight_ih (4H, I), weight_hh (4H, P), bias (4H,)) with the gate rows in torch's order i, f, g, o and the
+        forget bias added to b_f."""
+
+        def reorder(i, j, f, o):  # TensorFlow's gate order -> torch's
+            return torch.cat([i, f, j, o])
+
+        i, j, f, o = self.bias.chunk(4)
+        bias = reorder(i, j, f + self.forget_bias, o)  # (4H,)
+        return reorder(*self.weight_ih.chunk(4)), reorder(*self.weight_hh.chunk(4)), bias
 
     def extra_repr(self) -> str:
         four_h, inputs = self.weight_ih.shape
         projection = self.weight_hh.shape[1] if self.weight_proj is not None else None
-        return (
-            f"input_size={inputs}, cells={four_h // 4}, projection={projection}, "
-            f"cell_clip={self.cell_clip}, proj_clip={self.proj_clip}, forget_bias={self.forget_bias}"
-        )
+        return f"input_size={inputs}, cells={four_h // 4}, projection={projection}, forget_bias={self.forget_bias}"
 
 
 class ElmoBiLstmLayer(GradientCheckpointingLayer):
     r"""Layer j of both stacks: the forward cell over each row's real tokens in order, the backward cell (its own
-    weights) over them in reverse order; with skip connections (j > 0) each adds its input:
+    weights) over them in reverse order, both as one call of the ``bilstm`` op (on ``config.kernel_backend``); with
+    skip connections (j > 0) each adds its input:
 
         →h^j = LSTMP_fwd(→h^{j-1}) [+ →h^{j-1}],   ←h^j = LSTMP_bwd(←h^{j-1}) [+ ←h^{j-1}]
 
-    In training, dropout applies to each direction's input (bilm-tf's input dropout). Zeros at padding.
+    with ``ElmoLstmCell``'s equations, cell_clip and proj_clip from the config. In training, dropout applies to each
+    direction's input (bilm-tf's input dropout). Zeros at padding.
 
-    Shape: hidden (B, L, 2P) = [forward | backward], order / backwards (B, L) the reading orders (real tokens first),
-    mask (B, L), initial_state (h (2, B, P), c (2, B, H)) per direction or None (zeros)
-    -> ((B, L, 2P), the final state in the same layout: the forward state after the last real token, the backward
-    one after the first).
+    Shape: hidden (B, L, 2P) = [forward | backward], mask (B, L), initial_state (h (2, B, P), c (2, B, H)) per
+    direction or None (zeros) -> ((B, L, 2P), with ``final_state`` the final state in the same layout, else None:
+    the forward state after the last real token, the backward one after the first).
     """
 
     def __init__(self, config: ElmoConfig, index: int):
         super().__init__()
+        self.config = config
         self.forward_cell = ElmoLstmCell(config.projection_size, config)
         self.backward_cell = ElmoLstmCell(config.projection_size, config)
         self.skip_connection = bool(config.use_skip_connections and index > 0)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden, order, backwards, mask, initial_state=None):
-        P = hidden.shape[-1] // 2
-        lengths = mask.sum(1)  # (B,)
-        outputs, final_h, final_c = [], [], []
-        directions = ((self.forward_cell, hidden[..., :P], order), (self.backward_cell, hidden[..., P:], backwards))
-        for d, (cell, part, index) in enumerate(directions):
-            x = self.dropout(part)  # (B, L, P)
-            gather = index[..., None].expand_as(x)
-            state = None if initial_state is None else (initial_state[0][d], initial_state[1][d])
-            out, (h_n, c_n), _ = cell(x.gather(1, gather), state, lengths)  # (B, L, P) in this direction's order
-            out = torch.zeros_like(out).scatter(1, gather, out)  # back to the original positions
-            outputs.append(out + x if self.skip_connection else out)
-            final_h.append(h_n)
-            final_c.append(c_n)
-        hidden = torch.cat(outputs, dim=-1) * mask[..., None].to(hidden.dtype)  # (B, L, 2P)
-        return hidden, (torch.stack(final_h), torch.stack(final_c))
+    def forward(self, hidden, mask, initial_state=None, final_state: bool = False):
+        B, L, _ = hidden.shape
+        config = self.config
+        cells = (self.forward_cell, self.backward_cell)
+        weight_ih, weight_hh, bias = (
+            torch.stack(pair) for pair in zip(*(cell.torch_gates() for cell in cells))
+        )  # (2, 4H, P), (2, 4H, P), (2, 4H): direction 0 forward, 1 backward
+        weight_proj = None if self.forward_cell.weight_proj is None else torch.stack([c.weight_proj for c in cells])
+        x = self.dropout(hidden.reshape(B, L, 2, -1))  # (B, L, 2, P): each direction's input
+        y, final = bilstm(
+            x,
+            weight_ih,
+            weight_hh,
+            bias,
+            weight_proj,  # (2, P, H) or None
+            attention_mask=mask,
+            initial_state=initial_state,
+            cell_clip=config.cell_clip,
+            proj_clip=config.proj_clip if weight_proj is not None else None,
+            final_state=final_state,
+            backend=config.kernel_backend,
+        )  # (B, L, 2, P)
+        if self.skip_connection:
+            y = y + x
+        hidden = (y * mask[:, :, None, None].to(y.dtype)).reshape(B, L, -1)  # (B, L, 2P)
+        return hidden, final
 
     def extra_repr(self) -> str:
-        return f"skip_connection={self.skip_connection}"
+        config = self.config
+        return f"skip_connection={self.skip_connection}, cell_clip={config.cell_clip}, proj_clip={config.proj_clip}"
 
 
 class ElmoScalarMix(nn.Module):
@@ -638,8 +590,6 @@ class ElmoModel(ElmoPreTrainedModel):
         tokens = self.char_encoder(char_ids[keep])  # (N, P): the real words only
         token_layer = tokens.new_zeros(batch, length, tokens.shape[-1])
         token_layer[keep] = tokens  # (B, L, P)
-        order = compact(keep)  # (B, L) real tokens first, in order
-        backwards = reversed_order(order, keep.sum(1))  # (B, L) real tokens first, last to first
 
         if initial_states is not None:
             initial_states = self._check_states(name, initial_states, batch, device)
@@ -647,10 +597,11 @@ class ElmoModel(ElmoPreTrainedModel):
         layers, final_h, final_c = [hidden], [], []
         for j, layer in enumerate(self.layers):
             state = None if initial_states is None else (initial_states[0][j], initial_states[1][j])
-            hidden, (h_n, c_n) = layer(hidden, order, backwards, mask, state)  # (B, L, 2P)
+            hidden, final = layer(hidden, mask, state, output_final_states)  # (B, L, 2P), (h_n, c_n) or None
             layers.append(hidden)
-            final_h.append(h_n)
-            final_c.append(c_n)
+            if output_final_states:
+                final_h.append(final[0])  # (2, B, P)
+                final_c.append(final[1])  # (2, B, H)
         representations = tuple(mix(layers, mask) for mix in self.scalar_mixes)
         out = ElmoModelOutput(
             last_hidden_state=representations[0],
@@ -730,8 +681,8 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
             check_labels(name, labels, (batch, length), self.config.vocab_size, "one word id per position")
             labels = labels.to(top.device)
             keep = _mask_of(self.elmo, char_ids, attention_mask, top).bool()
-            lengths = keep.sum(1)  # (B,)
-            order = compact(keep)  # (B, L): the real tokens of each row first, in order
+            orders, lengths = reading_orders(keep, batch, length, top.device)  # (2, B, L), (B,)
+            order = orders[0]  # (B, L): the real tokens of each row first, in order
             words = labels.gather(1, order)  # (B, L) word ids in reading order
             step = torch.arange(1, length, device=top.device)[None, :]  # (1, L-1)
             real_pair = step < lengths[:, None]  # (B, L-1): reading positions i-1, i both real
@@ -854,7 +805,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         mixed = out.elmo_representations[0]
         mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
-        hidden = run_bilstm(self.tagger, self.dropout(mixed), mask)  # (B, L, 2P)
+        hidden = run_bilstm(self.tagger, self.dropout(mixed), mask, self.config.kernel_backend)  # (B, L, 2P)
         return token_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
 
 

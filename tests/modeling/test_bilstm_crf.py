@@ -1,6 +1,8 @@
-"""BiLSTM-CRF specifics (the Hugging Face contract is in test_conformance.py): the pad-invariant BiLSTM against
-torch's packed-sequence LSTM, the character encoders, word dropout, the masked-LM collator that hides characters,
-and the command-line path that builds the word+character tokenizer."""
+"""BiLSTM-CRF specifics (the Hugging Face contract is in test_conformance.py): the pad-invariant BiLSTM and the
+whole encoder against torch's packed-sequence LSTM, the kernel backends, the character encoders, word dropout, the
+masked-LM collator that hides characters, and the command-line path that builds the word+character tokenizer."""
+
+import os
 
 import pytest
 import torch
@@ -8,7 +10,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bizoo
-from bizoo.modeling.modeling_bilstm_crf import compact, reversed_order, run_bilstm
+from bizoo.kernels import lstm as lstm_op
+from bizoo.modeling.modeling_bilstm_crf import run_bilstm
 
 
 def packed_oracle(lstm, x, lengths):
@@ -58,18 +61,69 @@ def test_run_bilstm_reads_only_the_real_positions(layout):
     torch.testing.assert_close(out[1], run_bilstm(lstm, x[1:], mask[1:])[0])
 
 
-def test_orders():
-    mask = torch.tensor([[0, 1, 1, 0, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
-    order = compact(mask)
-    assert order[0, :3].tolist() == [1, 2, 4] and order[1, :2].tolist() == [0, 1]
-    backwards = reversed_order(order, mask.sum(1))
-    assert backwards[0, :3].tolist() == [4, 2, 1] and backwards[1, :2].tolist() == [1, 0]
-    assert sorted(backwards[0].tolist()) == list(range(5))
-
-
 def tiny(**overrides):
     spec = bizoo.get_spec("bilstm_crf")
     return bizoo.BiLstmCrfConfig(**{**spec.tiny_config, "vocab_size": 30, "char_vocab_size": 20, **overrides})
+
+
+def test_gradients_accumulate_over_backward_passes():
+    """Two backward passes leave twice one pass's gradient in every parameter, b_ih and b_hh included (the op reads
+    their sum)."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+    x, mask = torch.randn(2, 5, 3), torch.ones(2, 5)
+    run_bilstm(lstm, x, mask).sum().backward()
+    once = [p.grad.clone() for p in lstm.parameters()]
+    run_bilstm(lstm, x, mask).sum().backward()
+    for parameter, gradient in zip(lstm.parameters(), once):
+        torch.testing.assert_close(parameter.grad, 2 * gradient)
+
+
+def test_encoder_equals_torch_packed_lstms_with_its_own_weights():
+    """The whole encoder over a right-padded batch, character BiLSTM included, is torch.nn.LSTM(bidirectional=True)
+    on packed sequences with the model's own modules: a word's character features are the packed LSTM's final
+    states [→h_n ; ←h_n], each layer's output the packed LSTM's, zeros at padding."""
+    torch.manual_seed(0)
+    model = bizoo.BiLstmCrfModel(tiny(char_encoder="lstm")).eval()
+    lengths = torch.tensor([6, 3, 5])
+    mask = (torch.arange(6)[None, :] < lengths[:, None]).long()  # (3, 6) right padding
+    ids = torch.randint(5, 30, (3, 6)) * mask
+    char_lengths = torch.randint(1, 5, (3, 6))  # 1 to 4 characters per word
+    chars = torch.randint(1, 20, (3, 6, 4)) * (torch.arange(4) < char_lengths[..., None]) * mask[..., None]
+    got = model(input_ids=ids, attention_mask=mask, char_ids=chars).last_hidden_state
+
+    real = mask.bool()
+    encoder = model.embeddings.char_encoder
+    with torch.no_grad():
+        words = pack_padded_sequence(
+            encoder.embed(chars[real]), char_lengths[real], batch_first=True, enforce_sorted=False
+        )
+        _, (h_n, _) = encoder.lstm(words)  # (2, N, S): forward after the last character, backward after the first
+        char_features = torch.zeros(3, 6, 2 * h_n.shape[-1])
+        char_features[real] = torch.cat([h_n[0], h_n[1]], dim=-1)
+        hidden = torch.cat([model.embeddings.word_embeddings(ids), char_features], dim=-1)  # (3, 6, E + F)
+        for layer in model.layers:
+            hidden = packed_oracle(layer.lstm, hidden, lengths)  # (3, 6, 2H)
+    torch.testing.assert_close(got, hidden, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+def test_kernel_backends_give_the_outputs_of_the_default(backend):
+    """kernel_backend picks the schedule of the bilstm op, never the result (the default, "auto", is the reference on
+    a CPU; "triton" runs under Triton's interpreter)."""
+    if backend == "triton" and (lstm_op.bilstm_triton is None or os.environ.get("TRITON_INTERPRET") != "1"):
+        pytest.skip("the Triton LSTM needs triton and TRITON_INTERPRET=1 on a CPU")
+    torch.manual_seed(0)
+    default = bizoo.BiLstmCrfModel(tiny(char_encoder="lstm")).eval()
+    chosen = bizoo.BiLstmCrfModel(tiny(char_encoder="lstm", kernel_backend=backend)).eval()
+    chosen.load_state_dict(default.state_dict())
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, 1, 0, 1, 1]])  # right padding, left padding and a hole
+    ids = torch.randint(5, 30, (2, 6))
+    chars = torch.randint(0, 20, (2, 6, 4))
+    expected = default(input_ids=ids, attention_mask=mask, char_ids=chars, output_hidden_states=True)
+    got = chosen(input_ids=ids, attention_mask=mask, char_ids=chars, output_hidden_states=True)
+    for a, b in zip(got.hidden_states, expected.hidden_states):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("char_encoder", ["cnn", "lstm", "none"])

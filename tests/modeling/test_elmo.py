@@ -5,6 +5,7 @@ against a manual computation, the sampled softmax, the configuration, and that t
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import pytest
@@ -12,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 import bizoo
-from bizoo import ElmoConfig, ElmoForBidirectionalLM, ElmoModel
+from bizoo import ElmoConfig, ElmoForBidirectionalLM, ElmoForTokenClassification, ElmoModel
+from bizoo.kernels import lstm as lstm_op
 from bizoo.modeling import modeling_elmo
 from bizoo.modeling.modeling_elmo import (
+    ElmoBiLstmLayer,
     ElmoCharacterEncoder,
     ElmoLstmCell,
     draw_log_uniform,
@@ -46,60 +49,67 @@ def model_and_inputs(cls=ElmoModel, batch=3, length=8, **overrides):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The LSTMP cell and the character encoder, against loops written from bilm-tf's equations
+# The LSTMP layer and the character encoder, against loops written from bilm-tf's equations
 # --------------------------------------------------------------------------------------------------------------
 
 
-def tf_lstmp_loop(x, cell: ElmoLstmCell, h0=None, c0=None):
-    """TensorFlow's LSTMCell(num_proj, cell_clip, proj_clip) one row and one step at a time, in fp64: the gates are
-    [x_t; h_{t-1}] @ W + b split as i, j, f, o with W = [W_ih; W_hh] as bilm-tf stores it (W_0)."""
+def tf_lstmp_loop(x, cell: ElmoLstmCell, config: ElmoConfig, h, c):
+    """TensorFlow's LSTMCell(num_proj, cell_clip, proj_clip, forget_bias) over the steps of one row, in fp64: the gates
+    are [x_t; h_{t-1}] @ W + b split as i, j, f, o with W = [W_ih; W_hh] as bilm-tf stores it (W_0).
+    x (T, I), h (P,), c (H,) -> (outputs (T, P), cells (T, H))."""
     W = torch.cat([cell.weight_ih.T, cell.weight_hh.T], dim=0).double()  # (I + P, 4H)
     b = cell.bias.double()
     W_p = None if cell.weight_proj is None else cell.weight_proj.T.double()  # (H, P)
     H = W.shape[1] // 4
-    out, cells = torch.zeros(*x.shape[:2], cell.weight_hh.shape[1], dtype=torch.float64), []
-    for row in range(x.shape[0]):
-        h = torch.zeros(W.shape[0] - x.shape[-1], dtype=torch.float64) if h0 is None else h0[row].double()
-        c = torch.zeros(H, dtype=torch.float64) if c0 is None else c0[row].double()
-        row_cells = []
-        for t in range(x.shape[1]):
-            z = torch.cat([x[row, t].double(), h]) @ W + b
-            i, j, f, o = z[:H], z[H : 2 * H], z[2 * H : 3 * H], z[3 * H :]
-            c = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(j)
-            if cell.cell_clip is not None:
-                c = torch.clamp(c, -cell.cell_clip, cell.cell_clip)
-            m = torch.sigmoid(o) * torch.tanh(c)
-            if W_p is not None:
-                m = m @ W_p
-                if cell.proj_clip is not None:
-                    m = torch.clamp(m, -cell.proj_clip, cell.proj_clip)
-            h = m
-            out[row, t] = h
-            row_cells.append(c)
-        cells.append(torch.stack(row_cells))
-    return out, torch.stack(cells)
+    h, c = h.double(), c.double()
+    outputs, cells = [], []
+    for t in range(x.shape[0]):
+        z = torch.cat([x[t].double(), h]) @ W + b
+        i, j, f, o = z[:H], z[H : 2 * H], z[2 * H : 3 * H], z[3 * H :]
+        c = torch.sigmoid(f + cell.forget_bias) * c + torch.sigmoid(i) * torch.tanh(j)
+        if config.cell_clip is not None:
+            c = torch.clamp(c, -config.cell_clip, config.cell_clip)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        if W_p is not None:
+            h = h @ W_p
+            if config.proj_clip is not None:
+                h = torch.clamp(h, -config.proj_clip, config.proj_clip)
+        outputs.append(h)
+        cells.append(c)
+    return torch.stack(outputs), torch.stack(cells)
 
 
 @pytest.mark.parametrize(
     "lstm_size, clip", [(12, 3.0), (12, 0.4), (8, None)], ids=["projected", "clipping", "no-projection"]
 )
-def test_lstmp_cell_equals_tensorflow_step_equations(lstm_size, clip):
+def test_lstmp_layer_equals_tensorflow_step_equations(lstm_size, clip):
+    """Both directions of a layer, from given states, over right-padded rows: the forward cell reads each row's words
+    in order, the backward cell from its last real word to its first; the final states are after those steps."""
     config = tiny(lstm_size=lstm_size, cell_clip=clip, proj_clip=None if clip is None else clip / 2)
+    P = config.projection_size
     torch.manual_seed(0)
-    cell = ElmoLstmCell(8, config)
-    for parameter in cell.parameters():
+    layer = ElmoBiLstmLayer(config, index=0)
+    for parameter in layer.parameters():
         torch.nn.init.normal_(parameter, std=0.8)  # large weights: the gates saturate and the clips act
-    x = torch.randn(2, 6, 8)
-    h0, c0 = torch.randn(2, 8), torch.randn(2, lstm_size)
-    out, (h_n, c_n), cells = cell(x, (h0, c0), torch.tensor([6, 4]), return_cells=True)
-    expected, expected_cells = tf_lstmp_loop(x, cell, h0, c0)
-    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(cells.double(), expected_cells, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(h_n, out[[0, 1], [5, 3]])  # the state after each row's length
-    torch.testing.assert_close(c_n, cells[[0, 1], [5, 3]])
-    assert (cell.weight_proj is None) == (lstm_size == 8)
-    if clip == 0.4:
-        assert (cells.abs() == 0.4).any() and (out.abs() == 0.2).any()  # both clips were hit
+    x = torch.randn(2, 6, 2 * P)  # [forward | backward] inputs
+    lengths = [6, 4]
+    mask = (torch.arange(6)[None, :] < torch.tensor(lengths)[:, None]).long()  # (2, 6)
+    h0, c0 = torch.randn(2, 2, P), torch.randn(2, 2, lstm_size)  # (directions, B, ·)
+    out, (h_n, c_n) = layer(x, mask, (h0, c0), final_state=True)
+    all_cells = []
+    for row, n in enumerate(lengths):
+        for d, cell in enumerate((layer.forward_cell, layer.backward_cell)):
+            steps = torch.arange(n) if d == 0 else torch.arange(n - 1, -1, -1)  # this direction's reading order
+            half = slice(d * P, (d + 1) * P)
+            expected, cells = tf_lstmp_loop(x[row, steps, half], cell, config, h0[d, row], c0[d, row])
+            torch.testing.assert_close(out[row, steps, half].double(), expected, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(h_n[d, row].double(), expected[-1], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(c_n[d, row].double(), cells[-1], rtol=1e-5, atol=1e-5)
+            all_cells.append(cells)
+    assert out[1, 4:].abs().max() == 0  # zeros at padding
+    assert (layer.forward_cell.weight_proj is None) == (lstm_size == 8)
+    if clip == 0.4:  # both clips were hit
+        assert (torch.cat(all_cells).abs() == 0.4).any() and (out.abs() == 0.2).any()
 
 
 def test_character_encoder_equals_a_hand_computation():
@@ -196,6 +206,29 @@ def test_final_states_continue_a_sentence():
         torch.testing.assert_close(again.hidden_states[j][0, :, P:], whole[j][0, :4, P:], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="initial_states must be"):
         model(char_ids=chars, initial_states=(h, c[:1]))
+
+
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+@pytest.mark.parametrize("clip", [3.0, None], ids=["clipped", "unclipped"])
+def test_kernel_backends_give_the_outputs_of_the_default(backend, clip):
+    """kernel_backend picks the schedule of the bilstm op, never the result: layers, final states and the tagger's
+    BiLSTM (the default, "auto", is the reference on a CPU; "triton" runs under Triton's interpreter)."""
+    if backend == "triton" and (lstm_op.bilstm_triton is None or os.environ.get("TRITON_INTERPRET") != "1"):
+        pytest.skip("the Triton LSTM needs triton and TRITON_INTERPRET=1 on a CPU")
+    default, ids, chars = model_and_inputs(ElmoForTokenClassification, cell_clip=clip, proj_clip=clip)
+    chosen = ElmoForTokenClassification(tiny(cell_clip=clip, proj_clip=clip, kernel_backend=backend)).eval()
+    chosen.load_state_dict(default.state_dict())
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0  # right padding
+    mask[1, :2] = 0  # left padding
+    mask[2, 3] = 0  # a hole
+    states = (torch.randn(2, 2, 3, 8), torch.randn(2, 2, 3, 16))  # (layers, directions, B, P / H)
+    inputs = dict(char_ids=chars * mask[..., None], attention_mask=mask)
+    expected = default.elmo(**inputs, initial_states=states, output_final_states=True, output_hidden_states=True)
+    got = chosen.elmo(**inputs, initial_states=states, output_final_states=True, output_hidden_states=True)
+    for a, b in zip((*got.hidden_states, *got.final_states), (*expected.hidden_states, *expected.final_states)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(chosen(**inputs).logits, default(**inputs).logits, rtol=1e-5, atol=1e-5)
 
 
 def test_char_ids_are_required_and_checked():

@@ -177,26 +177,21 @@ def test_token_layer_matches_the_original_token_embeddings(converted, fixture_di
 
 
 def test_the_clips_act_on_the_fixture(converted, reference):
-    """Layer 1's projections and layer 2's memory cells reach ±3 on the fixture's sentences, and the outputs need
-    the clipping to match the original."""
-    from bizoo.modeling.modeling_bilstm_crf import compact
-
-    model, tokenizer, _ = converted
+    """Layer 1's projections reach ±3 on the fixture's sentences (its outputs, without a skip connection, are the
+    clipped projections) and layer 2's memory cells are clipped (without cell_clip layer 1 is unchanged and layer 2
+    is not); the outputs need the clipping to match the original."""
+    model, tokenizer, folder = converted
     sentences, expected = reference
     batch = tokenizer([sentences[k][0] for k in range(3)], is_split_into_words=True, padding=True, return_tensors="pt")
-    mask = batch["attention_mask"].bool()
-    lengths = mask.sum(1)
-    order = compact(mask)
-    real = torch.arange(mask.shape[1])[None, :] < lengths[:, None]  # reading positions that are real tokens
+    real = batch["attention_mask"].bool()  # (B, L)
     with torch.no_grad():
         layers = model(**batch, output_hidden_states=True).hidden_states
-        hits = []
-        for j, layer in enumerate(model.layers):
-            x = layers[j][..., :P].gather(1, order[..., None].expand(-1, -1, P))
-            outputs, _, cells = layer.forward_cell(x, None, lengths, return_cells=True)
-            hits.append(((cells[real].abs() == 3.0).sum().item(), (outputs[real].abs() == 3.0).sum().item()))
-    assert hits[0][1] > 0 and hits[1][0] > 0, hits  # projection clip in layer 1, cell clip in layer 2
-    unclipped = AutoModel.from_pretrained(converted[2], cell_clip=None, proj_clip=None).eval()
+        cells_unclipped = AutoModel.from_pretrained(folder, cell_clip=None).eval()
+        without_cell_clip = cells_unclipped(**batch, output_hidden_states=True).hidden_states
+    assert (layers[1][real].abs() == 3.0).sum() > 0  # projection clip in layer 1
+    assert torch.equal(without_cell_clip[1], layers[1])  # no memory cell of layer 1 reaches ±3 ...
+    assert (without_cell_clip[2][real] - layers[2][real]).abs().max() > 1e-4  # ... some of layer 2 do
+    unclipped = AutoModel.from_pretrained(folder, cell_clip=None, proj_clip=None).eval()
     top, _ = run(unclipped, tokenizer, [sentences[k][0] for k in range(3)])
     assert max(max_difference(top[k], expected[k][0]) for k in range(3)) > 1e-2
 
