@@ -31,6 +31,22 @@ events. Each op's table gives median ms and torchcrf ms / method ms (> 1: faster
 follow: `auto` at least 2x at B = 32, K = 9, L = 128 and not slower at B = 1; on a GPU `triton` at B = 64, L = 128
 at least 10x (likelihood) and 20x (Viterbi).
 
+`bizoo bench lstm` times one bidirectional LSTM layer of `bizoo.kernels.lstm.bilstm` forward and forward+backward
+(gradients to the input and every weight; the input projection W_ih x is part of every timing) on right-padded
+batches (the first row L long, the others between L/2 and L), in two parts. Part `lstm`: against
+`torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)` called on the whole padded tensor as models commonly call
+it (`nn-lstm`, cuDNN on a GPU; its backward direction reads a row's padding before its real tokens), at each
+B × H × L (on a GPU the grid B = 32, 128 × H = 100, 200, 256, 512 × L = 32, 128, 512; I = H); the methods `triton`
+(the fused kernel), `native` (torch.lstm over each row's real tokens), `loop` (the per-step PyTorch loop) and
+`nn-lstm-packed` (the same module on packed sequences, when named). Part `lstmp`: ELMo's LSTM with a projection and
+clipping at 3 (which torch.nn.LSTM cannot clip), at the sizes of the original (4096 cells projected to 512), medium
+(2048/256) and small (1024/128) models, B = 32, 128 and L = 20, 64, the fused kernel against the per-step loop. Each
+table gives median ms, peak memory, the speed-up over the part's baseline (baseline ms / method ms) and each method's
+max abs difference from the fp32 loop reference on the same inputs (nn-lstm only where it computes the same); part
+lstm ends with native ms / triton ms, what `TRITON_BEATS_CUDNN` of `bizoo.kernels.lstm` records. fp32 by default;
+time and memory are measured as by `bench lion`; on a CPU the default grid is small (B = 32, H = 100, 256, L = 32,
+128; ELMo small, B = 32, L = 20) and triton runs only when named (Triton's interpreter, whose times mean nothing).
+
 `bizoo bench bigs` times BiGS's bidirectional SSM op (`bizoo.kernels.ssm.bidirectional_ssm`: both directions,
 the two kernels computed by `s4d_kernel` inside every call) forward and forward+backward (gradients to the inputs
 and every SSM parameter), against `fft-baseline`: the convolution as the original BiGS code runs it with `torch.fft`
@@ -63,6 +79,9 @@ examples:
   bizoo bench lion-forms --lengths 1024                # max |rnn - attention|, |chunk - attention| per variant
   bizoo bench crf                                      # B 1 32 64 × K 9 17 45 × L 32 128 512, vs pytorch-crf
   bizoo bench crf --batch-sizes 32 --tags 9 --lengths 128 --methods auto scan --repeats 20 --json crf.json
+  bizoo bench lstm                                     # vs torch.nn.LSTM (cuDNN); ELMo LSTMP vs the loop
+  bizoo bench lstm --part lstm --batch-sizes 32 --hidden 200 --lengths 128 --methods native nn-lstm-packed
+  bizoo bench lstm --part lstmp --elmo-sizes original --elmo-lengths 20 --json lstmp.json --plot lstmp.png
   bizoo bench bigs                                     # GPU: bf16, L = 128 ... 16384, B·L = 16384, H = 1024
   bizoo bench bigs --device cpu --json bigs.json       # fp32, B = 1, L = 512 4096 16384: time and memory growth
   bizoo bench bigs --lengths 1024 --batch 8 --methods fft-baseline reference-toeplitz reference-fft --channels 256
@@ -135,6 +154,25 @@ BIGS_DEFAULT_METHODS = {
 }
 BIGS_DEFAULT_LENGTHS = {"cuda": [128, 512, 4096, 16384], "cpu": [512, 4096, 16384]}
 BIGS_DEFAULT_TOKENS = 16384  # on a GPU B·L is fixed; on a CPU B = 1, so that the time shows its growth with L
+# bench lstm: method -> (backend, form) of `bizoo.kernels.lstm.bilstm`. "nn-lstm" is torch.nn.LSTM on the whole
+# right-padded tensor (the baseline of part "lstm"), "nn-lstm-packed" the same module on packed sequences; part
+# "lstmp" (ELMo's clipped LSTM with a projection, which torch.nn.LSTM cannot clip) times triton against "loop".
+BILSTM_METHODS = {"triton": ("triton", "auto"), "native": ("reference", "native"), "loop": ("reference", "loop")}
+NN_LSTM_METHODS = ("nn-lstm", "nn-lstm-packed")
+LSTM_METHODS = (*NN_LSTM_METHODS, *BILSTM_METHODS)
+# On a CPU the triton rows say "unavailable" unless --methods names triton (it then runs in Triton's interpreter).
+LSTM_DEFAULT_METHODS = ("triton", "native", "loop")
+LSTM_PARTS = ("lstm", "lstmp")
+# ELMo's LSTMP sizes, (cells, projection) per direction: the original model (ElmoConfig's defaults) and the medium
+# and small ones AllenNLP released; every one clips cells and projections at 3 and reads the token vector (I = P).
+ELMO_SIZES = {"original": (4096, 512), "medium": (2048, 256), "small": (1024, 128)}
+ELMO_CLIP = 3.0
+LSTM_DEFAULT_GRID = {
+    "cuda": {"batch_sizes": [32, 128], "lengths": [32, 128, 512], "hidden": [100, 200, 256, 512],
+             "elmo_sizes": list(ELMO_SIZES), "elmo_batch_sizes": [32, 128], "elmo_lengths": [20, 64]},
+    "cpu": {"batch_sizes": [32], "lengths": [32, 128], "hidden": [100, 256],
+            "elmo_sizes": ["small"], "elmo_batch_sizes": [32], "elmo_lengths": [20]},
+}
 MiB = 2**20
 
 
@@ -241,6 +279,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=None, help="timed runs per case (default: 10 on cuda, 3 on cpu)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 3 on cuda, 1 on cpu)")
     p.set_defaults(dtype="float32")  # CRF parameters and scores are fp32 (DESIGN.md §3): no --dtype
+
+    p = sub.add_parser("lstm", help="the bidirectional LSTM op vs torch.nn.LSTM (cuDNN), and ELMo's LSTMP vs the loop",
+                       description=__doc__, formatter_class=fmt)
+    _device_arguments(p)
+    p.add_argument("--part", choices=["lstm", "lstmp", "both"], default="both",
+                   help="lstm: the LSTM against torch.nn.LSTM; lstmp: ELMo's clipped LSTMP against the per-step loop; "
+                        "both (default: %(default)s)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                   help="part lstm: batch sizes B (default on cuda: 32 128; on cpu: 32)")
+    p.add_argument("--lengths", type=int, nargs="+", default=None,
+                   help="part lstm: padded lengths L (default on cuda: 32 128 512; on cpu: 32 128)")
+    p.add_argument("--hidden", type=int, nargs="+", default=None,
+                   help="part lstm: cells H per direction (default on cuda: 100 200 256 512; on cpu: 100 256)")
+    p.add_argument("--input-size", type=int, default=None, help="part lstm: input features I (default: I = H)")
+    p.add_argument("--elmo-sizes", nargs="+", choices=list(ELMO_SIZES), default=None, metavar="SIZE",
+                   help="part lstmp: ELMo models, from original (4096 cells / 512), medium (2048 / 256), small "
+                        "(1024 / 128) (default on cuda: all; on cpu: small)")
+    p.add_argument("--elmo-batch-sizes", type=int, nargs="+", default=None,
+                   help="part lstmp: batch sizes B (default on cuda: 32 128; on cpu: 32)")
+    p.add_argument("--elmo-lengths", type=int, nargs="+", default=None,
+                   help="part lstmp: padded lengths L (default on cuda: 20 64, bilm-tf trains on 20-token windows; "
+                        "on cpu: 20)")
+    p.add_argument("--methods", nargs="+", choices=LSTM_METHODS, default=None, metavar="METHOD",
+                   help=f"what to time, from {', '.join(LSTM_METHODS)} (default: triton, native, loop; on cpu triton "
+                        "is unavailable unless named); part lstm always times nn-lstm, its baseline; part lstmp times "
+                        "loop, its baseline, and triton when it is among the methods")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="input and weight dtype (default: %(default)s; bfloat16 for a GPU)")
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                   help="fwd (no autograd) and/or fwdbwd (forward + backward) (default: both)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per case (default: 10 on cuda, 3 on cpu)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 3 on cuda, 1 on cpu)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="also plot the speed-ups over the baselines")
 
     p = sub.add_parser("bigs", help="the BiGS bidirectional SSM op vs torch.fft: forward and forward+backward",
                        description=__doc__, formatter_class=fmt)
@@ -544,13 +615,17 @@ def _measure_modes(case: dict, report, leaves, timed, may_be_missing: bool, cuda
 
 def measure_case(case: dict, report) -> None:
     """Measure ``case`` (one method at one length) in each of ``case["modes"]``; ``report(mode, result)`` each
-    (``_measure_modes``). A case of ``bench bigs`` (``case["op"] == "bigs"``) goes to ``measure_bigs_case``."""
+    (``_measure_modes``). A case of ``bench bigs`` or ``bench lstm`` (``case["op"]``) goes to ``measure_bigs_case``
+    or ``measure_lstm_case``."""
     import torch
 
     if case.get("threads"):
         torch.set_num_threads(case["threads"])
     if case.get("op") == "bigs":
         measure_bigs_case(case, report)
+        return
+    if case.get("op") == "lstm":
+        measure_lstm_case(case, report)
         return
     device = torch.device(case["device"])
     cuda = device.type == "cuda"
@@ -612,9 +687,11 @@ _CHILD_CODE = (
 def estimate_bytes(case: dict, mode: str) -> int:
     """A rough peak of a CPU case, fp32 inside: the O(L²) attention form holds ~3 (B, H, L, L) buffers at once
     (measured: 2.3 GiB at B=1, H=12, L=4096), twice that with the backward pass; every other method is O(L).
-    A case of ``bench bigs``: ``estimate_bigs_bytes``."""
+    A case of ``bench bigs`` or ``bench lstm``: ``estimate_bigs_bytes`` or ``estimate_lstm_bytes``."""
     if case.get("op") == "bigs":
         return estimate_bigs_bytes(case, mode)
+    if case.get("op") == "lstm":
+        return estimate_lstm_bytes(case, mode)
     B, H, L, D = case["batch"], case["heads"], case["length"], case["head_dim"]
     factor = 2 if mode == "fwdbwd" else 1
     if case["method"] == "sdpa":
@@ -752,7 +829,7 @@ def _flatten(row: dict, results: dict, modes) -> dict:
 
 def add_ratios(rows: list[dict], modes, ratios=LION_RATIOS) -> None:
     """speedup_vs_<key>_<mode> = baseline ms / method ms at the same length (> 1: faster than the baseline), for
-    each (baseline method, key, ...) of ``ratios``."""
+    each (baseline method, key, ...) of ``ratios``. ``_run_grid`` passes the rows of one grid point at a time."""
     for baseline, key, *_ in ratios:
         by_length = {r["length"]: r for r in rows if r["method"] == baseline}
         for r in rows:
@@ -762,14 +839,18 @@ def add_ratios(rows: list[dict], modes, ratios=LION_RATIOS) -> None:
                     r[f"speedup_vs_{key}_{mode}"] = base[f"{mode}_ms"] / r[f"{mode}_ms"]
 
 
-def _format_row(r: dict, modes, ratios=LION_RATIOS, extra=()) -> str:
-    """One table line: L, B, method, ms and MiB per mode, the ratios, then the ``extra`` (key, label, width, format)
-    columns, then the status where it is not "ok"."""
+# The shape columns of a table row: (key, label, width). bench lion and bigs: L and B; bench lstm adds its sizes.
+SHAPE_COLUMNS = (("length", "L", 6), ("batch", "B", 4))
+
+
+def _format_row(r: dict, modes, ratios=LION_RATIOS, extra=(), shape=SHAPE_COLUMNS) -> str:
+    """One table line: the ``shape`` columns, the method, ms and MiB per mode, the ratios, then the ``extra`` (key,
+    label, width, format) columns, then the status where it is not "ok"."""
 
     def num(key, fmt):
         return format(r[key], fmt) if key in r else "-"
 
-    cells = [f"{r['length']:>6}", f"{r['batch']:>4}", f"{r['method']:<20}"]
+    cells = [f"{str(r[key]):>{width}}" for key, _, width in shape] + [f"{r['method']:<20}"]
     cells += [f"{num(f'{m}_ms', '.2f'):>10}" for m in modes]
     cells += [f"{num(f'{m}_peak_mib', '.0f'):>11}" for m in modes]
     for _, key, _, width in ratios:
@@ -778,8 +859,8 @@ def _format_row(r: dict, modes, ratios=LION_RATIOS, extra=()) -> str:
     return " ".join(cells) + ("" if r["status"] == "ok" else f"  {r['status']}")
 
 
-def _table_head(modes, ratios=LION_RATIOS, extra=()) -> str:
-    cells = [f"{'L':>6}", f"{'B':>4}", f"{'method':<20}"]
+def _table_head(modes, ratios=LION_RATIOS, extra=(), shape=SHAPE_COLUMNS) -> str:
+    cells = [f"{label:>{width}}" for _, label, width in shape] + [f"{'method':<20}"]
     cells += [f"{MODES[m] + ' ms':>10}" for m in modes]
     cells += [f"{MODES[m] + ' MiB':>11}" for m in modes]
     for _, _, label, width in ratios:
@@ -789,17 +870,19 @@ def _table_head(modes, ratios=LION_RATIOS, extra=()) -> str:
     return line + "\n" + "-" * len(line)
 
 
-def _run_grid(grid, methods, describe, unavailable: dict, modes, ratios, extra, json_path, meta) -> list[dict]:
-    """Measure every method at each (length, batch) of ``grid`` (``run_case``: in this process on a GPU, a child
-    process per case on a CPU) and print each length's rows as soon as they and the baselines (the methods of
-    ``ratios``, which come first in ``methods``) are measured; the rows, also written to ``json_path`` after each.
-    ``describe(method, length, batch)`` -> (the row's fields, the case to run)."""
+def _run_grid(grid, methods, describe, unavailable: dict, modes, ratios, extra, json_path, meta,
+              shape=SHAPE_COLUMNS, prior_rows=()) -> list[dict]:
+    """Measure every method at each point of ``grid`` ((length, batch) for bench lion and bigs) with ``run_case``
+    (in this process on a GPU, a child process per case on a CPU) and print each point's rows as soon as they and
+    the baselines (the methods of ``ratios``, which come first in ``methods``) are measured; the rows, also written
+    to ``json_path`` after each, after the ``prior_rows`` of the same command. ``describe(method, *point)`` -> (the
+    row's fields, the case to run)."""
     baselines = sum(m in {b for b, *_ in ratios} for m in methods)
     rows: list[dict] = []
-    for length, batch in grid:
-        group, printed = [], 0  # this length's rows
+    for point in grid:
+        group, printed = [], 0  # this point's rows
         for method in methods:
-            row, case = describe(method, length, batch)
+            row, case = describe(method, *point)
             if method in unavailable:
                 results = {m: {"status": f"unavailable: {unavailable[method]}"} for m in modes}
             else:
@@ -807,10 +890,10 @@ def _run_grid(grid, methods, describe, unavailable: dict, modes, ratios, extra, 
             group.append(_flatten(row, results, modes))
             add_ratios(group, modes, ratios)
             rows.append(row)
-            _write_json(json_path, {**meta, "rows": rows})
+            _write_json(json_path, {**meta, "rows": [*prior_rows, *rows]})
             if len(group) >= baselines:
                 for done in group[printed:]:
-                    print(_format_row(done, modes, ratios, extra), flush=True)
+                    print(_format_row(done, modes, ratios, extra, shape), flush=True)
                 printed = len(group)
     return rows
 
@@ -1545,17 +1628,25 @@ def run_forms(args) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def padded_mask(batch: int, length: int, generator):
+    """The (B, L) bool mask of a right-padded batch as a model sees it: the first row ``length`` long (the batch is
+    padded to its longest row), the others drawn uniformly between length/2 and length with ``generator``."""
+    import torch
+
+    lengths = torch.randint((length + 1) // 2, length + 1, (batch,), generator=generator)  # (B,)
+    lengths[0] = length
+    return torch.arange(length) < lengths[:, None]  # (B, L)
+
+
 def crf_inputs(batch: int, tags: int, length: int, device: str):
-    """A right-padded batch as a tagger sees it: the first row ``length`` long (the batch is padded to its longest
-    row), the others between length/2 and length; emissions, gold tags (valid at padding too: pytorch-crf reads
-    them) and a ``torchcrf.CRF`` whose parameters every method uses. Seeded: the same inputs in every run."""
+    """A right-padded batch as a tagger sees it (``padded_mask``); emissions, gold tags (valid at padding too:
+    pytorch-crf reads them) and a ``torchcrf.CRF`` whose parameters every method uses. Seeded: the same inputs in
+    every run."""
     import torch
     from torchcrf import CRF
 
     g = torch.Generator(device="cpu").manual_seed(0)
-    lengths = torch.randint((length + 1) // 2, length + 1, (batch,), generator=g)  # (B,)
-    lengths[0] = length
-    mask = torch.arange(length) < lengths[:, None]  # (B, L); the first position is real (pytorch-crf needs it)
+    mask = padded_mask(batch, length, g)  # (B, L); the first position is real (pytorch-crf needs it)
     emissions = torch.randn(batch, length, tags, generator=g)  # (B, L, K)
     gold = torch.randint(0, tags, (batch, length), generator=g)  # (B, L)
     crf = CRF(tags, batch_first=True)
@@ -1732,11 +1823,335 @@ def run_crf(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# bench lstm
+# ----------------------------------------------------------------------------------------------------------------
+
+# The ratio column of each part (as bench lion's), the agreement column and the shape columns.
+LSTM_RATIOS = {"lstm": (("nn-lstm", "nn_lstm", "nn", 11),), "lstmp": (("loop", "loop", "loop", 13),)}
+LSTM_EXTRA = (("max_abs_diff", "max|diff|", 10, ".1e"),)
+LSTM_SHAPES = {
+    "lstm": (("batch", "B", 4), ("hidden", "H", 5), ("length", "L", 5)),
+    "lstmp": (("elmo", "ELMo", 8), ("hidden", "cells", 5), ("projection", "P", 4), ("batch", "B", 4),
+              ("length", "L", 4)),
+}
+
+
+def lstm_inputs(case: dict, device, dtype):
+    """A right-padded batch (``padded_mask``) of inputs x (B, L, I), its mask, the weights of both directions
+    (weight_ih (2, 4H, I), weight_hh (2, 4H, P), bias (2, 4H), weight_proj (2, P, H) or None), uniform in
+    ±1/sqrt(H) as torch.nn.LSTM initialises them, and an output gradient (B, L, 2, P). Seeded: the same in every
+    run and for every method."""
+    import torch
+
+    B, L, H, I = case["batch"], case["length"], case["hidden"], case["input_size"]
+    P = case["projection"] or H
+    g = torch.Generator(device="cpu").manual_seed(0)
+    mask = padded_mask(B, L, g)  # (B, L)
+    bound = 1 / math.sqrt(H)
+
+    def uniform(*shape):
+        return (torch.rand(*shape, generator=g) * 2 - 1) * bound
+
+    x = torch.randn(B, L, I, generator=g)  # (B, L, I)
+    weights = (uniform(2, 4 * H, I), uniform(2, 4 * H, P), uniform(2, 4 * H),
+               uniform(2, P, H) if case["projection"] else None)
+    dout = torch.randn(B, L, 2, P, generator=g)  # (B, L, 2, P)
+
+    def to(t):
+        return None if t is None else t.to(device, dtype)
+
+    return to(x), mask.to(device), tuple(to(w) for w in weights), to(dout)
+
+
+def nn_lstm_module(weights):
+    """``torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)`` holding ``weights`` (its b_ih the bias, its
+    b_hh zero: the same LSTM)."""
+    import torch
+
+    weight_ih, weight_hh, bias, _ = weights
+    module = torch.nn.LSTM(weight_ih.shape[2], weight_hh.shape[1] // 4, bidirectional=True, batch_first=True,
+                           device=weight_ih.device, dtype=weight_ih.dtype)
+    with torch.no_grad():
+        for d, suffix in enumerate(("l0", "l0_reverse")):
+            getattr(module, f"weight_ih_{suffix}").copy_(weight_ih[d])
+            getattr(module, f"weight_hh_{suffix}").copy_(weight_hh[d])
+            getattr(module, f"bias_ih_{suffix}").copy_(bias[d])
+            getattr(module, f"bias_hh_{suffix}").zero_()
+    return module
+
+
+def lstm_function(method: str, x, mask, weights, clip: float | None):
+    """A function that runs one bidirectional layer with ``method`` and returns y (B, L, 2, P), and the tensors its
+    backward pass differentiates (x and every weight). The input projection W_ih x is part of every method's call;
+    bizoo's ``bilstm`` returns the outputs only (final_state=False, what a tagger or the biLM reads)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from ..kernels.lstm import bilstm
+
+    B, L = x.shape[:2]
+    if method in NN_LSTM_METHODS:
+        module = nn_lstm_module(weights)
+        leaves = [x, *module.parameters()]
+        if method == "nn-lstm":
+            return (lambda: module(x)[0].view(B, L, 2, -1)), leaves
+
+        def packed():  # the lengths come from the mask in every call, as in a model
+            seq = pack_padded_sequence(x, mask.sum(1).cpu(), batch_first=True, enforce_sorted=False)
+            return pad_packed_sequence(module(seq)[0], batch_first=True, total_length=L)[0].view(B, L, 2, -1)
+
+        return packed, leaves
+    backend, form = BILSTM_METHODS[method]
+    weight_ih, weight_hh, bias, weight_proj = weights
+
+    def op():
+        return bilstm(x, weight_ih, weight_hh, bias, weight_proj, mask, cell_clip=clip,
+                      proj_clip=clip if weight_proj is not None else None, final_state=False, backend=backend,
+                      form=form)[0]
+
+    return op, [x, *(w for w in weights if w is not None)]
+
+
+def lstm_agreement(method: str, fn, x, mask, weights, clip: float | None) -> dict:
+    """The max abs difference of ``fn``'s outputs from the fp32 loop reference on the same inputs, and the largest
+    output of the reference (the scale of the difference). nn-lstm reads the padding of a row before its real tokens
+    in the backward direction: it is compared where it computes the same, the forward direction at the real tokens
+    and the backward direction in the rows without padding."""
+    import torch
+
+    from ..kernels.lstm import bilstm
+
+    with torch.no_grad():
+        y = fn().float()  # (B, L, 2, P)
+        ref = bilstm(x.float(), *(None if w is None else w.float() for w in weights), mask, cell_clip=clip,
+                     proj_clip=clip if weights[3] is not None else None, final_state=False, backend="reference",
+                     form="loop")[0]
+    compared = torch.ones(y.shape[:3], dtype=torch.bool, device=y.device)  # (B, L, 2)
+    if method == "nn-lstm":
+        compared = torch.stack([mask, mask.all(1, keepdim=True).expand_as(mask)], dim=-1)
+    return {"max_abs_diff": (y - ref).abs()[compared].max().item(), "max_abs_output": ref.abs().max().item()}
+
+
+def measure_lstm_case(case: dict, report) -> None:
+    """``measure_case`` for one bidirectional LSTM layer: each mode timed by ``_time_runs`` (gradients to x and every
+    weight), each result with the outputs' agreement with the fp32 loop reference (checked once, before timing)."""
+    import torch
+
+    device = torch.device(case["device"])
+    cuda = device.type == "cuda"
+    method = case["method"]
+    try:
+        x, mask, weights, dout = lstm_inputs(case, device, getattr(torch, case["dtype"]))
+    except torch.OutOfMemoryError:
+        for mode in case["modes"]:
+            report(mode, {"status": "oom"})
+        return
+    fn, leaves = lstm_function(method, x, mask, weights, case["clip"])
+    checked: dict = {}
+
+    def timed(backward):
+        if not checked:
+            checked.update(lstm_agreement(method, fn, x, mask, weights, case["clip"]))
+        result = _time_runs(fn, leaves, backward, dout, case["warmup"], case["repeats"], cuda)
+        return {**result, **checked}
+
+    _measure_modes(case, report, leaves, timed, method == "triton", cuda)
+
+
+def estimate_lstm_bytes(case: dict, mode: str) -> int:
+    """A rough peak of a CPU case of bench lstm, fp32 inside: the inputs and outputs, and what a step keeps for the
+    backward pass, ~16 (B, 2, 4H) gate-sized buffers per step (the loop's autograd graph; cuDNN and the native form
+    keep fewer); the weights and their gradients."""
+    B, L, H, I = case["batch"], case["length"], case["hidden"], case["input_size"]
+    P = case["projection"] or H
+    per_step = 16 if mode == "fwdbwd" else 2
+    weights = 2 * 4 * H * (I + P + 1) + 2 * P * H
+    return 4 * (B * L * (I + 4 * P) + per_step * B * L * 2 * 4 * H + 2 * weights)
+
+
+def lstm_probe(method: str, device: str, dtype: str) -> str | None:
+    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1)."""
+    if method in NN_LSTM_METHODS:
+        return None
+    if BILSTM_METHODS[method][0] == "triton" and (why := triton_missing(device)) is not None:
+        return why
+    import torch
+
+    tiny = {"batch": 2, "length": 3, "hidden": 16, "input_size": 16, "projection": None}
+    x, mask, weights, _ = lstm_inputs(tiny, torch.device(device), getattr(torch, dtype))
+    try:
+        lstm_function(method, x, mask, weights, None)[0]()
+    except Exception as err:  # noqa: BLE001 - whatever stops the tiny call stops the real one
+        return _short(err)
+    return None
+
+
+def triton_vs_native(rows: list[dict]) -> list[dict]:
+    """Per (B, H) of part "lstm": native ms / triton ms forward+backward at each L, and whether the fused kernel is at
+    least as fast as torch.lstm (cuDNN on a GPU) at every L: what ``TRITON_BEATS_CUDNN`` of ``bizoo.kernels.lstm``
+    records for backend="auto"."""
+    times = {(r["method"], r["batch"], r["hidden"], r["length"]): r.get("fwdbwd_ms") for r in rows
+             if r["part"] == "lstm"}
+    out = []
+    for batch, hidden in dict.fromkeys((b, h) for (_, b, h, _) in times):
+        lengths = sorted({L for (m, b, h, L) in times if (b, h) == (batch, hidden)})
+        ratios = {}
+        for length in lengths:
+            triton, native = times.get(("triton", batch, hidden, length)), times.get(("native", batch, hidden, length))
+            if triton and native:
+                ratios[length] = native / triton
+        if ratios:
+            out.append({"batch": batch, "hidden": hidden, "native_over_triton_fwdbwd": ratios,
+                        "triton_at_least_as_fast": len(ratios) == len(lengths) and min(ratios.values()) >= 1.0})
+    return out
+
+
+def plot_speedups(parts: list[tuple[str, list[dict], str]], modes, path: str, title: str) -> None:
+    """The speed-up over each part's baseline at every shape (log scale; 1: as fast), one line per method; one panel
+    per part and mode. ``parts``: (title, rows, baseline method, key of the ratio: speedup_vs_<key>_<mode>)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(parts), len(modes), figsize=(6.5 * len(modes), 4.2 * len(parts)), squeeze=False)
+    def shape(r):
+        return (f"{r['elmo']} " if r["part"] == "lstmp" else f"H{r['hidden']} ") + f"B{r['batch']} L{r['length']}"
+
+    for panels, (part_title, rows, baseline, key) in zip(axes, parts):
+        labels = list(dict.fromkeys(shape(r) for r in rows))
+        for ax, mode in zip(panels, modes):
+            for method in dict.fromkeys(r["method"] for r in rows if r["method"] != baseline):
+                points = [(labels.index(shape(r)), r[f"speedup_vs_{key}_{mode}"])
+                          for r in rows if r["method"] == method and f"speedup_vs_{key}_{mode}" in r]
+                if points:
+                    ax.plot(*zip(*points), "o-", label=method)
+            ax.axhline(1.0, color="grey", linewidth=0.8)
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(labels)), labels, rotation=70, fontsize=6)
+            ax.set_ylabel(f"speed-up: {baseline} ms / method ms")
+            ax.set_title(f"{part_title}, {MODES[mode]}", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, "no method timed besides the baseline", ha="center", transform=ax.transAxes)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_lstm(args) -> int:
+    device = _resolve_device(args)
+    cuda = device == "cuda"
+    defaults = LSTM_DEFAULT_GRID[device]
+    grid_args = {name: getattr(args, name) or default for name, default in defaults.items()}
+    parts = LSTM_PARTS if args.part == "both" else (args.part,)
+    _check_positive(batch_sizes=grid_args["batch_sizes"], lengths=grid_args["lengths"], hidden=grid_args["hidden"],
+                    input_size=args.input_size, elmo_batch_sizes=grid_args["elmo_batch_sizes"],
+                    elmo_lengths=grid_args["elmo_lengths"], repeats=args.repeats)
+    if args.warmup is not None and args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    settings = _settings(args, device)
+    methods = list(dict.fromkeys(args.methods or LSTM_DEFAULT_METHODS))
+    modes = [m for m in MODES if m in args.modes]
+    unavailable = {}
+    if not cuda and "triton" in methods and "triton" not in (args.methods or ()):
+        unavailable["triton"] = "no CUDA device (name triton in --methods to run it in Triton's interpreter)"
+    for method in methods:
+        if method not in unavailable and (why := lstm_probe(method, device, settings["dtype"])) is not None:
+            unavailable[method] = why
+    interpreted = not cuda and "triton" in methods and "triton" not in unavailable
+    machine = machine_name(device)
+    import torch
+
+    compared = {"lstm": "vs torch.nn.LSTM", "lstmp": "ELMo's clipped LSTMP vs the per-step PyTorch loop"}
+    print(f"Bidirectional LSTM layer (bizoo.kernels.lstm.bilstm) {', and '.join(compared[p] for p in parts)}, "
+          "forward and forward+backward")
+    print(f"machine: {machine}" + (f", cuDNN {torch.backends.cudnn.version()}" if cuda else ""))
+    print(f"dtype: {settings['dtype']}; right-padded batches: the first row L long, the others between L/2 and L "
+          "(seed 0), the same for every method")
+    print("every timing includes the input projection W_ih x and both directions; backward: gradients to x and "
+          "every weight; bizoo's bilstm returns the outputs only (final_state=False)")
+    print("methods: triton (the fused kernel), native (torch.lstm per direction over its real tokens first: cuDNN on "
+          "a GPU), loop (one step at a time in PyTorch), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
+          "the lengths read from the mask in every call)")
+    print("peak memory: " + ("max_memory_allocated above the inputs" if cuda
+                             else "growth of the peak RSS, one process per case")
+          + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
+    print(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
+          + ("; CUDA events" if cuda else ""))
+    print("max|diff|: the largest difference of the outputs from the fp32 loop reference on the same inputs")
+    meta = {"op": "lstm", "machine": machine, "device": device, **settings, "parts": list(parts), "modes": modes,
+            "methods": methods, "input_size": args.input_size, **grid_args, "elmo_clip": ELMO_CLIP}
+    if cuda:
+        meta["cudnn"] = torch.backends.cudnn.version()
+    rows: list[dict] = []
+
+    def measure(part, part_methods, grid, describe_point):
+        ratios, shape = LSTM_RATIOS[part], LSTM_SHAPES[part]
+        print(_table_head(modes, ratios, LSTM_EXTRA, shape))
+        rows.extend(_run_grid(grid, part_methods, describe_point, unavailable, modes, ratios, LSTM_EXTRA, args.json, meta,
+                              shape, rows))
+
+    def describe(part, method, batch, length, hidden, input_size, projection, clip, **row):
+        """The row's fields and the case to run (``_run_grid``)."""
+        backend, form = BILSTM_METHODS.get(method, ("torch", "nn.LSTM" + (" packed" if "packed" in method else "")))
+        row = {"part": part, **row, "method": method, "backend": backend, "form": form, "batch": batch,
+               "length": length, "hidden": hidden, "input_size": input_size, "projection": projection, "clip": clip,
+               "dtype": settings["dtype"], "device": device}
+        return row, {**row, "op": "lstm", **settings, "modes": modes, "threads": args.threads}
+
+    if "lstm" in parts:
+        part_methods = ["nn-lstm", *(m for m in methods if m != "nn-lstm")]
+        print("\nLSTM: torch.nn.LSTM(I, H, bidirectional=True, batch_first=True) on the whole padded tensor (nn-lstm, "
+              "the baseline), as models commonly call it: its backward direction reads a row's padding before its "
+              "real tokens, so it is compared with the reference only where that does not matter")
+        print(f"shapes: B in {grid_args['batch_sizes']}, H in {grid_args['hidden']} cells per direction, "
+              f"L in {grid_args['lengths']}, I = {args.input_size or 'H'} input features")
+        print("nn/x: speed-up = nn-lstm ms / method ms, > 1 is faster than torch.nn.LSTM")
+        grid = [(B, L, H) for B in grid_args["batch_sizes"] for H in grid_args["hidden"] for L in grid_args["lengths"]]
+        measure("lstm", part_methods, grid, lambda method, B, L, H: describe(
+            "lstm", method, B, L, H, args.input_size or H, None, None))
+    if "lstmp" in parts:
+        part_methods = ["loop", *(m for m in methods if m == "triton")]
+        print(f"\nLSTMP (ELMo): cells projected to P, I = P, cell_clip = proj_clip = {ELMO_CLIP:g}; torch.nn.LSTM "
+              "cannot clip: the baseline is the per-step PyTorch loop (loop)")
+        sizes = ", ".join(f"{name} {ELMO_SIZES[name][0]}/{ELMO_SIZES[name][1]}" for name in grid_args["elmo_sizes"])
+        print(f"shapes: {sizes} (cells/P); B in {grid_args['elmo_batch_sizes']}, L in {grid_args['elmo_lengths']}")
+        print("loop/x: speed-up = loop ms / method ms, > 1 is faster than the loop")
+        grid = [(name, B, L) for name in grid_args["elmo_sizes"] for B in grid_args["elmo_batch_sizes"]
+                for L in grid_args["elmo_lengths"]]
+        measure("lstmp", part_methods, grid, lambda method, name, B, L: describe(
+            "lstmp", method, B, L, ELMO_SIZES[name][0], ELMO_SIZES[name][1], ELMO_SIZES[name][1], ELMO_CLIP,
+            elmo=name))
+    comparison = triton_vs_native(rows)
+    if comparison:
+        print("\ntriton vs native (torch.lstm; cuDNN on a GPU), forward+backward: native ms / triton ms at each L; "
+              "backend='auto' takes triton for an unclipped LSTM only where TRITON_BEATS_CUDNN says so")
+        for c in comparison:
+            ratios = ", ".join(f"L={L} {x:.2f}" for L, x in c["native_over_triton_fwdbwd"].items())
+            verdict = "at least as fast at every L" if c["triton_at_least_as_fast"] else "not at every L"
+            print(f"  B={c['batch']} H={c['hidden']}: {ratios}: {verdict}")
+    _write_json(args.json, {**meta, "rows": rows, "triton_vs_native": comparison})
+    if args.plot:
+        plots = [(title, [r for r in rows if r["part"] == part], *LSTM_RATIOS[part][0][:2])
+                 for part, title in (("lstm", "vs torch.nn.LSTM"), ("lstmp", "ELMo LSTMP vs the loop"))
+                 if part in parts]
+        try:
+            plot_speedups(plots, modes, args.plot, f"bidirectional LSTM, {machine}\n{settings['dtype']}, median of "
+                          f"{settings['repeats']}")
+        except ImportError as err:  # the table and the JSON are the results; the plot is a view of them
+            print(f"no plot: {_short(err)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The command
 # ----------------------------------------------------------------------------------------------------------------
 
 RUNNERS = {"lion": run_lion, "lion-crossover": run_crossover, "lion-model": run_model, "lion-forms": run_forms,
-           "crf": run_crf, "bigs": run_bigs, "bigs-model": run_bigs_model}
+           "crf": run_crf, "lstm": run_lstm, "bigs": run_bigs, "bigs-model": run_bigs_model}
 
 
 def run(args: argparse.Namespace) -> int:

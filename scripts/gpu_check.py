@@ -16,8 +16,11 @@ minutes); a step that fails or runs out of time is recorded and the next one run
    TRITON_CHUNK_MIN_LENGTH (and REFERENCE_CHUNK_MIN_LENGTH on this GPU);
 5. `bizoo bench lion-model` at L = 512 and 4096 (OUT_DIR/bench_lion_model.{txt,json});
 6. `bizoo bench crf` (Triton and auto against pytorch-crf, B = 1 and 64, L = 128 and 512; OUT_DIR/bench_crf.*);
-7. `bizoo bench bigs`: the BiGS SSM op against torch.fft in bf16, L = 512 ... 16384 (OUT_DIR/bench_bigs.*);
-8. `bizoo bench bigs-model`: BiGS-large against BERT-large training tokens/s at L = 512 and 4096
+7. `bizoo bench lstm`: the fused bidirectional LSTM and torch.lstm against torch.nn.LSTM (cuDNN) in fp32 at
+   B = 32, 128 × L = 32, 128, 512 × H = 100, 200, 256, 512, and the ELMo LSTMP sizes against the per-step loop
+   (OUT_DIR/bench_lstm.{txt,json,png});
+8. `bizoo bench bigs`: the BiGS SSM op against torch.fft in bf16, L = 512 ... 16384 (OUT_DIR/bench_bigs.*);
+9. `bizoo bench bigs-model`: BiGS-large against BERT-large training tokens/s at L = 512 and 4096
    (OUT_DIR/bench_bigs_model.{txt,json}).
 
 OUT_DIR/summary.md collects every table and each step's status (and is rewritten after each step, so an
@@ -111,6 +114,12 @@ def environment() -> dict:
             env[f"bizoo.kernels.lion.{name}"] = str(getattr(lion, name, "not defined"))
     except Exception as err:  # noqa: BLE001 - the environment report never stops the check
         env["bizoo.kernels.lion"] = f"import failed: {type(err).__name__}: {err}"
+    try:
+        from ..kernels import lstm
+
+        env["bizoo.kernels.lstm.TRITON_BEATS_CUDNN"] = str(getattr(lstm, "TRITON_BEATS_CUDNN", "not defined"))
+    except Exception as err:  # noqa: BLE001
+        env["bizoo.kernels.lstm"] = f"import failed: {type(err).__name__}: {err}"
     return env
 
 
@@ -129,12 +138,18 @@ def plan(out: Path, quick: bool) -> list[dict]:
     model = [*bench, "lion-model", "--json", str(out / "bench_lion_model.json")]
     crf = [*bench, "crf", "--methods", "triton", "auto", "--batch-sizes", "1", "64", "--lengths", "128", "512",
            "--json", str(out / "bench_crf.json")]
+    # The grid; the per-step loop runs as the baseline of the ELMo LSTMP part only (on the LSTM grid, at
+    # L = 512, it would take most of the step's time).
+    lstm = [*bench, "lstm", "--methods", "triton", "native", "--repeats", "5", "--warmup", "2",
+            "--json", str(out / "bench_lstm.json"), "--plot", str(out / "bench_lstm.png")]
     bigs = [*bench, "bigs", "--json", str(out / "bench_bigs.json"), "--plot", str(out / "bench_bigs.png")]
     bigs_model = [*bench, "bigs-model", "--json", str(out / "bench_bigs_model.json")]
     if quick:
         lion += ["--lengths", "1024", "4096", "--repeats", "3", "--warmup", "2"]
         crossover += ["--lengths", "256", "1024", "4096", "--repeats", "3", "--warmup", "2"]
         model += ["--lengths", "512", "--steps", "3", "--warmup-steps", "1"]
+        lstm += ["--batch-sizes", "32", "--lengths", "128", "--hidden", "256", "512", "--elmo-sizes", "original",
+                 "--elmo-batch-sizes", "32"]
         bigs += ["--lengths", "512", "4096", "--repeats", "3", "--warmup", "2"]
         bigs_model += ["--lengths", "512", "--steps", "3", "--warmup-steps", "1"]
     else:
@@ -149,20 +164,22 @@ def plan(out: Path, quick: bool) -> list[dict]:
          "tests": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"},
          "command": [py, "-m", "pytest", "-q", "tests/kernels", "tests/modeling/test_lion.py", "-p",
                      "no:cacheprovider"],
-         "log": out / "gpu_tests.log", "timeout": 110, "tail": LOG_TAIL_LINES},
+         "log": out / "gpu_tests.log", "timeout": 105, "tail": LOG_TAIL_LINES},
         {"name": "bench lion", "key": "bench_lion", "needs_cuda": True, "command": lion,
-         "log": out / "bench_lion.txt", "timeout": 55 if quick else 115, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lion.txt", "timeout": 55 if quick else 100, "tail": BENCH_MAX_LINES},
         {"name": "bench lion-crossover", "key": "bench_lion_crossover", "needs_cuda": True, "command": crossover,
-         "log": out / "bench_lion_crossover.txt", "timeout": 40 if quick else 55, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lion_crossover.txt", "timeout": 40 if quick else 50, "tail": BENCH_MAX_LINES},
         {"name": "bench lion-model", "key": "bench_lion_model", "needs_cuda": True, "command": model,
-         "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 75, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 60, "tail": BENCH_MAX_LINES},
         {"name": "bench crf", "key": "bench_crf", "needs_cuda": True, "command": crf,
-         "log": out / "bench_crf.txt", "timeout": 30 if quick else 35, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_crf.txt", "timeout": 30, "tail": BENCH_MAX_LINES},
+        {"name": "bench lstm", "key": "bench_lstm", "needs_cuda": True, "command": lstm,
+         "log": out / "bench_lstm.txt", "timeout": 40 if quick else 60, "tail": BENCH_MAX_LINES},
         # The SSM op autotunes its Triton kernels (compiled once: bigs-model finds them in Triton's cache).
         {"name": "bench bigs", "key": "bench_bigs", "needs_cuda": True, "command": bigs,
-         "log": out / "bench_bigs.txt", "timeout": 35 if quick else 40, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_bigs.txt", "timeout": 35, "tail": BENCH_MAX_LINES},
         {"name": "bench bigs-model", "key": "bench_bigs_model", "needs_cuda": True, "command": bigs_model,
-         "log": out / "bench_bigs_model.txt", "timeout": 45 if quick else 50, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_bigs_model.txt", "timeout": 40, "tail": BENCH_MAX_LINES},
     ]
 
 

@@ -13,8 +13,8 @@ from bizoo.scripts import bench, gpu_check
 
 TINY = ["--device", "cpu", "--tokens", "256", "--heads", "2", "--head-dim", "8", "--repeats", "1"]
 INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
-STEP_KEYS = ["gpu_tests", "bench_lion", "bench_lion_crossover", "bench_lion_model", "bench_crf", "bench_bigs",
-             "bench_bigs_model"]
+STEP_KEYS = ["gpu_tests", "bench_lion", "bench_lion_crossover", "bench_lion_model", "bench_crf", "bench_lstm",
+             "bench_bigs", "bench_bigs_model"]
 
 
 def read_rows(path):
@@ -190,7 +190,8 @@ def test_gpu_check_quick_on_a_cpu(tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "no CUDA device" in summary and "skipped: --skip-tests" in summary
     assert f"| torch | {torch.__version__} |" in summary
-    for name in ("bench lion", "bench lion-crossover", "bench lion-model", "bench bigs", "bench bigs-model"):
+    for name in ("bench lion", "bench lion-crossover", "bench lion-model", "bench lstm", "bench bigs",
+                 "bench bigs-model"):
         assert f"| {name} | skipped: no CUDA device |" in summary
     record = json.loads((out / "summary.json").read_text())
     assert [s["key"] for s in record["steps"]] == STEP_KEYS
@@ -220,7 +221,7 @@ def test_gpu_check_plan_covers_every_step(tmp_path):
         assert "bfloat16" in lion and "--plot" in lion and "--json" in lion
         assert ("4096" in model) != quick
     # Every benchmark command parses.
-    for step in gpu_check.plan(tmp_path, False)[1:]:
+    for step in gpu_check.plan(tmp_path, False)[1:] + gpu_check.plan(tmp_path, True)[1:]:
         parser = bench.argparse.ArgumentParser()
         bench.add_arguments(parser)
         parser.parse_args(step["command"][3:])
