@@ -1350,33 +1350,44 @@ def ssm_agreement(fn, u, params) -> dict:
     return {"max_abs_diff": diff, "max_abs_output": scale}
 
 
-def measure_bigs_case(case: dict, report) -> None:
-    """``measure_case`` for the SSM op: each mode timed by ``_time_runs`` (gradients to both inputs and every SSM
-    parameter), each result with the outputs' agreement with the fp32 FFT baseline (checked once, before timing)."""
+def measure_op_case(case: dict, report, build, may_be_missing: bool) -> None:
+    """``measure_case`` for an op: ``build(device, dtype) -> (fn, leaves, dout, agreement)``; each mode timed by
+    ``_time_runs`` (gradients to every leaf), each result with ``agreement()``: the outputs' agreement with the
+    op's baseline, checked once, before timing."""
     import torch
 
     device = torch.device(case["device"])
     cuda = device.type == "cuda"
-    method = case["method"]
     try:
-        u, params, dout = bigs_inputs(case, device, getattr(torch, case["dtype"]))
+        fn, leaves, dout, agreement = build(device, getattr(torch, case["dtype"]))
     except torch.OutOfMemoryError:
         for mode in case["modes"]:
             report(mode, {"status": "oom"})
         return
-    fn = ssm_function(method, u, params, case["chunk_size"])
-    leaves = [*u, *(t for p in params for t in p)]
     checked: dict = {}
 
     def timed(backward):
         if not checked:
-            checked.update(ssm_agreement(fn, u, params))
+            checked.update(agreement())
         result = _time_runs(fn, leaves, backward, dout, case["warmup"], case["repeats"], cuda)
         return {**result, **checked}
 
-    backend, form = SSM_METHODS.get(method, ("torch", "fft"))
-    may_be_missing = backend == "triton" or form == "auto"
     _measure_modes(case, report, leaves, timed, may_be_missing, cuda)
+
+
+def measure_bigs_case(case: dict, report) -> None:
+    """``measure_op_case`` for the SSM op: gradients to both inputs and every SSM parameter; agreement with the fp32
+    FFT baseline."""
+    method = case["method"]
+
+    def build(device, dtype):
+        u, params, dout = bigs_inputs(case, device, dtype)
+        fn = ssm_function(method, u, params, case["chunk_size"])
+        leaves = [*u, *(t for p in params for t in p)]
+        return fn, leaves, dout, lambda: ssm_agreement(fn, u, params)
+
+    backend, form = SSM_METHODS.get(method, ("torch", "fft"))
+    measure_op_case(case, report, build, may_be_missing=backend == "triton" or form == "auto")
 
 
 def _bigs_form(method: str, length: int) -> str:
@@ -1932,29 +1943,16 @@ def lstm_agreement(method: str, fn, x, mask, weights, clip: float | None) -> dic
 
 
 def measure_lstm_case(case: dict, report) -> None:
-    """``measure_case`` for one bidirectional LSTM layer: each mode timed by ``_time_runs`` (gradients to x and every
-    weight), each result with the outputs' agreement with the fp32 loop reference (checked once, before timing)."""
-    import torch
-
-    device = torch.device(case["device"])
-    cuda = device.type == "cuda"
+    """``measure_op_case`` for one bidirectional LSTM layer: gradients to x and every weight; agreement with the fp32
+    loop reference."""
     method = case["method"]
-    try:
-        x, mask, weights, dout = lstm_inputs(case, device, getattr(torch, case["dtype"]))
-    except torch.OutOfMemoryError:
-        for mode in case["modes"]:
-            report(mode, {"status": "oom"})
-        return
-    fn, leaves = lstm_function(method, x, mask, weights, case["clip"])
-    checked: dict = {}
 
-    def timed(backward):
-        if not checked:
-            checked.update(lstm_agreement(method, fn, x, mask, weights, case["clip"]))
-        result = _time_runs(fn, leaves, backward, dout, case["warmup"], case["repeats"], cuda)
-        return {**result, **checked}
+    def build(device, dtype):
+        x, mask, weights, dout = lstm_inputs(case, device, dtype)
+        fn, leaves = lstm_function(method, x, mask, weights, case["clip"])
+        return fn, leaves, dout, lambda: lstm_agreement(method, fn, x, mask, weights, case["clip"])
 
-    _measure_modes(case, report, leaves, timed, method == "triton", cuda)
+    measure_op_case(case, report, build, may_be_missing=method == "triton")
 
 
 def estimate_lstm_bytes(case: dict, mode: str) -> int:

@@ -71,6 +71,21 @@ def _row_ptrs(base, rows, t, d, L, width):
 
 
 @triton.jit
+def _program_rows(LENS, BLOCK_STEPS, B, BB: tl.constexpr):
+    """This program's rows (BB,), which exist, their real steps, and the block's most steps."""
+    rows = tl.program_id(0) * BB + tl.arange(0, BB)  # (BB,)
+    row_ok = rows < B
+    n = tl.load(LENS + rows, mask=row_ok, other=0)  # (BB,) real steps per row
+    return rows, row_ok, n, tl.load(BLOCK_STEPS + tl.program_id(0))
+
+
+@triton.jit
+def _position(ORDER, d, rows, ok, B, L, s):
+    """(BB,) the positions of step s of direction d (``reading_orders``) where ``ok``, else 0."""
+    return tl.load(ORDER + (d * B + rows) * L + s, mask=ok, other=0)
+
+
+@triton.jit
 def _forward_kernel(
     A, WHH, WP, ORDER, LENS, BLOCK_STEPS, BLOCK_MIN,
     Y, ACT, CR, MM, HR, HBUF, CBUF, MBUF, HN,
@@ -81,17 +96,14 @@ def _forward_kernel(
     pid = tl.program_id(0)
     d = tl.program_id(1)
     G = 4 * H
-    rows = pid * BB + tl.arange(0, BB)  # (BB,)
-    row_ok = rows < B
-    n = tl.load(LENS + rows, mask=row_ok, other=0)  # (BB,) real steps per row
-    steps = tl.load(BLOCK_STEPS + pid)
+    rows, row_ok, n, steps = _program_rows(LENS, BLOCK_STEPS, B, BB)
     w_hh = WHH + d * G * P
     w_p = WP + d * P * H
     c_row = CBUF + (d * B + rows.to(tl.int64)) * H  # (BB,)
     m_row = MBUF + (d * B + rows.to(tl.int64)) * H
     for s in range(0, steps):
         active = row_ok & (s < n)  # (BB,)
-        t = tl.load(ORDER + (d * B + rows) * L + s, mask=row_ok, other=0)  # (BB,) positions of this step
+        t = _position(ORDER, d, rows, row_ok, B, L, s)  # (BB,) positions of this step
         rd = s % 2
         h_rd = HBUF + ((rd * 2 + d) * B + rows.to(tl.int64)) * P  # (BB,) h_{s-1}
         h_wr = HBUF + (((1 - rd) * 2 + d) * B + rows.to(tl.int64)) * P  # (BB,) h_s
@@ -174,7 +186,7 @@ def _forward_kernel(
         tl.store(HN + (d * B + rows.to(tl.int64))[:, None] * P + ps[None, :], h, mask=keep)
     for s in range(tl.load(BLOCK_MIN + pid), L):
         pad = row_ok & (s >= n)
-        t = tl.load(ORDER + (d * B + rows) * L + s, mask=row_ok, other=0)
+        t = _position(ORDER, d, rows, row_ok, B, L, s)
         for p0 in range(0, P, BP):
             ps = p0 + tl.arange(0, BP)
             zero = tl.zeros((BB, BP), dtype=tl.float32)
@@ -198,10 +210,7 @@ def _backward_kernel(
     pid = tl.program_id(0)
     d = tl.program_id(1)
     G = 4 * H
-    rows = pid * BB + tl.arange(0, BB)  # (BB,)
-    row_ok = rows < B
-    n = tl.load(LENS + rows, mask=row_ok, other=0)
-    steps = tl.load(BLOCK_STEPS + pid)
+    rows, row_ok, n, steps = _program_rows(LENS, BLOCK_STEPS, B, BB)
     w_hh = WHH + d * G * P
     w_p = WP + d * P * H
     dh_row = DHBUF + (d * B + rows.to(tl.int64)) * P  # (BB,) the carry dh
@@ -210,9 +219,9 @@ def _backward_kernel(
     for r in range(0, steps):
         s = steps - 1 - r
         active = row_ok & (s < n)  # (BB,)
-        t = tl.load(ORDER + (d * B + rows) * L + s, mask=row_ok, other=0)  # (BB,)
+        t = _position(ORDER, d, rows, row_ok, B, L, s)  # (BB,)
         has_prev = (tl.zeros((BB,), dtype=tl.int32) + s) > 0  # (BB,) a step before this one (else the initial state)
-        t_prev = tl.load(ORDER + (d * B + rows) * L + s - 1, mask=row_ok & has_prev, other=0)
+        t_prev = _position(ORDER, d, rows, row_ok & has_prev, B, L, s - 1)
         dy_row = _row_ptrs(DY, rows, t, d, L, P)
         dhr_row = _row_ptrs(DHR, rows, t, d, L, P)
         if PROJ:
@@ -285,7 +294,7 @@ def _backward_kernel(
         tl.debug_barrier()  # the carries complete before the earlier step reads them
     for s in range(tl.load(BLOCK_MIN + pid), L):  # zeros at every padding position
         pad = row_ok & (s >= n)
-        t = tl.load(ORDER + (d * B + rows) * L + s, mask=row_ok, other=0)
+        t = _position(ORDER, d, rows, row_ok, B, L, s)
         dg_row = _row_ptrs(DG, rows, t, d, L, G)
         for k0 in range(0, G, BK):
             ks = k0 + tl.arange(0, BK)

@@ -23,25 +23,7 @@ def run_json(tmp_path, *argv):
     return json.loads(out.read_text())
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    """--threads sets torch's thread count in this process: give the other tests theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def in_process(monkeypatch):
-    """Run the CPU cases in this process instead of one child each (faster; the child path has its own test)."""
-
-    def run(case):
-        results = {}
-        bench.measure_case(case, results.__setitem__)
-        return results
-
-    monkeypatch.setattr(bench, "run_case_in_child", run)
-    monkeypatch.setattr(bench, "_reset_peak_rss", lambda: False)  # its gc.collect is slow in a test process
+pytestmark = pytest.mark.usefixtures("keep_threads")
 
 
 def check_ok(row, baseline_key):
