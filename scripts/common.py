@@ -254,10 +254,35 @@ def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, 
         bf16=args.bf16,
         dataloader_num_workers=0,
         dataloader_pin_memory=_cuda_available(),
+        # Without a GPU, say so: accelerate then runs several processes (torchrun, accelerate launch) as CPU DDP
+        # over gloo, instead of one independent run per process.
+        use_cpu=not _cuda_available(),
         disable_tqdm=not sys.stderr.isatty(),
     )
     values.update(overrides)
     return TrainingArguments(**values)
+
+
+def build_on_first_process(build, folder: Path, save, load):
+    """``build()`` once per run: in a distributed run (torchrun / ``accelerate launch``, WORLD_SIZE > 1) the first
+    process builds and ``save(obj, folder)``s it, and after a barrier the others ``load(folder)`` it, so every
+    process trains with the same object (a tokenizer trained separately in each process would not be: the trainer
+    breaks ties in hash order). ``folder`` is removed afterwards. One process: just ``build()``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return build()
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not _cuda_available())
+    if state.is_main_process:
+        obj = build()
+        save(obj, folder)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        obj = load(folder)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+    return obj
 
 
 def trainer_optimizers(model, args: argparse.Namespace) -> tuple:

@@ -213,6 +213,8 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask, splits: dict[str
         labels = [example["label"] for example in splits[split]]
         metrics[split] = glue_metrics(task.name, output.predictions, labels)
     total_seconds = time.perf_counter() - started
+    if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
+        return 0
 
     rows = [[split, len(splits[split]), *(metrics[split][name] for name in task.metrics)] for split in task.eval_splits]
     print()

@@ -228,6 +228,8 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
     predictions = word_predictions(logits, first_positions, id2label)  # a CRF's argmax is its Viterbi path
     scores = span_f1([tags for _, tags in splits["eval"]], predictions)
     total_seconds = time.perf_counter() - started
+    if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
+        return 0
 
     rows = [["overall", scores["precision"], scores["recall"], scores["f1"], scores["support"]]]
     rows += [[kind, s["precision"], s["recall"], s["f1"], s["support"]] for kind, s in scores["per_type"].items()]

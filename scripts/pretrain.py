@@ -40,6 +40,7 @@ import torch
 from .common import (
     CommandError,
     add_training_arguments,
+    build_on_first_process,
     check_config_fields,
     check_output_dir,
     check_training_arguments,
@@ -106,7 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--eval-fraction", type=float, default=0.05, help="share held out without --eval-text (default: %(default)s)")
     data.add_argument(
-        "--mlm-probability", type=float, default=0.15, help="share of tokens masked, with mlm (default: %(default)s)"
+        "--mlm-probability", type=float, default=0.15,
+        help="share of tokens masked, with mlm (default: %(default)s, BERT's; LION's recipe uses 0.3)",
+    )
+    data.add_argument(
+        "--whole-word-mask", action="store_true",
+        help="mask whole words (all WordPiece pieces of a chosen word together) instead of single tokens",
     )
     add_training_arguments(parser, max_steps=400, learning_rate=1e-3, batch_size=32, max_length=128)
 
@@ -351,17 +357,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> int:
     import bizoo
-    from bizoo import DataCollatorForWordCharLanguageModeling
-    from transformers import (
-        AutoModelForMaskedLM,
-        AutoModelForPreTraining,
-        AutoTokenizer,
-        DataCollatorForLanguageModeling,
-        DataCollatorForTokenClassification,
-        Trainer,
-    )
+    from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, DataCollatorForTokenClassification, Trainer
 
     from .finetune_common import build_wordchar_tokenizer
+    from .masking import EpochCallback, SeededExamples, SeededMaskingCollator
     from .train_tokenizer import train_wordpiece_tokenizer
 
     started = time.perf_counter()
@@ -379,16 +378,20 @@ def _pretrain(args: argparse.Namespace) -> int:
         raise CommandError(f"--resume: no checkpoint-N folder in {output_dir}")
     documents, held_out, corpus_name = load_texts(args)
 
+    def new_tokenizer():
+        lines = [line for doc in documents for line in doc]
+        if wordchar:
+            return build_wordchar_tokenizer(spec, lines, args.vocab_size, model_max_length=args.max_length)
+        return train_wordpiece_tokenizer(lines, vocab_size=args.vocab_size, model_max_length=args.max_length)
+
     if resume_from:
         tokenizer = AutoTokenizer.from_pretrained(resume_from)
     elif args.tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    elif wordchar:
-        lines = [line for doc in documents for line in doc]
-        tokenizer = build_wordchar_tokenizer(spec, lines, args.vocab_size, model_max_length=args.max_length)
-    else:
-        tokenizer = train_wordpiece_tokenizer(
-            [line for doc in documents for line in doc], vocab_size=args.vocab_size, model_max_length=args.max_length
+    else:  # trained here; in a distributed run by the first process, for all of them
+        tokenizer = build_on_first_process(
+            new_tokenizer, output_dir / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
+            AutoTokenizer.from_pretrained,
         )
     if wordchar and not hasattr(tokenizer, "ids_to_char_ids"):
         raise CommandError(
@@ -422,6 +425,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         f"{unit}"
     )
 
+    callbacks = []
     if objective == "bilm":
         auto_class = AutoModelForPreTraining
         eval_examples = held_out_examples
@@ -434,8 +438,12 @@ def _pretrain(args: argparse.Namespace) -> int:
         special_ids = set(tokenizer.all_special_ids)
         baseline_token, baseline_accuracy = unigram_baseline(train_ids, eval_examples, special_ids)
         eval_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
-        masking = DataCollatorForWordCharLanguageModeling if wordchar else DataCollatorForLanguageModeling
-        data_collator = _TrainEvalCollator(masking(tokenizer, mlm_probability=args.mlm_probability), eval_collator)
+        # Each example masked by its own generator, seeded by (seed, epoch, index): the same masks on any number of
+        # processes and across a resume (scripts/masking.py).
+        train_examples = SeededExamples(train_examples, args.seed)
+        callbacks.append(EpochCallback(train_examples))
+        masking = SeededMaskingCollator(tokenizer, args.mlm_probability, whole_word=args.whole_word_mask)
+        data_collator = _TrainEvalCollator(masking, eval_collator)
 
     torch.manual_seed(args.seed)
     model = auto_class.from_config(config)
@@ -452,16 +460,20 @@ def _pretrain(args: argparse.Namespace) -> int:
             eval_steps=max(args.max_steps // 4, 1) if args.max_steps > 0 else 500,
             per_device_eval_batch_size=32 if objective == "bilm" else 64,  # the biLM's full softmax at every word
             prediction_loss_only=True,
+            remove_unused_columns=False,  # the collators read mask_seed, which the model does not take
         ),
         train_dataset=train_examples,
         eval_dataset=eval_examples,
         data_collator=data_collator,
         processing_class=tokenizer,
         optimizers=trainer_optimizers(model, args),
+        callbacks=callbacks,
     )
     train_start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - train_start
+    if not trainer.is_world_process_zero():  # a distributed run: the first process evaluates and saves
+        return 0
 
     if objective == "bilm":
         forward_nll, backward_nll = bilm_mean_nll(model, eval_examples, eval_collator)

@@ -1,0 +1,192 @@
+"""`bizoo pretrain` at scale: masks that belong to the examples, a 2-process DDP run equal to one process with twice
+the batch, and a run killed with SIGKILL and resumed equal to one never interrupted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bizoo.scripts.masking import SeededExamples, SeededMaskingCollator, mask_example, mask_seed
+
+TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
+
+
+@pytest.fixture
+def corpus(tmp_path, sentences, tokenizer):
+    """A training file, a held-out file and a saved tokenizer (trained once: every run below uses the same)."""
+    train, held_out = tmp_path / "train.txt", tmp_path / "held_out.txt"
+    train.write_text("\n".join(sentences(200, seed=1)) + "\n")
+    held_out.write_text("\n".join(sentences(8, seed=2)) + "\n")
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    return train, held_out, tmp_path / "tokenizer"
+
+
+def pretrain_argv(corpus, out, batch_size, max_steps, *extra):
+    train, held_out, tokenizer = corpus
+    return ["--text", str(train), "--eval-text", str(held_out), "--tokenizer", str(tokenizer), "--output-dir", str(out),
+            "--max-length", "16", "--batch-size", str(batch_size), "--max-steps", str(max_steps), "--logging-steps", "1",
+            "--warmup-ratio", "0", "--model-config", *TINY, *extra]
+
+
+def child_env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def run_child(argv, timeout=240):
+    done = subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    return done
+
+
+def losses(folder: Path) -> list[tuple[int, float]]:
+    log = json.loads((folder / "training_log.json").read_text())
+    return [(entry["step"], entry["loss"]) for entry in log if "loss" in entry]
+
+
+def max_weight_difference(a: Path, b: Path) -> float:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masks that belong to the examples
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_masks_depend_on_seed_epoch_and_example_only(tokenizer, sentences):
+    ids = [tokenizer(s)["input_ids"] for s in sentences(40, seed=3)]
+    data = SeededExamples([{"input_ids": i} for i in ids], seed=7)
+    collate = SeededMaskingCollator(tokenizer, 0.3)
+    alone = [collate([data[i]]) for i in range(6)]
+    together = collate([data[i] for i in (5, 3, 1, 0, 4, 2)])  # another batch, another order, more padding
+    for row, i in enumerate((5, 3, 1, 0, 4, 2)):
+        n = len(ids[i])
+        assert together["input_ids"][row, :n].tolist() == alone[i]["input_ids"][0].tolist()
+        assert together["labels"][row, :n].tolist() == alone[i]["labels"][0].tolist()
+        assert (together["labels"][row, n:] == -100).all()
+    data.set_epoch(1)  # a new epoch draws new masks
+    assert any(collate([data[i]])["labels"].tolist() != alone[i]["labels"].tolist() for i in range(6))
+    assert mask_seed(7, 0, 3) == mask_seed(7, 0, 3) != mask_seed(8, 0, 3)
+
+
+def test_masking_rate_split_and_specials(tokenizer):
+    ids = [tokenizer.cls_token_id] + list(range(5, 105)) * 20 + [tokenizer.sep_token_id]
+    special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    inputs, labels = mask_example(ids, special, 123, tokenizer, 0.3, whole_word=False)
+    inputs, labels = np.array(inputs), np.array(labels)
+    chosen = labels != -100
+    assert abs(chosen.mean() - 0.3) < 0.03
+    assert not chosen[0] and not chosen[-1]  # never [CLS] / [SEP]
+    assert (labels[chosen] == np.array(ids)[chosen]).all()
+    masked = (inputs == tokenizer.mask_token_id) & chosen
+    kept = (inputs == np.array(ids)) & chosen
+    assert abs(masked.sum() / chosen.sum() - 0.8) < 0.05 and abs(kept.sum() / chosen.sum() - 0.1) < 0.05
+    assert (inputs[~chosen] == np.array(ids)[~chosen]).all()
+
+
+def test_whole_word_masking_takes_every_piece_of_a_word(tokenizer, sentences):
+    text = " ".join(sentences(30, seed=4))
+    ids = tokenizer(text)["input_ids"]
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    assert any(p.startswith("##") for p in pieces)  # the text has words of several pieces
+    special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    _, labels = mask_example(ids, special, 5, tokenizer, 0.3, whole_word=True)
+    chosen = [label != -100 for label in labels]
+    assert any(chosen)
+    for t in range(1, len(ids)):
+        if pieces[t].startswith("##"):
+            assert chosen[t] == chosen[t - 1], (pieces[t - 1], pieces[t])
+
+
+def test_word_char_examples_take_their_replacements_characters(sentences):
+    import bizoo
+
+    wordchar_tokenizer = bizoo.WordCharTokenizerFast.from_words(sentences(), model_max_length=64)
+    encoded = wordchar_tokenizer(sentences(4, seed=5))
+    examples = [{"input_ids": i, "char_ids": np.asarray(c)} for i, c in zip(encoded["input_ids"], encoded["char_ids"])]
+    data = SeededExamples(examples, seed=1)
+    batch = SeededMaskingCollator(wordchar_tokenizer, 0.5)([data[i] for i in range(len(data))])
+    changed = (batch["labels"] != -100) & (batch["input_ids"] != batch["labels"])
+    assert changed.any()
+    for b, t in changed.nonzero().tolist():
+        row = wordchar_tokenizer.ids_to_char_ids([int(batch["input_ids"][b, t])])[0]
+        assert batch["char_ids"][b, t, : len(row)].tolist() == row
+
+
+def test_the_collator_says_what_is_missing(tokenizer):
+    with pytest.raises(ValueError, match="carry no mask_seed"):
+        SeededMaskingCollator(tokenizer)([{"input_ids": [2, 7, 3]}])
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\)"):
+        SeededMaskingCollator(tokenizer, 1.5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Several processes, and a run that dies
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_two_process_ddp_equals_one_process_with_twice_the_batch(tmp_path, corpus):
+    """torchrun --nproc_per_node 2 (gloo on the CPU), batch 4 per process, against one process with batch 8: the same
+    data order, masks and loss normalisation (tokens counted over both processes), so the same weights."""
+    extra = ["hidden_dropout_prob=0"]  # dropout draws from each process's own stream
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "bizoo.scripts.pretrain"]
+    done = run_child([*torchrun, *pretrain_argv(corpus, ddp, 4, 3, *extra)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_child([sys.executable, "-m", "bizoo.scripts.pretrain", *pretrain_argv(corpus, single, 8, 3, *extra)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert max_weight_difference(ddp, single) < 1e-5
+    ddp_losses, single_losses = losses(ddp), losses(single)
+    assert [s for s, _ in ddp_losses] == [1, 2, 3]
+    assert np.allclose([l for _, l in ddp_losses], [l for _, l in single_losses], atol=1e-4)
+
+
+KILL_AFTER_CHECKPOINT = """
+import os, signal, sys
+import transformers
+
+save = transformers.Trainer._save_checkpoint
+
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    if self.state.global_step == {step}:
+        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, no atexit: as a crash or an OOM killer would
+
+transformers.Trainer._save_checkpoint = save_then_die
+from bizoo.scripts import pretrain
+sys.exit(pretrain.main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights_and_losses(tmp_path, corpus):
+    """Dropout on: the resumed run must also restore the random state. Killed with SIGKILL right after checkpoint-4
+    of 6 steps, then `--resume`: the weights and every step's loss equal the uninterrupted run's."""
+    common = ["--save-steps", "2"]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    done = run_child([sys.executable, "-m", "bizoo.scripts.pretrain", *pretrain_argv(corpus, whole, 4, 6, *common)])
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    killer = tmp_path / "kill_after_checkpoint.py"
+    killer.write_text(KILL_AFTER_CHECKPOINT.format(step=4))
+    done = run_child([sys.executable, str(killer), *pretrain_argv(corpus, broken, 4, 6, *common)])
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    assert (broken / "checkpoint-4").is_dir() and not (broken / "model.safetensors").exists()
+
+    done = run_child([sys.executable, "-m", "bizoo.scripts.pretrain", *pretrain_argv(corpus, broken, 4, 6, *common),
+                      "--resume"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert max_weight_difference(whole, broken) < 1e-6
+    resumed, uninterrupted = losses(broken), losses(whole)
+    assert [s for s, _ in resumed] == [s for s, _ in uninterrupted] == [1, 2, 3, 4, 5, 6]
+    assert [l for _, l in resumed] == pytest.approx([l for _, l in uninterrupted], abs=1e-6)
