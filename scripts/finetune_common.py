@@ -33,6 +33,7 @@ from typing import Any
 
 from .common import (
     CommandError,
+    build_on_first_process,
     check_config_fields,
     check_output_dir,
     last_checkpoint,
@@ -189,6 +190,31 @@ def _pretrained_tokenizer(path: str, option: str):
         raise CommandError(f"cannot load a tokenizer from {option} {path!r}: {err}") from None
 
 
+def _new_tokenizer(args: argparse.Namespace, source: ModelSource, training_texts, training_sentences):
+    """A tokenizer for a model trained from scratch: a ``WordCharTokenizerFast`` from the training words (or texts),
+    or a WordPiece tokenizer trained on the training texts."""
+    max_positions = getattr(source.config, "max_position_embeddings", None) or 512
+    if source.spec.tokenizer == "wordchar":
+        return build_wordchar_tokenizer(
+            source.spec, training_sentences or training_texts, args.vocab_size, model_max_length=max_positions
+        )
+    from .train_tokenizer import minimum_vocab_size, train_wordpiece_tokenizer
+
+    texts = [text for text in training_texts() if text and text.strip()]
+    if not texts:
+        raise CommandError("the training data holds no text to train a tokenizer on")
+    vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZE
+    if vocab_size < MIN_VOCAB_SIZE:
+        raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
+    print(f"training a WordPiece tokenizer (vocabulary up to {vocab_size:,}) on {len(texts):,} training texts")
+    try:
+        return train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
+    except ValueError:  # too small for the characters of this text: take the smallest size that holds them
+        vocab_size = minimum_vocab_size(texts)
+        print(f"the text has many distinct characters: the vocabulary grows to {vocab_size:,}")
+        return train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
+
+
 def load_tokenizer(
     args: argparse.Namespace,
     source: ModelSource,
@@ -204,28 +230,14 @@ def load_tokenizer(
         tokenizer = _pretrained_tokenizer(checkpoint, "the checkpoint to resume")
     elif args.tokenizer:
         tokenizer = _pretrained_tokenizer(args.tokenizer, "--tokenizer")
-    elif source.from_scratch and source.spec.tokenizer == "wordchar":
-        max_positions = getattr(source.config, "max_position_embeddings", None) or 512
-        tokenizer = build_wordchar_tokenizer(
-            source.spec, training_sentences or training_texts, args.vocab_size, model_max_length=max_positions
-        )
-    elif source.from_scratch:
-        from .train_tokenizer import minimum_vocab_size, train_wordpiece_tokenizer
+    elif source.from_scratch:  # built here; in a distributed run by the first process, for all of them
+        from transformers import AutoTokenizer
 
-        texts = [text for text in training_texts() if text and text.strip()]
-        if not texts:
-            raise CommandError("the training data holds no text to train a tokenizer on")
-        vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZE
-        if vocab_size < MIN_VOCAB_SIZE:
-            raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
-        max_positions = getattr(source.config, "max_position_embeddings", None) or 512
-        print(f"training a WordPiece tokenizer (vocabulary up to {vocab_size:,}) on {len(texts):,} training texts")
-        try:
-            tokenizer = train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
-        except ValueError:  # too small for the characters of this text: take the smallest size that holds them
-            vocab_size = minimum_vocab_size(texts)
-            print(f"the text has many distinct characters: the vocabulary grows to {vocab_size:,}")
-            tokenizer = train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
+        tokenizer = build_on_first_process(
+            lambda: _new_tokenizer(args, source, training_texts, training_sentences),
+            Path(args.output_dir) / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
+            AutoTokenizer.from_pretrained,
+        )
     else:
         tokenizer = _pretrained_tokenizer(source.name_or_path, "the checkpoint (pass --tokenizer if it has none)")
     if tokenizer.pad_token is None:
