@@ -29,6 +29,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -62,6 +63,7 @@ PROG = "bizoo pretrain"
 
 # The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type whose
 # spec has a `pretrain_config` (bilstm_crf, elmo) starts from that instead.
+STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts tokens over the first blocks
 SMALL_MODEL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
 OBJECTIVES = ("auto", "mlm", "bilm")
 FILL_MASK_EXAMPLES = (
@@ -111,6 +113,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of tokens masked, with mlm (default: %(default)s, BERT's; LION's recipe uses 0.3)",
     )
     data.add_argument(
+        "--stream", action="store_true",
+        help="read the --text files lazily, a block at a time (corpora larger than memory; needs --eval-text and "
+        "--max-steps; subword models with mlm); the tokenizer is trained on the first --tokenizer-sample-mb of each",
+    )
+    data.add_argument(
+        "--tokenizer-sample-mb", type=float, default=50.0, metavar="MB",
+        help="with --stream: megabytes of each file a new tokenizer is trained on (default: %(default)s)",
+    )
+    data.add_argument(
         "--whole-word-mask", action="store_true",
         help="mask whole words (all WordPiece pieces of a chosen word together) instead of single tokens",
     )
@@ -156,6 +167,23 @@ def resolve_objective(objective: str, spec) -> str:
     if objective not in ("mlm", "bilm"):
         raise CommandError(f"unknown --objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
     return objective
+
+
+def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: str) -> None:
+    """--stream reads --text files lazily: it needs them, held-out files, a step budget, and a subword masked-LM."""
+    if not args.text:
+        raise CommandError("--stream reads --text files lazily: pass the training files with --text")
+    if not args.eval_text:
+        raise CommandError("--stream needs --eval-text: a streamed corpus has no end to hold a part of out")
+    if args.max_steps <= 0:
+        raise CommandError("--stream needs --max-steps: the length of a streamed corpus is not known in advance")
+    if wordchar or objective != "mlm":
+        raise CommandError("--stream is for subword models with the mlm objective (not word+character models yet)")
+    if args.tokenizer_sample_mb <= 0:
+        raise CommandError(f"--tokenizer-sample-mb must be positive, got {args.tokenizer_sample_mb}")
+    for path in args.text:
+        if not Path(path).is_file():
+            raise CommandError(f"--text {path!r} is not a file")
 
 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
@@ -361,6 +389,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from .finetune_common import build_wordchar_tokenizer
     from .masking import EpochCallback, SeededExamples, SeededMaskingCollator
+    from .streaming import StreamedBlocks, sample_lines
     from .train_tokenizer import train_wordpiece_tokenizer
 
     started = time.perf_counter()
@@ -376,7 +405,12 @@ def _pretrain(args: argparse.Namespace) -> int:
     resume_from = last_checkpoint(output_dir) if args.resume else None
     if args.resume and resume_from is None:
         raise CommandError(f"--resume: no checkpoint-N folder in {output_dir}")
-    documents, held_out, corpus_name = load_texts(args)
+    if args.stream:
+        check_stream_arguments(args, wordchar, objective)
+        documents = sample_lines(args.text, int(args.tokenizer_sample_mb * 2**20))  # the tokenizer's text only
+        held_out, corpus_name = [read_text_files([path]) for path in args.eval_text], "custom text (streamed)"
+    else:
+        documents, held_out, corpus_name = load_texts(args)
 
     def new_tokenizer():
         lines = [line for doc in documents for line in doc]
@@ -411,19 +445,20 @@ def _pretrain(args: argparse.Namespace) -> int:
     if wordchar:  # blocks of words; each example carries input_ids and char_ids
         train_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, documents, args.max_length))
         held_out_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, held_out, args.max_length))
+    elif args.stream:  # blocks packed as the files are read; the unigram baseline from the first ones
+        train_examples = StreamedBlocks(args.text, tokenizer, args.max_length, args.seed)
+        held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, held_out, args.max_length)]
+        train_ids = list(itertools.islice(train_examples.blocks(), STREAM_BASELINE_BLOCKS))
     else:
         train_examples = [{"input_ids": ids} for ids in pack(tokenizer, documents, args.max_length)]
         held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, held_out, args.max_length)]
-    if not train_examples or not held_out_examples:
-        raise CommandError(
-            f"not enough text: {len(train_examples)} training and {len(held_out_examples)} held-out blocks"
-        )
-    train_ids = [e["input_ids"] for e in train_examples]
+    if not args.stream:
+        train_ids = [e["input_ids"] for e in train_examples]
+    if not train_ids or not held_out_examples:
+        raise CommandError(f"not enough text: {len(train_ids)} training and {len(held_out_examples)} held-out blocks")
     held_out_ids = [e["input_ids"] for e in held_out_examples]
-    print(
-        f"{PROG}: {len(train_examples)} training and {len(held_out_examples)} held-out blocks of <= {args.max_length} "
-        f"{unit}"
-    )
+    count = "streamed" if args.stream else str(len(train_examples))
+    print(f"{PROG}: {count} training and {len(held_out_examples)} held-out blocks of <= {args.max_length} {unit}")
 
     callbacks = []
     if objective == "bilm":
@@ -440,7 +475,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         eval_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
         # Each example masked by its own generator, seeded by (seed, epoch, index): the same masks on any number of
         # processes and across a resume (scripts/masking.py).
-        train_examples = SeededExamples(train_examples, args.seed)
+        if not args.stream:
+            train_examples = SeededExamples(train_examples, args.seed)
         callbacks.append(EpochCallback(train_examples))
         masking = SeededMaskingCollator(tokenizer, args.mlm_probability, whole_word=args.whole_word_mask)
         data_collator = _TrainEvalCollator(masking, eval_collator)

@@ -190,3 +190,78 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights_and_losses(
     resumed, uninterrupted = losses(broken), losses(whole)
     assert [s for s, _ in resumed] == [s for s, _ in uninterrupted] == [1, 2, 3, 4, 5, 6]
     assert [l for _, l in resumed] == pytest.approx([l for _, l in uninterrupted], abs=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A corpus larger than it is wise to hold in memory
+# ----------------------------------------------------------------------------------------------------------------
+
+PEAK_MEMORY = """
+import resource, sys
+from bizoo.scripts import pretrain
+code = pretrain.main(sys.argv[1:])
+print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+
+def write_corpus(path: Path, size: int, sentences) -> None:
+    """``size`` bytes of generated sentences (a 1 MB piece written again and again)."""
+    piece = ("\n".join(sentences(20000, seed=9)) + "\n").encode()
+    with open(path, "wb") as handle:
+        written = 0
+        while written < size:
+            handle.write(piece)
+            written += len(piece)
+
+
+def test_streamed_blocks_equal_the_in_memory_packing(tmp_path, tokenizer, sentences):
+    from bizoo.scripts.pretrain import pack
+    from bizoo.scripts.streaming import StreamedBlocks
+
+    files = []
+    for i in range(2):  # two documents: no block crosses from one to the other
+        files.append(tmp_path / f"doc{i}.txt")
+        files[-1].write_text("\n".join(sentences(60, seed=i)) + "\n")
+    documents = [f.read_text().splitlines() for f in files]
+    streamed = StreamedBlocks(files, tokenizer, max_length=16, seed=3, chunk_lines=7)
+    assert list(streamed.blocks()) == pack(tokenizer, documents, 16)
+    first = [e["mask_seed"] for e in streamed]
+    streamed.set_epoch(1)
+    assert [e["mask_seed"] for e in streamed] != first
+
+
+@pytest.mark.slow
+def test_streaming_a_500_mb_corpus_keeps_peak_memory_under_2_gb(tmp_path, corpus, sentences):
+    big = tmp_path / "big.txt"
+    write_corpus(big, 500 * 2**20, sentences)
+    script = tmp_path / "peak.py"
+    script.write_text(PEAK_MEMORY)
+    _, held_out, tokenizer = corpus
+    argv = ["--stream", "--text", str(big), "--eval-text", str(held_out), "--output-dir", str(tmp_path / "out"),
+            "--max-length", "32", "--batch-size", "8", "--max-steps", "3", "--vocab-size", "120",
+            "--tokenizer-sample-mb", "1", "--model-config", *TINY]
+    done = run_child([sys.executable, str(script), *argv], timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "streamed training" in done.stdout
+    peak_kb = int(done.stdout.split("PEAK_RSS_KB")[1].split()[0])
+    assert peak_kb < 2 * 2**20, f"peak RSS {peak_kb / 2**20:.2f} GB"
+    big.unlink()  # 500 MB of disk back at once
+
+
+def test_stream_needs_its_arguments(tmp_path, corpus, capsys):
+    from bizoo.scripts import pretrain
+
+    train, held_out, _ = corpus
+    base = ["--stream", "--output-dir", str(tmp_path / "o"), "--max-steps", "2"]
+    cases = [
+        (["--eval-text", str(held_out)], "pass the training files with --text"),
+        (["--text", str(train)], "--stream needs --eval-text"),
+        (["--text", str(train), "--eval-text", str(held_out), "--model", "elmo"], "subword models"),
+    ]
+    for extra, message in cases:
+        assert pretrain.main([*base, *extra]) != 0
+        assert message in capsys.readouterr().err
+    assert pretrain.main(["--stream", "--text", str(train), "--eval-text", str(held_out), "--output-dir",
+                          str(tmp_path / "o"), "--max-steps", "-1"]) != 0
+    assert "--stream needs --max-steps" in capsys.readouterr().err
