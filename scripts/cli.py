@@ -25,6 +25,7 @@ COMMANDS = {
     "convert-bigs": ("convert_bigs", "convert a checkpoint of the original BiGS (Flax or PyTorch port) to bizoo"),
     "convert-elmo": ("convert_elmo", "convert a bilm-tf ELMo (options.json + HDF5 weights) to a bizoo ELMo folder"),
     "bench": ("bench", "benchmark the kernels against their baselines"),
+    "evaluate-all": ("evaluate_all", "pretrain every model briefly and score it on GLUE and CoNLL-2003: the table"),
 }
 
 

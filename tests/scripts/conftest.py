@@ -1,7 +1,87 @@
-"""Fixtures shared by the command-line tests (the benchmarks' in particular)."""
+"""Fixtures shared by the command-line tests: synthetic GLUE and CoNLL folders in the layout of the real ones, and
+the benchmarks' helpers."""
+
+import random
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+
+WORDS = "good great fine bad awful dull movie film plot actor story scene the a is was very not quite".split()
+NAMES = "Anna Bert Carla Dieter Emil".split()
+PLACES = "Berlin Paris Rome Oslo".split()
+FILLER = "went to see in the city with and met yesterday".split()
+
+
+def sentence(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
+
+
+def write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("\t".join(r) + "\n" for r in [header, *rows]), encoding="utf-8")
+
+
+def conll_sentence(rng: random.Random) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    for _ in range(rng.randint(2, 5)):
+        choice = rng.random()
+        if choice < 0.3:
+            tokens.append((rng.choice(NAMES), "B-PER"))
+            if rng.random() < 0.5:
+                tokens.append((rng.choice(NAMES) + "son", "I-PER"))
+        elif choice < 0.5:
+            tokens.append((rng.choice(PLACES), "B-LOC"))
+        else:
+            tokens.append((rng.choice(FILLER), "O"))
+    return tokens
+
+
+def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for tokens in sentences:
+        lines += [f"{word} NNP B-NP {tag}" for word, tag in tokens] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """The synthetic vocabulary and writers above, for tests that build their own files."""
+    return SimpleNamespace(WORDS=WORDS, NAMES=NAMES, PLACES=PLACES, FILLER=FILLER, write_tsv=write_tsv,
+                           write_conll=write_conll, sentence=sentence, conll_sentence=conll_sentence)
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SST-2 (single sentence), RTE (pairs, string labels), STS-B (regression), MNLI (matched + mismatched)."""
+    root = tmp_path_factory.mktemp("glue")
+    rng = random.Random(0)
+    for split, n in (("train", 40), ("dev", 12)):
+        rows = []
+        for _ in range(n):
+            text = sentence(rng)
+            rows.append([text + " ", str(int("good" in text or "great" in text))])
+        write_tsv(root / "SST-2" / f"{split}.tsv", ["sentence", "label"], rows)
+        rte = [[str(i), sentence(rng), sentence(rng), rng.choice(["entailment", "not_entailment"])] for i in range(n)]
+        write_tsv(root / "RTE" / f"{split}.tsv", ["index", "sentence1", "sentence2", "label"], rte)
+        sts = [[str(i), sentence(rng), sentence(rng), f"{rng.uniform(0, 5):.3f}"] for i in range(n)]
+        write_tsv(root / "STS-B" / f"{split}.tsv", ["index", "sentence1", "sentence2", "score"], sts)
+    mnli_labels = ["contradiction", "entailment", "neutral"]
+    for split, n in (("train", 30), ("dev_matched", 8), ("dev_mismatched", 9)):
+        rows = [[str(i), sentence(rng), sentence(rng), rng.choice(mnli_labels)] for i in range(n)]
+        write_tsv(root / "MNLI" / f"{split}.tsv", ["index", "sentence1", "sentence2", "gold_label"], rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def conll_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("conll")
+    rng = random.Random(1)
+    write_conll(root / "train.txt", [conll_sentence(rng) for _ in range(40)])
+    write_conll(root / "valid.txt", [conll_sentence(rng) for _ in range(12)])
+    return root
 
 
 @pytest.fixture

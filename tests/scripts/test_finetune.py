@@ -27,10 +27,6 @@ SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 FAST = ["--max-steps", "3", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "2", "--max-length", "32"]
 
-WORDS = "good great fine bad awful dull movie film plot actor story scene the a is was very not quite".split()
-NAMES = "Anna Bert Carla Dieter Emil".split()
-PLACES = "Berlin Paris Rome Oslo".split()
-FILLER = "went to see in the city with and met yesterday".split()
 
 
 def call(main, argv: list[str]) -> int:
@@ -41,76 +37,13 @@ def call(main, argv: list[str]) -> int:
         return exit.code
 
 
-def sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
-
-
-def write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join("\t".join(r) + "\n" for r in [header, *rows]), encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
-def glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SST-2 (single sentence), RTE (pairs, string labels), STS-B (regression), MNLI (matched + mismatched)."""
-    root = tmp_path_factory.mktemp("glue")
-    rng = random.Random(0)
-    for split, n in (("train", 40), ("dev", 12)):
-        rows = []
-        for _ in range(n):
-            text = sentence(rng)
-            rows.append([text + " ", str(int("good" in text or "great" in text))])
-        write_tsv(root / "SST-2" / f"{split}.tsv", ["sentence", "label"], rows)
-        rte = [[str(i), sentence(rng), sentence(rng), rng.choice(["entailment", "not_entailment"])] for i in range(n)]
-        write_tsv(root / "RTE" / f"{split}.tsv", ["index", "sentence1", "sentence2", "label"], rte)
-        sts = [[str(i), sentence(rng), sentence(rng), f"{rng.uniform(0, 5):.3f}"] for i in range(n)]
-        write_tsv(root / "STS-B" / f"{split}.tsv", ["index", "sentence1", "sentence2", "score"], sts)
-    mnli_labels = ["contradiction", "entailment", "neutral"]
-    for split, n in (("train", 30), ("dev_matched", 8), ("dev_mismatched", 9)):
-        rows = [[str(i), sentence(rng), sentence(rng), rng.choice(mnli_labels)] for i in range(n)]
-        write_tsv(root / "MNLI" / f"{split}.tsv", ["index", "sentence1", "sentence2", "gold_label"], rows)
-    return root
-
-
-def conll_sentence(rng: random.Random) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    for _ in range(rng.randint(2, 5)):
-        choice = rng.random()
-        if choice < 0.3:
-            tokens.append((rng.choice(NAMES), "B-PER"))
-            if rng.random() < 0.5:
-                tokens.append((rng.choice(NAMES) + "son", "I-PER"))
-        elif choice < 0.5:
-            tokens.append((rng.choice(PLACES), "B-LOC"))
-        else:
-            tokens.append((rng.choice(FILLER), "O"))
-    return tokens
-
-
-def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:
-    lines = ["-DOCSTART- -X- -X- O", ""]
-    for tokens in sentences:
-        lines += [f"{word} NNP B-NP {tag}" for word, tag in tokens] + [""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def conll_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("conll")
-    rng = random.Random(1)
-    write_conll(root / "train.txt", [conll_sentence(rng) for _ in range(40)])
-    write_conll(root / "valid.txt", [conll_sentence(rng) for _ in range(12)])
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic) -> Path:
     """A tiny pretrained-style checkpoint: LionForMaskedLM (max_position_embeddings=64) and its own tokenizer."""
     from bizoo.scripts.train_tokenizer import train_wordpiece_tokenizer
 
     rng = random.Random(2)
-    texts = [" ".join(rng.choice(NAMES + PLACES + ["castle", "sword", "crown"]) for _ in range(8)) for _ in range(200)]
+    texts = [" ".join(rng.choice(synthetic.NAMES + synthetic.PLACES + ["castle", "sword", "crown"]) for _ in range(8)) for _ in range(200)]
     tokenizer = train_wordpiece_tokenizer(texts, vocab_size=100, min_frequency=1, model_max_length=64)
     spec = bizoo.get_spec("lion")
     config = spec.config_class(**spec.tiny_config, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
@@ -294,13 +227,13 @@ def test_ner_from_scratch(conll_dir: Path, tmp_path: Path, capsys: pytest.Captur
     assert set(records[0]["metrics"]) == {"f1", "precision", "recall"}
 
 
-def test_ner_bilstm_crf_from_scratch_with_word_vectors(conll_dir: Path, tmp_path: Path,
+def test_ner_bilstm_crf_from_scratch_with_word_vectors(conll_dir: Path, tmp_path: Path, synthetic,
                                                        capsys: pytest.CaptureFixture) -> None:
     """bilstm_crf from scratch: a word+character tokenizer built from the training words, the model's training
     preset where no option is given, pretrained vectors in the word embeddings, CRF decoding in the evaluation."""
     vectors = tmp_path / "vectors.txt"
     lines = [f"{word.lower()} " + " ".join(f"{0.01 * (i + j):.2f}" for j in range(16)) for i, word in
-             enumerate(NAMES + PLACES)]
+             enumerate(synthetic.NAMES + synthetic.PLACES)]
     vectors.write_text("\n".join(lines) + "\n", encoding="utf-8")
     output = tmp_path / "run"
     args = ["--model-name-or-path", "bilstm_crf", "--data-dir", conll_dir, "--output-dir", output,
@@ -403,10 +336,11 @@ def big_tokenizer(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.mark.parametrize("case", BAD_GLUE)
 def test_glue_bad_input_fails_before_anything_is_written(
-    case: str, glue_dir: Path, checkpoint: Path, big_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    case: str, glue_dir: Path, checkpoint: Path, big_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+    synthetic,
 ) -> None:
     empty = tmp_path / "glue-empty"
-    write_tsv(empty / "SST-2" / "dev.tsv", ["sentence", "label"], [["fine", "1"]])
+    synthetic.write_tsv(empty / "SST-2" / "dev.tsv", ["sentence", "label"], [["fine", "1"]])
     (empty / "SST-2" / "train.tsv").write_text("", encoding="utf-8")
     argv, message = _bad_glue_cases(glue_dir, checkpoint, big_tokenizer, empty)[case]
     output = tmp_path / "out"
