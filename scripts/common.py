@@ -162,6 +162,10 @@ def add_training_arguments(
     group.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
     group.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (GPUs with bf16 support)")
     group.add_argument(
+        "--fsdp", action="store_true",
+        help="shard the model over the processes (FSDP full_shard, one unit per layer: the model's _no_split_modules)",
+    )
+    group.add_argument(
         "--max-grad-norm", type=float, default=1.0, metavar="X",
         help="clip the gradient norm to X; 0 turns clipping off (default: %(default)s)",
     )
@@ -225,8 +229,9 @@ def check_training_arguments(args: argparse.Namespace) -> None:
         raise CommandError(f"--epochs must be > 0, got {args.epochs}")
 
 
-def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, **overrides):
-    """``TrainingArguments`` from the common options (checkpoints in ``output_dir``, no external loggers)."""
+def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, model=None, **overrides):
+    """``TrainingArguments`` from the common options (checkpoints in ``output_dir``, no external loggers); with
+    ``--fsdp``, FSDP wrapping each of ``model``'s layers (its ``_no_split_modules``) as one unit."""
     from transformers import TrainingArguments
 
     # A fast tokenizer that has encoded in parallel keeps its thread pool, which then competes with torch's
@@ -259,6 +264,12 @@ def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, 
         use_cpu=not _cuda_available(),
         disable_tqdm=not sys.stderr.isatty(),
     )
+    if getattr(args, "fsdp", False):
+        layers = list(getattr(model, "_no_split_modules", None) or [])
+        if not layers:
+            raise CommandError("--fsdp needs a model that names its layers (_no_split_modules)")
+        values["fsdp"] = True
+        values["fsdp_config"] = {"transformer_layer_cls_to_wrap": layers}
     values.update(overrides)
     return TrainingArguments(**values)
 

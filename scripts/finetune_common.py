@@ -435,7 +435,7 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
         shutil.rmtree(output_dir)
     trainer = _ordered_evaluation_trainer()(
         model=prepared.model,
-        args=training_arguments(args, output_dir),
+        args=training_arguments(args, output_dir, prepared.model),
         train_dataset=train_dataset,
         data_collator=data_collator,
         processing_class=prepared.tokenizer,

@@ -492,6 +492,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         args=training_arguments(
             args,
             output_dir,
+            model,
             eval_strategy="steps",
             eval_steps=max(args.max_steps // 4, 1) if args.max_steps > 0 else 500,
             per_device_eval_batch_size=32 if objective == "bilm" else 64,  # the biLM's full softmax at every word

@@ -135,13 +135,15 @@ def test_the_collator_says_what_is_missing(tokenizer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_two_process_ddp_equals_one_process_with_twice_the_batch(tmp_path, corpus):
+@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, corpus, sharding):
     """torchrun --nproc_per_node 2 (gloo on the CPU), batch 4 per process, against one process with batch 8: the same
-    data order, masks and loss normalisation (tokens counted over both processes), so the same weights."""
-    extra = ["hidden_dropout_prob=0"]  # dropout draws from each process's own stream
+    data order, masks and loss normalisation (tokens counted over both processes), so the same weights; with DDP
+    and with FSDP (each of the 2 layers one shard unit)."""
+    extra = ["hidden_dropout_prob=0", "num_hidden_layers=2"]  # dropout draws from each process's own stream
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                "-m", "bizoo.scripts.pretrain"]
+                "-m", "bizoo.scripts.pretrain", *sharding]
     done = run_child([*torchrun, *pretrain_argv(corpus, ddp, 4, 3, *extra)])
     assert done.returncode == 0, done.stderr[-3000:]
     done = run_child([sys.executable, "-m", "bizoo.scripts.pretrain", *pretrain_argv(corpus, single, 8, 3, *extra)])
