@@ -37,12 +37,14 @@ batches (the first row L long, the others between L/2 and L), in two parts. Part
 `torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)` called on the whole padded tensor as models commonly call
 it (`nn-lstm`, cuDNN on a GPU; its backward direction reads a row's padding before its real tokens), at each
 B × H × L (on a GPU the grid B = 32, 128 × H = 100, 200, 256, 512 × L = 32, 128, 512; I = H); the methods `triton`
-(the fused kernel), `native` (torch.lstm over each row's real tokens), `loop` (the per-step PyTorch loop) and
+(the fused kernel), `native` (torch.lstm over each row's real tokens), `loop` (the per-step PyTorch loop with its
+backward pass through time written out), `autograd-loop` (the same loop differentiated by autograd) and
 `nn-lstm-packed` (the same module on packed sequences, when named). Part `lstmp`: ELMo's LSTM with a projection and
 clipping at 3 (which torch.nn.LSTM cannot clip), at the sizes of the original (4096 cells projected to 512), medium
-(2048/256) and small (1024/128) models, B = 32, 128 and L = 20, 64, the fused kernel against the per-step loop. Each
+(2048/256) and small (1024/128) models, B = 32, 128 and L = 20, 64, the fused kernel and `loop` against the
+autograd loop. Each
 table gives median ms, peak memory, the speed-up over the part's baseline (baseline ms / method ms) and each method's
-max abs difference from the fp32 loop reference on the same inputs (nn-lstm only where it computes the same); part
+max abs difference from the fp32 autograd-loop reference on the same inputs (nn-lstm only where it computes the same); part
 lstm ends with native ms / triton ms, what `TRITON_BEATS_CUDNN` of `bizoo.kernels.lstm` records. fp32 by default;
 time and memory are measured as by `bench lion`; on a CPU the default grid is small (B = 32, H = 100, 256, L = 32,
 128; ELMo small, B = 32, L = 20) and triton runs only when named (Triton's interpreter, whose times mean nothing).
@@ -157,7 +159,8 @@ BIGS_DEFAULT_TOKENS = 16384  # on a GPU B·L is fixed; on a CPU B = 1, so that t
 # bench lstm: method -> (backend, form) of `bizoo.kernels.lstm.bilstm`. "nn-lstm" is torch.nn.LSTM on the whole
 # right-padded tensor (the baseline of part "lstm"), "nn-lstm-packed" the same module on packed sequences; part
 # "lstmp" (ELMo's clipped LSTM with a projection, which torch.nn.LSTM cannot clip) times triton against "loop".
-BILSTM_METHODS = {"triton": ("triton", "auto"), "native": ("reference", "native"), "loop": ("reference", "loop")}
+BILSTM_METHODS = {"triton": ("triton", "auto"), "native": ("reference", "native"), "loop": ("reference", "loop"),
+                  "autograd-loop": ("reference", "autograd")}
 NN_LSTM_METHODS = ("nn-lstm", "nn-lstm-packed")
 LSTM_METHODS = (*NN_LSTM_METHODS, *BILSTM_METHODS)
 # On a CPU the triton rows say "unavailable" unless --methods names triton (it then runs in Triton's interpreter).
@@ -304,7 +307,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="+", choices=LSTM_METHODS, default=None, metavar="METHOD",
                    help=f"what to time, from {', '.join(LSTM_METHODS)} (default: triton, native, loop; on cpu triton "
                         "is unavailable unless named); part lstm always times nn-lstm, its baseline; part lstmp times "
-                        "loop, its baseline, and triton when it is among the methods")
+                        "autograd-loop, its baseline, and loop and triton when they are among the methods")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="input and weight dtype (default: %(default)s; bfloat16 for a GPU)")
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
@@ -1838,7 +1841,7 @@ def run_crf(args) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 # The ratio column of each part (as bench lion's), the agreement column and the shape columns.
-LSTM_RATIOS = {"lstm": (("nn-lstm", "nn_lstm", "nn", 11),), "lstmp": (("loop", "loop", "loop", 13),)}
+LSTM_RATIOS = {"lstm": (("nn-lstm", "nn_lstm", "nn", 11),), "lstmp": (("autograd-loop", "loop", "loop", 13),)}
 LSTM_EXTRA = (("max_abs_diff", "max|diff|", 10, ".1e"),)
 LSTM_SHAPES = {
     "lstm": (("batch", "B", 4), ("hidden", "H", 5), ("length", "L", 5)),
@@ -1935,7 +1938,7 @@ def lstm_agreement(method: str, fn, x, mask, weights, clip: float | None) -> dic
         y = fn().float()  # (B, L, 2, P)
         ref = bilstm(x.float(), *(None if w is None else w.float() for w in weights), mask, cell_clip=clip,
                      proj_clip=clip if weights[3] is not None else None, final_state=False, backend="reference",
-                     form="loop")[0]
+                     form="autograd")[0]
     compared = torch.ones(y.shape[:3], dtype=torch.bool, device=y.device)  # (B, L, 2)
     if method == "nn-lstm":
         compared = torch.stack([mask, mask.all(1, keepdim=True).expand_as(mask)], dim=-1)
@@ -2072,14 +2075,15 @@ def run_lstm(args) -> int:
     print("every timing includes the input projection W_ih x and both directions; backward: gradients to x and "
           "every weight; bizoo's bilstm returns the outputs only (final_state=False)")
     print("methods: triton (the fused kernel), native (torch.lstm per direction over its real tokens first: cuDNN on "
-          "a GPU), loop (one step at a time in PyTorch), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
+          "a GPU), loop (one step at a time in PyTorch, its backward pass written out), autograd-loop (the same steps "
+          "differentiated by autograd), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
           "the lengths read from the mask in every call)")
     print("peak memory: " + ("max_memory_allocated above the inputs" if cuda
                              else "growth of the peak RSS, one process per case")
           + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
     print(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
           + ("; CUDA events" if cuda else ""))
-    print("max|diff|: the largest difference of the outputs from the fp32 loop reference on the same inputs")
+    print("max|diff|: the largest difference of the outputs from the fp32 autograd-loop reference on the same inputs")
     meta = {"op": "lstm", "machine": machine, "device": device, **settings, "parts": list(parts), "modes": modes,
             "methods": methods, "input_size": args.input_size, **grid_args, "elmo_clip": ELMO_CLIP}
     if cuda:
@@ -2112,12 +2116,13 @@ def run_lstm(args) -> int:
         measure("lstm", part_methods, grid, lambda method, B, L, H: describe(
             "lstm", method, B, L, H, args.input_size or H, None, None))
     if "lstmp" in parts:
-        part_methods = ["loop", *(m for m in methods if m == "triton")]
+        part_methods = ["autograd-loop", *(m for m in methods if m in ("loop", "triton"))]
         print(f"\nLSTMP (ELMo): cells projected to P, I = P, cell_clip = proj_clip = {ELMO_CLIP:g}; torch.nn.LSTM "
-              "cannot clip: the baseline is the per-step PyTorch loop (loop)")
+              "cannot clip: the baseline is the per-step PyTorch loop differentiated by autograd (autograd-loop); "
+              "loop: the same steps with the backward pass through time written out")
         sizes = ", ".join(f"{name} {ELMO_SIZES[name][0]}/{ELMO_SIZES[name][1]}" for name in grid_args["elmo_sizes"])
         print(f"shapes: {sizes} (cells/P); B in {grid_args['elmo_batch_sizes']}, L in {grid_args['elmo_lengths']}")
-        print("loop/x: speed-up = loop ms / method ms, > 1 is faster than the loop")
+        print("loop/x: speed-up = autograd-loop ms / method ms, > 1 is faster than the autograd loop")
         grid = [(name, B, L) for name in grid_args["elmo_sizes"] for B in grid_args["elmo_batch_sizes"]
                 for L in grid_args["elmo_lengths"]]
         measure("lstmp", part_methods, grid, lambda method, name, B, L: describe(

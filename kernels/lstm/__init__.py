@@ -7,9 +7,11 @@
 The math and the shapes are in ``reference.py``; the fused kernels in ``triton_lstm.py``.
 
 Schedules: backend "triton" (one persistent launch for both directions, forward and backward passes as kernels;
-CUDA, or any device under ``TRITON_INTERPRET=1``) and backend "reference" with two forms: "loop" (one step at a
-time in PyTorch: any clipping) and "native" (``torch.lstm``: cuDNN on a GPU, ATen on a CPU; no clipping, a
-projection only to fewer outputs than cells); form "auto" takes "native" where it can.
+CUDA, or any device under ``TRITON_INTERPRET=1``) and backend "reference" with three forms: "loop" (one step at a
+time in PyTorch with the backward pass through time written out, ``stepwise.py``: any clipping), "native"
+(``torch.lstm``: cuDNN on a GPU, ATen on a CPU; no clipping, a projection only to fewer outputs than cells) and
+"autograd" (``reference.bilstm_loop`` differentiated by autograd: the oracle); form "auto" takes "native" where it
+can, else "loop".
 
 ``backend="auto"``: on CUDA, the fused kernel for a clipped LSTMP (cuDNN cannot clip; the alternative is the
 per-step loop) and for an unclipped LSTM only where ``TRITON_BEATS_CUDNN`` says the benchmark (``bizoo bench
@@ -26,6 +28,7 @@ import torch
 from ..dispatch import ENV_VAR, resolve_backend
 from .native import bilstm_native
 from .reference import bilstm_loop, check_inputs, input_gates, reading_orders
+from .stepwise import bilstm_stepwise
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
     from .triton_lstm import bilstm_triton
@@ -34,7 +37,7 @@ except ImportError:
 
 __all__ = ["bilstm", "reading_orders", "input_gates", "FORMS", "TRITON_BEATS_CUDNN"]
 
-FORMS = ("auto", "loop", "native")
+FORMS = ("auto", "loop", "native", "autograd")
 
 # Where "auto" prefers the fused kernel to cuDNN for an LSTM without clipping: a predicate of (hidden size H,
 # batch B). None until ``bizoo bench lstm`` has measured the kernel at least as fast as cuDNN on a GPU.
@@ -75,7 +78,7 @@ def bilstm(
         initial_state: (h_0 (2, B, P), c_0 (2, B, H)) or None (zeros).
         cell_clip, proj_clip: clip the cell / the projected output to ±clip, or None.
         final_state: return the final states (the native form then runs packed sequences when lengths differ).
-        backend: "auto", "triton" or "reference". form: "auto", "loop" or "native" (reference backend).
+        backend: "auto", "triton" or "reference". form: "auto", "loop", "native" or "autograd" (reference backend).
 
     Returns:
         (y (B, L, 2, P) in the dtype of x, zeros at padding; (h_n (2, B, P), c_n (2, B, H)) or None).
@@ -107,5 +110,6 @@ def bilstm(
     if form == "native" or (form == "auto" and not clipped and not square):
         return bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, initial_state, final_state)
     gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H)
-    y, final = bilstm_loop(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
+    loop = bilstm_loop if form == "autograd" else bilstm_stepwise
+    y, final = loop(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
     return y, (final if final_state else None)

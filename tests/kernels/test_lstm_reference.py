@@ -1,8 +1,9 @@
-"""The bidirectional LSTM(P) op on its PyTorch schedules ("loop" and "native") against independent oracles.
+"""The bidirectional LSTM(P) op on its PyTorch schedules ("loop", "native", "autograd") against independent oracles.
 
 Oracles: ``torch.nn.LSTM(bidirectional=True)`` on packed sequences (outputs and final states, with and without
 ``proj_size``) and, for clipping, a row-by-row, step-by-step transcription of the equations written here; gradcheck
-in fp64 for the loop's gradients; the two schedules against each other for gradients and padding layouts.
+in fp64 for the step loops' gradients (the written-out backward of "loop" and autograd's through "autograd"); the
+schedules against each other for gradients and padding layouts.
 """
 
 import pytest
@@ -69,7 +70,7 @@ def random_lengths(B, L, generator):
     return lengths
 
 
-@pytest.mark.parametrize("form", ["loop", "native"])
+@pytest.mark.parametrize("form", ["loop", "native", "autograd"])
 @pytest.mark.parametrize("proj_size", [0, 3])
 def test_matches_torch_lstm_on_packed_rows(form, proj_size):
     torch.manual_seed(0)
@@ -91,9 +92,10 @@ def test_matches_torch_lstm_on_packed_rows(form, proj_size):
     torch.testing.assert_close(c_n[:, ~full], state[1][:, ~full])
 
 
+@pytest.mark.parametrize("form", ["loop", "autograd"])
 @pytest.mark.parametrize("layout", ["right", "left", "holes"])
 @pytest.mark.parametrize("clips", [(None, None), (0.7, None), (0.7, 0.3)])
-def test_loop_with_projection_and_clipping_matches_the_step_by_step_oracle(layout, clips):
+def test_loops_with_projection_and_clipping_match_the_step_by_step_oracle(layout, clips, form):
     torch.manual_seed(1)
     B, L, I, H, P = 4, 6, 3, 5, 3
     x = torch.randn(B, L, 2, I)  # one input per direction, as in ELMo's stacks
@@ -106,7 +108,7 @@ def test_loop_with_projection_and_clipping_matches_the_step_by_step_oracle(layou
         mask = torch.rand(B, L, generator=torch.Generator().manual_seed(2)) < 0.6
     state = (torch.randn(2, B, P), torch.randn(2, B, H))
     y, (h_n, c_n) = bilstm(x, w_ih, w_hh, b, w_p, mask, state, cell_clip=clips[0], proj_clip=clips[1],
-                           backend="reference", form="loop")
+                           backend="reference", form=form)
     ref = clipped_oracle(x, w_ih, w_hh, b, w_p, mask, state, *clips)
     for got, want in zip((y, h_n, c_n), ref):
         torch.testing.assert_close(got.double(), want, **TOL)
@@ -114,7 +116,8 @@ def test_loop_with_projection_and_clipping_matches_the_step_by_step_oracle(layou
         assert (c_n.abs() == clips[0]).any()
 
 
-def test_loop_gradients_pass_gradcheck():
+@pytest.mark.parametrize("form", ["loop", "autograd"])
+def test_loop_gradients_pass_gradcheck(form):
     torch.manual_seed(2)
     B, L, I, H, P = 2, 4, 2, 3, 2
     dd = dict(dtype=torch.float64, requires_grad=True)
@@ -126,10 +129,31 @@ def test_loop_gradients_pass_gradcheck():
 
     def f(*args):
         y, (h, c) = bilstm(*args[:5], mask, (args[5], args[6]), cell_clip=1.5, proj_clip=0.8, backend="reference",
-                           form="loop")
+                           form=form)
         return y, h, c
 
     assert torch.autograd.gradcheck(f, (x, w_ih, w_hh, b, w_p, h0, c0))
+
+
+@pytest.mark.parametrize("clips", [(None, None), (0.6, 0.4)])
+def test_the_written_out_backward_equals_autograd(clips):
+    """form "loop" (its own backward pass through time) against "autograd" on one batch: gradients of everything."""
+    torch.manual_seed(4)
+    B, L, I, H, P = 4, 6, 3, 5, 3
+    leaves = [torch.randn(B, L, 2, I), torch.randn(2, 4 * H, I), torch.randn(2, 4 * H, P), torch.randn(2, 4 * H),
+              torch.randn(2, P, H), torch.randn(2, B, P), torch.randn(2, B, H)]
+    mask = torch.rand(B, L, generator=torch.Generator().manual_seed(5)) < 0.7
+    mask[2] = False  # a row without real tokens
+    cot = [torch.randn(B, L, 2, P), torch.randn(2, B, P), torch.randn(2, B, H)]
+    grads = []
+    for form in ("loop", "autograd"):
+        args = [t.clone().requires_grad_() for t in leaves]
+        y, (h, c) = bilstm(*args[:5], mask, (args[5], args[6]), cell_clip=clips[0], proj_clip=clips[1],
+                           backend="reference", form=form)
+        loss = sum((a * b).sum() for a, b in zip((y, h, c), cot))
+        grads.append(torch.autograd.grad(loss, args))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, **TOL)
 
 
 def test_native_and_loop_agree_in_gradients():

@@ -86,15 +86,15 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_forward_and_gradients_match_the_loop(case):
+def test_forward_and_gradients_match_the_autograd_loop(case):
     B, L, I, H, P, layout, per_direction, state, clips = CASES[case]
     leaves, mask, cot = make_case(B, L, I, H, P, layout, per_direction, state)
-    want = run(leaves, mask, cot, "reference", "loop", **clips)
+    want = run(leaves, mask, cot, "reference", "autograd", **clips)
     got = run(leaves, mask, cot, "triton", **clips)
     assert_same(got, want)
     assert (got["y"].cpu()[~mask] == 0).all()
     if clips:  # the clips change the result, so the kernels' clipping and its gradient mask were exercised
-        unclipped = run(leaves, mask, cot, "reference", "loop")
+        unclipped = run(leaves, mask, cot, "reference", "autograd")
         assert (unclipped["y"] - want["y"]).abs().max() > 1e-3
         assert (unclipped["grad weight_hh"] - want["grad weight_hh"]).abs().max() > 1e-3
 
@@ -158,7 +158,7 @@ def test_auto_takes_the_kernel_for_clipped_lstmp_on_cuda_only(monkeypatch):
 @pytest.mark.skipif(not ON_GPU, reason="bf16 is checked on a GPU only (the interpreter is wrong for bf16)")
 def test_bf16_inputs_on_gpu_stay_close_to_fp32():
     leaves, mask, cot = make_case(32, 64, 64, 128, 64, "right", per_direction=True, state=False, seed=5)
-    want = run(leaves, mask, cot, "reference", "loop", cell_clip=3.0, proj_clip=3.0)
+    want = run(leaves, mask, cot, "reference", "autograd", cell_clip=3.0, proj_clip=3.0)
     low = {k: (None if v is None else v.bfloat16()) for k, v in leaves.items()}
     got = run(low, mask, cot, "triton", cell_clip=3.0, proj_clip=3.0)
     assert got["y"].dtype == torch.bfloat16

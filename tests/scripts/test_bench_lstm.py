@@ -62,10 +62,11 @@ def test_bench_lstm_both_parts_json_and_plot(tmp_path, capsys, in_process):
     plot = tmp_path / "lstm.png"
     record = run_json(tmp_path, "--plot", str(plot))
     rows = record["rows"]
-    # The CPU defaults: triton listed as unavailable (not named), then native and the loop; part lstmp: the loop.
+    # The CPU defaults: triton listed as unavailable (not named), then native and the loop; part lstmp: the
+    # autograd loop (its baseline), triton, the loop with its written-out backward.
     assert [(r["part"], r["method"]) for r in rows] == [
         ("lstm", "nn-lstm"), ("lstm", "triton"), ("lstm", "native"), ("lstm", "loop"),
-        ("lstmp", "loop"), ("lstmp", "triton"),
+        ("lstmp", "autograd-loop"), ("lstmp", "triton"), ("lstmp", "loop"),
     ]
     for r in rows:
         if r["method"] == "triton":
@@ -98,8 +99,8 @@ def test_bench_lstm_triton_under_the_interpreter(tmp_path, in_process):
     argv = ["--batch-sizes", "2", "--lengths", "4", "--hidden", "16", "--elmo-batch-sizes", "1", "--elmo-lengths",
             "2", "--methods", "triton", "--modes", "fwdbwd"]
     rows = run_json(tmp_path, *argv)["rows"]
-    assert [(r["part"], r["method"]) for r in rows] == [("lstm", "nn-lstm"), ("lstm", "triton"), ("lstmp", "loop"),
-                                                        ("lstmp", "triton")]
+    assert [(r["part"], r["method"]) for r in rows] == [("lstm", "nn-lstm"), ("lstm", "triton"),
+                                                        ("lstmp", "autograd-loop"), ("lstmp", "triton")]
     if lstm_kernels.bilstm_triton is None:  # the fused kernel is not there: a row with the reason, not a crash
         assert rows[1]["status"].startswith("unavailable: ") and rows[3]["status"].startswith("unavailable: ")
         return
