@@ -172,7 +172,8 @@ def table(rows: list[dict], tasks: list[str], conll: bool) -> tuple[list[str], l
         cells.append(f"{sum(scores) / len(scores):.1f}" if scores and len(scores) == len(tasks) else "—")
         if conll:
             entry = row.get("conll")
-            cells.append(f"{100 * entry['metrics']['f1']:.1f}" if entry and entry["ok"] else ("failed" if entry else "—"))
+            f1 = f"{100 * entry['metrics']['f1']:.1f}" if entry and entry["ok"] else None
+            cells.append(f1 or ("failed" if entry else "—"))
         cells.append(f"{row['seconds'] / 60:.0f} min")
         body.append(cells)
     return head, body

@@ -61,9 +61,9 @@ from .export import write_checkpoint_card
 
 PROG = "bizoo pretrain"
 
+STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts tokens over the first blocks
 # The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type whose
 # spec has a `pretrain_config` (bilstm_crf, elmo) starts from that instead.
-STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts tokens over the first blocks
 SMALL_MODEL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
 OBJECTIVES = ("auto", "mlm", "bilm")
 FILL_MASK_EXAMPLES = (
@@ -385,7 +385,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> int:
     import bizoo
-    from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, DataCollatorForTokenClassification, Trainer
+    from transformers import (
+        AutoModelForMaskedLM,
+        AutoModelForPreTraining,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+    )
 
     from .finetune_common import build_wordchar_tokenizer
     from .masking import EpochCallback, SeededExamples, SeededMaskingCollator

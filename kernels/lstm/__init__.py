@@ -84,7 +84,9 @@ def bilstm(
         (y (B, L, 2, P) in the dtype of x, zeros at padding; (h_n (2, B, P), c_n (2, B, H)) or None).
     """
     op = "bilstm"
-    B, L, H, _ = check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask, initial_state, cell_clip, proj_clip)
+    B, L, H, _ = check_inputs(
+        op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask, initial_state, cell_clip, proj_clip
+    )
     if form not in FORMS:
         raise ValueError(f"{op}: form must be one of {FORMS}, got {form!r}")
     clipped = cell_clip is not None or proj_clip is not None

@@ -58,11 +58,15 @@ def check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask,
         )
     B, L, I = x.shape[0], x.shape[1], x.shape[-1]
     if weight_ih.dim() != 3 or weight_ih.shape[0] != 2 or weight_ih.shape[1] % 4 or weight_ih.shape[2] != I:
-        raise ValueError(f"{op}: weight_ih must be (2, 4·cells, {I}) for inputs of {I} features, got {_shape(weight_ih)}")
+        raise ValueError(
+            f"{op}: weight_ih must be (2, 4·cells, {I}) for inputs of {I} features, got {_shape(weight_ih)}"
+        )
     H = weight_ih.shape[1] // 4
     P = H if weight_proj is None else (weight_proj.shape[1] if weight_proj.dim() == 3 else -1)
     if weight_proj is not None and (weight_proj.dim() != 3 or tuple(weight_proj.shape) != (2, P, H) or P > H or P < 1):
-        raise ValueError(f"{op}: weight_proj must be (2, outputs, {H}) with 1 ≤ outputs ≤ {H} cells, got {_shape(weight_proj)}")
+        raise ValueError(
+            f"{op}: weight_proj must be (2, outputs, {H}) with 1 ≤ outputs ≤ {H} cells, got {_shape(weight_proj)}"
+        )
     if tuple(weight_hh.shape) != (2, 4 * H, P):
         raise ValueError(f"{op}: weight_hh must be (2, {4 * H}, {P}) (2, 4·cells, outputs), got {_shape(weight_hh)}")
     if bias is not None and tuple(bias.shape) != (2, 4 * H):

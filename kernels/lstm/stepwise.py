@@ -6,8 +6,10 @@ small operations per step and replays them one by one; here the forward pass kee
 reads (the gate activations, the unclipped cells and projections, m, and each step's starting h and c) and the
 backward pass walks the steps from last to first with the equations of ``triton_lstm.py``:
 
-    dĥ = (dy + dh) · [|ĥ| ≤ proj_clip];   dm = W_pᵀ dĥ (or dĥ);   dc' = (dc + dm · o (1 - tanh² c)) · [|ĉ| ≤ cell_clip]
-    dz = [dc' g · i(1-i);  dc' c_prev · f(1-f);  dc' i · (1-g²);  dm tanh c · o(1-o)];   dc ← dc' f;   dh ← W_hhᵀ dz
+    dĥ = (dy + dh) · [|ĥ| ≤ proj_clip]          dm = W_pᵀ dĥ (or dĥ)
+    dc' = (dc + dm · o (1 - tanh² c)) · [|ĉ| ≤ cell_clip]
+    dz = [dc' g · i(1-i);  dc' c_prev · f(1-f);  dc' i · (1-g²);  dm tanh c · o(1-o)]
+    dc ← dc' f,   dh ← W_hhᵀ dz
 
 and the weight gradients as two products over all steps at the end. Both directions are batched in every step.
 fp32 arithmetic (fp64 for fp64 inputs).

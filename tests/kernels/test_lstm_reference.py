@@ -50,7 +50,8 @@ def clipped_oracle(x, w_ih, w_hh, b, w_p, mask, state, cell_clip, proj_clip):
             for t in positions:
                 inp = x[row, t] if x.dim() == 3 else x[row, t, d]
                 z = w_ih[d].double() @ inp.double() + b[d].double() + w_hh[d].double() @ h
-                i, f, g, o = torch.sigmoid(z[:H]), torch.sigmoid(z[H:2 * H]), torch.tanh(z[2 * H:3 * H]), torch.sigmoid(z[3 * H:])
+                i, f, g, o = z.split(H)
+                i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
                 c = f * c + i * g
                 if cell_clip is not None:
                     c = c.clamp(-cell_clip, cell_clip)
@@ -198,7 +199,8 @@ def test_pad_invariance_and_schedules_agree(B, L, H, proj, side, seed):
     proj = proj and H > 1  # torch.lstm projects only to fewer outputs than cells
     I, P = 3, (H - 1 if proj else H)
     x = torch.randn(B, L, I, generator=g)
-    w_ih, w_hh, b = torch.randn(2, 4 * H, I, generator=g), torch.randn(2, 4 * H, P, generator=g), torch.randn(2, 4 * H, generator=g)
+    w_ih, w_hh = torch.randn(2, 4 * H, I, generator=g), torch.randn(2, 4 * H, P, generator=g)
+    b = torch.randn(2, 4 * H, generator=g)
     w_p = torch.randn(2, P, H, generator=g) if proj else None
     if side == "holes":
         mask = torch.rand(B, L, generator=g) < 0.6

@@ -43,7 +43,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic) -> Path:
     from bizoo.scripts.train_tokenizer import train_wordpiece_tokenizer
 
     rng = random.Random(2)
-    texts = [" ".join(rng.choice(synthetic.NAMES + synthetic.PLACES + ["castle", "sword", "crown"]) for _ in range(8)) for _ in range(200)]
+    words = synthetic.NAMES + synthetic.PLACES + ["castle", "sword", "crown"]
+    texts = [" ".join(rng.choice(words) for _ in range(8)) for _ in range(200)]
     tokenizer = train_wordpiece_tokenizer(texts, vocab_size=100, min_frequency=1, model_max_length=64)
     spec = bizoo.get_spec("lion")
     config = spec.config_class(**spec.tiny_config, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)

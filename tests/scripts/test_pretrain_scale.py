@@ -31,8 +31,8 @@ def corpus(tmp_path, sentences, tokenizer):
 def pretrain_argv(corpus, out, batch_size, max_steps, *extra):
     train, held_out, tokenizer = corpus
     return ["--text", str(train), "--eval-text", str(held_out), "--tokenizer", str(tokenizer), "--output-dir", str(out),
-            "--max-length", "16", "--batch-size", str(batch_size), "--max-steps", str(max_steps), "--logging-steps", "1",
-            "--warmup-ratio", "0", "--model-config", *TINY, *extra]
+            "--max-length", "16", "--batch-size", str(batch_size), "--max-steps", str(max_steps),
+            "--logging-steps", "1", "--warmup-ratio", "0", "--model-config", *TINY, *extra]
 
 
 def child_env():
