@@ -155,27 +155,30 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
     return row
 
 
+def scores(row: dict, tasks: list[str], conll: bool) -> list[tuple[float | None, str]]:
+    """A model's score columns (each task, GLUE avg, CoNLL F1) as (value × 100, or None; what to show without one:
+    "failed" or "—")."""
+    columns, task_scores = [], []
+    for task in tasks:
+        entry = row["glue"].get(task)
+        value = task_score(entry["metrics"]) if entry and entry["ok"] else None
+        columns.append((value, "failed" if entry else "—"))
+        task_scores.append(value)
+    complete = task_scores and None not in task_scores
+    columns.append((sum(task_scores) / len(task_scores) if complete else None, "—"))
+    if conll:
+        entry = row.get("conll")
+        columns.append((100 * entry["metrics"]["f1"] if entry and entry["ok"] else None, "failed" if entry else "—"))
+    return columns
+
+
 def table(rows: list[dict], tasks: list[str], conll: bool) -> tuple[list[str], list[list[str]]]:
     """The results table: header and one row of strings per model."""
     head = ["model", *tasks, "GLUE avg", *([f"{CONLL} F1"] if conll else []), "wall time"]
     body = []
     for row in rows:
-        scores = []
-        cells = [row["model"]]
-        for task in tasks:
-            entry = row["glue"].get(task)
-            if entry and entry["ok"]:
-                scores.append(task_score(entry["metrics"]))
-                cells.append(f"{scores[-1]:.1f}")
-            else:
-                cells.append("failed" if entry else "—")
-        cells.append(f"{sum(scores) / len(scores):.1f}" if scores and len(scores) == len(tasks) else "—")
-        if conll:
-            entry = row.get("conll")
-            f1 = f"{100 * entry['metrics']['f1']:.1f}" if entry and entry["ok"] else None
-            cells.append(f1 or ("failed" if entry else "—"))
-        cells.append(f"{row['seconds'] / 60:.0f} min")
-        body.append(cells)
+        cells = [f"{value:.1f}" if value is not None else missing for value, missing in scores(row, tasks, conll)]
+        body.append([row["model"], *cells, f"{row['seconds'] / 60:.0f} min"])
     return head, body
 
 
@@ -185,19 +188,19 @@ def markdown(head: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(head: list[str], body: list[list[str]], path: Path, title: str) -> None:
-    """Grouped bars: one group per column (tasks, GLUE avg, CoNLL F1), one bar per model."""
+def plot(rows: list[dict], tasks: list[str], conll: bool, path: Path, title: str) -> None:
+    """Grouped bars: one group per score column (tasks, GLUE avg, CoNLL F1), one bar per model (0 where missing)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = head[1:-1]
+    columns = [*tasks, "GLUE avg", *([f"{CONLL} F1"] if conll else [])]
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(columns)), 4))
-    width = 0.8 / max(len(body), 1)
-    for i, cells in enumerate(body):
-        values = [float(c) if c.replace(".", "", 1).lstrip("-").isdigit() else 0.0 for c in cells[1:-1]]
-        ax.bar([x + i * width for x in range(len(columns))], values, width, label=cells[0])
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        values = [value or 0.0 for value, _ in scores(row, tasks, conll)]
+        ax.bar([x + i * width for x in range(len(columns))], values, width, label=row["model"])
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(columns))], columns, rotation=20)
     ax.set_ylabel("dev score × 100")
     ax.set_title(title, fontsize=9)
@@ -244,7 +247,7 @@ def _evaluate_all(args: argparse.Namespace) -> int:
         f"{title}\n\n{settings}; GLUE score per task = the mean of its official metrics × 100; wall time = all of "
         f"a model's runs.\n\n{text}"
     )
-    plot(head, body, out / "results.png", title)
+    plot(rows, tasks, bool(args.conll_dir), out / "results.png", title)
     print(f"\n{text}\n{settings}\nmachine: {machine}; {time.perf_counter() - started:.0f} s in all")
     print(f"{PROG}: table in {out / 'results.md'}, chart in {out / 'results.png'}")
     return 0 if all(r["pretrain"]["ok"] for r in rows) else 1
