@@ -4,12 +4,13 @@
 
 The device command: `pip install --no-deps --no-build-isolation -e . && python -m bizoo.scripts.gpu_check $OUT`.
 
-Steps, each in its own process with its own time limit, all of them within --budget (default 470 s, under 8
+Steps, each in its own process with its own time limit, all of them within --budget (default 530 s, under 9
 minutes); a step that fails or runs out of time is recorded and the next one runs:
 
 1. the environment: Python, torch, CUDA, triton, transformers, bizoo, the GPU, the kernels' crossover constants;
-2. `python -m pytest -q tests/kernels tests/modeling/test_lion.py` with BIZOO_TRITON_AUTOTUNE=0: the Triton kernels
-   compiled for the GPU against the reference (fp32), and the bf16/fp16 tests marked gpu (output in
+2. `python -m pytest -q tests/kernels tests/modeling/test_lion.py tests/reliability/test_gpu_edges.py` with
+   BIZOO_TRITON_AUTOTUNE=0: the Triton kernels compiled for the GPU against the reference (fp32), the bf16/fp16
+   tests marked gpu, and every model in fp16/bf16 autocast and with bad ids on CUDA (output in
    OUT_DIR/gpu_tests.log; --skip-tests leaves it out);
 3. `bizoo bench lion` in bf16 at the default lengths (OUT_DIR/bench_lion.{txt,json,png});
 4. `bizoo bench lion-crossover` (OUT_DIR/bench_lion_crossover.{txt,json}): the values for
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder for the logs, JSON, plots and summary.md")
     parser.add_argument("--quick", action="store_true", help="fewer lengths and repeats: a smoke test")
     parser.add_argument("--skip-tests", action="store_true", help="do not run the GPU tests (pytest -m gpu)")
-    parser.add_argument("--budget", type=float, default=470.0,
+    parser.add_argument("--budget", type=float, default=530.0,
                         help="seconds for all the steps together (default: %(default)s)")
 
 
@@ -162,9 +163,9 @@ def plan(out: Path, quick: bool) -> list[dict]:
         # with one configuration each (BIZOO_TRITON_AUTOTUNE=0), plus every other test marked gpu.
         {"name": "GPU tests (tests/kernels on the GPU, and -m gpu)", "key": "gpu_tests", "needs_cuda": False,
          "tests": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"},
-         "command": [py, "-m", "pytest", "-q", "tests/kernels", "tests/modeling/test_lion.py", "-p",
-                     "no:cacheprovider"],
-         "log": out / "gpu_tests.log", "timeout": 105, "tail": LOG_TAIL_LINES},
+         "command": [py, "-m", "pytest", "-q", "tests/kernels", "tests/modeling/test_lion.py",
+                     "tests/reliability/test_gpu_edges.py", "-p", "no:cacheprovider"],
+         "log": out / "gpu_tests.log", "timeout": 150, "tail": LOG_TAIL_LINES},
         {"name": "bench lion", "key": "bench_lion", "needs_cuda": True, "command": lion,
          "log": out / "bench_lion.txt", "timeout": 55 if quick else 100, "tail": BENCH_MAX_LINES},
         {"name": "bench lion-crossover", "key": "bench_lion_crossover", "needs_cuda": True, "command": crossover,

@@ -213,7 +213,7 @@ def test_gpu_check_plan_covers_every_step(tmp_path):
     for quick in (False, True):
         steps = gpu_check.plan(tmp_path, quick)
         assert [s["key"] for s in steps] == STEP_KEYS
-        assert sum(s["timeout"] for s in steps) <= 480  # the whole check stays under ~8 minutes
+        assert sum(s["timeout"] for s in steps) <= 540  # the whole check stays under 9 minutes
         tests = steps[0]["command"]
         assert tests[1:4] == ["-m", "pytest", "-q"] and "tests/kernels" in tests
         assert steps[0]["env"] == {"BIZOO_TRITON_AUTOTUNE": "0"}  # one compile per kernel in the tests
