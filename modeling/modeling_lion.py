@@ -137,6 +137,9 @@ class LionAttention(nn.Module):
         q = feature_map(self.q_proj(hidden).view(heads).transpose(1, 2), self.config.feature_map)  # (B, H, L, Dh)
         k = feature_map(self.k_proj(hidden).view(heads).transpose(1, 2), self.config.feature_map)  # (B, H, L, Dh)
         v = self.v_proj(hidden).view(heads).transpose(1, 2)  # (B, H, L, Dh)
+        # Under autocast the feature map may run in fp32 while v comes out of the linear layer in bf16/fp16: the
+        # kernels take one dtype, the one autocast chose for the projections.
+        q, k = q.to(v.dtype), k.to(v.dtype)
         rowsum = self.config.normalization == "rowsum"
         if not rowsum:
             q = q * (1.0 / math.sqrt(self.head_dim))

@@ -25,12 +25,15 @@ def _run(x, state, weights, has_bias: bool, lengths, L: int, packed: bool):
 
     Unpacked, the state runs on over the padding after a row's real steps (harmless to their outputs, wrong for
     the final state); packed (rows of different lengths whose final states are wanted) it stops at each row's end.
+    ``train`` (torch.lstm's 7th argument) must be True whenever a gradient will be asked for: cuDNN's inference
+    mode keeps no workspace for the backward pass ("cudnn RNN backward can only be called in training mode").
     """
+    train = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *state, *weights))
     if not packed:
-        return torch.lstm(x, state, weights, has_bias, 1, 0.0, False, False, True)
+        return torch.lstm(x, state, weights, has_bias, 1, 0.0, train, False, True)
     seq = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
     sorted_state = tuple(s.index_select(1, seq.sorted_indices) for s in state)  # rows by decreasing length
-    out, h_n, c_n = torch.lstm(seq.data, seq.batch_sizes, sorted_state, weights, has_bias, 1, 0.0, False, False)
+    out, h_n, c_n = torch.lstm(seq.data, seq.batch_sizes, sorted_state, weights, has_bias, 1, 0.0, train, False)
     out, _ = pad_packed_sequence(
         PackedSequence(out, seq.batch_sizes, seq.sorted_indices, seq.unsorted_indices), batch_first=True, total_length=L
     )
@@ -58,8 +61,11 @@ def bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, in
             state = (x.new_zeros(1, B, P), x.new_zeros(1, B, H))
         else:
             state = (initial_state[0][d : d + 1].contiguous(), initial_state[1][d : d + 1].contiguous())
-        with warnings.catch_warnings():  # oneDNN's notice that it leaves projections to ATen's own loop
+        with warnings.catch_warnings():
+            # oneDNN's notice that it leaves projections to ATen's own loop, and cuDNN's that the weights (the
+            # model's own parameters, not one flat buffer) are copied together for the call: both expected here.
             warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
             out, h_n, c_n = _run(x_d, state, weights, bias is not None, lengths, L, packed)
         steps.append(out)  # (B, L, P)
         finals.append((h_n[0], c_n[0]))

@@ -85,7 +85,10 @@ def _paths(emissions, mask, transitions, start, end, b):
 
 
 def brute_force(emissions, mask, transitions, start, end):
-    """log Z (differentiable, fp64), Viterbi tags and score (ties: the backtrace's rule), max-marginals (fp64)."""
+    """log Z (differentiable, fp64), Viterbi tags and score (ties: the backtrace's rule), max-marginals (fp64).
+
+    Enumerated on the CPU whatever the inputs' device (the gradients flow back through the copies)."""
+    emissions, mask, transitions, start, end = (t.cpu() for t in (emissions, mask, transitions, start, end))
     B, L, K = emissions.shape
     log_z, tags, scores = [], torch.full((B, L), -100, dtype=torch.long), torch.zeros(B, dtype=torch.float64)
     max_marg = torch.zeros(B, L, K, dtype=torch.float64)

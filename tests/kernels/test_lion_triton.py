@@ -195,7 +195,7 @@ def test_cpu_tensors_without_the_interpreter_are_a_clear_error(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_half_precision_on_gpu(dtype, schedule):
-    B, H, L, D = 2, 4, 777, 64
+    B, H, L, D = 4, 4, 777, 64  # padding_mask: right, left, a hole, all padding
     q, k, v, log_decay = make(B, H, L, D, D, "s", dtype=dtype, scale=0.1)
     mask = padding_mask(B, L)
     ref_inputs = [t.float().requires_grad_() for t in (q, k, v)] + [log_decay.clone().requires_grad_()]
