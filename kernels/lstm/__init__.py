@@ -40,7 +40,8 @@ __all__ = ["bilstm", "reading_orders", "input_gates", "FORMS", "TRITON_BEATS_CUD
 FORMS = ("auto", "loop", "native", "autograd")
 
 # Where "auto" prefers the fused kernel to cuDNN for an LSTM without clipping: a predicate of (hidden size H,
-# batch B). None until ``bizoo bench lstm`` has measured the kernel at least as fast as cuDNN on a GPU.
+# batch B), None for nowhere. Measured on an NVIDIA H200 (`bizoo bench lstm`, fp32, B = 32 and 128, L = 32 to 512,
+# H = 100 to 512): the kernel reached 0.06x to 0.5x of torch.nn.LSTM's (cuDNN) time at every shape, so nowhere.
 TRITON_BEATS_CUDNN = None
 
 
