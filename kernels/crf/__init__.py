@@ -93,9 +93,12 @@ def _backend(op: str, backend: str, emissions, transitions=None, start=None, end
     if not isinstance(emissions, torch.Tensor) or emissions.dim() != 3:
         return "reference" if backend == "auto" else backend  # its input checks name what is wrong
     chosen = resolve_backend(backend, emissions, op=f"crf_{op}", has_triton=triton_crf is not None)
-    if backend == "auto" and chosen == "reference" and not emissions.is_cuda:
+    if backend == "auto" and chosen == "reference" and not emissions.is_cuda and emissions.is_floating_point():
         tensors = (transitions, start, end)
-        shapes_ok = all(isinstance(t, torch.Tensor) for t in tensors) or transitions is None
+        # scores on another device (or not tensors) go to the reference, whose input checks name what is wrong
+        shapes_ok = transitions is None or all(
+            isinstance(t, torch.Tensor) and t.device == emissions.device for t in tensors
+        )
         if emissions.shape[-1] <= SCAN_MAX_TAGS[op] and shapes_ok and _scan_is_exact(emissions, *tensors):
             return "scan"
     return chosen

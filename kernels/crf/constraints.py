@@ -75,6 +75,16 @@ def _check_labels(op: str, labels) -> list:
     labels = list(labels)
     if not labels:
         raise ValueError(f"{op}: labels must name at least one tag, got an empty list")
+    seen: dict = {}
+    for index, label in enumerate(labels):
+        try:
+            first = seen.setdefault(label, index)
+        except TypeError:  # unhashable: not a tag name
+            raise ValueError(f"{op}: labels must be tag names, got {label!r} (index {index})") from None
+        if first != index:
+            raise ValueError(
+                f"{op}: labels must be distinct (one per tag id), got {label!r} at index {first} and index {index}"
+            )
     return labels
 
 
@@ -174,6 +184,11 @@ def constraint_scores(allowed: torch.Tensor) -> torch.Tensor:
     if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool:
         got = allowed.dtype if isinstance(allowed, torch.Tensor) else type(allowed).__name__
         raise ValueError(f"constraint_scores: allowed must be a bool torch.Tensor, got {got}")
+    if not (allowed.dim() == 1 or (allowed.dim() == 2 and allowed.shape[0] == allowed.shape[1])):
+        raise ValueError(
+            "constraint_scores: allowed must be (K, K) (transitions) or (K,) (start or end), got shape "
+            f"{tuple(allowed.shape)}"
+        )
     zero = torch.zeros((), dtype=torch.float32, device=allowed.device)
     return torch.where(allowed, zero, float("-inf"))
 
@@ -181,6 +196,7 @@ def constraint_scores(allowed: torch.Tensor) -> torch.Tensor:
 def is_legal_path(tags: Iterable[int], labels: Sequence[str], scheme: str) -> bool:
     """True when the tag ids ``tags`` (over a sequence's real positions, no padding) obey ``scheme`` for ``labels``:
     a legal first tag, legal bigrams, a legal last tag. The empty path is legal."""
+    labels = _check_labels("is_legal_path", labels)
     allowed, allowed_start, allowed_end = allowed_transitions(labels, scheme)
     K = allowed.shape[0]
     path = [int(t) for t in (tags.tolist() if isinstance(tags, torch.Tensor) else tags)]

@@ -84,9 +84,10 @@ def _shape(x) -> str:
 
 
 NO_K = object()  # check_inputs: the op takes no k (every op but crf_nbest)
+NO_TAGS = object()  # check_inputs: the op takes no tags (every op but crf_log_likelihood)
 
 
-def check_inputs(op, emissions, mask, transitions, start, end, tags=None, k=NO_K) -> None:
+def check_inputs(op, emissions, mask, transitions, start, end, tags=NO_TAGS, k=NO_K) -> None:
     """Validate shapes, dtypes and values; raise ``ValueError`` naming the argument, what it got and what is allowed.
 
     Value checks (mask values, tag ranges, NaN/+inf scores) read the data on the CPU only: on a GPU they would cost
@@ -128,7 +129,7 @@ def check_inputs(op, emissions, mask, transitions, start, end, tags=None, k=NO_K
             raise ValueError(f"{op}: mask is on {mask.device} but emissions are on {emissions.device}")
         if not mask.is_cuda and mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
             raise ValueError(f"{op}: mask must hold only 0 (padding) and 1 (real position), got other values")
-    if tags is not None:
+    if tags is not NO_TAGS:
         if not isinstance(tags, torch.Tensor) or tuple(tags.shape) != (B, L):
             raise ValueError(f"{op}: tags must have shape (B, L) = {(B, L)}, got {_shape(tags)}")
         if tags.is_floating_point() or tags.is_complex() or tags.dtype == torch.bool:

@@ -59,10 +59,21 @@ def lion_attention(
         backend: "auto", "triton" or "reference" (see ``bizoo.kernels.dispatch``).
 
     Returns:
-        (B, H, L, Dv) in the dtype of v, zeros at padded positions.
+        (B, H, L, Dv) in the dtype of v, zeros at padded positions; empty when B or L is 0.
+
+    Raises:
+        ValueError: naming the argument and what is allowed, before any work: q, k, v not 4-D tensors of one
+            floating dtype on one device with matching (B, H, L) (and Dk >= 1), a log_decay or attention_mask of
+            another shape or device (or, on a CPU, a log_decay that is not finite and <= 0, a mask that is not 0/1),
+            an unknown form or backend, a chunk_size that is not a positive int.
     """
     if form not in FORMS + ("auto",):
         raise ValueError(f"lion_attention: form must be one of {FORMS + ('auto',)}, got {form!r}")
+    if not isinstance(normalize, bool):
+        raise ValueError(f"lion_attention: normalize must be True or False, got {normalize!r}")
+    # Every check before the backend is picked (it reads q's device): "auto" becomes "attention" or "chunk",
+    # which take the same inputs.
+    reference.check_inputs(q, k, v, log_decay, attention_mask, "chunk" if form == "auto" else form, chunk_size)
     # "rnn" has no Triton schedule: "auto" then stays on the reference backend.
     has_triton = lion_attention_triton is not None and form != "rnn"
     if backend == "triton" and lion_attention_triton is not None and form == "rnn":
@@ -71,7 +82,10 @@ def lion_attention(
     if form == "auto":
         crossover = TRITON_CHUNK_MIN_LENGTH if backend == "triton" else REFERENCE_CHUNK_MIN_LENGTH
         form = "chunk" if q.shape[2] >= crossover else "attention"
-    reference.check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size)
+    if q.shape[0] == 0 or q.shape[2] == 0:  # nothing to compute: the empty (B, H, L, Dv) result, on any backend
+        return reference.lion_attention(
+            q, k, v, log_decay, attention_mask, form="attention", chunk_size=chunk_size, normalize=normalize
+        )
     if backend == "triton":
         return lion_attention_triton(
             q, k, v, log_decay, attention_mask, form=form, chunk_size=chunk_size, normalize=normalize

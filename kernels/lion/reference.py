@@ -15,6 +15,10 @@ i.e. the product of the decays from the source token j (inclusive) up to the tar
     y_i = Σ_j M_ij (q_i·k_j) v_j  /  Σ_j M_ij (q_i·k_j)           (``normalize=True``: the row-sum normaliser)
     y_i = Σ_j M_ij (q_i·k_j) v_j                                   (``normalize=False``)
 
+A row sum of exactly 0 (a query that is all zeros, e.g. a feature map that underflowed) is taken as 1, so that the
+row gives its numerator (0 for non-negative features) instead of 0/0; row sums that are merely small are divided
+by as they are (the quotient is invariant to the scale of q_i).
+
 The three decay types: ``log_decay=None`` (LION-LIT, all λ = 1), ``(H,)`` (LION-D, one λ per head) and
 ``(B, H, L)`` (LION-S, one λ per token and head). q and k arrive with the feature map already applied.
 
@@ -27,7 +31,15 @@ Log space. With the exclusive prefix sum P_t = Σ_{m<t} a_m and the inclusive on
 
     log M_ij = P_i - P_j   (i ≥ j),        log M_ij = Q_j - Q_i   (i ≤ j),
 
-both ≤ 0, so every ``exp`` taken below is of a non-positive number.
+both ≤ 0, so every ``exp`` taken below is of a non-positive number. Every such difference is formed from prefix
+sums taken in fp64 (split into fp32 hi + lo parts where a whole L×L or C×C matrix of them is built) and rounded
+once: in fp32, a prefix sum that has passed one strong decay (log λ = -1e4) has lost every digit of the weak decays
+after it, and the entries of M that matter are exactly those spans of weak decays.
+
+Extreme decays. log λ below ``LOG_DECAY_MIN`` = -1000 is raised to it: exp(-1000) is 0 in every floating-point
+format (fp64 underflows below -745), so every entry of M that holds such a decay is 0 before and after, and the
+gradient is 0 either way; what the floor buys is prefix sums that stay exact in fp64 (|P| <= 1000 L) where a log λ
+of -1e30 would swamp every other decay in the row. log λ = -inf (λ = 0) is rejected by the input checks.
 
 The three forms of the one op (``form=``), equal up to rounding:
 
@@ -57,6 +69,7 @@ from __future__ import annotations
 import torch
 
 FORMS = ("attention", "rnn", "chunk")
+LOG_DECAY_MIN = -1000.0  # the floor of log λ (module docstring): exp of it underflows to 0 in every dtype
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -75,8 +88,15 @@ def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
             raise ValueError(f"lion_attention: {name} must be a floating-point tensor, got {t.dtype}")
         if t.device != q.device:
             raise ValueError(f"lion_attention: {name} is on {t.device} but q is on {q.device}")
+    if len({q.dtype, k.dtype, v.dtype}) != 1:
+        raise ValueError(
+            f"lion_attention: q, k and v must have one dtype (every backend computes them together), got "
+            f"{q.dtype}, {k.dtype}, {v.dtype}; cast q and k to v.dtype"
+        )
     if k.shape != q.shape:
         raise ValueError(f"lion_attention: k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if q.shape[-1] < 1:
+        raise ValueError(f"lion_attention: q and k must have a head size Dk >= 1, got shape {tuple(q.shape)}")
     if v.shape[:3] != q.shape[:3]:
         raise ValueError(
             f"lion_attention: v must be (B, H, L, Dv) with (B, H, L) = {tuple(q.shape[:3])}, got {tuple(v.shape)}"
@@ -84,14 +104,18 @@ def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
     B, H, L, _ = q.shape
     if log_decay is not None:
         if not isinstance(log_decay, torch.Tensor) or not log_decay.is_floating_point():
-            raise ValueError("lion_attention: log_decay must be None or a floating-point tensor")
+            got = log_decay.dtype if isinstance(log_decay, torch.Tensor) else type(log_decay).__name__
+            raise ValueError(f"lion_attention: log_decay must be None or a floating-point tensor, got {got}")
+        if log_decay.device != q.device:
+            raise ValueError(f"lion_attention: log_decay is on {log_decay.device} but q is on {q.device}")
         if tuple(log_decay.shape) not in ((H,), (B, H, L)):
             raise ValueError(
                 f"lion_attention: log_decay must be None (LIT), ({H},) (D: one per head) or ({B}, {H}, {L}) "
                 f"(S: one per token and head), got shape {tuple(log_decay.shape)}"
             )
         if not log_decay.is_cuda:  # a value check on CUDA would cost a host sync on every call
-            if log_decay.dim() == 3 and isinstance(attention_mask, torch.Tensor) and attention_mask.shape == (B, L):
+            mask_fits = isinstance(attention_mask, torch.Tensor) and attention_mask.shape == (B, L)
+            if log_decay.dim() == 3 and mask_fits and attention_mask.device == log_decay.device:
                 # what padded positions hold takes no part, so it is not checked either
                 log_decay = torch.where(attention_mask.to(torch.bool)[:, None, :], log_decay, 0.0)
             if not torch.isfinite(log_decay).all():
@@ -105,6 +129,12 @@ def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
         if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (B, L):
             shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
             raise ValueError(f"lion_attention: attention_mask must have shape (B, L) = ({B}, {L}), got {shape}")
+        if attention_mask.device != q.device:
+            raise ValueError(f"lion_attention: attention_mask is on {attention_mask.device} but q is on {q.device}")
+        if attention_mask.is_complex():
+            raise ValueError(
+                f"lion_attention: attention_mask must be bool, integer or float 0/1, got {attention_mask.dtype}"
+            )
         if not attention_mask.is_cuda and attention_mask.dtype != torch.bool:
             if ((attention_mask != 0) & (attention_mask != 1)).any():
                 raise ValueError("lion_attention: attention_mask must hold only 0 (padding) and 1 (real token)")
@@ -128,6 +158,7 @@ def _prepare(q, k, v, log_decay, attention_mask, normalize):
         a = log_decay.to(acc).view(1, H, 1).expand(B, H, L)  # (B, H, L)
     else:
         a = log_decay.to(acc)  # (B, H, L)
+    a = a.clamp(min=LOG_DECAY_MIN)  # exact: exp(a) is 0 below the floor in every dtype (module docstring)
     mask = None
     if attention_mask is not None:
         keep = attention_mask.to(device=q.device, dtype=torch.bool)  # (B, L)
@@ -146,6 +177,7 @@ def _finish(out, mask, normalize, dtype):
         num, den = out[..., :-1], out[..., -1:]  # (B, H, L, Dv), (B, H, L, 1)
         if mask is not None:
             den = torch.where(mask, den, torch.ones_like(den))  # padded rows: avoid 0/0 in value and gradient
+        den = torch.where(den == 0, torch.ones_like(den), den)  # a zero row sum (module docstring): no 0/0
         out = num / den
     if mask is not None:
         out = torch.where(mask, out, 0.0)
@@ -155,17 +187,23 @@ def _finish(out, mask, normalize, dtype):
 def _decay_matrix_log(a):
     """log M for one block of log-decays ``a`` (..., T) -> (..., T, T), entries <= 0, in the dtype of ``a``.
 
-    P_i - P_j for i >= j and Q_j - Q_i = (a_j - a_i) - (P_i - P_j) for i <= j. The prefix sums are taken in fp64
-    and split into hi + lo fp32 parts before subtracting, so an entry is exact to fp32 rounding of the entry
-    itself, not of the (possibly large) prefix sums: over thousands of tokens a plain fp32 P_i - P_j loses 1e-4.
+    P_i - P_j for i >= j and Q_j - Q_i for i <= j. Both prefix sums are taken in fp64 and split into hi + lo parts
+    of the dtype of ``a`` before subtracting, so an entry is exact to the rounding of the entry itself, not of the
+    (possibly large) prefix sums: over thousands of tokens a plain fp32 P_i - P_j loses 1e-4, and after one strong
+    decay (a = -1e4) every digit of the weak ones. (Forming Q_j - Q_i as (a_j - a_i) - (P_i - P_j) is no better:
+    a_j - a_i rounds to the ulp of the strong decay.)
     """
     T = a.shape[-1]
-    p = a.double().cumsum(-1) - a.double()  # P, exclusive prefix sums, fp64
-    hi = p.to(a.dtype)
-    lo = (p - hi.double()).to(a.dtype)
-    fwd = (hi[..., :, None] - hi[..., None, :]) + (lo[..., :, None] - lo[..., None, :])  # P_i - P_j
+    q = a.double().cumsum(-1)  # Q, inclusive prefix sums, fp64
+    p = q - a.double()  # P, exclusive prefix sums, fp64
+
+    def diff(x):  # x_i - x_j (..., T, T) from the hi + lo parts of the fp64 prefix sums x
+        hi = x.to(a.dtype)
+        lo = (x - hi.double()).to(a.dtype)
+        return (hi[..., :, None] - hi[..., None, :]) + (lo[..., :, None] - lo[..., None, :])
+
     lower = torch.ones(T, T, dtype=torch.bool, device=a.device).tril()  # i >= j
-    return torch.where(lower, fwd, (a[..., None, :] - a[..., :, None]) - fwd)
+    return torch.where(lower, diff(p), -diff(q))  # P_i - P_j below the diagonal, Q_j - Q_i above
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -217,9 +255,12 @@ def chunk_form(q, k, v, a, chunk_size):
     v = v.view(B, H, N, C, Dv)
     a = a.view(B, H, N, C)
 
-    s = a.cumsum(-1)  # local inclusive prefix sums (B, H, N, C)
-    p = s - a  # local exclusive prefix sums
-    total = s[..., -1]  # T_n, log decay across the whole chunk (B, H, N)
+    # Local prefix sums in fp64, each difference rounded once (module docstring, "Log space").
+    s64 = a.double().cumsum(-1)  # local inclusive prefix sums s (B, H, N, C)
+    p64 = s64 - a.double()  # local exclusive prefix sums p
+    total64 = s64[..., -1:]  # T_n, log decay across the whole chunk (B, H, N, 1)
+    p, s = p64.to(a.dtype), s64.to(a.dtype)
+    total = total64[..., 0].to(a.dtype)  # (B, H, N)
 
     # Inside each chunk: the masked C×C attention.
     decay = _decay_matrix_log(a).exp()  # (B, H, N, C, C)
@@ -227,7 +268,7 @@ def chunk_form(q, k, v, a, chunk_size):
 
     # What each chunk hands to the chunks after it (decayed to the next chunk's start) and before it (decayed to
     # the previous chunk's end).
-    to_next = (k * (total[..., None] - p).exp()[..., None]).transpose(-1, -2) @ v  # (B, H, N, Dk, Dv)
+    to_next = (k * (total64 - p64).to(a.dtype).exp()[..., None]).transpose(-1, -2) @ v  # (B, H, N, Dk, Dv)
     to_prev = (k * s.exp()[..., None]).transpose(-1, -2) @ v  # (B, H, N, Dk, Dv)
     chunk_decay = total.exp()  # (B, H, N)
 
@@ -241,7 +282,8 @@ def chunk_form(q, k, v, a, chunk_size):
     F = torch.stack(fwd_states, dim=2)  # (B, H, N, Dk, Dv)
     G = torch.stack(bwd_states[::-1], dim=2)  # (B, H, N, Dk, Dv)
 
-    out = out + p.exp()[..., None] * (q @ F) + (total[..., None] - s).exp()[..., None] * (q @ G)
+    after = (total64 - s64).to(a.dtype)  # T_n - s_i: the decay from token i to the chunk's end
+    out = out + p.exp()[..., None] * (q @ F) + after.exp()[..., None] * (q @ G)
     return out.reshape(B, H, N * C, Dv)[:, :, :L]
 
 

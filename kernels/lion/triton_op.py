@@ -36,6 +36,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from .reference import LOG_DECAY_MIN
 from .triton_chunk import chunk_product
 from .triton_parallel import parallel_product
 
@@ -139,6 +140,8 @@ def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chun
             a = log_decay.float().view(1, H, 1).expand(B, H, L)
         else:
             a = log_decay.float()
+        if log_decay is not None:  # exact: exp(a) is 0 below the floor (reference.py, "Extreme decays")
+            a = a.clamp(min=LOG_DECAY_MIN)
         ranges = real_ranges(attention_mask, B, L, q.device)
         keep = None
         if attention_mask is not None:
@@ -151,6 +154,7 @@ def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chun
         if normalize:
             if keep is not None:
                 den = torch.where(keep[:, None, :], den, torch.ones_like(den))
+            den = torch.where(den == 0, torch.ones_like(den), den)  # a zero row sum: no 0/0 (reference.py)
             out = num / den[..., None]
         if keep is not None:
             out = torch.where(keep[:, None, :, None], out, 0.0)

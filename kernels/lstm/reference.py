@@ -49,6 +49,9 @@ def check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask,
     for name, t in (("x", x), ("weight_ih", weight_ih), ("weight_hh", weight_hh)):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+    for name, t in (("bias", bias), ("weight_proj", weight_proj), ("attention_mask", attention_mask)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise ValueError(f"{op}: {name} must be a tensor or None, got {type(t).__name__}")
     if not x.is_floating_point():
         raise ValueError(f"{op}: x must be a floating-point tensor, got {x.dtype}")
     if x.dim() not in (3, 4) or (x.dim() == 4 and x.shape[2] != 2):
@@ -62,6 +65,8 @@ def check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask,
             f"{op}: weight_ih must be (2, 4·cells, {I}) for inputs of {I} features, got {_shape(weight_ih)}"
         )
     H = weight_ih.shape[1] // 4
+    if H < 1:
+        raise ValueError(f"{op}: weight_ih must have at least one cell (4 rows per direction), got {_shape(weight_ih)}")
     P = H if weight_proj is None else (weight_proj.shape[1] if weight_proj.dim() == 3 else -1)
     if weight_proj is not None and (weight_proj.dim() != 3 or tuple(weight_proj.shape) != (2, P, H) or P > H or P < 1):
         raise ValueError(
@@ -71,9 +76,15 @@ def check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask,
         raise ValueError(f"{op}: weight_hh must be (2, {4 * H}, {P}) (2, 4·cells, outputs), got {_shape(weight_hh)}")
     if bias is not None and tuple(bias.shape) != (2, 4 * H):
         raise ValueError(f"{op}: bias must be (2, {4 * H}) or None, got {_shape(bias)}")
+    # Under autocast the products run in the autocast dtype whatever the inputs hold; without it, one dtype.
+    one_dtype = not torch.is_autocast_enabled(x.device.type)
     for name, t in (("weight_ih", weight_ih), ("weight_hh", weight_hh), ("bias", bias), ("weight_proj", weight_proj)):
         if t is not None and (t.device != x.device or not t.is_floating_point()):
             raise ValueError(f"{op}: {name} must be a floating-point tensor on {x.device}, got {t.dtype} on {t.device}")
+        if t is not None and one_dtype and t.dtype != x.dtype:
+            raise ValueError(
+                f"{op}: {name} must have the dtype of x ({x.dtype}) outside torch.autocast, got {t.dtype}"
+            )
     if attention_mask is not None:
         if tuple(attention_mask.shape) != (B, L):
             raise ValueError(f"{op}: attention_mask must be (batch, length) = {(B, L)}, got {_shape(attention_mask)}")
@@ -93,8 +104,16 @@ def check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask,
             )
         if h0.device != x.device or c0.device != x.device:
             raise ValueError(f"{op}: initial_state must be on {x.device}")
+        if not (h0.is_floating_point() and c0.is_floating_point()):
+            raise ValueError(f"{op}: initial_state must hold floating-point tensors, got {h0.dtype} and {c0.dtype}")
+        if one_dtype and (h0.dtype != x.dtype or c0.dtype != x.dtype):
+            raise ValueError(
+                f"{op}: initial_state must have the dtype of x ({x.dtype}) outside torch.autocast, got {h0.dtype} "
+                f"and {c0.dtype}"
+            )
     for name, clip in (("cell_clip", cell_clip), ("proj_clip", proj_clip)):
-        if clip is not None and not (isinstance(clip, (int, float)) and clip > 0 and clip == clip):
+        number = isinstance(clip, (int, float)) and not isinstance(clip, bool)
+        if clip is not None and not (number and clip > 0 and clip == clip):
             raise ValueError(f"{op}: {name} must be a positive number or None, got {clip!r}")
     if proj_clip is not None and weight_proj is None:
         raise ValueError(f"{op}: proj_clip needs a projection (weight_proj); without one there is nothing to clip")

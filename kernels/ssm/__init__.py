@@ -50,11 +50,11 @@ __all__ = [
 REFERENCE_FFT_MIN_LENGTH = 768
 
 
-def _resolve_form(op: str, form, length: int) -> str:
+def _resolve_form(op: str, form, length: int, empty: bool = False) -> str:
     if form not in FORMS + ("auto",):
         raise ValueError(f"{op}: form must be one of {FORMS + ('auto',)}, got {form!r}")
-    if form == "auto":
-        return "fft" if length >= REFERENCE_FFT_MIN_LENGTH else "toeplitz"
+    if form == "auto" or (form == "fft" and empty):  # an FFT of nothing is an error in some FFT libraries (MKL)
+        return "fft" if length >= REFERENCE_FFT_MIN_LENGTH and not empty else "toeplitz"
     return form
 
 
@@ -88,7 +88,8 @@ def bidirectional_ssm(
         chunk_size: chunk length of the recurrent form (1 = step by step).
 
     Returns:
-        (y_fwd, y_bwd), each (B, L, H) in the dtype of its input, zeros at padded positions.
+        (y_fwd, y_bwd), each (B, L, H) in the dtype of its input, zeros at padded positions; empty when B or H is 0
+        (L must be at least 1: a kernel has at least one tap).
     """
     op = "bidirectional_ssm"
     if form not in FORMS + ("auto",):
@@ -109,7 +110,7 @@ def bidirectional_ssm(
         d_fwd,
         d_bwd,
         attention_mask,
-        form=_resolve_form(op, form, u_fwd.shape[1]),
+        form=_resolve_form(op, form, u_fwd.shape[1], empty=u_fwd.numel() == 0),
         recurrent_params=recurrent_params,
         chunk_size=chunk_size,
     )
@@ -137,7 +138,7 @@ def ssm_conv(
         (B, L, H) in the dtype of ``u``, zeros at padded positions.
     """
     length = u.shape[1] if isinstance(u, torch.Tensor) and u.dim() == 3 else 0
-    form = _resolve_form("ssm_conv", form, length)
+    form = _resolve_form("ssm_conv", form, length, empty=isinstance(u, torch.Tensor) and u.numel() == 0)
     return reference.ssm_conv(
         u, k, d, attention_mask, reverse=reverse, form=form, params=params, chunk_size=chunk_size
     )

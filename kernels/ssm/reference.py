@@ -24,7 +24,11 @@ unrolls into a causal convolution with the real kernel K (``s4d_kernel``):
     K[l] = Re(Σ_n C_n B̄_n Ā_n^l),   l = 0 … L-1,        y[t] = Σ_{s≤t} K[t-s] u[s] + d u[t].
 
 Ā^l is evaluated as exp(l Δ A) (the exponent formed directly, never by repeated products) and exp(Δ A) - 1 with
-``expm1``, so a nearly undamped, slowly turning mode (|Δ A| ≪ 1) loses no digits.
+``expm1``, so a nearly undamped, slowly turning mode (|Δ A| ≪ 1) loses no digits. The gradients keep theirs too
+(``discretize``): for |Δ A| < 0.1, B̄ = Δ φ(ΔA) with φ(z) = (e^z - 1)/z = Σ_m z^m/(m+1)! summed as a series, whose
+derivative Δ² φ'(ΔA) autograd forms without the cancellation of Δ e^{ΔA}/A - (e^{ΔA} - 1)/A² (a relative error
+of order 1 at Δ = 1e-8 in fp32); and the derivative of expm1 is taken as e^z itself, not as expm1(z) + 1 (which is
+rounding noise, not ~e^{-50}, for a step so large that the mode dies within one step).
 
 The bidirectional op (``bidirectional_ssm``) runs two such SSMs: a causal one over ``u_fwd`` and an anti-causal
 one over ``u_bwd``, each with its own kernel and skip, over the same (unflipped) time axis:
@@ -174,11 +178,44 @@ def _real_dtype(*tensors) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+class _Expm1(torch.autograd.Function):
+    """expm1 whose derivative is exp(z), exact to rounding (torch's backward forms expm1(z) + 1, which cancels)."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return torch.expm1(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * torch.exp(z).conj()  # holomorphic: the conjugate derivative (PyTorch's complex convention)
+
+
+PHI_SERIES_RADIUS = 0.1  # |Δ A| below which φ(z) = (e^z - 1)/z is summed as its series (9 terms: error < 3e-16)
+
+
+def _phi_series(z):
+    """φ(z) = Σ_{m=0}^{8} z^m / (m+1)!, Horner's rule; for |z| < 0.1 the truncation is below fp64 rounding."""
+    out = torch.full_like(z, 1.0 / math.factorial(9))
+    for m in range(7, -1, -1):
+        out = out * z + 1.0 / math.factorial(m + 1)
+    return out
+
+
 def discretize(log_step, A_re, A_im, dtype):
-    """Zero-order hold in ``dtype``: (Δ·A (N,) complex, B̄ (N,) complex), so that Ā = exp(Δ·A)."""
+    """Zero-order hold in ``dtype``: (Δ·A (N,) complex, B̄ (N,) complex), so that Ā = exp(Δ·A).
+
+    B̄ = (exp(ΔA) - 1)/A, formed as Δ φ(ΔA) by its series for |ΔA| < 0.1 and with an exact expm1 derivative above
+    (module docstring): values and gradients exact to rounding from Δ = 1e-8 to Δ = 1e4.
+    """
     A = torch.complex(A_re.to(dtype).clamp(max=A_RE_MAX), A_im.to(dtype))  # (N,)
-    step_A = log_step.to(dtype).exp().reshape(()) * A  # (N,) Δ·A
-    return step_A, torch.expm1(step_A) / A  # B̄ = (exp(ΔA) - 1) / A
+    step = log_step.to(dtype).exp().reshape(())  # Δ
+    step_A = step * A  # (N,) Δ·A
+    small = step_A.abs() < PHI_SERIES_RADIUS
+    series = step * _phi_series(torch.where(small, step_A, 0.0))  # the unused branch sees 0: nothing overflows
+    direct = _Expm1.apply(step_A) / A  # Re(ΔA) < 0: exp never overflows
+    return step_A, torch.where(small, series, direct)  # B̄
 
 
 def _powers(step_A, exponents):

@@ -188,7 +188,7 @@ def test_reading_orders_and_input_gates():
     torch.testing.assert_close(shared[:, :, 1], x @ w[1].T + b[1], **TOL)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None, derandomize=True)
 @given(
     B=st.integers(1, 4), L=st.integers(1, 7), H=st.integers(1, 5), proj=st.booleans(),
     side=st.sampled_from(["right", "left", "holes"]), seed=st.integers(0, 2**16),
