@@ -54,6 +54,9 @@ class BizooConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.use_crf = use_crf
         self.tag_scheme = tag_scheme
+        if kwargs.get("label2id") is not None and kwargs.get("id2label") is None:
+            # transformers would replace a lone label2id by LABEL_0.. names of num_labels; take the names from it
+            kwargs["id2label"] = self._id2label_from_label2id(kwargs["label2id"], kwargs.get("num_labels"))
         super().__init__(**kwargs)
 
     # Sizes the shared heads read. A model whose encoder output or embedding size differs from hidden_size
@@ -81,6 +84,54 @@ class BizooConfig(PreTrainedConfig):
         self._choice("tag_scheme", TAG_SCHEMES)
         problem_types = (None, "regression", "single_label_classification", "multi_label_classification")
         self._choice("problem_type", problem_types)
+        self._check_labels()
+
+    def _id2label_from_label2id(self, label2id, num_labels) -> dict[int, str]:
+        """The id2label of a config given only ``label2id`` (checked: names to the ids 0..n-1, n = num_labels)."""
+        name = type(self).__name__
+        ids = list(label2id.values()) if isinstance(label2id, dict) else None
+        if ids is None or not all(type(i) is int for i in ids) or sorted(ids) != list(range(len(ids))):
+            raise ValueError(f"{name}: label2id must map label names to the ids 0..n-1, each once, got {label2id!r}")
+        if num_labels is not None and num_labels != len(label2id):
+            raise ValueError(
+                f"{name}: num_labels={num_labels} but label2id names {len(label2id)} labels {sorted(label2id)}; "
+                "give matching sizes (or only one of them)"
+            )
+        return {index: label for label, index in label2id.items()}
+
+    def _check_labels(self) -> None:
+        """num_labels >= 1, id2label maps exactly the ids 0..num_labels-1 to distinct names, and label2id (unless it
+        is transformers' stale default LABEL_i map) is its inverse."""
+        name = type(self).__name__
+        id2label = self.id2label
+        if id2label is None:
+            return
+        if not isinstance(id2label, dict):
+            self._fail("id2label", id2label, "a dict of label id -> name")
+        num_labels = len(id2label)
+        if num_labels < 1:
+            raise ValueError(f"{name}: num_labels must be an int >= 1 (the heads' outputs), got {num_labels}")
+        if not all(type(k) is int for k in id2label) or sorted(id2label) != list(range(num_labels)):
+            self._fail("id2label", id2label, f"a map of the ids 0..{num_labels - 1} (num_labels={num_labels}) to names")
+        if self.problem_type == "single_label_classification" and num_labels == 1:
+            allowed = "'regression' or 'multi_label_classification' with num_labels=1"
+            self._fail("problem_type", self.problem_type, allowed)
+        names = list(id2label.values())
+        if not all(isinstance(label, str) for label in names) or len(set(names)) != num_labels:
+            self._fail("id2label", id2label, "a map of ids to distinct label names (str)")
+        label2id = self.label2id
+        if not label2id:
+            return
+        if all(isinstance(k, str) and k == f"LABEL_{v}" for k, v in label2id.items()):
+            return  # transformers' default map, left behind when id2label is set alone (e.g. from_pretrained kwargs)
+        expected = {label: index for index, label in id2label.items()}
+        if label2id != expected:
+            if len(label2id) != num_labels:
+                raise ValueError(
+                    f"{name}: label2id has {len(label2id)} labels but id2label has {num_labels} "
+                    f"(num_labels={num_labels}); label2id must be the inverse of id2label, {expected}"
+                )
+            self._fail("label2id", label2id, f"the inverse of id2label, {expected}")
 
     def _fail(self, field: str, value, allowed: str):
         raise ValueError(f"{type(self).__name__}: {field} must be {allowed}, got {value!r}")

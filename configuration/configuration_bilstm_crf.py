@@ -115,3 +115,7 @@ class BiLstmCrfConfig(BizooConfig):
         self._token_id("unk_token_id")
         if self.char_cnn_width % 2 == 0:
             self._fail("char_cnn_width", self.char_cnn_width, "an odd width (the convolution is centred)")
+        if self.word_dropout > 0 and self.unk_token_id is None:
+            self._fail(
+                "word_dropout", self.word_dropout, "0 when unk_token_id is None (word dropout replaces words by [UNK])"
+            )

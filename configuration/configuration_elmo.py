@@ -155,6 +155,12 @@ class ElmoConfig(BizooConfig):
             self._positive_int(field)
         self._positive_int("n_highway", minimum=0)
         self._positive_int("sampled_softmax_size", minimum=0)
+        if self.sampled_softmax_size > self.vocab_size:
+            self._fail(
+                "sampled_softmax_size", self.sampled_softmax_size,
+                f"at most vocab_size={self.vocab_size} (the distinct words it samples per batch), or 0 for the full "
+                "softmax",
+            )
         self._choice("char_activation", CHAR_ACTIVATIONS)
         self._check_filters()
         if self.lstm_size < self.projection_size:

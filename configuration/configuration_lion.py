@@ -117,7 +117,11 @@ class LionConfig(BizooConfig):
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+        """hidden_size // num_attention_heads; 0 while either is not a positive int (``check`` then says which)."""
+        size, heads = self.hidden_size, self.num_attention_heads
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (size, heads)):
+            return 0
+        return size // heads
 
     def check(self) -> None:
         super().check()

@@ -24,9 +24,9 @@ def check_kwargs(model_name: str, kwargs: dict, extra_ignored: tuple = ()) -> No
         raise ValueError(f"{model_name}: output_attentions=True is not supported: this model forms no attention probabilities")
 
 
-def resolve_inputs(model_name: str, input_ids, inputs_embeds, hidden_size: int):
+def resolve_inputs(model_name: str, input_ids, inputs_embeds, hidden_size: int, size_name: str = "hidden_size"):
     """Exactly one of ``input_ids`` (B, L) and ``inputs_embeds`` (B, L, hidden_size), where hidden_size is the
-    size of the model's word embeddings; returns (B, L)."""
+    size of the model's word embeddings (the config field ``size_name``); returns (B, L)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError(f"{model_name}: pass exactly one of input_ids and inputs_embeds")
     if input_ids is not None:
@@ -42,15 +42,22 @@ def resolve_inputs(model_name: str, input_ids, inputs_embeds, hidden_size: int):
             raise ValueError(f"{model_name}: inputs_embeds must be (batch, length, {hidden_size}), got {shape}")
         if inputs_embeds.shape[-1] != hidden_size:
             raise ValueError(
-                f"{model_name}: inputs_embeds must have last dim hidden_size={hidden_size}, "
+                f"{model_name}: inputs_embeds must have last dim {size_name}={hidden_size}, "
                 f"got {tuple(inputs_embeds.shape)}"
             )
-        if not torch.isfinite(inputs_embeds).all():
-            raise ValueError(f"{model_name}: inputs_embeds contains NaN or inf")
+        check_embeds_values(model_name, inputs_embeds)
         batch, length = inputs_embeds.shape[:2]
     if batch == 0 or length == 0:
         raise ValueError(f"{model_name}: the batch is empty (batch={batch}, length={length}); nothing to encode")
     return batch, length
+
+
+def check_embeds_values(model_name: str, inputs_embeds: torch.Tensor) -> None:
+    """``inputs_embeds`` is a floating-point tensor of finite values (one reduction)."""
+    if not inputs_embeds.is_floating_point():
+        raise ValueError(f"{model_name}: inputs_embeds must be a floating-point tensor, got {inputs_embeds.dtype}")
+    if not torch.isfinite(inputs_embeds).all().item():
+        raise ValueError(f"{model_name}: inputs_embeds contains NaN or inf; allowed are finite values")
 
 
 def check_ids_in_range(model_name: str, name: str, ids: torch.Tensor, size: int, size_name: str) -> None:
@@ -68,8 +75,13 @@ def check_attention_mask(model_name: str, attention_mask, batch: int, length: in
     if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
         shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
         raise ValueError(f"{model_name}: attention_mask must have shape (batch, length) = ({batch}, {length}), got {shape}")
-    if attention_mask.dtype != torch.bool and ((attention_mask != 0) & (attention_mask != 1)).any().item():
-        raise ValueError(f"{model_name}: attention_mask must hold only 0 (padding) and 1 (real token)")
+    if attention_mask.dtype != torch.bool:
+        bad = (attention_mask != 0) & (attention_mask != 1)
+        if bad.any().item():
+            raise ValueError(
+                f"{model_name}: attention_mask must hold only 0 (padding) and 1 (real token), got "
+                f"{attention_mask[bad][0].item()}"
+            )
     return attention_mask.to(device=device, dtype=torch.long)
 
 
@@ -78,16 +90,44 @@ def check_token_type_ids(model_name: str, token_type_ids, batch: int, length: in
     for a model without token types (``type_vocab_size=0``) become None."""
     if token_type_ids is None:
         return None
-    if tuple(token_type_ids.shape) != (batch, length):
-        raise ValueError(
-            f"{model_name}: token_type_ids must have shape ({batch}, {length}), got {tuple(token_type_ids.shape)}"
-        )
+    check_token_type_ids_shape(model_name, token_type_ids, batch, length)
     if type_vocab_size == 0:
         if token_type_ids.any().item():
             raise ValueError(f"{model_name}: token_type_ids given but the model has no token types (type_vocab_size=0)")
         return None
     check_ids_in_range(model_name, "token_type_ids", token_type_ids, type_vocab_size, "type_vocab_size")
     return token_type_ids
+
+
+def check_token_type_ids_shape(model_name: str, token_type_ids, batch: int, length: int) -> None:
+    """``token_type_ids`` (None, or an integer tensor of the input's shape (batch, length)). A model without token
+    types (BiLSTM-CRF, ELMo) accepts them, since the Trainer and the collators may pass them, checks only this and
+    ignores their values."""
+    if token_type_ids is None:
+        return
+    if not isinstance(token_type_ids, torch.Tensor) or tuple(token_type_ids.shape) != (batch, length):
+        shape = tuple(token_type_ids.shape) if isinstance(token_type_ids, torch.Tensor) else type(token_type_ids)
+        raise ValueError(
+            f"{model_name}: token_type_ids must have shape (batch, length) = ({batch}, {length}), got {shape}"
+        )
+    if token_type_ids.is_floating_point() or token_type_ids.dtype == torch.bool:
+        raise ValueError(f"{model_name}: token_type_ids must be an integer tensor, got {token_type_ids.dtype}")
+
+
+def check_char_ids(model_name: str, char_ids, batch: int, length: int, char_vocab_size: int, min_width: int = 1):
+    """``char_ids`` (batch, length, width >= min_width), integer ids in [0, char_vocab_size)."""
+    if not isinstance(char_ids, torch.Tensor) or char_ids.dim() != 3 or tuple(char_ids.shape[:2]) != (batch, length):
+        shape = tuple(char_ids.shape) if isinstance(char_ids, torch.Tensor) else type(char_ids).__name__
+        raise ValueError(
+            f"{model_name}: char_ids must have shape (batch, words, max_chars) = ({batch}, {length}, C), got {shape}"
+        )
+    if char_ids.is_floating_point() or char_ids.dtype == torch.bool:
+        raise ValueError(f"{model_name}: char_ids must be an integer tensor, got {char_ids.dtype}")
+    if char_ids.shape[2] < min_width:
+        raise ValueError(
+            f"{model_name}: char_ids rows hold {char_ids.shape[2]} characters; at least {min_width} are needed"
+        )
+    check_ids_in_range(model_name, "char_ids", char_ids, char_vocab_size, "char_vocab_size")
 
 
 def check_positions(model_name: str, mask: torch.Tensor, max_positions: int) -> None:
@@ -103,9 +143,11 @@ def check_positions(model_name: str, mask: torch.Tensor, max_positions: int) -> 
 
 def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classes: int, what: str) -> None:
     """Class labels of ``shape`` in [0, num_classes) or -100 (ignored)."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{model_name}: labels must be a torch.Tensor ({what}), got {type(labels).__name__}")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"{model_name}: labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
-    if labels.is_floating_point():
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"{model_name}: labels must be integer class ids ({what}), got {labels.dtype}")
     valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))
     if not valid.all().item():
@@ -146,3 +188,22 @@ class TokenEmbeddings(nn.Module):
                 token_type_ids = torch.zeros_like(attention_mask)
             x = x + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.layer_norm(x))
+
+
+class DamagedCheckpointErrors:
+    """Mixed into each model family's ``PreTrainedModel`` base: ``from_pretrained`` of a folder whose safetensors
+    weights are truncated or corrupted raises an ``OSError`` that says so and names the folder, instead of
+    safetensors' bare "Error while deserializing header" from deep inside the loader."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except Exception as err:
+            if type(err).__name__ != "SafetensorError":  # safetensors' own error type, not imported here
+                raise
+            raise OSError(
+                f"{cls.__name__}.from_pretrained({str(pretrained_model_name_or_path)!r}): the weights file "
+                f"(model.safetensors or one of its shards) is truncated or corrupted ({err}); save or download the "
+                "checkpoint again"
+            ) from err

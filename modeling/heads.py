@@ -11,6 +11,9 @@ An encoder gives hidden states h ∈ R^{B×L×d} and an attention mask; a head t
 * Token classification: dropout → linear per token, then softmax (cross-entropy with -100 ignored) or, with
   ``use_crf=True``, a linear-chain CRF whose max-marginal scores are the logits (argmax = the Viterbi path).
 
+Labels are checked by ``check_task_labels``, which every task model calls before its encoder runs (shape, dtype and
+range per head and problem type; a CRF's tag scheme against ``id2label``): a bad label costs no forward pass.
+
 Every loss is a sum divided by ``num_items_in_batch`` when the ``Trainer`` gives it (the number of labels that are
 not -100 over the whole accumulated batch), else by the number of such labels here: gradient accumulation then
 gives the gradient of one big batch.
@@ -69,8 +72,7 @@ def masked_lm_loss_and_logits(head: MaskedLMHead, hidden, labels, config, num_it
     (N, V) for the N positions whose label is not -100, in row-major order."""
     if labels is None:
         return None, head(hidden)  # (B, L, V)
-    check_labels(model_name, labels, hidden.shape[:2], config.vocab_size, "one token id per position")
-    labels = labels.to(hidden.device)
+    labels = labels.to(hidden.device)  # checked by check_task_labels before the encoder ran
     if config.sparse_prediction:
         selected = labels != -100  # (B, L)
         logits = head(hidden[selected])  # (N, V)
@@ -137,36 +139,79 @@ class SequenceClassificationHead(nn.Module):
         return f"pooling={self.pooling!r}"
 
 
-def sequence_classification_loss(logits, labels, config, num_items_in_batch=None, model_name="model"):
-    """The loss for ``config.problem_type`` (inferred and stored on first use, as transformers does)."""
+def infer_problem_type(config, labels: torch.Tensor) -> str:
+    """``config.problem_type``, or when it is None what transformers infers (and the loss then stores on first use):
+    regression for one output, single-label for integer labels, multi-label for float ones."""
+    if config.problem_type is not None:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    return "multi_label_classification" if labels.is_floating_point() else "single_label_classification"
+
+
+def check_sequence_labels(model_name: str, labels, config, batch: int) -> None:
+    """The labels of a sequence classifier for ``config.problem_type`` (one reduction each):
+
+    * single-label: (batch,) integer class ids in [0, num_labels) or -100 (ignored);
+    * multi-label: (batch, num_labels) targets in [0, 1] (0/1, or soft targets);
+    * regression: (batch, num_labels) finite numbers ((batch,) too when num_labels is 1).
+    """
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{model_name}: labels must be a torch.Tensor, got {type(labels).__name__}")
     num_labels = config.num_labels
-    if config.problem_type is None:
-        if num_labels == 1:
-            config.problem_type = "regression"
-        elif not labels.is_floating_point():
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
-    labels = labels.to(logits.device)
-    batch = logits.shape[0]
-    if config.problem_type == "regression":
-        if labels.numel() != batch * num_labels:
+    problem_type = infer_problem_type(config, labels)
+    if problem_type == "single_label_classification":
+        if labels.dim() == 2 and labels.shape == (batch, num_labels) and num_labels > 1:
+            fix = "pass float labels or set" if config.problem_type is None else "set"
             raise ValueError(
-                f"{model_name}: regression labels must have {batch * num_labels} values (batch × num_labels), "
-                f"got shape {tuple(labels.shape)}"
+                f"{model_name}: labels of shape {tuple(labels.shape)} for problem_type='single_label_classification', "
+                f"which takes one class id per sequence, shape ({batch},); for multi-label classification {fix} "
+                "problem_type='multi_label_classification'"
             )
-        targets = labels.float().reshape(batch, num_labels)
-        loss_sum = F.mse_loss(logits.float(), targets, reduction="sum")
-        return _normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
-    if config.problem_type == "single_label_classification":
         check_labels(model_name, labels, (batch,), num_labels, "one class id per sequence")
-        loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
-        return _normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
+        return
+    if labels.dtype == torch.bool or labels.is_complex():
+        raise ValueError(
+            f"{model_name}: labels must be real numbers for problem_type={problem_type!r}, got {labels.dtype}"
+        )
+    if problem_type == "regression":
+        shapes = [(batch, num_labels)] + ([(batch,)] if num_labels == 1 else [])
+        if tuple(labels.shape) not in shapes:
+            allowed = " or ".join(str(shape) for shape in shapes)
+            raise ValueError(
+                f"{model_name}: regression labels must have shape {allowed} (batch, num_labels={num_labels}), "
+                f"got {tuple(labels.shape)}"
+            )
+        if labels.is_floating_point() and not torch.isfinite(labels).all().item():
+            raise ValueError(f"{model_name}: regression labels contain NaN or inf; allowed are finite numbers")
+        return
     if tuple(labels.shape) != (batch, num_labels):
         raise ValueError(
             f"{model_name}: multi-label labels must have shape (batch, num_labels) = ({batch}, {num_labels}), "
             f"got {tuple(labels.shape)}"
         )
+    outside = ~((labels >= 0) & (labels <= 1))  # NaN is outside too
+    if outside.any().item():
+        bad = labels[outside][0].item()
+        raise ValueError(
+            f"{model_name}: multi-label labels hold {bad}; allowed are targets in [0, 1] (1 = the label applies)"
+        )
+
+
+def sequence_classification_loss(logits, labels, config, num_items_in_batch=None, model_name="model"):
+    """The loss for ``config.problem_type`` (inferred and stored on first use, as transformers does). ``labels``
+    are checked by ``check_sequence_labels`` (``check_task_labels`` does it before the encoder runs)."""
+    num_labels = config.num_labels
+    problem_type = config.problem_type = infer_problem_type(config, labels)
+    labels = labels.to(logits.device)
+    batch = logits.shape[0]
+    if problem_type == "regression":
+        targets = labels.float().reshape(batch, num_labels)
+        loss_sum = F.mse_loss(logits.float(), targets, reduction="sum")
+        return _normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
+    if problem_type == "single_label_classification":
+        loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
+        return _normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
     targets = labels.float()
     loss_sum = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum")
     return _normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
@@ -203,13 +248,48 @@ class TokenClassificationHead(nn.Module):
         predictions = logits.argmax(-1).masked_fill(~attention_mask.bool(), -100)
         loss = None
         if labels is not None:
-            check_labels(model_name, labels, logits.shape[:2], logits.shape[-1], "one tag id per position")
-            labels = labels.to(logits.device)
+            labels = labels.to(logits.device)  # checked by check_task_labels before the encoder ran
             loss_sum = F.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
             )
             loss = _normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
         return loss, logits, predictions
+
+
+#: The tag schemes a config may name, by family (the aliases of ``bizoo.kernels.crf.constraints``).
+SCHEME_FAMILIES = {"IOB2": "BIO", "BIO": "BIO", "IOBES": "IOBES", "BIOES": "IOBES", "BILOU": "BILOU", "BIOUL": "BILOU"}
+
+
+def check_crf_labels(config) -> list[str]:
+    """The label names of a CRF head, ``id2label[0 .. num_labels-1]``, checked against ``config.tag_scheme``.
+
+    With an explicit scheme (not "auto" or "none") every label must be "O" or a prefix of that scheme with a chunk
+    type, and the set must be complete: every chunk type has the tags that open and close its chunks (B-X for an
+    I-X in BIO; B-X and E-X/L-X for IOBES/BILOU). Otherwise the scheme's constraints would name tags the label set
+    does not have, and the CRF could never predict (or train on) the tags that need them.
+    """
+    from ..kernels.crf.constraints import allowed_transitions, detect_scheme
+
+    name = type(config).__name__
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    scheme = config.tag_scheme
+    family = SCHEME_FAMILIES.get(scheme)
+    if family is None:  # "auto" or "none": the constraints come from the labels themselves
+        return labels
+    try:
+        allowed_transitions(labels, scheme)
+    except ValueError as err:
+        detail = str(err).split(": ", 1)[-1]
+        raise ValueError(f"{name}: tag_scheme={scheme!r} does not fit id2label: {detail}") from None
+    detected = detect_scheme(labels)
+    if detected != family:
+        raise ValueError(
+            f"{name}: tag_scheme={scheme!r} but id2label {labels} is not a complete {family} label set (the labels "
+            f"read as {detected!r}): a chunk type lacks the tag that opens or closes its chunks (e.g. I-X without "
+            "B-X), so the CRF's constraints name tags that do not exist; add the missing labels, or use "
+            "tag_scheme='auto' or 'none'"
+        )
+    return labels
 
 
 class LinearChainCrf(nn.Module):
@@ -249,6 +329,15 @@ class CrfTokenClassificationHead(nn.Module):
         self.classifier = nn.Linear(config.encoder_output_size, config.num_labels)
         self.crf = LinearChainCrf(config.num_labels)
         self._constraints_cache: dict = {}
+        self._checked_label_set = None
+        self.check_label_set()  # a tag scheme that contradicts the labels fails when the model is built
+
+    def check_label_set(self) -> None:
+        """``check_crf_labels`` on the config, again whenever id2label or tag_scheme changed since the last check."""
+        key = (tuple(self.config.id2label.items()), self.config.tag_scheme)
+        if key != self._checked_label_set:
+            check_crf_labels(self.config)
+            self._checked_label_set = key
 
     def constraint_scores(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """0 / -inf additions to (transitions, start, end) for the config's labels and tag scheme (cached)."""
@@ -258,6 +347,7 @@ class CrfTokenClassificationHead(nn.Module):
         scheme = self.config.tag_scheme
         key = (tuple(labels), scheme, str(device))
         if key not in self._constraints_cache:
+            self.check_label_set()  # the labels or the scheme may have changed since the model was built
             if scheme == "auto":
                 scheme = detect_scheme(labels)
             allowed = allowed_transitions(labels, scheme)
@@ -281,8 +371,7 @@ class CrfTokenClassificationHead(nn.Module):
         predictions = logits.argmax(-1).masked_fill(~mask, -100)  # the Viterbi path (ties broken towards it)
         loss = None
         if labels is not None:
-            check_labels(model_name, labels, emissions.shape[:2], emissions.shape[-1], "one tag id per position")
-            labels = labels.to(emissions.device)
+            labels = labels.to(emissions.device)  # checked by check_task_labels before the encoder ran
             log_likelihood = crf_log_likelihood(emissions, mask, transitions, start, end, labels, backend=backend)
             if not log_likelihood.is_cuda and bool((log_likelihood == float("-inf")).any()):  # no sync on a GPU
                 rows = (log_likelihood == float("-inf")).nonzero().flatten().tolist()
@@ -293,6 +382,46 @@ class CrfTokenClassificationHead(nn.Module):
                 )
             loss = _normalised_sum(-log_likelihood.sum(), ((labels != -100) & mask).sum(), num_items_in_batch)
         return loss, logits, predictions
+
+
+def input_shape(input_ids=None, inputs_embeds=None, char_ids=None) -> tuple[int, int] | None:
+    """(batch, length) of a model's input, read from the first of ``input_ids`` (B, L), ``inputs_embeds`` (B, L, d)
+    and ``char_ids`` (B, L, C) that has that form; None when none has (the encoder then reports the bad input)."""
+    for tensor, dims in ((input_ids, 2), (inputs_embeds, 3), (char_ids, 3)):
+        if isinstance(tensor, torch.Tensor) and tensor.dim() == dims:
+            return tuple(tensor.shape[:2])
+    return None
+
+
+def check_task_labels(model, task: str, labels, input_ids=None, inputs_embeds=None, char_ids=None) -> None:
+    """Check a task model's ``labels`` against its input's shape and its label set BEFORE the encoder runs, so that
+    a bad label costs no forward pass and never reaches a device kernel. ``task``:
+
+    * "masked_lm": (batch, length) token ids in [0, vocab_size) or -100;
+    * "bilm": (batch, length) word ids in [0, vocab_size) or -100 (ELMo's forward and backward LM);
+    * "token": (batch, length) tag ids in [0, num_labels) or -100 (and a CRF head's tag scheme must still fit
+      id2label, labels or not);
+    * "sequence": by ``problem_type``, see ``check_sequence_labels``.
+    """
+    if task == "token" and isinstance(getattr(model, "classifier", None), CrfTokenClassificationHead):
+        model.classifier.check_label_set()
+    if labels is None:
+        return
+    shape = input_shape(input_ids, inputs_embeds, char_ids)
+    if shape is None:
+        return  # a malformed input: the encoder's own checks name it
+    name, config = type(model).__name__, model.config
+    batch, length = shape
+    if task == "sequence":
+        check_sequence_labels(name, labels, config, batch)
+    elif task == "token":
+        check_labels(name, labels, (batch, length), config.num_labels, "one tag id per position")
+    elif task == "masked_lm":
+        check_labels(name, labels, (batch, length), config.vocab_size, "one token id per position")
+    elif task == "bilm":
+        check_labels(name, labels, (batch, length), config.vocab_size, "one word id per position")
+    else:
+        raise ValueError(f"check_task_labels: task must be 'masked_lm', 'bilm', 'token' or 'sequence', got {task!r}")
 
 
 def init_head_weights(module: nn.Module, config) -> None:

@@ -43,6 +43,7 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, Seque
 from ..configuration.configuration_bigs import BiGSConfig
 from ..kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
 from .common import (
+    DamagedCheckpointErrors,
     TokenEmbeddings,
     check_attention_mask,
     check_ids_in_range,
@@ -55,6 +56,7 @@ from .heads import (
     MaskedLMHead,
     SequenceClassificationHead,
     TokenClassifierOutputWithPath,
+    check_task_labels,
     init_head_weights,
     masked_lm_output,
     real_mask,
@@ -125,7 +127,7 @@ class BiGSLayer(GradientCheckpointingLayer):
         return hidden + self.do(self.act(self.dol(mixed)) * v)
 
 
-class BiGSPreTrainedModel(PreTrainedModel):
+class BiGSPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
     config_class = BiGSConfig
     config: BiGSConfig
     base_model_prefix = "bigs"
@@ -294,6 +296,7 @@ class BiGSForMaskedLM(BiGSPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None, labels=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds)
         out = self.bigs(input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         return masked_lm_output(self, out.last_hidden_state, out, labels, num_items, return_dict)
 
@@ -311,6 +314,7 @@ class BiGSForSequenceClassification(BiGSPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None, labels=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "sequence", labels, input_ids, inputs_embeds)
         out = self.bigs(input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
@@ -330,6 +334,7 @@ class BiGSForTokenClassification(BiGSPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None, labels=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "token", labels, input_ids, inputs_embeds)
         out = self.bigs(input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)

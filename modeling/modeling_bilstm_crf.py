@@ -22,11 +22,20 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, Seque
 
 from ..configuration.configuration_bilstm_crf import BiLstmCrfConfig
 from ..kernels.lstm import bilstm
-from .common import check_attention_mask, check_ids_in_range, check_kwargs, resolve_inputs
+from .common import (
+    DamagedCheckpointErrors,
+    check_attention_mask,
+    check_char_ids,
+    check_ids_in_range,
+    check_kwargs,
+    check_token_type_ids_shape,
+    resolve_inputs,
+)
 from .heads import (
     MaskedLMHead,
     SequenceClassificationHead,
     TokenClassifierOutputWithPath,
+    check_task_labels,
     init_head_weights,
     masked_lm_output,
     real_mask,
@@ -136,7 +145,7 @@ class BiLstmLayer(GradientCheckpointingLayer):
         return self.dropout(run_bilstm(self.lstm, hidden, mask, self.config.kernel_backend))  # (B, L, 2H)
 
 
-class BiLstmCrfPreTrainedModel(PreTrainedModel):
+class BiLstmCrfPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
     config_class = BiLstmCrfConfig
     config: BiLstmCrfConfig
     base_model_prefix = "bilstm"
@@ -197,23 +206,20 @@ class BiLstmCrfModel(BiLstmCrfPreTrainedModel):
         check_kwargs(name, kwargs, extra_ignored=("token_type_ids",))
         self.config.check()
         config = self.config
-        batch, length = resolve_inputs(name, input_ids, inputs_embeds, config.word_embedding_size)
+        embedding_size = config.word_embedding_size
+        batch, length = resolve_inputs(name, input_ids, inputs_embeds, embedding_size, "word_embedding_size")
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if input_ids is not None:
             check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
         mask = check_attention_mask(name, attention_mask, batch, length, device)  # (B, L) long
+        check_token_type_ids_shape(name, kwargs.get("token_type_ids"), batch, length)
         if config.char_encoder != "none":
             if char_ids is None:
                 raise ValueError(
                     f"{name}: char_ids (batch, words, max_chars) are required with char_encoder={config.char_encoder!r}; "
                     "the word+character tokenizer returns them"
                 )
-            if char_ids.dim() != 3 or tuple(char_ids.shape[:2]) != (batch, length):
-                raise ValueError(
-                    f"{name}: char_ids must have shape (batch, words, max_chars) = ({batch}, {length}, C), "
-                    f"got {tuple(char_ids.shape)}"
-                )
-            check_ids_in_range(name, "char_ids", char_ids, config.char_vocab_size, "char_vocab_size")
+            check_char_ids(name, char_ids, batch, length, config.char_vocab_size)
             char_ids = char_ids.to(device)
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = config.return_dict if return_dict is None else return_dict
@@ -251,6 +257,7 @@ class BiLstmCrfForTokenClassification(BiLstmCrfPreTrainedModel):
         **kwargs,
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
@@ -279,6 +286,7 @@ class BiLstmCrfForSequenceClassification(BiLstmCrfPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "sequence", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
@@ -315,6 +323,7 @@ class BiLstmCrfForMaskedLM(BiLstmCrfPreTrainedModel):
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         return masked_lm_output(self, out.last_hidden_state, out, labels, num_items, return_dict)
 

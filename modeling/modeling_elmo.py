@@ -35,12 +35,20 @@ from transformers.utils import ModelOutput
 
 from ..configuration.configuration_elmo import ElmoConfig
 from ..kernels.lstm import bilstm, reading_orders
-from .common import check_attention_mask, check_ids_in_range, check_kwargs, check_labels
+from .common import (
+    DamagedCheckpointErrors,
+    check_attention_mask,
+    check_embeds_values,
+    check_ids_in_range,
+    check_kwargs,
+    check_token_type_ids_shape,
+)
 from .heads import (
     MaskedLMHead,
     SequenceClassificationHead,
     TokenClassifierOutputWithPath,
     _normalised_sum,
+    check_task_labels,
     init_head_weights,
     masked_lm_output,
     sequence_classification_output,
@@ -398,7 +406,7 @@ class ElmoBidirectionalLMOutput(ModelOutput):
     final_states: tuple[torch.FloatTensor, torch.FloatTensor] | None = None
 
 
-class ElmoPreTrainedModel(PreTrainedModel):
+class ElmoPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
     config_class = ElmoConfig
     config: ElmoConfig
     base_model_prefix = "elmo"
@@ -519,6 +527,11 @@ class ElmoModel(ElmoPreTrainedModel):
                 f"max_characters_per_token={config.max_characters_per_token}"
             )
         check_ids_in_range(name, "char_ids", char_ids, config.char_vocab_size, "char_vocab_size")
+        if input_ids is not None and inputs_embeds is not None:
+            raise ValueError(
+                f"{name}: pass at most one of input_ids and inputs_embeds (ELMo encodes char_ids; neither enters "
+                "the representation)"
+            )
         if input_ids is not None:
             if not isinstance(input_ids, torch.Tensor) or tuple(input_ids.shape) != (batch, length):
                 shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
@@ -533,6 +546,7 @@ class ElmoModel(ElmoPreTrainedModel):
             if not isinstance(inputs_embeds, torch.Tensor) or tuple(inputs_embeds.shape) != expected:
                 shape = tuple(inputs_embeds.shape) if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds)
                 raise ValueError(f"{name}: inputs_embeds must have shape {expected}, got {shape}")
+            check_embeds_values(name, inputs_embeds)
         return batch, length
 
     def _check_states(self, name: str, states, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -577,6 +591,7 @@ class ElmoModel(ElmoPreTrainedModel):
         self.config.check()
         config = self.config
         batch, length = self._check_inputs(name, input_ids, char_ids, inputs_embeds)
+        check_token_type_ids_shape(name, kwargs.get("token_type_ids"), batch, length)
         device = self.char_encoder.char_embeddings.weight.device
         char_ids = char_ids.to(device)
         if attention_mask is not None:
@@ -586,13 +601,14 @@ class ElmoModel(ElmoPreTrainedModel):
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = config.return_dict if return_dict is None else return_dict
 
+        if initial_states is not None:
+            initial_states = self._check_states(name, initial_states, batch, device)
+
         keep = mask.bool()  # (B, L)
         tokens = self.char_encoder(char_ids[keep])  # (N, P): the real words only
         token_layer = tokens.new_zeros(batch, length, tokens.shape[-1])
         token_layer[keep] = tokens  # (B, L, P)
 
-        if initial_states is not None:
-            initial_states = self._check_states(name, initial_states, batch, device)
         hidden = torch.cat([token_layer, token_layer], dim=-1)  # (B, L, 2P) layer 0 = [x | x]
         layers, final_h, final_c = [hidden], [], []
         for j, layer in enumerate(self.layers):
@@ -666,8 +682,8 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> ElmoBidirectionalLMOutput | tuple:
-        name = type(self).__name__
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "bilm", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         top = self.dropout(out.top_layer)  # (B, L, 2P)
         P = self.config.projection_size
@@ -678,8 +694,7 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
             result.backward_logits = self.lm_head(backward_states)
         else:
             batch, length = top.shape[:2]
-            check_labels(name, labels, (batch, length), self.config.vocab_size, "one word id per position")
-            labels = labels.to(top.device)
+            labels = labels.to(top.device)  # checked by check_task_labels before the encoder ran
             keep = _mask_of(self.elmo, char_ids, attention_mask, top).bool()
             orders, lengths = reading_orders(keep, batch, length, top.device)  # (2, B, L), (B,)
             order = orders[0]  # (B, L): the real tokens of each row first, in order
@@ -743,6 +758,7 @@ class ElmoForMaskedLM(ElmoPreTrainedModel):
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         return masked_lm_output(self, out.elmo_representations[0], out, labels, num_items, return_dict)
 
@@ -769,6 +785,7 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "sequence", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         mixed = out.elmo_representations[0]
         mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
@@ -802,6 +819,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         **kwargs,
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         mixed = out.elmo_representations[0]
         mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)

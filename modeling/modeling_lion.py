@@ -21,6 +21,7 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, Seque
 from ..configuration.configuration_lion import LionConfig
 from ..kernels.lion import lion_attention
 from .common import (
+    DamagedCheckpointErrors,
     TokenEmbeddings,
     check_attention_mask,
     check_ids_in_range,
@@ -33,6 +34,7 @@ from .heads import (
     MaskedLMHead,
     SequenceClassificationHead,
     TokenClassifierOutputWithPath,
+    check_task_labels,
     init_head_weights,
     masked_lm_output,
     real_mask,
@@ -57,7 +59,9 @@ LionEmbeddings = TokenEmbeddings  # word + learned position + token type, LayerN
 def feature_map(x: torch.Tensor, kind: str) -> torch.Tensor:
     """φ applied to q and k, per head: elu(x)+1, L2-normalised silu(x)+0.5, or identity."""
     if kind == "elu1":
-        return F.elu(x) + 1.0
+        # elu(x) + 1 = x + 1 (x > 0), exp(x) (x <= 0); formed as (exp(x) - 1) + 1 it cancels to exactly 0 below
+        # x ≈ -17 in fp32 (-6 in bf16), and a query of zeros makes the row-sum normaliser 0/0.
+        return torch.where(x > 0, x + 1.0, torch.exp(torch.clamp(x, max=0.0)))
     if kind == "silu_norm":
         r = F.silu(x) + 0.5  # > 0.22 everywhere
         return r / r.norm(dim=-1, keepdim=True)
@@ -207,7 +211,7 @@ class LionLayer(GradientCheckpointingLayer):
         return self.ffn_layer_norm(hidden + self.dropout(self.feed_forward(hidden)))
 
 
-class LionPreTrainedModel(PreTrainedModel):
+class LionPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
     config_class = LionConfig
     config: LionConfig
     base_model_prefix = "lion"
@@ -340,6 +344,7 @@ class LionForMaskedLM(LionPreTrainedModel):
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds)
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
@@ -367,6 +372,7 @@ class LionForSequenceClassification(LionPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "sequence", labels, input_ids, inputs_embeds)
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
@@ -397,6 +403,7 @@ class LionForTokenClassification(LionPreTrainedModel):
         **kwargs,
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        check_task_labels(self, "token", labels, input_ids, inputs_embeds)
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )

@@ -56,6 +56,12 @@ A [MASK] written in the text is the mask token (for fill-mask), not a special po
 to ``input_ids``, on either side, with all-zero rows. ``ids_to_char_ids`` gives the character rows of vocabulary ids:
 a masked-LM collator that replaces words must replace their character rows too, or the characters give the word away.
 
+Bad arguments are a ``ValueError`` that names them: the options, a vocabulary whose ids are not 0..n-1 (or lacks the
+special tokens, or repeats one), an empty batch, pre-tokenised input that is not words. ``from_pretrained`` of a
+folder checks tokenizer.json (the word vocabulary) and tokenizer_config.json (the options and the character
+vocabulary) first: a missing, truncated or foreign file is a ``ValueError`` naming it, never a tokenizer of the special
+tokens only.
+
 The class is registered with ``AutoTokenizer`` per config class by ``register_auto_tokenizer``; until then
 ``AutoTokenizer.from_pretrained`` on a saved folder does not know the class and silently falls back to a plain fast
 tokenizer without ``char_ids`` (``WordCharTokenizerFast.from_pretrained`` always works).
@@ -63,8 +69,11 @@ tokenizer without ``char_ids`` (``WordCharTokenizerFast.from_pretrained`` always
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -156,6 +165,49 @@ def _check_char_vocab(char_vocab) -> dict[str, int]:
     return dict(char_vocab)
 
 
+def _check_vocab(vocab) -> None:
+    """word -> id with the ids 0..n-1, each once (one embedding row per id)."""
+    for word, index in vocab.items():
+        if not isinstance(word, str) or not word or not isinstance(index, int) or isinstance(index, bool):
+            raise ValueError(f"vocab must map words (non-empty str) to integer ids, got {word!r}: {index!r}")
+    ids = set(vocab.values())
+    if len(ids) != len(vocab) or min(ids) < 0 or max(ids) != len(vocab) - 1:
+        raise ValueError(
+            f"vocab ids must be 0..{len(vocab) - 1}, each used once (one embedding row per id), got ids from "
+            f"{min(ids)} to {max(ids)} for {len(vocab)} words"
+        )
+
+
+def _check_saved_folder(folder: Path) -> None:
+    """A folder that ``save_pretrained`` wrote: tokenizer.json holds the word vocabulary (a WordLevel model) and
+    tokenizer_config.json the options and the character vocabulary, both readable JSON objects."""
+    for filename in ("tokenizer.json", "tokenizer_config.json"):
+        path = folder / filename
+        if not path.is_file():
+            raise ValueError(
+                f"WordCharTokenizerFast: {path} is missing; a saved tokenizer folder holds tokenizer.json (the word "
+                "vocabulary) and tokenizer_config.json (the options and the character vocabulary), as "
+                "save_pretrained writes them"
+            )
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(
+                f"WordCharTokenizerFast: {path} is not valid JSON ({err}); the file is damaged: save the tokenizer "
+                "again"
+            ) from None
+        if not isinstance(content, dict):
+            raise ValueError(f"WordCharTokenizerFast: {path} must hold a JSON object, got {type(content).__name__}")
+        if filename == "tokenizer.json":
+            model = content.get("model")
+            kind = model.get("type") if isinstance(model, dict) else None
+            if kind != "WordLevel" or not isinstance(model.get("vocab"), dict):
+                raise ValueError(
+                    f"WordCharTokenizerFast: {path} must hold a word vocabulary (a 'WordLevel' model with a vocab), "
+                    f"got model type {kind!r}: it was not written by a WordCharTokenizerFast"
+                )
+
+
 class WordCharTokenizerFast(PreTrainedTokenizerFast):
     """Word ids and character ids, for models that read words and their characters (BiLSTM-CRF, ELMo).
 
@@ -195,37 +247,24 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
         eos_token: str | None = None,
         **kwargs,
     ):
-        _check_options(char_scheme, max_word_length, lowercase, digits_to_zero, add_sentence_boundaries)
-        if char_scheme == "bilm" and char_vocab is not None:
-            raise ValueError("char_vocab must be None with char_scheme='bilm' (its character ids are fixed)")
-        if add_sentence_boundaries:
+        source = kwargs.get("name_or_path")  # set when from_pretrained loads a folder
+        if add_sentence_boundaries is True:
             bos_token = BOS if bos_token is None else bos_token
             eos_token = EOS if eos_token is None else eos_token
-        specials = [str(pad_token), str(unk_token), str(mask_token)]
-        if add_sentence_boundaries:
-            specials += [str(bos_token), str(eos_token)]
-        if vocab is None:
-            vocab = {token: index for index, token in enumerate(specials)}
-        if isinstance(vocab, (list, tuple)):
-            vocab = {token: index for index, token in enumerate(vocab)}
-        if not isinstance(vocab, dict):
-            raise ValueError(f"vocab must be a dict of word -> id, got {type(vocab).__name__}")
-        if vocab.get(str(pad_token)) != 0 or vocab.get(str(unk_token)) != 1:
-            raise ValueError(
-                f"vocab must map {pad_token!r} to 0 and {unk_token!r} to 1, got {vocab.get(str(pad_token))!r} and "
-                f"{vocab.get(str(unk_token))!r}"
-            )
-        missing = [token for token in specials if token not in vocab]
-        if missing:
-            raise ValueError(f"vocab lacks the special tokens {missing}")
-        if char_scheme == "vocab":
-            if char_vocab is None and not set(vocab) <= set(specials):
+        try:
+            if source and vocab is None:
                 raise ValueError(
-                    "char_scheme='vocab' needs a char_vocab; build the tokenizer with WordCharTokenizerFast.from_words"
+                    "it has no tokenizer.json (the word vocabulary); save the tokenizer with save_pretrained"
                 )
-            if char_vocab is None:  # a tokenizer of the special tokens only
-                char_vocab = {char: index for index, char in enumerate(RESERVED_CHARS)}
-            char_vocab = _check_char_vocab(char_vocab)
+            vocab, char_vocab = self._checked_vocabularies(
+                vocab, char_vocab, char_scheme, max_word_length, lowercase, digits_to_zero, add_sentence_boundaries,
+                [pad_token, unk_token, mask_token] + ([bos_token, eos_token] if add_sentence_boundaries else []),
+                kwargs.get("model_max_length"),
+            )
+        except ValueError as err:
+            if source:
+                raise ValueError(f"WordCharTokenizerFast: the tokenizer saved in {source} is invalid: {err}") from None
+            raise
 
         self.lowercase = lowercase
         self.digits_to_zero = digits_to_zero
@@ -258,6 +297,59 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
     # ------------------------------------------------------------------------------------------------------------
     # Construction
     # ------------------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked_vocabularies(
+        vocab, char_vocab, char_scheme, max_word_length, lowercase, digits_to_zero, add_sentence_boundaries,
+        special_tokens, model_max_length,
+    ) -> tuple[dict[str, int], dict[str, int] | None]:
+        """(vocab, char_vocab) after checking every constructor argument; ``ValueError`` names the bad one."""
+        _check_options(char_scheme, max_word_length, lowercase, digits_to_zero, add_sentence_boundaries)
+        if model_max_length is not None:
+            _check_int("model_max_length", model_max_length, 1)
+        if char_scheme == "bilm" and char_vocab is not None:
+            raise ValueError("char_vocab must be None with char_scheme='bilm' (its character ids are fixed)")
+        specials = [str(token) for token in special_tokens]
+        if len(set(specials)) != len(specials):
+            raise ValueError(f"the special tokens (pad, unk, mask[, bos, eos]) must be distinct, got {specials}")
+        pad_token, unk_token = specials[0], specials[1]
+        if vocab is None:
+            vocab = {token: index for index, token in enumerate(specials)}
+        if isinstance(vocab, (list, tuple)):
+            vocab = {token: index for index, token in enumerate(vocab)}
+        if not isinstance(vocab, dict):
+            raise ValueError(f"vocab must be a dict of word -> id, got {type(vocab).__name__}")
+        if vocab.get(pad_token) != 0 or vocab.get(unk_token) != 1:
+            raise ValueError(
+                f"vocab must map {pad_token!r} to 0 and {unk_token!r} to 1, got {vocab.get(pad_token)!r} and "
+                f"{vocab.get(unk_token)!r}"
+            )
+        missing = [token for token in specials if token not in vocab]
+        if missing:
+            raise ValueError(f"vocab lacks the special tokens {missing}")
+        _check_vocab(vocab)
+        if char_scheme == "vocab":
+            if char_vocab is None and not set(vocab) <= set(specials):
+                raise ValueError(
+                    "char_scheme='vocab' needs a char_vocab; build the tokenizer with WordCharTokenizerFast.from_words"
+                )
+            if char_vocab is None:  # a tokenizer of the special tokens only
+                char_vocab = {char: index for index, char in enumerate(RESERVED_CHARS)}
+            char_vocab = _check_char_vocab(char_vocab)
+        return vocab, char_vocab
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *init_inputs, **kwargs):
+        """``PreTrainedTokenizerFast.from_pretrained``; a local folder is checked first, so that a missing or damaged
+        tokenizer.json or tokenizer_config.json is a ``ValueError`` naming the file (not a tokenizer of the special
+        tokens only, or a bare JSON error)."""
+        source = pretrained_model_name_or_path
+        if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+            folder = Path(source)
+            if kwargs.get("subfolder"):
+                folder = folder / kwargs["subfolder"]
+            _check_saved_folder(folder)
+        return super().from_pretrained(pretrained_model_name_or_path, *init_inputs, **kwargs)
 
     @staticmethod
     def _template(boundaries: bool, bos, eos, vocab: dict[str, int]) -> processors.TemplateProcessing:
@@ -301,6 +393,11 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
         """
         if isinstance(words_or_sentences, (str, bytes)):
             raise TypeError("words_or_sentences must be an iterable of texts or of word lists, not a single string")
+        if not isinstance(words_or_sentences, Iterable):
+            raise TypeError(
+                f"words_or_sentences must be an iterable of texts or of word lists, got "
+                f"{type(words_or_sentences).__name__}"
+            )
         _check_int("min_frequency", min_frequency, 1)
         _check_int("model_max_length", model_max_length, 1)
         _check_options(char_scheme, max_word_length, lowercase, digits_to_zero, add_sentence_boundaries)
@@ -332,6 +429,11 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
             for char in word:
                 char_counts[char] += count
         kept = [word for word, count in word_counts.items() if count >= min_frequency and word not in specials]
+        if not kept:
+            raise ValueError(
+                f"no word occurs min_frequency={min_frequency} times (the most frequent occurs "
+                f"{max(word_counts.values())} times); lower min_frequency or give more training data"
+            )
         ranked = sorted(kept, key=lambda word: (-word_counts[word], word))
         if max_vocab_size is not None:
             ranked = ranked[: max_vocab_size - len(specials)]
@@ -385,6 +487,8 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
 
     def word_to_char_ids(self, word: str) -> list[int]:
         """The character row of ``word`` (its original spelling): ``max_word_length`` ids."""
+        if not isinstance(word, str):
+            raise ValueError(f"word_to_char_ids: word must be a str, got {type(word).__name__}")
         width = self.max_word_length
         if self.char_scheme == "bilm":
             data = word.encode("utf-8", "ignore")[: width - 2]
@@ -401,8 +505,14 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
         """The character rows of vocabulary ids, spelled as the vocabulary holds them (normalised): what a masked-LM
         collator puts where it replaced words. [PAD] gives a zero row; [MASK], <S>, </S> their own rows."""
         rows = []
+        size = len(self)
         for token_id in ids:
-            token_id = int(token_id)
+            if hasattr(token_id, "item") and getattr(token_id, "ndim", None) == 0:  # a 0-d tensor, a numpy scalar
+                token_id = token_id.item()
+            if isinstance(token_id, bool) or not isinstance(token_id, int):
+                raise ValueError(f"ids_to_char_ids: ids must be integer token ids, got {token_id!r}")
+            if not 0 <= token_id < size:
+                raise ValueError(f"token id {token_id} is not in the vocabulary (ids 0..{size - 1})")
             if token_id in self._special_char_rows:
                 rows.append(list(self._special_char_rows[token_id]))
             elif token_id == self.pad_token_id:
@@ -442,9 +552,31 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
     # Encoding and padding
     # ------------------------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_text(name: str, text, pretokenized: bool) -> None:
+        """An empty batch, or pre-tokenised input that is not words (str), is a ``ValueError`` naming it."""
+        if not pretokenized:
+            if isinstance(text, (list, tuple)) and not text:
+                raise ValueError(f"{name} is an empty batch: give at least one text")
+            return
+
+        def words(item) -> bool:
+            return isinstance(item, (list, tuple)) and all(isinstance(word, str) for word in item)
+
+        if words(text) or (isinstance(text, (list, tuple)) and text and all(words(item) for item in text)):
+            return
+        shown = repr(text) if len(repr(text)) <= 60 else repr(text)[:57] + "..."
+        raise ValueError(
+            f"with is_split_into_words=True, {name} must be a list of words (str) or a batch of such lists, got "
+            f"{shown}"
+        )
+
     def _encode_plus(self, text, text_pair=None, **kwargs):
         pretokenized = bool(kwargs.get("is_split_into_words", False))
         return_tensors = kwargs.get("return_tensors")
+        self._check_text("text", text, pretokenized)
+        if text_pair is not None:
+            self._check_text("text_pair", text_pair, pretokenized)
         if pretokenized:
             batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
         else:
