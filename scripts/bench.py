@@ -2157,10 +2157,37 @@ RUNNERS = {"lion": run_lion, "lion-crossover": run_crossover, "lion-model": run_
            "crf": run_crf, "lstm": run_lstm, "bigs": run_bigs, "bigs-model": run_bigs_model}
 
 
+def check_common_arguments(args: argparse.Namespace) -> None:
+    """The options several benchmarks share, checked before anything is measured: ``ValueError`` (exit code 2)
+    naming the option and what is allowed."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1 (or left out for torch's default), got {threads}")
+    for option in ("warmup", "warmup_steps"):
+        value = getattr(args, option, None)
+        if value is not None and value < 0:
+            raise ValueError(f"--{option.replace('_', '-')} must be >= 0, got {value}")
+    if args.op == "lion-forms" and args.batch < 2:
+        raise ValueError(f"--batch must be >= 2 (a right- and a left-padded row), got {args.batch}")
+    for option in ("json", "plot"):
+        path = getattr(args, option, None)
+        if path is None:
+            continue
+        folder = Path(path).parent
+        if not str(path).strip() or Path(path).is_dir():
+            raise ValueError(f"--{option} must name a file to write, got {path!r}")
+        if not folder.is_dir():
+            raise ValueError(f"--{option} {path!r}: its folder {str(folder)!r} does not exist")
+
+
 def run(args: argparse.Namespace) -> int:
     from .common import run_command
 
-    return run_command(f"{PROG} {args.op}", lambda: RUNNERS[args.op](args))
+    def body() -> int:
+        check_common_arguments(args)
+        return RUNNERS[args.op](args)
+
+    return run_command(f"{PROG} {args.op}", body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -275,18 +275,23 @@ def load_glue_split(task: str, data_dir: PathLike, split: str) -> list[dict[str,
 
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if split_key in spec.positional_splits and spec.positions is not None:
-            s1, s2, label = spec.positions
-            if not labelled:
-                label = None
-        else:
-            header = next(reader, None)
-            if header is None:
-                raise ValueError(f"{path} is empty: expected a header line and one {spec.name} example per line")
-            s1, s2, label = _column_indices(spec, header, labelled, path)
-        needed = 1 + max(i for i in (s1, s2, label) if i is not None)
-        examples = [_glue_example(spec, row, (s1, s2, label), needed, f"{path}, line {reader.line_num}")
-                    for row in reader if row]
+        try:
+            if split_key in spec.positional_splits and spec.positions is not None:
+                s1, s2, label = spec.positions
+                if not labelled:
+                    label = None
+            else:
+                header = next(reader, None)
+                if header is None:
+                    raise ValueError(f"{path} is empty: expected a header line and one {spec.name} example per line")
+                s1, s2, label = _column_indices(spec, header, labelled, path)
+            needed = 1 + max(i for i in (s1, s2, label) if i is not None)
+            examples = [_glue_example(spec, row, (s1, s2, label), needed, f"{path}, line {reader.line_num}")
+                        for row in reader if row]
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{path} is not UTF-8 text ({err.reason}); GLUE files are UTF-8 tab-separated text"
+            ) from None
     if not examples:
         raise ValueError(f"{path} holds no examples: expected one {spec.name} example per line")
     return examples
@@ -371,21 +376,24 @@ def read_conll(path: PathLike) -> list[tuple[list[str], list[str]]]:
     sentences: list[tuple[list[str], list[str]]] = []
     words: list[str] = []
     tags: list[str] = []
-    with open(file, encoding="utf-8") as f:  # universal newlines: \r\n is read as \n
-        for number, line in enumerate(f, start=1):
-            columns = line.split()
-            if not columns or columns[0] == "-DOCSTART-":
-                if words:
-                    sentences.append((words, tags))
-                    words, tags = [], []
-                continue
-            if len(columns) < 2:
-                raise ValueError(
-                    f"{file}, line {number}: expected at least 2 whitespace-separated columns (word ... tag), "
-                    f"found 1: {line.rstrip()!r}"
-                )
-            words.append(columns[0])
-            tags.append(columns[-1])
+    try:
+        with open(file, encoding="utf-8") as f:  # universal newlines: \r\n is read as \n
+            for number, line in enumerate(f, start=1):
+                columns = line.split()
+                if not columns or columns[0] == "-DOCSTART-":
+                    if words:
+                        sentences.append((words, tags))
+                        words, tags = [], []
+                    continue
+                if len(columns) < 2:
+                    raise ValueError(
+                        f"{file}, line {number}: expected at least 2 whitespace-separated columns (word ... tag), "
+                        f"found 1: {line.rstrip()!r}"
+                    )
+                words.append(columns[0])
+                tags.append(columns[-1])
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file} is not UTF-8 text ({err.reason}); expected a CoNLL text file") from None
     if words:
         sentences.append((words, tags))
     if not sentences:

@@ -222,9 +222,24 @@ def _evaluate_all(args: argparse.Namespace) -> int:
             raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
     if not args.glue_dir and not args.conll_dir:
         raise CommandError("nothing to evaluate on: pass --glue-dir and/or --conll-dir")
+    if args.tasks and not args.glue_dir:
+        raise CommandError("--tasks picks GLUE tasks of --glue-dir: pass --glue-dir too")
+    output = Path(args.output_dir)
+    if not str(args.output_dir).strip() or (output.exists() and not output.is_dir()):
+        raise CommandError(f"--output-dir {args.output_dir!r} must be a folder (new or existing), not a file")
     tasks, skipped = glue_tasks(Path(args.glue_dir), args.tasks) if args.glue_dir else ([], [])
-    if args.conll_dir and not (Path(args.conll_dir) / "train.txt").is_file():
-        raise CommandError(f"--conll-dir {args.conll_dir!r} holds no train.txt")
+    if args.glue_dir and not tasks:
+        found = f" (without a train.tsv and a dev file: {', '.join(skipped)})" if skipped else ""
+        raise CommandError(
+            f"--glue-dir {args.glue_dir!r} holds no GLUE task to run{found}: expected folders such as SST-2/ or "
+            "RTE/ holding train.tsv and dev.tsv"
+        )
+    if args.conll_dir:
+        if not Path(args.conll_dir).is_dir():
+            raise CommandError(f"--conll-dir {args.conll_dir!r} does not exist or is not a folder")
+        for name in ("train.txt", "valid.txt"):
+            if not (Path(args.conll_dir) / name).is_file():
+                raise CommandError(f"--conll-dir {args.conll_dir!r} holds no {name} (CoNLL-2003: train.txt, valid.txt)")
     for task in skipped:
         print(f"{PROG}: GLUE {task} has no train.tsv (or no dev file) in {args.glue_dir}: skipped")
     out = Path(args.output_dir)

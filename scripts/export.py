@@ -46,7 +46,7 @@ from transformers import AutoModel, AutoModelForPreTraining, AutoTokenizer, PreT
 import bizoo
 
 from ..modeling.tokenization_wordchar import WordCharTokenizerFast
-from .common import CommandError, check_output_dir, read_results, run_command, staged_output_dir
+from .common import CommandError, atomic_write_text, check_output_dir, read_results, run_command, staged_output_dir
 
 PROG = "bizoo export"
 PACKAGE = "bizoo"
@@ -720,7 +720,7 @@ def _write_code(folder: Path, sources: dict[str, str]) -> None:
 
 
 def _write_card(folder: Path, card: str) -> None:
-    (folder / "README.md").write_text(card, encoding="utf-8")
+    atomic_write_text(folder / "README.md", card)
 
 
 def write_checkpoint_card(folder: str | Path, model, tokenizer) -> None:

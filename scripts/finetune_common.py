@@ -24,7 +24,6 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from .common import (
     move_into,
     parse_model_config,
     run_command,
+    staging_dir,
     variant_fields,
 )
 
@@ -308,6 +308,17 @@ def prepare_model(
     from transformers import AutoConfig, set_seed
 
     source = resolve_model_source(args, task_config)
+    if getattr(args, "vocab_size", None) is not None:
+        if not source.from_scratch:
+            raise CommandError(
+                f"--vocab-size sizes the tokenizer built for a model trained from scratch; the checkpoint "
+                f"{source.name_or_path!r} comes with its own (or pass --tokenizer)"
+            )
+        if args.tokenizer:
+            raise CommandError("--vocab-size sizes a tokenizer built from the training text, --tokenizer names a "
+                               "ready one: pass only one")
+        if args.vocab_size < MIN_VOCAB_SIZE:
+            raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {args.vocab_size}")
     if getattr(args, "word_vectors", None):
         if not source.from_scratch:
             raise CommandError("--word-vectors initialises a model trained from scratch; the checkpoint has its own")
@@ -451,7 +462,7 @@ def save_final(prepared: PreparedModel, results: dict[str, Any], log_history: li
     folder beside the output folder, then move them in (checkpoints stay). Returns the output folder."""
     output_dir = prepared.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.final-", dir=output_dir.parent))
+    staging = staging_dir(output_dir, "final")
     try:
         prepared.model.save_pretrained(str(staging))
         prepared.tokenizer.save_pretrained(str(staging))

@@ -176,6 +176,12 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Sentences], list[str],
     if not data_dir.is_dir():
         raise CommandError(f"--data-dir {str(data_dir)!r} does not exist or is not a folder")
     train_path, eval_path = data_dir / args.train_file, data_dir / args.eval_file
+    for option, name, path in (("--train-file", args.train_file, train_path),
+                               ("--eval-file", args.eval_file, eval_path)):
+        if not path.exists():
+            raise CommandError(
+                f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt)"
+            )
     splits = {"train": read_conll(train_path), "eval": read_conll(eval_path)}
     labels = conll_label_list(splits["train"])
     check_eval_tags(labels, splits["eval"], eval_path)

@@ -2,24 +2,25 @@
 
     python -m bizoo.scripts.gpu_check OUT_DIR [--quick] [--skip-tests] [--budget SECONDS]
 
-The device command: `pip install --no-deps --no-build-isolation -e . && python -m bizoo.scripts.gpu_check $OUT`.
+The command on a GPU machine: `python -m pip install --no-deps --no-build-isolation -e . && python -m
+bizoo.scripts.gpu_check OUT_DIR` (`python -m pip`: a bare `pip` may belong to another Python than torch's).
 
 Steps, each in its own process with its own time limit, all of them within --budget (default 530 s, under 9
 minutes); a step that fails or runs out of time is recorded and the next one runs:
 
 1. the environment: Python, torch, CUDA, triton, transformers, bizoo, the GPU, the kernels' crossover constants;
-2. `python -m pytest -q tests/kernels tests/modeling/test_lion.py tests/reliability/test_gpu_edges.py` with
-   BIZOO_TRITON_AUTOTUNE=0: the Triton kernels compiled for the GPU against the reference (fp32), the bf16/fp16
-   tests marked gpu, and every model in fp16/bf16 autocast and with bad ids on CUDA (output in
+2. `python -m pytest` of tests/reliability/test_gpu_edges.py (every model in fp16/bf16 autocast and with bad ids on
+   CUDA) and the Triton kernel files tests/kernels/test_*_triton.py (compiled for the GPU against the reference in
+   fp32, and their bf16/fp16 tests), with BIZOO_TRITON_AUTOTUNE=0, then tests/modeling/test_lion.py (output in
    OUT_DIR/gpu_tests.log; --skip-tests leaves it out);
-3. `bizoo bench lion` in bf16 at the default lengths (OUT_DIR/bench_lion.{txt,json,png});
+3. `bizoo bench lion` in bf16 at L = 512, 2048, 8192 (OUT_DIR/bench_lion.{txt,json,png});
 4. `bizoo bench lion-crossover` (OUT_DIR/bench_lion_crossover.{txt,json}): the values for
    TRITON_CHUNK_MIN_LENGTH (and REFERENCE_CHUNK_MIN_LENGTH on this GPU);
 5. `bizoo bench lion-model` at L = 512 and 4096 (OUT_DIR/bench_lion_model.{txt,json});
 6. `bizoo bench crf` (Triton and auto against pytorch-crf, B = 1 and 64, L = 128 and 512; OUT_DIR/bench_crf.*);
 7. `bizoo bench lstm`: the fused bidirectional LSTM and torch.lstm against torch.nn.LSTM (cuDNN) in fp32 at
-   B = 32, 128 × L = 32, 128, 512 × H = 100, 200, 256, 512, and the ELMo LSTMP sizes against the per-step loop
-   (OUT_DIR/bench_lstm.{txt,json,png});
+   B = 32, 128 × L = 128, 512 × H = 256, 512, and the original and small ELMo LSTMPs (B = 32, L = 20, 64) against
+   the per-step loop (OUT_DIR/bench_lstm.{txt,json,png});
 8. `bizoo bench bigs`: the BiGS SSM op against torch.fft in bf16, L = 512 ... 16384 (OUT_DIR/bench_bigs.*);
 9. `bizoo bench bigs-model`: BiGS-large against BERT-large training tokens/s at L = 512 and 4096
    (OUT_DIR/bench_bigs_model.{txt,json}).
@@ -28,7 +29,8 @@ OUT_DIR/summary.md collects every table and each step's status (and is rewritten
 interrupted run still leaves one). --quick runs fewer lengths and repeats: a smoke test. Without a CUDA device
 the benchmark steps are recorded as "no CUDA device". The exit code is 0 whatever the steps did.
 
-The project only needs to be installed (`pip install --no-deps --no-build-isolation -e .`); no network is used.
+The project only needs to be installed (`python -m pip install --no-deps --no-build-isolation -e .`); no network is
+used. The CRF step needs pytorch-crf, its baseline (a pure-Python wheel; the step is skipped without it).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -143,6 +146,11 @@ def plan(out: Path, quick: bool) -> list[dict]:
     # L = 512, it would take most of the step's time).
     lstm = [*bench, "lstm", "--methods", "triton", "native", "--repeats", "5", "--warmup", "2",
             "--json", str(out / "bench_lstm.json"), "--plot", str(out / "bench_lstm.png")]
+    # The kernel files compiled for the GPU (the *_reference tests are device-independent and run in CI), the
+    # models in half precision on CUDA, LION's model tests; the GPU-only tests first.
+    tests = ["tests/reliability/test_gpu_edges.py", "tests/kernels/test_ssm_triton.py",
+             "tests/kernels/test_lion_triton.py", "tests/kernels/test_lstm_triton.py",
+             "tests/kernels/test_crf_triton.py", "tests/modeling/test_lion.py"]
     bigs = [*bench, "bigs", "--json", str(out / "bench_bigs.json"), "--plot", str(out / "bench_bigs.png")]
     bigs_model = [*bench, "bigs-model", "--json", str(out / "bench_bigs_model.json")]
     if quick:
@@ -154,8 +162,12 @@ def plan(out: Path, quick: bool) -> list[dict]:
         bigs += ["--lengths", "512", "4096", "--repeats", "3", "--warmup", "2"]
         bigs_model += ["--lengths", "512", "--steps", "3", "--warmup-steps", "1"]
     else:
+        # Sized from a first H200 run, where the default grids outran every step's limit.
+        lion += ["--lengths", "512", "2048", "8192"]
         crossover += ["--backends", "triton", "reference"]
         model += ["--lengths", "512", "4096"]
+        lstm += ["--batch-sizes", "32", "128", "--lengths", "128", "512", "--hidden", "256", "512",
+                 "--elmo-sizes", "original", "small", "--elmo-batch-sizes", "32", "--elmo-lengths", "20", "64"]
         bigs += ["--lengths", "512", "4096", "16384"]
         bigs_model += ["--lengths", "512", "4096", "--steps", "3", "--warmup-steps", "1"]
     return [
@@ -163,24 +175,23 @@ def plan(out: Path, quick: bool) -> list[dict]:
         # with one configuration each (BIZOO_TRITON_AUTOTUNE=0), plus every other test marked gpu.
         {"name": "GPU tests (tests/kernels on the GPU, and -m gpu)", "key": "gpu_tests", "needs_cuda": False,
          "tests": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"},
-         "command": [py, "-m", "pytest", "-q", "tests/kernels", "tests/modeling/test_lion.py",
-                     "tests/reliability/test_gpu_edges.py", "-p", "no:cacheprovider"],
-         "log": out / "gpu_tests.log", "timeout": 150, "tail": LOG_TAIL_LINES},
+         "command": [py, "-m", "pytest", "-q", "-rfE", "--tb=short", *tests, "-p", "no:cacheprovider"],
+         "log": out / "gpu_tests.log", "timeout": 200, "tail": LOG_TAIL_LINES},
         {"name": "bench lion", "key": "bench_lion", "needs_cuda": True, "command": lion,
-         "log": out / "bench_lion.txt", "timeout": 55 if quick else 100, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lion.txt", "timeout": 55 if quick else 60, "tail": BENCH_MAX_LINES},
         {"name": "bench lion-crossover", "key": "bench_lion_crossover", "needs_cuda": True, "command": crossover,
-         "log": out / "bench_lion_crossover.txt", "timeout": 40 if quick else 50, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lion_crossover.txt", "timeout": 40, "tail": BENCH_MAX_LINES},
         {"name": "bench lion-model", "key": "bench_lion_model", "needs_cuda": True, "command": model,
          "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 60, "tail": BENCH_MAX_LINES},
         {"name": "bench crf", "key": "bench_crf", "needs_cuda": True, "command": crf,
-         "log": out / "bench_crf.txt", "timeout": 30, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_crf.txt", "timeout": 25, "needs": "torchcrf", "tail": BENCH_MAX_LINES},
         {"name": "bench lstm", "key": "bench_lstm", "needs_cuda": True, "command": lstm,
-         "log": out / "bench_lstm.txt", "timeout": 40 if quick else 60, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_lstm.txt", "timeout": 45, "tail": BENCH_MAX_LINES},
         # The SSM op autotunes its Triton kernels (compiled once: bigs-model finds them in Triton's cache).
         {"name": "bench bigs", "key": "bench_bigs", "needs_cuda": True, "command": bigs,
-         "log": out / "bench_bigs.txt", "timeout": 35, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_bigs.txt", "timeout": 50, "tail": BENCH_MAX_LINES},
         {"name": "bench bigs-model", "key": "bench_bigs_model", "needs_cuda": True, "command": bigs_model,
-         "log": out / "bench_bigs_model.txt", "timeout": 40, "tail": BENCH_MAX_LINES},
+         "log": out / "bench_bigs_model.txt", "timeout": 50, "tail": BENCH_MAX_LINES},
     ]
 
 
@@ -293,6 +304,8 @@ def run(args: argparse.Namespace) -> int:
             step["status"] = f"skipped: no tests/ folder in {PACKAGE_ROOT}"
         elif step["needs_cuda"] and not cuda:
             step["status"] = "skipped: no CUDA device"
+        elif step.get("needs") and importlib.util.find_spec(step["needs"]) is None:
+            step["status"] = f"skipped: {step['needs']} is not installed (carry its wheel: it is the baseline)"
         elif remaining < 20:
             step["status"] = f"skipped: the time budget of {args.budget:.0f} s is spent"
         else:

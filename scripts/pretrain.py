@@ -51,6 +51,7 @@ from .common import (
     parse_model_config,
     record_results,
     run_command,
+    staging_dir,
     tokenizer_config_fields,
     trainer_optimizers,
     training_arguments,
@@ -61,6 +62,7 @@ from .export import write_checkpoint_card
 
 PROG = "bizoo pretrain"
 
+MIN_BLOCK_LENGTH = 8  # a training or held-out block holds at least this many tokens (words) besides its boundaries
 STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts tokens over the first blocks
 # The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type whose
 # spec has a `pretrain_config` (bilstm_crf, elmo) starts from that instead.
@@ -169,6 +171,36 @@ def resolve_objective(objective: str, spec) -> str:
     return objective
 
 
+def check_pretrain_arguments(args: argparse.Namespace) -> None:
+    """The options of this command that need no model: ranges, files, and options that only apply with another;
+    ``CommandError`` naming the option and what is allowed (``check_training_arguments`` does the common ones)."""
+    from .finetune_common import MIN_VOCAB_SIZE
+
+    if args.vocab_size < MIN_VOCAB_SIZE:
+        raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {args.vocab_size}")
+    if args.max_length < MIN_BLOCK_LENGTH + 2:
+        raise CommandError(
+            f"--max-length must be at least {MIN_BLOCK_LENGTH + 2} for pretraining (blocks of at least "
+            f"{MIN_BLOCK_LENGTH} tokens besides the two boundary tokens), got {args.max_length}"
+        )
+    if not 0 < args.mlm_probability < 1:
+        raise CommandError(f"--mlm-probability must be in (0, 1), got {args.mlm_probability}")
+    if not 0 < args.eval_fraction < 1:
+        raise CommandError(f"--eval-fraction must be in (0, 1), got {args.eval_fraction}")
+    if not 0 < args.tokenizer_sample_mb < math.inf:
+        raise CommandError(f"--tokenizer-sample-mb must be a positive number, got {args.tokenizer_sample_mb}")
+    if not args.dataset:
+        if args.dataset_config is not None:
+            raise CommandError("--dataset-config names a configuration of --dataset: pass --dataset too")
+        if args.text_column != "text":
+            raise CommandError("--text-column names a column of --dataset: pass --dataset too")
+    for option, paths in (("--text", args.text), ("--eval-text", args.eval_text)):
+        for path in paths or ():
+            if not Path(path).is_file():
+                what = "is a folder, not a file" if Path(path).is_dir() else "does not exist"
+                raise CommandError(f"{option} {path!r} {what}")
+
+
 def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: str) -> None:
     """--stream reads --text files lazily: it needs them, held-out files, a step budget, and a subword masked-LM."""
     if not args.text:
@@ -200,7 +232,8 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
         documents, name = [read_text_files([path]) for path in args.text], "custom text"
     else:
         documents = [read_text_files([path]) for path in shipped_corpus_files("train")]
-        held_out = [read_text_files([path]) for path in shipped_corpus_files("eval")]
+        eval_files = args.eval_text or shipped_corpus_files("eval")
+        held_out = [read_text_files([path]) for path in eval_files]
         return documents, held_out, "Shakespeare sample (bizoo)"
     if args.eval_text:
         return documents, [read_text_files([path]) for path in args.eval_text], name
@@ -217,7 +250,7 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
     return documents, held_out, name
 
 
-def pack(tokenizer, documents: list[list[str]], max_length: int, min_length: int = 8) -> list[list[int]]:
+def pack(tokenizer, documents: list[list[str]], max_length: int, min_length: int = MIN_BLOCK_LENGTH) -> list[list[int]]:
     """Token blocks of at most ``max_length`` ([CLS] ... [SEP]) filled from one document at a time."""
     body = max_length - 2
     blocks = []
@@ -230,7 +263,9 @@ def pack(tokenizer, documents: list[list[str]], max_length: int, min_length: int
     return blocks
 
 
-def pack_words(tokenizer, documents: list[list[str]], max_length: int, min_length: int = 8) -> list[list[str]]:
+def pack_words(
+    tokenizer, documents: list[list[str]], max_length: int, min_length: int = MIN_BLOCK_LENGTH
+) -> list[list[str]]:
     """Word blocks for a word+character tokenizer: runs of the words of one document at a time (split by the
     tokenizer's own pre-tokenizer), short enough that a block with the tokens the tokenizer adds (ELMo's <S> ... </S>)
     holds at most ``max_length`` tokens; a final run shorter than ``min_length`` words is dropped."""
@@ -393,20 +428,24 @@ def _pretrain(args: argparse.Namespace) -> int:
         Trainer,
     )
 
-    from .finetune_common import build_wordchar_tokenizer
+    from .finetune_common import _pretrained_tokenizer, build_wordchar_tokenizer
     from .masking import EpochCallback, SeededExamples, SeededMaskingCollator
     from .streaming import StreamedBlocks, sample_lines
     from .train_tokenizer import train_wordpiece_tokenizer
 
     started = time.perf_counter()
     check_training_arguments(args)
+    check_pretrain_arguments(args)
     spec = bizoo.get_spec(args.model)
     objective = resolve_objective(args.objective, spec)
     wordchar = spec.tokenizer == "wordchar"
+    if args.whole_word_mask and (objective != "mlm" or wordchar):
+        raise CommandError(
+            "--whole-word-mask masks all WordPiece pieces of a word together: it applies to subword models with "
+            f"--objective mlm, not to {spec.model_type!r} with objective {objective!r}"
+        )
     config_kwargs = model_config_kwargs(args, spec)
     spec.config_class(vocab_size=max(args.vocab_size, 8), **config_kwargs)  # validates every field now
-    if not 0 < args.mlm_probability < 1:
-        raise CommandError(f"--mlm-probability must be in (0, 1), got {args.mlm_probability}")
     output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume)
     resume_from = last_checkpoint(output_dir) if args.resume else None
     if args.resume and resume_from is None:
@@ -425,9 +464,9 @@ def _pretrain(args: argparse.Namespace) -> int:
         return train_wordpiece_tokenizer(lines, vocab_size=args.vocab_size, model_max_length=args.max_length)
 
     if resume_from:
-        tokenizer = AutoTokenizer.from_pretrained(resume_from)
+        tokenizer = _pretrained_tokenizer(resume_from, "the checkpoint to resume")
     elif args.tokenizer:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        tokenizer = _pretrained_tokenizer(args.tokenizer, "--tokenizer")
     else:  # trained here; in a distributed run by the first process, for all of them
         tokenizer = build_on_first_process(
             new_tokenizer, output_dir / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
@@ -535,8 +574,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         extra = {"unigram_baseline_accuracy": round(baseline_accuracy, 4), "eval_loss": round(eval_loss, 4)}
         task = {"type": "fill-mask", "name": "Masked language modeling"}
 
-    staging = output_dir / ".final-tmp"
-    staging.mkdir(parents=True, exist_ok=True)
+    staging = staging_dir(output_dir, "final")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     plot_loss_curve(trainer.state.log_history, staging / "loss_curve.png", objective)

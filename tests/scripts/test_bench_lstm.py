@@ -161,7 +161,8 @@ def test_gpu_check_runs_bench_lstm(tmp_path):
         assert step["needs_cuda"] and step["log"] == tmp_path / "bench_lstm.txt"
         command = step["command"]
         assert command[3] == "lstm" and str(tmp_path / "bench_lstm.json") in command and "--plot" in command
-        assert ("--hidden" in command) == quick  # the full check runs the default GPU grid
+        assert "--hidden" in command  # a grid sized to the step's time limit (the default GPU grid outran it)
+        assert ("--elmo-lengths" in command) != quick  # the full check times the clipped LSTMP at both lengths
 
 
 @pytest.mark.parametrize(
