@@ -173,7 +173,15 @@ def staging_dir(path: Path, kind: str = "tmp") -> Path:
     """A new empty hidden sibling of ``path``, ``.<name>.<kind>-<pid>.<host>-<random>``, on the same file system (so
     that renaming it is atomic); ``recover_interrupted`` deletes it once its process is gone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{kind}-{os.getpid()}.{_host_id()}-", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{kind}-{os.getpid()}.{_host_id()}-", dir=path.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would become the renamed folder's mode
+    return staging
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -242,6 +250,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # the mode a plain write would give, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

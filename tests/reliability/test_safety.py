@@ -370,3 +370,7 @@ def test_atomic_write_text_replaces_or_keeps(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["bizoo_results.json"]  # no temporary file left
     atomic_write_text(path, json.dumps({"new": True}))
     assert json.loads(path.read_text()) == {"new": True}
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # as a plain write would leave it
+    assert staging_dir(tmp_path / "folder").stat().st_mode & 0o777 == 0o777 & ~mask
