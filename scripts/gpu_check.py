@@ -173,7 +173,8 @@ def plan(out: Path, quick: bool) -> list[dict]:
     return [
         # The kernel tests on the real GPU (fp32 against the reference, and the bf16/fp16 ones marked gpu), compiled
         # with one configuration each (BIZOO_TRITON_AUTOTUNE=0), plus every other test marked gpu.
-        {"name": "GPU tests (Triton kernel files, models in half precision on CUDA)", "key": "gpu_tests", "needs_cuda": False,
+        {"name": "GPU tests (Triton kernel files, models in half precision on CUDA)", "key": "gpu_tests",
+         "needs_cuda": False,
          "tests": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"},
          "command": [py, "-m", "pytest", "-q", "-rfE", "--tb=short", *tests, "-p", "no:cacheprovider"],
          "log": out / "gpu_tests.log", "timeout": 200, "tail": LOG_TAIL_LINES},
