@@ -38,6 +38,7 @@ from ..kernels.lstm import bilstm, reading_orders
 from .common import (
     DamagedCheckpointErrors,
     check_attention_mask,
+    check_char_ids,
     check_embeds_values,
     check_ids_in_range,
     check_kwargs,
@@ -182,7 +183,7 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
         →h^j = LSTMP_fwd(→h^{j-1}) [+ →h^{j-1}],   ←h^j = LSTMP_bwd(←h^{j-1}) [+ ←h^{j-1}]
 
     with ``ElmoLstmCell``'s equations, cell_clip and proj_clip from the config. In training, dropout applies to each
-    direction's input (bilm-tf's input dropout). Zeros at padding.
+    direction's input (bilm-tf's input dropout). The input is zero at padding, and so is the output.
 
     Shape: hidden (B, L, 2P) = [forward | backward], mask (B, L), initial_state (h (2, B, P), c (2, B, H)) per
     direction or None (zeros) -> ((B, L, 2P), with ``final_state`` the final state in the same layout, else None:
@@ -218,11 +219,10 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
             proj_clip=config.proj_clip if weight_proj is not None else None,
             final_state=final_state,
             backend=config.kernel_backend,
-        )  # (B, L, 2, P)
-        if self.skip_connection:
+        )  # (B, L, 2, P), zeros at padding
+        if self.skip_connection:  # x is zero at padding too: layer 0's input is, and so is every layer's output
             y = y + x
-        hidden = (y * mask[:, :, None, None].to(y.dtype)).reshape(B, L, -1)  # (B, L, 2P)
-        return hidden, final
+        return y.reshape(B, L, -1), final  # (B, L, 2P)
 
     def extra_repr(self) -> str:
         config = self.config
@@ -512,21 +512,17 @@ class ElmoModel(ElmoPreTrainedModel):
                 f"{name}: char_ids (batch, words, max_chars) are required: ELMo reads the characters of each word "
                 "(WordCharTokenizerFast returns them)"
             )
-        if not isinstance(char_ids, torch.Tensor) or char_ids.dim() != 3:
+        if not isinstance(char_ids, torch.Tensor) or char_ids.dim() != 3:  # the batch's shape comes from char_ids
             shape = tuple(char_ids.shape) if isinstance(char_ids, torch.Tensor) else type(char_ids).__name__
             raise ValueError(f"{name}: char_ids must be a (batch, words, max_chars) tensor, got {shape}")
-        if char_ids.is_floating_point() or char_ids.dtype == torch.bool:
-            raise ValueError(f"{name}: char_ids must be an integer tensor, got {char_ids.dtype}")
-        batch, length, width = char_ids.shape
+        batch, length = char_ids.shape[:2]
         if batch == 0 or length == 0:
             raise ValueError(f"{name}: the batch is empty (batch={batch}, length={length}); nothing to encode")
-        if width < config.max_filter_width:
-            raise ValueError(
-                f"{name}: char_ids rows hold {width} characters, fewer than the widest character filter "
-                f"({config.max_filter_width}); the tokenizer's max_word_length should be "
-                f"max_characters_per_token={config.max_characters_per_token}"
-            )
-        check_ids_in_range(name, "char_ids", char_ids, config.char_vocab_size, "char_vocab_size")
+        reason = (
+            f"the widest character filter ({config.max_filter_width}); the tokenizer's max_word_length should be "
+            f"max_characters_per_token={config.max_characters_per_token}"
+        )
+        check_char_ids(name, char_ids, batch, length, config.char_vocab_size, config.max_filter_width, reason)
         if input_ids is not None and inputs_embeds is not None:
             raise ValueError(
                 f"{name}: pass at most one of input_ids and inputs_embeds (ELMo encodes char_ids; neither enters "

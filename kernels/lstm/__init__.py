@@ -46,11 +46,12 @@ TRITON_BEATS_CUDNN = None
 
 
 def _pick(backend: str, x: torch.Tensor, clipped: bool, hidden: int) -> str:
-    op = "bilstm"
-    if backend == "auto" and not os.environ.get(ENV_VAR, "").strip() and x.is_cuda and bilstm_triton is not None:
+    has_triton = bilstm_triton is not None
+    if backend == "auto" and os.environ.get(ENV_VAR, "").strip().lower() in ("", "auto"):  # no override
+        # "auto" offers the kernel only where it wins: for clipping, else where TRITON_BEATS_CUDNN says so.
         wins = clipped or (TRITON_BEATS_CUDNN is not None and TRITON_BEATS_CUDNN(hidden, x.shape[0]))
-        return "triton" if wins else "reference"
-    return resolve_backend(backend, x, op=op, has_triton=bilstm_triton is not None)
+        has_triton = has_triton and wins
+    return resolve_backend(backend, x, op="bilstm", has_triton=has_triton)
 
 
 def bilstm(
@@ -97,6 +98,8 @@ def bilstm(
     if form == "native" and square:
         raise ValueError(f"{op}: form='native' (torch.lstm) projects only to fewer outputs than cells; use form='loop'")
     backend = _pick(backend, x, clipped, H)
+    if backend == "triton" and form != "auto":
+        raise ValueError(f"{op}: form={form!r} is a reference-backend form; backend='triton' takes form='auto'")
     if B == 0 or L == 0:  # nothing to run: no outputs, the initial state is the final one
         P = weight_hh.shape[2]
         y = x.new_zeros(B, L, 2, P)
@@ -104,15 +107,9 @@ def bilstm(
             return y, None
         return y, (initial_state if initial_state is not None else (x.new_zeros(2, B, P), x.new_zeros(2, B, H)))
     order, lengths = reading_orders(attention_mask, B, L, x.device)
-    if backend == "triton":
-        if form != "auto":
-            raise ValueError(f"{op}: form={form!r} is a reference-backend form; backend='triton' takes form='auto'")
-        gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H): every step's input projection in one product
-        y, final = bilstm_triton(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
-        return y, (final if final_state else None)
-    if form == "native" or (form == "auto" and not clipped and not square):
+    if backend == "reference" and (form == "native" or (form == "auto" and not clipped and not square)):
         return bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, initial_state, final_state)
-    gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H)
-    loop = bilstm_loop if form == "autograd" else bilstm_stepwise
-    y, final = loop(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
+    gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H): every step's input projection in one product
+    run = bilstm_triton if backend == "triton" else bilstm_loop if form == "autograd" else bilstm_stepwise
+    y, final = run(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
     return y, (final if final_state else None)

@@ -166,6 +166,7 @@ def bilstm_loop(gates, weight_hh, weight_proj, order, lengths, initial_state, ce
     """The recurrence of the module docstring, one step at a time, both directions batched.
 
     gates (B, L, 2, 4H) input gates, order/lengths from ``reading_orders`` -> y (B, L, 2, P), (h_n, c_n).
+    B and L must be positive (``bilstm`` answers empty inputs itself).
     """
     B, L = gates.shape[:2]
     H, P = weight_hh.shape[1] // 4, weight_hh.shape[2]
@@ -193,5 +194,5 @@ def bilstm_loop(gates, weight_hh, weight_proj, order, lengths, initial_state, ce
         active = (s < lengths)[None, :, None]  # (1, B, 1): rows still reading real tokens
         h, c = torch.where(active, h_new, h), torch.where(active, c_new, c)
         outputs.append(torch.where(active, h_new, torch.zeros_like(h_new)))
-    y = scatter_steps(torch.stack(outputs, dim=2), order) if L else a.new_zeros(2, B, 0, P).permute(1, 2, 0, 3)
+    y = scatter_steps(torch.stack(outputs, dim=2), order)  # (B, L, 2, P)
     return y.to(dtype), (h.to(dtype), c.to(dtype))

@@ -42,15 +42,12 @@ try:
 except ImportError as err:  # the Triton backend is simply absent without triton
     raise ImportError("bizoo.kernels.lstm.triton_lstm needs the `triton` package") from err
 
-import os
-
 import torch
 
 from .reference import gather_steps
 
 __all__ = ["bilstm_triton"]
 
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 BB = 16  # rows per program (tl.dot needs ≥ 16)
 # Tests set a fill value (NaN) for every output and scratch buffer, so an element a kernel fails to write (or
 # reads before writing) cannot pass; and small tiles, so that several tiles run at small sizes.
@@ -83,6 +80,32 @@ def _program_rows(LENS, BLOCK_STEPS, B, BB: tl.constexpr):
 def _position(ORDER, d, rows, ok, B, L, s):
     """(BB,) the positions of step s of direction d (``reading_orders``) where ``ok``, else 0."""
     return tl.load(ORDER + (d * B + rows) * L + s, mask=ok, other=0)
+
+
+@triton.jit
+def _rows_times(X, x_ok, W, k_stride, n_stride, K, ns, n_ok, BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                PRECISION: tl.constexpr):
+    """(BB, BN) fp32: Σ_{k<K} X[row, k] W[k, n] for the columns ``ns`` (BN,), K-tiled by BK. X (BB,) row pointers
+    into scratch (read volatile: other programs' rows and this step's writes), rows where not ``x_ok`` read as 0;
+    W[k, n] at ``W + k·k_stride + n·n_stride``."""
+    acc = tl.zeros((BB, BN), dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        ks = k0 + tl.arange(0, BK)  # (BK,)
+        k_ok = ks < K
+        xk = tl.load(X[:, None] + ks[None, :], mask=x_ok[:, None] & k_ok[None, :], other=0.0, volatile=True)
+        w = tl.load(W + ks[:, None] * k_stride + ns[None, :] * n_stride, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        acc += tl.dot(xk, w.to(tl.float32), input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def _zero_row(T, rows, t, d, L, width, ok, BB: tl.constexpr, BW: tl.constexpr):
+    """Zeros at T[row, t, d, :width] of a (B, L, 2, width) tensor for the rows where ``ok``, BW columns at a time."""
+    row = _row_ptrs(T, rows, t, d, L, width)
+    for k0 in range(0, width, BW):
+        ks = k0 + tl.arange(0, BW)
+        zero = tl.zeros((BB, BW), dtype=tl.float32)
+        tl.store(row[:, None] + ks[None, :], zero, mask=ok[:, None] & (ks < width)[None, :])
 
 
 @triton.jit
@@ -159,14 +182,7 @@ def _forward_kernel(
             for p0 in range(0, P, BP):
                 ps = p0 + tl.arange(0, BP)  # (BP,)
                 p_ok = ps < P
-                acc = tl.zeros((BB, BP), dtype=tl.float32)
-                for k0 in range(0, H, BK):
-                    ks = k0 + tl.arange(0, BK)
-                    k_ok = ks < H
-                    mk = tl.load(m_row[:, None] + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0,
-                                 volatile=True)  # (BB, BK)
-                    wp = tl.load(w_p + ps[None, :] * H + ks[:, None], mask=k_ok[:, None] & p_ok[None, :], other=0.0)
-                    acc += tl.dot(mk, wp.to(tl.float32), input_precision=PRECISION)  # (BB, BP) unclipped output
+                acc = _rows_times(m_row, row_ok, w_p, 1, H, H, ps, p_ok, BB, BP, BK, PRECISION)  # W_p m, unclipped
                 live = active[:, None] & p_ok[None, :]
                 if CLIP_P:
                     if SAVE:
@@ -187,16 +203,9 @@ def _forward_kernel(
     for s in range(tl.load(BLOCK_MIN + pid), L):
         pad = row_ok & (s >= n)
         t = _position(ORDER, d, rows, row_ok, B, L, s)
-        for p0 in range(0, P, BP):
-            ps = p0 + tl.arange(0, BP)
-            zero = tl.zeros((BB, BP), dtype=tl.float32)
-            tl.store(_row_ptrs(Y, rows, t, d, L, P)[:, None] + ps[None, :], zero, mask=pad[:, None] & (ps < P)[None, :])
+        _zero_row(Y, rows, t, d, L, P, pad, BB, BP)
         if PROJ and SAVE:  # m at padding meets a zero gradient in the torch product for dW_p: keep it finite
-            for j0 in range(0, H, BH):
-                cols = j0 + tl.arange(0, BH)
-                zero = tl.zeros((BB, BH), dtype=tl.float32)
-                tl.store(_row_ptrs(MM, rows, t, d, L, H)[:, None] + cols[None, :], zero,
-                         mask=pad[:, None] & (cols < H)[None, :])
+            _zero_row(MM, rows, t, d, L, H, pad, BB, BH)
 
 
 @triton.jit
@@ -242,14 +251,7 @@ def _backward_kernel(
             col_ok = cols < H
             live = active[:, None] & col_ok[None, :]  # (BB, BH)
             if PROJ:
-                dm = tl.zeros((BB, BH), dtype=tl.float32)
-                for k0 in range(0, P, BK):
-                    ks = k0 + tl.arange(0, BK)
-                    k_ok = ks < P
-                    dk = tl.load(dhr_row[:, None] + ks[None, :], mask=active[:, None] & k_ok[None, :], other=0.0,
-                                 volatile=True)  # (BB, BK)
-                    wp = tl.load(w_p + ks[:, None] * H + cols[None, :], mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-                    dm += tl.dot(dk, wp.to(tl.float32), input_precision=PRECISION)  # (BB, BH) W_pᵀ dĥ
+                dm = _rows_times(dhr_row, active, w_p, H, 1, P, cols, col_ok, BB, BH, BK, PRECISION)  # W_pᵀ dĥ
             else:
                 dm = tl.load(dy_row[:, None] + cols[None, :], mask=live, other=0.0).to(tl.float32)
                 dm += tl.load(dh_row[:, None] + cols[None, :], mask=live, other=0.0, volatile=True)
@@ -282,29 +284,15 @@ def _backward_kernel(
         for p0 in range(0, P, BP):
             ps = p0 + tl.arange(0, BP)
             p_ok = ps < P
-            acc = tl.zeros((BB, BP), dtype=tl.float32)
-            for k0 in range(0, G, BK):
-                ks = k0 + tl.arange(0, BK)
-                k_ok = ks < G
-                dz = tl.load(dg_row[:, None] + ks[None, :], mask=active[:, None] & k_ok[None, :], other=0.0,
-                             volatile=True)  # (BB, BK)
-                w = tl.load(w_hh + ks[:, None] * P + ps[None, :], mask=k_ok[:, None] & p_ok[None, :], other=0.0)
-                acc += tl.dot(dz, w.to(tl.float32), input_precision=PRECISION)  # (BB, BP) W_hhᵀ dz
+            acc = _rows_times(dg_row, active, w_hh, P, 1, G, ps, p_ok, BB, BP, BK, PRECISION)  # (BB, BP) W_hhᵀ dz
             tl.store(dh_row[:, None] + ps[None, :], acc, mask=active[:, None] & p_ok[None, :])
         tl.debug_barrier()  # the carries complete before the earlier step reads them
     for s in range(tl.load(BLOCK_MIN + pid), L):  # zeros at every padding position
         pad = row_ok & (s >= n)
         t = _position(ORDER, d, rows, row_ok, B, L, s)
-        dg_row = _row_ptrs(DG, rows, t, d, L, G)
-        for k0 in range(0, G, BK):
-            ks = k0 + tl.arange(0, BK)
-            tl.store(dg_row[:, None] + ks[None, :], tl.zeros((BB, BK), dtype=tl.float32),
-                     mask=pad[:, None] & (ks < G)[None, :])
+        _zero_row(DG, rows, t, d, L, G, pad, BB, BK)
         if PROJ:
-            for p0 in range(0, P, BP):
-                ps = p0 + tl.arange(0, BP)
-                tl.store(_row_ptrs(DHR, rows, t, d, L, P)[:, None] + ps[None, :], tl.zeros((BB, BP), dtype=tl.float32),
-                         mask=pad[:, None] & (ps < P)[None, :])
+            _zero_row(DHR, rows, t, d, L, P, pad, BB, BP)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -335,7 +323,7 @@ def _block_ranges(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _tiles(H: int, P: int) -> dict:
-    return {"BB": BB, "BH": _tile(H), "BP": _tile(P), "BK": _tile(min(H, P)) if TILE is None else TILE}
+    return {"BB": BB, "BH": _tile(H), "BP": _tile(P), "BK": _tile(min(H, P))}
 
 
 class _BiLstm(torch.autograd.Function):

@@ -108,11 +108,15 @@ def test_encoder_equals_torch_packed_lstms_with_its_own_weights():
 
 
 @pytest.mark.parametrize("backend", ["reference", "triton"])
-def test_kernel_backends_give_the_outputs_of_the_default(backend):
+def test_kernel_backends_give_the_outputs_of_the_default(backend, monkeypatch):
     """kernel_backend picks the schedule of the bilstm op, never the result (the default, "auto", is the reference on
-    a CPU; "triton" runs under Triton's interpreter)."""
+    a CPU; "triton" runs under Triton's interpreter, once per LSTM: the character encoder's and each layer's)."""
     if backend == "triton" and (lstm_op.bilstm_triton is None or os.environ.get("TRITON_INTERPRET") != "1"):
         pytest.skip("the Triton LSTM needs triton and TRITON_INTERPRET=1 on a CPU")
+    calls = []
+    if lstm_op.bilstm_triton is not None:  # count the fused kernel's runs
+        kernel = lstm_op.bilstm_triton
+        monkeypatch.setattr(lstm_op, "bilstm_triton", lambda *args: calls.append(1) or kernel(*args))
     torch.manual_seed(0)
     default = bizoo.BiLstmCrfModel(tiny(char_encoder="lstm")).eval()
     chosen = bizoo.BiLstmCrfModel(tiny(char_encoder="lstm", kernel_backend=backend)).eval()
@@ -121,7 +125,9 @@ def test_kernel_backends_give_the_outputs_of_the_default(backend):
     ids = torch.randint(5, 30, (2, 6))
     chars = torch.randint(0, 20, (2, 6, 4))
     expected = default(input_ids=ids, attention_mask=mask, char_ids=chars, output_hidden_states=True)
+    assert calls == []
     got = chosen(input_ids=ids, attention_mask=mask, char_ids=chars, output_hidden_states=True)
+    assert len(calls) == (1 + len(chosen.layers) if backend == "triton" else 0)
     for a, b in zip(got.hidden_states, expected.hidden_states):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 

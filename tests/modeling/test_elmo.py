@@ -210,11 +210,16 @@ def test_final_states_continue_a_sentence():
 
 @pytest.mark.parametrize("backend", ["reference", "triton"])
 @pytest.mark.parametrize("clip", [3.0, None], ids=["clipped", "unclipped"])
-def test_kernel_backends_give_the_outputs_of_the_default(backend, clip):
+def test_kernel_backends_give_the_outputs_of_the_default(backend, clip, monkeypatch):
     """kernel_backend picks the schedule of the bilstm op, never the result: layers, final states and the tagger's
-    BiLSTM (the default, "auto", is the reference on a CPU; "triton" runs under Triton's interpreter)."""
+    BiLSTM (the default, "auto", is the reference on a CPU; "triton" runs under Triton's interpreter, once per layer
+    and once for the tagger)."""
     if backend == "triton" and (lstm_op.bilstm_triton is None or os.environ.get("TRITON_INTERPRET") != "1"):
         pytest.skip("the Triton LSTM needs triton and TRITON_INTERPRET=1 on a CPU")
+    calls = []
+    if lstm_op.bilstm_triton is not None:  # count the fused kernel's runs
+        kernel = lstm_op.bilstm_triton
+        monkeypatch.setattr(lstm_op, "bilstm_triton", lambda *args: calls.append(1) or kernel(*args))
     default, ids, chars = model_and_inputs(ElmoForTokenClassification, cell_clip=clip, proj_clip=clip)
     chosen = ElmoForTokenClassification(tiny(cell_clip=clip, proj_clip=clip, kernel_backend=backend)).eval()
     chosen.load_state_dict(default.state_dict())
@@ -225,10 +230,16 @@ def test_kernel_backends_give_the_outputs_of_the_default(backend, clip):
     states = (torch.randn(2, 2, 3, 8), torch.randn(2, 2, 3, 16))  # (layers, directions, B, P / H)
     inputs = dict(char_ids=chars * mask[..., None], attention_mask=mask)
     expected = default.elmo(**inputs, initial_states=states, output_final_states=True, output_hidden_states=True)
+    assert calls == []
     got = chosen.elmo(**inputs, initial_states=states, output_final_states=True, output_hidden_states=True)
+    layers = len(chosen.elmo.layers)
+    assert len(calls) == (layers if backend == "triton" else 0)
     for a, b in zip((*got.hidden_states, *got.final_states), (*expected.hidden_states, *expected.final_states)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(chosen(**inputs).logits, default(**inputs).logits, rtol=1e-5, atol=1e-5)
+    expected_logits = default(**inputs).logits
+    calls.clear()
+    torch.testing.assert_close(chosen(**inputs).logits, expected_logits, rtol=1e-5, atol=1e-5)
+    assert len(calls) == (layers + 1 if backend == "triton" else 0)
 
 
 def test_char_ids_are_required_and_checked():
