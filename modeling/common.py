@@ -114,8 +114,11 @@ def check_token_type_ids_shape(model_name: str, token_type_ids, batch: int, leng
         raise ValueError(f"{model_name}: token_type_ids must be an integer tensor, got {token_type_ids.dtype}")
 
 
-def check_char_ids(model_name: str, char_ids, batch: int, length: int, char_vocab_size: int, min_width: int = 1):
-    """``char_ids`` (batch, length, width >= min_width), integer ids in [0, char_vocab_size)."""
+def check_char_ids(
+    model_name: str, char_ids, batch: int, length: int, char_vocab_size: int, min_width: int = 1, width_reason: str = ""
+):
+    """``char_ids`` (batch, length, width >= min_width), integer ids in [0, char_vocab_size); ``width_reason`` says
+    where ``min_width`` comes from (e.g. the widest character filter)."""
     if not isinstance(char_ids, torch.Tensor) or char_ids.dim() != 3 or tuple(char_ids.shape[:2]) != (batch, length):
         shape = tuple(char_ids.shape) if isinstance(char_ids, torch.Tensor) else type(char_ids).__name__
         raise ValueError(
@@ -124,9 +127,8 @@ def check_char_ids(model_name: str, char_ids, batch: int, length: int, char_voca
     if char_ids.is_floating_point() or char_ids.dtype == torch.bool:
         raise ValueError(f"{model_name}: char_ids must be an integer tensor, got {char_ids.dtype}")
     if char_ids.shape[2] < min_width:
-        raise ValueError(
-            f"{model_name}: char_ids rows hold {char_ids.shape[2]} characters; at least {min_width} are needed"
-        )
+        need = f", fewer than {width_reason}" if width_reason else f"; at least {min_width} are needed"
+        raise ValueError(f"{model_name}: char_ids rows hold {char_ids.shape[2]} characters{need}")
     check_ids_in_range(model_name, "char_ids", char_ids, char_vocab_size, "char_vocab_size")
 
 

@@ -329,25 +329,18 @@ class CrfTokenClassificationHead(nn.Module):
         self.classifier = nn.Linear(config.encoder_output_size, config.num_labels)
         self.crf = LinearChainCrf(config.num_labels)
         self._constraints_cache: dict = {}
-        self._checked_label_set = None
-        self.check_label_set()  # a tag scheme that contradicts the labels fails when the model is built
-
-    def check_label_set(self) -> None:
-        """``check_crf_labels`` on the config, again whenever id2label or tag_scheme changed since the last check."""
-        key = (tuple(self.config.id2label.items()), self.config.tag_scheme)
-        if key != self._checked_label_set:
-            check_crf_labels(self.config)
-            self._checked_label_set = key
+        check_crf_labels(config)  # a tag scheme that contradicts the labels fails when the model is built
 
     def constraint_scores(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """0 / -inf additions to (transitions, start, end) for the config's labels and tag scheme (cached)."""
+        """0 / -inf additions to (transitions, start, end) for the config's labels and tag scheme (cached; the labels
+        are checked against the scheme by ``check_crf_labels`` whenever either changed since the last call)."""
         from ..kernels.crf.constraints import allowed_transitions, constraint_scores, detect_scheme
 
         labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         scheme = self.config.tag_scheme
         key = (tuple(labels), scheme, str(device))
         if key not in self._constraints_cache:
-            self.check_label_set()  # the labels or the scheme may have changed since the model was built
+            check_crf_labels(self.config)
             if scheme == "auto":
                 scheme = detect_scheme(labels)
             allowed = allowed_transitions(labels, scheme)
@@ -403,8 +396,11 @@ def check_task_labels(model, task: str, labels, input_ids=None, inputs_embeds=No
       id2label, labels or not);
     * "sequence": by ``problem_type``, see ``check_sequence_labels``.
     """
-    if task == "token" and isinstance(getattr(model, "classifier", None), CrfTokenClassificationHead):
-        model.classifier.check_label_set()
+    if task not in ("masked_lm", "bilm", "token", "sequence"):
+        raise ValueError(f"check_task_labels: task must be 'masked_lm', 'bilm', 'token' or 'sequence', got {task!r}")
+    head = getattr(model, "classifier", None)
+    if task == "token" and isinstance(head, CrfTokenClassificationHead):
+        head.constraint_scores(head.crf.transitions.device)  # checks the tag scheme if it or id2label changed
     if labels is None:
         return
     shape = input_shape(input_ids, inputs_embeds, char_ids)
@@ -414,14 +410,13 @@ def check_task_labels(model, task: str, labels, input_ids=None, inputs_embeds=No
     batch, length = shape
     if task == "sequence":
         check_sequence_labels(name, labels, config, batch)
-    elif task == "token":
-        check_labels(name, labels, (batch, length), config.num_labels, "one tag id per position")
-    elif task == "masked_lm":
-        check_labels(name, labels, (batch, length), config.vocab_size, "one token id per position")
-    elif task == "bilm":
-        check_labels(name, labels, (batch, length), config.vocab_size, "one word id per position")
-    else:
-        raise ValueError(f"check_task_labels: task must be 'masked_lm', 'bilm', 'token' or 'sequence', got {task!r}")
+        return
+    size, what = {
+        "masked_lm": (config.vocab_size, "one token id per position"),
+        "bilm": (config.vocab_size, "one word id per position"),
+        "token": (config.num_labels, "one tag id per position"),
+    }[task]
+    check_labels(name, labels, (batch, length), size, what)
 
 
 def init_head_weights(module: nn.Module, config) -> None:

@@ -160,9 +160,18 @@ def _check_char_vocab(char_vocab) -> dict[str, int]:
         raise ValueError(
             f"char_vocab must hold the reserved entries {dict(zip(RESERVED_CHARS, range(5)))}, got {reserved}"
         )
-    if sorted(char_vocab.values()) != list(range(len(char_vocab))):
-        raise ValueError(f"char_vocab ids must be 0..{len(char_vocab) - 1}, each used once")
+    _check_dense_ids("char_vocab", char_vocab)
     return dict(char_vocab)
+
+
+def _check_dense_ids(name: str, mapping: dict) -> None:
+    """The (integer) ids of ``mapping`` are 0..n-1, each once (one embedding row per id)."""
+    ids = sorted(mapping.values())
+    if ids != list(range(len(ids))):
+        raise ValueError(
+            f"{name} ids must be 0..{len(ids) - 1}, each used once (one embedding row per id), got ids from "
+            f"{ids[0]} to {ids[-1]} for {len(ids)} entries"
+        )
 
 
 def _check_vocab(vocab) -> None:
@@ -170,12 +179,7 @@ def _check_vocab(vocab) -> None:
     for word, index in vocab.items():
         if not isinstance(word, str) or not word or not isinstance(index, int) or isinstance(index, bool):
             raise ValueError(f"vocab must map words (non-empty str) to integer ids, got {word!r}: {index!r}")
-    ids = set(vocab.values())
-    if len(ids) != len(vocab) or min(ids) < 0 or max(ids) != len(vocab) - 1:
-        raise ValueError(
-            f"vocab ids must be 0..{len(vocab) - 1}, each used once (one embedding row per id), got ids from "
-            f"{min(ids)} to {max(ids)} for {len(vocab)} words"
-        )
+    _check_dense_ids("vocab", vocab)
 
 
 def _check_saved_folder(folder: Path) -> None:

@@ -144,21 +144,40 @@ def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
         raise ValueError(f"lion_attention: chunk_size must be a positive int, got {chunk_size!r}")
 
 
+def log_decays(log_decay, shape, dtype, device) -> torch.Tensor:
+    """log λ as a (B, H, L) tensor of ``dtype``: 0 for None (LIT), broadcast from (H,) (D) or as given (S), raised
+    to ``LOG_DECAY_MIN`` (exact: exp of it is 0 in every dtype; module docstring, "Extreme decays")."""
+    B, H, L = shape
+    if log_decay is None:
+        return torch.zeros(B, H, L, dtype=dtype, device=device)  # (B, H, L)
+    a = log_decay.to(dtype)
+    if a.dim() == 1:
+        a = a.view(1, H, 1).expand(B, H, L)  # (B, H, L)
+    return a.clamp(min=LOG_DECAY_MIN)
+
+
+def safe_row_sums(den: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The row sums to divide by: 1 where a row is padding (``keep`` False) or sums to exactly 0 (module docstring),
+    so that neither the value nor the gradient is 0/0."""
+    ok = den != 0 if keep is None else (den != 0) & keep
+    return torch.where(ok, den, torch.ones_like(den))
+
+
+def split_hi_lo(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp64 ``x`` as hi + lo parts of ``dtype`` (hi = x rounded, lo = the rest rounded): differences of such parts
+    are exact to the rounding of the difference itself, not of the (possibly large) prefix sums (module docstring)."""
+    hi = x.to(dtype)
+    return hi, (x - hi.double()).to(dtype)
+
+
 def _prepare(q, k, v, log_decay, attention_mask, normalize):
     """fp32 (fp64 for fp64 input) copies with padding neutralised, and the ones column that carries the normaliser.
 
     Returns q, k (B, H, L, Dk); v (B, H, L, Dv [+1]); a (B, H, L) with a = 0 at padding; mask (B, 1, L, 1) or None.
     """
-    B, H, L, _ = q.shape
     acc = torch.promote_types(v.dtype, torch.float32)  # fp32, or fp64 for fp64 inputs (tight oracle tests)
     q, k, v = q.to(acc), k.to(acc), v.to(acc)
-    if log_decay is None:
-        a = q.new_zeros(B, H, L)  # (B, H, L)
-    elif log_decay.dim() == 1:
-        a = log_decay.to(acc).view(1, H, 1).expand(B, H, L)  # (B, H, L)
-    else:
-        a = log_decay.to(acc)  # (B, H, L)
-    a = a.clamp(min=LOG_DECAY_MIN)  # exact: exp(a) is 0 below the floor in every dtype (module docstring)
+    a = log_decays(log_decay, q.shape[:3], acc, q.device)  # (B, H, L)
     mask = None
     if attention_mask is not None:
         keep = attention_mask.to(device=q.device, dtype=torch.bool)  # (B, L)
@@ -175,10 +194,7 @@ def _finish(out, mask, normalize, dtype):
     """Divide by the normaliser column (if any), zero padded rows, cast back."""
     if normalize:
         num, den = out[..., :-1], out[..., -1:]  # (B, H, L, Dv), (B, H, L, 1)
-        if mask is not None:
-            den = torch.where(mask, den, torch.ones_like(den))  # padded rows: avoid 0/0 in value and gradient
-        den = torch.where(den == 0, torch.ones_like(den), den)  # a zero row sum (module docstring): no 0/0
-        out = num / den
+        out = num / safe_row_sums(den, mask)
     if mask is not None:
         out = torch.where(mask, out, 0.0)
     return out.to(dtype)
@@ -198,8 +214,7 @@ def _decay_matrix_log(a):
     p = q - a.double()  # P, exclusive prefix sums, fp64
 
     def diff(x):  # x_i - x_j (..., T, T) from the hi + lo parts of the fp64 prefix sums x
-        hi = x.to(a.dtype)
-        lo = (x - hi.double()).to(a.dtype)
+        hi, lo = split_hi_lo(x, a.dtype)
         return (hi[..., :, None] - hi[..., None, :]) + (lo[..., :, None] - lo[..., None, :])
 
     lower = torch.ones(T, T, dtype=torch.bool, device=a.device).tril()  # i >= j

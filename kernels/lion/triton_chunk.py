@@ -35,6 +35,8 @@ import os
 
 import torch
 
+from .reference import split_hi_lo
+
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 # BIZOO_TRITON_AUTOTUNE=0 keeps the first configuration only (tests on a GPU: compile once, not once per config).
 AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
@@ -262,9 +264,7 @@ def chunk_prefix_sums(alpha, beta, ranges, chunk_size: int):
         return s, total
 
     def split(s):  # fp32 hi + lo parts of fp64 sums, back to (B·H, L)
-        hi = s.float()
-        lo = (s - hi.double()).float()
-        return hi.view(B * H, -1)[:, :L].contiguous(), lo.view(B * H, -1)[:, :L].contiguous()
+        return tuple(part.view(B * H, -1)[:, :L].contiguous() for part in split_hi_lo(s))
 
     pa, ta = local(alpha, inclusive=False)
     sb, tb = local(beta, inclusive=True)

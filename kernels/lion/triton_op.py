@@ -36,7 +36,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .reference import LOG_DECAY_MIN
+from .reference import log_decays, safe_row_sums
 from .triton_chunk import chunk_product
 from .triton_parallel import parallel_product
 
@@ -134,14 +134,7 @@ def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chun
     check_triton_inputs(q, k, v, form, chunk_size)
     B, H, L, _ = q.shape
     with torch.autocast(device_type=q.device.type, enabled=False):
-        if log_decay is None:
-            a = q.new_zeros(B, H, L, dtype=torch.float32)
-        elif log_decay.dim() == 1:
-            a = log_decay.float().view(1, H, 1).expand(B, H, L)
-        else:
-            a = log_decay.float()
-        if log_decay is not None:  # exact: exp(a) is 0 below the floor (reference.py, "Extreme decays")
-            a = a.clamp(min=LOG_DECAY_MIN)
+        a = log_decays(log_decay, (B, H, L), torch.float32, q.device)  # (B, H, L)
         ranges = real_ranges(attention_mask, B, L, q.device)
         keep = None
         if attention_mask is not None:
@@ -152,10 +145,7 @@ def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chun
         num, den = LionTritonFunction.apply(q, k, v, a.contiguous(), ranges, normalize, form, chunk_size)
         out = num
         if normalize:
-            if keep is not None:
-                den = torch.where(keep[:, None, :], den, torch.ones_like(den))
-            den = torch.where(den == 0, torch.ones_like(den), den)  # a zero row sum: no 0/0 (reference.py)
-            out = num / den[..., None]
+            out = num / safe_row_sums(den, None if keep is None else keep[:, None, :])[..., None]
         if keep is not None:
             out = torch.where(keep[:, None, :, None], out, 0.0)
         return out.to(v.dtype)

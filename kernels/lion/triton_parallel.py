@@ -31,6 +31,8 @@ import os
 
 import torch
 
+from .reference import split_hi_lo
+
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 # BIZOO_TRITON_AUTOTUNE=0 keeps the first configuration only (tests on a GPU: compile once, not once per config).
 AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
@@ -133,8 +135,7 @@ def _prefix_parts(x: torch.Tensor, inclusive: bool) -> tuple[torch.Tensor, torch
     s = x.double().cumsum(-1)
     if not inclusive:
         s = s - x.double()
-    hi = s.float()
-    lo = (s - hi.double()).float()
+    hi, lo = split_hi_lo(s)
     return hi.contiguous(), lo.contiguous()
 
 

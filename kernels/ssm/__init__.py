@@ -50,11 +50,11 @@ __all__ = [
 REFERENCE_FFT_MIN_LENGTH = 768
 
 
-def _resolve_form(op: str, form, length: int, empty: bool = False) -> str:
+def _resolve_form(op: str, form, length: int) -> str:
     if form not in FORMS + ("auto",):
         raise ValueError(f"{op}: form must be one of {FORMS + ('auto',)}, got {form!r}")
-    if form == "auto" or (form == "fft" and empty):  # an FFT of nothing is an error in some FFT libraries (MKL)
-        return "fft" if length >= REFERENCE_FFT_MIN_LENGTH and not empty else "toeplitz"
+    if form == "auto":
+        return "fft" if length >= REFERENCE_FFT_MIN_LENGTH else "toeplitz"
     return form
 
 
@@ -110,7 +110,7 @@ def bidirectional_ssm(
         d_fwd,
         d_bwd,
         attention_mask,
-        form=_resolve_form(op, form, u_fwd.shape[1], empty=u_fwd.numel() == 0),
+        form=_resolve_form(op, form, u_fwd.shape[1]),
         recurrent_params=recurrent_params,
         chunk_size=chunk_size,
     )
@@ -138,7 +138,7 @@ def ssm_conv(
         (B, L, H) in the dtype of ``u``, zeros at padded positions.
     """
     length = u.shape[1] if isinstance(u, torch.Tensor) and u.dim() == 3 else 0
-    form = _resolve_form("ssm_conv", form, length, empty=isinstance(u, torch.Tensor) and u.numel() == 0)
+    form = _resolve_form("ssm_conv", form, length)
     return reference.ssm_conv(
         u, k, d, attention_mask, reverse=reverse, form=form, params=params, chunk_size=chunk_size
     )
