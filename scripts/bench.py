@@ -782,6 +782,18 @@ def probe(method: str, device: str, dtype: str) -> str | None:
     return None
 
 
+def unavailable_methods(methods, named, device: str, dtype: str, probe_fn) -> dict[str, str]:
+    """Why each of ``methods`` cannot run here (``probe_fn(method, device, dtype)``); on a CPU triton also unless
+    ``named`` (--methods) names it, as it would run in Triton's interpreter."""
+    unavailable = {}
+    if device != "cuda" and "triton" in methods and "triton" not in (named or ()):
+        unavailable["triton"] = "no CUDA device (name triton in --methods to run it in Triton's interpreter)"
+    for method in methods:
+        if method not in unavailable and (why := probe_fn(method, device, dtype)) is not None:
+            unavailable[method] = why
+    return unavailable
+
+
 def _settings(args, device: str) -> dict:
     cuda = device == "cuda"
     return {
@@ -1482,8 +1494,6 @@ def run_bigs(args) -> int:
     lengths = args.lengths or BIGS_DEFAULT_LENGTHS[device]
     _check_positive(lengths=lengths, tokens=args.tokens, batch=args.batch, channels=args.channels,
                     state_size=args.state_size, chunk_size=args.chunk_size, repeats=args.repeats)
-    if args.warmup is not None and args.warmup < 0:
-        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
     if args.tokens and args.batch:
         raise ValueError(f"--tokens ({args.tokens}) and --batch ({args.batch}) exclude each other: B = tokens // L, "
                          "or B fixed")
@@ -1492,12 +1502,7 @@ def run_bigs(args) -> int:
     settings = _settings(args, device)
     methods = list(dict.fromkeys(["fft-baseline", *(args.methods or BIGS_DEFAULT_METHODS[device])]))
     modes = [m for m in MODES if m in args.modes]
-    unavailable = {}
-    if not cuda and "triton" in methods and "triton" not in (args.methods or ()):
-        unavailable["triton"] = "no CUDA device (name triton in --methods to run it in Triton's interpreter)"
-    for method in methods:
-        if method not in unavailable and (why := bigs_probe(method, device, settings["dtype"])) is not None:
-            unavailable[method] = why
+    unavailable = unavailable_methods(methods, args.methods, device, settings["dtype"], bigs_probe)
     interpreted = device == "cpu" and "triton" in methods and "triton" not in unavailable
     from ..kernels.ssm import REFERENCE_FFT_MIN_LENGTH
 
@@ -1626,7 +1631,9 @@ def form_agreement(length: int, batch: int, heads: int, head_dim: int, chunk_siz
 
 def run_forms(args) -> int:
     _check_positive(lengths=args.lengths, heads=args.heads, head_dim=args.head_dim, chunk_size=args.chunk_size)
-    B = max(args.batch, 2)
+    if args.batch < 2:
+        raise ValueError(f"--batch must be >= 2 (a right- and a left-padded row), got {args.batch}")
+    B = args.batch
     print(f"LION forms vs the attention form, reference backend, fp32, B={B} (right- and left-padded) "
           f"H={args.heads} D={args.head_dim}, chunk size {args.chunk_size}; machine: {machine_name('cpu')}")
     print(f"{'L':>7} {'decay':>6} {'form':>6} {'max |diff|':>12} {'max |y|':>9}")
@@ -1772,8 +1779,6 @@ def _crf_format(group: dict, methods) -> str:
 def run_crf(args) -> int:
     device = _resolve_device(args)
     _check_positive(batch_sizes=args.batch_sizes, tags=args.tags, lengths=args.lengths, repeats=args.repeats)
-    if args.warmup is not None and args.warmup < 0:
-        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
     try:
         import torchcrf  # noqa: F401
     except ImportError as err:
@@ -2051,17 +2056,10 @@ def run_lstm(args) -> int:
     _check_positive(batch_sizes=grid_args["batch_sizes"], lengths=grid_args["lengths"], hidden=grid_args["hidden"],
                     input_size=args.input_size, elmo_batch_sizes=grid_args["elmo_batch_sizes"],
                     elmo_lengths=grid_args["elmo_lengths"], repeats=args.repeats)
-    if args.warmup is not None and args.warmup < 0:
-        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
     settings = _settings(args, device)
     methods = list(dict.fromkeys(args.methods or LSTM_DEFAULT_METHODS))
     modes = [m for m in MODES if m in args.modes]
-    unavailable = {}
-    if not cuda and "triton" in methods and "triton" not in (args.methods or ()):
-        unavailable["triton"] = "no CUDA device (name triton in --methods to run it in Triton's interpreter)"
-    for method in methods:
-        if method not in unavailable and (why := lstm_probe(method, device, settings["dtype"])) is not None:
-            unavailable[method] = why
+    unavailable = unavailable_methods(methods, args.methods, device, settings["dtype"], lstm_probe)
     interpreted = not cuda and "triton" in methods and "triton" not in unavailable
     machine = machine_name(device)
     import torch
@@ -2093,8 +2091,8 @@ def run_lstm(args) -> int:
     def measure(part, part_methods, grid, describe_point):
         ratios, shape = LSTM_RATIOS[part], LSTM_SHAPES[part]
         print(_table_head(modes, ratios, LSTM_EXTRA, shape))
-        rows.extend(_run_grid(grid, part_methods, describe_point, unavailable, modes, ratios, LSTM_EXTRA, args.json, meta,
-                              shape, rows))
+        rows.extend(_run_grid(grid, part_methods, describe_point, unavailable, modes, ratios, LSTM_EXTRA, args.json,
+                              meta, shape, rows))
 
     def describe(part, method, batch, length, hidden, input_size, projection, clip, **row):
         """The row's fields and the case to run (``_run_grid``)."""
@@ -2167,8 +2165,6 @@ def check_common_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, option, None)
         if value is not None and value < 0:
             raise ValueError(f"--{option.replace('_', '-')} must be >= 0, got {value}")
-    if args.op == "lion-forms" and args.batch < 2:
-        raise ValueError(f"--batch must be >= 2 (a right- and a left-padded row), got {args.batch}")
     for option in ("json", "plot"):
         path = getattr(args, option, None)
         if path is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import inspect
 import json
 import math
@@ -118,7 +119,7 @@ def _note(message: str) -> None:
 def recover_interrupted(path: str | os.PathLike) -> None:
     """Undo what a killed ``staged_output_dir`` or ``move_into`` left at ``path``; nothing if nothing was left.
 
-    * The old folder moved aside (``.<name>.old-<pid>-*/old``) but the new one not yet renamed in: the old one is
+    * The old folder moved aside (``.<name>.old-<pid>.<host>-*/old``) but the new one not yet renamed in: the old one is
       renamed back. Once the new one is in place, a leftover ``.old-`` sibling is only deleted.
     * Staging siblings (``.<name>.tmp-<pid>.<host>-*``, ``.<name>.final-…``) of processes of this machine that no
       longer run are deleted: their content never became the folder.
@@ -129,13 +130,13 @@ def recover_interrupted(path: str | os.PathLike) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         return
-    for retired in sorted(parent.glob(f".{glob_escape(path.name)}.old-*")):
+    for retired in sorted(parent.glob(f".{glob.escape(path.name)}.old-*")):
         if not path.exists() and (retired / "old").is_dir():
             os.replace(retired / "old", path)
             _note(f"restored {str(path)!r}, which an interrupted write had moved aside")
         shutil.rmtree(retired, ignore_errors=True)
     for kind in ("tmp", "final"):
-        for staging in parent.glob(f".{glob_escape(path.name)}.{kind}-*"):
+        for staging in parent.glob(f".{glob.escape(path.name)}.{kind}-*"):
             pid = _owner_pid(staging)
             if pid is not None and pid != os.getpid() and not _pid_alive(pid):
                 shutil.rmtree(staging, ignore_errors=True)
@@ -153,13 +154,6 @@ def recover_interrupted(path: str | os.PathLike) -> None:
                 os.replace(item, path / item.name)
         shutil.rmtree(replaced, ignore_errors=True)
         _note(f"undid an interrupted update of {str(path)!r}: its files are as they were before it")
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob's special characters taken literally."""
-    import glob
-
-    return glob.escape(name)
 
 
 def _remove(item: Path) -> None:
@@ -189,7 +183,7 @@ def staged_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) ->
     """Yield a temporary folder beside ``output_dir``; on success rename it to ``output_dir``.
 
     If the body raises, the temporary folder is removed and ``output_dir`` is untouched; if the process dies, the
-    temporary folder is left as a hidden ``.<name>.tmp-<pid>-*`` sibling that the next write to ``output_dir``
+    temporary folder is left as a hidden ``.<name>.tmp-<pid>.<host>-*`` sibling that the next write to ``output_dir``
     deletes. An existing non-empty ``output_dir`` is replaced only with ``overwrite``: it is moved aside first,
     the new folder renamed in, then the old one deleted (killed between the two renames, the next write, or any
     command given this output folder, renames the old one back: ``recover_interrupted``).
@@ -239,6 +233,20 @@ def move_into(staging: Path, destination: Path) -> None:
         raise
     shutil.rmtree(replaced)
     staging.rmdir()
+
+
+@contextlib.contextmanager
+def staged_update(destination: Path) -> Iterator[Path]:
+    """Yield a new staging folder beside ``destination`` (``staging_dir``); on success move its files into
+    ``destination`` (``move_into``), which keeps its other files (checkpoints). If the body raises, the staging
+    folder is removed and ``destination`` is untouched."""
+    staging = staging_dir(destination, "final")
+    try:
+        yield staging
+        move_into(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -417,10 +425,10 @@ def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, 
         report_to=[],
         bf16=args.bf16,
         dataloader_num_workers=0,
-        dataloader_pin_memory=_cuda_available(),
+        dataloader_pin_memory=cuda_available(),
         # Without a GPU, say so: accelerate then runs several processes (torchrun, accelerate launch) as CPU DDP
         # over gloo, instead of one independent run per process.
-        use_cpu=not _cuda_available(),
+        use_cpu=not cuda_available(),
         disable_tqdm=not sys.stderr.isatty(),
     )
     if getattr(args, "fsdp", False):
@@ -442,7 +450,7 @@ def build_on_first_process(build, folder: Path, save, load):
         return build()
     from accelerate import PartialState
 
-    state = PartialState(cpu=not _cuda_available())
+    state = PartialState(cpu=not cuda_available())
     if state.is_main_process:
         obj = build()
         save(obj, folder)
@@ -466,7 +474,7 @@ def trainer_optimizers(model, args: argparse.Namespace) -> tuple:
     return torch.optim.AdamW(groups(args.learning_rate, args.weight_decay), lr=args.learning_rate), None
 
 
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import CommandError, run_command
+from .common import CommandError, cuda_available, read_results, run_command
 
 PROG = "bizoo evaluate-all"
 
@@ -94,8 +94,8 @@ def _run(argv: list[str], folder: Path, log_name: str) -> tuple[bool, float]:
 
 
 def _results(folder: Path) -> list[dict] | None:
-    path = folder / "bizoo_results.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The results a finished run recorded in ``folder`` (``read_results``), or None if it recorded none."""
+    return read_results(folder) or None
 
 
 def _timed(folder: Path, seconds: float | None = None) -> float:
@@ -149,8 +149,12 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
             row["conll"] = entry
         else:
             row["glue"][task] = entry
-        shown = f"{task_score(entry['metrics']):.1f}" if results is not None and task != CONLL else (
-            f"F1 {entry['metrics'].get('f1', float('nan')) * 100:.1f}" if results is not None else "FAILED")
+        if results is None:
+            shown = "FAILED"
+        elif task == CONLL:
+            shown = f"F1 {entry['metrics'].get('f1', float('nan')) * 100:.1f}"
+        else:
+            shown = f"{task_score(entry['metrics']):.1f}"
         print(f"{PROG}: {name} {task}: {shown} ({seconds:.0f} s)")
     return row
 
@@ -224,8 +228,8 @@ def _evaluate_all(args: argparse.Namespace) -> int:
         raise CommandError("nothing to evaluate on: pass --glue-dir and/or --conll-dir")
     if args.tasks and not args.glue_dir:
         raise CommandError("--tasks picks GLUE tasks of --glue-dir: pass --glue-dir too")
-    output = Path(args.output_dir)
-    if not str(args.output_dir).strip() or (output.exists() and not output.is_dir()):
+    out = Path(args.output_dir)
+    if not str(args.output_dir).strip() or (out.exists() and not out.is_dir()):
         raise CommandError(f"--output-dir {args.output_dir!r} must be a folder (new or existing), not a file")
     tasks, skipped = glue_tasks(Path(args.glue_dir), args.tasks) if args.glue_dir else ([], [])
     if args.glue_dir and not tasks:
@@ -242,12 +246,10 @@ def _evaluate_all(args: argparse.Namespace) -> int:
                 raise CommandError(f"--conll-dir {args.conll_dir!r} holds no {name} (CoNLL-2003: train.txt, valid.txt)")
     for task in skipped:
         print(f"{PROG}: GLUE {task} has no train.tsv (or no dev file) in {args.glue_dir}: skipped")
-    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows = [evaluate_model(name, args, tasks, out) for name in args.models]
-    device = "cuda" if _cuda() else "cpu"
-    machine = machine_name(device)
+    machine = machine_name("cuda" if cuda_available() else "cpu")
     corpus = "the --pretrain-args text" if "--text" in args.pretrain_args else "the shipped Shakespeare sample"
     settings = (f"pretraining {args.pretrain_steps} steps on {corpus}, fine-tuning "
                 f"{args.finetune_steps} steps per task, batch {args.batch_size}, max length {args.max_length}, "
@@ -266,12 +268,6 @@ def _evaluate_all(args: argparse.Namespace) -> int:
     print(f"\n{text}\n{settings}\nmachine: {machine}; {time.perf_counter() - started:.0f} s in all")
     print(f"{PROG}: table in {out / 'results.md'}, chart in {out / 'results.png'}")
     return 0 if all(r["pretrain"]["ok"] for r in rows) else 1
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ A fine-tuning command runs in two phases:
    against its vocabulary. Any bad input raises ``CommandError`` (exit code 2) and leaves no folder behind.
 2. **train and report** (``train``, ``save_final``): the ``Trainer`` writes its checkpoints into the output
    folder (so ``--resume`` can continue), then the final model, tokenizer and ``eval_results.json`` are
-   written into a staging folder beside it and moved in (``move_into``).
+   written into a staging folder beside it and moved in (``staged_update``).
 
 ``--resume`` takes the model and tokenizer from the newest ``checkpoint-N`` of the output folder; options that
 would build a different model (another ``--model-config`` value, another task) are refused.
@@ -20,9 +20,7 @@ would build a different model (another ``--model-config`` value, another task) a
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -37,10 +35,9 @@ from .common import (
     check_output_dir,
     last_checkpoint,
     load_model,
-    move_into,
     parse_model_config,
     run_command,
-    staging_dir,
+    staged_update,
     variant_fields,
 )
 
@@ -166,9 +163,8 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
 
 def check_output_folder(args: argparse.Namespace) -> tuple[Path, str | None]:
     """The output folder and, with --resume, the checkpoint to continue from; ``CommandError`` if the folder is
-    a file, is non-empty without --overwrite/--resume, or --resume finds no checkpoint."""
-    if args.resume and args.overwrite:
-        raise CommandError("--resume continues the run in --output-dir and --overwrite deletes it: pass only one")
+    a file, is non-empty without --overwrite/--resume, or --resume finds no checkpoint (``check_training_arguments``
+    has refused --resume with --overwrite)."""
     output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume)
     if not args.resume:
         return output_dir, None
@@ -203,9 +199,7 @@ def _new_tokenizer(args: argparse.Namespace, source: ModelSource, training_texts
     texts = [text for text in training_texts() if text and text.strip()]
     if not texts:
         raise CommandError("the training data holds no text to train a tokenizer on")
-    vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZE
-    if vocab_size < MIN_VOCAB_SIZE:
-        raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
+    vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZE  # checked in prepare_model
     print(f"training a WordPiece tokenizer (vocabulary up to {vocab_size:,}) on {len(texts):,} training texts")
     try:
         return train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
@@ -461,18 +455,12 @@ def save_final(prepared: PreparedModel, results: dict[str, Any], log_history: li
     """Save the model, tokenizer, ``eval_results.json`` and the Trainer's log (``training_log.json``) into a staging
     folder beside the output folder, then move them in (checkpoints stay). Returns the output folder."""
     output_dir = prepared.output_dir
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir(output_dir, "final")
-    try:
+    with staged_update(output_dir) as staging:
         prepared.model.save_pretrained(str(staging))
         prepared.tokenizer.save_pretrained(str(staging))
         (staging / EVAL_RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         if log_history is not None:
             (staging / TRAINING_LOG_FILE).write_text(json.dumps(log_history, indent=1) + "\n", encoding="utf-8")
-        move_into(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 

@@ -47,11 +47,10 @@ from .common import (
     check_training_arguments,
     config_fields,
     last_checkpoint,
-    move_into,
     parse_model_config,
     record_results,
     run_command,
-    staging_dir,
+    staged_update,
     tokenizer_config_fields,
     trainer_optimizers,
     training_arguments,
@@ -59,10 +58,10 @@ from .common import (
 )
 from .data import read_text_files, shipped_corpus_files
 from .export import write_checkpoint_card
+from .streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 
 PROG = "bizoo pretrain"
 
-MIN_BLOCK_LENGTH = 8  # a training or held-out block holds at least this many tokens (words) besides its boundaries
 STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts tokens over the first blocks
 # The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type whose
 # spec has a `pretrain_config` (bilstm_crf, elmo) starts from that instead.
@@ -211,11 +210,6 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
         raise CommandError("--stream needs --max-steps: the length of a streamed corpus is not known in advance")
     if wordchar or objective != "mlm":
         raise CommandError("--stream is for subword models with the mlm objective (not word+character models yet)")
-    if args.tokenizer_sample_mb <= 0:
-        raise CommandError(f"--tokenizer-sample-mb must be positive, got {args.tokenizer_sample_mb}")
-    for path in args.text:
-        if not Path(path).is_file():
-            raise CommandError(f"--text {path!r} is not a file")
 
 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
@@ -251,16 +245,10 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
 
 
 def pack(tokenizer, documents: list[list[str]], max_length: int, min_length: int = MIN_BLOCK_LENGTH) -> list[list[int]]:
-    """Token blocks of at most ``max_length`` ([CLS] ... [SEP]) filled from one document at a time."""
-    body = max_length - 2
-    blocks = []
-    for lines in documents:
-        stream = [tok for ids in tokenizer(lines, add_special_tokens=False)["input_ids"] for tok in ids]
-        for start in range(0, len(stream), body):
-            piece = stream[start : start + body]
-            if len(piece) >= min_length:
-                blocks.append([tokenizer.cls_token_id, *piece, tokenizer.sep_token_id])
-    return blocks
+    """Token blocks of at most ``max_length`` ([CLS] ... [SEP]) filled from one document at a time (``pack_blocks``,
+    as ``--stream`` packs them)."""
+    token_lines = (tokenizer(lines, add_special_tokens=False)["input_ids"] for lines in documents)
+    return list(pack_blocks(tokenizer, token_lines, max_length, min_length))
 
 
 def pack_words(
@@ -430,7 +418,6 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from .finetune_common import _pretrained_tokenizer, build_wordchar_tokenizer
     from .masking import EpochCallback, SeededExamples, SeededMaskingCollator
-    from .streaming import StreamedBlocks, sample_lines
     from .train_tokenizer import train_wordpiece_tokenizer
 
     started = time.perf_counter()
@@ -445,7 +432,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             f"--objective mlm, not to {spec.model_type!r} with objective {objective!r}"
         )
     config_kwargs = model_config_kwargs(args, spec)
-    spec.config_class(vocab_size=max(args.vocab_size, 8), **config_kwargs)  # validates every field now
+    spec.config_class(vocab_size=args.vocab_size, **config_kwargs)  # validates every field now
     output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume)
     resume_from = last_checkpoint(output_dir) if args.resume else None
     if args.resume and resume_from is None:
@@ -574,12 +561,11 @@ def _pretrain(args: argparse.Namespace) -> int:
         extra = {"unigram_baseline_accuracy": round(baseline_accuracy, 4), "eval_loss": round(eval_loss, 4)}
         task = {"type": "fill-mask", "name": "Masked language modeling"}
 
-    staging = staging_dir(output_dir, "final")
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    plot_loss_curve(trainer.state.log_history, staging / "loss_curve.png", objective)
-    (staging / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
-    move_into(staging, output_dir)
+    with staged_update(output_dir) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        plot_loss_curve(trainer.state.log_history, staging / "loss_curve.png", objective)
+        (staging / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
     record_results(
         output_dir,
         task=task,

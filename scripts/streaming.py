@@ -2,11 +2,12 @@ r"""Pretraining text read lazily: corpora larger than memory, one block at a tim
 
 ``StreamedBlocks`` is an ``IterableDataset`` over plain-text files (one document per file, as ``bizoo pretrain
 --text`` reads them): it reads each file line by line, tokenizes a chunk of lines at a time and packs the token
-stream into blocks of at most ``max_length`` tokens ([CLS] … [SEP]), never across a file boundary (a document's
-last piece shorter than ``min_length`` is dropped, as the in-memory packing does). Each block carries its
-``mask_seed`` (``scripts/masking.py``) from its position in the stream and the epoch, so masks do not depend on the
-number of processes or on a resume (the ``Trainer`` skips the consumed batches of a resumed epoch by reading them
-again). Memory holds one chunk of lines and one document's pending tokens, whatever the corpus size.
+stream into blocks of at most ``max_length`` tokens ([CLS] … [SEP]) with ``pack_blocks``, which the in-memory
+packing of ``bizoo pretrain`` uses too: never across a file boundary, a document's last piece shorter than
+``min_length`` dropped. Each block carries its ``mask_seed`` (``scripts/masking.py``) from its position in the
+stream and the epoch, so masks do not depend on the number of processes or on a resume (the ``Trainer`` skips the
+consumed batches of a resumed epoch by reading them again). Memory holds one chunk of lines and one document's
+pending tokens, whatever the corpus size.
 
 ``sample_lines`` reads the first bytes of each file: what a tokenizer is trained on when the corpus is streamed.
 """
@@ -19,7 +20,9 @@ from torch.utils.data import IterableDataset
 
 from .masking import mask_seed
 
-__all__ = ["StreamedBlocks", "sample_lines"]
+__all__ = ["MIN_BLOCK_LENGTH", "StreamedBlocks", "pack_blocks", "sample_lines"]
+
+MIN_BLOCK_LENGTH = 8  # a training or held-out block holds at least this many tokens (words) besides its boundaries
 
 
 def _lines(path: Path):
@@ -45,11 +48,30 @@ def sample_lines(paths, max_bytes: int) -> list[list[str]]:
     return documents
 
 
+def pack_blocks(tokenizer, documents, max_length: int, min_length: int = MIN_BLOCK_LENGTH):
+    """Token blocks of at most ``max_length`` ([CLS] … [SEP]) filled from one document at a time; ``documents``:
+    iterables of the token ids of their lines (without special tokens). A piece shorter than ``min_length`` (a
+    document's last) is dropped."""
+    body = max_length - 2
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    for lines in documents:
+        pending: list[int] = []
+        for ids in lines:
+            pending.extend(ids)
+            while len(pending) >= body:
+                piece, pending = pending[:body], pending[body:]
+                if len(piece) >= min_length:
+                    yield [cls, *piece, sep]
+        if pending and len(pending) >= min_length:
+            yield [cls, *pending, sep]
+
+
 class StreamedBlocks(IterableDataset):
     """Blocks of token ids packed from text files read lazily (module docstring); yields ``{"input_ids",
     "mask_seed"}``. ``set_epoch`` selects the epoch's masks."""
 
-    def __init__(self, paths, tokenizer, max_length: int, seed: int, min_length: int = 8, chunk_lines: int = 1024):
+    def __init__(self, paths, tokenizer, max_length: int, seed: int, min_length: int = MIN_BLOCK_LENGTH,
+                 chunk_lines: int = 1024):
         self.paths = [Path(p) for p in paths]
         self.tokenizer, self.max_length, self.seed = tokenizer, max_length, seed
         self.min_length, self.chunk_lines, self.epoch = min_length, chunk_lines, 0
@@ -57,31 +79,21 @@ class StreamedBlocks(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _token_chunks(self, path: Path):
-        """The token ids of the file's lines, a chunk of lines at a time."""
+    def _token_lines(self, path: Path):
+        """The token ids of the file's lines, tokenized a chunk of lines at a time."""
         chunk = []
         for line in _lines(path):
             chunk.append(line)
             if len(chunk) == self.chunk_lines:
-                yield self.tokenizer(chunk, add_special_tokens=False)["input_ids"]
+                yield from self.tokenizer(chunk, add_special_tokens=False)["input_ids"]
                 chunk = []
         if chunk:
-            yield self.tokenizer(chunk, add_special_tokens=False)["input_ids"]
+            yield from self.tokenizer(chunk, add_special_tokens=False)["input_ids"]
 
     def blocks(self):
         """Token blocks of at most ``max_length`` ([CLS] … [SEP]), one document (file) at a time."""
-        body = self.max_length - 2
-        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        for path in self.paths:
-            pending: list[int] = []
-            for ids_of_lines in self._token_chunks(path):
-                for ids in ids_of_lines:
-                    pending.extend(ids)
-                    while len(pending) >= body:
-                        yield [cls, *pending[:body], sep]
-                        pending = pending[body:]
-            if len(pending) >= self.min_length:
-                yield [cls, *pending, sep]
+        documents = (self._token_lines(path) for path in self.paths)
+        return pack_blocks(self.tokenizer, documents, self.max_length, self.min_length)
 
     def __iter__(self):
         for index, block in enumerate(self.blocks()):

@@ -92,6 +92,26 @@ def test_pretrain_helpers():
     assert blocks == [[2, 15, 15, 15, 15, 3], [2, 15, 13, 13, 13, 3], [2, 20, 20, 20, 20, 3], [2, 20, 20, 20, 20, 3], [2, 20, 20, 3]]
 
 
+
+def test_the_final_save_replaces_its_files_and_keeps_the_others(tmp_path):
+    """``staged_update`` (the final save of pretrain and the fine-tuning commands): the new files replace the old,
+    the checkpoints stay; a save that fails leaves the folder as it was and no staging folder beside it."""
+    from bizoo.scripts.common import staged_update
+
+    out = tmp_path / "run"
+    (out / "checkpoint-2").mkdir(parents=True)
+    (out / "config.json").write_text("old")
+    with staged_update(out) as staging:
+        (staging / "config.json").write_text("new")
+        (staging / "model.safetensors").write_text("weights")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2", "config.json", "model.safetensors"]
+    assert (out / "config.json").read_text() == "new"
+    with pytest.raises(OSError), staged_update(out) as staging:
+        (staging / "config.json").write_text("newer")
+        raise OSError("disk full")
+    assert (out / "config.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
 @pytest.mark.parametrize(
     "extra, message",
     [

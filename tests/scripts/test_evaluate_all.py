@@ -53,10 +53,10 @@ def test_evaluate_all_tabulates_every_task_and_reuses_finished_runs(tmp_path, sm
 
 
 def test_evaluate_all_says_what_is_missing(tmp_path, capsys):
-    assert evaluate_all.main(["--output-dir", str(tmp_path / "o")]) != 0
+    assert evaluate_all.main(["--output-dir", str(tmp_path / "o")]) == 2
     assert "pass --glue-dir and/or --conll-dir" in capsys.readouterr().err
     assert evaluate_all.main(["--output-dir", str(tmp_path / "o"), "--conll-dir", str(tmp_path),
-                              "--finetune-steps", "0"]) != 0
+                              "--finetune-steps", "0"]) == 2
     assert "--finetune-steps must be at least 1" in capsys.readouterr().err
-    assert evaluate_all.main(["--output-dir", str(tmp_path / "o"), "--conll-dir", str(tmp_path)]) != 0
+    assert evaluate_all.main(["--output-dir", str(tmp_path / "o"), "--conll-dir", str(tmp_path)]) == 2
     assert "holds no train.txt" in capsys.readouterr().err

@@ -28,7 +28,6 @@ TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attentio
 FAST = ["--max-steps", "3", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "2", "--max-length", "32"]
 
 
-
 def call(main, argv: list[str]) -> int:
     """The exit code of a command, whether it returns it or argparse raises SystemExit."""
     try:
