@@ -172,7 +172,7 @@ BAD_SSM_INPUTS = [
 
 @pytest.mark.parametrize("change, match", _ids(BAD_SSM_INPUTS))
 def test_bad_ssm_input_is_a_clear_error(change, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match="^" + match):
         bidirectional_ssm(**_ssm_args(**change))
 
 
@@ -207,7 +207,7 @@ BAD_SSM_PARTS = [
 
 @pytest.mark.parametrize("call, match", _ids(BAD_SSM_PARTS))
 def test_bad_ssm_part_input_is_a_clear_error(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match="^" + match):
         call()
 
 
@@ -325,7 +325,7 @@ BAD_CONSTRAINTS = [
 
 @pytest.mark.parametrize("call, match", _ids(BAD_CONSTRAINTS))
 def test_bad_constraint_input_is_a_clear_error(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match="^" + match):
         call()
 
 
@@ -568,7 +568,7 @@ BAD_COMMAND_LINES = [
     ("pretrain-model-config-without-value", "pretrain", ["--model-config", "hidden_size"],
      r"--model-config expects KEY=VALUE items"),
     ("pretrain-model-config-negative-size", "pretrain", ["--model-config", "hidden_size=-1"],
-     r"hidden_size.*-1"),
+     r"LionConfig: hidden_size must be an int >= 1, got -1"),
     ("pretrain-stream-without-text", "pretrain", ["--stream"], r"--stream reads --text files lazily"),
     ("pretrain-stream-without-eval-text", "pretrain", ["--stream", "--text", "{text}"], r"--stream needs --eval-text"),
     ("pretrain-stream-without-max-steps", "pretrain", ["--stream", *TEXT, "--max-steps", "-1"],
@@ -728,7 +728,7 @@ def test_bad_command_line_is_a_usage_error(command, argv, match, files, past_the
         code = exit_.code
     err = capsys.readouterr().err
     assert code == 2, err
-    assert f"{_prog(command, argv)}: error: " in err or "usage: " in err, err
+    assert f"{_prog(command, argv)}: error: " in err, err
     assert "Traceback" not in err, err
     assert re.search(match, err), err
     assert not out.exists(), "a refused command wrote its output folder"

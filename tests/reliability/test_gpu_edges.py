@@ -1,14 +1,12 @@
 """On a CUDA device: bad ids are a ValueError before any kernel runs (never a device-side assert), and every model
 runs forward and backward in fp16 and bf16 with finite outputs close to fp32.
 
-Skipped without a GPU (the CPU counterparts are in test_bad_inputs.py and test_numerical_edges.py).
+Skipped without a GPU (the CPU counterparts are in test_bad_inputs_models.py and test_numerical_edges.py).
 """
 
 import pytest
 import torch
 from transformers import AutoModelForMaskedLM
-
-import bizoo
 
 pytestmark = [
     pytest.mark.gpu,
@@ -34,10 +32,10 @@ def test_ids_outside_the_table_are_a_value_error_on_cuda(model_case, make_config
     model = AutoModelForMaskedLM.from_config(make_config(model_case, vocab_size=V)).cuda().eval()
     inputs[where] = inputs[where].clone()
     inputs[where][0, 3] = 10_000  # past any table of the tiny configuration
-    with pytest.raises(ValueError, match=where):
+    with pytest.raises(ValueError, match=rf"{where} holds 10000, outside \[0, "):
         model(**inputs)
     inputs[where][0, 3] = -1
-    with pytest.raises(ValueError, match=where):
+    with pytest.raises(ValueError, match=rf"{where} holds -1, outside \[0, "):
         model(**inputs)
     torch.cuda.synchronize()  # the device is still usable: no assert fired
     assert torch.ones(1, device="cuda").item() == 1.0
@@ -45,7 +43,6 @@ def test_ids_outside_the_table_are_a_value_error_on_cuda(model_case, make_config
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_autocast_is_finite_and_close_to_fp32(model_case, make_config, make_inputs, dtype):
-    torch.manual_seed(0)
     model = AutoModelForMaskedLM.from_config(make_config(model_case, vocab_size=V)).cuda().eval()
     inputs = _inputs(model_case, make_inputs)
     labels = torch.full(inputs["attention_mask"].shape, -100, device="cuda")
@@ -53,7 +50,7 @@ def test_half_precision_autocast_is_finite_and_close_to_fp32(model_case, make_co
     reference = model(**inputs, labels=labels)
     with torch.autocast("cuda", dtype=dtype):
         out = model(**inputs, labels=labels)
-    assert torch.isfinite(out.loss), f"{bizoo.get_spec(model_case[0]).model_type}: loss {out.loss}"
+    assert torch.isfinite(out.loss), f"{model_case[0]}: loss {out.loss}"
     assert torch.isfinite(out.logits).all()
     assert abs(out.loss.float() - reference.loss).item() < 5e-2 * max(1.0, reference.loss.item())
     out.loss.backward()
