@@ -34,6 +34,22 @@ def tokenizer():
     return train_wordpiece_tokenizer(generated_sentences(), vocab_size=120, min_frequency=1, model_max_length=64)
 
 
+def pytest_report_header(config):
+    """One line at the top of every run: the versions the suite ran against (setup.py states the supported range)."""
+    import transformers
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "absent"
+    return (
+        f"bizoo {bizoo.__version__}: transformers {transformers.__version__}, torch {torch.__version__}, "
+        f"triton {triton_version}"
+    )
+
+
 def pytest_collect_directory(path, parent):
     """Collect the repository root as a plain folder, not a Python package.
 

@@ -22,24 +22,108 @@ def run_python(code: str, cwd, env_extra=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_import_from_a_neutral_folder_registers_models_and_hides_generic_names(tmp_path):
-    code = (
-        "import importlib.util, bizoo\n"
+def run_python_args(code: str, args, cwd) -> subprocess.CompletedProcess:
+    env = {key: val for key, val in os.environ.items() if key != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
+    cmd = [sys.executable, "-c", code, *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+GENERIC_NAMES = ("kernels", "modeling", "configuration", "scripts", "hub_cards")
+
+# Run first in a child process: hides Hugging Face's own ``kernels`` distribution (a dependency of transformers since
+# 5.25) from both the import system and importlib.metadata, so the "without it" case is checked even where it is
+# installed. Where it is not installed this changes nothing.
+HIDE_HF_KERNELS = '''
+import importlib.machinery, os, sys
+_HIDDEN = {p for p in sys.path if p and os.path.isfile(os.path.join(p, "kernels", "__init__.py"))
+           and os.path.realpath(p) != os.path.realpath(os.getcwd())}
+class _HideKernels(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if path is None and name.split(".")[0] == "kernels":
+            path = [p for p in sys.path if p not in _HIDDEN]
+        return importlib.machinery.PathFinder.find_spec(name, path, target)
+    @classmethod
+    def find_distributions(cls, *args, **kwargs):
+        return (d for d in importlib.machinery.PathFinder.find_distributions(*args, **kwargs)
+                if (d.metadata["Name"] or "").lower() != "kernels")
+sys.meta_path[sys.meta_path.index(importlib.machinery.PathFinder)] = _HideKernels
+'''
+
+
+def hf_kernels_installed() -> bool:
+    """Whether Hugging Face's ``kernels`` distribution is installed here (transformers >= 5.25 depends on it)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("kernels")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# What the child prints: for each generic name, where it resolves ("-" for nowhere) and whether that is inside
+# this repository; then whether transformers sees a usable ``kernels`` package.
+PROBE = '''
+import importlib.util, os, sys
+repo = os.path.realpath(sys.argv[1])
+for name in {names!r}:
+    spec = importlib.util.find_spec(name)
+    places = [] if spec is None else list(spec.submodule_search_locations or []) + [spec.origin or ""]
+    ours = os.path.join(repo, name)  # the repository's own folder of that name (a venv inside the repo is not it)
+    inside = any(p and (os.path.realpath(p) + os.sep).startswith(ours + os.sep) for p in places)
+    print(name, "-" if spec is None else "found", "inside" if inside else "outside")
+'''
+
+
+@pytest.mark.parametrize("hf_kernels", ["installed", "hidden"])
+def test_import_from_a_neutral_folder_registers_models_and_hides_generic_names(tmp_path, hf_kernels):
+    """From any folder but the repository, ``bizoo`` imports, registers its models with the Auto classes, and none of
+    the generic folder names (kernels, modeling, ...) resolves to a folder of this repository: they exist only as
+    ``bizoo.*``. Hugging Face's own ``kernels`` package (a transformers dependency) may resolve, outside the repo."""
+    if hf_kernels == "installed" and not hf_kernels_installed():
+        pytest.skip("Hugging Face's `kernels` is not installed here (transformers < 5.25 does not need it)")
+    code = (HIDE_HF_KERNELS if hf_kernels == "hidden" else "") + (
+        "import bizoo\n"
         "from transformers import AutoConfig\n"
         "assert type(AutoConfig.for_model('lion')).__module__.startswith('bizoo.')\n"
-        "for name in ('kernels', 'modeling', 'configuration', 'scripts'):\n"
-        "    assert importlib.util.find_spec(name) is None, name\n"
-        "print('ok')\n"
+    ) + PROBE.format(names=GENERIC_NAMES)
+    result = run_python_args(code, [str(REPO_ROOT)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
+    assert set(lines) == set(GENERIC_NAMES), result.stdout
+    for name, where in lines.items():
+        assert not where.endswith(" inside"), f"{name!r} resolves to a folder of this repository: {where}"
+    if hf_kernels == "hidden":
+        assert lines["kernels"] == "- outside", "hiding Hugging Face's `kernels` did not work"
+    else:
+        assert lines["kernels"] == "found outside", "Hugging Face's `kernels` should resolve (it is installed)"
+
+
+@pytest.mark.parametrize("hf_kernels", ["installed", "hidden"])
+def test_transformers_imports_from_the_repository_root(hf_kernels):
+    """From the repository root our ``kernels`` folder sits first on sys.path; transformers probes for Hugging Face's
+    ``kernels`` package and must neither take our folder for it nor fail, with or without the real one installed."""
+    if hf_kernels == "installed" and not hf_kernels_installed():
+        pytest.skip("Hugging Face's `kernels` is not installed here (transformers < 5.25 does not need it)")
+    code = (HIDE_HF_KERNELS if hf_kernels == "hidden" else "") + (
+        "import importlib.util, os, sys\n"
+        "import transformers.activations\n"
+        "from transformers.utils.import_utils import is_kernels_available\n"
+        "spec = importlib.util.find_spec('kernels')\n"
+        "ours = spec is not None and spec.origin is None\n"  # a namespace package: our folder
+        "print(is_kernels_available(), 'ours' if ours else 'theirs' if spec else 'none')\n"
     )
-    result = run_python(code, cwd=tmp_path)
+    result = run_python(code, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
-
-
-def test_transformers_imports_from_the_repository_root():
-    """transformers probes for a package called ``kernels``; our folder must not be mistaken for it."""
-    result = run_python("import transformers.activations; print('ok')", cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stderr
+    available, which = result.stdout.split()
+    if hf_kernels == "installed":
+        # a regular package anywhere on sys.path wins over a namespace folder: theirs, not ours
+        assert which == "theirs", result.stdout
+    else:
+        # only our folder is left; transformers must not take it for Hugging Face's package
+        assert (available, which) == ("False", "ours"), result.stdout
 
 
 def test_no_init_in_kernels_and_tests():
