@@ -1,26 +1,57 @@
-r"""LION's chunk schedule in Triton: linear in L, two launches (chunk states, then outputs).
+r"""LION's chunk schedule on Triton: 2 launches forward, 3 backward, linear in L, no host work.
 
-It computes the same generalised product as ``triton_parallel.py`` (see its docstring: decays α for the forward
-part, β for the backward part, an optional rank-one score term c_i e_j, optional row sums and directional dot
-products ρF/ρB), split at chunk boundaries. With chunks of C tokens, local prefix sums inside chunk n
-(p^α exclusive, s^β inclusive) and chunk totals T^α_n, T^β_n:
+The math is ``reference.py``'s (the oracle). Per batch row and head, with a_t = log λ_t (floored at ``LOG_DECAY_MIN``,
+0 at padding), chunks of C tokens, and inside chunk n the range sums (all direct sums of a, see "Precision")
 
-    F_n = exp(T^α_{n-1}) F_{n-1} + Σ_{j∈n-1} exp(T^α_{n-1} - p^α_j) [k_j; e_j] v_jᵀ     (everything before n)
-    G_n = exp(T^β_{n+1}) G_{n+1} + Σ_{j∈n+1} exp(s^β_j)             [k_j; e_j] v_jᵀ     (everything after n)
-    o_i = intra_i + exp(p^α_i) [q_i; c_i]ᵀ F_n + exp(T^β_n - s^β_i) [q_i; c_i]ᵀ G_n     (i ∈ n)
+    pre⁻_i = Σ_{m<i} a_m,  pre⁺_i = Σ_{m<=i} a_m,  suf⁺_i = Σ_{m>=i} a_m,  suf⁻_i = Σ_{m>i} a_m,  T_n = Σ_m a_m
+    (m over chunk n only), and D_ij = Σ_{j<=m<i} a_m (i > j), Σ_{i<m<=j} a_m (i < j), 0 (i = j) = log M_ij,
 
-where intra_i is the masked C×C attention inside chunk n; the row sums carry the same recurrences with v ≡ 1.
+the forward pass is
 
-Precision: the local prefix sums are taken in fp64 before the launches (``chunk_prefix_sums``), and every exponent
-the kernels take (T - p_j, s_j, p_i, T - s_i, the chunk totals) arrives rounded once to fp32; the C×C differences
-p_i - p_j and s_j - s_i are formed from fp32 hi + lo parts, as in the parallel schedule. A cumulative sum in fp32
-inside the kernel would lose every digit of the weak decays that follow one strong decay (log λ = -1e4 next to
-log λ = -0.1 gave relative errors of up to 3e-3 on the outputs).
+    S_n^→ = e^{T_{n-1}} S_{n-1}^→ + Σ_{j∈n-1} e^{suf⁺_j} k_j [v_j, 1]ᵀ          (all chunks before n; S_0^→ = 0)
+    S_n^← = e^{T_{n+1}} S_{n+1}^← + Σ_{j∈n+1} e^{pre⁺_j} k_j [v_j, 1]ᵀ          (all chunks after n)
+    [o_i, den_i] = Σ_{j∈n} (q_i·k_j) e^{D_ij} [v_j, 1] + e^{pre⁻_i} q_iᵀ S_n^→ + e^{suf⁻_i} q_iᵀ S_n^←
+    y_i = o_i / den_i   (den_i = 1 where it is exactly 0 or i is padding; y_i = 0 at padding; normalize=False: o_i)
 
-Launch 1 (``_states_kernel``, grid B·H × Dk blocks × Dv blocks): the forward scan then the backward scan over the
-chunks of the row's real range, storing F_n and G_n in fp32. Launch 2 (``_output_kernel``, grid chunks × B·H):
-intra-chunk attention plus the two state terms. Chunks outside a row's real range are neither scanned nor
-computed (their outputs are written as zeros): padding costs no work beyond partial chunks.
+Launch 1, ``_scan_kernel``: both scans at once (the direction is a grid axis), storing every chunk's state before
+it is updated: (B·H, 2, N, Dk, Dv) in bf16 for bf16 inputs (fp32 otherwise, or on request), the ones column (the
+normaliser's states, (B·H, 2, N, Dk)) in fp32. The carried state stays fp32 in registers; only stored copies round.
+Launch 2, ``_forward_kernel``: one program per chunk, the intra-chunk C×C product plus the two state terms, the
+normaliser fused, y written in the dtype and strides of the output (the model's (B, L, H, D) layout: no copies).
+
+Backward. With dO_i = dy_i / den_i and dden_i = -(dy_i·y_i)/den_i (0 for normalize=False, at padding and where den
+was 0), dA_ij = dO_i·v_j + dden_i = [dO_i, dden_i]·[v_j, 1], and A_ij = M_ij (q_i·k_j):
+
+    dq_i = Σ_j M_ij dA_ij k_j,   dk_j = Σ_i M_ij dA_ij q_i,   dv_j = Σ_i A_ij dO_i.
+
+dq needs the forward states again; dk and dv need the gradient states, one scan each way over q_i [dO_i, dden_i]ᵀ:
+
+    R_n^→ = e^{T_{n-1}} R_{n-1}^→ + Σ_{i∈n-1} e^{suf⁻_i} q_i [dO_i, dden_i]ᵀ     (queries before chunk n)
+    R_n^← = e^{T_{n+1}} R_{n+1}^← + Σ_{i∈n+1} e^{pre⁻_i} q_i [dO_i, dden_i]ᵀ     (queries after chunk n)
+    dk_j += e^{pre⁺_j} R_n^→ [v_j, 1] + e^{suf⁺_j} R_n^← [v_j, 1],   dv_j += e^{pre⁺_j} R_n^→ᵀ k_j + e^{suf⁺_j} R_n^←ᵀ k_j.
+
+The decay gradient: with W_ij = dA_ij A_ij, split into its causal part (i > j) and anti-causal part (i < j),
+
+    ρ_t = Σ_{j<t} W_tj - Σ_{i>t} W_it,   σ_t = Σ_{i<t} W_it - Σ_{j>t} W_tj,   da_m = Σ_{t>m} ρ_t + Σ_{t>=m} σ_t
+
+(ρ is the derivative with respect to the exclusive prefix sum P_t, σ to the inclusive one). Inside a chunk the row
+and column sums of W are read off the C×C tile; from other chunks they are q_t·dq_t and k_t·dk_t of the state terms.
+
+Launch 1, ``_scan_kernel`` again (gradient states; dO and dden formed in the kernel from dy, y and den). Launch 2,
+``_backward_kernel``: per chunk, one C×C score tile shared by dq, dk and dv (as FlashAttention's backward), the
+state terms, ρ and σ, and each chunk's partial decay gradient Σ_{t>m, t∈n} (ρ_t + σ_t) + σ_m with its chunk total.
+Launch 3, ``_decay_grad_kernel``: adds the totals of the chunks to the right (one program per row, chunks last to
+first) and writes da in the dtype of log λ, 0 at padding and below the floor.
+
+Precision. Every exponent is a direct sum of the decays it spans: the C×C matrix D by masked cumulative sums along
+a row (one reversed for the lower triangle), the vectors by masked row reductions, and chunk totals; across chunks
+the decays are carried as factors e^{T}. Nothing large is subtracted: in fp32 a prefix sum that has passed one
+strong decay (log λ = -1e4) has lost every digit of the weak decays after it, so no exponent here is a difference
+of prefix sums. Sums of same-sign terms round to C·eps of themselves.
+
+Padding: the mask is read in the kernels; padded positions read as k = v = 0 and a = 0 (masked loads: whatever they
+hold, even NaN, is never read), their outputs and gradients are written as 0, and a chunk with no real token is
+skipped after writing its zeros.
 """
 
 from __future__ import annotations
@@ -35,279 +66,488 @@ import os
 
 import torch
 
-from .reference import split_hi_lo
+from .reference import LOG_DECAY_MIN
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 # BIZOO_TRITON_AUTOTUNE=0 keeps the first configuration only (tests on a GPU: compile once, not once per config).
 AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
+_LOG_DECAY_MIN = tl.constexpr(LOG_DECAY_MIN)  # a global the kernels may read
+# Autotuning keys: the length and B·H in powers of two, so a new length does not retune unless its bucket is new.
+TUNING_KEY = ["DK", "DV", "C", "LB", "BHB"]
 
 
-def _state_configs():
-    """State-tile sizes and launch settings for the sequential scans (smaller tiles: more programs in flight)."""
+def _configs(choices):
+    """Autotuning candidates (meta-parameters, warps, stages); the interpreter runs one, with 16-wide tiles."""
     if INTERPRETED:
-        return [triton.Config({"BK": 16, "BV": 16}, num_warps=1)]
-    configs = [
-        triton.Config({"BK": bk, "BV": bv}, num_warps=w, num_stages=st)
-        for bk, bv, w, st in [(32, 32, 2, 2), (32, 64, 4, 2), (64, 64, 4, 2), (64, 64, 8, 3), (32, 32, 4, 3)]
-    ]
+        return [triton.Config({key: 16 for key in choices[0][0]}, num_warps=1)]
+    configs = [triton.Config(meta, num_warps=w, num_stages=s) for meta, w, s in choices]
     return configs if AUTOTUNE else configs[:1]
 
 
-def _output_configs():
-    if INTERPRETED:
-        return [triton.Config({}, num_warps=1)]
-    configs = [triton.Config({}, num_warps=w, num_stages=st) for w, st in [(4, 2), (4, 3), (8, 2), (2, 2)]]
-    return configs if AUTOTUNE else configs[:1]
+SCAN_CONFIGS = _configs([({"BK": 32}, 4, 2), ({"BK": 64}, 4, 2), ({"BK": 32}, 4, 3), ({"BK": 16}, 2, 2)])
+FORWARD_CONFIGS = _configs([({}, 4, 1), ({}, 8, 1), ({}, 4, 2)])
+BACKWARD_CONFIGS = _configs([({}, 8, 1), ({}, 4, 1), ({}, 8, 2)])
 
 
-@triton.autotune(configs=_state_configs(), key=["DK", "DV", "C", "HAS_RANK1", "ROWSUM"])
+# ----------------------------------------------------------------------------------------------------------------
+# Pieces every kernel shares
+# ----------------------------------------------------------------------------------------------------------------
+
+
 @triton.jit
-def _states_kernel(
-    K, V, E, RA, SB, TA, TB, RANGES,  # RA, SB (B·H, L): T^α - p^α, s^β; TA, TB (B·H, N): chunk totals
-    F, G, FZ, GZ, FE, GE, FEZ, GEZ,  # states: (B·H, N, Dk, Dv), (B·H, N, Dk), (B·H, N, Dv), (B·H, N)
-    H, L, N, DK, DV,
-    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    HAS_RANK1: tl.constexpr, ROWSUM: tl.constexpr, PRECISION: tl.constexpr,
-):
-    pid_bh = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_v = tl.program_id(2)
-    b = pid_bh // H
-    start = tl.load(RANGES + 2 * b)
-    end = tl.load(RANGES + 2 * b + 1)
-    seq = pid_bh.to(tl.int64) * L
-    state_row = pid_bh.to(tl.int64) * N
+def _chunk_decays(A, a_base, sal, MASK, m_base, sml, pos, L, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr):
+    """keep (C,) bool: the real positions among ``pos``; a (C,) fp32: log λ floored, 0 at padding and past L."""
+    keep = pos < L
+    if HAS_MASK:
+        keep = keep & (tl.load(MASK + m_base + pos * sml, mask=keep, other=0) != 0)
+    if HAS_DECAY:
+        a = tl.load(A + a_base + pos * sal, mask=keep, other=0.0).to(tl.float32)
+        a = tl.maximum(a, _LOG_DECAY_MIN)
+    else:
+        a = pos.to(tl.float32) * 0.0
+    return keep, a
 
+
+@triton.jit
+def _range_sums(a, C: tl.constexpr):
+    """pre⁻, pre⁺, suf⁺, suf⁻ (C,) and the total of one chunk's log-decays, each a direct masked sum."""
+    t = tl.arange(0, C)
+    row = t[:, None]
+    col = t[None, :]
+    tile = tl.broadcast_to(a[None, :], (C, C))  # tile[i, m] = a_m
+    pre_ex = tl.sum(tl.where(col < row, tile, 0.0), axis=1)
+    pre_in = tl.sum(tl.where(col <= row, tile, 0.0), axis=1)
+    suf_in = tl.sum(tl.where(col >= row, tile, 0.0), axis=1)
+    suf_ex = tl.sum(tl.where(col > row, tile, 0.0), axis=1)
+    return pre_ex, pre_in, suf_in, suf_ex, tl.sum(a, axis=0)
+
+
+@triton.jit
+def _decay_matrix(a, C: tl.constexpr):
+    """e^{D} (C, C): D_ij = Σ_{j<=m<i} a_m below the diagonal, Σ_{i<m<=j} a_m above it, 0 on it; row-wise cumsums."""
+    t = tl.arange(0, C)
+    row = t[:, None]
+    col = t[None, :]
+    tile = tl.broadcast_to(a[None, :], (C, C))  # tile[i, m] = a_m
+    lower = tl.cumsum(tl.where(col < row, tile, 0.0), axis=1, reverse=True)  # [i, j] = Σ_{m>=j, m<i} a_m
+    upper = tl.cumsum(tl.where(col > row, tile, 0.0), axis=1)  # [i, j] = Σ_{m<=j, m>i} a_m
+    return tl.exp(tl.where(col <= row, lower, upper))
+
+
+@triton.jit
+def _load_rows(X, base, sl, sd, pos, keep, cols, ncols):
+    """X[base + pos·sl + cols·sd] as (C, len(cols)), 0 where a row is padding or a column is past ``ncols``."""
+    return tl.load(X + base + pos[:, None] * sl + cols[None, :] * sd,
+                   mask=keep[:, None] & (cols[None, :] < ncols), other=0.0)
+
+
+@triton.jit
+def _state_product(x, s, S_IN_INPUT_DTYPE: tl.constexpr, PRECISION: tl.constexpr, STATE_PRECISION: tl.constexpr):
+    """x (C, ·) times a stored state s, in the inputs' precision when the states are stored in their dtype."""
+    if S_IN_INPUT_DTYPE:
+        return tl.dot(x, s.to(x.dtype), input_precision=PRECISION)
+    return tl.dot(x.to(tl.float32), s.to(tl.float32), input_precision=STATE_PRECISION)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Launch 1 (forward and backward): the chunk-state scans, both directions at once
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@triton.autotune(configs=SCAN_CONFIGS, key=TUNING_KEY + ["GRAD", "ROWSUM"])
+@triton.jit
+def _scan_kernel(
+    X, sxb, sxh, sxl, sxd,  # forward: k; backward: q   (B, H, L, Dk)
+    Y, syb, syh, syl, syd,  # forward: v; backward: dy  (B, H, L, Dv)
+    O, sob, soh, sol, sod,  # backward with the normaliser: the output y (for dden)
+    DEN,  # (B·H, L) fp32 row sums (backward with the normaliser)
+    A, sab, sah, sal, MASK, smb, sml,
+    S, Z,  # (B·H, 2, N, Dk, Dv), (B·H, 2, N, Dk): the state before each chunk, per direction
+    H, L, N, DK, DV, LB, BHB,
+    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    GRAD: tl.constexpr, ROWSUM: tl.constexpr, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    pid_k = tl.program_id(0)
+    bh = tl.program_id(1)
+    d = tl.program_id(2)  # 0: left to right (S^→, R^→), 1: right to left (S^←, R^←)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
     t = tl.arange(0, C)
     dk = pid_k * BK + tl.arange(0, BK)
-    dv = pid_v * BV + tl.arange(0, BV)
+    dv = tl.arange(0, BV)
     k_ok = dk < DK
-    v_ok = dv < DV
-    own_z = pid_v == 0  # one program per Dk block writes the key-sum states
-    own_e = pid_k == 0  # one program per Dv block writes the rank-one states
-    f_ptrs = F + (state_row * DK + dk[:, None]) * DV + dv[None, :]  # chunk 0
-    g_ptrs = G + (state_row * DK + dk[:, None]) * DV + dv[None, :]
-    kv_mask = k_ok[:, None] & v_ok[None, :]
-
-    first = start // C
-    last = (end + C - 1) // C  # one past the last chunk holding a real position
-
-    state = tl.zeros((BK, BV), dtype=tl.float32)
-    z = tl.zeros((BK,), dtype=tl.float32)
-    se = tl.zeros((BV,), dtype=tl.float32)
-    sez = tl.zeros((1,), dtype=tl.float32)
-    for n in range(first, last):  # forward scan: store F_n, then add chunk n
-        tl.store(f_ptrs + n * DK * DV, state, mask=kv_mask)
-        if ROWSUM and own_z:
-            tl.store(FZ + (state_row + n) * DK + dk, z, mask=k_ok)
-        if HAS_RANK1 and own_e:
-            tl.store(FE + (state_row + n) * DV + dv, se, mask=v_ok)
-            if ROWSUM and own_z:
-                tl.store(FEZ + state_row + n + tl.arange(0, 1), sez)
-        pos = n * C + t
-        ok = (pos >= start) & (pos < end)
-        w = tl.exp(tl.load(RA + seq + pos, mask=ok, other=0.0))  # exp(T - p_j), <= 1
-        k = tl.load(K + (seq + pos)[:, None] * DK + dk[None, :], mask=ok[:, None] & k_ok[None, :], other=0.0)
-        v = tl.load(V + (seq + pos)[:, None] * DV + dv[None, :], mask=ok[:, None] & v_ok[None, :], other=0.0)
-        kw = (k.to(tl.float32) * w[:, None]).to(v.dtype)
-        decay = tl.exp(tl.load(TA + state_row + n))
-        state = decay * state + tl.dot(tl.trans(kw), v, input_precision=PRECISION)
-        if ROWSUM:
-            z = decay * z + tl.sum(k.to(tl.float32) * w[:, None], axis=0)
-        if HAS_RANK1:
-            e = tl.load(E + seq + pos, mask=ok, other=0.0)
-            se = decay * se + tl.sum((e * w)[:, None] * v.to(tl.float32), axis=0)
-            if ROWSUM:
-                sez = decay * sez + tl.sum(e * w, axis=0)
+    x_base = b * sxb + h * sxh
+    y_base = b * syb + h * syh
+    o_base = b * sob + h * soh
+    a_base = b * sab + h * sah
+    m_base = b * smb
+    s_row = (bh.to(tl.int64) * 2 + d) * N
+    s_ptrs = S + (s_row * DK + dk[:, None]) * DV + dv[None, :]
+    s_mask = k_ok[:, None] & (dv[None, :] < DV)
+    z_ptrs = Z + s_row * DK + dk
 
     state = tl.zeros((BK, BV), dtype=tl.float32)
     z = tl.zeros((BK,), dtype=tl.float32)
-    se = tl.zeros((BV,), dtype=tl.float32)
-    sez = tl.zeros((1,), dtype=tl.float32)
-    for i in range(first, last):  # backward scan: store G_n, then add chunk n
-        n = last - 1 - (i - first)
-        tl.store(g_ptrs + n * DK * DV, state, mask=kv_mask)
-        if ROWSUM and own_z:
-            tl.store(GZ + (state_row + n) * DK + dk, z, mask=k_ok)
-        if HAS_RANK1 and own_e:
-            tl.store(GE + (state_row + n) * DV + dv, se, mask=v_ok)
-            if ROWSUM and own_z:
-                tl.store(GEZ + state_row + n + tl.arange(0, 1), sez)
-        pos = n * C + t
-        ok = (pos >= start) & (pos < end)
-        w = tl.exp(tl.load(SB + seq + pos, mask=ok, other=0.0))  # exp(s_j), <= 1
-        k = tl.load(K + (seq + pos)[:, None] * DK + dk[None, :], mask=ok[:, None] & k_ok[None, :], other=0.0)
-        v = tl.load(V + (seq + pos)[:, None] * DV + dv[None, :], mask=ok[:, None] & v_ok[None, :], other=0.0)
-        kw = (k.to(tl.float32) * w[:, None]).to(v.dtype)
-        decay = tl.exp(tl.load(TB + state_row + n))
-        state = decay * state + tl.dot(tl.trans(kw), v, input_precision=PRECISION)
+    for i in range(0, N):
+        n = i + d * (N - 1 - 2 * i)
+        tl.store(s_ptrs + n * DK * DV, state.to(S.dtype.element_ty), mask=s_mask)
         if ROWSUM:
-            z = decay * z + tl.sum(k.to(tl.float32) * w[:, None], axis=0)
-        if HAS_RANK1:
-            e = tl.load(E + seq + pos, mask=ok, other=0.0)
-            se = decay * se + tl.sum((e * w)[:, None] * v.to(tl.float32), axis=0)
+            tl.store(z_ptrs + n * DK, z, mask=k_ok)
+        pos = n * C + t
+        keep, a = _chunk_decays(A, a_base, sal, MASK, m_base, sml, pos, L, HAS_DECAY, HAS_MASK)
+        pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(a, C)
+        if GRAD:  # queries before (after) chunk n see its keys through the decays after (before) themselves
+            w = tl.exp(tl.where(d == 0, suf_ex, pre_ex))
+        else:  # keys before (after) chunk n reach it through the decays from themselves on (up to themselves)
+            w = tl.exp(tl.where(d == 0, suf_in, pre_in))
+        x = _load_rows(X, x_base, sxl, sxd, pos, keep, dk, DK)  # (C, BK)
+        y = _load_rows(Y, y_base, syl, syd, pos, keep, dv, DV)  # (C, BV)
+        c = tl.where(keep, 1.0, 0.0)  # the ones column (forward)
+        if GRAD:
+            yf = y.to(tl.float32)
             if ROWSUM:
-                sez = decay * sez + tl.sum(e * w, axis=0)
+                den = tl.load(DEN + bh.to(tl.int64) * L + pos, mask=keep, other=1.0)
+                ok = keep & (den != 0.0)
+                den = tl.where(ok, den, 1.0)
+                out = _load_rows(O, o_base, sol, sod, pos, keep, dv, DV).to(tl.float32)
+                c = tl.where(ok, -tl.sum(yf * out, axis=1) / den, 0.0)  # dden
+                yf = yf / den[:, None]  # dO
+            y = yf.to(X.dtype.element_ty)
+        xw = x.to(tl.float32) * w[:, None]
+        decay = tl.exp(total)
+        state = decay * state + tl.dot(tl.trans(xw.to(X.dtype.element_ty)), y, input_precision=PRECISION)
+        if ROWSUM:
+            z = decay * z + tl.sum(xw * c[:, None], axis=0)
 
 
-@triton.autotune(configs=_output_configs(), key=["DK", "DV", "C", "HAS_RANK1", "ROWSUM", "HAS_R"])
+# ----------------------------------------------------------------------------------------------------------------
+# Launch 2 (forward): outputs and row sums
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@triton.autotune(configs=FORWARD_CONFIGS, key=TUNING_KEY + ["ROWSUM"])
 @triton.jit
-def _output_kernel(
-    Q, K, V, C_, E, R, RANGES,
-    PA_HI, PA_LO, SB_HI, SB_LO, RB,  # (B·H, L) fp32: p^α and s^β as hi + lo parts, T^β - s^β
-    F, G, FZ, GZ, FE, GE, FEZ, GEZ,
-    O, DEN, RHO_F, RHO_B,
-    H, L, N, DK, DV,
+def _forward_kernel(
+    Q, sqb, sqh, sql, sqd, K, skb, skh, skl, skd, V, svb, svh, svl, svd,
+    A, sab, sah, sal, MASK, smb, sml,
+    S, Z, OUT, sob, soh, sol, sod, DEN,
+    H, L, N, DK, DV, LB, BHB,
     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    HAS_RANK1: tl.constexpr, ROWSUM: tl.constexpr, HAS_R: tl.constexpr, PRECISION: tl.constexpr,
+    ROWSUM: tl.constexpr, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr,
+    S_IN_INPUT_DTYPE: tl.constexpr, PRECISION: tl.constexpr, STATE_PRECISION: tl.constexpr,
 ):
     n = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    start = tl.load(RANGES + 2 * b)
-    end = tl.load(RANGES + 2 * b + 1)
-    seq = pid_bh.to(tl.int64) * L
-    state = pid_bh.to(tl.int64) * N + n
-
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
     t = tl.arange(0, C)
-    pos = n * C + t
-    in_seq = pos < L
     dk = tl.arange(0, BK)
     dv = tl.arange(0, BV)
-    o_ptrs = O + (seq + pos)[:, None] * DV + dv[None, :]
-    o_mask = in_seq[:, None] & (dv[None, :] < DV)
-    if (n * C >= end) | (n * C + C <= start):  # a chunk of padding only
-        tl.store(o_ptrs, tl.zeros((C, BV), dtype=tl.float32), mask=o_mask)
+    pos = n * C + t
+    inside = pos < L
+    keep, a = _chunk_decays(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, L, HAS_DECAY, HAS_MASK)
+    out_ptrs = OUT + b * sob + h * soh + pos[:, None] * sol + dv[None, :] * sod
+    out_mask = inside[:, None] & (dv[None, :] < DV)
+    den_ptrs = DEN + bh.to(tl.int64) * L + pos
+    if tl.sum(keep.to(tl.int32), axis=0) == 0:  # a chunk of padding only
+        tl.store(out_ptrs, tl.zeros((C, BV), dtype=tl.float32).to(OUT.dtype.element_ty), mask=out_mask)
         if ROWSUM:
-            tl.store(DEN + seq + pos, tl.zeros((C,), dtype=tl.float32), mask=in_seq)
-        if HAS_R:
-            tl.store(RHO_F + seq + pos, tl.zeros((C,), dtype=tl.float32), mask=in_seq)
-            tl.store(RHO_B + seq + pos, tl.zeros((C,), dtype=tl.float32), mask=in_seq)
+            tl.store(den_ptrs, tl.zeros((C,), dtype=tl.float32), mask=inside)
         return
 
-    ok = (pos >= start) & (pos < end)
-    q = tl.load(Q + (seq + pos)[:, None] * DK + dk[None, :], mask=in_seq[:, None] & (dk[None, :] < DK), other=0.0)
-    k = tl.load(K + (seq + pos)[:, None] * DK + dk[None, :], mask=ok[:, None] & (dk[None, :] < DK), other=0.0)
-    v = tl.load(V + (seq + pos)[:, None] * DV + dv[None, :], mask=ok[:, None] & (dv[None, :] < DV), other=0.0)
-    pa_hi = tl.load(PA_HI + seq + pos, mask=in_seq, other=0.0)  # exclusive, local
-    pa_lo = tl.load(PA_LO + seq + pos, mask=in_seq, other=0.0)
-    sb_hi = tl.load(SB_HI + seq + pos, mask=in_seq, other=0.0)  # inclusive, local
-    sb_lo = tl.load(SB_LO + seq + pos, mask=in_seq, other=0.0)
+    q = _load_rows(Q, b * sqb + h * sqh, sql, sqd, pos, keep, dk, DK)  # (C, BK)
+    k = _load_rows(K, b * skb + h * skh, skl, skd, pos, keep, dk, DK)  # (C, BK)
+    v = _load_rows(V, b * svb + h * svh, svl, svd, pos, keep, dv, DV)  # (C, BV)
+    p = tl.dot(q, tl.trans(k), input_precision=PRECISION) * _decay_matrix(a, C)  # (C, C): (q_i·k_j) M_ij
+    o = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)  # (C, BV)
 
-    # Inside the chunk: the masked C×C attention.
-    s = tl.dot(q, tl.trans(k), input_precision=PRECISION)  # (C, C)
-    if HAS_RANK1:
-        c = tl.load(C_ + seq + pos, mask=in_seq, other=0.0)
-        e = tl.load(E + seq + pos, mask=ok, other=0.0)
-        s += c[:, None] * e[None, :]
-    lower = t[:, None] >= t[None, :]
-    fwd = (pa_hi[:, None] - pa_hi[None, :]) + (pa_lo[:, None] - pa_lo[None, :])  # p_i - p_j
-    bwd = (sb_hi[None, :] - sb_hi[:, None]) + (sb_lo[None, :] - sb_lo[:, None])  # s_j - s_i
-    log_m = tl.where(lower, fwd, bwd)
-    p = tl.where(ok[None, :], s * tl.exp(tl.minimum(log_m, 0.0)), 0.0)
-    if HAS_R:  # the two directions apart (for ρF, ρB)
-        acc_f = tl.dot(tl.where(lower, p, 0.0).to(v.dtype), v, input_precision=PRECISION)  # (C, BV)
-        acc_b = tl.dot(tl.where(lower, 0.0, p).to(v.dtype), v, input_precision=PRECISION)
-    else:
-        acc_f = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        acc_b = tl.zeros((C, BV), dtype=tl.float32)
-
-    # Across chunks: the forward state F_n and the backward state G_n.
-    kv = (state * DK + dk[:, None]) * DV + dv[None, :]
-    kv_mask = (dk[:, None] < DK) & (dv[None, :] < DV)
-    f = tl.load(F + kv, mask=kv_mask, other=0.0)
-    g = tl.load(G + kv, mask=kv_mask, other=0.0)
-    wf = tl.exp(pa_hi)  # exp(p_i)
-    wb = tl.exp(tl.load(RB + seq + pos, mask=in_seq, other=0.0))  # exp(T - s_i)
-    acc_f += wf[:, None] * tl.dot(q, f.to(q.dtype), input_precision=PRECISION)
-    acc_b += wb[:, None] * tl.dot(q, g.to(q.dtype), input_precision=PRECISION)
-    if HAS_RANK1:
-        fe = tl.load(FE + state * DV + dv, mask=dv < DV, other=0.0)
-        ge = tl.load(GE + state * DV + dv, mask=dv < DV, other=0.0)
-        acc_f += (wf * c)[:, None] * fe[None, :]
-        acc_b += (wb * c)[:, None] * ge[None, :]
-    tl.store(o_ptrs, acc_f + acc_b, mask=o_mask)
-
+    pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(a, C)
+    w_left = tl.exp(pre_ex)  # e^{pre⁻_i}: from the chunk's start to i
+    w_right = tl.exp(suf_ex)  # e^{suf⁻_i}: from i to the chunk's end
+    s_at = (bh.to(tl.int64) * 2 * N + n) * DK  # forward state of chunk n; the backward one is N chunks on
+    s_ptrs = S + (s_at + dk[:, None]) * DV + dv[None, :]
+    s_mask = (dk[:, None] < DK) & (dv[None, :] < DV)
+    s_left = tl.load(s_ptrs, mask=s_mask, other=0.0)  # (BK, BV)
+    s_right = tl.load(s_ptrs + N * DK * DV, mask=s_mask, other=0.0)
+    o += w_left[:, None] * _state_product(q, s_left, S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    o += w_right[:, None] * _state_product(q, s_right, S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
     if ROWSUM:
-        fz = tl.load(FZ + state * DK + dk, mask=dk < DK, other=0.0)
-        gz = tl.load(GZ + state * DK + dk, mask=dk < DK, other=0.0)
         qf = q.to(tl.float32)
-        den = tl.sum(p, axis=1) + wf * tl.sum(qf * fz[None, :], axis=1) + wb * tl.sum(qf * gz[None, :], axis=1)
-        if HAS_RANK1:
-            den += c * (wf * tl.load(FEZ + state) + wb * tl.load(GEZ + state))
-        tl.store(DEN + seq + pos, den, mask=in_seq)
-    if HAS_R:
-        r = tl.load(R + (seq + pos)[:, None] * DV + dv[None, :], mask=o_mask, other=0.0).to(tl.float32)
-        tl.store(RHO_F + seq + pos, tl.sum(r * acc_f, axis=1), mask=in_seq)
-        tl.store(RHO_B + seq + pos, tl.sum(r * acc_b, axis=1), mask=in_seq)
+        z_left = tl.load(Z + s_at + dk, mask=dk < DK, other=0.0)
+        z_right = tl.load(Z + s_at + N * DK + dk, mask=dk < DK, other=0.0)
+        den = tl.sum(p, axis=1) + w_left * tl.sum(qf * z_left[None, :], axis=1) \
+            + w_right * tl.sum(qf * z_right[None, :], axis=1)
+        tl.store(den_ptrs, den, mask=inside)
+        o = o / tl.where(keep & (den != 0.0), den, 1.0)[:, None]
+    o = tl.where(keep[:, None], o, 0.0)
+    tl.store(out_ptrs, o.to(OUT.dtype.element_ty), mask=out_mask)
 
 
-def chunk_prefix_sums(alpha, beta, ranges, chunk_size: int):
-    """The exponents of the chunk schedule from fp64 local prefix sums (module docstring, "Precision").
-
-    alpha, beta (B, H, L) log-decays; ranges (B, 2) [start, end) of the real positions (outside them both count as 0,
-    as the kernels read them). Returns fp32 tensors (B·H, L): p^α hi, p^α lo, T^α - p^α, s^β hi, s^β lo, T^β - s^β,
-    and (B·H, N): T^α, T^β.
-    """
-    B, H, L = alpha.shape
-    C = chunk_size
-    N = triton.cdiv(L, C)
-    pos = torch.arange(L, device=alpha.device)
-    ok = ((pos >= ranges[:, :1]) & (pos < ranges[:, 1:]))[:, None, :]  # (B, 1, L)
-
-    def local(x, inclusive):  # (B·H, N·C) fp64 local prefix sums and (B·H, N) chunk totals
-        x = torch.where(ok, x.double(), 0.0).reshape(B * H, L)
-        x = torch.nn.functional.pad(x, (0, N * C - L)).view(B * H, N, C)
-        s = x.cumsum(-1)
-        total = s[..., -1:]
-        s = s if inclusive else s - x
-        return s, total
-
-    def split(s):  # fp32 hi + lo parts of fp64 sums, back to (B·H, L)
-        return tuple(part.view(B * H, -1)[:, :L].contiguous() for part in split_hi_lo(s))
-
-    pa, ta = local(alpha, inclusive=False)
-    sb, tb = local(beta, inclusive=True)
-    rest = lambda s, t: (t - s).float().view(B * H, -1)[:, :L].contiguous()  # noqa: E731
-    return (*split(pa), rest(pa, ta), *split(sb), rest(sb, tb),
-            ta[..., 0].float().contiguous(), tb[..., 0].float().contiguous())
+# ----------------------------------------------------------------------------------------------------------------
+# Launches 2 and 3 (backward): dq, dk, dv and the decay gradient
+# ----------------------------------------------------------------------------------------------------------------
 
 
-def chunk_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=False, r=None, chunk_size=64, fill=None):
-    """The generalised LION product (see ``triton_parallel.py``) with the chunk schedule; same arguments and
-    returns as ``parallel_product``, plus ``chunk_size`` (a power of two from 16 to 128)."""
+@triton.autotune(configs=BACKWARD_CONFIGS, key=TUNING_KEY + ["ROWSUM", "NEED_DA"])
+@triton.jit
+def _backward_kernel(
+    Q, sqb, sqh, sql, sqd, K, skb, skh, skl, skd, V, svb, svh, svl, svd,
+    DY, syb, syh, syl, syd, O, sob, soh, sol, sod, DEN,
+    A, sab, sah, sal, MASK, smb, sml,
+    S, Z, R, RZ,  # forward states (S^→, S^←) and gradient states (R^→, R^←), each (B·H, 2, N, ·)
+    DQ, gqb, gqh, gql, gqd, DK_, gkb, gkh, gkl, gkd, DV_, gvb, gvh, gvl, gvd,  # the gradients, own strides
+    DA_PART, DA_TOTAL,  # (B·H, L), (B·H, N) fp32: each chunk's part of da and its total
+    H, L, N, DK, DV, LB, BHB,
+    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    ROWSUM: tl.constexpr, NEED_DA: tl.constexpr, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr,
+    S_IN_INPUT_DTYPE: tl.constexpr, PRECISION: tl.constexpr, STATE_PRECISION: tl.constexpr,
+):
+    n = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    t = tl.arange(0, C)
+    dk = tl.arange(0, BK)
+    dv = tl.arange(0, BV)
+    pos = n * C + t
+    inside = pos < L
+    keep, a = _chunk_decays(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, L, HAS_DECAY, HAS_MASK)
+    q_ptrs = DQ + b * gqb + h * gqh + pos[:, None] * gql + dk[None, :] * gqd
+    k_ptrs = DK_ + b * gkb + h * gkh + pos[:, None] * gkl + dk[None, :] * gkd
+    v_ptrs = DV_ + b * gvb + h * gvh + pos[:, None] * gvl + dv[None, :] * gvd
+    k_mask = inside[:, None] & (dk[None, :] < DK)
+    v_mask = inside[:, None] & (dv[None, :] < DV)
+    if tl.sum(keep.to(tl.int32), axis=0) == 0:  # a chunk of padding only
+        zk = tl.zeros((C, BK), dtype=tl.float32)
+        tl.store(q_ptrs, zk.to(DQ.dtype.element_ty), mask=k_mask)
+        tl.store(k_ptrs, zk.to(DK_.dtype.element_ty), mask=k_mask)
+        tl.store(v_ptrs, tl.zeros((C, BV), dtype=tl.float32).to(DV_.dtype.element_ty), mask=v_mask)
+        if NEED_DA:
+            tl.store(DA_PART + bh.to(tl.int64) * L + pos, tl.zeros((C,), dtype=tl.float32), mask=inside)
+            tl.store(DA_TOTAL + bh.to(tl.int64) * N + n, 0.0)
+        return
+
+    q = _load_rows(Q, b * sqb + h * sqh, sql, sqd, pos, keep, dk, DK)  # (C, BK)
+    k = _load_rows(K, b * skb + h * skh, skl, skd, pos, keep, dk, DK)  # (C, BK)
+    v = _load_rows(V, b * svb + h * svh, svl, svd, pos, keep, dv, DV)  # (C, BV)
+    dy = _load_rows(DY, b * syb + h * syh, syl, syd, pos, keep, dv, DV).to(tl.float32)  # (C, BV)
+    if ROWSUM:
+        den = tl.load(DEN + bh.to(tl.int64) * L + pos, mask=keep, other=1.0)
+        ok = keep & (den != 0.0)
+        den = tl.where(ok, den, 1.0)
+        y = _load_rows(O, b * sob + h * soh, sol, sod, pos, keep, dv, DV).to(tl.float32)
+        dden = tl.where(ok, -tl.sum(dy * y, axis=1) / den, 0.0)  # (C,)
+        d_o = (dy / den[:, None]).to(v.dtype)  # (C, BV) dO
+    else:
+        dden = tl.zeros((C,), dtype=tl.float32)
+        d_o = dy.to(v.dtype)
+
+    # Inside the chunk: one score tile for dq, dk and dv.
+    decay = _decay_matrix(a, C)  # (C, C) M_ij
+    p = tl.dot(q, tl.trans(k), input_precision=PRECISION) * decay  # A_ij
+    dp = tl.dot(d_o, tl.trans(v), input_precision=PRECISION) + dden[:, None]  # dA_ij
+    ds = dp * decay
+    dq = tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)  # (C, BK)
+    dkey = tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PRECISION)  # (C, BK)
+    dval = tl.dot(tl.trans(p).to(d_o.dtype), d_o, input_precision=PRECISION)  # (C, BV)
+    if NEED_DA:
+        w = dp * p
+        row = t[:, None]
+        col = t[None, :]
+        w_low = tl.where(col < row, w, 0.0)
+        w_up = tl.where(col > row, w, 0.0)
+        rho = tl.sum(w_low, axis=1) - tl.sum(w_low, axis=0)
+        sigma = tl.sum(w_up, axis=0) - tl.sum(w_up, axis=1)
+
+    # From the other chunks: the forward states (for dq) and the gradient states (for dk and dv).
+    pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(a, C)
+    s_at = (bh.to(tl.int64) * 2 * N + n) * DK
+    s_ptrs = (s_at + dk[:, None]) * DV + dv[None, :]
+    s_mask = (dk[:, None] < DK) & (dv[None, :] < DV)
+    z_mask = dk < DK
+    # dq from keys before (S^→) and after (S^←) the chunk: e^{pre⁻_i} (S dO_i + z dden_i), e^{suf⁻_i} (...)
+    s_left = tl.load(S + s_ptrs, mask=s_mask, other=0.0)
+    dq_left = _state_product(d_o, tl.trans(s_left), S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    s_right = tl.load(S + s_ptrs + N * DK * DV, mask=s_mask, other=0.0)
+    dq_right = _state_product(d_o, tl.trans(s_right), S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    if ROWSUM:
+        dq_left += dden[:, None] * tl.load(Z + s_at + dk, mask=z_mask, other=0.0)[None, :]
+        dq_right += dden[:, None] * tl.load(Z + s_at + N * DK + dk, mask=z_mask, other=0.0)[None, :]
+    dq_left = tl.exp(pre_ex)[:, None] * dq_left
+    dq_right = tl.exp(suf_ex)[:, None] * dq_right
+    # dk, dv from queries before (R^→: reach key j through e^{pre⁺_j}) and after (R^←: e^{suf⁺_j}) the chunk
+    r_left = tl.load(R + s_ptrs, mask=s_mask, other=0.0)
+    r_right = tl.load(R + s_ptrs + N * DK * DV, mask=s_mask, other=0.0)
+    dk_left = _state_product(v, tl.trans(r_left), S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    dk_right = _state_product(v, tl.trans(r_right), S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    if ROWSUM:
+        dk_left += tl.load(RZ + s_at + dk, mask=z_mask, other=0.0)[None, :]
+        dk_right += tl.load(RZ + s_at + N * DK + dk, mask=z_mask, other=0.0)[None, :]
+    w_in_left = tl.exp(pre_in)
+    w_in_right = tl.exp(suf_in)
+    dk_left = w_in_left[:, None] * dk_left
+    dk_right = w_in_right[:, None] * dk_right
+    dval += w_in_left[:, None] * _state_product(k, r_left, S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    dval += w_in_right[:, None] * _state_product(k, r_right, S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    dq += dq_left + dq_right
+    dkey += dk_left + dk_right
+
+    real = keep[:, None]
+    tl.store(q_ptrs, tl.where(real, dq, 0.0).to(DQ.dtype.element_ty), mask=k_mask)
+    tl.store(k_ptrs, tl.where(real, dkey, 0.0).to(DK_.dtype.element_ty), mask=k_mask)
+    tl.store(v_ptrs, tl.where(real, dval, 0.0).to(DV_.dtype.element_ty), mask=v_mask)
+    if NEED_DA:
+        qf = q.to(tl.float32)
+        kf = k.to(tl.float32)
+        # causal: rows of W from earlier chunks' keys, minus columns from later chunks' queries; anti-causal: the
+        # columns from earlier queries minus the rows from later keys
+        rho += tl.sum(qf * dq_left, axis=1) - tl.sum(kf * dk_right, axis=1)
+        sigma += tl.sum(kf * dk_left, axis=1) - tl.sum(qf * dq_right, axis=1)
+        g = rho + sigma
+        later = tl.where(t[None, :] > t[:, None], tl.broadcast_to(g[None, :], (C, C)), 0.0)
+        tl.store(DA_PART + bh.to(tl.int64) * L + pos, tl.sum(later, axis=1) + sigma, mask=inside)
+        tl.store(DA_TOTAL + bh.to(tl.int64) * N + n, tl.sum(g, axis=0))
+
+
+@triton.jit
+def _decay_grad_kernel(
+    DA_PART, DA_TOTAL, A, sab, sah, sal, MASK, smb, sml, DA, sdb, sdh, sdl,
+    H, L, N, C: tl.constexpr, HAS_MASK: tl.constexpr,
+):
+    """da_m = (its chunk's part) + Σ of the totals of the chunks after it; 0 at padding and below the floor."""
+    bh = tl.program_id(0)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    t = tl.arange(0, C)
+    carry = tl.sum(tl.zeros((C,), dtype=tl.float32), axis=0)
+    for i in range(0, N):
+        n = N - 1 - i
+        pos = n * C + t
+        keep = pos < L
+        if HAS_MASK:
+            keep = keep & (tl.load(MASK + b * smb + pos * sml, mask=keep, other=0) != 0)
+        raw = tl.load(A + b * sab + h * sah + pos * sal, mask=keep, other=0.0).to(tl.float32)
+        part = tl.load(DA_PART + bh.to(tl.int64) * L + pos, mask=keep, other=0.0)
+        da = tl.where(keep & (raw >= _LOG_DECAY_MIN), part + carry, 0.0)
+        tl.store(DA + b * sdb + h * sdh + pos * sdl, da.to(DA.dtype.element_ty), mask=pos < L)
+        carry += tl.load(DA_TOTAL + bh.to(tl.int64) * N + n)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Host side: allocation and launches (no host synchronisation, no copies of the inputs)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _strides4(x):
+    return x.stride(0), x.stride(1), x.stride(2), x.stride(3)
+
+
+def _decay_view(log_decay, B, H, L):
+    """log λ as a (B, H, L) view (strides 0 where broadcast); a 1-element dummy for LIT."""
+    if log_decay is None:
+        return None
+    if log_decay.dim() == 1:
+        return log_decay.view(1, H, 1).expand(B, H, L)
+    return log_decay
+
+
+def _mask_view(mask, B, L, device):
+    """The padding mask as something the kernels can load (bool viewed as uint8: no copy)."""
+    if mask is None:
+        return None
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
+
+
+def _common(q, v, log_decay, mask, chunk_size, fp32_states):
     B, H, L, DK = q.shape
     DV = v.shape[-1]
     C = chunk_size
     N = triton.cdiv(L, C)
-    BK_FULL = max(16, triton.next_power_of_2(DK))
-    BV_FULL = max(16, triton.next_power_of_2(DV))
-    dev = q.device
-    f32 = dict(device=dev, dtype=torch.float32)
-    zeros = lambda *s: torch.zeros(s, **f32)  # noqa: E731  (states of skipped chunks are never read)
-    empty = (lambda *s: torch.full(s, fill, **f32)) if fill is not None else (lambda *s: torch.empty(s, **f32))
-    F, G = zeros(B * H, N, DK, DV), zeros(B * H, N, DK, DV)
-    FZ, GZ = (zeros(B * H, N, DK), zeros(B * H, N, DK)) if rowsum else (F, G)
-    FE, GE = (zeros(B * H, N, DV), zeros(B * H, N, DV)) if c is not None else (F, G)
-    FEZ, GEZ = (zeros(B * H, N), zeros(B * H, N)) if (c is not None and rowsum) else (F, G)
-    o = empty(B, H, L, DV)
-    den = empty(B, H, L) if rowsum else o
-    rho_f = empty(B, H, L) if r is not None else o
-    rho_b = empty(B, H, L) if r is not None else o
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    pa_hi, pa_lo, ra, sb_hi, sb_lo, rb, ta, tb = chunk_prefix_sums(alpha, beta, ranges, C)
-    cc = c.float().contiguous() if c is not None else pa_hi
-    ee = e.float().contiguous() if e is not None else pa_hi
+    a = _decay_view(log_decay, B, H, L)
+    m = _mask_view(mask, B, L, q.device)
+    dummy = q  # any pointer for an absent input (never read: its flag is off)
+    a_args = (a, *a.stride()) if a is not None else (dummy, 0, 0, 0)
+    m_args = (m, m.stride(0), m.stride(1)) if m is not None else (dummy, 0, 0)
+    half = q.dtype in (torch.float16, torch.bfloat16)
+    state_dtype = torch.bfloat16 if (q.dtype == torch.bfloat16 and not fp32_states) else torch.float32
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
-    flags = dict(HAS_RANK1=c is not None, ROWSUM=rowsum, PRECISION=precision)
-    state_grid = lambda meta: (B * H, triton.cdiv(DK, meta["BK"]), triton.cdiv(DV, meta["BV"]))  # noqa: E731
-    _states_kernel[state_grid](
-        k, v, ee, ra, sb_hi, ta, tb, ranges, F, G, FZ, GZ, FE, GE, FEZ, GEZ,
-        H, L, N, DK, DV, C=C, **flags,
+    meta = dict(
+        H=H, L=L, N=N, DK=DK, DV=DV, LB=triton.next_power_of_2(L), BHB=triton.next_power_of_2(B * H),
+        C=C, HAS_DECAY=a is not None, HAS_MASK=m is not None, PRECISION=precision,
     )
-    _output_kernel[(N, B * H)](
-        q, k, v, cc, ee, r.contiguous() if r is not None else v, ranges, pa_hi, pa_lo, sb_hi, sb_lo, rb,
-        F, G, FZ, GZ, FE, GE, FEZ, GEZ, o, den, rho_f, rho_b,
-        H, L, N, DK, DV, C=C, BK=BK_FULL, BV=BV_FULL, HAS_R=r is not None, **flags,
+    flags = dict(S_IN_INPUT_DTYPE=state_dtype == q.dtype, STATE_PRECISION="tf32" if half else "ieee")
+    return B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags
+
+
+def _fill(t, fill):
+    return t.fill_(fill) if fill is not None else t
+
+
+def chunk_forward(q, k, v, log_decay, mask, *, chunk_size: int, normalize: bool, fp32_states: bool = False,
+                  fill: float | None = None):
+    """The forward pass: y (B, H, L, Dv) in v's dtype (a view of a (B, L, H, Dv) buffer), den (B, H, L) fp32 (empty
+    without the normaliser), the states (B·H, 2, N, Dk, Dv) and their ones column (B·H, 2, N, Dk) fp32 (or empty).
+
+    Inputs are read through their strides; ``log_decay`` None, (H,) or (B, H, L); ``mask`` (B, L) or None."""
+    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk_size,
+                                                                            fp32_states)
+    dev = q.device
+    BV = max(16, triton.next_power_of_2(DV))
+    BK_FULL = max(16, triton.next_power_of_2(DK))
+    states = _fill(torch.empty(B * H, 2, N, DK, DV, device=dev, dtype=state_dtype), fill)
+    z = _fill(torch.empty((B * H, 2, N, DK) if normalize else (0,), device=dev, dtype=torch.float32), fill)
+    y = _fill(torch.empty(B, L, H, DV, device=dev, dtype=v.dtype), fill).transpose(1, 2)  # (B, H, L, Dv) view
+    den = _fill(torch.empty((B, H, L) if normalize else (0,), device=dev, dtype=torch.float32), fill)
+    scan_grid = lambda cfg: (triton.cdiv(DK, cfg["BK"]), B * H, 2)  # noqa: E731
+    _scan_kernel[scan_grid](
+        k, *_strides4(k), v, *_strides4(v), v, 0, 0, 0, 0, q, *a_args, *m_args, states, z if normalize else states,
+        BV=BV, GRAD=False, ROWSUM=normalize, **meta,
     )
-    return o, (den if rowsum else None), ((rho_f, rho_b) if r is not None else None)
+    _forward_kernel[(N, B * H)](
+        q, *_strides4(q), k, *_strides4(k), v, *_strides4(v), *a_args, *m_args,
+        states, z if normalize else states, y, *_strides4(y), den if normalize else y,
+        BK=BK_FULL, BV=BV, ROWSUM=normalize, **meta, **flags,
+    )
+    return y, den, states, z
+
+
+def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_size: int, normalize: bool,
+                   need_da: bool, fill: float | None = None):
+    """dq, dk, dv (in the dtypes and strides of q, k, v) and da (B, H, L) in log λ's dtype (None unless ``need_da``
+    and there is a decay; for an (H,) decay the caller sums it over B and L)."""
+    fp32_states = states.dtype == torch.float32
+    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk_size,
+                                                                            fp32_states)
+    dev = q.device
+    BV = max(16, triton.next_power_of_2(DV))
+    BK_FULL = max(16, triton.next_power_of_2(DK))
+    need_da = need_da and a is not None
+    grad_states = _fill(torch.empty_like(states), fill)
+    grad_z = _fill(torch.empty_like(z), fill) if normalize else states
+    scan_grid = lambda cfg: (triton.cdiv(DK, cfg["BK"]), B * H, 2)  # noqa: E731
+    _scan_kernel[scan_grid](
+        q, *_strides4(q), dy, *_strides4(dy), y, *_strides4(y), den if normalize else q, *a_args, *m_args,
+        grad_states, grad_z, BV=BV, GRAD=True, ROWSUM=normalize, **meta,
+    )
+    dq = _fill(torch.empty_like(q), fill)
+    dk = _fill(torch.empty_like(k), fill)
+    dv = _fill(torch.empty_like(v), fill)
+    da_part = _fill(torch.empty((B * H, L) if need_da else (0,), device=dev, dtype=torch.float32), fill)
+    da_total = _fill(torch.empty((B * H, N) if need_da else (0,), device=dev, dtype=torch.float32), fill)
+    _backward_kernel[(N, B * H)](
+        q, *_strides4(q), k, *_strides4(k), v, *_strides4(v), dy, *_strides4(dy), y, *_strides4(y),
+        den if normalize else q, *a_args, *m_args, states, z if normalize else states, grad_states, grad_z,
+        dq, *_strides4(dq), dk, *_strides4(dk), dv, *_strides4(dv), da_part if need_da else q, da_total if need_da else q,
+        BK=BK_FULL, BV=BV, ROWSUM=normalize, NEED_DA=need_da, **meta, **flags,
+    )
+    if not need_da:
+        return dq, dk, dv, None
+    # an (H,) decay is summed over B and L by the caller: in fp32
+    da_dtype = log_decay.dtype if log_decay.dim() == 3 else torch.float32
+    da = _fill(torch.empty(B, H, L, device=dev, dtype=da_dtype), fill)
+    _decay_grad_kernel[(B * H,)](
+        da_part, da_total, *a_args, *m_args, da, *da.stride(), H, L, N, C=chunk_size, HAS_MASK=mask is not None,
+        num_warps=1 if INTERPRETED else 4,
+    )
+    return dq, dk, dv, da

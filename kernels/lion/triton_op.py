@@ -1,7 +1,13 @@
-r"""LION attention on Triton kernels: the autograd function and the op behind ``backend="triton"``.
+r"""LION attention on Triton kernels: the op behind ``backend="triton"``.
 
-Both Triton schedules (``triton_parallel.py``: tiled like FlashAttention; ``triton_chunk.py``: linear in L)
-compute one generalised product, per batch row and head,
+``form="chunk"`` runs ``triton_chunk.py`` (linear in L, its own docstring has the math), registered with
+``torch.library`` as ``bizoo::lion_chunk_forward`` / ``bizoo::lion_chunk_backward`` (custom ops with fake
+implementations and a registered autograd), so that ``torch.compile`` puts the kernels in its graph.
+
+``form="attention"`` runs the tiled schedule of ``triton_parallel.py`` through ``LionTritonFunction`` below, as
+does ``lion_attention_triton_previous``, the previous chunk schedule (``triton_chunk_previous.py``), kept only so
+that ``bizoo bench lion`` can compare it with the new one. Both compute one generalised product, per batch row and
+head,
 
     o_i = Σ_j S_ij M_ij v_j,   S_ij = q_i·k_j + c_i e_j,   M from decays α (forward part) and β (backward part)
 
@@ -37,7 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from .reference import log_decays, safe_row_sums
-from .triton_chunk import chunk_product
+from .triton_chunk import chunk_backward, chunk_forward
+from .triton_chunk_previous import chunk_product
 from .triton_parallel import parallel_product
 
 SCHEDULES = ("attention", "chunk")  # "attention" = the parallel (tiled) schedule
@@ -129,23 +136,129 @@ def check_triton_inputs(q, k, v, form: str, chunk_size: int) -> None:
         raise ValueError(f"lion_attention: backend='triton' needs chunk_size in {CHUNK_SIZES}, got {chunk_size}")
 
 
-def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chunk_size: int, normalize: bool):
-    """The LION op (``reference.py`` states the math) on Triton kernels; inputs already checked."""
+# ----------------------------------------------------------------------------------------------------------------
+# The chunk schedule as custom ops (torch.library): the forward, the backward, their fake versions, the autograd
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _chunk_forward_impl(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor | None, mask: torch.Tensor | None,
+    chunk_size: int, normalize: bool, fp32_states: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y (B, H, L, Dv), row sums (B, H, L), chunk states and their ones column (``triton_chunk.chunk_forward``)."""
+    return chunk_forward(q, k, v, log_decay, mask, chunk_size=chunk_size, normalize=normalize,
+                         fp32_states=fp32_states, fill=DEBUG_FILL)
+
+
+def _chunk_forward_fake(q, k, v, log_decay, mask, chunk_size, normalize, fp32_states):
+    B, H, L, DK = q.shape
+    DV = v.shape[-1]
+    N = -(-L // chunk_size)
+    state_dtype = torch.bfloat16 if (q.dtype == torch.bfloat16 and not fp32_states) else torch.float32
+    y = q.new_empty(B, L, H, DV, dtype=v.dtype).transpose(1, 2)  # (B, H, L, Dv) view of (B, L, H, Dv)
+    den = q.new_empty((B, H, L) if normalize else (0,), dtype=torch.float32)
+    states = q.new_empty(B * H, 2, N, DK, DV, dtype=state_dtype)
+    z = q.new_empty((B * H, 2, N, DK) if normalize else (0,), dtype=torch.float32)
+    return y, den, states, z
+
+
+def _chunk_backward_impl(
+    dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor | None,
+    mask: torch.Tensor | None, y: torch.Tensor, den: torch.Tensor, states: torch.Tensor, z: torch.Tensor,
+    chunk_size: int, normalize: bool, need_da: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dq, dk, dv and da (B, H, L) (an empty tensor when not asked for) (``triton_chunk.chunk_backward``)."""
+    dq, dk, dv, da = chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, chunk_size=chunk_size,
+                                    normalize=normalize, need_da=need_da, fill=DEBUG_FILL)
+    return dq, dk, dv, (da if da is not None else q.new_empty(0, dtype=torch.float32))
+
+
+def _chunk_backward_fake(dy, q, k, v, log_decay, mask, y, den, states, z, chunk_size, normalize, need_da):
+    da_dtype = log_decay.dtype if (log_decay is not None and log_decay.dim() == 3) else torch.float32
+    da = q.new_empty(q.shape[:3] if (need_da and log_decay is not None) else (0,), dtype=da_dtype)
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), da
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, log_decay, mask, chunk_size, normalize, _ = inputs
+    y, den, states, z = output
+    ctx.save_for_backward(q, k, v, log_decay, mask, y, den, states, z)
+    ctx.chunk_size, ctx.normalize = chunk_size, normalize
+
+
+def _backward(ctx, dy, d_den, d_states, d_z):
+    q, k, v, log_decay, mask, y, den, states, z = ctx.saved_tensors
+    need_da = log_decay is not None and ctx.needs_input_grad[3]
+    if dy is None:
+        dy = torch.zeros_like(y)
+    dq, dk, dv, da = torch.ops.bizoo.lion_chunk_backward(
+        dy, q, k, v, log_decay, mask, y, den, states, z, ctx.chunk_size, ctx.normalize, need_da
+    )
+    if not need_da:
+        da = None
+    elif log_decay.dim() == 1:  # LION-D: one decay per head
+        da = da.sum(dim=(0, 2)).to(log_decay.dtype)
+    return dq, dk, dv, da, None, None, None, None
+
+
+def _register_ops() -> None:
+    """``bizoo::lion_chunk_forward`` and ``bizoo::lion_chunk_backward``, once per process (a second import of this
+    file under another package name, as test collectors do, leaves the first registration in place)."""
+    try:
+        torch.ops.bizoo.lion_chunk_forward  # noqa: B018
+        return
+    except (AttributeError, RuntimeError):
+        pass
+    forward = torch.library.custom_op("bizoo::lion_chunk_forward", _chunk_forward_impl, mutates_args=())
+    forward.register_fake(_chunk_forward_fake)
+    backward = torch.library.custom_op("bizoo::lion_chunk_backward", _chunk_backward_impl, mutates_args=())
+    backward.register_fake(_chunk_backward_fake)
+    forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+_register_ops()
+
+
+def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chunk_size: int, normalize: bool,
+                          fp32_states: bool = False):
+    """The LION op (``reference.py`` states the math) on Triton kernels; inputs already checked.
+
+    ``fp32_states`` stores the chunk schedule's states in fp32 even for bf16 inputs (default: bf16 for bf16
+    inputs); the parallel schedule has no states."""
     check_triton_inputs(q, k, v, form, chunk_size)
-    B, H, L, _ = q.shape
     with torch.autocast(device_type=q.device.type, enabled=False):
-        a = log_decays(log_decay, (B, H, L), torch.float32, q.device)  # (B, H, L)
-        ranges = real_ranges(attention_mask, B, L, q.device)
-        keep = None
-        if attention_mask is not None:
-            keep = attention_mask.to(device=q.device, dtype=torch.bool)
-            # torch.where, not a product: whatever padded positions hold (even NaN) cannot leak into real ones
-            q, k, v = (torch.where(keep[:, None, :, None], t, 0.0) for t in (q, k, v))
-            a = torch.where(keep[:, None, :], a, 0.0)
-        num, den = LionTritonFunction.apply(q, k, v, a.contiguous(), ranges, normalize, form, chunk_size)
-        out = num
-        if normalize:
-            out = num / safe_row_sums(den, None if keep is None else keep[:, None, :])[..., None]
-        if keep is not None:
-            out = torch.where(keep[:, None, :, None], out, 0.0)
-        return out.to(v.dtype)
+        if form == "chunk":
+            y, _, _, _ = torch.ops.bizoo.lion_chunk_forward(
+                q, k, v, log_decay, attention_mask, chunk_size, normalize, fp32_states
+            )
+            return y
+        return _product_function(q, k, v, log_decay, attention_mask, schedule="attention", chunk_size=chunk_size,
+                                 normalize=normalize)
+
+
+def lion_attention_triton_previous(q, k, v, log_decay, attention_mask, *, chunk_size: int, normalize: bool):
+    """The previous chunk schedule (``triton_chunk_previous.py``), for ``bizoo bench lion``'s comparison only."""
+    check_triton_inputs(q, k, v, "chunk", chunk_size)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        return _product_function(q, k, v, log_decay, attention_mask, schedule="chunk", chunk_size=chunk_size,
+                                 normalize=normalize)
+
+
+def _product_function(q, k, v, log_decay, attention_mask, *, schedule: str, chunk_size: int, normalize: bool):
+    """The op through ``LionTritonFunction`` (the parallel schedule, or the previous chunk schedule)."""
+    B, H, L, _ = q.shape
+    a = log_decays(log_decay, (B, H, L), torch.float32, q.device)  # (B, H, L)
+    ranges = real_ranges(attention_mask, B, L, q.device)
+    keep = None
+    if attention_mask is not None:
+        keep = attention_mask.to(device=q.device, dtype=torch.bool)
+        # torch.where, not a product: whatever padded positions hold (even NaN) cannot leak into real ones
+        q, k, v = (torch.where(keep[:, None, :, None], t, 0.0) for t in (q, k, v))
+        a = torch.where(keep[:, None, :], a, 0.0)
+    num, den = LionTritonFunction.apply(q, k, v, a.contiguous(), ranges, normalize, schedule, chunk_size)
+    out = num
+    if normalize:
+        out = num / safe_row_sums(den, None if keep is None else keep[:, None, :])[..., None]
+    if keep is not None:
+        out = torch.where(keep[:, None, :, None], out, 0.0)
+    return out.to(v.dtype)

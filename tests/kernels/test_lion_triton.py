@@ -207,3 +207,148 @@ def test_half_precision_on_gpu(dtype, schedule):
     w = torch.randn_like(expected)
     for g, e in zip(torch.autograd.grad((got.float() * w).sum(), leaves), torch.autograd.grad((expected * w).sum(), ref_inputs)):
         assert torch.isfinite(g).all() and relative_error(g, e) < 5e-2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The chunk schedule's own contracts: strided inputs, every gradient at every chunk size, launches, torch.library
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _grads_against_reference(q, k, v, log_decay, mask, normalize, chunk_size, tolerance, **triton_kwargs):
+    """Output and the gradients of q, k, v, log λ of the Triton chunk schedule against the fp64 attention form."""
+    leaves = [t for t in (q, k, v, log_decay) if t is not None]
+    weights = torch.randn(v.shape, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+
+    def forward_and_grads(backend, dtype):
+        inputs = [t.detach().to(dtype).requires_grad_() for t in leaves]
+        decay = inputs[3] if log_decay is not None else None
+        if backend == "reference":
+            out = lion_attention(*inputs[:3], decay, mask, form="attention", normalize=normalize, backend=backend)
+        else:
+            out = triton_op.lion_attention_triton(*inputs[:3], decay, mask, form="chunk", chunk_size=chunk_size,
+                                                  normalize=normalize, **triton_kwargs)
+        return out, torch.autograd.grad((out * weights.to(out.dtype)).sum(), inputs)
+
+    expected, expected_grads = forward_and_grads("reference", torch.float64)
+    got, got_grads = forward_and_grads("triton", q.dtype)
+    assert relative_error(got, expected) < tolerance
+    for name, g, e in zip(("q", "k", "v", "log_decay"), got_grads, expected_grads):
+        assert torch.isfinite(g).all(), name
+        assert relative_error(g, e) < tolerance, name
+    return got, got_grads
+
+
+@pytest.mark.parametrize("chunk_size", [16, 32, 64])
+@pytest.mark.parametrize("decay", ["lit", "d", "s"])
+def test_chunk_schedule_gradients_at_every_chunk_size(chunk_size, decay):
+    """L = 70 spans several chunks at 16 and 32 and ends inside a chunk at each size; the decays are strong enough
+    (log λ down to -2) that a state carried with the wrong factor is far off; padding on both sides and a hole."""
+    B, H, L = 4, 2, 70
+    q, k, v, log_decay = make(B, H, L, 16, 24, decay, scale=2.0, seed=chunk_size)
+    for normalize in (True, False):
+        _grads_against_reference(q, k, v, log_decay, padding_mask(B, L), normalize, chunk_size, 2e-5)
+
+
+def test_chunk_schedule_reads_the_model_layout_without_copies():
+    """q, k, v as the model hands them over ((B, L, H, D) buffers seen as (B, H, L, D)), a (B, L, H) decay seen as
+    (B, H, L) and a bool mask: the same result as contiguous inputs, and y a view of a (B, L, H, Dv) buffer so that the
+    model's transpose + reshape back costs nothing."""
+    B, H, L, D = 3, 2, 40, 16
+    q, k, v, log_decay = make(B, H, L, D, D, "s")
+    mask = padding_mask(B, L).bool()
+    as_model = lambda t: t.transpose(1, 2).contiguous().transpose(1, 2)  # noqa: E731
+    strided = [as_model(t) for t in (q, k, v)] + [log_decay.transpose(1, 2).contiguous().transpose(1, 2)]
+    assert not strided[0].is_contiguous()
+    expected = triton_op.lion_attention_triton(q, k, v, log_decay, mask.long(), form="chunk", chunk_size=16,
+                                               normalize=True)
+    got = triton_op.lion_attention_triton(*strided, mask, form="chunk", chunk_size=16, normalize=True)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert got.transpose(1, 2).is_contiguous()  # (B, L, H, Dv) underneath
+
+
+def test_chunk_schedule_gradients_through_strided_inputs_and_an_expanded_cotangent():
+    B, H, L, D = 2, 2, 33, 16
+    q, k, v, log_decay = make(B, H, L, D, D, "s")
+    as_model = lambda t: t.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()  # noqa: E731
+    plain = [t.clone().requires_grad_() for t in (q, k, v, log_decay)]
+    strided = [as_model(t) for t in (q, k, v)] + [log_decay.clone().requires_grad_()]
+    results = []
+    for leaves in (plain, strided):
+        out = triton_op.lion_attention_triton(*leaves, None, form="chunk", chunk_size=16, normalize=True)
+        results.append(torch.autograd.grad(out.sum(), leaves))  # the cotangent: ones expanded, strides 0
+    for g, e in zip(*results):
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-7)
+
+
+def test_chunk_schedule_launches_two_kernels_forward_and_three_backward(monkeypatch):
+    from bizoo.kernels.lion import triton_chunk
+
+    launches = []
+
+    class Counted:  # kernel[grid](...) through the module's name, counted
+        def __init__(self, name, kernel):
+            self.name, self.kernel = name, kernel
+
+        def __getitem__(self, grid):
+            launches.append(self.name)
+            return self.kernel[grid]
+
+    for name in ("_scan_kernel", "_forward_kernel", "_backward_kernel", "_decay_grad_kernel"):
+        monkeypatch.setattr(triton_chunk, name, Counted(name, getattr(triton_chunk, name)))
+    q, k, v, log_decay = make(3, 2, 40, 16, 16, "s")
+    leaves = [t.requires_grad_() for t in (q, k, v, log_decay)]
+    out = triton_op.lion_attention_triton(*leaves, padding_mask(3, 40), form="chunk", chunk_size=16, normalize=True)
+    assert launches == ["_scan_kernel", "_forward_kernel"]
+    launches.clear()
+    out.sum().backward()
+    assert launches == ["_scan_kernel", "_backward_kernel", "_decay_grad_kernel"]
+
+
+def test_chunk_schedule_is_a_torch_library_op():
+    """Registered custom ops with fake implementations and an autograd formula (torch.library.opcheck: schema, fake
+    tensors, autograd registration), so torch.compile puts the kernels into its graph."""
+    q, k, v, log_decay = make(3, 2, 20, 16, 16, "s")
+    mask = padding_mask(3, 20)
+    args = (q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), log_decay.requires_grad_(), mask, 16, True,
+            False)
+    torch.library.opcheck(torch.ops.bizoo.lion_chunk_forward.default, args,
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+def test_chunk_schedule_compiles_without_graph_breaks():
+    q, k, v, log_decay = make(3, 2, 24, 16, 16, "d")
+    mask = padding_mask(3, 24)
+
+    def f(q, k, v, a):
+        return triton_op.lion_attention_triton(q, k, v, a, mask, form="chunk", chunk_size=16, normalize=True)
+
+    explanation = torch._dynamo.explain(f)(q, k, v, log_decay)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v, log_decay)]
+    expected_leaves = [t.clone().requires_grad_() for t in (q, k, v, log_decay)]
+    got = compiled(*leaves)
+    expected = f(*expected_leaves)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for g, e in zip(torch.autograd.grad(got.sum(), leaves), torch.autograd.grad(expected.sum(), expected_leaves)):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+def test_fp16_inputs_under_the_interpreter():
+    """fp16 q, k, v (fp32 states, fp32 accumulation): output and gradients within fp16's precision of fp64."""
+    B, H, L = 3, 2, 40
+    q, k, v, log_decay = make(B, H, L, 16, 16, "s", scale=0.5)
+    got, grads = _grads_against_reference(q.half(), k.half(), v.half(), log_decay, padding_mask(B, L), True, 16,
+                                          1e-2)
+    assert got.dtype == torch.float16 and [g.dtype for g in grads] == [torch.float16] * 4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="Triton's interpreter multiplies bf16 matrices wrongly (tl.dot): GPU only")
+@pytest.mark.parametrize("fp32_states", [False, True])
+def test_bf16_inputs_with_bf16_or_fp32_states(fp32_states):
+    """bf16 inputs: states stored in bf16 by default, fp32 on request; both within bf16's precision of fp64."""
+    B, H, L = 2, 2, 64
+    q, k, v, log_decay = make(B, H, L, 16, 16, "s", scale=0.2)
+    _grads_against_reference(q.bfloat16(), k.bfloat16(), v.bfloat16(), log_decay, None, True, 16, 3e-2,
+                             fp32_states=fp32_states)
