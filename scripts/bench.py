@@ -2,14 +2,22 @@
 
 `bizoo bench lion` times the LION attention op forward and forward+backward (median ms and peak memory) at each
 length L with B·L tokens fixed, against PyTorch's softmax attention (SDPA, FlashAttention on a GPU where the dtype
-allows) with the same shapes, and reports each method's speed-up over SDPA and over the reference chunk form
-(baseline ms / method ms: > 1 means faster than the baseline). The methods: `sdpa`, `reference-attention` (the
-O(L²) form), `reference-chunk`, `reference-rnn`, `reference-auto`, `triton-chunk`, `triton-parallel` (the tiled
-form="attention" schedule) and `triton-auto`. On a GPU every case runs in this process (warm-up runs, then CUDA
-events; peak = `torch.cuda.max_memory_allocated` above the inputs; out of memory is a row with status "oom").
-On a CPU every case runs in its own child process, so that its peak memory (the growth of the peak resident set)
-is its own, and a case whose estimated memory does not fit is not run. Methods that cannot run here (Triton
-without a GPU, form "auto" before the dispatcher knows it) are rows with an "unavailable" status.
+allows) with the same shapes, and reports each method's speed-up over SDPA, over the reference chunk form and,
+where it is timed, over the previous Triton chunk schedule (baseline ms / method ms: > 1 means faster than the
+baseline). The methods: `sdpa`, `reference-attention` (the O(L²) form), `reference-chunk`, `reference-rnn`,
+`reference-auto`, `triton-chunk`, `triton-parallel` (the tiled form="attention" schedule), `triton-auto` (all of
+them `lion_attention` with attention_mask=None), `triton-chunk-previous` (the previous Triton chunk schedule,
+`bizoo.kernels.lion.triton_op.lion_attention_triton_previous`, kept for this comparison) and `fla-causal`
+(fla-core's causal chunk kernel `fla.ops.simple_gla.chunk_simple_gla` on the same shapes, one direction: a
+yardstick; its inputs are transposed to (B, L, H, D) once, outside the timed runs). On a GPU every case runs in
+this process (warm-up runs, then CUDA events around each run, the L2 cache flushed before it outside the events;
+peak = `torch.cuda.max_memory_allocated` above the inputs; out of memory is a row with status "oom"), and each row
+gives the achieved bandwidth (the op's minimal memory traffic, `lion_traffic_bytes`, over the median time), that as
+a percentage of the HBM peak (--hbm-gbs, or measured once per run as a large device-to-device copy) and the memory
+floor (that traffic at the peak, in ms). On a CPU every case runs in its own child process, so that its peak memory
+(the growth of the peak resident set) is its own, and a case whose estimated memory does not fit is not run.
+Methods that cannot run here (Triton without a GPU, form "auto" before the dispatcher knows it, a kernel or
+package that does not import) are rows with an "unavailable" status.
 
 `bizoo bench lion-crossover` times the chunk and the attention forms of each backend forward+backward and prints
 the smallest length from which the chunk form is faster: the value for `TRITON_CHUNK_MIN_LENGTH` and
@@ -75,6 +83,7 @@ examples:
   bizoo bench lion                                     # GPU: bf16, L = 512 ... 16384, B·L = 32768, H = 12, D = 64
   bizoo bench lion --device cpu --lengths 1024 4096 --methods sdpa reference-chunk reference-attention
   bizoo bench lion --json lion.json --plot lion.png
+  bizoo bench lion --methods sdpa triton-chunk triton-chunk-previous fla-causal --hbm-gbs 4800
   bizoo bench lion-crossover --json crossover.json     # -> TRITON_CHUNK_MIN_LENGTH (GPU), REFERENCE_... (CPU)
   bizoo bench lion-model --lengths 512 4096            # LION-D vs BERT (SDPA) training tokens/s
   bizoo bench lion-model --device cpu --lengths 64 --tokens-per-step 256 --layers 1 --hidden 32 --heads 2
@@ -108,7 +117,9 @@ from pathlib import Path
 PROG = "bizoo bench"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder that is the package `bizoo`
 
-# method -> (backend, form) of `bizoo.kernels.lion.lion_attention`; "sdpa" is torch's softmax attention.
+# method -> (backend, form) of `bizoo.kernels.lion.lion_attention`; "sdpa" is torch's softmax attention. The
+# backends "triton-previous" (`lion_attention_triton_previous`, the previous Triton chunk schedule) and "fla"
+# (fla-core's `chunk_simple_gla`, causal: one direction) are not lion_attention's: `_op_function` calls them.
 LION_METHODS = {
     "reference-attention": ("reference", "attention"),
     "reference-chunk": ("reference", "chunk"),
@@ -117,7 +128,14 @@ LION_METHODS = {
     "triton-chunk": ("triton", "chunk"),
     "triton-parallel": ("triton", "attention"),
     "triton-auto": ("triton", "auto"),
+    "triton-chunk-previous": ("triton-previous", "chunk"),
+    "fla-causal": ("fla", "causal-chunk"),
 }
+# The backends whose kernels are Triton's (on a CPU only in its interpreter).
+TRITON_BACKENDS = ("triton", "triton-previous", "fla")
+# bench lion runs these after the other methods at every length: fla-core compiles and autotunes its kernels at
+# the first call, about 25 s for the forward and 2 minutes for forward+backward on an H200 (a cold Triton cache).
+DEFERRED_METHODS = ("fla-causal",)
 METHODS = ("sdpa", *LION_METHODS)
 DEFAULT_METHODS = {
     "cuda": ("sdpa", "reference-attention", "reference-chunk", "triton-chunk", "triton-parallel", "triton-auto"),
@@ -240,10 +258,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description=__doc__, formatter_class=fmt)
     _op_arguments(p, [512, 1024, 2048, 4096, 8192, 16384], "timed runs per case (default: 10 on cuda, 3 on cpu)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=None, metavar="METHOD",
-                   help="what to time (default on cuda: sdpa, reference-attention, reference-chunk, triton-chunk, "
-                        "triton-parallel, triton-auto; on cpu: sdpa, reference-attention, reference-chunk)")
+                   help=f"what to time, from {', '.join(METHODS)} (default on cuda: sdpa, reference-attention, "
+                        "reference-chunk, triton-chunk, triton-parallel, triton-auto; on cpu: sdpa, "
+                        "reference-attention, reference-chunk)")
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
                    help="fwd (no autograd) and/or fwdbwd (forward + backward) (default: both)")
+    p.add_argument("--hbm-gbs", type=float, default=None, metavar="GB/S",
+                   help="the memory bandwidth peak in GB/s (10⁹ bytes/s) for the %%HBM and floor columns (default on "
+                        "cuda: measured once as a device-to-device copy; on cpu: none, the columns show '-')")
     p.add_argument("--plot", default=None, metavar="PNG", help="also plot time against length (log-log)")
 
     p = sub.add_parser("lion-crossover", help="the length from which the chunk form beats the attention form",
@@ -509,8 +531,58 @@ def _inputs(case: dict, device, dtype):
     return q, k, v, log_decay, dout
 
 
+def fla_inputs(q, k, v, log_decay, dout):
+    """The inputs of a (B, H, L, D) case in fla-core's layout: q, k, v and dout (B, L, H, D) contiguous, and the
+    gate g (B, L, H) fp32 (log λ of each head and position: the (B, H, L) decay of 's' transposed, the (H,) decay of
+    'd' broadcast to every position; None for 'lit'). Done once per case, outside the timed runs."""
+    import torch
+
+    B, H, L, _ = q.shape
+    q, k, v, dout = (t.transpose(1, 2).contiguous() for t in (q, k, v, dout))  # (B, L, H, D) each
+    g = None
+    if log_decay is not None and log_decay.dim() == 1:  # (H,)
+        g = log_decay.to(torch.float32).expand(B, L, H).contiguous()  # (B, L, H)
+    elif log_decay is not None:  # (B, H, L)
+        g = log_decay.to(torch.float32).transpose(1, 2).contiguous()  # (B, L, H)
+    return q, k, v, g, dout
+
+
+def _fla_function():
+    """fla-core's causal chunk kernel, ``chunk_simple_gla``; ImportError where fla-core does not import."""
+    from fla.ops.simple_gla import chunk_simple_gla
+
+    return chunk_simple_gla
+
+
+def fla_backward_refusal() -> str | None:
+    """Why fla-core would refuse the backward of a gated chunk_simple_gla (g given: decays s and d) here, else None.
+    fla-core 0.6 raises for Triton >= 3.4.0 and < 3.7.1 on Hopper GPUs without tilelang (wrong gradients from its
+    chunk_bwd_dqkwg, its issue #640), after compiling and autotuning the backward kernels before that one (over a
+    minute on an H200): the same test, made first, saves that time. None where fla-core's flags are not there."""
+    import importlib.util
+
+    try:
+        import triton
+        from fla.utils import IS_NVIDIA_HOPPER, TRITON_ABOVE_3_4_0, TRITON_ABOVE_3_7_1
+    except ImportError:
+        return None
+    refused = IS_NVIDIA_HOPPER and TRITON_ABOVE_3_4_0 and not TRITON_ABOVE_3_7_1
+    if refused and importlib.util.find_spec("tilelang") is None:
+        return (f"fla-core refuses the gated backward on a Hopper GPU with Triton {triton.__version__} (>= 3.4.0, "
+                "< 3.7.1: wrong gradients, fla issue #640; Triton >= 3.7.1 or tilelang lift it)")
+    return None
+
+
+def _previous_function():
+    """The previous Triton chunk schedule, ``lion_attention_triton_previous``; ImportError where it is not there."""
+    from ..kernels.lion.triton_op import lion_attention_triton_previous
+
+    return lion_attention_triton_previous
+
+
 def _op_function(case: dict, q, k, v, log_decay):
-    """A function that runs the case's method once and returns its output; and a note (the SDPA backend)."""
+    """A function that runs the case's method once and returns its output; and a note (the SDPA backend). The
+    inputs of fla-causal are in its layout already (``fla_inputs``): its function returns o (B, L, H, D)."""
     import torch
 
     if case["method"] == "sdpa":
@@ -525,24 +597,48 @@ def _op_function(case: dict, q, k, v, log_decay):
             return flash, "flash"
         return (lambda: sdpa(q, k, v)), "default"
 
+    backend, form = LION_METHODS[case["method"]]
+    if backend == "fla":
+        chunk_simple_gla = _fla_function()
+
+        def fla():  # no scaling of q kᵀ, as LION; fla's default chunk of 64; o and the final state (None)
+            return chunk_simple_gla(q, k, v, g=log_decay, scale=1.0)[0]
+
+        return fla, None
+    if backend == "triton-previous":
+        from ..kernels.lion.reference import check_inputs
+
+        previous = _previous_function()
+
+        def previous_chunk():  # the checks lion_attention makes on every call, then the schedule
+            check_inputs(q, k, v, log_decay, None, "chunk", case["chunk_size"])
+            return previous(q, k, v, log_decay, None, chunk_size=case["chunk_size"], normalize=True)
+
+        return previous_chunk, None
+
     from ..kernels.lion import lion_attention
 
-    backend, form = LION_METHODS[case["method"]]
-
     def lion():
-        return lion_attention(q, k, v, log_decay, form=form, chunk_size=case["chunk_size"], backend=backend)
+        return lion_attention(q, k, v, log_decay, None, form=form, chunk_size=case["chunk_size"], normalize=True,
+                              backend=backend)
 
     return lion, None
 
 
+L2_FLUSH_BYTES = 256 * MiB  # written before each timed run of bench lion on a GPU: over 4x the L2 of an H100/H200
+
+
 def _time_runs(
-    fn, leaves, backward: bool, dout, warmup: int, repeats: int, cuda: bool, cpu_memory: bool = True
+    fn, leaves, backward: bool, dout, warmup: int, repeats: int, cuda: bool, cpu_memory: bool = True,
+    flush_l2: bool = False,
 ) -> dict:
     """Median and min ms of ``repeats`` runs after ``warmup`` runs, and the peak memory of the timed runs above what
     was allocated before them: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the growth of the peak
     resident set (reset after the warm-up, which has paged in the code and kernels the runs need), unless
     ``cpu_memory`` is False (a process that runs many cases: the reset gives memory back that the first timed run
-    then pays to fault in again)."""
+    then pays to fault in again). ``flush_l2`` (a GPU): before each timed run, outside its CUDA events, write a
+    buffer of ``L2_FLUSH_BYTES``, so that no run finds its inputs in the L2 cache that the one before left there
+    (the buffer is allocated before the peak is reset: it is not part of the peak)."""
     import torch
 
     def once():
@@ -558,6 +654,7 @@ def _time_runs(
         once()
     for t in leaves:
         t.grad = None
+    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device="cuda") if cuda and flush_l2 else None
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -569,6 +666,8 @@ def _time_runs(
     for _ in range(repeats):
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            if flush is not None:
+                flush.zero_()  # after the last run's end event, before this one's start: not timed
             start.record()
             once()
             end.record()
@@ -633,29 +732,37 @@ def measure_case(case: dict, report) -> None:
     device = torch.device(case["device"])
     cuda = device.type == "cuda"
     dtype = getattr(torch, case["dtype"])
-    may_be_missing = case["method"] != "sdpa" and (
-        LION_METHODS[case["method"]][0] == "triton" or LION_METHODS[case["method"]][1] == "auto"
-    )
+    backend, form = LION_METHODS.get(case["method"], ("torch", "softmax"))
+    may_be_missing = backend in TRITON_BACKENDS or form == "auto"
     try:
         q, k, v, log_decay, dout = _inputs(case, device, dtype)
+        if backend == "fla":
+            q, k, v, log_decay, dout = fla_inputs(q, k, v, log_decay, dout)
     except torch.OutOfMemoryError:
         for mode in case["modes"]:
             report(mode, {"status": "oom"})
         return
+    if backend == "fla" and log_decay is not None and "fwdbwd" in case["modes"]:
+        if (why := fla_backward_refusal()) is not None:
+            report("fwdbwd", {"status": f"unavailable: {why}"})
+            case = {**case, "modes": [m for m in case["modes"] if m != "fwdbwd"]}
     fn, note = _op_function(case, q, k, v, log_decay)
     state = {"fn": fn, "note": note}
     leaves = [q, k, v] + ([log_decay] if log_decay is not None else [])
 
+    def runs(backward):
+        return _time_runs(state["fn"], leaves, backward, dout, case["warmup"], case["repeats"], cuda, flush_l2=cuda)
+
     def timed(backward):
         try:
-            return _time_runs(state["fn"], leaves, backward, dout, case["warmup"], case["repeats"], cuda)
+            return runs(backward)
         except RuntimeError as err:
             if state["note"] != "flash" or isinstance(err, torch.OutOfMemoryError):
                 raise
             # FlashAttention refused these shapes: PyTorch's default SDPA choice instead.
             state["note"] = f"default (flash refused: {_short(err, 60)})"
             state["fn"] = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)
-            return _time_runs(state["fn"], leaves, backward, dout, case["warmup"], case["repeats"], cuda)
+            return runs(backward)
 
     def report_backend(mode, result):
         if state["note"] is not None:
@@ -705,7 +812,7 @@ def estimate_bytes(case: dict, mode: str) -> int:
         form = "chunk" if crossover is None or L >= crossover else "attention"
     if form == "attention" and backend == "reference":
         return 3 * B * H * L * L * 4 * factor
-    per_token = 16 if backend == "triton" else 40
+    per_token = 16 if backend in TRITON_BACKENDS else 40
     return per_token * B * H * L * D * 4 * factor
 
 
@@ -763,12 +870,25 @@ def triton_missing(device: str) -> str | None:
 
 
 def probe(method: str, device: str, dtype: str) -> str | None:
-    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1)."""
+    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1).
+    The methods outside ``lion_attention`` first need their function to import: fla-causal fla-core's
+    ``chunk_simple_gla``, triton-chunk-previous ``lion_attention_triton_previous`` (the reason names the import
+    error); fla-causal makes no tiny call."""
     if method == "sdpa":
         return None
     backend, form = LION_METHODS[method]
-    if backend == "triton" and (why := triton_missing(device)) is not None:
+    if backend in ("fla", "triton-previous"):
+        what = "fla-core (fla.ops.simple_gla)" if backend == "fla" else "lion_attention_triton_previous"
+        try:
+            _fla_function() if backend == "fla" else _previous_function()
+        except Exception as err:  # noqa: BLE001 - ImportError, or whatever else stops the import
+            return f"{what} does not import: {_short(err)}"
+    if backend in TRITON_BACKENDS and (why := triton_missing(device)) is not None:
         return why
+    if backend == "fla":
+        # No tiny call: fla's kernels take H and the sizes as compile-time constants, so a tiny call would compile
+        # (and autotune) every kernel once more, tens of seconds; a failure of the real call is its row's status.
+        return None
     import torch
 
     from ..kernels.lion import lion_attention
@@ -776,7 +896,10 @@ def probe(method: str, device: str, dtype: str) -> str | None:
     x = torch.rand(1, 1, 32, 16, device=device).to(getattr(torch, dtype)) + 0.1  # (B, H, L, D)
     try:
         with torch.no_grad():
-            lion_attention(x, x, x, None, form=form, chunk_size=16, backend=backend)
+            if backend == "triton-previous":  # called by _op_function, not lion_attention
+                _op_function({"method": method, "chunk_size": 16}, x, x, x, None)[0]()
+            else:
+                lion_attention(x, x, x, None, form=form, chunk_size=16, backend=backend)
     except Exception as err:  # noqa: BLE001 - whatever stops the tiny call stops the real one
         return _short(err)
     return None
@@ -818,8 +941,81 @@ def _header(title: str, device: str, settings: dict, args, extra: str = "") -> s
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# The ratio columns of bench lion: (baseline method, key in speedup_vs_<key>_<mode>, column label, width).
+# The ratio columns of bench lion: (baseline method, key in speedup_vs_<key>_<mode>, column label, width); the
+# previous Triton chunk schedule's is added where it is timed.
 LION_RATIOS = (("sdpa", "sdpa", "sdpa", 12), ("reference-chunk", "reference_chunk", "chunk", 13))
+PREVIOUS_RATIO = ("triton-chunk-previous", "triton_chunk_previous", "prev", 12)
+DECAY_BYTES = 4  # log_decay is fp32 whatever the dtype of q, k, v
+
+
+def lion_traffic_bytes(row: dict, mode: str) -> int:
+    """The op's minimal memory traffic in bytes at ``row``'s shapes (batch B, heads H, length L, head_dim D,
+    dtype, decay, method): every tensor the op takes read once and every tensor it returns written once, the memory
+    floor of a kernel that keeps everything else on chip. With N = B·H·L, e the element size of the dtype (2 for
+    bf16) and Dk = Dv = D:
+
+        fwd:      read q, k, v, write o                                     e·N·(2·Dk + 2·Dv)    = 4·e·N·D
+        fwd+bwd:  the forward, then read q, k, v, o, dO, write dq, dk, dv   e·N·(6·Dk + 6·Dv)    = 12·e·N·D
+
+    plus the decay in fp32 (4 bytes a value; N values for decay 's', H for 'd', none for 'lit'): read once by the
+    forward; by forward+backward read twice (the backward reads it again) and its gradient written once, 3 times
+    its size. SDPA (method "sdpa") has no decay. For example B = 1, H = 2, L = 4, D = 8 in bf16 with decay 's'
+    (N = 8): fwd 4·2·8·8 + 4·8 = 544 bytes, fwd+bwd 12·2·8·8 + 3·4·8 = 1632 bytes."""
+    B, H, L, D = row["batch"], row["heads"], row["length"], row["head_dim"]
+    e = {"float32": 4, "bfloat16": 2, "float16": 2}[row["dtype"]]
+    n = B * H * L
+    decay = 0 if row["method"] == "sdpa" else {"lit": 0, "d": H, "s": n}[row["decay"]]
+    if mode == "fwd":
+        return e * n * 4 * D + DECAY_BYTES * decay
+    if mode == "fwdbwd":
+        return e * n * 12 * D + 3 * DECAY_BYTES * decay
+    raise ValueError(f"lion_traffic_bytes: mode must be one of {list(MODES)}, got {mode!r}")
+
+
+def add_bandwidth(row: dict, modes, peak_gbs: float | None) -> None:
+    """Per mode: <mode>_bytes (``lion_traffic_bytes``); <mode>_gbs, the achieved bandwidth, bytes / median time in
+    GB/s (10⁹ bytes/s); with a peak bandwidth ``peak_gbs``: <mode>_floor_ms = bytes / peak (the time of the traffic
+    at the peak, in ms: no kernel of this op is faster) and <mode>_hbm_pct = 100 · GB/s / peak."""
+    for mode in modes:
+        nbytes = lion_traffic_bytes(row, mode)
+        row[f"{mode}_bytes"] = nbytes
+        if peak_gbs:
+            row[f"{mode}_floor_ms"] = nbytes / (peak_gbs * 1e9) * 1e3
+        if f"{mode}_ms" in row:
+            row[f"{mode}_gbs"] = nbytes / (row[f"{mode}_ms"] * 1e-3) / 1e9
+            if peak_gbs:
+                row[f"{mode}_hbm_pct"] = 100 * row[f"{mode}_gbs"] / peak_gbs
+
+
+def bandwidth_columns(modes) -> tuple:
+    """The extra (key, label, width, format) columns of bench lion: GB/s, %HBM, floor ms, each per mode."""
+    return (
+        *((f"{m}_gbs", f"{MODES[m]} GB/s", 12, ".1f") for m in modes),
+        *((f"{m}_hbm_pct", f"{MODES[m]} %HBM", 12, ".0f") for m in modes),
+        *((f"{m}_floor_ms", f"{MODES[m]} floor", 13, ".3f") for m in modes),
+    )
+
+
+def measure_hbm_gbs(nbytes: int = 2**30, repeats: int = 10) -> float:
+    """The memory bandwidth this GPU reaches, in GB/s (10⁹ bytes/s): a device-to-device copy of ``nbytes`` reads
+    and writes 2·nbytes; over the median time (CUDA events) of ``repeats`` copies after 2 warm-up copies."""
+    import torch
+
+    src = torch.ones(nbytes, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    for _ in range(2):
+        dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    del src, dst
+    _release_cuda_memory()
+    return 2 * nbytes / (statistics.median(times) * 1e-3) / 1e9
 
 
 def _flatten(row: dict, results: dict, modes) -> dict:
@@ -886,12 +1082,12 @@ def _table_head(modes, ratios=LION_RATIOS, extra=(), shape=SHAPE_COLUMNS) -> str
 
 
 def _run_grid(grid, methods, describe, unavailable: dict, modes, ratios, extra, json_path, meta,
-              shape=SHAPE_COLUMNS, prior_rows=()) -> list[dict]:
+              shape=SHAPE_COLUMNS, prior_rows=(), derive=None) -> list[dict]:
     """Measure every method at each point of ``grid`` ((length, batch) for bench lion and bigs) with ``run_case``
     (in this process on a GPU, a child process per case on a CPU) and print each point's rows as soon as they and
     the baselines (the methods of ``ratios``, which come first in ``methods``) are measured; the rows, also written
     to ``json_path`` after each, after the ``prior_rows`` of the same command. ``describe(method, *point)`` -> (the
-    row's fields, the case to run)."""
+    row's fields, the case to run); ``derive(row)``, when given, adds columns to a measured row."""
     baselines = sum(m in {b for b, *_ in ratios} for m in methods)
     rows: list[dict] = []
     for point in grid:
@@ -903,6 +1099,8 @@ def _run_grid(grid, methods, describe, unavailable: dict, modes, ratios, extra, 
             else:
                 results = run_case(case)
             group.append(_flatten(row, results, modes))
+            if derive is not None:
+                derive(row)
             add_ratios(group, modes, ratios)
             rows.append(row)
             _write_json(json_path, {**meta, "rows": [*prior_rows, *rows]})
@@ -917,27 +1115,53 @@ def run_lion(args) -> int:
     device = _resolve_device(args)
     _check_positive(lengths=args.lengths, tokens=args.tokens, batch=args.batch, heads=args.heads,
                     head_dim=args.head_dim, chunk_size=args.chunk_size, repeats=args.repeats)
+    if args.hbm_gbs is not None and not args.hbm_gbs > 0:
+        raise ValueError(f"--hbm-gbs must be a bandwidth > 0 in GB/s, got {args.hbm_gbs}")
     settings = _settings(args, device)
     methods = list(dict.fromkeys(args.methods or DEFAULT_METHODS[device]))
-    methods.sort(key=lambda m: m not in ("sdpa", "reference-chunk"))  # the baselines first
+    ratios = LION_RATIOS + ((PREVIOUS_RATIO,) if PREVIOUS_RATIO[0] in methods else ())
+    methods.sort(key=lambda m: m not in {r[0] for r in ratios})  # the baselines first
     modes = [m for m in MODES if m in args.modes]
     unavailable = {m: why for m in methods if (why := probe(m, device, settings["dtype"])) is not None}
-    interpreted = device == "cpu" and any(LION_METHODS.get(m, ("",))[0] == "triton" for m in methods)
+    interpreted = device == "cpu" and any(LION_METHODS.get(m, ("",))[0] in TRITON_BACKENDS for m in methods)
     sdpa_note = "FlashAttention" if device == "cuda" and settings["dtype"] != "float32" else "PyTorch's default choice"
+    if args.hbm_gbs is not None:
+        peak, peak_source = args.hbm_gbs, "--hbm-gbs"
+    elif device == "cuda":
+        try:
+            peak = measure_hbm_gbs()
+            peak_source = "measured: a device-to-device copy of 1 GiB, bytes read + written / median time of 10"
+        except RuntimeError as err:  # out of memory: the table without the peak's columns
+            peak, peak_source = None, f"the copy that measures it failed: {_short(err)}"
+            _release_cuda_memory()
+    else:
+        peak, peak_source = None, "none on a CPU (give --hbm-gbs): the %HBM and floor columns show '-'"
     print(_header(
         "LION attention op vs SDPA softmax attention (same shapes), forward and forward+backward",
         device, settings, args,
         f"\nSDPA backend: {sdpa_note}; peak memory: "
         + ("max_memory_allocated above the inputs" if device == "cuda"
            else "growth of the peak RSS, one process per case")
-        + ("\nnote: triton-* on a CPU run in Triton's interpreter: their times mean nothing" if interpreted else ""),
+        + (f"; the L2 cache flushed before each timed run ({L2_FLUSH_BYTES // MiB} MiB written, not timed)"
+           if device == "cuda" else "")
+        + ("\nnote: triton-* and fla-* on a CPU run in Triton's interpreter: their times mean nothing"
+           if interpreted else ""),
     ))
-    print("sdpa/x, chunk/x: speed-up = SDPA (reference-chunk) ms / method ms, > 1 is faster than the baseline")
-    print(_table_head(modes))
+    print("sdpa/x, chunk/x" + (", prev/x" if len(ratios) > len(LION_RATIOS) else "") + ": speed-up = SDPA "
+          "(reference-chunk" + (", triton-chunk-previous" if len(ratios) > len(LION_RATIOS) else "")
+          + ") ms / method ms, > 1 is faster than the baseline")
+    print("GB/s: the op's minimal memory traffic (q, k, v, o; + o, dO, dq, dk, dv in fwd+bwd; + the decay and its "
+          "gradient) / median time; %HBM: of the peak; floor: that traffic at the peak, ms")
+    print(f"HBM peak used: {f'{peak:.0f} GB/s' if peak else '-'} ({peak_source})")
+    extra = bandwidth_columns(modes)
+    print(_table_head(modes, ratios, extra))
     meta = {
         "op": "lion", "machine": machine_name(device), "device": device, **settings, "tokens": args.tokens,
         "heads": args.heads, "head_dim": args.head_dim, "decay": args.decay, "chunk_size": args.chunk_size,
-        "modes": modes, "methods": methods,
+        "modes": modes, "methods": methods, "hbm_gbs": peak, "hbm_gbs_source": peak_source,
+        "l2_flush_bytes": L2_FLUSH_BYTES if device == "cuda" else 0,
+        "traffic": "lion_traffic_bytes: fwd reads q, k, v and writes o; fwd+bwd adds reading q, k, v, o, dO and "
+                   "writing dq, dk, dv; the fp32 decay read once (fwd) or twice plus its gradient (fwd+bwd)",
     }
 
     def describe(method, length, batch):
@@ -950,7 +1174,20 @@ def run_lion(args) -> int:
         return row, {**row, **settings, "modes": modes, "chunk_size": args.chunk_size, "threads": args.threads}
 
     grid = [(length, batch_for(length, args.tokens, args.batch)) for length in args.lengths]
-    rows = _run_grid(grid, methods, describe, unavailable, modes, LION_RATIOS, (), args.json, meta)
+    # The methods whose first call compiles for minutes (fla-causal) run after the others at every length, so that
+    # a run stopped by a time limit has the others' rows; their rows get the ratios to the rows measured before.
+    later = [m for m in methods if m in DEFERRED_METHODS and m not in unavailable and len(methods) > 1]
+    rows = _run_grid(grid, [m for m in methods if m not in later], describe, unavailable, modes, ratios, extra,
+                     args.json, meta, derive=lambda row: add_bandwidth(row, modes, peak))
+    if later:
+        print(f"{', '.join(later)}: after the other methods (the first call compiles for minutes)")
+
+        def derive(row):
+            add_bandwidth(row, modes, peak)
+            add_ratios([r for r in rows if r["length"] == row["length"]] + [row], modes, ratios)
+
+        rows += _run_grid(grid, later, describe, unavailable, modes, ratios, extra, args.json, meta,
+                          prior_rows=rows, derive=derive)
     if args.plot:
         try:
             plot_times(rows, modes, args.plot, f"LION op vs SDPA, {meta['machine']}\n{settings['dtype']}, "

@@ -4,6 +4,7 @@ tiny shapes: the rows, their statuses and ratio columns, the JSON and the plot. 
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ TINY = ["--device", "cpu", "--tokens", "256", "--heads", "2", "--head-dim", "8",
 INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
 STEP_KEYS = ["gpu_tests", "bench_lion", "bench_lion_crossover", "bench_lion_model", "bench_crf", "bench_lstm",
              "bench_bigs", "bench_bigs_model"]
+LION_STEPS = ["env", "lion-tests", "lion-launches", "lion-states", "bench-lion", "lion-model"]
+LION_STEP_KEYS = ["lion_tests", "lion_launches", "lion_states", "bench_lion_s", "bench_lion_lit", "bench_lion_model"]
 
 
 def read_rows(path):
@@ -46,9 +49,15 @@ def test_bench_lion_rows_ratios_json_and_plot(tmp_path, capsys):
     assert record["dtype"] == "float32" and record["repeats"] == 1 and record["device"] == "cpu"
     assert plot.stat().st_size > 0
     text = capsys.readouterr().out
-    expected_text = ("median of 1", "float32", "B·L = 256 tokens", "H = 2, D = 8", "cores", "sdpa/fwd+bwd", "chunk/fwd")
+    expected_text = ("median of 1", "float32", "B·L = 256 tokens", "H = 2, D = 8", "cores", "sdpa/fwd+bwd",
+                     "chunk/fwd", "fwd GB/s", "fwd+bwd %HBM", "fwd+bwd floor", "HBM peak used: - (none on a CPU")
     for expected in expected_text:
         assert expected in text
+    # No peak on a CPU without --hbm-gbs: the achieved GB/s, not the %HBM or the floor.
+    assert record["hbm_gbs"] is None and record["l2_flush_bytes"] == 0
+    for r in rows:
+        assert r["fwd_bytes"] == bench.lion_traffic_bytes(r, "fwd") and r["fwdbwd_gbs"] > 0
+        assert "fwd_hbm_pct" not in r and "fwdbwd_floor_ms" not in r
 
 
 def test_bench_lion_triton_rows_without_a_gpu_are_unavailable(tmp_path, monkeypatch):
@@ -68,17 +77,173 @@ def test_bench_lion_triton_rows_without_a_gpu_are_unavailable(tmp_path, monkeypa
 @pytest.mark.skipif(not INTERPRETER, reason="Triton rows on a CPU need TRITON_INTERPRET=1")
 def test_bench_lion_triton_rows_under_the_interpreter(tmp_path):
     out = tmp_path / "lion.json"
-    methods = ["reference-chunk", "triton-chunk", "triton-parallel"]
+    methods = ["reference-chunk", "triton-chunk", "triton-parallel", "triton-chunk-previous"]
     argv = ["lion", *TINY, "--lengths", "64", "--modes", "fwdbwd", "--methods", *methods, "--json", str(out)]
     code = bench.main(argv)
     assert code == 0
     rows = read_rows(out)
-    assert [r["method"] for r in rows] == methods
+    # The baselines first: reference-chunk, then the previous chunk schedule (its prev/x column).
+    assert [r["method"] for r in rows] == ["reference-chunk", "triton-chunk-previous", "triton-chunk",
+                                           "triton-parallel"]
     for r in rows:
         if r["status"] != "ok":  # the Triton kernels are not there (yet): a row with a reason, not a crash
-            assert r["backend"] == "triton" and r["status"].startswith("unavailable: "), r
+            assert r["backend"] in ("triton", "triton-previous") and r["status"].startswith("unavailable: "), r
             continue
         assert r["fwdbwd_ms"] > 0 and r["speedup_vs_reference_chunk_fwdbwd"] > 0 and "fwd_ms" not in r
+        if rows[1]["status"] == "ok":
+            assert r["speedup_vs_triton_chunk_previous_fwdbwd"] > 0
+
+
+def hide_new_methods(monkeypatch):
+    """Make the two methods outside lion_attention fail to import, whatever is installed: fla-core hidden, and
+    lion_attention_triton_previous taken out of bizoo.kernels.lion.triton_op (or triton_op itself where it does not
+    import)."""
+    monkeypatch.setitem(sys.modules, "fla", None)  # import fla... -> ModuleNotFoundError
+    try:
+        from bizoo.kernels.lion import triton_op
+    except ImportError:
+        monkeypatch.setitem(sys.modules, "bizoo.kernels.lion.triton_op", None)
+    else:
+        monkeypatch.delattr(triton_op, "lion_attention_triton_previous", raising=False)
+
+
+def test_bench_lion_new_methods_unavailable_when_they_do_not_import(tmp_path, monkeypatch, capsys):
+    assert {"triton-chunk-previous", "fla-causal"} <= set(bench.METHODS)
+    assert bench.LION_METHODS["triton-chunk-previous"] == ("triton-previous", "chunk")
+    assert bench.LION_METHODS["fla-causal"] == ("fla", "causal-chunk")
+    hide_new_methods(monkeypatch)
+    out = tmp_path / "lion.json"
+    methods = ["sdpa", "triton-chunk-previous", "fla-causal"]
+    assert bench.main(["lion", *TINY, "--lengths", "64", "--methods", *methods, "--json", str(out)]) == 0
+    sdpa, previous, fla = read_rows(out)
+    assert (sdpa["method"], sdpa["status"]) == ("sdpa", "ok") and sdpa["fwd_ms"] > 0
+    assert "speedup_vs_triton_chunk_previous_fwd" not in sdpa  # the baseline has no times
+    assert (previous["method"], previous["backend"], previous["form"]) == (
+        "triton-chunk-previous", "triton-previous", "chunk")
+    assert previous["status"].startswith("unavailable: lion_attention_triton_previous does not import: ImportError")
+    assert (fla["method"], fla["backend"], fla["form"]) == ("fla-causal", "fla", "causal-chunk")
+    assert fla["status"].startswith("unavailable: fla-core (fla.ops.simple_gla) does not import: ModuleNotFoundError: ")
+    assert "'fla" in fla["status"]  # the import error itself: "No module named 'fla...'"
+    for r in (previous, fla):
+        assert r["status_fwd"] == r["status_fwdbwd"] == r["status"]
+        assert "fwd_ms" not in r and "fwdbwd_gbs" not in r and not any(key.startswith("speedup") for key in r)
+    text = capsys.readouterr().out
+    assert "prev/fwd+bwd" in text and "triton-chunk-previous" in text
+    assert "unavailable: fla-core (fla.ops.simple_gla) does not import: ModuleNotFoundError" in text
+
+
+def fake_fla(monkeypatch, calls):
+    """A stand-in for fla-core's chunk_simple_gla in sys.modules (the causal form, written out in torch) that records
+    the layout of what it is given: so that fla-causal runs on a CPU."""
+    import types
+
+    def chunk_simple_gla(q, k, v, g=None, scale=None, **kwargs):  # (B, T, H, D); g (B, T, H)
+        calls.append({"shape": tuple(q.shape), "contiguous": q.is_contiguous() and v.is_contiguous(),
+                      "g": None if g is None else (tuple(g.shape), g.dtype, bool((g == g[:1, :1]).all())),
+                      "scale": scale, "kwargs": kwargs})
+        G = (torch.zeros(q.shape[:3]) if g is None else g.cumsum(1)).transpose(1, 2)  # (B, H, T)
+        causal = torch.ones(q.shape[1], q.shape[1], dtype=torch.bool).tril()
+        w = torch.einsum("bthd,bshd->bhts", q, k) * (G[..., :, None] - G[..., None, :]).exp()
+        return torch.einsum("bhts,bshd->bthd", torch.where(causal, w, 0.0), v), None
+
+    ops = types.ModuleType("fla.ops")
+    ops.simple_gla = types.ModuleType("fla.ops.simple_gla")
+    ops.simple_gla.chunk_simple_gla = chunk_simple_gla
+    for name, module in (("fla", types.ModuleType("fla")), ("fla.ops", ops), ("fla.ops.simple_gla", ops.simple_gla)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_bench_lion_fla_causal_runs_last_in_its_layout(tmp_path, monkeypatch, capsys, in_process):
+    calls = []
+    fake_fla(monkeypatch, calls)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # fla's kernels are Triton's: on a CPU only "interpreted"
+    monkeypatch.setattr(bench, "fla_backward_refusal", lambda: "refused here (test)")
+    out = tmp_path / "lion.json"
+    argv = ["lion", *TINY, "--lengths", "32", "64", "--methods", "fla-causal", "sdpa", "reference-chunk",
+            "--json", str(out)]
+    assert bench.main(argv) == 0
+    rows = read_rows(out)
+    # fla-causal after the others at every length; B = 256 // L, transposed to (B, L, H, D), g (B, L, H) fp32.
+    assert [(r["length"], r["method"]) for r in rows] == [
+        (32, "sdpa"), (32, "reference-chunk"), (64, "sdpa"), (64, "reference-chunk"), (32, "fla-causal"),
+        (64, "fla-causal")]
+    assert {c["shape"] for c in calls} == {(8, 32, 2, 8), (4, 64, 2, 8)}
+    assert all(c["contiguous"] and c["scale"] == 1.0 and c["kwargs"] == {} for c in calls)
+    assert {c["g"][:2] for c in calls} == {((8, 32, 2), torch.float32), ((4, 64, 2), torch.float32)}
+    for r in rows[4:]:
+        # Decay s: the gated backward refused before anything runs; the forward timed, with its ratios.
+        assert r["status_fwd"] == "ok" and r["status_fwdbwd"] == "unavailable: refused here (test)"
+        sdpa = rows[0 if r["length"] == 32 else 2]
+        assert r["speedup_vs_sdpa_fwd"] == pytest.approx(sdpa["fwd_ms"] / r["fwd_ms"])
+        assert r["fwd_gbs"] > 0 and "fwdbwd_ms" not in r
+    text = capsys.readouterr().out
+    assert "fla-causal: after the other methods" in text
+
+    # Decay lit: g=None and forward+backward through o; decay d: the (H,) decays broadcast to every position.
+    calls.clear()
+    for decay in ("lit", "d"):
+        argv = ["lion", *TINY, "--lengths", "32", "--decay", decay, "--methods", "sdpa", "fla-causal",
+                "--json", str(out)]
+        assert bench.main(argv) == 0
+        sdpa, fla = read_rows(out)
+        assert fla["method"] == "fla-causal" and fla["status_fwd"] == "ok"
+        assert fla["status_fwdbwd"] == ("ok" if decay == "lit" else "unavailable: refused here (test)")
+    assert calls[0]["g"] is None and calls[-1]["g"] == ((8, 32, 2), torch.float32, True)
+
+
+def test_lion_traffic_bytes_by_hand():
+    row = {"method": "triton-chunk", "batch": 1, "heads": 2, "length": 4, "head_dim": 8, "dtype": "bfloat16",
+           "decay": "s"}
+    # N = B·H·L = 8 tokens·heads, bf16 (2 bytes), D = 8; the decay fp32, N values.
+    # fwd: read q, k, v + write o = 4·2·8·8 = 512, + read the decay 4·8 = 32.
+    # fwd+bwd: + read q, k, v, o, dO, write dq, dk, dv = 12·2·8·8 = 1536, + decay read twice, gradient written 96.
+    assert bench.lion_traffic_bytes(row, "fwd") == 544
+    assert bench.lion_traffic_bytes(row, "fwdbwd") == 1632
+    assert bench.lion_traffic_bytes({**row, "method": "sdpa"}, "fwd") == 512  # SDPA has no decay
+    assert bench.lion_traffic_bytes({**row, "method": "sdpa"}, "fwdbwd") == 1536
+    # fp32, N = 2·3·5 = 30, D = 4: 4·4·30·4 = 1920 and 12·4·30·4 = 5760; decay d: 3 values (12 bytes) read once,
+    # or read twice and their gradient written (36 bytes); lit: none.
+    small = {**row, "batch": 2, "heads": 3, "length": 5, "head_dim": 4, "dtype": "float32"}
+    assert bench.lion_traffic_bytes({**small, "decay": "lit"}, "fwd") == 1920
+    assert bench.lion_traffic_bytes({**small, "decay": "lit"}, "fwdbwd") == 5760
+    assert bench.lion_traffic_bytes({**small, "decay": "d"}, "fwd") == 1932
+    assert bench.lion_traffic_bytes({**small, "decay": "d"}, "fwdbwd") == 5796
+    with pytest.raises(ValueError, match="mode must be one of"):
+        bench.lion_traffic_bytes(row, "bwd")
+
+    # 544 bytes in 1 µs: 0.544 GB/s; at a 1 GB/s peak that is 54.4 % and the floor is 544 ns = 5.44e-4 ms.
+    measured = {**row, "fwd_ms": 1e-3}
+    bench.add_bandwidth(measured, ["fwd", "fwdbwd"], 1.0)
+    assert measured["fwd_bytes"] == 544 and measured["fwdbwd_bytes"] == 1632
+    assert measured["fwd_gbs"] == pytest.approx(0.544) and measured["fwd_hbm_pct"] == pytest.approx(54.4)
+    assert measured["fwd_floor_ms"] == pytest.approx(5.44e-4) and measured["fwdbwd_floor_ms"] == pytest.approx(1.632e-3)
+    assert "fwdbwd_gbs" not in measured and "fwdbwd_hbm_pct" not in measured  # no time: only the floor
+    without_peak = {**row, "fwd_ms": 1e-3}
+    bench.add_bandwidth(without_peak, ["fwd"], None)
+    assert without_peak["fwd_gbs"] == pytest.approx(0.544) and "fwd_floor_ms" not in without_peak
+
+
+def test_bench_lion_bandwidth_columns_with_a_given_peak(tmp_path, capsys):
+    out = tmp_path / "lion.json"
+    argv = ["lion", *TINY, "--lengths", "64", "--methods", "sdpa", "reference-chunk", "--hbm-gbs", "50",
+            "--json", str(out)]
+    assert bench.main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["hbm_gbs"] == 50 and record["hbm_gbs_source"] == "--hbm-gbs"
+    assert [r["method"] for r in record["rows"]] == ["sdpa", "reference-chunk"]
+    for r in record["rows"]:
+        assert r["status"] == "ok", r
+        for mode in ("fwd", "fwdbwd"):
+            nbytes = bench.lion_traffic_bytes(r, mode)
+            assert r[f"{mode}_bytes"] == nbytes
+            assert r[f"{mode}_gbs"] == pytest.approx(nbytes / r[f"{mode}_ms"] / 1e6)
+            assert r[f"{mode}_hbm_pct"] == pytest.approx(2 * r[f"{mode}_gbs"])  # 100 · GB/s / 50
+            assert r[f"{mode}_floor_ms"] == pytest.approx(nbytes / 50e6)
+    lines = capsys.readouterr().out.splitlines()
+    assert "HBM peak used: 50 GB/s (--hbm-gbs)" in lines
+    (row,) = [line for line in lines if line.split()[2:3] == ["reference-chunk"]]
+    floor = record["rows"][1]["fwdbwd_floor_ms"]
+    assert row.split()[-1] == f"{floor:.3f}"  # the last column: the fwd+bwd floor in ms
 
 
 def test_bench_lion_skips_what_does_not_fit_in_memory(tmp_path, monkeypatch):
@@ -176,6 +341,7 @@ def test_bench_lion_forms_json(tmp_path):
         ["lion", "--device", "cpu", "--lengths", "0"],
         ["lion-crossover", "--device", "cpu", "--repeats", "0"],
         ["lion-model", "--device", "cpu", "--hidden", "30", "--heads", "4"],
+        ["lion", "--device", "cpu", "--hbm-gbs", "0"],
     ],
 )
 def test_bench_bad_arguments_exit_2(argv, capsys):
@@ -225,3 +391,141 @@ def test_gpu_check_plan_covers_every_step(tmp_path):
         parser = bench.argparse.ArgumentParser()
         bench.add_arguments(parser)
         parser.parse_args(step["command"][3:])
+
+
+def test_gpu_check_steps_option_selects_steps():
+    assert gpu_check.parse_steps(None) == list(gpu_check.DEFAULT_STEPS)
+    assert gpu_check.parse_steps("lion") == LION_STEPS
+    assert gpu_check.parse_steps(" bench-lion , env") == ["env", "bench-lion"]  # in the order they run
+    assert gpu_check.parse_steps("lion,lion-states,bench-crf") == [*LION_STEPS[:5], "lion-model", "bench-crf"]
+    for text, message in (("lion,nope", "unknown step 'nope'"), ("lion,", "an empty step name"),
+                          ("bench_lion", "unknown step 'bench_lion'")):
+        with pytest.raises(ValueError, match=message) as err:
+            gpu_check.parse_steps(text)
+        assert "the steps are env, gpu-tests, lion-tests" in str(err.value)
+    # Every entry of the plan has a --steps name; every name but env has entries.
+    entries = gpu_check.plan(Path("out"), False, gpu_check.STEP_NAMES)
+    assert {e["step"] for e in entries} == set(gpu_check.STEP_NAMES) - {"env"}
+    assert len({e["key"] for e in entries}) == len(entries) and len({e["log"] for e in entries}) == len(entries)
+
+
+def test_gpu_check_unknown_step_exits_2(tmp_path, capsys):
+    out = tmp_path / "check"
+    assert gpu_check.main([str(out), "--steps", "lion,bench-lion-everything"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m bizoo.scripts.gpu_check: error: --steps 'lion,bench-lion-everything': unknown "
+                          "step 'bench-lion-everything'; the steps are ")
+    assert not out.exists()  # nothing done
+
+
+def test_gpu_check_lion_steps_plan(tmp_path):
+    parser = bench.argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    for quick in (False, True):
+        steps = gpu_check.plan(tmp_path, quick, gpu_check.parse_steps("lion"))
+        assert [s["key"] for s in steps] == LION_STEP_KEYS
+        assert [s["step"] for s in steps] == LION_STEPS[1:5] + ["bench-lion", "lion-model"]
+        # Within 8.5 minutes (510 s) with the environment report; the budget does not scale them up.
+        assert sum(s["timeout"] for s in steps) <= 500
+        gpu_check.step_limits(steps, 530, chosen=True)
+        if not quick:
+            assert [s["limit"] for s in steps] == [s["timeout"] for s in steps]
+        tests, launches, states, bench_s, bench_lit, model = steps
+        assert tests["command"][1:4] == ["-m", "pytest", "-q"] and "-x" not in tests["command"]
+        assert [c for c in tests["command"] if c.startswith("tests/")] == [
+            "tests/kernels/test_lion_triton.py", "tests/kernels/test_lion_reference.py", "tests/modeling/test_lion.py"]
+        assert tests["command"][-2:] == ["--junitxml", str(tmp_path / "lion_tests.xml")]
+        assert tests["env"] == states["env"] == {"BIZOO_TRITON_AUTOTUNE": "0"} and tests["tests"]
+        # One configuration per kernel unless the caller sets BIZOO_TRITON_AUTOTUNE: the launches do not depend on it,
+        # and bench-lion would spend its time autotuning (BENCH_LION_ENV).
+        assert launches["env_default"] == bench_s["env_default"] == bench_lit["env_default"] == {
+            "BIZOO_TRITON_AUTOTUNE": "0"}
+        for step, function in ((launches, "lion_launches"), (states, "lion_states")):
+            assert step["command"][1] == "-c" and step["command"][4:] == [function, str(tmp_path),
+                                                                           "quick" if quick else "full"]
+            assert step["needs_cuda"] and function in step["shown"]
+        for step, decay in ((bench_s, "s"), (bench_lit, "lit")):
+            args = parser.parse_args(step["command"][3:])
+            assert (args.op, args.decay, args.dtype, args.tokens, args.heads, args.head_dim, args.chunk_size) == (
+                "lion", decay, "bfloat16", 32768, 12, 64, 64)
+            assert args.methods == ["sdpa", "triton-chunk", "triton-chunk-previous", "triton-parallel", "fla-causal"]
+            assert args.modes == ["fwd", "fwdbwd"]
+            assert args.json == str(tmp_path / f"bench_lion_{decay}.json")
+            assert args.plot == str(tmp_path / f"bench_lion_{decay}.png")
+            assert args.lengths == ([1024, 4096] if quick else [512, 1024, 2048, 4096, 8192, 16384])
+        assert ("4096" in model["command"]) != quick
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine this runs the real steps")
+def test_gpu_check_lion_steps_on_a_cpu(tmp_path, capsys):
+    out = tmp_path / "check"
+    assert gpu_check.main([str(out), "--steps", "lion", "--skip-tests"]) == 0
+    record = json.loads((out / "summary.json").read_text())
+    assert [s["key"] for s in record["steps"]] == LION_STEP_KEYS
+    assert record["steps"][0]["status"] == "skipped: --skip-tests"
+    assert all(s["status"] == "skipped: no CUDA device" for s in record["steps"][1:])
+    summary = (out / "summary.md").read_text()
+    assert "--steps env,lion-tests,lion-launches,lion-states,bench-lion,lion-model`" in summary
+    assert f"| torch | {torch.__version__} |" in summary  # env is one of them
+    assert "| LION kernel launches and host syncs | skipped: no CUDA device |" in summary
+    # Without env: no environment report.
+    assert gpu_check.main([str(out), "--steps", "bench-lion"]) == 0
+    record = json.loads((out / "summary.json").read_text())
+    assert [s["key"] for s in record["steps"]] == ["bench_lion_s", "bench_lion_lit"]
+    assert record["environment"] == {"environment": "not collected (--steps without env)"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine this runs the real step")
+def test_gpu_check_lion_part_runs_in_a_child(tmp_path):
+    # The child imports this module without the package's __init__ and calls the function: here it stops at once.
+    log = tmp_path / "launches.txt"
+    command = gpu_check._part_command("lion_launches", tmp_path, True)
+    assert gpu_check.run_step(command, log, 120, gpu_check._step_env(False)) == "failed (exit code 1)"
+    assert "lion-launches: no CUDA device" in log.read_text()
+
+
+def test_gpu_check_lion_states_without_fp32_states(tmp_path, monkeypatch, capsys):
+    triton_op = pytest.importorskip("bizoo.kernels.lion.triton_op")
+
+    def without_fp32_states(q, k, v, log_decay, attention_mask, *, form, chunk_size, normalize):
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(triton_op, "lion_attention_triton", without_fp32_states)
+    assert gpu_check.lion_states(str(tmp_path)) == 0
+    status = "unavailable: lion_attention_triton takes no fp32_states keyword"
+    assert json.loads((tmp_path / "lion_states.json").read_text())["status"] == status
+    assert capsys.readouterr().out == f"lion-states: {status}\n"
+
+
+def test_gpu_check_launch_counts_and_relative_error():
+    names = ["_chunk_fwd", "Memset (Device)", "_chunk_fwd", "elementwise", "Memcpy DtoD (Device -> Device)"]
+    assert gpu_check._launch_counts(names) == {"kernels": 3, "names": {"_chunk_fwd": 2, "elementwise": 1},
+                                                "memcpy_memset": 2}
+    ref = torch.tensor([1.0, -4.0, 2.0])
+    assert gpu_check.relative_error(torch.tensor([1.0, -3.0, 2.0]), ref) == 0.25  # max|x - ref| / max|ref|
+    assert gpu_check.relative_error(torch.zeros(2), torch.zeros(2)) == 0.0
+    assert gpu_check.relative_error(torch.ones(2), torch.zeros(2)) == float("inf")
+
+
+def test_gpu_check_step_environment_and_limits(tmp_path, monkeypatch, capsys):
+    # One stand-in step: the variables it sees, the command the summary shows, its limit.
+    script = "import os; print('seen', *(os.environ.get(k) for k in ('BIZOO_TRITON_AUTOTUNE', 'X_DEFAULT', 'X_SET')))"
+
+    def plan(out, quick, steps):
+        return [{"name": "stand-in", "step": "lion-launches", "key": "stand_in", "needs_cuda": False,
+                 "env_default": {"BIZOO_TRITON_AUTOTUNE": "0", "X_DEFAULT": "d"}, "env": {"X_SET": "s"},
+                 "command": [sys.executable, "-c", script], "log": out / "stand_in.txt", "timeout": 10, "tail": 5}]
+
+    monkeypatch.setattr(gpu_check, "plan", plan)
+    monkeypatch.setenv("BIZOO_TRITON_AUTOTUNE", "1")  # the caller's value wins over a default
+    monkeypatch.delenv("X_DEFAULT", raising=False)
+    monkeypatch.setenv("X_SET", "caller")  # ... not over a value the step sets
+    out = tmp_path / "check"
+    assert gpu_check.main([str(out), "--steps", "lion-launches", "--budget", "100"]) == 0
+    assert "seen 1 d s" in (out / "stand_in.txt").read_text()
+    assert "(limit 70 s)" in capsys.readouterr().out  # 10 s scaled to the budget less 30 s: it is the only step
+    assert "command: `BIZOO_TRITON_AUTOTUNE=1 X_DEFAULT=d X_SET=s python" in (out / "summary.md").read_text()
+    # Without --steps the limits are the timeouts.
+    steps = plan(out, False, None)
+    gpu_check.step_limits(steps, 100, chosen=False)
+    assert steps[0]["limit"] == 10
