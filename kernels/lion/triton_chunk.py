@@ -44,8 +44,8 @@ Launch 3, ``_decay_grad_kernel``: adds the totals of the chunks to the right (on
 first) and writes da in the dtype of log λ, 0 at padding and below the floor.
 
 Precision. Every exponent is a direct sum of the decays it spans: the C×C matrix D by masked cumulative sums along
-a row (one reversed for the lower triangle), the vectors by masked row reductions, and chunk totals; across chunks
-the decays are carried as factors e^{T}. Nothing large is subtracted: in fp32 a prefix sum that has passed one
+a row (one reversed for the lower triangle), the vectors by scans of a (the exclusive ones of a read one position
+over), and chunk totals; across chunks the decays are carried as factors e^{T}. Nothing large is subtracted: in fp32 a prefix sum that has passed one
 strong decay (log λ = -1e4) has lost every digit of the weak decays after it, so no exponent here is a difference
 of prefix sums. Sums of same-sign terms round to C·eps of themselves.
 
@@ -95,9 +95,9 @@ BACKWARD_CONFIGS = _configs([({}, 8, 1), ({}, 4, 1), ({}, 8, 2)])
 
 
 @triton.jit
-def _chunk_decays(A, a_base, sal, MASK, m_base, sml, pos, L, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr):
-    """keep (C,) bool: the real positions among ``pos``; a (C,) fp32: log λ floored, 0 at padding and past L."""
-    keep = pos < L
+def _decays_at(A, a_base, sal, MASK, m_base, sml, pos, ok, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr):
+    """keep: ``ok`` and a real token at ``pos``; a (fp32): log λ there, floored, 0 where not kept (never read)."""
+    keep = ok
     if HAS_MASK:
         keep = keep & (tl.load(MASK + m_base + pos * sml, mask=keep, other=0) != 0)
     if HAS_DECAY:
@@ -109,17 +109,29 @@ def _chunk_decays(A, a_base, sal, MASK, m_base, sml, pos, L, HAS_DECAY: tl.const
 
 
 @triton.jit
-def _range_sums(a, C: tl.constexpr):
-    """pre⁻, pre⁺, suf⁺, suf⁻ (C,) and the total of one chunk's log-decays, each a direct masked sum."""
+def _chunk_decays(A, a_base, sal, MASK, m_base, sml, pos, L, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr):
+    """keep (C,) bool: the real positions among ``pos``; a (C,) fp32: log λ floored, 0 at padding and past L."""
+    return _decays_at(A, a_base, sal, MASK, m_base, sml, pos, pos < L, HAS_DECAY, HAS_MASK)
+
+
+@triton.jit
+def _range_sums(A, a_base, sal, MASK, m_base, sml, pos, a, L,
+                C: tl.constexpr, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr):
+    """pre⁻, pre⁺, suf⁺, suf⁻ (C,) and the total of one chunk's log-decays ``a`` (at ``pos``), each a direct sum:
+    the inclusive ones are scans of a, the exclusive ones scans of a read one position over (within the chunk)."""
     t = tl.arange(0, C)
-    row = t[:, None]
-    col = t[None, :]
-    tile = tl.broadcast_to(a[None, :], (C, C))  # tile[i, m] = a_m
-    pre_ex = tl.sum(tl.where(col < row, tile, 0.0), axis=1)
-    pre_in = tl.sum(tl.where(col <= row, tile, 0.0), axis=1)
-    suf_in = tl.sum(tl.where(col >= row, tile, 0.0), axis=1)
-    suf_ex = tl.sum(tl.where(col > row, tile, 0.0), axis=1)
-    return pre_ex, pre_in, suf_in, suf_ex, tl.sum(a, axis=0)
+    if HAS_DECAY:
+        _, before = _decays_at(A, a_base, sal, MASK, m_base, sml, pos - 1, (t > 0) & (pos - 1 < L), HAS_DECAY,
+                               HAS_MASK)  # a_{i-1}, 0 at the chunk's start
+        _, after = _decays_at(A, a_base, sal, MASK, m_base, sml, pos + 1, (t < C - 1) & (pos + 1 < L), HAS_DECAY,
+                              HAS_MASK)  # a_{i+1}, 0 at the chunk's end
+        pre_ex = tl.cumsum(before, axis=0)
+        pre_in = tl.cumsum(a, axis=0)
+        suf_in = tl.cumsum(a, axis=0, reverse=True)
+        suf_ex = tl.cumsum(after, axis=0, reverse=True)
+        return pre_ex, pre_in, suf_in, suf_ex, tl.sum(a, axis=0)
+    zero = a * 0.0
+    return zero, zero, zero, zero, tl.sum(zero, axis=0)
 
 
 @triton.jit
@@ -196,7 +208,8 @@ def _scan_kernel(
             tl.store(z_ptrs + n * DK, z, mask=k_ok)
         pos = n * C + t
         keep, a = _chunk_decays(A, a_base, sal, MASK, m_base, sml, pos, L, HAS_DECAY, HAS_MASK)
-        pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(a, C)
+        pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(A, a_base, sal, MASK, m_base, sml, pos, a, L, C,
+                                                            HAS_DECAY, HAS_MASK)
         if GRAD:  # queries before (after) chunk n see its keys through the decays after (before) themselves
             w = tl.exp(tl.where(d == 0, suf_ex, pre_ex))
         else:  # keys before (after) chunk n reach it through the decays from themselves on (up to themselves)
@@ -262,7 +275,8 @@ def _forward_kernel(
     p = tl.dot(q, tl.trans(k), input_precision=PRECISION) * _decay_matrix(a, C)  # (C, C): (q_i·k_j) M_ij
     o = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)  # (C, BV)
 
-    pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(a, C)
+    pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, a, L,
+                                                        C, HAS_DECAY, HAS_MASK)
     w_left = tl.exp(pre_ex)  # e^{pre⁻_i}: from the chunk's start to i
     w_right = tl.exp(suf_ex)  # e^{suf⁻_i}: from i to the chunk's end
     s_at = (bh.to(tl.int64) * 2 * N + n) * DK  # forward state of chunk n; the backward one is N chunks on
@@ -361,7 +375,8 @@ def _backward_kernel(
         sigma = tl.sum(w_up, axis=0) - tl.sum(w_up, axis=1)
 
     # From the other chunks: the forward states (for dq) and the gradient states (for dk and dv).
-    pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(a, C)
+    pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, a, L,
+                                                        C, HAS_DECAY, HAS_MASK)
     s_at = (bh.to(tl.int64) * 2 * N + n) * DK
     s_ptrs = (s_at + dk[:, None]) * DV + dv[None, :]
     s_mask = (dk[:, None] < DK) & (dv[None, :] < DV)
