@@ -2,12 +2,10 @@
 
 `bizoo bench lion` times the LION attention op forward and forward+backward (median ms and peak memory) at each
 length L with B·L tokens fixed, against PyTorch's softmax attention (SDPA, FlashAttention on a GPU where the dtype
-allows) with the same shapes, and reports each method's speed-up over SDPA, over the reference chunk form and,
-where it is timed, over the previous Triton chunk schedule (baseline ms / method ms: > 1 means faster than the
-baseline). The methods: `sdpa`, `reference-attention` (the O(L²) form), `reference-chunk`, `reference-rnn`,
-`reference-auto`, `triton-chunk`, `triton-parallel` (the tiled form="attention" schedule), `triton-auto` (all of
-them `lion_attention` with attention_mask=None), `triton-chunk-previous` (the previous Triton chunk schedule,
-`bizoo.kernels.lion.triton_op.lion_attention_triton_previous`, kept for this comparison) and `fla-causal`
+allows) with the same shapes, and reports each method's speed-up over SDPA and over the reference chunk form
+(baseline ms / method ms: > 1 means faster than the baseline). The methods: `sdpa`, `reference-attention` (the
+O(L²) form), `reference-chunk`, `reference-rnn`, `reference-auto`, `triton-chunk`, `triton-parallel` (the tiled
+form="attention" schedule), `triton-auto` (all of them `lion_attention` with attention_mask=None) and `fla-causal`
 (fla-core's causal chunk kernel `fla.ops.simple_gla.chunk_simple_gla` on the same shapes, one direction: a
 yardstick; its inputs are transposed to (B, L, H, D) once, outside the timed runs). On a GPU every case runs in
 this process (warm-up runs, then CUDA events around each run, the L2 cache flushed before it outside the events;
@@ -83,7 +81,7 @@ examples:
   bizoo bench lion                                     # GPU: bf16, L = 512 ... 16384, B·L = 32768, H = 12, D = 64
   bizoo bench lion --device cpu --lengths 1024 4096 --methods sdpa reference-chunk reference-attention
   bizoo bench lion --json lion.json --plot lion.png
-  bizoo bench lion --methods sdpa triton-chunk triton-chunk-previous fla-causal --hbm-gbs 4800
+  bizoo bench lion --methods sdpa triton-chunk fla-causal --hbm-gbs 4800
   bizoo bench lion-crossover --json crossover.json     # -> TRITON_CHUNK_MIN_LENGTH (GPU), REFERENCE_... (CPU)
   bizoo bench lion-model --lengths 512 4096            # LION-D vs BERT (SDPA) training tokens/s
   bizoo bench lion-model --device cpu --lengths 64 --tokens-per-step 256 --layers 1 --hidden 32 --heads 2
@@ -118,8 +116,8 @@ PROG = "bizoo bench"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder that is the package `bizoo`
 
 # method -> (backend, form) of `bizoo.kernels.lion.lion_attention`; "sdpa" is torch's softmax attention. The
-# backends "triton-previous" (`lion_attention_triton_previous`, the previous Triton chunk schedule) and "fla"
-# (fla-core's `chunk_simple_gla`, causal: one direction) are not lion_attention's: `_op_function` calls them.
+# backend "fla" (fla-core's `chunk_simple_gla`, causal: one direction) is not lion_attention's: `_op_function`
+# calls it.
 LION_METHODS = {
     "reference-attention": ("reference", "attention"),
     "reference-chunk": ("reference", "chunk"),
@@ -128,11 +126,10 @@ LION_METHODS = {
     "triton-chunk": ("triton", "chunk"),
     "triton-parallel": ("triton", "attention"),
     "triton-auto": ("triton", "auto"),
-    "triton-chunk-previous": ("triton-previous", "chunk"),
     "fla-causal": ("fla", "causal-chunk"),
 }
 # The backends whose kernels are Triton's (on a CPU only in its interpreter).
-TRITON_BACKENDS = ("triton", "triton-previous", "fla")
+TRITON_BACKENDS = ("triton", "fla")
 # bench lion runs these after the other methods at every length: fla-core compiles and autotunes its kernels at
 # the first call, about 25 s for the forward and 2 minutes for forward+backward on an H200 (a cold Triton cache).
 DEFERRED_METHODS = ("fla-causal",)
@@ -573,13 +570,6 @@ def fla_backward_refusal() -> str | None:
     return None
 
 
-def _previous_function():
-    """The previous Triton chunk schedule, ``lion_attention_triton_previous``; ImportError where it is not there."""
-    from ..kernels.lion.triton_op import lion_attention_triton_previous
-
-    return lion_attention_triton_previous
-
-
 def _op_function(case: dict, q, k, v, log_decay):
     """A function that runs the case's method once and returns its output; and a note (the SDPA backend). The
     inputs of fla-causal are in its layout already (``fla_inputs``): its function returns o (B, L, H, D)."""
@@ -605,16 +595,6 @@ def _op_function(case: dict, q, k, v, log_decay):
             return chunk_simple_gla(q, k, v, g=log_decay, scale=1.0)[0]
 
         return fla, None
-    if backend == "triton-previous":
-        from ..kernels.lion.reference import check_inputs
-
-        previous = _previous_function()
-
-        def previous_chunk():  # the checks lion_attention makes on every call, then the schedule
-            check_inputs(q, k, v, log_decay, None, "chunk", case["chunk_size"])
-            return previous(q, k, v, log_decay, None, chunk_size=case["chunk_size"], normalize=True)
-
-        return previous_chunk, None
 
     from ..kernels.lion import lion_attention
 
@@ -871,18 +851,16 @@ def triton_missing(device: str) -> str | None:
 
 def probe(method: str, device: str, dtype: str) -> str | None:
     """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1).
-    The methods outside ``lion_attention`` first need their function to import: fla-causal fla-core's
-    ``chunk_simple_gla``, triton-chunk-previous ``lion_attention_triton_previous`` (the reason names the import
-    error); fla-causal makes no tiny call."""
+    fla-causal, outside ``lion_attention``, first needs fla-core's ``chunk_simple_gla`` to import (the reason names
+    the import error), and makes no tiny call."""
     if method == "sdpa":
         return None
     backend, form = LION_METHODS[method]
-    if backend in ("fla", "triton-previous"):
-        what = "fla-core (fla.ops.simple_gla)" if backend == "fla" else "lion_attention_triton_previous"
+    if backend == "fla":
         try:
-            _fla_function() if backend == "fla" else _previous_function()
+            _fla_function()
         except Exception as err:  # noqa: BLE001 - ImportError, or whatever else stops the import
-            return f"{what} does not import: {_short(err)}"
+            return f"fla-core (fla.ops.simple_gla) does not import: {_short(err)}"
     if backend in TRITON_BACKENDS and (why := triton_missing(device)) is not None:
         return why
     if backend == "fla":
@@ -896,10 +874,7 @@ def probe(method: str, device: str, dtype: str) -> str | None:
     x = torch.rand(1, 1, 32, 16, device=device).to(getattr(torch, dtype)) + 0.1  # (B, H, L, D)
     try:
         with torch.no_grad():
-            if backend == "triton-previous":  # called by _op_function, not lion_attention
-                _op_function({"method": method, "chunk_size": 16}, x, x, x, None)[0]()
-            else:
-                lion_attention(x, x, x, None, form=form, chunk_size=16, backend=backend)
+            lion_attention(x, x, x, None, form=form, chunk_size=16, backend=backend)
     except Exception as err:  # noqa: BLE001 - whatever stops the tiny call stops the real one
         return _short(err)
     return None
@@ -941,10 +916,8 @@ def _header(title: str, device: str, settings: dict, args, extra: str = "") -> s
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# The ratio columns of bench lion: (baseline method, key in speedup_vs_<key>_<mode>, column label, width); the
-# previous Triton chunk schedule's is added where it is timed.
+# The ratio columns of bench lion: (baseline method, key in speedup_vs_<key>_<mode>, column label, width).
 LION_RATIOS = (("sdpa", "sdpa", "sdpa", 12), ("reference-chunk", "reference_chunk", "chunk", 13))
-PREVIOUS_RATIO = ("triton-chunk-previous", "triton_chunk_previous", "prev", 12)
 DECAY_BYTES = 4  # log_decay is fp32 whatever the dtype of q, k, v
 
 
@@ -1119,7 +1092,7 @@ def run_lion(args) -> int:
         raise ValueError(f"--hbm-gbs must be a bandwidth > 0 in GB/s, got {args.hbm_gbs}")
     settings = _settings(args, device)
     methods = list(dict.fromkeys(args.methods or DEFAULT_METHODS[device]))
-    ratios = LION_RATIOS + ((PREVIOUS_RATIO,) if PREVIOUS_RATIO[0] in methods else ())
+    ratios = LION_RATIOS
     methods.sort(key=lambda m: m not in {r[0] for r in ratios})  # the baselines first
     modes = [m for m in MODES if m in args.modes]
     unavailable = {m: why for m in methods if (why := probe(m, device, settings["dtype"])) is not None}
@@ -1147,9 +1120,7 @@ def run_lion(args) -> int:
         + ("\nnote: triton-* and fla-* on a CPU run in Triton's interpreter: their times mean nothing"
            if interpreted else ""),
     ))
-    print("sdpa/x, chunk/x" + (", prev/x" if len(ratios) > len(LION_RATIOS) else "") + ": speed-up = SDPA "
-          "(reference-chunk" + (", triton-chunk-previous" if len(ratios) > len(LION_RATIOS) else "")
-          + ") ms / method ms, > 1 is faster than the baseline")
+    print("sdpa/x, chunk/x: speed-up = SDPA (reference-chunk) ms / method ms, > 1 is faster than the baseline")
     print("GB/s: the op's minimal memory traffic (q, k, v, o; + o, dO, dq, dk, dv in fwd+bwd; + the decay and its "
           "gradient) / median time; %HBM: of the peak; floor: that traffic at the peak, ms")
     print(f"HBM peak used: {f'{peak:.0f} GB/s' if peak else '-'} ({peak_source})")

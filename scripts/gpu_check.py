@@ -31,18 +31,19 @@ minutes); a step that fails or runs out of time is recorded (with its partial ou
    (OUT_DIR/bench_bigs_model.{txt,json}).
 
 The LION steps, run only when --steps names them (`--steps lion` is env, lion-tests, lion-launches, lion-states,
-bench-lion and lion-model; their time limits add up to 500 s, the whole run stays under 8.5 minutes):
+bench-lion, bench-lion-crossover and lion-model; their time limits add up to 500 s, the whole run stays under 8.5
+minutes):
 
 - [lion-tests] `python -m pytest -q` of tests/kernels/test_lion_triton.py, tests/kernels/test_lion_reference.py and
   tests/modeling/test_lion.py with BIZOO_TRITON_AUTOTUNE=0, every test run (no -x) (OUT_DIR/lion_tests.log, and
   the JUnit XML OUT_DIR/lion_tests.xml);
 - [lion-launches] the GPU kernels one call of the op launches (`lion_attention`, backend 'triton', form 'chunk',
-  B = 8, H = 12, L = 4096, D = 64, bf16, decays s and lit; and `lion_attention_triton_previous` where it imports),
-  counted with torch.profiler after warm-up calls (compilation, and autotuning where it is on, done): per forward
-  (with inputs that require gradients, as in training) and per backward, with their names; and whether a
-  forward+backward synchronises with the host (run under `torch.cuda.set_sync_debug_mode("error")`: ok / failed);
-  with BIZOO_TRITON_AUTOTUNE=0 unless set (a configuration changes no launch). OUT_DIR/lion_launches.{txt,json}
-  and the chrome trace of one forward and one forward+backward of each, OUT_DIR/lion_trace.json;
+  B = 8, H = 12, L = 4096, D = 64, bf16, decays s and lit), counted with torch.profiler after warm-up calls
+  (compilation, and autotuning where it is on, done): per forward (with inputs that require gradients, as in
+  training) and per backward, with their names; and whether a forward+backward synchronises with the host (run
+  under `torch.cuda.set_sync_debug_mode("error")`: ok / failed); with BIZOO_TRITON_AUTOTUNE=0 unless set (a
+  configuration changes no launch). OUT_DIR/lion_launches.{txt,json} and the chrome trace of one forward and one
+  forward+backward of each, OUT_DIR/lion_trace.json;
 - [lion-states] the accuracy of the Triton chunk form with bf16 chunk states against fp32 ones
   (`lion_attention_triton(..., fp32_states=False / True)`), bf16 inputs, B·L = 32768, H = 12, D = 64, chunk 64,
   L = 512, 4096, 16384, decays s (log λ = -0.1·U(0, 1)) and lit: max|x - ref| / max|ref| of the output and of the
@@ -50,12 +51,13 @@ bench-lion and lion-model; their time limits add up to 500 s, the whole run stay
   on fp32 copies of the inputs on the GPU (OUT_DIR/lion_states.{txt,json}; "unavailable" before the op takes
   fp32_states);
 - [bench-lion] `bizoo bench lion` in bf16, B·L = 32768, H = 12, D = 64, chunk 64, L = 512 ... 16384, the methods
-  sdpa, triton-chunk, triton-chunk-previous, triton-parallel and fla-causal (after the others: it compiles for
-  minutes), fwd and fwd+bwd, 10 runs after 2 warm-ups, once with decay s and once with decay lit (two processes:
-  OUT_DIR/bench_lion_s.{txt,json,png}, OUT_DIR/bench_lion_lit.*); fla-causal needs fla-core installed
-  (unavailable otherwise). The time goes to compiling, not to the runs: the bizoo kernels run with their first
-  configuration (BIZOO_TRITON_AUTOTUNE=0) unless the caller sets BIZOO_TRITON_AUTOTUNE=1 (then run bench-lion on
-  its own: autotuning took ~145 s for decay s without fla on a cold H200);
+  sdpa, triton-chunk, triton-parallel and fla-causal (after the others: it compiles for minutes), fwd and fwd+bwd,
+  10 runs after 2 warm-ups, once with decay s and once with decay lit (two processes:
+  OUT_DIR/bench_lion_s.{txt,json,png}, OUT_DIR/bench_lion_lit.*); fla-causal needs fla-core installed (unavailable
+  otherwise). The time goes to compiling, not to the runs: the bizoo kernels run with their first configuration
+  (BIZOO_TRITON_AUTOTUNE=0) unless the caller sets BIZOO_TRITON_AUTOTUNE=1 (then run bench-lion on its own:
+  autotuning took ~145 s for decay s without fla on a cold H200);
+- [bench-lion-crossover] as step 4;
 - [lion-model] as step 5.
 
 OUT_DIR/summary.md collects every table and each step's status (and is rewritten after each step, so an
@@ -96,15 +98,16 @@ STEP_NAMES = ("env", "gpu-tests", "lion-tests", "lion-launches", "lion-states", 
 DEFAULT_STEPS = ("env", "gpu-tests", "bench-lion-default", "bench-lion-crossover", "lion-model", "bench-crf",
                  "bench-lstm", "bench-bigs", "bench-bigs-model")
 # --steps shorthands: a name that stands for several steps.
-STEP_GROUPS = {"lion": ("env", "lion-tests", "lion-launches", "lion-states", "bench-lion", "lion-model")}
+STEP_GROUPS = {"lion": ("env", "lion-tests", "lion-launches", "lion-states", "bench-lion", "bench-lion-crossover",
+                        "lion-model")}
 LION_TESTS = ["tests/kernels/test_lion_triton.py", "tests/kernels/test_lion_reference.py",
               "tests/modeling/test_lion.py"]
 # bench-lion: the methods compared, and the lengths at B·L = 32768 tokens.
-BENCH_LION_METHODS = ["sdpa", "triton-chunk", "triton-chunk-previous", "triton-parallel", "fla-causal"]
+BENCH_LION_METHODS = ["sdpa", "triton-chunk", "triton-parallel", "fla-causal"]
 BENCH_LION_LENGTHS = ["512", "1024", "2048", "4096", "8192", "16384"]
 # bench-lion's environment unless the caller sets it: the bizoo kernels with their first configuration. On an H200
 # with a cold Triton cache, autotuning took 17-27 s per kernel set at the first length and ~10 s more at each new
-# length for the new chunk schedule (decay s: ~145 s for the bizoo methods alone, twice bench-lion's share of
+# length for the chunk schedule (decay s: ~145 s for the bizoo methods alone, more than bench-lion's share of
 # --steps lion); fla-core autotunes anyway (its forward ~25 s to compile, its forward+backward ~2 minutes). Set
 # BIZOO_TRITON_AUTOTUNE=1 for tuned kernels, with fewer steps (the limits then grow to share the budget).
 BENCH_LION_ENV = {"BIZOO_TRITON_AUTOTUNE": "0"}
@@ -250,8 +253,7 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
     bigs_model = [*bench, "bigs-model", "--json", str(out / "bench_bigs_model.json")]
     lion_tests = [py, "-m", "pytest", "-q", "-rfE", "--tb=short", *LION_TESTS, "-p", "no:cacheprovider",
                   "--junitxml", str(out / "lion_tests.xml")]
-    # bench-lion: the previous chunk schedule autotunes at each new shape (seconds each), fla-causal compiles its
-    # kernels once per decay; the runs themselves take milliseconds.
+    # bench-lion: fla-causal compiles its kernels once per decay; the runs themselves take milliseconds.
     lion_decays = {
         decay: [*bench, "lion", "--dtype", "bfloat16", "--tokens", "32768", "--heads", "12", "--head-dim", "64",
                 "--chunk-size", "64", "--decay", decay, "--methods", *BENCH_LION_METHODS, "--modes", "fwd", "fwdbwd",
@@ -287,9 +289,11 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
          "tests": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"},
          "command": [py, "-m", "pytest", "-q", "-rfE", "--tb=short", *tests, "-p", "no:cacheprovider"],
          "log": out / "gpu_tests.log", "timeout": 200, "tail": LOG_TAIL_LINES},
-        # The LION steps (--steps lion): their limits add up to 500 s with lion-model's; with the environment report
-        # the run stays under 8.5 minutes. Measured on an H200 with a cold Triton cache: lion-launches 20 s of work,
-        # lion-states 50 s; bench-lion is compile-bound (see BENCH_LION_ENV): decay lit has fla's forward+backward.
+        # The LION steps (--steps lion): their limits add up to 500 s with bench-lion-crossover's and lion-model's;
+        # with the environment report the run stays under 8.5 minutes. Measured on an H200 with a cold Triton cache:
+        # lion-launches 20 s of work, lion-states 50 s; bench-lion is compile-bound (see BENCH_LION_ENV): decay lit
+        # has fla's forward+backward. Those lion-launches and bench-lion runs also compiled and ran a second, older
+        # chunk schedule, since removed: 40 s of their limits then went to bench-lion-crossover.
         {"name": "LION tests (Triton kernels, reference, model) on the GPU", "step": "lion-tests", "key": "lion_tests",
          "needs_cuda": False, "tests": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"}, "command": lion_tests,
          "log": out / "lion_tests.log", "timeout": 80 if quick else 90, "tail": LOG_TAIL_LINES},
@@ -298,17 +302,17 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
          "needs_cuda": True, "env_default": {"BIZOO_TRITON_AUTOTUNE": "0"},
          "command": _part_command("lion_launches", out, quick),
          "shown": f"lion_launches({str(out)!r}) of {__name__}", "log": out / "lion_launches.txt",
-         "timeout": 35, "tail": BENCH_MAX_LINES},
+         "timeout": 25, "tail": BENCH_MAX_LINES},
         # Accuracy only: one configuration per kernel (compiled once, the same as lion-tests', from Triton's cache).
         {"name": "LION bf16 chunk states against fp32 states", "step": "lion-states", "key": "lion_states",
          "needs_cuda": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"},
          "command": _part_command("lion_states", out, quick),
          "shown": f"lion_states({str(out)!r}) of {__name__}", "log": out / "lion_states.txt",
          "timeout": 40 if quick else 55, "tail": BENCH_MAX_LINES},
-        *({"name": f"bench lion, decay {decay}: the chunk schedules, the parallel schedule, SDPA, fla's causal chunk",
+        *({"name": f"bench lion, decay {decay}: the chunk schedule, the parallel schedule, SDPA, fla's causal chunk",
            "step": "bench-lion", "key": f"bench_lion_{decay}", "needs_cuda": True, "env_default": BENCH_LION_ENV,
            "command": command, "log": out / f"bench_lion_{decay}.txt",
-           "timeout": (60 if decay == "s" else 80) if quick else (110 if decay == "s" else 150),
+           "timeout": (60 if decay == "s" else 80) if quick else (90 if decay == "s" else 140),
            "tail": BENCH_MAX_LINES}
           for decay, command in lion_decays.items()),
         {"name": "bench lion", "step": "bench-lion-default", "key": "bench_lion", "needs_cuda": True, "command": lion,
@@ -356,25 +360,13 @@ def lion_inputs(B: int, H: int, L: int, D: int, decay: str, device, seed: int = 
     return q, k, v, log_decay, dy
 
 
-def _lion_ops() -> tuple[dict, str | None]:
-    """name -> op(q, k, v, log_decay) of the Triton chunk form: the current one (lion_attention, backend 'triton',
-    form 'chunk', chunk 64) and, where it imports, the previous schedule; and why the previous one is missing."""
+def _lion_ops() -> dict:
+    """name -> op(q, k, v, log_decay) of the Triton chunk form: lion_attention, backend 'triton', form 'chunk',
+    chunk 64."""
     from ..kernels.lion import lion_attention
-    from ..kernels.lion.reference import check_inputs
 
-    ops = {"lion_attention(backend='triton', form='chunk')": lambda q, k, v, a: lion_attention(
+    return {"lion_attention(backend='triton', form='chunk')": lambda q, k, v, a: lion_attention(
         q, k, v, a, None, form="chunk", chunk_size=64, normalize=True, backend="triton")}
-    try:
-        from ..kernels.lion.triton_op import lion_attention_triton_previous
-    except ImportError as err:
-        return ops, f"lion_attention_triton_previous: unavailable: {_short(err)}"
-
-    def previous(q, k, v, a):  # the checks lion_attention makes, then the schedule
-        check_inputs(q, k, v, a, None, "chunk", 64)
-        return lion_attention_triton_previous(q, k, v, a, None, chunk_size=64, normalize=True)
-
-    ops["lion_attention_triton_previous"] = previous
-    return ops, None
 
 
 def gpu_kernels(fn) -> list[str]:
@@ -416,12 +408,10 @@ def lion_launches(out_dir: str, quick: bool = False) -> int:
         print("lion-launches: no CUDA device")
         return 1
     B, H, L, D = 8, 12, 4096, 64
-    ops, missing = _lion_ops()
+    ops = _lion_ops()
     print(f"GPU kernel launches per call, B = {B}, H = {H}, L = {L}, D = {D}, bf16, chunk 64, after 2 warm-up "
           "forward+backward calls; forward with inputs requiring gradients; host sync: a forward+backward under "
           'torch.cuda.set_sync_debug_mode("error")')
-    if missing:
-        print(missing)
     rows, cases = [], []
     for decay in ("s", "lit"):
         q, k, v, log_decay, dy = lion_inputs(B, H, L, D, decay, "cuda")
@@ -493,8 +483,8 @@ def lion_launches(out_dir: str, quick: bool = False) -> int:
                 names = ", ".join(f"{count}x {n}" for n, count in r[part]["names"].items())
                 print(f"{r['op']}, decay {r['decay']}, {part}: {names}")
     (out / "lion_launches.json").write_text(json.dumps(
-        {"B": B, "H": H, "L": L, "D": D, "dtype": "bfloat16", "chunk_size": 64, "previous": missing or "measured",
-         "trace": "lion_trace.json", "rows": rows}, indent=1) + "\n")
+        {"B": B, "H": H, "L": L, "D": D, "dtype": "bfloat16", "chunk_size": 64, "trace": "lion_trace.json",
+         "rows": rows}, indent=1) + "\n")
     print(f"trace: {out / 'lion_trace.json'}")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 

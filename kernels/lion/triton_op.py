@@ -4,17 +4,15 @@ r"""LION attention on Triton kernels: the op behind ``backend="triton"``.
 ``torch.library`` as ``bizoo::lion_chunk_forward`` / ``bizoo::lion_chunk_backward`` (custom ops with fake
 implementations and a registered autograd), so that ``torch.compile`` puts the kernels in its graph.
 
-``form="attention"`` runs the tiled schedule of ``triton_parallel.py`` through ``LionTritonFunction`` below, as
-does ``lion_attention_triton_previous``, the previous chunk schedule (``triton_chunk_previous.py``), kept only so
-that ``bizoo bench lion`` can compare it with the new one. Both compute one generalised product, per batch row and
-head,
+``form="attention"`` runs the tiled schedule of ``triton_parallel.py`` through ``LionTritonFunction`` below. Its
+kernel computes one generalised product, per batch row and head,
 
     o_i = Σ_j S_ij M_ij v_j,   S_ij = q_i·k_j + c_i e_j,   M from decays α (forward part) and β (backward part)
 
 with optional row sums den_i = Σ_j S_ij M_ij and directional dot products ρF_i = r_i·Σ_{j<=i}(...),
 ρB_i = r_i·Σ_{j>i}(...). The forward pass is the product with α = β = a (a = log λ, 0 at padding), giving the
 numerator and, with the row-sum normaliser, the denominator. The backward pass is three more products of the
-same kind, so every gradient runs on the same two kernels:
+same kind, so every gradient runs on the same kernel:
 
     P = (Q Kᵀ) ⊙ M,  dP = dO Vᵀ + dden 1ᵀ
     dQ = (dP ⊙ M) K      product(q=dO, k=V, v=K, c=dden, e=1;  α=β=a)
@@ -32,7 +30,7 @@ r = q and r = k), less the diagonal W_tt counted twice.
 
 Padding: keys and decays are zeroed at padding before the products (so padding takes no part and the
 backward direction starts at each row's last real token), and each row's real range [start, end) is passed to
-the kernels, which skip the tiles and chunks outside it.
+the kernel, which skips the tiles outside it.
 """
 
 from __future__ import annotations
@@ -44,7 +42,6 @@ import torch.nn.functional as F
 
 from .reference import log_decays, safe_row_sums
 from .triton_chunk import chunk_backward, chunk_forward
-from .triton_chunk_previous import chunk_product
 from .triton_parallel import parallel_product
 
 SCHEDULES = ("attention", "chunk")  # "attention" = the parallel (tiled) schedule
@@ -54,9 +51,8 @@ MAX_HEAD_DIM = 256
 DEBUG_FILL: float | None = None
 
 
-def _product(schedule, chunk_size, *args, **kwargs):
-    if schedule == "chunk":
-        return chunk_product(*args, chunk_size=chunk_size, fill=DEBUG_FILL, **kwargs)
+def _product(*args, **kwargs):
+    """``parallel_product`` with the tests' fill value for its output buffers."""
     return parallel_product(*args, fill=DEBUG_FILL, **kwargs)
 
 
@@ -73,19 +69,18 @@ def real_ranges(attention_mask: torch.Tensor | None, B: int, L: int, device) -> 
 
 
 class LionTritonFunction(torch.autograd.Function):
-    """(q, k, v, a) -> (numerator (B, H, L, Dv) fp32, row sums (B, H, L) fp32) on Triton kernels."""
+    """(q, k, v, a) -> (numerator (B, H, L, Dv) fp32, row sums (B, H, L) fp32) on the parallel schedule's kernel."""
 
     @staticmethod
-    def forward(ctx, q, k, v, a, ranges, normalize: bool, schedule: str, chunk_size: int):
-        o, den, _ = _product(schedule, chunk_size, q, k, v, a, a, ranges, rowsum=normalize)
+    def forward(ctx, q, k, v, a, ranges, normalize: bool):
+        o, den, _ = _product(q, k, v, a, a, ranges, rowsum=normalize)
         ctx.save_for_backward(q, k, v, a, ranges)
-        ctx.normalize, ctx.schedule, ctx.chunk_size = normalize, schedule, chunk_size
+        ctx.normalize = normalize
         return o, (den if den is not None else o.new_zeros(q.shape[:3]))
 
     @staticmethod
     def backward(ctx, d_o, d_den):
         q, k, v, a, ranges = ctx.saved_tensors
-        run = lambda *args, **kw: _product(ctx.schedule, ctx.chunk_size, *args, **kw)  # noqa: E731
         d_o = d_o.to(q.dtype).contiguous()
         dden = d_den.float().contiguous() if (ctx.normalize and d_den is not None) else None
         ones = torch.ones_like(a) if dden is not None else None
@@ -93,9 +88,9 @@ class LionTritonFunction(torch.autograd.Function):
         left = F.pad(a[..., 1:], (0, 1))  # α'_m = a_{m+1}
         right = F.pad(a[..., :-1], (1, 0))  # β'_m = a_{m-1}
 
-        dq, _, rho_q = run(d_o, v, k, a, a, ranges, c=dden, e=ones, r=q if need_da else None)
-        dk, _, rho_k = run(v, d_o, q, left, right, ranges, c=ones, e=dden, r=k if need_da else None)
-        dv, _, _ = run(k, q, d_o, left, right, ranges)
+        dq, _, rho_q = _product(d_o, v, k, a, a, ranges, c=dden, e=ones, r=q if need_da else None)
+        dk, _, rho_k = _product(v, d_o, q, left, right, ranges, c=ones, e=dden, r=k if need_da else None)
+        dv, _, _ = _product(k, q, d_o, left, right, ranges)
 
         da = None
         if need_da:
@@ -107,7 +102,7 @@ class LionTritonFunction(torch.autograd.Function):
             d_prefix_bwd = (rho_k[0] - rho_q[1] - w_diag).double()  # columns of W's upper part - its rows
             suffix = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t>=m}
             da = (suffix(d_prefix_fwd) - d_prefix_fwd + suffix(d_prefix_bwd)).float()
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), da, None, None, None, None
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), da, None, None
 
 
 def check_triton_inputs(q, k, v, form: str, chunk_size: int) -> None:
@@ -234,20 +229,11 @@ def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chun
                 q, k, v, log_decay, attention_mask, chunk_size, normalize, fp32_states
             )
             return y
-        return _product_function(q, k, v, log_decay, attention_mask, schedule="attention", chunk_size=chunk_size,
-                                 normalize=normalize)
+        return _product_function(q, k, v, log_decay, attention_mask, normalize=normalize)
 
 
-def lion_attention_triton_previous(q, k, v, log_decay, attention_mask, *, chunk_size: int, normalize: bool):
-    """The previous chunk schedule (``triton_chunk_previous.py``), for ``bizoo bench lion``'s comparison only."""
-    check_triton_inputs(q, k, v, "chunk", chunk_size)
-    with torch.autocast(device_type=q.device.type, enabled=False):
-        return _product_function(q, k, v, log_decay, attention_mask, schedule="chunk", chunk_size=chunk_size,
-                                 normalize=normalize)
-
-
-def _product_function(q, k, v, log_decay, attention_mask, *, schedule: str, chunk_size: int, normalize: bool):
-    """The op through ``LionTritonFunction`` (the parallel schedule, or the previous chunk schedule)."""
+def _product_function(q, k, v, log_decay, attention_mask, *, normalize: bool):
+    """The op through ``LionTritonFunction`` (the parallel schedule)."""
     B, H, L, _ = q.shape
     a = log_decays(log_decay, (B, H, L), torch.float32, q.device)  # (B, H, L)
     ranges = real_ranges(attention_mask, B, L, q.device)
@@ -257,7 +243,7 @@ def _product_function(q, k, v, log_decay, attention_mask, *, schedule: str, chun
         # torch.where, not a product: whatever padded positions hold (even NaN) cannot leak into real ones
         q, k, v = (torch.where(keep[:, None, :, None], t, 0.0) for t in (q, k, v))
         a = torch.where(keep[:, None, :], a, 0.0)
-    num, den = LionTritonFunction.apply(q, k, v, a.contiguous(), ranges, normalize, schedule, chunk_size)
+    num, den = LionTritonFunction.apply(q, k, v, a.contiguous(), ranges, normalize)
     out = num
     if normalize:
         out = num / safe_row_sums(den, None if keep is None else keep[:, None, :])[..., None]

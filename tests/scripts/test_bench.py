@@ -16,8 +16,9 @@ TINY = ["--device", "cpu", "--tokens", "256", "--heads", "2", "--head-dim", "8",
 INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
 STEP_KEYS = ["gpu_tests", "bench_lion", "bench_lion_crossover", "bench_lion_model", "bench_crf", "bench_lstm",
              "bench_bigs", "bench_bigs_model"]
-LION_STEPS = ["env", "lion-tests", "lion-launches", "lion-states", "bench-lion", "lion-model"]
-LION_STEP_KEYS = ["lion_tests", "lion_launches", "lion_states", "bench_lion_s", "bench_lion_lit", "bench_lion_model"]
+LION_STEPS = ["env", "lion-tests", "lion-launches", "lion-states", "bench-lion", "bench-lion-crossover", "lion-model"]
+LION_STEP_KEYS = ["lion_tests", "lion_launches", "lion_states", "bench_lion_s", "bench_lion_lit",
+                  "bench_lion_crossover", "bench_lion_model"]
 
 
 def read_rows(path):
@@ -77,58 +78,34 @@ def test_bench_lion_triton_rows_without_a_gpu_are_unavailable(tmp_path, monkeypa
 @pytest.mark.skipif(not INTERPRETER, reason="Triton rows on a CPU need TRITON_INTERPRET=1")
 def test_bench_lion_triton_rows_under_the_interpreter(tmp_path):
     out = tmp_path / "lion.json"
-    methods = ["reference-chunk", "triton-chunk", "triton-parallel", "triton-chunk-previous"]
+    methods = ["triton-chunk", "triton-parallel", "reference-chunk"]
     argv = ["lion", *TINY, "--lengths", "64", "--modes", "fwdbwd", "--methods", *methods, "--json", str(out)]
     code = bench.main(argv)
     assert code == 0
     rows = read_rows(out)
-    # The baselines first: reference-chunk, then the previous chunk schedule (its prev/x column).
-    assert [r["method"] for r in rows] == ["reference-chunk", "triton-chunk-previous", "triton-chunk",
-                                           "triton-parallel"]
+    # The baseline first: reference-chunk (its chunk/x column).
+    assert [r["method"] for r in rows] == ["reference-chunk", "triton-chunk", "triton-parallel"]
     for r in rows:
         if r["status"] != "ok":  # the Triton kernels are not there (yet): a row with a reason, not a crash
-            assert r["backend"] in ("triton", "triton-previous") and r["status"].startswith("unavailable: "), r
+            assert r["backend"] == "triton" and r["status"].startswith("unavailable: "), r
             continue
         assert r["fwdbwd_ms"] > 0 and r["speedup_vs_reference_chunk_fwdbwd"] > 0 and "fwd_ms" not in r
-        if rows[1]["status"] == "ok":
-            assert r["speedup_vs_triton_chunk_previous_fwdbwd"] > 0
 
 
-def hide_new_methods(monkeypatch):
-    """Make the two methods outside lion_attention fail to import, whatever is installed: fla-core hidden, and
-    lion_attention_triton_previous taken out of bizoo.kernels.lion.triton_op (or triton_op itself where it does not
-    import)."""
-    monkeypatch.setitem(sys.modules, "fla", None)  # import fla... -> ModuleNotFoundError
-    try:
-        from bizoo.kernels.lion import triton_op
-    except ImportError:
-        monkeypatch.setitem(sys.modules, "bizoo.kernels.lion.triton_op", None)
-    else:
-        monkeypatch.delattr(triton_op, "lion_attention_triton_previous", raising=False)
-
-
-def test_bench_lion_new_methods_unavailable_when_they_do_not_import(tmp_path, monkeypatch, capsys):
-    assert {"triton-chunk-previous", "fla-causal"} <= set(bench.METHODS)
-    assert bench.LION_METHODS["triton-chunk-previous"] == ("triton-previous", "chunk")
-    assert bench.LION_METHODS["fla-causal"] == ("fla", "causal-chunk")
-    hide_new_methods(monkeypatch)
+def test_bench_lion_fla_unavailable_when_it_does_not_import(tmp_path, monkeypatch, capsys):
+    assert "fla-causal" in bench.METHODS and bench.LION_METHODS["fla-causal"] == ("fla", "causal-chunk")
+    monkeypatch.setitem(sys.modules, "fla", None)  # import fla... -> ModuleNotFoundError, whatever is installed
     out = tmp_path / "lion.json"
-    methods = ["sdpa", "triton-chunk-previous", "fla-causal"]
-    assert bench.main(["lion", *TINY, "--lengths", "64", "--methods", *methods, "--json", str(out)]) == 0
-    sdpa, previous, fla = read_rows(out)
+    assert bench.main(["lion", *TINY, "--lengths", "64", "--methods", "sdpa", "fla-causal", "--json", str(out)]) == 0
+    sdpa, fla = read_rows(out)
     assert (sdpa["method"], sdpa["status"]) == ("sdpa", "ok") and sdpa["fwd_ms"] > 0
-    assert "speedup_vs_triton_chunk_previous_fwd" not in sdpa  # the baseline has no times
-    assert (previous["method"], previous["backend"], previous["form"]) == (
-        "triton-chunk-previous", "triton-previous", "chunk")
-    assert previous["status"].startswith("unavailable: lion_attention_triton_previous does not import: ImportError")
     assert (fla["method"], fla["backend"], fla["form"]) == ("fla-causal", "fla", "causal-chunk")
     assert fla["status"].startswith("unavailable: fla-core (fla.ops.simple_gla) does not import: ModuleNotFoundError: ")
     assert "'fla" in fla["status"]  # the import error itself: "No module named 'fla...'"
-    for r in (previous, fla):
-        assert r["status_fwd"] == r["status_fwdbwd"] == r["status"]
-        assert "fwd_ms" not in r and "fwdbwd_gbs" not in r and not any(key.startswith("speedup") for key in r)
+    assert fla["status_fwd"] == fla["status_fwdbwd"] == fla["status"]
+    assert "fwd_ms" not in fla and "fwdbwd_gbs" not in fla and not any(key.startswith("speedup") for key in fla)
     text = capsys.readouterr().out
-    assert "prev/fwd+bwd" in text and "triton-chunk-previous" in text
+    assert "sdpa/fwd+bwd" in text
     assert "unavailable: fla-core (fla.ops.simple_gla) does not import: ModuleNotFoundError" in text
 
 
@@ -397,7 +374,7 @@ def test_gpu_check_steps_option_selects_steps():
     assert gpu_check.parse_steps(None) == list(gpu_check.DEFAULT_STEPS)
     assert gpu_check.parse_steps("lion") == LION_STEPS
     assert gpu_check.parse_steps(" bench-lion , env") == ["env", "bench-lion"]  # in the order they run
-    assert gpu_check.parse_steps("lion,lion-states,bench-crf") == [*LION_STEPS[:5], "lion-model", "bench-crf"]
+    assert gpu_check.parse_steps("lion,lion-states,bench-crf") == [*LION_STEPS, "bench-crf"]
     for text, message in (("lion,nope", "unknown step 'nope'"), ("lion,", "an empty step name"),
                           ("bench_lion", "unknown step 'bench_lion'")):
         with pytest.raises(ValueError, match=message) as err:
@@ -424,13 +401,13 @@ def test_gpu_check_lion_steps_plan(tmp_path):
     for quick in (False, True):
         steps = gpu_check.plan(tmp_path, quick, gpu_check.parse_steps("lion"))
         assert [s["key"] for s in steps] == LION_STEP_KEYS
-        assert [s["step"] for s in steps] == LION_STEPS[1:5] + ["bench-lion", "lion-model"]
+        assert [s["step"] for s in steps] == LION_STEPS[1:5] + LION_STEPS[4:]  # bench-lion: one entry per decay
         # Within 8.5 minutes (510 s) with the environment report; the budget does not scale them up.
         assert sum(s["timeout"] for s in steps) <= 500
         gpu_check.step_limits(steps, 530, chosen=True)
         if not quick:
             assert [s["limit"] for s in steps] == [s["timeout"] for s in steps]
-        tests, launches, states, bench_s, bench_lit, model = steps
+        tests, launches, states, bench_s, bench_lit, crossover, model = steps
         assert tests["command"][1:4] == ["-m", "pytest", "-q"] and "-x" not in tests["command"]
         assert [c for c in tests["command"] if c.startswith("tests/")] == [
             "tests/kernels/test_lion_triton.py", "tests/kernels/test_lion_reference.py", "tests/modeling/test_lion.py"]
@@ -448,11 +425,15 @@ def test_gpu_check_lion_steps_plan(tmp_path):
             args = parser.parse_args(step["command"][3:])
             assert (args.op, args.decay, args.dtype, args.tokens, args.heads, args.head_dim, args.chunk_size) == (
                 "lion", decay, "bfloat16", 32768, 12, 64, 64)
-            assert args.methods == ["sdpa", "triton-chunk", "triton-chunk-previous", "triton-parallel", "fla-causal"]
+            assert args.methods == ["sdpa", "triton-chunk", "triton-parallel", "fla-causal"]
             assert args.modes == ["fwd", "fwdbwd"]
             assert args.json == str(tmp_path / f"bench_lion_{decay}.json")
             assert args.plot == str(tmp_path / f"bench_lion_{decay}.png")
             assert args.lengths == ([1024, 4096] if quick else [512, 1024, 2048, 4096, 8192, 16384])
+        # The crossover as in the default plan (step_limits gave it a limit), after bench-lion.
+        assert {k: v for k, v in crossover.items() if k != "limit"} == gpu_check.plan(
+            tmp_path, quick, ["bench-lion-crossover"])[0]
+        assert parser.parse_args(crossover["command"][3:]).op == "lion-crossover" and crossover["needs_cuda"]
         assert ("4096" in model["command"]) != quick
 
 
@@ -465,7 +446,7 @@ def test_gpu_check_lion_steps_on_a_cpu(tmp_path, capsys):
     assert record["steps"][0]["status"] == "skipped: --skip-tests"
     assert all(s["status"] == "skipped: no CUDA device" for s in record["steps"][1:])
     summary = (out / "summary.md").read_text()
-    assert "--steps env,lion-tests,lion-launches,lion-states,bench-lion,lion-model`" in summary
+    assert "--steps env,lion-tests,lion-launches,lion-states,bench-lion,bench-lion-crossover,lion-model`" in summary
     assert f"| torch | {torch.__version__} |" in summary  # env is one of them
     assert "| LION kernel launches and host syncs | skipped: no CUDA device |" in summary
     # Without env: no environment report.
