@@ -32,6 +32,14 @@ def triton_available() -> bool:
     return True
 
 
+def reads_values(tensor: torch.Tensor) -> bool:
+    """Whether an op checks the *values* of its inputs (0/1 masks, finite scores, decays <= 0, tags in range): in eager
+    mode on a CPU only. On a CUDA device each such check would be a host synchronisation on every call; while
+    ``torch.compile`` or ``torch.export`` trace the op, a graph break (a data-dependent branch). Shapes, dtypes,
+    devices and options are checked everywhere."""
+    return not tensor.is_cuda and not torch.compiler.is_compiling()
+
+
 def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: bool) -> str:
     """Turn a user's ``backend`` argument into ``"triton"`` or ``"reference"`` for ``op``.
 

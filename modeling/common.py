@@ -2,8 +2,11 @@
 (word + position + token type) that LION and BiGS share.
 
 Each raises ``ValueError`` that says what was wrong, the value or shape received, and what is allowed. The value
-checks (ids inside the vocabulary, a 0/1 mask) read one scalar back from the device: the price of a clear error
-instead of a CUDA device-side assert.
+checks (ids inside the vocabulary, a 0/1 mask, finite embeddings, labels in range) read one scalar back from the
+device in eager mode: the price of a clear error instead of a CUDA device-side assert. While ``torch.compile`` or
+``torch.export`` trace a model they are left out (``checks_read_values``): there they would be a graph break (and on
+a GPU a host synchronisation in every step); a compiled model trusts its inputs, as transformers' own models do.
+Shape, dtype and option checks run in every mode.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ from torch import nn
 
 # Keyword arguments the Trainer and the pipelines may pass to any model's forward.
 IGNORED_KWARGS = ("num_items_in_batch", "output_attentions", "use_cache")
+
+
+def checks_read_values() -> bool:
+    """Whether the value checks run: in eager mode, not while torch.compile or torch.export trace (module docstring)."""
+    return not torch.compiler.is_compiling()
 
 
 def check_kwargs(model_name: str, kwargs: dict, extra_ignored: tuple = ()) -> None:
@@ -56,12 +64,14 @@ def check_embeds_values(model_name: str, inputs_embeds: torch.Tensor) -> None:
     """``inputs_embeds`` is a floating-point tensor of finite values (one reduction)."""
     if not inputs_embeds.is_floating_point():
         raise ValueError(f"{model_name}: inputs_embeds must be a floating-point tensor, got {inputs_embeds.dtype}")
-    if not torch.isfinite(inputs_embeds).all().item():
+    if checks_read_values() and not torch.isfinite(inputs_embeds).all().item():
         raise ValueError(f"{model_name}: inputs_embeds contains NaN or inf; allowed are finite values")
 
 
 def check_ids_in_range(model_name: str, name: str, ids: torch.Tensor, size: int, size_name: str) -> None:
     """All of ``ids`` in [0, size)."""
+    if not checks_read_values():
+        return
     low, high = ids.min().item(), ids.max().item()
     if low < 0 or high >= size:
         bad = low if low < 0 else high
@@ -75,7 +85,7 @@ def check_attention_mask(model_name: str, attention_mask, batch: int, length: in
     if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
         shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
         raise ValueError(f"{model_name}: attention_mask must have shape (batch, length) = ({batch}, {length}), got {shape}")
-    if attention_mask.dtype != torch.bool:
+    if attention_mask.dtype != torch.bool and checks_read_values():
         bad = (attention_mask != 0) & (attention_mask != 1)
         if bad.any().item():
             raise ValueError(
@@ -92,7 +102,7 @@ def check_token_type_ids(model_name: str, token_type_ids, batch: int, length: in
         return None
     check_token_type_ids_shape(model_name, token_type_ids, batch, length)
     if type_vocab_size == 0:
-        if token_type_ids.any().item():
+        if checks_read_values() and token_type_ids.any().item():
             raise ValueError(f"{model_name}: token_type_ids given but the model has no token types (type_vocab_size=0)")
         return None
     check_ids_in_range(model_name, "token_type_ids", token_type_ids, type_vocab_size, "type_vocab_size")
@@ -134,6 +144,8 @@ def check_char_ids(
 
 def check_positions(model_name: str, mask: torch.Tensor, max_positions: int) -> None:
     """Every sequence's real tokens fit the learned position table (mask (B, L))."""
+    if not checks_read_values():
+        return
     longest = int(mask.sum(-1).max().item()) if mask.shape[0] else 0
     if longest > max_positions:
         raise ValueError(
@@ -151,6 +163,8 @@ def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classe
         raise ValueError(f"{model_name}: labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"{model_name}: labels must be integer class ids ({what}), got {labels.dtype}")
+    if not checks_read_values():
+        return
     valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))
     if not valid.all().item():
         bad = labels[~valid][0].item()

@@ -30,7 +30,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 
-from .common import check_labels
+from .common import check_labels, checks_read_values
 
 
 def _normalised_sum(loss_sum: torch.Tensor, count, num_items_in_batch) -> torch.Tensor:
@@ -69,11 +69,13 @@ class MaskedLMHead(nn.Module):
 
 def masked_lm_loss_and_logits(head: MaskedLMHead, hidden, labels, config, num_items_in_batch=None, model_name="model"):
     """(loss or None, logits). Logits are (B, L, V) without labels; with labels and ``sparse_prediction`` they are
-    (N, V) for the N positions whose label is not -100, in row-major order."""
+    (N, V) for the N positions whose label is not -100, in row-major order: in eager mode only. While torch.compile or
+    torch.export trace the model the logits stay (B, L, V) (N depends on the labels' values, which a traced graph
+    cannot): the loss is the same."""
     if labels is None:
         return None, head(hidden)  # (B, L, V)
     labels = labels.to(hidden.device)  # checked by check_task_labels before the encoder ran
-    if config.sparse_prediction:
+    if config.sparse_prediction and not torch.compiler.is_compiling():
         selected = labels != -100  # (B, L)
         logits = head(hidden[selected])  # (N, V)
         targets = labels[selected]  # (N,)
@@ -182,7 +184,7 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> None:
                 f"{model_name}: regression labels must have shape {allowed} (batch, num_labels={num_labels}), "
                 f"got {tuple(labels.shape)}"
             )
-        if labels.is_floating_point() and not torch.isfinite(labels).all().item():
+        if labels.is_floating_point() and checks_read_values() and not torch.isfinite(labels).all().item():
             raise ValueError(f"{model_name}: regression labels contain NaN or inf; allowed are finite numbers")
         return
     if tuple(labels.shape) != (batch, num_labels):
@@ -191,7 +193,7 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> None:
             f"got {tuple(labels.shape)}"
         )
     outside = ~((labels >= 0) & (labels <= 1))  # NaN is outside too
-    if outside.any().item():
+    if checks_read_values() and outside.any().item():
         bad = labels[outside][0].item()
         raise ValueError(
             f"{model_name}: multi-label labels hold {bad}; allowed are targets in [0, 1] (1 = the label applies)"
@@ -366,7 +368,8 @@ class CrfTokenClassificationHead(nn.Module):
         if labels is not None:
             labels = labels.to(emissions.device)  # checked by check_task_labels before the encoder ran
             log_likelihood = crf_log_likelihood(emissions, mask, transitions, start, end, labels, backend=backend)
-            if not log_likelihood.is_cuda and bool((log_likelihood == float("-inf")).any()):  # no sync on a GPU
+            # no host sync on a GPU, no graph break while compiling
+            if not log_likelihood.is_cuda and checks_read_values() and bool((log_likelihood == float("-inf")).any()):
                 rows = (log_likelihood == float("-inf")).nonzero().flatten().tolist()
                 raise ValueError(
                     f"{model_name}: the labels of batch rows {rows} break the tag scheme "

@@ -124,10 +124,14 @@ class BiLstmCrfEmbeddings(nn.Module):
         features = [inputs_embeds]
         if self.char_encoder is not None:
             B, L, C = char_ids.shape
-            real = mask.bool().reshape(-1)  # encode real words only
-            chars = self.char_encoder(char_ids.reshape(B * L, C)[real])  # (N, F)
-            full = chars.new_zeros(B * L, chars.shape[-1])
-            full[real] = chars
+            real = mask.bool().reshape(-1)  # (B·L,)
+            if torch.compiler.is_compiling():  # every word, padding zeroed after: shapes that do not depend on data
+                full = self.char_encoder(char_ids.reshape(B * L, C))  # (B·L, F)
+                full = torch.where(real[:, None], full, torch.zeros_like(full))
+            else:  # the real words only
+                chars = self.char_encoder(char_ids.reshape(B * L, C)[real])  # (N, F)
+                full = chars.new_zeros(B * L, chars.shape[-1])
+                full[real] = chars
             features.append(full.view(B, L, -1).to(inputs_embeds.dtype))
         return self.dropout(torch.cat(features, dim=-1))
 

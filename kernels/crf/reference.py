@@ -71,6 +71,8 @@ from __future__ import annotations
 
 import torch
 
+from ..dispatch import reads_values
+
 IGNORE_INDEX = -100  # tags: an unknown tag at a real position (partial annotation), and the padding tag of outputs
 
 
@@ -114,7 +116,7 @@ def check_inputs(op, emissions, mask, transitions, start, end, tags=NO_TAGS, k=N
             raise ValueError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
         if t.device != emissions.device:
             raise ValueError(f"{op}: {name} is on {t.device} but emissions are on {emissions.device}")
-        if not t.is_cuda:
+        if reads_values(t):
             with torch.no_grad():
                 if torch.isnan(t).any() or (t == float("inf")).any():
                     raise ValueError(
@@ -127,7 +129,7 @@ def check_inputs(op, emissions, mask, transitions, start, end, tags=NO_TAGS, k=N
             raise ValueError(f"{op}: mask must be bool or integer (1 = real position, 0 = padding), got {mask.dtype}")
         if mask.device != emissions.device:
             raise ValueError(f"{op}: mask is on {mask.device} but emissions are on {emissions.device}")
-        if not mask.is_cuda and mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
+        if reads_values(mask) and mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
             raise ValueError(f"{op}: mask must hold only 0 (padding) and 1 (real position), got other values")
     if tags is not NO_TAGS:
         if not isinstance(tags, torch.Tensor) or tuple(tags.shape) != (B, L):
@@ -136,7 +138,7 @@ def check_inputs(op, emissions, mask, transitions, start, end, tags=NO_TAGS, k=N
             raise ValueError(f"{op}: tags must be an integer tensor, got {tags.dtype}")
         if tags.device != emissions.device:
             raise ValueError(f"{op}: tags are on {tags.device} but emissions are on {emissions.device}")
-        if not tags.is_cuda:
+        if reads_values(tags):
             real = torch.ones_like(tags, dtype=torch.bool) if mask is None else mask.to(torch.bool)
             bad = real & (tags != IGNORE_INDEX) & ((tags < 0) | (tags >= K))
             if bad.any():
@@ -206,7 +208,7 @@ def log_likelihood_from(log_partition_fn, e, keep, T, st, en, tags):
     known tag, the gold path's score minus log Z (one partition function); otherwise (partial labels, or a device
     where checking would cost a sync) log Z(Ẽ) - log Z(E), both in one batched call."""
     B = e.shape[0]
-    if not e.is_cuda and not bool(((tags.to(keep.device) == IGNORE_INDEX) & keep).any()):
+    if reads_values(e) and not bool(((tags.to(keep.device) == IGNORE_INDEX) & keep).any()):
         return likelihood_from_partitions(gold_path_score(e, keep, T, st, en, tags), log_partition_fn(e, keep, T, st, en))
     both = log_partition_fn(torch.cat([restrict_emissions(e, keep, tags), e]), keep.repeat(2, 1), T, st, en)
     return likelihood_from_partitions(both[:B], both[B:])

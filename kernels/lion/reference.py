@@ -68,6 +68,8 @@ from __future__ import annotations
 
 import torch
 
+from ..dispatch import reads_values
+
 FORMS = ("attention", "rnn", "chunk")
 LOG_DECAY_MIN = -1000.0  # the floor of log λ (module docstring): exp of it underflows to 0 in every dtype
 
@@ -113,7 +115,7 @@ def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
                 f"lion_attention: log_decay must be None (LIT), ({H},) (D: one per head) or ({B}, {H}, {L}) "
                 f"(S: one per token and head), got shape {tuple(log_decay.shape)}"
             )
-        if not log_decay.is_cuda:  # a value check on CUDA would cost a host sync on every call
+        if reads_values(log_decay):  # not on CUDA (a host sync per call) nor while compiling (a graph break)
             mask_fits = isinstance(attention_mask, torch.Tensor) and attention_mask.shape == (B, L)
             if log_decay.dim() == 3 and mask_fits and attention_mask.device == log_decay.device:
                 # what padded positions hold takes no part, so it is not checked either
@@ -135,7 +137,7 @@ def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
             raise ValueError(
                 f"lion_attention: attention_mask must be bool, integer or float 0/1, got {attention_mask.dtype}"
             )
-        if not attention_mask.is_cuda and attention_mask.dtype != torch.bool:
+        if reads_values(attention_mask) and attention_mask.dtype != torch.bool:
             if ((attention_mask != 0) & (attention_mask != 1)).any():
                 raise ValueError("lion_attention: attention_mask must hold only 0 (padding) and 1 (real token)")
     if form not in FORMS:

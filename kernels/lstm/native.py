@@ -61,12 +61,15 @@ def bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, in
             state = (x.new_zeros(1, B, P), x.new_zeros(1, B, H))
         else:
             state = (initial_state[0][d : d + 1].contiguous(), initial_state[1][d : d + 1].contiguous())
-        with warnings.catch_warnings():
-            # oneDNN's notice that it leaves projections to ATen's own loop, and cuDNN's that the weights (the
-            # model's own parameters, not one flat buffer) are copied together for the call: both expected here.
-            warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
-            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+        if torch.compiler.is_compiling():  # warning filters cannot be traced (a graph break); compiled code is silent
             out, h_n, c_n = _run(x_d, state, weights, bias is not None, lengths, L, packed)
+        else:
+            with warnings.catch_warnings():
+                # oneDNN's notice that it leaves projections to ATen's own loop, and cuDNN's that the weights (the
+                # model's own parameters, not one flat buffer) are copied together for the call: both expected here.
+                warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+                warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+                out, h_n, c_n = _run(x_d, state, weights, bias is not None, lengths, L, packed)
         steps.append(out)  # (B, L, P)
         finals.append((h_n[0], c_n[0]))
     y = scatter_steps(torch.stack(steps), order)  # (B, L, 2, P)

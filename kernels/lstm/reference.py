@@ -36,6 +36,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..dispatch import reads_values
+
 __all__ = ["check_inputs", "reading_orders", "input_gates", "bilstm_loop", "gather_steps", "scatter_steps"]
 
 
@@ -91,7 +93,7 @@ def check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask,
         if attention_mask.device != x.device:
             raise ValueError(f"{op}: attention_mask must be on {x.device}, got {attention_mask.device}")
         # A value check on CUDA would cost a host sync on every call.
-        bad = attention_mask.dtype != torch.bool and not attention_mask.is_cuda
+        bad = attention_mask.dtype != torch.bool and reads_values(attention_mask)
         if bad and ((attention_mask != 0) & (attention_mask != 1)).any():
             raise ValueError(f"{op}: attention_mask must hold only 0 (padding) and 1 (real token)")
     if initial_state is not None:

@@ -77,6 +77,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..dispatch import reads_values
+
 FORMS = ("fft", "toeplitz", "recurrent")
 SCALINGS = ("hippo", "lin", "inv")
 A_RE_MAX = -1e-4  # the clamp of the real part of A
@@ -151,7 +153,7 @@ def check_mask(op: str, attention_mask, B: int, L: int, device) -> None:
     if attention_mask.is_complex():
         raise ValueError(f"{op}: attention_mask must be bool, integer or float 0/1, got {attention_mask.dtype}")
     # A value check on CUDA would cost a host sync on every call.
-    if not attention_mask.is_cuda and attention_mask.dtype != torch.bool:
+    if reads_values(attention_mask) and attention_mask.dtype != torch.bool:
         if ((attention_mask != 0) & (attention_mask != 1)).any():
             raise ValueError(f"{op}: attention_mask must hold only 0 (padding) and 1 (real token)")
 

@@ -1,0 +1,117 @@
+"""torch.compile and torch.export of every model and head (reference kernels, CPU).
+
+The input checks that read values (ids in range, 0/1 masks, labels) are left out while torch.compile or torch.export
+trace a model (``modeling/common.py``, ``kernels/dispatch.py``'s ``reads_values``): there they would be a graph break
+and, on a GPU, a host synchronisation in every step. Here: no graph break in a forward with labels
+(``torch._dynamo.explain``), ``torch.compile(fullgraph=True)`` with the ``aot_eager`` backend equal to eager in the
+loss, the logits and every parameter's gradient, and ``torch.export.export`` of the model equal to eager.
+"""
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+import bizoo
+
+HEADS = {
+    "base": AutoModel,
+    "masked-lm": AutoModelForMaskedLM,
+    "sequence": AutoModelForSequenceClassification,
+    "token": AutoModelForTokenClassification,
+}
+# Model cases whose compiled graph still breaks, and why (the rest must have none).
+# (model type, variant, head or None for every head) -> why
+GRAPH_BREAKS = {
+    ("bilstm_crf", "lstm", None): "the BiLSTMs' parameters live in nn.LSTM modules, which dynamo refuses to wrap",
+    ("bilstm_crf", "cnn", None): "the word BiLSTM's parameters live in an nn.LSTM module, which dynamo refuses to wrap",
+    ("elmo", "default", "token"): "the tagger's parameters live in an nn.LSTM module, which dynamo refuses to wrap",
+}
+
+
+def known_break(model_case, head):
+    return GRAPH_BREAKS.get((*model_case, None)) or GRAPH_BREAKS.get((*model_case, head))
+
+
+def _cases():
+    for model_type, spec in sorted(bizoo.MODEL_SPECS.items()):
+        for variant in spec.variants or {"default": {}}:
+            for head in HEADS:
+                yield pytest.param((model_type, variant), head, id=f"{model_type}-{variant}-{head}")
+
+
+def _model_and_inputs(model_case, head, make_config, make_inputs, seed=0):
+    torch.manual_seed(seed)
+    model = HEADS[head].from_config(make_config(model_case)).eval()  # eval: dropout off
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 120, (3, 12), generator=g)
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[1, 9:] = 0  # right padding
+    mask[2, :2] = 0  # left padding
+    inputs = make_inputs(model_case, ids, mask)
+    if head == "masked-lm":
+        inputs["labels"] = ids.masked_fill(mask == 0, -100)
+    elif head == "sequence":
+        inputs["labels"] = torch.tensor([0, 1, 1])
+    elif head == "token":
+        inputs["labels"] = torch.randint(0, 2, (3, 12), generator=g).masked_fill(mask == 0, -100)
+    return model, inputs
+
+
+def _outputs(output, labels=None):
+    """The tensors to compare: the loss (if any) and the first output (logits or hidden states). Masked-LM logits at
+    the labelled positions only: eager mode projects only those (``sparse_prediction``), a traced graph all of them."""
+    tensors = [output["loss"]] if output.get("loss") is not None else []
+    first = output[0] if output.get("loss") is None else output[1]
+    if labels is not None and first.dim() == 3 and first.shape[:2] == labels.shape:
+        first = first[labels != -100]  # (N, V)
+    return tensors + [first]
+
+
+@pytest.mark.parametrize("case, head", list(_cases()))
+def test_no_graph_break_and_compiled_equals_eager(case, head, make_config, make_inputs):
+    model_case = case
+    model, inputs = _model_and_inputs(model_case, head, make_config, make_inputs)
+    explanation = torch._dynamo.explain(model)(**inputs)
+    if known_break(model_case, head):
+        assert explanation.graph_break_count > 0, f"{model_case} {head} compiles whole now: drop it from GRAPH_BREAKS"
+        return
+    assert explanation.graph_break_count == 0, [str(r.reason).split("\n")[0] for r in explanation.break_reasons]
+
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    labels = inputs.get("labels") if head == "masked-lm" else None
+    expected = _outputs(model(**inputs), labels)
+    got = _outputs(compiled(**inputs), labels)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+    target = got[0].float().sum() if got[0].dim() == 0 else got[0].float().square().mean()
+    reference = expected[0].float().sum() if expected[0].dim() == 0 else expected[0].float().square().mean()
+    params = [p for p in model.parameters() if p.requires_grad]
+    got_grads = torch.autograd.grad(target, params, allow_unused=True)
+    expected_grads = torch.autograd.grad(reference, params, allow_unused=True)
+    for (name, _), g, e in zip(((n, p) for n, p in model.named_parameters() if p.requires_grad), got_grads,
+                               expected_grads):
+        assert (g is None) == (e is None), name
+        if g is not None:
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("case, head", list(_cases()))
+def test_torch_export_equals_eager(case, head, make_config, make_inputs):
+    model_case = case
+    model, inputs = _model_and_inputs(model_case, head, make_config, make_inputs)
+    exported = torch.export.export(model, args=(), kwargs=inputs)
+    labels = inputs.get("labels") if head == "masked-lm" else None
+    expected = _outputs(model(**inputs), labels)
+    got = _outputs(exported.module()(**inputs), labels)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+
+
+def test_value_checks_still_run_in_eager_mode(make_config, make_inputs):
+    """Leaving the value checks out while tracing changes nothing in eager mode: bad ids are still a ValueError."""
+    model, inputs = _model_and_inputs(("lion", "s"), "base", make_config, make_inputs)
+    inputs["input_ids"] = inputs["input_ids"].clone()
+    inputs["input_ids"][0, 0] = 10_000
+    with pytest.raises(ValueError, match="outside"):
+        model(**inputs)
