@@ -6,7 +6,8 @@ Bi-directional LSTM-CNNs-CRF" (character CNN). One file, the whole model: embedd
 BiLSTM layers → heads from ``heads.py``. Inputs are word ids and their characters, ``char_ids`` (B, L, C), from
 the word+character tokenizer (``tokenization_wordchar.py``).
 
-The LSTMs are ``nn.LSTM`` modules that only hold the parameters (so checkpoints keep torch's names); the
+The LSTMs are ``BiLstmWeights`` modules that only hold the parameters under ``nn.LSTM``'s names (so checkpoints keep
+torch's keys; a plain module, so torch.compile traces through it, which it refuses for an ``nn.LSTM``); the
 bidirectional LSTM op ``bizoo.kernels.lstm.bilstm`` runs them over the real tokens of each row, on the schedule
 ``config.kernel_backend`` picks (cuDNN, the fused Triton kernel, or PyTorch on a CPU).
 """
@@ -46,8 +47,39 @@ from .heads import (
 )
 
 
-def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    r"""A one-layer bidirectional ``nn.LSTM`` (the parameters) run by the ``bilstm`` op on ``backend`` over the real
+class BiLstmWeights(nn.Module):
+    r"""The parameters of a one-layer bidirectional ``nn.LSTM`` under its names: ``weight_ih_l0`` (4H, I),
+    ``weight_hh_l0`` (4H, H), ``bias_ih_l0``, ``bias_hh_l0`` (4H,) and the same with ``_reverse``, gates in torch's
+    order i, f, g, o. Only a holder: ``run_bilstm`` runs them. Built as ``nn.LSTM`` builds them, U(-1/√H, 1/√H);
+    the models' ``_init_weights`` then set them as transformers sets an ``nn.LSTM``'s (Xavier weights, zero biases).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        for suffix in ("l0", "l0_reverse"):
+            self.register_parameter(f"weight_ih_{suffix}", nn.Parameter(torch.empty(4 * hidden_size, input_size)))
+            self.register_parameter(f"weight_hh_{suffix}", nn.Parameter(torch.empty(4 * hidden_size, hidden_size)))
+            self.register_parameter(f"bias_ih_{suffix}", nn.Parameter(torch.empty(4 * hidden_size)))
+            self.register_parameter(f"bias_hh_{suffix}", nn.Parameter(torch.empty(4 * hidden_size)))
+        bound = hidden_size**-0.5
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def init_as_transformers(self) -> None:
+        """Xavier-uniform weights and zero biases, as ``PreTrainedModel._init_weights`` initialises an ``nn.LSTM``."""
+        for name, parameter in self.named_parameters():
+            if "weight" in name:
+                init.xavier_uniform_(parameter)
+            else:
+                init.constant_(parameter, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bidirectional"
+
+
+def run_bilstm(lstm: BiLstmWeights, x: torch.Tensor, mask: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    r"""A one-layer bidirectional LSTM (``BiLstmWeights`` or ``nn.LSTM``: the parameters) run by the ``bilstm`` op on ``backend`` over the real
     positions of each row, whatever the padding (right, left, holes): the forward direction starts at the first real
     token, the backward one at the last, with torch's gate order and bias b_ih + b_hh.
 
@@ -93,7 +125,7 @@ class CharLstmEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.char_vocab_size, config.char_embedding_size, padding_idx=0)
-        self.lstm = nn.LSTM(config.char_embedding_size, config.char_lstm_size, batch_first=True, bidirectional=True)
+        self.lstm = BiLstmWeights(config.char_embedding_size, config.char_lstm_size)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         real = char_ids > 0  # (N, C)
@@ -142,7 +174,7 @@ class BiLstmLayer(GradientCheckpointingLayer):
     def __init__(self, config: BiLstmCrfConfig, input_size: int):
         super().__init__()
         self.config = config
-        self.lstm = nn.LSTM(input_size, config.hidden_size, batch_first=True, bidirectional=True)
+        self.lstm = BiLstmWeights(input_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -163,7 +195,8 @@ class BiLstmCrfPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # Linear/Embedding ~ N(0, σ), LSTM: Xavier weights, zero biases
         init_head_weights(module, self.config)
-        if isinstance(module, nn.LSTM):  # forget-gate bias 1 (Jozefowicz et al. 2015), as taggers usually do
+        if isinstance(module, BiLstmWeights):  # forget-gate bias 1 (Jozefowicz et al. 2015), as taggers usually do
+            module.init_as_transformers()
             for name, parameter in module.named_parameters():
                 if name.startswith("bias_ih"):
                     hidden = parameter.shape[0] // 4

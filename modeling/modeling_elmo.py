@@ -56,7 +56,7 @@ from .heads import (
     token_classification_output,
     token_classification_head,
 )
-from .modeling_bilstm_crf import run_bilstm
+from .modeling_bilstm_crf import BiLstmWeights, run_bilstm
 
 # ----------------------------------------------------------------------------------------------------------------
 # The character encoder
@@ -449,7 +449,8 @@ class ElmoPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
         elif isinstance(module, ElmoScalarMix):
             init.zeros_(module.scalar_weights)
             init.ones_(module.gamma)
-        elif isinstance(module, nn.LSTM):  # the tagger's BiLSTM: forget-gate bias 1 (PyTorch order i, f, g, o)
+        elif isinstance(module, BiLstmWeights):  # the tagger's BiLSTM: forget-gate bias 1 (PyTorch order i, f, g, o)
+            module.init_as_transformers()
             for name, parameter in module.named_parameters():
                 if name.startswith("bias_ih") and not getattr(parameter, "_is_hf_initialized", False):
                     hidden = parameter.shape[0] // 4
@@ -801,9 +802,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         super().__init__(config)
         self.elmo = ElmoModel(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.tagger = nn.LSTM(
-            config.encoder_output_size, config.projection_size, batch_first=True, bidirectional=True
-        )
+        self.tagger = BiLstmWeights(config.encoder_output_size, config.projection_size)
         self.classifier = token_classification_head(config)
         self.post_init()
 

@@ -14,8 +14,16 @@ from bizoo.kernels import lstm as lstm_op
 from bizoo.modeling.modeling_bilstm_crf import run_bilstm
 
 
+def as_nn_lstm(weights):
+    """An ``nn.LSTM`` holding the parameters of a model's ``BiLstmWeights`` (torch's own LSTM as the oracle)."""
+    lstm = nn.LSTM(weights.input_size, weights.hidden_size, batch_first=True, bidirectional=True)
+    lstm.load_state_dict(weights.state_dict())
+    return lstm
+
+
 def packed_oracle(lstm, x, lengths):
     """torch's own answer for right-padded rows: a packed bidirectional LSTM, zeros at padding."""
+    lstm = lstm if isinstance(lstm, nn.LSTM) else as_nn_lstm(lstm)
     packed = pack_padded_sequence(x, lengths.clamp(min=1), batch_first=True, enforce_sorted=False)
     out, _ = lstm(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
@@ -98,7 +106,7 @@ def test_encoder_equals_torch_packed_lstms_with_its_own_weights():
         words = pack_padded_sequence(
             encoder.embed(chars[real]), char_lengths[real], batch_first=True, enforce_sorted=False
         )
-        _, (h_n, _) = encoder.lstm(words)  # (2, N, S): forward after the last character, backward after the first
+        _, (h_n, _) = as_nn_lstm(encoder.lstm)(words)  # (2, N, S): forward after the last character, backward after the first
         char_features = torch.zeros(3, 6, 2 * h_n.shape[-1])
         char_features[real] = torch.cat([h_n[0], h_n[1]], dim=-1)
         hidden = torch.cat([model.embeddings.word_embeddings(ids), char_features], dim=-1)  # (3, 6, E + F)
