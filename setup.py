@@ -71,6 +71,10 @@ setup(
             "scikit-learn>=1.3",
             "scipy>=1.10",
             "h5py>=3.8",
+            # ONNX export of the models, checked against onnxruntime (tests/modeling/test_compile_export.py).
+            "onnx>=1.17",
+            "onnxscript>=0.3",
+            "onnxruntime>=1.20",
         ],
     },
     entry_points={"console_scripts": ["bizoo = bizoo.scripts.cli:main"]},

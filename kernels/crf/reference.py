@@ -387,7 +387,12 @@ def nudge_to_path(mm, keep, path):
     path = torch.where(keep, path, 0).unsqueeze(-1)  # (B, L, 1)
     on_path = path == torch.arange(K, device=mm.device)  # (B, L, K)
     value = mm.gather(-1, path)  # (B, L, 1) the Viterbi path's entry
-    below = torch.nextafter(value, torch.full_like(value, float("-inf")))
+    if torch.compiler.is_compiling():  # traced (ONNX has no nextafter): strictly below, within two ulps
+        eps, tiny = torch.finfo(value.dtype).eps, torch.finfo(value.dtype).tiny
+        below = torch.where(value > 0, value * (1 - eps), value * (1 + eps))
+        below = torch.where(value == 0, torch.full_like(value, -tiny), below)
+    else:
+        below = torch.nextafter(value, torch.full_like(value, float("-inf")))
     value = torch.where(value > float("-inf"), value, torch.finfo(mm.dtype).min)
     mm = torch.where(on_path, value, torch.minimum(mm, below))
     return torch.where(keep.unsqueeze(-1), mm, 0.0)

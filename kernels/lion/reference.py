@@ -110,7 +110,8 @@ def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
             raise ValueError(f"lion_attention: log_decay must be None or a floating-point tensor, got {got}")
         if log_decay.device != q.device:
             raise ValueError(f"lion_attention: log_decay is on {log_decay.device} but q is on {q.device}")
-        if tuple(log_decay.shape) not in ((H,), (B, H, L)):
+        shape = tuple(log_decay.shape)  # compared by length first: no guard on the batch size when traced
+        if not ((len(shape) == 1 and shape[0] == H) or (len(shape) == 3 and shape == (B, H, L))):
             raise ValueError(
                 f"lion_attention: log_decay must be None (LIT), ({H},) (D: one per head) or ({B}, {H}, {L}) "
                 f"(S: one per token and head), got shape {tuple(log_decay.shape)}"

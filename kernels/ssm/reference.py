@@ -239,7 +239,7 @@ def s4d_kernel(log_step, A_re, A_im, C, length: int) -> torch.Tensor:
     """
     op = "s4d_kernel"
     check_ssm_params(op, "the parameters", (log_step, A_re, A_im, C), device=A_re.device)
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+    if isinstance(length, bool) or not isinstance(length, (int, torch.SymInt)) or length < 1:  # SymInt: traced
         raise ValueError(f"{op}: length must be a positive int, got {length!r}")
     dtype = _real_dtype(log_step, A_re, A_im, C)
     with torch.autocast(device_type=A_re.device.type, enabled=False):

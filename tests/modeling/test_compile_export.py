@@ -112,3 +112,65 @@ def test_value_checks_still_run_in_eager_mode(make_config, make_inputs):
     inputs["input_ids"][0, 0] = 10_000
     with pytest.raises(ValueError, match="outside"):
         model(**inputs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ONNX (torch.onnx.export(dynamo=True)) with dynamic batch and length, checked with onnxruntime
+# ----------------------------------------------------------------------------------------------------------------
+# LION in its attention form (the chunk form's loop over chunks is unrolled for the traced length); with the CRF
+# head, the Viterbi path inside the graph, for the traced length (its recursions are unrolled). Not yet: BiGS
+# (its S4D kernel is formed in complex arithmetic, which ONNX lacks), BiLSTM-CRF and ELMo (torch.lstm is decomposed
+# into one step per token when exported, so the length is fixed at export time).
+ONNX_CASES = [(("lion", variant), head, crf) for variant in ("lit", "d", "s") for head, crf in
+              (("sequence", False), ("token", False), ("token", True))]
+
+
+class _Logits(torch.nn.Module):
+    """The model with plain tensor inputs and its logits (and, with a CRF head, its Viterbi path) as outputs."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        predictions = getattr(output, "predictions", None)
+        return output.logits if predictions is None else (output.logits, predictions)
+
+
+@pytest.mark.parametrize("case, head, crf", ONNX_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{h}{'-crf' if crf else ''}" for c, h, crf in ONNX_CASES])
+def test_onnx_export_with_dynamic_batch_and_length_matches_onnxruntime(case, head, crf, make_config, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    config = make_config(case, lion_form="attention", **({"use_crf": True} if crf else {}))
+    model = _Logits(HEADS[head].from_config(config).eval())
+    g = torch.Generator().manual_seed(0)
+
+    def batch(B, L):
+        ids = torch.randint(5, 120, (B, L), generator=g)
+        mask = torch.ones(B, L, dtype=torch.long)
+        mask[0, L - 3:] = 0  # right padding
+        mask[-1, :2] = 0  # left padding
+        return ids, mask
+
+    ids, mask = batch(3, 12)
+    B, L = torch.export.Dim("batch", min=2), torch.export.Dim("length", min=4, max=255)
+    # The CRF's recursions are loops over the positions, unrolled when traced: its graph has the traced length.
+    dims = {0: B} if crf else {0: B, 1: L}
+    program = torch.onnx.export(model, (ids, mask), dynamo=True,
+                                dynamic_shapes={"input_ids": dims, "attention_mask": dims})
+    path = tmp_path / "model.onnx"
+    program.save(str(path))
+    session = ort.InferenceSession(str(path))
+    for shape in ((3, 12), (5, 12)) if crf else ((3, 12), (2, 30), (5, 7)):  # the traced shape and others
+        ids, mask = batch(*shape)
+        with torch.no_grad():
+            expected = model(ids, mask)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        assert len(got) == len(expected)
+        torch.testing.assert_close(torch.from_numpy(got[0]), expected[0], rtol=1e-4, atol=1e-4)
+        if crf:  # the Viterbi path, inside the exported graph
+            assert torch.equal(torch.from_numpy(got[1]), expected[1])
