@@ -115,6 +115,21 @@ def _chunk_decays(A, a_base, sal, MASK, m_base, sml, pos, L, HAS_DECAY: tl.const
 
 
 @triton.jit
+def _chunk_program(A, sab, sah, sal, MASK, smb, sml, H, L, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                   HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr):
+    """What a program of the grid (chunks, B·H) works on: its chunk n, row bh = (b, h), the positions ``pos`` (and
+    which are inside L and real), the key and value columns, and the chunk's log-decays."""
+    n = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    t = tl.arange(0, C)
+    pos = n * C + t
+    keep, a = _chunk_decays(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, L, HAS_DECAY, HAS_MASK)
+    return n, bh, b, h, t, tl.arange(0, BK), tl.arange(0, BV), pos, pos < L, keep, a
+
+
+@triton.jit
 def _range_sums(A, a_base, sal, MASK, m_base, sml, pos, a, L,
                 C: tl.constexpr, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr):
     """pre⁻, pre⁺, suf⁺, suf⁻ (C,) and the total of one chunk's log-decays ``a`` (at ``pos``), each a direct sum:
@@ -250,16 +265,8 @@ def _forward_kernel(
     ROWSUM: tl.constexpr, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr,
     S_IN_INPUT_DTYPE: tl.constexpr, PRECISION: tl.constexpr, STATE_PRECISION: tl.constexpr,
 ):
-    n = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    t = tl.arange(0, C)
-    dk = tl.arange(0, BK)
-    dv = tl.arange(0, BV)
-    pos = n * C + t
-    inside = pos < L
-    keep, a = _chunk_decays(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, L, HAS_DECAY, HAS_MASK)
+    n, bh, b, h, t, dk, dv, pos, inside, keep, a = _chunk_program(A, sab, sah, sal, MASK, smb, sml, H, L, C, BK, BV,
+                                                                   HAS_DECAY, HAS_MASK)
     out_ptrs = OUT + b * sob + h * soh + pos[:, None] * sol + dv[None, :] * sod
     out_mask = inside[:, None] & (dv[None, :] < DV)
     den_ptrs = DEN + bh.to(tl.int64) * L + pos
@@ -317,16 +324,8 @@ def _backward_kernel(
     ROWSUM: tl.constexpr, NEED_DA: tl.constexpr, HAS_DECAY: tl.constexpr, HAS_MASK: tl.constexpr,
     S_IN_INPUT_DTYPE: tl.constexpr, PRECISION: tl.constexpr, STATE_PRECISION: tl.constexpr,
 ):
-    n = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    t = tl.arange(0, C)
-    dk = tl.arange(0, BK)
-    dv = tl.arange(0, BV)
-    pos = n * C + t
-    inside = pos < L
-    keep, a = _chunk_decays(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, L, HAS_DECAY, HAS_MASK)
+    n, bh, b, h, t, dk, dv, pos, inside, keep, a = _chunk_program(A, sab, sah, sal, MASK, smb, sml, H, L, C, BK, BV,
+                                                                   HAS_DECAY, HAS_MASK)
     q_ptrs = DQ + b * gqb + h * gqh + pos[:, None] * gql + dk[None, :] * gqd
     k_ptrs = DK_ + b * gkb + h * gkh + pos[:, None] * gkl + dk[None, :] * gkd
     v_ptrs = DV_ + b * gvb + h * gvh + pos[:, None] * gvl + dv[None, :] * gvd

@@ -63,6 +63,12 @@ def hf_kernels_installed() -> bool:
     return True
 
 
+def skip_unless_hf_kernels(case: str) -> None:
+    """The "installed" case needs Hugging Face's ``kernels`` (transformers 5.18-5.24 do not depend on it)."""
+    if case == "installed" and not hf_kernels_installed():
+        pytest.skip("Hugging Face's `kernels` is not installed here (transformers < 5.25 does not need it)")
+
+
 # What the child prints: for each generic name, where it resolves ("-" for nowhere) and whether that is inside
 # this repository; then whether transformers sees a usable ``kernels`` package.
 PROBE = '''
@@ -82,8 +88,7 @@ def test_import_from_a_neutral_folder_registers_models_and_hides_generic_names(t
     """From any folder but the repository, ``bizoo`` imports, registers its models with the Auto classes, and none of
     the generic folder names (kernels, modeling, ...) resolves to a folder of this repository: they exist only as
     ``bizoo.*``. Hugging Face's own ``kernels`` package (a transformers dependency) may resolve, outside the repo."""
-    if hf_kernels == "installed" and not hf_kernels_installed():
-        pytest.skip("Hugging Face's `kernels` is not installed here (transformers < 5.25 does not need it)")
+    skip_unless_hf_kernels(hf_kernels)
     code = (HIDE_HF_KERNELS if hf_kernels == "hidden" else "") + (
         "import bizoo\n"
         "from transformers import AutoConfig\n"
@@ -105,8 +110,7 @@ def test_import_from_a_neutral_folder_registers_models_and_hides_generic_names(t
 def test_transformers_imports_from_the_repository_root(hf_kernels):
     """From the repository root our ``kernels`` folder sits first on sys.path; transformers probes for Hugging Face's
     ``kernels`` package and must neither take our folder for it nor fail, with or without the real one installed."""
-    if hf_kernels == "installed" and not hf_kernels_installed():
-        pytest.skip("Hugging Face's `kernels` is not installed here (transformers < 5.25 does not need it)")
+    skip_unless_hf_kernels(hf_kernels)
     code = (HIDE_HF_KERNELS if hf_kernels == "hidden" else "") + (
         "import importlib.util, os, sys\n"
         "import transformers.activations\n"
