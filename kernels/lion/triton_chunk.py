@@ -356,14 +356,11 @@ def _backward_kernel(
         dden = tl.zeros((C,), dtype=tl.float32)
         d_o = dy.to(v.dtype)
 
-    # Inside the chunk: one score tile for dq, dk and dv.
+    # Inside the chunk: one score tile for dq, dk and dv. Ordered so that few C×C tiles are alive at once (the
+    # decay gradient's sums first, then each tile's last use): the kernel is register-bound.
     decay = _decay_matrix(a, C)  # (C, C) M_ij
     p = tl.dot(q, tl.trans(k), input_precision=PRECISION) * decay  # A_ij
     dp = tl.dot(d_o, tl.trans(v), input_precision=PRECISION) + dden[:, None]  # dA_ij
-    ds = dp * decay
-    dq = tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)  # (C, BK)
-    dkey = tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PRECISION)  # (C, BK)
-    dval = tl.dot(tl.trans(p).to(d_o.dtype), d_o, input_precision=PRECISION)  # (C, BV)
     if NEED_DA:
         w = dp * p
         row = t[:, None]
@@ -372,6 +369,10 @@ def _backward_kernel(
         w_up = tl.where(col > row, w, 0.0)
         rho = tl.sum(w_low, axis=1) - tl.sum(w_low, axis=0)
         sigma = tl.sum(w_up, axis=0) - tl.sum(w_up, axis=1)
+    ds = dp * decay
+    dval = tl.dot(tl.trans(p).to(d_o.dtype), d_o, input_precision=PRECISION)  # (C, BV)
+    dq = tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)  # (C, BK)
+    dkey = tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PRECISION)  # (C, BK)
 
     # From the other chunks: the forward states (for dq) and the gradient states (for dk and dv).
     pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, a, L,
