@@ -79,9 +79,10 @@ class BiLstmWeights(nn.Module):
 
 
 def run_bilstm(lstm: BiLstmWeights, x: torch.Tensor, mask: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    r"""A one-layer bidirectional LSTM (``BiLstmWeights`` or ``nn.LSTM``: the parameters) run by the ``bilstm`` op on ``backend`` over the real
-    positions of each row, whatever the padding (right, left, holes): the forward direction starts at the first real
-    token, the backward one at the last, with torch's gate order and bias b_ih + b_hh.
+    r"""A one-layer bidirectional LSTM (``BiLstmWeights`` or ``nn.LSTM``: the parameters) run by the ``bilstm`` op
+    on ``backend`` over the real positions of each row, whatever the padding (right, left, holes): the forward
+    direction starts at the first real token, the backward one at the last, with torch's gate order and bias
+    b_ih + b_hh.
 
     Shape: x (B, L, I), mask (B, L) -> (B, L, 2H) = [forward | backward], zeros at padding.
     """

@@ -28,7 +28,8 @@ dq needs the forward states again; dk and dv need the gradient states, one scan 
 
     R_n^→ = e^{T_{n-1}} R_{n-1}^→ + Σ_{i∈n-1} e^{suf⁻_i} q_i [dO_i, dden_i]ᵀ     (queries before chunk n)
     R_n^← = e^{T_{n+1}} R_{n+1}^← + Σ_{i∈n+1} e^{pre⁻_i} q_i [dO_i, dden_i]ᵀ     (queries after chunk n)
-    dk_j += e^{pre⁺_j} R_n^→ [v_j, 1] + e^{suf⁺_j} R_n^← [v_j, 1],   dv_j += e^{pre⁺_j} R_n^→ᵀ k_j + e^{suf⁺_j} R_n^←ᵀ k_j.
+    dk_j += e^{pre⁺_j} R_n^→ [v_j, 1] + e^{suf⁺_j} R_n^← [v_j, 1],
+    dv_j += e^{pre⁺_j} R_n^→ᵀ k_j + e^{suf⁺_j} R_n^←ᵀ k_j.
 
 The decay gradient: with W_ij = dA_ij A_ij, split into its causal part (i > j) and anti-causal part (i < j),
 
@@ -45,9 +46,9 @@ first) and writes da in the dtype of log λ, 0 at padding and below the floor.
 
 Precision. Every exponent is a direct sum of the decays it spans: the C×C matrix D by masked cumulative sums along
 a row (one reversed for the lower triangle), the vectors by scans of a (the exclusive ones of a read one position
-over), and chunk totals; across chunks the decays are carried as factors e^{T}. Nothing large is subtracted: in fp32 a prefix sum that has passed one
-strong decay (log λ = -1e4) has lost every digit of the weak decays after it, so no exponent here is a difference
-of prefix sums. Sums of same-sign terms round to C·eps of themselves.
+over), and chunk totals; across chunks the decays are carried as factors e^{T}. Nothing large is subtracted: in fp32
+a prefix sum that has passed one strong decay (log λ = -1e4) has lost every digit of the weak decays after it, so no
+exponent here is a difference of prefix sums. Sums of same-sign terms round to C·eps of themselves.
 
 Padding: the mask is read in the kernels; padded positions read as k = v = 0 and a = 0 (masked loads: whatever they
 hold, even NaN, is never read), their outputs and gradients are written as 0, and a chunk with no real token is
@@ -553,7 +554,8 @@ def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_siz
     _backward_kernel[(N, B * H)](
         q, *_strides4(q), k, *_strides4(k), v, *_strides4(v), dy, *_strides4(dy), y, *_strides4(y),
         den if normalize else q, *a_args, *m_args, states, z if normalize else states, grad_states, grad_z,
-        dq, *_strides4(dq), dk, *_strides4(dk), dv, *_strides4(dv), da_part if need_da else q, da_total if need_da else q,
+        dq, *_strides4(dq), dk, *_strides4(dk), dv, *_strides4(dv),
+        da_part if need_da else q, da_total if need_da else q,
         BK=BK_FULL, BV=BV, ROWSUM=normalize, NEED_DA=need_da, **meta, **flags,
     )
     if not need_da:

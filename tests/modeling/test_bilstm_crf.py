@@ -106,7 +106,9 @@ def test_encoder_equals_torch_packed_lstms_with_its_own_weights():
         words = pack_padded_sequence(
             encoder.embed(chars[real]), char_lengths[real], batch_first=True, enforce_sorted=False
         )
-        _, (h_n, _) = as_nn_lstm(encoder.lstm)(words)  # (2, N, S): forward after the last character, backward after the first
+        # (2, N, S): forward after the last character, backward after the first
+        # h_n (2, N, S): forward after the last character, backward after the first
+        _, (h_n, _) = as_nn_lstm(encoder.lstm)(words)
         char_features = torch.zeros(3, 6, 2 * h_n.shape[-1])
         char_features[real] = torch.cat([h_n[0], h_n[1]], dim=-1)
         hidden = torch.cat([model.embeddings.word_embeddings(ids), char_features], dim=-1)  # (3, 6, E + F)
