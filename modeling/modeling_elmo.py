@@ -603,7 +603,7 @@ class ElmoModel(ElmoPreTrainedModel):
 
         keep = mask.bool()  # (B, L)
         if torch.compiler.is_compiling():  # every word, padding zeroed after: shapes that do not depend on data
-            token_layer = self.char_encoder(char_ids.flatten(0, 1)).view(batch, length, -1)  # (B, L, P)
+            token_layer = self.char_encoder(char_ids.flatten(0, 1)).reshape(batch, length, -1)  # (B, L, P)
             token_layer = torch.where(keep[:, :, None], token_layer, torch.zeros_like(token_layer))
         else:
             tokens = self.char_encoder(char_ids[keep])  # (N, P): the real words only

@@ -278,6 +278,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="LION lion_form (default: %(default)s; chunk where 'auto' is not available yet)")
     p.add_argument("--intermediate", type=int, default=None, help="feed-forward size (default: 4 × hidden)")
 
+    p = sub.add_parser("models", help="every model's masked-LM training tokens/s, eager vs torch.compile, vs BERT",
+                       description=__doc__, formatter_class=fmt)
+    _device_arguments(p)
+    p.add_argument("--models", nargs="+", choices=list(BENCH_MODELS), default=list(BENCH_MODELS), metavar="MODEL",
+                   help=f"from {', '.join(BENCH_MODELS)} (default: all; bert-sdpa first, the baseline)")
+    p.add_argument("--length", type=int, default=512, help="sequence length L (default: %(default)s)")
+    p.add_argument("--tokens-per-step", type=int, default=16384, help="B·L per step (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=12, help="layers (default: %(default)s)")
+    p.add_argument("--hidden", type=int, default=768, help="hidden size (default: %(default)s, BERT-base)")
+    p.add_argument("--heads", type=int, default=12, help="attention heads of BERT and LION (default: %(default)s)")
+    p.add_argument("--vocab-size", type=int, default=30522, help="vocabulary (default: %(default)s, BERT's)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 on cuda, 2 on cpu)")
+    p.add_argument("--compile-backend", default=None,
+                   help="torch.compile backend (default: inductor on cuda, aot_eager on cpu)")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on cuda")
+
     p = sub.add_parser("lion-forms", help="max difference of the rnn and chunk forms from the attention form",
                        description=__doc__, formatter_class=fmt)
     p.add_argument("--lengths", type=int, nargs="+", default=[1024], help="sequence lengths L (default: %(default)s)")
@@ -1332,8 +1348,11 @@ def _bert_builder(args, layers: int, intermediate: int):
 
 
 def _train_steps(build, length: int, batch: int, vocab_size: int, device: str, steps: int, warmup: int,
-                 amp: bool) -> dict:
-    """Build the model (``build(length)``) and time optimizer steps; everything it allocates dies with this frame."""
+                 amp: bool, extra_inputs=None, wrap=None, sync_check: bool = False) -> dict:
+    """Build the model (``build(length)``) and time optimizer steps; everything it allocates dies with this frame.
+    ``extra_inputs(ids)``: more keyword inputs (a word+character model's char_ids); ``wrap(model)``: what runs the
+    steps (``torch.compile``); ``sync_check``: after the timed steps, one more under
+    ``torch.cuda.set_sync_debug_mode("error")`` (CUDA only), its outcome as ``host_sync``: "ok" or the error."""
     import torch
 
     cuda = device == "cuda"
@@ -1346,12 +1365,14 @@ def _train_steps(build, length: int, batch: int, vocab_size: int, device: str, s
     chosen = torch.rand(batch, length, generator=g) < 0.15
     chosen[:, 0] = True  # at least one label per row
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))  # (B, L): 15% of the positions
-    ids, labels = ids.to(device), labels.to(device)
+    inputs = {"input_ids": ids, "labels": labels, **(extra_inputs(ids) if extra_inputs else {})}
+    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
+    runner = wrap(model) if wrap else model
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=amp):
-            loss = model(input_ids=ids, labels=labels).loss
+            loss = runner(**inputs).loss
         loss.backward()
         optimizer.step()
 
@@ -1371,6 +1392,15 @@ def _train_steps(build, length: int, batch: int, vocab_size: int, device: str, s
     result = {"status": "ok", "parameters": params, "step_ms": median * 1e3, "tokens_per_s": batch * length / median}
     if cuda:
         result["peak_mib"] = torch.cuda.max_memory_allocated() / MiB
+    if sync_check and cuda:
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            step()
+            result["host_sync"] = "ok"
+        except RuntimeError as err:
+            result["host_sync"] = f"failed: {_short(err, 100)}"
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
     return result
 
 
@@ -2356,11 +2386,117 @@ def run_lstm(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# bench models: every model, eager against torch.compile
+# ----------------------------------------------------------------------------------------------------------------
+
+# bench models: name -> (model type, config overrides); "bert-sdpa" is transformers' BertForMaskedLM (the baseline).
+BENCH_MODELS = {
+    "bert-sdpa": ("bert", {}),
+    "lion-d": ("lion", {"lion_variant": "d"}),
+    "lion-s": ("lion", {"lion_variant": "s"}),
+    "bigs": ("bigs", {}),
+    "bilstm-crf": ("bilstm_crf", {}),
+    "elmo": ("elmo", {}),
+}
+
+
+def _bench_model_builder(name: str, args):
+    """length -> the masked-LM model ``name`` at the sizes the arguments give, and its extra inputs (char_ids for
+    the word+character models: a fixed function of each word id, 8 characters per word)."""
+    import torch
+
+    model_type, overrides = BENCH_MODELS[name]
+    common = dict(hidden_size=args.hidden, num_hidden_layers=args.layers, vocab_size=args.vocab_size)
+
+    def build(length: int):
+        from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
+
+        from .. import get_spec
+
+        if model_type == "bert":
+            return BertForMaskedLM(BertConfig(**common, num_attention_heads=args.heads, intermediate_size=4 * args.hidden,
+                                              max_position_embeddings=length, attn_implementation="sdpa"))
+        spec = get_spec(model_type)
+        fields = spec.config_class().to_dict()
+        sizes = {k: v for k, v in common.items() if k in fields}
+        if "num_attention_heads" in fields:
+            sizes["num_attention_heads"] = args.heads
+        if "intermediate_size" in fields:
+            sizes["intermediate_size"] = 4 * args.hidden
+        if "max_position_embeddings" in fields:
+            sizes["max_position_embeddings"] = length
+        return AutoModelForMaskedLM.from_config(spec.config_class(**sizes, **overrides))
+
+    chars = None
+    if model_type in ("bilstm_crf", "elmo"):
+        table = torch.randint(5, 60, (args.vocab_size, 8), generator=torch.Generator().manual_seed(0))
+
+        def chars(ids):
+            return {"char_ids": table[ids]}  # (B, L, 8)
+
+    return build, chars
+
+
+def run_models(args) -> int:
+    """Masked-LM training tokens/s of every model (``--models``) eager and under ``torch.compile(fullgraph=True)``,
+    BERT (SDPA) of the same size the baseline; on CUDA also whether a compiled step runs without a host
+    synchronisation (``torch.cuda.set_sync_debug_mode("error")``)."""
+    import torch
+
+    device = _resolve_device(args)
+    _check_positive(length=args.length, tokens_per_step=args.tokens_per_step, steps=args.steps, layers=args.layers,
+                    hidden=args.hidden, heads=args.heads, vocab_size=args.vocab_size)
+    if args.hidden % args.heads:
+        raise ValueError(f"--hidden ({args.hidden}) must be a multiple of --heads ({args.heads})")
+    cuda = device == "cuda"
+    steps = args.steps or (10 if cuda else 2)
+    warmup = 3 if cuda else 1  # the first compiled step compiles
+    amp = cuda and not args.no_amp
+    batch = batch_for(args.length, args.tokens_per_step)
+    backend = args.compile_backend or ("inductor" if cuda else "aot_eager")
+    print(f"masked-LM training tokens/s, eager vs torch.compile(fullgraph=True, backend={backend!r}); "
+          f"{machine_name(device)}; {'bf16 autocast' if amp else 'fp32'}; {args.layers} layers x {args.hidden}, "
+          f"{args.heads} heads, vocabulary {args.vocab_size}; B = {batch}, L = {args.length}; median of {steps} "
+          f"steps after {warmup}")
+    head = f"{'model':<11} {'eager tok/s':>12} {'compiled tok/s':>15} {'compiled/eager':>15} {'eager/bert':>11}  sync"
+    print(head + "\n" + "-" * len(head))
+    rows = []
+    bert = None
+    for name in args.models:
+        build, chars = _bench_model_builder(name, args)
+        row = {"model": name, "length": args.length, "batch": batch}
+        try:
+            eager = _train_steps(build, args.length, batch, args.vocab_size, device, steps, warmup, amp, chars)
+            torch._dynamo.reset()
+            compiled = _train_steps(build, args.length, batch, args.vocab_size, device, steps, warmup, amp, chars,
+                                    wrap=lambda m: torch.compile(m, fullgraph=True, backend=backend),
+                                    sync_check=True)
+            row.update(status="ok", eager=eager, compiled=compiled,
+                       speedup=compiled["tokens_per_s"] / eager["tokens_per_s"])
+            if name == "bert-sdpa":
+                bert = eager["tokens_per_s"]
+            if bert:
+                row["eager_vs_bert"] = eager["tokens_per_s"] / bert
+            vs = f"{row['eager_vs_bert']:>10.2f}x" if bert else f"{'-':>11}"
+            print(f"{name:<11} {eager['tokens_per_s']:>12,.0f} {compiled['tokens_per_s']:>15,.0f} "
+                  f"{row['speedup']:>14.2f}x {vs}  {compiled.get('host_sync', '-')}", flush=True)
+        except Exception as err:  # noqa: BLE001 - a row with the reason, then the next model
+            row["status"] = f"failed: {_short(err)}"
+            print(f"{name:<11} {row['status']}", flush=True)
+        rows.append(row)
+        if cuda:
+            _release_cuda_memory()
+    _write_json(args.json, {"op": "models", "machine": machine_name(device), "device": device, "backend": backend,
+                            "rows": rows})
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The command
 # ----------------------------------------------------------------------------------------------------------------
 
 RUNNERS = {"lion": run_lion, "lion-crossover": run_crossover, "lion-model": run_model, "lion-forms": run_forms,
-           "crf": run_crf, "lstm": run_lstm, "bigs": run_bigs, "bigs-model": run_bigs_model}
+           "crf": run_crf, "lstm": run_lstm, "bigs": run_bigs, "bigs-model": run_bigs_model, "models": run_models}
 
 
 def check_common_arguments(args: argparse.Namespace) -> None:

@@ -147,8 +147,10 @@ def input_gates(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Tensor | N
     four_h = weight_ih.shape[1]
     if x.dim() == 3:  # one matrix product for both directions
         w = weight_ih.reshape(2 * four_h, -1)  # (8H, I)
-        return F.linear(x, w, None if bias is None else bias.reshape(-1)).view(B, L, 2, four_h)
-    a = torch.einsum("bldi,dgi->bldg", x, weight_ih)  # (B, L, 2, 4H)
+        return F.linear(x, w, None if bias is None else bias.reshape(-1)).reshape(B, L, 2, four_h)
+    # one product per direction (an einsum here failed in torch.compile's backward under dropout: a view of strides
+    # the decomposition did not expect)
+    a = torch.stack([F.linear(x[:, :, d], weight_ih[d]) for d in range(2)], dim=2)  # (B, L, 2, 4H)
     return a if bias is None else a + bias
 
 

@@ -179,3 +179,25 @@ def test_onnx_export_with_dynamic_batch_and_length_matches_onnxruntime(case, hea
         torch.testing.assert_close(torch.from_numpy(got[0]), expected[0], rtol=1e-4, atol=1e-4)
         if crf:  # the Viterbi path, inside the exported graph
             assert torch.equal(torch.from_numpy(got[1]), expected[1])
+
+
+@pytest.mark.parametrize("case", sorted({c for c, _ in (p.values for p in _cases())}),
+                         ids=lambda c: f"{c[0]}-{c[1]}")
+def test_compiled_training_step_with_dropout(case, make_config, make_inputs):
+    """A masked-LM training step through the compiled model with dropout on (the tests above run in eval mode):
+    forward and backward run, with a finite loss and finite gradients."""
+    torch.manual_seed(0)
+    config = make_config(case)
+    if hasattr(config, "hidden_dropout_prob"):
+        config.hidden_dropout_prob = 0.1
+    model = AutoModelForMaskedLM.from_config(config).train()
+    ids = torch.randint(5, 120, (3, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[1, 9:] = 0
+    inputs = make_inputs(case, ids, mask, labels=ids.masked_fill(mask == 0, -100))
+    torch._dynamo.reset()
+    loss = torch.compile(model, backend="aot_eager", fullgraph=True)(**inputs).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

@@ -280,6 +280,26 @@ def test_bench_lion_crossover_without_triton_records_why(tmp_path, monkeypatch, 
     assert "TRITON_CHUNK_MIN_LENGTH (triton on cpu): measured not measured" in capsys.readouterr().out
 
 
+def test_bench_models_eager_and_compiled_every_model(tmp_path, capsys):
+    """bench models on a CPU (torch.compile with aot_eager): every model trains eager and compiled, with a ratio to
+    eager and, after BERT's row, to BERT; the word+character models get char_ids."""
+    out = tmp_path / "models.json"
+    code = bench.main(
+        ["models", "--device", "cpu", "--layers", "1", "--hidden", "32", "--heads", "2", "--vocab-size", "200",
+         "--length", "16", "--tokens-per-step", "32", "--steps", "1", "--json", str(out)]
+    )
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert [r["model"] for r in record["rows"]] == list(bench.BENCH_MODELS)
+    for r in record["rows"]:
+        assert r["status"] == "ok", r
+        assert r["eager"]["tokens_per_s"] > 0 and r["compiled"]["tokens_per_s"] > 0
+        assert r["speedup"] == pytest.approx(r["compiled"]["tokens_per_s"] / r["eager"]["tokens_per_s"])
+        assert r["eager_vs_bert"] > 0
+    assert record["backend"] == "aot_eager"
+    assert "compiled/eager" in capsys.readouterr().out
+
+
 def test_bench_lion_model_tiny(tmp_path, capsys):
     out = tmp_path / "model.json"
     code = bench.main(
