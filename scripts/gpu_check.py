@@ -44,9 +44,9 @@ minutes):
   under `torch.cuda.set_sync_debug_mode("error")`: ok / failed); with BIZOO_TRITON_AUTOTUNE=0 unless set (a
   configuration changes no launch). OUT_DIR/lion_launches.{txt,json} and the chrome trace of one forward and one
   forward+backward of each, OUT_DIR/lion_trace.json;
-- [compile-models] (`--steps compile`) training tokens/s of LION-D, BiGS and BERT (SDPA) of BERT-base width (4
-  layers), bf16, L = 512: eager against torch.compile(fullgraph=True), and whether a compiled training step runs under
-  `torch.cuda.set_sync_debug_mode("error")` (OUT_DIR/compile_models.{txt,json});
+- [compile-models] (`--steps compile`) `bizoo bench models --layers 4`: every model's training tokens/s at BERT-base
+  width, bf16, L = 512, eager against torch.compile(fullgraph=True), BERT (SDPA) the baseline, and whether a compiled
+  training step runs under `torch.cuda.set_sync_debug_mode("error")` (OUT_DIR/compile_models.{txt,json});
 - [lion-states] the accuracy of the Triton chunk form with bf16 chunk states against fp32 ones
   (`lion_attention_triton(..., fp32_states=False / True)`), bf16 inputs, B·L = 32768, H = 12, D = 64, chunk 64,
   L = 512, 4096, 16384, decays s (log λ = -0.1·U(0, 1)) and lit: max|x - ref| / max|ref| of the output and of the
@@ -255,6 +255,9 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
              "tests/kernels/test_lion_triton.py", "tests/kernels/test_lstm_triton.py",
              "tests/kernels/test_crf_triton.py", "tests/modeling/test_lion.py"]
     bigs = [*bench, "bigs", "--json", str(out / "bench_bigs.json"), "--plot", str(out / "bench_bigs.png")]
+    # 4 layers of BERT-base width: inductor compiles each model in about a minute
+    models = [*bench, "models", "--layers", "4", "--json", str(out / "compile_models.json"),
+              *(["--tokens-per-step", "8192", "--steps", "4"] if quick else [])]
     bigs_model = [*bench, "bigs-model", "--json", str(out / "bench_bigs_model.json")]
     lion_tests = [py, "-m", "pytest", "-q", "-rfE", "--tb=short", *LION_TESTS, "-p", "no:cacheprovider",
                   "--junitxml", str(out / "lion_tests.xml")]
@@ -329,9 +332,8 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
          "command": model, "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 60,
          "tail": BENCH_MAX_LINES},
         # torch.compile on the GPU (run with --steps compile): inductor compiles each model once, ~1 minute each.
-        {"name": "eager vs torch.compile training steps, and host syncs", "step": "compile-models",
-         "key": "compile_models", "needs_cuda": True, "command": _part_command("compile_models", out, quick),
-         "shown": f"compile_models({str(out)!r}) of {__name__}", "log": out / "compile_models.txt",
+        {"name": "bench models: eager vs torch.compile training steps, and host syncs", "step": "compile-models",
+         "key": "compile_models", "needs_cuda": True, "command": models, "log": out / "compile_models.txt",
          "timeout": 300 if quick else 480, "tail": BENCH_MAX_LINES},
         {"name": "bench crf", "step": "bench-crf", "key": "bench_crf", "needs_cuda": True, "command": crf,
          "log": out / "bench_crf.txt", "timeout": 25, "needs": "torchcrf", "tail": BENCH_MAX_LINES},
@@ -354,96 +356,6 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
 def _short(err: BaseException, limit: int = 200) -> str:
     lines = str(err).strip().splitlines()
     return f"{type(err).__name__}: {lines[0][:limit] if lines else ''}"
-
-
-def compile_models(out_dir: str, quick: bool = False) -> int:
-    """Step compile-models: training tokens/s of LION-D, BiGS and BERT (SDPA) masked-LM models of BERT-base width
-    (hidden 768, 12 heads, feed-forward 3072, vocabulary 30522; 4 layers, so that inductor compiles each in about a
-    minute), bf16 autocast, B·L = 16384 tokens at L = 512 (``quick``: 8192), 15 % of the positions labelled, AdamW:
-    eager against ``torch.compile(model, fullgraph=True)`` (inductor), the median of 10 timed steps (``quick``: 4)
-    after 3 warm-up steps (the first compiles); and one compiled training step under
-    ``torch.cuda.set_sync_debug_mode("error")``: "ok" or the synchronising call. A table, and
-    OUT_DIR/compile_models.json."""
-    import statistics
-
-    import torch
-    from transformers import BertConfig, BertForMaskedLM
-
-    from ..configuration.configuration_bigs import BiGSConfig
-    from ..configuration.configuration_lion import LionConfig
-    from ..modeling.modeling_bigs import BiGSForMaskedLM
-    from ..modeling.modeling_lion import LionForMaskedLM
-
-    if not torch.cuda.is_available():
-        print("compile-models: no CUDA device")
-        return 1
-    out = Path(out_dir)
-    L, tokens, steps = 512, 8192 if quick else 16384, 4 if quick else 10
-    B = tokens // L
-    size = dict(hidden_size=768, num_hidden_layers=4, intermediate_size=3072, vocab_size=30522,
-                max_position_embeddings=L)
-    builders = {
-        "bert-sdpa": lambda: BertForMaskedLM(BertConfig(**size, num_attention_heads=12, attn_implementation="sdpa")),
-        "lion-d": lambda: LionForMaskedLM(LionConfig(**size, num_attention_heads=12, lion_variant="d")),
-        "bigs": lambda: BiGSForMaskedLM(BiGSConfig(**size)),
-    }
-    g = torch.Generator(device="cuda").manual_seed(0)
-    ids = torch.randint(5, 30000, (B, L), device="cuda", generator=g)
-    mask = torch.ones(B, L, dtype=torch.long, device="cuda")
-    labels = ids.masked_fill(torch.rand(B, L, device="cuda", generator=g) > 0.15, -100)
-    record = {"L": L, "B": B, "size": size, "steps": steps, "rows": []}
-    print(f"training tokens/s, masked LM, bf16 autocast, B = {B}, L = {L}, {size}; median of {steps} steps")
-    head = f"{'model':<10} {'eager tok/s':>12} {'compiled tok/s':>15} {'compiled/eager':>15}  host sync (compiled)"
-    print(head + "\n" + "-" * len(head))
-    for name, build in builders.items():
-        row = {"model": name}
-        try:
-            model = build().cuda().train()
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
-
-            def step(fn):
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss = fn(input_ids=ids, attention_mask=mask, labels=labels).loss
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-
-            def rate(fn):
-                for _ in range(3):
-                    step(fn)
-                times = []
-                for _ in range(steps):
-                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    start.record()
-                    step(fn)
-                    end.record()
-                    end.synchronize()
-                    times.append(start.elapsed_time(end) / 1e3)
-                return B * L / statistics.median(times)
-
-            row["eager_tokens_per_s"] = rate(model)
-            compiled = torch.compile(model, fullgraph=True)
-            row["compiled_tokens_per_s"] = rate(compiled)
-            row["speedup"] = row["compiled_tokens_per_s"] / row["eager_tokens_per_s"]
-            torch.cuda.synchronize()
-            torch.cuda.set_sync_debug_mode("error")
-            try:
-                step(compiled)
-                row["host_sync"] = "ok"
-            except RuntimeError as err:
-                row["host_sync"] = f"failed: {_short(err)}"
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-            row["status"] = "ok"
-            print(f"{name:<10} {row['eager_tokens_per_s']:>12,.0f} {row['compiled_tokens_per_s']:>15,.0f} "
-                  f"{row['speedup']:>14.2f}x  {row['host_sync']}", flush=True)
-        except Exception as err:  # noqa: BLE001 - a row with the reason, then the next model
-            row["status"] = f"failed: {_short(err)}"
-            print(f"{name:<10} {row['status']}", flush=True)
-        record["rows"].append(row)
-        (out / "compile_models.json").write_text(json.dumps(record, indent=1) + "\n")
-        torch.cuda.empty_cache()
-    return 0
 
 
 def lion_inputs(B: int, H: int, L: int, D: int, decay: str, device, seed: int = 0):
