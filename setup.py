@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "__init__.py").read_text(), re.M).group(1)
 
 # Every folder that holds Python code, as a dotted name under ``bizoo``. ``bizoo.kernels`` has no
-# ``__init__.py`` on purpose (see DESIGN.md): it is an implicit namespace package inside ``bizoo``.
+# ``__init__.py`` on purpose (see ARCHITECTURE.md §1): it is an implicit namespace package inside ``bizoo``.
 PACKAGES = [
     "bizoo",
     "bizoo.configuration",

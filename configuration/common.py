@@ -1,4 +1,4 @@
-"""What every bizoo configuration shares: the head options (DESIGN.md §5), the kernel backend, and field checks.
+"""What every bizoo configuration shares: the head options (ARCHITECTURE.md §5), the kernel backend, and field checks.
 
 Every model config derives from ``BizooConfig``. Field checks raise ``ValueError`` naming the config class, the
 field, the value given and what is allowed; they run when a config is built and again when a model is built from

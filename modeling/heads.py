@@ -1,4 +1,4 @@
-r"""Heads shared by every bizoo model (DESIGN.md §5): masked LM, sequence classification, token classification.
+r"""Heads shared by every bizoo model (ARCHITECTURE.md §5): masked LM, sequence classification, token classification.
 
 An encoder gives hidden states h ∈ R^{B×L×d} and an attention mask; a head turns them into logits and a loss.
 

@@ -316,7 +316,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "all; on cpu: reference, scan, auto); pytorch-crf is always timed")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per case (default: 10 on cuda, 3 on cpu)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 3 on cuda, 1 on cpu)")
-    p.set_defaults(dtype="float32")  # CRF parameters and scores are fp32 (DESIGN.md §3): no --dtype
+    p.set_defaults(dtype="float32")  # CRF parameters and scores are fp32 (ARCHITECTURE.md §3): no --dtype
 
     p = sub.add_parser("lstm", help="the bidirectional LSTM op vs torch.nn.LSTM (cuDNN), and ELMo's LSTMP vs the loop",
                        description=__doc__, formatter_class=fmt)
@@ -778,7 +778,7 @@ def _child(case_json: str) -> None:
 
 
 # The child imports the kernels without running the package's __init__ (which imports transformers and registers
-# the models, seconds per process): the kernels import only torch and triton (DESIGN.md §1, layering), so each case
+# the models, seconds per process): the kernels import only torch and triton (ARCHITECTURE.md §1, layering), so each case
 # starts in the time torch takes to import.
 _CHILD_CODE = (
     "import sys, types\n"

@@ -1,4 +1,4 @@
-"""The Hugging Face contract (DESIGN.md §3), checked on every registered model type and variant.
+"""The Hugging Face contract (ARCHITECTURE.md §3), checked on every registered model type and variant.
 
 A model joins this suite by being registered (``bizoo.MODEL_SPECS``): every test taking ``model_case`` runs once
 per (model_type, variant), on the registered tiny configuration, on the CPU.

@@ -1,4 +1,4 @@
-"""The repository root is the package ``bizoo`` (DESIGN.md §1): what that promises, checked from the outside."""
+"""The repository root is the package ``bizoo`` (ARCHITECTURE.md §1): what that promises, checked from the outside."""
 
 import ast
 import os
@@ -12,7 +12,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALLOWED_TOP_LEVEL = {
     "modeling", "configuration", "kernels", "scripts", "tests", "hub_cards", "setup.py", "README.md", ".ci",
-    "__init__.py", "pyproject.toml", ".gitignore", "LICENSE",
+    "__init__.py", "pyproject.toml", ".gitignore", "LICENSE", "ARCHITECTURE.md",
 }
 
 
@@ -207,3 +207,25 @@ def test_wheel_builds_installs_and_runs(tmp_path):
     )
     result = run_python(code, cwd=tmp_path, env_extra={"PYTHONPATH": str(target)})
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_design_references_point_at_the_projects_own_architecture_document():
+    """Code and docs refer to ARCHITECTURE.md (at the root) by its numbered sections, and to no design document
+    outside the repository."""
+    import re
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    sections = set(re.findall(r"^## (\d+)\.", (REPO_ROOT / "ARCHITECTURE.md").read_text(), re.M))
+    offenders, missing = [], []
+    for name in tracked.stdout.split():
+        path = REPO_ROOT / name
+        if path.suffix not in (".py", ".md", ".toml", ".cfg") or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if re.search(r"DESIGN(\.md)?\s*§|DESIGN\.md", text):
+            offenders.append(name)
+        missing += [f"{name}: §{n}" for n in re.findall(r"ARCHITECTURE\.md §(\d+)", text) if n not in sections]
+    assert offenders == [], f"these point at a design document the project does not contain: {offenders}"
+    assert missing == [], f"references to sections ARCHITECTURE.md does not have: {missing}"

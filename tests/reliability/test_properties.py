@@ -686,7 +686,7 @@ def test_model_backends_agree(model_case, make_config, make_inputs, data):
     for g, w in zip(got.hidden_states, want.hidden_states):
         assert torch.isfinite(g).all()
         # fp32 through two layers: the kernels' rounding (see close_fp32) passes through LayerNorms and the
-        # feed-forward layers, which keep it at the same relative size here; 1e-5 is the contract's bar (DESIGN §3)
+        # feed-forward layers, which keep it at the same relative size here; 1e-5 is the contract's bar (ARCHITECTURE.md §3)
         close_fp32(g, w, 1e-5)
     close_fp32(got.logits, want.logits, 1e-5)
     top2 = want.logits.topk(min(2, len(labels)), dim=-1).values
