@@ -23,6 +23,19 @@ def checks_read_values() -> bool:
     return not torch.compiler.is_compiling()
 
 
+def encode_real_words(encoder: nn.Module, char_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``encoder`` over the characters of the real words, zeros at padding: char_ids (..., C), keep (...) bool ->
+    (..., F). In eager mode only the real words are encoded (a gather); while torch.compile or torch.export trace,
+    every word is and the padding is zeroed after (the gather's size depends on the mask's values)."""
+    if torch.compiler.is_compiling():
+        out = encoder(char_ids.flatten(0, -2)).reshape(*keep.shape, -1)  # (..., F)
+        return torch.where(keep[..., None], out, torch.zeros_like(out))
+    words = encoder(char_ids[keep])  # (N, F): the real words only
+    out = words.new_zeros(*keep.shape, words.shape[-1])  # (..., F)
+    out[keep] = words
+    return out
+
+
 def check_kwargs(model_name: str, kwargs: dict, extra_ignored: tuple = ()) -> None:
     """Accept the keyword arguments the Trainer and pipelines may pass; reject anything else by name."""
     unknown = sorted(set(kwargs) - set(IGNORED_KWARGS) - set(extra_ignored))

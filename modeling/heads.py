@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 
+from ..kernels.dispatch import reads_values
 from .common import check_labels, checks_read_values
 
 
@@ -369,7 +370,7 @@ class CrfTokenClassificationHead(nn.Module):
             labels = labels.to(emissions.device)  # checked by check_task_labels before the encoder ran
             log_likelihood = crf_log_likelihood(emissions, mask, transitions, start, end, labels, backend=backend)
             # no host sync on a GPU, no graph break while compiling
-            if not log_likelihood.is_cuda and checks_read_values() and bool((log_likelihood == float("-inf")).any()):
+            if reads_values(log_likelihood) and bool((log_likelihood == float("-inf")).any()):
                 rows = (log_likelihood == float("-inf")).nonzero().flatten().tolist()
                 raise ValueError(
                     f"{model_name}: the labels of batch rows {rows} break the tag scheme "

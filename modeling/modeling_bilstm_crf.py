@@ -30,6 +30,7 @@ from .common import (
     check_ids_in_range,
     check_kwargs,
     check_token_type_ids_shape,
+    encode_real_words,
     resolve_inputs,
 )
 from .heads import (
@@ -156,16 +157,8 @@ class BiLstmCrfEmbeddings(nn.Module):
             inputs_embeds = self.word_embeddings(input_ids)  # (B, L, E)
         features = [inputs_embeds]
         if self.char_encoder is not None:
-            B, L, C = char_ids.shape
-            real = mask.bool().reshape(-1)  # (B·L,)
-            if torch.compiler.is_compiling():  # every word, padding zeroed after: shapes that do not depend on data
-                full = self.char_encoder(char_ids.reshape(B * L, C))  # (B·L, F)
-                full = torch.where(real[:, None], full, torch.zeros_like(full))
-            else:  # the real words only
-                chars = self.char_encoder(char_ids.reshape(B * L, C)[real])  # (N, F)
-                full = chars.new_zeros(B * L, chars.shape[-1])
-                full[real] = chars
-            features.append(full.view(B, L, -1).to(inputs_embeds.dtype))
+            words = encode_real_words(self.char_encoder, char_ids, mask.bool())  # (B, L, F)
+            features.append(words.to(inputs_embeds.dtype))
         return self.dropout(torch.cat(features, dim=-1))
 
 

@@ -43,6 +43,7 @@ from .common import (
     check_ids_in_range,
     check_kwargs,
     check_token_type_ids_shape,
+    encode_real_words,
 )
 from .heads import (
     MaskedLMHead,
@@ -602,13 +603,7 @@ class ElmoModel(ElmoPreTrainedModel):
             initial_states = self._check_states(name, initial_states, batch, device)
 
         keep = mask.bool()  # (B, L)
-        if torch.compiler.is_compiling():  # every word, padding zeroed after: shapes that do not depend on data
-            token_layer = self.char_encoder(char_ids.flatten(0, 1)).reshape(batch, length, -1)  # (B, L, P)
-            token_layer = torch.where(keep[:, :, None], token_layer, torch.zeros_like(token_layer))
-        else:
-            tokens = self.char_encoder(char_ids[keep])  # (N, P): the real words only
-            token_layer = tokens.new_zeros(batch, length, tokens.shape[-1])
-            token_layer[keep] = tokens  # (B, L, P)
+        token_layer = encode_real_words(self.char_encoder, char_ids, keep)  # (B, L, P)
 
         hidden = torch.cat([token_layer, token_layer], dim=-1)  # (B, L, 2P) layer 0 = [x | x]
         layers, final_h, final_c = [hidden], [], []

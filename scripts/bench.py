@@ -280,19 +280,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("models", help="every model's masked-LM training tokens/s, eager vs torch.compile, vs BERT",
                        description=__doc__, formatter_class=fmt)
-    _device_arguments(p)
+    _model_arguments(p, "each model", [512], layers=12, hidden=768, heads=12)
     p.add_argument("--models", nargs="+", choices=list(BENCH_MODELS), default=list(BENCH_MODELS), metavar="MODEL",
                    help=f"from {', '.join(BENCH_MODELS)} (default: all; bert-sdpa first, the baseline)")
-    p.add_argument("--length", type=int, default=512, help="sequence length L (default: %(default)s)")
-    p.add_argument("--tokens-per-step", type=int, default=16384, help="B·L per step (default: %(default)s)")
-    p.add_argument("--layers", type=int, default=12, help="layers (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=768, help="hidden size (default: %(default)s, BERT-base)")
-    p.add_argument("--heads", type=int, default=12, help="attention heads of BERT and LION (default: %(default)s)")
-    p.add_argument("--vocab-size", type=int, default=30522, help="vocabulary (default: %(default)s, BERT's)")
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 on cuda, 2 on cpu)")
     p.add_argument("--compile-backend", default=None,
                    help="torch.compile backend (default: inductor on cuda, aot_eager on cpu)")
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on cuda")
 
     p = sub.add_parser("lion-forms", help="max difference of the rnn and chunk forms from the attention form",
                        description=__doc__, formatter_class=fmt)
@@ -2401,30 +2393,26 @@ BENCH_MODELS = {
 
 
 def _bench_model_builder(name: str, args):
-    """length -> the masked-LM model ``name`` at the sizes the arguments give, and its extra inputs (char_ids for
-    the word+character models: a fixed function of each word id, 8 characters per word)."""
+    """length -> the masked-LM model ``name`` at the sizes the arguments give (BERT: ``_bert_builder``), and its extra
+    inputs (char_ids for the word+character models: a fixed function of each word id, 8 characters per word)."""
     import torch
 
     model_type, overrides = BENCH_MODELS[name]
-    common = dict(hidden_size=args.hidden, num_hidden_layers=args.layers, vocab_size=args.vocab_size)
+    if model_type == "bert":
+        return _bert_builder(args, args.layers, 4 * args.hidden), None
 
     def build(length: int):
-        from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
+        from transformers import AutoModelForMaskedLM
 
         from .. import get_spec
 
-        if model_type == "bert":
-            return BertForMaskedLM(BertConfig(**common, num_attention_heads=args.heads, intermediate_size=4 * args.hidden,
-                                              max_position_embeddings=length, attn_implementation="sdpa"))
         spec = get_spec(model_type)
         fields = spec.config_class().to_dict()
-        sizes = {k: v for k, v in common.items() if k in fields}
-        if "num_attention_heads" in fields:
-            sizes["num_attention_heads"] = args.heads
-        if "intermediate_size" in fields:
-            sizes["intermediate_size"] = 4 * args.hidden
-        if "max_position_embeddings" in fields:
-            sizes["max_position_embeddings"] = length
+        sizes = {"hidden_size": args.hidden, "num_hidden_layers": args.layers, "vocab_size": args.vocab_size,
+                 "num_attention_heads": args.heads, "intermediate_size": 4 * args.hidden,
+                 "max_position_embeddings": length, "kernel_backend": args.backend,
+                 "sparse_prediction": not args.dense_logits}
+        sizes = {key: value for key, value in sizes.items() if key in fields}  # the fields this model has
         return AutoModelForMaskedLM.from_config(spec.config_class(**sizes, **overrides))
 
     chars = None
@@ -2444,50 +2432,45 @@ def run_models(args) -> int:
     import torch
 
     device = _resolve_device(args)
-    _check_positive(length=args.length, tokens_per_step=args.tokens_per_step, steps=args.steps, layers=args.layers,
-                    hidden=args.hidden, heads=args.heads, vocab_size=args.vocab_size)
-    if args.hidden % args.heads:
-        raise ValueError(f"--hidden ({args.hidden}) must be a multiple of --heads ({args.heads})")
-    cuda = device == "cuda"
-    steps = args.steps or (10 if cuda else 2)
-    warmup = 3 if cuda else 1  # the first compiled step compiles
-    amp = cuda and not args.no_amp
-    batch = batch_for(args.length, args.tokens_per_step)
-    backend = args.compile_backend or ("inductor" if cuda else "aot_eager")
+    settings = _model_settings(args, device)
+    steps, warmup, amp = settings["steps"], max(settings["warmup_steps"], 1), settings["amp"]  # warm-up compiles
+    backend = args.compile_backend or ("inductor" if device == "cuda" else "aot_eager")
     print(f"masked-LM training tokens/s, eager vs torch.compile(fullgraph=True, backend={backend!r}); "
-          f"{machine_name(device)}; {'bf16 autocast' if amp else 'fp32'}; {args.layers} layers x {args.hidden}, "
-          f"{args.heads} heads, vocabulary {args.vocab_size}; B = {batch}, L = {args.length}; median of {steps} "
-          f"steps after {warmup}")
-    head = f"{'model':<11} {'eager tok/s':>12} {'compiled tok/s':>15} {'compiled/eager':>15} {'eager/bert':>11}  sync"
+          f"{machine_name(device)}; {settings['precision']}; {args.layers} layers x {args.hidden}, {args.heads} "
+          f"heads, vocabulary {args.vocab_size}; B·L = {args.tokens_per_step}; median of {steps} steps after {warmup}")
+    head = (f"{'L':>6} {'B':>4} {'model':<11} {'eager tok/s':>12} {'compiled tok/s':>15} {'compiled/eager':>15} "
+            f"{'eager/bert':>11}  sync")
     print(head + "\n" + "-" * len(head))
     rows = []
-    bert = None
-    for name in args.models:
-        build, chars = _bench_model_builder(name, args)
-        row = {"model": name, "length": args.length, "batch": batch}
-        try:
-            eager = _train_steps(build, args.length, batch, args.vocab_size, device, steps, warmup, amp, chars)
-            torch._dynamo.reset()
-            compiled = _train_steps(build, args.length, batch, args.vocab_size, device, steps, warmup, amp, chars,
-                                    wrap=lambda m: torch.compile(m, fullgraph=True, backend=backend),
-                                    sync_check=True)
-            row.update(status="ok", eager=eager, compiled=compiled,
-                       speedup=compiled["tokens_per_s"] / eager["tokens_per_s"])
-            if name == "bert-sdpa":
-                bert = eager["tokens_per_s"]
-            if bert:
-                row["eager_vs_bert"] = eager["tokens_per_s"] / bert
-            vs = f"{row['eager_vs_bert']:>10.2f}x" if bert else f"{'-':>11}"
-            print(f"{name:<11} {eager['tokens_per_s']:>12,.0f} {compiled['tokens_per_s']:>15,.0f} "
-                  f"{row['speedup']:>14.2f}x {vs}  {compiled.get('host_sync', '-')}", flush=True)
-        except Exception as err:  # noqa: BLE001 - a row with the reason, then the next model
-            row["status"] = f"failed: {_short(err)}"
-            print(f"{name:<11} {row['status']}", flush=True)
-        rows.append(row)
-        if cuda:
+    for length in args.lengths:
+        batch = batch_for(length, args.tokens_per_step)
+        bert = None
+        for name in args.models:
+            build, chars = _bench_model_builder(name, args)
+            row = {"model": name, "length": length, "batch": batch}
+            try:
+                eager = _train_steps(build, length, batch, args.vocab_size, device, steps, warmup, amp, chars)
+                torch._dynamo.reset()
+                compiled = _train_steps(build, length, batch, args.vocab_size, device, steps, warmup, amp, chars,
+                                        wrap=lambda m: torch.compile(m, fullgraph=True, backend=backend),
+                                        sync_check=True)
+                row.update(status="ok", eager=eager, compiled=compiled,
+                           speedup=compiled["tokens_per_s"] / eager["tokens_per_s"])
+                if name == "bert-sdpa":
+                    bert = eager["tokens_per_s"]
+                if bert:
+                    row["eager_vs_bert"] = eager["tokens_per_s"] / bert
+                vs = f"{row['eager_vs_bert']:>10.2f}x" if bert else f"{'-':>11}"
+                print(f"{length:>6} {batch:>4} {name:<11} {eager['tokens_per_s']:>12,.0f} "
+                      f"{compiled['tokens_per_s']:>15,.0f} {row['speedup']:>14.2f}x {vs}  "
+                      f"{compiled.get('host_sync', '-')}", flush=True)
+            except Exception as err:  # noqa: BLE001 - a row with the reason, then the next model
+                row["status"] = f"failed: {_short(err)}"
+                print(f"{length:>6} {batch:>4} {name:<11} {row['status']}", flush=True)
+            rows.append(row)
             _release_cuda_memory()
-    _write_json(args.json, {"op": "models", "machine": machine_name(device), "device": device, "backend": backend,
-                            "rows": rows})
+            _write_json(args.json, {"op": "models", "machine": machine_name(device), "device": device,
+                                    "backend": backend, "precision": settings["precision"], "rows": rows})
     return 0
 
 

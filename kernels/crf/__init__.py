@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dispatch import resolve_backend
+from ..dispatch import reads_values, resolve_backend
 from . import reference, scan
 from .reference import IGNORE_INDEX
 
@@ -93,9 +93,8 @@ def _backend(op: str, backend: str, emissions, transitions=None, start=None, end
     if not isinstance(emissions, torch.Tensor) or emissions.dim() != 3:
         return "reference" if backend == "auto" else backend  # its input checks name what is wrong
     chosen = resolve_backend(backend, emissions, op=f"crf_{op}", has_triton=triton_crf is not None)
-    # the scan only in eager mode: whether it is exact depends on the scores' values (a graph break when traced)
-    eager_cpu = not emissions.is_cuda and not torch.compiler.is_compiling()
-    if backend == "auto" and chosen == "reference" and eager_cpu and emissions.is_floating_point():
+    # the scan only where the scores' values may be read (on a CPU, in eager mode): whether it is exact depends on them
+    if backend == "auto" and chosen == "reference" and reads_values(emissions) and emissions.is_floating_point():
         tensors = (transitions, start, end)
         # scores on another device (or not tensors) go to the reference, whose input checks name what is wrong
         shapes_ok = transitions is None or all(

@@ -468,11 +468,17 @@ def _decay_view(log_decay, B, H, L):
     return log_decay
 
 
-def _mask_view(mask, B, L, device):
+def _mask_view(mask):
     """The padding mask as something the kernels can load (bool viewed as uint8: no copy)."""
     if mask is None:
         return None
     return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
+
+
+def states_dtype(dtype: torch.dtype, fp32_states: bool) -> torch.dtype:
+    """The dtype the chunk states are stored in: bf16 for bf16 inputs unless ``fp32_states``, fp32 otherwise (fp16
+    states could overflow: a state sums up to L key-value products)."""
+    return torch.bfloat16 if (dtype == torch.bfloat16 and not fp32_states) else torch.float32
 
 
 def _common(q, v, log_decay, mask, chunk_size, fp32_states):
@@ -481,12 +487,12 @@ def _common(q, v, log_decay, mask, chunk_size, fp32_states):
     C = chunk_size
     N = triton.cdiv(L, C)
     a = _decay_view(log_decay, B, H, L)
-    m = _mask_view(mask, B, L, q.device)
+    m = _mask_view(mask)
     dummy = q  # any pointer for an absent input (never read: its flag is off)
     a_args = (a, *a.stride()) if a is not None else (dummy, 0, 0, 0)
     m_args = (m, m.stride(0), m.stride(1)) if m is not None else (dummy, 0, 0)
     half = q.dtype in (torch.float16, torch.bfloat16)
-    state_dtype = torch.bfloat16 if (q.dtype == torch.bfloat16 and not fp32_states) else torch.float32
+    state_dtype = states_dtype(q.dtype, fp32_states)
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     meta = dict(
         H=H, L=L, N=N, DK=DK, DV=DV, LB=triton.next_power_of_2(L), BHB=triton.next_power_of_2(B * H),

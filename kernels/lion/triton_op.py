@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .reference import log_decays, safe_row_sums
-from .triton_chunk import chunk_backward, chunk_forward
+from .triton_chunk import chunk_backward, chunk_forward, states_dtype
 from .triton_parallel import parallel_product
 
 SCHEDULES = ("attention", "chunk")  # "attention" = the parallel (tiled) schedule
@@ -149,7 +149,7 @@ def _chunk_forward_fake(q, k, v, log_decay, mask, chunk_size, normalize, fp32_st
     B, H, L, DK = q.shape
     DV = v.shape[-1]
     N = -(-L // chunk_size)
-    state_dtype = torch.bfloat16 if (q.dtype == torch.bfloat16 and not fp32_states) else torch.float32
+    state_dtype = states_dtype(q.dtype, fp32_states)
     y = q.new_empty(B, L, H, DV, dtype=v.dtype).transpose(1, 2)  # (B, H, L, Dv) view of (B, L, H, Dv)
     den = q.new_empty((B, H, L) if normalize else (0,), dtype=torch.float32)
     states = q.new_empty(B * H, 2, N, DK, DV, dtype=state_dtype)

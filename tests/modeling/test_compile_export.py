@@ -25,15 +25,6 @@ HEADS = {
     "token": AutoModelForTokenClassification,
 }
 # Model cases whose compiled graph still breaks, and why (the rest must have none).
-# (model type, variant, head or None for every head) -> why its compiled graph still breaks (none today; a case
-# listed here must still break, so that the entry goes once it is fixed).
-GRAPH_BREAKS: dict[tuple, str] = {}
-
-
-def known_break(model_case, head):
-    return GRAPH_BREAKS.get((*model_case, None)) or GRAPH_BREAKS.get((*model_case, head))
-
-
 def _cases():
     for model_type, spec in sorted(bizoo.MODEL_SPECS.items()):
         for variant in spec.variants or {"default": {}}:
@@ -74,9 +65,6 @@ def test_no_graph_break_and_compiled_equals_eager(case, head, make_config, make_
     model_case = case
     model, inputs = _model_and_inputs(model_case, head, make_config, make_inputs)
     explanation = torch._dynamo.explain(model)(**inputs)
-    if known_break(model_case, head):
-        assert explanation.graph_break_count > 0, f"{model_case} {head} compiles whole now: drop it from GRAPH_BREAKS"
-        return
     assert explanation.graph_break_count == 0, [str(r.reason).split("\n")[0] for r in explanation.break_reasons]
 
     torch._dynamo.reset()

@@ -286,7 +286,7 @@ def test_bench_models_eager_and_compiled_every_model(tmp_path, capsys):
     out = tmp_path / "models.json"
     code = bench.main(
         ["models", "--device", "cpu", "--layers", "1", "--hidden", "32", "--heads", "2", "--vocab-size", "200",
-         "--length", "16", "--tokens-per-step", "32", "--steps", "1", "--json", str(out)]
+         "--lengths", "16", "--tokens-per-step", "32", "--steps", "1", "--json", str(out)]
     )
     assert code == 0
     record = json.loads(out.read_text())
