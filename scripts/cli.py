@@ -50,8 +50,13 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .common import end_process_group
+
     args = build_parser().parse_args(argv)
-    return args._run(args)
+    try:
+        return args._run(args)
+    finally:
+        end_process_group()
 
 
 if __name__ == "__main__":

@@ -52,7 +52,19 @@ def command_main(module_name: str, argv: list[str] | None = None) -> int:
         prog=module.PROG, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     module.add_arguments(parser)
-    return module.run(parser.parse_args(argv))
+    try:
+        return module.run(parser.parse_args(argv))
+    finally:
+        end_process_group()
+
+
+def end_process_group() -> None:
+    """Leave a distributed run (torchrun / ``accelerate launch``) cleanly: destroy the process group the Trainer
+    created, so that no communication thread is still running when the interpreter exits (a gloo thread left
+    running there aborts the process with "terminate called without an active exception"). No-op otherwise."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -394,6 +406,9 @@ def check_training_arguments(args: argparse.Namespace) -> None:
         raise CommandError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.max_steps == -1 and not args.epochs > 0:
         raise CommandError(f"--epochs must be > 0, got {args.epochs}")
+    if getattr(args, "fsdp", False) and not cuda_available():
+        raise CommandError("--fsdp shards the model over GPUs: without CUDA accelerate ignores it and trains with "
+                           "plain data parallelism (DDP), so drop --fsdp on a CPU")
 
 
 def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, model=None, **overrides):

@@ -151,3 +151,26 @@ def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, tokenizer):
     AutoModelForMaskedLM.from_config(small).save_pretrained(tmp_path / "small")
     with pytest.raises(CommandError, match="the tokenizer has"):
         load_model(AutoModelForMaskedLM, str(tmp_path / "small"), tokenizer)
+
+
+@pytest.mark.parametrize("entry", ["bizoo", "python -m"])
+def test_a_command_leaves_no_process_group_behind(tmp_path, monkeypatch, entry):
+    """A distributed run's processes must destroy the process group before the interpreter exits: a gloo thread
+    still running at exit aborts the process ("terminate called without an active exception") after a run that
+    succeeded. Both entry points (``bizoo CMD`` and ``python -m bizoo.scripts.CMD``) end it, also on an error."""
+    import torch.distributed as dist
+
+    from bizoo.scripts import common
+
+    def run_in_a_group(args):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+        assert dist.is_initialized()
+        raise RuntimeError("a failure inside the command")
+
+    monkeypatch.setattr(pretrain, "run", run_in_a_group)
+    with pytest.raises(RuntimeError, match="a failure inside the command"):
+        if entry == "bizoo":
+            cli.main(["pretrain", "--output-dir", str(tmp_path / "out")])
+        else:
+            common.command_main(pretrain.__name__, ["--output-dir", str(tmp_path / "out")])
+    assert not dist.is_initialized()

@@ -135,11 +135,14 @@ def test_the_collator_says_what_is_missing(tokenizer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
+CUDA_FOR_FSDP = pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP shards over GPUs (accelerate runs DDP on a CPU)")
+
+
+@pytest.mark.parametrize("sharding", [[], pytest.param(["--fsdp"], marks=CUDA_FOR_FSDP)], ids=["ddp", "fsdp"])
 def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, corpus, sharding):
     """torchrun --nproc_per_node 2 (gloo on the CPU), batch 4 per process, against one process with batch 8: the same
     data order, masks and loss normalisation (tokens counted over both processes), so the same weights; with DDP
-    and with FSDP (each of the 2 layers one shard unit)."""
+    and, on GPUs, with FSDP (each of the 2 layers one shard unit)."""
     extra = ["hidden_dropout_prob=0", "num_hidden_layers=2"]  # dropout draws from each process's own stream
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -152,6 +155,15 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, corpus, 
     ddp_losses, single_losses = losses(ddp), losses(single)
     assert [s for s, _ in ddp_losses] == [1, 2, 3]
     assert np.allclose([l for _, l in ddp_losses], [l for _, l in single_losses], atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without CUDA")
+def test_fsdp_without_cuda_is_refused_not_silently_replaced_by_ddp(tmp_path, corpus):
+    """accelerate drops an FSDP plugin on a CPU and wraps the model in DDP: --fsdp must say so, not train unsharded."""
+    done = run_child([sys.executable, "-m", "bizoo.scripts.pretrain", "--fsdp", *pretrain_argv(corpus, tmp_path / "o", 4, 1)])
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "--fsdp shards the model over GPUs" in done.stderr
+    assert not (tmp_path / "o").exists()
 
 
 KILL_AFTER_CHECKPOINT = """
