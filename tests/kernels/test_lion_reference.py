@@ -162,6 +162,25 @@ def test_all_padding_row_gives_zeros_and_finite_gradients(form):
     assert torch.isfinite(g).all()
 
 
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "mask"])
+@pytest.mark.parametrize("form", FORMS)
+def test_a_real_row_summing_to_zero_gives_zeros_and_finite_gradients(form, with_mask):
+    """q_i = 0 at a real token: its row sum is exactly 0, so the normaliser divides by 1 (y_i = 0), with or without
+    a mask (the guard must hold in both paths); the other rows are untouched (brute force)."""
+    q, k, v, log_decay = make_inputs(2, 1, 5, 2, 2, "s", seed=9)
+    q[:, :, 1] = 0.0  # a real token in both rows
+    q.requires_grad_()
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]) if with_mask else None
+    out = lion_attention(q, k, v, log_decay, mask, form=form, chunk_size=2)
+    assert torch.isfinite(out).all()
+    assert (out[:, :, 1] == 0).all()
+    others = [0, 2, 3]
+    expected = brute_force(q.detach(), k, v, log_decay, mask, True)
+    torch.testing.assert_close(out[:, :, others].detach(), expected[:, :, others], rtol=1e-9, atol=1e-9)
+    (g,) = torch.autograd.grad(out.sum(), [q])
+    assert torch.isfinite(g).all()
+
+
 def test_bidirectional():
     q, k, v, log_decay = make_inputs(1, 1, 8, 2, 2, "d", seed=6)
     base = lion_attention(q, k, v, log_decay)

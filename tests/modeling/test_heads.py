@@ -1,0 +1,163 @@
+"""The heads shared by every model (``modeling/heads.py``), each against an oracle written here from its definition:
+pooling over real tokens by a loop, every loss by its formula, and the CRF head against brute force over every tag
+path that the tag scheme allows (the scheme's rules written out here, not taken from ``kernels/crf/constraints``).
+"""
+
+import itertools
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from bizoo.modeling.heads import CrfTokenClassificationHead, pool, sequence_classification_loss
+
+
+def _padded_hidden(seed=0):
+    """(B, L, d) hidden states whose padding holds large values, and a mask with right, left and no padding."""
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, 5:] = 0  # right padding
+    mask[1, :3] = 0  # left padding
+    hidden = torch.where(mask[..., None].bool(), hidden, torch.full_like(hidden, 1e3))  # garbage where padded
+    return hidden, mask
+
+
+def test_pooling_reads_real_tokens_only():
+    hidden, mask = _padded_hidden()
+    real = [[t for t in range(mask.shape[1]) if mask[b, t]] for b in range(mask.shape[0])]
+    mean = torch.stack([hidden[b, r].sum(0) / len(r) for b, r in enumerate(real)])
+    first = torch.stack([hidden[b, r[0]] for b, r in enumerate(real)])
+    half = hidden.shape[-1] // 2
+    final = torch.stack([torch.cat([hidden[b, r[-1], :half], hidden[b, r[0], half:]]) for b, r in enumerate(real)])
+    torch.testing.assert_close(pool(hidden, mask, "mean"), mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(pool(hidden, mask, "first"), first, rtol=0, atol=0)
+    torch.testing.assert_close(pool(hidden, mask, "final_states"), final, rtol=0, atol=0)
+
+
+def _config(num_labels, problem_type=None):
+    return SimpleNamespace(num_labels=num_labels, problem_type=problem_type)
+
+
+@pytest.mark.parametrize("num_labels, label_shape", [(1, (4,)), (1, (4, 1)), (3, (4, 3))])
+def test_regression_loss_is_the_mean_squared_error(num_labels, label_shape):
+    g = torch.Generator().manual_seed(1)
+    logits = 3 * torch.randn(4, num_labels, generator=g)
+    labels = 3 * torch.randn(*label_shape, generator=g)
+    expected = sum((float(x) - float(y)) ** 2 for x, y in zip(logits.flatten(), labels.flatten())) / logits.numel()
+    config = _config(num_labels, None if num_labels == 1 else "regression")  # float labels of 3: multi-label if unset
+    loss = sequence_classification_loss(logits, labels, config)
+    assert math.isclose(float(loss), expected, rel_tol=1e-5)
+    # num_items_in_batch (the Trainer's count over an accumulated batch) divides the sum instead
+    loss = sequence_classification_loss(logits, labels, config, num_items_in_batch=torch.tensor(10))
+    assert math.isclose(float(loss), expected * logits.numel() / 10, rel_tol=1e-5)
+
+
+def test_multi_label_loss_is_binary_cross_entropy_on_logits():
+    g = torch.Generator().manual_seed(2)
+    logits = 3 * torch.randn(4, 3, generator=g, dtype=torch.float64)
+    labels = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0.25, 0.5, 1]], dtype=torch.float64)
+    terms = [-(y * math.log(1 / (1 + math.exp(-x))) + (1 - y) * math.log(1 - 1 / (1 + math.exp(-x))))
+             for x, y in zip(logits.flatten().tolist(), labels.flatten().tolist())]
+    loss = sequence_classification_loss(logits, labels, _config(3, "multi_label_classification"))
+    assert math.isclose(float(loss), sum(terms) / len(terms), rel_tol=1e-5)
+
+
+def test_single_label_loss_is_cross_entropy_over_labelled_rows():
+    g = torch.Generator().manual_seed(3)
+    logits = 3 * torch.randn(4, 3, generator=g, dtype=torch.float64)
+    labels = torch.tensor([2, -100, 0, 1])
+    rows = [b for b in range(4) if labels[b] != -100]
+    terms = [math.log(sum(math.exp(x) for x in logits[b].tolist())) - float(logits[b, labels[b]]) for b in rows]
+    loss = sequence_classification_loss(logits, labels, _config(3))
+    assert math.isclose(float(loss), sum(terms) / len(rows), rel_tol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The CRF head against brute force over the paths the scheme allows
+# ----------------------------------------------------------------------------------------------------------------
+
+IOBES = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "E-LOC", "S-LOC"]
+BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def _allowed(labels, scheme):
+    """The scheme's rules, written from their definition: (may start, may follow, may end) on label names."""
+    def parts(tag):
+        return ("O", None) if tag == "O" else tuple(tag.split("-", 1))
+
+    inside = {"BIO": ("B", "I"), "IOBES": ("B", "I")}[scheme]  # prefixes after which the chunk goes on
+    goes_on = {"BIO": ("I",), "IOBES": ("I", "E")}[scheme]  # prefixes that continue an open chunk
+    closes = {"BIO": ("O", "B", "I"), "IOBES": ("O", "E", "S")}[scheme]  # prefixes a sentence may end on
+
+    def may_start(tag):
+        return parts(tag)[0] not in goes_on
+
+    def may_follow(prev, tag):
+        (p, pt), (c, ct) = parts(prev), parts(tag)
+        if c in goes_on:  # continues a chunk: only after an open chunk of the same type
+            return p in inside and pt == ct
+        if scheme == "IOBES" and p in inside:  # an open IOBES chunk must be continued
+            return False
+        return True
+
+    def may_end(tag):
+        return parts(tag)[0] in closes
+
+    return may_start, may_follow, may_end
+
+
+def _brute_force(emissions, transitions, start, end, length, labels, scheme):
+    """(best allowed path, log Z over allowed paths) of one sequence of ``length`` real tokens."""
+    may_start, may_follow, may_end = _allowed(labels, scheme)
+    K = len(labels)
+    best, best_score, scores = None, -math.inf, []
+    for path in itertools.product(range(K), repeat=length):
+        names = [labels[k] for k in path]
+        if not (may_start(names[0]) and may_end(names[-1])
+                and all(may_follow(a, b) for a, b in zip(names, names[1:]))):
+            continue
+        s = float(start[path[0]] + end[path[-1]]) + sum(float(emissions[t, k]) for t, k in enumerate(path))
+        s += sum(float(transitions[a, b]) for a, b in zip(path, path[1:]))
+        scores.append(s)
+        if s > best_score:
+            best, best_score = path, s
+    top = max(scores)
+    return list(best), top + math.log(sum(math.exp(s - top) for s in scores))
+
+
+def _path_score(emissions, transitions, start, end, path):
+    s = float(start[path[0]] + end[path[-1]]) + sum(float(emissions[t, k]) for t, k in enumerate(path))
+    return s + sum(float(transitions[a, b]) for a, b in zip(path, path[1:]))
+
+
+@pytest.mark.parametrize("labels, scheme", [(IOBES, "IOBES"), (BIO, "BIO")], ids=["IOBES", "BIO"])
+def test_crf_head_decodes_and_scores_as_brute_force_over_allowed_paths(labels, scheme):
+    K, d = len(labels), 6
+    config = SimpleNamespace(
+        num_labels=K, id2label=dict(enumerate(labels)), tag_scheme=scheme, classifier_dropout=0.0,
+        hidden_dropout_prob=0.0, encoder_output_size=d, kernel_backend="reference",
+    )
+    head = CrfTokenClassificationHead(config).double().eval()
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # widened: every score matters, so a lost constraint changes the best path
+        for p in (head.crf.transitions, head.crf.start, head.crf.end, head.classifier.weight):
+            p.copy_(2 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    B, L = 6, 4
+    hidden = torch.randn(B, L, d, generator=g, dtype=torch.float64)
+    mask = torch.ones(B, L, dtype=torch.long)
+    mask[1, 3:] = 0
+    mask[2, 1:] = 0
+    emissions = head.classifier(hidden).detach()  # (B, L, K)
+    raw = [t.detach() for t in (head.crf.transitions, head.crf.start, head.crf.end)]
+    golds, nll = [], 0.0
+    for b in range(B):
+        n = int(mask[b].sum())
+        path, log_z = _brute_force(emissions[b, :n], *raw, n, labels, scheme)
+        golds.append(path + [-100] * (L - n))
+        nll += log_z - _path_score(emissions[b, :n], *raw, path)
+    gold = torch.tensor(golds)
+    loss, logits, predictions = head(hidden, mask, labels=gold)
+    assert predictions.tolist() == golds
+    assert math.isclose(float(loss.detach()), nll / int(mask.sum()), rel_tol=1e-5)  # the head scores in fp32
