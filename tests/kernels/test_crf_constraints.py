@@ -156,11 +156,18 @@ def test_separators_and_bare_prefixes():
 
 
 def test_every_accepted_scheme_name():
-    labels = ["O", "B-A", "I-A"]
+    """Every accepted name gives its family's matrices for O, B-A, I-A, written out by hand: (allowed[prev][next],
+    start, end). In IOBES/BILOU these labels lack E-A/S-A (L-A/U-A): a chunk opened by B-A can never close, so only
+    O may end a sentence and B-A, I-A lead only to I-A."""
+    bio = [[[1, 1, 0], [1, 1, 1], [1, 1, 1]], [1, 1, 0], [1, 1, 1]]  # I-A only after B-A or I-A, never first
+    closing = [[[1, 1, 0], [0, 0, 1], [0, 0, 1]], [1, 1, 0], [1, 0, 0]]
+    free = [[[1, 1, 1], [1, 1, 1], [1, 1, 1]], [1, 1, 1], [1, 1, 1]]
+    expected = {"auto": bio, "none": free, "IOB2": bio, "BIO": bio, "IOBES": closing, "BIOES": closing,
+                "BILOU": closing, "BIOUL": closing}
+    assert set(expected) == set(SCHEMES)
     for scheme in SCHEMES:
-        if scheme.upper() in ("IOBES", "BIOES", "BILOU", "BIOUL"):
-            continue  # I-A/B-A fit, but the labels lack E/S (L/U): covered by the tests above
-        allowed_transitions(labels, scheme)
+        for name in (scheme, scheme.lower()):
+            assert tensors(["O", "B-A", "I-A"], name) == expected[scheme], name
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -263,12 +263,20 @@ def test_crf_head_decodes_with_viterbi_and_scores_the_likelihood(model_case, mak
     tags[0, 1] = tags[1, 6:] = -100
     tags[0, 2] = 2  # I-PER after an unknown tag: legal only through B-PER or I-PER there
     head = model.classifier if hasattr(model, "classifier") else model.head
+    with torch.no_grad():  # widened: a lost constraint changes the best path
+        g = torch.Generator().manual_seed(0)
+        for p in (head.crf.transitions, head.crf.start, head.crf.end):
+            p.copy_(torch.randn(p.shape, generator=g))
     captured = {}
     hook = head.classifier.register_forward_hook(lambda m, i, o: captured.__setitem__("emissions", o.float()))
     out = model(**inputs, labels=tags)
     hook.remove()
-    transitions, start, end = head.crf_parameters(ids.device)
-    assert transitions[0, 2] == float("-inf") and start[2] == float("-inf")  # O -> I-PER, a start on I-PER
+    # the oracle's parameters: the raw ones plus BIO written out here (I-X only after B-X or I-X, never first)
+    transitions, start, end = (p.detach().float().clone() for p in (head.crf.transitions, head.crf.start, head.crf.end))
+    for inside, after in ((2, (1, 2)), (4, (3, 4))):
+        start[inside] = float("-inf")
+        for prev in set(range(5)) - set(after):
+            transitions[prev, inside] = float("-inf")
     path, _ = crf_viterbi(captured["emissions"], mask.bool(), transitions, start, end, backend="reference")
     assert torch.equal(out.predictions, path)
     assert torch.equal(out.logits.argmax(-1).masked_fill(mask == 0, -100), path)

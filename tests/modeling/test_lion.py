@@ -179,7 +179,9 @@ def test_padding_beyond_the_position_table_is_fine():
     x = ids(1, 70)
     mask = torch.zeros(1, 70, dtype=torch.long)
     mask[0, :10] = 1
-    model(input_ids=x, attention_mask=mask)
+    padded = model(input_ids=x, attention_mask=mask).last_hidden_state  # (1, 70, d), past the 64 positions
+    alone = model(input_ids=x[:, :10]).last_hidden_state  # (1, 10, d)
+    torch.testing.assert_close(padded[:, :10], alone, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
