@@ -75,6 +75,17 @@ layers × 1024, gate width 3072, N = 64) with max_position_embeddings = L, BERT-
 feed-forward 4096), at L = 128, 512, 4096 with B·L = 16384 tokens per step; --layers, --hidden and --heads shrink
 both models for a CPU.
 
+`bizoo bench models` measures every model, eager and under `torch.compile(fullgraph=True)` (inductor on a GPU,
+aot_eager on a CPU): training tokens/s (forward + backward + AdamW step, B·L tokens per step) and inference latency
+(median ms of one forward in eval mode under torch.no_grad, --latency-batch rows of L tokens, timed as `bench lion`
+times: CUDA events on a GPU, perf_counter on a CPU), each against a baseline measured in the same run. LION and BiGS
+are masked LMs of --layers x --hidden, against BERT (SDPA) of the same size; the BiLSTM-CRF is a tagger trained with
+its CRF loss at Ma & Hovy's sizes (100-d words, a character CNN, --tagger-layers x --tagger-hidden units per
+direction, --tags tags), against the same tagger written with torch.nn.LSTM (cuDNN on a GPU), a linear layer and
+pytorch-crf, which runs eager only (dynamo refuses nn.LSTM); ELMo, a masked LM at --elmo-size, has no baseline. The
+table gives compiled/eager ratios and each model's ratios to its baseline in both modes (> 1: faster), and on a GPU
+whether a compiled training step runs under `torch.cuda.set_sync_debug_mode("error")`.
+
 Every table states the machine, the dtype, the shapes and how many runs the median is of.
 
 examples:
@@ -96,6 +107,8 @@ examples:
   bizoo bench bigs --lengths 1024 --batch 8 --methods fft-baseline reference-toeplitz reference-fft --channels 256
   bizoo bench bigs-model                               # BiGS-large vs BERT-large (SDPA), L = 128 512 4096
   bizoo bench bigs-model --device cpu --lengths 128 512 --tokens-per-step 1024 --layers 2 --hidden 256 --heads 4
+  bizoo bench models --layers 4 --json models.json     # every model eager vs compiled, vs BERT and nn.LSTM + CRF
+  bizoo bench models --device cpu --lengths 32 --tokens-per-step 128 --layers 1 --hidden 64 --heads 2 --elmo-size small
 """
 
 from __future__ import annotations
@@ -233,9 +246,10 @@ def _model_arguments(p: argparse.ArgumentParser, model: str, lengths: list[int],
                    help=f"{model} kernel_backend (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: 5 on cuda, 2 on cpu)")
     p.add_argument("--warmup-steps", type=int, default=None, help="untimed steps first (default: 2 on cuda, 1 on cpu)")
+    which = "BERT, LION and BiGS" if model == "each model" else "both models"  # bench models: not the LSTMs
     p.add_argument("--layers", type=int, default=layers,
-                   help="layers of both models (default: %s)" % (layers or "23 for BiGS, 24 for BERT, the large sizes"))
-    p.add_argument("--hidden", type=int, default=hidden, help="hidden size (default: %(default)s)")
+                   help=f"layers of {which} (default: %s)" % (layers or "23 for BiGS, 24 for BERT, the large sizes"))
+    p.add_argument("--hidden", type=int, default=hidden, help=f"hidden size of {which} (default: %(default)s)")
     with_heads = "BERT and LION" if model == "LION" else "BERT"  # BiGS has no attention
     p.add_argument("--heads", type=int, default=heads, help=f"attention heads of {with_heads} (default: %(default)s)")
     p.add_argument("--vocab-size", type=int, default=30522, help="vocabulary (default: %(default)s, BERT's)")
@@ -278,13 +292,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="LION lion_form (default: %(default)s; chunk where 'auto' is not available yet)")
     p.add_argument("--intermediate", type=int, default=None, help="feed-forward size (default: 4 × hidden)")
 
-    p = sub.add_parser("models", help="every model's masked-LM training tokens/s, eager vs torch.compile, vs BERT",
-                       description=__doc__, formatter_class=fmt)
+    p = sub.add_parser("models", help="every model's training tokens/s and inference latency, eager vs torch.compile, "
+                       "vs its baseline (BERT, nn.LSTM + pytorch-crf)", description=__doc__, formatter_class=fmt)
     _model_arguments(p, "each model", [512], layers=12, hidden=768, heads=12)
     p.add_argument("--models", nargs="+", choices=list(BENCH_MODELS), default=list(BENCH_MODELS), metavar="MODEL",
-                   help=f"from {', '.join(BENCH_MODELS)} (default: all; bert-sdpa first, the baseline)")
+                   help=f"from {', '.join(BENCH_MODELS)} (default: all); each model's baseline runs too: bert-sdpa "
+                        "for lion-d, lion-s and bigs, lstm-crf for bilstm-crf")
     p.add_argument("--compile-backend", default=None,
                    help="torch.compile backend (default: inductor on cuda, aot_eager on cpu)")
+    p.add_argument("--latency-batch", type=int, default=1,
+                   help="rows of L tokens per inference forward (default: %(default)s)")
+    p.add_argument("--latency-runs", type=int, default=None,
+                   help="timed inference forwards (default: 20 on cuda, 3 on cpu)")
+    p.add_argument("--tagger-hidden", type=int, default=200,
+                   help="bilstm-crf and lstm-crf: LSTM units per direction (default: %(default)s, Ma & Hovy's)")
+    p.add_argument("--tagger-layers", type=int, default=1,
+                   help="bilstm-crf and lstm-crf: stacked bidirectional LSTM layers (default: %(default)s)")
+    p.add_argument("--tags", type=int, default=9,
+                   help="bilstm-crf and lstm-crf: tags of the CRF (default: %(default)s, CoNLL-2003's BIO tags)")
+    p.add_argument("--elmo-size", choices=list(ELMO_SIZES), default="original",
+                   help="elmo: the released model whose LSTM sizes to take, original (4096 cells / 512), medium "
+                        "(2048 / 256) or small (1024 / 128), 2 layers (default: %(default)s)")
 
     p = sub.add_parser("lion-forms", help="max difference of the rnn and chunk forms from the attention form",
                        description=__doc__, formatter_class=fmt)
@@ -1339,12 +1367,32 @@ def _bert_builder(args, layers: int, intermediate: int):
     return build
 
 
+def _model_inputs(length: int, batch: int, vocab_size: int, device: str, extra_inputs=None, labels: bool = True,
+                  tags: int | None = None) -> dict:
+    """A seeded batch of B rows of L real tokens on ``device``: ``input_ids`` (B, L), ``extra_inputs(ids)`` (the
+    char_ids of a word+character model) and, with ``labels``, masked-LM labels (15% of the positions, the first of
+    each row among them) or, for a tagger (``tags`` = K), a tag in [0, K) at every position."""
+    import torch
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(5, vocab_size, (batch, length), generator=g)  # (B, L)
+    inputs = {"input_ids": ids, **(extra_inputs(ids) if extra_inputs else {})}
+    if labels and tags:
+        inputs["labels"] = torch.randint(0, tags, (batch, length), generator=g)  # (B, L)
+    elif labels:
+        chosen = torch.rand(batch, length, generator=g) < 0.15
+        chosen[:, 0] = True  # at least one label per row
+        inputs["labels"] = torch.where(chosen, ids, torch.full_like(ids, -100))  # (B, L): 15% of the positions
+    return {name: tensor.to(device) for name, tensor in inputs.items()}
+
+
 def _train_steps(build, length: int, batch: int, vocab_size: int, device: str, steps: int, warmup: int,
-                 amp: bool, extra_inputs=None, wrap=None, sync_check: bool = False) -> dict:
+                 amp: bool, extra_inputs=None, wrap=None, sync_check: bool = False, tags: int | None = None) -> dict:
     """Build the model (``build(length)``) and time optimizer steps; everything it allocates dies with this frame.
     ``extra_inputs(ids)``: more keyword inputs (a word+character model's char_ids); ``wrap(model)``: what runs the
     steps (``torch.compile``); ``sync_check``: after the timed steps, one more under
-    ``torch.cuda.set_sync_debug_mode("error")`` (CUDA only), its outcome as ``host_sync``: "ok" or the error."""
+    ``torch.cuda.set_sync_debug_mode("error")`` (CUDA only), its outcome as ``host_sync``: "ok" or the error;
+    ``tags``: train a tagger on K tags instead of a masked LM (``_model_inputs``)."""
     import torch
 
     cuda = device == "cuda"
@@ -1352,13 +1400,7 @@ def _train_steps(build, length: int, batch: int, vocab_size: int, device: str, s
     model = build(length).to(device).train()
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    ids = torch.randint(5, vocab_size, (batch, length), generator=g)  # (B, L)
-    chosen = torch.rand(batch, length, generator=g) < 0.15
-    chosen[:, 0] = True  # at least one label per row
-    labels = torch.where(chosen, ids, torch.full_like(ids, -100))  # (B, L): 15% of the positions
-    inputs = {"input_ids": ids, "labels": labels, **(extra_inputs(ids) if extra_inputs else {})}
-    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
+    inputs = _model_inputs(length, batch, vocab_size, device, extra_inputs, tags=tags)
     runner = wrap(model) if wrap else model
 
     def step():
@@ -1381,7 +1423,8 @@ def _train_steps(build, length: int, batch: int, vocab_size: int, device: str, s
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    result = {"status": "ok", "parameters": params, "step_ms": median * 1e3, "tokens_per_s": batch * length / median}
+    result = {"status": "ok", "model_class": type(model).__name__, "parameters": params, "step_ms": median * 1e3,
+              "tokens_per_s": batch * length / median}
     if cuda:
         result["peak_mib"] = torch.cuda.max_memory_allocated() / MiB
     if sync_check and cuda:
@@ -1394,6 +1437,28 @@ def _train_steps(build, length: int, batch: int, vocab_size: int, device: str, s
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return result
+
+
+def _forward_latency(build, length: int, batch: int, vocab_size: int, device: str, runs: int, warmup: int, amp: bool,
+                     extra_inputs=None, wrap=None) -> dict:
+    """Build the model (``build(length)``) in eval mode and time one forward pass without labels on a batch of B rows
+    of L tokens (``_model_inputs``) with ``_time_runs`` (CUDA events on a GPU, perf_counter on a CPU; under
+    ``torch.no_grad``): ``latency_ms`` the median of ``runs`` after ``warmup`` untimed ones (a compiled model compiles
+    in them), ``min_ms``. ``wrap(model)``: what runs the forward (``torch.compile``)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = build(length).to(device).eval()
+    inputs = _model_inputs(length, batch, vocab_size, device, extra_inputs, labels=False)
+    runner = wrap(model) if wrap else model
+
+    def forward():
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=amp):
+            return runner(**inputs)
+
+    timed = _time_runs(forward, [], False, None, warmup, runs, device == "cuda", cpu_memory=False)
+    return {"status": "ok", "model_class": type(model).__name__, "latency_ms": timed["median_ms"],
+            "min_ms": timed["min_ms"]}
 
 
 def _model_settings(args, device: str) -> dict:
@@ -2381,25 +2446,125 @@ def run_lstm(args) -> int:
 # bench models: every model, eager against torch.compile
 # ----------------------------------------------------------------------------------------------------------------
 
-# bench models: name -> (model type, config overrides); "bert-sdpa" is transformers' BertForMaskedLM (the baseline).
+# bench models: name -> (model type, config overrides). "bert-sdpa" (transformers' BertForMaskedLM with SDPA) and
+# "lstm-crf" (torch.nn.LSTM + pytorch-crf, `lstm_crf_baseline`) are the baselines, not bizoo's models.
 BENCH_MODELS = {
     "bert-sdpa": ("bert", {}),
     "lion-d": ("lion", {"lion_variant": "d"}),
     "lion-s": ("lion", {"lion_variant": "s"}),
     "bigs": ("bigs", {}),
+    "lstm-crf": ("lstm_crf", {}),
     "bilstm-crf": ("bilstm_crf", {}),
     "elmo": ("elmo", {}),
 }
+# Each bizoo model's baseline, measured in the same run whether --models names it or not. ELMo has none: its LSTM
+# clips its cells and has a projection, which torch.nn.LSTM cannot clip (`bench lstm --part lstmp` times that op
+# against the per-step loop instead).
+BENCH_BASELINES = {"lion-d": "bert-sdpa", "lion-s": "bert-sdpa", "bigs": "bert-sdpa", "bilstm-crf": "lstm-crf"}
+# Trained as taggers (a tag per token, the CRF's loss); the others as masked LMs.
+BENCH_TAGGERS = ("lstm-crf", "bilstm-crf")
+# Timed eager only, as it is used, with the reason: dynamo refuses to trace a torch.nn.LSTM ("Attempted to wrap RNN,
+# GRU, or LSTM", an error under fullgraph=True), and pytorch-crf's decode reads each tag back with .item().
+BENCH_NOT_COMPILED = {"lstm-crf": "not compiled: dynamo refuses torch.nn.LSTM, pytorch-crf's decode calls .item()"}
+TAGGER_CHARS_PER_WORD = 8  # the taggers' char_ids; ELMo reads max_characters_per_token (50) per word, as bilm-tf
+
+
+def bench_model_order(chosen) -> list[str]:
+    """The models of ``--models`` with their baselines, in BENCH_MODELS' order (a baseline before its models)."""
+    wanted = set(chosen) | {BENCH_BASELINES[name] for name in chosen if name in BENCH_BASELINES}
+    return [name for name in BENCH_MODELS if name in wanted]
+
+
+def _tagger_config(args):
+    """The BiLSTM-CRF tagger of bench models: --tagger-layers x --tagger-hidden units per direction, --tags tags with
+    the CRF, --vocab-size words; the other sizes (100-d word embeddings, a character CNN of 30 filters over 30-d
+    character embeddings, dropout 0.5) are BiLstmCrfConfig's defaults, Ma & Hovy's."""
+    from .. import BiLstmCrfConfig
+
+    return BiLstmCrfConfig(vocab_size=args.vocab_size, hidden_size=args.tagger_hidden,
+                           num_hidden_layers=args.tagger_layers, num_labels=args.tags, use_crf=True,
+                           kernel_backend=args.backend)
+
+
+def lstm_crf_baseline(config):
+    r"""The BiLSTM-CRF as it is commonly written with torch and pytorch-crf, at the sizes of ``config`` (a
+    ``BiLstmCrfConfig`` with the character CNN): x_t = Dropout([E_word[w_t] ; max_c conv(E_char[chars of w_t])]),
+    h = ``torch.nn.LSTM(bidirectional=True)`` layers over the whole batch (cuDNN on a GPU),
+    emissions = W Dropout(h) + b, and ``torchcrf.CRF``: with labels the loss is its negative log-likelihood (mean
+    over the rows), without them the output is its Viterbi ``decode`` (Python lists). The baseline of bench models'
+    bilstm-crf row.
+
+    Shape: input_ids (B, L), char_ids (B, L, C), labels (B, L) -> loss, emissions (B, L, K).
+    """
+    import torch
+    from torch import nn
+    from torchcrf import CRF
+    from transformers.modeling_outputs import TokenClassifierOutput
+
+    class LstmCrfTagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            c = config
+            self.words = nn.Embedding(c.vocab_size, c.word_embedding_size, padding_idx=c.pad_token_id)
+            self.chars = nn.Embedding(c.char_vocab_size, c.char_embedding_size, padding_idx=0)
+            self.char_cnn = nn.Conv1d(c.char_embedding_size, c.char_cnn_filters, c.char_cnn_width,
+                                      padding=c.char_cnn_width // 2)
+            self.embedding_dropout = nn.Dropout(c.embedding_dropout)
+            self.lstm = nn.LSTM(c.word_embedding_size + c.char_cnn_filters, c.hidden_size,
+                                num_layers=c.num_hidden_layers, bidirectional=True, batch_first=True,
+                                dropout=c.hidden_dropout_prob if c.num_hidden_layers > 1 else 0.0)
+            self.hidden_dropout = nn.Dropout(c.hidden_dropout_prob)
+            self.emissions = nn.Linear(2 * c.hidden_size, c.num_labels)
+            self.crf = CRF(c.num_labels, batch_first=True)
+
+        def forward(self, input_ids, char_ids, labels=None):
+            B, L, C = char_ids.shape
+            chars = self.chars(char_ids.reshape(B * L, C)).transpose(1, 2)  # (B·L, E_c, C)
+            chars = self.char_cnn(chars).amax(dim=2).reshape(B, L, -1)  # (B, L, F)
+            x = self.embedding_dropout(torch.cat([self.words(input_ids), chars], dim=-1))  # (B, L, E + F)
+            hidden, _ = self.lstm(x)  # (B, L, 2H)
+            emissions = self.emissions(self.hidden_dropout(hidden)).float()  # (B, L, K), the CRF in fp32
+            mask = torch.ones(B, L, dtype=torch.bool, device=input_ids.device)  # every word real
+            if labels is None:
+                return self.crf.decode(emissions, mask)  # B lists of L tags
+            loss = -self.crf(emissions, labels, mask, reduction="mean")
+            return TokenClassifierOutput(loss=loss, logits=emissions)
+
+    return LstmCrfTagger()
 
 
 def _bench_model_builder(name: str, args):
-    """length -> the masked-LM model ``name`` at the sizes the arguments give (BERT: ``_bert_builder``), and its extra
-    inputs (char_ids for the word+character models: a fixed function of each word id, 8 characters per word)."""
-    import torch
-
+    """length -> the model ``name`` at the sizes the arguments give, and its extra inputs (char_ids for the
+    word+character models: a fixed function of each word id). BERT, LION and BiGS: masked LMs of --layers x --hidden
+    (BERT: ``_bert_builder``); ELMo: a masked LM at --elmo-size (``_elmo_config``); BiLSTM-CRF and its baseline:
+    taggers (``_tagger_config``)."""
     model_type, overrides = BENCH_MODELS[name]
     if model_type == "bert":
         return _bert_builder(args, args.layers, 4 * args.hidden), None
+    if model_type in ("bilstm_crf", "lstm_crf"):
+        build, chars_per_word = _tagger_builder(args, baseline=model_type == "lstm_crf"), TAGGER_CHARS_PER_WORD
+    elif model_type == "elmo":
+        build, chars_per_word = _elmo_builder(args), _elmo_config(args).max_characters_per_token
+    else:
+        return _masked_lm_builder(model_type, overrides, args), None
+    return build, _char_inputs(args.vocab_size, chars_per_word)
+
+
+def _char_inputs(vocab_size: int, chars_per_word: int):
+    """ids (B, L) -> {"char_ids": (B, L, chars_per_word)}: a fixed random spelling of each word id."""
+    import torch
+
+    table = torch.randint(5, 60, (vocab_size, chars_per_word), generator=torch.Generator().manual_seed(0))
+
+    def chars(ids):
+        return {"char_ids": table[ids]}  # (B, L, C)
+
+    return chars
+
+
+def _masked_lm_builder(model_type: str, overrides: dict, args):
+    """length -> a masked LM of ``model_type`` (LION, BiGS) with --layers x --hidden, --heads, feed-forward 4 x hidden
+    where it has these fields, max_position_embeddings = L."""
 
     def build(length: int):
         from transformers import AutoModelForMaskedLM
@@ -2415,62 +2580,256 @@ def _bench_model_builder(name: str, args):
         sizes = {key: value for key, value in sizes.items() if key in fields}  # the fields this model has
         return AutoModelForMaskedLM.from_config(spec.config_class(**sizes, **overrides))
 
-    chars = None
-    if model_type in ("bilstm_crf", "elmo"):
-        table = torch.randint(5, 60, (args.vocab_size, 8), generator=torch.Generator().manual_seed(0))
+    return build
 
-        def chars(ids):
-            return {"char_ids": table[ids]}  # (B, L, 8)
 
-    return build, chars
+def _tagger_builder(args, baseline: bool):
+    """length -> bizoo's BiLSTM-CRF tagger (``_tagger_config``), or with ``baseline`` the same sizes written with
+    torch.nn.LSTM and pytorch-crf (``lstm_crf_baseline``)."""
+
+    def build(length: int):
+        from transformers import AutoModelForTokenClassification
+
+        config = _tagger_config(args)
+        return lstm_crf_baseline(config) if baseline else AutoModelForTokenClassification.from_config(config)
+
+    return build
+
+
+def _elmo_config(args):
+    """ELMo at --elmo-size: the cells and projection of that released model, 2 layers, --vocab-size words."""
+    from .. import ElmoConfig
+
+    cells, projection = ELMO_SIZES[args.elmo_size]
+    return ElmoConfig(vocab_size=args.vocab_size, lstm_size=cells, projection_size=projection,
+                      kernel_backend=args.backend, sparse_prediction=not args.dense_logits)
+
+
+def _elmo_builder(args):
+    def build(length: int):
+        from transformers import AutoModelForMaskedLM
+
+        return AutoModelForMaskedLM.from_config(_elmo_config(args))
+
+    return build
+
+
+def _attempt(measure) -> dict:
+    """``measure()``, or a result whose status says why not: "oom" or "failed: ..." (the row records it, the
+    benchmark goes on)."""
+    import torch
+
+    try:
+        return measure()
+    except torch.OutOfMemoryError:
+        result = {"status": "oom"}
+    except Exception as err:  # noqa: BLE001 - a benchmark row records any failure and goes on
+        result = {"status": f"failed: {_short(err)}"}
+    _release_cuda_memory()
+    return result
+
+
+def _value(result: dict | None, key: str) -> float | None:
+    return result[key] if result and result.get("status") == "ok" else None
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return top / bottom if top is not None and bottom is not None else None
+
+
+def models_ratios(row: dict, base: dict | None) -> None:
+    """Set ``row["compiled_speedup"]`` (training: compiled tokens/s / eager tokens/s; latency: eager ms / compiled ms)
+    and, against the row ``base`` of its baseline, ``row["vs_baseline"]``: per mode, the model's tokens/s / the
+    baseline's and the baseline's ms / the model's (> 1: the model is faster). A baseline that is not compiled
+    (BENCH_NOT_COMPILED) gives its eager runs to the compiled ratios ("compiled_against": "eager"). None where a
+    run did not happen or failed."""
+    train, latency = row["train"], row["latency"]
+    row["compiled_speedup"] = {
+        "train": _ratio(_value(train["compiled"], "tokens_per_s"), _value(train["eager"], "tokens_per_s")),
+        "latency": _ratio(_value(latency["eager"], "latency_ms"), _value(latency["compiled"], "latency_ms")),
+    }
+    if base is None:
+        return
+    against = "eager" if base["model"] in BENCH_NOT_COMPILED else "compiled"
+    row["vs_baseline"] = {"compiled_against": against}
+    for mode, base_mode in (("eager", "eager"), ("compiled", against)):
+        row["vs_baseline"][f"train_{mode}"] = _ratio(_value(train[mode], "tokens_per_s"),
+                                                     _value(base["train"][base_mode], "tokens_per_s"))
+        row["vs_baseline"][f"latency_{mode}"] = _ratio(_value(base["latency"][base_mode], "latency_ms"),
+                                                       _value(latency[mode], "latency_ms"))
+
+
+def measure_bench_model(name: str, args, length: int, batch: int, device: str, timing: dict, backend: str) -> dict:
+    """One row of bench models: ``name`` trained (``_train_steps``: B·L tokens per step) and run for inference
+    (``_forward_latency``: --latency-batch rows of L tokens), each eager then under ``torch.compile(fullgraph=True,
+    backend=backend)`` (dynamo's caches reset before each compiled run; the compiled training also runs one step under
+    ``torch.cuda.set_sync_debug_mode("error")`` on CUDA). Each run's result has its own status; the row's is the first
+    that is not "ok" (a model BENCH_NOT_COMPILED is not compiled: that is no failure)."""
+    import torch
+
+    build, chars = _bench_model_builder(name, args)
+    tags = args.tags if name in BENCH_TAGGERS else None
+    steps, runs, amp = timing["steps"], timing["runs"], timing["amp"]
+
+    def train(wrap=None):
+        warmup = timing["compiled_warmup" if wrap else "warmup"]
+        return _train_steps(build, length, batch, args.vocab_size, device, steps, warmup, amp, chars, wrap=wrap,
+                            sync_check=wrap is not None, tags=tags)
+
+    def latency(wrap=None):
+        warmup = timing["compiled_warmup" if wrap else "warmup"]
+        return _forward_latency(build, length, args.latency_batch, args.vocab_size, device, runs, warmup, amp, chars,
+                                wrap=wrap)
+
+    def compiled(model):
+        return torch.compile(model, fullgraph=True, backend=backend)
+
+    row = {"model": name, "task": "tagging (CRF)" if tags else "masked LM", "baseline": BENCH_BASELINES.get(name),
+           "length": length, "batch": batch, "latency_batch": args.latency_batch,
+           "train": {"eager": _attempt(train)}, "latency": {"eager": _attempt(latency)}}
+    if name in BENCH_NOT_COMPILED:
+        row["train"]["compiled"] = row["latency"]["compiled"] = {"status": BENCH_NOT_COMPILED[name]}
+    else:
+        torch._dynamo.reset()
+        row["train"]["compiled"] = _attempt(lambda: train(compiled))
+        torch._dynamo.reset()
+        row["latency"]["compiled"] = _attempt(lambda: latency(compiled))
+        torch._dynamo.reset()
+    counted = [row[part][mode] for part in ("train", "latency") for mode in ("eager", "compiled")
+               if mode == "eager" or name not in BENCH_NOT_COMPILED]
+    row["status"] = next((r["status"] for r in counted if r["status"] != "ok"), "ok")
+    return row
+
+
+# bench models' table after L, B and the model: (label, width, what the cell shows); the group each belongs to.
+MODELS_COLUMNS = (
+    ("baseline", 10, "baseline"),
+    ("eager", 10, "train eager"), ("compiled", 10, "train compiled"), ("c/e", 7, "train speedup"),
+    ("vs base", 8, "train vs eager"), ("c vs base", 10, "train vs compiled"),
+    ("eager", 9, "latency eager"), ("compiled", 9, "latency compiled"), ("e/c", 7, "latency speedup"),
+    ("vs base", 8, "latency vs eager"), ("c vs base", 10, "latency vs compiled"),
+)
+MODELS_GROUPS = ((1, 6), (6, 11))  # the training and the inference columns: (first, end) in MODELS_COLUMNS
+
+
+def _models_cells(row: dict) -> dict[str, str]:
+    """The table's cells of one row of bench models, by MODELS_COLUMNS' third field; "-" for what did not run."""
+
+    def num(value, fmt, suffix=""):
+        return "-" if value is None else format(value, fmt) + suffix
+
+    train, latency, vs = row["train"], row["latency"], row.get("vs_baseline", {})
+    speedup = row["compiled_speedup"]
+    return {
+        "baseline": row["baseline"] or "-",
+        "train eager": num(_value(train["eager"], "tokens_per_s"), ",.0f"),
+        "train compiled": num(_value(train["compiled"], "tokens_per_s"), ",.0f"),
+        "train speedup": num(speedup["train"], ".2f", "x"),
+        "train vs eager": num(vs.get("train_eager"), ".2f", "x"),
+        "train vs compiled": num(vs.get("train_compiled"), ".2f", "x"),
+        "latency eager": num(_value(latency["eager"], "latency_ms"), ".2f"),
+        "latency compiled": num(_value(latency["compiled"], "latency_ms"), ".2f"),
+        "latency speedup": num(speedup["latency"], ".2f", "x"),
+        "latency vs eager": num(vs.get("latency_eager"), ".2f", "x"),
+        "latency vs compiled": num(vs.get("latency_compiled"), ".2f", "x"),
+    }
+
+
+def _models_table_head(latency_batch: int) -> str:
+    lead = f"{'L':>6} {'B':>4} {'model':<11}"
+    labels = [f"{label:>{width}}" for label, width, _ in MODELS_COLUMNS]
+    titles = ("training tokens/s", f"inference ms, batch {latency_batch}")
+    groups = ""
+    for title, (first, end) in zip(titles, MODELS_GROUPS):
+        start = len(lead) + sum(len(cell) + 1 for cell in labels[:first])
+        width = sum(len(cell) + 1 for cell in labels[first:end])
+        groups = groups.ljust(start) + " " + f" {title} ".center(width - 1, "-")
+    line = " ".join([lead, *labels]) + "  sync"
+    return f"{groups}\n{line}\n{'-' * len(line)}"
+
+
+def _models_line(row: dict) -> str:
+    """A table line of bench models, then a line per run that failed (with its status)."""
+    cells = _models_cells(row)
+    lead = f"{row['length']:>6} {row['batch']:>4} {row['model']:<11}"
+    body = " ".join(f"{cells[key]:>{width}}" for _, width, key in MODELS_COLUMNS)
+    lines = [f"{lead} {body}  {row['train']['compiled'].get('host_sync', '-')}"]
+    for part in ("train", "latency"):
+        for mode, result in row[part].items():
+            if result["status"] != "ok" and not (mode == "compiled" and row["model"] in BENCH_NOT_COMPILED):
+                lines.append(f"{'':>12} {row['model']} {part} {mode}: {result['status']}")
+    return "\n".join(lines)
 
 
 def run_models(args) -> int:
-    """Masked-LM training tokens/s of every model (``--models``) eager and under ``torch.compile(fullgraph=True)``,
-    BERT (SDPA) of the same size the baseline; on CUDA also whether a compiled step runs without a host
-    synchronisation (``torch.cuda.set_sync_debug_mode("error")``)."""
-    import torch
-
+    """Every model of ``--models`` and its baseline (BENCH_BASELINES): training tokens/s and inference latency, each
+    eager and under ``torch.compile(fullgraph=True)`` (``measure_bench_model``), the ratios of compiled to eager and
+    of each model to its baseline in the same mode (``models_ratios``), at each of --lengths; one table line per
+    model as it is measured, the rows as JSON (--json, rewritten after each row)."""
     device = _resolve_device(args)
     settings = _model_settings(args, device)
-    steps, warmup, amp = settings["steps"], max(settings["warmup_steps"], 1), settings["amp"]  # warm-up compiles
-    backend = args.compile_backend or ("inductor" if device == "cuda" else "aot_eager")
-    print(f"masked-LM training tokens/s, eager vs torch.compile(fullgraph=True, backend={backend!r}); "
-          f"{machine_name(device)}; {settings['precision']}; {args.layers} layers x {args.hidden}, {args.heads} "
-          f"heads, vocabulary {args.vocab_size}; B·L = {args.tokens_per_step}; median of {steps} steps after {warmup}")
-    head = (f"{'L':>6} {'B':>4} {'model':<11} {'eager tok/s':>12} {'compiled tok/s':>15} {'compiled/eager':>15} "
-            f"{'eager/bert':>11}  sync")
-    print(head + "\n" + "-" * len(head))
+    _check_positive(tagger_hidden=args.tagger_hidden, tagger_layers=args.tagger_layers, tags=args.tags,
+                    latency_batch=args.latency_batch, latency_runs=args.latency_runs)
+    cuda = device == "cuda"
+    # A compiled model's warm-up compiles it, and its second call may compile once more: the first call fills a
+    # cache that the first graph's guards read (the CRF head's tag constraints), so at least 2 warm-up runs.
+    timing = {"steps": settings["steps"], "warmup": settings["warmup_steps"],
+              "compiled_warmup": max(settings["warmup_steps"], 2), "runs": args.latency_runs or (20 if cuda else 3),
+              "amp": settings["amp"]}
+    backend = args.compile_backend or ("inductor" if cuda else "aot_eager")
+    names = bench_model_order(args.models)
+    tagger = _tagger_config(args)
+    cells, projection = ELMO_SIZES[args.elmo_size]
+    print(f"bench models: training tokens/s and inference latency, eager vs torch.compile(fullgraph=True, "
+          f"backend={backend!r})")
+    print(f"machine: {machine_name(device)}")
+    warmups = f"after {timing['warmup']} (compiled: {timing['compiled_warmup']}) untimed"
+    print(f"precision: {settings['precision']}; training: B·L = {args.tokens_per_step} tokens per step (B = tokens // "
+          f"L), forward + backward + AdamW, median of {timing['steps']} steps {warmups}; inference: "
+          f"{args.latency_batch} x L tokens, one forward in eval mode under torch.no_grad, median of {timing['runs']} "
+          f"{warmups}")
+    print(f"masked LMs (15% of the positions labelled), vocabulary {args.vocab_size}: bert-sdpa, lion-*, bigs "
+          f"{args.layers} layers x {args.hidden}, {args.heads} heads, feed-forward {4 * args.hidden}, kernel_backend "
+          f"{args.backend!r}; elmo {args.elmo_size} ({cells} cells projected to {projection}, 2 layers, "
+          f"{_elmo_config(args).max_characters_per_token} characters per word)")
+    print(f"taggers (a tag per word, {args.tags} tags, the CRF's loss), vocabulary {args.vocab_size}: bilstm-crf "
+          f"(bizoo) and lstm-crf (torch.nn.LSTM + linear + pytorch-crf), {tagger.num_hidden_layers} layer(s) x "
+          f"{tagger.hidden_size} per direction over {tagger.word_embedding_size}-d words + a character CNN of "
+          f"{tagger.char_cnn_filters} filters ({TAGGER_CHARS_PER_WORD} characters per word)")
+    print(_models_table_head(args.latency_batch))
+    meta = {"op": "models", "machine": machine_name(device), "device": device, "backend": backend,
+            "precision": settings["precision"], "vocab_size": args.vocab_size,
+            "tokens_per_step": args.tokens_per_step, "steps": timing["steps"], "warmup": timing["warmup"],
+            "compiled_warmup": timing["compiled_warmup"], "latency_runs": timing["runs"],
+            "latency_batch": args.latency_batch, "layers": args.layers, "hidden": args.hidden, "heads": args.heads,
+            "elmo_size": args.elmo_size, "tags": args.tags, "tagger_hidden": tagger.hidden_size,
+            "tagger_layers": tagger.num_hidden_layers,
+            "baselines": {name: base for name, base in BENCH_BASELINES.items() if name in names}}
     rows = []
     for length in args.lengths:
         batch = batch_for(length, args.tokens_per_step)
-        bert = None
-        for name in args.models:
-            build, chars = _bench_model_builder(name, args)
-            row = {"model": name, "length": length, "batch": batch}
-            try:
-                eager = _train_steps(build, length, batch, args.vocab_size, device, steps, warmup, amp, chars)
-                torch._dynamo.reset()
-                compiled = _train_steps(build, length, batch, args.vocab_size, device, steps, warmup, amp, chars,
-                                        wrap=lambda m: torch.compile(m, fullgraph=True, backend=backend),
-                                        sync_check=True)
-                row.update(status="ok", eager=eager, compiled=compiled,
-                           speedup=compiled["tokens_per_s"] / eager["tokens_per_s"])
-                if name == "bert-sdpa":
-                    bert = eager["tokens_per_s"]
-                if bert:
-                    row["eager_vs_bert"] = eager["tokens_per_s"] / bert
-                vs = f"{row['eager_vs_bert']:>10.2f}x" if bert else f"{'-':>11}"
-                print(f"{length:>6} {batch:>4} {name:<11} {eager['tokens_per_s']:>12,.0f} "
-                      f"{compiled['tokens_per_s']:>15,.0f} {row['speedup']:>14.2f}x {vs}  "
-                      f"{compiled.get('host_sync', '-')}", flush=True)
-            except Exception as err:  # noqa: BLE001 - a row with the reason, then the next model
-                row["status"] = f"failed: {_short(err)}"
-                print(f"{length:>6} {batch:>4} {name:<11} {row['status']}", flush=True)
+        measured = {}  # name -> row at this length: the baselines' runs for the ratios
+        for name in names:
+            row = measure_bench_model(name, args, length, batch, device, timing, backend)
+            models_ratios(row, measured.get(BENCH_BASELINES.get(name)))
+            measured[name] = row
             rows.append(row)
-            _release_cuda_memory()
-            _write_json(args.json, {"op": "models", "machine": machine_name(device), "device": device,
-                                    "backend": backend, "precision": settings["precision"], "rows": rows})
+            print(_models_line(row), flush=True)
+            _write_json(args.json, {**meta, "rows": rows})
+    models_of = {}  # baseline -> the models measured against it
+    for name, base in BENCH_BASELINES.items():
+        if name in names:
+            models_of.setdefault(base, []).append(name)
+    baselines = "; ".join(f"{base} for {', '.join(models)}" for base, models in models_of.items()) or "none"
+    print("medians. c/e: compiled tokens/s / eager tokens/s, e/c: eager ms / compiled ms (> 1: compiling is faster)")
+    print("vs base, c vs base: eager and compiled against the baseline in the same mode, tokens/s / the baseline's "
+          f"and the baseline's ms / ms (> 1: the bizoo model is faster); baselines: {baselines}"
+          + ("; elmo has none" if "elmo" in names else ""))
+    for name, base in BENCH_BASELINES.items():
+        if name in names and base in BENCH_NOT_COMPILED:
+            print(f"{base} is {BENCH_NOT_COMPILED[base]}: the c vs base of {name} is over {base}'s eager runs")
+    if cuda:
+        print('sync: a compiled training step under torch.cuda.set_sync_debug_mode("error") ("ok": no host sync)')
     return 0
 
 

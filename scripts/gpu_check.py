@@ -44,8 +44,10 @@ minutes):
   under `torch.cuda.set_sync_debug_mode("error")`: ok / failed); with BIZOO_TRITON_AUTOTUNE=0 unless set (a
   configuration changes no launch). OUT_DIR/lion_launches.{txt,json} and the chrome trace of one forward and one
   forward+backward of each, OUT_DIR/lion_trace.json;
-- [compile-models] (`--steps compile`) `bizoo bench models --layers 4`: every model's training tokens/s at BERT-base
-  width, bf16, L = 512, eager against torch.compile(fullgraph=True), BERT (SDPA) the baseline, and whether a compiled
+- [compile-models] (`--steps compile`) `bizoo bench models --layers 4`: every model's training tokens/s and inference
+  latency (batch 1), bf16, L = 512, eager against torch.compile(fullgraph=True) (inductor), with the baselines: BERT
+  (SDPA) of LION's and BiGS's size (4 layers of BERT-base width), and for the BiLSTM-CRF tagger (1 layer x 200, 9
+  tags, its CRF loss) torch.nn.LSTM (cuDNN) + pytorch-crf; ELMo at the original's size; and whether a compiled
   training step runs under `torch.cuda.set_sync_debug_mode("error")` (OUT_DIR/compile_models.{txt,json});
 - [lion-states] the accuracy of the Triton chunk form with bf16 chunk states against fp32 ones
   (`lion_attention_triton(..., fp32_states=False / True)`), bf16 inputs, B·L = 32768, H = 12, D = 64, chunk 64,
@@ -331,8 +333,10 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
         {"name": "bench lion-model", "step": "lion-model", "key": "bench_lion_model", "needs_cuda": True,
          "command": model, "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 60,
          "tail": BENCH_MAX_LINES},
-        # torch.compile on the GPU (run with --steps compile): inductor compiles each model once, ~1 minute each.
-        {"name": "bench models: eager vs torch.compile training steps, and host syncs", "step": "compile-models",
+        # torch.compile on the GPU (run with --steps compile): inductor compiles each model's training step and its
+        # inference forward, ~1 minute a model (an estimate: not yet run on a GPU).
+        {"name": "bench models: eager vs torch.compile training and inference, vs baselines, and host syncs",
+         "step": "compile-models",
          "key": "compile_models", "needs_cuda": True, "command": models, "log": out / "compile_models.txt",
          "timeout": 300 if quick else 480, "tail": BENCH_MAX_LINES},
         {"name": "bench crf", "step": "bench-crf", "key": "bench_crf", "needs_cuda": True, "command": crf,

@@ -72,7 +72,7 @@ def unsafe_calls(source: str) -> list[str]:
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
         owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
         keywords = {k.arg: k.value for k in node.keywords}
-        if name in ("eval", "exec") and not owner:
+        if name in ("eval", "exec") and (isinstance(func, ast.Name) or owner == "builtins"):  # not nn.Module.eval()
             found.append(f"line {node.lineno}: {name}()")
         if owner == "torch" and name == "load":
             flag = keywords.get("weights_only")
@@ -97,10 +97,11 @@ def test_the_checker_finds_what_it_looks_for():
         np.load(f, allow_pickle=True)
         yaml.load(text)
         eval("1")
+        builtins.exec("x = 1")
     """)
     found = unsafe_calls(bad)
-    assert [int(re.match(r"line (\d+):", f).group(1)) for f in found] == [2, 3, 4, 5, 6, 7], found
-    good = "torch.load(f, weights_only=True)\nnp.load(f)\nyaml.safe_load(t)\nmodel.eval()\n"
+    assert [int(re.match(r"line (\d+):", f).group(1)) for f in found] == [2, 3, 4, 5, 6, 7, 8], found
+    good = "torch.load(f, weights_only=True)\nnp.load(f)\nyaml.safe_load(t)\nmodel.eval()\nbuild(n).to(d).eval()\n"
     assert unsafe_calls(good) == []
 
 

@@ -1,7 +1,8 @@
-"""`bizoo bench` (lion, lion-crossover, lion-model, lion-forms) and `python -m bizoo.scripts.gpu_check`, on a CPU with
-tiny shapes: the rows, their statuses and ratio columns, the JSON and the plot. No timing is asserted."""
+"""`bizoo bench` (lion, lion-crossover, lion-model, lion-forms, models) and `python -m bizoo.scripts.gpu_check`, on a
+CPU with tiny shapes: the rows, their statuses and ratio columns, the JSON and the plot. No timing is asserted."""
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -280,24 +281,117 @@ def test_bench_lion_crossover_without_triton_records_why(tmp_path, monkeypatch, 
     assert "TRITON_CHUNK_MIN_LENGTH (triton on cpu): measured not measured" in capsys.readouterr().out
 
 
+# bench models on tiny sizes: one thread (tiny cases gain nothing from more, and on a busy machine threads waiting on
+# each other cost the most), ELMo and the taggers shrunk.
+MODELS_TINY = ["models", "--device", "cpu", "--threads", "1", "--layers", "1", "--hidden", "32", "--heads", "2",
+               "--vocab-size", "200", "--lengths", "16", "--tokens-per-step", "32", "--latency-runs", "3",
+               "--tagger-hidden", "16", "--tags", "5", "--elmo-size", "small"]
+MODEL_CLASSES = {"bert-sdpa": "BertForMaskedLM", "lion-d": "LionForMaskedLM", "lion-s": "LionForMaskedLM",
+                 "bigs": "BiGSForMaskedLM", "lstm-crf": "LstmCrfTagger",
+                 "bilstm-crf": "BiLstmCrfForTokenClassification", "elmo": "ElmoForMaskedLM"}
+
+
+def modes_run(name):
+    return ["eager"] if name in bench.BENCH_NOT_COMPILED else ["eager", "compiled"]
+
+
+@pytest.mark.usefixtures("keep_threads")
 def test_bench_models_eager_and_compiled_every_model(tmp_path, capsys):
-    """bench models on a CPU (torch.compile with aot_eager): every model trains eager and compiled, with a ratio to
-    eager and, after BERT's row, to BERT; the word+character models get char_ids."""
+    """bench models on a CPU (torch.compile with aot_eager): every model trains and runs inference eager and
+    compiled (the nn.LSTM + pytorch-crf baseline eager only), with the compiled/eager ratios; the word+character
+    models get char_ids."""
     out = tmp_path / "models.json"
-    code = bench.main(
-        ["models", "--device", "cpu", "--layers", "1", "--hidden", "32", "--heads", "2", "--vocab-size", "200",
-         "--lengths", "16", "--tokens-per-step", "32", "--steps", "1", "--json", str(out)]
-    )
-    assert code == 0
+    assert bench.main([*MODELS_TINY, "--steps", "1", "--json", str(out)]) == 0
     record = json.loads(out.read_text())
     assert [r["model"] for r in record["rows"]] == list(bench.BENCH_MODELS)
     for r in record["rows"]:
         assert r["status"] == "ok", r
-        assert r["eager"]["tokens_per_s"] > 0 and r["compiled"]["tokens_per_s"] > 0
-        assert r["speedup"] == pytest.approx(r["compiled"]["tokens_per_s"] / r["eager"]["tokens_per_s"])
-        assert r["eager_vs_bert"] > 0
+        for mode in modes_run(r["model"]):
+            assert r["train"][mode]["tokens_per_s"] > 0 and r["latency"][mode]["latency_ms"] > 0
+            assert r["train"][mode]["model_class"] == r["latency"][mode]["model_class"] == MODEL_CLASSES[r["model"]]
+        if r["model"] not in bench.BENCH_NOT_COMPILED:
+            assert r["compiled_speedup"]["train"] == pytest.approx(
+                r["train"]["compiled"]["tokens_per_s"] / r["train"]["eager"]["tokens_per_s"])
+            assert r["compiled_speedup"]["latency"] == pytest.approx(
+                r["latency"]["eager"]["latency_ms"] / r["latency"]["compiled"]["latency_ms"])
+        assert ("vs_baseline" in r) == (r["model"] in bench.BENCH_BASELINES)
     assert record["backend"] == "aot_eager"
-    assert "compiled/eager" in capsys.readouterr().out
+    assert "c/e" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("keep_threads")
+def test_bench_models_latency_columns_and_baselines(tmp_path, capsys, monkeypatch):
+    """bench models' inference latency and its baselines: naming lion-d, bilstm-crf and elmo runs BERT (SDPA) and the
+    nn.LSTM + pytorch-crf tagger too, each before its models; every time is positive and finite, each ratio is the
+    one of its two times (> 1: the bizoo model faster), the tagger baseline has the sizes of bizoo's BiLSTM-CRF, and
+    the table's cells are the JSON's values. torch.compile is the identity here, so that the test takes seconds
+    (compiling every model is the test above's)."""
+    monkeypatch.setattr(torch, "compile", lambda model, **options: model)
+    out = tmp_path / "models.json"
+    argv = [*MODELS_TINY, "--steps", "2", "--models", "bilstm-crf", "lion-d", "elmo", "--json", str(out)]
+    assert bench.main(argv) == 0
+    record = json.loads(out.read_text())
+    rows = {r["model"]: r for r in record["rows"]}
+    assert list(rows) == ["bert-sdpa", "lion-d", "lstm-crf", "bilstm-crf", "elmo"]
+    assert record["baselines"] == {"lion-d": "bert-sdpa", "bilstm-crf": "lstm-crf"}
+    for name, r in rows.items():
+        assert r["status"] == "ok", r
+        assert r["baseline"] == bench.BENCH_BASELINES.get(name)
+        assert r["task"] == ("tagging (CRF)" if name in bench.BENCH_TAGGERS else "masked LM")
+        for mode in modes_run(name):
+            train, latency = r["train"][mode], r["latency"][mode]
+            assert train["model_class"] == latency["model_class"] == MODEL_CLASSES[name]
+            for value in (train["tokens_per_s"], train["step_ms"], latency["latency_ms"], latency["min_ms"]):
+                assert math.isfinite(value) and value > 0
+            assert latency["min_ms"] <= latency["latency_ms"]
+            assert latency["latency_ms"] != train["step_ms"]  # a forward of 1 row, not a training step of 2
+    assert rows["lstm-crf"]["train"]["compiled"]["status"].startswith("not compiled")
+    assert rows["lstm-crf"]["compiled_speedup"] == {"train": None, "latency": None}
+    # the baseline tagger: the same embeddings, LSTM, emission layer and CRF sizes as bizoo's
+    assert rows["lstm-crf"]["train"]["eager"]["parameters"] == rows["bilstm-crf"]["train"]["eager"]["parameters"]
+
+    def speed(row, part, mode):
+        result = row[part][mode]
+        return result["tokens_per_s"] if part == "train" else 1 / result["latency_ms"]
+
+    for name, base, against in (("lion-d", "bert-sdpa", "compiled"), ("bilstm-crf", "lstm-crf", "eager")):
+        vs, r, b = rows[name]["vs_baseline"], rows[name], rows[base]
+        assert vs["compiled_against"] == against
+        for part in ("train", "latency"):
+            assert vs[f"{part}_eager"] == pytest.approx(speed(r, part, "eager") / speed(b, part, "eager"))
+            assert vs[f"{part}_compiled"] == pytest.approx(speed(r, part, "compiled") / speed(b, part, against))
+            assert math.isfinite(vs[f"{part}_eager"]) and vs[f"{part}_eager"] > 0
+    assert "vs_baseline" not in rows["elmo"]
+
+    # The table: a line per row, after the two header lines naming the columns.
+    text = capsys.readouterr().out
+    assert "training tokens/s" in text and "inference ms, batch 1" in text and "c vs base" in text
+    lines = {line.split()[2]: line.split()[3:] for line in text.splitlines() if line.startswith("    16    2 ")}
+    assert list(lines) == list(rows)
+
+    def ratio(value):
+        return "-" if value is None else f"{value:.2f}x"
+
+    for name, r in rows.items():
+        vs = r.get("vs_baseline", {})
+        compiled = "compiled" in modes_run(name)
+        assert lines[name] == [
+            r["baseline"] or "-",
+            f"{r['train']['eager']['tokens_per_s']:,.0f}",
+            f"{r['train']['compiled']['tokens_per_s']:,.0f}" if compiled else "-",
+            ratio(r["compiled_speedup"]["train"]), ratio(vs.get("train_eager")), ratio(vs.get("train_compiled")),
+            f"{r['latency']['eager']['latency_ms']:.2f}",
+            f"{r['latency']['compiled']['latency_ms']:.2f}" if compiled else "-",
+            ratio(r["compiled_speedup"]["latency"]), ratio(vs.get("latency_eager")), ratio(vs.get("latency_compiled")),
+            "-",  # no host-sync check on a CPU
+        ]
+    assert "lstm-crf for bilstm-crf" in text and "elmo has none" in text
+
+
+@pytest.mark.parametrize("option", ["--tags", "--tagger-hidden", "--tagger-layers", "--latency-batch", "--latency-runs"])
+def test_bench_models_bad_sizes_exit_2(option, capsys):
+    assert bench.main(["models", "--device", "cpu", option, "0"]) == 2
+    assert f"{option} must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_bench_lion_model_tiny(tmp_path, capsys):
