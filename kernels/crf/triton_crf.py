@@ -46,6 +46,17 @@ whole sequence; each program walks its row's real range [first, last) only and w
 
 All arithmetic is fp32 (half-precision emissions are upcast on load); log Z, marginals, max-marginals and scores
 come back in fp32, gradients in the dtype of each input.
+
+log Z and its gradients are registered with ``torch.library`` as custom ops with fake implementations and a
+registered autograd, so that ``torch.compile`` puts the two kernels in its graph:
+
+    bizoo::crf_log_partition_forward(Tensor emissions, Tensor keep, Tensor ranges, Tensor transitions,
+                                     Tensor start, Tensor end) -> (Tensor log_z, Tensor alpha)
+    bizoo::crf_log_partition_backward(Tensor grad, <the forward's six inputs>, Tensor alpha, Tensor log_z)
+                                     -> (Tensor d_emissions, Tensor d_transitions, Tensor d_start, Tensor d_end)
+
+Marginals, Viterbi and max-marginals are plain functions without autograd (``torch.no_grad``) that launch their
+kernels directly.
 """
 
 from __future__ import annotations
@@ -498,32 +509,108 @@ def _backward(emissions, keep, ranges, trans, start, end, alpha, log_z, grad, pa
     return d_em, d_t.transpose(1, 2), d_start, d_end
 
 
-class CrfLogPartitionTriton(torch.autograd.Function):
-    """(emissions, keep, ranges, transitions, start, end) -> log Z (B,) fp32; fp32 parameters."""
+# ----------------------------------------------------------------------------------------------------------------
+# log Z as custom ops (torch.library): the forward, the backward, their fake versions, the autograd
+# ----------------------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def forward(ctx, emissions, keep, ranges, trans, start, end):
-        alpha, log_z = _forward(emissions, keep, ranges, trans, start, end)
-        ctx.save_for_backward(emissions, keep, ranges, trans, start, end, alpha, log_z)
-        return log_z
 
-    @staticmethod
-    def backward(ctx, grad):
-        emissions, keep, ranges, trans, start, end, alpha, log_z = ctx.saved_tensors
-        grad = grad.float().contiguous()
-        d_em, d_t, d_start, d_end = _backward(
-            emissions, keep, ranges, trans, start, end, alpha, log_z, grad, pair=True, grad_dtype=emissions.dtype
-        )
-        # per-row partials summed in torch: deterministic, no atomics
-        return d_em, None, None, d_t.sum(0), d_start.sum(0), d_end.sum(0)
+def _log_partition_forward_impl(
+    emissions: torch.Tensor, keep: torch.Tensor, ranges: torch.Tensor, transitions: torch.Tensor,
+    start: torch.Tensor, end: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log Z (B,) fp32 and the forward variables α (B, L, KP) fp32 (what the backward reads: -inf in the lanes ≥ K,
+    unspecified at the positions outside each row's real range [first, last)), by the α recursion of the module
+    docstring.
+
+    emissions (B, L, K); keep (B, L) uint8; ranges (B, 2) int32 [first, last); transitions (K, K), start, end (K,)
+    fp32."""
+    emissions = emissions.contiguous()  # (B, L, K)
+    params = [p.contiguous() for p in (transitions, start, end)]  # (K, K), (K,), (K,)
+    alpha, log_z = _forward(emissions, keep.contiguous(), ranges.contiguous(), *params)
+    return log_z, alpha
+
+
+def _log_partition_forward_fake(emissions, keep, ranges, transitions, start, end):
+    B, L, K = emissions.shape
+    log_z = emissions.new_empty(B, dtype=torch.float32)  # (B,)
+    alpha = emissions.new_empty(B, L, _kp(K), dtype=torch.float32)  # (B, L, KP)
+    return log_z, alpha
+
+
+def _log_partition_backward_impl(
+    grad: torch.Tensor, emissions: torch.Tensor, keep: torch.Tensor, ranges: torch.Tensor, transitions: torch.Tensor,
+    start: torch.Tensor, end: torch.Tensor, alpha: torch.Tensor, log_z: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of Σ_b grad[b] log Z_b (module docstring) by the β recursion:
+
+        ∂/∂emissions[b, t, k] = grad[b] p_b(y_t = k)                  (B, L, K) in the dtype of emissions
+        ∂/∂transitions[i, j]  = Σ_b grad[b] Σ_{r>1} p_b(y_{t_{r-1}} = i, y_{t_r} = j)      (K, K) fp32
+        ∂/∂start, ∂/∂end      = Σ_b grad[b] p_b(y_{t_1} = ·), Σ_b grad[b] p_b(y_{t_n} = ·)   (K,) fp32 each
+
+    The sums over b run in torch on per-row partials (deterministic, no atomics)."""
+    emissions = emissions.contiguous()  # (B, L, K)
+    params = [p.contiguous() for p in (transitions, start, end)]
+    d_em, d_t, d_start, d_end = _backward(
+        emissions, keep.contiguous(), ranges.contiguous(), *params, alpha.contiguous(), log_z.contiguous(),
+        grad.float().contiguous(), pair=True, grad_dtype=emissions.dtype,
+    )  # (B, L, K), (B, K, K), (B, K), (B, K)
+    return d_em, d_t.sum(0), d_start.sum(0), d_end.sum(0)
+
+
+def _log_partition_backward_fake(grad, emissions, keep, ranges, transitions, start, end, alpha, log_z):
+    K = emissions.shape[-1]
+    d_em = emissions.new_empty(emissions.shape)  # (B, L, K), the dtype of emissions
+    d_t = emissions.new_empty(K, K, dtype=torch.float32)
+    return d_em, d_t, emissions.new_empty(K, dtype=torch.float32), emissions.new_empty(K, dtype=torch.float32)
+
+
+def _log_partition_setup_context(ctx, inputs, output):
+    emissions, keep, ranges, transitions, start, end = inputs
+    log_z, alpha = output
+    ctx.save_for_backward(emissions, keep, ranges, transitions, start, end, alpha, log_z)
+    ctx.mark_non_differentiable(alpha)  # the backward's input, never a loss's
+    ctx.set_materialize_grads(False)
+
+
+def _log_partition_backward(ctx, grad, _d_alpha):
+    emissions, keep, ranges, transitions, start, end, alpha, log_z = ctx.saved_tensors
+    if grad is None:
+        return (None,) * 6
+    d_em, d_t, d_start, d_end = torch.ops.bizoo.crf_log_partition_backward(
+        grad, emissions, keep, ranges, transitions, start, end, alpha, log_z
+    )
+    return d_em, None, None, d_t, d_start, d_end
+
+
+def _register_ops() -> None:
+    """``bizoo::crf_log_partition_forward`` and ``bizoo::crf_log_partition_backward``, once per process (a second
+    import of this file under another package name, as test collectors do, leaves the first registration in
+    place)."""
+    try:
+        torch.ops.bizoo.crf_log_partition_forward  # noqa: B018
+        return
+    except (AttributeError, RuntimeError):
+        pass
+    forward = torch.library.custom_op("bizoo::crf_log_partition_forward", _log_partition_forward_impl,
+                                      mutates_args=())
+    forward.register_fake(_log_partition_forward_fake)
+    backward = torch.library.custom_op("bizoo::crf_log_partition_backward", _log_partition_backward_impl,
+                                       mutates_args=())
+    backward.register_fake(_log_partition_backward_fake)
+    forward.register_autograd(_log_partition_backward, setup_context=_log_partition_setup_context)
+
+
+_register_ops()
 
 
 def log_partition_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
-    """log Z of each row (B,) fp32, differentiable w.r.t. emissions, transitions, start and end (module docstring)."""
+    """log Z of each row (B,) fp32, differentiable w.r.t. emissions, transitions, start and end (module docstring);
+    the kernels run through ``torch.ops.bizoo.crf_log_partition_forward`` (and its backward)."""
     _check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
     with torch.autocast(device_type=emissions.device.type, enabled=False):
         emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
-        return CrfLogPartitionTriton.apply(emissions, keep, ranges, trans, st, en)
+        log_z, _ = torch.ops.bizoo.crf_log_partition_forward(emissions, keep, ranges, trans, st, en)  # (B,)
+        return log_z
 
 
 @torch.no_grad()

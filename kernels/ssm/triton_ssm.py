@@ -44,6 +44,14 @@ the interpreter runs 16 × 16 tiles.
 Precision: every product accumulates in fp32; fp32 inputs multiply in IEEE fp32 (FMA, no TF32), half inputs (fp16,
 bf16) on tensor cores with the Toeplitz block (k, and k[0] + d) rounded once to the inputs' dtype. Outputs and
 input gradients come back in the inputs' dtype, kernel and skip gradients in fp32.
+
+The forward and the backward are registered with ``torch.library`` as custom ops with fake implementations and a
+registered autograd, so that ``torch.compile`` puts the kernels in its graph:
+
+    bizoo::ssm_toeplitz_forward(Tensor u_f, Tensor u_b, Tensor k_f, Tensor k_b, Tensor d_f, Tensor d_b,
+                                Tensor? keep, Tensor? ranges) -> (Tensor y_f, Tensor y_b)
+    bizoo::ssm_toeplitz_backward(Tensor g_f, Tensor g_b, <the forward's eight inputs>, bool need_u, bool need_k)
+                                -> (Tensor du_f, Tensor du_b, Tensor dk)         dk (2, L): rows k_f, k_b; ∂d = dk[:, 0]
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ import os
 
 import torch
 
-__all__ = ["bidirectional_ssm_triton", "BidirectionalSSMTriton", "DTYPES"]
+__all__ = ["bidirectional_ssm_triton", "DTYPES"]
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 # BIZOO_TRITON_AUTOTUNE=0 keeps one configuration (tests on a GPU: compile once, not once per config).
@@ -333,31 +341,99 @@ def _lag_gram(x_c, y_c, x_a, y_a, keep, ranges, groups: int | None = None):
     return (part[0] + part[1]).sum(1)  # per-program partials summed in torch: deterministic
 
 
-class BidirectionalSSMTriton(torch.autograd.Function):
-    """(u_f, u_b (B, L, H), k_f, k_b (L,) fp32, d_f, d_b (1,) fp32, keep (B, L) uint8 | None, ranges (B, 2) int32
-    | None) -> (y_f, y_b) (B, L, H) in the dtype of u."""
+# ----------------------------------------------------------------------------------------------------------------
+# The op as custom ops (torch.library): the forward, the backward, their fake versions, the autograd
+# ----------------------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def forward(ctx, u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges):
-        y_f, y_b = _toeplitz(u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges)
-        ctx.save_for_backward(u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges)
-        return y_f, y_b
 
-    @staticmethod
-    def backward(ctx, g_f, g_b):
-        u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges = ctx.saved_tensors
-        g_f = torch.zeros_like(u_f) if g_f is None else g_f.to(u_f.dtype).contiguous()
-        g_b = torch.zeros_like(u_b) if g_b is None else g_b.to(u_b.dtype).contiguous()
-        need = ctx.needs_input_grad
-        du_f = du_b = dk_f = dk_b = dd_f = dd_b = None
-        if need[0] or need[1]:
-            # Tᵀ of a causal Toeplitz matrix is anti-causal and vice versa: the same kernel, slots swapped.
-            du_b, du_f = _toeplitz(g_b, g_f, k_b, k_f, d_b, d_f, keep, ranges)
-        if any(need[2:6]):
-            dk = _lag_gram(g_f, u_f, u_b, g_b, keep, ranges)  # (2, L)
-            dk_f, dk_b = dk[0], dk[1]
-            dd_f, dd_b = dk[0, :1].clone(), dk[1, :1].clone()  # d sits on lag 0
-        return du_f, du_b, dk_f, dk_b, dd_f, dd_b, None, None
+def _ssm_forward_impl(
+    u_f: torch.Tensor, u_b: torch.Tensor, k_f: torch.Tensor, k_b: torch.Tensor, d_f: torch.Tensor, d_b: torch.Tensor,
+    keep: torch.Tensor | None, ranges: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y_f, y_b) (B, L, H) in the dtype of u: y_f = T_f u_f (causal), y_b = T_b u_b (anti-causal), one launch.
+
+    u_f, u_b (B, L, H); k_f, k_b (L,) fp32; d_f, d_b (1,) fp32; keep (B, L) uint8 and ranges (B, 2) int32, or both
+    None (no padding)."""
+    u_f, u_b = u_f.contiguous(), u_b.contiguous()  # (B, L, H): no copy when already contiguous
+    return _toeplitz(u_f, u_b, k_f.contiguous(), k_b.contiguous(), d_f, d_b, keep, ranges)
+
+
+def _ssm_forward_fake(u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges):
+    return u_f.new_empty(u_f.shape), u_f.new_empty(u_f.shape)  # (B, L, H) each, contiguous, the dtype of u
+
+
+def _ssm_backward_impl(
+    g_f: torch.Tensor, g_b: torch.Tensor, u_f: torch.Tensor, u_b: torch.Tensor, k_f: torch.Tensor,
+    k_b: torch.Tensor, d_f: torch.Tensor, d_b: torch.Tensor, keep: torch.Tensor | None, ranges: torch.Tensor | None,
+    need_u: bool, need_k: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(∂/∂u_f, ∂/∂u_b) (B, L, H) in the dtype of u and ∂/∂(k_f, k_b) (2, L) fp32, from the output gradients g_f, g_b
+    (B, L, H) in the dtype of u (module docstring):
+
+        ∂/∂u_f = T_fᵀ g_f (anti-causal),  ∂/∂u_b = T_bᵀ g_b (causal)      (need_u; else two empty tensors)
+        ∂/∂k_f[l] = Σ_{b,h,t} g_f[t] u_f[t - l],  ∂/∂k_b[l] = Σ_{b,h,t} u_b[t] g_b[t - l]   (need_k; else empty)
+
+    The skips' gradients are lag 0 of the kernels' (∂/∂d = ∂/∂k[0]): the autograd formula reads them there."""
+    g_f, g_b, u_f, u_b = (t.contiguous() for t in (g_f, g_b, u_f, u_b))  # (B, L, H)
+    k_f, k_b = k_f.contiguous(), k_b.contiguous()  # (L,)
+    du_f, du_b = u_f.new_empty(0), u_f.new_empty(0)  # two outputs: never one tensor twice
+    dk = u_f.new_empty(0, dtype=torch.float32)
+    if need_u:
+        # Tᵀ of a causal Toeplitz matrix is anti-causal and vice versa: the same kernel, slots swapped.
+        du_b, du_f = _toeplitz(g_b, g_f, k_b, k_f, d_b, d_f, keep, ranges)  # (B, L, H) each
+    if need_k:
+        dk = _lag_gram(g_f, u_f, u_b, g_b, keep, ranges)  # (2, L)
+    return du_f, du_b, dk
+
+
+def _ssm_backward_fake(g_f, g_b, u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges, need_u, need_k):
+    du_shape = u_f.shape if need_u else (0,)
+    dk = u_f.new_empty((2, u_f.shape[1]) if need_k else (0,), dtype=torch.float32)  # (2, L) or (0,)
+    return u_f.new_empty(du_shape), u_f.new_empty(du_shape), dk
+
+
+def _ssm_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)  # u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges
+    # an unused output's gradient stays None (one zero-filled buffer made below only if the other one is used)
+    ctx.set_materialize_grads(False)
+
+
+def _ssm_backward(ctx, g_f, g_b):
+    u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    need_u, need_k = need[0] or need[1], any(need[2:6])
+    if (g_f is None and g_b is None) or not (need_u or need_k):
+        return (None,) * 8
+    g_f = torch.zeros_like(u_f) if g_f is None else g_f.to(u_f.dtype)  # (B, L, H)
+    g_b = torch.zeros_like(u_b) if g_b is None else g_b.to(u_b.dtype)  # (B, L, H)
+    du_f, du_b, dk = torch.ops.bizoo.ssm_toeplitz_backward(
+        g_f, g_b, u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges, need_u, need_k
+    )
+    if not need_u:
+        du_f = du_b = None
+    dk_f = dk_b = dd_f = dd_b = None
+    if need_k:
+        dk_f, dk_b = dk[0], dk[1]  # (L,) each
+        dd_f, dd_b = dk[0, :1].clone(), dk[1, :1].clone()  # (1,): d sits on lag 0; own storage, not a view of dk
+    return du_f, du_b, dk_f, dk_b, dd_f, dd_b, None, None
+
+
+def _register_ops() -> None:
+    """``bizoo::ssm_toeplitz_forward`` and ``bizoo::ssm_toeplitz_backward``, once per process (a second import of
+    this file under another package name, as test collectors do, leaves the first registration in place)."""
+    try:
+        torch.ops.bizoo.ssm_toeplitz_forward  # noqa: B018
+        return
+    except (AttributeError, RuntimeError):
+        pass
+    forward = torch.library.custom_op("bizoo::ssm_toeplitz_forward", _ssm_forward_impl, mutates_args=())
+    forward.register_fake(_ssm_forward_fake)
+    backward = torch.library.custom_op("bizoo::ssm_toeplitz_backward", _ssm_backward_impl, mutates_args=())
+    backward.register_fake(_ssm_backward_fake)
+    forward.register_autograd(_ssm_backward, setup_context=_ssm_setup_context)
+
+
+_register_ops()
 
 
 def _mask_and_ranges(attention_mask, B: int, L: int, device):
@@ -442,4 +518,5 @@ def bidirectional_ssm_triton(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention
         k_f, k_b = k_fwd.float().contiguous(), k_bwd.float().contiguous()  # (L,)
         d_f, d_b = d_fwd.float().reshape(1), d_bwd.float().reshape(1)  # (1,)
         keep, ranges = _mask_and_ranges(attention_mask, B, L, u_fwd.device)
-        return BidirectionalSSMTriton.apply(u_fwd.contiguous(), u_bwd.contiguous(), k_f, k_b, d_f, d_b, keep, ranges)
+        u_f, u_b = u_fwd.contiguous(), u_bwd.contiguous()  # (B, L, H): saved for the backward as they are
+        return torch.ops.bizoo.ssm_toeplitz_forward(u_f, u_b, k_f, k_b, d_f, d_b, keep, ranges)

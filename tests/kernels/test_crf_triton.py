@@ -454,6 +454,84 @@ def test_cpu_tensors_without_the_interpreter_are_a_clear_error(monkeypatch):
         triton_crf.log_partition_triton(em, mask, t, s, s)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# torch.library: the log-partition custom ops, and torch.compile through them
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _op_inputs(K=5, L=7, seed=21):
+    """The forward op's six inputs as ``log_partition_triton`` makes them (the six padding patterns, constraints)."""
+    emissions, mask, transitions, start, end = make(K, L, seed=seed)
+    emissions, keep, ranges, params = triton_crf._prepare(emissions, mask, transitions, start, end)
+    return [emissions, keep, ranges, *params]
+
+
+def test_log_partition_forward_op_passes_opcheck(monkeypatch):
+    """``bizoo::crf_log_partition_forward``: schema, fake tensors (also with dynamic shapes), the autograd
+    registration, and AOTAutograd's outputs and gradients equal to eager (torch.library.opcheck). The op's second
+    output α is the backward's scratch, unspecified outside each row's real positions: filled with 0 here (not
+    NaN), so that two runs compare equal."""
+    monkeypatch.setattr(triton_crf, "DEBUG_FILL", 0.0)
+    emissions, keep, ranges, transitions, start, end = _op_inputs()
+    args = (emissions.requires_grad_(), keep, ranges, transitions.requires_grad_(), start.requires_grad_(),
+            end.requires_grad_())
+    torch.library.opcheck(torch.ops.bizoo.crf_log_partition_forward.default, args)
+
+
+def test_log_partition_backward_op_passes_opcheck():
+    """``bizoo::crf_log_partition_backward`` (every output written: NaN-filled buffers stay out of its results)."""
+    inputs = _op_inputs()
+    log_z, alpha = torch.ops.bizoo.crf_log_partition_forward(*inputs)
+    grad = torch.randn(log_z.shape, generator=torch.Generator().manual_seed(22)).to(DEVICE)  # (B,)
+    args = (grad, *inputs, alpha, log_z)
+    torch.library.opcheck(torch.ops.bizoo.crf_log_partition_backward.default, args)
+    d_em, d_t, d_start, d_end = torch.ops.bizoo.crf_log_partition_backward(*args)
+    K = inputs[0].shape[-1]
+    assert d_em.shape == inputs[0].shape and d_t.shape == (K, K) and d_start.shape == d_end.shape == (K,)
+    assert all(torch.isfinite(t).all() for t in (d_em, d_t, d_start, d_end))
+
+
+def test_log_likelihood_compiles_without_graph_breaks():
+    """``torch.compile(fullgraph=True)`` of the log-likelihood on the Triton backend (the CRF head's loss: log Z of
+    the gold-restricted and of the plain emissions in one call of the op): no graph break, the custom op in the
+    graph, values and the four gradients equal to eager (bit for bit: the same kernels) and to the reference
+    backend. The gold tags are the reference's Viterbi paths (legal under the constraints: a finite likelihood),
+    with one real position per row marginalised (-100)."""
+    from bizoo.kernels.crf import crf_log_likelihood, crf_viterbi
+
+    K, L = 5, 7
+    emissions, mask, transitions, start, end = make(K, L, seed=23)
+    tags, _ = crf_viterbi(emissions, mask, transitions, start, end, backend="reference")  # (B, L)
+    tags[:, 3] = -100
+    weights = torch.randn(emissions.shape[0], generator=torch.Generator().manual_seed(24)).to(DEVICE)  # (B,)
+
+    def f(emissions, transitions, start, end, mask, tags, backend="triton"):
+        return crf_log_likelihood(emissions, mask, transitions, start, end, tags, backend=backend)  # (B,)
+
+    explanation = torch._dynamo.explain(f)(emissions, transitions, start, end, mask, tags)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    targets = {str(n.target) for g in explanation.graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert "bizoo.crf_log_partition_forward" in targets, targets
+    torch._dynamo.reset()
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+
+    def value_and_grads(fn, **kwargs):
+        leaves = [t.clone().requires_grad_() for t in (emissions, transitions, start, end)]
+        log_likelihood = fn(*leaves, mask, tags, **kwargs)  # (B,)
+        return log_likelihood, torch.autograd.grad((weights * log_likelihood).sum(), leaves)
+
+    got, got_grads = value_and_grads(compiled)
+    eager, eager_grads = value_and_grads(f)
+    expected, expected_grads = value_and_grads(f, backend="reference")
+    assert torch.isfinite(got).all() and got.abs().max() > 1e-1
+    torch.testing.assert_close(got, eager, rtol=0, atol=0)
+    close(got, expected)
+    for name, g, e, r in zip(("emissions", "transitions", "start", "end"), got_grads, eager_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=0, atol=0, msg=name)
+        assert r.abs().max() > 1e-2, name  # not vacuous: a sizeable gradient to compare
+        close(g, r, atol=5e-5, rtol=1e-4)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="bf16/fp16 kernels are checked on a GPU only")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

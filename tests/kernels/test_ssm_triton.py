@@ -318,6 +318,69 @@ def test_autotune_pruning(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# torch.library: the custom ops, and torch.compile through them
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _op_inputs(mask_kind, B=2, L=20, H=5, seed=14):
+    """The forward op's eight inputs as ``bidirectional_ssm_triton`` makes them (L = 20: two time tiles)."""
+    u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd = make(B, L, H, seed=seed)
+    keep, ranges = triton_ssm._mask_and_ranges(padding_mask(mask_kind, B, L), B, L, DEVICE)
+    return [u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, keep, ranges]
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "mixed"])
+def test_forward_op_passes_opcheck(mask_kind):
+    """``bizoo::ssm_toeplitz_forward``: schema, fake tensors (shapes, dtypes, strides, also with dynamic shapes),
+    the autograd registration, and AOTAutograd's outputs and gradients equal to eager (torch.library.opcheck)."""
+    inputs = _op_inputs(mask_kind)
+    args = [t.requires_grad_() for t in inputs[:6]] + inputs[6:]
+    torch.library.opcheck(torch.ops.bizoo.ssm_toeplitz_forward.default, tuple(args))
+
+
+@pytest.mark.parametrize("need_u, need_k", [(True, True), (True, False), (False, True)])
+def test_backward_op_passes_opcheck(need_u, need_k):
+    """``bizoo::ssm_toeplitz_backward`` with each pair of gradients asked for (the others come back empty)."""
+    inputs = _op_inputs("mixed")
+    g_fwd, g_bwd = torch.randn(2, *inputs[0].shape, generator=torch.Generator().manual_seed(15)).to(DEVICE)
+    args = (g_fwd, g_bwd, *inputs, need_u, need_k)
+    torch.library.opcheck(torch.ops.bizoo.ssm_toeplitz_backward.default, args)
+    du_fwd, du_bwd, dk = torch.ops.bizoo.ssm_toeplitz_backward(*args)
+    assert du_fwd.shape == du_bwd.shape == (inputs[0].shape if need_u else (0,))
+    assert dk.shape == ((2, inputs[0].shape[1]) if need_k else (0,)) and dk.dtype == torch.float32
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "mixed"])
+def test_compiles_without_graph_breaks_and_equals_eager_and_the_reference(mask_kind):
+    """``torch.compile(fullgraph=True)`` of the dispatcher on the Triton backend: no graph break, the custom op in
+    the graph, outputs and the six gradients equal to eager (bit for bit: the same kernels) and to the reference."""
+    B, L, H = 3, 24, 8  # two time tiles, the second one partial
+    inputs = make(B, L, H, seed=16)
+    mask = padding_mask(mask_kind, B, L)
+    weights = torch.randn(2, B, L, H, generator=torch.Generator().manual_seed(17), dtype=torch.float64).to(DEVICE)
+
+    def f(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask):
+        return bidirectional_ssm(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, backend="triton")
+
+    explanation = torch._dynamo.explain(f)(*inputs, mask)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    targets = {str(n.target) for g in explanation.graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert "bizoo.ssm_toeplitz_forward" in targets, targets
+    torch._dynamo.reset()
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    got, got_grads = value_and_grads(compiled, inputs, mask, weights)
+    eager, eager_grads = value_and_grads(f, inputs, mask, weights)
+    expected, expected_grads = value_and_grads(oracle, inputs, mask, weights)
+    for g, e, r in zip(got, eager, expected):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+        assert relative_error(g, r) < 1e-5
+    for name, g, e, r in zip(NAMES, got_grads, eager_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=0, atol=0, msg=name)
+        assert r.abs().max() > 1e-2, name  # not vacuous: a sizeable gradient to compare
+        assert relative_error(g, r) < 1e-5, name
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # GPU only: half precision, lengths that reach the large autotuned tiles
 # ----------------------------------------------------------------------------------------------------------------
 
