@@ -4,8 +4,9 @@ r"""LION attention on Triton kernels: the op behind ``backend="triton"``.
 ``torch.library`` as ``bizoo::lion_chunk_forward`` / ``bizoo::lion_chunk_backward`` (custom ops with fake
 implementations and a registered autograd), so that ``torch.compile`` puts the kernels in its graph.
 
-``form="attention"`` runs the tiled schedule of ``triton_parallel.py`` through ``LionTritonFunction`` below. Its
-kernel computes one generalised product, per batch row and head,
+``form="attention"`` runs the tiled schedule of ``triton_parallel.py``, registered the same way as
+``bizoo::lion_parallel_forward`` / ``bizoo::lion_parallel_backward``. Its kernel computes one generalised product, per
+batch row and head,
 
     o_i = Σ_j S_ij M_ij v_j,   S_ij = q_i·k_j + c_i e_j,   M from decays α (forward part) and β (backward part)
 
@@ -66,43 +67,6 @@ def real_ranges(attention_mask: torch.Tensor | None, B: int, L: int, device) -> 
     end = L - keep.flip(1).int().argmax(dim=1)
     ranges = torch.stack([first, end], dim=1) * has[:, None]
     return ranges.to(torch.int32).contiguous()
-
-
-class LionTritonFunction(torch.autograd.Function):
-    """(q, k, v, a) -> (numerator (B, H, L, Dv) fp32, row sums (B, H, L) fp32) on the parallel schedule's kernel."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, a, ranges, normalize: bool):
-        o, den, _ = _product(q, k, v, a, a, ranges, rowsum=normalize)
-        ctx.save_for_backward(q, k, v, a, ranges)
-        ctx.normalize = normalize
-        return o, (den if den is not None else o.new_zeros(q.shape[:3]))
-
-    @staticmethod
-    def backward(ctx, d_o, d_den):
-        q, k, v, a, ranges = ctx.saved_tensors
-        d_o = d_o.to(q.dtype).contiguous()
-        dden = d_den.float().contiguous() if (ctx.normalize and d_den is not None) else None
-        ones = torch.ones_like(a) if dden is not None else None
-        need_da = ctx.needs_input_grad[3]
-        left = F.pad(a[..., 1:], (0, 1))  # α'_m = a_{m+1}
-        right = F.pad(a[..., :-1], (1, 0))  # β'_m = a_{m-1}
-
-        dq, _, rho_q = _product(d_o, v, k, a, a, ranges, c=dden, e=ones, r=q if need_da else None)
-        dk, _, rho_k = _product(v, d_o, q, left, right, ranges, c=ones, e=dden, r=k if need_da else None)
-        dv, _, _ = _product(k, q, d_o, left, right, ranges)
-
-        da = None
-        if need_da:
-            dp_diag = (d_o.float() * v.float()).sum(-1)  # dP_tt
-            if dden is not None:
-                dp_diag = dp_diag + dden
-            w_diag = dp_diag * (q.float() * k.float()).sum(-1)  # W_tt = dP_tt P_tt
-            d_prefix_fwd = (rho_q[0] - rho_k[1] - w_diag).double()  # rows of W's lower part - its columns
-            d_prefix_bwd = (rho_k[0] - rho_q[1] - w_diag).double()  # columns of W's upper part - its rows
-            suffix = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t>=m}
-            da = (suffix(d_prefix_fwd) - d_prefix_fwd + suffix(d_prefix_bwd)).float()
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), da, None, None
 
 
 def check_triton_inputs(q, k, v, form: str, chunk_size: int) -> None:
@@ -198,19 +162,116 @@ def _backward(ctx, dy, d_den, d_states, d_z):
     return dq, dk, dv, da, None, None, None, None
 
 
-def _register_ops() -> None:
-    """``bizoo::lion_chunk_forward`` and ``bizoo::lion_chunk_backward``, once per process (a second import of this
-    file under another package name, as test collectors do, leaves the first registration in place)."""
+# ----------------------------------------------------------------------------------------------------------------
+# The parallel schedule as custom ops: the forward product, the three backward products (module docstring), their
+# fake versions, the autograd
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _parallel_forward_impl(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, ranges: torch.Tensor, normalize: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The forward product with α = β = a: numerator and (with ``normalize``) row sums,
+
+        num_i = Σ_j S_ij M_ij v_j,   den_i = Σ_j S_ij M_ij,   S_ij = q_i·k_j.
+
+    q, k (B, H, L, Dk) and v (B, H, L, Dv), zero at padding; a (B, H, L) fp32 log-decays, 0 at padding; ranges
+    (B, 2) int32 [start, end). Returns num (B, H, L, Dv) fp32 and den (B, H, L) fp32 (``(0,)`` without normalize).
+    """
+    num, den, _ = _product(q, k, v, a, a, ranges, rowsum=normalize)  # (B, H, L, Dv), (B, H, L) or None
+    return num, (den if den is not None else q.new_empty(0, dtype=torch.float32))
+
+
+def _parallel_forward_fake(q, k, v, a, ranges, normalize):
+    B, H, L, _ = q.shape
+    num = q.new_empty(B, H, L, v.shape[-1], dtype=torch.float32)  # (B, H, L, Dv)
+    den = q.new_empty((B, H, L) if normalize else (0,), dtype=torch.float32)  # (B, H, L) or (0,)
+    return num, den
+
+
+def _parallel_backward_impl(
+    d_num: torch.Tensor, d_den: torch.Tensor | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    a: torch.Tensor, ranges: torch.Tensor, need_da: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""dq, dk, dv (the dtypes of q, k, v) and da (B, H, L) fp32 (``(0,)`` unless ``need_da``) from the cotangents
+    of num (B, H, L, Dv) and den (B, H, L) (None: no normaliser), as three products (module docstring):
+
+        dQ = (dP ⊙ M) K,   dK = (dP ⊙ M)ᵀ Q,   dV = Pᵀ dO,   dP = dO Vᵀ + dden 1ᵀ,
+        da_m = Σ_{t>m} ∂/∂P^α_t + Σ_{t>=m} ∂/∂Q^β_t   (from the ρ outputs of the dQ and dK products).
+    """
+    d_num = d_num.to(q.dtype).contiguous()  # (B, H, L, Dv)
+    dden = d_den.float().contiguous() if d_den is not None else None  # (B, H, L) or None
+    ones = torch.ones_like(a) if dden is not None else None  # (B, H, L): e = 1 (dQ), c = 1 (dK)
+    left = F.pad(a[..., 1:], (0, 1))  # (B, H, L) α'_m = a_{m+1}
+    right = F.pad(a[..., :-1], (1, 0))  # (B, H, L) β'_m = a_{m-1}
+
+    dq, _, rho_q = _product(d_num, v, k, a, a, ranges, c=dden, e=ones, r=q if need_da else None)  # (B, H, L, Dk)
+    dk, _, rho_k = _product(v, d_num, q, left, right, ranges, c=ones, e=dden, r=k if need_da else None)  # same
+    dv, _, _ = _product(k, q, d_num, left, right, ranges)  # (B, H, L, Dv)
+
+    if need_da:
+        dp_diag = (d_num.float() * v.float()).sum(-1)  # (B, H, L) dP_tt
+        if dden is not None:
+            dp_diag = dp_diag + dden
+        w_diag = dp_diag * (q.float() * k.float()).sum(-1)  # (B, H, L) W_tt = dP_tt P_tt
+        d_prefix_fwd = (rho_q[0] - rho_k[1] - w_diag).double()  # (B, H, L) rows of W's lower part - its columns
+        d_prefix_bwd = (rho_k[0] - rho_q[1] - w_diag).double()  # (B, H, L) columns of W's upper part - its rows
+        suffix = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t>=m}
+        da = (suffix(d_prefix_fwd) - d_prefix_fwd + suffix(d_prefix_bwd)).float()  # (B, H, L)
+    else:
+        da = q.new_empty(0, dtype=torch.float32)
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), da
+
+
+def _parallel_backward_fake(d_num, d_den, q, k, v, a, ranges, need_da):
+    da = q.new_empty(q.shape[:3] if need_da else (0,), dtype=torch.float32)  # (B, H, L) or (0,)
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), da
+
+
+def _parallel_setup_context(ctx, inputs, output):
+    q, k, v, a, ranges, normalize = inputs
+    ctx.save_for_backward(q, k, v, a, ranges)
+    ctx.normalize = normalize
+    # without the normaliser den is an empty placeholder: no zero gradient made for it
+    ctx.set_materialize_grads(False)
+
+
+def _parallel_backward(ctx, d_num, d_den):
+    q, k, v, a, ranges = ctx.saved_tensors
+    if d_num is None:  # only the row sums reach the loss
+        d_num = q.new_zeros(*q.shape[:3], v.shape[-1], dtype=torch.float32)  # (B, H, L, Dv)
+    need_da = ctx.needs_input_grad[3]
+    dq, dk, dv, da = torch.ops.bizoo.lion_parallel_backward(
+        d_num, d_den if ctx.normalize else None, q, k, v, a, ranges, need_da
+    )
+    return dq, dk, dv, (da if need_da else None), None, None
+
+
+def _registered(name: str) -> bool:
+    """Whether ``bizoo::<name>`` exists already (a second import of this file under another package name, as test
+    collectors do, then leaves the first registration in place)."""
     try:
-        torch.ops.bizoo.lion_chunk_forward  # noqa: B018
-        return
+        getattr(torch.ops.bizoo, name)
+        return True
     except (AttributeError, RuntimeError):
-        pass
-    forward = torch.library.custom_op("bizoo::lion_chunk_forward", _chunk_forward_impl, mutates_args=())
-    forward.register_fake(_chunk_forward_fake)
-    backward = torch.library.custom_op("bizoo::lion_chunk_backward", _chunk_backward_impl, mutates_args=())
-    backward.register_fake(_chunk_backward_fake)
-    forward.register_autograd(_backward, setup_context=_setup_context)
+        return False
+
+
+def _register_ops() -> None:
+    """``bizoo::lion_chunk_forward`` / ``_backward`` and ``bizoo::lion_parallel_forward`` / ``_backward``, once per
+    process (``_registered``)."""
+    if not _registered("lion_chunk_forward"):
+        forward = torch.library.custom_op("bizoo::lion_chunk_forward", _chunk_forward_impl, mutates_args=())
+        forward.register_fake(_chunk_forward_fake)
+        backward = torch.library.custom_op("bizoo::lion_chunk_backward", _chunk_backward_impl, mutates_args=())
+        backward.register_fake(_chunk_backward_fake)
+        forward.register_autograd(_backward, setup_context=_setup_context)
+    if not _registered("lion_parallel_forward"):
+        forward = torch.library.custom_op("bizoo::lion_parallel_forward", _parallel_forward_impl, mutates_args=())
+        forward.register_fake(_parallel_forward_fake)
+        backward = torch.library.custom_op("bizoo::lion_parallel_backward", _parallel_backward_impl, mutates_args=())
+        backward.register_fake(_parallel_backward_fake)
+        forward.register_autograd(_parallel_backward, setup_context=_parallel_setup_context)
 
 
 _register_ops()
@@ -229,21 +290,23 @@ def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chun
                 q, k, v, log_decay, attention_mask, chunk_size, normalize, fp32_states
             )
             return y
-        return _product_function(q, k, v, log_decay, attention_mask, normalize=normalize)
+        return _parallel_schedule(q, k, v, log_decay, attention_mask, normalize=normalize)
 
 
-def _product_function(q, k, v, log_decay, attention_mask, *, normalize: bool):
-    """The op through ``LionTritonFunction`` (the parallel schedule)."""
+def _parallel_schedule(q, k, v, log_decay, attention_mask, *, normalize: bool):
+    """The op on the parallel schedule: padding zeroed and the real ranges found in torch (traced as they are), the
+    products in ``bizoo::lion_parallel_forward``, the normaliser and the zeros at padding in torch again."""
     B, H, L, _ = q.shape
     a = log_decays(log_decay, (B, H, L), torch.float32, q.device)  # (B, H, L)
-    ranges = real_ranges(attention_mask, B, L, q.device)
+    ranges = real_ranges(attention_mask, B, L, q.device)  # (B, 2) int32
     keep = None
     if attention_mask is not None:
         keep = attention_mask.to(device=q.device, dtype=torch.bool)
         # torch.where, not a product: whatever padded positions hold (even NaN) cannot leak into real ones
         q, k, v = (torch.where(keep[:, None, :, None], t, 0.0) for t in (q, k, v))
         a = torch.where(keep[:, None, :], a, 0.0)
-    num, den = LionTritonFunction.apply(q, k, v, a.contiguous(), ranges, normalize)
+    # num (B, H, L, Dv) fp32, den (B, H, L) fp32 (or (0,) without normalize)
+    num, den = torch.ops.bizoo.lion_parallel_forward(q, k, v, a.contiguous(), ranges, normalize)
     out = num
     if normalize:
         out = num / safe_row_sums(den, None if keep is None else keep[:, None, :])[..., None]

@@ -32,6 +32,9 @@ dW_hh[d] = Σ dz_s h_{s-1}ᵀ, dW_p[d] = Σ dĥ_s m_sᵀ; the carries left at th
 Every output at padding is written as 0 by the kernels (so tests can fill buffers with NaN). Arithmetic is fp32;
 the matrix products take ``torch.backends.cuda.matmul.allow_tf32``'s precision on a GPU (IEEE fp32 by default).
 The recurrent weights are re-read tile by tile every step: they stay in L1/L2, not in registers.
+
+Both passes are ``torch.library`` custom ops, ``bizoo::bilstm_forward`` and ``bizoo::bilstm_backward``, with fake
+implementations and a registered autograd, so that ``torch.compile(fullgraph=True)`` puts them in its graph.
 """
 
 from __future__ import annotations
@@ -326,86 +329,200 @@ def _tiles(H: int, P: int) -> dict:
     return {"BB": BB, "BH": _tile(H), "BP": _tile(P), "BK": _tile(min(H, P))}
 
 
-class _BiLstm(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, save):
-        B, L, _, G = gates.shape
-        H, P = G // 4, weight_hh.shape[2]
-        dev = gates.device
-        proj, clip_c, clip_p = weight_proj is not None, cell_clip is not None, proj_clip is not None
-        gates = gates.contiguous()
-        w_hh = weight_hh.float().contiguous()
-        w_p = weight_proj.float().contiguous() if proj else w_hh  # a dummy pointer without a projection
-        order32 = order.to(torch.int32).contiguous()
-        lens32 = lengths.to(torch.int32).contiguous()
-        steps, low = _block_ranges(lens32)
-        y = _buffer((B, L, 2, P), dev)
-        dummy = y
-        act = _buffer((B, L, 2, G), dev) if save else dummy
-        cr = _buffer((B, L, 2, H), dev) if save else dummy
-        mm = _buffer((B, L, 2, H), dev) if save and proj else dummy
-        hr = _buffer((B, L, 2, P), dev) if save and clip_p else dummy
-        hbuf = _buffer((2, 2, B, P), dev)
-        hbuf[0] = 0.0 if h0 is None else h0.float()
-        cbuf = torch.zeros(2, B, H, device=dev) if c0 is None else c0.float().clone().contiguous()
-        mbuf = _buffer((2, B, H), dev) if proj else dummy
-        hn = _buffer((2, B, P), dev)
-        grid = (steps.shape[0], 2)
-        _forward_kernel[grid](
-            gates, w_hh, w_p, order32, lens32, steps, low,
-            y, act, cr, mm, hr, hbuf, cbuf, mbuf, hn,
-            B, L, H, P, float(cell_clip or 0.0), float(proj_clip or 0.0),
-            PROJ=proj, CLIP_C=clip_c, CLIP_P=clip_p, SAVE=save, PRECISION=_precision(dev), **_tiles(H, P),
-            num_warps=4,
-        )
-        ctx.save_for_backward(y, act, cr, mm, hr, w_hh, w_p, order32, lens32, steps, low, h0, c0)
-        ctx.meta = (proj, clip_c, clip_p, cell_clip, proj_clip, gates.dtype, weight_hh.dtype,
-                    None if weight_proj is None else weight_proj.dtype)
-        dtype = gates.dtype
-        return y.to(dtype), hn.to(dtype), cbuf.to(dtype)
+# ----------------------------------------------------------------------------------------------------------------
+# The kernels as custom ops (torch.library), so that torch.compile puts them in its graph: the forward pass, the
+# backward pass, their fake versions, the autograd
+# ----------------------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def backward(ctx, dy, dhn, dcn):
-        y, act, cr, mm, hr, w_hh, w_p, order32, lens32, steps, low, h0, c0 = ctx.saved_tensors
-        proj, clip_c, clip_p, cell_clip, proj_clip, g_dtype, whh_dtype, wp_dtype = ctx.meta
-        B, L, _, P = y.shape
-        H = cr.shape[-1]
-        dev = y.device
-        dy = torch.zeros_like(y) if dy is None else dy.float().contiguous()
-        dhbuf = torch.zeros(2, B, P, device=dev) if dhn is None else dhn.float().clone().contiguous()
-        dcbuf = torch.zeros(2, B, H, device=dev) if dcn is None else dcn.float().clone().contiguous()
-        c0f = torch.zeros(2, B, H, device=dev) if c0 is None else c0.float().contiguous()
-        dg = _buffer((B, L, 2, 4 * H), dev)
-        dhr = _buffer((B, L, 2, P), dev) if proj else dg
-        _backward_kernel[(steps.shape[0], 2)](
-            dy, act, cr, hr, w_hh, w_p, order32, lens32, steps, low, c0f,
-            dg, dhr, dhbuf, dcbuf,
-            B, L, H, P, float(cell_clip or 0.0), float(proj_clip or 0.0),
-            PROJ=proj, CLIP_C=clip_c, CLIP_P=clip_p, PRECISION=_precision(dev), **_tiles(H, P),
-            num_warps=4,
-        )
+
+def _forward_impl(
+    gates: torch.Tensor, weight_hh: torch.Tensor, weight_proj: torch.Tensor | None, h0: torch.Tensor | None,
+    c0: torch.Tensor | None, order: torch.Tensor, lengths: torch.Tensor, cell_clip: float | None,
+    proj_clip: float | None, save: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The forward kernel (module docstring): for each direction d and step s at position t = order[d, b, s],
+
+        z = a[b, t, d] + W_hh[d] h_{s-1},   c_s = clip(σ(z_f) c_{s-1} + σ(z_i) tanh(z_g)),
+        m_s = σ(z_o) tanh(c_s),              h_s = clip(W_p[d] m_s)  (or m_s),   y[b, t, d] = h_s.
+
+    gates (B, L, 2, 4H), weight_hh (2, 4H, P), weight_proj (2, P, H) or None, h0 (2, B, P) / c0 (2, B, H) or None
+    (zeros), order (2, B, L) and lengths (B,) from ``reading_orders``. Returns, all fp32: y (B, L, 2, P), h_n
+    (2, B, P), c_n (2, B, H) and what the backward pass reads when ``save`` (else ``(0,)`` each): the gate
+    activations (B, L, 2, 4H), the unclipped cells (B, L, 2, H), m (B, L, 2, H) with a projection, the unclipped
+    projections (B, L, 2, P) with proj_clip.
+    """
+    B, L, _, G = gates.shape
+    H, P = G // 4, weight_hh.shape[2]
+    dev = gates.device
+    proj, clip_c, clip_p = weight_proj is not None, cell_clip is not None, proj_clip is not None
+    gates = gates.contiguous()  # (B, L, 2, 4H)
+    w_hh = weight_hh.float().contiguous()  # (2, 4H, P)
+    w_p = weight_proj.float().contiguous() if proj else w_hh  # (2, P, H); a dummy pointer without a projection
+    order32 = order.to(torch.int32).contiguous()  # (2, B, L)
+    lens32 = lengths.to(torch.int32).contiguous()  # (B,)
+    steps, low = _block_ranges(lens32)  # (blocks,) each
+    y = _buffer((B, L, 2, P), dev)
+    dummy = y
+    act = _buffer((B, L, 2, G), dev) if save else dummy
+    cr = _buffer((B, L, 2, H), dev) if save else dummy
+    mm = _buffer((B, L, 2, H), dev) if save and proj else dummy
+    hr = _buffer((B, L, 2, P), dev) if save and clip_p else dummy
+    hbuf = _buffer((2, 2, B, P), dev)  # h_{s-1} / h_s by the parity of s
+    hbuf[0] = 0.0 if h0 is None else h0.float()
+    cbuf = torch.zeros(2, B, H, device=dev) if c0 is None else c0.float().clone().contiguous()  # (2, B, H) -> c_n
+    mbuf = _buffer((2, B, H), dev) if proj else dummy
+    hn = _buffer((2, B, P), dev)
+    grid = (steps.shape[0], 2)
+    _forward_kernel[grid](
+        gates, w_hh, w_p, order32, lens32, steps, low,
+        y, act, cr, mm, hr, hbuf, cbuf, mbuf, hn,
+        B, L, H, P, float(cell_clip or 0.0), float(proj_clip or 0.0),
+        PROJ=proj, CLIP_C=clip_c, CLIP_P=clip_p, SAVE=save, PRECISION=_precision(dev), **_tiles(H, P),
+        num_warps=4,
+    )
+    kept = lambda t, keep: t if keep else y.new_empty(0)  # noqa: E731  a placeholder of its own (outputs never alias)
+    return y, hn, cbuf, kept(act, save), kept(cr, save), kept(mm, save and proj), kept(hr, save and clip_p)
+
+
+def _forward_fake(gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, save):
+    B, L, _, G = gates.shape
+    H, P = G // 4, weight_hh.shape[2]
+    new = lambda *shape: gates.new_empty(shape, dtype=torch.float32)  # noqa: E731
+    kept = lambda keep, *shape: new(*shape) if keep else new(0)  # noqa: E731
+    return (
+        new(B, L, 2, P),  # y
+        new(2, B, P),  # h_n
+        new(2, B, H),  # c_n
+        kept(save, B, L, 2, G),  # gate activations
+        kept(save, B, L, 2, H),  # unclipped cells
+        kept(save and weight_proj is not None, B, L, 2, H),  # m
+        kept(save and proj_clip is not None, B, L, 2, P),  # unclipped projections
+    )
+
+
+def _backward_impl(
+    dy: torch.Tensor | None, dh_n: torch.Tensor | None, dc_n: torch.Tensor | None, y: torch.Tensor,
+    act: torch.Tensor, cell: torch.Tensor, m: torch.Tensor, h_raw: torch.Tensor, weight_hh: torch.Tensor,
+    weight_proj: torch.Tensor | None, h0: torch.Tensor | None, c0: torch.Tensor | None, order: torch.Tensor,
+    lengths: torch.Tensor, cell_clip: float | None, proj_clip: float | None, need_weight_hh: bool,
+    need_weight_proj: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The backward kernel (module docstring; steps last to first, carries dh, dc from dh_n, dc_n), then the weight
+    gradients as two products over all steps in torch:
+
+        dW_hh[d] = Σ_s dz_s h_{s-1}ᵀ,   dW_p[d] = Σ_s dĥ_s m_sᵀ.
+
+    dy (B, L, 2, P), dh_n (2, B, P), dc_n (2, B, H): the cotangents (None: zeros); y ... h_raw: the forward op's
+    outputs. Returns, all fp32: d_gates (B, L, 2, 4H), dW_hh (2, 4H, P) and dW_p (2, P, H) (``(0,)`` unless asked
+    for), the carries at the first step = d h_0 (2, B, P), d c_0 (2, B, H).
+    """
+    B, L, _, P = y.shape
+    H = weight_hh.shape[1] // 4
+    dev = y.device
+    proj, clip_c, clip_p = weight_proj is not None, cell_clip is not None, proj_clip is not None
+    w_hh = weight_hh.float().contiguous()  # (2, 4H, P)
+    w_p = weight_proj.float().contiguous() if proj else w_hh  # (2, P, H) or a dummy
+    order32 = order.to(torch.int32).contiguous()  # (2, B, L)
+    lens32 = lengths.to(torch.int32).contiguous()  # (B,)
+    steps, low = _block_ranges(lens32)  # (blocks,) each
+    dy = torch.zeros_like(y) if dy is None else dy.float().contiguous()  # (B, L, 2, P)
+    dhbuf = torch.zeros(2, B, P, device=dev) if dh_n is None else dh_n.float().clone().contiguous()  # -> d h_0
+    dcbuf = torch.zeros(2, B, H, device=dev) if dc_n is None else dc_n.float().clone().contiguous()  # -> d c_0
+    c0f = torch.zeros(2, B, H, device=dev) if c0 is None else c0.float().contiguous()  # (2, B, H)
+    dg = _buffer((B, L, 2, 4 * H), dev)  # dz at the original positions
+    dhr = _buffer((B, L, 2, P), dev) if proj else dg  # dĥ
+    _backward_kernel[(steps.shape[0], 2)](
+        dy, act, cell, h_raw, w_hh, w_p, order32, lens32, steps, low, c0f,
+        dg, dhr, dhbuf, dcbuf,
+        B, L, H, P, float(cell_clip or 0.0), float(proj_clip or 0.0),
+        PROJ=proj, CLIP_C=clip_c, CLIP_P=clip_p, PRECISION=_precision(dev), **_tiles(H, P),
+        num_warps=4,
+    )
+    grad_whh, grad_wp = y.new_empty(0), y.new_empty(0)  # placeholders of their own (outputs never alias)
+    if need_weight_hh:
         order = order32.long()
-        grad_whh = grad_wp = None
-        if ctx.needs_input_grad[1]:
-            dz = gather_steps(dg, order)  # (2, B, L, 4H) in reading order
-            h = gather_steps(y, order)  # (2, B, L, P)
-            first = torch.zeros(2, B, 1, P, device=dev) if h0 is None else h0.float()[:, :, None]
-            h_prev = torch.cat([first, h[:, :, :-1]], dim=2)  # (2, B, L, P) the state each step started from
-            grad_whh = torch.einsum("dblg,dblp->dgp", dz, h_prev).to(whh_dtype)  # (2, 4H, P)
-        if proj and ctx.needs_input_grad[2]:
-            grad_wp = torch.einsum("bldp,bldh->dph", dhr, mm).to(wp_dtype)  # (2, P, H)
-        grad_h0 = dhbuf.to(h0.dtype) if h0 is not None and ctx.needs_input_grad[3] else None
-        grad_c0 = dcbuf.to(c0.dtype) if c0 is not None and ctx.needs_input_grad[4] else None
-        return dg.to(g_dtype), grad_whh, grad_wp, grad_h0, grad_c0, None, None, None, None, None
+        dz = gather_steps(dg, order)  # (2, B, L, 4H) in reading order
+        h = gather_steps(y, order)  # (2, B, L, P)
+        first = torch.zeros(2, B, 1, P, device=dev) if h0 is None else h0.float()[:, :, None]  # (2, B, 1, P)
+        h_prev = torch.cat([first, h[:, :, :-1]], dim=2)  # (2, B, L, P) the state each step started from
+        grad_whh = torch.einsum("dblg,dblp->dgp", dz, h_prev)  # (2, 4H, P)
+    if proj and need_weight_proj:
+        grad_wp = torch.einsum("bldp,bldh->dph", dhr, m)  # (2, P, H)
+    return dg, grad_whh, grad_wp, dhbuf, dcbuf
+
+
+def _backward_fake(dy, dh_n, dc_n, y, act, cell, m, h_raw, weight_hh, weight_proj, h0, c0, order, lengths,
+                   cell_clip, proj_clip, need_weight_hh, need_weight_proj):
+    B, L, _, P = y.shape
+    G = weight_hh.shape[1]
+    H = G // 4
+    new = lambda *shape: y.new_empty(shape, dtype=torch.float32)  # noqa: E731
+    d_whh = new(2, G, P) if need_weight_hh else new(0)  # (2, 4H, P)
+    d_wp = new(2, P, H) if (need_weight_proj and weight_proj is not None) else new(0)  # (2, P, H)
+    return new(B, L, 2, G), d_whh, d_wp, new(2, B, P), new(2, B, H)
+
+
+def _setup_context(ctx, inputs, output):
+    gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, _ = inputs
+    y, _, _, act, cell, m, h_raw = output
+    ctx.save_for_backward(y, act, cell, m, h_raw, weight_hh, weight_proj, h0, c0, order, lengths)
+    ctx.clips = (cell_clip, proj_clip)
+    ctx.gates_dtype = gates.dtype
+    # the saved activations are the backward's inputs, never a loss's; unused outputs need no zero gradients
+    ctx.set_materialize_grads(False)
+
+
+def _backward(ctx, dy, dh_n, dc_n, d_act, d_cell, d_m, d_h_raw):
+    y, act, cell, m, h_raw, weight_hh, weight_proj, h0, c0, order, lengths = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    dg, d_whh, d_wp, d_h0, d_c0 = torch.ops.bizoo.bilstm_backward(
+        dy, dh_n, dc_n, y, act, cell, m, h_raw, weight_hh, weight_proj, h0, c0, order, lengths, *ctx.clips,
+        need[1], need[2],
+    )
+    return (
+        dg.to(ctx.gates_dtype),
+        d_whh.to(weight_hh.dtype) if need[1] else None,
+        d_wp.to(weight_proj.dtype) if weight_proj is not None and need[2] else None,
+        d_h0.to(h0.dtype) if h0 is not None and need[3] else None,
+        d_c0.to(c0.dtype) if c0 is not None and need[4] else None,
+        None, None, None, None, None,
+    )
+
+
+def _registered(name: str) -> bool:
+    """Whether ``bizoo::<name>`` exists already (a second import of this file under another package name, as test
+    collectors do, then leaves the first registration in place)."""
+    try:
+        getattr(torch.ops.bizoo, name)
+        return True
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _register_ops() -> None:
+    """``bizoo::bilstm_forward`` and ``bizoo::bilstm_backward``, once per process."""
+    if _registered("bilstm_forward"):
+        return
+    forward = torch.library.custom_op("bizoo::bilstm_forward", _forward_impl, mutates_args=())
+    forward.register_fake(_forward_fake)
+    backward = torch.library.custom_op("bizoo::bilstm_backward", _backward_impl, mutates_args=())
+    backward.register_fake(_backward_fake)
+    forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+_register_ops()
 
 
 def bilstm_triton(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip):
     """gates (B, L, 2, 4H) = W_ih x + b, weights as in ``reference.py``, order/lengths from ``reading_orders`` ->
-    y (B, L, 2, P), (h_n (2, B, P), c_n (2, B, H)); differentiable in gates, weights and the initial state.
-    B and L must be positive (``bilstm`` answers empty inputs itself)."""
+    y (B, L, 2, P), (h_n (2, B, P), c_n (2, B, H)) in the dtype of gates; differentiable in gates, weights and the
+    initial state (``bizoo::bilstm_forward``). B and L must be positive (``bilstm`` answers empty inputs itself)."""
     h0, c0 = (None, None) if initial_state is None else initial_state
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (gates, weight_hh, weight_proj, h0, c0)
     )  # keep what the backward pass needs only when there will be one
-    y, h_n, c_n = _BiLstm.apply(gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, save)
-    return y, (h_n, c_n)
+    y, h_n, c_n, *_ = torch.ops.bizoo.bilstm_forward(
+        gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, save
+    )  # fp32: y (B, L, 2, P), h_n (2, B, P), c_n (2, B, H)
+    dtype = gates.dtype
+    return y.to(dtype), (h_n.to(dtype), c_n.to(dtype))

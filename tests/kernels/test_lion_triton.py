@@ -366,3 +366,71 @@ def test_bf16_inputs_with_bf16_or_fp32_states(fp32_states):
     q, k, v, log_decay = make(B, H, L, 16, 16, "s", scale=0.2)
     _grads_against_reference(q.bfloat16(), k.bfloat16(), v.bfloat16(), log_decay, None, True, 16, 3e-2,
                              fp32_states=fp32_states)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The parallel schedule through torch.library: the ops, and torch.compile of the public entry point
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _parallel_op_inputs(B, H, L, decay, seed=0):
+    """Inputs of ``bizoo::lion_parallel_forward`` as ``lion_attention_triton`` prepares them: q, k, v zero and
+    log-decays 0 at padding, each row's real range."""
+    q, k, v, log_decay = make(B, H, L, 16, 8, decay, seed=seed)
+    mask = padding_mask(B, L)
+    keep = mask.bool()
+    a = torch.where(keep[:, None, :], lion_op.reference.log_decays(log_decay, (B, H, L), torch.float32, DEVICE), 0.0)
+    q, k, v = (torch.where(keep[:, None, :, None], t, 0.0) for t in (q, k, v))
+    return q, k, v, a.contiguous(), triton_op.real_ranges(mask, B, L, DEVICE)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_parallel_schedule_is_a_torch_library_op(normalize):
+    """Both ops pass torch.library.opcheck (schema, fake tensors against the real outputs, autograd registration),
+    so torch.compile puts the kernels into its graph; the forward op also through AOT autograd with dynamic shapes
+    against eager (which, unlike test_autograd_registration, fails without a registered autograd formula)."""
+    q, k, v, a, ranges = _parallel_op_inputs(4, 2, 20, "s")
+    leaves = [t.requires_grad_() for t in (q, k, v, a)]
+    torch.library.opcheck(torch.ops.bizoo.lion_parallel_forward.default, (*leaves, ranges, normalize),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration",
+                                      "test_aot_dispatch_dynamic"))
+    g = torch.Generator().manual_seed(2)
+    d_num = torch.randn(*q.shape[:3], v.shape[-1], generator=g).to(DEVICE)  # (B, H, L, Dv)
+    d_den = torch.randn(q.shape[:3], generator=g).to(DEVICE) if normalize else None  # (B, H, L)
+    plain = [t.detach() for t in leaves]
+    for need_da in (True, False):
+        torch.library.opcheck(torch.ops.bizoo.lion_parallel_backward.default,
+                              (d_num, d_den, *plain, ranges, need_da), test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.parametrize("decay, normalize", [("s", True), ("d", False)])
+def test_parallel_schedule_compiles_without_graph_breaks(decay, normalize):
+    """``lion_attention(form="attention", backend="triton")`` under torch.compile(fullgraph=True): no graph break,
+    outputs and the gradients of q, k, v, log λ equal to eager and within 2e-5 of the fp64 reference. Order-1
+    inputs, a random cotangent, padding on both sides, a hole and an all-padding row."""
+    B, H, L = 4, 2, 24
+    q, k, v, log_decay = make(B, H, L, 16, 8, decay, seed=5)
+    mask = padding_mask(B, L)
+    weights = torch.randn(B, H, L, 8, generator=torch.Generator().manual_seed(6)).to(DEVICE)  # the cotangent
+
+    def f(q, k, v, log_decay, backend="triton"):
+        return lion_attention(q, k, v, log_decay, mask, form="attention", normalize=normalize, backend=backend)
+
+    explanation = torch._dynamo.explain(f)(q, k, v, log_decay)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+
+    def output_and_grads(fn, dtype=torch.float32, **kwargs):
+        leaves = [t.detach().to(dtype).requires_grad_() for t in (q, k, v, log_decay)]
+        out = fn(*leaves, **kwargs)
+        return out, torch.autograd.grad((out * weights.to(dtype)).sum(), leaves)
+
+    got, got_grads = output_and_grads(compiled)
+    eager, eager_grads = output_and_grads(f)
+    expected, expected_grads = output_and_grads(f, torch.float64, backend="reference")
+    torch.testing.assert_close(got, eager, rtol=0, atol=0)
+    assert relative_error(got, expected) < 2e-5
+    for name, g, e, r in zip(("q", "k", "v", "log_decay"), got_grads, eager_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=0, atol=0, msg=lambda m: f"{name}: {m}")
+        assert r.abs().max() > 0.1, name  # a gradient of order 1: the comparison is not vacuous
+        assert relative_error(g, r) < 2e-5, name

@@ -163,3 +163,90 @@ def test_bf16_inputs_on_gpu_stay_close_to_fp32():
     got = run(low, mask, cot, "triton", cell_clip=3.0, proj_clip=3.0)
     assert got["y"].dtype == torch.bfloat16
     torch.testing.assert_close(got["y"].float().cpu(), want["y"].cpu(), atol=3e-2, rtol=3e-2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# torch.library: the ops, and torch.compile of the public entry point
+# ----------------------------------------------------------------------------------------------------------------
+
+CLIPS = dict(cell_clip=1.5, proj_clip=0.8)
+
+
+def wide_case(seed=7):
+    """An LSTMP with initial state and holes, weights of std 0.5 and inputs of order 1: gates neither saturated nor
+    near zero, clips that bite in places (checked in the compile test)."""
+    B, L, I, H, P = 5, 6, 5, 20, 12
+    leaves, mask, cot = make_case(B, L, I, H, P, "holes", per_direction=True, state=True, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    for name in ("weight_ih", "weight_hh", "weight_proj"):
+        leaves[name] = torch.randn(leaves[name].shape, generator=g) * 0.5
+    return leaves, mask, cot
+
+
+def test_ops_are_torch_library_ops(monkeypatch):
+    """Both ops pass torch.library.opcheck (schema, fake tensors against the real outputs, autograd registration),
+    so torch.compile puts the kernels into its graph; the forward op also through AOT autograd with dynamic shapes
+    against eager (which, unlike test_autograd_registration, fails without a registered autograd formula), and
+    without saving for a backward pass; the backward op with and without the weight gradients."""
+    from bizoo.kernels.lstm import input_gates, reading_orders
+
+    leaves, mask, cot = wide_case()
+    t = {k: v.to(DEVICE) for k, v in leaves.items()}
+    B, L = mask.shape
+    order, lengths = reading_orders(mask.to(DEVICE), B, L, DEVICE)  # (2, B, L), (B,)
+    gates = input_gates(t["x"], t["weight_ih"], t["bias"])  # (B, L, 2, 4H)
+    inputs = [gates, t["weight_hh"], t["weight_proj"], t["h0"], t["c0"]]  # the differentiable ones
+    clips = (CLIPS["cell_clip"], CLIPS["proj_clip"])
+    forward = torch.ops.bizoo.bilstm_forward.default
+    # The saved activations are left unwritten at padding (never read there): zeros, not NaN, in the buffers, so
+    # that test_aot_dispatch_dynamic can compare them with eager's. Every other test keeps the NaN fill.
+    monkeypatch.setattr(triton_lstm, "DEBUG_FILL", 0.0)
+    torch.library.opcheck(forward, (*[w.detach().requires_grad_() for w in inputs], order, lengths, *clips, True),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration",
+                                      "test_aot_dispatch_dynamic"))
+    torch.library.opcheck(forward, (*[w.detach() for w in inputs], order, lengths, None, None, False),
+                          test_utils=("test_schema", "test_faketensor"))
+    y, _, _, act, cell, m, h_raw = forward(*[w.detach() for w in inputs], order, lengths, *clips, True)
+    dy, dh_n, dc_n = (c.to(DEVICE) for c in cot)
+    for need in (True, False):
+        torch.library.opcheck(
+            torch.ops.bizoo.bilstm_backward.default,
+            (dy, dh_n, dc_n, y, act, cell, m, h_raw, *[w.detach() for w in inputs[1:]], order, lengths, *clips,
+             need, need),
+            test_utils=("test_schema", "test_faketensor"),
+        )
+
+
+def test_compiles_without_graph_breaks():
+    """``bilstm(..., backend="triton")`` under torch.compile(fullgraph=True): no graph break; outputs, final state
+    and every gradient equal to eager and within 1e-5 of the autograd loop."""
+    leaves, mask, cot = wide_case()
+    names = list(leaves)  # x, weight_ih, weight_hh, bias, weight_proj, h0, c0
+    mask = mask.to(DEVICE)
+
+    def f(x, weight_ih, weight_hh, bias, weight_proj, h0, c0, backend="triton", form="auto", clips=CLIPS):
+        y, (h_n, c_n) = bilstm(x, weight_ih, weight_hh, bias, weight_proj, mask, (h0, c0), backend=backend,
+                               form=form, **clips)
+        return y, h_n, c_n
+
+    inputs = [leaves[k].to(DEVICE) for k in names]
+    explanation = torch._dynamo.explain(f)(*inputs)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+
+    def outputs_and_grads(fn, **kwargs):
+        args = [t.clone().requires_grad_() for t in inputs]
+        outs = fn(*args, **kwargs)
+        loss = sum((a * b.to(DEVICE)).sum() for a, b in zip(outs, cot))
+        return {**dict(zip(("y", "h_n", "c_n"), outs)),
+                **{f"grad {k}": g for k, g in zip(names, torch.autograd.grad(loss, args))}}
+
+    got = outputs_and_grads(compiled)
+    eager = outputs_and_grads(f)
+    want = outputs_and_grads(f, backend="reference", form="autograd")
+    for name in want:
+        torch.testing.assert_close(got[name], eager[name], rtol=0, atol=0, msg=lambda m: f"{name}: {m}")
+        assert want[name].abs().max() > 0.1, name  # of order 1: the comparison is not vacuous
+    assert_same(got, want)
+    unclipped = f(*inputs, backend="reference", form="autograd", clips={})
+    assert (unclipped[0] - want["y"]).abs().max() > 1e-2  # the clips bite
