@@ -3,7 +3,8 @@
 ``lion_attention(q, k, v, log_decay=None, attention_mask=None, *, form="chunk", chunk_size=64, normalize=True,
 backend="auto")``: the math, the forms and the shapes are documented in ``reference.py`` beside this file; the
 Triton op in ``triton_op.py``: the chunk schedule ``triton_chunk.py`` (custom ops ``bizoo::lion_chunk_forward`` and
-``bizoo::lion_chunk_backward``) and, for form "attention", the tiled schedule ``triton_parallel.py``.
+``bizoo::lion_chunk_backward``) and, for form "attention", the tiled schedule ``triton_parallel.py`` (custom ops
+``bizoo::lion_parallel_forward`` and ``bizoo::lion_parallel_backward``).
 
 Forms: "attention" (the L×L form; on Triton the tiled parallel schedule, which never builds the matrix),
 "chunk" (linear in L), "rnn" (two recurrences; reference backend only) and "auto", which takes "attention"
