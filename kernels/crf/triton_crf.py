@@ -55,8 +55,19 @@ registered autograd, so that ``torch.compile`` puts the two kernels in its graph
     bizoo::crf_log_partition_backward(Tensor grad, <the forward's six inputs>, Tensor alpha, Tensor log_z)
                                      -> (Tensor d_emissions, Tensor d_transitions, Tensor d_start, Tensor d_end)
 
-Marginals, Viterbi and max-marginals are plain functions without autograd (``torch.no_grad``) that launch their
-kernels directly.
+Marginals, Viterbi and max-marginals are custom ops too, with fake implementations and no autograd; they take
+the forward's six inputs (as ``_prepare`` makes them):
+
+    bizoo::crf_marginals(<the six>) -> Tensor marginals                    (B, L, K) fp32
+    bizoo::crf_viterbi(<the six>) -> (Tensor tags, Tensor score)           (B, L) int64, (B,) fp32
+    bizoo::crf_max_marginals(<the six>) -> Tensor max_marginals            (B, L, K) fp32
+
+Their public functions run them under ``torch.no_grad``, as before: the results never require a gradient. For
+Viterbi and the max-marginals this is the reference backend's behaviour too (its ``viterbi`` and
+``max_marginals`` are ``torch.no_grad``); the CRF head's max-marginal logits are for decoding (argmax) only, its
+loss is the log-likelihood (``log_partition_triton``). The reference's ``marginals`` are differentiable, the
+Triton (and scan) ones are not: use the reference backend for gradients of the marginals. An op called directly
+with inputs that require a gradient raises on backward (torch's message: no autograd formula registered).
 """
 
 from __future__ import annotations
@@ -509,6 +520,23 @@ def _backward(emissions, keep, ranges, trans, start, end, alpha, log_z, grad, pa
     return d_em, d_t.transpose(1, 2), d_start, d_end
 
 
+def _viterbi(emissions, keep, ranges, trans, st, en, store_delta: bool):
+    B, L, K = emissions.shape
+    KP = _kp(K)
+    dev = emissions.device
+    bp = _buffer((B, L, KP), torch.int8, dev)
+    delta = _buffer((B, L, KP), torch.float32, dev) if store_delta else _buffer((1,), torch.float32, dev)
+    tags = _buffer((B, L), torch.int64, dev, int_fill=-7)
+    score = _buffer((B,), torch.float32, dev)
+    if L == 0:
+        score.zero_()
+    elif B > 0:
+        _viterbi_kernel[(B,)](
+            emissions, keep, ranges, trans, st, en, bp, delta, tags, score, L, K, KP=KP, BT=BT, STORE_DELTA=store_delta
+        )
+    return tags, score, delta
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # log Z as custom ops (torch.library): the forward, the backward, their fake versions, the autograd
 # ----------------------------------------------------------------------------------------------------------------
@@ -582,22 +610,102 @@ def _log_partition_backward(ctx, grad, _d_alpha):
     return d_em, None, None, d_t, d_start, d_end
 
 
-def _register_ops() -> None:
-    """``bizoo::crf_log_partition_forward`` and ``bizoo::crf_log_partition_backward``, once per process (a second
-    import of this file under another package name, as test collectors do, leaves the first registration in
-    place)."""
+# ----------------------------------------------------------------------------------------------------------------
+# Marginals, Viterbi and max-marginals as custom ops: no autograd (see the module docstring)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _kernel_inputs(emissions, keep, ranges, transitions, start, end):
+    """The six op inputs made contiguous (no copy when they already are)."""
+    return [t.contiguous() for t in (emissions, keep, ranges, transitions, start, end)]
+
+
+def _marginals_impl(
+    emissions: torch.Tensor, keep: torch.Tensor, ranges: torch.Tensor, transitions: torch.Tensor,
+    start: torch.Tensor, end: torch.Tensor,
+) -> torch.Tensor:
+    """Posterior marginals p(y_t = k) (B, L, K) fp32, 0 outside each row's real positions: the α recursion, then
+    the β recursion with an incoming gradient of 1 and no pairwise partials (``PAIR=False``).
+
+    emissions (B, L, K); keep (B, L) uint8; ranges (B, 2) int32 [first, last); transitions (K, K), start, end (K,)
+    fp32 (as ``_prepare`` makes them)."""
+    emissions, keep, ranges, trans, st, en = _kernel_inputs(emissions, keep, ranges, transitions, start, end)
+    alpha, log_z = _forward(emissions, keep, ranges, trans, st, en)  # (B, L, KP), (B,)
+    ones = torch.ones(emissions.shape[0], dtype=torch.float32, device=emissions.device)  # (B,)
+    d_em, *_ = _backward(emissions, keep, ranges, trans, st, en, alpha, log_z, ones, pair=False,
+                         grad_dtype=torch.float32)
+    return d_em  # (B, L, K)
+
+
+def _marginals_fake(emissions, keep, ranges, transitions, start, end):
+    return emissions.new_empty(emissions.shape, dtype=torch.float32)  # (B, L, K) fp32
+
+
+def _viterbi_impl(
+    emissions: torch.Tensor, keep: torch.Tensor, ranges: torch.Tensor, transitions: torch.Tensor,
+    start: torch.Tensor, end: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best path (tags (B, L) int64, -100 outside each row's real positions) and its score (B,) fp32, 0 for an
+    empty row; ties go to the lowest tag. Inputs as for ``_marginals_impl``."""
+    tags, score, _ = _viterbi(*_kernel_inputs(emissions, keep, ranges, transitions, start, end), store_delta=False)
+    return tags, score
+
+
+def _viterbi_fake(emissions, keep, ranges, transitions, start, end):
+    B, L, _ = emissions.shape
+    return emissions.new_empty(B, L, dtype=torch.int64), emissions.new_empty(B, dtype=torch.float32)
+
+
+def _max_marginals_impl(
+    emissions: torch.Tensor, keep: torch.Tensor, ranges: torch.Tensor, transitions: torch.Tensor,
+    start: torch.Tensor, end: torch.Tensor,
+) -> torch.Tensor:
+    """Max-marginals (B, L, K) fp32, 0 outside each row's real positions, ties with the Viterbi path's entry one
+    ulp below it: the δ recursion and backtrace (``_viterbi_kernel`` storing δ), then the ψ recursion
+    (``_max_marginal_kernel``). Inputs as for ``_marginals_impl``."""
+    emissions, keep, ranges, trans, st, en = _kernel_inputs(emissions, keep, ranges, transitions, start, end)
+    B, L, K = emissions.shape
+    tags, _, delta = _viterbi(emissions, keep, ranges, trans, st, en, store_delta=True)  # (B, L), (B, L, KP)
+    mm = _buffer((B, L, K), torch.float32, emissions.device)
+    if B > 0 and L > 0:
+        _max_marginal_kernel[(B,)](
+            emissions, keep, ranges, trans.t().contiguous(), st, en, delta, tags, mm, L, K, KP=_kp(K), BT=BT
+        )
+    return mm
+
+
+def _max_marginals_fake(emissions, keep, ranges, transitions, start, end):
+    return emissions.new_empty(emissions.shape, dtype=torch.float32)  # (B, L, K) fp32
+
+
+def _registered(name: str) -> bool:
+    """Whether ``bizoo::<name>`` exists already (a second import of this file under another package name, as test
+    collectors do, leaves the first registration in place)."""
     try:
-        torch.ops.bizoo.crf_log_partition_forward  # noqa: B018
-        return
+        getattr(torch.ops.bizoo, name)
+        return True
     except (AttributeError, RuntimeError):
-        pass
-    forward = torch.library.custom_op("bizoo::crf_log_partition_forward", _log_partition_forward_impl,
-                                      mutates_args=())
-    forward.register_fake(_log_partition_forward_fake)
-    backward = torch.library.custom_op("bizoo::crf_log_partition_backward", _log_partition_backward_impl,
-                                       mutates_args=())
-    backward.register_fake(_log_partition_backward_fake)
-    forward.register_autograd(_log_partition_backward, setup_context=_log_partition_setup_context)
+        return False
+
+
+def _register_ops() -> None:
+    """``bizoo::crf_log_partition_forward`` / ``_backward`` (with the autograd), ``bizoo::crf_marginals``,
+    ``bizoo::crf_viterbi`` and ``bizoo::crf_max_marginals`` (no autograd), each once per process (``_registered``)."""
+    if not _registered("crf_log_partition_forward"):
+        forward = torch.library.custom_op("bizoo::crf_log_partition_forward", _log_partition_forward_impl,
+                                          mutates_args=())
+        forward.register_fake(_log_partition_forward_fake)
+        backward = torch.library.custom_op("bizoo::crf_log_partition_backward", _log_partition_backward_impl,
+                                           mutates_args=())
+        backward.register_fake(_log_partition_backward_fake)
+        forward.register_autograd(_log_partition_backward, setup_context=_log_partition_setup_context)
+    for name, impl, fake in (
+        ("crf_marginals", _marginals_impl, _marginals_fake),
+        ("crf_viterbi", _viterbi_impl, _viterbi_fake),
+        ("crf_max_marginals", _max_marginals_impl, _max_marginals_fake),
+    ):
+        if not _registered(name):
+            torch.library.custom_op(f"bizoo::{name}", impl, mutates_args=()).register_fake(fake)
 
 
 _register_ops()
@@ -615,53 +723,27 @@ def log_partition_triton(emissions, mask, transitions, start, end) -> torch.Tens
 
 @torch.no_grad()
 def marginals_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
-    """Posterior marginals p(y_t = k) (B, L, K) fp32, 0 at padding (the forward-backward algorithm; no autograd)."""
+    """Posterior marginals p(y_t = k) (B, L, K) fp32, 0 at padding (the forward-backward algorithm, through
+    ``torch.ops.bizoo.crf_marginals``; no autograd)."""
     _check_inputs("crf_marginals", emissions, mask, transitions, start, end)
     emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
-    alpha, log_z = _forward(emissions, keep, ranges, trans, st, en)
-    ones = torch.ones(emissions.shape[0], dtype=torch.float32, device=emissions.device)
-    d_em, *_ = _backward(emissions, keep, ranges, trans, st, en, alpha, log_z, ones, pair=False,
-                         grad_dtype=torch.float32)
-    return d_em
-
-
-def _viterbi(emissions, keep, ranges, trans, st, en, store_delta: bool):
-    B, L, K = emissions.shape
-    KP = _kp(K)
-    dev = emissions.device
-    bp = _buffer((B, L, KP), torch.int8, dev)
-    delta = _buffer((B, L, KP), torch.float32, dev) if store_delta else _buffer((1,), torch.float32, dev)
-    tags = _buffer((B, L), torch.int64, dev, int_fill=-7)
-    score = _buffer((B,), torch.float32, dev)
-    if L == 0:
-        score.zero_()
-    elif B > 0:
-        _viterbi_kernel[(B,)](
-            emissions, keep, ranges, trans, st, en, bp, delta, tags, score, L, K, KP=KP, BT=BT, STORE_DELTA=store_delta
-        )
-    return tags, score, delta
+    return torch.ops.bizoo.crf_marginals(emissions, keep, ranges, trans, st, en)
 
 
 @torch.no_grad()
 def viterbi_triton(emissions, mask, transitions, start, end) -> tuple[torch.Tensor, torch.Tensor]:
-    """The best path (tags (B, L) int64, -100 at padding) and its score (B,) fp32; ties go to the lowest tag."""
+    """The best path (tags (B, L) int64, -100 at padding) and its score (B,) fp32; ties go to the lowest tag
+    (through ``torch.ops.bizoo.crf_viterbi``)."""
     _check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
     emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
-    tags, score, _ = _viterbi(emissions, keep, ranges, trans, st, en, store_delta=False)
-    return tags, score
+    return torch.ops.bizoo.crf_viterbi(emissions, keep, ranges, trans, st, en)
 
 
 @torch.no_grad()
 def max_marginals_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
     """Max-marginals (B, L, K) fp32: the best score of a path through tag k at position t, 0 at padding, with
-    entries that tie the Viterbi path's value one ulp below it (``argmax`` = the Viterbi tags)."""
+    entries that tie the Viterbi path's value one ulp below it (``argmax`` = the Viterbi tags); through
+    ``torch.ops.bizoo.crf_max_marginals``, no autograd."""
     _check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
     emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
-    B, L, K = emissions.shape
-    tags, _, delta = _viterbi(emissions, keep, ranges, trans, st, en, store_delta=True)
-    mm = _buffer((B, L, K), torch.float32, emissions.device)
-    if B > 0 and L > 0:
-        _max_marginal_kernel[(B,)](
-            emissions, keep, ranges, trans.t().contiguous(), st, en, delta, tags, mm, L, K, KP=_kp(K), BT=BT
-        )
-    return mm
+    return torch.ops.bizoo.crf_max_marginals(emissions, keep, ranges, trans, st, en)

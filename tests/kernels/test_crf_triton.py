@@ -532,6 +532,155 @@ def test_log_likelihood_compiles_without_graph_breaks():
         close(g, r, atol=5e-5, rtol=1e-4)
 
 
+
+# ----------------------------------------------------------------------------------------------------------------
+# torch.library: marginals, Viterbi and max-marginals as custom ops (no autograd), and torch.compile through them
+# ----------------------------------------------------------------------------------------------------------------
+
+# op name -> its public function in triton_crf, and its outputs' (shape, dtype) for emissions (B, L, K)
+DECODING_OPS = {
+    "crf_marginals": ("marginals_triton", lambda B, L, K: [((B, L, K), torch.float32)]),
+    "crf_viterbi": ("viterbi_triton", lambda B, L, K: [((B, L), torch.int64), ((B,), torch.float32)]),
+    "crf_max_marginals": ("max_marginals_triton", lambda B, L, K: [((B, L, K), torch.float32)]),
+}
+
+
+@pytest.mark.parametrize("name", list(DECODING_OPS))
+def test_decoding_op_passes_opcheck(name):
+    """``bizoo::crf_marginals``, ``bizoo::crf_viterbi``, ``bizoo::crf_max_marginals``: schema, fake tensors (also
+    with dynamic shapes) and AOTAutograd equal to eager (torch.library.opcheck; every output element written, so
+    the NaN-filled buffers compare equal run to run); the outputs' shapes and dtypes as documented, and the public
+    function's results are the op's. Inputs without a gradient: the ops have no autograd (module docstring)."""
+    inputs = _op_inputs(K=4, L=5, seed=28)
+    op = getattr(torch.ops.bizoo, name)
+    torch.library.opcheck(op.default, tuple(inputs))
+    out = op(*inputs)
+    out = list(out) if isinstance(out, (tuple, list)) else [out]
+    B, L, K = inputs[0].shape
+    assert [(tuple(t.shape), t.dtype) for t in out] == DECODING_OPS[name][1](B, L, K)
+    assert not any(torch.isnan(t).any() for t in out if t.is_floating_point())
+    public, _ = DECODING_OPS[name]
+    emissions, mask, transitions, start, end = make(4, 5, seed=28)  # what _op_inputs prepared
+    expected = getattr(triton_crf, public)(emissions, mask, transitions, start, end)
+    expected = list(expected) if isinstance(expected, tuple) else [expected]
+    for got, want in zip(out, expected):
+        assert torch.equal(got, want)
+
+
+def _explain_and_compile(f, args, op_names):
+    """``torch._dynamo.explain`` of ``f(*args)``: no graph break and each ``bizoo.<op>`` of ``op_names`` in the
+    graph; then ``f`` compiled (aot_eager, fullgraph)."""
+    explanation = torch._dynamo.explain(f)(*args)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    targets = {str(n.target) for g in explanation.graphs for n in g.graph.nodes if n.op == "call_function"}
+    for name in op_names:
+        assert f"bizoo.{name}" in targets, targets
+    torch._dynamo.reset()
+    return torch.compile(f, backend="aot_eager", fullgraph=True)
+
+
+@pytest.mark.parametrize("name", list(DECODING_OPS))
+def test_decoding_function_compiles_without_graph_breaks(name):
+    """``torch.compile(fullgraph=True)`` of ``bizoo.kernels.crf.<name>`` with backend="triton": no graph break, the
+    custom op in the graph, results equal to eager (bit for bit: the same kernels) and to the reference backend.
+    The emissions require a gradient, as in the CRF head: the results do not (as in eager mode, and on the
+    reference backend for Viterbi and max-marginals). Scores of order 1 with tag constraints: the constrained
+    reference differs from the unconstrained one, so the comparison sees the constraints."""
+    import bizoo.kernels.crf as crf
+
+    fn = getattr(crf, name)
+    K, L = 5, 7
+    emissions, mask, transitions, start, end = make(K, L, seed=25)
+    free_transitions, free_start, free_end = make(K, L, constrained=False, seed=25)[2:]  # the same draws, no -inf
+    leaf = emissions.clone().requires_grad_()
+
+    def f(emissions, transitions, start, end, mask, backend="triton"):
+        return fn(emissions, mask, transitions, start, end, backend=backend)
+
+    def as_list(out):
+        return list(out) if isinstance(out, tuple) else [out]
+
+    compiled = _explain_and_compile(f, (leaf, transitions, start, end, mask), [name])
+    got = as_list(compiled(leaf, transitions, start, end, mask))
+    eager = as_list(f(leaf, transitions, start, end, mask))
+    expected = as_list(f(emissions, transitions, start, end, mask, backend="reference"))
+    unconstrained = as_list(f(emissions, free_transitions, free_start, free_end, mask, backend="reference"))
+    assert not all(torch.equal(u, e) for u, e in zip(unconstrained, expected))  # the constraints matter
+    for g, e, r in zip(got, eager, expected):
+        assert not g.requires_grad
+        assert g.dtype == e.dtype and g.shape == e.shape
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+        if g.is_floating_point():
+            close(g, r)
+        else:
+            assert torch.equal(g.cpu(), r.cpu())
+    if name == "crf_marginals":
+        marg = got[0]
+        real = marg[mask]  # (N, K)
+        assert (real.max(-1).values < 0.99).any() and (real > 0.05).sum() > real.shape[0]  # not one-hot
+        firsts = mask.int().argmax(1)[mask.any(1)]  # the first real position of each non-empty row
+        assert (marg[mask.any(1)].gather(1, firsts[:, None, None].expand(-1, 1, K))[..., K - 1] == 0).all()
+    elif name == "crf_viterbi":
+        tags = got[0]
+        assert len(tags[mask].unique()) > 1 and torch.isfinite(got[1]).all()
+    else:
+        mm = got[0]
+        assert torch.isneginf(mm[mask]).any()  # banned tags at real positions
+        finite = mm[mask][torch.isfinite(mm[mask])]
+        assert finite.max() - finite.min() > 1
+        tags, _ = crf.crf_viterbi(emissions, mask, transitions, start, end, backend="reference")
+        assert torch.equal(mm.argmax(-1)[mask].cpu(), tags[mask].cpu())
+
+
+def test_crf_tagger_compiles_with_the_triton_backend(make_config):
+    """A whole tiny LION tagger with ``use_crf=True, kernel_backend="triton"`` (the CRF head: max-marginal logits and
+    the log-likelihood loss; LION's own Triton op) compiled with fullgraph: no graph break, the CRF ops in the
+    graph, and the loss, logits, predictions and every parameter's gradient equal to eager. BIO labels (some
+    transitions and starts banned: -inf logits), padding on both sides and a marginalised -100 label."""
+    from transformers import AutoModelForTokenClassification
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    torch.manual_seed(0)
+    config = make_config(("lion", "s"), use_crf=True, kernel_backend="triton", num_hidden_layers=1,
+                         num_labels=len(labels), id2label=dict(enumerate(labels)),
+                         label2id={name: i for i, name in enumerate(labels)})
+    model = AutoModelForTokenClassification.from_config(config).to(DEVICE).train()
+    with torch.no_grad():  # trained-looking CRF parameters, not zeros
+        for p in model.classifier.crf.parameters():
+            p.normal_()
+    ids = torch.randint(5, 120, (2, 8), generator=torch.Generator().manual_seed(27)).to(DEVICE)
+    mask = torch.ones(2, 8, dtype=torch.long, device=DEVICE)
+    mask[0, 6:] = 0  # right padding
+    mask[1, :2] = 0  # left padding
+    tags = torch.tensor([[1, 2, -100, 0, 3, 4, 0, 0], [0, 0, 1, 2, 0, -100, 4, 0]],
+                        device=DEVICE).masked_fill(mask == 0, -100)
+
+    def step(ids, mask, tags):
+        out = model(input_ids=ids, attention_mask=mask, labels=tags)
+        return out.loss, out.logits, out.predictions
+
+    def run(fn):
+        model.zero_grad(set_to_none=True)
+        loss, logits, predictions = fn(ids, mask, tags)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return [loss, logits, predictions], grads
+
+    compiled = _explain_and_compile(step, (ids, mask, tags), ["crf_max_marginals", "crf_log_partition_forward"])
+    got, got_grads = run(compiled)
+    eager, eager_grads = run(step)
+    loss, logits, predictions = got
+    assert torch.isfinite(loss) and loss > 0
+    assert torch.isneginf(logits[mask.bool()]).any()  # the scheme's constraints reach the logits
+    assert torch.equal(predictions, logits.argmax(-1).masked_fill(mask == 0, -100))
+    for g, e in zip(got, eager):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+    assert got_grads.keys() == eager_grads.keys() and len(got_grads) == len(list(model.parameters()))
+    for name in eager_grads:
+        torch.testing.assert_close(got_grads[name], eager_grads[name], rtol=0, atol=0, msg=name)
+    for name in ("classifier.crf.transitions", "classifier.crf.start", "classifier.crf.end"):
+        assert got_grads[name].abs().max() > 1e-3, name
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="bf16/fp16 kernels are checked on a GPU only")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
