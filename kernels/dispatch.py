@@ -13,7 +13,6 @@ A missing Triton is never an import error: it only removes the ``"triton"`` back
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
@@ -22,14 +21,20 @@ BACKENDS = ("auto", "triton", "reference")
 ENV_VAR = "BIZOO_KERNEL_BACKEND"
 
 
-@functools.lru_cache(maxsize=None)
+_TRITON_IMPORTS: list[bool] = []  # filled by the first call
+
+
 def triton_available() -> bool:
-    """True when ``import triton`` works (it is absent on macOS, Windows and some CPU installs)."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when ``import triton`` works (it is absent on macOS, Windows and some CPU installs). Tried once; while
+    torch.compile traces, the answer is a constant of the graph."""
+    if not _TRITON_IMPORTS:
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            _TRITON_IMPORTS.append(False)
+        else:
+            _TRITON_IMPORTS.append(True)
+    return _TRITON_IMPORTS[0]
 
 
 def reads_values(tensor: torch.Tensor) -> bool:
