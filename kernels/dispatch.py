@@ -72,3 +72,13 @@ def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: 
         if not triton_available():
             raise ValueError(f"{op}: backend='triton' needs the `triton` package, which does not import here")
     return backend
+
+
+def op_registered(name: str) -> bool:
+    """Whether the custom op ``bizoo::<name>`` exists already. Each ``triton_*.py`` registers its ops only if not: a
+    second import of the file under another package name (as test collectors do) leaves the first registration."""
+    try:
+        getattr(torch.ops.bizoo, name)
+        return True
+    except (AttributeError, RuntimeError):
+        return False

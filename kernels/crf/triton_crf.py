@@ -82,6 +82,8 @@ import os
 
 import torch
 
+from ..dispatch import op_registered
+
 __all__ = ["log_partition_triton", "marginals_triton", "viterbi_triton", "max_marginals_triton", "MAX_TAGS"]
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -678,20 +680,10 @@ def _max_marginals_fake(emissions, keep, ranges, transitions, start, end):
     return emissions.new_empty(emissions.shape, dtype=torch.float32)  # (B, L, K) fp32
 
 
-def _registered(name: str) -> bool:
-    """Whether ``bizoo::<name>`` exists already (a second import of this file under another package name, as test
-    collectors do, leaves the first registration in place)."""
-    try:
-        getattr(torch.ops.bizoo, name)
-        return True
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _register_ops() -> None:
     """``bizoo::crf_log_partition_forward`` / ``_backward`` (with the autograd), ``bizoo::crf_marginals``,
-    ``bizoo::crf_viterbi`` and ``bizoo::crf_max_marginals`` (no autograd), each once per process (``_registered``)."""
-    if not _registered("crf_log_partition_forward"):
+    ``bizoo::crf_viterbi`` and ``bizoo::crf_max_marginals`` (no autograd), each once per process (``dispatch.op_registered``)."""
+    if not op_registered("crf_log_partition_forward"):
         forward = torch.library.custom_op("bizoo::crf_log_partition_forward", _log_partition_forward_impl,
                                           mutates_args=())
         forward.register_fake(_log_partition_forward_fake)
@@ -704,7 +696,7 @@ def _register_ops() -> None:
         ("crf_viterbi", _viterbi_impl, _viterbi_fake),
         ("crf_max_marginals", _max_marginals_impl, _max_marginals_fake),
     ):
-        if not _registered(name):
+        if not op_registered(name):
             torch.library.custom_op(f"bizoo::{name}", impl, mutates_args=()).register_fake(fake)
 
 

@@ -41,6 +41,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from ..dispatch import op_registered
 from .reference import log_decays, safe_row_sums
 from .triton_chunk import chunk_backward, chunk_forward, states_dtype
 from .triton_parallel import parallel_product
@@ -247,26 +248,16 @@ def _parallel_backward(ctx, d_num, d_den):
     return dq, dk, dv, (da if need_da else None), None, None
 
 
-def _registered(name: str) -> bool:
-    """Whether ``bizoo::<name>`` exists already (a second import of this file under another package name, as test
-    collectors do, then leaves the first registration in place)."""
-    try:
-        getattr(torch.ops.bizoo, name)
-        return True
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _register_ops() -> None:
     """``bizoo::lion_chunk_forward`` / ``_backward`` and ``bizoo::lion_parallel_forward`` / ``_backward``, once per
-    process (``_registered``)."""
-    if not _registered("lion_chunk_forward"):
+    process (``dispatch.op_registered``)."""
+    if not op_registered("lion_chunk_forward"):
         forward = torch.library.custom_op("bizoo::lion_chunk_forward", _chunk_forward_impl, mutates_args=())
         forward.register_fake(_chunk_forward_fake)
         backward = torch.library.custom_op("bizoo::lion_chunk_backward", _chunk_backward_impl, mutates_args=())
         backward.register_fake(_chunk_backward_fake)
         forward.register_autograd(_backward, setup_context=_setup_context)
-    if not _registered("lion_parallel_forward"):
+    if not op_registered("lion_parallel_forward"):
         forward = torch.library.custom_op("bizoo::lion_parallel_forward", _parallel_forward_impl, mutates_args=())
         forward.register_fake(_parallel_forward_fake)
         backward = torch.library.custom_op("bizoo::lion_parallel_backward", _parallel_backward_impl, mutates_args=())

@@ -47,6 +47,7 @@ except ImportError as err:  # the Triton backend is simply absent without triton
 
 import torch
 
+from ..dispatch import op_registered
 from .reference import gather_steps
 
 __all__ = ["bilstm_triton"]
@@ -489,19 +490,9 @@ def _backward(ctx, dy, dh_n, dc_n, d_act, d_cell, d_m, d_h_raw):
     )
 
 
-def _registered(name: str) -> bool:
-    """Whether ``bizoo::<name>`` exists already (a second import of this file under another package name, as test
-    collectors do, then leaves the first registration in place)."""
-    try:
-        getattr(torch.ops.bizoo, name)
-        return True
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _register_ops() -> None:
     """``bizoo::bilstm_forward`` and ``bizoo::bilstm_backward``, once per process."""
-    if _registered("bilstm_forward"):
+    if op_registered("bilstm_forward"):
         return
     forward = torch.library.custom_op("bizoo::bilstm_forward", _forward_impl, mutates_args=())
     forward.register_fake(_forward_fake)

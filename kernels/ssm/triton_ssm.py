@@ -66,6 +66,8 @@ import os
 
 import torch
 
+from ..dispatch import op_registered
+
 __all__ = ["bidirectional_ssm_triton", "DTYPES"]
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -421,11 +423,8 @@ def _ssm_backward(ctx, g_f, g_b):
 def _register_ops() -> None:
     """``bizoo::ssm_toeplitz_forward`` and ``bizoo::ssm_toeplitz_backward``, once per process (a second import of
     this file under another package name, as test collectors do, leaves the first registration in place)."""
-    try:
-        torch.ops.bizoo.ssm_toeplitz_forward  # noqa: B018
+    if op_registered("ssm_toeplitz_forward"):
         return
-    except (AttributeError, RuntimeError):
-        pass
     forward = torch.library.custom_op("bizoo::ssm_toeplitz_forward", _ssm_forward_impl, mutates_args=())
     forward.register_fake(_ssm_forward_fake)
     backward = torch.library.custom_op("bizoo::ssm_toeplitz_backward", _ssm_backward_impl, mutates_args=())
