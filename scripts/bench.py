@@ -118,12 +118,16 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+# Standard library only at module level (torch and our kernels inside functions): the child of each case imports this
+# module without the package's __init__ (_CHILD_CODE).
+from .lib.command import command_main, run_command
+from .lib.machine import machine_name
 
 PROG = "bizoo bench"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder that is the package `bizoo`
@@ -404,31 +408,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # Machine, memory, small helpers
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows, with the core count."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def machine_name(device: str) -> str:
-    import torch
-
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        memory = f"{props.total_memory / 2**30:.0f} GiB"
-        return f"{props.name} ({memory}), CUDA {torch.version.cuda}, torch {torch.__version__}"
-    threads = torch.get_num_threads()
-    return f"{_cpu_name()} ({threads} thread{'s' if threads != 1 else ''}), torch {torch.__version__}"
 
 
 def _rss_bytes() -> int:
@@ -2863,8 +2842,6 @@ def check_common_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .common import run_command
-
     def body() -> int:
         check_common_arguments(args)
         return RUNNERS[args.op](args)
@@ -2874,8 +2851,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo bench`` and ``python -m bizoo.scripts.bench``."""
-    from .common import command_main
-
     return command_main(__name__, argv)
 
 

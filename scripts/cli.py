@@ -14,6 +14,9 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
+from .lib.command import end_process_group
+
 # command -> (module under bizoo.scripts, one-line summary)
 COMMANDS = {
     "train-tokenizer": ("train_tokenizer", "train a WordPiece tokenizer on text files, offline"),
@@ -31,7 +34,7 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bizoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"bizoo {_version()}")
+    parser.add_argument("--version", action="version", version=f"bizoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, summary) in COMMANDS.items():
         module = importlib.import_module(f"{__package__}.{module_name}")
@@ -43,15 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 def main(argv: list[str] | None = None) -> int:
-    from .common import end_process_group
-
     args = build_parser().parse_args(argv)
     try:
         return args._run(args)

@@ -44,7 +44,11 @@ from pathlib import Path
 
 import torch
 
-from .common import CommandError, check_output_dir, run_command, staged_output_dir
+from ..configuration.configuration_elmo import ElmoConfig
+from ..modeling.modeling_elmo import ElmoModel
+from ..modeling.tokenization_wordchar import BOS, EOS, MASK, PAD, UNK, WordCharTokenizerFast
+from .lib.command import CommandError, command_main, run_command
+from .lib.output_folders import check_output_dir, staged_output_dir
 
 PROG = "bizoo convert-elmo"
 INSTALL_HINT = "pip install bizoo[elmo]"
@@ -71,8 +75,6 @@ def import_h5py():
 
 def read_options(path: str | Path):
     """The ``ElmoConfig`` of a bilm-tf options.json (``CommandError`` naming the problem)."""
-    from ..configuration.configuration_elmo import ElmoConfig
-
     path = Path(path)
     if not path.is_file():
         raise CommandError(f"--options {str(path)!r} does not exist or is not a file")
@@ -198,8 +200,6 @@ def read_vocabulary(path: str | Path) -> list[str]:
 
 def build_tokenizer(words: list[str], config):
     """A bilm-scheme WordCharTokenizerFast: [PAD] [UNK] [MASK] <S> </S>, then ``words``."""
-    from ..modeling.tokenization_wordchar import BOS, EOS, MASK, PAD, UNK, WordCharTokenizerFast
-
     specials = [PAD, UNK, MASK, BOS, EOS]
     vocab = {token: index for index, token in enumerate(specials)}
     clashes = [word for word in words if word in vocab]
@@ -262,9 +262,6 @@ class Conversion:
 
 def convert(options: str | Path, weights: str | Path, vocab: str | Path | None = None) -> Conversion:
     """Read and check the bilm-tf files; return the ElmoModel (eval mode) and its tokenizer. Nothing is written."""
-    from ..configuration.configuration_elmo import ElmoConfig
-    from ..modeling.modeling_elmo import ElmoModel
-
     options_dict, config = read_options(options)
     tensors = read_weights(weights, config)
     words = read_vocabulary(vocab) if vocab is not None else []
@@ -346,8 +343,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo convert-elmo`` and ``python -m bizoo.scripts.convert_elmo``."""
-    from .common import command_main
-
     return command_main(__name__, argv)
 
 

@@ -26,7 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-from .common import CommandError, cuda_available, read_results, run_command
+from .lib.command import CommandError, command_main, run_command
+from .lib.data import GLUE_TASKS, glue_task
+from .lib.machine import cuda_available, machine_name
+from .lib.results import read_results
 
 PROG = "bizoo evaluate-all"
 
@@ -61,8 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def glue_tasks(glue_dir: Path, only: list[str] | None) -> tuple[list[str], list[str]]:
     """(tasks with a train.tsv and a dev file, tasks skipped for lack of one), in GLUE's order."""
-    from .data import GLUE_TASKS, glue_task
-
     if not glue_dir.is_dir():
         raise CommandError(f"--glue-dir {str(glue_dir)!r} is not a folder")
     wanted = [glue_task(t).name for t in only] if only else list(GLUE_TASKS)
@@ -219,8 +220,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_all(args: argparse.Namespace) -> int:
-    from .bench import machine_name
-
     for option in ("pretrain_steps", "finetune_steps", "batch_size", "max_length"):
         if getattr(args, option) < 1:
             raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
@@ -272,8 +271,6 @@ def _evaluate_all(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo evaluate-all`` and ``python -m bizoo.scripts.evaluate_all``."""
-    from .common import command_main
-
     return command_main(__name__, argv)
 
 

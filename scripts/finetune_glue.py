@@ -32,15 +32,9 @@ import argparse
 import time
 from typing import Any
 
-from .common import (
-    RESULTS_FILE,
-    CommandError,
-    add_training_arguments,
-    check_training_arguments,
-    record_results,
-)
-from .data import GlueTask, glue_task, load_glue_from_hub, load_glue_split
-from .finetune_common import (
+from .lib.command import CommandError, command_main
+from .lib.data import GlueTask, glue_task, load_glue_from_hub, load_glue_split
+from .lib.finetuning import (
     EVAL_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
@@ -53,7 +47,9 @@ from .finetune_common import (
     save_final,
     train,
 )
-from .metrics import glue_metrics
+from .lib.metrics import glue_metrics
+from .lib.results import RESULTS_FILE, record_results
+from .lib.training import add_training_arguments, check_training_arguments
 
 PROG = "bizoo finetune-glue"
 
@@ -249,8 +245,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo finetune-glue`` and ``python -m bizoo.scripts.finetune_glue``."""
-    from .common import command_main
-
     return command_main(__name__, argv)
 
 

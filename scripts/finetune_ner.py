@@ -34,15 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from .common import (
-    RESULTS_FILE,
-    CommandError,
-    add_training_arguments,
-    check_training_arguments,
-    record_results,
-)
-from .data import conll_label_list, read_conll
-from .finetune_common import (
+from .lib.command import CommandError, command_main
+from .lib.data import conll_label_list, read_conll
+from .lib.finetuning import (
     EVAL_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
@@ -55,7 +49,9 @@ from .finetune_common import (
     save_final,
     train,
 )
-from .metrics import span_f1
+from .lib.metrics import span_f1
+from .lib.results import RESULTS_FILE, record_results
+from .lib.training import add_training_arguments, check_training_arguments
 
 PROG = "bizoo finetune-ner"
 
@@ -277,8 +273,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo finetune-ner`` and ``python -m bizoo.scripts.finetune_ner``."""
-    from .common import command_main
-
     return command_main(__name__, argv)
 
 

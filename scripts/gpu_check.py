@@ -92,6 +92,11 @@ import sys
 import time
 from pathlib import Path
 
+# Standard library only at module level (torch and our kernels inside functions): lion-launches and lion-states import
+# this module in a child process without the package's __init__ (_PART_CODE).
+from .lib.command import command_main, run_command
+from .lib.machine import cpu_name
+
 PROG = "python -m bizoo.scripts.gpu_check"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 LOG_TAIL_LINES = 40  # of the test log, in the summary
@@ -166,13 +171,11 @@ def environment() -> dict:
     """What ran the checks: versions, the GPU (or "no CUDA device"), the CPU, the kernels' constants."""
     import torch
 
-    from .bench import _cpu_name
-
     env = {
         "date (UTC)": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "torch": torch.__version__,
         "torch CUDA": str(torch.version.cuda),
         "triton": _version("triton"),
@@ -686,8 +689,6 @@ def write_summary(out: Path, env: dict, steps: list[dict], quick: bool, started:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .common import run_command
-
     return run_command(PROG, lambda: check(args))
 
 
@@ -744,8 +745,6 @@ def check(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m bizoo.scripts.gpu_check``."""
-    from .common import command_main
-
     return command_main(__name__, argv)
 
 

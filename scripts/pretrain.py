@@ -38,27 +38,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import (
-    CommandError,
-    add_training_arguments,
-    build_on_first_process,
+import bizoo
+
+from .lib.command import CommandError, command_main, run_command
+from .lib.data import read_text_files, shipped_corpus_files
+from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator
+from .lib.model_card import write_checkpoint_card
+from .lib.models import (
+    MIN_VOCAB_SIZE,
+    build_wordchar_tokenizer,
     check_config_fields,
-    check_output_dir,
-    check_training_arguments,
     config_fields,
-    last_checkpoint,
     parse_model_config,
-    record_results,
-    run_command,
-    staged_update,
+    pretrained_tokenizer,
     tokenizer_config_fields,
-    trainer_optimizers,
-    training_arguments,
     variant_fields,
 )
-from .data import read_text_files, shipped_corpus_files
-from .export import write_checkpoint_card
-from .streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
+from .lib.output_folders import check_output_dir, staged_update
+from .lib.results import record_results
+from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
+from .lib.training import (
+    add_training_arguments,
+    build_on_first_process,
+    check_training_arguments,
+    last_checkpoint,
+    trainer_optimizers,
+    training_arguments,
+)
+from .lib.wordpiece import train_wordpiece_tokenizer
 
 PROG = "bizoo pretrain"
 
@@ -148,7 +155,6 @@ def model_config_kwargs(args: argparse.Namespace, spec) -> dict:
 def bilm_model_types() -> list[str]:
     """The model types with a bidirectional-LM head: those whose config bizoo registered with
     ``AutoModelForPreTraining`` (ELMo's ``ElmoForBidirectionalLM``)."""
-    import bizoo
     from transformers import AutoModelForPreTraining
 
     mapping = AutoModelForPreTraining._model_mapping
@@ -173,8 +179,6 @@ def resolve_objective(objective: str, spec) -> str:
 def check_pretrain_arguments(args: argparse.Namespace) -> None:
     """The options of this command that need no model: ranges, files, and options that only apply with another;
     ``CommandError`` naming the option and what is allowed (``check_training_arguments`` does the common ones)."""
-    from .finetune_common import MIN_VOCAB_SIZE
-
     if args.vocab_size < MIN_VOCAB_SIZE:
         raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {args.vocab_size}")
     if args.max_length < MIN_BLOCK_LENGTH + 2:
@@ -407,7 +411,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    import bizoo
     from transformers import (
         AutoModelForMaskedLM,
         AutoModelForPreTraining,
@@ -415,10 +418,6 @@ def _pretrain(args: argparse.Namespace) -> int:
         DataCollatorForTokenClassification,
         Trainer,
     )
-
-    from .finetune_common import _pretrained_tokenizer, build_wordchar_tokenizer
-    from .masking import EpochCallback, SeededExamples, SeededMaskingCollator
-    from .train_tokenizer import train_wordpiece_tokenizer
 
     started = time.perf_counter()
     check_training_arguments(args)
@@ -451,9 +450,9 @@ def _pretrain(args: argparse.Namespace) -> int:
         return train_wordpiece_tokenizer(lines, vocab_size=args.vocab_size, model_max_length=args.max_length)
 
     if resume_from:
-        tokenizer = _pretrained_tokenizer(resume_from, "the checkpoint to resume")
+        tokenizer = pretrained_tokenizer(resume_from, "the checkpoint to resume")
     elif args.tokenizer:
-        tokenizer = _pretrained_tokenizer(args.tokenizer, "--tokenizer")
+        tokenizer = pretrained_tokenizer(args.tokenizer, "--tokenizer")
     else:  # trained here; in a distributed run by the first process, for all of them
         tokenizer = build_on_first_process(
             new_tokenizer, output_dir / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
@@ -506,7 +505,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         baseline_token, baseline_accuracy = unigram_baseline(train_ids, eval_examples, special_ids)
         eval_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
         # Each example masked by its own generator, seeded by (seed, epoch, index): the same masks on any number of
-        # processes and across a resume (scripts/masking.py).
+        # processes and across a resume (scripts/lib/masking.py).
         if not args.stream:
             train_examples = SeededExamples(train_examples, args.seed)
         callbacks.append(EpochCallback(train_examples))
@@ -634,8 +633,6 @@ class _TrainEvalCollator:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo pretrain`` and ``python -m bizoo.scripts.pretrain``."""
-    from .common import command_main
-
     return command_main(__name__, argv)
 
 

@@ -26,7 +26,7 @@ from huggingface_hub.utils import validate_repo_id
 
 import bizoo
 
-from .common import CommandError, run_command
+from .lib.command import CommandError, command_main, run_command
 
 PROG = "bizoo push"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -147,8 +147,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bizoo push`` and ``python -m bizoo.scripts.push``."""
-    from .common import command_main
-
     return command_main(__name__, argv)
 
 

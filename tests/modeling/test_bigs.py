@@ -132,7 +132,7 @@ def test_config_checks(field, value):
 def test_training_commands_use_the_parameter_groups():
     import argparse
 
-    from bizoo.scripts.common import trainer_optimizers
+    from bizoo.scripts.lib.training import trainer_optimizers
 
     args = argparse.Namespace(learning_rate=1e-3, weight_decay=0.01)
     optimizer, scheduler = trainer_optimizers(bizoo.BiGSForMaskedLM(tiny()), args)

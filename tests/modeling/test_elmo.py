@@ -503,7 +503,7 @@ def test_the_model_never_needs_h5py(monkeypatch):
     root = Path(bizoo.__file__).parent
     for path in (root / "modeling" / "modeling_elmo.py", root / "configuration" / "configuration_elmo.py"):
         assert "h5py" not in path.read_text()
-    from bizoo.scripts.common import CommandError
+    from bizoo.scripts.lib.command import CommandError
     from bizoo.scripts.convert_elmo import import_h5py
 
     with pytest.raises(CommandError, match=r"pip install bizoo\[elmo\]"):

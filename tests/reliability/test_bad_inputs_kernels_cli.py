@@ -39,13 +39,13 @@ from bizoo.kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel, ssm_conv
 from bizoo.scripts import (
     bench,
     evaluate_all,
-    finetune_common,
     finetune_glue,
     finetune_ner,
     pretrain,
     push,
     train_tokenizer,
 )
+from bizoo.scripts.lib import finetuning
 
 META = torch.device("meta")  # a second device on any machine: the device checks run without a GPU
 
@@ -500,8 +500,8 @@ def past_the_checks(monkeypatch):
     import transformers
 
     monkeypatch.setattr(pretrain, "build_on_first_process", reached)  # trains the tokenizer
-    monkeypatch.setattr(finetune_common, "build_on_first_process", reached)
-    monkeypatch.setattr(finetune_common, "load_model", reached)
+    monkeypatch.setattr(finetuning, "build_on_first_process", reached)
+    monkeypatch.setattr(finetuning, "load_model", reached)
     monkeypatch.setattr(transformers.Trainer, "train", reached)
     monkeypatch.setattr(evaluate_all, "evaluate_model", reached)
     monkeypatch.setattr(push, "HfApi", reached)

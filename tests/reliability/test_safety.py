@@ -6,7 +6,7 @@
   ``from_pretrained`` (transformers reads ``.bin`` files with ``weights_only=True``) and the code does not run.
 * Truncated, emptied or overwritten safetensors files and a broken config.json are errors that name the file.
 * A truncated bilm-tf HDF5 file is a ``bizoo convert-elmo`` usage error (exit 2), nothing written.
-* Output folders (``scripts/common.py``): ``staged_output_dir`` (export, converters, train-tokenizer) and
+* Output folders (``scripts/lib/output_folders.py``): ``staged_output_dir`` (export, converters, train-tokenizer) and
   ``move_into`` (the final save of pretrain and the fine-tuning commands) are interrupted at every step — by an
   exception and by SIGKILL of a child process — and the folder is afterwards exactly as before the write
   (``recover_interrupted`` runs at the start of the next command given that folder).
@@ -31,8 +31,8 @@ import pytest
 from transformers import AutoModel
 
 import bizoo
-from bizoo.scripts import common
-from bizoo.scripts.common import (
+from bizoo.scripts.lib import output_folders
+from bizoo.scripts.lib.output_folders import (
     REPLACED_DIR,
     atomic_write_text,
     move_into,
@@ -235,7 +235,7 @@ def _failing_replace(after: int):
 
 def _count_renames(monkeypatch, body) -> int:
     replace, calls = _failing_replace(10**9)
-    monkeypatch.setattr(common.os, "replace", replace)
+    monkeypatch.setattr(output_folders.os, "replace", replace)
     body()
     monkeypatch.undo()
     return calls["n"]
@@ -259,7 +259,7 @@ def test_move_into_interrupted_at_every_rename_leaves_the_old_files(tmp_path, mo
     for step in range(total):
         dest, staging, before = fresh()
         replace, _ = _failing_replace(step)
-        monkeypatch.setattr(common.os, "replace", replace)
+        monkeypatch.setattr(output_folders.os, "replace", replace)
         with pytest.raises(Interrupt):
             move_into(staging, dest)
         monkeypatch.undo()
@@ -276,23 +276,23 @@ def test_move_into_killed_is_undone_by_the_next_command(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from bizoo.scripts import common
+        from bizoo.scripts.lib import output_folders
         real = os.replace
         def replace(src, dst):
             if str(dst).endswith("model.safetensors") and "{REPLACED_DIR}" not in str(dst):
                 os.kill(os.getpid(), signal.SIGKILL)  # the new weights are about to move in
             return real(src, dst)
-        staging = common.staging_dir(Path({str(dest)!r}), "final")
+        staging = output_folders.staging_dir(Path({str(dest)!r}), "final")
         for name, text in {NEW!r}.items():
             (staging / name).write_text(text)
-        common.os.replace = replace
-        common.move_into(staging, Path({str(dest)!r}))
+        output_folders.os.replace = replace
+        output_folders.move_into(staging, Path({str(dest)!r}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr
     assert not (dest / "config.json").exists()  # half done: not loadable
     assert (dest / REPLACED_DIR).is_dir()
-    common.check_output_dir(dest, resume=True)  # what the next command does first
+    output_folders.check_output_dir(dest, resume=True)  # what the next command does first
     assert snapshot(dest) == before
     recover_interrupted(dest)  # and the staging sibling of the dead process is gone
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]
@@ -312,7 +312,7 @@ def test_staged_output_dir_interrupted_at_every_step_keeps_the_old_folder(tmp_pa
         shutil.rmtree(out)
         before = make_folder(out, OLD)
         replace, _ = _failing_replace(step)
-        monkeypatch.setattr(common.os, "replace", replace)
+        monkeypatch.setattr(output_folders.os, "replace", replace)
         with pytest.raises(Interrupt):
             write()
         monkeypatch.undo()
@@ -330,15 +330,15 @@ def test_export_killed_keeps_the_old_folder(tmp_path, when):
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from bizoo.scripts import common
+        from bizoo.scripts.lib import output_folders
         real = os.replace
         def replace(src, dst):
             if {when == "between the renames"!r} and Path(dst).name == "old":
                 real(src, dst)
                 {kill}
             return real(src, dst)
-        common.os.replace = replace
-        with common.staged_output_dir({str(out)!r}, overwrite=True) as staging:
+        output_folders.os.replace = replace
+        with output_folders.staged_output_dir({str(out)!r}, overwrite=True) as staging:
             (staging / "config.json").write_text("new")
             if {when == "while writing"!r}:
                 {kill}
@@ -347,7 +347,7 @@ def test_export_killed_keeps_the_old_folder(tmp_path, when):
     assert proc.returncode == -9, proc.stderr
     if when == "between the renames":
         assert not out.exists()  # moved aside, the new one not yet in
-    common.check_output_dir(out, overwrite=True)  # the next command's first step
+    output_folders.check_output_dir(out, overwrite=True)  # the next command's first step
     assert snapshot(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["export"]
 
@@ -362,7 +362,7 @@ def test_a_live_process_staging_folder_is_left_alone(tmp_path):
 def test_atomic_write_text_replaces_or_keeps(tmp_path, monkeypatch):
     path = tmp_path / "bizoo_results.json"
     path.write_text(json.dumps({"old": True}))
-    monkeypatch.setattr(common.os, "replace", _failing_replace(0)[0])
+    monkeypatch.setattr(output_folders.os, "replace", _failing_replace(0)[0])
     with pytest.raises(Interrupt):
         atomic_write_text(path, json.dumps({"new": True}))
     monkeypatch.undo()

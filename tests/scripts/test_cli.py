@@ -96,7 +96,7 @@ def test_pretrain_helpers():
 def test_the_final_save_replaces_its_files_and_keeps_the_others(tmp_path):
     """``staged_update`` (the final save of pretrain and the fine-tuning commands): the new files replace the old,
     the checkpoints stay; a save that fails leaves the folder as it was and no staging folder beside it."""
-    from bizoo.scripts.common import staged_update
+    from bizoo.scripts.lib.output_folders import staged_update
 
     out = tmp_path / "run"
     (out / "checkpoint-2").mkdir(parents=True)
@@ -144,7 +144,8 @@ def test_pretrain_bad_input_is_a_clear_error_before_anything_is_written(tmp_path
 
 def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, tokenizer):
     import bizoo
-    from bizoo.scripts.common import CommandError, load_model
+    from bizoo.scripts.lib.command import CommandError
+    from bizoo.scripts.lib.models import load_model
     from transformers import AutoModelForMaskedLM
 
     small = bizoo.LionConfig(vocab_size=len(tokenizer) - 10, hidden_size=32, num_hidden_layers=1, num_attention_heads=4)
@@ -160,7 +161,7 @@ def test_a_command_leaves_no_process_group_behind(tmp_path, monkeypatch, entry):
     succeeded. Both entry points (``bizoo CMD`` and ``python -m bizoo.scripts.CMD``) end it, also on an error."""
     import torch.distributed as dist
 
-    from bizoo.scripts import common
+    from bizoo.scripts.lib import command
 
     def run_in_a_group(args):
         dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
@@ -172,5 +173,5 @@ def test_a_command_leaves_no_process_group_behind(tmp_path, monkeypatch, entry):
         if entry == "bizoo":
             cli.main(["pretrain", "--output-dir", str(tmp_path / "out")])
         else:
-            common.command_main(pretrain.__name__, ["--output-dir", str(tmp_path / "out")])
+            command.command_main(pretrain.__name__, ["--output-dir", str(tmp_path / "out")])
     assert not dist.is_initialized()

@@ -20,6 +20,7 @@ from transformers.activations import ACT2FN
 import bizoo
 from bizoo.scripts import convert_bigs
 from bizoo.scripts.cli import main as cli_main
+from bizoo.scripts.lib.msgpack_reader import MsgpackError, decode_msgpack
 
 try:  # tests/ is on sys.path under pytest's default import mode, not under --import-mode=importlib
     from bigs_original import OriginalBiGS
@@ -271,9 +272,9 @@ def test_msgpack_decoder_reads_every_form_the_encoder_writes():
         "big map": {f"k{i}": i for i in range(20)},
         "other": [None, True, False, 1.5],
     }
-    assert convert_bigs.decode_msgpack(pack(value)) == value
+    assert decode_msgpack(pack(value)) == value
     tensor = torch.arange(6, dtype=torch.float32).reshape(2, 3)
-    decoded = convert_bigs.decode_msgpack(pack({"a": tensor, "b": tensor.to(torch.bfloat16)}), convert_bigs._flax_ext)
+    decoded = decode_msgpack(pack({"a": tensor, "b": tensor.to(torch.bfloat16)}), convert_bigs._flax_ext)
     assert torch.equal(decoded["a"], tensor) and decoded["b"].dtype == torch.bfloat16
     assert torch.equal(decoded["b"].float(), tensor)
 
@@ -300,16 +301,16 @@ def test_flax_chunked_arrays_are_joined(tmp_path):
     ],
 )
 def test_msgpack_decoder_rejects_malformed_bytes(data, message):
-    with pytest.raises(convert_bigs.MsgpackError, match=message):
-        convert_bigs.decode_msgpack(data)
+    with pytest.raises(MsgpackError, match=message):
+        decode_msgpack(data)
 
 
 def test_flax_array_payload_must_match_its_shape():
     bad = ext(1, pack([[2, 3], "float32", b"\x00" * 20]))
-    with pytest.raises(convert_bigs.MsgpackError, match="needs 24 bytes, has 20"):
-        convert_bigs.decode_msgpack(bad, convert_bigs._flax_ext)
-    with pytest.raises(convert_bigs.MsgpackError, match="dtype 'complex64'"):
-        convert_bigs.decode_msgpack(ext(1, pack([[1], "complex64", b"\x00" * 8])), convert_bigs._flax_ext)
+    with pytest.raises(MsgpackError, match="needs 24 bytes, has 20"):
+        decode_msgpack(bad, convert_bigs._flax_ext)
+    with pytest.raises(MsgpackError, match="dtype 'complex64'"):
+        decode_msgpack(ext(1, pack([[1], "complex64", b"\x00" * 8])), convert_bigs._flax_ext)
 
 
 # ----------------------------------------------------------------------------------------------------------------

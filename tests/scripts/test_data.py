@@ -1,4 +1,4 @@
-"""Tests for bizoo.scripts.data: the GLUE table and TSV reader, the CoNLL reader, plain-text corpora.
+"""Tests for bizoo.scripts.lib.data: the GLUE table and TSV reader, the CoNLL reader, plain-text corpora.
 
 Every reader is tested on small files written to tmp_path in the layout of the real ones. One slow test
 reads the real data beside the project (../shared/data) when it is there and checks its row counts.
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bizoo.scripts import data
-from bizoo.scripts.data import (
+from bizoo.scripts.lib import data
+from bizoo.scripts.lib.data import (
     GLUE_TASKS,
     conll_label_list,
     glue_task,

@@ -20,9 +20,11 @@ from transformers.dynamic_module_utils import get_relative_imports
 import bizoo
 from bizoo import LionForMaskedLM, LionModel
 from bizoo.scripts import export
-from bizoo.scripts.common import record_results
+from bizoo.scripts.lib.results import record_results
 from bizoo.modeling.tokenization_wordchar import WordCharTokenizerFast
-from bizoo.scripts.export import flat_module_name, flat_sources, flatten_modules, main, pipeline_tag_for
+from bizoo.scripts.export import main
+from bizoo.scripts.lib.model_card import pipeline_tag_for
+from bizoo.scripts.lib.remote_code import flat_module_name, flat_sources, flatten_modules
 
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
 #: The code of LION today; a module that joins the import closure joins the export (checked by flat_sources).

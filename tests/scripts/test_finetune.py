@@ -18,8 +18,9 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 
 import bizoo
 from bizoo.scripts import finetune_glue, finetune_ner
-from bizoo.scripts.data import GLUE_TASKS, conll_label_list, load_glue_split, read_conll
-from bizoo.scripts.finetune_common import format_table, parse_model_config
+from bizoo.scripts.lib.data import GLUE_TASKS, conll_label_list, load_glue_split, read_conll
+from bizoo.scripts.lib.finetuning import format_table
+from bizoo.scripts.lib.models import parse_model_config
 from bizoo.scripts.finetune_ner import encode_words, word_predictions
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -39,7 +40,7 @@ def call(main, argv: list[str]) -> int:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic) -> Path:
     """A tiny pretrained-style checkpoint: LionForMaskedLM (max_position_embeddings=64) and its own tokenizer."""
-    from bizoo.scripts.train_tokenizer import train_wordpiece_tokenizer
+    from bizoo.scripts.lib.wordpiece import train_wordpiece_tokenizer
 
     rng = random.Random(2)
     words = synthetic.NAMES + synthetic.PLACES + ["castle", "sword", "crown"]
@@ -259,7 +260,7 @@ def test_ner_bilstm_crf_from_scratch_with_word_vectors(conll_dir: Path, tmp_path
 def test_training_presets_fill_only_the_options_not_given() -> None:
     import argparse
 
-    from bizoo.scripts.common import add_training_arguments, resolve_training_defaults
+    from bizoo.scripts.lib.training import add_training_arguments, resolve_training_defaults
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-name-or-path")

@@ -1,4 +1,4 @@
-"""Tests for bizoo.scripts.metrics against independent oracles.
+"""Tests for bizoo.scripts.lib.metrics against independent oracles.
 
 scikit-learn (matthews_corrcoef, f1_score, accuracy_score), scipy (pearsonr, spearmanr) and seqeval
 (strict IOB2 / IOBES / BILOU classification reports) are test-only dependencies: the implementations under
@@ -17,7 +17,7 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import BILOU, IOB2, IOBES
 from sklearn import metrics as skm
 
-from bizoo.scripts.metrics import (
+from bizoo.scripts.lib.metrics import (
     accuracy,
     f1_binary,
     glue_metrics,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bizoo.scripts.masking import SeededExamples, SeededMaskingCollator, mask_example, mask_seed
+from bizoo.scripts.lib.masking import SeededExamples, SeededMaskingCollator, mask_example, mask_seed
 
 TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 
@@ -231,7 +231,7 @@ def write_corpus(path: Path, size: int, sentences) -> None:
 
 def test_streamed_blocks_equal_the_in_memory_packing(tmp_path, tokenizer, sentences):
     from bizoo.scripts.pretrain import pack
-    from bizoo.scripts.streaming import StreamedBlocks
+    from bizoo.scripts.lib.streaming import StreamedBlocks
 
     files = []
     for i in range(2):  # two documents: no block crosses from one to the other

@@ -13,7 +13,8 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 
 import bizoo
 from bizoo import LionForMaskedLM
-from bizoo.scripts.export import export_model, flat_sources
+from bizoo.scripts.export import export_model
+from bizoo.scripts.lib.remote_code import flat_sources
 from bizoo.scripts.push import main, push_folder
 
 

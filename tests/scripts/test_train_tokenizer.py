@@ -14,13 +14,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from bizoo.scripts import train_tokenizer
-from bizoo.scripts.train_tokenizer import (
-    MAX_VOCAB_SIZE,
-    SPECIAL_TOKENS,
-    main,
-    minimum_vocab_size,
-    train_wordpiece_tokenizer,
-)
+from bizoo.scripts.lib.wordpiece import MAX_VOCAB_SIZE, SPECIAL_TOKENS, minimum_vocab_size, train_wordpiece_tokenizer
+from bizoo.scripts.train_tokenizer import main
 
 WORDS = ("the king queen castle sword Dagger night morning speaks walked softly loudly over under "
          "Scotland England forest battle crown thane witches prophecy blood hands sleep").split()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bizoo.scripts.word_vectors import WordVectorsReport, candidate_forms, load_word_vectors
+from bizoo.scripts.lib.word_vectors import WordVectorsReport, candidate_forms, load_word_vectors
 
 VECTORS = {
     "Paris": [1.0, 2.0, 3.0],

@@ -427,7 +427,7 @@ def conll_label_list(sentences: Iterable[tuple[Sequence[str], Sequence[str]]]) -
 # --------------------------------------------------------------------------------------------------
 
 #: The shipped corpus (public-domain Shakespeare) and the play held out for evaluation.
-CORPUS_DIR = Path(__file__).resolve().parent / "corpus" / "shakespeare"
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "corpus" / "shakespeare"  # scripts/corpus, shipped as package data
 EVAL_PLAY = "macbeth.txt"
 
 

@@ -4,7 +4,7 @@ r"""Pretraining text read lazily: corpora larger than memory, one block at a tim
 --text`` reads them): it reads each file line by line, tokenizes a chunk of lines at a time and packs the token
 stream into blocks of at most ``max_length`` tokens ([CLS] … [SEP]) with ``pack_blocks``, which the in-memory
 packing of ``bizoo pretrain`` uses too: never across a file boundary, a document's last piece shorter than
-``min_length`` dropped. Each block carries its ``mask_seed`` (``scripts/masking.py``) from its position in the
+``min_length`` dropped. Each block carries its ``mask_seed`` (``scripts/lib/masking.py``) from its position in the
 stream and the epoch, so masks do not depend on the number of processes or on a resume (the ``Trainer`` skips the
 consumed batches of a resumed epoch by reading them again). Memory holds one chunk of lines and one document's
 pending tokens, whatever the corpus size.

@@ -28,24 +28,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    CommandError,
-    build_on_first_process,
+import bizoo
+
+from .command import CommandError, run_command
+from .models import (
+    MIN_VOCAB_SIZE,
+    build_wordchar_tokenizer,
     check_config_fields,
-    check_output_dir,
-    last_checkpoint,
     load_model,
     parse_model_config,
-    run_command,
-    staged_update,
+    pretrained_tokenizer,
     variant_fields,
 )
+from .output_folders import check_output_dir, staged_update
+from .training import build_on_first_process, last_checkpoint, trainer_optimizers, training_arguments
+from .word_vectors import load_word_vectors
+from .wordpiece import minimum_vocab_size, train_wordpiece_tokenizer
 
 #: Vocabulary size of a WordPiece tokenizer trained on the task's training text (from scratch, no --tokenizer).
 DEFAULT_VOCAB_SIZE = 8000
-
-#: The smallest --vocab-size accepted (the special tokens and a few characters).
-MIN_VOCAB_SIZE = 100
 
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_LOG_FILE = "training_log.json"
@@ -132,7 +133,6 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
     Raises ``CommandError`` for an unknown model type, variant or field, and the config's own ``ValueError`` for a
     bad value (both exit code 2).
     """
-    import bizoo
     from transformers import AutoConfig
 
     name = args.model_name_or_path
@@ -177,15 +177,6 @@ def check_output_folder(args: argparse.Namespace) -> tuple[Path, str | None]:
     return output_dir, checkpoint
 
 
-def _pretrained_tokenizer(path: str, option: str):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CommandError(f"cannot load a tokenizer from {option} {path!r}: {err}") from None
-
-
 def _new_tokenizer(args: argparse.Namespace, source: ModelSource, training_texts, training_sentences):
     """A tokenizer for a model trained from scratch: a ``WordCharTokenizerFast`` from the training words (or texts),
     or a WordPiece tokenizer trained on the training texts."""
@@ -194,8 +185,6 @@ def _new_tokenizer(args: argparse.Namespace, source: ModelSource, training_texts
         return build_wordchar_tokenizer(
             source.spec, training_sentences or training_texts, args.vocab_size, model_max_length=max_positions
         )
-    from .train_tokenizer import minimum_vocab_size, train_wordpiece_tokenizer
-
     texts = [text for text in training_texts() if text and text.strip()]
     if not texts:
         raise CommandError("the training data holds no text to train a tokenizer on")
@@ -221,9 +210,9 @@ def load_tokenizer(
     a WordPiece tokenizer trained on ``training_texts()``, or, for a model that reads words and characters, a
     ``WordCharTokenizerFast`` built from ``training_sentences()`` (lists of words) or the texts."""
     if checkpoint is not None:
-        tokenizer = _pretrained_tokenizer(checkpoint, "the checkpoint to resume")
+        tokenizer = pretrained_tokenizer(checkpoint, "the checkpoint to resume")
     elif args.tokenizer:
-        tokenizer = _pretrained_tokenizer(args.tokenizer, "--tokenizer")
+        tokenizer = pretrained_tokenizer(args.tokenizer, "--tokenizer")
     elif source.from_scratch:  # built here; in a distributed run by the first process, for all of them
         from transformers import AutoTokenizer
 
@@ -233,7 +222,7 @@ def load_tokenizer(
             AutoTokenizer.from_pretrained,
         )
     else:
-        tokenizer = _pretrained_tokenizer(source.name_or_path, "the checkpoint (pass --tokenizer if it has none)")
+        tokenizer = pretrained_tokenizer(source.name_or_path, "the checkpoint (pass --tokenizer if it has none)")
     if tokenizer.pad_token is None:
         raise CommandError("the tokenizer has no padding token; batches cannot be padded (set one and save it again)")
     if need_fast and not tokenizer.is_fast:
@@ -241,31 +230,6 @@ def load_tokenizer(
             f"the tokenizer ({type(tokenizer).__name__}) is not a fast tokenizer; mapping sub-tokens back to words "
             "needs one (a tokenizer.json)"
         )
-    return tokenizer
-
-
-def build_wordchar_tokenizer(
-    spec, sentences: Callable[[], list] | list, vocab_size: int | None = None, model_max_length: int = 512
-):
-    """A word+character tokenizer whose vocabulary is the training words (normalised as ``spec.tokenizer_options``
-    say), capped at ``vocab_size`` (--vocab-size) when given. ``sentences``: texts or lists of words (or a callable
-    returning them)."""
-    from ..modeling.tokenization_wordchar import WordCharTokenizerFast
-
-    items = [item for item in (sentences() if callable(sentences) else sentences) if item]
-    if not items:
-        raise CommandError("the training data holds no text to build a vocabulary from")
-    options = dict(spec.tokenizer_options)
-    if vocab_size is not None:
-        if vocab_size < MIN_VOCAB_SIZE:
-            raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
-        options["max_vocab_size"] = vocab_size
-    tokenizer = WordCharTokenizerFast.from_words(items, model_max_length=model_max_length, **options)
-    described = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
-    print(
-        f"built a word+character tokenizer from {len(items):,} training sentences: {len(tokenizer):,} words, "
-        f"{tokenizer.char_vocab_size} characters ({described or 'default options'})"
-    )
     return tokenizer
 
 
@@ -350,8 +314,6 @@ def prepare_model(
 def load_pretrained_word_vectors(model, tokenizer, path: str, seed: int) -> None:
     """Copy pretrained vectors into the model's input embeddings (``--word-vectors``); ``CommandError`` for a file
     that cannot be read or whose dimension is not the embeddings'."""
-    from .word_vectors import load_word_vectors
-
     embeddings = model.get_input_embeddings().weight  # (V, E)
     try:
         vectors, report = load_word_vectors(
@@ -433,8 +395,6 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
 
     With --overwrite the old output folder is deleted first. Returns ``(trainer, TrainOutput, seconds)``.
     """
-    from .common import trainer_optimizers, training_arguments
-
     output_dir = prepared.output_dir
     if args.overwrite and output_dir.is_dir():
         shutil.rmtree(output_dir)

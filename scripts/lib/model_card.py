@@ -1,0 +1,251 @@
+"""The model card (README.md) of a bizoo checkpoint or export: Hub metadata (tags, pipeline_tag, model-index with
+the results recorded in the checkpoint) as YAML front matter, then what the model is, how to load it, its results
+and configuration, rendered from ``hub_cards/model_card.md``.
+
+``bizoo export`` writes the card of an export (with its code files: it loads with ``trust_remote_code=True``);
+``write_checkpoint_card`` writes the card of a folder a training command saved (it loads with bizoo installed).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import string
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from transformers import AutoModelForPreTraining, PreTrainedConfig
+
+import bizoo
+
+from .command import CommandError
+from .output_folders import atomic_write_text
+from .remote_code import PACKAGE, is_bizoo_tokenizer
+from .results import read_results
+
+CARD_TEMPLATE = "hub_cards/model_card.md"
+
+#: Architecture class-name suffix -> the Hub's pipeline_tag (the task a `pipeline(...)` call runs).
+PIPELINE_TAGS = {
+    "ForMaskedLM": "fill-mask",
+    "ForSequenceClassification": "text-classification",
+    "ForTokenClassification": "token-classification",
+    "Model": "feature-extraction",
+}
+
+
+def pipeline_tag_for(architecture: str) -> str | None:
+    """The Hub's ``pipeline_tag`` of a model class name: ``...ForMaskedLM`` -> ``fill-mask``,
+    ``...ForSequenceClassification`` -> ``text-classification``, ``...ForTokenClassification`` ->
+    ``token-classification``, a bare ``...Model`` -> ``feature-extraction``; None for other heads."""
+    for suffix, tag in PIPELINE_TAGS.items():
+        if architecture.endswith(suffix):
+            return tag
+    return None
+
+
+def variant_of(config: PreTrainedConfig, spec: bizoo.ModelSpec) -> str | None:
+    """The name of the spec variant whose settings ``config`` has (LION: "lit", "d" or "s"), or None."""
+    for name, settings in spec.variants.items():
+        if settings and all(getattr(config, key, None) == value for key, value in settings.items()):
+            return name
+    return None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def model_index_results(results: list[dict], source: str = "the results") -> list[dict]:
+    """The Hub's model-index ``results`` from bizoo's recorded results (``lib.results.read_results``).
+
+    Each record {"task": {"type", "name"}, "dataset": {"name", "type", "split", ...}, "metrics": {name: value}}
+    becomes {task: {type, name}, dataset: {name, type, split}, metrics: [{type, value, name}]}. Metrics that are
+    not finite numbers (a NaN correlation) are left out. Raises ``CommandError`` naming the record for anything
+    malformed.
+    """
+    entries = []
+    for number, record in enumerate(results):
+        where = f"{source}, result {number}"
+        if not isinstance(record, dict):
+            raise CommandError(f"{where}: each result must be a JSON object, got {type(record).__name__}")
+        task, dataset, metrics = record.get("task"), record.get("dataset"), record.get("metrics")
+        if not isinstance(task, dict) or not isinstance(task.get("type"), str):
+            raise CommandError(f"{where}: 'task' must be an object with a string 'type', got {task!r}")
+        if not isinstance(dataset, dict) or not all(isinstance(dataset.get(k), str) for k in ("name", "type")):
+            raise CommandError(f"{where}: 'dataset' must be an object with string 'name' and 'type', got {dataset!r}")
+        if not isinstance(metrics, dict) or not metrics:
+            raise CommandError(
+                f"{where}: 'metrics' must be a non-empty object of metric name -> number, got {metrics!r}"
+            )
+        bad = {name: value for name, value in metrics.items() if not _number(value)}
+        if bad:
+            raise CommandError(f"{where}: metric values must be numbers, got {bad}")
+        entry_task = {"type": task["type"], "name": str(task.get("name", task["type"]))}
+        entry_dataset = {key: dataset[key] for key in ("name", "type", "config", "split", "revision") if key in dataset}
+        entry_metrics = [
+            {"type": name, "value": value, "name": name} for name, value in metrics.items() if math.isfinite(value)
+        ]
+        if entry_metrics:
+            entries.append({"task": entry_task, "dataset": entry_dataset, "metrics": entry_metrics})
+    return entries
+
+
+def _first_paragraph(text: str | None) -> str:
+    """The first paragraph of a docstring on one line, reST ``code`` turned into Markdown `code`."""
+    paragraph = inspect.cleandoc(text or "").split("\n\n")[0]
+    return " ".join(paragraph.split()).replace("``", "`")
+
+
+def _markdown_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _results_table(results: list[dict]) -> str:
+    rows = []
+    for record in results:
+        task, dataset = record["task"], record["dataset"]
+        for name, value in record["metrics"].items():
+            cells = (task.get("name", task["type"]), dataset["name"], dataset.get("split", ""), name, value)
+            rows.append("| " + " | ".join(_markdown_cell(c) for c in cells) + " |")
+    if not rows:
+        return "No evaluation results were recorded with this checkpoint."
+    return "| Task | Dataset | Split | Metric | Value |\n|---|---|---|---|---|\n" + "\n".join(rows)
+
+
+def _config_fields(config: PreTrainedConfig) -> list[str]:
+    """The fields the model's own config classes define (LionConfig's, then BizooConfig's), in signature order."""
+    fields: list[str] = []
+    for cls in type(config).__mro__:
+        if cls in (PreTrainedConfig, object) or not issubclass(cls, PreTrainedConfig):
+            continue
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name not in fields:
+                fields.append(name)
+    return fields
+
+
+def _config_table(config: PreTrainedConfig, architecture: str) -> str:
+    rows = [f"| `{name}` | `{getattr(config, name)!r}` |" for name in _config_fields(config) if hasattr(config, name)]
+    if architecture.endswith(("ForSequenceClassification", "ForTokenClassification")):
+        rows.append(f"| `id2label` | `{dict(config.id2label)!r}` |")
+    return "| Field | Value |\n|---|---|\n" + "\n".join(rows)
+
+
+def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, exported: bool) -> tuple[str, str]:
+    """(loading example, pipeline example) as Python source for the card: with ``trust_remote_code=True`` for an
+    export, with ``import bizoo`` for a plain checkpoint."""
+    task = pipeline_tag or "feature-extraction"
+    text = "The king gave his crown to the queen."
+    if task == "fill-mask":
+        mask = tokenizer.mask_token if tokenizer is not None and tokenizer.mask_token else "[MASK]"
+        text = f"The king gave his {mask} to the queen."
+    if tokenizer is not None:
+        trust = ", trust_remote_code=True" if exported and is_bizoo_tokenizer(tokenizer) else ""
+        tokenizer_line = f"tokenizer = AutoTokenizer.from_pretrained(model_id{trust})"
+        pipeline_tokenizer = ""
+    else:  # the card says so; the user brings the tokenizer the model was trained with
+        tokenizer_line = 'tokenizer = AutoTokenizer.from_pretrained("YOUR-TOKENIZER")  # no tokenizer ships here'
+        pipeline_tokenizer = ', tokenizer="YOUR-TOKENIZER"'
+    remote = ", trust_remote_code=True" if exported else ""
+    header = f"from transformers import {auto_class}, AutoTokenizer\n\n"
+    if not exported:
+        header = "import bizoo  # registers bizoo's models with the Auto classes\n" + header
+    load = (
+        header
+        + (f'model_id = "{model_id}"  # this folder, or its Hub id (ORG/NAME) after `bizoo push`\n' if exported else f'model_id = "{model_id}"\n')
+        + f"{tokenizer_line}\n"
+        f"model = {auto_class}.from_pretrained(model_id{remote})\n"
+        f'outputs = model(**tokenizer("The king gave his crown to the queen.", return_tensors="pt"))'
+    )
+    call = (
+        ("from transformers import pipeline\n\n" if exported else "import bizoo\nfrom transformers import pipeline\n\n")
+        + f'pipe = pipeline("{task}", model="{model_id}"{pipeline_tokenizer}{remote})\n'
+        f'print(pipe("{text}"))'
+    )
+    return load, call
+
+
+def _other_auto_class(model) -> str:
+    """The Auto class of a head outside the spec's four: "AutoModelForPreTraining" for the one registered there
+    (ELMo's biLM), else "AutoModel" (which loads the encoder of any head)."""
+    try:
+        if AutoModelForPreTraining._model_mapping[type(model.config)] is type(model):
+            return "AutoModelForPreTraining"
+    except KeyError:
+        pass
+    return "AutoModel"
+
+
+def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], name: str, code_files: list[str]) -> str:
+    """README.md for an export of ``model``: YAML front matter (Hub metadata) and the body, rendered from
+    ``hub_cards/model_card.md`` with ``string.Template``."""
+    config = model.config
+    architecture = type(model).__name__
+    auto_class = next((a for a, cls in spec.models.items() if cls is type(model)), None) or _other_auto_class(model)
+    pipeline_tag = pipeline_tag_for(architecture)
+    variant = variant_of(config, spec)
+    index_results = model_index_results(results)
+
+    tags = [PACKAGE, spec.model_type]
+    if variant is not None:
+        tags.append(f"{spec.model_type}-{variant}")
+    tags.append("custom_code")
+    if pipeline_tag is not None:
+        tags.append(pipeline_tag)
+    metadata: dict = {"library_name": "transformers", "license": "apache-2.0", "tags": tags}
+    # Hub dataset ids only: "text" is how a run on plain text files (e.g. bizoo's Shakespeare sample) is recorded.
+    datasets = list(dict.fromkeys(e["dataset"]["type"] for e in index_results if e["dataset"]["type"] != "text"))
+    if datasets:
+        metadata["datasets"] = datasets
+    if pipeline_tag is not None:
+        metadata["pipeline_tag"] = pipeline_tag
+    if index_results:
+        metadata["model-index"] = [{"name": name, "results": index_results}]
+
+    model_doc = _first_paragraph(inspect.getmodule(type(model)).__doc__)
+    class_doc = _first_paragraph(type(model).__doc__)
+    variant_settings = ", ".join(f"{k}={v!r}" for k, v in spec.variants.get(variant, {}).items())
+    exported = bool(code_files)
+    load_example, pipeline_example = _usage(auto_class, pipeline_tag, name, tokenizer, exported)
+    if exported:
+        how_to_load = (
+            f"The modeling code ships with the weights ({', '.join(f'`{f}`' for f in code_files)}), so bizoo does not "
+            "need to be installed: load the model with `trust_remote_code=True` (read the code first, as with any "
+            "remote code)."
+        )
+    else:
+        how_to_load = (
+            "This folder is a bizoo checkpoint: with bizoo installed, `import bizoo` registers its classes with the "
+            "`Auto*` classes. `bizoo export` writes a copy that loads with `trust_remote_code=True` where bizoo is "
+            "not installed."
+        )
+    template = resources.files(PACKAGE).joinpath(CARD_TEMPLATE).read_text(encoding="utf-8")
+    return string.Template(template).substitute(
+        front_matter=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
+        name=name,
+        model_type=spec.model_type,
+        description=model_doc,
+        architecture=architecture,
+        architecture_description=class_doc,
+        auto_class=auto_class,
+        variant=f"`{variant}` ({variant_settings})" if variant is not None else "none",
+        num_parameters=f"{model.num_parameters():,}",
+        tokenizer="included" if tokenizer is not None else "not included (bring the one the model was trained with)",
+        how_to_load=how_to_load,
+        load_example=load_example,
+        pipeline_example=pipeline_example,
+        results_table=_results_table(results),
+        config_table=_config_table(config, architecture),
+        bizoo_version=bizoo.__version__,
+    )
+
+
+def write_checkpoint_card(folder: str | Path, model, tokenizer) -> None:
+    """Write README.md, the model card of a checkpoint saved by a bizoo command (no code files: it loads with
+    bizoo installed; ``bizoo export`` makes the copy that does not need it)."""
+    folder = Path(folder)
+    spec = bizoo.get_spec(model.config.model_type)
+    card = model_card(model, spec, tokenizer, read_results(folder), name=folder.resolve().name, code_files=[])
+    atomic_write_text(folder / "README.md", card)

@@ -1,0 +1,176 @@
+"""Models and tokenizers the commands load or build, and the options that configure a model.
+
+* ``load_model``: a checkpoint folder or hub name, or a registered model type (``"lion"``) to start from scratch,
+  sized to the tokenizer (``tokenizer_config_fields``).
+* ``pretrained_tokenizer``, ``build_wordchar_tokenizer``: a saved tokenizer, or a word+character vocabulary built
+  from the training words (WordPiece training is ``lib/wordpiece.py``).
+* ``parse_model_config``, ``check_config_fields``, ``config_fields``, ``variant_fields``: ``--model-config KEY=VALUE``
+  and ``--variant``, checked against the configuration class.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import bizoo
+
+from ...modeling.tokenization_wordchar import WordCharTokenizerFast
+from .command import CommandError
+
+#: The smallest --vocab-size accepted (the special tokens and a few characters).
+MIN_VOCAB_SIZE = 100
+
+
+def tokenizer_config_fields(spec, tokenizer) -> dict[str, Any]:
+    """The config fields a model trained from scratch takes from its tokenizer: vocab_size and pad_token_id, and for
+    a model that reads words and characters also char_vocab_size and unk_token_id (word dropout)."""
+    fields = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if spec.tokenizer == "wordchar":
+        fields.update(char_vocab_size=tokenizer.char_vocab_size, unk_token_id=tokenizer.unk_token_id)
+    return fields
+
+
+def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
+    """A model for ``auto_class``: from scratch if ``name_or_path`` is a registered model type (its default
+    configuration with ``config_overrides``, sized to the tokenizer), else ``from_pretrained``.
+
+    Raises ``CommandError`` if the tokenizer's vocabulary is larger than the model's or the checkpoint is missing.
+    """
+    if name_or_path in bizoo.MODEL_SPECS:
+        spec = bizoo.get_spec(name_or_path)
+        config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_overrides)
+        model = auto_class.from_config(config)
+    else:
+        if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise CommandError(
+                f"--model-name-or-path {name_or_path!r} is neither a folder nor a bizoo model type "
+                f"({sorted(bizoo.MODEL_SPECS)}), and the hub is offline"
+            )
+        model = auto_class.from_pretrained(name_or_path, **config_overrides)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab:
+        raise CommandError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: ids above "
+            f"{vocab - 1} would fall outside the embeddings; use the checkpoint's own tokenizer or train a new model"
+        )
+    return model
+
+
+def pretrained_tokenizer(path: str, option: str):
+    """``AutoTokenizer.from_pretrained(path)``; ``CommandError`` naming ``option`` (e.g. "--tokenizer") if it fails."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CommandError(f"cannot load a tokenizer from {option} {path!r}: {err}") from None
+
+
+def build_wordchar_tokenizer(
+    spec, sentences: Callable[[], list] | list, vocab_size: int | None = None, model_max_length: int = 512
+):
+    """A word+character tokenizer whose vocabulary is the training words (normalised as ``spec.tokenizer_options``
+    say), capped at ``vocab_size`` (--vocab-size) when given. ``sentences``: texts or lists of words (or a callable
+    returning them)."""
+    items = [item for item in (sentences() if callable(sentences) else sentences) if item]
+    if not items:
+        raise CommandError("the training data holds no text to build a vocabulary from")
+    options = dict(spec.tokenizer_options)
+    if vocab_size is not None:
+        if vocab_size < MIN_VOCAB_SIZE:
+            raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
+        options["max_vocab_size"] = vocab_size
+    tokenizer = WordCharTokenizerFast.from_words(items, model_max_length=model_max_length, **options)
+    described = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    print(
+        f"built a word+character tokenizer from {len(items):,} training sentences: {len(tokenizer):,} words, "
+        f"{tokenizer.char_vocab_size} characters ({described or 'default options'})"
+    )
+    return tokenizer
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model configuration options (--variant, --model-config)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: Config fields a command sets itself; --model-config may not change them.
+RESERVED_FIELDS = {
+    "vocab_size": "it comes from the tokenizer",
+    "pad_token_id": "it comes from the tokenizer",
+    "unk_token_id": "it comes from the tokenizer",
+    "char_vocab_size": "it comes from the tokenizer (its character ids)",
+    "num_labels": "it comes from the task's labels",
+    "id2label": "it comes from the task's labels",
+    "label2id": "it comes from the task's labels",
+    "problem_type": "it comes from the task",
+}
+
+def parse_model_config(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["hidden_size=256", "hidden_act=gelu"]`` -> ``{"hidden_size": 256, "hidden_act": "gelu"}``.
+
+    Values are parsed as JSON; Python's ``True``/``False``/``None`` are accepted too; anything else stays a string.
+    """
+    python_literals = {"True": True, "False": False, "None": None}
+    values: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.isidentifier():
+            raise CommandError(f"--model-config expects KEY=VALUE items such as hidden_size=256, got {item!r}")
+        raw = raw.strip()
+        if raw in python_literals:
+            values[key] = python_literals[raw]
+            continue
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def config_fields(config_class: type) -> set[str]:
+    """The fields a configuration class takes: its own ``__init__`` parameters and its bases', up to (not
+    including) transformers' ``PreTrainedConfig``."""
+    from transformers import PreTrainedConfig
+
+    fields: set[str] = set()
+    for cls in config_class.__mro__:
+        if cls is PreTrainedConfig or cls is object or not issubclass(cls, PreTrainedConfig):
+            break
+        if "__init__" in vars(cls):
+            for name, param in inspect.signature(cls.__init__).parameters.items():
+                if name != "self" and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                    fields.add(name)
+    return fields
+
+
+def check_config_fields(config_class: type, overrides: dict[str, Any], what: str) -> None:
+    """``CommandError`` for a --model-config field ``config_class`` does not have or that the command sets."""
+    allowed = config_fields(config_class) - set(RESERVED_FIELDS)
+    for key in overrides:
+        if key in RESERVED_FIELDS:
+            raise CommandError(f"--model-config cannot set {key!r}: {RESERVED_FIELDS[key]}")
+        if key not in allowed:
+            raise CommandError(
+                f"unknown --model-config field {key!r} for {what} ({config_class.__name__}); allowed: "
+                f"{', '.join(sorted(allowed))}"
+            )
+
+
+def variant_fields(spec, variant: str | None) -> dict[str, Any]:
+    """The config fields of a named ``--variant`` of ``spec``; None means the spec's default variant (if any)."""
+    variant = variant if variant is not None else spec.default_variant
+    if variant is None:
+        return {}
+    if not spec.variants:
+        raise CommandError(f"--variant {variant!r}: model type {spec.model_type!r} has no named variants")
+    if variant not in spec.variants:
+        raise CommandError(
+            f"unknown --variant {variant!r} for model type {spec.model_type!r}; allowed: {', '.join(spec.variants)}"
+        )
+    return dict(spec.variants[variant])
