@@ -34,7 +34,7 @@ from ..kernels.dispatch import reads_values
 from .common import check_labels, checks_read_values
 
 
-def _normalised_sum(loss_sum: torch.Tensor, count, num_items_in_batch) -> torch.Tensor:
+def normalised_sum(loss_sum: torch.Tensor, count, num_items_in_batch) -> torch.Tensor:
     """``loss_sum / num_items_in_batch`` if given, else ``loss_sum / count`` (at least 1)."""
     denominator = num_items_in_batch if num_items_in_batch is not None else count
     if torch.is_tensor(denominator):
@@ -86,7 +86,7 @@ def masked_lm_loss_and_logits(head: MaskedLMHead, hidden, labels, config, num_it
     loss_sum = F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
     )
-    loss = _normalised_sum(loss_sum, (targets != -100).sum(), num_items_in_batch)
+    loss = normalised_sum(loss_sum, (targets != -100).sum(), num_items_in_batch)
     return loss, logits
 
 
@@ -211,13 +211,13 @@ def sequence_classification_loss(logits, labels, config, num_items_in_batch=None
     if problem_type == "regression":
         targets = labels.float().reshape(batch, num_labels)
         loss_sum = F.mse_loss(logits.float(), targets, reduction="sum")
-        return _normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
+        return normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
     if problem_type == "single_label_classification":
         loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
-        return _normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
+        return normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
     targets = labels.float()
     loss_sum = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum")
-    return _normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
+    return normalised_sum(loss_sum, targets.numel(), num_items_in_batch)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ class TokenClassificationHead(nn.Module):
             loss_sum = F.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
             )
-            loss = _normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
+            loss = normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
         return loss, logits, predictions
 
 
@@ -377,7 +377,7 @@ class CrfTokenClassificationHead(nn.Module):
                     f"{self.config.tag_scheme!r} (e.g. I-X after O in BIO), so the CRF gives them probability 0; "
                     "fix the labels, or set tag_scheme='none' (IOB1 data, for one, is not BIO)"
                 )
-            loss = _normalised_sum(-log_likelihood.sum(), ((labels != -100) & mask).sum(), num_items_in_batch)
+            loss = normalised_sum(-log_likelihood.sum(), ((labels != -100) & mask).sum(), num_items_in_batch)
         return loss, logits, predictions
 
 

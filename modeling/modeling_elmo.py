@@ -49,7 +49,7 @@ from .heads import (
     MaskedLMHead,
     SequenceClassificationHead,
     TokenClassifierOutputWithPath,
-    _normalised_sum,
+    normalised_sum,
     check_task_labels,
     init_head_weights,
     masked_lm_output,
@@ -711,10 +711,10 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
                 if direction_logits is not None and not self.config.sparse_prediction:
                     direction_logits = self.lm_head(states)  # (B, L, V)
                 logits.append(direction_logits)
-            result.forward_loss = _normalised_sum(sums[0], counts[0], None)
-            result.backward_loss = _normalised_sum(sums[1], counts[1], None)
+            result.forward_loss = normalised_sum(sums[0], counts[0], None)
+            result.backward_loss = normalised_sum(sums[1], counts[1], None)
             if num_items is not None:
-                result.loss = _normalised_sum(sums[0] + sums[1], counts[0] + counts[1], 2 * num_items)
+                result.loss = normalised_sum(sums[0] + sums[1], counts[0] + counts[1], 2 * num_items)
             else:
                 result.loss = 0.5 * (result.forward_loss + result.backward_loss)
             result.forward_perplexity = torch.exp(result.forward_loss.detach())

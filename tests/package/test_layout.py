@@ -177,9 +177,8 @@ DEV_TOOLS = {"bench", "gpu_check"}
 #: Developer tools a developer tool may import (gpu_check reads bench's public names).
 DEV_TOOL_IMPORTS = {"gpu_check": {"bench"}, "bench": set()}
 DISPATCHER = "cli"  # `bizoo <command>`: the one module that imports every command and developer tool
-#: Private names the package imports today from another module, outside scripts/: each is to become public (then its
-#: entry goes). modeling/ is edited elsewhere at the moment.
-KNOWN_PRIVATE_IMPORTS = {("modeling/modeling_elmo.py", "_normalised_sum")}
+#: Private names the package may import from another module: none.
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def package_files(root: Path = REPO_ROOT) -> list[Path]:
