@@ -82,3 +82,14 @@ def op_registered(name: str) -> bool:
         return True
     except (AttributeError, RuntimeError):
         return False
+
+
+def register_op(name: str, impl, fake, *, backward=None, setup_context=None) -> None:
+    """The custom op ``bizoo::<name>`` (``impl`` on real tensors, ``fake`` on fake ones: shapes and dtypes only) and,
+    with ``backward``, its autograd formula; nothing if it exists already (``op_registered``)."""
+    if op_registered(name):
+        return
+    op = torch.library.custom_op(f"bizoo::{name}", impl, mutates_args=())
+    op.register_fake(fake)
+    if backward is not None:
+        op.register_autograd(backward, setup_context=setup_context)

@@ -82,7 +82,7 @@ import os
 
 import torch
 
-from ..dispatch import op_registered
+from ..dispatch import register_op
 
 __all__ = ["log_partition_triton", "marginals_triton", "viterbi_triton", "max_marginals_triton", "MAX_TAGS"]
 
@@ -680,27 +680,14 @@ def _max_marginals_fake(emissions, keep, ranges, transitions, start, end):
     return emissions.new_empty(emissions.shape, dtype=torch.float32)  # (B, L, K) fp32
 
 
-def _register_ops() -> None:
-    """``bizoo::crf_log_partition_forward`` / ``_backward`` (with the autograd), ``bizoo::crf_marginals``,
-    ``bizoo::crf_viterbi`` and ``bizoo::crf_max_marginals`` (no autograd), each once per process (``dispatch.op_registered``)."""
-    if not op_registered("crf_log_partition_forward"):
-        forward = torch.library.custom_op("bizoo::crf_log_partition_forward", _log_partition_forward_impl,
-                                          mutates_args=())
-        forward.register_fake(_log_partition_forward_fake)
-        backward = torch.library.custom_op("bizoo::crf_log_partition_backward", _log_partition_backward_impl,
-                                           mutates_args=())
-        backward.register_fake(_log_partition_backward_fake)
-        forward.register_autograd(_log_partition_backward, setup_context=_log_partition_setup_context)
-    for name, impl, fake in (
-        ("crf_marginals", _marginals_impl, _marginals_fake),
-        ("crf_viterbi", _viterbi_impl, _viterbi_fake),
-        ("crf_max_marginals", _max_marginals_impl, _max_marginals_fake),
-    ):
-        if not op_registered(name):
-            torch.library.custom_op(f"bizoo::{name}", impl, mutates_args=()).register_fake(fake)
-
-
-_register_ops()
+# The ops, once per process (dispatch.register_op): the log-partition with its autograd; the decoders without (as
+# their references, they are not differentiable).
+register_op("crf_log_partition_backward", _log_partition_backward_impl, _log_partition_backward_fake)
+register_op("crf_log_partition_forward", _log_partition_forward_impl, _log_partition_forward_fake,
+            backward=_log_partition_backward, setup_context=_log_partition_setup_context)
+register_op("crf_marginals", _marginals_impl, _marginals_fake)
+register_op("crf_viterbi", _viterbi_impl, _viterbi_fake)
+register_op("crf_max_marginals", _max_marginals_impl, _max_marginals_fake)
 
 
 def log_partition_triton(emissions, mask, transitions, start, end) -> torch.Tensor:

@@ -41,7 +41,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from ..dispatch import op_registered
+from ..dispatch import register_op
 from .reference import log_decays, safe_row_sums
 from .triton_chunk import chunk_backward, chunk_forward, states_dtype
 from .triton_parallel import parallel_product
@@ -248,24 +248,13 @@ def _parallel_backward(ctx, d_num, d_den):
     return dq, dk, dv, (da if need_da else None), None, None
 
 
-def _register_ops() -> None:
-    """``bizoo::lion_chunk_forward`` / ``_backward`` and ``bizoo::lion_parallel_forward`` / ``_backward``, once per
-    process (``dispatch.op_registered``)."""
-    if not op_registered("lion_chunk_forward"):
-        forward = torch.library.custom_op("bizoo::lion_chunk_forward", _chunk_forward_impl, mutates_args=())
-        forward.register_fake(_chunk_forward_fake)
-        backward = torch.library.custom_op("bizoo::lion_chunk_backward", _chunk_backward_impl, mutates_args=())
-        backward.register_fake(_chunk_backward_fake)
-        forward.register_autograd(_backward, setup_context=_setup_context)
-    if not op_registered("lion_parallel_forward"):
-        forward = torch.library.custom_op("bizoo::lion_parallel_forward", _parallel_forward_impl, mutates_args=())
-        forward.register_fake(_parallel_forward_fake)
-        backward = torch.library.custom_op("bizoo::lion_parallel_backward", _parallel_backward_impl, mutates_args=())
-        backward.register_fake(_parallel_backward_fake)
-        forward.register_autograd(_parallel_backward, setup_context=_parallel_setup_context)
-
-
-_register_ops()
+# The ops, once per process (dispatch.register_op): chunk schedule, parallel schedule.
+register_op("lion_chunk_backward", _chunk_backward_impl, _chunk_backward_fake)
+register_op("lion_chunk_forward", _chunk_forward_impl, _chunk_forward_fake, backward=_backward,
+            setup_context=_setup_context)
+register_op("lion_parallel_backward", _parallel_backward_impl, _parallel_backward_fake)
+register_op("lion_parallel_forward", _parallel_forward_impl, _parallel_forward_fake, backward=_parallel_backward,
+            setup_context=_parallel_setup_context)
 
 
 def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chunk_size: int, normalize: bool,

@@ -47,7 +47,7 @@ except ImportError as err:  # the Triton backend is simply absent without triton
 
 import torch
 
-from ..dispatch import op_registered
+from ..dispatch import register_op
 from .reference import gather_steps
 
 __all__ = ["bilstm_triton"]
@@ -490,18 +490,9 @@ def _backward(ctx, dy, dh_n, dc_n, d_act, d_cell, d_m, d_h_raw):
     )
 
 
-def _register_ops() -> None:
-    """``bizoo::bilstm_forward`` and ``bizoo::bilstm_backward``, once per process."""
-    if op_registered("bilstm_forward"):
-        return
-    forward = torch.library.custom_op("bizoo::bilstm_forward", _forward_impl, mutates_args=())
-    forward.register_fake(_forward_fake)
-    backward = torch.library.custom_op("bizoo::bilstm_backward", _backward_impl, mutates_args=())
-    backward.register_fake(_backward_fake)
-    forward.register_autograd(_backward, setup_context=_setup_context)
-
-
-_register_ops()
+# The ops, once per process (dispatch.register_op).
+register_op("bilstm_backward", _backward_impl, _backward_fake)
+register_op("bilstm_forward", _forward_impl, _forward_fake, backward=_backward, setup_context=_setup_context)
 
 
 def bilstm_triton(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip):

@@ -66,7 +66,7 @@ import os
 
 import torch
 
-from ..dispatch import op_registered
+from ..dispatch import register_op
 
 __all__ = ["bidirectional_ssm_triton", "DTYPES"]
 
@@ -420,19 +420,10 @@ def _ssm_backward(ctx, g_f, g_b):
     return du_f, du_b, dk_f, dk_b, dd_f, dd_b, None, None
 
 
-def _register_ops() -> None:
-    """``bizoo::ssm_toeplitz_forward`` and ``bizoo::ssm_toeplitz_backward``, once per process (a second import of
-    this file under another package name, as test collectors do, leaves the first registration in place)."""
-    if op_registered("ssm_toeplitz_forward"):
-        return
-    forward = torch.library.custom_op("bizoo::ssm_toeplitz_forward", _ssm_forward_impl, mutates_args=())
-    forward.register_fake(_ssm_forward_fake)
-    backward = torch.library.custom_op("bizoo::ssm_toeplitz_backward", _ssm_backward_impl, mutates_args=())
-    backward.register_fake(_ssm_backward_fake)
-    forward.register_autograd(_ssm_backward, setup_context=_ssm_setup_context)
-
-
-_register_ops()
+# The ops, once per process (dispatch.register_op).
+register_op("ssm_toeplitz_backward", _ssm_backward_impl, _ssm_backward_fake)
+register_op("ssm_toeplitz_forward", _ssm_forward_impl, _ssm_forward_fake, backward=_ssm_backward,
+            setup_context=_ssm_setup_context)
 
 
 def _mask_and_ranges(attention_mask, B: int, L: int, device):
