@@ -151,18 +151,7 @@ def test_top_level_is_exactly_the_promised_layout():
 def test_layering_kernels_import_nothing_of_ours():
     """kernels import torch (and triton) and each other, never configuration, modeling or scripts."""
     for path in (REPO_ROOT / "kernels").rglob("*.py"):
-        package = ["bizoo", *path.relative_to(REPO_ROOT).parent.parts]  # e.g. bizoo.kernels.lion
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package[: len(package) - node.level + 1]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
-            elif isinstance(node, ast.Import):
-                target = node.names[0].name
-            else:
-                continue
+        for _, target, _ in imports(path):
             if target.split(".")[0] == "bizoo":
                 assert target.startswith("bizoo.kernels"), f"{path.relative_to(REPO_ROOT)} imports {target}"
 
