@@ -75,7 +75,8 @@ def add_training_arguments(
     group.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (GPUs with bf16 support)")
     group.add_argument(
         "--fsdp", action="store_true",
-        help="shard the model over the processes on GPUs (FSDP full_shard, one unit per layer: the model's _no_split_modules); refused without CUDA",
+        help="shard the model over the processes on GPUs (FSDP full_shard, one unit per layer: the model's "
+             "_no_split_modules); refused without CUDA",
     )
     group.add_argument(
         "--max-grad-norm", type=float, default=1.0, metavar="X",
