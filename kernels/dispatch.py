@@ -37,12 +37,25 @@ def triton_available() -> bool:
     return _TRITON_IMPORTS[0]
 
 
+def tracing() -> bool:
+    """True while torch.compile or torch.export trace (``torch.compiler.is_compiling()``). Every traced-only form in
+    bizoo reads this switch or ``exporting()``, never torch's functions directly, so that a test forces a form by
+    patching these names: dynamo recognises ``torch.compiler.is_compiling`` by identity in a table it builds once per
+    process, and a test that patched torch's own function at that moment would break every later compile."""
+    return torch.compiler.is_compiling()
+
+
+def exporting() -> bool:
+    """True while torch.export traces (``torch.compiler.is_exporting()``; also under ``torch.onnx.export``)."""
+    return torch.compiler.is_exporting()
+
+
 def reads_values(tensor: torch.Tensor) -> bool:
     """Whether an op checks the *values* of its inputs (0/1 masks, finite scores, decays <= 0, tags in range): in eager
     mode on a CPU only. On a CUDA device each such check would be a host synchronisation on every call; while
     ``torch.compile`` or ``torch.export`` trace the op, a graph break (a data-dependent branch). Shapes, dtypes,
     devices and options are checked everywhere."""
-    return not tensor.is_cuda and not torch.compiler.is_compiling()
+    return not tensor.is_cuda and not tracing()
 
 
 def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: bool) -> str:

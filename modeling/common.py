@@ -14,20 +14,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..kernels import dispatch
+
 # Keyword arguments the Trainer and the pipelines may pass to any model's forward.
 IGNORED_KWARGS = ("num_items_in_batch", "output_attentions", "use_cache")
 
 
 def checks_read_values() -> bool:
     """Whether the value checks run: in eager mode, not while torch.compile or torch.export trace (module docstring)."""
-    return not torch.compiler.is_compiling()
+    return not dispatch.tracing()
 
 
 def encode_real_words(encoder: nn.Module, char_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """``encoder`` over the characters of the real words, zeros at padding: char_ids (..., C), keep (...) bool ->
     (..., F). In eager mode only the real words are encoded (a gather); while torch.compile or torch.export trace,
     every word is and the padding is zeroed after (the gather's size depends on the mask's values)."""
-    if torch.compiler.is_compiling():
+    if dispatch.tracing():
         out = encoder(char_ids.flatten(0, -2)).reshape(*keep.shape, -1)  # (..., F)
         return torch.where(keep[..., None], out, torch.zeros_like(out))
     words = encoder(char_ids[keep])  # (N, F): the real words only

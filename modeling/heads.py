@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 
+from ..kernels import dispatch
 from ..kernels.dispatch import reads_values
 from .common import check_labels, checks_read_values
 
@@ -76,7 +77,7 @@ def masked_lm_loss_and_logits(head: MaskedLMHead, hidden, labels, config, num_it
     if labels is None:
         return None, head(hidden)  # (B, L, V)
     labels = labels.to(hidden.device)  # checked by check_task_labels before the encoder ran
-    if config.sparse_prediction and not torch.compiler.is_compiling():
+    if config.sparse_prediction and not dispatch.tracing():
         selected = labels != -100  # (B, L)
         logits = head(hidden[selected])  # (N, V)
         targets = labels[selected]  # (N,)

@@ -65,12 +65,18 @@ banned gives log-likelihood -inf.
 Precision: fp32 (fp64 when any input is fp64; half precision is upcast) with autocast disabled; the results come
 back in that dtype. Gradients come from autograd (the log-sum-exp below has a NaN-free backward for all -inf
 columns).
+
+Traced graphs: while torch.export traces (``torch.compiler.is_exporting()``, e.g. for ``torch.onnx.export``), the
+forward, backward and Viterbi recursions and the backtrace run their same step functions as
+``torch._higher_order_ops.scan`` over the positions (one ONNX Scan each, whatever the length: a Python loop would be
+unrolled for the traced length), and the log-sum-exp is written with plain ops (``_logsumexp_plain``).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .. import dispatch
 from ..dispatch import reads_values
 
 IGNORE_INDEX = -100  # tags: an unknown tag at a real position (partial annotation), and the padding tag of outputs
@@ -250,7 +256,23 @@ class _LogSumExp(torch.autograd.Function):
 
 
 def logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    if dispatch.exporting():
+        return _logsumexp_plain(x, dim)
     return _LogSumExp.apply(x, dim)
+
+
+def _logsumexp_plain(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The same log-sum-exp from plain ops, its autograd backward NaN-free for an all -inf column too: what an
+    exported graph runs (torch.export mishandles a scan whose body calls an autograd.Function once there are two).
+
+        m = max(x) (0 if -inf, no gradient),  s = Σ exp(x - m),  LSE = log s + m  (-inf where s = 0)
+    """
+    top = x.amax(dim, keepdim=True).detach()
+    top = torch.where(top > float("-inf"), top, 0.0)  # an all -inf column: exp(-inf - 0) = 0
+    total = torch.exp(x - top).sum(dim)
+    positive = total > 0
+    out = torch.log(torch.where(positive, total, 1.0)) + top.squeeze(dim)  # log of 1, not of 0, where s = 0
+    return torch.where(positive, out, float("-inf"))
 
 
 def _maximum(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -262,35 +284,107 @@ def _maximum(x: torch.Tensor, dim: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _scan_steps(step, carry, xs, reverse: bool = False):
+    """``step(carry, x) -> (carry, y)`` over dim 0 of ``xs`` as ``torch._higher_order_ops.scan``: what the recursions
+    run while torch.export traces, one ONNX Scan whose number of steps follows the length (a Python loop would be
+    unrolled for the traced length). Returns (the last carry, the y stacked on dim 0), entry t of the stack made from
+    x_t whether or not the scan runs in ``reverse``.
+
+    ``step`` must close over tensors that do not alias one another (``_closed_over``); its ``y`` is cloned, since a
+    scan's outputs must not alias its carry.
+    """
+    from torch._higher_order_ops.scan import scan
+
+    def body(carry, x):
+        carry, y = step(carry, x)
+        return carry, y.clone()
+
+    if not torch.is_grad_enabled():  # Viterbi, max-marginals: no autograd through the scan (nor integer outputs)
+        carry, xs = torch.utils._pytree.tree_map(torch.Tensor.detach, (carry, xs))
+    return scan(body, carry, xs, reverse=reverse)
+
+
+def _plain(reduce):
+    """The reduction a scan's step calls: ``_logsumexp_plain`` for ``logsumexp`` (chosen here, outside the traced
+    body), ``_maximum`` as it is."""
+    return _logsumexp_plain if reduce is logsumexp else reduce
+
+
+def _closed_over(*tensors):
+    """Copies of the tensors a scan's step reads (detached where no gradient is taken): they must not alias."""
+    return tuple(t.clone() if torch.is_grad_enabled() else t.detach().clone() for t in tensors)
+
+
+def _before_and_after(keep):
+    """(started, ended) (B, L, 1) bool: whether a row has a real position before t, and none after t."""
+    count = keep.long().cumsum(1)  # (B, L) real positions up to t
+    started = count - keep.long() > 0
+    ended = count == count[:, -1:]
+    return started[:, :, None], ended[:, :, None]
+
+
+def _by_position(*tensors):
+    """The inputs of a scan over positions: each (B, L, ...) -> (L, B, ...)."""
+    return tuple(t.movedim(1, 0) for t in tensors)
+
+
+def _forward_step(T, start, reduce):
+    """One step of the forward recursion: α (B, K), (E[t] (B, K), keep[t] (B, 1), started[t] (B, 1)) -> α after
+    position t (padding carries α on; a row's first real position starts from ``start``), twice (carry, output)."""
+
+    def step(alpha, x):
+        e_t, m, started = x
+        nxt = torch.where(started, reduce(alpha.unsqueeze(2) + T, 1), start) + e_t  # over the previous tag i of T[i, j]
+        alpha = torch.where(m, nxt, alpha)
+        return alpha, alpha
+
+    return step
+
+
 def forward_scores(e, keep, T, start, reduce):
     """α (``reduce=logsumexp``) or δ (``reduce=max``) at every position (B, L, K), carried through padding."""
     B, L, K = e.shape
-    alpha = e.new_zeros(B, K)  # (B, K), read only once a row has started
-    started = torch.zeros(B, 1, dtype=torch.bool, device=e.device)
+    alpha = e.new_zeros(B, K)  # read only once a row has started
+    started, _ = _before_and_after(keep)
+    xs = e, keep[:, :, None], started
+    if dispatch.exporting():
+        step = _forward_step(*_closed_over(T, start), _plain(reduce))
+        _, out = _scan_steps(step, alpha, _by_position(*xs))
+        return out.movedim(0, 1)  # (B, L, K)
+    step = _forward_step(T, start, reduce)
     out = []
     for t in range(L):
-        m = keep[:, t, None]  # (B, 1)
-        step = reduce(alpha.unsqueeze(2) + T, 1)  # (B, K): over the previous tag i of T[i, j]
-        nxt = torch.where(started, step, start) + e[:, t]
-        alpha = torch.where(m, nxt, alpha)
-        started = started | m
+        alpha, _ = step(alpha, tuple(x[:, t] for x in xs))
         out.append(alpha)
     return torch.stack(out, 1) if out else e.new_zeros(B, 0, K)
+
+
+def _backward_step(T, end, reduce):
+    """One step of the backward recursion, right to left: E[t'] + β_{t'} of the next real position t' (B, K),
+    (E[t], keep[t], ended[t]: no real position after t) -> that sum for the position before t, and β at t."""
+
+    def step(after, x):
+        e_t, m, ended = x
+        beta = torch.where(ended, end, reduce(T + after.unsqueeze(1), 2))  # over the next tag j of T[i, j]
+        return torch.where(m, e_t + beta, after), beta
+
+    return step
 
 
 def backward_scores(e, keep, T, end, reduce):
     """β (``reduce=logsumexp``) or β^max (``reduce=max``) at every position (B, L, K)."""
     B, L, K = e.shape
-    after = e.new_zeros(B, K)  # E[t', j] + β_{t'}[j] of the next real position t'
-    ended = torch.ones(B, 1, dtype=torch.bool, device=e.device)  # no real position after t yet
+    after = e.new_zeros(B, K)
+    _, ended = _before_and_after(keep)
+    xs = e, keep[:, :, None], ended
+    if dispatch.exporting():
+        step = _backward_step(*_closed_over(T, end), _plain(reduce))
+        _, out = _scan_steps(step, after, _by_position(*xs), reverse=True)
+        return out.movedim(0, 1)  # (B, L, K)
+    step = _backward_step(T, end, reduce)
     out = [None] * L
     for t in range(L - 1, -1, -1):
-        m = keep[:, t, None]
-        step = reduce(T + after.unsqueeze(1), 2)  # (B, K): over the next tag j of T[i, j]
-        beta = torch.where(ended, end, step)
-        out[t] = beta
-        after = torch.where(m, e[:, t] + beta, after)
-        ended = ended & ~m
+        after, out[t] = step(after, tuple(x[:, t] for x in xs))
     return torch.stack(out, 1) if out else e.new_zeros(B, 0, K)
 
 
@@ -309,31 +403,55 @@ def _log_partition(e, keep, T, start, end):
     return _final(forward_scores(e, keep, T, start, logsumexp), keep, end, logsumexp)
 
 
+def _viterbi_step(T, start, ids):
+    """One step of Viterbi's forward pass: δ (B, K), (E[t], keep[t], started[t]) -> δ after position t, and the
+    backpointers ψ_t (B, K) (the identity at padding and at a row's first real position)."""
+
+    def step(delta, x):
+        e_t, m, started = x
+        cand = delta.unsqueeze(2) + T  # (B, K_prev, K_next)
+        bp = cand.argmax(1)  # (B, K): the lowest previous tag among ties
+        best = cand.gather(1, bp.unsqueeze(1)).squeeze(1)
+        nxt = torch.where(started, best, start) + e_t
+        return torch.where(m, nxt, delta), torch.where(started & m, bp, ids)
+
+    return step
+
+
+def _backtrace_step(cur, x):
+    """One step of the backtrace, right to left: the tag at position t (B,), (ψ_t (B, K), keep[t] (B,)) -> the tag
+    at the previous position, and the output at t (-100 at padding)."""
+    backpointers, m = x
+    return backpointers.gather(1, cur[:, None]).squeeze(1), torch.where(m, cur, IGNORE_INDEX)
+
+
 def _viterbi(e, keep, T, start, end):
     """(tags (B, L) int64 with -100 at padding, best scores (B,))."""
     B, L, K = e.shape
     ids = torch.arange(K, device=e.device)
     delta = e.new_zeros(B, K)
-    started = torch.zeros(B, 1, dtype=torch.bool, device=e.device)
-    backpointers = []
-    for t in range(L):
-        m = keep[:, t, None]
-        cand = delta.unsqueeze(2) + T  # (B, K_prev, K_next)
-        bp = cand.argmax(1)  # (B, K): the lowest previous tag among ties
-        best = cand.gather(1, bp.unsqueeze(1)).squeeze(1)
-        nxt = torch.where(started, best, start) + e[:, t]
-        backpointers.append(torch.where(started & m, bp, ids))  # identity at padding and at the first position
-        delta = torch.where(m, nxt, delta)
-        started = started | m
+    started, _ = _before_and_after(keep)
+    xs = e, keep[:, :, None], started
+    exporting = dispatch.exporting()
+    if exporting:
+        delta, backpointers = _scan_steps(_viterbi_step(*_closed_over(T, start), ids), delta, _by_position(*xs))
+    else:
+        step = _viterbi_step(T, start, ids)
+        backpointers = []
+        for t in range(L):
+            delta, bp = step(delta, tuple(x[:, t] for x in xs))
+            backpointers.append(bp)
     tags = torch.full((B, L), IGNORE_INDEX, dtype=torch.long, device=e.device)
     if L == 0:
         return tags, e.new_zeros(B)
     final = delta + end  # (B, K)
     cur = final.argmax(1)  # (B,) the lowest final tag among ties
     score = torch.where(keep.any(1), final.gather(1, cur[:, None]).squeeze(1), 0.0)
+    if exporting:  # backpointers (L, B, K)
+        _, tags = _scan_steps(_backtrace_step, cur, (backpointers, keep.t()), reverse=True)  # (L, B)
+        return tags.t(), score
     for t in range(L - 1, -1, -1):
-        tags[:, t] = torch.where(keep[:, t], cur, IGNORE_INDEX)
-        cur = backpointers[t].gather(1, cur[:, None]).squeeze(1)
+        cur, tags[:, t] = _backtrace_step(cur, (backpointers[t], keep[:, t]))
     return tags, score
 
 
@@ -387,7 +505,7 @@ def nudge_to_path(mm, keep, path):
     path = torch.where(keep, path, 0).unsqueeze(-1)  # (B, L, 1)
     on_path = path == torch.arange(K, device=mm.device)  # (B, L, K)
     value = mm.gather(-1, path)  # (B, L, 1) the Viterbi path's entry
-    if torch.compiler.is_compiling():  # traced (ONNX has no nextafter): strictly below, within two ulps
+    if dispatch.tracing():  # traced (ONNX has no nextafter): strictly below, within two ulps
         eps, tiny = torch.finfo(value.dtype).eps, torch.finfo(value.dtype).tiny
         below = torch.where(value > 0, value * (1 - eps), value * (1 + eps))
         below = torch.where(value == 0, torch.full_like(value, -tiny), below)

@@ -15,7 +15,8 @@ import warnings
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .reference import scatter_steps
+from .. import dispatch
+from .reference import bilstm_scan, input_gates, scatter_steps
 
 __all__ = ["bilstm_native"]
 
@@ -44,7 +45,16 @@ def _run(x, state, weights, has_bias: bool, lengths, L: int, packed: bool):
 
 def bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, initial_state, final_state: bool):
     """x (B, L, I) or (B, L, 2, I), weights as in ``reference.py``, order/lengths from ``reading_orders`` ->
-    y (B, L, 2, P), (h_n (2, B, P), c_n (2, B, H)) or None without ``final_state``."""
+    y (B, L, 2, P), (h_n (2, B, P), c_n (2, B, H)) or None without ``final_state``.
+
+    While torch.export traces: ``reference.bilstm_scan`` instead, the same recurrence as one scan. torch.lstm would
+    be exported either unrolled for the traced length or (torch.onnx's dynamic-shape decomposition) as an op whose
+    traced output keeps the traced length, which then fixes every shape computed from it.
+    """
+    if dispatch.exporting():
+        y, final = bilstm_scan(input_gates(x, weight_ih, bias), weight_hh, weight_proj, order, lengths, initial_state,
+                               None, None)
+        return y, (final if final_state else None)
     B, L = x.shape[:2]
     H, P = weight_hh.shape[1] // 4, weight_hh.shape[2]
     packed = final_state and L > 0 and bool((lengths != L).any())
@@ -61,7 +71,7 @@ def bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, in
             state = (x.new_zeros(1, B, P), x.new_zeros(1, B, H))
         else:
             state = (initial_state[0][d : d + 1].contiguous(), initial_state[1][d : d + 1].contiguous())
-        if torch.compiler.is_compiling():  # warning filters cannot be traced (a graph break); compiled code is silent
+        if dispatch.tracing():  # warning filters cannot be traced (a graph break); compiled code is silent
             out, h_n, c_n = _run(x_d, state, weights, bias is not None, lengths, L, packed)
         else:
             with warnings.catch_warnings():

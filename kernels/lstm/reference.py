@@ -28,7 +28,9 @@ Triton kernels read and write at them directly.
 
 Here: ``bilstm_loop``, the recurrence one step at a time, vectorised over the batch and both directions (any
 clipping, any projection); fp32 arithmetic for fp32 and half-precision inputs (fp64 for fp64, so that gradcheck
-can use it), results in the input's dtype.
+can use it), results in the input's dtype. ``bilstm_scan``: the same step function run by
+``torch._higher_order_ops.scan``, what the reference forms run while torch.export traces (one ONNX Scan over the
+positions, so that an exported graph takes any length; a Python loop or torch.lstm would fix the traced one).
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import dispatch
 from ..dispatch import reads_values
 
-__all__ = ["check_inputs", "reading_orders", "input_gates", "bilstm_loop", "gather_steps", "scatter_steps"]
+__all__ = [
+    "check_inputs", "reading_orders", "input_gates", "bilstm_loop", "bilstm_scan", "gather_steps", "scatter_steps"
+]
 
 
 def _shape(t) -> str:
@@ -166,26 +171,15 @@ def scatter_steps(steps: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return out.permute(1, 2, 0, 3)
 
 
-def bilstm_loop(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip):
-    """The recurrence of the module docstring, one step at a time, both directions batched.
+def _lstm_step(w_hh, w_p, cell_clip, proj_clip):
+    """One step of the recurrence for both directions: ((h (2, B, P), c (2, B, H)), (a_s (2, B, 4H), active (1, B, 1)))
+    -> the state after step s (rows past their real tokens keep theirs), and y_s (2, B, P) (0 for those rows).
+    w_hh (2, P, 4H) and w_p (2, H, P) or None are the transposed weights."""
 
-    gates (B, L, 2, 4H) input gates, order/lengths from ``reading_orders`` -> y (B, L, 2, P), (h_n, c_n).
-    B and L must be positive (``bilstm`` answers empty inputs itself).
-    """
-    B, L = gates.shape[:2]
-    H, P = weight_hh.shape[1] // 4, weight_hh.shape[2]
-    dtype = gates.dtype
-    compute = torch.float64 if dtype == torch.float64 else torch.float32
-    a = gather_steps(gates.to(compute), order)  # (2, B, L, 4H) in reading order
-    w_hh = weight_hh.to(compute).transpose(1, 2)  # (2, P, 4H)
-    w_p = None if weight_proj is None else weight_proj.to(compute).transpose(1, 2)  # (2, H, P)
-    if initial_state is None:
-        h, c = a.new_zeros(2, B, P), a.new_zeros(2, B, H)
-    else:
-        h, c = initial_state[0].to(compute), initial_state[1].to(compute)
-    outputs = []
-    for s in range(L):
-        z = torch.baddbmm(a[:, :, s], h, w_hh)  # (2, B, 4H)
+    def step(state, x):
+        h, c = state
+        a_s, active = x
+        z = torch.baddbmm(a_s, h, w_hh)  # (2, B, 4H)
         i, f, g, o = z.chunk(4, dim=-1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # (2, B, H)
         if cell_clip is not None:
@@ -195,8 +189,66 @@ def bilstm_loop(gates, weight_hh, weight_proj, order, lengths, initial_state, ce
             h_new = torch.bmm(h_new, w_p)  # (2, B, P)
             if proj_clip is not None:
                 h_new = h_new.clamp(-proj_clip, proj_clip)
-        active = (s < lengths)[None, :, None]  # (1, B, 1): rows still reading real tokens
-        h, c = torch.where(active, h_new, h), torch.where(active, c_new, c)
-        outputs.append(torch.where(active, h_new, torch.zeros_like(h_new)))
+        state = torch.where(active, h_new, h), torch.where(active, c_new, c)
+        return state, torch.where(active, h_new, torch.zeros_like(h_new))
+
+    return step
+
+
+def _prepare(gates, weight_hh, weight_proj, order, lengths, initial_state):
+    """The loop's inputs in the compute dtype: a (2, B, L, 4H) in reading order, w_hh (2, P, 4H), w_p (2, H, P) or
+    None, the initial (h, c), and active (L, 1, B, 1): whether step s of row b reads a real token."""
+    B, L = gates.shape[:2]
+    H, P = weight_hh.shape[1] // 4, weight_hh.shape[2]
+    compute = torch.float64 if gates.dtype == torch.float64 else torch.float32
+    a = gather_steps(gates.to(compute), order)  # (2, B, L, 4H) in reading order
+    w_hh = weight_hh.to(compute).transpose(1, 2)  # (2, P, 4H)
+    w_p = None if weight_proj is None else weight_proj.to(compute).transpose(1, 2)  # (2, H, P)
+    if initial_state is None:
+        state = a.new_zeros(2, B, P), a.new_zeros(2, B, H)
+    else:
+        state = initial_state[0].to(compute), initial_state[1].to(compute)
+    active = (torch.arange(L, device=gates.device)[:, None] < lengths[None, :])[:, None, :, None]  # (L, 1, B, 1)
+    return a, w_hh, w_p, state, active
+
+
+def bilstm_loop(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip):
+    """The recurrence of the module docstring, one step at a time, both directions batched.
+
+    gates (B, L, 2, 4H) input gates, order/lengths from ``reading_orders`` -> y (B, L, 2, P), (h_n, c_n).
+    B and L must be positive (``bilstm`` answers empty inputs itself). While torch.export traces, ``bilstm_scan``
+    (the same steps as one scan, for a graph of any length).
+    """
+    if dispatch.exporting():
+        return bilstm_scan(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
+    L = gates.shape[1]
+    dtype = gates.dtype
+    a, w_hh, w_p, state, active = _prepare(gates, weight_hh, weight_proj, order, lengths, initial_state)
+    step = _lstm_step(w_hh, w_p, cell_clip, proj_clip)
+    outputs = []
+    for s in range(L):
+        state, y_s = step(state, (a[:, :, s], active[s]))
+        outputs.append(y_s)
     y = scatter_steps(torch.stack(outputs, dim=2), order)  # (B, L, 2, P)
-    return y.to(dtype), (h.to(dtype), c.to(dtype))
+    return y.to(dtype), (state[0].to(dtype), state[1].to(dtype))
+
+
+def bilstm_scan(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip):
+    """``bilstm_loop``'s steps as ``torch._higher_order_ops.scan`` over the reading positions: one ONNX Scan whose
+    number of steps follows the length, so that a graph exported with a symbolic length runs any length (a Python
+    loop would be unrolled for the traced one). Any clipping and projection. The same arguments and results.
+    """
+    from torch._higher_order_ops.scan import scan
+
+    dtype = gates.dtype
+    a, w_hh, w_p, state, active = _prepare(gates, weight_hh, weight_proj, order, lengths, initial_state)
+    # the weights the step closes over must not alias one another or the inputs: copies
+    step = _lstm_step(w_hh.clone(), None if w_p is None else w_p.clone(), cell_clip, proj_clip)
+
+    def body(state, x):
+        state, y_s = step(state, x)
+        return state, y_s.clone()  # a scan's outputs must not alias its carry
+
+    state, outputs = scan(body, state, (a.movedim(2, 0), active))  # outputs (L, 2, B, P)
+    y = scatter_steps(outputs.movedim(0, 2), order)  # (B, L, 2, P)
+    return y.to(dtype), (state[0].to(dtype), state[1].to(dtype))

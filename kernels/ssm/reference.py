@@ -64,6 +64,11 @@ The forms of the one op (``form=``), equal up to rounding:
 All forms compute in fp32 (fp64 for fp64 inputs; half precision is upcast) with autocast disabled, and return each
 output in the dtype of its input. Gradients come from autograd.
 
+Traced graphs (section "Real arithmetic"): while torch.compile or torch.export trace, the kernel and the recurrent
+form carry complex numbers as pairs of real tensors (ONNX has no complex dtype) and the Toeplitz matrix is a gather
+(unfold would fix the length); while torch.export traces, the recurrent form is the plain recurrence as one scan over
+the positions (``recurrent_form_real``). The same values to rounding.
+
 Initialisation (``s4d_init``): log Δ ~ U(log 0.01, log 1); C ~ N(0, 1/2) for the real and the imaginary parts; and
 by ``scaling``: "lin": A = -1/2 + iπn; "inv": A = -1/2 + i (N/π)(N/(2n+1) - 1); "hippo": the diagonal of the normal
 part of HiPPO-LegS, S = -(tril(P Pᵀ) - diag(n)) + p pᵀ with P_n = √(2n+1), p_n = √(n+1/2): A_re = mean(diag S) =
@@ -77,6 +82,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .. import dispatch
 from ..dispatch import reads_values
 
 FORMS = ("fft", "toeplitz", "recurrent")
@@ -243,10 +249,93 @@ def s4d_kernel(log_step, A_re, A_im, C, length: int) -> torch.Tensor:
         raise ValueError(f"{op}: length must be a positive int, got {length!r}")
     dtype = _real_dtype(log_step, A_re, A_im, C)
     with torch.autocast(device_type=A_re.device.type, enabled=False):
+        if dispatch.tracing():  # traced: no complex tensors (ONNX has none), see "Real arithmetic"
+            return _kernel_real(log_step, A_re, A_im, C, length, dtype)
         step_A, b_bar = discretize(log_step, A_re, A_im, dtype)  # (N,), (N,)
         weight = torch.complex(C[:, 0].to(dtype), C[:, 1].to(dtype)) * b_bar  # (N,) C_n B̄_n
         vandermonde = _powers(step_A, torch.arange(length, device=A_re.device))  # (L, N) Ā_n^l
         return (vandermonde @ weight).real  # (L,)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Real arithmetic: the kernel and the recurrent form without complex tensors, for traced graphs
+# ----------------------------------------------------------------------------------------------------------------
+# ONNX (so torch.onnx.export, and onnxruntime) has no complex dtype. While torch.compile or torch.export trace the
+# op, the kernel and the recurrent form carry each complex number z = a + ib as a pair (a, b) of real tensors:
+#
+#     e^z       = e^a (cos b, sin b)
+#     e^z - 1   = (expm1(a) cos b - 2 sin²(b/2),  e^a sin b)      (e^a cos b - 1 rewritten: no cancellation when
+#                                                                   |z| is small, as expm1 of the complex form)
+#     z w       = (a c - b d,  a d + b c)                          for w = c + id
+#     z / w     = ((a c + b d),  (b c - a d)) / (c² + d²)
+#
+# and φ(z) by the same Horner steps in pairs. Eager mode keeps the complex tensors; the two agree to rounding
+# (``s4d_kernel_real`` against ``s4d_kernel``, ``recurrent_form_real`` against ``recurrent_form``:
+# tests/kernels/test_ssm_reference.py).
+
+
+def _cmul(z, w):
+    """(a + ib)(c + id) on pairs of real tensors (broadcasting): (ac - bd, ad + bc)."""
+    return z[0] * w[0] - z[1] * w[1], z[0] * w[1] + z[1] * w[0]
+
+
+def _phi_series_real(zr, zi):
+    """``_phi_series`` on z = zr + i zi, as a pair: Horner's steps out ← out·z + 1/(m+1)!."""
+    out_r, out_i = torch.full_like(zr, 1.0 / math.factorial(9)), torch.zeros_like(zr)
+    for m in range(7, -1, -1):
+        out_r, out_i = _cmul((out_r, out_i), (zr, zi))
+        out_r = out_r + 1.0 / math.factorial(m + 1)
+    return out_r, out_i
+
+
+def discretize_real(log_step, A_re, A_im, dtype):
+    """``discretize`` in real arithmetic: ((Δ·A)_re, (Δ·A)_im), (B̄_re, B̄_im), each (N,) in ``dtype``.
+
+    B̄ = Δ φ(ΔA) for |ΔA| < 0.1, else (e^{ΔA} - 1)/A with e^{ΔA} - 1 as in the section's comment (the expm1 of the
+    real part with the exact derivative e^a).
+    """
+    a_re = A_re.to(dtype).clamp(max=A_RE_MAX)  # (N,)
+    a_im = A_im.to(dtype)  # (N,)
+    step = log_step.to(dtype).exp().reshape(())  # Δ
+    z_re, z_im = step * a_re, step * a_im  # (N,) Δ·A
+    small = z_re.square() + z_im.square() < PHI_SERIES_RADIUS**2  # |ΔA| < 0.1 (ONNX has no hypot)
+    zero = torch.zeros_like(z_re)
+    series = _phi_series_real(torch.where(small, z_re, zero), torch.where(small, z_im, zero))  # unused: sees 0
+    expm1_re = _Expm1.apply(z_re) * torch.cos(z_im) - 2.0 * torch.sin(0.5 * z_im).square()  # (N,) Re(e^z - 1)
+    expm1_im = torch.exp(z_re) * torch.sin(z_im)  # (N,) Im(e^z - 1)
+    norm = a_re.square() + a_im.square()  # |A|² >= 1e-8: the clamp keeps A away from 0
+    direct_re = (expm1_re * a_re + expm1_im * a_im) / norm
+    direct_im = (expm1_im * a_re - expm1_re * a_im) / norm
+    b_bar = torch.where(small, step * series[0], direct_re), torch.where(small, step * series[1], direct_im)
+    return (z_re, z_im), b_bar
+
+
+def _powers_real(step_A, exponents):
+    """``_powers`` as a pair: Ā^l = e^{l a} (cos l b, sin l b) for Δ·A = a + ib and each l of ``exponents`` (P,):
+    (P, N) each."""
+    lag = exponents.to(step_A[0].dtype)[:, None]  # (P, 1)
+    magnitude = torch.exp(lag * step_A[0][None, :])  # (P, N)
+    angle = lag * step_A[1][None, :]  # (P, N)
+    return magnitude * torch.cos(angle), magnitude * torch.sin(angle)
+
+
+def _kernel_real(log_step, A_re, A_im, C, length, dtype):
+    """K[l] = Re(Σ_n C_n B̄_n Ā_n^l) = Σ_n (Re Ā^l Re w - Im Ā^l Im w)_n with w = C B̄: (L,) in ``dtype``."""
+    step_A, b_bar = discretize_real(log_step, A_re, A_im, dtype)  # pairs of (N,)
+    weight = _cmul((C[:, 0].to(dtype), C[:, 1].to(dtype)), b_bar)  # pair of (N,): C_n B̄_n
+    power_re, power_im = _powers_real(step_A, torch.arange(length, device=A_re.device))  # (L, N) each
+    return power_re @ weight[0] - power_im @ weight[1]  # (L,)
+
+
+def s4d_kernel_real(log_step, A_re, A_im, C, length: int) -> torch.Tensor:
+    """``s4d_kernel`` computed without complex tensors (what a traced graph runs, see "Real arithmetic"); the same
+    arguments and result, equal to rounding."""
+    op = "s4d_kernel_real"
+    check_ssm_params(op, "the parameters", (log_step, A_re, A_im, C), device=A_re.device)
+    if isinstance(length, bool) or not isinstance(length, (int, torch.SymInt)) or length < 1:
+        raise ValueError(f"{op}: length must be a positive int, got {length!r}")
+    with torch.autocast(device_type=A_re.device.type, enabled=False):
+        return _kernel_real(log_step, A_re, A_im, C, length, _real_dtype(log_step, A_re, A_im, C))
 
 
 def hippo_imag(N: int) -> torch.Tensor:
@@ -324,6 +413,10 @@ def fft_size(n: int) -> int:
 def toeplitz(k: torch.Tensor) -> torch.Tensor:
     """The lower-triangular Toeplitz matrix T[t, s] = k[t-s] (t >= s), 0 above the diagonal: (L, L)."""
     L = k.shape[0]
+    if dispatch.tracing():  # traced: unfold fixes L in the graph; a gather by t - s keeps it symbolic
+        positions = torch.arange(L, device=k.device)  # (L,)
+        lag = positions[:, None] - positions[None, :]  # (L, L) t - s
+        return torch.where(lag >= 0, k[lag.clamp(min=0)], 0.0)  # (L, L)
     hankel = F.pad(k, (L - 1, 0)).unfold(0, L, 1)  # (L, L) view: hankel[i, j] = k[i + j - (L-1)], 0 when < 0
     return hankel.flip(1)  # T[t, s] = hankel[t, L-1-s] = k[t - s]
 
@@ -351,6 +444,8 @@ def fft_form(u, k, reverse: bool):
 
 def recurrent_form(u, params, reverse: bool, chunk_size: int):
     """The recurrence from the SSM parameters, in chunks of T steps (see the module docstring)."""
+    if dispatch.tracing():  # traced: no complex tensors (ONNX has none)
+        return recurrent_form_real(u, params, reverse, chunk_size)
     B, L, H = u.shape
     log_step, A_re, A_im, C = params
     step_A, b_bar = discretize(log_step, A_re, A_im, u.dtype)  # (N,), (N,)
@@ -389,6 +484,87 @@ def recurrent_form(u, params, reverse: bool, chunk_size: int):
     readout = torch.cat([from_state.real, -from_state.imag], dim=1)  # (T, 2N): Re(c x) = c_re x_re - c_im x_im
     y = y + readout @ states  # (B, nc, T, H)
     return y.reshape(B, n_chunks * T, H)[:, :L]
+
+
+def recurrent_form_real(u, params, reverse: bool, chunk_size: int):
+    """``recurrent_form`` in real arithmetic (the pairs of "Real arithmetic"): what a traced graph runs.
+
+    Under torch.compile: the same chunks, closed forms and loop over the chunks as ``recurrent_form``. While
+    torch.export traces (e.g. for ONNX, with a length that stays symbolic), the plain recurrence of the module
+    docstring, one step per position, as ``torch._higher_order_ops.scan`` (one ONNX Scan whatever the length;
+    ``chunk_size`` is not used): splitting a symbolic length into chunks makes the exporter fix the number of chunks,
+    and so the length.
+    """
+    B, L, H = u.shape
+    log_step, A_re, A_im, C = params
+    step_A, b_bar = discretize_real(log_step, A_re, A_im, u.dtype)  # pairs of (N,)
+    c = C[:, 0].to(u.dtype), C[:, 1].to(u.dtype)  # pair of (N,)
+    N = step_A[0].shape[0]
+    if dispatch.exporting():
+        return _recurrence_scan(u, step_A, b_bar, c, reverse)
+    T = min(chunk_size, L)
+    n_chunks = -(-L // T)
+    if n_chunks * T != L:  # zero inputs at the end: invisible to both directions
+        u = F.pad(u, (0, 0, 0, n_chunks * T - L))
+    u = u.reshape(B, n_chunks, T, H)  # (B, nc, T, H)
+    j = torch.arange(T, device=u.device)  # (T,) position inside a chunk
+
+    # Inside each chunk: K[0 … T-1] as a Toeplitz matrix.
+    power_re, power_im = _powers_real(step_A, j)  # (T, N) each
+    weight = _cmul(c, b_bar)  # pair of (N,): C_n B̄_n
+    inner = toeplitz(power_re @ weight[0] - power_im @ weight[1])  # (T, T)
+    y = (inner.mT if reverse else inner) @ u  # (B, nc, T, H)
+    if n_chunks == 1:
+        return y.view(B, T, H)[:, :L]
+
+    # Across chunks, as ``recurrent_form``: what each chunk adds to the state, carried by Ā^T, read out inside the
+    # next chunk (causal shown in the module docstring; anti-causal mirrored).
+    to_powers = _powers_real(step_A, j if reverse else T - 1 - j)  # (T, N) each
+    to_state = _cmul((b_bar[0][:, None], b_bar[1][:, None]), (to_powers[0].T, to_powers[1].T))  # (N, T) each
+    from_state = _cmul((c[0][None, :], c[1][None, :]), _powers_real(step_A, T - j if reverse else j + 1))  # (T, N)
+    added = torch.cat(to_state) @ u  # (B, nc, 2N, H): re and im stacked
+    added_re, added_im = added[:, :, :N].unbind(1), added[:, :, N:].unbind(1)  # nc × (B, N, H) each
+    decay = _powers_real(step_A, torch.full((1,), T, device=u.device))  # pair of (1, N): Ā^T
+    decay = decay[0].reshape(N, 1), decay[1].reshape(N, 1)  # (N, 1) each
+    state = (u.new_zeros(B, N, H), u.new_zeros(B, N, H))
+    entering = [None] * n_chunks
+    for chunk in range(n_chunks - 1, -1, -1) if reverse else range(n_chunks):
+        entering[chunk] = torch.cat(state, dim=1)  # (B, 2N, H) re and im stacked
+        state = _cmul(decay, state)
+        state = state[0] + added_re[chunk], state[1] + added_im[chunk]
+    states = torch.stack(entering, dim=1)  # (B, nc, 2N, H)
+    readout = torch.cat([from_state[0], -from_state[1]], dim=1)  # (T, 2N): Re(c x) = c_re x_re - c_im x_im
+    y = y + readout @ states  # (B, nc, T, H)
+    return y.reshape(B, n_chunks * T, H)[:, :L]
+
+
+def _recurrence_scan(u, step_A, b_bar, c, reverse: bool):
+    """x_t = Ā x_{t∓1} + B̄ u_t, y_t = Re(Σ_n C_n x_t[n]) over the positions of u (B, L, H) as one scan (reversed
+    for the anti-causal direction), in pairs: step_A, b_bar, c pairs of (N,). Returns (B, L, H).
+
+    The step reads one (6, N) tensor of coefficients and the state is laid out (B, H, N): the tensors a scan's body
+    closes over must not alias one another (C's columns would) and get symbolic sizes, among which a broadcast
+    size-1 dimension would not trace.
+    """
+    from torch._higher_order_ops.scan import scan
+
+    B, _, H = u.shape
+    N = step_A[0].shape[0]
+    decay = _powers_real(step_A, torch.ones(1, device=u.device))  # Ā: pair of (1, N)
+    coefficients = torch.stack([decay[0].reshape(N), decay[1].reshape(N), *b_bar, *c])  # (6, N): Ā, B̄, C (re, im)
+
+    def step(state, u_t):
+        """state: pair of (B, H, N), u_t (B, H) -> (the next state, y_t (B, H))."""
+        decay_re, decay_im, gain_re, gain_im, read_re, read_im = coefficients.unbind(0)  # (N,) each
+        state_re, state_im = _cmul((decay_re, decay_im), state)  # (B, H, N) each: Ā x
+        state_re = state_re + gain_re * u_t[..., None]  # + B̄ u_t
+        state_im = state_im + gain_im * u_t[..., None]
+        y_t = (read_re * state_re - read_im * state_im).sum(-1)  # (B, H): Re(C x)
+        return (state_re, state_im), y_t
+
+    zero = u.new_zeros(B, H, N)
+    _, y = scan(step, (zero, zero.clone()), u.movedim(1, 0), reverse=reverse)  # (L, B, H), y[t] at position t
+    return y.movedim(0, 1)  # (B, L, H)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from bizoo.kernels import dispatch
 from bizoo.kernels.lstm import bilstm, input_gates, reading_orders
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -257,3 +258,62 @@ def test_bad_inputs_are_clear_errors(change, message):
     args.update(change)
     with pytest.raises(ValueError, match=message):
         bilstm(**args)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The scan: what a graph traced by torch.export (and so ONNX) runs, for any length
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def scan_inputs(clipped: bool, seed=5):
+    """Inputs of ``bilstm`` with wide weights (the gates saturate and the clips bite), padding right, left and in
+    holes, an empty row, and an initial state."""
+    g = torch.Generator().manual_seed(seed)
+    B, L, I, H, P = 4, 9, 3, 5, (3 if clipped else 5)
+    x = torch.randn(B, L, 2, I, generator=g, dtype=torch.float64)
+    w_ih, w_hh = torch.randn(2, 4 * H, I, generator=g).double(), torch.randn(2, 4 * H, P, generator=g).double()
+    b = torch.randn(2, 4 * H, generator=g).double()
+    w_p = torch.randn(2, P, H, generator=g).double() if clipped else None
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[0, 6:], mask[1, :3], mask[2, 2:4], mask[3] = False, False, False, False
+    state = torch.randn(2, B, P, generator=g).double(), torch.randn(2, B, H, generator=g).double()
+    clips = dict(cell_clip=0.6, proj_clip=0.5) if clipped else {}
+    return (x, w_ih, w_hh, b, w_p, mask, state), clips
+
+
+@pytest.mark.parametrize("clipped", [False, True], ids=["lstm", "clipped-lstmp"])
+def test_scan_runs_the_steps_of_the_loop(clipped):
+    """``bilstm_scan`` (the loop's step function run by torch's scan) gives the loop's outputs and final states."""
+    from bizoo.kernels.lstm import reference
+
+    (x, w_ih, w_hh, b, w_p, mask, state), clips = scan_inputs(clipped)
+    order, lengths = reading_orders(mask, *mask.shape, "cpu")
+    gates = input_gates(x, w_ih, b)
+    args = (gates, w_hh, w_p, order, lengths, state, clips.get("cell_clip"), clips.get("proj_clip"))
+    y_loop, (h_loop, c_loop) = reference.bilstm_loop(*args)
+    y_scan, (h_scan, c_scan) = reference.bilstm_scan(*args)
+    assert y_loop.abs().max() > 0.3 and (not clipped or c_loop[:, :3].abs().max() == 0.6)  # clips reached
+    for got, want in ((y_scan, y_loop), (h_scan, h_loop), (c_scan, c_loop)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("form, clipped", [("native", False), ("autograd", False), ("autograd", True)],
+                         ids=["native-lstm", "autograd-lstm", "autograd-clipped-lstmp"])
+def test_while_exporting_the_reference_forms_run_the_scan(monkeypatch, form, clipped):
+    """While torch.export traces, the native form (torch.lstm would be unrolled for the traced length or keep it in
+    its traced output shape; it cannot clip) and the autograd form run ``bilstm_scan``: the eager results, final
+    states included."""
+    from bizoo.kernels.lstm import native, reference
+
+    inputs, clips = scan_inputs(clipped, seed=6)
+    want = bilstm(*inputs, backend="reference", form=form, **clips)
+    calls = []
+    scan = reference.bilstm_scan
+    spy = lambda *a: calls.append(a) or scan(*a)  # noqa: E731
+    monkeypatch.setattr(reference, "bilstm_scan", spy)
+    monkeypatch.setattr(native, "bilstm_scan", spy)
+    monkeypatch.setattr(dispatch, "exporting", lambda: True)
+    got = bilstm(*inputs, backend="reference", form=form, **clips)
+    assert len(calls) == 1
+    for a, b in zip((got[0], *got[1]), (want[0], *want[1])):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bizoo.kernels.ssm as ssm
+from bizoo.kernels import dispatch
 from bizoo.kernels.ssm import FORMS, bidirectional_ssm, fft_size, s4d_init, s4d_kernel, ssm_conv
 from bizoo.kernels.ssm import reference
 
@@ -428,3 +429,87 @@ def test_property_all_forms_agree(B, L, H, side, chunk_size, data):
     for form in FORMS:
         for y, want in zip(run(args, mask, form=form, params=params, chunk_size=chunk_size), expected):
             torch.testing.assert_close(y, want, rtol=1e-10, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Real arithmetic: what a traced graph runs (torch.compile, torch.export and so ONNX, which has no complex dtype)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def wide_params(N, seed, dtype, log_step):
+    """S4D parameters far from the initialisation, so that the comparisons are not vacuous: real parts in (-4, 0]
+    and two above the clamp, imaginary parts ~ N(0, 30²) and one almost 0, C ~ N(0, 2²)."""
+    g = torch.Generator().manual_seed(seed)
+    A_re = torch.rand(N, generator=g, dtype=dtype) * -4.0
+    A_re[:2] = torch.tensor([0.5, -1e-6])  # both clamped to -1e-4
+    A_im = torch.randn(N, generator=g, dtype=dtype) * 30.0
+    A_im[2] = 1e-3
+    C = torch.randn(N, 2, generator=g, dtype=dtype) * 2.0
+    return torch.tensor([log_step], dtype=dtype), A_re, A_im, C
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("log_step", [-9.0, -3.5, -1.0, 1.5])
+def test_real_arithmetic_kernel_equals_the_complex_one(dtype, log_step):
+    """``s4d_kernel_real`` (pairs of real tensors: e^z = e^a (cos b, sin b), e^z - 1 without cancellation, complex
+    products and quotients written out) against the complex ``s4d_kernel``, over steps that take only the series of
+    B̄, only expm1, or both."""
+    params = wide_params(16, 0, dtype, log_step)
+    step_A = math.exp(log_step) * torch.complex(params[1].clamp(max=-1e-4), params[2])
+    small = step_A.abs() < reference.PHI_SERIES_RADIUS
+    assert {-9.0: small.all(), -3.5: small.any() and not small.all(), 1.5: not small.any()}.get(log_step, True)
+    k_complex = s4d_kernel(*params, 300)
+    k_real = reference.s4d_kernel_real(*params, 300)
+    scale = k_complex.abs().max().item()
+    assert k_real.dtype == dtype and k_real.shape == (300,) and scale > 0  # compared relative to the scale
+    torch.testing.assert_close(k_real, k_complex, rtol=0, atol=(2e-6 if dtype == torch.float32 else 1e-13) * scale)
+
+
+def test_real_arithmetic_kernel_has_the_complex_gradients():
+    """A traced training step differentiates the real form: its gradients are the complex form's (fp64)."""
+    params = wide_params(12, 1, torch.float64, -3.5)
+    weights = torch.randn(200, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    grads = []
+    for kernel in (s4d_kernel, reference.s4d_kernel_real):
+        leaves = [p.clone().requires_grad_() for p in params]
+        grads.append(torch.autograd.grad((kernel(*leaves, 200) * weights).sum(), leaves))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * want.abs().max().item())
+
+
+def test_traced_kernel_and_toeplitz_take_their_traced_forms(monkeypatch):
+    """While torch.compile or torch.export trace (``torch.compiler.is_compiling()``), ``s4d_kernel`` runs in real
+    arithmetic and the Toeplitz matrix is a gather by t - s (unfold would fix the length in the graph): same values."""
+    params = wide_params(16, 3, torch.float64, -1.0)
+    k_eager = s4d_kernel(*params, 40)
+    t_eager = reference.toeplitz(k_eager)
+    calls = []
+    kernel_real = reference._kernel_real
+    monkeypatch.setattr(reference, "_kernel_real", lambda *a: calls.append(a) or kernel_real(*a))
+    monkeypatch.setattr(dispatch, "tracing", lambda: True)
+    torch.testing.assert_close(s4d_kernel(*params, 40), k_eager, rtol=0, atol=1e-13 * k_eager.abs().max().item())
+    assert len(calls) == 1
+    assert torch.equal(reference.toeplitz(k_eager), t_eager)
+    assert torch.equal(reference.toeplitz(k_eager[:1]), t_eager[:1, :1])
+
+
+@pytest.mark.parametrize("exporting", [False, True], ids=["compiling-chunks", "exporting-scan"])
+@pytest.mark.parametrize("chunk_size", [1, 5, 64])
+def test_real_arithmetic_recurrence_equals_the_complex_one(monkeypatch, exporting, chunk_size):
+    """``recurrent_form_real``: under torch.compile the chunked recurrence in pairs, while exporting one scan over
+    the positions; both equal the complex ``recurrent_form`` in each direction, padding included."""
+    args, _ = make_inputs(2, 37, 3)
+    params = wide_params(8, 4, torch.float64, -2.0), wide_params(8, 5, torch.float64, -0.5)
+    mask = padded_mask([37, 20], 37, "left")
+    want = run(args[:2] + (None, None) + args[4:], mask, form="recurrent", params=params, chunk_size=chunk_size)
+    monkeypatch.setattr(dispatch, "tracing", lambda: True)
+    monkeypatch.setattr(dispatch, "exporting", lambda: exporting)
+    calls = []
+    real = reference.recurrent_form_real
+    monkeypatch.setattr(reference, "recurrent_form_real", lambda *a: calls.append(a) or real(*a))
+    got = run(args[:2] + (None, None) + args[4:], mask, form="recurrent", params=params, chunk_size=chunk_size)
+    assert len(calls) == 2  # both directions took the real form
+    for y, expected in zip(got, want):
+        scale = expected.abs().max().item()
+        assert scale > 1.0
+        torch.testing.assert_close(y, expected, rtol=0, atol=1e-12 * scale)

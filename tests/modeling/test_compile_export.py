@@ -4,7 +4,8 @@ The input checks that read values (ids in range, 0/1 masks, labels) are left out
 trace a model (``modeling/common.py``, ``kernels/dispatch.py``'s ``reads_values``): there they would be a graph break
 and, on a GPU, a host synchronisation in every step. Here: no graph break in a forward with labels
 (``torch._dynamo.explain``), ``torch.compile(fullgraph=True)`` with the ``aot_eager`` backend equal to eager in the
-loss, the logits and every parameter's gradient, and ``torch.export.export`` of the model equal to eager.
+loss, the logits and every parameter's gradient, and ``torch.export.export`` of the model equal to eager. ONNX:
+``torch.onnx.export`` of every model's classification heads with a symbolic batch and length, run by onnxruntime.
 """
 
 import pytest
@@ -17,6 +18,7 @@ from transformers import (
 )
 
 import bizoo
+from bizoo.kernels import dispatch
 
 HEADS = {
     "base": AutoModel,
@@ -110,63 +112,158 @@ def test_value_checks_still_run_in_eager_mode(make_config, make_inputs):
 # ----------------------------------------------------------------------------------------------------------------
 # ONNX (torch.onnx.export(dynamo=True)) with dynamic batch and length, checked with onnxruntime
 # ----------------------------------------------------------------------------------------------------------------
-# LION in its attention form (the chunk form's loop over chunks is unrolled for the traced length); with the CRF
-# head, the Viterbi path inside the graph, for the traced length (its recursions are unrolled). Not yet: BiGS
-# (its S4D kernel is formed in complex arithmetic, which ONNX lacks), BiLSTM-CRF and ELMo (torch.lstm is decomposed
-# into one step per token when exported, so the length is fixed at export time).
-ONNX_CASES = [(("lion", variant), head, crf) for variant in ("lit", "d", "s") for head, crf in
-              (("sequence", False), ("token", False), ("token", True))]
+# Every model type and variant, with the sequence- and the token-classification head, the latter with and without the
+# CRF (its Viterbi path is an output of the graph). What keeps the length symbolic in the graph (each a traced
+# variant of the same math, taken while torch.export traces; the kernel tests check it against eager mode): LION in its
+# attention form (the chunk form's loop over chunks would be unrolled); BiGS's S4D kernel and recurrence in real
+# arithmetic (ONNX has no complex dtype), its Toeplitz matrix by a gather (unfold fixes the length), its recurrence as
+# one ONNX Scan; the LSTMs of BiLSTM-CRF and ELMo (ELMo's clipped LSTMP included) and the CRF's recursions and
+# backtrace as ONNX Scans, where torch.lstm and Python loops would be unrolled for the traced length.
+ONNX_HEADS = (("sequence", False), ("token", False), ("token", True))
+# LION in its attention form; ELMo with clips that bind (its defaults, ±3, are far above a tiny model's cells and
+# outputs, ~0.1: without these clips the logits would move by 0.02-0.15).
+ONNX_CONFIG = {"lion": {"lion_form": "attention"}, "elmo": {"cell_clip": 0.05, "proj_clip": 0.03}}
+ONNX_CASES = [((model_type, variant), head, crf) for model_type, spec in sorted(bizoo.MODEL_SPECS.items())
+              for variant in spec.variants or {"default": {}} for head, crf in ONNX_HEADS]
+
+
+def _onnx_case_id(model_case, head, crf) -> str:
+    return f"{model_case[0]}-{model_case[1]}-{head}{'-crf' if crf else ''}"
 
 
 class _Logits(torch.nn.Module):
-    """The model with plain tensor inputs and its logits (and, with a CRF head, its Viterbi path) as outputs."""
+    """The model with plain tensor inputs (``char_ids`` for a model that reads characters) and its logits (and, with a
+    CRF head, its Viterbi path) as outputs."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask):
-        output = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    def forward(self, input_ids, attention_mask, char_ids=None):
+        extra = {} if char_ids is None else {"char_ids": char_ids}
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **extra)
         predictions = getattr(output, "predictions", None)
         return output.logits if predictions is None else (output.logits, predictions)
 
 
-@pytest.mark.parametrize("case, head, crf", ONNX_CASES,
-                         ids=[f"{c[0]}-{c[1]}-{h}{'-crf' if crf else ''}" for c, h, crf in ONNX_CASES])
-def test_onnx_export_with_dynamic_batch_and_length_matches_onnxruntime(case, head, crf, make_config, tmp_path):
+@torch.no_grad()
+def _widened(model: torch.nn.Module) -> torch.nn.Module:
+    """Every linear layer's weight redrawn from N(0, 1/fan_in) and its bias from N(0, 0.1²), every embedding from
+    N(0, 1) (its padding row kept at 0): logits of order 1, so that agreeing to 1e-4 says something (the tiny
+    initialisation, N(0, 0.02²), gives logits of 1e-3 and below, which any graph would match to 1e-4)."""
+    g = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.copy_(torch.randn(module.weight.shape, generator=g) * module.in_features**-0.5)
+            if module.bias is not None:
+                module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.1)
+        elif isinstance(module, torch.nn.Embedding):
+            module.weight.copy_(torch.randn(module.weight.shape, generator=g))
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx] = 0.0
+    return model
+
+
+def _onnx_batch(model_case, make_inputs, B, L, g):
+    """(input_ids, attention_mask[, char_ids]) of B rows of L words: row 0 right-padded, the last row left-padded."""
+    ids = torch.randint(5, 120, (B, L), generator=g)
+    mask = torch.ones(B, L, dtype=torch.long)
+    mask[0, L - 3:] = 0  # right padding
+    mask[-1, :2] = 0  # left padding
+    inputs = make_inputs(model_case, ids, mask)
+    return tuple(inputs[name] for name in ("input_ids", "attention_mask", "char_ids") if name in inputs)
+
+
+@pytest.mark.parametrize("case, head, crf", ONNX_CASES, ids=[_onnx_case_id(*c) for c in ONNX_CASES])
+def test_onnx_export_with_dynamic_batch_and_length_matches_onnxruntime(case, head, crf, make_config, make_inputs,
+                                                                       tmp_path):
+    """The exported graph keeps batch and length symbolic (torch.onnx would otherwise fall back silently to the
+    traced shape) and onnxruntime matches eager mode to 1e-4 at the traced shape and at other batch sizes and lengths,
+    padding on both sides; with a CRF, the Viterbi path exactly."""
     ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     torch.manual_seed(0)
-    config = make_config(case, lion_form="attention", **({"use_crf": True} if crf else {}))
-    model = _Logits(HEADS[head].from_config(config).eval())
+    config = make_config(case, **ONNX_CONFIG.get(case[0], {}), use_crf=crf)  # BiLSTM-CRF and ELMo default to the CRF
+    assert config.use_crf == crf
+    model = _Logits(_widened(HEADS[head].from_config(config).eval()))
     g = torch.Generator().manual_seed(0)
 
-    def batch(B, L):
-        ids = torch.randint(5, 120, (B, L), generator=g)
-        mask = torch.ones(B, L, dtype=torch.long)
-        mask[0, L - 3:] = 0  # right padding
-        mask[-1, :2] = 0  # left padding
-        return ids, mask
-
-    ids, mask = batch(3, 12)
+    args = _onnx_batch(case, make_inputs, 3, 12, g)
+    # torch's scan compiles its body with torch.compile, whose cache is shared by every scan of the process: an entry
+    # left by a fixed-shape export (test_torch_export_equals_eager) would be reused here and fix the length.
+    torch._dynamo.reset()
     B, L = torch.export.Dim("batch", min=2), torch.export.Dim("length", min=4, max=255)
-    # The CRF's recursions are loops over the positions, unrolled when traced: its graph has the traced length.
-    dims = {0: B} if crf else {0: B, 1: L}
-    program = torch.onnx.export(model, (ids, mask), dynamo=True,
-                                dynamic_shapes={"input_ids": dims, "attention_mask": dims})
+    program = torch.onnx.export(model, args, dynamo=True, dynamic_shapes=tuple({0: B, 1: L} for _ in args))
     path = tmp_path / "model.onnx"
     program.save(str(path))
+    for graph_input in onnx.load(str(path)).graph.input:
+        dims = graph_input.type.tensor_type.shape.dim[:2]
+        assert all(d.dim_param for d in dims), f"{graph_input.name} has a fixed batch or length: {dims}"
+
     session = ort.InferenceSession(str(path))
-    for shape in ((3, 12), (5, 12)) if crf else ((3, 12), (2, 30), (5, 7)):  # the traced shape and others
-        ids, mask = batch(*shape)
+    names = [graph_input.name for graph_input in session.get_inputs()]
+    for shape in ((3, 12), (2, 30), (5, 7)):  # the traced shape, then others
+        inputs = _onnx_batch(case, make_inputs, *shape, g)
         with torch.no_grad():
-            expected = model(ids, mask)
+            expected = model(*inputs)
         expected = expected if isinstance(expected, tuple) else (expected,)
-        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        got = session.run(None, dict(zip(names, (x.numpy() for x in inputs))))
         assert len(got) == len(expected)
-        torch.testing.assert_close(torch.from_numpy(got[0]), expected[0], rtol=1e-4, atol=1e-4)
+        assert expected[0].abs().max() > 0.1  # not vacuous (``_widened``)
+        torch.testing.assert_close(torch.from_numpy(got[0]), expected[0], rtol=1e-4, atol=1e-4,
+                                   msg=lambda message: f"shape {shape}: {message}")
         if crf:  # the Viterbi path, inside the exported graph
-            assert torch.equal(torch.from_numpy(got[1]), expected[1])
+            assert torch.equal(torch.from_numpy(got[1]), expected[1]), shape
+
+
+def test_traced_crf_recursions_equal_the_loops(monkeypatch):
+    """While torch.export traces, the CRF's recursions (forward, backward, Viterbi and its backtrace) run as scans and
+    its log-sum-exp from plain ops: the eager loops' values, with padding on both sides, a hole, an empty row, banned
+    transitions and a marginalised tag (the ONNX graphs above hold these scans); the plain log-sum-exp has the eager
+    one's NaN-free gradient where a whole column is -inf."""
+    from bizoo.kernels.crf import reference
+
+    g = torch.Generator().manual_seed(0)
+    B, L, K = 4, 9, 5
+    emissions = torch.randn(B, L, K, generator=g, dtype=torch.float64) * 3
+    transitions = torch.randn(K, K, generator=g, dtype=torch.float64)
+    transitions[1, 2] = transitions[3, 0] = float("-inf")
+    start, end = torch.randn(K, generator=g, dtype=torch.float64), torch.randn(K, generator=g, dtype=torch.float64)
+    start[2] = float("-inf")
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[0, 6:], mask[1, :3], mask[2, 4], mask[3] = False, False, False, False
+    tags = torch.randint(0, K, (B, L), generator=g).masked_fill(~mask, -100)
+    tags[0, 1] = -100  # an unknown tag at a real position: marginalised
+    args = (emissions, mask, transitions, start, end)
+
+    def run():
+        with torch.no_grad():  # torch's scan has no eager autograd through a body with these closures
+            return [reference.max_marginals(*args), *reference.viterbi(*args), reference.marginals(*args),
+                    reference.log_partition(*args), reference.log_likelihood(*args, tags)]
+
+    want = run()
+    monkeypatch.setattr(dispatch, "exporting", lambda: True)
+    calls = []
+    scan = reference._scan_steps
+    monkeypatch.setattr(reference, "_scan_steps", lambda *a, **k: calls.append(a) or scan(*a, **k))
+    got = run()
+    assert len(calls) == 10  # max-marginals 4 (forward, backward, Viterbi, backtrace), Viterbi 2, marginals 2, log Z 2
+    assert torch.equal(got[1], want[1]) and (want[1] != -100).any()
+    for a, b in zip(got[:1] + got[2:], want[:1] + want[2:]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+    scores = torch.randn(3, K, K, generator=g, dtype=torch.float64)
+    scores[0, :, 1] = scores[1] = float("-inf")  # a column, and a whole matrix, of -inf
+    for dim in (1, 2):
+        grads = []
+        for lse in (reference._logsumexp_plain, reference._LogSumExp.apply):
+            leaf = scores.clone().requires_grad_()
+            out = lse(leaf, dim)
+            grads.append(torch.autograd.grad(torch.where(torch.isfinite(out), out, 0.0).sum(), leaf)[0])
+            torch.testing.assert_close(out, torch.logsumexp(scores, dim), rtol=1e-14, atol=1e-14)
+        assert torch.isfinite(grads[0]).all()
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("case", sorted({c for c, _ in (p.values for p in _cases())}),

@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -447,3 +448,22 @@ def test_design_references_point_at_the_projects_own_architecture_document():
         missing += [f"{name}: §{n}" for n in re.findall(r"ARCHITECTURE\.md §(\d+)", text) if n not in sections]
     assert offenders == [], f"these point at a design document the project does not contain: {offenders}"
     assert missing == [], f"references to sections ARCHITECTURE.md does not have: {missing}"
+
+
+def test_traced_only_forms_read_the_dispatch_switches_only():
+    """``torch.compiler.is_compiling``/``is_exporting`` are called in ``kernels/dispatch.py`` only: elsewhere the code
+    asks ``dispatch.tracing()``/``dispatch.exporting()``, which tests may patch. Patching torch's own functions in a
+    test (as the tests once did) broke every later torch.compile in the same process: dynamo recognises them by
+    identity in a table it builds once."""
+    offenders = []
+    for path in sorted(REPO_ROOT.rglob("*.py")):
+        rel = path.relative_to(REPO_ROOT)
+        if rel.parts[0].startswith(".") or rel.parts[0] == "build" or rel == Path("kernels/dispatch.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in ("is_compiling", "is_exporting")
+                    and ast.unparse(node.value) == "torch.compiler"):
+                offenders.append(f"{rel}:{node.lineno}")
+    assert not offenders, offenders
+    patched = re.compile(r"setattr\(torch\.compiler,")
+    assert not [p for p in (REPO_ROOT / "tests").rglob("*.py") if patched.search(p.read_text())]
