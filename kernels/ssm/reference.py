@@ -442,6 +442,17 @@ def fft_form(u, k, reverse: bool):
     return torch.fft.irfft(U * K, n=n)[..., :L].transpose(1, 2)  # (B, L, H)
 
 
+def _into_chunks(u: torch.Tensor, chunk_size: int):
+    """u (B, L, H) -> (u as (B, nc, T, H) with zeros after the end, T = min(chunk_size, L), nc, positions (T,) inside
+    a chunk). The zero inputs at the end are invisible to both directions."""
+    B, L, H = u.shape
+    T = min(chunk_size, L)
+    n_chunks = -(-L // T)
+    if n_chunks * T != L:
+        u = F.pad(u, (0, 0, 0, n_chunks * T - L))
+    return u.reshape(B, n_chunks, T, H), T, n_chunks, torch.arange(T, device=u.device)
+
+
 def recurrent_form(u, params, reverse: bool, chunk_size: int):
     """The recurrence from the SSM parameters, in chunks of T steps (see the module docstring)."""
     if dispatch.tracing():  # traced: no complex tensors (ONNX has none)
@@ -451,12 +462,7 @@ def recurrent_form(u, params, reverse: bool, chunk_size: int):
     step_A, b_bar = discretize(log_step, A_re, A_im, u.dtype)  # (N,), (N,)
     c = torch.complex(C[:, 0].to(u.dtype), C[:, 1].to(u.dtype))  # (N,)
     N = step_A.shape[0]
-    T = min(chunk_size, L)
-    n_chunks = -(-L // T)
-    if n_chunks * T != L:  # zero inputs at the end: invisible to both directions
-        u = F.pad(u, (0, 0, 0, n_chunks * T - L))
-    u = u.reshape(B, n_chunks, T, H)  # (B, nc, T, H)
-    j = torch.arange(T, device=u.device)  # (T,) position inside a chunk
+    u, T, n_chunks, j = _into_chunks(u, chunk_size)  # (B, nc, T, H), chunk length, nc, (T,) position in a chunk
 
     # Inside each chunk: the kernel's first T taps as a Toeplitz matrix.
     kernel = (_powers(step_A, j) @ (c * b_bar)).real  # (T,) K[0 … T-1]
@@ -502,12 +508,7 @@ def recurrent_form_real(u, params, reverse: bool, chunk_size: int):
     N = step_A[0].shape[0]
     if dispatch.exporting():
         return _recurrence_scan(u, step_A, b_bar, c, reverse)
-    T = min(chunk_size, L)
-    n_chunks = -(-L // T)
-    if n_chunks * T != L:  # zero inputs at the end: invisible to both directions
-        u = F.pad(u, (0, 0, 0, n_chunks * T - L))
-    u = u.reshape(B, n_chunks, T, H)  # (B, nc, T, H)
-    j = torch.arange(T, device=u.device)  # (T,) position inside a chunk
+    u, T, n_chunks, j = _into_chunks(u, chunk_size)  # (B, nc, T, H), chunk length, nc, (T,) position in a chunk
 
     # Inside each chunk: K[0 … T-1] as a Toeplitz matrix.
     power_re, power_im = _powers_real(step_A, j)  # (T, N) each
