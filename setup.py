@@ -76,6 +76,8 @@ setup(
             "onnx>=1.17",
             "onnxscript>=0.3",
             "onnxruntime>=1.20",
+            # LoRA adapters on every model (tests/modeling/test_peft.py).
+            "peft>=0.13",
         ],
     },
     entry_points={"console_scripts": ["bizoo = bizoo.scripts.cli:main"]},
