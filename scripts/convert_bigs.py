@@ -1,6 +1,8 @@
 """Convert a checkpoint of the original BiGS code (Wang et al. 2022, jxiw/BiGS) into a bizoo BiGS model folder.
 
-SRC is a folder, or the weights file in it; config.json (the original BiGSConfig) sits beside the weights:
+SRC is a folder, or the weights file in it, or a Hub repository id (owner/name[@revision]: its config.json and
+weights are fetched into the Hub's cache, read from the cache only under HF_HUB_OFFLINE=1); config.json (the original
+BiGSConfig) sits beside the weights:
 
   flax_model.msgpack       the released Flax models (FlaxBiGSForMaskedLM, ...ForSequenceClassification,
                            ...ForTokenClassification): flax.serialization's msgpack, read as plain data by a small
@@ -35,6 +37,7 @@ every checkpoint has a pooler); --model-class overrides it. The folder is writte
 examples:
   bizoo convert-bigs BiGS_512/ runs/bigs-512 --tokenizer bert-base-uncased/
   bizoo convert-bigs bigs-sst2/pytorch_model.bin runs/bigs-sst2 --max-length 128
+  bizoo convert-bigs JunxiongWang/BiGS_512 runs/bigs-512 --tokenizer google-bert/bert-base-uncased
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import bizoo
 from .lib.command import CommandError, command_main, run_command
 from .lib.msgpack_reader import MsgpackError, decode_msgpack
 from .lib.output_folders import check_output_dir, staged_output_dir
+from .lib.sources import resolve_source
 
 PROG = "bizoo convert-bigs"
 
@@ -307,10 +311,17 @@ def _format_of_file(path: Path) -> str:
     )
 
 
-def find_source(src: str | Path) -> Source:
-    path = Path(src)
-    if not path.exists():
-        raise CommandError(f"SRC {str(path)!r} does not exist")
+#: The files of a Hub repository that a conversion reads (SRC given as owner/name[@revision]).
+HUB_PATTERNS = [
+    "config.json", FLAX_FILE, SAFETENSORS_FILE, "model-*.safetensors", f"{SAFETENSORS_FILE}.index.json",
+    TORCH_FILE, "pytorch_model-*.bin", f"{TORCH_FILE}.index.json",
+]
+
+
+def find_source(src: str | Path, weights_format: str | None = None) -> Source:
+    """The weights and config.json of ``src``; ``weights_format`` ("flax" or "torch") picks one where a folder holds
+    both (as the authors' Hub repositories do)."""
+    path = resolve_source(str(src), "SRC", allow_patterns=HUB_PATTERNS)
     if path.is_file():
         folder, fmt = path.parent, _format_of_file(path)
         files = _read_index(path) if path.name.endswith(".index.json") else [path]
@@ -319,21 +330,25 @@ def find_source(src: str | Path) -> Source:
         flax = path / FLAX_FILE
         torch_candidates = [path / SAFETENSORS_FILE, path / SAFETENSORS_INDEX, path / TORCH_FILE, path / TORCH_INDEX]
         torch_file = next((p for p in torch_candidates if p.is_file()), None)  # safetensors first: no pickle
-        if flax.is_file() and torch_file is not None:
+        if flax.is_file() and torch_file is not None and weights_format is None:
             raise CommandError(
-                f"SRC {str(path)!r} holds both a Flax checkpoint ({FLAX_FILE}) and a PyTorch one ({torch_file.name}); "
-                "give the file to convert as SRC"
+                f"SRC {str(src)!r} holds both a Flax checkpoint ({FLAX_FILE}) and a PyTorch one ({torch_file.name}); "
+                "choose one with --weights-format flax|torch (or give the file to convert as SRC)"
             )
-        if flax.is_file():
-            fmt, files = "flax", [flax]
-        elif torch_file is not None:
-            fmt = "torch"
-            files = _read_index(torch_file) if torch_file.name.endswith(".index.json") else [torch_file]
-        else:
+        if not flax.is_file() and torch_file is None:
             raise CommandError(
                 f"SRC folder {str(path)!r} has no BiGS weights ({FLAX_FILE}, {SAFETENSORS_FILE}, {TORCH_FILE} or an "
                 "index of shards)"
             )
+        fmt = weights_format or ("flax" if flax.is_file() else "torch")
+        if fmt == "flax":
+            if not flax.is_file():
+                raise CommandError(f"SRC {str(src)!r} has no {FLAX_FILE} (--weights-format flax)")
+            files = [flax]
+        else:
+            if torch_file is None:
+                raise CommandError(f"SRC {str(src)!r} has no PyTorch weights (--weights-format torch)")
+            files = _read_index(torch_file) if torch_file.name.endswith(".index.json") else [torch_file]
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CommandError(f"{str(folder)!r} has no config.json beside the weights (the original BiGSConfig)")
@@ -694,14 +709,15 @@ def _classifier_rows(layout: Layout, weights: dict, model_class: str) -> int:
     return shape[1] if layout.fmt == "flax" else shape[0]
 
 
-def convert(src: str | Path, model_class: str = "auto", max_length: int | None = None) -> Conversion:
+def convert(src: str | Path, model_class: str = "auto", max_length: int | None = None,
+            weights_format: str | None = None) -> Conversion:
     """Read, check and map an original BiGS checkpoint; return the bizoo model in eval mode (nothing is written).
 
     ``CommandError`` (a ``ValueError``) for every problem of the input: see the module docstring.
     """
     if model_class not in ("auto", *MODEL_CLASSES):
         raise CommandError(f"--model-class must be one of {('auto', *MODEL_CLASSES)}, got {model_class!r}")
-    source = find_source(src)
+    source = find_source(src, weights_format)
     config, explicit = read_original_config(source.config_path)
     cpath, fmt = source.config_path, source.format
     positions = config["max_position_embeddings"]
@@ -798,10 +814,11 @@ def convert(src: str | Path, model_class: str = "auto", max_length: int | None =
 def _load_tokenizer(folder: str, vocab_size: int, pad_token_id):
     from transformers import AutoTokenizer
 
-    if not Path(folder).is_dir():
+    path = resolve_source(folder, "--tokenizer")
+    if not path.is_dir():
         raise CommandError(f"--tokenizer {folder!r} is not a folder")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CommandError(f"--tokenizer {folder!r} does not load with AutoTokenizer: {err}") from None
     if len(tokenizer) > vocab_size:
@@ -816,18 +833,19 @@ def _load_tokenizer(folder: str, vocab_size: int, pad_token_id):
     return tokenizer
 
 
-def convert_checkpoint(src, output_dir, model_class="auto", max_length=None, tokenizer=None, overwrite=False):
+def convert_checkpoint(src, output_dir, model_class="auto", max_length=None, tokenizer=None, overwrite=False,
+                       weights_format=None):
     """Convert ``src`` and write the bizoo folder ``output_dir``; returns the ``Conversion``.
 
     Every check (see the module docstring) runs before anything is written; the folder is written into a temporary
     sibling renamed to ``output_dir`` at the end.
     """
     target = check_output_dir(output_dir, overwrite)
-    src_path = Path(src)
+    src_path = resolve_source(str(src), "SRC", allow_patterns=HUB_PATTERNS)
     src_folder = src_path if src_path.is_dir() else src_path.parent
     if target.exists() and target.resolve() == src_folder.resolve():
         raise CommandError(f"output folder {str(target)!r} is the source folder itself; choose another folder")
-    conversion = convert(src, model_class, max_length)
+    conversion = convert(src_path, model_class, max_length, weights_format)
     config = conversion.model.config
     tok = _load_tokenizer(tokenizer, config.vocab_size, config.pad_token_id) if tokenizer is not None else None
     with staged_output_dir(target, overwrite) as staging:
@@ -845,7 +863,8 @@ def convert_checkpoint(src, output_dir, model_class="auto", max_length=None, tok
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to ``parser``."""
     parser.add_argument("src", metavar="SRC", help=f"the original checkpoint: a folder, or its {FLAX_FILE}, "
-                        f"{TORCH_FILE} or {SAFETENSORS_FILE} (config.json beside it)")
+                        f"{TORCH_FILE} or {SAFETENSORS_FILE} (config.json beside it), or a Hub repository id "
+                        "owner/name[@revision] holding them")
     parser.add_argument("dst", metavar="DST", help="the bizoo folder to write (must be new or empty, see --overwrite)")
     parser.add_argument(
         "--max-length", type=int, default=None, metavar="N",
@@ -857,7 +876,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the bizoo class to convert to (default: auto, from the checkpoint's heads and architectures)",
     )
     parser.add_argument(
-        "--tokenizer", metavar="DIR", help="a tokenizer folder to save with the model (e.g. BERT's uncased WordPiece)"
+        "--tokenizer", metavar="DIR",
+        help="a tokenizer folder or Hub repository id to save with the model (e.g. BERT's uncased WordPiece)"
+    )
+    parser.add_argument(
+        "--weights-format", choices=("flax", "torch"), default=None,
+        help="which weights to convert where SRC holds both a Flax and a PyTorch checkpoint (the authors' Hub "
+        "repositories do)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it already holds files")
 
@@ -868,7 +893,7 @@ def run(args: argparse.Namespace) -> int:
     def body() -> int:
         conversion = convert_checkpoint(
             args.src, args.dst, model_class=args.model_class, max_length=args.max_length,
-            tokenizer=args.tokenizer, overwrite=args.overwrite,
+            tokenizer=args.tokenizer, overwrite=args.overwrite, weights_format=args.weights_format,
         )
         model, config = conversion.model, conversion.model.config
         parameters = sum(p.numel() for p in model.parameters())

@@ -30,7 +30,11 @@ The folder is written into a temporary sibling and renamed into place at the end
 The LSTMs start every batch from a zero state. (bilm-tf's inference graph is stateful: each batch starts from the
 states the previous batch ended with; bizoo's outputs equal bilm-tf's on a fresh graph, sentence by sentence.)
 
+The files may also come from a folder or a Hub repository (--source owner/name[@revision]: fetched into the Hub's
+cache, read from the cache only under HF_HUB_OFFLINE=1), with --options/--weights/--vocab naming files inside it.
+
 examples:
+  bizoo convert-elmo --source elmo-original/ --output-dir runs/elmo-original
   bizoo convert-elmo --options elmo_options.json --weights elmo_weights.hdf5 --output-dir runs/elmo-original
   bizoo convert-elmo --options options.json --weights lm_weights.hdf5 --vocab vocab.txt --output-dir runs/elmo
 """
@@ -49,12 +53,14 @@ from ..modeling.modeling_elmo import ElmoModel
 from ..modeling.tokenization_wordchar import BOS, EOS, MASK, PAD, UNK, WordCharTokenizerFast
 from .lib.command import CommandError, command_main, run_command
 from .lib.output_folders import check_output_dir, staged_output_dir
+from .lib.sources import resolve_source
 
 PROG = "bizoo convert-elmo"
 INSTALL_HINT = "pip install bizoo[elmo]"
 #: bilm-tf's vocabulary marks, and the tokens bizoo's tokenizer uses for them.
 BILM_BOS, BILM_EOS, BILM_UNK = "<S>", "</S>", "<UNK>"
 BILM_VOCAB_SKIP = "!!!MAXTERMID"  # a line bilm-tf's Vocabulary skips
+OPTIONS_FILE, VOCAB_FILE = "options.json", "vocab.txt"  # the default names inside --source
 
 
 def import_h5py():
@@ -306,10 +312,47 @@ def convert_checkpoint(options, weights, output_dir, vocab=None, overwrite: bool
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def source_files(source: str | None, options: str | None, weights: str | None, vocab: str | None):
+    """(options, weights, vocab) paths: as given without ``source``; with it, names inside the folder or Hub
+    repository ``source`` (``lib.sources.resolve_source``), defaulting to options.json, the one *.hdf5 file and
+    vocab.txt when present."""
+    if source is None:
+        missing = [name for name, value in (("--options", options), ("--weights", weights)) if value is None]
+        if missing:
+            raise CommandError(f"give {' and '.join(missing)} (or --source, a folder or Hub repository holding them)")
+        return options, weights, vocab
+    folder = resolve_source(source, "--source", allow_patterns=["*.json", "*.hdf5", "*.txt"])
+    if not folder.is_dir():
+        raise CommandError(f"--source {source!r} is not a folder or a Hub repository")
+    if weights is None:
+        found = sorted(p.name for p in folder.glob("*.hdf5"))
+        if len(found) != 1:
+            raise CommandError(
+                f"--source {source!r} holds {len(found)} *.hdf5 files ({', '.join(found) or 'none'}); name the "
+                "weights with --weights"
+            )
+        weights = found[0]
+    if vocab is None and (folder / VOCAB_FILE).is_file():
+        vocab = VOCAB_FILE
+    inside = [folder / name if name is not None else None for name in (options or OPTIONS_FILE, weights, vocab)]
+    for option, path in zip(("--options", "--weights", "--vocab"), inside):
+        if path is not None and not path.is_file():
+            raise CommandError(f"{option}: {path.name!r} is not a file in --source {source!r}")
+    return tuple(str(p) if p is not None else None for p in inside)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to ``parser``."""
-    parser.add_argument("--options", required=True, metavar="FILE", help="bilm-tf's options.json")
-    parser.add_argument("--weights", required=True, metavar="FILE", help="bilm-tf's HDF5 weights (dump_weights)")
+    parser.add_argument(
+        "--source", metavar="SRC",
+        help="a folder or Hub repository id (owner/name[@revision]) holding the bilm-tf files; --options, --weights "
+        f"and --vocab then name files inside it (defaults: {OPTIONS_FILE}, its one *.hdf5 file, {VOCAB_FILE} when "
+        "there)",
+    )
+    parser.add_argument("--options", metavar="FILE", help="bilm-tf's options.json (required without --source)")
+    parser.add_argument(
+        "--weights", metavar="FILE", help="bilm-tf's HDF5 weights (dump_weights; required without --source)"
+    )
     parser.add_argument("--output-dir", required=True, metavar="DIR", help="the bizoo folder to write (new or empty)")
     parser.add_argument(
         "--vocab", metavar="FILE",
@@ -323,10 +366,11 @@ def run(args: argparse.Namespace) -> int:
     """Convert; 0 on success, 2 on bad input."""
 
     def body() -> int:
-        conversion = convert_checkpoint(args.options, args.weights, args.output_dir, args.vocab, args.overwrite)
+        options, weights, vocab = source_files(args.source, args.options, args.weights, args.vocab)
+        conversion = convert_checkpoint(options, weights, args.output_dir, vocab, args.overwrite)
         model, config = conversion.model, conversion.model.config
         encoder = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("word_embeddings"))
-        print(f"converted {args.weights} to {args.output_dir}")
+        print(f"converted {weights} to {args.output_dir}")
         print(
             f"  ElmoModel: {len(config.char_filters)} filter widths ({config.num_filters} filters), "
             f"{config.n_highway} highway, {config.num_hidden_layers} × 2 LSTM layers of {config.lstm_size} cells → "

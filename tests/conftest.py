@@ -137,3 +137,35 @@ def sentences():
 def _seed():
     torch.manual_seed(0)
     random.seed(0)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A local cache laid out as the Hub's, and huggingface_hub pointed at it for one test: ``add(repo_id, files,
+    ref="main")`` stores ``files`` ({name: bytes or Path}) as ``models--owner--name/blobs/<sha256>``, links them from
+    ``snapshots/<commit>/<name>`` and writes ``refs/<ref>``; it returns the snapshot folder. (huggingface_hub reads
+    ``constants.HF_HUB_CACHE`` when it is called; the suite runs with HF_HUB_OFFLINE=1, so only this cache is read.)"""
+    import hashlib
+
+    from huggingface_hub import constants
+
+    root = tmp_path / "hub-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))
+
+    def add(repo_id: str, files: dict, ref: str = "main") -> Path:
+        repo = root / ("models--" + repo_id.replace("/", "--"))
+        commit = hashlib.sha1(f"{repo_id}@{ref}:{sorted(files)}".encode()).hexdigest()
+        snapshot = repo / "snapshots" / commit
+        (repo / "blobs").mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            data = content.read_bytes() if isinstance(content, Path) else content
+            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(data)
+            link = snapshot / name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+        return snapshot
+
+    return add

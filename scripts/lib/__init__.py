@@ -28,4 +28,5 @@ Export:
   remote_code.py     bizoo's code for one model type as flat files for trust_remote_code
   model_card.py      the model card (README.md) of a checkpoint or an export
   msgpack_reader.py  msgpack read as plain data (convert-bigs reads Flax checkpoints with it)
+  sources.py         a command's input as a local path or a Hub repository id (snapshot_download, the Hub's cache)
 """

@@ -652,3 +652,51 @@ def test_wrong_model_class_and_ambiguous_sources(tmp_path, capsys):
     (tmp_path / "src" / "flax_model.msgpack").write_bytes(pack(flax_params("mlm")))
     _assert_refused(tmp_path, capsys, tmp_path / "src", "holds both a Flax checkpoint")
     _assert_refused(tmp_path, capsys, tmp_path / "nowhere", "does not exist")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SRC and --tokenizer as Hub repository ids (read from a local cache laid out as the Hub's)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_src_as_a_hub_repository_id_converts_what_the_folder_converts(tmp_path, capsys, hub_cache, tokenizer):
+    write_flax(tmp_path / "src", flax_params("mlm"))
+    write_torch(tmp_path / "port", torch_state("mlm", seed=5))
+    flax_files = {p.name: p for p in (tmp_path / "src").iterdir()}
+    hub_cache("JunxiongWang/BiGS_tiny", flax_files)
+    tokenizer.save_pretrained(tmp_path / "tok")
+    hub_cache("google-bert/tiny-uncased", {p.name: p for p in (tmp_path / "tok").iterdir()})
+    assert convert(tmp_path / "src", tmp_path / "from-folder") == 0
+    assert convert("JunxiongWang/BiGS_tiny", tmp_path / "from-hub") == 0
+    want = AutoModelForMaskedLM.from_pretrained(tmp_path / "from-folder").state_dict()
+    got = AutoModelForMaskedLM.from_pretrained(tmp_path / "from-hub").state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    # --tokenizer from the cache too: it loads (and is then refused for its size: the synthetic model has 50 tokens)
+    capsys.readouterr()
+    _assert_refused(tmp_path, capsys, "JunxiongWang/BiGS_tiny", f"has {len(tokenizer)} tokens but the model's vocab",
+                    extra=("--tokenizer", "google-bert/tiny-uncased"))
+
+    # a revision, and a repository holding both formats (as the authors' repositories do): --weights-format picks
+    both = {**flax_files, **{p.name: p for p in (tmp_path / "port").iterdir() if p.suffix == ".bin"}}
+    hub_cache("JunxiongWang/BiGS_tiny", both, ref="v2")
+    capsys.readouterr()
+    _assert_refused(tmp_path, capsys, "JunxiongWang/BiGS_tiny@v2", "holds both a Flax checkpoint",
+                    "--weights-format flax|torch")
+    assert convert("JunxiongWang/BiGS_tiny@v2", tmp_path / "port-dst", "--weights-format", "torch") == 0
+    assert "source: PyTorch" in capsys.readouterr().out
+    port = AutoModelForMaskedLM.from_pretrained(tmp_path / "port-dst").state_dict()
+    assert not all(torch.equal(want[k], port[k]) for k in want)  # the other checkpoint: not the Flax one again
+    assert convert("JunxiongWang/BiGS_tiny@v2", tmp_path / "flax-dst", "--weights-format", "flax") == 0
+    again = AutoModelForMaskedLM.from_pretrained(tmp_path / "flax-dst").state_dict()
+    assert all(torch.equal(want[k], again[k]) for k in want)
+
+
+def test_a_repository_not_in_the_cache_and_a_missing_path_are_refused(tmp_path, capsys, hub_cache):
+    hub_cache("someone/other", {"config.json": b"{}"})
+    _assert_refused(tmp_path, capsys, "someone/absent", "is not a local path", "'someone/absent' is not in the cache",
+                    "HF_HUB_OFFLINE")
+    _assert_refused(tmp_path, capsys, "someone/other@nope", "at 'nope' is not in the cache")
+    _assert_refused(tmp_path, capsys, tmp_path / "a" / "b" / "c", "does not exist", "not a Hub repository id")
+    write_flax(tmp_path / "src", flax_params("mlm"))
+    _assert_refused(tmp_path, capsys, tmp_path / "src", "has no PyTorch weights",
+                    extra=("--weights-format", "torch"))

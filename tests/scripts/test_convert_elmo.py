@@ -388,3 +388,43 @@ def test_bad_vocabulary_is_refused(fixture_dir, tmp_path, capsys, lines, message
     vocab.write_text("\n".join(lines) + "\n")
     code, _ = convert_cli(tmp_path, "--vocab", str(vocab))
     assert_refused(code, tmp_path, capsys, message)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# --source: a folder or a Hub repository (read from a local cache laid out as the Hub's)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_source_names_files_inside_a_folder_or_a_hub_repository(tmp_path, hub_cache):
+    from bizoo.scripts.convert_elmo import source_files
+    from bizoo.scripts.lib.command import CommandError
+
+    files = {"options.json": b"{}", "elmo_weights.hdf5": b"w", "vocab.txt": b"<S>\n", "other.hdf5": b"o"}
+    snapshot = hub_cache("allenai/elmo-tiny", {k: v for k, v in files.items() if k != "other.hdf5"})
+    assert source_files("allenai/elmo-tiny", None, None, None) == tuple(
+        str(snapshot / name) for name in ("options.json", "elmo_weights.hdf5", "vocab.txt")
+    )
+    assert source_files(str(snapshot), "options.json", "elmo_weights.hdf5", None)[2] == str(snapshot / "vocab.txt")
+    two = hub_cache("allenai/elmo-tiny", files, ref="two-weights")
+    with pytest.raises(CommandError, match=r"holds 2 \*\.hdf5 files \(elmo_weights.hdf5, other.hdf5\)"):
+        source_files("allenai/elmo-tiny@two-weights", None, None, None)
+    assert source_files("allenai/elmo-tiny@two-weights", None, "other.hdf5", None)[1] == str(two / "other.hdf5")
+    with pytest.raises(CommandError, match="--options: 'opts.json' is not a file in --source"):
+        source_files("allenai/elmo-tiny", "opts.json", None, None)
+    with pytest.raises(CommandError, match="'allenai/absent' is not in the cache"):
+        source_files("allenai/absent", None, None, None)
+    with pytest.raises(CommandError, match="give --options and --weights"):
+        source_files(None, None, None, "vocab.txt")
+    assert source_files(None, "o.json", "w.hdf5", None) == ("o.json", "w.hdf5", None)
+
+
+def test_converts_from_a_hub_repository_as_from_its_files(fixture_dir, tmp_path, hub_cache, converted):
+    hub_cache("allenai/bilm-fixture", {name: fixture_dir / name for name in ("options.json", "lm_weights.hdf5")})
+    out = tmp_path / "from-hub"
+    assert cli_main(["convert-elmo", "--source", "allenai/bilm-fixture", "--output-dir", str(out)]) == 0
+    model, _, _ = converted
+    want = model.state_dict()
+    got = AutoModel.from_pretrained(out).state_dict()
+    assert want.keys() == got.keys()
+    fresh = [k for k in want if k.startswith("word_embeddings")]  # the LM softmax: not in bilm-tf files, initialised
+    assert fresh and all(torch.equal(want[k], got[k]) for k in want if k not in fresh)
