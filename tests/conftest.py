@@ -143,7 +143,8 @@ def _seed():
 def hub_cache(tmp_path, monkeypatch):
     """A local cache laid out as the Hub's, and huggingface_hub pointed at it for one test: ``add(repo_id, files,
     ref="main")`` stores ``files`` ({name: bytes or Path}) as ``models--owner--name/blobs/<sha256>``, links them from
-    ``snapshots/<commit>/<name>`` and writes ``refs/<ref>``; it returns the snapshot folder. (huggingface_hub reads
+    ``snapshots/<commit>/<name>`` and writes ``refs/<ref>`` (``datasets--owner--name`` with repo_type="dataset"); it
+    returns the snapshot folder. (huggingface_hub reads
     ``constants.HF_HUB_CACHE`` when it is called; the suite runs with HF_HUB_OFFLINE=1, so only this cache is read.)"""
     import hashlib
 
@@ -152,8 +153,8 @@ def hub_cache(tmp_path, monkeypatch):
     root = tmp_path / "hub-cache"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))
 
-    def add(repo_id: str, files: dict, ref: str = "main") -> Path:
-        repo = root / ("models--" + repo_id.replace("/", "--"))
+    def add(repo_id: str, files: dict, ref: str = "main", repo_type: str = "model") -> Path:
+        repo = root / (f"{repo_type}s--" + repo_id.replace("/", "--"))
         commit = hashlib.sha1(f"{repo_id}@{ref}:{sorted(files)}".encode()).hexdigest()
         snapshot = repo / "snapshots" / commit
         (repo / "blobs").mkdir(parents=True, exist_ok=True)

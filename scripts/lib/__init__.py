@@ -22,6 +22,7 @@ Training:
 
 Data and scores:
   data.py            GLUE, CoNLL and plain-text readers; the shipped Shakespeare corpus (scripts/corpus)
+  dataset_readers.py any dataset through `datasets` (files, folders, Hub ids): text/token classification, streamed text
   metrics.py         GLUE metrics and span F1
 
 Export:

@@ -137,6 +137,31 @@ def glue_metrics(task: str, predictions: Any, labels: Any) -> dict[str, float]:
     return {name: funcs[name](pred, labels) for name in spec.metrics}
 
 
+def f1_macro(predictions: Any, labels: Any, num_classes: int) -> float:
+    """The mean over the classes 0..num_classes-1 of each class's F1 (``2 TP / (2 TP + FP + FN)``, 0.0 for a class
+    neither predicted nor present)."""
+    pred, true = _paired(predictions, labels, "f1_macro")
+    scores = []
+    for k in range(num_classes):
+        tp = int(np.sum((pred == k) & (true == k)))
+        wrong = int(np.sum((pred == k) != (true == k)))  # FP + FN
+        scores.append(0.0 if tp == 0 else 2.0 * tp / (2.0 * tp + wrong))
+    return float(np.mean(scores))
+
+
+def text_classification_metrics(predictions: Any, labels: Any, num_classes: int) -> dict[str, float]:
+    """Metrics of a text-classification dataset that is not GLUE: ``accuracy`` and ``f1`` (macro over the
+    ``num_classes`` classes) from logits (N, K) or class ids; ``pearson`` and ``spearman`` from scores (N,) or (N, 1)
+    when ``num_classes`` is 0 (a regression)."""
+    pred = np.asarray(predictions)
+    if num_classes == 0:
+        pred = pred.reshape(-1)
+        return {"pearson": pearson(pred, labels), "spearman": spearman(pred, labels)}
+    if pred.ndim == 2:
+        pred = pred.argmax(axis=-1)
+    return {"accuracy": accuracy(pred, labels), "f1": f1_macro(pred, labels, num_classes)}
+
+
 # --------------------------------------------------------------------------------------------------
 # Strict entity spans (seqeval mode="strict")
 # --------------------------------------------------------------------------------------------------

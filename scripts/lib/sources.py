@@ -25,8 +25,9 @@ REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<r
 
 
 def resolve_source(src: str, option: str, *, allow_patterns: list[str] | None = None,
-                   cache_dir: str | None = None) -> Path:
-    """A local path for ``src`` (module docstring); ``option`` names the argument in errors (e.g. "SRC")."""
+                   cache_dir: str | None = None, repo_type: str = "model") -> Path:
+    """A local path for ``src`` (module docstring); ``option`` names the argument in errors (e.g. "SRC");
+    ``repo_type`` "model" or "dataset"."""
     path = Path(src).expanduser()
     if path.exists():
         return path
@@ -38,11 +39,13 @@ def resolve_source(src: str, option: str, *, allow_patterns: list[str] | None = 
 
     repo, revision = match["repo"], match["revision"]
     try:
-        folder = snapshot_download(repo, revision=revision, allow_patterns=allow_patterns, cache_dir=cache_dir)
+        folder = snapshot_download(
+            repo, revision=revision, allow_patterns=allow_patterns, cache_dir=cache_dir, repo_type=repo_type
+        )
     except LocalEntryNotFoundError:
         offline = " (HF_HUB_OFFLINE is set: only the cache is read)" if constants.HF_HUB_OFFLINE else ""
         raise CommandError(
-            f"{option} {src!r} is not a local path, and the Hub repository {repo!r}"
+            f"{option} {src!r} is not a local path, and the Hub {repo_type} repository {repo!r}"
             f"{f' at {revision!r}' if revision else ''} is not in the cache{offline}"
         ) from None
     except (HfHubHTTPError, OSError, ValueError) as err:

@@ -1,7 +1,8 @@
 r"""Pretraining text read lazily: corpora larger than memory, one block at a time.
 
 ``StreamedBlocks`` is an ``IterableDataset`` over plain-text files (one document per file, as ``bizoo pretrain
---text`` reads them): it reads each file line by line, tokenizes a chunk of lines at a time and packs the token
+--text`` reads them) or a dataset's text read with ``streaming=True`` (one document, ``pretrain --dataset``): it reads
+each source line by line, tokenizes a chunk of lines at a time and packs the token
 stream into blocks of at most ``max_length`` tokens ([CLS] … [SEP]) with ``pack_blocks``, which the in-memory
 packing of ``bizoo pretrain`` uses too: never across a file boundary, a document's last piece shorter than
 ``min_length`` dropped. Each block carries its ``mask_seed`` (``scripts/lib/masking.py``) from its position in the
@@ -14,6 +15,7 @@ pending tokens, whatever the corpus size.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from torch.utils.data import IterableDataset
@@ -25,20 +27,26 @@ __all__ = ["MIN_BLOCK_LENGTH", "StreamedBlocks", "pack_blocks", "sample_lines"]
 MIN_BLOCK_LENGTH = 8  # a training or held-out block holds at least this many tokens (words) besides its boundaries
 
 
-def _lines(path: Path):
-    with open(path, encoding="utf-8") as handle:
+def _lines(source):
+    """The non-empty, stripped lines of a source: a text file's path, or a re-iterable of lines (a dataset's text
+    read with ``streaming=True``, ``lib.dataset_readers.stream_text_lines``)."""
+    if not isinstance(source, (str, os.PathLike)):
+        yield from (line.strip() for line in source if line.strip())
+        return
+    with open(source, encoding="utf-8") as handle:
         for line in handle:
             line = line.strip()
             if line:
                 yield line
 
 
-def sample_lines(paths, max_bytes: int) -> list[list[str]]:
-    """The non-empty lines of the first ``max_bytes`` bytes (about) of each file: one list per document."""
+def sample_lines(sources, max_bytes: int) -> list[list[str]]:
+    """The non-empty lines of the first ``max_bytes`` bytes (about) of each source (module docstring): one list per
+    document."""
     documents = []
-    for path in paths:
+    for source in sources:
         taken, lines = 0, []
-        for line in _lines(Path(path)):
+        for line in _lines(source):
             lines.append(line)
             taken += len(line) + 1
             if taken >= max_bytes:
@@ -70,19 +78,19 @@ class StreamedBlocks(IterableDataset):
     """Blocks of token ids packed from text files read lazily (module docstring); yields ``{"input_ids",
     "mask_seed"}``. ``set_epoch`` selects the epoch's masks."""
 
-    def __init__(self, paths, tokenizer, max_length: int, seed: int, min_length: int = MIN_BLOCK_LENGTH,
+    def __init__(self, sources, tokenizer, max_length: int, seed: int, min_length: int = MIN_BLOCK_LENGTH,
                  chunk_lines: int = 1024):
-        self.paths = [Path(p) for p in paths]
+        self.sources = [Path(p) if isinstance(p, (str, os.PathLike)) else p for p in sources]
         self.tokenizer, self.max_length, self.seed = tokenizer, max_length, seed
         self.min_length, self.chunk_lines, self.epoch = min_length, chunk_lines, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _token_lines(self, path: Path):
-        """The token ids of the file's lines, tokenized a chunk of lines at a time."""
+    def _token_lines(self, source):
+        """The token ids of the source's lines, tokenized a chunk of lines at a time."""
         chunk = []
-        for line in _lines(path):
+        for line in _lines(source):
             chunk.append(line)
             if len(chunk) == self.chunk_lines:
                 yield from self.tokenizer(chunk, add_special_tokens=False)["input_ids"]
@@ -91,8 +99,8 @@ class StreamedBlocks(IterableDataset):
             yield from self.tokenizer(chunk, add_special_tokens=False)["input_ids"]
 
     def blocks(self):
-        """Token blocks of at most ``max_length`` ([CLS] … [SEP]), one document (file) at a time."""
-        documents = (self._token_lines(path) for path in self.paths)
+        """Token blocks of at most ``max_length`` ([CLS] … [SEP]), one document (file or dataset) at a time."""
+        documents = (self._token_lines(source) for source in self.sources)
         return pack_blocks(self.tokenizer, documents, self.max_length, self.min_length)
 
     def __iter__(self):

@@ -20,11 +20,13 @@ from sklearn import metrics as skm
 from bizoo.scripts.lib.metrics import (
     accuracy,
     f1_binary,
+    f1_macro,
     glue_metrics,
     matthews_corrcoef,
     pearson,
     spearman,
     span_f1,
+    text_classification_metrics,
 )
 
 SEEDS = range(40)
@@ -51,6 +53,23 @@ def test_classification_metrics_match_sklearn_on_random_data(seed: int) -> None:
         binary_labels, binary_preds = labels % 2, preds % 2
         assert close(f1_binary(binary_preds, binary_labels), skm.f1_score(binary_labels, binary_preds, zero_division=0))
         assert close(matthews_corrcoef(binary_preds, binary_labels), skm.matthews_corrcoef(binary_labels, binary_preds))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_macro_f1_and_the_custom_dataset_metrics_match_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 60)), int(rng.integers(2, 6))
+    labels, logits = rng.integers(0, k, n), rng.normal(size=(n, k))
+    preds = logits.argmax(-1)
+    macro = skm.f1_score(labels, preds, labels=list(range(k)), average="macro", zero_division=0)
+    assert close(f1_macro(preds, labels, k), macro)
+    assert text_classification_metrics(logits, labels, k) == pytest.approx(
+        {"accuracy": skm.accuracy_score(labels, preds), "f1": macro}, abs=1e-12)
+    scores, gold = rng.normal(size=(n, 1)), rng.normal(size=n)
+    if n > 2:
+        got = text_classification_metrics(scores, gold, 0)
+        assert close(got["pearson"], stats.pearsonr(scores[:, 0], gold)[0])
+        assert close(got["spearman"], stats.spearmanr(scores[:, 0], gold)[0])
 
 
 @pytest.mark.parametrize(

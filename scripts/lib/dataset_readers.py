@@ -1,0 +1,241 @@
+"""Any dataset through 🤗 ``datasets``: the text-classification and token-classification data of the fine-tuning
+commands when it is not GLUE's TSV files or CoNLL files, and the text of ``bizoo pretrain --dataset``.
+
+Where the data comes from (``load_splits``), as transformers' ``run_glue.py``/``run_ner.py`` take it:
+
+* ``--train-file`` / ``--validation-file``: local CSV, TSV, JSON (JSON lines too) or parquet files, one row per
+  example (the format from the extension);
+* ``--dataset-name``: a local dataset folder (data files ``load_dataset`` recognises) or a Hub dataset repository
+  ``owner/name[@revision]``, fetched with ``snapshot_download`` into the Hub's cache (``lib.sources``; under
+  ``HF_HUB_OFFLINE=1`` the cache only) and loaded from there; ``--dataset-config-name`` picks a configuration.
+
+Splits: "train", and for evaluation "validation" (also named "dev", "valid" or "val"; "test" when there is no
+validation split). Rows are read as plain examples:
+
+* text classification (``text_classification_data``): one or two text columns (``sentence1``/``sentence2`` when
+  present, else ``sentence`` or ``text``, or the ones named) and a label column (``label``). A ``ClassLabel`` column
+  gives the class names; string labels are classes named by their sorted values; integer labels are classes
+  0..n-1; float labels make a regression (scored by Pearson and Spearman correlation);
+* token classification (``token_classification_data``): a column of word lists (``tokens``) and one of tags
+  (``ner_tags``): ``ClassLabel`` ids (mapped to their names) or tag strings.
+
+Every problem is a ``CommandError`` naming the option, the split and the column: a missing file, split or column,
+an empty split, labels of different kinds, a validation label never seen in training, rows whose words and tags
+differ in number.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .command import CommandError
+from .sources import resolve_source
+
+#: File extension -> the ``datasets`` builder that reads it.
+FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+#: Names a dataset's evaluation split may have, in order of preference.
+EVAL_SPLITS = ("validation", "dev", "valid", "val", "test")
+
+
+def load_splits(dataset_name: str | None = None, dataset_config: str | None = None, train_file: str | None = None,
+                validation_file: str | None = None, *, streaming: bool = False,
+                option: str = "--dataset-name") -> dict[str, Any]:
+    """``{"train": ..., "validation": ...}`` (``datasets.Dataset``, or ``IterableDataset`` when ``streaming``) from
+    a dataset name or data files (module docstring); "validation" is absent when the source has no such split.
+    ``option`` names the dataset's option in errors."""
+    import datasets
+
+    if dataset_name is not None:
+        folder = resolve_source(dataset_name, option, repo_type="dataset")
+        try:
+            loaded = datasets.load_dataset(str(folder), dataset_config, streaming=streaming)
+        except (ValueError, FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as err:
+            raise CommandError(f"{option} {dataset_name!r} does not load with datasets: {err}") from None
+        source = f"{option} {dataset_name!r}"
+    else:
+        if train_file is None:
+            raise CommandError("give --dataset-name, or --train-file (and --validation-file)")
+        files = {"train": train_file, **({"validation": validation_file} if validation_file else {})}
+        suffixes = set()
+        for option, path in (("--train-file", train_file), ("--validation-file", validation_file)):
+            if path is None:
+                continue
+            if not Path(path).is_file():
+                raise CommandError(f"{option} {path!r} does not exist")
+            suffix = Path(path).suffix.lower()
+            if suffix not in FILE_BUILDERS:
+                raise CommandError(f"{option} {path!r}: give a {', '.join(FILE_BUILDERS)} file")
+            suffixes.add(FILE_BUILDERS[suffix])
+        if len(suffixes) > 1:
+            raise CommandError("--train-file and --validation-file must have the same format")
+        builder = suffixes.pop()
+        options = {"delimiter": "\t"} if Path(train_file).suffix.lower() == ".tsv" else {}
+        try:
+            loaded = datasets.load_dataset(builder, data_files=files, streaming=streaming, **options)
+        except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
+            raise CommandError(f"--train-file {train_file!r} does not read as {builder}: {err}") from None
+        source = f"--train-file {train_file!r}"
+    if "train" not in loaded:
+        raise CommandError(f"{source} has no 'train' split (it has {', '.join(loaded) or 'none'})")
+    splits = {"train": loaded["train"]}
+    evaluation = next((name for name in EVAL_SPLITS if name in loaded), None)
+    if evaluation is not None:
+        splits["validation"] = loaded[evaluation]
+    return splits
+
+
+def _column(split, name: str, option: str, split_name: str):
+    if name not in split.column_names:
+        raise CommandError(f"{option} {name!r} is not a column of the {split_name} split: {split.column_names}")
+    return split[name]
+
+
+@dataclass
+class TextClassificationData:
+    """Examples ({"sentence1", ["sentence2",] "label"}) per split, and what the labels are."""
+
+    splits: dict[str, list[dict[str, Any]]]
+    text_columns: tuple[str, ...]
+    label_names: tuple[str, ...]  # empty for a regression
+    is_regression: bool
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+
+def default_text_columns(columns: list[str]) -> tuple[str, ...]:
+    """``sentence1``/``sentence2`` when present, else ``sentence``, ``text`` (as ``run_glue.py`` looks for them)."""
+    if "sentence1" in columns:
+        return ("sentence1", "sentence2") if "sentence2" in columns else ("sentence1",)
+    for name in ("sentence", "text"):
+        if name in columns:
+            return (name,)
+    raise CommandError(f"no text column found (sentence1/sentence2, sentence, text) in {columns}: name it with "
+                       "--text-columns")
+
+
+def text_classification_data(splits: dict[str, Any], text_columns: list[str] | None = None,
+                             label_column: str = "label") -> TextClassificationData:
+    """The examples of ``splits`` (from ``load_splits``) and their classes (module docstring)."""
+    import datasets
+
+    if "validation" not in splits:
+        raise CommandError("the dataset has no validation split (validation, dev, valid, val or test): give one "
+                           "with --validation-file")
+    train = splits["train"]
+    columns = tuple(text_columns) if text_columns else default_text_columns(train.column_names)
+    if not 1 <= len(columns) <= 2:
+        raise CommandError(f"--text-columns names one or two columns, got {len(columns)}")
+    feature = train.features.get(label_column)
+    raw = {name: list(_column(split, label_column, "--label-column", name)) for name, split in splits.items()}
+    for name, values in raw.items():
+        if not values:
+            raise CommandError(f"the {name} split holds no examples")
+        if any(value is None for value in values):
+            raise CommandError(f"the {name} split has examples without a {label_column!r}")
+    if isinstance(feature, datasets.ClassLabel):
+        names, regression = tuple(feature.names), False
+        for name, values in raw.items():
+            if any(not 0 <= value < len(names) for value in values):
+                raise CommandError(f"the {name} split has {label_column!r} ids outside 0..{len(names) - 1} "
+                                   "(unlabelled rows, e.g. -1, cannot be trained or scored on)")
+        labels = raw
+    else:
+        kinds = {type(value) for values in raw.values() for value in values}
+        if kinds <= {int, bool}:
+            classes = sorted({int(value) for value in raw["train"]})
+            if classes[0] < 0:
+                raise CommandError(f"{label_column!r} holds negative ids (unlabelled rows?): {classes[0]}")
+            names, regression = tuple(str(i) for i in range(classes[-1] + 1)), False
+            labels = {name: [int(value) for value in values] for name, values in raw.items()}
+        elif kinds <= {int, float}:
+            names, regression = (), True
+            labels = {name: [float(value) for value in values] for name, values in raw.items()}
+        elif kinds == {str}:
+            names, regression = tuple(sorted(set(raw["train"]))), False
+            index = {label: i for i, label in enumerate(names)}
+            labels = {}
+            for name, values in raw.items():
+                unseen = sorted(set(values) - set(index))
+                if unseen:
+                    raise CommandError(f"the {name} split has labels never seen in training: {unseen[:5]}")
+                labels[name] = [index[value] for value in values]
+        else:
+            raise CommandError(f"{label_column!r} mixes kinds of labels ({sorted(k.__name__ for k in kinds)}): "
+                               "give class names, class ids or scores")
+        if not regression and len(names) < 2:
+            raise CommandError(f"{label_column!r} has a single class in training: nothing to learn")
+    examples = {}
+    for name, split in splits.items():
+        texts = [list(_column(split, column, "--text-columns", name)) for column in columns]
+        for column, values in zip(columns, texts):
+            if any(not isinstance(value, str) for value in values):
+                raise CommandError(f"the {name} split's {column!r} holds values that are not text")
+        examples[name] = [
+            {**{f"sentence{i + 1}": values[row] for i, values in enumerate(texts)}, "label": labels[name][row]}
+            for row in range(len(labels[name]))
+        ]
+    return TextClassificationData(examples, columns, names, regression)
+
+
+def token_classification_data(splits: dict[str, Any], tokens_column: str = "tokens",
+                              tags_column: str = "ner_tags") -> dict[str, list[tuple[list[str], list[str]]]]:
+    """``{split: [(words, tags), ...]}`` with tag names (``ClassLabel`` ids mapped through the feature's names)."""
+    import datasets
+
+    if "validation" not in splits:
+        raise CommandError("the dataset has no validation split (validation, dev, valid, val or test)")
+    feature = splits["train"].features.get(tags_column)
+    inner = getattr(feature, "feature", None)  # Sequence(ClassLabel) or List(ClassLabel)
+    names = inner.names if isinstance(inner, datasets.ClassLabel) else None
+    out = {}
+    for name, split in splits.items():
+        words = _column(split, tokens_column, "--tokens-column", name)
+        tags = _column(split, tags_column, "--tags-column", name)
+        sentences = []
+        for row, (w, t) in enumerate(zip(words, tags)):
+            if len(w) != len(t):
+                raise CommandError(f"the {name} split's row {row} has {len(w)} words but {len(t)} tags")
+            if names is not None:
+                t = [names[i] for i in t]
+            elif any(not isinstance(tag, str) for tag in t):
+                raise CommandError(f"{tags_column!r} holds ids without names (not a ClassLabel): give tag strings or "
+                                   "a ClassLabel feature")
+            if w:
+                sentences.append((list(w), list(t)))
+        if not sentences:
+            raise CommandError(f"the {name} split holds no sentences")
+        out[name] = sentences
+    return out
+
+
+def stream_text_lines(dataset_name: str, dataset_config: str | None, text_column: str, split: str = "train"):
+    """The non-empty text lines of one split of a dataset read with ``streaming=True`` (nothing held in memory),
+    re-iterable: each ``iter()`` reads the split again from its start (``pretrain --dataset --stream``)."""
+    splits = load_splits(dataset_name, dataset_config, streaming=True, option="--dataset")
+    if split not in splits:
+        raise CommandError(f"--dataset {dataset_name!r} has no {split} split (validation, dev, valid, val or test): "
+                           "give held-out text with --eval-text")
+    stream = splits[split]
+    columns = getattr(stream, "column_names", None)
+    if columns is not None and text_column not in columns:
+        raise CommandError(f"--text-column {text_column!r} is not in {dataset_name}: {columns}")
+
+    class Lines:
+        def __iter__(self):
+            for row in stream:
+                text = row[text_column]
+                for line in (text or "").splitlines():
+                    if line.strip():
+                        yield line.strip()
+
+    return Lines()
+
+
+def describe(dataset_name: str | None, train_file: str | None) -> str:
+    """The dataset's name for reports and model cards: the Hub id, or the training file's name."""
+    return dataset_name if dataset_name is not None else os.path.basename(train_file or "")
