@@ -2,6 +2,11 @@
 the results recorded in the checkpoint) as YAML front matter, then what the model is, how to load it, its results
 and configuration, rendered from ``hub_cards/model_card.md``.
 
+The metadata is a ``huggingface_hub.ModelCardData`` (its ``EvalResult``s make the model-index), so the YAML is the
+Hub's own serialisation, and the card is checked by ``huggingface_hub.ModelCard``. Each metric is listed under the
+id it was recorded with and a name that says what was computed: ``METRIC_NAMES``, or the record's own
+``metric_names`` (e.g. "strict span F1" for the tagging F1, "macro F1" for a dataset that is not GLUE).
+
 ``bizoo export`` writes the card of an export (with its code files: it loads with ``trust_remote_code=True``);
 ``write_checkpoint_card`` writes the card of a folder a training command saved (it loads with bizoo installed).
 """
@@ -14,7 +19,7 @@ import string
 from importlib import resources
 from pathlib import Path
 
-import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import AutoModelForPreTraining, PreTrainedConfig
 
 import bizoo
@@ -32,6 +37,20 @@ PIPELINE_TAGS = {
     "ForSequenceClassification": "text-classification",
     "ForTokenClassification": "token-classification",
     "Model": "feature-extraction",
+}
+
+
+#: Metric id as recorded -> what it is, for the model-index's metric ``name`` (a record's ``metric_names`` wins).
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "f1": "F1",
+    "precision": "Precision",
+    "recall": "Recall",
+    "matthews_correlation": "Matthews correlation",
+    "pearson": "Pearson correlation",
+    "spearman": "Spearman correlation",
+    "masked_accuracy": "Masked-token accuracy",
+    "perplexity": "Perplexity",
 }
 
 
@@ -60,9 +79,10 @@ def _number(value) -> bool:
 def model_index_results(results: list[dict], source: str = "the results") -> list[dict]:
     """The Hub's model-index ``results`` from bizoo's recorded results (``lib.results.read_results``).
 
-    Each record {"task": {"type", "name"}, "dataset": {"name", "type", "split", ...}, "metrics": {name: value}}
-    becomes {task: {type, name}, dataset: {name, type, split}, metrics: [{type, value, name}]}. Metrics that are
-    not finite numbers (a NaN correlation) are left out. Raises ``CommandError`` naming the record for anything
+    Each record {"task": {"type", "name"}, "dataset": {"name", "type", "split", ...}, "metrics": {id: value},
+    optionally "metric_names": {id: name}} becomes {task: {type, name}, dataset: {name, type, split},
+    metrics: [{type: id, value, name}]}, the name from ``metric_names`` or ``METRIC_NAMES``. Metrics that are not
+    finite numbers (a NaN correlation) are left out. Raises ``CommandError`` naming the record for anything
     malformed.
     """
     entries = []
@@ -84,8 +104,12 @@ def model_index_results(results: list[dict], source: str = "the results") -> lis
             raise CommandError(f"{where}: metric values must be numbers, got {bad}")
         entry_task = {"type": task["type"], "name": str(task.get("name", task["type"]))}
         entry_dataset = {key: dataset[key] for key in ("name", "type", "config", "split", "revision") if key in dataset}
+        names = record.get("metric_names") or {}
+        if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+            raise CommandError(f"{where}: 'metric_names' must be an object of metric id -> name, got {names!r}")
         entry_metrics = [
-            {"type": name, "value": value, "name": name} for name, value in metrics.items() if math.isfinite(value)
+            {"type": metric, "value": value, "name": names.get(metric, METRIC_NAMES.get(metric, metric))}
+            for metric, value in metrics.items() if math.isfinite(value)
         ]
         if entry_metrics:
             entries.append({"task": entry_task, "dataset": entry_dataset, "metrics": entry_metrics})
@@ -194,15 +218,24 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
     tags.append("custom_code")
     if pipeline_tag is not None:
         tags.append(pipeline_tag)
-    metadata: dict = {"library_name": "transformers", "license": "apache-2.0", "tags": tags}
-    # Hub dataset ids only: "text" is how a run on plain text files (e.g. bizoo's Shakespeare sample) is recorded.
-    datasets = list(dict.fromkeys(e["dataset"]["type"] for e in index_results if e["dataset"]["type"] != "text"))
-    if datasets:
-        metadata["datasets"] = datasets
-    if pipeline_tag is not None:
-        metadata["pipeline_tag"] = pipeline_tag
-    if index_results:
-        metadata["model-index"] = [{"name": name, "results": index_results}]
+    # Hub dataset ids only: "text" is how a run on plain text files (e.g. bizoo's Shakespeare sample) is recorded,
+    # a file format ("csv", "json", "parquet") how a run on local files is.
+    local = {"text", "csv", "tsv", "json", "jsonl", "parquet", "file"}
+    datasets = [d for d in dict.fromkeys(e["dataset"]["type"] for e in index_results) if d not in local]
+    card_data = ModelCardData(
+        library_name="transformers", license="apache-2.0", tags=tags, datasets=datasets or None,
+        pipeline_tag=pipeline_tag, model_name=name if index_results else None,
+        eval_results=[
+            EvalResult(
+                task_type=entry["task"]["type"], task_name=entry["task"]["name"],
+                dataset_type=entry["dataset"]["type"], dataset_name=entry["dataset"]["name"],
+                dataset_config=entry["dataset"].get("config"), dataset_split=entry["dataset"].get("split"),
+                dataset_revision=entry["dataset"].get("revision"),
+                metric_type=metric["type"], metric_value=metric["value"], metric_name=metric["name"],
+            )
+            for entry in index_results for metric in entry["metrics"]
+        ] or None,
+    )
 
     model_doc = _first_paragraph(inspect.getmodule(type(model)).__doc__)
     class_doc = _first_paragraph(type(model).__doc__)
@@ -222,8 +255,8 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
             "not installed."
         )
     template = resources.files(PACKAGE).joinpath(CARD_TEMPLATE).read_text(encoding="utf-8")
-    return string.Template(template).substitute(
-        front_matter=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
+    text = string.Template(template).substitute(
+        front_matter=card_data.to_yaml() + "\n",
         name=name,
         model_type=spec.model_type,
         description=model_doc,
@@ -240,6 +273,8 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
         config_table=_config_table(config, architecture),
         bizoo_version=bizoo.__version__,
     )
+    ModelCard(text)  # the Hub's own parser must read the front matter back (it raises on malformed metadata)
+    return text
 
 
 def write_checkpoint_card(folder: str | Path, model, tokenizer) -> None:

@@ -231,8 +231,8 @@ def test_card_metadata_and_model_index(exported: Path):
                     "task": {"type": "fill-mask", "name": "Masked language modeling"},
                     "dataset": {"name": "Shakespeare sample", "type": "shakespeare", "split": "held-out"},
                     "metrics": [
-                        {"type": "accuracy", "value": 0.3125, "name": "accuracy"},
-                        {"type": "perplexity", "value": 48.5, "name": "perplexity"},
+                        {"type": "accuracy", "value": 0.3125, "name": "Accuracy"},
+                        {"type": "perplexity", "value": 48.5, "name": "Perplexity"},
                     ],
                 }
             ],
@@ -273,7 +273,7 @@ def test_nan_metric_left_out_of_the_model_index(checkpoint: Path, tmp_path: Path
     assert main([str(checkpoint), str(tmp_path / "out")]) == 0
     meta, _ = front_matter(tmp_path / "out" / "README.md")
     assert meta["datasets"] == ["shakespeare", "glue"]
-    assert meta["model-index"][0]["results"][1]["metrics"] == [{"type": "pearson", "value": 0.5, "name": "pearson"}]
+    assert meta["model-index"][0]["results"][1]["metrics"] == [{"type": "pearson", "value": 0.5, "name": "Pearson correlation"}]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -542,3 +542,25 @@ def test_flatten_refuses_imports_it_cannot_flatten(tmp_path: Path, statement, me
         flatten_modules(["bizoo.modeling.modeling_bad"], root=root)
     assert str(error.value).startswith("bizoo.modeling.modeling_bad: line 5: ")
     assert message in str(error.value)
+
+
+def test_metric_names_say_what_was_computed_and_the_card_parses_as_the_hubs(checkpoint: Path, tmp_path: Path):
+    from huggingface_hub import ModelCard
+
+    from bizoo.scripts.lib.command import CommandError
+    from bizoo.scripts.lib.model_card import model_index_results
+
+    folder = checkpoint
+    record_results(folder, task={"type": "token-classification", "name": "Named entity recognition"},
+                   dataset={"name": "CoNLL-2003", "type": "conll2003", "split": "test"},
+                   metrics={"f1": 0.9, "accuracy": 0.5}, metric_names={"f1": "strict span F1"})
+    output = tmp_path / "out"
+    assert export.main([str(folder), str(output)]) == 0
+    card = ModelCard.load(output / "README.md")
+    result = card.data.eval_results[-1]
+    assert (result.dataset_split, result.metric_type, result.metric_name) == ("test", "accuracy", "Accuracy")
+    ner = [r for r in card.data.eval_results if r.metric_type == "f1"][-1]
+    assert ner.metric_name == "strict span F1" and ner.dataset_type == "conll2003"
+    with pytest.raises(CommandError, match="'metric_names' must be an object"):
+        model_index_results([{"task": {"type": "t"}, "dataset": {"name": "d", "type": "d"}, "metrics": {"f1": 1.0},
+                              "metric_names": ["f1"]}])
