@@ -5,7 +5,11 @@ bizoo model type to train from scratch (e.g. lion: then --variant, --model-confi
 WordPiece tokenizer trained on the task's training sentences). All nine tasks: CoLA, SST-2, MRPC, QQP, STS-B
 (regression), MNLI (scored on dev_matched and dev_mismatched), QNLI, RTE, WNLI, read from the original GLUE
 TSV files (--data-dir: the GLUE folder holding <TASK>/train.tsv, or the task's folder) or from the Hub
-(--from-hub, nyu-mll/glue).
+(--from-hub, nyu-mll/glue). Any other text-classification dataset too, as transformers' run_glue.py takes it
+(without --task): --train-file/--validation-file (CSV, TSV, JSON lines or parquet) or --dataset-name (a local
+dataset folder or a Hub dataset id, read through datasets), its text in one or two columns (sentence1/sentence2,
+sentence or text, or --text-columns) and its label in --label-column (class names, class ids or, for a
+regression, float scores); scored by accuracy and macro F1 (regression: Pearson and Spearman).
 
 Sentence pairs are encoded as tokenizer(sentence1, sentence2, truncation=True, max_length=--max-length) and
 batches padded to their longest sequence. Checkpoints go to --output-dir every --save-steps steps (--resume
@@ -24,16 +28,20 @@ examples:
   bizoo finetune-glue --model-name-or-path lion --variant d --task sst2 --data-dir ../shared/data/glue \\
       --model-config hidden_size=256 num_hidden_layers=4 num_attention_heads=4 intermediate_size=1024 \\
       --output-dir runs/lion-d-sst2
+  bizoo finetune-glue --model-name-or-path runs/lion-mlm --train-file reviews_train.csv \\
+      --validation-file reviews_dev.csv --text-columns review --label-column stars --output-dir runs/lion-reviews
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from .lib.command import CommandError, command_main
 from .lib.data import GlueTask, glue_task, load_glue_from_hub, load_glue_split
+from .lib.dataset_readers import describe, load_splits, split_name, text_classification_data
 from .lib.finetuning import (
     EVAL_RESULTS_FILE,
     PreparedModel,
@@ -47,9 +55,14 @@ from .lib.finetuning import (
     save_final,
     train,
 )
-from .lib.metrics import glue_metrics
+from .lib.metrics import glue_metrics, text_classification_metrics
 from .lib.results import RESULTS_FILE, record_results
-from .lib.training import add_training_arguments, check_training_arguments
+from .lib.training import (
+    add_training_arguments,
+    check_best_model_metric,
+    check_training_arguments,
+    push_final_folder,
+)
 
 PROG = "bizoo finetune-glue"
 
@@ -58,6 +71,9 @@ DEFAULT_MAX_STEPS = -1  # train for --epochs (3)
 DEFAULT_LEARNING_RATE = 1e-4
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 128
+
+#: What GLUE's recorded metrics are (the model card's metric names): MRPC's and QQP's F1 is the positive class's.
+GLUE_METRIC_NAMES = {"f1": "F1 (positive class)", "matthews_correlation": "Matthews correlation"}
 
 #: What each task is, for the model card's ``task.name``.
 TASK_NAMES = {
@@ -76,6 +92,46 @@ TASK_NAMES = {
 # ----------------------------------------------------------------------------------------------------------------
 # Library
 # ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetTask:
+    """A text-classification dataset other than GLUE's nine tasks (read by ``lib.dataset_readers``), with the fields
+    of ``GlueTask`` this command reads; scored by ``text_classification_metrics``."""
+
+    name: str
+    is_pair: bool
+    is_regression: bool
+    label_names: tuple[str, ...]  # empty for a regression
+    dataset_type: str  # the model card's dataset type: the Hub id, or the file format
+    eval_split_name: str = "validation"  # the evaluation split's name in the dataset
+    eval_splits: tuple[str, ...] = ("dev",)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return ("pearson", "spearman") if self.is_regression else ("accuracy", "f1")
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+
+def score(task: GlueTask | DatasetTask, predictions, labels) -> dict[str, float]:
+    """The task's metrics: GLUE's official ones, or accuracy and macro F1 (Pearson, Spearman) for another dataset."""
+    if isinstance(task, DatasetTask):
+        return text_classification_metrics(predictions, labels, len(task.label_names))
+    return glue_metrics(task.name, predictions, labels)
+
+
+def load_dataset_task(args: argparse.Namespace) -> tuple[DatasetTask, dict[str, list[dict[str, Any]]]]:
+    """A dataset named by --dataset-name or --train-file/--validation-file, as a task and its "train"/"dev"
+    examples."""
+    splits = load_splits(args.dataset_name, args.dataset_config_name, args.train_file, args.validation_file)
+    data = text_classification_data(splits, args.text_columns, args.label_column)
+    name = describe(args.dataset_name, args.train_file)
+    kind = args.dataset_name or (args.train_file.rsplit(".", 1)[-1] if "." in args.train_file else "file")
+    task = DatasetTask(name, data.is_pair, data.is_regression, data.label_names, kind, split_name(splits["validation"]))
+    return task, {"train": data.splits["train"], "dev": data.splits["validation"]}
 
 
 def load_task_data(task: GlueTask, data_dir: str | None, from_hub: bool) -> dict[str, list[dict[str, Any]]]:
@@ -98,7 +154,7 @@ def load_task_data(task: GlueTask, data_dir: str | None, from_hub: bool) -> dict
     return splits
 
 
-def task_config(task: GlueTask) -> dict[str, Any]:
+def task_config(task: GlueTask | DatasetTask) -> dict[str, Any]:
     """The configuration fields a task sets: the number of outputs, label names and the loss."""
     if task.is_regression:
         return {"num_labels": 1, "problem_type": "regression"}
@@ -148,8 +204,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's options to ``parser``."""
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--task", required=True,
-        help="GLUE task: CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE or WNLI (any case, hyphen optional)",
+        "--task", "--task_name", "--task-name",
+        help="GLUE task: CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE or WNLI (any case, hyphen optional); "
+        "without it, another dataset given by --train-file or --dataset-name",
     )
     source = data.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -158,6 +215,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     source.add_argument(
         "--from-hub", action="store_true", help="read the task from the Hugging Face Hub (nyu-mll/glue)"
+    )
+    source.add_argument(
+        "--train-file", "--train_file", metavar="FILE",
+        help="another dataset's training examples: a CSV, TSV, JSON (lines) or parquet file",
+    )
+    source.add_argument(
+        "--dataset-name", "--dataset_name", metavar="NAME",
+        help="another dataset: a local dataset folder or a Hub dataset id owner/name[@revision]",
+    )
+    data.add_argument(
+        "--validation-file", "--validation_file", metavar="FILE", help="with --train-file: the evaluation examples"
+    )
+    data.add_argument(
+        "--dataset-config-name", "--dataset_config_name", metavar="NAME", help="with --dataset-name: its configuration"
+    )
+    data.add_argument(
+        "--text-columns", nargs="+", metavar="COLUMN",
+        help="another dataset's text column(s), one or a pair (default: sentence1 [sentence2], sentence or text)",
+    )
+    data.add_argument(
+        "--label-column", default="label", metavar="COLUMN",
+        help="another dataset's label column: class names, class ids or float scores (default: %(default)s)",
     )
     add_model_arguments(parser)
     add_training_arguments(
@@ -170,14 +249,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _prepare(args: argparse.Namespace) -> tuple[GlueTask, dict[str, list], dict[str, list], PreparedModel]:
+def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str, list], dict[str, list],
+                                                PreparedModel]:
     """Every check, in order: options, data, model, output folder, tokenizer, vocabulary; then the encoding.
     Writes nothing."""
     from transformers import AutoModelForSequenceClassification
 
     check_training_arguments(args)
-    task = glue_task(args.task)
-    splits = load_task_data(task, args.data_dir, args.from_hub)
+    glue = args.data_dir is not None or args.from_hub
+    if glue != (args.task is not None):
+        raise CommandError(
+            "--data-dir and --from-hub read a GLUE task: name it with --task" if glue else
+            "--task names a GLUE task (read with --data-dir or --from-hub); another dataset (--train-file or "
+            "--dataset-name) goes without --task"
+        )
+    given = [option for option, value in (
+        ("--validation-file", args.validation_file), ("--dataset-config-name", args.dataset_config_name),
+        ("--text-columns", args.text_columns), ("--label-column", None if args.label_column == "label" else 1),
+    ) if value is not None]
+    if glue and given:
+        raise CommandError(f"{', '.join(given)}: options of another dataset, not of a GLUE task")
+    if args.validation_file is not None and args.train_file is None:
+        raise CommandError("--validation-file goes with --train-file")
+    if args.dataset_config_name is not None and args.dataset_name is None:
+        raise CommandError("--dataset-config-name goes with --dataset-name")
+    if glue:
+        task = glue_task(args.task)
+        splits = load_task_data(task, args.data_dir, args.from_hub)
+    else:
+        task, splits = load_dataset_task(args)
+    check_best_model_metric(args, task.metrics)
     prepared = prepare_model(
         args,
         AutoModelForSequenceClassification,
@@ -192,29 +293,36 @@ def _prepare(args: argparse.Namespace) -> tuple[GlueTask, dict[str, list], dict[
     return task, splits, encoded, prepared
 
 
-def _train_and_report(args: argparse.Namespace, task: GlueTask, splits: dict[str, list], encoded: dict[str, list],
+def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, splits: dict[str, list],
+                      encoded: dict[str, list],
                       prepared: PreparedModel, started: float) -> int:
     from transformers import DataCollatorWithPadding
 
     tokenizer = prepared.tokenizer
-    print(f"GLUE {task.name}: " + ", ".join(f"{name} {len(examples):,}" for name, examples in splits.items()))
+    title = f"GLUE {task.name}" if isinstance(task, GlueTask) else task.name
+    print(f"{title}: " + ", ".join(f"{name} {len(examples):,}" for name, examples in splits.items()))
     print(describe_model(prepared))
 
     collator = DataCollatorWithPadding(tokenizer)
-    trainer, train_output, train_seconds = train(args, prepared, encoded["train"], collator)
+    # Evaluation during training (--eval_strategy) and the best checkpoint (--metric_for_best_model): on the first
+    # evaluation split (MNLI: dev_matched), scored as the final evaluation is.
+    trainer, train_output, train_seconds = train(
+        args, prepared, encoded["train"], collator, eval_dataset=encoded[task.eval_splits[0]],
+        compute_metrics=lambda prediction: score(task, prediction.predictions, prediction.label_ids),
+    )
 
     metrics: dict[str, dict[str, float]] = {}
     for split in task.eval_splits:
         output = trainer.predict(encoded[split])
         labels = [example["label"] for example in splits[split]]
-        metrics[split] = glue_metrics(task.name, output.predictions, labels)
+        metrics[split] = score(task, output.predictions, labels)
     total_seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
         return 0
 
     rows = [[split, len(splits[split]), *(metrics[split][name] for name in task.metrics)] for split in task.eval_splits]
     print()
-    print(f"GLUE {task.name} ({prepared.source.describe()})")
+    print(f"{title} ({prepared.source.describe()})")
     print(format_table(["split", "examples", *task.metrics], rows))
     print(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
@@ -227,14 +335,22 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask, splits: dict[str
     }
     output_dir = save_final(prepared, results, trainer.state.log_history)
     for split in task.eval_splits:
+        if isinstance(task, GlueTask):
+            dataset = {"name": f"GLUE {task.name}", "type": "nyu-mll/glue", "config": task.hub_config,
+                       "split": hub_split_name(split)}
+        else:
+            dataset = {"name": task.name, "type": task.dataset_type, "split": task.eval_split_name}
         record_results(
             output_dir,
-            task={"type": "text-classification", "name": TASK_NAMES[task.name]},
-            dataset={"name": f"GLUE {task.name}", "type": "nyu-mll/glue", "config": task.hub_config,
-                     "split": hub_split_name(split)},
+            task={"type": "text-classification", "name": TASK_NAMES.get(task.name, "Text classification")},
+            dataset=dataset,
             metrics=metrics[split],
+            metric_names={"f1": "macro F1"} if isinstance(task, DatasetTask) else GLUE_METRIC_NAMES,
         )
     print(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
+    repo = push_final_folder(trainer, output_dir, prepared.model, tokenizer)
+    if repo is not None:
+        print(f"pushed {output_dir} to the Hub repository {repo}")
     return 0
 
 

@@ -20,9 +20,15 @@ written there.
 Defaults are sized for a small model on a CPU: 3 epochs, batch 32, peak learning rate 1e-4 (linear decay, 6%
 warm-up), --max-length 128 sub-tokens. For a pretrained base-size checkpoint use --learning-rate 2e-5 to 5e-5.
 
-example:
+Any dataset with a column of word lists and one of tags works too (--dataset-name: a local dataset folder, e.g.
+parquet files, or a Hub dataset id owner/name[@revision], read through datasets as run_ner.py does; --tokens-column
+and --tags-column, default tokens and ner_tags; tags as ClassLabel ids or strings); it is scored on its validation
+split (or dev, valid, val, test).
+
+examples:
   bizoo finetune-ner --model-name-or-path runs/lion-mlm --data-dir ../shared/data/conll2003 \\
       --output-dir runs/lion-conll
+  bizoo finetune-ner --model-name-or-path runs/lion-mlm --dataset-name eriktks/conll2003 --output-dir runs/lion-ner
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 
 from .lib.command import CommandError, command_main
 from .lib.data import conll_label_list, read_conll
+from .lib.dataset_readers import load_splits, split_name, token_classification_data
 from .lib.finetuning import (
     EVAL_RESULTS_FILE,
     PreparedModel,
@@ -51,7 +58,7 @@ from .lib.finetuning import (
 )
 from .lib.metrics import span_f1
 from .lib.results import RESULTS_FILE, record_results
-from .lib.training import add_training_arguments, check_training_arguments
+from .lib.training import add_training_arguments, check_training_arguments, push_final_folder
 
 PROG = "bizoo finetune-ner"
 
@@ -61,6 +68,9 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 128
 
 Sentences = list[tuple[list[str], list[str]]]
+
+#: What the evaluation reports (overall strict span scores): the names --metric_for_best_model may take.
+EVAL_METRICS = ("f1", "precision", "recall")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -84,12 +94,62 @@ def check_eval_tags(labels: list[str], sentences: Sentences, path: Path) -> None
         )
 
 
-def dataset_card(data_dir: Path) -> dict[str, str]:
-    """The ``dataset`` of the result record: CoNLL-2003 for a folder of that name, else the folder's name."""
+def load_sentences(args: argparse.Namespace) -> tuple[dict[str, Sentences], Path, Path]:
+    """{"train", "eval"} sentences from the CoNLL files in --data-dir or from --dataset-name, and the names the
+    errors give them (the files, or "<dataset>/train" and "<dataset>/validation")."""
+    if args.dataset_name is not None:
+        data_only = [option for option, value, default in (
+            ("--train-file", args.train_file, "train.txt"), ("--eval-file", args.eval_file, "valid.txt"),
+        ) if value != default]
+        if data_only:
+            raise CommandError(f"{', '.join(data_only)} name CoNLL files in --data-dir, not splits of --dataset-name")
+        splits = load_splits(args.dataset_name, args.dataset_config_name)
+        loaded = token_classification_data(splits, args.tokens_column, args.tags_column)
+        name = Path(args.dataset_name)
+        return {"train": loaded["train"], "eval": loaded["validation"]}, name / "train", name / split_name(
+            splits["validation"])
+    given = [option for option, value, default in (
+        ("--dataset-config-name", args.dataset_config_name, None), ("--tokens-column", args.tokens_column, "tokens"),
+        ("--tags-column", args.tags_column, "ner_tags"),
+    ) if value != default]
+    if given:
+        raise CommandError(f"{', '.join(given)}: options of --dataset-name, not of CoNLL files")
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise CommandError(f"--data-dir {str(data_dir)!r} does not exist or is not a folder")
+    train_path, eval_path = data_dir / args.train_file, data_dir / args.eval_file
+    for option, name, path in (("--train-file", args.train_file, train_path),
+                               ("--eval-file", args.eval_file, eval_path)):
+        if not path.exists():
+            raise CommandError(
+                f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt)"
+            )
+    return {"train": read_conll(train_path), "eval": read_conll(eval_path)}, train_path, eval_path
+
+
+#: What the recorded tagging metrics are (the model card's metric names).
+METRIC_NAMES = {"f1": "strict span F1 (micro)", "precision": "strict span precision", "recall": "strict span recall"}
+
+
+def eval_split(eval_file: str) -> str:
+    """The split an evaluation file is: "test" for test*.txt (CoNLL-2003's testa/testb too), "validation" for
+    valid*/dev*, else the file's stem."""
+    stem = Path(eval_file).stem.lower()
+    if stem.startswith("test"):
+        return "test"
+    if stem.startswith(("valid", "dev")):
+        return "validation"
+    return Path(eval_file).stem
+
+
+def dataset_card(data_dir: Path, eval_file: str = "valid.txt") -> dict[str, str]:
+    """The ``dataset`` of the result record: CoNLL-2003 for a folder of that name, else the folder's name; the split
+    the evaluation file is."""
     name = data_dir.resolve().name
+    split = eval_split(eval_file)
     if name.lower().replace("-", "").replace("_", "") == "conll2003":
-        return {"name": "CoNLL-2003", "type": "conll2003", "split": "validation"}
-    return {"name": name, "type": name, "split": "validation"}
+        return {"name": "CoNLL-2003", "type": "conll2003", "split": split}
+    return {"name": name, "type": name, "split": split}
 
 
 def encode_words(tokenizer, sentences: Sentences, label2id: dict[str, int], max_length: int,
@@ -141,7 +201,24 @@ def word_predictions(logits: np.ndarray, first_positions: list[list[int | None]]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's options to ``parser``."""
     data = parser.add_argument_group("data")
-    data.add_argument("--data-dir", required=True, metavar="DIR", help="folder holding the CoNLL-format files")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", metavar="DIR", help="folder holding the CoNLL-format files")
+    source.add_argument(
+        "--dataset-name", "--dataset_name", metavar="NAME",
+        help="a dataset with word lists and tags instead: a local dataset folder or a Hub dataset id "
+        "owner/name[@revision]",
+    )
+    data.add_argument(
+        "--dataset-config-name", "--dataset_config_name", metavar="NAME", help="with --dataset-name: its configuration"
+    )
+    data.add_argument(
+        "--tokens-column", default="tokens", metavar="COLUMN",
+        help="with --dataset-name: the column of word lists (default: %(default)s)",
+    )
+    data.add_argument(
+        "--tags-column", default="ner_tags", metavar="COLUMN",
+        help="with --dataset-name: the column of tags, ClassLabel ids or strings (default: %(default)s)",
+    )
     data.add_argument(
         "--train-file", default="train.txt", metavar="FILE",
         help="training file, relative to --data-dir (default: %(default)s)",
@@ -167,18 +244,9 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Sentences], list[str],
     Writes nothing."""
     from transformers import AutoModelForTokenClassification
 
-    check_training_arguments(args)
-    data_dir = Path(args.data_dir)
-    if not data_dir.is_dir():
-        raise CommandError(f"--data-dir {str(data_dir)!r} does not exist or is not a folder")
-    train_path, eval_path = data_dir / args.train_file, data_dir / args.eval_file
-    for option, name, path in (("--train-file", args.train_file, train_path),
-                               ("--eval-file", args.eval_file, eval_path)):
-        if not path.exists():
-            raise CommandError(
-                f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt)"
-            )
-    splits = {"train": read_conll(train_path), "eval": read_conll(eval_path)}
+    check_training_arguments(args, metrics=EVAL_METRICS)
+    splits, train_path, eval_path = load_sentences(args)
+    args.eval_split = eval_path.name if args.dataset_name is not None else eval_split(args.eval_file)  # the card's
     labels = conll_label_list(splits["train"])
     check_eval_tags(labels, splits["eval"], eval_path)
     for path, sentences in ((train_path, splits["train"]), (eval_path, splits["eval"])):
@@ -217,13 +285,24 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
     n_words = sum(len(words) for words, _ in splits["eval"])
     truncated = sum(position is None for positions in first_positions for position in positions)
     print(
-        f"CoNLL: train {len(splits['train']):,} sentences, eval {len(splits['eval']):,} sentences "
+        f"{'CoNLL' if args.dataset_name is None else args.dataset_name}: train {len(splits['train']):,} sentences, "
+        f"eval {len(splits['eval']):,} sentences "
         f"({n_words:,} words); {len(labels)} labels: {', '.join(labels)}"
     )
     print(describe_model(prepared))
 
     collator = DataCollatorForTokenClassification(tokenizer)
-    trainer, train_output, train_seconds = train(args, prepared, train_features, collator)
+    gold = [tags for _, tags in splits["eval"]]
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        """The evaluation during training (--eval_strategy, --metric_for_best_model), scored as the final one."""
+        logits = prediction.predictions  # (N, L, K), padded with -100 beyond each batch's length
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        scores = span_f1(gold, word_predictions(logits, first_positions, id2label))
+        return {name: scores[name] for name in EVAL_METRICS}
+
+    trainer, train_output, train_seconds = train(args, prepared, train_features, collator, eval_dataset=eval_features,
+                                                 compute_metrics=compute_metrics)
 
     output = trainer.predict(eval_features)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions  # (N, L, K)
@@ -236,17 +315,21 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
     rows = [["overall", scores["precision"], scores["recall"], scores["f1"], scores["support"]]]
     rows += [[kind, s["precision"], s["recall"], s["f1"], s["support"]] for kind, s in scores["per_type"].items()]
     print()
-    print(f"{args.eval_file} ({prepared.source.describe()})")
+    evaluated = args.eval_file if args.dataset_name is None else f"{args.dataset_name} {args.eval_split}"
+    print(f"{evaluated} ({prepared.source.describe()})")
     print(format_table(["entity", "precision", "recall", "f1", "support"], rows))
     if truncated:
         print(f"{truncated:,} of {n_words:,} words were cut off by --max-length {args.max_length} and scored as 'O'")
     print(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
-    dataset = dataset_card(Path(args.data_dir))
+    if args.dataset_name is not None:
+        dataset = {"name": args.dataset_name, "type": args.dataset_name, "split": args.eval_split}
+    else:
+        dataset = dataset_card(Path(args.data_dir), args.eval_file)
     results = {
         "task": "token-classification",
         "dataset": dataset["name"],
-        "eval_file": args.eval_file,
+        "eval_file": evaluated,
         "metrics": scores,
         "labels": labels,
         "num_train_examples": len(splits["train"]),
@@ -261,8 +344,12 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
         task={"type": "token-classification", "name": "Named entity recognition"},
         dataset=dataset,
         metrics={"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"]},
+        metric_names=METRIC_NAMES,
     )
     print(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
+    repo = push_final_folder(trainer, output_dir, prepared.model, tokenizer)
+    if repo is not None:
+        print(f"pushed {output_dir} to the Hub repository {repo}")
     return 0
 
 

@@ -56,12 +56,14 @@ from .lib.models import (
 )
 from .lib.output_folders import check_output_dir, staged_update
 from .lib.results import record_results
+from .lib.dataset_readers import load_splits, stream_text_lines
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 from .lib.training import (
     add_training_arguments,
     build_on_first_process,
     check_training_arguments,
-    last_checkpoint,
+    push_final_folder,
+    resume_checkpoint,
     trainer_optimizers,
     training_arguments,
 )
@@ -69,6 +71,11 @@ from .lib.wordpiece import train_wordpiece_tokenizer
 
 PROG = "bizoo pretrain"
 
+#: What the recorded held-out metrics are (the model card's metric names).
+PRETRAINING_METRIC_NAMES = {
+    "accuracy": "masked-token accuracy (held-out)", "perplexity": "masked-token perplexity (held-out)",
+    "forward_perplexity": "forward LM perplexity (held-out)", "backward_perplexity": "backward LM perplexity (held-out)",
+}
 STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts tokens over the first blocks
 # The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type whose
 # spec has a `pretrain_config` (bilstm_crf, elmo) starts from that instead.
@@ -108,7 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (default: the Shakespeare sample shipped with bizoo)")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--text", nargs="+", default=None, metavar="FILE", help="plain-text training files, one document each")
-    source.add_argument("--dataset", default=None, metavar="NAME", help="a `datasets` dataset name (needs the hub)")
+    source.add_argument(
+        "--dataset", default=None, metavar="NAME",
+        help="a dataset read through `datasets`: a local dataset folder or a Hub dataset id owner/name[@revision]",
+    )
     data.add_argument("--dataset-config", default=None, help="the dataset's configuration name")
     data.add_argument("--text-column", default="text", help="the dataset column holding text (default: %(default)s)")
     data.add_argument(
@@ -122,8 +132,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--stream", action="store_true",
-        help="read the --text files lazily, a block at a time (corpora larger than memory; needs --eval-text and "
-        "--max-steps; subword models with mlm); the tokenizer is trained on the first --tokenizer-sample-mb of each",
+        help="read the --text files or --dataset lazily, a block at a time (corpora larger than memory; needs "
+        "--max-steps, and --eval-text unless the dataset has a validation split; subword models with mlm); the "
+        "tokenizer is trained on the first --tokenizer-sample-mb of each",
     )
     data.add_argument(
         "--tokenizer-sample-mb", type=float, default=50.0, metavar="MB",
@@ -134,6 +145,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mask whole words (all WordPiece pieces of a chosen word together) instead of single tokens",
     )
     add_training_arguments(parser, max_steps=400, learning_rate=1e-3, batch_size=32, max_length=128)
+
+
+def trainer_settings(args: argparse.Namespace, objective: str = "mlm") -> dict[str, dict]:
+    """What this command sets in ``TrainingArguments`` (``training_arguments``' keywords): ``defaults`` the command
+    line may change (the held-out loss every quarter of the steps), and ``fixed`` values the run needs. The held-out
+    loss is the only metric (--metric_for_best_model loss)."""
+    return dict(
+        defaults=dict(
+            eval_strategy="steps",
+            eval_steps=max(args.max_steps // 4, 1) if args.max_steps > 0 else 500,
+            per_device_eval_batch_size=32 if objective == "bilm" else 64,  # the biLM's full softmax at every word
+        ),
+        fixed=dict(
+            prediction_loss_only=True,  # the held-out loss; accuracy and perplexity are measured after training
+            remove_unused_columns=False,  # the collators read mask_seed, which the model does not take
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -205,10 +233,11 @@ def check_pretrain_arguments(args: argparse.Namespace) -> None:
 
 
 def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: str) -> None:
-    """--stream reads --text files lazily: it needs them, held-out files, a step budget, and a subword masked-LM."""
-    if not args.text:
-        raise CommandError("--stream reads --text files lazily: pass the training files with --text")
-    if not args.eval_text:
+    """--stream reads --text files or --dataset lazily: it needs them, held-out text (files, or the dataset's
+    validation split), a step budget, and a subword masked-LM."""
+    if not args.text and not args.dataset:
+        raise CommandError("--stream reads --text files or --dataset lazily: pass the training files with --text")
+    if not args.eval_text and not args.dataset:
         raise CommandError("--stream needs --eval-text: a streamed corpus has no end to hold a part of out")
     if args.max_steps <= 0:
         raise CommandError("--stream needs --max-steps: the length of a streamed corpus is not known in advance")
@@ -219,9 +248,7 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
     """(training documents, held-out documents, corpus name); each document is a list of lines."""
     if args.dataset:
-        from datasets import load_dataset
-
-        split = load_dataset(args.dataset, args.dataset_config, split="train")
+        split = load_splits(args.dataset, args.dataset_config, option="--dataset")["train"]
         if args.text_column not in split.column_names:
             raise CommandError(f"--text-column {args.text_column!r} is not in {args.dataset}: {split.column_names}")
         lines = [t for t in split[args.text_column] if t and t.strip()]
@@ -420,7 +447,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     )
 
     started = time.perf_counter()
-    check_training_arguments(args)
+    check_training_arguments(args, metrics=(), **trainer_settings(args))
     check_pretrain_arguments(args)
     spec = bizoo.get_spec(args.model)
     objective = resolve_objective(args.objective, spec)
@@ -433,13 +460,18 @@ def _pretrain(args: argparse.Namespace) -> int:
     config_kwargs = model_config_kwargs(args, spec)
     spec.config_class(vocab_size=args.vocab_size, **config_kwargs)  # validates every field now
     output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume)
-    resume_from = last_checkpoint(output_dir) if args.resume else None
-    if args.resume and resume_from is None:
-        raise CommandError(f"--resume: no checkpoint-N folder in {output_dir}")
+    resume_from = resume_checkpoint(args, output_dir)
     if args.stream:
         check_stream_arguments(args, wordchar, objective)
-        documents = sample_lines(args.text, int(args.tokenizer_sample_mb * 2**20))  # the tokenizer's text only
-        held_out, corpus_name = [read_text_files([path]) for path in args.eval_text], "custom text (streamed)"
+        sources, corpus_name = args.text, "custom text (streamed)"
+        if args.dataset:
+            sources = [stream_text_lines(args.dataset, args.dataset_config, args.text_column)]
+            corpus_name = f"{args.dataset} (streamed)"
+        documents = sample_lines(sources, int(args.tokenizer_sample_mb * 2**20))  # the tokenizer's text only
+        if args.eval_text:
+            held_out = [read_text_files([path]) for path in args.eval_text]
+        else:  # the dataset's validation split, read whole
+            held_out = [list(stream_text_lines(args.dataset, args.dataset_config, args.text_column, "validation"))]
     else:
         documents, held_out, corpus_name = load_texts(args)
 
@@ -477,7 +509,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         train_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, documents, args.max_length))
         held_out_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, held_out, args.max_length))
     elif args.stream:  # blocks packed as the files are read; the unigram baseline from the first ones
-        train_examples = StreamedBlocks(args.text, tokenizer, args.max_length, args.seed)
+        train_examples = StreamedBlocks(sources, tokenizer, args.max_length, args.seed)
         held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, held_out, args.max_length)]
         train_ids = list(itertools.islice(train_examples.blocks(), STREAM_BASELINE_BLOCKS))
     else:
@@ -518,23 +550,15 @@ def _pretrain(args: argparse.Namespace) -> int:
         f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{config.num_hidden_layers} layers"
     )
+    training_args = training_arguments(args, output_dir, model, **trainer_settings(args, objective))
     trainer = Trainer(
         model=model,
-        args=training_arguments(
-            args,
-            output_dir,
-            model,
-            eval_strategy="steps",
-            eval_steps=max(args.max_steps // 4, 1) if args.max_steps > 0 else 500,
-            per_device_eval_batch_size=32 if objective == "bilm" else 64,  # the biLM's full softmax at every word
-            prediction_loss_only=True,
-            remove_unused_columns=False,  # the collators read mask_seed, which the model does not take
-        ),
+        args=training_args,
         train_dataset=train_examples,
         eval_dataset=eval_examples,
         data_collator=data_collator,
         processing_class=tokenizer,
-        optimizers=trainer_optimizers(model, args),
+        optimizers=trainer_optimizers(model, args, training_args),
         callbacks=callbacks,
     )
     train_start = time.perf_counter()
@@ -570,6 +594,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         task=task,
         dataset={"name": corpus_name, "type": "text", "split": "held-out"},
         metrics=metrics,
+        metric_names=PRETRAINING_METRIC_NAMES,
         **extra,
         steps=result.global_step,
         train_seconds=round(train_seconds, 1),
@@ -587,6 +612,9 @@ def _pretrain(args: argparse.Namespace) -> int:
         print(f"  held-out loss {eval_loss:.3f}, perplexity {metrics['perplexity']}")
         print_fill_mask_examples(output_dir, tokenizer)
     print(f"  saved to {output_dir} (model, tokenizer, README.md, loss_curve.png)")
+    repo = push_final_folder(trainer, output_dir, model, tokenizer)
+    if repo is not None:
+        print(f"  pushed to the Hub repository {repo}")
     return 0
 
 

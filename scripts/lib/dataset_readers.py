@@ -87,6 +87,11 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
     return splits
 
 
+def split_name(split) -> str:
+    """The name a split has in its dataset ("validation", "dev", "test", ...), for reports and model cards."""
+    return str(getattr(split, "split", None) or "validation")
+
+
 def _column(split, name: str, option: str, split_name: str):
     if name not in split.column_names:
         raise CommandError(f"{option} {name!r} is not a column of the {split_name} split: {split.column_names}")

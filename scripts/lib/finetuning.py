@@ -10,11 +10,14 @@ A fine-tuning command runs in two phases:
    ``load_tokenizer`` loads or trains the tokenizer; ``load_model`` builds the model and checks the tokenizer
    against its vocabulary. Any bad input raises ``CommandError`` (exit code 2) and leaves no folder behind.
 2. **train and report** (``train``, ``save_final``): the ``Trainer`` writes its checkpoints into the output
-   folder (so ``--resume`` can continue), then the final model, tokenizer and ``eval_results.json`` are
-   written into a staging folder beside it and moved in (``staged_update``).
+   folder (so ``--resume`` can continue) and, when --eval_strategy asks, evaluates with the command's metrics
+   (the best checkpoint by --metric_for_best_model, loaded at the end with --load_best_model_at_end); then the
+   final model, tokenizer and ``eval_results.json`` are written into a staging folder beside it and moved in
+   (``staged_update``), and with --push_to_hub uploaded (``training.push_final_folder``).
 
-``--resume`` takes the model and tokenizer from the newest ``checkpoint-N`` of the output folder; options that
-would build a different model (another ``--model-config`` value, another task) are refused.
+``--resume`` takes the model and tokenizer from the newest ``checkpoint-N`` of the output folder
+(``--resume_from_checkpoint DIR``: from that one); options that would build a different model (another
+``--model-config`` value, another task) are refused.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from .models import (
     variant_fields,
 )
 from .output_folders import check_output_dir, staged_update
-from .training import build_on_first_process, last_checkpoint, trainer_optimizers, training_arguments
+from .training import build_on_first_process, resume_checkpoint, trainer_optimizers, training_arguments
 from .word_vectors import load_word_vectors
 from .wordpiece import minimum_vocab_size, train_wordpiece_tokenizer
 
@@ -62,12 +65,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     --variant, --model-config and --vocab-size."""
     group = parser.add_argument_group("model")
     group.add_argument(
-        "--model-name-or-path", required=True, metavar="CKPT",
+        "--model-name-or-path", "--model_name_or_path", required=True, metavar="CKPT",
         help="a checkpoint folder (e.g. from bizoo pretrain) or hub model to fine-tune, or a bizoo model type "
         "(e.g. 'lion') to train from scratch",
     )
     group.add_argument(
-        "--tokenizer", metavar="PATH",
+        "--tokenizer", "--tokenizer_name", "--tokenizer-name", metavar="PATH",
         help="tokenizer folder or hub name (default: the checkpoint's own tokenizer; from scratch, a WordPiece "
         "tokenizer trained on the training sentences)",
     )
@@ -162,19 +165,11 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
 
 
 def check_output_folder(args: argparse.Namespace) -> tuple[Path, str | None]:
-    """The output folder and, with --resume, the checkpoint to continue from; ``CommandError`` if the folder is
-    a file, is non-empty without --overwrite/--resume, or --resume finds no checkpoint (``check_training_arguments``
-    has refused --resume with --overwrite)."""
+    """The output folder and, with --resume (or --resume_from_checkpoint), the checkpoint to continue from;
+    ``CommandError`` if the folder is a file, is non-empty without --overwrite/--resume, or --resume finds no
+    checkpoint (``check_training_arguments`` has refused --resume with --overwrite)."""
     output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume)
-    if not args.resume:
-        return output_dir, None
-    checkpoint = last_checkpoint(output_dir)
-    if checkpoint is None:
-        raise CommandError(
-            f"--resume: no checkpoint-N folder in {str(output_dir)!r} to continue from; run without --resume "
-            "(checkpoints are written every --save-steps steps)"
-        )
-    return output_dir, checkpoint
+    return output_dir, resume_checkpoint(args, output_dir)
 
 
 def _new_tokenizer(args: argparse.Namespace, source: ModelSource, training_texts, training_sentences):
@@ -314,7 +309,10 @@ def prepare_model(
 def load_pretrained_word_vectors(model, tokenizer, path: str, seed: int) -> None:
     """Copy pretrained vectors into the model's input embeddings (``--word-vectors``); ``CommandError`` for a file
     that cannot be read or whose dimension is not the embeddings'."""
-    embeddings = model.get_input_embeddings().weight  # (V, E)
+    table = model.get_input_embeddings()
+    if table is None:  # ELMo's classifiers: the words enter through their characters only
+        raise CommandError(f"--word-vectors: {type(model).__name__} reads characters and has no word embeddings")
+    embeddings = table.weight  # (V, E)
     try:
         vectors, report = load_word_vectors(
             path, tokenizer.get_vocab(), dim=embeddings.shape[1], seed=seed, padding_idx=tokenizer.pad_token_id
@@ -390,21 +388,28 @@ def _ordered_evaluation_trainer():
     return OrderedEvaluationTrainer
 
 
-def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data_collator):
+def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data_collator, eval_dataset=None,
+          compute_metrics: Callable[[Any], dict[str, float]] | None = None):
     """Train with ``transformers.Trainer`` (checkpoints in the output folder; --resume continues the last one).
 
-    With --overwrite the old output folder is deleted first. Returns ``(trainer, TrainOutput, seconds)``.
+    ``eval_dataset`` and ``compute_metrics`` (``EvalPrediction`` -> the task's metrics, by the names
+    ``check_best_model_metric`` allows) are the evaluation during training that --eval_strategy asks for, and what
+    --load_best_model_at_end / --metric_for_best_model select the best checkpoint by. With --overwrite the old output
+    folder is deleted first. Returns ``(trainer, TrainOutput, seconds)``.
     """
     output_dir = prepared.output_dir
     if args.overwrite and output_dir.is_dir():
         shutil.rmtree(output_dir)
+    training_args = training_arguments(args, output_dir, prepared.model)
     trainer = _ordered_evaluation_trainer()(
         model=prepared.model,
-        args=training_arguments(args, output_dir, prepared.model),
+        args=training_args,
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         data_collator=data_collator,
         processing_class=prepared.tokenizer,
-        optimizers=trainer_optimizers(prepared.model, args),
+        compute_metrics=compute_metrics,
+        optimizers=trainer_optimizers(prepared.model, args, training_args),
     )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=prepared.checkpoint)

@@ -1,33 +1,194 @@
-"""The options every training command has (``--output-dir``, ``--seed``, ``--max-steps``, ``--resume``, ...) and
-what turns them into a ``transformers.Trainer`` run.
+"""The options every training command has, and what turns them into a ``transformers.Trainer`` run.
 
-* ``add_training_arguments`` / ``resolve_training_defaults`` / ``check_training_arguments``: the argparse options,
-  the defaults a model type sets for a task, and their range checks (``CommandError`` naming the option).
-* ``training_arguments``: ``transformers.TrainingArguments`` from those options.
-* ``build_on_first_process``, ``trainer_optimizers``, ``last_checkpoint``: what a distributed run, a model's own
-  parameter groups and ``--resume`` need.
+A training command (pretrain, finetune-glue, finetune-ner) has two groups of training options:
+
+* **training**, bizoo's own (``add_training_arguments``): ``--output-dir``, ``--seed``, ``--max-steps``,
+  ``--epochs``, ``--learning-rate``, ``--batch-size``, ... with bizoo's defaults, sized for a small model on a CPU.
+* **transformers.TrainingArguments**: every other field of ``TrainingArguments``, as
+  ``transformers.HfArgumentParser`` spells it (``--eval_strategy`` or ``--eval-strategy``), so a command line
+  written for transformers' example scripts (run_glue.py, run_ner.py, run_mlm.py) works as it is.
+
+A bizoo option that sets a ``TrainingArguments`` field of the same name is that field's option, with both spellings
+(``--max-steps`` is ``--max_steps``). One with another name is an alias (``ALIASES``: ``--batch-size`` is
+``--per_device_train_batch_size``, ``--epochs`` is ``--num_train_epochs``, ...): giving both with different values is
+an error. ``--resume`` is ``--resume_from_checkpoint`` with the newest checkpoint of ``--output-dir``.
+
+The value each ``TrainingArguments`` field gets, the first that applies:
+
+1. the command line (a field or its alias);
+2. the model's preset for the task, for a bizoo model type trained from scratch (``MODEL_DEFAULT_OPTIONS``,
+   ``ModelSpec.training_defaults``);
+3. the command's defaults (``add_training_arguments``'s arguments, ``defaults=`` of ``training_arguments``: e.g.
+   pretrain evaluates every quarter of its steps);
+4. bizoo's defaults (``bizoo_defaults``: no reporting integration, two checkpoints kept, ...);
+5. ``TrainingArguments``' own default.
+
+A value the command depends on (``fixed=``, e.g. pretrain's ``remove_unused_columns=False``) cannot be changed: giving
+another is an error. Everything is checked before a command writes anything (``check_training_arguments``, which
+also builds the ``TrainingArguments`` once, so transformers' own checks run then too).
+
+Functions: ``add_training_arguments``, ``resolve_training_defaults``, ``check_training_arguments``,
+``check_best_model_metric``, ``training_arguments``, ``trainer_optimizers``, ``resume_checkpoint``,
+``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import math
 import os
 import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from huggingface_hub import HfApi
 
 import bizoo
 
 from .command import CommandError
 from .machine import cuda_available
-
+from .model_card import write_checkpoint_card
 
 #: Options whose default a model may set for a task (``ModelSpec.training_defaults``) when trained from scratch.
 MODEL_DEFAULT_OPTIONS = (
     "epochs", "learning_rate", "batch_size", "weight_decay", "warmup_ratio", "max_grad_norm", "group_by_length",
 )
+
+#: The heading of the passed-through fields in ``--help``.
+PASSED_THROUGH_TITLE = "transformers.TrainingArguments (every other field, passed to the Trainer)"
+
+
+def _same(value):
+    return value
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A bizoo option (``option``, its argparse dest) that sets the ``TrainingArguments`` field ``field``:
+    ``to_field(option value)`` is the field's value, ``from_field(field value)`` the option's."""
+
+    option: str
+    field: str
+    to_field: Callable[[Any], Any] = _same
+    from_field: Callable[[Any], Any] = _same
+
+
+ALIASES = (
+    Alias("batch_size", "per_device_train_batch_size"),
+    Alias("epochs", "num_train_epochs"),
+    Alias("warmup_ratio", "warmup_steps"),  # warmup_steps below 1 is a share of the steps
+    Alias("group_by_length", "train_sampling_strategy",
+          to_field=lambda on: "group_by_length" if on else "random",
+          from_field=lambda strategy: strategy == "group_by_length"),
+)
+_ALIAS_OF = {alias.option: alias for alias in ALIASES}
+
+#: bizoo's options that are a ``TrainingArguments`` field of the same name (one option, both spellings).
+SAME_NAME_FIELDS = (
+    "output_dir", "seed", "max_steps", "learning_rate", "gradient_accumulation_steps", "weight_decay",
+    "logging_steps", "save_steps", "bf16", "fsdp", "max_grad_norm",
+)
+
+#: Options left unset by the parser, so that ``resolve_training_defaults`` can tell a value given from a default.
+_UNSET_OPTIONS = tuple(dict.fromkeys((*MODEL_DEFAULT_OPTIONS, *_ALIAS_OF)))
+
+#: What each bizoo default of a passed-through field is, for ``--help``.
+BIZOO_DEFAULT_HELP = {
+    "report_to": "none: no integration, so nothing is sent anywhere unless asked",
+    "save_total_limit": "2",
+    "data_seed": "--seed",
+    "per_device_eval_batch_size": "the larger of --batch-size and 32",
+    "dataloader_num_workers": "0",
+    "dataloader_pin_memory": "true on a GPU",
+    "use_cpu": "true without CUDA",
+    "disable_tqdm": "true when stderr is not a terminal",
+}
+
+
+def _bool_value(text: str) -> bool:
+    from transformers.hf_argparser import string_to_bool
+
+    return string_to_bool(text)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _spellings(name: str) -> list[str]:
+    """``--name-with-hyphens`` and ``--name_with_underscores`` (one when they are the same)."""
+    return list(dict.fromkeys([_option(name), f"--{name}"]))
+
+
+@functools.cache
+def _field_actions() -> tuple:
+    """The argparse actions ``transformers.HfArgumentParser`` makes of ``TrainingArguments``' fields."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    return tuple(HfArgumentParser(TrainingArguments, add_help=False)._actions)
+
+
+@functools.cache
+def training_field_names() -> frozenset[str]:
+    """The names of the fields ``TrainingArguments(...)`` takes."""
+    from transformers import TrainingArguments
+
+    return frozenset(field.name for field in dataclasses.fields(TrainingArguments) if field.init)
+
+
+def _metavar(action) -> str:
+    if (action.nargs == "?" and action.const is True) or getattr(action.type, "__name__", "") == "string_to_bool":
+        return "BOOL"
+    if action.choices is not None:
+        return "NAME"
+    return {int: "N", float: "X"}.get(action.type, "VALUE")
+
+
+def _field_help(action) -> str:
+    """The field's help from transformers, its choices, and what bizoo uses instead of its default."""
+    text = " ".join((action.help or "").split())
+    if action.choices is not None:
+        choices = [str(choice) for choice in action.choices]
+        if len(choices) <= 12:
+            text += f" (one of: {', '.join(choices)})"
+    aliases = [alias for alias in ALIASES if alias.field == action.dest]
+    if aliases:
+        text += f" (bizoo's alias: {_option(aliases[0].option)})"
+    elif action.dest == "resume_from_checkpoint":
+        text += " (--resume: the newest checkpoint in --output-dir)"
+    if action.dest in BIZOO_DEFAULT_HELP:
+        text += f" (bizoo's default: {BIZOO_DEFAULT_HELP[action.dest]})"
+    return text
+
+
+def _add_passed_through_fields(parser: argparse.ArgumentParser, taken: set[str]) -> list[str]:
+    """Every ``TrainingArguments`` field whose dest is not in ``taken``, as HfArgumentParser builds its option, left
+    out of the namespace unless given (``argparse.SUPPRESS``), so that only a value given reaches the Trainer.
+    Returns the fields added."""
+    added = []
+    group = parser.add_argument_group(
+        PASSED_THROUGH_TITLE,
+        "Spelled --name_with_underscores or --name-with-hyphens; booleans as --flag or --flag true/false.\n"
+        "Unless given, bizoo's defaults above apply, then transformers' own.",
+    )
+    for action in _field_actions():
+        if action.dest in taken or not action.option_strings:
+            continue
+        added.append(action.dest)
+        if action.nargs == 0 and action.const is False:  # the --no_<field> of a field that defaults to true
+            group.add_argument(*action.option_strings, dest=action.dest, action="store_false",
+                               default=argparse.SUPPRESS, help=f"set {_option(action.dest)} to false")
+            continue
+        group.add_argument(
+            *action.option_strings, dest=action.dest, type=action.type, nargs=action.nargs, const=action.const,
+            choices=action.choices, default=argparse.SUPPRESS, metavar=_metavar(action), help=_field_help(action),
+        )
+    return list(dict.fromkeys(added))
 
 
 def add_training_arguments(
@@ -39,146 +200,228 @@ def add_training_arguments(
     max_length: int,
     task: str | None = None,
 ) -> None:
-    """The options every training command has.
+    """The training options: bizoo's group, then every other ``TrainingArguments`` field (module docstring).
 
-    With ``task`` (e.g. "ner", "glue"), the options of ``MODEL_DEFAULT_OPTIONS`` are left unset by the parser and
-    ``resolve_training_defaults`` fills them in: from the ``training_defaults[task]`` of a model type trained from
-    scratch, else from the command's own defaults given here.
+    The options of ``MODEL_DEFAULT_OPTIONS`` and the aliases are left unset by the parser and
+    ``resolve_training_defaults`` fills them in: with ``task`` (e.g. "ner", "glue") from the ``training_defaults[task]``
+    of a model type trained from scratch, else from the command's own defaults given here.
     """
-    group = parser.add_argument_group("training")
-    group.add_argument("--output-dir", required=True, metavar="DIR", help="folder for the checkpoints, final model and results")
-    group.add_argument("--seed", type=int, default=42, help="random seed of initialisation, masking and data order (default: %(default)s)")
+    own_usage = parser.format_usage()  # the command's own options, before the two hundred training ones
+    command_defaults = dict(epochs=3.0, learning_rate=learning_rate, batch_size=batch_size, weight_decay=0.01,
+                            warmup_ratio=0.06, max_grad_norm=1.0, group_by_length=False)
+    preset = (", or the model's own preset when training a bizoo model type from scratch: see the README"
+              if task is not None else "")
+
+    def default(option: str) -> str:
+        return f"(default: {command_defaults[option]}{preset})"
+
+    group = parser.add_argument_group(
+        "training", "bizoo's training options, each also spelled as the TrainingArguments field it sets",
+    )
+    group.add_argument(*_spellings("output_dir"), required=True, metavar="DIR",
+                       help="folder for the checkpoints, final model and results")
+    group.add_argument("--seed", type=int, default=42, metavar="N",
+                       help="random seed of initialisation, masking and data order (default: %(default)s)")
     group.add_argument(
-        "--max-steps", type=int, default=max_steps, metavar="N",
+        *_spellings("max_steps"), type=int, default=max_steps, metavar="N",
         help="optimizer steps to train for; -1 trains for --epochs instead (default: %(default)s)",
     )
-    group.add_argument("--epochs", type=float, default=3.0, help="epochs when --max-steps is -1 (default: %(default)s)")
-    group.add_argument("--learning-rate", type=float, default=learning_rate, metavar="LR", help="peak learning rate (default: %(default)s)")
-    group.add_argument("--batch-size", type=int, default=batch_size, metavar="N", help="examples per step (default: %(default)s)")
+    group.add_argument("--epochs", type=float, metavar="X",
+                       help=f"epochs when --max-steps is -1 {default('epochs')}")
+    group.add_argument(*_spellings("learning_rate"), type=float, metavar="LR",
+                       help=f"peak learning rate {default('learning_rate')}")
+    group.add_argument("--batch-size", type=int, metavar="N",
+                       help=f"examples per step and process {default('batch_size')}")
     group.add_argument(
-        "--gradient-accumulation-steps", type=int, default=1, metavar="N",
+        *_spellings("gradient_accumulation_steps"), type=int, default=1, metavar="N",
         help="micro-batches accumulated per optimizer step (default: %(default)s)",
     )
-    group.add_argument("--warmup-ratio", type=float, default=0.06, help="share of steps spent warming up (default: %(default)s)")
-    group.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
-    group.add_argument("--max-length", type=int, default=max_length, metavar="N", help="tokens per sequence (default: %(default)s)")
-    group.add_argument("--logging-steps", type=int, default=50, metavar="N", help="log the loss every N steps (default: %(default)s)")
+    group.add_argument("--warmup-ratio", type=float, metavar="X",
+                       help=f"share of steps spent warming up (--warmup_steps below 1) {default('warmup_ratio')}")
+    group.add_argument(*_spellings("weight_decay"), type=float, metavar="X",
+                       help=f"AdamW weight decay {default('weight_decay')}")
+    group.add_argument("--max-length", "--max_seq_length", "--max-seq-length", type=int, default=max_length,
+                       metavar="N", help="tokens per sequence (default: %(default)s)")
+    group.add_argument(*_spellings("logging_steps"), type=float, default=50, metavar="N",
+                       help="log the loss every N steps (below 1: a share of the steps) (default: %(default)s)")
     group.add_argument(
-        "--save-steps", type=int, default=500, metavar="N",
-        help="write a resumable checkpoint every N steps (default: %(default)s)",
+        *_spellings("save_steps"), type=float, default=500, metavar="N",
+        help="write a resumable checkpoint every N steps (below 1: a share of the steps) (default: %(default)s)",
     )
     group.add_argument(
         "--resume", action="store_true",
-        help="continue from the last checkpoint in --output-dir, with the same data order and random state",
+        help="continue from the last checkpoint in --output-dir, with the same data order and random state "
+        "(--resume_from_checkpoint DIR: from that checkpoint)",
     )
-    group.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
-    group.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (GPUs with bf16 support)")
+    group.add_argument("--overwrite", "--overwrite_output_dir", "--overwrite-output-dir", nargs="?", const=True,
+                       default=False, type=_bool_value, metavar="BOOL", help="replace a non-empty --output-dir")
+    group.add_argument("--bf16", nargs="?", const=True, default=False, type=_bool_value, metavar="BOOL",
+                       help="train in bfloat16 autocast (--fp16: float16)")
     group.add_argument(
-        "--fsdp", action="store_true",
+        "--fsdp", nargs="?", const=True, default=None, metavar="OPTIONS",
         help="shard the model over the processes on GPUs (FSDP full_shard, one unit per layer: the model's "
-             "_no_split_modules); refused without CUDA",
+             "_no_split_modules, unless --fsdp_config says otherwise; a value is TrainingArguments' fsdp, "
+             "e.g. 'full_shard offload'); refused without CUDA",
     )
+    group.add_argument(*_spellings("max_grad_norm"), type=float, metavar="X",
+                       help=f"clip the gradient norm to X; 0 turns clipping off {default('max_grad_norm')}")
     group.add_argument(
-        "--max-grad-norm", type=float, default=1.0, metavar="X",
-        help="clip the gradient norm to X; 0 turns clipping off (default: %(default)s)",
+        "--group-by-length", action=argparse.BooleanOptionalAction,
+        help="batch examples of similar lengths together (less padding; recurrent models train much faster): "
+        f"--train_sampling_strategy group_by_length {default('group_by_length')}",
     )
-    group.add_argument(
-        "--group-by-length", action=argparse.BooleanOptionalAction, default=False,
-        help="batch examples of similar lengths together (less padding; recurrent models train much faster) "
-        "(default: %(default)s)",
-    )
-    if task is not None:
-        command_defaults = {option: parser.get_default(option) for option in MODEL_DEFAULT_OPTIONS}
-        for action in parser._actions:  # say where the default comes from
-            if action.dest in command_defaults and action.help:
-                action.help = action.help.replace(
-                    "(default: %(default)s)",
-                    f"(default: {command_defaults[action.dest]}, or the model's own preset when training a bizoo "
-                    "model type from scratch: see the README)",
-                )
-        parser.set_defaults(**{option: None for option in MODEL_DEFAULT_OPTIONS}, _task=task,
-                            _command_defaults=command_defaults)
+    passed_through = _add_passed_through_fields(parser, taken={*SAME_NAME_FIELDS, "overwrite_output_dir"})
+    parser.set_defaults(**{option: None for option in _UNSET_OPTIONS}, _task=task, _command_defaults=command_defaults,
+                        _training_fields=(*SAME_NAME_FIELDS, *passed_through))
+    # A usage line of every option would fill the screen above each error: the command's own, then a pointer.
+    usage = own_usage.strip().removeprefix("usage:").strip().replace(parser.prog, "%(prog)s", 1)
+    parser.usage = f"{usage}\n{' ' * (len(parser.prog) + 8)}--output-dir DIR [training options: see --help]"
+
+
+def _given(args: argparse.Namespace, name: str) -> bool:
+    return name in vars(args)
 
 
 def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
-    """Fill the options the user left unset (see ``add_training_arguments``); returns the preset values taken from
-    the model's ``training_defaults`` (empty when none)."""
-    task = getattr(args, "_task", None)
-    if task is None:
+    """Fill the options the user left unset (module docstring) and give each alias and its field the same value;
+    returns the preset values taken from the model's ``training_defaults`` (empty when none).
+
+    ``CommandError`` when an alias and its field are both given with values that disagree, or --resume and
+    --resume_from_checkpoint both. Calling it again changes nothing.
+    """
+    if getattr(args, "_training_resolved", None) is not None:
+        return args._training_resolved
+    command_defaults = getattr(args, "_command_defaults", None)
+    if command_defaults is None:
         return {}
-    spec = bizoo.MODEL_SPECS.get(getattr(args, "model_name_or_path", None))
+    task = getattr(args, "_task", None)
+    spec = bizoo.MODEL_SPECS.get(getattr(args, "model_name_or_path", None)) if task is not None else None
     preset = dict(spec.training_defaults.get(task, {})) if spec is not None else {}
     taken = {}
-    for option in MODEL_DEFAULT_OPTIONS:
-        if getattr(args, option) is None:
-            value = preset.get(option, args._command_defaults[option])
-            setattr(args, option, value)
+    for option in _UNSET_OPTIONS:
+        value = getattr(args, option, None)
+        alias = _ALIAS_OF.get(option)
+        if alias is not None and _given(args, alias.field):
+            field_value = getattr(args, alias.field)
+            if value is not None and alias.from_field(field_value) != value:
+                raise CommandError(
+                    f"{_option(option)} {value} and --{alias.field} {field_value} set the same thing to different "
+                    "values: give one of them"
+                )
+            setattr(args, option, alias.from_field(field_value))
+            continue
+        if value is None:
+            value = preset[option] if option in preset else command_defaults[option]
             if option in preset:
                 taken[option] = value
+        setattr(args, option, value)
+        if alias is not None:
+            setattr(args, alias.field, alias.to_field(value))
+    if args.resume and _given(args, "resume_from_checkpoint"):
+        raise CommandError("--resume continues from the newest checkpoint in --output-dir and "
+                           "--resume_from_checkpoint from the one it names: give one of them")
+    if _given(args, "resume_from_checkpoint"):
+        args.resume = True  # the output folder holds the run to continue: it may be non-empty
+    args._training_resolved = taken
     return taken
 
 
-def check_training_arguments(args: argparse.Namespace) -> None:
-    """Numeric options in range (after the model's defaults are filled in); raises ``CommandError`` naming the
-    option."""
+def _steps(name: str, value: float) -> int | float:
+    """A step count (an integer >= 1) or a share of the training steps (in (0, 1)); ``CommandError`` otherwise."""
+    if not (math.isfinite(value) and value > 0 and (value < 1 or float(value).is_integer())):
+        raise CommandError(f"{_option(name)} must be a whole number of steps >= 1, or a share of the steps in "
+                           f"(0, 1), got {value}")
+    return int(value) if value >= 1 else value
+
+
+def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ...] | None = None,
+                             defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None) -> None:
+    """Check the training options (after the model's defaults are filled in) before anything is written; raises
+    ``CommandError`` naming the option.
+
+    ``metrics``: the names the command's evaluation reports, for --metric_for_best_model (``check_best_model_metric``;
+    a command that learns them later calls that itself). ``defaults``/``fixed``: as for ``training_arguments``. The
+    ``TrainingArguments`` these options make is built once here, so transformers' own checks (e.g.
+    --load_best_model_at_end with another --save_strategy than --eval_strategy, --bf16 on a GPU without bfloat16)
+    fail now, and every --report_to integration is loaded (transformers' error when one is not installed).
+    """
     resolve_training_defaults(args)
     if not str(args.output_dir).strip():
         raise CommandError("--output-dir must name a folder, got an empty string")
-    if getattr(args, "resume", False) and getattr(args, "overwrite", False):
+    if args.resume and args.overwrite:
         raise CommandError("--resume continues the run in --output-dir and --overwrite deletes it: pass only one")
     if args.max_steps == 0 or args.max_steps < -1:
         raise CommandError(f"--max-steps must be a positive number of steps or -1 (use --epochs), got {args.max_steps}")
     for name in ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay", "epochs"):
         value = getattr(args, name)
         if not math.isfinite(value):
-            raise CommandError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-    for name in ("batch_size", "gradient_accumulation_steps", "max_length", "logging_steps", "save_steps"):
+            raise CommandError(f"{_option(name)} must be a finite number, got {value}")
+    for name in ("batch_size", "gradient_accumulation_steps", "max_length"):
         value = getattr(args, name)
         if value < 1:
-            raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+            raise CommandError(f"{_option(name)} must be >= 1, got {value}")
+    args.logging_steps = _steps("logging_steps", args.logging_steps)
+    args.save_steps = _steps("save_steps", args.save_steps)
     if not args.learning_rate > 0:
         raise CommandError(f"--learning-rate must be > 0, got {args.learning_rate}")
-    if not 0 <= args.warmup_ratio < 1:
-        raise CommandError(f"--warmup-ratio must be in [0, 1), got {args.warmup_ratio}")
+    if not (0 <= args.warmup_ratio < 1 or (args.warmup_ratio >= 1 and float(args.warmup_ratio).is_integer())):
+        raise CommandError(f"--warmup-ratio must be in [0, 1) (--warmup_steps: or a whole number of steps), "
+                           f"got {args.warmup_ratio}")
     if not args.max_grad_norm >= 0:
         raise CommandError(f"--max-grad-norm must be >= 0 (0 = no clipping), got {args.max_grad_norm}")
     if not args.weight_decay >= 0:
         raise CommandError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.max_steps == -1 and not args.epochs > 0:
         raise CommandError(f"--epochs must be > 0, got {args.epochs}")
-    if getattr(args, "fsdp", False) and not cuda_available():
+    if args.fsdp and not cuda_available():
         raise CommandError("--fsdp shards the model over GPUs: without CUDA accelerate ignores it and trains with "
                            "plain data parallelism (DDP), so drop --fsdp on a CPU")
+    for name in ("do_train", "do_eval"):  # run_glue.py's switches: a bizoo command always trains and evaluates
+        if _given(args, name) and not getattr(args, name):
+            raise CommandError(f"--{name} false: this command always trains, then evaluates; drop the option")
+    if getattr(args, "do_predict", False):
+        raise CommandError("--do_predict: this command predicts no test split; it trains, then evaluates")
+    checkpoint = getattr(args, "resume_from_checkpoint", None)
+    if checkpoint is not None and not Path(checkpoint).is_dir():
+        raise CommandError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint folder")
+    if metrics is not None:
+        check_best_model_metric(args, metrics)
+    training = training_arguments(args, args.output_dir, defaults=defaults, fixed=fixed)
+    _load_report_integrations(training.report_to)
 
 
-def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, model=None, **overrides):
-    """``TrainingArguments`` from the common options (checkpoints in ``output_dir``, no external loggers); with
-    ``--fsdp``, FSDP wrapping each of ``model``'s layers (its ``_no_split_modules``) as one unit."""
-    from transformers import TrainingArguments
+def check_best_model_metric(args: argparse.Namespace, metrics: tuple[str, ...]) -> None:
+    """``CommandError`` unless --metric_for_best_model (when given) is ``loss`` or one of ``metrics``, the names
+    the command's evaluation reports (with or without transformers' ``eval_`` prefix)."""
+    name = getattr(args, "metric_for_best_model", None)
+    if name is None:
+        return
+    allowed = ["loss", *metrics]
+    if name.removeprefix("eval_") not in allowed:
+        raise CommandError(f"--metric_for_best_model {name!r} is not a metric this command's evaluation reports; "
+                           f"allowed: {', '.join(allowed)}")
 
-    # A fast tokenizer that has encoded in parallel keeps its thread pool, which then competes with torch's
-    # threads: on a 2-core CPU every training step was ~10x slower. Training never needs tokenizer threads.
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    values = dict(
-        output_dir=str(output_dir),
-        seed=args.seed,
-        data_seed=args.seed,
-        max_steps=args.max_steps,
-        num_train_epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=max(args.batch_size, 32),
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        warmup_steps=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm,
-        train_sampling_strategy="group_by_length" if getattr(args, "group_by_length", False) else "random",
-        logging_steps=args.logging_steps,
-        save_steps=args.save_steps,
+def _load_report_integrations(report_to: list[str]) -> None:
+    """Build the callback of every --report_to integration once: one that is unknown or not installed fails now,
+    with transformers' own message, before anything is written."""
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    try:
+        for callback in get_reporting_integration_callbacks(report_to):
+            callback()
+    except (ValueError, RuntimeError, ImportError) as err:
+        raise CommandError(f"--report_to {' '.join(report_to)}: {err}") from None
+
+
+def bizoo_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """bizoo's defaults for ``TrainingArguments`` fields (``BIZOO_DEFAULT_HELP``), used unless the command or the
+    command line gives another value."""
+    return dict(
+        report_to="none",
         save_total_limit=2,
-        report_to=[],
-        bf16=args.bf16,
+        data_seed=args.seed,
+        per_device_eval_batch_size=max(args.batch_size, 32),
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda_available(),
         # Without a GPU, say so: accelerate then runs several processes (torchrun, accelerate launch) as CPU DDP
@@ -186,14 +429,46 @@ def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, 
         use_cpu=not cuda_available(),
         disable_tqdm=not sys.stderr.isatty(),
     )
-    if getattr(args, "fsdp", False):
+
+
+def training_values(args: argparse.Namespace, output_dir: str | os.PathLike, model=None,
+                    defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The keyword arguments of ``TrainingArguments``: bizoo's defaults, then the command's ``defaults``, then every
+    field the options set (module docstring), then ``fixed`` (``CommandError`` if the command line gives another
+    value). With --fsdp and no --fsdp_config, FSDP wraps each of ``model``'s layers (its ``_no_split_modules``) as
+    one unit."""
+    resolve_training_defaults(args)
+    fields = getattr(args, "_training_fields", None) or training_field_names()
+    given = {name: getattr(args, name) for name in fields if _given(args, name)}
+    values = {**bizoo_defaults(args), **(defaults or {}), **given, "output_dir": str(output_dir)}
+    for name, value in (fixed or {}).items():
+        if name in given and given[name] != value:
+            raise CommandError(f"--{name} {given[name]}: this command needs {name}={value}")
+        values[name] = value
+    if not args.fsdp:
+        values.pop("fsdp", None)
+    elif "fsdp_config" not in given and model is not None:
         layers = list(getattr(model, "_no_split_modules", None) or [])
         if not layers:
-            raise CommandError("--fsdp needs a model that names its layers (_no_split_modules)")
-        values["fsdp"] = True
+            raise CommandError("--fsdp needs a model that names its layers (_no_split_modules), or --fsdp_config")
         values["fsdp_config"] = {"transformer_layer_cls_to_wrap": layers}
-    values.update(overrides)
-    return TrainingArguments(**values)
+    return values
+
+
+def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, model=None,
+                       defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None):
+    """``TrainingArguments`` from the options (``training_values``); transformers' own refusal of a combination
+    becomes a ``CommandError``."""
+    from transformers import TrainingArguments
+
+    # A fast tokenizer that has encoded in parallel keeps its thread pool, which then competes with torch's
+    # threads: on a 2-core CPU every training step was ~10x slower. Training never needs tokenizer threads.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    values = training_values(args, output_dir, model, defaults, fixed)
+    try:
+        return TrainingArguments(**values)
+    except ValueError as err:
+        raise CommandError(f"the training options do not fit together: {err}") from None
 
 
 def build_on_first_process(build, folder: Path, save, load):
@@ -218,15 +493,24 @@ def build_on_first_process(build, folder: Path, save, load):
     return obj
 
 
-def trainer_optimizers(model, args: argparse.Namespace) -> tuple:
-    """``Trainer(optimizers=...)``: AdamW over the model's own ``parameter_groups`` when it has them (BiGS: the
-    SSM's slower learning rate and no weight decay), else ``(None, None)`` (the Trainer's default optimizer)."""
+def trainer_optimizers(model, args: argparse.Namespace, training_args=None) -> tuple:
+    """``Trainer(optimizers=...)``: the optimizer over the model's own ``parameter_groups`` when it has them (BiGS:
+    the SSM's slower learning rate and no weight decay), else ``(None, None)`` (the Trainer's default optimizer).
+
+    With ``training_args``, the optimizer --optim names, with its --adam_beta1/2, --adam_epsilon and --optim_args
+    (``Trainer.get_optimizer_cls_and_kwargs``); without, ``torch.optim.AdamW``.
+    """
     groups = getattr(model, "parameter_groups", None)
     if groups is None:
         return None, None
-    import torch
+    if training_args is None:
+        import torch
 
-    return torch.optim.AdamW(groups(args.learning_rate, args.weight_decay), lr=args.learning_rate), None
+        return torch.optim.AdamW(groups(args.learning_rate, args.weight_decay), lr=args.learning_rate), None
+    from transformers import Trainer
+
+    optimizer_class, kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+    return optimizer_class(groups(args.learning_rate, args.weight_decay), **kwargs), None
 
 
 def last_checkpoint(folder: str | os.PathLike) -> str | None:
@@ -234,3 +518,43 @@ def last_checkpoint(folder: str | os.PathLike) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(folder)) if Path(folder).is_dir() else None
+
+
+def resume_checkpoint(args: argparse.Namespace, output_dir: str | os.PathLike) -> str | None:
+    """The checkpoint a run continues from: --resume_from_checkpoint's, or with --resume the newest in
+    ``output_dir``; None without either. ``CommandError`` when --resume finds none."""
+    if getattr(args, "resume_from_checkpoint", None) is not None:
+        return str(args.resume_from_checkpoint)
+    if not args.resume:
+        return None
+    checkpoint = last_checkpoint(output_dir)
+    if checkpoint is None:
+        raise CommandError(
+            f"--resume: no checkpoint-N folder in {str(output_dir)!r} to continue from; run without --resume "
+            "(checkpoints are written every --save-steps steps)"
+        )
+    return checkpoint
+
+
+def push_final_folder(trainer, output_dir: str | os.PathLike, model, tokenizer) -> str | None:
+    """With --push_to_hub: upload the final folder (model, tokenizer, results and a model card; not the
+    checkpoints) to the repository the Trainer created (--hub_model_id, else the folder's name), once the
+    checkpoint uploads it started are done. Writes the model card first when the folder has none. Returns the
+    repository id, or None without --push_to_hub or on a process other than the first."""
+    if not trainer.args.push_to_hub or not trainer.is_world_process_zero():
+        return None
+    output_dir = Path(output_dir)
+    if not (output_dir / "README.md").exists():
+        write_checkpoint_card(output_dir, model, tokenizer)
+    pending = getattr(trainer, "push_in_progress", None)
+    if pending is not None:
+        pending.wait_until_done()
+    HfApi().upload_folder(
+        repo_id=trainer.hub_model_id,
+        folder_path=str(output_dir),
+        commit_message="End of training",
+        token=trainer.args.hub_token,
+        revision=trainer.args.hub_revision,
+        ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".*", "_*"],
+    )
+    return trainer.hub_model_id
