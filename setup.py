@@ -24,6 +24,7 @@ PACKAGES = [
     "bizoo.kernels.lstm",
     "bizoo.kernels.ssm",
     "bizoo.scripts",
+    "bizoo.scripts.bench",
     "bizoo.scripts.lib",
 ]
 

@@ -159,12 +159,15 @@ def test_layering_kernels_import_nothing_of_ours():
 
 # ----------------------------------------------------------------------------------------------------------------
 # scripts/: three rooms (ARCHITECTURE.md §1). Commands at scripts/<command>.py, developer tools (bench, gpu_check)
-# beside them, and scripts/lib/, the code they share. Commands import lib, never each other; lib imports no command.
+# beside them, each a module or a package (scripts/bench/), and scripts/lib/, the code they share. Commands import lib,
+# never each other; lib imports no command.
 # ----------------------------------------------------------------------------------------------------------------
 
 SOURCE_FOLDERS = ("configuration", "modeling", "kernels", "scripts")  # with the root __init__.py: the package's code
+#: Developer tools: scripts/<tool>.py or the package scripts/<tool>/ (every module in it is part of the tool).
 DEV_TOOLS = {"bench", "gpu_check"}
-#: Developer tools a developer tool may import (gpu_check reads bench's public names).
+#: Developer tools a developer tool may import besides its own modules (gpu_check, the module at scripts/, runs
+#: bench's gpu_check and may read bench's public names).
 DEV_TOOL_IMPORTS = {"gpu_check": {"bench"}, "bench": set()}
 DISPATCHER = "cli"  # `bizoo <command>`: the one module that imports every command and developer tool
 #: Private names the package may import from another module: none.
@@ -219,7 +222,8 @@ def imported_modules(path: Path, root: Path = REPO_ROOT) -> list[tuple[int, str]
 
 def scripts_room(module: str) -> str | None:
     """"lib", "developer tool", "command" (cli included) or "package" (``bizoo.scripts`` itself) for a module under
-    ``bizoo.scripts``; None for any other module."""
+    ``bizoo.scripts``; None for any other module. A module of a developer tool's package (``bizoo.scripts.bench.lion``)
+    is a developer tool: ``module.split(".")[2]`` names its tool."""
     parts = module.split(".")
     if parts[:2] != ["bizoo", "scripts"]:
         return None
@@ -238,6 +242,7 @@ def scripts_import_violations(root: Path = REPO_ROOT) -> list[str]:
         importer = module_name(path, root)
         room = scripts_room(importer)
         name = importer.split(".")[-1]
+        tool = importer.split(".")[2] if room == "developer tool" else None
         for line, target in imported_modules(path, root):
             target_room = scripts_room(target)
             if target_room in (None, "package", "lib") or target == importer:
@@ -249,11 +254,12 @@ def scripts_import_violations(root: Path = REPO_ROOT) -> list[str]:
                 problems.append(f"{where}:{line}: lib imports the {target_room} {target}; move what it needs into lib")
             elif room is None:
                 problems.append(f"{where}:{line}: imports {target}: only scripts import scripts")
-            elif name == DISPATCHER:
+            elif importer == f"bizoo.scripts.{DISPATCHER}":
                 continue  # `bizoo <command>` dispatches to every command and developer tool
             elif room == "developer tool":
-                if target_room == "command" or target_name not in DEV_TOOL_IMPORTS.get(name, set()):
-                    problems.append(f"{where}:{line}: the developer tool {name} imports {target}")
+                if target_room == "command" or (target_name != tool
+                                                and target_name not in DEV_TOOL_IMPORTS.get(tool, set())):
+                    problems.append(f"{where}:{line}: the developer tool {tool} imports {target}")
             elif room == "command":
                 problems.append(
                     f"{where}:{line}: the command {name} imports the {target_room} {target}; commands share code "
@@ -276,8 +282,8 @@ def private_import_violations(root: Path = REPO_ROOT) -> list[str]:
 
 def test_scripts_commands_import_lib_never_each_other():
     """A module of scripts/lib imports no command or developer tool; a command imports no other command or developer
-    tool (only cli, the dispatcher, imports them all); gpu_check may import bench; nothing outside scripts imports
-    scripts."""
+    tool (only cli, the dispatcher, imports them all); a developer tool imports its own modules, and gpu_check may
+    import bench; nothing outside scripts imports scripts."""
     assert scripts_import_violations() == []
 
 
@@ -286,37 +292,73 @@ def test_no_module_imports_a_private_name_of_another():
     assert private_import_violations() == []
 
 
+def scripts_root_modules(root: Path = REPO_ROOT) -> dict[str, Path]:
+    """What sits at scripts/ besides its __init__ and lib: name -> the file that holds its protocol (scripts/<name>.py,
+    or the __init__.py of the package scripts/<name>/)."""
+    scripts = root / "scripts"
+    found = {p.stem: p for p in scripts.glob("*.py") if p.stem != "__init__"}
+    found.update({p.parent.name: p for p in scripts.glob("*/__init__.py") if p.parent.name != "lib"})
+    return found
+
+
 def test_scripts_root_holds_commands_and_developer_tools_only():
     """Every module at scripts/ is a command (``bizoo <command>``: in cli.COMMANDS) or a developer tool, and has the
-    command protocol (PROG, add_arguments, run, main); shared code lives in scripts/lib."""
+    command protocol (PROG, add_arguments, run, main: defined there or imported); a developer tool may be a package
+    (its protocol in its __init__.py, and a __main__.py for ``python -m``); shared code lives in scripts/lib."""
     cli_tree = ast.parse((REPO_ROOT / "scripts" / "cli.py").read_text(encoding="utf-8"))
     (commands,) = [ast.literal_eval(node.value) for node in cli_tree.body
                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "COMMANDS"]
     listed = {module for module, _ in commands.values()}
-    root = {p.stem for p in (REPO_ROOT / "scripts").glob("*.py")} - {"__init__"}
+    found = scripts_root_modules()
+    root = set(found)
     assert root == listed | DEV_TOOLS | {DISPATCHER}, sorted(root ^ (listed | DEV_TOOLS | {DISPATCHER}))
     for name in sorted(root - {DISPATCHER}):
-        tree = ast.parse((REPO_ROOT / "scripts" / f"{name}.py").read_text(encoding="utf-8"))
+        path = found[name]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
         defined |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
                     if isinstance(t, ast.Name)}
-        assert {"PROG", "add_arguments", "run", "main"} <= defined, f"scripts/{name}.py is not a command"
+        defined |= {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                    for alias in node.names}
+        where = path.relative_to(REPO_ROOT).as_posix()
+        assert {"PROG", "add_arguments", "run", "main"} <= defined, f"{where} is not a command"
+        if path.name == "__init__.py":
+            assert name in DEV_TOOLS, f"{where}: a command is one module, scripts/{name}.py"
+            assert (path.parent / "__main__.py").is_file(), f"scripts/{name}/ needs a __main__.py for python -m"
     assert (REPO_ROOT / "scripts" / "lib" / "__init__.py").is_file()
+
+
+def developer_tool_modules(root: Path = REPO_ROOT) -> list[str]:
+    """Every module of the developer tools (a package's modules too, but its __main__, which runs the command)."""
+    modules = []
+    for name, path in sorted(scripts_root_modules(root).items()):
+        if name not in DEV_TOOLS:
+            continue
+        modules.append(f"bizoo.scripts.{name}")
+        if path.name == "__init__.py":
+            modules += [f"bizoo.scripts.{name}.{p.stem}" for p in sorted(path.parent.glob("*.py"))
+                        if p.stem not in ("__init__", "__main__")]
+    return modules
 
 
 def test_developer_tools_import_without_the_package_init():
     """bench and gpu_check run parts of themselves in child processes that import them without bizoo's __init__ (a
-    stub ``bizoo`` package: seconds saved per child, no transformers). So what they import at module level from
-    scripts/lib must need nothing of the package either: their imports of kernels and models stay inside functions."""
+    stub ``bizoo`` package: seconds saved per child, no transformers). So what every module of theirs imports at
+    module level, from scripts/lib and from each other, must need nothing of the package either: their imports of
+    kernels and models stay inside functions."""
+    modules = developer_tool_modules()
+    assert {"bizoo.scripts.bench", "bizoo.scripts.bench.harness", "bizoo.scripts.bench.gpu_check",
+            "bizoo.scripts.gpu_check"} <= set(modules), modules
     code = (
-        "import sys, types\n"
+        "import importlib, sys, types\n"
         "package = types.ModuleType('bizoo')\n"
         "package.__path__ = [sys.argv[1]]\n"
         "sys.modules['bizoo'] = package\n"
-        "from bizoo.scripts import bench, gpu_check\n"
+        "for name in sys.argv[2:]:\n"
+        "    importlib.import_module(name)\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
     )
-    result = run_python_args(code, [str(REPO_ROOT)], cwd=REPO_ROOT)
+    result = run_python_args(code, [str(REPO_ROOT), *modules], cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]", result.stdout
 
@@ -340,11 +382,16 @@ PLANTED = {
     "scripts/cli.py": "from . import pretrain, bench, gpu_check\n",
     "scripts/pretrain.py": "from .lib.data import read\nfrom . import export\n\n\ndef run():\n    from ..scripts.bench import x\n",
     "scripts/export.py": "from .lib import data\nfrom .lib.data import _private\n",
-    "scripts/bench.py": "from .lib.machine import machine_name\nfrom .export import card\n",
-    "scripts/gpu_check.py": "from .bench import _cpu_name\nfrom .bench import cpu\n",
+    "scripts/bench/__init__.py": "from ..lib.command import run_command\nfrom . import harness, lion\n",
+    "scripts/bench/harness.py": "from ..lib.machine import machine_name\nfrom ..export import card\n",
+    "scripts/bench/lion.py": "from .harness import time_runs\nfrom .harness import _reset\nfrom .. import gpu_check\n",
+    "scripts/bench/cli.py": "from .report import table\nfrom ..pretrain import run\n",
+    "scripts/bench/report.py": "",
+    "scripts/gpu_check.py": "from .bench import _cpu_name\nfrom .bench.gpu_check import main\n",
     "scripts/lib/__init__.py": "",
     "scripts/lib/data.py": "import bizoo.scripts.export\n",
     "scripts/lib/machine.py": "from .data import read\nfrom ..pretrain import pack\n",
+    "scripts/lib/timing.py": "from ..bench.harness import time_runs\n",
 }
 
 
@@ -357,15 +404,18 @@ def test_the_rules_catch_planted_violations(tmp_path):
     found = scripts_import_violations(tmp_path)
     assert sorted({problem.split(": ", 1)[0] for problem in found}) == [
         "modeling/modeling_toy.py:2",  # outside scripts, imports scripts
-        "scripts/bench.py:2",  # a developer tool imports a command
+        "scripts/bench/cli.py:2",  # a module of a developer tool named like the dispatcher imports a command
+        "scripts/bench/harness.py:2",  # a developer tool imports a command
+        "scripts/bench/lion.py:3",  # a developer tool imports another that it may not (bench -> gpu_check)
         "scripts/lib/data.py:1",  # lib imports a command (absolute import)
         "scripts/lib/machine.py:2",  # lib imports a command (relative import)
+        "scripts/lib/timing.py:1",  # lib imports a module of a developer tool
         "scripts/pretrain.py:2",  # a command imports a command (`from . import export`)
         "scripts/pretrain.py:6",  # a command imports a developer tool, inside a function
     ], found
     private = private_import_violations(tmp_path)
     assert sorted(problem.split(": ", 1)[0] for problem in private) == [
-        "modeling/modeling_toy.py:1", "scripts/export.py:2", "scripts/gpu_check.py:1",
+        "modeling/modeling_toy.py:1", "scripts/bench/lion.py:2", "scripts/export.py:2", "scripts/gpu_check.py:1",
     ], private
 
 

@@ -96,12 +96,12 @@ def keep_threads():
 def in_process(monkeypatch):
     """Run a benchmark's CPU cases in this process instead of one child each (faster; the child path has its own
     test)."""
-    from bizoo.scripts import bench
+    from bizoo.scripts.bench import harness
 
     def run(case):
         results = {}
-        bench.measure_case(case, results.__setitem__)
+        harness.measure_case(case, results.__setitem__)
         return results
 
-    monkeypatch.setattr(bench, "run_case_in_child", run)
-    monkeypatch.setattr(bench, "_reset_peak_rss", lambda: False)  # its gc.collect is slow in a test process
+    monkeypatch.setattr(harness, "run_case_in_child", run)
+    monkeypatch.setattr(harness, "_reset_peak_rss", lambda: False)  # its gc.collect is slow in a test process

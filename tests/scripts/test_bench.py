@@ -4,6 +4,7 @@ CPU with tiny shapes: the rows, their statuses and ratio columns, the JSON and t
 import json
 import math
 import os
+import runpy
 import sys
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import torch
 
 from bizoo.kernels import lion as lion_kernels
-from bizoo.scripts import bench, gpu_check
+from bizoo.scripts import bench
+from bizoo.scripts.bench import gpu_check, harness, lion, lion_forms, registry
 
 TINY = ["--device", "cpu", "--tokens", "256", "--heads", "2", "--head-dim", "8", "--repeats", "1"]
 INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
@@ -58,7 +60,7 @@ def test_bench_lion_rows_ratios_json_and_plot(tmp_path, capsys):
     # No peak on a CPU without --hbm-gbs: the achieved GB/s, not the %HBM or the floor.
     assert record["hbm_gbs"] is None and record["l2_flush_bytes"] == 0
     for r in rows:
-        assert r["fwd_bytes"] == bench.lion_traffic_bytes(r, "fwd") and r["fwdbwd_gbs"] > 0
+        assert r["fwd_bytes"] == lion.lion_traffic_bytes(r, "fwd") and r["fwdbwd_gbs"] > 0
         assert "fwd_hbm_pct" not in r and "fwdbwd_floor_ms" not in r
 
 
@@ -94,7 +96,7 @@ def test_bench_lion_triton_rows_under_the_interpreter(tmp_path):
 
 
 def test_bench_lion_fla_unavailable_when_it_does_not_import(tmp_path, monkeypatch, capsys):
-    assert "fla-causal" in bench.METHODS and bench.LION_METHODS["fla-causal"] == ("fla", "causal-chunk")
+    assert "fla-causal" in registry.LION.methods and registry.LION.methods["fla-causal"] == ("fla", "causal-chunk")
     monkeypatch.setitem(sys.modules, "fla", None)  # import fla... -> ModuleNotFoundError, whatever is installed
     out = tmp_path / "lion.json"
     assert bench.main(["lion", *TINY, "--lengths", "64", "--methods", "sdpa", "fla-causal", "--json", str(out)]) == 0
@@ -135,7 +137,7 @@ def test_bench_lion_fla_causal_runs_last_in_its_layout(tmp_path, monkeypatch, ca
     calls = []
     fake_fla(monkeypatch, calls)
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # fla's kernels are Triton's: on a CPU only "interpreted"
-    monkeypatch.setattr(bench, "fla_backward_refusal", lambda: "refused here (test)")
+    monkeypatch.setattr(lion, "fla_backward_refusal", lambda: "refused here (test)")
     out = tmp_path / "lion.json"
     argv = ["lion", *TINY, "--lengths", "32", "64", "--methods", "fla-causal", "sdpa", "reference-chunk",
             "--json", str(out)]
@@ -175,29 +177,29 @@ def test_lion_traffic_bytes_by_hand():
     # N = B·H·L = 8 tokens·heads, bf16 (2 bytes), D = 8; the decay fp32, N values.
     # fwd: read q, k, v + write o = 4·2·8·8 = 512, + read the decay 4·8 = 32.
     # fwd+bwd: + read q, k, v, o, dO, write dq, dk, dv = 12·2·8·8 = 1536, + decay read twice, gradient written 96.
-    assert bench.lion_traffic_bytes(row, "fwd") == 544
-    assert bench.lion_traffic_bytes(row, "fwdbwd") == 1632
-    assert bench.lion_traffic_bytes({**row, "method": "sdpa"}, "fwd") == 512  # SDPA has no decay
-    assert bench.lion_traffic_bytes({**row, "method": "sdpa"}, "fwdbwd") == 1536
+    assert lion.lion_traffic_bytes(row, "fwd") == 544
+    assert lion.lion_traffic_bytes(row, "fwdbwd") == 1632
+    assert lion.lion_traffic_bytes({**row, "method": "sdpa"}, "fwd") == 512  # SDPA has no decay
+    assert lion.lion_traffic_bytes({**row, "method": "sdpa"}, "fwdbwd") == 1536
     # fp32, N = 2·3·5 = 30, D = 4: 4·4·30·4 = 1920 and 12·4·30·4 = 5760; decay d: 3 values (12 bytes) read once,
     # or read twice and their gradient written (36 bytes); lit: none.
     small = {**row, "batch": 2, "heads": 3, "length": 5, "head_dim": 4, "dtype": "float32"}
-    assert bench.lion_traffic_bytes({**small, "decay": "lit"}, "fwd") == 1920
-    assert bench.lion_traffic_bytes({**small, "decay": "lit"}, "fwdbwd") == 5760
-    assert bench.lion_traffic_bytes({**small, "decay": "d"}, "fwd") == 1932
-    assert bench.lion_traffic_bytes({**small, "decay": "d"}, "fwdbwd") == 5796
+    assert lion.lion_traffic_bytes({**small, "decay": "lit"}, "fwd") == 1920
+    assert lion.lion_traffic_bytes({**small, "decay": "lit"}, "fwdbwd") == 5760
+    assert lion.lion_traffic_bytes({**small, "decay": "d"}, "fwd") == 1932
+    assert lion.lion_traffic_bytes({**small, "decay": "d"}, "fwdbwd") == 5796
     with pytest.raises(ValueError, match="mode must be one of"):
-        bench.lion_traffic_bytes(row, "bwd")
+        lion.lion_traffic_bytes(row, "bwd")
 
     # 544 bytes in 1 µs: 0.544 GB/s; at a 1 GB/s peak that is 54.4 % and the floor is 544 ns = 5.44e-4 ms.
     measured = {**row, "fwd_ms": 1e-3}
-    bench.add_bandwidth(measured, ["fwd", "fwdbwd"], 1.0)
+    lion.add_bandwidth(measured, ["fwd", "fwdbwd"], 1.0)
     assert measured["fwd_bytes"] == 544 and measured["fwdbwd_bytes"] == 1632
     assert measured["fwd_gbs"] == pytest.approx(0.544) and measured["fwd_hbm_pct"] == pytest.approx(54.4)
     assert measured["fwd_floor_ms"] == pytest.approx(5.44e-4) and measured["fwdbwd_floor_ms"] == pytest.approx(1.632e-3)
     assert "fwdbwd_gbs" not in measured and "fwdbwd_hbm_pct" not in measured  # no time: only the floor
     without_peak = {**row, "fwd_ms": 1e-3}
-    bench.add_bandwidth(without_peak, ["fwd"], None)
+    lion.add_bandwidth(without_peak, ["fwd"], None)
     assert without_peak["fwd_gbs"] == pytest.approx(0.544) and "fwd_floor_ms" not in without_peak
 
 
@@ -212,7 +214,7 @@ def test_bench_lion_bandwidth_columns_with_a_given_peak(tmp_path, capsys):
     for r in record["rows"]:
         assert r["status"] == "ok", r
         for mode in ("fwd", "fwdbwd"):
-            nbytes = bench.lion_traffic_bytes(r, mode)
+            nbytes = lion.lion_traffic_bytes(r, mode)
             assert r[f"{mode}_bytes"] == nbytes
             assert r[f"{mode}_gbs"] == pytest.approx(nbytes / r[f"{mode}_ms"] / 1e6)
             assert r[f"{mode}_hbm_pct"] == pytest.approx(2 * r[f"{mode}_gbs"])  # 100 · GB/s / 50
@@ -225,7 +227,7 @@ def test_bench_lion_bandwidth_columns_with_a_given_peak(tmp_path, capsys):
 
 
 def test_bench_lion_skips_what_does_not_fit_in_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "_available_bytes", lambda: 1)  # 1 byte free: nothing fits, no child is started
+    monkeypatch.setattr(harness, "available_bytes", lambda: 1)  # 1 byte free: nothing fits, no child is started
     out = tmp_path / "lion.json"
     assert bench.main(["lion", *TINY, "--lengths", "64", "--json", str(out)]) == 0
     for r in read_rows(out):
@@ -233,8 +235,8 @@ def test_bench_lion_skips_what_does_not_fit_in_memory(tmp_path, monkeypatch):
         assert r["status"].startswith("fwd: not run: needs ~") and "fwd_ms" not in r
 
     # The forward fits, forward+backward does not: one row with both statuses.
-    monkeypatch.setattr(bench, "_available_bytes", lambda: 2**40)
-    monkeypatch.setattr(bench, "estimate_bytes", lambda case, mode: 0 if mode == "fwd" else 2**50)
+    monkeypatch.setattr(harness, "available_bytes", lambda: 2**40)
+    monkeypatch.setattr(lion, "estimate_bytes", lambda case, mode: 0 if mode == "fwd" else 2**50)
     assert bench.main(["lion", *TINY, "--lengths", "64", "--methods", "reference-chunk", "--json", str(out)]) == 0
     (row,) = read_rows(out)
     assert row["status_fwd"] == "ok" and row["fwd_ms"] > 0
@@ -243,11 +245,11 @@ def test_bench_lion_skips_what_does_not_fit_in_memory(tmp_path, monkeypatch):
 
 
 def test_crossover_length():
-    assert bench.crossover_length([(64, False), (128, True), (256, True)]) == 128
-    assert bench.crossover_length([(64, True), (128, True)]) == 64
-    assert bench.crossover_length([(64, True), (128, False)]) is None
-    assert bench.crossover_length([(64, True), (128, False), (256, True)]) == 256  # a win must hold from there on
-    assert bench.crossover_length([]) is None
+    assert lion_forms.crossover_length([(64, False), (128, True), (256, True)]) == 128
+    assert lion_forms.crossover_length([(64, True), (128, True)]) == 64
+    assert lion_forms.crossover_length([(64, True), (128, False)]) is None
+    assert lion_forms.crossover_length([(64, True), (128, False), (256, True)]) == 256  # a win must hold from there on
+    assert lion_forms.crossover_length([]) is None
 
 
 def test_bench_lion_crossover(tmp_path, capsys):
@@ -265,7 +267,7 @@ def test_bench_lion_crossover(tmp_path, capsys):
     summary = record["crossover"]["reference"]
     assert summary["constant"] == "REFERENCE_CHUNK_MIN_LENGTH"
     assert summary["current"] == getattr(lion_kernels, "REFERENCE_CHUNK_MIN_LENGTH", None)
-    assert summary["measured"] == bench.crossover_length([(r["length"], r["chunk_faster"]) for r in rows])
+    assert summary["measured"] == lion_forms.crossover_length([(r["length"], r["chunk_faster"]) for r in rows])
     text = capsys.readouterr().out
     assert "REFERENCE_CHUNK_MIN_LENGTH (reference on cpu): measured" in text and "median of 1" in text
 
@@ -292,7 +294,7 @@ MODEL_CLASSES = {"bert-sdpa": "BertForMaskedLM", "lion-d": "LionForMaskedLM", "l
 
 
 def modes_run(name):
-    return ["eager"] if name in bench.BENCH_NOT_COMPILED else ["eager", "compiled"]
+    return ["eager"] if registry.MODELS[name].not_compiled else ["eager", "compiled"]
 
 
 @pytest.mark.usefixtures("keep_threads")
@@ -303,18 +305,18 @@ def test_bench_models_eager_and_compiled_every_model(tmp_path, capsys):
     out = tmp_path / "models.json"
     assert bench.main([*MODELS_TINY, "--steps", "1", "--json", str(out)]) == 0
     record = json.loads(out.read_text())
-    assert [r["model"] for r in record["rows"]] == list(bench.BENCH_MODELS)
+    assert [r["model"] for r in record["rows"]] == list(registry.MODELS)
     for r in record["rows"]:
         assert r["status"] == "ok", r
         for mode in modes_run(r["model"]):
             assert r["train"][mode]["tokens_per_s"] > 0 and r["latency"][mode]["latency_ms"] > 0
             assert r["train"][mode]["model_class"] == r["latency"][mode]["model_class"] == MODEL_CLASSES[r["model"]]
-        if r["model"] not in bench.BENCH_NOT_COMPILED:
+        if not registry.MODELS[r["model"]].not_compiled:
             assert r["compiled_speedup"]["train"] == pytest.approx(
                 r["train"]["compiled"]["tokens_per_s"] / r["train"]["eager"]["tokens_per_s"])
             assert r["compiled_speedup"]["latency"] == pytest.approx(
                 r["latency"]["eager"]["latency_ms"] / r["latency"]["compiled"]["latency_ms"])
-        assert ("vs_baseline" in r) == (r["model"] in bench.BENCH_BASELINES)
+        assert ("vs_baseline" in r) == (registry.MODELS[r["model"]].baseline is not None)
     assert record["backend"] == "aot_eager"
     assert "c/e" in capsys.readouterr().out
 
@@ -336,8 +338,8 @@ def test_bench_models_latency_columns_and_baselines(tmp_path, capsys, monkeypatc
     assert record["baselines"] == {"lion-d": "bert-sdpa", "bilstm-crf": "lstm-crf"}
     for name, r in rows.items():
         assert r["status"] == "ok", r
-        assert r["baseline"] == bench.BENCH_BASELINES.get(name)
-        assert r["task"] == ("tagging (CRF)" if name in bench.BENCH_TAGGERS else "masked LM")
+        assert r["baseline"] == registry.MODELS[name].baseline
+        assert r["task"] == ("tagging (CRF)" if registry.MODELS[name].tagger else "masked LM")
         for mode in modes_run(name):
             train, latency = r["train"][mode], r["latency"][mode]
             assert train["model_class"] == latency["model_class"] == MODEL_CLASSES[name]
@@ -624,3 +626,62 @@ def test_gpu_check_step_environment_and_limits(tmp_path, monkeypatch, capsys):
     steps = plan(out, False, None)
     gpu_check.step_limits(steps, 100, chosen=False)
     assert steps[0]["limit"] == 10
+
+
+@pytest.mark.parametrize("module, argv, usage, described", [
+    ("bizoo.scripts.bench", ["lion-forms", "--help"], "usage: bizoo bench lion-forms", "Benchmark bizoo's kernels"),
+    # The documented name of the GPU check (a module that runs bizoo.scripts.bench.gpu_check), and the module itself.
+    ("bizoo.scripts.gpu_check", ["--help"], "usage: python -m bizoo.scripts.gpu_check", "The one script to run"),
+    ("bizoo.scripts.bench.gpu_check", ["--help"], "usage: python -m bizoo.scripts.gpu_check", "The one script to run"),
+])
+def test_python_dash_m_runs_the_developer_tools(module, argv, usage, described, monkeypatch, capsys):
+    """``python -m`` of the bench package (its __main__) and of the GPU check under both names: the command's usage and
+    its full help, the docstring of the module that holds its code. Run here with runpy, as ``python -m`` runs it."""
+    monkeypatch.setattr(sys, "argv", [module, *argv])
+    for name in ("bizoo.scripts.gpu_check", "bizoo.scripts.bench.gpu_check"):  # runpy runs a fresh copy as __main__
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(usage) and described in text
+
+
+def test_registry_methods_defaults_and_bad_entries():
+    """The benchmarks as data: the methods measured (the ones always measured first, then those named or the device's
+    defaults that the benchmark has, each once, the ratio baselines before the others), and entries that name a
+    method a benchmark does not have are refused when the registry is written."""
+    assert registry.BIGS.chosen(["triton", "reference-fft", "triton"], "cpu") == ["fft-baseline", "triton",
+                                                                                  "reference-fft"]
+    assert registry.BIGS.chosen(None, "cpu")[:2] == ["fft-baseline", "reference-fft"]
+    assert "reference-toeplitz" not in registry.BIGS.chosen(None, "cpu")  # O(L²): on a CPU only when named
+    assert registry.LION.chosen(["triton-chunk", "reference-chunk", "sdpa"], "cpu") == ["reference-chunk", "sdpa",
+                                                                                        "triton-chunk"]
+    assert registry.LSTM.chosen(["native", "nn-lstm-packed"], "cpu") == ["nn-lstm", "native", "nn-lstm-packed"]
+    assert registry.LSTMP.chosen(["native", "loop", "triton"], "cuda") == ["autograd-loop", "loop", "triton"]
+    assert registry.CRF.chosen(None, "cpu") == ["torchcrf", "reference", "scan", "auto"]
+    assert registry.CRF.chosen(None, "cuda")[-1] == "triton"
+    assert registry.BIGS.defaults("cpu") == {"lengths": [512, 4096, 16384], "batch": 1}
+    assert registry.LION.defaults("cuda") == registry.LION.defaults("cpu") == registry.LION.grid
+    # the module of every op benchmark run through the harness measures its cases and estimates their peak (what
+    # the child process calls)
+    for bench_entry in registry.OPS.values():
+        if bench_entry.module is not None:
+            module = harness.op_module({"op": bench_entry.name})
+            assert callable(module.measure_case) and callable(module.estimate_bytes), bench_entry.name
+    assert [name for name, entry in registry.OPS.items() if entry.module is None] == ["crf"]
+    for op in ("crf", None, "gru"):
+        with pytest.raises(ValueError, match=f"a case's op must be one of .*'lion'.*, got {op!r}"):
+            harness.op_module({"op": op} if op else {})
+    assert registry.model_order(["bilstm-crf", "lion-d"]) == ["bert-sdpa", "lion-d", "lstm-crf", "bilstm-crf"]
+    assert registry.model_order(["elmo"]) == ["elmo"]
+    methods = {"a": ("reference", None), "b": ("triton", None)}
+    with pytest.raises(ValueError, match="default methods on 'cpu' must be among its methods"):
+        registry.OpBenchmark("toy", "lion", methods, {"cpu": ("a", "c")})
+    with pytest.raises(ValueError, match="default methods on 'tpu'"):
+        registry.OpBenchmark("toy", "lion", methods, {"tpu": ("a",)})
+    with pytest.raises(ValueError, match="'c' is not one of its methods"):
+        registry.OpBenchmark("toy", "lion", methods, {"cpu": ("a",)}, ratios=(registry.Ratio("c", "c", "c", 4),))
+    toy = registry.OpBenchmark("toy", "lion", methods, {"cpu": ("b",)}, always=("base",),
+                               ratios=(registry.Ratio("base", "base", "base", 6),))
+    assert toy.chosen(None, "cpu") == ["base", "b"] and toy.chosen(["a", "base", "z"], "cpu") == ["base", "a"]

@@ -9,6 +9,7 @@ import torch
 
 from bizoo.kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
 from bizoo.scripts import bench
+from bizoo.scripts.bench import bigs
 
 # One thread: tiny cases gain nothing from more, and on a busy machine threads waiting on each other cost the most.
 TINY = ["bigs", "--device", "cpu", "--threads", "1", "--channels", "8", "--state-size", "4", "--chunk-size", "16",
@@ -41,8 +42,8 @@ def test_fft_baseline_is_the_op():
     k_fwd, k_bwd = (s4d_kernel(p["log_step"], p["A_re"], p["A_im"], p["C"], 40) for p in params)
     d_fwd, d_bwd = torch.tensor([0.5], dtype=torch.float64), torch.tensor([-1.5], dtype=torch.float64)
     y_fwd, y_bwd = bidirectional_ssm(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, form="toeplitz", backend="reference")
-    torch.testing.assert_close(bench.fft_baseline(u_fwd, k_fwd, d_fwd).double(), y_fwd, rtol=0, atol=1e-5)
-    torch.testing.assert_close(bench.fft_baseline(u_bwd, k_bwd, d_bwd, reverse=True).double(), y_bwd, rtol=0,
+    torch.testing.assert_close(bigs.fft_baseline(u_fwd, k_fwd, d_fwd).double(), y_fwd, rtol=0, atol=1e-5)
+    torch.testing.assert_close(bigs.fft_baseline(u_bwd, k_bwd, d_bwd, reverse=True).double(), y_bwd, rtol=0,
                                atol=1e-5)
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from bizoo.scripts import bench
+from bizoo.scripts.bench import crf, registry
 
 TINY = ["crf", "--device", "cpu", "--batch-sizes", "2", "--tags", "3", "--lengths", "4", "--repeats", "1"]
 INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
@@ -67,7 +68,7 @@ def test_bench_crf_targets_from_rows():
         {"op": op, "method": "auto", "batch": 32, "tags": 9, "length": 128, "status": "ok", "speedup_vs_torchcrf": x}
         for op, x in (("likelihood", 2.5), ("viterbi", 1.5))
     ]
-    found = {t["op"]: t for t in bench.crf_targets(rows, cuda=False) if t["batch"] == 32}
+    found = {t["op"]: t for t in crf.crf_targets(rows, cuda=False) if t["batch"] == 32}
     assert found["likelihood"]["status"] == "met" and found["likelihood"]["speedup"] == 2.5
     assert found["viterbi"]["status"] == "NOT met"
 
@@ -129,5 +130,5 @@ def test_bench_crf_default_grid_and_methods():
     args = parser.parse_args(["crf"])
     assert (args.batch_sizes, args.tags, args.lengths) == ([1, 32, 64], [9, 17, 45], [32, 128, 512])
     assert args.methods is None and args.dtype == "float32"
-    assert bench.CRF_DEFAULT_METHODS == {"cuda": ("reference", "scan", "auto", "triton"),
-                                         "cpu": ("reference", "scan", "auto")}
+    assert registry.CRF.default_methods == {"cuda": ("reference", "scan", "auto", "triton"),
+                                            "cpu": ("reference", "scan", "auto")}

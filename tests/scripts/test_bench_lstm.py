@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bizoo.kernels import lstm as lstm_kernels
-from bizoo.scripts import bench, gpu_check
+from bizoo.scripts import bench
+from bizoo.scripts.bench import gpu_check, lstm, registry
 
 # One thread: tiny cases gain nothing from more, and on a busy machine threads waiting on each other cost the most.
 TINY = ["lstm", "--device", "cpu", "--threads", "1", "--batch-sizes", "3", "--lengths", "6", "--hidden", "8",
@@ -115,13 +116,13 @@ def test_nn_lstm_baseline_is_compared_where_it_computes_the_op():
     """torch.nn.LSTM on the padded tensor is the same LSTM (same weights) in the forward direction and in the full
     rows; in the backward direction of a padded row it reads the padding first, so it differs there."""
     case = {"batch": 4, "length": 7, "hidden": 8, "input_size": 5, "projection": None}
-    x, mask, weights, _ = bench.lstm_inputs(case, torch.device("cpu"), torch.float32)
+    x, mask, weights, _ = lstm.lstm_inputs(case, torch.device("cpu"), torch.float32)
     assert mask[0].all() and not mask.all() and (mask.sum(1) >= 4).all()  # right-padded, rows between L/2 and L
-    fn, leaves = bench.lstm_function("nn-lstm", x, mask, weights, None)
+    fn, leaves = lstm.lstm_function("nn-lstm", x, mask, weights, None)
     assert len(leaves) == 1 + 8  # x and the module's weights and biases of both directions
-    agreement = bench.lstm_agreement("nn-lstm", fn, x, mask, weights, None)
+    agreement = lstm.lstm_agreement("nn-lstm", fn, x, mask, weights, None)
     assert agreement["max_abs_diff"] < 1e-5
-    everywhere = bench.lstm_agreement("nn-lstm-packed", fn, x, mask, weights, None)  # compared at every position
+    everywhere = lstm.lstm_agreement("nn-lstm-packed", fn, x, mask, weights, None)  # compared at every position
     assert everywhere["max_abs_diff"] > 1e-3
 
 
@@ -131,12 +132,12 @@ def test_triton_vs_native_from_rows():
 
     rows = [row("nn-lstm", 32, 1.0), row("triton", 32, 1.0), row("native", 32, 2.0), row("triton", 128, 4.0),
             row("native", 128, 3.0)]
-    (entry,) = bench.triton_vs_native(rows)
+    (entry,) = lstm.triton_vs_native(rows)
     assert entry["native_over_triton_fwdbwd"] == {32: 2.0, 128: 0.75} and not entry["triton_at_least_as_fast"]
     rows[-1]["fwdbwd_ms"] = 4.0
-    assert bench.triton_vs_native(rows)[0]["triton_at_least_as_fast"]
+    assert lstm.triton_vs_native(rows)[0]["triton_at_least_as_fast"]
     rows[-1].pop("fwdbwd_ms")  # not measured at every L: not a verdict of "at least as fast"
-    assert not bench.triton_vs_native(rows)[0]["triton_at_least_as_fast"]
+    assert not lstm.triton_vs_native(rows)[0]["triton_at_least_as_fast"]
 
 
 def test_bench_lstm_defaults():
@@ -144,15 +145,15 @@ def test_bench_lstm_defaults():
     bench.add_arguments(parser)
     args = parser.parse_args(["lstm"])
     assert (args.part, args.dtype, args.methods, args.hidden, args.input_size) == ("both", "float32", None, None, None)
-    cuda = bench.LSTM_DEFAULT_GRID["cuda"]
+    cuda = {**registry.LSTM.defaults("cuda"), **registry.LSTMP.defaults("cuda")}
     assert (cuda["batch_sizes"], cuda["lengths"], cuda["hidden"]) == ([32, 128], [32, 128, 512], [100, 200, 256, 512])
     assert (cuda["elmo_batch_sizes"], cuda["elmo_lengths"], cuda["elmo_sizes"]) == ([32, 128], [20, 64],
                                                                                      ["original", "medium", "small"])
     from bizoo import ElmoConfig
 
     config = ElmoConfig()  # the original ELMo
-    assert bench.ELMO_SIZES["original"] == (config.lstm_size, config.projection_size)
-    assert bench.ELMO_CLIP == config.cell_clip == config.proj_clip
+    assert registry.ELMO_SIZES["original"] == (config.lstm_size, config.projection_size)
+    assert registry.ELMO_CLIP == config.cell_clip == config.proj_clip
 
 
 def test_gpu_check_runs_bench_lstm(tmp_path):

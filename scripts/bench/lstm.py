@@ -1,0 +1,351 @@
+"""`bizoo bench lstm`: one bidirectional LSTM layer, forward and forward+backward, time, peak memory and agreement.
+
+What it measures: ``bizoo.kernels.lstm.bilstm`` on right-padded batches (the first row L long, the others between
+L/2 and L), gradients to the input and every weight, the input projection W_ih x part of every timing, in two parts
+(``registry.LSTM`` and ``registry.LSTMP``):
+
+* part "lstm", at each B × H × L (I = H): ``triton`` (the fused kernel), ``native`` (torch.lstm over each row's real
+  tokens), ``loop`` (the per-step PyTorch loop with its backward pass through time written out), ``autograd-loop``
+  (the same loop differentiated by autograd) and ``nn-lstm-packed`` (torch.nn.LSTM on packed sequences, when named).
+  Baseline: ``torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)`` on the whole padded tensor as models
+  commonly call it (``nn-lstm``, cuDNN on a GPU; its backward direction reads a row's padding before its real
+  tokens). The part ends with native ms / triton ms per (B, H): what ``TRITON_BEATS_CUDNN`` of
+  ``bizoo.kernels.lstm`` records, the floor the fused kernel must reach (at least as fast as cuDNN at every L) for
+  backend="auto" to take it.
+* part "lstmp", ELMo's LSTM with a projection and clipping at 3 (which torch.nn.LSTM cannot clip) at the sizes of
+  the released models (``registry.ELMO_SIZES``): the fused kernel and ``loop`` against the baseline
+  ``autograd-loop``.
+
+Each row also gives the max abs difference from the fp32 autograd-loop reference on the same inputs (nn-lstm only
+where it computes the same). Time and memory: harness.py, one child process per case on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..lib.machine import machine_name
+from .harness import (
+    add_device_arguments,
+    check_positive,
+    measure_op_case,
+    op_settings,
+    padded_mask,
+    resolve_device,
+    run_grid,
+    short,
+    triton_missing,
+    unavailable_methods,
+)
+from .registry import ELMO_CLIP, ELMO_SIZES, LSTM, LSTMP
+from .report import MODES, plot_speedups, table_head, write_json
+
+PARTS = {"lstm": LSTM, "lstmp": LSTMP}
+
+
+def _on_devices(bench, key: str) -> str:
+    """"default on cuda: ...; on cpu: ..." of a grid option of ``bench``, its values separated by spaces."""
+    cuda, cpu = (" ".join(map(str, bench.defaults(d)[key])) for d in ("cuda", "cpu"))
+    return f"default on cuda: {cuda}; on cpu: {cpu}"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of bench lstm."""
+    add_device_arguments(p)
+    p.add_argument("--part", choices=[*PARTS, "both"], default="both",
+                   help="lstm: the LSTM against torch.nn.LSTM; lstmp: ELMo's clipped LSTMP against the per-step loop; "
+                        "both (default: %(default)s)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                   help=f"part lstm: batch sizes B ({_on_devices(LSTM, 'batch_sizes')})")
+    p.add_argument("--lengths", type=int, nargs="+", default=None,
+                   help=f"part lstm: padded lengths L ({_on_devices(LSTM, 'lengths')})")
+    p.add_argument("--hidden", type=int, nargs="+", default=None,
+                   help=f"part lstm: cells H per direction ({_on_devices(LSTM, 'hidden')})")
+    p.add_argument("--input-size", type=int, default=None, help="part lstm: input features I (default: I = H)")
+    p.add_argument("--elmo-sizes", nargs="+", choices=list(ELMO_SIZES), default=None, metavar="SIZE",
+                   help="part lstmp: ELMo models, from original (4096 cells / 512), medium (2048 / 256), small "
+                        "(1024 / 128) (default on cuda: all; on cpu: small)")
+    p.add_argument("--elmo-batch-sizes", type=int, nargs="+", default=None,
+                   help=f"part lstmp: batch sizes B ({_on_devices(LSTMP, 'elmo_batch_sizes')})")
+    p.add_argument("--elmo-lengths", type=int, nargs="+", default=None,
+                   help="part lstmp: padded lengths L (default on cuda: 20 64, bilm-tf trains on 20-token windows; "
+                        "on cpu: 20)")
+    methods = list(LSTM.methods)
+    p.add_argument("--methods", nargs="+", choices=methods, default=None, metavar="METHOD",
+                   help=f"what to time, from {', '.join(methods)} (default: {', '.join(LSTM.default_methods['cpu'])}; "
+                        "on cpu triton is unavailable unless named); part lstm always times nn-lstm, its baseline; "
+                        "part lstmp times autograd-loop, its baseline, and loop and triton when they are among the "
+                        "methods")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="input and weight dtype (default: %(default)s; bfloat16 for a GPU)")
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                   help="fwd (no autograd) and/or fwdbwd (forward + backward) (default: both)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per case (default: 10 on cuda, 3 on cpu)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 3 on cuda, 1 on cpu)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="also plot the speed-ups over the baselines")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One case: inputs, the call, agreement, its peak, whether it can run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def lstm_inputs(case: dict, device, dtype):
+    """A right-padded batch (``padded_mask``) of inputs x (B, L, I), its mask, the weights of both directions
+    (weight_ih (2, 4H, I), weight_hh (2, 4H, P), bias (2, 4H), weight_proj (2, P, H) or None), uniform in
+    ±1/sqrt(H) as torch.nn.LSTM initialises them, and an output gradient (B, L, 2, P). Seeded: the same in every
+    run and for every method."""
+    import torch
+
+    B, L, H, I = case["batch"], case["length"], case["hidden"], case["input_size"]
+    P = case["projection"] or H
+    g = torch.Generator(device="cpu").manual_seed(0)
+    mask = padded_mask(B, L, g)  # (B, L)
+    bound = 1 / math.sqrt(H)
+
+    def uniform(*shape):
+        return (torch.rand(*shape, generator=g) * 2 - 1) * bound
+
+    x = torch.randn(B, L, I, generator=g)  # (B, L, I)
+    weights = (uniform(2, 4 * H, I), uniform(2, 4 * H, P), uniform(2, 4 * H),
+               uniform(2, P, H) if case["projection"] else None)
+    dout = torch.randn(B, L, 2, P, generator=g)  # (B, L, 2, P)
+
+    def to(t):
+        return None if t is None else t.to(device, dtype)
+
+    return to(x), mask.to(device), tuple(to(w) for w in weights), to(dout)
+
+
+def nn_lstm_module(weights):
+    """``torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)`` holding ``weights`` (its b_ih the bias, its
+    b_hh zero: the same LSTM)."""
+    import torch
+
+    weight_ih, weight_hh, bias, _ = weights
+    module = torch.nn.LSTM(weight_ih.shape[2], weight_hh.shape[1] // 4, bidirectional=True, batch_first=True,
+                           device=weight_ih.device, dtype=weight_ih.dtype)
+    with torch.no_grad():
+        for d, suffix in enumerate(("l0", "l0_reverse")):
+            getattr(module, f"weight_ih_{suffix}").copy_(weight_ih[d])
+            getattr(module, f"weight_hh_{suffix}").copy_(weight_hh[d])
+            getattr(module, f"bias_ih_{suffix}").copy_(bias[d])
+            getattr(module, f"bias_hh_{suffix}").zero_()
+    return module
+
+
+def lstm_function(method: str, x, mask, weights, clip: float | None):
+    """A function that runs one bidirectional layer with ``method`` and returns y (B, L, 2, P), and the tensors its
+    backward pass differentiates (x and every weight). The input projection W_ih x is part of every method's call;
+    bizoo's ``bilstm`` returns the outputs only (final_state=False, what a tagger or the biLM reads)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from ...kernels.lstm import bilstm
+
+    B, L = x.shape[:2]
+    backend, form = LSTM.backend_form(method)
+    if backend == "torch":  # torch.nn.LSTM, on the padded tensor or packed
+        module = nn_lstm_module(weights)
+        leaves = [x, *module.parameters()]
+        if method == "nn-lstm":
+            return (lambda: module(x)[0].view(B, L, 2, -1)), leaves
+
+        def packed():  # the lengths come from the mask in every call, as in a model
+            seq = pack_padded_sequence(x, mask.sum(1).cpu(), batch_first=True, enforce_sorted=False)
+            return pad_packed_sequence(module(seq)[0], batch_first=True, total_length=L)[0].view(B, L, 2, -1)
+
+        return packed, leaves
+    weight_ih, weight_hh, bias, weight_proj = weights
+
+    def op():
+        return bilstm(x, weight_ih, weight_hh, bias, weight_proj, mask, cell_clip=clip,
+                      proj_clip=clip if weight_proj is not None else None, final_state=False, backend=backend,
+                      form=form)[0]
+
+    return op, [x, *(w for w in weights if w is not None)]
+
+
+def lstm_agreement(method: str, fn, x, mask, weights, clip: float | None) -> dict:
+    """The max abs difference of ``fn``'s outputs from the fp32 loop reference on the same inputs, and the largest
+    output of the reference (the scale of the difference). nn-lstm reads the padding of a row before its real tokens
+    in the backward direction: it is compared where it computes the same, the forward direction at the real tokens
+    and the backward direction in the rows without padding."""
+    import torch
+
+    from ...kernels.lstm import bilstm
+
+    with torch.no_grad():
+        y = fn().float()  # (B, L, 2, P)
+        ref = bilstm(x.float(), *(None if w is None else w.float() for w in weights), mask, cell_clip=clip,
+                     proj_clip=clip if weights[3] is not None else None, final_state=False, backend="reference",
+                     form="autograd")[0]
+    compared = torch.ones(y.shape[:3], dtype=torch.bool, device=y.device)  # (B, L, 2)
+    if method == "nn-lstm":
+        compared = torch.stack([mask, mask.all(1, keepdim=True).expand_as(mask)], dim=-1)  # (B, L, 2)
+    return {"max_abs_diff": (y - ref).abs()[compared].max().item(), "max_abs_output": ref.abs().max().item()}
+
+
+def measure_case(case: dict, report) -> None:
+    """``harness.measure_op_case`` for one bidirectional LSTM layer: gradients to x and every weight; agreement with
+    the fp32 loop reference."""
+    method = case["method"]
+
+    def build(device, dtype):
+        x, mask, weights, dout = lstm_inputs(case, device, dtype)
+        fn, leaves = lstm_function(method, x, mask, weights, case["clip"])
+        return fn, leaves, dout, lambda: lstm_agreement(method, fn, x, mask, weights, case["clip"])
+
+    measure_op_case(case, report, build, may_be_missing=method == "triton")
+
+
+def estimate_bytes(case: dict, mode: str) -> int:
+    """A rough peak of a CPU case of bench lstm, fp32 inside: the inputs and outputs, and what a step keeps for the
+    backward pass, ~16 (B, 2, 4H) gate-sized buffers per step (the loop's autograd graph; cuDNN and the native form
+    keep fewer); the weights and their gradients."""
+    B, L, H, I = case["batch"], case["length"], case["hidden"], case["input_size"]
+    P = case["projection"] or H
+    per_step = 16 if mode == "fwdbwd" else 2
+    weights = 2 * 4 * H * (I + P + 1) + 2 * P * H
+    return 4 * (B * L * (I + 4 * P) + per_step * B * L * 2 * 4 * H + 2 * weights)
+
+
+def probe(method: str, device: str, dtype: str) -> str | None:
+    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1)."""
+    backend, _ = LSTM.backend_form(method)
+    if backend == "torch":
+        return None
+    if backend == "triton" and (why := triton_missing(device)) is not None:
+        return why
+    import torch
+
+    tiny = {"batch": 2, "length": 3, "hidden": 16, "input_size": 16, "projection": None}
+    x, mask, weights, _ = lstm_inputs(tiny, torch.device(device), getattr(torch, dtype))
+    try:
+        lstm_function(method, x, mask, weights, None)[0]()
+    except Exception as err:  # noqa: BLE001 - whatever stops the tiny call stops the real one
+        return short(err)
+    return None
+
+
+def triton_vs_native(rows: list[dict]) -> list[dict]:
+    """Per (B, H) of part "lstm": native ms / triton ms forward+backward at each L, and whether the fused kernel is at
+    least as fast as torch.lstm (cuDNN on a GPU) at every L: what ``TRITON_BEATS_CUDNN`` of ``bizoo.kernels.lstm``
+    records for backend="auto"."""
+    times = {(r["method"], r["batch"], r["hidden"], r["length"]): r.get("fwdbwd_ms") for r in rows
+             if r["part"] == "lstm"}
+    out = []
+    for batch, hidden in dict.fromkeys((b, h) for (_, b, h, _) in times):
+        lengths = sorted({L for (m, b, h, L) in times if (b, h) == (batch, hidden)})
+        ratios = {}
+        for length in lengths:
+            triton, native = times.get(("triton", batch, hidden, length)), times.get(("native", batch, hidden, length))
+            if triton and native:
+                ratios[length] = native / triton
+        if ratios:
+            out.append({"batch": batch, "hidden": hidden, "native_over_triton_fwdbwd": ratios,
+                        "triton_at_least_as_fast": len(ratios) == len(lengths) and min(ratios.values()) >= 1.0})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run(args) -> int:
+    device = resolve_device(args)
+    cuda = device == "cuda"
+    defaults = {**LSTM.defaults(device), **LSTMP.defaults(device)}
+    grid_args = {name: getattr(args, name) or default for name, default in defaults.items()}
+    parts = tuple(PARTS) if args.part == "both" else (args.part,)
+    check_positive(batch_sizes=grid_args["batch_sizes"], lengths=grid_args["lengths"], hidden=grid_args["hidden"],
+                   input_size=args.input_size, elmo_batch_sizes=grid_args["elmo_batch_sizes"],
+                   elmo_lengths=grid_args["elmo_lengths"], repeats=args.repeats)
+    settings = op_settings(args, device)
+    methods = list(dict.fromkeys(args.methods or LSTM.default_methods[device]))
+    modes = [m for m in MODES if m in args.modes]
+    unavailable = unavailable_methods(methods, args.methods, device, settings["dtype"], probe)
+    interpreted = not cuda and "triton" in methods and "triton" not in unavailable
+    machine = machine_name(device)
+    import torch
+
+    compared = {"lstm": "vs torch.nn.LSTM", "lstmp": "ELMo's clipped LSTMP vs the per-step PyTorch loop"}
+    print(f"Bidirectional LSTM layer (bizoo.kernels.lstm.bilstm) {', and '.join(compared[p] for p in parts)}, "
+          "forward and forward+backward")
+    print(f"machine: {machine}" + (f", cuDNN {torch.backends.cudnn.version()}" if cuda else ""))
+    print(f"dtype: {settings['dtype']}; right-padded batches: the first row L long, the others between L/2 and L "
+          "(seed 0), the same for every method")
+    print("every timing includes the input projection W_ih x and both directions; backward: gradients to x and "
+          "every weight; bizoo's bilstm returns the outputs only (final_state=False)")
+    print("methods: triton (the fused kernel), native (torch.lstm per direction over its real tokens first: cuDNN on "
+          "a GPU), loop (one step at a time in PyTorch, its backward pass written out), autograd-loop (the same steps "
+          "differentiated by autograd), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
+          "the lengths read from the mask in every call)")
+    print("peak memory: " + ("max_memory_allocated above the inputs" if cuda
+                             else "growth of the peak RSS, one process per case")
+          + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
+    print(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
+          + ("; CUDA events" if cuda else ""))
+    print("max|diff|: the largest difference of the outputs from the fp32 autograd-loop reference on the same inputs")
+    meta = {"op": "lstm", "machine": machine, "device": device, **settings, "parts": list(parts), "modes": modes,
+            "methods": methods, "input_size": args.input_size, **grid_args, "elmo_clip": ELMO_CLIP}
+    if cuda:
+        meta["cudnn"] = torch.backends.cudnn.version()
+    rows: list[dict] = []
+
+    def measure(part, grid, describe_point):
+        bench = PARTS[part]
+        print(table_head(modes, bench.ratios, bench.extra, bench.shape))
+        rows.extend(run_grid(grid, bench.chosen(methods, device), describe_point, unavailable, modes, bench.ratios,
+                             bench.extra, args.json, meta, bench.shape, rows))
+
+    def describe(part, method, batch, length, hidden, input_size, projection, clip, **row):
+        """The row's fields and the case to run (``harness.run_grid``)."""
+        backend, form = PARTS[part].backend_form(method)
+        row = {"part": part, **row, "method": method, "backend": backend, "form": form, "batch": batch,
+               "length": length, "hidden": hidden, "input_size": input_size, "projection": projection, "clip": clip,
+               "dtype": settings["dtype"], "device": device}
+        return row, {**row, "op": LSTM.name, **settings, "modes": modes, "threads": args.threads}
+
+    if "lstm" in parts:
+        print("\nLSTM: torch.nn.LSTM(I, H, bidirectional=True, batch_first=True) on the whole padded tensor (nn-lstm, "
+              "the baseline), as models commonly call it: its backward direction reads a row's padding before its "
+              "real tokens, so it is compared with the reference only where that does not matter")
+        print(f"shapes: B in {grid_args['batch_sizes']}, H in {grid_args['hidden']} cells per direction, "
+              f"L in {grid_args['lengths']}, I = {args.input_size or 'H'} input features")
+        print("nn/x: speed-up = nn-lstm ms / method ms, > 1 is faster than torch.nn.LSTM")
+        grid = [(B, L, H) for B in grid_args["batch_sizes"] for H in grid_args["hidden"] for L in grid_args["lengths"]]
+        measure("lstm", grid, lambda method, B, L, H: describe(
+            "lstm", method, B, L, H, args.input_size or H, None, None))
+    if "lstmp" in parts:
+        print(f"\nLSTMP (ELMo): cells projected to P, I = P, cell_clip = proj_clip = {ELMO_CLIP:g}; torch.nn.LSTM "
+              "cannot clip: the baseline is the per-step PyTorch loop differentiated by autograd (autograd-loop); "
+              "loop: the same steps with the backward pass through time written out")
+        sizes = ", ".join(f"{name} {ELMO_SIZES[name][0]}/{ELMO_SIZES[name][1]}" for name in grid_args["elmo_sizes"])
+        print(f"shapes: {sizes} (cells/P); B in {grid_args['elmo_batch_sizes']}, L in {grid_args['elmo_lengths']}")
+        print("loop/x: speed-up = autograd-loop ms / method ms, > 1 is faster than the autograd loop")
+        grid = [(name, B, L) for name in grid_args["elmo_sizes"] for B in grid_args["elmo_batch_sizes"]
+                for L in grid_args["elmo_lengths"]]
+        measure("lstmp", grid, lambda method, name, B, L: describe(
+            "lstmp", method, B, L, ELMO_SIZES[name][0], ELMO_SIZES[name][1], ELMO_SIZES[name][1], ELMO_CLIP,
+            elmo=name))
+    comparison = triton_vs_native(rows)
+    if comparison:
+        print("\ntriton vs native (torch.lstm; cuDNN on a GPU), forward+backward: native ms / triton ms at each L; "
+              "backend='auto' takes triton for an unclipped LSTM only where TRITON_BEATS_CUDNN says so")
+        for c in comparison:
+            ratios = ", ".join(f"L={L} {x:.2f}" for L, x in c["native_over_triton_fwdbwd"].items())
+            verdict = "at least as fast at every L" if c["triton_at_least_as_fast"] else "not at every L"
+            print(f"  B={c['batch']} H={c['hidden']}: {ratios}: {verdict}")
+    write_json(args.json, {**meta, "rows": rows, "triton_vs_native": comparison})
+    if args.plot:
+        plots = [(title, [r for r in rows if r["part"] == part], *PARTS[part].ratios[0][:2])
+                 for part, title in (("lstm", "vs torch.nn.LSTM"), ("lstmp", "ELMo LSTMP vs the loop"))
+                 if part in parts]
+        try:
+            plot_speedups(plots, modes, args.plot, f"bidirectional LSTM, {machine}\n{settings['dtype']}, median of "
+                          f"{settings['repeats']}")
+        except ImportError as err:  # the table and the JSON are the results; the plot is a view of them
+            print(f"no plot: {short(err)}")
+    return 0
