@@ -7,11 +7,24 @@ it (a field may have been changed in between).
 
 from __future__ import annotations
 
+import re
+
 from transformers import PreTrainedConfig
 
 POOLINGS = ("mean", "first", "final_states")
 BACKENDS = ("auto", "triton", "reference")
 TAG_SCHEMES = ("auto", "none", "IOB2", "BIO", "IOBES", "BIOES", "BILOU", "BIOUL")
+CRF_LOGITS = ("max_marginals", "log_marginals")
+
+
+def label_id(value) -> int | None:
+    """A label id of ``label2id`` as an int: an int (not a bool), or a string of decimal digits ("0", "12"), which
+    ``PreTrainedConfig`` accepts and config.json files written by other tools hold; None for anything else."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
+        return int(value)
+    return None
 
 
 class BizooConfig(PreTrainedConfig):
@@ -31,6 +44,12 @@ class BizooConfig(PreTrainedConfig):
         tag_scheme (`str`, defaults to `"auto"`): the tag scheme whose illegal transitions the CRF forbids in
             training and decoding: `"IOB2"`/`"BIO"`, `"IOBES"`/`"BIOES"`, `"BILOU"`/`"BIOUL"`, `"none"`, or `"auto"`
             (detected from `id2label`).
+        output_marginals (`bool`, defaults to `False`): `...ForTokenClassification` also returns `marginals`
+            (B, L, num_labels), p(y_t = k | x) at every real position (the CRF's forward-backward marginals, or the
+            softmax without a CRF); a forward's own `output_marginals=` argument wins.
+        crf_logits (`str`, defaults to `"max_marginals"`): what a CRF head returns as `logits`: `"max_marginals"`
+            (argmax = the Viterbi path) or `"log_marginals"` (log p(y_t = k | x): the token-classification
+            pipeline's `score` is then that probability; `predictions` stay the Viterbi path).
     """
 
     # Pooling options that this model's encoder supports (recurrent models add "final_states").
@@ -45,6 +64,8 @@ class BizooConfig(PreTrainedConfig):
         initializer_range: float = 0.02,
         use_crf: bool = False,
         tag_scheme: str = "auto",
+        output_marginals: bool = False,
+        crf_logits: str = "max_marginals",
         **kwargs,
     ):
         self.classifier_pooling = classifier_pooling
@@ -54,6 +75,8 @@ class BizooConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.use_crf = use_crf
         self.tag_scheme = tag_scheme
+        self.output_marginals = output_marginals
+        self.crf_logits = crf_logits
         if kwargs.get("label2id") is not None and kwargs.get("id2label") is None:
             # transformers would replace a lone label2id by LABEL_0.. names of num_labels; take the names from it
             kwargs["id2label"] = self._id2label_from_label2id(kwargs["label2id"], kwargs.get("num_labels"))
@@ -82,6 +105,8 @@ class BizooConfig(PreTrainedConfig):
         self._positive_number("initializer_range")
         self._boolean("use_crf")
         self._choice("tag_scheme", TAG_SCHEMES)
+        self._boolean("output_marginals")
+        self._choice("crf_logits", CRF_LOGITS)
         problem_types = (None, "regression", "single_label_classification", "multi_label_classification")
         self._choice("problem_type", problem_types)
         self._check_labels()
@@ -89,19 +114,22 @@ class BizooConfig(PreTrainedConfig):
     def _id2label_from_label2id(self, label2id, num_labels) -> dict[int, str]:
         """The id2label of a config given only ``label2id`` (checked: names to the ids 0..n-1, n = num_labels)."""
         name = type(self).__name__
-        ids = list(label2id.values()) if isinstance(label2id, dict) else None
-        if ids is None or not all(type(i) is int for i in ids) or sorted(ids) != list(range(len(ids))):
-            raise ValueError(f"{name}: label2id must map label names to the ids 0..n-1, each once, got {label2id!r}")
+        ids = [label_id(i) for i in label2id.values()] if isinstance(label2id, dict) else None
+        if ids is None or None in ids or sorted(ids) != list(range(len(ids))):
+            raise ValueError(
+                f"{name}: label2id must map label names to the ids 0..n-1 (ints, or strings of digits), each once, "
+                f"got {label2id!r}"
+            )
         if num_labels is not None and num_labels != len(label2id):
             raise ValueError(
                 f"{name}: num_labels={num_labels} but label2id names {len(label2id)} labels {sorted(label2id)}; "
                 "give matching sizes (or only one of them)"
             )
-        return {index: label for label, index in label2id.items()}
+        return {label_id(index): label for label, index in label2id.items()}
 
     def _check_labels(self) -> None:
         """num_labels >= 1, id2label maps exactly the ids 0..num_labels-1 to distinct names, and label2id (unless it
-        is transformers' stale default LABEL_i map) is its inverse."""
+        is transformers' stale default LABEL_i map) is its inverse, its ids ints or strings of digits."""
         name = type(self).__name__
         id2label = self.id2label
         if id2label is None:
@@ -122,10 +150,12 @@ class BizooConfig(PreTrainedConfig):
         label2id = self.label2id
         if not label2id:
             return
+        expected = {label: index for index, label in id2label.items()}
+        if not isinstance(label2id, dict):
+            self._fail("label2id", label2id, f"a dict of label name -> id, the inverse of id2label, {expected}")
         if all(isinstance(k, str) and k == f"LABEL_{v}" for k, v in label2id.items()):
             return  # transformers' default map, left behind when id2label is set alone (e.g. from_pretrained kwargs)
-        expected = {label: index for index, label in id2label.items()}
-        if label2id != expected:
+        if {label: label_id(index) for label, index in label2id.items()} != expected:
             if len(label2id) != num_labels:
                 raise ValueError(
                     f"{name}: label2id has {len(label2id)} labels but id2label has {num_labels} "

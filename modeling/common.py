@@ -11,6 +11,8 @@ Shape, dtype and option checks run in every mode.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -219,6 +221,48 @@ class TokenEmbeddings(nn.Module):
                 token_type_ids = torch.zeros_like(attention_mask)
             x = x + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.layer_norm(x))
+
+
+def fp32_pattern(name: str) -> re.Pattern:
+    """A name of ``_keep_in_fp32_modules(_strict)`` as one whole dot-separated part of a parameter's qualified name
+    (``crf`` matches ``classifier.crf.start``), as transformers' model tests match it. (Its loader searches the name
+    anywhere in the key; no other key of a bizoo model contains ``decay``, ``fs4``, ``bs4`` or ``crf``.)"""
+    return re.compile(rf"(?:^|\.){re.escape(name)}(?:\.|$)")
+
+
+class StrictFp32Modules:
+    """Mixed into each model family's ``PreTrainedModel`` base (before it): the modules named in the class's
+    ``_keep_in_fp32_modules_strict`` keep fp32 parameters whatever dtype the model is built or loaded in.
+
+    transformers reads two lists. ``_keep_in_fp32_modules`` is upcast only when a model is loaded in fp16 (it exists
+    for weights trained in bf16); ``_keep_in_fp32_modules_strict`` in fp16 and in bf16. bizoo's decays, SSM and CRF
+    parameters go on the strict list alone (ARCHITECTURE.md §3, "Precision"): bf16 keeps 8 significant bits, which
+    leave 1 - λ of a long-range decay (LION's retnet λ = 1 - 2^-12, stored as its logit ≈ 8.3) off by up to 3%, an
+    error that the powers λ^t over a long sequence carry; SSM poles and steps, and CRF scores summed along a path,
+    fare alike. bf16 is no safer for them than fp16.
+
+    Two things this adds to transformers' own handling:
+
+    * The class lists every module name that some configuration builds; each model keeps, as its instance-level
+      list, only the names that its own configuration built (LION-LIT has no ``decay``, a head without ``use_crf``
+      no ``crf``), so the list never names a module that does not exist.
+    * ``from_pretrained(dtype=...)`` upcasts those modules while loading, but ``from_config(dtype=...)`` and the
+      meta-device skeleton of ``from_pretrained`` build them in the default dtype, so a missing tensor of a partial
+      checkpoint, or a model built from a config, would stay fp16/bf16. Here they are made fp32 when the model is
+      built, before its weights are initialised (the initial values are drawn in fp32).
+    """
+
+    _keep_in_fp32_modules_strict: list[str] | None = None
+
+    def post_init(self):
+        candidates = type(self)._keep_in_fp32_modules_strict or []
+        names = [name for name, _ in self.named_parameters()] + [name for name, _ in self.named_buffers()]
+        present = [c for c in candidates if any(fp32_pattern(c).search(name) for name in names)]
+        self._keep_in_fp32_modules_strict = present  # instance level: transformers reads this model's own list
+        for name, module in self.named_modules():
+            if name.rsplit(".", 1)[-1] in present:
+                module.float()
+        super().post_init()
 
 
 class DamagedCheckpointErrors:

@@ -9,7 +9,10 @@ An encoder gives hidden states h ∈ R^{B×L×d} and an attention mask; a head t
   dropout → dense → tanh → dropout → out projection. ``problem_type`` picks the loss: cross-entropy
   (single-label), binary cross-entropy on logits (multi-label) or mean squared error (regression).
 * Token classification: dropout → linear per token, then softmax (cross-entropy with -100 ignored) or, with
-  ``use_crf=True``, a linear-chain CRF whose max-marginal scores are the logits (argmax = the Viterbi path).
+  ``use_crf=True``, a linear-chain CRF whose max-marginal scores are the logits (argmax = the Viterbi path), or,
+  with ``config.crf_logits="log_marginals"``, its log-marginals log p(y_t = k | x) (so that softmax(logits), what
+  the transformers pipeline reports as ``score``, is the CRF's posterior marginal). Either head reports the
+  per-token probabilities p(y_t = k | x) as ``marginals`` when asked (``output_marginals``).
 
 Labels are checked by ``check_task_labels``, which every task model calls before its encoder runs (shape, dtype and
 range per head and problem type; a CRF's tag scheme against ``id2label``): a bad label costs no forward pass.
@@ -30,6 +33,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 
+from ..configuration.common import CRF_LOGITS  # what a CRF head may report as logits (config.crf_logits)
 from ..kernels import dispatch
 from ..kernels.dispatch import reads_values
 from .common import check_labels, checks_read_values
@@ -229,13 +233,42 @@ def sequence_classification_loss(logits, labels, config, num_items_in_batch=None
 @dataclass
 class TokenClassifierOutputWithPath(TokenClassifierOutput):
     """`TokenClassifierOutput` plus the decoded tags: `predictions` (B, L), -100 at padding (the Viterbi path with a
-    CRF head, the per-token argmax without one)."""
+    CRF head, the per-token argmax without one); and, only when asked (``output_marginals``), `marginals` (B, L, K):
+    p(y_t = k | x) at every real position (the CRF's forward-backward marginals, or softmax(logits) without a CRF),
+    0 at padding, fp32, without gradient."""
 
     predictions: torch.LongTensor | None = None
+    marginals: torch.FloatTensor | None = None
+
+
+
+
+def marginal_options(config, output_marginals=None, model_name=None) -> tuple[bool, str]:
+    """(whether to report ``marginals``, what a CRF head reports as ``logits``), checked.
+
+    ``output_marginals``: the forward's argument; None takes ``config.output_marginals``. Both config fields are
+    optional (a config without them: False and "max_marginals"); a bad value raises a ``ValueError`` naming it.
+    Plain Python on the config, no tensor: free on the hot path and constant while torch.compile traces.
+    """
+    config_name = type(config).__name__
+    crf_logits = getattr(config, "crf_logits", "max_marginals")
+    if crf_logits not in CRF_LOGITS:
+        raise ValueError(f"{config_name}: crf_logits must be one of {CRF_LOGITS}, got {crf_logits!r}")
+    if output_marginals is None:
+        output_marginals = getattr(config, "output_marginals", False)
+        if not isinstance(output_marginals, bool):
+            raise ValueError(f"{config_name}: output_marginals must be True or False, got {output_marginals!r}")
+    elif not isinstance(output_marginals, bool):
+        raise ValueError(
+            f"{model_name or 'model'}: output_marginals must be True, False or None (the config's), "
+            f"got {output_marginals!r}"
+        )
+    return output_marginals, crf_logits
 
 
 class TokenClassificationHead(nn.Module):
-    r"""Softmax tagging: logits_t = W dropout(h_t) + b per token; cross-entropy with -100 ignored.
+    r"""Softmax tagging: logits_t = W dropout(h_t) + b per token; cross-entropy with -100 ignored; the marginals,
+    when asked, are p(y_t = k | x) = softmax(logits_t)_k (0 at padding).
 
     Shape: hidden (B, L, d), attention_mask (B, L) -> logits (B, L, num_labels).
     """
@@ -243,13 +276,19 @@ class TokenClassificationHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.config = config
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.encoder_output_size, config.num_labels)
+        marginal_options(config)  # a bad option fails when the model is built
 
-    def forward(self, hidden, attention_mask, labels=None, num_items_in_batch=None, model_name="model"):
-        """(loss or None, logits (B, L, K), predictions (B, L) with -100 at padding)."""
+    def forward(self, hidden, attention_mask, labels=None, num_items_in_batch=None, model_name="model",
+                output_marginals=None):
+        """(loss or None, logits (B, L, K), predictions (B, L) with -100 at padding), and marginals (B, L, K) last
+        when ``output_marginals`` (None: ``config.output_marginals``) is true."""
+        output_marginals, _ = marginal_options(self.config, output_marginals, model_name)
         logits = self.classifier(self.dropout(hidden))  # (B, L, K)
-        predictions = logits.argmax(-1).masked_fill(~attention_mask.bool(), -100)
+        real = attention_mask.bool()  # (B, L)
+        predictions = logits.argmax(-1).masked_fill(~real, -100)
         loss = None
         if labels is not None:
             labels = labels.to(logits.device)  # checked by check_task_labels before the encoder ran
@@ -257,7 +296,10 @@ class TokenClassificationHead(nn.Module):
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
             )
             loss = normalised_sum(loss_sum, (labels != -100).sum(), num_items_in_batch)
-        return loss, logits, predictions
+        if not output_marginals:
+            return loss, logits, predictions
+        marginals = logits.detach().float().softmax(-1).masked_fill(~real.unsqueeze(-1), 0.0)  # (B, L, K)
+        return loss, logits, predictions, marginals
 
 
 #: The tag schemes a config may name, by family (the aliases of ``bizoo.kernels.crf.constraints``).
@@ -305,6 +347,10 @@ class LinearChainCrf(nn.Module):
         self.start = nn.Parameter(torch.zeros(num_tags))
         self.end = nn.Parameter(torch.zeros(num_tags))
 
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(transitions, start, end) in fp32, read in this module's forward (accelerate's offloading hooks)."""
+        return self.transitions.float(), self.start.float(), self.end.float()
+
     def extra_repr(self) -> str:
         return f"num_tags={self.transitions.shape[0]}"
 
@@ -319,8 +365,20 @@ class CrfTokenClassificationHead(nn.Module):
     * loss: the negative log-likelihood Σ_b -log p(y_b | x_b), divided by ``num_items_in_batch`` (labelled tokens
       over the accumulated batch) or by the labelled tokens here; a -100 label at a real token (a special token,
       a word's later sub-tokens) is marginalised, so the chain runs over every real token.
-    * logits: the max-marginal scores max_{y: y_t = k} s(y), so argmax(logits) is the Viterbi path: the
-      transformers ``token-classification`` pipeline and any argmax evaluation decode with the CRF.
+    * predictions: the Viterbi path ŷ = argmax_y p(y | x), -100 at padding, whatever ``crf_logits`` says.
+    * marginals (when asked): m_t[k] = p(y_t = k | x) = Σ_{y: y_t = k} p(y | x), by forward-backward; Σ_k m_t[k] = 1
+      at every real position of a row that has a legal path, 0 at padding (and in a row without one). No gradient.
+    * logits, by ``config.crf_logits``:
+
+      - "max_marginals" (default): μ_t[k] = max_{y: y_t = k} s(y), whose argmax is ŷ_t: the transformers
+        ``token-classification`` pipeline and any argmax evaluation decode with the Viterbi path, but the pipeline's
+        ``score`` = softmax(μ_t)[ŷ_t] is no probability of the model's (a softmax over K competing best paths).
+      - "log_marginals": log max(m_t[k], tiny) (tiny = the dtype's smallest normal number, so no -inf: a forbidden
+        tag gets ≈ -87 in fp32, and padding an even distribution). softmax(logits_t) = m_t, so the pipeline's
+        ``score`` is p(y_t = entity | x), the model's posterior probability of the tag it reports, and its entity is
+        argmax_k m_t[k] (posterior decoding): the tag most likely right at that token on its own. That is ŷ_t
+        wherever m_t[ŷ_t] > 1/2; it may differ from ŷ_t at a token where the Viterbi tag has probability <= 1/2,
+        and a posterior-decoded sequence need not follow the tag scheme (e.g. I-X after O in BIO).
 
     Shape: hidden (B, L, d), attention_mask (B, L) -> logits (B, L, num_labels).
     """
@@ -334,6 +392,7 @@ class CrfTokenClassificationHead(nn.Module):
         self.crf = LinearChainCrf(config.num_labels)
         self._constraints_cache: dict = {}
         check_crf_labels(config)  # a tag scheme that contradicts the labels fails when the model is built
+        marginal_options(config)  # so does a bad crf_logits or output_marginals
 
     def constraint_scores(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """0 / -inf additions to (transitions, start, end) for the config's labels and tag scheme (cached; the labels
@@ -354,18 +413,31 @@ class CrfTokenClassificationHead(nn.Module):
     def crf_parameters(self, device):
         """(transitions, start, end) in fp32 with the scheme's constraints applied."""
         t_bias, s_bias, e_bias = self.constraint_scores(device)
-        return self.crf.transitions.float() + t_bias, self.crf.start.float() + s_bias, self.crf.end.float() + e_bias
+        transitions, start, end = self.crf()  # (K, K), (K,), (K,)
+        return transitions + t_bias, start + s_bias, end + e_bias
 
-    def forward(self, hidden, attention_mask, labels=None, num_items_in_batch=None, model_name="model"):
-        """(loss or None, max-marginal logits (B, L, K), Viterbi predictions (B, L) with -100 at padding)."""
-        from ..kernels.crf import crf_log_likelihood, crf_max_marginals
+    def forward(self, hidden, attention_mask, labels=None, num_items_in_batch=None, model_name="model",
+                output_marginals=None):
+        """(loss or None, logits (B, L, K) as ``config.crf_logits`` says, Viterbi predictions (B, L) with -100 at
+        padding), and the marginals (B, L, K) last when ``output_marginals`` (None: ``config.output_marginals``) is
+        true."""
+        from ..kernels.crf import crf_log_likelihood, crf_marginals, crf_max_marginals, crf_viterbi
 
+        output_marginals, crf_logits = marginal_options(self.config, output_marginals, model_name)
         emissions = self.classifier(self.dropout(hidden)).float()  # (B, L, K)
         mask = attention_mask.bool()
         transitions, start, end = self.crf_parameters(emissions.device)
         backend = getattr(self.config, "kernel_backend", "auto")
-        logits = crf_max_marginals(emissions, mask, transitions, start, end, backend=backend)  # (B, L, K)
-        predictions = logits.argmax(-1).masked_fill(~mask, -100)  # the Viterbi path (ties broken towards it)
+        marginals = None
+        if output_marginals or crf_logits == "log_marginals":
+            with torch.no_grad():  # confidences: no gradient (nor the memory of one), as the decoders
+                marginals = crf_marginals(emissions, mask, transitions, start, end, backend=backend)  # (B, L, K)
+        if crf_logits == "log_marginals":
+            logits = torch.log(marginals.clamp_min(torch.finfo(marginals.dtype).tiny))  # (B, L, K), finite
+            predictions, _ = crf_viterbi(emissions, mask, transitions, start, end, backend=backend)  # (B, L)
+        else:
+            logits = crf_max_marginals(emissions, mask, transitions, start, end, backend=backend)  # (B, L, K)
+            predictions = logits.argmax(-1).masked_fill(~mask, -100)  # the Viterbi path (ties broken towards it)
         loss = None
         if labels is not None:
             labels = labels.to(emissions.device)  # checked by check_task_labels before the encoder ran
@@ -379,7 +451,9 @@ class CrfTokenClassificationHead(nn.Module):
                     "fix the labels, or set tag_scheme='none' (IOB1 data, for one, is not BIO)"
                 )
             loss = normalised_sum(-log_likelihood.sum(), ((labels != -100) & mask).sum(), num_items_in_batch)
-        return loss, logits, predictions
+        if not output_marginals:
+            return loss, logits, predictions
+        return loss, logits, predictions, marginals
 
 
 def input_shape(input_ids=None, inputs_embeds=None, char_ids=None) -> tuple[int, int] | None:
@@ -476,10 +550,20 @@ def sequence_classification_output(model, hidden, mask, encoder_output, labels, 
     return _as_requested(model, result, return_dict)
 
 
-def token_classification_output(model, hidden, mask, encoder_output, labels, num_items_in_batch, return_dict):
-    """``model.classifier`` (softmax or CRF, ``token_classification_head``) over ``hidden`` (B, L, d)."""
-    loss, logits, predictions = model.classifier(hidden, mask, labels, num_items_in_batch, type(model).__name__)
+def token_classification_output(
+    model, hidden, mask, encoder_output, labels, num_items_in_batch, return_dict, output_marginals=None
+):
+    """``model.classifier`` (softmax or CRF, ``token_classification_head``) over ``hidden`` (B, L, d); `marginals`
+    (B, L, K) in the output when ``output_marginals`` is true (None: ``model.config.output_marginals``, if set)."""
+    name = type(model).__name__
+    loss, logits, predictions, *marginals = model.classifier(
+        hidden, mask, labels, num_items_in_batch, name, output_marginals=output_marginals
+    )
     result = TokenClassifierOutputWithPath(
-        loss=loss, logits=logits, hidden_states=encoder_output.hidden_states, predictions=predictions
+        loss=loss,
+        logits=logits,
+        hidden_states=encoder_output.hidden_states,
+        predictions=predictions,
+        marginals=marginals[0] if marginals else None,
     )
     return _as_requested(model, result, return_dict)

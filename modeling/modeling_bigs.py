@@ -44,6 +44,7 @@ from ..configuration.configuration_bigs import BiGSConfig
 from ..kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
 from .common import (
     DamagedCheckpointErrors,
+    StrictFp32Modules,
     TokenEmbeddings,
     check_attention_mask,
     check_ids_in_range,
@@ -71,7 +72,13 @@ SSM_SLOW_PARAMETERS = ("A_re", "A_im", "log_step")  # the original's 0.1× learn
 
 class S4D(nn.Module):
     r"""The parameters of one direction's S4D SSM, shared by all channels: A_re, A_im (N,), C (N, 2) (real and
-    imaginary parts), log_step (1,), D (1,). ``kernel(L)`` -> K (L,) (module docstring)."""
+    imaginary parts), log_step (1,), D (1,). ``kernel(L)`` -> K (L,) (module docstring).
+
+    ``forward(L, recurrent)`` hands the layer what it runs the SSM with: (K (L,), D (1,), and with ``recurrent``
+    the recurrence's (log_step, A_re, A_im, C), else None). The parameters are read there, in the forward of the
+    module that owns them, so that hooks that bring a module's weights in for its forward (accelerate's CPU and
+    disk offloading) have them in place.
+    """
 
     def __init__(self, config: BiGSConfig):
         super().__init__()
@@ -87,6 +94,10 @@ class S4D(nn.Module):
 
     def recurrent_parameters(self) -> tuple[torch.Tensor, ...]:
         return self.log_step, self.A_re, self.A_im, self.C
+
+    def forward(self, length: int, recurrent: bool = False):
+        recurrent_params = self.recurrent_parameters() if recurrent else None
+        return self.kernel(length), self.D, recurrent_params  # (L,), (1,), 4 tensors or None
 
     def extra_repr(self) -> str:
         return f"N={self.A_re.shape[0]}"
@@ -118,23 +129,25 @@ class BiGSLayer(GradientCheckpointingLayer):
         backward_branch = self.act(self.du_backward(h))  # (B, L, d)
         length = hidden.shape[1]
         form = {"auto": "auto", "conv": "auto"}.get(self.config.bigs_form, self.config.bigs_form)
-        recurrent = (self.fs4.recurrent_parameters(), self.bs4.recurrent_parameters()) if form == "recurrent" else None
+        k_forward, d_forward, recurrent_forward = self.fs4(length, form == "recurrent")  # (L,), (1,)
+        k_backward, d_backward, recurrent_backward = self.bs4(length, form == "recurrent")
+        recurrent = (recurrent_forward, recurrent_backward) if form == "recurrent" else None
         y_forward, y_backward = bidirectional_ssm(
-            forward_branch, backward_branch, self.fs4.kernel(length), self.bs4.kernel(length), self.fs4.D,
-            self.bs4.D, mask, form=form, backend=self.config.kernel_backend, recurrent_params=recurrent,
+            forward_branch, backward_branch, k_forward, k_backward, d_forward, d_backward, mask, form=form,
+            backend=self.config.kernel_backend, recurrent_params=recurrent,
         )  # (B, L, d) each, 0 at padding
         mixed = self.duc_forward(y_forward) * self.duc_backward(y_backward)  # (B, L, d)
         return hidden + self.do(self.act(self.dol(mixed)) * v)
 
 
-class BiGSPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
+class BiGSPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrainedModel):
     config_class = BiGSConfig
     config: BiGSConfig
     base_model_prefix = "bigs"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["BiGSLayer"]
-    _keep_in_fp32_modules = ["fs4", "bs4", "crf"]
+    # fp32 in fp16 and bf16 (common.StrictFp32Modules); each model lists those its config builds
     _keep_in_fp32_modules_strict = ["fs4", "bs4", "crf"]
 
     @torch.no_grad()
@@ -228,6 +241,18 @@ class BiGSModel(BiGSPreTrainedModel):
             token_type_ids = nn.functional.pad(token_type_ids, (0, extra), value=0)  # (B, P)
         return input_ids, inputs_embeds, token_type_ids
 
+    @staticmethod
+    def _returned(hidden: torch.Tensor, length: int, all_hidden: list) -> torch.Tensor:
+        """Append ``hidden``'s first ``length`` positions to ``all_hidden``; return what the next layer reads:
+        ``hidden`` itself, or (legacy padding, P > L) the returned part joined again with the padded tail.
+        Shape: (B, P, d) -> (B, P, d)."""
+        if hidden.shape[1] == length:
+            all_hidden.append(hidden)
+            return hidden
+        returned = hidden[:, :length]  # (B, L, d)
+        all_hidden.append(returned)
+        return torch.cat([returned, hidden[:, length:]], dim=1)  # (B, P, d)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -261,12 +286,17 @@ class BiGSModel(BiGSPreTrainedModel):
         else:
             hidden = self.embeddings(input_ids, inputs_embeds, token_type_ids, mask)  # (B, L, d)
             layer_mask = mask
-        all_hidden = [hidden[:, :length]] if output_hidden_states else None
+        # The hidden states returned are the tensors the next layer reads (``retain_grad`` on one gets its gradient).
+        # Legacy padding runs the layers over P > L positions: the first L are returned, and the next layer reads
+        # them put back together with the padded tail.
+        all_hidden = [] if output_hidden_states else None
         for layer in self.layers:
-            hidden = layer(hidden, layer_mask)  # (B, L or P, d)
             if output_hidden_states:
-                all_hidden.append(hidden[:, :length])
+                hidden = self._returned(hidden, length, all_hidden)
+            hidden = layer(hidden, layer_mask)  # (B, L or P, d)
         hidden = hidden[:, :length]  # legacy: back to the input length
+        if output_hidden_states:
+            all_hidden.append(hidden)
         out = BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if all_hidden else None)
         return out if return_dict else out.to_tuple()
 
@@ -334,11 +364,14 @@ class BiGSForTokenClassification(BiGSPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None, labels=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
         check_task_labels(self, "token", labels, input_ids, inputs_embeds)
         out = self.bigs(input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
-        return token_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
+        return token_classification_output(
+            self, hidden, mask, out, labels, num_items, return_dict, output_marginals
+        )
 
 
 __all__ = [

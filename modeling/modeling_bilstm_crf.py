@@ -6,9 +6,9 @@ Bi-directional LSTM-CNNs-CRF" (character CNN). One file, the whole model: embedd
 BiLSTM layers → heads from ``heads.py``. Inputs are word ids and their characters, ``char_ids`` (B, L, C), from
 the word+character tokenizer (``tokenization_wordchar.py``).
 
-The LSTMs are ``BiLstmWeights`` modules that only hold the parameters under ``nn.LSTM``'s names (so checkpoints keep
-torch's keys; a plain module, so torch.compile traces through it, which it refuses for an ``nn.LSTM``); the
-bidirectional LSTM op ``bizoo.kernels.lstm.bilstm`` runs them over the real tokens of each row, on the schedule
+The LSTMs are ``BiLstmWeights`` modules that hold the parameters under ``nn.LSTM``'s names (so checkpoints keep
+torch's keys; a plain module, so torch.compile traces through it, which it refuses for an ``nn.LSTM``); their forward
+runs the bidirectional LSTM op ``bizoo.kernels.lstm.bilstm`` over the real tokens of each row, on the schedule
 ``config.kernel_backend`` picks (cuDNN, the fused Triton kernel, or PyTorch on a CPU).
 """
 
@@ -25,6 +25,7 @@ from ..configuration.configuration_bilstm_crf import BiLstmCrfConfig
 from ..kernels.lstm import bilstm
 from .common import (
     DamagedCheckpointErrors,
+    StrictFp32Modules,
     check_attention_mask,
     check_char_ids,
     check_ids_in_range,
@@ -51,8 +52,14 @@ from .heads import (
 class BiLstmWeights(nn.Module):
     r"""The parameters of a one-layer bidirectional ``nn.LSTM`` under its names: ``weight_ih_l0`` (4H, I),
     ``weight_hh_l0`` (4H, H), ``bias_ih_l0``, ``bias_hh_l0`` (4H,) and the same with ``_reverse``, gates in torch's
-    order i, f, g, o. Only a holder: ``run_bilstm`` runs them. Built as ``nn.LSTM`` builds them, U(-1/√H, 1/√H);
-    the models' ``_init_weights`` then set them as transformers sets an ``nn.LSTM``'s (Xavier weights, zero biases).
+    order i, f, g, o. Built as ``nn.LSTM`` builds them, U(-1/√H, 1/√H); the models' ``_init_weights`` then set them
+    as transformers sets an ``nn.LSTM``'s (Xavier weights, zero biases).
+
+    ``forward(x, mask, backend)`` is ``run_bilstm`` over these weights: they are read in the forward of the module
+    that owns them, so that hooks that bring a module's weights in for its forward (accelerate's CPU and disk
+    offloading, peft's ``modules_to_save`` copies) serve them.
+
+    Shape: x (B, L, I), mask (B, L) -> (B, L, 2H) = [forward | backward], zeros at padding.
     """
 
     def __init__(self, input_size: int, hidden_size: int):
@@ -75,12 +82,15 @@ class BiLstmWeights(nn.Module):
             else:
                 init.constant_(parameter, 0.0)
 
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+        return run_bilstm(self, x, mask, backend)  # (B, L, 2H)
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bidirectional"
 
 
 def run_bilstm(lstm: BiLstmWeights, x: torch.Tensor, mask: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    r"""A one-layer bidirectional LSTM (``BiLstmWeights`` or ``nn.LSTM``: the parameters) run by the ``bilstm`` op
+    r"""A one-layer bidirectional LSTM (the parameters of ``BiLstmWeights`` or ``nn.LSTM``) run by the ``bilstm`` op
     on ``backend`` over the real positions of each row, whatever the padding (right, left, holes): the forward
     direction starts at the first real token, the backward one at the last, with torch's gate order and bias
     b_ih + b_hh.
@@ -131,7 +141,7 @@ class CharLstmEncoder(nn.Module):
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         real = char_ids > 0  # (N, C)
-        out = run_bilstm(self.lstm, self.embed(char_ids), real, self.config.kernel_backend)  # (N, C, 2S)
+        out = self.lstm(self.embed(char_ids), real, self.config.kernel_backend)  # (N, C, 2S)
         return pool(out, real, "final_states")  # forward state at the last character, backward at the first
 
 
@@ -172,17 +182,17 @@ class BiLstmLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.dropout(run_bilstm(self.lstm, hidden, mask, self.config.kernel_backend))  # (B, L, 2H)
+        return self.dropout(self.lstm(hidden, mask, self.config.kernel_backend))  # (B, L, 2H)
 
 
-class BiLstmCrfPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
+class BiLstmCrfPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrainedModel):
     config_class = BiLstmCrfConfig
     config: BiLstmCrfConfig
     base_model_prefix = "bilstm"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["BiLstmLayer"]
-    _keep_in_fp32_modules = ["crf"]
+    # fp32 in fp16 and bf16 (common.StrictFp32Modules); listed by a model only when its config builds a CRF head
     _keep_in_fp32_modules_strict = ["crf"]
 
     @torch.no_grad()
@@ -288,11 +298,14 @@ class BiLstmCrfForTokenClassification(BiLstmCrfPreTrainedModel):
         **kwargs,
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
         check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
-        return token_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
+        return token_classification_output(
+            self, hidden, mask, out, labels, num_items, return_dict, output_marginals
+        )
 
 
 class BiLstmCrfForSequenceClassification(BiLstmCrfPreTrainedModel):

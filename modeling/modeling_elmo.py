@@ -10,9 +10,12 @@ Peters et al. 2018, "Deep contextualized word representations" (bilm-tf, allenai
 
 The native objective (``ElmoForBidirectionalLM``): the forward top state at t predicts word t+1, the backward top
 state at t predicts word t-1, through one softmax shared by both directions. The task heads (masked LM, sequence and
-token classification) read the scalar mix. Every direction reads the real tokens of its row only, whatever the
-padding, so the outputs do not depend on padding or batch-mates: each layer's two LSTMPs run as one call of the
-bidirectional LSTM op ``bizoo.kernels.lstm.bilstm``, on the schedule ``config.kernel_backend`` picks.
+token classification) read the scalar mix. A head holds only what its loss reads, so that every parameter gets a
+gradient (as DDP requires): the word table (the LM softmax) only in the LM heads (tied to their decoder) and the bare
+``ElmoModel``, no scalar mix in the biLM, the one mix it reads in a task head. Every direction reads the real tokens
+of its row only, whatever the padding, so the outputs do not depend on padding or batch-mates: each layer's two
+LSTMPs run as one call of the bidirectional LSTM op ``bizoo.kernels.lstm.bilstm``, on the schedule
+``config.kernel_backend`` picks.
 
 Inputs are ``char_ids`` (B, L, C) from ``WordCharTokenizerFast(char_scheme="bilm", add_sentence_boundaries=True)``:
 bilm-tf's byte ids, +1, with ``<S>`` and ``</S>`` around each sentence. ``input_ids`` are the words' ids in the
@@ -38,6 +41,7 @@ from ..kernels import dispatch
 from ..kernels.lstm import bilstm, reading_orders
 from .common import (
     DamagedCheckpointErrors,
+    StrictFp32Modules,
     check_attention_mask,
     check_char_ids,
     check_embeds_values,
@@ -58,7 +62,7 @@ from .heads import (
     token_classification_output,
     token_classification_head,
 )
-from .modeling_bilstm_crf import BiLstmWeights, run_bilstm
+from .modeling_bilstm_crf import BiLstmWeights
 
 # ----------------------------------------------------------------------------------------------------------------
 # The character encoder
@@ -145,7 +149,9 @@ class ElmoLstmCell(nn.Module):
 
     This is the recurrence of the ``bilstm`` op (``bizoo.kernels.lstm.reference``, torch's gate order i, f, g, o)
     with the gate rows reordered (g = j) and the forget bias folded into b_f: ``torch_gates`` gives those parameters,
-    and ``ElmoBiLstmLayer`` runs both directions of a layer as one call of the op.
+    ``forward()`` them and the projection (read in the forward of the module that owns them, so that hooks that
+    bring a module's weights in for its forward, as accelerate's CPU and disk offloading, serve them), and
+    ``ElmoBiLstmLayer`` runs both directions of a layer as one call of the op.
 
     Parameters: weight_ih (4H, I), weight_hh (4H, P), bias (4H) in the gate order i, j, f, o; weight_proj (P, H),
     absent when P = H.
@@ -170,6 +176,10 @@ class ElmoLstmCell(nn.Module):
         i, j, f, o = self.bias.chunk(4)
         bias = reorder(i, j, f + self.forget_bias, o)  # (4H,)
         return reorder(*self.weight_ih.chunk(4)), reorder(*self.weight_hh.chunk(4)), bias
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``torch_gates()`` and weight_proj (P, H) or None: what the ``bilstm`` op runs this cell with."""
+        return (*self.torch_gates(), self.weight_proj)
 
     def extra_repr(self) -> str:
         four_h, inputs = self.weight_ih.shape
@@ -203,11 +213,11 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
     def forward(self, hidden, mask, initial_state=None, final_state: bool = False):
         B, L, _ = hidden.shape
         config = self.config
-        cells = (self.forward_cell, self.backward_cell)
+        forward_weights, backward_weights = self.forward_cell(), self.backward_cell()
         weight_ih, weight_hh, bias = (
-            torch.stack(pair) for pair in zip(*(cell.torch_gates() for cell in cells))
+            torch.stack(pair) for pair in zip(forward_weights[:3], backward_weights[:3])
         )  # (2, 4H, P), (2, 4H, P), (2, 4H): direction 0 forward, 1 backward
-        weight_proj = None if self.forward_cell.weight_proj is None else torch.stack([c.weight_proj for c in cells])
+        weight_proj = None if forward_weights[3] is None else torch.stack([forward_weights[3], backward_weights[3]])
         x = self.dropout(hidden.reshape(B, L, 2, -1))  # (B, L, 2, P): each direction's input
         # While torch.export traces: the reference loop, which runs as one scan over the positions (a graph of any
         # length); the clipped LSTMP's other schedules (the written-out backward, Triton) loop in Python or launch
@@ -366,11 +376,13 @@ class ElmoModelOutput(BaseModelOutput):
 
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch, length, 2 × projection_size)`): the first scalar
-            mix of all the layers (ELMo's word representations; `elmo_representations[0]`).
+            mix of all the layers (ELMo's word representations; `elmo_representations[0]`), or `top_layer` in an
+            encoder built without mixes (the biLM's).
         hidden_states (`tuple(torch.FloatTensor)`, with `output_hidden_states`): the token layer [x | x], then each
             LSTM layer, num_hidden_layers + 1 tensors of the same shape.
-        elmo_representations (`tuple(torch.FloatTensor)`): one scalar mix of all the layers per
-            `num_output_representations`, each `(batch, length, 2 × projection_size)`: ELMo's word representations.
+        elmo_representations (`tuple(torch.FloatTensor)`): one scalar mix of all the layers per mix the encoder
+            has (`num_output_representations`; one in a task head, none in the biLM), each `(batch, length,
+            2 × projection_size)`: ELMo's word representations.
         top_layer (`torch.FloatTensor` of shape `(batch, length, 2 × projection_size)`): the top LSTM layer
             [forward | backward], zeros at padding (what the biLM's softmax reads; `hidden_states[-1]`).
         final_states (`tuple(torch.FloatTensor)`, with `output_final_states`): the LSTMs' states at the end of each
@@ -413,14 +425,14 @@ class ElmoBidirectionalLMOutput(ModelOutput):
     final_states: tuple[torch.FloatTensor, torch.FloatTensor] | None = None
 
 
-class ElmoPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
+class ElmoPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrainedModel):
     config_class = ElmoConfig
     config: ElmoConfig
     base_model_prefix = "elmo"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["ElmoBiLstmLayer"]
-    _keep_in_fp32_modules = ["crf"]
+    # fp32 in fp16 and bf16 (common.StrictFp32Modules); listed by a model only when its config builds a CRF head
     _keep_in_fp32_modules_strict = ["crf"]
 
     @torch.no_grad()
@@ -476,22 +488,43 @@ class ElmoModel(ElmoPreTrainedModel):
     `word_embeddings` (vocab_size × P) is the LM softmax table, which the heads' decoders are tied to; the encoder
     reads characters only, so `input_ids` and `inputs_embeds` are accepted (their shapes are checked) but do not
     enter the representation.
+
+    Args:
+        add_word_embeddings (`bool`, defaults to `True`): build `word_embeddings`. The task models whose loss does
+            not read the LM softmax (sequence and token classification) build their encoder without it; theirs then
+            has no input embeddings (`get_input_embeddings()` is None), and the table of a checkpoint that holds one
+            is ignored on load.
+        num_scalar_mixes (`int`, *optional*): the scalar mixes to build; `config.num_output_representations` when
+            None. The biLM, which reads the top layer, builds none (`last_hidden_state` is then `top_layer`); a task
+            head builds the one it reads. A checkpoint's mixes beyond these are ignored on load.
     """
 
-    def __init__(self, config: ElmoConfig):
+    def __init__(self, config: ElmoConfig, add_word_embeddings: bool = True, num_scalar_mixes: int | None = None):
         config.check()
         super().__init__(config)
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.projection_size)
+        mixes = config.num_output_representations if num_scalar_mixes is None else num_scalar_mixes
+        if isinstance(mixes, bool) or not isinstance(mixes, int) or not 0 <= mixes <= config.num_output_representations:
+            raise ValueError(
+                f"ElmoModel: num_scalar_mixes must be None or an int in [0, num_output_representations="
+                f"{config.num_output_representations}], got {num_scalar_mixes!r}"
+            )
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.projection_size) if add_word_embeddings else None
         self.char_encoder = ElmoCharacterEncoder(config)
         self.layers = nn.ModuleList(ElmoBiLstmLayer(config, index) for index in range(config.num_hidden_layers))
         self.scalar_mixes = nn.ModuleList(
             ElmoScalarMix(config.num_hidden_layers + 1, config.mix_layer_norm, config.layer_norm_eps)
-            for _ in range(config.num_output_representations)
+            for _ in range(mixes)
         )
+        # What an encoder built without some of its parts ignores in a checkpoint that has them (one saved before
+        # the task heads dropped them, or a bare ElmoModel loaded into a head); searched in the keys, which carry
+        # the "elmo." prefix or not.
+        unused = [] if add_word_embeddings else [r"(^|\.)word_embeddings\.weight$"]
+        unused += [rf"(^|\.)scalar_mixes\.{index}\." for index in range(mixes, config.num_output_representations)]
+        self._keys_to_ignore_on_load_unexpected = unused
         self.gradient_checkpointing = False
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    def get_input_embeddings(self) -> nn.Embedding | None:
         return self.word_embeddings
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
@@ -596,8 +629,7 @@ class ElmoModel(ElmoPreTrainedModel):
         config = self.config
         batch, length = self._check_inputs(name, input_ids, char_ids, inputs_embeds)
         check_token_type_ids_shape(name, kwargs.get("token_type_ids"), batch, length)
-        device = self.char_encoder.char_embeddings.weight.device
-        char_ids = char_ids.to(device)
+        device = char_ids.device  # the input's: a parameter may be on the meta device while offloaded
         if attention_mask is not None:
             mask = check_attention_mask(name, attention_mask, batch, length, device)  # (B, L) long
         else:
@@ -622,7 +654,7 @@ class ElmoModel(ElmoPreTrainedModel):
                 final_c.append(final[1])  # (2, B, H)
         representations = tuple(mix(layers, mask) for mix in self.scalar_mixes)
         out = ElmoModelOutput(
-            last_hidden_state=representations[0],
+            last_hidden_state=representations[0] if representations else hidden,
             hidden_states=tuple(layers) if output_hidden_states else None,
             elmo_representations=representations,
             final_states=(torch.stack(final_h), torch.stack(final_c)) if output_final_states else None,
@@ -652,7 +684,7 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
 
     def __init__(self, config: ElmoConfig):
         super().__init__(config)
-        self.elmo = ElmoModel(config)
+        self.elmo = ElmoModel(config, num_scalar_mixes=0)  # the LM reads the top layer, never a mix
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.lm_head = nn.Linear(config.projection_size, config.vocab_size, bias=True)
         self.post_init()
@@ -690,10 +722,12 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
         top = self.dropout(out.top_layer)  # (B, L, 2P)
         P = self.config.projection_size
         forward_states, backward_states = top[..., :P], top[..., P:]  # (B, L, P) each
-        result = ElmoBidirectionalLMOutput(hidden_states=out.hidden_states, final_states=out.final_states)
+        # The output is built once, at the end: a field set on it afterwards would go after hidden_states in
+        # to_tuple(), whose order must be the fields' (return_dict=False).
+        fields = dict(hidden_states=out.hidden_states, final_states=out.final_states)
         if labels is None:
-            result.forward_logits = self.lm_head(forward_states)  # (B, L, V)
-            result.backward_logits = self.lm_head(backward_states)
+            fields["forward_logits"] = self.lm_head(forward_states)  # (B, L, V)
+            fields["backward_logits"] = self.lm_head(backward_states)
         else:
             batch, length = top.shape[:2]
             labels = labels.to(top.device)  # checked by check_task_labels before the encoder ran
@@ -717,15 +751,22 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
                 if direction_logits is not None and not self.config.sparse_prediction:
                     direction_logits = self.lm_head(states)  # (B, L, V)
                 logits.append(direction_logits)
-            result.forward_loss = normalised_sum(sums[0], counts[0], None)
-            result.backward_loss = normalised_sum(sums[1], counts[1], None)
+            forward_loss = normalised_sum(sums[0], counts[0], None)
+            backward_loss = normalised_sum(sums[1], counts[1], None)
             if num_items is not None:
-                result.loss = normalised_sum(sums[0] + sums[1], counts[0] + counts[1], 2 * num_items)
+                loss = normalised_sum(sums[0] + sums[1], counts[0] + counts[1], 2 * num_items)
             else:
-                result.loss = 0.5 * (result.forward_loss + result.backward_loss)
-            result.forward_perplexity = torch.exp(result.forward_loss.detach())
-            result.backward_perplexity = torch.exp(result.backward_loss.detach())
-            result.forward_logits, result.backward_logits = logits
+                loss = 0.5 * (forward_loss + backward_loss)
+            fields.update(
+                loss=loss,
+                forward_loss=forward_loss,
+                backward_loss=backward_loss,
+                forward_perplexity=torch.exp(forward_loss.detach()),
+                backward_perplexity=torch.exp(backward_loss.detach()),
+                forward_logits=logits[0],
+                backward_logits=logits[1],
+            )
+        result = ElmoBidirectionalLMOutput(**fields)
         return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
 
 
@@ -738,7 +779,7 @@ class ElmoForMaskedLM(ElmoPreTrainedModel):
 
     def __init__(self, config: ElmoConfig):
         super().__init__(config)
-        self.elmo = ElmoModel(config)
+        self.elmo = ElmoModel(config, num_scalar_mixes=1)  # the head reads the first mix
         self.lm_head = MaskedLMHead(config)
         self.post_init()
 
@@ -771,7 +812,7 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
 
     def __init__(self, config: ElmoConfig):
         super().__init__(config)
-        self.elmo = ElmoModel(config)
+        self.elmo = ElmoModel(config, add_word_embeddings=False, num_scalar_mixes=1)  # reads the first mix only
         self.classifier = SequenceClassificationHead(config)
         self.post_init()
 
@@ -801,7 +842,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
 
     def __init__(self, config: ElmoConfig):
         super().__init__(config)
-        self.elmo = ElmoModel(config)
+        self.elmo = ElmoModel(config, add_word_embeddings=False, num_scalar_mixes=1)  # reads the first mix only
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.tagger = BiLstmWeights(config.encoder_output_size, config.projection_size)
         self.classifier = token_classification_head(config)
@@ -819,12 +860,15 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         **kwargs,
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
         check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         mixed = out.elmo_representations[0]
         mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
-        hidden = run_bilstm(self.tagger, self.dropout(mixed), mask, self.config.kernel_backend)  # (B, L, 2P)
-        return token_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
+        hidden = self.tagger(self.dropout(mixed), mask, self.config.kernel_backend)  # (B, L, 2P)
+        return token_classification_output(
+            self, hidden, mask, out, labels, num_items, return_dict, output_marginals
+        )
 
 
 __all__ = [

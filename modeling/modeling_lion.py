@@ -22,6 +22,7 @@ from ..configuration.configuration_lion import LionConfig
 from ..kernels.lion import lion_attention
 from .common import (
     DamagedCheckpointErrors,
+    StrictFp32Modules,
     TokenEmbeddings,
     check_attention_mask,
     check_ids_in_range,
@@ -211,14 +212,14 @@ class LionLayer(GradientCheckpointingLayer):
         return self.ffn_layer_norm(hidden + self.dropout(self.feed_forward(hidden)))
 
 
-class LionPreTrainedModel(DamagedCheckpointErrors, PreTrainedModel):
+class LionPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrainedModel):
     config_class = LionConfig
     config: LionConfig
     base_model_prefix = "lion"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["LionLayer"]
-    _keep_in_fp32_modules = ["decay", "crf"]
+    # fp32 in fp16 and bf16 (common.StrictFp32Modules); each model lists those its config builds (LIT: no decay)
     _keep_in_fp32_modules_strict = ["decay", "crf"]
 
     @torch.no_grad()
@@ -403,13 +404,16 @@ class LionForTokenClassification(LionPreTrainedModel):
         **kwargs,
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
         check_task_labels(self, "token", labels, input_ids, inputs_embeds)
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
-        return token_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
+        return token_classification_output(
+            self, hidden, mask, out, labels, num_items, return_dict, output_marginals
+        )
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,8 @@ from .output_folders import check_output_dir, staged_update
 from .training import build_on_first_process, resume_checkpoint, trainer_optimizers, training_arguments
 from .word_vectors import load_word_vectors
 from .wordpiece import minimum_vocab_size, train_wordpiece_tokenizer
+
+logger = logging.getLogger(__name__)
 
 #: Vocabulary size of a WordPiece tokenizer trained on the task's training text (from scratch, no --tokenizer).
 DEFAULT_VOCAB_SIZE = 8000
@@ -184,12 +187,12 @@ def _new_tokenizer(args: argparse.Namespace, source: ModelSource, training_texts
     if not texts:
         raise CommandError("the training data holds no text to train a tokenizer on")
     vocab_size = args.vocab_size if args.vocab_size is not None else DEFAULT_VOCAB_SIZE  # checked in prepare_model
-    print(f"training a WordPiece tokenizer (vocabulary up to {vocab_size:,}) on {len(texts):,} training texts")
+    logger.info(f"training a WordPiece tokenizer (vocabulary up to {vocab_size:,}) on {len(texts):,} training texts")
     try:
         return train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
     except ValueError:  # too small for the characters of this text: take the smallest size that holds them
         vocab_size = minimum_vocab_size(texts)
-        print(f"the text has many distinct characters: the vocabulary grows to {vocab_size:,}")
+        logger.warning(f"the text has many distinct characters: the vocabulary grows to {vocab_size:,}")
         return train_wordpiece_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_positions)
 
 
@@ -325,7 +328,7 @@ def load_pretrained_word_vectors(model, tokenizer, path: str, seed: int) -> None
 
     with torch.no_grad():
         embeddings[: vectors.shape[0]].copy_(vectors.to(embeddings.dtype))
-    print(f"word vectors from {path}: {report}")
+    logger.info(f"word vectors from {path}: {report}")
 
 
 def _check_max_length(args: argparse.Namespace, config) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ import bizoo
 
 from ...modeling.tokenization_wordchar import WordCharTokenizerFast
 from .command import CommandError
+
+logger = logging.getLogger(__name__)
 
 #: The smallest --vocab-size accepted (the special tokens and a few characters).
 MIN_VOCAB_SIZE = 100
@@ -52,7 +55,7 @@ def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
                 f"({sorted(bizoo.MODEL_SPECS)}), and the hub is offline"
             )
         model = auto_class.from_pretrained(name_or_path, **config_overrides)
-    vocab = model.get_input_embeddings().weight.shape[0]
+    vocab = model.config.vocab_size  # the word table's rows; ELMo's classifiers read word ids without one
     if len(tokenizer) > vocab:
         raise CommandError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: ids above "
@@ -87,7 +90,7 @@ def build_wordchar_tokenizer(
         options["max_vocab_size"] = vocab_size
     tokenizer = WordCharTokenizerFast.from_words(items, model_max_length=model_max_length, **options)
     described = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
-    print(
+    logger.info(
         f"built a word+character tokenizer from {len(items):,} training sentences: {len(tokenizer):,} words, "
         f"{tokenizer.char_vocab_size} characters ({described or 'default options'})"
     )

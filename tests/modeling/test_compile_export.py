@@ -19,6 +19,7 @@ from transformers import (
 
 import bizoo
 from bizoo.kernels import dispatch
+from bizoo.modeling.modeling_bilstm_crf import BiLstmWeights
 
 HEADS = {
     "base": AutoModel,
@@ -148,9 +149,10 @@ class _Logits(torch.nn.Module):
 
 @torch.no_grad()
 def _widened(model: torch.nn.Module) -> torch.nn.Module:
-    """Every linear layer's weight redrawn from N(0, 1/fan_in) and its bias from N(0, 0.1²), every embedding from
-    N(0, 1) (its padding row kept at 0): logits of order 1, so that agreeing to 1e-4 says something (the tiny
-    initialisation, N(0, 0.02²), gives logits of 1e-3 and below, which any graph would match to 1e-4)."""
+    """Every linear layer's weight redrawn from N(0, 1/fan_in) and its bias from N(0, 0.1²), the weights and biases
+    of every LSTM (``BiLstmWeights``) likewise, every embedding from N(0, 1) (its padding row kept at 0): logits of
+    order 1, so that agreeing to 1e-4 says something (the tiny initialisation, N(0, 0.02²), gives logits of 1e-3 and
+    below, which any graph would match to 1e-4)."""
     g = torch.Generator().manual_seed(1)
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
@@ -161,6 +163,10 @@ def _widened(model: torch.nn.Module) -> torch.nn.Module:
             module.weight.copy_(torch.randn(module.weight.shape, generator=g))
             if module.padding_idx is not None:
                 module.weight[module.padding_idx] = 0.0
+        elif isinstance(module, BiLstmWeights):  # an LSTM's weights (e.g. ELMo's tagger), as a linear layer's
+            for parameter in module.parameters():
+                scale = parameter.shape[1] ** -0.5 if parameter.dim() == 2 else 0.1
+                parameter.copy_(torch.randn(parameter.shape, generator=g) * scale)
     return model
 
 

@@ -170,7 +170,8 @@ class Context:
 
     def __init__(self, model_case, model, make_inputs):
         self.model_case = model_case
-        self.embed_dim = model.get_input_embeddings().weight.shape[1]
+        table = model.get_input_embeddings()  # None in ELMo's classifiers, which hold no word table
+        self.embed_dim = table.weight.shape[1] if table is not None else model.config.hidden_size
         self._make_inputs = make_inputs
 
     def make(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
