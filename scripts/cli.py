@@ -15,7 +15,7 @@ import importlib
 import sys
 
 from .. import __version__
-from .lib.command import end_process_group
+from .lib.command import add_command_arguments, run_parsed
 
 # command -> (module under bizoo.scripts, one-line summary)
 COMMANDS = {
@@ -41,17 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(
             name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
-        module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        add_command_arguments(command, module.add_arguments)
+        command.set_defaults(_run=module.run, _prog=module.PROG)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args._run(args)
-    finally:
-        end_process_group()
+    return run_parsed(args._prog, args._run, args)
 
 
 if __name__ == "__main__":

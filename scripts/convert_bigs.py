@@ -54,7 +54,7 @@ import torch
 
 import bizoo
 
-from .lib.command import CommandError, command_main, run_command
+from .lib.command import CommandError, command_main, report, run_command
 from .lib.msgpack_reader import MsgpackError, decode_msgpack
 from .lib.output_folders import check_output_dir, staged_output_dir
 from .lib.sources import resolve_source
@@ -897,23 +897,23 @@ def run(args: argparse.Namespace) -> int:
         )
         model, config = conversion.model, conversion.model.config
         parameters = sum(p.numel() for p in model.parameters())
-        print(f"converted {args.src} to {args.dst}")
-        print(f"  source: {conversion.source.description}")
-        print(
+        report(f"converted {args.src} to {args.dst}")
+        report(f"  source: {conversion.source.description}")
+        report(
             f"  model: {type(model).__name__}, {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
             f"num_ssm {config.num_ssm}, vocab {config.vocab_size}, {parameters:,} parameters"
             + (f", {config.num_labels} labels" if conversion.model_class != "masked-lm" else "")
         )
-        print(
+        report(
             f"  pad_mode=legacy (inputs padded to {config.max_position_embeddings}), gate_act={config.gate_act}, "
             f"hidden_act={config.hidden_act}, ssm_scaling={config.ssm_scaling}"
         )
         if conversion.dropped:
-            print(f"  left out (unused by the original {type(model).__name__}): {', '.join(conversion.dropped)}")
+            report(f"  left out (unused by the original {type(model).__name__}): {', '.join(conversion.dropped)}")
         for note in conversion.notes:
-            print(f"  note: {note}")
+            report(f"  note: {note}")
         if args.tokenizer is not None:
-            print(f"  tokenizer: {args.tokenizer}")
+            report(f"  tokenizer: {args.tokenizer}")
         return 0
 
     return run_command(PROG, body)

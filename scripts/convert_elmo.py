@@ -51,7 +51,7 @@ import torch
 from ..configuration.configuration_elmo import ElmoConfig
 from ..modeling.modeling_elmo import ElmoModel
 from ..modeling.tokenization_wordchar import BOS, EOS, MASK, PAD, UNK, WordCharTokenizerFast
-from .lib.command import CommandError, command_main, run_command
+from .lib.command import CommandError, command_main, report, run_command
 from .lib.output_folders import check_output_dir, staged_output_dir
 from .lib.sources import resolve_source
 
@@ -370,16 +370,16 @@ def run(args: argparse.Namespace) -> int:
         conversion = convert_checkpoint(options, weights, args.output_dir, vocab, args.overwrite)
         model, config = conversion.model, conversion.model.config
         encoder = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("word_embeddings"))
-        print(f"converted {weights} to {args.output_dir}")
-        print(
+        report(f"converted {weights} to {args.output_dir}")
+        report(
             f"  ElmoModel: {len(config.char_filters)} filter widths ({config.num_filters} filters), "
             f"{config.n_highway} highway, {config.num_hidden_layers} × 2 LSTM layers of {config.lstm_size} cells → "
             f"{config.projection_size}, cell_clip={config.cell_clip}, proj_clip={config.proj_clip}, "
             f"skip connections {config.use_skip_connections}; {encoder:,} encoder parameters"
         )
-        print(f"  tokenizer: {len(conversion.tokenizer):,} words, bilm-tf character ids, <S> ... </S>")
+        report(f"  tokenizer: {len(conversion.tokenizer):,} words, bilm-tf character ids, <S> ... </S>")
         for note in conversion.notes:
-            print(f"  note: {note}")
+            report(f"  note: {note}")
         return 0
 
     return run_command(PROG, body)

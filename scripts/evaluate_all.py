@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .lib.command import CommandError, command_main, run_command
+from .lib.command import CommandError, command_main, report, run_command
 from .lib.data import GLUE_TASKS, glue_task
 from .lib.machine import cuda_available, machine_name
 from .lib.results import read_results
 
 PROG = "bizoo evaluate-all"
+
+logger = logging.getLogger(__name__)
 
 #: name -> (model type, variant or None)
 MODELS = {
@@ -125,7 +128,10 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
         _timed(pre, seconds)
     row["pretrain"] = {"ok": ok, "seconds": round(seconds, 1), "results": _results(pre) if ok else None}
     row["seconds"] += seconds
-    print(f"{PROG}: {name} pretrained: {'ok' if ok else 'FAILED (see ' + str(out / name / 'pretrain.log') + ')'}")
+    if ok:
+        logger.info(f"{PROG}: {name} pretrained: ok")
+    else:
+        logger.warning(f"{name} pretrained: FAILED (see {out / name / 'pretrain.log'})")
     if not ok:
         return row
     runs = [(task, ["bizoo.scripts.finetune_glue", "--task", task, "--data-dir", str(args.glue_dir)]) for task in tasks]
@@ -151,12 +157,13 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
         else:
             row["glue"][task] = entry
         if results is None:
-            shown = "FAILED"
-        elif task == CONLL:
+            logger.warning(f"{name} {task}: FAILED (see {folder.parent / f'{task}.log'}; {seconds:.0f} s)")
+            continue
+        if task == CONLL:
             shown = f"F1 {entry['metrics'].get('f1', float('nan')) * 100:.1f}"
         else:
             shown = f"{task_score(entry['metrics']):.1f}"
-        print(f"{PROG}: {name} {task}: {shown} ({seconds:.0f} s)")
+        logger.info(f"{PROG}: {name} {task}: {shown} ({seconds:.0f} s)")
     return row
 
 
@@ -244,7 +251,7 @@ def _evaluate_all(args: argparse.Namespace) -> int:
             if not (Path(args.conll_dir) / name).is_file():
                 raise CommandError(f"--conll-dir {args.conll_dir!r} holds no {name} (CoNLL-2003: train.txt, valid.txt)")
     for task in skipped:
-        print(f"{PROG}: GLUE {task} has no train.tsv (or no dev file) in {args.glue_dir}: skipped")
+        logger.warning(f"GLUE {task} has no train.tsv (or no dev file) in {args.glue_dir}: skipped")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows = [evaluate_model(name, args, tasks, out) for name in args.models]
@@ -264,8 +271,8 @@ def _evaluate_all(args: argparse.Namespace) -> int:
         f"a model's runs.\n\n{text}"
     )
     plot(rows, tasks, bool(args.conll_dir), out / "results.png", title)
-    print(f"\n{text}\n{settings}\nmachine: {machine}; {time.perf_counter() - started:.0f} s in all")
-    print(f"{PROG}: table in {out / 'results.md'}, chart in {out / 'results.png'}")
+    report(f"\n{text}\n{settings}\nmachine: {machine}; {time.perf_counter() - started:.0f} s in all")
+    report(f"{PROG}: table in {out / 'results.md'}, chart in {out / 'results.png'}")
     return 0 if all(r["pretrain"]["ok"] for r in rows) else 1
 
 

@@ -38,7 +38,7 @@ from transformers import AutoModel, AutoTokenizer
 import bizoo
 
 from ..modeling.tokenization_wordchar import WordCharTokenizerFast
-from .lib.command import CommandError, command_main, run_command
+from .lib.command import CommandError, command_main, report, run_command
 from .lib.model_card import model_card, model_index_results
 from .lib.output_folders import atomic_write_text, check_output_dir, staged_output_dir
 from .lib.remote_code import auto_map, flat_sources, tokenizer_auto_map
@@ -285,8 +285,8 @@ def run(args: argparse.Namespace) -> int:
     def body() -> int:
         path = export_model(args.checkpoint, args.output_dir, overwrite=args.overwrite)
         files = sorted(p.name for p in path.iterdir())
-        print(f"exported {args.checkpoint} to {path} ({len(files)} files: {', '.join(files)})")
-        print(f"load it with AutoModel*.from_pretrained({str(path)!r}, trust_remote_code=True)")
+        report(f"exported {args.checkpoint} to {path} ({len(files)} files: {', '.join(files)})")
+        report(f"load it with AutoModel*.from_pretrained({str(path)!r}, trust_remote_code=True)")
         return 0
 
     return run_command(PROG, body)

@@ -35,11 +35,12 @@ examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from .lib.command import CommandError, command_main
+from .lib.command import CommandError, command_main, report
 from .lib.data import GlueTask, glue_task, load_glue_from_hub, load_glue_split
 from .lib.dataset_readers import describe, load_splits, split_name, text_classification_data
 from .lib.finetuning import (
@@ -65,6 +66,8 @@ from .lib.training import (
 )
 
 PROG = "bizoo finetune-glue"
+
+logger = logging.getLogger(__name__)
 
 # Training defaults: a small model on SST-2 trains in minutes on a 2-core CPU.
 DEFAULT_MAX_STEPS = -1  # train for --epochs (3)
@@ -300,8 +303,8 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
 
     tokenizer = prepared.tokenizer
     title = f"GLUE {task.name}" if isinstance(task, GlueTask) else task.name
-    print(f"{title}: " + ", ".join(f"{name} {len(examples):,}" for name, examples in splits.items()))
-    print(describe_model(prepared))
+    logger.info(f"{title}: " + ", ".join(f"{name} {len(examples):,}" for name, examples in splits.items()))
+    logger.info(describe_model(prepared))
 
     collator = DataCollatorWithPadding(tokenizer)
     # Evaluation during training (--eval_strategy) and the best checkpoint (--metric_for_best_model): on the first
@@ -321,10 +324,10 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
         return 0
 
     rows = [[split, len(splits[split]), *(metrics[split][name] for name in task.metrics)] for split in task.eval_splits]
-    print()
-    print(f"{title} ({prepared.source.describe()})")
-    print(format_table(["split", "examples", *task.metrics], rows))
-    print(format_wall_times(train_seconds, total_seconds, train_output.global_step))
+    report()
+    report(f"{title} ({prepared.source.describe()})")
+    report(format_table(["split", "examples", *task.metrics], rows))
+    report(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
     results = {
         "task": task.name,
@@ -347,10 +350,10 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
             metrics=metrics[split],
             metric_names={"f1": "macro F1"} if isinstance(task, DatasetTask) else GLUE_METRIC_NAMES,
         )
-    print(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
+    report(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
     repo = push_final_folder(trainer, output_dir, prepared.model, tokenizer)
     if repo is not None:
-        print(f"pushed {output_dir} to the Hub repository {repo}")
+        report(f"pushed {output_dir} to the Hub repository {repo}")
     return 0
 
 

@@ -34,13 +34,14 @@ examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .lib.command import CommandError, command_main
+from .lib.command import CommandError, command_main, report
 from .lib.data import conll_label_list, read_conll
 from .lib.dataset_readers import load_splits, split_name, token_classification_data
 from .lib.finetuning import (
@@ -61,6 +62,8 @@ from .lib.results import RESULTS_FILE, record_results
 from .lib.training import add_training_arguments, check_training_arguments, push_final_folder
 
 PROG = "bizoo finetune-ner"
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_STEPS = -1  # train for --epochs (3)
 DEFAULT_LEARNING_RATE = 1e-4
@@ -284,12 +287,12 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
     eval_features, first_positions = encoded["eval"]
     n_words = sum(len(words) for words, _ in splits["eval"])
     truncated = sum(position is None for positions in first_positions for position in positions)
-    print(
+    logger.info(
         f"{'CoNLL' if args.dataset_name is None else args.dataset_name}: train {len(splits['train']):,} sentences, "
         f"eval {len(splits['eval']):,} sentences "
         f"({n_words:,} words); {len(labels)} labels: {', '.join(labels)}"
     )
-    print(describe_model(prepared))
+    logger.info(describe_model(prepared))
 
     collator = DataCollatorForTokenClassification(tokenizer)
     gold = [tags for _, tags in splits["eval"]]
@@ -314,13 +317,13 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
 
     rows = [["overall", scores["precision"], scores["recall"], scores["f1"], scores["support"]]]
     rows += [[kind, s["precision"], s["recall"], s["f1"], s["support"]] for kind, s in scores["per_type"].items()]
-    print()
+    report()
     evaluated = args.eval_file if args.dataset_name is None else f"{args.dataset_name} {args.eval_split}"
-    print(f"{evaluated} ({prepared.source.describe()})")
-    print(format_table(["entity", "precision", "recall", "f1", "support"], rows))
+    report(f"{evaluated} ({prepared.source.describe()})")
+    report(format_table(["entity", "precision", "recall", "f1", "support"], rows))
     if truncated:
-        print(f"{truncated:,} of {n_words:,} words were cut off by --max-length {args.max_length} and scored as 'O'")
-    print(format_wall_times(train_seconds, total_seconds, train_output.global_step))
+        report(f"{truncated:,} of {n_words:,} words were cut off by --max-length {args.max_length} and scored as 'O'")
+    report(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
     if args.dataset_name is not None:
         dataset = {"name": args.dataset_name, "type": args.dataset_name, "split": args.eval_split}
@@ -346,10 +349,10 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
         metrics={"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"]},
         metric_names=METRIC_NAMES,
     )
-    print(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
+    report(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
     repo = push_final_folder(trainer, output_dir, prepared.model, tokenizer)
     if repo is not None:
-        print(f"pushed {output_dir} to the Hub repository {repo}")
+        report(f"pushed {output_dir} to the Hub repository {repo}")
     return 0
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ import torch
 
 import bizoo
 
-from .lib.command import CommandError, command_main, run_command
+from .lib.command import CommandError, command_main, report, run_command
 from .lib.data import read_text_files, shipped_corpus_files
 from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator
 from .lib.model_card import write_checkpoint_card
@@ -70,6 +71,8 @@ from .lib.training import (
 from .lib.wordpiece import train_wordpiece_tokenizer
 
 PROG = "bizoo pretrain"
+
+logger = logging.getLogger(__name__)
 
 #: What the recorded held-out metrics are (the model card's metric names).
 PRETRAINING_METRIC_NAMES = {
@@ -236,7 +239,7 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
     """--stream reads --text files or --dataset lazily: it needs them, held-out text (files, or the dataset's
     validation split), a step budget, and a subword masked-LM."""
     if not args.text and not args.dataset:
-        raise CommandError("--stream reads --text files or --dataset lazily: pass the training files with --text")
+        raise CommandError("--stream reads --text files lazily (or --dataset): pass the training files with --text")
     if not args.eval_text and not args.dataset:
         raise CommandError("--stream needs --eval-text: a streamed corpus has no end to hold a part of out")
     if args.max_steps <= 0:
@@ -500,7 +503,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_kwargs)
     variant = args.variant or spec.default_variant
     unit = "words" if wordchar else "tokens"
-    print(
+    logger.info(
         f"{PROG}: {spec.model_type}{' ' + variant if variant else ''} on {corpus_name}, objective {objective}: "
         f"tokenizer of {len(tokenizer)} {unit}"
     )
@@ -521,7 +524,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         raise CommandError(f"not enough text: {len(train_ids)} training and {len(held_out_examples)} held-out blocks")
     held_out_ids = [e["input_ids"] for e in held_out_examples]
     count = "streamed" if args.stream else str(len(train_examples))
-    print(f"{PROG}: {count} training and {len(held_out_examples)} held-out blocks of <= {args.max_length} {unit}")
+    logger.info(f"{PROG}: {count} training and {len(held_out_examples)} held-out blocks of <= {args.max_length} {unit}")
 
     callbacks = []
     if objective == "bilm":
@@ -546,7 +549,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     model = auto_class.from_config(config)
-    print(
+    logger.info(
         f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{config.num_hidden_layers} layers"
     )
@@ -601,33 +604,33 @@ def _pretrain(args: argparse.Namespace) -> int:
     )
     write_checkpoint_card(output_dir, model, tokenizer)
 
-    print(f"\n{PROG}: done in {time.perf_counter() - started:.0f} s ({train_seconds:.0f} s training, {result.global_step} steps)")
+    report(f"\n{PROG}: done in {time.perf_counter() - started:.0f} s ({train_seconds:.0f} s training, {result.global_step} steps)")
     if objective == "bilm":
-        print(f"  held-out forward perplexity   {metrics['forward_perplexity']}")
-        print(f"  held-out backward perplexity  {metrics['backward_perplexity']}")
-        print(f"  unigram baseline perplexity   {extra['unigram_baseline_perplexity']}")
+        report(f"  held-out forward perplexity   {metrics['forward_perplexity']}")
+        report(f"  held-out backward perplexity  {metrics['backward_perplexity']}")
+        report(f"  unigram baseline perplexity   {extra['unigram_baseline_perplexity']}")
     else:
-        print(f"  held-out masked-token accuracy  {accuracy:.4f}")
-        print(f"  unigram baseline (always {tokenizer.convert_ids_to_tokens(baseline_token)!r})  {baseline_accuracy:.4f}")
-        print(f"  held-out loss {eval_loss:.3f}, perplexity {metrics['perplexity']}")
-        print_fill_mask_examples(output_dir, tokenizer)
-    print(f"  saved to {output_dir} (model, tokenizer, README.md, loss_curve.png)")
+        report(f"  held-out masked-token accuracy  {accuracy:.4f}")
+        report(f"  unigram baseline (always {tokenizer.convert_ids_to_tokens(baseline_token)!r})  {baseline_accuracy:.4f}")
+        report(f"  held-out loss {eval_loss:.3f}, perplexity {metrics['perplexity']}")
+        report_fill_mask_examples(output_dir, tokenizer)
+    report(f"  saved to {output_dir} (model, tokenizer, README.md, loss_curve.png)")
     repo = push_final_folder(trainer, output_dir, model, tokenizer)
     if repo is not None:
-        print(f"  pushed to the Hub repository {repo}")
+        report(f"  pushed to the Hub repository {repo}")
     return 0
 
 
-def print_fill_mask_examples(folder: Path, tokenizer) -> None:
+def report_fill_mask_examples(folder: Path, tokenizer) -> None:
     """A few predictions of ``pipeline("fill-mask")`` loaded from the saved folder."""
     from transformers import pipeline
 
     fill = pipeline("fill-mask", model=str(folder), device="cpu", top_k=3)
-    print("  fill-mask from the saved folder:")
+    report("  fill-mask from the saved folder:")
     for text in FILL_MASK_EXAMPLES:
         text = text.replace("[MASK]", tokenizer.mask_token)
         guesses = ", ".join(f"{p['token_str']} ({p['score']:.2f})" for p in fill(text))
-        print(f"    {text}  ->  {guesses}")
+        report(f"    {text}  ->  {guesses}")
 
 
 class BiLMCollator:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from huggingface_hub import HfApi
@@ -26,7 +25,7 @@ from huggingface_hub.utils import validate_repo_id
 
 import bizoo
 
-from .lib.command import CommandError, command_main, run_command
+from .lib.command import CommandError, command_main, report, run_command, write_error
 
 PROG = "bizoo push"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -137,9 +136,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             url = push_folder(args.folder, args.repo_id, args.private, args.commit_message, args.revision)
         except (HfHubHTTPError, OfflineModeIsEnabled) as err:
-            print(f"{PROG}: error: the Hub refused or could not be reached: {err}", file=sys.stderr)
+            write_error(PROG, f"the Hub refused or could not be reached: {err}")
             return 1
-        print(f"uploaded {args.folder} to {url}")
+        report(f"uploaded {args.folder} to {url}")
         return 0
 
     return run_command(PROG, body)

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
 
-from .lib.command import command_main
+from .lib.command import command_main, report, write_error
 from .lib.output_folders import check_output_dir, staged_output_dir
 from .lib.wordpiece import DEFAULT_VOCAB_SIZE, MAX_VOCAB_SIZE, check_options, train_wordpiece_tokenizer
 
@@ -101,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
         )
         path = save_tokenizer(tokenizer, args.output_dir, overwrite=args.overwrite)
     except (ValueError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        write_error(PROG, err)
         return 2
-    print(f"trained a WordPiece tokenizer with {len(tokenizer)} tokens on {len(args.files)} file(s); saved to {path}")
+    report(f"trained a WordPiece tokenizer with {len(tokenizer)} tokens on {len(args.files)} file(s); saved to {path}")
     return 0
 
 

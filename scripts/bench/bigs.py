@@ -17,8 +17,10 @@ those of B·L (what work linear in L grows by: the recurrence) and of B·L·log 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 
+from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     add_device_arguments,
@@ -34,6 +36,8 @@ from .harness import (
 )
 from .registry import BIGS
 from .report import MODES, plot_times, table_head, write_json
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -243,12 +247,12 @@ def growth_factors(rows: list[dict], modes) -> list[dict]:
 
 
 def _print_growth(entries: list[dict], modes) -> None:
-    print("\ngrowth from one length to the next (quotients; B·L x and B·L·log L x: what work linear in L and work "
+    report("\ngrowth from one length to the next (quotients; B·L x and B·L·log L x: what work linear in L and work "
           "~ L log L grow by)")
     cells = [f"{'method':<20}", f"{'L -> L':>14}", f"{'B·L x':>7}", f"{'B·L·log L x':>12}"]
     cells += [f"{MODES[m] + ' ms x':>13}" for m in modes] + [f"{MODES[m] + ' MiB x':>14}" for m in modes]
     head = " ".join(cells)
-    print(head + "\n" + "-" * len(head))
+    report(head + "\n" + "-" * len(head))
     for e in entries:
         def num(key, width):
             return f"{e[key]:>{width}.2f}" if key in e else f"{'-':>{width}}"
@@ -256,7 +260,7 @@ def _print_growth(entries: list[dict], modes) -> None:
         cells = [f"{e['method']:<20}", f"{str(e['from_length']) + ' -> ' + str(e['to_length']):>14}",
                  num("tokens_factor", 7), num("tokens_log_factor", 12)]
         cells += [num(f"{m}_time_factor", 13) for m in modes] + [num(f"{m}_memory_factor", 14) for m in modes]
-        print(" ".join(cells))
+        report(" ".join(cells))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,19 +289,19 @@ def run(args) -> int:
     from ...kernels.ssm import REFERENCE_FFT_MIN_LENGTH
 
     shapes = f"B = {batch} (fixed)" if batch else f"B·L = {tokens} tokens (B = tokens // L)"
-    print("BiGS bidirectional SSM op (both directions, kernels from s4d_kernel in every call) vs the torch.fft "
+    report("BiGS bidirectional SSM op (both directions, kernels from s4d_kernel in every call) vs the torch.fft "
           "baseline of the original code, forward and forward+backward")
-    print(f"machine: {machine_name(device)}")
-    print(f"dtype: {settings['dtype']} inputs, fp32 SSM parameters; shapes: {shapes}, H = {args.channels} channels, "
+    report(f"machine: {machine_name(device)}")
+    report(f"dtype: {settings['dtype']} inputs, fp32 SSM parameters; shapes: {shapes}, H = {args.channels} channels, "
           f"N = {args.state_size}, no padding\nreference-recurrent: from the SSM parameters (no kernels), chunks of "
           f"{args.chunk_size}; reference-auto: toeplitz below L = {REFERENCE_FFT_MIN_LENGTH}, fft from it")
-    print("peak memory: " + ("max_memory_allocated above the inputs" if cuda
+    report("peak memory: " + ("max_memory_allocated above the inputs" if cuda
                              else "growth of the peak RSS, one process per case")
           + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
-    print(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)")
-    print("base/x: speed-up = fft-baseline ms / method ms, > 1 is faster than the baseline; max|diff|: the largest "
+    report(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)")
+    report("base/x: speed-up = fft-baseline ms / method ms, > 1 is faster than the baseline; max|diff|: the largest "
           "difference of the outputs from the fp32 fft baseline on the same inputs")
-    print(table_head(modes, BIGS.ratios, BIGS.extra, BIGS.shape))
+    report(table_head(modes, BIGS.ratios, BIGS.extra, BIGS.shape))
     meta = {"op": "bigs", "machine": machine_name(device), "device": device, **settings, "tokens": tokens,
             "batch": batch, "channels": args.channels, "state_size": args.state_size, "chunk_size": args.chunk_size,
             "reference_fft_min_length": REFERENCE_FFT_MIN_LENGTH, "modes": modes, "methods": methods}
@@ -323,5 +327,5 @@ def run(args) -> int:
                        f"H={args.channels} N={args.state_size}, median of {settings['repeats']}",
                        xlabel="sequence length L " + ("(B fixed)" if batch else "(B·L fixed)"))
         except ImportError as err:  # the table and the JSON are the results; the plot is a view of them
-            print(f"no plot: {short(err)}")
+            logger.warning(f"no plot: {short(err)}")
     return 0

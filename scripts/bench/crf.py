@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     add_device_arguments,
@@ -197,25 +198,25 @@ def run(args) -> int:
     unavailable = {"triton": why} if why is not None else {}
     shapes = [(B, K, L) for B in args.batch_sizes for K in args.tags for L in args.lengths]
     machine = machine_name(device)
-    print("Linear-chain CRF ops vs pytorch-crf (torchcrf.CRF, batch_first) on the same inputs and parameters")
-    print(f"machine: {machine}")
-    print(f"dtype: float32; shapes: B in {args.batch_sizes}, K in {args.tags}, L in {args.lengths}; right-padded "
+    report("Linear-chain CRF ops vs pytorch-crf (torchcrf.CRF, batch_first) on the same inputs and parameters")
+    report(f"machine: {machine}")
+    report(f"dtype: float32; shapes: B in {args.batch_sizes}, K in {args.tags}, L in {args.lengths}; right-padded "
           "batches: the first row L long, the others between L/2 and L (seed 0)")
-    print(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
+    report(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
           + ("; CUDA events" if cuda else ""))
     if device == "cpu" and "triton" in methods and "triton" not in unavailable:
-        print("note: triton on a CPU runs in Triton's interpreter: its times mean nothing")
+        report("note: triton on a CPU runs in Triton's interpreter: its times mean nothing")
     for method, reason in unavailable.items():
-        print(f"{method}: unavailable: {reason}")
-    print("x: speed-up = torchcrf ms / method ms, > 1 is faster than pytorch-crf; auto runs: the backend "
+        report(f"{method}: unavailable: {reason}")
+    report("x: speed-up = torchcrf ms / method ms, > 1 is faster than pytorch-crf; auto runs: the backend "
           "backend='auto' picks")
     meta = {"op": "crf", "machine": machine, "device": device, **settings, "methods": methods,
             "batch_sizes": args.batch_sizes, "tags": args.tags, "lengths": args.lengths}
     rows: list[dict] = []
     for op, title in CRF_OPS.items():
-        print(f"\n{title}" + (" (sum over the batch; gradients to the emissions and the CRF parameters)"
+        report(f"\n{title}" + (" (sum over the batch; gradients to the emissions and the CRF parameters)"
                               if op == "likelihood" else " (pytorch-crf: its decode, which returns Python lists)"))
-        print(_table_head(methods))
+        report(_table_head(methods))
         for batch, tags, length in shapes:
             inputs = crf_inputs(batch, tags, length, device)
             group = {}
@@ -233,13 +234,13 @@ def run(args) -> int:
                 if base is not None and "median_ms" in row:
                     row["speedup_vs_torchcrf"] = base / row["median_ms"]
             rows += group.values()
-            print(_format(group, methods), flush=True)
+            report(_format(group, methods))
             write_json(args.json, {**meta, "rows": rows})
     targets = crf_targets(rows, cuda)
-    print("\ntargets (speed-up over pytorch-crf):")
+    report("\ntargets (speed-up over pytorch-crf):")
     for t in targets:
         shape = f"B={t['batch']} K={t['tags'] if t['tags'] is not None else 'any'} L={t['length']}"
         got = f"{t['speedup']:.2f}x, " if t.get("speedup") is not None else ""
-        print(f"  {shape:<17} {t['method']:<7} {t['op']:<11} >= {t['target']:g}x: {got}{t['status']}")
+        report(f"  {shape:<17} {t['method']:<7} {t['op']:<11} >= {t['target']:g}x: {got}{t['status']}")
     write_json(args.json, {**meta, "rows": rows, "targets": targets})
     return 0

@@ -83,6 +83,7 @@ import datetime
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import platform
 import shutil
@@ -94,13 +95,14 @@ from pathlib import Path
 
 # Standard library only at module level (torch and our kernels inside functions): lion-launches and lion-states import
 # this module in a child process without the package's __init__ (_PART_CODE).
-from ..lib.command import command_main, run_command
+from ..lib.command import command_main, report, run_command
 from ..lib.machine import cpu_name
 from .harness import short
 
 # Run as `python -m bizoo.scripts.gpu_check` (scripts/gpu_check.py, the name it is documented and scripted under, runs
 # this module), or as `python -m bizoo.scripts.bench.gpu_check`.
 PROG = "python -m bizoo.scripts.gpu_check"
+logger = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that is the package `bizoo`
 LOG_TAIL_LINES = 40  # of the test log, in the summary
 BENCH_MAX_LINES = 200  # of a benchmark's output, in the summary
@@ -226,14 +228,18 @@ def environment() -> dict:
 
 
 # A LION step that runs a function of this module (lion_launches, lion_states) in a child process: the kernels
-# are imported without the package's __init__ (transformers and the models: seconds), as bench's CPU cases do.
+# are imported without the package's __init__ (transformers and the models: seconds), as bench's CPU cases do. Its
+# status lines are logged as a command's are (lib/command.py), into the step's log.
 _PART_CODE = (
     "import sys, types\n"
     "package = types.ModuleType('bizoo')\n"
     "package.__path__ = [sys.argv[1]]\n"
     "sys.modules['bizoo'] = package\n"
     "from bizoo.scripts.bench import gpu_check\n"
-    "sys.exit(getattr(gpu_check, sys.argv[2])(sys.argv[3], quick=sys.argv[4] == 'quick'))\n"
+    "from bizoo.scripts.lib.command import DEFAULT_LEVEL, command_logging\n"
+    "with command_logging(gpu_check.PROG, DEFAULT_LEVEL, libraries=False):\n"
+    "    code = getattr(gpu_check, sys.argv[2])(sys.argv[3], quick=sys.argv[4] == 'quick')\n"
+    "sys.exit(code)\n"
 )
 
 
@@ -422,11 +428,11 @@ def lion_launches(out_dir: str, quick: bool = False) -> int:
 
     out = Path(out_dir)
     if not torch.cuda.is_available():
-        print("lion-launches: no CUDA device")
+        report("lion-launches: no CUDA device")
         return 1
     B, H, L, D = 8, 12, 4096, 64
     ops = _lion_ops()
-    print(f"GPU kernel launches per call, B = {B}, H = {H}, L = {L}, D = {D}, bf16, chunk 64, after 2 warm-up "
+    report(f"GPU kernel launches per call, B = {B}, H = {H}, L = {L}, D = {D}, bf16, chunk 64, after 2 warm-up "
           "forward+backward calls; forward with inputs requiring gradients; host sync: a forward+backward under "
           'torch.cuda.set_sync_debug_mode("error")')
     rows, cases = [], []
@@ -452,7 +458,7 @@ def lion_launches(out_dir: str, quick: bool = False) -> int:
                 for _ in range(2):
                     forward_backward()
                 torch.cuda.synchronize()
-                print(f"[{name}, decay {decay}: warm-up done in {time.monotonic() - begin:.0f} s]", flush=True)
+                logger.info(f"[{name}, decay {decay}: warm-up done in {time.monotonic() - begin:.0f} s]")
                 row["forward"] = _launch_counts(gpu_kernels(call))
                 y = call()
                 for t in leaves:
@@ -474,8 +480,8 @@ def lion_launches(out_dir: str, quick: bool = False) -> int:
                 torch.cuda.set_sync_debug_mode(0)
             torch.cuda.synchronize()
             row["status"] = "ok"
-            print(f"[{name}, decay {decay}: counted, host sync {row['host_sync']}, "
-                  f"{time.monotonic() - begin:.0f} s]", flush=True)
+            logger.info(f"[{name}, decay {decay}: counted, host sync {row['host_sync']}, "
+                        f"{time.monotonic() - begin:.0f} s]")
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for label, call, forward_backward in cases:
             with record_function(f"{label}: forward"):
@@ -486,23 +492,23 @@ def lion_launches(out_dir: str, quick: bool = False) -> int:
             torch.cuda.synchronize()
     prof.export_chrome_trace(str(out / "lion_trace.json"))
     head = f"{'op':<48} {'decay':<5} {'fwd kernels':>11} {'bwd kernels':>11} {'memcpy/set':>10}  host sync"
-    print(head + "\n" + "-" * len(head))
+    report(head + "\n" + "-" * len(head))
     for r in rows:
         if r["status"] != "ok":
-            print(f"{r['op']:<48} {r['decay']:<5} {'-':>11} {'-':>11} {'-':>10}  {r['status']}")
+            report(f"{r['op']:<48} {r['decay']:<5} {'-':>11} {'-':>11} {'-':>10}  {r['status']}")
             continue
         other = r["forward"]["memcpy_memset"] + r["backward"]["memcpy_memset"]
-        print(f"{r['op']:<48} {r['decay']:<5} {r['forward']['kernels']:>11} {r['backward']['kernels']:>11} "
+        report(f"{r['op']:<48} {r['decay']:<5} {r['forward']['kernels']:>11} {r['backward']['kernels']:>11} "
               f"{other:>10}  {r['host_sync']}")
     for r in rows:
         for part in ("forward", "backward"):
             if part in r:
                 names = ", ".join(f"{count}x {n}" for n, count in r[part]["names"].items())
-                print(f"{r['op']}, decay {r['decay']}, {part}: {names}")
+                report(f"{r['op']}, decay {r['decay']}, {part}: {names}")
     (out / "lion_launches.json").write_text(json.dumps(
         {"B": B, "H": H, "L": L, "D": D, "dtype": "bfloat16", "chunk_size": 64, "trace": "lion_trace.json",
          "rows": rows}, indent=1) + "\n")
-    print(f"trace: {out / 'lion_trace.json'}")
+    report(f"trace: {out / 'lion_trace.json'}")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
@@ -531,21 +537,21 @@ def lion_states(out_dir: str, quick: bool = False) -> int:
     record = {"tokens": 32768, "H": 12, "D": 64, "chunk_size": 64, "dtype": "bfloat16", "rows": []}
     if "fp32_states" not in inspect.signature(lion_attention_triton).parameters:
         record["status"] = "unavailable: lion_attention_triton takes no fp32_states keyword"
-        print(f"lion-states: {record['status']}")
+        report(f"lion-states: {record['status']}")
         (out / "lion_states.json").write_text(json.dumps(record, indent=1) + "\n")
         return 0
     if not torch.cuda.is_available():
-        print("lion-states: no CUDA device")
+        report("lion-states: no CUDA device")
         return 1
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     H, D, tokens = 12, 64, 32768
     lengths = (512, 4096) if quick else (512, 4096, 16384)
     parts = ("out", "dq", "dk", "dv", "dlog_decay")
-    print(f"bf16 chunk states vs fp32 chunk states: max|x - ref| / max|ref|, ref = the reference chunk form in fp32 "
+    report(f"bf16 chunk states vs fp32 chunk states: max|x - ref| / max|ref|, ref = the reference chunk form in fp32 "
           f"on the GPU; bf16 inputs, B·L = {tokens}, H = {H}, D = {D}, chunk 64")
     head = f"{'decay':<5} {'L':>6} {'B':>4} {'states':<6} " + " ".join(f"{p:>10}" for p in parts)
-    print(head + "\n" + "-" * len(head))
+    report(head + "\n" + "-" * len(head))
     failed = False
     for decay in ("s", "lit"):
         for L in lengths:
@@ -577,7 +583,7 @@ def lion_states(out_dir: str, quick: bool = False) -> int:
                 record["rows"].append(row)
                 cells = " ".join(f"{row[p]:>10.2e}" if p in row else f"{'-':>10}" for p in parts)
                 status = "" if row["status"] == "ok" else f"  {row['status']}"
-                print(f"{decay:<5} {L:>6} {B:>4} {row['states']:<6} {cells}{status}", flush=True)
+                report(f"{decay:<5} {L:>6} {B:>4} {row['states']:<6} {cells}{status}")
                 (out / "lion_states.json").write_text(json.dumps(record, indent=1) + "\n")
             del ref, inputs, q, k, v, log_decay, dy
             torch.cuda.empty_cache()
@@ -705,7 +711,7 @@ def check(args: argparse.Namespace) -> int:
     except Exception as err:  # noqa: BLE001 - record and go on: the summary is the product
         cuda, env = False, {"environment": f"failed: {type(err).__name__}: {err}"}
     for key, value in env.items():
-        print(f"{key}: {value}", flush=True)
+        logger.info(f"{key}: {value}")
     (out / "environment.txt").write_text("".join(f"{k}: {v}\n" for k, v in env.items()))
     steps = plan(out, args.quick, names)
     step_limits(steps, args.budget, args.steps is not None)
@@ -723,7 +729,7 @@ def check(args: argparse.Namespace) -> int:
         elif remaining < 20:
             step["status"] = f"skipped: the time budget of {args.budget:.0f} s is spent"
         else:
-            print(f"[gpu_check] {step['name']} (limit {min(step['limit'], remaining):.0f} s) ...", flush=True)
+            logger.info(f"[gpu_check] {step['name']} (limit {min(step['limit'], remaining):.0f} s) ...")
             begin = time.monotonic()
             try:
                 # "env_default": unless the caller's environment sets it; "env": always.
@@ -734,10 +740,10 @@ def check(args: argparse.Namespace) -> int:
             except Exception as err:  # noqa: BLE001
                 step["status"] = f"failed to start: {type(err).__name__}: {err}"
             step["seconds"] = time.monotonic() - begin
-        print(f"[gpu_check] {step['name']}: {step['status']}", flush=True)
+        logger.info(f"[gpu_check] {step['name']}: {step['status']}")
         write_summary(out, env, steps, args.quick, started, options)
     write_summary(out, env, steps, args.quick, started, options)
-    print(f"[gpu_check] summary: {out / 'summary.md'} ({time.monotonic() - started:.0f} s)")
+    report(f"[gpu_check] summary: {out / 'summary.md'} ({time.monotonic() - started:.0f} s)")
     return 0
 
 

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..lib.command import report
 from .registry import OPS
 from .report import MODES, format_row, write_json
 
@@ -364,10 +365,10 @@ def estimate_bytes(case: dict, mode: str) -> int:
 def child(case_json: str) -> None:
     """The child process of a CPU case: one JSON line per mode on stdout."""
 
-    def report(mode, result):
-        print(json.dumps({"mode": mode, **result}), flush=True)
+    def send(mode, result):
+        report(json.dumps({"mode": mode, **result}))
 
-    measure_case(json.loads(case_json), report)
+    measure_case(json.loads(case_json), send)
 
 
 # The child imports the kernels without running the package's __init__ (which imports transformers and registers
@@ -489,6 +490,6 @@ def run_grid(grid, methods, describe, unavailable: dict, modes, ratios, extra, j
             write_json(json_path, {**meta, "rows": [*prior_rows, *rows]})
             if len(group) >= baselines:
                 for done in group[printed:]:
-                    print(format_row(done, modes, ratios, extra, shape), flush=True)
+                    report(format_row(done, modes, ratios, extra, shape))
                 printed = len(group)
     return rows

@@ -23,8 +23,10 @@ that does not import) are rows with an "unavailable" status. The timing itself: 
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 
+from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     L2_FLUSH_BYTES,
@@ -44,6 +46,8 @@ from .harness import (
 )
 from .registry import LION
 from .report import MODES, plot_times, table_head
+
+logger = logging.getLogger(__name__)
 
 # The backends whose kernels are Triton's (on a CPU only in its interpreter).
 TRITON_BACKENDS = ("triton", "fla")
@@ -406,7 +410,7 @@ def run(args) -> int:
             release_cuda_memory()
     else:
         peak, peak_source = None, "none on a CPU (give --hbm-gbs): the %HBM and floor columns show '-'"
-    print(header(
+    report(header(
         "LION attention op vs SDPA softmax attention (same shapes), forward and forward+backward",
         device, settings, args,
         f"\nSDPA backend: {sdpa_note}; peak memory: "
@@ -417,12 +421,12 @@ def run(args) -> int:
         + ("\nnote: triton-* and fla-* on a CPU run in Triton's interpreter: their times mean nothing"
            if interpreted else ""),
     ))
-    print("sdpa/x, chunk/x: speed-up = SDPA (reference-chunk) ms / method ms, > 1 is faster than the baseline")
-    print("GB/s: the op's minimal memory traffic (q, k, v, o; + o, dO, dq, dk, dv in fwd+bwd; + the decay and its "
+    report("sdpa/x, chunk/x: speed-up = SDPA (reference-chunk) ms / method ms, > 1 is faster than the baseline")
+    report("GB/s: the op's minimal memory traffic (q, k, v, o; + o, dO, dq, dk, dv in fwd+bwd; + the decay and its "
           "gradient) / median time; %HBM: of the peak; floor: that traffic at the peak, ms")
-    print(f"HBM peak used: {f'{peak:.0f} GB/s' if peak else '-'} ({peak_source})")
+    report(f"HBM peak used: {f'{peak:.0f} GB/s' if peak else '-'} ({peak_source})")
     extra = bandwidth_columns(modes)
-    print(table_head(modes, ratios, extra, LION.shape))
+    report(table_head(modes, ratios, extra, LION.shape))
     meta = {
         "op": "lion", "machine": machine_name(device), "device": device, **settings, "tokens": args.tokens,
         "heads": args.heads, "head_dim": args.head_dim, "decay": args.decay, "chunk_size": args.chunk_size,
@@ -449,7 +453,7 @@ def run(args) -> int:
     rows = run_grid(grid, [m for m in methods if m not in later], describe, unavailable, modes, ratios, extra,
                     args.json, meta, LION.shape, derive=lambda row: add_bandwidth(row, modes, peak))
     if later:
-        print(f"{', '.join(later)}: after the other methods (the first call compiles for minutes)")
+        logger.info(f"{', '.join(later)}: after the other methods (the first call compiles for minutes)")
 
         def derive(row):
             add_bandwidth(row, modes, peak)
@@ -462,5 +466,5 @@ def run(args) -> int:
             plot_times(rows, modes, args.plot, f"LION op vs SDPA, {meta['machine']}\n{settings['dtype']}, "
                        f"H={args.heads} D={args.head_dim} decay {args.decay}, median of {settings['repeats']}")
         except ImportError as err:  # the table and the JSON are the results; the plot is a view of them
-            print(f"no plot: {short(err)}")
+            logger.warning(f"no plot: {short(err)}")
     return 0

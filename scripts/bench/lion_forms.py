@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     available_bytes,
@@ -76,7 +77,7 @@ def run_crossover(args) -> int:
     backends = list(dict.fromkeys(args.backends or (["triton"] if device == "cuda" else ["reference"])))
     lengths = sorted(set(args.lengths))
     interpreted = device == "cpu" and "triton" in backends
-    print(header("LION chunk form vs attention form, forward+backward: where does chunk start to win?",
+    report(header("LION chunk form vs attention form, forward+backward: where does chunk start to win?",
                  device, settings, args,
                  "\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing"
                  if interpreted else ""))
@@ -85,7 +86,7 @@ def run_crossover(args) -> int:
             "chunk_size": args.chunk_size}
     rows, summary = [], {}
     head = f"{'backend':<10} {'L':>6} {'B':>5} {'chunk ms':>10} {'attention ms':>13} {'attn/chunk':>10}  faster"
-    print(head + "\n" + "-" * len(head))
+    report(head + "\n" + "-" * len(head))
     for backend in backends:
         methods = {"chunk": f"{backend}-chunk",
                    "attention": "triton-parallel" if backend == "triton" else "reference-attention"}
@@ -125,8 +126,8 @@ def run_crossover(args) -> int:
             status = "" if row["chunk_status"] == row["attention_status"] == "ok" else (
                 f"  chunk: {row['chunk_status']}; attention: {row['attention_status']}"
                 if row["chunk_status"] != row["attention_status"] else f"  {row['chunk_status']}")
-            print(f"{backend:<10} {length:>6} {batch:>5} {cells[0]:>10} {cells[1]:>13} {cells[2]:>10}  "
-                  f"{faster}{status}", flush=True)
+            report(f"{backend:<10} {length:>6} {batch:>5} {cells[0]:>10} {cells[1]:>13} {cells[2]:>10}  "
+                  f"{faster}{status}")
             write_json(args.json, {**meta, "rows": rows, "crossover": summary})
         constant = CROSSOVER_CONSTANTS[backend]
         summary[backend] = s = {
@@ -143,7 +144,7 @@ def run_crossover(args) -> int:
             text = f"<= {s['measured']} (the chunk form wins at every measured length)"
         else:
             text = f"{s['measured']} (the chunk form wins at every measured L >= {s['measured']})"
-        print(f"=> {constant} ({backend} on {device}): measured {text}; current value {s['current']}", flush=True)
+        report(f"=> {constant} ({backend} on {device}): measured {text}; current value {s['current']}")
     write_json(args.json, {**meta, "rows": rows, "crossover": summary})
     return 0
 
@@ -187,11 +188,11 @@ def run_forms(args) -> int:
     if args.batch < 2:
         raise ValueError(f"--batch must be >= 2 (a right- and a left-padded row), got {args.batch}")
     B = args.batch
-    print(f"LION forms vs the attention form, reference backend, fp32, B={B} (right- and left-padded) "
+    report(f"LION forms vs the attention form, reference backend, fp32, B={B} (right- and left-padded) "
           f"H={args.heads} D={args.head_dim}, chunk size {args.chunk_size}; machine: {machine_name('cpu')}")
-    print(f"{'L':>7} {'decay':>6} {'form':>6} {'max |diff|':>12} {'max |y|':>9}")
+    report(f"{'L':>7} {'decay':>6} {'form':>6} {'max |diff|':>12} {'max |y|':>9}")
     rows = [r for L in args.lengths for r in form_agreement(L, B, args.heads, args.head_dim, args.chunk_size)]
     for r in rows:
-        print(f"{r['length']:>7} {r['decay']:>6} {r['form']:>6} {r['max_abs_diff']:>12.2e} {r['max_abs_output']:>9.3f}")
+        report(f"{r['length']:>7} {r['decay']:>6} {r['form']:>6} {r['max_abs_diff']:>12.2e} {r['max_abs_output']:>9.3f}")
     write_json(args.json, {"op": "lion-forms", "rows": rows})
     return 0

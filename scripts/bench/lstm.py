@@ -23,8 +23,10 @@ where it computes the same). Time and memory: harness.py, one child process per 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 
+from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     add_device_arguments,
@@ -40,6 +42,8 @@ from .harness import (
 )
 from .registry import ELMO_CLIP, ELMO_SIZES, LSTM, LSTMP
 from .report import MODES, plot_speedups, table_head, write_json
+
+logger = logging.getLogger(__name__)
 
 PARTS = {"lstm": LSTM, "lstmp": LSTMP}
 
@@ -271,23 +275,23 @@ def run(args) -> int:
     import torch
 
     compared = {"lstm": "vs torch.nn.LSTM", "lstmp": "ELMo's clipped LSTMP vs the per-step PyTorch loop"}
-    print(f"Bidirectional LSTM layer (bizoo.kernels.lstm.bilstm) {', and '.join(compared[p] for p in parts)}, "
+    report(f"Bidirectional LSTM layer (bizoo.kernels.lstm.bilstm) {', and '.join(compared[p] for p in parts)}, "
           "forward and forward+backward")
-    print(f"machine: {machine}" + (f", cuDNN {torch.backends.cudnn.version()}" if cuda else ""))
-    print(f"dtype: {settings['dtype']}; right-padded batches: the first row L long, the others between L/2 and L "
+    report(f"machine: {machine}" + (f", cuDNN {torch.backends.cudnn.version()}" if cuda else ""))
+    report(f"dtype: {settings['dtype']}; right-padded batches: the first row L long, the others between L/2 and L "
           "(seed 0), the same for every method")
-    print("every timing includes the input projection W_ih x and both directions; backward: gradients to x and "
+    report("every timing includes the input projection W_ih x and both directions; backward: gradients to x and "
           "every weight; bizoo's bilstm returns the outputs only (final_state=False)")
-    print("methods: triton (the fused kernel), native (torch.lstm per direction over its real tokens first: cuDNN on "
+    report("methods: triton (the fused kernel), native (torch.lstm per direction over its real tokens first: cuDNN on "
           "a GPU), loop (one step at a time in PyTorch, its backward pass written out), autograd-loop (the same steps "
           "differentiated by autograd), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
           "the lengths read from the mask in every call)")
-    print("peak memory: " + ("max_memory_allocated above the inputs" if cuda
+    report("peak memory: " + ("max_memory_allocated above the inputs" if cuda
                              else "growth of the peak RSS, one process per case")
           + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
-    print(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
+    report(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
           + ("; CUDA events" if cuda else ""))
-    print("max|diff|: the largest difference of the outputs from the fp32 autograd-loop reference on the same inputs")
+    report("max|diff|: the largest difference of the outputs from the fp32 autograd-loop reference on the same inputs")
     meta = {"op": "lstm", "machine": machine, "device": device, **settings, "parts": list(parts), "modes": modes,
             "methods": methods, "input_size": args.input_size, **grid_args, "elmo_clip": ELMO_CLIP}
     if cuda:
@@ -296,7 +300,7 @@ def run(args) -> int:
 
     def measure(part, grid, describe_point):
         bench = PARTS[part]
-        print(table_head(modes, bench.ratios, bench.extra, bench.shape))
+        report(table_head(modes, bench.ratios, bench.extra, bench.shape))
         rows.extend(run_grid(grid, bench.chosen(methods, device), describe_point, unavailable, modes, bench.ratios,
                              bench.extra, args.json, meta, bench.shape, rows))
 
@@ -309,22 +313,22 @@ def run(args) -> int:
         return row, {**row, "op": LSTM.name, **settings, "modes": modes, "threads": args.threads}
 
     if "lstm" in parts:
-        print("\nLSTM: torch.nn.LSTM(I, H, bidirectional=True, batch_first=True) on the whole padded tensor (nn-lstm, "
+        report("\nLSTM: torch.nn.LSTM(I, H, bidirectional=True, batch_first=True) on the whole padded tensor (nn-lstm, "
               "the baseline), as models commonly call it: its backward direction reads a row's padding before its "
               "real tokens, so it is compared with the reference only where that does not matter")
-        print(f"shapes: B in {grid_args['batch_sizes']}, H in {grid_args['hidden']} cells per direction, "
+        report(f"shapes: B in {grid_args['batch_sizes']}, H in {grid_args['hidden']} cells per direction, "
               f"L in {grid_args['lengths']}, I = {args.input_size or 'H'} input features")
-        print("nn/x: speed-up = nn-lstm ms / method ms, > 1 is faster than torch.nn.LSTM")
+        report("nn/x: speed-up = nn-lstm ms / method ms, > 1 is faster than torch.nn.LSTM")
         grid = [(B, L, H) for B in grid_args["batch_sizes"] for H in grid_args["hidden"] for L in grid_args["lengths"]]
         measure("lstm", grid, lambda method, B, L, H: describe(
             "lstm", method, B, L, H, args.input_size or H, None, None))
     if "lstmp" in parts:
-        print(f"\nLSTMP (ELMo): cells projected to P, I = P, cell_clip = proj_clip = {ELMO_CLIP:g}; torch.nn.LSTM "
+        report(f"\nLSTMP (ELMo): cells projected to P, I = P, cell_clip = proj_clip = {ELMO_CLIP:g}; torch.nn.LSTM "
               "cannot clip: the baseline is the per-step PyTorch loop differentiated by autograd (autograd-loop); "
               "loop: the same steps with the backward pass through time written out")
         sizes = ", ".join(f"{name} {ELMO_SIZES[name][0]}/{ELMO_SIZES[name][1]}" for name in grid_args["elmo_sizes"])
-        print(f"shapes: {sizes} (cells/P); B in {grid_args['elmo_batch_sizes']}, L in {grid_args['elmo_lengths']}")
-        print("loop/x: speed-up = autograd-loop ms / method ms, > 1 is faster than the autograd loop")
+        report(f"shapes: {sizes} (cells/P); B in {grid_args['elmo_batch_sizes']}, L in {grid_args['elmo_lengths']}")
+        report("loop/x: speed-up = autograd-loop ms / method ms, > 1 is faster than the autograd loop")
         grid = [(name, B, L) for name in grid_args["elmo_sizes"] for B in grid_args["elmo_batch_sizes"]
                 for L in grid_args["elmo_lengths"]]
         measure("lstmp", grid, lambda method, name, B, L: describe(
@@ -332,12 +336,12 @@ def run(args) -> int:
             elmo=name))
     comparison = triton_vs_native(rows)
     if comparison:
-        print("\ntriton vs native (torch.lstm; cuDNN on a GPU), forward+backward: native ms / triton ms at each L; "
+        report("\ntriton vs native (torch.lstm; cuDNN on a GPU), forward+backward: native ms / triton ms at each L; "
               "backend='auto' takes triton for an unclipped LSTM only where TRITON_BEATS_CUDNN says so")
         for c in comparison:
             ratios = ", ".join(f"L={L} {x:.2f}" for L, x in c["native_over_triton_fwdbwd"].items())
             verdict = "at least as fast at every L" if c["triton_at_least_as_fast"] else "not at every L"
-            print(f"  B={c['batch']} H={c['hidden']}: {ratios}: {verdict}")
+            report(f"  B={c['batch']} H={c['hidden']}: {ratios}: {verdict}")
     write_json(args.json, {**meta, "rows": rows, "triton_vs_native": comparison})
     if args.plot:
         plots = [(title, [r for r in rows if r["part"] == part], *PARTS[part].ratios[0][:2])
@@ -347,5 +351,5 @@ def run(args) -> int:
             plot_speedups(plots, modes, args.plot, f"bidirectional LSTM, {machine}\n{settings['dtype']}, median of "
                           f"{settings['repeats']}")
         except ImportError as err:  # the table and the JSON are the results; the plot is a view of them
-            print(f"no plot: {short(err)}")
+            logger.warning(f"no plot: {short(err)}")
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import batch_for, check_positive, release_cuda_memory, resolve_device, short
 from .registry import ELMO_SIZES, MODELS, model_order
@@ -372,23 +373,23 @@ def run(args) -> int:
     baselines = {name: MODELS[name].baseline for name in MODELS if MODELS[name].baseline}  # model -> its baseline
     tagger = _tagger_config(args)
     cells, projection = ELMO_SIZES[args.elmo_size]
-    print(f"bench models: training tokens/s and inference latency, eager vs torch.compile(fullgraph=True, "
+    report(f"bench models: training tokens/s and inference latency, eager vs torch.compile(fullgraph=True, "
           f"backend={backend!r})")
-    print(f"machine: {machine_name(device)}")
+    report(f"machine: {machine_name(device)}")
     warmups = f"after {timing['warmup']} (compiled: {timing['compiled_warmup']}) untimed"
-    print(f"precision: {settings['precision']}; training: B·L = {args.tokens_per_step} tokens per step (B = tokens // "
+    report(f"precision: {settings['precision']}; training: B·L = {args.tokens_per_step} tokens per step (B = tokens // "
           f"L), forward + backward + AdamW, median of {timing['steps']} steps {warmups}; inference: "
           f"{args.latency_batch} x L tokens, one forward in eval mode under torch.no_grad, median of {timing['runs']} "
           f"{warmups}")
-    print(f"masked LMs (15% of the positions labelled), vocabulary {args.vocab_size}: bert-sdpa, lion-*, bigs "
+    report(f"masked LMs (15% of the positions labelled), vocabulary {args.vocab_size}: bert-sdpa, lion-*, bigs "
           f"{args.layers} layers x {args.hidden}, {args.heads} heads, feed-forward {4 * args.hidden}, kernel_backend "
           f"{args.backend!r}; elmo {args.elmo_size} ({cells} cells projected to {projection}, 2 layers, "
           f"{_elmo_config(args).max_characters_per_token} characters per word)")
-    print(f"taggers (a tag per word, {args.tags} tags, the CRF's loss), vocabulary {args.vocab_size}: bilstm-crf "
+    report(f"taggers (a tag per word, {args.tags} tags, the CRF's loss), vocabulary {args.vocab_size}: bilstm-crf "
           f"(bizoo) and lstm-crf (torch.nn.LSTM + linear + pytorch-crf), {tagger.num_hidden_layers} layer(s) x "
           f"{tagger.hidden_size} per direction over {tagger.word_embedding_size}-d words + a character CNN of "
           f"{tagger.char_cnn_filters} filters ({TAGGER_CHARS_PER_WORD} characters per word)")
-    print(_table_head(args.latency_batch))
+    report(_table_head(args.latency_batch))
     meta = {"op": "models", "machine": machine_name(device), "device": device, "backend": backend,
             "precision": settings["precision"], "vocab_size": args.vocab_size,
             "tokens_per_step": args.tokens_per_step, "steps": timing["steps"], "warmup": timing["warmup"],
@@ -406,20 +407,20 @@ def run(args) -> int:
             models_ratios(row, measured.get(MODELS[name].baseline))
             measured[name] = row
             rows.append(row)
-            print(_line(row), flush=True)
+            report(_line(row))
             write_json(args.json, {**meta, "rows": rows})
     models_of = {}  # baseline -> the models measured against it
     for name, base in baselines.items():
         if name in names:
             models_of.setdefault(base, []).append(name)
     summary = "; ".join(f"{base} for {', '.join(models)}" for base, models in models_of.items()) or "none"
-    print("medians. c/e: compiled tokens/s / eager tokens/s, e/c: eager ms / compiled ms (> 1: compiling is faster)")
-    print("vs base, c vs base: eager and compiled against the baseline in the same mode, tokens/s / the baseline's "
+    report("medians. c/e: compiled tokens/s / eager tokens/s, e/c: eager ms / compiled ms (> 1: compiling is faster)")
+    report("vs base, c vs base: eager and compiled against the baseline in the same mode, tokens/s / the baseline's "
           f"and the baseline's ms / ms (> 1: the bizoo model is faster); baselines: {summary}"
           + ("; elmo has none" if "elmo" in names else ""))
     for name, base in baselines.items():
         if name in names and MODELS[base].not_compiled:
-            print(f"{base} is {MODELS[base].not_compiled}: the c vs base of {name} is over {base}'s eager runs")
+            report(f"{base} is {MODELS[base].not_compiled}: the c vs base of {name} is over {base}'s eager runs")
     if cuda:
-        print('sync: a compiled training step under torch.cuda.set_sync_debug_mode("error") ("ok": no host sync)')
+        report('sync: a compiled training step under torch.cuda.set_sync_debug_mode("error") ("ok": no host sync)')
     return 0

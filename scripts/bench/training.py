@@ -20,6 +20,7 @@ import argparse
 import statistics
 import time
 
+from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     MiB,
@@ -223,15 +224,15 @@ def compare_models(args, device: str, settings: dict, models: dict, name: str, h
     import torch
 
     steps, warmup = settings["steps"], settings["warmup_steps"]
-    print(f"Masked-LM training throughput (forward + backward + AdamW step), {name} vs BERT (SDPA attention)")
-    print(f"machine: {machine_name(device)}")
+    report(f"Masked-LM training throughput (forward + backward + AdamW step), {name} vs BERT (SDPA attention)")
+    report(f"machine: {machine_name(device)}")
     for line in header:
-        print(line)
-    print(f"median of {steps} steps after {warmup} warm-up step(s)")
+        report(line)
+    report(f"median of {steps} steps after {warmup} warm-up step(s)")
     ratio_label = f"{name}/BERT"
     head = (f"{'L':>6} {'B':>4} {'model':<10} {'params':>8} {'step ms':>9} {'tokens/s':>10} {'peak MiB':>9} "
             f"{ratio_label:>10}")
-    print(head + "\n" + "-" * len(head))
+    report(head + "\n" + "-" * len(head))
     meta = {"op": meta["op"], "machine": machine_name(device), "device": device,
             "precision": settings["precision"], **meta, "vocab_size": args.vocab_size,
             "tokens_per_step": args.tokens_per_step, "steps": steps, "warmup_steps": warmup}
@@ -263,10 +264,10 @@ def compare_models(args, device: str, settings: dict, models: dict, name: str, h
                           f"{peak:>9}", f"{ratio:>10}"]
             else:
                 cells.append(f"  {r['status']}")
-            print(" ".join(cells), flush=True)
+            report(" ".join(cells))
         rows += list(group.values())
         write_json(args.json, {**meta, "rows": rows})
-    print(f"{ratio_label}: {name} tokens/s / BERT tokens/s (> 1: {name} trains faster)")
+    report(f"{ratio_label}: {name} tokens/s / BERT tokens/s (> 1: {name} trains faster)")
     return 0
 
 

@@ -3,7 +3,9 @@ module (``scripts/<command>.py``) nor a developer tool (``bench``, ``gpu_check``
 each other (``tests/package/test_layout.py``).
 
 Running a command and writing its output:
-  command.py         CommandError, run_command (bad input -> exit code 2), command_main, end_process_group
+  command.py         CommandError, run_command (bad input -> exit code 2), command_main, end_process_group;
+                     report (a command's results, on stdout) and the log level of a run (--log_level,
+                     TRANSFORMERS_VERBOSITY): status lines through each module's logging.getLogger(__name__)
   output_folders.py  output folders written whole or not at all: staged_output_dir, staged_update, move_into,
                      recover_interrupted, atomic_write_text
   results.py         the evaluation results a run stores beside its weights (bizoo_results.json)

@@ -15,15 +15,17 @@ import contextlib
 import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from .command import CommandError
+
+logger = logging.getLogger(__name__)
 
 
 
@@ -77,7 +79,7 @@ def _owner_pid(sibling: Path) -> int | None:
 
 
 def _note(message: str) -> None:
-    print(f"bizoo: {message}", file=sys.stderr)
+    logger.warning(message)
 
 
 def recover_interrupted(path: str | os.PathLike) -> None:

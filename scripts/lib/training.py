@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import logging
 import math
 import os
 import shutil
@@ -50,7 +51,7 @@ from huggingface_hub import HfApi
 
 import bizoo
 
-from .command import CommandError
+from .command import LOG_LEVEL_HELP, ROOT_LOGGER, CommandError
 from .machine import cuda_available
 from .model_card import write_checkpoint_card
 
@@ -106,7 +107,7 @@ BIZOO_DEFAULT_HELP = {
     "dataloader_num_workers": "0",
     "dataloader_pin_memory": "true on a GPU",
     "use_cpu": "true without CUDA",
-    "disable_tqdm": "true when stderr is not a terminal",
+    "disable_tqdm": "true when stderr is not a terminal, or the log level is above warning",
 }
 
 
@@ -161,6 +162,8 @@ def _field_help(action) -> str:
         text += f" (bizoo's alias: {_option(aliases[0].option)})"
     elif action.dest == "resume_from_checkpoint":
         text += " (--resume: the newest checkpoint in --output-dir)"
+    elif action.dest == "log_level":
+        text += f" (in bizoo: {LOG_LEVEL_HELP})"
     if action.dest in BIZOO_DEFAULT_HELP:
         text += f" (bizoo's default: {BIZOO_DEFAULT_HELP[action.dest]})"
     return text
@@ -300,6 +303,9 @@ def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
     taken = {}
     for option in _UNSET_OPTIONS:
         value = getattr(args, option, None)
+        if option == "warmup_ratio" and value is not None and not 0 <= value < 1:  # a share, not a step count
+            raise CommandError(f"--warmup-ratio must be in [0, 1), got {value} (a share of the steps; a number of "
+                               "steps is --warmup_steps)")
         alias = _ALIAS_OF.get(option)
         if alias is not None and _given(args, alias.field):
             field_value = getattr(args, alias.field)
@@ -329,7 +335,7 @@ def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
 def _steps(name: str, value: float) -> int | float:
     """A step count (an integer >= 1) or a share of the training steps (in (0, 1)); ``CommandError`` otherwise."""
     if not (math.isfinite(value) and value > 0 and (value < 1 or float(value).is_integer())):
-        raise CommandError(f"{_option(name)} must be a whole number of steps >= 1, or a share of the steps in "
+        raise CommandError(f"{_option(name)} must be >= 1 (a whole number of steps) or a share of the steps in "
                            f"(0, 1), got {value}")
     return int(value) if value >= 1 else value
 
@@ -427,7 +433,8 @@ def bizoo_defaults(args: argparse.Namespace) -> dict[str, Any]:
         # Without a GPU, say so: accelerate then runs several processes (torchrun, accelerate launch) as CPU DDP
         # over gloo, instead of one independent run per process.
         use_cpu=not cuda_available(),
-        disable_tqdm=not sys.stderr.isatty(),
+        # As TrainingArguments' own default: no progress bars when only errors are logged.
+        disable_tqdm=not sys.stderr.isatty() or logging.getLogger(ROOT_LOGGER).getEffectiveLevel() > logging.WARNING,
     )
 
 

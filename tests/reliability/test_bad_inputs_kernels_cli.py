@@ -505,8 +505,12 @@ def past_the_checks(monkeypatch):
     monkeypatch.setattr(transformers.Trainer, "train", reached)
     monkeypatch.setattr(evaluate_all, "evaluate_model", reached)
     monkeypatch.setattr(push, "HfApi", reached)
-    for name in ("run_case_in_child", "measure_case", "form_agreement", "_time_runs", "_train_steps"):
-        monkeypatch.setattr(bench, name, reached)
+    from bizoo.scripts.bench import bigs, harness, lion, lion_forms, lstm, training
+
+    for module, name in ((harness, "run_case_in_child"), (harness, "measure_case"), (harness, "time_runs"),
+                         (lion, "measure_case"), (bigs, "measure_case"), (lstm, "measure_case"),
+                         (lion_forms, "form_agreement"), (training, "train_steps")):
+        monkeypatch.setattr(module, name, reached)
 
 
 COMMANDS = {
@@ -709,7 +713,7 @@ NO_OUTPUT_DIR = {"push", "bench"}  # the commands without --output-dir
 
 
 def _prog(command: str, argv: list[str]) -> str:
-    if command == "bench" and argv and argv[0] in bench.RUNNERS:
+    if command == "bench" and argv and argv[0] in bench.TARGETS:
         return f"bizoo bench {argv[0]}"
     return f"bizoo {command}"
 

@@ -31,8 +31,10 @@ def test_evaluate_all_tabulates_every_task_and_reuses_finished_runs(tmp_path, sm
             "--pretrain-args", "--text", str(text), "--eval-text", str(text), "--vocab-size", "120",
             "--model-config", *TINY]
     assert evaluate_all.main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "GLUE QNLI has no train.tsv" in printed
+    printed = capsys.readouterr()
+    assert "bizoo evaluate-all: warning: GLUE QNLI has no train.tsv" in printed.err  # a warning, on stderr
+    assert "bizoo evaluate-all: lion-lit pretrained: ok" in printed.out  # the status lines, on stdout
+    assert "| lion-lit |" in printed.out  # the table, the command's result
 
     results = json.loads((out / "results.json").read_text())
     assert results["skipped"] == ["QNLI"] and results["machine"]

@@ -31,8 +31,10 @@ TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
 LION_CODE = {
     "configuration_common.py",
     "configuration_lion.py",
+    "kernels_checks.py",
     "kernels_dispatch.py",
     "kernels_lion.py",
+    "kernels_lion_checks.py",
     "kernels_lion_reference.py",
     "modeling_common.py",
     "modeling_heads.py",
@@ -413,7 +415,7 @@ def test_help_is_the_module_docstring(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: bizoo export [-h] [--overwrite] CKPT DIR")
+    assert out.startswith("usage: bizoo export [-h] [--overwrite] [--log-level LEVEL] CKPT DIR")
     assert "trust_remote_code=True" in out and "--overwrite" in out
 
 
