@@ -12,7 +12,8 @@ i followed by tag j, ``start (K,)``, ``end (K,)`` (-inf entries ban a tag or a t
 * ``crf_max_marginals(...) -> (B, L, K)``                  best score through each tag; argmax = the Viterbi path
 
 The math, the tie rule (lowest index), the edge cases (empty rows, banned paths) and the precision (fp32, fp64 kept)
-are documented in ``reference.py``. Nothing here calls ``.item()`` or syncs the device.
+are documented in ``reference.py``, the input checks (every backend's, and the Triton kernels' limits) in
+``checks.py``. Nothing here calls ``.item()`` or syncs the device.
 
 Backends:
 
@@ -31,7 +32,7 @@ import torch
 
 from ..dispatch import reads_values, resolve_backend
 from . import reference, scan
-from .reference import IGNORE_INDEX
+from .checks import IGNORE_INDEX, check_inputs
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
     from . import triton_crf
@@ -109,7 +110,7 @@ def crf_log_partition(emissions, mask, transitions, start, end, *, backend: str 
     """log Z of each row (B,); differentiable w.r.t. emissions, transitions, start and end."""
     chosen = _backend("log_partition", backend, emissions, transitions, start, end)
     if chosen == "triton":
-        reference.check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
+        check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
         return triton_crf.log_partition_triton(emissions, mask, transitions, start, end)
     return (scan if chosen == "scan" else reference).log_partition(emissions, mask, transitions, start, end)
 
@@ -120,7 +121,7 @@ def crf_log_likelihood(emissions, mask, transitions, start, end, tags, *, backen
     if chosen != "triton":
         module = scan if chosen == "scan" else reference
         return module.log_likelihood(emissions, mask, transitions, start, end, tags)
-    reference.check_inputs("crf_log_likelihood", emissions, mask, transitions, start, end, tags=tags)
+    check_inputs("crf_log_likelihood", emissions, mask, transitions, start, end, tags=tags)
     B, L, _ = emissions.shape
     keep = torch.ones(B, L, dtype=torch.bool, device=emissions.device) if mask is None else mask.bool()
     restricted = reference.restrict_emissions(emissions, keep, tags)  # (B, L, K), -inf off the gold tags
@@ -134,7 +135,7 @@ def crf_viterbi(emissions, mask, transitions, start, end, *, backend: str = "aut
     """(tags (B, L) int64 with -100 at padding, scores (B,)): the best path of each row, lowest-index ties."""
     chosen = _backend("viterbi", backend, emissions)
     if chosen == "triton":
-        reference.check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
+        check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
         return triton_crf.viterbi_triton(emissions, mask, transitions, start, end)
     return (scan if chosen == "scan" else reference).viterbi(emissions, mask, transitions, start, end)
 
@@ -151,7 +152,7 @@ def crf_marginals(emissions, mask, transitions, start, end, *, backend: str = "a
     """Posterior tag probabilities p(y_t = k) (B, L, K), 0 at padding."""
     chosen = _backend("marginals", backend, emissions, transitions, start, end)
     if chosen == "triton":
-        reference.check_inputs("crf_marginals", emissions, mask, transitions, start, end)
+        check_inputs("crf_marginals", emissions, mask, transitions, start, end)
         return triton_crf.marginals_triton(emissions, mask, transitions, start, end)
     return (scan if chosen == "scan" else reference).marginals(emissions, mask, transitions, start, end)
 
@@ -161,6 +162,6 @@ def crf_max_marginals(emissions, mask, transitions, start, end, *, backend: str 
     ``argmax(-1)`` is the Viterbi path at every real position."""
     chosen = _backend("max_marginals", backend, emissions)
     if chosen == "triton":
-        reference.check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
+        check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
         return triton_crf.max_marginals_triton(emissions, mask, transitions, start, end)
     return (scan if chosen == "scan" else reference).max_marginals(emissions, mask, transitions, start, end)

@@ -78,83 +78,12 @@ import torch
 
 from .. import dispatch
 from ..dispatch import reads_values
-
-IGNORE_INDEX = -100  # tags: an unknown tag at a real position (partial annotation), and the padding tag of outputs
+from .checks import IGNORE_INDEX, check_inputs
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Input checks and preparation (shared by every schedule of the op)
+# Preparation (shared by every schedule of the op; the input checks: ``checks.py``)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _shape(x) -> str:
-    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
-
-
-NO_K = object()  # check_inputs: the op takes no k (every op but crf_nbest)
-NO_TAGS = object()  # check_inputs: the op takes no tags (every op but crf_log_likelihood)
-
-
-def check_inputs(op, emissions, mask, transitions, start, end, tags=NO_TAGS, k=NO_K) -> None:
-    """Validate shapes, dtypes and values; raise ``ValueError`` naming the argument, what it got and what is allowed.
-
-    Value checks (mask values, tag ranges, NaN/+inf scores) read the data on the CPU only: on a GPU they would cost
-    a host sync on every call.
-    """
-    if not isinstance(emissions, torch.Tensor):
-        raise ValueError(f"{op}: emissions must be a torch.Tensor (B, L, K), got {type(emissions).__name__}")
-    if emissions.dim() != 3:
-        raise ValueError(f"{op}: emissions must have 3 dims (B, L, K), got shape {_shape(emissions)}")
-    if not emissions.is_floating_point():
-        raise ValueError(f"{op}: emissions must be a floating-point tensor, got {emissions.dtype}")
-    B, L, K = emissions.shape
-    if K < 1:
-        raise ValueError(f"{op}: emissions must have at least one tag (K >= 1), got shape {_shape(emissions)}")
-    for name, t, shape in (("transitions", transitions, (K, K)), ("start", start, (K,)), ("end", end, (K,))):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{op}: {name} must be a torch.Tensor of shape {shape}, got {type(t).__name__}")
-        if tuple(t.shape) != shape:
-            raise ValueError(
-                f"{op}: {name} must have shape {shape} for K = {K} tags (the last dim of emissions), "
-                f"got {_shape(t)}"
-            )
-        if not t.is_floating_point():
-            raise ValueError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
-        if t.device != emissions.device:
-            raise ValueError(f"{op}: {name} is on {t.device} but emissions are on {emissions.device}")
-        if reads_values(t):
-            with torch.no_grad():
-                if torch.isnan(t).any() or (t == float("inf")).any():
-                    raise ValueError(
-                        f"{op}: {name} must hold finite scores or -inf (a banned tag or transition), got NaN or +inf"
-                    )
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (B, L):
-            raise ValueError(f"{op}: mask must have shape (B, L) = {(B, L)}, got {_shape(mask)}")
-        if mask.is_floating_point() or mask.is_complex():
-            raise ValueError(f"{op}: mask must be bool or integer (1 = real position, 0 = padding), got {mask.dtype}")
-        if mask.device != emissions.device:
-            raise ValueError(f"{op}: mask is on {mask.device} but emissions are on {emissions.device}")
-        if reads_values(mask) and mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
-            raise ValueError(f"{op}: mask must hold only 0 (padding) and 1 (real position), got other values")
-    if tags is not NO_TAGS:
-        if not isinstance(tags, torch.Tensor) or tuple(tags.shape) != (B, L):
-            raise ValueError(f"{op}: tags must have shape (B, L) = {(B, L)}, got {_shape(tags)}")
-        if tags.is_floating_point() or tags.is_complex() or tags.dtype == torch.bool:
-            raise ValueError(f"{op}: tags must be an integer tensor, got {tags.dtype}")
-        if tags.device != emissions.device:
-            raise ValueError(f"{op}: tags are on {tags.device} but emissions are on {emissions.device}")
-        if reads_values(tags):
-            real = torch.ones_like(tags, dtype=torch.bool) if mask is None else mask.to(torch.bool)
-            bad = real & (tags != IGNORE_INDEX) & ((tags < 0) | (tags >= K))
-            if bad.any():
-                b, t = (int(i) for i in bad.nonzero()[0])
-                raise ValueError(
-                    f"{op}: tags at real positions must be in [0, {K}) or {IGNORE_INDEX} (unknown), got "
-                    f"{int(tags[b, t])} at (batch {b}, position {t})"
-                )
-    if k is not NO_K and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(f"{op}: k must be a positive int (the number of best paths), got {k!r}")
 
 
 def accumulation_dtype(*tensors) -> torch.dtype:

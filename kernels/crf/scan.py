@@ -49,14 +49,8 @@ from typing import NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from .reference import (
-    IGNORE_INDEX,
-    check_inputs,
-    first_and_last,
-    log_likelihood_from,
-    nudge_to_path,
-    prepare,
-)
+from .checks import IGNORE_INDEX, check_inputs
+from .reference import first_and_last, log_likelihood_from, nudge_to_path, prepare
 
 NEG = float("-inf")
 WORK_DTYPE = torch.float64  # the exp-space arithmetic of fp32 inputs (module docstring)

@@ -72,25 +72,15 @@ with inputs that require a gradient raises on backward (torch's message: no auto
 
 from __future__ import annotations
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError as err:  # the Triton backend is simply absent without triton
-    raise ImportError("bizoo.kernels.crf.triton_crf needs the `triton` package") from err
-
-import os
-
 import torch
 
+from .. import triton_utils
 from ..dispatch import register_op
+from ..triton_utils import autotune_configs, buffer, lanes, real_ranges, row_range, tl, triton
+from .checks import MAX_TAGS, check_triton_inputs
 
 __all__ = ["log_partition_triton", "marginals_triton", "viterbi_triton", "max_marginals_triton", "MAX_TAGS"]
 
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-# BIZOO_TRITON_AUTOTUNE=0 keeps one configuration (tests on a GPU: compile once, not once per config).
-AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
-MAX_TAGS = 128
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 IGNORE_TAG = -100
 BT = 16  # positions per tile: zero-filling of padding, backtrace tiles
 # Tests set a fill value (NaN) for every output and scratch buffer, so an element a kernel fails to write (or
@@ -107,17 +97,17 @@ _WARP_RANGE = {16: (1, 2), 32: (1, 4), 64: (2, 8), 128: (4, 16)}
 
 
 def _configs():
-    if INTERPRETED:
-        return [triton.Config({}, num_warps=1)]
-    return [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
+    """Every warp count (the pruner keeps those that suit the tile); one warp under the interpreter."""
+    configs = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8, 16)]
+    return autotune_configs(configs, triton.Config({}, num_warps=1))
 
 
 def _prune(configs, named_args, **kwargs):
     """Keep the warp counts that suit the register tile KP×KP (only the default one without autotuning)."""
-    if INTERPRETED:
+    if triton_utils.INTERPRETED:
         return configs
     kp = kwargs.get("KP", named_args.get("KP"))
-    if not AUTOTUNE:
+    if not triton_utils.AUTOTUNE:
         keep = [c for c in configs if c.num_warps == _DEFAULT_WARPS[kp]]
     else:
         lo, hi = _WARP_RANGE[kp]
@@ -206,8 +196,7 @@ def _forward_kernel(
     KP: tl.constexpr,
 ):
     b = tl.program_id(0)
-    first = tl.load(RANGES + 2 * b)
-    last = tl.load(RANGES + 2 * b + 1)
+    first, last = row_range(RANGES, b)
     live = first < last
     row = b.to(tl.int64) * L
     ii = tl.arange(0, KP)
@@ -248,8 +237,7 @@ def _backward_kernel(
     KP: tl.constexpr, BT: tl.constexpr, PAIR: tl.constexpr,
 ):
     b = tl.program_id(0)
-    first = tl.load(RANGES + 2 * b)
-    last = tl.load(RANGES + 2 * b + 1)
+    first, last = row_range(RANGES, b)
     live = first < last
     row = b.to(tl.int64) * L
     ii = tl.arange(0, KP)
@@ -323,8 +311,7 @@ def _viterbi_kernel(
     KP: tl.constexpr, BT: tl.constexpr, STORE_DELTA: tl.constexpr,
 ):
     b = tl.program_id(0)
-    first = tl.load(RANGES + 2 * b)
-    last = tl.load(RANGES + 2 * b + 1)
+    first, last = row_range(RANGES, b)
     live = first < last
     row = b.to(tl.int64) * L
     ii = tl.arange(0, KP)
@@ -388,8 +375,7 @@ def _max_marginal_kernel(
     KP: tl.constexpr, BT: tl.constexpr,
 ):
     b = tl.program_id(0)
-    first = tl.load(RANGES + 2 * b)
-    last = tl.load(RANGES + 2 * b + 1)
+    first, last = row_range(RANGES, b)
     row = b.to(tl.int64) * L
     ii = tl.arange(0, KP)
     lane = ii < K
@@ -432,34 +418,6 @@ def _max_marginal_kernel(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _check_inputs(op: str, emissions, mask, transitions, start, end) -> None:
-    """What the Triton kernels support; ``ValueError`` naming the field, the value and the limit otherwise."""
-    if emissions.dim() != 3:
-        raise ValueError(f"{op}: emissions must be (B, L, K), got shape {tuple(emissions.shape)}")
-    B, L, K = emissions.shape
-    if not 1 <= K <= MAX_TAGS:
-        raise ValueError(f"{op}: backend='triton' supports 1 to {MAX_TAGS} tags, got K={K}; use backend='reference'")
-    for name, t, shape in (("transitions", transitions, (K, K)), ("start", start, (K,)), ("end", end, (K,))):
-        if tuple(t.shape) != shape:
-            raise ValueError(f"{op}: {name} must have shape {shape} for K={K}, got {tuple(t.shape)}")
-    if mask is not None and tuple(mask.shape) != (B, L):
-        raise ValueError(f"{op}: mask must have shape (B, L) = {(B, L)}, got {tuple(mask.shape)}")
-    for name, t in (("emissions", emissions), ("transitions", transitions), ("start", start), ("end", end)):
-        if t.dtype not in DTYPES:
-            raise ValueError(
-                f"{op}: backend='triton' takes {name} in float32, float16 or bfloat16, got {t.dtype}; "
-                "use backend='reference'"
-            )
-    tensors = [emissions, transitions, start, end] + ([mask] if mask is not None else [])
-    if len({t.device for t in tensors}) != 1:
-        raise ValueError(f"{op}: all inputs must be on one device, got {sorted({str(t.device) for t in tensors})}")
-    if not emissions.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError(
-            f"{op}: backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the kernels on the CPU, "
-            f"slowly); the tensors are on {emissions.device}; use backend='reference' or 'auto'"
-        )
-
-
 def _prepare(emissions, mask, transitions, start, end):
     """Contiguous kernel inputs: mask as uint8 (B, L), the real range [first, last) of each row as (B, 2) int32
     (no host sync), fp32 parameters (the casts are differentiable, outside the autograd function)."""
@@ -469,33 +427,16 @@ def _prepare(emissions, mask, transitions, start, end):
     else:
         keep = mask if mask.dtype == torch.bool else mask != 0
     keep = keep.contiguous()
-    if L == 0:
-        ranges = torch.zeros(B, 2, dtype=torch.int32, device=emissions.device)
-    else:
-        has = keep.any(dim=1)
-        first = keep.int().argmax(dim=1)
-        last = L - keep.flip(1).int().argmax(dim=1)
-        ranges = (torch.stack([first, last], dim=1) * has[:, None]).to(torch.int32).contiguous()
+    ranges = real_ranges(keep, B, L, emissions.device)  # (B, 2) int32
     params = [p.float().contiguous() for p in (transitions, start, end)]
     return emissions.contiguous(), keep.view(torch.uint8), ranges, params
 
 
-def _buffer(shape, dtype, device, int_fill: int = -1):
-    """An output or scratch buffer; with ``DEBUG_FILL`` set, filled with it (integer buffers with ``int_fill``)."""
-    if DEBUG_FILL is None:
-        return torch.empty(shape, dtype=dtype, device=device)
-    return torch.full(shape, DEBUG_FILL if dtype.is_floating_point else int_fill, dtype=dtype, device=device)
-
-
-def _kp(K: int) -> int:
-    return max(16, triton.next_power_of_2(K))
-
-
 def _forward(emissions, keep, ranges, trans, start, end):
     B, L, K = emissions.shape
-    KP = _kp(K)
-    alpha = _buffer((B, L, KP), torch.float32, emissions.device)
-    log_z = _buffer((B,), torch.float32, emissions.device)
+    KP = lanes(K)
+    alpha = buffer((B, L, KP), torch.float32, emissions.device, DEBUG_FILL)
+    log_z = buffer((B,), torch.float32, emissions.device, DEBUG_FILL)
     if L == 0:
         log_z.zero_()
     elif B > 0:
@@ -505,12 +446,12 @@ def _forward(emissions, keep, ranges, trans, start, end):
 
 def _backward(emissions, keep, ranges, trans, start, end, alpha, log_z, grad, pair: bool, grad_dtype):
     B, L, K = emissions.shape
-    KP = _kp(K)
+    KP = lanes(K)
     dev = emissions.device
-    d_em = _buffer((B, L, K), grad_dtype, dev)
-    d_t = _buffer((B, K, K), torch.float32, dev) if pair else d_em
-    d_start = _buffer((B, K), torch.float32, dev) if pair else d_em
-    d_end = _buffer((B, K), torch.float32, dev) if pair else d_em
+    d_em = buffer((B, L, K), grad_dtype, dev, DEBUG_FILL)
+    d_t = buffer((B, K, K), torch.float32, dev, DEBUG_FILL) if pair else d_em
+    d_start = buffer((B, K), torch.float32, dev, DEBUG_FILL) if pair else d_em
+    d_end = buffer((B, K), torch.float32, dev, DEBUG_FILL) if pair else d_em
     if L == 0:
         for buf in (d_em, d_t, d_start, d_end):
             buf.zero_()
@@ -524,12 +465,12 @@ def _backward(emissions, keep, ranges, trans, start, end, alpha, log_z, grad, pa
 
 def _viterbi(emissions, keep, ranges, trans, st, en, store_delta: bool):
     B, L, K = emissions.shape
-    KP = _kp(K)
+    KP = lanes(K)
     dev = emissions.device
-    bp = _buffer((B, L, KP), torch.int8, dev)
-    delta = _buffer((B, L, KP), torch.float32, dev) if store_delta else _buffer((1,), torch.float32, dev)
-    tags = _buffer((B, L), torch.int64, dev, int_fill=-7)
-    score = _buffer((B,), torch.float32, dev)
+    bp = buffer((B, L, KP), torch.int8, dev, DEBUG_FILL)
+    delta = buffer((B, L, KP) if store_delta else (1,), torch.float32, dev, DEBUG_FILL)
+    tags = buffer((B, L), torch.int64, dev, DEBUG_FILL, int_fill=-7)
+    score = buffer((B,), torch.float32, dev, DEBUG_FILL)
     if L == 0:
         score.zero_()
     elif B > 0:
@@ -563,7 +504,7 @@ def _log_partition_forward_impl(
 def _log_partition_forward_fake(emissions, keep, ranges, transitions, start, end):
     B, L, K = emissions.shape
     log_z = emissions.new_empty(B, dtype=torch.float32)  # (B,)
-    alpha = emissions.new_empty(B, L, _kp(K), dtype=torch.float32)  # (B, L, KP)
+    alpha = emissions.new_empty(B, L, lanes(K), dtype=torch.float32)  # (B, L, KP)
     return log_z, alpha
 
 
@@ -668,10 +609,10 @@ def _max_marginals_impl(
     emissions, keep, ranges, trans, st, en = _kernel_inputs(emissions, keep, ranges, transitions, start, end)
     B, L, K = emissions.shape
     tags, _, delta = _viterbi(emissions, keep, ranges, trans, st, en, store_delta=True)  # (B, L), (B, L, KP)
-    mm = _buffer((B, L, K), torch.float32, emissions.device)
+    mm = buffer((B, L, K), torch.float32, emissions.device, DEBUG_FILL)
     if B > 0 and L > 0:
         _max_marginal_kernel[(B,)](
-            emissions, keep, ranges, trans.t().contiguous(), st, en, delta, tags, mm, L, K, KP=_kp(K), BT=BT
+            emissions, keep, ranges, trans.t().contiguous(), st, en, delta, tags, mm, L, K, KP=lanes(K), BT=BT
         )
     return mm
 
@@ -693,7 +634,7 @@ register_op("crf_max_marginals", _max_marginals_impl, _max_marginals_fake)
 def log_partition_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
     """log Z of each row (B,) fp32, differentiable w.r.t. emissions, transitions, start and end (module docstring);
     the kernels run through ``torch.ops.bizoo.crf_log_partition_forward`` (and its backward)."""
-    _check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
+    check_triton_inputs("crf_log_partition", emissions, mask, transitions, start, end)
     with torch.autocast(device_type=emissions.device.type, enabled=False):
         emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
         log_z, _ = torch.ops.bizoo.crf_log_partition_forward(emissions, keep, ranges, trans, st, en)  # (B,)
@@ -704,7 +645,7 @@ def log_partition_triton(emissions, mask, transitions, start, end) -> torch.Tens
 def marginals_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
     """Posterior marginals p(y_t = k) (B, L, K) fp32, 0 at padding (the forward-backward algorithm, through
     ``torch.ops.bizoo.crf_marginals``; no autograd)."""
-    _check_inputs("crf_marginals", emissions, mask, transitions, start, end)
+    check_triton_inputs("crf_marginals", emissions, mask, transitions, start, end)
     emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
     return torch.ops.bizoo.crf_marginals(emissions, keep, ranges, trans, st, en)
 
@@ -713,7 +654,7 @@ def marginals_triton(emissions, mask, transitions, start, end) -> torch.Tensor:
 def viterbi_triton(emissions, mask, transitions, start, end) -> tuple[torch.Tensor, torch.Tensor]:
     """The best path (tags (B, L) int64, -100 at padding) and its score (B,) fp32; ties go to the lowest tag
     (through ``torch.ops.bizoo.crf_viterbi``)."""
-    _check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
+    check_triton_inputs("crf_viterbi", emissions, mask, transitions, start, end)
     emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
     return torch.ops.bizoo.crf_viterbi(emissions, keep, ranges, trans, st, en)
 
@@ -723,6 +664,6 @@ def max_marginals_triton(emissions, mask, transitions, start, end) -> torch.Tens
     """Max-marginals (B, L, K) fp32: the best score of a path through tag k at position t, 0 at padding, with
     entries that tie the Viterbi path's value one ulp below it (``argmax`` = the Viterbi tags); through
     ``torch.ops.bizoo.crf_max_marginals``, no autograd."""
-    _check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
+    check_triton_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
     emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
     return torch.ops.bizoo.crf_max_marginals(emissions, keep, ranges, trans, st, en)

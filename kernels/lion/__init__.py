@@ -1,10 +1,11 @@
 """LION bidirectional linear attention: the public op and its backend and schedule dispatch.
 
 ``lion_attention(q, k, v, log_decay=None, attention_mask=None, *, form="chunk", chunk_size=64, normalize=True,
-backend="auto")``: the math, the forms and the shapes are documented in ``reference.py`` beside this file; the
-Triton op in ``triton_op.py``: the chunk schedule ``triton_chunk.py`` (custom ops ``bizoo::lion_chunk_forward`` and
-``bizoo::lion_chunk_backward``) and, for form "attention", the tiled schedule ``triton_parallel.py`` (custom ops
-``bizoo::lion_parallel_forward`` and ``bizoo::lion_parallel_backward``).
+backend="auto")``: the math, the forms and the shapes are documented in ``reference.py`` beside this file, the
+input checks (every backend's, and the Triton kernels' limits) in ``checks.py``; the Triton op in ``triton_op.py``:
+the chunk schedule ``triton_chunk.py`` (custom ops ``bizoo::lion_chunk_forward`` and ``bizoo::lion_chunk_backward``)
+and, for form "attention", the tiled schedule ``triton_parallel.py`` (custom ops ``bizoo::lion_parallel_forward``
+and ``bizoo::lion_parallel_backward``).
 
 Forms: "attention" (the L×L form; on Triton the tiled parallel schedule, which never builds the matrix),
 "chunk" (linear in L), "rnn" (two recurrences; reference backend only) and "auto", which takes "attention"
@@ -17,7 +18,7 @@ import torch
 
 from ..dispatch import resolve_backend
 from . import reference
-from .reference import FORMS
+from .checks import FORMS, check_inputs
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
     from .triton_op import lion_attention_triton
@@ -75,7 +76,7 @@ def lion_attention(
         raise ValueError(f"lion_attention: normalize must be True or False, got {normalize!r}")
     # Every check before the backend is picked (it reads q's device): "auto" becomes "attention" or "chunk",
     # which take the same inputs.
-    reference.check_inputs(q, k, v, log_decay, attention_mask, "chunk" if form == "auto" else form, chunk_size)
+    check_inputs(q, k, v, log_decay, attention_mask, "chunk" if form == "auto" else form, chunk_size)
     # "rnn" has no Triton schedule: "auto" then stays on the reference backend.
     has_triton = lion_attention_triton is not None and form != "rnn"
     if backend == "triton" and lion_attention_triton is not None and form == "rnn":

@@ -68,83 +68,14 @@ from __future__ import annotations
 
 import torch
 
-from ..dispatch import reads_values
+from .checks import check_inputs
 
-FORMS = ("attention", "rnn", "chunk")
 LOG_DECAY_MIN = -1000.0  # the floor of log λ (module docstring): exp of it underflows to 0 in every dtype
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Input checks and the common preparation of every form
+# The common preparation of every form (the input checks: ``checks.py``)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:
-    """Validate shapes, dtypes and options; raise ``ValueError`` naming the argument, its value and what is allowed."""
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"lion_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"lion_attention: {name} must have 4 dims (B, H, L, D), got shape {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise ValueError(f"lion_attention: {name} must be a floating-point tensor, got {t.dtype}")
-        if t.device != q.device:
-            raise ValueError(f"lion_attention: {name} is on {t.device} but q is on {q.device}")
-    if len({q.dtype, k.dtype, v.dtype}) != 1:
-        raise ValueError(
-            f"lion_attention: q, k and v must have one dtype (every backend computes them together), got "
-            f"{q.dtype}, {k.dtype}, {v.dtype}; cast q and k to v.dtype"
-        )
-    if k.shape != q.shape:
-        raise ValueError(f"lion_attention: k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
-    if q.shape[-1] < 1:
-        raise ValueError(f"lion_attention: q and k must have a head size Dk >= 1, got shape {tuple(q.shape)}")
-    if v.shape[:3] != q.shape[:3]:
-        raise ValueError(
-            f"lion_attention: v must be (B, H, L, Dv) with (B, H, L) = {tuple(q.shape[:3])}, got {tuple(v.shape)}"
-        )
-    B, H, L, _ = q.shape
-    if log_decay is not None:
-        if not isinstance(log_decay, torch.Tensor) or not log_decay.is_floating_point():
-            got = log_decay.dtype if isinstance(log_decay, torch.Tensor) else type(log_decay).__name__
-            raise ValueError(f"lion_attention: log_decay must be None or a floating-point tensor, got {got}")
-        if log_decay.device != q.device:
-            raise ValueError(f"lion_attention: log_decay is on {log_decay.device} but q is on {q.device}")
-        shape = tuple(log_decay.shape)  # compared by length first: no guard on the batch size when traced
-        if not ((len(shape) == 1 and shape[0] == H) or (len(shape) == 3 and shape == (B, H, L))):
-            raise ValueError(
-                f"lion_attention: log_decay must be None (LIT), ({H},) (D: one per head) or ({B}, {H}, {L}) "
-                f"(S: one per token and head), got shape {tuple(log_decay.shape)}"
-            )
-        if reads_values(log_decay):  # not on CUDA (a host sync per call) nor while compiling (a graph break)
-            mask_fits = isinstance(attention_mask, torch.Tensor) and attention_mask.shape == (B, L)
-            if log_decay.dim() == 3 and mask_fits and attention_mask.device == log_decay.device:
-                # what padded positions hold takes no part, so it is not checked either
-                log_decay = torch.where(attention_mask.to(torch.bool)[:, None, :], log_decay, 0.0)
-            if not torch.isfinite(log_decay).all():
-                raise ValueError("lion_attention: log_decay must be finite (log λ with λ in (0, 1])")
-            if (log_decay > 0).any():
-                raise ValueError(
-                    f"lion_attention: log_decay must be <= 0 (λ = exp(log_decay) in (0, 1]), "
-                    f"got a maximum of {log_decay.max().item():.4g}"
-                )
-    if attention_mask is not None:
-        if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (B, L):
-            shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
-            raise ValueError(f"lion_attention: attention_mask must have shape (B, L) = ({B}, {L}), got {shape}")
-        if attention_mask.device != q.device:
-            raise ValueError(f"lion_attention: attention_mask is on {attention_mask.device} but q is on {q.device}")
-        if attention_mask.is_complex():
-            raise ValueError(
-                f"lion_attention: attention_mask must be bool, integer or float 0/1, got {attention_mask.dtype}"
-            )
-        if reads_values(attention_mask) and attention_mask.dtype != torch.bool:
-            if ((attention_mask != 0) & (attention_mask != 1)).any():
-                raise ValueError("lion_attention: attention_mask must hold only 0 (padding) and 1 (real token)")
-    if form not in FORMS:
-        raise ValueError(f"lion_attention: form must be one of {FORMS}, got {form!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"lion_attention: chunk_size must be a positive int, got {chunk_size!r}")
 
 
 def log_decays(log_decay, shape, dtype, device) -> torch.Tensor:

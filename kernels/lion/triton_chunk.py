@@ -57,21 +57,21 @@ skipped after writing its zeros.
 
 from __future__ import annotations
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError as err:  # the Triton backend is simply absent without triton
-    raise ImportError("bizoo.kernels.lion.triton_chunk needs the `triton` package") from err
-
-import os
-
 import torch
 
+from ..triton_utils import (
+    INTERPRETED,
+    autotune_configs,
+    buffer,
+    dot_precision,
+    filled,
+    first_unless_autotuning,
+    lanes,
+    tl,
+    triton,
+)
 from .reference import LOG_DECAY_MIN
 
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-# BIZOO_TRITON_AUTOTUNE=0 keeps the first configuration only (tests on a GPU: compile once, not once per config).
-AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
 _LOG_DECAY_MIN = tl.constexpr(LOG_DECAY_MIN)  # a global the kernels may read
 # Autotuning keys: the length and B·H in powers of two, so a new length does not retune unless its bucket is new.
 TUNING_KEY = ["DK", "DV", "C", "LB", "BHB"]
@@ -79,10 +79,9 @@ TUNING_KEY = ["DK", "DV", "C", "LB", "BHB"]
 
 def _configs(choices):
     """Autotuning candidates (meta-parameters, warps, stages); the interpreter runs one, with 16-wide tiles."""
-    if INTERPRETED:
-        return [triton.Config({key: 16 for key in choices[0][0]}, num_warps=1)]
     configs = [triton.Config(meta, num_warps=w, num_stages=s) for meta, w, s in choices]
-    return configs if AUTOTUNE else configs[:1]
+    interpreted = triton.Config({key: 16 for key in choices[0][0]}, num_warps=1)
+    return first_unless_autotuning(autotune_configs(configs, interpreted))
 
 
 SCAN_CONFIGS = _configs([({"BK": 32}, 4, 2), ({"BK": 64}, 4, 2), ({"BK": 32}, 4, 3), ({"BK": 16}, 2, 2)])
@@ -493,17 +492,13 @@ def _common(q, v, log_decay, mask, chunk_size, fp32_states):
     m_args = (m, m.stride(0), m.stride(1)) if m is not None else (dummy, 0, 0)
     half = q.dtype in (torch.float16, torch.bfloat16)
     state_dtype = states_dtype(q.dtype, fp32_states)
-    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    precision = dot_precision(q.dtype)
     meta = dict(
         H=H, L=L, N=N, DK=DK, DV=DV, LB=triton.next_power_of_2(L), BHB=triton.next_power_of_2(B * H),
         C=C, HAS_DECAY=a is not None, HAS_MASK=m is not None, PRECISION=precision,
     )
     flags = dict(S_IN_INPUT_DTYPE=state_dtype == q.dtype, STATE_PRECISION="tf32" if half else "ieee")
     return B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags
-
-
-def _fill(t, fill):
-    return t.fill_(fill) if fill is not None else t
 
 
 def chunk_forward(q, k, v, log_decay, mask, *, chunk_size: int, normalize: bool, fp32_states: bool = False,
@@ -515,12 +510,11 @@ def chunk_forward(q, k, v, log_decay, mask, *, chunk_size: int, normalize: bool,
     B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk_size,
                                                                             fp32_states)
     dev = q.device
-    BV = max(16, triton.next_power_of_2(DV))
-    BK_FULL = max(16, triton.next_power_of_2(DK))
-    states = _fill(torch.empty(B * H, 2, N, DK, DV, device=dev, dtype=state_dtype), fill)
-    z = _fill(torch.empty((B * H, 2, N, DK) if normalize else (0,), device=dev, dtype=torch.float32), fill)
-    y = _fill(torch.empty(B, L, H, DV, device=dev, dtype=v.dtype), fill).transpose(1, 2)  # (B, H, L, Dv) view
-    den = _fill(torch.empty((B, H, L) if normalize else (0,), device=dev, dtype=torch.float32), fill)
+    BV, BK_FULL = lanes(DV), lanes(DK)
+    states = buffer((B * H, 2, N, DK, DV), state_dtype, dev, fill)
+    z = buffer((B * H, 2, N, DK) if normalize else (0,), torch.float32, dev, fill)
+    y = buffer((B, L, H, DV), v.dtype, dev, fill).transpose(1, 2)  # (B, H, L, Dv) view
+    den = buffer((B, H, L) if normalize else (0,), torch.float32, dev, fill)
     scan_grid = lambda cfg: (triton.cdiv(DK, cfg["BK"]), B * H, 2)  # noqa: E731
     _scan_kernel[scan_grid](
         k, *_strides4(k), v, *_strides4(v), v, 0, 0, 0, 0, q, *a_args, *m_args, states, z if normalize else states,
@@ -542,21 +536,20 @@ def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_siz
     B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk_size,
                                                                             fp32_states)
     dev = q.device
-    BV = max(16, triton.next_power_of_2(DV))
-    BK_FULL = max(16, triton.next_power_of_2(DK))
+    BV, BK_FULL = lanes(DV), lanes(DK)
     need_da = need_da and a is not None
-    grad_states = _fill(torch.empty_like(states), fill)
-    grad_z = _fill(torch.empty_like(z), fill) if normalize else states
+    grad_states = filled(torch.empty_like(states), fill)
+    grad_z = filled(torch.empty_like(z), fill) if normalize else states
     scan_grid = lambda cfg: (triton.cdiv(DK, cfg["BK"]), B * H, 2)  # noqa: E731
     _scan_kernel[scan_grid](
         q, *_strides4(q), dy, *_strides4(dy), y, *_strides4(y), den if normalize else q, *a_args, *m_args,
         grad_states, grad_z, BV=BV, GRAD=True, ROWSUM=normalize, **meta,
     )
-    dq = _fill(torch.empty_like(q), fill)
-    dk = _fill(torch.empty_like(k), fill)
-    dv = _fill(torch.empty_like(v), fill)
-    da_part = _fill(torch.empty((B * H, L) if need_da else (0,), device=dev, dtype=torch.float32), fill)
-    da_total = _fill(torch.empty((B * H, N) if need_da else (0,), device=dev, dtype=torch.float32), fill)
+    dq = filled(torch.empty_like(q), fill)
+    dk = filled(torch.empty_like(k), fill)
+    dv = filled(torch.empty_like(v), fill)
+    da_part = buffer((B * H, L) if need_da else (0,), torch.float32, dev, fill)
+    da_total = buffer((B * H, N) if need_da else (0,), torch.float32, dev, fill)
     _backward_kernel[(N, B * H)](
         q, *_strides4(q), k, *_strides4(k), v, *_strides4(v), dy, *_strides4(dy), y, *_strides4(y),
         den if normalize else q, *a_args, *m_args, states, z if normalize else states, grad_states, grad_z,
@@ -568,7 +561,7 @@ def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_siz
         return dq, dk, dv, None
     # an (H,) decay is summed over B and L by the caller: in fp32
     da_dtype = log_decay.dtype if log_decay.dim() == 3 else torch.float32
-    da = _fill(torch.empty(B, H, L, device=dev, dtype=da_dtype), fill)
+    da = buffer((B, H, L), da_dtype, dev, fill)
     _decay_grad_kernel[(B * H,)](
         da_part, da_total, *a_args, *m_args, da, *da.stride(), H, L, N, C=chunk_size, HAS_MASK=mask is not None,
         num_warps=1 if INTERPRETED else 4,

@@ -36,19 +36,16 @@ the kernel, which skips the tiles outside it.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
 from ..dispatch import register_op
+from ..triton_utils import real_ranges
+from .checks import check_triton_inputs
 from .reference import log_decays, safe_row_sums
 from .triton_chunk import chunk_backward, chunk_forward, states_dtype
 from .triton_parallel import parallel_product
 
-SCHEDULES = ("attention", "chunk")  # "attention" = the parallel (tiled) schedule
-CHUNK_SIZES = (16, 32, 64, 128)
-MAX_HEAD_DIM = 256
 # Tests set a fill value (NaN) for every output buffer, so an element a kernel fails to write cannot pass.
 DEBUG_FILL: float | None = None
 
@@ -56,44 +53,6 @@ DEBUG_FILL: float | None = None
 def _product(*args, **kwargs):
     """``parallel_product`` with the tests' fill value for its output buffers."""
     return parallel_product(*args, fill=DEBUG_FILL, **kwargs)
-
-
-def real_ranges(attention_mask: torch.Tensor | None, B: int, L: int, device) -> torch.Tensor:
-    """(B, 2) int32 [start, end) of each row's real tokens ([0, 0) for an all-padding row); no host sync."""
-    if attention_mask is None:
-        return torch.tensor([0, L], dtype=torch.int32, device=device).repeat(B, 1)
-    keep = attention_mask.to(device=device, dtype=torch.bool)
-    has = keep.any(dim=1)
-    first = keep.int().argmax(dim=1)
-    end = L - keep.flip(1).int().argmax(dim=1)
-    ranges = torch.stack([first, end], dim=1) * has[:, None]
-    return ranges.to(torch.int32).contiguous()
-
-
-def check_triton_inputs(q, k, v, form: str, chunk_size: int) -> None:
-    """What the Triton kernels support; ``ValueError`` naming the limit otherwise."""
-    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError(
-            "lion_attention: backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the kernels on the "
-            f"CPU, slowly); the tensors are on {q.device}; use backend='reference' or 'auto'"
-        )
-    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16) or len({q.dtype, k.dtype, v.dtype}) != 1:
-        raise ValueError(
-            f"lion_attention: backend='triton' takes q, k, v of one dtype among float32, float16 and bfloat16, got "
-            f"{q.dtype}, {k.dtype}, {v.dtype}"
-        )
-    if max(q.shape[-1], v.shape[-1]) > MAX_HEAD_DIM:
-        raise ValueError(
-            f"lion_attention: backend='triton' supports head sizes up to {MAX_HEAD_DIM}, got Dk={q.shape[-1]}, "
-            f"Dv={v.shape[-1]}; use backend='reference'"
-        )
-    if form not in SCHEDULES:
-        raise ValueError(
-            f"lion_attention: backend='triton' has the forms {SCHEDULES} (and 'auto'); form={form!r} runs on "
-            "backend='reference'"
-        )
-    if form == "chunk" and chunk_size not in CHUNK_SIZES:
-        raise ValueError(f"lion_attention: backend='triton' needs chunk_size in {CHUNK_SIZES}, got {chunk_size}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

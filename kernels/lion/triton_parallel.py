@@ -21,31 +21,27 @@ column loop runs over the real range only, so padding costs no work beyond parti
 
 from __future__ import annotations
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError as err:  # the Triton backend is simply absent without triton
-    raise ImportError("bizoo.kernels.lion.triton_parallel needs the `triton` package") from err
-
-import os
-
 import torch
 
+from ..triton_utils import (
+    autotune_configs,
+    buffer,
+    dot_precision,
+    first_unless_autotuning,
+    lanes,
+    row_range,
+    tl,
+    triton,
+)
 from .reference import split_hi_lo
-
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-# BIZOO_TRITON_AUTOTUNE=0 keeps the first configuration only (tests on a GPU: compile once, not once per config).
-AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
 
 
 def _configs():
     """Tile shapes and launch settings the autotuner chooses from on a GPU (per head sizes and flags). Under the
     interpreter one small tile, so that short test sequences still span several tiles."""
-    if INTERPRETED:
-        return [triton.Config({"BM": 16, "BN": 16}, num_warps=1)]
     shapes = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (128, 64, 4, 3), (64, 32, 4, 2), (32, 64, 4, 2)]
     configs = [triton.Config({"BM": bm, "BN": bn}, num_warps=w, num_stages=st) for bm, bn, w, st in shapes]
-    return configs if AUTOTUNE else configs[:1]
+    return first_unless_autotuning(autotune_configs(configs, triton.Config({"BM": 16, "BN": 16}, num_warps=1)))
 
 
 @triton.autotune(configs=_configs(), key=["DK", "DV", "HAS_RANK1", "ROWSUM", "HAS_R"])
@@ -62,8 +58,7 @@ def _parallel_kernel(
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // H
-    start = tl.load(RANGES + 2 * b)
-    end = tl.load(RANGES + 2 * b + 1)
+    start, end = row_range(RANGES, b)
 
     rows = pid_m * BM + tl.arange(0, BM)  # (BM,)
     dk = tl.arange(0, BK)
@@ -148,17 +143,16 @@ def parallel_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=Fal
     """
     B, H, L, DK = q.shape
     DV = v.shape[-1]
-    BK, BV = max(16, triton.next_power_of_2(DK)), max(16, triton.next_power_of_2(DV))
+    BK, BV = lanes(DK), lanes(DV)
     dev = q.device
-    empty = (lambda *s: torch.full(s, fill, device=dev)) if fill is not None else (lambda *s: torch.empty(s, device=dev))
-    o = empty(B, H, L, DV)
-    den = empty(B, H, L) if rowsum else o
-    rho_f = empty(B, H, L) if r is not None else o
-    rho_b = empty(B, H, L) if r is not None else o
+    o = buffer((B, H, L, DV), torch.float32, dev, fill)
+    den = buffer((B, H, L), torch.float32, dev, fill) if rowsum else o
+    rho_f = buffer((B, H, L), torch.float32, dev, fill) if r is not None else o
+    rho_b = buffer((B, H, L), torch.float32, dev, fill) if r is not None else o
     pa_hi, pa_lo = _prefix_parts(alpha, inclusive=False)
     qb_hi, qb_lo = _prefix_parts(beta, inclusive=True)
     dummy = pa_hi
-    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    precision = dot_precision(q.dtype)
     grid = lambda meta: (triton.cdiv(L, meta["BM"]), B * H)  # noqa: E731
     _parallel_kernel[grid](
         q.contiguous(), k.contiguous(), v.contiguous(),

@@ -4,7 +4,8 @@
   cell_clip=None, proj_clip=None, final_state=True, backend="auto", form="auto") -> (y, final)``
 * ``reading_orders``, ``input_gates``: the pieces every schedule shares (see ``reference.py``).
 
-The math and the shapes are in ``reference.py``; the fused kernels in ``triton_lstm.py``.
+The math and the shapes are in ``reference.py``, the input checks in ``checks.py``; the fused kernels in
+``triton_lstm.py``.
 
 Schedules: backend "triton" (one persistent launch for both directions, forward and backward passes as kernels;
 CUDA, or any device under ``TRITON_INTERPRET=1``) and backend "reference" with three forms: "loop" (one step at a
@@ -26,8 +27,9 @@ import os
 import torch
 
 from ..dispatch import ENV_VAR, resolve_backend
+from .checks import check_inputs
 from .native import bilstm_native
-from .reference import bilstm_loop, check_inputs, input_gates, reading_orders
+from .reference import bilstm_loop, input_gates, reading_orders
 from .stepwise import bilstm_stepwise
 
 try:  # Triton is optional: without it the "triton" backend is simply absent

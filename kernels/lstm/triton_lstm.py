@@ -39,15 +39,10 @@ implementations and a registered autograd, so that ``torch.compile(fullgraph=Tru
 
 from __future__ import annotations
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError as err:  # the Triton backend is simply absent without triton
-    raise ImportError("bizoo.kernels.lstm.triton_lstm needs the `triton` package") from err
-
 import torch
 
 from ..dispatch import register_op
+from ..triton_utils import buffer, lanes, tl, triton
 from .reference import gather_steps
 
 __all__ = ["bilstm_triton"]
@@ -62,7 +57,7 @@ TILE: int | None = None
 def _tile(n: int) -> int:
     if TILE is not None:
         return TILE
-    return max(16, min(64, triton.next_power_of_2(n)))
+    return min(64, lanes(n))
 
 
 @triton.jit
@@ -304,13 +299,6 @@ def _backward_kernel(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _buffer(shape, device):
-    """An fp32 output or scratch buffer; with ``DEBUG_FILL`` set, filled with it."""
-    if DEBUG_FILL is None:
-        return torch.empty(shape, dtype=torch.float32, device=device)
-    return torch.full(shape, DEBUG_FILL, dtype=torch.float32, device=device)
-
-
 def _precision(device) -> str:
     if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
         return "tf32"
@@ -362,17 +350,17 @@ def _forward_impl(
     order32 = order.to(torch.int32).contiguous()  # (2, B, L)
     lens32 = lengths.to(torch.int32).contiguous()  # (B,)
     steps, low = _block_ranges(lens32)  # (blocks,) each
-    y = _buffer((B, L, 2, P), dev)
+    y = buffer((B, L, 2, P), torch.float32, dev, DEBUG_FILL)
     dummy = y
-    act = _buffer((B, L, 2, G), dev) if save else dummy
-    cr = _buffer((B, L, 2, H), dev) if save else dummy
-    mm = _buffer((B, L, 2, H), dev) if save and proj else dummy
-    hr = _buffer((B, L, 2, P), dev) if save and clip_p else dummy
-    hbuf = _buffer((2, 2, B, P), dev)  # h_{s-1} / h_s by the parity of s
+    act = buffer((B, L, 2, G), torch.float32, dev, DEBUG_FILL) if save else dummy
+    cr = buffer((B, L, 2, H), torch.float32, dev, DEBUG_FILL) if save else dummy
+    mm = buffer((B, L, 2, H), torch.float32, dev, DEBUG_FILL) if save and proj else dummy
+    hr = buffer((B, L, 2, P), torch.float32, dev, DEBUG_FILL) if save and clip_p else dummy
+    hbuf = buffer((2, 2, B, P), torch.float32, dev, DEBUG_FILL)  # h_{s-1} / h_s by the parity of s
     hbuf[0] = 0.0 if h0 is None else h0.float()
     cbuf = torch.zeros(2, B, H, device=dev) if c0 is None else c0.float().clone().contiguous()  # (2, B, H) -> c_n
-    mbuf = _buffer((2, B, H), dev) if proj else dummy
-    hn = _buffer((2, B, P), dev)
+    mbuf = buffer((2, B, H), torch.float32, dev, DEBUG_FILL) if proj else dummy
+    hn = buffer((2, B, P), torch.float32, dev, DEBUG_FILL)
     grid = (steps.shape[0], 2)
     _forward_kernel[grid](
         gates, w_hh, w_p, order32, lens32, steps, low,
@@ -430,8 +418,8 @@ def _backward_impl(
     dhbuf = torch.zeros(2, B, P, device=dev) if dh_n is None else dh_n.float().clone().contiguous()  # -> d h_0
     dcbuf = torch.zeros(2, B, H, device=dev) if dc_n is None else dc_n.float().clone().contiguous()  # -> d c_0
     c0f = torch.zeros(2, B, H, device=dev) if c0 is None else c0.float().contiguous()  # (2, B, H)
-    dg = _buffer((B, L, 2, 4 * H), dev)  # dz at the original positions
-    dhr = _buffer((B, L, 2, P), dev) if proj else dg  # dĥ
+    dg = buffer((B, L, 2, 4 * H), torch.float32, dev, DEBUG_FILL)  # dz at the original positions
+    dhr = buffer((B, L, 2, P), torch.float32, dev, DEBUG_FILL) if proj else dg  # dĥ
     _backward_kernel[(steps.shape[0], 2)](
         dy, act, cell, h_raw, w_hh, w_p, order32, lens32, steps, low, c0f,
         dg, dhr, dhbuf, dcbuf,

@@ -7,8 +7,8 @@
   anti-causal one over ``u_bwd``, each (B, L, H), with kernels (L,) and skips () or (1,);
 * ``ssm_conv(u, k, d, attention_mask=None, *, reverse=False, form="auto", ...)``: one direction.
 
-The math, the forms and the padding rule are documented in ``reference.py`` beside this file; the fused Triton
-kernel in ``triton_ssm.py``.
+The math, the forms and the padding rule are documented in ``reference.py`` beside this file, the input checks
+(every backend's, and the Triton kernels' limits) in ``checks.py``; the fused Triton kernel in ``triton_ssm.py``.
 
 Forms (reference backend): "toeplitz" (an L×L matmul), "fft" (O(L log L)), "recurrent" (the chunked recurrence
 from the SSM parameters, linear in L) and "auto", which takes "toeplitz" below a length crossover and "fft" from it
@@ -23,7 +23,8 @@ import torch
 
 from ..dispatch import resolve_backend
 from . import reference
-from .reference import FORMS, SCALINGS, fft_size, s4d_init, s4d_kernel
+from .checks import FORMS, SCALINGS, check_inputs
+from .reference import fft_size, s4d_init, s4d_kernel
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
     from .triton_ssm import bidirectional_ssm_triton
@@ -94,7 +95,7 @@ def bidirectional_ssm(
     op = "bidirectional_ssm"
     if form not in FORMS + ("auto",):
         raise ValueError(f"{op}: form must be one of {FORMS + ('auto',)}, got {form!r}")
-    reference.check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, form, recurrent_params, chunk_size)
+    check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, form, recurrent_params, chunk_size)
     if backend == "triton" and bidirectional_ssm_triton is not None and form == "recurrent":
         raise ValueError(f"{op}: form='recurrent' runs on backend='reference' only; use 'fft' or 'auto' on Triton")
     # "recurrent" has no Triton kernel: "auto" then stays on the reference backend.

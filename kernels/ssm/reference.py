@@ -83,97 +83,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import dispatch
-from ..dispatch import reads_values
+from .checks import FORMS, check_conv_inputs, check_init_args, check_inputs, check_kernel_args
 
-FORMS = ("fft", "toeplitz", "recurrent")
-SCALINGS = ("hippo", "lin", "inv")
 A_RE_MAX = -1e-4  # the clamp of the real part of A
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Input checks
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _shape(t) -> object:
-    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-
-
-def _check_float_tensor(op: str, name: str, t, shapes: tuple, allowed: str, device=None) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{op}: {name} must be a torch.Tensor of shape {allowed}, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise ValueError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
-    if tuple(t.shape) not in shapes:
-        raise ValueError(f"{op}: {name} must have shape {allowed}, got {tuple(t.shape)}")
-    if device is not None and t.device != device:
-        raise ValueError(f"{op}: {name} is on {t.device} but the inputs are on {device}")
-
-
-def check_ssm_params(op: str, name: str, params, device=None) -> int:
-    """Validate one direction's ``(log_step, A_re, A_im, C)``; return N."""
-    if not isinstance(params, (tuple, list)) or len(params) != 4:
-        raise ValueError(f"{op}: {name} must be a tuple (log_step, A_re, A_im, C), got {type(params).__name__}")
-    log_step, A_re, A_im, C = params
-    if not isinstance(A_re, torch.Tensor) or A_re.dim() != 1:
-        raise ValueError(f"{op}: {name} A_re must be a tensor of shape (N,), got {_shape(A_re)}")
-    N = A_re.shape[0]
-    for part, t, shapes, allowed in (
-        ("log_step", log_step, ((), (1,)), "() or (1,)"),
-        ("A_re", A_re, ((N,),), f"(N,) = ({N},)"),
-        ("A_im", A_im, ((N,),), f"(N,) = ({N},), like A_re"),
-        ("C", C, ((N, 2),), f"(N, 2) = ({N}, 2) (real, imaginary)"),
-    ):
-        _check_float_tensor(op, f"{name} {part}", t, shapes, allowed, device)
-    if N < 1:
-        raise ValueError(f"{op}: {name} needs a state size N >= 1, got A_re of shape {tuple(A_re.shape)}")
-    return N
-
-
-def check_direction(op, suffix, u, k, d, *, device=None, need_kernel=True) -> None:
-    """Validate one direction: u (B, L, H), k (L,) (or None when not needed), d () or (1,)."""
-    if not isinstance(u, torch.Tensor) or u.dim() != 3:
-        raise ValueError(f"{op}: u{suffix} must be a tensor of shape (B, L, H), got {_shape(u)}")
-    if not u.is_floating_point():
-        raise ValueError(f"{op}: u{suffix} must be a floating-point tensor, got {u.dtype}")
-    if u.shape[1] < 1:
-        raise ValueError(f"{op}: u{suffix} must have a length L >= 1, got shape {tuple(u.shape)}")
-    L = u.shape[1]
-    device = u.device if device is None else device
-    if u.device != device:
-        raise ValueError(f"{op}: u{suffix} is on {u.device} but the inputs are on {device}")
-    if k is not None or need_kernel:
-        _check_float_tensor(op, f"k{suffix}", k, ((L,),), f"(L,) = ({L},)", device)
-    _check_float_tensor(op, f"d{suffix}", d, ((), (1,)), "() or (1,) (one skip for all channels)", device)
-
-
-def check_mask(op: str, attention_mask, B: int, L: int, device) -> None:
-    if attention_mask is None:
-        return
-    if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (B, L):
-        raise ValueError(
-            f"{op}: attention_mask must be None or a tensor of shape (B, L) = ({B}, {L}), got {_shape(attention_mask)}"
-        )
-    if attention_mask.device != device:
-        raise ValueError(f"{op}: attention_mask is on {attention_mask.device} but the inputs are on {device}")
-    if attention_mask.is_complex():
-        raise ValueError(f"{op}: attention_mask must be bool, integer or float 0/1, got {attention_mask.dtype}")
-    # A value check on CUDA would cost a host sync on every call.
-    if reads_values(attention_mask) and attention_mask.dtype != torch.bool:
-        if ((attention_mask != 0) & (attention_mask != 1)).any():
-            raise ValueError(f"{op}: attention_mask must hold only 0 (padding) and 1 (real token)")
-
-
-def check_form(op: str, form, chunk_size, params, name: str) -> None:
-    if form not in FORMS:
-        raise ValueError(f"{op}: form must be one of {FORMS}, got {form!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"{op}: chunk_size must be a positive int, got {chunk_size!r}")
-    if form == "recurrent" and params is None:
-        raise ValueError(
-            f"{op}: form='recurrent' needs the SSM parameters: pass {name}=(log_step, A_re, A_im, C)"
-            + (" for each direction" if name == "recurrent_params" else "")
-        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -243,10 +155,7 @@ def s4d_kernel(log_step, A_re, A_im, C, length: int) -> torch.Tensor:
     Returns:
         (L,) real, fp32 (fp64 when any parameter is fp64); differentiable w.r.t. every parameter.
     """
-    op = "s4d_kernel"
-    check_ssm_params(op, "the parameters", (log_step, A_re, A_im, C), device=A_re.device)
-    if isinstance(length, bool) or not isinstance(length, (int, torch.SymInt)) or length < 1:  # SymInt: traced
-        raise ValueError(f"{op}: length must be a positive int, got {length!r}")
+    check_kernel_args("s4d_kernel", log_step, A_re, A_im, C, length)
     dtype = _real_dtype(log_step, A_re, A_im, C)
     with torch.autocast(device_type=A_re.device.type, enabled=False):
         if dispatch.tracing():  # traced: no complex tensors (ONNX has none), see "Real arithmetic"
@@ -330,10 +239,7 @@ def _kernel_real(log_step, A_re, A_im, C, length, dtype):
 def s4d_kernel_real(log_step, A_re, A_im, C, length: int) -> torch.Tensor:
     """``s4d_kernel`` computed without complex tensors (what a traced graph runs, see "Real arithmetic"); the same
     arguments and result, equal to rounding."""
-    op = "s4d_kernel_real"
-    check_ssm_params(op, "the parameters", (log_step, A_re, A_im, C), device=A_re.device)
-    if isinstance(length, bool) or not isinstance(length, (int, torch.SymInt)) or length < 1:
-        raise ValueError(f"{op}: length must be a positive int, got {length!r}")
+    check_kernel_args("s4d_kernel_real", log_step, A_re, A_im, C, length)
     with torch.autocast(device_type=A_re.device.type, enabled=False):
         return _kernel_real(log_step, A_re, A_im, C, length, _real_dtype(log_step, A_re, A_im, C))
 
@@ -368,12 +274,7 @@ def s4d_init(
         {"A_re": (N,), "A_im": (N,), "C": (N, 2), "log_step": (1,)} in ``dtype`` on ``device``; C and log_step are
         drawn (on the CPU) from ``generator``, A is deterministic.
     """
-    if isinstance(N, bool) or not isinstance(N, int) or N < 1:
-        raise ValueError(f"s4d_init: N must be a positive int, got {N!r}")
-    if scaling not in SCALINGS:
-        raise ValueError(f"s4d_init: scaling must be one of {SCALINGS}, got {scaling!r}")
-    if not 0 < dt_min <= dt_max:
-        raise ValueError(f"s4d_init: need 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
+    check_init_args(N, scaling, dt_min, dt_max)
     n = torch.arange(N, dtype=torch.float64)
     if scaling == "lin":
         A_im = math.pi * n
@@ -609,38 +510,9 @@ def ssm_conv(
     Returns:
         (B, L, H) in the dtype of ``u``; zeros at padded positions.
     """
-    op = "ssm_conv"
-    check_form(op, form, chunk_size, params, "params")
-    check_direction(op, "", u, k, d, need_kernel=form != "recurrent")
-    if params is not None:
-        check_ssm_params(op, "params", params, device=u.device)
-    check_mask(op, attention_mask, u.shape[0], u.shape[1], u.device)
+    check_conv_inputs(u, k, d, attention_mask, form, params, chunk_size)
     with torch.autocast(device_type=u.device.type, enabled=False):
         return _direction(u, k, d, _keep(attention_mask), form, params, reverse, chunk_size)
-
-
-def check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, form, recurrent_params, chunk_size):
-    """Validate the bidirectional op's arguments; raise ``ValueError`` naming the argument, its value and what is
-    allowed. ``form`` may be "auto" here (the kernels are then needed)."""
-    op = "bidirectional_ssm"
-    if form != "auto":
-        check_form(op, form, chunk_size, recurrent_params, "recurrent_params")
-    need_kernel = form != "recurrent"
-    check_direction(op, "_fwd", u_fwd, k_fwd, d_fwd, need_kernel=need_kernel)
-    if not isinstance(u_bwd, torch.Tensor) or tuple(u_bwd.shape) != tuple(u_fwd.shape):
-        raise ValueError(
-            f"bidirectional_ssm: u_bwd must have the shape of u_fwd {tuple(u_fwd.shape)}, got {_shape(u_bwd)}"
-        )
-    check_direction(op, "_bwd", u_bwd, k_bwd, d_bwd, device=u_fwd.device, need_kernel=need_kernel)
-    if recurrent_params is not None:
-        if not isinstance(recurrent_params, (tuple, list)) or len(recurrent_params) != 2:
-            raise ValueError(
-                "bidirectional_ssm: recurrent_params must be a pair ((log_step, A_re, A_im, C) forward, "
-                f"(log_step, A_re, A_im, C) backward), got {type(recurrent_params).__name__}"
-            )
-        for name, params in zip(("recurrent_params[0] (forward)", "recurrent_params[1] (backward)"), recurrent_params):
-            check_ssm_params(op, name, params, device=u_fwd.device)
-    check_mask(op, attention_mask, u_fwd.shape[0], u_fwd.shape[1], u_fwd.device)
 
 
 def bidirectional_ssm(

@@ -56,24 +56,24 @@ registered autograd, so that ``torch.compile`` puts the kernels in its graph:
 
 from __future__ import annotations
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError as err:  # the Triton backend is simply absent without triton
-    raise ImportError("bizoo.kernels.ssm.triton_ssm needs the `triton` package") from err
-
-import os
-
 import torch
 
+from .. import triton_utils
 from ..dispatch import register_op
+from ..triton_utils import (
+    autotune_configs,
+    buffer,
+    dot_precision,
+    first_unless_autotuning,
+    real_ranges,
+    row_range,
+    tl,
+    triton,
+)
+from .checks import DTYPES, check_triton_inputs
 
 __all__ = ["bidirectional_ssm_triton", "DTYPES"]
 
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-# BIZOO_TRITON_AUTOTUNE=0 keeps one configuration (tests on a GPU: compile once, not once per config).
-AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Tests set a fill value (NaN) for every output and partial buffer, so an element a kernel fails to write cannot pass.
 DEBUG_FILL: float | None = None
 
@@ -94,16 +94,18 @@ _GRAM_CONFIGS = {
     "fp32": [(64, 128, 8, 3), (64, 64, 4, 3), (32, 64, 4, 4)],
 }
 # Channels per program of the kernel-gradient kernel come in multiples of this (a multiple of every BH above).
-GROUP_ALIGN = 16 if INTERPRETED else 128
-PARTIAL_ALIGN = 16 if INTERPRETED else 128  # the partial buffers' length: L rounded up to a multiple of every BT
+GROUP_ALIGN = 16 if triton_utils.INTERPRETED else 128
+# The partial buffers' length: L rounded up to a multiple of this (a multiple of every BT).
+PARTIAL_ALIGN = 16 if triton_utils.INTERPRETED else 128
 TARGET_PROGRAMS = 1024  # enough programs in the kernel-gradient grid to fill the GPU several times
 
 
 def _configs(tables):
-    if INTERPRETED:  # tiny tiles: the interpreter's cost grows with the tile size
-        return [triton.Config({"BT": 16, "BH": 16}, num_warps=1)]
+    """Every configuration of the tables (the pruner picks the ones of a call's precision); under the interpreter
+    one of 16 × 16 tiles."""
     settings = dict.fromkeys(entry for table in tables.values() for entry in table)  # the union, in order
-    return [triton.Config({"BT": bt, "BH": bh}, num_warps=w, num_stages=st) for bt, bh, w, st in settings]
+    configs = [triton.Config({"BT": bt, "BH": bh}, num_warps=w, num_stages=st) for bt, bh, w, st in settings]
+    return autotune_configs(configs, triton.Config({"BT": 16, "BH": 16}, num_warps=1))
 
 
 def _settings(config):
@@ -114,7 +116,7 @@ def _pruner(tables):
     def prune(configs, named_args, **kwargs):
         """The configurations for this precision whose tiles are not much larger than the problem (the smallest one
         if none is); only the first one without autotuning."""
-        if INTERPRETED:
+        if triton_utils.INTERPRETED:
             return configs
         table = tables["fp32" if kwargs.get("PRECISION", named_args.get("PRECISION")) == "ieee" else "half"]
         own = sorted((c for c in configs if _settings(c) in table), key=lambda c: table.index(_settings(c)))
@@ -124,7 +126,7 @@ def _pruner(tables):
         hb = triton.next_power_of_2(named_args["H"])
         keep = [c for c in own if c.kwargs["BT"] <= max(32, lb) and c.kwargs["BH"] <= max(32, hb)]
         keep = keep or [min(own, key=lambda c: c.kwargs["BT"] * c.kwargs["BH"])]
-        return keep if AUTOTUNE else keep[:1]
+        return first_unless_autotuning(keep)
 
     return prune
 
@@ -167,8 +169,7 @@ def _toeplitz_kernel(
     y_offs = (row + t)[:, None] * H + h[None, :]  # (BT, BH)
     y_mask = t_ok[:, None] & h_ok[None, :]
     if HAS_MASK:
-        start = tl.load(RANGES + 2 * b)
-        end = tl.load(RANGES + 2 * b + 1)
+        start, end = row_range(RANGES, b)
         keep_t = tl.load(MASK + row + t, mask=t_ok, other=0) != 0
     else:
         start = 0
@@ -238,8 +239,7 @@ def _lag_gram_kernel(
     row = b.to(tl.int64) * L
     r = tl.arange(0, BT)
     if HAS_MASK:
-        start = tl.load(RANGES + 2 * b)
-        end = tl.load(RANGES + 2 * b + 1)
+        start, end = row_range(RANGES, b)
     else:
         start = 0
         end = L
@@ -289,28 +289,18 @@ def _lag_gram_kernel(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _buffer(shape, dtype, device):
-    if DEBUG_FILL is None:
-        return torch.empty(shape, dtype=dtype, device=device)
-    return torch.full(shape, DEBUG_FILL, dtype=dtype, device=device)
-
-
-def _precision(dtype: torch.dtype) -> str:
-    return "ieee" if dtype == torch.float32 else "tf32"  # half inputs: tensor cores anyway; fp32 stays exact
-
-
 def _toeplitz(u_c, u_a, k_c, k_a, d_c, d_a, keep, ranges):
     """(causal product of u_c with k_c, d_c; anti-causal product of u_a with k_a, d_a), both (B, L, H), one launch."""
     B, L, H = u_c.shape
-    y_c = _buffer((B, L, H), u_c.dtype, u_c.device)
-    y_a = _buffer((B, L, H), u_c.dtype, u_c.device)
+    y_c = buffer((B, L, H), u_c.dtype, u_c.device, DEBUG_FILL)
+    y_a = buffer((B, L, H), u_c.dtype, u_c.device, DEBUG_FILL)
     if y_c.numel() == 0:
         return y_c, y_a
     grid = lambda meta: (triton.cdiv(L, meta["BT"]), triton.cdiv(H, meta["BH"]), B)  # noqa: E731
     has_mask = keep is not None
     _toeplitz_kernel[grid](
         u_c, u_a, k_c, k_a, d_c, d_a, keep if has_mask else k_c, ranges if has_mask else k_c, y_c, y_a,
-        L, H, triton.next_power_of_2(L), HAS_MASK=has_mask, PRECISION=_precision(u_c.dtype),
+        L, H, triton.next_power_of_2(L), HAS_MASK=has_mask, PRECISION=dot_precision(u_c.dtype),
     )
     return y_c, y_a
 
@@ -332,12 +322,13 @@ def _lag_gram(x_c, y_c, x_a, y_a, keep, ranges, groups: int | None = None):
     per_group = triton.cdiv(triton.cdiv(H, groups), GROUP_ALIGN) * GROUP_ALIGN
     groups = triton.cdiv(H, per_group)
     lp = triton.cdiv(L, PARTIAL_ALIGN) * PARTIAL_ALIGN
-    part = _buffer((2, 2, B * groups, lp), torch.float32, dev)
+    part = buffer((2, 2, B * groups, lp), torch.float32, dev, DEBUG_FILL)
     grid = lambda meta: (2 * triton.cdiv(L, meta["BT"]), B, groups)  # noqa: E731
     has_mask = keep is not None
     _lag_gram_kernel[grid](
         x_c, y_c, x_a, y_a, keep if has_mask else x_c, ranges if has_mask else x_c, part,
-        L, H, groups, per_group, lp, triton.next_power_of_2(L), HAS_MASK=has_mask, PRECISION=_precision(x_c.dtype),
+        L, H, groups, per_group, lp, triton.next_power_of_2(L), HAS_MASK=has_mask,
+        PRECISION=dot_precision(x_c.dtype),
     )
     part = part[..., :L]  # lags ≥ L (the last tile's tail) are dropped before anything reads them
     return (part[0] + part[1]).sum(1)  # per-program partials summed in torch: deterministic
@@ -431,64 +422,8 @@ def _mask_and_ranges(attention_mask, B: int, L: int, device):
     a row of padding only), without a host sync; (None, None) without a mask."""
     if attention_mask is None:
         return None, None
-    keep = attention_mask.to(device=device) != 0
-    has = keep.any(dim=1)
-    start = keep.int().argmax(dim=1)
-    end = L - keep.flip(1).int().argmax(dim=1)
-    ranges = (torch.stack([start, end], dim=1) * has[:, None]).to(torch.int32).contiguous()
-    return keep.contiguous().view(torch.uint8), ranges
-
-
-def _check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask) -> None:
-    """What the Triton kernels support; ``ValueError`` naming the field, the value and what is allowed otherwise."""
-    op = "bidirectional_ssm"
-    tensors = {"u_fwd": u_fwd, "u_bwd": u_bwd, "k_fwd": k_fwd, "k_bwd": k_bwd, "d_fwd": d_fwd, "d_bwd": d_bwd}
-    if attention_mask is not None:
-        tensors["attention_mask"] = attention_mask
-    for name, t in tensors.items():
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if u_fwd.dim() != 3:
-        raise ValueError(f"{op}: u_fwd must be (B, L, H), got shape {tuple(u_fwd.shape)}")
-    if u_bwd.shape != u_fwd.shape:
-        raise ValueError(f"{op}: u_bwd must have the shape of u_fwd {tuple(u_fwd.shape)}, got {tuple(u_bwd.shape)}")
-    B, L, _ = u_fwd.shape
-    if L < 1:
-        raise ValueError(f"{op}: the sequence length L must be at least 1, got L={L}")
-    if u_fwd.dtype not in DTYPES or u_bwd.dtype != u_fwd.dtype:
-        raise ValueError(
-            f"{op}: backend='triton' takes u_fwd and u_bwd of one dtype among float32, float16 and bfloat16, got "
-            f"{u_fwd.dtype} and {u_bwd.dtype}; use backend='reference'"
-        )
-    for name in ("k_fwd", "k_bwd"):
-        t = tensors[name]
-        if tuple(t.shape) != (L,):
-            raise ValueError(f"{op}: {name} must have shape (L,) = ({L},), got {tuple(t.shape)}")
-    for name in ("d_fwd", "d_bwd"):
-        t = tensors[name]
-        if tuple(t.shape) not in ((), (1,)):
-            raise ValueError(
-                f"{op}: {name} must have shape () or (1,) (one skip for all channels), got {tuple(t.shape)}"
-            )
-    for name in ("k_fwd", "k_bwd", "d_fwd", "d_bwd"):
-        t = tensors[name]
-        if not t.dtype.is_floating_point:
-            raise ValueError(f"{op}: {name} must be a real floating-point tensor (float32 preferred), got {t.dtype}")
-    if attention_mask is not None:
-        if tuple(attention_mask.shape) != (B, L):
-            raise ValueError(
-                f"{op}: attention_mask must have shape (B, L) = {(B, L)}, got {tuple(attention_mask.shape)}"
-            )
-        if attention_mask.is_complex():
-            raise ValueError(f"{op}: attention_mask must hold 0/1 values (bool, integer or float), got complex")
-    devices = {str(t.device) for t in tensors.values()}
-    if len(devices) != 1:
-        raise ValueError(f"{op}: all inputs must be on one device, got {sorted(devices)}")
-    if not u_fwd.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError(
-            f"{op}: backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the kernels on the CPU, "
-            f"slowly); the tensors are on {u_fwd.device}; use backend='reference' or 'auto'"
-        )
+    keep = attention_mask.to(device=device) != 0  # (B, L)
+    return keep.contiguous().view(torch.uint8), real_ranges(keep, B, L, device)
 
 
 def bidirectional_ssm_triton(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask=None, *, form="auto",
@@ -501,7 +436,7 @@ def bidirectional_ssm_triton(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention
     arithmetic.
     """
     del form, recurrent_params  # the same math; see the docstring
-    _check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask)
+    check_triton_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask)
     B, L, _ = u_fwd.shape
     with torch.autocast(device_type=u_fwd.device.type, enabled=False):
         # fp32 parameters: the casts are differentiable and sit outside the autograd function

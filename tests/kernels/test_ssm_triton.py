@@ -14,6 +14,7 @@ import torch
 
 triton_ssm = pytest.importorskip("bizoo.kernels.ssm.triton_ssm", reason="triton is not installed")
 
+from bizoo.kernels import triton_utils  # noqa: E402
 from bizoo.kernels.ssm import bidirectional_ssm  # noqa: E402
 
 ON_GPU = torch.cuda.is_available()
@@ -301,7 +302,7 @@ def test_cpu_tensors_without_the_interpreter_are_a_clear_error(monkeypatch):
 def test_autotune_pruning(monkeypatch):
     """The GPU configurations (listed even without a GPU): per precision, tiles no larger than the problem needs,
     one configuration without autotuning, small tiles first for rows that are not 16-aligned."""
-    monkeypatch.setattr(triton_ssm, "INTERPRETED", False)
+    monkeypatch.setattr(triton_utils, "INTERPRETED", False)
     for tables in (triton_ssm._CONV_CONFIGS, triton_ssm._GRAM_CONFIGS):
         configs, prune = triton_ssm._configs(tables), triton_ssm._pruner(tables)
         for precision, table in (("tf32", tables["half"]), ("ieee", tables["fp32"])):
@@ -309,12 +310,12 @@ def test_autotune_pruning(monkeypatch):
             assert kept == table
             small = prune(configs, {"H": 16, "LB": 16}, PRECISION=precision)
             assert all(c.kwargs["BT"] <= 32 and c.kwargs["BH"] <= 64 for c in small) and len(small) >= 1
-        monkeypatch.setattr(triton_ssm, "AUTOTUNE", False)
+        monkeypatch.setattr(triton_utils, "AUTOTUNE", False)
         (first,) = prune(configs, {"H": 1024, "LB": 512}, PRECISION="tf32")
         assert triton_ssm._settings(first) == tables["half"][0]
         (first,) = prune(configs, {"H": 200, "LB": 512}, PRECISION="tf32")
         assert first.kwargs["BT"] * first.kwargs["BH"] == min(bt * bh for bt, bh, _, _ in tables["half"])
-        monkeypatch.setattr(triton_ssm, "AUTOTUNE", True)
+        monkeypatch.setattr(triton_utils, "AUTOTUNE", True)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""What the Triton files of every op share: the ``triton`` import, the launch switches, buffers, real ranges.
+
+* ``triton``, ``tl``: imported here once, inside ``try`` (an op's ``triton_*.py`` imports them from here, so that a
+  missing Triton is one ``ImportError``, which each op's ``__init__`` turns into an absent "triton" backend).
+* ``INTERPRETED`` (``TRITON_INTERPRET=1``: the kernels run in Triton's interpreter, on any device; the ops then take
+  one small tile configuration, so that short test sequences span several tiles) and ``AUTOTUNE``
+  (``BIZOO_TRITON_AUTOTUNE=0`` keeps the first configuration of each kernel: tests on a GPU compile once, not once
+  per configuration); both read when the files are imported. ``autotune_configs`` and ``first_unless_autotuning``
+  apply them to a kernel's candidate configurations.
+* ``lanes(n)``: the register width of n columns; ``dot_precision(dtype)``: the ``input_precision`` of ``tl.dot``.
+* ``buffer`` / ``filled``: output and scratch buffers, filled with an op's ``DEBUG_FILL`` where tests set one (NaN:
+  an element a kernel fails to write cannot pass).
+* ``real_ranges(mask, B, L, device)`` -> (B, 2) int32: each row's real positions [start, end), found on the device
+  (no host sync); ``row_range(RANGES, b)``: the same pair read inside a kernel.
+"""
+
+from __future__ import annotations
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError as err:  # the Triton backend is simply absent without triton
+    raise ImportError("bizoo.kernels.triton_utils needs the `triton` package") from err
+
+import os
+
+import torch
+
+__all__ = [
+    "triton", "tl", "INTERPRETED", "AUTOTUNE", "autotune_configs", "first_unless_autotuning", "lanes",
+    "dot_precision", "buffer", "filled", "real_ranges", "row_range",
+]
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+# BIZOO_TRITON_AUTOTUNE=0 keeps the first configuration only (tests on a GPU: compile once, not once per config).
+AUTOTUNE = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
+
+
+def autotune_configs(configs: list, interpreted) -> list:
+    """A kernel's autotuning candidates: ``configs`` on a GPU, the one small ``interpreted`` configuration under the
+    interpreter (whose cost grows with the tile size)."""
+    return [interpreted] if INTERPRETED else configs
+
+
+def first_unless_autotuning(configs: list) -> list:
+    """``configs``, or only the first one with ``BIZOO_TRITON_AUTOTUNE=0``."""
+    return configs if AUTOTUNE else configs[:1]
+
+
+def lanes(n: int) -> int:
+    """The register width of ``n`` columns (or tags): the next power of two, at least 16 (``tl.dot``'s minimum)."""
+    return max(16, triton.next_power_of_2(n))
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """``tl.dot``'s ``input_precision`` for inputs of ``dtype``: IEEE for fp32 (exact), "tf32" for half inputs (fp16,
+    bf16: tensor cores whatever the setting)."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def filled(t: torch.Tensor, fill: float | None, *, int_fill: int = -1) -> torch.Tensor:
+    """``t`` filled in place with ``fill`` (integer tensors with ``int_fill``), or as it is when ``fill`` is None."""
+    if fill is None:
+        return t
+    return t.fill_(fill if t.dtype.is_floating_point else int_fill)
+
+
+def buffer(shape, dtype: torch.dtype, device, fill: float | None, *, int_fill: int = -1) -> torch.Tensor:
+    """An output or scratch buffer: ``torch.empty``, or filled with ``fill`` (integer ones with ``int_fill``)."""
+    return filled(torch.empty(shape, dtype=dtype, device=device), fill, int_fill=int_fill)
+
+
+def real_ranges(mask: torch.Tensor | None, B: int, L: int, device) -> torch.Tensor:
+    """(B, 2) int32 [start, end) of each row's real tokens (``mask`` != 0; [0, 0) for a row of padding only, [0, L)
+    for every row without a mask), on ``device`` without a host sync."""
+    if mask is None:
+        return torch.tensor([0, L], dtype=torch.int32, device=device).repeat(B, 1)  # (B, 2)
+    keep = mask.to(device=device, dtype=torch.bool)  # (B, L)
+    if L == 0:
+        return torch.zeros(B, 2, dtype=torch.int32, device=device)
+    has = keep.any(dim=1)  # (B,)
+    start = keep.int().argmax(dim=1)  # (B,) the first real position
+    end = L - keep.flip(1).int().argmax(dim=1)  # (B,) one past the last
+    ranges = torch.stack([start, end], dim=1) * has[:, None]  # (B, 2)
+    return ranges.to(torch.int32).contiguous()
+
+
+@triton.jit
+def row_range(RANGES, b):
+    """[start, end) of row ``b`` from the (B, 2) int32 ``RANGES`` that ``real_ranges`` makes."""
+    return tl.load(RANGES + 2 * b), tl.load(RANGES + 2 * b + 1)

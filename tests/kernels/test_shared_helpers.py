@@ -1,0 +1,135 @@
+"""What every op shares: the input checks of ``bizoo.kernels.checks`` and the Triton helpers of
+``bizoo.kernels.triton_utils`` (real ranges, debug-filled buffers, tile widths, the autotuning switches).
+
+Each op's own tests cover these helpers through its kernels; here each is pinned down on its own, on tiny inputs.
+The Triton helpers need the ``triton`` package; ``row_range`` runs in a kernel (a GPU or ``TRITON_INTERPRET=1``).
+"""
+
+import os
+
+import pytest
+import torch
+
+from bizoo.kernels import checks, dispatch
+
+try:
+    from bizoo.kernels import triton_utils
+except ImportError:  # the helpers exist only with triton
+    triton_utils = None
+
+needs_triton = pytest.mark.skipif(triton_utils is None, reason="triton is not installed")
+ON_GPU = torch.cuda.is_available()
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+DEVICE = "cuda" if ON_GPU else "cpu"
+
+# Rows: right padding, left padding, holes, padding only, no padding.
+MASK = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
+RANGES = [[0, 3], [2, 4], [1, 4], [0, 0], [0, 5]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bizoo.kernels.checks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_shape_of_names_a_shape_or_a_type():
+    assert checks.shape_of(torch.zeros(2, 3)) == "(2, 3)"
+    assert checks.shape_of(torch.zeros(4)) == "(4,)"
+    assert checks.shape_of([1, 2]) == "list" and checks.shape_of(None) == "NoneType"
+
+
+def test_mask_values_are_read_in_eager_mode_on_a_cpu_only(monkeypatch):
+    checks.check_mask_values("op", MASK)  # 0/1 integers
+    checks.check_mask_values("op", MASK.float())
+    checks.check_mask_values("op", torch.tensor([[True, False]]))
+    for bad in (torch.tensor([[0, 2]]), torch.tensor([[0.5, 1.0]]), torch.tensor([[-1, 1]])):
+        with pytest.raises(ValueError, match=r"^op: attention_mask must hold only 0 \(padding\) and 1 \(real token\)$"):
+            checks.check_mask_values("op", bad)
+    monkeypatch.setattr(dispatch, "tracing", lambda: True)  # traced: no value is read (a graph break)
+    checks.check_mask_values("op", torch.tensor([[0, 2]]))
+
+
+def test_triton_device_needs_cuda_or_the_interpreter(monkeypatch):
+    cpu = torch.zeros(1)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    checks.check_triton_device("op", cpu)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    needs = r"^op: backend='triton' needs CUDA tensors \(or TRITON_INTERPRET=1 .*; the tensors are on cpu;"
+    with pytest.raises(ValueError, match=needs):
+        checks.check_triton_device("op", cpu)
+    if ON_GPU:
+        checks.check_triton_device("op", cpu.cuda())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bizoo.kernels.triton_utils
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@needs_triton
+def test_real_ranges_of_every_padding_pattern():
+    B, L = MASK.shape
+    for mask in (MASK, MASK.bool(), MASK.float(), MASK != 0):
+        ranges = triton_utils.real_ranges(mask, B, L, "cpu")
+        assert ranges.dtype == torch.int32 and ranges.is_contiguous() and ranges.tolist() == RANGES
+    assert triton_utils.real_ranges(None, 3, 7, "cpu").tolist() == [[0, 7]] * 3
+    assert triton_utils.real_ranges(torch.zeros(2, 0), 2, 0, "cpu").tolist() == [[0, 0]] * 2  # no positions
+    assert triton_utils.real_ranges(torch.zeros(0, 4), 0, 4, "cpu").shape == (0, 2)  # no rows
+
+
+@needs_triton
+def test_buffers_are_filled_only_when_asked():
+    nan = triton_utils.buffer((2, 3), torch.float32, "cpu", float("nan"))
+    assert nan.shape == (2, 3) and nan.dtype == torch.float32 and nan.isnan().all()
+    ints = triton_utils.buffer((4,), torch.int8, "cpu", float("nan"), int_fill=-7)
+    assert ints.dtype == torch.int8 and (ints == -7).all()
+    assert (triton_utils.buffer((3,), torch.int64, "cpu", 0.0) == -1).all()  # integers take int_fill (-1)
+    plain = triton_utils.buffer((5, 2), torch.float16, "cpu", None)
+    assert plain.shape == (5, 2) and plain.dtype == torch.float16
+    values = torch.arange(3.0)
+    assert triton_utils.filled(values, None) is values and values.tolist() == [0.0, 1.0, 2.0]  # untouched
+    transposed = torch.empty(3, 4).t()
+    like = triton_utils.filled(torch.empty_like(transposed), 0.5)  # the strides of empty_like are kept
+    assert like.stride() == transposed.stride() and (like == 0.5).all()
+
+
+@needs_triton
+def test_tile_widths_and_dot_precision():
+    assert [triton_utils.lanes(n) for n in (1, 15, 16, 17, 64, 100)] == [16, 16, 16, 32, 64, 128]
+    assert triton_utils.dot_precision(torch.float32) == "ieee"
+    assert triton_utils.dot_precision(torch.float16) == triton_utils.dot_precision(torch.bfloat16) == "tf32"
+
+
+@needs_triton
+def test_autotuning_switches(monkeypatch):
+    configs = ["a", "b", "c"]
+    monkeypatch.setattr(triton_utils, "INTERPRETED", True)
+    assert triton_utils.autotune_configs(configs, "small") == ["small"]
+    monkeypatch.setattr(triton_utils, "INTERPRETED", False)
+    assert triton_utils.autotune_configs(configs, "small") == configs
+    monkeypatch.setattr(triton_utils, "AUTOTUNE", True)
+    assert triton_utils.first_unless_autotuning(configs) == configs
+    monkeypatch.setattr(triton_utils, "AUTOTUNE", False)
+    assert triton_utils.first_unless_autotuning(configs) == ["a"]
+
+
+if triton_utils is not None:
+    tl, row_range = triton_utils.tl, triton_utils.row_range
+
+    @triton_utils.triton.jit
+    def _swap_pairs(RANGES, OUT):
+        """OUT[b] = (end, start) of row b, read with ``row_range``."""
+        b = tl.program_id(0)
+        start, end = row_range(RANGES, b)
+        tl.store(OUT + 2 * b, end)
+        tl.store(OUT + 2 * b + 1, start)
+
+
+@needs_triton
+@pytest.mark.skipif(not (ON_GPU or INTERPRETED), reason="Triton kernels need a CUDA device or TRITON_INTERPRET=1")
+def test_row_range_reads_each_rows_pair_in_a_kernel():
+    B, L = MASK.shape
+    ranges = triton_utils.real_ranges(MASK.to(DEVICE), B, L, DEVICE)  # (B, 2) int32
+    out = torch.full((B, 2), -1, dtype=torch.int32, device=DEVICE)
+    _swap_pairs[(B,)](ranges, out)
+    assert out.flip(1).tolist() == RANGES
