@@ -34,7 +34,9 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -441,14 +443,47 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from transformers import (
-        AutoModelForMaskedLM,
-        AutoModelForPreTraining,
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        Trainer,
-    )
+    """The run, step by step: check the options, read the corpus, build the tokenizer and the blocks, set up the
+    objective, train, then (first process only) evaluate on the held-out blocks, save and report."""
+    job = prepare_job(args)
+    corpus = read_corpus(job)
+    tokenizer, config = build_tokenizer(job, corpus)
+    blocks = build_blocks(job, corpus, tokenizer)
+    setup = objective_setup(job, tokenizer, blocks)
+    trained = train_model(job, config, tokenizer, setup)
+    if not trained.trainer.is_world_process_zero():  # a distributed run: the first process evaluates and saves
+        return 0
+    evaluation = evaluate_model(job, trained.model, setup)
+    save_run(job, trained, tokenizer, corpus.name, evaluation)
+    report_run(job, trained, tokenizer, setup, evaluation)
+    repo = push_final_folder(trained.trainer, job.output_dir, trained.model, tokenizer)
+    if repo is not None:
+        report(f"  pushed to the Hub repository {repo}")
+    return 0
 
+
+@dataclass
+class PretrainJob:
+    """The checked settings of one run (``prepare_job``), read by every later step."""
+
+    args: argparse.Namespace
+    spec: Any  # the ModelSpec of --model
+    objective: str  # "mlm" or "bilm"
+    wordchar: bool  # the model reads words and their characters
+    config_kwargs: dict  # the config fields besides the tokenizer's (model_config_kwargs)
+    output_dir: Path
+    resume_from: str | None  # the checkpoint to continue from, or None
+    started: float  # time.perf_counter() when the run began
+
+    @property
+    def unit(self) -> str:
+        """What a block counts: "words" or "tokens"."""
+        return "words" if self.wordchar else "tokens"
+
+
+def prepare_job(args: argparse.Namespace) -> PretrainJob:
+    """The run's settings, every option checked (and the config's fields validated) before the output folder is
+    created; ``CommandError`` on bad input."""
     started = time.perf_counter()
     check_training_arguments(args, metrics=(), **trainer_settings(args))
     check_pretrain_arguments(args)
@@ -466,159 +501,264 @@ def _pretrain(args: argparse.Namespace) -> int:
     resume_from = resume_checkpoint(args, output_dir)
     if args.stream:
         check_stream_arguments(args, wordchar, objective)
-        sources, corpus_name = args.text, "custom text (streamed)"
-        if args.dataset:
-            sources = [stream_text_lines(args.dataset, args.dataset_config, args.text_column)]
-            corpus_name = f"{args.dataset} (streamed)"
-        documents = sample_lines(sources, int(args.tokenizer_sample_mb * 2**20))  # the tokenizer's text only
-        if args.eval_text:
-            held_out = [read_text_files([path]) for path in args.eval_text]
-        else:  # the dataset's validation split, read whole
-            held_out = [list(stream_text_lines(args.dataset, args.dataset_config, args.text_column, "validation"))]
-    else:
-        documents, held_out, corpus_name = load_texts(args)
+    return PretrainJob(args, spec, objective, wordchar, config_kwargs, output_dir, resume_from, started)
+
+
+@dataclass
+class Corpus:
+    """The text of a run: documents as lists of lines."""
+
+    documents: list[list[str]]  # training text (with --stream only the tokenizer's sample)
+    held_out: list[list[str]]
+    name: str  # what the model card calls the data
+    sources: list | None = None  # with --stream: the --text paths or the dataset's line stream, read lazily
+
+
+def read_corpus(job: PretrainJob) -> Corpus:
+    """The training and held-out text: read whole (``load_texts``), or with --stream a sample of each source for the
+    tokenizer and the held-out text (--eval-text, else the dataset's validation split) read whole."""
+    args = job.args
+    if not args.stream:
+        return Corpus(*load_texts(args))
+    sources, name = args.text, "custom text (streamed)"
+    if args.dataset:
+        sources = [stream_text_lines(args.dataset, args.dataset_config, args.text_column)]
+        name = f"{args.dataset} (streamed)"
+    documents = sample_lines(sources, int(args.tokenizer_sample_mb * 2**20))  # the tokenizer's text only
+    if args.eval_text:
+        held_out = [read_text_files([path]) for path in args.eval_text]
+    else:  # the dataset's validation split, read whole
+        held_out = [list(stream_text_lines(args.dataset, args.dataset_config, args.text_column, "validation"))]
+    return Corpus(documents, held_out, name, sources)
+
+
+def build_tokenizer(job: PretrainJob, corpus: Corpus):
+    """(tokenizer, model config): the checkpoint's tokenizer when resuming, else --tokenizer, else one trained on
+    the training text (WordPiece, or words + characters); ``CommandError`` if it does not suit the model."""
+    from transformers import AutoTokenizer
+
+    args, spec = job.args, job.spec
 
     def new_tokenizer():
-        lines = [line for doc in documents for line in doc]
-        if wordchar:
+        lines = [line for doc in corpus.documents for line in doc]
+        if job.wordchar:
             return build_wordchar_tokenizer(spec, lines, args.vocab_size, model_max_length=args.max_length)
         return train_wordpiece_tokenizer(lines, vocab_size=args.vocab_size, model_max_length=args.max_length)
 
-    if resume_from:
-        tokenizer = pretrained_tokenizer(resume_from, "the checkpoint to resume")
+    if job.resume_from:
+        tokenizer = pretrained_tokenizer(job.resume_from, "the checkpoint to resume")
     elif args.tokenizer:
         tokenizer = pretrained_tokenizer(args.tokenizer, "--tokenizer")
     else:  # trained here; in a distributed run by the first process, for all of them
         tokenizer = build_on_first_process(
-            new_tokenizer, output_dir / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
+            new_tokenizer, job.output_dir / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
             AutoTokenizer.from_pretrained,
         )
-    if wordchar and not hasattr(tokenizer, "ids_to_char_ids"):
+    if job.wordchar and not hasattr(tokenizer, "ids_to_char_ids"):
         raise CommandError(
             f"{args.model!r} reads words and their characters: its tokenizer must be a bizoo.WordCharTokenizerFast, "
             f"got {type(tokenizer).__name__}"
         )
-    if objective == "mlm" and tokenizer.mask_token_id is None:
+    if job.objective == "mlm" and tokenizer.mask_token_id is None:
         raise CommandError("the tokenizer has no mask token; masked-LM needs one")
-    config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_kwargs)
+    config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **job.config_kwargs)
     variant = args.variant or spec.default_variant
-    unit = "words" if wordchar else "tokens"
     logger.info(
-        f"{PROG}: {spec.model_type}{' ' + variant if variant else ''} on {corpus_name}, objective {objective}: "
-        f"tokenizer of {len(tokenizer)} {unit}"
+        f"{PROG}: {spec.model_type}{' ' + variant if variant else ''} on {corpus.name}, objective {job.objective}: "
+        f"tokenizer of {len(tokenizer)} {job.unit}"
     )
+    return tokenizer, config
 
-    if wordchar:  # blocks of words; each example carries input_ids and char_ids
-        train_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, documents, args.max_length))
-        held_out_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, held_out, args.max_length))
+
+@dataclass
+class Blocks:
+    """The text as examples of at most --max-length tokens (words for word+character models)."""
+
+    train_examples: Any  # list of {"input_ids"[, "char_ids"]}, or StreamedBlocks with --stream
+    held_out_examples: list[dict]
+    train_ids: list[list[int]]  # the training blocks' ids (with --stream the first STREAM_BASELINE_BLOCKS)
+    held_out_ids: list[list[int]]
+
+
+def build_blocks(job: PretrainJob, corpus: Corpus, tokenizer) -> Blocks:
+    """The training and held-out blocks (``pack``, ``pack_words`` or ``StreamedBlocks``); ``CommandError`` if either
+    side has none."""
+    args = job.args
+    if job.wordchar:  # blocks of words; each example carries input_ids and char_ids
+        train_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, corpus.documents, args.max_length))
+        held_out_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, corpus.held_out, args.max_length))
     elif args.stream:  # blocks packed as the files are read; the unigram baseline from the first ones
-        train_examples = StreamedBlocks(sources, tokenizer, args.max_length, args.seed)
-        held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, held_out, args.max_length)]
+        train_examples = StreamedBlocks(corpus.sources, tokenizer, args.max_length, args.seed)
+        held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.held_out, args.max_length)]
         train_ids = list(itertools.islice(train_examples.blocks(), STREAM_BASELINE_BLOCKS))
     else:
-        train_examples = [{"input_ids": ids} for ids in pack(tokenizer, documents, args.max_length)]
-        held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, held_out, args.max_length)]
+        train_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.documents, args.max_length)]
+        held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.held_out, args.max_length)]
     if not args.stream:
         train_ids = [e["input_ids"] for e in train_examples]
     if not train_ids or not held_out_examples:
         raise CommandError(f"not enough text: {len(train_ids)} training and {len(held_out_examples)} held-out blocks")
-    held_out_ids = [e["input_ids"] for e in held_out_examples]
     count = "streamed" if args.stream else str(len(train_examples))
-    logger.info(f"{PROG}: {count} training and {len(held_out_examples)} held-out blocks of <= {args.max_length} {unit}")
+    logger.info(
+        f"{PROG}: {count} training and {len(held_out_examples)} held-out blocks of <= {args.max_length} {job.unit}"
+    )
+    return Blocks(train_examples, held_out_examples, train_ids, [e["input_ids"] for e in held_out_examples])
 
-    callbacks = []
-    if objective == "bilm":
-        auto_class = AutoModelForPreTraining
-        eval_examples = held_out_examples
-        data_collator = eval_collator = BiLMCollator(tokenizer)
-        baseline_perplexity = unigram_perplexity(train_ids, held_out_ids, len(tokenizer))
-    else:
-        auto_class = AutoModelForMaskedLM
-        chars = [e["char_ids"] for e in held_out_examples] if wordchar else None
-        eval_examples = fixed_eval_masks(held_out_ids, tokenizer, args.mlm_probability, args.seed, chars)
-        special_ids = set(tokenizer.all_special_ids)
-        baseline_token, baseline_accuracy = unigram_baseline(train_ids, eval_examples, special_ids)
-        eval_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
-        # Each example masked by its own generator, seeded by (seed, epoch, index): the same masks on any number of
-        # processes and across a resume (scripts/lib/masking.py).
-        if not args.stream:
-            train_examples = SeededExamples(train_examples, args.seed)
-        callbacks.append(EpochCallback(train_examples))
-        masking = SeededMaskingCollator(tokenizer, args.mlm_probability, whole_word=args.whole_word_mask)
-        data_collator = _TrainEvalCollator(masking, eval_collator)
 
+@dataclass
+class ObjectiveSetup:
+    """What the objective decides: the model class, the datasets and collators the Trainer gets, and the baseline
+    the held-out result is set beside."""
+
+    auto_class: Any  # AutoModelForMaskedLM or AutoModelForPreTraining
+    train_dataset: Any
+    eval_examples: list[dict]  # the held-out blocks (with their fixed masks for mlm)
+    data_collator: Any
+    eval_collator: Any
+    callbacks: list
+    baseline: float  # the unigram baseline's accuracy (mlm) or perplexity (bilm)
+    baseline_token: int | None = None  # mlm: the token the unigram baseline always predicts
+
+
+def objective_setup(job: PretrainJob, tokenizer, blocks: Blocks) -> ObjectiveSetup:
+    """The Trainer's inputs for --objective: biLM batches, or masked-LM with seeded training masks and fixed
+    held-out masks; and the unigram baseline on the held-out blocks."""
+    from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, DataCollatorForTokenClassification
+
+    args = job.args
+    if job.objective == "bilm":
+        collator = BiLMCollator(tokenizer)
+        baseline_perplexity = unigram_perplexity(blocks.train_ids, blocks.held_out_ids, len(tokenizer))
+        return ObjectiveSetup(
+            AutoModelForPreTraining, blocks.train_examples, blocks.held_out_examples, collator, collator, [],
+            baseline_perplexity,
+        )
+    chars = [e["char_ids"] for e in blocks.held_out_examples] if job.wordchar else None
+    eval_examples = fixed_eval_masks(blocks.held_out_ids, tokenizer, args.mlm_probability, args.seed, chars)
+    special_ids = set(tokenizer.all_special_ids)
+    baseline_token, baseline_accuracy = unigram_baseline(blocks.train_ids, eval_examples, special_ids)
+    eval_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
+    # Each example masked by its own generator, seeded by (seed, epoch, index): the same masks on any number of
+    # processes and across a resume (scripts/lib/masking.py).
+    train_dataset = blocks.train_examples if args.stream else SeededExamples(blocks.train_examples, args.seed)
+    masking = SeededMaskingCollator(tokenizer, args.mlm_probability, whole_word=args.whole_word_mask)
+    return ObjectiveSetup(
+        AutoModelForMaskedLM, train_dataset, eval_examples, _TrainEvalCollator(masking, eval_collator), eval_collator,
+        [EpochCallback(train_dataset)], baseline_accuracy, baseline_token,
+    )
+
+
+@dataclass
+class Trained:
+    """The outcome of training."""
+
+    trainer: Any  # the transformers Trainer (its state holds the log history)
+    model: Any
+    steps: int  # the optimizer steps taken (global_step)
+    train_seconds: float
+
+
+def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> Trained:
+    """A new model of ``config`` (seeded by --seed) trained by a Trainer with this command's TrainingArguments,
+    from the resumed checkpoint if any."""
+    from transformers import Trainer
+
+    args = job.args
     torch.manual_seed(args.seed)
-    model = auto_class.from_config(config)
+    model = setup.auto_class.from_config(config)
     logger.info(
         f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{config.num_hidden_layers} layers"
     )
-    training_args = training_arguments(args, output_dir, model, **trainer_settings(args, objective))
+    training_args = training_arguments(args, job.output_dir, model, **trainer_settings(args, job.objective))
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=train_examples,
-        eval_dataset=eval_examples,
-        data_collator=data_collator,
+        train_dataset=setup.train_dataset,
+        eval_dataset=setup.eval_examples,
+        data_collator=setup.data_collator,
         processing_class=tokenizer,
         optimizers=trainer_optimizers(model, args, training_args),
-        callbacks=callbacks,
+        callbacks=setup.callbacks,
     )
     train_start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.perf_counter() - train_start
-    if not trainer.is_world_process_zero():  # a distributed run: the first process evaluates and saves
-        return 0
+    result = trainer.train(resume_from_checkpoint=job.resume_from)
+    return Trained(trainer, model, result.global_step, time.perf_counter() - train_start)
 
-    if objective == "bilm":
-        forward_nll, backward_nll = bilm_mean_nll(model, eval_examples, eval_collator)
+
+@dataclass
+class Evaluation:
+    """The held-out results: ``metrics`` (rounded, the model card's), ``extra`` recorded beside them, the card's
+    ``task``, and the unrounded masked-LM numbers the report prints."""
+
+    metrics: dict
+    extra: dict
+    task: dict
+    accuracy: float | None = None  # mlm only
+    eval_loss: float | None = None  # mlm only
+
+
+def evaluate_model(job: PretrainJob, model, setup: ObjectiveSetup) -> Evaluation:
+    """The trained model on the held-out blocks: forward and backward perplexities (bilm), or masked-token accuracy
+    and perplexity (mlm), beside the unigram baseline."""
+    if job.objective == "bilm":
+        forward_nll, backward_nll = bilm_mean_nll(model, setup.eval_examples, setup.eval_collator)
         metrics = {
             "forward_perplexity": round(math.exp(min(forward_nll, 50)), 2),
             "backward_perplexity": round(math.exp(min(backward_nll, 50)), 2),
         }
         extra = {
-            "unigram_baseline_perplexity": round(baseline_perplexity, 2),
+            "unigram_baseline_perplexity": round(setup.baseline, 2),
             "eval_loss": round(0.5 * (forward_nll + backward_nll), 4),
         }
         task = {"type": "text-generation", "name": "Bidirectional language modeling (forward and backward LM)"}
-    else:
-        accuracy, eval_loss = masked_accuracy(model, eval_examples, eval_collator)
-        metrics = {"accuracy": round(accuracy, 4), "perplexity": round(math.exp(min(eval_loss, 50)), 2)}
-        extra = {"unigram_baseline_accuracy": round(baseline_accuracy, 4), "eval_loss": round(eval_loss, 4)}
-        task = {"type": "fill-mask", "name": "Masked language modeling"}
+        return Evaluation(metrics, extra, task)
+    accuracy, eval_loss = masked_accuracy(model, setup.eval_examples, setup.eval_collator)
+    metrics = {"accuracy": round(accuracy, 4), "perplexity": round(math.exp(min(eval_loss, 50)), 2)}
+    extra = {"unigram_baseline_accuracy": round(setup.baseline, 4), "eval_loss": round(eval_loss, 4)}
+    task = {"type": "fill-mask", "name": "Masked language modeling"}
+    return Evaluation(metrics, extra, task, accuracy, eval_loss)
 
-    with staged_update(output_dir) as staging:
-        model.save_pretrained(staging)
+
+def save_run(job: PretrainJob, trained: Trained, tokenizer, corpus_name: str, evaluation: Evaluation) -> None:
+    """Writes the output folder whole (model, tokenizer, loss curve, training log), then its results and model
+    card."""
+    log_history = trained.trainer.state.log_history
+    with staged_update(job.output_dir) as staging:
+        trained.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        plot_loss_curve(trainer.state.log_history, staging / "loss_curve.png", objective)
-        (staging / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
+        plot_loss_curve(log_history, staging / "loss_curve.png", job.objective)
+        (staging / "training_log.json").write_text(json.dumps(log_history, indent=1) + "\n")
     record_results(
-        output_dir,
-        task=task,
+        job.output_dir,
+        task=evaluation.task,
         dataset={"name": corpus_name, "type": "text", "split": "held-out"},
-        metrics=metrics,
+        metrics=evaluation.metrics,
         metric_names=PRETRAINING_METRIC_NAMES,
-        **extra,
-        steps=result.global_step,
-        train_seconds=round(train_seconds, 1),
+        **evaluation.extra,
+        steps=trained.steps,
+        train_seconds=round(trained.train_seconds, 1),
     )
-    write_checkpoint_card(output_dir, model, tokenizer)
+    write_checkpoint_card(job.output_dir, trained.model, tokenizer)
 
-    report(f"\n{PROG}: done in {time.perf_counter() - started:.0f} s ({train_seconds:.0f} s training, {result.global_step} steps)")
-    if objective == "bilm":
+
+def report_run(job: PretrainJob, trained: Trained, tokenizer, setup: ObjectiveSetup, evaluation: Evaluation) -> None:
+    """Reports the time taken, the held-out results beside the baseline, and (mlm) fill-mask examples from the
+    saved folder."""
+    elapsed = time.perf_counter() - job.started
+    report(f"\n{PROG}: done in {elapsed:.0f} s ({trained.train_seconds:.0f} s training, {trained.steps} steps)")
+    metrics, extra = evaluation.metrics, evaluation.extra
+    if job.objective == "bilm":
         report(f"  held-out forward perplexity   {metrics['forward_perplexity']}")
         report(f"  held-out backward perplexity  {metrics['backward_perplexity']}")
         report(f"  unigram baseline perplexity   {extra['unigram_baseline_perplexity']}")
     else:
-        report(f"  held-out masked-token accuracy  {accuracy:.4f}")
-        report(f"  unigram baseline (always {tokenizer.convert_ids_to_tokens(baseline_token)!r})  {baseline_accuracy:.4f}")
-        report(f"  held-out loss {eval_loss:.3f}, perplexity {metrics['perplexity']}")
-        report_fill_mask_examples(output_dir, tokenizer)
-    report(f"  saved to {output_dir} (model, tokenizer, README.md, loss_curve.png)")
-    repo = push_final_folder(trainer, output_dir, model, tokenizer)
-    if repo is not None:
-        report(f"  pushed to the Hub repository {repo}")
-    return 0
+        report(f"  held-out masked-token accuracy  {evaluation.accuracy:.4f}")
+        token = tokenizer.convert_ids_to_tokens(setup.baseline_token)
+        report(f"  unigram baseline (always {token!r})  {setup.baseline:.4f}")
+        report(f"  held-out loss {evaluation.eval_loss:.3f}, perplexity {metrics['perplexity']}")
+        report_fill_mask_examples(job.output_dir, tokenizer)
+    report(f"  saved to {job.output_dir} (model, tokenizer, README.md, loss_curve.png)")
 
 
 def report_fill_mask_examples(folder: Path, tokenizer) -> None:
