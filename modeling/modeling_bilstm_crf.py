@@ -6,10 +6,11 @@ Bi-directional LSTM-CNNs-CRF" (character CNN). One file, the whole model: embedd
 BiLSTM layers → heads from ``heads.py``. Inputs are word ids and their characters, ``char_ids`` (B, L, C), from
 the word+character tokenizer (``tokenization_wordchar.py``).
 
-The LSTMs are ``BiLstmWeights`` modules that hold the parameters under ``nn.LSTM``'s names (so checkpoints keep
-torch's keys; a plain module, so torch.compile traces through it, which it refuses for an ``nn.LSTM``); their forward
-runs the bidirectional LSTM op ``bizoo.kernels.lstm.bilstm`` over the real tokens of each row, on the schedule
-``config.kernel_backend`` picks (cuDNN, the fused Triton kernel, or PyTorch on a CPU).
+The LSTMs are ``BiLstmWeights`` modules (``lstm_layers.py``, shared with ELMo) that hold the parameters under
+``nn.LSTM``'s names (so checkpoints keep torch's keys; a plain module, so torch.compile traces through it, which it
+refuses for an ``nn.LSTM``); their forward runs the bidirectional LSTM op ``bizoo.kernels.lstm.bilstm`` over the real
+tokens of each row, on the schedule ``config.kernel_backend`` picks (cuDNN, the fused Triton kernel, or PyTorch on a
+CPU).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 from ..configuration.configuration_bilstm_crf import BiLstmCrfConfig
-from ..kernels.lstm import bilstm
 from .common import (
     DamagedCheckpointErrors,
     StrictFp32Modules,
@@ -47,65 +47,7 @@ from .heads import (
     pool,
     token_classification_head,
 )
-
-
-class BiLstmWeights(nn.Module):
-    r"""The parameters of a one-layer bidirectional ``nn.LSTM`` under its names: ``weight_ih_l0`` (4H, I),
-    ``weight_hh_l0`` (4H, H), ``bias_ih_l0``, ``bias_hh_l0`` (4H,) and the same with ``_reverse``, gates in torch's
-    order i, f, g, o. Built as ``nn.LSTM`` builds them, U(-1/√H, 1/√H); the models' ``_init_weights`` then set them
-    as transformers sets an ``nn.LSTM``'s (Xavier weights, zero biases).
-
-    ``forward(x, mask, backend)`` is ``run_bilstm`` over these weights: they are read in the forward of the module
-    that owns them, so that hooks that bring a module's weights in for its forward (accelerate's CPU and disk
-    offloading, peft's ``modules_to_save`` copies) serve them.
-
-    Shape: x (B, L, I), mask (B, L) -> (B, L, 2H) = [forward | backward], zeros at padding.
-    """
-
-    def __init__(self, input_size: int, hidden_size: int):
-        super().__init__()
-        self.input_size, self.hidden_size = input_size, hidden_size
-        for suffix in ("l0", "l0_reverse"):
-            self.register_parameter(f"weight_ih_{suffix}", nn.Parameter(torch.empty(4 * hidden_size, input_size)))
-            self.register_parameter(f"weight_hh_{suffix}", nn.Parameter(torch.empty(4 * hidden_size, hidden_size)))
-            self.register_parameter(f"bias_ih_{suffix}", nn.Parameter(torch.empty(4 * hidden_size)))
-            self.register_parameter(f"bias_hh_{suffix}", nn.Parameter(torch.empty(4 * hidden_size)))
-        bound = hidden_size**-0.5
-        for parameter in self.parameters():
-            nn.init.uniform_(parameter, -bound, bound)
-
-    def init_as_transformers(self) -> None:
-        """Xavier-uniform weights and zero biases, as ``PreTrainedModel._init_weights`` initialises an ``nn.LSTM``."""
-        for name, parameter in self.named_parameters():
-            if "weight" in name:
-                init.xavier_uniform_(parameter)
-            else:
-                init.constant_(parameter, 0.0)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-        return run_bilstm(self, x, mask, backend)  # (B, L, 2H)
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, bidirectional"
-
-
-def run_bilstm(lstm: BiLstmWeights, x: torch.Tensor, mask: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    r"""A one-layer bidirectional LSTM (the parameters of ``BiLstmWeights`` or ``nn.LSTM``) run by the ``bilstm`` op
-    on ``backend`` over the real positions of each row, whatever the padding (right, left, holes): the forward
-    direction starts at the first real token, the backward one at the last, with torch's gate order and bias
-    b_ih + b_hh.
-
-    Shape: x (B, L, I), mask (B, L) -> (B, L, 2H) = [forward | backward], zeros at padding.
-    """
-    B, L, _ = x.shape
-    directions = ("l0", "l0_reverse")  # direction 0 forward, 1 backward
-    weight_ih = torch.stack([getattr(lstm, f"weight_ih_{d}") for d in directions])  # (2, 4H, I)
-    weight_hh = torch.stack([getattr(lstm, f"weight_hh_{d}") for d in directions])  # (2, 4H, H)
-    # Summed per direction, then stacked: a sum of two stacks would hand b_ih and b_hh views of one gradient
-    # tensor, which autograd keeps as both .grad, so that accumulating a second backward pass adds it twice.
-    bias = torch.stack([getattr(lstm, f"bias_ih_{d}") + getattr(lstm, f"bias_hh_{d}") for d in directions])  # (2, 4H)
-    y, _ = bilstm(x, weight_ih, weight_hh, bias, attention_mask=mask, final_state=False, backend=backend)
-    return y.reshape(B, L, 2 * lstm.hidden_size)  # (B, L, 2, H) -> (B, L, 2H)
+from .lstm_layers import BiLstmWeights
 
 
 class CharCnnEncoder(nn.Module):
@@ -200,11 +142,7 @@ class BiLstmCrfPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTr
         super()._init_weights(module)  # Linear/Embedding ~ N(0, σ), LSTM: Xavier weights, zero biases
         init_head_weights(module, self.config)
         if isinstance(module, BiLstmWeights):  # forget-gate bias 1 (Jozefowicz et al. 2015), as taggers usually do
-            module.init_as_transformers()
-            for name, parameter in module.named_parameters():
-                if name.startswith("bias_ih"):
-                    hidden = parameter.shape[0] // 4
-                    init.constant_(parameter[hidden : 2 * hidden], 1.0)
+            module.init_as_tagger()
         elif isinstance(module, nn.Conv1d):
             init.kaiming_uniform_(module.weight, a=5**0.5)
 

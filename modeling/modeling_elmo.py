@@ -62,7 +62,7 @@ from .heads import (
     token_classification_output,
     token_classification_head,
 )
-from .modeling_bilstm_crf import BiLstmWeights
+from .lstm_layers import BiLstmWeights
 
 # ----------------------------------------------------------------------------------------------------------------
 # The character encoder
@@ -469,11 +469,7 @@ class ElmoPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
             init.zeros_(module.scalar_weights)
             init.ones_(module.gamma)
         elif isinstance(module, BiLstmWeights):  # the tagger's BiLSTM: forget-gate bias 1 (PyTorch order i, f, g, o)
-            module.init_as_transformers()
-            for name, parameter in module.named_parameters():
-                if name.startswith("bias_ih") and not getattr(parameter, "_is_hf_initialized", False):
-                    hidden = parameter.shape[0] // 4
-                    init.constant_(parameter[hidden : 2 * hidden], 1.0)
+            module.init_as_tagger()
 
 
 class ElmoModel(ElmoPreTrainedModel):

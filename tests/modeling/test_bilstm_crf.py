@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import bizoo
 from bizoo.kernels import lstm as lstm_op
-from bizoo.modeling.modeling_bilstm_crf import run_bilstm
+from bizoo.modeling.lstm_layers import run_bilstm
 
 
 def as_nn_lstm(weights):

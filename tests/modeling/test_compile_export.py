@@ -19,7 +19,7 @@ from transformers import (
 
 import bizoo
 from bizoo.kernels import dispatch
-from bizoo.modeling.modeling_bilstm_crf import BiLstmWeights
+from bizoo.modeling.lstm_layers import BiLstmWeights
 
 HEADS = {
     "base": AutoModel,

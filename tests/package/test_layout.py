@@ -419,6 +419,91 @@ def test_the_rules_catch_planted_violations(tmp_path):
     ], private
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# modeling/ and configuration/: one file per model (ARCHITECTURE.md §1, §7). A model's files import their own model's
+# files and the shared modules (common, heads, lstm_layers, ...), never another model's; what two models share moves
+# to a shared module, which imports no model's file (else it would carry one model into the other).
+# ----------------------------------------------------------------------------------------------------------------
+
+MODEL_FOLDERS = ("modeling", "configuration")
+MODEL_FILE = re.compile(r"^(?:modeling|configuration)_(?P<model>\w+)$")  # modeling_elmo, configuration_elmo
+
+
+def model_of(module: str) -> str | None:
+    """The model a module of modeling/ or configuration/ belongs to (``bizoo.modeling.modeling_elmo`` -> ``elmo``),
+    or None for a shared module (``bizoo.modeling.heads``) and any module elsewhere."""
+    parts = module.split(".")
+    if len(parts) != 3 or parts[:2] not in (["bizoo", folder] for folder in MODEL_FOLDERS):
+        return None
+    match = MODEL_FILE.match(parts[2])
+    return match["model"] if match else None
+
+
+def model_import_violations(root: Path = REPO_ROOT) -> list[str]:
+    """Each import (module level or inside a function, relative or absolute) by a module of modeling/ or
+    configuration/ of another model's file, as "file:line: what"; a shared module may import no model's file."""
+    problems = []
+    for folder in MODEL_FOLDERS:
+        for path in sorted((root / folder).glob("*.py")):
+            where = path.relative_to(root).as_posix()
+            own = model_of(module_name(path, root))
+            for line, target in imported_modules(path, root):
+                other = model_of(target)
+                if other is None or other == own:
+                    continue
+                importer = f"the model {own}'s file" if own else "the shared module"
+                problems.append(f"{where}:{line}: {importer} imports {target}, a file of the model {other}")
+    return problems
+
+
+def test_no_model_imports_another_models_files():
+    """modeling_<x>.py and configuration_<x>.py import no modeling_<y>.py or configuration_<y>.py; the shared modules
+    of modeling/ and configuration/ import no model's file at all."""
+    assert model_import_violations() == []
+
+
+# A package whose models break that rule in each way it can be broken (and keep it where they may).
+PLANTED_MODELS = {
+    "__init__.py": "from .modeling.modeling_toy import ToyModel\n",  # the package root registers every model
+    "configuration/__init__.py": "",
+    "configuration/common.py": "",
+    "configuration/configuration_toy.py": "from .common import BizooConfig\n",
+    "configuration/configuration_other.py": "from .common import BizooConfig\nfrom .configuration_toy import ToyConfig\n",
+    "modeling/__init__.py": "",
+    "modeling/common.py": "",
+    "modeling/lstm_layers.py": "from .common import check\nfrom .modeling_toy import ToyLayer\n",
+    "modeling/modeling_toy.py": (
+        "from ..configuration.configuration_toy import ToyConfig\nfrom .lstm_layers import Lstm\n"
+        "from .modeling_other import OtherLayer\n"
+    ),
+    "modeling/modeling_other.py": (
+        "from .common import check\n\n\ndef build():\n    from . import modeling_toy\n"
+        "    import bizoo.modeling.modeling_third\n    return modeling_toy\n"
+    ),
+    "modeling/modeling_third.py": (
+        "from ..configuration.configuration_other import OtherConfig\nfrom bizoo.modeling import modeling_third\n"
+    ),
+}
+
+
+def test_the_model_rule_catches_planted_violations(tmp_path):
+    for name, text in PLANTED_MODELS.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    found = model_import_violations(tmp_path)
+    assert sorted(problem.split(": ", 1)[0] for problem in found) == [
+        "configuration/configuration_other.py:2",  # a configuration imports another model's configuration
+        "modeling/lstm_layers.py:2",  # a shared module imports a model's file
+        "modeling/modeling_other.py:5",  # `from . import modeling_toy`, inside a function
+        "modeling/modeling_other.py:6",  # an absolute `import bizoo.modeling.modeling_third`
+        "modeling/modeling_third.py:1",  # a model imports another model's configuration
+        "modeling/modeling_toy.py:3",  # a model imports another model's modeling file
+    ], found
+    assert model_of("bizoo.modeling.modeling_bilstm_crf") == "bilstm_crf"
+    assert model_of("bizoo.configuration.configuration_elmo") == "elmo"
+    assert model_of("bizoo.modeling.lstm_layers") is None and model_of("bizoo.scripts.lib.models") is None
+
+
 @pytest.mark.slow
 def test_wheel_builds_installs_and_runs(tmp_path):
     """``pip wheel .`` gives a wheel with the package data and exactly the package's modules; installed alone it
