@@ -42,7 +42,13 @@ from typing import Any
 
 from .lib.command import CommandError, command_main, report
 from .lib.data import GlueTask, glue_task, load_glue_from_hub, load_glue_split
-from .lib.dataset_readers import describe, load_splits, split_name, text_classification_data
+from .lib.dataset_readers import (
+    add_dataset_name_arguments,
+    describe,
+    load_splits,
+    split_name,
+    text_classification_data,
+)
 from .lib.finetuning import (
     EVAL_RESULTS_FILE,
     PreparedModel,
@@ -223,15 +229,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-file", "--train_file", metavar="FILE",
         help="another dataset's training examples: a CSV, TSV, JSON (lines) or parquet file",
     )
-    source.add_argument(
-        "--dataset-name", "--dataset_name", metavar="NAME",
-        help="another dataset: a local dataset folder or a Hub dataset id owner/name[@revision]",
-    )
+    add_dataset_name_arguments(source, data, "another dataset")
     data.add_argument(
         "--validation-file", "--validation_file", metavar="FILE", help="with --train-file: the evaluation examples"
-    )
-    data.add_argument(
-        "--dataset-config-name", "--dataset_config_name", metavar="NAME", help="with --dataset-name: its configuration"
     )
     data.add_argument(
         "--text-columns", nargs="+", metavar="COLUMN",

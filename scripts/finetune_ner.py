@@ -43,7 +43,7 @@ import numpy as np
 
 from .lib.command import CommandError, command_main, report
 from .lib.data import conll_label_list, read_conll
-from .lib.dataset_readers import load_splits, split_name, token_classification_data
+from .lib.dataset_readers import add_dataset_name_arguments, load_splits, split_name, token_classification_data
 from .lib.finetuning import (
     EVAL_RESULTS_FILE,
     PreparedModel,
@@ -206,14 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-dir", metavar="DIR", help="folder holding the CoNLL-format files")
-    source.add_argument(
-        "--dataset-name", "--dataset_name", metavar="NAME",
-        help="a dataset with word lists and tags instead: a local dataset folder or a Hub dataset id "
-        "owner/name[@revision]",
-    )
-    data.add_argument(
-        "--dataset-config-name", "--dataset_config_name", metavar="NAME", help="with --dataset-name: its configuration"
-    )
+    add_dataset_name_arguments(source, data, "a dataset with word lists and tags instead")
     data.add_argument(
         "--tokens-column", default="tokens", metavar="COLUMN",
         help="with --dataset-name: the column of word lists (default: %(default)s)",

@@ -40,6 +40,18 @@ FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"
 EVAL_SPLITS = ("validation", "dev", "valid", "val", "test")
 
 
+def add_dataset_name_arguments(source, data, what: str) -> None:
+    """``--dataset-name`` (into the mutually exclusive ``source`` group) and ``--dataset-config-name`` (into ``data``),
+    in both spellings, as run_glue.py / run_ner.py take them; ``what`` says what the dataset holds."""
+    source.add_argument(
+        "--dataset-name", "--dataset_name", metavar="NAME",
+        help=f"{what}: a local dataset folder or a Hub dataset id owner/name[@revision]",
+    )
+    data.add_argument(
+        "--dataset-config-name", "--dataset_config_name", metavar="NAME", help="with --dataset-name: its configuration"
+    )
+
+
 def load_splits(dataset_name: str | None = None, dataset_config: str | None = None, train_file: str | None = None,
                 validation_file: str | None = None, *, streaming: bool = False,
                 option: str = "--dataset-name") -> dict[str, Any]:
