@@ -55,6 +55,7 @@ import torch
 import bizoo
 
 from .lib.command import CommandError, command_main, report, run_command
+from .lib.models import pretrained_tokenizer
 from .lib.msgpack_reader import MsgpackError, decode_msgpack
 from .lib.output_folders import check_output_dir, staged_output_dir
 from .lib.sources import resolve_source
@@ -316,6 +317,10 @@ HUB_PATTERNS = [
     "config.json", FLAX_FILE, SAFETENSORS_FILE, "model-*.safetensors", f"{SAFETENSORS_FILE}.index.json",
     TORCH_FILE, "pytorch_model-*.bin", f"{TORCH_FILE}.index.json",
 ]
+
+
+#: The files of a tokenizer in a Hub repository (--tokenizer given as owner/name): never the model's weights.
+TOKENIZER_PATTERNS = ["tokenizer*", "special_tokens_map.json", "vocab*", "merges.txt", "*.model", "added_tokens.json"]
 
 
 def find_source(src: str | Path, weights_format: str | None = None) -> Source:
@@ -812,15 +817,12 @@ def convert(src: str | Path, model_class: str = "auto", max_length: int | None =
 
 
 def _load_tokenizer(folder: str, vocab_size: int, pad_token_id):
-    from transformers import AutoTokenizer
-
-    path = resolve_source(folder, "--tokenizer")
+    """The --tokenizer (a folder, or a Hub id whose tokenizer files only are fetched), checked against the model's
+    vocabulary and padding."""
+    path = resolve_source(folder, "--tokenizer", allow_patterns=TOKENIZER_PATTERNS)
     if not path.is_dir():
         raise CommandError(f"--tokenizer {folder!r} is not a folder")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CommandError(f"--tokenizer {folder!r} does not load with AutoTokenizer: {err}") from None
+    tokenizer = pretrained_tokenizer(str(path), "--tokenizer")
     if len(tokenizer) > vocab_size:
         raise CommandError(
             f"--tokenizer {folder!r} has {len(tokenizer)} tokens but the model's vocabulary has {vocab_size}"

@@ -700,3 +700,26 @@ def test_a_repository_not_in_the_cache_and_a_missing_path_are_refused(tmp_path, 
     write_flax(tmp_path / "src", flax_params("mlm"))
     _assert_refused(tmp_path, capsys, tmp_path / "src", "has no PyTorch weights",
                     extra=("--weights-format", "torch"))
+
+
+def test_a_hub_tokenizer_fetches_tokenizer_files_only(monkeypatch, tmp_path):
+    """--tokenizer owner/name asks the Hub for the tokenizer's files, never the repository's weights."""
+    import fnmatch
+
+    import huggingface_hub
+
+    asked = {}
+
+    def snapshot(repo, **kwargs):
+        asked.update(kwargs, repo=repo)
+        return str(tmp_path)  # an empty folder: the load then fails, after the fetch was asked for
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    with pytest.raises(convert_bigs.CommandError):
+        convert_bigs._load_tokenizer("google-bert/bert-base-uncased", 50, 0)
+    patterns = asked["allow_patterns"]
+    assert asked["repo"] == "google-bert/bert-base-uncased"
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+    for name in ("model.safetensors", "pytorch_model.bin", "flax_model.msgpack", "tf_model.h5", "config.json"):
+        assert not any(fnmatch.fnmatch(name, p) for p in patterns), name
