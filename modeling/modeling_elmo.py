@@ -37,7 +37,6 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, Seque
 from transformers.utils import ModelOutput
 
 from ..configuration.configuration_elmo import ElmoConfig
-from ..kernels import dispatch
 from ..kernels.lstm import bilstm, reading_orders
 from .common import (
     DamagedCheckpointErrors,
@@ -219,10 +218,7 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
         )  # (2, 4H, P), (2, 4H, P), (2, 4H): direction 0 forward, 1 backward
         weight_proj = None if forward_weights[3] is None else torch.stack([forward_weights[3], backward_weights[3]])
         x = self.dropout(hidden.reshape(B, L, 2, -1))  # (B, L, 2, P): each direction's input
-        # While torch.export traces: the reference loop, which runs as one scan over the positions (a graph of any
-        # length); the clipped LSTMP's other schedules (the written-out backward, Triton) loop in Python or launch
-        # kernels that an exported graph cannot hold.
-        exporting = dispatch.exporting()
+        # (while torch.export traces, the op runs every schedule as one scan: kernels/lstm)
         y, final = bilstm(
             x,
             weight_ih,
@@ -234,8 +230,7 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
             cell_clip=config.cell_clip,
             proj_clip=config.proj_clip if weight_proj is not None else None,
             final_state=final_state,
-            backend="reference" if exporting else config.kernel_backend,
-            form="autograd" if exporting else "auto",
+            backend=config.kernel_backend,
         )  # (B, L, 2, P), zeros at padding
         if self.skip_connection:  # x is zero at padding too: layer 0's input is, and so is every layer's output
             y = y + x

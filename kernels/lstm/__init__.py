@@ -26,7 +26,9 @@ import os
 
 import torch
 
+from .. import dispatch
 from ..dispatch import ENV_VAR, resolve_backend
+from . import reference
 from .checks import check_inputs
 from .native import bilstm_native
 from .reference import bilstm_loop, input_gates, reading_orders
@@ -109,6 +111,11 @@ def bilstm(
             return y, None
         return y, (initial_state if initial_state is not None else (x.new_zeros(2, B, P), x.new_zeros(2, B, H)))
     order, lengths = reading_orders(attention_mask, B, L, x.device)
+    if dispatch.exporting():  # every schedule as one scan over the positions: an exported graph of any length
+        gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H)
+        y, final = reference.bilstm_scan(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip,
+                                         proj_clip)
+        return y, (final if final_state else None)
     if backend == "reference" and (form == "native" or (form == "auto" and not clipped and not square)):
         return bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, initial_state, final_state)
     gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H): every step's input projection in one product

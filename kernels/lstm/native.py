@@ -16,7 +16,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import dispatch
-from .reference import bilstm_scan, input_gates, scatter_steps
+from .reference import scatter_steps
 
 __all__ = ["bilstm_native"]
 
@@ -47,14 +47,9 @@ def bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, in
     """x (B, L, I) or (B, L, 2, I), weights as in ``reference.py``, order/lengths from ``reading_orders`` ->
     y (B, L, 2, P), (h_n (2, B, P), c_n (2, B, H)) or None without ``final_state``.
 
-    While torch.export traces: ``reference.bilstm_scan`` instead, the same recurrence as one scan. torch.lstm would
-    be exported either unrolled for the traced length or (torch.onnx's dynamic-shape decomposition) as an op whose
-    traced output keeps the traced length, which then fixes every shape computed from it.
+    (While torch.export traces, ``bilstm`` runs ``reference.bilstm_scan`` instead: torch.lstm would be exported
+    unrolled for the traced length, or keep it in its traced output shape.)
     """
-    if dispatch.exporting():
-        y, final = bilstm_scan(input_gates(x, weight_ih, bias), weight_hh, weight_proj, order, lengths, initial_state,
-                               None, None)
-        return y, (final if final_state else None)
     B, L = x.shape[:2]
     H, P = weight_hh.shape[1] // 4, weight_hh.shape[2]
     packed = final_state and L > 0 and bool((lengths != L).any())

@@ -38,7 +38,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import dispatch
 
 __all__ = ["reading_orders", "input_gates", "bilstm_loop", "bilstm_scan", "gather_steps", "scatter_steps"]
 
@@ -132,11 +131,9 @@ def bilstm_loop(gates, weight_hh, weight_proj, order, lengths, initial_state, ce
     """The recurrence of the module docstring, one step at a time, both directions batched.
 
     gates (B, L, 2, 4H) input gates, order/lengths from ``reading_orders`` -> y (B, L, 2, P), (h_n, c_n).
-    B and L must be positive (``bilstm`` answers empty inputs itself). While torch.export traces, ``bilstm_scan``
-    (the same steps as one scan, for a graph of any length).
+    B and L must be positive (``bilstm`` answers empty inputs itself; while torch.export traces it runs
+    ``bilstm_scan``, the same steps as one scan, for a graph of any length).
     """
-    if dispatch.exporting():
-        return bilstm_scan(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
     L = gates.shape[1]
     dtype = gates.dtype
     a, w_hh, w_p, state, active = _prepare(gates, weight_hh, weight_proj, order, lengths, initial_state)
