@@ -136,7 +136,7 @@ def load_dataset_task(args: argparse.Namespace) -> tuple[DatasetTask, dict[str, 
     """A dataset named by --dataset-name or --train-file/--validation-file, as a task and its "train"/"dev"
     examples."""
     splits = load_splits(args.dataset_name, args.dataset_config_name, args.train_file, args.validation_file)
-    data = text_classification_data(splits, args.text_columns, args.label_column)
+    data = text_classification_data(splits, args.text_columns, args.label_column or "label")
     name = describe(args.dataset_name, args.train_file)
     kind = args.dataset_name or (args.train_file.rsplit(".", 1)[-1] if "." in args.train_file else "file")
     task = DatasetTask(name, data.is_pair, data.is_regression, data.label_names, kind, split_name(splits["validation"]))
@@ -238,8 +238,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="another dataset's text column(s), one or a pair (default: sentence1 [sentence2], sentence or text)",
     )
     data.add_argument(
-        "--label-column", default="label", metavar="COLUMN",
-        help="another dataset's label column: class names, class ids or float scores (default: %(default)s)",
+        "--label-column", metavar="COLUMN",
+        help="another dataset's label column: class names, class ids or float scores (default: label)",
     )
     add_model_arguments(parser)
     add_training_arguments(
@@ -268,7 +268,7 @@ def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str
         )
     given = [option for option, value in (
         ("--validation-file", args.validation_file), ("--dataset-config-name", args.dataset_config_name),
-        ("--text-columns", args.text_columns), ("--label-column", None if args.label_column == "label" else 1),
+        ("--text-columns", args.text_columns), ("--label-column", args.label_column),
     ) if value is not None]
     if glue and given:
         raise CommandError(f"{', '.join(given)}: options of another dataset, not of a GLUE task")

@@ -177,6 +177,7 @@ def test_finetune_glue_and_ner_on_hub_datasets(tmp_path, synthetic, hub_cache):
     (["--data-dir", "glue"], "--data-dir and --from-hub read a GLUE task: name it with --task"),
     (["--task", "rte", "--train-file", "t.csv"], "--task names a GLUE task"),
     (["--task", "rte", "--data-dir", "glue", "--label-column", "stars"], "--label-column: options of another dataset"),
+    (["--task", "rte", "--data-dir", "glue", "--label-column", "label"], "--label-column: options of another dataset"),
     (["--dataset-name", "x/y", "--validation-file", "v.csv"], "--validation-file goes with --train-file"),
     (["--train-file", "nowhere.csv"], "--train-file 'nowhere.csv' does not exist"),
 ])
