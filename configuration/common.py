@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 
 from transformers import PreTrainedConfig
+from transformers.utils import logging
 
 POOLINGS = ("mean", "first", "final_states")
 BACKENDS = ("auto", "triton", "reference")
 TAG_SCHEMES = ("auto", "none", "IOB2", "BIO", "IOBES", "BIOES", "BILOU", "BIOUL")
 CRF_LOGITS = ("max_marginals", "log_marginals")
+
+logger = logging.get_logger(__name__)
 
 
 def label_id(value) -> int | None:
@@ -142,8 +145,14 @@ class BizooConfig(PreTrainedConfig):
         if not all(type(k) is int for k in id2label) or sorted(id2label) != list(range(num_labels)):
             self._fail("id2label", id2label, f"a map of the ids 0..{num_labels - 1} (num_labels={num_labels}) to names")
         if self.problem_type == "single_label_classification" and num_labels == 1:
-            allowed = "'regression' or 'multi_label_classification' with num_labels=1"
-            self._fail("problem_type", self.problem_type, allowed)
+            # transformers refuses it when a config is built (PreTrainedConfig.__init__) but its models accept a
+            # config changed so afterwards (its common tests build one); bizoo's models too, since cross-entropy over
+            # one class is well defined: 0 whatever the logits, so such a head never learns. Said once, in words.
+            logger.warning_once(
+                f"{name}: problem_type='single_label_classification' with num_labels=1: the cross-entropy over one "
+                "class is always 0, so this head will not learn; use num_labels >= 2 (one per class), or "
+                "problem_type='regression' for one real-valued output"
+            )
         names = list(id2label.values())
         if not all(isinstance(label, str) for label in names) or len(set(names)) != num_labels:
             self._fail("id2label", id2label, "a map of ids to distinct label names (str)")

@@ -291,6 +291,37 @@ def test_label2id_with_string_ids(model_case, make_config, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# single-label classification with one output: accepted as transformers' heads accept it, with a warning
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_single_label_with_one_output_trains_as_in_transformers_and_warns(model_case, make_config, make_inputs,
+                                                                        caplog):
+    """problem_type='single_label_classification' with num_labels=1, refused by transformers when a config is built
+    but set afterwards by its common test: the model is built, its loss is cross-entropy over one class, 0 whatever the logits (as BertForSequenceClassification's),
+    backward runs, and a warning says why such a head cannot learn."""
+    with pytest.raises(ValueError, match="single_label_classification.*num_labels"):  # refused when built ...
+        make_config(model_case, vocab_size=V, num_labels=1, problem_type="single_label_classification")
+    config = make_config(model_case, vocab_size=V, num_labels=1)
+    config.problem_type = "single_label_classification"  # ... and accepted when set afterwards, as transformers does
+    logging.get_logger("bizoo.configuration.common").warning_once.cache_clear()  # said once per process
+    with transformers_warnings(caplog):
+        model = AutoModelForSequenceClassification.from_config(config)
+    assert any("cross-entropy over one class is always 0" in r.getMessage() for r in caplog.records)
+    with torch.no_grad():
+        for p in model.parameters():  # widened weights: logits far from 0, so only the one-class softmax makes 0
+            p.add_(torch.randn_like(p) * 0.5)
+    inputs, _, _ = batch(model_case, make_inputs)
+    out = model(**inputs, labels=torch.zeros(2, dtype=torch.long))
+    assert out.logits.shape == (2, 1) and out.logits.abs().min() > 0
+    reference = torch.nn.functional.cross_entropy(out.logits.detach().float(), torch.zeros(2, dtype=torch.long))
+    assert out.loss.item() == reference.item() == 0.0
+    out.loss.backward()
+    with pytest.raises(ValueError, match="labels"):  # a class id outside [0, 1) is still refused
+        model(**inputs, labels=torch.ones(2, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------------------------------------------
 # accelerate's CPU and disk offloading
 # --------------------------------------------------------------------------------------------------------------
 
