@@ -50,9 +50,9 @@ from .lib.dataset_readers import (
     text_classification_data,
 )
 from .lib.finetuning import (
-    EVAL_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
+    announce_and_push,
     describe_model,
     format_table,
     format_wall_times,
@@ -63,12 +63,11 @@ from .lib.finetuning import (
     train,
 )
 from .lib.metrics import glue_metrics, text_classification_metrics
-from .lib.results import RESULTS_FILE, record_results
+from .lib.results import record_results
 from .lib.training import (
     add_training_arguments,
     check_best_model_metric,
     check_training_arguments,
-    push_final_folder,
 )
 
 PROG = "bizoo finetune-glue"
@@ -350,10 +349,7 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
             metrics=metrics[split],
             metric_names={"f1": "macro F1"} if isinstance(task, DatasetTask) else GLUE_METRIC_NAMES,
         )
-    report(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
-    repo = push_final_folder(trainer, output_dir, prepared.model, tokenizer)
-    if repo is not None:
-        report(f"pushed {output_dir} to the Hub repository {repo}")
+    announce_and_push(trainer, prepared, output_dir)
     return 0
 
 

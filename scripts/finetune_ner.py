@@ -45,9 +45,9 @@ from .lib.command import CommandError, command_main, report
 from .lib.data import conll_label_list, read_conll
 from .lib.dataset_readers import add_dataset_name_arguments, load_splits, split_name, token_classification_data
 from .lib.finetuning import (
-    EVAL_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
+    announce_and_push,
     describe_model,
     format_table,
     format_wall_times,
@@ -58,8 +58,8 @@ from .lib.finetuning import (
     train,
 )
 from .lib.metrics import span_f1
-from .lib.results import RESULTS_FILE, record_results
-from .lib.training import add_training_arguments, check_training_arguments, push_final_folder
+from .lib.results import record_results
+from .lib.training import add_training_arguments, check_training_arguments
 
 PROG = "bizoo finetune-ner"
 
@@ -290,20 +290,20 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
     collator = DataCollatorForTokenClassification(tokenizer)
     gold = [tags for _, tags in splits["eval"]]
 
+    def span_scores(predictions) -> dict:
+        """Span F1 of the evaluation split from the Trainer's predictions: during training (--eval_strategy,
+        --metric_for_best_model) and at the end alike."""
+        logits = predictions[0] if isinstance(predictions, tuple) else predictions  # (N, L, K), -100 past each batch
+        return span_f1(gold, word_predictions(logits, first_positions, id2label))  # a CRF's argmax: its Viterbi path
+
     def compute_metrics(prediction) -> dict[str, float]:
-        """The evaluation during training (--eval_strategy, --metric_for_best_model), scored as the final one."""
-        logits = prediction.predictions  # (N, L, K), padded with -100 beyond each batch's length
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        scores = span_f1(gold, word_predictions(logits, first_positions, id2label))
+        scores = span_scores(prediction.predictions)
         return {name: scores[name] for name in EVAL_METRICS}
 
     trainer, train_output, train_seconds = train(args, prepared, train_features, collator, eval_dataset=eval_features,
                                                  compute_metrics=compute_metrics)
 
-    output = trainer.predict(eval_features)
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions  # (N, L, K)
-    predictions = word_predictions(logits, first_positions, id2label)  # a CRF's argmax is its Viterbi path
-    scores = span_f1([tags for _, tags in splits["eval"]], predictions)
+    scores = span_scores(trainer.predict(eval_features).predictions)
     total_seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
         return 0
@@ -342,10 +342,7 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
         metrics={"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"]},
         metric_names=METRIC_NAMES,
     )
-    report(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
-    repo = push_final_folder(trainer, output_dir, prepared.model, tokenizer)
-    if repo is not None:
-        report(f"pushed {output_dir} to the Hub repository {repo}")
+    announce_and_push(trainer, prepared, output_dir)
     return 0
 
 

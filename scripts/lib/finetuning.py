@@ -34,7 +34,7 @@ from typing import Any
 
 import bizoo
 
-from .command import CommandError, run_command
+from .command import CommandError, report, run_command
 from .models import (
     MIN_VOCAB_SIZE,
     build_wordchar_tokenizer,
@@ -45,7 +45,14 @@ from .models import (
     variant_fields,
 )
 from .output_folders import check_output_dir, staged_update
-from .training import build_on_first_process, resume_checkpoint, trainer_optimizers, training_arguments
+from .results import RESULTS_FILE
+from .training import (
+    build_on_first_process,
+    push_final_folder,
+    resume_checkpoint,
+    trainer_optimizers,
+    training_arguments,
+)
 from .word_vectors import load_word_vectors
 from .wordpiece import minimum_vocab_size, train_wordpiece_tokenizer
 
@@ -430,6 +437,15 @@ def save_final(prepared: PreparedModel, results: dict[str, Any], log_history: li
         if log_history is not None:
             (staging / TRAINING_LOG_FILE).write_text(json.dumps(log_history, indent=1) + "\n", encoding="utf-8")
     return output_dir
+
+
+def announce_and_push(trainer, prepared: PreparedModel, output_dir: Path) -> None:
+    """The end of a fine-tuning command, after ``save_final`` and ``record_results``: say what was saved where, and
+    push the folder to the Hub when ``--push_to_hub`` asked for it (``training.push_final_folder``)."""
+    report(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
+    repo = push_final_folder(trainer, output_dir, prepared.model, prepared.tokenizer)
+    if repo is not None:
+        report(f"pushed {output_dir} to the Hub repository {repo}")
 
 
 def run_summary(args: argparse.Namespace, prepared: PreparedModel, train_output, train_seconds: float,
