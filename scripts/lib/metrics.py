@@ -115,6 +115,14 @@ def spearman(x: Any, y: Any) -> float:
     return pearson(_average_ranks(a), _average_ranks(b))
 
 
+def _predicted(predictions: Any, regression: bool) -> np.ndarray:
+    """(N,) predictions: the class ids of logits (N, K) (argmax) or of ids (N,); a regression's scores (N,) or (N, 1)."""
+    pred = np.asarray(predictions)
+    if not regression and pred.ndim == 2:
+        pred = pred.argmax(axis=-1)
+    return pred.reshape(-1)
+
+
 def glue_metrics(task: str, predictions: Any, labels: Any) -> dict[str, float]:
     """The official metrics of a GLUE task, under their official names.
 
@@ -126,10 +134,7 @@ def glue_metrics(task: str, predictions: Any, labels: Any) -> dict[str, float]:
     scores of shape (N,) or (N, 1).
     """
     spec = glue_task(task)
-    pred = np.asarray(predictions)
-    if not spec.is_regression and pred.ndim == 2:
-        pred = pred.argmax(axis=-1)
-    pred = pred.reshape(-1)
+    pred = _predicted(predictions, spec.is_regression)
     if spec.is_regression:
         funcs = {"pearson": pearson, "spearman": spearman}
     else:
@@ -153,12 +158,9 @@ def text_classification_metrics(predictions: Any, labels: Any, num_classes: int)
     """Metrics of a text-classification dataset that is not GLUE: ``accuracy`` and ``f1`` (macro over the
     ``num_classes`` classes) from logits (N, K) or class ids; ``pearson`` and ``spearman`` from scores (N,) or (N, 1)
     when ``num_classes`` is 0 (a regression)."""
-    pred = np.asarray(predictions)
+    pred = _predicted(predictions, regression=num_classes == 0)
     if num_classes == 0:
-        pred = pred.reshape(-1)
         return {"pearson": pearson(pred, labels), "spearman": spearman(pred, labels)}
-    if pred.ndim == 2:
-        pred = pred.argmax(axis=-1)
     return {"accuracy": accuracy(pred, labels), "f1": f1_macro(pred, labels, num_classes)}
 
 
