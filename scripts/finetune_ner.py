@@ -235,14 +235,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _prepare(args: argparse.Namespace) -> tuple[dict[str, Sentences], list[str], dict[str, tuple], PreparedModel]:
+def _prepare(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Sentences], list[str], dict[str, tuple], tuple[str, dict[str, str]], PreparedModel]:
     """Every check, in order: options, data, model, output folder, tokenizer, vocabulary; then the encoding.
     Writes nothing."""
     from transformers import AutoModelForTokenClassification
 
     check_training_arguments(args, metrics=EVAL_METRICS)
     splits, train_path, eval_path = load_sentences(args)
-    args.eval_split = eval_path.name if args.dataset_name is not None else eval_split(args.eval_file)  # the card's
     labels = conll_label_list(splits["train"])
     check_eval_tags(labels, splits["eval"], eval_path)
     for path, sentences in ((train_path, splits["train"]), (eval_path, splits["eval"])):
@@ -267,11 +268,21 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Sentences], list[str],
         name: encode_words(prepared.tokenizer, sentences, label2id, args.max_length, token_types)
         for name, sentences in splits.items()
     }
-    return splits, labels, encoded, prepared
+    return splits, labels, encoded, evaluated_split(args, eval_path), prepared
+
+
+def evaluated_split(args: argparse.Namespace, eval_path: Path) -> tuple[str, dict[str, str]]:
+    """What the evaluation scores, as the report names it (the CoNLL file, or "<dataset> <split>"), and as the
+    result record's ``dataset`` (name, type, true split name)."""
+    if args.dataset_name is not None:
+        split = eval_path.name
+        return f"{args.dataset_name} {split}", {"name": args.dataset_name, "type": args.dataset_name, "split": split}
+    return args.eval_file, dataset_card(Path(args.data_dir), args.eval_file)
 
 
 def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], labels: list[str],
-                      encoded: dict[str, tuple], prepared: PreparedModel, started: float) -> int:
+                      encoded: dict[str, tuple], evaluated: tuple[str, dict[str, str]], prepared: PreparedModel,
+                      started: float) -> int:
     from transformers import DataCollatorForTokenClassification
 
     tokenizer = prepared.tokenizer
@@ -311,17 +322,13 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
     rows = [["overall", scores["precision"], scores["recall"], scores["f1"], scores["support"]]]
     rows += [[kind, s["precision"], s["recall"], s["f1"], s["support"]] for kind, s in scores["per_type"].items()]
     report()
-    evaluated = args.eval_file if args.dataset_name is None else f"{args.dataset_name} {args.eval_split}"
+    evaluated, dataset = evaluated
     report(f"{evaluated} ({prepared.source.describe()})")
     report(format_table(["entity", "precision", "recall", "f1", "support"], rows))
     if truncated:
         report(f"{truncated:,} of {n_words:,} words were cut off by --max-length {args.max_length} and scored as 'O'")
     report(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
-    if args.dataset_name is not None:
-        dataset = {"name": args.dataset_name, "type": args.dataset_name, "split": args.eval_split}
-    else:
-        dataset = dataset_card(Path(args.data_dir), args.eval_file)
     results = {
         "task": "token-classification",
         "dataset": dataset["name"],
