@@ -6,6 +6,11 @@ BERT's recipe: BERT normalizer (cased unless ``lowercase``, which also strips ac
 with "##" marking a word-internal piece, [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, and the templates
 ``[CLS] A [SEP]`` / ``[CLS] A [SEP] B [SEP]``. The vocabulary always holds the special tokens, every character seen and
 the "##" form of every character seen inside a word (``minimum_vocab_size``).
+
+Deterministic: the same texts and options give the same vocabulary, ids included. The `tokenizers` trainer alone does
+not (it numbers the "##" pieces in hash-map order, and those numbers break ties between equally frequent merges, so
+even the set of pieces changes from one call to the next); here every "##" character piece is numbered up front,
+in sorted order (handed to the trainer as reserved tokens, then kept as ordinary vocabulary entries).
 """
 
 from __future__ import annotations
@@ -67,12 +72,8 @@ def _new_backend(lowercase: bool) -> Tokenizer:
     return backend
 
 
-def minimum_vocab_size(texts: list[str], lowercase: bool = False) -> int:
-    """The smallest vocabulary the WordPiece trainer can produce for ``texts``.
-
-    It always keeps the special tokens, every character seen (after normalisation) and the ``##`` form of
-    every character seen inside a word; merges come on top of those.
-    """
+def _characters(texts: list[str], lowercase: bool) -> tuple[set[str], set[str]]:
+    """Every character of the normalised, pre-tokenised ``texts``, and those seen inside a word (not first)."""
     backend = _new_backend(lowercase)
     chars: set[str] = set()
     inner: set[str] = set()
@@ -81,6 +82,16 @@ def minimum_vocab_size(texts: list[str], lowercase: bool = False) -> int:
         for word, _ in backend.pre_tokenizer.pre_tokenize_str(chunk):
             chars.update(word)
             inner.update(word[1:])
+    return chars, inner
+
+
+def minimum_vocab_size(texts: list[str], lowercase: bool = False) -> int:
+    """The smallest vocabulary the WordPiece trainer can produce for ``texts``.
+
+    It always keeps the special tokens, every character seen (after normalisation) and the ``##`` form of
+    every character seen inside a word; merges come on top of those.
+    """
+    chars, inner = _characters(texts, lowercase)
     return len(SPECIAL_TOKENS) + len(chars) + len(inner)
 
 
@@ -113,7 +124,8 @@ def train_wordpiece_tokenizer(
     """
     check_options(vocab_size, min_frequency, model_max_length)
     texts = _collect_texts(files_or_iterator_of_texts)
-    needed = minimum_vocab_size(texts, lowercase)
+    chars, inner = _characters(texts, lowercase)
+    needed = len(SPECIAL_TOKENS) + len(chars) + len(inner)  # minimum_vocab_size
     if vocab_size < needed:
         raise ValueError(
             f"vocab_size {vocab_size} is too small for this text: the {len(SPECIAL_TOKENS)} special tokens, every "
@@ -121,15 +133,25 @@ def train_wordpiece_tokenizer(
             f"{needed}; use a vocab_size from {needed} to {MAX_VOCAB_SIZE:,}"
         )
 
-    backend = _new_backend(lowercase)
+    # The "##" character pieces numbered up front, in sorted order (module docstring, "Deterministic"): the trainer
+    # reserves them after the special tokens, so it never numbers them itself.
+    pieces = [CONTINUATION_PREFIX + char for char in sorted(inner)]
+    trained = _new_backend(lowercase)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *pieces],
         continuing_subword_prefix=CONTINUATION_PREFIX,
         show_progress=False,
     )
-    backend.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    trained.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    # The same vocabulary (ids unchanged) in a fresh tokenizer whose only added tokens are the five special ones: a
+    # reserved "##x" must stay an ordinary piece (never matched in raw text, never dropped when decoding).
+    backend = _new_backend(lowercase)
+    backend.model = models.WordPiece(
+        vocab=trained.get_vocab(), unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX
+    )
+    backend.add_special_tokens(list(SPECIAL_TOKENS))
     ids = [backend.token_to_id(token) for token in SPECIAL_TOKENS]
     if ids != list(range(len(SPECIAL_TOKENS))):  # the trainer puts them first; guard the contract anyway
         raise RuntimeError(f"special tokens {SPECIAL_TOKENS} got ids {ids}, expected 0..{len(SPECIAL_TOKENS) - 1}")

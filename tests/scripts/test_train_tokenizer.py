@@ -111,6 +111,23 @@ def test_library_function_on_texts_and_lowercase() -> None:
     assert tok("Crown")["input_ids"][:1] == [2]
 
 
+def test_the_same_texts_give_the_same_vocabulary_ids_included() -> None:
+    """The `tokenizers` trainer alone numbers its "##" pieces in hash-map order and breaks ties between equally
+    frequent merges by those numbers: on this text, 6 trainings in one process gave 6 different vocabularies. Here
+    every training gives the same one, and the "##" pieces reserved for it stay ordinary vocabulary entries."""
+    shipped = Path(train_tokenizer.__file__).parent / "corpus" / "shakespeare" / "hamlet.txt"
+    lines = shipped.read_text(encoding="utf-8").splitlines()[:400]
+    vocabularies = [train_wordpiece_tokenizer(lines, vocab_size=600).get_vocab() for _ in range(4)]
+    assert all(vocabulary == vocabularies[0] for vocabulary in vocabularies[1:])
+    tokenizer = train_wordpiece_tokenizer(lines, vocab_size=600)
+    assert len(tokenizer) == 600
+    assert sorted(tokenizer.backend_tokenizer.get_added_tokens_decoder()) == list(range(len(SPECIAL_TOKENS)))
+    assert "##e" in tokenizer.get_vocab()
+    pieces = tokenizer.tokenize("ere ##e")  # "##e" in raw text is text (#, #, e), not the piece "##e"
+    assert pieces[-1] == "e" and pieces.count("##e") == 1 and tokenizer.decode(tokenizer("ere")["input_ids"],
+                                                                              skip_special_tokens=True) == "ere"
+
+
 def test_vocab_size_at_the_minimum_is_exact() -> None:
     lines = generated_lines(100, seed=2)
     needed = minimum_vocab_size(lines)
