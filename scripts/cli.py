@@ -3,8 +3,8 @@
 Each command is also ``python -m bizoo.scripts.<module>``; ``bizoo COMMAND --help`` explains it.
 
 examples:
-  bizoo pretrain --output-dir runs/lion                 # LION-LIT on the Shakespeare sample shipped with bizoo
-  bizoo finetune-glue --model-name-or-path runs/lion --task sst2 --data-dir glue/SST-2 --output-dir runs/sst2
+  bizoo pretrain --output-dir runs/lion                 # LION-S on the Shakespeare sample shipped with bizoo
+  bizoo finetune-glue --model-name-or-path runs/lion --task sst2 --data-dir data/glue --output-dir runs/sst2
   bizoo export runs/sst2 hub/lion-sst2 && bizoo push hub/lion-sst2 --repo-id me/lion-sst2
 """
 

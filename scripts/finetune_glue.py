@@ -23,9 +23,9 @@ SST-2 on 2 CPU cores and reaches about 81% dev accuracy. For a pretrained base-s
 --learning-rate 2e-5 to 5e-5.
 
 examples:
-  bizoo finetune-glue --model-name-or-path runs/lion-mlm --task rte --data-dir ../shared/data/glue \\
+  bizoo finetune-glue --model-name-or-path runs/lion-mlm --task rte --data-dir data/glue \\
       --output-dir runs/lion-rte
-  bizoo finetune-glue --model-name-or-path lion --variant d --task sst2 --data-dir ../shared/data/glue \\
+  bizoo finetune-glue --model-name-or-path lion --variant d --task sst2 --data-dir data/glue \\
       --model-config hidden_size=256 num_hidden_layers=4 num_attention_heads=4 intermediate_size=1024 \\
       --output-dir runs/lion-d-sst2
   bizoo finetune-glue --model-name-or-path runs/lion-mlm --train-file reviews_train.csv \\

@@ -26,7 +26,7 @@ and --tags-column, default tokens and ner_tags; tags as ClassLabel ids or string
 split (or dev, valid, val, test).
 
 examples:
-  bizoo finetune-ner --model-name-or-path runs/lion-mlm --data-dir ../shared/data/conll2003 \\
+  bizoo finetune-ner --model-name-or-path runs/lion-mlm --data-dir data/conll2003 \\
       --output-dir runs/lion-conll
   bizoo finetune-ner --model-name-or-path runs/lion-mlm --dataset-name eriktks/conll2003 --output-dir runs/lion-ner
 """
