@@ -4,20 +4,26 @@
   cell_clip=None, proj_clip=None, final_state=True, backend="auto", form="auto") -> (y, final)``
 * ``reading_orders``, ``input_gates``: the pieces every schedule shares (see ``reference.py``).
 
-The math and the shapes are in ``reference.py``, the input checks in ``checks.py``; the fused kernels in
-``triton_lstm.py``.
+The math and the shapes are in ``reference.py``, the input checks in ``checks.py``; the Triton schedules in
+``triton_lstm.py`` and ``triton_steps.py``.
 
-Schedules: backend "triton" (one persistent launch for both directions, forward and backward passes as kernels;
-CUDA, or any device under ``TRITON_INTERPRET=1``) and backend "reference" with three forms: "loop" (one step at a
-time in PyTorch with the backward pass through time written out, ``stepwise.py``: any clipping), "native"
-(``torch.lstm``: cuDNN on a GPU, ATen on a CPU; no clipping, a projection only to fewer outputs than cells) and
-"autograd" (``reference.bilstm_loop`` differentiated by autograd: the oracle); form "auto" takes "native" where it
-can, else "loop".
+Schedules: backend "triton" (CUDA, or any device under ``TRITON_INTERPRET=1``) with two forms: "fused" (one
+persistent launch per pass for both directions, the recurrent weights re-read by every program at every step, fp32
+without tensor cores; ``triton_lstm.py``) and "steps" (per step one batched cuBLAS product for both directions and
+one fused Triton kernel for the gates and the cell, another product and kernel for a projection; optionally the
+step loop in a CUDA graph; ``triton_steps.py``); its form "auto" is "fused". Backend "reference" with three forms:
+"loop" (one step at a time in PyTorch with the backward pass through time written out, ``stepwise.py``: any
+clipping), "native" (``torch.lstm``: cuDNN on a GPU, ATen on a CPU; no clipping, a projection only to fewer outputs
+than cells) and "autograd" (``reference.bilstm_loop`` differentiated by autograd: the oracle); its form "auto" takes
+"native" where it can, else "loop". With ``backend="auto"`` a form other than "auto" names its backend ("fused" and
+"steps" Triton's, the others the reference's).
 
-``backend="auto"``: on CUDA, the fused kernel for a clipped LSTMP (cuDNN cannot clip; the alternative is the
-per-step loop) and for an unclipped LSTM only where ``TRITON_BEATS_CUDNN`` says the benchmark (``bizoo bench
-lstm``) measured it at least as fast as cuDNN; else the reference backend with form "auto". ``BIZOO_KERNEL_BACKEND``
-overrides it (see ``bizoo.kernels.dispatch``).
+``backend="auto"`` with form "auto": on CUDA, what cuDNN cannot run (clipping, or a projection to as many outputs as
+cells) takes the "steps" schedule, whose per-step cost is one tensor-core product where the fused kernel re-reads
+W_hh in fp32 (not yet timed; to be set from ``bizoo bench lstm`` part lstmp, against the fused kernel, the per-step
+loop and cuDNN's unclipped LSTMP); an unclipped LSTM takes the fused kernel only where ``TRITON_BEATS_CUDNN`` says the
+benchmark measured it at least as fast as cuDNN; everything else the reference backend with form "auto".
+``BIZOO_KERNEL_BACKEND`` overrides the backend (see ``bizoo.kernels.dispatch``; "triton" then means form "fused").
 """
 
 from __future__ import annotations
@@ -36,12 +42,14 @@ from .stepwise import bilstm_stepwise
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
     from .triton_lstm import bilstm_triton
+    from .triton_steps import bilstm_triton_steps
 except ImportError:
-    bilstm_triton = None
+    bilstm_triton = bilstm_triton_steps = None
 
-__all__ = ["bilstm", "reading_orders", "input_gates", "FORMS", "TRITON_BEATS_CUDNN"]
+__all__ = ["bilstm", "reading_orders", "input_gates", "FORMS", "TRITON_FORMS", "TRITON_BEATS_CUDNN"]
 
-FORMS = ("auto", "loop", "native", "autograd")
+FORMS = ("auto", "loop", "native", "autograd")  # the reference backend's
+TRITON_FORMS = ("auto", "fused", "steps")  # the Triton backend's ("auto": "fused")
 
 # Where "auto" prefers the fused kernel to cuDNN for an LSTM without clipping: a predicate of (hidden size H,
 # batch B), None for nowhere. Measured on an NVIDIA H200 (`bizoo bench lstm`, fp32, B = 32 and 128, L = 32 to 512,
@@ -49,13 +57,44 @@ FORMS = ("auto", "loop", "native", "autograd")
 TRITON_BEATS_CUDNN = None
 
 
-def _pick(backend: str, x: torch.Tensor, clipped: bool, hidden: int) -> str:
-    has_triton = bilstm_triton is not None
+def _triton_schedule(form: str):
+    """The function of a Triton form ("auto" is "fused"), None where Triton does not import."""
+    return bilstm_triton_steps if form == "steps" else bilstm_triton
+
+
+def auto_triton_form(clipped: bool, square: bool, hidden: int, batch: int) -> str | None:
+    """The Triton form ``backend="auto"`` takes on CUDA, or None for the reference backend: "steps" for what cuDNN
+    cannot run (clipping, a projection to as many outputs as cells), whose alternative is the per-step loop (not yet
+    timed; to be set from ``bizoo bench lstm`` part lstmp); "fused" for an unclipped LSTM where
+    ``TRITON_BEATS_CUDNN`` says so."""
+    if clipped or square:
+        return "steps"
+    if TRITON_BEATS_CUDNN is not None and TRITON_BEATS_CUDNN(hidden, batch):
+        return "fused"
+    return None
+
+
+def _pick(backend: str, form: str, x: torch.Tensor, clipped: bool, square: bool, hidden: int) -> tuple[str, str]:
+    """(backend, form): "triton" with "fused" or "steps", or "reference" with one of its forms."""
+    op = "bilstm"
+    if backend == "auto" and form != "auto":  # the form names its backend
+        backend = "triton" if form in TRITON_FORMS else "reference"
     if backend == "auto" and os.environ.get(ENV_VAR, "").strip().lower() in ("", "auto"):  # no override
-        # "auto" offers the kernel only where it wins: for clipping, else where TRITON_BEATS_CUDNN says so.
-        wins = clipped or (TRITON_BEATS_CUDNN is not None and TRITON_BEATS_CUDNN(hidden, x.shape[0]))
-        has_triton = has_triton and wins
-    return resolve_backend(backend, x, op="bilstm", has_triton=has_triton)
+        # "auto" offers Triton only where it wins: see auto_triton_form
+        chosen = auto_triton_form(clipped, square, hidden, x.shape[0])
+        has_triton = chosen is not None and _triton_schedule(chosen) is not None
+        backend = resolve_backend(backend, x, op=op, has_triton=has_triton)
+        return (backend, chosen) if backend == "triton" else (backend, form)
+    backend = resolve_backend(backend, x, op=op, has_triton=_triton_schedule(form) is not None)
+    if backend == "triton":
+        if form not in TRITON_FORMS:
+            raise ValueError(f"{op}: form={form!r} is a reference-backend form; backend='triton' takes form='auto', "
+                             "'fused' or 'steps'")
+        return backend, ("fused" if form == "auto" else form)
+    if form not in FORMS:
+        raise ValueError(f"{op}: form={form!r} is a Triton schedule; backend='reference' takes form='auto', 'loop', "
+                         "'native' or 'autograd'")
+    return backend, form
 
 
 def bilstm(
@@ -84,7 +123,8 @@ def bilstm(
         initial_state: (h_0 (2, B, P), c_0 (2, B, H)) or None (zeros).
         cell_clip, proj_clip: clip the cell / the projected output to ±clip, or None.
         final_state: return the final states (the native form then runs packed sequences when lengths differ).
-        backend: "auto", "triton" or "reference". form: "auto", "loop", "native" or "autograd" (reference backend).
+        backend: "auto", "triton" or "reference". form: "auto"; "fused" or "steps" (Triton backend); "loop",
+            "native" or "autograd" (reference backend). See the module docstring.
 
     Returns:
         (y (B, L, 2, P) in the dtype of x, zeros at padding; (h_n (2, B, P), c_n (2, B, H)) or None).
@@ -93,17 +133,15 @@ def bilstm(
     B, L, H, _ = check_inputs(
         op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask, initial_state, cell_clip, proj_clip
     )
-    if form not in FORMS:
-        raise ValueError(f"{op}: form must be one of {FORMS}, got {form!r}")
+    if form not in FORMS and form not in TRITON_FORMS:
+        raise ValueError(f"{op}: form must be one of {FORMS}, got {form!r} (backend='triton': one of {TRITON_FORMS})")
     clipped = cell_clip is not None or proj_clip is not None
     if form == "native" and clipped:
         raise ValueError(f"{op}: form='native' (torch.lstm) cannot clip; use form='loop' or backend='triton'")
     square = weight_proj is not None and weight_proj.shape[1] == H  # torch.lstm needs outputs < cells to project
     if form == "native" and square:
         raise ValueError(f"{op}: form='native' (torch.lstm) projects only to fewer outputs than cells; use form='loop'")
-    backend = _pick(backend, x, clipped, H)
-    if backend == "triton" and form != "auto":
-        raise ValueError(f"{op}: form={form!r} is a reference-backend form; backend='triton' takes form='auto'")
+    backend, form = _pick(backend, form, x, clipped, square, H)
     if B == 0 or L == 0:  # nothing to run: no outputs, the initial state is the final one
         P = weight_hh.shape[2]
         y = x.new_zeros(B, L, 2, P)
@@ -119,6 +157,9 @@ def bilstm(
     if backend == "reference" and (form == "native" or (form == "auto" and not clipped and not square)):
         return bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, initial_state, final_state)
     gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H): every step's input projection in one product
-    run = bilstm_triton if backend == "triton" else bilstm_loop if form == "autograd" else bilstm_stepwise
+    if backend == "triton":
+        run = _triton_schedule(form)
+    else:
+        run = bilstm_loop if form == "autograd" else bilstm_stepwise
     y, final = run(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
     return y, (final if final_state else None)

@@ -22,13 +22,17 @@ minutes); a step that fails or runs out of time is recorded (with its partial ou
 5. [lion-model] `bizoo bench lion-model` at L = 512 and 4096 (OUT_DIR/bench_lion_model.{txt,json});
 6. [bench-crf] `bizoo bench crf` (Triton and auto against pytorch-crf, B = 1 and 64, L = 128 and 512;
    OUT_DIR/bench_crf.*);
-7. [bench-lstm] `bizoo bench lstm`: the fused bidirectional LSTM and torch.lstm against torch.nn.LSTM (cuDNN) in fp32
-   at B = 32, 128 × L = 128, 512 × H = 256, 512, and the original and small ELMo LSTMPs (B = 32, L = 20, 64) against
-   the per-step loop (OUT_DIR/bench_lstm.{txt,json,png});
+7. [bench-lstm] `bizoo bench lstm`: the fused bidirectional LSTM kernel, the step schedule (one cuBLAS product and
+   one fused kernel per step) and torch.lstm against torch.nn.LSTM (cuDNN) in fp32 at B = 32, 128 × L = 128, 512 ×
+   H = 256, 512, and the original and small ELMo LSTMPs (B = 32, L = 20, 64) against the autograd loop and cuDNN's
+   unclipped nn.LSTM(proj_size=P) (OUT_DIR/bench_lstm.{txt,json,png});
 8. [bench-bigs] `bizoo bench bigs`: the BiGS SSM op against torch.fft in bf16, L = 512 ... 16384
    (OUT_DIR/bench_bigs.*);
 9. [bench-bigs-model] `bizoo bench bigs-model`: BiGS-large against BERT-large training tokens/s at L = 512 and 4096
    (OUT_DIR/bench_bigs_model.{txt,json}).
+
+`--steps recurrent` runs env, gpu-tests and steps 6 to 9 alone (the recurrent ops: CRF, LSTM/LSTMP, SSM), their
+limits grown to share the budget.
 
 The LION steps, run only when --steps names them (`--steps lion` is env, lion-tests, lion-launches, lion-states,
 bench-lion, bench-lion-crossover and lion-model; their time limits add up to 500 s, the whole run stays under 8.5
@@ -116,7 +120,8 @@ DEFAULT_STEPS = ("env", "gpu-tests", "bench-lion-default", "bench-lion-crossover
 # --steps shorthands: a name that stands for several steps.
 STEP_GROUPS = {"lion": ("env", "lion-tests", "lion-launches", "lion-states", "bench-lion", "bench-lion-crossover",
                         "lion-model"),
-               "compile": ("env", "compile-models")}
+               "compile": ("env", "compile-models"),
+               "recurrent": ("env", "gpu-tests", "bench-crf", "bench-lstm", "bench-bigs", "bench-bigs-model")}
 LION_TESTS = ["tests/kernels/test_lion_triton.py", "tests/kernels/test_lion_reference.py",
               "tests/modeling/test_lion.py"]
 # bench-lion: the methods compared, and the lengths at B·L = 32768 tokens.
@@ -156,8 +161,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=530.0,
                         help="seconds for all the steps together (default: %(default)s)")
     parser.add_argument("--steps", default=None, metavar="NAME,NAME,...",
-                        help=f"only these steps, comma-separated, from {', '.join(STEP_NAMES)}; 'lion' stands for "
-                             f"{', '.join(STEP_GROUPS['lion'])} (default: {', '.join(DEFAULT_STEPS)})")
+                        help=f"only these steps, comma-separated, from {', '.join(STEP_NAMES)}; "
+                             + "; ".join(f"'{group}' stands for {', '.join(names)}"
+                                         for group, names in STEP_GROUPS.items())
+                             + f" (default: {', '.join(DEFAULT_STEPS)})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -259,15 +266,17 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
     model = [*bench, "lion-model", "--json", str(out / "bench_lion_model.json")]
     crf = [*bench, "crf", "--methods", "triton", "auto", "--batch-sizes", "1", "64", "--lengths", "128", "512",
            "--json", str(out / "bench_crf.json")]
-    # The issue's grid; the per-step loop runs as the baseline of the ELMo LSTMP part only (on the LSTM grid, at
-    # L = 512, it would take most of the step's time).
-    lstm = [*bench, "lstm", "--methods", "triton", "native", "--repeats", "5", "--warmup", "2",
+    # The issue's grid: the fused kernel (triton), the step schedule (triton-steps) and torch.lstm against
+    # torch.nn.LSTM (cuDNN); on ELMo's LSTMPs also against the autograd loop and the unclipped
+    # nn.LSTM(proj_size=P), both always measured. The per-step loop is left out (at L = 512 it takes minutes).
+    lstm = [*bench, "lstm", "--methods", "triton", "triton-steps", "native", "--repeats", "5", "--warmup", "2",
             "--json", str(out / "bench_lstm.json"), "--plot", str(out / "bench_lstm.png")]
     # The kernel files compiled for the GPU (the *_reference tests are device-independent and run in CI), the
     # models in half precision on CUDA, LION's model tests; the GPU-only tests first.
     tests = ["tests/reliability/test_gpu_edges.py", "tests/kernels/test_ssm_triton.py",
              "tests/kernels/test_lion_triton.py", "tests/kernels/test_lstm_triton.py",
-             "tests/kernels/test_crf_triton.py", "tests/modeling/test_lion.py"]
+             "tests/kernels/test_lstm_steps_triton.py", "tests/kernels/test_crf_triton.py",
+             "tests/modeling/test_lion.py"]
     bigs = [*bench, "bigs", "--json", str(out / "bench_bigs.json"), "--plot", str(out / "bench_bigs.png")]
     # 4 layers of BERT-base width: inductor compiles each model in about a minute
     models = [*bench, "models", "--layers", "4", "--json", str(out / "compile_models.json"),

@@ -4,20 +4,25 @@ What it measures: ``bizoo.kernels.lstm.bilstm`` on right-padded batches (the fir
 L/2 and L), gradients to the input and every weight, the input projection W_ih x part of every timing, in two parts
 (``registry.LSTM`` and ``registry.LSTMP``):
 
-* part "lstm", at each B × H × L (I = H): ``triton`` (the fused kernel), ``native`` (torch.lstm over each row's real
-  tokens), ``loop`` (the per-step PyTorch loop with its backward pass through time written out), ``autograd-loop``
-  (the same loop differentiated by autograd) and ``nn-lstm-packed`` (torch.nn.LSTM on packed sequences, when named).
+* part "lstm", at each B × H × L (I = H): ``triton`` (the fused persistent kernel, form "fused"), ``triton-steps``
+  (form "steps": per step one batched cuBLAS product and one fused Triton kernel), ``native`` (torch.lstm over each
+  row's real tokens), ``loop`` (the per-step PyTorch loop with its backward pass through time written out),
+  ``autograd-loop`` (the same loop differentiated by autograd) and ``nn-lstm-packed`` (torch.nn.LSTM on packed
+  sequences, when named).
   Baseline: ``torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)`` on the whole padded tensor as models
   commonly call it (``nn-lstm``, cuDNN on a GPU; its backward direction reads a row's padding before its real
   tokens). The part ends with native ms / triton ms per (B, H): what ``TRITON_BEATS_CUDNN`` of
   ``bizoo.kernels.lstm`` records, the floor the fused kernel must reach (at least as fast as cuDNN at every L) for
   backend="auto" to take it.
 * part "lstmp", ELMo's LSTM with a projection and clipping at 3 (which torch.nn.LSTM cannot clip) at the sizes of
-  the released models (``registry.ELMO_SIZES``): the fused kernel and ``loop`` against the baseline
-  ``autograd-loop``.
+  the released models (``registry.ELMO_SIZES``): the fused kernel, the step schedule and ``loop`` against the baseline
+  ``autograd-loop`` and against the yardstick ``nn-lstm-proj``, torch.nn.LSTM(proj_size=P) without clipping (cuDNN
+  on a GPU): what ``backend="auto"``'s choice for a clipped LSTMP on CUDA (``bizoo.kernels.lstm.auto_triton_form``)
+  is to be set from.
 
-Each row also gives the max abs difference from the fp32 autograd-loop reference on the same inputs (nn-lstm only
-where it computes the same). Time and memory: harness.py, one child process per case on a CPU.
+Each row also gives the max abs difference from the fp32 autograd-loop reference on the same inputs (nn-lstm and
+nn-lstm-proj only where they compute the same, nn-lstm-proj against the reference without clipping). Time and
+memory: harness.py, one child process per case on a CPU.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import warnings
 
 from ..lib.command import report
 from ..lib.machine import machine_name
@@ -46,6 +52,12 @@ from .report import MODES, plot_speedups, table_head, write_json
 logger = logging.getLogger(__name__)
 
 PARTS = {"lstm": LSTM, "lstmp": LSTMP}
+METHODS = {**LSTM.methods, **LSTMP.methods}  # method -> (backend, form), the choices of --methods
+
+
+def default_methods(device: str) -> list[str]:
+    """The methods measured without --methods: both parts' defaults (each part keeps its own)."""
+    return list(dict.fromkeys([*LSTM.default_methods[device], *LSTMP.default_methods[device]]))
 
 
 def _on_devices(bench, key: str) -> str:
@@ -75,12 +87,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elmo-lengths", type=int, nargs="+", default=None,
                    help="part lstmp: padded lengths L (default on cuda: 20 64, bilm-tf trains on 20-token windows; "
                         "on cpu: 20)")
-    methods = list(LSTM.methods)
+    methods = list(METHODS)
     p.add_argument("--methods", nargs="+", choices=methods, default=None, metavar="METHOD",
-                   help=f"what to time, from {', '.join(methods)} (default: {', '.join(LSTM.default_methods['cpu'])}; "
-                        "on cpu triton is unavailable unless named); part lstm always times nn-lstm, its baseline; "
-                        "part lstmp times autograd-loop, its baseline, and loop and triton when they are among the "
-                        "methods")
+                   help=f"what to time, from {', '.join(methods)} (default on cuda: "
+                        f"{', '.join(default_methods('cuda'))}; on cpu: {', '.join(default_methods('cpu'))}, triton "
+                        "unavailable unless named); part lstm always times nn-lstm, its baseline; part lstmp times "
+                        "autograd-loop and nn-lstm-proj, its baselines, and triton, triton-steps and loop when they "
+                        "are among the methods")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="input and weight dtype (default: %(default)s; bfloat16 for a GPU)")
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
@@ -123,19 +136,22 @@ def lstm_inputs(case: dict, device, dtype):
 
 
 def nn_lstm_module(weights):
-    """``torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)`` holding ``weights`` (its b_ih the bias, its
-    b_hh zero: the same LSTM)."""
+    """``torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)`` (with ``proj_size=P`` when there is a projection)
+    holding ``weights`` (its b_ih the bias, its b_hh zero: the same LSTM, unclipped)."""
     import torch
 
-    weight_ih, weight_hh, bias, _ = weights
+    weight_ih, weight_hh, bias, weight_proj = weights
+    proj_size = 0 if weight_proj is None else weight_proj.shape[1]
     module = torch.nn.LSTM(weight_ih.shape[2], weight_hh.shape[1] // 4, bidirectional=True, batch_first=True,
-                           device=weight_ih.device, dtype=weight_ih.dtype)
+                           proj_size=proj_size, device=weight_ih.device, dtype=weight_ih.dtype)
     with torch.no_grad():
         for d, suffix in enumerate(("l0", "l0_reverse")):
             getattr(module, f"weight_ih_{suffix}").copy_(weight_ih[d])
             getattr(module, f"weight_hh_{suffix}").copy_(weight_hh[d])
             getattr(module, f"bias_ih_{suffix}").copy_(bias[d])
             getattr(module, f"bias_hh_{suffix}").zero_()
+            if proj_size:
+                getattr(module, f"weight_hr_{suffix}").copy_(weight_proj[d])
     return module
 
 
@@ -148,11 +164,13 @@ def lstm_function(method: str, x, mask, weights, clip: float | None):
     from ...kernels.lstm import bilstm
 
     B, L = x.shape[:2]
-    backend, form = LSTM.backend_form(method)
-    if backend == "torch":  # torch.nn.LSTM, on the padded tensor or packed
-        module = nn_lstm_module(weights)
+    backend, form = METHODS[method]
+    if backend == "torch":  # torch.nn.LSTM, on the padded tensor or packed; nn-lstm-proj with the projection
+        module = nn_lstm_module(weights if method == "nn-lstm-proj" else (*weights[:3], None))
         leaves = [x, *module.parameters()]
-        if method == "nn-lstm":
+        if method == "nn-lstm-proj" and not x.is_cuda:  # ATen's own loop runs it, as it says at every call
+            warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+        if method in ("nn-lstm", "nn-lstm-proj"):
             return (lambda: module(x)[0].view(B, L, 2, -1)), leaves
 
         def packed():  # the lengths come from the mask in every call, as in a model
@@ -172,20 +190,23 @@ def lstm_function(method: str, x, mask, weights, clip: float | None):
 
 def lstm_agreement(method: str, fn, x, mask, weights, clip: float | None) -> dict:
     """The max abs difference of ``fn``'s outputs from the fp32 loop reference on the same inputs, and the largest
-    output of the reference (the scale of the difference). nn-lstm reads the padding of a row before its real tokens
-    in the backward direction: it is compared where it computes the same, the forward direction at the real tokens
-    and the backward direction in the rows without padding."""
+    output of the reference (the scale of the difference). nn-lstm and nn-lstm-proj read the padding of a row before
+    its real tokens in the backward direction: they are compared where they compute the same, the forward direction
+    at the real tokens and the backward direction in the rows without padding; nn-lstm-proj, which cannot clip, with
+    the reference without clipping."""
     import torch
 
     from ...kernels.lstm import bilstm
 
+    if method == "nn-lstm-proj":
+        clip = None
     with torch.no_grad():
         y = fn().float()  # (B, L, 2, P)
         ref = bilstm(x.float(), *(None if w is None else w.float() for w in weights), mask, cell_clip=clip,
                      proj_clip=clip if weights[3] is not None else None, final_state=False, backend="reference",
                      form="autograd")[0]
     compared = torch.ones(y.shape[:3], dtype=torch.bool, device=y.device)  # (B, L, 2)
-    if method == "nn-lstm":
+    if method in ("nn-lstm", "nn-lstm-proj"):
         compared = torch.stack([mask, mask.all(1, keepdim=True).expand_as(mask)], dim=-1)  # (B, L, 2)
     return {"max_abs_diff": (y - ref).abs()[compared].max().item(), "max_abs_output": ref.abs().max().item()}
 
@@ -200,7 +221,7 @@ def measure_case(case: dict, report) -> None:
         fn, leaves = lstm_function(method, x, mask, weights, case["clip"])
         return fn, leaves, dout, lambda: lstm_agreement(method, fn, x, mask, weights, case["clip"])
 
-    measure_op_case(case, report, build, may_be_missing=method == "triton")
+    measure_op_case(case, report, build, may_be_missing=METHODS[method][0] == "triton")
 
 
 def estimate_bytes(case: dict, mode: str) -> int:
@@ -216,7 +237,7 @@ def estimate_bytes(case: dict, mode: str) -> int:
 
 def probe(method: str, device: str, dtype: str) -> str | None:
     """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1)."""
-    backend, _ = LSTM.backend_form(method)
+    backend, _ = METHODS[method]
     if backend == "torch":
         return None
     if backend == "triton" and (why := triton_missing(device)) is not None:
@@ -267,10 +288,10 @@ def run(args) -> int:
                    input_size=args.input_size, elmo_batch_sizes=grid_args["elmo_batch_sizes"],
                    elmo_lengths=grid_args["elmo_lengths"], repeats=args.repeats)
     settings = op_settings(args, device)
-    methods = list(dict.fromkeys(args.methods or LSTM.default_methods[device]))
+    methods = list(dict.fromkeys(args.methods or default_methods(device)))
     modes = [m for m in MODES if m in args.modes]
     unavailable = unavailable_methods(methods, args.methods, device, settings["dtype"], probe)
-    interpreted = not cuda and "triton" in methods and "triton" not in unavailable
+    interpreted = not cuda and any(METHODS[m][0] == "triton" and m not in unavailable for m in methods)
     machine = machine_name(device)
     import torch
 
@@ -282,10 +303,12 @@ def run(args) -> int:
           "(seed 0), the same for every method")
     report("every timing includes the input projection W_ih x and both directions; backward: gradients to x and "
           "every weight; bizoo's bilstm returns the outputs only (final_state=False)")
-    report("methods: triton (the fused kernel), native (torch.lstm per direction over its real tokens first: cuDNN on "
-          "a GPU), loop (one step at a time in PyTorch, its backward pass written out), autograd-loop (the same steps "
+    report("methods: triton (the fused persistent kernel), triton-steps (per step one batched cuBLAS product and one "
+          "fused Triton kernel), native (torch.lstm per direction over its real tokens first: cuDNN on a GPU), loop "
+          "(one step at a time in PyTorch, its backward pass written out), autograd-loop (the same steps "
           "differentiated by autograd), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
-          "the lengths read from the mask in every call)")
+          "the lengths read from the mask in every call), nn-lstm-proj (part lstmp: torch.nn.LSTM(proj_size=P), "
+          "unclipped)")
     report("peak memory: " + ("max_memory_allocated above the inputs" if cuda
                              else "growth of the peak RSS, one process per case")
           + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
@@ -325,15 +348,18 @@ def run(args) -> int:
     if "lstmp" in parts:
         report(f"\nLSTMP (ELMo): cells projected to P, I = P, cell_clip = proj_clip = {ELMO_CLIP:g}; torch.nn.LSTM "
               "cannot clip: the baseline is the per-step PyTorch loop differentiated by autograd (autograd-loop); "
-              "loop: the same steps with the backward pass through time written out")
+              "loop: the same steps with the backward pass through time written out; the yardstick nn-lstm-proj: "
+              "torch.nn.LSTM(I, H, proj_size=P, bidirectional=True) on the whole padded tensor without clipping "
+              "(cuDNN on a GPU; not the same op, compared with the unclipped reference)")
         sizes = ", ".join(f"{name} {ELMO_SIZES[name][0]}/{ELMO_SIZES[name][1]}" for name in grid_args["elmo_sizes"])
         report(f"shapes: {sizes} (cells/P); B in {grid_args['elmo_batch_sizes']}, L in {grid_args['elmo_lengths']}")
-        report("loop/x: speed-up = autograd-loop ms / method ms, > 1 is faster than the autograd loop")
+        report("loop/x: speed-up = autograd-loop ms / method ms, > 1 is faster than the autograd loop; nnP/x = "
+              "nn-lstm-proj ms / method ms, ≥ 0.67 is within 1.5x of the unclipped nn.LSTM")
         grid = [(name, B, L) for name in grid_args["elmo_sizes"] for B in grid_args["elmo_batch_sizes"]
                 for L in grid_args["elmo_lengths"]]
         measure("lstmp", grid, lambda method, name, B, L: describe(
-            "lstmp", method, B, L, ELMO_SIZES[name][0], ELMO_SIZES[name][1], ELMO_SIZES[name][1], ELMO_CLIP,
-            elmo=name))
+            "lstmp", method, B, L, ELMO_SIZES[name][0], ELMO_SIZES[name][1], ELMO_SIZES[name][1],
+            None if method == "nn-lstm-proj" else ELMO_CLIP, elmo=name))
     comparison = triton_vs_native(rows)
     if comparison:
         report("\ntriton vs native (torch.lstm; cuDNN on a GPU), forward+backward: native ms / triton ms at each L; "

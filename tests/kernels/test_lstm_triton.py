@@ -145,11 +145,13 @@ def test_auto_takes_the_kernel_for_clipped_lstmp_on_cuda_only(monkeypatch):
 
     calls = []
     monkeypatch.setattr(op, "bilstm_triton", lambda *a: calls.append("triton") or triton_lstm.bilstm_triton(*a))
+    steps = op.bilstm_triton_steps
+    monkeypatch.setattr(op, "bilstm_triton_steps", lambda *a: calls.append("steps") or steps(*a))
     monkeypatch.delenv("BIZOO_KERNEL_BACKEND", raising=False)
     leaves, mask, _ = make_case(2, 3, 3, 16, 8, "right", per_direction=True)
     args = [leaves[k].to(DEVICE) for k in ("x", "weight_ih", "weight_hh", "bias", "weight_proj")]
     op.bilstm(*args, mask.to(DEVICE), cell_clip=1.0, proj_clip=1.0)
-    assert calls == (["triton"] if ON_GPU else [])
+    assert calls == (["steps"] if ON_GPU else [])  # on CUDA the step schedule (kernels/lstm, form "steps")
     calls.clear()
     op.bilstm(*args, mask.to(DEVICE))  # unclipped: cuDNN unless measured slower
     assert calls == []

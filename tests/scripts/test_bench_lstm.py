@@ -64,10 +64,10 @@ def test_bench_lstm_both_parts_json_and_plot(tmp_path, capsys, in_process):
     record = run_json(tmp_path, "--plot", str(plot))
     rows = record["rows"]
     # The CPU defaults: triton listed as unavailable (not named), then native and the loop; part lstmp: the
-    # autograd loop (its baseline), triton, the loop with its written-out backward.
+    # autograd loop and nn.LSTM(proj_size=P) (its baselines), triton, the loop with its written-out backward.
     assert [(r["part"], r["method"]) for r in rows] == [
         ("lstm", "nn-lstm"), ("lstm", "triton"), ("lstm", "native"), ("lstm", "loop"),
-        ("lstmp", "autograd-loop"), ("lstmp", "triton"), ("lstmp", "loop"),
+        ("lstmp", "autograd-loop"), ("lstmp", "nn-lstm-proj"), ("lstmp", "triton"), ("lstmp", "loop"),
     ]
     for r in rows:
         if r["method"] == "triton":
@@ -75,14 +75,19 @@ def test_bench_lstm_both_parts_json_and_plot(tmp_path, capsys, in_process):
             assert not any(key.startswith("speedup") for key in r)
         else:
             check_ok(r, "nn_lstm" if r["part"] == "lstm" else "loop")
-    elmo = rows[4]
+        if r["part"] == "lstmp" and r["method"] != "triton":
+            check_ok(r, "nn_lstm_proj")  # the second ratio of part lstmp: the unclipped nn.LSTM(proj_size=P)
+    elmo, yardstick = rows[4], rows[5]
     assert (elmo["elmo"], elmo["hidden"], elmo["projection"], elmo["input_size"]) == ("small", 1024, 128, 128)
     assert (elmo["batch"], elmo["length"], elmo["clip"]) == (2, 3, 3.0)
     assert elmo["max_abs_diff"] == 0 and elmo["speedup_vs_loop_fwdbwd"] == 1.0
+    assert (yardstick["backend"], yardstick["form"], yardstick["clip"]) == ("torch", "nn.LSTM proj_size", None)
+    assert yardstick["speedup_vs_nn_lstm_proj_fwdbwd"] == 1.0
     assert record["elmo_sizes"] == ["small"] and record["parts"] == ["lstm", "lstmp"]
     assert plot.stat().st_size > 0
     text = capsys.readouterr().out
-    for expected in ("LSTMP (ELMo)", "small 1024/128", "cell_clip = proj_clip = 3", "loop/fwd+bwd", "ELMo cells"):
+    for expected in ("LSTMP (ELMo)", "small 1024/128", "cell_clip = proj_clip = 3", "loop/fwd+bwd", "ELMo cells",
+                     "proj_size=P", "nnP/fwd+bwd", "within 1.5x of the unclipped nn.LSTM"):
         assert expected in text
 
 
@@ -96,14 +101,19 @@ def test_bench_lstm_triton_without_a_gpu_is_unavailable(tmp_path, monkeypatch, i
 
 @pytest.mark.skipif(not INTERPRETER, reason="Triton rows on a CPU need TRITON_INTERPRET=1")
 def test_bench_lstm_triton_under_the_interpreter(tmp_path, in_process):
-    """The fused kernel's rows, forward+backward, at minuscule shapes: an LSTM, and ELMo small's clipped LSTMP."""
+    """The Triton rows (the fused kernel and the step schedule), forward+backward, at minuscule shapes: an LSTM, and
+    ELMo small's clipped LSTMP."""
     argv = ["--batch-sizes", "2", "--lengths", "4", "--hidden", "16", "--elmo-batch-sizes", "1", "--elmo-lengths",
-            "2", "--methods", "triton", "--modes", "fwdbwd"]
+            "2", "--methods", "triton", "triton-steps", "--modes", "fwdbwd"]
     rows = run_json(tmp_path, *argv)["rows"]
-    assert [(r["part"], r["method"]) for r in rows] == [("lstm", "nn-lstm"), ("lstm", "triton"),
-                                                        ("lstmp", "autograd-loop"), ("lstmp", "triton")]
-    if lstm_kernels.bilstm_triton is None:  # the fused kernel is not there: a row with the reason, not a crash
-        assert rows[1]["status"].startswith("unavailable: ") and rows[3]["status"].startswith("unavailable: ")
+    assert [(r["part"], r["method"]) for r in rows] == [
+        ("lstm", "nn-lstm"), ("lstm", "triton"), ("lstm", "triton-steps"),
+        ("lstmp", "autograd-loop"), ("lstmp", "nn-lstm-proj"), ("lstmp", "triton"), ("lstmp", "triton-steps"),
+    ]
+    assert [(r["backend"], r["form"]) for r in rows if r["backend"] == "triton"] == [("triton", "fused"),
+                                                                                      ("triton", "steps")] * 2
+    if lstm_kernels.bilstm_triton is None:  # the kernels are not there: a row with the reason, not a crash
+        assert all(r["status"].startswith("unavailable: ") for r in rows if r["backend"] == "triton")
         return
     for r in rows:
         assert r["status"] == "ok", r
@@ -124,6 +134,33 @@ def test_nn_lstm_baseline_is_compared_where_it_computes_the_op():
     assert agreement["max_abs_diff"] < 1e-5
     everywhere = lstm.lstm_agreement("nn-lstm-packed", fn, x, mask, weights, None)  # compared at every position
     assert everywhere["max_abs_diff"] > 1e-3
+
+
+def test_nn_lstm_proj_yardstick_is_the_unclipped_lstmp():
+    """nn-lstm-proj: torch.nn.LSTM(proj_size=P) holding the same weights (the projection's too) computes the LSTMP
+    without clipping where it reads no padding first; the clipped reference differs from it (the clip bites here)."""
+    case = {"batch": 4, "length": 7, "hidden": 8, "input_size": 5, "projection": 3}
+    x, mask, weights, _ = lstm.lstm_inputs(case, torch.device("cpu"), torch.float32)
+    weights = tuple(w * 40 for w in weights)  # cells beyond the clip
+    fn, leaves = lstm.lstm_function("nn-lstm-proj", x, mask, weights, 3.0)
+    assert len(leaves) == 1 + 10  # x and, per direction, W_ih, W_hh, b_ih, b_hh, W_hr
+    assert fn().shape == (4, 7, 2, 3)
+    same = lstm.lstm_agreement("nn-lstm-proj", fn, x, mask, weights, 3.0)
+    assert same["max_abs_output"] > 3 and same["max_abs_diff"] < 1e-5 * same["max_abs_output"]
+    clipped = lstm.lstm_agreement("nn-lstm", fn, x, mask, weights, 3.0)  # the same outputs against the clipped op
+    assert clipped["max_abs_diff"] > 0.1
+
+
+def test_every_method_is_a_choice_with_its_backend_and_form():
+    assert lstm.METHODS["triton"] == ("triton", "fused") and lstm.METHODS["triton-steps"] == ("triton", "steps")
+    assert lstm.METHODS["nn-lstm-proj"] == ("torch", "nn.LSTM proj_size")
+    assert lstm.default_methods("cuda") == ["triton", "triton-steps", "native", "loop"]
+    assert lstm.default_methods("cpu") == ["triton", "native", "loop"]  # the interpreter only when named
+    assert registry.LSTMP.always == ("autograd-loop", "nn-lstm-proj")
+    parser = bench.argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    assert parser.parse_args(["lstm", "--methods", "triton-steps", "nn-lstm-proj"]).methods == ["triton-steps",
+                                                                                                 "nn-lstm-proj"]
 
 
 def test_triton_vs_native_from_rows():
