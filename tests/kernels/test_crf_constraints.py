@@ -168,6 +168,20 @@ def test_every_accepted_scheme_name():
     for scheme in SCHEMES:
         for name in (scheme, scheme.lower()):
             assert tensors(["O", "B-A", "I-A"], name) == expected[scheme], name
+    # A full IOBES and a full BILOU label set (L plays E, U plays S): the names of its own family and "auto" give
+    # the one matrix below, "none" allows everything, the names of the two other families refuse the labels.
+    full = [[[1, 1, 0, 0, 1], [0, 0, 1, 1, 0], [0, 0, 1, 1, 0], [1, 1, 0, 0, 1], [1, 1, 0, 0, 1]],
+            [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]]  # B-A, I-A go on with I-A or E-A (L-A); only O, E-A, S-A end
+    free = [[[1] * 5] * 5, [1] * 5, [1] * 5]
+    family = {"IOB2": "BIO", "BIO": "BIO", "IOBES": "IOBES", "BIOES": "IOBES", "BILOU": "BILOU", "BIOUL": "BILOU"}
+    for labels, own in ((["O", "B-A", "I-A", "E-A", "S-A"], "IOBES"), (["O", "B-A", "I-A", "L-A", "U-A"], "BILOU")):
+        for scheme in SCHEMES:
+            for name in (scheme, scheme.lower()):
+                if scheme in ("auto", "none") or family[scheme] == own:
+                    assert tensors(labels, name) == (free if scheme == "none" else full), (labels, name)
+                else:
+                    with pytest.raises(ValueError, match="does not fit tag scheme"):
+                        allowed_transitions(labels, name)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The heads shared by every model (``modeling/heads.py``), each against an oracle written here from its definition:
 pooling over real tokens by a loop, every loss by its formula, and the CRF head against brute force over every tag
 path that the tag scheme allows (the scheme's rules written out here, not taken from ``kernels/crf/constraints``).
+Through every registered model: each sequence classifier's loss, per problem type, is torch's own loss on the logits
+it returns, and each row of a padded batch gets the logits it gets alone under every pooling the model offers.
 """
 
 import itertools
@@ -62,6 +64,85 @@ def test_multi_label_loss_is_binary_cross_entropy_on_logits():
              for x, y in zip(logits.flatten().tolist(), labels.flatten().tolist())]
     loss = sequence_classification_loss(logits, labels, _config(3, "multi_label_classification"))
     assert math.isclose(float(loss), sum(terms) / len(terms), rel_tol=1e-5)
+
+
+# Every model's sequence classifier: its loss is torch's own loss of its problem type on the logits it returns.
+SEQUENCE_CASES = {  # problem_type (None: inferred, as transformers does) -> num_labels and labels for a batch of 3
+    "regression-1": (None, 1, lambda g: 3 * torch.randn(3, generator=g)),
+    "regression": ("regression", 3, lambda g: 3 * torch.randn(3, 3, generator=g)),
+    "single_label": ("single_label_classification", 3, lambda g: torch.tensor([2, -100, 0])),
+    "multi_label": ("multi_label_classification", 3,
+                    lambda g: torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.25, 0.0], [0.75, 1.0, 0.5]])),
+}
+
+
+def _torch_loss(problem_type, logits, labels):
+    """torch's loss for ``problem_type`` on (B, num_labels) logits, the mean over labelled entries."""
+    if problem_type == "regression":
+        return torch.nn.functional.mse_loss(logits, labels.reshape(logits.shape))
+    if problem_type == "single_label_classification":
+        return torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+
+
+@pytest.mark.parametrize("case", list(SEQUENCE_CASES))
+def test_every_sequence_classifier_loss_is_torchs_loss_on_its_logits(model_case, make_config, make_inputs, case):
+    """For every registered model: L1 for MSE, rounded multi-label targets, a wrong count of labelled rows or a
+    divisor other than the number of labelled entries would each change the loss."""
+    from transformers import AutoModelForSequenceClassification
+
+    problem_type, num_labels, make_labels = SEQUENCE_CASES[case]
+    config = make_config(model_case, num_labels=num_labels, problem_type=problem_type)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # widened: logits of order 1, so that every term of the loss matters
+        for layer in (model.classifier.dense, model.classifier.out_proj):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) / layer.weight.shape[1] ** 0.5)
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=g))
+    ids = torch.randint(5, 120, (3, 7), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0  # right padding
+    mask[2, :2] = 0  # left padding
+    labels = make_labels(g)
+    out = model(**make_inputs(model_case, ids, mask), labels=labels)
+    expected_type = problem_type or "regression"
+    assert model.config.problem_type == expected_type
+    assert out.logits.shape == (3, num_labels) and out.logits.abs().max() > 0.5  # not vacuous
+    torch.testing.assert_close(out.loss, _torch_loss(expected_type, out.logits, labels), rtol=1e-5, atol=1e-6)
+    # the Trainer's num_items_in_batch (over an accumulated batch) replaces the count here
+    labelled = int((labels != -100).sum())
+    out = model(**make_inputs(model_case, ids, mask), labels=labels, num_items_in_batch=torch.tensor(10))
+    expected = _torch_loss(expected_type, out.logits, labels) * labelled / 10
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_every_sequence_classifier_reads_real_tokens_only(model_case, make_config, make_inputs):
+    """For every pooling the model supports, each row of a padded batch (right and left padding, a hole; padded ids
+    that are real words) gets the logits it gets alone: the pooling reads the real tokens only, whatever the model's
+    mask handling. Not vacuous: the batch without its mask (every token real) gives other logits."""
+    from transformers import AutoModelForSequenceClassification
+
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(5, 120, (3, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0  # right padding
+    mask[1, :4] = 0  # left padding
+    mask[2, 3] = 0  # a hole
+    poolings = type(make_config(model_case)).supported_poolings
+    assert {"mean", "first"} <= set(poolings)
+    for pooling in poolings:
+        config = make_config(model_case, num_labels=3, classifier_pooling=pooling)
+        model = AutoModelForSequenceClassification.from_config(config).eval()
+        with torch.no_grad():  # widened head: a wrongly pooled token or an average over padding shows
+            for layer in (model.classifier.dense, model.classifier.out_proj):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) / layer.weight.shape[1] ** 0.5)
+        logits = model(**make_inputs(model_case, ids, mask)).logits  # (3, 3)
+        for b in range(3):
+            real = mask[b].bool()
+            alone = model(**make_inputs(model_case, ids[b : b + 1, real])).logits[0]  # (3,)
+            torch.testing.assert_close(logits[b], alone, rtol=1e-4, atol=1e-5, msg=lambda m: f"{pooling}, row {b}: {m}")
+        unmasked = model(**make_inputs(model_case, ids)).logits  # (3, 3): the padding read as real tokens
+        assert (unmasked - logits).abs().max() > 1e-3, pooling  # 100 times the tolerance above
 
 
 def test_single_label_loss_is_cross_entropy_over_labelled_rows():
