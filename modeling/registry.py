@@ -1,7 +1,10 @@
 """The registry of bizoo models: what ``import bizoo`` registers with the Auto* classes, what ``bizoo export``
 writes into ``auto_map``, and what the conformance suite (tests/modeling) runs on every model.
 
-A model joins the zoo by adding one ``ModelSpec`` to ``MODEL_SPECS`` in ``bizoo/__init__.py``.
+A model joins the zoo by adding one ``ModelSpec`` to ``MODEL_SPECS`` in ``bizoo/__init__.py``. A spec describes the
+model only; what the command line chooses for a model it trains from scratch (default variant, tokenizer options,
+training presets, pretrain's config) is ``scripts/lib/model_defaults.py``, and the tests' tiny configurations are
+``tests/tiny_configs.py`` (``tests/package/test_layout.py`` keeps the spec to the fields below).
 """
 
 from __future__ import annotations
@@ -26,36 +29,23 @@ AUTO_CLASSES = {
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model type of the zoo.
+    """One model type of the zoo: what describes the model itself.
 
     Attributes:
         model_type: the config's ``model_type``.
         config_class: its ``PreTrainedConfig`` subclass.
         models: Auto class name ("AutoModel", "AutoModelForMaskedLM", ...) -> model class.
-        tiny_config: keyword arguments of a tiny configuration for tests (any vocabulary size is overridden).
-        variants: named keyword arguments for ``bizoo pretrain --variant`` (e.g. LION's "lit", "d", "s").
-        default_variant: the variant the commands train from scratch when ``--variant`` is not given.
+        variants: the model's named configurations, name -> config fields (e.g. LION's "lit", "d", "s"; what
+            ``--variant`` names, and what the model card reports a config as).
         tokenizer: the kind of tokenizer the model reads ("wordpiece": subword ids from any fast tokenizer;
             "wordchar": `WordCharTokenizerFast`, word ids plus `char_ids`).
-        tokenizer_options: keyword arguments of ``WordCharTokenizerFast.from_words`` when a command builds the
-            model's word+character tokenizer from training data.
-        training_defaults: task ("ner", "glue") -> defaults of the training options (epochs, learning_rate,
-            batch_size, weight_decay, warmup_ratio, max_grad_norm) when the commands train this model from scratch.
-        pretrain_config: the config fields of the model ``bizoo pretrain`` builds from scratch before ``--variant``
-            and ``--model-config`` (an empty dict: the config's own defaults); None: the command's small
-            Transformer-shaped defaults (``SMALL_MODEL`` in scripts/pretrain.py: hidden_size, layers, heads, ...).
     """
 
     model_type: str
     config_class: type
     models: dict[str, type]
-    tiny_config: dict = field(default_factory=dict)
     variants: dict[str, dict] = field(default_factory=dict)
-    default_variant: str | None = None
     tokenizer: str = "wordpiece"
-    tokenizer_options: dict = field(default_factory=dict)
-    training_defaults: dict[str, dict] = field(default_factory=dict)
-    pretrain_config: dict | None = None
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {}

@@ -47,6 +47,7 @@ from .lib.command import CommandError, command_main, report, run_command
 from .lib.data import read_text_files, shipped_corpus_files
 from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator
 from .lib.model_card import write_checkpoint_card
+from .lib.model_defaults import model_defaults
 from .lib.models import (
     MIN_VOCAB_SIZE,
     build_wordchar_tokenizer,
@@ -82,8 +83,8 @@ PRETRAINING_METRIC_NAMES = {
     "forward_perplexity": "forward LM perplexity (held-out)", "backward_perplexity": "backward LM perplexity (held-out)",
 }
 STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts tokens over the first blocks
-# The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type whose
-# spec has a `pretrain_config` (bilstm_crf, elmo) starts from that instead.
+# The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type with a
+# `pretrain_config` in lib/model_defaults.py (bilstm_crf, elmo) starts from that instead.
 SMALL_MODEL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
 OBJECTIVES = ("auto", "mlm", "bilm")
 FILL_MASK_EXAMPLES = (
@@ -175,12 +176,13 @@ def trainer_settings(args: argparse.Namespace, objective: str = "mlm") -> dict[s
 
 
 def model_config_kwargs(args: argparse.Namespace, spec) -> dict:
-    """The config fields of this run: small-model defaults (the spec's ``pretrain_config``, else ``SMALL_MODEL``),
-    then the variant's, then --model-config."""
+    """The config fields of this run: small-model defaults (the model type's ``pretrain_config`` in
+    ``lib.model_defaults``, else ``SMALL_MODEL``), then the variant's, then --model-config."""
     overrides = parse_model_config(args.model_config)
     check_config_fields(spec.config_class, overrides, f"model type {spec.model_type!r}")
     known = config_fields(spec.config_class)
-    small = SMALL_MODEL if spec.pretrain_config is None else spec.pretrain_config
+    preset = model_defaults(spec.model_type).pretrain_config
+    small = SMALL_MODEL if preset is None else preset
     defaults = {k: v for k, v in {**small, "max_position_embeddings": args.max_length}.items() if k in known}
     return {**defaults, **variant_fields(spec, args.variant), **overrides}
 
@@ -562,7 +564,7 @@ def build_tokenizer(job: PretrainJob, corpus: Corpus):
     if job.objective == "mlm" and tokenizer.mask_token_id is None:
         raise CommandError("the tokenizer has no mask token; masked-LM needs one")
     config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **job.config_kwargs)
-    variant = args.variant or spec.default_variant
+    variant = args.variant or model_defaults(spec.model_type).default_variant
     logger.info(
         f"{PROG}: {spec.model_type}{' ' + variant if variant else ''} on {corpus.name}, objective {job.objective}: "
         f"tokenizer of {len(tokenizer)} {job.unit}"

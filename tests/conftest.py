@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import bizoo  # noqa: E402  (registers every model with the Auto classes)
+from tests.tiny_configs import TINY_CONFIGS  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -73,10 +74,10 @@ def pytest_generate_tests(metafunc):
 
 
 def tiny_config(model_case, vocab_size: int = 120, **overrides):
-    """The registered tiny configuration of ``model_case`` = (model_type, variant)."""
+    """The tiny configuration of ``model_case`` = (model_type, variant): ``tests/tiny_configs.py``, then the variant."""
     model_type, variant = model_case
     spec = bizoo.get_spec(model_type)
-    kwargs = {**spec.tiny_config, **spec.variants.get(variant, {}), "vocab_size": vocab_size, **overrides}
+    kwargs = {**TINY_CONFIGS[model_type], **spec.variants.get(variant, {}), "vocab_size": vocab_size, **overrides}
     return spec.config_class(**kwargs)
 
 

@@ -16,6 +16,7 @@ Running a command and writing its output:
 Training:
   training.py        the options every training command has, TrainingArguments, distributed-run helpers
   models.py          load_model, pretrained_tokenizer, build_wordchar_tokenizer, --model-config and --variant
+  model_defaults.py  per model type, what a command picks when training from scratch (variant, presets, ...)
   wordpiece.py       WordPiece tokenizers trained offline
   finetuning.py      what finetune-glue and finetune-ner share: prepare, train, save, report
   masking.py         seeded masking (the masks depend on seed, epoch and example, not on processes or restarts)

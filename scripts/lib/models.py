@@ -22,6 +22,7 @@ import bizoo
 
 from ...modeling.tokenization_wordchar import WordCharTokenizerFast
 from .command import CommandError
+from .model_defaults import model_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +78,13 @@ def pretrained_tokenizer(path: str, option: str):
 def build_wordchar_tokenizer(
     spec, sentences: Callable[[], list] | list, vocab_size: int | None = None, model_max_length: int = 512
 ):
-    """A word+character tokenizer whose vocabulary is the training words (normalised as ``spec.tokenizer_options``
-    say), capped at ``vocab_size`` (--vocab-size) when given. ``sentences``: texts or lists of words (or a callable
-    returning them)."""
+    """A word+character tokenizer whose vocabulary is the training words (normalised as the model type's
+    ``tokenizer_options`` in ``lib.model_defaults`` say), capped at ``vocab_size`` (--vocab-size) when given.
+    ``sentences``: texts or lists of words (or a callable returning them)."""
     items = [item for item in (sentences() if callable(sentences) else sentences) if item]
     if not items:
         raise CommandError("the training data holds no text to build a vocabulary from")
-    options = dict(spec.tokenizer_options)
+    options = dict(model_defaults(spec.model_type).tokenizer_options)
     if vocab_size is not None:
         if vocab_size < MIN_VOCAB_SIZE:
             raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")
@@ -166,8 +167,9 @@ def check_config_fields(config_class: type, overrides: dict[str, Any], what: str
 
 
 def variant_fields(spec, variant: str | None) -> dict[str, Any]:
-    """The config fields of a named ``--variant`` of ``spec``; None means the spec's default variant (if any)."""
-    variant = variant if variant is not None else spec.default_variant
+    """The config fields of a named ``--variant`` of ``spec``; None means the model type's default variant (if any,
+    ``lib.model_defaults``)."""
+    variant = variant if variant is not None else model_defaults(spec.model_type).default_variant
     if variant is None:
         return {}
     if not spec.variants:

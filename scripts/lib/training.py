@@ -17,7 +17,7 @@ The value each ``TrainingArguments`` field gets, the first that applies:
 
 1. the command line (a field or its alias);
 2. the model's preset for the task, for a bizoo model type trained from scratch (``MODEL_DEFAULT_OPTIONS``,
-   ``ModelSpec.training_defaults``);
+   ``training_defaults`` in ``lib.model_defaults``);
 3. the command's defaults (``add_training_arguments``'s arguments, ``defaults=`` of ``training_arguments``: e.g.
    pretrain evaluates every quarter of its steps);
 4. bizoo's defaults (``bizoo_defaults``: no reporting integration, two checkpoints kept, ...);
@@ -54,8 +54,10 @@ import bizoo
 from .command import LOG_LEVEL_HELP, ROOT_LOGGER, CommandError
 from .machine import cuda_available
 from .model_card import write_checkpoint_card
+from .model_defaults import model_defaults
 
-#: Options whose default a model may set for a task (``ModelSpec.training_defaults``) when trained from scratch.
+#: Options whose default a model may set for a task (``training_defaults`` in ``lib.model_defaults``) when trained
+#: from scratch.
 MODEL_DEFAULT_OPTIONS = (
     "epochs", "learning_rate", "batch_size", "weight_decay", "warmup_ratio", "max_grad_norm", "group_by_length",
 )
@@ -207,7 +209,7 @@ def add_training_arguments(
 
     The options of ``MODEL_DEFAULT_OPTIONS`` and the aliases are left unset by the parser and
     ``resolve_training_defaults`` fills them in: with ``task`` (e.g. "ner", "glue") from the ``training_defaults[task]``
-    of a model type trained from scratch, else from the command's own defaults given here.
+    (``lib.model_defaults``) of a model type trained from scratch, else from the command's own defaults given here.
     """
     own_usage = parser.format_usage()  # the command's own options, before the two hundred training ones
     command_defaults = dict(epochs=3.0, learning_rate=learning_rate, batch_size=batch_size, weight_decay=0.01,
@@ -287,7 +289,8 @@ def _given(args: argparse.Namespace, name: str) -> bool:
 
 def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
     """Fill the options the user left unset (module docstring) and give each alias and its field the same value;
-    returns the preset values taken from the model's ``training_defaults`` (empty when none).
+    returns the preset values taken from the model type's ``training_defaults`` (``lib.model_defaults``; empty when
+    none).
 
     ``CommandError`` when an alias and its field are both given with values that disagree, or --resume and
     --resume_from_checkpoint both. Calling it again changes nothing.
@@ -298,8 +301,9 @@ def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
     if command_defaults is None:
         return {}
     task = getattr(args, "_task", None)
-    spec = bizoo.MODEL_SPECS.get(getattr(args, "model_name_or_path", None)) if task is not None else None
-    preset = dict(spec.training_defaults.get(task, {})) if spec is not None else {}
+    name = getattr(args, "model_name_or_path", None)
+    from_scratch = task is not None and name in bizoo.MODEL_SPECS  # a registered model type, not a checkpoint
+    preset = dict(model_defaults(name).training_defaults.get(task, {})) if from_scratch else {}
     taken = {}
     for option in _UNSET_OPTIONS:
         value = getattr(args, option, None)

@@ -112,6 +112,38 @@ def test_padding_contents_never_leak(schedule):
         assert (g.masked_select(pad[..., None] if g.dim() == 4 else pad) == 0).all()
 
 
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "mask"])
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_a_real_row_summing_to_zero_gives_zeros_and_finite_gradients(schedule, with_mask):
+    """q_i = 0 at real tokens (the first after left padding, the one after a hole, one inside a chunk): the row sum
+    is exactly 0 and is taken as 1, so y_i = 0 and every gradient is finite, with or without a mask (the guard
+    must hold in the masked paths of both schedules, forward and backward); the rest is the fp64 reference's."""
+    B, H, L = 4, 2, 40
+    q, k, v, log_decay = make(B, H, L, 16, 16, "s", seed=7)
+    zero_rows = [(0, 5), (1, 7), (2, L // 2 + 1), (2, L - 1)]  # real in padding_mask's rows 0, 1, 2
+    for b, t in zero_rows:
+        q[b, :, t] = 0.0
+    mask = padding_mask(B, L) if with_mask else None
+    weights = torch.randn(B, H, L, 16, generator=torch.Generator().manual_seed(8)).to(DEVICE)  # the cotangent
+
+    def output_and_grads(backend, dtype):
+        leaves = [t.detach().to(dtype).requires_grad_() for t in (q, k, v, log_decay)]
+        form = schedule if backend == "triton" else "attention"
+        out = run(*leaves, mask, form, True, backend)
+        return out, torch.autograd.grad((out * weights.to(dtype)).sum(), leaves)
+
+    got, got_grads = output_and_grads("triton", torch.float32)
+    expected, expected_grads = output_and_grads("reference", torch.float64)
+    assert torch.isfinite(got).all()
+    for b, t in zero_rows:
+        assert (got[b, :, t] == 0).all(), (b, t)
+    assert relative_error(got, expected) < 1e-5
+    for name, g, e in zip(("q", "k", "v", "log_decay"), got_grads, expected_grads):
+        assert torch.isfinite(g).all(), name
+        assert relative_error(g, e) < 2e-5, name
+    assert got_grads[0][0, :, 5].abs().max() > 0.1  # q_i = 0 still has a gradient: through the numerator
+
+
 def test_strong_and_weak_decays_over_a_long_row():
     """λ near 0 and near 1 in one call, over 300 tokens: the tile decay masks stay exact (no prefix-sum drift)."""
     B, H, L = 1, 2, 300
@@ -143,7 +175,9 @@ def test_model_runs_on_the_triton_backend(monkeypatch):
     import bizoo
     from transformers import AutoModelForMaskedLM
 
-    config = bizoo.LionConfig(**{**bizoo.MODEL_SPECS["lion"].tiny_config, "vocab_size": 50, "lion_variant": "s", "chunk_size": 16})
+    from tests.tiny_configs import TINY_CONFIGS
+
+    config = bizoo.LionConfig(**{**TINY_CONFIGS["lion"], "vocab_size": 50, "lion_variant": "s", "chunk_size": 16})
     model = AutoModelForMaskedLM.from_config(config).to(DEVICE)
     ids = torch.randint(5, 50, (2, 20), generator=torch.Generator().manual_seed(0)).to(DEVICE)
     mask = torch.ones_like(ids)

@@ -7,11 +7,11 @@ import torch
 import bizoo
 from bizoo.configuration.configuration_bigs import PRESETS
 from bizoo.modeling.modeling_bigs import S4D
+from tests.tiny_configs import TINY_CONFIGS
 
 
 def tiny(**overrides):
-    spec = bizoo.get_spec("bigs")
-    return bizoo.BiGSConfig(**{**spec.tiny_config, "vocab_size": 40, "initializer_range": 0.2, **overrides})
+    return bizoo.BiGSConfig(**{**TINY_CONFIGS["bigs"], "vocab_size": 40, "initializer_range": 0.2, **overrides})
 
 
 def padded_batch():

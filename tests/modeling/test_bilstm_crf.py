@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import bizoo
 from bizoo.kernels import lstm as lstm_op
 from bizoo.modeling.lstm_layers import run_bilstm
+from tests.tiny_configs import TINY_CONFIGS
 
 
 def as_nn_lstm(weights):
@@ -70,8 +71,7 @@ def test_run_bilstm_reads_only_the_real_positions(layout):
 
 
 def tiny(**overrides):
-    spec = bizoo.get_spec("bilstm_crf")
-    return bizoo.BiLstmCrfConfig(**{**spec.tiny_config, "vocab_size": 30, "char_vocab_size": 20, **overrides})
+    return bizoo.BiLstmCrfConfig(**{**TINY_CONFIGS["bilstm_crf"], "vocab_size": 30, "char_vocab_size": 20, **overrides})
 
 
 def test_gradients_accumulate_over_backward_passes():

@@ -26,12 +26,13 @@ from bizoo.modeling.modeling_elmo import (
     sample_log_uniform,
     sampled_softmax_loss,
 )
+from tests.tiny_configs import TINY_CONFIGS
 
 V = 30
 
 
 def tiny(**overrides) -> ElmoConfig:
-    return ElmoConfig(**{**bizoo.ELMO_SPEC.tiny_config, "vocab_size": V, **overrides})
+    return ElmoConfig(**{**TINY_CONFIGS["elmo"], "vocab_size": V, **overrides})
 
 
 def chars_of(ids: torch.Tensor, width: int = 7) -> torch.Tensor:

@@ -8,8 +8,9 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceCl
 import bizoo
 from bizoo import LionConfig, LionModel
 from bizoo.modeling.modeling_lion import LionAttention, retnet_decays
+from tests.tiny_configs import TINY_CONFIGS
 
-TINY = bizoo.MODEL_SPECS["lion"].tiny_config
+TINY = TINY_CONFIGS["lion"]
 
 
 def tiny(**overrides):
@@ -174,14 +175,39 @@ def test_long_sequences_are_fine_without_learned_positions():
 
 
 def test_padding_beyond_the_position_table_is_fine():
-    """Only real tokens count against max_position_embeddings: a short sequence in a long padded batch works."""
+    """Only real tokens count against max_position_embeddings (P), and positions count real tokens only
+    (p_t = cumsum(mask)_t - 1): in a batch P + 6 tokens long, a right-padded row, a left-padded one, one with holes
+    spread over every column and one of exactly P real tokens each give, at their real positions, what they give
+    alone. The position table is widened so that a shifted position changes the output."""
     model = LionModel(tiny(lion_variant="lit")).eval()
-    x = ids(1, 70)
-    mask = torch.zeros(1, 70, dtype=torch.long)
-    mask[0, :10] = 1
-    padded = model(input_ids=x, attention_mask=mask).last_hidden_state  # (1, 70, d), past the 64 positions
-    alone = model(input_ids=x[:, :10]).last_hidden_state  # (1, 10, d)
-    torch.testing.assert_close(padded[:, :10], alone, rtol=1e-5, atol=1e-5)
+    table = model.embeddings.position_embeddings.weight  # (P, d)
+    P = table.shape[0]
+    L = P + 6
+    with torch.no_grad():
+        table.copy_(torch.randn(table.shape, generator=torch.Generator().manual_seed(1)))
+    x = ids(4, L)
+    mask = torch.zeros(4, L, dtype=torch.long)
+    mask[0, :10] = 1  # right padding
+    mask[1, L - 10 :] = 1  # left padding: its real tokens sit in columns past the table
+    mask[2, ::7] = 1  # holes: every 7th column
+    mask[3, L - P :] = 1  # the whole table: P real tokens
+    padded = model(input_ids=x, attention_mask=mask).last_hidden_state  # (4, L, d)
+    for b in range(4):
+        real = mask[b].bool()
+        alone = model(input_ids=x[b : b + 1, real]).last_hidden_state[0]  # (n, d)
+        torch.testing.assert_close(padded[b, real], alone, rtol=1e-5, atol=1e-5, msg=lambda m: f"row {b}: {m}")
+    # the embeddings by their formula: LayerNorm(word[x_t] + table[p_t] + type[0]), p_t = real tokens before t
+    emb = model.embeddings
+    for b in range(4):
+        real = mask[b].nonzero().flatten().tolist()
+        words = x[b, real]  # (n,)
+        summed = emb.word_embeddings.weight[words] + table[: len(real)] + emb.token_type_embeddings.weight[0]
+        got = emb(x[b : b + 1], None, None, mask[b : b + 1])[0, real]  # (n, d)
+        torch.testing.assert_close(got, emb.layer_norm(summed), rtol=1e-5, atol=1e-5, msg=lambda m: f"row {b}: {m}")
+    with torch.no_grad():  # not vacuous: every token one position on changes the output
+        table.copy_(table.roll(-1, 0))
+    shifted = model(input_ids=x[:1, :10]).last_hidden_state[0]  # (10, d)
+    assert (shifted - padded[0, :10]).abs().max() > 0.1
 
 
 @pytest.mark.parametrize(

@@ -602,3 +602,131 @@ def test_traced_only_forms_read_the_dispatch_switches_only():
     assert not offenders, offenders
     patched = re.compile(r"setattr\(torch\.compiler,")
     assert not [p for p in (REPO_ROOT / "tests").rglob("*.py") if patched.search(p.read_text())]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model registry describes models only (ARCHITECTURE.md §1, §7): a ModelSpec holds what the model is; what the
+# command line chooses for a model it trains from scratch is scripts/lib/model_defaults.py, the tests' tiny
+# configurations are tests/tiny_configs.py, and no module outside scripts/ reads scripts/.
+# ----------------------------------------------------------------------------------------------------------------
+
+#: ``ModelSpec``'s fields, in order: the model type, its config class, its model classes, its named variants (the
+#: papers' configurations) and the kind of tokenizer it reads. No test or command-line field.
+MODEL_SPEC_FIELDS = ("model_type", "config_class", "models", "variants", "tokenizer")
+#: A string naming scripts as a module or a path: "bizoo.scripts.lib", "..scripts", "scripts/lib/x.py", "scripts".
+SCRIPTS_NAME = re.compile(r"(?:^|[./\\])scripts(?:[./\\]|$)")
+
+
+def test_model_spec_describes_the_model_only():
+    """``ModelSpec`` has exactly the model-describing fields: tiny test configurations, training presets, pretrain's
+    config, tokenizer options and the default variant live beside their readers (tests/, scripts/lib/)."""
+    import dataclasses
+
+    from bizoo.modeling.registry import ModelSpec
+
+    assert tuple(field.name for field in dataclasses.fields(ModelSpec)) == MODEL_SPEC_FIELDS
+
+
+def test_every_registered_model_has_a_tiny_test_configuration():
+    """tests/tiny_configs.py has an entry for each registered model type and no other; each names only fields of
+    the model's config class and leaves the vocabulary size to the test."""
+    import bizoo
+    from bizoo.scripts.lib.models import config_fields
+
+    from tests.tiny_configs import TINY_CONFIGS
+
+    assert sorted(TINY_CONFIGS) == sorted(bizoo.MODEL_SPECS)
+    for model_type, fields in TINY_CONFIGS.items():
+        config_class = bizoo.get_spec(model_type).config_class
+        assert set(fields) <= config_fields(config_class) - {"vocab_size"}, (model_type, sorted(fields))
+        config_class(**fields, vocab_size=50)  # the config's own checks accept them
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the docstring nodes of a module's syntax tree (module, classes, functions)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            value = node.body[0].value if isinstance(node.body[0], ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.add(id(value))
+    return found
+
+
+def scripts_read_outside_scripts(root: Path = REPO_ROOT) -> list[str]:
+    """Each place a module outside scripts/ (the root ``__init__.py``, configuration/, modeling/, kernels/) reads
+    scripts/, as "file:line: what": an import of a ``bizoo.scripts`` module (module level or inside a function,
+    relative or absolute), the attribute ``bizoo.scripts``, or a string that names scripts as a module or a path
+    (``importlib.import_module("bizoo.scripts...")``, ``Path(...) / "scripts"``). Docstrings and messages (strings
+    with a space) may mention scripts."""
+    problems = []
+    for path in package_files(root):
+        where = path.relative_to(root).as_posix()
+        if scripts_room(module_name(path, root)) is not None:
+            continue
+        read = {}  # line -> the scripts module its import names first (``from ..scripts.lib import x``: one read)
+        for line, target in imported_modules(path, root):
+            if scripts_room(target) is not None:
+                read.setdefault(line, target)
+        problems += [f"{where}:{line}: imports {target}" for line, target in read.items()]
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "scripts" and ast.unparse(node.value) == "bizoo":
+                problems.append(f"{where}:{node.lineno}: reads bizoo.scripts")
+            elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                  and not any(c.isspace() for c in node.value) and SCRIPTS_NAME.search(node.value)):
+                problems.append(f"{where}:{node.lineno}: names {node.value!r}")
+    return problems
+
+
+def test_nothing_outside_scripts_reads_scripts():
+    """modeling/ (the registry included), configuration/, kernels/ and the package root never read scripts/: the
+    command line's defaults reach a model only through the commands."""
+    assert scripts_read_outside_scripts() == []
+
+
+# A package whose modules outside scripts/ read scripts/ in each way the check knows (and mention it where they may).
+PLANTED_SCRIPTS_READERS = {
+    "__init__.py": "from .modeling.registry import ModelSpec\n",
+    "configuration/__init__.py": "",
+    "configuration/configuration_toy.py": "import bizoo.scripts.lib.model_defaults\n",
+    "kernels/op/__init__.py": '"""scripts/bench/op.py"""\n',  # a docstring, even one without a space
+    "modeling/__init__.py": "",
+    "modeling/registry.py": (
+        '"""The command-line defaults are scripts/lib/model_defaults.py."""\n'
+        "import importlib\nfrom pathlib import Path\n\nimport bizoo\n\n\n"
+        "def defaults():\n"
+        "    from ..scripts.lib import model_defaults\n"  # line 9
+        "    return model_defaults\n\n\n"
+        "def by_name():\n"
+        '    return importlib.import_module("bizoo.scripts.lib.model_defaults")\n'  # line 14
+        "\n\n"
+        "def by_path():\n"
+        '    return (Path(__file__).parents[1] / "scripts" / "lib" / "model_defaults.py").read_text()\n'  # line 18
+        "\n\n"
+        "def by_attribute():\n"
+        "    return bizoo.scripts.lib.model_defaults.MODEL_DEFAULTS\n"  # line 22
+        "\n\n"
+        "def refuse():\n"
+        '    raise ValueError("measure it with python -m bizoo.scripts.gpu_check")\n'  # a message (it has spaces)
+    ),
+    "scripts/__init__.py": "",
+    "scripts/lib/__init__.py": "",
+    "scripts/lib/models.py": 'from .model_defaults import model_defaults\nHERE = "scripts/lib"\n',
+    "scripts/lib/model_defaults.py": "",
+}
+
+
+def test_the_scripts_reading_rule_catches_planted_violations(tmp_path):
+    for name, text in PLANTED_SCRIPTS_READERS.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    found = scripts_read_outside_scripts(tmp_path)
+    assert sorted(problem.split(": ", 1)[0] for problem in found) == [
+        "configuration/configuration_toy.py:1",  # an absolute import of a scripts module
+        "modeling/registry.py:14",  # a module name for importlib
+        "modeling/registry.py:18",  # a path into scripts/
+        "modeling/registry.py:22",  # the attribute bizoo.scripts
+        "modeling/registry.py:9",  # a relative import inside a function
+    ], found

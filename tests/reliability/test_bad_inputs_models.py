@@ -44,6 +44,7 @@ from transformers import (
 
 import bizoo
 from bizoo import WordCharTokenizerFast
+from tests.tiny_configs import TINY_CONFIGS
 
 V = 120  # vocabulary of every test model
 B, L = 2, 6  # the shape of the good batch each bad input is made from
@@ -78,7 +79,7 @@ def heads_of(model_type: str) -> list[str]:
 def tiny_fields(model_case) -> dict:
     model_type, variant = model_case
     spec = bizoo.get_spec(model_type)
-    return {**spec.tiny_config, **spec.variants.get(variant, {}), "vocab_size": V}
+    return {**TINY_CONFIGS[model_type], **spec.variants.get(variant, {}), "vocab_size": V}
 
 
 @dataclass(frozen=True)
@@ -535,10 +536,10 @@ def test_bad_model_config_is_a_value_error(model_type, fields, match):
     spec = bizoo.get_spec(model_type)
     config_class = spec.config_class
     with pytest.raises(ValueError, match=match) as info:
-        config_class(**{**spec.tiny_config, "vocab_size": V, **fields})
+        config_class(**{**TINY_CONFIGS[model_type], "vocab_size": V, **fields})
     assert str(info.value).startswith(config_class.__name__), str(info.value)
     # ... and a good config changed afterwards is refused when a model is built from it
-    config = config_class(**{**spec.tiny_config, "vocab_size": V})
+    config = config_class(**{**TINY_CONFIGS[model_type], "vocab_size": V})
     for name, value in fields.items():
         setattr(config, name, value)
     with pytest.raises(ValueError, match=match):

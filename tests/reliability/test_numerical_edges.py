@@ -39,6 +39,7 @@ from bizoo.kernels.crf import (
 )
 from bizoo.kernels.lion import lion_attention
 from bizoo.kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
+from tests.tiny_configs import TINY_CONFIGS
 
 try:
     import triton  # noqa: F401
@@ -200,7 +201,7 @@ def test_lion_zero_query_gives_no_zero_by_zero(backend):
 
 def _lion_model(variant, normalization="rowsum"):
     config = bizoo.get_spec("lion").config_class(
-        **{**bizoo.get_spec("lion").tiny_config, "vocab_size": V, "lion_variant": variant,
+        **{**TINY_CONFIGS["lion"], "vocab_size": V, "lion_variant": variant,
            "normalization": normalization, "chunk_size": 8}
     )
     return AutoModel.from_config(config)
@@ -482,7 +483,7 @@ def test_bigs_model_with_extreme_steps(step):
     default [0.01, 1]: the masked-LM forward and backward are finite, and the convolution and recurrent variants
     (the same weights, one config switch) agree, since both compute the same SSM (the kernel test above)."""
     spec = bizoo.get_spec("bigs")
-    config = spec.config_class(**{**spec.tiny_config, "vocab_size": V, "ssm_dt_min": step, "ssm_dt_max": step})
+    config = spec.config_class(**{**TINY_CONFIGS["bigs"], "vocab_size": V, "ssm_dt_min": step, "ssm_dt_max": step})
     torch.manual_seed(0)
     model = AutoModelForMaskedLM.from_config(config)
     steps = torch.stack([p.exp() for n, p in model.named_parameters() if n.endswith("log_step")])
@@ -623,7 +624,7 @@ def test_crf_head_rejects_a_banned_gold_path_and_takes_masked_rows(make_inputs):
     spec = bizoo.get_spec("bilstm_crf")
     labels_of = {0: "O", 1: "B-X", 2: "I-X"}
     config = spec.config_class(
-        **{**spec.tiny_config, "vocab_size": V, "num_labels": 3, "id2label": labels_of, "tag_scheme": "BIO"}
+        **{**TINY_CONFIGS["bilstm_crf"], "vocab_size": V, "num_labels": 3, "id2label": labels_of, "tag_scheme": "BIO"}
     )
     torch.manual_seed(0)
     model = AutoModelForTokenClassification.from_config(config)

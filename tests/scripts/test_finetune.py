@@ -22,6 +22,7 @@ from bizoo.scripts.lib.data import GLUE_TASKS, conll_label_list, load_glue_split
 from bizoo.scripts.lib.finetuning import format_table
 from bizoo.scripts.lib.models import parse_model_config
 from bizoo.scripts.finetune_ner import encode_words, word_predictions
+from tests.tiny_configs import TINY_CONFIGS
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -47,7 +48,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic) -> Path:
     texts = [" ".join(rng.choice(words) for _ in range(8)) for _ in range(200)]
     tokenizer = train_wordpiece_tokenizer(texts, vocab_size=100, min_frequency=1, model_max_length=64)
     spec = bizoo.get_spec("lion")
-    config = spec.config_class(**spec.tiny_config, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    config = spec.config_class(**TINY_CONFIGS["lion"], vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ckpt") / "lion-mlm"
     bizoo.LionForMaskedLM(config).save_pretrained(folder)
@@ -260,12 +261,13 @@ def test_ner_bilstm_crf_from_scratch_with_word_vectors(conll_dir: Path, tmp_path
 def test_training_presets_fill_only_the_options_not_given() -> None:
     import argparse
 
+    from bizoo.scripts.lib.model_defaults import MODEL_DEFAULTS
     from bizoo.scripts.lib.training import add_training_arguments, resolve_training_defaults
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-name-or-path")
     add_training_arguments(parser, max_steps=-1, learning_rate=1e-4, batch_size=32, max_length=128, task="ner")
-    preset = bizoo.get_spec("bilstm_crf").training_defaults["ner"]
+    preset = MODEL_DEFAULTS["bilstm_crf"].training_defaults["ner"]
     args = parser.parse_args(["--output-dir", "x", "--model-name-or-path", "bilstm_crf", "--batch-size", "7"])
     taken = resolve_training_defaults(args)
     assert args.batch_size == 7 and args.learning_rate == preset["learning_rate"] and args.epochs == preset["epochs"]

@@ -10,6 +10,7 @@ import torch
 
 import bizoo
 from bizoo.scripts import pretrain
+from bizoo.scripts.lib.model_defaults import MODEL_DEFAULTS
 
 TINY_MODEL_CONFIG = {
     "elmo": ["char_embedding_size=4", "char_filters=[[1,4],[2,8]]", "n_highway=1", "projection_size=8",
@@ -100,7 +101,7 @@ def test_pretrain_config_presets():
     elmo = bizoo.get_spec("elmo")
     args = argparse.Namespace(model_config=[], max_length=128, variant=None)
     fields = pretrain.model_config_kwargs(args, elmo)
-    assert fields == elmo.pretrain_config  # no Transformer-shaped SMALL_MODEL fields
+    assert fields == MODEL_DEFAULTS["elmo"].pretrain_config  # no Transformer-shaped SMALL_MODEL fields
     config = bizoo.ElmoConfig(vocab_size=8000, **fields)
     assert (config.lstm_size, config.projection_size, config.num_hidden_layers) == (512, 128, 2)
     bilstm = bizoo.get_spec("bilstm_crf")

@@ -41,6 +41,7 @@ import bizoo
 from bizoo import LionModel
 from bizoo.modeling.tokenization_wordchar import WordCharTokenizerFast
 from bizoo.scripts.export import export_model
+from tests.tiny_configs import TINY_CONFIGS
 
 TOLERANCE = 1e-5
 TEXTS = ["the king love war .", "sweet prince good night the moon"]
@@ -372,7 +373,7 @@ def test_bilstm_crf_export_tags_entities_with_the_crf_without_bizoo(tmp_path, se
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     spec = bizoo.get_spec("bilstm_crf")
     config = spec.config_class(
-        **spec.tiny_config, vocab_size=len(tokenizer), char_vocab_size=tokenizer.char_vocab_size,
+        **TINY_CONFIGS["bilstm_crf"], vocab_size=len(tokenizer), char_vocab_size=tokenizer.char_vocab_size,
         id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
     )
     torch.manual_seed(0)
@@ -438,7 +439,7 @@ with torch.no_grad():
 def test_bigs_export_loads_without_bizoo_and_matches(tmp_path, tokenizer):
     """BiGS (its SSM op and kernels flattened into the folder) loads and computes the same logits without bizoo."""
     spec = bizoo.get_spec("bigs")
-    config = spec.config_class(**spec.tiny_config, vocab_size=len(tokenizer), initializer_range=0.2)
+    config = spec.config_class(**TINY_CONFIGS["bigs"], vocab_size=len(tokenizer), initializer_range=0.2)
     model = bizoo.BiGSForMaskedLM(config).eval()
     checkpoint = tmp_path / "checkpoint"
     model.save_pretrained(checkpoint)

@@ -31,7 +31,9 @@ import bizoo
 from bizoo.scripts import cli, finetune_glue, finetune_ner, pretrain
 from bizoo.scripts.lib import training
 from bizoo.scripts.lib.command import CommandError
+from bizoo.scripts.lib.model_defaults import MODEL_DEFAULTS
 from bizoo.scripts.lib.training import resolve_training_defaults, training_arguments
+from tests.tiny_configs import TINY_CONFIGS
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 COMMANDS = {"pretrain": pretrain, "finetune-glue": finetune_glue, "finetune-ner": finetune_ner}
@@ -156,7 +158,7 @@ def test_bizoo_defaults_then_the_model_preset_then_what_is_given(tmp_path: Path)
     assert given.train_sampling_strategy == "random" and given.eval_strategy == "no" and not given.push_to_hub
 
     parser = command_parser("finetune-ner")
-    preset = bizoo.get_spec("bilstm_crf").training_defaults["ner"]
+    preset = MODEL_DEFAULTS["bilstm_crf"].training_defaults["ner"]
     args = parser.parse_args(["--model-name-or-path", "bilstm_crf", "--data-dir", "x", "--output-dir", "out",
                               "--per_device_train_batch_size", "7", "--train-sampling-strategy", "sequential"])
     taken = resolve_training_defaults(args)
@@ -194,7 +196,7 @@ def test_resume_from_checkpoint_is_resume_with_a_named_checkpoint(tmp_path: Path
 
 def test_an_optimizer_of_parameter_groups_takes_the_optim_options() -> None:
     spec = bizoo.get_spec("bigs")
-    model = bizoo.BiGSForMaskedLM(spec.config_class(**spec.tiny_config))
+    model = bizoo.BiGSForMaskedLM(spec.config_class(**TINY_CONFIGS["bigs"]))
     args = argparse.Namespace(learning_rate=1e-3, weight_decay=0.01)
     given = TrainingArguments(output_dir="unused", use_cpu=True, optim="adamw_torch", adam_beta1=0.5, adam_epsilon=1e-6)
     optimizer, scheduler = training.trainer_optimizers(model, args, given)
