@@ -42,7 +42,7 @@ class ModelDefaults:
 
 MODEL_DEFAULTS: dict[str, ModelDefaults] = {
     # Selective decay learns fastest from scratch: on the shipped corpus, 400 steps of LION-S reach 2.3x the unigram
-    # baseline's masked-token accuracy while LION-LIT is still at the baseline (README, "Results").
+    # baseline's masked-token accuracy while LION-LIT is still at the baseline (RESULTS.md, "Pretraining (the main job)").
     "lion": ModelDefaults(default_variant="s"),
     # The convolution form (Toeplitz / FFT); the recurrence computes the same with the same weights.
     "bigs": ModelDefaults(default_variant="conv"),

@@ -214,8 +214,8 @@ def add_training_arguments(
     own_usage = parser.format_usage()  # the command's own options, before the two hundred training ones
     command_defaults = dict(epochs=3.0, learning_rate=learning_rate, batch_size=batch_size, weight_decay=0.01,
                             warmup_ratio=0.06, max_grad_norm=1.0, group_by_length=False)
-    preset = (", or the model's own preset when training a bizoo model type from scratch: see the README"
-              if task is not None else "")
+    preset = (", or the model's own preset when training a bizoo model type from scratch: its training_defaults "
+              "in bizoo.scripts.lib.model_defaults" if task is not None else "")
 
     def default(option: str) -> str:
         return f"(default: {command_defaults[option]}{preset})"

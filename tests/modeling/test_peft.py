@@ -1,7 +1,7 @@
-"""LoRA through ``peft`` on every model (README, "LoRA and other adapters"): which modules each model exposes to
+"""LoRA through ``peft`` on every model (docs/peft.md, "LoRA and other adapters"): which modules each model exposes to
 LoRA, that training moves only the adapter and the saved head, and that a saved adapter reloads onto the base.
 
-``LORA`` holds, per model type, the ``target_modules`` and ``modules_to_save`` that the README documents. LION and
+``LORA`` holds, per model type, the ``target_modules`` and ``modules_to_save`` that docs/peft.md documents. LION and
 BiGS expose plain ``nn.Linear`` layers. The LSTMs of BiLSTM-CRF (``BiLstmWeights``) and of ELMo (``ElmoLstmCell``)
 are modules whose forward hands their weights to the fused ``bilstm`` op (so that peft's ``modules_to_save`` copies
 serve them), but they are not ``nn.Linear`` layers and their weights never pass through one, so neither LoRA's
