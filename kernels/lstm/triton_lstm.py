@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import torch
 
-from ..dispatch import register_op
 from ..triton_utils import buffer, lanes, tl, triton
 from .reference import gather_steps
+from .triton_ops import register_bilstm_ops
 
 __all__ = ["bilstm_triton"]
 
@@ -440,59 +440,12 @@ def _backward_impl(
     return dg, grad_whh, grad_wp, dhbuf, dcbuf
 
 
-def _backward_fake(dy, dh_n, dc_n, y, act, cell, m, h_raw, weight_hh, weight_proj, h0, c0, order, lengths,
-                   cell_clip, proj_clip, need_weight_hh, need_weight_proj):
-    B, L, _, P = y.shape
-    G = weight_hh.shape[1]
-    H = G // 4
-    new = lambda *shape: y.new_empty(shape, dtype=torch.float32)  # noqa: E731
-    d_whh = new(2, G, P) if need_weight_hh else new(0)  # (2, 4H, P)
-    d_wp = new(2, P, H) if (need_weight_proj and weight_proj is not None) else new(0)  # (2, P, H)
-    return new(B, L, 2, G), d_whh, d_wp, new(2, B, P), new(2, B, H)
-
-
-def _setup_context(ctx, inputs, output):
-    gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, _ = inputs
-    y, _, _, act, cell, m, h_raw = output
-    ctx.save_for_backward(y, act, cell, m, h_raw, weight_hh, weight_proj, h0, c0, order, lengths)
-    ctx.clips = (cell_clip, proj_clip)
-    ctx.gates_dtype = gates.dtype
-    # the saved activations are the backward's inputs, never a loss's; unused outputs need no zero gradients
-    ctx.set_materialize_grads(False)
-
-
-def _backward(ctx, dy, dh_n, dc_n, d_act, d_cell, d_m, d_h_raw):
-    y, act, cell, m, h_raw, weight_hh, weight_proj, h0, c0, order, lengths = ctx.saved_tensors
-    need = ctx.needs_input_grad
-    dg, d_whh, d_wp, d_h0, d_c0 = torch.ops.bizoo.bilstm_backward(
-        dy, dh_n, dc_n, y, act, cell, m, h_raw, weight_hh, weight_proj, h0, c0, order, lengths, *ctx.clips,
-        need[1], need[2],
-    )
-    return (
-        dg.to(ctx.gates_dtype),
-        d_whh.to(weight_hh.dtype) if need[1] else None,
-        d_wp.to(weight_proj.dtype) if weight_proj is not None and need[2] else None,
-        d_h0.to(h0.dtype) if h0 is not None and need[3] else None,
-        d_c0.to(c0.dtype) if c0 is not None and need[4] else None,
-        None, None, None, None, None,
-    )
-
-
-# The ops, once per process (dispatch.register_op).
-register_op("bilstm_backward", _backward_impl, _backward_fake)
-register_op("bilstm_forward", _forward_impl, _forward_fake, backward=_backward, setup_context=_setup_context)
+# The ops, once per process (``triton_ops.register_bilstm_ops``): bizoo::bilstm_forward / _backward.
+_call = register_bilstm_ops("bilstm", _forward_impl, _forward_fake, _backward_impl)
 
 
 def bilstm_triton(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip):
     """gates (B, L, 2, 4H) = W_ih x + b, weights as in ``reference.py``, order/lengths from ``reading_orders`` ->
     y (B, L, 2, P), (h_n (2, B, P), c_n (2, B, H)) in the dtype of gates; differentiable in gates, weights and the
     initial state (``bizoo::bilstm_forward``). B and L must be positive (``bilstm`` answers empty inputs itself)."""
-    h0, c0 = (None, None) if initial_state is None else initial_state
-    save = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (gates, weight_hh, weight_proj, h0, c0)
-    )  # keep what the backward pass needs only when there will be one
-    y, h_n, c_n, *_ = torch.ops.bizoo.bilstm_forward(
-        gates, weight_hh, weight_proj, h0, c0, order, lengths, cell_clip, proj_clip, save
-    )  # fp32: y (B, L, 2, P), h_n (2, B, P), c_n (2, B, H)
-    dtype = gates.dtype
-    return y.to(dtype), (h_n.to(dtype), c_n.to(dtype))
+    return _call(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)
