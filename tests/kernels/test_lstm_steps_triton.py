@@ -19,6 +19,7 @@ triton_steps = pytest.importorskip("bizoo.kernels.lstm.triton_steps", reason="tr
 import bizoo.kernels.lstm as op  # noqa: E402
 from bizoo.kernels import dispatch  # noqa: E402
 from bizoo.kernels.lstm import bilstm, input_gates, reading_orders, reference  # noqa: E402
+from tests.kernels.compiled_lstm import check_compiled_equals_eager, outputs_and_grads  # noqa: E402
 
 ON_GPU = torch.cuda.is_available()
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -318,22 +319,8 @@ def test_compiles_without_graph_breaks():
         return y, h_n, c_n
 
     inputs = [leaves[k].to(DEVICE) for k in NAMES]
-    explanation = torch._dynamo.explain(f)(*inputs)
-    assert explanation.graph_break_count == 0, explanation.break_reasons
-    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
-
-    def outputs_and_grads(fn, **kwargs):
-        args = [t.clone().requires_grad_() for t in inputs]
-        outs = fn(*args, **kwargs)
-        loss = sum((a * b.to(DEVICE)).sum() for a, b in zip(outs, cot))
-        return {**dict(zip(("y", "h_n", "c_n"), outs)),
-                **{f"grad {k}": g for k, g in zip(NAMES, torch.autograd.grad(loss, args))}}
-
-    got = outputs_and_grads(compiled)
-    eager = outputs_and_grads(f)
-    for name in eager:
-        torch.testing.assert_close(got[name], eager[name], rtol=0, atol=0, msg=lambda m: f"{name}: {m}")
-    assert_same(got, outputs_and_grads(f, backend="reference", form="autograd"), torch.float32)
+    got = check_compiled_equals_eager(f, inputs, cot, NAMES)
+    assert_same(got, outputs_and_grads(f, inputs, cot, NAMES, backend="reference", form="autograd"), torch.float32)
 
 
 # ----------------------------------------------------------------------------------------------------------------
