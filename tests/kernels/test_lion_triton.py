@@ -1,4 +1,14 @@
-"""The Triton LION kernels (parallel and chunk schedules) against the reference, forward and gradients.
+"""LION attention on its Triton schedules (parallel and chunk, ``backend="triton"``) against the reference, forward
+and gradients. The op's math, reference forms and input checks are in ``test_lion_reference.py``.
+
+* both schedules against the reference: every decay type and normalisation, padding on either side, holes and
+  all-padding rows, rows whose sum is zero, lengths and chunk sizes, strong and weak decays over a long row, log λ
+  at the extremes (λ → 0 down to -1e30, λ → 1) against the RNN form in fp64 (under the interpreter);
+* the schedules' own contracts: padding contents never leak, the form ``auto`` picks by length, the model runs on
+  them, unsupported inputs are clear errors, strided inputs, kernel launches, ``torch.library`` ops and
+  ``torch.compile`` without graph breaks, fp16 (and bf16/fp16 on a GPU);
+* a property test (hypothesis, derandomised): both schedules against the fp64 reference on random shapes and padding
+  that holds NaN, forward and gradients.
 
 On a CPU these run under Triton's interpreter (``TRITON_INTERPRET=1``, as CI sets it before triton is imported);
 every output buffer is filled with NaN first, so an element a kernel fails to write cannot pass. bf16/fp16 checks
@@ -9,9 +19,13 @@ import os
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bizoo.kernels import lion as lion_op
 from bizoo.kernels.lion import lion_attention
+from tests.kernels.common import close_fp32, examples, generator, needs_interpreter, value_and_grads
+from tests.kernels.lion_cases import STRONG, WEAK, check_forms_against_the_fp64_recurrence, extreme_inputs, lion_case
 
 triton_op = pytest.importorskip("bizoo.kernels.lion.triton_op", reason="triton is not installed")
 
@@ -468,3 +482,62 @@ def test_parallel_schedule_compiles_without_graph_breaks(decay, normalize):
         torch.testing.assert_close(g, e, rtol=0, atol=0, msg=lambda m: f"{name}: {m}")
         assert r.abs().max() > 0.1, name  # a gradient of order 1: the comparison is not vacuous
         assert relative_error(g, r) < 2e-5, name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Log λ at the extremes (λ → 0 and λ → 1), against the fp64 recurrence
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@needs_interpreter
+def test_lion_extreme_decays_on_triton():
+    """The Triton schedules (parallel and chunk, under the interpreter) against the fp64 recurrence, one batch row per
+    extreme value, both normalisations, values and gradients (the same math and tolerance as the reference test:
+    the chunk schedule forms its exponents from fp64 local prefix sums, the parallel one from fp64 hi + lo parts)."""
+    values = list(STRONG.values()) + list(WEAK.values())
+    rows = [extreme_inputs(1, 1, 33, 4, value, seed=i) for i, value in enumerate(values)]
+    rows[0][3][0, 0, :16] = -1e4  # a block of strong decays only (there y_i = v_i when normalised)
+    tensors = [torch.cat(parts) for parts in zip(*rows)]  # (6, 1, 33, ·)
+    mask = torch.ones(len(values), 33, dtype=torch.long)
+    mask[2, :4] = 0
+    mask[4, 20:] = 0
+    check_forms_against_the_fp64_recurrence(tensors, mask, ("attention", "chunk"), "triton")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Property test (hypothesis): both schedules against the fp64 reference
+# ----------------------------------------------------------------------------------------------------------------
+
+
+# Examples of the property (derandomised, no example database: a run is deterministic).
+LION_TRITON_EXAMPLES = 24
+
+
+@examples(LION_TRITON_EXAMPLES)
+@given(data=st.data())
+def test_lion_triton_matches_the_reference(data):
+    """The Triton schedules (parallel and chunk, chunk sizes 16 and 32) against the fp64 reference, forward and
+    gradients of q, k, v and the decays, on random shapes (head sizes not powers of two, several chunks) and padding
+    that holds NaN."""
+    B, H, L = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2)), data.draw(st.integers(1, 40))
+    Dk, Dv = data.draw(st.integers(1, 20)), data.draw(st.integers(1, 20))
+    schedule = data.draw(st.sampled_from(("attention", "chunk")), label="schedule")
+    chunk_size = data.draw(st.sampled_from((16, 32)), label="chunk_size")
+    q, k, v, log_decay, mask, normalize = lion_case(data, B=B, H=H, L=L, Dk=Dk, Dv=Dv, dtype=torch.float32)
+    leaves = [q, k, v] + ([log_decay] if log_decay is not None else [])
+    cotangent = torch.randn(B, H, L, Dv, generator=generator(data))
+
+    def fn(backend, form):
+        def call(q, k, v, *decay):
+            return lion_attention(q, k, v, decay[0] if decay else None, mask.to(q.device), form=form,
+                                  chunk_size=chunk_size, normalize=normalize, backend=backend)
+        return call
+
+    (want,), want_grads = value_and_grads(fn("reference", "attention"), [t.double() for t in leaves], [cotangent])
+    (got,), grads = value_and_grads(fn("triton", schedule), [t.to(DEVICE) for t in leaves], [cotangent])
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    close_fp32(got, want)
+    assert (got.cpu()[~mask[:, None, :].expand(B, H, L)] == 0).all()
+    for name, g, e in zip(("q", "k", "v", "log_decay"), grads, want_grads):
+        assert torch.isfinite(g).all(), name
+        close_fp32(g, e, 2e-5)

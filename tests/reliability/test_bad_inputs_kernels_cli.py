@@ -1,9 +1,10 @@
 """Bad input at the public boundary of the kernel ops and of the command line: each case is its own test id.
 
-Kernel ops (``lion_attention``; ``bidirectional_ssm``, ``ssm_conv``, ``s4d_kernel``, ``s4d_init``; the CRF ops and
-the tag-scheme constraints; ``bilstm``): a ``ValueError`` whose message names the argument and what is allowed,
-raised by the input checks; and empty batches, which each op answers with a defined empty result (the SSM refuses an
-empty sequence, L = 0, as its kernel has no taps; B = 0 is fine).
+Kernel ops (``bidirectional_ssm``, ``ssm_conv``, ``s4d_kernel``, ``s4d_init``; the CRF ops and the tag-scheme
+constraints; ``bilstm``): a ``ValueError`` whose message names the argument and what is allowed, raised by the input
+checks; and empty batches, which each op answers with a defined empty result (the SSM refuses an empty sequence,
+L = 0, as its kernel has no taps; B = 0 is fine). LION's bad inputs and empty batches are with the rest of its
+specification, in ``tests/kernels/test_lion_reference.py``.
 
 Commands (run in-process through their ``main(argv)``): exit code 2 and ``bizoo <command>: error: <what was wrong>``
 on stderr, without a traceback, with nothing written, and without training a tokenizer, building a model, starting
@@ -21,7 +22,6 @@ import pytest
 import torch
 
 from bizoo.kernels import crf as crf_ops
-from bizoo.kernels import lion as lion_ops
 from bizoo.kernels import lstm as lstm_ops
 from bizoo.kernels import ssm as ssm_ops
 from bizoo.kernels.crf import (
@@ -33,7 +33,6 @@ from bizoo.kernels.crf import (
     crf_viterbi,
 )
 from bizoo.kernels.crf.constraints import allowed_transitions, constraint_scores, detect_scheme, is_legal_path
-from bizoo.kernels.lion import lion_attention
 from bizoo.kernels.lstm import bilstm
 from bizoo.kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel, ssm_conv
 from bizoo.scripts import (
@@ -46,85 +45,7 @@ from bizoo.scripts import (
     train_tokenizer,
 )
 from bizoo.scripts.lib import finetuning
-
-META = torch.device("meta")  # a second device on any machine: the device checks run without a GPU
-
-
-def _ids(cases):
-    return [pytest.param(*case[1:], id=case[0]) for case in cases]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# LION: lion_attention(q, k, v, log_decay, attention_mask, *, form, chunk_size, normalize, backend)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _lion_args(**change):
-    args = dict(q=torch.rand(2, 3, 5, 4), k=torch.rand(2, 3, 5, 4), v=torch.rand(2, 3, 5, 6), log_decay=None,
-                attention_mask=None)
-    args.update(change)
-    return args
-
-
-BAD_LION_INPUTS = [
-    ("q-list", dict(q=[[1.0]]), r"q must be a torch\.Tensor, got list"),
-    ("q-list-form-auto", dict(q=[[1.0]], form="auto"), r"q must be a torch\.Tensor, got list"),
-    ("k-none", dict(k=None), r"k must be a torch\.Tensor, got NoneType"),
-    ("v-5-dims", dict(v=torch.rand(2, 3, 5, 6, 1)), r"v must have 4 dims \(B, H, L, D\)"),
-    ("v-other-length", dict(v=torch.rand(2, 3, 7, 6)), r"v must be \(B, H, L, Dv\) with \(B, H, L\) = \(2, 3, 5\)"),
-    ("head-size-0", dict(q=torch.rand(2, 3, 5, 0), k=torch.rand(2, 3, 5, 0)), r"q and k must have a head size Dk >= 1"),
-    ("q-complex", dict(q=torch.rand(2, 3, 5, 4, dtype=torch.complex64)), r"q must be a floating-point tensor"),
-    ("k-float64-q-float32", dict(k=torch.rand(2, 3, 5, 4, dtype=torch.float64)),
-     r"q, k and v must have one dtype .*got torch\.float32, torch\.float64, torch\.float32"),
-    ("v-float16-q-float32", dict(v=torch.rand(2, 3, 5, 6).half()), r"q, k and v must have one dtype"),
-    ("k-on-another-device", dict(k=torch.rand(2, 3, 5, 4, device=META)), r"k is on meta but q is on cpu"),
-    ("log-decay-on-another-device", dict(log_decay=torch.zeros(3, device=META)), r"log_decay is on meta but q"),
-    ("log-decay-s-on-another-device", dict(log_decay=torch.zeros(2, 3, 5, device=META),
-                                           attention_mask=torch.ones(2, 5)), r"log_decay is on meta but q"),
-    ("log-decay-int", dict(log_decay=torch.zeros(3, dtype=torch.long)),
-     r"log_decay must be None or a floating-point tensor, got torch\.int64"),
-    ("log-decay-list", dict(log_decay=[0.0, 0.0, 0.0]), r"log_decay must be None or a floating-point tensor, got list"),
-    ("log-decay-minus-inf", dict(log_decay=torch.tensor([-1.0, float("-inf"), -1.0])), r"log_decay must be finite"),
-    ("mask-on-another-device", dict(attention_mask=torch.ones(2, 5, device=META)), r"attention_mask is on meta"),
-    ("mask-list", dict(attention_mask=[[1] * 5] * 2), r"attention_mask must have shape \(B, L\) = \(2, 5\)"),
-    ("mask-3-dims", dict(attention_mask=torch.ones(2, 1, 5)), r"attention_mask must have shape \(B, L\) = \(2, 5\)"),
-    ("mask-complex", dict(attention_mask=torch.ones(2, 5, dtype=torch.complex64)),
-     r"attention_mask must be bool, integer or float 0/1, got torch\.complex64"),
-    ("mask-half", dict(attention_mask=torch.full((2, 5), 0.5)), r"attention_mask must hold only 0 \(padding\) and 1"),
-    ("chunk-size-negative", dict(chunk_size=-16), r"chunk_size must be a positive int, got -16"),
-    ("chunk-size-float", dict(chunk_size=16.0), r"chunk_size must be a positive int, got 16\.0"),
-    ("chunk-size-bool", dict(chunk_size=True), r"chunk_size must be a positive int, got True"),
-    ("form-none", dict(form=None), r"form must be one of \('attention', 'rnn', 'chunk', 'auto'\), got None"),
-    ("backend-none", dict(backend=None), r"backend must be one of \('auto', 'triton', 'reference'\), got None"),
-    ("normalize-string", dict(normalize="yes"), r"normalize must be True or False, got 'yes'"),
-]
-
-
-@pytest.mark.parametrize("change, match", _ids(BAD_LION_INPUTS))
-def test_bad_lion_input_is_a_clear_error(change, match):
-    args = _lion_args(**{key: value for key, value in change.items() if key in _lion_args()})
-    options = {key: value for key, value in change.items() if key not in args}
-    with pytest.raises(ValueError, match=r"^lion_attention: " + match):
-        lion_attention(args["q"], args["k"], args["v"], args["log_decay"], args["attention_mask"], **options)
-
-
-def _backends(has_triton: bool) -> list[str]:
-    return ["reference", "triton"] if has_triton else ["reference"]
-
-
-@pytest.mark.parametrize("shape", [(0, 3, 5), (2, 3, 0), (0, 3, 0)], ids=["B=0", "L=0", "B=L=0"])
-@pytest.mark.parametrize("form", ["attention", "chunk", "rnn", "auto"])
-@pytest.mark.parametrize("backend", _backends(lion_ops.lion_attention_triton is not None))
-def test_lion_empty_batch_is_an_empty_result(backend, form, shape):
-    if backend == "triton" and form == "rnn":
-        pytest.skip("form='rnn' runs on the reference backend only")
-    B, H, L = shape
-    q = torch.rand(B, H, L, 4, requires_grad=True)
-    k, v = torch.rand(B, H, L, 4), torch.rand(B, H, L, 6)
-    out = lion_attention(q, k, v, -torch.rand(H), torch.ones(B, L), form=form, chunk_size=16, backend=backend)
-    assert out.shape == (B, H, L, 6) and out.dtype == v.dtype
-    out.sum().backward()
-    assert q.grad.shape == q.shape
+from tests.kernels.common import META, backends, with_ids
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -170,7 +91,7 @@ BAD_SSM_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("change, match", _ids(BAD_SSM_INPUTS))
+@pytest.mark.parametrize("change, match", with_ids(BAD_SSM_INPUTS))
 def test_bad_ssm_input_is_a_clear_error(change, match):
     with pytest.raises(ValueError, match="^" + match):
         bidirectional_ssm(**_ssm_args(**change))
@@ -205,7 +126,7 @@ BAD_SSM_PARTS = [
 ]
 
 
-@pytest.mark.parametrize("call, match", _ids(BAD_SSM_PARTS))
+@pytest.mark.parametrize("call, match", with_ids(BAD_SSM_PARTS))
 def test_bad_ssm_part_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match="^" + match):
         call()
@@ -213,7 +134,7 @@ def test_bad_ssm_part_input_is_a_clear_error(call, match):
 
 @pytest.mark.parametrize("shape", [(0, 5, 3), (2, 5, 0)], ids=["B=0", "H=0"])
 @pytest.mark.parametrize("form", ["fft", "toeplitz", "recurrent", "auto"])
-@pytest.mark.parametrize("backend", _backends(ssm_ops.bidirectional_ssm_triton is not None))
+@pytest.mark.parametrize("backend", backends(ssm_ops.bidirectional_ssm_triton is not None))
 def test_ssm_empty_batch_is_an_empty_result(backend, form, shape):
     if backend == "triton" and form == "recurrent":
         pytest.skip("form='recurrent' runs on the reference backend only")
@@ -295,7 +216,7 @@ def _crf_calls(which):
 
 
 @pytest.mark.parametrize("backend", CRF_BACKENDS)
-@pytest.mark.parametrize("change, which, match", _ids(BAD_CRF_INPUTS))
+@pytest.mark.parametrize("change, which, match", with_ids(BAD_CRF_INPUTS))
 def test_bad_crf_input_is_a_clear_error(change, which, match, backend):
     change = dict(change)
     calls, tags = _crf_calls(which)
@@ -323,7 +244,7 @@ BAD_CONSTRAINTS = [
 ]
 
 
-@pytest.mark.parametrize("call, match", _ids(BAD_CONSTRAINTS))
+@pytest.mark.parametrize("call, match", with_ids(BAD_CONSTRAINTS))
 def test_bad_constraint_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match="^" + match):
         call()
@@ -406,7 +327,7 @@ if lstm_ops.bilstm_triton is not None:
                             r"form='loop' is a reference-backend form; backend='triton' takes form='auto'"))
 
 
-@pytest.mark.parametrize("change, match", _ids(BAD_LSTM_INPUTS))
+@pytest.mark.parametrize("change, match", with_ids(BAD_LSTM_INPUTS))
 def test_bad_lstm_input_is_a_clear_error(change, match):
     with pytest.raises(ValueError, match=r"^bilstm: " + match):
         bilstm(**_lstm_args(**change))
@@ -726,7 +647,7 @@ def _prog(command: str, argv: list[str]) -> str:
     return f"bizoo {command}"
 
 
-@pytest.mark.parametrize("command, argv, match", _ids(BAD_COMMAND_LINES))
+@pytest.mark.parametrize("command, argv, match", with_ids(BAD_COMMAND_LINES))
 def test_bad_command_line_is_a_usage_error(command, argv, match, files, past_the_checks, tmp_path, capsys):
     out = tmp_path / "out"
     paths = {name: str(path) for name, path in files.items()}

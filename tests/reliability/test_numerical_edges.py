@@ -1,12 +1,11 @@
-"""Numerical edges of the kernels and the models, on the CPU (the Triton kernels under ``TRITON_INTERPRET=1``).
+"""Numerical edges on the CPU (the Triton kernels under ``TRITON_INTERPRET=1``): the BiGS SSM and CRF ops, the models.
 
 What is checked, and against what:
 
-* LION (``bizoo.kernels.lion``) with decays at the extremes, λ → 0 (log λ = -20, -80, -1e4, -1e30) and λ → 1
-  (log λ = 0, -1e-8): the attention, RNN and chunk forms, both normalisations, forward and gradients, against the
-  RNN form in fp64 (products of the decays themselves, no prefix sums); log λ = -inf is a clear error; a query of
-  zeros gives no 0/0; the same extremes reached by the model through ``LionDecay``; L = 65,536 on the chunk form
-  against the RNN form for the LIT, D and S decays.
+* LION models: the extremes of the decay reached through ``LionDecay`` (λ → 0, λ → 1, a mix, beyond) with the
+  three forms agreeing, and the elu feature map keeping small queries. The LION op's own numerical edges (log λ
+  from -1e30 to 0 on every form and backend, log λ = -inf, a query of zeros, L = 65,536) are with the rest of its
+  specification in ``tests/kernels/test_lion_reference.py`` and ``tests/kernels/test_lion_triton.py``.
 * BiGS (``bizoo.kernels.ssm``) with step sizes Δ from 1e-8 to 1e4: the FFT, Toeplitz and recurrent forms (and the
   Triton kernel) against an fp64 oracle written here from the definition, outputs and every gradient; a model
   whose configuration draws Δ = 1e-6 or 1e2.
@@ -17,12 +16,12 @@ What is checked, and against what:
 * bf16 autocast on the CPU: every registered model with its masked-LM and token-classification heads (softmax and
   CRF), forward and backward, finite and close to fp32.
 
-Tolerances are relative to the largest magnitude of the compared tensor (``_rel`` below) unless stated otherwise.
+Tolerances are relative to the largest magnitude of the compared tensor (``rel``, ``tests/kernels/common.py``)
+unless stated otherwise.
 """
 
 import itertools
 import math
-import os
 
 import pytest
 import torch
@@ -37,166 +36,17 @@ from bizoo.kernels.crf import (
     crf_max_marginals,
     crf_viterbi,
 )
-from bizoo.kernels.lion import lion_attention
 from bizoo.kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
+from tests.kernels.common import TRITON_ON_CPU, needs_interpreter, rel
 from tests.tiny_configs import TINY_CONFIGS
 
-try:
-    import triton  # noqa: F401
-
-    HAS_TRITON = True
-except ImportError:
-    HAS_TRITON = False
-
-TRITON_ON_CPU = HAS_TRITON and os.environ.get("TRITON_INTERPRET") == "1"
-needs_interpreter = pytest.mark.skipif(
-    not TRITON_ON_CPU, reason="the Triton kernels run on the CPU under TRITON_INTERPRET=1 only"
-)
 NEG = float("-inf")
 V = 120  # vocabulary of the tiny models
 
 
-def _rel(got, expected) -> float:
-    """max |got - expected| / max |expected| (computed in fp64; the scale is 1 for an all-zero expected)."""
-    got, expected = got.double(), expected.double()
-    scale = expected.abs().max().item()
-    return (got - expected).abs().max().item() / (scale if scale > 0 else 1.0)
-
-
-@pytest.fixture
-def nan_filled_triton_outputs(monkeypatch):
-    """Every output buffer of the Triton kernels starts as NaN: an element a kernel fails to write cannot pass."""
-    from bizoo.kernels.lion import triton_op
-    from bizoo.kernels.ssm import triton_ssm
-
-    monkeypatch.setattr(triton_op, "DEBUG_FILL", float("nan"))
-    monkeypatch.setattr(triton_ssm, "DEBUG_FILL", float("nan"))
-
-
 # ================================================================================================================
-# LION: extreme decays
+# LION models: extreme decays and small queries
 # ================================================================================================================
-
-# λ → 0 (a strong decay cuts the sequence) and λ → 1 (no decay: the LIT limit).
-STRONG = {"-20": -20.0, "-80": -80.0, "-1e4": -1e4, "-1e30": -1e30}
-WEAK = {"0": 0.0, "-1e-8": -1e-8}
-
-
-def _lion_inputs(B, H, L, D, value, seed=0):
-    """Positive q, k (as after the elu+1 / silu+0.5 feature maps), v ~ N(0, 1), and LION-S log-decays (B, H, L).
-
-    A strong ``value`` goes to 30 % of the tokens, the others drawing log λ ~ U(-0.5, 0): spans of ordinary decays
-    right after an extreme one are exactly where a prefix sum that has absorbed the extreme one loses every digit.
-    Row 1 (if any) holds the extreme value everywhere. A weak ``value`` (λ → 1) is used at every token.
-    """
-    g = torch.Generator().manual_seed(seed)
-    q = torch.rand(B, H, L, D, generator=g) + 0.1
-    k = torch.rand(B, H, L, D, generator=g) + 0.1
-    v = torch.randn(B, H, L, D, generator=g)
-    if value > -1:  # λ → 1
-        return q, k, v, torch.full((B, H, L), value)
-    ordinary = -0.5 * torch.rand(B, H, L, generator=g)
-    a = torch.where(torch.rand(B, H, L, generator=g) < 0.3, torch.tensor(value), ordinary)
-    if B > 1:
-        a[1] = value
-    return q, k, v, a
-
-
-def _lion_mask(B, L):
-    """Row 0 full, row 1 right-padded, row 2 left-padded with a hole, the rest full."""
-    mask = torch.ones(B, L, dtype=torch.long)
-    mask[1, L - 5 :] = 0
-    mask[2, :3] = 0
-    mask[2, L // 2] = 0
-    return mask
-
-
-def _lion_run(tensors, mask, *, form, normalize, backend, cotangent):
-    """The op's output and the gradients of ⟨output, cotangent⟩ w.r.t. q, k, v and log λ."""
-    leaves = [t.detach().clone().requires_grad_() for t in tensors]
-    y = lion_attention(*leaves, mask, form=form, chunk_size=16, normalize=normalize, backend=backend)
-    (y * cotangent.to(y.dtype)).sum().backward()
-    return y.detach(), [t.grad for t in leaves]
-
-
-def _check_lion_forms(tensors, mask, forms, backend, tolerance=1e-5):
-    """Every form, both normalisations, fp32, against the RNN form in fp64, values and gradients."""
-    cotangent = torch.randn(tensors[2].shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    for normalize in (True, False):
-        oracle, oracle_grads = _lion_run(
-            [t.double() for t in tensors], mask, form="rnn", normalize=normalize, backend="reference",
-            cotangent=cotangent,
-        )
-        for form in forms:
-            y, grads = _lion_run(tensors, mask, form=form, normalize=normalize, backend=backend, cotangent=cotangent)
-            assert torch.isfinite(y).all(), (form, normalize)
-            for name, g in zip("qkva", grads):
-                assert torch.isfinite(g).all(), f"{form}, normalize={normalize}: non-finite d{name}"
-            errors = [_rel(y, oracle)] + [_rel(g, e) for g, e in zip(grads, oracle_grads)]
-            assert max(errors) < tolerance, f"{form}, normalize={normalize}: output, dq, dk, dv, da errors {errors}"
-
-
-@pytest.mark.parametrize("value", list(STRONG.values()) + list(WEAK.values()), ids=list(STRONG) + list(WEAK))
-def test_lion_extreme_decays_every_form_matches_the_fp64_recurrence(value):
-    """The three forms compute one function: y_i = Σ_j M_ij (q_i·k_j) v_j [/ Σ_j M_ij (q_i·k_j)] with
-    M_ij = ∏ λ over the tokens between j and i. The RNN form multiplies the decays one step at a time; the attention
-    and chunk forms take log M_ij as a difference of prefix sums of log λ, which is the same number as long as each
-    difference is rounded once (fp64 sums, hi + lo parts). Below log λ = -1000 every product holding that decay is 0
-    in every dtype, so the op's floor at -1000 changes nothing, and its gradient is 0 either way.
-
-    Tolerance 1e-5 of the largest magnitude, for values and every gradient: fp32 sums of at most 37 terms round to
-    37·6e-8 ≈ 2e-6 of the largest term. (Before the fix, a prefix sum in fp32 past a log λ of -1e4 gave errors of
-    2e-4 to 4e-3, and -1e30 errors of order 1.)
-    """
-    tensors = _lion_inputs(3, 2, 37, 4, value)
-    _check_lion_forms(tensors, _lion_mask(3, 37), ("attention", "rnn", "chunk"), "reference")
-
-
-@needs_interpreter
-def test_lion_extreme_decays_on_triton(nan_filled_triton_outputs):
-    """The Triton schedules (parallel and chunk, under the interpreter) against the fp64 recurrence, one batch row per
-    extreme value, both normalisations, values and gradients (the same math and tolerance as the reference test:
-    the chunk schedule forms its exponents from fp64 local prefix sums, the parallel one from fp64 hi + lo parts)."""
-    values = list(STRONG.values()) + list(WEAK.values())
-    rows = [_lion_inputs(1, 1, 33, 4, value, seed=i) for i, value in enumerate(values)]
-    rows[0][3][0, 0, :16] = -1e4  # a block of strong decays only (there y_i = v_i when normalised)
-    tensors = [torch.cat(parts) for parts in zip(*rows)]  # (6, 1, 33, ·)
-    mask = torch.ones(len(values), 33, dtype=torch.long)
-    mask[2, :4] = 0
-    mask[4, 20:] = 0
-    _check_lion_forms(tensors, mask, ("attention", "chunk"), "triton")
-
-
-def test_lion_minus_infinity_is_a_clear_error():
-    """log λ = -inf (λ = 0) is outside the documented domain log λ in (-inf, 0]: a ValueError, not NaN."""
-    q, k, v, a = _lion_inputs(2, 2, 8, 4, -20.0)
-    a[0, 0, 3] = NEG
-    for form in ("attention", "rnn", "chunk"):
-        with pytest.raises(ValueError, match="log_decay"):
-            lion_attention(q, k, v, a, form=form, backend="reference")
-
-
-@pytest.mark.parametrize(
-    "backend", ["reference", pytest.param("triton", marks=needs_interpreter)]
-)
-def test_lion_zero_query_gives_no_zero_by_zero(backend):
-    """A query of zeros (a feature map that underflowed) has the row sum Σ_j M_ij (q_i·k_j) = 0: the op takes it as 1,
-    so the row gives its numerator, 0, and finite gradients, instead of 0/0. The other rows are untouched: they
-    equal the fp64 result with the zero query's row removed from the comparison (rows are independent)."""
-    q, k, v, a = _lion_inputs(1, 2, 16, 4, -0.3)
-    q[0, :, 5] = 0.0
-    forms = ("attention", "chunk") if backend == "triton" else ("attention", "rnn", "chunk")
-    expected = lion_attention(q.double(), k.double(), v.double(), a.double(), form="rnn", backend="reference")
-    for form in forms:
-        leaves = [t.clone().requires_grad_() for t in (q, k, v, a)]
-        y = lion_attention(*leaves, form=form, chunk_size=16, backend=backend)
-        assert torch.isfinite(y).all() and (y[0, :, 5] == 0).all(), form
-        keep = torch.ones(16, dtype=torch.bool)
-        keep[5] = False
-        assert _rel(y[:, :, keep], expected[:, :, keep]) < 1e-5, form
-        y.sum().backward()
-        for t in leaves:
-            assert torch.isfinite(t.grad).all(), form
 
 
 def _lion_model(variant, normalization="rowsum"):
@@ -257,7 +107,7 @@ def test_lion_model_reaches_extreme_decays_and_its_forms_agree(extreme, normaliz
         assert torch.isfinite(out).all(), form
         for name, g in grads.items():
             assert torch.isfinite(g).all(), f"{form}: non-finite gradient in {name}"
-        assert _rel(out, reference) < 1e-4, form
+        assert rel(out, reference) < 1e-4, form
         assert grads.keys() == reference_grads.keys()
         errors = {name: (g - reference_grads[name]).abs().max().item() / scale for name, g in grads.items()}
         assert max(errors.values()) < 1e-4, (form, max(errors.items(), key=lambda item: item[1]))
@@ -284,47 +134,7 @@ def test_lion_elu_feature_map_keeps_small_queries():
         for name, p in model.named_parameters():
             assert p.grad is None or torch.isfinite(p.grad).all(), f"bias {bias}: non-finite gradient in {name}"
         outputs[bias] = out.detach()
-    assert _rel(outputs[-60.0], outputs[-30.0]) < 1e-5
-
-
-def test_lion_long_sequence_chunk_form_matches_the_rnn_form():
-    """L = 65,536 in fp32: the chunk form (C = 64, 1024 chunks) against the RNN form, for the LIT (λ = 1), D
-    (log λ = -1e-4 per head: a memory of ~1e4 tokens) and S (log λ = -0.5 u⁴, u ~ U(0, 1): mostly weak decays) decays,
-    both normalisations. Both forms compute the same sums (the chunk form regroups them by chunks; see
-    ``bizoo/kernels/lion/reference.py``), in a different order.
-
-    Tolerance 1e-3 of the largest output: the RNN form adds into a state for up to 65,536 steps in fp32, whose
-    rounding error is bounded by L·eps ≈ 4e-3 relative (measured: up to 1.2e-4 with the D decay unnormalised);
-    the chunk form is also held to 2e-5 of an fp64 run of itself (its errors: sums of 64 terms inside a chunk and a
-    scan over 1024 chunk states, ≤ 1024·eps ≈ 6e-5; measured 1.6e-6).
-
-    The RNN form runs once (one Python step per token): its three heads carry the three decays as LION-S log λ
-    (B, H, L) (LIT ≡ log λ = 0 and D ≡ one constant per head, which is what the op makes of None and (H,)), and a
-    ones column appended to v gives the row sums beside the numerator (what the op does for normalize=True).
-    """
-    L, D = 65_536, 2
-    g = torch.Generator().manual_seed(0)
-    q = torch.rand(1, 3, L, D, generator=g) + 0.1
-    k = torch.rand(1, 3, L, D, generator=g) + 0.1
-    v = torch.randn(1, 3, L, D, generator=g)
-    d_decay = torch.tensor([-1e-4])  # (H,) for one head
-    s_decay = -0.5 * torch.rand(1, 1, L, generator=g) ** 4  # (B, H, L) for one head
-    per_head = torch.cat([torch.zeros(1, 1, L), d_decay.expand(1, 1, L), s_decay], dim=1)  # (1, 3, L)
-    v1 = torch.cat([v, torch.ones(1, 3, L, 1)], dim=-1)
-    rnn = lion_attention(q, k, v1, per_head, form="rnn", normalize=False, backend="reference")  # (1, 3, L, D + 1)
-    rnn_by_normalize = {False: rnn[..., :D], True: rnn[..., :D] / rnn[..., D:]}
-    for head, (name, log_decay) in enumerate((("lit", None), ("d", d_decay), ("s", s_decay))):
-        qh, kh, vh = (t[:, head : head + 1] for t in (q, k, v))  # (1, 1, L, D): the head that carries this decay
-        for normalize in (True, False):
-            chunk = lion_attention(qh, kh, vh, log_decay, form="chunk", chunk_size=64, normalize=normalize)
-            exact = lion_attention(
-                qh.double(), kh.double(), vh.double(), None if log_decay is None else log_decay.double(),
-                form="chunk", chunk_size=64, normalize=normalize,
-            )
-            rnn_head = rnn_by_normalize[normalize][:, head : head + 1]
-            assert torch.isfinite(chunk).all() and torch.isfinite(rnn_head).all()
-            assert _rel(chunk, rnn_head) < 1e-3, (name, normalize, _rel(chunk, rnn_head))
-            assert _rel(chunk, exact) < 2e-5, (name, normalize, _rel(chunk, exact))
+    assert rel(outputs[-60.0], outputs[-30.0]) < 1e-5
 
 
 # ================================================================================================================
@@ -471,10 +281,10 @@ def test_bigs_ssm_extreme_steps_every_form_matches_the_fp64_definition(step, sca
     for form, backend in runs:
         (y_f, y_b), grads = _ssm_gradients(u_f, u_b, params, mask, run(form, backend))
         assert torch.isfinite(y_f).all() and torch.isfinite(y_b).all(), (form, backend)
-        assert _rel(y_f, o_f) < 5e-5 and _rel(y_b, o_b) < 5e-5, (form, backend, _rel(y_f, o_f), _rel(y_b, o_b))
+        assert rel(y_f, o_f) < 5e-5 and rel(y_b, o_b) < 5e-5, (form, backend, rel(y_f, o_f), rel(y_b, o_b))
         for name, g in grads.items():
             assert torch.isfinite(g).all(), f"{form}/{backend}: non-finite gradient of {name}"
-            assert _rel(g, expected[name]) < 1e-4, f"{form}/{backend}: {name} off by {_rel(g, expected[name]):.1e}"
+            assert rel(g, expected[name]) < 1e-4, f"{form}/{backend}: {name} off by {rel(g, expected[name]):.1e}"
 
 
 @pytest.mark.parametrize("step", [1e-6, 1e2], ids=["dt=1e-6", "dt=1e2"])
@@ -502,7 +312,7 @@ def test_bigs_model_with_extreme_steps(step):
         for name, p in model.named_parameters():
             assert p.grad is None or torch.isfinite(p.grad).all(), f"{form}: non-finite gradient in {name}"
         results[form] = out.logits.detach()
-    assert _rel(results["recurrent"], results["conv"]) < 1e-4
+    assert rel(results["recurrent"], results["conv"]) < 1e-4
 
 
 # ================================================================================================================
@@ -694,7 +504,7 @@ def test_bf16_autocast_on_cpu_is_finite_and_close_to_fp32(model_case, make_confi
     for name, grad in grads16.items():
         assert torch.isfinite(grad).all(), f"non-finite gradient in {name}"
     assert abs(loss16 - loss32).item() < 2e-2 * max(1.0, loss32.item())
-    assert _rel(logits16, logits32) < 5e-2
+    assert rel(logits16, logits32) < 5e-2
     assert grads16.keys() == grads32.keys()
     diff = math.sqrt(sum((grads16[n] - grads32[n]).double().square().sum().item() for n in grads32))
     norm = math.sqrt(sum(grads32[n].double().square().sum().item() for n in grads32))

@@ -1,12 +1,13 @@
-"""Property-based tests (hypothesis) of every kernel and every model on random shapes, lengths and padding layouts.
+"""Property-based tests (hypothesis) of the BiGS SSM, CRF and BiLSTM ops and of every model, on random shapes,
+lengths and padding layouts. LION attention's property tests are with the rest of its specification, in
+``tests/kernels/test_lion_reference.py`` (its forms) and ``tests/kernels/test_lion_triton.py`` (its Triton schedules).
 
 What is checked, on random inputs whose rows are right-padded, left-padded, full, all padding, or have holes:
 
-* every op: its forms and backends agree, forward and gradients (LION attention / rnn / chunk with any chunk size,
-  every decay type and both normalisations, reference vs Triton; the BiGS SSM's fft / toeplitz / recurrent forms
-  and Triton; the CRF's Triton kernels against the reference; the BiLSTM's loop / native / autograd forms and its
-  Triton kernel, with projections, clipping and initial states);
-* every op: padding is invisible (a row alone equals the same row inside a padded batch at its real positions,
+* every op here: its forms and backends agree, forward and gradients (the BiGS SSM's fft / toeplitz / recurrent
+  forms and Triton; the CRF's Triton kernels against the reference; the BiLSTM's loop / native / autograd forms and
+  its Triton kernel, with projections, clipping and initial states);
+* every op here: padding is invisible (a row alone equals the same row inside a padded batch at its real positions,
   whatever the padded positions hold), padded outputs are exact zeros, padded inputs get no gradient;
 * every model (``model_case``): the encoder is pad-invariant, its forms (``lion_form``/``chunk_size``,
   ``bigs_form``) agree, ``kernel_backend="reference"`` and ``"triton"`` agree, outputs are finite; the CRF head
@@ -14,7 +15,9 @@ What is checked, on random inputs whose rows are right-padded, left-padded, full
 
 The Triton checks run on a GPU, or on the CPU under ``TRITON_INTERPRET=1`` (as CI runs them), with NaN-filled output
 buffers; they are skipped otherwise. Every property uses ``derandomize=True`` and no example database, so a run is
-deterministic; the number of examples of each property is its ``*_EXAMPLES`` constant below.
+deterministic; the number of examples of each property is its ``*_EXAMPLES`` constant below. The settings
+(``examples``), the padding strategy (``masks``) and the comparisons (``close``, ``close_fp32``) are shared with the
+kernel tests, in ``tests/kernels/common.py``.
 
 Precision: the reference paths are checked in fp64 (every reference op keeps fp64), to 1e-9. The Triton kernels
 compute in fp32; they are compared with ``close_fp32`` (see there for the tolerance).
@@ -24,7 +27,7 @@ import os
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from transformers import AutoModel, AutoModelForTokenClassification
 
@@ -34,17 +37,15 @@ from bizoo.kernels import lstm as lstm_ops
 from bizoo.kernels import ssm as ssm_ops
 from bizoo.kernels.crf import crf_log_likelihood, crf_log_partition, crf_marginals, crf_max_marginals, crf_viterbi
 from bizoo.kernels.crf.constraints import allowed_transitions, constraint_scores, detect_scheme, is_legal_path
-from bizoo.kernels.lion import lion_attention
 from bizoo.kernels.lstm import bilstm
 from bizoo.kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
+from tests.kernels.common import LAYOUTS, close, close_fp32, examples, generator, masks, poison, value_and_grads
 
 # ----------------------------------------------------------------------------------------------------------------
 # Settings, devices, tolerances
 # ----------------------------------------------------------------------------------------------------------------
 
 # Examples per property (the whole file runs in about a minute and a half on 2 CPU cores under TRITON_INTERPRET=1).
-LION_FORMS_EXAMPLES = 60
-LION_TRITON_EXAMPLES = 24
 SSM_FORMS_EXAMPLES = 50
 SSM_TRITON_EXAMPLES = 24
 CRF_TRITON_EXAMPLES = 12
@@ -54,19 +55,6 @@ MODEL_PAD_EXAMPLES = 15  # per model_case
 MODEL_FORMS_EXAMPLES = 10  # per model_case
 MODEL_BACKENDS_EXAMPLES = 3  # per model_case
 MODEL_CRF_EXAMPLES = 12  # per model_case
-
-
-def examples(n: int):
-    """Deterministic hypothesis settings. The fixtures these tests take (``make_config``, ``make_inputs``) return pure
-    functions, so sharing them between examples is safe."""
-    return settings(
-        max_examples=n,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
-
 
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
@@ -82,8 +70,6 @@ interpreter_warnings = pytest.mark.filterwarnings(
     "ignore:invalid value encountered:RuntimeWarning",
     "ignore:overflow encountered:RuntimeWarning",
 )
-
-REF_TOL = 1e-9  # fp64 against fp64: the forms differ only in the order of additions
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,185 +90,6 @@ def nan_filled_triton_buffers():
     patch.setattr(triton_lstm, "TILE", 16)
     yield
     patch.undo()
-
-
-def close(got, want, tol=REF_TOL):
-    """Equal to ``tol`` (absolute and relative), elementwise, in fp64."""
-    torch.testing.assert_close(got.double().cpu(), want.double().cpu(), rtol=tol, atol=tol)
-
-
-def close_fp32(got, want, tol=1e-5):
-    """A Triton result (fp32) against an fp64/fp32 oracle: |got - want| <= tol·|want| + tol·max(1, max|want|).
-
-    The kernels accumulate in fp32 in another order than the oracle (tiles, chunks, scans): each result is a sum
-    whose terms are as large as the largest entry, so its rounding error is a few fp32 ulps (6e-8) of that entry
-    times the number of terms added; on these small shapes that stays well under 1e-5 of the largest entry (the bar
-    the fixed-shape Triton tests use). Gradients, one more product deep, get ``tol=2e-5``."""
-    got, want = got.double().cpu(), want.double().cpu()
-    scale = max(1.0, want.abs().max().item()) if want.numel() else 1.0
-    torch.testing.assert_close(got, want, rtol=tol, atol=tol * scale)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Strategies
-# ----------------------------------------------------------------------------------------------------------------
-
-LAYOUTS = ("full", "right", "left", "holes", "empty")
-
-
-@st.composite
-def masks(draw, B, L, layouts=LAYOUTS):
-    """(B, L) bool: each row full, right-padded, left-padded, with holes (any pattern) or all padding."""
-    rows = []
-    for _ in range(B):
-        kind = draw(st.sampled_from(layouts))
-        if kind == "holes":
-            rows.append(draw(st.lists(st.booleans(), min_size=L, max_size=L)))
-            continue
-        n = {"full": L, "empty": 0}.get(kind)
-        n = draw(st.integers(1, L)) if n is None else n
-        row = [t < n for t in range(L)]
-        rows.append(row[::-1] if kind == "left" else row)
-    return torch.tensor(rows, dtype=torch.bool).reshape(B, L)
-
-
-def generator(data):
-    return torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1), label="seed"))
-
-
-def poison(t, pad, value=float("nan")):
-    """``t`` with ``value`` at the padded positions ``pad`` (broadcast over the trailing dimensions)."""
-    while pad.dim() < t.dim():
-        pad = pad[..., None]
-    return t.masked_fill(pad, value)
-
-
-def value_and_grads(fn, leaves, cotangents):
-    """fn(*leaves) as a tuple of tensors, and the gradients of Σ <output, cotangent> w.r.t. every leaf."""
-    leaves = [t.detach().clone().requires_grad_() for t in leaves]
-    outs = fn(*leaves)
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    loss = sum((o.double() * c.to(o.device).double()).sum() for o, c in zip(outs, cotangents))
-    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-    grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves))
-    return tuple(o.detach() for o in outs), grads
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# LION attention
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def lion_case(data, *, B, H, L, Dk, Dv, dtype, decay=None):
-    """q, k, v, log_decay (None, (H,) or (B, H, L) for ``decay`` "lit", "d", "s", drawn if None), mask, normalize;
-    padded positions of q, k, v and of a per-token decay hold NaN (the op promises they cannot leak)."""
-    g = generator(data)
-    if decay is None:
-        decay = data.draw(st.sampled_from(("lit", "d", "s")), label="decay")
-    normalize = data.draw(st.booleans(), label="normalize")
-    strength = data.draw(st.sampled_from((0.02, 0.7, 6.0)), label="decay strength")
-    mask = data.draw(masks(B, L), label="mask")
-    if normalize:  # positive q, k (as after the feature maps) keep the row sums away from zero
-        q = torch.rand(B, H, L, Dk, generator=g, dtype=torch.float64) + 0.1
-        k = torch.rand(B, H, L, Dk, generator=g, dtype=torch.float64) + 0.1
-    else:
-        q = torch.randn(B, H, L, Dk, generator=g, dtype=torch.float64)
-        k = torch.randn(B, H, L, Dk, generator=g, dtype=torch.float64)
-    v = torch.randn(B, H, L, Dv, generator=g, dtype=torch.float64)
-    log_decay = {
-        "lit": None,
-        "d": -strength * torch.rand(H, generator=g, dtype=torch.float64),
-        "s": -strength * torch.rand(B, H, L, generator=g, dtype=torch.float64),
-    }[decay]
-    pad = ~mask[:, None, :]  # (B, 1, L)
-    q, k, v = (poison(t, pad) for t in (q, k, v))
-    if decay == "s":
-        log_decay = poison(log_decay, pad)
-    to = lambda t: None if t is None else t.to(dtype)  # noqa: E731
-    return to(q), to(k), to(v), to(log_decay), mask, normalize
-
-
-@examples(LION_FORMS_EXAMPLES)
-@given(data=st.data())
-def test_lion_forms_agree_with_gradients_and_padding_is_invisible(data):
-    """attention = rnn = chunk (any chunk size: 1, not dividing L, larger than L), forward and gradients, for the
-    three decay types (each example checks all three) and both normalisations; a row alone = the row in a padded
-    batch; zeros at padding."""
-    B, H, L = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(st.integers(1, 16))
-    Dk, Dv = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
-    chunk_size = data.draw(st.integers(1, L + 6), label="chunk_size")
-    for decay in ("lit", "d", "s"):
-        case = lion_case(data, B=B, H=H, L=L, Dk=Dk, Dv=Dv, dtype=torch.float64, decay=decay)
-        check_lion_forms(data, *case, chunk_size=chunk_size)
-
-
-def check_lion_forms(data, q, k, v, log_decay, mask, normalize, *, chunk_size):
-    B, H, L, Dv = *q.shape[:3], v.shape[-1]
-    leaves = [q, k, v] + ([log_decay] if log_decay is not None else [])
-    cotangent = torch.randn(B, H, L, Dv, generator=generator(data), dtype=torch.float64)
-
-    def run(form, chunk=chunk_size):
-        def fn(q, k, v, *decay):
-            return lion_attention(q, k, v, decay[0] if decay else None, mask, form=form, chunk_size=chunk,
-                                  normalize=normalize, backend="reference")
-        return value_and_grads(fn, leaves, [cotangent])
-
-    (want,), want_grads = run("attention")
-    assert want.dtype == torch.float64 and torch.isfinite(want).all()
-    assert (want[~mask[:, None, :].expand(B, H, L)] == 0).all()  # exact zeros at padding
-    for form in ("rnn", "chunk"):
-        (got,), grads = run(form)
-        close(got, want)
-        for name, g, e in zip(("q", "k", "v", "log_decay"), grads, want_grads):
-            assert torch.isfinite(g).all(), (form, name)
-            close(g, e)
-    pad = ~mask[:, None, :]
-    for g in want_grads[:3]:
-        assert (g.masked_select(pad[..., None]) == 0).all()  # padded inputs get no gradient
-    if log_decay is not None and log_decay.dim() == 3:
-        assert (want_grads[3].masked_select(pad) == 0).all()
-
-    form = data.draw(st.sampled_from(lion_ops.FORMS), label="form of the rows alone")
-    for b in range(B):
-        pos = mask[b].nonzero().flatten()
-        if len(pos) == 0:
-            continue
-        one = [t[b : b + 1, :, pos] for t in (q, k, v)]
-        decay = log_decay if log_decay is None or log_decay.dim() == 1 else log_decay[b : b + 1, :, pos]
-        alone = lion_attention(*one, decay, form=form, chunk_size=chunk_size, normalize=normalize,
-                               backend="reference")
-        close(want[b, :, pos], alone[0])
-
-
-@needs_triton
-@examples(LION_TRITON_EXAMPLES)
-@given(data=st.data())
-def test_lion_triton_matches_the_reference(data):
-    """The Triton schedules (parallel and chunk, chunk sizes 16 and 32) against the fp64 reference, forward and
-    gradients of q, k, v and the decays, on random shapes (head sizes not powers of two, several chunks) and padding
-    that holds NaN."""
-    B, H, L = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2)), data.draw(st.integers(1, 40))
-    Dk, Dv = data.draw(st.integers(1, 20)), data.draw(st.integers(1, 20))
-    schedule = data.draw(st.sampled_from(("attention", "chunk")), label="schedule")
-    chunk_size = data.draw(st.sampled_from((16, 32)), label="chunk_size")
-    q, k, v, log_decay, mask, normalize = lion_case(data, B=B, H=H, L=L, Dk=Dk, Dv=Dv, dtype=torch.float32)
-    leaves = [q, k, v] + ([log_decay] if log_decay is not None else [])
-    cotangent = torch.randn(B, H, L, Dv, generator=generator(data))
-
-    def fn(backend, form):
-        def call(q, k, v, *decay):
-            return lion_attention(q, k, v, decay[0] if decay else None, mask.to(q.device), form=form,
-                                  chunk_size=chunk_size, normalize=normalize, backend=backend)
-        return call
-
-    (want,), want_grads = value_and_grads(fn("reference", "attention"), [t.double() for t in leaves], [cotangent])
-    (got,), grads = value_and_grads(fn("triton", schedule), [t.to(DEVICE) for t in leaves], [cotangent])
-    assert got.dtype == torch.float32 and torch.isfinite(got).all()
-    close_fp32(got, want)
-    assert (got.cpu()[~mask[:, None, :].expand(B, H, L)] == 0).all()
-    for name, g, e in zip(("q", "k", "v", "log_decay"), grads, want_grads):
-        assert torch.isfinite(g).all(), name
-        close_fp32(g, e, 2e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
