@@ -1,15 +1,32 @@
-"""Fine-tune a model for named entity recognition (or any BIO/IOBES tagging) on CoNLL-format files and report
-strict span F1, precision and recall, overall and per entity type.
+"""Fine-tune a tagger on CoNLL-format files and score it: named entity recognition (--task ner, the default),
+chunking (--task chunk) or part-of-speech tagging (--task pos).
 
-Files: one word per line, the word in the first column and its tag in the last (CoNLL-2003: word POS chunk NER),
-a blank line between sentences, -DOCSTART- lines skipped. The labels are the tags of the training file ("O"
-first, then by entity type); an evaluation tag that never occurs in training is an error (the model could never
-predict it): add such sentences to the training file or fix the tags.
+How each task is scored:
+
+* ner, chunk: the tags mark spans (IOB2, IOBES or BILOU; the tags must follow one scheme). Strict span F1,
+  precision and recall, overall and per type (seqeval's mode="strict": only well-formed chunks count), and beside
+  them the same scores in seqeval's default mode (conlleval's lenient chunks, where an I-X after O opens a chunk:
+  the numbers transformers' run_ner.py reports).
+* pos: the tags are word classes, not spans: token accuracy, and precision/recall/F1 per tag. A CRF head learns
+  every transition (tag_scheme "none"; another tag_scheme in --model-config is refused).
+
+Files (--format, default auto: CoNLL-U for a file whose name ends in .conllu, else CoNLL columns):
+
+* conll: one word per line, the word in the first column and its tag in the last (CoNLL-2003: word POS chunk NER;
+  CoNLL-2000: word POS chunk), a blank line between sentences, -DOCSTART- lines skipped;
+* conllu: Universal Dependencies' CoNLL-U, 10 tab-separated columns, # comment lines; multiword-token lines (1-2)
+  and empty nodes (1.1) are skipped; the tag is the UPOS column (--conllu-tags upos, the default) or XPOS.
+
+The labels are the tags of the training data ("O" first, then by type); an evaluation tag that never occurs in
+training is an error (the model could never predict it): add such sentences to the training file or fix the tags.
+Data without an evaluation file (CoNLL-2000 has none) holds out a share of the training sentences instead:
+--validation-split-percentage N (as transformers' run_mlm.py names it; the same sentences for the same --seed); the
+result record names that split "held-out part of train".
 
 Words are tokenized with is_split_into_words=True; each word's tag is learned and predicted on its first
 sub-token (the other sub-tokens and the special tokens are ignored), and scoring maps the predictions back to
-words. Words cut off by --max-length get no prediction and count as predicted "O" (their entities count as
-missed); the number of such words is reported.
+words. Words cut off by --max-length get no prediction: they count as predicted "O" for spans (their entities
+count as missed) and as wrong for pos; the number of such words is reported.
 
 The model is a checkpoint folder (its own tokenizer unless --tokenizer) or a bizoo model type to train from
 scratch (e.g. lion, with --variant and --model-config; unless --tokenizer, a cased WordPiece tokenizer is trained
@@ -18,35 +35,51 @@ newest); at the end the final model, its tokenizer, eval_results.json and a bizo
 written there.
 
 Defaults are sized for a small model on a CPU: 3 epochs, batch 32, peak learning rate 1e-4 (linear decay, 6%
-warm-up), --max-length 128 sub-tokens. For a pretrained base-size checkpoint use --learning-rate 2e-5 to 5e-5.
+warm-up), --max-length 128 sub-tokens; a bizoo model type trained from scratch takes its preset for the --task
+when it has one (bilstm_crf: ner, chunk and pos). For a pretrained base-size checkpoint use --learning-rate 2e-5
+to 5e-5.
 
 Any dataset with a column of word lists and one of tags works too (--dataset-name: a local dataset folder, e.g.
 parquet files, or a Hub dataset id owner/name[@revision], read through datasets as run_ner.py does; --tokens-column
 and --tags-column, default tokens and ner_tags; tags as ClassLabel ids or strings); it is scored on its validation
-split (or dev, valid, val, test).
+split (or dev, valid, val, test), or on a held-out part of train with --validation-split-percentage.
 
 examples:
   bizoo finetune-ner --model-name-or-path runs/lion-mlm --data-dir data/conll2003 \\
       --output-dir runs/lion-conll
   bizoo finetune-ner --model-name-or-path runs/lion-mlm --dataset-name eriktks/conll2003 --output-dir runs/lion-ner
+  bizoo finetune-ner --task pos --model-name-or-path bilstm_crf --data-dir data/ud_english_ewt \\
+      --train-file en_ewt-ud-train.conllu --eval-file en_ewt-ud-dev.conllu --output-dir runs/bilstm-crf-pos
+  bizoo finetune-ner --task chunk --model-name-or-path bilstm_crf --data-dir data/conll2000 \\
+      --validation-split-percentage 10 --output-dir runs/bilstm-crf-chunk
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .lib.command import CommandError, command_main, report
-from .lib.data import conll_label_list, read_conll
+from .lib.data import (
+    CONLLU_TAG_COLUMNS,
+    TAGGED_FORMATS,
+    conll_label_list,
+    hold_out,
+    read_tagged_file,
+    tagged_file_format,
+)
 from .lib.dataset_readers import add_dataset_name_arguments, load_splits, split_name, token_classification_data
 from .lib.finetuning import (
     PreparedModel,
     add_model_arguments,
+    add_word_dropout_argument,
     announce_and_push,
     describe_model,
     format_table,
@@ -57,7 +90,8 @@ from .lib.finetuning import (
     save_final,
     train,
 )
-from .lib.metrics import span_f1
+from .lib.metrics import conlleval_span_f1, span_f1, token_accuracy
+from .lib.models import parse_model_config
 from .lib.results import record_results
 from .lib.training import add_training_arguments, check_training_arguments
 
@@ -72,8 +106,64 @@ DEFAULT_MAX_LENGTH = 128
 
 Sentences = list[tuple[list[str], list[str]]]
 
-#: What the evaluation reports (overall strict span scores): the names --metric_for_best_model may take.
-EVAL_METRICS = ("f1", "precision", "recall")
+
+@dataclass(frozen=True)
+class TaggingTask:
+    """One tagging task: its name in the model card, whether its tags mark spans (scored by span F1) or not
+    (scored by token accuracy), and what one row of its report table is."""
+
+    name: str
+    spans: bool
+    unit: str
+
+
+TASKS = {
+    "ner": TaggingTask("Named entity recognition", spans=True, unit="entity"),
+    "chunk": TaggingTask("Chunking", spans=True, unit="chunk"),
+    "pos": TaggingTask("Part-of-speech tagging", spans=False, unit="tag"),
+}
+
+#: What the evaluation of a span task reports (strict mode, then seqeval's default mode), and of pos: the names
+#: --metric_for_best_model may take; the first is the main one.
+SPAN_METRICS = ("f1", "precision", "recall", "conlleval_f1", "conlleval_precision", "conlleval_recall")
+TOKEN_METRICS = ("accuracy",)
+
+#: What the recorded tagging metrics are (the model card's metric names).
+METRIC_NAMES = {
+    "f1": "strict span F1 (micro)",
+    "precision": "strict span precision",
+    "recall": "strict span recall",
+    "conlleval_f1": "span F1 (seqeval default mode)",
+    "conlleval_precision": "span precision (seqeval default mode)",
+    "conlleval_recall": "span recall (seqeval default mode)",
+    "accuracy": "token accuracy",
+}
+
+#: The split name the record gives the evaluation sentences held out of the training data.
+HELD_OUT_SPLIT = "held-out part of train"
+
+#: A Universal Dependencies training file, e.g. en_ewt-ud-train.conllu: the treebank code (the Hub's
+#: universal_dependencies configuration).
+UD_TRAIN_FILE = re.compile(r"([a-z]{2,3}_[a-z0-9]+)-ud-train\.conllu", re.IGNORECASE)
+
+
+def eval_metrics(task: str) -> tuple[str, ...]:
+    """The metric names the evaluation of ``task`` reports (``SPAN_METRICS`` or ``TOKEN_METRICS``)."""
+    return SPAN_METRICS if TASKS[task].spans else TOKEN_METRICS
+
+
+def tagging_scores(task: str, gold: list[list[str]], predicted: list[list[str | None]]) -> dict[str, Any]:
+    """The scores of ``task``: for spans ``span_f1``'s (strict) with ``conlleval_precision``, ``conlleval_recall``,
+    ``conlleval_f1`` and ``conlleval_per_type`` (seqeval's default mode) beside them; for pos ``token_accuracy``'s.
+    A predicted ``None`` (a word without a prediction) is "O" for spans and wrong for pos."""
+    if not TASKS[task].spans:
+        return token_accuracy(gold, predicted)
+    predicted = [[tag if tag is not None else "O" for tag in tags] for tags in predicted]
+    scores = span_f1(gold, predicted)
+    lenient = conlleval_span_f1(gold, predicted)
+    scores.update({f"conlleval_{name}": lenient[name] for name in ("precision", "recall", "f1")})
+    scores["conlleval_per_type"] = lenient["per_type"]
+    return scores
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -81,7 +171,7 @@ EVAL_METRICS = ("f1", "precision", "recall")
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def check_eval_tags(labels: list[str], sentences: Sentences, path: Path) -> None:
+def check_eval_tags(labels: list[str], sentences: Sentences, path: str | Path) -> None:
     """``CommandError`` if ``sentences`` use a tag that is not in ``labels`` (the training tags)."""
     known = set(labels)
     unknown: dict[str, int] = {}
@@ -97,62 +187,160 @@ def check_eval_tags(labels: list[str], sentences: Sentences, path: Path) -> None
         )
 
 
-def load_sentences(args: argparse.Namespace) -> tuple[dict[str, Sentences], Path, Path]:
-    """{"train", "eval"} sentences from the CoNLL files in --data-dir or from --dataset-name, and the names the
-    errors give them (the files, or "<dataset>/train" and "<dataset>/validation")."""
+@dataclass
+class TaggingData:
+    """The sentences to train and evaluate on, checked.
+
+    Attributes:
+        train, eval: ``(words, tags)`` sentences.
+        labels: the tags of the whole training data (held-out sentences included), in ``conll_label_list``'s order.
+        train_name, eval_name: what errors and the report call them: the files, "<dataset>/<split>", or for a
+            held-out split "<training data> (held-out N%, seed S)".
+        dataset: the result record's ``dataset``: name, type (config), true split name.
+        held_out: with --validation-split-percentage: {"percentage", "seed", "of"}, else None.
+    """
+
+    train: Sentences
+    eval: Sentences
+    labels: list[str]
+    train_name: str
+    eval_name: str
+    dataset: dict[str, str]
+    held_out: dict[str, Any] | None = None
+
+
+def _check_source_options(args: argparse.Namespace) -> None:
+    """``CommandError`` for options of the other data source, and for a held-out split asked for beside an evaluation
+    file."""
+    percentage = args.validation_split_percentage
+    if percentage is not None and not 0 < percentage < 100:
+        raise CommandError(f"--validation-split-percentage must be in (0, 100), got {percentage:g}")
     if args.dataset_name is not None:
         data_only = [option for option, value, default in (
             ("--train-file", args.train_file, "train.txt"), ("--eval-file", args.eval_file, "valid.txt"),
+            ("--format", args.format, "auto"), ("--conllu-tags", args.conllu_tags, None),
         ) if value != default]
         if data_only:
             raise CommandError(f"{', '.join(data_only)} name CoNLL files in --data-dir, not splits of --dataset-name")
-        splits = load_splits(args.dataset_name, args.dataset_config_name)
-        loaded = token_classification_data(splits, args.tokens_column, args.tags_column)
-        name = Path(args.dataset_name)
-        return {"train": loaded["train"], "eval": loaded["validation"]}, name / "train", name / split_name(
-            splits["validation"])
+        return
     given = [option for option, value, default in (
         ("--dataset-config-name", args.dataset_config_name, None), ("--tokens-column", args.tokens_column, "tokens"),
         ("--tags-column", args.tags_column, "ner_tags"),
     ) if value != default]
     if given:
         raise CommandError(f"{', '.join(given)}: options of --dataset-name, not of CoNLL files")
+    if percentage is not None and args.eval_file != "valid.txt":
+        raise CommandError(f"--eval-file {args.eval_file!r} and --validation-split-percentage {percentage:g} both "
+                           "name the evaluation sentences: give one")
+
+
+def _held_out(train: Sentences, args: argparse.Namespace, of: str) -> tuple[Sentences, Sentences, dict[str, Any]]:
+    """(kept, held out, what was held out) with --validation-split-percentage and --seed."""
+    percentage = args.validation_split_percentage
+    try:
+        kept, held = hold_out(train, percentage, args.seed)
+    except ValueError as err:
+        raise CommandError(f"--validation-split-percentage {percentage:g}: {err}") from None
+    return kept, held, {"percentage": percentage, "seed": args.seed, "of": of}
+
+
+def load_sentences(args: argparse.Namespace) -> TaggingData:
+    """The training and evaluation sentences from the files in --data-dir (CoNLL or CoNLL-U, as --format says) or
+    from --dataset-name; the evaluation part held out of train with --validation-split-percentage."""
+    _check_source_options(args)
+    percentage = args.validation_split_percentage
+    if args.dataset_name is not None:
+        splits = load_splits(args.dataset_name, args.dataset_config_name)
+        if percentage is None and "validation" not in splits:
+            raise CommandError(f"--dataset-name {args.dataset_name!r} has no validation split (validation, dev, "
+                               "valid, val or test): hold out a part of train with --validation-split-percentage N")
+        loaded = token_classification_data(splits, args.tokens_column, args.tags_column,
+                                           need_validation=percentage is None)
+        train_name = f"{args.dataset_name}/train"
+        dataset = {"name": args.dataset_name, "type": args.dataset_name}
+        if percentage is None:
+            split = split_name(splits["validation"])
+            return TaggingData(loaded["train"], loaded["validation"], conll_label_list(loaded["train"]), train_name,
+                               f"{args.dataset_name} {split}", {**dataset, "split": split})
+        train, held, held_out = _held_out(loaded["train"], args, train_name)
+        return TaggingData(train, held, conll_label_list(loaded["train"]), train_name,
+                           f"{train_name} (held-out {percentage:g}%, seed {args.seed})",
+                           {**dataset, "split": HELD_OUT_SPLIT}, held_out)
+
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise CommandError(f"--data-dir {str(data_dir)!r} does not exist or is not a folder")
-    train_path, eval_path = data_dir / args.train_file, data_dir / args.eval_file
-    for option, name, path in (("--train-file", args.train_file, train_path),
-                               ("--eval-file", args.eval_file, eval_path)):
-        if not path.exists():
+    names = [("--train-file", args.train_file)] + ([("--eval-file", args.eval_file)] if percentage is None else [])
+    for option, name in names:
+        if not (data_dir / name).exists():
             raise CommandError(
-                f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt)"
+                f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt; "
+                "without an evaluation file: --validation-split-percentage N)"
             )
-    return {"train": read_conll(train_path), "eval": read_conll(eval_path)}, train_path, eval_path
-
-
-#: What the recorded tagging metrics are (the model card's metric names).
-METRIC_NAMES = {"f1": "strict span F1 (micro)", "precision": "strict span precision", "recall": "strict span recall"}
+    formats = {name: tagged_file_format(name, args.format) for _, name in names}
+    if args.conllu_tags is not None and "conllu" not in formats.values():
+        raise CommandError(f"--conllu-tags {args.conllu_tags} picks the tag column of CoNLL-U files, but "
+                           f"{' and '.join(formats)} are read as CoNLL columns (tag in the last column): name .conllu "
+                           "files or give --format conllu")
+    column = args.conllu_tags or "upos"
+    read = {name: read_tagged_file(data_dir / name, fmt, column) for name, fmt in formats.items()}
+    train_path = data_dir / args.train_file
+    train = read[args.train_file]
+    labels = conll_label_list(train)
+    if percentage is None:
+        return TaggingData(train, read[args.eval_file], labels, str(train_path), str(data_dir / args.eval_file),
+                           dataset_card(data_dir, args.eval_file, args.train_file))
+    train, held, held_out = _held_out(train, args, args.train_file)
+    return TaggingData(train, held, labels, str(train_path),
+                       f"{args.train_file} (held-out {percentage:g}%, seed {args.seed})",
+                       {**dataset_card(data_dir, args.eval_file, args.train_file), "split": HELD_OUT_SPLIT}, held_out)
 
 
 def eval_split(eval_file: str) -> str:
-    """The split an evaluation file is: "test" for test*.txt (CoNLL-2003's testa/testb too), "validation" for
-    valid*/dev*, else the file's stem."""
+    """The split an evaluation file is: "test" for test*.txt (CoNLL-2003's testa/testb too) and UD's *-ud-test,
+    "validation" for valid*/dev* and UD's *-ud-dev, else the file's stem."""
     stem = Path(eval_file).stem.lower()
-    if stem.startswith("test"):
+    last = re.split(r"[-_.]", stem)[-1]  # en_ewt-ud-dev -> dev
+    if stem.startswith("test") or last == "test":
         return "test"
-    if stem.startswith(("valid", "dev")):
+    if stem.startswith(("valid", "dev")) or last in ("dev", "valid", "validation"):
         return "validation"
     return Path(eval_file).stem
 
 
-def dataset_card(data_dir: Path, eval_file: str = "valid.txt") -> dict[str, str]:
-    """The ``dataset`` of the result record: CoNLL-2003 for a folder of that name, else the folder's name; the split
-    the evaluation file is."""
+def dataset_card(data_dir: Path, eval_file: str = "valid.txt", train_file: str = "train.txt") -> dict[str, str]:
+    """The ``dataset`` of the result record: CoNLL-2003 or CoNLL-2000 for a folder of that name, Universal Dependencies
+    (its treebank as the config) for UD's file names (en_ewt-ud-train.conllu), else the folder's name; the split the
+    evaluation file is."""
     name = data_dir.resolve().name
     split = eval_split(eval_file)
-    if name.lower().replace("-", "").replace("_", "") == "conll2003":
-        return {"name": "CoNLL-2003", "type": "conll2003", "split": split}
+    known = {"conll2003": "CoNLL-2003", "conll2000": "CoNLL-2000"}
+    key = name.lower().replace("-", "").replace("_", "")
+    if key in known:
+        return {"name": known[key], "type": key, "split": split}
+    treebank = UD_TRAIN_FILE.fullmatch(Path(train_file).name)
+    if treebank is not None:
+        code = treebank[1].lower()
+        return {"name": f"Universal Dependencies {code}", "type": "universal_dependencies", "config": code,
+                "split": split}
     return {"name": name, "type": name, "split": split}
+
+
+def task_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the task sets besides the labels: for pos, ``tag_scheme="none"`` (no transition is
+    forbidden: part-of-speech tags are not spans), unless --model-config already says so; ``CommandError`` when
+    --model-config names another tag_scheme for pos."""
+    if TASKS[args.task].spans:
+        return {}
+    scheme = parse_model_config(args.model_config).get("tag_scheme")
+    if scheme is None:
+        return {"tag_scheme": "none"}
+    if str(scheme).lower() != "none":
+        raise CommandError(
+            f"--task pos: --model-config tag_scheme={scheme} makes the CRF forbid the transitions of a span scheme, "
+            "but part-of-speech tags are not spans; drop it (pos trains with tag_scheme none)"
+        )
+    return {}
 
 
 def encode_words(tokenizer, sentences: Sentences, label2id: dict[str, int], max_length: int,
@@ -186,12 +374,12 @@ def encode_words(tokenizer, sentences: Sentences, label2id: dict[str, int], max_
     return features, first_positions
 
 
-def word_predictions(logits: np.ndarray, first_positions: list[list[int | None]],
-                     id2label: dict[int, str]) -> list[list[str]]:
-    """Per sentence, the tag predicted on each word's first sub-token ("O" for a word without one)."""
+def word_predictions(logits: np.ndarray, first_positions: list[list[int | None]], id2label: dict[int, str],
+                     missing: str | None = "O") -> list[list[str | None]]:
+    """Per sentence, the tag predicted on each word's first sub-token (``missing`` for a word without one)."""
     predicted = np.asarray(logits).argmax(axis=-1)  # (N, L)
     return [
-        [id2label[int(predicted[i, position])] if position is not None else "O" for position in positions]
+        [id2label[int(predicted[i, position])] if position is not None else missing for position in positions]
         for i, positions in enumerate(first_positions)
     ]
 
@@ -203,6 +391,12 @@ def word_predictions(logits: np.ndarray, first_positions: list[list[int | None]]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's options to ``parser``."""
+    parser.add_argument(
+        "--task", choices=tuple(TASKS), default="ner",
+        help="what the tags are: ner (entities) and chunk (phrases) are spans, scored by strict span F1 and by "
+        "seqeval's default mode beside it; pos (part of speech) tags words, scored by token accuracy "
+        "(default: %(default)s)",
+    )
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-dir", metavar="DIR", help="folder holding the CoNLL-format files")
@@ -222,7 +416,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--eval-file", default="valid.txt", metavar="FILE",
         help="evaluation file, relative to --data-dir; its tags must all occur in the training file; words cut "
-        "off by --max-length are scored as predicted 'O' (default: %(default)s)",
+        "off by --max-length are scored as predicted 'O' (pos: as wrong) (default: %(default)s)",
+    )
+    data.add_argument(
+        "--format", choices=TAGGED_FORMATS, default="auto",
+        help="how the files are read: conll (word first, tag in the last column), conllu (Universal Dependencies' "
+        "CoNLL-U), or auto: conllu for a file whose name ends in .conllu, conll otherwise (default: %(default)s)",
+    )
+    data.add_argument(
+        "--conllu-tags", choices=tuple(CONLLU_TAG_COLUMNS), default=None,
+        help="the CoNLL-U column the tags come from: upos (universal part of speech, column 4) or xpos (the "
+        "treebank's own, column 5) (default: upos)",
+    )
+    data.add_argument(
+        "--validation-split-percentage", "--validation_split_percentage", type=float, default=None, metavar="N",
+        help="evaluate on N%% of the training sentences, held out of training (drawn with --seed), instead of "
+        "--eval-file or the dataset's validation split: for data without an evaluation split, such as CoNLL-2000",
     )
     add_model_arguments(parser)
     add_training_arguments(
@@ -233,110 +442,123 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         max_length=DEFAULT_MAX_LENGTH,
         task="ner",
     )
+    add_word_dropout_argument(parser)  # --word-dropout: lib.word_dropout, default the preset's
 
 
-def _prepare(
-    args: argparse.Namespace,
-) -> tuple[dict[str, Sentences], list[str], dict[str, tuple], tuple[str, dict[str, str]], PreparedModel]:
+def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], PreparedModel]:
     """Every check, in order: options, data, model, output folder, tokenizer, vocabulary; then the encoding.
     Writes nothing."""
     from transformers import AutoModelForTokenClassification
 
-    check_training_arguments(args, metrics=EVAL_METRICS)
-    splits, train_path, eval_path = load_sentences(args)
-    labels = conll_label_list(splits["train"])
-    check_eval_tags(labels, splits["eval"], eval_path)
-    for path, sentences in ((train_path, splits["train"]), (eval_path, splits["eval"])):
-        try:
-            tags = [tags for _, tags in sentences]
-            span_f1(tags, tags)  # the tags must follow one scheme (IOB2, IOBES or BILOU)
-        except ValueError as err:
-            raise CommandError(f"{path}: {err}") from None
-    id2label = dict(enumerate(labels))
-    config = {"id2label": id2label, "label2id": {tag: i for i, tag in id2label.items()}}  # id2label sets num_labels
+    # The model's training preset is the one for this task (lib.training reads the task the parser was built with).
+    args._task = args.task
+    check_training_arguments(args, metrics=eval_metrics(args.task))
+    extra_config = task_config(args)
+    data = load_sentences(args)
+    check_eval_tags(data.labels, data.eval, data.eval_name)
+    if TASKS[args.task].spans:
+        for name, sentences in ((data.train_name, data.train), (data.eval_name, data.eval)):
+            try:
+                tags = [tags for _, tags in sentences]
+                span_f1(tags, tags)  # the tags must follow one scheme (IOB2, IOBES or BILOU)
+            except ValueError as err:
+                raise CommandError(f"{name}: {err}; --task {args.task} scores spans (tags that are not spans, such as "
+                                   "part-of-speech tags: --task pos)") from None
+    id2label = dict(enumerate(data.labels))
+    config = {"id2label": id2label, "label2id": {tag: i for i, tag in id2label.items()}, **extra_config}
     prepared = prepare_model(
         args,
         AutoModelForTokenClassification,
         config,
-        lambda: [" ".join(words) for words, _ in splits["train"]],
+        lambda: [" ".join(words) for words, _ in data.train],
         need_fast_tokenizer=True,
-        training_sentences=lambda: [words for words, _ in splits["train"]],
+        training_sentences=lambda: [words for words, _ in data.train],
     )
     token_types = getattr(prepared.model.config, "type_vocab_size", 1) != 0
     label2id = config["label2id"]
     encoded = {
         name: encode_words(prepared.tokenizer, sentences, label2id, args.max_length, token_types)
-        for name, sentences in splits.items()
+        for name, sentences in (("train", data.train), ("eval", data.eval))
     }
-    return splits, labels, encoded, evaluated_split(args, eval_path), prepared
+    return data, encoded, prepared
 
 
-def evaluated_split(args: argparse.Namespace, eval_path: Path) -> tuple[str, dict[str, str]]:
-    """What the evaluation scores, as the report names it (the CoNLL file, or "<dataset> <split>"), and as the
-    result record's ``dataset`` (name, type, true split name)."""
-    if args.dataset_name is not None:
-        split = eval_path.name
-        return f"{args.dataset_name} {split}", {"name": args.dataset_name, "type": args.dataset_name, "split": split}
-    return args.eval_file, dataset_card(Path(args.data_dir), args.eval_file)
+def _report_scores(task: str, scores: dict[str, Any]) -> None:
+    """The score tables: strict spans overall, seqeval's default mode overall, strict spans per type; or token
+    accuracy and the scores per tag."""
+    unit = TASKS[task].unit
+    if TASKS[task].spans:
+        rows = [["overall, strict", scores["precision"], scores["recall"], scores["f1"], scores["support"]],
+                ["overall, seqeval default mode", scores["conlleval_precision"], scores["conlleval_recall"],
+                 scores["conlleval_f1"], scores["support"]]]
+        rows += [[kind, s["precision"], s["recall"], s["f1"], s["support"]] for kind, s in scores["per_type"].items()]
+        report(format_table([f"{unit} (strict)", "precision", "recall", "f1", "support"], rows))
+        return
+    report(f"token accuracy {scores['accuracy']:.4f} ({scores['support']:,} words)")
+    rows = [[tag, s["precision"], s["recall"], s["f1"], s["support"]] for tag, s in scores["per_tag"].items()]
+    report(format_table([unit, "precision", "recall", "f1", "support"], rows))
 
 
-def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], labels: list[str],
-                      encoded: dict[str, tuple], evaluated: tuple[str, dict[str, str]], prepared: PreparedModel,
-                      started: float) -> int:
+def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict[str, tuple],
+                      prepared: PreparedModel, started: float) -> int:
     from transformers import DataCollatorForTokenClassification
 
+    task = TASKS[args.task]
+    metrics = eval_metrics(args.task)
     tokenizer = prepared.tokenizer
-    id2label = dict(enumerate(labels))
+    id2label = dict(enumerate(data.labels))
     train_features, _ = encoded["train"]
     eval_features, first_positions = encoded["eval"]
-    n_words = sum(len(words) for words, _ in splits["eval"])
+    n_words = sum(len(words) for words, _ in data.eval)
     truncated = sum(position is None for positions in first_positions for position in positions)
     logger.info(
-        f"{'CoNLL' if args.dataset_name is None else args.dataset_name}: train {len(splits['train']):,} sentences, "
-        f"eval {len(splits['eval']):,} sentences "
-        f"({n_words:,} words); {len(labels)} labels: {', '.join(labels)}"
+        f"{'CoNLL' if args.dataset_name is None else args.dataset_name} ({task.name.lower()}): train "
+        f"{len(data.train):,} sentences, eval {len(data.eval):,} sentences ({n_words:,} words; {data.eval_name}); "
+        f"{len(data.labels)} labels: {', '.join(data.labels)}"
     )
     logger.info(describe_model(prepared))
 
     collator = DataCollatorForTokenClassification(tokenizer)
-    gold = [tags for _, tags in splits["eval"]]
+    gold = [tags for _, tags in data.eval]
 
-    def span_scores(predictions) -> dict:
-        """Span F1 of the evaluation split from the Trainer's predictions: during training (--eval_strategy,
-        --metric_for_best_model) and at the end alike."""
+    def scores_of(predictions) -> dict:
+        """The task's scores of the evaluation split from the Trainer's predictions: during training
+        (--eval_strategy, --metric_for_best_model) and at the end alike."""
         logits = predictions[0] if isinstance(predictions, tuple) else predictions  # (N, L, K), -100 past each batch
-        return span_f1(gold, word_predictions(logits, first_positions, id2label))  # a CRF's argmax: its Viterbi path
+        # a CRF's argmax: its Viterbi path; a word without a prediction: None ("O" for spans, wrong for pos)
+        return tagging_scores(args.task, gold, word_predictions(logits, first_positions, id2label, missing=None))
 
     def compute_metrics(prediction) -> dict[str, float]:
-        scores = span_scores(prediction.predictions)
-        return {name: scores[name] for name in EVAL_METRICS}
+        scores = scores_of(prediction.predictions)
+        return {name: scores[name] for name in metrics}
 
     trainer, train_output, train_seconds = train(args, prepared, train_features, collator, eval_dataset=eval_features,
                                                  compute_metrics=compute_metrics)
 
-    scores = span_scores(trainer.predict(eval_features).predictions)
+    scores = scores_of(trainer.predict(eval_features).predictions)
     total_seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
         return 0
 
-    rows = [["overall", scores["precision"], scores["recall"], scores["f1"], scores["support"]]]
-    rows += [[kind, s["precision"], s["recall"], s["f1"], s["support"]] for kind, s in scores["per_type"].items()]
     report()
-    evaluated, dataset = evaluated
-    report(f"{evaluated} ({prepared.source.describe()})")
-    report(format_table(["entity", "precision", "recall", "f1", "support"], rows))
+    report(f"{data.eval_name} ({prepared.source.describe()})")
+    _report_scores(args.task, scores)
     if truncated:
-        report(f"{truncated:,} of {n_words:,} words were cut off by --max-length {args.max_length} and scored as 'O'")
+        scored = "as 'O'" if task.spans else "as wrong"
+        report(f"{truncated:,} of {n_words:,} words were cut off by --max-length {args.max_length} and scored {scored}")
     report(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
     results = {
         "task": "token-classification",
-        "dataset": dataset["name"],
-        "eval_file": evaluated,
+        "tagging_task": args.task,
+        "dataset": data.dataset["name"],
+        "eval_file": data.eval_name,
+        "eval_split": data.dataset["split"],
+        **({"held_out": data.held_out} if data.held_out is not None else {}),
         "metrics": scores,
-        "labels": labels,
-        "num_train_examples": len(splits["train"]),
-        "num_eval_examples": len(splits["eval"]),
+        "labels": data.labels,
+        "num_train_examples": len(data.train),
+        "num_eval_examples": len(data.eval),
         "num_eval_words": n_words,
         "truncated_words": truncated,
         **run_summary(args, prepared, train_output, train_seconds, total_seconds),
@@ -344,10 +566,10 @@ def _train_and_report(args: argparse.Namespace, splits: dict[str, Sentences], la
     output_dir = save_final(prepared, results, trainer.state.log_history)
     record_results(
         output_dir,
-        task={"type": "token-classification", "name": "Named entity recognition"},
-        dataset=dataset,
-        metrics={"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"]},
-        metric_names=METRIC_NAMES,
+        task={"type": "token-classification", "name": task.name},
+        dataset=data.dataset,
+        metrics={name: scores[name] for name in metrics},
+        metric_names={name: METRIC_NAMES[name] for name in metrics},
     )
     announce_and_push(trainer, prepared, output_dir)
     return 0

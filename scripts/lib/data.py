@@ -12,8 +12,11 @@ Three groups:
   Face Hub (``nyu-mll/glue``). Both return ``[{"sentence1": ..., "sentence2": ..., "label": ...}]`` with
   the label as a class id (an index into ``GlueTask.tsv_labels``), a float for STS-B, or ``None`` for the
   unlabelled test splits. ``sentence2`` is present only for the sentence-pair tasks.
-- **CoNLL**: ``read_conll`` reads ``word ... tag`` column files into ``(words, tags)`` sentences and
-  ``conll_label_list`` gives their labels in a fixed order ("O" first, then by entity type).
+- **Tagging files**: ``read_conll`` reads ``word ... tag`` column files (CoNLL-2003 NER, CoNLL-2000 chunking) and
+  ``read_conllu`` Universal Dependencies' CoNLL-U files (the UPOS or XPOS column) into ``(words, tags)`` sentences;
+  ``read_tagged_file`` picks the reader by format or file suffix; ``conll_label_list`` gives the labels in a fixed
+  order ("O" first, then by entity type); ``hold_out`` splits a held-out evaluation part off the training
+  sentences, deterministically.
 - **Plain text**: ``read_text_files`` returns the non-empty lines of text files and
   ``shipped_corpus_files`` lists the Shakespeare plays shipped with the package (``macbeth.txt`` is the
   held-out evaluation play).
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import csv
 import os
+import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,6 +405,113 @@ def read_conll(path: PathLike) -> list[tuple[list[str], list[str]]]:
         raise ValueError(f"{file} holds no sentences: expected 'word ... tag' lines with blank lines between sentences")
     return sentences
 
+
+#: The tag columns of a CoNLL-U word line (0-based): universal part of speech, language-specific part of speech.
+CONLLU_TAG_COLUMNS = {"upos": 3, "xpos": 4}
+#: The tagging-file formats ``read_tagged_file`` reads; "auto" picks CoNLL-U for a ``.conllu`` file.
+TAGGED_FORMATS = ("auto", "conll", "conllu")
+
+_CONLLU_WORD_ID = re.compile(r"[1-9][0-9]*")  # a syntactic word; "1-2" is a multiword token, "1.1" an empty node
+_CONLLU_SKIPPED_ID = re.compile(r"[1-9][0-9]*-[1-9][0-9]*|[0-9]+\.[1-9][0-9]*")
+
+
+def read_conllu(path: PathLike, tag_column: str = "upos") -> list[tuple[list[str], list[str]]]:
+    """Read a CoNLL-U file (Universal Dependencies) into ``(words, tags)`` sentences.
+
+    Format: one line per word with 10 tab-separated columns ``ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC``;
+    ``#`` lines are comments (sentence ids, text); a blank line ends a sentence. The words are the FORMs of the
+    syntactic words (ID an integer); multiword-token lines (ID ``1-2``: the surface form "don't" whose words follow
+    as their own lines) and empty nodes (ID ``8.1``, enhanced dependencies only) are skipped. The tag is the UPOS
+    column (``tag_column="upos"``) or the XPOS column (``"xpos"``); ``_`` there (the column left empty, as some
+    treebanks do for XPOS) is an error naming the line.
+    """
+    if tag_column not in CONLLU_TAG_COLUMNS:
+        raise ValueError(f"unknown CoNLL-U tag column {tag_column!r}; allowed: {', '.join(CONLLU_TAG_COLUMNS)}")
+    column = CONLLU_TAG_COLUMNS[tag_column]
+    file = _existing_file(path, "CoNLL-U file")
+    sentences: list[tuple[list[str], list[str]]] = []
+    words: list[str] = []
+    tags: list[str] = []
+    try:
+        with open(file, encoding="utf-8-sig") as f:  # a leading BOM dropped; universal newlines: \r\n read as \n
+            for number, line in enumerate(f, start=1):
+                line = line.rstrip("\n")
+                if not line.strip():
+                    if words:
+                        sentences.append((words, tags))
+                        words, tags = [], []
+                    continue
+                if line.startswith("#"):
+                    continue
+                fields = line.split("\t")
+                where = f"{file}, line {number}"
+                if len(fields) != 10:
+                    raise ValueError(
+                        f"{where}: expected 10 tab-separated CoNLL-U columns (ID FORM LEMMA UPOS XPOS FEATS HEAD "
+                        f"DEPREL DEPS MISC), found {len(fields)}: {line!r}"
+                    )
+                if _CONLLU_SKIPPED_ID.fullmatch(fields[0]):
+                    continue
+                if not _CONLLU_WORD_ID.fullmatch(fields[0]):
+                    raise ValueError(f"{where}: ID {fields[0]!r} is not a word index (1, 2, ...), a multiword "
+                                     "range (1-2) or an empty node (1.1)")
+                tag = fields[column]
+                if tag in ("", "_"):
+                    other = "xpos" if tag_column == "upos" else "upos"
+                    raise ValueError(
+                        f"{where}: the {tag_column.upper()} column (column {column + 1}) of word {fields[1]!r} is "
+                        f"empty ({tag!r}): this file has no {tag_column.upper()} tags; read the {other.upper()} "
+                        "column instead"
+                    )
+                if not fields[1]:
+                    raise ValueError(f"{where}: word {fields[0]} has an empty FORM (column 2)")
+                words.append(fields[1])
+                tags.append(tag)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file} is not UTF-8 text ({err.reason}); expected a CoNLL-U text file") from None
+    if words:
+        sentences.append((words, tags))
+    if not sentences:
+        raise ValueError(f"{file} holds no sentences: expected CoNLL-U word lines (10 tab-separated columns) with "
+                         "blank lines between sentences")
+    return sentences
+
+
+def tagged_file_format(path: PathLike, file_format: str = "auto") -> str:
+    """The format a tagging file is read in: ``file_format`` itself, or for "auto" "conllu" when the file name ends
+    in ``.conllu`` (any case), else "conll"."""
+    if file_format not in TAGGED_FORMATS:
+        raise ValueError(f"unknown tagging-file format {file_format!r}; allowed: {', '.join(TAGGED_FORMATS)}")
+    if file_format == "auto":
+        return "conllu" if Path(path).suffix.lower() == ".conllu" else "conll"
+    return file_format
+
+
+def read_tagged_file(path: PathLike, file_format: str = "auto",
+                     tag_column: str = "upos") -> list[tuple[list[str], list[str]]]:
+    """``(words, tags)`` sentences of a tagging file: ``read_conllu(path, tag_column)`` for the CoNLL-U format,
+    ``read_conll(path)`` (tag in the last column) for CoNLL columns; the format as ``tagged_file_format`` says."""
+    if tagged_file_format(path, file_format) == "conllu":
+        return read_conllu(path, tag_column)
+    return read_conll(path)
+
+
+def hold_out(items: Sequence, percentage: float, seed: int) -> tuple[list, list]:
+    """Split ``items`` into (kept, held out): ``percentage`` % of ``len(items)``, rounded half up, items drawn at
+    random with ``random.Random(seed)`` are held out (the same ones for the same seed, length and percentage); both
+    parts keep the items' order. ``ValueError`` unless 0 < percentage < 100 and both parts get at least one item."""
+    if not 0 < percentage < 100:
+        raise ValueError(f"the held-out percentage must be in (0, 100), got {percentage:g}")
+    n = len(items)
+    size = int(n * percentage / 100 + 0.5)
+    if not 0 < size < n:
+        nothing = "nothing to evaluate on" if size == 0 else "nothing to train on"
+        raise ValueError(f"{percentage:g}% of {n} sentences is {size}: {nothing}; both parts need at least one "
+                         "sentence")
+    chosen = set(random.Random(seed).sample(range(n), size))
+    kept = [item for i, item in enumerate(items) if i not in chosen]
+    held = [item for i, item in enumerate(items) if i in chosen]
+    return kept, held
 
 # Order of the prefixes within one entity type: IOB2 (B, I), IOBES (B, I, E, S), BILOU (B, I, L, U).
 _PREFIX_ORDER = {"B": 0, "I": 1, "E": 2, "L": 2, "S": 3, "U": 3}

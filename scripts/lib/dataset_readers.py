@@ -199,12 +199,15 @@ def text_classification_data(splits: dict[str, Any], text_columns: list[str] | N
     return TextClassificationData(examples, columns, names, regression)
 
 
-def token_classification_data(splits: dict[str, Any], tokens_column: str = "tokens",
-                              tags_column: str = "ner_tags") -> dict[str, list[tuple[list[str], list[str]]]]:
-    """``{split: [(words, tags), ...]}`` with tag names (``ClassLabel`` ids mapped through the feature's names)."""
+def token_classification_data(splits: dict[str, Any], tokens_column: str = "tokens", tags_column: str = "ner_tags",
+                              need_validation: bool = True) -> dict[str, list[tuple[list[str], list[str]]]]:
+    """``{split: [(words, tags), ...]}`` with tag names (``ClassLabel`` ids mapped through the feature's names).
+    Without ``need_validation`` (the caller holds a part of train out) only "train" is read."""
     import datasets
 
-    if "validation" not in splits:
+    if not need_validation:
+        splits = {"train": splits["train"]}
+    elif "validation" not in splits:
         raise CommandError("the dataset has no validation split (validation, dev, valid, val or test)")
     feature = splits["train"].features.get(tags_column)
     inner = getattr(feature, "feature", None)  # Sequence(ClassLabel) or List(ClassLabel)

@@ -18,6 +18,16 @@ A fine-tuning command runs in two phases:
 ``--resume`` takes the model and tokenizer from the newest ``checkpoint-N`` of the output folder
 (``--resume_from_checkpoint DIR``: from that one); options that would build a different model (another
 ``--model-config`` value, another task) are refused.
+
+Two remedies for a model that fits its training data better than it generalises, to be measured:
+
+* ``--word-dropout P`` (a command adds it with ``add_word_dropout_argument``; finetune-ner does): Lample et al.
+  (2016)'s singleton replacement, ``lib.word_dropout``. ``train`` wraps the training examples (never the evaluation
+  ones) when P > 0; ``prepare_model`` refuses it, before anything is written, for a model that does not read words
+  and their characters: with sub-words, or with characters only (ELMo's classifiers), there is no word row for
+  [UNK] to stand in for while the characters stay.
+* ``--best-checkpoint`` (``lib.training``): the checkpoint that scored best on the evaluation split, rather than the
+  last one, is the model saved and evaluated at the end.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from typing import Any
 import bizoo
 
 from .command import CommandError, report, run_command
+from .masking import EpochCallback
 from .models import (
     MIN_VOCAB_SIZE,
     build_wordchar_tokenizer,
@@ -47,12 +58,14 @@ from .models import (
 from .output_folders import check_output_dir, staged_update
 from .results import RESULTS_FILE
 from .training import (
+    add_preset_option,
     build_on_first_process,
     push_final_folder,
     resume_checkpoint,
     trainer_optimizers,
     training_arguments,
 )
+from .word_dropout import WordDropoutExamples
 from .word_vectors import load_word_vectors
 from .wordpiece import minimum_vocab_size, train_wordpiece_tokenizer
 
@@ -106,6 +119,47 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         f"tokenizer (raised to the minimum the text needs; default: {DEFAULT_VOCAB_SIZE}), or the most frequent "
         "words for a word-level model (default: every training word)",
     )
+
+
+def add_word_dropout_argument(parser: argparse.ArgumentParser) -> None:
+    """--word-dropout P (``lib.word_dropout``), among the training options; call it after
+    ``training.add_training_arguments``. Its default is the model's preset (``word_dropout``), else 0: off."""
+    add_preset_option(
+        parser, "word_dropout", 0.0, "--word-dropout", "--word_dropout", type=float, metavar="P",
+        help="during training only, replace each occurrence of a word seen once in the training data by the unknown "
+        "word with probability P, keeping its characters (Lample et al. 2016 use 0.5; 0 = off); the draws depend on "
+        "--seed, the epoch and the example only. Needs a model that reads words and characters (bilstm_crf) "
+        "(default: %(default)s)",
+    )
+
+
+def check_word_dropout(args: argparse.Namespace, tokenizer=None, model=None) -> None:
+    """``CommandError`` for a --word-dropout outside [0, 1] or one that cannot work: with ``tokenizer`` and ``model``,
+    P > 0 needs the word+character tokenizer (which has an unknown word) and word embeddings; and workers that outlive an epoch
+    (--dataloader_persistent_workers) would keep the first epoch's draws."""
+    probability = getattr(args, "word_dropout", None)
+    if probability is None:  # a command without the option
+        return
+    if not 0 <= probability <= 1:  # NaN included
+        raise CommandError(f"--word-dropout must be a probability in [0, 1] (0 = off), got {probability}")
+    if probability == 0:
+        return
+    if getattr(args, "dataloader_persistent_workers", False) and getattr(args, "dataloader_num_workers", 0) > 0:
+        raise CommandError("--word-dropout with --dataloader_persistent_workers: the workers would keep the first "
+                           "epoch's replacements; drop one of them")
+    if tokenizer is None:
+        return
+    if not isinstance(tokenizer, bizoo.WordCharTokenizerFast):
+        raise CommandError(
+            f"--word-dropout {probability}: it replaces words by the unknown word while their characters stay, so it "
+            f"needs a model that reads words and their characters (bilstm_crf); this one reads sub-words "
+            f"({type(tokenizer).__name__}). Pass --word-dropout 0"
+        )
+    if model is not None and model.get_input_embeddings() is None:
+        raise CommandError(
+            f"--word-dropout {probability}: {type(model).__name__} reads the characters only (no word embeddings), so "
+            "replacing a word by the unknown word while its characters stay changes nothing. Pass --word-dropout 0"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -287,6 +341,7 @@ def prepare_model(
             raise CommandError("--word-vectors initialises a model trained from scratch; the checkpoint has its own")
         if not Path(args.word_vectors).is_file():
             raise CommandError(f"--word-vectors {args.word_vectors!r} does not exist or is not a file")
+    check_word_dropout(args)
     output_dir, checkpoint = check_output_folder(args)
     if checkpoint is not None:  # the run's own model: check it is the one these options would build
         saved = AutoConfig.from_pretrained(checkpoint)
@@ -311,6 +366,7 @@ def prepare_model(
                 f"cannot load the checkpoint {source.name_or_path!r} for this task: {err} (a checkpoint fine-tuned "
                 "for another task may have a head of another size: start from its pretrained checkpoint instead)"
             ) from None
+    check_word_dropout(args, tokenizer, model)
     if getattr(args, "word_vectors", None) and checkpoint is None:
         load_pretrained_word_vectors(model, tokenizer, args.word_vectors, args.seed)
     return PreparedModel(source, model, tokenizer, output_dir, checkpoint)
@@ -404,13 +460,23 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
 
     ``eval_dataset`` and ``compute_metrics`` (``EvalPrediction`` -> the task's metrics, by the names
     ``check_best_model_metric`` allows) are the evaluation during training that --eval_strategy asks for, and what
-    --load_best_model_at_end / --metric_for_best_model select the best checkpoint by. With --overwrite the old output
-    folder is deleted first. Returns ``(trainer, TrainOutput, seconds)``.
+    --load_best_model_at_end / --metric_for_best_model (or --best-checkpoint) select the best checkpoint by; that
+    checkpoint's weights are then in ``prepared.model``. With --word-dropout P > 0 the training examples are wrapped in
+    ``WordDropoutExamples`` (``eval_dataset`` never is). With --overwrite the old output folder is deleted first.
+    Returns ``(trainer, TrainOutput, seconds)``.
     """
     output_dir = prepared.output_dir
     if args.overwrite and output_dir.is_dir():
         shutil.rmtree(output_dir)
     training_args = training_arguments(args, output_dir, prepared.model)
+    callbacks = []
+    if getattr(args, "word_dropout", None):
+        tokenizer = prepared.tokenizer
+        train_dataset = WordDropoutExamples(train_dataset, tokenizer.unk_token_id, tokenizer.all_special_ids,
+                                            args.word_dropout, args.seed)
+        callbacks.append(EpochCallback(train_dataset))
+        logger.info(f"word dropout: {len(train_dataset.singletons):,} words seen once in training become "
+                    f"{tokenizer.unk_token} with probability {args.word_dropout} (characters kept)")
     trainer = _ordered_evaluation_trainer()(
         model=prepared.model,
         args=training_args,
@@ -420,10 +486,16 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
         processing_class=prepared.tokenizer,
         compute_metrics=compute_metrics,
         optimizers=trainer_optimizers(prepared.model, args, training_args),
+        callbacks=callbacks,
     )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=prepared.checkpoint)
-    return trainer, result, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    best = trainer.state.best_model_checkpoint
+    if training_args.load_best_model_at_end and best is not None:
+        logger.info(f"the best checkpoint on the evaluation split is {best} "
+                    f"({training_args.metric_for_best_model} {trainer.state.best_metric:.4f}): its weights are kept")
+    return trainer, result, seconds
 
 
 def save_final(prepared: PreparedModel, results: dict[str, Any], log_history: list[dict] | None = None) -> Path:
@@ -463,6 +535,7 @@ def run_summary(args: argparse.Namespace, prepared: PreparedModel, train_output,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
+        **{name: getattr(args, name) for name in ("word_dropout", "best_checkpoint") if hasattr(args, name)},
     }
 
 

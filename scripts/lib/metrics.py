@@ -11,11 +11,17 @@ scikit-learn, scipy or seqeval into the runtime dependencies. Those libraries ar
 - ``glue_metrics(task, predictions, labels)``: exactly the official metric names of a GLUE task.
 - ``span_f1(true_tags, pred_tags)``: strict entity-level precision/recall/F1, equal to seqeval's
   ``classification_report(..., mode="strict")`` for IOB2, IOBES and BILOU tags.
+- ``conlleval_span_f1(true_tags, pred_tags)``: the same scores with chunks read as conlleval reads them (lenient:
+  an ``I-X`` after ``O`` opens a chunk), equal to seqeval's default mode (no ``mode=``), which transformers'
+  ``run_ner.py`` reports.
+- ``token_accuracy(true_tags, pred_tags)``: the share of words tagged right, and per tag precision/recall/F1
+  (part-of-speech tagging, whose tags are not spans).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -257,14 +263,27 @@ def span_f1(
         entities) and ``"per_type"``: ``{"LOC": {"precision", "recall", "f1", "support"}, ...}`` for every
         type found in the gold or predicted tags, sorted by name. A ratio with a zero denominator is 0.0.
     """
-    if len(true_tags) != len(pred_tags):
-        raise ValueError(f"span_f1: {len(true_tags)} gold sentences but {len(pred_tags)} predicted sentences")
-    for index, (gold, pred) in enumerate(zip(true_tags, pred_tags)):
-        if len(gold) != len(pred):
-            raise ValueError(f"span_f1: sentence {index} has {len(gold)} gold tags but {len(pred)} predicted tags")
+    _check_paired_sentences(true_tags, pred_tags, "span_f1")
     name = _resolve_scheme(scheme, list(true_tags) + list(pred_tags))
     gold_entities = set().union(*(_entities(tags, name, i) for i, tags in enumerate(true_tags)))
     pred_entities = set().union(*(_entities(tags, name, i) for i, tags in enumerate(pred_tags)))
+    return _span_scores(gold_entities, pred_entities)
+
+
+def _check_paired_sentences(true_tags: Sequence[Sequence[Any]], pred_tags: Sequence[Sequence[Any]],
+                            what: str) -> None:
+    """``ValueError`` unless there are as many predicted sentences as gold ones, each with as many tags."""
+    if len(true_tags) != len(pred_tags):
+        raise ValueError(f"{what}: {len(true_tags)} gold sentences but {len(pred_tags)} predicted sentences")
+    for index, (gold, pred) in enumerate(zip(true_tags, pred_tags)):
+        if len(gold) != len(pred):
+            raise ValueError(f"{what}: sentence {index} has {len(gold)} gold tags but {len(pred)} predicted tags")
+
+
+def _span_scores(gold_entities: set[tuple[int, int, int, str]],
+                 pred_entities: set[tuple[int, int, int, str]]) -> dict[str, Any]:
+    """Micro precision/recall/F1 and support of predicted against gold ``(sentence, start, end, type)`` chunks,
+    and the same per type (sorted by name)."""
     correct = gold_entities & pred_entities
 
     per_type = {}
@@ -282,3 +301,91 @@ def _prf(n_correct: int, n_pred: int, n_gold: int) -> dict[str, float]:
     recall = n_correct / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+# --------------------------------------------------------------------------------------------------
+# Lenient chunks (conlleval, seqeval's default mode)
+# --------------------------------------------------------------------------------------------------
+
+#: Each chunk prefix read as conlleval reads it: BILOU's L (last) and U (unit) are IOBES's E and S.
+_CONLLEVAL_PREFIX = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
+
+
+def _conlleval_chunks(tags: Sequence[str], sentence: int) -> set[tuple[int, int, int, str]]:
+    """Chunks of one sentence as conlleval reads them, ``(sentence, start, end, type)`` with ``end`` exclusive.
+
+    Every tag but O belongs to a chunk. With (p, x) the prefix and type of a tag and (p', x') those of the tag
+    before it (O for the first, whose type is none), a chunk boundary lies before the tag when
+
+        p' in {E, S}  or  p in {B, S, O}  or  x != x'
+
+    and a tag that is not O opens a new chunk at a boundary, or when no chunk is open (after O); otherwise it
+    continues the open chunk. So an I-X after O or after another type opens a chunk (strict mode drops it), B-X I-Y
+    is two chunks, and an IOBES chunk left unclosed (B-X I-X O) still counts.
+    """
+    found = set()
+    start, kind = None, ""  # the open chunk
+    previous_prefix = "O"
+    for i, tag in enumerate(tags):
+        if tag == "O":
+            prefix, this_kind = "O", ""
+        else:
+            prefix, this_kind = _split_tag(tag)
+            if prefix not in _CONLLEVAL_PREFIX:
+                raise ValueError(f"tag {tag!r} is neither O nor a chunk tag (prefixes B, I, E, S, L, U)")
+            prefix = _CONLLEVAL_PREFIX[prefix]
+        boundary = previous_prefix in "ES" or prefix in "BSO" or this_kind != kind
+        if start is not None and boundary:
+            found.add((sentence, start, i, kind))
+            start = None
+        if prefix != "O" and start is None:
+            start = i
+        kind = this_kind if prefix != "O" else ""
+        previous_prefix = prefix
+    if start is not None:
+        found.add((sentence, start, len(tags), kind))
+    return found
+
+
+def conlleval_span_f1(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Entity-level precision, recall and F1 with chunks read as conlleval reads them (``_conlleval_chunks``): the
+    numbers of seqeval's default mode (``classification_report(true, pred)``, no ``mode=``), which transformers'
+    ``run_ner.py`` reports. Lenient where ``span_f1`` is strict: ill-formed sequences still make chunks. One
+    difference from seqeval: BILOU's L- and U- prefixes are read as IOBES's E- and S- (seqeval's default mode knows
+    only B, I, E, S), so a BILOU tagging gets the same chunks as its IOBES spelling.
+
+    Arguments and result as ``span_f1`` (no ``scheme``: every prefix has one reading).
+    """
+    _check_paired_sentences(true_tags, pred_tags, "conlleval_span_f1")
+    gold = set().union(*(_conlleval_chunks(tags, i) for i, tags in enumerate(true_tags)))
+    pred = set().union(*(_conlleval_chunks(tags, i) for i, tags in enumerate(pred_tags)))
+    return _span_scores(gold, pred)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokens (part-of-speech tagging)
+# --------------------------------------------------------------------------------------------------
+
+
+def token_accuracy(true_tags: Sequence[Sequence[str]],
+                   pred_tags: Sequence[Sequence[str | None]]) -> dict[str, Any]:
+    """Token accuracy: the share of words whose predicted tag equals the gold tag, over all sentences.
+
+    A prediction of ``None`` (a word that got none, e.g. cut off by the maximum length) counts as wrong.
+
+    Returns:
+        ``{"accuracy", "support"}`` (the number of words) and ``"per_tag"``: ``{tag: {"precision", "recall",
+        "f1", "support"}}`` for every tag in the gold or predicted tags, sorted; precision over the words predicted
+        as the tag, recall over the words whose gold tag it is (its support). A ratio with a zero denominator is
+        0.0; ``ValueError`` when there are no words at all.
+    """
+    _check_paired_sentences(true_tags, pred_tags, "token_accuracy")
+    gold = [tag for tags in true_tags for tag in tags]
+    pred = [tag for tags in pred_tags for tag in tags]
+    if not gold:
+        raise ValueError("token_accuracy: no words; expected at least one")
+    n_gold, n_pred = Counter(gold), Counter(p for p in pred if p is not None)
+    n_correct = Counter(g for g, p in zip(gold, pred) if g == p)
+    per_tag = {tag: {**_prf(n_correct[tag], n_pred[tag], n_gold[tag]), "support": n_gold[tag]}
+               for tag in sorted(n_gold.keys() | n_pred.keys())}
+    return {"accuracy": sum(n_correct.values()) / len(gold), "support": len(gold), "per_tag": per_tag}

@@ -10,9 +10,9 @@ from scratch is a choice of the command line, so it lives here, beside the comma
 * ``tokenizer_options``: keyword arguments of ``WordCharTokenizerFast.from_words`` when a command builds the
   word+character tokenizer of a model whose ``ModelSpec.tokenizer`` is "wordchar" from the training words. Read by
   ``lib.models.build_wordchar_tokenizer`` (pretrain, finetune-glue, finetune-ner).
-* ``training_defaults``: task ("ner", "glue") -> the defaults of the training options of
-  ``lib.training.MODEL_DEFAULT_OPTIONS`` (epochs, learning_rate, batch_size, weight_decay, warmup_ratio,
-  max_grad_norm, group_by_length) when finetune-ner or finetune-glue trains this model from scratch; an option
+* ``training_defaults``: task ("ner", "chunk", "pos": finetune-ner's --task; "glue") -> the defaults of the
+  training options of ``lib.training.MODEL_DEFAULT_OPTIONS`` (epochs, learning_rate, batch_size, weight_decay,
+  warmup_ratio, max_grad_norm, group_by_length) when finetune-ner or finetune-glue trains this model from scratch; an option
   given on the command line wins. Read by ``lib.training.resolve_training_defaults``.
 * ``pretrain_config``: the config fields of the model ``bizoo pretrain`` builds from scratch, before ``--variant``
   and ``--model-config`` (an empty dict: the config's own defaults); None: the command's small Transformer-shaped
@@ -55,6 +55,17 @@ MODEL_DEFAULTS: dict[str, ModelDefaults] = {
                         max_grad_norm=5.0, group_by_length=True),
             "glue": dict(epochs=5, learning_rate=1e-3, batch_size=32, weight_decay=0.0, warmup_ratio=0.02,
                          max_grad_norm=5.0, group_by_length=True),
+            # Part-of-speech tagging and chunking (finetune-ner --task pos / chunk): the NER preset, reused. Ma & Hovy
+            # (2016) train POS with their NER network and recipe (dropout 0.5, the config's default here; clipping
+            # 5.0), and Lample et al. (2016)'s recipe has nothing NER-specific; as for NER, Adam at 2e-3 in batches
+            # of 32 stands in for their SGD (lr 0.01, batch 10 or 1), with no weight decay and batches grouped by
+            # length. Epochs: UD English-EWT (204,577 training words) and CoNLL-2000 (211,727) are the size of
+            # CoNLL-2003's training set (203,621), so the same 25 epochs make about as many updates; a first guess
+            # to be measured, not a tuned value.
+            "pos": dict(epochs=25, learning_rate=2e-3, batch_size=32, weight_decay=0.0, warmup_ratio=0.02,
+                        max_grad_norm=5.0, group_by_length=True),
+            "chunk": dict(epochs=25, learning_rate=2e-3, batch_size=32, weight_decay=0.0, warmup_ratio=0.02,
+                          max_grad_norm=5.0, group_by_length=True),
         },
         # bizoo pretrain: the config's defaults (char-CNN, word embeddings of 100, one BiLSTM layer of 200 per
         # direction).

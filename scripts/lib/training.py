@@ -17,19 +17,29 @@ The value each ``TrainingArguments`` field gets, the first that applies:
 
 1. the command line (a field or its alias);
 2. the model's preset for the task, for a bizoo model type trained from scratch (``MODEL_DEFAULT_OPTIONS``,
-   ``training_defaults`` in ``lib.model_defaults``);
+   ``training_defaults`` in ``lib.model_defaults``); a preset's ``best_checkpoint`` stands for the fields below;
 3. the command's defaults (``add_training_arguments``'s arguments, ``defaults=`` of ``training_arguments``: e.g.
    pretrain evaluates every quarter of its steps);
 4. bizoo's defaults (``bizoo_defaults``: no reporting integration, two checkpoints kept, ...);
 5. ``TrainingArguments``' own default.
 
+``--best-checkpoint`` (the commands with presets: finetune-glue, finetune-ner) is shorthand for the checkpoint chosen
+on the evaluation split rather than the last one: ``--eval_strategy epoch --save_strategy epoch
+--load_best_model_at_end --metric_for_best_model M``, with M the command's main metric (the first name its evaluation
+reports: f1 for finetune-ner, the task's first metric for finetune-glue; the evaluation loss where a command names
+none). Those fields enter at step 3's level: each one given on the command line wins.
+
+A command may add an option of its own whose default a preset sets (``add_preset_option``, e.g. finetune-ner's
+``--word-dropout``); it must be one of ``MODEL_DEFAULT_OPTIONS``, and a preset that sets it for a command without it
+is an error.
+
 A value the command depends on (``fixed=``, e.g. pretrain's ``remove_unused_columns=False``) cannot be changed: giving
 another is an error. Everything is checked before a command writes anything (``check_training_arguments``, which
 also builds the ``TrainingArguments`` once, so transformers' own checks run then too).
 
-Functions: ``add_training_arguments``, ``resolve_training_defaults``, ``check_training_arguments``,
-``check_best_model_metric``, ``training_arguments``, ``trainer_optimizers``, ``resume_checkpoint``,
-``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``.
+Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
+``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
+``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``.
 """
 
 from __future__ import annotations
@@ -57,10 +67,15 @@ from .model_card import write_checkpoint_card
 from .model_defaults import model_defaults
 
 #: Options whose default a model may set for a task (``training_defaults`` in ``lib.model_defaults``) when trained
-#: from scratch.
+#: from scratch. ``best_checkpoint``: the commands with presets; ``word_dropout``: finetune-ner's own
+#: (``lib.finetuning.add_word_dropout_argument``).
 MODEL_DEFAULT_OPTIONS = (
     "epochs", "learning_rate", "batch_size", "weight_decay", "warmup_ratio", "max_grad_norm", "group_by_length",
+    "best_checkpoint", "word_dropout",
 )
+
+#: The title of bizoo's own group of training options in ``--help``.
+TRAINING_GROUP_TITLE = "training"
 
 #: The heading of the passed-through fields in ``--help``.
 PASSED_THROUGH_TITLE = "transformers.TrainingArguments (every other field, passed to the Trainer)"
@@ -214,6 +229,8 @@ def add_training_arguments(
     own_usage = parser.format_usage()  # the command's own options, before the two hundred training ones
     command_defaults = dict(epochs=3.0, learning_rate=learning_rate, batch_size=batch_size, weight_decay=0.01,
                             warmup_ratio=0.06, max_grad_norm=1.0, group_by_length=False)
+    if task is not None:  # a command with presets: it evaluates on a split it names, so it can choose a checkpoint
+        command_defaults["best_checkpoint"] = False
     preset = (", or the model's own preset when training a bizoo model type from scratch: its training_defaults "
               "in bizoo.scripts.lib.model_defaults" if task is not None else "")
 
@@ -221,7 +238,7 @@ def add_training_arguments(
         return f"(default: {command_defaults[option]}{preset})"
 
     group = parser.add_argument_group(
-        "training", "bizoo's training options, each also spelled as the TrainingArguments field it sets",
+        TRAINING_GROUP_TITLE, "bizoo's training options, each also spelled as the TrainingArguments field it sets",
     )
     group.add_argument(*_spellings("output_dir"), required=True, metavar="DIR",
                        help="folder for the checkpoints, final model and results")
@@ -275,12 +292,39 @@ def add_training_arguments(
         help="batch examples of similar lengths together (less padding; recurrent models train much faster): "
         f"--train_sampling_strategy group_by_length {default('group_by_length')}",
     )
+    if task is not None:
+        group.add_argument(
+            "--best-checkpoint", action=argparse.BooleanOptionalAction,
+            help="evaluate and save every epoch and end with the checkpoint that scored best on the evaluation split "
+            "(the command's main metric, e.g. f1), not the last: --eval_strategy epoch --save_strategy epoch "
+            f"--load_best_model_at_end --metric_for_best_model M; any of them given as well wins "
+            f"{default('best_checkpoint')}",
+        )
     passed_through = _add_passed_through_fields(parser, taken={*SAME_NAME_FIELDS, "overwrite_output_dir"})
-    parser.set_defaults(**{option: None for option in _UNSET_OPTIONS}, _task=task, _command_defaults=command_defaults,
+    parser.set_defaults(**{option: None for option in command_defaults}, _task=task, _command_defaults=command_defaults,
                         _training_fields=(*SAME_NAME_FIELDS, *passed_through))
     # A usage line of every option would fill the screen above each error: the command's own, then a pointer.
     usage = own_usage.strip().removeprefix("usage:").strip().replace(parser.prog, "%(prog)s", 1)
     parser.usage = f"{usage}\n{' ' * (len(parser.prog) + 8)}--output-dir DIR [training options: see --help]"
+
+
+def add_preset_option(parser: argparse.ArgumentParser, option: str, command_default: Any, *flags: str,
+                      **kwargs: Any) -> None:
+    """Add a command's own option ``flags`` (dest ``option``, one of ``MODEL_DEFAULT_OPTIONS``) to the training
+    group, left unset by the parser so that ``resolve_training_defaults`` fills it: the model's preset for the task,
+    else ``command_default``. Call it after ``add_training_arguments``; ``kwargs`` go to ``add_argument`` ("%(default)s"
+    in the help reads ``command_default`` and, for a command with presets, that a preset may set another)."""
+    command_defaults = parser.get_default("_command_defaults")
+    if command_defaults is None:
+        raise ValueError("add_preset_option: call add_training_arguments on this parser first")
+    if option not in MODEL_DEFAULT_OPTIONS:
+        raise ValueError(f"add_preset_option: {option!r} is not one of MODEL_DEFAULT_OPTIONS {MODEL_DEFAULT_OPTIONS}")
+    group = next(group for group in parser._action_groups if group.title == TRAINING_GROUP_TITLE)
+    preset = (", or the model's own preset when training a bizoo model type from scratch"
+              if parser.get_default("_task") is not None else "")
+    kwargs["help"] = kwargs.get("help", "").replace("%(default)s", f"{command_default}{preset}")
+    group.add_argument(*flags, dest=option, **kwargs)
+    parser.set_defaults(**{option: None}, _command_defaults={**command_defaults, option: command_default})
 
 
 def _given(args: argparse.Namespace, name: str) -> bool:
@@ -304,8 +348,14 @@ def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
     name = getattr(args, "model_name_or_path", None)
     from_scratch = task is not None and name in bizoo.MODEL_SPECS  # a registered model type, not a checkpoint
     preset = dict(model_defaults(name).training_defaults.get(task, {})) if from_scratch else {}
+    lacking = sorted(set(preset) - set(command_defaults))
+    if lacking:
+        raise ValueError(f"the {task!r} preset of {name!r} (lib.model_defaults) sets {', '.join(lacking)}, which this "
+                         "command has no option for")
     taken = {}
     for option in _UNSET_OPTIONS:
+        if option not in command_defaults:  # an option of another command (e.g. finetune-ner's --word-dropout)
+            continue
         value = getattr(args, option, None)
         if option == "warmup_ratio" and value is not None and not 0 <= value < 1:  # a share, not a step count
             raise CommandError(f"--warmup-ratio must be in [0, 1), got {value} (a share of the steps; a number of "
@@ -402,7 +452,9 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
 
 def check_best_model_metric(args: argparse.Namespace, metrics: tuple[str, ...]) -> None:
     """``CommandError`` unless --metric_for_best_model (when given) is ``loss`` or one of ``metrics``, the names
-    the command's evaluation reports (with or without transformers' ``eval_`` prefix)."""
+    the command's evaluation reports (with or without transformers' ``eval_`` prefix). Also records ``metrics[0]``,
+    the command's main metric, as what --best-checkpoint selects by."""
+    args._main_metric = metrics[0] if metrics else None  # what --best-checkpoint selects by
     name = getattr(args, "metric_for_best_model", None)
     if name is None:
         return
@@ -442,16 +494,30 @@ def bizoo_defaults(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def best_checkpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainingArguments`` fields --best-checkpoint (or a preset's ``best_checkpoint``) stands for; empty when it
+    is off. The metric is the command's main one (``check_best_model_metric`` records it); without one, transformers
+    selects by the evaluation loss."""
+    if not getattr(args, "best_checkpoint", None):
+        return {}
+    fields = dict(eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True)
+    metric = getattr(args, "_main_metric", None)
+    if metric is not None:
+        fields["metric_for_best_model"] = metric
+    return fields
+
+
 def training_values(args: argparse.Namespace, output_dir: str | os.PathLike, model=None,
                     defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The keyword arguments of ``TrainingArguments``: bizoo's defaults, then the command's ``defaults``, then every
-    field the options set (module docstring), then ``fixed`` (``CommandError`` if the command line gives another
-    value). With --fsdp and no --fsdp_config, FSDP wraps each of ``model``'s layers (its ``_no_split_modules``) as
-    one unit."""
+    """The keyword arguments of ``TrainingArguments``: bizoo's defaults, then the command's ``defaults`` and
+    --best-checkpoint's fields, then every field the options set (module docstring), then ``fixed``
+    (``CommandError`` if the command line gives another value). With --fsdp and no --fsdp_config, FSDP wraps each of
+    ``model``'s layers (its ``_no_split_modules``) as one unit."""
     resolve_training_defaults(args)
     fields = getattr(args, "_training_fields", None) or training_field_names()
     given = {name: getattr(args, name) for name in fields if _given(args, name)}
-    values = {**bizoo_defaults(args), **(defaults or {}), **given, "output_dir": str(output_dir)}
+    values = {**bizoo_defaults(args), **(defaults or {}), **best_checkpoint_fields(args), **given,
+              "output_dir": str(output_dir)}
     for name, value in (fixed or {}).items():
         if name in given and given[name] != value:
             raise CommandError(f"--{name} {given[name]}: this command needs {name}={value}")

@@ -226,7 +226,8 @@ def test_ner_from_scratch(conll_dir: Path, tmp_path: Path, capsys: pytest.Captur
     assert len(records) == 1
     assert records[0]["task"] == {"type": "token-classification", "name": "Named entity recognition"}
     assert records[0]["dataset"]["split"] == "validation"
-    assert set(records[0]["metrics"]) == {"f1", "precision", "recall"}
+    assert set(records[0]["metrics"]) == {"f1", "precision", "recall",  # strict, and seqeval's default mode
+                                          "conlleval_f1", "conlleval_precision", "conlleval_recall"}
 
 
 def test_ner_bilstm_crf_from_scratch_with_word_vectors(conll_dir: Path, tmp_path: Path, synthetic,

@@ -1,8 +1,8 @@
 """Tests for bizoo.scripts.lib.metrics against independent oracles.
 
-scikit-learn (matthews_corrcoef, f1_score, accuracy_score), scipy (pearsonr, spearmanr) and seqeval
-(strict IOB2 / IOBES / BILOU classification reports) are test-only dependencies: the implementations under
-test use none of them.
+scikit-learn (matthews_corrcoef, f1_score, accuracy_score, precision_recall_fscore_support), scipy (pearsonr,
+spearmanr) and seqeval (strict IOB2 / IOBES / BILOU classification reports, and its default conlleval-style mode)
+are test-only dependencies: the implementations under test use none of them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sklearn import metrics as skm
 
 from bizoo.scripts.lib.metrics import (
     accuracy,
+    conlleval_span_f1,
     f1_binary,
     f1_macro,
     glue_metrics,
@@ -27,6 +28,7 @@ from bizoo.scripts.lib.metrics import (
     spearman,
     span_f1,
     text_classification_metrics,
+    token_accuracy,
 )
 
 SEEDS = range(40)
@@ -262,3 +264,132 @@ def test_span_f1_errors() -> None:
         span_f1([["X-LOC"]], [["O"]])
     with pytest.raises(ValueError, match="mix IOBES"):
         span_f1([["S-LOC"]], [["U-LOC"]])
+
+
+# ---------------------------------------------------------------------------------------------- lenient spans
+
+
+def seqeval_default_report(true: list[list[str]], pred: list[list[str]]) -> dict:
+    """seqeval's default mode (no ``mode=``): conlleval's chunks, what run_ner.py reports."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return classification_report(true, pred, output_dict=True, zero_division=0)
+
+
+def assert_matches_seqeval_default(true: list[list[str]], pred: list[list[str]], ours: dict) -> None:
+    report = seqeval_default_report(true, pred)
+    types = set(report) - {"micro avg", "macro avg", "weighted avg"}
+    assert set(ours["per_type"]) == types
+    for kind in types:
+        for key, oracle_key in KEYS:
+            assert close(ours["per_type"][kind][key], report[kind][oracle_key]), (kind, key)
+    for key, oracle_key in KEYS:
+        assert close(ours[key], report["micro avg"][oracle_key]), key
+
+
+@pytest.mark.parametrize("prefixes", ["BI", "BIES"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_conlleval_span_f1_matches_seqeval_default_mode_on_random_tags(prefixes: str, seed: int) -> None:
+    """Random prefixes make every ill-formed sequence there is: I- after O, I-/E- after another type, E- after E-,
+    an IOBES chunk never closed; some predictions are the gold tags with a few tags changed."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 15, int(rng.integers(1, 8)))
+    true = [random_tags(rng, n, prefixes) for n in lengths]
+    pred = []
+    for n, gold in zip(lengths, true):
+        if rng.random() < 0.5:
+            pred.append(random_tags(rng, n, prefixes))
+        else:
+            changed = random_tags(rng, n, prefixes)
+            pred.append([c if rng.random() < 0.2 else g for g, c in zip(gold, changed)])
+    assert_matches_seqeval_default(true, pred, conlleval_span_f1(true, pred))
+
+
+@pytest.mark.parametrize(
+    "true, pred",
+    [
+        # I- after O opens a chunk (strict mode drops it); a type change inside a chunk splits it.
+        ([["O", "I-PER", "I-PER", "O"]], [["O", "B-PER", "I-PER", "O"]]),
+        ([["B-LOC", "I-PER", "O"]], [["B-LOC", "I-LOC", "O"]]),
+        ([["I-LOC", "I-LOC", "B-LOC", "I-LOC"]], [["B-LOC", "I-LOC", "I-LOC", "I-LOC"]]),
+        # IOBES: an unclosed chunk still counts; E- after E- and I- after S- open new chunks.
+        ([["B-LOC", "I-LOC", "O"]], [["B-LOC", "I-LOC", "E-LOC"]]),
+        ([["E-LOC", "E-LOC", "S-PER", "I-PER"]], [["B-LOC", "E-LOC", "S-PER", "E-PER"]]),
+        # Chunks at the ends of sentences do not run into the next sentence.
+        ([["B-ORG", "I-ORG"], ["I-ORG", "O"]], [["B-ORG", "I-ORG"], ["B-ORG", "O"]]),
+        ([[], ["O"]], [[], ["B-MISC"]]),
+    ],
+)
+def test_conlleval_span_f1_edge_cases(true: list[list[str]], pred: list[list[str]]) -> None:
+    assert_matches_seqeval_default(true, pred, conlleval_span_f1(true, pred))
+
+
+def test_conlleval_span_f1_hand_checked_and_beside_strict() -> None:
+    true = [["B-PER", "I-PER", "O", "B-LOC"], ["I-ORG", "O"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O"]]
+    lenient = conlleval_span_f1(true, pred)
+    # gold: PER(0-2), LOC(3), and ORG(0) of the second sentence (its I-ORG opens a chunk);
+    # predicted: PER(0-2), ORG(3), ORG(0)
+    assert lenient["support"] == 3 and lenient["precision"] == pytest.approx(2 / 3)
+    assert lenient["recall"] == pytest.approx(2 / 3)
+    assert lenient["per_type"]["ORG"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
+    assert span_f1(true, pred)["support"] == 2  # strict: the leading I-ORG is no entity
+
+
+def test_conlleval_span_f1_reads_bilou_as_iobes() -> None:
+    """L- and U- are E- and S- (seqeval's default mode knows only B, I, E, S): checked on the IOBES spelling."""
+    rng = np.random.default_rng(0)
+    to_iobes = str.maketrans({"L": "E", "U": "S"})
+    for _ in range(30):
+        lengths = rng.integers(0, 12, 4)
+        true = [random_tags(rng, n, "BILU") for n in lengths]
+        pred = [random_tags(rng, n, "BILU") for n in lengths]
+        ours = conlleval_span_f1(true, pred)
+        spelled = [[[tag[0].translate(to_iobes) + tag[1:] for tag in tags] for tags in side] for side in (true, pred)]
+        assert ours == conlleval_span_f1(*spelled)
+        assert_matches_seqeval_default(*spelled, ours)
+    assert conlleval_span_f1([["U-PER", "U-PER"]], [["B-PER", "L-PER"]])["per_type"]["PER"]["support"] == 2
+
+
+def test_conlleval_span_f1_errors() -> None:
+    with pytest.raises(ValueError, match="conlleval_span_f1: 2 gold sentences but 1 predicted"):
+        conlleval_span_f1([["O"], ["O"]], [["O"]])
+    with pytest.raises(ValueError, match="conlleval_span_f1: sentence 0 has 1 gold tags but 2 predicted"):
+        conlleval_span_f1([["O"]], [["O", "O"]])
+    with pytest.raises(ValueError, match="tag 'NOUN' is neither O nor a chunk tag"):
+        conlleval_span_f1([["NOUN"]], [["O"]])
+
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_token_accuracy_matches_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    tags = ["NOUN", "VERB", "DET", "ADJ", "PUNCT"][: int(rng.integers(2, 6))]
+    lengths = rng.integers(0, 10, int(rng.integers(1, 6)))
+    lengths[0] = max(lengths[0], 1)
+    true = [list(rng.choice(tags, n)) for n in lengths]
+    pred = [[g if rng.random() < 0.6 else str(rng.choice(tags)) for g in gold] for gold in true]
+    flat_true, flat_pred = sum(true, []), sum(pred, [])
+    ours = token_accuracy(true, pred)
+    assert close(ours["accuracy"], skm.accuracy_score(flat_true, flat_pred)) and ours["support"] == len(flat_true)
+    labels = sorted(set(flat_true) | set(flat_pred))
+    assert list(ours["per_tag"]) == labels
+    p, r, f, support = skm.precision_recall_fscore_support(flat_true, flat_pred, labels=labels, zero_division=0)
+    for i, tag in enumerate(labels):
+        scores = ours["per_tag"][tag]
+        assert close(scores["precision"], p[i]) and close(scores["recall"], r[i]) and close(scores["f1"], f[i])
+        assert scores["support"] == support[i]
+
+
+def test_token_accuracy_counts_a_missing_prediction_as_wrong() -> None:
+    result = token_accuracy([["DET", "NOUN"], ["VERB"]], [["DET", None], ["NOUN"]])
+    assert result["accuracy"] == pytest.approx(1 / 3) and result["support"] == 3
+    assert result["per_tag"]["NOUN"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert set(result["per_tag"]) == {"DET", "NOUN", "VERB"}
+    with pytest.raises(ValueError, match="token_accuracy: no words"):
+        token_accuracy([[]], [[]])
+    with pytest.raises(ValueError, match="token_accuracy: sentence 0 has 2 gold tags but 1 predicted"):
+        token_accuracy([["A", "B"]], [["A"]])
+

@@ -43,6 +43,7 @@ def test_each_entry_fits_its_registered_model_type(model_type):
         allowed = set(inspect.signature(bizoo.WordCharTokenizerFast.from_words).parameters)
         assert set(defaults.tokenizer_options) <= allowed - {"max_vocab_size", "model_max_length"}
     tasks = {task_of(command) for command in TRAINING_COMMANDS}
+    tasks |= set(finetune_ner.TASKS)  # finetune-ner's --task picks the preset of the task it names
     for task, preset in defaults.training_defaults.items():
         assert task in tasks and set(preset) <= set(MODEL_DEFAULT_OPTIONS), (task, sorted(preset))
     if defaults.pretrain_config is not None:
