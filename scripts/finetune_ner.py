@@ -441,6 +441,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         batch_size=DEFAULT_BATCH_SIZE,
         max_length=DEFAULT_MAX_LENGTH,
         task="ner",
+        task_option="task",  # the preset is the one of --task (ner, chunk or pos)
     )
     add_word_dropout_argument(parser)  # --word-dropout: lib.word_dropout, default the preset's
 
@@ -450,8 +451,6 @@ def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], P
     Writes nothing."""
     from transformers import AutoModelForTokenClassification
 
-    # The model's training preset is the one for this task (lib.training reads the task the parser was built with).
-    args._task = args.task
     check_training_arguments(args, metrics=eval_metrics(args.task))
     extra_config = task_config(args)
     data = load_sentences(args)

@@ -219,12 +219,15 @@ def add_training_arguments(
     batch_size: int,
     max_length: int,
     task: str | None = None,
+    task_option: str | None = None,
 ) -> None:
     """The training options: bizoo's group, then every other ``TrainingArguments`` field (module docstring).
 
     The options of ``MODEL_DEFAULT_OPTIONS`` and the aliases are left unset by the parser and
     ``resolve_training_defaults`` fills them in: with ``task`` (e.g. "ner", "glue") from the ``training_defaults[task]``
     (``lib.model_defaults``) of a model type trained from scratch, else from the command's own defaults given here.
+    ``task_option``: the dest of a command option whose value is the task instead (finetune-ner's --task: ner,
+    chunk, pos), ``task`` then being the task the help describes.
     """
     own_usage = parser.format_usage()  # the command's own options, before the two hundred training ones
     command_defaults = dict(epochs=3.0, learning_rate=learning_rate, batch_size=batch_size, weight_decay=0.01,
@@ -301,7 +304,8 @@ def add_training_arguments(
             f"{default('best_checkpoint')}",
         )
     passed_through = _add_passed_through_fields(parser, taken={*SAME_NAME_FIELDS, "overwrite_output_dir"})
-    parser.set_defaults(**{option: None for option in command_defaults}, _task=task, _command_defaults=command_defaults,
+    parser.set_defaults(**{option: None for option in command_defaults}, _task=task, _task_option=task_option,
+                        _command_defaults=command_defaults,
                         _training_fields=(*SAME_NAME_FIELDS, *passed_through))
     # A usage line of every option would fill the screen above each error: the command's own, then a pointer.
     usage = own_usage.strip().removeprefix("usage:").strip().replace(parser.prog, "%(prog)s", 1)
@@ -344,7 +348,8 @@ def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
     command_defaults = getattr(args, "_command_defaults", None)
     if command_defaults is None:
         return {}
-    task = getattr(args, "_task", None)
+    task_option = getattr(args, "_task_option", None)
+    task = getattr(args, task_option) if task_option is not None else getattr(args, "_task", None)
     name = getattr(args, "model_name_or_path", None)
     from_scratch = task is not None and name in bizoo.MODEL_SPECS  # a registered model type, not a checkpoint
     preset = dict(model_defaults(name).training_defaults.get(task, {})) if from_scratch else {}
