@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bizoo.modeling.heads import CrfTokenClassificationHead, pool, sequence_classification_loss
+from tests.crf_rules import scheme_rules
 
 
 def _padded_hidden(seed=0):
@@ -163,35 +164,9 @@ IOBES = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "E-LOC", "S-LOC"]
 BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
-def _allowed(labels, scheme):
-    """The scheme's rules, written from their definition: (may start, may follow, may end) on label names."""
-    def parts(tag):
-        return ("O", None) if tag == "O" else tuple(tag.split("-", 1))
-
-    inside = {"BIO": ("B", "I"), "IOBES": ("B", "I")}[scheme]  # prefixes after which the chunk goes on
-    goes_on = {"BIO": ("I",), "IOBES": ("I", "E")}[scheme]  # prefixes that continue an open chunk
-    closes = {"BIO": ("O", "B", "I"), "IOBES": ("O", "E", "S")}[scheme]  # prefixes a sentence may end on
-
-    def may_start(tag):
-        return parts(tag)[0] not in goes_on
-
-    def may_follow(prev, tag):
-        (p, pt), (c, ct) = parts(prev), parts(tag)
-        if c in goes_on:  # continues a chunk: only after an open chunk of the same type
-            return p in inside and pt == ct
-        if scheme == "IOBES" and p in inside:  # an open IOBES chunk must be continued
-            return False
-        return True
-
-    def may_end(tag):
-        return parts(tag)[0] in closes
-
-    return may_start, may_follow, may_end
-
-
 def _brute_force(emissions, transitions, start, end, length, labels, scheme):
     """(best allowed path, log Z over allowed paths) of one sequence of ``length`` real tokens."""
-    may_start, may_follow, may_end = _allowed(labels, scheme)
+    may_start, may_follow, may_end = scheme_rules(labels, scheme)
     K = len(labels)
     best, best_score, scores = None, -math.inf, []
     for path in itertools.product(range(K), repeat=length):

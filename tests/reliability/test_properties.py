@@ -39,6 +39,7 @@ from bizoo.kernels.crf import crf_log_likelihood, crf_log_partition, crf_margina
 from bizoo.kernels.crf.constraints import allowed_transitions, constraint_scores, detect_scheme, is_legal_path
 from bizoo.kernels.lstm import bilstm
 from bizoo.kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
+from tests.crf_rules import scheme_rules
 from tests.kernels.common import LAYOUTS, close, close_fp32, examples, generator, masks, poison, value_and_grads
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -541,10 +542,21 @@ def test_model_crf_head_decodes_only_legal_paths(model_case, make_config, make_i
     assert torch.equal(out.logits.argmax(-1)[keep], predictions[keep])
     assert not out.logits.isnan().any()  # -inf is right for a tag no legal path passes through (I-X first)
     assert torch.isfinite(out.logits[keep].max(-1).values).all()  # the best path's score
-    path, _ = crf_viterbi(emissions, keep, *head.crf_parameters(emissions.device), backend="reference")
+    # the oracle: the head's raw scores with the scheme's rules as written in tests/crf_rules.py (not the head's own
+    # constrained parameters), decoded by the reference Viterbi
+    may_start, may_follow, may_end = scheme_rules(labels, scheme)
+    ban = lambda allowed: 0.0 if allowed else float("-inf")  # noqa: E731
+    transitions = head.crf.transitions.double() + torch.tensor([[ban(may_follow(a, b)) for b in labels] for a in labels],
+                                                               dtype=torch.float64)
+    start = head.crf.start.double() + torch.tensor([ban(may_start(a)) for a in labels], dtype=torch.float64)
+    end = head.crf.end.double() + torch.tensor([ban(may_end(a)) for a in labels], dtype=torch.float64)
+    path, _ = crf_viterbi(emissions.double(), keep, transitions, start, end, backend="reference")
     assert torch.equal(predictions, path)
     for b in range(ids.shape[0]):
         tags = predictions[b][keep[b]].tolist()
-        assert is_legal_path(tags, labels, scheme), (labels, [labels[t] for t in tags])
+        names = [labels[t] for t in tags]
+        assert is_legal_path(tags, labels, scheme), (labels, names)
+        assert may_start(names[0]) and may_end(names[-1]) if names else True, names
+        assert all(may_follow(a, b) for a, b in zip(names, names[1:])), names
         if b in alone:
             assert torch.equal(alone[b], predictions[b][keep[b]])
