@@ -21,8 +21,10 @@ Backends:
 * ``"scan"``: ``scan.py``, the same quantities by an associative scan, O(log L) Python steps, explicit backward;
 * ``"triton"``: ``triton_crf.py``, one launch per recursion with the transitions on-chip (CUDA, or the interpreter);
 * ``"auto"``: Triton on CUDA; on a CPU the faster of reference and scan for the op, as measured with
-  ``bizoo bench crf`` (``SCAN_MAX_TAGS`` below), and the reference for scores whose spread the scan's exp-space
-  arithmetic cannot hold exactly (``SCAN_MAX_SPREAD``). ``BIZOO_KERNEL_BACKEND`` overrides "auto" as for every op.
+  ``bizoo bench crf`` (``SCAN_MAX_TAGS`` below; for Viterbi also rows × K³, ``SCAN_MAX_VITERBI_WORK``: the
+  reference's packed eager Viterbi wins from a few rows or tags on), and the reference for scores whose spread the
+  scan's exp-space arithmetic cannot hold exactly (``SCAN_MAX_SPREAD``). ``BIZOO_KERNEL_BACKEND`` overrides "auto"
+  as for every op.
   ``crf_nbest`` exists on the reference backend only (any backend name is accepted and runs it).
 """
 
@@ -54,9 +56,19 @@ BACKENDS = ("auto", "reference", "scan", "triton")
 
 # backend="auto" on a CPU, per op: the scan up to this many tags, the reference above. Measured on a 2-core AMD EPYC
 # VM (`bizoo bench crf`, fp32, L = 128, B = 1 and 32, a quiet machine): the scan's O(L K³) work beats the reference's
-# L Python steps at K = 9 (likelihood fwd+bwd 3.3-4.6x, Viterbi 3.9-6.7x faster than the reference) and K = 17
-# (likelihood 1.3-4.1x, Viterbi 1.9-2.6x); at K = 45 the reference is 1.2-5x faster.
-SCAN_MAX_TAGS = {"log_partition": 24, "marginals": 24, "viterbi": 24, "max_marginals": 24}
+# L Python steps at K = 9 (likelihood fwd+bwd 3.3-4.6x faster than the reference) and K = 17 (1.3-4.1x); at K = 45
+# the reference is 1.2-5x faster. Viterbi: see SCAN_MAX_VITERBI_WORK.
+SCAN_MAX_TAGS = {"log_partition": 24, "marginals": 24, "viterbi": 16, "max_marginals": 24}
+
+# Viterbi under "auto" on a CPU: the scan only up to SCAN_MAX_TAGS["viterbi"] tags and while rows × K³ (its max-plus
+# work per position; the reference's is rows × K² in a few small tensor ops) is at most this per intra-op thread,
+# counting at most 2 threads (the scan's large ops use the threads, the reference's small ones do not; more than 2
+# were not measured); the reference's packed eager Viterbi otherwise. Measured on a 2-core AMD EPYC VM (fp32,
+# L = 128, the two interleaved, median of 15 ratios, K in 5 9 13 16 17, B from 1 to 128): the scan wins up to
+# B·K³ ~ 5-9k with one thread and ~6-17k with two (K = 9: B = 12 and 24; K = 13: B = 2 and 6); the reference takes
+# ~1.1-1.4 ms at B = 1 for any K up to 45 and ~1.4 ms at B = 32, K = 9 (the scan: 2.1 ms with one thread, 1.5 ms
+# with two). `bizoo bench crf --tags 9 17 45 --batch-sizes 1 32 --lengths 128 --repeats 5` shows the choice.
+SCAN_MAX_VITERBI_WORK = 6000
 
 
 # The scan's log-semiring products run in exp space with one scale per block (``scan.py``): a path more than ~700
@@ -84,6 +96,11 @@ def _scan_is_exact(emissions, transitions, start, end) -> bool:
         )
 
 
+def _viterbi_scan_work() -> int:
+    """The most rows × K³ for which "auto" runs Viterbi on the scan (``SCAN_MAX_VITERBI_WORK``)."""
+    return SCAN_MAX_VITERBI_WORK * min(torch.get_num_threads(), 2)
+
+
 def _backend(op: str, backend: str, emissions, transitions=None, start=None, end=None) -> str:
     """``"reference"``, ``"scan"`` or ``"triton"`` for ``op`` (see the module docstring). ``transitions``, ``start``
     and ``end`` are given for the log-semiring ops, whose scan needs scores of a bounded spread."""
@@ -101,7 +118,9 @@ def _backend(op: str, backend: str, emissions, transitions=None, start=None, end
         shapes_ok = transitions is None or all(
             isinstance(t, torch.Tensor) and t.device == emissions.device for t in tensors
         )
-        if emissions.shape[-1] <= SCAN_MAX_TAGS[op] and shapes_ok and _scan_is_exact(emissions, *tensors):
+        B, _, K = emissions.shape
+        small = K <= SCAN_MAX_TAGS[op] and (op != "viterbi" or B * K**3 <= _viterbi_scan_work())
+        if small and shapes_ok and _scan_is_exact(emissions, *tensors):
             return "scan"
     return chosen
 

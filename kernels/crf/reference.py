@@ -66,10 +66,23 @@ Precision: fp32 (fp64 when any input is fp64; half precision is upcast) with aut
 back in that dtype. Gradients come from autograd (the log-sum-exp below has a NaN-free backward for all -inf
 columns).
 
+Eager Viterbi (``_viterbi_packed``; what a CPU runs under "auto" above a few tags, ``__init__.py``): each row's
+real positions are packed to the front (a stable sort of the mask), so every row starts at r = 1 and the loop over
+r = 2 … N (N the longest row) has no padding to carry: per position one add into a preallocated (K, K, B) buffer,
+one max over the previous tag, one add of E, writing δ_r (N, K, B) in place (tag-major, batch-last: the max runs
+vectorised over (j, b)). No backpointer tensor is kept: the backtrace recomputes the one entry it needs,
+y_{r-1} = ψ_r[y_r] = argmax_i(δ_{r-1}[i] + T[i, y_r]), a K-vector per row and position (three small ops), after δ is
+shifted right, batch-major, so that every row ends at N (y_N = argmax_j(δ_n[j] + end[j])) and the argmax runs along
+contiguous memory. Nothing is allocated inside either loop. The additions and the argmaxes are those above, so tags
+and scores are identical to the step functions' (which traced graphs run) bit for bit, ties included. N is read
+from the mask on a CPU; elsewhere N = L (no host sync), the extra positions of a shorter row being never read.
+
 Traced graphs: while torch.export traces (``torch.compiler.is_exporting()``, e.g. for ``torch.onnx.export``), the
 forward, backward and Viterbi recursions and the backtrace run their same step functions as
 ``torch._higher_order_ops.scan`` over the positions (one ONNX Scan each, whatever the length: a Python loop would be
-unrolled for the traced length), and the log-sum-exp is written with plain ops (``_logsumexp_plain``).
+unrolled for the traced length), and the log-sum-exp is written with plain ops (``_logsumexp_plain``). While
+torch.compile traces (``dispatch.tracing()``), Viterbi runs the step functions position by position, with
+backpointers, as a Python loop (the packed schedule's length and in-place buffers are for eager mode).
 """
 
 from __future__ import annotations
@@ -355,7 +368,76 @@ def _backtrace_step(cur, x):
 
 
 def _viterbi(e, keep, T, start, end):
-    """(tags (B, L) int64 with -100 at padding, best scores (B,))."""
+    """(tags (B, L) int64 with -100 at padding, best scores (B,)): ``_viterbi_packed`` in eager mode, the step
+    functions while torch.compile or torch.export trace (the same numbers: the same additions, the same ties)."""
+    if dispatch.tracing() or dispatch.exporting():
+        return _viterbi_steps(e, keep, T, start, end)
+    return _viterbi_packed(e, keep, T, start, end)
+
+
+def _packing_order(keep, length):
+    """(B, length): the positions of each row, its real ones first and in order (a stable sort of the mask); a
+    ``length`` at least each row's number of real positions keeps them all."""
+    return torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :length]  # (B, length)
+
+
+def _viterbi_packed(e, keep, T, start, end):
+    """Viterbi in eager mode, as few tensor ops per position as the recursion allows (module docstring, "Eager
+    Viterbi"): δ over each row's packed real positions, then a backtrace that recomputes ψ_r[y_r] along the path.
+    Every add and every argmax is the one ``_viterbi_steps`` makes, so tags and scores are identical to it."""
+    B, L, K = e.shape
+    tags = torch.full((B, L), IGNORE_INDEX, dtype=torch.long, device=e.device)
+    if B == 0 or L == 0:
+        return tags, e.new_zeros(B)
+    n = keep.sum(1)  # (B,) real positions per row
+    # N, the longest row's length where reading it is free (a CPU); else every position (no host sync)
+    length = int(n.max()) if reads_values(e) else L
+    if length == 0:
+        return tags, e.new_zeros(B)
+    order = _packing_order(keep, length)  # (B, N)
+    packed = e.gather(1, order.unsqueeze(2).expand(B, length, K))  # (B, N, K): E[t_r] at r < n, padding after
+    packed = packed.permute(1, 2, 0).contiguous()  # (N, K, B): tag-major, batch-last
+    # δ_r (N, K, B); entries at r >= n of a row are never read (its columns run on, on padding)
+    delta = torch.empty(length, K, B, dtype=e.dtype, device=e.device)
+    torch.add(packed[0], start[:, None], out=delta[0])  # δ_1 = start + E[t_1]
+    cand = torch.empty(K, K, B, dtype=e.dtype, device=e.device)  # δ_{r-1}[i] + T[i, j]
+    steps, emitted, previous = delta.unbind(0), packed.unbind(0), delta.unsqueeze(2).unbind(0)  # views, made once
+    transitions = T[:, :, None]  # (K_prev, K_next, 1)
+    for r in range(1, length):
+        torch.add(previous[r - 1], transitions, out=cand)  # (K_prev, K_next, B)
+        torch.amax(cand, 0, out=steps[r])  # max over the previous tag i
+        steps[r].add_(emitted[r])
+    # the final scores at each row's last real position n - 1 (B, K)
+    rows = torch.arange(B, device=e.device)
+    final = delta.permute(2, 0, 1)[rows, (n - 1).clamp(min=0)] + end  # (B, K)
+    last = final.argmax(1)  # (B,) the lowest final tag among ties
+    score = torch.where(n > 0, final.gather(1, last[:, None]).squeeze(1), 0.0)
+    # right-align δ, batch-major, so that every row's path ends at N - 1: aligned[s, b] = δ_{s - (N - n_b)}[:, b]
+    shift = length - n  # (B,)
+    positions = torch.arange(length, device=e.device)  # (N,)
+    source = (positions[:, None] - shift).clamp(min=0)  # (N, B); s < N - n_b (before the row) reads anything
+    aligned = delta.permute(0, 2, 1).gather(0, source.unsqueeze(2).expand(length, B, K))  # (N, B, K)
+    # backtrace: y_{r-1} = ψ_r[y_r] = argmax_i(δ_{r-1}[i] + T[i, y_r]) (the lowest i among ties); batch-major, so
+    # that the argmax runs along contiguous memory
+    path = torch.empty(length, B, dtype=torch.long, device=e.device)  # right-aligned tags (N, B)
+    path[length - 1] = last
+    path_steps, aligned_steps = path.unbind(0), aligned.unbind(0)
+    into = T.t().contiguous()[None]  # (1, K_next, K_prev): T[:, j] at [0, j] (a middle-dim select is the fast one)
+    selected = torch.empty(1, B, K, dtype=e.dtype, device=e.device)
+    column = selected[0]  # (B, K): T[i, y_r] + δ_{r-1}[i] of each row
+    for s in range(length - 1, 0, -1):
+        torch.index_select(into, 1, path_steps[s], out=selected)  # T[:, y_r] of each row
+        column.add_(aligned_steps[s - 1])
+        torch.argmax(column, 1, out=path_steps[s - 1])
+    # back to the rows' positions: packed entry r < n of row b is path[N - n_b + r, b], written at order[b, r]
+    index = (shift[:, None] + positions).clamp(max=length - 1)  # (B, N)
+    packed_tags = torch.where(positions < n[:, None], path.t().gather(1, index), IGNORE_INDEX)  # (B, N)
+    return tags.scatter_(1, order, packed_tags), score
+
+
+def _viterbi_steps(e, keep, T, start, end):
+    """(tags (B, L) int64 with -100 at padding, best scores (B,)) by the step functions over every position, as
+    traced graphs run them (a ``torch._higher_order_ops.scan`` while exporting)."""
     B, L, K = e.shape
     ids = torch.arange(K, device=e.device)
     delta = e.new_zeros(B, K)

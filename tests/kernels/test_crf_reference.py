@@ -820,3 +820,94 @@ def test_auto_sends_scores_of_a_large_spread_to_the_reference():
     torch.testing.assert_close(crf.crf_log_partition(e, None, T, start, end), expected)
     with pytest.raises(ValueError, match="emissions"):
         crf.crf_log_partition([[0.0]], None, T, start, end)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 9. The eager Viterbi (rows packed, the backtrace along the path) against the steps traced graphs run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def assorted_masks(B, L, seed):
+    """(B, L) bool, B >= 4: a full row, an empty one, a single real position, then rows with random left and right
+    padding and up to three holes (every row a different length where L allows)."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(B, L, dtype=torch.bool)
+    mask[0] = True
+    mask[2, L // 2] = True
+    for b in range(3, B):
+        left, right = (int(torch.randint(0, max(L // 3, 1), (1,), generator=g)) for _ in range(2))
+        mask[b, left : L - right] = True
+        mask[b, torch.randint(0, L, (3,), generator=g)] = False
+    return mask
+
+
+def wide_problem(B, K, L, *, seed, integer, constrained):
+    """Scores far from the small init (so that the path depends on transitions): fp64 Gaussian emissions of std 3
+    and transitions of std 2, or fp32 scores in {0, 1, 2} (exact ties); -inf constraints optional."""
+    args = make(K, L, seed=seed, dtype=torch.float32 if integer else torch.float64, integer=integer,
+                constrained=constrained, mask=assorted_masks(B, L, seed))
+    if integer:
+        return args
+    emissions, mask, transitions, start, end = args
+    return emissions * 3, mask, transitions * 2, start, end
+
+
+VITERBI_CASES = [  # B, K, L
+    (12, 1, 9), (12, 3, 6), (12, 9, 40), (12, 45, 40), (5, 45, 1),
+]
+
+
+@pytest.mark.parametrize("integer", [False, True])
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("B, K, L", VITERBI_CASES)
+def test_eager_viterbi_is_the_traced_steps(B, K, L, integer, constrained, monkeypatch):
+    """Eager mode packs each row's real positions and recomputes the backpointers along the path only; traced
+    graphs step through every position with all backpointers. Tags and scores are identical (ties, holes, left
+    padding, empty rows, rows without a legal path), with the packed length read on a CPU or, as on a GPU, the
+    whole length; the brute force agrees where it is small enough."""
+    from bizoo.kernels import dispatch
+    from bizoo.kernels.crf import reference
+
+    args = wide_problem(B, K, L, seed=B + K + L, integer=integer, constrained=constrained)
+    if constrained and K >= 3:  # a tag no path can end in or go on from
+        args[2][2, :], args[4][2] = NEG, NEG
+    if constrained and args[1][3].any():  # row 3 without a legal path: every tag banned at a real position
+        args[0][3, args[1][3].nonzero()[-1]] = NEG
+    eager = crf_viterbi(*args, backend="reference")
+    with monkeypatch.context() as m:  # no host read of the lengths: the packed schedule over all L positions
+        m.setattr(reference, "reads_values", lambda tensor: False)
+        unread = crf_viterbi(*args, backend="reference")
+    with monkeypatch.context() as m:
+        m.setattr(dispatch, "tracing", lambda: True)
+        steps = crf_viterbi(*args, backend="reference")
+    for tags, score in (eager, unread):
+        assert torch.equal(tags, steps[0]) and torch.equal(score, steps[1])
+    assert (eager[0][~args[1]] == IGNORE).all() and (eager[0][args[1]] >= 0).all() and eager[1][1] == 0
+    assert not constrained or not args[1][3].any() or eager[1][3] == NEG
+    if K ** L <= 1000:
+        _, tags_bf, best, _, _ = brute_force(*args)
+        legal = best > NEG
+        assert torch.equal(eager[0][legal], tags_bf[legal])
+        close(eager[1], best, 1e-5 if integer else 1e-9)
+
+
+def test_auto_viterbi_takes_the_scan_for_small_batches_of_few_tags_only():
+    """The packed reference beats the scan from a few rows or tags on (``SCAN_MAX_VITERBI_WORK`` rows × K³ per
+    thread, counting two at most): "auto" keeps the scan for one row of 9 or 16 tags, not for 32 rows of 9 tags nor
+    one row of 17; a second thread lets it take twice the work; the likelihood keeps its own rule."""
+    from bizoo.kernels import crf
+
+    def chosen(B, K, op="viterbi"):
+        return crf._backend(op, "auto", torch.zeros(B, 128, K))
+
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 8):
+            torch.set_num_threads(n)
+            assert [chosen(1, 9), chosen(1, 16), chosen(4, 9)] == ["scan"] * 3
+            assert [chosen(32, 9), chosen(1, 17), chosen(1, 45)] == ["reference"] * 3
+            assert [chosen(32, 9, "log_partition"), chosen(32, 17, "log_partition")] == ["scan"] * 2
+            # 2 × 16³ = 8192 and 16 × 9³ = 11664: over the budget of one thread, within that of two (or more)
+            assert [chosen(2, 16), chosen(16, 9)] == ["reference" if n == 1 else "scan"] * 2
+    finally:
+        torch.set_num_threads(threads)
