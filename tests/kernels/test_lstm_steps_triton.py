@@ -19,7 +19,7 @@ triton_steps = pytest.importorskip("bizoo.kernels.lstm.triton_steps", reason="tr
 import bizoo.kernels.lstm as op  # noqa: E402
 from bizoo.kernels import dispatch  # noqa: E402
 from bizoo.kernels.lstm import bilstm, input_gates, reading_orders, reference  # noqa: E402
-from tests.kernels.compiled_lstm import check_compiled_equals_eager, outputs_and_grads  # noqa: E402
+from tests.kernels.compiled_lstm import check_bilstm_ops, check_compiled_equals_eager, outputs_and_grads  # noqa: E402
 
 ON_GPU = torch.cuda.is_available()
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -284,27 +284,7 @@ def test_ops_are_torch_library_ops():
     backward pass and with and without the weight gradients. The buffers stay NaN-filled: the kernels write every
     element of every output, the saved activations past a row's length included."""
     leaves, mask, cot = make_case(3, 3, 3, 20, 12, "holes", seed=7)
-    t = {k: v.to(DEVICE) for k, v in leaves.items()}
-    B, L = mask.shape
-    order, lengths = reading_orders(mask.to(DEVICE), B, L, DEVICE)  # (2, B, L), (B,)
-    gates = input_gates(t["x"], t["weight_ih"], t["bias"])  # (B, L, 2, 4H)
-    inputs = [gates, t["weight_hh"], t["weight_proj"], t["h0"], t["c0"]]  # the differentiable ones
-    clips = (CLIPS["cell_clip"], CLIPS["proj_clip"])
-    forward = torch.ops.bizoo.bilstm_steps_forward.default
-    torch.library.opcheck(forward, (*[w.detach().requires_grad_() for w in inputs], order, lengths, *clips, True),
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration",
-                                      "test_aot_dispatch_dynamic"))
-    torch.library.opcheck(forward, (*[w.detach() for w in inputs], order, lengths, None, None, False),
-                          test_utils=("test_schema", "test_faketensor"))
-    y, _, _, act, cell, m, h_raw = forward(*[w.detach() for w in inputs], order, lengths, *clips, True)
-    dy, dh_n, dc_n = (c.to(DEVICE) for c in cot)
-    for need in (True, False):
-        torch.library.opcheck(
-            torch.ops.bizoo.bilstm_steps_backward.default,
-            (dy, dh_n, dc_n, y, act, cell, m, h_raw, *[w.detach() for w in inputs[1:]], order, lengths, *clips,
-             need, need),
-            test_utils=("test_schema", "test_faketensor"),
-        )
+    check_bilstm_ops("bilstm_steps", leaves, mask, cot, CLIPS, DEVICE)
 
 
 def test_compiles_without_graph_breaks():

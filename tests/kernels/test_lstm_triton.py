@@ -14,7 +14,7 @@ import torch
 triton_lstm = pytest.importorskip("bizoo.kernels.lstm.triton_lstm", reason="triton is not installed")
 
 from bizoo.kernels.lstm import bilstm  # noqa: E402
-from tests.kernels.compiled_lstm import check_compiled_equals_eager, outputs_and_grads  # noqa: E402
+from tests.kernels.compiled_lstm import check_bilstm_ops, check_compiled_equals_eager, outputs_and_grads  # noqa: E402
 
 ON_GPU = torch.cuda.is_available()
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -191,33 +191,11 @@ def test_ops_are_torch_library_ops(monkeypatch):
     so torch.compile puts the kernels into its graph; the forward op also through AOT autograd with dynamic shapes
     against eager (which, unlike test_autograd_registration, fails without a registered autograd formula), and
     without saving for a backward pass; the backward op with and without the weight gradients."""
-    from bizoo.kernels.lstm import input_gates, reading_orders
-
     leaves, mask, cot = wide_case()
-    t = {k: v.to(DEVICE) for k, v in leaves.items()}
-    B, L = mask.shape
-    order, lengths = reading_orders(mask.to(DEVICE), B, L, DEVICE)  # (2, B, L), (B,)
-    gates = input_gates(t["x"], t["weight_ih"], t["bias"])  # (B, L, 2, 4H)
-    inputs = [gates, t["weight_hh"], t["weight_proj"], t["h0"], t["c0"]]  # the differentiable ones
-    clips = (CLIPS["cell_clip"], CLIPS["proj_clip"])
-    forward = torch.ops.bizoo.bilstm_forward.default
     # The saved activations are left unwritten at padding (never read there): zeros, not NaN, in the buffers, so
     # that test_aot_dispatch_dynamic can compare them with eager's. Every other test keeps the NaN fill.
     monkeypatch.setattr(triton_lstm, "DEBUG_FILL", 0.0)
-    torch.library.opcheck(forward, (*[w.detach().requires_grad_() for w in inputs], order, lengths, *clips, True),
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration",
-                                      "test_aot_dispatch_dynamic"))
-    torch.library.opcheck(forward, (*[w.detach() for w in inputs], order, lengths, None, None, False),
-                          test_utils=("test_schema", "test_faketensor"))
-    y, _, _, act, cell, m, h_raw = forward(*[w.detach() for w in inputs], order, lengths, *clips, True)
-    dy, dh_n, dc_n = (c.to(DEVICE) for c in cot)
-    for need in (True, False):
-        torch.library.opcheck(
-            torch.ops.bizoo.bilstm_backward.default,
-            (dy, dh_n, dc_n, y, act, cell, m, h_raw, *[w.detach() for w in inputs[1:]], order, lengths, *clips,
-             need, need),
-            test_utils=("test_schema", "test_faketensor"),
-        )
+    check_bilstm_ops("bilstm", leaves, mask, cot, CLIPS, DEVICE)
 
 
 def test_compiles_without_graph_breaks():
