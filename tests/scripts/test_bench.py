@@ -658,7 +658,10 @@ def test_registry_methods_defaults_and_bad_entries():
     assert registry.LION.chosen(["triton-chunk", "reference-chunk", "sdpa"], "cpu") == ["reference-chunk", "sdpa",
                                                                                         "triton-chunk"]
     assert registry.LSTM.chosen(["native", "nn-lstm-packed"], "cpu") == ["nn-lstm", "native", "nn-lstm-packed"]
-    assert registry.LSTMP.chosen(["native", "loop", "triton"], "cuda") == ["autograd-loop", "loop", "triton"]
+    # the LSTMP part always measures the autograd loop and cuDNN's unclipped nn.LSTM(proj_size) yardstick; "native"
+    # (torch.lstm) is not one of its methods
+    assert registry.LSTMP.chosen(["native", "loop", "triton"], "cuda") == ["autograd-loop", "nn-lstm-proj", "loop",
+                                                                          "triton"]
     assert registry.CRF.chosen(None, "cpu") == ["torchcrf", "reference", "scan", "auto"]
     assert registry.CRF.chosen(None, "cuda")[-1] == "triton"
     assert registry.BIGS.defaults("cpu") == {"lengths": [512, 4096, 16384], "batch": 1}
