@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
+from .masking import SeededExamples
 
 __all__ = ["WORD_DROPOUT_SALT", "dropout_generator", "singleton_ids", "drop_words", "WordDropoutExamples"]
 
@@ -63,12 +63,12 @@ def drop_words(input_ids: Sequence[int], singletons: np.ndarray, unk_id: int, pr
     return np.where(replaced, unk_id, ids).tolist()
 
 
-class WordDropoutExamples(Dataset):
+class WordDropoutExamples(SeededExamples):
     """The training examples with word dropout: ``examples[index]`` with its ``input_ids`` passed through
     ``drop_words`` with the generator of (seed, current epoch, index); every other key as it is.
 
-    ``set_epoch`` says which epoch is running (``lib.masking.EpochCallback`` calls it when the Trainer begins an
-    epoch, the resumed one too). The singletons are counted once, over all the examples given.
+    The examples, the seed and the running epoch are ``lib.masking.SeededExamples``' (``EpochCallback`` calls its
+    ``set_epoch`` when the Trainer begins an epoch, the resumed one too). The singletons are counted once, over all the examples given.
 
     Args:
         examples: the training features (dicts with ``input_ids``; indexable, with a length).
@@ -83,15 +83,9 @@ class WordDropoutExamples(Dataset):
             raise ValueError(f"WordDropoutExamples: probability must be in [0, 1], got {probability}")
         if isinstance(unk_id, bool) or not isinstance(unk_id, int):
             raise ValueError(f"WordDropoutExamples: unk_id must be a token id (int), got {unk_id!r}")
-        self.examples, self.unk_id, self.probability, self.seed = examples, unk_id, float(probability), int(seed)
+        super().__init__(examples, int(seed))
+        self.unk_id, self.probability = unk_id, float(probability)
         self.singletons = singleton_ids(examples, [*special_ids, unk_id])  # (S,)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.examples)
 
     def __getitem__(self, index: int) -> dict:
         example = self.examples[index]
