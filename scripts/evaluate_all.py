@@ -1,19 +1,29 @@
-"""``bizoo evaluate-all``: pretrain every model briefly, fine-tune it on every GLUE task and on CoNLL-2003, tabulate.
+"""``bizoo evaluate-all``: every model against BERT at the same budget: pretrain, fine-tune on GLUE and CoNLL-2003,
+tabulate and plot.
 
-For each model (LION-LIT, LION-D, LION-S, BiGS, BiLSTM-CRF, ELMo by default):
+For each model (LION-LIT, LION-D, LION-S, BiGS, BiLSTM-CRF, ELMo, and BERT, by default):
 
-1. ``bizoo pretrain`` on the Shakespeare sample shipped with bizoo (masked-LM; ELMo's biLM), ``--pretrain-steps``;
-2. ``bizoo finetune-glue`` from that checkpoint on every task of ``--glue-dir`` that has a train.tsv and a dev
-   file (scored on dev), ``--finetune-steps`` each;
-3. ``bizoo finetune-ner`` from it on ``--conll-dir`` (train.txt / valid.txt; span F1 on valid).
+1. ``bizoo pretrain`` on the same text (--text / --eval-text, default the Shakespeare sample shipped with bizoo) for
+   the same --pretrain-steps of --batch-size blocks of --max-length tokens: masked-LM for the subword models and
+   BERT (transformers' ``BertForMaskedLM`` with SDPA attention, the same small shape: ``bizoo pretrain --model
+   bert``), ELMo's biLM. The held-out evaluation every --eval-steps (and before the first step) is the learning
+   curve: masked-token accuracy (ELMo: perplexity) against the tokens trained on.
+   A word-level model that is trained from scratch instead (``FROM_SCRATCH``: the BiLSTM-CRF) skips this step:
+   its word vocabulary then comes from each task's training data, as its NER preset does, not from the
+   pretraining text (whose words would leave most of a task's words unknown).
+2. ``bizoo finetune-glue`` from that checkpoint (or from scratch) on every task of --glue-dir that has a train.tsv
+   and a dev file (scored on dev), then ``bizoo finetune-ner`` on --conll-dir (span F1 on valid.txt); each task
+   for the same fixed budget for every model: its epochs in ``FINETUNE_EPOCHS`` (--finetune-epochs changes them;
+   --finetune-steps N instead trains every task N steps).
 
 Each run is its own process (``python -m bizoo.scripts.<command>``, output and log in ``OUTPUT/<model>/<task>``);
 a failed run is reported as such and the others go on; a run whose folder already holds its results is not run
-again (delete the folder to redo it). Then the table: per model, each task's GLUE score (the mean of the task's
-official metrics × 100: Matthews correlation for CoLA, F1 and accuracy for MRPC, Pearson and Spearman for STS-B,
-accuracy otherwise), their average, CoNLL dev F1, and the wall time of all its runs, in ``OUTPUT/results.json``,
-``OUTPUT/results.md`` (with the machine and the settings) and ``OUTPUT/results.png`` (a bar chart). Every fine-tuned
-folder keeps its ``bizoo_results.json``, which ``bizoo export`` turns into the model card's ``model-index``.
+again (delete the folder to redo it), so a budget can be run in parts. Then the table: per model, its parameters,
+the held-out pretraining result, each task's GLUE score (the mean of the task's official metrics × 100: Matthews
+correlation for CoLA, F1 and accuracy for MRPC, Pearson and Spearman for STS-B, accuracy otherwise), their average,
+CoNLL dev F1, and the wall time of all its runs, in ``OUTPUT/results.json``, ``OUTPUT/results.md`` (with the machine
+and the settings), ``OUTPUT/results.png`` (a bar chart) and ``OUTPUT/learning_curves.png``. Every fine-tuned folder
+keeps its ``bizoo_results.json``, which ``bizoo export`` turns into the model card's ``model-index``.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -44,8 +55,17 @@ MODELS = {
     "bigs": ("bigs", None),
     "bilstm-crf": ("bilstm_crf", None),
     "elmo": ("elmo", None),
+    "bert": ("bert", None),  # the baseline: transformers' BertForMaskedLM (SDPA), bizoo pretrain --model bert
 }
+#: Word-level models trained from scratch on each task (their vocabulary from its training data), not pretrained.
+FROM_SCRATCH = {"bilstm-crf"}
 CONLL = "CoNLL-2003"
+#: The fine-tuning budget per task, in epochs of its training set, the same for every model. At batch 32 an epoch is
+#: CoLA 268 steps, SST-2 2105, MRPC 115, STS-B 180, RTE 78, CoNLL-2003 439: about 150-250 steps per task (a tenth of
+#: SST-2, half of CoNLL-2003), some 1100 in all, so that seven models fit the 2-core machine in about an hour and a
+#: half with their pretraining (RESULTS.md).
+FINETUNE_EPOCHS = {"CoLA": 0.5, "SST-2": 0.1, "MRPC": 2.0, "STS-B": 1.0, "RTE": 2.0, "QNLI": 0.05, "MNLI": 0.02,
+                   "QQP": 0.02, "WNLI": 3.0, CONLL: 0.5}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,8 +76,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GLUE folder (<TASK>/train.tsv and dev.tsv); every task there with both is run")
     parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="only these GLUE tasks")
     parser.add_argument("--conll-dir", default=None, metavar="DIR", help="CoNLL-2003 folder (train.txt, valid.txt)")
+    parser.add_argument("--text", nargs="+", default=None, metavar="FILE",
+                        help="pretraining text of every model (default: the Shakespeare sample shipped with bizoo)")
+    parser.add_argument("--eval-text", nargs="+", default=None, metavar="FILE",
+                        help="held-out text (default: Macbeth with the shipped sample, else pretrain's own split)")
     parser.add_argument("--pretrain-steps", type=int, default=300, metavar="N", help="(default: %(default)s)")
-    parser.add_argument("--finetune-steps", type=int, default=300, metavar="N", help="per task (default: %(default)s)")
+    parser.add_argument("--eval-steps", type=int, default=None, metavar="N",
+                        help="held-out evaluation every N pretraining steps: the learning curve's points "
+                        "(default: a sixth of --pretrain-steps)")
+    parser.add_argument("--finetune-epochs", nargs="+", default=[], metavar="TASK=X",
+                        help="fine-tuning epochs per task instead of the defaults (" + ", ".join(
+                            f"{k} {v:g}" for k, v in FINETUNE_EPOCHS.items()) + "), e.g. SST-2=0.5 CoNLL-2003=2; "
+                        "a bare number sets every task")
+    parser.add_argument("--finetune-steps", type=int, default=None, metavar="N",
+                        help="train every task N steps instead of its epochs")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: %(default)s)")
     parser.add_argument("--max-length", type=int, default=128, metavar="N", help="(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
@@ -111,29 +143,55 @@ def _timed(folder: Path, seconds: float | None = None) -> float:
     return float(path.read_text()) if path.is_file() else 0.0
 
 
-def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
-    """Every run of one model; returns {"pretrain": {...}, "glue": {task: {...}}, "conll": {...}, "seconds": s}."""
+def finetune_budget(args, task: str) -> list[str]:
+    """The fine-tuning budget options of one task: --finetune-steps N, else its epochs (``FINETUNE_EPOCHS``, as
+    --finetune-epochs changes them)."""
+    if args.finetune_steps is not None:
+        return ["--max-steps", str(args.finetune_steps)]
+    return ["--max-steps", "-1", "--epochs", f"{args.epochs_per_task.get(task, FINETUNE_EPOCHS.get(task, 1.0)):g}"]
+
+
+def pretrain_argv(name: str, args, folder: Path) -> list[str]:
+    """The ``bizoo pretrain`` command line of one model: the same text, steps, batch and length for all."""
     model_type, variant = MODELS[name]
-    row: dict = {"model": name, "glue": {}, "seconds": 0.0}
+    argv = ["bizoo.scripts.pretrain", "--model", model_type, "--output-dir", str(folder), "--overwrite",
+            "--max-steps", str(args.pretrain_steps), "--seed", str(args.seed), "--batch-size", str(args.batch_size),
+            "--max-length", str(args.max_length), "--eval_steps", str(args.eval_steps), "--eval_on_start",
+            "--save_steps", str(args.pretrain_steps)]
+    if variant:
+        argv += ["--variant", variant]
+    if args.text:
+        argv += ["--text", *args.text]
+    if args.eval_text:
+        argv += ["--eval-text", *args.eval_text]
+    return argv + list(args.pretrain_args)
+
+
+def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
+    """Every run of one model; returns {"pretrain": {...} or None (trained from scratch), "glue": {task: {...}},
+    "conll": {...}, "seconds": s}."""
+    model_type, variant = MODELS[name]
+    row: dict = {"model": name, "glue": {}, "seconds": 0.0, "pretrain": None}
     common = ["--seed", str(args.seed), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
-    pre = out / name / "pretrain"
-    if (pre / "model.safetensors").is_file():
-        ok, seconds = True, _timed(pre)
+    if name in FROM_SCRATCH:  # its vocabulary from each task's training words
+        start = [model_type, *(["--variant", variant] if variant else [])]
+        logger.info(f"{PROG}: {name} is trained from scratch on each task (no pretraining)")
     else:
-        argv = ["bizoo.scripts.pretrain", "--model", model_type, "--output-dir", str(pre), "--overwrite",
-                "--max-steps", str(args.pretrain_steps), *common, *args.pretrain_args]
-        if variant:
-            argv += ["--variant", variant]
-        ok, seconds = _run(argv, pre, "pretrain.log")
-        _timed(pre, seconds)
-    row["pretrain"] = {"ok": ok, "seconds": round(seconds, 1), "results": _results(pre) if ok else None}
-    row["seconds"] += seconds
-    if ok:
+        pre = out / name / "pretrain"
+        if (pre / "model.safetensors").is_file():
+            ok, seconds = True, _timed(pre)
+        else:
+            ok, seconds = _run(pretrain_argv(name, args, pre), pre, "pretrain.log")
+            _timed(pre, seconds)
+        row["pretrain"] = {"ok": ok, "seconds": round(seconds, 1), "results": _results(pre) if ok else None}
+        if ok:
+            row["pretrain"].update(learning_curve(pre), parameters=count_parameters(pre))
+        row["seconds"] += seconds
+        if not ok:
+            logger.warning(f"{name} pretrained: FAILED (see {out / name / 'pretrain.log'})")
+            return row
         logger.info(f"{PROG}: {name} pretrained: ok")
-    else:
-        logger.warning(f"{name} pretrained: FAILED (see {out / name / 'pretrain.log'})")
-    if not ok:
-        return row
+        start = [str(pre)]
     runs = [(task, ["bizoo.scripts.finetune_glue", "--task", task, "--data-dir", str(args.glue_dir)]) for task in tasks]
     if args.conll_dir:
         runs.append((CONLL, ["bizoo.scripts.finetune_ner", "--data-dir", str(args.conll_dir)]))
@@ -141,8 +199,8 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
         folder = out / name / task
         results = _results(folder)
         if results is None:
-            argv = [*argv, "--model-name-or-path", str(pre), "--output-dir", str(folder), "--overwrite",
-                    "--max-steps", str(args.finetune_steps), *common]
+            argv = [*argv, "--model-name-or-path", *start, "--output-dir", str(folder), "--overwrite",
+                    *finetune_budget(args, task), *common]
             ok, seconds = _run(argv, folder, f"{task}.log")
             results = _results(folder) if ok else None
             _timed(folder, seconds)
@@ -152,6 +210,7 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
         entry = {"ok": results is not None, "seconds": round(seconds, 1)}
         if results is not None:
             entry["metrics"] = results[-1]["metrics"]
+            entry["parameters"] = count_parameters(folder)
         if task == CONLL:
             row["conll"] = entry
         else:
@@ -165,6 +224,60 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
             shown = f"{task_score(entry['metrics']):.1f}"
         logger.info(f"{PROG}: {name} {task}: {shown} ({seconds:.0f} s)")
     return row
+
+
+def count_parameters(folder: Path) -> int | None:
+    """The number of weights in ``folder/model.safetensors`` (read from its header), or None without one."""
+    from safetensors import safe_open
+
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        return None
+    total = 0
+    with safe_open(str(path), framework="pt") as weights:
+        for key in weights.keys():
+            shape = weights.get_slice(key).get_shape()
+            total += math.prod(shape)
+    return total
+
+
+def learning_curve(folder: Path) -> dict:
+    """The held-out evaluations ``bizoo pretrain`` logged (``training_log.json``): {"curve": [{"step", "tokens",
+    "accuracy" (masked-LM) or "perplexity" (biLM)}], "tokens": the tokens trained on}."""
+    path = folder / "training_log.json"
+    log = json.loads(path.read_text()) if path.is_file() else []
+    curve = []
+    for entry in log:
+        if "eval_loss" not in entry:
+            continue
+        point = {"step": entry.get("step", 0), "tokens": entry.get("num_input_tokens_seen", 0)}
+        if "eval_accuracy" in entry:
+            point["accuracy"] = entry["eval_accuracy"]
+        else:
+            point["perplexity"] = math.exp(min(entry["eval_loss"], 50))
+        curve.append(point)
+    tokens = max((e.get("num_input_tokens_seen", 0) for e in log), default=0)
+    return {"curve": curve, "tokens": tokens}
+
+
+def held_out(row: dict) -> str:
+    """The held-out pretraining result as a cell: masked-token accuracy × 100, "ppl X" for a biLM, "—" without one."""
+    pre = row.get("pretrain")
+    if not pre or not pre.get("ok") or not pre.get("results"):
+        return "—"
+    metrics = pre["results"][-1]["metrics"]
+    if "accuracy" in metrics:
+        return f"{100 * metrics['accuracy']:.1f}"
+    if "forward_perplexity" in metrics:
+        return f"ppl {metrics['forward_perplexity']:.0f}/{metrics['backward_perplexity']:.0f}"
+    return "—"
+
+
+def parameters(row: dict) -> str:
+    """The encoder's size as a cell (millions of weights of the pretrained checkpoint, else of the CoNLL tagger)."""
+    pre = row.get("pretrain") or {}
+    count = pre.get("parameters") or (row.get("conll") or {}).get("parameters")
+    return f"{count / 1e6:.2f}M" if count else "—"
 
 
 def scores(row: dict, tasks: list[str], conll: bool) -> list[tuple[float | None, str]]:
@@ -186,11 +299,12 @@ def scores(row: dict, tasks: list[str], conll: bool) -> list[tuple[float | None,
 
 def table(rows: list[dict], tasks: list[str], conll: bool) -> tuple[list[str], list[list[str]]]:
     """The results table: header and one row of strings per model."""
-    head = ["model", *tasks, "GLUE avg", *([f"{CONLL} F1"] if conll else []), "wall time"]
+    head = ["model", "parameters", "held-out MLM acc.", *tasks, "GLUE avg", *([f"{CONLL} F1"] if conll else []),
+            "wall time"]
     body = []
     for row in rows:
         cells = [f"{value:.1f}" if value is not None else missing for value, missing in scores(row, tasks, conll)]
-        body.append([row["model"], *cells, f"{row['seconds'] / 60:.0f} min"])
+        body.append([row["model"], parameters(row), held_out(row), *cells, f"{row['seconds'] / 60:.0f} min"])
     return head, body
 
 
@@ -222,18 +336,80 @@ def plot(rows: list[dict], tasks: list[str], conll: bool, path: Path, title: str
     plt.close(fig)
 
 
+def plot_learning_curves(rows: list[dict], path: Path, title: str) -> bool:
+    """Held-out masked-token accuracy against the tokens trained on, one line per pretrained model (left), and a
+    biLM's held-out perplexity (right, when there is one). False (nothing drawn) without any curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [(row["model"], (row.get("pretrain") or {}).get("curve") or []) for row in rows]
+    mlm = [(name, [p for p in curve if "accuracy" in p]) for name, curve in curves]
+    bilm = [(name, [p for p in curve if "perplexity" in p]) for name, curve in curves]
+    mlm, bilm = [c for c in mlm if c[1]], [c for c in bilm if c[1]]
+    if not mlm and not bilm:
+        return False
+    fig, axes = plt.subplots(1, 2 if bilm else 1, figsize=(11 if bilm else 7, 4), squeeze=False)
+    ax = axes[0][0]
+    for name, points in mlm:
+        ax.plot([p["tokens"] / 1e6 for p in points], [100 * p["accuracy"] for p in points], marker=".", label=name)
+    ax.set_xlabel("tokens trained on (millions)")
+    ax.set_ylabel("held-out masked-token accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    if bilm:
+        ax = axes[0][1]
+        for name, points in bilm:
+            ax.plot([p["tokens"] / 1e6 for p in points], [p["perplexity"] for p in points], marker=".", label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel("words trained on (millions)")
+        ax.set_ylabel("held-out biLM perplexity (log)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def parse_epochs(items: list[str]) -> dict[str, float]:
+    """--finetune-epochs: ``["SST-2=0.5", "CoNLL-2003=2"]`` -> {task: epochs}; a bare number sets every task."""
+    epochs: dict[str, float] = {}
+    for item in items:
+        task, sep, value = item.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if number <= 0:
+            raise CommandError(f"--finetune-epochs expects TASK=X or X with X > 0, got {item!r}")
+        if not sep:
+            epochs.update(dict.fromkeys(FINETUNE_EPOCHS, number))
+            continue
+        name = CONLL if task.lower() in ("conll", CONLL.lower()) else glue_task(task).name
+        epochs[name] = number
+    return epochs
+
+
 def run(args: argparse.Namespace) -> int:
     return run_command(PROG, lambda: _evaluate_all(args))
 
 
 def _evaluate_all(args: argparse.Namespace) -> int:
-    for option in ("pretrain_steps", "finetune_steps", "batch_size", "max_length"):
-        if getattr(args, option) < 1:
+    for option in ("pretrain_steps", "finetune_steps", "batch_size", "max_length", "eval_steps"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
             raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
     if not args.glue_dir and not args.conll_dir:
         raise CommandError("nothing to evaluate on: pass --glue-dir and/or --conll-dir")
     if args.tasks and not args.glue_dir:
         raise CommandError("--tasks picks GLUE tasks of --glue-dir: pass --glue-dir too")
+    args.epochs_per_task = parse_epochs(args.finetune_epochs)
+    if args.eval_steps is None:
+        args.eval_steps = max(args.pretrain_steps // 10, 1)
+    for option in ("text", "eval_text"):
+        for path in getattr(args, option) or ():
+            if not Path(path).is_file():
+                raise CommandError(f"--{option.replace('_', '-')} {path!r} is not a file")
     out = Path(args.output_dir)
     if not str(args.output_dir).strip() or (out.exists() and not out.is_dir()):
         raise CommandError(f"--output-dir {args.output_dir!r} must be a folder (new or existing), not a file")
@@ -256,10 +432,21 @@ def _evaluate_all(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     rows = [evaluate_model(name, args, tasks, out) for name in args.models]
     machine = machine_name("cuda" if cuda_available() else "cpu")
-    corpus = "the --pretrain-args text" if "--text" in args.pretrain_args else "the shipped Shakespeare sample"
-    settings = (f"pretraining {args.pretrain_steps} steps on {corpus}, fine-tuning "
-                f"{args.finetune_steps} steps per task, batch {args.batch_size}, max length {args.max_length}, "
-                f"seed {args.seed}")
+    if args.text:
+        corpus = ", ".join(Path(p).name for p in args.text)
+    else:
+        corpus = "the --pretrain-args text" if "--text" in args.pretrain_args else "the shipped Shakespeare sample"
+    if args.finetune_steps is not None:
+        budget = f"{args.finetune_steps} steps per task"
+    else:
+        names = [*tasks, *([CONLL] if args.conll_dir else [])]
+        budget = "epochs per task: " + ", ".join(
+            f"{t} {args.epochs_per_task.get(t, FINETUNE_EPOCHS.get(t, 1.0)):g}" for t in names)
+    scratch = [m for m in args.models if m in FROM_SCRATCH]
+    settings = (f"pretraining {args.pretrain_steps} steps of {args.batch_size} blocks of {args.max_length} tokens on "
+                f"{corpus}; fine-tuning with a fixed budget ({budget}), batch {args.batch_size}, max length "
+                f"{args.max_length}, seed {args.seed}"
+                + (f"; trained from scratch on each task: {', '.join(scratch)}" if scratch else ""))
     head, body = table(rows, tasks, bool(args.conll_dir))
     title = f"bizoo evaluate-all: dev scores ({machine})"
     (out / "results.json").write_text(json.dumps(
@@ -267,13 +454,16 @@ def _evaluate_all(args: argparse.Namespace) -> int:
          "seconds": round(time.perf_counter() - started, 1)}, indent=1) + "\n")
     text = markdown(head, body)
     (out / "results.md").write_text(
-        f"{title}\n\n{settings}; GLUE score per task = the mean of its official metrics × 100; wall time = all of "
-        f"a model's runs.\n\n{text}"
+        f"{title}\n\n{settings}; held-out MLM acc. = masked-token accuracy × 100 on the held-out text after "
+        f"pretraining (ELMo: forward/backward perplexity; — not pretrained); GLUE score per task = the mean of its "
+        f"official metrics × 100; wall time = all of a model's runs.\n\n{text}"
     )
     plot(rows, tasks, bool(args.conll_dir), out / "results.png", title)
+    curves = plot_learning_curves(rows, out / "learning_curves.png", f"bizoo evaluate-all: pretraining ({machine})")
     report(f"\n{text}\n{settings}\nmachine: {machine}; {time.perf_counter() - started:.0f} s in all")
-    report(f"{PROG}: table in {out / 'results.md'}, chart in {out / 'results.png'}")
-    return 0 if all(r["pretrain"]["ok"] for r in rows) else 1
+    report(f"{PROG}: table in {out / 'results.md'}, chart in {out / 'results.png'}"
+           + (f", learning curves in {out / 'learning_curves.png'}" if curves else ""))
+    return 0 if all(r["pretrain"] is None or r["pretrain"]["ok"] for r in rows) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

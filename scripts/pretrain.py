@@ -49,10 +49,12 @@ from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator
 from .lib.model_card import write_checkpoint_card
 from .lib.model_defaults import model_defaults
 from .lib.models import (
+    BASELINES,
     MIN_VOCAB_SIZE,
     build_wordchar_tokenizer,
     check_config_fields,
     config_fields,
+    model_spec,
     parse_model_config,
     pretrained_tokenizer,
     tokenizer_config_fields,
@@ -97,7 +99,11 @@ FILL_MASK_EXAMPLES = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="lion", help="model type to pretrain (default: %(default)s)")
+    model.add_argument(
+        "--model", default="lion",
+        help=f"model type to pretrain: a bizoo model type, or the baseline {', '.join(BASELINES)} (transformers' "
+        "BertForMaskedLM, SDPA attention, the same small shape) (default: %(default)s)",
+    )
     model.add_argument(
         "--variant", default=None,
         help="named variant of the model, e.g. lit, d or s for LION (default: the model's default variant, s for LION)",
@@ -155,8 +161,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def trainer_settings(args: argparse.Namespace, objective: str = "mlm") -> dict[str, dict]:
     """What this command sets in ``TrainingArguments`` (``training_arguments``' keywords): ``defaults`` the command
-    line may change (the held-out loss every quarter of the steps), and ``fixed`` values the run needs. The held-out
-    loss is the only metric (--metric_for_best_model loss)."""
+    line may change (the held-out evaluation every quarter of the steps), and ``fixed`` values the run needs.
+
+    Every evaluation logs the held-out loss, and with masked-LM the masked-token accuracy too (``eval_accuracy``:
+    ``HeldOutAccuracy``), each beside ``num_input_tokens_seen`` (the non-padding tokens trained on so far): the
+    learning curve that ``training_log.json`` keeps and ``bizoo evaluate-all`` plots (--eval_on_start adds the
+    untrained point)."""
     return dict(
         defaults=dict(
             eval_strategy="steps",
@@ -164,10 +174,39 @@ def trainer_settings(args: argparse.Namespace, objective: str = "mlm") -> dict[s
             per_device_eval_batch_size=32 if objective == "bilm" else 64,  # the biLM's full softmax at every word
         ),
         fixed=dict(
-            prediction_loss_only=True,  # the held-out loss; accuracy and perplexity are measured after training
+            prediction_loss_only=objective != "mlm",  # masked-LM: the hits at masked positions too (HeldOutAccuracy)
             remove_unused_columns=False,  # the collators read mask_seed, which the model does not take
+            include_num_input_tokens_seen="non_padding",  # the learning curve's x axis
         ),
     )
+
+
+class HeldOutAccuracy:
+    """Masked-token accuracy inside the Trainer's own evaluation pass (no second pass over the held-out blocks).
+
+    ``preprocess(logits, labels)`` turns each batch's logits into a (B, L) tensor of the top predictions at the masked
+    positions and -100 elsewhere, so that the Trainer's padding and concatenation across batches keep predictions
+    aligned with labels; the logits may be dense (B, L, V) or the sparse (N, V) of the masked positions only, in
+    row-major order (bizoo's masked-LM heads with ``labels``). ``__call__(EvalPrediction)`` is ``compute_metrics``:
+    {"accuracy": hits / masked positions}."""
+
+    @staticmethod
+    def preprocess(logits, labels):
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        masked = labels != -100  # (B, L)
+        top = logits.argmax(-1)  # (B, L) dense, or (N,) sparse
+        predictions = torch.full_like(labels, -100)  # (B, L)
+        predictions[masked] = top[masked] if top.dim() == 2 else top
+        return predictions
+
+    def __call__(self, prediction) -> dict:
+        import numpy as np
+
+        labels = np.asarray(prediction.label_ids)
+        predictions = np.asarray(prediction.predictions)
+        masked = labels != -100
+        return {"accuracy": float((predictions[masked] == labels[masked]).mean()) if masked.any() else 0.0}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -489,7 +528,7 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
     started = time.perf_counter()
     check_training_arguments(args, metrics=(), **trainer_settings(args))
     check_pretrain_arguments(args)
-    spec = bizoo.get_spec(args.model)
+    spec = model_spec(args.model)
     objective = resolve_objective(args.objective, spec)
     wordchar = spec.tokenizer == "wordchar"
     if args.whole_word_mask and (objective != "mlm" or wordchar):
@@ -667,12 +706,17 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
 
     args = job.args
     torch.manual_seed(args.seed)
-    model = setup.auto_class.from_config(config)
+    baseline = {"attn_implementation": "sdpa"} if job.spec.model_type in BASELINES else {}  # BERT: SDPA attention
+    model = setup.auto_class.from_config(config, **baseline)
     logger.info(
         f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{config.num_hidden_layers} layers"
     )
     training_args = training_arguments(args, job.output_dir, model, **trainer_settings(args, job.objective))
+    held_out_metrics = {}
+    if job.objective == "mlm":
+        accuracy = HeldOutAccuracy()
+        held_out_metrics = dict(compute_metrics=accuracy, preprocess_logits_for_metrics=accuracy.preprocess)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -682,6 +726,7 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
         processing_class=tokenizer,
         optimizers=trainer_optimizers(model, args, training_args),
         callbacks=setup.callbacks,
+        **held_out_metrics,
     )
     train_start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=job.resume_from)
@@ -764,13 +809,16 @@ def report_run(job: PretrainJob, trained: Trained, tokenizer, setup: ObjectiveSe
 
 
 def report_fill_mask_examples(folder: Path, tokenizer) -> None:
-    """A few predictions of ``pipeline("fill-mask")`` loaded from the saved folder."""
+    """A few predictions of ``pipeline("fill-mask")`` loaded from the saved folder (those that fit --max-length: a
+    model with position embeddings, such as BERT, reads no more)."""
     from transformers import pipeline
 
     fill = pipeline("fill-mask", model=str(folder), device="cpu", top_k=3)
     report("  fill-mask from the saved folder:")
     for text in FILL_MASK_EXAMPLES:
         text = text.replace("[MASK]", tokenizer.mask_token)
+        if len(tokenizer(text)["input_ids"]) > tokenizer.model_max_length:
+            continue
         guesses = ", ".join(f"{p['token_str']} ({p['score']:.2f})" for p in fill(text))
         report(f"    {text}  ->  {guesses}")
 

@@ -26,6 +26,7 @@ import bizoo
 
 from .command import CommandError
 from .output_folders import atomic_write_text
+from .models import model_spec
 from .remote_code import PACKAGE, is_bizoo_tokenizer
 from .results import read_results
 
@@ -281,6 +282,6 @@ def write_checkpoint_card(folder: str | Path, model, tokenizer) -> None:
     """Write README.md, the model card of a checkpoint saved by a bizoo command (no code files: it loads with
     bizoo installed; ``bizoo export`` makes the copy that does not need it)."""
     folder = Path(folder)
-    spec = bizoo.get_spec(model.config.model_type)
+    spec = model_spec(model.config.model_type)  # a bizoo model type, or a baseline (BERT) bizoo pretrained
     card = model_card(model, spec, tokenizer, read_results(folder), name=folder.resolve().name, code_files=[])
     atomic_write_text(folder / "README.md", card)

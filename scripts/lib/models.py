@@ -6,6 +6,9 @@
   from the training words (WordPiece training is ``lib/wordpiece.py``).
 * ``parse_model_config``, ``check_config_fields``, ``config_fields``, ``variant_fields``: ``--model-config KEY=VALUE``
   and ``--variant``, checked against the configuration class.
+* ``model_spec``, ``BASELINES``: the spec of a model type a command may build from scratch: a bizoo model type, or a
+  baseline that transformers ships ("bert": ``BertForMaskedLM`` with SDPA attention, the yardstick of
+  ``bizoo evaluate-all``), described by a ``ModelSpec`` that is not registered (transformers registers it).
 """
 
 from __future__ import annotations
@@ -28,6 +31,30 @@ logger = logging.getLogger(__name__)
 
 #: The smallest --vocab-size accepted (the special tokens and a few characters).
 MIN_VOCAB_SIZE = 100
+
+
+#: Model types that transformers ships which ``bizoo pretrain`` also builds from scratch, as baselines to compare the
+#: zoo with (``model_spec`` describes each).
+BASELINES = ("bert",)
+
+
+def model_spec(model_type: str):
+    """The ``ModelSpec`` of a bizoo model type or of a baseline (``BASELINES``); ``CommandError`` naming both kinds
+    otherwise."""
+    if model_type in bizoo.MODEL_SPECS:
+        return bizoo.get_spec(model_type)
+    if model_type == "bert":
+        from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification
+        from transformers import BertModel
+
+        models = {"AutoModel": BertModel, "AutoModelForMaskedLM": BertForMaskedLM,
+                  "AutoModelForSequenceClassification": BertForSequenceClassification,
+                  "AutoModelForTokenClassification": BertForTokenClassification}
+        return bizoo.ModelSpec(model_type="bert", config_class=BertConfig, models=models)
+    raise CommandError(
+        f"unknown model type {model_type!r}; bizoo has {sorted(bizoo.MODEL_SPECS)}, and the baselines from "
+        f"transformers {list(BASELINES)}"
+    )
 
 
 def tokenizer_config_fields(spec, tokenizer) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def test_the_final_save_replaces_its_files_and_keeps_the_others(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--model", "transformer"], "unknown model 'transformer'"),
+        (["--model", "transformer"], "unknown model type 'transformer'; bizoo has"),
         (["--variant", "x"], "unknown --variant 'x'"),
         (["--model-config", "hidden_sise=3"], "unknown --model-config field 'hidden_sise'"),
         (["--model-config", "vocab_size=300"], "cannot set 'vocab_size'"),
