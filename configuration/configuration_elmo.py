@@ -58,6 +58,15 @@ class ElmoConfig(BizooConfig):
         pad_token_id (`int`, defaults to 0), unk_token_id (`int`, defaults to 1): the tokenizer's.
         use_crf (`bool`, defaults to `True`), tag_scheme, classifier_pooling (`str`, defaults to `"final_states"`):
             see `BizooConfig`; the mix keeps the forward | backward halves, so "final_states" pools both directions.
+        tagger_word_features (`bool`, defaults to `False`), tagger_char_cnn_filters (`int`, defaults to 0),
+            tagger_dropout (`float`, *optional*), freeze_elmo (`bool`, defaults to `False`): the tagger of
+            `ElmoForTokenClassification` as Peters et al. (2018) build theirs: its BiLSTM reads the ELMo mix
+            concatenated with word vectors (`tagger_word_features`: the biLM's own word table, the LM softmax rows,
+            looked up by `input_ids`) and a character CNN of its own (`tagger_char_cnn_filters` > 0 filters of width
+            3 over 30-d character embeddings, Ma & Hovy's); `tagger_dropout` on that input (None: `hidden_dropout_prob`);
+            `freeze_elmo` keeps the biLM's weights (characters, LSTMs, word table) fixed, so that only the mix, the
+            character CNN, the BiLSTM and the head train, as Peters et al. do. The defaults: the mix alone, everything
+            trained.
         hidden_act, layer_norm_eps, tie_word_embeddings: the masked-LM head's transform and tying (the LM softmax
             of `ElmoForBidirectionalLM` is tied to the same table).
     """
@@ -93,6 +102,10 @@ class ElmoConfig(BizooConfig):
         tie_word_embeddings: bool = True,
         use_crf: bool = True,
         classifier_pooling: str = "final_states",
+        tagger_word_features: bool = False,
+        tagger_char_cnn_filters: int = 0,
+        tagger_dropout: float | None = None,
+        freeze_elmo: bool = False,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -123,6 +136,10 @@ class ElmoConfig(BizooConfig):
         self.hidden_act = hidden_act
         self.layer_norm_eps = layer_norm_eps
         self.tie_word_embeddings = tie_word_embeddings
+        self.tagger_word_features = tagger_word_features
+        self.tagger_char_cnn_filters = tagger_char_cnn_filters
+        self.tagger_dropout = tagger_dropout
+        self.freeze_elmo = freeze_elmo
         super().__init__(use_crf=use_crf, classifier_pooling=classifier_pooling, **kwargs)
         self.check()
 
@@ -134,6 +151,12 @@ class ElmoConfig(BizooConfig):
     @property
     def embedding_size(self) -> int:
         return self.projection_size
+
+    @property
+    def tagger_input_size(self) -> int:
+        """The features the tagger's BiLSTM reads per word: the mix (2P), the word vector (P), the character CNN."""
+        words = self.projection_size if self.tagger_word_features else 0
+        return self.encoder_output_size + words + self.tagger_char_cnn_filters
 
     @property
     def num_filters(self) -> int:
@@ -181,6 +204,11 @@ class ElmoConfig(BizooConfig):
         self._boolean("tie_word_embeddings")
         self._token_id("pad_token_id")
         self._token_id("unk_token_id")
+        self._boolean("tagger_word_features")
+        self._boolean("freeze_elmo")
+        self._positive_int("tagger_char_cnn_filters", minimum=0)
+        if self.tagger_dropout is not None:
+            self._probability("tagger_dropout")
 
     def _check_filters(self) -> None:
         filters = self.char_filters

@@ -44,47 +44,10 @@ from .heads import (
     real_mask,
     sequence_classification_output,
     token_classification_output,
-    pool,
     token_classification_head,
 )
+from .char_encoders import CharCnnEncoder, CharLstmEncoder
 from .lstm_layers import BiLstmWeights
-
-
-class CharCnnEncoder(nn.Module):
-    r"""Ma & Hovy's character CNN: c_w = max_t ReLU-free conv(E_char[w_t-k..t+k]) over the real characters of w.
-
-    Shape: char_ids (N, C) -> (N, char_cnn_filters); a word without characters gives zeros.
-    """
-
-    def __init__(self, config: BiLstmCrfConfig):
-        super().__init__()
-        self.embed = nn.Embedding(config.char_vocab_size, config.char_embedding_size, padding_idx=0)
-        width = config.char_cnn_width
-        self.conv = nn.Conv1d(config.char_embedding_size, config.char_cnn_filters, width, padding=width // 2)
-
-    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        real = char_ids > 0  # (N, C)
-        h = self.conv(self.embed(char_ids).transpose(1, 2)).transpose(1, 2)  # (N, C, F)
-        h = h.masked_fill(~real[..., None], float("-inf")).amax(dim=1)  # (N, F)
-        return torch.where(real.any(1, keepdim=True), h, torch.zeros_like(h))
-
-
-class CharLstmEncoder(nn.Module):
-    r"""Lample et al.'s character BiLSTM: c_w = [→h_last ; ←h_first] over the characters of w.
-
-    Shape: char_ids (N, C) -> (N, 2 × char_lstm_size).
-    """
-
-    def __init__(self, config: BiLstmCrfConfig):
-        super().__init__()
-        self.config = config
-        self.embed = nn.Embedding(config.char_vocab_size, config.char_embedding_size, padding_idx=0)
-        self.lstm = BiLstmWeights(config.char_embedding_size, config.char_lstm_size)
-
-    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        real = char_ids > 0  # (N, C)
-        out = self.lstm(self.embed(char_ids), real, self.config.kernel_backend)  # (N, C, 2S)
-        return pool(out, real, "final_states")  # forward state at the last character, backward at the first
 
 
 class BiLstmCrfEmbeddings(nn.Module):
@@ -98,7 +61,13 @@ class BiLstmCrfEmbeddings(nn.Module):
         super().__init__()
         self.config = config
         self.word_embeddings = nn.Embedding(config.vocab_size, config.word_embedding_size, padding_idx=config.pad_token_id)
-        self.char_encoder = {"cnn": CharCnnEncoder, "lstm": CharLstmEncoder}.get(config.char_encoder, lambda c: None)(config)
+        self.char_encoder = None
+        if config.char_encoder == "cnn":
+            self.char_encoder = CharCnnEncoder(config.char_vocab_size, config.char_embedding_size,
+                                               config.char_cnn_filters, config.char_cnn_width)
+        elif config.char_encoder == "lstm":
+            self.char_encoder = CharLstmEncoder(config, config.char_vocab_size, config.char_embedding_size,
+                                                config.char_lstm_size)
         self.dropout = nn.Dropout(config.embedding_dropout)
 
     def forward(self, input_ids, inputs_embeds, char_ids, mask) -> torch.Tensor:

@@ -61,7 +61,13 @@ from .heads import (
     token_classification_output,
     token_classification_head,
 )
+from .char_encoders import CharCnnEncoder
 from .lstm_layers import BiLstmWeights
+
+#: The tagger's own character CNN (config.tagger_char_cnn_filters > 0): Ma & Hovy's 30-d character embeddings and
+#: convolutions of width 3 (their 30 filters is the value the NER recipe gives tagger_char_cnn_filters).
+TAGGER_CHAR_EMBEDDING_SIZE = 30
+TAGGER_CHAR_CNN_WIDTH = 3
 
 # ----------------------------------------------------------------------------------------------------------------
 # The character encoder
@@ -465,6 +471,8 @@ class ElmoPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
             init.ones_(module.gamma)
         elif isinstance(module, BiLstmWeights):  # the tagger's BiLSTM: forget-gate bias 1 (PyTorch order i, f, g, o)
             module.init_as_tagger()
+        elif isinstance(module, nn.Conv1d):  # the tagger's character CNN (the biLM's convolutions are marked above)
+            init.kaiming_uniform_(module.weight, a=5**0.5)
 
 
 class ElmoModel(ElmoPreTrainedModel):
@@ -827,17 +835,34 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
 
 
 class ElmoForTokenClassification(ElmoPreTrainedModel):
-    r"""ELMo as a tagger: scalar mix → dropout → a task BiLSTM (projection_size units per direction, over the real
-    tokens only) → the CRF head (`use_crf=True`, the default: `logits` are max-marginal scores whose argmax is the
-    Viterbi path) or a softmax head."""
+    r"""ELMo as a tagger: x_t = Dropout([mix_t ; E_word[w_t] ; charCNN(w_t)]) → a task BiLSTM (projection_size units
+    per direction, over the real tokens only) → the CRF head (`use_crf=True`, the default: `logits` are max-marginal
+    scores whose argmax is the Viterbi path) or a softmax head.
+
+    mix_t is the ELMo scalar mix. The word vector E_word[w_t] (`config.tagger_word_features`: the biLM's word table,
+    read by `input_ids`, or `inputs_embeds` (B, L, projection_size) given instead) and the character CNN
+    (`config.tagger_char_cnn_filters` > 0) are Peters et al.'s (2018) tagger inputs beside ELMo; without them the
+    BiLSTM reads the mix alone. `config.freeze_elmo` fixes the biLM's weights (its characters, LSTMs and word table):
+    the mix's weights, the character CNN, the BiLSTM and the head train.
+    """
 
     def __init__(self, config: ElmoConfig):
         super().__init__(config)
-        self.elmo = ElmoModel(config, add_word_embeddings=False, num_scalar_mixes=1)  # reads the first mix only
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.tagger = BiLstmWeights(config.encoder_output_size, config.projection_size)
+        # the biLM's word table only when the tagger reads word vectors; the first mix only
+        self.elmo = ElmoModel(config, add_word_embeddings=config.tagger_word_features, num_scalar_mixes=1)
+        self.char_cnn = None
+        if config.tagger_char_cnn_filters:
+            self.char_cnn = CharCnnEncoder(config.char_vocab_size, TAGGER_CHAR_EMBEDDING_SIZE,
+                                           config.tagger_char_cnn_filters, TAGGER_CHAR_CNN_WIDTH)
+        dropout = config.hidden_dropout_prob if config.tagger_dropout is None else config.tagger_dropout
+        self.dropout = nn.Dropout(dropout)
+        self.tagger = BiLstmWeights(config.tagger_input_size, config.projection_size)
         self.classifier = token_classification_head(config)
         self.post_init()
+        if config.freeze_elmo:  # what from_config builds; forward keeps a loaded checkpoint's fixed too (no_grad)
+            for name, parameter in self.elmo.named_parameters():
+                if not name.startswith("scalar_mixes."):
+                    parameter.requires_grad_(False)
 
     def forward(
         self,
@@ -853,10 +878,32 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         num_items = kwargs.pop("num_items_in_batch", None)
         output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
         check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
-        out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
-        mixed = out.elmo_representations[0]
-        mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
-        hidden = self.tagger(self.dropout(mixed), mask, self.config.kernel_backend)  # (B, L, 2P)
+        if self.config.tagger_word_features and input_ids is None and inputs_embeds is None:
+            raise ValueError(
+                "ElmoForTokenClassification: this tagger reads word vectors (tagger_word_features=True): pass "
+                "input_ids (or inputs_embeds) beside char_ids"
+            )
+        if self.config.freeze_elmo:  # the biLM's layers without a graph; the mix (trained) over them
+            with torch.no_grad():
+                out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, True, True, **kwargs)
+            mask = _mask_of(self.elmo, char_ids, attention_mask, out.top_layer)
+            mixed = self.elmo.scalar_mix(out.hidden_states, mask)  # (B, L, 2P)
+            if not (self.config.output_hidden_states if output_hidden_states is None else output_hidden_states):
+                out.hidden_states = None
+        else:
+            out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
+            mixed = out.elmo_representations[0]  # (B, L, 2P)
+            mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
+        features = [mixed]
+        if self.config.tagger_word_features:
+            words = self.elmo.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, P)
+            if self.config.freeze_elmo:
+                words = words.detach()  # the biLM's table stays as pretrained
+            features.append(words.to(mixed.dtype))
+        if self.char_cnn is not None:
+            features.append(encode_real_words(self.char_cnn, char_ids, mask.bool()).to(mixed.dtype))  # (B, L, F)
+        hidden = torch.cat(features, dim=-1)  # (B, L, tagger_input_size)
+        hidden = self.tagger(self.dropout(hidden), mask, self.config.kernel_backend)  # (B, L, 2P)
         return token_classification_output(
             self, hidden, mask, out, labels, num_items, return_dict, output_marginals
         )
