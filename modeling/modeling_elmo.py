@@ -842,8 +842,9 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
     mix_t is the ELMo scalar mix. The word vector E_word[w_t] (`config.tagger_word_features`: the biLM's word table,
     read by `input_ids`, or `inputs_embeds` (B, L, projection_size) given instead) and the character CNN
     (`config.tagger_char_cnn_filters` > 0) are Peters et al.'s (2018) tagger inputs beside ELMo; without them the
-    BiLSTM reads the mix alone. `config.freeze_elmo` fixes the biLM's weights (its characters, LSTMs and word table):
-    the mix's weights, the character CNN, the BiLSTM and the head train.
+    BiLSTM reads the mix alone. `config.freeze_elmo` fixes the biLM's encoder (its character CNN and LSTMs; the
+    forward runs them without a graph): the mix's weights, the word vectors (initialised from the biLM's table, as a
+    tagger fine-tunes pretrained word vectors), the character CNN, the BiLSTM and the head train.
     """
 
     def __init__(self, config: ElmoConfig):
@@ -861,7 +862,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         self.post_init()
         if config.freeze_elmo:  # what from_config builds; forward keeps a loaded checkpoint's fixed too (no_grad)
             for name, parameter in self.elmo.named_parameters():
-                if not name.startswith("scalar_mixes."):
+                if not name.startswith(("scalar_mixes.", "word_embeddings.")):
                     parameter.requires_grad_(False)
 
     def forward(
@@ -897,8 +898,6 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         features = [mixed]
         if self.config.tagger_word_features:
             words = self.elmo.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, P)
-            if self.config.freeze_elmo:
-                words = words.detach()  # the biLM's table stays as pretrained
             features.append(words.to(mixed.dtype))
         if self.char_cnn is not None:
             features.append(encode_real_words(self.char_cnn, char_ids, mask.bool()).to(mixed.dtype))  # (B, L, F)
