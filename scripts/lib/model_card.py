@@ -216,7 +216,9 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
     tags = [PACKAGE, spec.model_type]
     if variant is not None:
         tags.append(f"{spec.model_type}-{variant}")
-    tags.append("custom_code")
+    baseline = spec.model_type not in bizoo.MODEL_SPECS  # a model transformers ships (bizoo pretrain --model bert)
+    if not baseline:
+        tags.append("custom_code")
     if pipeline_tag is not None:
         tags.append(pipeline_tag)
     # Hub dataset ids only: "text" is how a run on plain text files (e.g. bizoo's Shakespeare sample) is recorded,
@@ -248,6 +250,11 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
             f"The modeling code ships with the weights ({', '.join(f'`{f}`' for f in code_files)}), so bizoo does not "
             "need to be installed: load the model with `trust_remote_code=True` (read the code first, as with any "
             "remote code)."
+        )
+    elif baseline:
+        how_to_load = (
+            f"This is transformers' own {architecture}, trained by a bizoo command as a baseline: it loads with the "
+            "`Auto*` classes, without bizoo."
         )
     else:
         how_to_load = (

@@ -83,6 +83,8 @@ def test_the_curve_is_logged_with_tokens_and_ends_at_the_final_accuracy(tmp_path
     if model == "bert":
         loaded = AutoModelForMaskedLM.from_pretrained(out)
         assert type(loaded).__name__ == "BertForMaskedLM" and loaded.config.hidden_size == 32
+        card = (out / "README.md").read_text()  # transformers' own model: no remote code, no bizoo to load it
+        assert "custom_code" not in card and "loads with the `Auto*` classes, without bizoo" in card
 
 
 def test_bert_is_built_with_sdpa_and_unknown_types_are_refused(monkeypatch, tmp_path, corpus):
