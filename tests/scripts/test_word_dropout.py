@@ -273,11 +273,14 @@ def test_word_dropout_that_cannot_work_is_refused_before_anything_is_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_word_dropout_is_off_by_default_and_a_preset_or_the_command_line_sets_it(monkeypatch) -> None:
+def test_word_dropout_comes_from_the_preset_or_the_command_line(monkeypatch) -> None:
     assert parsed_ner("--model-name-or-path", "bilstm_crf").word_dropout is None  # unset: the preset may fill it
     args = parsed_ner("--model-name-or-path", "bilstm_crf")
     resolve_training_defaults(args)
-    assert args.word_dropout == 0.0 and args.best_checkpoint is False
+    assert args.word_dropout == 0.5 and args.best_checkpoint is False  # the NER preset's singleton replacement
+    args = parsed_ner("--model-name-or-path", "bilstm_crf", "--task", "pos")
+    resolve_training_defaults(args)
+    assert args.word_dropout == 0.0  # the POS preset: none (measured without it)
     defaults = MODEL_DEFAULTS["bilstm_crf"]
     ner = {**defaults.training_defaults["ner"], "word_dropout": 0.5, "best_checkpoint": True}
     monkeypatch.setitem(MODEL_DEFAULTS, "bilstm_crf", dataclasses.replace(
