@@ -434,6 +434,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-file or the dataset's validation split: for data without an evaluation split, such as CoNLL-2000",
     )
     add_model_arguments(parser)
+    parser.add_argument(
+        "--word-vocabulary", choices=("checkpoint", "train"), default="checkpoint",
+        help="the words a checkpoint's word table covers: its own (checkpoint), or the training words (train: a "
+        "new word+character tokenizer over them, the checkpoint's vectors kept for the words it knew; for "
+        "character ids that do not depend on the vocabulary, ELMo's; its tagger with tagger_word_features=true) "
+        "(default: %(default)s)",
+    )
     add_training_arguments(
         parser,
         max_steps=DEFAULT_MAX_STEPS,

@@ -342,6 +342,7 @@ def prepare_model(
         if not Path(args.word_vectors).is_file():
             raise CommandError(f"--word-vectors {args.word_vectors!r} does not exist or is not a file")
     check_word_dropout(args)
+    check_word_vocabulary(args, source)
     output_dir, checkpoint = check_output_folder(args)
     if checkpoint is not None:  # the run's own model: check it is the one these options would build
         saved = AutoConfig.from_pretrained(checkpoint)
@@ -366,10 +367,77 @@ def prepare_model(
                 f"cannot load the checkpoint {source.name_or_path!r} for this task: {err} (a checkpoint fine-tuned "
                 "for another task may have a head of another size: start from its pretrained checkpoint instead)"
             ) from None
+    if getattr(args, "word_vocabulary", "checkpoint") == "train" and checkpoint is None:
+        tokenizer, model = with_task_vocabulary(auto_class, source, task_config, tokenizer, model,
+                                                training_sentences, args.max_length)
     check_word_dropout(args, tokenizer, model)
     if getattr(args, "word_vectors", None) and checkpoint is None:
         load_pretrained_word_vectors(model, tokenizer, args.word_vectors, args.seed)
     return PreparedModel(source, model, tokenizer, output_dir, checkpoint)
+
+
+def check_word_vocabulary(args: argparse.Namespace, source: ModelSource) -> None:
+    """--word-vocabulary train applies to a checkpoint (a model from scratch already reads the training words)."""
+    if getattr(args, "word_vocabulary", "checkpoint") == "train" and source.from_scratch:
+        raise CommandError(
+            "--word-vocabulary train replaces a checkpoint's word table by one over the training words; a model "
+            f"trained from scratch ({source.name_or_path!r}) already has that one"
+        )
+
+
+def with_task_vocabulary(auto_class, source: ModelSource, task_config: dict, tokenizer, model, training_sentences,
+                         max_length: int):
+    """(tokenizer, model) whose word vocabulary is the training words (--word-vocabulary train): a word+character
+    tokenizer built from ``training_sentences()`` with the checkpoint tokenizer's options, and the checkpoint
+    loaded again with a word table of that size, the rows of words the checkpoint knew copied from its table (the
+    other rows new). The character ids must not depend on the vocabulary (``char_scheme="bilm"``, ELMo's bytes), so
+    that the character encoders read the same ids. ``CommandError`` otherwise, or when anything but the word table
+    would change size."""
+    if not isinstance(tokenizer, bizoo.WordCharTokenizerFast):
+        raise CommandError(
+            f"--word-vocabulary train builds a word+character tokenizer from the training words; the checkpoint's "
+            f"is a {type(tokenizer).__name__} (sub-words cover any word already)"
+        )
+    if tokenizer.char_scheme != "bilm":
+        raise CommandError(
+            f"--word-vocabulary train: the checkpoint's character ids come from its own character vocabulary "
+            f"(char_scheme {tokenizer.char_scheme!r}), which a new tokenizer would not keep; it needs bilm-tf's byte "
+            "ids (char_scheme 'bilm', ELMo's)"
+        )
+    table = model.get_input_embeddings()
+    if table is None:
+        raise CommandError(
+            f"--word-vocabulary train: {type(model).__name__} reads no word vectors (ELMo's tagger: "
+            "--model-config tagger_word_features=true)"
+        )
+    key = next(name for name, parameter in model.named_parameters() if parameter is table.weight)
+    old_vocab, old_rows = tokenizer.get_vocab(), table.weight.detach().clone()  # (V_old, E)
+    new = bizoo.WordCharTokenizerFast.from_words(
+        training_sentences(), lowercase=tokenizer.lowercase, digits_to_zero=tokenizer.digits_to_zero,
+        char_scheme=tokenizer.char_scheme, max_word_length=tokenizer.max_word_length,
+        add_sentence_boundaries=tokenizer.add_sentence_boundaries, model_max_length=max_length,
+    )
+    fields = dict(vocab_size=len(new), pad_token_id=new.pad_token_id, unk_token_id=new.unk_token_id)
+    import torch
+
+    loaded, info = auto_class.from_pretrained(
+        source.name_or_path, **source.overrides, **task_config, **fields, ignore_mismatched_sizes=True,
+        output_loading_info=True,
+    )
+    resized = {entry[0] if isinstance(entry, tuple) else entry for entry in info.get("mismatched_keys", [])}
+    if resized - {key}:
+        raise CommandError(f"--word-vocabulary train: the checkpoint's {sorted(resized - {key})} would change size "
+                           "too; only the word table may")
+    weight = loaded.get_input_embeddings().weight  # (V_new, E), new rows as the model initialises them
+    known = [(i, old_vocab[word]) for word, i in new.get_vocab().items() if word in old_vocab]
+    with torch.no_grad():
+        rows = torch.tensor(known, dtype=torch.long)  # (K, 2): new id, checkpoint id
+        weight[rows[:, 0]] = old_rows[rows[:, 1]].to(weight.dtype)
+    logger.info(
+        f"word vocabulary: {len(new):,} training words; {len(known):,} of them keep the checkpoint's word vectors, "
+        f"the other {len(new) - len(known):,} start new"
+    )
+    return new, loaded
 
 
 def load_pretrained_word_vectors(model, tokenizer, path: str, seed: int) -> None:
