@@ -262,12 +262,14 @@ def test_ner_bilstm_crf_from_scratch_with_word_vectors(conll_dir: Path, tmp_path
 def test_training_presets_fill_only_the_options_not_given() -> None:
     import argparse
 
+    from bizoo.scripts.lib.finetuning import add_word_dropout_argument
     from bizoo.scripts.lib.model_defaults import MODEL_DEFAULTS
     from bizoo.scripts.lib.training import add_training_arguments, resolve_training_defaults
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-name-or-path")
     add_training_arguments(parser, max_steps=-1, learning_rate=1e-4, batch_size=32, max_length=128, task="ner")
+    add_word_dropout_argument(parser)  # the NER preset sets it (finetune-ner's option)
     preset = MODEL_DEFAULTS["bilstm_crf"].training_defaults["ner"]
     args = parser.parse_args(["--output-dir", "x", "--model-name-or-path", "bilstm_crf", "--batch-size", "7"])
     taken = resolve_training_defaults(args)

@@ -174,7 +174,10 @@ def test_pretrain_defaults_can_be_changed_and_its_needs_cannot(tmp_path: Path) -
     parser = command_parser("pretrain")
     args = parser.parse_args(["--output-dir", "out", "--max-steps", "40"])
     given = reaching_trainer(args, tmp_path, **pretrain.trainer_settings(args))
-    assert (given.eval_strategy, given.eval_steps, given.prediction_loss_only) == ("steps", 10, True)
+    # masked-LM: the held-out evaluation computes the accuracy too (predictions kept), and counts the tokens seen
+    assert (given.eval_strategy, given.eval_steps, given.prediction_loss_only) == ("steps", 10, False)
+    assert given.include_num_input_tokens_seen == "non_padding"
+    assert reaching_trainer(args, tmp_path, **pretrain.trainer_settings(args, "bilm")).prediction_loss_only is True
     args = parser.parse_args(["--output-dir", "out", "--max-steps", "40", "--eval_strategy", "epoch"])
     assert reaching_trainer(args, tmp_path, **pretrain.trainer_settings(args)).eval_strategy == "epoch"
     args = parser.parse_args(["--output-dir", "out", "--remove_unused_columns", "true"])
@@ -239,7 +242,7 @@ REFUSED = {
     "unknown integration": (pretrain, ["--report_to", "carrier_pigeon"], "carrier_pigeon is not supported"),
     "do_predict": (finetune_glue, ["--do_predict"], "predicts no test split"),
     "do_train false": (finetune_ner, ["--do_train", "false"], "--do_train false: this command always trains"),
-    "needed by the command": (pretrain, ["--prediction_loss_only", "false"], "this command needs prediction_loss_only"),
+    "needed by the command": (pretrain, ["--prediction_loss_only", "true"], "this command needs prediction_loss_only"),
 }
 
 
