@@ -368,8 +368,7 @@ def prepare_model(
                 "for another task may have a head of another size: start from its pretrained checkpoint instead)"
             ) from None
     if getattr(args, "word_vocabulary", "checkpoint") == "train" and checkpoint is None:
-        tokenizer, model = with_task_vocabulary(auto_class, source, task_config, tokenizer, model,
-                                                training_sentences, args.max_length)
+        tokenizer, model = with_task_vocabulary(tokenizer, model, training_sentences, args.max_length)
     check_word_dropout(args, tokenizer, model)
     if getattr(args, "word_vectors", None) and checkpoint is None:
         load_pretrained_word_vectors(model, tokenizer, args.word_vectors, args.seed)
@@ -385,14 +384,12 @@ def check_word_vocabulary(args: argparse.Namespace, source: ModelSource) -> None
         )
 
 
-def with_task_vocabulary(auto_class, source: ModelSource, task_config: dict, tokenizer, model, training_sentences,
-                         max_length: int):
+def with_task_vocabulary(tokenizer, model, training_sentences, max_length: int):
     """(tokenizer, model) whose word vocabulary is the training words (--word-vocabulary train): a word+character
-    tokenizer built from ``training_sentences()`` with the checkpoint tokenizer's options, and the checkpoint
-    loaded again with a word table of that size, the rows of words the checkpoint knew copied from its table (the
-    other rows new). The character ids must not depend on the vocabulary (``char_scheme="bilm"``, ELMo's bytes), so
-    that the character encoders read the same ids. ``CommandError`` otherwise, or when anything but the word table
-    would change size."""
+    tokenizer built from ``training_sentences()`` with the checkpoint tokenizer's options, and ``model`` with its word
+    table resized to it, the rows of words the checkpoint knew copied from its table (the other rows new). The
+    character ids must not depend on the vocabulary (``char_scheme="bilm"``, ELMo's bytes), so that the character
+    encoders read the same ids; ``CommandError`` otherwise."""
     if not isinstance(tokenizer, bizoo.WordCharTokenizerFast):
         raise CommandError(
             f"--word-vocabulary train builds a word+character tokenizer from the training words; the checkpoint's "
@@ -410,34 +407,29 @@ def with_task_vocabulary(auto_class, source: ModelSource, task_config: dict, tok
             f"--word-vocabulary train: {type(model).__name__} reads no word vectors (ELMo's tagger: "
             "--model-config tagger_word_features=true)"
         )
-    key = next(name for name, parameter in model.named_parameters() if parameter is table.weight)
+    import torch
+
     old_vocab, old_rows = tokenizer.get_vocab(), table.weight.detach().clone()  # (V_old, E)
     new = bizoo.WordCharTokenizerFast.from_words(
         training_sentences(), lowercase=tokenizer.lowercase, digits_to_zero=tokenizer.digits_to_zero,
         char_scheme=tokenizer.char_scheme, max_word_length=tokenizer.max_word_length,
         add_sentence_boundaries=tokenizer.add_sentence_boundaries, model_max_length=max_length,
     )
-    fields = dict(vocab_size=len(new), pad_token_id=new.pad_token_id, unk_token_id=new.unk_token_id)
-    import torch
-
-    loaded, info = auto_class.from_pretrained(
-        source.name_or_path, **source.overrides, **task_config, **fields, ignore_mismatched_sizes=True,
-        output_loading_info=True,
-    )
-    resized = {entry[0] if isinstance(entry, tuple) else entry for entry in info.get("mismatched_keys", [])}
-    if resized - {key}:
-        raise CommandError(f"--word-vocabulary train: the checkpoint's {sorted(resized - {key})} would change size "
-                           "too; only the word table may")
-    weight = loaded.get_input_embeddings().weight  # (V_new, E), new rows as the model initialises them
+    # transformers' own resizing: a table of len(new) rows, config.vocab_size with it; every row then drawn as the
+    # model draws a new word table, and the rows of the words the checkpoint knew copied from its table
+    embedding = model.resize_token_embeddings(len(new), mean_resizing=False)
     known = [(i, old_vocab[word]) for word, i in new.get_vocab().items() if word in old_vocab]
+    rows = torch.tensor(known, dtype=torch.long).reshape(-1, 2)  # (K, 2): new id, checkpoint id
     with torch.no_grad():
-        rows = torch.tensor(known, dtype=torch.long)  # (K, 2): new id, checkpoint id
-        weight[rows[:, 0]] = old_rows[rows[:, 1]].to(weight.dtype)
+        embedding.weight.normal_(0.0, model.config.initializer_range)  # (V_new, E)
+        if embedding.padding_idx is not None:
+            embedding.weight[embedding.padding_idx] = 0.0
+        embedding.weight[rows[:, 0]] = old_rows[rows[:, 1]].to(embedding.weight.dtype)
     logger.info(
         f"word vocabulary: {len(new):,} training words; {len(known):,} of them keep the checkpoint's word vectors, "
         f"the other {len(new) - len(known):,} start new"
     )
-    return new, loaded
+    return new, model
 
 
 def load_pretrained_word_vectors(model, tokenizer, path: str, seed: int) -> None:
