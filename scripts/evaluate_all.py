@@ -210,7 +210,8 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
         entry = {"ok": results is not None, "seconds": round(seconds, 1)}
         if results is not None:
             entry["metrics"] = results[-1]["metrics"]
-            entry["parameters"] = count_parameters(folder)
+            if task == CONLL and row["pretrain"] is None:  # a model trained from scratch: its size is the tagger's
+                entry["parameters"] = count_parameters(folder)
         if task == CONLL:
             row["conll"] = entry
         else:
@@ -242,8 +243,8 @@ def count_parameters(folder: Path) -> int | None:
 
 
 def learning_curve(folder: Path) -> dict:
-    """The held-out evaluations ``bizoo pretrain`` logged (``training_log.json``): {"curve": [{"step", "tokens",
-    "accuracy" (masked-LM) or "perplexity" (biLM)}], "tokens": the tokens trained on}."""
+    """The held-out evaluations ``bizoo pretrain`` logged (``training_log.json``): {"curve": [{"step", "tokens" (trained
+    on so far), "accuracy" (masked-LM) or "perplexity" (biLM)}]}."""
     path = folder / "training_log.json"
     log = json.loads(path.read_text()) if path.is_file() else []
     curve = []
@@ -256,8 +257,7 @@ def learning_curve(folder: Path) -> dict:
         else:
             point["perplexity"] = math.exp(min(entry["eval_loss"], 50))
         curve.append(point)
-    tokens = max((e.get("num_input_tokens_seen", 0) for e in log), default=0)
-    return {"curve": curve, "tokens": tokens}
+    return {"curve": curve}
 
 
 def held_out(row: dict) -> str:
