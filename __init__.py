@@ -44,6 +44,7 @@ from .modeling.modeling_lion import (
     LionPreTrainedModel,
 )
 from .modeling.registry import MODEL_SPECS, ModelSpec, get_spec, register
+from .modeling.value_checks import wait_for_input_checks
 from .modeling.tokenization_wordchar import (
     DataCollatorForWordCharLanguageModeling,
     WordCharTokenizerFast,
@@ -149,4 +150,5 @@ __all__ = [
     "ModelSpec",
     "get_spec",
     "register",
+    "wait_for_input_checks",
 ]

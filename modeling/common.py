@@ -2,11 +2,10 @@
 (word + position + token type) that LION and BiGS share.
 
 Each raises ``ValueError`` that says what was wrong, the value or shape received, and what is allowed. The value
-checks (ids inside the vocabulary, a 0/1 mask, finite embeddings, labels in range) read one scalar back from the
-device in eager mode: the price of a clear error instead of a CUDA device-side assert. While ``torch.compile`` or
-``torch.export`` trace a model they are left out (``checks_read_values``): there they would be a graph break (and on
-a GPU a host synchronisation in every step); a compiled model trusts its inputs, as transformers' own models do.
-Shape, dtype and option checks run in every mode.
+checks (ids inside the vocabulary, a 0/1 mask, finite embeddings, labels in range) run where ``value_checks`` says:
+at once for values on the CPU, later for values on a GPU (the verdict read back without a host synchronisation;
+meanwhile the call runs on the input made safe, which is why those checks return the tensor the model is to use),
+not at all while ``torch.compile`` or ``torch.export`` trace. Shape, dtype and option checks run in every mode.
 """
 
 from __future__ import annotations
@@ -17,27 +16,31 @@ import torch
 from torch import nn
 
 from ..kernels import dispatch
+from .value_checks import check_mode, settle
 
 # Keyword arguments the Trainer and the pipelines may pass to any model's forward.
 IGNORED_KWARGS = ("num_items_in_batch", "output_attentions", "use_cache")
 
 
-def checks_read_values() -> bool:
-    """Whether the value checks run: in eager mode, not while torch.compile or torch.export trace (module docstring)."""
-    return not dispatch.tracing()
-
-
 def encode_real_words(encoder: nn.Module, char_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """``encoder`` over the characters of the real words, zeros at padding: char_ids (..., C), keep (...) bool ->
-    (..., F). In eager mode only the real words are encoded (a gather); while torch.compile or torch.export trace,
-    every word is and the padding is zeroed after (the gather's size depends on the mask's values)."""
-    if dispatch.tracing():
+    (..., F). In eager mode on a CPU only the real words are encoded (a gather); elsewhere every word is and the
+    padding is zeroed after: the gather's size depends on the mask's values, which a traced graph cannot hold and a
+    GPU would have to send back to the host."""
+    if dispatch.tracing() or not dispatch.values_on_host(keep):
         out = encoder(char_ids.flatten(0, -2)).reshape(*keep.shape, -1)  # (..., F)
         return torch.where(keep[..., None], out, torch.zeros_like(out))
     words = encoder(char_ids[keep])  # (N, F): the real words only
     out = words.new_zeros(*keep.shape, words.shape[-1])  # (..., F)
     out[keep] = words
     return out
+
+
+def first_where(values: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+    """The first element of ``values`` (row-major) where ``bad`` holds, as a 0-d float64 tensor (0 when none): a
+    value for an error message, found without a data-dependent shape."""
+    index = bad.flatten().to(torch.uint8).argmax(0, keepdim=True)  # (1,) the first True, or 0
+    return values.flatten().index_select(0, index)[0].double()  # (a tensor index would be read on the host)
 
 
 def check_kwargs(model_name: str, kwargs: dict, extra_ignored: tuple = ()) -> None:
@@ -81,35 +84,54 @@ def check_embeds_values(model_name: str, inputs_embeds: torch.Tensor) -> None:
     """``inputs_embeds`` is a floating-point tensor of finite values (one reduction)."""
     if not inputs_embeds.is_floating_point():
         raise ValueError(f"{model_name}: inputs_embeds must be a floating-point tensor, got {inputs_embeds.dtype}")
-    if checks_read_values() and not torch.isfinite(inputs_embeds).all().item():
-        raise ValueError(f"{model_name}: inputs_embeds contains NaN or inf; allowed are finite values")
+    mode = check_mode(inputs_embeds)
+    if mode != "off":
+        finite = torch.isfinite(inputs_embeds).all()[None]  # (1,)
+        settle(mode, finite, lambda n: None if n[0] else f"{model_name}: inputs_embeds contains NaN or inf; "
+               "allowed are finite values")
 
 
-def check_ids_in_range(model_name: str, name: str, ids: torch.Tensor, size: int, size_name: str) -> None:
-    """All of ``ids`` in [0, size)."""
-    if not checks_read_values():
-        return
-    low, high = ids.min().item(), ids.max().item()
-    if low < 0 or high >= size:
-        bad = low if low < 0 else high
-        raise ValueError(f"{model_name}: {name} holds {bad}, outside [0, {size_name}={size})")
+def check_ids_in_range(model_name: str, name: str, ids: torch.Tensor, size: int, size_name: str) -> torch.Tensor:
+    """All of ``ids`` in [0, size). Returns the ids the model is to use: ``ids``, clamped into range where the
+    check is read later."""
+    mode = check_mode(ids)
+    if mode == "off":
+        return ids
+
+    def explain(numbers):
+        low, high = numbers
+        if low >= 0 and high < size:
+            return None
+        return f"{model_name}: {name} holds {low if low < 0 else high}, outside [0, {size_name}={size})"
+
+    settle(mode, torch.stack([ids.min(), ids.max()]), explain)  # (2,)
+    return ids.clamp(0, size - 1) if mode == "later" else ids
 
 
 def check_attention_mask(model_name: str, attention_mask, batch: int, length: int, device) -> torch.Tensor:
-    """A (batch, length) mask of 0/1 values (any dtype), returned as long on ``device``; all ones if None."""
+    """A (batch, length) mask of 0/1 values (any dtype), returned as long on ``device``; all ones if None. (Where
+    the check is read later, any nonzero value counts as 1 meanwhile.)"""
     if attention_mask is None:
         return torch.ones(batch, length, dtype=torch.long, device=device)
     if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
         shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
         raise ValueError(f"{model_name}: attention_mask must have shape (batch, length) = ({batch}, {length}), got {shape}")
-    if attention_mask.dtype != torch.bool and checks_read_values():
-        bad = (attention_mask != 0) & (attention_mask != 1)
-        if bad.any().item():
-            raise ValueError(
-                f"{model_name}: attention_mask must hold only 0 (padding) and 1 (real token), got "
-                f"{attention_mask[bad][0].item()}"
-            )
+    mode = check_mode(attention_mask) if attention_mask.dtype != torch.bool else "off"
+    if mode != "off":
+        bad = (attention_mask != 0) & (attention_mask != 1)  # (B, L)
+        numbers = torch.stack([bad.any().double(), first_where(attention_mask, bad)])  # (2,)
+        floating = attention_mask.is_floating_point()
+        settle(mode, numbers, lambda n: None if not n[0] else (
+            f"{model_name}: attention_mask must hold only 0 (padding) and 1 (real token), got {shown(n[1], floating)}"))
+        if mode == "later":
+            attention_mask = attention_mask != 0
     return attention_mask.to(device=device, dtype=torch.long)
+
+
+def shown(value: float, floating: bool):
+    """A value read back as float64 (``first_where``) shown as its tensor's elements are: 2 from an integer tensor,
+    2.0 from a floating-point one, as ``.item()`` would give it."""
+    return value if floating else int(value)
 
 
 def check_token_type_ids(model_name: str, token_type_ids, batch: int, length: int, type_vocab_size: int):
@@ -119,11 +141,12 @@ def check_token_type_ids(model_name: str, token_type_ids, batch: int, length: in
         return None
     check_token_type_ids_shape(model_name, token_type_ids, batch, length)
     if type_vocab_size == 0:
-        if checks_read_values() and token_type_ids.any().item():
-            raise ValueError(f"{model_name}: token_type_ids given but the model has no token types (type_vocab_size=0)")
+        mode = check_mode(token_type_ids)
+        if mode != "off":
+            settle(mode, token_type_ids.any()[None], lambda n: None if not n[0] else (
+                f"{model_name}: token_type_ids given but the model has no token types (type_vocab_size=0)"))
         return None
-    check_ids_in_range(model_name, "token_type_ids", token_type_ids, type_vocab_size, "type_vocab_size")
-    return token_type_ids
+    return check_ids_in_range(model_name, "token_type_ids", token_type_ids, type_vocab_size, "type_vocab_size")
 
 
 def check_token_type_ids_shape(model_name: str, token_type_ids, batch: int, length: int) -> None:
@@ -145,7 +168,8 @@ def check_char_ids(
     model_name: str, char_ids, batch: int, length: int, char_vocab_size: int, min_width: int = 1, width_reason: str = ""
 ):
     """``char_ids`` (batch, length, width >= min_width), integer ids in [0, char_vocab_size); ``width_reason`` says
-    where ``min_width`` comes from (e.g. the widest character filter)."""
+    where ``min_width`` comes from (e.g. the widest character filter). Returns the ids the model is to use
+    (``check_ids_in_range``)."""
     if not isinstance(char_ids, torch.Tensor) or char_ids.dim() != 3 or tuple(char_ids.shape[:2]) != (batch, length):
         shape = tuple(char_ids.shape) if isinstance(char_ids, torch.Tensor) else type(char_ids).__name__
         raise ValueError(
@@ -156,36 +180,46 @@ def check_char_ids(
     if char_ids.shape[2] < min_width:
         need = f", fewer than {width_reason}" if width_reason else f"; at least {min_width} are needed"
         raise ValueError(f"{model_name}: char_ids rows hold {char_ids.shape[2]} characters{need}")
-    check_ids_in_range(model_name, "char_ids", char_ids, char_vocab_size, "char_vocab_size")
+    return check_ids_in_range(model_name, "char_ids", char_ids, char_vocab_size, "char_vocab_size")
 
 
 def check_positions(model_name: str, mask: torch.Tensor, max_positions: int) -> None:
-    """Every sequence's real tokens fit the learned position table (mask (B, L))."""
-    if not checks_read_values():
+    """Every sequence's real tokens fit the learned position table (mask (B, L)). (``TokenEmbeddings`` clamps the
+    positions into the table, so a check read later leaves the device running meanwhile.)"""
+    mode = check_mode(mask)
+    if mode == "off":
         return
-    longest = int(mask.sum(-1).max().item()) if mask.shape[0] else 0
-    if longest > max_positions:
-        raise ValueError(
+
+    def explain(numbers):
+        longest = int(numbers[0])
+        if longest <= max_positions:
+            return None
+        return (
             f"{model_name}: a sequence has {longest} tokens but the model's learned positions stop at "
             f"max_position_embeddings={max_positions}; truncate the input "
             f"(tokenizer(..., truncation=True, max_length={max_positions}))"
         )
 
+    settle(mode, mask.sum(-1).max()[None], explain)  # (1,) the longest row's real tokens
 
-def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classes: int, what: str) -> None:
-    """Class labels of ``shape`` in [0, num_classes) or -100 (ignored)."""
+
+def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classes: int, what: str) -> torch.Tensor:
+    """Class labels of ``shape`` in [0, num_classes) or -100 (ignored). Returns the labels the model is to use:
+    ``labels``, with bad ones set to -100 where the check is read later."""
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"{model_name}: labels must be a torch.Tensor ({what}), got {type(labels).__name__}")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"{model_name}: labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"{model_name}: labels must be integer class ids ({what}), got {labels.dtype}")
-    if not checks_read_values():
-        return
-    valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))
-    if not valid.all().item():
-        bad = labels[~valid][0].item()
-        raise ValueError(f"{model_name}: labels hold {bad}; allowed are 0..{num_classes - 1} and -100 (ignored)")
+    mode = check_mode(labels)
+    if mode == "off":
+        return labels
+    valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))  # labels' shape
+    numbers = torch.stack([valid.all().double(), first_where(labels, ~valid)])  # (2,)
+    settle(mode, numbers, lambda n: None if n[0] else (
+        f"{model_name}: labels hold {shown(n[1], False)}; allowed are 0..{num_classes - 1} and -100 (ignored)"))
+    return labels.masked_fill(~valid, -100) if mode == "later" else labels
 
 
 class TokenEmbeddings(nn.Module):
@@ -214,7 +248,8 @@ class TokenEmbeddings(nn.Module):
     def forward(self, input_ids, inputs_embeds, token_type_ids, attention_mask) -> torch.Tensor:
         x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, d)
         if self.position_embeddings is not None:
-            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+            top = self.position_embeddings.num_embeddings - 1  # a longer row is an error (check_positions)
+            positions = (attention_mask.cumsum(-1) - 1).clamp(0, top)  # (B, L)
             x = x + self.position_embeddings(positions)
         if self.token_type_embeddings is not None:
             if token_type_ids is None:

@@ -36,7 +36,8 @@ from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutp
 from ..configuration.common import CRF_LOGITS  # what a CRF head may report as logits (config.crf_logits)
 from ..kernels import dispatch
 from ..kernels.dispatch import reads_values
-from .common import check_labels, checks_read_values
+from .common import check_labels, first_where, shown
+from .value_checks import check_mode, settle
 
 
 def normalised_sum(loss_sum: torch.Tensor, count, num_items_in_batch) -> torch.Tensor:
@@ -157,8 +158,9 @@ def infer_problem_type(config, labels: torch.Tensor) -> str:
     return "multi_label_classification" if labels.is_floating_point() else "single_label_classification"
 
 
-def check_sequence_labels(model_name: str, labels, config, batch: int) -> None:
-    """The labels of a sequence classifier for ``config.problem_type`` (one reduction each):
+def check_sequence_labels(model_name: str, labels, config, batch: int) -> torch.Tensor:
+    """The labels of a sequence classifier for ``config.problem_type`` (one reduction each), returned as the model
+    is to use them (``check_labels``):
 
     * single-label: (batch,) integer class ids in [0, num_labels) or -100 (ignored);
     * multi-label: (batch, num_labels) targets in [0, 1] (0/1, or soft targets);
@@ -176,8 +178,7 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> None:
                 f"which takes one class id per sequence, shape ({batch},); for multi-label classification {fix} "
                 "problem_type='multi_label_classification'"
             )
-        check_labels(model_name, labels, (batch,), num_labels, "one class id per sequence")
-        return
+        return check_labels(model_name, labels, (batch,), num_labels, "one class id per sequence")
     if labels.dtype == torch.bool or labels.is_complex():
         raise ValueError(
             f"{model_name}: labels must be real numbers for problem_type={problem_type!r}, got {labels.dtype}"
@@ -190,20 +191,25 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> None:
                 f"{model_name}: regression labels must have shape {allowed} (batch, num_labels={num_labels}), "
                 f"got {tuple(labels.shape)}"
             )
-        if labels.is_floating_point() and checks_read_values() and not torch.isfinite(labels).all().item():
-            raise ValueError(f"{model_name}: regression labels contain NaN or inf; allowed are finite numbers")
-        return
+        mode = check_mode(labels) if labels.is_floating_point() else "off"
+        if mode != "off":
+            settle(mode, torch.isfinite(labels).all()[None], lambda n: None if n[0] else (
+                f"{model_name}: regression labels contain NaN or inf; allowed are finite numbers"))
+        return labels
     if tuple(labels.shape) != (batch, num_labels):
         raise ValueError(
             f"{model_name}: multi-label labels must have shape (batch, num_labels) = ({batch}, {num_labels}), "
             f"got {tuple(labels.shape)}"
         )
-    outside = ~((labels >= 0) & (labels <= 1))  # NaN is outside too
-    if checks_read_values() and outside.any().item():
-        bad = labels[outside][0].item()
-        raise ValueError(
-            f"{model_name}: multi-label labels hold {bad}; allowed are targets in [0, 1] (1 = the label applies)"
-        )
+    mode = check_mode(labels)
+    if mode != "off":
+        outside = ~((labels >= 0) & (labels <= 1))  # NaN is outside too
+        numbers = torch.stack([outside.any().double(), first_where(labels, outside)])  # (2,)
+        floating = labels.is_floating_point()
+        settle(mode, numbers, lambda n: None if not n[0] else (
+            f"{model_name}: multi-label labels hold {shown(n[1], floating)}; allowed are targets in [0, 1] "
+            "(1 = the label applies)"))
+    return labels
 
 
 def sequence_classification_loss(logits, labels, config, num_items_in_batch=None, model_name="model"):
@@ -465,9 +471,10 @@ def input_shape(input_ids=None, inputs_embeds=None, char_ids=None) -> tuple[int,
     return None
 
 
-def check_task_labels(model, task: str, labels, input_ids=None, inputs_embeds=None, char_ids=None) -> None:
+def check_task_labels(model, task: str, labels, input_ids=None, inputs_embeds=None, char_ids=None):
     """Check a task model's ``labels`` against its input's shape and its label set BEFORE the encoder runs, so that
-    a bad label costs no forward pass and never reaches a device kernel. ``task``:
+    a bad label costs no forward pass and never reaches a device kernel; returns the labels the model is to use
+    (``check_labels``: where the check is read later, bad class ids are ignored meanwhile). ``task``:
 
     * "masked_lm": (batch, length) token ids in [0, vocab_size) or -100;
     * "bilm": (batch, length) word ids in [0, vocab_size) or -100 (ELMo's forward and backward LM);
@@ -481,21 +488,20 @@ def check_task_labels(model, task: str, labels, input_ids=None, inputs_embeds=No
     if task == "token" and isinstance(head, CrfTokenClassificationHead):
         head.constraint_scores(head.crf.transitions.device)  # checks the tag scheme if it or id2label changed
     if labels is None:
-        return
+        return None
     shape = input_shape(input_ids, inputs_embeds, char_ids)
     if shape is None:
-        return  # a malformed input: the encoder's own checks name it
+        return labels  # a malformed input: the encoder's own checks name it
     name, config = type(model).__name__, model.config
     batch, length = shape
     if task == "sequence":
-        check_sequence_labels(name, labels, config, batch)
-        return
+        return check_sequence_labels(name, labels, config, batch)
     size, what = {
         "masked_lm": (config.vocab_size, "one token id per position"),
         "bilm": (config.vocab_size, "one word id per position"),
         "token": (config.num_labels, "one tag id per position"),
     }[task]
-    check_labels(name, labels, (batch, length), size, what)
+    return check_labels(name, labels, (batch, length), size, what)
 
 
 def init_head_weights(module: nn.Module, config) -> None:

@@ -270,7 +270,7 @@ class BiGSModel(BiGSPreTrainedModel):
         batch, length = resolve_inputs(name, input_ids, inputs_embeds, config.hidden_size)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if input_ids is not None:
-            check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
+            input_ids = check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
         mask = check_attention_mask(name, attention_mask, batch, length, device)  # (B, L) long
         token_type_ids = check_token_type_ids(name, token_type_ids, batch, length, config.type_vocab_size)
         if config.position_embedding_type == "absolute" and config.pad_mode == "masked":
@@ -326,7 +326,7 @@ class BiGSForMaskedLM(BiGSPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None, labels=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds)
+        labels = check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds)
         out = self.bigs(input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         return masked_lm_output(self, out.last_hidden_state, out, labels, num_items, return_dict)
 
@@ -344,7 +344,7 @@ class BiGSForSequenceClassification(BiGSPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None, labels=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "sequence", labels, input_ids, inputs_embeds)
+        labels = check_task_labels(self, "sequence", labels, input_ids, inputs_embeds)
         out = self.bigs(input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
@@ -365,7 +365,7 @@ class BiGSForTokenClassification(BiGSPreTrainedModel):
                 output_hidden_states=None, return_dict=None, **kwargs) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
-        check_task_labels(self, "token", labels, input_ids, inputs_embeds)
+        labels = check_task_labels(self, "token", labels, input_ids, inputs_embeds)
         out = self.bigs(input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)

@@ -158,7 +158,7 @@ class BiLstmCrfModel(BiLstmCrfPreTrainedModel):
         batch, length = resolve_inputs(name, input_ids, inputs_embeds, embedding_size, "word_embedding_size")
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if input_ids is not None:
-            check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
+            input_ids = check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
         mask = check_attention_mask(name, attention_mask, batch, length, device)  # (B, L) long
         check_token_type_ids_shape(name, kwargs.get("token_type_ids"), batch, length)
         if config.char_encoder != "none":
@@ -167,7 +167,7 @@ class BiLstmCrfModel(BiLstmCrfPreTrainedModel):
                     f"{name}: char_ids (batch, words, max_chars) are required with char_encoder={config.char_encoder!r}; "
                     "the word+character tokenizer returns them"
                 )
-            check_char_ids(name, char_ids, batch, length, config.char_vocab_size)
+            char_ids = check_char_ids(name, char_ids, batch, length, config.char_vocab_size)
             char_ids = char_ids.to(device)
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = config.return_dict if return_dict is None else return_dict
@@ -206,7 +206,7 @@ class BiLstmCrfForTokenClassification(BiLstmCrfPreTrainedModel):
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
-        check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
+        labels = check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
@@ -237,7 +237,7 @@ class BiLstmCrfForSequenceClassification(BiLstmCrfPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "sequence", labels, input_ids, inputs_embeds, char_ids)
+        labels = check_task_labels(self, "sequence", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
@@ -274,7 +274,7 @@ class BiLstmCrfForMaskedLM(BiLstmCrfPreTrainedModel):
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds, char_ids)
+        labels = check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         return masked_lm_output(self, out.last_hidden_state, out, labels, num_items, return_dict)
 

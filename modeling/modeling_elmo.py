@@ -540,12 +540,14 @@ class ElmoModel(ElmoPreTrainedModel):
         return self.scalar_mixes[index](hidden_states, attention_mask)
 
     def attention_mask_for(self, char_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """The (B, L) 0/1 mask the model uses: ``attention_mask`` if given, else words with any character id."""
+        """The (B, L) 0/1 mask the model uses: ``attention_mask`` if given (checked by the encoder: any nonzero value
+        counts as 1 here, for a check read later), else words with any character id."""
         if attention_mask is not None:
-            return attention_mask.to(device=char_ids.device, dtype=torch.long)
+            return (attention_mask != 0).to(device=char_ids.device, dtype=torch.long)
         return (char_ids > 0).any(dim=-1).long()
 
-    def _check_inputs(self, name: str, input_ids, char_ids, inputs_embeds) -> tuple[int, int]:
+    def _check_inputs(self, name: str, input_ids, char_ids, inputs_embeds) -> tuple[int, int, torch.Tensor]:
+        """(batch, length, the char_ids to use: ``check_char_ids``)."""
         config = self.config
         if char_ids is None:
             raise ValueError(
@@ -562,7 +564,9 @@ class ElmoModel(ElmoPreTrainedModel):
             f"the widest character filter ({config.max_filter_width}); the tokenizer's max_word_length should be "
             f"max_characters_per_token={config.max_characters_per_token}"
         )
-        check_char_ids(name, char_ids, batch, length, config.char_vocab_size, config.max_filter_width, reason)
+        safe_char_ids = check_char_ids(
+            name, char_ids, batch, length, config.char_vocab_size, config.max_filter_width, reason
+        )
         if input_ids is not None and inputs_embeds is not None:
             raise ValueError(
                 f"{name}: pass at most one of input_ids and inputs_embeds (ELMo encodes char_ids; neither enters "
@@ -583,7 +587,7 @@ class ElmoModel(ElmoPreTrainedModel):
                 shape = tuple(inputs_embeds.shape) if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds)
                 raise ValueError(f"{name}: inputs_embeds must have shape {expected}, got {shape}")
             check_embeds_values(name, inputs_embeds)
-        return batch, length
+        return batch, length, safe_char_ids
 
     def _check_states(self, name: str, states, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         config = self.config
@@ -626,7 +630,7 @@ class ElmoModel(ElmoPreTrainedModel):
         check_kwargs(name, kwargs, extra_ignored=("token_type_ids",))
         self.config.check()
         config = self.config
-        batch, length = self._check_inputs(name, input_ids, char_ids, inputs_embeds)
+        batch, length, char_ids = self._check_inputs(name, input_ids, char_ids, inputs_embeds)
         check_token_type_ids_shape(name, kwargs.get("token_type_ids"), batch, length)
         device = char_ids.device  # the input's: a parameter may be on the meta device while offloaded
         if attention_mask is not None:
@@ -716,7 +720,7 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
         **kwargs,
     ) -> ElmoBidirectionalLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "bilm", labels, input_ids, inputs_embeds, char_ids)
+        labels = check_task_labels(self, "bilm", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         top = self.dropout(out.top_layer)  # (B, L, 2P)
         P = self.config.projection_size
@@ -743,12 +747,18 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
                 (backward_states, order[:, 1:], words[:, :-1]),
             ):
                 selected = real_pair & (predicted != -100)  # (B, L-1)
-                gathered = states.gather(1, at[..., None].expand(-1, -1, P))[selected]  # (N, P)
-                loss_sum, direction_logits = self._loss_sum(gathered, predicted[selected])
+                if self.config.sparse_prediction or (self.training and self.config.sampled_softmax_size > 0):
+                    # the softmax at the N predicted positions only (their number is read on the host)
+                    gathered = states.gather(1, at[..., None].expand(-1, -1, P))[selected]  # (N, P)
+                    loss_sum, direction_logits = self._loss_sum(gathered, predicted[selected])
+                else:  # every position's logits are returned: the loss reads them, no gather by the mask
+                    direction_logits = self.lm_head(states)  # (B, L, V)
+                    V = direction_logits.shape[-1]
+                    at_logits = direction_logits.gather(1, at[..., None].expand(-1, -1, V))  # (B, L-1, V)
+                    targets = predicted.masked_fill(~selected, -100)  # (B, L-1)
+                    loss_sum = F.cross_entropy(at_logits.float().flatten(0, 1), targets.flatten(), reduction="sum")
                 sums.append(loss_sum)
                 counts.append(selected.sum())
-                if direction_logits is not None and not self.config.sparse_prediction:
-                    direction_logits = self.lm_head(states)  # (B, L, V)
                 logits.append(direction_logits)
             forward_loss = normalised_sum(sums[0], counts[0], None)
             backward_loss = normalised_sum(sums[1], counts[1], None)
@@ -800,7 +810,7 @@ class ElmoForMaskedLM(ElmoPreTrainedModel):
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds, char_ids)
+        labels = check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         return masked_lm_output(self, out.elmo_representations[0], out, labels, num_items, return_dict)
 
@@ -827,7 +837,7 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "sequence", labels, input_ids, inputs_embeds, char_ids)
+        labels = check_task_labels(self, "sequence", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         mixed = out.elmo_representations[0]
         mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
@@ -878,7 +888,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
-        check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
+        labels = check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
         if self.config.tagger_word_features and input_ids is None and inputs_embeds is None:
             raise ValueError(
                 "ElmoForTokenClassification: this tagger reads word vectors (tagger_word_features=True): pass "
@@ -897,10 +907,13 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
             mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
         features = [mixed]
         if self.config.tagger_word_features:
-            words = self.elmo.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, P)
+            # The ids were checked by the encoder; clamped here too, for a check read later (value_checks).
+            ids = None if input_ids is None else input_ids.clamp(0, self.elmo.word_embeddings.num_embeddings - 1)
+            words = self.elmo.word_embeddings(ids) if inputs_embeds is None else inputs_embeds  # (B, L, P)
             features.append(words.to(mixed.dtype))
         if self.char_cnn is not None:
-            features.append(encode_real_words(self.char_cnn, char_ids, mask.bool()).to(mixed.dtype))  # (B, L, F)
+            chars = char_ids.clamp(0, self.config.char_vocab_size - 1)  # as the word ids above
+            features.append(encode_real_words(self.char_cnn, chars, mask.bool()).to(mixed.dtype))  # (B, L, F)
         hidden = torch.cat(features, dim=-1)  # (B, L, tagger_input_size)
         hidden = self.tagger(self.dropout(hidden), mask, self.config.kernel_backend)  # (B, L, 2P)
         return token_classification_output(

@@ -284,7 +284,7 @@ class LionModel(LionPreTrainedModel):
         batch, length = resolve_inputs(name, input_ids, inputs_embeds, config.hidden_size)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if input_ids is not None:
-            check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
+            input_ids = check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
         mask = check_attention_mask(name, attention_mask, batch, length, device)  # (B, L) long
         token_type_ids = check_token_type_ids(name, token_type_ids, batch, length, config.type_vocab_size)
         if config.position_embedding_type == "absolute":
@@ -345,7 +345,7 @@ class LionForMaskedLM(LionPreTrainedModel):
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds)
+        labels = check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds)
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
@@ -373,7 +373,7 @@ class LionForSequenceClassification(LionPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
-        check_task_labels(self, "sequence", labels, input_ids, inputs_embeds)
+        labels = check_task_labels(self, "sequence", labels, input_ids, inputs_embeds)
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )
@@ -405,7 +405,7 @@ class LionForTokenClassification(LionPreTrainedModel):
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
-        check_task_labels(self, "token", labels, input_ids, inputs_embeds)
+        labels = check_task_labels(self, "token", labels, input_ids, inputs_embeds)
         out = self.lion(
             input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
         )

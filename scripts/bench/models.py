@@ -4,7 +4,8 @@ What it measures, for each model of ``registry.MODELS`` named by --models (induc
 dynamo's caches reset before each compiled run): training tokens/s (forward + backward + AdamW step, B·L tokens per
 step: ``training.train_steps``) and inference latency (median ms of one forward in eval mode under torch.no_grad,
 --latency-batch rows of L tokens: ``training.forward_latency``, CUDA events on a GPU, perf_counter on a CPU); on a
-GPU also whether a compiled training step runs under ``torch.cuda.set_sync_debug_mode("error")`` (no host sync).
+GPU also whether a training step, eager and compiled, runs under ``torch.cuda.set_sync_debug_mode("error")`` (no host
+sync; an eager masked LM with ``sparse_prediction``, the default, reads the number of masked positions once a step).
 LION and BiGS are masked LMs of --layers x --hidden; the BiLSTM-CRF is a tagger trained with its CRF loss at Ma &
 Hovy's sizes (100-d words, a character CNN, --tagger-layers x --tagger-hidden units per direction, --tags tags);
 ELMo is a masked LM at --elmo-size.
@@ -249,7 +250,7 @@ def models_ratios(row: dict, base: dict | None) -> None:
 def measure_model(name: str, args, length: int, batch: int, device: str, timing: dict, backend: str) -> dict:
     """One row of bench models: ``name`` trained (``training.train_steps``: B·L tokens per step) and run for inference
     (``training.forward_latency``: --latency-batch rows of L tokens), each eager then under
-    ``torch.compile(fullgraph=True, backend=backend)`` (dynamo's caches reset before each compiled run; the compiled
+    ``torch.compile(fullgraph=True, backend=backend)`` (dynamo's caches reset before each compiled run; each
     training also runs one step under ``torch.cuda.set_sync_debug_mode("error")`` on CUDA). Each run's result has its
     own status; the row's is the first that is not "ok" (a model that is not compiled: no failure)."""
     import torch
@@ -262,7 +263,7 @@ def measure_model(name: str, args, length: int, batch: int, device: str, timing:
     def train(wrap=None):
         warmup = timing["compiled_warmup" if wrap else "warmup"]
         return train_steps(build, length, batch, args.vocab_size, device, steps, warmup, amp, chars, wrap=wrap,
-                           sync_check=wrap is not None, tags=tags)
+                           sync_check=True, tags=tags)
 
     def latency(wrap=None):
         warmup = timing["compiled_warmup" if wrap else "warmup"]
@@ -336,7 +337,7 @@ def _table_head(latency_batch: int) -> str:
         start = len(lead) + sum(len(cell) + 1 for cell in labels[:first])
         width = sum(len(cell) + 1 for cell in labels[first:end])
         groups = groups.ljust(start) + " " + f" {title} ".center(width - 1, "-")
-    line = " ".join([lead, *labels]) + "  sync"
+    line = " ".join([lead, *labels]) + "  sync e/c"
     return f"{groups}\n{line}\n{'-' * len(line)}"
 
 
@@ -345,11 +346,15 @@ def _line(row: dict) -> str:
     cells = _cells(row)
     lead = f"{row['length']:>6} {row['batch']:>4} {row['model']:<11}"
     body = " ".join(f"{cells[key]:>{width}}" for _, width, key in MODELS_COLUMNS)
-    lines = [f"{lead} {body}  {row['train']['compiled'].get('host_sync', '-')}"]
+    syncs = {mode: row["train"][mode].get("host_sync", "-") for mode in ("eager", "compiled")}
+    lines = [f"{lead} {body}  " + "/".join(sync.split(":")[0].replace("failed", "fail") for sync in syncs.values())]
     for part in ("train", "latency"):
         for mode, result in row[part].items():
             if result["status"] != "ok" and not (mode == "compiled" and MODELS[row["model"]].not_compiled):
                 lines.append(f"{'':>12} {row['model']} {part} {mode}: {result['status']}")
+    for mode, sync in syncs.items():
+        if sync.startswith("failed"):
+            lines.append(f"{'':>12} {row['model']} train {mode} host sync {sync}")
     return "\n".join(lines)
 
 
@@ -422,5 +427,6 @@ def run(args) -> int:
         if name in names and MODELS[base].not_compiled:
             report(f"{base} is {MODELS[base].not_compiled}: the c vs base of {name} is over {base}'s eager runs")
     if cuda:
-        report('sync: a compiled training step under torch.cuda.set_sync_debug_mode("error") ("ok": no host sync)')
+        report('sync e/c: an eager and a compiled training step under torch.cuda.set_sync_debug_mode("error") ("ok": no '
+               "host sync; an eager masked LM with sparse_prediction reads its number of masked positions: one sync)")
     return 0

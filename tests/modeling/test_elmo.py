@@ -315,8 +315,11 @@ def manual_bilm_losses(model, chars, mask, labels):
     return sums, counts
 
 
-def test_bidirectional_lm_loss_equals_a_manual_computation():
-    model, ids, chars = model_and_inputs(ElmoForBidirectionalLM, batch=3, length=8)
+@pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "every-position"])
+def test_bidirectional_lm_loss_equals_a_manual_computation(sparse):
+    """With ``sparse_prediction`` the softmax runs at the predicted words only (their logits returned); without it at
+    every position (the logits (B, L, V); no gather by the mask, so nothing is read back from a GPU)."""
+    model, ids, chars = model_and_inputs(ElmoForBidirectionalLM, batch=3, length=8, sparse_prediction=sparse)
     mask = torch.ones_like(ids)
     mask[0, 6:] = 0  # right padding
     mask[1, :3] = 0  # left padding
@@ -332,7 +335,10 @@ def test_bidirectional_lm_loss_equals_a_manual_computation():
     torch.testing.assert_close(out.loss, 0.5 * (fwd_sum / n_fwd + bwd_sum / n_bwd), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.forward_perplexity, torch.exp(fwd_sum / n_fwd).detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.backward_perplexity, torch.exp(bwd_sum / n_bwd).detach(), rtol=1e-5, atol=1e-5)
-    assert out.forward_logits.shape == (n_fwd, V) and out.backward_logits.shape == (n_bwd, V)
+    if sparse:
+        assert out.forward_logits.shape == (n_fwd, V) and out.backward_logits.shape == (n_bwd, V)
+    else:
+        assert out.forward_logits.shape == out.backward_logits.shape == (3, 8, V)
     # num_items_in_batch (the Trainer's count of labelled words over the accumulated batch) normalises the sum
     summed = model(input_ids=ids, char_ids=chars, attention_mask=mask, labels=labels,
                    num_items_in_batch=torch.tensor(20))
@@ -340,8 +346,10 @@ def test_bidirectional_lm_loss_equals_a_manual_computation():
     # without labels: every position's scores, the same as the loss's
     scores = model(char_ids=chars, attention_mask=mask)
     assert scores.loss is None and scores.forward_logits.shape == (3, 8, V)
-    torch.testing.assert_close(scores.forward_logits[0, 0], out.forward_logits[0])
-    torch.testing.assert_close(scores.backward_logits[0, 1], out.backward_logits[0])
+    torch.testing.assert_close(scores.forward_logits[0, 0],
+                               out.forward_logits[0] if sparse else out.forward_logits[0, 0])
+    torch.testing.assert_close(scores.backward_logits[0, 1],
+                               out.backward_logits[0] if sparse else out.backward_logits[0, 1])
     out.loss.backward()
     assert model.lm_head.weight.grad is not None and model.elmo.layers[0].forward_cell.weight_hh.grad.abs().sum() > 0
 

@@ -1,20 +1,36 @@
-"""No host synchronisation in a compiled training step, read from the graphs themselves (a CPU-side check of what
-``torch.cuda.set_sync_debug_mode("error")`` checks on a GPU, where ``bizoo bench models`` runs it).
+"""No host synchronisation in a training step, compiled or eager: a CPU-side check of what
+``torch.cuda.set_sync_debug_mode("error")`` checks on a GPU (where ``bizoo bench models`` runs it).
 
-A custom ``aot_autograd`` backend receives the forward and the backward graphs of a training step (masked LM with
-dropout; token classification with a CRF, whose likelihood and Viterbi have value-dependent paths in eager mode)
-and lists every operator in them. An operator that needs a value on the host (``.item()`` is
-``aten._local_scalar_dense``; ``nonzero``, ``masked_select``, ``unique`` have sizes that depend on values; ``equal``
-and ``is_nonzero`` return Python values; a copy to the CPU) would stall a GPU's pipeline in every step.
+An operator that needs a value on the host (``.item()`` is ``aten._local_scalar_dense``; ``nonzero``,
+``masked_select``, ``unique`` have sizes that depend on values; ``equal`` and ``is_nonzero`` return Python values; a
+copy to the CPU) would stall a GPU's pipeline in every step.
+
+* Compiled: a custom ``aot_autograd`` backend receives the forward and the backward graphs of a training step
+  (masked LM with dropout; token classification with a CRF, whose likelihood and Viterbi have value-dependent paths
+  in eager mode) and lists every operator in them.
+* Eager: every operator a training step dispatches is listed (a ``TorchDispatchMode``) while the tensors are taken
+  for GPU tensors (``dispatch.values_on_host`` patched): the input checks are then read later
+  (``modeling.value_checks``) and the kernels' value checks are left out, as for CUDA tensors. What this cannot see
+  on a CPU: a copy to the host (every tensor is there already).
 """
+
+import traceback
 
 import pytest
 import torch
 from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
-from transformers import AutoModelForMaskedLM, AutoModelForTokenClassification
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
 import bizoo
+from bizoo.kernels import dispatch
+from bizoo.modeling import value_checks
 
 # aten operators whose result is needed on the host, or whose output size depends on tensor values.
 SYNC_OPS = {"_local_scalar_dense", "item", "nonzero", "masked_select", "unique", "_unique", "_unique2",
@@ -97,3 +113,95 @@ def test_a_compiled_crf_tagger_training_step_has_no_host_sync(model_type, make_c
     forward, backward = _graphs_of_a_training_step(model, inputs)
     assert not forward & SYNC_OPS, sorted(forward & SYNC_OPS)
     assert not backward & SYNC_OPS, sorted(backward & SYNC_OPS)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Eager training steps, with the tensors taken for GPU tensors
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SyncRecorder(TorchDispatchMode):
+    """Lists each host-reading operator dispatched inside it, with the bizoo lines that called it."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in ("index", "index_put", "index_put_", "_index_put_impl_") and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ())
+        ):
+            name = "nonzero"  # indexing by a boolean mask: its size is the mask's count (a CPU kernel counts inline)
+        if name in SYNC_OPS:
+            where = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in traceback.extract_stack()
+                     if "bizoo" in f.filename or "/modeling/" in f.filename or "/kernels/" in f.filename]
+            self.found.append((name, where[-3:]))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def as_on_a_gpu(monkeypatch):
+    """Tensors taken for GPU tensors; the checks' numbers never land by themselves (read by the test)."""
+    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
+    monkeypatch.setattr(value_checks, "_landed", lambda pending: False)
+    value_checks.discard_input_checks()
+    yield
+    value_checks.discard_input_checks()
+
+
+def _words(ids, mask):
+    return ids.masked_fill(mask == 0, -100)
+
+
+def _tags(ids, mask):
+    return (ids % 3).masked_fill(mask == 0, -100)
+
+
+HEADS = {  # head: (Auto class, config fields, labels(ids, mask))
+    "masked-lm": (AutoModelForMaskedLM, {"sparse_prediction": False}, _words),
+    "sequence": (AutoModelForSequenceClassification, {"num_labels": 3}, lambda ids, mask: ids[:, 0] % 3),
+    "token": (AutoModelForTokenClassification, {"num_labels": 3}, _tags),
+    "token-crf": (AutoModelForTokenClassification, {"num_labels": 3, "use_crf": True, "tag_scheme": "none"}, _tags),
+    "bilm": (AutoModelForPreTraining, {"sparse_prediction": False}, _words),
+}
+
+
+def eager_step_syncs(model, inputs) -> list:
+    """The host-reading operators of one eager training step (forward, backward), with where they were called."""
+    with SyncRecorder() as recorder:
+        loss = model(**inputs).loss
+        loss.backward()
+    assert torch.isfinite(loss)
+    return recorder.found
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_an_eager_training_step_reads_nothing_back_from_a_gpu(model_case, head, make_config, make_inputs, as_on_a_gpu):
+    auto, fields, make_labels = HEADS[head]
+    if head == "bilm" and model_case[0] != "elmo":
+        pytest.skip("the bidirectional LM objective is ELMo's")
+    config = make_config(model_case, **fields)
+    if hasattr(config, "hidden_dropout_prob"):
+        config.hidden_dropout_prob = 0.1
+    model = auto.from_config(config).train()
+    ids = torch.randint(5, 120, (3, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[1, 9:] = 0
+    mask[2, :2] = 0  # left padding too
+    inputs = make_inputs(model_case, ids.masked_fill(mask == 0, 0), mask, labels=make_labels(ids, mask))
+    assert eager_step_syncs(model, inputs) == []
+    value_checks.wait_for_input_checks()  # the good input passes its checks, read now
+
+
+def test_the_sparse_masked_lm_gather_is_the_one_read_back_of_a_masked_lm_step(make_config, make_inputs, as_on_a_gpu):
+    """With ``sparse_prediction`` (the default) the masked-LM head projects only the labelled positions, whose number
+    the host must know: one read back per step, chosen over the vocabulary projection of every position (the check
+    above would catch any other)."""
+    model = AutoModelForMaskedLM.from_config(make_config(("lion", "d"))).train()
+    ids = torch.randint(5, 120, (3, 12), generator=torch.Generator().manual_seed(0))
+    labels = ids.masked_fill(torch.rand(3, 12, generator=torch.Generator().manual_seed(1)) > 0.3, -100)
+    found = eager_step_syncs(model, make_inputs(("lion", "d"), ids, torch.ones_like(ids), labels=labels))
+    assert {name for name, _ in found} == {"nonzero"}, found  # the boolean gathers and their backward
+    assert all("heads.py" in line for _, where in found for line in where if not line.startswith("test_")), found
+    assert any("heads.py" in line for _, where in found for line in where), found

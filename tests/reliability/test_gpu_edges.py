@@ -1,12 +1,18 @@
-"""On a CUDA device: bad ids are a ValueError before any kernel runs (never a device-side assert), and every model
-runs forward and backward in fp16 and bf16 with finite outputs close to fp32.
+"""On a CUDA device: bad ids are a ValueError read back without a host sync (the call runs on the ids clamped
+into their table, never a device-side assert; the error comes with the next call or ``wait_for_input_checks``), an
+eager training step of every model and head synchronises nothing, and every model runs forward and backward in fp16
+and bf16 with finite outputs close to fp32.
 
-Skipped without a GPU (the CPU counterparts are in test_bad_inputs_models.py and test_numerical_edges.py).
+Skipped without a GPU (the CPU counterparts are in test_bad_inputs_models.py, test_checks_read_later.py,
+tests/modeling/test_no_sync.py and test_numerical_edges.py).
 """
 
 import pytest
 import torch
 from transformers import AutoModelForMaskedLM
+
+import bizoo
+from tests.modeling.test_no_sync import HEADS
 
 pytestmark = [
     pytest.mark.gpu,
@@ -30,15 +36,44 @@ def test_ids_outside_the_table_are_a_value_error_on_cuda(model_case, make_config
     if where not in inputs:
         pytest.skip(f"{model_case[0]} reads no {where}")
     model = AutoModelForMaskedLM.from_config(make_config(model_case, vocab_size=V)).cuda().eval()
+    bizoo.wait_for_input_checks()  # nothing left from before
+    good = dict(inputs)
     inputs[where] = inputs[where].clone()
     inputs[where][0, 3] = 10_000  # past any table of the tiny configuration
-    with pytest.raises(ValueError, match=rf"{where} holds 10000, outside \[0, "):
-        model(**inputs)
+    model(**inputs)  # runs, on the ids clamped into the table
+    with pytest.raises(ValueError, match=rf"{where} holds 10000, outside \[0, .*read back from cuda"):
+        bizoo.wait_for_input_checks()
     inputs[where][0, 3] = -1
+    model(**inputs)
+    torch.cuda.synchronize()  # the check's numbers have landed: the next call's first check reads them
     with pytest.raises(ValueError, match=rf"{where} holds -1, outside \[0, "):
-        model(**inputs)
+        model(**good)
+    model(**good)  # raised once; the model runs on
     torch.cuda.synchronize()  # the device is still usable: no assert fired
     assert torch.ones(1, device="cuda").item() == 1.0
+    bizoo.wait_for_input_checks()
+
+
+@pytest.mark.parametrize("head", ["masked-lm", "sequence", "token", "token-crf"])
+def test_an_eager_training_step_on_cuda_has_no_host_sync(model_case, make_config, make_inputs, head):
+    """``torch.cuda.set_sync_debug_mode("error")`` over a whole training step (forward with the input checks, loss,
+    backward) after a first step (lazy initialisation, kernel tuning)."""
+    auto, fields, make_labels = HEADS[head]
+    model = auto.from_config(make_config(model_case, **fields)).cuda().train()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, V, (3, 40), generator=g)
+    mask = torch.ones(3, 40, dtype=torch.long)
+    mask[1, 29:] = 0
+    inputs = {k: v.cuda() for k, v in make_inputs(model_case, ids.masked_fill(mask == 0, 0), mask,
+                                                   labels=make_labels(ids, mask)).items()}
+    model(**inputs).loss.backward()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        model(**inputs).loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    bizoo.wait_for_input_checks()
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
