@@ -73,8 +73,9 @@ def buffer(shape, dtype: torch.dtype, device, fill: float | None, *, int_fill: i
 def real_ranges(mask: torch.Tensor | None, B: int, L: int, device) -> torch.Tensor:
     """(B, 2) int32 [start, end) of each row's real tokens (``mask`` != 0; [0, 0) for a row of padding only, [0, L)
     for every row without a mask), on ``device`` without a host sync."""
-    if mask is None:
-        return torch.tensor([0, L], dtype=torch.int32, device=device).repeat(B, 1)  # (B, 2)
+    if mask is None:  # made on the device: a tensor made from a list would be copied from the host with a sync
+        starts = torch.zeros(B, dtype=torch.int32, device=device)  # (B,)
+        return torch.stack([starts, torch.full_like(starts, L)], dim=1)  # (B, 2)
     keep = mask.to(device=device, dtype=torch.bool)  # (B, L)
     if L == 0:
         return torch.zeros(B, 2, dtype=torch.int32, device=device)

@@ -133,7 +133,9 @@ class SyncRecorder(TorchDispatchMode):
             isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ())
         ):
             name = "nonzero"  # indexing by a boolean mask: its size is the mask's count (a CPU kernel counts inline)
-        if name in SYNC_OPS:
+        if name == "lift_fresh":
+            name = "tensor-from-host-data"  # torch.tensor(...): on a GPU a copy from pageable memory, a sync
+        if name in SYNC_OPS or name == "tensor-from-host-data":
             where = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in traceback.extract_stack()
                      if "bizoo" in f.filename or "/modeling/" in f.filename or "/kernels/" in f.filename]
             self.found.append((name, where[-3:]))
@@ -176,12 +178,18 @@ def eager_step_syncs(model, inputs) -> list:
     return recorder.found
 
 
+@pytest.mark.parametrize("backend", ["reference", "triton"])
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_an_eager_training_step_reads_nothing_back_from_a_gpu(model_case, head, make_config, make_inputs, as_on_a_gpu):
+def test_an_eager_training_step_reads_nothing_back_from_a_gpu(model_case, head, backend, make_config, make_inputs,
+                                                              as_on_a_gpu):
+    """Every head of every model, on the reference kernels and on the Triton ones (their launch code: under the
+    interpreter the kernels' own bodies run in numpy, out of this check's sight)."""
     auto, fields, make_labels = HEADS[head]
     if head == "bilm" and model_case[0] != "elmo":
         pytest.skip("the bidirectional LM objective is ELMo's")
-    config = make_config(model_case, **fields)
+    if backend == "triton" and model_case == ("bigs", "recurrent"):
+        pytest.skip("BiGS's recurrent form runs on the reference backend only")
+    config = make_config(model_case, **fields, kernel_backend=backend)
     if hasattr(config, "hidden_dropout_prob"):
         config.hidden_dropout_prob = 0.1
     model = auto.from_config(config).train()
@@ -205,3 +213,64 @@ def test_the_sparse_masked_lm_gather_is_the_one_read_back_of_a_masked_lm_step(ma
     assert {name for name, _ in found} == {"nonzero"}, found  # the boolean gathers and their backward
     assert all("heads.py" in line for _, where in found for line in where if not line.startswith("test_")), found
     assert any("heads.py" in line for _, where in found for line in where), found
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The kernel ops called directly, with and without a mask
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _op_calls():
+    """name -> call(backend, mask): a forward and backward of each op on small random inputs."""
+    from bizoo.kernels.crf import crf_log_likelihood, crf_max_marginals, crf_viterbi
+    from bizoo.kernels.lion import lion_attention
+    from bizoo.kernels.ssm import bidirectional_ssm
+
+    g = torch.Generator().manual_seed(0)
+    B, L, H, D, K = 2, 20, 2, 16, 5
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).requires_grad_()
+
+    def lion(backend, mask, form="chunk"):
+        q, k, v = (torch.rand(B, H, L, D, generator=g).requires_grad_() for _ in range(3))
+        log_decay = -torch.rand(B, H, L, generator=g).requires_grad_()
+        return lion_attention(q, k, v, log_decay, mask, form=form, chunk_size=16, backend=backend).sum()
+
+    def lion_attention_form(backend, mask):  # on Triton, the parallel schedule
+        return lion(backend, mask, form="attention")
+
+    def ssm(backend, mask):
+        u_fwd, u_bwd, k_fwd, k_bwd = rand(B, L, H), rand(B, L, H), rand(L), rand(L)
+        y_fwd, y_bwd = bidirectional_ssm(u_fwd, u_bwd, k_fwd, k_bwd, rand(1), rand(1), mask, backend=backend)
+        return y_fwd.sum() + y_bwd.sum()
+
+    def crf(backend, mask):
+        emissions, transitions, start, end = rand(B, L, K), rand(K, K), rand(K), rand(K)
+        tags = torch.randint(0, K, (B, L), generator=g)
+        if mask is not None:
+            tags = tags.masked_fill(mask == 0, -100)
+        loss = -crf_log_likelihood(emissions, mask, transitions, start, end, tags, backend=backend).sum()
+        crf_viterbi(emissions.detach(), mask, transitions.detach(), start.detach(), end.detach(), backend=backend)
+        crf_max_marginals(emissions.detach(), mask, transitions.detach(), start.detach(), end.detach(),
+                          backend=backend)
+        return loss
+
+    return {"lion-chunk": lion, "lion-attention": lion_attention_form, "ssm": ssm, "crf": crf}
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "mask"])
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+@pytest.mark.parametrize("op", ["lion-chunk", "lion-attention", "ssm", "crf"])
+def test_the_kernel_ops_read_nothing_back_from_a_gpu(op, backend, masked, as_on_a_gpu):
+    """Each op's Python side (dispatch, checks, buffers, row ranges, launches) with the tensors taken for GPU
+    tensors: no value read back, no tensor made from host data (on a GPU, a copy from pageable memory)."""
+    mask = None
+    if masked:
+        mask = torch.ones(2, 20, dtype=torch.long)
+        mask[0, 15:] = 0
+        mask[1, :3] = 0
+    call = _op_calls()[op]
+    with SyncRecorder() as recorder:
+        call(backend, mask).backward()
+    assert recorder.found == []
