@@ -5,7 +5,10 @@ The same math as ``reference.py`` without clipping (torch's LSTM cannot clip); t
 first, where the padding after them cannot reach their states), and the outputs are scattered back. On a CPU this
 is ~3x faster forward+backward than packed sequences, whose backward pass fills a full-size gradient per step.
 The final states after each row's last real step need the packed form when lengths differ (an unpacked run keeps
-going over the padding), so it is used only when ``final_state`` is asked for.
+going over the padding), so it is used only when ``final_state`` is asked for; on a GPU that form costs a host
+sync (whether the lengths differ, and the lengths themselves, which cuDNN takes on the host). Of the models only
+ELMo asks for final states (``output_final_states``, stateful training), and only an ELMo without clipping would
+run them here: a clipped LSTMP runs on the step schedules.
 """
 
 from __future__ import annotations
