@@ -73,9 +73,9 @@ def settle(mode: str, numbers: torch.Tensor, explain: Explain) -> None:
     host = torch.empty(numbers.shape, dtype=numbers.dtype, pin_memory=on_gpu)  # (n,) on the host
     host.copy_(numbers, non_blocking=on_gpu)
     event = None
-    if on_gpu:
+    if on_gpu:  # after the copy, on the stream that runs it (the values' device's, not necessarily the current one)
         event = torch.cuda.Event()
-        event.record()
+        event.record(torch.cuda.current_stream(numbers.device))
     with _LOCK:
         _PENDING.append(_Pending(host, event, explain, str(numbers.device)))
 
