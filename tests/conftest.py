@@ -134,6 +134,21 @@ def sentences():
     return generated_sentences
 
 
+@pytest.fixture
+def as_on_a_gpu(monkeypatch):
+    """Tensors taken for GPU tensors (``dispatch.values_on_host``, the one switch every value-reading branch asks):
+    the models' value checks are read later (``modeling/value_checks.py``), and their numbers land only when
+    waited for (``wait_for_input_checks``); the kernels' value checks and gathers by a mask are left out."""
+    from bizoo.kernels import dispatch
+    from bizoo.modeling import value_checks
+
+    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
+    monkeypatch.setattr(value_checks, "_landed", lambda pending: False)
+    value_checks.discard_input_checks()
+    yield
+    value_checks.discard_input_checks()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

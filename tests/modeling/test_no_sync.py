@@ -29,7 +29,6 @@ from transformers import (
 )
 
 import bizoo
-from bizoo.kernels import dispatch
 from bizoo.modeling import value_checks
 
 # aten operators whose result is needed on the host, or whose output size depends on tensor values.
@@ -140,16 +139,6 @@ class SyncRecorder(TorchDispatchMode):
                      if "bizoo" in f.filename or "/modeling/" in f.filename or "/kernels/" in f.filename]
             self.found.append((name, where[-3:]))
         return func(*args, **(kwargs or {}))
-
-
-@pytest.fixture
-def as_on_a_gpu(monkeypatch):
-    """Tensors taken for GPU tensors; the checks' numbers never land by themselves (read by the test)."""
-    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
-    monkeypatch.setattr(value_checks, "_landed", lambda pending: False)
-    value_checks.discard_input_checks()
-    yield
-    value_checks.discard_input_checks()
 
 
 def _words(ids, mask):

@@ -23,10 +23,9 @@ from tests.reliability.test_bad_inputs_models import (
     BAD_MODEL_INPUTS,
     HEADS,
     Context,
-    Target,
     family_prefix,
-    heads_of,
-    model_cases,
+    labels_params,
+    model_inputs_params,
     tiny_fields,
 )
 
@@ -45,16 +44,6 @@ VALUE_LABELS = {
 }
 # Bad values that are not made safe (nothing in them can stop a device): the outputs may or may not be finite.
 NOT_MADE_SAFE = {"inputs-embeds-nan", "inputs-embeds-inf", "multi-label-nan", "regression-nan"}
-
-
-@pytest.fixture
-def as_on_a_gpu(monkeypatch):
-    """Tensors taken for GPU tensors, whose checks' numbers land only when waited for."""
-    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
-    monkeypatch.setattr(value_checks, "_landed", lambda pending: False)
-    value_checks.discard_input_checks()
-    yield
-    value_checks.discard_input_checks()
 
 
 def fresh_model(model_case, head: str, **overrides):
@@ -96,17 +85,7 @@ def run_read_later(model, inputs, pattern: str, made_safe: bool, message_start: 
     value_checks.wait_for_input_checks()  # raised once: nothing left
 
 
-def input_params():
-    return [
-        pytest.param(Target(case, head), bad, id=f"{case[0]}-{case[1]}-{head}-{bad.name}")
-        for case in model_cases()
-        for head in heads_of(case[0])
-        for bad in BAD_MODEL_INPUTS
-        if bad.applies(Target(case, head))
-    ]
-
-
-@pytest.mark.parametrize("target, bad", input_params())
+@pytest.mark.parametrize("target, bad", model_inputs_params())
 def test_a_bad_input_value_on_a_gpu_is_raised_after_the_call_a_bad_shape_at_once(target, bad, make_inputs, as_on_a_gpu):
     model = fresh_model(target.model_case, target.head)
     context = Context(target.model_case, model, make_inputs)
@@ -119,16 +98,7 @@ def test_a_bad_input_value_on_a_gpu_is_raised_after_the_call_a_bad_shape_at_once
     run_read_later(model, inputs, pattern, bad.name not in NOT_MADE_SAFE, family_prefix(target.model_type))
 
 
-def label_params():
-    return [
-        pytest.param(case, bad, id=f"{case[0]}-{case[1]}-{bad.name}")
-        for case in model_cases()
-        for bad in BAD_LABELS
-        if bad.head in heads_of(case[0])
-    ]
-
-
-@pytest.mark.parametrize("case, bad", label_params())
+@pytest.mark.parametrize("case, bad", labels_params())
 def test_a_bad_label_value_on_a_gpu_is_raised_after_the_call_a_bad_shape_at_once(case, bad, make_inputs, as_on_a_gpu):
     model = fresh_model(case, bad.head, **bad.overrides)
     inputs = Context(case, model, make_inputs).good()
