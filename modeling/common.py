@@ -104,7 +104,7 @@ def check_ids_in_range(model_name: str, name: str, ids: torch.Tensor, size: int,
             return None
         return f"{model_name}: {name} holds {low if low < 0 else high}, outside [0, {size_name}={size})"
 
-    settle(mode, torch.stack([ids.min(), ids.max()]), explain)  # (2,)
+    settle(mode, torch.stack(torch.aminmax(ids)), explain)  # (2,) the smallest and the largest id
     return ids.clamp(0, size - 1) if mode == "later" else ids
 
 
