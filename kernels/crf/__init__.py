@@ -57,8 +57,9 @@ BACKENDS = ("auto", "reference", "scan", "triton")
 # backend="auto" on a CPU, per op: the scan up to this many tags, the reference above. Measured on a 2-core AMD EPYC
 # VM (`bizoo bench crf`, fp32, L = 128, B = 1 and 32, a quiet machine): the scan's O(L K³) work beats the reference's
 # L Python steps at K = 9 (likelihood fwd+bwd 3.3-4.6x faster than the reference) and K = 17 (1.3-4.1x); at K = 45
-# the reference is 1.2-5x faster. Viterbi: see SCAN_MAX_VITERBI_WORK.
+# the reference is 1.2-5x faster. Viterbi and the max-marginals (the packed schedules): see SCAN_MAX_VITERBI_WORK.
 SCAN_MAX_TAGS = {"log_partition": 24, "marginals": 24, "viterbi": 16, "max_marginals": 24}
+PACKED_OPS = ("viterbi", "max_marginals")  # the ops whose reference runs the packed eager schedule
 
 # Viterbi under "auto" on a CPU: the scan only up to SCAN_MAX_TAGS["viterbi"] tags and while rows × K³ (its max-plus
 # work per position; the reference's is rows × K² in a few small tensor ops) is at most this per intra-op thread,
@@ -67,7 +68,11 @@ SCAN_MAX_TAGS = {"log_partition": 24, "marginals": 24, "viterbi": 16, "max_margi
 # L = 128, the two interleaved, median of 15 ratios, K in 5 9 13 16 17, B from 1 to 128): the scan wins up to
 # B·K³ ~ 5-9k with one thread and ~6-17k with two (K = 9: B = 12 and 24; K = 13: B = 2 and 6); the reference takes
 # ~1.1-1.4 ms at B = 1 for any K up to 45 and ~1.4 ms at B = 32, K = 9 (the scan: 2.1 ms with one thread, 1.5 ms
-# with two). `bizoo bench crf --tags 9 17 45 --batch-sizes 1 32 --lengths 128 --repeats 5` shows the choice.
+# with two). `bizoo bench crf --tags 9 17 45 --batch-sizes 1 32 --lengths 128 --repeats 5` shows the choice. The
+# max-marginals (the packed δ and a right-aligned β^max) follow the same work bound up to 24 tags, measured with
+# one thread (fp32, L = 128, medians of 3 × 11 runs; scan ms / reference ms): K = 5: 0.34 (B = 1), 0.60 (B = 32);
+# K = 9: 0.40 (B = 1), 0.61 (B = 8), 1.08 (B = 32); K = 13: 0.50 (B = 1), 1.01 (B = 8); K = 17: 0.82-1.01 (B = 1),
+# 3.0 (B = 32); K = 24: 1.55 (B = 1), 5.7 (B = 32).
 SCAN_MAX_VITERBI_WORK = 6000
 
 
@@ -97,7 +102,8 @@ def _scan_is_exact(emissions, transitions, start, end) -> bool:
 
 
 def _viterbi_scan_work() -> int:
-    """The most rows × K³ for which "auto" runs Viterbi on the scan (``SCAN_MAX_VITERBI_WORK``)."""
+    """The most rows × K³ for which "auto" runs Viterbi or the max-marginals on the scan
+    (``SCAN_MAX_VITERBI_WORK``)."""
     return SCAN_MAX_VITERBI_WORK * min(torch.get_num_threads(), 2)
 
 
@@ -119,7 +125,7 @@ def _backend(op: str, backend: str, emissions, transitions=None, start=None, end
             isinstance(t, torch.Tensor) and t.device == emissions.device for t in tensors
         )
         B, _, K = emissions.shape
-        small = K <= SCAN_MAX_TAGS[op] and (op != "viterbi" or B * K**3 <= _viterbi_scan_work())
+        small = K <= SCAN_MAX_TAGS[op] and (op not in PACKED_OPS or B * K**3 <= _viterbi_scan_work())
         if small and shapes_ok and _scan_is_exact(emissions, *tensors):
             return "scan"
     return chosen

@@ -76,6 +76,8 @@ shifted right, batch-major, so that every row ends at N (y_N = argmax_j(δ_n[j] 
 contiguous memory. Nothing is allocated inside either loop. The additions and the argmaxes are those above, so tags
 and scores are identical to the step functions' (which traced graphs run) bit for bit, ties included. N is read
 from the mask on a CPU; elsewhere N = L (no host sync), the extra positions of a shorter row being never read.
+The eager max-marginals (``_max_marginals_packed``) reuse that δ and run β^max over the packed positions shifted
+right so that every row ends at N (three ops per position); μ equals the step functions' bit for bit.
 
 Traced graphs: while torch.export traces (``torch.compiler.is_exporting()``, e.g. for ``torch.onnx.export``), the
 forward, backward and Viterbi recursions and the backtrace run their same step functions as
@@ -86,6 +88,8 @@ backpointers, as a Python loop (the packed schedule's length and in-place buffer
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -381,24 +385,29 @@ def _packing_order(keep, length):
     return torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :length]  # (B, length)
 
 
-def _viterbi_packed(e, keep, T, start, end):
-    """Viterbi in eager mode, as few tensor ops per position as the recursion allows (module docstring, "Eager
-    Viterbi"): δ over each row's packed real positions, then a backtrace that recomputes ψ_r[y_r] along the path.
-    Every add and every argmax is the one ``_viterbi_steps`` makes, so tags and scores are identical to it."""
+class _PackedForward(NamedTuple):
+    """The forward max-plus pass over each row's packed real positions (``_packed_forward``)."""
+
+    order: torch.Tensor  # (B, N) the positions of each row, its real ones first
+    n: torch.Tensor  # (B,) real positions per row
+    packed: torch.Tensor  # (N, K, B) E[t_r], tag-major, batch-last; padding after a row's n entries
+    delta: torch.Tensor  # (N, K, B) δ_r; entries at r >= n of a row are never read
+
+
+def _packed_forward(e, keep, T, start) -> _PackedForward | None:
+    """δ over each row's packed real positions (module docstring, "Eager Viterbi"); None when no row has any."""
     B, L, K = e.shape
-    tags = torch.full((B, L), IGNORE_INDEX, dtype=torch.long, device=e.device)
     if B == 0 or L == 0:
-        return tags, e.new_zeros(B)
+        return None
     n = keep.sum(1)  # (B,) real positions per row
     # N, the longest row's length where reading it is free (a CPU); else every position (no host sync)
     length = int(n.max()) if reads_values(e) else L
     if length == 0:
-        return tags, e.new_zeros(B)
+        return None
     order = _packing_order(keep, length)  # (B, N)
     packed = e.gather(1, order.unsqueeze(2).expand(B, length, K))  # (B, N, K): E[t_r] at r < n, padding after
     packed = packed.permute(1, 2, 0).contiguous()  # (N, K, B): tag-major, batch-last
-    # δ_r (N, K, B); entries at r >= n of a row are never read (its columns run on, on padding)
-    delta = torch.empty(length, K, B, dtype=e.dtype, device=e.device)
+    delta = torch.empty(length, K, B, dtype=e.dtype, device=e.device)  # δ_r (N, K, B)
     torch.add(packed[0], start[:, None], out=delta[0])  # δ_1 = start + E[t_1]
     cand = torch.empty(K, K, B, dtype=e.dtype, device=e.device)  # δ_{r-1}[i] + T[i, j]
     steps, emitted, previous = delta.unbind(0), packed.unbind(0), delta.unsqueeze(2).unbind(0)  # views, made once
@@ -407,32 +416,62 @@ def _viterbi_packed(e, keep, T, start, end):
         torch.add(previous[r - 1], transitions, out=cand)  # (K_prev, K_next, B)
         torch.amax(cand, 0, out=steps[r])  # max over the previous tag i
         steps[r].add_(emitted[r])
+    return _PackedForward(order, n, packed, delta)
+
+
+def _right_aligned(forward: _PackedForward) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source (N, B), index (B, N)): packed entry ``source[s, b]`` sits at s when every row is shifted right to end
+    at N - 1 (s < N - n_b, before the row, reads anything), and packed entry r < n_b of row b at ``index[b, r]``."""
+    length, device = forward.delta.shape[0], forward.delta.device
+    shift = length - forward.n  # (B,)
+    positions = torch.arange(length, device=device)  # (N,)
+    source = (positions[:, None] - shift).clamp(min=0)  # (N, B)
+    index = (shift[:, None] + positions).clamp(max=length - 1)  # (B, N)
+    return source, index
+
+
+def _packed_backtrace(forward: _PackedForward, T, end, L: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tags (B, L) with -100 at padding, best scores (B,)) from the packed δ: a backtrace that recomputes ψ_r[y_r]
+    along the path (module docstring, "Eager Viterbi")."""
+    order, n, _, delta = forward
+    length, K, B = delta.shape
+    device = delta.device
     # the final scores at each row's last real position n - 1 (B, K)
-    rows = torch.arange(B, device=e.device)
+    rows = torch.arange(B, device=device)
     final = delta.permute(2, 0, 1)[rows, (n - 1).clamp(min=0)] + end  # (B, K)
     last = final.argmax(1)  # (B,) the lowest final tag among ties
     score = torch.where(n > 0, final.gather(1, last[:, None]).squeeze(1), 0.0)
     # right-align δ, batch-major, so that every row's path ends at N - 1: aligned[s, b] = δ_{s - (N - n_b)}[:, b]
-    shift = length - n  # (B,)
-    positions = torch.arange(length, device=e.device)  # (N,)
-    source = (positions[:, None] - shift).clamp(min=0)  # (N, B); s < N - n_b (before the row) reads anything
+    source, index = _right_aligned(forward)
     aligned = delta.permute(0, 2, 1).gather(0, source.unsqueeze(2).expand(length, B, K))  # (N, B, K)
     # backtrace: y_{r-1} = ψ_r[y_r] = argmax_i(δ_{r-1}[i] + T[i, y_r]) (the lowest i among ties); batch-major, so
     # that the argmax runs along contiguous memory
-    path = torch.empty(length, B, dtype=torch.long, device=e.device)  # right-aligned tags (N, B)
+    path = torch.empty(length, B, dtype=torch.long, device=device)  # right-aligned tags (N, B)
     path[length - 1] = last
     path_steps, aligned_steps = path.unbind(0), aligned.unbind(0)
     into = T.t().contiguous()[None]  # (1, K_next, K_prev): T[:, j] at [0, j] (a middle-dim select is the fast one)
-    selected = torch.empty(1, B, K, dtype=e.dtype, device=e.device)
+    selected = torch.empty(1, B, K, dtype=delta.dtype, device=device)
     column = selected[0]  # (B, K): T[i, y_r] + δ_{r-1}[i] of each row
     for s in range(length - 1, 0, -1):
         torch.index_select(into, 1, path_steps[s], out=selected)  # T[:, y_r] of each row
         column.add_(aligned_steps[s - 1])
         torch.argmax(column, 1, out=path_steps[s - 1])
     # back to the rows' positions: packed entry r < n of row b is path[N - n_b + r, b], written at order[b, r]
-    index = (shift[:, None] + positions).clamp(max=length - 1)  # (B, N)
+    positions = torch.arange(length, device=device)  # (N,)
     packed_tags = torch.where(positions < n[:, None], path.t().gather(1, index), IGNORE_INDEX)  # (B, N)
+    tags = torch.full((B, L), IGNORE_INDEX, dtype=torch.long, device=device)
     return tags.scatter_(1, order, packed_tags), score
+
+
+def _viterbi_packed(e, keep, T, start, end):
+    """Viterbi in eager mode, as few tensor ops per position as the recursion allows (module docstring, "Eager
+    Viterbi"): δ over each row's packed real positions, then a backtrace that recomputes ψ_r[y_r] along the path.
+    Every add and every argmax is the one ``_viterbi_steps`` makes, so tags and scores are identical to it."""
+    B, L, _ = e.shape
+    forward = _packed_forward(e, keep, T, start)
+    if forward is None:
+        return torch.full((B, L), IGNORE_INDEX, dtype=torch.long, device=e.device), e.new_zeros(B)
+    return _packed_backtrace(forward, T, end, L)
 
 
 def _viterbi_steps(e, keep, T, start, end):
@@ -528,10 +567,52 @@ def nudge_to_path(mm, keep, path):
 
 
 def _max_marginals(e, keep, T, start, end):
+    """μ = δ + β^max (B, L, K), nudged so that its argmax is the Viterbi path: ``_max_marginals_packed`` in eager
+    mode, the step functions while torch.compile or torch.export trace (the same sums and maxima)."""
+    if dispatch.tracing() or dispatch.exporting():
+        return _max_marginals_steps(e, keep, T, start, end)
+    return _max_marginals_packed(e, keep, T, start, end)
+
+
+def _max_marginals_steps(e, keep, T, start, end):
+    """The max-marginals from the step functions over every position (what traced graphs run)."""
     delta = forward_scores(e, keep, T, start, _maximum)
     psi = backward_scores(e, keep, T, end, _maximum)
     path, _ = _viterbi(e, keep, T, start, end)
     return nudge_to_path(delta + psi, keep, path)
+
+
+def _max_marginals_packed(e, keep, T, start, end):
+    """The max-marginals in eager mode, on the packed schedule of the eager Viterbi (module docstring): its δ serves
+    both μ and the path, and β^max runs over the packed positions right-aligned (every row ending at N - 1, so
+    that β_{N-1} = end for all), three tensor ops per position:
+
+        β_{s-1}[i] = max_j(T[i, j] + (E[s, j] + β_s[j]))
+
+    the additions and maxima of ``backward_scores``, so μ is identical to ``_max_marginals_steps``'."""
+    B, L, K = e.shape
+    forward = _packed_forward(e, keep, T, start)
+    if forward is None:
+        return e.new_zeros(B, L, K)
+    order, _, packed, delta = forward
+    length = delta.shape[0]
+    source, index = _right_aligned(forward)
+    at = source.unsqueeze(1).expand(length, K, B)  # (N, K, B)
+    emitted, best = packed.gather(0, at), delta.gather(0, at)  # (N, K, B) E and δ, right-aligned
+    beta = torch.empty(length, K, B, dtype=e.dtype, device=e.device)  # β^max (N, K, B), right-aligned
+    beta[length - 1] = end[:, None]
+    after = torch.empty(K, B, dtype=e.dtype, device=e.device)  # E[s] + β_s
+    cand = torch.empty(K, K, B, dtype=e.dtype, device=e.device)  # T[i, j] + E[s, j] + β_s[j]
+    steps, emitted_steps, transitions = beta.unbind(0), emitted.unbind(0), T[:, :, None]  # views, made once
+    for s in range(length - 1, 0, -1):
+        torch.add(emitted_steps[s], steps[s], out=after)
+        torch.add(transitions, after, out=cand)  # (K_i, K_j, B)
+        torch.amax(cand, 1, out=steps[s - 1])  # max over the next tag j
+    mu = (best + beta).permute(2, 0, 1)  # (B, N, K) right-aligned
+    mu = mu.gather(1, index.unsqueeze(2).expand(B, length, K))  # (B, N, K) packed: entry r < n at r
+    mm = e.new_zeros(B, L, K).scatter_(1, order.unsqueeze(2).expand(B, length, K), mu)  # (B, L, K)
+    path, _ = _packed_backtrace(forward, T, end, L)
+    return nudge_to_path(mm, keep, path)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 What it measures: the ops of ``bizoo.kernels.crf`` in each backend of ``registry.CRF`` (reference, scan, auto and
 triton; on a CPU triton only when named: it runs in Triton's interpreter, whose times mean nothing), in this process,
 in fp32, at each B × K × L of the grid, on right-padded batches (the first row L long, the others between L/2 and
-L): the log-likelihood forward+backward (the sum over the batch, gradients to the emissions and the CRF parameters)
-and the Viterbi decode. "auto" rows name the backend the op's dispatch picked.
+L): the log-likelihood forward+backward (the sum over the batch, gradients to the emissions and the CRF parameters),
+the Viterbi decode, and the max-marginals (what a CRF head computes to decode: its logits, whose argmax is the
+Viterbi path). "auto" rows name the backend the op's dispatch picked.
 
 Against which baseline: pytorch-crf (``torchcrf.CRF``, a dev dependency) on the same inputs and parameters: its
-log-likelihood, and its ``decode``, whose Python lists are part of its cost. Each row gives torchcrf ms / method ms
+log-likelihood, and its ``decode`` (for Viterbi and the max-marginals alike), whose Python lists are part of its
+cost. Each row gives torchcrf ms / method ms
 (> 1: faster than pytorch-crf).
 
 The floor: the speed-ups the ops are built for (``CRF_TARGETS``), printed after the tables as met or not: ``auto``
@@ -35,7 +37,8 @@ from .harness import (
 from .registry import CRF
 from .report import write_json
 
-CRF_OPS = {"likelihood": "log-likelihood, forward+backward", "viterbi": "Viterbi decode"}
+CRF_OPS = {"likelihood": "log-likelihood, forward+backward", "viterbi": "Viterbi decode",
+           "max_marginals": "max-marginals (a CRF head's decode)"}
 # The speed-ups over pytorch-crf the CRF ops are built for: (B, K, L, method, {op: at least}, CUDA only); K None is
 # every measured K.
 CRF_TARGETS = (
@@ -85,7 +88,7 @@ def crf_function(op: str, method: str, emissions, mask, gold, crf):
     """A function that runs ``op`` once with ``method`` ("torchcrf" or a backend of ``bizoo.kernels.crf``) and the
     tensors whose gradients it computes. The likelihood returns the sum over the batch, differentiable w.r.t. the
     emissions and the CRF parameters; Viterbi returns the paths (pytorch-crf: Python lists, its real output)."""
-    from ...kernels.crf import crf_log_likelihood, crf_viterbi
+    from ...kernels.crf import crf_log_likelihood, crf_max_marginals, crf_viterbi
 
     grad = op == "likelihood"
     e = emissions.detach().requires_grad_(grad)  # (B, L, K)
@@ -97,7 +100,8 @@ def crf_function(op: str, method: str, emissions, mask, gold, crf):
                                                                 crf.end_transitions))
     if grad:
         return (lambda: crf_log_likelihood(e, mask, T, start, end, gold, backend=method).sum()), [e, T, start, end]
-    return (lambda: crf_viterbi(e, mask, T, start, end, backend=method)), [e]
+    decode = crf_viterbi if op == "viterbi" else crf_max_marginals
+    return (lambda: decode(e, mask, T, start, end, backend=method)), [e]
 
 
 def crf_resolved_backend(op: str, method: str, emissions, crf) -> str:
@@ -107,8 +111,8 @@ def crf_resolved_backend(op: str, method: str, emissions, crf) -> str:
         return method
     from ...kernels import crf as ops
 
-    if op == "viterbi":
-        return ops._backend("viterbi", "auto", emissions)
+    if op in ("viterbi", "max_marginals"):
+        return ops._backend(op, "auto", emissions)
     return ops._backend("log_partition", "auto", emissions, crf.transitions, crf.start_transitions,
                         crf.end_transitions)
 

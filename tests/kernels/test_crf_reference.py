@@ -891,13 +891,41 @@ def test_eager_viterbi_is_the_traced_steps(B, K, L, integer, constrained, monkey
         close(eager[1], best, 1e-5 if integer else 1e-9)
 
 
-def test_auto_viterbi_takes_the_scan_for_small_batches_of_few_tags_only():
+@pytest.mark.parametrize("integer", [False, True])
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("B, K, L", VITERBI_CASES)
+def test_eager_max_marginals_are_the_step_functions(B, K, L, integer, constrained, monkeypatch):
+    """Eager mode runs the max-marginals on the packed schedule (β^max right-aligned over each row's real
+    positions); the step functions run over every position. Identical numbers, on the same problems as the Viterbi
+    test above (ties, holes, left padding, empty rows, a row without a legal path), with the packed length read on a
+    CPU or not; argmax is the Viterbi path."""
+    from bizoo.kernels.crf import reference
+
+    args = wide_problem(B, K, L, seed=B + K + L, integer=integer, constrained=constrained)
+    if constrained and K >= 3:
+        args[2][2, :], args[4][2] = NEG, NEG
+    if constrained and args[1][3].any():
+        args[0][3, args[1][3].nonzero()[-1]] = NEG
+    eager = crf_max_marginals(*args, backend="reference")
+    with monkeypatch.context() as m:  # no host read of the lengths: the packed schedule over all L positions
+        m.setattr(reference, "reads_values", lambda tensor: False)
+        unread = crf_max_marginals(*args, backend="reference")
+    steps = reference._max_marginals_steps(*reference.prepare(*args))
+    assert torch.equal(eager, steps) and torch.equal(unread, steps)
+    tags, _ = crf_viterbi(*args, backend="reference")
+    mask = args[1]
+    assert torch.equal(eager.argmax(-1)[mask], tags[mask]) and (eager[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("op", ["viterbi", "max_marginals"])
+def test_auto_viterbi_takes_the_scan_for_small_batches_of_few_tags_only(op):
     """The packed reference beats the scan from a few rows or tags on (``SCAN_MAX_VITERBI_WORK`` rows × K³ per
-    thread, counting two at most): "auto" keeps the scan for one row of 9 or 16 tags, not for 32 rows of 9 tags nor
-    one row of 17; a second thread lets it take twice the work; the likelihood keeps its own rule."""
+    thread, counting two at most), for Viterbi and the max-marginals alike: "auto" keeps the scan for one row of 9
+    or 16 tags, not for 32 rows of 9 tags nor one row of 17 (Viterbi; 24 for the max-marginals); a second thread
+    lets it take twice the work; the likelihood keeps its own rule."""
     from bizoo.kernels import crf
 
-    def chosen(B, K, op="viterbi"):
+    def chosen(B, K, op=op):
         return crf._backend(op, "auto", torch.zeros(B, 128, K))
 
     threads = torch.get_num_threads()
@@ -905,7 +933,8 @@ def test_auto_viterbi_takes_the_scan_for_small_batches_of_few_tags_only():
         for n in (1, 2, 8):
             torch.set_num_threads(n)
             assert [chosen(1, 9), chosen(1, 16), chosen(4, 9)] == ["scan"] * 3
-            assert [chosen(32, 9), chosen(1, 17), chosen(1, 45)] == ["reference"] * 3
+            too_many = 17 if op == "viterbi" else 25  # tags: past SCAN_MAX_TAGS
+            assert [chosen(32, 9), chosen(1, too_many), chosen(1, 45)] == ["reference"] * 3
             assert [chosen(32, 9, "log_partition"), chosen(32, 17, "log_partition")] == ["scan"] * 2
             # 2 × 16³ = 8192 and 16 × 9³ = 11664: over the budget of one thread, within that of two (or more)
             assert [chosen(2, 16), chosen(16, 9)] == ["reference" if n == 1 else "scan"] * 2

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from bizoo.scripts import bench
+import bizoo.kernels.crf  # noqa: F401 - its Triton kernels decorated now: `triton.jit` reads TRITON_INTERPRET once,
+from bizoo.scripts import bench  # so an import inside the test that unsets it would leave them uninterpretable
 from bizoo.scripts.bench import crf, registry
 
 TINY = ["crf", "--device", "cpu", "--batch-sizes", "2", "--tags", "3", "--lengths", "4", "--repeats", "1"]
@@ -25,7 +26,7 @@ def test_bench_crf_rows_ratios_and_json(tmp_path, capsys):
     rows = record["rows"]
     methods = ["torchcrf", "reference", "scan", "auto"]  # the CPU default: no triton
     assert [(r["op"], r["length"], r["method"]) for r in rows] == [
-        (op, L, m) for op in ("likelihood", "viterbi") for L in (4, 6) for m in methods
+        (op, L, m) for op in ("likelihood", "viterbi", "max_marginals") for L in (4, 6) for m in methods
     ]
     for r in rows:
         assert r["status"] == "ok", r
@@ -41,7 +42,8 @@ def test_bench_crf_rows_ratios_and_json(tmp_path, capsys):
     assert statuses[(32, "auto", "likelihood")].startswith("not measured")
     assert statuses[(64, "triton", "viterbi")] == "GPU only"
     text = capsys.readouterr().out
-    for expected in ("median of 1 runs", "float32", "cores", "torchcrf ms", "Viterbi decode", "forward+backward"):
+    for expected in ("median of 1 runs", "float32", "cores", "torchcrf ms", "Viterbi decode", "forward+backward",
+                     "max-marginals (a CRF head's decode)"):
         assert expected in text
 
 
@@ -51,14 +53,14 @@ def test_bench_crf_auto_rows_name_the_backend_that_ran(tmp_path, monkeypatch):
     ran = []
     for backend in ("reference", "scan"):
         module = getattr(crf_ops, backend)
-        for name in ("log_likelihood", "viterbi"):
+        for name in ("log_likelihood", "viterbi", "max_marginals"):
             def spy(*args, _f=getattr(module, name), _key=(name, backend)):
                 ran.append(_key)
                 return _f(*args)
 
             monkeypatch.setattr(module, name, spy)
     rows = run_json(tmp_path, "--methods", "auto", "--tags", "3", "30")["rows"]
-    recorded = {("log_likelihood" if r["op"] == "likelihood" else "viterbi", r["backend"])
+    recorded = {("log_likelihood" if r["op"] == "likelihood" else r["op"], r["backend"])
                 for r in rows if r["method"] == "auto"}
     assert recorded == set(ran)
 
@@ -76,7 +78,7 @@ def test_bench_crf_targets_from_rows():
 def test_bench_crf_triton_without_a_gpu_is_unavailable(tmp_path, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     rows = run_json(tmp_path, "--methods", "triton")["rows"]
-    assert [(r["op"], r["method"]) for r in rows] == [(op, m) for op in ("likelihood", "viterbi")
+    assert [(r["op"], r["method"]) for r in rows] == [(op, m) for op in ("likelihood", "viterbi", "max_marginals")
                                                       for m in ("torchcrf", "triton")]
     for r in rows:
         if r["method"] == "triton":
@@ -87,7 +89,7 @@ def test_bench_crf_triton_without_a_gpu_is_unavailable(tmp_path, monkeypatch):
 @pytest.mark.skipif(not INTERPRETER, reason="Triton rows on a CPU need TRITON_INTERPRET=1")
 def test_bench_crf_triton_under_the_interpreter(tmp_path, capsys):
     rows = run_json(tmp_path, "--methods", "triton", "auto")["rows"]
-    assert [r["method"] for r in rows] == ["torchcrf", "triton", "auto"] * 2
+    assert [r["method"] for r in rows] == ["torchcrf", "triton", "auto"] * 3
     for r in rows:
         assert r["status"] == "ok", r
         assert r["median_ms"] > 0 and r["speedup_vs_torchcrf"] > 0
