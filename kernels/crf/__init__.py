@@ -21,8 +21,9 @@ Backends:
 * ``"scan"``: ``scan.py``, the same quantities by an associative scan, O(log L) Python steps, explicit backward;
 * ``"triton"``: ``triton_crf.py``, one launch per recursion with the transitions on-chip (CUDA, or the interpreter);
 * ``"auto"``: Triton on CUDA; on a CPU the faster of reference and scan for the op, as measured with
-  ``bizoo bench crf`` (``SCAN_MAX_TAGS`` below; for Viterbi also rows × K³, ``SCAN_MAX_VITERBI_WORK``: the
-  reference's packed eager Viterbi wins from a few rows or tags on), and the reference for scores whose spread the
+  ``bizoo bench crf`` (``SCAN_MAX_TAGS`` below; for Viterbi and the max-marginals also rows × K³,
+  ``SCAN_MAX_VITERBI_WORK``: the reference's packed eager schedules win from a few rows or tags on; for the
+  likelihood rows × K³ too, ``SCAN_MAX_LOG_PARTITION_WORK``), and the reference for scores whose spread the
   scan's exp-space arithmetic cannot hold exactly (``SCAN_MAX_SPREAD``). ``BIZOO_KERNEL_BACKEND`` overrides "auto"
   as for every op.
   ``crf_nbest`` exists on the reference backend only (any backend name is accepted and runs it).
@@ -60,6 +61,13 @@ BACKENDS = ("auto", "reference", "scan", "triton")
 # the reference is 1.2-5x faster. Viterbi and the max-marginals (the packed schedules): see SCAN_MAX_VITERBI_WORK.
 SCAN_MAX_TAGS = {"log_partition": 24, "marginals": 24, "viterbi": 16, "max_marginals": 24}
 PACKED_OPS = ("viterbi", "max_marginals")  # the ops whose reference runs the packed eager schedule
+
+# The likelihood (log_partition) under "auto" on a CPU: the scan also only while rows × K³ is at most this per
+# intra-op thread (counting at most 2), the reference above. Measured on a 2-core AMD EPYC VM (forward+backward,
+# fp32, L = 128, right-padded batches, 11 interleaved rounds, median scan ms / reference ms), one thread: 0.96 at
+# B·K³ = 47k (K = 9, B = 64), 1.00 at 70k (K = 13, B = 32), 0.86 at 111k (K = 24, B = 8), 1.22 at 157k (K = 17,
+# B = 32), 2.24 at 442k; two threads: 0.89 at 157k, 1.24 at 314k (K = 17, B = 64), 1.34 at 442k (K = 24, B = 32).
+SCAN_MAX_LOG_PARTITION_WORK = 80000
 
 # Viterbi under "auto" on a CPU: the scan only up to SCAN_MAX_TAGS["viterbi"] tags and while rows × K³ (its max-plus
 # work per position; the reference's is rows × K² in a few small tensor ops) is at most this per intra-op thread,
@@ -101,12 +109,6 @@ def _scan_is_exact(emissions, transitions, start, end) -> bool:
         )
 
 
-def _viterbi_scan_work() -> int:
-    """The most rows × K³ for which "auto" runs Viterbi or the max-marginals on the scan
-    (``SCAN_MAX_VITERBI_WORK``)."""
-    return SCAN_MAX_VITERBI_WORK * min(torch.get_num_threads(), 2)
-
-
 def _backend(op: str, backend: str, emissions, transitions=None, start=None, end=None) -> str:
     """``"reference"``, ``"scan"`` or ``"triton"`` for ``op`` (see the module docstring). ``transitions``, ``start``
     and ``end`` are given for the log-semiring ops, whose scan needs scores of a bounded spread."""
@@ -125,7 +127,9 @@ def _backend(op: str, backend: str, emissions, transitions=None, start=None, end
             isinstance(t, torch.Tensor) and t.device == emissions.device for t in tensors
         )
         B, _, K = emissions.shape
-        small = K <= SCAN_MAX_TAGS[op] and (op not in PACKED_OPS or B * K**3 <= _viterbi_scan_work())
+        work = {"log_partition": SCAN_MAX_LOG_PARTITION_WORK}.get(op, SCAN_MAX_VITERBI_WORK)
+        bounded = op in PACKED_OPS or op == "log_partition"
+        small = K <= SCAN_MAX_TAGS[op] and (not bounded or B * K**3 <= work * min(torch.get_num_threads(), 2))
         if small and shapes_ok and _scan_is_exact(emissions, *tensors):
             return "scan"
     return chosen

@@ -935,8 +935,29 @@ def test_auto_viterbi_takes_the_scan_for_small_batches_of_few_tags_only(op):
             assert [chosen(1, 9), chosen(1, 16), chosen(4, 9)] == ["scan"] * 3
             too_many = 17 if op == "viterbi" else 25  # tags: past SCAN_MAX_TAGS
             assert [chosen(32, 9), chosen(1, too_many), chosen(1, 45)] == ["reference"] * 3
-            assert [chosen(32, 9, "log_partition"), chosen(32, 17, "log_partition")] == ["scan"] * 2
+            assert [chosen(32, 9, "log_partition"), chosen(1, 24, "log_partition")] == ["scan"] * 2
             # 2 × 16³ = 8192 and 16 × 9³ = 11664: over the budget of one thread, within that of two (or more)
             assert [chosen(2, 16), chosen(16, 9)] == ["reference" if n == 1 else "scan"] * 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_auto_likelihood_takes_the_scan_up_to_its_own_work_bound():
+    """The likelihood's scan beats the reference up to ``SCAN_MAX_LOG_PARTITION_WORK`` rows × K³ per thread (two at
+    most): 32 rows of 9 tags and one row of 24 always, 32 rows of 17 with a second thread only, 64 of 17 never; past
+    24 tags never."""
+    from bizoo.kernels import crf
+
+    def chosen(B, K):
+        return crf._backend("log_partition", "auto", torch.zeros(B, 128, K), torch.zeros(K, K), torch.zeros(K),
+                            torch.zeros(K))
+
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 8):
+            torch.set_num_threads(n)
+            assert [chosen(32, 9), chosen(1, 24), chosen(64, 9)] == ["scan"] * 3
+            assert [chosen(64, 17), chosen(32, 24), chosen(1, 25)] == ["reference"] * 3
+            assert chosen(32, 17) == ("reference" if n == 1 else "scan")  # 157k: over 80k, within 160k
     finally:
         torch.set_num_threads(threads)
