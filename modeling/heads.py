@@ -526,10 +526,12 @@ def token_classification_head(config) -> nn.Module:
 
 
 def real_mask(attention_mask, hidden: torch.Tensor) -> torch.Tensor:
-    """The (B, L) attention mask on ``hidden``'s device; every position real when there is none."""
+    """The (B, L) 0/1 long mask the heads read, on ``hidden``'s device; every position real when there is none. Any
+    nonzero value counts as 1, as in the encoders (``check_attention_mask``: while a GPU input's check is read later,
+    a mask value other than 0/1 still reaches here)."""
     if attention_mask is None:
-        return torch.ones(hidden.shape[:2], device=hidden.device)
-    return attention_mask.to(hidden.device)
+        return torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+    return (attention_mask != 0).to(device=hidden.device, dtype=torch.long)
 
 
 def _as_requested(model, result, return_dict):

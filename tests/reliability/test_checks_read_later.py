@@ -140,11 +140,10 @@ def test_the_call_computes_with_the_ids_clamped_into_their_table(model_case, mak
         value_checks.wait_for_input_checks()
 
 
-def test_the_call_computes_with_any_nonzero_mask_value_as_a_real_token(model_case, make_config, make_inputs,
-                                                                       as_on_a_gpu):
-    from transformers import AutoModelForMaskedLM
-
-    model = AutoModelForMaskedLM.from_config(make_config(model_case)).eval()
+@pytest.mark.parametrize("head", ["ForMaskedLM", "ForSequenceClassification", "ForTokenClassification-CRF"])
+def test_the_call_computes_with_any_nonzero_mask_value_as_a_real_token(model_case, make_inputs, head, as_on_a_gpu):
+    """In the encoder and in the heads (mean pooling, the CRF's mask)."""
+    model = fresh_model(model_case, head)
     ids = torch.randint(5, 100, (2, 6), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     mask[1, 4:] = 0
