@@ -60,7 +60,6 @@ BACKENDS = ("auto", "reference", "scan", "triton")
 # L Python steps at K = 9 (likelihood fwd+bwd 3.3-4.6x faster than the reference) and K = 17 (1.3-4.1x); at K = 45
 # the reference is 1.2-5x faster. Viterbi and the max-marginals (the packed schedules): see SCAN_MAX_VITERBI_WORK.
 SCAN_MAX_TAGS = {"log_partition": 24, "marginals": 24, "viterbi": 16, "max_marginals": 24}
-PACKED_OPS = ("viterbi", "max_marginals")  # the ops whose reference runs the packed eager schedule
 
 # The likelihood (log_partition) under "auto" on a CPU: the scan also only while rows × K³ is at most this per
 # intra-op thread (counting at most 2), the reference above. Measured on a 2-core AMD EPYC VM (forward+backward,
@@ -82,6 +81,10 @@ SCAN_MAX_LOG_PARTITION_WORK = 80000
 # K = 9: 0.40 (B = 1), 0.61 (B = 8), 1.08 (B = 32); K = 13: 0.50 (B = 1), 1.01 (B = 8); K = 17: 0.82-1.01 (B = 1),
 # 3.0 (B = 32); K = 24: 1.55 (B = 1), 5.7 (B = 32).
 SCAN_MAX_VITERBI_WORK = 6000
+
+# The ops whose scan "auto" also bounds by rows × K³ per intra-op thread (two at most), and the bound.
+SCAN_MAX_WORK = {"log_partition": SCAN_MAX_LOG_PARTITION_WORK, "viterbi": SCAN_MAX_VITERBI_WORK,
+                 "max_marginals": SCAN_MAX_VITERBI_WORK}
 
 
 # The scan's log-semiring products run in exp space with one scale per block (``scan.py``): a path more than ~700
@@ -127,9 +130,8 @@ def _backend(op: str, backend: str, emissions, transitions=None, start=None, end
             isinstance(t, torch.Tensor) and t.device == emissions.device for t in tensors
         )
         B, _, K = emissions.shape
-        work = {"log_partition": SCAN_MAX_LOG_PARTITION_WORK}.get(op, SCAN_MAX_VITERBI_WORK)
-        bounded = op in PACKED_OPS or op == "log_partition"
-        small = K <= SCAN_MAX_TAGS[op] and (not bounded or B * K**3 <= work * min(torch.get_num_threads(), 2))
+        work = SCAN_MAX_WORK.get(op)
+        small = K <= SCAN_MAX_TAGS[op] and (work is None or B * K**3 <= work * min(torch.get_num_threads(), 2))
         if small and shapes_ok and _scan_is_exact(emissions, *tensors):
             return "scan"
     return chosen
