@@ -23,9 +23,9 @@ Backends:
 * ``"auto"``: Triton on CUDA; on a CPU the faster of reference and scan for the op, as measured with
   ``bizoo bench crf`` (``SCAN_MAX_TAGS`` below; for Viterbi and the max-marginals also rows × K³,
   ``SCAN_MAX_VITERBI_WORK``: the reference's packed eager schedules win from a few rows or tags on; for the
-  likelihood rows × K³ too, ``SCAN_MAX_LOG_PARTITION_WORK``), and the reference for scores whose spread the
-  scan's exp-space arithmetic cannot hold exactly (``SCAN_MAX_SPREAD``). ``BIZOO_KERNEL_BACKEND`` overrides "auto"
-  as for every op.
+  likelihood and the marginals rows × K³ too, ``SCAN_MAX_LOG_PARTITION_WORK``), and the reference for scores whose
+  spread the scan's exp-space arithmetic cannot hold exactly (``SCAN_MAX_SPREAD``). ``BIZOO_KERNEL_BACKEND``
+  overrides "auto" as for every op.
   ``crf_nbest`` exists on the reference backend only (any backend name is accepted and runs it).
 """
 
@@ -62,29 +62,35 @@ BACKENDS = ("auto", "reference", "scan", "triton")
 SCAN_MAX_TAGS = {"log_partition": 24, "marginals": 24, "viterbi": 16, "max_marginals": 24}
 
 # The likelihood (log_partition) under "auto" on a CPU: the scan also only while rows × K³ is at most this per
-# intra-op thread (counting at most 2), the reference above. Measured on a 2-core AMD EPYC VM (forward+backward,
-# fp32, L = 128, right-padded batches, 11 interleaved rounds, median scan ms / reference ms), one thread: 0.96 at
-# B·K³ = 47k (K = 9, B = 64), 1.00 at 70k (K = 13, B = 32), 0.86 at 111k (K = 24, B = 8), 1.22 at 157k (K = 17,
-# B = 32), 2.24 at 442k; two threads: 0.89 at 157k, 1.24 at 314k (K = 17, B = 64), 1.34 at 442k (K = 24, B = 32).
+# intra-op thread (counting at most 2: SCAN_MAX_WORK), the reference above. Measured on a 2-core AMD EPYC VM
+# (forward+backward, fp32, L = 128, right-padded batches, 11 interleaved rounds, median scan ms / reference ms), one
+# thread: 0.96 at B·K³ = 47k (K = 9, B = 64), 1.00 at 70k (K = 13, B = 32), 0.86 at 111k (K = 24, B = 8), 1.22 at
+# 157k (K = 17, B = 32), 2.24 at 442k; two threads: 0.89 at 157k, 1.24 at 314k (K = 17, B = 64), 1.34 at 442k
+# (K = 24, B = 32).
+# The marginals (forward-backward, no gradient) follow the same bound: measured alike (11 interleaved rounds after one
+# warm-up, median scan ms / reference ms), one thread: 0.78 at 47k (K = 9, B = 64), 0.61 at 39k (K = 17, B = 8),
+# 1.30 at 55k (K = 24, B = 4), 1.34 at 70k (K = 13, B = 32), 1.00 at 111k, 1.06 at 157k, 3.3 at 885k; two threads:
+# 0.63 at 141k (K = 13, B = 64), 0.78 at 157k (K = 17, B = 32), 0.92 at 314k, 1.08 at 442k (K = 24, B = 32), 2.95 at
+# 885k. The bound loses up to 1.3x with one thread between 55k and 80k and leaves up to 1.6x with two between 160k
+# and 300k: a second thread speeds up the scan's large products, not the reference's small steps.
 SCAN_MAX_LOG_PARTITION_WORK = 80000
 
-# Viterbi under "auto" on a CPU: the scan only up to SCAN_MAX_TAGS["viterbi"] tags and while rows × K³ (its max-plus
-# work per position; the reference's is rows × K² in a few small tensor ops) is at most this per intra-op thread,
-# counting at most 2 threads (the scan's large ops use the threads, the reference's small ones do not; more than 2
-# were not measured); the reference's packed eager Viterbi otherwise. Measured on a 2-core AMD EPYC VM (fp32,
-# L = 128, the two interleaved, median of 15 ratios, K in 5 9 13 16 17, B from 1 to 128): the scan wins up to
-# B·K³ ~ 5-9k with one thread and ~6-17k with two (K = 9: B = 12 and 24; K = 13: B = 2 and 6); the reference takes
-# ~1.1-1.4 ms at B = 1 for any K up to 45 and ~1.4 ms at B = 32, K = 9 (the scan: 2.1 ms with one thread, 1.5 ms
-# with two). `bizoo bench crf --tags 9 17 45 --batch-sizes 1 32 --lengths 128 --repeats 5` shows the choice. The
-# max-marginals (the packed δ and a right-aligned β^max) follow the same work bound up to 24 tags, measured with
-# one thread (fp32, L = 128, medians of 3 × 11 runs; scan ms / reference ms): K = 5: 0.34 (B = 1), 0.60 (B = 32);
-# K = 9: 0.40 (B = 1), 0.61 (B = 8), 1.08 (B = 32); K = 13: 0.50 (B = 1), 1.01 (B = 8); K = 17: 0.82-1.01 (B = 1),
-# 3.0 (B = 32); K = 24: 1.55 (B = 1), 5.7 (B = 32).
+# Viterbi and the max-marginals under "auto" on a CPU: the scan only up to SCAN_MAX_TAGS tags and while rows × K³ (its
+# max-plus work per position; the reference's is rows × K² in a few small tensor ops) is at most SCAN_MAX_WORK's
+# bound; the reference's packed eager schedules otherwise. Measured on a 2-core AMD EPYC VM against the eager
+# schedules as they now are (rows padded to 32 or batch-major below 8 / 16; fp32, L = 128, 11 interleaved rounds,
+# median scan ms / reference ms), Viterbi / max-marginals, one thread: 0.75 / 0.70 at 2.9k (K = 9, B = 4),
+# 0.85 / 0.73 at 5.8k (K = 9, B = 8), 1.03 / 0.94 at 4.4k (K = 13, B = 2), 0.65 / 0.66 at 4.1k (K = 16, B = 1),
+# 1.19 / 0.97 at 8k (K = 5, B = 64), 1.53 / 1.38 at 8.2k (K = 16, B = 2), 1.03 / 0.86 at 11.7k (K = 9, B = 16);
+# two threads: 0.90 / 0.78 at 5.8k, 0.85 / 0.78 at 8k, 1.09 / 1.00 at 8.2k, 1.29 / 0.83 at 8.8k (K = 13, B = 4),
+# 1.27 / 0.95 at 11.7k. `bizoo bench crf --tags 9 17 45 --batch-sizes 1 32 --lengths 128 --repeats 5` shows the
+# choice.
 SCAN_MAX_VITERBI_WORK = 6000
 
-# The ops whose scan "auto" also bounds by rows × K³ per intra-op thread (two at most), and the bound.
-SCAN_MAX_WORK = {"log_partition": SCAN_MAX_LOG_PARTITION_WORK, "viterbi": SCAN_MAX_VITERBI_WORK,
-                 "max_marginals": SCAN_MAX_VITERBI_WORK}
+# The ops whose scan "auto" also bounds by rows × K³: (the bound with one intra-op thread, with two or more).
+SCAN_MAX_WORK = {"log_partition": (SCAN_MAX_LOG_PARTITION_WORK, 2 * SCAN_MAX_LOG_PARTITION_WORK),
+                 "marginals": (SCAN_MAX_LOG_PARTITION_WORK, 2 * SCAN_MAX_LOG_PARTITION_WORK),
+                 "viterbi": (SCAN_MAX_VITERBI_WORK, 7000), "max_marginals": (SCAN_MAX_VITERBI_WORK, 12000)}
 
 
 # The scan's log-semiring products run in exp space with one scale per block (``scan.py``): a path more than ~700
@@ -131,7 +137,7 @@ def _backend(op: str, backend: str, emissions, transitions=None, start=None, end
         )
         B, _, K = emissions.shape
         work = SCAN_MAX_WORK.get(op)
-        small = K <= SCAN_MAX_TAGS[op] and (work is None or B * K**3 <= work * min(torch.get_num_threads(), 2))
+        small = K <= SCAN_MAX_TAGS[op] and (work is None or B * K**3 <= work[torch.get_num_threads() > 1])
         if small and shapes_ok and _scan_is_exact(emissions, *tensors):
             return "scan"
     return chosen

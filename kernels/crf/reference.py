@@ -68,16 +68,20 @@ columns).
 
 Eager Viterbi (``_viterbi_packed``; what a CPU runs under "auto" above a few tags, ``__init__.py``): each row's
 real positions are packed to the front (a stable sort of the mask), so every row starts at r = 1 and the loop over
-r = 2 … N (N the longest row) has no padding to carry: per position one add into a preallocated (K, K, B) buffer,
-one max over the previous tag, one add of E, writing δ_r (N, K, B) in place (tag-major, batch-last: the max runs
-vectorised over (j, b)). No backpointer tensor is kept: the backtrace recomputes the one entry it needs,
-y_{r-1} = ψ_r[y_r] = argmax_i(δ_{r-1}[i] + T[i, y_r]), a K-vector per row and position (three small ops), after δ is
-shifted right, batch-major, so that every row ends at N (y_N = argmax_j(δ_n[j] + end[j])) and the argmax runs along
-contiguous memory. Nothing is allocated inside either loop. The additions and the argmaxes are those above, so tags
-and scores are identical to the step functions' (which traced graphs run) bit for bit, ties included. N is read
-from the mask on a CPU; elsewhere N = L (no host sync), the extra positions of a shorter row being never read.
-The eager max-marginals (``_max_marginals_packed``) reuse that δ and run β^max over the packed positions shifted
-right so that every row ends at N (three ops per position); μ equals the step functions' bit for bit.
+r = 2 … N (N the longest row) has no padding to carry: per position one add into a preallocated (K, K, B) buffer
+(T[i, j] + δ_{r-1}[i] at [j, i, b]), one max over the previous tag i, one add of E, writing δ_r (N, K, B) in place
+(tag-major, batch-last, the batch padded to a multiple of 32 rows: whole vectors along the rows; from 2 to 7 rows
+batch-major instead, (B, K, K): ``BATCH_LAST_MIN_ROWS``). No backpointer tensor is kept: the backtrace recomputes
+the one entry it needs, y_{r-1} = ψ_r[y_r] = argmax_i(δ_{r-1}[i] + T[i, y_r]), a K-vector per row and position
+(three small ops), after δ is shifted right, batch-major, so that every row ends at N (y_N = argmax_j(δ_n[j] +
+end[j])) and the argmax runs along contiguous memory. Nothing is allocated inside either loop. The additions and
+the argmaxes are those above, so tags and scores are identical to the step functions' (which traced graphs run) bit
+for bit, ties included. N is read from the mask on a CPU; elsewhere N = L (no host sync), the extra positions of a
+shorter row being never read.
+The eager max-marginals (``_max_marginals_packed``) run that δ and β^max (over the packed positions shifted right
+so that every row ends at N, its max over the outer dim too, T transposed): together while the sums are small,
+three ops per position for both recursions on a (2, K, K, B) pair of sums (T and its transpose side by side), else
+one after the other (``PAIRED_MAX_SUMS``); μ equals the step functions' bit for bit.
 
 Traced graphs: while torch.export traces (``torch.compiler.is_exporting()``, e.g. for ``torch.onnx.export``), the
 forward, backward and Viterbi recursions and the backtrace run their same step functions as
@@ -385,17 +389,52 @@ def _packing_order(keep, length):
     return torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :length]  # (B, length)
 
 
-class _PackedForward(NamedTuple):
-    """The forward max-plus pass over each row's packed real positions (``_packed_forward``)."""
+#: The eager schedules' layout, per op: batch-major ((B, K, K) sums, the max over the last dim) from 2 rows up to
+#: this many, tag-major and batch-last ((K, K, B') sums, the max over the middle dim, B' the batch padded to a
+#: multiple of ``ROW_MULTIPLE`` rows) from this many on and for one row. Measured on a 2-core AMD EPYC VM (L = 128,
+#: interleaved medians; batch-last from 8 / 16 rows on): one thread, K = 45: Viterbi 2.18 / 2.75 ms at B = 8,
+#: 2.30 / 3.61 at B = 12; the max-marginals 5.46 / 3.79 at B = 8, 6.33 / 5.51 at B = 16 (two threads: 5.01 / 5.94);
+#: batch-major against unpadded batch-last at B = 2 / 4: the max-marginals 2.03 / 2.78 ms against 3.74 / 4.89.
+BATCH_LAST_MIN_ROWS = {"viterbi": 8, "max_marginals": 16}
+#: One (K, K, B') sum and its max over the middle dim, K = 45, one thread: 9.3 µs at B' = 32, 56 µs at B' = 16
+#: (part vectors); a max over the outer dim instead runs whole vectors from B' = 16 on but 2.5-3x slower with two
+#: threads (30 against 12 µs at B' = 32, 46 against 17 at 64), whose halves of the sums then cross cores.
+ROW_MULTIPLE = 32
+
+
+class _Packing(NamedTuple):
+    """Each row's real positions first (``_pack``), in the layout of the max-plus sums."""
 
     order: torch.Tensor  # (B, N) the positions of each row, its real ones first
     n: torch.Tensor  # (B,) real positions per row
-    packed: torch.Tensor  # (N, K, B) E[t_r], tag-major, batch-last; padding after a row's n entries
-    delta: torch.Tensor  # (N, K, B) δ_r; entries at r >= n of a row are never read
+    packed: torch.Tensor  # E[t_r], zero after a row's n: (N, K, B') batch-last (zero padding rows) or (N, B, K)
+    batch_last: bool
+
+    def per_tag(self, v: torch.Tensor) -> torch.Tensor:
+        """A (K,) vector shaped to add to one position's (K, B') or (B, K) slice."""
+        return v[:, None] if self.batch_last else v
+
+    def operands(self, M: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """(M shaped for the sums M[o, i] + x[i] over every output tag o and reduced tag i, the dim of x to unsqueeze
+        for them, the dim the max over i runs over): (K_o, K_i, 1) + (1, K_i, B') -> (K_o, K_i, B'), max over the
+        middle dim (the output dim outer, so that threads splitting it keep their own rows: a max over the outer dim
+        runs 2.5-3x slower with two threads; and B' a multiple of 32, whole vectors), or (1, K_o, K_i) + (B, 1, K_i)
+        -> (B, K_o, K_i), max over the last."""
+        return (M[:, :, None], 0, 1) if self.batch_last else (M[None], 1, 2)
+
+    def sums(self) -> torch.Tensor:
+        """An empty buffer for the max-plus sums of one position: (K, K, B') batch-last, (B, K, K) batch-major."""
+        _, first, second = self.packed.shape
+        return self.packed.new_empty((first, first, second) if self.batch_last else (first, second, second))
+
+    def tag_major(self, x: torch.Tensor) -> torch.Tensor:
+        """A (N, K, B) view of ``x`` (N, ...) stored in this packing's layout, without the padding rows."""
+        return x[:, :, : self.order.shape[0]] if self.batch_last else x.transpose(1, 2)
 
 
-def _packed_forward(e, keep, T, start) -> _PackedForward | None:
-    """δ over each row's packed real positions (module docstring, "Eager Viterbi"); None when no row has any."""
+def _pack(e, keep, op: str) -> _Packing | None:
+    """Each row's real positions first (``_Packing``), laid out for ``op`` (``BATCH_LAST_MIN_ROWS``); None when no row
+    has any."""
     B, L, K = e.shape
     if B == 0 or L == 0:
         return None
@@ -406,34 +445,47 @@ def _packed_forward(e, keep, T, start) -> _PackedForward | None:
         return None
     order = _packing_order(keep, length)  # (B, N)
     packed = e.gather(1, order.unsqueeze(2).expand(B, length, K))  # (B, N, K): E[t_r] at r < n, padding after
-    packed = packed.permute(1, 2, 0).contiguous()  # (N, K, B): tag-major, batch-last
-    delta = torch.empty(length, K, B, dtype=e.dtype, device=e.device)  # δ_r (N, K, B)
-    torch.add(packed[0], start[:, None], out=delta[0])  # δ_1 = start + E[t_1]
-    cand = torch.empty(K, K, B, dtype=e.dtype, device=e.device)  # δ_{r-1}[i] + T[i, j]
-    steps, emitted, previous = delta.unbind(0), packed.unbind(0), delta.unsqueeze(2).unbind(0)  # views, made once
-    transitions = T[:, :, None]  # (K_prev, K_next, 1)
-    for r in range(1, length):
-        torch.add(previous[r - 1], transitions, out=cand)  # (K_prev, K_next, B)
-        torch.amax(cand, 0, out=steps[r])  # max over the previous tag i
+    if 1 < B < BATCH_LAST_MIN_ROWS[op]:
+        return _Packing(order, n, packed.transpose(0, 1).contiguous(), False)  # (N, B, K)
+    rows = B if B == 1 else -(-B // ROW_MULTIPLE) * ROW_MULTIPLE  # B'
+    stored = torch.nn.functional.pad(packed.permute(1, 2, 0), (0, rows - B))  # (N, K, B'); a view when B' = B
+    return _Packing(order, n, stored.contiguous(), True)
+
+
+def _forward_pass(packing: _Packing, T, start) -> torch.Tensor:
+    """δ over the packed positions, in the packing's layout: per position one sum δ_{r-1}[i] + T[i, j] into a
+    preallocated buffer, one max over i, one add of E[r]."""
+    packed = packing.packed
+    into, x_dim, over = packing.operands(T.t())  # T[i, j] at [j, i]
+    delta = torch.empty_like(packed)  # δ_r (N, K, B') or (N, B, K)
+    torch.add(packed[0], packing.per_tag(start), out=delta[0])  # δ_1 = start + E[t_1]
+    previous = delta.unsqueeze(1 + x_dim).unbind(0)  # (1, K, B') or (B, 1, K)
+    cand = packing.sums()  # T[i, j] + δ_{r-1}[i] at [j, i] (K_j, K_i, B') or [b, j, i]
+    steps, emitted = delta.unbind(0), packed.unbind(0)  # views, made once
+    for r in range(1, packed.shape[0]):
+        torch.add(into, previous[r - 1], out=cand)
+        torch.amax(cand, over, out=steps[r])  # max over the previous tag i
         steps[r].add_(emitted[r])
-    return _PackedForward(order, n, packed, delta)
+    return delta
 
 
-def _right_aligned(forward: _PackedForward) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source (N, B), index (B, N)): packed entry ``source[s, b]`` sits at s when every row is shifted right to end
-    at N - 1 (s < N - n_b, before the row, reads anything), and packed entry r < n_b of row b at ``index[b, r]``."""
-    length, device = forward.delta.shape[0], forward.delta.device
-    shift = length - forward.n  # (B,)
+def _right_aligned(n: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source (N, B), index (B, N)) for rows of ``n`` real positions packed into N = ``length``: packed entry
+    ``source[s, b]`` sits at s when every row is shifted right to end at N - 1 (s < N - n_b, before the row, reads
+    anything), and packed entry r < n_b of row b at ``index[b, r]``."""
+    device = n.device
+    shift = length - n  # (B,)
     positions = torch.arange(length, device=device)  # (N,)
     source = (positions[:, None] - shift).clamp(min=0)  # (N, B)
     index = (shift[:, None] + positions).clamp(max=length - 1)  # (B, N)
     return source, index
 
 
-def _packed_backtrace(forward: _PackedForward, T, end, L: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tags (B, L) with -100 at padding, best scores (B,)) from the packed δ: a backtrace that recomputes ψ_r[y_r]
-    along the path (module docstring, "Eager Viterbi")."""
-    order, n, _, delta = forward
+def _packed_backtrace(packing: _Packing, delta, T, end, L: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tags (B, L) with -100 at padding, best scores (B,)) from δ over the packed positions (in ``packing``'s
+    layout): a backtrace that recomputes ψ_r[y_r] along the path (module docstring, "Eager Viterbi")."""
+    order, n = packing.order, packing.n
+    delta = packing.tag_major(delta)  # (N, K, B); entries at r >= n of a row are never read
     length, K, B = delta.shape
     device = delta.device
     # the final scores at each row's last real position n - 1 (B, K)
@@ -442,7 +494,7 @@ def _packed_backtrace(forward: _PackedForward, T, end, L: int) -> tuple[torch.Te
     last = final.argmax(1)  # (B,) the lowest final tag among ties
     score = torch.where(n > 0, final.gather(1, last[:, None]).squeeze(1), 0.0)
     # right-align δ, batch-major, so that every row's path ends at N - 1: aligned[s, b] = δ_{s - (N - n_b)}[:, b]
-    source, index = _right_aligned(forward)
+    source, index = _right_aligned(n, length)
     aligned = delta.permute(0, 2, 1).gather(0, source.unsqueeze(2).expand(length, B, K))  # (N, B, K)
     # backtrace: y_{r-1} = ψ_r[y_r] = argmax_i(δ_{r-1}[i] + T[i, y_r]) (the lowest i among ties); batch-major, so
     # that the argmax runs along contiguous memory
@@ -468,10 +520,10 @@ def _viterbi_packed(e, keep, T, start, end):
     Viterbi"): δ over each row's packed real positions, then a backtrace that recomputes ψ_r[y_r] along the path.
     Every add and every argmax is the one ``_viterbi_steps`` makes, so tags and scores are identical to it."""
     B, L, _ = e.shape
-    forward = _packed_forward(e, keep, T, start)
-    if forward is None:
+    packing = _pack(e, keep, "viterbi")
+    if packing is None:
         return torch.full((B, L), IGNORE_INDEX, dtype=torch.long, device=e.device), e.new_zeros(B)
-    return _packed_backtrace(forward, T, end, L)
+    return _packed_backtrace(packing, _forward_pass(packing, T, start), T, end, L)
 
 
 def _viterbi_steps(e, keep, T, start, end):
@@ -582,36 +634,85 @@ def _max_marginals_steps(e, keep, T, start, end):
     return nudge_to_path(delta + psi, keep, path)
 
 
-def _max_marginals_packed(e, keep, T, start, end):
-    """The max-marginals in eager mode, on the packed schedule of the eager Viterbi (module docstring): its δ serves
-    both μ and the path, and β^max runs over the packed positions right-aligned (every row ending at N - 1, so
-    that β_{N-1} = end for all), three tensor ops per position:
+#: The eager max-marginals run δ and β^max as one paired recursion (``_paired_passes``) while K² × rows (padded) is
+#: at most this per intra-op thread (two at most), as two (``_two_passes``) above, where the pair's (2, K, K, B')
+#: sums save fewer launches than they cost in cache. Measured on a 2-core AMD EPYC VM (L = 128, 15 interleaved
+#: rounds, median paired ms / two-pass ms), one thread: 0.77 at K² B' = 2k (K = 45, B = 1), 0.80 at 8k, 0.87 at 9k
+#: (K = 17, B = 32), 0.91-0.93 at 18k-35k, 1.02 at 37k (K = 17, B = 128), 0.96-1.01 at 65k (K = 45, B = 24-32),
+#: 1.04 at K = 9, B = 256 (21k); two threads: 0.77-0.81 up to 65k, 0.90 at 37k, 1.06 at K = 9, B = 256.
+PAIRED_MAX_SUMS = 36000
 
-        β_{s-1}[i] = max_j(T[i, j] + (E[s, j] + β_s[j]))
 
-    the additions and maxima of ``backward_scores``, so μ is identical to ``_max_marginals_steps``'."""
-    B, L, K = e.shape
-    forward = _packed_forward(e, keep, T, start)
-    if forward is None:
-        return e.new_zeros(B, L, K)
-    order, _, packed, delta = forward
-    length = delta.shape[0]
-    source, index = _right_aligned(forward)
-    at = source.unsqueeze(1).expand(length, K, B)  # (N, K, B)
-    emitted, best = packed.gather(0, at), delta.gather(0, at)  # (N, K, B) E and δ, right-aligned
-    beta = torch.empty(length, K, B, dtype=e.dtype, device=e.device)  # β^max (N, K, B), right-aligned
-    beta[length - 1] = end[:, None]
-    after = torch.empty(K, B, dtype=e.dtype, device=e.device)  # E[s] + β_s
-    cand = torch.empty(K, K, B, dtype=e.dtype, device=e.device)  # T[i, j] + E[s, j] + β_s[j]
-    steps, emitted_steps, transitions = beta.unbind(0), emitted.unbind(0), T[:, :, None]  # views, made once
-    for s in range(length - 1, 0, -1):
+def _two_passes(packing: _Packing, emitted, T, start, end) -> tuple[torch.Tensor, torch.Tensor]:
+    """(δ packed, β^max right-aligned), in the packing's layout: the forward pass, then β over the right-aligned
+    positions, three ops per position, β_{s-1}[i] = max_j(T[i, j] + (E[s, j] + β_s[j])), the max running over the
+    dim the forward pass's does (T transposed)."""
+    delta = _forward_pass(packing, T, start)
+    into, x_dim, over = packing.operands(T)  # T[i, j] at [i, j]
+    beta = torch.empty_like(emitted)  # β^max, right-aligned
+    beta[-1] = packing.per_tag(end)
+    after = torch.empty_like(emitted[0])  # E[s] + β_s, (K, B') or (B, K)
+    after_j = after.unsqueeze(x_dim)  # (1, K, B') or (B, 1, K)
+    cand = packing.sums()  # T[i, j] + (E[s] + β_s)[j] at [i, j] (K_i, K_j, B') or [b, i, j]
+    steps, emitted_steps = beta.unbind(0), emitted.unbind(0)  # views, made once
+    for s in range(emitted.shape[0] - 1, 0, -1):
         torch.add(emitted_steps[s], steps[s], out=after)
-        torch.add(transitions, after, out=cand)  # (K_i, K_j, B)
-        torch.amax(cand, 1, out=steps[s - 1])  # max over the next tag j
-    mu = (best + beta).permute(2, 0, 1)  # (B, N, K) right-aligned
-    mu = mu.gather(1, index.unsqueeze(2).expand(B, length, K))  # (B, N, K) packed: entry r < n at r
+        torch.add(into, after_j, out=cand)
+        torch.amax(cand, over, out=steps[s - 1])  # max over the next tag j
+    return delta, beta
+
+
+def _paired_passes(packing: _Packing, emitted, T, start, end) -> tuple[torch.Tensor, torch.Tensor]:
+    """(δ packed, β^max right-aligned), in the packing's layout, the two recursions run together, three tensor ops
+    per position for both:
+
+        δ_k[j] = max_i(δ_{k-1}[i] + T[i, j]) + E[k, j]
+        β_{N-1-k}[i] = max_j((E[N-k, j] + β_{N-k}[j]) + T[i, j])
+
+    as one sum of a pair (T and its transpose side by side), one max and one add of the emissions: the additions
+    and maxima of ``_forward_pass`` and ``_two_passes``."""
+    packed = packing.packed
+    length = packed.shape[0]
+    # state_k = (δ_k, E[N-1-k] + β_{N-1-k}): the forward pass at packed position k, the backward one at right-aligned
+    # position N-1-k; (N, 2, K, B') or (N, 2, B, K)
+    state = packed.new_empty(length, 2, *packed.shape[1:])
+    torch.add(packed[0], packing.per_tag(start), out=state[0, 0])  # δ_0 = E[0] + start
+    torch.add(emitted[-1], packing.per_tag(end), out=state[0, 1])  # E[N-1] + β_{N-1}, β_{N-1} = end
+    maxima = packed.new_empty(length - 1, *state.shape[1:])  # (max_i(δ + T), β_{N-1-k}) at step k
+    added = torch.stack((packed[1:], emitted[:-1].flip(0)), 1)  # E[k] and E[N-1-k] at step k
+    forward_into, x_dim, over = packing.operands(T.t())  # T[i, j] at [j, i]
+    pair = torch.stack((forward_into, packing.operands(T)[0]))  # and T[i, j] at [i, j]
+    previous = state.unsqueeze(2 + x_dim).unbind(0)  # (2, 1, K, B') or (2, B, 1, K)
+    cand = torch.stack((packing.sums(), packing.sums()))  # T[i, j] + δ[i] at [0, j, i]; + (E + β)[j] at [1, i, j]
+    states, maxima_steps, added_steps = state.unbind(0), maxima.unbind(0), added.unbind(0)  # views, made once
+    for k in range(1, length):
+        torch.add(pair, previous[k - 1], out=cand)
+        torch.amax(cand, 1 + over, out=maxima_steps[k - 1])  # over the previous tag i, and over the next tag j
+        torch.add(maxima_steps[k - 1], added_steps[k - 1], out=states[k])
+    beta = torch.cat((maxima[:, 1].flip(0), packing.per_tag(end).expand_as(state[0, 1])[None]))  # right-aligned
+    return state[:, 0], beta
+
+
+def _max_marginals_packed(e, keep, T, start, end):
+    """The max-marginals in eager mode, on the packed schedule of the eager Viterbi (module docstring): δ over the
+    packed positions and β^max over them right-aligned (every row ending at N - 1, so that β_{N-1} = end for all),
+    paired or in two passes (``PAIRED_MAX_SUMS``); μ = δ + β is identical to ``_max_marginals_steps``' (the same
+    additions and maxima), and the path comes from ``_packed_backtrace`` on that δ."""
+    B, L, K = e.shape
+    packing = _pack(e, keep, "max_marginals")
+    if packing is None:
+        return e.new_zeros(B, L, K)
+    order, n, packed, batch_last = packing
+    length, rows = packed.shape[0], packed.shape[2] if batch_last else B
+    source, index = _right_aligned(torch.nn.functional.pad(n, (0, rows - B)), length)  # (N, B'), (B', N)
+    at = source.unsqueeze(1).expand(length, K, rows) if batch_last else source.unsqueeze(2).expand(length, B, K)
+    emitted = packed.gather(0, at)  # E, right-aligned, in the packed layout
+    paired = K * K * rows <= PAIRED_MAX_SUMS * min(torch.get_num_threads(), 2)
+    delta, beta = (_paired_passes if paired else _two_passes)(packing, emitted, T, start, end)
+    mu = packing.tag_major(delta.gather(0, at) + beta).permute(2, 0, 1)  # (B, N, K) right-aligned
+    mu = mu.gather(1, index[:B].unsqueeze(2).expand(B, length, K))  # (B, N, K) packed: entry r < n at r
     mm = e.new_zeros(B, L, K).scatter_(1, order.unsqueeze(2).expand(B, length, K), mu)  # (B, L, K)
-    path, _ = _packed_backtrace(forward, T, end, L)
+    path, _ = _packed_backtrace(packing, delta, T, end, L)
     return nudge_to_path(mm, keep, path)
 
 

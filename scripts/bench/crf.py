@@ -9,8 +9,7 @@ Viterbi path). "auto" rows name the backend the op's dispatch picked.
 
 Against which baseline: pytorch-crf (``torchcrf.CRF``, a dev dependency) on the same inputs and parameters: its
 log-likelihood, and its ``decode`` (for Viterbi and the max-marginals alike), whose Python lists are part of its
-cost. Each row gives torchcrf ms / method ms
-(> 1: faster than pytorch-crf).
+cost. Each row gives torchcrf ms / method ms (> 1: faster than pytorch-crf).
 
 The floor: the speed-ups the ops are built for (``CRF_TARGETS``), printed after the tables as met or not: ``auto``
 at least 2x at B = 32, K = 9, L = 128 and not slower at B = 1; on a GPU ``triton`` at B = 64, L = 128 at least 10x

@@ -857,17 +857,53 @@ VITERBI_CASES = [  # B, K, L
 ]
 
 
+#: The eager schedules' layouts: (``BATCH_LAST_MIN_ROWS``, ``ROW_MULTIPLE``) forcing each whatever the batch.
+LAYOUTS = {"batch-last padded": (0, 32), "batch-last": (0, 1), "batch-major": (10**9, 32)}
+
+
+def test_eager_layout_by_op_and_rows():
+    """The eager schedules lay the packed scores out batch-major from 2 rows up to ``BATCH_LAST_MIN_ROWS`` of the op
+    (8 for Viterbi, 16 for the max-marginals), batch-last above and for one row, the rows then padded with zeros to
+    a multiple of 32."""
+    from bizoo.kernels.crf import reference
+
+    def packing(B, op, e=None):
+        e = torch.randn(B, 7, 5) if e is None else e
+        return reference._pack(e, torch.ones(B, 7, dtype=torch.bool), op)
+
+    layouts = {(op, B): (packing(B, op).batch_last, tuple(packing(B, op).packed.shape))
+               for op in ("viterbi", "max_marginals") for B in (1, 2, 7, 8, 15, 16, 33)}
+    assert layouts == {
+        ("viterbi", 1): (True, (7, 5, 1)), ("viterbi", 2): (False, (7, 2, 5)), ("viterbi", 7): (False, (7, 7, 5)),
+        ("viterbi", 8): (True, (7, 5, 32)), ("viterbi", 15): (True, (7, 5, 32)), ("viterbi", 16): (True, (7, 5, 32)),
+        ("viterbi", 33): (True, (7, 5, 64)), ("max_marginals", 1): (True, (7, 5, 1)),
+        ("max_marginals", 2): (False, (7, 2, 5)), ("max_marginals", 7): (False, (7, 7, 5)),
+        ("max_marginals", 8): (False, (7, 8, 5)), ("max_marginals", 15): (False, (7, 15, 5)),
+        ("max_marginals", 16): (True, (7, 5, 32)), ("max_marginals", 33): (True, (7, 5, 64))}
+    for op in ("viterbi", "max_marginals"):  # stored contiguous: the sums' strides follow the layout
+        assert all(packing(B, op).packed.is_contiguous() for B in (1, 2, 7, 8, 16, 32, 33))
+    e = torch.randn(8, 7, 5)
+    for op in ("viterbi", "max_marginals"):  # (N, K, B) views of the real rows, padded or not
+        laid_out = packing(8, op, e)
+        assert torch.equal(laid_out.tag_major(laid_out.packed), e.permute(1, 2, 0))
+    assert (packing(8, "viterbi", e).packed[:, :, 8:] == 0).all()
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("integer", [False, True])
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("B, K, L", VITERBI_CASES)
-def test_eager_viterbi_is_the_traced_steps(B, K, L, integer, constrained, monkeypatch):
+def test_eager_viterbi_is_the_traced_steps(B, K, L, integer, constrained, layout, monkeypatch):
     """Eager mode packs each row's real positions and recomputes the backpointers along the path only; traced
     graphs step through every position with all backpointers. Tags and scores are identical (ties, holes, left
     padding, empty rows, rows without a legal path), with the packed length read on a CPU or, as on a GPU, the
-    whole length; the brute force agrees where it is small enough."""
+    whole length, in every layout of the max-plus sums; the brute force agrees where it is small enough."""
     from bizoo.kernels import dispatch
     from bizoo.kernels.crf import reference
 
+    batch_last_from, multiple = LAYOUTS[layout]
+    monkeypatch.setattr(reference, "BATCH_LAST_MIN_ROWS", dict.fromkeys(reference.BATCH_LAST_MIN_ROWS, batch_last_from))
+    monkeypatch.setattr(reference, "ROW_MULTIPLE", multiple)
     args = wide_problem(B, K, L, seed=B + K + L, integer=integer, constrained=constrained)
     if constrained and K >= 3:  # a tag no path can end in or go on from
         args[2][2, :], args[4][2] = NEG, NEG
@@ -891,16 +927,22 @@ def test_eager_viterbi_is_the_traced_steps(B, K, L, integer, constrained, monkey
         close(eager[1], best, 1e-5 if integer else 1e-9)
 
 
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("paired", [True, False])
 @pytest.mark.parametrize("integer", [False, True])
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("B, K, L", VITERBI_CASES)
-def test_eager_max_marginals_are_the_step_functions(B, K, L, integer, constrained, monkeypatch):
-    """Eager mode runs the max-marginals on the packed schedule (β^max right-aligned over each row's real
-    positions); the step functions run over every position. Identical numbers, on the same problems as the Viterbi
-    test above (ties, holes, left padding, empty rows, a row without a legal path), with the packed length read on a
-    CPU or not; argmax is the Viterbi path."""
+def test_eager_max_marginals_are_the_step_functions(B, K, L, integer, constrained, paired, layout, monkeypatch):
+    """Eager mode runs the max-marginals on the packed schedule (δ and β^max paired or in two passes, β
+    right-aligned over each row's real positions); the step functions run over every position. Identical numbers,
+    on the same problems as the Viterbi test above (ties, holes, left padding, empty rows, a row without a legal
+    path), with the packed length read on a CPU or not, in every schedule and layout; argmax is the Viterbi path."""
     from bizoo.kernels.crf import reference
 
+    monkeypatch.setattr(reference, "PAIRED_MAX_SUMS", 10**9 if paired else 0)
+    batch_last_from, multiple = LAYOUTS[layout]
+    monkeypatch.setattr(reference, "BATCH_LAST_MIN_ROWS", dict.fromkeys(reference.BATCH_LAST_MIN_ROWS, batch_last_from))
+    monkeypatch.setattr(reference, "ROW_MULTIPLE", multiple)
     args = wide_problem(B, K, L, seed=B + K + L, integer=integer, constrained=constrained)
     if constrained and K >= 3:
         args[2][2, :], args[4][2] = NEG, NEG
@@ -919,10 +961,10 @@ def test_eager_max_marginals_are_the_step_functions(B, K, L, integer, constraine
 
 @pytest.mark.parametrize("op", ["viterbi", "max_marginals"])
 def test_auto_viterbi_takes_the_scan_for_small_batches_of_few_tags_only(op):
-    """The packed reference beats the scan from a few rows or tags on (``SCAN_MAX_VITERBI_WORK`` rows × K³ per
-    thread, counting two at most), for Viterbi and the max-marginals alike: "auto" keeps the scan for one row of 9
+    """The packed reference beats the scan from a few rows or tags on (``SCAN_MAX_WORK``: 6000 rows × K³ with one
+    thread; with two or more 7000 for Viterbi, 12000 for the max-marginals): "auto" keeps the scan for one row of 9
     or 16 tags, not for 32 rows of 9 tags nor one row of 17 (Viterbi; 24 for the max-marginals); a second thread
-    lets it take twice the work; the likelihood keeps its own rule."""
+    lets the max-marginals take twice the work, Viterbi hardly more; the likelihood keeps its own rule."""
     from bizoo.kernels import crf
 
     def chosen(B, K, op=op):
@@ -936,21 +978,24 @@ def test_auto_viterbi_takes_the_scan_for_small_batches_of_few_tags_only(op):
             too_many = 17 if op == "viterbi" else 25  # tags: past SCAN_MAX_TAGS
             assert [chosen(32, 9), chosen(1, too_many), chosen(1, 45)] == ["reference"] * 3
             assert [chosen(32, 9, "log_partition"), chosen(1, 24, "log_partition")] == ["scan"] * 2
-            # 2 × 16³ = 8192 and 16 × 9³ = 11664: over the budget of one thread, within that of two (or more)
-            assert [chosen(2, 16), chosen(16, 9)] == ["reference" if n == 1 else "scan"] * 2
+            # 2 × 16³ = 8192 and 16 × 9³ = 11664: over the budget of one thread, within that of two (or more) for the
+            # max-marginals only; 64 × 5³ = 8000 the same; 8 × 9³ = 5832 within every budget
+            twice = "reference" if n == 1 or op == "viterbi" else "scan"
+            assert [chosen(2, 16), chosen(16, 9), chosen(64, 5)] == [twice] * 3
+            assert chosen(8, 9) == "scan"
     finally:
         torch.set_num_threads(threads)
 
 
-def test_auto_likelihood_takes_the_scan_up_to_its_own_work_bound():
-    """The likelihood's scan beats the reference up to ``SCAN_MAX_LOG_PARTITION_WORK`` rows × K³ per thread (two at
-    most): 32 rows of 9 tags and one row of 24 always, 32 rows of 17 with a second thread only, 64 of 17 never; past
-    24 tags never."""
+@pytest.mark.parametrize("op", ["log_partition", "marginals"])
+def test_auto_likelihood_takes_the_scan_up_to_its_own_work_bound(op):
+    """The scan of the likelihood and of the marginals beats the reference up to ``SCAN_MAX_LOG_PARTITION_WORK`` rows
+    × K³ per thread (two at most): 32 rows of 9 tags and one row of 24 always, 32 rows of 17 with a second thread
+    only, 64 of 17 never; past 24 tags never."""
     from bizoo.kernels import crf
 
     def chosen(B, K):
-        return crf._backend("log_partition", "auto", torch.zeros(B, 128, K), torch.zeros(K, K), torch.zeros(K),
-                            torch.zeros(K))
+        return crf._backend(op, "auto", torch.zeros(B, 128, K), torch.zeros(K, K), torch.zeros(K), torch.zeros(K))
 
     threads = torch.get_num_threads()
     try:
