@@ -118,6 +118,42 @@ def test_loops_with_projection_and_clipping_match_the_step_by_step_oracle(layout
         assert (c_n.abs() == clips[0]).any()
 
 
+@pytest.mark.parametrize("with_state", [True, False])
+@pytest.mark.parametrize("clips, projected", [((None, None), True), ((None, None), False), ((0.7, None), True),
+                                              ((0.7, None), False), ((0.7, 0.3), True)])  # a projection clip needs one
+def test_the_loop_in_inference_is_its_training_forward(clips, projected, with_state):
+    """form "loop" keeps nothing for a backward pass when nothing asks for a gradient (inference): the same steps,
+    so its outputs and final state equal, bit for bit, those of the forward pass that keeps them (inputs that require
+    gradients), and of the same call under torch.no_grad."""
+    torch.manual_seed(3)
+    B, L, I, H = 4, 7, 3, 5
+    P = 3 if projected else H
+    leaves = [torch.randn(B, L, 2, I), torch.randn(2, 4 * H, I) * 2, torch.randn(2, 4 * H, P) * 2,
+              torch.randn(2, 4 * H), torch.randn(2, P, H) * 2 if projected else None, torch.randn(2, B, P),
+              torch.randn(2, B, H)]
+    mask = torch.rand(B, L, generator=torch.Generator().manual_seed(6)) < 0.7
+    mask[2] = False  # a row without real tokens
+
+    def run(requires_grad):
+        args = [t if t is None else t.clone().requires_grad_(requires_grad) for t in leaves]
+        state = (args[5], args[6]) if with_state else None
+        y, (h, c) = bilstm(*args[:5], mask, state, cell_clip=clips[0], proj_clip=clips[1], backend="reference",
+                           form="loop")
+        return y, h, c
+
+    training = run(True)
+    assert training[0].grad_fn is not None  # the forward pass that keeps what its backward reads
+    inference = run(False)
+    assert inference[0].grad_fn is None
+    with torch.no_grad():
+        no_grad = run(True)
+    for got in (inference, no_grad):
+        for a, b in zip(got, training):
+            assert torch.equal(a, b.detach())
+    if clips[0] is not None:  # the clip was reached
+        assert (training[2].abs() == clips[0]).any()
+
+
 @pytest.mark.parametrize("form", ["loop", "autograd"])
 def test_loop_gradients_pass_gradcheck(form):
     torch.manual_seed(2)
