@@ -17,13 +17,16 @@ For each model (LION-LIT, LION-D, LION-S, BiGS, BiLSTM-CRF, ELMo, and BERT, by d
    --finetune-steps N instead trains every task N steps).
 
 Each run is its own process (``python -m bizoo.scripts.<command>``, output and log in ``OUTPUT/<model>/<task>``);
-a failed run is reported as such and the others go on; a run whose folder already holds its results is not run
-again (delete the folder to redo it), so a budget can be run in parts. Then the table: per model, its parameters,
-the held-out pretraining result, each task's GLUE score (the mean of the task's official metrics × 100: Matthews
-correlation for CoLA, F1 and accuracy for MRPC, Pearson and Spearman for STS-B, accuracy otherwise), their average,
-CoNLL dev F1, and the wall time of all its runs, in ``OUTPUT/results.json``, ``OUTPUT/results.md`` (with the machine
-and the settings), ``OUTPUT/results.png`` (a bar chart) and ``OUTPUT/learning_curves.png``. Every fine-tuned folder
-keeps its ``bizoo_results.json``, which ``bizoo export`` turns into the model card's ``model-index``.
+a failed run is reported as such and the others go on. A run whose folder already holds its results, made by the
+same command line, is not run again, so a budget can be run in parts: each finished run records its command line
+beside its folder (``<task>.command.json``, a fine-tuning run with its pretraining's), and a folder made by another
+one (other steps, epochs, batch, seed, ``--pretrain-args``, or a pretraining run again) is run again, saying which
+options differ. Then the table: per model, its parameters, the held-out pretraining result, each task's GLUE score
+(the mean of the task's official metrics × 100: Matthews correlation for CoLA, F1 and accuracy for MRPC, Pearson and
+Spearman for STS-B, accuracy otherwise), their average, CoNLL dev F1, and the wall time of all its runs, in
+``OUTPUT/results.json``, ``OUTPUT/results.md`` (with the machine and the settings), ``OUTPUT/results.png`` (a bar
+chart) and ``OUTPUT/learning_curves.png``. Every fine-tuned folder keeps its ``bizoo_results.json``, which ``bizoo
+export`` turns into the model card's ``model-index``.
 """
 
 from __future__ import annotations
@@ -134,6 +137,76 @@ def _results(folder: Path) -> list[dict] | None:
     return read_results(folder) or None
 
 
+def command_record(argv: list[str], out: Path, after: dict | None = None) -> dict:
+    """What a run's folder records of the command that made it: its command line, with the output folder written
+    ``<OUTPUT>`` (a moved output folder stays reusable), and for a fine-tuning run the record of the pretraining it
+    started from (``after``; None from scratch)."""
+    root = str(out)
+    inside = [a == root or a.startswith(root + os.sep) for a in argv]
+    return {"argv": [f"<OUTPUT>{a[len(root):]}" if i else a for a, i in zip(argv, inside)], "after": after}
+
+
+def _record_path(folder: Path) -> Path:
+    return folder.parent / f"{folder.name}.command.json"
+
+
+def _recorded(folder: Path) -> dict | None:
+    """The command record kept beside ``folder`` (``command_record``), or None without one."""
+    path = _record_path(folder)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _options(argv: list[str]) -> dict[str, list[str]]:
+    """{option or the module run: its values} of a command line, for saying what differs between two."""
+    options: dict[str, list[str]] = {}
+    current = "command"
+    for token in argv:
+        if token.startswith("--"):
+            current = token
+            options.setdefault(current, [])
+        else:
+            options.setdefault(current, []).append(token)
+    return options
+
+
+def record_differences(old: dict, new: dict) -> str:
+    """How two command records differ, in words: the options whose values differ (``--max-steps 2 -> 3``), and
+    whether the pretraining they start from differs."""
+    before, now = _options(old["argv"]), _options(new["argv"])
+    parts = [f"{k} {' '.join(before.get(k, ['(absent)'])) or '(on)'} -> {' '.join(now.get(k, ['(absent)'])) or '(on)'}"
+             for k in sorted(set(before) | set(now), key=lambda k: (k not in now, k)) if before.get(k) != now.get(k)]
+    if old.get("after") != new.get("after"):
+        parts.append("another pretraining run")
+    return "; ".join(parts) or "the record's format"
+
+
+def reusable(folder: Path, finished: bool, record: dict) -> bool:
+    """Whether a finished run in ``folder`` is the one ``record`` describes, so that it need not run again. A folder
+    whose record differs is run again (said, with what differs); a finished folder without a record (made before
+    runs kept theirs) is reused, with a warning."""
+    if not finished:
+        return False
+    old = _recorded(folder)
+    if old is None:
+        logger.warning(f"{folder} recorded no command line (made by an older bizoo): its results are reused as they "
+                       "are; delete the folder to run it again")
+        return True
+    made = {key: old.get(key) for key in record}
+    if made == record and old.get("finished"):
+        return True
+    why = (f"was made by another command line ({record_differences(made, record)})" if made != record
+           else "holds a run that did not finish")
+    logger.info(f"{PROG}: {folder} {why}: running it again")
+    return False
+
+
+def _keep_record(folder: Path, record: dict, finished: bool) -> None:
+    """Write a run's command record beside its folder: before it runs (``finished`` False, so that results left by
+    an earlier run in the folder are never taken for this one's if it fails) and after it finished."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _record_path(folder).write_text(json.dumps({**record, "finished": finished}, indent=1) + "\n")
+
+
 def _timed(folder: Path, seconds: float | None = None) -> float:
     """The wall time of the run in ``folder``: recorded beside it (``<name>.seconds``) when given, read back else."""
     path = folder.parent / f"{folder.name}.seconds"
@@ -173,16 +246,21 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
     model_type, variant = MODELS[name]
     row: dict = {"model": name, "glue": {}, "seconds": 0.0, "pretrain": None}
     common = ["--seed", str(args.seed), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+    pretrained = None  # the command record of the pretraining run the fine-tuning runs start from
     if name in FROM_SCRATCH:  # its vocabulary from each task's training words
         start = [model_type, *(["--variant", variant] if variant else [])]
         logger.info(f"{PROG}: {name} is trained from scratch on each task (no pretraining)")
     else:
         pre = out / name / "pretrain"
-        if (pre / "model.safetensors").is_file():
+        argv = pretrain_argv(name, args, pre)
+        pretrained = command_record(argv, out)
+        if reusable(pre, (pre / "model.safetensors").is_file(), pretrained):
             ok, seconds = True, _timed(pre)
         else:
-            ok, seconds = _run(pretrain_argv(name, args, pre), pre, "pretrain.log")
+            _keep_record(pre, pretrained, finished=False)
+            ok, seconds = _run(argv, pre, "pretrain.log")
             _timed(pre, seconds)
+            _keep_record(pre, pretrained, finished=ok)
         row["pretrain"] = {"ok": ok, "seconds": round(seconds, 1), "results": _results(pre) if ok else None}
         if ok:
             row["pretrain"].update(learning_curve(pre), parameters=count_parameters(pre))
@@ -197,15 +275,18 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
         runs.append((CONLL, ["bizoo.scripts.finetune_ner", "--data-dir", str(args.conll_dir)]))
     for task, argv in runs:
         folder = out / name / task
+        argv = [*argv, "--model-name-or-path", *start, "--output-dir", str(folder), "--overwrite",
+                *finetune_budget(args, task), *common]
+        record = command_record(argv, out, after=pretrained)
         results = _results(folder)
-        if results is None:
-            argv = [*argv, "--model-name-or-path", *start, "--output-dir", str(folder), "--overwrite",
-                    *finetune_budget(args, task), *common]
+        if reusable(folder, results is not None, record):
+            seconds = _timed(folder)
+        else:
+            _keep_record(folder, record, finished=False)
             ok, seconds = _run(argv, folder, f"{task}.log")
             results = _results(folder) if ok else None
             _timed(folder, seconds)
-        else:
-            seconds = _timed(folder)
+            _keep_record(folder, record, finished=results is not None)
         row["seconds"] += seconds
         entry = {"ok": results is not None, "seconds": round(seconds, 1)}
         if results is not None:

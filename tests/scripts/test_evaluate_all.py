@@ -27,8 +27,9 @@ def test_evaluate_all_tabulates_every_task_and_reuses_finished_runs(tmp_path, sm
     text = tmp_path / "text.txt"
     text.write_text("\n".join(sentences(120, seed=3)) + "\n")
     out = tmp_path / "results"
-    argv = ["--output-dir", str(out), "--models", "lion-lit", "bert", "bilstm-crf", "--glue-dir", str(small_glue), "--conll-dir",
-            str(conll_dir), "--pretrain-steps", "2", "--finetune-steps", "2", "--batch-size", "4", "--max-length", "32",
+    argv = ["--output-dir", str(out), "--models", "lion-lit", "bert", "bilstm-crf", "--glue-dir", str(small_glue),
+            "--conll-dir", str(conll_dir), "--pretrain-steps", "2", "--finetune-steps", "2", "--batch-size", "4",
+            "--max-length", "32",
             "--pretrain-args", "--text", str(text), "--eval-text", str(text), "--vocab-size", "120",
             "--model-config", *TINY]
     assert evaluate_all.main(argv) == 0
@@ -71,10 +72,67 @@ def test_evaluate_all_tabulates_every_task_and_reuses_finished_runs(tmp_path, sm
     for task in ("RTE", "STS-B", "CoNLL-2003"):  # each fine-tuned folder carries what export makes model-index of
         assert json.loads((out / "lion-lit" / task / "bizoo_results.json").read_text())[-1]["metrics"]
 
-    stamp = (out / "lion-lit" / "RTE" / "model.safetensors").stat().st_mtime
+    def made(model, task):  # when the run's weights were written
+        return (out / model / task / "model.safetensors").stat().st_mtime_ns
+
+    stamps = {(m, t): made(m, t) for m in ("lion-lit", "bert") for t in ("pretrain", "RTE", "STS-B")}
+    capsys.readouterr()
     assert evaluate_all.main(argv) == 0  # finished runs are reused, not run again
-    assert (out / "lion-lit" / "RTE" / "model.safetensors").stat().st_mtime == stamp
+    assert {key: made(*key) for key in stamps} == stamps
     assert (out / "results.md").read_text() == table
+    assert "running it again" not in capsys.readouterr().out
+    assert json.loads((out / "lion-lit" / "RTE.command.json").read_text())["finished"]
+
+    # another fine-tuning budget (one model, one task): the fine-tuning runs again, the pretraining is reused
+    lion_rte = [*argv[:argv.index("--models")], "--models", "lion-lit", "--tasks", "RTE",
+                *argv[argv.index("--glue-dir"):argv.index("--conll-dir")], *argv[argv.index("--pretrain-steps"):]]
+    lion_rte[lion_rte.index("--finetune-steps") + 1] = "3"
+    assert evaluate_all.main(lion_rte) == 0
+    said = capsys.readouterr().out
+    assert f"{out / 'lion-lit' / 'RTE'} was made by another command line (--max-steps 2 -> 3): running it again" in said
+    assert made("lion-lit", "pretrain") == stamps["lion-lit", "pretrain"]
+    assert made("lion-lit", "RTE") != stamps["lion-lit", "RTE"]
+    # another pretraining: it runs again, and so does every fine-tuning run that starts from it
+    stamps = {(m, t): made(m, t) for m in ("lion-lit", "bert") for t in ("pretrain", "RTE", "STS-B")}
+    lion_rte[lion_rte.index("--pretrain-steps") + 1] = "3"
+    assert evaluate_all.main(lion_rte) == 0
+    said = capsys.readouterr().out
+    assert "pretrain was made by another command line (--max-steps 2 -> 3; --save_steps 2 -> 3)" in said
+    assert "RTE was made by another command line (another pretraining run): running it again" in said
+    assert made("lion-lit", "pretrain") != stamps["lion-lit", "pretrain"]
+    assert made("lion-lit", "RTE") != stamps["lion-lit", "RTE"]
+    assert {key: made(*key) for key in stamps if key[0] == "bert" or key[1] == "STS-B"} == {
+        key: stamp for key, stamp in stamps.items() if key[0] == "bert" or key[1] == "STS-B"}  # not asked for
+
+
+def test_evaluate_all_reuses_only_a_finished_run_of_the_same_command(tmp_path, caplog):
+    out = tmp_path / "out"
+    folder = out / "lion-s" / "RTE"
+    folder.mkdir(parents=True)
+    record = evaluate_all.command_record(["bizoo.scripts.finetune_glue", "--output-dir", str(folder), "--max-steps",
+                                          "5", "--fp16"], out, after={"argv": ["x"], "after": None})
+    assert record["argv"][2] == "<OUTPUT>/lion-s/RTE"  # a moved output folder stays reusable
+    assert evaluate_all.command_record([f"{out}side/x"], out)["argv"] == [f"{out}side/x"]  # a path beside it
+    assert not evaluate_all.reusable(folder, False, record)  # no results: runs
+    with caplog.at_level("WARNING"):
+        assert evaluate_all.reusable(folder, True, record)  # results without a record (an older bizoo): reused
+    assert "recorded no command line" in caplog.text
+
+    evaluate_all._keep_record(folder, record, finished=False)  # a run that started and failed, over old results
+    assert not evaluate_all.reusable(folder, True, record)
+    evaluate_all._keep_record(folder, record, finished=True)
+    assert evaluate_all.reusable(folder, True, record)
+    elsewhere = tmp_path / "elsewhere"
+    moved = evaluate_all.command_record(["bizoo.scripts.finetune_glue", "--output-dir",
+                                         str(elsewhere / "lion-s" / "RTE"), "--max-steps", "5", "--fp16"], elsewhere,
+                                        after={"argv": ["x"], "after": None})
+    assert moved == record
+    assert not evaluate_all.reusable(folder, True, {**record, "after": None})
+    other = evaluate_all.command_record(["bizoo.scripts.finetune_glue", "--output-dir", str(folder), "--max-steps",
+                                         "7", "--seed", "1"], out, after={"argv": ["x"], "after": None})
+    assert evaluate_all.record_differences(record, other) == (
+        "--max-steps 5 -> 7; --seed (absent) -> 1; --fp16 (on) -> (absent)")
+    assert not evaluate_all.reusable(folder, True, other)
 
 
 def test_evaluate_all_says_what_is_missing(tmp_path, capsys):
