@@ -36,7 +36,7 @@ from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutp
 from ..configuration.common import CRF_LOGITS  # what a CRF head may report as logits (config.crf_logits)
 from ..kernels import dispatch
 from ..kernels.dispatch import reads_values
-from .common import check_labels, first_where, shown
+from .common import Dropout, check_labels, settle_first_bad
 from .value_checks import check_mode, settle
 
 
@@ -136,7 +136,7 @@ class SequenceClassificationHead(nn.Module):
         super().__init__()
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.pooling = config.classifier_pooling
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.dense = nn.Linear(config.encoder_output_size, config.encoder_output_size)
         self.out_proj = nn.Linear(config.encoder_output_size, config.num_labels)
 
@@ -204,11 +204,8 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> torch.
     mode = check_mode(labels)
     if mode != "off":
         outside = ~((labels >= 0) & (labels <= 1))  # NaN is outside too
-        numbers = torch.stack([outside.any().double(), first_where(labels, outside)])  # (2,)
-        floating = labels.is_floating_point()
-        settle(mode, numbers, lambda n: None if not n[0] else (
-            f"{model_name}: multi-label labels hold {shown(n[1], floating)}; allowed are targets in [0, 1] "
-            "(1 = the label applies)"))
+        settle_first_bad(mode, labels, outside, lambda v: (
+            f"{model_name}: multi-label labels hold {v}; allowed are targets in [0, 1] (1 = the label applies)"))
     return labels
 
 
@@ -283,7 +280,7 @@ class TokenClassificationHead(nn.Module):
         super().__init__()
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.config = config
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(config.encoder_output_size, config.num_labels)
         marginal_options(config)  # a bad option fails when the model is built
 
@@ -393,7 +390,7 @@ class CrfTokenClassificationHead(nn.Module):
         super().__init__()
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.config = config
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(config.encoder_output_size, config.num_labels)
         self.crf = LinearChainCrf(config.num_labels)
         self._constraints_cache: dict = {}

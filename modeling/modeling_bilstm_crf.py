@@ -25,6 +25,7 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, Seque
 from ..configuration.configuration_bilstm_crf import BiLstmCrfConfig
 from .common import (
     DamagedCheckpointErrors,
+    Dropout,
     StrictFp32Modules,
     check_attention_mask,
     check_char_ids,
@@ -68,7 +69,7 @@ class BiLstmCrfEmbeddings(nn.Module):
         elif config.char_encoder == "lstm":
             self.char_encoder = CharLstmEncoder(config, config.char_vocab_size, config.char_embedding_size,
                                                 config.char_lstm_size)
-        self.dropout = nn.Dropout(config.embedding_dropout)
+        self.dropout = Dropout(config.embedding_dropout)
 
     def forward(self, input_ids, inputs_embeds, char_ids, mask) -> torch.Tensor:
         if inputs_embeds is None:
@@ -90,7 +91,7 @@ class BiLstmLayer(GradientCheckpointingLayer):
         super().__init__()
         self.config = config
         self.lstm = BiLstmWeights(input_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.lstm(hidden, mask, self.config.kernel_backend))  # (B, L, 2H)

@@ -40,6 +40,7 @@ from ..configuration.configuration_elmo import ElmoConfig
 from ..kernels.lstm import bilstm, reading_orders
 from .common import (
     DamagedCheckpointErrors,
+    Dropout,
     StrictFp32Modules,
     check_attention_mask,
     check_char_ids,
@@ -57,6 +58,7 @@ from .heads import (
     check_task_labels,
     init_head_weights,
     masked_lm_output,
+    real_mask,
     sequence_classification_output,
     token_classification_output,
     token_classification_head,
@@ -213,7 +215,7 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
         self.forward_cell = ElmoLstmCell(config.projection_size, config)
         self.backward_cell = ElmoLstmCell(config.projection_size, config)
         self.skip_connection = bool(config.use_skip_connections and index > 0)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden, mask, initial_state=None, final_state: bool = False):
         B, L, _ = hidden.shape
@@ -540,10 +542,10 @@ class ElmoModel(ElmoPreTrainedModel):
         return self.scalar_mixes[index](hidden_states, attention_mask)
 
     def attention_mask_for(self, char_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """The (B, L) 0/1 mask the model uses: ``attention_mask`` if given (checked by the encoder: any nonzero value
-        counts as 1 here, for a check read later), else words with any character id."""
+        """The (B, L) 0/1 mask the model uses: ``attention_mask`` if given (``real_mask``: any nonzero value counts as
+        1, for a check read later), else words with any character id."""
         if attention_mask is not None:
-            return (attention_mask != 0).to(device=char_ids.device, dtype=torch.long)
+            return real_mask(attention_mask, char_ids)
         return (char_ids > 0).any(dim=-1).long()
 
     def _check_inputs(self, name: str, input_ids, char_ids, inputs_embeds) -> tuple[int, int, torch.Tensor]:
@@ -688,7 +690,7 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
     def __init__(self, config: ElmoConfig):
         super().__init__(config)
         self.elmo = ElmoModel(config, num_scalar_mixes=0)  # the LM reads the top layer, never a mix
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.lm_head = nn.Linear(config.projection_size, config.vocab_size, bias=True)
         self.post_init()
 
@@ -866,7 +868,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
             self.char_cnn = CharCnnEncoder(config.char_vocab_size, TAGGER_CHAR_EMBEDDING_SIZE,
                                            config.tagger_char_cnn_filters, TAGGER_CHAR_CNN_WIDTH)
         dropout = config.hidden_dropout_prob if config.tagger_dropout is None else config.tagger_dropout
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.tagger = BiLstmWeights(config.tagger_input_size, config.projection_size)
         self.classifier = token_classification_head(config)
         self.post_init()

@@ -22,6 +22,7 @@ from ..configuration.configuration_lion import LionConfig
 from ..kernels.lion import lion_attention
 from .common import (
     DamagedCheckpointErrors,
+    Dropout,
     StrictFp32Modules,
     TokenEmbeddings,
     check_attention_mask,
@@ -202,7 +203,7 @@ class LionLayer(GradientCheckpointingLayer):
         self.mixer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = LionFeedForward(config)
         self.ffn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pre_norm:

@@ -116,16 +116,23 @@ def test_every_value_case_named_here_exists():
     assert VALUE_LABELS <= {bad.name for bad in BAD_LABELS}
 
 
-@pytest.mark.parametrize("where", ["input_ids", "char_ids"])
-def test_the_call_computes_with_the_ids_clamped_into_their_table(model_case, make_config, make_inputs, where,
-                                                                  as_on_a_gpu):
+# (model case, the ids its encoder reads): characters for the word+character models, word ids for all but ELMo
+ID_CASES = [pytest.param((model_type, variant), where, id=f"{model_type}-{variant}-{where}")
+            for model_type, spec in sorted(bizoo.MODEL_SPECS.items()) for variant in (spec.variants or {"default": {}})
+            for where in ("input_ids", "char_ids")
+            if (where == "char_ids") == (spec.tokenizer == "wordchar")
+            or (where, model_type) == ("input_ids", "bilstm_crf")]
+
+
+@pytest.mark.parametrize("case, where", ID_CASES)
+def test_the_call_computes_with_the_ids_clamped_into_their_table(case, where, make_config, make_inputs, as_on_a_gpu):
     from transformers import AutoModelForMaskedLM
 
+    model_case = case
     model = AutoModelForMaskedLM.from_config(make_config(model_case)).eval()
     ids = torch.randint(5, 100, (2, 6), generator=torch.Generator().manual_seed(0))
     good = make_inputs(model_case, ids, torch.ones_like(ids))
-    if where not in good or (model_case[0], where) == ("elmo", "input_ids"):
-        pytest.skip(f"{model_case[0]}'s encoder reads no {where}")
+    assert where in good
     table = {"input_ids": model.config.vocab_size, "char_ids": getattr(model.config, "char_vocab_size", 0)}[where]
     clamped, bad = dict(good), dict(good)
     clamped[where], bad[where] = good[where].clone(), good[where].clone()
