@@ -65,6 +65,7 @@ from .lib.results import record_results
 from .lib.dataset_readers import load_splits, stream_text_lines
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 from .lib.training import (
+    Needed,
     add_training_arguments,
     build_on_first_process,
     check_training_arguments,
@@ -176,7 +177,10 @@ def trainer_settings(args: argparse.Namespace, objective: str = "mlm") -> dict[s
         fixed=dict(
             prediction_loss_only=objective != "mlm",  # masked-LM: the hits at masked positions too (HeldOutAccuracy)
             remove_unused_columns=False,  # the collators read mask_seed, which the model does not take
-            include_num_input_tokens_seen="non_padding",  # the learning curve's x axis
+            # the learning curve's x axis: counted by lib.token_count.TokenCountingTrainer instead of the Trainer,
+            # whose count reads the device back at every step
+            include_num_input_tokens_seen=Needed("no", "the tokens trained on are counted and logged as "
+                                                 "num_input_tokens_seen all the same, without a read at every step"),
         ),
     )
 
@@ -702,7 +706,7 @@ class Trained:
 def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> Trained:
     """A new model of ``config`` (seeded by --seed) trained by a Trainer with this command's TrainingArguments,
     from the resumed checkpoint if any."""
-    from transformers import Trainer
+    from .lib.token_count import TokenCountingTrainer
 
     args = job.args
     torch.manual_seed(args.seed)
@@ -717,7 +721,7 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
     if job.objective == "mlm":
         accuracy = HeldOutAccuracy()
         held_out_metrics = dict(compute_metrics=accuracy, preprocess_logits_for_metrics=accuracy.preprocess)
-    trainer = Trainer(
+    trainer = TokenCountingTrainer(
         model=model,
         args=training_args,
         train_dataset=setup.train_dataset,

@@ -96,6 +96,14 @@ class Alias:
     from_field: Callable[[Any], Any] = _same
 
 
+@dataclass(frozen=True)
+class Needed:
+    """A ``fixed=`` value with the reason the command needs it, said when the command line gives another."""
+
+    value: Any
+    why: str
+
+
 ALIASES = (
     Alias("batch_size", "per_device_train_batch_size"),
     Alias("epochs", "num_train_epochs"),
@@ -125,6 +133,7 @@ BIZOO_DEFAULT_HELP = {
     "dataloader_pin_memory": "true on a GPU",
     "use_cpu": "true without CUDA",
     "disable_tqdm": "true when stderr is not a terminal, or the log level is above warning",
+    "logging_nan_inf_filter": "false: a NaN or inf loss shows in the logged loss, and no step reads the loss back",
 }
 
 
@@ -496,6 +505,9 @@ def bizoo_defaults(args: argparse.Namespace) -> dict[str, Any]:
         use_cpu=not cuda_available(),
         # As TrainingArguments' own default: no progress bars when only errors are logged.
         disable_tqdm=not sys.stderr.isatty() or logging.getLogger(ROOT_LOGGER).getEffectiveLevel() > logging.WARNING,
+        # transformers' filter tests every step's loss for NaN / inf in a Python `if`: on a GPU a host sync per step.
+        # Off, a step with a NaN or inf loss makes the logged loss NaN or inf instead of being replaced by the mean.
+        logging_nan_inf_filter=False,
     )
 
 
@@ -524,8 +536,9 @@ def training_values(args: argparse.Namespace, output_dir: str | os.PathLike, mod
     values = {**bizoo_defaults(args), **(defaults or {}), **best_checkpoint_fields(args), **given,
               "output_dir": str(output_dir)}
     for name, value in (fixed or {}).items():
+        value, why = (value.value, f": {value.why}") if isinstance(value, Needed) else (value, "")
         if name in given and given[name] != value:
-            raise CommandError(f"--{name} {given[name]}: this command needs {name}={value}")
+            raise CommandError(f"--{name} {given[name]}: this command needs {name}={value}{why}")
         values[name] = value
     if not args.fsdp:
         values.pop("fsdp", None)

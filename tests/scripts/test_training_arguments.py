@@ -156,6 +156,8 @@ def test_bizoo_defaults_then_the_model_preset_then_what_is_given(tmp_path: Path)
     assert (given.logging_steps, given.save_steps, given.save_total_limit) == (50, 500, 2)
     assert given.report_to == [] and given.data_seed == given.seed == 42 and given.per_device_eval_batch_size == 32
     assert given.train_sampling_strategy == "random" and given.eval_strategy == "no" and not given.push_to_hub
+    assert given.logging_nan_inf_filter is False  # no per-step read of the loss (lib.token_count's docstring)
+    assert reaching_trainer(glue_options("--logging_nan_inf_filter", "true"), tmp_path).logging_nan_inf_filter
 
     parser = command_parser("finetune-ner")
     preset = MODEL_DEFAULTS["bilstm_crf"].training_defaults["ner"]
@@ -176,12 +178,17 @@ def test_pretrain_defaults_can_be_changed_and_its_needs_cannot(tmp_path: Path) -
     given = reaching_trainer(args, tmp_path, **pretrain.trainer_settings(args))
     # masked-LM: the held-out evaluation computes the accuracy too (predictions kept), and counts the tokens seen
     assert (given.eval_strategy, given.eval_steps, given.prediction_loss_only) == ("steps", 10, False)
-    assert given.include_num_input_tokens_seen == "non_padding"
+    # counted by lib.token_count.TokenCountingTrainer, not by the Trainer's per-step read
+    assert given.include_num_input_tokens_seen == "no"
     assert reaching_trainer(args, tmp_path, **pretrain.trainer_settings(args, "bilm")).prediction_loss_only is True
     args = parser.parse_args(["--output-dir", "out", "--max-steps", "40", "--eval_strategy", "epoch"])
     assert reaching_trainer(args, tmp_path, **pretrain.trainer_settings(args)).eval_strategy == "epoch"
     args = parser.parse_args(["--output-dir", "out", "--remove_unused_columns", "true"])
     with pytest.raises(CommandError, match="--remove_unused_columns True: this command needs remove_unused_columns"):
+        reaching_trainer(args, tmp_path, **pretrain.trainer_settings(args))
+    args = parser.parse_args(["--output-dir", "out", "--include_num_input_tokens_seen", "true"])
+    with pytest.raises(CommandError, match="needs include_num_input_tokens_seen=no: the tokens trained on are counted "
+                                           "and logged as num_input_tokens_seen all the same"):
         reaching_trainer(args, tmp_path, **pretrain.trainer_settings(args))
 
 
