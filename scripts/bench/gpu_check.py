@@ -13,10 +13,10 @@ minutes); a step that fails or runs out of time is recorded (with its partial ou
 1. [env] the environment: Python, torch, CUDA, triton, transformers, bizoo, the GPU, the kernels' crossover
    constants;
 2. [gpu-tests] `python -m pytest` of tests/reliability/test_gpu_edges.py (every model in fp16/bf16 autocast, with
-   bad ids on CUDA, and an eager training step of each head under set_sync_debug_mode("error")) and the Triton
-   kernel files tests/kernels/test_*_triton.py (compiled for the GPU against the reference in fp32, and their
-   bf16/fp16 tests), with BIZOO_TRITON_AUTOTUNE=0, then tests/modeling/test_lion.py (output in
-   OUT_DIR/gpu_tests.log; --skip-tests leaves it out);
+   bad ids on CUDA, an eager training step of each head and pretrain's Trainer steps between logs under
+   set_sync_debug_mode("error")) and the Triton kernel files tests/kernels/test_*_triton.py (compiled for the GPU
+   against the reference in fp32, and their bf16/fp16 tests), with BIZOO_TRITON_AUTOTUNE=0, then
+   tests/modeling/test_lion.py (output in OUT_DIR/gpu_tests.log; --skip-tests leaves it out);
 3. [bench-lion-default] `bizoo bench lion` in bf16 at L = 512, 2048, 8192 (OUT_DIR/bench_lion.{txt,json,png});
 4. [bench-lion-crossover] `bizoo bench lion-crossover` (OUT_DIR/bench_lion_crossover.{txt,json}): the values for
    TRITON_CHUNK_MIN_LENGTH (and REFERENCE_CHUNK_MIN_LENGTH on this GPU);

@@ -134,6 +134,7 @@ BIZOO_DEFAULT_HELP = {
     "use_cpu": "true without CUDA",
     "disable_tqdm": "true when stderr is not a terminal, or the log level is above warning",
     "logging_nan_inf_filter": "false: a NaN or inf loss shows in the logged loss, and no step reads the loss back",
+    "accelerator_config": '{"non_blocking": true} on a GPU: batches are copied to it without waiting for it',
 }
 
 
@@ -508,6 +509,9 @@ def bizoo_defaults(args: argparse.Namespace) -> dict[str, Any]:
         # transformers' filter tests every step's loss for NaN / inf in a Python `if`: on a GPU a host sync per step.
         # Off, a step with a NaN or inf loss makes the logged loss NaN or inf instead of being replaced by the mean.
         logging_nan_inf_filter=False,
+        # On a GPU, each batch's copy from pinned memory queued without blocking: a blocking copy waits for every
+        # kernel queued before it, a host sync per step.
+        **({"accelerator_config": {"non_blocking": True}} if cuda_available() else {}),
     )
 
 

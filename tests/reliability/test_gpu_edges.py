@@ -1,6 +1,7 @@
 """On a CUDA device: bad ids are a ValueError read back without a host sync (the call runs on the ids clamped
 into their table, never a device-side assert; the error comes with the next call or ``wait_for_input_checks``), an
-eager training step of every model and head synchronises nothing, and every model runs forward and backward in fp16
+eager training step of every model and head synchronises nothing (and neither do ``bizoo pretrain``'s Trainer steps
+between logs), and every model runs forward and backward in fp16
 and bf16 with finite outputs close to fp32.
 
 Skipped without a GPU (the CPU counterparts are in test_bad_inputs_models.py, test_checks_read_later.py,
@@ -73,6 +74,26 @@ def test_an_eager_training_step_on_cuda_has_no_host_sync(model_case, make_config
         model(**inputs).loss.backward()
     finally:
         torch.cuda.set_sync_debug_mode(0)
+    bizoo.wait_for_input_checks()
+
+
+def test_pretrains_trainer_steps_on_cuda_have_no_host_sync(tmp_path):
+    """``bizoo pretrain``'s Trainer (the tokens counted on the device) with bizoo's defaults on a GPU (batches copied
+    from pinned memory without blocking, no NaN filter), the masked-LM head dense: every step that neither logs,
+    evaluates nor saves, from the end of the step before (the next batch's copy included), runs under
+    ``torch.cuda.set_sync_debug_mode("error")``."""
+    from tests.scripts.test_token_count import Window, run
+
+    def watch(on):
+        torch.cuda.set_sync_debug_mode("error" if on else 0)
+
+    window = Window(watch)
+    try:
+        trainer = run(tmp_path, own_count=False, callbacks=[window], use_cpu=False, dataloader_pin_memory=True,
+                      accelerator_config={"non_blocking": True}, logging_nan_inf_filter=False, logging_steps=4)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert window.steps == 5 and trainer.state.num_input_tokens_seen > 0
     bizoo.wait_for_input_checks()
 
 

@@ -80,7 +80,7 @@ def test_a_checkpoint_holds_the_count_and_a_resumed_run_goes_on_from_it(tmp_path
 
 
 class Reads(TorchDispatchMode):
-    """The value reads of the steps that neither log, evaluate nor save (``Window`` switches it on)."""
+    """The value reads made while ``Window`` has it on."""
 
     def __init__(self):
         super().__init__()
@@ -93,15 +93,18 @@ class Reads(TorchDispatchMode):
 
 
 class Window(TrainerCallback):
-    def __init__(self, reads: Reads):
-        self.reads, self.steps = reads, 0
+    """Switches ``watch(on)`` on from the end of a step that neither logs, evaluates nor saves to the end of the
+    next step: the next batch's fetch and copy to the device, the whole step, its callbacks before this one. Steps
+    that log are outside (their reads are where the count is read: once per log)."""
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.reads.on = (state.global_step + 1) % args.logging_steps != 0 and state.global_step + 1 < args.max_steps
-        self.steps += self.reads.on
+    def __init__(self, watch):
+        self.watch, self.steps, self.on = watch, 0, False
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.reads.on = False
+        self.steps += self.on
+        reads = control.should_log or control.should_evaluate or control.should_save
+        self.on = not reads and state.global_step < args.max_steps - 1
+        self.watch(self.on)
 
 
 @pytest.mark.parametrize("counting", ["ours", "the Trainer's"])
@@ -110,11 +113,11 @@ def test_a_training_step_reads_nothing_back(tmp_path, counting, as_on_a_gpu):
     back with our count and bizoo's default filter setting; the Trainer's own count and its NaN filter read three
     per step (what this test would see if either came back)."""
     reads = Reads()
-    window = Window(reads)
+    window = Window(lambda on: setattr(reads, "on", on))
     own = counting == "the Trainer's"
     with reads:
         run(tmp_path, own_count=own, callbacks=[window], logging_nan_inf_filter=own, logging_steps=4)
-    assert window.steps == 6  # steps 1-3 and 5-7
+    assert window.steps == 5  # steps 2, 3, 4, 6, 7 (each from the end of the step before)
     assert dict(reads.per_step) == ({"_local_scalar_dense": 3 * window.steps} if own else {})
 
 

@@ -270,6 +270,17 @@ def test_a_refused_combination_stops_before_anything_is_written(case, glue_dir, 
     assert not output.exists()
 
 
+def test_on_a_gpu_batches_are_copied_without_blocking(tmp_path, monkeypatch) -> None:
+    """bizoo's default on a GPU: the Trainer's batches are copied from pinned memory without waiting for the device
+    (a blocking copy is a host sync per step); a given --accelerator_config wins; nothing changes without a GPU."""
+    assert reaching_trainer(glue_options(), tmp_path).accelerator_config.non_blocking is False
+    monkeypatch.setattr(training, "cuda_available", lambda: True)
+    given = reaching_trainer(glue_options(), tmp_path)
+    assert given.accelerator_config.non_blocking is True and given.dataloader_pin_memory is True
+    given = reaching_trainer(glue_options("--accelerator_config", '{"split_batches": true}'), tmp_path)
+    assert given.accelerator_config.split_batches is True and given.accelerator_config.non_blocking is False
+
+
 def test_bf16_is_refused_on_a_gpu_without_it(glue_dir, tmp_path, monkeypatch, capsys) -> None:
     from transformers import training_args
 
