@@ -225,6 +225,26 @@ def test_reading_orders_and_input_gates():
     torch.testing.assert_close(shared[:, :, 1], x @ w[1].T + b[1], **TOL)
 
 
+def test_steps_gathered_into_reading_order_and_scattered_back():
+    """``gather_steps`` / ``scatter_steps`` against their definition, element by element (holes, left padding, an
+    empty row): out[d, b, s] = values[b, order[d, b, s], d] and back; both results contiguous, and the gradient of
+    each is the other's move."""
+    from bizoo.kernels.lstm.reference import gather_steps, scatter_steps
+
+    mask = torch.tensor([[0, 1, 1, 0, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 1, 1, 1]])
+    B, L, F = 4, 5, 3
+    order, _ = reading_orders(mask, B, L, "cpu")
+    values = torch.randn(B, L, 2, F, requires_grad=True)
+    steps = gather_steps(values, order)  # (2, B, L, F)
+    expected = torch.stack([torch.stack([values[b, order[d, b]][:, d] for b in range(B)]) for d in range(2)])
+    assert torch.equal(steps, expected) and steps.is_contiguous()
+    back = scatter_steps(steps, order)  # (B, L, 2, F)
+    assert torch.equal(back, values) and back.is_contiguous()
+    cotangent = torch.randn(2, B, L, F)
+    (grad,) = torch.autograd.grad(steps, values, cotangent)
+    assert torch.equal(grad, scatter_steps(cotangent, order))
+
+
 @settings(max_examples=25, deadline=None, database=None, derandomize=True)
 @given(
     B=st.integers(1, 4), L=st.integers(1, 7), H=st.integers(1, 5), proj=st.booleans(),
