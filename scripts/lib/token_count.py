@@ -42,7 +42,7 @@ class TokenCountingTrainer(Trainer):
                 f"{self.args.include_num_input_tokens_seen!r}), or its per-step count reads the device every step"
             )
         self._counted: torch.Tensor | int = 0  # tokens since the last settle: a 0-d device tensor, or 0
-        self._session_start = (0, time.time())  # (tokens, time) when this train() began
+        self._train_start = (0, time.time())  # (tokens, time) when this train() began
         self.add_callback(_SettleWhereRead(self))
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -66,7 +66,7 @@ class TokenCountingTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         logs["num_input_tokens_seen"] = self.settle()
         if start_time is not None:
-            tokens = self.state.num_input_tokens_seen - self._session_start[0]
+            tokens = self.state.num_input_tokens_seen - self._train_start[0]
             logs.update(speed_metrics("train", start_time, num_tokens=tokens))
         super().log(logs, start_time)
 
@@ -79,7 +79,7 @@ class _SettleWhereRead(TrainerCallback):
         self.trainer = trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.trainer._session_start = (state.num_input_tokens_seen, time.time())
+        self.trainer._train_start = (state.num_input_tokens_seen, time.time())
 
     def _settle_if_read(self, control) -> None:
         if control.should_log or control.should_evaluate or control.should_save:
