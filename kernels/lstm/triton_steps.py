@@ -55,7 +55,7 @@ from collections import OrderedDict
 import torch
 
 from ..triton_utils import buffer, lanes, tl, triton
-from .reference import gather_steps
+from .reference import gather_steps, scatter_steps
 from .triton_ops import register_bilstm_ops
 
 __all__ = ["bilstm_triton_steps", "CUDA_GRAPHS", "CUDA_GRAPH_CACHE_SIZE", "clear_cuda_graphs", "cuda_graph_count"]
@@ -240,20 +240,6 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _gather_into(values: torch.Tensor, order: torch.Tensor, out: torch.Tensor) -> None:
-    """``gather_steps`` into ``out``: (B, L, 2, F) at the original positions -> (2, B, L, F) in reading order."""
-    v = values.permute(2, 0, 1, 3)  # (2, B, L, F)
-    torch.gather(v, 2, order[..., None].expand(-1, -1, -1, v.shape[-1]), out=out)
-
-
-def _scatter(steps: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """``scatter_steps`` into a contiguous tensor: (2, B, L, F) in reading order -> (B, L, 2, F)."""
-    _, B, L, F = steps.shape
-    out = steps.new_empty(B, L, 2, F)
-    out.permute(2, 0, 1, 3).scatter_(2, order[..., None].expand_as(steps), steps)  # writes into out
-    return out
-
-
 def _forward_workspace(B, L, H, P, dtype, device, proj, clip_p, save) -> dict:
     """The buffers of the forward loop: inputs a (2, B, L, 4H) in reading order, w_hh (2, 4H, P), w_p (2, P, H),
     lens (B,), limits (2,) = (cell_clip, proj_clip); the state h (2, B, P), c (2, B, H), updated in place; the outputs
@@ -426,7 +412,7 @@ def _forward_impl(
     graphed = _graphed(dev)
 
     def fill(ws):
-        _gather_into(gates.to(dtype), order, ws["a"])
+        gather_steps(gates.to(dtype), order, out=ws["a"])
         ws["w_hh"].copy_(weight_hh)
         if proj:
             ws["w_p"].copy_(weight_proj)
@@ -440,7 +426,7 @@ def _forward_impl(
               lambda w: _forward_steps(w, proj, clip_c, clip_p, save), graphed)
     copy = (lambda t: t.clone()) if graphed else (lambda t: t)  # noqa: E731  a graph's buffers are overwritten
     empty = lambda: gates.new_empty(0, dtype=dtype)  # noqa: E731  a placeholder of its own (outputs never alias)
-    y = _scatter(ws["y"], order)  # (B, L, 2, P), a new tensor
+    y = scatter_steps(ws["y"], order)  # (B, L, 2, P), a new tensor
     return (
         y, copy(ws["h"]), copy(ws["c"]),
         copy(ws["act"]) if save else empty(), copy(ws["cr"]) if save else empty(),
@@ -487,7 +473,7 @@ def _backward_impl(
     graphed = _graphed(dev)
 
     def fill(ws):
-        _gather_into(dy.to(dtype), order, ws["dy"]) if dy is not None else ws["dy"].zero_()
+        gather_steps(dy.to(dtype), order, out=ws["dy"]) if dy is not None else ws["dy"].zero_()
         ws["dhn"].copy_(dh_n) if dh_n is not None else ws["dhn"].zero_()
         ws["dc"].copy_(dc_n) if dc_n is not None else ws["dc"].zero_()
         ws["c0"].copy_(c0) if c0 is not None else ws["c0"].zero_()
@@ -512,7 +498,7 @@ def _backward_impl(
     key = ("backward", B, L, H, P, dtype, dev, proj, cell_clip, proj_clip)
     ws = _run(key, make, fill_saved, lambda w: _backward_steps(w, proj, clip_c, clip_p), graphed)
     dz = ws["dz"]  # (2, B, L, 4H) in reading order
-    d_gates = _scatter(dz, order)  # (B, L, 2, 4H), a new tensor
+    d_gates = scatter_steps(dz, order)  # (B, L, 2, 4H), a new tensor
     real = (lengths > 0)[None, :, None]  # (1, B, 1) rows with a step: their d h_0 is W_hhᵀ dz_0
     d_h0 = torch.where(real, ws["dhrec"], ws["dhn"])  # (2, B, P)
     d_c0 = ws["dc"].clone() if graphed else ws["dc"]  # (2, B, H)

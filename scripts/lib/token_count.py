@@ -8,10 +8,10 @@ stays on the device between the steps that log, evaluate or save:
     counted ← counted + Σ attention_mask     (every training batch, a 0-d tensor on the batch's device; no read)
     state.num_input_tokens_seen += Σ_processes counted,  counted ← 0     (``settle``: one read, then only)
 
-``settle`` runs where the count is read: before every ``log`` (so each log entry, training or evaluation, carries
-``num_input_tokens_seen``), at the end of any step or epoch that logs, evaluates or saves (so a checkpoint's
-``trainer_state.json`` holds the exact count and a resumed run continues from it), and at the end of training. Every
-process of a distributed run settles at the same steps (the Trainer's own logging is collective too).
+``settle`` runs where the count is read: in every ``log`` (so each log entry, training or evaluation, carries
+``num_input_tokens_seen``), at the end of a step or epoch that saves a checkpoint (so its ``trainer_state.json`` holds
+the exact count and a resumed run continues from it), and at the end of training. Every process of a distributed run
+settles at the same steps (the Trainer's own logging is collective too).
 
 What is counted: the non-padding tokens (``attention_mask``'s sum) of every training batch, as the Trainer's
 ``"non_padding"``; the whole batch (``numel`` of the model's main input, a host-side number) for a batch without a
@@ -72,8 +72,8 @@ class TokenCountingTrainer(Trainer):
 
 
 class _SettleWhereRead(TrainerCallback):
-    """Settles the count of its trainer at the end of a step or an epoch that logs, evaluates or saves, and at the
-    end of training; notes where a train() call began (after a checkpoint's state was loaded)."""
+    """Settles the count of its trainer at the end of a step or an epoch that saves (logging and evaluation settle in
+    ``log``), and at the end of training; notes where a train() call began (after a checkpoint's state was loaded)."""
 
     def __init__(self, trainer: TokenCountingTrainer):
         self.trainer = trainer
@@ -81,15 +81,15 @@ class _SettleWhereRead(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.trainer._train_start = (state.num_input_tokens_seen, time.time())
 
-    def _settle_if_read(self, control) -> None:
-        if control.should_log or control.should_evaluate or control.should_save:
+    def _settle_if_saving(self, control) -> None:
+        if control.should_save:
             self.trainer.settle()
 
     def on_step_end(self, args, state, control, **kwargs):
-        self._settle_if_read(control)
+        self._settle_if_saving(control)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self._settle_if_read(control)
+        self._settle_if_saving(control)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.trainer.settle()

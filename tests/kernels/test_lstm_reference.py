@@ -238,6 +238,8 @@ def test_steps_gathered_into_reading_order_and_scattered_back():
     steps = gather_steps(values, order)  # (2, B, L, F)
     expected = torch.stack([torch.stack([values[b, order[d, b]][:, d] for b in range(B)]) for d in range(2)])
     assert torch.equal(steps, expected) and steps.is_contiguous()
+    into = torch.full_like(steps, float("nan"))  # a preallocated buffer (the Triton step schedule's)
+    assert gather_steps(values.detach(), order, out=into) is into and torch.equal(into, expected)
     back = scatter_steps(steps, order)  # (B, L, 2, F)
     assert torch.equal(back, values) and back.is_contiguous()
     cotangent = torch.randn(2, B, L, F)
