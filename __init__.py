@@ -1,7 +1,8 @@
 """bizoo: a zoo of bidirectional sequence models for Hugging Face transformers.
 
 ``import bizoo`` registers every model with ``AutoConfig``, ``AutoModel``, ``AutoModelForMaskedLM``,
-``AutoModelForSequenceClassification`` and ``AutoModelForTokenClassification``::
+``AutoModelForSequenceClassification`` and ``AutoModelForTokenClassification`` (and ELMo's biLM with
+``AutoModelForPreTraining``)::
 
     import bizoo
     from transformers import AutoModelForMaskedLM
@@ -99,6 +100,7 @@ ELMO_SPEC = ModelSpec(
         "AutoModelForMaskedLM": ElmoForMaskedLM,
         "AutoModelForSequenceClassification": ElmoForSequenceClassification,
         "AutoModelForTokenClassification": ElmoForTokenClassification,
+        "AutoModelForPreTraining": ElmoForBidirectionalLM,
     },
     tokenizer="wordchar",
 )
@@ -113,10 +115,6 @@ if __name__ == "bizoo":
     register_auto_tokenizer(BiLstmCrfConfig)
     register(ELMO_SPEC)
     register_auto_tokenizer(ElmoConfig)
-    # The biLM objective has no slot among the four Auto classes every model fills; AutoModelForPreTraining fits it.
-    from transformers import AutoModelForPreTraining
-
-    AutoModelForPreTraining.register(ElmoConfig, ElmoForBidirectionalLM, exist_ok=False)
 
 __all__ = [
     "BiGSConfig",

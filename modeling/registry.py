@@ -15,6 +15,7 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
@@ -22,6 +23,7 @@ from transformers import (
 AUTO_CLASSES = {
     "AutoModel": AutoModel,
     "AutoModelForMaskedLM": AutoModelForMaskedLM,
+    "AutoModelForPreTraining": AutoModelForPreTraining,  # a model's own pretraining objective (ELMo's biLM)
     "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
     "AutoModelForTokenClassification": AutoModelForTokenClassification,
 }

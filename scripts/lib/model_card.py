@@ -193,8 +193,9 @@ def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, 
 
 
 def _other_auto_class(model) -> str:
-    """The Auto class of a head outside the spec's four: "AutoModelForPreTraining" for the one registered there
-    (ELMo's biLM), else "AutoModel" (which loads the encoder of any head)."""
+    """The Auto class of a model outside its spec (a model transformers ships, e.g. BERT's heads):
+    "AutoModelForPreTraining" where that maps the config to the model's class, else "AutoModel" (which loads the
+    encoder of any head)."""
     try:
         if AutoModelForPreTraining._model_mapping[type(model.config)] is type(model):
             return "AutoModelForPreTraining"

@@ -13,8 +13,6 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     Trainer,
@@ -24,12 +22,7 @@ from transformers import (
 
 import bizoo
 
-AUTO = {
-    "AutoModel": AutoModel,
-    "AutoModelForMaskedLM": AutoModelForMaskedLM,
-    "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
-    "AutoModelForTokenClassification": AutoModelForTokenClassification,
-}
+AUTO = bizoo.modeling.registry.AUTO_CLASSES  # the Auto classes a spec may fill
 V = 120  # vocabulary of the tiny tokenizer (conftest)
 
 

@@ -39,23 +39,12 @@ TAGS = ["O", "B-X", "I-X"]
 FP32_MODULE_TYPES = (LionDecay, S4D, LinearChainCrf)  # decays, SSMs, CRFs: ARCHITECTURE.md §3, "Precision"
 
 
-AUTO = {
-    "AutoModel": AutoModel,
-    "AutoModelForMaskedLM": AutoModelForMaskedLM,
-    "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
-    "AutoModelForTokenClassification": AutoModelForTokenClassification,
-}
+AUTO = bizoo.modeling.registry.AUTO_CLASSES  # the Auto classes a spec may fill
 
 
 def auto_classes(model_case, config) -> list[tuple[type, type]]:
-    """(Auto class, model class) of every model of the type: the registered ones, and AutoModelForPreTraining's
-    if it knows the config (ELMo's biLM)."""
-    pairs = [(AUTO[name], cls) for name, cls in bizoo.get_spec(model_case[0]).models.items()]
-    try:
-        pairs.append((AutoModelForPreTraining, type(AutoModelForPreTraining.from_config(config))))
-    except ValueError:  # no pre-training model for this config
-        pass
-    return pairs
+    """(Auto class, model class) of every model of the type, as its spec registers them."""
+    return [(AUTO[name], cls) for name, cls in bizoo.get_spec(model_case[0]).models.items()]
 
 
 def model_classes(model_case, config) -> list[type]:

@@ -455,3 +455,47 @@ def test_bigs_export_loads_without_bizoo_and_matches(tmp_path, tokenizer):
     child = json.loads(result.stdout.strip().splitlines()[-1])
     assert child["class"] == "BiGSForMaskedLM"
     torch.testing.assert_close(torch.tensor(child["logits"]), expected, rtol=1e-5, atol=1e-5)
+
+
+BILM_CHILD = r'''
+"""Load an ELMo biLM export (and its word+character tokenizer) without bizoo; print both directions' logits."""
+import json
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForPreTraining, AutoTokenizer
+
+case = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+tokenizer = AutoTokenizer.from_pretrained(case["folder"], trust_remote_code=True)
+model = AutoModelForPreTraining.from_pretrained(case["folder"], trust_remote_code=True).eval()
+batch = tokenizer(case["texts"], padding=True, return_tensors="pt")
+with torch.no_grad():
+    out = model(**batch)
+print(json.dumps({"class": type(model).__name__, "forward": out.forward_logits.tolist(),
+                  "backward": out.backward_logits.tolist()}))
+'''
+
+
+def test_elmo_bilm_export_loads_without_bizoo_and_matches(tmp_path, sentences):
+    """What ``bizoo pretrain --model elmo`` saves (the biLM) exports with ``AutoModelForPreTraining`` in its
+    ``auto_map`` and computes both directions' next-word logits without bizoo, as bizoo does."""
+    tokenizer = bizoo.WordCharTokenizerFast.from_words(sentences(60), char_scheme="bilm", add_sentence_boundaries=True,
+                                                       max_word_length=10)
+    config = bizoo.ElmoConfig(**TINY_CONFIGS["elmo"], vocab_size=len(tokenizer), initializer_range=0.2)
+    model = bizoo.ElmoForBidirectionalLM(config).eval()
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    folder = export_model(checkpoint, tmp_path / "export")
+    auto_map = json.loads((folder / "config.json").read_text(encoding="utf-8"))["auto_map"]
+    assert auto_map["AutoModelForPreTraining"].endswith(".ElmoForBidirectionalLM")
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch)
+    result = run_isolated(tmp_path, BILM_CHILD, {"folder": str(folder), "texts": TEXTS})
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    child = json.loads(result.stdout.strip().splitlines()[-1])
+    assert child["class"] == "ElmoForBidirectionalLM"
+    torch.testing.assert_close(torch.tensor(child["forward"]), expected.forward_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(child["backward"]), expected.backward_logits, rtol=1e-5, atol=1e-5)
