@@ -383,9 +383,11 @@ class ElmoModelOutput(BaseModelOutput):
             encoder built without mixes (the biLM's).
         hidden_states (`tuple(torch.FloatTensor)`, with `output_hidden_states`): the token layer [x | x], then each
             LSTM layer, num_hidden_layers + 1 tensors of the same shape.
-        elmo_representations (`tuple(torch.FloatTensor)`): one scalar mix of all the layers per mix the encoder
-            has (`num_output_representations`; one in a task head, none in the biLM), each `(batch, length,
-            2 × projection_size)`: ELMo's word representations.
+        elmo_representations (`tuple(torch.FloatTensor)`, with `output_elmo_representations`): one scalar mix of
+            all the layers per mix the encoder has (`num_output_representations`; one in a task head, none in the
+            biLM), each `(batch, length, 2 × projection_size)`: ELMo's word representations. Only on request, as
+            `hidden_states`: a tuple that is not batch-first is split wrongly by transformers' pipelines, which
+            batch every other field by its first dimension.
         top_layer (`torch.FloatTensor` of shape `(batch, length, 2 × projection_size)`): the top LSTM layer
             [forward | backward], zeros at padding (what the biLM's softmax reads; `hidden_states[-1]`).
         final_states (`tuple(torch.FloatTensor)`, with `output_final_states`): the LSTMs' states at the end of each
@@ -482,8 +484,8 @@ class ElmoModel(ElmoPreTrainedModel):
 
     `forward(char_ids, attention_mask)` returns `ElmoModelOutput`: `last_hidden_state` the first scalar mix (B, L, 2P),
     `top_layer` the top LSTM layer as [forward | backward]; `hidden_states` (with `output_hidden_states`) the token layer [x | x] and every LSTM layer;
-    `elmo_representations` the `num_output_representations` scalar mixes of those layers (ELMo's word vectors; the
-    task models read the first). Without `attention_mask` the real tokens are those with any non-zero character id,
+    `elmo_representations` (with `output_elmo_representations`) the `num_output_representations` scalar mixes of
+    those layers (ELMo's word vectors; the task models read the first, `last_hidden_state`). Without `attention_mask` the real tokens are those with any non-zero character id,
     as in bilm-tf.
 
     `word_embeddings` (vocab_size × P) is the LM softmax table, which the heads' decoders are tied to; the encoder
@@ -620,6 +622,7 @@ class ElmoModel(ElmoPreTrainedModel):
         return_dict: bool | None = None,
         initial_states: tuple[torch.Tensor, torch.Tensor] | None = None,
         output_final_states: bool = False,
+        output_elmo_representations: bool = False,
         **kwargs,
     ) -> ElmoModelOutput | tuple:
         r"""
@@ -627,6 +630,8 @@ class ElmoModel(ElmoPreTrainedModel):
             and row (see `ElmoModelOutput.final_states`); zeros when None. Passing a batch's `final_states` to the
             next batch continues its rows, as bilm-tf's stateful inference graph does.
         output_final_states (`bool`, defaults to `False`): return `final_states`.
+        output_elmo_representations (`bool`, defaults to `False`): return `elmo_representations`, every scalar mix
+            (`last_hidden_state` is the first).
         """
         name = type(self).__name__
         check_kwargs(name, kwargs, extra_ignored=("token_type_ids",))
@@ -661,7 +666,7 @@ class ElmoModel(ElmoPreTrainedModel):
         out = ElmoModelOutput(
             last_hidden_state=representations[0] if representations else hidden,
             hidden_states=tuple(layers) if output_hidden_states else None,
-            elmo_representations=representations,
+            elmo_representations=representations if output_elmo_representations else None,
             final_states=(torch.stack(final_h), torch.stack(final_c)) if output_final_states else None,
             top_layer=hidden,
         )
@@ -814,7 +819,7 @@ class ElmoForMaskedLM(ElmoPreTrainedModel):
         num_items = kwargs.pop("num_items_in_batch", None)
         labels = check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
-        return masked_lm_output(self, out.elmo_representations[0], out, labels, num_items, return_dict)
+        return masked_lm_output(self, out.last_hidden_state, out, labels, num_items, return_dict)  # the mix
 
 
 class ElmoForSequenceClassification(ElmoPreTrainedModel):
@@ -841,7 +846,7 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
         num_items = kwargs.pop("num_items_in_batch", None)
         labels = check_task_labels(self, "sequence", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
-        mixed = out.elmo_representations[0]
+        mixed = out.last_hidden_state  # (B, L, 2P) the head's scalar mix
         mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
         return sequence_classification_output(self, mixed, mask, out, labels, num_items, return_dict)
 
@@ -905,7 +910,7 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
                 out.hidden_states = None
         else:
             out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
-            mixed = out.elmo_representations[0]  # (B, L, 2P)
+            mixed = out.last_hidden_state  # (B, L, 2P) the head's scalar mix
             mask = _mask_of(self.elmo, char_ids, attention_mask, mixed)
         features = [mixed]
         if self.config.tagger_word_features:

@@ -6,6 +6,7 @@ per (model_type, variant), on the registered tiny configuration, on the CPU.
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -405,6 +406,23 @@ def test_trainer_two_steps_on_each_task(model_case, make_config, tmp_path, model
         assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters())), auto
 
 
+def assert_nested_close(got, expected, path="result"):
+    """Equal nested lists/dicts, floats to 1e-5."""
+    assert type(got) is type(expected), f"{path}: {type(got).__name__} vs {type(expected).__name__}"
+    if isinstance(got, dict):
+        assert got.keys() == expected.keys(), path
+        for key in got:
+            assert_nested_close(got[key], expected[key], f"{path}[{key!r}]")
+    elif isinstance(got, (list, tuple)):
+        assert len(got) == len(expected), f"{path}: length {len(got)} vs {len(expected)}"
+        for index, (g, e) in enumerate(zip(got, expected)):
+            assert_nested_close(g, e, f"{path}[{index}]")
+    elif isinstance(got, (float, np.floating)):
+        assert abs(got - expected) <= 1e-5 * (1 + abs(expected)), f"{path}: {got} vs {expected}"
+    else:
+        assert got == expected, f"{path}: {got!r} vs {expected!r}"
+
+
 def test_pipelines_from_a_saved_folder(model_case, make_config, tmp_path, model_tokenizer):
     tokenizer = model_tokenizer
     config = make_config(model_case, vocab_size=len(tokenizer), num_labels=2)
@@ -420,6 +438,13 @@ def test_pipelines_from_a_saved_folder(model_case, make_config, tmp_path, model_
         pipe = pipeline(task, model=str(folder), device="cpu")
         text = f"the king {tokenizer.mask_token} the queen ." if task == "fill-mask" else "the king and the queen ."
         result = pipe(text)
+        # batched as transformers' pipelines batch (every output field split by its first dimension, padded rows):
+        # the same as one text at a time
+        texts = [text, f"sweet prince . {text}", f"{text} good night"]
+        batched, alone = pipe(texts, batch_size=3), pipe(texts, batch_size=1)
+        if task == "feature-extraction":  # a batch's features keep its padded positions: the real ones compared
+            batched = [[rows[0][: len(one[0])]] for rows, one in zip(batched, alone)]
+        assert_nested_close(batched, alone)
         if task == "fill-mask":
             assert len(result) == 5 and all("token_str" in r for r in result)
         elif task == "text-classification":

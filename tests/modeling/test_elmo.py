@@ -182,7 +182,7 @@ def test_padding_anywhere_gives_the_outputs_and_states_of_the_sentence_alone():
                 torch.testing.assert_close(got[row, real], expected[0], rtol=1e-5, atol=1e-6)
                 assert got[row, ~real].abs().max() == 0
             torch.testing.assert_close(
-                out.elmo_representations[0][row, real], alone.elmo_representations[0][0], rtol=1e-5, atol=1e-6
+                out.last_hidden_state[row, real], alone.last_hidden_state[0], rtol=1e-5, atol=1e-6
             )
             for got, expected in zip(out.final_states, alone.final_states):
                 torch.testing.assert_close(got[:, :, row], expected[:, :, 0], rtol=1e-5, atol=1e-6)
@@ -271,7 +271,9 @@ def test_scalar_mix_math(layer_norm):
     with torch.no_grad():
         model.scalar_mixes[1].scalar_weights.copy_(torch.tensor([0.3, -1.0, 2.0]))
         model.scalar_mixes[1].gamma.fill_(0.7)
-    out = model(char_ids=chars, attention_mask=mask, output_hidden_states=True)
+    out = model(char_ids=chars, attention_mask=mask, output_hidden_states=True, output_elmo_representations=True)
+    assert model(char_ids=chars, attention_mask=mask).elmo_representations is None  # only on request
+    torch.testing.assert_close(out.last_hidden_state, out.elmo_representations[0], rtol=0, atol=0)
     layers = out.hidden_states
     for index, (s, gamma) in enumerate([(torch.zeros(3), 1.0), (torch.tensor([0.3, -1.0, 2.0]), 0.7)]):
         weights = torch.exp(s) / torch.exp(s).sum()

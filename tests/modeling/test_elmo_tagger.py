@@ -42,7 +42,7 @@ def test_the_bilstm_reads_the_mix_the_word_vector_and_the_character_cnn(make_con
     model.tagger.register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))
     model(**inputs)
     mask = inputs["attention_mask"].bool()
-    mixed = model.elmo(char_ids=inputs["char_ids"], attention_mask=inputs["attention_mask"]).elmo_representations[0]
+    mixed = model.elmo(char_ids=inputs["char_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
     words = model.elmo.word_embeddings.weight[inputs["input_ids"]]  # the biLM's table, row per word id
     chars = torch.zeros(*mask.shape, 5)
     for b, t in zip(*torch.nonzero(mask, as_tuple=True)):  # word by word, real words only
