@@ -58,6 +58,10 @@ class BizooConfig(PreTrainedConfig):
 
     # Pooling options that this model's encoder supports (recurrent models add "final_states").
     supported_poolings = ("mean", "first")
+    # Output fields the Trainer leaves out of its predictions: the token heads' decoded tags and marginals, so that
+    # `EvalPrediction.predictions` is the logits alone, as for transformers' own token classifiers (run_ner's
+    # `np.argmax(predictions, axis=2)`; a CRF head's argmax is its Viterbi path).
+    keys_to_ignore_at_inference = ["predictions", "marginals"]
 
     def __init__(
         self,

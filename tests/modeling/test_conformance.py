@@ -14,6 +14,7 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
+    AutoModelForTokenClassification,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     Trainer,
@@ -404,6 +405,28 @@ def test_trainer_two_steps_on_each_task(model_case, make_config, tmp_path, model
         result = Trainer(model=model, args=args, train_dataset=data, data_collator=collator).train()
         assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))
         assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters())), auto
+
+
+@pytest.mark.parametrize("use_crf", [False, True])
+def test_trainer_predictions_of_a_token_head_are_its_logits(model_case, make_config, tmp_path, model_tokenizer,
+                                                           sentences, use_crf):
+    """The token heads' extra fields (``predictions``, ``marginals``) stay out of the Trainer's predictions
+    (``keys_to_ignore_at_inference``), so run_ner's ``np.argmax(predictions, axis=2)`` works: (N, L, K) logits,
+    whose argmax is the model's own ``predictions`` (the Viterbi path with a CRF) at every labelled position."""
+    tokenizer = model_tokenizer
+    data = [{**e, "labels": [i % 3 for i in range(len(e["input_ids"]))]} for e in map(tokenizer, sentences(6))]
+    config = make_config(model_case, vocab_size=len(tokenizer), num_labels=3, use_crf=use_crf, output_marginals=True,
+                         initializer_range=0.5)  # wide: the argmax differs between positions
+    model = AutoModelForTokenClassification.from_config(config).eval()
+    args = trainer_args(tmp_path, per_device_eval_batch_size=4)
+    output = Trainer(model=model, args=args, data_collator=DataCollatorForTokenClassification(tokenizer)).predict(data)
+    assert isinstance(output.predictions, np.ndarray) and output.predictions.shape[-1] == 3
+    argmax = np.argmax(output.predictions, axis=2)  # what run_ner's compute_metrics does
+    for row, example in enumerate(data):
+        n = len(example["input_ids"])
+        with torch.no_grad():
+            expected = model(**{k: torch.tensor([v]) for k, v in example.items() if k != "labels"}).predictions[0]
+        assert argmax[row, :n].tolist() == expected.tolist()
 
 
 def assert_nested_close(got, expected, path="result"):
