@@ -57,6 +57,16 @@ def check_kwargs(model_name: str, kwargs: dict, extra_ignored: tuple = ()) -> No
         raise ValueError(f"{model_name}: output_attentions=True is not supported: this model forms no attention probabilities")
 
 
+def check_id_dtype(model_name: str, name: str, ids: torch.Tensor) -> None:
+    """``ids`` (``input_ids``, ``token_type_ids``, ``char_ids``) hold int64 or int32 values, what an embedding table
+    indexes with; another dtype is named in the error."""
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"{model_name}: {name} must be an integer tensor, got {ids.dtype}")
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{model_name}: {name} must hold int64 or int32 ids (what an embedding indexes with), got "
+                         f"{ids.dtype}; convert them with .long()")
+
+
 def resolve_inputs(model_name: str, input_ids, inputs_embeds, hidden_size: int, size_name: str = "hidden_size"):
     """Exactly one of ``input_ids`` (B, L) and ``inputs_embeds`` (B, L, hidden_size), where hidden_size is the
     size of the model's word embeddings (the config field ``size_name``); returns (B, L)."""
@@ -66,8 +76,7 @@ def resolve_inputs(model_name: str, input_ids, inputs_embeds, hidden_size: int, 
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
             shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
             raise ValueError(f"{model_name}: input_ids must be a (batch, length) tensor, got {shape}")
-        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
-            raise ValueError(f"{model_name}: input_ids must be an integer tensor, got {input_ids.dtype}")
+        check_id_dtype(model_name, "input_ids", input_ids)
         batch, length = input_ids.shape
     else:
         if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3:
@@ -157,8 +166,7 @@ def check_token_type_ids_shape(model_name: str, token_type_ids, batch: int, leng
         raise ValueError(
             f"{model_name}: token_type_ids must have shape (batch, length) = ({batch}, {length}), got {shape}"
         )
-    if token_type_ids.is_floating_point() or token_type_ids.dtype == torch.bool:
-        raise ValueError(f"{model_name}: token_type_ids must be an integer tensor, got {token_type_ids.dtype}")
+    check_id_dtype(model_name, "token_type_ids", token_type_ids)
 
 
 def check_char_ids(
@@ -172,8 +180,7 @@ def check_char_ids(
         raise ValueError(
             f"{model_name}: char_ids must have shape (batch, words, max_chars) = ({batch}, {length}, C), got {shape}"
         )
-    if char_ids.is_floating_point() or char_ids.dtype == torch.bool:
-        raise ValueError(f"{model_name}: char_ids must be an integer tensor, got {char_ids.dtype}")
+    check_id_dtype(model_name, "char_ids", char_ids)
     if char_ids.shape[2] < min_width:
         need = f", fewer than {width_reason}" if width_reason else f"; at least {min_width} are needed"
         raise ValueError(f"{model_name}: char_ids rows hold {char_ids.shape[2]} characters{need}")
@@ -201,14 +208,16 @@ def check_positions(model_name: str, mask: torch.Tensor, max_positions: int) -> 
 
 
 def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classes: int, what: str) -> torch.Tensor:
-    """Class labels of ``shape`` in [0, num_classes) or -100 (ignored). Returns the labels the model is to use:
-    ``labels``, with bad ones set to -100 where the check is read later."""
+    """Class labels of ``shape`` in [0, num_classes) or -100 (ignored), of any integer dtype. Returns the labels the
+    model is to use: ``labels`` as int64 (what the losses take), with bad ones set to -100 where the check is read
+    later."""
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"{model_name}: labels must be a torch.Tensor ({what}), got {type(labels).__name__}")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"{model_name}: labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"{model_name}: labels must be integer class ids ({what}), got {labels.dtype}")
+    labels = labels.long()  # int32, uint8, ...: the same ids (a no-op for int64)
     mode = check_mode(labels)
     if mode == "off":
         return labels

@@ -45,6 +45,7 @@ from .common import (
     check_attention_mask,
     check_char_ids,
     check_embeds_values,
+    check_id_dtype,
     check_ids_in_range,
     check_kwargs,
     check_token_type_ids_shape,
@@ -582,8 +583,7 @@ class ElmoModel(ElmoPreTrainedModel):
                 raise ValueError(
                     f"{name}: input_ids must have the shape of char_ids' words ({batch}, {length}), got {shape}"
                 )
-            if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
-                raise ValueError(f"{name}: input_ids must be an integer tensor, got {input_ids.dtype}")
+            check_id_dtype(name, "input_ids", input_ids)
             check_ids_in_range(name, "input_ids", input_ids, config.vocab_size, "vocab_size")
         if inputs_embeds is not None:
             expected = (batch, length, config.projection_size)

@@ -27,6 +27,7 @@ nothing is labelled).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -230,6 +231,8 @@ BAD_MODEL_INPUTS = [
         r"input_ids must (be a \(batch, length\) tensor|have the shape of char_ids' words \(2, 6\)), got list"),
     Bad("input-ids-float", lambda x, c: replaced(x, input_ids=x["input_ids"].float()),
         r"input_ids must be an integer tensor, got torch.float32"),
+    Bad("input-ids-int16", lambda x, c: replaced(x, input_ids=x["input_ids"].short()),
+        r"input_ids must hold int64 or int32 ids \(what an embedding indexes with\), got torch.int16"),
     # attention masks of another shape or with values other than 0/1
     Bad("attention-mask-shorter", lambda x, c: replaced(x, attention_mask=x["attention_mask"][:, :5]),
         r"attention_mask must have shape \(batch, length\) = \(2, 6\), got \(2, 5\)"),
@@ -247,6 +250,8 @@ BAD_MODEL_INPUTS = [
         r"token_type_ids must have shape \(batch, length\) = \(2, 6\), got \(2, 5\)"),
     Bad("token-type-ids-float", lambda x, c: replaced(x, token_type_ids=torch.zeros(B, L)),
         r"token_type_ids must be an integer tensor, got torch.float32"),
+    Bad("token-type-ids-uint8", lambda x, c: replaced(x, token_type_ids=torch.zeros(B, L, dtype=torch.uint8)),
+        r"token_type_ids must hold int64 or int32 ids \(what an embedding indexes with\), got torch.uint8"),
     Bad("token-type-id-outside-the-table", lambda x, c: replaced(x, token_type_ids=torch.full((B, L), 7)),
         r"token_type_ids holds 7, outside \[0, type_vocab_size=2\)", lambda t: t.has_token_types),
     # characters (models that read them)
@@ -260,6 +265,8 @@ BAD_MODEL_INPUTS = [
          "*": r"char_ids must have shape \(batch, words, max_chars\) = \(2, 6, C\), got \(2, 6\)"}, chars),
     Bad("char-ids-float", lambda x, c: replaced(x, char_ids=x["char_ids"].float()),
         r"char_ids must be an integer tensor, got torch.float32", chars),
+    Bad("char-ids-int8", lambda x, c: replaced(x, char_ids=x["char_ids"].to(torch.int8)),
+        r"char_ids must hold int64 or int32 ids \(what an embedding indexes with\), got torch.int8", chars),
     Bad("char-rows-empty", lambda x, c: replaced(x, char_ids=x["char_ids"][..., :0]),
         {"elmo": r"char_ids rows hold 0 characters, fewer than the widest character filter \(3\)",
          "*": r"char_ids rows hold 0 characters; at least 1 are needed"}, chars),
@@ -431,6 +438,27 @@ def test_bad_labels_are_a_value_error_before_the_encoder_runs(case, bad, make_in
     with nothing_runs(model), pytest.raises(ValueError, match=bad.match) as info:
         model(**inputs, labels=bad.labels())
     assert str(info.value).startswith(type(model).__name__), str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8])
+@pytest.mark.parametrize("case", model_cases(), ids=lambda case: "-".join(case))
+def test_class_labels_of_any_integer_dtype_are_the_same_labels(case, make_inputs, dtype):
+    """int32 labels (what numpy gives on some platforms) and uint8 ones are class ids like int64's: every head with
+    class-id labels gives the same loss (the losses themselves take int64 only). uint8 has no -100: every position
+    is labelled there."""
+    for head in heads_of(case[0]):
+        if head == "AutoModel":
+            continue
+        model = model_for(case, head, **(SINGLE if head == "ForSequenceClassification" else {}))
+        inputs = Context(case, model, make_inputs).good()
+        shape = (B,) if head == "ForSequenceClassification" else (B, L)
+        ids = torch.arange(math.prod(shape)).reshape(shape) % 3  # valid in every head (3 labels, 120 words)
+        if dtype == torch.int32:
+            ids[0, ...] = -100
+        with torch.no_grad():
+            expected = model(**inputs, labels=ids).loss
+            got = model(**inputs, labels=ids.to(dtype)).loss
+        assert torch.isfinite(expected) and torch.equal(got, expected), (head, got, expected)
 
 
 # --------------------------------------------------------------------------------------------------------------
