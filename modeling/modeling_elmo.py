@@ -441,6 +441,25 @@ class ElmoPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
     # fp32 in fp16 and bf16 (common.StrictFp32Modules); listed by a model only when its config builds a CRF head
     _keep_in_fp32_modules_strict = ["crf"]
 
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding | None:
+        """transformers' resize where the model has a word table. A classifier built without one (it reads
+        characters only; `get_input_embeddings()` is None) has no table to resize: the vocabulary its `input_ids`
+        are checked against becomes `new_num_tokens` (rounded up to a multiple of `pad_to_multiple_of`), and None
+        is returned, so `tokenizer.add_tokens(...)` then `model.resize_token_embeddings(len(tokenizer))` works for
+        every ELMo model."""
+        if self.get_input_embeddings() is not None:
+            return super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        size = self.config.vocab_size if new_num_tokens is None else new_num_tokens
+        for name, value in (("new_num_tokens", size), ("pad_to_multiple_of", pad_to_multiple_of or 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{type(self).__name__}.resize_token_embeddings: {name} must be an int >= 1, "
+                                 f"got {value!r}")
+        multiple = pad_to_multiple_of or 1
+        self.config.vocab_size = -(-size // multiple) * multiple
+        return None
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """bilm-tf's initialisation for the encoder (transformers' defaults first, then overridden per module):
@@ -483,11 +502,12 @@ class ElmoPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
 class ElmoModel(ElmoPreTrainedModel):
     r"""The ELMo biLM encoder: character encoder → `num_hidden_layers` bidirectional LSTMP layers → scalar mixes.
 
-    `forward(char_ids, attention_mask)` returns `ElmoModelOutput`: `last_hidden_state` the first scalar mix (B, L, 2P),
-    `top_layer` the top LSTM layer as [forward | backward]; `hidden_states` (with `output_hidden_states`) the token layer [x | x] and every LSTM layer;
-    `elmo_representations` (with `output_elmo_representations`) the `num_output_representations` scalar mixes of
-    those layers (ELMo's word vectors; the task models read the first, `last_hidden_state`). Without `attention_mask` the real tokens are those with any non-zero character id,
-    as in bilm-tf.
+    `forward(char_ids, attention_mask)` returns `ElmoModelOutput`: `last_hidden_state` the first scalar mix
+    (B, L, 2P), `top_layer` the top LSTM layer as [forward | backward]; `hidden_states` (with `output_hidden_states`)
+    the token layer [x | x] and every LSTM layer; `elmo_representations` (with `output_elmo_representations`) the
+    `num_output_representations` scalar mixes of those layers (ELMo's word vectors; the task models read the first,
+    `last_hidden_state`). Without `attention_mask` the real tokens are those with any non-zero character id, as in
+    bilm-tf.
 
     `word_embeddings` (vocab_size × P) is the LM softmax table, which the heads' decoders are tied to; the encoder
     reads characters only, so `input_ids` and `inputs_embeds` are accepted (their shapes are checked) but do not

@@ -116,6 +116,35 @@ def test_the_default_tagger_reads_the_mix_alone(make_config):
     assert all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.parametrize("head", ["sequence", "token"])
+def test_resizing_a_classifier_without_a_word_table_grows_the_vocabulary_it_accepts(make_config, make_inputs, tmp_path,
+                                                                                    head):
+    """The classifiers read characters only (no word table): ``resize_token_embeddings`` after
+    ``tokenizer.add_tokens`` has nothing to resize but the vocabulary ``input_ids`` are checked against; the outputs
+    do not change, and the size survives save and load."""
+    cls = bizoo.ElmoForSequenceClassification if head == "sequence" else ElmoForTokenClassification
+    model = cls(make_config(CASE, num_labels=3)).eval()
+    assert model.get_input_embeddings() is None
+    inputs = batch(make_inputs)
+    expected = model(**inputs).logits
+    inputs["input_ids"][0, 0] = 125  # a word the tokenizer added
+    with pytest.raises(ValueError, match=r"input_ids holds 125, outside \[0, vocab_size=120\)"):
+        model(**inputs)
+    assert model.resize_token_embeddings(126, pad_to_multiple_of=8) is None
+    assert model.config.vocab_size == 128 and model.elmo.config.vocab_size == 128
+    torch.testing.assert_close(model(**inputs).logits, expected, rtol=0, atol=0)
+    model.save_pretrained(tmp_path)
+    assert cls.from_pretrained(tmp_path).config.vocab_size == 128
+    with pytest.raises(ValueError, match="new_num_tokens must be an int >= 1, got 0"):
+        model.resize_token_embeddings(0)
+
+
+def test_resizing_the_tagger_with_word_vectors_grows_its_table(make_config):
+    model = tagger(make_config)
+    table = model.resize_token_embeddings(130)
+    assert table is model.elmo.word_embeddings and table.num_embeddings == 130 and model.config.vocab_size == 130
+
+
 def test_word_vectors_need_input_ids(make_config, make_inputs):
     model = tagger(make_config)
     inputs = batch(make_inputs)
