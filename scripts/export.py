@@ -238,9 +238,9 @@ def export_model(checkpoint: str | Path, output_dir: str | Path, overwrite: bool
     config, spec = _read_config(source)
     weight_files = _weight_files(source)
     _check_weights(weight_files)
-    target = check_output_dir(output_dir, overwrite)
-    if target.resolve() == source.resolve():
-        raise CommandError(f"output folder {str(target)!r} is the checkpoint folder itself; choose another folder")
+    if Path(output_dir).resolve() == source.resolve():
+        raise CommandError(f"output folder {str(output_dir)!r} is the checkpoint folder itself; choose another folder")
+    target = check_output_dir(output_dir, overwrite, inputs=[source])
     results = read_results(source)
     model_index_results(results, str(source / "bizoo_results.json"))  # validate before writing anything
     model = _load_model(source, spec, config)

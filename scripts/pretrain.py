@@ -60,7 +60,7 @@ from .lib.models import (
     tokenizer_config_fields,
     variant_fields,
 )
-from .lib.output_folders import check_output_dir, staged_update
+from .lib.output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .lib.results import record_results
 from .lib.dataset_readers import load_splits, stream_text_lines
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
@@ -542,7 +542,7 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
         )
     config_kwargs = model_config_kwargs(args, spec)
     spec.config_class(vocab_size=args.vocab_size, **config_kwargs)  # validates every field now
-    output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume)
+    output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume, input_paths(args), whole=False)
     resume_from = resume_checkpoint(args, output_dir)
     if args.stream:
         check_stream_arguments(args, wordchar, objective)
@@ -732,6 +732,8 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
         callbacks=setup.callbacks,
         **held_out_metrics,
     )
+    if args.overwrite:  # the previous run's checkpoints and results go; nothing else of the folder
+        clear_previous_run(job.output_dir, input_paths(args))
     train_start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=job.resume_from)
     return Trained(trainer, model, result.global_step, time.perf_counter() - train_start)

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     """Train and save the tokenizer described by ``args``; 0 on success, 2 on bad input."""
     try:
         check_options(args.vocab_size, args.min_frequency, args.model_max_length)
-        check_output_dir(args.output_dir, args.overwrite)
+        check_output_dir(args.output_dir, args.overwrite, inputs=args.files)
         tokenizer = train_wordpiece_tokenizer(
             [Path(f) for f in args.files],
             vocab_size=args.vocab_size,

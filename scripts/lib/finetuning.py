@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,9 +54,10 @@ from .models import (
     pretrained_tokenizer,
     variant_fields,
 )
-from .output_folders import check_output_dir, staged_update
+from .output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .results import RESULTS_FILE
 from .training import (
+    EvaluatesEveryExample,
     add_preset_option,
     build_on_first_process,
     push_final_folder,
@@ -232,7 +232,7 @@ def check_output_folder(args: argparse.Namespace) -> tuple[Path, str | None]:
     """The output folder and, with --resume (or --resume_from_checkpoint), the checkpoint to continue from;
     ``CommandError`` if the folder is a file, is non-empty without --overwrite/--resume, or --resume finds no
     checkpoint (``check_training_arguments`` has refused --resume with --overwrite)."""
-    output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume)
+    output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume, input_paths(args), whole=False)
     return output_dir, resume_checkpoint(args, output_dir)
 
 
@@ -505,7 +505,7 @@ def _ordered_evaluation_trainer():
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
-    class OrderedEvaluationTrainer(Trainer):
+    class OrderedEvaluationTrainer(EvaluatesEveryExample, Trainer):
         def _get_eval_sampler(self, eval_dataset):
             if self.args.world_size <= 1 and eval_dataset is not None and hasattr(eval_dataset, "__len__"):
                 return SequentialSampler(eval_dataset)
@@ -522,12 +522,13 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
     ``check_best_model_metric`` allows) are the evaluation during training that --eval_strategy asks for, and what
     --load_best_model_at_end / --metric_for_best_model (or --best-checkpoint) select the best checkpoint by; that
     checkpoint's weights are then in ``prepared.model``. With --word-dropout P > 0 the training examples are wrapped in
-    ``WordDropoutExamples`` (``eval_dataset`` never is). With --overwrite the old output folder is deleted first.
+    ``WordDropoutExamples`` (``eval_dataset`` never is). With --overwrite what a previous run left in the output
+    folder (its checkpoints, weights and results) is removed first, nothing else (``clear_previous_run``).
     Returns ``(trainer, TrainOutput, seconds)``.
     """
     output_dir = prepared.output_dir
-    if args.overwrite and output_dir.is_dir():
-        shutil.rmtree(output_dir)
+    if args.overwrite:
+        clear_previous_run(output_dir, input_paths(args))
     training_args = training_arguments(args, output_dir, prepared.model)
     callbacks = []
     if getattr(args, "word_dropout", None):

@@ -2,6 +2,8 @@
 
 * ``check_output_dir``: refuse an output path that is a file, or a non-empty folder without --overwrite/--resume;
   first undo what a killed write left behind (``recover_interrupted``).
+* ``clear_previous_run``: what --overwrite does: remove what a previous run wrote (``RUN_OUTPUTS``), never another
+  file of the folder, never an input of this run, never the working folder.
 * ``staged_output_dir``: write into a temporary sibling folder, rename it into place at the end; a failure leaves
   the old folder (or nothing) behind, never a half-written one.
 * ``staged_update`` / ``move_into``: move a finished staging folder's files into an existing folder (which keeps its
@@ -20,7 +22,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .command import CommandError
@@ -37,20 +39,112 @@ INCOMING_FILE = "incoming.json"
 MOVING_IN_FILE = "moving-in"
 
 
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse an output path that is a file, or a non-empty folder unless ``overwrite`` or ``resume``.
+#: What a training command and transformers' Trainer write into an output folder (glob patterns): checkpoints and
+#: their logs, the final save (weights, config, tokenizer), bizoo's records and figures. --overwrite removes these,
+#: and only these: a file of another name in the folder is the user's.
+RUN_OUTPUTS = (
+    "checkpoint-*", "runs",
+    "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
+    "config.json", "generation_config.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+    "vocab.json", "merges.txt", "chat_template.jinja",
+    "training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
+    "training_log.json", "bizoo_results.json", "loss_curve.png", "README.md",
+)
+
+
+def input_paths(args) -> list[Path]:
+    """The local paths a command reads: every existing path among its arguments' values (a str, or a list of them),
+    --output-dir's excepted."""
+    found = []
+    for name, value in vars(args).items():
+        if name == "output_dir":
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, os.PathLike)) and str(item) and os.path.exists(item):
+                found.append(Path(item))
+    return found
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_overwrite(folder: Path, inputs: Iterable[str | os.PathLike], whole: bool) -> list[Path]:
+    """What --overwrite will remove from the existing ``folder`` (everything when ``whole``, else ``RUN_OUTPUTS``'
+    entries), checked first: ``CommandError`` if the folder is the working folder or holds it, or if an input of
+    this run (``inputs``) lies among what would be removed (or is the folder itself): the run would delete what it
+    reads, or the files of the folder a command was started in."""
+    folder = folder.resolve()
+    if _inside(Path.cwd().resolve(), folder):
+        raise CommandError(f"--overwrite would clear {str(folder)!r}, which is (or holds) the working folder; give "
+                           "the output a folder of its own")
+    entries = [folder] if whole else sorted({entry for pattern in RUN_OUTPUTS for entry in folder.glob(pattern)})
+    for source in inputs:
+        path = Path(source).resolve()
+        if path == folder or any(_inside(path, entry) for entry in entries):
+            raise CommandError(
+                f"--overwrite would delete {str(source)!r}, an input of this run, with the output folder's "
+                f"{'content' if whole else 'previous run'} ({str(folder)!r}); choose another output folder (or copy "
+                "the input elsewhere first)"
+            )
+    return entries
+
+
+def clear_previous_run(folder: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """--overwrite for a command that trains in place: remove what a previous run left in ``folder``
+    (``RUN_OUTPUTS``: its checkpoints, results and weights never mix with this run's), checked as
+    ``check_output_dir`` checks; every other file stays, and is named."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    entries = _check_overwrite(folder, inputs, whole=False)
+    for entry in entries:
+        _remove(entry)
+    kept = sorted(item.name for item in folder.iterdir())
+    if entries:
+        _note(f"--overwrite: removed the previous run's {len(entries)} entries from {str(folder)!r}"
+              + (f"; kept {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''} (not a run's)" if kept else ""))
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, resume: bool = False,
+                     inputs: Iterable[str | os.PathLike] = (), whole: bool = True) -> Path:
+    """Refuse an output path that is a file or cannot be made, or a non-empty folder unless ``overwrite`` or
+    ``resume``. With ``overwrite``, refuse before any work a folder whose replacement would take the working folder
+    or an input of the run (``inputs``) with it: the whole folder (``whole``, a command that writes its output
+    folder whole: ``staged_output_dir``) or a previous run's files (``clear_previous_run``, a command that trains in
+    place).
 
     A write into this path that a killed process left unfinished is undone first (``recover_interrupted``)."""
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
         raise CommandError(f"output folder {str(path)!r} is an existing file, not a folder")
+    _check_creatable(path)
     recover_interrupted(path)
-    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
-        raise CommandError(
-            f"output folder {str(path)!r} already exists and is not empty; choose another, pass --overwrite to "
-            "replace it, or --resume to continue the run in it"
-        )
+    if path.is_dir() and any(path.iterdir()):
+        if overwrite:
+            _check_overwrite(path, inputs, whole)
+        elif not resume:
+            raise CommandError(
+                f"output folder {str(path)!r} already exists and is not empty; choose another, pass --overwrite to "
+                "replace it, or --resume to continue the run in it"
+            )
     return path
+
+
+def _check_creatable(path: Path) -> None:
+    """``CommandError`` unless ``path`` is a folder or can be made one: its nearest existing ancestor is a folder this
+    process may write into."""
+    ancestor = path.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if ancestor != path.absolute() and not ancestor.is_dir():
+        raise CommandError(f"output folder {str(path)!r} cannot be made: {str(ancestor)!r} is a file, not a folder")
+    try:  # a probe, not os.access: root passes every access check, and some file systems refuse anyway (/proc)
+        os.rmdir(tempfile.mkdtemp(prefix=".bizoo-probe-", dir=ancestor))
+    except OSError as err:
+        raise CommandError(f"output folder {str(path)!r} cannot be written: {str(ancestor)!r} refuses new "
+                           f"folders ({err.strerror or err})") from None
 
 
 def _pid_alive(pid: int) -> bool:

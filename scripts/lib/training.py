@@ -96,6 +96,23 @@ class Alias:
     from_field: Callable[[Any], Any] = _same
 
 
+class EvaluatesEveryExample:
+    """A ``Trainer`` mixin (before ``Trainer`` in the bases): --dataloader_drop_last drops the last incomplete
+    TRAINING batch only. transformers applies the flag to evaluation and prediction too, which would then score a
+    part of the split (a held-out accuracy on fewer blocks), or fail where predictions are matched to the examples
+    by position (GLUE labels, NER words)."""
+
+    def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False,
+                        dataloader_key=None):
+        if is_training or not self.args.dataloader_drop_last:
+            return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
+        self.args.dataloader_drop_last = False  # read while the loader is built, and only then
+        try:
+            return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
+        finally:
+            self.args.dataloader_drop_last = True
+
+
 @dataclass(frozen=True)
 class Needed:
     """A ``fixed=`` value with the reason the command needs it, said when the command line gives another."""
@@ -289,7 +306,9 @@ def add_training_arguments(
         "(--resume_from_checkpoint DIR: from that checkpoint)",
     )
     group.add_argument("--overwrite", "--overwrite_output_dir", "--overwrite-output-dir", nargs="?", const=True,
-                       default=False, type=_bool_value, metavar="BOOL", help="replace a non-empty --output-dir")
+                       default=False, type=_bool_value, metavar="BOOL",
+                       help="train into a non-empty --output-dir: a previous run's checkpoints, weights and results "
+                            "are removed first, any other file kept")
     group.add_argument("--bf16", nargs="?", const=True, default=False, type=_bool_value, metavar="BOOL",
                        help="train in bfloat16 autocast (--fp16: float16)")
     group.add_argument(

@@ -32,9 +32,12 @@ from transformers import AutoModel
 
 import bizoo
 from bizoo.scripts.lib import output_folders
+from bizoo.scripts.lib.command import CommandError
 from bizoo.scripts.lib.output_folders import (
     REPLACED_DIR,
     atomic_write_text,
+    check_output_dir,
+    clear_previous_run,
     move_into,
     recover_interrupted,
     staged_output_dir,
@@ -374,3 +377,42 @@ def test_atomic_write_text_replaces_or_keeps(tmp_path, monkeypatch):
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # as a plain write would leave it
     assert staging_dir(tmp_path / "folder").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(CommandError, match=r"cannot be made: .*a-file' is a file, not a folder"):
+        check_output_dir(tmp_path / "a-file" / "run")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        if os.geteuid() == 0:  # root writes anywhere a mode allows nothing: a file system that refuses instead
+            import unittest.mock
+
+            with unittest.mock.patch.object(output_folders.tempfile, "mkdtemp",
+                                            side_effect=PermissionError(13, "Permission denied")):
+                with pytest.raises(CommandError, match=r"cannot be written: .*locked' refuses new folders"):
+                    check_output_dir(locked / "run")
+        else:
+            with pytest.raises(CommandError, match=r"cannot be written: .*locked' refuses new folders"):
+                check_output_dir(locked / "run")
+    finally:
+        os.chmod(locked, 0o700)
+    assert check_output_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"  # makable: nothing made yet
+    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".bizoo-probe-*"))
+
+
+def test_clear_previous_run_removes_a_runs_files_only(tmp_path):
+    folder = tmp_path / "run"
+    for name in ("checkpoint-4/model.safetensors", "runs/events", "model-00001-of-00002.safetensors",
+                 "bizoo_results.json", "README.md", "notes.txt", "data/train.csv"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    with pytest.raises(CommandError, match="an input of this run"):
+        clear_previous_run(folder, [folder / "checkpoint-4"])
+    with pytest.raises(CommandError, match="an input of this run"):
+        check_output_dir(folder, overwrite=True, inputs=[folder / "data" / "train.csv"])  # a whole replacement
+    assert (folder / "checkpoint-4").is_dir()  # refused before anything was removed
+    clear_previous_run(folder, [folder / "data" / "train.csv"])  # the data is not a run's: it stays
+    assert sorted(p.name for p in folder.iterdir()) == ["data", "notes.txt"]

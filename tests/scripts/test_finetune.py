@@ -141,13 +141,43 @@ def test_glue_resume_refuses_a_different_model(glue_dir: Path, tmp_path: Path, c
     assert sorted(p.name for p in output.iterdir()) == before
 
 
-def test_glue_overwrite_replaces_the_old_folder(glue_dir: Path, tmp_path: Path) -> None:
+def test_glue_overwrite_replaces_the_previous_run_and_nothing_else(glue_dir: Path, tmp_path: Path) -> None:
+    """--overwrite (run_glue's --overwrite_output_dir) removes what a previous run wrote, so its checkpoints and
+    results never mix with the new run's, and keeps the folder's other files."""
     output = tmp_path / "run"
-    output.mkdir()
-    (output / "old.txt").write_text("old run")
-    assert call(finetune_glue.main, glue_args(glue_dir, "sst2", output, "--overwrite")) == 0
-    assert not (output / "old.txt").exists()
+    (output / "checkpoint-9").mkdir(parents=True)  # a longer previous run: --resume would pick it
+    (output / "bizoo_results.json").write_text('[{"old": 1}]')
+    (output / "notes.txt").write_text("mine")
+    (output / "data").mkdir()
+    assert call(finetune_glue.main, glue_args(glue_dir, "sst2", output, "--overwrite_output_dir")) == 0
+    assert not (output / "checkpoint-9").exists()
+    assert "old" not in (output / "bizoo_results.json").read_text()
+    assert (output / "notes.txt").read_text() == "mine" and (output / "data").is_dir()
     assert (output / "model.safetensors").is_file()
+
+
+def test_glue_with_dataloader_drop_last_scores_every_example(glue_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    assert call(finetune_glue.main, glue_args(glue_dir, "sst2", output, "--dataloader_drop_last")) == 0
+    assert read_json(output / "eval_results.json")["steps"] == 3
+
+
+def test_glue_overwrite_refuses_to_delete_an_input_or_the_working_folder(
+        glue_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    output = tmp_path / "run"
+    assert call(finetune_glue.main, glue_args(glue_dir, "sst2", output)) == 0
+    before = sorted(p.name for p in output.iterdir())
+    capsys.readouterr()
+    # fine-tuning the previous run's checkpoint into the same folder would delete it
+    args = ["--model-name-or-path", output / "checkpoint-2", "--task", "sst2", "--data-dir", glue_dir,
+            "--output-dir", output, *FAST, "--overwrite"]
+    assert call(finetune_glue.main, args) == 2
+    assert "--overwrite would delete" in capsys.readouterr().err
+    # the working folder: its README.md, config.json ... are not a run's
+    monkeypatch.chdir(output)
+    assert call(finetune_glue.main, glue_args(glue_dir, "sst2", Path("."), "--overwrite")) == 2
+    assert "which is (or holds) the working folder" in capsys.readouterr().err
+    assert sorted(p.name for p in output.iterdir()) == before
 
 
 def test_glue_from_checkpoint_uses_its_tokenizer(glue_dir: Path, checkpoint: Path, tmp_path: Path) -> None:

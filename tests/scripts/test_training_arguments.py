@@ -445,3 +445,30 @@ def test_pretrain_evaluates_the_held_out_loss_and_keeps_the_best(tmp_path, sente
     best = load_file(output / f"checkpoint-{best_step}" / "model.safetensors")
     assert all(torch.equal(final[key], best[key]) for key in final)
     assert os.path.exists(output / "README.md")
+
+
+def test_drop_last_drops_a_training_batch_only(tmp_path):
+    """--dataloader_drop_last: the training loader drops its last incomplete batch; the evaluation and prediction
+    loaders of the commands' Trainers keep every example (transformers drops there too)."""
+    from transformers import Trainer
+
+    from bizoo.scripts.lib.training import EvaluatesEveryExample
+
+    class Model(torch.nn.Module):
+        def forward(self, x, labels=None):
+            return {"loss": x.sum()}
+
+    data = [{"x": torch.tensor([float(i)])} for i in range(10)]
+    args = TrainingArguments(str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=4,
+                             dataloader_drop_last=True, report_to=[], use_cpu=True)
+    stock = Trainer(model=Model(), args=args, train_dataset=data, eval_dataset=data)
+    assert sum(len(b["x"]) for b in stock.get_eval_dataloader()) == 8  # what the mixin mends
+
+    class Whole(EvaluatesEveryExample, Trainer):
+        pass
+
+    trainer = Whole(model=Model(), args=args, train_dataset=data, eval_dataset=data)
+    assert sum(len(b["x"]) for b in trainer.get_train_dataloader()) == 8
+    assert sum(len(b["x"]) for b in trainer.get_eval_dataloader()) == 10
+    assert sum(len(b["x"]) for b in trainer.get_test_dataloader(data)) == 10
+    assert trainer.args.dataloader_drop_last is True
