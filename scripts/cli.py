@@ -42,12 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         add_command_arguments(command, module.add_arguments)
-        command.set_defaults(_run=module.run, _prog=module.PROG)
+        command.set_defaults(_run=module.run, _prog=module.PROG, _parser=command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # argparse would name the top-level parser ("usage: bizoo [-h] ..."): the command's own usage
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return run_parsed(args._prog, args._run, args)
 
 

@@ -443,7 +443,9 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
     if not str(args.output_dir).strip():
         raise CommandError("--output-dir must name a folder, got an empty string")
     if args.resume and args.overwrite:
-        raise CommandError("--resume continues the run in --output-dir and --overwrite deletes it: pass only one")
+        given = "--resume_from_checkpoint" if _given(args, "resume_from_checkpoint") else "--resume"
+        raise CommandError(f"{given} continues a run and --overwrite removes the previous run from --output-dir: "
+                           "pass only one")
     if args.max_steps == 0 or args.max_steps < -1:
         raise CommandError(f"--max-steps must be a positive number of steps or -1 (use --epochs), got {args.max_steps}")
     for name in ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay", "epochs"):

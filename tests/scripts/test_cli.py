@@ -175,3 +175,13 @@ def test_a_command_leaves_no_process_group_behind(tmp_path, monkeypatch, entry):
         else:
             command.command_main(pretrain.__name__, ["--output-dir", str(tmp_path / "out")])
     assert not dist.is_initialized()
+
+
+def test_an_unknown_option_is_named_by_its_command(capsys):
+    """`bizoo finetune-glue ... --pad_to_max_length`: the error is the command's (its usage line), exit code 2."""
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["finetune-glue", "--model-name-or-path", "lion", "--task", "sst2", "--data-dir", "glue",
+                  "--output-dir", "out", "--pad_to_max_length"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: bizoo finetune-glue" in err and "unrecognized arguments: --pad_to_max_length" in err
