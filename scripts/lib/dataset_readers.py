@@ -4,7 +4,8 @@ commands when it is not GLUE's TSV files or CoNLL files, and the text of ``bizoo
 Where the data comes from (``load_splits``), as transformers' ``run_glue.py``/``run_ner.py`` take it:
 
 * ``--train-file`` / ``--validation-file``: local CSV, TSV, JSON (JSON lines too) or parquet files, one row per
-  example (the format from the extension);
+  example (the format from the extension). CSV/TSV cells are typed by pandas, with only an empty cell missing: a
+  text "None", "NA", "null" or "nan" stays text (``CSV_OPTIONS``);
 * ``--dataset-name``: a local dataset folder (data files ``load_dataset`` recognises) or a Hub dataset repository
   ``owner/name[@revision]``, fetched with ``snapshot_download`` into the Hub's cache (``lib.sources``; under
   ``HF_HUB_OFFLINE=1`` the cache only) and loaded from there; ``--dataset-config-name`` picks a configuration.
@@ -14,14 +15,17 @@ validation split). Rows are read as plain examples:
 
 * text classification (``text_classification_data``): one or two text columns (``sentence1``/``sentence2`` when
   present, else ``sentence`` or ``text``, or the ones named) and a label column (``label``). A ``ClassLabel`` column
-  gives the class names; string labels are classes named by their sorted values; integer labels are classes
-  0..n-1; float labels make a regression (scored by Pearson and Spearman correlation);
+  gives the class names; string or integer labels are, as run_glue.py takes them, the sorted values of the train
+  split as ids 0..n-1, named by the values (stars 1..5: ids 0..4 named "1".."5", no class "0"); float labels make
+  a regression (scored by Pearson and Spearman correlation);
 * token classification (``token_classification_data``): a column of word lists (``tokens``) and one of tags
   (``ner_tags``): ``ClassLabel`` ids (mapped to their names) or tag strings.
 
-Every problem is a ``CommandError`` naming the option, the split and the column: a missing file, split or column,
-an empty split, labels of different kinds, a validation label never seen in training, rows whose words and tags
-differ in number.
+Every problem is a ``CommandError``, raised before any training, naming the option, the split and the column: a
+missing file, split or column, a file that does not read (naming that file and the reader's error), an empty split,
+labels of different kinds or missing ("NA" among numbers too), a label of any split never seen in training (naming
+the split and the labels), a text cell that is not text (naming the row, from 0, and the value), rows whose words
+and tags differ in number.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from .sources import resolve_source
 
 #: File extension -> the ``datasets`` builder that reads it.
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+#: How the CSV/TSV files are read (pandas ``read_csv`` options through the ``csv`` builder's config): only an empty
+#: cell is missing, so a text that reads "None", "NA", "null" or "nan" stays that text (pandas' default would make
+#: it a missing value).
+CSV_OPTIONS = {"keep_default_na": False, "na_values": [""]}
 #: Names a dataset's evaluation split may have, in order of preference.
 EVAL_SPLITS = ("validation", "dev", "valid", "val", "test")
 
@@ -84,11 +92,13 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
         if len(suffixes) > 1:
             raise CommandError("--train-file and --validation-file must have the same format")
         builder = suffixes.pop()
-        options = {"delimiter": "\t"} if Path(train_file).suffix.lower() == ".tsv" else {}
+        options = dict(CSV_OPTIONS) if builder == "csv" else {}
+        if Path(train_file).suffix.lower() == ".tsv":
+            options["delimiter"] = "\t"
         try:
             loaded = datasets.load_dataset(builder, data_files=files, streaming=streaming, **options)
         except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
-            raise CommandError(f"--train-file {train_file!r} does not read as {builder}: {err}") from None
+            raise _unreadable(builder, files, options, err) from None
         source = f"--train-file {train_file!r}"
     if "train" not in loaded:
         raise CommandError(f"{source} has no 'train' split (it has {', '.join(loaded) or 'none'})")
@@ -97,6 +107,52 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
     if evaluation is not None:
         splits["validation"] = loaded[evaluation]
     return splits
+
+
+def _unreadable(builder: str, files: dict[str, str], options: dict[str, Any], err: Exception) -> CommandError:
+    """The error for data files ``load_dataset`` failed on: it names the file that does not read, found by reading
+    each file alone (streamed, nothing cached; the validation file first, as it is the smaller), and the
+    underlying cause (``datasets`` wraps it in "An error occurred while generating the dataset"). When every file
+    reads alone (the validation split is cast to the train split's column types, which can fail), it names both
+    with the error ``load_dataset`` gave."""
+    import datasets
+
+    options_of = {"train": "--train-file", "validation": "--validation-file"}
+    for split in sorted(files, key=lambda split: split != "validation"):
+        try:
+            for _ in datasets.load_dataset(builder, data_files={split: files[split]}, split=split, streaming=True,
+                                           **options):
+                pass
+        except Exception as failure:  # noqa: BLE001  (whatever the reader raises is the file's problem)
+            cause = _unwrapped(failure)
+            return CommandError(f"{options_of[split]} {files[split]!r} does not read as {builder}: "
+                                f"{_cause(cause)}{_advice(cause)}")
+    cause = _unwrapped(err)
+    if len(files) == 1:
+        return CommandError(f"--train-file {files['train']!r} does not read as {builder}: {_cause(cause)}"
+                            f"{_advice(cause)}")
+    named = " and ".join(f"{options_of[split]} {path!r}" for split, path in files.items())
+    return CommandError(f"{named} each read alone but not together as {builder}: {_cause(cause)} (the validation "
+                        "file is read with the train file's column types: a column of numbers in one must hold "
+                        "numbers, or empty cells, in the other)")
+
+
+def _unwrapped(err: BaseException) -> BaseException:
+    """The error under ``datasets``' DatasetGenerationError (which says only "An error occurred ...")."""
+    import datasets
+
+    wrapped = isinstance(err, datasets.exceptions.DatasetGenerationError) and err.__cause__ is not None
+    return err.__cause__ if wrapped else err
+
+
+def _cause(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def _advice(err: BaseException) -> str:
+    if isinstance(err, UnicodeDecodeError):
+        return " (save the file as UTF-8)"
+    return " (is the file complete, with a header row, in the format its extension says?)"
 
 
 def split_name(split) -> str:
@@ -162,25 +218,24 @@ def text_classification_data(splits: dict[str, Any], text_columns: list[str] | N
                                    "(unlabelled rows, e.g. -1, cannot be trained or scored on)")
         labels = raw
     else:
+        _refuse_missing_markers(raw, label_column)
         kinds = {type(value) for values in raw.values() for value in values}
         if kinds <= {int, bool}:
-            classes = sorted({int(value) for value in raw["train"]})
-            if classes[0] < 0:
-                raise CommandError(f"{label_column!r} holds negative ids (unlabelled rows?): {classes[0]}")
-            names, regression = tuple(str(i) for i in range(classes[-1] + 1)), False
-            labels = {name: [int(value) for value in values] for name, values in raw.items()}
+            raw = {name: [int(value) for value in values] for name, values in raw.items()}
+            for name, values in raw.items():
+                if min(values) < 0:
+                    raise CommandError(f"the {name} split's {label_column!r} holds negative ids (unlabelled rows?): "
+                                       f"{min(values)}; give every example its class")
+            classes = sorted(set(raw["train"]))
+            names, regression = tuple(str(value) for value in classes), False
+            labels = _class_ids(raw, classes)
         elif kinds <= {int, float}:
             names, regression = (), True
             labels = {name: [float(value) for value in values] for name, values in raw.items()}
         elif kinds == {str}:
-            names, regression = tuple(sorted(set(raw["train"]))), False
-            index = {label: i for i, label in enumerate(names)}
-            labels = {}
-            for name, values in raw.items():
-                unseen = sorted(set(values) - set(index))
-                if unseen:
-                    raise CommandError(f"the {name} split has labels never seen in training: {unseen[:5]}")
-                labels[name] = [index[value] for value in values]
+            classes = sorted(set(raw["train"]))
+            names, regression = tuple(classes), False
+            labels = _class_ids(raw, classes)
         else:
             raise CommandError(f"{label_column!r} mixes kinds of labels ({sorted(k.__name__ for k in kinds)}): "
                                "give class names, class ids or scores")
@@ -190,13 +245,71 @@ def text_classification_data(splits: dict[str, Any], text_columns: list[str] | N
     for name, split in splits.items():
         texts = [list(_column(split, column, "--text-columns", name)) for column in columns]
         for column, values in zip(columns, texts):
-            if any(not isinstance(value, str) for value in values):
-                raise CommandError(f"the {name} split's {column!r} holds values that are not text")
+            bad = [row for row, value in enumerate(values) if not isinstance(value, str)]
+            if bad:
+                row, value = bad[0], values[bad[0]]
+                number = isinstance(value, (int, float))
+                what = ("nothing (an empty cell)" if value is None else f"the number {value!r}" if number else
+                        f"{value!r} ({type(value).__name__})")
+                more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
+                why = (" (a CSV column whose cells are all numbers reads as numbers: give such texts as a JSON lines "
+                       "file)") if number else ""
+                raise CommandError(f"the {name} split's {column!r} holds {what} at row {row}{more}, not text: give "
+                                   f"every example its text{why}")
         examples[name] = [
             {**{f"sentence{i + 1}": values[row] for i, values in enumerate(texts)}, "label": labels[name][row]}
             for row in range(len(labels[name]))
         ]
     return TextClassificationData(examples, columns, names, regression)
+
+
+def _class_ids(raw: dict[str, list], classes: list) -> dict[str, list[int]]:
+    """Every split's labels as ids into ``classes`` (the sorted labels of the train split, as run_glue.py takes
+    them); a label of another split that training never saw is a ``CommandError`` naming the split and the labels,
+    raised before any training (a model cannot score a class it has no output for)."""
+    index = {label: i for i, label in enumerate(classes)}
+    labels = {}
+    for name, values in raw.items():
+        unseen = sorted(set(values) - set(index))
+        if unseen:
+            shown = classes if len(classes) <= 10 else [*classes[:10], "..."]
+            raise CommandError(f"the {name} split has labels never seen in training: {unseen[:5]}"
+                               f"{' ...' if len(unseen) > 5 else ''} (the train split's classes are {shown}): add "
+                               f"examples of them to the training data or leave them out of the {name} split")
+        labels[name] = [index[value] for value in values]
+    return labels
+
+
+#: The cells pandas reads as missing by default (``read_csv``'s ``na_values``): a label column of numbers holding
+#: one of these had a missing label (``CSV_OPTIONS`` keeps them as text, so that texts holding them stay text).
+MISSING_MARKERS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                             "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
+def _refuse_missing_markers(raw: dict[str, list], label_column: str) -> None:
+    """A label column whose values are all numbers but some "NA", "null", "None" ... (``MISSING_MARKERS``) has
+    examples without a label: a ``CommandError`` naming the split, the row and the value (not a class "NA")."""
+    values = [value for values in raw.values() for value in values]
+    markers = [isinstance(value, str) and value.strip() in MISSING_MARKERS for value in values]
+    if not any(markers) or all(markers):
+        return
+    if not all(marker or _is_number(value) for marker, value in zip(markers, values)):
+        return  # class names, one of which may well be "None"
+    for name, split_values in raw.items():
+        for row, value in enumerate(split_values):
+            if isinstance(value, str) and value.strip() in MISSING_MARKERS:
+                raise CommandError(f"the {name} split has examples without a {label_column!r}: row {row} holds "
+                                   f"{value!r} among numbers; give every example its label")
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, (int, float)):
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def token_classification_data(splits: dict[str, Any], tokens_column: str = "tokens", tags_column: str = "ner_tags",
