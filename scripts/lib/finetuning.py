@@ -60,6 +60,7 @@ from .training import (
     EvaluatesEveryExample,
     add_preset_option,
     build_on_first_process,
+    check_label_smoothing,
     push_final_folder,
     resume_checkpoint,
     trainer_optimizers,
@@ -370,6 +371,7 @@ def prepare_model(
     if getattr(args, "word_vocabulary", "checkpoint") == "train" and checkpoint is None:
         tokenizer, model = with_task_vocabulary(tokenizer, model, training_sentences, args.max_length)
     check_word_dropout(args, tokenizer, model)
+    check_label_smoothing(args, model)
     if getattr(args, "word_vectors", None) and checkpoint is None:
         load_pretrained_word_vectors(model, tokenizer, args.word_vectors, args.seed)
     return PreparedModel(source, model, tokenizer, output_dir, checkpoint)

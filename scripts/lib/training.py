@@ -575,6 +575,20 @@ def training_values(args: argparse.Namespace, output_dir: str | os.PathLike, mod
     return values
 
 
+def check_label_smoothing(args: argparse.Namespace, model) -> None:
+    """``CommandError`` for --label_smoothing_factor > 0 with a CRF token head: the Trainer then computes the loss
+    itself from ``logits``, which a CRF head returns as decoding scores without a gradient (its loss is the
+    likelihood of whole tag sequences); the first backward pass would fail."""
+    smoothing = getattr(args, "label_smoothing_factor", None) or 0
+    if smoothing > 0 and getattr(getattr(model, "config", None), "use_crf", False) is True and type(
+            model).__name__.endswith("ForTokenClassification"):
+        raise CommandError(
+            f"--label_smoothing_factor smooths a softmax over each token's logits; {type(model).__name__}'s CRF head "
+            "trains on the likelihood of whole tag sequences (its logits are decoding scores, without a gradient): "
+            "train without it, or without the CRF (--model-config use_crf=false)"
+        )
+
+
 def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, model=None,
                        defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None):
     """``TrainingArguments`` from the options (``training_values``); transformers' own refusal of a combination
