@@ -565,9 +565,6 @@ BAD_COMMAND_LINES = [
     ("glue-output-dir-under-a-file", "finetune-glue", [*GLUE, "--output-dir", "{a_file}/run"],
      r"output folder '.*a_file/run' cannot be made: '.*a_file' is a file, not a folder"),
     # bizoo finetune-ner
-    ("ner-crf-with-label-smoothing", "finetune-ner", [*NER, "--model-config", "use_crf=true",
-                                                      "--label_smoothing_factor", "0.1"],
-     r"--label_smoothing_factor smooths a softmax over each token's logits; LionForTokenClassification's CRF head"),
     ("ner-folder-without-train", "finetune-ner", [*NER[:2], "--data-dir", "{conll_without_train}"],
      r"--data-dir '.*conll_without_train' holds no train\.txt \(--train-file"),
     ("ner-folder-without-valid", "finetune-ner", [*NER[:2], "--data-dir", "{conll_without_valid}"],

@@ -472,3 +472,19 @@ def test_drop_last_drops_a_training_batch_only(tmp_path):
     assert sum(len(b["x"]) for b in trainer.get_eval_dataloader()) == 10
     assert sum(len(b["x"]) for b in trainer.get_test_dataloader(data)) == 10
     assert trainer.args.dataloader_drop_last is True
+
+
+@pytest.mark.parametrize("use_crf", [True, False])
+def test_label_smoothing_is_refused_for_a_crf_token_head(use_crf):
+    """The Trainer's smoothed loss reads ``logits``: a CRF head's are decoding scores without a gradient."""
+    from transformers import AutoModelForTokenClassification
+
+    config = bizoo.LionConfig(**TINY_CONFIGS["lion"], vocab_size=50, num_labels=3, use_crf=use_crf)
+    model = AutoModelForTokenClassification.from_config(config)
+    smoothing = argparse.Namespace(label_smoothing_factor=0.1)
+    if use_crf:
+        with pytest.raises(CommandError, match="LionForTokenClassification's CRF head trains on the likelihood"):
+            training.check_label_smoothing(smoothing, model)
+    else:
+        training.check_label_smoothing(smoothing, model)  # a softmax head: the smoothed loss works
+    training.check_label_smoothing(argparse.Namespace(label_smoothing_factor=0.0), model)
