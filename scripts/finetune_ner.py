@@ -6,7 +6,22 @@ How each task is scored:
 * ner, chunk: the tags mark spans (IOB2, IOBES or BILOU; the tags must follow one scheme). Strict span F1,
   precision and recall, overall and per type (seqeval's mode="strict": only well-formed chunks count), and beside
   them the same scores in seqeval's default mode (conlleval's lenient chunks, where an I-X after O opens a chunk:
-  the numbers transformers' run_ner.py reports).
+  the numbers transformers' run_ner.py reports), each row with its own support (the gold chunks it reads).
+
+Span tags are checked before training, so that no gold chunk is silently left out of the strict scores:
+
+* IOB1 (many copies of CoNLL-2003: "EU I-ORG", "Peter I-PER Blackburn I-PER", B-X only between two adjacent X
+  chunks; a file whose chunks open with I-X after O, another type or the sentence start, and never with B-X there)
+  is read as IOB2: each I-X that opens a chunk becomes B-X, in the training and the evaluation sentences alike, with
+  a warning naming the file. Why convert rather than refuse: the two spellings mark the same chunks (those conlleval
+  reads in either, so the seqeval-default-mode scores do not change), CoNLL users expect the usual CoNLL-2003 copies
+  to work (the other toolkits convert them too), and IOB2 is what the rest needs: strict scoring drops every chunk
+  that opens with I-, and a CRF head (tag_scheme auto, read from the labels) takes a complete B/I label set for IOB2
+  and would forbid the O -> I-X transitions IOB1 gold uses. So the model learns, predicts, is scored and is saved
+  with IOB2 labels (its id2label), and the result record lists the files read so (iob1_read_as_iob2).
+* Tags that open chunks both ways (I-X after O as in IOB1, and B-X after O as in IOB2) follow neither scheme and
+  are refused, naming the first of each; so is an IOBES or BILOU tag outside every well-formed chunk (B-X I-X not
+  closed by E-X/L-X, an I-X or E-X/L-X without its B-X), and the two files tagged in different schemes.
 * pos: the tags are word classes, not spans: token accuracy, and precision/recall/F1 per tag. A CRF head learns
   every transition (tag_scheme "none"; another tag_scheme in --model-config is refused).
 
@@ -60,7 +75,7 @@ import argparse
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +105,15 @@ from .lib.finetuning import (
     save_final,
     train,
 )
-from .lib.metrics import conlleval_span_f1, span_f1, token_accuracy
+from .lib.metrics import (
+    chunk_openings,
+    conlleval_span_f1,
+    iob1_to_iob2,
+    span_f1,
+    span_scheme,
+    token_accuracy,
+    unchunked_tags,
+)
 from .lib.models import parse_model_config
 from .lib.results import record_results
 from .lib.training import add_training_arguments, check_training_arguments
@@ -103,6 +126,7 @@ DEFAULT_MAX_STEPS = -1  # train for --epochs (3)
 DEFAULT_LEARNING_RATE = 1e-4
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 128
+DEFAULT_EVAL_FILE = "valid.txt"  # --eval-file unless given (None: not given)
 
 Sentences = list[tuple[list[str], list[str]]]
 
@@ -154,14 +178,15 @@ def eval_metrics(task: str) -> tuple[str, ...]:
 
 def tagging_scores(task: str, gold: list[list[str]], predicted: list[list[str | None]]) -> dict[str, Any]:
     """The scores of ``task``: for spans ``span_f1``'s (strict) with ``conlleval_precision``, ``conlleval_recall``,
-    ``conlleval_f1`` and ``conlleval_per_type`` (seqeval's default mode) beside them; for pos ``token_accuracy``'s.
-    A predicted ``None`` (a word without a prediction) is "O" for spans and wrong for pos."""
+    ``conlleval_f1``, ``conlleval_support`` (the gold chunks read in that mode, more than the strict ``support``
+    where a gold chunk is ill-formed) and ``conlleval_per_type`` (seqeval's default mode) beside them; for pos
+    ``token_accuracy``'s. A predicted ``None`` (a word without a prediction) is "O" for spans and wrong for pos."""
     if not TASKS[task].spans:
         return token_accuracy(gold, predicted)
     predicted = [[tag if tag is not None else "O" for tag in tags] for tags in predicted]
     scores = span_f1(gold, predicted)
     lenient = conlleval_span_f1(gold, predicted)
-    scores.update({f"conlleval_{name}": lenient[name] for name in ("precision", "recall", "f1")})
+    scores.update({f"conlleval_{name}": lenient[name] for name in ("precision", "recall", "f1", "support")})
     scores["conlleval_per_type"] = lenient["per_type"]
     return scores
 
@@ -171,8 +196,9 @@ def tagging_scores(task: str, gold: list[list[str]], predicted: list[list[str | 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def check_eval_tags(labels: list[str], sentences: Sentences, path: str | Path) -> None:
-    """``CommandError`` if ``sentences`` use a tag that is not in ``labels`` (the training tags)."""
+def check_eval_tags(labels: list[str], sentences: Sentences, path: str | Path, read_as_iob2: bool = False) -> None:
+    """``CommandError`` if ``sentences`` use a tag that is not in ``labels`` (the training tags); ``read_as_iob2``:
+    the tags are those of IOB1 files read as IOB2, which the message says."""
     known = set(labels)
     unknown: dict[str, int] = {}
     for index, (_, tags) in enumerate(sentences):
@@ -181,9 +207,10 @@ def check_eval_tags(labels: list[str], sentences: Sentences, path: str | Path) -
                 unknown.setdefault(tag, index)
     if unknown:
         found = ", ".join(f"{tag!r} (first in sentence {index + 1})" for tag, index in sorted(unknown.items()))
+        converted = " (once IOB1 tags are read as IOB2: I-X opening a chunk as B-X)" if read_as_iob2 else ""
         raise CommandError(
-            f"{path} uses tag(s) that never occur in the training file: {found}; the model could not predict them. "
-            f"Training tags: {', '.join(labels)}"
+            f"{path} uses tag(s) that never occur in the training file{converted}: {found}; the model could not "
+            f"predict them. Training tags: {', '.join(labels)}"
         )
 
 
@@ -198,6 +225,7 @@ class TaggingData:
             held-out split "<training data> (held-out N%, seed S)".
         dataset: the result record's ``dataset``: name, type (config), true split name.
         held_out: with --validation-split-percentage: {"percentage", "seed", "of"}, else None.
+        read_as_iob2: the names of the IOB1 data read as IOB2 (``check_span_tags``).
     """
 
     train: Sentences
@@ -207,6 +235,7 @@ class TaggingData:
     eval_name: str
     dataset: dict[str, str]
     held_out: dict[str, Any] | None = None
+    read_as_iob2: list[str] = field(default_factory=list)
 
 
 def _check_source_options(args: argparse.Namespace) -> None:
@@ -217,7 +246,7 @@ def _check_source_options(args: argparse.Namespace) -> None:
         raise CommandError(f"--validation-split-percentage must be in (0, 100), got {percentage:g}")
     if args.dataset_name is not None:
         data_only = [option for option, value, default in (
-            ("--train-file", args.train_file, "train.txt"), ("--eval-file", args.eval_file, "valid.txt"),
+            ("--train-file", args.train_file, "train.txt"), ("--eval-file", args.eval_file, None),
             ("--format", args.format, "auto"), ("--conllu-tags", args.conllu_tags, None),
         ) if value != default]
         if data_only:
@@ -229,9 +258,10 @@ def _check_source_options(args: argparse.Namespace) -> None:
     ) if value != default]
     if given:
         raise CommandError(f"{', '.join(given)}: options of --dataset-name, not of CoNLL files")
-    if percentage is not None and args.eval_file != "valid.txt":
+    if percentage is not None and args.eval_file is not None:  # given, even as the default name
         raise CommandError(f"--eval-file {args.eval_file!r} and --validation-split-percentage {percentage:g} both "
-                           "name the evaluation sentences: give one")
+                           "name the evaluation sentences: give one (--validation-split-percentage holds out a part "
+                           "of --train-file; without it --eval-file is read, valid.txt unless given)")
 
 
 def _held_out(train: Sentences, args: argparse.Namespace, of: str) -> tuple[Sentences, Sentences, dict[str, Any]]:
@@ -270,7 +300,8 @@ def load_sentences(args: argparse.Namespace) -> TaggingData:
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise CommandError(f"--data-dir {str(data_dir)!r} does not exist or is not a folder")
-    names = [("--train-file", args.train_file)] + ([("--eval-file", args.eval_file)] if percentage is None else [])
+    eval_file = args.eval_file if args.eval_file is not None else DEFAULT_EVAL_FILE
+    names = [("--train-file", args.train_file)] + ([("--eval-file", eval_file)] if percentage is None else [])
     for option, name in names:
         if not (data_dir / name).exists():
             raise CommandError(
@@ -288,12 +319,95 @@ def load_sentences(args: argparse.Namespace) -> TaggingData:
     train = read[args.train_file]
     labels = conll_label_list(train)
     if percentage is None:
-        return TaggingData(train, read[args.eval_file], labels, str(train_path), str(data_dir / args.eval_file),
-                           dataset_card(data_dir, args.eval_file, args.train_file))
+        return TaggingData(train, read[eval_file], labels, str(train_path), str(data_dir / eval_file),
+                           dataset_card(data_dir, eval_file, args.train_file))
     train, held, held_out = _held_out(train, args, args.train_file)
     return TaggingData(train, held, labels, str(train_path),
                        f"{args.train_file} (held-out {percentage:g}%, seed {args.seed})",
-                       {**dataset_card(data_dir, args.eval_file, args.train_file), "split": HELD_OUT_SPLIT}, held_out)
+                       {**dataset_card(data_dir, eval_file, args.train_file), "split": HELD_OUT_SPLIT}, held_out)
+
+
+def _place(sentences: Sentences, index: int, position: int, numbered: bool = True) -> str:
+    """Where a tag is, for an error: "sentence 3 ('Peter Blackburn'), word 2 'Blackburn' I-PER after B-PER";
+    ``numbered`` False (a held-out part, whose order is not the file's): the sentence by its words only."""
+    words, tags = sentences[index]
+    start = " ".join(words[:6]) + (" ..." if len(words) > 6 else "")
+    where = f"after {tags[position - 1]}" if position else "at the sentence start"
+    sentence = f"sentence {index + 1} ({start!r})" if numbered else f"the sentence {start!r}"
+    return f"{sentence}, word {position + 1} {words[position]!r} {tags[position]} {where}"
+
+
+def check_span_tags(data: TaggingData, task: str) -> TaggingData:
+    """The data of a span task (ner, chunk) with every gold chunk well formed, IOB1 read as IOB2 (the module
+    docstring says why); ``CommandError`` for tags that are not spans, for tags that follow no scheme (chunks opened
+    both by I-X and by B-X after O; an IOBES/BILOU tag outside every well-formed chunk), and for training and
+    evaluation tags in different schemes.
+
+    IOB1 is decided per file (for a held-out split: over the training data, both parts together): a file whose
+    chunks open by I-X and never by B-X after O. Its sentences get ``iob1_to_iob2``, the labels are recomputed from
+    the converted training sentences, and a warning names the file."""
+    files = [(data.train_name, data.train), (data.eval_name, data.eval)]
+    schemes = {}
+    for name, sentences in files:
+        try:
+            schemes[name] = span_scheme([tags for _, tags in sentences])
+        except ValueError as err:
+            raise CommandError(f"{name}: {err}; --task {task} scores spans (tags that are not spans, such as "
+                               "part-of-speech tags: --task pos)") from None
+    try:
+        scheme = span_scheme([tags for _, tags in data.train + data.eval])
+    except ValueError:
+        raise CommandError(f"{data.train_name} is tagged {schemes[data.train_name]} but {data.eval_name} "
+                           f"{schemes[data.eval_name]}: tag both in one scheme") from None
+
+    numbered = data.held_out is None  # a held-out part's sentences are not numbered as in the file
+    parts = {"train": data.train, "eval": data.eval}
+    read_as_iob2 = []
+    if scheme == "IOB2":
+        groups = ([(data.train_name, ["train"]), (data.eval_name, ["eval"])] if data.held_out is None
+                  else [(data.train_name, ["train", "eval"])])
+        for name, keys in groups:
+            sentences = [sentence for key in keys for sentence in parts[key]]
+            opened: dict[str, list[tuple[int, int]]] = {"I": [], "B": []}
+            for index, (_, tags) in enumerate(sentences):
+                for position, prefix in chunk_openings(tags):
+                    opened[prefix].append((index, position))
+            if not opened["I"]:
+                continue  # IOB2
+            if opened["B"]:
+                raise CommandError(
+                    f"{name}: the tags follow neither IOB1 nor IOB2: {len(opened['I']):,} chunk(s) open with I-X, "
+                    f"as in IOB1 (first: {_place(sentences, *opened['I'][0], numbered)}), and {len(opened['B']):,} "
+                    f"with B-X after O, another type or the sentence start, as in IOB2 (first: "
+                    f"{_place(sentences, *opened['B'][0], numbered)}); strict scoring would drop every chunk that "
+                    "opens with I-X. Fix the tags: every chunk opens with B-X (IOB2), or with I-X and B-X only right "
+                    "after a chunk of the same type (IOB1, read as IOB2)"
+                )
+            for key in keys:
+                parts[key] = [(words, iob1_to_iob2(tags)) for words, tags in parts[key]]
+            read_as_iob2.append(name)
+            logger.warning(
+                f"{name}: the tags are IOB1 ({len(opened['I']):,} chunks open with I-X after O, another type or the "
+                f"sentence start, e.g. {_place(sentences, *opened['I'][0], numbered)}; B-X only between two adjacent "
+                "chunks of one type), as in many CoNLL-2003 copies: read as IOB2 (each I-X that opens a chunk is "
+                "B-X; the same chunks). The model learns, predicts and is scored with IOB2 tags"
+            )
+
+    for name, key in ((data.train_name, "train"), (data.eval_name, "eval")):
+        for index, (_, tags) in enumerate(parts[key]):
+            positions = unchunked_tags(tags, scheme)
+            if positions:
+                grammar = {"IOB2": "B-X I-X*", "IOBES": "S-X or B-X I-X* E-X", "BILOU": "U-X or B-X I-X* L-X"}
+                raise CommandError(
+                    f"{name}: {_place(parts[key], index, positions[0], numbered)} belongs to no well-formed {scheme} "
+                    f"chunk ({grammar[scheme]}); strict scoring would leave it out. Fix the tags (every chunk "
+                    f"{grammar[scheme]}, the same type throughout)"
+                )
+    if not read_as_iob2:
+        return data
+    training = parts["train"] + (parts["eval"] if data.held_out is not None else [])  # the labels' sentences
+    return replace(data, train=parts["train"], eval=parts["eval"], labels=conll_label_list(training),
+                   read_as_iob2=read_as_iob2)
 
 
 def eval_split(eval_file: str) -> str:
@@ -341,6 +455,20 @@ def task_config(args: argparse.Namespace) -> dict[str, Any]:
             "but part-of-speech tags are not spans; drop it (pos trains with tag_scheme none)"
         )
     return {}
+
+
+def check_max_length(max_length: int, tokenizer) -> None:
+    """``CommandError`` unless ``max_length`` sub-tokens hold a word beside the special tokens the tokenizer adds to
+    every sentence (2 for WordPiece's [CLS] ... [SEP] and a word tokenizer's <S> ... </S>, 0 for a word tokenizer
+    without sentence boundaries): a shorter one cuts off every word, and training learns nothing."""
+    specials = tokenizer([[]], is_split_into_words=True)["input_ids"][0]
+    if max_length < len(specials) + 1:
+        names = " ".join(tokenizer.convert_ids_to_tokens(specials))
+        raise CommandError(
+            f"--max-length {max_length} leaves no room for a word: the tokenizer adds {len(specials)} special tokens "
+            f"({names}) to every sentence, so every word would be cut off; use --max-length {len(specials) + 1} or "
+            f"more (the longest sentence's sub-tokens and those, to keep every word; default {DEFAULT_MAX_LENGTH})"
+        )
 
 
 def encode_words(tokenizer, sentences: Sentences, label2id: dict[str, int], max_length: int,
@@ -414,9 +542,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training file, relative to --data-dir (default: %(default)s)",
     )
     data.add_argument(
-        "--eval-file", default="valid.txt", metavar="FILE",
+        "--eval-file", default=None, metavar="FILE",  # None: not given (valid.txt), so that giving it is seen
         help="evaluation file, relative to --data-dir; its tags must all occur in the training file; words cut "
-        "off by --max-length are scored as predicted 'O' (pos: as wrong) (default: %(default)s)",
+        "off by --max-length are scored as predicted 'O' (pos: as wrong); not with --validation-split-percentage "
+        f"(default: {DEFAULT_EVAL_FILE})",
     )
     data.add_argument(
         "--format", choices=TAGGED_FORMATS, default="auto",
@@ -461,15 +590,9 @@ def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], P
     check_training_arguments(args, metrics=eval_metrics(args.task))
     extra_config = task_config(args)
     data = load_sentences(args)
-    check_eval_tags(data.labels, data.eval, data.eval_name)
     if TASKS[args.task].spans:
-        for name, sentences in ((data.train_name, data.train), (data.eval_name, data.eval)):
-            try:
-                tags = [tags for _, tags in sentences]
-                span_f1(tags, tags)  # the tags must follow one scheme (IOB2, IOBES or BILOU)
-            except ValueError as err:
-                raise CommandError(f"{name}: {err}; --task {args.task} scores spans (tags that are not spans, such as "
-                                   "part-of-speech tags: --task pos)") from None
+        data = check_span_tags(data, args.task)  # one scheme, every gold chunk well formed; IOB1 read as IOB2
+    check_eval_tags(data.labels, data.eval, data.eval_name, read_as_iob2=bool(data.read_as_iob2))
     id2label = dict(enumerate(data.labels))
     config = {"id2label": id2label, "label2id": {tag: i for i, tag in id2label.items()}, **extra_config}
     prepared = prepare_model(
@@ -480,6 +603,7 @@ def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], P
         need_fast_tokenizer=True,
         training_sentences=lambda: [words for words, _ in data.train],
     )
+    check_max_length(args.max_length, prepared.tokenizer)
     token_types = getattr(prepared.model.config, "type_vocab_size", 1) != 0
     label2id = config["label2id"]
     encoded = {
@@ -496,7 +620,7 @@ def _report_scores(task: str, scores: dict[str, Any]) -> None:
     if TASKS[task].spans:
         rows = [["overall, strict", scores["precision"], scores["recall"], scores["f1"], scores["support"]],
                 ["overall, seqeval default mode", scores["conlleval_precision"], scores["conlleval_recall"],
-                 scores["conlleval_f1"], scores["support"]]]
+                 scores["conlleval_f1"], scores["conlleval_support"]]]
         rows += [[kind, s["precision"], s["recall"], s["f1"], s["support"]] for kind, s in scores["per_type"].items()]
         report(format_table([f"{unit} (strict)", "precision", "recall", "f1", "support"], rows))
         return
@@ -561,6 +685,7 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
         "eval_file": data.eval_name,
         "eval_split": data.dataset["split"],
         **({"held_out": data.held_out} if data.held_out is not None else {}),
+        **({"iob1_read_as_iob2": data.read_as_iob2} if data.read_as_iob2 else {}),
         "metrics": scores,
         "labels": data.labels,
         "num_train_examples": len(data.train),

@@ -8,9 +8,14 @@ scikit-learn, scipy or seqeval into the runtime dependencies. Those libraries ar
   multi-class, 0.0 where undefined, like scikit-learn).
 - Regression: ``pearson`` and ``spearman`` (average ranks for ties); NaN where undefined (a constant
   input), like scipy.
+- ``f1_macro`` and ``text_classification_metrics``: macro F1, the mean F1 over the classes that occur in the labels
+  or the predictions (scikit-learn's ``f1_score(average="macro")``).
 - ``glue_metrics(task, predictions, labels)``: exactly the official metric names of a GLUE task.
 - ``span_f1(true_tags, pred_tags)``: strict entity-level precision/recall/F1, equal to seqeval's
   ``classification_report(..., mode="strict")`` for IOB2, IOBES and BILOU tags.
+- ``span_scheme(sentences)``, ``unchunked_tags(tags, scheme)``, ``chunk_openings(tags)`` and ``iob1_to_iob2(tags)``:
+  the scheme ``span_f1`` reads, the tags it would ignore (an ill-formed chunk), whether chunks open with I- (IOB1)
+  or B- (IOB2), and IOB1 tags rewritten as IOB2 (the same chunks), for checking gold tags before they are scored.
 - ``conlleval_span_f1(true_tags, pred_tags)``: the same scores with chunks read as conlleval reads them (lenient:
   an ``I-X`` after ``O`` opens a chunk), equal to seqeval's default mode (no ``mode=``), which transformers'
   ``run_ner.py`` reports.
@@ -148,12 +153,19 @@ def glue_metrics(task: str, predictions: Any, labels: Any) -> dict[str, float]:
     return {name: funcs[name](pred, labels) for name in spec.metrics}
 
 
-def f1_macro(predictions: Any, labels: Any, num_classes: int) -> float:
-    """The mean over the classes 0..num_classes-1 of each class's F1 (``2 TP / (2 TP + FP + FN)``, 0.0 for a class
-    neither predicted nor present)."""
+def f1_macro(predictions: Any, labels: Any, num_classes: int | None = None) -> float:
+    """Macro F1: the mean of each class's F1 (``2 TP / (2 TP + FP + FN)``) over the classes that occur in the labels
+    or in the predictions, as scikit-learn's ``f1_score(labels, predictions, average="macro")``.
+
+    A class that occurs in neither is left out of the mean (it has no F1 to average: scoring it 0.0 would lower the
+    result for a class the data never named); a class that occurs in only one of them has F1 0.0. ``num_classes``
+    (how many classes the model has) does not change the result: a class the model never predicted and the labels
+    never name is not averaged, however many classes there are.
+    """
     pred, true = _paired(predictions, labels, "f1_macro")
+    classes = np.unique(np.concatenate([true, pred]))
     scores = []
-    for k in range(num_classes):
+    for k in classes:
         tp = int(np.sum((pred == k) & (true == k)))
         wrong = int(np.sum((pred == k) != (true == k)))  # FP + FN
         scores.append(0.0 if tp == 0 else 2.0 * tp / (2.0 * tp + wrong))
@@ -161,9 +173,9 @@ def f1_macro(predictions: Any, labels: Any, num_classes: int) -> float:
 
 
 def text_classification_metrics(predictions: Any, labels: Any, num_classes: int) -> dict[str, float]:
-    """Metrics of a text-classification dataset that is not GLUE: ``accuracy`` and ``f1`` (macro over the
-    ``num_classes`` classes) from logits (N, K) or class ids; ``pearson`` and ``spearman`` from scores (N,) or (N, 1)
-    when ``num_classes`` is 0 (a regression)."""
+    """Metrics of a text-classification dataset that is not GLUE: ``accuracy`` and ``f1`` (``f1_macro``: the mean
+    F1 over the classes that occur in the labels or the predictions) from logits (N, K) or class ids; ``pearson``
+    and ``spearman`` from scores (N,) or (N, 1) when ``num_classes`` is 0 (a regression)."""
     pred = _predicted(predictions, regression=num_classes == 0)
     if num_classes == 0:
         return {"pearson": pearson(pred, labels), "spearman": spearman(pred, labels)}
@@ -268,6 +280,60 @@ def span_f1(
     gold_entities = set().union(*(_entities(tags, name, i) for i, tags in enumerate(true_tags)))
     pred_entities = set().union(*(_entities(tags, name, i) for i, tags in enumerate(pred_tags)))
     return _span_scores(gold_entities, pred_entities)
+
+
+def span_scheme(sentences: Sequence[Sequence[str]], scheme: str = "auto") -> str:
+    """The scheme ``span_f1`` reads the tag lists ``sentences`` in: "IOB2", "IOBES" or "BILOU" (``scheme`` "auto":
+    from the prefixes, as ``span_f1`` picks it). ``ValueError``, as ``span_f1`` raises it, for a tag whose prefix the
+    scheme does not allow (a part-of-speech tag, say) and for IOBES and BILOU prefixes mixed."""
+    name = _resolve_scheme(scheme, sentences)
+    for index, tags in enumerate(sentences):
+        _entities(tags, name, index)
+    return name
+
+
+def unchunked_tags(tags: Sequence[str], scheme: str) -> list[int]:
+    """The positions in one sentence's ``tags`` of the tags other than O that belong to no strict chunk of
+    ``scheme`` ("IOB2", "IOBES", "BILOU", an alias, or "auto": from this sentence's prefixes; name the file's scheme,
+    which ``span_scheme`` gives): the tags ``span_f1`` ignores. Empty when the sentence is well formed.
+
+    In IOB2 that is an ``I-X`` that continues no X chunk (first in the sentence, or after O or another type: an IOB1
+    chunk's opening); in IOBES (BILOU alike) also each tag of a chunk that its grammar leaves open or never opened:
+    ``B-X I-X`` not closed by ``E-X``, an ``I-X`` or ``E-X`` without its ``B-X``.
+    """
+    name = _resolve_scheme(scheme, [tags])
+    covered = {i for _, start, end, _ in _entities(tags, name, 0) for i in range(start, end)}
+    return [i for i, tag in enumerate(tags) if tag != "O" and i not in covered]
+
+
+def chunk_openings(tags: Sequence[str]) -> list[tuple[int, str]]:
+    """Where the chunks of one sentence's IOB tags (B-, I-, O) open when read as conlleval reads them, and by which
+    prefix: ``(position, "I")`` for an ``I-X`` first in the sentence or after O or a tag of another type (IOB1's
+    opening, which strict IOB2 drops), ``(position, "B")`` for a ``B-X`` there (IOB2's opening). A ``B-X`` right
+    after an X tag opens a chunk too, but is neither: both schemes mark two adjacent X chunks so.
+
+    IOB1 tags have openings by "I" only, IOB2 tags by "B" only; tags with both follow neither scheme.
+    """
+    found = []
+    previous = None  # the type of the previous tag; None at the start and after O
+    for position, tag in enumerate(tags):
+        if tag == "O":
+            previous = None
+            continue
+        prefix, kind = _split_tag(tag)
+        if prefix in ("B", "I") and kind != previous:
+            found.append((position, prefix))
+        previous = kind
+    return found
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
+    """One sentence's IOB1 tags as IOB2: an ``I-X`` that opens a chunk (first in the sentence, or after O or a tag of
+    another type) becomes ``B-X``; every other tag is kept (IOB1's ``B-X``, between two adjacent X chunks, already
+    opens the second one). The chunks are the same, those conlleval reads in either spelling (``conlleval_span_f1``
+    scores both alike), and IOB2 tags pass unchanged."""
+    opened_by_i = {position for position, prefix in chunk_openings(tags) if prefix == "I"}
+    return ["B" + tag[1:] if position in opened_by_i else tag for position, tag in enumerate(tags)]
 
 
 def _check_paired_sentences(true_tags: Sequence[Sequence[Any]], pred_tags: Sequence[Sequence[Any]],

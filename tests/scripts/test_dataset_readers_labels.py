@@ -44,7 +44,7 @@ def call(argv) -> int:
 
 
 def test_integer_labels_are_the_training_values_named_by_themselves(tmp_path):
-    """Stars 1..5: five classes with ids 0..4 named "1".."5" (no class "0" that macro F1 would count)."""
+    """Stars 1..5: five classes with ids 0..4 named "1".."5" (no class "0")."""
     train = labelled(tmp_path / "train.csv", [1, 2, 3, 4, 5, 5, 3, 1])
     dev = labelled(tmp_path / "dev.csv", [5, 1, 3])
     data = read(train, dev)

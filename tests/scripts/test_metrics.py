@@ -14,21 +14,25 @@ import numpy as np
 import pytest
 from scipy import stats
 from seqeval.metrics import classification_report
-from seqeval.scheme import BILOU, IOB2, IOBES
+from seqeval.scheme import BILOU, IOB1, IOB2, IOBES, Entities
 from sklearn import metrics as skm
 
 from bizoo.scripts.lib.metrics import (
     accuracy,
+    chunk_openings,
     conlleval_span_f1,
     f1_binary,
     f1_macro,
     glue_metrics,
+    iob1_to_iob2,
     matthews_corrcoef,
     pearson,
     spearman,
     span_f1,
+    span_scheme,
     text_classification_metrics,
     token_accuracy,
+    unchunked_tags,
 )
 
 SEEDS = range(40)
@@ -62,8 +66,11 @@ def test_macro_f1_and_the_custom_dataset_metrics_match_sklearn(seed: int) -> Non
     rng = np.random.default_rng(seed)
     n, k = int(rng.integers(1, 60)), int(rng.integers(2, 6))
     labels, logits = rng.integers(0, k, n), rng.normal(size=(n, k))
+    if seed % 2:  # a class the labels never name and the model never predicts
+        labels, logits = np.minimum(labels, k - 2), np.concatenate([logits[:, :-1], np.full((n, 1), -np.inf)], 1)
     preds = logits.argmax(-1)
-    macro = skm.f1_score(labels, preds, labels=list(range(k)), average="macro", zero_division=0)
+    # scikit-learn's own rule: the mean over the classes in the labels or the predictions
+    macro = skm.f1_score(labels, preds, average="macro", zero_division=0)
     assert close(f1_macro(preds, labels, k), macro)
     assert text_classification_metrics(logits, labels, k) == pytest.approx(
         {"accuracy": skm.accuracy_score(labels, preds), "f1": macro}, abs=1e-12)
@@ -72,6 +79,48 @@ def test_macro_f1_and_the_custom_dataset_metrics_match_sklearn(seed: int) -> Non
         got = text_classification_metrics(scores, gold, 0)
         assert close(got["pearson"], stats.pearsonr(scores[:, 0], gold)[0])
         assert close(got["spearman"], stats.spearmanr(scores[:, 0], gold)[0])
+
+
+def brute_force_macro_f1(labels: list[int], preds: list[int]) -> float:
+    """Macro F1 from its definition: per class of labels | preds, F1 = 2PR / (P + R) from counted pairs."""
+    scores = []
+    for k in sorted(set(labels) | set(preds)):
+        pairs = list(zip(labels, preds))
+        tp = sum(1 for t, p in pairs if t == k and p == k)
+        predicted, actual = sum(1 for _, p in pairs if p == k), sum(1 for t, _ in pairs if t == k)
+        precision, recall = (tp / predicted if predicted else 0.0), (tp / actual if actual else 0.0)
+        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return sum(scores) / len(scores)
+
+
+@pytest.mark.parametrize(
+    "labels, preds, num_classes, expected",
+    [
+        ([0, 0, 1], [0, 0, 1], 5, 1.0),  # classes 2, 3, 4 occur nowhere: not averaged (it was 2/5)
+        ([0, 1, 0, 1], [0, 1, 1, 1], 3, (2 / 3 + 4 / 5) / 2),  # class 2 absent: the mean over 0 and 1
+        ([2, 2, 2], [2, 2, 0], 4, (0.0 + 0.8) / 2),  # class 0 only predicted: F1 0.0, averaged
+        ([3, 3], [3, 3], 4, 1.0),  # one class present
+    ],
+)
+def test_macro_f1_averages_over_the_classes_present(labels: list[int], preds: list[int], num_classes: int,
+                                                    expected: float) -> None:
+    assert f1_macro(preds, labels, num_classes) == pytest.approx(expected, abs=1e-12)
+    assert f1_macro(preds, labels) == pytest.approx(expected, abs=1e-12)  # num_classes does not change it
+    assert close(f1_macro(preds, labels, num_classes), brute_force_macro_f1(labels, preds))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert close(f1_macro(preds, labels, num_classes), skm.f1_score(labels, preds, average="macro"))
+    logits = np.eye(num_classes)[preds]  # (N, K) one-hot: argmax = preds
+    assert text_classification_metrics(logits, labels, num_classes)["f1"] == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_macro_f1_matches_the_brute_force_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 30)), int(rng.integers(2, 8))
+    drawn = rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False)  # often not all of the k classes
+    labels, preds = rng.choice(drawn, n).tolist(), rng.choice(drawn, n).tolist()
+    assert close(f1_macro(preds, labels, k), brute_force_macro_f1(labels, preds))
 
 
 @pytest.mark.parametrize(
@@ -264,6 +313,97 @@ def test_span_f1_errors() -> None:
         span_f1([["X-LOC"]], [["O"]])
     with pytest.raises(ValueError, match="mix IOBES"):
         span_f1([["S-LOC"]], [["U-LOC"]])
+
+
+# ---------------------------------------------------------------------------------------------- IOB1, chunks
+
+
+def random_iob1(rng: np.random.Generator, n: int) -> list[str]:
+    """Valid IOB1 tags: a chunk opens with I-X, or with B-X right after a chunk of the same type X."""
+    tags: list[str] = []
+    previous = None  # the type of the previous token's chunk
+    while len(tags) < n:
+        if rng.random() < 0.35:
+            tags.append("O")
+            previous = None
+            continue
+        kind = str(rng.choice(["LOC", "PER"]))
+        size = int(rng.integers(1, 4))
+        tags += ["B-" + kind if kind == previous else "I-" + kind] + ["I-" + kind] * (size - 1)
+        previous = kind
+    return tags[:n]
+
+
+def seqeval_strict_iob1(true: list[list[str]], pred: list[list[str]]) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return classification_report(true, pred, mode="strict", scheme=IOB1, output_dict=True, zero_division=0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_iob1_read_as_iob2_scores_as_seqeval_scores_iob1(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 15, int(rng.integers(1, 8)))
+    true = [random_iob1(rng, n) for n in lengths]
+    pred = [random_iob1(rng, n) if rng.random() < 0.7 else list(t) for n, t in zip(lengths, true)]
+    true2, pred2 = [iob1_to_iob2(t) for t in true], [iob1_to_iob2(t) for t in pred]
+    # IOB1's chunks open by I- only (B- right after a chunk of its type is no opening); IOB2's by B- only
+    assert all(prefix == "I" for tags in true for _, prefix in chunk_openings(tags))
+    assert all(prefix == "B" for tags in true2 for _, prefix in chunk_openings(tags))
+    assert all(unchunked_tags(tags, "IOB2") == [] for tags in true2)  # every tag in a strict chunk
+    assert [iob1_to_iob2(t) for t in true2] == true2  # IOB2 passes unchanged
+    # strict IOB2 scores of the converted tags = seqeval's strict IOB1 scores of the originals
+    ours, report = span_f1(true2, pred2), seqeval_strict_iob1(true, pred)
+    types = set(report) - {"micro avg", "macro avg", "weighted avg"}
+    assert set(ours["per_type"]) == types
+    for key, oracle_key in KEYS:
+        assert close(ours[key], report["micro avg"][oracle_key]), key
+    # the same chunks in either spelling, as conlleval reads them, and strict IOB2 keeps them all after conversion
+    assert conlleval_span_f1(true, pred) == conlleval_span_f1(true2, pred2) == span_f1(true2, pred2)
+
+
+def test_iob1_to_iob2_hand_checked() -> None:
+    assert iob1_to_iob2(["I-ORG", "O", "I-MISC", "O"]) == ["B-ORG", "O", "B-MISC", "O"]
+    assert iob1_to_iob2(["I-PER", "I-PER"]) == ["B-PER", "I-PER"]
+    assert iob1_to_iob2(["I-PER", "B-PER", "I-LOC", "I-LOC"]) == ["B-PER", "B-PER", "B-LOC", "I-LOC"]
+    assert iob1_to_iob2(["I", "O", "I"]) == ["B", "O", "B"]  # untyped chunks
+    assert iob1_to_iob2([]) == []
+    assert chunk_openings(["I-ORG", "B-ORG", "O", "B-PER", "I-PER", "I-LOC"]) == [(0, "I"), (3, "B"), (5, "I")]
+    # the strict score of IOB1 gold read as IOB2 counts all 5 entities (4 of 5 were dropped as IOB1)
+    gold = [["I-ORG", "O", "I-MISC", "O"], ["I-PER", "I-PER"], ["I-PER", "B-PER"]]
+    assert span_f1(gold, gold)["support"] == 1
+    converted = [iob1_to_iob2(tags) for tags in gold]
+    assert span_f1(converted, converted)["support"] == 5 == conlleval_span_f1(gold, gold)["support"]
+
+
+def seqeval_covered(tags: list[str], scheme: str) -> set[int]:
+    """The positions inside seqeval's strict entities of one sentence."""
+    entities = Entities([tags], ORACLE_SCHEMES[scheme][0]).entities[0]
+    return {i for entity in entities for i in range(entity.start, entity.end)}
+
+
+@pytest.mark.parametrize("scheme", list(ORACLE_SCHEMES))
+@pytest.mark.parametrize("seed", range(20))
+def test_unchunked_tags_are_those_outside_seqevals_strict_entities(scheme: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for n in rng.integers(0, 12, 10):
+        tags = random_tags(rng, int(n), ORACLE_SCHEMES[scheme][1])
+        expected = [i for i, tag in enumerate(tags) if tag != "O" and i not in seqeval_covered(tags, scheme)]
+        assert unchunked_tags(tags, scheme) == expected, tags
+
+
+def test_unchunked_tags_and_span_scheme_hand_checked() -> None:
+    assert unchunked_tags(["B-LOC", "I-LOC", "O"], "IOBES") == [0, 1]  # B... without E
+    assert unchunked_tags(["O", "E-LOC", "S-PER"], "IOBES") == [1]  # E without B
+    assert unchunked_tags(["B-LOC", "U-PER", "L-PER"], "BILOU") == [0, 2]
+    assert unchunked_tags(["O", "I-PER", "B-PER"], "IOB2") == [1]  # I-X after O
+    assert unchunked_tags(["B-PER", "I-PER", "O", "S-LOC"], "auto") == [0, 1]  # auto: IOBES from these tags
+    assert span_scheme([["B-PER", "O"], ["S-LOC"]]) == "IOBES"
+    assert span_scheme([["B-PER", "I-PER"], []]) == "IOB2" and span_scheme([["U-PER"]]) == "BILOU"
+    with pytest.raises(ValueError, match="tag 'NOUN' is not allowed in the IOB2 scheme"):
+        span_scheme([["O"], ["NOUN"]])
+    with pytest.raises(ValueError, match="mix IOBES"):
+        span_scheme([["S-LOC"], ["U-LOC"]])
 
 
 # ---------------------------------------------------------------------------------------------- lenient spans
