@@ -436,15 +436,20 @@ with torch.no_grad():
 '''
 
 
+def saved_and_exported(model, tokenizer, tmp_path: Path) -> Path:
+    """``model`` and ``tokenizer`` saved as a checkpoint (tmp_path/checkpoint), then exported (tmp_path/export)."""
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    return export_model(checkpoint, tmp_path / "export")
+
+
 def test_bigs_export_loads_without_bizoo_and_matches(tmp_path, tokenizer):
     """BiGS (its SSM op and kernels flattened into the folder) loads and computes the same logits without bizoo."""
     spec = bizoo.get_spec("bigs")
     config = spec.config_class(**TINY_CONFIGS["bigs"], vocab_size=len(tokenizer), initializer_range=0.2)
     model = bizoo.BiGSForMaskedLM(config).eval()
-    checkpoint = tmp_path / "checkpoint"
-    model.save_pretrained(checkpoint)
-    tokenizer.save_pretrained(checkpoint)
-    folder = export_model(checkpoint, tmp_path / "export")
+    folder = saved_and_exported(model, tokenizer, tmp_path)
     assert any(path.name.startswith("kernels_ssm") for path in folder.iterdir())
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -484,10 +489,7 @@ def test_elmo_bilm_export_loads_without_bizoo_and_matches(tmp_path, sentences):
                                                        max_word_length=10)
     config = bizoo.ElmoConfig(**TINY_CONFIGS["elmo"], vocab_size=len(tokenizer), initializer_range=0.2)
     model = bizoo.ElmoForBidirectionalLM(config).eval()
-    checkpoint = tmp_path / "checkpoint"
-    model.save_pretrained(checkpoint)
-    tokenizer.save_pretrained(checkpoint)
-    folder = export_model(checkpoint, tmp_path / "export")
+    folder = saved_and_exported(model, tokenizer, tmp_path)
     auto_map = json.loads((folder / "config.json").read_text(encoding="utf-8"))["auto_map"]
     assert auto_map["AutoModelForPreTraining"].endswith(".ElmoForBidirectionalLM")
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
