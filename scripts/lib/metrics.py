@@ -314,17 +314,9 @@ def chunk_openings(tags: Sequence[str]) -> list[tuple[int, str]]:
 
     IOB1 tags have openings by "I" only, IOB2 tags by "B" only; tags with both follow neither scheme.
     """
-    found = []
-    previous = None  # the type of the previous tag; None at the start and after O
-    for position, tag in enumerate(tags):
-        if tag == "O":
-            previous = None
-            continue
-        prefix, kind = _split_tag(tag)
-        if prefix in ("B", "I") and kind != previous:
-            found.append((position, prefix))
-        previous = kind
-    return found
+    starts = sorted(start for _, start, _, _ in _conlleval_chunks(tags, 0))
+    kind = lambda i: None if i < 0 or tags[i] == "O" else _split_tag(tags[i])[1]  # noqa: E731
+    return [(start, _split_tag(tags[start])[0]) for start in starts if kind(start - 1) != kind(start)]
 
 
 def iob1_to_iob2(tags: Sequence[str]) -> list[str]:

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from transformers import AutoModelForPreTraining, PreTrainedConfig
+from transformers import PreTrainedConfig
 
 import bizoo
 
@@ -192,24 +192,13 @@ def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, 
     return load, call
 
 
-def _other_auto_class(model) -> str:
-    """The Auto class of a model outside its spec (a model transformers ships, e.g. BERT's heads):
-    "AutoModelForPreTraining" where that maps the config to the model's class, else "AutoModel" (which loads the
-    encoder of any head)."""
-    try:
-        if AutoModelForPreTraining._model_mapping[type(model.config)] is type(model):
-            return "AutoModelForPreTraining"
-    except KeyError:
-        pass
-    return "AutoModel"
-
-
 def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], name: str, code_files: list[str]) -> str:
     """README.md for an export of ``model``: YAML front matter (Hub metadata) and the body, rendered from
     ``hub_cards/model_card.md`` with ``string.Template``."""
     config = model.config
     architecture = type(model).__name__
-    auto_class = next((a for a, cls in spec.models.items() if cls is type(model)), None) or _other_auto_class(model)
+    # the Auto class the spec registers the model under (AutoModel loads the encoder of any other head)
+    auto_class = next((a for a, cls in spec.models.items() if cls is type(model)), "AutoModel")
     pipeline_tag = pipeline_tag_for(architecture)
     variant = variant_of(config, spec)
     index_results = model_index_results(results)

@@ -100,7 +100,8 @@ def clear_previous_run(folder: str | os.PathLike, inputs: Iterable[str | os.Path
         return
     entries = _check_overwrite(folder, inputs, whole=False)
     for entry in entries:
-        _remove(entry)
+        with contextlib.suppress(FileNotFoundError):  # another process of a distributed run removed it first
+            _remove(entry)
     kept = sorted(item.name for item in folder.iterdir())
     if entries:
         _note(f"--overwrite: removed the previous run's {len(entries)} entries from {str(folder)!r}"

@@ -61,6 +61,7 @@ from huggingface_hub import HfApi
 
 import bizoo
 
+from ...modeling.heads import CrfTokenClassificationHead
 from .command import LOG_LEVEL_HELP, ROOT_LOGGER, CommandError
 from .machine import cuda_available
 from .model_card import write_checkpoint_card
@@ -580,8 +581,7 @@ def check_label_smoothing(args: argparse.Namespace, model) -> None:
     itself from ``logits``, which a CRF head returns as decoding scores without a gradient (its loss is the
     likelihood of whole tag sequences); the first backward pass would fail."""
     smoothing = getattr(args, "label_smoothing_factor", None) or 0
-    if smoothing > 0 and getattr(getattr(model, "config", None), "use_crf", False) is True and type(
-            model).__name__.endswith("ForTokenClassification"):
+    if smoothing > 0 and isinstance(getattr(model, "classifier", None), CrfTokenClassificationHead):
         raise CommandError(
             f"--label_smoothing_factor smooths a softmax over each token's logits; {type(model).__name__}'s CRF head "
             "trains on the likelihood of whole tag sequences (its logits are decoding scores, without a gradient): "
