@@ -15,7 +15,7 @@ import importlib
 import sys
 
 from .. import __version__
-from .lib.command import add_command_arguments, run_parsed
+from .lib.command import add_command_arguments, parse_command_line, run_parsed
 
 # command -> (module under bizoo.scripts, one-line summary)
 COMMANDS = {
@@ -47,9 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, unknown = build_parser().parse_known_args(argv)
-    if unknown:  # argparse would name the top-level parser ("usage: bizoo [-h] ..."): the command's own usage
-        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parse_command_line(build_parser(), argv)
     return run_parsed(args._prog, args._run, args)
 
 

@@ -157,6 +157,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         target = sub.add_parser(name, help=summary, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         add_target_arguments(target)
+        target.set_defaults(_parser=target)  # an unknown option is reported with this target's usage
 
 
 def run(args: argparse.Namespace) -> int:

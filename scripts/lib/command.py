@@ -34,7 +34,8 @@ it (a command called from Python leaves the caller's logging alone).
 * ``CommandError``: bad input to a command (a ``ValueError``), raised before any work starts.
 * ``run_command``: run a command's body, turning bad input into exit code 2.
 * ``command_main``: a command module's ``main`` (its ``PROG``, docstring, ``add_arguments`` and ``run``).
-* ``add_command_arguments``, ``run_parsed``: what ``command_main`` and ``bizoo <command>`` share.
+* ``add_command_arguments``, ``parse_command_line``, ``run_parsed``: what ``command_main`` and ``bizoo <command>``
+  share.
 * ``report``, ``write_error``: the command's product on stdout; an error line on stderr.
 * ``process_log_level``, ``command_logging``: the level of this process; logging set up for one run.
 * ``end_process_group``: leave a distributed run cleanly at the end of a command.
@@ -160,6 +161,16 @@ def add_command_arguments(parser: argparse.ArgumentParser, add_arguments: Callab
     add_log_level_argument(parser)
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that an unrecognised option is reported with the usage of the innermost
+    command chosen (``bizoo bench lion``, not ``bizoo``): argparse reports it with the parser it was called on. A
+    (sub)command's parser names itself as the default ``_parser``."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def _level(name: str, where: str, passive: bool = True) -> int | None:
     """The level ``name`` means (None for passive, where ``passive`` allows it); ``CommandError`` naming ``where``
     for an unknown one."""
@@ -272,7 +283,7 @@ def command_main(module_name: str, argv: list[str] | None = None) -> int:
         prog=module.PROG, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_command_arguments(parser, module.add_arguments)
-    return run_parsed(module.PROG, module.run, parser.parse_args(argv))
+    return run_parsed(module.PROG, module.run, parse_command_line(parser, argv))
 
 
 def end_process_group() -> None:

@@ -185,3 +185,19 @@ def test_an_unknown_option_is_named_by_its_command(capsys):
     assert exit.value.code == 2
     err = capsys.readouterr().err
     assert "usage: bizoo finetune-glue" in err and "unrecognized arguments: --pad_to_max_length" in err
+
+
+@pytest.mark.parametrize("entry", ["bizoo", "python -m"])
+def test_an_unknown_option_of_a_bench_target_is_named_by_the_target(entry, capsys):
+    """`bizoo bench lion --bogus` (and `python -m bizoo.scripts.bench lion --bogus`): the usage line and the error
+    are `bizoo bench lion`'s, whose options the user needs, not `bizoo bench`'s or `bizoo`'s."""
+    from bizoo.scripts import bench
+
+    with pytest.raises(SystemExit) as exit:
+        if entry == "bizoo":
+            cli.main(["bench", "lion", "--bogus"])
+        else:
+            bench.main(["lion", "--bogus"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: bizoo bench lion" in err and "bizoo bench lion: error: unrecognized arguments: --bogus" in err
