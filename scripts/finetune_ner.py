@@ -59,6 +59,15 @@ parquet files, or a Hub dataset id owner/name[@revision], read through datasets 
 and --tags-column, default tokens and ner_tags; tags as ClassLabel ids or strings); it is scored on its validation
 split (or dev, valid, val, test), or on a held-out part of train with --validation-split-percentage.
 
+Where the data comes from, one of:
+
+* --data-dir DIR: CoNLL or CoNLL-U files in DIR, --train-file (default train.txt) and --eval-file (default
+  valid.txt) naming them in it;
+* --train-file PATH without --data-dir (run_ner.py's --train_file / --validation_file): the files' paths, with
+  --validation-file (or --validation-split-percentage); a .json/.jsonl, .csv, .tsv or .parquet file holds rows of
+  word lists and tags (--tokens-column, --tags-column), any other file is read as CoNLL or CoNLL-U (--format);
+* --dataset-name NAME.
+
 examples:
   bizoo finetune-ner --model-name-or-path runs/lion-mlm --data-dir data/conll2003 \\
       --output-dir runs/lion-conll
@@ -90,7 +99,14 @@ from .lib.data import (
     read_tagged_file,
     tagged_file_format,
 )
-from .lib.dataset_readers import add_dataset_name_arguments, load_splits, split_name, token_classification_data
+from .lib.dataset_readers import (
+    FILE_BUILDERS,
+    add_dataset_name_arguments,
+    describe,
+    load_splits,
+    split_name,
+    token_classification_data,
+)
 from .lib.finetuning import (
     PreparedModel,
     add_model_arguments,
@@ -126,7 +142,8 @@ DEFAULT_MAX_STEPS = -1  # train for --epochs (3)
 DEFAULT_LEARNING_RATE = 1e-4
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 128
-DEFAULT_EVAL_FILE = "valid.txt"  # --eval-file unless given (None: not given)
+DEFAULT_EVAL_FILE = "valid.txt"  # --eval-file in --data-dir unless given (None: not given)
+DEFAULT_TRAIN_FILE = "train.txt"  # --train-file in --data-dir unless given
 
 Sentences = list[tuple[list[str], list[str]]]
 
@@ -238,30 +255,52 @@ class TaggingData:
     read_as_iob2: list[str] = field(default_factory=list)
 
 
+def data_files(args: argparse.Namespace) -> bool:
+    """Whether the data is --train-file (and --validation-file) as paths of data files read through ``datasets``
+    (.json/.jsonl, .csv, .tsv, .parquet: rows of word lists and tags), as run_ner.py reads them."""
+    return (args.data_dir is None and args.dataset_name is None and args.train_file is not None
+            and Path(args.train_file).suffix.lower() in FILE_BUILDERS)
+
+
 def _check_source_options(args: argparse.Namespace) -> None:
-    """``CommandError`` for options of the other data source, and for a held-out split asked for beside an evaluation
-    file."""
+    """``CommandError`` without a data source, for options of another data source, and for a held-out split asked
+    for beside an evaluation file."""
     percentage = args.validation_split_percentage
     if percentage is not None and not 0 < percentage < 100:
         raise CommandError(f"--validation-split-percentage must be in (0, 100), got {percentage:g}")
-    if args.dataset_name is not None:
-        data_only = [option for option, value, default in (
-            ("--train-file", args.train_file, "train.txt"), ("--eval-file", args.eval_file, None),
-            ("--format", args.format, "auto"), ("--conllu-tags", args.conllu_tags, None),
-        ) if value != default]
-        if data_only:
-            raise CommandError(f"{', '.join(data_only)} name CoNLL files in --data-dir, not splits of --dataset-name")
-        return
-    given = [option for option, value, default in (
-        ("--dataset-config-name", args.dataset_config_name, None), ("--tokens-column", args.tokens_column, "tokens"),
-        ("--tags-column", args.tags_column, "ner_tags"),
+    if args.data_dir is None and args.dataset_name is None and args.train_file is None:
+        raise CommandError("no data: give --data-dir (a folder of CoNLL files), --train-file with --validation-file "
+                           "(the files' paths) or --dataset-name")
+    conll_only = [option for option, value, default in (
+        ("--format", args.format, "auto"), ("--conllu-tags", args.conllu_tags, None),
     ) if value != default]
-    if given:
-        raise CommandError(f"{', '.join(given)}: options of --dataset-name, not of CoNLL files")
+    if args.dataset_name is not None:
+        data_only = [option for option, value in (("--train-file", args.train_file), ("--eval-file", args.eval_file))
+                     if value is not None] + conll_only
+        if data_only:
+            raise CommandError(f"{', '.join(data_only)}: options of files (CoNLL files in --data-dir, or the paths of "
+                               "--train-file and --validation-file), not of --dataset-name, whose splits are read")
+        return
+    if data_files(args):
+        if conll_only:
+            raise CommandError(f"{', '.join(conll_only)}: options of CoNLL files, not of --train-file "
+                               f"{args.train_file!r} (rows of word lists and tags)")
+        if args.dataset_config_name is not None:
+            raise CommandError("--dataset-config-name: an option of --dataset-name, not of data files")
+    else:
+        given = [option for option, value, default in (
+            ("--dataset-config-name", args.dataset_config_name, None),
+            ("--tokens-column", args.tokens_column, "tokens"), ("--tags-column", args.tags_column, "ner_tags"),
+        ) if value != default]
+        if given:
+            raise CommandError(f"{', '.join(given)}: options of --dataset-name or data files, not of CoNLL files")
     if percentage is not None and args.eval_file is not None:  # given, even as the default name
         raise CommandError(f"--eval-file {args.eval_file!r} and --validation-split-percentage {percentage:g} both "
                            "name the evaluation sentences: give one (--validation-split-percentage holds out a part "
-                           "of --train-file; without it --eval-file is read, valid.txt unless given)")
+                           "of --train-file; without it --eval-file is read, valid.txt in --data-dir unless given)")
+    if args.data_dir is None and percentage is None and args.eval_file is None:
+        raise CommandError(f"--train-file {args.train_file!r} without --data-dir: give the evaluation file's path "
+                           "(--validation-file) or hold out a part of it (--validation-split-percentage N)")
 
 
 def _held_out(train: Sentences, args: argparse.Namespace, of: str) -> tuple[Sentences, Sentences, dict[str, Any]]:
@@ -279,35 +318,53 @@ def load_sentences(args: argparse.Namespace) -> TaggingData:
     from --dataset-name; the evaluation part held out of train with --validation-split-percentage."""
     _check_source_options(args)
     percentage = args.validation_split_percentage
-    if args.dataset_name is not None:
-        splits = load_splits(args.dataset_name, args.dataset_config_name)
-        if percentage is None and "validation" not in splits:
-            raise CommandError(f"--dataset-name {args.dataset_name!r} has no validation split (validation, dev, "
-                               "valid, val or test): hold out a part of train with --validation-split-percentage N")
+    if args.dataset_name is not None or data_files(args):
+        if args.dataset_name is not None:
+            splits = load_splits(args.dataset_name, args.dataset_config_name)
+            if percentage is None and "validation" not in splits:
+                raise CommandError(f"--dataset-name {args.dataset_name!r} has no validation split (validation, "
+                                   "dev, valid, val or test): hold out a part of train with "
+                                   "--validation-split-percentage N")
+            name = args.dataset_name
+            train_name, dataset = f"{name}/train", {"name": name, "type": name}
+        else:
+            splits = load_splits(train_file=args.train_file, validation_file=args.eval_file)
+            name = describe(None, args.train_file)
+            train_name, dataset = args.train_file, {"name": name, "type": Path(args.train_file).suffix[1:].lower()}
         loaded = token_classification_data(splits, args.tokens_column, args.tags_column,
                                            need_validation=percentage is None)
-        train_name = f"{args.dataset_name}/train"
-        dataset = {"name": args.dataset_name, "type": args.dataset_name}
         if percentage is None:
             split = split_name(splits["validation"])
+            eval_name = f"{name} {split}" if args.dataset_name is not None else args.eval_file
             return TaggingData(loaded["train"], loaded["validation"], conll_label_list(loaded["train"]), train_name,
-                               f"{args.dataset_name} {split}", {**dataset, "split": split})
+                               eval_name, {**dataset, "split": split})
         train, held, held_out = _held_out(loaded["train"], args, train_name)
         return TaggingData(train, held, conll_label_list(loaded["train"]), train_name,
                            f"{train_name} (held-out {percentage:g}%, seed {args.seed})",
                            {**dataset, "split": HELD_OUT_SPLIT}, held_out)
 
-    data_dir = Path(args.data_dir)
-    if not data_dir.is_dir():
-        raise CommandError(f"--data-dir {str(data_dir)!r} does not exist or is not a folder")
-    eval_file = args.eval_file if args.eval_file is not None else DEFAULT_EVAL_FILE
-    names = [("--train-file", args.train_file)] + ([("--eval-file", eval_file)] if percentage is None else [])
-    for option, name in names:
-        if not (data_dir / name).exists():
-            raise CommandError(
-                f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt; "
-                "without an evaluation file: --validation-split-percentage N)"
-            )
+    if args.data_dir is None:  # --train-file and --eval-file are paths of CoNLL files
+        data_dir = Path(".")
+        train_file, eval_file = args.train_file, args.eval_file
+        for option, name in (("--train-file", train_file), ("--validation-file", eval_file)):
+            if name is not None and not Path(name).is_file():
+                raise CommandError(f"{option} {name!r} does not exist or is not a file")
+    else:
+        data_dir = Path(args.data_dir)
+        if not data_dir.is_dir():
+            raise CommandError(f"--data-dir {str(data_dir)!r} does not exist or is not a folder")
+        train_file = args.train_file if args.train_file is not None else DEFAULT_TRAIN_FILE
+        eval_file = args.eval_file if args.eval_file is not None else DEFAULT_EVAL_FILE
+        for option, name in [("--train-file", train_file)] + ([("--eval-file", eval_file)] if percentage is None
+                                                               else []):
+            if not (data_dir / name).exists():
+                raise CommandError(
+                    f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt; "
+                    "without an evaluation file: --validation-split-percentage N)"
+                )
+    names = [("--train-file", train_file)] + ([("--eval-file", eval_file)] if percentage is None else [])
+    card_dir = data_dir if args.data_dir is not None else Path(train_file).resolve().parent
+    card_eval = eval_file if eval_file is not None else DEFAULT_EVAL_FILE
     formats = {name: tagged_file_format(name, args.format) for _, name in names}
     if args.conllu_tags is not None and "conllu" not in formats.values():
         raise CommandError(f"--conllu-tags {args.conllu_tags} picks the tag column of CoNLL-U files, but "
@@ -315,16 +372,16 @@ def load_sentences(args: argparse.Namespace) -> TaggingData:
                            "files or give --format conllu")
     column = args.conllu_tags or "upos"
     read = {name: read_tagged_file(data_dir / name, fmt, column) for name, fmt in formats.items()}
-    train_path = data_dir / args.train_file
-    train = read[args.train_file]
+    train_path = data_dir / train_file
+    train = read[train_file]
     labels = conll_label_list(train)
     if percentage is None:
         return TaggingData(train, read[eval_file], labels, str(train_path), str(data_dir / eval_file),
-                           dataset_card(data_dir, eval_file, args.train_file))
-    train, held, held_out = _held_out(train, args, args.train_file)
+                           dataset_card(card_dir, eval_file, train_file))
+    train, held, held_out = _held_out(train, args, train_file)
     return TaggingData(train, held, labels, str(train_path),
-                       f"{args.train_file} (held-out {percentage:g}%, seed {args.seed})",
-                       {**dataset_card(data_dir, eval_file, args.train_file), "split": HELD_OUT_SPLIT}, held_out)
+                       f"{train_file} (held-out {percentage:g}%, seed {args.seed})",
+                       {**dataset_card(card_dir, card_eval, train_file), "split": HELD_OUT_SPLIT}, held_out)
 
 
 def _place(sentences: Sentences, index: int, position: int, numbered: bool = True) -> str:
@@ -526,26 +583,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     data = parser.add_argument_group("data")
-    source = data.add_mutually_exclusive_group(required=True)
+    source = data.add_mutually_exclusive_group()  # or --train-file as a path: checked by _check_source_options
     source.add_argument("--data-dir", metavar="DIR", help="folder holding the CoNLL-format files")
     add_dataset_name_arguments(source, data, "a dataset with word lists and tags instead")
     data.add_argument(
         "--tokens-column", default="tokens", metavar="COLUMN",
-        help="with --dataset-name: the column of word lists (default: %(default)s)",
+        help="with --dataset-name or data files: the column of word lists (default: %(default)s)",
     )
     data.add_argument(
         "--tags-column", default="ner_tags", metavar="COLUMN",
-        help="with --dataset-name: the column of tags, ClassLabel ids or strings (default: %(default)s)",
+        help="with --dataset-name or data files: the column of tags, ClassLabel ids or strings (default: %(default)s)",
     )
     data.add_argument(
-        "--train-file", default="train.txt", metavar="FILE",
-        help="training file, relative to --data-dir (default: %(default)s)",
+        "--train-file", "--train_file", default=None, metavar="FILE",  # None: not given (train.txt in --data-dir)
+        help=f"training file: with --data-dir, a file in it (default: {DEFAULT_TRAIN_FILE}); without, its path "
+        "(a CoNLL or CoNLL-U file, or a .json/.jsonl, .csv, .tsv or .parquet file of word lists and tags)",
     )
     data.add_argument(
-        "--eval-file", default=None, metavar="FILE",  # None: not given (valid.txt), so that giving it is seen
-        help="evaluation file, relative to --data-dir; its tags must all occur in the training file; words cut "
-        "off by --max-length are scored as predicted 'O' (pos: as wrong); not with --validation-split-percentage "
-        f"(default: {DEFAULT_EVAL_FILE})",
+        "--eval-file", "--validation-file", "--validation_file", default=None, metavar="FILE",
+        help="evaluation file: with --data-dir, a file in it (default: valid.txt), else its path; its tags must all "
+        "occur in the training file; words cut off by --max-length are scored as predicted 'O' (pos: as wrong); "
+        "not with --validation-split-percentage",
     )
     data.add_argument(
         "--format", choices=TAGGED_FORMATS, default="auto",
@@ -642,7 +700,8 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     n_words = sum(len(words) for words, _ in data.eval)
     truncated = sum(position is None for positions in first_positions for position in positions)
     logger.info(
-        f"{'CoNLL' if args.dataset_name is None else args.dataset_name} ({task.name.lower()}): train "
+        f"{data.dataset['name'] if args.dataset_name is not None or data_files(args) else 'CoNLL'} "
+        f"({task.name.lower()}): train "
         f"{len(data.train):,} sentences, eval {len(data.eval):,} sentences ({n_words:,} words; {data.eval_name}); "
         f"{len(data.labels)} labels: {', '.join(data.labels)}"
     )

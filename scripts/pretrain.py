@@ -7,6 +7,9 @@ unigram baseline (always predicting the most frequent training token), and shows
 by `pipeline("fill-mask")` from the saved folder.
 
 Sequences are packed to --max-length tokens inside each document (file) and never across documents.
+
+--text (run_mlm.py's --train_file) takes plain-text files, or one data file (.json/.jsonl, .csv, .tsv, .parquet) whose
+--text-column holds the text, one document; --eval-text (--validation_file) likewise.
 Evaluation masks 15% of the held-out tokens (all replaced by [MASK], fixed by --seed) and counts the exact hits.
 
 Models that read words and their characters (bilstm_crf, elmo) get a word+character tokenizer built from the training
@@ -22,6 +25,7 @@ examples:
   bizoo pretrain --output-dir runs/lion                         # LION-S, shipped corpus, a few minutes
   bizoo pretrain --model lion --variant d --output-dir runs/lion-d --max-steps 2000
   bizoo pretrain --text corpus/*.txt --eval-text held_out.txt --model-config hidden_size=512 --output-dir runs/big
+  bizoo pretrain --train_file train.jsonl --validation_file dev.jsonl --output-dir runs/jsonl  # run_mlm.py's spelling
   bizoo pretrain --model elmo --output-dir runs/elmo            # a small biLM: forward + backward LM
   bizoo pretrain --model bilstm_crf --output-dir runs/bilstm    # masked-LM over words and their characters
 """
@@ -62,7 +66,7 @@ from .lib.models import (
 )
 from .lib.output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .lib.results import record_results
-from .lib.dataset_readers import load_splits, stream_text_lines
+from .lib.dataset_readers import FILE_BUILDERS, describe, load_splits, stream_text_lines
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 from .lib.training import (
     Needed,
@@ -127,15 +131,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data = parser.add_argument_group("data (default: the Shakespeare sample shipped with bizoo)")
     source = data.add_mutually_exclusive_group()
-    source.add_argument("--text", nargs="+", default=None, metavar="FILE", help="plain-text training files, one document each")
+    source.add_argument(
+        "--text", "--train-file", "--train_file", nargs="+", default=None, metavar="FILE",
+        help="plain-text training files, one document each; or one .json/.jsonl/.csv/.tsv/.parquet data file read "
+        "through datasets (its --text-column)",
+    )
     source.add_argument(
         "--dataset", default=None, metavar="NAME",
         help="a dataset read through `datasets`: a local dataset folder or a Hub dataset id owner/name[@revision]",
     )
     data.add_argument("--dataset-config", default=None, help="the dataset's configuration name")
-    data.add_argument("--text-column", default="text", help="the dataset column holding text (default: %(default)s)")
     data.add_argument(
-        "--eval-text", nargs="+", default=None, metavar="FILE",
+        "--text-column", default="text",
+        help="the column of --dataset or of a data file holding text (default: %(default)s)",
+    )
+    data.add_argument(
+        "--eval-text", "--validation-file", "--validation_file", nargs="+", default=None, metavar="FILE",
         help="held-out text files (default: Macbeth for the shipped corpus, else the last --eval-fraction of the data)",
     )
     data.add_argument("--eval-fraction", type=float, default=0.05, help="share held out without --eval-text (default: %(default)s)")
@@ -273,13 +284,46 @@ def check_pretrain_arguments(args: argparse.Namespace) -> None:
     if not args.dataset:
         if args.dataset_config is not None:
             raise CommandError("--dataset-config names a configuration of --dataset: pass --dataset too")
-        if args.text_column != "text":
-            raise CommandError("--text-column names a column of --dataset: pass --dataset too")
+        if args.text_column != "text" and not any(map(is_data_file, args.text or ())):
+            raise CommandError("--text-column names a column of --dataset or of a data file (.json, .csv, ...): "
+                               "pass one of them too")
     for option, paths in (("--text", args.text), ("--eval-text", args.eval_text)):
         for path in paths or ():
             if not Path(path).is_file():
                 what = "is a folder, not a file" if Path(path).is_dir() else "does not exist"
                 raise CommandError(f"{option} {path!r} {what}")
+        data = [path for path in paths or () if is_data_file(path)]
+        if data and len(paths) > 1:
+            raise CommandError(f"{option}: give one data file ({data[0]!r}) alone, or plain-text files only")
+    text_data, eval_data = (bool(paths) and is_data_file(paths[0]) for paths in (args.text, args.eval_text))
+    if eval_data and not text_data:
+        raise CommandError(f"--eval-text {args.eval_text[0]!r} is a data file: it goes with a data file as --text "
+                           "(held-out text beside plain-text files, --dataset or the shipped corpus is plain text)")
+    if text_data and args.eval_text and not eval_data:
+        raise CommandError(f"--text {args.text[0]!r} is a data file: give --eval-text as one too (or leave it out "
+                           "to hold out --eval-fraction of it)")
+
+
+def is_data_file(path: str) -> bool:
+    """Whether --text / --eval-text ``path`` is a data file read through ``datasets`` (its --text-column), not
+    plain text: .json, .jsonl, .csv, .tsv or .parquet."""
+    return Path(path).suffix.lower() in FILE_BUILDERS
+
+
+def column_lines(split, column: str, source: str) -> list[str]:
+    """The non-blank texts of ``column`` of a ``datasets`` split; ``CommandError`` for a missing column or a cell
+    that is not text (naming ``source``, the row and the value)."""
+    if column not in split.column_names:
+        raise CommandError(f"--text-column {column!r} is not in {source}: {split.column_names}")
+    lines = []
+    for row, text in enumerate(split[column]):
+        if text is not None and not isinstance(text, str):
+            raise CommandError(f"{source}: --text-column {column!r} of row {row} is not text: {text!r}")
+        if text and text.strip():
+            lines.append(text.strip())
+    if not lines:
+        raise CommandError(f"{source}: --text-column {column!r} holds no text")
+    return lines
 
 
 def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: str) -> None:
@@ -287,6 +331,9 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
     validation split), a step budget, and a subword masked-LM."""
     if not args.text and not args.dataset:
         raise CommandError("--stream reads --text files lazily (or --dataset): pass the training files with --text")
+    if any(map(is_data_file, [*(args.text or ()), *(args.eval_text or ())])):
+        raise CommandError("--stream reads plain-text --text files; a data file (.json, .csv, ...) streams through "
+                           "--dataset FOLDER (the folder holding it) with --text-column")
     if not args.eval_text and not args.dataset:
         raise CommandError("--stream needs --eval-text: a streamed corpus has no end to hold a part of out")
     if args.max_steps <= 0:
@@ -299,10 +346,12 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
     """(training documents, held-out documents, corpus name); each document is a list of lines."""
     if args.dataset:
         split = load_splits(args.dataset, args.dataset_config, option="--dataset")["train"]
-        if args.text_column not in split.column_names:
-            raise CommandError(f"--text-column {args.text_column!r} is not in {args.dataset}: {split.column_names}")
-        lines = [t for t in split[args.text_column] if t and t.strip()]
-        documents, name = [lines], args.dataset
+        documents, name = [column_lines(split, args.text_column, args.dataset)], args.dataset
+    elif args.text and is_data_file(args.text[0]):  # run_mlm.py's --train_file / --validation_file
+        splits = load_splits(train_file=args.text[0], validation_file=(args.eval_text or [None])[0])
+        documents, name = [column_lines(splits["train"], args.text_column, args.text[0])], describe(None, args.text[0])
+        if args.eval_text:
+            return documents, [column_lines(splits["validation"], args.text_column, args.eval_text[0])], name
     elif args.text:
         documents, name = [read_text_files([path]) for path in args.text], "custom text"
     else:

@@ -88,13 +88,13 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
             suffix = Path(path).suffix.lower()
             if suffix not in FILE_BUILDERS:
                 raise CommandError(f"{option} {path!r}: give a {', '.join(FILE_BUILDERS)} file")
-            suffixes.add(FILE_BUILDERS[suffix])
+            suffixes.add(".tsv" if suffix == ".tsv" else FILE_BUILDERS[suffix])  # one delimiter reads both files
         if len(suffixes) > 1:
-            raise CommandError("--train-file and --validation-file must have the same format")
-        builder = suffixes.pop()
-        options = dict(CSV_OPTIONS) if builder == "csv" else {}
-        if Path(train_file).suffix.lower() == ".tsv":
-            options["delimiter"] = "\t"
+            raise CommandError(f"--train-file and --validation-file must have the same format (got {train_file!r} "
+                               f"and {validation_file!r}; .json and .jsonl are one format, .csv and .tsv two)")
+        kind = suffixes.pop()
+        builder = FILE_BUILDERS.get(kind, kind)
+        options = {**CSV_OPTIONS, **({"delimiter": "\t"} if kind == ".tsv" else {})} if builder == "csv" else {}
         try:
             loaded = datasets.load_dataset(builder, data_files=files, streaming=streaming, **options)
         except (ValueError, datasets.exceptions.DatasetGenerationError) as err:

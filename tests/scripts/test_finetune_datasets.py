@@ -173,6 +173,66 @@ def test_finetune_glue_and_ner_on_hub_datasets(tmp_path, synthetic, hub_cache):
     assert record["dataset"]["type"] == "someone/tiny-ner" and "f1" in record["metrics"]
 
 
+def test_finetune_ner_on_file_paths_as_run_ner_takes_them(tmp_path, synthetic, conll_dir, capsys):
+    """run_ner.py's `--train_file train.json --validation_file dev.json` (rows of word lists and tag strings), and
+    the same spellings with the paths of CoNLL files (no --data-dir): the model learns the files' labels and the record
+    names the files."""
+    rng = random.Random(5)
+    rows = {split: [{"tokens": [w for w, _ in s], "ner_tags": [t for _, t in s]}
+                    for s in (synthetic.conll_sentence(rng) for _ in range(n))] for split, n in (("train", 24),
+                                                                                                 ("dev", 8))}
+    rows["train"].append({"tokens": ["Oslo", "rocks"], "ner_tags": ["B-MISC", "O"]})  # a label CoNLL's files lack
+    train, dev = (write_rows(tmp_path / "json" / f"{split}.jsonl", rows[split]) for split in ("train", "dev"))
+    out = tmp_path / "json-run"
+    assert call(finetune_ner.main, ["--model-name-or-path", "lion", "--train_file", train, "--validation_file", dev,
+                                    "--output-dir", out, *TINY, *FAST]) == 0
+    assert "train.jsonl (named entity recognition): train 25 sentences, eval 8 sentences" in capsys.readouterr().out
+    assert "B-MISC" in AutoModelForTokenClassification.from_pretrained(out).config.label2id
+    record = json.loads((out / "bizoo_results.json").read_text())[0]
+    assert record["dataset"] == {"name": "train.jsonl", "type": "jsonl", "split": "validation"}
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_file"] == str(dev) and results["num_train_examples"] == 25 and "f1" in results["metrics"]
+
+    out = tmp_path / "conll-run"
+    assert call(finetune_ner.main, ["--model-name-or-path", "lion", "--train_file", conll_dir / "train.txt",
+                                    "--validation_file", conll_dir / "valid.txt", "--output-dir", out,
+                                    *TINY, *FAST]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_file"] == str(conll_dir / "valid.txt") and results["num_eval_examples"] == 12
+    assert results["dataset"] == conll_dir.name and results["eval_split"] == "validation"
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "no data: give --data-dir (a folder of CoNLL files), --train-file with --validation-file"),
+    (["--train-file", "{conll}/train.txt"], "without --data-dir: give the evaluation file's path (--validation-file)"),
+    (["--train-file", "{conll}/train.txt", "--validation-file", "{conll}/nowhere.txt"],
+     "--validation-file '{conll}/nowhere.txt' does not exist or is not a file"),
+    (["--train-file", "t.jsonl", "--validation-file", "v.jsonl", "--format", "conll"],
+     "--format: options of CoNLL files, not of --train-file 't.jsonl'"),
+    (["--train-file", "t.jsonl", "--validation-file", "v.jsonl", "--dataset-config-name", "x"],
+     "--dataset-config-name: an option of --dataset-name, not of data files"),
+    (["--train-file", "{conll}/train.txt", "--validation-file", "{conll}/valid.txt", "--tokens-column", "words"],
+     "--tokens-column: options of --dataset-name or data files, not of CoNLL files"),
+])
+def test_finetune_ner_refuses_incomplete_file_sources(tmp_path, capsys, conll_dir, argv, message):
+    out = tmp_path / "run"
+    argv = [a.format(conll=conll_dir) for a in argv]
+    assert call(finetune_ner.main, ["--model-name-or-path", "lion", "--output-dir", out, *argv]) == 2
+    assert message.format(conll=conll_dir) in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_csv_and_tsv_files_are_not_read_with_one_delimiter(tmp_path, synthetic):
+    """A .csv train file and a .tsv validation file: each needs its own delimiter, which one reader cannot give
+    (the .tsv read with commas would be one column); refused naming both files."""
+    rng = random.Random(6)
+    train = write_rows(tmp_path / "train.csv", reviews(rng, synthetic, 8))
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("review\tstars\n" + "".join(f"{synthetic.sentence(rng)}\t{rng.choice(STARS)}\n" for _ in range(4)))
+    with pytest.raises(CommandError, match=r"must have the same format \(got .*train\.csv.* and .*dev\.tsv"):
+        load_splits(train_file=str(train), validation_file=str(dev))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--data-dir", "glue"], "--data-dir and --from-hub read a GLUE task: name it with --task"),
     (["--task", "rte", "--train-file", "t.csv"], "--task names a GLUE task"),
@@ -192,10 +252,10 @@ def test_finetune_ner_refuses_conll_options_with_a_dataset(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["--model-name-or-path", "lion", "--dataset-name", "x/y", "--eval-file", "test.txt", "--output-dir", out]
     assert call(finetune_ner.main, argv) == 2
-    assert "--eval-file name CoNLL files in --data-dir" in capsys.readouterr().err
+    assert "--eval-file: options of files (CoNLL files in --data-dir" in capsys.readouterr().err
     argv = ["--model-name-or-path", "lion", "--data-dir", tmp_path, "--tags-column", "pos", "--output-dir", out]
     assert call(finetune_ner.main, argv) == 2
-    assert "--tags-column: options of --dataset-name" in capsys.readouterr().err
+    assert "--tags-column: options of --dataset-name or data files" in capsys.readouterr().err
 
 
 def test_the_recorded_split_is_the_one_evaluated_and_metrics_say_what_they_are(tmp_path, synthetic, conll_dir):

@@ -208,7 +208,7 @@ def test_an_eval_file_named_beside_a_dataset_is_refused(tmp_path: Path, capsys: 
     output = tmp_path / "out"
     argv = ["--model-name-or-path", "lion", "--dataset-name", "x/y", "--eval-file", "valid.txt", "--output-dir", output]
     assert call(argv) == 2
-    assert "--eval-file name CoNLL files in --data-dir" in capsys.readouterr().err
+    assert "--eval-file: options of files (CoNLL files in --data-dir" in capsys.readouterr().err
     assert not output.exists()
 
 

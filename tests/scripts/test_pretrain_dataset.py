@@ -58,3 +58,60 @@ def test_a_streamed_dataset_without_a_validation_split_needs_eval_text(tmp_path,
     assert "has no validation split" in capsys.readouterr().err
     assert pretrain.main(["--dataset", "someone/absent", "--output-dir", str(tmp_path / "o")]) == 2
     assert "--dataset 'someone/absent' is not a local path" in capsys.readouterr().err
+
+
+def parsed(argv: list[str]):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    pretrain.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_pretrain_on_data_files_as_run_mlm_takes_them(tmp_path, sentences, tokenizer, capsys):
+    """run_mlm.py's `--train_file train.jsonl --validation_file dev.jsonl`: the rows' text column is the corpus and
+    the held-out text (not the JSON read as plain text); a CSV's column is named by --text-column."""
+    import json
+
+    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    for path, n, seed in ((train, 60, 5), (dev, 8, 6)):
+        path.write_text("".join(json.dumps({"id": i, "text": s}) + "\n" for i, s in enumerate(sentences(n, seed=seed))))
+    tokenizer.save_pretrained(tmp_path / "tok")
+    common = ["--tokenizer", str(tmp_path / "tok"), "--max-length", "16", "--batch-size", "4", "--max-steps", "2",
+              "--model-config", *TINY]
+    args = parsed(["--train_file", str(train), "--validation_file", str(dev),
+                                               "--output-dir", str(tmp_path / "x")])
+    documents, held_out, name = pretrain.load_texts(args)
+    assert documents == [sentences(60, seed=5)] and held_out == [sentences(8, seed=6)] and name == "train.jsonl"
+    out = tmp_path / "out"
+    assert pretrain.main(["--train_file", str(train), "--validation_file", str(dev), "--output-dir", str(out),
+                          *common]) == 0
+    assert "on train.jsonl" in capsys.readouterr().out and (out / "model.safetensors").is_file()
+
+    table = tmp_path / "table.csv"
+    datasets.Dataset.from_dict({"sentence": sentences(40, seed=7)}).to_csv(str(table), index=False)
+    args = parsed(["--train-file", str(table), "--text-column", "sentence",
+                                               "--output-dir", str(tmp_path / "y")])
+    documents, held_out, _ = pretrain.load_texts(args)
+    assert [*documents[0], *held_out[0]] == sentences(40, seed=7) and held_out[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--text", "{train}", "{text}"], "--text: give one data file ("),
+    (["--text", "{train}", "--eval-text", "{text}"], "is a data file: give --eval-text as one too"),
+    (["--text", "{text}", "--eval-text", "{train}"], "is a data file: it goes with a data file as --text"),
+    (["--eval-text", "{train}"], "is a data file: it goes with a data file as --text"),
+    (["--text", "{train}", "--text-column", "body"], "--text-column 'body' is not in"),
+    (["--text", "{text}", "--text-column", "body"], "--text-column names a column of --dataset or of a data file"),
+    (["--text", "{train}", "--eval-text", "{train}", "--stream", "--max-steps", "2"],
+     "--stream reads plain-text --text files"),
+])
+def test_data_files_that_cannot_be_read_as_asked_are_refused(tmp_path, sentences, capsys, argv, message):
+    train, text = tmp_path / "train.jsonl", tmp_path / "plain.txt"
+    train.write_text('{"text": "a line"}\n{"text": "another"}\n')
+    text.write_text("\n".join(sentences(5, seed=1)) + "\n")
+    argv = [a.format(train=train, text=text) for a in argv]
+    out = tmp_path / "out"
+    assert pretrain.main([*argv, "--output-dir", str(out), "--vocab-size", "120", "--model-config", *TINY]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
