@@ -842,7 +842,9 @@ def convert_checkpoint(src, output_dir, model_class="auto", max_length=None, tok
     Every check (see the module docstring) runs before anything is written; the folder is written into a temporary
     sibling renamed to ``output_dir`` at the end.
     """
-    target = check_output_dir(output_dir, overwrite)
+    # --overwrite replaces the folder whole: refused before any work if that would take SRC or --tokenizer with it
+    inputs = [Path(path) for path in (str(src), tokenizer) if path is not None and Path(path).exists()]
+    target = check_output_dir(output_dir, overwrite, inputs=inputs)
     src_path = resolve_source(str(src), "SRC", allow_patterns=HUB_PATTERNS)
     src_folder = src_path if src_path.is_dir() else src_path.parent
     if target.exists() and target.resolve() == src_folder.resolve():

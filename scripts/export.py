@@ -150,7 +150,9 @@ def _has_tokenizer(checkpoint: Path) -> bool:
 
 def _load_model(checkpoint: Path, spec: bizoo.ModelSpec, config: dict):
     """The checkpoint's model: the class named in ``architectures[0]`` when it is one of the spec's classes,
-    else the bare model (AutoModel)."""
+    else the bare model (AutoModel). ``CommandError`` if a weight of that class is missing from the checkpoint (it
+    would be exported as a random value) or a weight of the checkpoint has no place in the class (it would be
+    dropped)."""
     classes = {cls.__name__: cls for cls in spec.models.values()}
     architectures = config.get("architectures") or []
     model_class = classes.get(architectures[0]) if architectures else None
@@ -166,6 +168,23 @@ def _load_model(checkpoint: Path, spec: bizoo.ModelSpec, config: dict):
         raise CommandError(
             f"checkpoint {str(checkpoint)!r} lacks weights of {type(model).__name__} (or has them in another shape): "
             f"{shown}; exporting would ship randomly initialised values"
+        )
+    # Weights that the class has no place for would be left out of the export without a word (a head's trained
+    # classifier, when config.json's "architectures" does not name the head and the bare model was loaded).
+    unexpected = sorted(str(k) for k in info.get("unexpected_keys") or [])
+    if unexpected:
+        shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
+        if model_class is None:
+            why = (
+                f"config.json's \"architectures\" ({config.get('architectures')!r}) names none of "
+                f"{sorted(classes)}, so the bare {type(model).__name__} was loaded; set it to the class the weights "
+                "were saved from"
+            )
+        else:
+            why = "save the model again with save_pretrained from the class that has them"
+        raise CommandError(
+            f"checkpoint {str(checkpoint)!r} holds weights that {type(model).__name__} has no place for: {shown}; "
+            f"exporting would drop them. {why}"
         )
     return model
 
@@ -230,8 +249,9 @@ def export_model(checkpoint: str | Path, output_dir: str | Path, overwrite: bool
 
     All checks and loading happen first (``CommandError``, a ``ValueError``, for bad input: a missing folder, no
     config.json, a model type bizoo does not have, no safetensors weights or pickled ones only, an unreadable
-    safetensors file, malformed recorded results, an existing non-empty ``output_dir`` without ``overwrite``, or
-    ``output_dir`` being the checkpoint itself). The files are then written into a temporary sibling folder that is
+    safetensors file, malformed recorded results, weights that do not fit the class config.json names (missing
+    ones, or ones it would drop), an existing non-empty ``output_dir`` without ``overwrite``, or ``output_dir``
+    being the checkpoint itself). The files are then written into a temporary sibling folder that is
     renamed to ``output_dir`` at the end; an exception on the way leaves ``output_dir`` as it was.
     """
     source = Path(checkpoint)

@@ -482,7 +482,8 @@ def eval_split(eval_file: str) -> str:
 def dataset_card(data_dir: Path, eval_file: str = "valid.txt", train_file: str = "train.txt") -> dict[str, str]:
     """The ``dataset`` of the result record: CoNLL-2003 or CoNLL-2000 for a folder of that name, Universal Dependencies
     (its treebank as the config) for UD's file names (en_ewt-ud-train.conllu), else the folder's name; the split the
-    evaluation file is."""
+    evaluation file is. The type of other local data is its format, "conll" or "conllu" (a model card lists a type
+    that is not a local format as a Hub dataset: a folder's name is not one)."""
     name = data_dir.resolve().name
     split = eval_split(eval_file)
     known = {"conll2003": "CoNLL-2003", "conll2000": "CoNLL-2000"}
@@ -494,7 +495,7 @@ def dataset_card(data_dir: Path, eval_file: str = "valid.txt", train_file: str =
         code = treebank[1].lower()
         return {"name": f"Universal Dependencies {code}", "type": "universal_dependencies", "config": code,
                 "split": split}
-    return {"name": name, "type": name, "split": split}
+    return {"name": name, "type": "conllu" if Path(train_file).suffix.lower() == ".conllu" else "conll", "split": split}
 
 
 def task_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -587,11 +588,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--data-dir", metavar="DIR", help="folder holding the CoNLL-format files")
     add_dataset_name_arguments(source, data, "a dataset with word lists and tags instead")
     data.add_argument(
-        "--tokens-column", default="tokens", metavar="COLUMN",
+        "--tokens-column", "--text-column-name", "--text_column_name", default="tokens", metavar="COLUMN",
         help="with --dataset-name or data files: the column of word lists (default: %(default)s)",
     )
     data.add_argument(
-        "--tags-column", default="ner_tags", metavar="COLUMN",
+        "--tags-column", "--label-column-name", "--label_column_name", default="ner_tags", metavar="COLUMN",
         help="with --dataset-name or data files: the column of tags, ClassLabel ids or strings (default: %(default)s)",
     )
     data.add_argument(

@@ -94,6 +94,7 @@ STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts toke
 # `pretrain_config` in lib/model_defaults.py (bilstm_crf, elmo) starts from that instead.
 SMALL_MODEL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
 OBJECTIVES = ("auto", "mlm", "bilm")
+DEFAULT_EVAL_FRACTION = 0.05  # the share of the text held out without --eval-text (run_mlm.py's 5%)
 FILL_MASK_EXAMPLES = (
     "To be, or not to [MASK], that is the question.",
     "O Romeo, Romeo! wherefore art thou [MASK]?",
@@ -102,10 +103,15 @@ FILL_MASK_EXAMPLES = (
 )
 
 
+def comma_items(text: str) -> list[str]:
+    """--config-overrides "hidden_size=64,num_hidden_layers=2" -> ["hidden_size=64", "num_hidden_layers=2"]."""
+    return [item for item in text.split(",") if item.strip()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--model", default="lion",
+        "--model", "--model-type", "--model_type", default="lion",
         help=f"model type to pretrain: a bizoo model type, or the baseline {', '.join(BASELINES)} (transformers' "
         "BertForMaskedLM, SDPA attention, the same small shape) (default: %(default)s)",
     )
@@ -120,11 +126,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "biLM, 2 layers of 512 cells projected to 128)",
     )
     model.add_argument(
+        "--config-overrides", "--config_overrides", dest="model_config", action="extend", type=comma_items,
+        metavar="KEY=VALUE,...", help="run_mlm.py's spelling of --model-config: items separated by commas",
+    )
+    model.add_argument(
         "--objective", choices=OBJECTIVES, default="auto",
         help="mlm: masked-LM (every model); bilm: ELMo's forward + backward language model; auto: bilm for elmo, "
         "mlm otherwise (default: %(default)s)",
     )
-    model.add_argument("--tokenizer", default=None, metavar="PATH", help="use this tokenizer instead of training one")
+    model.add_argument(
+        "--tokenizer", "--tokenizer-name", "--tokenizer_name", default=None, metavar="PATH",
+        help="use this tokenizer instead of training one",
+    )
     model.add_argument(
         "--vocab-size", type=int, default=8000,
         help="vocabulary of the trained tokenizer (words for bilstm_crf and elmo) (default: %(default)s)",
@@ -137,19 +150,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "through datasets (its --text-column)",
     )
     source.add_argument(
-        "--dataset", default=None, metavar="NAME",
+        "--dataset", "--dataset-name", "--dataset_name", default=None, metavar="NAME",
         help="a dataset read through `datasets`: a local dataset folder or a Hub dataset id owner/name[@revision]",
     )
-    data.add_argument("--dataset-config", default=None, help="the dataset's configuration name")
     data.add_argument(
-        "--text-column", default="text",
+        "--dataset-config", "--dataset-config-name", "--dataset_config_name", default=None,
+        help="the dataset's configuration name",
+    )
+    data.add_argument(
+        "--text-column", "--text-column-name", "--text_column_name", default="text",
         help="the column of --dataset or of a data file holding text (default: %(default)s)",
     )
     data.add_argument(
         "--eval-text", "--validation-file", "--validation_file", nargs="+", default=None, metavar="FILE",
         help="held-out text files (default: Macbeth for the shipped corpus, else the last --eval-fraction of the data)",
     )
-    data.add_argument("--eval-fraction", type=float, default=0.05, help="share held out without --eval-text (default: %(default)s)")
+    data.add_argument(
+        "--eval-fraction", type=float, default=None,
+        help=f"share held out without --eval-text (default: {DEFAULT_EVAL_FRACTION})",
+    )
+    data.add_argument(
+        "--validation-split-percentage", "--validation_split_percentage", type=float, default=None, metavar="N",
+        help="run_mlm.py's spelling of --eval-fraction, in percent (5 is --eval-fraction 0.05)",
+    )
     data.add_argument(
         "--mlm-probability", type=float, default=0.15,
         help="share of tokens masked, with mlm (default: %(default)s, BERT's; LION's recipe uses 0.3)",
@@ -277,8 +300,7 @@ def check_pretrain_arguments(args: argparse.Namespace) -> None:
         )
     if not 0 < args.mlm_probability < 1:
         raise CommandError(f"--mlm-probability must be in (0, 1), got {args.mlm_probability}")
-    if not 0 < args.eval_fraction < 1:
-        raise CommandError(f"--eval-fraction must be in (0, 1), got {args.eval_fraction}")
+    held_out_fraction(args)
     if not 0 < args.tokenizer_sample_mb < math.inf:
         raise CommandError(f"--tokenizer-sample-mb must be a positive number, got {args.tokenizer_sample_mb}")
     if not args.dataset:
@@ -302,6 +324,24 @@ def check_pretrain_arguments(args: argparse.Namespace) -> None:
     if text_data and args.eval_text and not eval_data:
         raise CommandError(f"--text {args.text[0]!r} is a data file: give --eval-text as one too (or leave it out "
                            "to hold out --eval-fraction of it)")
+
+
+def held_out_fraction(args: argparse.Namespace) -> float:
+    """The share of the training text held out without --eval-text: --eval-fraction, or run_mlm.py's
+    --validation-split-percentage / 100, or ``DEFAULT_EVAL_FRACTION``; ``CommandError`` outside (0, 1) or for both."""
+    percentage = getattr(args, "validation_split_percentage", None)
+    if percentage is not None:
+        if args.eval_fraction is not None:
+            raise CommandError(
+                "--eval-fraction and --validation-split-percentage both give the held-out share: give one"
+            )
+        if not 0 < percentage < 100:
+            raise CommandError(f"--validation-split-percentage must be in (0, 100), got {percentage:g}")
+        return percentage / 100
+    fraction = DEFAULT_EVAL_FRACTION if args.eval_fraction is None else args.eval_fraction
+    if not 0 < fraction < 1:
+        raise CommandError(f"--eval-fraction must be in (0, 1), got {fraction}")
+    return fraction
 
 
 def is_data_file(path: str) -> bool:
@@ -361,11 +401,10 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
         return documents, held_out, "Shakespeare sample (bizoo)"
     if args.eval_text:
         return documents, [read_text_files([path]) for path in args.eval_text], name
-    if not 0 < args.eval_fraction < 1:
-        raise CommandError(f"--eval-fraction must be in (0, 1), got {args.eval_fraction}")
+    fraction = held_out_fraction(args)
     held_out = []
     for i, doc in enumerate(documents):  # the last lines of every document
-        cut = max(1, int(len(doc) * (1 - args.eval_fraction)))
+        cut = max(1, int(len(doc) * (1 - fraction)))
         documents[i], tail = doc[:cut], doc[cut:]
         if tail:
             held_out.append(tail)

@@ -1,7 +1,8 @@
 """Upload a folder written by `bizoo export` to the Hugging Face Hub as a model repository.
 
 First, before any network call, DIR must be an export: a config.json whose auto_map names code files that are
-in DIR, the weights in safetensors (model.safetensors, or its index and shards) and a README.md model card; and
+in DIR (as must a tokenizer_config.json's auto_map, and every sibling file those code files import), the weights
+in safetensors (model.safetensors, or its index and every shard it lists) and a README.md model card; and
 --repo-id must be a valid Hub id of the form ORG/NAME. Then the repository is created if it does not exist yet
 (--private makes a new repository private; an existing one keeps its visibility), --revision is created as a
 branch if needed, and every file of DIR is uploaded in one commit. The repository's URL is printed.
@@ -22,6 +23,7 @@ from pathlib import Path
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
+from transformers.dynamic_module_utils import get_relative_imports
 
 import bizoo
 
@@ -29,6 +31,65 @@ from .lib.command import CommandError, command_main, report, run_command, write_
 
 PROG = "bizoo push"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+def _auto_map_code_files(auto_map: dict) -> set[str]:
+    """The code files of this folder that an ``auto_map`` names: ``"modeling_lion.LionModel"`` -> modeling_lion.py;
+    a tokenizer's ``[slow, fast]`` pair names one or two (a None is no class); ``"other/repo--module.Class"`` points
+    at code in another repository and is left out."""
+    references = []
+    for value in auto_map.values():
+        references.extend(value if isinstance(value, (list, tuple)) else [value])
+    return {
+        ref.rsplit(".", 1)[0] + ".py" for ref in references if isinstance(ref, str) and "." in ref and "--" not in ref
+    }
+
+
+def _tokenizer_auto_map(path: Path) -> dict:
+    """The ``auto_map`` of ``path``'s tokenizer_config.json ({} if there is none or the file does not parse: the
+    folder's own tokenizer check reports that)."""
+    try:
+        tokenizer_config = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    auto_map = tokenizer_config.get("auto_map") if isinstance(tokenizer_config, dict) else None
+    return auto_map if isinstance(auto_map, dict) else {}
+
+
+def _missing_sibling_imports(path: Path, code_files: list[str]) -> list[tuple[str, str]]:
+    """(missing file, the file that imports it) for every sibling that the code files import with
+    ``from .x import`` (transformers' remote-code loader copies exactly those), followed from file to file."""
+    missing, seen, pending = [], set(code_files), list(code_files)
+    while pending:
+        name = pending.pop()
+        if not (path / name).is_file():
+            continue
+        for module in get_relative_imports(str(path / name)):
+            sibling = module + ".py"
+            if sibling in seen:
+                continue
+            seen.add(sibling)
+            if (path / sibling).is_file():
+                pending.append(sibling)
+            else:
+                missing.append((sibling, name))
+    return sorted(missing)
+
+
+def _check_shards(path: Path, hint: str) -> None:
+    """With a safetensors index and no single weights file, every shard the index lists must be in ``path``."""
+    index = path / WEIGHTS[1]
+    if (path / WEIGHTS[0]).is_file() or not index.is_file():
+        return
+    try:
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CommandError(
+            f"{index} is not a valid safetensors index (a JSON object with a weight_map): {err}"
+        ) from None
+    missing = [shard for shard in shards if not isinstance(shard, str) or not (path / shard).is_file()]
+    if missing:
+        raise CommandError(f"{index} lists weight files that are missing from {str(path)!r}: {missing}; {hint}")
 
 
 def check_export(folder: str | Path) -> list[str]:
@@ -51,14 +112,27 @@ def check_export(folder: str | Path) -> list[str]:
         raise CommandError(
             f"{config_path} has no auto_map, so the model would not load with trust_remote_code=True; {hint}"
         )
-    # "modeling_lion.LionModel" -> modeling_lion.py ("other/repo--module.Class" points at code elsewhere)
-    code_files = {ref.rsplit(".", 1)[0] + ".py" for ref in auto_map.values() if isinstance(ref, str)}
-    code_files = {name for name in code_files if "--" not in name}
+    code_files = _auto_map_code_files(auto_map)
     missing_code = sorted(name for name in code_files if not (path / name).is_file())
     if missing_code:
         raise CommandError(f"{str(path)!r} lacks the code files its auto_map names: {missing_code}; {hint}")
+    tokenizer_code = _auto_map_code_files(_tokenizer_auto_map(path)) - code_files
+    missing_code = sorted(name for name in tokenizer_code if not (path / name).is_file())
+    if missing_code:
+        raise CommandError(
+            f"{str(path)!r} lacks the code files the auto_map of its tokenizer_config.json names: {missing_code}, so "
+            f"AutoTokenizer would not load it with trust_remote_code=True; {hint}"
+        )
+    missing_code = _missing_sibling_imports(path, sorted(code_files | tokenizer_code))
+    if missing_code:
+        shown = ", ".join(f"{name} (imported by {by})" for name, by in missing_code)
+        raise CommandError(
+            f"{str(path)!r} lacks code files that its code files import: {shown}; the model would not load with "
+            f"trust_remote_code=True; {hint}"
+        )
     if not any((path / name).is_file() for name in WEIGHTS):
         raise CommandError(f"{str(path)!r} has no safetensors weights ({' or '.join(WEIGHTS)}); {hint}")
+    _check_shards(path, hint)
     if not (path / "README.md").is_file():
         raise CommandError(f"{str(path)!r} has no README.md model card; {hint}")
     return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())

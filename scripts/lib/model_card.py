@@ -152,9 +152,12 @@ def _config_fields(config: PreTrainedConfig) -> list[str]:
 
 
 def _config_table(config: PreTrainedConfig, architecture: str) -> str:
-    rows = [f"| `{name}` | `{getattr(config, name)!r}` |" for name in _config_fields(config) if hasattr(config, name)]
+    """The fields and their values as a Markdown table; each value's repr in a code span, its ``|`` escaped (a bare
+    one would split the cell, e.g. a label ``B-A|B``)."""
+    values = [(name, getattr(config, name)) for name in _config_fields(config) if hasattr(config, name)]
     if architecture.endswith(("ForSequenceClassification", "ForTokenClassification")):
-        rows.append(f"| `id2label` | `{dict(config.id2label)!r}` |")
+        values.append(("id2label", dict(config.id2label)))
+    rows = [f"| `{name}` | `{_markdown_cell(repr(value))}` |" for name, value in values]
     return "| Field | Value |\n|---|---|\n" + "\n".join(rows)
 
 
@@ -212,9 +215,10 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
     if pipeline_tag is not None:
         tags.append(pipeline_tag)
     # Hub dataset ids only: "text" is how a run on plain text files (e.g. bizoo's Shakespeare sample) is recorded,
-    # a file format ("csv", "json", "parquet") how a run on local files is.
-    local = {"text", "csv", "tsv", "json", "jsonl", "parquet", "file"}
-    datasets = [d for d in dict.fromkeys(e["dataset"]["type"] for e in index_results) if d not in local]
+    # a file format ("csv", "json", "parquet", as the file's suffix was written: "CSV" for train.CSV; "conll" or
+    # "conllu" for tagged files) how a run on local files is.
+    local = {"text", "csv", "tsv", "json", "jsonl", "parquet", "file", "conll", "conllu"}
+    datasets = [d for d in dict.fromkeys(e["dataset"]["type"] for e in index_results) if d.lower() not in local]
     card_data = ModelCardData(
         library_name="transformers", license="apache-2.0", tags=tags, datasets=datasets or None,
         pipeline_tag=pipeline_tag, model_name=name if index_results else None,

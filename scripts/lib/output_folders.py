@@ -108,13 +108,13 @@ def clear_previous_run(folder: str | os.PathLike, inputs: Iterable[str | os.Path
               + (f"; kept {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''} (not a run's)" if kept else ""))
 
 
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, resume: bool = False,
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, resume: bool | None = None,
                      inputs: Iterable[str | os.PathLike] = (), whole: bool = True) -> Path:
     """Refuse an output path that is a file or cannot be made, or a non-empty folder unless ``overwrite`` or
-    ``resume``. With ``overwrite``, refuse before any work a folder whose replacement would take the working folder
-    or an input of the run (``inputs``) with it: the whole folder (``whole``, a command that writes its output
-    folder whole: ``staged_output_dir``) or a previous run's files (``clear_previous_run``, a command that trains in
-    place).
+    ``resume`` (None: the command has no --resume, which the refusal then does not offer). With ``overwrite``,
+    refuse before any work a folder whose replacement would take the working folder or an input of the run
+    (``inputs``) with it: the whole folder (``whole``, a command that writes its output folder whole:
+    ``staged_output_dir``) or a previous run's files (``clear_previous_run``, a command that trains in place).
 
     A write into this path that a killed process left unfinished is undone first (``recover_interrupted``)."""
     path = Path(output_dir)
@@ -126,10 +126,9 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, res
         if overwrite:
             _check_overwrite(path, inputs, whole)
         elif not resume:
-            raise CommandError(
-                f"output folder {str(path)!r} already exists and is not empty; choose another, pass --overwrite to "
-                "replace it, or --resume to continue the run in it"
-            )
+            offers = ("pass --overwrite to replace it" if resume is None else
+                      "pass --overwrite to replace it, or --resume to continue the run in it")
+            raise CommandError(f"output folder {str(path)!r} already exists and is not empty; choose another, {offers}")
     return path
 
 

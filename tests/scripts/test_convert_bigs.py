@@ -512,9 +512,20 @@ def test_overwrite(tmp_path, capsys):
     (tmp_path / "dst").mkdir()
     (tmp_path / "dst" / "old.txt").write_text("old")
     assert convert(tmp_path / "src", tmp_path / "dst") == 2
-    assert "already exists and is not empty" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exists and is not empty" in err and "--resume" not in err  # convert-bigs has no --resume
     assert convert(tmp_path / "src", tmp_path / "dst", "--overwrite") == 0
     assert not (tmp_path / "dst" / "old.txt").exists() and (tmp_path / "dst" / "model.safetensors").is_file()
+
+
+def test_overwrite_refuses_an_output_folder_holding_the_source(tmp_path, capsys):
+    """--overwrite replaces the output folder whole: one that holds SRC (or --tokenizer) is refused before any work,
+    and SRC is still there."""
+    write_torch(tmp_path / "runs" / "src", torch_state("mlm"))
+    before = sorted(p.name for p in (tmp_path / "runs" / "src").iterdir())
+    assert convert(tmp_path / "runs" / "src", tmp_path / "runs", "--overwrite") == 2
+    assert "src" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs" / "src").iterdir()) == before
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -364,6 +364,18 @@ def _head_without_weights(checkpoint: Path) -> None:
     (checkpoint / "config.json").write_text(json.dumps(config))
 
 
+def _architectures(names):
+    def damage(checkpoint: Path) -> None:
+        config = json.loads((checkpoint / "config.json").read_text())
+        if names is None:
+            del config["architectures"]
+        else:
+            config["architectures"] = names
+        (checkpoint / "config.json").write_text(json.dumps(config))
+
+    return damage
+
+
 def _bad_results(checkpoint: Path) -> None:
     record_results(checkpoint, {"type": "fill-mask"}, {"name": "x", "type": "x"}, metrics={"accuracy": "high"})
 
@@ -387,9 +399,18 @@ def _broken_json(checkpoint: Path) -> None:
         (_head_without_weights, "lacks weights of LionForSequenceClassification (or has them in another shape): "
                                 "classifier.dense.bias"),
         (_bad_results, "metric values must be numbers"),
+        # the masked LM's head would be dropped without a word: refused, naming its weights
+        (_architectures(None), "holds weights that LionModel has no place for: lm_head.decoder.bias, "
+                               "lm_head.dense.bias, lm_head.dense.weight, lm_head.layer_norm.bias, "
+                               "lm_head.layer_norm.weight; exporting would drop them. config.json's "
+                               "\"architectures\" (None) names none of"),
+        (_architectures(["LionForQuestionAnswering"]), "config.json's \"architectures\" "
+                                                       "(['LionForQuestionAnswering']) names none of"),
+        (_architectures(["LionModel"]), "holds weights that LionModel has no place for: lm_head.decoder.bias"),
     ],
     ids=["missing", "no-config", "broken-config", "unknown-type", "pickle", "no-weights", "truncated",
-         "garbled", "invalid-config", "head-without-weights", "bad-results"],
+         "garbled", "invalid-config", "head-without-weights", "bad-results", "no-architectures",
+         "unknown-architecture", "head-weights-unused"],
 )
 def test_bad_checkpoint_exits_2_and_writes_nothing(checkpoint: Path, tmp_path: Path, capsys, damage, message):
     damage(checkpoint)

@@ -182,9 +182,11 @@ def test_finetune_ner_on_file_paths_as_run_ner_takes_them(tmp_path, synthetic, c
                     for s in (synthetic.conll_sentence(rng) for _ in range(n))] for split, n in (("train", 24),
                                                                                                  ("dev", 8))}
     rows["train"].append({"tokens": ["Oslo", "rocks"], "ner_tags": ["B-MISC", "O"]})  # a label CoNLL's files lack
+    rows = {split: [{"words": row["tokens"], "tags": row["ner_tags"]} for row in part] for split, part in rows.items()}
     train, dev = (write_rows(tmp_path / "json" / f"{split}.jsonl", rows[split]) for split in ("train", "dev"))
     out = tmp_path / "json-run"
     assert call(finetune_ner.main, ["--model-name-or-path", "lion", "--train_file", train, "--validation_file", dev,
+                                    "--text_column_name", "words", "--label_column_name", "tags",
                                     "--output-dir", out, *TINY, *FAST]) == 0
     assert "train.jsonl (named entity recognition): train 25 sentences, eval 8 sentences" in capsys.readouterr().out
     assert "B-MISC" in AutoModelForTokenClassification.from_pretrained(out).config.label2id

@@ -149,7 +149,8 @@ def test_dataset_card_names_the_data_and_its_true_split(tmp_path: Path) -> None:
         "name": "Universal Dependencies en_ewt", "type": "universal_dependencies", "config": "en_ewt",
         "split": "validation"}
     assert card(tmp_path / "ud", "en_ewt-ud-test.conllu", "en_ewt-ud-train.conllu")["split"] == "test"
-    assert card(tmp_path / "mine", "held.txt")["split"] == "held"
+    assert card(tmp_path / "mine", "held.txt") == {"name": "mine", "type": "conll", "split": "held"}
+    assert card(tmp_path / "mine", "dev.conllu", "train.conllu")["type"] == "conllu"  # a local format, no Hub id
     assert finetune_ner.eval_split("testb.txt") == "test" and finetune_ner.eval_split("dev.conllu") == "validation"
     assert finetune_ner.eval_split("en_gum-ud-train.conllu") == "en_gum-ud-train"
 

@@ -115,3 +115,24 @@ def test_data_files_that_cannot_be_read_as_asked_are_refused(tmp_path, sentences
     assert pretrain.main([*argv, "--output-dir", str(out), "--vocab-size", "120", "--model-config", *TINY]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_run_mlm_spellings_mean_what_they_mean_in_run_mlm(tmp_path):
+    """run_mlm.py's data and model options are taken with its meaning: the same namespace as bizoo's spellings;
+    --validation_split_percentage 10 holds out the share --eval-fraction 0.1 does, --config_overrides is split at
+    its commas."""
+    theirs = parsed(["--output_dir", "o", "--model_type", "bigs", "--tokenizer_name", "tok", "--dataset_name", "d/x",
+                     "--dataset_config_name", "c", "--text_column_name", "body", "--validation_split_percentage", "10",
+                     "--config_overrides", "hidden_size=64,num_hidden_layers=2"])
+    ours = parsed(["--output-dir", "o", "--model", "bigs", "--tokenizer", "tok", "--dataset", "d/x", "--dataset-config",
+                   "c", "--text-column", "body", "--eval-fraction", "0.1", "--model-config", "hidden_size=64",
+                   "num_hidden_layers=2"])
+    for name in ("model", "tokenizer", "dataset", "dataset_config", "text_column", "model_config"):
+        assert getattr(theirs, name) == getattr(ours, name), name
+    assert pretrain.held_out_fraction(theirs) == pretrain.held_out_fraction(ours) == 0.1
+    assert pretrain.held_out_fraction(parsed(["--output-dir", "o"])) == pretrain.DEFAULT_EVAL_FRACTION == 0.05
+    with pytest.raises(pretrain.CommandError, match="--eval-fraction and --validation-split-percentage both"):
+        pretrain.held_out_fraction(parsed(["--output-dir", "o", "--eval-fraction", "0.1",
+                                           "--validation_split_percentage", "10"]))
+    with pytest.raises(pretrain.CommandError, match=r"--validation-split-percentage must be in \(0, 100\), got 100"):
+        pretrain.held_out_fraction(parsed(["--output-dir", "o", "--validation_split_percentage", "100"]))

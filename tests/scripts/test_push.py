@@ -4,6 +4,7 @@ that bad input stops before any call."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 
 import bizoo
 from bizoo import LionForMaskedLM
+from bizoo.modeling.tokenization_wordchar import WordCharTokenizerFast
 from bizoo.scripts.export import export_model
 from bizoo.scripts.lib.remote_code import flat_sources
 from bizoo.scripts.push import main, push_folder
@@ -152,6 +154,53 @@ def test_non_export_folder_exits_2_before_any_call(exported: Path, hub: Recordin
     assert main([str(exported), "--repo-id", "my-org/lion-d"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bizoo push: error: ") and message in err, err
+    assert hub.calls == []
+
+
+def _shards_missing(folder: Path) -> None:
+    """The single weights file traded for an index whose second shard is not there."""
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                            "b": "model-00002-of-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_remove("kernels_lion.py"), "lacks code files that its code files import: kernels_lion.py (imported by "),
+        (_remove("kernels_dispatch.py"), "kernels_dispatch.py (imported by "),
+        (_shards_missing, "lists weight files that are missing from"),
+    ],
+    ids=["sibling-of-modeling", "sibling-of-a-sibling", "missing-shard"],
+)
+def test_export_that_would_not_load_exits_2_before_any_call(exported: Path, hub: RecordingHub, capsys, damage,
+                                                            message):
+    """Code that the auto_map's files import, and the shards an index lists, must be there too: uploaded without
+    them, the repository would not load with trust_remote_code=True."""
+    damage(exported)
+    assert main([str(exported), "--repo-id", "my-org/lion-d"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bizoo push: error: ") and message in err, err
+    assert hub.calls == []
+
+
+def test_bizoo_tokenizer_code_must_be_in_the_export(tmp_path: Path, hub: RecordingHub, capsys, make_config,
+                                                    sentences):
+    """A WordCharTokenizerFast ships as remote code named by tokenizer_config.json's auto_map: without its file the
+    repository's tokenizer would not load."""
+    tokenizer = WordCharTokenizerFast.from_words(sentences(40))
+    checkpoint = tmp_path / "ckpt"
+    LionForMaskedLM(make_config(("lion", "d"), vocab_size=len(tokenizer))).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    folder = export_model(checkpoint, tmp_path / "export")
+    assert push_folder(folder, "my-org/lion-d").startswith("https://")
+    assert "tokenization_wordchar.py" in hub.uploaded
+    hub.calls.clear()
+    (folder / "tokenization_wordchar.py").unlink()
+    assert main([str(folder), "--repo-id", "my-org/lion-d"]) == 2
+    err = capsys.readouterr().err
+    assert "lacks the code files the auto_map of its tokenizer_config.json names: ['tokenization_wordchar.py']" in err
     assert hub.calls == []
 
 

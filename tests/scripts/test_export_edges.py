@@ -1,0 +1,66 @@
+"""Edge cases of ``bizoo export`` as a transformers user meets them: an output folder that already holds an export
+(the refusal names this command's options only), a model card whose configuration table stays a table when a
+value holds a ``|`` (a label such as ``B-A|B``), and a card that lists no local file format as a Hub dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bizoo import LionForMaskedLM, LionForTokenClassification
+from bizoo.scripts.export import main
+from bizoo.scripts.lib.results import record_results
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, tokenizer, make_config) -> Path:
+    folder = tmp_path / "ckpt"
+    LionForMaskedLM(make_config(("lion", "d"), vocab_size=len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_second_export_into_the_same_folder_names_only_export_options(checkpoint: Path, tmp_path: Path, capsys):
+    output = tmp_path / "out"
+    assert main([str(checkpoint), str(output)]) == 0
+    files = {p.name: p.read_bytes() for p in output.iterdir()}
+    capsys.readouterr()
+    assert main([str(checkpoint), str(output)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("bizoo export: error: output folder") and "already exists and is not empty" in err, err
+    assert "--overwrite" in err
+    assert "--resume" not in err, err  # bizoo export has no --resume
+    assert {p.name: p.read_bytes() for p in output.iterdir()} == files  # nothing lost
+    assert main([str(checkpoint), str(output), "--overwrite"]) == 0
+
+
+def test_config_table_escapes_a_pipe_in_a_label(tmp_path: Path, tokenizer, make_config):
+    labels = ["O", "B-A|B", "I-A|B"]
+    config = make_config(("lion", "d"), vocab_size=len(tokenizer), id2label=dict(enumerate(labels)),
+                         label2id={label: i for i, label in enumerate(labels)})
+    checkpoint = tmp_path / "ckpt"
+    LionForTokenClassification(config).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    assert main([str(checkpoint), str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    table = card.split("## Configuration", 1)[1].split("## About", 1)[0].strip().splitlines()
+    assert table[0] == "| Field | Value |"
+    for row in table[2:]:  # a bare "|" inside a cell would split it into more cells
+        cells = row.replace("\\|", "").strip("|").split("|")
+        assert len(cells) == 2, row
+    assert "| `id2label` | `{0: 'O', 1: 'B-A\\|B', 2: 'I-A\\|B'}` |" in table
+
+
+@pytest.mark.parametrize("file_type", ["CSV", "Json", "PARQUET", "tsv"])
+def test_a_local_file_format_is_not_listed_as_a_hub_dataset(checkpoint: Path, tmp_path: Path, file_type):
+    """finetune-glue records a run on local files with the suffix as written (train.CSV -> "CSV"): the card's
+    ``datasets`` (links to Hub datasets) must not list it, whatever its case; the model-index keeps the record."""
+    record_results(checkpoint, task={"type": "text-classification", "name": "Text classification"},
+                   dataset={"name": "train.csv", "type": file_type, "split": "validation"}, metrics={"accuracy": 0.5})
+    assert main([str(checkpoint), str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    meta = yaml.safe_load(text[4:].split("\n---\n", 1)[0])
+    assert "datasets" not in meta, meta.get("datasets")
+    assert meta["model-index"][0]["results"][0]["dataset"]["type"] == file_type
