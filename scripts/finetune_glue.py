@@ -68,6 +68,7 @@ from .lib.training import (
     add_training_arguments,
     check_best_model_metric,
     check_training_arguments,
+    first_samples,
 )
 
 PROG = "bizoo finetune-glue"
@@ -280,6 +281,8 @@ def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str
         splits = load_task_data(task, args.data_dir, args.from_hub)
     else:
         task, splits = load_dataset_task(args)
+    splits = {name: first_samples(examples, args, "train" if name == "train" else "eval", f"{name} examples")
+              for name, examples in splits.items()}
     check_best_model_metric(args, task.metrics)
     prepared = prepare_model(
         args,

@@ -132,7 +132,7 @@ from .lib.metrics import (
 )
 from .lib.models import parse_model_config
 from .lib.results import record_results
-from .lib.training import add_training_arguments, check_training_arguments
+from .lib.training import add_training_arguments, check_training_arguments, first_samples
 
 PROG = "bizoo finetune-ner"
 
@@ -652,6 +652,8 @@ def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], P
     if TASKS[args.task].spans:
         data = check_span_tags(data, args.task)  # one scheme, every gold chunk well formed; IOB1 read as IOB2
     check_eval_tags(data.labels, data.eval, data.eval_name, read_as_iob2=bool(data.read_as_iob2))
+    data = replace(data, train=first_samples(data.train, args, "train", "sentences"),
+                   eval=first_samples(data.eval, args, "eval", "sentences"))  # the labels: of all of them
     id2label = dict(enumerate(data.labels))
     config = {"id2label": id2label, "label2id": {tag: i for i, tag in id2label.items()}, **extra_config}
     prepared = prepare_model(

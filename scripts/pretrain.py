@@ -72,7 +72,9 @@ from .lib.training import (
     Needed,
     add_training_arguments,
     build_on_first_process,
+    check_best_model_metric,
     check_training_arguments,
+    first_samples,
     push_final_folder,
     resume_checkpoint,
     trainer_optimizers,
@@ -94,6 +96,9 @@ STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts toke
 # `pretrain_config` in lib/model_defaults.py (bilstm_crf, elmo) starts from that instead.
 SMALL_MODEL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
 OBJECTIVES = ("auto", "mlm", "bilm")
+#: What each objective's evaluation reports besides the loss (HeldOutAccuracy for mlm): --metric_for_best_model's
+#: choices.
+HELD_OUT_METRICS = {"mlm": ("accuracy",), "bilm": ()}
 DEFAULT_EVAL_FRACTION = 0.05  # the share of the text held out without --eval-text (run_mlm.py's 5%)
 FILL_MASK_EXAMPLES = (
     "To be, or not to [MASK], that is the question.",
@@ -371,6 +376,8 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
     validation split), a step budget, and a subword masked-LM."""
     if not args.text and not args.dataset:
         raise CommandError("--stream reads --text files lazily (or --dataset): pass the training files with --text")
+    if args.max_train_samples is not None:
+        raise CommandError("--max-train-samples cuts a corpus read whole; a streamed run is as long as --max-steps")
     if any(map(is_data_file, [*(args.text or ()), *(args.eval_text or ())])):
         raise CommandError("--stream reads plain-text --text files; a data file (.json, .csv, ...) streams through "
                            "--dataset FOLDER (the folder holding it) with --text-column")
@@ -618,10 +625,11 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
     """The run's settings, every option checked (and the config's fields validated) before the output folder is
     created; ``CommandError`` on bad input."""
     started = time.perf_counter()
-    check_training_arguments(args, metrics=(), **trainer_settings(args))
+    check_training_arguments(args, **trainer_settings(args))
     check_pretrain_arguments(args)
     spec = model_spec(args.model)
     objective = resolve_objective(args.objective, spec)
+    check_best_model_metric(args, HELD_OUT_METRICS[objective])
     wordchar = spec.tokenizer == "wordchar"
     if args.whole_word_mask and (objective != "mlm" or wordchar):
         raise CommandError(
@@ -728,7 +736,9 @@ def build_blocks(job: PretrainJob, corpus: Corpus, tokenizer) -> Blocks:
         train_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.documents, args.max_length)]
         held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.held_out, args.max_length)]
     if not args.stream:
+        train_examples = first_samples(train_examples, args, "train", "blocks")
         train_ids = [e["input_ids"] for e in train_examples]
+    held_out_examples = first_samples(held_out_examples, args, "eval", "blocks")
     if not train_ids or not held_out_examples:
         raise CommandError(f"not enough text: {len(train_ids)} training and {len(held_out_examples)} held-out blocks")
     count = "streamed" if args.stream else str(len(train_examples))

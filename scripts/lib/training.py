@@ -12,6 +12,8 @@ A bizoo option that sets a ``TrainingArguments`` field of the same name is that 
 (``--max-steps`` is ``--max_steps``). One with another name is an alias (``ALIASES``: ``--batch-size`` is
 ``--per_device_train_batch_size``, ``--epochs`` is ``--num_train_epochs``, ...): giving both with different values is
 an error. ``--resume`` is ``--resume_from_checkpoint`` with the newest checkpoint of ``--output-dir``.
+``--max-train-samples`` / ``--max-eval-samples`` are run_*.py's data options: the command cuts its examples to the
+first N (``first_samples``).
 
 The value each ``TrainingArguments`` field gets, the first that applies:
 
@@ -39,7 +41,8 @@ also builds the ``TrainingArguments`` once, so transformers' own checks run then
 
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
-``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``.
+``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``,
+``first_samples``.
 """
 
 from __future__ import annotations
@@ -52,10 +55,10 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from huggingface_hub import HfApi
 
@@ -74,6 +77,9 @@ MODEL_DEFAULT_OPTIONS = (
     "epochs", "learning_rate", "batch_size", "weight_decay", "warmup_ratio", "max_grad_norm", "group_by_length",
     "best_checkpoint", "word_dropout",
 )
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The title of bizoo's own group of training options in ``--help``.
 TRAINING_GROUP_TITLE = "training"
@@ -302,6 +308,15 @@ def add_training_arguments(
         help="write a resumable checkpoint every N steps (below 1: a share of the steps) (default: %(default)s)",
     )
     group.add_argument(
+        *_spellings("max_train_samples"), type=int, default=None, metavar="N",
+        help="train on the first N training examples only (pretrain: blocks; finetune-ner: sentences), for a quick "
+        "run, as run_*.py's option",
+    )
+    group.add_argument(
+        *_spellings("max_eval_samples"), type=int, default=None, metavar="N",
+        help="evaluate on the first N evaluation examples only (the scores are then that part's)",
+    )
+    group.add_argument(
         "--resume", action="store_true",
         help="continue from the last checkpoint in --output-dir, with the same data order and random state "
         "(--resume_from_checkpoint DIR: from that checkpoint)",
@@ -453,9 +468,9 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
         value = getattr(args, name)
         if not math.isfinite(value):
             raise CommandError(f"{_option(name)} must be a finite number, got {value}")
-    for name in ("batch_size", "gradient_accumulation_steps", "max_length"):
-        value = getattr(args, name)
-        if value < 1:
+    for name in ("batch_size", "gradient_accumulation_steps", "max_length", "max_train_samples", "max_eval_samples"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
             raise CommandError(f"{_option(name)} must be >= 1, got {value}")
     args.logging_steps = _steps("logging_steps", args.logging_steps)
     args.save_steps = _steps("save_steps", args.save_steps)
@@ -485,6 +500,17 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
         check_best_model_metric(args, metrics)
     training = training_arguments(args, args.output_dir, defaults=defaults, fixed=fixed)
     _load_report_integrations(training.report_to)
+
+
+def first_samples(examples: Sequence[T], args: argparse.Namespace, split: str, what: str = "examples") -> Sequence[T]:
+    """The first --max-train-samples (``split`` "train") or --max-eval-samples ("eval") of ``examples``, all of them
+    when the option is not given; the cut is logged."""
+    limit = getattr(args, f"max_{split}_samples", None)
+    if limit is None or limit >= len(examples):
+        return examples
+    logger.info(f"{_option(f'max_{split}_samples')} {limit}: {'training' if split == 'train' else 'evaluation'} "
+                f"on the first {limit:,} of {len(examples):,} {what}")
+    return examples[:limit]
 
 
 def check_best_model_metric(args: argparse.Namespace, metrics: tuple[str, ...]) -> None:

@@ -239,7 +239,7 @@ REFUSED = {
                                "--metric_for_best_model 'f1' is not a metric this command's evaluation reports; "
                                "allowed: loss, accuracy"),
     "ner metric": (finetune_ner, ["--metric_for_best_model", "accuracy"], "allowed: loss, f1, precision, recall"),
-    "pretrain metric": (pretrain, ["--metric_for_best_model", "eval_accuracy"], "allowed: loss"),
+    "pretrain metric": (pretrain, ["--metric_for_best_model", "eval_perplexity"], "allowed: loss, accuracy"),
     "best model without matching saves": (
         finetune_glue, ["--load_best_model_at_end", "--eval_strategy", "steps", "--save_strategy", "epoch"],
         "the training options do not fit together: --load_best_model_at_end requires"),
@@ -488,3 +488,55 @@ def test_label_smoothing_is_refused_for_a_crf_token_head(use_crf):
     else:
         training.check_label_smoothing(smoothing, model)  # a softmax head: the smoothed loss works
     training.check_label_smoothing(argparse.Namespace(label_smoothing_factor=0.0), model)
+
+
+def test_max_train_and_eval_samples_cut_the_examples_as_run_scripts_do(glue_dir, conll_dir, tmp_path, sentences,
+                                                                        capsys) -> None:
+    """run_*.py's --max_train_samples / --max_eval_samples: each command trains on the first N examples (GLUE
+    examples, sentences, blocks) and scores the first M; the labels stay those of the whole training data."""
+    fast = ["--max-steps", "1", "--batch-size", "4", "--max-length", "32", *TINY]
+    out = tmp_path / "glue"
+    assert call(finetune_glue.main, ["--model-name-or-path", "lion", "--task", "sst2", "--data-dir", glue_dir,
+                                     "--output-dir", out, "--max_train_samples", 9, "--max_eval_samples", 5,
+                                     *fast]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["num_train_examples"] == 9 and results["num_eval_examples"] == {"dev": 5}
+    out = tmp_path / "ner"
+    assert call(finetune_ner.main, ["--model-name-or-path", "lion", "--data-dir", conll_dir, "--output-dir", out,
+                                    "--max-train-samples", 2, "--max-eval-samples", 3, *fast]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["num_train_examples"] == 2 and results["num_eval_examples"] == 3
+    assert "I-PER" in results["labels"]  # from all 40 training sentences: the first two have no I-PER
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(sentences(120, seed=1)) + "\n")
+    capsys.readouterr()
+    assert call(pretrain.main, ["--text", text, "--output-dir", tmp_path / "mlm", "--vocab-size", "150",
+                                "--max_train_samples", 4, "--max_eval_samples", 2, *fast]) == 0
+    assert "4 training and 2 held-out blocks" in capsys.readouterr().out
+    for argv in (["--max-train-samples", 0], ["--max_eval_samples", -1]):
+        assert call(pretrain.main, ["--output-dir", tmp_path / "bad", *argv]) == 2
+        assert f"{argv[0].replace('_', '-')} must be >= 1, got {argv[1]}" in capsys.readouterr().err
+    assert call(pretrain.main, ["--text", text, "--eval-text", text, "--stream", "--output-dir", tmp_path / "s",
+                                "--max-train-samples", 4]) == 2
+    assert "--max-train-samples cuts a corpus read whole" in capsys.readouterr().err
+
+
+def test_pretrain_selects_the_best_checkpoint_by_held_out_accuracy(tmp_path, sentences, probe, capsys) -> None:
+    """Masked-LM evaluation reports eval_accuracy, so --metric_for_best_model accuracy is taken (higher is better:
+    the best checkpoint is the one of the highest accuracy); a biLM's evaluation reports the loss only, so there it is
+    refused, naming what is allowed."""
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(sentences(120, seed=1)) + "\n")
+    output = tmp_path / "run"
+    argv = ["--text", text, "--output-dir", output, "--vocab-size", "150", "--max-length", "32", "--batch-size", "8",
+            "--max_steps", "3", "--learning_rate", "1e-2", "--eval_steps", "1", "--save_steps", "1",
+            "--load_best_model_at_end", "--metric_for_best_model", "accuracy", "--report_to", "tensorboard", *TINY]
+    assert call(pretrain.main, argv) == 0
+    accuracies = {log["step"]: log["eval_accuracy"] for log in probe["logs"] if "eval_accuracy" in log}
+    assert list(accuracies) == [1, 2, 3]
+    state = checkpoint_state(output)
+    assert state["best_metric"] == max(accuracies.values()) and Path(state["best_model_checkpoint"]).is_dir()
+    capsys.readouterr()
+    assert call(pretrain.main, ["--model", "elmo", "--output-dir", tmp_path / "elmo",
+                                "--metric_for_best_model", "accuracy"]) == 2
+    assert "'accuracy' is not a metric this command's evaluation reports; allowed: loss" in capsys.readouterr().err
