@@ -68,11 +68,13 @@ def reads_values(tensor: torch.Tensor) -> bool:
 def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: bool) -> str:
     """Turn a user's ``backend`` argument into ``"triton"`` or ``"reference"`` for ``op``.
 
-    ``has_triton`` says whether ``op`` has Triton kernels at all. Raises ``ValueError`` for an unknown backend or
-    an explicit ``"triton"`` that cannot run, naming the reason and the allowed values.
+    ``has_triton`` says whether ``op`` (in the form asked for) has Triton kernels at all. Raises ``ValueError`` for
+    an unknown backend, or a ``"triton"`` that cannot run, naming who asked for it (the argument, or ``"auto"`` with
+    ``BIZOO_KERNEL_BACKEND=triton``), the reason and the fix.
     """
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
+    asked = "backend='triton'"  # who asked for Triton, for the errors below: the argument or the environment
     if backend == "auto":
         override = os.environ.get(ENV_VAR, "").strip().lower()
         if override and override != "auto":
@@ -81,16 +83,18 @@ def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: 
                     f"{op}: environment variable {ENV_VAR} must be 'triton', 'reference' or 'auto', got {override!r}"
                 )
             backend = override
+            asked = f"backend='auto' with the environment variable {ENV_VAR}=triton"
         else:
             use_triton = has_triton and tensor.is_cuda and triton_available()
             return "triton" if use_triton else "reference"
     if backend == "triton":
         if not has_triton:
-            raise ValueError(
-                f"{op}: backend='triton' is not available for this op yet; use backend='reference' or 'auto'"
-            )
+            explicit = asked == "backend='triton'"
+            fix = "use backend='reference' or 'auto'" if explicit else f"unset {ENV_VAR} or set it to 'reference'"
+            raise ValueError(f"{op}: {asked} asks for Triton kernels, which this op (or this form of it) does not "
+                             f"have; {fix}")
         if not triton_available():
-            raise ValueError(f"{op}: backend='triton' needs the `triton` package, which does not import here")
+            raise ValueError(f"{op}: {asked} needs the `triton` package, which does not import here")
     return backend
 
 

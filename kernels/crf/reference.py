@@ -138,11 +138,12 @@ def restrict_emissions(emissions, keep, tags):
 
 def gold_path_score(e, keep, T, start, end, tags):
     """s(y) (B,) of paths whose every real position has a known tag: emissions, transitions between consecutive
-    real positions (across holes), start and end. A banned step (-inf) gives -inf."""
+    real positions (across holes), start and end. A banned step (-inf) gives -inf. ``tags`` may be of any integer
+    dtype (the checks accept any): they index as int64."""
     B, L, _ = e.shape
     if L == 0:
         return e.new_zeros(B)
-    y = torch.where(keep, tags.to(e.device), 0)  # (B, L); anything at padding
+    y = torch.where(keep, tags.to(device=e.device, dtype=torch.long), 0)  # (B, L) int64; anything at padding
     emitted = e.gather(2, y.unsqueeze(-1)).squeeze(-1)  # (B, L)
     positions = torch.arange(L, device=e.device).expand(B, L)  # (B, L)
     latest = torch.where(keep, positions, -1).cummax(1).values  # (B, L) the last real position <= t

@@ -33,6 +33,7 @@ import os
 import torch
 
 from .. import dispatch
+from ..checks import check_triton_device
 from ..dispatch import ENV_VAR, resolve_backend
 from . import reference
 from .checks import check_inputs
@@ -119,7 +120,8 @@ def bilstm(
         weight_ih: (2, 4H, I); weight_hh: (2, 4H, P); bias: (2, 4H) or None (torch's b_ih + b_hh); gate rows in
             the order i, f, g, o; direction 0 forward, 1 backward.
         weight_proj: (2, P, H) or None (no projection, P = H).
-        attention_mask: (B, L), 1 for real tokens and 0 for padding (any layout), or None.
+        attention_mask: (B, L), 1 for real tokens and 0 for padding (any layout), or None. What x holds at padding
+            (even NaN or inf) reaches neither the outputs nor any gradient: it is read as 0.
         initial_state: (h_0 (2, B, P), c_0 (2, B, H)) or None (zeros).
         cell_clip, proj_clip: clip the cell / the projected output to ±clip, or None.
         final_state: return the final states (the native form then runs packed sequences when lengths differ).
@@ -142,12 +144,20 @@ def bilstm(
     if form == "native" and square:
         raise ValueError(f"{op}: form='native' (torch.lstm) projects only to fewer outputs than cells; use form='loop'")
     backend, form = _pick(backend, form, x, clipped, square, H)
+    if backend == "triton":
+        check_triton_device(op, x)  # CUDA tensors, or any under TRITON_INTERPRET=1: not Triton's driver error
     if B == 0 or L == 0:  # nothing to run: no outputs, the initial state is the final one
         P = weight_hh.shape[2]
         y = x.new_zeros(B, L, 2, P)
         if not final_state:
             return y, None
         return y, (initial_state if initial_state is not None else (x.new_zeros(2, B, P), x.new_zeros(2, B, H)))
+    if attention_mask is not None:
+        # torch.where, not a product: every schedule forms W_ih x at every position (and torch.lstm runs on over the
+        # padding after a row's real steps), so a NaN there would reach dW_ih (0 · NaN) and the real positions'
+        # gradients through the steps after them
+        keep = attention_mask.to(torch.bool)[(...,) + (None,) * (x.dim() - 2)]  # (B, L, 1) or (B, L, 1, 1)
+        x = torch.where(keep, x, 0.0)
     order, lengths = reading_orders(attention_mask, B, L, x.device)
     if dispatch.exporting():  # every schedule as one scan over the positions: an exported graph of any length
         gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H)

@@ -32,10 +32,17 @@ def _check_float_tensor(op: str, name: str, t, shapes: tuple, allowed: str, devi
         raise ValueError(f"{op}: {name} is on {t.device} but the inputs are on {device}")
 
 
+def _what(value) -> str:
+    """What ``value`` is, for error messages: its type's name, and for a tuple or list its number of items."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return type(value).__name__
+
+
 def check_ssm_params(op: str, name: str, params, device=None) -> int:
     """Validate one direction's ``(log_step, A_re, A_im, C)``; return N."""
     if not isinstance(params, (tuple, list)) or len(params) != 4:
-        raise ValueError(f"{op}: {name} must be a tuple (log_step, A_re, A_im, C), got {type(params).__name__}")
+        raise ValueError(f"{op}: {name} must be a tuple (log_step, A_re, A_im, C), got {_what(params)}")
     log_step, A_re, A_im, C = params
     if not isinstance(A_re, torch.Tensor) or A_re.dim() != 1:
         raise ValueError(f"{op}: {name} A_re must be a tensor of shape (N,), got {shape_of(A_re)}")
@@ -141,7 +148,7 @@ def check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, form,
         if not isinstance(recurrent_params, (tuple, list)) or len(recurrent_params) != 2:
             raise ValueError(
                 "bidirectional_ssm: recurrent_params must be a pair ((log_step, A_re, A_im, C) forward, "
-                f"(log_step, A_re, A_im, C) backward), got {type(recurrent_params).__name__}"
+                f"(log_step, A_re, A_im, C) backward), got {_what(recurrent_params)}"
             )
         for name, params in zip(("recurrent_params[0] (forward)", "recurrent_params[1] (backward)"), recurrent_params):
             check_ssm_params(op, name, params, device=u_fwd.device)

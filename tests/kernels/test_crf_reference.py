@@ -630,6 +630,21 @@ def test_bad_tags(name, backend):
         crf_log_likelihood(*kw.values(), backend=backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.uint8])
+def test_tags_of_any_integer_dtype(dtype, backend):
+    """The checks take tags of any integer dtype: the likelihood is that of the same tags as int64, fully labelled
+    (the gold path's score) and partially labelled (-100, where the dtype holds it)."""
+    emissions, mask, transitions, start, end = make(4, 5, seed=3)
+    for unknown in (0.0, 0.3):
+        if unknown and dtype == torch.uint8:
+            continue  # -100 does not fit
+        tags = random_tags(mask, 4, seed=4, unknown=unknown, pad=0 if dtype == torch.uint8 else IGNORE)
+        want = crf_log_likelihood(emissions, mask, transitions, start, end, tags, backend=backend)
+        got = crf_log_likelihood(emissions, mask, transitions, start, end, tags.to(dtype), backend=backend)
+        close(got, want, tol=0)
+
+
 def test_tags_at_padding_are_not_checked():
     kw, _ = _bad("tags too big")
     kw["mask"] = torch.tensor([[1, 0, 1], [1, 1, 1]], dtype=torch.bool)  # the bad tag sits at padding

@@ -271,6 +271,16 @@ def test_env_var_overrides_auto(monkeypatch):
         lion_attention(q, k, v)
 
 
+def test_env_var_triton_with_the_rnn_form_names_the_variable(monkeypatch):
+    """form='rnn' has no Triton schedule: with BIZOO_KERNEL_BACKEND=triton (and backend 'auto', the default, as a
+    model passes it) the error names the variable to change, not the backend argument the caller already left."""
+    q, k, v, _ = make_inputs(1, 1, 4, 2, 2, "lit")
+    monkeypatch.setenv("BIZOO_KERNEL_BACKEND", "triton")
+    with pytest.raises(ValueError, match=r"^lion_attention: backend='auto' with the environment variable "
+                                         r"BIZOO_KERNEL_BACKEND=triton .*; unset BIZOO_KERNEL_BACKEND"):
+        lion_attention(q, k, v, form="rnn")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Input checks: lion_attention(q, k, v, log_decay, attention_mask, *, form, chunk_size, normalize, backend)
 # ----------------------------------------------------------------------------------------------------------------

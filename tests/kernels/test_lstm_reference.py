@@ -280,6 +280,46 @@ def test_pad_invariance_and_schedules_agree(B, L, H, proj, side, seed):
         torch.testing.assert_close(c1[:, 0], c_loop[:, row], **TOL)
 
 
+def padding_poisoned_and_zeroed(seed=3):
+    """Leaves of a small LSTM with a mask (right and left padding, a hole, an empty row), x once with NaN and inf at
+    the padded positions and once with zeros there, and the cotangents of y, h_n and c_n."""
+    g = torch.Generator().manual_seed(seed)
+    B, L, I, H = 4, 5, 3, 4
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[0, 3:], mask[1, :2], mask[2, 2], mask[3] = False, False, False, False
+    x = torch.randn(B, L, I, generator=g)
+    poison = torch.tensor([float("nan"), float("inf"), -float("inf")]).repeat(B * L)[: B * L].view(B, L, 1)
+    leaves = (torch.randn(2, 4 * H, I, generator=g), torch.randn(2, 4 * H, H, generator=g),
+              torch.randn(2, 4 * H, generator=g), torch.randn(2, B, H, generator=g), torch.randn(2, B, H, generator=g))
+    cotangents = (torch.randn(B, L, 2, H, generator=g), torch.randn(2, B, H, generator=g),
+                  torch.randn(2, B, H, generator=g))
+    return torch.where(mask[..., None], x, poison), torch.where(mask[..., None], x, 0.0), leaves, mask, cotangents
+
+
+def outputs_and_gradients(x, leaves, mask, cotangents, final_state, **kwargs):
+    """y, h_n, c_n (when asked for) and the gradients of x and of every leaf."""
+    x = x.clone().requires_grad_()
+    leaves = [t.clone().requires_grad_() for t in leaves]
+    w_ih, w_hh, b, h0, c0 = leaves
+    y, final = bilstm(x, w_ih, w_hh, b, None, mask, (h0, c0), final_state=final_state, **kwargs)
+    outs = (y, *final) if final_state else (y,)
+    loss = sum((out * cot).sum() for out, cot in zip(outs, cotangents))
+    return [*outs, *torch.autograd.grad(loss, [x, *leaves])]
+
+
+@pytest.mark.parametrize("final_state", [True, False])
+@pytest.mark.parametrize("form", ["loop", "native", "autograd"])
+def test_padding_contents_reach_no_output_and_no_gradient(form, final_state):
+    """NaN and inf at the padded positions of x: outputs and every gradient those of zeros there (all forms compute
+    W_ih x at every position, and torch.lstm runs on over the padding after a row's real steps)."""
+    poisoned, zeroed, leaves, mask, cotangents = padding_poisoned_and_zeroed()
+    got = outputs_and_gradients(poisoned, leaves, mask, cotangents, final_state, backend="reference", form=form)
+    want = outputs_and_gradients(zeroed, leaves, mask, cotangents, final_state, backend="reference", form=form)
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, **TOL)
+
+
 def test_empty_inputs():
     w_ih, w_hh = torch.randn(2, 8, 3), torch.randn(2, 8, 2)
     for form in ("loop", "native"):

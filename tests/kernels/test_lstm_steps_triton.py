@@ -147,6 +147,18 @@ def test_gradients_of_some_outputs_only(wanted):
     assert_same(got, want, torch.float32)
 
 
+@pytest.mark.parametrize("form", ["fused", "steps"])
+def test_padding_contents_reach_no_output_and_no_gradient(form):
+    """NaN at the padded positions of x: the outputs and every gradient (W_ih's too, formed from x at every
+    position) are those of zeros there."""
+    clips = dict(cell_clip=0.8, proj_clip=0.3)
+    leaves, mask, cot = make_case(5, 4, 3, 20, 12, "holes", seed=13)
+    zeroed = dict(leaves, x=torch.where(mask[:, :, None, None], leaves["x"], 0.0))
+    poisoned = dict(leaves, x=torch.where(mask[:, :, None, None], leaves["x"], float("nan")))
+    assert_same(run(poisoned, mask, cot, "triton", form, **clips), run(zeroed, mask, cot, "triton", form, **clips),
+                torch.float32)
+
+
 def test_inference_without_saved_activations_and_without_final_state():
     """No gradient: the forward op keeps nothing for a backward pass, and gives the same outputs."""
     leaves, mask, _ = make_case(5, 4, 3, 20, 12, "holes", seed=3)
@@ -255,6 +267,19 @@ def test_a_form_of_the_other_backend_is_a_clear_error(backend, form, match):
     args, mask = small_args(8)
     with pytest.raises(ValueError, match="^bilstm: " + match):
         bilstm(*args, mask, cell_clip=1.0, backend=backend, form=form)
+
+
+@pytest.mark.parametrize("backend, form", [("triton", "auto"), ("triton", "fused"), ("triton", "steps"),
+                                           ("auto", "fused"), ("auto", "steps")])
+def test_cpu_tensors_without_the_interpreter_are_a_clear_error(monkeypatch, recorded, backend, form):
+    """As every op's Triton backend: a ValueError that names the fix, before any schedule runs (not Triton's own
+    error about its drivers from inside a launch)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    leaves, mask, _ = make_case(2, 3, 3, 16, 8, "right", seed=2)
+    args = [leaves[k] for k in NAMES[:5]]  # on the CPU
+    with pytest.raises(ValueError, match=r"^bilstm: backend='triton' needs CUDA tensors \(or TRITON_INTERPRET=1"):
+        bilstm(*args, mask, cell_clip=1.0, backend=backend, form=form)
+    assert recorded == []
 
 
 def test_exporting_runs_one_scan_whatever_the_form(monkeypatch, recorded):

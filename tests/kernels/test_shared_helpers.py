@@ -61,6 +61,22 @@ def test_triton_device_needs_cuda_or_the_interpreter(monkeypatch):
         checks.check_triton_device("op", cpu.cuda())
 
 
+def test_a_triton_backend_that_cannot_run_names_who_asked_for_it(monkeypatch):
+    """backend='triton' for an op (or a form) without Triton kernels: the fix is another argument; the same asked by
+    BIZOO_KERNEL_BACKEND under backend='auto': the fix is the variable, not the argument the caller already gave."""
+    cpu = torch.zeros(1)
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
+    with pytest.raises(ValueError, match=r"^op: backend='triton' asks for Triton kernels, which this op \(or this "
+                                         r"form of it\) does not have; use backend='reference' or 'auto'$"):
+        dispatch.resolve_backend("triton", cpu, op="op", has_triton=False)
+    monkeypatch.setenv(dispatch.ENV_VAR, "triton")
+    with pytest.raises(ValueError, match=r"^op: backend='auto' with the environment variable BIZOO_KERNEL_BACKEND="
+                                         r"triton asks for Triton kernels, .*; unset BIZOO_KERNEL_BACKEND or set it to "
+                                         r"'reference'$"):
+        dispatch.resolve_backend("auto", cpu, op="op", has_triton=False)
+    assert dispatch.resolve_backend("reference", cpu, op="op", has_triton=False) == "reference"  # the argument wins
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # bizoo.kernels.triton_utils
 # ----------------------------------------------------------------------------------------------------------------

@@ -365,7 +365,13 @@ def _bad_calls():
         (dict(ok, form="recurrent"), "form='recurrent' needs the SSM parameters"),
         (dict(ok, form="recurrent", recurrent_params=params, chunk_size=0), "chunk_size must be a positive int"),
         (dict(ok, form="recurrent", recurrent_params=params[0]), "recurrent_params must be a pair"),
+        # a sequence of the wrong length is named by its length, not only by its type
+        (dict(ok, form="recurrent", recurrent_params=params[0]), "backward), got a tuple of 4 items"),
         (dict(ok, form="recurrent", recurrent_params=(params[0], params[1][:3])), "recurrent_params[1] (backward)"),
+        (
+            dict(ok, form="recurrent", recurrent_params=(params[0], params[1][:3])),
+            "(log_step, A_re, A_im, C), got a tuple of 3 items",
+        ),
         (
             dict(ok, form="recurrent", recurrent_params=(params[0], params[1][:3] + (torch.ones(8, 3),))),
             "C must have shape (N, 2) = (8, 2)",
