@@ -8,6 +8,11 @@ by `pipeline("fill-mask")` from the saved folder.
 
 Sequences are packed to --max-length tokens inside each document (file) and never across documents.
 
+--model-name-or-path CKPT (run_mlm.py's --model_name_or_path) continues pretraining a checkpoint, e.g. on text of
+another domain: its model type, configuration (--model-config may change fields, such as dropout) and tokenizer are
+kept, its masked-LM (biLM) head loaded or, if it has none, initialised; without it a new model is trained from
+scratch (--model, --variant, --model-config, and a tokenizer trained on the text unless --tokenizer).
+
 --text (run_mlm.py's --train_file) takes plain-text files, or one data file (.json/.jsonl, .csv, .tsv, .parquet) whose
 --text-column holds the text, one document; --eval-text (--validation_file) likewise.
 Evaluation masks 15% of the held-out tokens (all replaced by [MASK], fixed by --seed) and counts the exact hits.
@@ -27,6 +32,7 @@ examples:
   bizoo pretrain --text corpus/*.txt --eval-text held_out.txt --model-config hidden_size=512 --output-dir runs/big
   bizoo pretrain --train_file train.jsonl --validation_file dev.jsonl --output-dir runs/jsonl  # run_mlm.py's spelling
   bizoo pretrain --model elmo --output-dir runs/elmo            # a small biLM: forward + backward LM
+  bizoo pretrain --model-name-or-path runs/lion --text domain/*.txt --output-dir runs/lion-domain  # continued
   bizoo pretrain --model bilstm_crf --output-dir runs/bilstm    # masked-LM over words and their characters
 """
 
@@ -96,6 +102,8 @@ STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts toke
 # `pretrain_config` in lib/model_defaults.py (bilstm_crf, elmo) starts from that instead.
 SMALL_MODEL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
 OBJECTIVES = ("auto", "mlm", "bilm")
+DEFAULT_MODEL = "lion"  # --model without --model-name-or-path
+DEFAULT_VOCAB_SIZE = 8000  # --vocab-size of a tokenizer trained here
 #: What each objective's evaluation reports besides the loss (HeldOutAccuracy for mlm): --metric_for_best_model's
 #: choices.
 HELD_OUT_METRICS = {"mlm": ("accuracy",), "bilm": ()}
@@ -116,9 +124,15 @@ def comma_items(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--model", "--model-type", "--model_type", default="lion",
+        "--model", "--model-type", "--model_type", default=None,
         help=f"model type to pretrain: a bizoo model type, or the baseline {', '.join(BASELINES)} (transformers' "
-        "BertForMaskedLM, SDPA attention, the same small shape) (default: %(default)s)",
+        f"BertForMaskedLM, SDPA attention, the same small shape) (default: {DEFAULT_MODEL}; with "
+        "--model-name-or-path, the checkpoint's)",
+    )
+    model.add_argument(
+        "--model-name-or-path", "--model_name_or_path", default=None, metavar="CKPT",
+        help="continue pretraining this checkpoint (a folder or a Hub model id): its model type, configuration and "
+        "tokenizer; its masked-LM (biLM) head, or a new one if it has none",
     )
     model.add_argument(
         "--variant", default=None,
@@ -144,8 +158,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="use this tokenizer instead of training one",
     )
     model.add_argument(
-        "--vocab-size", type=int, default=8000,
-        help="vocabulary of the trained tokenizer (words for bilstm_crf and elmo) (default: %(default)s)",
+        "--vocab-size", type=int, default=None,
+        help=f"vocabulary of the trained tokenizer (words for bilstm_crf and elmo) (default: {DEFAULT_VOCAB_SIZE})",
     )
     data = parser.add_argument_group("data (default: the Shakespeare sample shipped with bizoo)")
     source = data.add_mutually_exclusive_group()
@@ -296,7 +310,7 @@ def resolve_objective(objective: str, spec) -> str:
 def check_pretrain_arguments(args: argparse.Namespace) -> None:
     """The options of this command that need no model: ranges, files, and options that only apply with another;
     ``CommandError`` naming the option and what is allowed (``check_training_arguments`` does the common ones)."""
-    if args.vocab_size < MIN_VOCAB_SIZE:
+    if args.vocab_size is not None and args.vocab_size < MIN_VOCAB_SIZE:
         raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {args.vocab_size}")
     if args.max_length < MIN_BLOCK_LENGTH + 2:
         raise CommandError(
@@ -610,15 +624,56 @@ class PretrainJob:
     spec: Any  # the ModelSpec of --model
     objective: str  # "mlm" or "bilm"
     wordchar: bool  # the model reads words and their characters
-    config_kwargs: dict  # the config fields besides the tokenizer's (model_config_kwargs)
+    config_kwargs: dict  # the config fields besides the tokenizer's (model_config_kwargs); {} from a checkpoint
     output_dir: Path
     resume_from: str | None  # the checkpoint to continue from, or None
     started: float  # time.perf_counter() when the run began
+    checkpoint: InitialCheckpoint | None = None  # --model-name-or-path
 
     @property
     def unit(self) -> str:
         """What a block counts: "words" or "tokens"."""
         return "words" if self.wordchar else "tokens"
+
+
+@dataclass
+class InitialCheckpoint:
+    """--model-name-or-path: the checkpoint whose pretraining continues."""
+
+    name: str  # as given: a folder or a Hub model id
+    config: Any  # its configuration, --model-config's fields changed
+
+
+def initial_checkpoint(args: argparse.Namespace) -> InitialCheckpoint | None:
+    """The checkpoint of --model-name-or-path with its configuration, or None; ``CommandError`` for one that does not
+    load, options that only a model trained from scratch takes, a --model of another type, a --model-config field the
+    configuration lacks, and a --max-length beyond its position embeddings."""
+    from transformers import AutoConfig
+
+    name = args.model_name_or_path
+    if name is None:
+        return None
+    given = [option for option, value in (("--variant", args.variant), ("--vocab-size", args.vocab_size))
+             if value is not None]
+    if given:
+        raise CommandError(f"{', '.join(given)}: options of a model trained from scratch; the checkpoint {name!r} "
+                           "fixes its configuration and vocabulary")
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError, KeyError) as err:
+        raise CommandError(f"--model-name-or-path {name!r} is not a checkpoint folder or Hub model with a "
+                           f"config.json ({err})") from None
+    if args.model is not None and args.model != config.model_type:
+        raise CommandError(f"--model {args.model!r}, but the checkpoint {name!r} is a {config.model_type!r} model: "
+                           "drop --model")
+    overrides = parse_model_config(args.model_config)
+    check_config_fields(type(config), overrides, f"checkpoint {name!r}")
+    config = AutoConfig.from_pretrained(name, **overrides)  # the config's checks name a bad value's field
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and args.max_length > positions:
+        raise CommandError(f"--max-length {args.max_length} is beyond the checkpoint's max_position_embeddings "
+                           f"({positions}): give --max-length {positions} or less")
+    return InitialCheckpoint(name, config)
 
 
 def prepare_job(args: argparse.Namespace) -> PretrainJob:
@@ -627,7 +682,8 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
     started = time.perf_counter()
     check_training_arguments(args, **trainer_settings(args))
     check_pretrain_arguments(args)
-    spec = model_spec(args.model)
+    checkpoint = initial_checkpoint(args)
+    spec = model_spec(args.model or (checkpoint.config.model_type if checkpoint else DEFAULT_MODEL))
     objective = resolve_objective(args.objective, spec)
     check_best_model_metric(args, HELD_OUT_METRICS[objective])
     wordchar = spec.tokenizer == "wordchar"
@@ -636,13 +692,15 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
             "--whole-word-mask masks all WordPiece pieces of a word together: it applies to subword models with "
             f"--objective mlm, not to {spec.model_type!r} with objective {objective!r}"
         )
-    config_kwargs = model_config_kwargs(args, spec)
-    spec.config_class(vocab_size=args.vocab_size, **config_kwargs)  # validates every field now
+    config_kwargs = {}
+    if checkpoint is None:
+        config_kwargs = model_config_kwargs(args, spec)
+        spec.config_class(vocab_size=args.vocab_size or DEFAULT_VOCAB_SIZE, **config_kwargs)  # validates every field
     output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume, input_paths(args), whole=False)
     resume_from = resume_checkpoint(args, output_dir)
     if args.stream:
         check_stream_arguments(args, wordchar, objective)
-    return PretrainJob(args, spec, objective, wordchar, config_kwargs, output_dir, resume_from, started)
+    return PretrainJob(args, spec, objective, wordchar, config_kwargs, output_dir, resume_from, started, checkpoint)
 
 
 @dataclass
@@ -674,22 +732,26 @@ def read_corpus(job: PretrainJob) -> Corpus:
 
 
 def build_tokenizer(job: PretrainJob, corpus: Corpus):
-    """(tokenizer, model config): the checkpoint's tokenizer when resuming, else --tokenizer, else one trained on
-    the training text (WordPiece, or words + characters); ``CommandError`` if it does not suit the model."""
+    """(tokenizer, model config): the checkpoint's tokenizer when resuming, else --tokenizer, else
+    --model-name-or-path's, else one trained on the training text (WordPiece, or words + characters); the config of
+    --model-name-or-path, or a new one; ``CommandError`` if the tokenizer does not suit the model."""
     from transformers import AutoTokenizer
 
     args, spec = job.args, job.spec
+    vocab_size = args.vocab_size or DEFAULT_VOCAB_SIZE
 
     def new_tokenizer():
         lines = [line for doc in corpus.documents for line in doc]
         if job.wordchar:
-            return build_wordchar_tokenizer(spec, lines, args.vocab_size, model_max_length=args.max_length)
-        return train_wordpiece_tokenizer(lines, vocab_size=args.vocab_size, model_max_length=args.max_length)
+            return build_wordchar_tokenizer(spec, lines, vocab_size, model_max_length=args.max_length)
+        return train_wordpiece_tokenizer(lines, vocab_size=vocab_size, model_max_length=args.max_length)
 
     if job.resume_from:
         tokenizer = pretrained_tokenizer(job.resume_from, "the checkpoint to resume")
     elif args.tokenizer:
         tokenizer = pretrained_tokenizer(args.tokenizer, "--tokenizer")
+    elif job.checkpoint is not None:
+        tokenizer = pretrained_tokenizer(job.checkpoint.name, "--model-name-or-path")
     else:  # trained here; in a distributed run by the first process, for all of them
         tokenizer = build_on_first_process(
             new_tokenizer, job.output_dir / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
@@ -697,17 +759,23 @@ def build_tokenizer(job: PretrainJob, corpus: Corpus):
         )
     if job.wordchar and not hasattr(tokenizer, "ids_to_char_ids"):
         raise CommandError(
-            f"{args.model!r} reads words and their characters: its tokenizer must be a bizoo.WordCharTokenizerFast, "
+            f"{spec.model_type!r} reads words and their characters: its tokenizer must be a "
+            "bizoo.WordCharTokenizerFast, "
             f"got {type(tokenizer).__name__}"
         )
     if job.objective == "mlm" and tokenizer.mask_token_id is None:
         raise CommandError("the tokenizer has no mask token; masked-LM needs one")
-    config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **job.config_kwargs)
-    variant = args.variant or model_defaults(spec.model_type).default_variant
-    logger.info(
-        f"{PROG}: {spec.model_type}{' ' + variant if variant else ''} on {corpus.name}, objective {job.objective}: "
-        f"tokenizer of {len(tokenizer)} {job.unit}"
-    )
+    if job.checkpoint is not None:
+        config = job.checkpoint.config
+        if len(tokenizer) > config.vocab_size:
+            raise CommandError(f"the tokenizer has {len(tokenizer)} {job.unit} but the checkpoint "
+                               f"{job.checkpoint.name!r} has embeddings for {config.vocab_size}")
+        what = f"{spec.model_type} from {job.checkpoint.name}"
+    else:
+        config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **job.config_kwargs)
+        variant = args.variant or model_defaults(spec.model_type).default_variant
+        what = f"{spec.model_type}{' ' + variant if variant else ''}"
+    logger.info(f"{PROG}: {what} on {corpus.name}, objective {job.objective}: tokenizer of {len(tokenizer)} {job.unit}")
     return tokenizer, config
 
 
@@ -802,14 +870,22 @@ class Trained:
 
 
 def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> Trained:
-    """A new model of ``config`` (seeded by --seed) trained by a Trainer with this command's TrainingArguments,
-    from the resumed checkpoint if any."""
+    """A new model of ``config`` (seeded by --seed), or --model-name-or-path's (a head it lacks new, seeded), trained
+    by a Trainer with this command's TrainingArguments, from the resumed checkpoint if any."""
     from .lib.token_count import TokenCountingTrainer
 
     args = job.args
     torch.manual_seed(args.seed)
     baseline = {"attn_implementation": "sdpa"} if job.spec.model_type in BASELINES else {}  # BERT: SDPA attention
-    model = setup.auto_class.from_config(config, **baseline)
+    if job.checkpoint is None:
+        model = setup.auto_class.from_config(config, **baseline)
+    else:
+        model, loading = setup.auto_class.from_pretrained(job.checkpoint.name, config=config,
+                                                          output_loading_info=True, **baseline)
+        if loading["missing_keys"]:
+            missing = sorted(loading["missing_keys"])
+            logger.warning(f"{job.checkpoint.name} has no {type(model).__name__} weights {', '.join(missing[:4])}"
+                           f"{f' and {len(missing) - 4} more' if len(missing) > 4 else ''}: newly initialised")
     logger.info(
         f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{config.num_hidden_layers} layers"
@@ -889,6 +965,7 @@ def save_run(job: PretrainJob, trained: Trained, tokenizer, corpus_name: str, ev
         **evaluation.extra,
         steps=trained.steps,
         train_seconds=round(trained.train_seconds, 1),
+        **({"initialised_from": job.checkpoint.name} if job.checkpoint is not None else {}),
     )
     write_checkpoint_card(job.output_dir, trained.model, tokenizer)
 
