@@ -38,9 +38,10 @@ class BizooConfig(PreTrainedConfig):
             `"mean"` over real tokens, `"first"` real token, or `"final_states"`: the forward direction's state at
             the last real token and the backward direction's at the first (recurrent models only).
         classifier_dropout (`float`, *optional*): dropout of the classification heads; `hidden_dropout_prob` if unset.
-        sparse_prediction (`bool`, defaults to `True`): with labels, the masked-LM head projects only the positions
-            whose label is not -100, and `logits` is then `(number of such positions, vocab_size)`; on a GPU in eager
-            mode that number is read back to the host once per step (False: every position, no read-back).
+        sparse_prediction (`bool`, defaults to `True`): in training with labels, the masked-LM head projects only the
+            positions whose label is not -100, and `logits` is then `(number of such positions, vocab_size)`; on a GPU
+            in eager mode that number is read back to the host once per step (False: every position, no read-back).
+            In evaluation `logits` is `(batch, length, vocab_size)` either way.
         kernel_backend (`str`, defaults to `"auto"`): `"auto"`, `"triton"` or `"reference"` for the fused ops.
         initializer_range (`float`, defaults to 0.02): standard deviation of the normal initialisers.
         use_crf (`bool`, defaults to `False`): `...ForTokenClassification` decodes with a linear-chain CRF (its

@@ -3,8 +3,10 @@ r"""Heads shared by every bizoo model (ARCHITECTURE.md §5): masked LM, sequence
 An encoder gives hidden states h ∈ R^{B×L×d} and an attention mask; a head turns them into logits and a loss.
 
 * Masked LM: logits = W_e · LayerNorm(act(W_t h + b_t)) + b_v, with W_e tied to the input embeddings and the bias
-  on the decoder (so ``resize_token_embeddings`` resizes it). With labels and ``config.sparse_prediction``, only the
-  positions whose label is not -100 are projected: the (B·L × V) matrix is never built.
+  on the decoder (so ``resize_token_embeddings`` resizes it). In training, with labels and
+  ``config.sparse_prediction``, only the positions whose label is not -100 are projected: the (B·L × V) matrix is
+  never built. In evaluation the logits are (B, L, V), as every masked LM of transformers gives them (the example
+  scripts' metrics line predictions up with labels by position).
 * Sequence classification: pool (mean over real tokens | first real token | both directions' final states), then
   dropout → dense → tanh → dropout → out projection. ``problem_type`` picks the loss: cross-entropy
   (single-label), binary cross-entropy on logits (multi-label) or mean squared error (regression).
@@ -75,14 +77,15 @@ class MaskedLMHead(nn.Module):
 
 
 def masked_lm_loss_and_logits(head: MaskedLMHead, hidden, labels, config, num_items_in_batch=None, model_name="model"):
-    """(loss or None, logits). Logits are (B, L, V) without labels; with labels and ``sparse_prediction`` they are
-    (N, V) for the N positions whose label is not -100, in row-major order: in eager mode only. While torch.compile or
-    torch.export trace the model the logits stay (B, L, V) (N depends on the labels' values, which a traced graph
-    cannot): the loss is the same."""
+    """(loss or None, logits). Logits are (B, L, V); in training (``head.training``) with labels and
+    ``sparse_prediction`` they are (N, V) for the N positions whose label is not -100, in row-major order: in eager
+    mode only. While torch.compile or torch.export trace the model the logits stay (B, L, V) (N depends on the labels'
+    values, which a traced graph cannot). The loss is the same either way. Evaluation keeps (B, L, V): the Trainer
+    gathers evaluation logits for metrics that read them by position (run_mlm.py's accuracy), which (N, V) breaks."""
     if labels is None:
         return None, head(hidden)  # (B, L, V)
     labels = labels.to(hidden.device)  # checked by check_task_labels before the encoder ran
-    if config.sparse_prediction and not dispatch.tracing():
+    if config.sparse_prediction and head.training and not dispatch.tracing():
         selected = labels != -100  # (B, L)
         logits = head(hidden[selected])  # (N, V)
         targets = labels[selected]  # (N,)

@@ -317,7 +317,7 @@ class LionForMaskedLM(LionPreTrainedModel):
     r"""LION with the masked-LM head (decoder tied to the word embeddings).
 
     With `labels` (B, L) (-100 = not predicted) the loss is the mean cross-entropy over predicted positions, and
-    with `config.sparse_prediction` (default) `logits` holds only those positions, (N, vocab_size).
+    in training with `config.sparse_prediction` (default) `logits` holds only those positions, (N, vocab_size).
     """
 
     _tied_weights_keys = {"lm_head.decoder.weight": "lion.embeddings.word_embeddings.weight"}

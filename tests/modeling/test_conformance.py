@@ -357,6 +357,39 @@ def test_gradient_accumulation_equals_one_big_batch(model_case, make_config, mak
     assert moved
 
 
+def test_evaluation_with_run_mlm_metrics(model_case, make_config, make_inputs, tmp_path, model_tokenizer):
+    """run_mlm.py's evaluation: the Trainer gathers each batch's argmax of the logits (``preprocess_logits_for_metrics``)
+    and the metric lines them up with the labels by position (flatten both, keep labels != -100). The masked LM's
+    evaluation logits are therefore (B, L, V) (``sparse_prediction`` projects only the labelled positions in
+    training); the accuracy equals one counted from a forward pass per example."""
+    data = mlm_examples(model_case, make_inputs)
+    collator = DataCollatorForTokenClassification(model_tokenizer)  # pads input_ids with [PAD], labels with -100
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(make_config(model_case, vocab_size=V))
+
+    def accuracy(prediction):  # run_mlm.py's metric, in its own steps
+        labels = torch.as_tensor(prediction.label_ids).reshape(-1)
+        predictions = torch.as_tensor(prediction.predictions).reshape(-1)
+        keep = labels != -100
+        return {"accuracy": (predictions[keep] == labels[keep]).double().mean().item()}
+
+    trainer = Trainer(model=model, args=trainer_args(tmp_path, per_device_eval_batch_size=3), data_collator=collator,
+                      eval_dataset=data, compute_metrics=accuracy,
+                      preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
+    metrics = trainer.evaluate()
+    model.eval()
+    hits = total = 0
+    with torch.no_grad():
+        for example in data:
+            batch = {k: torch.tensor([v]) for k, v in example.items()}
+            out = model(**batch)
+            assert out.logits.shape == (*batch["labels"].shape, V)
+            keep = batch["labels"] != -100
+            hits += int((out.logits.argmax(-1)[keep] == batch["labels"][keep]).sum())
+            total += int(keep.sum())
+    assert metrics["eval_accuracy"] == pytest.approx(hits / total)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(model_case, make_config, make_inputs):
     def grads(checkpointing):
         torch.manual_seed(0)

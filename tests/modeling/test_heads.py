@@ -12,7 +12,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bizoo.modeling.heads import CrfTokenClassificationHead, pool, sequence_classification_loss
+from bizoo.modeling.heads import (
+    CrfTokenClassificationHead,
+    MaskedLMHead,
+    masked_lm_loss_and_logits,
+    pool,
+    sequence_classification_loss,
+)
 from tests.crf_rules import scheme_rules
 
 
@@ -25,6 +31,30 @@ def _padded_hidden(seed=0):
     mask[1, :3] = 0  # left padding
     hidden = torch.where(mask[..., None].bool(), hidden, torch.full_like(hidden, 1e3))  # garbage where padded
     return hidden, mask
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "dense"])
+def test_masked_lm_loss_is_the_mean_cross_entropy_and_training_logits_may_be_sparse(sparse):
+    """The loss is the mean cross-entropy over the labelled positions of the (B, L, V) logits, in training and in
+    evaluation; in training with ``sparse_prediction`` the logits are those rows only, (N, V) in row-major order, and
+    in evaluation always (B, L, V)."""
+    config = SimpleNamespace(encoder_output_size=6, embedding_size=5, hidden_act="gelu", layer_norm_eps=1e-12,
+                             vocab_size=11, sparse_prediction=sparse)
+    torch.manual_seed(0)
+    head = MaskedLMHead(config)
+    hidden = torch.randn(2, 7, 6)
+    labels = torch.randint(0, 11, (2, 7)).masked_fill(torch.rand(2, 7) < 0.6, -100)
+    labels[0, 0] = 3  # at least one labelled position
+    dense = head(hidden)  # (B, L, V)
+    keep = labels != -100
+    expected = torch.nn.functional.cross_entropy(dense[keep], labels[keep])
+    for training in (True, False):
+        head.train(training)
+        loss, logits = masked_lm_loss_and_logits(head, hidden, labels, config)
+        torch.testing.assert_close(loss, expected)
+        want = dense[keep] if sparse and training else dense  # (N, V) or (B, L, V)
+        assert logits.shape == want.shape
+        torch.testing.assert_close(logits, want)
 
 
 def test_pooling_reads_real_tokens_only():
