@@ -358,8 +358,8 @@ def test_gradient_accumulation_equals_one_big_batch(model_case, make_config, mak
 
 
 def test_evaluation_with_run_mlm_metrics(model_case, make_config, make_inputs, tmp_path, model_tokenizer):
-    """run_mlm.py's evaluation: the Trainer gathers each batch's argmax of the logits (``preprocess_logits_for_metrics``)
-    and the metric lines them up with the labels by position (flatten both, keep labels != -100). The masked LM's
+    """run_mlm.py's evaluation: the Trainer gathers each batch's argmax of the logits
+    (``preprocess_logits_for_metrics``) and the metric lines them up with the labels by position (flatten both, keep labels != -100). The masked LM's
     evaluation logits are therefore (B, L, V) (``sparse_prediction`` projects only the labelled positions in
     training); the accuracy equals one counted from a forward pass per example."""
     data = mlm_examples(model_case, make_inputs)
