@@ -1,5 +1,5 @@
-"""Fixtures shared by the command-line tests: synthetic GLUE and CoNLL folders in the layout of the real ones, and
-the benchmarks' helpers."""
+"""Fixtures shared by the command-line tests: synthetic GLUE and CoNLL folders in the layout of the real ones, a tiny
+checkpoint, and the benchmarks' helpers."""
 
 import random
 from pathlib import Path
@@ -105,3 +105,14 @@ def in_process(monkeypatch):
 
     monkeypatch.setattr(harness, "run_case_in_child", run)
     monkeypatch.setattr(harness, "_reset_peak_rss", lambda: False)  # its gc.collect is slow in a test process
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, tokenizer, make_config) -> Path:
+    """A tiny LION-D masked LM saved with its tokenizer (a test file may define its own ``checkpoint``)."""
+    from bizoo import LionForMaskedLM
+
+    folder = tmp_path / "ckpt"
+    LionForMaskedLM(make_config(("lion", "d"), vocab_size=len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

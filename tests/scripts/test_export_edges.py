@@ -9,17 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bizoo import LionForMaskedLM, LionForTokenClassification
+from bizoo import LionForTokenClassification
 from bizoo.scripts.export import main
 from bizoo.scripts.lib.results import record_results
-
-
-@pytest.fixture
-def checkpoint(tmp_path: Path, tokenizer, make_config) -> Path:
-    folder = tmp_path / "ckpt"
-    LionForMaskedLM(make_config(("lion", "d"), vocab_size=len(tokenizer))).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_second_export_into_the_same_folder_names_only_export_options(checkpoint: Path, tmp_path: Path, capsys):

@@ -63,14 +63,6 @@ def hub(monkeypatch) -> RecordingHub:
 
 
 @pytest.fixture
-def checkpoint(tmp_path: Path, tokenizer, make_config) -> Path:
-    folder = tmp_path / "ckpt"
-    LionForMaskedLM(make_config(("lion", "d"), vocab_size=len(tokenizer))).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
 def exported(checkpoint: Path, tmp_path: Path) -> Path:
     return export_model(checkpoint, tmp_path / "lion-d")
 
