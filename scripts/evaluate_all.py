@@ -67,6 +67,9 @@ CONLL = "CoNLL-2003"
 #: CoLA 268 steps, SST-2 2105, MRPC 115, STS-B 180, RTE 78, CoNLL-2003 439: one epoch of the small sets, half of
 #: CoLA and CoNLL-2003, a tenth of SST-2 (its 67k sentences would take most of the budget), some 800 steps in all,
 #: so that seven models with their pretraining fit the 2-core machine in under two hours (RESULTS.md).
+#: Held-out evaluations of a pretraining run after its first, when --eval-steps is not given: every
+#: --pretrain-steps // EVAL_POINTS steps (at least 1).
+EVAL_POINTS = 10
 FINETUNE_EPOCHS = {"CoLA": 0.5, "SST-2": 0.1, "MRPC": 1.0, "STS-B": 1.0, "RTE": 1.0, "QNLI": 0.05, "MNLI": 0.02,
                    "QQP": 0.02, "WNLI": 3.0, CONLL: 0.5}
 
@@ -86,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrain-steps", type=int, default=300, metavar="N", help="(default: %(default)s)")
     parser.add_argument("--eval-steps", type=int, default=None, metavar="N",
                         help="held-out evaluation every N pretraining steps: the learning curve's points "
-                        "(default: a sixth of --pretrain-steps)")
+                        f"(default: --pretrain-steps // {EVAL_POINTS}, at least 1)")
     parser.add_argument("--finetune-epochs", nargs="+", default=[], metavar="TASK=X",
                         help="fine-tuning epochs per task instead of the defaults (" + ", ".join(
                             f"{k} {v:g}" for k, v in FINETUNE_EPOCHS.items()) + "), e.g. SST-2=0.5 CoNLL-2003=2; "
@@ -486,7 +489,7 @@ def _evaluate_all(args: argparse.Namespace) -> int:
         raise CommandError("--tasks picks GLUE tasks of --glue-dir: pass --glue-dir too")
     args.epochs_per_task = parse_epochs(args.finetune_epochs)
     if args.eval_steps is None:
-        args.eval_steps = max(args.pretrain_steps // 10, 1)
+        args.eval_steps = max(args.pretrain_steps // EVAL_POINTS, 1)
     for option in ("text", "eval_text"):
         for path in getattr(args, option) or ():
             if not Path(path).is_file():

@@ -23,6 +23,8 @@ import math
 from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
+    L2_FLUSH_BYTES,
+    MiB,
     add_device_arguments,
     batch_for,
     check_positive,
@@ -201,11 +203,17 @@ def estimate_bytes(case: dict, mode: str) -> int:
 
 
 def probe(method: str, device: str, dtype: str) -> str | None:
-    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1)."""
+    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1). No
+    tiny call of triton on a GPU: its kernels autotune per (H, L), so a tiny call would compile and time every
+    configuration at a shape the benchmark never runs; a failure of the real call is its row's status
+    (``harness.measure_modes``: "unavailable" for a ValueError)."""
     if method == "fft-baseline":
         return None
-    if BIGS.backend_form(method)[0] == "triton" and (why := triton_missing(device)) is not None:
-        return why
+    if BIGS.backend_form(method)[0] == "triton":
+        if (why := triton_missing(device)) is not None:
+            return why
+        if device == "cuda":
+            return None
     import torch
 
     tiny = {"batch": 1, "length": 32, "channels": 16, "state_size": 4}
@@ -295,7 +303,8 @@ def run(args) -> int:
     report(f"dtype: {settings['dtype']} inputs, fp32 SSM parameters; shapes: {shapes}, H = {args.channels} channels, "
           f"N = {args.state_size}, no padding\nreference-recurrent: from the SSM parameters (no kernels), chunks of "
           f"{args.chunk_size}; reference-auto: toeplitz below L = {REFERENCE_FFT_MIN_LENGTH}, fft from it")
-    report("peak memory: " + ("max_memory_allocated above the inputs" if cuda
+    report("peak memory: " + (f"max_memory_allocated above the inputs; the L2 cache flushed before each timed run "
+                              f"({L2_FLUSH_BYTES // MiB} MiB written, not timed)" if cuda
                              else "growth of the peak RSS, one process per case")
           + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
     report(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)")
@@ -304,7 +313,8 @@ def run(args) -> int:
     report(table_head(modes, BIGS.ratios, BIGS.extra, BIGS.shape))
     meta = {"op": "bigs", "machine": machine_name(device), "device": device, **settings, "tokens": tokens,
             "batch": batch, "channels": args.channels, "state_size": args.state_size, "chunk_size": args.chunk_size,
-            "reference_fft_min_length": REFERENCE_FFT_MIN_LENGTH, "modes": modes, "methods": methods}
+            "reference_fft_min_length": REFERENCE_FFT_MIN_LENGTH, "modes": modes, "methods": methods,
+            "l2_flush_bytes": L2_FLUSH_BYTES if cuda else 0}
 
     def describe(method, length, batch_size):
         backend, form = BIGS.backend_form(method)

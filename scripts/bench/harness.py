@@ -4,8 +4,9 @@ A case is a dict: its "op" (a name of ``registry.OPS``), "method", "device", "dt
 "fwdbwd"), "warmup", "repeats", "threads" and the op's shapes. ``run_case`` measures it and returns mode -> result,
 a result being {"status": "ok", "median_ms", "min_ms", "peak_mib", ...} or {"status": why not}:
 
-* on a GPU, in this process: ``warmup`` untimed runs, then CUDA events around each of ``repeats`` runs; the peak is
-  ``torch.cuda.max_memory_allocated`` above what was allocated before the timed runs;
+* on a GPU, in this process: ``warmup`` untimed runs, then CUDA events around each of ``repeats`` runs, the L2 cache
+  flushed before each outside them (bench lion and every op checked against a reference: ``measure_op_case``); the
+  peak is ``torch.cuda.max_memory_allocated`` above what was allocated before the timed runs;
 * on a CPU, in a child process per case (``CHILD_CODE``: the package without its __init__, so each child starts in
   the time torch takes to import), so that its peak (the growth of the peak resident set) is its own; a mode whose
   estimated peak (the op module's ``estimate_bytes``) does not fit in 85% of the free memory is not run.
@@ -36,7 +37,7 @@ from .report import MODES, format_row, write_json
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that is the package `bizoo`
 MiB = 2**20
-L2_FLUSH_BYTES = 256 * MiB  # written before each timed run of bench lion on a GPU: over 4x the L2 of an H100/H200
+L2_FLUSH_BYTES = 256 * MiB  # written before each timed run of an op on a GPU: over 4x the L2 of an H100/H200
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -310,8 +311,9 @@ def measure_modes(case: dict, report, leaves, timed, may_be_missing: bool, cuda:
 
 def measure_op_case(case: dict, report, build, may_be_missing: bool) -> None:
     """``measure_modes`` for an op checked against a reference: ``build(device, dtype) -> (fn, leaves, dout,
-    agreement)``; each mode timed by ``time_runs`` (gradients to every leaf), each result with ``agreement()``: the
-    outputs' agreement with the op's reference, checked once, before timing."""
+    agreement)``; each mode timed by ``time_runs`` (gradients to every leaf; on a GPU the L2 cache flushed before
+    each timed run, as bench lion's), each result with ``agreement()``: the outputs' agreement with the op's
+    reference, checked once, before timing."""
     import torch
 
     device = torch.device(case["device"])
@@ -327,7 +329,7 @@ def measure_op_case(case: dict, report, build, may_be_missing: bool) -> None:
     def timed(backward):
         if not checked:
             checked.update(agreement())
-        result = time_runs(fn, leaves, backward, dout, case["warmup"], case["repeats"], cuda)
+        result = time_runs(fn, leaves, backward, dout, case["warmup"], case["repeats"], cuda, flush_l2=cuda)
         return {**result, **checked}
 
     measure_modes(case, report, leaves, timed, may_be_missing, cuda)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 
 from ..lib.command import report
@@ -278,7 +279,9 @@ def estimate_bytes(case: dict, mode: str) -> int:
 def probe(method: str, device: str, dtype: str) -> str | None:
     """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1).
     fla-causal, outside ``lion_attention``, first needs fla-core's ``chunk_simple_gla`` to import (the reason names
-    the import error), and makes no tiny call."""
+    the import error), and makes no tiny call; nor do the triton-* methods on a GPU, where the tiny call would compile
+    (and autotune) their kernels at shapes the benchmark never runs: a failure of the real call is the row's status
+    (``harness.measure_modes``: "unavailable" for a ValueError of a Triton method)."""
     if method == "sdpa":
         return None
     backend, form = LION.backend_form(method)
@@ -289,9 +292,10 @@ def probe(method: str, device: str, dtype: str) -> str | None:
             return f"fla-core (fla.ops.simple_gla) does not import: {short(err)}"
     if backend in TRITON_BACKENDS and (why := triton_missing(device)) is not None:
         return why
-    if backend == "fla":
-        # No tiny call: fla's kernels take H and the sizes as compile-time constants, so a tiny call would compile
-        # (and autotune) every kernel once more, tens of seconds; a failure of the real call is its row's status.
+    if backend == "fla" or (backend == "triton" and device == "cuda"):
+        # No tiny call: the kernels take the sizes as compile-time constants (and autotune per shape), so a tiny call
+        # would compile every kernel once more, seconds to tens of seconds; a failure of the real call is its row's
+        # status.
         return None
     import torch
 
@@ -398,6 +402,9 @@ def run(args) -> int:
     modes = [m for m in MODES if m in args.modes]
     unavailable = {m: why for m in methods if (why := probe(m, device, settings["dtype"])) is not None}
     interpreted = device == "cpu" and any(LION.backend_form(m)[0] in TRITON_BACKENDS for m in methods)
+    # bizoo's Triton kernels autotune unless BIZOO_TRITON_AUTOTUNE=0 (kernels/triton_utils.py): the table says which.
+    autotune = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
+    tuned = any(LION.backend_form(m)[0] == "triton" for m in methods) and device == "cuda"
     sdpa_note = "FlashAttention" if device == "cuda" and settings["dtype"] != "float32" else "PyTorch's default choice"
     if args.hbm_gbs is not None:
         peak, peak_source = args.hbm_gbs, "--hbm-gbs"
@@ -419,7 +426,9 @@ def run(args) -> int:
         + (f"; the L2 cache flushed before each timed run ({L2_FLUSH_BYTES // MiB} MiB written, not timed)"
            if device == "cuda" else "")
         + ("\nnote: triton-* and fla-* on a CPU run in Triton's interpreter: their times mean nothing"
-           if interpreted else ""),
+           if interpreted else "")
+        + ("\ntriton-*: " + ("autotuned" if autotune else "each kernel's first configuration (BIZOO_TRITON_AUTOTUNE=0)")
+           if tuned else ""),
     ))
     report("sdpa/x, chunk/x: speed-up = SDPA (reference-chunk) ms / method ms, > 1 is faster than the baseline")
     report("GB/s: the op's minimal memory traffic (q, k, v, o; + o, dO, dq, dk, dv in fwd+bwd; + the decay and its "
@@ -431,7 +440,7 @@ def run(args) -> int:
         "op": "lion", "machine": machine_name(device), "device": device, **settings, "tokens": args.tokens,
         "heads": args.heads, "head_dim": args.head_dim, "decay": args.decay, "chunk_size": args.chunk_size,
         "modes": modes, "methods": methods, "hbm_gbs": peak, "hbm_gbs_source": peak_source,
-        "l2_flush_bytes": L2_FLUSH_BYTES if device == "cuda" else 0,
+        "l2_flush_bytes": L2_FLUSH_BYTES if device == "cuda" else 0, "triton_autotune": autotune,
         "traffic": "lion_traffic_bytes: fwd reads q, k, v and writes o; fwd+bwd adds reading q, k, v, o, dO and "
                    "writing dq, dk, dv; the fp32 decay read once (fwd) or twice plus its gradient (fwd+bwd)",
     }

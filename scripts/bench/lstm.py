@@ -35,6 +35,8 @@ import warnings
 from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
+    L2_FLUSH_BYTES,
+    MiB,
     add_device_arguments,
     check_positive,
     measure_op_case,
@@ -236,12 +238,18 @@ def estimate_bytes(case: dict, mode: str) -> int:
 
 
 def probe(method: str, device: str, dtype: str) -> str | None:
-    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1)."""
+    """None when ``method`` can run here, else why not (a tiny call; Triton on a CPU needs TRITON_INTERPRET=1). No
+    tiny call of the Triton methods on a GPU: it would compile their kernels at a size (H = 16) the benchmark never
+    runs; a failure of the real call is its row's status (``harness.measure_modes``: "unavailable" for a
+    ValueError)."""
     backend, _ = METHODS[method]
     if backend == "torch":
         return None
-    if backend == "triton" and (why := triton_missing(device)) is not None:
-        return why
+    if backend == "triton":
+        if (why := triton_missing(device)) is not None:
+            return why
+        if device == "cuda":
+            return None
     import torch
 
     tiny = {"batch": 2, "length": 3, "hidden": 16, "input_size": 16, "projection": None}
@@ -309,14 +317,16 @@ def run(args) -> int:
           "differentiated by autograd), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
           "the lengths read from the mask in every call), nn-lstm-proj (part lstmp: torch.nn.LSTM(proj_size=P), "
           "unclipped)")
-    report("peak memory: " + ("max_memory_allocated above the inputs" if cuda
+    report("peak memory: " + (f"max_memory_allocated above the inputs; the L2 cache flushed before each timed run "
+                              f"({L2_FLUSH_BYTES // MiB} MiB written, not timed)" if cuda
                              else "growth of the peak RSS, one process per case")
           + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
     report(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
           + ("; CUDA events" if cuda else ""))
     report("max|diff|: the largest difference of the outputs from the fp32 autograd-loop reference on the same inputs")
     meta = {"op": "lstm", "machine": machine, "device": device, **settings, "parts": list(parts), "modes": modes,
-            "methods": methods, "input_size": args.input_size, **grid_args, "elmo_clip": ELMO_CLIP}
+            "methods": methods, "input_size": args.input_size, **grid_args, "elmo_clip": ELMO_CLIP,
+            "l2_flush_bytes": L2_FLUSH_BYTES if cuda else 0}
     if cuda:
         meta["cudnn"] = torch.backends.cudnn.version()
     rows: list[dict] = []

@@ -276,8 +276,10 @@ def compare_models(args, device: str, settings: dict, models: dict, name: str, h
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _lion_form(args, device: str) -> tuple[str, str | None]:
-    """The lion_form to use and a note: "auto" falls back to "chunk" where the config or the op lacks it."""
+def _lion_form(args) -> tuple[str, str | None]:
+    """The lion_form to use and a note: "auto" falls back to "chunk" where the config or the op lacks it. The op is
+    asked with a tiny call of its reference backend on a CPU (form "auto" is the dispatcher's, whatever the backend):
+    on a GPU a tiny call would compile (and autotune) Triton kernels at a shape the benchmark never runs."""
     if args.form != "auto":
         return args.form, None
     from ... import LionConfig
@@ -290,9 +292,9 @@ def _lion_form(args, device: str) -> tuple[str, str | None]:
 
     from ...kernels.lion import lion_attention
 
-    x = torch.rand(1, 1, 32, 16, device=device) + 0.1  # (B, H, L, D)
+    x = torch.rand(1, 1, 32, 16) + 0.1  # (B, H, L, D)
     try:
-        lion_attention(x, x, x, None, form="auto", backend=args.backend)
+        lion_attention(x, x, x, None, form="auto", backend="reference")
     except Exception as err:  # noqa: BLE001
         return "chunk", f"form='auto' not available in the op ({short(err, 100)}): chunk instead"
     return "auto", None
@@ -301,7 +303,7 @@ def _lion_form(args, device: str) -> tuple[str, str | None]:
 def run_lion_model(args) -> int:
     device = resolve_device(args)
     settings = model_settings(args, device)
-    form, note = _lion_form(args, device)
+    form, note = _lion_form(args)
     intermediate = args.intermediate or 4 * args.hidden
 
     def lion(length: int):

@@ -143,3 +143,20 @@ def test_evaluate_all_says_what_is_missing(tmp_path, capsys):
     assert "--finetune-steps must be at least 1" in capsys.readouterr().err
     assert evaluate_all.main(["--output-dir", str(tmp_path / "o"), "--conll-dir", str(tmp_path)]) == 2
     assert "holds no train.txt" in capsys.readouterr().err
+
+
+def test_evaluate_all_default_eval_steps_is_what_its_help_says(tmp_path, conll_dir, monkeypatch, capsys):
+    seen = []
+
+    def evaluate_model(name, args, tasks, out):  # no run: the pretraining command line each model would get
+        seen.append(evaluate_all.pretrain_argv(name, args, out / name / "pretrain"))
+        return {"model": name, "glue": {}, "seconds": 0.0, "pretrain": None}
+
+    monkeypatch.setattr(evaluate_all, "evaluate_model", evaluate_model)
+    assert evaluate_all.main(["--output-dir", str(tmp_path / "o"), "--models", "lion-d", "--conll-dir",
+                              str(conll_dir), "--pretrain-steps", "60"]) == 0
+    argv = seen[0]
+    assert argv[argv.index("--eval_steps") + 1] == str(60 // evaluate_all.EVAL_POINTS) == "6"
+    with pytest.raises(SystemExit):
+        evaluate_all.main(["--help"])
+    assert "(default: --pretrain-steps // 10, at least 1)" in " ".join(capsys.readouterr().out.split())
