@@ -74,7 +74,7 @@ def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: 
     """
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
-    asked = "backend='triton'"  # who asked for Triton, for the errors below: the argument or the environment
+    from_env = False  # whether Triton was asked for by the environment variable, for the errors below
     if backend == "auto":
         override = os.environ.get(ENV_VAR, "").strip().lower()
         if override and override != "auto":
@@ -83,14 +83,14 @@ def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: 
                     f"{op}: environment variable {ENV_VAR} must be 'triton', 'reference' or 'auto', got {override!r}"
                 )
             backend = override
-            asked = f"backend='auto' with the environment variable {ENV_VAR}=triton"
+            from_env = True
         else:
             use_triton = has_triton and tensor.is_cuda and triton_available()
             return "triton" if use_triton else "reference"
     if backend == "triton":
+        asked = f"backend='auto' with the environment variable {ENV_VAR}=triton" if from_env else "backend='triton'"
         if not has_triton:
-            explicit = asked == "backend='triton'"
-            fix = "use backend='reference' or 'auto'" if explicit else f"unset {ENV_VAR} or set it to 'reference'"
+            fix = f"unset {ENV_VAR} or set it to 'reference'" if from_env else "use backend='reference' or 'auto'"
             raise ValueError(f"{op}: {asked} asks for Triton kernels, which this op (or this form of it) does not "
                              f"have; {fix}")
         if not triton_available():

@@ -54,7 +54,7 @@ import torch
 
 import bizoo
 
-from .lib.command import CommandError, command_main, report, run_command
+from .lib.command import CommandError, command_main, listing, report, run_command
 from .lib.models import pretrained_tokenizer
 from .lib.msgpack_reader import MsgpackError, decode_msgpack
 from .lib.output_folders import check_output_dir, staged_output_dir
@@ -297,7 +297,7 @@ class Source:
 
     @property
     def description(self) -> str:
-        return f"{FORMAT_NAMES[self.format]} ({_listing([p.name for p in self.files], 3)})"
+        return f"{FORMAT_NAMES[self.format]} ({listing(sorted(p.name for p in self.files), 3)})"
 
 
 def _format_of_file(path: Path) -> str:
@@ -538,11 +538,6 @@ def _fields_note(symbols: tuple, dims: dict, explicit: set) -> str:
     return "; ".join(notes)
 
 
-def _listing(names: list[str], limit: int = 6) -> str:
-    names = sorted(names)
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Conversion
 # ----------------------------------------------------------------------------------------------------------------
@@ -655,9 +650,9 @@ def _check_accounted(rows: list[Row], keys: set, model_class: str, source: Sourc
     if unexpected or missing:
         problems = []
         if missing:
-            problems.append(f"{len(missing)} missing tensor(s): {_listing(missing)}")
+            problems.append(f"{len(missing)} missing tensor(s): {listing(sorted(missing))}")
         if unexpected:
-            problems.append(f"{len(unexpected)} unexpected tensor(s): {_listing(unexpected)}")
+            problems.append(f"{len(unexpected)} unexpected tensor(s): {listing(sorted(unexpected))}")
         raise CommandError(
             f"the checkpoint does not match the original {MODEL_CLASSES[model_class]} that {source.config_path} "
             f"describes ({source.description}): {'; '.join(problems)}"

@@ -51,7 +51,7 @@ import torch
 from ..configuration.configuration_elmo import ElmoConfig
 from ..modeling.modeling_elmo import ElmoModel
 from ..modeling.tokenization_wordchar import BOS, EOS, MASK, PAD, UNK, WordCharTokenizerFast
-from .lib.command import CommandError, command_main, report, run_command
+from .lib.command import CommandError, command_main, listing, report, run_command
 from .lib.output_folders import check_output_dir, staged_output_dir
 from .lib.sources import resolve_source
 
@@ -144,9 +144,9 @@ def read_weights(path: str | Path, config) -> dict[str, torch.Tensor]:
             if missing or unexpected:
                 problems = []
                 if missing:
-                    problems.append(f"missing dataset(s) {_listing(missing)}")
+                    problems.append(f"missing dataset(s) {listing(missing)}")
                 if unexpected:
-                    problems.append(f"unexpected dataset(s) {_listing(unexpected)}")
+                    problems.append(f"unexpected dataset(s) {listing(unexpected)}")
                 raise CommandError(
                     f"--weights {str(path)!r} does not hold the bilm-tf model options.json describes "
                     f"({config.num_hidden_layers} LSTM layers, {config.n_highway} highway layers, "
@@ -169,11 +169,6 @@ def read_weights(path: str | Path, config) -> dict[str, torch.Tensor]:
     except OSError as err:
         raise CommandError(f"--weights {str(path)!r} is not a readable HDF5 file: {err}") from None
     return weights
-
-
-def _listing(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
 
 
 def read_vocabulary(path: str | Path) -> list[str]:

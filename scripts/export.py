@@ -38,7 +38,7 @@ from transformers import AutoModel, AutoTokenizer
 import bizoo
 
 from ..modeling.tokenization_wordchar import WordCharTokenizerFast
-from .lib.command import CommandError, command_main, report, run_command
+from .lib.command import CommandError, command_main, listing, report, run_command
 from .lib.model_card import model_card, model_index_results
 from .lib.output_folders import atomic_write_text, check_output_dir, staged_output_dir
 from .lib.remote_code import auto_map, flat_sources, tokenizer_auto_map
@@ -164,7 +164,7 @@ def _load_model(checkpoint: Path, spec: bizoo.ModelSpec, config: dict):
     # Weights that from_pretrained had to initialise would be exported as random values.
     missing = sorted(info.get("missing_keys") or []) + sorted(str(k) for k in info.get("mismatched_keys") or [])
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = listing(missing, 5)
         raise CommandError(
             f"checkpoint {str(checkpoint)!r} lacks weights of {type(model).__name__} (or has them in another shape): "
             f"{shown}; exporting would ship randomly initialised values"
@@ -173,7 +173,7 @@ def _load_model(checkpoint: Path, spec: bizoo.ModelSpec, config: dict):
     # classifier, when config.json's "architectures" does not name the head and the bare model was loaded).
     unexpected = sorted(str(k) for k in info.get("unexpected_keys") or [])
     if unexpected:
-        shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
+        shown = listing(unexpected, 5)
         if model_class is None:
             why = (
                 f"config.json's \"architectures\" ({config.get('architectures')!r}) names none of "

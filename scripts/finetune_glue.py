@@ -44,6 +44,7 @@ from .lib.command import CommandError, command_main, report
 from .lib.data import GlueTask, glue_task, load_glue_from_hub, load_glue_split
 from .lib.dataset_readers import (
     add_dataset_name_arguments,
+    dataset_type,
     describe,
     load_splits,
     split_name,
@@ -138,8 +139,8 @@ def load_dataset_task(args: argparse.Namespace) -> tuple[DatasetTask, dict[str, 
     splits = load_splits(args.dataset_name, args.dataset_config_name, args.train_file, args.validation_file)
     data = text_classification_data(splits, args.text_columns, args.label_column or "label")
     name = describe(args.dataset_name, args.train_file)
-    kind = args.dataset_name or (args.train_file.rsplit(".", 1)[-1].lower() if "." in args.train_file else "file")
-    task = DatasetTask(name, data.is_pair, data.is_regression, data.label_names, kind, split_name(splits["validation"]))
+    task = DatasetTask(name, data.is_pair, data.is_regression, data.label_names,
+                       dataset_type(args.dataset_name, args.train_file), split_name(splits["validation"]))
     return task, {"train": data.splits["train"], "dev": data.splits["validation"]}
 
 

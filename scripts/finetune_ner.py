@@ -100,9 +100,10 @@ from .lib.data import (
     tagged_file_format,
 )
 from .lib.dataset_readers import (
-    FILE_BUILDERS,
     add_dataset_name_arguments,
+    dataset_type,
     describe,
+    is_data_file,
     load_splits,
     split_name,
     token_classification_data,
@@ -259,7 +260,7 @@ def data_files(args: argparse.Namespace) -> bool:
     """Whether the data is --train-file (and --validation-file) as paths of data files read through ``datasets``
     (.json/.jsonl, .csv, .tsv, .parquet: rows of word lists and tags), as run_ner.py reads them."""
     return (args.data_dir is None and args.dataset_name is None and args.train_file is not None
-            and Path(args.train_file).suffix.lower() in FILE_BUILDERS)
+            and is_data_file(args.train_file))
 
 
 def _check_source_options(args: argparse.Namespace) -> None:
@@ -330,7 +331,7 @@ def load_sentences(args: argparse.Namespace) -> TaggingData:
         else:
             splits = load_splits(train_file=args.train_file, validation_file=args.eval_file)
             name = describe(None, args.train_file)
-            train_name, dataset = args.train_file, {"name": name, "type": Path(args.train_file).suffix[1:].lower()}
+            train_name, dataset = args.train_file, {"name": name, "type": dataset_type(None, args.train_file)}
         loaded = token_classification_data(splits, args.tokens_column, args.tags_column,
                                            need_validation=percentage is None)
         if percentage is None:
@@ -344,25 +345,23 @@ def load_sentences(args: argparse.Namespace) -> TaggingData:
                            {**dataset, "split": HELD_OUT_SPLIT}, held_out)
 
     if args.data_dir is None:  # --train-file and --eval-file are paths of CoNLL files
-        data_dir = Path(".")
-        train_file, eval_file = args.train_file, args.eval_file
-        for option, name in (("--train-file", train_file), ("--validation-file", eval_file)):
-            if name is not None and not Path(name).is_file():
-                raise CommandError(f"{option} {name!r} does not exist or is not a file")
+        data_dir, train_file, eval_file = Path("."), args.train_file, args.eval_file
     else:
         data_dir = Path(args.data_dir)
         if not data_dir.is_dir():
             raise CommandError(f"--data-dir {str(data_dir)!r} does not exist or is not a folder")
         train_file = args.train_file if args.train_file is not None else DEFAULT_TRAIN_FILE
         eval_file = args.eval_file if args.eval_file is not None else DEFAULT_EVAL_FILE
-        for option, name in [("--train-file", train_file)] + ([("--eval-file", eval_file)] if percentage is None
-                                                               else []):
-            if not (data_dir / name).exists():
-                raise CommandError(
-                    f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt; "
-                    "without an evaluation file: --validation-split-percentage N)"
-                )
-    names = [("--train-file", train_file)] + ([("--eval-file", eval_file)] if percentage is None else [])
+    eval_option = "--eval-file" if args.data_dir is not None else "--validation-file"  # as a path: run_ner's name
+    names = [("--train-file", train_file)] + ([(eval_option, eval_file)] if percentage is None else [])
+    for option, name in names:
+        if args.data_dir is None and not Path(name).is_file():
+            raise CommandError(f"{option} {name!r} does not exist or is not a file")
+        if args.data_dir is not None and not (data_dir / name).exists():
+            raise CommandError(
+                f"--data-dir {str(data_dir)!r} holds no {name} ({option}; CoNLL-2003: train.txt and valid.txt; "
+                "without an evaluation file: --validation-split-percentage N)"
+            )
     card_dir = data_dir if args.data_dir is not None else Path(train_file).resolve().parent
     card_eval = eval_file if eval_file is not None else DEFAULT_EVAL_FILE
     formats = {name: tagged_file_format(name, args.format) for _, name in names}

@@ -7,6 +7,7 @@ unigram baseline (always predicting the most frequent training token), and shows
 by `pipeline("fill-mask")` from the saved folder.
 
 Sequences are packed to --max-length tokens inside each document (file) and never across documents.
+Evaluation masks 15% of the held-out tokens (all replaced by [MASK], fixed by --seed) and counts the exact hits.
 
 --model-name-or-path CKPT (run_mlm.py's --model_name_or_path) continues pretraining a checkpoint, e.g. on text of
 another domain: its model type, configuration (--model-config may change fields, such as dropout) and tokenizer are
@@ -15,7 +16,6 @@ scratch (--model, --variant, --model-config, and a tokenizer trained on the text
 
 --text (run_mlm.py's --train_file) takes plain-text files, or one data file (.json/.jsonl, .csv, .tsv, .parquet) whose
 --text-column holds the text, one document; --eval-text (--validation_file) likewise.
-Evaluation masks 15% of the held-out tokens (all replaced by [MASK], fixed by --seed) and counts the exact hits.
 
 Models that read words and their characters (bilstm_crf, elmo) get a word+character tokenizer built from the training
 words (the --vocab-size most frequent) instead of WordPiece; each block is a run of at most --max-length words
@@ -53,8 +53,9 @@ import torch
 
 import bizoo
 
-from .lib.command import CommandError, command_main, report, run_command
+from .lib.command import CommandError, command_main, listing, report, run_command
 from .lib.data import read_text_files, shipped_corpus_files
+from .lib.finetuning import resolve_model_source
 from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator
 from .lib.model_card import write_checkpoint_card
 from .lib.model_defaults import model_defaults
@@ -72,7 +73,7 @@ from .lib.models import (
 )
 from .lib.output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .lib.results import record_results
-from .lib.dataset_readers import FILE_BUILDERS, describe, load_splits, stream_text_lines
+from .lib.dataset_readers import describe, is_data_file, load_splits, stream_text_lines
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 from .lib.training import (
     Needed,
@@ -363,12 +364,6 @@ def held_out_fraction(args: argparse.Namespace) -> float:
     return fraction
 
 
-def is_data_file(path: str) -> bool:
-    """Whether --text / --eval-text ``path`` is a data file read through ``datasets`` (its --text-column), not
-    plain text: .json, .jsonl, .csv, .tsv or .parquet."""
-    return Path(path).suffix.lower() in FILE_BUILDERS
-
-
 def column_lines(split, column: str, source: str) -> list[str]:
     """The non-blank texts of ``column`` of a ``datasets`` split; ``CommandError`` for a missing column or a cell
     that is not text (naming ``source``, the row and the value)."""
@@ -645,11 +640,11 @@ class InitialCheckpoint:
 
 
 def initial_checkpoint(args: argparse.Namespace) -> InitialCheckpoint | None:
-    """The checkpoint of --model-name-or-path with its configuration, or None; ``CommandError`` for one that does not
-    load, options that only a model trained from scratch takes, a --model of another type, a --model-config field the
-    configuration lacks, and a --max-length beyond its position embeddings."""
-    from transformers import AutoConfig
-
+    """The checkpoint of --model-name-or-path with its configuration (--model-config's fields changed), read as the
+    fine-tuning commands read theirs (``lib.finetuning.resolve_model_source``), or None; ``CommandError`` for one that
+    does not load, a model type instead of a checkpoint, options that only a model trained from scratch takes, a
+    --model of another type, a --model-config field the configuration lacks, and a --max-length beyond its position
+    embeddings."""
     name = args.model_name_or_path
     if name is None:
         return None
@@ -658,17 +653,14 @@ def initial_checkpoint(args: argparse.Namespace) -> InitialCheckpoint | None:
     if given:
         raise CommandError(f"{', '.join(given)}: options of a model trained from scratch; the checkpoint {name!r} "
                            "fixes its configuration and vocabulary")
-    try:
-        config = AutoConfig.from_pretrained(name)
-    except (OSError, ValueError, KeyError) as err:
-        raise CommandError(f"--model-name-or-path {name!r} is not a checkpoint folder or Hub model with a "
-                           f"config.json ({err})") from None
+    source = resolve_model_source(args, task_config={})
+    if source.spec is not None:
+        raise CommandError(f"--model-name-or-path {name!r} is a model type, not a checkpoint to continue: a new "
+                           f"{name} model is --model {name}")
+    config = source.config
     if args.model is not None and args.model != config.model_type:
         raise CommandError(f"--model {args.model!r}, but the checkpoint {name!r} is a {config.model_type!r} model: "
                            "drop --model")
-    overrides = parse_model_config(args.model_config)
-    check_config_fields(type(config), overrides, f"checkpoint {name!r}")
-    config = AutoConfig.from_pretrained(name, **overrides)  # the config's checks name a bad value's field
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and args.max_length > positions:
         raise CommandError(f"--max-length {args.max_length} is beyond the checkpoint's max_position_embeddings "
@@ -883,9 +875,8 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
         model, loading = setup.auto_class.from_pretrained(job.checkpoint.name, config=config,
                                                           output_loading_info=True, **baseline)
         if loading["missing_keys"]:
-            missing = sorted(loading["missing_keys"])
-            logger.warning(f"{job.checkpoint.name} has no {type(model).__name__} weights {', '.join(missing[:4])}"
-                           f"{f' and {len(missing) - 4} more' if len(missing) > 4 else ''}: newly initialised")
+            logger.warning(f"{job.checkpoint.name} has no {type(model).__name__} weights "
+                           f"{listing(sorted(loading['missing_keys']), 4)}: newly initialised")
     logger.info(
         f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{config.num_hidden_layers} layers"

@@ -24,12 +24,12 @@ from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     L2_FLUSH_BYTES,
-    MiB,
     add_device_arguments,
     batch_for,
     check_positive,
     measure_op_case,
     op_settings,
+    peak_memory_note,
     resolve_device,
     run_grid,
     short,
@@ -303,9 +303,7 @@ def run(args) -> int:
     report(f"dtype: {settings['dtype']} inputs, fp32 SSM parameters; shapes: {shapes}, H = {args.channels} channels, "
           f"N = {args.state_size}, no padding\nreference-recurrent: from the SSM parameters (no kernels), chunks of "
           f"{args.chunk_size}; reference-auto: toeplitz below L = {REFERENCE_FFT_MIN_LENGTH}, fft from it")
-    report("peak memory: " + (f"max_memory_allocated above the inputs; the L2 cache flushed before each timed run "
-                              f"({L2_FLUSH_BYTES // MiB} MiB written, not timed)" if cuda
-                             else "growth of the peak RSS, one process per case")
+    report("peak memory: " + peak_memory_note(cuda)
           + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
     report(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)")
     report("base/x: speed-up = fft-baseline ms / method ms, > 1 is faster than the baseline; max|diff|: the largest "

@@ -40,6 +40,14 @@ MiB = 2**20
 L2_FLUSH_BYTES = 256 * MiB  # written before each timed run of an op on a GPU: over 4x the L2 of an H100/H200
 
 
+def peak_memory_note(cuda: bool) -> str:
+    """What an op benchmark's peak memory is, and (on a GPU) that the L2 cache is flushed before each timed run."""
+    if not cuda:
+        return "growth of the peak RSS, one process per case"
+    return (f"max_memory_allocated above the inputs; the L2 cache flushed before each timed run "
+            f"({L2_FLUSH_BYTES // MiB} MiB written, not timed)")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Options, devices, settings
 # ----------------------------------------------------------------------------------------------------------------

@@ -24,20 +24,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 
 from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     L2_FLUSH_BYTES,
-    MiB,
     add_device_arguments,
     add_ratios,
     batch_for,
     check_positive,
     measure_modes,
     op_settings,
+    peak_memory_note,
     release_cuda_memory,
     resolve_device,
     run_grid,
@@ -402,8 +401,8 @@ def run(args) -> int:
     modes = [m for m in MODES if m in args.modes]
     unavailable = {m: why for m in methods if (why := probe(m, device, settings["dtype"])) is not None}
     interpreted = device == "cpu" and any(LION.backend_form(m)[0] in TRITON_BACKENDS for m in methods)
-    # bizoo's Triton kernels autotune unless BIZOO_TRITON_AUTOTUNE=0 (kernels/triton_utils.py): the table says which.
-    autotune = os.environ.get("BIZOO_TRITON_AUTOTUNE", "1") != "0"
+    from ...kernels.triton_utils import AUTOTUNE as autotune  # off with BIZOO_TRITON_AUTOTUNE=0: the table says so
+
     tuned = any(LION.backend_form(m)[0] == "triton" for m in methods) and device == "cuda"
     sdpa_note = "FlashAttention" if device == "cuda" and settings["dtype"] != "float32" else "PyTorch's default choice"
     if args.hbm_gbs is not None:
@@ -420,11 +419,7 @@ def run(args) -> int:
     report(header(
         "LION attention op vs SDPA softmax attention (same shapes), forward and forward+backward",
         device, settings, args,
-        f"\nSDPA backend: {sdpa_note}; peak memory: "
-        + ("max_memory_allocated above the inputs" if device == "cuda"
-           else "growth of the peak RSS, one process per case")
-        + (f"; the L2 cache flushed before each timed run ({L2_FLUSH_BYTES // MiB} MiB written, not timed)"
-           if device == "cuda" else "")
+        f"\nSDPA backend: {sdpa_note}; peak memory: {peak_memory_note(device == 'cuda')}"
         + ("\nnote: triton-* and fla-* on a CPU run in Triton's interpreter: their times mean nothing"
            if interpreted else "")
         + ("\ntriton-*: " + ("autotuned" if autotune else "each kernel's first configuration (BIZOO_TRITON_AUTOTUNE=0)")

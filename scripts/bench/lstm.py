@@ -36,12 +36,12 @@ from ..lib.command import report
 from ..lib.machine import machine_name
 from .harness import (
     L2_FLUSH_BYTES,
-    MiB,
     add_device_arguments,
     check_positive,
     measure_op_case,
     op_settings,
     padded_mask,
+    peak_memory_note,
     resolve_device,
     run_grid,
     short,
@@ -317,9 +317,7 @@ def run(args) -> int:
           "differentiated by autograd), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
           "the lengths read from the mask in every call), nn-lstm-proj (part lstmp: torch.nn.LSTM(proj_size=P), "
           "unclipped)")
-    report("peak memory: " + (f"max_memory_allocated above the inputs; the L2 cache flushed before each timed run "
-                              f"({L2_FLUSH_BYTES // MiB} MiB written, not timed)" if cuda
-                             else "growth of the peak RSS, one process per case")
+    report("peak memory: " + peak_memory_note(cuda)
           + ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else ""))
     report(f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
           + ("; CUDA events" if cuda else ""))

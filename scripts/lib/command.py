@@ -36,7 +36,8 @@ it (a command called from Python leaves the caller's logging alone).
 * ``command_main``: a command module's ``main`` (its ``PROG``, docstring, ``add_arguments`` and ``run``).
 * ``add_command_arguments``, ``parse_command_line``, ``run_parsed``: what ``command_main`` and ``bizoo <command>``
   share.
-* ``report``, ``write_error``: the command's product on stdout; an error line on stderr.
+* ``report``, ``write_error``: the command's product on stdout; an error line on stderr; ``listing``: names for a
+  message, the first few.
 * ``process_log_level``, ``command_logging``: the level of this process; logging set up for one run.
 * ``end_process_group``: leave a distributed run cleanly at the end of a command.
 
@@ -93,6 +94,12 @@ def report(text: str = "") -> None:
     them, a benchmark's table), written at every log level."""
     sys.stdout.write(f"{text}\n")
     sys.stdout.flush()
+
+
+def listing(names, limit: int = 6) -> str:
+    """``names`` for an error message: "a, b, c and 4 more" (the first ``limit``, in the order given)."""
+    names = [str(name) for name in names]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def write_error(prog: str, message: object) -> None:

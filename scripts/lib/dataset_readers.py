@@ -372,3 +372,14 @@ def stream_text_lines(dataset_name: str, dataset_config: str | None, text_column
 def describe(dataset_name: str | None, train_file: str | None) -> str:
     """The dataset's name for reports and model cards: the Hub id, or the training file's name."""
     return dataset_name if dataset_name is not None else os.path.basename(train_file or "")
+
+
+def dataset_type(dataset_name: str | None, train_file: str | None) -> str:
+    """The result record's dataset type: the dataset's name, or the data file's format (its extension, lower case:
+    a model card lists no local format as a Hub dataset)."""
+    return dataset_name if dataset_name is not None else Path(train_file or "").suffix[1:].lower() or "file"
+
+
+def is_data_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a data file ``load_splits`` reads (rows of a table): an extension of ``FILE_BUILDERS``."""
+    return Path(path).suffix.lower() in FILE_BUILDERS

@@ -153,14 +153,12 @@ def glue_metrics(task: str, predictions: Any, labels: Any) -> dict[str, float]:
     return {name: funcs[name](pred, labels) for name in spec.metrics}
 
 
-def f1_macro(predictions: Any, labels: Any, num_classes: int | None = None) -> float:
+def f1_macro(predictions: Any, labels: Any) -> float:
     """Macro F1: the mean of each class's F1 (``2 TP / (2 TP + FP + FN)``) over the classes that occur in the labels
     or in the predictions, as scikit-learn's ``f1_score(labels, predictions, average="macro")``.
 
     A class that occurs in neither is left out of the mean (it has no F1 to average: scoring it 0.0 would lower the
-    result for a class the data never named); a class that occurs in only one of them has F1 0.0. ``num_classes``
-    (how many classes the model has) does not change the result: a class the model never predicted and the labels
-    never name is not averaged, however many classes there are.
+    result for a class the data never named); a class that occurs in only one of them has F1 0.0.
     """
     pred, true = _paired(predictions, labels, "f1_macro")
     classes = np.unique(np.concatenate([true, pred]))
@@ -179,7 +177,7 @@ def text_classification_metrics(predictions: Any, labels: Any, num_classes: int)
     pred = _predicted(predictions, regression=num_classes == 0)
     if num_classes == 0:
         return {"pearson": pearson(pred, labels), "spearman": spearman(pred, labels)}
-    return {"accuracy": accuracy(pred, labels), "f1": f1_macro(pred, labels, num_classes)}
+    return {"accuracy": accuracy(pred, labels), "f1": f1_macro(pred, labels)}
 
 
 # --------------------------------------------------------------------------------------------------

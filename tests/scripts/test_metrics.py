@@ -71,7 +71,7 @@ def test_macro_f1_and_the_custom_dataset_metrics_match_sklearn(seed: int) -> Non
     preds = logits.argmax(-1)
     # scikit-learn's own rule: the mean over the classes in the labels or the predictions
     macro = skm.f1_score(labels, preds, average="macro", zero_division=0)
-    assert close(f1_macro(preds, labels, k), macro)
+    assert close(f1_macro(preds, labels), macro)
     assert text_classification_metrics(logits, labels, k) == pytest.approx(
         {"accuracy": skm.accuracy_score(labels, preds), "f1": macro}, abs=1e-12)
     scores, gold = rng.normal(size=(n, 1)), rng.normal(size=n)
@@ -104,12 +104,11 @@ def brute_force_macro_f1(labels: list[int], preds: list[int]) -> float:
 )
 def test_macro_f1_averages_over_the_classes_present(labels: list[int], preds: list[int], num_classes: int,
                                                     expected: float) -> None:
-    assert f1_macro(preds, labels, num_classes) == pytest.approx(expected, abs=1e-12)
-    assert f1_macro(preds, labels) == pytest.approx(expected, abs=1e-12)  # num_classes does not change it
-    assert close(f1_macro(preds, labels, num_classes), brute_force_macro_f1(labels, preds))
+    assert f1_macro(preds, labels) == pytest.approx(expected, abs=1e-12)
+    assert close(f1_macro(preds, labels), brute_force_macro_f1(labels, preds))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert close(f1_macro(preds, labels, num_classes), skm.f1_score(labels, preds, average="macro"))
+        assert close(f1_macro(preds, labels), skm.f1_score(labels, preds, average="macro"))
     logits = np.eye(num_classes)[preds]  # (N, K) one-hot: argmax = preds
     assert text_classification_metrics(logits, labels, num_classes)["f1"] == pytest.approx(expected, abs=1e-12)
 
@@ -120,7 +119,7 @@ def test_macro_f1_matches_the_brute_force_definition(seed: int) -> None:
     n, k = int(rng.integers(1, 30)), int(rng.integers(2, 8))
     drawn = rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False)  # often not all of the k classes
     labels, preds = rng.choice(drawn, n).tolist(), rng.choice(drawn, n).tolist()
-    assert close(f1_macro(preds, labels, k), brute_force_macro_f1(labels, preds))
+    assert close(f1_macro(preds, labels), brute_force_macro_f1(labels, preds))
 
 
 @pytest.mark.parametrize(

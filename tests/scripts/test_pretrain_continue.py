@@ -86,6 +86,9 @@ def test_options_of_a_new_model_are_refused(checkpoint, tmp_path, capsys, argv, 
     assert not out.exists()
 
 
-def test_a_path_that_is_no_checkpoint_is_refused(tmp_path, capsys):
+def test_what_is_no_checkpoint_is_refused(tmp_path, capsys):
     assert pretrain.main(["--model-name-or-path", str(tmp_path), "--output-dir", str(tmp_path / "run")]) == 2
-    assert f"--model-name-or-path {str(tmp_path)!r} is not a checkpoint folder" in capsys.readouterr().err
+    assert f"--model-name-or-path {str(tmp_path)!r} is neither a bizoo model type" in capsys.readouterr().err
+    assert pretrain.main(["--model-name-or-path", "bigs", "--output-dir", str(tmp_path / "run")]) == 2
+    assert "'bigs' is a model type, not a checkpoint to continue: a new bigs model is --model bigs" in (
+        capsys.readouterr().err)
