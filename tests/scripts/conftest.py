@@ -46,6 +46,15 @@ def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
+def call(main, argv) -> int:
+    """The exit code of a command's ``main(argv)`` (each item of ``argv`` as a string), whether it returns it or
+    argparse raises SystemExit."""
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exit:
+        return exit.code
+
+
 @pytest.fixture(scope="session")
 def synthetic():
     """The synthetic vocabulary and writers above, for tests that build their own files."""

@@ -12,6 +12,7 @@ import pytest
 from bizoo.scripts import finetune_glue
 from bizoo.scripts.lib.command import CommandError
 from bizoo.scripts.lib.dataset_readers import load_splits, text_classification_data
+from tests.scripts.conftest import call as exit_code
 
 TEXTS = ["a good film", "a bad plot", "the actor was fine", "dull story", "great scene", "not quite a movie"]
 
@@ -34,10 +35,7 @@ def read(train: str, validation: str, **kwargs):
 
 
 def call(argv) -> int:
-    try:
-        return finetune_glue.main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
+    return exit_code(finetune_glue.main, argv)
 
 
 # ------------------------------------------------------------------------------------------- integer labels

@@ -23,19 +23,12 @@ from bizoo.scripts.lib.finetuning import format_table
 from bizoo.scripts.lib.models import parse_model_config
 from bizoo.scripts.finetune_ner import encode_words, word_predictions
 from tests.tiny_configs import TINY_CONFIGS
+from tests.scripts.conftest import call
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 FAST = ["--max-steps", "3", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "2", "--max-length", "32"]
-
-
-def call(main, argv: list[str]) -> int:
-    """The exit code of a command, whether it returns it or argparse raises SystemExit."""
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,11 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 from bizoo.scripts import finetune_glue, finetune_ner
 from bizoo.scripts.lib.command import CommandError
 from bizoo.scripts.lib.dataset_readers import load_splits, text_classification_data, token_classification_data
+from tests.scripts.conftest import call
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 FAST = ["--max-steps", "2", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "2", "--max-length", "32"]
 STARS = ("one star", "three stars", "five stars")
-
-
-def call(main, argv) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
 
 
 def reviews(rng: random.Random, synthetic, n: int) -> list[dict]:

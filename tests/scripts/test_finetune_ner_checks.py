@@ -21,6 +21,7 @@ from bizoo.scripts.finetune_ner import TaggingData
 from bizoo.scripts.lib.command import CommandError
 from bizoo.scripts.lib.data import conll_label_list
 from bizoo.scripts.lib.wordpiece import train_wordpiece_tokenizer
+from tests.scripts.conftest import call as exit_code
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 FAST = ["--max-steps", "2", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "2", "--max-length", "32"]
@@ -35,12 +36,8 @@ IOB1_SENTENCES = [
 IOB1_CHUNKS = 5
 
 
-def call(argv: list) -> int:
-    """The exit code of finetune-ner, whether it returns it or argparse raises SystemExit."""
-    try:
-        return finetune_ner.main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
+def call(argv) -> int:
+    return exit_code(finetune_ner.main, argv)
 
 
 def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:

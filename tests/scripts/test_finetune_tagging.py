@@ -18,17 +18,14 @@ from transformers import AutoConfig
 from bizoo.scripts import finetune_ner
 from bizoo.scripts.lib.data import hold_out, read_conll, read_conllu, read_tagged_file, tagged_file_format
 from bizoo.scripts.lib.model_defaults import MODEL_DEFAULTS
+from tests.scripts.conftest import call as exit_code
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 FAST = ["--max-steps", "2", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "2", "--max-length", "32"]
 
 
-def call(argv: list) -> int:
-    """The exit code of finetune-ner, whether it returns it or argparse raises SystemExit."""
-    try:
-        return finetune_ner.main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
+def call(argv) -> int:
+    return exit_code(finetune_ner.main, argv)
 
 
 def read_json(path: Path):

@@ -34,16 +34,10 @@ from bizoo.scripts.lib.command import CommandError
 from bizoo.scripts.lib.model_defaults import MODEL_DEFAULTS
 from bizoo.scripts.lib.training import resolve_training_defaults, training_arguments
 from tests.tiny_configs import TINY_CONFIGS
+from tests.scripts.conftest import call
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 COMMANDS = {"pretrain": pretrain, "finetune-glue": finetune_glue, "finetune-ner": finetune_ner}
-
-
-def call(main, argv: list) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
 
 
 def command_parser(name: str) -> argparse.ArgumentParser:

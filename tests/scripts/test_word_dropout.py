@@ -34,15 +34,9 @@ from bizoo.scripts.lib.model_defaults import MODEL_DEFAULTS
 from bizoo.scripts.lib.training import check_training_arguments, resolve_training_defaults, training_values
 from bizoo.scripts.lib.word_dropout import WordDropoutExamples, dropout_generator, drop_words, singleton_ids
 from tests.tiny_configs import TINY_CONFIGS
+from tests.scripts.conftest import call
 
 FREQUENT = ["the", "in", "met", "Berlin", "Paris", "paris", "Anna"]  # "Paris"/"paris": one lowercased word, twice
-
-
-def call(main, argv: list) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
 
 
 def unique_words(rng: random.Random, n: int) -> list[str]:

@@ -12,15 +12,13 @@ from transformers import AutoTokenizer
 import bizoo
 from bizoo.scripts import finetune_ner
 from tests.tiny_configs import TINY_CONFIGS
+from tests.scripts.conftest import call as exit_code
 
 TAGGER = ["--model-config", "tagger_word_features=true", "tagger_char_cnn_filters=4"]
 
 
 def call(argv) -> int:
-    try:
-        return finetune_ner.main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
+    return exit_code(finetune_ner.main, argv)
 
 
 def conll_words(conll_dir):
