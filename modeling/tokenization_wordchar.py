@@ -57,10 +57,14 @@ to ``input_ids``, on either side, with all-zero rows. ``ids_to_char_ids`` gives 
 a masked-LM collator that replaces words must replace their character rows too, or the characters give the word away.
 
 Bad arguments are a ``ValueError`` that names them: the options, a vocabulary whose ids are not 0..n-1 (or lacks the
-special tokens, or repeats one), an empty batch, pre-tokenised input that is not words. ``from_pretrained`` of a
-folder checks tokenizer.json (the word vocabulary) and tokenizer_config.json (the options and the character
-vocabulary) first: a missing, truncated or foreign file is a ``ValueError`` naming it, never a tokenizer of the special
-tokens only.
+special tokens, or repeats one), an empty batch, pre-tokenised input that is not words. ``from_pretrained`` (of a
+folder, or of a Hub repository or its cache) checks tokenizer.json (the word vocabulary) and tokenizer_config.json (the
+options and the character vocabulary) first: a missing, truncated or foreign file is a ``ValueError`` naming it, never
+a tokenizer of the special tokens only.
+
+As with any fast tokenizer, a batch item may be a pair: ``tokenizer([("premise", "hypothesis"), ...])`` (pre-split:
+``[(words, words), ...]``) is ``tokenizer(premises, hypotheses)``. ``train_new_from_iterator`` builds a new tokenizer
+with the same options from a new corpus (``from_words``: the word AND the character vocabulary).
 
 The class is registered with ``AutoTokenizer`` per config class by ``register_auto_tokenizer``; until then
 ``AutoTokenizer.from_pretrained`` on a saved folder does not know the class and silently falls back to a plain fast
@@ -183,8 +187,7 @@ def _check_vocab(vocab) -> None:
 
 
 def _check_saved_folder(folder: Path) -> None:
-    """A folder that ``save_pretrained`` wrote: tokenizer.json holds the word vocabulary (a WordLevel model) and
-    tokenizer_config.json the options and the character vocabulary, both readable JSON objects."""
+    """A folder that ``save_pretrained`` wrote: tokenizer.json and tokenizer_config.json, see ``_check_saved_file``."""
     for filename in ("tokenizer.json", "tokenizer_config.json"):
         path = folder / filename
         if not path.is_file():
@@ -193,23 +196,40 @@ def _check_saved_folder(folder: Path) -> None:
                 "vocabulary) and tokenizer_config.json (the options and the character vocabulary), as "
                 "save_pretrained writes them"
             )
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        _check_saved_file(path, filename)
+
+
+def _check_saved_file(path: Path, filename: str) -> None:
+    """One file ``save_pretrained`` wrote, as ``filename``: tokenizer.json holds the word vocabulary (a WordLevel model)
+    and the added tokens, tokenizer_config.json the options and the character vocabulary; both readable JSON objects.
+    ``path`` may be another name for it (a file of the Hub cache)."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"WordCharTokenizerFast: {path} is not valid JSON ({err}); the file is damaged: save the tokenizer "
+            "again"
+        ) from None
+    if not isinstance(content, dict):
+        raise ValueError(f"WordCharTokenizerFast: {path} must hold a JSON object, got {type(content).__name__}")
+    if filename == "tokenizer.json":
+        model = content.get("model")
+        kind = model.get("type") if isinstance(model, dict) else None
+        if kind != "WordLevel" or not isinstance(model.get("vocab"), dict):
             raise ValueError(
-                f"WordCharTokenizerFast: {path} is not valid JSON ({err}); the file is damaged: save the tokenizer "
-                "again"
-            ) from None
-        if not isinstance(content, dict):
-            raise ValueError(f"WordCharTokenizerFast: {path} must hold a JSON object, got {type(content).__name__}")
-        if filename == "tokenizer.json":
-            model = content.get("model")
-            kind = model.get("type") if isinstance(model, dict) else None
-            if kind != "WordLevel" or not isinstance(model.get("vocab"), dict):
-                raise ValueError(
-                    f"WordCharTokenizerFast: {path} must hold a word vocabulary (a 'WordLevel' model with a vocab), "
-                    f"got model type {kind!r}: it was not written by a WordCharTokenizerFast"
-                )
+                f"WordCharTokenizerFast: {path} must hold a word vocabulary (a 'WordLevel' model with a vocab), "
+                f"got model type {kind!r}: it was not written by a WordCharTokenizerFast"
+            )
+        if not isinstance(content.get("added_tokens"), list):
+            raise ValueError(
+                f"WordCharTokenizerFast: {path} has no list of added tokens ('added_tokens'), as every tokenizer.json "
+                "save_pretrained writes has: the file is damaged, save the tokenizer again"
+            )
+
+
+def _is_pair(item, is_sequence) -> bool:
+    """``item`` is a pair of sequences as a batch item of ``__call__`` (a list or tuple of two)."""
+    return isinstance(item, (list, tuple)) and len(item) == 2 and all(is_sequence(part) for part in item)
 
 
 class WordCharTokenizerFast(PreTrainedTokenizerFast):
@@ -355,6 +375,17 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
             _check_saved_folder(folder)
         return super().from_pretrained(pretrained_model_name_or_path, *init_inputs, **kwargs)
 
+    @classmethod
+    def _from_pretrained(cls, resolved_vocab_files, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loader once the files are found: checks them as ``from_pretrained`` checks a folder, also
+        when they come from a Hub repository or its cache (a damaged tokenizer.json is then a ``ValueError`` naming
+        the file, not a ``KeyError`` or a ``JSONDecodeError``)."""
+        for key, filename in (("tokenizer_file", "tokenizer.json"), ("tokenizer_config_file", "tokenizer_config.json")):
+            path = resolved_vocab_files.get(key)
+            if path is not None:  # a missing file: the constructor names it
+                _check_saved_file(Path(path), filename)
+        return super()._from_pretrained(resolved_vocab_files, pretrained_model_name_or_path, *args, **kwargs)
+
     @staticmethod
     def _template(boundaries: bool, bos, eos, vocab: dict[str, int]) -> processors.TemplateProcessing:
         if not boundaries:
@@ -460,6 +491,72 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
             truncation_side="right",
         )
 
+    def train_new_from_iterator(
+        self,
+        text_iterator: Iterable[str | Sequence[str]],
+        vocab_size: int,
+        length: int | None = None,
+        new_special_tokens=None,
+        special_tokens_map=None,
+        min_frequency: int = 1,
+        show_progress: bool = True,
+        **kwargs,
+    ) -> WordCharTokenizerFast:
+        """A new tokenizer with this one's options, its word AND character vocabularies built from a new corpus by
+        ``from_words``. (transformers' generic method would retrain the word vocabulary only and keep this
+        tokenizer's character vocabulary, so the new corpus's characters would all be unknown.)
+
+        Args:
+            text_iterator: texts (``str``) or batches of texts (lists of ``str``), as transformers takes them; every
+                text is pre-tokenised with the rules of the module docstring. Sentences already split into words go
+                to ``from_words`` instead.
+            vocab_size: the largest vocabulary, special tokens included (``from_words``' ``max_vocab_size``).
+            length: the number of texts, for a progress bar; unused.
+            new_special_tokens, special_tokens_map: not supported (the special tokens are fixed, see the class).
+            min_frequency: how often a (normalised) word must occur to enter the vocabulary.
+            show_progress: unused (nothing to show).
+
+        Tokens added after construction (``add_tokens``, ``add_special_tokens``) are not carried over.
+        """
+        del length, show_progress  # accepted for transformers' signature
+        if new_special_tokens is not None or special_tokens_map is not None:
+            raise ValueError(
+                "train_new_from_iterator: new_special_tokens and special_tokens_map are not supported by "
+                f"WordCharTokenizerFast (its special tokens are fixed), got {new_special_tokens!r} and "
+                f"{special_tokens_map!r}"
+            )
+        if kwargs:
+            raise ValueError(
+                f"train_new_from_iterator: unknown option(s) {sorted(kwargs)}; WordCharTokenizerFast takes "
+                "vocab_size and min_frequency"
+            )
+        specials = 3 + (2 if self.add_sentence_boundaries else 0)
+        _check_int("vocab_size", vocab_size, specials + 1)
+        if isinstance(text_iterator, (str, bytes)):
+            raise TypeError("text_iterator must be an iterable of texts or of batches of texts, not a single string")
+
+        def texts():
+            for item in text_iterator:
+                if isinstance(item, (list, tuple)) and all(isinstance(text, str) for text in item):
+                    yield from item  # a batch of texts
+                else:
+                    yield item  # a text (or a bad item, which from_words names)
+
+        tokenizer = type(self).from_words(
+            texts(),
+            min_frequency=min_frequency,
+            max_vocab_size=vocab_size,
+            lowercase=self.lowercase,
+            digits_to_zero=self.digits_to_zero,
+            char_scheme=self.char_scheme,
+            max_word_length=self.max_word_length,
+            add_sentence_boundaries=self.add_sentence_boundaries,
+            model_max_length=self.model_max_length,
+        )
+        tokenizer.padding_side = self.padding_side
+        tokenizer.truncation_side = self.truncation_side
+        return tokenizer
+
     # ------------------------------------------------------------------------------------------------------------
     # Characters
     # ------------------------------------------------------------------------------------------------------------
@@ -557,8 +654,9 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
     # ------------------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_text(name: str, text, pretokenized: bool) -> None:
-        """An empty batch, or pre-tokenised input that is not words (str), is a ``ValueError`` naming it."""
+    def _check_text(name: str, text, pretokenized: bool, pairs_allowed: bool = False) -> None:
+        """An empty batch, or pre-tokenised input that is not words (str), is a ``ValueError`` naming it.
+        ``pairs_allowed``: a batch item may be a pair of word lists (``text`` given without ``text_pair``)."""
         if not pretokenized:
             if isinstance(text, (list, tuple)) and not text:
                 raise ValueError(f"{name} is an empty batch: give at least one text")
@@ -567,29 +665,48 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
         def words(item) -> bool:
             return isinstance(item, (list, tuple)) and all(isinstance(word, str) for word in item)
 
-        if words(text) or (isinstance(text, (list, tuple)) and text and all(words(item) for item in text)):
+        def row(item) -> bool:
+            return words(item) or (pairs_allowed and _is_pair(item, words))
+
+        if words(text) or (isinstance(text, (list, tuple)) and text and all(row(item) for item in text)):
             return
         shown = repr(text) if len(repr(text)) <= 60 else repr(text)[:57] + "..."
+        also = "; a batch item may also be a pair of such lists (words, words)" if pairs_allowed else ""
         raise ValueError(
             f"with is_split_into_words=True, {name} must be a list of words (str) or a batch of such lists, got "
-            f"{shown}"
+            f"{shown}{also}"
         )
+
+    @staticmethod
+    def _row_sources(text, text_pair, pretokenized: bool) -> tuple[bool, list[tuple]]:
+        """(batched, one ``(first, second or None)`` per input row), read as transformers and the ``tokenizers``
+        library read the arguments: a batch is a list or tuple of texts (pre-tokenised: of word lists), and without
+        ``text_pair`` a batch item may itself be a pair, two texts (``[("premise", "hypothesis"), ...]``) or, with
+        ``is_split_into_words=True``, two word lists."""
+        if pretokenized:
+            batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
+
+            def single(item) -> bool:
+                return all(isinstance(word, str) for word in item)
+        else:
+            batched = isinstance(text, (list, tuple))
+
+            def single(item) -> bool:
+                return isinstance(item, str)
+
+        if not batched:
+            return False, [(text, text_pair or None)]
+        if text_pair is not None:
+            return True, list(zip(text, text_pair))
+        return True, [(item, None) if single(item) else tuple(item) for item in text]
 
     def _encode_plus(self, text, text_pair=None, **kwargs):
         pretokenized = bool(kwargs.get("is_split_into_words", False))
         return_tensors = kwargs.get("return_tensors")
-        self._check_text("text", text, pretokenized)
+        self._check_text("text", text, pretokenized, pairs_allowed=text_pair is None)
         if text_pair is not None:
             self._check_text("text_pair", text_pair, pretokenized)
-        if pretokenized:
-            batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
-        else:
-            batched = isinstance(text, (list, tuple))
-        if batched:
-            pairs = list(zip(text, text_pair)) if text_pair is not None and len(text_pair) == len(text) else None
-            sources = pairs if pairs is not None else [(t, None) for t in text]
-        else:
-            sources = [(text, text_pair or None)]
+        batched, sources = self._row_sources(text, text_pair, pretokenized)
 
         pre_tokenizer = self._tokenizer.pre_tokenizer
         if pretokenized:  # the given words are the tokens
@@ -687,4 +804,10 @@ def register_auto_tokenizer(config_class) -> None:
     AutoTokenizer.register(config_class, tokenizer_class=WordCharTokenizerFast, exist_ok=False)
 
 
-__all__ = ["WordCharTokenizerFast", "DataCollatorForWordCharLanguageModeling", "register_auto_tokenizer", "build_pre_tokenizer", "PRE_TOKENIZER_PATTERN"]
+__all__ = [
+    "WordCharTokenizerFast",
+    "DataCollatorForWordCharLanguageModeling",
+    "register_auto_tokenizer",
+    "build_pre_tokenizer",
+    "PRE_TOKENIZER_PATTERN",
+]

@@ -10,9 +10,9 @@ The tokenizer is built with the `tokenizers` library and saved as a transformers
   special tokens  [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4
   templates       [CLS] A [SEP]  and, for pairs,  [CLS] A [SEP] B [SEP]  (token_type_ids 0 then 1)
 
-Training is not bit-for-bit reproducible: the tokenizers library breaks ties between equally frequent pairs in
-hash-map order (huggingface/tokenizers#1794), so two trainings on the same text can differ in a few pieces.
-A run is reproducible from a saved tokenizer (--tokenizer, or the checkpoint's own).
+Training is deterministic: the same files and options give the same vocabulary, ids included, in every run
+(the tokenizers library alone breaks ties between equally frequent merges in hash-map order; bizoo numbers the
+pieces those ties depend on up front).
 
 The vocabulary always holds the special tokens, every character seen and the "##" form of every
 character seen inside a word; --vocab-size must leave room for them. The tokenizer is written to a

@@ -4,6 +4,7 @@ everything succeeded, and bad input fails with exit code 2 before anything is wr
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -229,3 +230,31 @@ def test_help_and_module_entry_point() -> None:
     for option in ("--output-dir", "--vocab-size", "--lowercase", "--min-frequency", "--model-max-length"):
         assert option in out
     assert train_tokenizer.__doc__.splitlines()[0] in out
+
+
+def test_help_text_matches_the_command() -> None:
+    """The description (the module docstring, shown by --help) names only options the command has, and states
+    what the training does: the same files and options give the same vocabulary in every run (checked in a second
+    process, where the tokenizers library's hash maps are seeded differently)."""
+    import argparse
+    import re
+
+    parser = argparse.ArgumentParser()
+    train_tokenizer.add_arguments(parser)
+    known = {option for action in parser._actions for option in action.option_strings}
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", train_tokenizer.__doc__))
+    assert named and named <= known, f"the help names options the command lacks: {sorted(named - known)}"
+    assert "not bit-for-bit reproducible" not in train_tokenizer.__doc__ and "deterministic" in train_tokenizer.__doc__
+
+    lines = generated_lines(120, seed=3)
+    script = (
+        "import json, sys\nfrom bizoo.scripts.lib.wordpiece import train_wordpiece_tokenizer\n"
+        "print(json.dumps(train_wordpiece_tokenizer(json.loads(sys.stdin.read()), vocab_size=90).get_vocab()))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(lines), capture_output=True, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert other.returncode == 0, other.stderr
+    here = train_wordpiece_tokenizer(lines, vocab_size=90).get_vocab()
+    assert json.loads(other.stdout.strip().splitlines()[-1]) == here
