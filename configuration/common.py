@@ -30,6 +30,23 @@ def label_id(value) -> int | None:
     return None
 
 
+def id2label_from_label2id(name: str, label2id, num_labels) -> dict[int, str]:
+    """The id2label of a config (class ``name``) given only ``label2id``, checked: names to the ids 0..n-1, n =
+    ``num_labels`` when given."""
+    ids = [label_id(i) for i in label2id.values()] if isinstance(label2id, dict) else None
+    if ids is None or None in ids or sorted(ids) != list(range(len(ids))):
+        raise ValueError(
+            f"{name}: label2id must map label names to the ids 0..n-1 (ints, or strings of digits), each once, "
+            f"got {label2id!r}"
+        )
+    if num_labels is not None and num_labels != len(label2id):
+        raise ValueError(
+            f"{name}: num_labels={num_labels} but label2id names {len(label2id)} labels {sorted(label2id)}; "
+            "give matching sizes (or only one of them)"
+        )
+    return {label_id(index): label for label, index in label2id.items()}
+
+
 class BizooConfig(PreTrainedConfig):
     r"""Base configuration of every bizoo model: the fields of the shared heads.
 
@@ -88,8 +105,33 @@ class BizooConfig(PreTrainedConfig):
         self.crf_logits = crf_logits
         if kwargs.get("label2id") is not None and kwargs.get("id2label") is None:
             # transformers would replace a lone label2id by LABEL_0.. names of num_labels; take the names from it
-            kwargs["id2label"] = self._id2label_from_label2id(kwargs["label2id"], kwargs.get("num_labels"))
+            name, num_labels = type(self).__name__, kwargs.get("num_labels")
+            kwargs["id2label"] = id2label_from_label2id(name, kwargs["label2id"], num_labels)
+        # transformers' validate_token_ids, run at the end of PreTrainedConfig.__init__, compares every *_token_id
+        # with vocab_size: a vocab_size that is no number fails there as a TypeError wrapped in huggingface_hub's
+        # StrictDataclassClassValidationError, which is no ValueError and names neither the field nor what is allowed
+        if hasattr(self, "vocab_size"):
+            self._positive_int("vocab_size")
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """transformers' ``from_dict`` (which ``from_pretrained`` of a config or a model calls), where a label map
+        passed alone in ``kwargs`` replaces both maps: ``from_pretrained(checkpoint, id2label=...)``, the usual way to
+        fine-tune a checkpoint on new labels, gives the inverse ``label2id`` too (and ``label2id=...`` alone the
+        ``id2label`` it names). transformers sets such kwargs on the loaded config one by one, which would leave the
+        checkpoint's other map beside the new one, stale, and ``check`` would refuse the pair. Label ids given as
+        strings of digits (``{"0": "O"}``, as JSON holds them) become ints, as ``PreTrainedConfig.__init__`` makes
+        them."""
+        id2label, label2id = kwargs.get("id2label"), kwargs.get("label2id")
+        if isinstance(id2label, dict) and label2id is None:
+            id2label = {label_id(key) if label_id(key) is not None else key: name for key, name in id2label.items()}
+            kwargs["id2label"] = id2label
+            if all(isinstance(name, str) for name in id2label.values()):  # else check() names the bad map
+                kwargs["label2id"] = {name: index for index, name in id2label.items()}
+        elif label2id is not None and id2label is None:
+            kwargs["id2label"] = id2label_from_label2id(cls.__name__, label2id, kwargs.get("num_labels"))
+        return super().from_dict(config_dict, **kwargs)
 
     # Sizes the shared heads read. A model whose encoder output or embedding size differs from hidden_size
     # (e.g. a BiLSTM: 2 × hidden_size out, word embeddings of their own size) overrides them.
@@ -119,22 +161,6 @@ class BizooConfig(PreTrainedConfig):
         problem_types = (None, "regression", "single_label_classification", "multi_label_classification")
         self._choice("problem_type", problem_types)
         self._check_labels()
-
-    def _id2label_from_label2id(self, label2id, num_labels) -> dict[int, str]:
-        """The id2label of a config given only ``label2id`` (checked: names to the ids 0..n-1, n = num_labels)."""
-        name = type(self).__name__
-        ids = [label_id(i) for i in label2id.values()] if isinstance(label2id, dict) else None
-        if ids is None or None in ids or sorted(ids) != list(range(len(ids))):
-            raise ValueError(
-                f"{name}: label2id must map label names to the ids 0..n-1 (ints, or strings of digits), each once, "
-                f"got {label2id!r}"
-            )
-        if num_labels is not None and num_labels != len(label2id):
-            raise ValueError(
-                f"{name}: num_labels={num_labels} but label2id names {len(label2id)} labels {sorted(label2id)}; "
-                "give matching sizes (or only one of them)"
-            )
-        return {label_id(index): label for label, index in label2id.items()}
 
     def _check_labels(self) -> None:
         """num_labels >= 1, id2label maps exactly the ids 0..num_labels-1 to distinct names, and label2id (unless it
@@ -208,5 +234,7 @@ class BizooConfig(PreTrainedConfig):
 
     def _token_id(self, field: str) -> None:
         value = getattr(self, field, None)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size
+        ):
             self._fail(field, value, f"None or an int in [0, vocab_size={self.vocab_size})")

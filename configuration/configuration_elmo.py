@@ -63,10 +63,10 @@ class ElmoConfig(BizooConfig):
             `ElmoForTokenClassification` as Peters et al. (2018) build theirs: its BiLSTM reads the ELMo mix
             concatenated with word vectors (`tagger_word_features`: the biLM's own word table, the LM softmax rows,
             looked up by `input_ids`) and a character CNN of its own (`tagger_char_cnn_filters` > 0 filters of width
-            3 over 30-d character embeddings, Ma & Hovy's); `tagger_dropout` on that input (None: `hidden_dropout_prob`);
-            `freeze_elmo` keeps the biLM's encoder (character CNN and LSTMs) fixed, so that only the mix, the word
-            vectors, the character CNN, the BiLSTM and the head train, as Peters et al. do. The defaults: the mix
-            alone, everything trained.
+            3 over 30-d character embeddings, Ma & Hovy's); `tagger_dropout` on that input (None:
+            `hidden_dropout_prob`); `freeze_elmo` keeps the biLM's encoder (character CNN and LSTMs) fixed, so that
+            only the mix, the word vectors, the character CNN, the BiLSTM and the head train, as Peters et al. do. The
+            defaults: the mix alone, everything trained.
         hidden_act, layer_norm_eps, tie_word_embeddings: the masked-LM head's transform and tying (the LM softmax
             of `ElmoForBidirectionalLM` is tied to the same table).
     """

@@ -199,16 +199,24 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> torch.
             settle(mode, torch.isfinite(labels).all()[None], lambda n: None if n[0] else (
                 f"{model_name}: regression labels contain NaN or inf; allowed are finite numbers"))
         return labels
+    # problem_type None: float labels with num_labels > 1 are multi-label targets, as transformers infers; whoever
+    # meant class ids stored as floats, or a regression over several outputs, is told how to say so
+    inferred = "" if config.problem_type is not None else (
+        f" (problem_type=None, so float labels with num_labels={num_labels} are read as multi-label targets, as "
+        "transformers reads them; for single-label classification pass integer class ids, e.g. labels.long(), "
+        "and for a regression set problem_type='regression')"
+    )
     if tuple(labels.shape) != (batch, num_labels):
         raise ValueError(
             f"{model_name}: multi-label labels must have shape (batch, num_labels) = ({batch}, {num_labels}), "
-            f"got {tuple(labels.shape)}"
+            f"got {tuple(labels.shape)}{inferred}"
         )
     mode = check_mode(labels)
     if mode != "off":
         outside = ~((labels >= 0) & (labels <= 1))  # NaN is outside too
         settle_first_bad(mode, labels, outside, lambda v: (
-            f"{model_name}: multi-label labels hold {v}; allowed are targets in [0, 1] (1 = the label applies)"))
+            f"{model_name}: multi-label labels hold {v}; allowed are targets in [0, 1] (1 = the label "
+            f"applies){inferred}"))
     return labels
 
 
