@@ -16,16 +16,17 @@ For each model (LION-LIT, LION-D, LION-S, BiGS, BiLSTM-CRF, ELMo, and BERT, by d
    for the same fixed budget for every model: its epochs in ``FINETUNE_EPOCHS`` (--finetune-epochs changes them;
    --finetune-steps N instead trains every task N steps).
 
-Each run is its own process (``python -m bizoo.scripts.<command>``, output and log in ``OUTPUT/<model>/<task>``);
-a failed run is reported as such and the others go on. A run whose folder already holds its results, made by the
-same command line, is not run again, so a budget can be run in parts: each finished run records its command line
-beside its folder (``<task>.command.json``, a fine-tuning run with its pretraining's), and a folder made by another
-one (other steps, epochs, batch, seed, ``--pretrain-args``, or a pretraining run again) is run again, saying which
-options differ. Then the table: per model, its parameters, the held-out pretraining result, each task's GLUE score
-(the mean of the task's official metrics × 100: Matthews correlation for CoLA, F1 and accuracy for MRPC, Pearson and
-Spearman for STS-B, accuracy otherwise), their average, CoNLL dev F1, and the wall time of all its runs, in
-``OUTPUT/results.json``, ``OUTPUT/results.md`` (with the machine and the settings), ``OUTPUT/results.png`` (a bar
-chart) and ``OUTPUT/learning_curves.png``. Every fine-tuned folder keeps its ``bizoo_results.json``, which ``bizoo
+Each run is its own process (``python -m bizoo.scripts.<command>``, output and log in ``OUTPUT/<model>/<task>``); a
+failed run is reported as such ("failed" in the table) and the others go on (the exit status is then 1). A run whose
+folder already holds its results, made by the same command line, is not run again, so a budget can be run in parts:
+each finished run records its command line beside its folder (``<task>.command.json``, a fine-tuning run with its
+pretraining's), and a folder made by another one (other steps, epochs, batch, seed, ``--pretrain-args``, or a
+pretraining run again) is run again, saying which options differ. Then the table: per model, its parameters, the
+held-out pretraining result, each task's GLUE score (the mean of the task's official metrics × 100: Matthews
+correlation for CoLA, F1 and accuracy for MRPC and QQP, Pearson and Spearman for STS-B, matched and mismatched
+accuracy for MNLI, accuracy otherwise), their average, CoNLL dev F1 (strict span F1), and the wall time of all its
+runs, in ``OUTPUT/results.json``, ``OUTPUT/results.md`` (with the machine and the settings), ``OUTPUT/results.png`` (a
+bar chart) and ``OUTPUT/learning_curves.png``. Every fine-tuned folder keeps its ``bizoo_results.json``, which ``bizoo
 export`` turns into the model card's ``model-index``.
 """
 
@@ -119,9 +120,32 @@ def glue_tasks(glue_dir: Path, only: list[str] | None) -> tuple[list[str], list[
 
 
 def task_score(metrics: dict) -> float:
-    """GLUE's per-task score: the mean of the task's official metrics, × 100."""
+    """GLUE's per-task score: the mean of the task's official metrics, × 100 (MNLI: of its matched and mismatched
+    accuracy, ``run_metrics``'s ``accuracy`` and ``accuracy_mm``)."""
     values = [v for k, v in metrics.items() if isinstance(v, (int, float))]
     return 100.0 * sum(values) / len(values)
+
+
+#: The name suffix ``run_metrics`` gives the metrics of MNLI's mismatched dev split (transformers' run_glue.py's).
+MISMATCHED_SUFFIX = "_mm"
+
+
+def run_metrics(results: list[dict]) -> dict[str, float]:
+    """The metrics of a finished fine-tuning run from the results it recorded (``read_results``; one record per
+    evaluation split, the folder's only records since each run starts with ``--overwrite``).
+
+    A task scored on one split: its record's metrics. MNLI, scored on dev_matched and dev_mismatched (one record
+    each): the matched split's metrics under their names and the mismatched split's with ``_mm`` added, as
+    transformers' run_glue.py names them (``{"accuracy": m, "accuracy_mm": mm}``), so that ``task_score`` is the mean
+    of the two, the task score GLUE gives MNLI; reading the last record alone would report mismatched only.
+    """
+    by_split = {str(record.get("dataset", {}).get("split", "")): record["metrics"] for record in results}
+    matched = [split for split in by_split if split.endswith("_matched")]
+    mismatched = [split for split in by_split if split.endswith("_mismatched")]
+    if not (matched and mismatched):
+        return results[-1]["metrics"]
+    return {**by_split[matched[-1]],
+            **{f"{name}{MISMATCHED_SUFFIX}": value for name, value in by_split[mismatched[-1]].items()}}
 
 
 def _run(argv: list[str], folder: Path, log_name: str) -> tuple[bool, float]:
@@ -293,7 +317,7 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
         row["seconds"] += seconds
         entry = {"ok": results is not None, "seconds": round(seconds, 1)}
         if results is not None:
-            entry["metrics"] = results[-1]["metrics"]
+            entry["metrics"] = run_metrics(results)
             if task == CONLL and row["pretrain"] is None:  # a model trained from scratch: its size is the tagger's
                 entry["parameters"] = count_parameters(folder)
         if task == CONLL:
@@ -345,9 +369,12 @@ def learning_curve(folder: Path) -> dict:
 
 
 def held_out(row: dict) -> str:
-    """The held-out pretraining result as a cell: masked-token accuracy × 100, "ppl X" for a biLM, "—" without one."""
+    """The held-out pretraining result as a cell: masked-token accuracy × 100, "ppl X" for a biLM, "failed" for a
+    failed pretraining run, "—" without one."""
     pre = row.get("pretrain")
-    if not pre or not pre.get("ok") or not pre.get("results"):
+    if pre and not pre.get("ok"):
+        return "failed"
+    if not pre or not pre.get("results"):
         return "—"
     metrics = pre["results"][-1]["metrics"]
     if "accuracy" in metrics:
@@ -540,14 +567,31 @@ def _evaluate_all(args: argparse.Namespace) -> int:
     (out / "results.md").write_text(
         f"{title}\n\n{settings}; held-out MLM acc. = masked-token accuracy × 100 on the held-out text after "
         f"pretraining (ELMo: forward/backward perplexity; — not pretrained); GLUE score per task = the mean of its "
-        f"official metrics × 100; wall time = all of a model's runs.\n\n{text}"
+        f"official metrics × 100 (MNLI: matched and mismatched accuracy); {CONLL} F1 = strict span F1 × 100 "
+        f"(seqeval's strict mode); wall time = all of a model's runs.\n\n{text}"
     )
     plot(rows, tasks, bool(args.conll_dir), out / "results.png", title)
     curves = plot_learning_curves(rows, out / "learning_curves.png", f"bizoo evaluate-all: pretraining ({machine})")
     report(f"\n{text}\n{settings}\nmachine: {machine}; {time.perf_counter() - started:.0f} s in all")
     report(f"{PROG}: table in {out / 'results.md'}, chart in {out / 'results.png'}"
            + (f", learning curves in {out / 'learning_curves.png'}" if curves else ""))
-    return 0 if all(r["pretrain"] is None or r["pretrain"]["ok"] for r in rows) else 1
+    failed = failed_runs(rows)
+    if failed:
+        logger.warning(f"{len(failed)} run(s) failed: {', '.join(failed)} (their logs in {out})")
+    return 1 if failed else 0
+
+
+def failed_runs(rows: list[dict]) -> list[str]:
+    """The runs that failed, as "model task" ("model pretrain" for a pretraining run): a pretraining run, a GLUE
+    task or CoNLL-2003 alike, so that the exit status is 1 when any cell of the table says "failed"."""
+    failed = []
+    for row in rows:
+        pre = row.get("pretrain")
+        if pre is not None and not pre.get("ok"):
+            failed.append(f"{row['model']} pretrain")
+        runs = [*row.get("glue", {}).items(), *([(CONLL, row["conll"])] if row.get("conll") else [])]
+        failed += [f"{row['model']} {task}" for task, entry in runs if not entry.get("ok")]
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ scikit-learn, scipy or seqeval into the runtime dependencies. Those libraries ar
 - Classification: ``accuracy``, ``f1_binary`` (positive class 1), ``matthews_corrcoef`` (binary and
   multi-class, 0.0 where undefined, like scikit-learn).
 - Regression: ``pearson`` and ``spearman`` (average ranks for ties); NaN where undefined (a constant
-  input), like scipy.
+  input, a NaN prediction), like scipy.
 - ``f1_macro`` and ``text_classification_metrics``: macro F1, the mean F1 over the classes that occur in the labels
   or the predictions (scikit-learn's ``f1_score(average="macro")``).
 - ``glue_metrics(task, predictions, labels)``: exactly the official metric names of a GLUE task.
@@ -94,12 +94,20 @@ def matthews_corrcoef(predictions: Any, labels: Any) -> float:
 
 
 def pearson(x: Any, y: Any) -> float:
-    """Pearson's correlation coefficient; NaN when either input is constant (undefined), like scipy."""
+    """Pearson's correlation coefficient; NaN when either input is constant or holds a NaN or an infinity
+    (undefined), like scipy's ``pearsonr``.
+
+    The non-finite check comes first: a NaN would otherwise survive to the final clamp to [-1, 1], where
+    ``min(1.0, nan)`` is 1.0, scoring the NaN outputs of a diverged regression model a perfect correlation.
+    """
     a, b = _paired(x, y, "pearson")
     if a.size < 2:
         raise ValueError(f"pearson: needs at least 2 values, got {a.size}")
-    a = a.astype(np.float64) - np.mean(a, dtype=np.float64)
-    b = b.astype(np.float64) - np.mean(b, dtype=np.float64)
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    a = a - np.mean(a)
+    b = b - np.mean(b)
     norm_a, norm_b = np.linalg.norm(a), np.linalg.norm(b)
     if norm_a == 0 or norm_b == 0:
         return float("nan")
@@ -121,13 +129,26 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(x: Any, y: Any) -> float:
-    """Spearman's rank correlation: Pearson's r of the ranks, ties given their average rank."""
+    """Spearman's rank correlation: Pearson's r of the ranks, ties given their average rank.
+
+    NaN when either input holds a NaN (NaN has no rank: sorting would rank each NaN apart, last, and give a finite
+    score), as scipy's ``spearmanr`` propagates it; infinities rank as the largest or smallest values.
+    """
     a, b = _paired(x, y, "spearman")
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if np.isnan(a).any() or np.isnan(b).any():
+        if a.size < 2:
+            raise ValueError(f"spearman: needs at least 2 values, got {a.size}")
+        return float("nan")
     return pearson(_average_ranks(a), _average_ranks(b))
 
 
 def _predicted(predictions: Any, regression: bool) -> np.ndarray:
-    """(N,) predictions: the class ids of logits (N, K) (argmax) or of ids (N,); a regression's scores (N,) or (N, 1)."""
+    """(N,) predictions: the class ids of logits (N, K) (argmax) or of ids (N,); a regression's scores (N,) or
+    (N, 1). A tuple whose first item is an array is the Trainer's ``(logits, *extra outputs)`` (a model that also
+    returns hidden states or attentions): its logits are read, as transformers' run_glue.py reads them."""
+    if isinstance(predictions, tuple) and predictions and isinstance(predictions[0], np.ndarray):
+        predictions = predictions[0]
     pred = np.asarray(predictions)
     if not regression and pred.ndim == 2:
         pred = pred.argmax(axis=-1)

@@ -160,3 +160,55 @@ def test_evaluate_all_default_eval_steps_is_what_its_help_says(tmp_path, conll_d
     with pytest.raises(SystemExit):
         evaluate_all.main(["--help"])
     assert "(default: --pretrain-steps // 10, at least 1)" in " ".join(capsys.readouterr().out.split())
+
+
+def fake_glue_runs(monkeypatch, accuracy: dict[str, float], failing: set[str] = frozenset()):
+    """Replace each run by one that records what ``bizoo finetune-glue`` records (one record per evaluation split,
+    through ``record_results``): ``accuracy[split]`` on each; a task in ``failing`` fails without results."""
+    from bizoo.scripts.finetune_glue import hub_split_name
+    from bizoo.scripts.lib.data import glue_task
+    from bizoo.scripts.lib.results import record_results
+
+    def run(argv, folder, log_name):
+        task = glue_task(argv[argv.index("--task") + 1])
+        if task.name in failing:
+            return False, 1.0
+        folder.mkdir(parents=True, exist_ok=True)
+        for split in task.eval_splits:
+            record_results(folder, task={"type": "text-classification", "name": task.name},
+                           dataset={"name": f"GLUE {task.name}", "type": "nyu-mll/glue", "config": task.hub_config,
+                                    "split": hub_split_name(split)},
+                           metrics={"accuracy": accuracy[split]})
+        return True, 1.0
+
+    monkeypatch.setattr(evaluate_all, "_run", run)
+
+
+def test_evaluate_all_scores_mnli_on_matched_and_mismatched(tmp_path, glue_dir, monkeypatch):
+    """MNLI records one result per dev split; its GLUE score is the mean of the matched and mismatched accuracy (the
+    run_glue.py names: accuracy, accuracy_mm), not the mismatched accuracy that the last record alone holds."""
+    fake_glue_runs(monkeypatch, {"dev_matched": 0.8, "dev_mismatched": 0.6, "dev": 0.5})
+    out = tmp_path / "out"
+    assert evaluate_all.main(["--output-dir", str(out), "--models", "bilstm-crf", "--glue-dir", str(glue_dir),
+                              "--tasks", "MNLI", "RTE", "--finetune-steps", "1"]) == 0
+    row = json.loads((out / "results.json").read_text())["rows"][0]
+    assert row["glue"]["MNLI"]["metrics"] == {"accuracy": 0.8, "accuracy_mm": 0.6}
+    assert row["glue"]["RTE"]["metrics"] == {"accuracy": 0.5}
+    assert evaluate_all.task_score(row["glue"]["MNLI"]["metrics"]) == pytest.approx(70.0)
+    table = (out / "results.md").read_text()
+    assert "| model | parameters | held-out MLM acc. | MNLI | RTE | GLUE avg | wall time |" in table
+    assert "| bilstm-crf | — | — | 70.0 | 50.0 | 60.0 |" in table
+
+
+def test_evaluate_all_fails_when_a_finetuning_run_fails(tmp_path, glue_dir, monkeypatch, capsys):
+    """A failed fine-tuning run is "failed" in the table and the exit status is 1, as for a failed pretraining."""
+    fake_glue_runs(monkeypatch, {"dev": 0.5}, failing={"RTE"})
+    out = tmp_path / "out"
+    assert evaluate_all.main(["--output-dir", str(out), "--models", "bilstm-crf", "--glue-dir", str(glue_dir),
+                              "--tasks", "SST-2", "RTE", "--finetune-steps", "1"]) == 1
+    assert "warning: 1 run(s) failed: bilstm-crf RTE" in capsys.readouterr().err
+    assert "| bilstm-crf | — | — | 50.0 | failed | — |" in (out / "results.md").read_text()
+    failed_pretraining = {"model": "bert", "pretrain": {"ok": False, "seconds": 1.0, "results": None}, "glue": {},
+                          "seconds": 1.0}
+    assert evaluate_all.failed_runs([failed_pretraining]) == ["bert pretrain"]
+    assert evaluate_all.held_out(failed_pretraining) == "failed"
