@@ -56,7 +56,7 @@ import bizoo
 from .lib.command import CommandError, command_main, listing, report, run_command
 from .lib.data import read_text_files, shipped_corpus_files
 from .lib.finetuning import resolve_model_source
-from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator
+from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator, continuation_prefix
 from .lib.model_card import write_checkpoint_card
 from .lib.model_defaults import model_defaults
 from .lib.models import (
@@ -96,7 +96,8 @@ logger = logging.getLogger(__name__)
 #: What the recorded held-out metrics are (the model card's metric names).
 PRETRAINING_METRIC_NAMES = {
     "accuracy": "masked-token accuracy (held-out)", "perplexity": "masked-token perplexity (held-out)",
-    "forward_perplexity": "forward LM perplexity (held-out)", "backward_perplexity": "backward LM perplexity (held-out)",
+    "forward_perplexity": "forward LM perplexity (held-out)",
+    "backward_perplexity": "backward LM perplexity (held-out)",
 }
 STREAM_BASELINE_BLOCKS = 2000  # with --stream, the unigram baseline counts tokens over the first blocks
 # The small model of the default job: trains to a useful masked-LM in minutes on two CPU cores. A model type with a
@@ -199,9 +200,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--stream", action="store_true",
-        help="read the --text files or --dataset lazily, a block at a time (corpora larger than memory; needs "
-        "--max-steps, and --eval-text unless the dataset has a validation split; subword models with mlm); the "
-        "tokenizer is trained on the first --tokenizer-sample-mb of each",
+        help="read the --text files or --dataset lazily, a block at a time, pass after pass (new masks each pass) "
+        "until --max-steps (corpora larger than memory; needs --max-steps, and --eval-text unless the dataset has a "
+        "validation split; subword models with mlm; evaluates and saves by steps); the tokenizer is trained on the "
+        "first --tokenizer-sample-mb of each",
     )
     data.add_argument(
         "--tokenizer-sample-mb", type=float, default=50.0, metavar="MB",
@@ -225,7 +227,8 @@ def trainer_settings(args: argparse.Namespace, objective: str = "mlm") -> dict[s
     return dict(
         defaults=dict(
             eval_strategy="steps",
-            eval_steps=max(args.max_steps // 4, 1) if args.max_steps > 0 else 500,
+            # a quarter of the steps; for --epochs a share, which the Trainer takes of the steps it computes
+            eval_steps=max(args.max_steps // 4, 1) if args.max_steps > 0 else 0.25,
             per_device_eval_batch_size=32 if objective == "bilm" else 64,  # the biLM's full softmax at every word
         ),
         fixed=dict(
@@ -382,7 +385,8 @@ def column_lines(split, column: str, source: str) -> list[str]:
 
 def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: str) -> None:
     """--stream reads --text files or --dataset lazily: it needs them, held-out text (files, or the dataset's
-    validation split), a step budget, and a subword masked-LM."""
+    validation split), a step budget, a subword masked-LM, and steps rather than epochs to evaluate, save and log
+    by (``StreamedBlocks(endless=True)``: the Trainer sees one epoch)."""
     if not args.text and not args.dataset:
         raise CommandError("--stream reads --text files lazily (or --dataset): pass the training files with --text")
     if args.max_train_samples is not None:
@@ -396,6 +400,11 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
         raise CommandError("--stream needs --max-steps: the length of a streamed corpus is not known in advance")
     if wordchar or objective != "mlm":
         raise CommandError("--stream is for subword models with the mlm objective (not word+character models yet)")
+    for name in ("eval_strategy", "save_strategy", "logging_strategy"):
+        if getattr(args, name, None) == "epoch":
+            raise CommandError(f"--{name} epoch: a streamed corpus is read pass after pass without end, so the "
+                               "Trainer's one epoch is the whole run; give a number of steps (--eval_steps, "
+                               "--save_steps, --logging_steps) with the strategy steps")
 
 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
@@ -478,7 +487,8 @@ def fixed_eval_masks(
     examples = []
     for number, ids in enumerate(blocks):
         ids_t = torch.tensor(ids)
-        special = torch.tensor(tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True), dtype=torch.bool)
+        special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+        special = torch.tensor(special, dtype=torch.bool)
         chosen = (torch.rand(len(ids), generator=generator) < probability) & ~special
         if not chosen.any() and not special.all():
             chosen[int((~special).nonzero()[0])] = True  # at least one target per block
@@ -493,7 +503,9 @@ def fixed_eval_masks(
     return examples
 
 
-def unigram_baseline(train_blocks: list[list[int]], eval_examples: list[dict], special_ids: set[int]) -> tuple[int, float]:
+def unigram_baseline(
+    train_blocks: list[list[int]], eval_examples: list[dict], special_ids: set[int]
+) -> tuple[int, float]:
     """The most frequent non-special training token and its accuracy on the held-out masked positions."""
     counts = torch.bincount(torch.tensor([t for b in train_blocks for t in b if t not in special_ids]))
     best = int(counts.argmax())
@@ -757,6 +769,11 @@ def build_tokenizer(job: PretrainJob, corpus: Corpus):
         )
     if job.objective == "mlm" and tokenizer.mask_token_id is None:
         raise CommandError("the tokenizer has no mask token; masked-LM needs one")
+    if args.whole_word_mask:
+        try:
+            continuation_prefix(tokenizer)
+        except ValueError as err:
+            raise CommandError(f"--whole-word-mask: {err}") from None
     if job.checkpoint is not None:
         config = job.checkpoint.config
         if len(tokenizer) > config.vocab_size:
@@ -789,7 +806,7 @@ def build_blocks(job: PretrainJob, corpus: Corpus, tokenizer) -> Blocks:
         train_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, corpus.documents, args.max_length))
         held_out_examples = encode_word_blocks(tokenizer, pack_words(tokenizer, corpus.held_out, args.max_length))
     elif args.stream:  # blocks packed as the files are read; the unigram baseline from the first ones
-        train_examples = StreamedBlocks(corpus.sources, tokenizer, args.max_length, args.seed)
+        train_examples = StreamedBlocks(corpus.sources, tokenizer, args.max_length, args.seed, endless=True)
         held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.held_out, args.max_length)]
         train_ids = list(itertools.islice(train_examples.blocks(), STREAM_BASELINE_BLOCKS))
     else:

@@ -11,9 +11,15 @@ so its masks are a function of (seed, epoch, example) alone: a run on one proces
 processes with batch B each, and a run killed and resumed from a checkpoint mask every example the same way (new
 masks every epoch, as dynamic masking wants).
 
+The epoch sits in shared memory (``SharedEpoch``): data-loader workers hold copies of the dataset, made when their
+iterator starts, and persistent workers (``--dataloader_persistent_workers``) keep theirs from epoch to epoch; a
+plain attribute set in the main process would leave them masking every epoch as the first.
+
 Masking (BERT's): each maskable token (not special, not padding) is chosen with probability p; with
 ``whole_word=True`` each *word* is chosen with probability p and all its pieces go together (a WordPiece token
-starting with "##" continues the word before it; word+character tokenizers have one token per word). A chosen token
+starting with the model's continuation prefix, "##", continues the word before it; word+character tokenizers have one
+token per word; a tokenizer whose pieces mark no continuation, BPE or SentencePiece, is refused rather than masked
+piece by piece: ``continuation_prefix``). A chosen token
 becomes [MASK] with probability 0.8, a random token with 0.1, and stays with 0.1; its label is the original id,
 every other label is -100. Word+character examples (``char_ids``) give a replaced word its replacement's characters.
 """
@@ -27,7 +33,10 @@ import torch
 from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
-__all__ = ["SeededExamples", "SeededMaskingCollator", "EpochCallback", "mask_seed", "mask_example"]
+__all__ = [
+    "SeededExamples", "SeededMaskingCollator", "EpochCallback", "SharedEpoch", "continuation_prefix", "mask_seed",
+    "mask_example",
+]
 
 
 def mask_seed(seed: int, epoch: int, index: int) -> int:
@@ -36,14 +45,28 @@ def mask_seed(seed: int, epoch: int, index: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-class SeededExamples(Dataset):
+class SharedEpoch:
+    """The running epoch of a dataset, in shared memory: ``set_epoch`` in the main process reaches the copies of the
+    dataset that data-loader workers hold, persistent ones included (module docstring). A base class: the subclass
+    calls ``__init__`` and reads ``self.epoch``."""
+
+    def __init__(self):
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # () shared with forked or spawned workers
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+
+class SeededExamples(SharedEpoch, Dataset):
     """The training examples, each returned with its ``mask_seed`` for the current epoch (``set_epoch``)."""
 
     def __init__(self, examples: list[dict], seed: int):
-        self.examples, self.seed, self.epoch = examples, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        super().__init__()
+        self.examples, self.seed = examples, seed
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -62,12 +85,33 @@ class EpochCallback(TrainerCallback):
         self.dataset.set_epoch(math.floor(state.epoch + 1e-6))
 
 
+def continuation_prefix(tokenizer) -> str | None:
+    """What marks a piece that continues the word before it, for whole-word masking: the WordPiece model's
+    ``continuing_subword_prefix`` ("##"); None for a word+character tokenizer (one token per word). ``ValueError``
+    for a tokenizer whose pieces carry no such mark (BPE, SentencePiece, ...): every piece would pass for a word, and
+    whole-word masking would silently mask piece by piece."""
+    if getattr(tokenizer, "ids_to_char_ids", None) is not None:
+        return None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a Python (slow) tokenizer: BERT's WordPiece is the one that splits words into "##" pieces
+        return "##"
+    prefix = getattr(backend.model, "continuing_subword_prefix", None)
+    if not prefix:
+        raise ValueError(
+            f"whole-word masking finds words by the continuation prefix of WordPiece pieces ('##'); the tokenizer "
+            f"{type(tokenizer).__name__} is a {type(backend.model).__name__} model, whose pieces mark none: use a "
+            "WordPiece tokenizer, or mask single tokens"
+        )
+    return prefix
+
+
 def word_starts(tokenizer, ids: list[int]) -> torch.Tensor:
-    """(n,) True where a token starts a word: every token, except WordPiece continuations ("##…")."""
-    if getattr(tokenizer, "ids_to_char_ids", None) is not None:  # word+character: one token per word
+    """(n,) True where a token starts a word: every token, except continuations ("##…": ``continuation_prefix``)."""
+    prefix = continuation_prefix(tokenizer)
+    if prefix is None:  # word+character: one token per word
         return torch.ones(len(ids), dtype=torch.bool)
     pieces = tokenizer.convert_ids_to_tokens(ids)
-    return torch.tensor([not piece.startswith("##") for piece in pieces], dtype=torch.bool)
+    return torch.tensor([not piece.startswith(prefix) for piece in pieces], dtype=torch.bool)
 
 
 def mask_example(ids: list[int], special: list[int], seed: int, tokenizer, probability: float, whole_word: bool):
@@ -102,6 +146,8 @@ class SeededMaskingCollator:
             raise ValueError("SeededMaskingCollator: the tokenizer has no mask token; masked-LM needs one")
         if not 0 < probability < 1:
             raise ValueError(f"SeededMaskingCollator: the masking probability must be in (0, 1), got {probability}")
+        if whole_word:
+            continuation_prefix(tokenizer)  # a tokenizer without word boundaries is refused now, not at a batch
         self.tokenizer, self.probability, self.whole_word = tokenizer, probability, whole_word
         self.padding = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
 

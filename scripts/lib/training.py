@@ -220,6 +220,26 @@ def _field_help(action) -> str:
     return text
 
 
+class _StepBudget(argparse.Action):
+    """--max-steps: stored, and noted as given (``_TrainsForEpochs``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace._max_steps_given = True
+
+
+class _TrainsForEpochs(argparse.Action):
+    """--epochs / --num_train_epochs: stored; unless --max-steps is given too (before or after), --max-steps becomes
+    -1, so the epochs asked for are trained. In ``TrainingArguments`` a positive max_steps overrides the epochs: a
+    command whose default is a step budget (pretrain: 400) would otherwise ignore ``--num_train_epochs 3`` of a
+    run_mlm.py command line without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        if not getattr(namespace, "_max_steps_given", False):
+            namespace.max_steps = -1
+
+
 def _add_passed_through_fields(parser: argparse.ArgumentParser, taken: set[str]) -> list[str]:
     """Every ``TrainingArguments`` field whose dest is not in ``taken``, as HfArgumentParser builds its option, left
     out of the namespace unless given (``argparse.SUPPRESS``), so that only a value given reaches the Trainer.
@@ -241,6 +261,7 @@ def _add_passed_through_fields(parser: argparse.ArgumentParser, taken: set[str])
         group.add_argument(
             *action.option_strings, dest=action.dest, type=action.type, nargs=action.nargs, const=action.const,
             choices=action.choices, default=argparse.SUPPRESS, metavar=_metavar(action), help=_field_help(action),
+            action=_TrainsForEpochs if action.dest == "num_train_epochs" else "store",
         )
     return list(dict.fromkeys(added))
 
@@ -282,11 +303,13 @@ def add_training_arguments(
     group.add_argument("--seed", type=int, default=42, metavar="N",
                        help="random seed of initialisation, masking and data order (default: %(default)s)")
     group.add_argument(
-        *_spellings("max_steps"), type=int, default=max_steps, metavar="N",
-        help="optimizer steps to train for; -1 trains for --epochs instead (default: %(default)s)",
+        *_spellings("max_steps"), type=int, default=max_steps, metavar="N", action=_StepBudget,
+        help="optimizer steps to train for; -1 trains for --epochs instead (default: %(default)s; -1 when --epochs "
+        "is given without it)",
     )
-    group.add_argument("--epochs", type=float, metavar="X",
-                       help=f"epochs when --max-steps is -1 {default('epochs')}")
+    group.add_argument("--epochs", type=float, metavar="X", action=_TrainsForEpochs,
+                       help=f"epochs to train for when --max-steps is -1 (--epochs without --max-steps sets it) "
+                       f"{default('epochs')}")
     group.add_argument(*_spellings("learning_rate"), type=float, metavar="LR",
                        help=f"peak learning rate {default('learning_rate')}")
     group.add_argument("--batch-size", type=int, metavar="N",
