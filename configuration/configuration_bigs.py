@@ -31,7 +31,7 @@ class BiGSConfig(BizooConfig):
     Args:
         vocab_size (`int`, defaults to 30522), hidden_size (`int`, defaults to 1024), num_hidden_layers (`int`,
             defaults to 23), intermediate_size (`int`, defaults to 3072: the gate width, 3 × hidden in the paper),
-            max_position_embeddings (`int`, defaults to 512), type_vocab_size (`int`, defaults to 2),
+            max_position_embeddings (`int`, defaults to 512), type_vocab_size (`int`, defaults to 2; 0: none),
             hidden_dropout_prob (`float`, defaults to 0.1), layer_norm_eps (`float`, defaults to 1e-12),
             pad_token_id (`int`, defaults to 0), hidden_act (`str`, defaults to `"gelu"`: the masked-LM head's):
             transformers' usual meanings (the defaults are the released models').
@@ -120,8 +120,9 @@ class BiGSConfig(BizooConfig):
     def check(self) -> None:
         super().check()
         for field in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "num_ssm",
-                      "max_position_embeddings", "type_vocab_size"):
+                      "max_position_embeddings"):
             self._positive_int(field)
+        self._positive_int("type_vocab_size", minimum=0)  # 0: no token-type embeddings, as LION
         self._probability("hidden_dropout_prob")
         for field in ("layer_norm_eps", "ssm_dt_min", "ssm_dt_max", "ssm_lr_multiplier"):
             self._positive_number(field)

@@ -105,7 +105,8 @@ def masked_lm_loss_and_logits(head: MaskedLMHead, hidden, labels, config, num_it
 
 
 def first_and_last_real(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of the first and of the last real token of each row, (B,) each (0 for an all-padding row)."""
+    """Index of the first and of the last real token of each row, (B,) each (an all-padding row: first 0, last
+    L - 1)."""
     mask = attention_mask.bool()
     length = mask.shape[1]
     first = mask.int().argmax(dim=1)  # (B,) first 1

@@ -426,7 +426,9 @@ def markdown(head: list[str], body: list[list[str]]) -> str:
 
 
 def plot(rows: list[dict], tasks: list[str], conll: bool, path: Path, title: str) -> None:
-    """Grouped bars: one group per score column (tasks, GLUE avg, CoNLL F1), one bar per model (0 where missing)."""
+    """Grouped bars: one group per score column (tasks, GLUE avg, CoNLL F1), one bar per model; where a model has no
+    score (a failed run, none run, an undefined metric) no bar but what the table shows ("failed", "—"), so that a
+    missing score is not read as a score of 0."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -436,8 +438,15 @@ def plot(rows: list[dict], tasks: list[str], conll: bool, path: Path, title: str
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(columns)), 4))
     width = 0.8 / max(len(rows), 1)
     for i, row in enumerate(rows):
-        values = [value or 0.0 for value, _ in scores(row, tasks, conll)]
-        ax.bar([x + i * width for x in range(len(columns))], values, width, label=row["model"])
+        places = [x + i * width for x in range(len(columns))]
+        cells = scores(row, tasks, conll)
+        missing = [value is None or math.isnan(value) for value, _ in cells]
+        bars = ax.bar(places, [0.0 if gone else value for gone, (value, _) in zip(missing, cells)], width,
+                      label=row["model"])
+        for place, gone, (value, shown), bar in zip(places, missing, cells, bars):
+            if gone:
+                ax.text(place, 0.5, shown if value is None else "nan", ha="center", va="bottom", rotation=90,
+                        fontsize=6, color=bar.get_facecolor())
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(columns))], columns, rotation=20)
     ax.set_ylabel("dev score × 100")
     ax.set_title(title, fontsize=9)

@@ -103,3 +103,22 @@ def test_float_labels_read_as_multi_label_targets_say_how_to_ask_otherwise(model
     assert "problem_type=None" not in str(refused.value)
     model.config.problem_type = "regression" if labels.dim() == 2 else "single_label_classification"
     assert torch.isfinite(model(**inputs, labels=labels if labels.dim() == 2 else labels.long()).loss)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# type_vocab_size=0: a model without token-type embeddings (as RoBERTa-style checkpoints are used), in every model
+# that has token types
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_a_model_without_token_types(model_case, make_config, make_inputs):
+    config = make_config(model_case)
+    if not hasattr(config, "type_vocab_size"):
+        pytest.skip(f"{model_case[0]} has no token types")
+    config = make_config(model_case, type_vocab_size=0)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    assert not any("token_type" in name for name, _ in model.named_parameters())  # no table at all
+    inputs = make_inputs(model_case, input_ids=ids())
+    assert model(**inputs).logits.shape == (2, config.num_labels)
+    with pytest.raises(ValueError, match=r"token_type_ids given but the model has no token types"):
+        model(**inputs, token_type_ids=torch.ones_like(inputs["input_ids"]))

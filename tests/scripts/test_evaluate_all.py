@@ -212,3 +212,25 @@ def test_evaluate_all_fails_when_a_finetuning_run_fails(tmp_path, glue_dir, monk
                           "seconds": 1.0}
     assert evaluate_all.failed_runs([failed_pretraining]) == ["bert pretrain"]
     assert evaluate_all.held_out(failed_pretraining) == "failed"
+
+
+def test_the_chart_draws_no_bar_for_a_missing_score(tmp_path, monkeypatch):
+    """A failed run, a task not run and an undefined (NaN) metric have no score: the chart writes what the table shows
+    in place of a bar, never a bar of 0, which would read as a score of 0 (CoLA's Matthews correlation often is 0)."""
+    from matplotlib.axes import Axes
+
+    bars, texts = [], []
+    real_bar, real_text = Axes.bar, Axes.text
+    monkeypatch.setattr(Axes, "bar", lambda self, x, height, *a, **k: bars.append(list(height))
+                        or real_bar(self, x, height, *a, **k))
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: texts.append(s)
+                        or real_text(self, x, y, s, *a, **k))
+    row = {"model": "lion-s", "glue": {"CoLA": {"ok": True, "metrics": {"matthews_correlation": 0.25}},
+                                       "RTE": {"ok": False},
+                                       "STS-B": {"ok": True, "metrics": {"pearson": float("nan"),
+                                                                         "spearman": float("nan")}}},
+           "conll": None}
+    evaluate_all.plot([row], ["CoLA", "RTE", "STS-B", "MRPC"], True, tmp_path / "chart.png", "title")
+    assert (tmp_path / "chart.png").stat().st_size > 0
+    assert bars == [[25.0, 0.0, 0.0, 0.0, 0.0, 0.0]]  # CoLA's score; the others drawn as no bar
+    assert texts == ["failed", "nan", "—", "—", "—"]  # RTE, STS-B, MRPC, GLUE avg, CoNLL
