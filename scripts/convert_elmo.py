@@ -27,6 +27,11 @@ misshapen dataset, non-finite values, an options.json that is not valid JSON or 
 vocabulary without its special tokens is an error that names the problem (exit code 2), and nothing is written.
 The folder is written into a temporary sibling and renamed into place at the end.
 
+An options.json written by bilm-tf's training (with n_tokens_vocab, dropout, n_negative_samples_batch, ...) is read
+too: its dropout becomes hidden_dropout_prob; n_negative_samples_batch becomes sampled_softmax_size when it is smaller
+than the converted vocabulary and otherwise the full softmax (sampled_softmax_size 0, which a sample of every word
+equals; a note says so), so that the conversion without --vocab or with a small one is not refused.
+
 The LSTMs start every batch from a zero state. (bilm-tf's inference graph is stateful: each batch starts from the
 states the previous batch ended with; bizoo's outputs equal bilm-tf's on a fresh graph, sentence by sentence.)
 
@@ -90,8 +95,8 @@ def read_options(path: str | Path):
         raise CommandError(f"--options {str(path)!r} is not UTF-8 text: {err}") from None
     except json.JSONDecodeError as err:
         raise CommandError(f"--options {str(path)!r} is not valid JSON: {err}") from None
-    try:
-        return options, ElmoConfig.from_bilm_options(options)
+    try:  # the architecture; the sampled softmax depends on the vocabulary, set in ``convert``
+        return options, ElmoConfig.from_bilm_options(options, sampled_softmax_size=0)
     except (ValueError, TypeError) as err:
         raise CommandError(f"--options {str(path)!r}: {err}") from None
 
@@ -254,6 +259,25 @@ def map_weights(weights: dict[str, torch.Tensor], config) -> dict[str, torch.Ten
     return {name: tensor.contiguous().clone() for name, tensor in state.items()}
 
 
+def sampled_softmax_fields(options, vocab_size: int, notes: list[str]) -> dict:
+    """The ElmoConfig fields for bilm-tf's training option ``n_negative_samples_batch`` (the sampled softmax's
+    candidates per batch; 8192 in the options.json bilm-tf's training writes) over the converted vocabulary of
+    ``vocab_size`` words: ``{}`` (``from_bilm_options`` reads the option) or, when the candidates would cover the whole
+    vocabulary (no --vocab, or a small one), ``{"sampled_softmax_size": 0}``, the full softmax, which a sample of
+    every word equals (``sampled_softmax_loss``), with a note in ``notes``. A value that is not an int is left to
+    ``from_bilm_options`` to refuse."""
+    count = options.get("n_negative_samples_batch")
+    if not options.get("sample_softmax", True) or isinstance(count, bool) or not isinstance(count, int):
+        return {}
+    if count < vocab_size:
+        return {}
+    notes.append(
+        f"n_negative_samples_batch={count} covers the whole vocabulary of {vocab_size} words: the converted model "
+        "trains with the full softmax (sampled_softmax_size=0), which such a sample equals"
+    )
+    return {"sampled_softmax_size": 0}
+
+
 @dataclass
 class Conversion:
     model: object
@@ -268,6 +292,8 @@ def convert(options: str | Path, weights: str | Path, vocab: str | Path | None =
     words = read_vocabulary(vocab) if vocab is not None else []
     tokenizer = build_tokenizer(words, config)
     sizes = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, unk_token_id=tokenizer.unk_token_id)
+    notes = []
+    sizes.update(sampled_softmax_fields(options_dict, len(tokenizer), notes))
     try:
         config = ElmoConfig.from_bilm_options(options_dict, **sizes)
     except ValueError as err:
@@ -280,10 +306,11 @@ def convert(options: str | Path, weights: str | Path, vocab: str | Path | None =
         raise RuntimeError(
             f"convert-elmo: the map does not cover ElmoModel: missing {left}, unexpected {result.unexpected_keys}"
         )
-    notes = [
+    notes.insert(
+        0,
         "the word table (the LM softmax, vocab_size × projection_dim) is not in bilm-tf weight files: it is newly "
         "initialised, as are the scalar-mix weights (the mean of the layers)",
-    ]
+    )
     if vocab is None:
         notes.append("no --vocab: the word vocabulary is the special tokens only (the representation reads characters)")
     return Conversion(model.eval(), tokenizer, notes)
