@@ -16,6 +16,16 @@ batches padded to their longest sequence. Checkpoints go to --output-dir every -
 continues the newest); at the end the final model, its tokenizer, eval_results.json (metrics, wall times,
 example and step counts) and a bizoo_results.json record (for bizoo export's model card) are written there.
 
+--do_predict (run_glue.py's switch) then predicts the test split with the final model and writes what run_glue.py
+writes: predict_results_<task>.txt (<task> as run_glue.py names it: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte,
+wnli; MNLI also predict_results_mnli-mm.txt for test_mismatched; another dataset: predict_results.txt), a header
+"index<TAB>prediction" and one row per test example in order, the index counting from 0 and the prediction the
+class name (the model's id2label) or, for STS-B and any regression, the score with 3 decimals. The test split is
+GLUE's test.tsv (MNLI: test_matched.tsv, test_mismatched.tsv) in --data-dir, the Hub's test split(s) (--from-hub),
+--test-file (with --train-file) or a --dataset-name dataset's test split; --max-predict-samples N predicts its first N
+examples. GLUE's test labels are hidden; when another dataset's test split has labels, its scores are reported
+too and written to predict_results.json (prefixed predict_, as the Trainer names them).
+
 Defaults are sized for a small model on a CPU: 3 epochs, batch 32, peak learning rate 1e-4 (linear decay,
 6% warm-up), --max-length 128. With them a 2-layer, 128-wide LION trained from scratch (--model-config
 hidden_size=128 num_hidden_layers=2 num_attention_heads=4 intermediate_size=512) takes about 6.5 minutes for
@@ -35,10 +45,13 @@ examples:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .lib.command import CommandError, command_main, report
 from .lib.data import GlueTask, glue_task, load_glue_from_hub, load_glue_split
@@ -51,12 +64,17 @@ from .lib.dataset_readers import (
     text_classification_data,
 )
 from .lib.finetuning import (
+    PREDICT_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
+    add_predict_arguments,
     announce_and_push,
+    check_predict_options,
     describe_model,
     format_table,
     format_wall_times,
+    predict_results,
+    predict_test_split,
     prepare_model,
     run_in_two_phases,
     run_summary,
@@ -116,6 +134,7 @@ class DatasetTask:
     dataset_type: str  # the model card's dataset type: the Hub id, or the file format
     eval_split_name: str = "validation"  # the evaluation split's name in the dataset
     eval_splits: tuple[str, ...] = ("dev",)
+    test_splits: tuple[str, ...] = ("test",)  # what --do_predict predicts
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -133,32 +152,70 @@ def score(task: GlueTask | DatasetTask, predictions, labels) -> dict[str, float]
     return glue_metrics(task.name, predictions, labels)
 
 
-def load_dataset_task(args: argparse.Namespace) -> tuple[DatasetTask, dict[str, list[dict[str, Any]]]]:
+def load_dataset_task(args: argparse.Namespace,
+                      predict: bool = False) -> tuple[DatasetTask, dict[str, list[dict[str, Any]]]]:
     """A dataset named by --dataset-name or --train-file/--validation-file, as a task and its "train"/"dev"
-    examples."""
-    splits = load_splits(args.dataset_name, args.dataset_config_name, args.train_file, args.validation_file)
+    examples; with ``predict`` (--do_predict) also its "test" examples (the dataset's test split or --test-file;
+    ``label`` None in a split without labels)."""
+    splits = load_splits(args.dataset_name, args.dataset_config_name, args.train_file, args.validation_file,
+                         test=predict, test_file=args.test_file)
     data = text_classification_data(splits, args.text_columns, args.label_column or "label")
     name = describe(args.dataset_name, args.train_file)
     task = DatasetTask(name, data.is_pair, data.is_regression, data.label_names,
                        dataset_type(args.dataset_name, args.train_file), split_name(splits["validation"]))
-    return task, {"train": data.splits["train"], "dev": data.splits["validation"]}
+    examples = {"train": data.splits["train"], "dev": data.splits["validation"]}
+    if predict:
+        examples["test"] = data.splits["test"]
+    return task, examples
 
 
-def load_task_data(task: GlueTask, data_dir: str | None, from_hub: bool) -> dict[str, list[dict[str, Any]]]:
+def test_splits(task: GlueTask | DatasetTask) -> tuple[str, ...]:
+    """The split(s) --do_predict predicts: GLUE's "test" (MNLI: "test_matched", "test_mismatched"), another
+    dataset's "test"."""
+    if isinstance(task, DatasetTask):
+        return task.test_splits
+    return tuple(split for split in task.splits if split.startswith("test"))
+
+
+def predict_file(task: GlueTask | DatasetTask, split: str) -> str:
+    """The file run_glue.py writes a test split's predictions to: ``predict_results_<task>.txt`` with <task> the
+    task's run_glue.py name (its Hub configuration: sst2, stsb, mnli ...; MNLI's test_mismatched "mnli-mm");
+    ``predict_results.txt`` for another dataset (run_glue.py, without a task, writes "predict_results_None.txt")."""
+    if isinstance(task, DatasetTask):
+        return "predict_results.txt"
+    name = f"{task.hub_config}-mm" if split.endswith("_mismatched") else task.hub_config
+    return f"predict_results_{name}.txt"
+
+
+def load_task_data(task: GlueTask, data_dir: str | None, from_hub: bool,
+                   predict: bool = False) -> dict[str, list[dict[str, Any]]]:
     """The training split and the evaluation split(s) of ``task``: ``{"train": [...], "dev": [...]}`` (MNLI:
-    ``dev_matched`` and ``dev_mismatched``). Raises ``CommandError`` for a split without examples or labels."""
+    ``dev_matched`` and ``dev_mismatched``); with ``predict`` (--do_predict) also the test split(s)
+    (``test_splits``), whose labels GLUE keeps hidden: their ``label`` is None. Raises ``CommandError`` for a
+    missing test split (naming the file or Hub split looked for), a split without examples, or a training or
+    evaluation split without labels."""
     splits: dict[str, list[dict[str, Any]]] = {}
-    for split in ("train", *task.eval_splits):
+    for split in ("train", *task.eval_splits, *(test_splits(task) if predict else ())):
+        test = split.startswith("test")
         if from_hub:
             try:
                 examples = load_glue_from_hub(task.name, split)
             except Exception as err:  # noqa: BLE001  (network, cache and dataset errors of many kinds)
-                raise CommandError(f"cannot read GLUE {task.name} {split} from the Hub: {err}") from None
+                looked_for = f"--do_predict: the Hub's {hub_split_name(split)} split: " if test else ""
+                raise CommandError(f"cannot read GLUE {task.name} {split} from the Hub ({looked_for}{err})") from None
         else:
-            examples = load_glue_split(task.name, data_dir, split)
+            try:
+                examples = load_glue_split(task.name, data_dir, split)
+            except FileNotFoundError as err:
+                if not test:
+                    raise
+                raise CommandError(f"--do_predict predicts GLUE {task.name}'s {split} split, but {err} (GLUE's "
+                                   f"{task.splits[split]}, which run_glue.py predicts)") from None
         if not examples:
             raise CommandError(f"GLUE {task.name} {split} holds no examples")
-        if any(example["label"] is None for example in examples):
+        if test:  # hidden labels: None in the TSV files, -1 on the Hub (read as a score -1.0 for STS-B)
+            examples = [{**example, "label": None} for example in examples]
+        elif any(example["label"] is None for example in examples):
             raise CommandError(f"GLUE {task.name} {split} has unlabelled examples; it cannot be trained or scored on")
         splits[split] = examples
     return splits
@@ -186,7 +243,8 @@ def training_texts(task: GlueTask, examples: list[dict[str, Any]]) -> list[str]:
 
 def encode(task: GlueTask, tokenizer, examples: list[dict[str, Any]], max_length: int,
            token_type_ids: bool = True) -> list[dict[str, Any]]:
-    """Tokenize ``examples`` (pairs as ``tokenizer(s1, s2)``), truncated to ``max_length``, with ``labels``."""
+    """Tokenize ``examples`` (pairs as ``tokenizer(s1, s2)``), truncated to ``max_length``, with ``labels`` (none
+    for an example whose label is None: an unlabelled test split)."""
     first = [example["sentence1"] for example in examples]
     second = [example["sentence2"] for example in examples] if task.is_pair else None
     kwargs = {} if token_type_ids else {"return_token_type_ids": False}
@@ -195,7 +253,8 @@ def encode(task: GlueTask, tokenizer, examples: list[dict[str, Any]], max_length
     features = []
     for index, example in enumerate(examples):
         feature = {key: encoded[key][index] for key in keys}
-        feature["labels"] = float(example["label"]) if task.is_regression else int(example["label"])
+        if example["label"] is not None:
+            feature["labels"] = float(example["label"]) if task.is_regression else int(example["label"])
         features.append(feature)
     return features
 
@@ -203,6 +262,23 @@ def encode(task: GlueTask, tokenizer, examples: list[dict[str, Any]], max_length
 def hub_split_name(split: str) -> str:
     """Our split name -> the Hub's ("dev" -> "validation", "dev_matched" -> "validation_matched")."""
     return split.replace("dev", "validation")
+
+
+def predicted_values(task: GlueTask | DatasetTask, logits, id2label: dict[int, str]) -> list[str | float]:
+    """What each example is predicted: the class name ``id2label[argmax(logits)]``, or for a regression the score
+    (logits (N, 1) -> N floats)."""
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)  # (N, K)
+    if task.is_regression:
+        return [float(value) for value in logits.reshape(len(logits), -1)[:, 0]]
+    return [id2label[int(index)] for index in logits.argmax(axis=-1)]
+
+
+def predictions_text(values: list[str | float]) -> str:
+    """run_glue.py's predict_results file: "index<TAB>prediction", then one row per example (a score with 3
+    decimals)."""
+    rows = [f"{index}\t{value:.3f}" if isinstance(value, float) else f"{index}\t{value}"
+            for index, value in enumerate(values)]
+    return "".join(f"{row}\n" for row in ["index\tprediction", *rows])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -230,6 +306,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-file", "--train_file", metavar="FILE",
         help="another dataset's training examples: a CSV, TSV, JSON (lines) or parquet file",
     )
+    data.add_argument(
+        "--test-file", "--test_file", metavar="FILE",
+        help="with --train-file and --do_predict: the test examples (the same format; labels optional)",
+    )
     add_dataset_name_arguments(source, data, "another dataset")
     data.add_argument(
         "--validation-file", "--validation_file", metavar="FILE", help="with --train-file: the evaluation examples"
@@ -251,6 +331,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         max_length=DEFAULT_MAX_LENGTH,
         task="glue",
     )
+    add_predict_arguments(
+        parser, "predict the test split (GLUE: test.tsv, MNLI test_matched.tsv and test_mismatched.tsv; --from-hub: "
+        "the Hub's test split(s); --test-file; --dataset-name: its test split) and write predict_results_<task>.txt "
+        "(MNLI also predict_results_mnli-mm.txt; another dataset: predict_results.txt) as run_glue.py does: "
+        "index<TAB>prediction, the class name or the score (3 decimals); a test split with labels is scored too "
+        "(predict_results.json)",
+    )
+
+
+def sample_split(name: str) -> str:
+    """Which --max-*-samples option cuts the split ``name``: "train", "predict" (a test split) or "eval"."""
+    return "train" if name == "train" else "predict" if name.startswith("test") else "eval"
 
 
 def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str, list], dict[str, list],
@@ -260,6 +352,7 @@ def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str
     from transformers import AutoModelForSequenceClassification
 
     check_training_arguments(args)
+    predict = check_predict_options(args)
     glue = args.data_dir is not None or args.from_hub
     if glue != (args.task is not None):
         raise CommandError(
@@ -270,19 +363,21 @@ def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str
     given = [option for option, value in (
         ("--validation-file", args.validation_file), ("--dataset-config-name", args.dataset_config_name),
         ("--text-columns", args.text_columns), ("--label-column", args.label_column),
+        ("--test-file", args.test_file),
     ) if value is not None]
     if glue and given:
         raise CommandError(f"{', '.join(given)}: options of another dataset, not of a GLUE task")
-    if args.validation_file is not None and args.train_file is None:
-        raise CommandError("--validation-file goes with --train-file")
+    for option, value in (("--validation-file", args.validation_file), ("--test-file", args.test_file)):
+        if value is not None and args.train_file is None:
+            raise CommandError(f"{option} goes with --train-file (a --dataset-name dataset's own splits are read)")
     if args.dataset_config_name is not None and args.dataset_name is None:
         raise CommandError("--dataset-config-name goes with --dataset-name")
     if glue:
         task = glue_task(args.task)
-        splits = load_task_data(task, args.data_dir, args.from_hub)
+        splits = load_task_data(task, args.data_dir, args.from_hub, predict)
     else:
-        task, splits = load_dataset_task(args)
-    splits = {name: first_samples(examples, args, "train" if name == "train" else "eval", f"{name} examples")
+        task, splits = load_dataset_task(args, predict)
+    splits = {name: first_samples(examples, args, sample_split(name), f"{name} examples")
               for name, examples in splits.items()}
     check_best_model_metric(args, task.metrics)
     prepared = prepare_model(
@@ -322,14 +417,31 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
         output = trainer.predict(encoded[split])
         labels = [example["label"] for example in splits[split]]
         metrics[split] = score(task, output.predictions, labels)
+    # --do_predict: the final model on the test split(s), as run_glue.py predicts them; scored where labelled
+    id2label = prepared.model.config.id2label
+    files: dict[str, str] = {}
+    predict_metrics: dict[str, dict[str, Any]] = {}
+    for split in [name for name in test_splits(task) if name in encoded]:
+        output = predict_test_split(trainer, encoded[split])
+        files[predict_file(task, split)] = predictions_text(predicted_values(task, output.predictions, id2label))
+        labels = [example["label"] for example in splits[split]]
+        if all(label is not None for label in labels):
+            predict_metrics[split] = predict_results(output.metrics, score(task, output.predictions, labels),
+                                                     len(labels))
+    if predict_metrics:  # one labelled test split: another dataset's (GLUE's test labels are hidden)
+        files[PREDICT_RESULTS_FILE] = json.dumps(next(iter(predict_metrics.values())), indent=2) + "\n"
     total_seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
         return 0
 
     rows = [[split, len(splits[split]), *(metrics[split][name] for name in task.metrics)] for split in task.eval_splits]
+    rows += [[split, len(splits[split]), *(scores[f"predict_{name}"] for name in task.metrics)]
+             for split, scores in predict_metrics.items()]
     report()
     report(f"{title} ({prepared.source.describe()})")
     report(format_table(["split", "examples", *task.metrics], rows))
+    for split in [name for name in test_splits(task) if name in encoded and name not in predict_metrics]:
+        report(f"{split}: {len(splits[split]):,} examples predicted, without labels to score")
     report(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
     results = {
@@ -337,9 +449,12 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
         "metrics": metrics,
         "num_train_examples": len(splits["train"]),
         "num_eval_examples": {split: len(splits[split]) for split in task.eval_splits},
+        **({"num_predict_examples": {split: len(splits[split]) for split in test_splits(task) if split in splits}}
+           if files else {}),
+        **({"predict_metrics": predict_metrics} if predict_metrics else {}),
         **run_summary(args, prepared, train_output, train_seconds, total_seconds),
     }
-    output_dir = save_final(prepared, results, trainer.state.log_history)
+    output_dir = save_final(prepared, results, trainer.state.log_history, files)
     for split in task.eval_splits:
         if isinstance(task, GlueTask):
             dataset = {"name": f"GLUE {task.name}", "type": "nyu-mll/glue", "config": task.hub_config,
@@ -353,7 +468,7 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
             metrics=metrics[split],
             metric_names={"f1": "macro F1"} if isinstance(task, DatasetTask) else GLUE_METRIC_NAMES,
         )
-    announce_and_push(trainer, prepared, output_dir)
+    announce_and_push(trainer, prepared, output_dir, list(files))
     return 0
 
 

@@ -59,6 +59,16 @@ parquet files, or a Hub dataset id owner/name[@revision], read through datasets 
 and --tags-column, default tokens and ner_tags; tags as ClassLabel ids or strings); it is scored on its validation
 split (or dev, valid, val, test), or on a held-out part of train with --validation-split-percentage.
 
+--do_predict (run_ner.py's switch) then tags the test split with the final model (a CRF head: its Viterbi path) and
+writes what run_ner.py writes: predictions.txt, one line per test sentence holding its predicted tags, one per word,
+separated by spaces (a word cut off by --max-length: "O" for ner and chunk, "_" for pos); and when the test split
+has tags, predict_results.json with its scores prefixed predict_ (as the Trainer's save_metrics names them:
+predict_f1, predict_precision, ..., predict_loss, predict_samples), reported as the evaluation is. The test split:
+test.txt in --data-dir (--test-file names another file in it), --test-file's path without --data-dir (run_ner.py's
+--test_file: a CoNLL/CoNLL-U file, or a data file as --train-file is, its tags column optional), or a --dataset-name
+dataset's test split (its tags column optional); --max-predict-samples N tags its first N sentences. Test tags are
+checked as the evaluation tags are (one scheme, IOB1 read as IOB2, every tag seen in training).
+
 Where the data comes from, one of:
 
 * --data-dir DIR: CoNLL or CoNLL-U files in DIR, --train-file (default train.txt) and --eval-file (default
@@ -81,6 +91,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import time
@@ -109,13 +120,19 @@ from .lib.dataset_readers import (
     token_classification_data,
 )
 from .lib.finetuning import (
+    PREDICT_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
+    add_predict_arguments,
     add_word_dropout_argument,
     announce_and_push,
+    check_predict_options,
     describe_model,
     format_table,
     format_wall_times,
+    inference_ignore_keys,
+    predict_results,
+    predict_test_split,
     prepare_model,
     run_in_two_phases,
     run_summary,
@@ -145,8 +162,18 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_EVAL_FILE = "valid.txt"  # --eval-file in --data-dir unless given (None: not given)
 DEFAULT_TRAIN_FILE = "train.txt"  # --train-file in --data-dir unless given
+DEFAULT_TEST_FILE = "test.txt"  # --test-file in --data-dir unless given (--do_predict)
+PREDICTIONS_FILE = "predictions.txt"  # --do_predict's tags, as run_ner.py names the file
+#: The output fields the final evaluation and --do_predict gather beside the logits (``decoded_ids`` reads them): a
+#: bizoo token head's ``predictions``, its decoding (a CRF's Viterbi path, whatever ``crf_logits`` says).
+DECODED_OUTPUTS = ("predictions",)
+#: What predictions.txt holds for a word cut off by --max-length (no prediction): "O" where tags are spans (as the
+#: scores count it), "_" (CoNLL-U's empty field) for part-of-speech tags.
+NO_PREDICTION = {True: "O", False: "_"}
 
 Sentences = list[tuple[list[str], list[str]]]
+#: A test split's sentences: the tags None in a split without them (predicted, not scored).
+TestSentences = list[tuple[list[str], list[str] | None]]
 
 
 @dataclass(frozen=True)
@@ -244,6 +271,8 @@ class TaggingData:
         dataset: the result record's ``dataset``: name, type (config), true split name.
         held_out: with --validation-split-percentage: {"percentage", "seed", "of"}, else None.
         read_as_iob2: the names of the IOB1 data read as IOB2 (``check_span_tags``).
+        test, test_name: with --do_predict, the test sentences (tags None where the split has none) and what the
+            report calls them; else None.
     """
 
     train: Sentences
@@ -254,6 +283,13 @@ class TaggingData:
     dataset: dict[str, str]
     held_out: dict[str, Any] | None = None
     read_as_iob2: list[str] = field(default_factory=list)
+    test: TestSentences | None = None
+    test_name: str | None = None
+
+    @property
+    def test_tagged(self) -> bool:
+        """Whether there is a test split with tags (scored, checked as the evaluation split is)."""
+        return self.test is not None and all(tags is not None for _, tags in self.test)
 
 
 def data_files(args: argparse.Namespace) -> bool:
@@ -276,12 +312,16 @@ def _check_source_options(args: argparse.Namespace) -> None:
         ("--format", args.format, "auto"), ("--conllu-tags", args.conllu_tags, None),
     ) if value != default]
     if args.dataset_name is not None:
-        data_only = [option for option, value in (("--train-file", args.train_file), ("--eval-file", args.eval_file))
-                     if value is not None] + conll_only
+        data_only = [option for option, value in (("--train-file", args.train_file), ("--eval-file", args.eval_file),
+                                                  ("--test-file", args.test_file)) if value is not None] + conll_only
         if data_only:
             raise CommandError(f"{', '.join(data_only)}: options of files (CoNLL files in --data-dir, or the paths of "
                                "--train-file and --validation-file), not of --dataset-name, whose splits are read")
         return
+    if args.test_file is not None and args.data_dir is None and is_data_file(args.test_file) != data_files(args):
+        kinds = ("a data file (rows of word lists and tags)", "a CoNLL or CoNLL-U file")
+        raise CommandError(f"--test-file {args.test_file!r} is {kinds[not is_data_file(args.test_file)]} but "
+                           f"--train-file {args.train_file!r} {kinds[not data_files(args)]}: give both in one kind")
     if data_files(args):
         if conll_only:
             raise CommandError(f"{', '.join(conll_only)}: options of CoNLL files, not of --train-file "
@@ -314,14 +354,43 @@ def _held_out(train: Sentences, args: argparse.Namespace, of: str) -> tuple[Sent
     return kept, held, {"percentage": percentage, "seed": args.seed, "of": of}
 
 
-def load_sentences(args: argparse.Namespace) -> TaggingData:
+def load_sentences(args: argparse.Namespace, predict: bool = False) -> TaggingData:
     """The training and evaluation sentences from the files in --data-dir (CoNLL or CoNLL-U, as --format says) or
-    from --dataset-name; the evaluation part held out of train with --validation-split-percentage."""
+    from --dataset-name; the evaluation part held out of train with --validation-split-percentage. With ``predict``
+    (--do_predict) also the test sentences (``with_test``)."""
+    data = _load_sentences(args, predict)
+    return with_test(data, args) if predict else data
+
+
+def with_test(data: TaggingData, args: argparse.Namespace) -> TaggingData:
+    """``data`` with the test sentences --do_predict tags: the dataset's or data files' "test" split (read by
+    ``_load_sentences``: ``data.test`` is set), else the CoNLL file test.txt in --data-dir (--test-file names
+    another) or --test-file's path. ``CommandError`` naming what was looked for when it is missing."""
+    if data.test is not None:
+        return data
+    if args.data_dir is not None:
+        name = args.test_file if args.test_file is not None else DEFAULT_TEST_FILE
+        path = Path(args.data_dir) / name
+        if not path.is_file():
+            raise CommandError(f"--do_predict predicts the test split, but --data-dir {args.data_dir!r} holds no "
+                               f"{name} (--test-file names another file in it)")
+    else:
+        if args.test_file is None:
+            raise CommandError("--do_predict predicts the test split: give its path with --test-file (run_ner.py's "
+                               "--test_file)")
+        path = Path(args.test_file)
+        if not path.is_file():
+            raise CommandError(f"--test-file {args.test_file!r} does not exist or is not a file")
+    test = read_tagged_file(path, tagged_file_format(path.name, args.format), args.conllu_tags or "upos")
+    return replace(data, test=test, test_name=str(path))
+
+
+def _load_sentences(args: argparse.Namespace, predict: bool) -> TaggingData:
     _check_source_options(args)
     percentage = args.validation_split_percentage
     if args.dataset_name is not None or data_files(args):
         if args.dataset_name is not None:
-            splits = load_splits(args.dataset_name, args.dataset_config_name)
+            splits = load_splits(args.dataset_name, args.dataset_config_name, test=predict)
             if percentage is None and "validation" not in splits:
                 raise CommandError(f"--dataset-name {args.dataset_name!r} has no validation split (validation, "
                                    "dev, valid, val or test): hold out a part of train with "
@@ -329,20 +398,23 @@ def load_sentences(args: argparse.Namespace) -> TaggingData:
             name = args.dataset_name
             train_name, dataset = f"{name}/train", {"name": name, "type": name}
         else:
-            splits = load_splits(train_file=args.train_file, validation_file=args.eval_file)
+            splits = load_splits(train_file=args.train_file, validation_file=args.eval_file, test=predict,
+                                 test_file=args.test_file)
             name = describe(None, args.train_file)
             train_name, dataset = args.train_file, {"name": name, "type": dataset_type(None, args.train_file)}
         loaded = token_classification_data(splits, args.tokens_column, args.tags_column,
                                            need_validation=percentage is None)
+        test = {"test": loaded["test"], "test_name": f"{name} test" if args.dataset_name is not None
+                else args.test_file} if predict else {}
         if percentage is None:
             split = split_name(splits["validation"])
             eval_name = f"{name} {split}" if args.dataset_name is not None else args.eval_file
             return TaggingData(loaded["train"], loaded["validation"], conll_label_list(loaded["train"]), train_name,
-                               eval_name, {**dataset, "split": split})
+                               eval_name, {**dataset, "split": split}, **test)
         train, held, held_out = _held_out(loaded["train"], args, train_name)
         return TaggingData(train, held, conll_label_list(loaded["train"]), train_name,
                            f"{train_name} (held-out {percentage:g}%, seed {args.seed})",
-                           {**dataset, "split": HELD_OUT_SPLIT}, held_out)
+                           {**dataset, "split": HELD_OUT_SPLIT}, held_out, **test)
 
     if args.data_dir is None:  # --train-file and --eval-file are paths of CoNLL files
         data_dir, train_file, eval_file = Path("."), args.train_file, args.eval_file
@@ -397,31 +469,39 @@ def check_span_tags(data: TaggingData, task: str) -> TaggingData:
     """The data of a span task (ner, chunk) with every gold chunk well formed, IOB1 read as IOB2 (the module
     docstring says why); ``CommandError`` for tags that are not spans, for tags that follow no scheme (chunks opened
     both by I-X and by B-X after O; an IOBES/BILOU tag outside every well-formed chunk), and for training and
-    evaluation tags in different schemes.
+    evaluation (or test) tags in different schemes. A tagged test split (--do_predict) is checked and converted as
+    the evaluation split is; one without tags is left as it is.
 
     IOB1 is decided per file (for a held-out split: over the training data, both parts together): a file whose
     chunks open by I-X and never by B-X after O. Its sentences get ``iob1_to_iob2``, the labels are recomputed from
     the converted training sentences, and a warning names the file."""
-    files = [(data.train_name, data.train), (data.eval_name, data.eval)]
+    parts = {"train": data.train, "eval": data.eval, **({"test": data.test} if data.test_tagged else {})}
+    names = {"train": data.train_name, "eval": data.eval_name, "test": data.test_name}
     schemes = {}
-    for name, sentences in files:
+    for key, sentences in parts.items():
         try:
-            schemes[name] = span_scheme([tags for _, tags in sentences])
+            schemes[key] = span_scheme([tags for _, tags in sentences])
         except ValueError as err:
-            raise CommandError(f"{name}: {err}; --task {task} scores spans (tags that are not spans, such as "
+            raise CommandError(f"{names[key]}: {err}; --task {task} scores spans (tags that are not spans, such as "
                                "part-of-speech tags: --task pos)") from None
+    for key in [key for key in parts if key != "train"]:
+        try:
+            span_scheme([tags for _, tags in data.train + parts[key]])
+        except ValueError:
+            raise CommandError(f"{data.train_name} is tagged {schemes['train']} but {names[key]} "
+                               f"{schemes[key]}: tag both in one scheme") from None
     try:
-        scheme = span_scheme([tags for _, tags in data.train + data.eval])
-    except ValueError:
-        raise CommandError(f"{data.train_name} is tagged {schemes[data.train_name]} but {data.eval_name} "
-                           f"{schemes[data.eval_name]}: tag both in one scheme") from None
+        scheme = span_scheme([tags for sentences in parts.values() for _, tags in sentences])
+    except ValueError:  # each agrees with the training tags, not with each other
+        tagged = ", ".join(f"{names[key]} {schemes[key]}" for key in parts)
+        raise CommandError(f"the files are tagged in different schemes ({tagged}): tag them in one") from None
 
     numbered = data.held_out is None  # a held-out part's sentences are not numbered as in the file
-    parts = {"train": data.train, "eval": data.eval}
     read_as_iob2 = []
     if scheme == "IOB2":
         groups = ([(data.train_name, ["train"]), (data.eval_name, ["eval"])] if data.held_out is None
                   else [(data.train_name, ["train", "eval"])])
+        groups += [(data.test_name, ["test"])] if "test" in parts else []
         for name, keys in groups:
             sentences = [sentence for key in keys for sentence in parts[key]]
             opened: dict[str, list[tuple[int, int]]] = {"I": [], "B": []}
@@ -449,7 +529,8 @@ def check_span_tags(data: TaggingData, task: str) -> TaggingData:
                 "B-X; the same chunks). The model learns, predicts and is scored with IOB2 tags"
             )
 
-    for name, key in ((data.train_name, "train"), (data.eval_name, "eval")):
+    for key in parts:
+        name = names[key]
         for index, (_, tags) in enumerate(parts[key]):
             positions = unchunked_tags(tags, scheme)
             if positions:
@@ -463,7 +544,7 @@ def check_span_tags(data: TaggingData, task: str) -> TaggingData:
         return data
     training = parts["train"] + (parts["eval"] if data.held_out is not None else [])  # the labels' sentences
     return replace(data, train=parts["train"], eval=parts["eval"], labels=conll_label_list(training),
-                   read_as_iob2=read_as_iob2)
+                   read_as_iob2=read_as_iob2, test=parts.get("test", data.test))
 
 
 def eval_split(eval_file: str) -> str:
@@ -528,9 +609,10 @@ def check_max_length(max_length: int, tokenizer) -> None:
         )
 
 
-def encode_words(tokenizer, sentences: Sentences, label2id: dict[str, int], max_length: int,
+def encode_words(tokenizer, sentences: TestSentences, label2id: dict[str, int], max_length: int,
                  token_type_ids: bool = True) -> tuple[list[dict[str, Any]], list[list[int | None]]]:
-    """Tokenize pre-split words; the tag goes on each word's first sub-token, -100 everywhere else.
+    """Tokenize pre-split words; the tag goes on each word's first sub-token, -100 everywhere else (no ``labels`` at
+    all for a sentence whose tags are None: an untagged test split).
 
     Returns the features and, per sentence, the position of each word's first sub-token (None for a word that
     was truncated away or produced no token).
@@ -549,20 +631,36 @@ def encode_words(tokenizer, sentences: Sentences, label2id: dict[str, int], max_
             if word is None or word == previous:
                 labels.append(-100)
             else:
-                labels.append(label2id[tags[word]])
+                labels.append(label2id[tags[word]] if tags is not None else -100)
                 first[word] = position
             previous = word
         feature = {key: encoded[key][index] for key in keys}
-        feature["labels"] = labels
+        if tags is not None:
+            feature["labels"] = labels
         features.append(feature)
         first_positions.append(first)
     return features, first_positions
 
 
+def decoded_ids(predictions) -> np.ndarray:
+    """The tag ids a model predicts at each position, (N, L), from what ``Trainer.predict`` gathers: its outputs
+    besides the loss, one array or a tuple of them in the output's order. A bizoo token classifier's ``predictions``
+    output (N, L), integers (with a CRF head the Viterbi path, whatever ``crf_logits`` says; else the argmax) is taken
+    as it is; without one (another model), the argmax of the logits (N, L, K)."""
+    outputs = predictions if isinstance(predictions, tuple) else (predictions,)
+    for output in outputs:
+        output = np.asarray(output)
+        if output.ndim == 2 and np.issubdtype(output.dtype, np.integer):
+            return output  # (N, L), -100 past each sequence
+    return np.asarray(outputs[0]).argmax(axis=-1)  # (N, L, K) -> (N, L)
+
+
 def word_predictions(logits: np.ndarray, first_positions: list[list[int | None]], id2label: dict[int, str],
                      missing: str | None = "O") -> list[list[str | None]]:
-    """Per sentence, the tag predicted on each word's first sub-token (``missing`` for a word without one)."""
-    predicted = np.asarray(logits).argmax(axis=-1)  # (N, L)
+    """Per sentence, the tag predicted on each word's first sub-token (``missing`` for a word without one).
+    ``logits``: the scores (N, L, K), whose argmax is taken, or the predicted ids (N, L) (``decoded_ids``)."""
+    logits = np.asarray(logits)
+    predicted = logits if logits.ndim == 2 else logits.argmax(axis=-1)  # (N, L)
     return [
         [id2label[int(predicted[i, position])] if position is not None else missing for position in positions]
         for i, positions in enumerate(first_positions)
@@ -616,6 +714,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "treebank's own, column 5) (default: upos)",
     )
     data.add_argument(
+        "--test-file", "--test_file", default=None, metavar="FILE",  # None: not given (test.txt in --data-dir)
+        help=f"with --do_predict, the test file: with --data-dir, a file in it (default: {DEFAULT_TEST_FILE}); "
+        "without, its path (as --train-file: CoNLL/CoNLL-U, or a data file whose tags column is optional); not with "
+        "--dataset-name, whose test split is read",
+    )
+    data.add_argument(
         "--validation-split-percentage", "--validation_split_percentage", type=float, default=None, metavar="N",
         help="evaluate on N%% of the training sentences, held out of training (drawn with --seed), instead of "
         "--eval-file or the dataset's validation split: for data without an evaluation split, such as CoNLL-2000",
@@ -638,6 +742,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         task_option="task",  # the preset is the one of --task (ner, chunk or pos)
     )
     add_word_dropout_argument(parser)  # --word-dropout: lib.word_dropout, default the preset's
+    add_predict_arguments(
+        parser, f"tag the test split ({DEFAULT_TEST_FILE} in --data-dir, --test-file, or the dataset's test split) and "
+        f"write {PREDICTIONS_FILE} as run_ner.py does: one line per sentence, its predicted tags (a CRF: the Viterbi "
+        f"path) one per word, separated by spaces; a test split with tags is scored too ({PREDICT_RESULTS_FILE}, "
+        "the scores prefixed predict_)",
+    )
 
 
 def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], PreparedModel]:
@@ -646,13 +756,17 @@ def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], P
     from transformers import AutoModelForTokenClassification
 
     check_training_arguments(args, metrics=eval_metrics(args.task))
+    predict = check_predict_options(args)
     extra_config = task_config(args)
-    data = load_sentences(args)
+    data = load_sentences(args, predict)
     if TASKS[args.task].spans:
         data = check_span_tags(data, args.task)  # one scheme, every gold chunk well formed; IOB1 read as IOB2
     check_eval_tags(data.labels, data.eval, data.eval_name, read_as_iob2=bool(data.read_as_iob2))
+    if data.test_tagged:
+        check_eval_tags(data.labels, data.test, data.test_name, read_as_iob2=bool(data.read_as_iob2))
     data = replace(data, train=first_samples(data.train, args, "train", "sentences"),
-                   eval=first_samples(data.eval, args, "eval", "sentences"))  # the labels: of all of them
+                   eval=first_samples(data.eval, args, "eval", "sentences"),  # the labels: of all of them
+                   test=None if data.test is None else first_samples(data.test, args, "predict", "sentences"))
     id2label = dict(enumerate(data.labels))
     config = {"id2label": id2label, "label2id": {tag: i for i, tag in id2label.items()}, **extra_config}
     prepared = prepare_model(
@@ -666,9 +780,12 @@ def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], P
     check_max_length(args.max_length, prepared.tokenizer)
     token_types = getattr(prepared.model.config, "type_vocab_size", 1) != 0
     label2id = config["label2id"]
+    # the test sentences with words (an empty row of a dataset's test split gets an empty line, no model call)
+    test = [sentence for sentence in data.test or () if sentence[0]]
     encoded = {
         name: encode_words(prepared.tokenizer, sentences, label2id, args.max_length, token_types)
-        for name, sentences in (("train", data.train), ("eval", data.eval))
+        for name, sentences in (("train", data.train), ("eval", data.eval), ("test", test))
+        if name != "test" or data.test is not None
     }
     return data, encoded, prepared
 
@@ -715,9 +832,9 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     def scores_of(predictions) -> dict:
         """The task's scores of the evaluation split from the Trainer's predictions: during training
         (--eval_strategy, --metric_for_best_model) and at the end alike."""
-        logits = predictions[0] if isinstance(predictions, tuple) else predictions  # (N, L, K), -100 past each batch
-        # a CRF's argmax: its Viterbi path; a word without a prediction: None ("O" for spans, wrong for pos)
-        return tagging_scores(args.task, gold, word_predictions(logits, first_positions, id2label, missing=None))
+        ids = decoded_ids(predictions)  # (N, L), -100 past each sequence; a CRF's Viterbi path
+        # a word without a prediction: None ("O" for spans, wrong for pos)
+        return tagging_scores(args.task, gold, word_predictions(ids, first_positions, id2label, missing=None))
 
     def compute_metrics(prediction) -> dict[str, float]:
         scores = scores_of(prediction.predictions)
@@ -726,7 +843,11 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     trainer, train_output, train_seconds = train(args, prepared, train_features, collator, eval_dataset=eval_features,
                                                  compute_metrics=compute_metrics)
 
-    scores = scores_of(trainer.predict(eval_features).predictions)
+    # the final evaluation and the test split read the model's own decoding (``predictions``: a CRF's Viterbi path)
+    # gathered beside the logits; during training the Trainer gathers the logits alone (their argmax)
+    scores = scores_of(trainer.predict(eval_features,
+                                       ignore_keys=inference_ignore_keys(trainer.model, DECODED_OUTPUTS)).predictions)
+    files, test_scores = predict_test(args, trainer, data, encoded, id2label) if data.test is not None else ({}, None)
     total_seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
         return 0
@@ -737,6 +858,8 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     if truncated:
         scored = "as 'O'" if task.spans else "as wrong"
         report(f"{truncated:,} of {n_words:,} words were cut off by --max-length {args.max_length} and scored {scored}")
+    if data.test is not None:
+        _report_test(args, data, encoded["test"][1], test_scores)
     report(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
     results = {
@@ -753,9 +876,11 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
         "num_eval_examples": len(data.eval),
         "num_eval_words": n_words,
         "truncated_words": truncated,
+        **({"test_file": data.test_name, "num_predict_examples": len(data.test)} if data.test is not None else {}),
+        **({"predict_metrics": test_scores} if test_scores is not None else {}),
         **run_summary(args, prepared, train_output, train_seconds, total_seconds),
     }
-    output_dir = save_final(prepared, results, trainer.state.log_history)
+    output_dir = save_final(prepared, results, trainer.state.log_history, files)
     record_results(
         output_dir,
         task={"type": "token-classification", "name": task.name},
@@ -763,8 +888,46 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
         metrics={name: scores[name] for name in metrics},
         metric_names={name: METRIC_NAMES[name] for name in metrics},
     )
-    announce_and_push(trainer, prepared, output_dir)
+    announce_and_push(trainer, prepared, output_dir, list(files))
     return 0
+
+
+def predict_test(args: argparse.Namespace, trainer, data: TaggingData, encoded: dict[str, tuple],
+                 id2label: dict[int, str]) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """--do_predict: tag the test sentences with the trained model. Returns the files to write (``PREDICTIONS_FILE``:
+    one line per sentence, its tags one per word; with tags, ``PREDICT_RESULTS_FILE`` too) and the scores of a test
+    split with tags (None without)."""
+    features, first_positions = encoded["test"]  # the sentences with words, in order
+    output = predict_test_split(trainer, features, keep=DECODED_OUTPUTS) if features else None
+    ids = decoded_ids(output.predictions) if output is not None else None  # (N, L); a CRF's Viterbi path
+    predicted = iter(word_predictions(ids, first_positions, id2label, missing=None) if features else ())
+    tags = [next(predicted) if words else [] for words, _ in data.test]  # an empty row: an empty line
+    no_prediction = NO_PREDICTION[TASKS[args.task].spans]
+    lines = [" ".join(tag if tag is not None else no_prediction for tag in sentence) for sentence in tags]
+    files = {PREDICTIONS_FILE: "".join(f"{line}\n" for line in lines)}
+    if not data.test_tagged:
+        return files, None
+    scores = tagging_scores(args.task, [gold for _, gold in data.test], tags)
+    metrics = output.metrics if output is not None else {}
+    files[PREDICT_RESULTS_FILE] = json.dumps(predict_results(metrics, scores, len(data.test)), indent=2) + "\n"
+    return files, scores
+
+
+def _report_test(args: argparse.Namespace, data: TaggingData, first_positions: list[list[int | None]],
+                 scores: dict[str, Any] | None) -> None:
+    """What --do_predict did: the test split's scores (when it has tags) or how many sentences were tagged, and the
+    words cut off by --max-length."""
+    report()
+    if scores is not None:
+        report(f"{data.test_name}, test (--do_predict)")
+        _report_scores(args.task, scores)
+    else:
+        report(f"{data.test_name}: {len(data.test):,} test sentences tagged, without tags to score")
+    cut = sum(position is None for positions in first_positions for position in positions)
+    if cut:
+        shown = NO_PREDICTION[TASKS[args.task].spans]
+        report(f"{cut:,} test words were cut off by --max-length {args.max_length}: {PREDICTIONS_FILE} gives them "
+               f"{shown!r}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ Where the data comes from (``load_splits``), as transformers' ``run_glue.py``/``
   ``HF_HUB_OFFLINE=1`` the cache only) and loaded from there; ``--dataset-config-name`` picks a configuration.
 
 Splits: "train", and for evaluation "validation" (also named "dev", "valid" or "val"; "test" when there is no
-validation split). Rows are read as plain examples:
+validation split); with ``test=True`` (--do_predict) also "test": the dataset's test split, or ``--test-file``.
+A test split may go without labels (no label column, or every label missing or -1, the Hub's mark of an unlabelled
+row): its examples then have ``label`` None (tags None). Rows are read as plain examples:
 
 * text classification (``text_classification_data``): one or two text columns (``sentence1``/``sentence2`` when
   present, else ``sentence`` or ``text``, or the ones named) and a label column (``label``). A ``ClassLabel`` column
@@ -62,10 +64,12 @@ def add_dataset_name_arguments(source, data, what: str) -> None:
 
 def load_splits(dataset_name: str | None = None, dataset_config: str | None = None, train_file: str | None = None,
                 validation_file: str | None = None, *, streaming: bool = False,
-                option: str = "--dataset-name") -> dict[str, Any]:
+                option: str = "--dataset-name", test: bool = False, test_file: str | None = None) -> dict[str, Any]:
     """``{"train": ..., "validation": ...}`` (``datasets.Dataset``, or ``IterableDataset`` when ``streaming``) from
     a dataset name or data files (module docstring); "validation" is absent when the source has no such split.
-    ``option`` names the dataset's option in errors."""
+    ``option`` names the dataset's option in errors. With ``test`` (or a ``test_file``, read with the other files)
+    also ``"test"``: the dataset's "test" split or the file; ``CommandError`` naming what was looked for when there is
+    none."""
     import datasets
 
     if dataset_name is not None:
@@ -78,9 +82,11 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
     else:
         if train_file is None:
             raise CommandError("give --dataset-name, or --train-file (and --validation-file)")
-        files = {"train": train_file, **({"validation": validation_file} if validation_file else {})}
+        files = {"train": train_file, **({"validation": validation_file} if validation_file else {}),
+                 **({"test": test_file} if test_file else {})}
         suffixes = set()
-        for option, path in (("--train-file", train_file), ("--validation-file", validation_file)):
+        for option, path in (("--train-file", train_file), ("--validation-file", validation_file),
+                             ("--test-file", test_file)):
             if path is None:
                 continue
             if not Path(path).is_file():
@@ -90,8 +96,9 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
                 raise CommandError(f"{option} {path!r}: give a {', '.join(FILE_BUILDERS)} file")
             suffixes.add(".tsv" if suffix == ".tsv" else FILE_BUILDERS[suffix])  # one delimiter reads both files
         if len(suffixes) > 1:
-            raise CommandError(f"--train-file and --validation-file must have the same format (got {train_file!r} "
-                               f"and {validation_file!r}; .json and .jsonl are one format, .csv and .tsv two)")
+            named = " and ".join(repr(path) for path in files.values())
+            raise CommandError(f"--train-file, --validation-file and --test-file must have the same format (got "
+                               f"{named}; .json and .jsonl are one format, .csv and .tsv two)")
         kind = suffixes.pop()
         builder = FILE_BUILDERS.get(kind, kind)
         options = {**CSV_OPTIONS, **({"delimiter": "\t"} if kind == ".tsv" else {})} if builder == "csv" else {}
@@ -106,6 +113,12 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
     evaluation = next((name for name in EVAL_SPLITS if name in loaded), None)
     if evaluation is not None:
         splits["validation"] = loaded[evaluation]
+    if test or test_file:
+        if "test" not in loaded:
+            looked_for = (f"{source} has no 'test' split (it has {', '.join(loaded)})" if dataset_name is not None
+                          else "no --test-file was given (run_glue.py / run_ner.py's --test_file)")
+            raise CommandError(f"--do_predict predicts the test split, but {looked_for}")
+        splits["test"] = loaded["test"]
     return splits
 
 
@@ -117,8 +130,8 @@ def _unreadable(builder: str, files: dict[str, str], options: dict[str, Any], er
     with the error ``load_dataset`` gave."""
     import datasets
 
-    options_of = {"train": "--train-file", "validation": "--validation-file"}
-    for split in sorted(files, key=lambda split: split != "validation"):
+    options_of = {"train": "--train-file", "validation": "--validation-file", "test": "--test-file"}
+    for split in sorted(files, key=lambda split: split == "train"):
         try:
             for _ in datasets.load_dataset(builder, data_files={split: files[split]}, split=split, streaming=True,
                                            **options):
@@ -133,8 +146,8 @@ def _unreadable(builder: str, files: dict[str, str], options: dict[str, Any], er
                             f"{_advice(cause)}")
     named = " and ".join(f"{options_of[split]} {path!r}" for split, path in files.items())
     return CommandError(f"{named} each read alone but not together as {builder}: {_cause(cause)} (the validation "
-                        "file is read with the train file's column types: a column of numbers in one must hold "
-                        "numbers, or empty cells, in the other)")
+                        "file is read with the train file's column types, and so is a test file: a column of numbers "
+                        "in one must hold numbers, or empty cells, in the other)")
 
 
 def _unwrapped(err: BaseException) -> BaseException:
@@ -204,7 +217,8 @@ def text_classification_data(splits: dict[str, Any], text_columns: list[str] | N
     if not 1 <= len(columns) <= 2:
         raise CommandError(f"--text-columns names one or two columns, got {len(columns)}")
     feature = train.features.get(label_column)
-    raw = {name: list(_column(split, label_column, "--label-column", name)) for name, split in splits.items()}
+    labelled = {name: split for name, split in splits.items() if name != "test" or has_labels(split, label_column)}
+    raw = {name: list(_column(split, label_column, "--label-column", name)) for name, split in labelled.items()}
     for name, values in raw.items():
         if not values:
             raise CommandError(f"the {name} split holds no examples")
@@ -256,11 +270,22 @@ def text_classification_data(splits: dict[str, Any], text_columns: list[str] | N
                        "file)") if number else ""
                 raise CommandError(f"the {name} split's {column!r} holds {what} at row {row}{more}, not text: give "
                                    f"every example its text{why}")
+        split_labels = labels[name] if name in labels else [None] * len(texts[0])  # an unlabelled test split
+        if not split_labels:
+            raise CommandError(f"the {name} split holds no examples")
         examples[name] = [
-            {**{f"sentence{i + 1}": values[row] for i, values in enumerate(texts)}, "label": labels[name][row]}
-            for row in range(len(labels[name]))
+            {**{f"sentence{i + 1}": values[row] for i, values in enumerate(texts)}, "label": split_labels[row]}
+            for row in range(len(split_labels))
         ]
     return TextClassificationData(examples, columns, names, regression)
+
+
+def has_labels(split, column: str) -> bool:
+    """Whether a test split has labels in ``column``: the column exists and some value is neither missing nor -1 (the
+    Hub's mark of an unlabelled row, as GLUE's test splits have). One without is predicted, not scored."""
+    if column not in split.column_names:
+        return False
+    return any(value is not None and value != -1 and value != "" for value in split[column])
 
 
 def _class_ids(raw: dict[str, list], classes: list) -> dict[str, list[int]]:
@@ -315,11 +340,12 @@ def _is_number(value) -> bool:
 def token_classification_data(splits: dict[str, Any], tokens_column: str = "tokens", tags_column: str = "ner_tags",
                               need_validation: bool = True) -> dict[str, list[tuple[list[str], list[str]]]]:
     """``{split: [(words, tags), ...]}`` with tag names (``ClassLabel`` ids mapped through the feature's names).
-    Without ``need_validation`` (the caller holds a part of train out) only "train" is read."""
+    Without ``need_validation`` (the caller holds a part of train out) "validation" is not read. A "test" split keeps
+    its empty rows (one prediction line per row) and may have no tags column (its tags are then None)."""
     import datasets
 
     if not need_validation:
-        splits = {"train": splits["train"]}
+        splits = {name: split for name, split in splits.items() if name != "validation"}
     elif "validation" not in splits:
         raise CommandError("the dataset has no validation split (validation, dev, valid, val or test)")
     feature = splits["train"].features.get(tags_column)
@@ -328,9 +354,18 @@ def token_classification_data(splits: dict[str, Any], tokens_column: str = "toke
     out = {}
     for name, split in splits.items():
         words = _column(split, tokens_column, "--tokens-column", name)
+        if name == "test" and (tags_column not in split.column_names
+                               or all(tags is None for tags in split[tags_column])):
+            # predicted, not scored: tags None (a test file read beside tagged ones has None cells)
+            out[name] = [(list(w), None) for w in words]  # every row, empty ones too: one prediction line each
+            if not out[name]:
+                raise CommandError(f"the {name} split holds no sentences")
+            continue
         tags = _column(split, tags_column, "--tags-column", name)
         sentences = []
         for row, (w, t) in enumerate(zip(words, tags)):
+            if t is None:
+                raise CommandError(f"the {name} split's row {row} has no {tags_column!r}: give every row its tags")
             if len(w) != len(t):
                 raise CommandError(f"the {name} split's row {row} has {len(w)} words but {len(t)} tags")
             if names is not None:
@@ -338,9 +373,9 @@ def token_classification_data(splits: dict[str, Any], tokens_column: str = "toke
             elif any(not isinstance(tag, str) for tag in t):
                 raise CommandError(f"{tags_column!r} holds ids without names (not a ClassLabel): give tag strings or "
                                    "a ClassLabel feature")
-            if w:
+            if w or name == "test":  # a test row is kept even when empty: one prediction line per row
                 sentences.append((list(w), list(t)))
-        if not sentences:
+        if not any(w for w, _ in sentences):
             raise CommandError(f"the {name} split holds no sentences")
         out[name] = sentences
     return out

@@ -28,6 +28,10 @@ Two remedies for a model that fits its training data better than it generalises,
   [UNK] to stand in for while the characters stay.
 * ``--best-checkpoint`` (``lib.training``): the checkpoint that scored best on the evaluation split, rather than the
   last one, is the model saved and evaluated at the end.
+
+``--do_predict`` (run_glue.py's and run_ner.py's switch; a command takes it with ``add_predict_arguments``): after
+the evaluation, the final model predicts the command's test split (cut to ``--max-predict-samples``) and the command
+writes what the example script writes (``save_final``'s ``files``, in the same staged update as the model).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from .models import (
 from .output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .results import RESULTS_FILE
 from .training import (
+    TRAINING_GROUP_TITLE,
     EvaluatesEveryExample,
     add_preset_option,
     build_on_first_process,
@@ -77,6 +82,8 @@ DEFAULT_VOCAB_SIZE = 8000
 
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_LOG_FILE = "training_log.json"
+#: What the Trainer's ``save_metrics("predict", ...)`` names the test metrics (run_ner.py writes it).
+PREDICT_RESULTS_FILE = "predict_results.json"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -132,6 +139,67 @@ def add_word_dropout_argument(parser: argparse.ArgumentParser) -> None:
         "--seed, the epoch and the example only. Needs a model that reads words and characters (bilstm_crf) "
         "(default: %(default)s)",
     )
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--do_predict for a command that predicts a test split after training (``what``: which split, and what it
+    writes, for --help), and run_glue.py / run_ner.py's --max-predict-samples N; call it after
+    ``training.add_training_arguments`` (``check_training_arguments`` refuses --do_predict in any other command)."""
+    group = next(group for group in parser._action_groups if group.title == TRAINING_GROUP_TITLE)
+    group.add_argument(
+        "--max-predict-samples", "--max_predict_samples", type=int, default=None, metavar="N",
+        help="with --do_predict: predict the first N test examples only (as run_*.py's option)",
+    )
+    for action in parser._actions:
+        if action.dest == "do_predict":  # TrainingArguments' field, passed through: say what it does here
+            action.help = f"after training and evaluation, {what}"
+    parser.set_defaults(_predicts=True)
+
+
+def check_predict_options(args: argparse.Namespace, test_file_option: str = "--test-file") -> bool:
+    """Whether --do_predict asks for the test split; ``CommandError`` for --test-file or --max-predict-samples
+    without it (nothing would read them)."""
+    predict = bool(getattr(args, "do_predict", False))
+    if not predict:
+        given = [option for option, value in ((test_file_option, getattr(args, "test_file", None)),
+                                              ("--max-predict-samples", getattr(args, "max_predict_samples", None)))
+                 if value is not None]
+        if given:
+            raise CommandError(f"{', '.join(given)}: for the test split --do_predict predicts; add --do_predict "
+                               "or drop it")
+    return predict
+
+
+def predict_results(trainer_metrics: dict[str, Any], scores: dict[str, Any], samples: int) -> dict[str, Any]:
+    """What ``predict_results.json`` holds, as the Trainer's ``save_metrics("predict", ...)`` names it: the
+    ``trainer.predict(..., metric_key_prefix="predict")`` metrics (``predict_loss``, ``predict_runtime``, ...), the
+    command's ``scores`` of the test split with the ``predict_`` prefix, and ``predict_samples``."""
+    return {**trainer_metrics, **{f"predict_{name}": value for name, value in scores.items()},
+            "predict_samples": samples}
+
+
+def inference_ignore_keys(model, keep: Sequence[str] = ()) -> list[str] | None:
+    """The ``ignore_keys`` of ``Trainer.predict``/``evaluate`` that keep the output fields ``keep`` in the gathered
+    predictions: the model config's ``keys_to_ignore_at_inference`` (a bizoo token head's ``predictions`` and
+    ``marginals``, left out so that the predictions are the logits alone) without them; None (the Trainer's default)
+    when ``keep`` is empty. A command that keeps ``predictions`` reads the model's own decoding: with a CRF head the
+    Viterbi path, also where ``crf_logits="log_marginals"`` makes the argmax of the logits posterior decoding."""
+    if not keep:
+        return None
+    return [key for key in getattr(model.config, "keys_to_ignore_at_inference", None) or [] if key not in keep]
+
+
+def predict_test_split(trainer, dataset, keep: Sequence[str] = ()):
+    """``trainer.predict(dataset, metric_key_prefix="predict")`` without the Trainer's ``compute_metrics`` (the
+    evaluation split's scoring, which reads the evaluation examples): the command scores the test split itself.
+    ``keep``: output fields to gather beside the logits (``inference_ignore_keys``). The metrics are the Trainer's
+    own (``predict_loss`` with labels, ``predict_runtime`` ...)."""
+    compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None
+    try:
+        return trainer.predict(dataset, metric_key_prefix="predict",
+                               ignore_keys=inference_ignore_keys(trainer.model, keep))
+    finally:
+        trainer.compute_metrics = compute_metrics
 
 
 def check_word_dropout(args: argparse.Namespace, tokenizer=None, model=None) -> None:
@@ -561,9 +629,11 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
     return trainer, result, seconds
 
 
-def save_final(prepared: PreparedModel, results: dict[str, Any], log_history: list[dict] | None = None) -> Path:
-    """Save the model, tokenizer, ``eval_results.json`` and the Trainer's log (``training_log.json``) into a staging
-    folder beside the output folder, then move them in (checkpoints stay). Returns the output folder."""
+def save_final(prepared: PreparedModel, results: dict[str, Any], log_history: list[dict] | None = None,
+               files: dict[str, str] | None = None) -> Path:
+    """Save the model, tokenizer, ``eval_results.json``, the Trainer's log (``training_log.json``) and ``files``
+    (file name -> text: --do_predict's predictions) into a staging folder beside the output folder, then move them in
+    (checkpoints stay). Returns the output folder."""
     output_dir = prepared.output_dir
     with staged_update(output_dir) as staging:
         prepared.model.save_pretrained(str(staging))
@@ -571,13 +641,17 @@ def save_final(prepared: PreparedModel, results: dict[str, Any], log_history: li
         (staging / EVAL_RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         if log_history is not None:
             (staging / TRAINING_LOG_FILE).write_text(json.dumps(log_history, indent=1) + "\n", encoding="utf-8")
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
     return output_dir
 
 
-def announce_and_push(trainer, prepared: PreparedModel, output_dir: Path) -> None:
-    """The end of a fine-tuning command, after ``save_final`` and ``record_results``: say what was saved where, and
-    push the folder to the Hub when ``--push_to_hub`` asked for it (``training.push_final_folder``)."""
-    report(f"saved the model, tokenizer, {EVAL_RESULTS_FILE} and {RESULTS_FILE} to {output_dir}")
+def announce_and_push(trainer, prepared: PreparedModel, output_dir: Path, files: Sequence[str] = ()) -> None:
+    """The end of a fine-tuning command, after ``save_final`` and ``record_results``: say what was saved where (with
+    ``files``, the names of ``save_final``'s other files), and push the folder to the Hub when ``--push_to_hub``
+    asked for it (``training.push_final_folder``)."""
+    report(f"saved the model, tokenizer, {', '.join([EVAL_RESULTS_FILE, *files])} and {RESULTS_FILE} to "
+           f"{output_dir}")
     repo = push_final_folder(trainer, output_dir, prepared.model, prepared.tokenizer)
     if repo is not None:
         report(f"pushed {output_dir} to the Hub repository {repo}")

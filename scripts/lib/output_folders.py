@@ -50,6 +50,7 @@ RUN_OUTPUTS = (
     "vocab.json", "merges.txt", "chat_template.jinja",
     "training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
     "training_log.json", "bizoo_results.json", "loss_curve.png", "README.md",
+    "predict_results*.txt", "predict_results.json", "predictions.txt",  # --do_predict's
 )
 
 

@@ -12,8 +12,9 @@ A bizoo option that sets a ``TrainingArguments`` field of the same name is that 
 (``--max-steps`` is ``--max_steps``). One with another name is an alias (``ALIASES``: ``--batch-size`` is
 ``--per_device_train_batch_size``, ``--epochs`` is ``--num_train_epochs``, ...): giving both with different values is
 an error. ``--resume`` is ``--resume_from_checkpoint`` with the newest checkpoint of ``--output-dir``.
-``--max-train-samples`` / ``--max-eval-samples`` are run_*.py's data options: the command cuts its examples to the
-first N (``first_samples``).
+``--max-train-samples`` / ``--max-eval-samples`` (and the fine-tuning commands' ``--max-predict-samples``) are
+run_*.py's data options: the command cuts its examples to the first N (``first_samples``). ``--do_predict`` is refused
+unless the command predicts a test split (``lib.finetuning.add_predict_arguments``).
 
 The value each ``TrainingArguments`` field gets, the first that applies:
 
@@ -491,7 +492,8 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
         value = getattr(args, name)
         if not math.isfinite(value):
             raise CommandError(f"{_option(name)} must be a finite number, got {value}")
-    for name in ("batch_size", "gradient_accumulation_steps", "max_length", "max_train_samples", "max_eval_samples"):
+    for name in ("batch_size", "gradient_accumulation_steps", "max_length", "max_train_samples", "max_eval_samples",
+                 "max_predict_samples"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise CommandError(f"{_option(name)} must be >= 1, got {value}")
@@ -514,7 +516,9 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
     for name in ("do_train", "do_eval"):  # run_glue.py's switches: a bizoo command always trains and evaluates
         if _given(args, name) and not getattr(args, name):
             raise CommandError(f"--{name} false: this command always trains, then evaluates; drop the option")
-    if getattr(args, "do_predict", False):
+    # --do_predict: the fine-tuning commands predict their test split after training (``lib.finetuning.
+    # add_predict_arguments`` sets ``_predicts``); any other command has no test split to predict
+    if getattr(args, "do_predict", False) and not getattr(args, "_predicts", False):
         raise CommandError("--do_predict: this command predicts no test split; it trains, then evaluates")
     checkpoint = getattr(args, "resume_from_checkpoint", None)
     if checkpoint is not None and not Path(checkpoint).is_dir():
@@ -526,13 +530,14 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
 
 
 def first_samples(examples: Sequence[T], args: argparse.Namespace, split: str, what: str = "examples") -> Sequence[T]:
-    """The first --max-train-samples (``split`` "train") or --max-eval-samples ("eval") of ``examples``, all of them
-    when the option is not given; the cut is logged."""
+    """The first --max-train-samples (``split`` "train"), --max-eval-samples ("eval") or --max-predict-samples
+    ("predict") of ``examples``, all of them when the option is not given; the cut is logged."""
     limit = getattr(args, f"max_{split}_samples", None)
     if limit is None or limit >= len(examples):
         return examples
-    logger.info(f"{_option(f'max_{split}_samples')} {limit}: {'training' if split == 'train' else 'evaluation'} "
-                f"on the first {limit:,} of {len(examples):,} {what}")
+    doing = {"train": "training", "eval": "evaluation", "predict": "prediction"}[split]
+    logger.info(f"{_option(f'max_{split}_samples')} {limit}: {doing} on the first {limit:,} of {len(examples):,} "
+                f"{what}")
     return examples[:limit]
 
 

@@ -406,7 +406,8 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_pat
 def test_clear_previous_run_removes_a_runs_files_only(tmp_path):
     folder = tmp_path / "run"
     for name in ("checkpoint-4/model.safetensors", "runs/events", "model-00001-of-00002.safetensors",
-                 "bizoo_results.json", "README.md", "notes.txt", "data/train.csv"):
+                 "bizoo_results.json", "README.md", "notes.txt", "data/train.csv",
+                 "predictions.txt", "predict_results.json", "predict_results_mnli-mm.txt"):  # --do_predict's files
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text("x")
     with pytest.raises(CommandError, match="an input of this run"):

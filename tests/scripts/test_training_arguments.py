@@ -241,7 +241,9 @@ REFUSED = {
     "integration not installed": (finetune_glue, ["--report_to", "wandb"],
                                   "--report_to wandb: WandbCallback requires wandb to be installed"),
     "unknown integration": (pretrain, ["--report_to", "carrier_pigeon"], "carrier_pigeon is not supported"),
-    "do_predict": (finetune_glue, ["--do_predict"], "predicts no test split"),
+    "do_predict without a test split": (finetune_glue, ["--do_predict"],
+                                        "--do_predict predicts GLUE SST-2's test split, but GLUE SST-2 test file"),
+    "do_predict in a command without a test split": (pretrain, ["--do_predict"], "predicts no test split"),
     "do_train false": (finetune_ner, ["--do_train", "false"], "--do_train false: this command always trains"),
     "needed by the command": (pretrain, ["--prediction_loss_only", "true"], "this command needs prediction_loss_only"),
 }
