@@ -840,11 +840,12 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
         scores = scores_of(prediction.predictions)
         return {name: scores[name] for name in metrics}
 
-    trainer, train_output, train_seconds = train(args, prepared, train_features, collator, eval_dataset=eval_features,
-                                                 compute_metrics=compute_metrics)
-
-    # the final evaluation and the test split read the model's own decoding (``predictions``: a CRF's Viterbi path)
-    # gathered beside the logits; during training the Trainer gathers the logits alone (their argmax)
+    # every evaluation (during training, the final one, the test split) reads the model's own decoding
+    # (``predictions``: a CRF's Viterbi path) gathered beside the logits
+    trainer, train_output, train_seconds = train(
+        args, prepared, train_features, collator, eval_dataset=eval_features, compute_metrics=compute_metrics,
+        ignore_keys_for_eval=inference_ignore_keys(prepared.model, DECODED_OUTPUTS),
+    )
     scores = scores_of(trainer.predict(eval_features,
                                        ignore_keys=inference_ignore_keys(trainer.model, DECODED_OUTPUTS)).predictions)
     files, test_scores = predict_test(args, trainer, data, encoded, id2label) if data.test is not None else ({}, None)

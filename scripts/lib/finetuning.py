@@ -585,13 +585,15 @@ def _ordered_evaluation_trainer():
 
 
 def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data_collator, eval_dataset=None,
-          compute_metrics: Callable[[Any], dict[str, float]] | None = None):
+          compute_metrics: Callable[[Any], dict[str, float]] | None = None,
+          ignore_keys_for_eval: list[str] | None = None):
     """Train with ``transformers.Trainer`` (checkpoints in the output folder; --resume continues the last one).
 
     ``eval_dataset`` and ``compute_metrics`` (``EvalPrediction`` -> the task's metrics, by the names
     ``check_best_model_metric`` allows) are the evaluation during training that --eval_strategy asks for, and what
     --load_best_model_at_end / --metric_for_best_model (or --best-checkpoint) select the best checkpoint by; that
-    checkpoint's weights are then in ``prepared.model``. With --word-dropout P > 0 the training examples are wrapped in
+    checkpoint's weights are then in ``prepared.model``. ``ignore_keys_for_eval``: the output fields that evaluation
+    leaves out of the gathered predictions (the Trainer's argument; ``inference_ignore_keys``). With --word-dropout P > 0 the training examples are wrapped in
     ``WordDropoutExamples`` (``eval_dataset`` never is). With --overwrite what a previous run left in the output
     folder (its checkpoints, weights and results) is removed first, nothing else (``clear_previous_run``).
     Returns ``(trainer, TrainOutput, seconds)``.
@@ -620,7 +622,7 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
         callbacks=callbacks,
     )
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=prepared.checkpoint)
+    result = trainer.train(resume_from_checkpoint=prepared.checkpoint, ignore_keys_for_eval=ignore_keys_for_eval)
     seconds = time.perf_counter() - start
     best = trainer.state.best_model_checkpoint
     if training_args.load_best_model_at_end and best is not None:

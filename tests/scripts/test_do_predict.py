@@ -498,3 +498,23 @@ def test_help_says_what_do_predict_writes(module, capsys) -> None:
     assert "--max-predict-samples" in text and "--test-file" in text
     written = "predict_results_<task>.txt" if module is finetune_glue else "predictions.txt"
     assert "after training and evaluation, " in text and written in text
+
+
+def test_ner_evaluation_during_training_reads_the_viterbi_path(conll: Path, tmp_path: Path) -> None:
+    """--eval_strategy steps: the evaluation during training (what --best-checkpoint and --metric_for_best_model
+    choose by) decodes as the final one does. Its last evaluation, at the last step, scores the final weights: the
+    same F1 as the final evaluation, the Viterbi path's (the argmax of the log-marginals scores differently here)."""
+    output = tmp_path / "run"
+    assert call(finetune_ner.main, [*CRF, "--data-dir", conll, "--output-dir", output,
+                                    "--eval_strategy", "steps", "--eval_steps", "3"]) == 0
+    log = json.loads((output / "training_log.json").read_text(encoding="utf-8"))
+    during = [entry for entry in log if "eval_conlleval_f1" in entry]
+    assert [entry["step"] for entry in during] == [3]
+    final = json.loads((output / "eval_results.json").read_text(encoding="utf-8"))["metrics"]["conlleval_f1"]
+    assert during[-1]["eval_conlleval_f1"] == pytest.approx(final)
+    seqeval_metrics = pytest.importorskip("seqeval.metrics")
+    valid = read_conll_file(conll / "valid.txt")
+    decoded, posterior = crf_decodings(output, [words for words, _ in valid])
+    gold = [tags for _, tags in valid]
+    assert final == pytest.approx(seqeval_metrics.f1_score(gold, decoded))
+    assert final != pytest.approx(seqeval_metrics.f1_score(gold, posterior))

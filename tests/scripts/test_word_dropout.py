@@ -410,14 +410,15 @@ def test_the_best_epoch_is_the_model_saved(data_dir: Path, tmp_path: Path, monke
     calls = []
     original_train = finetune_ner.train
 
-    def train_with_falling_scores(args, prepared, train_dataset, collator, eval_dataset=None, compute_metrics=None):
+    def train_with_falling_scores(args, prepared, train_dataset, collator, eval_dataset=None, compute_metrics=None,
+                                  **options):
         def falling(prediction):
             calls.append(prediction)
             scores = compute_metrics(prediction)
             return {**scores, "f1": forced[len(calls) - 1]} if len(calls) <= len(forced) else scores
 
         return original_train(args, prepared, train_dataset, collator, eval_dataset=eval_dataset,
-                              compute_metrics=falling)
+                              compute_metrics=falling, **options)
 
     monkeypatch.setattr(finetune_ner, "train", train_with_falling_scores)
     extra = ["--epochs", "3"]
