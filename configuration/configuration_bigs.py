@@ -51,8 +51,9 @@ class BiGSConfig(BizooConfig):
             changes real outputs).
         position_embedding_type (`str`, defaults to `"absolute"`): learned positions (`"none"` turns them off).
         classifier_pooling (`str`, defaults to `"mean"`): the original's mean over non-pad tokens.
-        ssm_lr_multiplier (`float`, defaults to 0.1), ssm_weight_decay (`float`, defaults to 0.0): what
-            `bigs_parameter_groups` gives A, Δ (the original's recipe: 0.1× learning rate, no weight decay).
+        ssm_lr_multiplier (`float`, defaults to 0.1), ssm_weight_decay (`float`, defaults to 0.0): what the
+            model's `parameter_groups(learning_rate, weight_decay)` gives A and Δ (the recipe the original's S4D
+            layer declares: 0.1× learning rate, no weight decay).
         freeze_ssm (`bool`, defaults to `False`): the SSM parameters (A, C, Δ, D) do not train.
     """
 
