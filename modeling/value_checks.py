@@ -13,7 +13,12 @@ a verdict back from where the values are.
   ignored: a CUDA device-side assert ends the process's use of the GPU). The numbers are read once their event has
   passed, without waiting, by the next value check of any bizoo model (in the same call or a later one), or at once
   by ``wait_for_input_checks()``. A failed check then raises the ``ValueError`` it would have raised at once, with
-  a note that the input came with this call or an earlier one, which went on with the input made safe.
+  a note that the input came with this call or an earlier one, which went on with the input made safe, and the
+  failures of the checks queued after it (waited for then: the error's path may wait), none of them dropped.
+  Nothing else reads them: a loop that does not call ``wait_for_input_checks()`` at its end (the Trainer's
+  ``train``, ``evaluate`` and ``predict`` do not) leaves the checks of its last inputs unread. Those left at the
+  interpreter's exit are waited for then, and a failure is logged as an error (``_read_unread_at_exit``): an
+  exception raised at exit would reach no caller and leave the exit status 0.
 * **off**: while torch.compile or torch.export trace a model, where a read would be a graph break (and on a GPU a
   host synchronisation in every step), and while a CUDA graph is captured (a replay would not redo the checks'
   copies, and the events of earlier checks cannot be asked about meanwhile). A compiled or captured model trusts
@@ -24,6 +29,8 @@ Shape, dtype and option checks read no values and run in every mode (``common.py
 
 from __future__ import annotations
 
+import atexit
+import logging
 import threading
 from collections import deque
 from typing import Callable, NamedTuple
@@ -44,6 +51,8 @@ class _Pending(NamedTuple):
     explain: Explain
     device: str
 
+
+logger = logging.getLogger(__name__)
 
 _PENDING: deque[_Pending] = deque()
 _LOCK = threading.Lock()  # nn.DataParallel runs a model's replicas in threads
@@ -86,20 +95,37 @@ def _landed(pending: _Pending) -> bool:
 
 
 def _read(pending: _Pending) -> None:
+    """Raise ``pending``'s error, if it failed, together with those of every check queued after it. Those are waited
+    for (a host synchronisation, on the error's path only) rather than dropped: a later call's bad input, queued
+    before this error surfaced, would otherwise go on unreported after a caller that catches the error and goes on
+    (the calls in between went on with their inputs made safe)."""
     message = pending.explain(pending.numbers.tolist())
     if message is None:
         return
     with _LOCK:
-        _PENDING.clear()  # what came after the bad input is not read: the first error is the one to fix
+        later = list(_PENDING)
+        _PENDING.clear()
+    also = []  # the distinct failures of the later checks, oldest first (one bad batch may fail several checks)
+    for other in later:
+        try:
+            if other.event is not None:
+                other.event.synchronize()
+        except RuntimeError:  # the device failed meanwhile: what is left cannot be read
+            break
+        failure = other.explain(other.numbers.tolist())
+        if failure is not None and failure != message and failure not in also:
+            also.append(failure)
+    also_text = "".join(f"; also, with this call or an earlier one: {failure}" for failure in also)
     raise ValueError(
         f"{message} [read back from {pending.device} without waiting for the device: the input came with this call "
         "or an earlier one, which went on with it made safe (ids clamped into their table, bad labels ignored); "
-        "outputs and training steps computed from it are not to be trusted]"
+        f"outputs and training steps computed from it are not to be trusted]{also_text}"
     )
 
 
 def raise_arrived() -> None:
-    """Read every queued check whose numbers have landed, oldest first, without waiting; raise the first failure."""
+    """Read every queued check whose numbers have landed, oldest first, without waiting; raise the first failure
+    (``_read``: with those of the checks queued after it)."""
     while True:
         with _LOCK:
             if not _PENDING or not _landed(_PENDING[0]):
@@ -127,3 +153,21 @@ def discard_input_checks() -> int:
         count = len(_PENDING)
         _PENDING.clear()
     return count
+
+
+def _read_unread_at_exit() -> None:
+    """At the interpreter's exit: wait for the checks nothing has read (a bad value in the last batches of a loop
+    without ``wait_for_input_checks()`` at its end) and log their first failure, which would otherwise be lost."""
+    try:
+        wait_for_input_checks()
+    except ValueError as error:
+        logger.error(
+            "%s\n(an input check of a GPU input that nothing read before the program's exit: call "
+            "bizoo.wait_for_input_checks() at the end of a loop, e.g. after Trainer.train(), evaluate() or "
+            "predict(), to raise it there)", error
+        )
+    except RuntimeError as error:  # the device failed meanwhile: its checks cannot be read
+        logger.error("%d input checks of GPU inputs could not be read at exit: %s", discard_input_checks(), error)
+
+
+atexit.register(_read_unread_at_exit)
