@@ -103,7 +103,10 @@ class LionConfig(BizooConfig):
         self.lion_variant = lion_variant
         self.lion_form = lion_form
         self.chunk_size = chunk_size
-        defaults = VARIANT_DEFAULTS.get(lion_variant, VARIANT_DEFAULTS["lit"])
+        # An unknown variant (even an unhashable one, a list from a hand-edited config.json) takes LIT's defaults
+        # here and is reported by check() as a ValueError that names lion_variant.
+        known = isinstance(lion_variant, str) and lion_variant in VARIANT_DEFAULTS
+        defaults = VARIANT_DEFAULTS[lion_variant if known else "lit"]
         self.feature_map = feature_map if feature_map is not None else defaults["feature_map"]
         self.normalization = normalization
         self.decay_init = decay_init

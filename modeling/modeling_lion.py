@@ -134,19 +134,24 @@ class LionAttention(nn.Module):
         self.k_proj = nn.Linear(d, d, bias=config.qkv_bias)
         self.v_proj = nn.Linear(d, d, bias=config.qkv_bias)
         self.o_proj = nn.Linear(d, d)
+        self.variant = config.lion_variant
         self.decay = LionDecay(config) if config.lion_variant in ("d", "s") else None
-        self.mixer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.normalization == "none" else None
+        # Read once, like the modules above: the feature map and the normaliser belong to the trained weights
+        # (``LionModel.forward`` refuses a config changed after building; see STRUCTURAL_FIELDS).
+        self.feature_map = config.feature_map
+        self.rowsum = config.normalization == "rowsum"
+        self.mixer_norm = None if self.rowsum else nn.LayerNorm(d, eps=config.layer_norm_eps)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         B, L, d = hidden.shape
         heads = (B, L, self.num_heads, self.head_dim)
-        q = feature_map(self.q_proj(hidden).view(heads).transpose(1, 2), self.config.feature_map)  # (B, H, L, Dh)
-        k = feature_map(self.k_proj(hidden).view(heads).transpose(1, 2), self.config.feature_map)  # (B, H, L, Dh)
+        q = feature_map(self.q_proj(hidden).view(heads).transpose(1, 2), self.feature_map)  # (B, H, L, Dh)
+        k = feature_map(self.k_proj(hidden).view(heads).transpose(1, 2), self.feature_map)  # (B, H, L, Dh)
         v = self.v_proj(hidden).view(heads).transpose(1, 2)  # (B, H, L, Dh)
         # Under autocast the feature map may run in fp32 while v comes out of the linear layer in bf16/fp16: the
         # kernels take one dtype, the one autocast chose for the projections.
         q, k = q.to(v.dtype), k.to(v.dtype)
-        rowsum = self.config.normalization == "rowsum"
+        rowsum = self.rowsum
         if not rowsum:
             q = q * (1.0 / math.sqrt(self.head_dim))
         log_decay = self.decay(hidden) if self.decay is not None else None  # None, (H,) or (B, H, L)
@@ -169,9 +174,37 @@ class LionAttention(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (
-            f"variant={c.lion_variant!r}, heads={self.num_heads}, head_dim={self.head_dim}, "
-            f"feature_map={c.feature_map!r}, normalization={c.normalization!r}, form={c.lion_form!r}"
+            f"variant={self.variant!r}, heads={self.num_heads}, head_dim={self.head_dim}, "
+            f"feature_map={self.feature_map!r}, normalization={'rowsum' if self.rowsum else 'none'!r}, "
+            f"form={c.lion_form!r}"
         )
+
+
+# The config fields that decide what a LION model builds (which modules, and what its weights mean). They are read
+# once, when the model is built; ``LionModel.forward`` refuses a config in which one has changed since, instead of
+# running something other than what the config (and a checkpoint saved from it) says. Fields that only choose how
+# the same function is computed (``lion_form``, ``chunk_size``, ``kernel_backend``) may change at any time.
+STRUCTURAL_FIELDS = (
+    "lion_variant",
+    "feature_map",
+    "normalization",
+    "position_embedding_type",
+    "layer_norm_position",
+    "qkv_bias",
+    "hidden_act",
+)
+
+
+def check_structure(name: str, config: LionConfig, built: dict) -> None:
+    """ValueError if a field of ``STRUCTURAL_FIELDS`` differs from its value when the model was built."""
+    for field, value in built.items():
+        now = getattr(config, field, None)
+        if now != value:
+            raise ValueError(
+                f"{name}: config.{field} is {now!r} but the model was built with {field}={value!r}; it decides the "
+                f"model's modules and cannot change after building (only lion_form, chunk_size and kernel_backend "
+                f"can). Build a new model: LionModel(config) or from_pretrained(..., {field}=...)"
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,6 +293,7 @@ class LionModel(LionPreTrainedModel):
         pre = config.layer_norm_position == "pre"
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else None
         self.gradient_checkpointing = False
+        self.built_with = {field: getattr(config, field) for field in STRUCTURAL_FIELDS}  # see check_structure
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -282,6 +316,7 @@ class LionModel(LionPreTrainedModel):
         check_kwargs(name, kwargs)
         self.config.check()
         config = self.config
+        check_structure(name, config, self.built_with)
         batch, length = resolve_inputs(name, input_ids, inputs_embeds, config.hidden_size)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if input_ids is not None:
