@@ -737,6 +737,15 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
             output["char_ids"] = char_ids
         return output
 
+    def pad(self, encoded_inputs, *args, **kwargs):
+        """transformers' ``pad``, ``char_ids`` padded by ``_pad``; a batch of empty examples gets ``char_ids`` of
+        shape (B, 0, W), as ``__call__`` gives it, not the (B, 0) a tensor of empty lists would have."""
+        batch = super().pad(encoded_inputs, *args, **kwargs)
+        chars = batch.get("char_ids") if hasattr(batch, "get") else None
+        if getattr(chars, "ndim", None) == 2 and chars.shape[-1] == 0:  # (B, 0): every example was empty
+            batch["char_ids"] = chars.reshape(chars.shape[0], 0, self.max_word_length)  # (B, 0, W)
+        return batch
+
     def _pad(
         self,
         encoded_inputs,

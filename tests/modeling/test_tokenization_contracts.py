@@ -145,3 +145,17 @@ def test_pickle_deepcopy_and_added_tokens(tok):
     assert grown.convert_ids_to_tokens(encoding["input_ids"]) == ["<S>", "the", "newword", "</S>"]
     assert encoding["char_ids"][2] == grown.word_to_char_ids("newword") == grown.ids_to_char_ids([len(tok)])[0]
     assert len(tok) == grown.vocab_size  # the original is untouched
+
+
+@pytest.mark.parametrize("return_tensors", ["pt", "np"])
+def test_padding_a_batch_of_empty_texts_keeps_the_character_axis(return_tensors):
+    """``pad`` (DataCollatorWithPadding's) of empty examples gives ``char_ids`` (B, 0, W), as ``__call__`` does, so
+    that a model reading (B, L, W) is not handed a (B, 0) tensor; a batch with words is unchanged. (A tokenizer
+    without sentence boundaries: an empty text has no token at all.)"""
+    tok = WordCharTokenizerFast.from_words(["the cat sat", "a dog"])
+    called = tok(["", ""], padding=True, return_tensors=return_tensors)
+    padded = tok.pad([tok(""), tok("")], return_tensors=return_tensors)
+    assert tuple(called["char_ids"].shape) == tuple(padded["char_ids"].shape) == (2, 0, tok.max_word_length)
+    assert tuple(padded["input_ids"].shape) == (2, 0)
+    mixed = tok.pad([tok("the cat"), tok("")], return_tensors=return_tensors)
+    assert tuple(mixed["char_ids"].shape) == (2, len(tok("the cat")["input_ids"]), tok.max_word_length)
