@@ -85,6 +85,7 @@ from .lib.metrics import glue_metrics, text_classification_metrics
 from .lib.results import record_results
 from .lib.training import (
     add_training_arguments,
+    bool_flag,
     check_best_model_metric,
     check_training_arguments,
     first_samples,
@@ -322,6 +323,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--label-column", metavar="COLUMN",
         help="another dataset's label column: class names, class ids or float scores (default: label)",
     )
+    data.add_argument(
+        "--pad-to-max-length", "--pad_to_max_length", **bool_flag(
+            help="run_glue.py's option: pad every example to --max-length instead of to the longest of its batch "
+            "(slower; bizoo's models do not depend on padding: without dropout, the same scores; dropout masks are "
+            "drawn over the padded shape, so a run with dropout draws others). run_glue.py pads by default "
+            "(--pad_to_max_length false: per batch); bizoo pads per batch unless it is given"),
+    )
+    data.add_argument("--no-pad-to-max-length", "--no_pad_to_max_length", dest="pad_to_max_length",
+                      action="store_false", default=argparse.SUPPRESS,
+                      help="run_glue.py's --pad_to_max_length false: pad to the longest example of each batch")
     add_model_arguments(parser)
     add_training_arguments(
         parser,
@@ -404,7 +415,10 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
     logger.info(f"{title}: " + ", ".join(f"{name} {len(examples):,}" for name, examples in splits.items()))
     logger.info(describe_model(prepared))
 
-    collator = DataCollatorWithPadding(tokenizer)
+    # --pad_to_max_length: every batch (B, --max-length), else (B, its longest example)
+    collator = DataCollatorWithPadding(
+        tokenizer, **(dict(padding="max_length", max_length=args.max_length) if args.pad_to_max_length else {})
+    )
     # Evaluation during training (--eval_strategy) and the best checkpoint (--metric_for_best_model): on the first
     # evaluation split (MNLI: dev_matched), scored as the final evaluation is.
     trainer, train_output, train_seconds = train(

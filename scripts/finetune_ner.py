@@ -150,7 +150,7 @@ from .lib.metrics import (
 )
 from .lib.models import parse_model_config
 from .lib.results import record_results
-from .lib.training import add_training_arguments, check_training_arguments, first_samples
+from .lib.training import OneValue, add_training_arguments, bool_flag, check_training_arguments, first_samples
 
 PROG = "bizoo finetune-ner"
 
@@ -675,10 +675,26 @@ def word_predictions(logits: np.ndarray, first_positions: list[list[int | None]]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's options to ``parser``."""
     parser.add_argument(
-        "--task", choices=tuple(TASKS), default="ner",
+        "--task", choices=tuple(TASKS), default="ner", action=OneValue,
         help="what the tags are: ner (entities) and chunk (phrases) are spans, scored by strict span F1 and by "
         "seqeval's default mode beside it; pos (part of speech) tags words, scored by token accuracy "
         "(default: %(default)s)",
+    )
+    parser.add_argument(  # an option of its own, so that argparse's errors about --task name --task only
+        "--task-name", "--task_name", dest="task", choices=tuple(TASKS), default=argparse.SUPPRESS, action=OneValue,
+        help="run_ner.py's spelling of --task (giving both at different values is an error)",
+    )
+    parser.add_argument(
+        "--return-entity-level-metrics", "--return_entity_level_metrics", **bool_flag(
+            help="run_ner.py's option, accepted for its command lines: bizoo always reports the scores of each "
+            "type (ner, chunk: precision, recall, f1 and support per entity type, as per_type in eval_results.json "
+            "and in the table; pos: per tag, as per_tag), so it changes nothing"),
+    )
+    parser.add_argument(
+        "--pad-to-max-length", "--pad_to_max_length", **bool_flag(
+            help="run_ner.py's option: pad every sentence to --max-length instead of to the longest of its batch "
+            "(slower; bizoo's models do not depend on padding: without dropout, the same scores; dropout masks are "
+            "drawn over the padded shape, so a run with dropout draws others)"),
     )
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group()  # or --train-file as a path: checked by _check_source_options
@@ -826,7 +842,10 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     )
     logger.info(describe_model(prepared))
 
-    collator = DataCollatorForTokenClassification(tokenizer)
+    # --pad_to_max_length: every batch (B, --max-length), else (B, its longest sentence)
+    collator = DataCollatorForTokenClassification(
+        tokenizer, **(dict(padding="max_length", max_length=args.max_length) if args.pad_to_max_length else {})
+    )
     gold = [tags for _, tags in data.eval]
 
     def scores_of(predictions) -> dict:

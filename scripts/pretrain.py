@@ -6,7 +6,9 @@ saves model + tokenizer + model card, writes a loss-curve PNG, prints the held-o
 unigram baseline (always predicting the most frequent training token), and shows a few fill-mask predictions made
 by `pipeline("fill-mask")` from the saved folder.
 
-Sequences are packed to --max-length tokens inside each document (file) and never across documents.
+Sequences are packed to --max-length tokens inside each document (file) and never across documents; with
+--line-by-line (run_mlm.py's --line_by_line) each non-empty line is one example instead, cut to --max-length, the
+held-out text too.
 Evaluation masks 15% of the held-out tokens (all replaced by [MASK], fixed by --seed) and counts the exact hits.
 
 --model-name-or-path CKPT (run_mlm.py's --model_name_or_path) continues pretraining a checkpoint, e.g. on text of
@@ -77,6 +79,8 @@ from .lib.dataset_readers import describe, is_data_file, load_splits, stream_tex
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 from .lib.training import (
     Needed,
+    OneValue,
+    bool_flag,
     add_training_arguments,
     build_on_first_process,
     check_best_model_metric,
@@ -195,15 +199,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run_mlm.py's spelling of --eval-fraction, in percent (5 is --eval-fraction 0.05)",
     )
     data.add_argument(
-        "--mlm-probability", type=float, default=0.15,
+        "--mlm-probability", "--mlm_probability", type=float, default=0.15, action=OneValue,
         help="share of tokens masked, with mlm (default: %(default)s, BERT's; LION's recipe uses 0.3)",
     )
     data.add_argument(
-        "--stream", action="store_true",
-        help="read the --text files or --dataset lazily, a block at a time, pass after pass (new masks each pass) "
-        "until --max-steps (corpora larger than memory; needs --max-steps, and --eval-text unless the dataset has a "
-        "validation split; subword models with mlm; evaluates and saves by steps); the tokenizer is trained on the "
-        "first --tokenizer-sample-mb of each",
+        "--stream", "--streaming", **bool_flag(
+            help="(run_mlm.py's --streaming [BOOL]) read the --text files or --dataset lazily, a block at a time, "
+            "pass after pass (new masks each pass) until --max-steps (corpora larger than memory; needs --max-steps, "
+            "and --eval-text unless the dataset has a validation split; subword models with mlm; evaluates and saves "
+            "by steps); the tokenizer is trained on the first --tokenizer-sample-mb of each",
+        ),
+    )
+    data.add_argument(
+        "--line-by-line", "--line_by_line", **bool_flag(
+            help="run_mlm.py's --line_by_line: each non-empty line is one example ([CLS] line [SEP]), cut to "
+            "--max-length, instead of blocks packed from the text; the held-out text is read line by line too "
+            "(subword models, not with --stream)"),
+    )
+    data.add_argument(
+        "--pad-to-max-length", "--pad_to_max_length", **bool_flag(
+            help="run_mlm.py's --pad_to_max_length: pad every batch to --max-length instead of to its longest "
+            "example (subword models with mlm, not with --stream); the same masks and, without dropout, the same "
+            "numbers, bizoo's models not depending on padding"),
     )
     data.add_argument(
         "--tokenizer-sample-mb", type=float, default=50.0, metavar="MB",
@@ -443,6 +460,16 @@ def pack(tokenizer, documents: list[list[str]], max_length: int, min_length: int
     as ``--stream`` packs them)."""
     token_lines = (tokenizer(lines, add_special_tokens=False)["input_ids"] for lines in documents)
     return list(pack_blocks(tokenizer, token_lines, max_length, min_length))
+
+
+def line_examples(tokenizer, documents: list[list[str]], max_length: int) -> list[list[int]]:
+    """--line-by-line: one example per non-blank line, [CLS] its tokens [SEP], cut to ``max_length`` tokens (as
+    run_mlm.py's ``tokenizer(line, truncation=True, max_length=max_seq_length)``); a line without tokens is
+    skipped."""
+    lines = [line for lines in documents for line in lines if line.strip()]
+    token_lines = tokenizer(lines, add_special_tokens=False)["input_ids"] if lines else []
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return [[cls, *ids[: max_length - 2], sep] for ids in token_lines if ids]
 
 
 def pack_words(
@@ -704,6 +731,12 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
     resume_from = resume_checkpoint(args, output_dir)
     if args.stream:
         check_stream_arguments(args, wordchar, objective)
+    for option, given in (("--line-by-line", args.line_by_line), ("--pad-to-max-length", args.pad_to_max_length)):
+        if given and (args.stream or wordchar or objective != "mlm"):
+            raise CommandError(
+                f"{option} applies to subword models with --objective mlm read whole, not to {spec.model_type!r} "
+                f"with objective {objective!r}{' and --stream' if args.stream else ''}"
+            )
     return PretrainJob(args, spec, objective, wordchar, config_kwargs, output_dir, resume_from, started, checkpoint)
 
 
@@ -809,9 +842,10 @@ def build_blocks(job: PretrainJob, corpus: Corpus, tokenizer) -> Blocks:
         train_examples = StreamedBlocks(corpus.sources, tokenizer, args.max_length, args.seed, endless=True)
         held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.held_out, args.max_length)]
         train_ids = list(itertools.islice(train_examples.blocks(), STREAM_BASELINE_BLOCKS))
-    else:
-        train_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.documents, args.max_length)]
-        held_out_examples = [{"input_ids": ids} for ids in pack(tokenizer, corpus.held_out, args.max_length)]
+    else:  # blocks packed from each document, or (--line-by-line) a line each, training and held-out alike
+        examples_of = line_examples if args.line_by_line else pack
+        train_examples = [{"input_ids": ids} for ids in examples_of(tokenizer, corpus.documents, args.max_length)]
+        held_out_examples = [{"input_ids": ids} for ids in examples_of(tokenizer, corpus.held_out, args.max_length)]
     if not args.stream:
         train_examples = first_samples(train_examples, args, "train", "blocks")
         train_ids = [e["input_ids"] for e in train_examples]
@@ -857,11 +891,15 @@ def objective_setup(job: PretrainJob, tokenizer, blocks: Blocks) -> ObjectiveSet
     eval_examples = fixed_eval_masks(blocks.held_out_ids, tokenizer, args.mlm_probability, args.seed, chars)
     special_ids = set(tokenizer.all_special_ids)
     baseline_token, baseline_accuracy = unigram_baseline(blocks.train_ids, eval_examples, special_ids)
-    eval_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
+    # pads labels with -100; --pad-to-max-length: every batch (B, --max-length), else (B, its longest example)
+    padding = dict(padding="max_length", max_length=args.max_length) if args.pad_to_max_length else {}
+    eval_collator = DataCollatorForTokenClassification(tokenizer, **padding)
     # Each example masked by its own generator, seeded by (seed, epoch, index): the same masks on any number of
     # processes and across a resume (scripts/lib/masking.py).
     train_dataset = blocks.train_examples if args.stream else SeededExamples(blocks.train_examples, args.seed)
     masking = SeededMaskingCollator(tokenizer, args.mlm_probability, whole_word=args.whole_word_mask)
+    if padding:  # the masks are drawn per example before padding: the same ones at any padded length
+        masking.padding = DataCollatorForTokenClassification(tokenizer, **padding)
     return ObjectiveSetup(
         AutoModelForMaskedLM, train_dataset, eval_examples, _TrainEvalCollator(masking, eval_collator), eval_collator,
         [EpochCallback(train_dataset)], baseline_accuracy, baseline_token,

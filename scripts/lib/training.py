@@ -43,7 +43,8 @@ also builds the ``TrainingArguments`` once, so transformers' own checks run then
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
 ``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``,
-``first_samples``.
+``first_samples``; ``OneValue`` and ``bool_flag`` for a command's own options spelled as run_*.py spells them too
+(``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two spellings disagreeing is an error.
 """
 
 from __future__ import annotations
@@ -219,6 +220,28 @@ def _field_help(action) -> str:
     if action.dest in BIZOO_DEFAULT_HELP:
         text += f" (bizoo's default: {BIZOO_DEFAULT_HELP[action.dest]})"
     return text
+
+
+class OneValue(argparse.Action):
+    """An option with several spellings on one dest (bizoo's and run_*.py's, e.g. ``--mlm-probability`` and
+    ``--mlm_probability``): stored as argparse's "store" does, except that giving it again at a different value, in
+    either spelling, is an error naming both (argparse would keep the last one without a word). A flag
+    (``nargs="?"``, ``const=True``) takes run_*.py's ``--flag`` / ``--flag true|false`` (``bool_flag``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_one_value_given", {})
+        if self.dest in given and given[self.dest][1] != values:
+            first, value = given[self.dest]
+            parser.error(f"{first} {value} and {option_string} {values} set the same thing to different "
+                         "values: give one of them")
+        given[self.dest] = (option_string, values)
+        setattr(namespace, self.dest, values)
+
+
+def bool_flag(**settings) -> dict:
+    """``add_argument`` keywords of a run_*.py boolean option (HfArgumentParser's ``--flag [BOOL]``): ``--flag`` is
+    true, ``--flag false`` false, default false; ``OneValue``, so two givings that disagree are an error."""
+    return dict(nargs="?", const=True, default=False, type=_bool_value, metavar="BOOL", action=OneValue, **settings)
 
 
 class _StepBudget(argparse.Action):
