@@ -16,7 +16,8 @@ a verdict back from where the values are.
   a note that the input came with this call or an earlier one, which went on with the input made safe, and the
   failures of the checks queued after it (waited for then: the error's path may wait), none of them dropped.
   Nothing else reads them: a loop that does not call ``wait_for_input_checks()`` at its end (the Trainer's
-  ``train``, ``evaluate`` and ``predict`` do not) leaves the checks of its last inputs unread. Those left at the
+  ``train``, ``evaluate`` and ``predict`` do not; bizoo's commands add a callback that does) leaves the checks of its
+  last inputs unread. Those left at the
   interpreter's exit are waited for then, and a failure is logged as an error (``_read_unread_at_exit``): an
   exception raised at exit would reach no caller and leave the exit status 0.
 * **off**: while torch.compile or torch.export trace a model, where a read would be a graph break (and on a GPU a

@@ -86,6 +86,7 @@ from .lib.training import (
     check_best_model_metric,
     check_training_arguments,
     first_samples,
+    input_checks_callback,
     push_final_folder,
     resume_checkpoint,
     trainer_optimizers,
@@ -949,7 +950,7 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
         data_collator=setup.data_collator,
         processing_class=tokenizer,
         optimizers=trainer_optimizers(model, args, training_args),
-        callbacks=setup.callbacks,
+        callbacks=[*setup.callbacks, input_checks_callback()],  # a bad input's error raised by the phase's end
         **held_out_metrics,
     )
     if args.overwrite:  # the previous run's checkpoints and results go; nothing else of the folder

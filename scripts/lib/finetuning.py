@@ -66,6 +66,7 @@ from .training import (
     add_preset_option,
     build_on_first_process,
     check_label_smoothing,
+    input_checks_callback,
     push_final_folder,
     resume_checkpoint,
     trainer_optimizers,
@@ -204,8 +205,8 @@ def predict_test_split(trainer, dataset, keep: Sequence[str] = ()):
 
 def check_word_dropout(args: argparse.Namespace, tokenizer=None, model=None) -> None:
     """``CommandError`` for a --word-dropout outside [0, 1] or one that cannot work: with ``tokenizer`` and ``model``,
-    P > 0 needs the word+character tokenizer (which has an unknown word) and word embeddings; and workers that outlive an epoch
-    (--dataloader_persistent_workers) would keep the first epoch's draws."""
+    P > 0 needs the word+character tokenizer (which has an unknown word) and word embeddings; and workers that
+    outlive an epoch (--dataloader_persistent_workers) would keep the first epoch's draws."""
     probability = getattr(args, "word_dropout", None)
     if probability is None:  # a command without the option
         return
@@ -593,16 +594,18 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
     ``check_best_model_metric`` allows) are the evaluation during training that --eval_strategy asks for, and what
     --load_best_model_at_end / --metric_for_best_model (or --best-checkpoint) select the best checkpoint by; that
     checkpoint's weights are then in ``prepared.model``. ``ignore_keys_for_eval``: the output fields that evaluation
-    leaves out of the gathered predictions (the Trainer's argument; ``inference_ignore_keys``). With --word-dropout P > 0 the training examples are wrapped in
-    ``WordDropoutExamples`` (``eval_dataset`` never is). With --overwrite what a previous run left in the output
-    folder (its checkpoints, weights and results) is removed first, nothing else (``clear_previous_run``).
+    leaves out of the gathered predictions (the Trainer's argument; ``inference_ignore_keys``). With --word-dropout
+    P > 0 the training examples are wrapped in ``WordDropoutExamples`` (``eval_dataset`` never is). With --overwrite
+    what a previous run left in the output folder (its checkpoints, weights and results) is removed first, nothing
+    else (``clear_previous_run``). ``input_checks_callback`` reads the input checks still in flight at the end of
+    training, of each evaluation and of each prediction.
     Returns ``(trainer, TrainOutput, seconds)``.
     """
     output_dir = prepared.output_dir
     if args.overwrite:
         clear_previous_run(output_dir, input_paths(args))
     training_args = training_arguments(args, output_dir, prepared.model)
-    callbacks = []
+    callbacks = [input_checks_callback()]  # a bad input's error raised by the end of training, evaluation, predict
     if getattr(args, "word_dropout", None):
         tokenizer = prepared.tokenizer
         train_dataset = WordDropoutExamples(train_dataset, tokenizer.unk_token_id, tokenizer.all_special_ids,

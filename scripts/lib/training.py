@@ -43,8 +43,9 @@ also builds the ``TrainingArguments`` once, so transformers' own checks run then
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
 ``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``,
-``first_samples``; ``OneValue`` and ``bool_flag`` for a command's own options spelled as run_*.py spells them too
-(``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two spellings disagreeing is an error.
+``first_samples``, ``input_checks_callback``; ``OneValue`` and ``bool_flag`` for a command's own options spelled as
+run_*.py spells them too (``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two spellings disagreeing is
+an error.
 """
 
 from __future__ import annotations
@@ -702,6 +703,27 @@ def build_on_first_process(build, folder: Path, save, load):
     if state.is_main_process:
         shutil.rmtree(folder, ignore_errors=True)
     return obj
+
+
+def input_checks_callback():
+    """A ``TrainerCallback`` that reads the models' input checks still in flight (``bizoo.wait_for_input_checks``)
+    when the Trainer ends training, an evaluation or a prediction: on a GPU a bad value (a label or an id out of
+    range) is read back later, by the next check (ARCHITECTURE.md §3), and one in the last batches of a phase would
+    otherwise never be read, leaving the command to save, report and exit 0 after steps that went on with the input
+    made safe. One host synchronisation per phase; nothing in a step. The error is the model's ``ValueError``."""
+    from transformers import TrainerCallback
+
+    class ReadInputChecks(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            bizoo.wait_for_input_checks()
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            bizoo.wait_for_input_checks()
+
+        def on_predict(self, args, state, control, **kwargs):
+            bizoo.wait_for_input_checks()
+
+    return ReadInputChecks()
 
 
 def trainer_optimizers(model, args: argparse.Namespace, training_args=None) -> tuple:

@@ -71,3 +71,36 @@ def test_two_bad_calls_in_flight_are_both_named_by_the_error_none_dropped(make_c
         assert value_checks.discard_input_checks() == 0  # raised once: nothing left for a later call
         model(input_ids=ids, labels=torch.tensor([1, 2]))
     value_checks.wait_for_input_checks()
+
+
+@pytest.mark.parametrize("phase", ["train", "evaluate", "predict"])
+def test_the_commands_trainer_callback_raises_a_bad_last_batch_at_the_end_of_its_phase(make_config, monkeypatch,
+                                                                                       tmp_path, phase):
+    """The bizoo commands' ``input_checks_callback``: a bad label in the LAST batch of training, of an evaluation or
+    of a prediction (read later, numbers still on their way) is raised when the Trainer ends that phase, not lost;
+    without the callback the same run ends without a word."""
+    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+    from bizoo.scripts.lib.training import input_checks_callback
+
+    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
+    monkeypatch.setattr(value_checks, "_landed", lambda pending: False)
+    value_checks.discard_input_checks()
+    model = AutoModelForSequenceClassification.from_config(make_config(("lion", "d"), num_labels=3))
+    generator = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(5, 100, (6,), generator=generator), "labels": torch.tensor(label)}
+            for label in (0, 1, 2, 7)]  # label 7 of 0..2 in the last batch (batch size 2)
+    settings = TrainingArguments(str(tmp_path), per_device_train_batch_size=2, per_device_eval_batch_size=2,
+                                 max_steps=2, report_to=[], save_strategy="no", use_cpu=True,
+                                 dataloader_drop_last=False)
+
+    def run(callbacks):
+        trainer = Trainer(model=model, args=settings, train_dataset=rows, eval_dataset=rows, callbacks=callbacks)
+        trainer.train() if phase == "train" else trainer.evaluate() if phase == "evaluate" else trainer.predict(rows)
+
+    with torch.no_grad() if phase != "train" else torch.enable_grad():
+        run([])  # no callback: nothing read, nothing raised
+    assert value_checks.discard_input_checks() > 0
+    with pytest.raises(ValueError, match=r"labels hold 7; allowed are 0\.\.2"):
+        run([input_checks_callback()])
+    assert value_checks.discard_input_checks() == 0

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from bizoo.scripts import pretrain
 from bizoo.scripts.lib.masking import SeededExamples, SeededMaskingCollator, mask_seed, word_starts
 from bizoo.scripts.lib.streaming import StreamedBlocks, pack_blocks
+from tests.scripts.conftest import call
 
 TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 
@@ -224,3 +225,31 @@ def test_pretrain_refuses_whole_word_masking_with_such_a_tokenizer(tmp_path, cor
                          "--whole-word-mask")
     assert pretrain.main(argv) == 2
     assert "--whole-word-mask: whole-word masking finds words by the continuation prefix" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The input checks read at the end of each phase (lib.training.input_checks_callback)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_the_commands_read_the_input_checks_at_the_end_of_each_phase(glue_dir, sentences, tmp_path, monkeypatch):
+    """finetune-glue (through lib.finetuning.train) and pretrain: ``bizoo.wait_for_input_checks`` runs when training
+    ends, after each evaluation and after each prediction, so a bad value read later (a GPU input) in the last
+    batches is raised by the command, not lost (tests/reliability/test_read_later_edges.py shows the raising)."""
+    import bizoo
+    from bizoo.scripts import finetune_glue
+
+    waits = []
+    monkeypatch.setattr(bizoo, "wait_for_input_checks", lambda: waits.append(1))
+    tiny = ["--model-config", *TINY]
+    assert call(finetune_glue.main, ["--model-name-or-path", "lion", "--task", "sst2", "--data-dir", glue_dir,
+                                     "--output-dir", tmp_path / "glue", "--max-steps", "2", "--batch-size", "4",
+                                     "--max-length", "32", *tiny]) == 0
+    assert len(waits) >= 2  # the end of training, the final evaluation
+    waits.clear()
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(sentences(40, seed=4)) + "\n")
+    assert call(pretrain.main, ["--text", text, "--eval-text", text, "--output-dir", tmp_path / "mlm",
+                                "--max-steps", "2", "--batch-size", "4", "--max-length", "16", "--vocab-size",
+                                "120", *tiny]) == 0
+    assert len(waits) >= 2  # the end of training, the held-out evaluation
