@@ -205,8 +205,8 @@ def predict_test_split(trainer, dataset, keep: Sequence[str] = ()):
 
 def check_word_dropout(args: argparse.Namespace, tokenizer=None, model=None) -> None:
     """``CommandError`` for a --word-dropout outside [0, 1] or one that cannot work: with ``tokenizer`` and ``model``,
-    P > 0 needs the word+character tokenizer (which has an unknown word) and word embeddings; and workers that
-    outlive an epoch (--dataloader_persistent_workers) would keep the first epoch's draws."""
+    P > 0 needs the word+character tokenizer (which has an unknown word) and word embeddings. (Persistent data-loader
+    workers are fine: the running epoch of ``WordDropoutExamples`` is shared with them, ``lib.masking.SharedEpoch``.)"""
     probability = getattr(args, "word_dropout", None)
     if probability is None:  # a command without the option
         return
@@ -214,9 +214,6 @@ def check_word_dropout(args: argparse.Namespace, tokenizer=None, model=None) -> 
         raise CommandError(f"--word-dropout must be a probability in [0, 1] (0 = off), got {probability}")
     if probability == 0:
         return
-    if getattr(args, "dataloader_persistent_workers", False) and getattr(args, "dataloader_num_workers", 0) > 0:
-        raise CommandError("--word-dropout with --dataloader_persistent_workers: the workers would keep the first "
-                           "epoch's replacements; drop one of them")
     if tokenizer is None:
         return
     if not isinstance(tokenizer, bizoo.WordCharTokenizerFast):

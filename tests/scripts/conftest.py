@@ -46,6 +46,16 @@ def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
+def write_pretraining_corpus(folder: Path, sentences, tokenizer, train_sentences: int) -> tuple[Path, Path, Path]:
+    """(training file of ``train_sentences`` generated sentences, held-out file of 8, the saved ``tokenizer``) in
+    ``folder``: what the pretraining tests train on (the same tokenizer every run, trained once)."""
+    train, held_out = folder / "train.txt", folder / "held_out.txt"
+    train.write_text("\n".join(sentences(train_sentences, seed=1)) + "\n")
+    held_out.write_text("\n".join(sentences(8, seed=2)) + "\n")
+    tokenizer.save_pretrained(folder / "tokenizer")
+    return train, held_out, folder / "tokenizer"
+
+
 def call(main, argv) -> int:
     """The exit code of a command's ``main(argv)`` (each item of ``argv`` as a string), whether it returns it or
     argparse raises SystemExit."""

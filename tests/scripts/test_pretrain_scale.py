@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from bizoo.scripts.lib.masking import SeededExamples, SeededMaskingCollator, mask_example, mask_seed
+from tests.scripts.conftest import write_pretraining_corpus
 
 TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 
@@ -21,11 +22,7 @@ TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "inter
 @pytest.fixture
 def corpus(tmp_path, sentences, tokenizer):
     """A training file, a held-out file and a saved tokenizer (trained once: every run below uses the same)."""
-    train, held_out = tmp_path / "train.txt", tmp_path / "held_out.txt"
-    train.write_text("\n".join(sentences(200, seed=1)) + "\n")
-    held_out.write_text("\n".join(sentences(8, seed=2)) + "\n")
-    tokenizer.save_pretrained(tmp_path / "tokenizer")
-    return train, held_out, tmp_path / "tokenizer"
+    return write_pretraining_corpus(tmp_path, sentences, tokenizer, 200)
 
 
 def pretrain_argv(corpus, out, batch_size, max_steps, *extra):
@@ -135,7 +132,8 @@ def test_the_collator_says_what_is_missing(tokenizer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-CUDA_FOR_FSDP = pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP shards over GPUs (accelerate runs DDP on a CPU)")
+CUDA_FOR_FSDP = pytest.mark.skipif(not torch.cuda.is_available(),
+                                   reason="FSDP shards over GPUs (accelerate runs DDP on a CPU)")
 
 
 @pytest.mark.parametrize("sharding", [[], pytest.param(["--fsdp"], marks=CUDA_FOR_FSDP)], ids=["ddp", "fsdp"])
@@ -160,7 +158,8 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path, corpus, 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without CUDA")
 def test_fsdp_without_cuda_is_refused_not_silently_replaced_by_ddp(tmp_path, corpus):
     """accelerate drops an FSDP plugin on a CPU and wraps the model in DDP: --fsdp must say so, not train unsharded."""
-    done = run_child([sys.executable, "-m", "bizoo.scripts.pretrain", "--fsdp", *pretrain_argv(corpus, tmp_path / "o", 4, 1)])
+    done = run_child([sys.executable, "-m", "bizoo.scripts.pretrain", "--fsdp",
+                      *pretrain_argv(corpus, tmp_path / "o", 4, 1)])
     assert done.returncode == 2, done.stderr[-3000:]
     assert "--fsdp shards the model over GPUs" in done.stderr
     assert not (tmp_path / "o").exists()

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from bizoo.scripts import pretrain
 from bizoo.scripts.lib.masking import SeededExamples, SeededMaskingCollator, mask_seed, word_starts
 from bizoo.scripts.lib.streaming import StreamedBlocks, pack_blocks
-from tests.scripts.conftest import call
+from tests.scripts.conftest import call, write_pretraining_corpus
 
 TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 
@@ -35,11 +35,7 @@ TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "inter
 @pytest.fixture
 def corpus(tmp_path, sentences, tokenizer):
     """A short training file (36 blocks of <= 16 tokens: 4.5 batches of 8), a held-out file, a saved tokenizer."""
-    train, held_out = tmp_path / "train.txt", tmp_path / "held_out.txt"
-    train.write_text("\n".join(sentences(30, seed=1)) + "\n")
-    held_out.write_text("\n".join(sentences(8, seed=2)) + "\n")
-    tokenizer.save_pretrained(tmp_path / "tokenizer")
-    return train, held_out, tmp_path / "tokenizer"
+    return write_pretraining_corpus(tmp_path, sentences, tokenizer, 30)
 
 
 def pretrain_argv(corpus, out, *extra):
