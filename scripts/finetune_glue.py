@@ -51,8 +51,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from .lib.command import CommandError, command_main, report
 from .lib.data import GlueTask, glue_task, load_glue_from_hub, load_glue_split
 from .lib.dataset_readers import (
@@ -81,7 +79,7 @@ from .lib.finetuning import (
     save_final,
     train,
 )
-from .lib.metrics import glue_metrics, text_classification_metrics
+from .lib.metrics import glue_metrics, predicted, text_classification_metrics
 from .lib.results import record_results
 from .lib.training import (
     add_training_arguments,
@@ -89,6 +87,7 @@ from .lib.training import (
     check_best_model_metric,
     check_training_arguments,
     first_samples,
+    max_length_padding,
 )
 
 PROG = "bizoo finetune-glue"
@@ -266,12 +265,12 @@ def hub_split_name(split: str) -> str:
 
 
 def predicted_values(task: GlueTask | DatasetTask, logits, id2label: dict[int, str]) -> list[str | float]:
-    """What each example is predicted: the class name ``id2label[argmax(logits)]``, or for a regression the score
-    (logits (N, 1) -> N floats)."""
-    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)  # (N, K)
+    """What each example is predicted (``metrics.predicted``, as the scores read it): the class name of the argmax,
+    or for a regression the score."""
+    values = predicted(logits, task.is_regression)  # (N,)
     if task.is_regression:
-        return [float(value) for value in logits.reshape(len(logits), -1)[:, 0]]
-    return [id2label[int(index)] for index in logits.argmax(axis=-1)]
+        return [float(value) for value in values]
+    return [id2label[int(index)] for index in values]
 
 
 def predictions_text(values: list[str | float]) -> str:
@@ -415,10 +414,7 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
     logger.info(f"{title}: " + ", ".join(f"{name} {len(examples):,}" for name, examples in splits.items()))
     logger.info(describe_model(prepared))
 
-    # --pad_to_max_length: every batch (B, --max-length), else (B, its longest example)
-    collator = DataCollatorWithPadding(
-        tokenizer, **(dict(padding="max_length", max_length=args.max_length) if args.pad_to_max_length else {})
-    )
+    collator = DataCollatorWithPadding(tokenizer, **max_length_padding(args))  # (B, longest) or (B, --max-length)
     # Evaluation during training (--eval_strategy) and the best checkpoint (--metric_for_best_model): on the first
     # evaluation split (MNLI: dev_matched), scored as the final evaluation is.
     trainer, train_output, train_seconds = train(

@@ -150,7 +150,14 @@ from .lib.metrics import (
 )
 from .lib.models import parse_model_config
 from .lib.results import record_results
-from .lib.training import OneValue, add_training_arguments, bool_flag, check_training_arguments, first_samples
+from .lib.training import (
+    OneValue,
+    add_training_arguments,
+    bool_flag,
+    check_training_arguments,
+    first_samples,
+    max_length_padding,
+)
 
 PROG = "bizoo finetune-ner"
 
@@ -655,12 +662,10 @@ def decoded_ids(predictions) -> np.ndarray:
     return np.asarray(outputs[0]).argmax(axis=-1)  # (N, L, K) -> (N, L)
 
 
-def word_predictions(logits: np.ndarray, first_positions: list[list[int | None]], id2label: dict[int, str],
+def word_predictions(predicted: np.ndarray, first_positions: list[list[int | None]], id2label: dict[int, str],
                      missing: str | None = "O") -> list[list[str | None]]:
     """Per sentence, the tag predicted on each word's first sub-token (``missing`` for a word without one).
-    ``logits``: the scores (N, L, K), whose argmax is taken, or the predicted ids (N, L) (``decoded_ids``)."""
-    logits = np.asarray(logits)
-    predicted = logits if logits.ndim == 2 else logits.argmax(axis=-1)  # (N, L)
+    ``predicted``: the tag ids (N, L) the model predicts (``decoded_ids``)."""
     return [
         [id2label[int(predicted[i, position])] if position is not None else missing for position in positions]
         for i, positions in enumerate(first_positions)
@@ -842,10 +847,8 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     )
     logger.info(describe_model(prepared))
 
-    # --pad_to_max_length: every batch (B, --max-length), else (B, its longest sentence)
-    collator = DataCollatorForTokenClassification(
-        tokenizer, **(dict(padding="max_length", max_length=args.max_length) if args.pad_to_max_length else {})
-    )
+    # (B, its longest sentence), or (B, --max-length) with --pad_to_max_length
+    collator = DataCollatorForTokenClassification(tokenizer, **max_length_padding(args))
     gold = [tags for _, tags in data.eval]
 
     def scores_of(predictions) -> dict:

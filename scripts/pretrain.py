@@ -87,6 +87,7 @@ from .lib.training import (
     check_training_arguments,
     first_samples,
     input_checks_callback,
+    max_length_padding,
     push_final_folder,
     resume_checkpoint,
     trainer_optimizers,
@@ -893,14 +894,12 @@ def objective_setup(job: PretrainJob, tokenizer, blocks: Blocks) -> ObjectiveSet
     special_ids = set(tokenizer.all_special_ids)
     baseline_token, baseline_accuracy = unigram_baseline(blocks.train_ids, eval_examples, special_ids)
     # pads labels with -100; --pad-to-max-length: every batch (B, --max-length), else (B, its longest example)
-    padding = dict(padding="max_length", max_length=args.max_length) if args.pad_to_max_length else {}
-    eval_collator = DataCollatorForTokenClassification(tokenizer, **padding)
+    eval_collator = DataCollatorForTokenClassification(tokenizer, **max_length_padding(args))
     # Each example masked by its own generator, seeded by (seed, epoch, index): the same masks on any number of
     # processes and across a resume (scripts/lib/masking.py).
     train_dataset = blocks.train_examples if args.stream else SeededExamples(blocks.train_examples, args.seed)
-    masking = SeededMaskingCollator(tokenizer, args.mlm_probability, whole_word=args.whole_word_mask)
-    if padding:  # the masks are drawn per example before padding: the same ones at any padded length
-        masking.padding = DataCollatorForTokenClassification(tokenizer, **padding)
+    masking = SeededMaskingCollator(tokenizer, args.mlm_probability, whole_word=args.whole_word_mask,
+                                    padding=max_length_padding(args))
     return ObjectiveSetup(
         AutoModelForMaskedLM, train_dataset, eval_examples, _TrainEvalCollator(masking, eval_collator), eval_collator,
         [EpochCallback(train_dataset)], baseline_accuracy, baseline_token,

@@ -139,7 +139,7 @@ class SeededMaskingCollator:
     """Masks each example with its own ``mask_seed`` (from ``SeededExamples``), then pads the batch: input_ids,
     attention_mask and ``char_ids`` by ``tokenizer.pad``, labels with -100."""
 
-    def __init__(self, tokenizer, probability: float = 0.15, whole_word: bool = False):
+    def __init__(self, tokenizer, probability: float = 0.15, whole_word: bool = False, padding: dict | None = None):
         from transformers import DataCollatorForTokenClassification
 
         if tokenizer.mask_token_id is None:
@@ -149,7 +149,9 @@ class SeededMaskingCollator:
         if whole_word:
             continuation_prefix(tokenizer)  # a tokenizer without word boundaries is refused now, not at a batch
         self.tokenizer, self.probability, self.whole_word = tokenizer, probability, whole_word
-        self.padding = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100
+        # pads labels with -100; ``padding``: the collator's padding keywords (--pad_to_max_length's). The masks are
+        # drawn per example before padding: the same ones at any padded length
+        self.padding = DataCollatorForTokenClassification(tokenizer, **(padding or {}))
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = []

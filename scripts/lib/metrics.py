@@ -10,7 +10,8 @@ scikit-learn, scipy or seqeval into the runtime dependencies. Those libraries ar
   input, a NaN prediction), like scipy.
 - ``f1_macro`` and ``text_classification_metrics``: macro F1, the mean F1 over the classes that occur in the labels
   or the predictions (scikit-learn's ``f1_score(average="macro")``).
-- ``glue_metrics(task, predictions, labels)``: exactly the official metric names of a GLUE task.
+- ``glue_metrics(task, predictions, labels)``: exactly the official metric names of a GLUE task; ``predicted``:
+  the class ids or scores it reads from the Trainer's predictions.
 - ``span_f1(true_tags, pred_tags)``: strict entity-level precision/recall/F1, equal to seqeval's
   ``classification_report(..., mode="strict")`` for IOB2, IOBES and BILOU tags.
 - ``span_scheme(sentences)``, ``unchunked_tags(tags, scheme)``, ``chunk_openings(tags)`` and ``iob1_to_iob2(tags)``:
@@ -143,7 +144,7 @@ def spearman(x: Any, y: Any) -> float:
     return pearson(_average_ranks(a), _average_ranks(b))
 
 
-def _predicted(predictions: Any, regression: bool) -> np.ndarray:
+def predicted(predictions: Any, regression: bool) -> np.ndarray:
     """(N,) predictions: the class ids of logits (N, K) (argmax) or of ids (N,); a regression's scores (N,) or
     (N, 1). A tuple whose first item is an array is the Trainer's ``(logits, *extra outputs)`` (a model that also
     returns hidden states or attentions): its logits are read, as transformers' run_glue.py reads them."""
@@ -166,7 +167,7 @@ def glue_metrics(task: str, predictions: Any, labels: Any) -> dict[str, float]:
     scores of shape (N,) or (N, 1).
     """
     spec = glue_task(task)
-    pred = _predicted(predictions, spec.is_regression)
+    pred = predicted(predictions, spec.is_regression)
     if spec.is_regression:
         funcs = {"pearson": pearson, "spearman": spearman}
     else:
@@ -195,7 +196,7 @@ def text_classification_metrics(predictions: Any, labels: Any, num_classes: int)
     """Metrics of a text-classification dataset that is not GLUE: ``accuracy`` and ``f1`` (``f1_macro``: the mean
     F1 over the classes that occur in the labels or the predictions) from logits (N, K) or class ids; ``pearson``
     and ``spearman`` from scores (N,) or (N, 1) when ``num_classes`` is 0 (a regression)."""
-    pred = _predicted(predictions, regression=num_classes == 0)
+    pred = predicted(predictions, regression=num_classes == 0)
     if num_classes == 0:
         return {"pearson": pearson(pred, labels), "spearman": spearman(pred, labels)}
     return {"accuracy": accuracy(pred, labels), "f1": f1_macro(pred, labels)}

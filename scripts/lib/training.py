@@ -43,9 +43,9 @@ also builds the ``TrainingArguments`` once, so transformers' own checks run then
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
 ``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``,
-``first_samples``, ``input_checks_callback``; ``OneValue`` and ``bool_flag`` for a command's own options spelled as
-run_*.py spells them too (``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two spellings disagreeing is
-an error.
+``first_samples``, ``input_checks_callback``, ``max_length_padding``; ``OneValue`` and ``bool_flag`` for a
+command's own options spelled as run_*.py spells them too (``--mlm_probability``, ``--pad_to_max_length [BOOL]``):
+the two spellings disagreeing is an error.
 """
 
 from __future__ import annotations
@@ -225,18 +225,26 @@ def _field_help(action) -> str:
 
 class OneValue(argparse.Action):
     """An option with several spellings on one dest (bizoo's and run_*.py's, e.g. ``--mlm-probability`` and
-    ``--mlm_probability``): stored as argparse's "store" does, except that giving it again at a different value, in
-    either spelling, is an error naming both (argparse would keep the last one without a word). A flag
+    ``--mlm_probability``): stored as argparse's "store" does, except that giving it in the other spelling at a
+    different value is an error naming both (argparse would keep the last one without a word); the same spelling
+    again overrides, as argparse's options do (a command line with a setting appended). A flag
     (``nargs="?"``, ``const=True``) takes run_*.py's ``--flag`` / ``--flag true|false`` (``bool_flag``)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         given = namespace.__dict__.setdefault("_one_value_given", {})
-        if self.dest in given and given[self.dest][1] != values:
+        if self.dest in given and given[self.dest][0] != option_string and given[self.dest][1] != values:
             first, value = given[self.dest]
             parser.error(f"{first} {value} and {option_string} {values} set the same thing to different "
                          "values: give one of them")
         given[self.dest] = (option_string, values)
         setattr(namespace, self.dest, values)
+
+
+def max_length_padding(args: argparse.Namespace) -> dict:
+    """The padding keywords of a data collator (``DataCollatorWithPadding``, ``DataCollatorForTokenClassification``):
+    run_*.py's --pad_to_max_length pads every batch to --max-length, (B, --max-length); else ``{}``, the collator's
+    default, each batch to its longest example."""
+    return dict(padding="max_length", max_length=args.max_length) if getattr(args, "pad_to_max_length", False) else {}
 
 
 def bool_flag(**settings) -> dict:

@@ -271,3 +271,12 @@ def test_line_by_line_and_padding_are_refused_where_they_do_not_apply(argv, mess
     assert call(pretrain.main, ["--text", train_file, "--eval-text", eval_file, "--output-dir", output, *argv]) == 2
     assert message in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_the_same_spelling_given_again_overrides_as_argparse_does():
+    """A setting appended to a command line in the same spelling wins, as for every other option (only the other
+    spelling at another value is a contradiction)."""
+    parser = argparse.ArgumentParser()
+    pretrain.add_arguments(parser)
+    args = parser.parse_args(["--output-dir", "out", "--mlm-probability", "0.15", "--mlm-probability", "0.3"])
+    assert args.mlm_probability == 0.3

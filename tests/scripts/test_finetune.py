@@ -21,7 +21,7 @@ from bizoo.scripts import finetune_glue, finetune_ner
 from bizoo.scripts.lib.data import GLUE_TASKS, conll_label_list, load_glue_split, read_conll
 from bizoo.scripts.lib.finetuning import format_table
 from bizoo.scripts.lib.models import parse_model_config
-from bizoo.scripts.finetune_ner import encode_words, word_predictions
+from bizoo.scripts.finetune_ner import decoded_ids, encode_words, word_predictions
 from tests.tiny_configs import TINY_CONFIGS
 from tests.scripts.conftest import call
 
@@ -317,7 +317,7 @@ def test_ner_labels_on_first_sub_token_and_truncated_words_are_o(tokenizer) -> N
     logits = torch.zeros(2, 8, 4)
     logits[:, :, 3] = 1.0  # every position predicts B-ORG ...
     logits[0, 5, 0] = 2.0  # ... but "the"
-    predicted = word_predictions(logits.numpy(), first, {v: k for k, v in label2id.items()})
+    predicted = word_predictions(decoded_ids(logits.numpy()), first, {v: k for k, v in label2id.items()})
     assert predicted == [["B-ORG", "O", "B-ORG", "O"], ["B-ORG"]]  # the truncated word counts as "O"
 
 
