@@ -17,10 +17,11 @@ example:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
@@ -90,6 +91,19 @@ def _check_shards(path: Path, hint: str) -> None:
     missing = [shard for shard in shards if not isinstance(shard, str) or not (path / shard).is_file()]
     if missing:
         raise CommandError(f"{index} lists weight files that are missing from {str(path)!r}: {missing}; {hint}")
+
+
+def _unreachable_errors() -> tuple[type[Exception], ...]:
+    """What huggingface_hub's HTTP client raises when the Hub cannot be reached at all (connection refused, no DNS,
+    a timeout, a failing proxy): the ``TransportError`` of httpx2 (huggingface_hub 2) or httpx (huggingface_hub 1),
+    whichever is installed. Neither is an ``HfHubHTTPError`` (that one has an HTTP answer) nor an ``OSError``."""
+    errors = []
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 def check_export(folder: str | Path) -> list[str]:
@@ -211,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
             url = push_folder(args.folder, args.repo_id, args.private, args.commit_message, args.revision)
         except (HfHubHTTPError, OfflineModeIsEnabled) as err:
             write_error(PROG, f"the Hub refused or could not be reached: {err}")
+            return 1
+        except _unreachable_errors() as err:  # no answer at all: name where it was looked for
+            write_error(PROG, f"the Hub refused or could not be reached ({constants.ENDPOINT}): "
+                              f"{type(err).__name__}: {err}")
             return 1
         report(f"uploaded {args.folder} to {url}")
         return 0

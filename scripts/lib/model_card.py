@@ -27,7 +27,7 @@ import bizoo
 from .command import CommandError
 from .output_folders import atomic_write_text
 from .models import model_spec
-from .remote_code import PACKAGE, is_bizoo_tokenizer
+from .remote_code import PACKAGE
 from .results import read_results
 
 CARD_TEMPLATE = "hub_cards/model_card.md"
@@ -161,42 +161,73 @@ def _config_table(config: PreTrainedConfig, architecture: str) -> str:
     return "| Field | Value |\n|---|---|\n" + "\n".join(rows)
 
 
-def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, exported: bool) -> tuple[str, str]:
+def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, exported: bool,
+           baseline: bool = False) -> tuple[str, str]:
     """(loading example, pipeline example) as Python source for the card: with ``trust_remote_code=True`` for an
-    export, with ``import bizoo`` for a plain checkpoint."""
+    export, with ``import bizoo`` for a plain checkpoint of a bizoo model, with neither for a ``baseline`` (a model
+    transformers ships, which loads without bizoo)."""
     task = pipeline_tag or "feature-extraction"
     text = "The king gave his crown to the queen."
     if task == "fill-mask":
         mask = tokenizer.mask_token if tokenizer is not None and tokenizer.mask_token else "[MASK]"
         text = f"The king gave his {mask} to the queen."
     if tokenizer is not None:
-        trust = ", trust_remote_code=True" if exported and is_bizoo_tokenizer(tokenizer) else ""
+        # An export's AutoTokenizer gets it too, whatever the tokenizer's class: AutoTokenizer.from_pretrained reads
+        # the folder's config.json first (AutoConfig), whose auto_map names remote code, and without
+        # trust_remote_code it stops to ask on stdin (a script without a terminal goes on with a warning).
+        trust = ", trust_remote_code=True" if exported else ""
         tokenizer_line = f"tokenizer = AutoTokenizer.from_pretrained(model_id{trust})"
         pipeline_tokenizer = ""
     else:  # the card says so; the user brings the tokenizer the model was trained with
         tokenizer_line = 'tokenizer = AutoTokenizer.from_pretrained("YOUR-TOKENIZER")  # no tokenizer ships here'
         pipeline_tokenizer = ', tokenizer="YOUR-TOKENIZER"'
     remote = ", trust_remote_code=True" if exported else ""
+    needs_bizoo = not exported and not baseline  # only `import bizoo` registers bizoo's classes with the Auto ones
     header = f"from transformers import {auto_class}, AutoTokenizer\n\n"
-    if not exported:
+    if needs_bizoo:
         header = "import bizoo  # registers bizoo's models with the Auto classes\n" + header
+    where = "  # this folder, or its Hub id (ORG/NAME) after `bizoo push`" if exported else ""
     load = (
         header
-        + (f'model_id = "{model_id}"  # this folder, or its Hub id (ORG/NAME) after `bizoo push`\n' if exported else f'model_id = "{model_id}"\n')
+        + f'model_id = "{model_id}"{where}\n'
         + f"{tokenizer_line}\n"
         f"model = {auto_class}.from_pretrained(model_id{remote})\n"
         f'outputs = model(**tokenizer("The king gave his crown to the queen.", return_tensors="pt"))'
     )
     call = (
-        ("from transformers import pipeline\n\n" if exported else "import bizoo\nfrom transformers import pipeline\n\n")
+        ("import bizoo\n" if needs_bizoo else "")
+        + "from transformers import pipeline\n\n"
         + f'pipe = pipeline("{task}", model="{model_id}"{pipeline_tokenizer}{remote})\n'
         f'print(pipe("{text}"))'
     )
     return load, call
 
 
+def _about(exported: bool, baseline: bool, tokenizer) -> str:
+    """The card's last paragraph: who wrote the folder and what it holds, as it is (an export ships bizoo's code; a
+    checkpoint a bizoo command saved holds none; a tokenizer is named only when one is there)."""
+    tokenizer_part = ", the tokenizer" if tokenizer is not None else ""
+    if exported:
+        return (
+            f"`bizoo export` wrote this folder: the configuration, the weights in safetensors{tokenizer_part} and a "
+            "flat copy of bizoo's code for this model type whose imports point at the files beside it. With bizoo "
+            "installed, `import bizoo` registers the same classes with the `Auto*` classes."
+        )
+    if baseline:
+        return (
+            f"A bizoo command saved this folder (the configuration, the weights in safetensors{tokenizer_part}); the "
+            "model is transformers' own and needs neither bizoo nor remote code."
+        )
+    return (
+        f"A bizoo command saved this folder (the configuration, the weights in safetensors{tokenizer_part}); it holds "
+        "no code, so it loads where bizoo is installed. `bizoo export` writes a copy that ships bizoo's code and "
+        "loads with `trust_remote_code=True` without bizoo."
+    )
+
+
 def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], name: str, code_files: list[str]) -> str:
-    """README.md for an export of ``model``: YAML front matter (Hub metadata) and the body, rendered from
+    """README.md for an export of ``model`` (``code_files``: the code shipped beside it) or, with no ``code_files``,
+    for a checkpoint a bizoo command saved: YAML front matter (Hub metadata) and the body, rendered from
     ``hub_cards/model_card.md`` with ``string.Template``."""
     config = model.config
     architecture = type(model).__name__
@@ -238,7 +269,7 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
     class_doc = _first_paragraph(type(model).__doc__)
     variant_settings = ", ".join(f"{k}={v!r}" for k, v in spec.variants.get(variant, {}).items())
     exported = bool(code_files)
-    load_example, pipeline_example = _usage(auto_class, pipeline_tag, name, tokenizer, exported)
+    load_example, pipeline_example = _usage(auto_class, pipeline_tag, name, tokenizer, exported, baseline)
     if exported:
         how_to_load = (
             f"The modeling code ships with the weights ({', '.join(f'`{f}`' for f in code_files)}), so bizoo does not "
@@ -274,6 +305,7 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
         results_table=_results_table(results),
         config_table=_config_table(config, architecture),
         bizoo_version=bizoo.__version__,
+        about=_about(exported, baseline, tokenizer),
     )
     ModelCard(text)  # the Hub's own parser must read the front matter back (it raises on malformed metadata)
     return text

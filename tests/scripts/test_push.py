@@ -5,12 +5,13 @@ that bad input stops before any call."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 import yaml
 from huggingface_hub import HfApi, RepoUrl
-from huggingface_hub.errors import OfflineModeIsEnabled
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 import bizoo
 from bizoo import LionForMaskedLM
@@ -201,3 +202,32 @@ def test_a_checkpoint_is_not_an_export(checkpoint: Path, hub: RecordingHub, caps
     assert main([str(checkpoint), "--repo-id", "my-org/lion-d"]) == 2
     assert "has no auto_map, so the model would not load with trust_remote_code=True" in capsys.readouterr().err
     assert hub.calls == []
+
+
+def _refused_connection(monkeypatch: pytest.MonkeyPatch) -> Exception:
+    """The exception huggingface_hub's own HTTP client raises for a connection nobody answers: a request to a local
+    port that was just closed (offline mode lifted for this one request; nothing leaves this machine)."""
+    from huggingface_hub import constants, get_session
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with monkeypatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_OFFLINE", False)
+        try:
+            get_session().get(f"http://127.0.0.1:{port}/api/repos/create", timeout=5)
+        except Exception as err:  # noqa: BLE001 - whatever the client raises is what push must handle
+            return err
+    raise AssertionError(f"a request to the closed port {port} was answered")
+
+
+def test_unreachable_hub_exits_1_with_the_reason(exported: Path, hub: RecordingHub, capsys, monkeypatch):
+    """No answer at all (connection refused, no DNS, a timeout) is the Hub that "cannot be reached" as much as
+    offline mode is: exit 1 and one line naming the endpoint, not a traceback of the HTTP client."""
+    hub.fail_with = _refused_connection(monkeypatch)
+    assert not isinstance(hub.fail_with, (OfflineModeIsEnabled, HfHubHTTPError)), repr(hub.fail_with)
+    assert main([str(exported), "--repo-id", "my-org/lion-d"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bizoo push: error: the Hub refused or could not be reached (") and "Connect" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert [name for name, _ in hub.calls] == ["create_repo"]
