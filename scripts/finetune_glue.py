@@ -16,6 +16,10 @@ batches padded to their longest sequence. Checkpoints go to --output-dir every -
 continues the newest); at the end the final model, its tokenizer, eval_results.json (metrics, wall times,
 example and step counts) and a bizoo_results.json record (for bizoo export's model card) are written there.
 
+run_glue.py's Hub and cache options work as there: --cache_dir (where Hub snapshots and datasets' files are cached),
+--model_revision (of --model-name-or-path and --tokenizer), --token, --trust_remote_code, --overwrite_cache and
+--ignore_mismatched_sizes (a checkpoint's head for other labels initialised anew).
+
 --do_predict (run_glue.py's switch) then predicts the test split with the final model and writes what run_glue.py
 writes: predict_results_<task>.txt (<task> as run_glue.py names it: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte,
 wnli; MNLI also predict_results_mnli-mm.txt for test_mismatched; another dataset: predict_results.txt), a header
@@ -81,10 +85,12 @@ from .lib.finetuning import (
 )
 from .lib.metrics import glue_metrics, predicted, text_classification_metrics
 from .lib.results import record_results
+from .lib.sources import HubOptions, hub_options
 from .lib.training import (
     add_training_arguments,
     bool_flag,
     check_best_model_metric,
+    check_hub_options,
     check_training_arguments,
     first_samples,
     max_length_padding,
@@ -158,7 +164,7 @@ def load_dataset_task(args: argparse.Namespace,
     examples; with ``predict`` (--do_predict) also its "test" examples (the dataset's test split or --test-file;
     ``label`` None in a split without labels)."""
     splits = load_splits(args.dataset_name, args.dataset_config_name, args.train_file, args.validation_file,
-                         test=predict, test_file=args.test_file)
+                         test=predict, test_file=args.test_file, hub=hub_options(args))
     data = text_classification_data(splits, args.text_columns, args.label_column or "label")
     name = describe(args.dataset_name, args.train_file)
     task = DatasetTask(name, data.is_pair, data.is_regression, data.label_names,
@@ -188,18 +194,19 @@ def predict_file(task: GlueTask | DatasetTask, split: str) -> str:
 
 
 def load_task_data(task: GlueTask, data_dir: str | None, from_hub: bool,
-                   predict: bool = False) -> dict[str, list[dict[str, Any]]]:
+                   predict: bool = False, hub: HubOptions | None = None) -> dict[str, list[dict[str, Any]]]:
     """The training split and the evaluation split(s) of ``task``: ``{"train": [...], "dev": [...]}`` (MNLI:
     ``dev_matched`` and ``dev_mismatched``); with ``predict`` (--do_predict) also the test split(s)
     (``test_splits``), whose labels GLUE keeps hidden: their ``label`` is None. Raises ``CommandError`` for a
     missing test split (naming the file or Hub split looked for), a split without examples, or a training or
-    evaluation split without labels."""
+    evaluation split without labels. ``hub``: the Hub and cache options of --from-hub's ``load_dataset``
+    (--cache_dir, --token, --overwrite_cache)."""
     splits: dict[str, list[dict[str, Any]]] = {}
     for split in ("train", *task.eval_splits, *(test_splits(task) if predict else ())):
         test = split.startswith("test")
         if from_hub:
             try:
-                examples = load_glue_from_hub(task.name, split)
+                examples = load_glue_from_hub(task.name, split, **(hub or HubOptions()).dataset_kwargs())
             except Exception as err:  # noqa: BLE001  (network, cache and dataset errors of many kinds)
                 looked_for = f"--do_predict: the Hub's {hub_split_name(split)} split: " if test else ""
                 raise CommandError(f"cannot read GLUE {task.name} {split} from the Hub ({looked_for}{err})") from None
@@ -362,6 +369,7 @@ def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str
     from transformers import AutoModelForSequenceClassification
 
     check_training_arguments(args)
+    check_hub_options(args)
     predict = check_predict_options(args)
     glue = args.data_dir is not None or args.from_hub
     if glue != (args.task is not None):
@@ -384,7 +392,7 @@ def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str
         raise CommandError("--dataset-config-name goes with --dataset-name")
     if glue:
         task = glue_task(args.task)
-        splits = load_task_data(task, args.data_dir, args.from_hub, predict)
+        splits = load_task_data(task, args.data_dir, args.from_hub, predict, hub_options(args))
     else:
         task, splits = load_dataset_task(args, predict)
     splits = {name: first_samples(examples, args, sample_split(name), f"{name} examples")

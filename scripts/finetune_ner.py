@@ -59,6 +59,10 @@ parquet files, or a Hub dataset id owner/name[@revision], read through datasets 
 and --tags-column, default tokens and ner_tags; tags as ClassLabel ids or strings); it is scored on its validation
 split (or dev, valid, val, test), or on a held-out part of train with --validation-split-percentage.
 
+run_ner.py's Hub and cache options work as there: --cache_dir (where Hub snapshots and datasets' files are cached),
+--model_revision (of --model-name-or-path and --tokenizer), --token, --trust_remote_code, --overwrite_cache and
+--ignore_mismatched_sizes (a checkpoint's head for other labels initialised anew).
+
 --do_predict (run_ner.py's switch) then tags the test split with the final model (a CRF head: its Viterbi path) and
 writes what run_ner.py writes: predictions.txt, one line per test sentence holding its predicted tags, one per word,
 separated by spaces (a word cut off by --max-length: "O" for ner and chunk, "_" for pos); and when the test split
@@ -150,10 +154,12 @@ from .lib.metrics import (
 )
 from .lib.models import parse_model_config
 from .lib.results import record_results
+from .lib.sources import hub_options
 from .lib.training import (
     OneValue,
     add_training_arguments,
     bool_flag,
+    check_hub_options,
     check_training_arguments,
     first_samples,
     max_length_padding,
@@ -397,7 +403,7 @@ def _load_sentences(args: argparse.Namespace, predict: bool) -> TaggingData:
     percentage = args.validation_split_percentage
     if args.dataset_name is not None or data_files(args):
         if args.dataset_name is not None:
-            splits = load_splits(args.dataset_name, args.dataset_config_name, test=predict)
+            splits = load_splits(args.dataset_name, args.dataset_config_name, test=predict, hub=hub_options(args))
             if percentage is None and "validation" not in splits:
                 raise CommandError(f"--dataset-name {args.dataset_name!r} has no validation split (validation, "
                                    "dev, valid, val or test): hold out a part of train with "
@@ -406,7 +412,7 @@ def _load_sentences(args: argparse.Namespace, predict: bool) -> TaggingData:
             train_name, dataset = f"{name}/train", {"name": name, "type": name}
         else:
             splits = load_splits(train_file=args.train_file, validation_file=args.eval_file, test=predict,
-                                 test_file=args.test_file)
+                                 test_file=args.test_file, hub=hub_options(args))
             name = describe(None, args.train_file)
             train_name, dataset = args.train_file, {"name": name, "type": dataset_type(None, args.train_file)}
         loaded = token_classification_data(splits, args.tokens_column, args.tags_column,
@@ -777,6 +783,7 @@ def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], P
     from transformers import AutoModelForTokenClassification
 
     check_training_arguments(args, metrics=eval_metrics(args.task))
+    check_hub_options(args)
     predict = check_predict_options(args)
     extra_config = task_config(args)
     data = load_sentences(args, predict)

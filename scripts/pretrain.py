@@ -16,6 +16,9 @@ another domain: its model type, configuration (--model-config may change fields,
 kept, its masked-LM (biLM) head loaded or, if it has none, initialised; without it a new model is trained from
 scratch (--model, --variant, --model-config, and a tokenizer trained on the text unless --tokenizer).
 
+run_mlm.py's Hub and cache options work as there: --cache_dir (where Hub snapshots and datasets' files are cached),
+--model_revision (of --model-name-or-path and --tokenizer), --token, --trust_remote_code and --overwrite_cache.
+
 --text (run_mlm.py's --train_file) takes plain-text files, or one data file (.json/.jsonl, .csv, .tsv, .parquet) whose
 --text-column holds the text, one document; --eval-text (--validation_file) likewise.
 
@@ -75,15 +78,18 @@ from .lib.models import (
 )
 from .lib.output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .lib.results import record_results
+from .lib.sources import HubOptions, hub_options
 from .lib.dataset_readers import describe, is_data_file, load_splits, stream_text_lines
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 from .lib.training import (
     Needed,
     OneValue,
     bool_flag,
+    add_hub_arguments,
     add_training_arguments,
     build_on_first_process,
     check_best_model_metric,
+    check_hub_options,
     check_training_arguments,
     first_samples,
     input_checks_callback,
@@ -232,6 +238,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--whole-word-mask", action="store_true",
         help="mask whole words (all WordPiece pieces of a chosen word together) instead of single tokens",
     )
+    add_hub_arguments(parser)
     add_training_arguments(parser, max_steps=400, learning_rate=1e-3, batch_size=32, max_length=128)
 
 
@@ -429,10 +436,11 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
     """(training documents, held-out documents, corpus name); each document is a list of lines."""
     if args.dataset:
-        split = load_splits(args.dataset, args.dataset_config, option="--dataset")["train"]
+        split = load_splits(args.dataset, args.dataset_config, option="--dataset", hub=hub_options(args))["train"]
         documents, name = [column_lines(split, args.text_column, args.dataset)], args.dataset
     elif args.text and is_data_file(args.text[0]):  # run_mlm.py's --train_file / --validation_file
-        splits = load_splits(train_file=args.text[0], validation_file=(args.eval_text or [None])[0])
+        splits = load_splits(train_file=args.text[0], validation_file=(args.eval_text or [None])[0],
+                             hub=hub_options(args))
         documents, name = [column_lines(splits["train"], args.text_column, args.text[0])], describe(None, args.text[0])
         if args.eval_text:
             return documents, [column_lines(splits["validation"], args.text_column, args.eval_text[0])], name
@@ -678,6 +686,8 @@ class InitialCheckpoint:
 
     name: str  # as given: a folder or a Hub model id
     config: Any  # its configuration, --model-config's fields changed
+    path: str  # its local folder (a Hub model's snapshot in the cache: --cache_dir, --model_revision, --token)
+    hub: HubOptions  # the run's Hub options (--trust_remote_code for from_pretrained)
 
 
 def initial_checkpoint(args: argparse.Namespace) -> InitialCheckpoint | None:
@@ -706,7 +716,7 @@ def initial_checkpoint(args: argparse.Namespace) -> InitialCheckpoint | None:
     if positions is not None and args.max_length > positions:
         raise CommandError(f"--max-length {args.max_length} is beyond the checkpoint's max_position_embeddings "
                            f"({positions}): give --max-length {positions} or less")
-    return InitialCheckpoint(name, config)
+    return InitialCheckpoint(name, config, source.path, source.hub)
 
 
 def prepare_job(args: argparse.Namespace) -> PretrainJob:
@@ -715,6 +725,7 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
     started = time.perf_counter()
     check_training_arguments(args, **trainer_settings(args))
     check_pretrain_arguments(args)
+    check_hub_options(args)
     checkpoint = initial_checkpoint(args)
     spec = model_spec(args.model or (checkpoint.config.model_type if checkpoint else DEFAULT_MODEL))
     objective = resolve_objective(args.objective, spec)
@@ -760,13 +771,14 @@ def read_corpus(job: PretrainJob) -> Corpus:
         return Corpus(*load_texts(args))
     sources, name = args.text, "custom text (streamed)"
     if args.dataset:
-        sources = [stream_text_lines(args.dataset, args.dataset_config, args.text_column)]
+        sources = [stream_text_lines(args.dataset, args.dataset_config, args.text_column, hub=hub_options(args))]
         name = f"{args.dataset} (streamed)"
     documents = sample_lines(sources, int(args.tokenizer_sample_mb * 2**20))  # the tokenizer's text only
     if args.eval_text:
         held_out = [read_text_files([path]) for path in args.eval_text]
     else:  # the dataset's validation split, read whole
-        held_out = [list(stream_text_lines(args.dataset, args.dataset_config, args.text_column, "validation"))]
+        held_out = [list(stream_text_lines(args.dataset, args.dataset_config, args.text_column, "validation",
+                                           hub=hub_options(args)))]
     return Corpus(documents, held_out, name, sources)
 
 
@@ -785,12 +797,13 @@ def build_tokenizer(job: PretrainJob, corpus: Corpus):
             return build_wordchar_tokenizer(spec, lines, vocab_size, model_max_length=args.max_length)
         return train_wordpiece_tokenizer(lines, vocab_size=vocab_size, model_max_length=args.max_length)
 
+    hub = hub_options(args)
     if job.resume_from:
-        tokenizer = pretrained_tokenizer(job.resume_from, "the checkpoint to resume")
+        tokenizer = pretrained_tokenizer(job.resume_from, "the checkpoint to resume", hub)
     elif args.tokenizer:
-        tokenizer = pretrained_tokenizer(args.tokenizer, "--tokenizer")
+        tokenizer = pretrained_tokenizer(args.tokenizer, "--tokenizer", hub)
     elif job.checkpoint is not None:
-        tokenizer = pretrained_tokenizer(job.checkpoint.name, "--model-name-or-path")
+        tokenizer = pretrained_tokenizer(job.checkpoint.path, "--model-name-or-path", hub)
     else:  # trained here; in a distributed run by the first process, for all of them
         tokenizer = build_on_first_process(
             new_tokenizer, job.output_dir / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
@@ -927,7 +940,8 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
     if job.checkpoint is None:
         model = setup.auto_class.from_config(config, **baseline)
     else:
-        model, loading = setup.auto_class.from_pretrained(job.checkpoint.name, config=config,
+        model, loading = setup.auto_class.from_pretrained(job.checkpoint.path, config=config,
+                                                          trust_remote_code=job.checkpoint.hub.trust_remote_code,
                                                           output_loading_info=True, **baseline)
         if loading["missing_keys"]:
             logger.warning(f"{job.checkpoint.name} has no {type(model).__name__} weights "

@@ -316,8 +316,10 @@ def _glue_example(task: GlueTask, row: list[str], columns: tuple[int, int | None
     return example
 
 
-def load_glue_from_hub(task: str, split: str, cache_dir: PathLike | None = None) -> list[dict[str, Any]]:
+def load_glue_from_hub(task: str, split: str, cache_dir: PathLike | None = None, **load_kwargs) -> list[dict[str, Any]]:
     """Read one split of a GLUE task from the Hugging Face Hub (``nyu-mll/glue``), as ``load_glue_split`` does.
+    ``load_kwargs``: more keywords of ``datasets.load_dataset`` (the Hub options' ``HubOptions.dataset_kwargs``:
+    the token, --overwrite_cache's download mode).
 
     Hub split names ("validation", "validation_matched") and ours ("dev", "dev_matched") are both accepted.
     Class ids are mapped through the Hub's label names, so they agree with ``load_glue_split`` (the Hub
@@ -328,8 +330,9 @@ def load_glue_from_hub(task: str, split: str, cache_dir: PathLike | None = None)
     spec = glue_task(task)
     split_key = _normalise_split(spec, split)
     hub_split = split_key.replace("dev", "validation")
-    data = datasets.load_dataset(GLUE_HUB_DATASET, spec.hub_config, split=hub_split,
-                                 cache_dir=None if cache_dir is None else str(cache_dir))
+    if cache_dir is not None:
+        load_kwargs["cache_dir"] = str(cache_dir)
+    data = datasets.load_dataset(GLUE_HUB_DATASET, spec.hub_config, split=hub_split, **load_kwargs)
     label_feature = data.features.get("label") if getattr(data, "features", None) is not None else None
     hub_names = list(getattr(label_feature, "names", None) or [])
     examples = []

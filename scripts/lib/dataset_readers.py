@@ -10,6 +10,10 @@ Where the data comes from (``load_splits``), as transformers' ``run_glue.py``/``
   ``owner/name[@revision]``, fetched with ``snapshot_download`` into the Hub's cache (``lib.sources``; under
   ``HF_HUB_OFFLINE=1`` the cache only) and loaded from there; ``--dataset-config-name`` picks a configuration.
 
+The Hub and cache options (``lib.sources.HubOptions``, ``hub=``): --cache_dir is where a Hub dataset's snapshot is
+cached and where ``datasets`` writes its Arrow files, --token the Hub token, --overwrite_cache prepares the data files
+again instead of reading the cached Arrow files.
+
 Splits: "train", and for evaluation "validation" (also named "dev", "valid" or "val"; "test" when there is no
 validation split); with ``test=True`` (--do_predict) also "test": the dataset's test split, or ``--test-file``.
 A test split may go without labels (no label column, or every label missing or -1, the Hub's mark of an unlabelled
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .command import CommandError
-from .sources import resolve_source
+from .sources import HubOptions, resolve_source
 
 #: File extension -> the ``datasets`` builder that reads it.
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -64,18 +68,23 @@ def add_dataset_name_arguments(source, data, what: str) -> None:
 
 def load_splits(dataset_name: str | None = None, dataset_config: str | None = None, train_file: str | None = None,
                 validation_file: str | None = None, *, streaming: bool = False,
-                option: str = "--dataset-name", test: bool = False, test_file: str | None = None) -> dict[str, Any]:
+                option: str = "--dataset-name", test: bool = False, test_file: str | None = None,
+                hub: HubOptions | None = None) -> dict[str, Any]:
     """``{"train": ..., "validation": ...}`` (``datasets.Dataset``, or ``IterableDataset`` when ``streaming``) from
     a dataset name or data files (module docstring); "validation" is absent when the source has no such split.
     ``option`` names the dataset's option in errors. With ``test`` (or a ``test_file``, read with the other files)
     also ``"test"``: the dataset's "test" split or the file; ``CommandError`` naming what was looked for when there is
-    none."""
+    none. ``hub``: the Hub and cache options (module docstring)."""
     import datasets
 
+    hub = hub or HubOptions()
+    load_kwargs = hub.dataset_kwargs()
+    if streaming:  # nothing is prepared or cached: read as the stream goes
+        load_kwargs.pop("download_mode", None)
     if dataset_name is not None:
-        folder = resolve_source(dataset_name, option, repo_type="dataset")
+        folder = resolve_source(dataset_name, option, repo_type="dataset", cache_dir=hub.cache_dir, token=hub.token)
         try:
-            loaded = datasets.load_dataset(str(folder), dataset_config, streaming=streaming)
+            loaded = datasets.load_dataset(str(folder), dataset_config, streaming=streaming, **load_kwargs)
         except (ValueError, FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as err:
             raise CommandError(f"{option} {dataset_name!r} does not load with datasets: {err}") from None
         source = f"{option} {dataset_name!r}"
@@ -103,7 +112,7 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
         builder = FILE_BUILDERS.get(kind, kind)
         options = {**CSV_OPTIONS, **({"delimiter": "\t"} if kind == ".tsv" else {})} if builder == "csv" else {}
         try:
-            loaded = datasets.load_dataset(builder, data_files=files, streaming=streaming, **options)
+            loaded = datasets.load_dataset(builder, data_files=files, streaming=streaming, **options, **load_kwargs)
         except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
             raise _unreadable(builder, files, options, err) from None
         source = f"--train-file {train_file!r}"
@@ -381,10 +390,12 @@ def token_classification_data(splits: dict[str, Any], tokens_column: str = "toke
     return out
 
 
-def stream_text_lines(dataset_name: str, dataset_config: str | None, text_column: str, split: str = "train"):
+def stream_text_lines(dataset_name: str, dataset_config: str | None, text_column: str, split: str = "train",
+                      hub: HubOptions | None = None):
     """The non-empty text lines of one split of a dataset read with ``streaming=True`` (nothing held in memory),
-    re-iterable: each ``iter()`` reads the split again from its start (``pretrain --dataset --stream``)."""
-    splits = load_splits(dataset_name, dataset_config, streaming=True, option="--dataset")
+    re-iterable: each ``iter()`` reads the split again from its start (``pretrain --dataset --stream``); ``hub``: the
+    Hub and cache options."""
+    splits = load_splits(dataset_name, dataset_config, streaming=True, option="--dataset", hub=hub)
     if split not in splits:
         raise CommandError(f"--dataset {dataset_name!r} has no {split} split (validation, dev, valid, val or test): "
                            "give held-out text with --eval-text")

@@ -60,10 +60,13 @@ from .models import (
 )
 from .output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .results import RESULTS_FILE
+from .sources import HubOptions, hub_options, resolve_checkpoint
 from .training import (
     TRAINING_GROUP_TITLE,
     EvaluatesEveryExample,
+    add_hub_arguments,
     add_preset_option,
+    bool_flag,
     build_on_first_process,
     check_label_smoothing,
     input_checks_callback,
@@ -94,7 +97,8 @@ PREDICT_RESULTS_FILE = "predict_results.json"
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that say which model and tokenizer to fine-tune: --model-name-or-path, --tokenizer,
-    --variant, --model-config and --vocab-size."""
+    --variant, --model-config, --ignore-mismatched-sizes, --word-vectors and --vocab-size; then the Hub and cache
+    options (``lib.training.add_hub_arguments``)."""
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model-name-or-path", "--model_name_or_path", required=True, metavar="CKPT",
@@ -117,6 +121,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(numbers, true/false, null), anything else as a string",
     )
     group.add_argument(
+        "--ignore-mismatched-sizes", "--ignore_mismatched_sizes", **bool_flag(
+            help="run_*.py's option: weights of the checkpoint whose shape differs from the model's (a head "
+            "fine-tuned for other labels) are initialised anew instead of refused (from_pretrained's "
+            "ignore_mismatched_sizes)"),
+    )
+    group.add_argument(
         "--word-vectors", metavar="FILE",
         help="pretrained word vectors (GloVe / word2vec text format, .gz allowed) for the word embeddings of a model "
         "trained from scratch; each word takes its exact, lowercased or digit-normalised vector (Lample et al. "
@@ -128,6 +138,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         f"tokenizer (raised to the minimum the text needs; default: {DEFAULT_VOCAB_SIZE}), or the most frequent "
         "words for a word-level model (default: every training word)",
     )
+    add_hub_arguments(parser)
 
 
 def add_word_dropout_argument(parser: argparse.ArgumentParser) -> None:
@@ -243,12 +254,17 @@ class ModelSource:
         spec: the registered ``ModelSpec`` when training from scratch, else None.
         overrides: configuration fields asked for (--variant's and --model-config's), without the task's.
         config: the configuration they give (its vocabulary size is not final when training from scratch).
+        path: the checkpoint's local folder (a Hub model's snapshot in the cache: --cache_dir, --model_revision,
+            --token); None when training from scratch.
+        hub: the run's Hub options (``lib.sources.HubOptions``: --trust_remote_code for every ``from_pretrained``).
     """
 
     name_or_path: str
     spec: Any
     overrides: dict[str, Any]
     config: Any
+    path: str | None = None
+    hub: HubOptions = HubOptions()
 
     @property
     def from_scratch(self) -> bool:
@@ -263,6 +279,11 @@ class ModelSource:
 def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) -> ModelSource:
     """Check --model-name-or-path, --variant and --model-config and build the configuration they ask for.
 
+    A checkpoint that is not a local folder is a Hub model id, ``owner/name[@revision]``: its snapshot is fetched
+    into the cache (or found there, also offline) once, with the Hub options (``lib.sources``: --cache_dir,
+    --model_revision, --token), and the configuration, tokenizer and model all load from that folder, as run_*.py
+    loads the three with the same options (--trust_remote_code included).
+
     ``task_config`` holds the fields the task sets (``num_labels``, ``id2label``, ``problem_type`` ...).
     Raises ``CommandError`` for an unknown model type, variant or field, and the config's own ``ValueError`` for a
     bad value (both exit code 2).
@@ -270,13 +291,14 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
     from transformers import AutoConfig
 
     name = args.model_name_or_path
+    hub = hub_options(args)
     overrides = parse_model_config(args.model_config)
     if name in bizoo.MODEL_SPECS:
         spec = bizoo.get_spec(name)
         check_config_fields(spec.config_class, overrides, f"model type {name!r}")
         fields = {**variant_fields(spec, args.variant), **overrides}
         config = spec.config_class(**fields, **task_config)  # the config's checks name a bad value's field
-        return ModelSource(name, spec, fields, config)
+        return ModelSource(name, spec, fields, config, None, hub)
 
     if args.variant is not None:
         raise CommandError(
@@ -284,15 +306,16 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
             f"{sorted(bizoo.MODEL_SPECS)}); the checkpoint {name!r} already fixes its configuration"
         )
     try:
-        config = AutoConfig.from_pretrained(name)
-    except (OSError, ValueError, KeyError) as err:
+        path = str(resolve_checkpoint(name, "--model-name-or-path", hub))
+        config = AutoConfig.from_pretrained(path, trust_remote_code=hub.trust_remote_code)
+    except (OSError, ValueError, KeyError) as err:  # CommandError included: neither a folder nor a Hub model
         raise CommandError(
             f"--model-name-or-path {name!r} is neither a bizoo model type ({', '.join(sorted(bizoo.MODEL_SPECS))}) "
             f"nor a checkpoint folder or hub model with a config.json ({err})"
         ) from None
     check_config_fields(type(config), overrides, f"checkpoint {name!r}")
-    config = AutoConfig.from_pretrained(name, **overrides, **task_config)
-    return ModelSource(name, None, overrides, config)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=hub.trust_remote_code, **overrides, **task_config)
+    return ModelSource(name, None, overrides, config, path, hub)
 
 
 def check_output_folder(args: argparse.Namespace) -> tuple[Path, str | None]:
@@ -336,9 +359,9 @@ def load_tokenizer(
     a WordPiece tokenizer trained on ``training_texts()``, or, for a model that reads words and characters, a
     ``WordCharTokenizerFast`` built from ``training_sentences()`` (lists of words) or the texts."""
     if checkpoint is not None:
-        tokenizer = pretrained_tokenizer(checkpoint, "the checkpoint to resume")
+        tokenizer = pretrained_tokenizer(checkpoint, "the checkpoint to resume", source.hub)
     elif args.tokenizer:
-        tokenizer = pretrained_tokenizer(args.tokenizer, "--tokenizer")
+        tokenizer = pretrained_tokenizer(args.tokenizer, "--tokenizer", source.hub)
     elif source.from_scratch:  # built here; in a distributed run by the first process, for all of them
         from transformers import AutoTokenizer
 
@@ -348,7 +371,7 @@ def load_tokenizer(
             AutoTokenizer.from_pretrained,
         )
     else:
-        tokenizer = pretrained_tokenizer(source.name_or_path, "the checkpoint (pass --tokenizer if it has none)")
+        tokenizer = pretrained_tokenizer(source.path, "the checkpoint (pass --tokenizer if it has none)", source.hub)
     if tokenizer.pad_token is None:
         raise CommandError("the tokenizer has no padding token; batches cannot be padded (set one and save it again)")
     if need_fast and not tokenizer.is_fast:
@@ -412,7 +435,7 @@ def prepare_model(
     check_word_vocabulary(args, source)
     output_dir, checkpoint = check_output_folder(args)
     if checkpoint is not None:  # the run's own model: check it is the one these options would build
-        saved = AutoConfig.from_pretrained(checkpoint)
+        saved = AutoConfig.from_pretrained(checkpoint, trust_remote_code=source.hub.trust_remote_code)
         for key, value in {**source.overrides, **task_config}.items():
             if not _same(getattr(saved, key, None), value):
                 raise CommandError(
@@ -423,16 +446,19 @@ def prepare_model(
     tokenizer = load_tokenizer(args, source, training_texts, checkpoint, need_fast_tokenizer, training_sentences)
     set_seed(args.seed)  # the same initial weights for the same --seed
     if checkpoint is not None:
-        model = load_model(auto_class, checkpoint, tokenizer)
+        model = load_model(auto_class, checkpoint, tokenizer, hub=source.hub)
     elif source.from_scratch:
         model = load_model(auto_class, source.name_or_path, tokenizer, **source.overrides, **task_config)
     else:
+        mismatched = bool(getattr(args, "ignore_mismatched_sizes", False))
         try:
-            model = load_model(auto_class, source.name_or_path, tokenizer, **source.overrides, **task_config)
+            model = load_model(auto_class, source.path, tokenizer, hub=source.hub, ignore_mismatched_sizes=mismatched,
+                               **source.overrides, **task_config)
         except (OSError, RuntimeError) as err:
             raise CommandError(
                 f"cannot load the checkpoint {source.name_or_path!r} for this task: {err} (a checkpoint fine-tuned "
-                "for another task may have a head of another size: start from its pretrained checkpoint instead)"
+                "for another task may have a head of another size: start from its pretrained checkpoint instead, "
+                "or give --ignore_mismatched_sizes to initialise the weights of another shape anew)"
             ) from None
     if getattr(args, "word_vocabulary", "checkpoint") == "train" and checkpoint is None:
         tokenizer, model = with_task_vocabulary(tokenizer, model, training_sentences, args.max_length)

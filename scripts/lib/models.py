@@ -16,9 +16,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import bizoo
@@ -26,6 +24,7 @@ import bizoo
 from ...modeling.tokenization_wordchar import WordCharTokenizerFast
 from .command import CommandError
 from .model_defaults import model_defaults
+from .sources import HubOptions, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -66,23 +65,25 @@ def tokenizer_config_fields(spec, tokenizer) -> dict[str, Any]:
     return fields
 
 
-def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
+def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | None = None,
+               ignore_mismatched_sizes: bool = False, **config_overrides):
     """A model for ``auto_class``: from scratch if ``name_or_path`` is a registered model type (its default
-    configuration with ``config_overrides``, sized to the tokenizer), else ``from_pretrained``.
+    configuration with ``config_overrides``, sized to the tokenizer), else ``from_pretrained`` of the checkpoint
+    folder or Hub model id (``lib.sources.resolve_checkpoint`` with ``hub``'s cache folder, revision and token; a model
+    in the Hub's cache loads offline too), with ``hub``'s trust_remote_code and run_*.py's
+    ``ignore_mismatched_sizes`` (weights of another shape, e.g. a head for other labels, newly initialised).
 
     Raises ``CommandError`` if the tokenizer's vocabulary is larger than the model's or the checkpoint is missing.
     """
+    hub = hub or HubOptions()
     if name_or_path in bizoo.MODEL_SPECS:
         spec = bizoo.get_spec(name_or_path)
         config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_overrides)
         model = auto_class.from_config(config)
     else:
-        if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise CommandError(
-                f"--model-name-or-path {name_or_path!r} is neither a folder nor a bizoo model type "
-                f"({sorted(bizoo.MODEL_SPECS)}), and the hub is offline"
-            )
-        model = auto_class.from_pretrained(name_or_path, **config_overrides)
+        path = resolve_checkpoint(name_or_path, "--model-name-or-path", hub)
+        model = auto_class.from_pretrained(path, trust_remote_code=hub.trust_remote_code,
+                                           ignore_mismatched_sizes=ignore_mismatched_sizes, **config_overrides)
     vocab = model.config.vocab_size  # the word table's rows; ELMo's classifiers read word ids without one
     if len(tokenizer) > vocab:
         raise CommandError(
@@ -92,13 +93,17 @@ def load_model(auto_class, name_or_path: str, tokenizer, **config_overrides):
     return model
 
 
-def pretrained_tokenizer(path: str, option: str):
-    """``AutoTokenizer.from_pretrained(path)``; ``CommandError`` naming ``option`` (e.g. "--tokenizer") if it fails."""
+def pretrained_tokenizer(path: str, option: str, hub: HubOptions | None = None):
+    """``AutoTokenizer.from_pretrained`` of a folder or Hub id (``lib.sources.resolve_checkpoint`` with ``hub``'s cache
+    folder, revision and token, its trust_remote_code passed on); ``CommandError`` naming ``option`` (e.g.
+    "--tokenizer") if it fails."""
     from transformers import AutoTokenizer
 
+    hub = hub or HubOptions()
     try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        folder = resolve_checkpoint(path, option, hub)
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=hub.trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # CommandError included
         raise CommandError(f"cannot load a tokenizer from {option} {path!r}: {err}") from None
 
 

@@ -43,9 +43,10 @@ also builds the ``TrainingArguments`` once, so transformers' own checks run then
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
 ``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``,
-``first_samples``, ``input_checks_callback``, ``max_length_padding``; ``OneValue`` and ``bool_flag`` for a
-command's own options spelled as run_*.py spells them too (``--mlm_probability``, ``--pad_to_max_length [BOOL]``):
-the two spellings disagreeing is an error.
+``first_samples``, ``input_checks_callback``, ``max_length_padding``; ``add_hub_arguments`` and ``check_hub_options``:
+the Hub and cache options of run_*.py (--cache_dir, --model_revision, --token, ...; ``lib.sources``); ``OneValue`` and
+``bool_flag`` for a command's own options spelled as run_*.py spells them too (``--mlm_probability``,
+``--pad_to_max_length [BOOL]``): the two spellings disagreeing is an error.
 """
 
 from __future__ import annotations
@@ -251,6 +252,79 @@ def bool_flag(**settings) -> dict:
     """``add_argument`` keywords of a run_*.py boolean option (HfArgumentParser's ``--flag [BOOL]``): ``--flag`` is
     true, ``--flag false`` false, default false; ``OneValue``, so two givings that disagree are an error."""
     return dict(nargs="?", const=True, default=False, type=_bool_value, metavar="BOOL", action=OneValue, **settings)
+
+
+#: --preprocessing_num_workers: the one value bizoo takes (``lib.sources``' docstring).
+PREPROCESSING_WORKERS = 1
+
+
+def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
+    """The group of Hub and cache options (``lib.sources``' docstring says what each does), each in bizoo's and
+    run_*.py's spelling."""
+    group = parser.add_argument_group("Hub and cache (run_*.py's options)")
+    group.add_argument(
+        "--cache-dir", "--cache_dir", default=None, metavar="DIR", action=OneValue,
+        help="where the Hub snapshots of --model-name-or-path, --tokenizer and --dataset-name are cached "
+        "(DIR/models--owner--name/...) and where datasets writes its Arrow files (default: HF_HUB_CACHE and "
+        "HF_DATASETS_CACHE)",
+    )
+    group.add_argument(
+        "--model-revision", "--model_revision", default=None, metavar="REV", action=OneValue,
+        help="the branch, tag or commit of --model-name-or-path (and --tokenizer) on the Hub, as owner/name@REV "
+        "says (default: main; a local folder has none)",
+    )
+    group.add_argument(
+        "--token", default=None, metavar="TOKEN", action=OneValue,
+        help="the Hub token of the downloads, for private or gated repositories (default: the saved login, HF_TOKEN)",
+    )
+    group.add_argument(
+        "--trust-remote-code", "--trust_remote_code", **bool_flag(
+            help="run the Python code a checkpoint names in its auto_map (a model type neither bizoo nor "
+            "transformers defines): passed to from_pretrained; read the code first (datasets runs no dataset "
+            "scripts: it changes nothing for a dataset)"),
+    )
+    group.add_argument(
+        "--overwrite-cache", "--overwrite_cache", **bool_flag(
+            help="datasets prepares the data files again instead of reading its cached Arrow files (nothing is "
+            "downloaded again); bizoo tokenizes in memory at every run, there is no preprocessing cache"),
+    )
+    group.add_argument(
+        "--use-fast-tokenizer", "--use_fast_tokenizer", **{**bool_flag(
+            help="transformers 5 always loads the fast tokenizer, which bizoo needs: true (the default) is "
+            "accepted, false refused"), "default": True},
+    )
+    group.add_argument(
+        "--preprocessing-num-workers", "--preprocessing_num_workers", type=int, default=None, metavar="N",
+        action=OneValue,
+        help=f"{PREPROCESSING_WORKERS} is what bizoo does: it tokenizes in the command's process with the fast "
+        "tokenizer's batch encoding, with no datasets.map to spread over processes; another value is refused",
+    )
+    group.add_argument(
+        "--config-name", "--config_name", default=None, metavar="NAME", action=OneValue,
+        help="refused: the configuration is the checkpoint's (--model-name-or-path), or built from the model "
+        "type, --variant and --model-config",
+    )
+
+
+def check_hub_options(args: argparse.Namespace) -> None:
+    """``CommandError`` for a Hub option bizoo does not take (``lib.sources``' docstring): --use_fast_tokenizer
+    false, --preprocessing_num_workers other than 1, --config_name."""
+    if getattr(args, "use_fast_tokenizer", True) is False:
+        raise CommandError("--use_fast_tokenizer false: transformers 5 always loads the fast tokenizer (it ignores "
+                           "use_fast), and bizoo's commands need it (word ids, offsets); drop the option")
+    workers = getattr(args, "preprocessing_num_workers", None)
+    if workers is not None and workers != PREPROCESSING_WORKERS:
+        raise CommandError(
+            f"--preprocessing_num_workers {workers}: bizoo tokenizes in the command's process with the fast "
+            "tokenizer's batch encoding (there is no datasets.map to spread over processes); give "
+            f"{PREPROCESSING_WORKERS} or drop the option"
+        )
+    if getattr(args, "config_name", None) is not None:
+        raise CommandError(
+            f"--config_name {args.config_name!r}: bizoo takes the configuration of --model-name-or-path (a "
+            "checkpoint), or builds it from the model type, --variant and --model-config KEY=VALUE; it reads no "
+            "separate configuration"
+        )
 
 
 class _StepBudget(argparse.Action):

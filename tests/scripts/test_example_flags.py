@@ -1,7 +1,8 @@
 """transformers' example scripts' flags that bizoo takes with their meaning: run_mlm.py's --mlm_probability,
 --streaming, --line_by_line and --pad_to_max_length (pretrain), run_ner.py's --task_name and
 --return_entity_level_metrics (finetune-ner), and run_glue.py / run_ner.py's --pad_to_max_length (finetune-glue,
-finetune-ner).
+finetune-ner); the Hub and cache options of the three (--cache_dir, --model_revision, --trust_remote_code, ...: what
+each does is tests/scripts/test_hub_options.py's) and run_glue.py / run_ner.py's --ignore_mismatched_sizes.
 
 Each flag parses into the namespace of its bizoo spelling; a flag and its other spelling disagreeing is an error;
 --pad_to_max_length really pads every batch to --max-length (the collator's batches are recorded) and, bizoo's
@@ -59,6 +60,16 @@ def parsed(command: str, argv: list[str]) -> dict:
     ("finetune-glue", ["--no_pad_to_max_length"], []),  # run_glue.py pads by default; this turns it off
     ("pretrain", ["--line_by_line"], ["--line-by-line"]),
     ("pretrain", ["--pad_to_max_length"], ["--pad-to-max-length"]),
+    # the Hub and cache options (tests/scripts/test_hub_options.py: what each does)
+    *[(command, ["--cache_dir", "hub"], ["--cache-dir", "hub"]) for command in COMMANDS],
+    *[(command, ["--model_revision", "v2"], ["--model-revision", "v2"]) for command in COMMANDS],
+    *[(command, ["--trust_remote_code"], ["--trust-remote-code"]) for command in COMMANDS],
+    *[(command, ["--trust_remote_code", "false"], []) for command in COMMANDS],
+    *[(command, ["--overwrite_cache", "true"], ["--overwrite-cache"]) for command in COMMANDS],
+    *[(command, ["--use_fast_tokenizer"], []) for command in COMMANDS],  # true: what transformers 5 always loads
+    *[(command, ["--preprocessing_num_workers", "1"], ["--preprocessing-num-workers", "1"]) for command in COMMANDS],
+    ("finetune-glue", ["--ignore_mismatched_sizes"], ["--ignore-mismatched-sizes"]),
+    ("finetune-ner", ["--ignore_mismatched_sizes", "True"], ["--ignore-mismatched-sizes"]),
 ])
 def test_an_example_flag_is_its_bizoo_spelling(command: str, example: list[str], bizoo: list[str]) -> None:
     assert parsed(command, example) == parsed(command, bizoo)
@@ -72,6 +83,10 @@ def test_an_example_flag_is_its_bizoo_spelling(command: str, example: list[str],
     ("finetune-ner", ["--task", "ner", "--task_name", "pos"], "--task ner and --task_name pos"),
     ("finetune-ner", ["--pad_to_max_length", "--pad-to-max-length", "false"],
      "--pad_to_max_length True and --pad-to-max-length False"),
+    ("finetune-glue", ["--cache-dir", "a", "--cache_dir", "b"], "--cache-dir a and --cache_dir b"),
+    ("pretrain", ["--model_revision", "v1", "--model-revision", "v2"], "--model_revision v1 and --model-revision v2"),
+    ("finetune-ner", ["--trust_remote_code", "--trust-remote-code", "false"],
+     "--trust_remote_code True and --trust-remote-code False"),
 ])
 def test_two_spellings_at_different_values_are_an_error(command, argv, message, tmp_path, capsys) -> None:
     output = tmp_path / "out"
