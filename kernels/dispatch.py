@@ -13,6 +13,7 @@ A missing Triton is never an import error: it only removes the ``"triton"`` back
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -65,6 +66,15 @@ def reads_values(tensor: torch.Tensor) -> bool:
     return values_on_host(tensor) and not tracing()
 
 
+def autocast_off(device: torch.device):
+    """``torch.autocast(device.type, enabled=False)``: the precision-critical parts of an op (fp32 scans, log-space
+    sums) run in the dtypes they chose, whatever autocast region the caller is in. On the meta device (tensors
+    without values, with which a caller infers shapes) a null context: torch.autocast refuses that device type."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: bool) -> str:
     """Turn a user's ``backend`` argument into ``"triton"`` or ``"reference"`` for ``op``.
 
@@ -96,6 +106,53 @@ def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: 
         if not triton_available():
             raise ValueError(f"{op}: {asked} needs the `triton` package, which does not import here")
     return backend
+
+
+class _NotDifferentiable(torch.autograd.Function):
+    """The identity on a gradient that a hand-written backward computed, with a backward that raises: what
+    ``first_order_only`` puts on the gradients it returns under ``create_graph=True``."""
+
+    @staticmethod
+    def forward(ctx, grad, anchor, message):
+        ctx.message = message
+        return grad.clone()
+
+    @staticmethod
+    def backward(ctx, _):
+        raise RuntimeError(ctx.message)
+
+
+def first_order_only(op: str, fix: str):
+    """Decorate the ``backward`` of an ``autograd.Function`` whose gradient formulas are written out (no autograd
+    graph over the forward's intermediates): a second differentiation through them cannot be right.
+
+    Without ``create_graph`` the backward runs as it is. With it (grad mode on inside the backward), the backward
+    runs under ``torch.no_grad()`` (the first-order gradients are the same) and each gradient it returns is wrapped in
+    a node whose backward raises ``RuntimeError`` naming ``op`` and ``fix``: a double backward (a gradient penalty,
+    a Hessian-vector product) is a clear error, never a silently partial second derivative. (torch's
+    ``once_differentiable`` does this only when the incoming gradients require grad; under
+    ``autograd.grad(y.sum(), x, create_graph=True)`` they do not, and the gradient came back as a constant.)
+    """
+    message = (f"{op}: its backward is written out and cannot be differentiated again (double backward, "
+               f"create_graph=True); {fix}")
+
+    def decorate(backward):
+        def wrapper(ctx, *grads):
+            if not torch.is_grad_enabled():
+                return backward(ctx, *grads)
+            with torch.no_grad():
+                results = backward(ctx, *grads)
+            anchor = torch.zeros((), requires_grad=True)  # makes each wrapped gradient require grad, whatever it is
+
+            def wrap(g):
+                return _NotDifferentiable.apply(g, anchor, message) if isinstance(g, torch.Tensor) else g
+
+            return tuple(map(wrap, results)) if isinstance(results, tuple) else wrap(results)
+
+        wrapper.__doc__, wrapper.__name__ = backward.__doc__, backward.__name__
+        return wrapper
+
+    return decorate
 
 
 def op_registered(name: str) -> bool:

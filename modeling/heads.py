@@ -80,12 +80,13 @@ def masked_lm_loss_and_logits(head: MaskedLMHead, hidden, labels, config, num_it
     """(loss or None, logits). Logits are (B, L, V); in training (``head.training``) with labels and
     ``sparse_prediction`` they are (N, V) for the N positions whose label is not -100, in row-major order: in eager
     mode only. While torch.compile or torch.export trace the model the logits stay (B, L, V) (N depends on the labels'
-    values, which a traced graph cannot). The loss is the same either way. Evaluation keeps (B, L, V): the Trainer
-    gathers evaluation logits for metrics that read them by position (run_mlm.py's accuracy), which (N, V) breaks."""
+    values, which a traced graph cannot), and on the meta device (no values). The loss is the same either way.
+    Evaluation keeps (B, L, V): the Trainer gathers evaluation logits for metrics that read them by position
+    (run_mlm.py's accuracy), which (N, V) breaks."""
     if labels is None:
         return None, head(hidden)  # (B, L, V)
     labels = labels.to(hidden.device)  # checked by check_task_labels before the encoder ran
-    if config.sparse_prediction and head.training and not dispatch.tracing():
+    if config.sparse_prediction and head.training and not dispatch.tracing() and not hidden.is_meta:
         selected = labels != -100  # (B, L)
         logits = head(hidden[selected])  # (N, V)
         targets = labels[selected]  # (N,)

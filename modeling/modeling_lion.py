@@ -19,6 +19,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 from ..configuration.configuration_lion import LionConfig
+from ..kernels.dispatch import autocast_off
 from ..kernels.lion import lion_attention
 from .common import (
     DamagedCheckpointErrors,
@@ -93,7 +94,7 @@ class LionDecay(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.variant == "d":
             return F.logsigmoid(self.logits.float())  # (H,)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with autocast_off(x.device):
             z = F.linear(x.float(), self.weight.float(), self.bias.float())  # (B, L, H)
         return F.logsigmoid(-z).transpose(1, 2)  # (B, H, L)
 

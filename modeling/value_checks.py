@@ -23,7 +23,8 @@ a verdict back from where the values are.
 * **off**: while torch.compile or torch.export trace a model, where a read would be a graph break (and on a GPU a
   host synchronisation in every step), and while a CUDA graph is captured (a replay would not redo the checks'
   copies, and the events of earlier checks cannot be asked about meanwhile). A compiled or captured model trusts
-  its inputs, as transformers' own models do.
+  its inputs, as transformers' own models do. Also off for tensors on the meta device, which have no values (a
+  forward pass on them infers output shapes, as it does for transformers' models).
 
 Shape, dtype and option checks read no values and run in every mode (``common.py``).
 """
@@ -61,7 +62,7 @@ _LOCK = threading.Lock()  # nn.DataParallel runs a model's replicas in threads
 
 def check_mode(tensor: torch.Tensor) -> str:
     """"now", "later" or "off" for a value check of ``tensor`` (module docstring)."""
-    if dispatch.tracing():
+    if dispatch.tracing() or tensor.is_meta:  # meta tensors (shape inference) have no values to check
         return "off"
     if dispatch.values_on_host(tensor):
         return "now"

@@ -8,7 +8,8 @@ i followed by tag j, ``start (K,)``, ``end (K,)`` (-inf entries ban a tag or a t
 * ``crf_log_likelihood(..., tags) -> (B,)``                log p(tags); -100 at a real position is marginalised
 * ``crf_viterbi(...) -> (tags (B, L), scores (B,))``        the best path, -100 at padding
 * ``crf_nbest(..., k) -> (tags (B, k, L), scores (B, k))``  the k best paths, best first
-* ``crf_marginals(...) -> (B, L, K)``                      posteriors by forward-backward
+* ``crf_marginals(...) -> (B, L, K)``                      posteriors by forward-backward (differentiable on the
+                                                             reference backend, which "auto" takes for a gradient)
 * ``crf_max_marginals(...) -> (B, L, K)``                  best score through each tag; argmax = the Viterbi path
 
 The math, the tie rule (lowest index), the edge cases (empty rows, banned paths) and the precision (fp32, fp64 kept)
@@ -25,7 +26,8 @@ Backends:
   ``SCAN_MAX_VITERBI_WORK``: the reference's packed eager schedules win from a few rows or tags on; for the
   likelihood and the marginals rows × K³ too, ``SCAN_MAX_LOG_PARTITION_WORK``), and the reference for scores whose
   spread the scan's exp-space arithmetic cannot hold exactly (``SCAN_MAX_SPREAD``). ``BIZOO_KERNEL_BACKEND``
-  overrides "auto" as for every op.
+  overrides "auto" as for every op. ``crf_marginals`` under "auto" takes the reference wherever a gradient is
+  wanted: only the reference's marginals are differentiable.
   ``crf_nbest`` exists on the reference backend only (any backend name is accepted and runs it).
 """
 
@@ -185,9 +187,23 @@ def crf_nbest(emissions, mask, transitions, start, end, k: int, *, backend: str 
     return reference.nbest(emissions, mask, transitions, start, end, k)
 
 
+def _wants_gradient(*tensors) -> bool:
+    """Whether autograd would record an op on ``tensors``: grad mode is on and one of them requires grad."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
 def crf_marginals(emissions, mask, transitions, start, end, *, backend: str = "auto") -> torch.Tensor:
-    """Posterior tag probabilities p(y_t = k) (B, L, K), 0 at padding."""
+    """Posterior tag probabilities p(y_t = k) (B, L, K), 0 at padding.
+
+    Differentiable on the reference backend (autograd through its forward-backward); the scan and Triton backends
+    compute them without a graph. So where a gradient is wanted (grad mode on and an input that requires grad),
+    "auto" takes the reference whatever the device, the sizes and ``BIZOO_KERNEL_BACKEND`` say: its result is the
+    reference's, gradient included, never a silently detached tensor. An explicit ``backend="scan"`` or
+    ``"triton"`` gives the values without a gradient.
+    """
     chosen = _backend("marginals", backend, emissions, transitions, start, end)
+    if backend == "auto" and _wants_gradient(emissions, transitions, start, end):
+        chosen = "reference"
     if chosen == "triton":
         check_inputs("crf_marginals", emissions, mask, transitions, start, end)
         return triton_crf.marginals_triton(emissions, mask, transitions, start, end)

@@ -98,7 +98,7 @@ from typing import NamedTuple
 import torch
 
 from .. import dispatch
-from ..dispatch import reads_values
+from ..dispatch import autocast_off, reads_values
 from .checks import IGNORE_INDEX, check_inputs
 
 
@@ -725,14 +725,14 @@ def _max_marginals_packed(e, keep, T, start, end):
 def log_partition(emissions, mask, transitions, start, end) -> torch.Tensor:
     """log Z of each row (B,); differentiable w.r.t. emissions, transitions, start and end."""
     check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _log_partition(*prepare(emissions, mask, transitions, start, end))
 
 
 def log_likelihood(emissions, mask, transitions, start, end, tags) -> torch.Tensor:
     """log p(tags) of each row (B,), -100 tags at real positions marginalised; differentiable."""
     check_inputs("crf_log_likelihood", emissions, mask, transitions, start, end, tags=tags)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return log_likelihood_from(_log_partition, *prepare(emissions, mask, transitions, start, end), tags)
 
 
@@ -740,7 +740,7 @@ def log_likelihood(emissions, mask, transitions, start, end, tags) -> torch.Tens
 def viterbi(emissions, mask, transitions, start, end) -> tuple[torch.Tensor, torch.Tensor]:
     """(tags (B, L) int64 with -100 at padding, scores (B,)): the best path of each row."""
     check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _viterbi(*prepare(emissions, mask, transitions, start, end))
 
 
@@ -748,14 +748,14 @@ def viterbi(emissions, mask, transitions, start, end) -> tuple[torch.Tensor, tor
 def nbest(emissions, mask, transitions, start, end, k) -> tuple[torch.Tensor, torch.Tensor]:
     """(tags (B, k, L), scores (B, k)): the k best paths of each row, best first (see the module docstring)."""
     check_inputs("crf_nbest", emissions, mask, transitions, start, end, k=k)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _nbest(*prepare(emissions, mask, transitions, start, end), k)
 
 
 def marginals(emissions, mask, transitions, start, end) -> torch.Tensor:
     """Posterior tag probabilities (B, L, K) by forward-backward, 0 at padding; differentiable."""
     check_inputs("crf_marginals", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _marginals(*prepare(emissions, mask, transitions, start, end))
 
 
@@ -763,5 +763,5 @@ def marginals(emissions, mask, transitions, start, end) -> torch.Tensor:
 def max_marginals(emissions, mask, transitions, start, end) -> torch.Tensor:
     """Max-marginals (B, L, K), 0 at padding, with argmax over K equal to the Viterbi tags."""
     check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _max_marginals(*prepare(emissions, mask, transitions, start, end))

@@ -34,9 +34,11 @@ lose it. Max-plus products have no BLAS form: they are (…, K, K, K) sums and a
 Gradients of log Z come from an explicit backward (no autograd graph over the scan): ∂log Z/∂E = the marginals,
 ∂log Z/∂start and ∂end = the marginals at the first and the last real position, and ∂log Z/∂T = the pairwise
 marginals exp(α_{t'}[i] + T[i, j] + E[t, j] + β_t[j] - log Z) summed over the real positions t after the first
-(t' the real position before t). Viterbi backpointers come from the prefix vectors δ in one step,
-ψ_t[j] = argmax_i(δ_{t'}[i] + T[i, j]), and the backtrace composes them as maps tag → tag by pointer doubling (log₂ L
-gathers). n-best lists stay on the reference.
+(t' the real position before t). That backward is first-order only: under ``create_graph=True`` its gradients
+come back right, and differentiating them again (a gradient penalty, a Hessian-vector product) raises an error
+naming the reference backend, which autograd differentiates twice (``dispatch.first_order_only``).
+Viterbi backpointers come from the prefix vectors δ in one step, ψ_t[j] = argmax_i(δ_{t'}[i] + T[i, j]), and the
+backtrace composes them as maps tag → tag by pointer doubling (log₂ L gathers). n-best lists stay on the reference.
 
 Cost against the reference: O(L K³) work instead of O(L K²), in O(log L) Python steps instead of L: the schedule
 wins for small K (``bizoo bench crf`` measures it; ``__init__.py`` records the crossover).
@@ -47,8 +49,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from torch.autograd.function import once_differentiable
 
+from ..dispatch import autocast_off, first_order_only
 from .checks import IGNORE_INDEX, check_inputs
 from .reference import first_and_last, log_likelihood_from, nudge_to_path, prepare
 
@@ -230,7 +232,8 @@ class _LogPartition(torch.autograd.Function):
         return log_z
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("crf scan backend (log Z, log-likelihood)", "use backend='reference', whose gradients autograd "
+                      "differentiates again")
     def backward(ctx, grad):
         e, T, start, end, log_z, *flat = ctx.saved_tensors
         levels, rows = [tuple(flat[i : i + 3]) for i in range(0, len(flat), 3)], ctx.rows
@@ -419,14 +422,14 @@ def _max_marginals(e, keep, T, start, end):
 def log_partition(emissions, mask, transitions, start, end) -> torch.Tensor:
     """log Z of each row (B,), differentiable (explicit backward)."""
     check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _log_partition(*prepare(emissions, mask, transitions, start, end))
 
 
 def log_likelihood(emissions, mask, transitions, start, end, tags) -> torch.Tensor:
     """log p(tags) of each row (B,), -100 tags at real positions marginalised; differentiable."""
     check_inputs("crf_log_likelihood", emissions, mask, transitions, start, end, tags=tags)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return log_likelihood_from(_log_partition, *prepare(emissions, mask, transitions, start, end), tags)
 
 
@@ -434,7 +437,7 @@ def log_likelihood(emissions, mask, transitions, start, end, tags) -> torch.Tens
 def viterbi(emissions, mask, transitions, start, end) -> tuple[torch.Tensor, torch.Tensor]:
     """(tags (B, L) int64 with -100 at padding, scores (B,))."""
     check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _viterbi(*prepare(emissions, mask, transitions, start, end))
 
 
@@ -442,7 +445,7 @@ def viterbi(emissions, mask, transitions, start, end) -> tuple[torch.Tensor, tor
 def marginals(emissions, mask, transitions, start, end) -> torch.Tensor:
     """Posterior tag probabilities (B, L, K), 0 at padding (not differentiable: use the reference for that)."""
     check_inputs("crf_marginals", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _marginals(*prepare(emissions, mask, transitions, start, end))
 
 
@@ -450,5 +453,5 @@ def marginals(emissions, mask, transitions, start, end) -> torch.Tensor:
 def max_marginals(emissions, mask, transitions, start, end) -> torch.Tensor:
     """Max-marginals (B, L, K), 0 at padding, argmax over K = the Viterbi tags."""
     check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         return _max_marginals(*prepare(emissions, mask, transitions, start, end))

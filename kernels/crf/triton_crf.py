@@ -75,7 +75,7 @@ from __future__ import annotations
 import torch
 
 from .. import triton_utils
-from ..dispatch import register_op
+from ..dispatch import autocast_off, register_op
 from ..triton_utils import autotune_configs, buffer, lanes, real_ranges, row_range, tl, triton
 from .checks import MAX_TAGS, check_triton_inputs
 
@@ -635,7 +635,7 @@ def log_partition_triton(emissions, mask, transitions, start, end) -> torch.Tens
     """log Z of each row (B,) fp32, differentiable w.r.t. emissions, transitions, start and end (module docstring);
     the kernels run through ``torch.ops.bizoo.crf_log_partition_forward`` (and its backward)."""
     check_triton_inputs("crf_log_partition", emissions, mask, transitions, start, end)
-    with torch.autocast(device_type=emissions.device.type, enabled=False):
+    with autocast_off(emissions.device):
         emissions, keep, ranges, (trans, st, en) = _prepare(emissions, mask, transitions, start, end)
         log_z, _ = torch.ops.bizoo.crf_log_partition_forward(emissions, keep, ranges, trans, st, en)  # (B,)
         return log_z

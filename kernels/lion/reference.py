@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import torch
 
+from ..dispatch import autocast_off
 from .checks import check_inputs
 
 LOG_DECAY_MIN = -1000.0  # the floor of log λ (module docstring): exp of it underflows to 0 in every dtype
@@ -262,7 +263,7 @@ def lion_attention(
         (B, H, L, Dv) in the dtype of ``v``; zeros at padded positions.
     """
     check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size)
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with autocast_off(q.device):
         qf, kf, vf, a, mask = _prepare(q, k, v, log_decay, attention_mask, normalize)
         if form == "attention":
             out = attention_form(qf, kf, vf, a)

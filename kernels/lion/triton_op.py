@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..dispatch import register_op
+from ..dispatch import autocast_off, register_op
 from ..triton_utils import real_ranges
 from .checks import check_triton_inputs
 from .reference import log_decays, safe_row_sums
@@ -223,7 +223,7 @@ def lion_attention_triton(q, k, v, log_decay, attention_mask, *, form: str, chun
     ``fp32_states`` stores the chunk schedule's states in fp32 even for bf16 inputs (default: bf16 for bf16
     inputs); the parallel schedule has no states."""
     check_triton_inputs(q, k, v, form, chunk_size)
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with autocast_off(q.device):
         if form == "chunk":
             y, _, _, _ = torch.ops.bizoo.lion_chunk_forward(
                 q, k, v, log_decay, attention_mask, chunk_size, normalize, fp32_states

@@ -51,8 +51,8 @@ def check_inputs(op, x, weight_ih, weight_hh, bias, weight_proj, attention_mask,
 
 def _one_dtype(x) -> bool:
     """Whether every tensor must have x's dtype: outside ``torch.autocast`` (under it the products run in the
-    autocast dtype whatever the inputs hold)."""
-    return not torch.is_autocast_enabled(x.device.type)
+    autocast dtype whatever the inputs hold; the meta device has no autocast)."""
+    return x.is_meta or not torch.is_autocast_enabled(x.device.type)
 
 
 def _check_weights(op, x, weight_ih, weight_hh, bias, weight_proj) -> tuple[int, int]:

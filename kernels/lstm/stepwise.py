@@ -13,13 +13,17 @@ nothing asks for a gradient, the forward pass keeps nothing):
     dc ← dc' f,   dh ← W_hhᵀ dz
 
 and the weight gradients as two products over all steps at the end. Both directions are batched in every step.
-fp32 arithmetic (fp64 for fp64 inputs).
+fp32 arithmetic (fp64 for fp64 inputs). The backward is first-order only: under ``create_graph=True`` its gradients
+come back right, and differentiating them again (a gradient penalty, a Hessian-vector product) raises an error that
+names form "autograd" (``dispatch.first_order_only``); autograd through the saved activations would miss their
+dependence on the weights and give a silently partial second derivative.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..dispatch import first_order_only
 from .reference import gather_steps, scatter_steps
 
 __all__ = ["bilstm_stepwise"]
@@ -99,6 +103,8 @@ class _StepwiseBiLstm(torch.autograd.Function):
         return scatter_steps(out, order).to(dtype), h.to(dtype), c.to(dtype)
 
     @staticmethod
+    @first_order_only("bilstm form='loop'", "use form='autograd' (or 'native' without clipping), which autograd "
+                      "differentiates again")
     def backward(ctx, dy, dh_n, dc_n):
         acts, cells, h_prev, c_prev, ms, projected, w_hh, w_p, order, lengths = ctx.saved_tensors
         cell_clip, proj_clip, g_dtype, whh_dtype, wp_dtype, h0_dtype, c0_dtype = ctx.meta

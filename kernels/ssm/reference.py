@@ -83,6 +83,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import dispatch
+from ..dispatch import autocast_off
 from .checks import FORMS, check_conv_inputs, check_init_args, check_inputs, check_kernel_args
 
 A_RE_MAX = -1e-4  # the clamp of the real part of A
@@ -157,7 +158,7 @@ def s4d_kernel(log_step, A_re, A_im, C, length: int) -> torch.Tensor:
     """
     check_kernel_args("s4d_kernel", log_step, A_re, A_im, C, length)
     dtype = _real_dtype(log_step, A_re, A_im, C)
-    with torch.autocast(device_type=A_re.device.type, enabled=False):
+    with autocast_off(A_re.device):
         if dispatch.tracing():  # traced: no complex tensors (ONNX has none), see "Real arithmetic"
             return _kernel_real(log_step, A_re, A_im, C, length, dtype)
         step_A, b_bar = discretize(log_step, A_re, A_im, dtype)  # (N,), (N,)
@@ -240,7 +241,7 @@ def s4d_kernel_real(log_step, A_re, A_im, C, length: int) -> torch.Tensor:
     """``s4d_kernel`` computed without complex tensors (what a traced graph runs, see "Real arithmetic"); the same
     arguments and result, equal to rounding."""
     check_kernel_args("s4d_kernel_real", log_step, A_re, A_im, C, length)
-    with torch.autocast(device_type=A_re.device.type, enabled=False):
+    with autocast_off(A_re.device):
         return _kernel_real(log_step, A_re, A_im, C, length, _real_dtype(log_step, A_re, A_im, C))
 
 
@@ -511,7 +512,7 @@ def ssm_conv(
         (B, L, H) in the dtype of ``u``; zeros at padded positions.
     """
     check_conv_inputs(u, k, d, attention_mask, form, params, chunk_size)
-    with torch.autocast(device_type=u.device.type, enabled=False):
+    with autocast_off(u.device):
         return _direction(u, k, d, _keep(attention_mask), form, params, reverse, chunk_size)
 
 
@@ -547,7 +548,7 @@ def bidirectional_ssm(
         raise ValueError(f"bidirectional_ssm: form must be one of {FORMS} here (the dispatcher resolves 'auto')")
     params_fwd, params_bwd = recurrent_params if recurrent_params is not None else (None, None)
     keep = _keep(attention_mask)
-    with torch.autocast(device_type=u_fwd.device.type, enabled=False):
+    with autocast_off(u_fwd.device):
         y_fwd = _direction(u_fwd, k_fwd, d_fwd, keep, form, params_fwd, False, chunk_size)
         y_bwd = _direction(u_bwd, k_bwd, d_bwd, keep, form, params_bwd, True, chunk_size)
     return y_fwd, y_bwd

@@ -59,7 +59,7 @@ from __future__ import annotations
 import torch
 
 from .. import triton_utils
-from ..dispatch import register_op
+from ..dispatch import autocast_off, register_op
 from ..triton_utils import (
     autotune_configs,
     buffer,
@@ -438,7 +438,7 @@ def bidirectional_ssm_triton(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention
     del form, recurrent_params  # the same math; see the docstring
     check_triton_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask)
     B, L, _ = u_fwd.shape
-    with torch.autocast(device_type=u_fwd.device.type, enabled=False):
+    with autocast_off(u_fwd.device):
         # fp32 parameters: the casts are differentiable and sit outside the autograd function
         k_f, k_b = k_fwd.float().contiguous(), k_bwd.float().contiguous()  # (L,)
         d_f, d_b = d_fwd.float().reshape(1), d_bwd.float().reshape(1)  # (1,)

@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bizoo.kernels import dispatch
 from bizoo.kernels.crf import (
     crf_log_likelihood,
     crf_log_partition,
@@ -546,6 +547,52 @@ def test_backends_agree_on_all_gradients():
         grads.append(torch.autograd.grad(ll.sum(), leaves))
     for a, b in zip(*grads):
         close(a, b)
+
+
+def test_scan_gradients_under_create_graph_and_a_clear_error_for_a_double_backward():
+    """Under create_graph=True the scan's written-out backward gives the reference's first-order gradients (also
+    through "auto", which takes the scan for these few tags); differentiating them again (a penalty on the input
+    gradient) is a clear error naming the reference, never a gradient that silently lacks the penalty's part."""
+    args = make(3, 5, seed=13, constrained=True)
+    gold = torch.where(args[1], 0, IGNORE)  # the all-zeros path is legal under the constraints
+    first = {}
+    for backend in ("reference", "scan", "auto"):
+        leaves = leaves_of(args[0], *args[2:])
+        nll = -crf_log_likelihood(leaves[0], args[1], *leaves[1:], gold, backend=backend).sum()
+        (first[backend],) = torch.autograd.grad(nll, leaves[0], create_graph=True)  # (B, L, K)
+        loss = nll + first[backend].square().sum()
+        if backend == "reference":
+            loss.backward()  # autograd's double backward: the transitions get the penalty's part too
+            assert torch.isfinite(leaves[1].grad).all()
+        else:
+            with pytest.raises(RuntimeError, match=r"crf scan backend.*double backward.*backend='reference'"):
+                loss.backward()
+    close(first["scan"], first["reference"])
+    close(first["auto"], first["reference"])
+
+
+@pytest.mark.parametrize("env", [None, "triton"])
+def test_auto_marginals_keep_the_gradient_of_the_reference(env, monkeypatch):
+    """The reference's marginals are differentiable and the scan's (or Triton's) are not: "auto", which takes the
+    scan for a few tags on a CPU, returns the reference's marginals with their gradient when one is wanted (also when
+    BIZOO_KERNEL_BACKEND asks for Triton), never a silently detached tensor; without one it keeps its choice."""
+    if env is not None:
+        if not dispatch.triton_available():
+            pytest.skip("BIZOO_KERNEL_BACKEND=triton needs the triton package")
+        monkeypatch.setenv("BIZOO_KERNEL_BACKEND", env)
+    emissions, mask, transitions, start, end = make(3, 5, seed=14)
+    weights = torch.randn(emissions.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    grads = {}
+    for backend in ("reference", "auto"):
+        leaves = leaves_of(emissions, transitions)
+        marginals = crf_marginals(leaves[0], mask, leaves[1], start, end, backend=backend)
+        assert marginals.requires_grad, backend
+        grads[backend] = torch.autograd.grad((marginals * weights).sum(), leaves)
+    for a, b in zip(grads["auto"], grads["reference"]):
+        close(a, b)
+    if env is None:  # nothing requires grad: the scan's values, as before
+        close(crf_marginals(emissions, mask, transitions, start, end, backend="auto"),
+              crf_marginals(emissions, mask, transitions, start, end, backend="scan"), tol=0)
 
 
 # ----------------------------------------------------------------------------------------------------------------

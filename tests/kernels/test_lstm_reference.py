@@ -194,6 +194,31 @@ def test_the_written_out_backward_equals_autograd(clips):
         torch.testing.assert_close(a, b, **TOL)
 
 
+@pytest.mark.parametrize("form", ["loop", "auto"])
+def test_the_written_out_backward_refuses_a_double_backward(form):
+    """Under create_graph=True form "loop" (what "auto" runs for a clipped LSTMP on a CPU) gives the first-order
+    gradients of "autograd"; differentiating them again (a gradient penalty on the input) is a clear error, not the
+    second derivative of the few saved tensors autograd could follow (the weights only, not the saved gates)."""
+    torch.manual_seed(6)
+    B, L, I, H, P = 2, 4, 3, 4, 3
+    leaves = [torch.randn(B, L, I), torch.randn(2, 4 * H, I), torch.randn(2, 4 * H, P), torch.randn(2, 4 * H),
+              torch.randn(2, P, H)]
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])
+    grads = {}
+    for name in (form, "autograd"):
+        x, *weights = [t.clone().requires_grad_() for t in leaves]
+        y, _ = bilstm(x, *weights, mask, cell_clip=2.0, proj_clip=1.0, backend="reference", form=name)
+        (grads[name],) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        penalty = grads[name].square().sum()
+        if name == "autograd":
+            penalty.backward()  # autograd's double backward: the weights get a second-order gradient
+            assert weights[1].grad.abs().sum() > 0
+        else:
+            with pytest.raises(RuntimeError, match=r"bilstm form='loop'.*double backward.*form='autograd'"):
+                penalty.backward()
+    torch.testing.assert_close(grads[form], grads["autograd"], **TOL)
+
+
 def test_native_and_loop_agree_in_gradients():
     torch.manual_seed(3)
     B, L, I, H, P = 3, 5, 4, 6, 4

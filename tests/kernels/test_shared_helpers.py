@@ -77,6 +77,33 @@ def test_a_triton_backend_that_cannot_run_names_who_asked_for_it(monkeypatch):
     assert dispatch.resolve_backend("reference", cpu, op="op", has_triton=False) == "reference"  # the argument wins
 
 
+class _Cube(torch.autograd.Function):
+    """x³ with its derivative written out from a saved x² (no graph to x), as the ops' hand-written backwards are."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x * x)
+        return x * x * x
+
+    @staticmethod
+    @dispatch.first_order_only("cube", "use the autograd form")
+    def backward(ctx, grad):
+        (square,) = ctx.saved_tensors
+        return 3 * square * grad
+
+
+def test_first_order_only_keeps_first_order_gradients_and_refuses_a_second():
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    (plain,) = torch.autograd.grad(_Cube.apply(x).sum(), x)
+    assert not plain.requires_grad  # without create_graph: the backward as it is
+    (graphed,) = torch.autograd.grad(_Cube.apply(x).sum(), x, create_graph=True)
+    torch.testing.assert_close(graphed, plain)
+    torch.testing.assert_close(plain, 3 * x.detach() ** 2)
+    assert graphed.requires_grad  # so that a loss built on it cannot silently drop its part
+    with pytest.raises(RuntimeError, match=r"cube: its backward is written out .*double backward.*use the autograd"):
+        (graphed.sum() + x.sum()).backward()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # bizoo.kernels.triton_utils
 # ----------------------------------------------------------------------------------------------------------------

@@ -292,3 +292,22 @@ def test_compiled_training_step_with_dropout(case, make_config, make_inputs):
     assert torch.isfinite(loss)
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("case, head", list(_cases()))
+def test_forward_and_backward_on_the_meta_device_give_eager_shapes(case, head, make_config, make_inputs):
+    """A forward pass on meta tensors (no values: used to infer shapes and memory, as for transformers' models) runs
+    and gives the shapes of the eager outputs: the value checks step aside (nothing to read) and the kernels' autocast
+    guards accept the meta device; the loss's backward runs too."""
+    model, inputs = _model_and_inputs(case, head, make_config, make_inputs)
+    expected = model(**inputs)
+    with torch.device("meta"):  # built there, as a shape or memory estimate builds it (tied weights stay tied)
+        meta_model = HEADS[head].from_config(make_config(case)).train()  # train: the loss's graph, with dropout
+    meta_inputs = {name: value.to("meta") if torch.is_tensor(value) else value for name, value in inputs.items()}
+    got = meta_model(**meta_inputs)
+    for name, value in expected.items():
+        if torch.is_tensor(value) and (name != "logits" or head != "masked-lm"):  # eager MLM logits: labelled rows
+            assert got[name].is_meta and got[name].shape == value.shape, name
+    if got.get("loss") is not None:
+        got["loss"].backward()
+        assert all(p.grad is not None and p.grad.is_meta for p in meta_model.parameters() if p.requires_grad)
