@@ -1,4 +1,5 @@
-"""Shared fixtures: the registered model types, a tiny tokenizer trained offline, paths to the shared data."""
+"""Shared fixtures: the registered model types, a tiny tokenizer trained offline, the real data's path
+(``external_path``)."""
 
 import os
 import random
@@ -14,7 +15,20 @@ import bizoo  # noqa: E402  (registers every model with the Auto classes)
 from tests.tiny_configs import TINY_CONFIGS  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def external_path(*parts: str) -> Path:
+    """A file or folder of the real data some slow tests read, which is not part of the repository: the folder named by
+    the environment variable ``BIZOO_TEST_DATA`` holds ``data/`` (GLUE task folders, CoNLL-2003 files, ...) and
+    ``fixtures/elmo/`` (a bilm-tf ELMo checkpoint with its reference outputs). Skips the calling test when the
+    variable is unset or the path is not there."""
+    root = os.environ.get("BIZOO_TEST_DATA")
+    if not root:
+        pytest.skip(f"needs real data that is not part of the repository: set BIZOO_TEST_DATA (for {'/'.join(parts)})")
+    path = Path(root).expanduser().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not there (BIZOO_TEST_DATA={root})")
+    return path
 
 WORDS = (
     "the king queen lord lady good night sweet prince love war peace crown sword fair foul time day sun moon "

@@ -1,5 +1,5 @@
 """ELMo against an independent numpy transcription of bilm-tf's inference math, on variant checkpoints the real
-fixture (../shared/fixtures/elmo) does not cover: tanh characters, no highway, no skip connections, no clips, one
+fixture (BIZOO_TEST_DATA/fixtures/elmo) does not cover: tanh characters, no highway, no skip connections, no clips, one
 LSTM layer, LSTMs without a projection (dim = projection_dim), a character CNN without a projection (its filters'
 total = projection_dim), another max_characters_per_token; words longer than a row and multi-byte UTF-8 words (bilm-tf
 encodes bytes and cuts them at max_characters_per_token - 2, even inside a character). Each variant is written as

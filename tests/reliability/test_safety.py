@@ -33,6 +33,7 @@ from transformers import AutoModel
 import bizoo
 from bizoo.scripts.lib import output_folders
 from bizoo.scripts.lib.command import CommandError
+from tests.conftest import external_path
 from bizoo.scripts.lib.output_folders import (
     REPLACED_DIR,
     atomic_write_text,
@@ -173,21 +174,17 @@ def test_a_broken_config_is_an_error_naming_it(saved):
         AutoModel.from_pretrained(saved)
 
 
-ELMO_FIXTURE = PACKAGE_ROOT.parent / "shared" / "fixtures" / "elmo"
-
-
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.95])
 def test_a_truncated_hdf5_file_is_a_usage_error(tmp_path, capsys, fraction):
     pytest.importorskip("h5py")
-    if not (ELMO_FIXTURE / "lm_weights.hdf5").is_file():
-        pytest.skip(f"the bilm-tf ELMo fixture is not at {ELMO_FIXTURE} (it is not part of the repository)")
+    elmo_fixture = external_path("fixtures", "elmo", "lm_weights.hdf5").parent
     from bizoo.scripts.cli import main as cli_main
 
-    data = (ELMO_FIXTURE / "lm_weights.hdf5").read_bytes()
+    data = (elmo_fixture / "lm_weights.hdf5").read_bytes()
     weights = tmp_path / "weights.hdf5"
     weights.write_bytes(data[: int(len(data) * fraction)])
     out = tmp_path / "out"
-    code = cli_main(["convert-elmo", "--options", str(ELMO_FIXTURE / "options.json"), "--weights", str(weights),
+    code = cli_main(["convert-elmo", "--options", str(elmo_fixture / "options.json"), "--weights", str(weights),
                      "--output-dir", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "bizoo convert-elmo: error:" in err and "weights.hdf5" in err, err

@@ -1,5 +1,5 @@
 """Tests for ``bizoo convert-elmo``: the converted bilm-tf fixture (real weights; reference outputs of the original
-TensorFlow code, ../shared/fixtures/elmo, not part of the repository) gives the original's top layer for all 30
+TensorFlow code; not part of the repository: BIZOO_TEST_DATA/fixtures/elmo) gives the original's top layer for all 30
 sentences, in the original's batches and in others; the token layer matches the original's dumped token
 embeddings; the clips are active; every malformed input is an error (exit code 2) that names the problem and
 writes nothing.
@@ -22,9 +22,9 @@ from transformers import AutoModel, AutoTokenizer
 
 import bizoo
 from bizoo.scripts.cli import main as cli_main
+from tests.conftest import external_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = REPO_ROOT.parent / "shared" / "fixtures" / "elmo"
 ATOL = 1e-5
 P, H, LAYERS = 16, 64, 2  # the fixture's projection_dim, dim, n_layers
 
@@ -50,14 +50,12 @@ def h5py():
 
 @pytest.fixture(scope="module")
 def fixture_dir(h5py):
-    if not (FIXTURE / "lm_weights.hdf5").is_file():
-        pytest.skip(f"the bilm-tf ELMo fixture is not at {FIXTURE} (it is not part of the repository)")
-    return FIXTURE
+    return external_path("fixtures", "elmo", "lm_weights.hdf5").parent
 
 
 def convert_cli(tmp_path, *extra, options=None, weights=None, name="out"):
-    options = options if options is not None else FIXTURE / "options.json"
-    weights = weights if weights is not None else FIXTURE / "lm_weights.hdf5"
+    options = options if options is not None else external_path("fixtures", "elmo") / "options.json"
+    weights = weights if weights is not None else external_path("fixtures", "elmo") / "lm_weights.hdf5"
     out = tmp_path / name
     code = cli_main(
         ["convert-elmo", "--options", str(options), "--weights", str(weights), "--output-dir", str(out), *extra]
@@ -269,7 +267,8 @@ def test_overwrite_and_an_output_folder_holding_the_inputs(fixture_dir, tmp_path
 def write_weights(h5py, path: Path, drop=(), replace=None) -> Path:
     """A copy of the fixture's weights without the datasets ``drop`` and with ``replace`` {name: array} set."""
     replace = replace or {}
-    with h5py.File(FIXTURE / "lm_weights.hdf5", "r") as source, h5py.File(path, "w") as target:
+    source_path = external_path("fixtures", "elmo") / "lm_weights.hdf5"
+    with h5py.File(source_path, "r") as source, h5py.File(path, "w") as target:
         names = []
         source.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
         for name in names:

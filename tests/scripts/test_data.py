@@ -1,7 +1,8 @@
 """Tests for bizoo.scripts.lib.data: the GLUE table and TSV reader, the CoNLL reader, plain-text corpora.
 
 Every reader is tested on small files written to tmp_path in the layout of the real ones. One slow test
-reads the real data beside the project (../shared/data) when it is there and checks its row counts.
+reads the real data (``BIZOO_TEST_DATA``: tests/conftest.py's ``external_path``) when it is there and checks its
+row counts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from bizoo.scripts.lib import data
+from tests.conftest import external_path
 from bizoo.scripts.lib.data import (
     GLUE_TASKS,
     conll_label_list,
@@ -23,7 +25,6 @@ from bizoo.scripts.lib.data import (
     shipped_corpus_files,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -369,9 +370,8 @@ CONLL_COUNTS = {"train.txt": (14041, 203621), "valid.txt": (3250, 51362)}
 
 @pytest.mark.slow
 def test_real_data_row_counts() -> None:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"no shared data at {SHARED_DATA}")
-    glue = SHARED_DATA / "glue"
+    data = external_path("data")
+    glue = data / "glue"
     seen = set()
     for folder in sorted(p for p in glue.iterdir() if p.is_dir()) if glue.is_dir() else []:
         task = glue_task(folder.name)
@@ -387,7 +387,7 @@ def test_real_data_row_counts() -> None:
                     assert {r["label"] for r in rows} == set(range(task.num_labels))
     if glue.is_dir():
         assert seen >= set(GLUE_COUNTS), sorted(set(GLUE_COUNTS) - seen)
-    conll = SHARED_DATA / "conll2003"
+    conll = data / "conll2003"
     if conll.is_dir():
         for filename, (n_sentences, n_tokens) in CONLL_COUNTS.items():
             sentences = read_conll(conll / filename)

@@ -3,7 +3,7 @@ layout of the real ones (from scratch and from a checkpoint folder, resumed, ove
 tokenizer reload with the Auto classes, the results files hold the official metric names, and every bad input
 fails with exit code 2 and a clear message before any folder is created.
 
-One slow test fine-tunes a few steps on the real SST-2 files beside the project (../shared/data) when present.
+One slow test fine-tunes a few steps on the real SST-2 files (``BIZOO_TEST_DATA``) when present.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from bizoo.scripts.lib.finetuning import format_table
 from bizoo.scripts.lib.models import parse_model_config
 from bizoo.scripts.finetune_ner import decoded_ids, encode_words, word_predictions
 from tests.tiny_configs import TINY_CONFIGS
+from tests.conftest import external_path
 from tests.scripts.conftest import call
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 FAST = ["--max-steps", "3", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "2", "--max-length", "32"]
@@ -445,9 +445,7 @@ def test_help_describes_the_command(module, capsys: pytest.CaptureFixture) -> No
 
 @pytest.mark.slow
 def test_sst2_real_data_few_steps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    glue = SHARED_DATA / "glue"
-    if not (glue / "SST-2" / "train.tsv").is_file():
-        pytest.skip(f"no SST-2 data at {glue}")
+    glue = external_path("data", "glue", "SST-2", "train.tsv").parents[1]
     output = tmp_path / "sst2"
     args = ["--model-name-or-path", "lion", "--task", "SST-2", "--data-dir", glue, "--output-dir", output, *TINY,
             "--max-steps", "10", "--batch-size", "16", "--save-steps", "10", "--logging-steps", "5"]
