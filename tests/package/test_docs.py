@@ -1,6 +1,11 @@
-"""The Markdown documents of the repository (README.md, RESULTS.md, docs/*.md): the README's setup commands are the
-ones CI runs, and every relative link reaches a file of the repository and, with a ``#fragment``, a heading in it."""
+"""The Markdown documents of the repository (README.md, RESULTS.md, ARCHITECTURE.md, docs/*.md) tell the truth where
+a check is cheap: the README's setup commands are the ones CI runs; every relative link reaches a file of the
+repository and, with a ``#fragment``, a heading in it; every option given to a command is one of its options; every
+command line in a code block (and every command of RESULTS.md) is one the parser takes; every Python block parses;
+every path of the repository named exists; and the layering ARCHITECTURE.md states for configuration/ and modeling/
+holds. Each check is also run on a planted wrong claim that it must find."""
 
+import ast
 import re
 import unicodedata
 from pathlib import Path
@@ -60,3 +65,225 @@ def test_relative_links_reach_the_repository(document):
         elif fragment and fragment not in anchors(destination):
             bad.append(f"{target}: no heading with that anchor in {destination.name}")
     assert bad == [], bad
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Claims a reader acts on: the options, command lines, code and files the documents name exist and work.
+# ----------------------------------------------------------------------------------------------------------------
+
+ALL_DOCUMENTS = [*DOCUMENTS, REPO_ROOT / "ARCHITECTURE.md"]
+DOCUMENT_IDS = [str(p.relative_to(REPO_ROOT)) for p in ALL_DOCUMENTS]
+FENCED = re.compile(r"^```.*?\n(.*?)^```", re.S | re.M)
+#: "bizoo pretrain", "bizoo bench lion", "bizoo.scripts.finetune_glue": the command (and a bench target) named.
+COMMAND_MENTION = re.compile(r"bizoo(?: |\.scripts\.)([a-z][a-z_-]*)(?: ([a-z][a-z-]*))?")
+OPTION = re.compile(r"(?<![\w-])--[a-zA-Z][\w-]*")
+
+
+@pytest.fixture(scope="module")
+def command_options() -> dict[str, dict[str, set[str]]]:
+    """command -> {"": its option strings, bench target -> that target's}, read from ``bizoo``'s own parser."""
+    import argparse
+
+    from bizoo.scripts.cli import build_parser
+
+    def options(parser) -> dict[str, set[str]]:
+        found = {"": {option for action in parser._actions for option in action.option_strings}}
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found.update({name: options(sub)[""] for name, sub in action.choices.items()})
+        return found
+
+    root = build_parser()
+    commands = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: options(parser) for name, parser in commands.choices.items()}
+
+
+def command_pieces(text: str):
+    """The pieces of a document that speak of one command line or more: each line of a fenced block (continuations
+    joined), each table row (its description cells speak of the command its first cell names) and each inline code
+    span."""
+    for block in FENCED.findall(text):
+        yield from block.replace("\\\n", " ").splitlines()
+    prose = without_code_blocks(text)
+    yield from (line for line in prose.splitlines() if line.startswith("|"))
+    yield from (span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", prose))
+
+
+def unknown_options(text: str, command_options) -> list[str]:
+    """Each ``--option`` that follows ``bizoo COMMAND`` in a piece of ``text`` (up to the next command named) and is
+    not an option of that command (of the bench target, for ``bizoo bench TARGET``)."""
+    bad = []
+    for piece in command_pieces(text):
+        mentions = list(COMMAND_MENTION.finditer(piece))
+        for i, mention in enumerate(mentions):
+            command = mention.group(1).replace("_", "-")
+            if command not in command_options:
+                continue
+            known = command_options[command].get(mention.group(2) or "", command_options[command][""])
+            end = mentions[i + 1].start() if i + 1 < len(mentions) else len(piece)
+            bad += [f"bizoo {command} {option}: {piece[mention.start():mention.start() + 80]!r}"
+                    for option in OPTION.findall(piece[mention.end():end]) if option not in known]
+    return bad
+
+
+@pytest.mark.parametrize("document", ALL_DOCUMENTS, ids=DOCUMENT_IDS)
+def test_options_named_with_a_command_are_its_options(document, command_options):
+    """Every ``--option`` a document gives a command (in a command line, a table row or a code span) is one its
+    parser has, spelled exactly (argparse would also take an abbreviation)."""
+    assert unknown_options(document.read_text(), command_options) == []
+
+
+def unparsable_command_lines(text: str, spans: bool = False) -> list[str]:
+    """Each command line of a fenced block (``bizoo COMMAND ...`` or ``-m bizoo.scripts.<module> ...``, no
+    placeholder such as ``...``, ``<...>``, ``[...]`` or ``{a,b}``) that ``bizoo``'s parser refuses, with argparse's
+    message; with ``spans``, also each inline code span that gives a command with options."""
+    import contextlib
+    import io
+    import shlex
+
+    from bizoo.scripts.cli import COMMANDS, build_parser
+
+    lines = [line for block in FENCED.findall(text) for line in block.replace("\\\n", " ").splitlines()]
+    if spans:
+        lines += [span.replace("\n", " ") for span in re.findall(r"`(bizoo [^`]*--[^`]*)`", without_code_blocks(text))]
+    parser, bad = build_parser(), []
+    for line in lines:
+        line = line.split(" #")[0].strip()
+        found = re.search(r"(?:^|\s)(?:bizoo |-m bizoo\.scripts\.)([a-z][a-z_-]*)(\s.*)?$", line)
+        if not found or line.startswith("#") or any(mark in line for mark in ("...", "<", "[", "{")):
+            continue
+        if found.group(1).replace("_", "-") not in COMMANDS:  # "bizoo is ...": prose in a block, not a command
+            continue
+        argv = [found.group(1).replace("_", "-"), *shlex.split(found.group(2) or "")]
+        errors = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(errors):
+                parser.parse_args(argv)
+        except SystemExit:
+            bad.append(f"{line}: {errors.getvalue().strip().splitlines()[-1:]}")
+    return bad
+
+
+@pytest.mark.parametrize("document", ALL_DOCUMENTS, ids=DOCUMENT_IDS)
+def test_command_lines_in_code_blocks_parse(document):
+    """A command line shown in a code block is complete: ``bizoo``'s parser takes it (required options, choices,
+    values), as a reader who copies it runs it. RESULTS.md gives the command that produced each figure: its code
+    spans with options are complete command lines too."""
+    assert unparsable_command_lines(document.read_text(), spans=document.name == "RESULTS.md") == []
+
+
+def python_snippet_errors(text: str) -> list[str]:
+    """The syntax error of each ```python block of ``text`` that is not valid Python."""
+    bad = []
+    for number, snippet in enumerate(re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)):
+        try:
+            ast.parse(snippet)
+        except SyntaxError as err:
+            bad.append(f"python block {number + 1}, line {err.lineno}: {err.msg}")
+    return bad
+
+
+@pytest.mark.parametrize("document", ALL_DOCUMENTS, ids=DOCUMENT_IDS)
+def test_python_snippets_parse(document):
+    assert python_snippet_errors(document.read_text()) == []
+
+
+#: Folders of the repository a document names files in.
+TOP_FOLDERS = ("tests", "scripts", "kernels", "modeling", "configuration", "docs", "hub_cards", ".ci")
+
+
+def missing_paths(text: str, root: Path = REPO_ROOT) -> list[str]:
+    """Each path of the repository named in a code span (``tests/scripts/test_export.py``, ``tests/kernels/test_*.py``,
+    ``scripts/lib/token_count.py``, or ``modeling/value_checks.check_mode``: a module and a name it defines) that
+    does not exist; placeholders (``<op>``) are left alone."""
+    bad = []
+    for span in re.findall(r"`([^`\s]+)`", text):
+        path = span.split(":")[0].rstrip(",.")
+        if not path.startswith(tuple(f"{folder}/" for folder in TOP_FOLDERS)) or "<" in path:
+            continue
+        if any(root.glob(path)):
+            continue
+        module, _, name = path.rpartition(".")
+        source = root / f"{module}.py"
+        if name and source.is_file() and re.search(rf"^(?:def |class )?{re.escape(name)}\b", source.read_text(), re.M):
+            continue
+        bad.append(span)
+    return bad
+
+
+@pytest.mark.parametrize("document", ALL_DOCUMENTS, ids=DOCUMENT_IDS)
+def test_paths_named_in_the_documents_exist(document):
+    assert missing_paths(without_code_blocks(document.read_text())) == []
+
+
+def test_the_checks_catch_planted_wrong_claims(command_options):
+    """Each check above finds a wrong claim planted in a document's text, and leaves the right one alone."""
+    right = "`bizoo finetune-glue --model-name-or-path lion --task sst2 --output-dir out` (`bizoo bench crf --tags 9`)"
+    assert unknown_options(right, command_options) == []
+    planted = right.replace("--task sst2", "--task-file sst2").replace("--tags 9", "--lengths 9 --repeat 3")
+    assert [line.split(":")[0] for line in unknown_options(planted, command_options)] == [
+        "bizoo finetune-glue --task-file", "bizoo bench --repeat"]
+    table_row = "| `bizoo pretrain --output-dir DIR` | masked LM; `--mlm-probability P`, `--word-dropout P` |"
+    assert [line.split(":")[0] for line in unknown_options(table_row, command_options)] == [
+        "bizoo pretrain --word-dropout"]
+
+    block = ("```bash\nbizoo finetune-glue --model-name-or-path lion --task sst2 --data-dir glue \\\n"
+             "  --output-dir o\n```\n")
+    assert unparsable_command_lines(block) == []
+    assert len(unparsable_command_lines(block.replace("  --output-dir o", "  --epochs 1"))) == 1  # no --output-dir
+    assert len(unparsable_command_lines(block.replace("sst2", "sst2 --seed many"))) == 1
+    torchrun = "```\ntorchrun --nproc_per_node 2 -m bizoo.scripts.pretrain --output-dir o --batch-size 4\n```\n"
+    assert unparsable_command_lines(torchrun) == []
+    assert len(unparsable_command_lines(torchrun.replace("--batch-size", "--batch-sise"))) == 1
+
+    assert missing_paths("`tests/package/test_docs.py`, `tests/kernels/test_lion_*.py`, `kernels/<op>/reference.py`,"
+                         " `modeling/value_checks.check_mode`, `scripts/lib/output_folders.py: move_into`") == []
+    assert missing_paths("`tests/package/test_doc.py` and `modeling/value_checks.no_such_function`") == [
+        "tests/package/test_doc.py", "modeling/value_checks.no_such_function"]
+    snippet = "```python\nmodel = AutoModel.from_pretrained(\"elmo\")\n```\n"
+    assert python_snippet_errors(snippet) == []
+    assert len(python_snippet_errors(snippet.replace('\")', '\"'))) == 1
+
+
+#: ARCHITECTURE.md §1's layering for the two folders tests/package/test_layout.py does not cover: what of ours each
+#: may import (kernels/ and scripts/ are checked there).
+LAYERS = {"configuration": {"configuration"}, "modeling": {"modeling", "configuration", "kernels"}}
+
+
+def layering_violations(root: Path = REPO_ROOT) -> list[str]:
+    """Each import (module level or inside a function) by a module of configuration/ or modeling/ of a part of
+    bizoo its layer may not import, as "file:line: module"."""
+    bad = []
+    for folder, allowed in LAYERS.items():
+        for path in sorted((root / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.level:
+                    parts = [folder][: max(0, 2 - node.level)] + (node.module.split(".") if node.module else [])
+                    names = [parts[0]] if parts else [alias.name for alias in node.names]
+                elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                    modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
+                    names = [m.split(".")[1] if "." in m else "" for m in modules if m.split(".")[0] == "bizoo"]
+                else:
+                    continue
+                bad += [f"{path.relative_to(root).as_posix()}:{node.lineno}: {name or 'bizoo'}"
+                        for name in names if name not in allowed]
+    return bad
+
+
+def test_configuration_and_modeling_import_what_their_layer_allows():
+    """configuration imports transformers (nothing of ours but configuration); modeling imports configuration and
+    kernels (never scripts, nor the package's __init__)."""
+    assert layering_violations() == []
+
+
+def test_the_layering_check_catches_planted_imports(tmp_path):
+    for folder in LAYERS:
+        (tmp_path / folder).mkdir()
+    (tmp_path / "configuration" / "configuration_toy.py").write_text(
+        "from transformers import PreTrainedConfig\nfrom .common import x\nfrom ..modeling import heads\n")
+    (tmp_path / "modeling" / "modeling_toy.py").write_text(
+        "from ..configuration import c\nfrom ..kernels.crf import crf_viterbi\n\n\ndef f():\n"
+        "    from ..scripts.lib import data\n    import bizoo\n    from .. import LionConfig\n")
+    assert layering_violations(tmp_path) == [
+        "configuration/configuration_toy.py:3: modeling", "modeling/modeling_toy.py:6: scripts",
+        "modeling/modeling_toy.py:7: bizoo", "modeling/modeling_toy.py:8: LionConfig"]
