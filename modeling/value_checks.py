@@ -160,13 +160,16 @@ def discard_input_checks() -> int:
 def _read_unread_at_exit() -> None:
     """At the interpreter's exit: wait for the checks nothing has read (a bad value in the last batches of a loop
     without ``wait_for_input_checks()`` at its end) and log their first failure, which would otherwise be lost."""
+    # bizoo's public name; in a copy of this file that an export ships (a model loaded with trust_remote_code, bizoo
+    # perhaps not installed) the copy's own module, which the program has imported
+    where = "bizoo" if __name__.startswith("bizoo.") else __name__
     try:
         wait_for_input_checks()
     except ValueError as error:
         logger.error(
             "%s\n(an input check of a GPU input that nothing read before the program's exit: call "
-            "bizoo.wait_for_input_checks() at the end of a loop, e.g. after Trainer.train(), evaluate() or "
-            "predict(), to raise it there)", error
+            "%s.wait_for_input_checks() at the end of a loop, e.g. after Trainer.train(), evaluate() or "
+            "predict(), to raise it there)", error, where
         )
     except RuntimeError as error:  # the device failed meanwhile: its checks cannot be read
         logger.error("%d input checks of GPU inputs could not be read at exit: %s", discard_input_checks(), error)

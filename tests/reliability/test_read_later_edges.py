@@ -48,6 +48,28 @@ def test_a_check_nothing_read_before_the_exit_is_read_then_and_its_error_logged(
     assert "call bizoo.wait_for_input_checks() at the end of a loop" in done.stderr
 
 
+def test_the_exit_message_names_the_function_where_the_program_can_call_it(make_config, monkeypatch, caplog):
+    """The message logged at exit names ``bizoo.wait_for_input_checks()``; in the copy of the module that an export
+    ships (a model loaded with trust_remote_code, perhaps without bizoo installed) the copy's own module, which the
+    program imported, not a bizoo the program may not have."""
+    from transformers import AutoModelForSequenceClassification
+
+    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
+    monkeypatch.setattr(value_checks, "_landed", lambda pending: False)
+    model = AutoModelForSequenceClassification.from_config(make_config(("lion", "d"), num_labels=3)).eval()
+    ids = torch.randint(5, 100, (2, 6), generator=torch.Generator().manual_seed(0))
+    for module, expected in (("bizoo.modeling.value_checks", "bizoo"),
+                             ("transformers_modules.org.lion.modeling_value_checks",
+                              "transformers_modules.org.lion.modeling_value_checks")):
+        value_checks.discard_input_checks()
+        monkeypatch.setattr(value_checks, "__name__", module)
+        with torch.no_grad():
+            model(input_ids=ids, labels=torch.tensor([1, 7]))  # queued, unread
+        caplog.clear()
+        value_checks._read_unread_at_exit()
+        assert f"call {expected}.wait_for_input_checks() at the end of a loop" in caplog.text, caplog.text
+
+
 def test_two_bad_calls_in_flight_are_both_named_by_the_error_none_dropped(make_config, monkeypatch):
     from transformers import AutoModelForSequenceClassification
 
