@@ -438,14 +438,15 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
     # --do_predict: the final model on the test split(s), as run_glue.py predicts them; scored where labelled
     id2label = prepared.model.config.id2label
     files: dict[str, str] = {}
-    predict_metrics: dict[str, dict[str, Any]] = {}
+    predict_metrics: dict[str, dict[str, Any]] = {}  # predict_results.json's, prefixed
+    test_scores: dict[str, dict[str, Any]] = {}  # the same scores as the evaluation's, for bizoo_results.json
     for split in [name for name in test_splits(task) if name in encoded]:
         output = predict_test_split(trainer, encoded[split])
         files[predict_file(task, split)] = predictions_text(predicted_values(task, output.predictions, id2label))
         labels = [example["label"] for example in splits[split]]
         if all(label is not None for label in labels):
-            predict_metrics[split] = predict_results(output.metrics, score(task, output.predictions, labels),
-                                                     len(labels))
+            test_scores[split] = score(task, output.predictions, labels)
+            predict_metrics[split] = predict_results(output.metrics, test_scores[split], len(labels))
     if predict_metrics:  # one labelled test split: another dataset's (GLUE's test labels are hidden)
         files[PREDICT_RESULTS_FILE] = json.dumps(next(iter(predict_metrics.values())), indent=2) + "\n"
     total_seconds = time.perf_counter() - started
@@ -484,6 +485,14 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
             task={"type": "text-classification", "name": TASK_NAMES.get(task.name, "Text classification")},
             dataset=dataset,
             metrics=metrics[split],
+            metric_names={"f1": "macro F1"} if isinstance(task, DatasetTask) else GLUE_METRIC_NAMES,
+        )
+    for split, scores in test_scores.items():  # a labelled test split: in the model card beside the evaluation
+        record_results(
+            output_dir,
+            task={"type": "text-classification", "name": TASK_NAMES.get(task.name, "Text classification")},
+            dataset={"name": task.name, "type": task.dataset_type, "split": split},
+            metrics=scores,
             metric_names={"f1": "macro F1"} if isinstance(task, DatasetTask) else GLUE_METRIC_NAMES,
         )
     announce_and_push(trainer, prepared, output_dir, list(files))

@@ -918,6 +918,14 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
         metrics={name: scores[name] for name in metrics},
         metric_names={name: METRIC_NAMES[name] for name in metrics},
     )
+    if test_scores is not None:  # a test split with tags: the model card lists its scores beside the evaluation's
+        record_results(
+            output_dir,
+            task={"type": "token-classification", "name": task.name},
+            dataset={**data.dataset, "split": "test"},
+            metrics={name: test_scores[name] for name in metrics},
+            metric_names={name: METRIC_NAMES[name] for name in metrics},
+        )
     announce_and_push(trainer, prepared, output_dir, list(files))
     return 0
 

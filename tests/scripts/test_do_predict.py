@@ -24,6 +24,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from bizoo.scripts import finetune_glue, finetune_ner
+from bizoo.scripts.lib.results import read_results
 from tests.scripts.conftest import call, conll_sentence, sentence, write_conll, write_tsv
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
@@ -133,6 +134,7 @@ def test_glue_writes_run_glues_predict_results_with_the_class_names(glue: Path, 
     results = json.loads((output / "eval_results.json").read_text(encoding="utf-8"))
     assert results["num_predict_examples"] == {"test": 7}
     assert not (output / "predict_results.json").exists()  # GLUE's test labels are hidden: nothing to score
+    assert [entry["dataset"]["split"] for entry in read_results(output)] == ["validation"]  # nor to record
 
 
 def test_glue_regression_scores_have_three_decimals(glue: Path, tmp_path: Path) -> None:
@@ -246,6 +248,11 @@ def test_glue_data_files_with_a_labelled_test_file_are_scored_too(tmp_path: Path
     assert results["predict_accuracy"] == pytest.approx(accuracy)
     assert {"predict_f1", "predict_loss", "predict_runtime"} <= set(results)
     assert re.search(rf"^test\s+8\s+{results['predict_accuracy']:.4f}\s", printed, re.MULTILINE), printed
+    # the model card's record: the test split's scores beside the evaluation's, under the same metric names
+    records = {entry["dataset"]["split"]: entry for entry in read_results(output)}
+    assert set(records) == {"validation", "test"}
+    assert records["test"]["metrics"]["accuracy"] == pytest.approx(accuracy)
+    assert set(records["test"]["metrics"]) == set(records["validation"]["metrics"])
 
 
 def test_glue_dataset_test_split_with_the_hubs_unlabelled_marker_is_predicted_not_scored(tmp_path: Path) -> None:
@@ -322,6 +329,10 @@ def test_ner_writes_run_ners_predictions_and_scores_a_tagged_test_file(conll: Pa
     eval_results = json.loads((output / "eval_results.json").read_text(encoding="utf-8"))
     assert eval_results["num_predict_examples"] == 9
     assert eval_results["predict_metrics"]["f1"] == pytest.approx(results["predict_f1"])
+    records = {entry["dataset"]["split"]: entry for entry in read_results(output)}  # the model card's record
+    assert set(records) == {"validation", "test"}
+    assert records["test"]["metrics"]["f1"] == pytest.approx(results["predict_f1"])
+    assert set(records["test"]["metrics"]) == set(records["validation"]["metrics"])
 
 
 def viterbi(emissions: np.ndarray, transitions: np.ndarray, start: np.ndarray, end: np.ndarray) -> list[int]:
