@@ -96,7 +96,19 @@ def _read_config(checkpoint: Path) -> tuple[dict, bizoo.ModelSpec]:
             f"{config_path} has model_type {model_type!r}, which is not a bizoo model; bizoo exports "
             f"{sorted(bizoo.MODEL_SPECS)}"
         )
-    return config, bizoo.get_spec(model_type)
+    spec = bizoo.get_spec(model_type)
+    architectures = config.get("architectures")
+    if isinstance(architectures, str):  # one class name where transformers writes a list of them: what was meant
+        config["architectures"] = [architectures]
+    elif architectures is not None and (
+        not isinstance(architectures, list) or not all(isinstance(name, str) for name in architectures)
+    ):
+        example = json.dumps([next(iter(spec.models.values())).__name__])
+        raise CommandError(
+            f"{config_path}: \"architectures\" must be a list of class names such as {example}, or absent; got "
+            f"{architectures!r}"
+        )
+    return config, spec
 
 
 def _weight_files(checkpoint: Path) -> list[Path]:
@@ -149,10 +161,10 @@ def _has_tokenizer(checkpoint: Path) -> bool:
 
 
 def _load_model(checkpoint: Path, spec: bizoo.ModelSpec, config: dict):
-    """The checkpoint's model: the class named in ``architectures[0]`` when it is one of the spec's classes,
-    else the bare model (AutoModel). ``CommandError`` if a weight of that class is missing from the checkpoint (it
-    would be exported as a random value) or a weight of the checkpoint has no place in the class (it would be
-    dropped)."""
+    """The checkpoint's model: the class named in ``architectures[0]`` (a list of names, as ``_read_config`` leaves
+    it) when it is one of the spec's classes, else the bare model (AutoModel). ``CommandError`` if a weight of that
+    class is missing from the checkpoint (it would be exported as a random value) or a weight of the checkpoint has
+    no place in the class (it would be dropped)."""
     classes = {cls.__name__: cls for cls in spec.models.values()}
     architectures = config.get("architectures") or []
     model_class = classes.get(architectures[0]) if architectures else None

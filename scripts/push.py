@@ -7,6 +7,21 @@ in safetensors (model.safetensors, or its index and every shard it lists) and a 
 (--private makes a new repository private; an existing one keeps its visibility), --revision is created as a
 branch if needed, and every file of DIR is uploaded in one commit. The repository's URL is printed.
 
+Pushing again into a repository that holds an earlier upload replaces that upload: the same commit deletes the
+files at the top of the repository, of the kinds an export writes, that DIR does not have, so that nothing of the
+old model is loaded beside the new one (transformers loads an old model.safetensors rather than a new sharded
+index; AutoTokenizer would load an old tokenizer where the new export has none). Those kinds are the weights
+(model*.safetensors and model*.safetensors.index*.json: single files, shards, variants; pytorch_model*.bin and
+its index), the tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+added_tokens.json, vocab.txt, vocab.json, merges.txt, tokenizer.model, spiece.model, sentencepiece.bpe.model,
+chat_template.jinja, chat_template.json) and bizoo's code files (configuration_*.py, modeling_*.py, kernels_*.py,
+tokenization_*.py). Everything else in the repository stays: .gitattributes, a LICENSE, figures and documents
+added on the Hub, anything inside a folder. The files deleted are logged.
+
+The uploaded README.md is DIR's model card with its Python snippets naming ORG/NAME instead of DIR's name (the
+export's snippets load the folder beside them; on the Hub they load the repository). A README.md without bizoo's
+snippets is uploaded as it is.
+
 Authentication is huggingface_hub's: `hf auth login`, or the HF_TOKEN environment variable.
 
 example:
@@ -17,8 +32,14 @@ example:
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import glob
 import importlib
 import json
+import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants
@@ -29,9 +50,35 @@ from transformers.dynamic_module_utils import get_relative_imports
 import bizoo
 
 from .lib.command import CommandError, command_main, report, run_command, write_error
+from .lib.model_card import card_for_repo
+from .lib.remote_code import CODE_FILE_PATTERNS
 
 PROG = "bizoo push"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+#: The files of an earlier upload that a push replaces (``fnmatch`` patterns of a name at the top of the repository;
+#: ``stale_files``): weights in the names transformers loads (shards and variants included), tokenizer files,
+#: bizoo's code files.
+REPLACED_FILES = (
+    "model*.safetensors",
+    "model*.safetensors.index*.json",
+    "pytorch_model*.bin",
+    "pytorch_model*.bin.index*.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "chat_template.json",
+    *CODE_FILE_PATTERNS,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def _auto_map_code_files(auto_map: dict) -> set[str]:
@@ -149,6 +196,10 @@ def check_export(folder: str | Path) -> list[str]:
     _check_shards(path, hint)
     if not (path / "README.md").is_file():
         raise CommandError(f"{str(path)!r} has no README.md model card; {hint}")
+    try:
+        (path / "README.md").read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # the Hub reads a card as UTF-8 (and push renders it for the repository)
+        raise CommandError(f"{path / 'README.md'} is not UTF-8 text ({err}); save the model card as UTF-8") from None
     return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
 
 
@@ -165,6 +216,43 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def stale_files(repository_files: list[str], files: list[str]) -> list[str]:
+    """The files of ``repository_files`` (paths in the repository) that a push of an export holding ``files``
+    deletes: those at the top of the repository whose name ``REPLACED_FILES`` matches and that ``files`` lacks."""
+    new = set(files)
+    return sorted(
+        name for name in repository_files
+        if "/" not in name and name not in new and any(fnmatch.fnmatchcase(name, p) for p in REPLACED_FILES)
+    )
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source``, else a symbolic link, else a copy (no file's bytes are copied where
+    the file system links)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for link in (os.link, os.symlink):
+        try:
+            link(source, target)
+            return
+        except OSError:
+            continue
+    shutil.copyfile(source, target)
+
+
+def _stage_upload(folder: Path, files: list[str], repo_id: str, staging: Path) -> None:
+    """Fill the empty folder ``staging`` with what goes up: ``files`` of ``folder`` (linked, not copied), README.md
+    rewritten by ``card_for_repo`` to name ``repo_id``."""
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    hub_card = card_for_repo(card, repo_id)
+    if hub_card is None:
+        logger.info("README.md has no snippet of bizoo's that names the model; it is uploaded as it is")
+    for name in files:
+        if name == "README.md" and hub_card is not None:
+            (staging / name).write_text(hub_card, encoding="utf-8")
+        else:
+            _link_or_copy((folder / name).resolve(), staging / name)
+
+
 def push_folder(
     folder: str | Path,
     repo_id: str,
@@ -176,7 +264,10 @@ def push_folder(
 
     Checks the folder (``check_export``) and the id (``check_repo_id``) before any network call. Creates the
     repository with ``private`` if it does not exist (``exist_ok=True``), the branch ``revision`` if one is given,
-    and uploads the whole folder in one commit.
+    and uploads the whole folder in one commit, which also deletes the files of an earlier upload that
+    ``stale_files`` finds in the repository (or branch). README.md goes up as ``card_for_repo`` renders it for
+    ``repo_id`` (the rest byte for byte): the files are staged in a temporary folder, linked where the file system
+    allows it.
     """
     files = check_export(folder)
     check_repo_id(repo_id)
@@ -190,13 +281,20 @@ def push_folder(
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     if revision is not None:
         api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-    api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        repo_type="model",
-        commit_message=commit_message,
-        revision=revision,
-    )
+    stale = stale_files(api.list_repo_files(repo_id, revision=revision, repo_type="model"), files)
+    if stale:
+        logger.info("deleting %d files of the earlier upload that the export does not have: %s", len(stale),
+                    ", ".join(stale))
+    with tempfile.TemporaryDirectory(prefix="bizoo-push-") as staging:
+        _stage_upload(Path(folder), files, repo_id, Path(staging))
+        api.upload_folder(
+            folder_path=staging,
+            repo_id=repo_id,
+            repo_type="model",
+            commit_message=commit_message,
+            revision=revision,
+            delete_patterns=[glob.escape(name) for name in stale] or None,  # each name matches itself only
+        )
     url = str(url).rstrip("/")
     return f"{url}/tree/{revision}" if revision is not None else url
 

@@ -9,12 +9,15 @@ id it was recorded with and a name that says what was computed: ``METRIC_NAMES``
 
 ``bizoo export`` writes the card of an export (with its code files: it loads with ``trust_remote_code=True``);
 ``write_checkpoint_card`` writes the card of a folder a training command saved (it loads with bizoo installed).
+An export's snippets name the model by its folder; ``bizoo push`` uploads the card ``card_for_repo`` makes of it,
+whose snippets name the Hub repository instead.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 import string
 from importlib import resources
 from pathlib import Path
@@ -53,6 +56,11 @@ METRIC_NAMES = {
     "masked_accuracy": "Masked-token accuracy",
     "perplexity": "Perplexity",
 }
+
+#: The comment after an export card's ``model_id = "<folder name>"`` line (``card_for_repo`` drops it on the Hub).
+EXPORT_ID_COMMENT = "  # this folder (the card bizoo push uploads names its Hub id, ORG/NAME)"
+#: The line of a card's loading snippet that names the model (group 1: the name), with or without its comment.
+_MODEL_ID_LINE = re.compile(r'^model_id = "([^"\n]*)"(?:  #[^\n]*)?$', flags=re.M)
 
 
 def pipeline_tag_for(architecture: str) -> str | None:
@@ -161,6 +169,30 @@ def _config_table(config: PreTrainedConfig, architecture: str) -> str:
     return "| Field | Value |\n|---|---|\n" + "\n".join(rows)
 
 
+def card_for_repo(card: str, repo_id: str) -> str | None:
+    """The model card ``card`` of an export as the Hub repository ``repo_id`` shows it, or None when ``card`` has no
+    snippet of bizoo's that names the model (a card its author wrote: it is uploaded as it is).
+
+    An export's card names the model by its folder (``model_id = "lion-d"`` and ``pipeline(..., model="lion-d")``
+    in its Python snippets: they run beside the folder); on the Hub they must name ``repo_id``. Only those two
+    forms change, only inside the card's ```python blocks, and the ``model_id`` line loses its comment (which says
+    that the id changes on the Hub); the title, the metadata and the prose stay as exported.
+    """
+    blocks = list(re.finditer(r"^```python\n(.*?)^```", card, flags=re.M | re.S))
+    names = {m.group(1) for b in blocks for m in _MODEL_ID_LINE.finditer(b.group(1))}
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    pieces, end = [], 0
+    for block in blocks:
+        body = _MODEL_ID_LINE.sub(lambda m: m.group(0) if m.group(1) != name else f'model_id = "{repo_id}"',
+                                  block.group(1))
+        body = body.replace(f'model="{name}"', f'model="{repo_id}"')
+        pieces += [card[end:block.start(1)], body]
+        end = block.end(1)
+    return "".join(pieces) + card[end:]
+
+
 def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, exported: bool,
            baseline: bool = False) -> tuple[str, str]:
     """(loading example, pipeline example) as Python source for the card: with ``trust_remote_code=True`` for an
@@ -186,7 +218,7 @@ def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, 
     header = f"from transformers import {auto_class}, AutoTokenizer\n\n"
     if needs_bizoo:
         header = "import bizoo  # registers bizoo's models with the Auto classes\n" + header
-    where = "  # this folder, or its Hub id (ORG/NAME) after `bizoo push`" if exported else ""
+    where = EXPORT_ID_COMMENT if exported else ""
     load = (
         header
         + f'model_id = "{model_id}"{where}\n'

@@ -4,7 +4,8 @@
 transformers copies a remote-code module and the sibling files it imports with ``from .name import ...``, so bizoo's
 nested packages (modeling/, kernels/lion/, ...) become flat files (``flat_module_name``) whose relative imports are
 rewritten to point at each other (``flatten_modules``, ``flat_sources``); ``auto_map`` and ``tokenizer_auto_map``
-name the classes in those files for config.json and tokenizer_config.json.
+name the classes in those files for config.json and tokenizer_config.json; ``CODE_FILE_PATTERNS`` matches the names
+of every such file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from pathlib import Path
 import bizoo
 
 PACKAGE = "bizoo"
+#: The names of the flat code files (``fnmatch`` patterns): ``flat_module_name`` names a module after the folder of
+#: bizoo it sits in (an export ships modules of ``configuration/``, ``modeling/`` and ``kernels/``), a tokenizer
+#: module after itself. ``bizoo push`` deletes a repository's files of these names that a new export does not have.
+CODE_FILE_PATTERNS = ("configuration_*.py", "modeling_*.py", "kernels_*.py", "tokenization_*.py")
 
 
 @dataclass(frozen=True)

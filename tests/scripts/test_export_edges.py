@@ -1,13 +1,16 @@
 """Edge cases of ``bizoo export`` as a transformers user meets them: an output folder that already holds an export
 (the refusal names this command's options only), a model card whose configuration table stays a table when a
-value holds a ``|`` (a label such as ``B-A|B``), and a card that lists no local file format as a Hub dataset."""
+value holds a ``|`` (a label such as ``B-A|B``), a card that lists no local file format as a Hub dataset, and a
+config.json whose ``architectures`` is one name rather than a list of names (or something else)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
+from safetensors import safe_open
 
 from bizoo import LionForTokenClassification
 from bizoo.scripts.export import main
@@ -56,3 +59,31 @@ def test_a_local_file_format_is_not_listed_as_a_hub_dataset(checkpoint: Path, tm
     meta = yaml.safe_load(text[4:].split("\n---\n", 1)[0])
     assert "datasets" not in meta, meta.get("datasets")
     assert meta["model-index"][0]["results"][0]["dataset"]["type"] == file_type
+
+
+def _set_architectures(checkpoint: Path, value) -> None:
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    config["architectures"] = value
+    (checkpoint / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def test_architectures_given_as_one_string_exports_that_class(checkpoint: Path, tmp_path: Path):
+    """``"architectures": "LionForMaskedLM"`` (a name, not a list of names) was read as the class ``"L"``: the bare
+    model was loaded and the export refused, naming the very class that was asked for. It means that class."""
+    _set_architectures(checkpoint, "LionForMaskedLM")
+    assert main([str(checkpoint), str(tmp_path / "out")]) == 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text(encoding="utf-8"))
+    assert config["architectures"] == ["LionForMaskedLM"]
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), framework="pt") as weights:
+        assert any(name.startswith("lm_head.") for name in weights.keys())
+
+
+@pytest.mark.parametrize("value", [{"AutoModel": "LionModel"}, 3, ["LionForMaskedLM", 3]])
+def test_architectures_of_another_shape_is_refused_by_name(checkpoint: Path, tmp_path: Path, capsys, value):
+    _set_architectures(checkpoint, value)
+    assert main([str(checkpoint), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("bizoo export: error: "), err
+    assert 'config.json: "architectures" must be a list of class names such as ["Lion' in err, err
+    assert err.endswith(f"got {value!r}"), err
+    assert not (tmp_path / "out").exists()

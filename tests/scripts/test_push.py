@@ -1,6 +1,7 @@
-"""Tests for ``bizoo push``, offline: ``HfApi.create_repo``, ``create_branch`` and ``upload_folder`` are replaced by
-recorders, so the tests see exactly what would reach the Hub (which repository, which options, which files) and
-that bad input stops before any call."""
+"""Tests for ``bizoo push``, offline: ``HfApi.create_repo``, ``create_branch``, ``list_repo_files`` and
+``upload_folder`` are replaced by recorders, so the tests see exactly what would reach the Hub (which repository,
+which options, which files) and that bad input stops before any call. (A repository that holds an earlier upload:
+tests/scripts/test_push_repository.py.)"""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ class RecordingHub:
         def create_branch(api, repo_id, **kwargs):
             hub.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
 
+        def list_repo_files(api, repo_id, **kwargs):  # a new repository: what the Hub creates it with
+            hub.calls.append(("list_repo_files", {"repo_id": repo_id, **kwargs}))
+            return [".gitattributes"]
+
         def upload_folder(api, **kwargs):
             hub.calls.append(("upload_folder", kwargs))
             folder = Path(kwargs["folder_path"])  # no allow/ignore patterns: every file goes up
@@ -48,6 +53,7 @@ class RecordingHub:
 
         monkeypatch.setattr(HfApi, "create_repo", create_repo)
         monkeypatch.setattr(HfApi, "create_branch", create_branch)
+        monkeypatch.setattr(HfApi, "list_repo_files", list_repo_files)
         monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
 
     def call(self, name: str) -> dict:
@@ -74,19 +80,27 @@ def test_push_uploads_exactly_the_export(exported: Path, hub: RecordingHub, caps
     assert create == {"repo_id": "my-org/lion-d", "private": False, "exist_ok": True, "repo_type": "model"}
     upload = hub.call("upload_folder")
     assert upload["repo_id"] == "my-org/lion-d" and upload["repo_type"] == "model"
-    assert Path(upload["folder_path"]) == exported
     assert upload["revision"] is None and "bizoo" in upload["commit_message"]
     assert not any(key in upload for key in ("allow_patterns", "ignore_patterns", "path_in_repo"))
+    assert upload["delete_patterns"] is None  # a new repository holds no earlier upload
     expected = {"config.json", "model.safetensors", "README.md", "tokenizer.json", "tokenizer_config.json"}
     assert set(hub.uploaded) == expected | set(flat_sources(bizoo.get_spec("lion")))
-    assert [name for name, _ in hub.calls] == ["create_repo", "upload_folder"]
+    for name, content in hub.uploaded.items():  # byte for byte but the card (its model id: the next test)
+        assert name == "README.md" or content == (exported / name).read_bytes(), name
+    assert hub.call("list_repo_files") == {"repo_id": "my-org/lion-d", "revision": None, "repo_type": "model"}
+    assert [name for name, _ in hub.calls] == ["create_repo", "list_repo_files", "upload_folder"]
     assert "https://huggingface.co/my-org/lion-d" in capsys.readouterr().out
 
 
 def test_the_readme_uploaded_is_the_model_card(exported: Path, hub: RecordingHub):
+    """The uploaded README.md is the export's card, identical but for the model id of its Python snippets: the
+    export's folder name (``lion-d``) becomes the repository id (tests/scripts/test_push_repository.py runs them)."""
     push_folder(exported, "my-org/lion-d")
     card = hub.uploaded["README.md"].decode("utf-8")
-    assert card == (exported / "README.md").read_text(encoding="utf-8")
+    exported_card = (exported / "README.md").read_text(encoding="utf-8")
+    assert card != exported_card
+    lines = [line.split("  #")[0] if line.startswith("model_id = ") else line for line in exported_card.splitlines()]
+    assert "\n".join(lines).replace('"lion-d"', '"my-org/lion-d"') == "\n".join(card.splitlines())
     meta = yaml.safe_load(card.split("\n---\n", 1)[0].removeprefix("---\n"))
     assert meta["library_name"] == "transformers" and "bizoo" in meta["tags"] and meta["pipeline_tag"] == "fill-mask"
 
@@ -138,9 +152,10 @@ def _remove(name):
         (lambda f: [p.unlink() for p in f.iterdir()], "has no config.json"),
         (_remove("model.safetensors"), "has no safetensors weights"),
         (_remove("README.md"), "has no README.md model card"),
+        (lambda f: (f / "README.md").write_bytes("# Modèle\n".encode("latin-1")), "README.md is not UTF-8 text"),
         (_remove("modeling_lion.py"), "lacks the code files its auto_map names: ['modeling_lion.py']"),
     ],
-    ids=["missing", "empty", "no-weights", "no-card", "no-code"],
+    ids=["missing", "empty", "no-weights", "no-card", "card-not-utf8", "no-code"],
 )
 def test_non_export_folder_exits_2_before_any_call(exported: Path, hub: RecordingHub, capsys, damage, message):
     damage(exported)
