@@ -125,9 +125,15 @@ def _missing_sibling_imports(path: Path, code_files: list[str]) -> list[tuple[st
 
 
 def _check_shards(path: Path, hint: str) -> None:
-    """With a safetensors index and no single weights file, every shard the index lists must be in ``path``."""
+    """Not both a single weights file and a safetensors index (transformers would load the single file and ignore the
+    shards: which weights go up would be a guess); with an index, every shard it lists must be in ``path``."""
     index = path / WEIGHTS[1]
-    if (path / WEIGHTS[0]).is_file() or not index.is_file():
+    if (path / WEIGHTS[0]).is_file() and index.is_file():
+        raise CommandError(
+            f"{str(path)!r} holds both {WEIGHTS[0]} and {WEIGHTS[1]}: transformers loads the single file and ignores "
+            f"the shards, so which weights are the model's is unclear; keep one of them; {hint}"
+        )
+    if not index.is_file():
         return
     try:
         shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))

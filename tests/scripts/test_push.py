@@ -154,8 +154,10 @@ def _remove(name):
         (_remove("README.md"), "has no README.md model card"),
         (lambda f: (f / "README.md").write_bytes("# Modèle\n".encode("latin-1")), "README.md is not UTF-8 text"),
         (_remove("modeling_lion.py"), "lacks the code files its auto_map names: ['modeling_lion.py']"),
+        (lambda f: (f / "model.safetensors.index.json").write_text('{"weight_map": {}}'),
+         "holds both model.safetensors and model.safetensors.index.json"),
     ],
-    ids=["missing", "empty", "no-weights", "no-card", "card-not-utf8", "no-code"],
+    ids=["missing", "empty", "no-weights", "no-card", "card-not-utf8", "no-code", "single-and-index"],
 )
 def test_non_export_folder_exits_2_before_any_call(exported: Path, hub: RecordingHub, capsys, damage, message):
     damage(exported)
