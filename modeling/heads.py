@@ -371,6 +371,30 @@ class LinearChainCrf(nn.Module):
         return f"num_tags={self.transitions.shape[0]}"
 
 
+def check_crf_loss_is_ours(model_name: str, labels, num_items_in_batch, crf_logits: str) -> None:
+    """A ``ValueError`` when a CRF head is called with ``num_items_in_batch`` but without ``labels``.
+
+    The ``Trainer`` counts ``num_items_in_batch`` only for a batch that has labels, and calls the model without them
+    only when it computes the loss itself from ``outputs.logits``: with ``label_smoothing_factor > 0`` (its
+    ``LabelSmoother``: a smoothed softmax cross-entropy per token) or a ``compute_loss_func``. A CRF head's logits
+    are max-marginals or log-marginals, decoded without a gradient, not per-token class scores: a softmax
+    cross-entropy over them is not the CRF's negative log-likelihood. Training on it failed at the backward pass
+    with torch's bare "element 0 of tensors does not require grad", and an evaluation reported it as ``eval_loss``
+    without a sign. transformers >= 5 passes the count in evaluation too, so both now stop here. Plain Python on
+    ``None``: free, and constant while torch.compile traces.
+    """
+    if labels is not None or num_items_in_batch is None:
+        return
+    raise ValueError(
+        f"{model_name}: called with num_items_in_batch but without labels, as the Trainer does when it computes the "
+        "loss itself from outputs.logits (TrainingArguments(label_smoothing_factor > 0), or a compute_loss_func); "
+        f"this CRF head's logits are {crf_logits!r} (config.crf_logits), not per-token class scores, so a softmax "
+        "cross-entropy over them is not the CRF's loss. Set label_smoothing_factor=0 and leave compute_loss_func "
+        "unset (the model's loss, -log p(tags | x), is then trained), or set use_crf=False for a softmax head that "
+        "label smoothing fits"
+    )
+
+
 class CrfTokenClassificationHead(nn.Module):
     r"""Tagging with a linear-chain CRF over the real tokens of each sequence.
 
@@ -381,6 +405,9 @@ class CrfTokenClassificationHead(nn.Module):
     * loss: the negative log-likelihood Σ_b -log p(y_b | x_b), divided by ``num_items_in_batch`` (labelled tokens
       over the accumulated batch) or by the labelled tokens here; a -100 label at a real token (a special token,
       a word's later sub-tokens) is marginalised, so the chain runs over every real token.
+      The loss is the model's own: ``num_items_in_batch`` without labels (the Trainer's label smoothing or a
+      ``compute_loss_func``, which would put a softmax over the logits below) is a ``ValueError``
+      (``check_crf_loss_is_ours``).
     * predictions: the Viterbi path ŷ = argmax_y p(y | x), -100 at padding, whatever ``crf_logits`` says.
     * marginals (when asked): m_t[k] = p(y_t = k | x) = Σ_{y: y_t = k} p(y | x), by forward-backward; Σ_k m_t[k] = 1
       at every real position of a row that has a legal path, 0 at padding (and in a row without one). No gradient.
@@ -440,6 +467,7 @@ class CrfTokenClassificationHead(nn.Module):
         from ..kernels.crf import crf_log_likelihood, crf_marginals, crf_max_marginals, crf_viterbi
 
         output_marginals, crf_logits = marginal_options(self.config, output_marginals, model_name)
+        check_crf_loss_is_ours(model_name, labels, num_items_in_batch, crf_logits)
         emissions = self.classifier(self.dropout(hidden)).float()  # (B, L, K)
         mask = attention_mask.bool()
         transitions, start, end = self.crf_parameters(emissions.device)

@@ -783,27 +783,44 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
 class DataCollatorForWordCharLanguageModeling(DataCollatorForLanguageModeling):
     """``DataCollatorForLanguageModeling`` for word+character inputs: after masking, every word the collator
     replaced (by [MASK] or by a random word) gets the character row of its new id, so the characters never give a
-    masked word away; a word left unchanged keeps its own characters. Needs a ``WordCharTokenizerFast``.
+    masked word away; a word left unchanged keeps its own characters. Needs a ``WordCharTokenizerFast``. Both of the
+    collator's outputs do this: torch tensors (``return_tensors="pt"``, the default) and NumPy arrays ("np").
 
     Shape: examples with ``input_ids`` (n,) and ``char_ids`` (n, W) -> input_ids (B, L), char_ids (B, L, W), labels.
     """
 
     def torch_call(self, examples):
+        self._check_tokenizer()
+        return self._hide_replaced_words(super().torch_call(examples))
+
+    def numpy_call(self, examples):
+        self._check_tokenizer()
+        return self._hide_replaced_words(super().numpy_call(examples))
+
+    def _check_tokenizer(self) -> None:
         if not hasattr(self.tokenizer, "ids_to_char_ids"):
             raise ValueError(
                 f"DataCollatorForWordCharLanguageModeling needs a WordCharTokenizerFast, got "
                 f"{type(self.tokenizer).__name__}"
             )
-        batch = super().torch_call(examples)
+
+    def _hide_replaced_words(self, batch):
+        """``batch`` (torch tensors or NumPy arrays) with the character row of every replaced word set to that of
+        its new id: changed = (labels != -100) & (input_ids != labels), both (B, L)."""
         if "char_ids" not in batch:
             raise ValueError("DataCollatorForWordCharLanguageModeling: the examples carry no char_ids")
-        labels, ids = batch["labels"], batch["input_ids"]  # (B, L) each
+        labels, ids, chars = batch["labels"], batch["input_ids"], batch["char_ids"]  # (B, L), (B, L), (B, L, W)
         changed = (labels != -100) & (ids != labels)  # replaced by [MASK] or by a random word
         if changed.any():
             rows = self.tokenizer.ids_to_char_ids(ids[changed].tolist())  # (n, W)
-            chars = batch["char_ids"]
-            batch["char_ids"] = chars.clone()
-            batch["char_ids"][changed] = torch.tensor(rows, dtype=chars.dtype)[:, : chars.shape[-1]]
+            replacement = np.asarray(rows, dtype=np.int64)[:, : chars.shape[-1]]  # (n, W)
+            if isinstance(chars, torch.Tensor):
+                chars = chars.clone()
+                chars[changed] = torch.as_tensor(replacement, dtype=chars.dtype)
+            else:
+                chars = chars.copy()
+                chars[changed] = replacement.astype(chars.dtype)
+            batch["char_ids"] = chars
         return batch
 
 
