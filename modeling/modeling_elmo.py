@@ -408,7 +408,8 @@ class ElmoBidirectionalLMOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor`, with labels): ½ (forward_loss + backward_loss), or, with `num_items_in_batch`,
-            the sum of both directions' cross-entropies over 2 × num_items_in_batch.
+            the sum of both directions' cross-entropies over 2 × num_items_in_batch (the Trainer's count of the words a
+            direction predicts, labels[..., 1:] != -100 as for a causal LM: `model.loss_type`).
         forward_loss, backward_loss (`torch.FloatTensor`, with labels): each direction's mean cross-entropy over the
             words it predicts (the sampled-softmax loss in training with `sampled_softmax_size` > 0).
         forward_perplexity, backward_perplexity (`torch.FloatTensor`, with labels): exp of each direction's loss.
@@ -718,6 +719,10 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
         self.dropout = Dropout(config.hidden_dropout_prob)
         self.lm_head = nn.Linear(config.projection_size, config.vocab_size, bias=True)
         self.post_init()
+        # What the Trainer's num_items_in_batch counts: each direction predicts the n - 1 words of a row after (before)
+        # its first (last) one, as a causal LM predicts labels[..., 1:]; the Trainer counts those for a model whose
+        # loss_type is a causal LM's (its own count, labels != -100, is n per row: a loss biased low by 1/n)
+        self.loss_type = "ForCausalLM"
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head

@@ -26,6 +26,7 @@ from bizoo.modeling.modeling_elmo import (
     sample_log_uniform,
     sampled_softmax_loss,
 )
+from tests.conftest import model_inputs, tiny_config
 from tests.tiny_configs import TINY_CONFIGS
 
 V = 30
@@ -354,6 +355,37 @@ def test_bidirectional_lm_loss_equals_a_manual_computation(sparse):
                                out.backward_logits[0] if sparse else out.backward_logits[0, 1])
     out.loss.backward()
     assert model.lm_head.weight.grad is not None and model.elmo.layers[0].forward_cell.weight_hh.grad.abs().sum() > 0
+
+
+def test_the_trainers_loss_of_the_bidirectional_lm_is_the_models_own(tmp_path):
+    """The Trainer normalises the loss by its own count of the batch's target words (num_items_in_batch, in training
+    and in evaluation): for the biLM the words each direction predicts, n - 1 of a row of n (labels[..., 1:], as for
+    a causal LM). Rows of different lengths, right padding: Trainer.evaluate's eval_loss equals the model's own loss
+    (counting n per row gave a loss biased low, 12% here), and two accumulated half batches the one batch's loss."""
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = ElmoForBidirectionalLM(tiny_config(("elmo", "default"))).eval()
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for n in (5, 9, 7, 12):
+        ids = torch.randint(5, 120, (1, n), generator=g)
+        rows.append({**model_inputs(("elmo", "default"), ids, torch.ones_like(ids)), "labels": ids})
+
+    def collate(features):  # right padding: ids, mask and characters 0, labels -100
+        L = max(f["input_ids"].shape[1] for f in features)
+        padded = lambda t, value: torch.cat([t, t.new_full((L - t.shape[0], *t.shape[1:]), value)])  # noqa: E731
+        return {k: torch.stack([padded(f[k][0], -100 if k == "labels" else 0) for f in features])
+                for k in ("input_ids", "attention_mask", "char_ids", "labels")}
+
+    own = model(**collate(rows)).loss
+    settings = TrainingArguments(str(tmp_path), report_to=[], use_cpu=True, per_device_eval_batch_size=4)
+    trainer = Trainer(model=model, args=settings, eval_dataset=rows, data_collator=collate)
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(float(own), rel=1e-5)
+    halves = [collate(rows[:2]), collate(rows[2:])]
+    items = trainer._get_num_items_in_batch(halves, torch.device("cpu"))
+    accumulated = sum(model(**half, num_items_in_batch=items).loss for half in halves)
+    torch.testing.assert_close(accumulated, own, rtol=1e-5, atol=1e-6)
 
 
 def test_bidirectional_lm_ties_its_softmax_and_loads_with_auto_pretraining(tmp_path):
