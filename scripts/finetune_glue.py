@@ -471,7 +471,7 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
         **({"num_predict_examples": {split: len(splits[split]) for split in test_splits(task) if split in splits}}
            if files else {}),
         **({"predict_metrics": predict_metrics} if predict_metrics else {}),
-        **run_summary(args, prepared, train_output, train_seconds, total_seconds),
+        **run_summary(args, prepared, train_output, train_seconds, total_seconds, trainer.args),
     }
     output_dir = save_final(prepared, results, trainer.state.log_history, files)
     for split in task.eval_splits:

@@ -908,7 +908,7 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
         "truncated_words": truncated,
         **({"test_file": data.test_name, "num_predict_examples": len(data.test)} if data.test is not None else {}),
         **({"predict_metrics": test_scores} if test_scores is not None else {}),
-        **run_summary(args, prepared, train_output, train_seconds, total_seconds),
+        **run_summary(args, prepared, train_output, train_seconds, total_seconds, trainer.args),
     }
     output_dir = save_final(prepared, results, trainer.state.log_history, files)
     record_results(

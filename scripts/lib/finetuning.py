@@ -32,6 +32,15 @@ Two remedies for a model that fits its training data better than it generalises,
 ``--do_predict`` (run_glue.py's and run_ner.py's switch; a command takes it with ``add_predict_arguments``): after
 the evaluation, the final model predicts the command's test split (cut to ``--max-predict-samples``) and the command
 writes what the example script writes (``save_final``'s ``files``, in the same staged update as the model).
+
+Under ``torchrun`` / ``accelerate launch`` (several processes, ``--batch-size`` per process): every process checks
+the output folder before the first writes into it (``training.check_in_turn``: the tokenizer a run from scratch
+trains is built by the first process and shared through that folder); every process takes part in each evaluation
+and prediction, whose batches are sharded in the dataset's order and gathered back in it, the examples repeated to
+fill the last batches dropped (``_ordered_evaluation_trainer``), so the scores and the predictions files are those
+of one process; the first process alone reports and writes the final folder. Without dropout, 2 processes with
+batch b train as 1 process with batch 2b (the same order, the loss normalised over both processes' tokens), and
+``eval_results.json`` records the same ``train_loss`` and ``total_batch_size`` for both (``run_summary``).
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ from .training import (
     add_preset_option,
     bool_flag,
     build_on_first_process,
+    check_in_turn,
     check_label_smoothing,
     input_checks_callback,
     push_final_folder,
@@ -433,7 +443,8 @@ def prepare_model(
             raise CommandError(f"--word-vectors {args.word_vectors!r} does not exist or is not a file")
     check_word_dropout(args)
     check_word_vocabulary(args, source)
-    output_dir, checkpoint = check_output_folder(args)
+    # every process checks the folder before the first one writes into it (a distributed run's shared tokenizer)
+    output_dir, checkpoint = check_in_turn(lambda: check_output_folder(args))
     if checkpoint is not None:  # the run's own model: check it is the one these options would build
         saved = AutoConfig.from_pretrained(checkpoint, trust_remote_code=source.hub.trust_remote_code)
         for key, value in {**source.overrides, **task_config}.items():
@@ -590,20 +601,37 @@ def run_in_two_phases(prog: str, args: argparse.Namespace, prepare: Callable[[ar
 
 
 def _ordered_evaluation_trainer():
-    """A ``Trainer`` whose evaluation and prediction keep the dataset's order on one process.
+    """A ``Trainer`` whose evaluation and prediction keep the dataset's order, on one process or several.
 
-    With ``train_sampling_strategy="group_by_length"`` transformers also groups the EVALUATION batches by length,
-    so ``trainer.predict(dataset)`` returns the predictions in another order than the examples: matched by
-    position (word predictions, GLUE labels) they would be scored against the wrong examples.
+    With ``train_sampling_strategy="group_by_length"`` transformers also groups the EVALUATION batches by length
+    (one process or several alike), so ``trainer.predict(dataset)`` returns the predictions in another order than
+    the examples: matched by position (word predictions, GLUE labels) they would be scored against the wrong
+    examples, or fail where a shorter sequence's predictions are read at a longer one's word positions. So the
+    evaluation sampler is always the plain order: ``SequentialSampler`` on one process; in a distributed run none,
+    as transformers does without grouping, so that accelerate shards the batches in order and
+    ``gather_for_metrics`` returns them in the dataset's order, the examples repeated to fill the last batch of
+    every process dropped.
+
+    Its ``train_loss`` (``TrainOutput.training_loss``, eval_results.json's) is the mean loss of every process, as
+    each logged ``loss`` is: transformers adds the loss of the steps after the last logging step as the process's own
+    (with the loss normalised over the tokens of all processes, a share of it, not a mean), so on several processes
+    it was the first process's part alone (one process with twice the batch, the same training, said another loss).
     """
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
+    from transformers.trainer_pt_utils import nested_gather
 
     class OrderedEvaluationTrainer(EvaluatesEveryExample, Trainer):
         def _get_eval_sampler(self, eval_dataset):
-            if self.args.world_size <= 1 and eval_dataset is not None and hasattr(eval_dataset, "__len__"):
-                return SequentialSampler(eval_dataset)
-            return super()._get_eval_sampler(eval_dataset)
+            if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+                return super()._get_eval_sampler(eval_dataset)
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+        def _finalize_training(self, *args, **kwargs):
+            if self.args.world_size > 1 and getattr(self, "_tr_loss", None) is not None:
+                # (): the loss summed since the last logging step, each process its own; their mean, as logging takes
+                self._tr_loss = nested_gather(self._tr_loss, self.args.parallel_mode).mean()
+            return super()._finalize_training(*args, **kwargs)
 
     return OrderedEvaluationTrainer
 
@@ -686,8 +714,20 @@ def announce_and_push(trainer, prepared: PreparedModel, output_dir: Path, files:
 
 
 def run_summary(args: argparse.Namespace, prepared: PreparedModel, train_output, train_seconds: float,
-                total_seconds: float) -> dict[str, Any]:
-    """The fields every ``eval_results.json`` has besides the task's metrics."""
+                total_seconds: float, training_args=None) -> dict[str, Any]:
+    """The fields every ``eval_results.json`` has besides the task's metrics.
+
+    ``batch_size`` is per process and per step (--batch-size, --per_device_train_batch_size); with the run's
+    ``TrainingArguments`` (``trainer.args``) the record also says how many examples one optimizer step reads, as
+    transformers' model cards do (``total_train_batch_size``): ``total_batch_size`` = batch_size x
+    ``gradient_accumulation_steps`` x ``processes`` (the distributed run's world size), so that a run of 2 processes
+    with batch 4 and one of 1 process with batch 8, the same training, record the same total."""
+    batches = {}
+    if training_args is not None:
+        processes = int(training_args.world_size)
+        accumulation = int(training_args.gradient_accumulation_steps)
+        batches = {"gradient_accumulation_steps": accumulation, "processes": processes,
+                   "total_batch_size": int(training_args.per_device_train_batch_size) * accumulation * processes}
     return {
         "model_name_or_path": prepared.source.name_or_path,
         "from_scratch": prepared.source.from_scratch,
@@ -698,6 +738,7 @@ def run_summary(args: argparse.Namespace, prepared: PreparedModel, train_output,
         "total_seconds": round(total_seconds, 3),
         "max_length": args.max_length,
         "batch_size": args.batch_size,
+        **batches,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
         **{name: getattr(args, name) for name in ("word_dropout", "best_checkpoint") if hasattr(args, name)},

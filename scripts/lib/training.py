@@ -42,11 +42,11 @@ also builds the ``TrainingArguments`` once, so transformers' own checks run then
 
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
-``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``build_on_first_process``, ``push_final_folder``,
-``first_samples``, ``input_checks_callback``, ``max_length_padding``; ``add_hub_arguments`` and ``check_hub_options``:
-the Hub and cache options of run_*.py (--cache_dir, --model_revision, --token, ...; ``lib.sources``); ``OneValue`` and
-``bool_flag`` for a command's own options spelled as run_*.py spells them too (``--mlm_probability``,
-``--pad_to_max_length [BOOL]``): the two spellings disagreeing is an error.
+``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``check_in_turn``, ``build_on_first_process``,
+``push_final_folder``, ``first_samples``, ``input_checks_callback``, ``max_length_padding``; ``add_hub_arguments`` and
+``check_hub_options``: the Hub and cache options of run_*.py (--cache_dir, --model_revision, --token, ...;
+``lib.sources``); ``OneValue`` and ``bool_flag`` for a command's own options spelled as run_*.py spells them too
+(``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two spellings disagreeing is an error.
 """
 
 from __future__ import annotations
@@ -763,6 +763,38 @@ def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, 
         return TrainingArguments(**values)
     except ValueError as err:
         raise CommandError(f"the training options do not fit together: {err}") from None
+
+
+def check_in_turn(check: Callable[[], T]) -> T:
+    """``check()`` (which must write nothing) on every process of a distributed run, one process after the other in
+    the order of their ranks, before any of them goes on to write. One process: just ``check()``.
+
+    Why in turn: a check of the output folder reads what is in it, and the first process starts writing there as
+    soon as it has gone on (``build_on_first_process``'s shared tokenizer); a process checking later would find the
+    folder no longer empty and refuse it, and two checking at once can see each other's probe folder
+    (``output_folders.check_output_dir``). After each turn the process whose turn it was tells the others its
+    verdict (a broadcast): a ``CommandError`` stops every process with the same message and exit code 2, rather
+    than leaving the others waiting for a process that has stopped."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return check()
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not cuda_available())
+    result, error = None, None
+    for turn in range(state.num_processes):
+        if turn == state.process_index:
+            try:
+                result = check()
+            except CommandError as err:
+                error = err
+        verdict = [None if error is None else str(error)]  # the verdict of the process whose turn it was
+        dist.broadcast_object_list(verdict, src=turn)
+        if error is not None:
+            raise error
+        if verdict[0] is not None:
+            raise CommandError(verdict[0] if turn == 0 else f"process {turn} of {state.num_processes}: {verdict[0]}")
+    return result
 
 
 def build_on_first_process(build, folder: Path, save, load):
