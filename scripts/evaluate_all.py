@@ -516,6 +516,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_all(args: argparse.Namespace) -> int:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would run every step, its children in one group
+        raise CommandError(
+            f"runs under a distributed launcher (WORLD_SIZE={os.environ['WORLD_SIZE']}): evaluate-all starts each "
+            "training command as its own process; run it with python (bizoo evaluate-all ...), not torchrun or "
+            "accelerate launch"
+        )
     for option in ("pretrain_steps", "finetune_steps", "batch_size", "max_length", "eval_steps"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")

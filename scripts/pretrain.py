@@ -88,6 +88,7 @@ from .lib.training import (
     add_hub_arguments,
     add_training_arguments,
     build_on_first_process,
+    check_in_turn,
     check_best_model_metric,
     check_hub_options,
     check_training_arguments,
@@ -740,7 +741,10 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
     if checkpoint is None:
         config_kwargs = model_config_kwargs(args, spec)
         spec.config_class(vocab_size=args.vocab_size or DEFAULT_VOCAB_SIZE, **config_kwargs)  # validates every field
-    output_dir = check_output_dir(args.output_dir, args.overwrite, args.resume, input_paths(args), whole=False)
+    # every process checks the folder before the first one writes into it (a distributed run's shared tokenizer)
+    output_dir = check_in_turn(
+        lambda: check_output_dir(args.output_dir, args.overwrite, args.resume, input_paths(args), whole=False)
+    )
     resume_from = resume_checkpoint(args, output_dir)
     if args.stream:
         check_stream_arguments(args, wordchar, objective)

@@ -145,6 +145,18 @@ def test_evaluate_all_says_what_is_missing(tmp_path, capsys):
     assert "holds no train.txt" in capsys.readouterr().err
 
 
+def test_evaluate_all_under_a_distributed_launcher_is_refused_before_any_run(tmp_path, conll_dir, monkeypatch,
+                                                                               capsys):
+    """Under torchrun every process would run the whole evaluation, and their children would inherit RANK and
+    WORLD_SIZE and try to form one process group: refused, saying how to run it."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(evaluate_all.subprocess, "run", lambda *a, **k: pytest.fail("a training command was started"))
+    assert evaluate_all.main(["--output-dir", str(tmp_path / "o"), "--conll-dir", str(conll_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "WORLD_SIZE=2" in err and "not torchrun" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_evaluate_all_default_eval_steps_is_what_its_help_says(tmp_path, conll_dir, monkeypatch, capsys):
     seen = []
 
