@@ -260,7 +260,8 @@ def test_word_dropout_draws_the_same_replacements_on_two_processes_as_on_one(tmp
     process x batch 8, since the replacements are drawn per (seed, epoch, example), never per process."""
     rng = random.Random(14)
     # 32 singletons, of letters (the preset's tokenizer maps every digit to 0)
-    sentences = [conll_sentence(rng) + [(f"x{chr(97 + index // 26)}{chr(97 + index % 26)}", "O")] for index in range(32)]
+    sentences = [conll_sentence(rng) + [(f"x{chr(97 + index // 26)}{chr(97 + index % 26)}", "O")]
+                 for index in range(32)]
     data = tmp_path / "data"
     write_conll(data / "train.txt", sentences)
     (data / "valid.txt").write_text((conll / "valid.txt").read_text(encoding="utf-8"), encoding="utf-8")
