@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from bizoo.scripts.finetune_ner import tagging_scores
+from bizoo.scripts.lib.data import read_conll
 from tests.scripts.conftest import conll_sentence, sentence, write_conll
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -71,20 +72,6 @@ def conll(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, n in (("train.txt", 32), ("valid.txt", 7), ("test.txt", 9)):
         write_conll(root / name, [conll_sentence(rng) for _ in range(n)])
     return root
-
-
-def read_conll(path: Path) -> list[tuple[list[str], list[str]]]:
-    sentences, words, tags = [], [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            if words:
-                sentences.append((words, tags))
-            words, tags = [], []
-            continue
-        parts = line.split()
-        words.append(parts[0])
-        tags.append(parts[-1])
-    return sentences
 
 
 def tags_alone(folder: Path, sentences: list[list[str]]) -> list[list[str]]:
