@@ -54,7 +54,20 @@ def check_kwargs(model_name: str, kwargs: dict, extra_ignored: tuple = ()) -> No
     if unknown:
         raise TypeError(f"{model_name}.forward() got unexpected keyword arguments {unknown}")
     if kwargs.get("output_attentions"):
-        raise ValueError(f"{model_name}: output_attentions=True is not supported: this model forms no attention probabilities")
+        raise ValueError(
+            f"{model_name}: output_attentions=True is not supported: this model forms no attention probabilities"
+        )
+
+
+def resolve_output_attentions(model_name: str, output_attentions, config) -> bool:
+    """Whether a model that forms attention weights (LION) returns them: the forward's ``output_attentions`` when
+    not None, else ``config.output_attentions``. Plain Python on the arguments (free, and a constant while traced);
+    anything but True, False or None is a ``ValueError`` naming it."""
+    source = "output_attentions" if output_attentions is not None else "config.output_attentions"
+    value = output_attentions if output_attentions is not None else getattr(config, "output_attentions", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{model_name}: {source} must be True, False or None, got {value!r}")
+    return value
 
 
 def check_id_dtype(model_name: str, name: str, ids: torch.Tensor) -> None:

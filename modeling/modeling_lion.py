@@ -17,10 +17,12 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
+from transformers.utils import ModelOutput
 
 from ..configuration.configuration_lion import LionConfig
 from ..kernels.dispatch import autocast_off
 from ..kernels.lion import lion_attention
+from ..kernels.lion.reference import attention_weights
 from .common import (
     DamagedCheckpointErrors,
     Dropout,
@@ -32,6 +34,7 @@ from .common import (
     check_positions,
     check_token_type_ids,
     resolve_inputs,
+    resolve_output_attentions,
 )
 from .heads import (
     MaskedLMHead,
@@ -122,7 +125,18 @@ class LionAttention(nn.Module):
     ("attention": the L×L matrix; "rnn": forward and backward recurrences; "chunk": linear in L) and
     ``config.kernel_backend`` where (Triton on a GPU, PyTorch otherwise); every choice gives the same outputs.
 
-    Shape: hidden (B, L, d), attention_mask (B, L) -> (B, L, d).
+    Attention weights (``output_attentions=True``): per head, the L×L matrix A with y = A v, i.e. before the mixer's
+    LayerNorm (normalization="none") and W_o:
+
+        A_ij = M_ij (q_i·k_j) / Σ_l M_il (q_i·k_l)     (normalization="rowsum": each real row sums to 1, A >= 0)
+        A_ij = M_ij (q_i·k_j) / √d                      (normalization="none": unnormalised scores, any sign)
+
+    Zeros at padded keys (columns) and padded queries (rows). The "rnn" and "chunk" forms and the Triton kernels
+    never build A: it is built on the side from the same q, k and decays (``kernels/lion/reference.py``,
+    ``attention_weights``), O(B H L²) memory as BERT's eager attention; only when asked.
+
+    Shape: hidden (B, L, d), attention_mask (B, L) -> (B, L, d); with ``output_attentions=True`` a pair
+    ((B, L, d), A (B, H, L, L)).
     """
 
     def __init__(self, config: LionConfig):
@@ -143,7 +157,9 @@ class LionAttention(nn.Module):
         self.rowsum = config.normalization == "rowsum"
         self.mixer_norm = None if self.rowsum else nn.LayerNorm(d, eps=config.layer_norm_eps)
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         B, L, d = hidden.shape
         heads = (B, L, self.num_heads, self.head_dim)
         q = feature_map(self.q_proj(hidden).view(heads).transpose(1, 2), self.feature_map)  # (B, H, L, Dh)
@@ -156,6 +172,9 @@ class LionAttention(nn.Module):
         if not rowsum:
             q = q * (1.0 / math.sqrt(self.head_dim))
         log_decay = self.decay(hidden) if self.decay is not None else None  # None, (H,) or (B, H, L)
+        weights = None
+        if output_attentions:  # on the side: A from the q, k and decays the op below reads (class docstring)
+            weights = attention_weights(q, k, log_decay, attention_mask, normalize=rowsum)  # (B, H, L, L)
         y = lion_attention(
             q,
             k,
@@ -170,7 +189,8 @@ class LionAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, L, d)  # (B, L, d)
         if self.mixer_norm is not None:
             y = self.mixer_norm(y)
-        return self.o_proj(y)
+        out = self.o_proj(y)  # (B, L, d)
+        return (out, weights) if output_attentions else out
 
     def extra_repr(self) -> str:
         c = self.config
@@ -228,7 +248,8 @@ class LionFeedForward(nn.Module):
 
 class LionLayer(GradientCheckpointingLayer):
     r"""One block. Pre-LN: x + Drop(Mix(LN(x))), then + Drop(FFN(LN(·))). Post-LN: LN(x + Drop(Mix(x))), then
-    LN(· + Drop(FFN(·))). Shape: (B, L, d) -> (B, L, d)."""
+    LN(· + Drop(FFN(·))). Shape: (B, L, d) -> (B, L, d); with ``output_attentions=True`` a pair ((B, L, d), the
+    mixer's attention weights (B, H, L, L))."""
 
     def __init__(self, config: LionConfig):
         super().__init__()
@@ -239,12 +260,19 @@ class LionLayer(GradientCheckpointingLayer):
         self.ffn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        mixer_input = self.mixer_layer_norm(hidden) if self.pre_norm else hidden  # (B, L, d)
+        mixed = self.mixer(mixer_input, attention_mask, output_attentions)
+        mixed, weights = mixed if output_attentions else (mixed, None)  # (B, L, d), (B, H, L, L) or None
         if self.pre_norm:
-            hidden = hidden + self.dropout(self.mixer(self.mixer_layer_norm(hidden), attention_mask))
-            return hidden + self.dropout(self.feed_forward(self.ffn_layer_norm(hidden)))
-        hidden = self.mixer_layer_norm(hidden + self.dropout(self.mixer(hidden, attention_mask)))
-        return self.ffn_layer_norm(hidden + self.dropout(self.feed_forward(hidden)))
+            hidden = hidden + self.dropout(mixed)
+            hidden = hidden + self.dropout(self.feed_forward(self.ffn_layer_norm(hidden)))
+        else:
+            hidden = self.mixer_layer_norm(hidden + self.dropout(mixed))
+            hidden = self.ffn_layer_norm(hidden + self.dropout(self.feed_forward(hidden)))
+        return (hidden, weights) if output_attentions else hidden
 
 
 class LionPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrainedModel):
@@ -284,6 +312,15 @@ class LionModel(LionPreTrainedModel):
     Returns `BaseModelOutput` with `last_hidden_state` (B, L, d) and, with `output_hidden_states=True`, the
     embeddings output plus each block's output (`num_hidden_layers + 1` tensors; the last equals
     `last_hidden_state`).
+
+    With `output_attentions=True` (or `config.output_attentions=True`; the argument wins when not None), also
+    `attentions`: one (B, H, L, L) tensor per layer, as BERT gives, the weights A that layer's mixer applied to its
+    values, y_i = Σ_j A_ij v_j (query i on dim 2, key j on dim 3): row-normalised, A_ij = M_ij (q_i·k_j) / Σ_l M_il
+    (q_i·k_l), under `normalization="rowsum"`; the unnormalised scores M_ij (q_i·k_j) / √d under
+    `normalization="none"` (that layer does not divide by the row sums; a LayerNorm follows). Padded keys (columns)
+    and padded queries (rows) hold 0. Every variant, `lion_form` and backend gives them; the forms that never build
+    the L×L matrix ("chunk", "rnn", the Triton kernels) have it built on the side, O(B H L²) memory, only when asked
+    (`LionAttention`). The tuple form (`return_dict=False`) follows `BaseModelOutput`'s field order.
     """
 
     def __init__(self, config: LionConfig):
@@ -311,10 +348,12 @@ class LionModel(LionPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> BaseModelOutput | tuple:
         name = type(self).__name__
         check_kwargs(name, kwargs)
+        output_attentions = resolve_output_attentions(name, output_attentions, self.config)
         self.config.check()
         config = self.config
         check_structure(name, config, self.built_with)
@@ -332,21 +371,42 @@ class LionModel(LionPreTrainedModel):
 
         hidden = self.embeddings(input_ids, inputs_embeds, token_type_ids, mask)  # (B, L, d)
         all_hidden = [hidden] if output_hidden_states else None
+        all_weights = [] if output_attentions else None
         for layer in self.layers:
-            hidden = layer(hidden, mask)  # (B, L, d)
+            if output_attentions:
+                hidden, weights = layer(hidden, mask, output_attentions=True)  # (B, L, d), (B, H, L, L)
+                all_weights.append(weights)
+            else:
+                hidden = layer(hidden, mask)  # (B, L, d)
             if output_hidden_states:
                 all_hidden.append(hidden)
         if self.final_layer_norm is not None:
             hidden = self.final_layer_norm(hidden)
             if output_hidden_states:
                 all_hidden[-1] = hidden
-        out = BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if all_hidden else None)
+        out = BaseModelOutput(
+            last_hidden_state=hidden,
+            hidden_states=tuple(all_hidden) if all_hidden else None,
+            attentions=tuple(all_weights) if output_attentions else None,
+        )
         return out if return_dict else out.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Task models
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def with_attentions(model: LionPreTrainedModel, encoder_output: BaseModelOutput, return_dict, build):
+    """A head's output, ``build(return_dict)`` (a ``heads.py`` output function), with the encoder's `attentions`
+    added when it has them. ``heads.py`` forwards only the hidden states, so the output is built as a
+    `ModelOutput` and made anew with `attentions` set (the tuple form then follows the dataclass's field order:
+    loss, logits, hidden_states, attentions, ...). Without attentions it is ``build(return_dict)`` unchanged."""
+    if encoder_output.attentions is None:
+        return build(return_dict)
+    result: ModelOutput = build(True)
+    result = type(result)(**{**result, "attentions": encoder_output.attentions})
+    return result if (model.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
 
 
 class LionForMaskedLM(LionPreTrainedModel):
@@ -379,14 +439,24 @@ class LionForMaskedLM(LionPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         labels = check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds)
         out = self.lion(
-            input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            inputs_embeds,
+            output_hidden_states,
+            return_dict=True,
+            output_attentions=output_attentions,
+            **kwargs,
         )
-        return masked_lm_output(self, out.last_hidden_state, out, labels, num_items, return_dict)
+        return with_attentions(
+            self, out, return_dict, lambda rd: masked_lm_output(self, out.last_hidden_state, out, labels, num_items, rd)
+        )
 
 
 class LionForSequenceClassification(LionPreTrainedModel):
@@ -407,16 +477,27 @@ class LionForSequenceClassification(LionPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         labels = check_task_labels(self, "sequence", labels, input_ids, inputs_embeds)
         out = self.lion(
-            input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            inputs_embeds,
+            output_hidden_states,
+            return_dict=True,
+            output_attentions=output_attentions,
+            **kwargs,
         )
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
-        return sequence_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
+        return with_attentions(
+            self, out, return_dict,
+            lambda rd: sequence_classification_output(self, hidden, mask, out, labels, num_items, rd),
+        )
 
 
 class LionForTokenClassification(LionPreTrainedModel):
@@ -438,18 +519,27 @@ class LionForTokenClassification(LionPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> TokenClassifierOutputWithPath | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
         output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
         labels = check_task_labels(self, "token", labels, input_ids, inputs_embeds)
         out = self.lion(
-            input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states, return_dict=True, **kwargs
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            inputs_embeds,
+            output_hidden_states,
+            return_dict=True,
+            output_attentions=output_attentions,
+            **kwargs,
         )
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
-        return token_classification_output(
-            self, hidden, mask, out, labels, num_items, return_dict, output_marginals
+        return with_attentions(
+            self, out, return_dict,
+            lambda rd: token_classification_output(self, hidden, mask, out, labels, num_items, rd, output_marginals),
         )
 
 

@@ -237,6 +237,45 @@ def chunk_form(q, k, v, a, chunk_size):
     return out.reshape(B, H, N * C, Dv)[:, :, :L]
 
 
+def attention_weights(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    log_decay: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    normalize: bool = True,
+) -> torch.Tensor:
+    """The L×L weights A that ``lion_attention`` applies to v, materialised: ``lion_attention(q, k, v, ...) = A v``
+    for every v and every form (what a model returns as ``attentions``).
+
+        A_ij = M_ij (q_i·k_j) / Σ_l M_il (q_i·k_l)      (``normalize=True``; a row sum of exactly 0 taken as 1)
+        A_ij = M_ij (q_i·k_j)                            (``normalize=False``: the unnormalised scores)
+
+    Built as the attention form builds it (the same preparation, fp32 accumulation, log M from fp64 prefix sums), in
+    O(B H L²) memory, differentiable. Padding takes no part, as in the op: a padded key's column and a padded
+    query's row are 0, so a real row sums to 1 under ``normalize=True`` with non-negative features.
+
+    Args:
+        q, k: (B, H, L, Dk), feature map already applied.
+        log_decay: None (LIT), (H,) (D) or (B, H, L) (S); values <= 0.
+        attention_mask: (B, L), 1 for real tokens and 0 for padding, or None.
+        normalize: divide each row by its sum Σ_j M_ij (q_i·k_j).
+
+    Returns:
+        (B, H, L, L) in the dtype of ``q``; query i along dim 2, key j along dim 3.
+    """
+    if not isinstance(normalize, bool):
+        raise ValueError(f"attention_weights: normalize must be True or False, got {normalize!r}")
+    check_inputs(q, k, q, log_decay, attention_mask, "attention", 1)  # v's checks: none beyond q's (B, H, L)
+    with autocast_off(q.device):
+        no_values = q[..., :0]  # (B, H, L, 0): _prepare's v, not needed here
+        qf, kf, _, a, mask = _prepare(q, k, no_values, log_decay, attention_mask, normalize=False)
+        weights = (qf @ kf.transpose(-1, -2)) * _decay_matrix_log(a).exp()  # (B, H, L, L); 0 at padded rows/cols
+        if normalize:
+            weights = weights / safe_row_sums(weights.sum(-1, keepdim=True), mask)  # (B, H, L, L)
+        return weights.to(q.dtype)
+
+
 def lion_attention(
     q: torch.Tensor,
     k: torch.Tensor,

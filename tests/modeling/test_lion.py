@@ -160,7 +160,7 @@ def test_kernel_backend_option(monkeypatch):
         (dict(inputs_embeds=torch.zeros(1, 3, 31)), ValueError, "hidden_size=32"),
         (dict(input_ids=ids(1, 65)), ValueError, "max_position_embeddings=64"),
         (dict(input_ids=ids(), position_ids=torch.zeros(2, 12)), TypeError, "position_ids"),
-        (dict(input_ids=ids(), output_attentions=True), ValueError, "output_attentions"),
+        (dict(input_ids=ids(), output_attentions="yes"), ValueError, "output_attentions must be True, False or None"),
     ],
 )
 def test_bad_inputs_are_clear_errors(kwargs, error, message):

@@ -298,7 +298,9 @@ BAD_MODEL_INPUTS = [
         r"a sequence has 65 tokens but the model's learned positions stop at max_position_embeddings=64",
         lambda t: t.has_learned_positions),
     Bad("output-attentions", lambda x, c: replaced(x, output_attentions=True),
-        r"output_attentions=True is not supported"),
+        r"output_attentions=True is not supported", lambda t: t.model_type != "lion"),  # LION returns its weights
+    Bad("output-attentions-not-a-bool", lambda x, c: replaced(x, output_attentions="yes"),
+        r"output_attentions must be True, False or None, got 'yes'", lambda t: t.model_type == "lion"),
     # ELMo's recurrent state carried over from a previous batch
     Bad("initial-states-of-another-shape", lambda x, c: replaced(x, initial_states=(torch.zeros(1), torch.zeros(1))),
         r"initial_states must be \(h, c\) with shapes \(2, 2, 2, 8\) and \(2, 2, 2, 16\)",
