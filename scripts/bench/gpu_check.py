@@ -7,8 +7,9 @@ bizoo.scripts.gpu_check OUT_DIR` (`python -m pip`: a bare `pip` may belong to an
 
 Steps, each in its own process with its own time limit, all of them within --budget (default 530 s, under 9
 minutes); a step that fails or runs out of time is recorded (with its partial output) and the next one runs. With
---steps, the limits of the steps chosen grow, never shrink, to share the budget less 30 s. Without --steps, these
-(their --steps names in brackets):
+--steps, the limits of the steps chosen grow, never shrink, to share the budget less 30 s among those that run (a
+step skipped, e.g. by --skip-tests, leaves its share to the others). Without --steps, these (their --steps names in
+brackets):
 
 1. [env] the environment: Python, torch, CUDA, triton, transformers, bizoo, the GPU, the kernels' crossover
    constants;
@@ -21,7 +22,9 @@ minutes); a step that fails or runs out of time is recorded (with its partial ou
    configuration as in bench-lion (BIZOO_TRITON_AUTOTUNE=0 unless the caller sets it)
    (OUT_DIR/bench_lion.{txt,json,png});
 4. [bench-lion-crossover] `bizoo bench lion-crossover` (OUT_DIR/bench_lion_crossover.{txt,json}): the values for
-   TRITON_CHUNK_MIN_LENGTH (and REFERENCE_CHUNK_MIN_LENGTH on this GPU);
+   TRITON_CHUNK_MIN_LENGTH (and REFERENCE_CHUNK_MIN_LENGTH on this GPU), the Triton kernels with their first
+   configuration as in bench-lion (BIZOO_TRITON_AUTOTUNE=0 unless the caller sets it: autotuning at six lengths
+   outlasts the step's limit);
 5. [lion-model] `bizoo bench lion-model` at L = 512 and 4096 (OUT_DIR/bench_lion_model.{txt,json});
 6. [bench-crf] `bizoo bench crf` (Triton and auto against pytorch-crf, B = 1 and 64, K = 9, L = 128 and 512, 5 runs
    after 2 warm-ups; OUT_DIR/bench_crf.*): pytorch-crf's decode reads each tag back with `.item()`, B·L host syncs
@@ -73,11 +76,14 @@ minutes):
 - [bench-lion-crossover] as step 4;
 - [lion-model] as step 5.
 
-OUT_DIR/summary.md collects every table and each step's status (and is rewritten after each step, so an
-interrupted run still leaves one). --quick runs fewer lengths and repeats: a smoke test. Without a CUDA device
-the benchmark steps are recorded as "no CUDA device", and the test steps run on the CPU, their status saying that
-the tests needing a GPU skipped themselves. The exit code is 0 whatever the steps did (2 for bad options, such as an
-unknown step name).
+OUT_DIR/summary.md collects every table and each step's status (and is written before the first step, when each
+starts ("running") and after it, so an interrupted run still leaves one). Interrupted by Ctrl-C or SIGTERM (e.g.
+`timeout 590 python -m ...`), the check stops the running step's processes (each step runs in its own process group,
+which a terminal's Ctrl-C does not reach), records it as interrupted with its partial output and the steps after it
+as not run, and exits with 128 + the signal's number (130, 143). --quick runs fewer lengths and repeats: a smoke
+test. Without a CUDA device the benchmark steps are recorded as "no CUDA device", and the test steps run on the
+CPU, their status saying that the tests needing a GPU skipped themselves. Otherwise the exit code is 0 whatever the
+steps did (2 for bad options, such as an unknown step name).
 
 The project only needs to be installed (`python -m pip install --no-deps --no-build-isolation -e .`); no network is
 used. The CRF step needs pytorch-crf, its baseline (a pure-Python wheel; the step is skipped without it); the
@@ -93,12 +99,14 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import math
 import os
 import platform
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,6 +121,7 @@ from .harness import short
 PROG = "python -m bizoo.scripts.gpu_check"
 logger = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that is the package `bizoo`
+DEFAULT_BUDGET = 530.0  # seconds for all the steps (--budget): under 9 minutes
 LOG_TAIL_LINES = 40  # of the test log, in the summary
 BENCH_MAX_LINES = 200  # of a benchmark's output, in the summary
 
@@ -163,7 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer lengths and repeats: a smoke test")
     parser.add_argument("--skip-tests", action="store_true",
                         help="do not run the test steps (gpu-tests, lion-tests)")
-    parser.add_argument("--budget", type=float, default=530.0,
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
                         help="seconds for all the steps together (default: %(default)s)")
     parser.add_argument("--steps", default=None, metavar="NAME,NAME,...",
                         help=f"only these steps, comma-separated, from {', '.join(STEP_NAMES)}; "
@@ -358,8 +367,10 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
         {"name": "bench lion", "step": "bench-lion-default", "key": "bench_lion", "needs_cuda": True, "command": lion,
          "env_default": BENCH_LION_ENV, "log": out / "bench_lion.txt", "timeout": 55 if quick else 60,
          "tail": BENCH_MAX_LINES},
+        # The kernels with their first configuration too (BENCH_LION_ENV): the chunk schedule retunes at every new
+        # power-of-two length, six of them here (~10 s each after 17-27 s at the first), over the step's limit.
         {"name": "bench lion-crossover", "step": "bench-lion-crossover", "key": "bench_lion_crossover",
-         "needs_cuda": True, "command": crossover,
+         "needs_cuda": True, "command": crossover, "env_default": BENCH_LION_ENV,
          "log": out / "bench_lion_crossover.txt", "timeout": 40, "tail": BENCH_MAX_LINES},
         {"name": "bench lion-model", "step": "lion-model", "key": "bench_lion_model", "needs_cuda": True,
          "command": model, "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 60,
@@ -622,10 +633,33 @@ def lion_states(out_dir: str, quick: bool = False) -> int:
     return 1 if failed else 0
 
 
+class Interrupted(BaseException):
+    """A signal that ends the check (SIGTERM: ``timeout``, a job scheduler, ``kill``), raised in the main thread by
+    the handler ``check`` installs, as Ctrl-C raises KeyboardInterrupt (and like it not an ``Exception``, which the
+    steps' error handling catches): the running step is stopped and the summary written before the check exits
+    with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the step's process group (the step and whatever it started) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def run_step(command: list[str], log: Path, timeout: float, env: dict) -> str:
     """Run ``command`` in the package root with its output in ``log``; "ok", "failed (exit code N)" or "timeout".
 
-    The step runs in its own process group, so that on a timeout it and whatever it started are stopped."""
+    The step runs in its own process group, so that on a timeout it and whatever it started are stopped. That group
+    is out of reach of the signals sent to the check's own (Ctrl-C in a terminal): whatever interrupts the wait
+    (KeyboardInterrupt, ``Interrupted``) stops the step too, then is raised again, so that no step outlives the
+    check and keeps the GPU busy."""
     with open(log, "w") as f:
         f.write(f"$ {' '.join(command)}\n")
         f.flush()
@@ -635,13 +669,13 @@ def run_step(command: list[str], log: Path, timeout: float, env: dict) -> str:
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            _stop(proc)
             f.write(f"\n[gpu_check: stopped after the step's time limit of {timeout:.0f} s]\n")
             return f"timeout after {timeout:.0f} s (partial output kept)"
+        except BaseException as err:
+            _stop(proc)
+            f.write(f"\n[gpu_check: stopped, the check was interrupted ({err!r})]\n")
+            raise
     return "ok" if code == 0 else f"failed (exit code {code})"
 
 
@@ -674,10 +708,25 @@ def _shown(step: dict) -> str:
     return "".join(f"{k}={v} " for k, v in variables.items()) + command
 
 
+def skip_reason(step: dict, skip_tests: bool, cuda: bool) -> str | None:
+    """Why ``step`` does not run here (its status), None when it runs: a test step under --skip-tests or without
+    tests/, a step that needs CUDA without it, one whose baseline package (its "needs") is not installed."""
+    if step.get("tests") and skip_tests:
+        return "skipped: --skip-tests"
+    if step.get("tests") and not (PACKAGE_ROOT / "tests").is_dir():
+        return f"skipped: no tests/ folder in {PACKAGE_ROOT}"
+    if step["needs_cuda"] and not cuda:
+        return "skipped: no CUDA device"
+    if step.get("needs") and importlib.util.find_spec(step["needs"]) is None:
+        return f"skipped: {step['needs']} is not installed (carry its wheel: it is the baseline)"
+    return None
+
+
 def step_limits(steps: list[dict], budget: float, chosen: bool) -> None:
     """Each step's "limit": its timeout; with --steps (``chosen``) the timeouts scaled up, never down, so that the
-    steps chosen share the budget less 30 s (the environment report, the processes' start-ups): bench-lion alone
-    gets about 500 s instead of 260 s."""
+    ``steps`` share the budget less 30 s (the environment report, the processes' start-ups): bench-lion alone
+    gets about 500 s instead of 260 s. ``check`` passes the steps that will run (``skip_reason``), so that a step
+    skipped, e.g. lion-tests under --skip-tests, leaves its share to the others."""
     total = sum(s["timeout"] for s in steps) or 1.0
     scale = max(1.0, (budget - 30) / total) if chosen else 1.0
     for s in steps:
@@ -728,41 +777,94 @@ def run(args: argparse.Namespace) -> int:
     return run_command(PROG, lambda: check(args))
 
 
+def _options(args: argparse.Namespace, names: list[str]) -> str:
+    """The options of the run besides OUT_DIR and --quick, as the summary's command line shows them."""
+    options = " --skip-tests" if args.skip_tests else ""
+    if args.budget != DEFAULT_BUDGET:
+        options += f" --budget {args.budget:g}"
+    return options + (f" --steps {','.join(names)}" if args.steps is not None else "")
+
+
+def _on_sigterm():
+    """Make SIGTERM raise ``Interrupted`` in the main thread; the handler it replaces (None off the main thread,
+    where signal handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def check(args: argparse.Namespace) -> int:
-    """The check: the environment (step env), then each step of ``plan`` that --steps selects; summary.md."""
+    """The check: the environment (step env), then each step of ``plan`` that --steps selects (``run_steps``);
+    summary.md, written before the first step, as each starts and after it. Interrupted (Ctrl-C, SIGTERM): the
+    running step stopped (``run_step``) and recorded as interrupted with its partial output, the steps after it as
+    not run, the summary written; the exit code is then 128 + the signal's number (130, 143)."""
     started = time.monotonic()
     names = parse_steps(args.steps)
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        raise ValueError(f"--budget must be a number of seconds > 0 (default {DEFAULT_BUDGET:g}), got {args.budget}")
     out = Path(args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    options = f" --steps {','.join(names)}" if args.steps is not None else ""
+    options = _options(args, names)
+    env: dict = {"environment": "interrupted before it was collected"}
+    steps: list[dict] = []
+    previous = _on_sigterm()
+    try:
+        run_steps(args, names, out, options, started, env, steps)
+        return 0
+    except (KeyboardInterrupt, Interrupted) as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        for step in steps:
+            if step.get("status") == "running":
+                step["seconds"] = time.monotonic() - step["began"]
+                step["status"] = f"interrupted by {name} after {step['seconds']:.0f} s (partial output kept)"
+            elif "status" not in step:
+                step["status"] = f"not run: the check was interrupted by {name}"
+        write_summary(out, env, steps, args.quick, started, options)
+        logger.warning(f"interrupted by {name}: the summary so far is {out / 'summary.md'}")
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_steps(args, names: list[str], out: Path, options: str, started: float, env: dict, steps: list[dict]) -> None:
+    """The environment report (into ``env``) and each step of the plan (appended to ``steps``, each given its
+    status as it goes: what ``check`` reads when it is interrupted), in order."""
     try:
         import torch
 
         cuda = torch.cuda.is_available()
-        env = environment() if "env" in names else {"environment": "not collected (--steps without env)"}
+        collected = environment() if "env" in names else {"environment": "not collected (--steps without env)"}
     except Exception as err:  # noqa: BLE001 - record and go on: the summary is the product
-        cuda, env = False, {"environment": f"failed: {type(err).__name__}: {err}"}
+        cuda, collected = False, {"environment": f"failed: {type(err).__name__}: {err}"}
+    env.clear()
+    env.update(collected)
     for key, value in env.items():
         logger.info(f"{key}: {value}")
     (out / "environment.txt").write_text("".join(f"{k}: {v}\n" for k, v in env.items()))
-    steps = plan(out, args.quick, names)
-    step_limits(steps, args.budget, args.steps is not None)
+    steps.extend(plan(out, args.quick, names))
+    for step in steps:  # known before any step runs: the budget is shared by the steps that will run
+        if (why := skip_reason(step, args.skip_tests, cuda)) is not None:
+            step["status"] = why
+    step_limits([s for s in steps if "status" not in s], args.budget, args.steps is not None)
     step_env = _step_env(cuda)
+    write_summary(out, env, steps, args.quick, started, options)  # a run stopped in its first step leaves one
     for step in steps:
         remaining = args.budget - (time.monotonic() - started)
-        if step.get("tests") and args.skip_tests:
-            step["status"] = "skipped: --skip-tests"
-        elif step.get("tests") and not (PACKAGE_ROOT / "tests").is_dir():
-            step["status"] = f"skipped: no tests/ folder in {PACKAGE_ROOT}"
-        elif step["needs_cuda"] and not cuda:
-            step["status"] = "skipped: no CUDA device"
-        elif step.get("needs") and importlib.util.find_spec(step["needs"]) is None:
-            step["status"] = f"skipped: {step['needs']} is not installed (carry its wheel: it is the baseline)"
+        if "status" in step:
+            pass  # skipped (skip_reason)
         elif remaining < 20:
             step["status"] = f"skipped: the time budget of {args.budget:.0f} s is spent"
         else:
             logger.info(f"[gpu_check] {step['name']} (limit {min(step['limit'], remaining):.0f} s) ...")
-            begin = time.monotonic()
+            begin = step["began"] = time.monotonic()
+            step["status"] = "running"  # what a summary written while it runs (or after a kill -9) says
+            write_summary(out, env, steps, args.quick, started, options)
             try:
                 # "env_default": unless the caller's environment sets it; "env": always.
                 applied = {k: step_env.get(k, v) for k, v in step.get("env_default", {}).items()}
@@ -778,7 +880,6 @@ def check(args: argparse.Namespace) -> int:
         write_summary(out, env, steps, args.quick, started, options)
     write_summary(out, env, steps, args.quick, started, options)
     report(f"[gpu_check] summary: {out / 'summary.md'} ({time.monotonic() - started:.0f} s)")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -427,12 +427,25 @@ def run_case_in_child(case: dict) -> dict:
 
 
 def run_case(case: dict) -> dict:
-    """mode -> result for one case: in this process on a GPU, in a child process on a CPU."""
+    """mode -> result for one case: in this process on a GPU, in a child process on a CPU. On a GPU an error outside
+    the timed runs (which ``measure_modes`` records), e.g. while the inputs are built or after an earlier kernel left
+    a CUDA error behind, is the status of the modes not yet reported ("oom" or "failed: ..."), as a child's failure
+    is on a CPU: the grid goes on and the table keeps its row."""
     if case["device"] != "cuda":
         return run_case_in_child(case)
+    import torch
+
     results = {}
-    measure_case(case, results.__setitem__)
-    release_cuda_memory()
+    try:
+        measure_case(case, results.__setitem__)
+    except Exception as err:  # noqa: BLE001 - a benchmark row records any failure and goes on
+        status = "oom" if isinstance(err, torch.OutOfMemoryError) else f"failed: {short(err)}"
+        for mode in case["modes"]:
+            results.setdefault(mode, {"status": status})
+    try:
+        release_cuda_memory()
+    except RuntimeError:  # a CUDA error the device keeps: each case after this one records it as its own
+        pass
     return results
 
 

@@ -95,6 +95,14 @@ def lion_constant(name: str):
     return getattr(lion, name, None)
 
 
+def triton_tuning() -> tuple[bool, str]:
+    """Whether the bizoo Triton kernels autotune in this process (``triton_utils.AUTOTUNE``: off with
+    BIZOO_TRITON_AUTOTUNE=0), and the note a table of their timings states."""
+    from ...kernels.triton_utils import AUTOTUNE as autotune
+
+    return autotune, "autotuned" if autotune else "each kernel's first configuration (BIZOO_TRITON_AUTOTUNE=0)"
+
+
 def header(title: str, device: str, settings: dict, args, extra: str = "") -> str:
     """The lines above a LION op table: the title, the machine, dtype and shapes, the runs."""
     shapes = (
@@ -401,8 +409,7 @@ def run(args) -> int:
     modes = [m for m in MODES if m in args.modes]
     unavailable = {m: why for m in methods if (why := probe(m, device, settings["dtype"])) is not None}
     interpreted = device == "cpu" and any(LION.backend_form(m)[0] in TRITON_BACKENDS for m in methods)
-    from ...kernels.triton_utils import AUTOTUNE as autotune  # off with BIZOO_TRITON_AUTOTUNE=0: the table says so
-
+    autotune, tuning = triton_tuning()  # the table says which
     tuned = any(LION.backend_form(m)[0] == "triton" for m in methods) and device == "cuda"
     sdpa_note = "FlashAttention" if device == "cuda" and settings["dtype"] != "float32" else "PyTorch's default choice"
     if args.hbm_gbs is not None:
@@ -422,8 +429,7 @@ def run(args) -> int:
         f"\nSDPA backend: {sdpa_note}; peak memory: {peak_memory_note(device == 'cuda')}"
         + ("\nnote: triton-* and fla-* on a CPU run in Triton's interpreter: their times mean nothing"
            if interpreted else "")
-        + ("\ntriton-*: " + ("autotuned" if autotune else "each kernel's first configuration (BIZOO_TRITON_AUTOTUNE=0)")
-           if tuned else ""),
+        + (f"\ntriton-*: {tuning}" if tuned else ""),
     ))
     report("sdpa/x, chunk/x: speed-up = SDPA (reference-chunk) ms / method ms, > 1 is faster than the baseline")
     report("GB/s: the op's minimal memory traffic (q, k, v, o; + o, dO, dq, dk, dv in fwd+bwd; + the decay and its "

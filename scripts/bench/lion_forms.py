@@ -29,7 +29,7 @@ from .harness import (
     resolve_device,
     size,
 )
-from .lion import CROSSOVER_CONSTANTS, add_op_arguments, estimate_bytes, header, lion_constant, probe
+from .lion import CROSSOVER_CONSTANTS, add_op_arguments, estimate_bytes, header, lion_constant, probe, triton_tuning
 from .registry import LION
 from .report import write_json
 
@@ -77,13 +77,15 @@ def run_crossover(args) -> int:
     backends = list(dict.fromkeys(args.backends or (["triton"] if device == "cuda" else ["reference"])))
     lengths = sorted(set(args.lengths))
     interpreted = device == "cpu" and "triton" in backends
+    # Whether the Triton kernels were autotuned moves the crossover: the table and the JSON say which ran.
+    autotune, tuning = triton_tuning()
     report(header("LION chunk form vs attention form, forward+backward: where does chunk start to win?",
                  device, settings, args,
-                 "\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing"
-                 if interpreted else ""))
+                 ("\nnote: triton on a CPU runs in Triton's interpreter: its times mean nothing" if interpreted else "")
+                 + (f"\ntriton: {tuning}" if device == "cuda" and "triton" in backends else "")))
     meta = {"op": "lion-crossover", "machine": machine_name(device), "device": device, **settings,
             "tokens": args.tokens, "heads": args.heads, "head_dim": args.head_dim, "decay": args.decay,
-            "chunk_size": args.chunk_size}
+            "chunk_size": args.chunk_size, "backends": backends, "triton_autotune": autotune}
     rows, summary = [], {}
     head = f"{'backend':<10} {'L':>6} {'B':>5} {'chunk ms':>10} {'attention ms':>13} {'attn/chunk':>10}  faster"
     report(head + "\n" + "-" * len(head))

@@ -32,6 +32,7 @@ from .harness import (
     short,
     time_runs,
 )
+from .lion import triton_tuning
 from .report import write_json
 
 BIGS_PRESET = "large-512"  # the BiGS shape of bench bigs-model (max_position_embeddings set to each L)
@@ -315,16 +316,20 @@ def run_lion_model(args) -> int:
                             intermediate_size=intermediate, max_position_embeddings=length, vocab_size=args.vocab_size)
         return LionForMaskedLM(config)
 
+    autotune, tuning = triton_tuning()
+    triton = device == "cuda" and args.backend != "reference"  # LION's kernels are Triton's there
     header = [
         f"dtype: {settings['precision']}; shapes: {args.layers} layers x {args.hidden}, {args.heads} heads, "
         f"feed-forward {intermediate}, vocabulary {args.vocab_size}; B·L = {args.tokens_per_step} tokens per step "
         "(B = tokens // L); 15% of the positions labelled",
         f"LION: lion_variant='d', lion_form={form!r}, kernel_backend={args.backend!r}, "
         f"{'dense' if args.dense_logits else 'sparse (masked positions only)'} MLM logits"
-        + (f"\nnote: {note}" if note else "") + "; BERT: full MLM logits",
+        + (f"\nnote: {note}" if note else "") + "; BERT: full MLM logits"
+        + (f"\nLION's Triton kernels: {tuning}" if triton else ""),
     ]
     meta = {"op": "lion-model", "layers": args.layers, "hidden": args.hidden, "heads": args.heads,
-            "intermediate": intermediate, "lion_form": form, "kernel_backend": args.backend, "note": note}
+            "intermediate": intermediate, "lion_form": form, "kernel_backend": args.backend, "note": note,
+            "triton_autotune": autotune if triton else None}
     models = {"bert-sdpa": bert_builder(args, args.layers, intermediate), "lion-d": lion}
     return compare_models(args, device, settings, models, "LION", header, meta)
 
