@@ -31,7 +31,7 @@ from bizoo import (
 from bizoo.kernels.lion.reference import attention_weights
 from bizoo.modeling import modeling_lion
 from bizoo.modeling.modeling_lion import LionAttention
-from tests.modeling.test_lion_paper import paper_mixer, phi
+from tests.modeling.test_lion_paper import paper_mixer, paper_projections
 from tests.tiny_configs import TINY_CONFIGS
 
 try:
@@ -94,19 +94,7 @@ def paper_weights(att, x, config, keep, shift=0):
     H = config.num_attention_heads
     Dh = d // H
     with torch.no_grad():
-        x = x.double()
-
-        def lin(m, t):
-            return F.linear(t, m.weight.double(), None if m.bias is None else m.bias.double())
-
-        q = phi(lin(att.q_proj, x).view(B, L, H, Dh), config.feature_map)
-        k = phi(lin(att.k_proj, x).view(B, L, H, Dh), config.feature_map)
-        if config.lion_variant == "lit":
-            lam = torch.ones(B, L, H, dtype=torch.float64)
-        elif config.lion_variant == "d":
-            lam = torch.sigmoid(att.decay.logits.double()).expand(B, L, H)
-        else:
-            lam = torch.sigmoid(-(x @ att.decay.weight.double().T + att.decay.bias.double()))  # (B, L, H)
+        q, k, _, lam = paper_projections(att, x.double(), config)  # (B, L, H, Dh) each, (B, L, H)
     A = torch.zeros(B, H, L, L, dtype=torch.float64)
     for b in range(B):
         idx = [t for t in range(L) if keep[b, t]]  # the sequence without its padding

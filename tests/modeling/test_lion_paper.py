@@ -27,6 +27,29 @@ def phi(x, kind):
     return x
 
 
+def linear64(m, t):
+    """The linear layer ``m`` on ``t`` in fp64."""
+    return F.linear(t, m.weight.double(), None if m.bias is None else m.bias.double())
+
+
+def paper_projections(att, x, config):
+    """q = φ(W_q x), k = φ(W_k x), v = W_v x, each (B, L, H, Dh), and the decays λ (B, L, H) as the paper states
+    them (LION-LIT: 1, LION-D: σ(a_h), LION-S: σ(-(w_h·x_t + b_h))), in fp64 from the fp64 ``x``."""
+    B, L, d = x.shape
+    H = config.num_attention_heads
+    Dh = d // H
+    q = phi(linear64(att.q_proj, x).view(B, L, H, Dh), config.feature_map)
+    k = phi(linear64(att.k_proj, x).view(B, L, H, Dh), config.feature_map)
+    v = linear64(att.v_proj, x).view(B, L, H, Dh)
+    if config.lion_variant == "lit":
+        lam = torch.ones(B, L, H, dtype=torch.float64)
+    elif config.lion_variant == "d":
+        lam = torch.sigmoid(att.decay.logits.double()).expand(B, L, H)
+    else:
+        lam = torch.sigmoid(-(x @ att.decay.weight.double().T + att.decay.bias.double()))  # (B, L, H)
+    return q, k, v, lam
+
+
 def paper_mixer(att, x, config, keep, shift=0):
     """One LION mixer by the paper's equations, fp64, each sequence with its padding removed. ``shift=1`` uses the
     other index convention, λ_{j+1..i} forward and λ_{i..j-1} backward (what a recurrence S_i = λ_i S_{i-1} + k_i v_iᵀ
@@ -36,19 +59,7 @@ def paper_mixer(att, x, config, keep, shift=0):
     Dh = d // H
     x = x.double()
     att = att.requires_grad_(False)
-
-    def lin(m, t):
-        return F.linear(t, m.weight.double(), None if m.bias is None else m.bias.double())
-
-    q = phi(lin(att.q_proj, x).view(B, L, H, Dh), config.feature_map)
-    k = phi(lin(att.k_proj, x).view(B, L, H, Dh), config.feature_map)
-    v = lin(att.v_proj, x).view(B, L, H, Dh)
-    if config.lion_variant == "lit":
-        lam = torch.ones(B, L, H, dtype=torch.float64)
-    elif config.lion_variant == "d":
-        lam = torch.sigmoid(att.decay.logits.double()).expand(B, L, H)
-    else:
-        lam = torch.sigmoid(-(x @ att.decay.weight.double().T + att.decay.bias.double()))  # (B, L, H)
+    q, k, v, lam = paper_projections(att, x, config)
     y = torch.zeros(B, L, H, Dh, dtype=torch.float64)
     for b in range(B):
         idx = [t for t in range(L) if keep[b, t]]  # the sequence without its padding
@@ -75,7 +86,7 @@ def paper_mixer(att, x, config, keep, shift=0):
     if config.normalization == "none":
         norm = att.mixer_norm
         y = F.layer_norm(y, (d,), norm.weight.double(), norm.bias.double(), norm.eps)
-    return lin(att.o_proj, y)  # (B, L, d)
+    return linear64(att.o_proj, y)  # (B, L, d)
 
 
 @pytest.mark.parametrize("form", ["attention", "rnn", "chunk"])
