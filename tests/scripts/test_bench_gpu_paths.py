@@ -242,3 +242,28 @@ def test_gpu_cases_record_an_error_outside_the_timed_runs(monkeypatch):
 
     monkeypatch.setattr(lion, "measure_case", out_of_memory)
     assert harness.run_case(case) == {"fwd": {"status": "oom"}, "fwdbwd": {"status": "oom"}}
+
+
+def test_gpu_check_lion_states_records_a_failed_reference_and_goes_on(tmp_path, monkeypatch, capsys):
+    """lion-states: a reference that fails at one length (out of memory, say) fails that length's rows, with the
+    reason, and the step goes on to the next case and writes its JSON; it does not end the step."""
+    import bizoo.kernels.lion as lion_op
+    from bizoo.kernels.lion import triton_op
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    small = gpu_check.lion_inputs
+    monkeypatch.setattr(gpu_check, "lion_inputs", lambda B, H, L, D, decay, device: small(1, 1, 8, 4, decay, "cpu"))
+
+    def reference(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (stood in)")
+
+    def triton_chunk(q, k, v, log_decay, mask, *, form, chunk_size, normalize, fp32_states):
+        return (q * v).to(v.dtype)  # any differentiable output: the rows fail before it matters
+
+    monkeypatch.setattr(lion_op, "lion_attention", reference)
+    monkeypatch.setattr(triton_op, "lion_attention_triton", triton_chunk)
+    assert gpu_check.lion_states(str(tmp_path), quick=True) == 1
+    rows = json.loads((tmp_path / "lion_states.json").read_text())["rows"]
+    assert len(rows) == 8  # 2 decays x 2 lengths x 2 state dtypes: every case recorded
+    assert all(row["status"].startswith("failed") and "the fp32 reference failed" in row["status"]
+               and "CUDA out of memory (stood in)" in row["status"] for row in rows), rows
