@@ -572,6 +572,12 @@ def real_mask(attention_mask, hidden: torch.Tensor) -> torch.Tensor:
     return (attention_mask != 0).to(device=hidden.device, dtype=torch.long)
 
 
+def _attentions(encoder_output):
+    """The encoder's attention weights, for the head's output (LION's with ``output_attentions=True``; None for
+    the encoders that form none)."""
+    return getattr(encoder_output, "attentions", None)
+
+
 def _as_requested(model, result, return_dict):
     return result if (model.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
 
@@ -582,7 +588,9 @@ def masked_lm_output(model, hidden, encoder_output, labels, num_items_in_batch, 
     loss, logits = masked_lm_loss_and_logits(
         model.lm_head, hidden, labels, model.config, num_items_in_batch, type(model).__name__
     )
-    result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=encoder_output.hidden_states)
+    result = MaskedLMOutput(
+        loss=loss, logits=logits, hidden_states=encoder_output.hidden_states, attentions=_attentions(encoder_output)
+    )
     return _as_requested(model, result, return_dict)
 
 
@@ -592,7 +600,9 @@ def sequence_classification_output(model, hidden, mask, encoder_output, labels, 
     loss = None
     if labels is not None:
         loss = sequence_classification_loss(logits, labels, model.config, num_items_in_batch, type(model).__name__)
-    result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoder_output.hidden_states)
+    result = SequenceClassifierOutput(
+        loss=loss, logits=logits, hidden_states=encoder_output.hidden_states, attentions=_attentions(encoder_output)
+    )
     return _as_requested(model, result, return_dict)
 
 
@@ -609,6 +619,7 @@ def token_classification_output(
         loss=loss,
         logits=logits,
         hidden_states=encoder_output.hidden_states,
+        attentions=_attentions(encoder_output),
         predictions=predictions,
         marginals=marginals[0] if marginals else None,
     )

@@ -17,7 +17,6 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
-from transformers.utils import ModelOutput
 
 from ..configuration.configuration_lion import LionConfig
 from ..kernels.dispatch import autocast_off
@@ -397,18 +396,6 @@ class LionModel(LionPreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def with_attentions(model: LionPreTrainedModel, encoder_output: BaseModelOutput, return_dict, build):
-    """A head's output, ``build(return_dict)`` (a ``heads.py`` output function), with the encoder's `attentions`
-    added when it has them. ``heads.py`` forwards only the hidden states, so the output is built as a
-    `ModelOutput` and made anew with `attentions` set (the tuple form then follows the dataclass's field order:
-    loss, logits, hidden_states, attentions, ...). Without attentions it is ``build(return_dict)`` unchanged."""
-    if encoder_output.attentions is None:
-        return build(return_dict)
-    result: ModelOutput = build(True)
-    result = type(result)(**{**result, "attentions": encoder_output.attentions})
-    return result if (model.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
-
-
 class LionForMaskedLM(LionPreTrainedModel):
     r"""LION with the masked-LM head (decoder tied to the word embeddings).
 
@@ -454,9 +441,7 @@ class LionForMaskedLM(LionPreTrainedModel):
             output_attentions=output_attentions,
             **kwargs,
         )
-        return with_attentions(
-            self, out, return_dict, lambda rd: masked_lm_output(self, out.last_hidden_state, out, labels, num_items, rd)
-        )
+        return masked_lm_output(self, out.last_hidden_state, out, labels, num_items, return_dict)
 
 
 class LionForSequenceClassification(LionPreTrainedModel):
@@ -494,10 +479,7 @@ class LionForSequenceClassification(LionPreTrainedModel):
         )
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
-        return with_attentions(
-            self, out, return_dict,
-            lambda rd: sequence_classification_output(self, hidden, mask, out, labels, num_items, rd),
-        )
+        return sequence_classification_output(self, hidden, mask, out, labels, num_items, return_dict)
 
 
 class LionForTokenClassification(LionPreTrainedModel):
@@ -537,9 +519,8 @@ class LionForTokenClassification(LionPreTrainedModel):
         )
         hidden = out.last_hidden_state
         mask = real_mask(attention_mask, hidden)  # (B, L)
-        return with_attentions(
-            self, out, return_dict,
-            lambda rd: token_classification_output(self, hidden, mask, out, labels, num_items, rd, output_marginals),
+        return token_classification_output(
+            self, hidden, mask, out, labels, num_items, return_dict, output_marginals
         )
 
 
