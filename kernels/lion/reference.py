@@ -161,11 +161,14 @@ def _decay_matrix_log(a):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def masked_scores(q, k, a):
+    """The full masked L×L matrix (q kᵀ) ⊙ M (B, H, L, L) of prepared tensors (``_prepare``)."""
+    return (q @ k.transpose(-1, -2)) * _decay_matrix_log(a).exp()  # (B, H, L, L)
+
+
 def attention_form(q, k, v, a):
     """The full masked L×L matrix: y = ((q kᵀ) ⊙ M) v."""
-    decay = _decay_matrix_log(a).exp()  # (B, H, L, L)
-    scores = q @ k.transpose(-1, -2)  # (B, H, L, L)
-    return (scores * decay) @ v  # (B, H, L, Dv)
+    return masked_scores(q, k, a) @ v  # (B, H, L, Dv)
 
 
 def rnn_form(q, k, v, a):
@@ -270,7 +273,7 @@ def attention_weights(
     with autocast_off(q.device):
         no_values = q[..., :0]  # (B, H, L, 0): _prepare's v, not needed here
         qf, kf, _, a, mask = _prepare(q, k, no_values, log_decay, attention_mask, normalize=False)
-        weights = (qf @ kf.transpose(-1, -2)) * _decay_matrix_log(a).exp()  # (B, H, L, L); 0 at padded rows/cols
+        weights = masked_scores(qf, kf, a)  # (B, H, L, L); 0 at padded rows and columns
         if normalize:
             weights = weights / safe_row_sums(weights.sum(-1, keepdim=True), mask)  # (B, H, L, L)
         return weights.to(q.dtype)
