@@ -40,7 +40,7 @@ import bizoo
 from ..modeling.tokenization_wordchar import WordCharTokenizerFast
 from .lib.command import CommandError, command_main, listing, report, run_command
 from .lib.model_card import model_card, model_index_results
-from .lib.output_folders import atomic_write_text, check_output_dir, staged_output_dir
+from .lib.output_folders import TOKENIZER_FILES, atomic_write_text, check_output_dir, staged_output_dir
 from .lib.remote_code import auto_map, flat_sources, tokenizer_auto_map
 from .lib.results import read_results
 
@@ -48,16 +48,6 @@ PROG = "bizoo export"
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
-#: Files whose presence says the checkpoint has a tokenizer.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-)
 #: bizoo's own tokenizer classes, by the names tokenizer_config.json may give them ("tokenizer_class": transformers
 #: saves a fast tokenizer's name without its "Fast"). They load by class, whether or not AutoTokenizer knows them.
 BIZOO_TOKENIZER_CLASSES = {

@@ -51,6 +51,7 @@ import bizoo
 
 from .lib.command import CommandError, command_main, report, run_command, write_error
 from .lib.model_card import card_for_repo
+from .lib.output_folders import TOKENIZER_FILES
 from .lib.remote_code import CODE_FILE_PATTERNS
 
 PROG = "bizoo push"
@@ -63,18 +64,7 @@ REPLACED_FILES = (
     "model*.safetensors.index*.json",
     "pytorch_model*.bin",
     "pytorch_model*.bin.index*.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "chat_template.jinja",
-    "chat_template.json",
+    *TOKENIZER_FILES,
     *CODE_FILE_PATTERNS,
 )
 

@@ -39,6 +39,15 @@ INCOMING_FILE = "incoming.json"
 MOVING_IN_FILE = "moving-in"
 
 
+#: The files a saved tokenizer consists of, in the names transformers writes and reads (WordPiece, BPE,
+#: SentencePiece vocabularies; chat templates): what a run's final save holds, what ``bizoo export`` copies and what
+#: ``bizoo push`` replaces.
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+    "vocab.json", "merges.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja",
+    "chat_template.json",
+)
+
 #: What a training command and transformers' Trainer write into an output folder (glob patterns): checkpoints and
 #: their logs, the final save (weights, config, tokenizer), bizoo's records and figures. --overwrite removes these,
 #: and only these: a file of another name in the folder is the user's.
@@ -46,8 +55,7 @@ RUN_OUTPUTS = (
     "checkpoint-*", "runs",
     "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
     "config.json", "generation_config.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "chat_template.jinja",
+    *TOKENIZER_FILES,
     "training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
     "training_log.json", "bizoo_results.json", "loss_curve.png", "README.md",
     "predict_results*.txt", "predict_results.json", "predictions.txt",  # --do_predict's
