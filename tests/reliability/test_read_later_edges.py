@@ -18,7 +18,6 @@ import textwrap
 import pytest
 import torch
 
-from bizoo.kernels import dispatch
 from bizoo.modeling import value_checks
 
 SCRIPT = textwrap.dedent("""
@@ -48,14 +47,13 @@ def test_a_check_nothing_read_before_the_exit_is_read_then_and_its_error_logged(
     assert "call bizoo.wait_for_input_checks() at the end of a loop" in done.stderr
 
 
-def test_the_exit_message_names_the_function_where_the_program_can_call_it(make_config, monkeypatch, caplog):
+def test_the_exit_message_names_the_function_where_the_program_can_call_it(make_config, monkeypatch, caplog,
+                                                                          as_on_a_gpu):
     """The message logged at exit names ``bizoo.wait_for_input_checks()``; in the copy of the module that an export
     ships (a model loaded with trust_remote_code, perhaps without bizoo installed) the copy's own module, which the
     program imported, not a bizoo the program may not have."""
     from transformers import AutoModelForSequenceClassification
 
-    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
-    monkeypatch.setattr(value_checks, "_landed", lambda pending: False)
     model = AutoModelForSequenceClassification.from_config(make_config(("lion", "d"), num_labels=3)).eval()
     ids = torch.randint(5, 100, (2, 6), generator=torch.Generator().manual_seed(0))
     for module, expected in (("bizoo.modeling.value_checks", "bizoo"),
@@ -70,13 +68,11 @@ def test_the_exit_message_names_the_function_where_the_program_can_call_it(make_
         assert f"call {expected}.wait_for_input_checks() at the end of a loop" in caplog.text, caplog.text
 
 
-def test_two_bad_calls_in_flight_are_both_named_by_the_error_none_dropped(make_config, monkeypatch):
+def test_two_bad_calls_in_flight_are_both_named_by_the_error_none_dropped(make_config, monkeypatch, as_on_a_gpu):
     from transformers import AutoModelForSequenceClassification
 
     landed = []  # empty: the numbers are still on their way
-    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
-    monkeypatch.setattr(value_checks, "_landed", lambda pending: bool(landed))
-    value_checks.discard_input_checks()
+    monkeypatch.setattr(value_checks, "_landed", lambda pending: bool(landed))  # as_on_a_gpu's, made switchable
     model = AutoModelForSequenceClassification.from_config(make_config(("lion", "d"), num_labels=3)).eval()
     ids = torch.randint(5, 100, (2, 6), generator=torch.Generator().manual_seed(0))
     bad_ids = ids.clone()
@@ -96,8 +92,8 @@ def test_two_bad_calls_in_flight_are_both_named_by_the_error_none_dropped(make_c
 
 
 @pytest.mark.parametrize("phase", ["train", "evaluate", "predict"])
-def test_the_commands_trainer_callback_raises_a_bad_last_batch_at_the_end_of_its_phase(make_config, monkeypatch,
-                                                                                       tmp_path, phase):
+def test_the_commands_trainer_callback_raises_a_bad_last_batch_at_the_end_of_its_phase(make_config, tmp_path, phase,
+                                                                                       as_on_a_gpu):
     """The bizoo commands' ``input_checks_callback``: a bad label in the LAST batch of training, of an evaluation or
     of a prediction (read later, numbers still on their way) is raised when the Trainer ends that phase, not lost;
     without the callback the same run ends without a word."""
@@ -105,9 +101,6 @@ def test_the_commands_trainer_callback_raises_a_bad_last_batch_at_the_end_of_its
 
     from bizoo.scripts.lib.training import input_checks_callback
 
-    monkeypatch.setattr(dispatch, "values_on_host", lambda tensor: False)
-    monkeypatch.setattr(value_checks, "_landed", lambda pending: False)
-    value_checks.discard_input_checks()
     model = AutoModelForSequenceClassification.from_config(make_config(("lion", "d"), num_labels=3))
     generator = torch.Generator().manual_seed(0)
     rows = [{"input_ids": torch.randint(5, 100, (6,), generator=generator), "labels": torch.tensor(label)}

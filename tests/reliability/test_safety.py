@@ -33,7 +33,6 @@ from transformers import AutoModel
 import bizoo
 from bizoo.scripts.lib import output_folders
 from bizoo.scripts.lib.command import CommandError
-from tests.conftest import external_path
 from bizoo.scripts.lib.output_folders import (
     REPLACED_DIR,
     atomic_write_text,
@@ -176,15 +175,20 @@ def test_a_broken_config_is_an_error_naming_it(saved):
 
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.95])
 def test_a_truncated_hdf5_file_is_a_usage_error(tmp_path, capsys, fraction):
+    """A bilm-tf checkpoint (written with bilm-tf's dataset names, random weights) cut short: a usage error naming
+    the file, nothing written."""
     pytest.importorskip("h5py")
-    elmo_fixture = external_path("fixtures", "elmo", "lm_weights.hdf5").parent
     from bizoo.scripts.cli import main as cli_main
+    from tests.modeling.test_elmo_semantics import VARIANTS, write_bilm_files
 
-    data = (elmo_fixture / "lm_weights.hdf5").read_bytes()
+    source = tmp_path / "bilm"
+    source.mkdir()
+    write_bilm_files(source, VARIANTS["original-like"])  # source/options.json, source/w.hdf5
+    data = (source / "w.hdf5").read_bytes()
     weights = tmp_path / "weights.hdf5"
     weights.write_bytes(data[: int(len(data) * fraction)])
     out = tmp_path / "out"
-    code = cli_main(["convert-elmo", "--options", str(elmo_fixture / "options.json"), "--weights", str(weights),
+    code = cli_main(["convert-elmo", "--options", str(source / "options.json"), "--weights", str(weights),
                      "--output-dir", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "bizoo convert-elmo: error:" in err and "weights.hdf5" in err, err

@@ -24,7 +24,6 @@ import bizoo
 from bizoo.scripts.cli import main as cli_main
 from tests.conftest import external_path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ATOL = 1e-5
 P, H, LAYERS = 16, 64, 2  # the fixture's projection_dim, dim, n_layers
 

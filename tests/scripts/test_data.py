@@ -370,10 +370,9 @@ CONLL_COUNTS = {"train.txt": (14041, 203621), "valid.txt": (3250, 51362)}
 
 @pytest.mark.slow
 def test_real_data_row_counts() -> None:
-    data = external_path("data")
-    glue = data / "glue"
+    glue = external_path("data", "glue")
     seen = set()
-    for folder in sorted(p for p in glue.iterdir() if p.is_dir()) if glue.is_dir() else []:
+    for folder in sorted(p for p in glue.iterdir() if p.is_dir()):
         task = glue_task(folder.name)
         for split, filename in task.splits.items():
             if (folder / filename).is_file():
@@ -385,14 +384,12 @@ def test_real_data_row_counts() -> None:
                     assert all(0.0 <= r["label"] <= 5.0 for r in rows)
                 elif not split.startswith("test"):
                     assert {r["label"] for r in rows} == set(range(task.num_labels))
-    if glue.is_dir():
-        assert seen >= set(GLUE_COUNTS), sorted(set(GLUE_COUNTS) - seen)
-    conll = data / "conll2003"
-    if conll.is_dir():
-        for filename, (n_sentences, n_tokens) in CONLL_COUNTS.items():
-            sentences = read_conll(conll / filename)
-            assert len(sentences) == n_sentences
-            assert sum(len(words) for words, _ in sentences) == n_tokens
-            assert all(len(words) == len(tags) for words, tags in sentences)
-            assert conll_label_list(sentences) == [
-                "O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert seen >= set(GLUE_COUNTS), sorted(set(GLUE_COUNTS) - seen)
+    conll = external_path("data", "conll2003")
+    for filename, (n_sentences, n_tokens) in CONLL_COUNTS.items():
+        sentences = read_conll(conll / filename)
+        assert len(sentences) == n_sentences
+        assert sum(len(words) for words, _ in sentences) == n_tokens
+        assert all(len(words) == len(tags) for words, tags in sentences)
+        assert conll_label_list(sentences) == [
+            "O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

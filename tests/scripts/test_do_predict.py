@@ -24,6 +24,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from bizoo.scripts import finetune_glue, finetune_ner
+from bizoo.scripts.lib.data import read_conll
 from bizoo.scripts.lib.results import read_results
 from tests.scripts.conftest import call, conll_sentence, sentence, write_conll, write_tsv
 
@@ -82,20 +83,6 @@ def read_predictions(path: Path) -> list[tuple[int, str]]:
     rows = [GLUE_ROW.fullmatch(line) for line in lines[1:]]
     assert all(rows), lines
     return [(int(row[1]), row[2]) for row in rows]
-
-
-def read_conll_file(path: Path) -> list[tuple[list[str], list[str]]]:
-    sentences, words, tags = [], [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            if words:
-                sentences.append((words, tags))
-            words, tags = [], []
-            continue
-        parts = line.split()
-        words.append(parts[0])
-        tags.append(parts[-1])
-    return sentences
 
 
 def model_outputs(folder: Path, auto_class, inputs: list, **kwargs) -> list:
@@ -300,7 +287,7 @@ def expected_tags(folder: Path, sentences: list[list[str]], max_length: int | No
 def test_ner_writes_run_ners_predictions_and_scores_a_tagged_test_file(conll: Path, tmp_path: Path, capsys) -> None:
     """test.txt in --data-dir: one line per sentence, one tag per word (the words --max-length cuts off: "O"), and
     predict_results.json with seqeval's strict scores prefixed predict_."""
-    seqeval_metrics = pytest.importorskip("seqeval.metrics")
+    from seqeval import metrics as seqeval_metrics  # a test extra: an oracle, never skipped
     from seqeval.scheme import IOB2
 
     output = tmp_path / "run"
@@ -311,7 +298,7 @@ def test_ner_writes_run_ners_predictions_and_scores_a_tagged_test_file(conll: Pa
     printed = capsys.readouterr().out
     assert "test.txt, test (--do_predict)" in printed
 
-    test = read_conll_file(conll / "test.txt")
+    test = read_conll(conll / "test.txt")
     lines = (output / "predictions.txt").read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(test) == 9
     written = [line.split(" ") for line in lines]
@@ -356,7 +343,7 @@ def test_ner_crf_predictions_are_the_viterbi_path(conll: Path, tmp_path: Path) -
     assert call(finetune_ner.main, [*CRF, "--data-dir", conll, "--output-dir", output, "--do_predict",
                                     "--max_predict_samples", "6"]) == 0
     written = [line.split(" ") for line in (output / "predictions.txt").read_text(encoding="utf-8").splitlines()]
-    test = read_conll_file(conll / "test.txt")[:6]
+    test = read_conll(conll / "test.txt")[:6]
     assert [len(tags) for tags in written] == [len(words) for words, _ in test]
 
     decoded, posterior = crf_decodings(output, [words for words, _ in test])
@@ -364,8 +351,8 @@ def test_ner_crf_predictions_are_the_viterbi_path(conll: Path, tmp_path: Path) -
     assert decoded != posterior  # the two decodings differ here, so the test tells them apart
 
     # the evaluation decodes the same way: its score is the Viterbi path's
-    seqeval_metrics = pytest.importorskip("seqeval.metrics")
-    valid = read_conll_file(conll / "valid.txt")
+    from seqeval import metrics as seqeval_metrics  # a test extra: an oracle, never skipped
+    valid = read_conll(conll / "valid.txt")
     decoded, posterior = crf_decodings(output, [words for words, _ in valid])
     gold = [tags for _, tags in valid]
     results = json.loads((output / "eval_results.json").read_text(encoding="utf-8"))
@@ -523,8 +510,8 @@ def test_ner_evaluation_during_training_reads_the_viterbi_path(conll: Path, tmp_
     assert [entry["step"] for entry in during] == [3]
     final = json.loads((output / "eval_results.json").read_text(encoding="utf-8"))["metrics"]["conlleval_f1"]
     assert during[-1]["eval_conlleval_f1"] == pytest.approx(final)
-    seqeval_metrics = pytest.importorskip("seqeval.metrics")
-    valid = read_conll_file(conll / "valid.txt")
+    from seqeval import metrics as seqeval_metrics  # a test extra: an oracle, never skipped
+    valid = read_conll(conll / "valid.txt")
     decoded, posterior = crf_decodings(output, [words for words, _ in valid])
     gold = [tags for _, tags in valid]
     assert final == pytest.approx(seqeval_metrics.f1_score(gold, decoded))

@@ -20,6 +20,7 @@ The suite runs with HF_HUB_OFFLINE=1: the Hub's cache is a local folder (the ``h
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -114,12 +115,20 @@ def arrow_files(cache: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in cache.rglob("*.arrow")}
 
 
+def age_arrow_files(cache: Path) -> None:
+    """Every Arrow file's modification time set to the epoch: a file written again afterwards has another, however
+    coarse the file system's timestamps."""
+    for path in cache.rglob("*.arrow"):
+        os.utime(path, ns=(0, 0))
+
+
 def test_overwrite_cache_prepares_the_data_files_again(tmp_path, synthetic) -> None:
     rows = [{"sentence": f"{word} film", "label": i % 3} for i, word in enumerate(synthetic.WORDS)]
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     cache = tmp_path / "cache"
     load_splits(train_file=str(train), hub=HubOptions(cache_dir=str(cache)))
+    age_arrow_files(cache)
     first = arrow_files(cache)
     load_splits(train_file=str(train), hub=HubOptions(cache_dir=str(cache)))
     assert arrow_files(cache) == first  # read from the cache
@@ -287,16 +296,21 @@ def test_only_the_checkpoints_own_files_are_fetched(tmp_path, lion_checkpoint, g
 
 def test_from_hub_reads_glue_with_the_hub_options(tmp_path, glue_dir, monkeypatch) -> None:
     """--from-hub: datasets.load_dataset gets --cache_dir, --token and --overwrite_cache's download mode (and nothing
-    without them)."""
+    without them), through the command and lib.data.load_glue_from_hub (the Hub stood in for by the local files)."""
+    import datasets
+
     from bizoo.scripts.lib.data import load_glue_split
+    from tests.scripts.test_data import FakeHubSplit
 
     asked = []
 
-    def load_glue_from_hub(task, split, **kwargs):
+    def load_dataset(path, name, split, **kwargs):  # the Hub's SST-2 rows: sentence, label (0/1), idx
         asked.append(kwargs)
-        return load_glue_split(task, glue_dir, split)
+        ours = load_glue_split("sst2", glue_dir, "dev" if split == "validation" else split)
+        rows = [{"sentence": row["sentence1"], "label": row["label"], "idx": i} for i, row in enumerate(ours)]
+        return FakeHubSplit(rows, ["negative", "positive"])
 
-    monkeypatch.setattr(finetune_glue, "load_glue_from_hub", load_glue_from_hub)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     base = ["--model-name-or-path", "lion", "--task", "sst2", "--from-hub", *TINY, *FAST]
     assert call(finetune_glue.main, [*base, "--output-dir", tmp_path / "plain"]) == 0
     assert asked == [{}, {}]
