@@ -12,31 +12,24 @@ import torch
 
 import bizoo
 from bizoo.modeling.modeling_bigs import BiGSLayer, BiGSPreTrainedModel
+from tests.bigs_original import causal_conv, s4d_kernel
+from tests.bigs_original import gelu as original_gelu
 
 
 def _kernel(ssm, length: int) -> torch.Tensor:
-    """(length,) float64 by the direct Vandermonde sum, the real part of A clamped at -1e-4 as the original."""
-    A = torch.complex(ssm.A_re.double().clamp(max=-1e-4), ssm.A_im.double())  # (N,)
-    C = torch.complex(ssm.C[:, 0].double(), ssm.C[:, 1].double())  # (N,)
-    step = math.exp(float(ssm.log_step.detach()))
-    l = torch.arange(length, dtype=torch.float64)[:, None]  # (L, 1)
-    return (C * torch.expm1(step * A) / A * torch.exp(l * step * A)).sum(-1).real  # (L,)
+    """(length,) float64: the original's S4D kernel of ``ssm``'s parameters (``tests/bigs_original.py``)."""
+    return s4d_kernel(*(p.detach().double() for p in (ssm.A_re, ssm.A_im, ssm.C, ssm.log_step)), length)
 
 
 def _causal(u: torch.Tensor, K: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
-    """u (L, H): y[t] = Σ_{s≤t} K[t-s] u[s] + D u[t]."""
-    L = u.shape[0]
-    T = torch.zeros(L, L, dtype=torch.float64)
-    for t in range(L):
-        for s in range(t + 1):
-            T[t, s] = K[t - s]
-    return T @ u + float(D) * u
+    """u (L, H): y[t] = Σ_{s≤t} K[t-s] u[s] + D u[t] (``tests/bigs_original.py``)."""
+    return causal_conv(u[None], K, D.detach().double())[0]
 
 
 def _original_layer(layer: BiGSLayer, x: torch.Tensor) -> torch.Tensor:
     """One original BiGS layer over one unpadded sequence x (L, d), float64, exact GELU."""
     p = {k: v.double() for k, v in layer.state_dict().items()}
-    gelu = lambda t: 0.5 * t * (1 + torch.erf(t / math.sqrt(2)))  # noqa: E731
+    gelu = lambda t: original_gelu(t, approximate=False)  # noqa: E731  (exact, as the PyTorch port)
     dense = lambda name, t: t @ p[f"{name}.weight"].T + p[f"{name}.bias"]  # noqa: E731
     mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
     h = (x - mean) / torch.sqrt(var + layer.LayerNorm.eps) * p["LayerNorm.weight"] + p["LayerNorm.bias"]
