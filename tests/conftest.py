@@ -132,15 +132,21 @@ def make_inputs():
 _WORDCHAR_TOKENIZER = {}
 
 
+def tokenizer_for(model_case, wordpiece):
+    """The tokenizer ``model_case`` reads: ``wordpiece`` (the tiny WordPiece tokenizer), or a word+character tokenizer
+    built from the same sentences (built once per process). For tests that pick their cases themselves."""
+    if bizoo.get_spec(model_case[0]).tokenizer != "wordchar":
+        return wordpiece
+    if "vocab" not in _WORDCHAR_TOKENIZER:
+        words = generated_sentences()
+        _WORDCHAR_TOKENIZER["vocab"] = bizoo.WordCharTokenizerFast.from_words(words, model_max_length=64)
+    return _WORDCHAR_TOKENIZER["vocab"]
+
+
 @pytest.fixture
 def model_tokenizer(model_case, tokenizer):
-    """The tokenizer ``model_case`` reads: the tiny WordPiece tokenizer, or a word+character tokenizer built from the
-    same sentences."""
-    if bizoo.get_spec(model_case[0]).tokenizer != "wordchar":
-        return tokenizer
-    if "vocab" not in _WORDCHAR_TOKENIZER:
-        _WORDCHAR_TOKENIZER["vocab"] = bizoo.WordCharTokenizerFast.from_words(generated_sentences(), model_max_length=64)
-    return _WORDCHAR_TOKENIZER["vocab"]
+    """The tokenizer ``model_case`` reads (``tokenizer_for``)."""
+    return tokenizer_for(model_case, tokenizer)
 
 
 @pytest.fixture

@@ -31,8 +31,8 @@ from bizoo import (
 from bizoo.kernels.lion.reference import attention_weights
 from bizoo.modeling import modeling_lion
 from bizoo.modeling.modeling_lion import LionAttention
+from tests.modeling.test_lion import ids, tiny
 from tests.modeling.test_lion_paper import paper_mixer, paper_projections
-from tests.tiny_configs import TINY_CONFIGS
 
 try:
     import triton  # noqa: F401
@@ -44,14 +44,6 @@ TRITON_RUNS = HAS_TRITON and (torch.cuda.is_available() or os.environ.get("TRITO
 needs_triton = pytest.mark.skipif(not TRITON_RUNS, reason="Triton needs a CUDA device or TRITON_INTERPRET=1")
 
 VARIANTS = ["lit", "d", "s"]
-
-
-def tiny(**overrides):
-    return LionConfig(**{**TINY_CONFIGS["lion"], "vocab_size": 50, **overrides})
-
-
-def ids(batch=2, length=12, seed=0):
-    return torch.randint(5, 50, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
 def padded_mask(batch, length):

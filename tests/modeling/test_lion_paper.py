@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from bizoo import LionConfig, LionModel
 from bizoo.modeling.modeling_lion import LionAttention
-from tests.tiny_configs import TINY_CONFIGS
+from tests.modeling.test_lion import tiny
 
 
 def phi(x, kind):
@@ -120,10 +120,6 @@ def test_mixer_is_the_papers_equations(variant, normalization, form):
     if variant == "s":
         shifted = paper_mixer(att, x, config, keep, shift=1)
         assert (torch.where(real, shifted - expected, 0.0)).abs().max() > 1e-2
-
-
-def tiny(**overrides):
-    return LionConfig(**{**TINY_CONFIGS["lion"], "vocab_size": 50, **overrides})
 
 
 CHANGES = {

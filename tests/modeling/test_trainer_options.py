@@ -29,6 +29,7 @@ from transformers import (
 )
 
 import bizoo
+from tests.conftest import tokenizer_for
 
 BIO = {0: "O", 1: "B-X", 2: "I-X"}
 SMOOTHING = 0.1
@@ -53,19 +54,6 @@ def tagging_examples(tokenizer, sentences, n=8):
             tags[1] = -100
         examples.append({**encoded, "labels": tags})
     return examples
-
-
-_WORDCHAR = {}
-
-
-def tokenizer_of(case, wordpiece, sentences):
-    """The tokenizer ``case`` = (model_type, variant) reads, as conftest's ``model_tokenizer`` (for tests that pick
-    their cases themselves): the tiny WordPiece tokenizer, or a word+character one built from the same sentences."""
-    if bizoo.get_spec(case[0]).tokenizer != "wordchar":
-        return wordpiece
-    if "tokenizer" not in _WORDCHAR:
-        _WORDCHAR["tokenizer"] = bizoo.WordCharTokenizerFast.from_words(sentences(), model_max_length=64)
-    return _WORDCHAR["tokenizer"]
 
 
 def token_model(model_case, make_config, tokenizer, use_crf, **overrides):
@@ -164,7 +152,7 @@ def test_accumulation_and_checkpointing_give_the_big_batchs_update(case, make_co
                                                                     task):
     """One SGD step of lr 1 on 8 examples: 2 micro-batches of 4 (the loss a sum over ``num_items_in_batch``) and the
     Trainer's ``gradient_checkpointing=True`` give the same weights as one plain batch of 8."""
-    model_case, tokenizer = case, tokenizer_of(case, tokenizer, sentences)
+    model_case, tokenizer = case, tokenizer_for(case, tokenizer)
     if task == "crf":
         data, collator = tagging_examples(tokenizer, sentences), DataCollatorForTokenClassification(tokenizer)
     else:
@@ -208,7 +196,7 @@ def test_token_classification_pipeline_of_a_crf_head_batched_equals_alone(case, 
                                                                          crf_logits):
     """``pipeline("token-classification", batch_size=4)`` pads the texts of a batch; a CRF head's logits at the real
     tokens do not depend on it, so the entities and scores equal those of one text at a time."""
-    tokenizer = tokenizer_of(case, tokenizer, sentences)
+    tokenizer = tokenizer_for(case, tokenizer)
     model = token_model(case, make_config, tokenizer, use_crf=True, crf_logits=crf_logits,
                         initializer_range=0.5).eval()  # wide: tags other than O
     pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, device="cpu",
