@@ -1,7 +1,10 @@
 """Fixtures shared by the command-line tests: synthetic GLUE and CoNLL folders in the layout of the real ones, a tiny
 checkpoint, and the benchmarks' helpers."""
 
+import json
+import os
 import random
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -54,6 +57,36 @@ def write_pretraining_corpus(folder: Path, sentences, tokenizer, train_sentences
     held_out.write_text("\n".join(sentences(8, seed=2)) + "\n")
     tokenizer.save_pretrained(folder / "tokenizer")
     return train, held_out, folder / "tokenizer"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """``rows`` as JSON lines at ``path``."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a command run in a child process (torchrun included): offline, one thread, and none of a
+    distributed launcher's variables that the test itself may run under."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    return env
+
+
+def run_child(argv, timeout: int = 240) -> subprocess.CompletedProcess:
+    """``argv`` in a child process; a run that hangs fails the test (``subprocess.TimeoutExpired``)."""
+    return subprocess.run([str(a) for a in argv], env=child_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def max_weight_difference(a: Path, b: Path) -> float:
+    """The largest difference between the weights saved in two folders (``model.safetensors``), which must hold the
+    same tensors."""
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
 
 
 def call(main, argv) -> int:

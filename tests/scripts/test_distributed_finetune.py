@@ -5,7 +5,6 @@ once), the predictions files hold one line per example in the input's order, and
 one process with batch 2b."""
 
 import json
-import os
 import random
 import re
 import subprocess
@@ -15,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from bizoo.scripts.finetune_ner import tagging_scores
 from bizoo.scripts.lib.data import read_conll
-from tests.scripts.conftest import conll_sentence, sentence, write_conll
+from tests.scripts.conftest import conll_sentence, max_weight_difference, run_child, sentence, write_conll, write_jsonl
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 TINY_LION = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4",
@@ -46,18 +44,6 @@ def read_slowly(*args, **kwargs):
 finetune_glue.load_splits = read_slowly
 sys.exit(finetune_glue.main(sys.argv[1:]))
 """
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    return env
-
-
-def run_child(argv, timeout: int = 240) -> subprocess.CompletedProcess:
-    """``argv`` in a child process; a run that hangs fails the test (``subprocess.TimeoutExpired``)."""
-    return subprocess.run([str(a) for a in argv], env=child_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def torchrun(command: str, argv) -> subprocess.CompletedProcess:
@@ -128,11 +114,6 @@ def test_ner_crf_preset_scores_and_predicts_as_its_saved_model_on_one_process(tm
     assert predicted["predict_f1"] == pytest.approx(alone["f1"]) and predicted["predict_samples"] == len(test) == 9
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
 @pytest.mark.slow
 def test_glue_data_files_predict_every_test_example_once_in_order(tmp_path):
     """A regression task of data files, --group-by-length, a labelled test file of 9 examples: predict_results.txt
@@ -201,12 +182,6 @@ def test_a_process_that_checks_the_output_folder_later_finds_it_as_the_first_did
     refusal = f"bizoo finetune-glue: error: output folder '{output}' already exists and is not empty"
     assert done.stderr.count(refusal) == 2, done.stderr[-3000:]
     assert "exitcode  : 2" in done.stderr and "Connection closed" not in done.stderr
-
-
-def max_weight_difference(a: Path, b: Path) -> float:
-    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    assert wa.keys() == wb.keys()
-    return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
 
 
 def losses(folder: Path) -> list[float]:

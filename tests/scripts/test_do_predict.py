@@ -26,7 +26,7 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 from bizoo.scripts import finetune_glue, finetune_ner
 from bizoo.scripts.lib.data import read_conll
 from bizoo.scripts.lib.results import read_results
-from tests.scripts.conftest import call, conll_sentence, sentence, write_conll, write_tsv
+from tests.scripts.conftest import call, conll_sentence, sentence, write_conll, write_jsonl, write_tsv
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 FAST = ["--max-steps", "3", "--batch-size", "4", "--logging-steps", "1", "--save-steps", "10", "--max-length", "32"]
@@ -195,11 +195,6 @@ def test_glue_from_hub_without_the_test_split_names_it(tmp_path: Path, monkeypat
     err = capsys.readouterr().err
     assert "cannot read GLUE SST-2 test from the Hub (--do_predict: the Hub's test split: Unknown split" in err, err
     assert not output.exists()
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def test_glue_data_files_with_a_labelled_test_file_are_scored_too(tmp_path: Path, capsys) -> None:

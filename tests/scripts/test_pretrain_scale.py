@@ -2,19 +2,16 @@
 the batch, and a run killed with SIGKILL and resumed equal to one never interrupted."""
 
 import json
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from bizoo.scripts.lib.masking import SeededExamples, SeededMaskingCollator, mask_example, mask_seed
-from tests.scripts.conftest import write_pretraining_corpus
+from tests.scripts.conftest import max_weight_difference, run_child, write_pretraining_corpus
 
 TINY = ["hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
 
@@ -32,27 +29,9 @@ def pretrain_argv(corpus, out, batch_size, max_steps, *extra):
             "--logging-steps", "1", "--warmup-ratio", "0", "--model-config", *TINY, *extra]
 
 
-def child_env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    env.pop("RANK", None)
-    env.pop("WORLD_SIZE", None)
-    return env
-
-
-def run_child(argv, timeout=240):
-    done = subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=timeout)
-    return done
-
-
 def losses(folder: Path) -> list[tuple[int, float]]:
     log = json.loads((folder / "training_log.json").read_text())
     return [(entry["step"], entry["loss"]) for entry in log if "loss" in entry]
-
-
-def max_weight_difference(a: Path, b: Path) -> float:
-    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    assert wa.keys() == wb.keys()
-    return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
 
 
 # ----------------------------------------------------------------------------------------------------------------
