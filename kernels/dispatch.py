@@ -108,6 +108,11 @@ def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: 
     return backend
 
 
+def _twice_message(op: str, fix: str) -> str:
+    return f"{op}: its backward is written out and cannot be differentiated again (double backward, " \
+           f"create_graph=True); {fix}"
+
+
 class _NotDifferentiable(torch.autograd.Function):
     """The identity on a gradient that a hand-written backward computed, with a backward that raises: what
     ``first_order_only`` puts on the gradients it returns under ``create_graph=True``."""
@@ -133,8 +138,7 @@ def first_order_only(op: str, fix: str):
     ``once_differentiable`` does this only when the incoming gradients require grad; under
     ``autograd.grad(y.sum(), x, create_graph=True)`` they do not, and the gradient came back as a constant.)
     """
-    message = (f"{op}: its backward is written out and cannot be differentiated again (double backward, "
-               f"create_graph=True); {fix}")
+    message = _twice_message(op, fix)
 
     def decorate(backward):
         def wrapper(ctx, *grads):
@@ -165,12 +169,26 @@ def op_registered(name: str) -> bool:
         return False
 
 
-def register_op(name: str, impl, fake, *, backward=None, setup_context=None) -> None:
+TWICE_FIX = "use backend='reference', whose gradients autograd differentiates twice"
+
+
+def register_op(name: str, impl, fake, *, backward=None, setup_context=None, backward_of: str | None = None) -> None:
     """The custom op ``bizoo::<name>`` (``impl`` on real tensors, ``fake`` on fake ones: shapes and dtypes only) and,
-    with ``backward``, its autograd formula; nothing if it exists already (``op_registered``)."""
+    with ``backward``, its autograd formula; nothing if it exists already (``op_registered``).
+
+    ``backward_of`` marks a written-out backward op (the public op's name): its autograd formula raises the
+    ``first_order_only`` error, so a double backward through a Triton kernel (create_graph=True, then a second
+    ``backward``) says which op cannot do it and what can, instead of torch's "no autograd formula was registered"."""
     if op_registered(name):
         return
     op = torch.library.custom_op(f"bizoo::{name}", impl, mutates_args=())
     op.register_fake(fake)
     if backward is not None:
         op.register_autograd(backward, setup_context=setup_context)
+    if backward_of is not None:
+        message = _twice_message(f"{backward_of} (backend='triton')", TWICE_FIX)
+
+        def raise_twice(ctx, *grads):
+            raise RuntimeError(message)
+
+        op.register_autograd(raise_twice, setup_context=lambda ctx, inputs, output: None)

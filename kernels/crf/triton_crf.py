@@ -623,7 +623,8 @@ def _max_marginals_fake(emissions, keep, ranges, transitions, start, end):
 
 # The ops, once per process (dispatch.register_op): the log-partition with its autograd; the decoders without (as
 # their references, they are not differentiable).
-register_op("crf_log_partition_backward", _log_partition_backward_impl, _log_partition_backward_fake)
+register_op("crf_log_partition_backward", _log_partition_backward_impl, _log_partition_backward_fake,
+            backward_of="crf_log_partition / crf_log_likelihood")
 register_op("crf_log_partition_forward", _log_partition_forward_impl, _log_partition_forward_fake,
             backward=_log_partition_backward, setup_context=_log_partition_setup_context)
 register_op("crf_marginals", _marginals_impl, _marginals_fake)

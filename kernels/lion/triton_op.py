@@ -208,10 +208,11 @@ def _parallel_backward(ctx, d_num, d_den):
 
 
 # The ops, once per process (dispatch.register_op): chunk schedule, parallel schedule.
-register_op("lion_chunk_backward", _chunk_backward_impl, _chunk_backward_fake)
+register_op("lion_chunk_backward", _chunk_backward_impl, _chunk_backward_fake, backward_of="lion_attention")
 register_op("lion_chunk_forward", _chunk_forward_impl, _chunk_forward_fake, backward=_backward,
             setup_context=_setup_context)
-register_op("lion_parallel_backward", _parallel_backward_impl, _parallel_backward_fake)
+register_op("lion_parallel_backward", _parallel_backward_impl, _parallel_backward_fake,
+            backward_of="lion_attention form='attention'")
 register_op("lion_parallel_forward", _parallel_forward_impl, _parallel_forward_fake, backward=_parallel_backward,
             setup_context=_parallel_setup_context)
 

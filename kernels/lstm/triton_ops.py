@@ -66,7 +66,7 @@ def register_bilstm_ops(name: str, forward_impl, forward_fake, backward_impl):
             None, None, None, None, None,
         )
 
-    register_op(f"{name}_backward", backward_impl, backward_fake)
+    register_op(f"{name}_backward", backward_impl, backward_fake, backward_of="bilstm")
     register_op(f"{name}_forward", forward_impl, forward_fake, backward=backward, setup_context=setup_context)
     backward_op = getattr(torch.ops.bizoo, f"{name}_backward")
     forward_op = getattr(torch.ops.bizoo, f"{name}_forward")

@@ -412,7 +412,7 @@ def _ssm_backward(ctx, g_f, g_b):
 
 
 # The ops, once per process (dispatch.register_op).
-register_op("ssm_toeplitz_backward", _ssm_backward_impl, _ssm_backward_fake)
+register_op("ssm_toeplitz_backward", _ssm_backward_impl, _ssm_backward_fake, backward_of="bidirectional_ssm")
 register_op("ssm_toeplitz_forward", _ssm_forward_impl, _ssm_forward_fake, backward=_ssm_backward,
             setup_context=_ssm_setup_context)
 

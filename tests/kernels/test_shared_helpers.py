@@ -104,6 +104,45 @@ def test_first_order_only_keeps_first_order_gradients_and_refuses_a_second():
         (graphed.sum() + x.sum()).backward()
 
 
+def _triton_ops_for_a_double_backward():
+    """Each Triton op with a written-out backward op, as a function of one leaf x -> a scalar (small shapes)."""
+    from bizoo.kernels.crf import crf_log_partition
+    from bizoo.kernels.lion import lion_attention
+    from bizoo.kernels.lstm import bilstm
+    from bizoo.kernels.ssm import bidirectional_ssm
+
+    g = torch.Generator().manual_seed(0)
+    r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    qk, v = r(1, 16, 2, 16), r(1, 16, 2, 16)
+    crf = r(3, 3), r(3), r(3)
+    ssm_k, ssm_d = r(4), r(())
+    w_ih, w_hh = r(2, 12, 3), torch.stack([r(12, 3) / 3] * 2)
+    return {
+        "lion chunk": (r(1, 16, 2, 16), lambda x: lion_attention(x, qk, v, backend="triton", chunk_size=16)),
+        "lion attention": (r(1, 16, 2, 16), lambda x: lion_attention(x, qk, v, form="attention", backend="triton")),
+        "crf": (r(2, 5, 3), lambda x: crf_log_partition(x, torch.ones(2, 5, dtype=torch.bool), *crf, backend="triton")),
+        "ssm": (r(2, 4, 6), lambda x: bidirectional_ssm(x, x.flip(-1), ssm_k, ssm_k, ssm_d, ssm_d,
+                                                        backend="triton")[0]),
+        "bilstm fused": (r(2, 5, 3), lambda x: bilstm(x, w_ih, w_hh, backend="triton", form="fused")[0]),
+        "bilstm steps": (r(2, 5, 3), lambda x: bilstm(x, w_ih, w_hh, backend="triton", form="steps")[0]),
+    }
+
+
+@needs_triton
+@pytest.mark.parametrize("name", ["lion chunk", "lion attention", "crf", "ssm", "bilstm fused", "bilstm steps"])
+def test_a_double_backward_through_a_triton_op_is_a_clear_error(name):
+    """The Triton ops' backward ops (dispatch.register_op backward_of=...) keep the first-order gradients under
+    create_graph=True and refuse a second differentiation naming the op and the backend that can do it (torch's own
+    message said only that no autograd formula was registered for bizoo.<op>_backward)."""
+    x, f = _triton_ops_for_a_double_backward()[name]
+    x.requires_grad_(True)
+    (plain,) = torch.autograd.grad(f(x).square().sum(), x)
+    (graphed,) = torch.autograd.grad(f(x).square().sum(), x, create_graph=True)
+    torch.testing.assert_close(graphed, plain)
+    with pytest.raises(RuntimeError, match=r"\(backend='triton'\): its backward is written out .* backend='reference'"):
+        graphed.sum().backward()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # bizoo.kernels.triton_utils
 # ----------------------------------------------------------------------------------------------------------------
