@@ -737,6 +737,12 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
             "--whole-word-mask masks all WordPiece pieces of a word together: it applies to subword models with "
             f"--objective mlm, not to {spec.model_type!r} with objective {objective!r}"
         )
+    if objective == "bilm" and (getattr(args, "label_smoothing_factor", None) or 0) > 0:
+        raise CommandError(
+            "--label_smoothing_factor smooths the Trainer's softmax over one `logits` output; the biLM's loss is a "
+            "forward and a backward LM's over their own logits (forward_logits, backward_logits), which the Trainer "
+            "cannot smooth: train without it, or with --objective mlm"
+        )
     config_kwargs = {}
     if checkpoint is None:
         config_kwargs = model_config_kwargs(args, spec)

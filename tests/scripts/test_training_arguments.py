@@ -486,6 +486,16 @@ def test_label_smoothing_is_refused_for_a_crf_token_head(use_crf):
     training.check_label_smoothing(argparse.Namespace(label_smoothing_factor=0.0), model)
 
 
+def test_label_smoothing_is_refused_for_the_bilm_objective(tmp_path, capsys):
+    """The Trainer pops the labels and smooths ``outputs["logits"]``: ELMo's biLM has a forward and a backward LM's
+    logits and no ``logits`` (the run ended in ``KeyError: 'logits'`` at the first step); refused before anything is
+    written."""
+    out = tmp_path / "elmo"
+    assert call(pretrain.main, ["--model", "elmo", "--output-dir", out, "--label_smoothing_factor", "0.1"]) == 2
+    assert "--label_smoothing_factor smooths the Trainer's softmax over one `logits` output" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_max_train_and_eval_samples_cut_the_examples_as_run_scripts_do(glue_dir, conll_dir, tmp_path, sentences,
                                                                         capsys) -> None:
     """run_*.py's --max_train_samples / --max_eval_samples: each command trains on the first N examples (GLUE
