@@ -92,6 +92,7 @@ from .lib.training import (
     check_best_model_metric,
     check_hub_options,
     check_training_arguments,
+    check_neftune,
     first_samples,
     input_checks_callback,
     max_length_padding,
@@ -743,6 +744,7 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
             "forward and a backward LM's over their own logits (forward_logits, backward_logits), which the Trainer "
             "cannot smooth: train without it, or with --objective mlm"
         )
+    check_neftune(args, spec.model_type)
     config_kwargs = {}
     if checkpoint is None:
         config_kwargs = model_config_kwargs(args, spec)

@@ -79,6 +79,7 @@ from .training import (
     build_on_first_process,
     check_in_turn,
     check_label_smoothing,
+    check_neftune,
     input_checks_callback,
     push_final_folder,
     resume_checkpoint,
@@ -475,6 +476,7 @@ def prepare_model(
         tokenizer, model = with_task_vocabulary(tokenizer, model, training_sentences, args.max_length)
     check_word_dropout(args, tokenizer, model)
     check_label_smoothing(args, model)
+    check_neftune(args, model.config.model_type, model)
     if getattr(args, "word_vectors", None) and checkpoint is None:
         load_pretrained_word_vectors(model, tokenizer, args.word_vectors, args.seed)
     return PreparedModel(source, model, tokenizer, output_dir, checkpoint)

@@ -749,6 +749,30 @@ def check_label_smoothing(args: argparse.Namespace, model) -> None:
         )
 
 
+def check_neftune(args: argparse.Namespace, model_type: str, model=None) -> None:
+    """``CommandError`` for --neftune_noise_alpha with an ELMo model that reads no word vectors at its input.
+
+    NEFTune (the Trainer's ``neftune_noise_alpha``) adds uniform noise to the output of
+    ``model.get_input_embeddings()`` in training. ELMo reads each word's characters: its word table is absent (the
+    sequence classifier, the tagger without word features: the Trainer failed with "'NoneType' object has no
+    attribute 'neftune_noise_alpha'") or the LM softmax's (the biLM and masked-LM heads: the table is never called
+    on the input, so the noise did nothing, silently). Only the tagger with ``tagger_word_features=True`` reads a
+    word vector per input id, which the noise then reaches. ``model`` is None where it is not built yet (pretrain,
+    whose ELMo heads are all LM heads)."""
+    from ...modeling.modeling_elmo import ElmoForTokenClassification
+
+    if not getattr(args, "neftune_noise_alpha", None) or model_type != "elmo":
+        return
+    if isinstance(model, ElmoForTokenClassification) and model.config.tagger_word_features:
+        return
+    name = type(model).__name__ if model is not None else "an ELMo language model"
+    raise CommandError(
+        f"--neftune_noise_alpha adds noise to the input word embeddings (model.get_input_embeddings()); {name} reads "
+        "each word's characters and no word vectors at its input, so the noise would reach nothing: train without "
+        "it (an ELMo tagger with --model-config tagger_word_features=true reads word vectors, which it then noises)"
+    )
+
+
 def training_arguments(args: argparse.Namespace, output_dir: str | os.PathLike, model=None,
                        defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None):
     """``TrainingArguments`` from the options (``training_values``); transformers' own refusal of a combination

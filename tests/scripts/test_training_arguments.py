@@ -496,6 +496,30 @@ def test_label_smoothing_is_refused_for_the_bilm_objective(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_neftune_is_refused_where_elmo_reads_no_word_vectors(tmp_path, capsys):
+    """NEFTune noises model.get_input_embeddings()'s output: an ELMo tagger without word features has no table (the
+    Trainer failed with "'NoneType' object has no attribute 'neftune_noise_alpha'"), ELMo's LM heads have the softmax
+    table, never called on the input (the noise did nothing); the tagger with word features and other models take
+    it."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    noise = argparse.Namespace(neftune_noise_alpha=5.0)
+    tagger = lambda **kw: AutoModelForTokenClassification.from_config(  # noqa: E731
+        bizoo.ElmoConfig(**TINY_CONFIGS["elmo"], vocab_size=50, num_labels=3, **kw))
+    for model in (tagger(), AutoModelForSequenceClassification.from_config(
+            bizoo.ElmoConfig(**TINY_CONFIGS["elmo"], vocab_size=50, num_labels=3))):
+        with pytest.raises(CommandError, match=f"{type(model).__name__} reads each word's characters and no word"):
+            training.check_neftune(noise, "elmo", model)
+        training.check_neftune(argparse.Namespace(neftune_noise_alpha=None), "elmo", model)
+    training.check_neftune(noise, "elmo", tagger(tagger_word_features=True))  # reads a word vector per id
+    lion = AutoModelForTokenClassification.from_config(bizoo.LionConfig(**TINY_CONFIGS["lion"], vocab_size=50))
+    training.check_neftune(noise, "lion", lion)
+    out = tmp_path / "elmo"
+    assert call(pretrain.main, ["--model", "elmo", "--output-dir", out, "--neftune_noise_alpha", "5"]) == 2
+    assert "an ELMo language model reads each word's characters" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_max_train_and_eval_samples_cut_the_examples_as_run_scripts_do(glue_dir, conll_dir, tmp_path, sentences,
                                                                         capsys) -> None:
     """run_*.py's --max_train_samples / --max_eval_samples: each command trains on the first N examples (GLUE
