@@ -372,22 +372,59 @@ def _existing_file(path: PathLike, what: str = "text file") -> Path:
     return file
 
 
+def _line_breaks(data: bytes) -> int:
+    """The line breaks in ``data`` as universal newlines count them: \\n, \\r\\n and a lone \\r."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def not_utf8_error(path: PathLike, expected: str = "") -> ValueError:
+    """The ``ValueError`` for a file that does not decode as UTF-8: it names the file, the line (counted as universal
+    newlines count them), the byte of that line and the bytes that do not decode, found by reading the file again
+    in binary a line at a time (a UnicodeDecodeError's offset is into the chunk the decoder was given, not into the
+    file). ``expected``: what the file should have been, appended ("; expected a CoNLL text file")."""
+    file = Path(path)
+    line = 1
+    with open(file, "rb") as f:
+        for raw in f:  # a \n byte is never part of a UTF-8 sequence: every piece decodes alone
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                before = raw[: err.start]
+                start = max(before.rfind(b"\n"), before.rfind(b"\r")) + 1  # where the (universal) line starts
+                bad = raw[err.start : err.end]
+                return ValueError(f"{file} is not UTF-8 text: line {line + _line_breaks(before)}, byte "
+                                  f"{err.start - start + 1} of the line, {bad!r} ({err.reason}); save the file as "
+                                  f"UTF-8{expected}")
+            line += _line_breaks(raw)
+    return ValueError(f"{file} is not UTF-8 text; save the file as UTF-8{expected}")  # it decoded this time
+
+
+#: What separates the columns of a CoNLL line: runs of ASCII spaces and tabs. Not ``str.split()``'s whitespace,
+#: which is Unicode's too: a word holding a no-break space ("10\u00a0000"), an ideographic space or U+0085 would be
+#: cut in two (its first part kept as the word, the rest taken for columns).
+_CONLL_SEPARATORS = re.compile(r"[ \t\r\n\x0b\x0c]+")
+
+
+def _conll_columns(line: str) -> list[str]:
+    return [column for column in _CONLL_SEPARATORS.split(line) if column]
+
 
 def read_conll(path: PathLike) -> list[tuple[list[str], list[str]]]:
     """Read a CoNLL-style tagging file into ``(words, tags)`` sentences.
 
-    Format: one token per line, whitespace-separated columns (spaces or tabs), the word in the first
-    column and the tag in the LAST (``EU NNP B-NP B-ORG``); a blank line ends a sentence; ``-DOCSTART-``
-    lines are skipped. A missing final blank line and Windows line endings are fine.
+    Format: one token per line, columns separated by ASCII spaces or tabs (a no-break or other Unicode space is
+    part of the word), the word in the first column and the tag in the LAST (``EU NNP B-NP B-ORG``); a blank line
+    (whitespace only) ends a sentence; ``-DOCSTART-`` lines are skipped. A missing final blank line, Windows or old
+    Mac line endings and a leading byte-order mark are fine.
     """
     file = _existing_file(path, "CoNLL file")
     sentences: list[tuple[list[str], list[str]]] = []
     words: list[str] = []
     tags: list[str] = []
     try:
-        with open(file, encoding="utf-8") as f:  # universal newlines: \r\n is read as \n
+        with open(file, encoding="utf-8-sig") as f:  # a leading BOM dropped; universal newlines: \r\n read as \n
             for number, line in enumerate(f, start=1):
-                columns = line.split()
+                columns = _conll_columns(line) if line.strip() else []
                 if not columns or columns[0] == "-DOCSTART-":
                     if words:
                         sentences.append((words, tags))
@@ -400,8 +437,8 @@ def read_conll(path: PathLike) -> list[tuple[list[str], list[str]]]:
                     )
                 words.append(columns[0])
                 tags.append(columns[-1])
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{file} is not UTF-8 text ({err.reason}); expected a CoNLL text file") from None
+    except UnicodeDecodeError:
+        raise not_utf8_error(file, "; expected a CoNLL text file") from None
     if words:
         sentences.append((words, tags))
     if not sentences:
@@ -470,8 +507,8 @@ def read_conllu(path: PathLike, tag_column: str = "upos") -> list[tuple[list[str
                     raise ValueError(f"{where}: word {fields[0]} has an empty FORM (column 2)")
                 words.append(fields[1])
                 tags.append(tag)
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{file} is not UTF-8 text ({err.reason}); expected a CoNLL-U text file") from None
+    except UnicodeDecodeError:
+        raise not_utf8_error(file, "; expected a CoNLL-U text file") from None
     if words:
         sentences.append((words, tags))
     if not sentences:
@@ -547,10 +584,11 @@ EVAL_PLAY = "macbeth.txt"
 
 
 def read_text_files(paths: PathLike | Iterable[PathLike]) -> list[str]:
-    """The non-empty lines of the given UTF-8 text files, whitespace stripped, in file order.
+    """The non-empty lines of the given UTF-8 text files, whitespace stripped, in file order; a byte-order mark
+    at the start of a file is not text (dropped).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` when no path is given, a file holds
-    no text or is not valid UTF-8.
+    no text or is not valid UTF-8 (``not_utf8_error``: naming the file, the line and the bytes).
     """
     files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
     if not files:
@@ -558,9 +596,9 @@ def read_text_files(paths: PathLike | Iterable[PathLike]) -> list[str]:
     lines: list[str] = []
     for file in map(_existing_file, files):
         try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{file} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+            text = file.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise not_utf8_error(file) from None
         found = [line.strip() for line in text.splitlines() if line.strip()]
         if not found:
             raise ValueError(f"{file} is empty: expected at least one non-blank line of text")

@@ -5,7 +5,8 @@ Where the data comes from (``load_splits``), as transformers' ``run_glue.py``/``
 
 * ``--train-file`` / ``--validation-file``: local CSV, TSV, JSON (JSON lines too) or parquet files, one row per
   example (the format from the extension). CSV/TSV cells are typed by pandas, with only an empty cell missing: a
-  text "None", "NA", "null" or "nan" stays text (``CSV_OPTIONS``);
+  text "None", "NA", "null" or "nan" stays text (``CSV_OPTIONS``). A TSV file has no quoting, as GLUE's: a ``"`` is
+  text, and a text holding a tab or a line break must come as CSV or JSON lines (``TSV_OPTIONS``);
 * ``--dataset-name``: a local dataset folder (data files ``load_dataset`` recognises) or a Hub dataset repository
   ``owner/name[@revision]``, fetched with ``snapshot_download`` into the Hub's cache (``lib.sources``; under
   ``HF_HUB_OFFLINE=1`` the cache only) and loaded from there; ``--dataset-config-name`` picks a configuration.
@@ -30,12 +31,15 @@ row): its examples then have ``label`` None (tags None). Rows are read as plain 
 Every problem is a ``CommandError``, raised before any training, naming the option, the split and the column: a
 missing file, split or column, a file that does not read (naming that file and the reader's error), an empty split,
 labels of different kinds or missing ("NA" among numbers too), a label of any split never seen in training (naming
-the split and the labels), a text cell that is not text (naming the row, from 0, and the value), rows whose words
-and tags differ in number.
+the split and the labels), class names that differ only in the spaces around them ("pos" and "pos "), a text cell
+that is not text (naming the row, from 0, and the value), rows whose words and tags differ in number. A text column
+of the train split left unread by the default columns (``question`` beside ``sentence``) is a warning.
 """
 
 from __future__ import annotations
 
+import csv
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +48,19 @@ from typing import Any
 from .command import CommandError
 from .sources import HubOptions, resolve_source
 
+logger = logging.getLogger(__name__)
+
 #: File extension -> the ``datasets`` builder that reads it.
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 #: How the CSV/TSV files are read (pandas ``read_csv`` options through the ``csv`` builder's config): only an empty
 #: cell is missing, so a text that reads "None", "NA", "null" or "nan" stays that text (pandas' default would make
 #: it a missing value).
 CSV_OPTIONS = {"keep_default_na": False, "na_values": [""]}
+#: A TSV file besides: tab-separated, and no quoting (``csv.QUOTE_NONE``), as GLUE's TSV files and their readers
+#: (``lib.data.load_glue_split``, the Hub's GLUE loader) take it: a ``"`` is a character of the text. Read with CSV
+#: quoting, a text starting with ``"`` lost its quotes, and one without a closing quote took the rows after it into
+#: its text up to the next quote before a tab (rows, and their labels, gone without an error).
+TSV_OPTIONS = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
 #: Names a dataset's evaluation split may have, in order of preference.
 EVAL_SPLITS = ("validation", "dev", "valid", "val", "test")
 
@@ -110,7 +121,7 @@ def load_splits(dataset_name: str | None = None, dataset_config: str | None = No
                                f"{named}; .json and .jsonl are one format, .csv and .tsv two)")
         kind = suffixes.pop()
         builder = FILE_BUILDERS.get(kind, kind)
-        options = {**CSV_OPTIONS, **({"delimiter": "\t"} if kind == ".tsv" else {})} if builder == "csv" else {}
+        options = {**CSV_OPTIONS, **(TSV_OPTIONS if kind == ".tsv" else {})} if builder == "csv" else {}
         try:
             loaded = datasets.load_dataset(builder, data_files=files, streaming=streaming, **options, **load_kwargs)
         except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
@@ -225,6 +236,12 @@ def text_classification_data(splits: dict[str, Any], text_columns: list[str] | N
     columns = tuple(text_columns) if text_columns else default_text_columns(train.column_names)
     if not 1 <= len(columns) <= 2:
         raise CommandError(f"--text-columns names one or two columns, got {len(columns)}")
+    unused = [name for name, feature in train.features.items() if name not in columns and name != label_column
+              and isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")]
+    if not text_columns and len(columns) == 1 and unused:
+        logger.warning(f"the text of each example is its {columns[0]!r} alone: the other text column(s) {unused} are "
+                       "not read (run_glue.py would pair the first two columns besides the label); for sentence "
+                       "pairs name both with --text-columns A B")
     feature = train.features.get(label_column)
     labelled = {name: split for name, split in splits.items() if name != "test" or has_labels(split, label_column)}
     raw = {name: list(_column(split, label_column, "--label-column", name)) for name, split in labelled.items()}
@@ -256,6 +273,7 @@ def text_classification_data(splits: dict[str, Any], text_columns: list[str] | N
             names, regression = (), True
             labels = {name: [float(value) for value in values] for name, values in raw.items()}
         elif kinds == {str}:
+            _refuse_spacing_variants(raw, label_column)
             classes = sorted(set(raw["train"]))
             names, regression = tuple(classes), False
             labels = _class_ids(raw, classes)
@@ -334,6 +352,22 @@ def _refuse_missing_markers(raw: dict[str, list], label_column: str) -> None:
             if isinstance(value, str) and value.strip() in MISSING_MARKERS:
                 raise CommandError(f"the {name} split has examples without a {label_column!r}: row {row} holds "
                                    f"{value!r} among numbers; give every example its label")
+
+
+def _refuse_spacing_variants(raw: dict[str, list[str]], label_column: str) -> None:
+    """Class names that differ only in the spaces around them ("pos" and "pos ", a cell written with a space after
+    the delimiter) would be two classes: a ``CommandError`` naming both spellings and where the second one first is
+    (split and row), before any training."""
+    first: dict[str, tuple[str, str, int]] = {}  # stripped name -> (spelling, split, row) where it was first seen
+    for name, values in raw.items():
+        for row, value in enumerate(values):
+            seen = first.setdefault(value.strip(), (value, name, row))
+            if seen[0] != value:
+                raise CommandError(
+                    f"{label_column!r} spells one class two ways, {seen[0]!r} (the {seen[1]} split's row {seen[2]}) "
+                    f"and {value!r} (the {name} split's row {row}): they would be two classes; write every label "
+                    "without spaces around it"
+                )
 
 
 def _is_number(value) -> bool:

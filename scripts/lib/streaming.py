@@ -31,6 +31,7 @@ from pathlib import Path
 
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .data import not_utf8_error
 from .masking import SharedEpoch, mask_seed
 
 __all__ = ["MIN_BLOCK_LENGTH", "StreamedBlocks", "pack_blocks", "sample_lines"]
@@ -39,16 +40,21 @@ MIN_BLOCK_LENGTH = 8  # a training or held-out block holds at least this many to
 
 
 def _lines(source):
-    """The non-empty, stripped lines of a source: a text file's path, or a re-iterable of lines (a dataset's text
-    read with ``streaming=True``, ``lib.dataset_readers.stream_text_lines``)."""
+    """The non-empty, stripped lines of a source: a text file's path (UTF-8, a leading byte-order mark dropped, as
+    ``lib.data.read_text_files`` reads it), or a re-iterable of lines (a dataset's text read with ``streaming=True``,
+    ``lib.dataset_readers.stream_text_lines``). A file that does not decode is a ``ValueError`` naming the file and
+    the line (``lib.data.not_utf8_error``), wherever in the stream it comes."""
     if not isinstance(source, (str, os.PathLike)):
         yield from (line.strip() for line in source if line.strip())
         return
-    with open(source, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line:
-                yield line
+    with open(source, encoding="utf-8-sig") as handle:
+        try:
+            for line in handle:
+                line = line.strip()
+                if line:
+                    yield line
+        except UnicodeDecodeError:
+            raise not_utf8_error(source) from None
 
 
 def sample_lines(sources, max_bytes: int) -> list[list[str]]:
