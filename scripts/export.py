@@ -8,9 +8,12 @@ The folder DIR holds:
   model.safetensors      the weights (safetensors only: checkpoints saved as pickled .bin files are refused)
   tokenizer files        when the checkpoint has a tokenizer; when it is one of bizoo's own tokenizer classes
                          (WordCharTokenizerFast), its tokenizer_config.json gets an "auto_map" naming that class in
-                         the code files below, so AutoTokenizer loads it with trust_remote_code=True too
-  README.md              a model card: Hub metadata (tags, pipeline_tag, model-index with the results recorded
-                         in the checkpoint), what the model is, how to load it, results, configuration
+                         the code files below, so AutoTokenizer loads it with trust_remote_code=True too; the keys
+                         that say how this machine loaded it ("is_local", "local_files_only") are left out
+  README.md              a model card: Hub metadata (license: --license, apache-2.0 unless told; tags,
+                         pipeline_tag, model-index with the results recorded in the checkpoint), what the model is,
+                         how to load it, results, configuration; named after DIR's folder (bizoo push names it
+                         after the repository)
   configuration_*.py     bizoo's code for this model type, flattened into one folder: transformers copies a
   modeling_*.py          remote-code module and the sibling files it imports with `from .name import ...`,
   kernels_*.py           so bizoo's nested packages (modeling/, kernels/lion/, ...) become flat files and
@@ -21,8 +24,9 @@ safetensors weights, valid recorded results) and loaded. Everything then goes to
 that is renamed into place at the end: a failure leaves neither a half-written DIR nor a changed old one. An
 existing non-empty DIR is replaced only with --overwrite.
 
-example:
+examples:
   bizoo export runs/lion hub/lion-d
+  bizoo export runs/my-tagger hub/my-tagger --license mit
   bizoo push hub/lion-d --repo-id my-org/lion-d
 """
 
@@ -39,7 +43,7 @@ import bizoo
 
 from ..modeling.tokenization_wordchar import WordCharTokenizerFast
 from .lib.command import CommandError, command_main, listing, report, run_command
-from .lib.model_card import model_card, model_index_results
+from .lib.model_card import DEFAULT_LICENSE, check_license, model_card, model_index_results
 from .lib.output_folders import TOKENIZER_FILES, atomic_write_text, check_output_dir, staged_output_dir
 from .lib.remote_code import auto_map, flat_sources, tokenizer_auto_map
 from .lib.results import read_results
@@ -55,6 +59,9 @@ BIZOO_TOKENIZER_CLASSES = {
 }
 #: Weight files that are Python pickles: loading one can run arbitrary code.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+#: Keys transformers' tokenizer save_pretrained writes into tokenizer_config.json from how the tokenizer was loaded
+#: here (from a local folder, offline): loading-time state, not the tokenizer's, so an export leaves them out.
+LOADING_STATE_KEYS = ("is_local", "local_files_only")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -229,10 +236,14 @@ def _write_config(path: Path, entries: dict[str, str]) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _write_tokenizer_config(path: Path, entries: dict[str, list]) -> None:
-    """Add ``auto_map`` to the tokenizer_config.json that save_pretrained wrote (transformers' JSON layout)."""
+def _write_tokenizer_config(path: Path, entries: dict[str, list] | None) -> None:
+    """Rewrite the tokenizer_config.json that save_pretrained wrote (transformers' JSON layout): without the
+    ``LOADING_STATE_KEYS``, with ``auto_map`` set to ``entries`` unless they are None."""
     tokenizer_config = json.loads(path.read_text(encoding="utf-8"))
-    tokenizer_config["auto_map"] = entries
+    for key in LOADING_STATE_KEYS:
+        tokenizer_config.pop(key, None)
+    if entries is not None:
+        tokenizer_config["auto_map"] = entries
     text = json.dumps(tokenizer_config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     path.write_text(text, encoding="utf-8")
 
@@ -246,16 +257,19 @@ def _write_card(folder: Path, card: str) -> None:
     atomic_write_text(folder / "README.md", card)
 
 
-def export_model(checkpoint: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Write the Hub-ready folder of ``checkpoint`` to ``output_dir`` and return its path.
+def export_model(checkpoint: str | Path, output_dir: str | Path, overwrite: bool = False,
+                 license_id: str = DEFAULT_LICENSE) -> Path:
+    """Write the Hub-ready folder of ``checkpoint`` to ``output_dir`` and return its path; its card declares the Hub
+    license ``license_id``.
 
-    All checks and loading happen first (``CommandError``, a ``ValueError``, for bad input: a missing folder, no
-    config.json, a model type bizoo does not have, no safetensors weights or pickled ones only, an unreadable
-    safetensors file, malformed recorded results, weights that do not fit the class config.json names (missing
-    ones, or ones it would drop), an existing non-empty ``output_dir`` without ``overwrite``, or ``output_dir``
-    being the checkpoint itself). The files are then written into a temporary sibling folder that is
+    All checks and loading happen first (``CommandError``, a ``ValueError``, for bad input: a license id of another
+    form, a missing folder, no config.json, a model type bizoo does not have, no safetensors weights or pickled ones
+    only, an unreadable safetensors file, malformed recorded results, weights that do not fit the class config.json
+    names (missing ones, or ones it would drop), an existing non-empty ``output_dir`` without ``overwrite``, or
+    ``output_dir`` being the checkpoint itself). The files are then written into a temporary sibling folder that is
     renamed to ``output_dir`` at the end; an exception on the way leaves ``output_dir`` as it was.
     """
+    check_license(license_id)
     source = Path(checkpoint)
     config, spec = _read_config(source)
     weight_files = _weight_files(source)
@@ -270,7 +284,8 @@ def export_model(checkpoint: str | Path, output_dir: str | Path, overwrite: bool
     sources = flat_sources(spec, tokenizer)
     entries = auto_map(spec)
     tokenizer_entries = tokenizer_auto_map(tokenizer)
-    card = model_card(model, spec, tokenizer, results, name=target.resolve().name, code_files=list(sources))
+    card = model_card(model, spec, tokenizer, results, name=target.resolve().name, code_files=list(sources),
+                      license_id=license_id)
 
     with staged_output_dir(target, overwrite) as staging:
         model.save_pretrained(str(staging))
@@ -280,7 +295,7 @@ def export_model(checkpoint: str | Path, output_dir: str | Path, overwrite: bool
         _write_config(staging / "config.json", entries)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(staging))
-            if tokenizer_entries is not None:
+            if (staging / "tokenizer_config.json").is_file():
                 _write_tokenizer_config(staging / "tokenizer_config.json", tokenizer_entries)
         _write_code(staging, sources)
         _write_card(staging, card)
@@ -299,13 +314,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("output_dir", metavar="DIR", help="the folder to write (must be new or empty, see --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it already holds files")
+    parser.add_argument(
+        "--license", dest="license_id", default=DEFAULT_LICENSE, metavar="ID",
+        help="the Hub license id the model card declares (default: %(default)s, bizoo's own), e.g. mit, cc-by-4.0 "
+        "or other; weights converted from someone else's come under their license: name it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Export ``args.checkpoint`` to ``args.output_dir``; 0 on success, 2 on bad input."""
 
     def body() -> int:
-        path = export_model(args.checkpoint, args.output_dir, overwrite=args.overwrite)
+        path = export_model(args.checkpoint, args.output_dir, overwrite=args.overwrite, license_id=args.license_id)
         files = sorted(p.name for p in path.iterdir())
         report(f"exported {args.checkpoint} to {path} ({len(files)} files: {', '.join(files)})")
         report(f"load it with AutoModel*.from_pretrained({str(path)!r}, trust_remote_code=True)")

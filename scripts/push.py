@@ -19,8 +19,9 @@ tokenization_*.py). Everything else in the repository stays: .gitattributes, a L
 added on the Hub, anything inside a folder. The files deleted are logged.
 
 The uploaded README.md is DIR's model card with its Python snippets naming ORG/NAME instead of DIR's name (the
-export's snippets load the folder beside them; on the Hub they load the repository). A README.md without bizoo's
-snippets is uploaded as it is.
+export's snippets load the folder beside them; on the Hub they load the repository), and its title and model-index
+name NAME where they were DIR's name (the Hub shows ORG/NAME above the card). A README.md without bizoo's snippets is
+uploaded as it is; DIR's own README.md is never changed.
 
 Authentication is huggingface_hub's: `hf auth login`, or the HF_TOKEN environment variable.
 
@@ -237,7 +238,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _stage_upload(folder: Path, files: list[str], repo_id: str, staging: Path) -> None:
     """Fill the empty folder ``staging`` with what goes up: ``files`` of ``folder`` (linked, not copied), README.md
-    rewritten by ``card_for_repo`` to name ``repo_id``."""
+    rewritten by ``card_for_repo`` for ``repo_id`` (written anew: the export's own card stays as it is)."""
     card = (folder / "README.md").read_text(encoding="utf-8")
     hub_card = card_for_repo(card, repo_id)
     if hub_card is None:

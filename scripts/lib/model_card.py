@@ -9,19 +9,22 @@ id it was recorded with and a name that says what was computed: ``METRIC_NAMES``
 
 ``bizoo export`` writes the card of an export (with its code files: it loads with ``trust_remote_code=True``);
 ``write_checkpoint_card`` writes the card of a folder a training command saved (it loads with bizoo installed).
-An export's snippets name the model by its folder; ``bizoo push`` uploads the card ``card_for_repo`` makes of it,
-whose snippets name the Hub repository instead.
+An export's card is named after its folder (title, model-index name) and its snippets load the folder; ``bizoo push``
+uploads the card ``card_for_repo`` makes of it, named after the repository and whose snippets load it by its id.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
+import json
 import math
 import re
 import string
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import PreTrainedConfig
 
@@ -34,6 +37,10 @@ from .remote_code import PACKAGE
 from .results import read_results
 
 CARD_TEMPLATE = "hub_cards/model_card.md"
+#: The license a card declares unless told otherwise (bizoo's own; ``bizoo export --license`` names another).
+DEFAULT_LICENSE = "apache-2.0"
+#: A Hub license id (https://huggingface.co/docs/hub/repositories-licenses): "mit", "cc-by-4.0", "openrail++", "other".
+LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
 #: Architecture class-name suffix -> the Hub's pipeline_tag (the task a `pipeline(...)` call runs).
 PIPELINE_TAGS = {
@@ -59,8 +66,29 @@ METRIC_NAMES = {
 
 #: The comment after an export card's ``model_id = "<folder name>"`` line (``card_for_repo`` drops it on the Hub).
 EXPORT_ID_COMMENT = "  # this folder (the card bizoo push uploads names its Hub id, ORG/NAME)"
-#: The line of a card's loading snippet that names the model (group 1: the name), with or without its comment.
-_MODEL_ID_LINE = re.compile(r'^model_id = "([^"\n]*)"(?:  #[^\n]*)?$', flags=re.M)
+#: A Python string literal on one line, single- or double-quoted, with its backslash escapes.
+_STRING_LITERAL = r"""(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
+#: The line of a card's loading snippet that names the model (group "literal": the name as a Python string literal),
+#: with or without its comment.
+_MODEL_ID_LINE = re.compile(rf"^model_id = (?P<literal>{_STRING_LITERAL})(?:  #[^\n]*)?$", flags=re.M)
+#: A card's YAML front matter.
+_FRONT_MATTER = re.compile(r"---\n.*?\n---\n", flags=re.S)
+#: What a non-finite metric shows in the card's results table (the model-index leaves it out).
+NOT_A_NUMBER = "n/a"
+
+
+def python_string(value: str) -> str:
+    """``value`` as a Python string literal that a card's snippet can hold: double-quoted as the snippets are written
+    (``"lion-d"``), quotes, backslashes and control characters escaped, so a folder named ``a"b\\c`` still makes a
+    snippet that compiles and names that folder (a name with a character that does not print, a line separator
+    say, all in ASCII escapes). Falls back to ``repr`` where a JSON string is not that literal."""
+    literal = json.dumps(value, ensure_ascii=not value.isprintable())
+    try:
+        if ast.literal_eval(literal) == value:
+            return literal
+    except (ValueError, SyntaxError):  # e.g. a lone surrogate from an undecodable file name
+        pass
+    return repr(value)
 
 
 def pipeline_tag_for(architecture: str) -> str | None:
@@ -91,9 +119,20 @@ def model_index_results(results: list[dict], source: str = "the results") -> lis
     Each record {"task": {"type", "name"}, "dataset": {"name", "type", "split", ...}, "metrics": {id: value},
     optionally "metric_names": {id: name}} becomes {task: {type, name}, dataset: {name, type, split},
     metrics: [{type: id, value, name}]}, the name from ``metric_names`` or ``METRIC_NAMES``. Metrics that are not
-    finite numbers (a NaN correlation) are left out. Raises ``CommandError`` naming the record for anything
-    malformed.
+    finite numbers (a NaN correlation) are left out, and so is a record left with none. Raises ``CommandError``
+    naming the record for anything malformed.
     """
+    entries = []
+    for entry in recorded_results(results, source):
+        metrics = [metric for metric in entry["metrics"] if math.isfinite(metric["value"])]
+        if metrics:
+            entries.append({**entry, "metrics": metrics})
+    return entries
+
+
+def recorded_results(results: list[dict], source: str = "the results") -> list[dict]:
+    """``model_index_results`` with every metric kept, the non-finite ones too: what the card's results table shows
+    (each metric under the name the model-index gives it)."""
     entries = []
     for number, record in enumerate(results):
         where = f"{source}, result {number}"
@@ -118,10 +157,9 @@ def model_index_results(results: list[dict], source: str = "the results") -> lis
             raise CommandError(f"{where}: 'metric_names' must be an object of metric id -> name, got {names!r}")
         entry_metrics = [
             {"type": metric, "value": value, "name": names.get(metric, METRIC_NAMES.get(metric, metric))}
-            for metric, value in metrics.items() if math.isfinite(value)
+            for metric, value in metrics.items()
         ]
-        if entry_metrics:
-            entries.append({"task": entry_task, "dataset": entry_dataset, "metrics": entry_metrics})
+        entries.append({"task": entry_task, "dataset": entry_dataset, "metrics": entry_metrics})
     return entries
 
 
@@ -136,15 +174,24 @@ def _markdown_cell(value) -> str:
 
 
 def _results_table(results: list[dict]) -> str:
-    rows = []
-    for record in results:
-        task, dataset = record["task"], record["dataset"]
-        for name, value in record["metrics"].items():
-            cells = (task.get("name", task["type"]), dataset["name"], dataset.get("split", ""), name, value)
+    """The results as a Markdown table, row for row what the model-index holds (the same task, dataset and metric
+    names and values), and a non-finite metric, which the model-index leaves out, as ``NOT_A_NUMBER``."""
+    rows, not_a_number = [], False
+    for entry in recorded_results(results):
+        task, dataset = entry["task"], entry["dataset"]
+        for metric in entry["metrics"]:
+            value = metric["value"]
+            not_a_number |= not math.isfinite(value)
+            cells = (task["name"], dataset["name"], dataset.get("split", ""), metric["name"],
+                     value if math.isfinite(value) else NOT_A_NUMBER)
             rows.append("| " + " | ".join(_markdown_cell(c) for c in cells) + " |")
     if not rows:
         return "No evaluation results were recorded with this checkpoint."
-    return "| Task | Dataset | Split | Metric | Value |\n|---|---|---|---|---|\n" + "\n".join(rows)
+    table = "| Task | Dataset | Split | Metric | Value |\n|---|---|---|---|---|\n" + "\n".join(rows)
+    if not_a_number:
+        table += (f"\n\n{NOT_A_NUMBER}: the metric is not a finite number (NaN: a correlation of constant predictions, "
+                  "say); the metadata's model-index leaves it out.")
+    return table
 
 
 def _config_fields(config: PreTrainedConfig) -> list[str]:
@@ -173,31 +220,69 @@ def card_for_repo(card: str, repo_id: str) -> str | None:
     """The model card ``card`` of an export as the Hub repository ``repo_id`` shows it, or None when ``card`` has no
     snippet of bizoo's that names the model (a card its author wrote: it is uploaded as it is).
 
-    An export's card names the model by its folder (``model_id = "lion-d"`` and ``pipeline(..., model="lion-d")``
-    in its Python snippets: they run beside the folder); on the Hub they must name ``repo_id``. Only those two
-    forms change, only inside the card's ```python blocks, and the ``model_id`` line loses its comment (which says
-    that the id changes on the Hub); the title, the metadata and the prose stay as exported.
+    An export's card is named after its folder: its title (``# lion-export``), its model-index ``name`` and its
+    Python snippets (``model_id = "lion-export"`` and ``pipeline(..., model="lion-export")``: they run beside the
+    folder). On the Hub the snippets name ``repo_id`` and the title and model-index name are the repository's NAME,
+    as transformers' Trainer names the card it pushes (the Hub shows ORG/NAME above the card already). Only those
+    change, and only where they still hold the folder's name (the one the ``model_id`` line names); the
+    ``model_id`` line loses its comment (which says that the id changes on the Hub); the rest stays as exported.
     """
     blocks = list(re.finditer(r"^```python\n(.*?)^```", card, flags=re.M | re.S))
-    names = {m.group(1) for b in blocks for m in _MODEL_ID_LINE.finditer(b.group(1))}
+    literals = {m.group("literal") for b in blocks for m in _MODEL_ID_LINE.finditer(b.group(1))}
+    values = {literal: _string_value(literal) for literal in literals}
+    literals = {literal for literal, value in values.items() if value is not None}
+    names = {values[literal] for literal in literals}
     if len(names) != 1:
         return None
     name = names.pop()
+    repo_literal = python_string(repo_id)
+    card = _named_in_metadata(card, name, repo_id.rsplit("/", 1)[-1])
     pieces, end = [], 0
-    for block in blocks:
-        body = _MODEL_ID_LINE.sub(lambda m: m.group(0) if m.group(1) != name else f'model_id = "{repo_id}"',
-                                  block.group(1))
-        body = body.replace(f'model="{name}"', f'model="{repo_id}"')
+    for block in re.finditer(r"^```python\n(.*?)^```", card, flags=re.M | re.S):
+        body = _MODEL_ID_LINE.sub(
+            lambda m: f"model_id = {repo_literal}" if m.group("literal") in literals else m.group(0), block.group(1)
+        )
+        for literal in literals:
+            body = body.replace(f"model={literal}", f"model={repo_literal}")
         pieces += [card[end:block.start(1)], body]
         end = block.end(1)
     return "".join(pieces) + card[end:]
+
+
+def _string_value(literal: str) -> str | None:
+    """The string a Python string literal stands for; None for one that does not parse (``"\\N"``, say)."""
+    try:
+        return ast.literal_eval(literal)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _named_in_metadata(card: str, name: str, new_name: str) -> str:
+    """``card`` with its model-index ``name`` and its title (the first ``# `` heading after the front matter) turned
+    from ``name`` into ``new_name``; where either is something else, or the metadata does not parse, it stays."""
+    front_matter = _FRONT_MATTER.match(card)
+    if front_matter is not None:
+        try:
+            parsed = ModelCard(card)
+        except (ValueError, yaml.YAMLError):  # the Hub's own check refuses such metadata; it is not ours to mend
+            parsed = None
+        if parsed is not None and parsed.data.eval_results and parsed.data.model_name == name:
+            parsed.data.model_name = new_name
+            card = parsed.content  # written back in its original order: as exported but for the name
+            front_matter = _FRONT_MATTER.match(card)
+    start = front_matter.end() if front_matter is not None else 0
+    title = re.compile(r"^# (.*)$", flags=re.M).search(card, start)
+    if title is not None and title.group(1) == name:
+        card = card[:title.start(1)] + new_name + card[title.end(1):]
+    return card
 
 
 def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, exported: bool,
            baseline: bool = False) -> tuple[str, str]:
     """(loading example, pipeline example) as Python source for the card: with ``trust_remote_code=True`` for an
     export, with ``import bizoo`` for a plain checkpoint of a bizoo model, with neither for a ``baseline`` (a model
-    transformers ships, which loads without bizoo)."""
+    transformers ships, which loads without bizoo). ``model_id`` and the text are string literals (``python_string``),
+    so the source compiles whatever the folder is called."""
     task = pipeline_tag or "feature-extraction"
     text = "The king gave his crown to the queen."
     if task == "fill-mask":
@@ -221,7 +306,7 @@ def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, 
     where = EXPORT_ID_COMMENT if exported else ""
     load = (
         header
-        + f'model_id = "{model_id}"{where}\n'
+        + f"model_id = {python_string(model_id)}{where}\n"
         + f"{tokenizer_line}\n"
         f"model = {auto_class}.from_pretrained(model_id{remote})\n"
         f'outputs = model(**tokenizer("The king gave his crown to the queen.", return_tensors="pt"))'
@@ -229,8 +314,8 @@ def _usage(auto_class: str, pipeline_tag: str | None, model_id: str, tokenizer, 
     call = (
         ("import bizoo\n" if needs_bizoo else "")
         + "from transformers import pipeline\n\n"
-        + f'pipe = pipeline("{task}", model="{model_id}"{pipeline_tokenizer}{remote})\n'
-        f'print(pipe("{text}"))'
+        + f'pipe = pipeline("{task}", model={python_string(model_id)}{pipeline_tokenizer}{remote})\n'
+        f"print(pipe({python_string(text)}))"
     )
     return load, call
 
@@ -257,10 +342,21 @@ def _about(exported: bool, baseline: bool, tokenizer) -> str:
     )
 
 
-def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], name: str, code_files: list[str]) -> str:
+def check_license(license_id: str) -> str:
+    """``license_id`` if it has the form of a Hub license id (``LICENSE_ID``); ``CommandError`` otherwise."""
+    if not isinstance(license_id, str) or not LICENSE_ID.fullmatch(license_id):
+        raise CommandError(
+            f"--license must be a Hub license id such as {DEFAULT_LICENSE}, mit or cc-by-4.0 (lowercase letters, "
+            f"digits, '.', '+' and '-'; see https://huggingface.co/docs/hub/repositories-licenses), got {license_id!r}"
+        )
+    return license_id
+
+
+def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], name: str, code_files: list[str],
+               license_id: str = DEFAULT_LICENSE) -> str:
     """README.md for an export of ``model`` (``code_files``: the code shipped beside it) or, with no ``code_files``,
-    for a checkpoint a bizoo command saved: YAML front matter (Hub metadata) and the body, rendered from
-    ``hub_cards/model_card.md`` with ``string.Template``."""
+    for a checkpoint a bizoo command saved: YAML front matter (Hub metadata; ``license_id``, its ``license``) and the
+    body, rendered from ``hub_cards/model_card.md`` with ``string.Template``."""
     config = model.config
     architecture = type(model).__name__
     # the Auto class the spec registers the model under (AutoModel loads the encoder of any other head)
@@ -283,7 +379,7 @@ def model_card(model, spec: bizoo.ModelSpec, tokenizer, results: list[dict], nam
     local = {"text", "csv", "tsv", "json", "jsonl", "parquet", "file", "conll", "conllu"}
     datasets = [d for d in dict.fromkeys(e["dataset"]["type"] for e in index_results) if d.lower() not in local]
     card_data = ModelCardData(
-        library_name="transformers", license="apache-2.0", tags=tags, datasets=datasets or None,
+        library_name="transformers", license=check_license(license_id), tags=tags, datasets=datasets or None,
         pipeline_tag=pipeline_tag, model_name=name if index_results else None,
         eval_results=[
             EvalResult(

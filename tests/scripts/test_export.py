@@ -248,7 +248,7 @@ def test_card_body_explains_loading_results_and_config(exported: Path):
     assert "AutoModelForMaskedLM.from_pretrained(model_id, trust_remote_code=True)" in body
     assert 'pipeline("fill-mask", model="lion-d-mlm", trust_remote_code=True)' in body
     assert "[MASK]" in body
-    assert "| Masked language modeling | Shakespeare sample | held-out | accuracy | 0.3125 |" in body
+    assert "| Masked language modeling | Shakespeare sample | held-out | Accuracy | 0.3125 |" in body
     assert "| `lion_variant` | `'d'` |" in body and "| `hidden_size` | `32` |" in body
     assert "bidirectional linear attention" in body  # what the model is, from bizoo's own docstring
     assert "Made with bizoo" in body and "modeling_lion.py" in body
@@ -436,7 +436,7 @@ def test_help_is_the_module_docstring(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: bizoo export [-h] [--overwrite] [--log-level LEVEL] CKPT DIR")
+    assert out.startswith("usage: bizoo export [-h] [--overwrite] [--license ID] [--log-level LEVEL]")
     assert "trust_remote_code=True" in out and "--overwrite" in out
 
 

@@ -5,13 +5,15 @@ tests/scripts/test_push_repository.py.)"""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import socket
 from pathlib import Path
 
 import pytest
 import yaml
-from huggingface_hub import HfApi, RepoUrl
+from huggingface_hub import HfApi, ModelCard, RepoUrl
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 import bizoo
@@ -19,6 +21,7 @@ from bizoo import LionForMaskedLM
 from bizoo.modeling.tokenization_wordchar import WordCharTokenizerFast
 from bizoo.scripts.export import export_model
 from bizoo.scripts.lib.remote_code import flat_sources
+from bizoo.scripts.lib.results import record_results
 from bizoo.scripts.push import main, push_folder
 
 
@@ -60,6 +63,10 @@ class RecordingHub:
         matches = [kwargs for called, kwargs in self.calls if called == name]
         assert len(matches) == 1, f"{name} called {len(matches)} times: {self.calls}"
         return matches[0]
+
+
+def front_matter(card: str) -> dict:
+    return yaml.safe_load(card.split("\n---\n", 1)[0].removeprefix("---\n"))
 
 
 @pytest.fixture
@@ -248,3 +255,44 @@ def test_unreachable_hub_exits_1_with_the_reason(exported: Path, hub: RecordingH
     assert err.startswith("bizoo push: error: the Hub refused or could not be reached (") and "Connect" in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert [name for name, _ in hub.calls] == ["create_repo"]
+
+
+def test_the_uploaded_card_is_named_after_the_repository(checkpoint: Path, tmp_path: Path, hub: RecordingHub):
+    """The export is named after its folder (``lion-export``: the title, the model-index name); on the Hub it kept
+    that name, under a repository called something else. The uploaded card takes the repository's NAME (as
+    transformers' Trainer names the card it pushes; the Hub shows ORG/NAME above it), the rest of the metadata
+    as exported; the export's own card stays as it was."""
+    record_results(checkpoint, task={"type": "fill-mask", "name": "Masked language modeling"},
+                   dataset={"name": "Shakespeare sample", "type": "text", "split": "held-out"},
+                   metrics={"accuracy": 0.25})
+    folder = export_model(checkpoint, tmp_path / "lion-export")
+    exported_card = (folder / "README.md").read_text(encoding="utf-8")
+    push_folder(folder, "my-org/lion-d")
+    card = hub.uploaded["README.md"].decode("utf-8")
+    meta, exported_meta = front_matter(card), front_matter(exported_card)
+    assert meta["model-index"][0]["name"] == "lion-d" and exported_meta["model-index"][0]["name"] == "lion-export"
+    exported_meta["model-index"][0]["name"] = "lion-d"
+    assert meta == exported_meta  # nothing else of the metadata changes
+    assert ModelCard(card).data.model_name == "lion-d"
+    assert card.split("\n---\n", 1)[1].lstrip("\n").splitlines()[0] == "# lion-d"
+    assert "lion-export" not in card
+    assert exported_card.split("\n---\n", 1)[1].lstrip("\n").startswith("# lion-export\n")
+    assert (folder / "README.md").read_text(encoding="utf-8") == exported_card
+
+
+def test_the_uploaded_card_names_the_repository_whatever_the_folder_is_called(checkpoint: Path, tmp_path: Path,
+                                                                              hub: RecordingHub):
+    """An export whose folder name holds quotes and a backslash: its card's snippets were not valid Python, and
+    ``card_for_repo`` did not find them, so the card went up naming the folder. Its snippets now name the
+    repository, and compile."""
+    name = "Lion \"d\" v2\\it's"
+    folder = export_model(checkpoint, tmp_path / name)
+    push_folder(folder, "my-org/lion-d")
+    card = hub.uploaded["README.md"].decode("utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        strings = {node.value for node in ast.walk(ast.parse(block)) if isinstance(node, ast.Constant)}
+        assert "my-org/lion-d" in strings and name not in strings, block
+    assert 'model_id = "my-org/lion-d"\n' in blocks[0] and 'model="my-org/lion-d"' in blocks[1]
+    assert "\n# lion-d\n" in card and f"# {name}" not in card

@@ -221,7 +221,7 @@ def test_the_uploaded_card_names_the_repository_and_its_snippets_run(tmp_path, h
                                                                      make_config):
     """The export's card loads ``model_id = "lion-export"``, the folder beside it; on the Hub that name is nobody's
     repository. The uploaded card names the repository id in both snippets, and they run, where bizoo is not
-    installed, against the Hub's cache with nothing named lion-export in reach."""
+    installed, against the Hub's cache with nothing named lion-export in reach; its title is the repository's NAME."""
     folder = export(tmp_path, "lion-export", lion(make_config, len(tokenizer), 0), tokenizer)
     push_folder(folder, REPO)
     card = hub.files()["README.md"].decode("utf-8")
@@ -230,11 +230,12 @@ def test_the_uploaded_card_names_the_repository_and_its_snippets_run(tmp_path, h
     assert len(blocks) == 2 and all("lion-export" not in block for block in blocks), blocks
     old_lines, new_lines = exported.splitlines(), card.splitlines()
     assert len(old_lines) == len(new_lines)
-    changed = [(old, new) for old, new in zip(old_lines, new_lines) if old != new]  # title, metadata, prose: kept
+    changed = [(old, new) for old, new in zip(old_lines, new_lines) if old != new]  # metadata, prose: kept
     assert [new for _, new in changed] == [
-        f'model_id = "{REPO}"', f'pipe = pipeline("fill-mask", model="{REPO}", trust_remote_code=True)'
+        "# lion-d", f'model_id = "{REPO}"', f'pipe = pipeline("fill-mask", model="{REPO}", trust_remote_code=True)'
     ], changed
-    assert changed[0][0].startswith('model_id = "lion-export"  # ') and 'model="lion-export"' in changed[1][0]
+    assert changed[0][0] == "# lion-export"
+    assert changed[1][0].startswith('model_id = "lion-export"  # ') and 'model="lion-export"' in changed[2][0]
 
     hub_cache(REPO, hub.files())
     (tmp_path / "hf_home").mkdir()
