@@ -40,8 +40,9 @@ result record names that split "held-out part of train".
 
 Words are tokenized with is_split_into_words=True; each word's tag is learned and predicted on its first
 sub-token (the other sub-tokens and the special tokens are ignored), and scoring maps the predictions back to
-words. Words cut off by --max-length get no prediction: they count as predicted "O" for spans (their entities
-count as missed) and as wrong for pos; the number of such words is reported.
+words. Words cut off by --max-length, and words that produce no token (characters the tokenizer removes, such as
+a no-break space), get no prediction: they count as predicted "O" for spans (their entities count as missed) and
+as wrong for pos; the number of each kind is reported (eval_results.json: truncated_words, words_without_tokens).
 
 The model is a checkpoint folder (its own tokenizer unless --tokenizer) or a bizoo model type to train from
 scratch (e.g. lion, with --variant and --model-config; unless --tokenizer, a cased WordPiece tokenizer is trained
@@ -655,6 +656,28 @@ def encode_words(tokenizer, sentences: TestSentences, label2id: dict[str, int], 
     return features, first_positions
 
 
+def words_without_tokens(tokenizer, sentences: TestSentences, first_positions: list[list[int | None]]) -> int:
+    """How many of the words without a first sub-token (None in ``first_positions``) produced no token at all (a
+    word of no-break spaces, zero-width or control characters, which the tokenizer's normaliser removes), rather
+    than being cut off by the maximum length: each such word tokenized alone. Both kinds get no prediction."""
+    unplaced = [words[i] for (words, _), positions in zip(sentences, first_positions)
+                for i, position in enumerate(positions) if position is None]
+    if not unplaced:
+        return 0
+    alone = tokenizer([[word] for word in unplaced], is_split_into_words=True, add_special_tokens=False)
+    return sum(not ids for ids in alone["input_ids"])
+
+
+def _unplaced_report(cut: int, empty: int, max_length: int, shown: str, total: int | None = None) -> str:
+    """The line that says which words got no prediction and why (``cut`` off by --max-length, ``empty``: no token)."""
+    of = f" of {total:,}" if total is not None else ""
+    parts = [f"{cut:,}{of} words were cut off by --max-length {max_length}"] if cut else []
+    if empty:
+        parts.append(f"{empty:,}{of if not cut else ''} words produced no token (only characters the tokenizer "
+                     "removes, such as no-break or zero-width spaces)")
+    return " and ".join(parts) + f": {shown}"
+
+
 def decoded_ids(predictions) -> np.ndarray:
     """The tag ids a model predicts at each position, (N, L), from what ``Trainer.predict`` gathers: its outputs
     besides the loss, one array or a tuple of them in the output's order. A bizoo token classifier's ``predictions``
@@ -845,7 +868,9 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     train_features, _ = encoded["train"]
     eval_features, first_positions = encoded["eval"]
     n_words = sum(len(words) for words, _ in data.eval)
-    truncated = sum(position is None for positions in first_positions for position in positions)
+    unplaced = sum(position is None for positions in first_positions for position in positions)
+    empty = words_without_tokens(tokenizer, data.eval, first_positions) if unplaced else 0
+    truncated = unplaced - empty
     logger.info(
         f"{data.dataset['name'] if args.dataset_name is not None or data_files(args) else 'CoNLL'} "
         f"({task.name.lower()}): train "
@@ -885,11 +910,11 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     report()
     report(f"{data.eval_name} ({prepared.source.describe()})")
     _report_scores(args.task, scores)
-    if truncated:
-        scored = "as 'O'" if task.spans else "as wrong"
-        report(f"{truncated:,} of {n_words:,} words were cut off by --max-length {args.max_length} and scored {scored}")
+    if unplaced:
+        scored = "scored as 'O'" if task.spans else "scored as wrong"
+        report(_unplaced_report(truncated, empty, args.max_length, scored, n_words))
     if data.test is not None:
-        _report_test(args, data, encoded["test"][1], test_scores)
+        _report_test(args, data, tokenizer, encoded["test"][1], test_scores)
     report(format_wall_times(train_seconds, total_seconds, train_output.global_step))
 
     results = {
@@ -906,6 +931,7 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
         "num_eval_examples": len(data.eval),
         "num_eval_words": n_words,
         "truncated_words": truncated,
+        **({"words_without_tokens": empty} if empty else {}),
         **({"test_file": data.test_name, "num_predict_examples": len(data.test)} if data.test is not None else {}),
         **({"predict_metrics": test_scores} if test_scores is not None else {}),
         **run_summary(args, prepared, train_output, train_seconds, total_seconds, trainer.args),
@@ -951,21 +977,22 @@ def predict_test(args: argparse.Namespace, trainer, data: TaggingData, encoded: 
     return files, scores
 
 
-def _report_test(args: argparse.Namespace, data: TaggingData, first_positions: list[list[int | None]],
+def _report_test(args: argparse.Namespace, data: TaggingData, tokenizer, first_positions: list[list[int | None]],
                  scores: dict[str, Any] | None) -> None:
     """What --do_predict did: the test split's scores (when it has tags) or how many sentences were tagged, and the
-    words cut off by --max-length."""
+    words without a prediction (cut off by --max-length, or without a token)."""
     report()
     if scores is not None:
         report(f"{data.test_name}, test (--do_predict)")
         _report_scores(args.task, scores)
     else:
         report(f"{data.test_name}: {len(data.test):,} test sentences tagged, without tags to score")
-    cut = sum(position is None for positions in first_positions for position in positions)
-    if cut:
+    unplaced = sum(position is None for positions in first_positions for position in positions)
+    if unplaced:
+        empty = words_without_tokens(tokenizer, data.test, first_positions)
         shown = NO_PREDICTION[TASKS[args.task].spans]
-        report(f"{cut:,} test words were cut off by --max-length {args.max_length}: {PREDICTIONS_FILE} gives them "
-               f"{shown!r}")
+        report("test: " + _unplaced_report(unplaced - empty, empty, args.max_length,
+                                           f"{PREDICTIONS_FILE} gives them {shown!r}"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from bizoo.scripts import finetune_glue, finetune_ner
 from bizoo.scripts.lib.data import GLUE_TASKS, conll_label_list, load_glue_split, read_conll
 from bizoo.scripts.lib.finetuning import format_table
 from bizoo.scripts.lib.models import parse_model_config
-from bizoo.scripts.finetune_ner import decoded_ids, encode_words, word_predictions
+from bizoo.scripts.finetune_ner import decoded_ids, encode_words, word_predictions, words_without_tokens
 from tests.tiny_configs import TINY_CONFIGS
 from tests.conftest import external_path
 from tests.scripts.conftest import call
@@ -319,6 +319,20 @@ def test_ner_labels_on_first_sub_token_and_truncated_words_are_o(tokenizer) -> N
     logits[0, 5, 0] = 2.0  # ... but "the"
     predicted = word_predictions(decoded_ids(logits.numpy()), first, {v: k for k, v in label2id.items()})
     assert predicted == [["B-ORG", "O", "B-ORG", "O"], ["B-ORG"]]  # the truncated word counts as "O"
+
+
+def test_words_without_a_token_are_told_apart_from_words_cut_off(tokenizer) -> None:
+    """A word of characters the tokenizer removes (a no-break space, a zero-width space) has no first sub-token, as
+    a word cut off by the maximum length has not: the report named every such word "cut off by --max-length"."""
+    sentences = [(["the", "\u00a0", "queen", "\u200b", "kingdom", "moonstar"], ["O"] * 6), (["night"], ["O"])]
+    _, first = encode_words(tokenizer, sentences, {"O": 0}, max_length=8)
+    assert first == [[1, None, 2, None, 3, None], [1]]  # [CLS] the queen king ##d ##o ##m [SEP]: moonstar cut
+    assert words_without_tokens(tokenizer, sentences, first) == 2
+    assert words_without_tokens(tokenizer, sentences[1:], first[1:]) == 0
+    line = finetune_ner._unplaced_report(1, 2, 8, "scored as 'O'", 7)
+    assert line == ("1 of 7 words were cut off by --max-length 8 and 2 words produced no token (only characters the "
+                    "tokenizer removes, such as no-break or zero-width spaces): scored as 'O'")
+    assert finetune_ner._unplaced_report(0, 2, 8, "x", 7).startswith("2 of 7 words produced no token")
 
 
 # ---------------------------------------------------------------------------------------------- bad input
