@@ -37,7 +37,6 @@ from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutp
 
 from ..configuration.common import CRF_LOGITS  # what a CRF head may report as logits (config.crf_logits)
 from ..kernels import dispatch
-from ..kernels.dispatch import reads_values
 from .common import Dropout, check_labels, settle_first_bad
 from .value_checks import check_mode, settle
 
@@ -442,7 +441,16 @@ class CrfTokenClassificationHead(nn.Module):
         are checked against the scheme by ``check_crf_labels`` whenever either changed since the last call)."""
         from ..kernels.crf.constraints import allowed_transitions, constraint_scores, detect_scheme
 
-        labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        tags = self.crf.transitions.shape[0]
+        if self.config.num_labels != tags:  # id2label replaced by one of another size after the head was built
+            raise ValueError(
+                f"{type(self.config).__name__}: id2label has {self.config.num_labels} labels "
+                f"({list(self.config.id2label.values())}) but this CRF head was built for {tags} tags (its classifier "
+                f"and transitions are {tags} wide); give id2label {tags} labels, or load the model anew with the new "
+                "labels (from_pretrained(path, id2label=..., label2id=..., ignore_mismatched_sizes=True)) to get a "
+                "head of their size"
+            )
+        labels = [self.config.id2label[i] for i in range(tags)]
         scheme = self.config.tag_scheme
         key = (tuple(labels), scheme, str(device))
         if key not in self._constraints_cache:
@@ -458,6 +466,30 @@ class CrfTokenClassificationHead(nn.Module):
         t_bias, s_bias, e_bias = self.constraint_scores(device)
         transitions, start, end = self.crf()  # (K, K), (K,), (K,)
         return transitions + t_bias, start + s_bias, end + e_bias
+
+    def check_gold_paths(self, model_name, log_likelihood, labels, mask) -> torch.Tensor:
+        """``log_likelihood`` (B,) of the gold paths, checked: a row at -inf has labels that break the tag scheme (no
+        path the constraints allow agrees with them), which is a ``ValueError``, never an infinite loss. As every
+        value check (``modeling/value_checks.py``): raised at once on a CPU; on a GPU read later without a host sync,
+        the call going on with those rows left out of the loss (0 instead of -inf: "bad labels ignored"); not
+        checked while traced."""
+        mode = check_mode(log_likelihood)
+        if mode == "off" or log_likelihood.numel() == 0:
+            return log_likelihood
+        broken = log_likelihood == float("-inf")  # (B,)
+        names = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        scheme = self.config.tag_scheme
+        if mode == "now":
+            if bool(broken.any()):
+                rows = broken.nonzero().flatten().tolist()
+                where = _first_break(labels[rows[0]], mask[rows[0]], names, scheme)
+                raise ValueError(_broken_gold_message(model_name, str(rows), names, scheme, where))
+            return log_likelihood
+        first = broken.to(torch.uint8).argmax(0, keepdim=True)  # (1,) the first broken row, or 0
+        numbers = torch.cat([broken.sum(0, keepdim=True), first])  # (2,) int64, read later
+        settle(mode, numbers, lambda n: None if n[0] == 0 else _broken_gold_message(
+            model_name, f"[{n[1]}{', ...' if n[0] > 1 else ''}]", names, scheme, ""))
+        return torch.where(broken, 0.0, log_likelihood)  # the call goes on without the broken rows
 
     def forward(self, hidden, attention_mask, labels=None, num_items_in_batch=None, model_name="model",
                 output_marginals=None):
@@ -486,18 +518,49 @@ class CrfTokenClassificationHead(nn.Module):
         if labels is not None:
             labels = labels.to(emissions.device)  # checked by check_task_labels before the encoder ran
             log_likelihood = crf_log_likelihood(emissions, mask, transitions, start, end, labels, backend=backend)
-            # no host sync on a GPU, no graph break while compiling
-            if reads_values(log_likelihood) and bool((log_likelihood == float("-inf")).any()):
-                rows = (log_likelihood == float("-inf")).nonzero().flatten().tolist()
-                raise ValueError(
-                    f"{model_name}: the labels of batch rows {rows} break the tag scheme "
-                    f"{self.config.tag_scheme!r} (e.g. I-X after O in BIO), so the CRF gives them probability 0; "
-                    "fix the labels, or set tag_scheme='none' (IOB1 data, for one, is not BIO)"
-                )
+            log_likelihood = self.check_gold_paths(model_name, log_likelihood, labels, mask)
             loss = normalised_sum(-log_likelihood.sum(), ((labels != -100) & mask).sum(), num_items_in_batch)
         if not output_marginals:
             return loss, logits, predictions
         return loss, logits, predictions, marginals
+
+
+def _scheme_name(names, scheme) -> str:
+    """The tag scheme a CRF head applies, as an error message names it: "'BIO'", or "'BIO' (tag_scheme='auto')"."""
+    from ..kernels.crf.constraints import detect_scheme
+
+    family = SCHEME_FAMILIES.get(scheme, scheme)
+    if scheme == "auto":
+        return f"{detect_scheme(names)!r} (tag_scheme='auto', read from id2label)"
+    return repr(family) if family == scheme else f"{family!r} (tag_scheme={scheme!r})"
+
+
+def _broken_gold_message(model_name, rows, names, scheme, where) -> str:
+    return (
+        f"{model_name}: the labels of batch rows {rows} break the tag scheme {_scheme_name(names, scheme)}"
+        f"{where or ' (e.g. I-X after O in BIO)'}, so the CRF gives them probability 0; fix the labels, or set "
+        "tag_scheme='none' (IOB1 data, for one, is not BIO)"
+    )
+
+
+def _first_break(tags, keep, names, scheme) -> str:
+    """Where one row's labels (L,) first break the scheme, read on the host: ", e.g. 'O' (position 2) followed by
+    'I-PER' (position 3)" for the first banned step between two labelled real positions in a row, a banned first or
+    last tag, or "" when only the unknown (-100) tags between the known ones leave no legal path."""
+    from ..kernels.crf.constraints import allowed_transitions
+
+    allowed, allowed_start, allowed_end = allowed_transitions(names, scheme)
+    positions = keep.bool().nonzero().flatten().tolist()
+    values = tags.tolist()
+    known = [(t, values[t]) for t in positions]
+    if known and known[0][1] != -100 and not allowed_start[known[0][1]]:
+        return f", e.g. {names[known[0][1]]!r} at the first real position ({known[0][0]})"
+    for (p, a), (q, b) in zip(known[:-1], known[1:]):
+        if a != -100 and b != -100 and not allowed[a, b]:
+            return f", e.g. {names[a]!r} (position {p}) followed by {names[b]!r} (position {q})"
+    if known and known[-1][1] != -100 and not allowed_end[known[-1][1]]:
+        return f", e.g. {names[known[-1][1]]!r} at the last real position ({known[-1][0]})"
+    return ""
 
 
 def input_shape(input_ids=None, inputs_embeds=None, char_ids=None) -> tuple[int, int] | None:
