@@ -16,6 +16,12 @@ POOLINGS = ("mean", "first", "final_states")
 BACKENDS = ("auto", "triton", "reference")
 TAG_SCHEMES = ("auto", "none", "IOB2", "BIO", "IOBES", "BIOES", "BILOU", "BIOUL")
 CRF_LOGITS = ("max_marginals", "log_marginals")
+#: kwargs of ``from_dict`` after which it does not ``check`` the config: the label maps (checked when a model is built
+#: from it) and what transformers passes to every config it loads (set before ``__init__`` runs, which checks them)
+UNCHECKED_FROM_DICT_KWARGS = frozenset(
+    ("id2label", "label2id", "num_labels", "name_or_path", "dtype", "torch_dtype", "attn_implementation",
+     "experts_implementation", "output_attentions")
+)
 
 logger = logging.get_logger(__name__)
 
@@ -131,7 +137,35 @@ class BizooConfig(PreTrainedConfig):
                 kwargs["label2id"] = {name: index for index, name in id2label.items()}
         elif label2id is not None and id2label is None:
             kwargs["id2label"] = id2label_from_label2id(cls.__name__, label2id, kwargs.get("num_labels"))
-        return super().from_dict(config_dict, **kwargs)
+        result = super().from_dict(config_dict, **kwargs)
+        # transformers sets the kwargs on the built config one by one, after __init__ checked the fields; a bad one
+        # (from_pretrained(folder, hidden_dropout_prob=2.0)) is refused here, naming it, as at construction. Label
+        # maps given alone are checked when a model is built from the config (ARCHITECTURE.md §3), as before.
+        config = result[0] if isinstance(result, tuple) else result
+        if any(hasattr(config, key) for key in set(kwargs) - UNCHECKED_FROM_DICT_KWARGS):
+            config.check()
+        return result
+
+    def update(self, config_dict: dict) -> None:
+        """transformers' ``update`` (the fields of ``config_dict`` set one by one), then ``check``: a bad value is a
+        ``ValueError`` naming the field, as at construction, and leaves the config as it was."""
+        self._checked_change(lambda: super(BizooConfig, self).update(config_dict))
+
+    def update_from_string(self, update_str: str) -> None:
+        """transformers' ``update_from_string`` ("hidden_size=64,qkv_bias=false"), checked as ``update``."""
+        self._checked_change(lambda: super(BizooConfig, self).update_from_string(update_str))
+
+    def _checked_change(self, change) -> None:
+        """Run ``change`` (which sets fields), then ``check``; on any error every field is put back (a property
+        such as ``num_labels`` sets others: the whole attribute dict is restored)."""
+        saved = dict(self.__dict__)
+        try:
+            change()
+            self.check()
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
 
     # Sizes the shared heads read. A model whose encoder output or embedding size differs from hidden_size
     # (e.g. a BiLSTM: 2 × hidden_size out, word embeddings of their own size) overrides them.

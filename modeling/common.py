@@ -259,6 +259,22 @@ class Dropout(nn.Dropout):
         return x * keep * scale
 
 
+class HalfSafeLayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (an instance of it, the same parameters and state-dict keys) that normalises an fp16 input on a
+    CPU in fp32 and returns fp16; elsewhere (other dtypes, a GPU's kernel, which keeps its statistics in fp32, and
+    under autocast, which runs the norm in fp32) ``nn.LayerNorm`` itself. torch's fp16 kernel on a CPU keeps
+    1 / sqrt(var + eps) in fp16: for a row that is exactly constant, as the rows a model zeroes at padded positions,
+    with eps = 1e-12 (BERT's, the configs' default) it is inf, and the backward pass then gives NaN gradients to the
+    norm's weight and everything before it, though the forward output there is finite."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float16 or x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type):
+            return super().forward(x)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return nn.functional.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+
+
 class TokenEmbeddings(nn.Module):
     r"""e_t = LayerNorm(W_word[x_t] + W_pos[p_t] + W_type[s_t]), then dropout.
 
@@ -279,7 +295,7 @@ class TokenEmbeddings(nn.Module):
         self.token_type_embeddings = (
             nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size > 0 else None
         )
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layer_norm = HalfSafeLayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # a pad row may be 0
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids, inputs_embeds, token_type_ids, attention_mask) -> torch.Tensor:

@@ -37,7 +37,7 @@ from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutp
 
 from ..configuration.common import CRF_LOGITS  # what a CRF head may report as logits (config.crf_logits)
 from ..kernels import dispatch
-from .common import Dropout, check_labels, settle_first_bad
+from .common import Dropout, HalfSafeLayerNorm, check_labels, settle_first_bad
 from .value_checks import check_mode, settle
 
 
@@ -68,7 +68,7 @@ class MaskedLMHead(nn.Module):
         d_in, d_emb = config.encoder_output_size, config.embedding_size
         self.dense = nn.Linear(d_in, d_emb)
         self.act = ACT2FN[config.hidden_act]
-        self.layer_norm = nn.LayerNorm(d_emb, eps=config.layer_norm_eps)
+        self.layer_norm = HalfSafeLayerNorm(d_emb, eps=config.layer_norm_eps)  # reads 0 rows where h is 0 (padding)
         self.decoder = nn.Linear(d_emb, config.vocab_size, bias=True)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:

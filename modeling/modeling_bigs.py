@@ -44,6 +44,7 @@ from ..configuration.configuration_bigs import BiGSConfig
 from ..kernels.ssm import bidirectional_ssm, s4d_init, s4d_kernel
 from .common import (
     DamagedCheckpointErrors,
+    HalfSafeLayerNorm,
     StrictFp32Modules,
     TokenEmbeddings,
     check_attention_mask,
@@ -110,7 +111,7 @@ class BiGSLayer(GradientCheckpointingLayer):
         super().__init__()
         d, inner = config.hidden_size, config.intermediate_size
         self.config = config
-        self.LayerNorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.LayerNorm = HalfSafeLayerNorm(d, eps=config.layer_norm_eps)
         self.dv = nn.Linear(d, inner)
         self.du_forward = nn.Linear(d, d)
         self.du_backward = nn.Linear(d, d)

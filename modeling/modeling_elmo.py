@@ -275,9 +275,12 @@ class ElmoScalarMix(nn.Module):
         mixed = None
         for weight, layer in zip(weights, layers):
             if self.layer_norm:
-                mean = layer.mean(dim=-1, keepdim=True)
-                var = layer.var(dim=-1, unbiased=False, keepdim=True)
-                layer = (layer - mean) * torch.rsqrt(var + self.eps)
+                # in fp32: eps (1e-12) is 0 in fp16, where a padded token's zero vector would give 0 · rsqrt(0) = NaN
+                # (the output there, and every gradient through the mix)
+                x = layer.float()
+                mean = x.mean(dim=-1, keepdim=True)
+                var = x.var(dim=-1, unbiased=False, keepdim=True)
+                layer = ((x - mean) * torch.rsqrt(var + self.eps)).to(layer.dtype)
             term = weight.to(layer.dtype) * layer
             mixed = term if mixed is None else mixed + term
         return self.gamma.to(mixed.dtype) * mixed * mask[..., None].to(mixed.dtype)

@@ -25,6 +25,7 @@ from ..kernels.lion.reference import attention_weights
 from .common import (
     DamagedCheckpointErrors,
     Dropout,
+    HalfSafeLayerNorm,
     StrictFp32Modules,
     TokenEmbeddings,
     check_attention_mask,
@@ -154,7 +155,8 @@ class LionAttention(nn.Module):
         # (``LionModel.forward`` refuses a config changed after building; see STRUCTURAL_FIELDS).
         self.feature_map = config.feature_map
         self.rowsum = config.normalization == "rowsum"
-        self.mixer_norm = None if self.rowsum else nn.LayerNorm(d, eps=config.layer_norm_eps)
+        # (the mixer's output is exactly 0 at padded positions, which HalfSafeLayerNorm keeps finite in fp16)
+        self.mixer_norm = None if self.rowsum else HalfSafeLayerNorm(d, eps=config.layer_norm_eps)
 
     def forward(
         self, hidden: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
@@ -254,9 +256,9 @@ class LionLayer(GradientCheckpointingLayer):
         super().__init__()
         self.pre_norm = config.layer_norm_position == "pre"
         self.mixer = LionAttention(config)
-        self.mixer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mixer_layer_norm = HalfSafeLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = LionFeedForward(config)
-        self.ffn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_layer_norm = HalfSafeLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(
@@ -328,7 +330,7 @@ class LionModel(LionPreTrainedModel):
         self.embeddings = LionEmbeddings(config)
         self.layers = nn.ModuleList([LionLayer(config) for _ in range(config.num_hidden_layers)])
         pre = config.layer_norm_position == "pre"
-        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else None
+        self.final_layer_norm = HalfSafeLayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else None
         self.gradient_checkpointing = False
         self.built_with = {field: getattr(config, field) for field in STRUCTURAL_FIELDS}  # see check_structure
         self.post_init()
