@@ -755,6 +755,14 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
         **kwargs,
     ) -> ElmoBidirectionalLMOutput | tuple:
         num_items = kwargs.pop("num_items_in_batch", None)
+        if labels is None and num_items is not None:  # plain Python on None: free, constant while compiling
+            raise ValueError(
+                f"{type(self).__name__}: called with num_items_in_batch but without labels, as the Trainer does when "
+                "it computes the loss itself from outputs.logits (TrainingArguments(label_smoothing_factor > 0), or a "
+                "compute_loss_func); the biLM has a forward and a backward LM, each with its own logits "
+                "(forward_logits, backward_logits) and no `logits`: its loss is the model's own (set "
+                "label_smoothing_factor=0 and leave compute_loss_func unset)"
+            )
         labels = check_task_labels(self, "bilm", labels, input_ids, inputs_embeds, char_ids)
         out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
         top = self.dropout(out.top_layer)  # (B, L, 2P)

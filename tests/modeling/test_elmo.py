@@ -386,6 +386,14 @@ def test_the_trainers_loss_of_the_bidirectional_lm_is_the_models_own(tmp_path):
     items = trainer._get_num_items_in_batch(halves, torch.device("cpu"))
     accumulated = sum(model(**half, num_items_in_batch=items).loss for half in halves)
     torch.testing.assert_close(accumulated, own, rtol=1e-5, atol=1e-6)
+    # label smoothing: the Trainer pops the labels, passes their count and smooths outputs["logits"], which the biLM
+    # does not have (a KeyError deep inside the Trainer): the model names the option instead
+    smoothing = TrainingArguments(str(tmp_path), report_to=[], use_cpu=True, per_device_eval_batch_size=4,
+                                  per_device_train_batch_size=4, max_steps=1, label_smoothing_factor=0.1)
+    trainer = Trainer(model=model, args=smoothing, train_dataset=rows, eval_dataset=rows, data_collator=collate)
+    for run in (trainer.evaluate, trainer.train):
+        with pytest.raises(ValueError, match=r"without labels.*label_smoothing_factor.*forward_logits"):
+            run()
 
 
 def test_bidirectional_lm_ties_its_softmax_and_loads_with_auto_pretraining(tmp_path):
