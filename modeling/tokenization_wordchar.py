@@ -48,6 +48,9 @@ Character schemes (``char_scheme``):
 
   In both schemes a padding position (attention mask 0) is a row of zeros.
 
+A text without words (empty, or spaces only) gives, as tensors, ``char_ids`` (rows, 0, W) and ``offset_mapping``
+(rows, 0, 2): the shapes of a text with words, so that a pipeline's batch pads it beside the others.
+
 Special tokens: [PAD]=0, [UNK]=1, [MASK]=2 and, with ``add_sentence_boundaries=True``, <S>=3 and </S>=4, which then
 wrap every sequence (``<S> A </S>``; pairs ``<S> A </S> <S> B </S>``) and are marked in ``special_tokens_mask``.
 A [MASK] written in the text is the mask token (for fill-mask), not a special position.
@@ -733,6 +736,11 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
             width = self.max_word_length
             output["char_ids"] = np.array(char_ids, dtype=np.int64).reshape(len(char_ids), -1, width)
             output.convert_to_tensors(return_tensors)
+            offsets = output.get("offset_mapping")
+            if getattr(offsets, "ndim", None) == 2 and offsets.shape[-1] == 0:  # (rows, 0): no token in any row
+                # (rows, 0, 2), as a row with tokens has it: a pipeline that pads a batch (token-classification
+                # with an empty text beside others) stacks it with the other rows' (1, L, 2) offsets
+                output["offset_mapping"] = offsets.reshape(offsets.shape[0], 0, 2)
         else:
             output["char_ids"] = char_ids
         return output
