@@ -2,8 +2,10 @@
 a check is cheap: the README's setup commands are the ones CI runs; every relative link reaches a file of the
 repository and, with a ``#fragment``, a heading in it; every option given to a command is one of its options; every
 command line in a code block (and every command of RESULTS.md) is one the parser takes; every Python block parses;
-every path of the repository named exists; and the layering ARCHITECTURE.md states for configuration/ and modeling/
-holds. Each check is also run on a planted wrong claim that it must find."""
+every path of the repository named exists, and so does every module or name a code span gives dotted
+(``lib.command.command_main``); every file and folder of ARCHITECTURE.md's layout tree exists; and the layering
+ARCHITECTURE.md states for configuration/ and modeling/ holds. Each check is also run on a planted wrong claim that it
+must find."""
 
 import ast
 import re
@@ -214,6 +216,139 @@ def missing_paths(text: str, root: Path = REPO_ROOT) -> list[str]:
 @pytest.mark.parametrize("document", ALL_DOCUMENTS, ids=DOCUMENT_IDS)
 def test_paths_named_in_the_documents_exist(document):
     assert missing_paths(without_code_blocks(document.read_text())) == []
+
+
+#: Short module names the documents use for a file of the repository: ``lib.command`` is scripts/lib/command.py,
+#: ``dispatch.resolve_backend`` a name of kernels/dispatch.py.
+MODULE_ALIASES = {"lib": "scripts/lib", "dispatch": "kernels/dispatch"}
+DOTTED_NAME = re.compile(
+    r"(?:bizoo\.)?(?:lib|dispatch|kernels|modeling|configuration|scripts)\.\w+(?:\.\w+)*|bizoo\.\w+")
+
+
+def module_names(source: Path) -> set[str]:
+    """The names a module defines or imports at its top level (inside ``if`` and ``try`` blocks too)."""
+    names, body = set(), list(ast.parse(source.read_text(encoding="utf-8")).body)
+    while body:
+        node = body.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.If, ast.Try)):
+            body += node.body + node.orelse + getattr(node, "finalbody", []) + [
+                n for handler in getattr(node, "handlers", []) for n in handler.body]
+    return names
+
+
+def resolves(dotted: str, root: Path) -> bool:
+    """Whether ``bizoo.kernels.crf.crf_marginals``, ``lib.command.command_main``, ``kernels.crf`` or
+    ``bizoo.wait_for_input_checks`` names a folder, a module or a name a module defines, in the repository at
+    ``root`` (the package ``bizoo``)."""
+    parts = dotted.removeprefix("bizoo.").split(".")
+    parts = MODULE_ALIASES.get(parts[0], parts[0]).split("/") + parts[1:]
+    folder = root
+    for i, part in enumerate(parts):
+        if (folder / part).is_dir():
+            folder = folder / part
+            continue
+        if (folder / f"{part}.py").is_file():
+            rest = parts[i + 1:]
+            return not rest or rest[0] in module_names(folder / f"{part}.py")
+        init = folder / "__init__.py"
+        return init.is_file() and part in module_names(init)
+    return True
+
+
+def missing_module_names(text: str, root: Path = REPO_ROOT) -> list[str]:
+    """Each code span that opens with a dotted name of the package (``bizoo.kernels.lstm.bilstm(x, ...)``,
+    ``lib.training.input_checks_callback``, ``dispatch.values_on_host``) whose module or name does not exist;
+    placeholders (``bizoo.kernels.<op>``) are left alone."""
+    bad = []
+    for span in re.findall(r"`([^`]+)`", text):
+        found = DOTTED_NAME.match(span)
+        if found and not span[found.end():].startswith((".<", "<")) and not resolves(found.group(), root):
+            bad.append(found.group())
+    return bad
+
+
+@pytest.mark.parametrize("document", ALL_DOCUMENTS, ids=DOCUMENT_IDS)
+def test_module_names_in_the_documents_exist(document):
+    assert missing_module_names(without_code_blocks(document.read_text())) == []
+
+
+def layout_block(text: str) -> str:
+    """ARCHITECTURE.md §1's tree of the repository: the first fenced block of the section "Layout and layering"."""
+    section = re.search(r"^## 1\. Layout and layering\n(.*?)^## ", text, re.S | re.M)
+    assert section, "ARCHITECTURE.md has no section '## 1. Layout and layering'"
+    blocks = FENCED.findall(section.group(1))
+    assert blocks, "ARCHITECTURE.md §1 has no fenced layout tree"
+    return blocks[0]
+
+
+def missing_layout_entries(block: str, root: Path = REPO_ROOT) -> list[str]:
+    """Each file or folder the layout tree names that the repository lacks. An entry of the first column (a folder
+    ``kernels/``, a nested ``bench/``, a file ``gpu_check.py``) sets the folder that the ``*.py`` names and the
+    "one module per command/target: a, b, c" lists of its description (continuation lines included) are read in; a
+    path from a top-level folder (``tests/package/test_layout.py``) is read from the root; ``<op>`` and the like stand
+    for any name; a name after "no" (``no __init__.py``) is a promised absence, left alone."""
+    entries = []  # (nested, the first column's names, the description)
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        column, _, description = line.strip().partition("  ")
+        if line.strip() and indent <= 4:
+            entries.append((indent > 0, [e for e in re.split(r",\s*", column) if e], description))
+        elif entries:
+            entries[-1] = (*entries[-1][:2], f"{entries[-1][2]} {line.strip()}")
+    bad, top = [], root
+    for nested, names, description in entries:
+        parent = top if nested else root
+        here = parent / names[0] if names[0].endswith("/") else parent
+        top = top if nested else here
+        found = [(parent, name) for name in names if name.endswith("/") or "." in name]
+        found += [(here, m.group(1)) for m in re.finditer(r"(?<![\w/<>*.-])((?:[\w<>*]+/)*[\w<>*]+\.py)\b", description)
+                  if not description[:m.start()].endswith("no ")]
+        rooted = rf"(?<![\w/.-])(?:{'|'.join(TOP_FOLDERS)})/[\w/]*\w\b(?![.<*])"  # tests/kernels, not a *.py
+        found += [(root, m.group()) for m in re.finditer(rooted, description)]
+        listed = re.search(r"one module per \w+\W+([\w, ]+)", description)
+        found += [(here, f"{name}.py") for name in re.split(r"[,\s]+", listed.group(1)) if name] if listed else []
+        for base, name in found:
+            base = root if name.split("/")[0] in TOP_FOLDERS else base
+            if not any(base.glob(re.sub(r"<[^>]*>", "*", name).rstrip("/"))):
+                bad.append(f"{(base / name).relative_to(root).as_posix()}: {names[0]} {description.strip()[:50]!r}")
+    return bad
+
+
+def test_the_layout_tree_names_only_what_exists():
+    """Every folder, module and listed command or benchmark target in ARCHITECTURE.md's layout tree exists."""
+    assert missing_layout_entries(layout_block((REPO_ROOT / "ARCHITECTURE.md").read_text())) == []
+
+
+def test_the_name_checks_catch_planted_wrong_claims():
+    """The module-name and layout checks find a name that no longer exists, and leave the right ones alone."""
+    right = ("`lib.command.command_main`, `dispatch.resolve_backend`, `kernels.crf`, `bizoo.wait_for_input_checks()`, "
+             "`bizoo.kernels.lstm.bilstm(x, weight_ih, ...)`, `bizoo.kernels.<op>`, `modeling.common.Dropout`")
+    assert missing_module_names(right) == []
+    planted = right.replace("command_main", "command_run").replace("kernels.crf`", "kernels.hmm`").replace(
+        "wait_for_input_checks", "wait_for_checks").replace("lstm.bilstm", "lstm.lstm")
+    assert missing_module_names(planted) == [
+        "lib.command.command_run", "kernels.hmm", "bizoo.wait_for_checks", "bizoo.kernels.lstm.lstm"]
+
+    block = layout_block((REPO_ROOT / "ARCHITECTURE.md").read_text())
+    assert missing_layout_entries(block) == []
+    plants = {  # a module, a folder, a listed target and command, a root path, a path in a description, a file
+        "value_checks.py: where": "value_check.py: where", "  bench/ ": "  benches/ ",
+        "per target (lion, lion_forms,": "per target (lion, lion_form,",
+        "convert_bigs, convert_elmo": "convert_bigs, convert_hmm",
+        "tests/package/test_layout.py": "tests/package/test_layouts.py", "tests/reliability;": "tests/reliable;",
+        "`bizoo bench`: registry.py": "`bizoo bench`: registri.py",
+        "setup.py, pyproject.toml": "setup.py, pyproject.tml",
+    }
+    for old, new in plants.items():
+        assert block.count(old) == 1, old
+        assert len(missing_layout_entries(block.replace(old, new))) >= 1, new
 
 
 def test_the_checks_catch_planted_wrong_claims(command_options):
