@@ -324,6 +324,18 @@ def bilm_model_types() -> list[str]:
     return sorted(name for name, spec in bizoo.MODEL_SPECS.items() if spec.config_class in mapping)
 
 
+def stated_objective(args: argparse.Namespace) -> str:
+    """The objective as the command line states it, before a checkpoint is read: --objective, or for "auto" the one
+    --model's type (the default model's without --model) takes; "mlm" where a checkpoint's type decides, later. The
+    training options are checked against it first (the biLM's evaluation scores its loss alone, so the flags that
+    would keep a masked-LM run from scoring its predictions do not matter there)."""
+    if args.objective != "auto":
+        return args.objective
+    if args.model_name_or_path is not None:
+        return "mlm"
+    return resolve_objective("auto", model_spec(args.model or DEFAULT_MODEL))
+
+
 def resolve_objective(objective: str, spec) -> str:
     """"mlm" or "bilm": --objective, with "auto" meaning bilm for a model with a biLM head and mlm otherwise."""
     has_bilm = spec.model_type in bilm_model_types()
@@ -725,12 +737,15 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
     """The run's settings, every option checked (and the config's fields validated) before the output folder is
     created; ``CommandError`` on bad input."""
     started = time.perf_counter()
-    check_training_arguments(args, **trainer_settings(args))
+    stated = stated_objective(args)
+    check_training_arguments(args, **trainer_settings(args, stated))
     check_pretrain_arguments(args)
     check_hub_options(args)
     checkpoint = initial_checkpoint(args)
     spec = model_spec(args.model or (checkpoint.config.model_type if checkpoint else DEFAULT_MODEL))
     objective = resolve_objective(args.objective, spec)
+    if objective != stated:  # a checkpoint's type decided it: its evaluation needs other settings
+        check_training_arguments(args, **trainer_settings(args, objective))
     check_best_model_metric(args, HELD_OUT_METRICS[objective])
     wordchar = spec.tokenizer == "wordchar"
     if args.whole_word_mask and (objective != "mlm" or wordchar):

@@ -36,17 +36,20 @@ A command may add an option of its own whose default a preset sets (``add_preset
 ``--word-dropout``); it must be one of ``MODEL_DEFAULT_OPTIONS``, and a preset that sets it for a command without it
 is an error.
 
-A value the command depends on (``fixed=``, e.g. pretrain's ``remove_unused_columns=False``) cannot be changed: giving
-another is an error. Everything is checked before a command writes anything (``check_training_arguments``, which
-also builds the ``TrainingArguments`` once, so transformers' own checks run then too).
+A value the command depends on (``fixed=``, e.g. pretrain's ``remove_unused_columns=False``; in every command the
+evaluation flags its scores need, ``scoring_needs``) cannot be changed: giving another is an error. An --optim whose
+package is not installed, or --optim_args that are not key=value pairs, are refused too. Everything is checked
+before a command writes anything (``check_training_arguments``, which also builds the ``TrainingArguments`` once, so
+transformers' own checks run then too).
 
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
-``trainer_optimizers``, ``resume_checkpoint``, ``last_checkpoint``, ``check_in_turn``, ``build_on_first_process``,
-``push_final_folder``, ``first_samples``, ``input_checks_callback``, ``max_length_padding``; ``add_hub_arguments`` and
-``check_hub_options``: the Hub and cache options of run_*.py (--cache_dir, --model_revision, --token, ...;
-``lib.sources``); ``OneValue`` and ``bool_flag`` for a command's own options spelled as run_*.py spells them too
-(``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two spellings disagreeing is an error.
+``trainer_optimizers``, ``scoring_needs``, ``resume_checkpoint``, ``last_checkpoint``, ``check_in_turn``,
+``build_on_first_process``, ``push_final_folder``, ``first_samples``, ``input_checks_callback``,
+``max_length_padding``; ``add_hub_arguments`` and ``check_hub_options``: the Hub and cache options of run_*.py
+(--cache_dir, --model_revision, --token, ...; ``lib.sources``); ``OneValue`` and ``bool_flag`` for a command's own
+options spelled as run_*.py spells them too (``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two
+spellings disagreeing is an error.
 """
 
 from __future__ import annotations
@@ -633,6 +636,7 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
         check_best_model_metric(args, metrics)
     training = training_arguments(args, args.output_dir, defaults=defaults, fixed=fixed)
     _load_report_integrations(training.report_to)
+    _check_optimizer(training)
 
 
 def first_samples(examples: Sequence[T], args: argparse.Namespace, split: str, what: str = "examples") -> Sequence[T]:
@@ -673,6 +677,34 @@ def _load_report_integrations(report_to: list[str]) -> None:
         raise CommandError(f"--report_to {' '.join(report_to)}: {err}") from None
 
 
+def _check_optimizer(training) -> None:
+    """Resolve the optimizer --optim names with its --optim_args once (``Trainer.get_optimizer_cls_and_kwargs``):
+    one whose package is not installed (bitsandbytes, torchao, schedulefree, ...) or --optim_args that are not
+    ``key=value,...`` fail now, with transformers' message, instead of when the Trainer builds the optimizer after
+    the data is read, the tokenizer trained and the output folder made (a traceback, exit code 1). The optimizers
+    that group the model's parameters themselves (GaLore, APOLLO, LOMO) need the model, which is not built yet: the
+    check of their package is all that runs here."""
+    from transformers import Trainer
+
+    optim = getattr(training.optim, "value", training.optim)
+    if training.optim_args:
+        pairs = training.optim_args.replace(" ", "").split(",")
+        bad = [pair for pair in pairs if pair.count("=") != 1]
+        if bad:
+            raise CommandError(f"--optim_args {training.optim_args!r}: {bad[0]!r} is not key=value; give "
+                               "comma-separated key=value pairs (e.g. 'key=1,other=2')")
+    try:
+        Trainer.get_optimizer_cls_and_kwargs(training)
+    except ImportError as err:
+        raise CommandError(f"--optim {optim}: {err} (or choose another --optim, e.g. adamw_torch, adafactor, "
+                           "sgd)") from None
+    except ValueError as err:
+        if "model" in str(err):  # transformers asks for the model, which only the Trainer has (GaLore, LOMO, ...)
+            return
+        raise CommandError(f"--optim {optim}: {err} (or choose another --optim, e.g. adamw_torch, adafactor, "
+                           "sgd)") from None
+
+
 def bizoo_defaults(args: argparse.Namespace) -> dict[str, Any]:
     """bizoo's defaults for ``TrainingArguments`` fields (``BIZOO_DEFAULT_HELP``), used unless the command or the
     command line gives another value."""
@@ -710,18 +742,39 @@ def best_checkpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
+def scoring_needs(fixed: dict[str, Any] | None = None) -> dict[str, Needed]:
+    """The ``fixed=`` values every training command needs for its own scores, unless the command's ``fixed`` says
+    otherwise (pretrain's biLM objective scores the loss alone: ``prediction_loss_only=True``, and then nothing else
+    here applies). A command computes its metrics (accuracy, F1, Matthews, Pearson, ...) over the predictions of
+    the whole evaluation split at once, so it needs them gathered (``prediction_loss_only`` off), concatenated
+    across the batches (``eval_do_concat_batches``) and handed over once (not ``batch_eval_metrics``'s per-batch
+    calls). transformers takes all three and the command then failed only after training, in its evaluation, with an
+    error that named none of them ("1 predictions but 12 labels", "inhomogeneous shape", "compute_result")."""
+    loss_only = (fixed or {}).get("prediction_loss_only", False)
+    if (loss_only.value if isinstance(loss_only, Needed) else loss_only) is True:
+        return {}
+    return dict(
+        prediction_loss_only=Needed(False, "the command scores the evaluation split from the model's predictions, "
+                                    "which this option leaves out (the loss is reported with the scores anyway)"),
+        eval_do_concat_batches=Needed(True, "the command's metrics read the predictions of the whole evaluation "
+                                      "split at once, concatenated across its batches"),
+        batch_eval_metrics=Needed(False, "the command's metrics are computed over the whole evaluation split, not "
+                                  "summed batch by batch (F1, Matthews and Pearson are not means over batches)"),
+    )
+
+
 def training_values(args: argparse.Namespace, output_dir: str | os.PathLike, model=None,
                     defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
     """The keyword arguments of ``TrainingArguments``: bizoo's defaults, then the command's ``defaults`` and
-    --best-checkpoint's fields, then every field the options set (module docstring), then ``fixed``
-    (``CommandError`` if the command line gives another value). With --fsdp and no --fsdp_config, FSDP wraps each of
-    ``model``'s layers (its ``_no_split_modules``) as one unit."""
+    --best-checkpoint's fields, then every field the options set (module docstring), then ``fixed`` and
+    ``scoring_needs(fixed)`` (``CommandError`` if the command line gives another value). With --fsdp and no
+    --fsdp_config, FSDP wraps each of ``model``'s layers (its ``_no_split_modules``) as one unit."""
     resolve_training_defaults(args)
     fields = getattr(args, "_training_fields", None) or training_field_names()
     given = {name: getattr(args, name) for name in fields if _given(args, name)}
     values = {**bizoo_defaults(args), **(defaults or {}), **best_checkpoint_fields(args), **given,
               "output_dir": str(output_dir)}
-    for name, value in (fixed or {}).items():
+    for name, value in {**scoring_needs(fixed), **(fixed or {})}.items():
         value, why = (value.value, f": {value.why}") if isinstance(value, Needed) else (value, "")
         if name in given and given[name] != value:
             raise CommandError(f"--{name} {given[name]}: this command needs {name}={value}{why}")
@@ -869,7 +922,10 @@ def trainer_optimizers(model, args: argparse.Namespace, training_args=None) -> t
     the SSM's slower learning rate and no weight decay), else ``(None, None)`` (the Trainer's default optimizer).
 
     With ``training_args``, the optimizer --optim names, with its --adam_beta1/2, --adam_epsilon and --optim_args
-    (``Trainer.get_optimizer_cls_and_kwargs``); without, ``torch.optim.AdamW``.
+    (``Trainer.get_optimizer_cls_and_kwargs``); without, ``torch.optim.AdamW``. ``CommandError`` for an --optim that
+    groups the parameters itself (transformers hands it ``params``, the ``model`` or an ``optimizer_dict``: GaLore,
+    APOLLO, LOMO, the layer-wise ones; or builds it from the model: an optimizer factory such as Muon): the model's
+    groups would be passed beside its own, a ``TypeError`` or groups silently replaced.
     """
     groups = getattr(model, "parameter_groups", None)
     if groups is None:
@@ -880,7 +936,22 @@ def trainer_optimizers(model, args: argparse.Namespace, training_args=None) -> t
         return torch.optim.AdamW(groups(args.learning_rate, args.weight_decay), lr=args.learning_rate), None
     from transformers import Trainer
 
+    try:  # transformers >= 5.x's optimizer factories (Muon, ...); none before
+        from transformers.trainer_optimizer import is_optimizer_factory
+    except ImportError:
+        def is_optimizer_factory(_) -> bool:
+            return False
+
     optimizer_class, kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+    own_groups = sorted({"params", "model", "optimizer_dict"} & set(kwargs))
+    if own_groups or is_optimizer_factory(optimizer_class):
+        optim = getattr(training_args.optim, "value", training_args.optim)
+        raise CommandError(
+            f"--optim {optim} groups the model's parameters itself, and {type(model).__name__} trains with its own "
+            "parameter groups (model.parameter_groups: per-group learning rates and weight decay, e.g. BiGS's "
+            "slower SSM): choose an optimizer that takes parameter groups (adamw_torch, adamw_torch_fused, "
+            "adafactor, sgd, ...)"
+        )
     return optimizer_class(groups(args.learning_rate, args.weight_decay), **kwargs), None
 
 
