@@ -403,6 +403,7 @@ def _prepare(args: argparse.Namespace) -> tuple[GlueTask | DatasetTask, dict[str
         AutoModelForSequenceClassification,
         task_config(task),
         lambda: training_texts(task, splits["train"]),
+        sentence_pairs=task.is_pair,
     )
     token_types = getattr(prepared.model.config, "type_vocab_size", 1) != 0
     encoded = {

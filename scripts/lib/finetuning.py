@@ -337,13 +337,15 @@ def check_output_folder(args: argparse.Namespace) -> tuple[Path, str | None]:
     return output_dir, resume_checkpoint(args, output_dir)
 
 
-def _new_tokenizer(args: argparse.Namespace, source: ModelSource, training_texts, training_sentences):
+def _new_tokenizer(args: argparse.Namespace, source: ModelSource, training_texts, training_sentences,
+                   sentence_pairs: bool = False):
     """A tokenizer for a model trained from scratch: a ``WordCharTokenizerFast`` from the training words (or texts),
     or a WordPiece tokenizer trained on the training texts."""
     max_positions = getattr(source.config, "max_position_embeddings", None) or 512
     if source.spec.tokenizer == "wordchar":
         return build_wordchar_tokenizer(
-            source.spec, training_sentences or training_texts, args.vocab_size, model_max_length=max_positions
+            source.spec, training_sentences or training_texts, args.vocab_size, model_max_length=max_positions,
+            sentence_pairs=sentence_pairs,
         )
     texts = [text for text in training_texts() if text and text.strip()]
     if not texts:
@@ -365,10 +367,13 @@ def load_tokenizer(
     checkpoint: str | None = None,
     need_fast: bool = False,
     training_sentences: Callable[[], list] | None = None,
+    sentence_pairs: bool = False,
 ):
     """The tokenizer: the resumed checkpoint's, else --tokenizer, else the checkpoint's own, else (from scratch)
     a WordPiece tokenizer trained on ``training_texts()``, or, for a model that reads words and characters, a
-    ``WordCharTokenizerFast`` built from ``training_sentences()`` (lists of words) or the texts."""
+    ``WordCharTokenizerFast`` built from ``training_sentences()`` (lists of words) or the texts, which marks where
+    each text of a pair begins and ends (<S> ... </S>) when the task reads ``sentence_pairs``; a ready word+character
+    tokenizer that does not is warned about."""
     if checkpoint is not None:
         tokenizer = pretrained_tokenizer(checkpoint, "the checkpoint to resume", source.hub)
     elif args.tokenizer:
@@ -377,12 +382,19 @@ def load_tokenizer(
         from transformers import AutoTokenizer
 
         tokenizer = build_on_first_process(
-            lambda: _new_tokenizer(args, source, training_texts, training_sentences),
+            lambda: _new_tokenizer(args, source, training_texts, training_sentences, sentence_pairs),
             Path(args.output_dir) / ".tokenizer-shared", lambda t, path: t.save_pretrained(path),
             AutoTokenizer.from_pretrained,
         )
     else:
         tokenizer = pretrained_tokenizer(source.path, "the checkpoint (pass --tokenizer if it has none)", source.hub)
+    if sentence_pairs and getattr(tokenizer, "add_sentence_boundaries", True) is False:
+        logger.warning(
+            f"the task reads pairs of texts, and this word+character tokenizer ({type(tokenizer).__name__}) puts "
+            "nothing between them (add_sentence_boundaries=False): the model reads each pair as one run of words, "
+            "without token types to tell where the first text ends (a model trained from scratch here gets a "
+            "tokenizer with <S> ... </S> around each text)"
+        )
     if tokenizer.pad_token is None:
         raise CommandError("the tokenizer has no padding token; batches cannot be padded (set one and save it again)")
     if need_fast and not tokenizer.is_fast:
@@ -417,6 +429,7 @@ def prepare_model(
     training_texts: Callable[[], list[str]],
     need_fast_tokenizer: bool = False,
     training_sentences: Callable[[], list[list[str]]] | None = None,
+    sentence_pairs: bool = False,
 ) -> PreparedModel:
     """Check the model options and the output folder, then load or train the tokenizer and build the model.
 
@@ -455,7 +468,8 @@ def prepare_model(
                     f"ask for {key}={value!r}; resume with the options of the first run"
                 )
     _check_max_length(args, source.config)
-    tokenizer = load_tokenizer(args, source, training_texts, checkpoint, need_fast_tokenizer, training_sentences)
+    tokenizer = load_tokenizer(args, source, training_texts, checkpoint, need_fast_tokenizer, training_sentences,
+                               sentence_pairs)
     set_seed(args.seed)  # the same initial weights for the same --seed
     if checkpoint is not None:
         model = load_model(auto_class, checkpoint, tokenizer, hub=source.hub)

@@ -108,15 +108,20 @@ def pretrained_tokenizer(path: str, option: str, hub: HubOptions | None = None):
 
 
 def build_wordchar_tokenizer(
-    spec, sentences: Callable[[], list] | list, vocab_size: int | None = None, model_max_length: int = 512
+    spec, sentences: Callable[[], list] | list, vocab_size: int | None = None, model_max_length: int = 512,
+    sentence_pairs: bool = False,
 ):
     """A word+character tokenizer whose vocabulary is the training words (normalised as the model type's
     ``tokenizer_options`` in ``lib.model_defaults`` say), capped at ``vocab_size`` (--vocab-size) when given.
-    ``sentences``: texts or lists of words (or a callable returning them)."""
+    ``sentences``: texts or lists of words (or a callable returning them). ``sentence_pairs``: the task reads pairs
+    of texts, so each is wrapped in <S> ... </S> (``add_sentence_boundaries``): without, a pair is the words of both,
+    one after the other, and a model without token types (the BiLSTM-CRF) cannot tell where the first ends."""
     items = [item for item in (sentences() if callable(sentences) else sentences) if item]
     if not items:
         raise CommandError("the training data holds no text to build a vocabulary from")
     options = dict(model_defaults(spec.model_type).tokenizer_options)
+    if sentence_pairs:
+        options["add_sentence_boundaries"] = True
     if vocab_size is not None:
         if vocab_size < MIN_VOCAB_SIZE:
             raise CommandError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {vocab_size}")

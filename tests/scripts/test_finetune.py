@@ -282,6 +282,28 @@ def test_ner_bilstm_crf_from_scratch_with_word_vectors(conll_dir: Path, tmp_path
     assert results["steps"] == 3 and {"f1", "precision", "recall"} <= set(results["metrics"])
 
 
+def test_glue_pairs_with_a_word_char_model_mark_where_each_text_ends(glue_dir: Path, tmp_path: Path, capsys) -> None:
+    """The BiLSTM-CRF has no token types, and its tokenizer put nothing between the texts of a pair: "the king" +
+    "and the queen" read as "the king and" + "the queen". Built here for a pair task, its tokenizer wraps each text
+    in <S> ... </S>; for a single-text task it stays as the model type's preset says; a ready tokenizer without the
+    boundaries is warned about."""
+    output = tmp_path / "rte"
+    args = ["--model-name-or-path", "bilstm_crf", "--task", "rte", "--data-dir", glue_dir, "--output-dir", output,
+            "--model-config", "word_embedding_size=8", "hidden_size=8", *FAST]
+    assert call(finetune_glue.main, args) == 0
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    assert tokenizer.add_sentence_boundaries
+    assert tokenizer("the king", "and the queen")["input_ids"] != tokenizer("the king and", "the queen")["input_ids"]
+    single = tmp_path / "sst2"
+    args[3], args[7] = "sst2", single
+    assert call(finetune_glue.main, args) == 0
+    assert not AutoTokenizer.from_pretrained(single).add_sentence_boundaries
+    capsys.readouterr()
+    args[3], args[7], args[1] = "rte", tmp_path / "rte-from-sst2", single
+    assert call(finetune_glue.main, [*args[:8], *FAST]) == 0
+    assert "puts nothing between them (add_sentence_boundaries=False)" in capsys.readouterr().err
+
+
 def test_training_presets_fill_only_the_options_not_given() -> None:
     import argparse
 
