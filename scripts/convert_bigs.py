@@ -15,11 +15,11 @@ BiGSConfig) sits beside the weights:
 Every tensor is mapped to its bizoo name (Flax Dense kernels transposed, LayerNorm scale -> weight, Embed
 embedding -> weight; the original's pooler -> classifier.dense, its classifier -> classifier.out_proj, the MLM
 transform -> lm_head.dense / lm_head.layer_norm, cls.predictions.bias -> lm_head.decoder.bias, the decoder tied to
-the word embeddings) and every tensor must be accounted for. A missing or unexpected tensor, a wrong shape, a
-config.json that contradicts the tensors (num_hidden_layers, num_ssm, hidden_size, ...), or a malformed or
-truncated file is an error that names the tensor or field with the value found and the one expected; nothing is
-written then. The only tensors left out are ones the original model class never uses: the pooler of a masked-LM
-or token-classification checkpoint (the PyTorch port always builds one), the next-sentence head of a Flax
+the word embeddings) and every tensor must be accounted for. A missing or unexpected tensor, a wrong shape, NaN or
+infinite weights, a config.json that contradicts the tensors (num_hidden_layers, num_ssm, hidden_size, ...), or a
+malformed or truncated file is an error that names the tensor or field with the value found and the one expected;
+nothing is written then. The only tensors left out are ones the original model class never uses: the pooler of a
+masked-LM or token-classification checkpoint (the PyTorch port always builds one), the next-sentence head of a Flax
 pretraining checkpoint and the port's position_ids buffer; the summary lists them.
 
 The converted model computes what the original computes (fp32): pad_mode="legacy" pads every input to
@@ -673,6 +673,11 @@ def _check_shapes(rows: list[Row], weights: dict, dims: dict, explicit: set, sou
             )
         if row.target is not None and not tensor.is_floating_point():
             raise CommandError(f"{row.source} holds {tensor.dtype} values; expected floating point weights")
+        if row.target is not None and not bool(torch.isfinite(tensor).all()):
+            raise CommandError(
+                f"{row.source} holds NaN or infinite values ({source.description}); the checkpoint is corrupted or "
+                "was saved after training diverged"
+            )
     position_ids = layout.name(layout.base + "embeddings", "position_ids")
     if position_ids in weights and not torch.equal(weights[position_ids].long().flatten(), torch.arange(dims["P"])):
         raise CommandError(f"{position_ids} is not 0 … {dims['P'] - 1}: the original's positions would differ")

@@ -36,7 +36,9 @@ The LSTMs start every batch from a zero state. (bilm-tf's inference graph is sta
 states the previous batch ended with; bizoo's outputs equal bilm-tf's on a fresh graph, sentence by sentence.)
 
 The files may also come from a folder or a Hub repository (--source owner/name[@revision]: fetched into the Hub's
-cache, read from the cache only under HF_HUB_OFFLINE=1), with --options/--weights/--vocab naming files inside it.
+cache, read from the cache only under HF_HUB_OFFLINE=1), with --options/--weights/--vocab naming files inside it;
+by default options.json (or the folder's one *options.json, as the released elmo_..._options.json), its one *.hdf5
+file and vocab.txt when there. A vocabulary file may start with a byte-order mark and end its lines with \r\n.
 
 examples:
   bizoo convert-elmo --source elmo-original/ --output-dir runs/elmo-original
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +69,9 @@ INSTALL_HINT = "pip install bizoo[elmo]"
 BILM_BOS, BILM_EOS, BILM_UNK = "<S>", "</S>", "<UNK>"
 BILM_VOCAB_SKIP = "!!!MAXTERMID"  # a line bilm-tf's Vocabulary skips
 OPTIONS_FILE, VOCAB_FILE = "options.json", "vocab.txt"  # the default names inside --source
+#: the released files' names end so: elmo_2x4096_512_2048cnn_2xhighway_options.json
+OPTIONS_PATTERN = "*options.json"
+VOCAB_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def import_h5py():
@@ -182,8 +188,9 @@ def read_vocabulary(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise CommandError(f"--vocab {str(path)!r} does not exist or is not a file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+    try:  # a byte-order mark is not part of the first word; lines end at \n, \r\n or \r only, as when bilm-tf's
+        # Vocabulary iterates over the file (str.splitlines would also split words at \x85, \u2028, \x0c, ...)
+        lines = VOCAB_LINE_END.split(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as err:
         raise CommandError(f"--vocab {str(path)!r} is not UTF-8 text: {err}") from None
     words, seen, specials = [], {}, set()
@@ -334,10 +341,24 @@ def convert_checkpoint(options, weights, output_dir, vocab=None, overwrite: bool
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def default_options_name(folder: Path, source: str) -> str:
+    """options.json in ``folder``, else its one file named *options.json (the released files' naming,
+    elmo_2x4096_512_2048cnn_2xhighway_options.json); ``CommandError`` when neither or several are there."""
+    if (folder / OPTIONS_FILE).is_file():
+        return OPTIONS_FILE
+    found = sorted(p.name for p in folder.glob(OPTIONS_PATTERN) if p.is_file())
+    if len(found) == 1:
+        return found[0]
+    raise CommandError(
+        f"--source {source!r} holds no {OPTIONS_FILE} and {len(found)} {OPTIONS_PATTERN} files "
+        f"({', '.join(found) or 'none'}); name the options file with --options"
+    )
+
+
 def source_files(source: str | None, options: str | None, weights: str | None, vocab: str | None):
     """(options, weights, vocab) paths: as given without ``source``; with it, names inside the folder or Hub
-    repository ``source`` (``lib.sources.resolve_source``), defaulting to options.json, the one *.hdf5 file and
-    vocab.txt when present."""
+    repository ``source`` (``lib.sources.resolve_source``), defaulting to options.json (else the one *options.json
+    file, as the released files are named), the one *.hdf5 file and vocab.txt when present."""
     if source is None:
         missing = [name for name, value in (("--options", options), ("--weights", weights)) if value is None]
         if missing:
@@ -354,9 +375,11 @@ def source_files(source: str | None, options: str | None, weights: str | None, v
                 "weights with --weights"
             )
         weights = found[0]
+    if options is None:
+        options = default_options_name(folder, source)
     if vocab is None and (folder / VOCAB_FILE).is_file():
         vocab = VOCAB_FILE
-    inside = [folder / name if name is not None else None for name in (options or OPTIONS_FILE, weights, vocab)]
+    inside = [folder / name if name is not None else None for name in (options, weights, vocab)]
     for option, path in zip(("--options", "--weights", "--vocab"), inside):
         if path is not None and not path.is_file():
             raise CommandError(f"{option}: {path.name!r} is not a file in --source {source!r}")
@@ -368,8 +391,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source", metavar="SRC",
         help="a folder or Hub repository id (owner/name[@revision]) holding the bilm-tf files; --options, --weights "
-        f"and --vocab then name files inside it (defaults: {OPTIONS_FILE}, its one *.hdf5 file, {VOCAB_FILE} when "
-        "there)",
+        f"and --vocab then name files inside it (defaults: {OPTIONS_FILE} or else its one {OPTIONS_PATTERN} file, "
+        f"its one *.hdf5 file, {VOCAB_FILE} when there)",
     )
     parser.add_argument("--options", metavar="FILE", help="bilm-tf's options.json (required without --source)")
     parser.add_argument(
