@@ -40,6 +40,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from .lib.command import CommandError, command_main, report, run_command
@@ -81,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"models to evaluate (default: all: {', '.join(MODELS)})")
     parser.add_argument("--glue-dir", default=None, metavar="DIR",
                         help="GLUE folder (<TASK>/train.tsv and dev.tsv); every task there with both is run")
-    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="only these GLUE tasks")
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help="only these GLUE tasks (each a folder of --glue-dir)")
     parser.add_argument("--conll-dir", default=None, metavar="DIR", help="CoNLL-2003 folder (train.txt, valid.txt)")
     parser.add_argument("--text", nargs="+", default=None, metavar="FILE",
                         help="pretraining text of every model (default: the Shakespeare sample shipped with bizoo)")
@@ -101,14 +103,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=128, metavar="N", help="(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
     parser.add_argument("--pretrain-args", nargs=argparse.REMAINDER, default=[],
-                        help="more options for every `bizoo pretrain` (the rest of the line), e.g. --model-config ...")
+                        help="more options for every `bizoo pretrain` (the rest of the line), e.g. --model-config ...; "
+                        "not those evaluate-all sets alike for every model (--seed, --max-steps, --batch-size, "
+                        "--max-length, --eval_steps, --model, ...: its own options set them)")
+
+
+#: ``bizoo pretrain``'s options that evaluate-all sets itself, the same for every model, and the option of its own that
+#: sets them: refused in --pretrain-args, whose value would win (it comes last) while the table states evaluate-all's.
+#: --text and --eval-text only when evaluate-all's own --text / --eval-text are given.
+SHARED_PRETRAIN_OPTIONS = {
+    **dict.fromkeys(("--model", "--model-type", "--model_type", "--variant"), "--models"),
+    **dict.fromkeys(("--output-dir", "--output_dir"), "--output-dir"),
+    **dict.fromkeys(("--max-steps", "--max_steps", "--epochs", "--num_train_epochs", "--num-train-epochs"),
+                    "--pretrain-steps"),
+    **dict.fromkeys(("--seed", "--data_seed", "--data-seed"), "--seed"),
+    **dict.fromkeys(("--batch-size", "--per_device_train_batch_size", "--per-device-train-batch-size"),
+                    "--batch-size"),
+    **dict.fromkeys(("--max-length", "--max_seq_length", "--max-seq-length"), "--max-length"),
+    **dict.fromkeys(("--eval_steps", "--eval-steps"), "--eval-steps"),
+}
+TEXT_OPTIONS = {"text": ("--text", "--train-file", "--train_file"),
+                "eval_text": ("--eval-text", "--validation-file", "--validation_file")}
+
+
+def shared_in_pretrain_args(args) -> list[tuple[str, str]]:
+    """(what --pretrain-args gives, evaluate-all's option for it) for each option of ``SHARED_PRETRAIN_OPTIONS``
+    (or --text / --eval-text where evaluate-all's own are given) that --pretrain-args sets, spelled out, with
+    ``=VALUE`` or abbreviated as ``bizoo pretrain``'s parser lets it be."""
+    shared = dict(SHARED_PRETRAIN_OPTIONS)
+    for option, spellings in TEXT_OPTIONS.items():
+        if getattr(args, option):
+            shared.update(dict.fromkeys(spellings, f"--{option.replace('_', '-')}"))
+    found = []
+    for token in args.pretrain_args:
+        name = token.split("=", 1)[0]
+        if not name.startswith("--") or len(name) < 3:
+            continue
+        ours = shared.get(name) or next((ours for spelling, ours in shared.items() if spelling.startswith(name)), None)
+        if ours is not None:
+            found.append((token, ours))
+    return found
 
 
 def glue_tasks(glue_dir: Path, only: list[str] | None) -> tuple[list[str], list[str]]:
-    """(tasks with a train.tsv and a dev file, tasks skipped for lack of one), in GLUE's order."""
+    """(tasks with a train.tsv and a dev file, tasks skipped for lack of one), in GLUE's order (with ``only``,
+    --tasks: in its order). Without ``only`` every task with a folder in ``glue_dir``; a task --tasks names is taken
+    once however often (or in whatever spelling) it is named, and one without a folder is refused: its column would
+    be missing from the table without a word."""
     if not glue_dir.is_dir():
         raise CommandError(f"--glue-dir {str(glue_dir)!r} is not a folder")
-    wanted = [glue_task(t).name for t in only] if only else list(GLUE_TASKS)
+    wanted = list(dict.fromkeys(glue_task(t).name for t in only)) if only else list(GLUE_TASKS)
+    absent = [name for name in wanted if only and not (glue_dir / name).is_dir()]
+    if absent:
+        raise CommandError(f"--tasks {' '.join(absent)}: no such folder in --glue-dir {str(glue_dir)!r} "
+                           f"(expected {', '.join(str(glue_dir / name) + '/' for name in absent)})")
     runnable, skipped = [], []
     for name in wanted:
         folder = glue_dir / name
@@ -227,11 +275,25 @@ def reusable(folder: Path, finished: bool, record: dict) -> bool:
     return False
 
 
-def _keep_record(folder: Path, record: dict, finished: bool) -> None:
+def _keep_record(folder: Path, record: dict, finished: bool, **extra) -> None:
     """Write a run's command record beside its folder: before it runs (``finished`` False, so that results left by
-    an earlier run in the folder are never taken for this one's if it fails) and after it finished."""
+    an earlier run in the folder are never taken for this one's if it fails) and after it finished (``extra``: a
+    pretraining run's mark ``run``, see ``pretraining_run``)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    _record_path(folder).write_text(json.dumps({**record, "finished": finished}, indent=1) + "\n")
+    _record_path(folder).write_text(json.dumps({**record, "finished": finished, **extra}, indent=1) + "\n")
+
+
+def pretraining_run(pre: Path, record: dict, ran: bool) -> dict:
+    """What a fine-tuning run records of the pretraining it starts from (its ``after``): the pretraining's command
+    record and, for a run that finished since runs kept it, which run of that command line made the checkpoint
+    (``run``: a new mark each time it runs, kept in its record). A pretraining run again with the same command line
+    (its folder deleted, or left unfinished) has other weights, so the fine-tuning runs made from the earlier ones are
+    run again, not reused. A pretraining folder recorded without the mark (made by an older bizoo) gives the record
+    alone, as then."""
+    if ran:
+        return {**record, "run": uuid.uuid4().hex}
+    mark = (_recorded(pre) or {}).get("run")
+    return {**record, "run": mark} if mark else record
 
 
 def _timed(folder: Path, seconds: float | None = None) -> float:
@@ -273,21 +335,23 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
     model_type, variant = MODELS[name]
     row: dict = {"model": name, "glue": {}, "seconds": 0.0, "pretrain": None}
     common = ["--seed", str(args.seed), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
-    pretrained = None  # the command record of the pretraining run the fine-tuning runs start from
+    pretrained = None  # the record of the pretraining run the fine-tuning runs start from (``pretraining_run``)
     if name in FROM_SCRATCH:  # its vocabulary from each task's training words
         start = [model_type, *(["--variant", variant] if variant else [])]
         logger.info(f"{PROG}: {name} is trained from scratch on each task (no pretraining)")
     else:
         pre = out / name / "pretrain"
         argv = pretrain_argv(name, args, pre)
-        pretrained = command_record(argv, out)
-        if reusable(pre, (pre / "model.safetensors").is_file(), pretrained):
+        command = command_record(argv, out)
+        if reusable(pre, (pre / "model.safetensors").is_file(), command):
             ok, seconds = True, _timed(pre)
+            pretrained = pretraining_run(pre, command, ran=False)
         else:
-            _keep_record(pre, pretrained, finished=False)
+            _keep_record(pre, command, finished=False)
             ok, seconds = _run(argv, pre, "pretrain.log")
             _timed(pre, seconds)
-            _keep_record(pre, pretrained, finished=ok)
+            pretrained = pretraining_run(pre, command, ran=True)
+            _keep_record(pre, command, finished=ok, run=pretrained["run"])
         row["pretrain"] = {"ok": ok, "seconds": round(seconds, 1), "results": _results(pre) if ok else None}
         if ok:
             row["pretrain"].update(learning_curve(pre), parameters=count_parameters(pre))
@@ -385,7 +449,8 @@ def held_out(row: dict) -> str:
 
 
 def parameters(row: dict) -> str:
-    """The encoder's size as a cell (millions of weights of the pretrained checkpoint, else of the CoNLL tagger)."""
+    """The model's size as a cell: millions of weights of the pretrained checkpoint, its masked-LM (or biLM) head
+    included, else of the CoNLL tagger."""
     pre = row.get("pretrain") or {}
     count = pre.get("parameters") or (row.get("conll") or {}).get("parameters")
     return f"{count / 1e6:.2f}M" if count else "—"
@@ -529,6 +594,13 @@ def _evaluate_all(args: argparse.Namespace) -> int:
         raise CommandError("nothing to evaluate on: pass --glue-dir and/or --conll-dir")
     if args.tasks and not args.glue_dir:
         raise CommandError("--tasks picks GLUE tasks of --glue-dir: pass --glue-dir too")
+    shared = shared_in_pretrain_args(args)
+    if shared:
+        raise CommandError(
+            "--pretrain-args sets what evaluate-all gives every model alike and states in its table: "
+            + "; ".join(f"{token} (use {ours})" for token, ours in shared)
+        )
+    args.models = list(dict.fromkeys(args.models))  # a model named twice is one row, not two
     args.epochs_per_task = parse_epochs(args.finetune_epochs)
     if args.eval_steps is None:
         args.eval_steps = max(args.pretrain_steps // EVAL_POINTS, 1)
