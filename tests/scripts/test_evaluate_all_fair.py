@@ -6,7 +6,6 @@ replaced by one that writes what the real command writes (no training: these are
 import argparse
 import json
 
-
 from bizoo.scripts import evaluate_all
 
 
