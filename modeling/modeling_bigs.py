@@ -166,6 +166,15 @@ class BiGSPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
         super().post_init()
         self.apply_freeze_ssm()
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``, then ``config.freeze_ssm`` applied again: loading puts new
+        parameters (requires_grad=True) in place of the ones ``post_init`` froze."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info) with output_loading_info
+        model.apply_freeze_ssm()
+        return loaded
+
     def apply_freeze_ssm(self) -> None:
         """``config.freeze_ssm``: the SSM parameters (A, C, Δ, D) stop (or resume) training."""
         for module in self.modules():
@@ -280,7 +289,9 @@ class BiGSModel(BiGSPreTrainedModel):
         return_dict = config.return_dict if return_dict is None else return_dict
 
         if config.pad_mode == "legacy":
-            input_ids, inputs_embeds, token_type_ids = self._legacy_inputs(input_ids, inputs_embeds, token_type_ids, length)
+            input_ids, inputs_embeds, token_type_ids = self._legacy_inputs(
+                input_ids, inputs_embeds, token_type_ids, length
+            )
             full = torch.ones(batch, config.max_position_embeddings, dtype=mask.dtype, device=device)  # positions 0…P-1
             hidden = self.embeddings(input_ids, inputs_embeds, token_type_ids, full)  # (B, P, d)
             layer_mask = None  # the original mixes the padding in

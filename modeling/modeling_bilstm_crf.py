@@ -61,7 +61,9 @@ class BiLstmCrfEmbeddings(nn.Module):
     def __init__(self, config: BiLstmCrfConfig):
         super().__init__()
         self.config = config
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.word_embedding_size, padding_idx=config.pad_token_id)
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.word_embedding_size, padding_idx=config.pad_token_id
+        )
         self.char_encoder = None
         if config.char_encoder == "cnn":
             self.char_encoder = CharCnnEncoder(config.char_vocab_size, config.char_embedding_size,
@@ -165,7 +167,8 @@ class BiLstmCrfModel(BiLstmCrfPreTrainedModel):
         if config.char_encoder != "none":
             if char_ids is None:
                 raise ValueError(
-                    f"{name}: char_ids (batch, words, max_chars) are required with char_encoder={config.char_encoder!r}; "
+                    f"{name}: char_ids (batch, words, max_chars) are required with "
+                    f"char_encoder={config.char_encoder!r}; "
                     "the word+character tokenizer returns them"
                 )
             char_ids = check_char_ids(name, char_ids, batch, length, config.char_vocab_size)

@@ -3,7 +3,7 @@
 * ``s4d_kernel(log_step, A_re, A_im, C, length) -> (L,)``: the convolution kernel of one direction's SSM;
 * ``s4d_init(N, scaling, generator=None) -> dict``: initial parameters ("hippo", "lin" or "inv");
 * ``bidirectional_ssm(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask=None, *, form="auto",
-  backend="auto", recurrent_params=None, chunk_size=64) -> (y_fwd, y_bwd)``: the causal SSM over ``u_fwd`` and the
+  backend="auto", recurrent_params=None, chunk_size=128) -> (y_fwd, y_bwd)``: the causal SSM over ``u_fwd`` and the
   anti-causal one over ``u_bwd``, each (B, L, H), with kernels (L,) and skips () or (1,);
 * ``ssm_conv(u, k, d, attention_mask=None, *, reverse=False, form="auto", ...)``: one direction.
 

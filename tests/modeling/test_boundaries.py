@@ -160,3 +160,23 @@ def test_half_safe_layer_norm_is_layer_norm(dtype):
     x = x.requires_grad_()
     safe(x)[:2].float().sum().backward()
     assert torch.isfinite(safe.weight.grad).all() and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("cast", ["to", "bfloat16", "half"])
+def test_casting_a_built_model_keeps_the_strict_fp32_modules(cast, make_config):
+    """model.to(bf16) / .bfloat16() / .half() of a built model: LION's decays and the CRF's scores stay fp32 with their
+    values (StrictFp32Modules._apply), as at loading; every other weight takes the dtype."""
+    from transformers import AutoModelForTokenClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_config(make_config(("lion", "d"), num_labels=3, use_crf=True))
+    kept = {name: p.detach().clone() for name, p in model.named_parameters() if ".decay." in name or "crf" in name}
+    assert any(".decay." in name for name in kept) and any("crf" in name for name in kept)
+    dtype = torch.float16 if cast == "half" else torch.bfloat16
+    model = model.to(dtype) if cast == "to" else getattr(model, cast)()
+    for name, p in model.named_parameters():
+        if name in kept:
+            assert p.dtype == torch.float32 and torch.equal(p, kept[name]), name
+        else:
+            assert p.dtype == dtype, name
+    assert all(p.dtype == torch.float32 for p in model.float().parameters())
