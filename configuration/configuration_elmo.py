@@ -53,8 +53,8 @@ class ElmoConfig(BizooConfig):
             N > 0 = in training, a sampled softmax over N unique candidates per batch drawn from the log-uniform
             (Zipf) distribution over the ids, as bilm-tf (`n_negative_samples_batch`, 8192 there; the vocabulary
             must be sorted by frequency). Evaluation always uses the full softmax.
-        hidden_dropout_prob (`float`, defaults to 0.1): dropout on each LSTM layer's input and on the LM's top
-            states in training (bilm-tf's `dropout`); the heads' default dropout.
+        hidden_dropout_prob (`float`, defaults to 0.1): dropout on each LSTM layer's input (none with
+            `freeze_elmo`) and on the LM's top states in training (bilm-tf's `dropout`); the heads' default dropout.
         pad_token_id (`int`, defaults to 0), unk_token_id (`int`, defaults to 1): the tokenizer's.
         use_crf (`bool`, defaults to `True`), tag_scheme, classifier_pooling (`str`, defaults to `"final_states"`):
             see `BizooConfig`; the mix keeps the forward | backward halves, so "final_states" pools both directions.
@@ -64,11 +64,13 @@ class ElmoConfig(BizooConfig):
             concatenated with word vectors (`tagger_word_features`: the biLM's own word table, the LM softmax rows,
             looked up by `input_ids`) and a character CNN of its own (`tagger_char_cnn_filters` > 0 filters of width
             3 over 30-d character embeddings, Ma & Hovy's); `tagger_dropout` on that input (None:
-            `hidden_dropout_prob`); `freeze_elmo` keeps the biLM's encoder (character CNN and LSTMs) fixed, so that
-            only the mix, the word vectors, the character CNN, the BiLSTM and the head train, as Peters et al. do. The
+            `hidden_dropout_prob`); `freeze_elmo` keeps the biLM's encoder (character CNN and LSTMs) fixed and runs it
+            without dropout (its features are those of evaluation, as a pretrained biLM's are), so that only the
+            mix, the word vectors, the character CNN, the BiLSTM and the head train, as Peters et al. do. The
             defaults: the mix alone, everything trained.
-        hidden_act, layer_norm_eps, tie_word_embeddings: the masked-LM head's transform and tying (the LM softmax
-            of `ElmoForBidirectionalLM` is tied to the same table).
+        hidden_act, layer_norm_eps: the masked-LM head's transform. tie_word_embeddings (`bool`, defaults to
+            `True`, the one value allowed): the decoders of `ElmoForBidirectionalLM` and `ElmoForMaskedLM` are the
+            word table (the encoder reads characters only, so an untied table would be read by nothing).
     """
 
     model_type = "elmo"
@@ -202,6 +204,13 @@ class ElmoConfig(BizooConfig):
         self._positive_number("layer_norm_eps")
         self._choice("hidden_act", ("gelu", "gelu_new", "relu", "silu", "swish", "gelu_pytorch_tanh", "tanh"))
         self._boolean("tie_word_embeddings")
+        if not self.tie_word_embeddings:
+            self._fail(
+                "tie_word_embeddings", self.tie_word_embeddings,
+                "True: ELMo's word table is the LM softmax (its encoder reads characters only), so an untied table "
+                "would be read by no loss and never trained, and a tagger's word vectors (tagger_word_features) "
+                "would be that untrained table instead of the biLM's softmax rows",
+            )
         self._token_id("pad_token_id")
         self._token_id("unk_token_id")
         self._boolean("tagger_word_features")

@@ -203,7 +203,9 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
         →h^j = LSTMP_fwd(→h^{j-1}) [+ →h^{j-1}],   ←h^j = LSTMP_bwd(←h^{j-1}) [+ ←h^{j-1}]
 
     with ``ElmoLstmCell``'s equations, cell_clip and proj_clip from the config. In training, dropout applies to each
-    direction's input (bilm-tf's input dropout). The input is zero at padding, and so is the output.
+    direction's input (bilm-tf's input dropout), except with ``config.freeze_elmo``: a frozen biLM gives the features
+    bilm-tf's and AllenNLP's inference graphs give, without dropout. The input is zero at padding, and so is the
+    output.
 
     Shape: hidden (B, L, 2P) = [forward | backward], mask (B, L), initial_state (h (2, B, P), c (2, B, H)) per
     direction or None (zeros) -> ((B, L, 2P), with ``final_state`` the final state in the same layout, else None:
@@ -226,7 +228,9 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
             torch.stack(pair) for pair in zip(forward_weights[:3], backward_weights[:3])
         )  # (2, 4H, P), (2, 4H, P), (2, 4H): direction 0 forward, 1 backward
         weight_proj = None if forward_weights[3] is None else torch.stack([forward_weights[3], backward_weights[3]])
-        x = self.dropout(hidden.reshape(B, L, 2, -1))  # (B, L, 2, P): each direction's input
+        x = hidden.reshape(B, L, 2, -1)  # (B, L, 2, P): each direction's input
+        if not config.freeze_elmo:  # a frozen biLM is a fixed feature extractor: deterministic, as bilm-tf's inference
+            x = self.dropout(x)
         # (while torch.export traces, the op runs every schedule as one scan: kernels/lstm)
         y, final = bilstm(
             x,
@@ -896,8 +900,9 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
     read by `input_ids`, or `inputs_embeds` (B, L, projection_size) given instead) and the character CNN
     (`config.tagger_char_cnn_filters` > 0) are Peters et al.'s (2018) tagger inputs beside ELMo; without them the
     BiLSTM reads the mix alone. `config.freeze_elmo` fixes the biLM's encoder (its character CNN and LSTMs; the
-    forward runs them without a graph): the mix's weights, the word vectors (initialised from the biLM's table, as a
-    tagger fine-tunes pretrained word vectors), the character CNN, the BiLSTM and the head train.
+    forward runs them without a graph and without their dropout, so that the features they give are those of
+    evaluation): the mix's weights, the word vectors (initialised from the biLM's table, as a tagger fine-tunes
+    pretrained word vectors), the character CNN, the BiLSTM and the head train.
     """
 
     def __init__(self, config: ElmoConfig):
