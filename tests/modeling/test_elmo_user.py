@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bizoo import ElmoConfig, ElmoForBidirectionalLM, ElmoForTokenClassification
+from tests.modeling.test_elmo_tagger import widen
 from tests.tiny_configs import TINY_CONFIGS
 
 V = 30
@@ -14,15 +15,6 @@ V = 30
 
 def tiny(**overrides) -> ElmoConfig:
     return ElmoConfig(**{**TINY_CONFIGS["elmo"], "vocab_size": V, **overrides})
-
-
-def widen(model: torch.nn.Module) -> torch.nn.Module:
-    """Weights large enough that every layer moves the output (a small init passes little between positions)."""
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.dim() > 1 and "crf" not in name:
-                parameter.normal_(0.0, 0.7)
-    return model
 
 
 def tagger_inputs(model: ElmoForTokenClassification, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
