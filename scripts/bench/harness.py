@@ -40,6 +40,11 @@ MiB = 2**20
 L2_FLUSH_BYTES = 256 * MiB  # written before each timed run of an op on a GPU: over 4x the L2 of an H100/H200
 
 
+# A CPU case's peak where /proc/self/clear_refs cannot reset the peak resident set: the process's lifetime peak
+# (torch's import, the warm-up runs) would be taken for the timed runs' growth, so none is reported.
+PEAK_NOT_RESET = "peak not measured: the peak RSS could not be reset here (/proc/self/clear_refs)"
+
+
 def peak_memory_note(cuda: bool) -> str:
     """What an op benchmark's peak memory is, and (on a GPU) that the L2 cache is flushed before each timed run."""
     if not cuda:
@@ -238,9 +243,10 @@ def time_runs(
     was allocated before them: ``torch.cuda.max_memory_allocated`` on a GPU; on a CPU the growth of the peak
     resident set (reset after the warm-up, which has paged in the code and kernels the runs need), unless
     ``cpu_memory`` is False (a process that runs many cases: the reset gives memory back that the first timed run
-    then pays to fault in again). ``flush_l2`` (a GPU): before each timed run, outside its CUDA events, write a
-    buffer of ``L2_FLUSH_BYTES``, so that no run finds its inputs in the L2 cache that the one before left there
-    (the buffer is allocated before the peak is reset: it is not part of the peak)."""
+    then pays to fault in again); where the peak resident set cannot be reset, no peak but ``peak_note`` (why).
+    ``flush_l2`` (a GPU): before each timed run, outside its CUDA events, write a buffer of ``L2_FLUSH_BYTES``, so
+    that no run finds its inputs in the L2 cache that the one before left there (the buffer is allocated before the
+    peak is reset: it is not part of the peak)."""
     import torch
 
     def once():
@@ -256,13 +262,14 @@ def time_runs(
         once()
     for t in leaves:
         t.grad = None
+    cpu_peak_reset = False
     flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device="cuda") if cuda and flush_l2 else None
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     elif cpu_memory:
-        _reset_peak_rss()
+        cpu_peak_reset = _reset_peak_rss()  # without it VmHWM is the process's lifetime peak, not the runs'
         base = _rss_bytes()
     times = []
     for _ in range(repeats):
@@ -280,9 +287,11 @@ def time_runs(
             once()
             times.append((time.perf_counter() - start) * 1e3)
     result = {"status": "ok", "median_ms": statistics.median(times), "min_ms": min(times)}
-    if cuda or cpu_memory:
+    if cuda or cpu_peak_reset:
         peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()
         result["peak_mib"] = max(peak - base, 0) / MiB
+    elif cpu_memory:
+        result["peak_note"] = PEAK_NOT_RESET
     return result
 
 
@@ -463,7 +472,7 @@ def flatten(row: dict, results: dict, modes) -> dict:
         for key, out in (("median_ms", f"{mode}_ms"), ("min_ms", f"{mode}_min_ms"), ("peak_mib", f"{mode}_peak_mib")):
             if key in r:
                 row[out] = r[key]
-        for key in ("sdpa_backend", "max_abs_diff", "max_abs_output"):  # per case, not per mode
+        for key in ("sdpa_backend", "max_abs_diff", "max_abs_output", "peak_note"):  # per case, not per mode
             if key in r:
                 row[key] = r[key]
     statuses = [row[f"status_{m}"] for m in modes]

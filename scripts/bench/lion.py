@@ -474,7 +474,8 @@ def run(args) -> int:
     if args.plot:
         try:
             plot_times(rows, modes, args.plot, f"LION op vs SDPA, {meta['machine']}\n{settings['dtype']}, "
-                       f"H={args.heads} D={args.head_dim} decay {args.decay}, median of {settings['repeats']}")
+                       f"H={args.heads} D={args.head_dim} decay {args.decay}, median of {settings['repeats']}",
+                       xlabel="sequence length L " + (f"(B = {args.batch} fixed)" if args.batch else "(B·L fixed)"))
         except ImportError as err:  # the table and the JSON are the results; the plot is a view of them
             logger.warning(f"no plot: {short(err)}")
     return 0

@@ -247,6 +247,16 @@ def models_ratios(row: dict, base: dict | None) -> None:
                                                        _value(latency[mode], "latency_ms"))
 
 
+def mlm_logits(name: str, dense_logits: bool) -> dict[str, str]:
+    """What a masked LM of bench models projects onto the vocabulary in a training step, eager and compiled: BERT
+    every position; bizoo's models with ``sparse_prediction`` (the default, off with --dense-logits) only the masked
+    positions in eager mode, every position while torch.compile traces them (``heads.masked_lm_loss_and_logits``:
+    the number of masked positions is a value a graph cannot depend on). So without --dense-logits, a bizoo model's
+    eager training does less work than its compiled training and than BERT's."""
+    sparse = MODELS[name].model_type != "bert" and not dense_logits
+    return {"eager": "masked positions" if sparse else "every position", "compiled": "every position"}
+
+
 def measure_model(name: str, args, length: int, batch: int, device: str, timing: dict, backend: str) -> dict:
     """One row of bench models: ``name`` trained (``training.train_steps``: B·L tokens per step) and run for inference
     (``training.forward_latency``: --latency-batch rows of L tokens), each eager then under
@@ -276,6 +286,8 @@ def measure_model(name: str, args, length: int, batch: int, device: str, timing:
     row = {"model": name, "task": "tagging (CRF)" if tags else "masked LM", "baseline": case.baseline,
            "length": length, "batch": batch, "latency_batch": args.latency_batch,
            "train": {"eager": _attempt(train)}, "latency": {"eager": _attempt(latency)}}
+    if not tags:
+        row["train_logits"] = mlm_logits(name, args.dense_logits)
     if case.not_compiled:
         row["train"]["compiled"] = row["latency"]["compiled"] = {"status": case.not_compiled}
     else:
@@ -390,6 +402,14 @@ def run(args) -> int:
           f"{args.layers} layers x {args.hidden}, {args.heads} heads, feed-forward {4 * args.hidden}, kernel_backend "
           f"{args.backend!r}; elmo {args.elmo_size} ({cells} cells projected to {projection}, 2 layers, "
           f"{_elmo_config(args).max_characters_per_token} characters per word)")
+    if args.dense_logits:
+        report("MLM logits: every model projects every position onto the vocabulary, eager and compiled "
+               "(--dense-logits: the same work in every column)")
+    else:
+        report("MLM logits: lion-*, bigs and elmo (sparse_prediction) project only the masked positions onto the "
+               "vocabulary in eager training, every position when compiled (a traced graph cannot depend on their "
+               "number); bert-sdpa every position: their train c/e and vs base compare different work "
+               "(--dense-logits: the same work)")
     report(f"taggers (a tag per word, {args.tags} tags, the CRF's loss), vocabulary {args.vocab_size}: bilstm-crf "
           f"(bizoo) and lstm-crf (torch.nn.LSTM + linear + pytorch-crf), {tagger.num_hidden_layers} layer(s) x "
           f"{tagger.hidden_size} per direction over {tagger.word_embedding_size}-d words + a character CNN of "
@@ -401,7 +421,7 @@ def run(args) -> int:
             "compiled_warmup": timing["compiled_warmup"], "latency_runs": timing["runs"],
             "latency_batch": args.latency_batch, "layers": args.layers, "hidden": args.hidden, "heads": args.heads,
             "elmo_size": args.elmo_size, "tags": args.tags, "tagger_hidden": tagger.hidden_size,
-            "tagger_layers": tagger.num_hidden_layers,
+            "tagger_layers": tagger.num_hidden_layers, "sparse_prediction": not args.dense_logits,
             "baselines": {name: base for name, base in baselines.items() if name in names}}
     rows = []
     for length in args.lengths:

@@ -35,6 +35,9 @@ from .harness import (
 from .lion import triton_tuning
 from .report import write_json
 
+# The token ids of a benchmark batch are drawn from FIRST_TOKEN_ID to V - 1: the ids below are the special tokens
+# ([PAD], [UNK], [CLS], [SEP], [MASK] in BERT's vocabulary), so --vocab-size must be above it.
+FIRST_TOKEN_ID = 5
 BIGS_PRESET = "large-512"  # the BiGS shape of bench bigs-model (max_position_embeddings set to each L)
 BERT_LARGE_LAYERS = 24
 
@@ -107,7 +110,7 @@ def _model_inputs(length: int, batch: int, vocab_size: int, device: str, extra_i
     import torch
 
     g = torch.Generator(device="cpu").manual_seed(0)
-    ids = torch.randint(5, vocab_size, (batch, length), generator=g)  # (B, L)
+    ids = torch.randint(FIRST_TOKEN_ID, vocab_size, (batch, length), generator=g)  # (B, L)
     inputs = {"input_ids": ids, **(extra_inputs(ids) if extra_inputs else {})}
     if labels and tags:
         inputs["labels"] = torch.randint(0, tags, (batch, length), generator=g)  # (B, L)
@@ -198,6 +201,9 @@ def model_settings(args, device: str) -> dict:
     check_positive(lengths=args.lengths, tokens_per_step=args.tokens_per_step, steps=args.steps, layers=args.layers,
                    hidden=args.hidden, heads=args.heads, intermediate=getattr(args, "intermediate", None),
                    vocab_size=args.vocab_size)
+    if args.vocab_size <= FIRST_TOKEN_ID:
+        raise ValueError(f"--vocab-size must be > {FIRST_TOKEN_ID} (the token ids are drawn from {FIRST_TOKEN_ID} to "
+                         f"V - 1, above the special ids), got {args.vocab_size}")
     if args.warmup_steps is not None and args.warmup_steps < 0:
         raise ValueError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
     if args.hidden % args.heads:
