@@ -110,6 +110,14 @@ def retnet_decays(heads: int) -> torch.Tensor:
     return 1.0 - torch.pow(2.0, -5.0 - torch.arange(heads, dtype=torch.float64))
 
 
+def retnet_logits(heads: int) -> torch.Tensor:
+    """a_h with σ(a_h) = 1 - 2^(-n), n = 5 + h (``retnet_decays``), fp64: a_h = log(2^n - 1) = n log 2 + log1p(-2^-n),
+    finite for every h. (torch.logit of the decays is +inf from h = 49 on, where 1 - 2^-n rounds to 1 in fp64: an
+    infinite parameter whose decay, λ = 1, no gradient can move.)"""
+    n = 5.0 + torch.arange(heads, dtype=torch.float64)
+    return n * math.log(2.0) + torch.log1p(-torch.pow(2.0, -n))
+
+
 class LionAttention(nn.Module):
     r"""LION bidirectional linear attention with decay, one layer's token mixer.
 
@@ -293,7 +301,7 @@ class LionPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
         if isinstance(module, LionDecay):
             std = self.config.initializer_range
             retnet = self.config.decay_init == "retnet"
-            logits = torch.logit(retnet_decays(self.config.num_attention_heads)).float()  # σ(a_h) = λ_h
+            logits = retnet_logits(self.config.num_attention_heads).float()  # σ(a_h) = λ_h, finite for every h
             if module.variant == "d":
                 if retnet:
                     init.copy_(module.logits, logits)

@@ -14,11 +14,13 @@ below a length crossover and "chunk" from it on. The crossovers are measured wit
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-from ..dispatch import resolve_backend
+from ..dispatch import ENV_VAR, resolve_backend
 from . import reference
-from .checks import FORMS, check_inputs
+from .checks import FORMS, check_inputs, triton_limit
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
     from .triton_op import lion_attention_triton
@@ -59,7 +61,9 @@ def lion_attention(
         form: "attention", "chunk", "rnn" or "auto" (by length).
         chunk_size: chunk length of the chunk form (a power of two from 16 to 128 on Triton).
         normalize: apply the row-sum normaliser.
-        backend: "auto", "triton" or "reference" (see ``bizoo.kernels.dispatch``).
+        backend: "auto", "triton" or "reference" (see ``bizoo.kernels.dispatch``). "auto" takes the reference
+            where the Triton kernels cannot run the inputs (fp64, head sizes above 256, a chunk_size outside
+            16/32/64/128 for the chunk form), unless ``BIZOO_KERNEL_BACKEND=triton`` asks for Triton.
 
     Returns:
         (B, H, L, Dv) in the dtype of v, zeros at padded positions; empty when B or L is 0.
@@ -79,6 +83,14 @@ def lion_attention(
     check_inputs(q, k, v, log_decay, attention_mask, "chunk" if form == "auto" else form, chunk_size)
     # "rnn" has no Triton schedule: "auto" then stays on the reference backend.
     has_triton = lion_attention_triton is not None and form != "rnn"
+    if backend == "auto" and has_triton and os.environ.get(ENV_VAR, "").strip().lower() in ("", "auto"):
+        # Nor does "auto" pick Triton for what its kernels cannot do (a chunk_size outside CHUNK_SIZES, head sizes
+        # above MAX_HEAD_DIM, fp64): the reference computes it. (Asked for by name, backend='triton' or the
+        # environment variable, Triton says why it cannot.)
+        schedule = form
+        if form == "auto":
+            schedule = "chunk" if q.shape[2] >= TRITON_CHUNK_MIN_LENGTH else "attention"
+        has_triton = triton_limit(q, k, v, schedule, chunk_size) is None
     if backend == "triton" and lion_attention_triton is not None and form == "rnn":
         raise ValueError("lion_attention: form='rnn' runs on backend='reference' only; use 'chunk' on Triton")
     backend = resolve_backend(backend, q, op="lion_attention", has_triton=has_triton)

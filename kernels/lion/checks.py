@@ -102,23 +102,32 @@ def _check_attention_mask(attention_mask, device, B: int, L: int) -> None:
     check_mask_values("lion_attention", attention_mask)
 
 
-def check_triton_inputs(q, k, v, form: str, chunk_size: int) -> None:
-    """What the Triton kernels support (on inputs ``check_inputs`` accepted); ``ValueError`` naming the limit."""
-    check_triton_device("lion_attention", q)
+def triton_limit(q, k, v, form: str, chunk_size: int) -> str | None:
+    """What the Triton kernels cannot do with these inputs (already accepted by ``check_inputs``), as the error's
+    message, or None where they can; the device is not looked at (``check_triton_device``)."""
     if q.dtype not in (torch.float32, torch.float16, torch.bfloat16) or len({q.dtype, k.dtype, v.dtype}) != 1:
-        raise ValueError(
+        return (
             f"lion_attention: backend='triton' takes q, k, v of one dtype among float32, float16 and bfloat16, got "
             f"{q.dtype}, {k.dtype}, {v.dtype}"
         )
     if max(q.shape[-1], v.shape[-1]) > MAX_HEAD_DIM:
-        raise ValueError(
+        return (
             f"lion_attention: backend='triton' supports head sizes up to {MAX_HEAD_DIM}, got Dk={q.shape[-1]}, "
             f"Dv={v.shape[-1]}; use backend='reference'"
         )
     if form not in SCHEDULES:
-        raise ValueError(
+        return (
             f"lion_attention: backend='triton' has the forms {SCHEDULES} (and 'auto'); form={form!r} runs on "
             "backend='reference'"
         )
     if form == "chunk" and chunk_size not in CHUNK_SIZES:
-        raise ValueError(f"lion_attention: backend='triton' needs chunk_size in {CHUNK_SIZES}, got {chunk_size}")
+        return f"lion_attention: backend='triton' needs chunk_size in {CHUNK_SIZES}, got {chunk_size}"
+    return None
+
+
+def check_triton_inputs(q, k, v, form: str, chunk_size: int) -> None:
+    """What the Triton kernels support (on inputs ``check_inputs`` accepted); ``ValueError`` naming the limit."""
+    check_triton_device("lion_attention", q)
+    message = triton_limit(q, k, v, form, chunk_size)
+    if message is not None:
+        raise ValueError(message)
