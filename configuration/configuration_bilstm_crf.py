@@ -5,6 +5,9 @@ from __future__ import annotations
 from .common import BizooConfig
 
 CHAR_ENCODERS = ("cnn", "lstm", "none")
+CHAR_SCHEMES = ("vocab", "bilm")
+#: The "bilm" scheme's padding inside a word: bilm-tf's padding character 260, shifted by one.
+BILM_PAD_CHAR_ID = 261
 
 
 class BiLstmCrfConfig(BizooConfig):
@@ -23,6 +26,8 @@ class BiLstmCrfConfig(BizooConfig):
         char_encoder (`str`, defaults to `"cnn"`): `"cnn"`, `"lstm"` or `"none"`.
         char_vocab_size (`int`, defaults to 262): character ids the tokenizer produces (0 = padding); 262 covers
             bilm-tf's byte ids.
+        char_scheme (`str`, defaults to `"vocab"`): the tokenizer's `char_scheme`. `"bilm"` pads inside a word with
+            the id 261, not 0: the character encoders then leave 261 out with 0 (it needs `char_vocab_size` 262).
         char_embedding_size (`int`, defaults to 30).
         char_cnn_filters (`int`, defaults to 30), char_cnn_width (`int`, defaults to 3): the CNN encoder.
         char_lstm_size (`int`, defaults to 25): units per direction of the LSTM encoder.
@@ -63,12 +68,14 @@ class BiLstmCrfConfig(BizooConfig):
         tie_word_embeddings: bool = True,
         use_crf: bool = True,
         classifier_pooling: str = "final_states",
+        char_scheme: str = "vocab",
         **kwargs,
     ):
         self.vocab_size = vocab_size
         self.word_embedding_size = word_embedding_size
         self.char_encoder = char_encoder
         self.char_vocab_size = char_vocab_size
+        self.char_scheme = char_scheme
         self.char_embedding_size = char_embedding_size
         self.char_cnn_filters = char_cnn_filters
         self.char_cnn_width = char_cnn_width
@@ -95,6 +102,11 @@ class BiLstmCrfConfig(BizooConfig):
         return self.word_embedding_size
 
     @property
+    def pad_char_id(self) -> int | None:
+        """The character id, besides 0, that is padding inside a word (the "bilm" scheme's 261), or None."""
+        return BILM_PAD_CHAR_ID if self.char_scheme == "bilm" else None
+
+    @property
     def char_feature_size(self) -> int:
         """Size of one word's character encoding."""
         return {"cnn": self.char_cnn_filters, "lstm": 2 * self.char_lstm_size, "none": 0}[self.char_encoder]
@@ -109,6 +121,9 @@ class BiLstmCrfConfig(BizooConfig):
             self._probability(field)
         self._positive_number("layer_norm_eps")
         self._choice("char_encoder", CHAR_ENCODERS)
+        self._choice("char_scheme", CHAR_SCHEMES)
+        if self.char_scheme == "bilm" and self.char_vocab_size != BILM_PAD_CHAR_ID + 1:
+            self._fail("char_vocab_size", self.char_vocab_size, f"{BILM_PAD_CHAR_ID + 1} with char_scheme='bilm'")
         self._choice("hidden_act", ("gelu", "gelu_new", "relu", "silu", "swish", "gelu_pytorch_tanh", "tanh"))
         self._boolean("tie_word_embeddings")
         self._token_id("pad_token_id")

@@ -67,10 +67,10 @@ class BiLstmCrfEmbeddings(nn.Module):
         self.char_encoder = None
         if config.char_encoder == "cnn":
             self.char_encoder = CharCnnEncoder(config.char_vocab_size, config.char_embedding_size,
-                                               config.char_cnn_filters, config.char_cnn_width)
+                                               config.char_cnn_filters, config.char_cnn_width, config.pad_char_id)
         elif config.char_encoder == "lstm":
             self.char_encoder = CharLstmEncoder(config, config.char_vocab_size, config.char_embedding_size,
-                                                config.char_lstm_size)
+                                                config.char_lstm_size, config.pad_char_id)
         self.dropout = Dropout(config.embedding_dropout)
 
     def forward(self, input_ids, inputs_embeds, char_ids, mask) -> torch.Tensor:

@@ -64,7 +64,7 @@ from .heads import (
     token_classification_output,
     token_classification_head,
 )
-from .char_encoders import CharCnnEncoder
+from .char_encoders import BILM_PAD_CHAR_ID, CharCnnEncoder
 from .lstm_layers import BiLstmWeights
 
 #: The tagger's own character CNN (config.tagger_char_cnn_filters > 0): Ma & Hovy's 30-d character embeddings and
@@ -911,8 +911,9 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         self.elmo = ElmoModel(config, add_word_embeddings=config.tagger_word_features, num_scalar_mixes=1)
         self.char_cnn = None
         if config.tagger_char_cnn_filters:
+            # ELMo reads bilm-tf's character ids, whose padding inside a word is 261: left out of the CNN's max
             self.char_cnn = CharCnnEncoder(config.char_vocab_size, TAGGER_CHAR_EMBEDDING_SIZE,
-                                           config.tagger_char_cnn_filters, TAGGER_CHAR_CNN_WIDTH)
+                                           config.tagger_char_cnn_filters, TAGGER_CHAR_CNN_WIDTH, BILM_PAD_CHAR_ID)
         dropout = config.hidden_dropout_prob if config.tagger_dropout is None else config.tagger_dropout
         self.dropout = Dropout(dropout)
         self.tagger = BiLstmWeights(config.tagger_input_size, config.projection_size)

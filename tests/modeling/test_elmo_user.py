@@ -86,3 +86,17 @@ def test_the_tagger_reads_the_softmax_rows_of_a_saved_bilm(tmp_path):
     lm.save_pretrained(tmp_path / "bilm")
     tagger = ElmoForTokenClassification.from_pretrained(tmp_path / "bilm", num_labels=3, tagger_word_features=True)
     assert torch.equal(tagger.elmo.word_embeddings.weight, lm.lm_head.weight)
+
+
+def test_the_taggers_character_cnn_leaves_out_bilm_padding():
+    """ELMo's tagger CNN (Ma & Hovy's, over bilm-tf's character ids) takes its max over a word's real characters: the
+    scheme's in-word padding 261 entered it (windows of padding alone, the learned 261 row at the word's end)."""
+    from tests.modeling.test_bilstm_crf_user import bilm_char_ids, real_rows, widened
+
+    model = ElmoForTokenClassification(tiny(num_labels=3, tagger_char_cnn_filters=6))
+    cnn = widened(model.char_cnn)
+    _, char_ids = bilm_char_ids(12)
+    ours = cnn(char_ids[0])  # (N, F)
+    for i, real in enumerate(real_rows(char_ids)):
+        oracle = cnn.conv(cnn.embed(torch.tensor(real))[None].transpose(1, 2)).amax(-1)[0]
+        torch.testing.assert_close(ours[i], oracle, rtol=1e-5, atol=1e-5)
