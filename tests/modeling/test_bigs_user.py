@@ -6,11 +6,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 import bizoo
-from tests.tiny_configs import TINY_CONFIGS
-
-
-def tiny(**overrides):
-    return bizoo.BiGSConfig(**{**TINY_CONFIGS["bigs"], "vocab_size": 40, "initializer_range": 0.2, **overrides})
+from tests.modeling.test_bigs import tiny
 
 
 def ssm_parameters(model):

@@ -81,6 +81,9 @@ def test_id2label_changed_after_building_rebuilds_the_constraints():
     with torch.no_grad():
         model.classifier.classifier.weight.normal_(0, 3)
     x = ids(4, 8)
+    with torch.no_grad():
+        for row in model(input_ids=x).predictions:  # the constraints of the first labels built and cached
+            assert is_legal_path(row, BIO, "BIO")
     reordered = ["O", "B-PER", "B-LOC", "I-PER", "I-LOC"]
     model.config.id2label = dict(enumerate(reordered))
     model.config.label2id = {label: i for i, label in enumerate(reordered)}

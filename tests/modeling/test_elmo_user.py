@@ -6,16 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bizoo import ElmoConfig, ElmoForBidirectionalLM, ElmoForTokenClassification
+from bizoo import ElmoForBidirectionalLM, ElmoForTokenClassification
+from tests.modeling.test_elmo import V, tiny
 from tests.modeling.test_elmo_tagger import widen
-from tests.tiny_configs import TINY_CONFIGS
-
-V = 30
-
-
-def tiny(**overrides) -> ElmoConfig:
-    return ElmoConfig(**{**TINY_CONFIGS["elmo"], "vocab_size": V, **overrides})
-
 
 def tagger_inputs(model: ElmoForTokenClassification, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """What the tagger's BiLSTM reads (B, L, tagger_input_size) in one forward pass."""

@@ -2,6 +2,7 @@
 a row says it measured (the work a masked LM does, the axis of a plot), and a CPU peak that is not the runs' never
 reported as theirs. Timings are stubbed where the structure is checked; no timing is asserted."""
 
+import inspect
 import json
 
 import pytest
@@ -9,7 +10,9 @@ import torch
 
 from bizoo.kernels import dispatch
 from bizoo.scripts import bench
-from bizoo.scripts.bench import harness, lion, models, training
+from bizoo.scripts.bench import harness, lion, models, report, training
+
+pytestmark = pytest.mark.usefixtures("keep_threads")  # --threads sets torch's thread count in this process
 
 MODELS_SMALL = ["models", "--device", "cpu", "--threads", "1", "--layers", "1", "--hidden", "32", "--heads", "2",
                 "--vocab-size", "200", "--lengths", "16", "--tokens-per-step", "32", "--latency-runs", "1",
@@ -108,7 +111,7 @@ def test_bench_lion_plot_names_what_is_fixed(batch, tmp_path, monkeypatch):
     assert bench.main(argv + (["--batch", str(batch)] if batch else [])) == 0
     rows = plotted["args"][0]
     assert {r["length"] for r in rows} == {16, 32}
-    xlabel = plotted.get("xlabel", "sequence length L (B·L fixed)")  # plot_times' default
+    xlabel = plotted.get("xlabel", inspect.signature(report.plot_times).parameters["xlabel"].default)
     if batch:
         assert xlabel == "sequence length L (B = 2 fixed)" and {r["batch"] for r in rows} == {2}
     else:

@@ -5,7 +5,6 @@ values. The ELMo tests that convert read the bilm-tf fixture (BIZOO_TEST_DATA/fi
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -18,13 +17,7 @@ from bizoo.scripts.convert_elmo import read_vocabulary, source_files
 from bizoo.scripts.lib.command import CommandError
 from tests.conftest import external_path
 
-try:  # tests/scripts is on sys.path under pytest's default import mode, not under --import-mode=importlib
-    import test_convert_bigs as bigs_files
-except ImportError:
-    _path = Path(__file__).resolve().parent / "test_convert_bigs.py"
-    _spec = importlib.util.spec_from_file_location("test_convert_bigs", _path)
-    bigs_files = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(bigs_files)
+from tests.scripts import test_convert_bigs as bigs_files
 
 
 def elmo_fixture() -> Path:

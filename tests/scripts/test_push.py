@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 import socket
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from bizoo.scripts.export import export_model
 from bizoo.scripts.lib.remote_code import flat_sources
 from bizoo.scripts.lib.results import record_results
 from bizoo.scripts.push import main, push_folder
+from tests.scripts.test_export_cards import ODD_NAME, front_matter, snippets
 
 
 class RecordingHub:
@@ -63,10 +63,6 @@ class RecordingHub:
         matches = [kwargs for called, kwargs in self.calls if called == name]
         assert len(matches) == 1, f"{name} called {len(matches)} times: {self.calls}"
         return matches[0]
-
-
-def front_matter(card: str) -> dict:
-    return yaml.safe_load(card.split("\n---\n", 1)[0].removeprefix("---\n"))
 
 
 @pytest.fixture
@@ -285,11 +281,11 @@ def test_the_uploaded_card_names_the_repository_whatever_the_folder_is_called(ch
     """An export whose folder name holds quotes and a backslash: its card's snippets were not valid Python, and
     ``card_for_repo`` did not find them, so the card went up naming the folder. Its snippets now name the
     repository, and compile."""
-    name = "Lion \"d\" v2\\it's"
+    name = ODD_NAME
     folder = export_model(checkpoint, tmp_path / name)
     push_folder(folder, "my-org/lion-d")
     card = hub.uploaded["README.md"].decode("utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    blocks = snippets(card)
     assert len(blocks) == 2
     for block in blocks:
         strings = {node.value for node in ast.walk(ast.parse(block)) if isinstance(node, ast.Constant)}
