@@ -331,7 +331,7 @@ class StrictFp32Modules:
     error that the powers λ^t over a long sequence carry; SSM poles and steps, and CRF scores summed along a path,
     fare alike. bf16 is no safer for them than fp16.
 
-    Two things this adds to transformers' own handling:
+    What this adds to transformers' own handling:
 
     * The class lists every module name that some configuration builds; each model keeps, as its instance-level
       list, only the names that its own configuration built (LION-LIT has no ``decay``, a head without ``use_crf``
@@ -343,7 +343,10 @@ class StrictFp32Modules:
     * A built model cast as a whole (``model.to(torch.bfloat16)``, ``.half()``, ``.bfloat16()``, the Trainer's
       ``bf16_full_eval``) keeps them fp32 too (``_apply``): their parameters and gradients are moved as asked but
       never cast to fp16/bf16, so their values make no round trip through 8 bits (over a long sequence a BiGS
-      kernel's phases turned to noise: relative error 1.3 against 0.03 for the model loaded in bf16).
+      kernel's phases turned to noise: relative error 1.3 against 0.03 for the model loaded in bf16). Only fp32 is
+      kept from being lowered: a model cast to fp64 first (``.double().half()``) casts them as asked. The model's
+      parameters then have two dtypes, as after ``from_pretrained(dtype=torch.bfloat16)``: FSDP, which wants one,
+      takes an fp32 model with ``MixedPrecisionPolicy(param_dtype=torch.bfloat16)`` instead.
     """
 
     _keep_in_fp32_modules_strict: list[str] | None = None
@@ -363,16 +366,18 @@ class StrictFp32Modules:
         lowering an fp32 tensor of the strict fp32 modules (parameter, buffer or gradient) to fp16 or bf16: it is
         moved to the device asked for, its values kept. Other casts (fp64) and other tensors are ``fn``'s."""
         present = getattr(self, "_keep_in_fp32_modules_strict", None) or []
-        kept = set()
+        kept = {}  # id -> the tensor itself: held for the call, so that no other tensor can take a freed id
         for name, module in self.named_modules():
             if name.rsplit(".", 1)[-1] in present:
                 for tensor in (*module.parameters(), *module.buffers()):
-                    kept.update({id(tensor), id(tensor.grad)} if getattr(tensor, "grad", None) is not None
-                                else {id(tensor)})
+                    kept[id(tensor)] = tensor
+                    if getattr(tensor, "grad", None) is not None:
+                        kept[id(tensor.grad)] = tensor.grad
 
         def keep_fp32(tensor):
             out = fn(tensor)
-            if id(tensor) in kept and tensor.dtype == torch.float32 and out.dtype in (torch.float16, torch.bfloat16):
+            lowered = tensor.dtype == torch.float32 and out.dtype in (torch.float16, torch.bfloat16)
+            if lowered and kept.get(id(tensor)) is tensor:
                 return tensor.to(device=out.device)
             return out
 

@@ -180,3 +180,25 @@ def test_casting_a_built_model_keeps_the_strict_fp32_modules(cast, make_config):
         else:
             assert p.dtype == dtype, name
     assert all(p.dtype == torch.float32 for p in model.float().parameters())
+
+
+def test_casting_keeps_exactly_the_strict_modules_when_parameters_are_replaced(make_config):
+    """Under torch's overwrite-on-conversion mode the cast replaces each parameter (and its gradient) by a new
+    tensor; a freed tensor's id, taken again by an ordinary gradient, must not keep that gradient fp32 (the next
+    backward then failed: "a gradient with dtype 'float' to a tensor with grad_dtype 'Half'")."""
+    from transformers import AutoModelForMaskedLM
+
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(make_config(("bigs", "conv")))
+    ids, mask = _padded_batch()
+    model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
+    previous = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:
+        model.half()
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(previous)
+    for name, p in model.named_parameters():
+        strict = ".fs4." in name or ".bs4." in name
+        assert p.dtype == (torch.float32 if strict else torch.float16), name
+        assert p.grad is None or p.grad.dtype == p.dtype, name
