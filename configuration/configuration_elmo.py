@@ -53,7 +53,7 @@ class ElmoConfig(BizooConfig):
             N > 0 = in training, a sampled softmax over N unique candidates per batch drawn from the log-uniform
             (Zipf) distribution over the ids, as bilm-tf (`n_negative_samples_batch`, 8192 there; the vocabulary
             must be sorted by frequency). Evaluation always uses the full softmax.
-        hidden_dropout_prob (`float`, defaults to 0.1): dropout on each LSTM layer's input (none with
+        hidden_dropout_prob (`float`, defaults to 0.1): dropout on each LSTM layer's input (none in the tagger with
             `freeze_elmo`) and on the LM's top states in training (bilm-tf's `dropout`); the heads' default dropout.
         pad_token_id (`int`, defaults to 0), unk_token_id (`int`, defaults to 1): the tokenizer's.
         use_crf (`bool`, defaults to `True`), tag_scheme, classifier_pooling (`str`, defaults to `"final_states"`):

@@ -387,12 +387,20 @@ class StrictFp32Modules:
 class DamagedCheckpointErrors:
     """Mixed into each model family's ``PreTrainedModel`` base: ``from_pretrained`` of a folder whose safetensors
     weights are truncated or corrupted raises an ``OSError`` that says so and names the folder, instead of
-    safetensors' bare "Error while deserializing header" from deep inside the loader."""
+    safetensors' bare "Error while deserializing header" from deep inside the loader.
+
+    It also applies the model's ``apply_freezing()`` (where it has one: BiGS's ``freeze_ssm``, the ELMo tagger's
+    ``freeze_elmo``) to the loaded model: transformers' loader puts new parameters, all trainable, in place of the
+    ones the model froze when it was built."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info): output_loading_info
+            if hasattr(model, "apply_freezing"):
+                model.apply_freezing()
+            return loaded
         except Exception as err:
             if type(err).__name__ != "SafetensorError":  # safetensors' own error type, not imported here
                 raise

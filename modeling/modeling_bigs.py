@@ -166,14 +166,9 @@ class BiGSPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
         super().post_init()
         self.apply_freeze_ssm()
 
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """``PreTrainedModel.from_pretrained``, then ``config.freeze_ssm`` applied again: loading puts new
-        parameters (requires_grad=True) in place of the ones ``post_init`` froze."""
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading info) with output_loading_info
-        model.apply_freeze_ssm()
-        return loaded
+    def apply_freezing(self) -> None:
+        """What ``DamagedCheckpointErrors.from_pretrained`` applies again to a loaded model: ``freeze_ssm``."""
+        self.apply_freeze_ssm()
 
     def apply_freeze_ssm(self) -> None:
         """``config.freeze_ssm``: the SSM parameters (A, C, Δ, D) stop (or resume) training."""

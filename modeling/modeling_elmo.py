@@ -203,8 +203,8 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
         →h^j = LSTMP_fwd(→h^{j-1}) [+ →h^{j-1}],   ←h^j = LSTMP_bwd(←h^{j-1}) [+ ←h^{j-1}]
 
     with ``ElmoLstmCell``'s equations, cell_clip and proj_clip from the config. In training, dropout applies to each
-    direction's input (bilm-tf's input dropout), except with ``config.freeze_elmo``: a frozen biLM gives the features
-    bilm-tf's and AllenNLP's inference graphs give, without dropout. The input is zero at padding, and so is the
+    direction's input (bilm-tf's input dropout), unless ``input_dropout`` is False (the tagger's frozen biLM, which
+    gives the features bilm-tf's and AllenNLP's inference graphs give). The input is zero at padding, and so is the
     output.
 
     Shape: hidden (B, L, 2P) = [forward | backward], mask (B, L), initial_state (h (2, B, P), c (2, B, H)) per
@@ -220,7 +220,7 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
         self.skip_connection = bool(config.use_skip_connections and index > 0)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden, mask, initial_state=None, final_state: bool = False):
+    def forward(self, hidden, mask, initial_state=None, final_state: bool = False, input_dropout: bool = True):
         B, L, _ = hidden.shape
         config = self.config
         forward_weights, backward_weights = self.forward_cell(), self.backward_cell()
@@ -229,7 +229,7 @@ class ElmoBiLstmLayer(GradientCheckpointingLayer):
         )  # (2, 4H, P), (2, 4H, P), (2, 4H): direction 0 forward, 1 backward
         weight_proj = None if forward_weights[3] is None else torch.stack([forward_weights[3], backward_weights[3]])
         x = hidden.reshape(B, L, 2, -1)  # (B, L, 2, P): each direction's input
-        if not config.freeze_elmo:  # a frozen biLM is a fixed feature extractor: deterministic, as bilm-tf's inference
+        if input_dropout:
             x = self.dropout(x)
         # (while torch.export traces, the op runs every schedule as one scan: kernels/lstm)
         y, final = bilstm(
@@ -651,6 +651,7 @@ class ElmoModel(ElmoPreTrainedModel):
         initial_states: tuple[torch.Tensor, torch.Tensor] | None = None,
         output_final_states: bool = False,
         output_elmo_representations: bool = False,
+        lstm_dropout: bool = True,
         **kwargs,
     ) -> ElmoModelOutput | tuple:
         r"""
@@ -660,6 +661,8 @@ class ElmoModel(ElmoPreTrainedModel):
         output_final_states (`bool`, defaults to `False`): return `final_states`.
         output_elmo_representations (`bool`, defaults to `False`): return `elmo_representations`, every scalar mix
             (`last_hidden_state` is the first).
+        lstm_dropout (`bool`, defaults to `True`): apply the LSTMs' input dropout in training; False runs the biLM as a
+            fixed feature extractor (the tagger's `freeze_elmo`), as bilm-tf's and AllenNLP's inference graphs do.
         """
         name = type(self).__name__
         check_kwargs(name, kwargs, extra_ignored=("token_type_ids",))
@@ -685,7 +688,7 @@ class ElmoModel(ElmoPreTrainedModel):
         layers, final_h, final_c = [hidden], [], []
         for j, layer in enumerate(self.layers):
             state = None if initial_states is None else (initial_states[0][j], initial_states[1][j])
-            hidden, final = layer(hidden, mask, state, output_final_states)  # (B, L, 2P), (h_n, c_n) or None
+            hidden, final = layer(hidden, mask, state, output_final_states, lstm_dropout)  # (B, L, 2P), (h_n, c_n)
             layers.append(hidden)
             if output_final_states:
                 final_h.append(final[0])  # (2, B, P)
@@ -919,7 +922,13 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
         self.tagger = BiLstmWeights(config.tagger_input_size, config.projection_size)
         self.classifier = token_classification_head(config)
         self.post_init()
-        if config.freeze_elmo:  # what from_config builds; forward keeps a loaded checkpoint's fixed too (no_grad)
+        self.apply_freezing()
+
+    def apply_freezing(self) -> None:
+        """``config.freeze_elmo``: the biLM's character CNN and LSTMs stop training (the mix and the word vectors
+        train); applied when the model is built and again when it is loaded (``DamagedCheckpointErrors``), whose
+        loader puts trainable parameters in place. The forward pass runs them without a graph either way."""
+        if self.config.freeze_elmo:
             for name, parameter in self.elmo.named_parameters():
                 if not name.startswith(("scalar_mixes.", "word_embeddings.")):
                     parameter.requires_grad_(False)
@@ -945,7 +954,8 @@ class ElmoForTokenClassification(ElmoPreTrainedModel):
             )
         if self.config.freeze_elmo:  # the biLM's layers without a graph; the mix (trained) over them
             with torch.no_grad():
-                out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, True, True, **kwargs)
+                out = self.elmo(input_ids, attention_mask, char_ids, inputs_embeds, True, True, lstm_dropout=False,
+                                **kwargs)
             mask = _mask_of(self.elmo, char_ids, attention_mask, out.top_layer)
             mixed = self.elmo.scalar_mix(out.hidden_states, mask)  # (B, L, 2P)
             if not (self.config.output_hidden_states if output_hidden_states is None else output_hidden_states):

@@ -42,14 +42,29 @@ def test_a_frozen_bilm_gives_its_evaluation_features_while_the_tagger_trains(fre
     else:  # the dropout is there and moves the mix (so the frozen case above is not vacuous)
         assert (first[real] - evaluated[real]).abs().amax() > 1e-2
         assert (first[real] - second[real]).abs().amax() > 1e-2
-    # the biLM's own objective keeps bilm-tf's training dropout whatever the tagger's field says elsewhere
-    lm = widen(ElmoForBidirectionalLM(tiny(hidden_dropout_prob=0.5)))
+    # the biLM's own objective keeps bilm-tf's training dropout, with the tagger's field set too (a tagger's config
+    # loaded into another head: that head trains the LSTMs)
+    lm = widen(ElmoForBidirectionalLM(tiny(hidden_dropout_prob=0.5, freeze_elmo=True)))
     ids = torch.randint(5, V, (2, 6), generator=torch.Generator().manual_seed(2))
     lm.train()
     a = lm.elmo(char_ids=chars, attention_mask=mask).top_layer
     b = lm.elmo(char_ids=chars, attention_mask=mask).top_layer
     assert (a - b).abs().amax() > 1e-2
     assert torch.isfinite(lm(input_ids=ids, char_ids=chars, attention_mask=mask, labels=ids).loss)
+
+
+def test_a_loaded_frozen_tagger_stays_frozen(tmp_path):
+    """transformers' loader puts new, trainable parameters in place of those the tagger froze when built: the frozen
+    biLM's character CNN and LSTMs were trainable again after from_pretrained (and under DDP never got a gradient)."""
+    model = ElmoForTokenClassification(tiny(freeze_elmo=True, num_labels=3))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any(name.startswith("elmo.scalar_mixes.") for name in trainable)
+    assert not any(name.startswith("elmo.layers.") for name in trainable)
+    model.save_pretrained(tmp_path)
+    loaded = ElmoForTokenClassification.from_pretrained(tmp_path)
+    assert {name for name, p in loaded.named_parameters() if p.requires_grad} == trainable
+    loaded, _ = ElmoForTokenClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert {name for name, p in loaded.named_parameters() if p.requires_grad} == trainable
 
 
 def test_an_untied_word_table_is_refused_by_name():
