@@ -58,10 +58,14 @@ def model_spec(model_type: str):
 
 def tokenizer_config_fields(spec, tokenizer) -> dict[str, Any]:
     """The config fields a model trained from scratch takes from its tokenizer: vocab_size and pad_token_id, and for
-    a model that reads words and characters also char_vocab_size and unk_token_id (word dropout)."""
+    a model that reads words and characters also char_vocab_size and unk_token_id (word dropout), and char_scheme
+    where its config has one (the BiLSTM-CRF: a "bilm" tokenizer pads inside words with 261, which its character
+    encoders must leave out)."""
     fields = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     if spec.tokenizer == "wordchar":
         fields.update(char_vocab_size=tokenizer.char_vocab_size, unk_token_id=tokenizer.unk_token_id)
+        if "char_scheme" in inspect.signature(spec.config_class.__init__).parameters:
+            fields.update(char_scheme=tokenizer.char_scheme)
     return fields
 
 
@@ -145,6 +149,7 @@ RESERVED_FIELDS = {
     "pad_token_id": "it comes from the tokenizer",
     "unk_token_id": "it comes from the tokenizer",
     "char_vocab_size": "it comes from the tokenizer (its character ids)",
+    "char_scheme": "it comes from the tokenizer (its character ids)",
     "num_labels": "it comes from the task's labels",
     "id2label": "it comes from the task's labels",
     "label2id": "it comes from the task's labels",

@@ -304,6 +304,19 @@ def test_glue_pairs_with_a_word_char_model_mark_where_each_text_ends(glue_dir: P
     assert "puts nothing between them (add_sentence_boundaries=False)" in capsys.readouterr().err
 
 
+def test_a_bilstm_crf_takes_its_char_scheme_from_the_tokenizer() -> None:
+    """A BiLSTM-CRF built for a "bilm" tokenizer (ELMo's character ids: 261 pads inside a word) must know it, or its
+    character encoders read the padding as characters; ELMo's config has no such field (its ids are always bilm)."""
+    from bizoo.scripts.lib.models import RESERVED_FIELDS, tokenizer_config_fields
+
+    bilm = bizoo.WordCharTokenizerFast.from_words([["the", "king"]], char_scheme="bilm")
+    fields = tokenizer_config_fields(bizoo.get_spec("bilstm_crf"), bilm)
+    assert fields["char_scheme"] == "bilm"
+    assert bizoo.BiLstmCrfConfig(**fields).pad_char_id == 261
+    assert "char_scheme" not in tokenizer_config_fields(bizoo.get_spec("elmo"), bilm)
+    assert "char_scheme" in RESERVED_FIELDS
+
+
 def test_training_presets_fill_only_the_options_not_given() -> None:
     import argparse
 
