@@ -17,6 +17,21 @@ from tests.tiny_configs import TINY_CONFIGS  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def checkpointing_field() -> str:
+    """The TrainingArguments field of --gradient_checkpointing: "activation_checkpointing" in the transformers
+    releases that renamed it, "gradient_checkpointing" before (the suite runs on both)."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
+def model_checkpointing(model) -> bool:
+    """Whether ``model`` runs with activation (gradient) checkpointing, under either release's name."""
+    flag = getattr(model, "is_activation_checkpointing", None)
+    return model.is_gradient_checkpointing if flag is None else flag
+
+
 def external_path(*parts: str) -> Path:
     """A file or folder of the real data some slow tests read, which is not part of the repository: the folder named by
     the environment variable ``BIZOO_TEST_DATA`` holds ``data/`` (GLUE task folders, CoNLL-2003 files, ...) and

@@ -29,7 +29,7 @@ from transformers import (
 )
 
 import bizoo
-from tests.conftest import tokenizer_for
+from tests.conftest import checkpointing_field, model_checkpointing, tokenizer_for
 
 BIO = {0: "O", 1: "B-X", 2: "I-X"}
 SMOOTHING = 0.1
@@ -169,11 +169,11 @@ def test_accumulation_and_checkpointing_give_the_big_batchs_update(case, make_co
                 make_config(model_case, vocab_size=len(tokenizer), num_labels=3))
         initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
         args = trainer_args(tmp_path / f"{batch_size}-{checkpointing}", per_device_train_batch_size=batch_size,
-                            gradient_accumulation_steps=accumulation, activation_checkpointing=checkpointing,
+                            gradient_accumulation_steps=accumulation, **{checkpointing_field(): checkpointing},
                             max_steps=1, learning_rate=1.0, optim="sgd", lr_scheduler_type="constant",
                             weight_decay=0.0, max_grad_norm=0.0)
         Trainer(model=model, args=args, train_dataset=data, data_collator=collator).train()
-        assert model.is_activation_checkpointing == checkpointing  # (gradient_checkpointing before v5)
+        assert model_checkpointing(model) == checkpointing
         return initial, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     initial, plain = one_step(8, 1, False)

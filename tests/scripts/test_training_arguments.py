@@ -34,6 +34,7 @@ from bizoo.scripts.lib.command import CommandError
 from bizoo.scripts.lib.model_defaults import MODEL_DEFAULTS
 from bizoo.scripts.lib.training import resolve_training_defaults, training_arguments
 from tests.tiny_configs import TINY_CONFIGS
+from tests.conftest import checkpointing_field, model_checkpointing
 from tests.scripts.conftest import call
 
 TINY = ["--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4", "intermediate_size=64"]
@@ -93,7 +94,7 @@ def test_a_run_glue_command_line_parses_into_the_training_arguments(tmp_path: Pa
     assert given.eval_strategy == "epoch" and given.save_strategy == "epoch" and given.load_best_model_at_end
     assert given.metric_for_best_model == "accuracy" and given.greater_is_better
     assert given.lr_scheduler_type == "cosine" and given.adam_beta2 == 0.98 and given.fp16 and not given.bf16
-    assert given.activation_checkpointing and given.skip_memory_metrics is False and given.report_to == []
+    assert getattr(given, checkpointing_field()) and given.skip_memory_metrics is False and given.report_to == []
     assert args.batch_size == 16 and args.epochs == 2  # what the command reports and its optimizer read
 
 
@@ -300,7 +301,7 @@ class Probe(TrainerCallback):
     seen: dict = {}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        Probe.seen.update(args=args, checkpointing=model.is_activation_checkpointing, logs=[], layer={}, inside={})
+        Probe.seen.update(args=args, checkpointing=model_checkpointing(model), logs=[], layer={}, inside={})
         for name, layer in model.named_modules():
             if isinstance(layer, GradientCheckpointingLayer):
                 layer.register_forward_hook(self._count("layer", name))
@@ -341,7 +342,7 @@ def test_a_run_glue_command_line_trains_evaluates_and_keeps_the_best_model(glue_
 
     given = probe["args"]  # the TrainingArguments the Trainer and its integrations got
     assert given.report_to == ["tensorboard"] and given.per_device_train_batch_size == 4
-    assert given.activation_checkpointing and probe["checkpointing"]
+    assert getattr(given, checkpointing_field()) and probe["checkpointing"]
     assert probe["layer"] and set(probe["layer"].values()) == {6}  # a forward pass a step ...
     assert probe["inside"].keys() == probe["layer"].keys()
     assert set(probe["inside"].values()) == {2 * 6}  # ... recomputed in the backward pass
