@@ -32,7 +32,7 @@ from bizoo.kernels.lion.reference import attention_weights
 from bizoo.modeling import modeling_lion
 from bizoo.modeling.modeling_lion import LionAttention
 from tests.modeling.test_lion import ids, tiny
-from tests.modeling.test_lion_paper import paper_mixer, paper_projections
+from tests.modeling.test_lion_paper import paper_mixer, paper_projections, paper_span
 
 try:
     import triton  # noqa: F401
@@ -95,12 +95,7 @@ def paper_weights(att, x, config, keep, shift=0):
             for i in range(len(idx)):
                 row = []
                 for j in range(len(idx)):
-                    if i > j:
-                        span = range(j + shift, i + shift)
-                    elif i < j:
-                        span = range(i + 1 - shift, j + 1 - shift)
-                    else:
-                        span = range(0)
+                    span = paper_span(i, j, shift)
                     s = float(q[b, idx[i], h] @ k[b, idx[j], h])
                     if config.normalization == "none":
                         s = s / math.sqrt(Dh)

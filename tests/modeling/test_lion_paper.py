@@ -17,6 +17,16 @@ from bizoo.modeling.modeling_lion import LionAttention
 from tests.modeling.test_lion import tiny
 
 
+
+def paper_span(i: int, j: int, shift: int) -> range:
+    """The positions t whose decays λ_t the paper's mask M_ij multiplies: j+shift .. i-1+shift below the diagonal
+    (i > j), i+1-shift .. j-shift above it (i < j), none on it."""
+    if i > j:
+        return range(j + shift, i + shift)
+    if i < j:
+        return range(i + 1 - shift, j + 1 - shift)
+    return range(0)
+
 def phi(x, kind):
     """The feature maps as the paper states them: elu(x) + 1, and (silu(x) + 0.5) / ||silu(x) + 0.5||."""
     if kind == "elu1":
@@ -70,12 +80,7 @@ def paper_mixer(att, x, config, keep, shift=0):
                 num = torch.zeros(Dh, dtype=torch.float64)
                 den = torch.zeros((), dtype=torch.float64)
                 for j in range(n):
-                    if i > j:
-                        span = range(j + shift, i + shift)
-                    elif i < j:
-                        span = range(i + 1 - shift, j + 1 - shift)
-                    else:
-                        span = range(0)
+                    span = paper_span(i, j, shift)
                     m = math.prod(lam_bh[t] for t in span)
                     s = m * (q[b, idx[i], h] @ k[b, idx[j], h])
                     if config.normalization == "none":
