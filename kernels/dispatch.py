@@ -5,8 +5,10 @@ Each op exposes one function with ``backend="auto" | "triton" | "reference"``:
 * ``"reference"`` is the plain PyTorch implementation in the op's ``reference.py`` (fp32, any device);
 * ``"triton"`` is the op's fused Triton kernels (CUDA tensors, or any tensors under ``TRITON_INTERPRET=1``);
 * ``"auto"`` picks ``"triton"`` when the tensors are on a CUDA device, Triton imports and the op has Triton
-  kernels, else ``"reference"``. The environment variable ``BIZOO_KERNEL_BACKEND`` (``triton`` or
-  ``reference``) overrides what ``"auto"`` picks; an explicit backend argument always wins.
+  kernels for these inputs, else ``"reference"``: what the kernels cannot take (a dtype, a size over their limit;
+  each op's ``triton_limit``) the reference computes, since the user never asked for Triton. The environment
+  variable ``BIZOO_KERNEL_BACKEND`` (``triton`` or ``reference``) overrides what ``"auto"`` picks; an explicit
+  backend argument always wins.
 
 A missing Triton is never an import error: it only removes the ``"triton"`` backend.
 """
@@ -75,12 +77,21 @@ def autocast_off(device: torch.device):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: bool) -> str:
+def triton_device(tensor: torch.Tensor) -> bool:
+    """Whether ``"auto"`` offers Triton for tensors where ``tensor`` is: on a CUDA device, with Triton importable.
+    The one switch of that choice, so that a test patches this name to have "auto" choose on a CPU (under
+    ``TRITON_INTERPRET=1``) as it does on a GPU."""
+    return tensor.is_cuda and triton_available()
+
+
+def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: bool, limit: str | None = None) -> str:
     """Turn a user's ``backend`` argument into ``"triton"`` or ``"reference"`` for ``op``.
 
-    ``has_triton`` says whether ``op`` (in the form asked for) has Triton kernels at all. Raises ``ValueError`` for
-    an unknown backend, or a ``"triton"`` that cannot run, naming who asked for it (the argument, or ``"auto"`` with
-    ``BIZOO_KERNEL_BACKEND=triton``), the reason and the fix.
+    ``has_triton`` says whether ``op`` (in the form asked for) has Triton kernels at all; ``limit`` why they cannot
+    take these inputs (the message of the op's Triton checks), or None. ``"auto"`` takes the reference for either;
+    asked for by name (``backend="triton"``, or ``BIZOO_KERNEL_BACKEND=triton``), Triton runs and its checks say what
+    it cannot do. Raises ``ValueError`` for an unknown backend, or a ``"triton"`` that cannot run, naming who asked
+    for it (the argument, or ``"auto"`` with ``BIZOO_KERNEL_BACKEND=triton``), the reason and the fix.
     """
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
@@ -95,7 +106,7 @@ def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: 
             backend = override
             from_env = True
         else:
-            use_triton = has_triton and tensor.is_cuda and triton_available()
+            use_triton = has_triton and limit is None and triton_device(tensor)
             return "triton" if use_triton else "reference"
     if backend == "triton":
         asked = f"backend='auto' with the environment variable {ENV_VAR}=triton" if from_env else "backend='triton'"

@@ -21,8 +21,9 @@ Backends:
 * ``"reference"``: ``reference.py``, a loop over positions vectorised over the batch (autograd gradients);
 * ``"scan"``: ``scan.py``, the same quantities by an associative scan, O(log L) Python steps, explicit backward;
 * ``"triton"``: ``triton_crf.py``, one launch per recursion with the transitions on-chip (CUDA, or the interpreter);
-* ``"auto"``: Triton on CUDA; on a CPU the faster of reference and scan for the op, as measured with
-  ``bizoo bench crf`` (``SCAN_MAX_TAGS`` below; for Viterbi and the max-marginals also rows × K³,
+* ``"auto"``: Triton on CUDA where its kernels take the scores (up to ``MAX_TAGS`` tags, fp32, fp16 or bf16; the
+  reference computes the rest: ``checks.triton_limit``); on a CPU the faster of reference and scan for the op, as
+  measured with ``bizoo bench crf`` (``SCAN_MAX_TAGS`` below; for Viterbi and the max-marginals also rows × K³,
   ``SCAN_MAX_VITERBI_WORK``: the reference's packed eager schedules win from a few rows or tags on; for the
   likelihood and the marginals rows × K³ too, ``SCAN_MAX_LOG_PARTITION_WORK``), and the reference for scores whose
   spread the scan's exp-space arithmetic cannot hold exactly (``SCAN_MAX_SPREAD``). ``BIZOO_KERNEL_BACKEND``
@@ -37,7 +38,7 @@ import torch
 
 from ..dispatch import reads_values, resolve_backend
 from . import reference, scan
-from .checks import IGNORE_INDEX, check_inputs
+from .checks import IGNORE_INDEX, check_inputs, triton_limit
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
     from . import triton_crf
@@ -110,8 +111,6 @@ def _spread(x: torch.Tensor) -> float:
 
 def _scan_is_exact(emissions, transitions, start, end) -> bool:
     """Whether the scan's exp-space arithmetic cannot underflow on these scores (CPU tensors: no device sync)."""
-    if transitions is None:
-        return True
     with torch.no_grad():
         parameters = torch.cat([transitions.detach().flatten(), start.detach().flatten(), end.detach().flatten()])
         return (
@@ -120,27 +119,32 @@ def _scan_is_exact(emissions, transitions, start, end) -> bool:
         )
 
 
-def _backend(op: str, backend: str, emissions, transitions=None, start=None, end=None) -> str:
-    """``"reference"``, ``"scan"`` or ``"triton"`` for ``op`` (see the module docstring). ``transitions``, ``start``
-    and ``end`` are given for the log-semiring ops, whose scan needs scores of a bounded spread."""
+# The ops of the log semiring (sums of exponentials), whose scan needs scores of a bounded spread; the others take
+# maxima, exact at any spread.
+LOG_SEMIRING = ("log_partition", "marginals")
+
+
+def _backend(op: str, backend: str, emissions, transitions, start, end) -> str:
+    """``"reference"``, ``"scan"`` or ``"triton"`` for ``op`` (see the module docstring)."""
     if backend == "scan":
         return "scan"
     if backend not in BACKENDS:
         raise ValueError(f"crf_{op}: backend must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(emissions, torch.Tensor) or emissions.dim() != 3:
         return "reference" if backend == "auto" else backend  # its input checks name what is wrong
-    chosen = resolve_backend(backend, emissions, op=f"crf_{op}", has_triton=triton_crf is not None)
+    has_triton = triton_crf is not None
+    limit = triton_limit(f"crf_{op}", emissions, transitions, start, end) if has_triton else None
+    chosen = resolve_backend(backend, emissions, op=f"crf_{op}", has_triton=has_triton, limit=limit)
     # the scan only where the scores' values may be read (on a CPU, in eager mode): whether it is exact depends on them
     if backend == "auto" and chosen == "reference" and reads_values(emissions) and emissions.is_floating_point():
-        tensors = (transitions, start, end)
         # scores on another device (or not tensors) go to the reference, whose input checks name what is wrong
-        shapes_ok = transitions is None or all(
-            isinstance(t, torch.Tensor) and t.device == emissions.device for t in tensors
-        )
+        tensors = (transitions, start, end)
+        if not all(isinstance(t, torch.Tensor) and t.device == emissions.device for t in tensors):
+            return chosen
         B, _, K = emissions.shape
         work = SCAN_MAX_WORK.get(op)
         small = K <= SCAN_MAX_TAGS[op] and (work is None or B * K**3 <= work[torch.get_num_threads() > 1])
-        if small and shapes_ok and _scan_is_exact(emissions, *tensors):
+        if small and (op not in LOG_SEMIRING or _scan_is_exact(emissions, *tensors)):
             return "scan"
     return chosen
 
@@ -172,7 +176,7 @@ def crf_log_likelihood(emissions, mask, transitions, start, end, tags, *, backen
 
 def crf_viterbi(emissions, mask, transitions, start, end, *, backend: str = "auto"):
     """(tags (B, L) int64 with -100 at padding, scores (B,)): the best path of each row, lowest-index ties."""
-    chosen = _backend("viterbi", backend, emissions)
+    chosen = _backend("viterbi", backend, emissions, transitions, start, end)
     if chosen == "triton":
         check_inputs("crf_viterbi", emissions, mask, transitions, start, end)
         return triton_crf.viterbi_triton(emissions, mask, transitions, start, end)
@@ -213,7 +217,7 @@ def crf_marginals(emissions, mask, transitions, start, end, *, backend: str = "a
 def crf_max_marginals(emissions, mask, transitions, start, end, *, backend: str = "auto") -> torch.Tensor:
     """Max-marginals (B, L, K): the best score of a path through tag k at position t; 0 at padding;
     ``argmax(-1)`` is the Viterbi path at every real position."""
-    chosen = _backend("max_marginals", backend, emissions)
+    chosen = _backend("max_marginals", backend, emissions, transitions, start, end)
     if chosen == "triton":
         check_inputs("crf_max_marginals", emissions, mask, transitions, start, end)
         return triton_crf.max_marginals_triton(emissions, mask, transitions, start, end)

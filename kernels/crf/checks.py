@@ -99,24 +99,37 @@ def _check_tags(op, tags, mask, device, B: int, L: int, K: int) -> None:
             )
 
 
+def triton_limit(op: str, emissions, transitions, start, end) -> str | None:
+    """What the Triton kernels cannot take among scores of a valid kind (more than ``MAX_TAGS`` tags, a dtype outside
+    ``DTYPES``), as the error's message, or None where they can: ``backend="auto"`` then takes a CPU-side backend.
+    Arguments that are not tensors are left to the other checks."""
+    K = emissions.shape[-1]
+    if not 1 <= K <= MAX_TAGS:
+        return f"{op}: backend='triton' supports 1 to {MAX_TAGS} tags, got K={K}; use backend='reference'"
+    for name, t in (("emissions", emissions), ("transitions", transitions), ("start", start), ("end", end)):
+        if isinstance(t, torch.Tensor) and t.dtype not in DTYPES:
+            return (
+                f"{op}: backend='triton' takes {name} in float32, float16 or bfloat16, got {t.dtype}; "
+                "use backend='reference'"
+            )
+    return None
+
+
 def check_triton_inputs(op: str, emissions, mask, transitions, start, end) -> None:
     """What the Triton kernels support; ``ValueError`` naming the field, the value and the limit otherwise."""
     if emissions.dim() != 3:
         raise ValueError(f"{op}: emissions must be (B, L, K), got shape {tuple(emissions.shape)}")
     B, L, K = emissions.shape
     if not 1 <= K <= MAX_TAGS:
-        raise ValueError(f"{op}: backend='triton' supports 1 to {MAX_TAGS} tags, got K={K}; use backend='reference'")
+        raise ValueError(triton_limit(op, emissions, transitions, start, end))
     for name, t, shape in (("transitions", transitions, (K, K)), ("start", start, (K,)), ("end", end, (K,))):
         if tuple(t.shape) != shape:
             raise ValueError(f"{op}: {name} must have shape {shape} for K={K}, got {tuple(t.shape)}")
     if mask is not None and tuple(mask.shape) != (B, L):
         raise ValueError(f"{op}: mask must have shape (B, L) = {(B, L)}, got {tuple(mask.shape)}")
-    for name, t in (("emissions", emissions), ("transitions", transitions), ("start", start), ("end", end)):
-        if t.dtype not in DTYPES:
-            raise ValueError(
-                f"{op}: backend='triton' takes {name} in float32, float16 or bfloat16, got {t.dtype}; "
-                "use backend='reference'"
-            )
+    message = triton_limit(op, emissions, transitions, start, end)
+    if message is not None:
+        raise ValueError(message)
     tensors = [emissions, transitions, start, end] + ([mask] if mask is not None else [])
     if len({t.device for t in tensors}) != 1:
         raise ValueError(f"{op}: all inputs must be on one device, got {sorted({str(t.device) for t in tensors})}")

@@ -14,11 +14,9 @@ below a length crossover and "chunk" from it on. The crossovers are measured wit
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from ..dispatch import ENV_VAR, resolve_backend
+from ..dispatch import resolve_backend
 from . import reference
 from .checks import FORMS, check_inputs, triton_limit
 
@@ -83,17 +81,15 @@ def lion_attention(
     check_inputs(q, k, v, log_decay, attention_mask, "chunk" if form == "auto" else form, chunk_size)
     # "rnn" has no Triton schedule: "auto" then stays on the reference backend.
     has_triton = lion_attention_triton is not None and form != "rnn"
-    if backend == "auto" and has_triton and os.environ.get(ENV_VAR, "").strip().lower() in ("", "auto"):
-        # Nor does "auto" pick Triton for what its kernels cannot do (a chunk_size outside CHUNK_SIZES, head sizes
-        # above MAX_HEAD_DIM, fp64): the reference computes it. (Asked for by name, backend='triton' or the
-        # environment variable, Triton says why it cannot.)
-        schedule = form
-        if form == "auto":
-            schedule = "chunk" if q.shape[2] >= TRITON_CHUNK_MIN_LENGTH else "attention"
-        has_triton = triton_limit(q, k, v, schedule, chunk_size) is None
     if backend == "triton" and lion_attention_triton is not None and form == "rnn":
         raise ValueError("lion_attention: form='rnn' runs on backend='reference' only; use 'chunk' on Triton")
-    backend = resolve_backend(backend, q, op="lion_attention", has_triton=has_triton)
+    # Nor does "auto" pick Triton for what its kernels cannot do (a chunk_size outside CHUNK_SIZES, head sizes above
+    # MAX_HEAD_DIM, fp64): the reference computes it. (Asked for by name, Triton says why it cannot.)
+    schedule = form
+    if form == "auto":
+        schedule = "chunk" if q.shape[2] >= TRITON_CHUNK_MIN_LENGTH else "attention"
+    limit = triton_limit(q, k, v, schedule, chunk_size) if has_triton else None
+    backend = resolve_backend(backend, q, op="lion_attention", has_triton=has_triton, limit=limit)
     if form == "auto":
         crossover = TRITON_CHUNK_MIN_LENGTH if backend == "triton" else REFERENCE_CHUNK_MIN_LENGTH
         form = "chunk" if q.shape[2] >= crossover else "attention"

@@ -13,8 +13,8 @@ The math, the forms and the padding rule are documented in ``reference.py`` besi
 Forms (reference backend): "toeplitz" (an L×L matmul), "fft" (O(L log L)), "recurrent" (the chunked recurrence
 from the SSM parameters, linear in L) and "auto", which takes "toeplitz" below a length crossover and "fft" from it
 on. Backends: "triton" runs the fused kernel whatever the form ("recurrent" excepted: it is reference-only),
-"reference" the forms above, "auto" Triton on CUDA when it imports, else the reference (``BIZOO_KERNEL_BACKEND``
-overrides it, see ``bizoo.kernels.dispatch``).
+"reference" the forms above, "auto" Triton on CUDA when it imports and takes the inputs (fp32, fp16, bf16:
+``checks.triton_limit``), else the reference (``BIZOO_KERNEL_BACKEND`` overrides it, see ``bizoo.kernels.dispatch``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from ..dispatch import resolve_backend
 from . import reference
-from .checks import FORMS, SCALINGS, check_inputs
+from .checks import FORMS, SCALINGS, check_inputs, triton_limit
 from .reference import fft_size, s4d_init, s4d_kernel
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
@@ -100,7 +100,9 @@ def bidirectional_ssm(
         raise ValueError(f"{op}: form='recurrent' runs on backend='reference' only; use 'fft' or 'auto' on Triton")
     # "recurrent" has no Triton kernel: "auto" then stays on the reference backend.
     has_triton = bidirectional_ssm_triton is not None and form != "recurrent"
-    backend = resolve_backend(backend, u_fwd, op=op, has_triton=has_triton)
+    # nor for inputs its kernels do not take (fp64): the reference computes them
+    limit = triton_limit(u_fwd, u_bwd) if has_triton else None
+    backend = resolve_backend(backend, u_fwd, op=op, has_triton=has_triton, limit=limit)
     if backend == "triton":
         return bidirectional_ssm_triton(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask)
     return reference.bidirectional_ssm(

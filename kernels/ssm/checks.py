@@ -155,6 +155,17 @@ def check_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, form,
     check_mask(op, attention_mask, u_fwd.shape[0], u_fwd.shape[1], u_fwd.device)
 
 
+def triton_limit(u_fwd, u_bwd) -> str | None:
+    """What the Triton kernels cannot take among inputs ``check_inputs`` accepted (a dtype outside ``DTYPES``, or two
+    dtypes), as the error's message, or None where they can: ``backend="auto"`` then takes the reference."""
+    if u_fwd.dtype not in DTYPES or u_bwd.dtype != u_fwd.dtype:
+        return (
+            f"bidirectional_ssm: backend='triton' takes u_fwd and u_bwd of one dtype among float32, float16 and "
+            f"bfloat16, got {u_fwd.dtype} and {u_bwd.dtype}; use backend='reference'"
+        )
+    return None
+
+
 def check_triton_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask) -> None:
     """What the Triton kernels support; ``ValueError`` naming the field, the value and what is allowed otherwise."""
     op = "bidirectional_ssm"
@@ -171,11 +182,9 @@ def check_triton_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask
     B, L, _ = u_fwd.shape
     if L < 1:
         raise ValueError(f"{op}: the sequence length L must be at least 1, got L={L}")
-    if u_fwd.dtype not in DTYPES or u_bwd.dtype != u_fwd.dtype:
-        raise ValueError(
-            f"{op}: backend='triton' takes u_fwd and u_bwd of one dtype among float32, float16 and bfloat16, got "
-            f"{u_fwd.dtype} and {u_bwd.dtype}; use backend='reference'"
-        )
+    message = triton_limit(u_fwd, u_bwd)
+    if message is not None:
+        raise ValueError(message)
     for name in ("k_fwd", "k_bwd"):
         t = tensors[name]
         if tuple(t.shape) != (L,):

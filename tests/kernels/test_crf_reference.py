@@ -1030,7 +1030,7 @@ def test_auto_viterbi_takes_the_scan_for_small_batches_of_few_tags_only(op):
     from bizoo.kernels import crf
 
     def chosen(B, K, op=op):
-        return crf._backend(op, "auto", torch.zeros(B, 128, K))
+        return crf._backend(op, "auto", torch.zeros(B, 128, K), torch.zeros(K, K), torch.zeros(K), torch.zeros(K))
 
     threads = torch.get_num_threads()
     try:

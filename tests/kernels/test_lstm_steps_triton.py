@@ -222,13 +222,8 @@ def small_args(P, square=False):
 )
 def test_auto_on_cuda_takes_the_steps_schedule_for_what_cudnn_cannot_run(monkeypatch, recorded, P, square, clips,
                                                                          beats, expected):
-    """backend="auto" as on CUDA tensors (``resolve_backend`` answering as it does for them)."""
-
-    def as_on_cuda(backend, tensor, *, op, has_triton):
-        assert backend in ("auto", "triton")
-        return "triton" if backend == "triton" or has_triton else "reference"
-
-    monkeypatch.setattr(op, "resolve_backend", as_on_cuda)
+    """backend="auto" as on CUDA tensors (``dispatch.triton_device`` answering as it does for them)."""
+    monkeypatch.setattr(dispatch, "triton_device", lambda tensor: True)
     monkeypatch.setattr(op, "TRITON_BEATS_CUDNN", (lambda hidden, batch: True) if beats else None)
     args, mask = small_args(P, square)
     op.bilstm(*args, mask, **clips)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import bizoo.kernels.lion as lion_op
+from bizoo.kernels import dispatch
 from bizoo import LionConfig, LionModel
 from bizoo.kernels.lion import checks, reference
 
@@ -25,12 +26,8 @@ def test_retnet_initialisation_is_finite_for_many_heads(variant):
 
 
 def fake_cuda(monkeypatch, calls):
-    """Make the op's dispatch behave as on a GPU with Triton, the Triton op raising as its own checks do."""
-
-    def resolve(backend, tensor, *, op, has_triton):
-        if backend == "auto":
-            return "triton" if has_triton else "reference"
-        return backend
+    """Make the op's dispatch behave as on a GPU with Triton (``dispatch.triton_device``), the Triton op a stand-in
+    that records the call and raises as the kernels' own checks do."""
 
     def triton(q, k, v, log_decay, attention_mask, *, form, chunk_size, normalize):
         calls.append((form, chunk_size))
@@ -41,7 +38,7 @@ def fake_cuda(monkeypatch, calls):
             q, k, v, log_decay, attention_mask, form=form, chunk_size=chunk_size, normalize=normalize
         )
 
-    monkeypatch.setattr(lion_op, "resolve_backend", resolve)
+    monkeypatch.setattr(dispatch, "triton_device", lambda tensor: True)
     monkeypatch.setattr(lion_op, "lion_attention_triton", triton)
     monkeypatch.delenv("BIZOO_KERNEL_BACKEND", raising=False)
 
