@@ -4,26 +4,29 @@
   cell_clip=None, proj_clip=None, final_state=True, backend="auto", form="auto") -> (y, final)``
 * ``reading_orders``, ``input_gates``: the pieces every schedule shares (see ``reference.py``).
 
-The math and the shapes are in ``reference.py``, the input checks in ``checks.py``; the Triton schedules in
-``triton_lstm.py`` and ``triton_steps.py``.
+The math and the shapes are in ``reference.py``, the input checks in ``checks.py``; the Triton schedule in
+``triton_steps.py``.
 
-Schedules: backend "triton" (CUDA, or any device under ``TRITON_INTERPRET=1``) with two forms: "fused" (one
-persistent launch per pass for both directions, the recurrent weights re-read by every program at every step, fp32
-without tensor cores; ``triton_lstm.py``) and "steps" (per step one batched cuBLAS product for both directions and
-one fused Triton kernel for the gates and the cell, another product and kernel for a projection; optionally the
-step loop in a CUDA graph; ``triton_steps.py``); its form "auto" is "fused". Backend "reference" with three forms:
-"loop" (one step at a time in PyTorch with the backward pass through time written out, ``stepwise.py``: any
-clipping), "native" (``torch.lstm``: cuDNN on a GPU, ATen on a CPU; no clipping, a projection only to fewer outputs
-than cells) and "autograd" (``reference.bilstm_loop`` differentiated by autograd: the oracle); its form "auto" takes
-"native" where it can, else "loop". With ``backend="auto"`` a form other than "auto" names its backend ("fused" and
-"steps" Triton's, the others the reference's).
+Schedules: backend "triton" (CUDA, or any device under ``TRITON_INTERPRET=1``) with the form "steps" (per step one
+batched cuBLAS product for both directions and one fused Triton kernel for the gates and the cell, another product
+and kernel for a projection; optionally the step loop in a CUDA graph; ``triton_steps.py``); its form "auto" is
+"steps". Backend "reference" with three forms: "loop" (one step at a time in PyTorch with the backward pass through
+time written out, ``stepwise.py``: any clipping), "native" (``torch.lstm``: cuDNN on a GPU, ATen on a CPU; no
+clipping, a projection only to fewer outputs than cells) and "autograd" (``reference.bilstm_loop`` differentiated by
+autograd: the oracle); its form "auto" takes "native" where it can, else "loop". With ``backend="auto"`` a form other
+than "auto" names its backend ("steps" Triton's, the others the reference's).
 
 ``backend="auto"`` with form "auto": on CUDA, what cuDNN cannot run (clipping, or a projection to as many outputs as
-cells) takes the "steps" schedule, whose per-step cost is one tensor-core product where the fused kernel re-reads
-W_hh in fp32 (not yet timed; to be set from ``bizoo bench lstm`` part lstmp, against the fused kernel, the per-step
-loop and cuDNN's unclipped LSTMP); an unclipped LSTM takes the fused kernel only where ``TRITON_BEATS_CUDNN`` says the
-benchmark measured it at least as fast as cuDNN; everything else the reference backend with form "auto".
-``BIZOO_KERNEL_BACKEND`` overrides the backend (see ``bizoo.kernels.dispatch``; "triton" then means form "fused").
+cells) takes the "steps" schedule, whose per-step cost is one tensor-core product (not yet timed on a GPU; to be set
+from ``bizoo bench lstm`` part lstmp, against the per-step loop and cuDNN's unclipped LSTMP); an unclipped LSTM
+takes cuDNN (``torch.lstm``); everything else the reference backend with form "auto". ``BIZOO_KERNEL_BACKEND``
+overrides the backend (see ``bizoo.kernels.dispatch``; "triton" then means form "steps").
+
+A fused persistent kernel (one launch per pass for both directions, the recurrent weights re-read from global memory
+by every program at every step, fp32 without tensor cores) was measured on an NVIDIA H200 (``bizoo bench lstm``, fp32,
+B = 32 and 128, H = 100 to 512, L = 32 to 512) at 0.06x to 0.22x forward and 0.09x to 0.51x forward+backward of
+cuDNN's time at every shape, and removed: a Triton schedule for the unclipped LSTM comes back only with a benchmark
+that shows it at least as fast as cuDNN.
 """
 
 from __future__ import annotations
@@ -42,56 +45,40 @@ from .reference import bilstm_loop, input_gates, reading_orders
 from .stepwise import bilstm_stepwise
 
 try:  # Triton is optional: without it the "triton" backend is simply absent
-    from .triton_lstm import bilstm_triton
     from .triton_steps import bilstm_triton_steps
 except ImportError:
-    bilstm_triton = bilstm_triton_steps = None
+    bilstm_triton_steps = None
 
-__all__ = ["bilstm", "reading_orders", "input_gates", "FORMS", "TRITON_FORMS", "TRITON_BEATS_CUDNN"]
+__all__ = ["bilstm", "reading_orders", "input_gates", "FORMS", "TRITON_FORMS"]
 
 FORMS = ("auto", "loop", "native", "autograd")  # the reference backend's
-TRITON_FORMS = ("auto", "fused", "steps")  # the Triton backend's ("auto": "fused")
-
-# Where "auto" prefers the fused kernel to cuDNN for an LSTM without clipping: a predicate of (hidden size H,
-# batch B), None for nowhere. Measured on an NVIDIA H200 (`bizoo bench lstm`, fp32, B = 32 and 128, L = 32 to 512,
-# H = 100 to 512): the kernel reached 0.06x to 0.5x of torch.nn.LSTM's (cuDNN) time at every shape, so nowhere.
-TRITON_BEATS_CUDNN = None
+TRITON_FORMS = ("auto", "steps")  # the Triton backend's ("auto": "steps")
 
 
-def _triton_schedule(form: str):
-    """The function of a Triton form ("auto" is "fused"), None where Triton does not import."""
-    return bilstm_triton_steps if form == "steps" else bilstm_triton
-
-
-def auto_triton_form(clipped: bool, square: bool, hidden: int, batch: int) -> str | None:
+def auto_triton_form(clipped: bool, square: bool) -> str | None:
     """The Triton form ``backend="auto"`` takes on CUDA, or None for the reference backend: "steps" for what cuDNN
     cannot run (clipping, a projection to as many outputs as cells), whose alternative is the per-step loop (not yet
-    timed; to be set from ``bizoo bench lstm`` part lstmp); "fused" for an unclipped LSTM where
-    ``TRITON_BEATS_CUDNN`` says so."""
-    if clipped or square:
-        return "steps"
-    if TRITON_BEATS_CUDNN is not None and TRITON_BEATS_CUDNN(hidden, batch):
-        return "fused"
-    return None
+    timed; to be set from ``bizoo bench lstm`` part lstmp); None for an unclipped LSTM, which cuDNN runs."""
+    return "steps" if clipped or square else None
 
 
-def _pick(backend: str, form: str, x: torch.Tensor, clipped: bool, square: bool, hidden: int) -> tuple[str, str]:
-    """(backend, form): "triton" with "fused" or "steps", or "reference" with one of its forms."""
+def _pick(backend: str, form: str, x: torch.Tensor, clipped: bool, square: bool) -> tuple[str, str]:
+    """(backend, form): "triton" with "steps", or "reference" with one of its forms."""
     op = "bilstm"
     if backend == "auto" and form != "auto":  # the form names its backend
         backend = "triton" if form in TRITON_FORMS else "reference"
     if backend == "auto" and os.environ.get(ENV_VAR, "").strip().lower() in ("", "auto"):  # no override
-        # "auto" offers Triton only where it wins: see auto_triton_form
-        chosen = auto_triton_form(clipped, square, hidden, x.shape[0])
-        has_triton = chosen is not None and _triton_schedule(chosen) is not None
+        # "auto" offers Triton only for what cuDNN cannot run: see auto_triton_form
+        chosen = auto_triton_form(clipped, square)
+        has_triton = chosen is not None and bilstm_triton_steps is not None
         backend = resolve_backend(backend, x, op=op, has_triton=has_triton)
         return (backend, chosen) if backend == "triton" else (backend, form)
-    backend = resolve_backend(backend, x, op=op, has_triton=_triton_schedule(form) is not None)
+    backend = resolve_backend(backend, x, op=op, has_triton=bilstm_triton_steps is not None)
     if backend == "triton":
         if form not in TRITON_FORMS:
-            raise ValueError(f"{op}: form={form!r} is a reference-backend form; backend='triton' takes form='auto', "
-                             "'fused' or 'steps'")
-        return backend, ("fused" if form == "auto" else form)
+            raise ValueError(f"{op}: form={form!r} is a reference-backend form; backend='triton' takes form='auto' "
+                             "or 'steps'")
+        return backend, "steps"
     if form not in FORMS:
         raise ValueError(f"{op}: form={form!r} is a Triton schedule; backend='reference' takes form='auto', 'loop', "
                          "'native' or 'autograd'")
@@ -125,7 +112,7 @@ def bilstm(
         initial_state: (h_0 (2, B, P), c_0 (2, B, H)) or None (zeros).
         cell_clip, proj_clip: clip the cell / the projected output to ±clip, or None.
         final_state: return the final states (the native form then runs packed sequences when lengths differ).
-        backend: "auto", "triton" or "reference". form: "auto"; "fused" or "steps" (Triton backend); "loop",
+        backend: "auto", "triton" or "reference". form: "auto"; "steps" (Triton backend); "loop",
             "native" or "autograd" (reference backend). See the module docstring.
 
     Returns:
@@ -143,7 +130,7 @@ def bilstm(
     square = weight_proj is not None and weight_proj.shape[1] == H  # torch.lstm needs outputs < cells to project
     if form == "native" and square:
         raise ValueError(f"{op}: form='native' (torch.lstm) projects only to fewer outputs than cells; use form='loop'")
-    backend, form = _pick(backend, form, x, clipped, square, H)
+    backend, form = _pick(backend, form, x, clipped, square)
     if backend == "triton":
         check_triton_device(op, x)  # CUDA tensors, or any under TRITON_INTERPRET=1: not Triton's driver error
     if B == 0 or L == 0:  # nothing to run: no outputs, the initial state is the final one
@@ -168,7 +155,7 @@ def bilstm(
         return bilstm_native(x, weight_ih, weight_hh, bias, weight_proj, order, lengths, initial_state, final_state)
     gates = input_gates(x, weight_ih, bias)  # (B, L, 2, 4H): every step's input projection in one product
     if backend == "triton":
-        run = _triton_schedule(form)
+        run = bilstm_triton_steps
     else:
         run = bilstm_loop if form == "autograd" else bilstm_stepwise
     y, final = run(gates, weight_hh, weight_proj, order, lengths, initial_state, cell_clip, proj_clip)

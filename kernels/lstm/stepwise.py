@@ -4,7 +4,7 @@ The same recurrence as ``reference.bilstm_loop`` (which autograd differentiates,
 any clipping and projection: on a CPU it is what a clipped LSTMP runs on. Autograd through the loop records a dozen
 small operations per step and replays them one by one; here the forward pass keeps only what the backward pass
 reads (the gate activations, the unclipped cells and projections, m, and each step's starting h and c) and the
-backward pass walks the steps from last to first with the equations of ``triton_lstm.py`` (in inference, when
+backward pass walks the steps from last to first with the equations of ``triton_steps.py`` (in inference, when
 nothing asks for a gradient, the forward pass keeps nothing):
 
     dĥ = (dy + dh) · [|ĥ| ≤ proj_clip]          dm = W_pᵀ dĥ (or dĥ)

@@ -1,7 +1,7 @@
-r"""What the LSTM op's two Triton schedules share: their custom-op signature, autograd and entry point.
+r"""The custom-op glue of a Triton schedule of the LSTM op: its signature, autograd and entry point.
 
-Each schedule (``triton_lstm.py``, the fused persistent kernel; ``triton_steps.py``, one product and one fused kernel
-per step) supplies a forward and a backward implementation with these signatures, and registers them here as the
+A schedule (``triton_steps.py``, one product and one fused kernel per step; any later one the same way) supplies a
+forward and a backward implementation with these signatures, and registers them here as the
 ``torch.library`` custom ops ``bizoo::<name>_forward`` / ``bizoo::<name>_backward``:
 
     forward(gates (B, L, 2, 4H), weight_hh (2, 4H, P), weight_proj (2, P, H) | None, h0 (2, B, P) | None,

@@ -36,8 +36,8 @@ products follow torch's matmul settings: in fp32 they take TF32 tensor cores whe
 ``torch.backends.cuda.matmul.allow_tf32`` (``torch.set_float32_matmul_precision("high")``) allows it.
 
 CUDA graphs (``CUDA_GRAPHS``, off by default: a GPU-only test compares the graphed path with the ungraphed one, but
-no GPU has run it or timed it yet; turn it on once that test passes and ``bizoo bench lstm`` shows it faster): with the switch on and CUDA tensors, the
-step loop of each pass is captured once per key (shapes, dtype, device, clips and what is saved) into a
+no GPU has run it or timed it yet; turn it on once that test passes and ``bizoo bench lstm`` shows it faster): with
+the switch on and CUDA tensors, the step loop of each pass is captured once per key (shapes, dtype, device, clips and what is saved) into a
 ``torch.cuda.CUDAGraph`` over static buffers, and later calls copy their inputs into those buffers and replay it;
 the results the caller keeps are copied out (a later replay overwrites the buffers). At most
 ``CUDA_GRAPH_CACHE_SIZE`` graphs are kept (least recently used dropped first: each holds a pass's buffers). Inside

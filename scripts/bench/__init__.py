@@ -38,22 +38,22 @@ follow: `auto` at least 2x at B = 32, K = 9, L = 128 and not slower at B = 1; on
 at least 10x (likelihood) and 20x (Viterbi).
 
 `bizoo bench lstm` times one bidirectional LSTM layer of `bizoo.kernels.lstm.bilstm` forward and forward+backward
-(gradients to the input and every weight; the input projection W_ih x is part of every timing) on right-padded
-batches (the first row L long, the others between L/2 and L), in two parts. Part `lstm`: against
-`torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)` called on the whole padded tensor as models commonly call
-it (`nn-lstm`, cuDNN on a GPU; its backward direction reads a row's padding before its real tokens), at each
-B × H × L (on a GPU the grid B = 32, 128 × H = 100, 200, 256, 512 × L = 32, 128, 512; I = H); the methods `triton`
-(the fused kernel), `native` (torch.lstm over each row's real tokens), `loop` (the per-step PyTorch loop with its
-backward pass through time written out), `autograd-loop` (the same loop differentiated by autograd) and
-`nn-lstm-packed` (the same module on packed sequences, when named). Part `lstmp`: ELMo's LSTM with a projection and
-clipping at 3 (which torch.nn.LSTM cannot clip), at the sizes of the original (4096 cells projected to 512), medium
-(2048/256) and small (1024/128) models, B = 32, 128 and L = 20, 64, the fused kernel and `loop` against the
-autograd loop. Each
-table gives median ms, peak memory, the speed-up over the part's baseline (baseline ms / method ms) and each method's
-max abs difference from the fp32 autograd-loop reference on the same inputs (nn-lstm only where it computes the same); part
-lstm ends with native ms / triton ms, what `TRITON_BEATS_CUDNN` of `bizoo.kernels.lstm` records. fp32 by default;
-time and memory are measured as by `bench lion`; on a CPU the default grid is small (B = 32, H = 100, 256, L = 32,
-128; ELMo small, B = 32, L = 20) and triton runs only when named (Triton's interpreter, whose times mean nothing).
+(gradients to the input and every weight; the input projection W_ih x is part of every timing) on right-padded batches
+(the first row L long, the others between L/2 and L), in two parts. Part `lstm`: against `torch.nn.LSTM(I, H,
+bidirectional=True, batch_first=True)` called on the whole padded tensor as models commonly call it (`nn-lstm`, cuDNN
+on a GPU; its backward direction reads a row's padding before its real tokens), at each B × H × L (on a GPU the grid B
+= 32, 128 × H = 100, 200, 256, 512 × L = 32, 128, 512; I = H); the methods `triton` (the op's Triton schedule: per
+step one batched product and one fused kernel), `native` (torch.lstm over each row's real tokens), `loop` (the
+per-step PyTorch loop with its backward pass through time written out), `autograd-loop` (the same loop differentiated
+by autograd) and `nn-lstm-packed` (the same module on packed sequences, when named). Part `lstmp`: ELMo's LSTM with a
+projection and clipping at 3 (which torch.nn.LSTM cannot clip), at the sizes of the original (4096 cells projected to
+512), medium (2048/256) and small (1024/128) models, B = 32, 128 and L = 20, 64, `triton` and `loop` against the
+autograd loop and cuDNN's unclipped `nn.LSTM(proj_size=P)`. Each table gives median ms, peak memory, the speed-up over
+the part's baseline (baseline ms / method ms) and each method's max abs difference from the fp32 autograd-loop
+reference on the same inputs (nn-lstm only where it computes the same); part lstm ends with native ms / triton ms
+(whether a Triton schedule would beat cuDNN for an unclipped LSTM). fp32 by default; time and memory are measured as
+by `bench lion`; on a CPU the default grid is small (B = 32, H = 100, 256, L = 32, 128; ELMo small, B = 32, L = 20)
+and triton runs only when named (Triton's interpreter, whose times mean nothing).
 
 `bizoo bench bigs` times BiGS's bidirectional SSM op (`bizoo.kernels.ssm.bidirectional_ssm`: both directions,
 the two kernels computed by `s4d_kernel` inside every call) forward and forward+backward (gradients to the inputs

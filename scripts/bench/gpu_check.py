@@ -29,8 +29,8 @@ brackets):
 6. [bench-crf] `bizoo bench crf` (Triton and auto against pytorch-crf, B = 1 and 64, K = 9, L = 128 and 512, 5 runs
    after 2 warm-ups; OUT_DIR/bench_crf.*): pytorch-crf's decode reads each tag back with `.item()`, B·L host syncs
    per call (about half a second at B = 64, L = 512), so the grid is the targets' K only;
-7. [bench-lstm] `bizoo bench lstm`: the fused bidirectional LSTM kernel, the step schedule (one cuBLAS product and
-   one fused kernel per step) and torch.lstm against torch.nn.LSTM (cuDNN) in fp32 at B = 32, 128 × L = 128, 512 ×
+7. [bench-lstm] `bizoo bench lstm`: the LSTM op's Triton schedule (one cuBLAS product and one fused kernel per
+   step) and torch.lstm against torch.nn.LSTM (cuDNN) in fp32 at B = 32, 128 × L = 128, 512 ×
    H = 256, 512, and the original and small ELMo LSTMPs (B = 32, L = 20, 64) against the autograd loop and cuDNN's
    unclipped nn.LSTM(proj_size=P) (OUT_DIR/bench_lstm.{txt,json,png});
 8. [bench-bigs] `bizoo bench bigs`: the BiGS SSM op against torch.fft in bf16, L = 512 ... 16384
@@ -234,12 +234,6 @@ def environment() -> dict:
             env[f"bizoo.kernels.lion.{name}"] = str(getattr(lion, name, "not defined"))
     except Exception as err:  # noqa: BLE001 - the environment report never stops the check
         env["bizoo.kernels.lion"] = f"import failed: {type(err).__name__}: {err}"
-    try:
-        from ...kernels import lstm
-
-        env["bizoo.kernels.lstm.TRITON_BEATS_CUDNN"] = str(getattr(lstm, "TRITON_BEATS_CUDNN", "not defined"))
-    except Exception as err:  # noqa: BLE001
-        env["bizoo.kernels.lstm"] = f"import failed: {type(err).__name__}: {err}"
     return env
 
 
@@ -282,17 +276,16 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
     # and max-marginal tables (timed once for both), syncs with the host at every tag it reads back (B·L per call).
     crf = [*bench, "crf", "--methods", "triton", "auto", "--batch-sizes", "1", "64", "--tags", "9", "--lengths", "128",
            "512", "--repeats", "5", "--warmup", "2", "--json", str(out / "bench_crf.json")]
-    # The issue's grid: the fused kernel (triton), the step schedule (triton-steps) and torch.lstm against
-    # torch.nn.LSTM (cuDNN); on ELMo's LSTMPs also against the autograd loop and the unclipped
-    # nn.LSTM(proj_size=P), both always measured. The per-step loop is left out (at L = 512 it takes minutes).
-    lstm = [*bench, "lstm", "--methods", "triton", "triton-steps", "native", "--repeats", "5", "--warmup", "2",
+    # The issue's grid: the Triton schedule (triton) and torch.lstm against torch.nn.LSTM (cuDNN); on ELMo's LSTMPs
+    # also against the autograd loop and the unclipped nn.LSTM(proj_size=P), both always measured. The per-step loop
+    # is left out (at L = 512 it takes minutes).
+    lstm = [*bench, "lstm", "--methods", "triton", "native", "--repeats", "5", "--warmup", "2",
             "--json", str(out / "bench_lstm.json"), "--plot", str(out / "bench_lstm.png")]
     # The kernel files compiled for the GPU (the *_reference tests are device-independent and run in CI), the
     # models in half precision on CUDA, LION's model tests; the GPU-only tests first.
     tests = ["tests/reliability/test_gpu_edges.py", "tests/kernels/test_ssm_triton.py",
-             "tests/kernels/test_lion_triton.py", "tests/kernels/test_lstm_triton.py",
-             "tests/kernels/test_lstm_steps_triton.py", "tests/kernels/test_crf_triton.py",
-             "tests/modeling/test_lion.py"]
+             "tests/kernels/test_lion_triton.py", "tests/kernels/test_lstm_steps_triton.py",
+             "tests/kernels/test_crf_triton.py", "tests/modeling/test_lion.py"]
     bigs = [*bench, "bigs", "--json", str(out / "bench_bigs.json"), "--plot", str(out / "bench_bigs.png")]
     # 4 layers of BERT-base width: inductor compiles each model in about a minute
     models = [*bench, "models", "--layers", "4", "--json", str(out / "compile_models.json"),

@@ -4,18 +4,17 @@ What it measures: ``bizoo.kernels.lstm.bilstm`` on right-padded batches (the fir
 L/2 and L), gradients to the input and every weight, the input projection W_ih x part of every timing, in two parts
 (``registry.LSTM`` and ``registry.LSTMP``):
 
-* part "lstm", at each B × H × L (I = H): ``triton`` (the fused persistent kernel, form "fused"), ``triton-steps``
-  (form "steps": per step one batched cuBLAS product and one fused Triton kernel), ``native`` (torch.lstm over each
+* part "lstm", at each B × H × L (I = H): ``triton`` (the op's Triton schedule, form "steps": per step one batched
+  cuBLAS product and one fused Triton kernel), ``native`` (torch.lstm over each
   row's real tokens), ``loop`` (the per-step PyTorch loop with its backward pass through time written out),
   ``autograd-loop`` (the same loop differentiated by autograd) and ``nn-lstm-packed`` (torch.nn.LSTM on packed
   sequences, when named).
   Baseline: ``torch.nn.LSTM(I, H, bidirectional=True, batch_first=True)`` on the whole padded tensor as models
   commonly call it (``nn-lstm``, cuDNN on a GPU; its backward direction reads a row's padding before its real
-  tokens). The part ends with native ms / triton ms per (B, H): what ``TRITON_BEATS_CUDNN`` of
-  ``bizoo.kernels.lstm`` records, the floor the fused kernel must reach (at least as fast as cuDNN at every L) for
-  backend="auto" to take it.
+  tokens). The part ends with native ms / triton ms per (B, H): the floor a Triton schedule must reach (at least as
+  fast as cuDNN at every L) before backend="auto" may take it for an unclipped LSTM (it takes cuDNN).
 * part "lstmp", ELMo's LSTM with a projection and clipping at 3 (which torch.nn.LSTM cannot clip) at the sizes of
-  the released models (``registry.ELMO_SIZES``): the fused kernel, the step schedule and ``loop`` against the baseline
+  the released models (``registry.ELMO_SIZES``): the step schedule (``triton``) and ``loop`` against the baseline
   ``autograd-loop`` and against the yardstick ``nn-lstm-proj``, torch.nn.LSTM(proj_size=P) without clipping (cuDNN
   on a GPU): what ``backend="auto"``'s choice for a clipped LSTMP on CUDA (``bizoo.kernels.lstm.auto_triton_form``)
   is to be set from.
@@ -94,8 +93,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"what to time, from {', '.join(methods)} (default on cuda: "
                         f"{', '.join(default_methods('cuda'))}; on cpu: {', '.join(default_methods('cpu'))}, triton "
                         "unavailable unless named); part lstm always times nn-lstm, its baseline; part lstmp times "
-                        "autograd-loop and nn-lstm-proj, its baselines, and triton, triton-steps and loop when they "
-                        "are among the methods")
+                        "autograd-loop and nn-lstm-proj, its baselines, and triton and loop when they are among the "
+                        "methods")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="input and weight dtype (default: %(default)s; bfloat16 for a GPU)")
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
@@ -262,9 +261,9 @@ def probe(method: str, device: str, dtype: str) -> str | None:
 
 
 def triton_vs_native(rows: list[dict]) -> list[dict]:
-    """Per (B, H) of part "lstm": native ms / triton ms forward+backward at each L, and whether the fused kernel is at
-    least as fast as torch.lstm (cuDNN on a GPU) at every L: what ``TRITON_BEATS_CUDNN`` of ``bizoo.kernels.lstm``
-    records for backend="auto"."""
+    """Per (B, H) of part "lstm": native ms / triton ms forward+backward at each L, and whether the Triton schedule
+    is at least as fast as torch.lstm (cuDNN on a GPU) at every L: what backend="auto" would need to take it for an
+    unclipped LSTM."""
     times = {(r["method"], r["batch"], r["hidden"], r["length"]): r.get("fwdbwd_ms") for r in rows
              if r["part"] == "lstm"}
     out = []
@@ -311,8 +310,8 @@ def run(args) -> int:
           "(seed 0), the same for every method")
     report("every timing includes the input projection W_ih x and both directions; backward: gradients to x and "
           "every weight; bizoo's bilstm returns the outputs only (final_state=False)")
-    report("methods: triton (the fused persistent kernel), triton-steps (per step one batched cuBLAS product and one "
-          "fused Triton kernel), native (torch.lstm per direction over its real tokens first: cuDNN on a GPU), loop "
+    report("methods: triton (the Triton schedule: per step one batched cuBLAS product and one fused Triton kernel), "
+          "native (torch.lstm per direction over its real tokens first: cuDNN on a GPU), loop "
           "(one step at a time in PyTorch, its backward pass written out), autograd-loop (the same steps "
           "differentiated by autograd), nn-lstm-packed (torch.nn.LSTM on pack_padded_sequence, "
           "the lengths read from the mask in every call), nn-lstm-proj (part lstmp: torch.nn.LSTM(proj_size=P), "
@@ -371,7 +370,7 @@ def run(args) -> int:
     comparison = triton_vs_native(rows)
     if comparison:
         report("\ntriton vs native (torch.lstm; cuDNN on a GPU), forward+backward: native ms / triton ms at each L; "
-              "backend='auto' takes triton for an unclipped LSTM only where TRITON_BEATS_CUDNN says so")
+              "backend='auto' keeps cuDNN for an unclipped LSTM unless triton is at least as fast at every L")
         for c in comparison:
             ratios = ", ".join(f"L={L} {x:.2f}" for L, x in c["native_over_triton_fwdbwd"].items())
             verdict = "at least as fast at every L" if c["triton_at_least_as_fast"] else "not at every L"

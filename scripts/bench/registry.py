@@ -174,24 +174,22 @@ ELMO_SIZES = {"original": (4096, 512), "medium": (2048, 256), "small": (1024, 12
 ELMO_CLIP = 3.0
 
 # bench lstm, part "lstm": `bizoo.kernels.lstm.bilstm` (backend, form) against torch.nn.LSTM on the whole
-# right-padded tensor ("nn-lstm"); "nn-lstm-packed" is the same module on packed sequences. "triton" is the fused
-# persistent kernel, "triton-steps" one batched product and one fused kernel per step. Its methods and LSTMP's are
-# the choices of --methods of bench lstm.
+# right-padded tensor ("nn-lstm"); "nn-lstm-packed" is the same module on packed sequences. "triton" is the op's
+# Triton schedule (form "steps": one batched product and one fused kernel per step). Its methods and LSTMP's are the
+# choices of --methods of bench lstm.
 LSTM = OpBenchmark(
     name="lstm",
     module="lstm",
     methods={
         "nn-lstm": ("torch", "nn.LSTM"),
         "nn-lstm-packed": ("torch", "nn.LSTM packed"),
-        "triton": ("triton", "fused"),
-        "triton-steps": ("triton", "steps"),
+        "triton": ("triton", "steps"),
         "native": ("reference", "native"),
         "loop": ("reference", "loop"),
         "autograd-loop": ("reference", "autograd"),
     },
-    # On a CPU the triton row says "unavailable" unless --methods names triton (it then runs in the interpreter);
-    # triton-steps runs there only when named.
-    default_methods={"cuda": ("triton", "triton-steps", "native", "loop"), "cpu": ("triton", "native", "loop")},
+    # On a CPU the triton row says "unavailable" unless --methods names triton (it then runs in the interpreter).
+    default_methods={"cuda": ("triton", "native", "loop"), "cpu": ("triton", "native", "loop")},
     always=("nn-lstm",),
     grid_by_device={"cuda": {"batch_sizes": [32, 128], "lengths": [32, 128, 512], "hidden": [100, 200, 256, 512]},
                     "cpu": {"batch_sizes": [32], "lengths": [32, 128], "hidden": [100, 256]}},
@@ -200,17 +198,17 @@ LSTM = OpBenchmark(
     shape=(ShapeColumn("batch", "B", 4), ShapeColumn("hidden", "H", 5), ShapeColumn("length", "L", 5)),
 )
 
-# bench lstm, part "lstmp": ELMo's clipped LSTM with a projection (which torch.nn.LSTM cannot clip): the fused kernel,
-# the step schedule and the loop with its backward pass written out against the loop differentiated by autograd, and
+# bench lstm, part "lstmp": ELMo's clipped LSTM with a projection (which torch.nn.LSTM cannot clip): the step
+# schedule and the loop with its backward pass written out against the loop differentiated by autograd, and
 # against the yardstick "nn-lstm-proj": torch.nn.LSTM(proj_size=P) (cuDNN on a GPU) on the whole padded tensor,
 # without clipping (not the same op: the speed a clipped LSTMP should approach). Its cases are bench lstm's (module
 # "lstm").
 LSTMP = OpBenchmark(
     name="lstmp",
     module="lstm",
-    methods={**{name: LSTM.methods[name] for name in ("triton", "triton-steps", "loop", "autograd-loop")},
+    methods={**{name: LSTM.methods[name] for name in ("triton", "loop", "autograd-loop")},
              "nn-lstm-proj": ("torch", "nn.LSTM proj_size")},
-    default_methods={"cuda": ("triton", "triton-steps", "loop"), "cpu": ("triton", "loop")},
+    default_methods={"cuda": ("triton", "loop"), "cpu": ("triton", "loop")},
     always=("autograd-loop", "nn-lstm-proj"),
     grid_by_device={"cuda": {"elmo_sizes": list(ELMO_SIZES), "elmo_batch_sizes": [32, 128], "elmo_lengths": [20, 64]},
                     "cpu": {"elmo_sizes": ["small"], "elmo_batch_sizes": [32], "elmo_lengths": [20]}},

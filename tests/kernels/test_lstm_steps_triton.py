@@ -147,16 +147,15 @@ def test_gradients_of_some_outputs_only(wanted):
     assert_same(got, want, torch.float32)
 
 
-@pytest.mark.parametrize("form", ["fused", "steps"])
-def test_padding_contents_reach_no_output_and_no_gradient(form):
+def test_padding_contents_reach_no_output_and_no_gradient():
     """NaN at the padded positions of x: the outputs and every gradient (W_ih's too, formed from x at every
     position) are those of zeros there."""
     clips = dict(cell_clip=0.8, proj_clip=0.3)
     leaves, mask, cot = make_case(5, 4, 3, 20, 12, "holes", seed=13)
     zeroed = dict(leaves, x=torch.where(mask[:, :, None, None], leaves["x"], 0.0))
     poisoned = dict(leaves, x=torch.where(mask[:, :, None, None], leaves["x"], float("nan")))
-    assert_same(run(poisoned, mask, cot, "triton", form, **clips), run(zeroed, mask, cot, "triton", form, **clips),
-                torch.float32)
+    assert_same(run(poisoned, mask, cot, "triton", "steps", **clips),
+                run(zeroed, mask, cot, "triton", "steps", **clips), torch.float32)
 
 
 def test_inference_without_saved_activations_and_without_final_state():
@@ -196,7 +195,7 @@ def test_half_precision_inputs_compute_in_fp32():
 def recorded(monkeypatch):
     """The schedules ``bilstm`` calls, by name, each still computing its result."""
     calls = []
-    for name in ("bilstm_triton", "bilstm_triton_steps", "bilstm_stepwise", "bilstm_native", "bilstm_loop"):
+    for name in ("bilstm_triton_steps", "bilstm_stepwise", "bilstm_native", "bilstm_loop"):
         real = getattr(op, name)
         monkeypatch.setattr(op, name, lambda *a, _n=name, _f=real, **k: calls.append(_n) or _f(*a, **k))
     monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
@@ -209,22 +208,20 @@ def small_args(P, square=False):
 
 
 @pytest.mark.parametrize(
-    "P, square, clips, beats, expected",
+    "P, square, clips, expected",
     [
-        (8, False, dict(cell_clip=1.0, proj_clip=1.0), False, "bilstm_triton_steps"),  # ELMo's clipped LSTMP
-        (None, False, dict(cell_clip=1.0), False, "bilstm_triton_steps"),  # a clipped LSTM
-        (16, True, {}, False, "bilstm_triton_steps"),  # a square projection: torch.lstm cannot
-        (8, False, {}, False, "bilstm_native"),  # cuDNN's LSTMP
-        (None, False, {}, False, "bilstm_native"),  # cuDNN
-        (None, False, {}, True, "bilstm_triton"),  # where TRITON_BEATS_CUDNN says the fused kernel wins
+        (8, False, dict(cell_clip=1.0, proj_clip=1.0), "bilstm_triton_steps"),  # ELMo's clipped LSTMP
+        (None, False, dict(cell_clip=1.0), "bilstm_triton_steps"),  # a clipped LSTM
+        (16, True, {}, "bilstm_triton_steps"),  # a square projection: torch.lstm cannot
+        (8, False, {}, "bilstm_native"),  # cuDNN's LSTMP
+        (None, False, {}, "bilstm_native"),  # cuDNN
     ],
-    ids=["clipped lstmp", "clipped lstm", "square lstmp", "lstmp", "lstm", "lstm where fused wins"],
+    ids=["clipped lstmp", "clipped lstm", "square lstmp", "lstmp", "lstm"],
 )
 def test_auto_on_cuda_takes_the_steps_schedule_for_what_cudnn_cannot_run(monkeypatch, recorded, P, square, clips,
-                                                                         beats, expected):
+                                                                         expected):
     """backend="auto" as on CUDA tensors (``dispatch.triton_device`` answering as it does for them)."""
     monkeypatch.setattr(dispatch, "triton_device", lambda tensor: True)
-    monkeypatch.setattr(op, "TRITON_BEATS_CUDNN", (lambda hidden, batch: True) if beats else None)
     args, mask = small_args(P, square)
     op.bilstm(*args, mask, **clips)
     assert recorded == [expected]
@@ -239,9 +236,9 @@ def test_auto_on_this_device(recorded):
 
 @pytest.mark.parametrize(
     "backend, form, expected",
-    [("triton", "auto", "bilstm_triton"), ("triton", "fused", "bilstm_triton"), ("triton", "steps",
-     "bilstm_triton_steps"), ("auto", "steps", "bilstm_triton_steps"), ("auto", "fused", "bilstm_triton"),
-     ("auto", "loop", "bilstm_stepwise"), ("auto", "autograd", "bilstm_loop")],
+    [("triton", "auto", "bilstm_triton_steps"), ("triton", "steps", "bilstm_triton_steps"),
+     ("auto", "steps", "bilstm_triton_steps"), ("auto", "loop", "bilstm_stepwise"),
+     ("auto", "autograd", "bilstm_loop")],
 )
 def test_forms_name_their_schedule(recorded, backend, form, expected):
     args, mask = small_args(8)
@@ -252,11 +249,9 @@ def test_forms_name_their_schedule(recorded, backend, form, expected):
 @pytest.mark.parametrize(
     "backend, form, match",
     [("reference", "steps", r"form='steps' is a Triton schedule; backend='reference' takes form='auto', 'loop'"),
-     ("reference", "fused", r"form='fused' is a Triton schedule"),
-     ("triton", "loop", r"form='loop' is a reference-backend form; backend='triton' takes form='auto', 'fused' "
-                          r"or 'steps'"),
-     ("triton", "scan", r"form must be one of \('auto', 'loop', 'native', 'autograd'\), got 'scan' "
-                        r"\(backend='triton': one of \('auto', 'fused', 'steps'\)\)")],
+     ("triton", "loop", r"form='loop' is a reference-backend form; backend='triton' takes form='auto' or 'steps'"),
+     ("triton", "fused", r"form must be one of \('auto', 'loop', 'native', 'autograd'\), got 'fused' "
+                         r"\(backend='triton': one of \('auto', 'steps'\)\)")],
 )
 def test_a_form_of_the_other_backend_is_a_clear_error(backend, form, match):
     args, mask = small_args(8)
@@ -264,8 +259,7 @@ def test_a_form_of_the_other_backend_is_a_clear_error(backend, form, match):
         bilstm(*args, mask, cell_clip=1.0, backend=backend, form=form)
 
 
-@pytest.mark.parametrize("backend, form", [("triton", "auto"), ("triton", "fused"), ("triton", "steps"),
-                                           ("auto", "fused"), ("auto", "steps")])
+@pytest.mark.parametrize("backend, form", [("triton", "auto"), ("triton", "steps"), ("auto", "steps")])
 def test_cpu_tensors_without_the_interpreter_are_a_clear_error(monkeypatch, recorded, backend, form):
     """As every op's Triton backend: a ValueError that names the fix, before any schedule runs (not Triton's own
     error about its drivers from inside a launch)."""

@@ -123,13 +123,12 @@ def _triton_ops_for_a_double_backward():
         "crf": (r(2, 5, 3), lambda x: crf_log_partition(x, torch.ones(2, 5, dtype=torch.bool), *crf, backend="triton")),
         "ssm": (r(2, 4, 6), lambda x: bidirectional_ssm(x, x.flip(-1), ssm_k, ssm_k, ssm_d, ssm_d,
                                                         backend="triton")[0]),
-        "bilstm fused": (r(2, 5, 3), lambda x: bilstm(x, w_ih, w_hh, backend="triton", form="fused")[0]),
         "bilstm steps": (r(2, 5, 3), lambda x: bilstm(x, w_ih, w_hh, backend="triton", form="steps")[0]),
     }
 
 
 @needs_triton
-@pytest.mark.parametrize("name", ["lion chunk", "lion attention", "crf", "ssm", "bilstm fused", "bilstm steps"])
+@pytest.mark.parametrize("name", ["lion chunk", "lion attention", "crf", "ssm", "bilstm steps"])
 def test_a_double_backward_through_a_triton_op_is_a_clear_error(name):
     """The Triton ops' backward ops (dispatch.register_op backward_of=...) keep the first-order gradients under
     create_graph=True and refuse a second differentiation naming the op and the backend that can do it (torch's own

@@ -121,12 +121,12 @@ def test_encoder_equals_torch_packed_lstms_with_its_own_weights():
 def test_kernel_backends_give_the_outputs_of_the_default(backend, monkeypatch):
     """kernel_backend picks the schedule of the bilstm op, never the result (the default, "auto", is the reference on
     a CPU; "triton" runs under Triton's interpreter, once per LSTM: the character encoder's and each layer's)."""
-    if backend == "triton" and (lstm_op.bilstm_triton is None or os.environ.get("TRITON_INTERPRET") != "1"):
+    if backend == "triton" and (lstm_op.bilstm_triton_steps is None or os.environ.get("TRITON_INTERPRET") != "1"):
         pytest.skip("the Triton LSTM needs triton and TRITON_INTERPRET=1 on a CPU")
     calls = []
-    if lstm_op.bilstm_triton is not None:  # count the fused kernel's runs
-        kernel = lstm_op.bilstm_triton
-        monkeypatch.setattr(lstm_op, "bilstm_triton", lambda *args: calls.append(1) or kernel(*args))
+    if lstm_op.bilstm_triton_steps is not None:  # count the Triton schedule's runs
+        kernel = lstm_op.bilstm_triton_steps
+        monkeypatch.setattr(lstm_op, "bilstm_triton_steps", lambda *args: calls.append(1) or kernel(*args))
     torch.manual_seed(0)
     default = bizoo.BiLstmCrfModel(tiny(char_encoder="lstm")).eval()
     chosen = bizoo.BiLstmCrfModel(tiny(char_encoder="lstm", kernel_backend=backend)).eval()

@@ -216,12 +216,12 @@ def test_kernel_backends_give_the_outputs_of_the_default(backend, clip, monkeypa
     """kernel_backend picks the schedule of the bilstm op, never the result: layers, final states and the tagger's
     BiLSTM (the default, "auto", is the reference on a CPU; "triton" runs under Triton's interpreter, once per layer
     and once for the tagger)."""
-    if backend == "triton" and (lstm_op.bilstm_triton is None or os.environ.get("TRITON_INTERPRET") != "1"):
+    if backend == "triton" and (lstm_op.bilstm_triton_steps is None or os.environ.get("TRITON_INTERPRET") != "1"):
         pytest.skip("the Triton LSTM needs triton and TRITON_INTERPRET=1 on a CPU")
     calls = []
-    if lstm_op.bilstm_triton is not None:  # count the fused kernel's runs
-        kernel = lstm_op.bilstm_triton
-        monkeypatch.setattr(lstm_op, "bilstm_triton", lambda *args: calls.append(1) or kernel(*args))
+    if lstm_op.bilstm_triton_steps is not None:  # count the Triton schedule's runs
+        kernel = lstm_op.bilstm_triton_steps
+        monkeypatch.setattr(lstm_op, "bilstm_triton_steps", lambda *args: calls.append(1) or kernel(*args))
     default, ids, chars = model_and_inputs(ElmoForTokenClassification, cell_clip=clip, proj_clip=clip)
     chosen = ElmoForTokenClassification(tiny(cell_clip=clip, proj_clip=clip, kernel_backend=backend)).eval()
     chosen.load_state_dict(default.state_dict())

@@ -3,7 +3,7 @@ LoRA, that training moves only the adapter and the saved head, and that a saved 
 
 ``LORA`` holds, per model type, the ``target_modules`` and ``modules_to_save`` that docs/peft.md documents. LION and
 BiGS expose plain ``nn.Linear`` layers. The LSTMs of BiLSTM-CRF (``BiLstmWeights``) and of ELMo (``ElmoLstmCell``)
-are modules whose forward hands their weights to the fused ``bilstm`` op (so that peft's ``modules_to_save`` copies
+are modules whose forward hands their weights to the ``bilstm`` op (so that peft's ``modules_to_save`` copies
 serve them), but they are not ``nn.Linear`` layers and their weights never pass through one, so neither LoRA's
 module wrappers nor its ``target_parameters`` reach them: BiLSTM-CRF trains full copies of them through
 ``modules_to_save`` (``".lstm"``: peft matches it as a plain suffix, and ``"lstm"`` would also take the whole

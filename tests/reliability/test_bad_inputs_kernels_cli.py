@@ -322,7 +322,7 @@ BAD_LSTM_INPUTS = [
     ("form-none", dict(form=None), r"form must be one of \('auto', 'loop', 'native', 'autograd'\), got None"),
     ("backend-none", dict(backend=None), r"backend must be one of \('auto', 'triton', 'reference'\), got None"),
 ]
-if lstm_ops.bilstm_triton is not None:
+if lstm_ops.bilstm_triton_steps is not None:
     BAD_LSTM_INPUTS.append(("triton-with-a-reference-form", dict(form="loop", backend="triton"),
                             r"form='loop' is a reference-backend form; backend='triton' takes form='auto'"))
 
@@ -342,7 +342,7 @@ def test_lstm_dtype_check_leaves_autocast_alone():
 
 @pytest.mark.parametrize("shape", [(0, 3), (2, 0)], ids=["B=0", "L=0"])
 @pytest.mark.parametrize("backend, form", [("reference", "autograd")]
-                         + ([("triton", "auto")] if lstm_ops.bilstm_triton is not None else []))
+                         + ([("triton", "auto")] if lstm_ops.bilstm_triton_steps is not None else []))
 def test_lstm_empty_batch_is_an_empty_result(backend, form, shape):
     B, L = shape
     y, (h, c) = bilstm(**_lstm_args(x=torch.randn(B, L, 3)), attention_mask=torch.ones(B, L), backend=backend,

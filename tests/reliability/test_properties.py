@@ -60,7 +60,7 @@ MODEL_CRF_EXAMPLES = 12  # per model_case
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
 TRITON_RUNS = (ON_GPU or os.environ.get("TRITON_INTERPRET") == "1") and None not in (
-    lion_ops.lion_attention_triton, ssm_ops.bidirectional_ssm_triton, crf_ops.triton_crf, lstm_ops.bilstm_triton
+    lion_ops.lion_attention_triton, ssm_ops.bidirectional_ssm_triton, crf_ops.triton_crf, lstm_ops.bilstm_triton_steps
 )
 needs_triton = pytest.mark.skipif(
     not TRITON_RUNS, reason="the Triton kernels need triton and a CUDA device or TRITON_INTERPRET=1"
@@ -76,19 +76,19 @@ interpreter_warnings = pytest.mark.filterwarnings(
 @pytest.fixture(scope="module", autouse=True)
 def nan_filled_triton_buffers():
     """Every Triton output and scratch buffer starts as NaN, so an element a kernel fails to write cannot pass; the
-    LSTM kernel uses 16-wide tiles, so that a cell count above 16 spans two tiles."""
+    LSTM step kernels use 16-wide tiles, so that a cell count above 16 spans two tiles."""
     if not TRITON_RUNS:
         yield
         return
     patch = pytest.MonkeyPatch()
     from bizoo.kernels.crf import triton_crf
     from bizoo.kernels.lion import triton_op
-    from bizoo.kernels.lstm import triton_lstm
+    from bizoo.kernels.lstm import triton_steps
     from bizoo.kernels.ssm import triton_ssm
 
-    for module in (triton_op, triton_ssm, triton_crf, triton_lstm):
+    for module in (triton_op, triton_ssm, triton_crf, triton_steps):
         patch.setattr(module, "DEBUG_FILL", float("nan"))
-    patch.setattr(triton_lstm, "TILE", 16)
+    patch.setattr(triton_steps, "TILE_COLS", 16)
     yield
     patch.undo()
 
@@ -371,8 +371,8 @@ def test_lstm_schedules_agree_and_padding_is_invisible(features, data):
 @examples(LSTM_TRITON_EXAMPLES)
 @given(data=st.data())
 def test_lstm_triton_matches_the_autograd_loop(features, data):
-    """The fused Triton BiLSTM(P) (fp32) against the autograd loop (fp64) on random shapes (up to two cell tiles),
-    paddings, initial states, projections and clips: outputs, final states and every gradient."""
+    """The Triton BiLSTM(P) (the step schedule, fp32) against the autograd loop (fp64) on random shapes (up to two
+    cell tiles), paddings, initial states, projections and clips: outputs, final states and every gradient."""
     leaves, mask, clip, cotangents = lstm_case(data, max_cells=20, features=features)
     want, want_grads = run_lstm(leaves, mask, clip, cotangents, "reference", "autograd")
     got, grads = run_lstm(leaves, mask, clip, cotangents, "triton", dtype=torch.float32, device=DEVICE)

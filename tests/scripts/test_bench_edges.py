@@ -89,7 +89,7 @@ def test_gpu_check_lion_launches_keeps_its_counts_when_the_trace_fails(tmp_path,
 
 
 @pytest.mark.parametrize("module, method", [("lion", "triton-chunk"), ("lion", "triton-auto"), ("bigs", "triton"),
-                                            ("lstm", "triton"), ("lstm", "triton-steps")])
+                                            ("lstm", "triton")])
 def test_triton_methods_are_not_probed_with_a_tiny_call_on_a_gpu(module, method, monkeypatch):
     # On a GPU a tiny call would compile (and for the SSM op autotune) the kernels at a shape the benchmark never
     # runs, out of a step's time limit: the real call's failure is the row's status instead. Stood in for on a CPU:

@@ -101,18 +101,17 @@ def test_bench_lstm_triton_without_a_gpu_is_unavailable(tmp_path, monkeypatch, i
 
 @pytest.mark.skipif(not INTERPRETER, reason="Triton rows on a CPU need TRITON_INTERPRET=1")
 def test_bench_lstm_triton_under_the_interpreter(tmp_path, in_process):
-    """The Triton rows (the fused kernel and the step schedule), forward+backward, at minuscule shapes: an LSTM, and
-    ELMo small's clipped LSTMP."""
+    """The Triton rows (the step schedule), forward+backward, at minuscule shapes: an LSTM, and ELMo small's clipped
+    LSTMP."""
     argv = ["--batch-sizes", "2", "--lengths", "4", "--hidden", "16", "--elmo-batch-sizes", "1", "--elmo-lengths",
-            "2", "--methods", "triton", "triton-steps", "--modes", "fwdbwd"]
+            "2", "--methods", "triton", "--modes", "fwdbwd"]
     rows = run_json(tmp_path, *argv)["rows"]
     assert [(r["part"], r["method"]) for r in rows] == [
-        ("lstm", "nn-lstm"), ("lstm", "triton"), ("lstm", "triton-steps"),
-        ("lstmp", "autograd-loop"), ("lstmp", "nn-lstm-proj"), ("lstmp", "triton"), ("lstmp", "triton-steps"),
+        ("lstm", "nn-lstm"), ("lstm", "triton"), ("lstmp", "autograd-loop"), ("lstmp", "nn-lstm-proj"),
+        ("lstmp", "triton"),
     ]
-    assert [(r["backend"], r["form"]) for r in rows if r["backend"] == "triton"] == [("triton", "fused"),
-                                                                                      ("triton", "steps")] * 2
-    if lstm_kernels.bilstm_triton is None:  # the kernels are not there: a row with the reason, not a crash
+    assert [(r["backend"], r["form"]) for r in rows if r["backend"] == "triton"] == [("triton", "steps")] * 2
+    if lstm_kernels.bilstm_triton_steps is None:  # the kernels are not there: a row with the reason, not a crash
         assert all(r["status"].startswith("unavailable: ") for r in rows if r["backend"] == "triton")
         return
     for r in rows:
@@ -152,15 +151,14 @@ def test_nn_lstm_proj_yardstick_is_the_unclipped_lstmp():
 
 
 def test_every_method_is_a_choice_with_its_backend_and_form():
-    assert lstm.METHODS["triton"] == ("triton", "fused") and lstm.METHODS["triton-steps"] == ("triton", "steps")
+    assert lstm.METHODS["triton"] == ("triton", "steps") and "triton-steps" not in lstm.METHODS
     assert lstm.METHODS["nn-lstm-proj"] == ("torch", "nn.LSTM proj_size")
-    assert lstm.default_methods("cuda") == ["triton", "triton-steps", "native", "loop"]
+    assert lstm.default_methods("cuda") == ["triton", "native", "loop"]
     assert lstm.default_methods("cpu") == ["triton", "native", "loop"]  # the interpreter only when named
     assert registry.LSTMP.always == ("autograd-loop", "nn-lstm-proj")
     parser = bench.argparse.ArgumentParser()
     bench.add_arguments(parser)
-    assert parser.parse_args(["lstm", "--methods", "triton-steps", "nn-lstm-proj"]).methods == ["triton-steps",
-                                                                                                 "nn-lstm-proj"]
+    assert parser.parse_args(["lstm", "--methods", "triton", "nn-lstm-proj"]).methods == ["triton", "nn-lstm-proj"]
 
 
 def test_triton_vs_native_from_rows():
