@@ -66,6 +66,7 @@ from .heads import (
 )
 from .char_encoders import BILM_PAD_CHAR_ID, CharCnnEncoder
 from .lstm_layers import BiLstmWeights
+from .value_checks import check_mode, settle
 
 #: The tagger's own character CNN (config.tagger_char_cnn_filters > 0): Ma & Hovy's 30-d character embeddings and
 #: convolutions of width 3 (their 30 filters is the value the NER recipe gives tagger_char_cnn_filters).
@@ -708,6 +709,31 @@ def _mask_of(model: ElmoModel, char_ids, attention_mask, like: torch.Tensor) -> 
     return model.attention_mask_for(char_ids.to(like.device), attention_mask).to(like.device)
 
 
+def check_trainer_count(model_name: str, labels: torch.Tensor, predicted: torch.Tensor) -> None:
+    """A ``ValueError`` when the Trainer's count of this batch is not the number of words the forward LM predicts.
+
+    With ``num_items_in_batch`` the biLM's loss is (Σ forward CE + Σ backward CE) / (2 · num_items_in_batch), and the
+    Trainer counts, for a model whose ``loss_type`` is a causal LM's, c = Σ_b Σ_{t >= 1} [labels[b, t] != -100]. The
+    forward LM predicts, in row b with real tokens at positions p_1 < ... < p_n, the labelled words at p_2 .. p_n:
+    the same number when p_1 = 0 and labels are -100 at padding (right padding, as the tokenizers pad by default).
+    A row padded on the left (p_1 > 0) is counted one word too many, and a label at a padded position one too
+    many: the loss would be divided by too many words, silently (``eval_loss`` low by about 1/n per row of n words).
+    ``labels`` (B, L), ``predicted`` () the forward LM's count here. As every value check
+    (``modeling/value_checks.py``): at once on a CPU, read later on a GPU, not while traced.
+    """
+    mode = check_mode(labels)
+    if mode == "off":
+        return
+    counted = (labels[:, 1:] != -100).sum()  # () what the Trainer counts of this batch
+    numbers = torch.stack([counted, predicted.to(counted.dtype)])  # (2,) read later on a GPU
+    settle(mode, numbers, lambda n: None if n[0] == n[1] else (
+        f"{model_name}: num_items_in_batch counts labels[..., 1:] != -100 (the Trainer's count for this model's "
+        f"loss_type 'ForCausalLM': {n[0]} in this batch), but the forward LM predicts {n[1]} of these words (every "
+        "labelled word after a row's first real word): the loss would be divided by the wrong count. A row whose "
+        "first real token is not at position 0 (left padding) or a label at a padded position is counted but not "
+        "predicted: pad on the right (tokenizer.padding_side = 'right') with labels -100 at padding"))
+
+
 class ElmoForBidirectionalLM(ElmoPreTrainedModel):
     r"""ELMo's native objective: the forward LM predicts word t+1 from the forward top state at t, the backward LM
     word t-1 from the backward top state at t, both through one softmax (`lm_head`, tied to the word table):
@@ -813,6 +839,7 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
             forward_loss = normalised_sum(sums[0], counts[0], None)
             backward_loss = normalised_sum(sums[1], counts[1], None)
             if num_items is not None:
+                check_trainer_count(type(self).__name__, labels, counts[0])
                 loss = normalised_sum(sums[0] + sums[1], counts[0] + counts[1], 2 * num_items)
             else:
                 loss = 0.5 * (forward_loss + backward_loss)

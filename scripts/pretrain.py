@@ -1092,18 +1092,18 @@ def report_fill_mask_examples(folder: Path, tokenizer) -> None:
 
 
 class BiLMCollator:
-    """Batches for the biLM: ``input_ids`` and ``char_ids`` padded (``tokenizer.pad``), ``labels`` = the word ids
-    with -100 at padding (the forward LM predicts every word but the first, the backward LM every word but the
-    last)."""
+    """Batches for the biLM: ``input_ids`` and ``char_ids`` padded on the right (``tokenizer.pad``), ``labels`` =
+    the word ids with -100 at padding (the forward LM predicts every word but the first, the backward LM every word
+    but the last). On the right whatever ``tokenizer.padding_side`` says: the Trainer counts ``labels[..., 1:]`` as
+    the words predicted (``num_items_in_batch``), which they are only when every row starts at position 0 (the model
+    refuses a count that is not: ``modeling_elmo.check_trainer_count``)."""
 
     def __init__(self, tokenizer):
-        from transformers import DataCollatorWithPadding
-
         self.tokenizer = tokenizer
-        self.padding = DataCollatorWithPadding(tokenizer)
 
     def __call__(self, examples: list[dict]) -> dict:
-        batch = self.padding([{k: e[k] for k in ("input_ids", "char_ids") if k in e} for e in examples])
+        features = [{k: e[k] for k in ("input_ids", "char_ids") if k in e} for e in examples]
+        batch = self.tokenizer.pad(features, padding=True, padding_side="right", return_tensors="pt")
         batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # (B, L)
         return batch
 

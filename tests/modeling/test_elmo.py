@@ -342,10 +342,16 @@ def test_bidirectional_lm_loss_equals_a_manual_computation(sparse):
         assert out.forward_logits.shape == (n_fwd, V) and out.backward_logits.shape == (n_bwd, V)
     else:
         assert out.forward_logits.shape == out.backward_logits.shape == (3, 8, V)
-    # num_items_in_batch (the Trainer's count of labelled words over the accumulated batch) normalises the sum
-    summed = model(input_ids=ids, char_ids=chars, attention_mask=mask, labels=labels,
+    # num_items_in_batch (the Trainer's count of labelled words over the accumulated batch) normalises the sum; the
+    # Trainer counts labels[..., 1:], which holds the first word of the left-padded row, predicted by neither LM from
+    # the left: that count is refused (modeling_elmo.check_trainer_count)
+    with pytest.raises(ValueError, match=r"labels\[\.\.\., 1:\] != -100.*15 in this batch.*predicts 14.*left padding"):
+        model(input_ids=ids, char_ids=chars, attention_mask=mask, labels=labels, num_items_in_batch=torch.tensor(20))
+    keep = [0, 2]  # right padding and a hole
+    summed = model(input_ids=ids[keep], char_ids=chars[keep], attention_mask=mask[keep], labels=labels[keep],
                    num_items_in_batch=torch.tensor(20))
-    torch.testing.assert_close(summed.loss, (fwd_sum + bwd_sum) / 40, rtol=1e-5, atol=1e-6)
+    (fwd_kept, bwd_kept), _ = manual_bilm_losses(model, chars[keep], mask[keep], labels[keep])
+    torch.testing.assert_close(summed.loss, (fwd_kept + bwd_kept) / 40, rtol=1e-5, atol=1e-6)
     # without labels: every position's scores, the same as the loss's
     scores = model(char_ids=chars, attention_mask=mask)
     assert scores.loss is None and scores.forward_logits.shape == (3, 8, V)
