@@ -48,8 +48,29 @@ def settle_first_bad(mode: str, values: torch.Tensor, bad: torch.Tensor, message
     settle(mode, numbers, lambda n: message(n[1] if floating else int(n[1])) if n[0] else None)
 
 
+# What transformers' DataCollatorWithFlattening adds to sequences packed into one row: the positions restarting at
+# every sequence, and optionally its sequence index or the boundaries flash-attention's varlen kernels read.
+PACKED_KWARGS = ("position_ids", "seq_idx", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+
 def check_kwargs(model_name: str, kwargs: dict, extra_ignored: tuple = ()) -> None:
-    """Accept the keyword arguments the Trainer and pipelines may pass; reject anything else by name."""
+    """Accept the keyword arguments the Trainer and pipelines may pass; reject anything else by name.
+
+    ``position_ids=None`` is accepted (the model's own positions, as BERT's default). Given positions, or the
+    boundaries of packed sequences (``PACKED_KWARGS``), are a ``TypeError`` that says why: a bizoo model reads one
+    sequence per row, its padding marked by ``attention_mask``, and numbers the real tokens of each row itself (where
+    it has learned positions at all); a row of sequences packed end to end (``DataCollatorWithFlattening``) would be
+    read as ONE sequence, each sequence's recurrence, decay or SSM running on into the next, in both directions."""
+    kwargs = {k: v for k, v in kwargs.items() if not (k == "position_ids" and v is None)}
+    packed = sorted(set(kwargs) & set(PACKED_KWARGS))
+    if packed:
+        raise TypeError(
+            f"{model_name}.forward() got {', '.join(packed)}, which this model does not take: it reads one sequence "
+            "per row, padding marked by attention_mask, and numbers each row's real tokens itself; sequences "
+            "packed into one row (transformers' DataCollatorWithFlattening) are not supported, since the model "
+            "would read them as one sequence, each reading the next in both directions; pad the batch instead "
+            "(DataCollatorWithPadding, DataCollatorForTokenClassification), and pass no position_ids"
+        )
     unknown = sorted(set(kwargs) - set(IGNORED_KWARGS) - set(extra_ignored))
     if unknown:
         raise TypeError(f"{model_name}.forward() got unexpected keyword arguments {unknown}")
