@@ -243,6 +243,17 @@ def check_positions(model_name: str, mask: torch.Tensor, max_positions: int) -> 
     settle(mode, mask.sum(-1).max()[None], explain)  # (1,) the longest row's real tokens
 
 
+def word_char_dummy_inputs(input_ids: torch.Tensor, width: int, char_vocab_size: int) -> dict[str, torch.Tensor]:
+    """``dummy_inputs`` of a model that reads characters: transformers' dummy ``input_ids`` (B, L), 0 = padding, and
+    the ``char_ids`` (B, L, width) the model needs beside them, so that ``model(**model.dummy_inputs)`` runs as it
+    does for a transformers model. Word w > 0 is spelled by ``width`` copies of c = 1 + w mod (char_vocab_size - 2),
+    in [1, char_vocab_size - 2] (never 0, padding, nor char_vocab_size - 1, bilm-tf's padding inside a word); a
+    padded word (w = 0) has no characters (a row of zeros)."""
+    chars = 1 + input_ids % max(char_vocab_size - 2, 1)  # (B, L)
+    chars = chars.masked_fill(input_ids == 0, 0)
+    return {"input_ids": input_ids, "char_ids": chars[..., None].expand(*input_ids.shape, width).contiguous()}
+
+
 def check_labels(model_name: str, labels: torch.Tensor, shape: tuple, num_classes: int, what: str) -> torch.Tensor:
     """Class labels of ``shape`` in [0, num_classes) or -100 (ignored), of any integer dtype. Returns the labels the
     model is to use: ``labels`` as int64 (what the losses take), with bad ones set to -100 where the check is read

@@ -34,6 +34,7 @@ from .common import (
     check_token_type_ids_shape,
     encode_real_words,
     resolve_inputs,
+    word_char_dummy_inputs,
 )
 from .heads import (
     MaskedLMHead,
@@ -108,6 +109,12 @@ class BiLstmCrfPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTr
     _no_split_modules = ["BiLstmLayer"]
     # fp32 in fp16 and bf16 (common.StrictFp32Modules); listed by a model only when its config builds a CRF head
     _keep_in_fp32_modules_strict = ["crf"]
+
+    @property
+    def dummy_inputs(self) -> dict[str, torch.Tensor]:
+        """transformers' dummy ``input_ids`` (3, 5) and the ``char_ids`` (3, 5, 5) the character encoder reads
+        (``common.word_char_dummy_inputs``)."""
+        return word_char_dummy_inputs(super().dummy_inputs["input_ids"], 5, self.config.char_vocab_size)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

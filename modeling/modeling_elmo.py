@@ -50,6 +50,7 @@ from .common import (
     check_kwargs,
     check_token_type_ids_shape,
     encode_real_words,
+    word_char_dummy_inputs,
 )
 from .heads import (
     MaskedLMHead,
@@ -449,6 +450,14 @@ class ElmoPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
     _no_split_modules = ["ElmoBiLstmLayer"]
     # fp32 in fp16 and bf16 (common.StrictFp32Modules); listed by a model only when its config builds a CRF head
     _keep_in_fp32_modules_strict = ["crf"]
+
+    @property
+    def dummy_inputs(self) -> dict[str, torch.Tensor]:
+        """transformers' dummy ``input_ids`` (3, 5) and the ``char_ids`` (3, 5, max_characters_per_token) ELMo
+        encodes (``common.word_char_dummy_inputs``: the padded words, id 0, have no characters, so the mask read from
+        the characters is the ids' own)."""
+        width = max(self.config.max_characters_per_token, self.config.max_filter_width)
+        return word_char_dummy_inputs(super().dummy_inputs["input_ids"], width, self.config.char_vocab_size)
 
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
