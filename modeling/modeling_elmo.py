@@ -456,8 +456,8 @@ class ElmoPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
         """transformers' dummy ``input_ids`` (3, 5) and the ``char_ids`` (3, 5, max_characters_per_token) ELMo
         encodes (``common.word_char_dummy_inputs``: the padded words, id 0, have no characters, so the mask read from
         the characters is the ids' own)."""
-        width = max(self.config.max_characters_per_token, self.config.max_filter_width)
-        return word_char_dummy_inputs(super().dummy_inputs["input_ids"], width, self.config.char_vocab_size)
+        return word_char_dummy_inputs(super().dummy_inputs["input_ids"], self.config.max_characters_per_token,
+                                      self.config.char_vocab_size)
 
     def resize_token_embeddings(
         self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
@@ -719,28 +719,32 @@ def _mask_of(model: ElmoModel, char_ids, attention_mask, like: torch.Tensor) -> 
 
 
 def check_trainer_count(model_name: str, labels: torch.Tensor, predicted: torch.Tensor) -> None:
-    """A ``ValueError`` when the Trainer's count of this batch is not the number of words the forward LM predicts.
+    """A ``ValueError`` when the Trainer's count of this batch is not the number of words each LM predicts.
 
     With ``num_items_in_batch`` the biLM's loss is (Σ forward CE + Σ backward CE) / (2 · num_items_in_batch), and the
-    Trainer counts, for a model whose ``loss_type`` is a causal LM's, c = Σ_b Σ_{t >= 1} [labels[b, t] != -100]. The
-    forward LM predicts, in row b with real tokens at positions p_1 < ... < p_n, the labelled words at p_2 .. p_n:
-    the same number when p_1 = 0 and labels are -100 at padding (right padding, as the tokenizers pad by default).
-    A row padded on the left (p_1 > 0) is counted one word too many, and a label at a padded position one too
-    many: the loss would be divided by too many words, silently (``eval_loss`` low by about 1/n per row of n words).
-    ``labels`` (B, L), ``predicted`` () the forward LM's count here. As every value check
+    Trainer counts, for a model whose ``loss_type`` is a causal LM's, c = Σ_b Σ_{t >= 1} [labels[b, t] != -100]. In
+    row b with real tokens at positions p_1 < ... < p_n, the forward LM predicts the labelled words at p_2 .. p_n and
+    the backward LM those at p_1 .. p_{n-1}: both counts are c when p_1 = 0, labels are -100 at padding (right
+    padding, as the tokenizers pad by default) and a row's first and last real words are both labelled or both not.
+    A row padded on the left (p_1 > 0) is counted one word too many, and a label at a padded position one too many:
+    the loss would be divided by too many words, silently (``eval_loss`` low by about 1/n per row of n words); the
+    two LMs' counts differ where only one end of a row is labelled, and no one count normalises both.
+    ``labels`` (B, L), ``predicted`` (2,) the forward and backward LMs' counts here. As every value check
     (``modeling/value_checks.py``): at once on a CPU, read later on a GPU, not while traced.
     """
     mode = check_mode(labels)
     if mode == "off":
         return
     counted = (labels[:, 1:] != -100).sum()  # () what the Trainer counts of this batch
-    numbers = torch.stack([counted, predicted.to(counted.dtype)])  # (2,) read later on a GPU
-    settle(mode, numbers, lambda n: None if n[0] == n[1] else (
+    numbers = torch.cat([counted[None], predicted.to(counted.dtype)])  # (3,) read later on a GPU
+    settle(mode, numbers, lambda n: None if n[0] == n[1] == n[2] else (
         f"{model_name}: num_items_in_batch counts labels[..., 1:] != -100 (the Trainer's count for this model's "
         f"loss_type 'ForCausalLM': {n[0]} in this batch), but the forward LM predicts {n[1]} of these words (every "
-        "labelled word after a row's first real word): the loss would be divided by the wrong count. A row whose "
-        "first real token is not at position 0 (left padding) or a label at a padded position is counted but not "
-        "predicted: pad on the right (tokenizer.padding_side = 'right') with labels -100 at padding"))
+        f"labelled word after a row's first real word) and the backward LM {n[2]} (every labelled word before a "
+        "row's last real word): the loss would be divided by the wrong count. A row whose first real token is not "
+        "at position 0 (left padding) or a label at a padded position is counted but not predicted, and a row "
+        "labelled -100 at only one of its ends is predicted by one LM more often than by the other: pad on the "
+        "right (tokenizer.padding_side = 'right') with labels -100 at padding"))
 
 
 class ElmoForBidirectionalLM(ElmoPreTrainedModel):
@@ -848,7 +852,7 @@ class ElmoForBidirectionalLM(ElmoPreTrainedModel):
             forward_loss = normalised_sum(sums[0], counts[0], None)
             backward_loss = normalised_sum(sums[1], counts[1], None)
             if num_items is not None:
-                check_trainer_count(type(self).__name__, labels, counts[0])
+                check_trainer_count(type(self).__name__, labels, torch.stack([counts[0], counts[1]]))
                 loss = normalised_sum(sums[0] + sums[1], counts[0] + counts[1], 2 * num_items)
             else:
                 loss = 0.5 * (forward_loss + backward_loss)

@@ -110,15 +110,13 @@ def crf_function(op: str, method: str, emissions, mask, gold, crf):
 
 def crf_resolved_backend(op: str, method: str, emissions, crf) -> str:
     """What ``method`` runs for ``op`` on these inputs: "auto" resolved by the op's own dispatch (the likelihood
-    dispatches as log_partition and also looks at the CRF parameters; Viterbi at the emissions only)."""
+    dispatches as log_partition)."""
     if method != "auto":
         return method
     from ...kernels import crf as ops
 
-    if op in ("viterbi", "max_marginals"):
-        return ops._backend(op, "auto", emissions)
-    return ops._backend("log_partition", "auto", emissions, crf.transitions, crf.start_transitions,
-                        crf.end_transitions)
+    dispatched = op if op in ("viterbi", "max_marginals") else "log_partition"
+    return ops._backend(dispatched, "auto", emissions, crf.transitions, crf.start_transitions, crf.end_transitions)
 
 
 def measure_crf(op: str, method: str, inputs, settings: dict, cuda: bool) -> dict:

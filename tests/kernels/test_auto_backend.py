@@ -4,9 +4,12 @@ dtypes; LION's are in ``tests/modeling/test_lion_user.py``): what the kernels ca
 ``BIZOO_KERNEL_BACKEND=triton``), Triton still says what it cannot do.
 
 "As on a GPU": ``dispatch.triton_device`` answers True (CUDA with Triton) and ``dispatch.values_on_host`` False (no
-value is read on the host), the Triton entry points replaced by stand-ins that record the call, raise what the
-kernels' own limit checks raise, and compute with the reference. No kernel runs: these tests check the choice.
+value is read on the host), the Triton entry points replaced by stand-ins that record the call and compute with the
+reference, or, for inputs beyond the kernels' limits, hand them to the real entry point, whose own checks raise
+before any launch (under ``TRITON_INTERPRET=1``). No kernel runs: these tests check the choice.
 """
+
+import os
 
 import pytest
 import torch
@@ -20,8 +23,12 @@ from bizoo.kernels.ssm import checks as ssm_checks
 from bizoo.kernels.ssm import reference as ssm_reference
 
 pytestmark = pytest.mark.skipif(
-    crf_op.triton_crf is None or ssm_op.bidirectional_ssm_triton is None, reason="triton is not installed"
+    crf_op.triton_crf is None or ssm_op.bidirectional_ssm_triton is None
+    or os.environ.get("TRITON_INTERPRET") != "1",
+    reason="the Triton entry points' checks run on a CPU under TRITON_INTERPRET=1 only",
 )
+CRF_LIMIT = "backend='triton' (supports 1 to 128 tags|takes (emissions|transitions) in float32, float16 or bfloat16)"
+SSM_LIMIT = "backend='triton' takes u_fwd and u_bwd of one dtype among float32, float16 and bfloat16"
 
 
 @pytest.fixture
@@ -33,11 +40,12 @@ def on_gpu(monkeypatch):
     calls = []
 
     def crf_stand_in(name, op):
+        real = getattr(crf_op.triton_crf, name)
+
         def run(emissions, mask, transitions, start, end):
             calls.append(name)
-            message = crf_checks.triton_limit(op, emissions, transitions, start, end)
-            if message is not None:
-                raise ValueError(message)
+            if crf_checks.triton_limit(op, emissions, transitions, start, end) is not None:
+                return real(emissions, mask, transitions, start, end)  # its own checks raise
             return getattr(crf_reference, name.removesuffix("_triton"))(emissions, mask, transitions, start, end)
 
         return run
@@ -50,21 +58,23 @@ def on_gpu(monkeypatch):
     ):
         monkeypatch.setattr(crf_op.triton_crf, name, crf_stand_in(name, op))
 
+    real_ssm = ssm_op.bidirectional_ssm_triton
+
     def ssm_stand_in(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask):
         calls.append("bidirectional_ssm_triton")
-        message = ssm_checks.triton_limit(u_fwd, u_bwd)
-        if message is not None:
-            raise ValueError(message)
+        if ssm_checks.triton_limit(u_fwd, u_bwd) is not None:
+            return real_ssm(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask)  # its own checks raise
         return ssm_reference.bidirectional_ssm(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask, form="fft")
 
     monkeypatch.setattr(ssm_op, "bidirectional_ssm_triton", ssm_stand_in)
     return calls
 
 
-def crf_scores(K, dtype, B=2, L=5):
+def crf_scores(K, dtype, B=2, L=5, parameters_dtype=None):
     g = torch.Generator().manual_seed(K)
     emissions = 3 * torch.randn(B, L, K, generator=g, dtype=dtype)
-    transitions, start, end = (torch.randn(*shape, generator=g, dtype=dtype) for shape in ((K, K), (K,), (K,)))
+    transitions, start, end = (torch.randn(*shape, generator=g, dtype=parameters_dtype or dtype)
+                               for shape in ((K, K), (K,), (K,)))
     mask = torch.ones(B, L, dtype=torch.bool)
     mask[1, 3:] = False
     tags = torch.randint(0, K, (B, L), generator=g)
@@ -81,19 +91,21 @@ CRF_OPS = {
 
 
 @pytest.mark.parametrize("op", list(CRF_OPS))
-@pytest.mark.parametrize("K, dtype", [(130, torch.float32), (5, torch.float64)], ids=["130 tags", "fp64"])
-def test_auto_crf_computes_what_triton_cannot_on_the_reference(on_gpu, op, K, dtype, monkeypatch):
-    scores = crf_scores(K, dtype)
+@pytest.mark.parametrize("K, dtype, parameters_dtype", [(130, torch.float32, None), (5, torch.float64, None),
+                                                        (5, torch.float32, torch.float64)],
+                         ids=["130 tags", "fp64", "fp64 parameters"])
+def test_auto_crf_computes_what_triton_cannot_on_the_reference(on_gpu, op, K, dtype, parameters_dtype, monkeypatch):
+    scores = crf_scores(K, dtype, parameters_dtype=parameters_dtype)
     got = CRF_OPS[op](scores, "auto")
     assert on_gpu == []
     expected = CRF_OPS[op](scores, "reference")
     for g, e in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
         assert g.dtype == e.dtype and torch.equal(g, e)
     # asked for by name, Triton says what it cannot do
-    with pytest.raises(ValueError, match="backend='triton' (supports 1 to 128 tags|takes emissions in float32)"):
+    with pytest.raises(ValueError, match=CRF_LIMIT):
         CRF_OPS[op](scores, "triton")
     monkeypatch.setenv(dispatch.ENV_VAR, "triton")
-    with pytest.raises(ValueError, match="backend='triton'"):
+    with pytest.raises(ValueError, match=CRF_LIMIT):
         CRF_OPS[op](scores, "auto")
 
 
@@ -119,10 +131,10 @@ def test_auto_ssm_computes_fp64_on_the_reference(on_gpu, monkeypatch):
     assert on_gpu == []
     expected = ssm_op.bidirectional_ssm(*args, backend="reference")
     assert all(g.dtype == torch.float64 and torch.equal(g, e) for g, e in zip(got, expected))
-    with pytest.raises(ValueError, match="backend='triton' takes u_fwd and u_bwd of one dtype"):
+    with pytest.raises(ValueError, match=SSM_LIMIT):
         ssm_op.bidirectional_ssm(*args, backend="triton")
     monkeypatch.setenv(dispatch.ENV_VAR, "triton")
-    with pytest.raises(ValueError, match="backend='triton'"):
+    with pytest.raises(ValueError, match=SSM_LIMIT):
         ssm_op.bidirectional_ssm(*args)
 
 

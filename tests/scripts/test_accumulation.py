@@ -81,3 +81,26 @@ def test_pretrain_bilm_collator_pads_on_the_right(left_padding_tokenizer, senten
     with torch.no_grad():
         torch.testing.assert_close(model(**batch, num_items_in_batch=items).loss, own, rtol=1e-5, atol=1e-6)
     assert tokenizer.padding_side == "left"  # the tokenizer is left as it was
+
+
+@pytest.mark.parametrize("end", ["first", "last"])
+def test_bilm_refuses_a_count_only_one_of_its_lms_matches(tokenizer, sentences, end):
+    """A right-padded row labelled -100 at only one end (its first or its last real word): the Trainer's count equals
+    the forward LM's and not the backward LM's (or the reverse), and no one count normalises both sums; the loss was
+    8-10% off the model's own, silently. Labelled -100 at both ends, both counts match again."""
+    wordchar = tokenizer_for(ELMO, tokenizer)
+    batch = DataCollatorForTokenClassification(wordchar)(bilm_examples(wordchar, sentences, n=3))
+    assert (batch["attention_mask"][:, 0] == 1).all()  # right padding
+    lengths = batch["attention_mask"].sum(-1)
+    torch.manual_seed(0)
+    model = AutoModelForPreTraining.from_config(tiny_config(ELMO, vocab_size=len(wordchar))).eval()
+    labels = batch["labels"].clone()
+    labels[0, 0 if end == "first" else lengths[0] - 1] = -100
+    counted = (labels[:, 1:] != -100).sum()
+    with pytest.raises(ValueError, match=r"forward LM predicts \d+ .*backward LM \d+.*only one of its ends"):
+        model(**{**batch, "labels": labels}, num_items_in_batch=counted)
+    labels[0, 0] = labels[0, lengths[0] - 1] = -100  # both ends: each LM predicts every counted word
+    with torch.no_grad():
+        own = model(**{**batch, "labels": labels}).loss
+        counted = (labels[:, 1:] != -100).sum()
+        torch.testing.assert_close(model(**{**batch, "labels": labels}, num_items_in_batch=counted).loss, own)
