@@ -99,7 +99,8 @@ def test_auto_crf_computes_what_triton_cannot_on_the_reference(on_gpu, op, K, dt
     got = CRF_OPS[op](scores, "auto")
     assert on_gpu == []
     expected = CRF_OPS[op](scores, "reference")
-    for g, e in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+    as_tuple = lambda x: x if isinstance(x, tuple) else (x,)  # noqa: E731
+    for g, e in zip(as_tuple(got), as_tuple(expected)):
         assert g.dtype == e.dtype and torch.equal(g, e)
     # asked for by name, Triton says what it cannot do
     with pytest.raises(ValueError, match=CRF_LIMIT):
