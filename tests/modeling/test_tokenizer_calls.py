@@ -1,0 +1,57 @@
+"""WordCharTokenizerFast driven as a transformers user drives a fast tokenizer: the calls a script or a collator
+makes (special tokens, tensors, padding), each compared with what a stock fast tokenizer does on the same call or
+with what the tokenizer documents."""
+
+from __future__ import annotations
+
+import pytest
+
+from bizoo.modeling.tokenization_wordchar import WordCharTokenizerFast
+
+TRAINING = [["the", "cat", "sat"], ["the", "café"], "on the mat ."]
+W = 6
+
+
+def make(scheme: str = "vocab", boundaries: bool = True) -> WordCharTokenizerFast:
+    return WordCharTokenizerFast.from_words(
+        TRAINING, max_word_length=W, char_scheme=scheme, add_sentence_boundaries=boundaries
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Special tokens
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["vocab", "bilm"])
+@pytest.mark.parametrize(
+    "key, value",
+    [("mask_token", "<mask>"), ("pad_token", "<pad>"), ("unk_token", "<unk>"), ("bos_token", "<s>"),
+     ("eos_token", "</s>")],
+)
+def test_replacing_a_fixed_special_token_is_refused(tmp_path, scheme, key, value):
+    """The tokenizer is built on [PAD]=0, [UNK]=1, [MASK] and <S> / </S>: replacing one (which a stock tokenizer
+    accepts) would leave the word model, the character rows and the template on the old token, and the saved folder
+    would not load; it is a ValueError naming the token, and the tokenizer is left as it was. The common idioms
+    still work and survive saving: setting a token to the one it is, new special tokens (cls, extra)."""
+    tok = make(scheme)
+    before = tok(["the cat <mask>", "café"], padding=True)
+    with pytest.raises(ValueError, match=f"{key} is fixed to .*got {key}='{value}'"):
+        tok.add_special_tokens({"cls_token": "[CLS]", key: value})
+    assert tok.cls_token is None and getattr(tok, key) != value
+    with pytest.raises(ValueError, match=f"{key} is fixed to"):
+        setattr(tok, key, value)
+    with pytest.raises(ValueError, match=f"{key} is fixed to .*got {key}_id=5"):
+        setattr(tok, f"{key}_id", 5)
+    assert tok(["the cat <mask>", "café"], padding=True) == before
+    tok.save_pretrained(tmp_path)
+    assert WordCharTokenizerFast.from_pretrained(tmp_path)(["the cat <mask>", "café"], padding=True) == before
+
+    assert tok.add_special_tokens({"pad_token": "[PAD]", "mask_token": "[MASK]", "bos_token": "<S>"}) == 0
+    tok.pad_token_id = 0
+    assert tok.add_special_tokens({"cls_token": "[CLS]", "extra_special_tokens": ["<ent>"]}) == 2
+    tok.save_pretrained(tmp_path / "grown")
+    text = "the <ent> cat [CLS] <mask>"
+    loaded = WordCharTokenizerFast.from_pretrained(tmp_path / "grown")
+    assert loaded(text, return_special_tokens_mask=True) == tok(text, return_special_tokens_mask=True)
+
