@@ -773,6 +773,13 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
         if squeezed:
             output["char_ids"] = char_ids[0]
         elif return_tensors is not None:  # (rows, tokens, max_word_length), even with no token at all
+            lengths = sorted({len(rows) for rows in char_ids})
+            if len(lengths) > 1:  # "np" gets here with ragged rows ("pt" is refused by transformers first)
+                raise ValueError(
+                    f"return_tensors={return_tensors!r} needs rows of one length, got rows of {lengths[0]} to "
+                    f"{lengths[-1]} tokens: pass padding=True (or padding='max_length' with truncation=True), or "
+                    "return_tensors=None for lists"
+                )
             width = self.max_word_length
             output["char_ids"] = np.array(char_ids, dtype=np.int64).reshape(len(char_ids), -1, width)
             output.convert_to_tensors(return_tensors)

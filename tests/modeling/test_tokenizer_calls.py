@@ -55,3 +55,23 @@ def test_replacing_a_fixed_special_token_is_refused(tmp_path, scheme, key, value
     loaded = WordCharTokenizerFast.from_pretrained(tmp_path / "grown")
     assert loaded(text, return_special_tokens_mask=True) == tok(text, return_special_tokens_mask=True)
 
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tensors
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["vocab", "bilm"])
+def test_numpy_tensors_of_rows_of_different_lengths_name_padding(scheme):
+    """``return_tensors="np"`` without padding on texts of different lengths: a ValueError that names the
+    argument and the way out (padding), as transformers' own message for "pt" does, not NumPy's "inhomogeneous
+    shape" from inside the tokenizer; with padding the arrays are (B, L) and (B, L, W)."""
+    tok = make(scheme)
+    with pytest.raises(ValueError, match=r"return_tensors='np' needs rows of one length.*padding=True"):
+        tok(["the cat sat", "cat"], return_tensors="np")
+    with pytest.raises(ValueError, match="padding=True"):
+        tok("the cat sat on the", truncation=True, max_length=4, return_overflowing_tokens=True,
+            return_tensors="np")
+    padded = tok(["the cat sat", "cat"], padding=True, return_tensors="np")
+    assert padded["input_ids"].shape == (2, 5) and padded["char_ids"].shape == (2, 5, W)
