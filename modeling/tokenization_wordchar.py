@@ -668,8 +668,12 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
                 rows.append(self.word_to_char_ids(token))
         return rows
 
-    def _encoding_char_ids(self, encoding, texts, pretokenized: bool, cache: dict[str, list[int]]) -> list[list[int]]:
-        """The character rows of one encoding (a row of the batch); ``texts`` = (text, text_pair or None)."""
+    def _encoding_char_ids(
+        self, encoding, texts, pretokenized: bool, cache: dict[str, list[int]], stripping: dict[int, tuple[bool, bool]]
+    ) -> list[list[int]]:
+        """The character rows of one encoding (a row of the batch); ``texts`` = (text, text_pair or None).
+        ``stripping``: token id -> (lstrip, rstrip) of the added tokens that strip the whitespace beside them; their
+        offsets cover that whitespace, which is not part of their spelling (``ids_to_char_ids`` spells them so)."""
         zero = [0] * self.max_word_length
         rows = []
         for token_id, (start, end), sequence, word, attended in zip(
@@ -686,6 +690,10 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
                 if pretokenized:
                     source = source[word]
                 spelling = source[start:end]
+                if token_id in stripping:  # "  <e1>  " -> "<e1>"
+                    left, right = stripping[token_id]
+                    spelling = spelling.lstrip() if left else spelling
+                    spelling = spelling.rstrip() if right else spelling
                 row = cache.get(spelling)
                 if row is None:
                     row = cache[spelling] = self.word_to_char_ids(spelling)
@@ -765,8 +773,13 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
         else:
             mapping = list(range(len(output.encodings)))
         cache: dict[str, list[int]] = {}
+        stripping = {
+            index: (token.lstrip, token.rstrip)
+            for index, token in self.added_tokens_decoder.items()
+            if token.lstrip or token.rstrip
+        }
         char_ids = [
-            self._encoding_char_ids(encoding, sources[source], pretokenized, cache)
+            self._encoding_char_ids(encoding, sources[source], pretokenized, cache, stripping)
             for encoding, source in zip(output.encodings, mapping)
         ]
         squeezed = not batched and return_tensors is None and not kwargs.get("return_overflowing_tokens", False)

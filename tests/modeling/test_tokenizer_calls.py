@@ -5,6 +5,7 @@ with what the tokenizer documents."""
 from __future__ import annotations
 
 import pytest
+from tokenizers import AddedToken
 
 from bizoo.modeling.tokenization_wordchar import WordCharTokenizerFast
 
@@ -55,6 +56,25 @@ def test_replacing_a_fixed_special_token_is_refused(tmp_path, scheme, key, value
     loaded = WordCharTokenizerFast.from_pretrained(tmp_path / "grown")
     assert loaded(text, return_special_tokens_mask=True) == tok(text, return_special_tokens_mask=True)
 
+
+
+@pytest.mark.parametrize("scheme", ["vocab", "bilm"])
+@pytest.mark.parametrize("pretokenized", [False, True])
+def test_an_added_token_that_strips_whitespace_is_spelled_without_it(tmp_path, scheme, pretokenized):
+    """An added token with lstrip / rstrip (RoBERTa's mask is one) takes the whitespace beside it, and its offsets
+    cover it; its characters are the token's own, as ``ids_to_char_ids`` spells it, not spaces around it. A token
+    that strips nothing keeps the spaces inside it ("New York")."""
+    tok = make(scheme, boundaries=False)
+    tok.add_special_tokens({"extra_special_tokens": [AddedToken("<e1>", lstrip=True, rstrip=True, special=True)]})
+    tok.add_tokens([AddedToken("<e2>", lstrip=True)])
+    tok.add_tokens(["New York"])
+    text = "the  <e1>  cat <e2> New York"
+    words = ["the", " <e1>  ", "cat", "<e2>", "New York"]
+    encoding = tok(words, is_split_into_words=True) if pretokenized else tok(text)
+    assert tok.convert_ids_to_tokens(encoding["input_ids"]) == ["the", "<e1>", "cat", "<e2>", "New York"]
+    assert encoding["char_ids"] == tok.ids_to_char_ids(encoding["input_ids"])
+    tok.save_pretrained(tmp_path)
+    assert WordCharTokenizerFast.from_pretrained(tmp_path)(text)["char_ids"] == tok(text)["char_ids"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
