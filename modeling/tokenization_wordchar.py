@@ -54,6 +54,8 @@ A text without words (empty, or spaces only) gives, as tensors, ``char_ids`` (ro
 Special tokens: [PAD]=0, [UNK]=1, [MASK]=2 and, with ``add_sentence_boundaries=True``, <S>=3 and </S>=4, which then
 wrap every sequence (``<S> A </S>``; pairs ``<S> A </S> <S> B </S>``) and are marked in ``special_tokens_mask``.
 A [MASK] written in the text is the mask token (for fill-mask), not a special position.
+These tokens are fixed: giving one another token (``add_special_tokens({"mask_token": ...})``,
+``tokenizer.pad_token = ...``) is a ``ValueError``; other special tokens are added as to any tokenizer.
 
 ``tokenizer.pad`` (and so ``DataCollatorWithPadding`` and ``DataCollatorForTokenClassification``) pads ``char_ids`` next
 to ``input_ids``, on either side, with all-zero rows. ``ids_to_char_ids`` gives the character rows of vocabulary ids:
@@ -320,6 +322,44 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
             **kwargs,
         )
         self._special_char_rows = self._build_special_char_rows()
+
+    def __setattr__(self, key, value):
+        """transformers' setter; the special tokens the tokenizer is built on are fixed once it is constructed:
+        pad_token ([PAD], id 0), unk_token ([UNK], id 1, the word model's unknown word), mask_token and, with
+        ``add_sentence_boundaries``, bos_token / eos_token (the <S> ... </S> template). Giving one of them another
+        token (``add_special_tokens({"mask_token": "<mask>"})``, ``tokenizer.pad_token = ...``) is a ``ValueError``
+        naming it: the word vocabulary, the character rows and the template would not follow, and the saved folder
+        would not load. Setting the token it already has is accepted; other special tokens (cls_token, sep_token,
+        extra_special_tokens) can be added freely."""
+        self._check_fixed_token(key, value)
+        super().__setattr__(key, value)
+
+    def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens=True) -> int:
+        """transformers' ``add_special_tokens``; every entry is checked first (see ``__setattr__``), so a refused
+        one leaves the tokenizer unchanged."""
+        if isinstance(special_tokens_dict, dict):
+            for key, value in special_tokens_dict.items():
+                self._check_fixed_token(key, value)
+        return super().add_special_tokens(special_tokens_dict, replace_extra_special_tokens)
+
+    def _check_fixed_token(self, key: str, value) -> None:
+        """``ValueError`` if ``key`` (a special token attribute, or its ``_id``) would give a fixed token another
+        value; see ``__setattr__``."""
+        role = key.removesuffix("_id")
+        fixed = ("pad_token", "unk_token", "mask_token") + (
+            ("bos_token", "eos_token") if self.__dict__.get("add_sentence_boundaries") else ()
+        )
+        if role not in fixed or "_special_char_rows" not in self.__dict__:  # not fixed, or still being constructed
+            return
+        current = getattr(self, role)
+        given = self.convert_ids_to_tokens(value) if key != role and isinstance(value, int) else value
+        if given is None or str(given) != current:
+            shown = repr(value) if key != role or given is None else repr(str(given))
+            raise ValueError(
+                f"WordCharTokenizerFast: {role} is fixed to {current!r} (the word vocabulary, the character rows and "
+                f"the saved files are built on it), got {key}={shown}; add other tokens with add_tokens or "
+                "add_special_tokens({'extra_special_tokens': [...]})"
+            )
 
     # ------------------------------------------------------------------------------------------------------------
     # Construction
@@ -628,8 +668,12 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
                 rows.append(self.word_to_char_ids(token))
         return rows
 
-    def _encoding_char_ids(self, encoding, texts, pretokenized: bool, cache: dict[str, list[int]]) -> list[list[int]]:
-        """The character rows of one encoding (a row of the batch); ``texts`` = (text, text_pair or None)."""
+    def _encoding_char_ids(
+        self, encoding, texts, pretokenized: bool, cache: dict[str, list[int]], stripping: dict[int, tuple[bool, bool]]
+    ) -> list[list[int]]:
+        """The character rows of one encoding (a row of the batch); ``texts`` = (text, text_pair or None).
+        ``stripping``: token id -> (lstrip, rstrip) of the added tokens that strip the whitespace beside them; their
+        offsets cover that whitespace, which is not part of their spelling (``ids_to_char_ids`` spells them so)."""
         zero = [0] * self.max_word_length
         rows = []
         for token_id, (start, end), sequence, word, attended in zip(
@@ -646,6 +690,10 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
                 if pretokenized:
                     source = source[word]
                 spelling = source[start:end]
+                if token_id in stripping:  # "  <e1>  " -> "<e1>"
+                    left, right = stripping[token_id]
+                    spelling = spelling.lstrip() if left else spelling
+                    spelling = spelling.rstrip() if right else spelling
                 row = cache.get(spelling)
                 if row is None:
                     row = cache[spelling] = self.word_to_char_ids(spelling)
@@ -725,14 +773,26 @@ class WordCharTokenizerFast(PreTrainedTokenizerFast):
         else:
             mapping = list(range(len(output.encodings)))
         cache: dict[str, list[int]] = {}
+        stripping = {
+            index: (token.lstrip, token.rstrip)
+            for index, token in self.added_tokens_decoder.items()
+            if token.lstrip or token.rstrip
+        }
         char_ids = [
-            self._encoding_char_ids(encoding, sources[source], pretokenized, cache)
+            self._encoding_char_ids(encoding, sources[source], pretokenized, cache, stripping)
             for encoding, source in zip(output.encodings, mapping)
         ]
         squeezed = not batched and return_tensors is None and not kwargs.get("return_overflowing_tokens", False)
         if squeezed:
             output["char_ids"] = char_ids[0]
         elif return_tensors is not None:  # (rows, tokens, max_word_length), even with no token at all
+            lengths = sorted({len(rows) for rows in char_ids})
+            if len(lengths) > 1:  # "np" gets here with ragged rows ("pt" is refused by transformers first)
+                raise ValueError(
+                    f"return_tensors={return_tensors!r} needs rows of one length, got rows of {lengths[0]} to "
+                    f"{lengths[-1]} tokens: pass padding=True (or padding='max_length' with truncation=True), or "
+                    "return_tensors=None for lists"
+                )
             width = self.max_word_length
             output["char_ids"] = np.array(char_ids, dtype=np.int64).reshape(len(char_ids), -1, width)
             output.convert_to_tensors(return_tensors)
