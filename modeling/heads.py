@@ -394,6 +394,36 @@ def check_crf_loss_is_ours(model_name: str, labels, num_items_in_batch, crf_logi
     )
 
 
+def check_padded_labels_uncounted(model_name: str, labels: torch.Tensor, mask: torch.Tensor, num_items_in_batch):
+    """A ``ValueError`` when a CRF head is given the Trainer's count and a label that is not -100 at a padded position.
+
+    The CRF scores the real tokens of a row only (mask[b, t] = 1): a label at a padded position is in no path, so
+    the loss Σ_b -log p(y_b | x_b) never reads it. The Trainer's ``num_items_in_batch`` is c = Σ_{b,t} [labels[b, t]
+    != -100] over the accumulated batch, padding included, so a collator that pads labels with a tag (0, "O")
+    instead of -100 makes the loss Σ / c biased low, silently (``eval_loss`` below the model's own loss, and a
+    gradient-accumulation step that depends on how the micro-batches were padded). Without the count the loss
+    divides by the labels it reads, Σ_{b,t} [labels[b, t] != -100] mask[b, t], and the padded labels are ignored.
+    ``labels`` (B, L) int64, ``mask`` (B, L) bool on the same device. As every value check
+    (``modeling/value_checks.py``): at once on a CPU, read later on a GPU (the call goes on with the loss divided by
+    the count given), not while traced.
+    """
+    if num_items_in_batch is None:
+        return
+    mode = check_mode(labels)
+    if mode == "off":
+        return
+    padded = (labels != -100) & ~mask  # (B, L) labelled positions the CRF does not read
+    first = padded.flatten().to(torch.uint8).argmax(0, keepdim=True)  # (1,) the first one, or 0
+    numbers = torch.cat([padded.sum().reshape(1), first, labels.flatten().index_select(0, first)])  # (3,) int64
+    width = labels.shape[1]
+    settle(mode, numbers, lambda n: None if n[0] == 0 else (
+        f"{model_name}: labels hold {n[0]} tag(s) other than -100 at padded positions (attention_mask 0), e.g. "
+        f"{n[2]} at batch row {n[1] // width}, position {n[1] % width}; the CRF reads the real tokens only, but "
+        "num_items_in_batch (the Trainer's count of labels != -100, padding included) counts them, so the loss "
+        "would be divided by too many tokens (biased low, and gradient accumulation would depend on the padding). "
+        "Label padded positions -100, as DataCollatorForTokenClassification pads labels (label_pad_token_id=-100)"))
+
+
 class CrfTokenClassificationHead(nn.Module):
     r"""Tagging with a linear-chain CRF over the real tokens of each sequence.
 
@@ -403,7 +433,9 @@ class CrfTokenClassificationHead(nn.Module):
 
     * loss: the negative log-likelihood Σ_b -log p(y_b | x_b), divided by ``num_items_in_batch`` (labelled tokens
       over the accumulated batch) or by the labelled tokens here; a -100 label at a real token (a special token,
-      a word's later sub-tokens) is marginalised, so the chain runs over every real token.
+      a word's later sub-tokens) is marginalised, so the chain runs over every real token. A label at a padded
+      position is in no path and not read; with ``num_items_in_batch``, which counts it, it is a ``ValueError``
+      (``check_padded_labels_uncounted``): the loss would be divided by tokens it does not score.
       The loss is the model's own: ``num_items_in_batch`` without labels (the Trainer's label smoothing or a
       ``compute_loss_func``, which would put a softmax over the logits below) is a ``ValueError``
       (``check_crf_loss_is_ours``).
@@ -517,6 +549,7 @@ class CrfTokenClassificationHead(nn.Module):
         loss = None
         if labels is not None:
             labels = labels.to(emissions.device)  # checked by check_task_labels before the encoder ran
+            check_padded_labels_uncounted(model_name, labels, mask, num_items_in_batch)
             log_likelihood = crf_log_likelihood(emissions, mask, transitions, start, end, labels, backend=backend)
             log_likelihood = self.check_gold_paths(model_name, log_likelihood, labels, mask)
             loss = normalised_sum(-log_likelihood.sum(), ((labels != -100) & mask).sum(), num_items_in_batch)
