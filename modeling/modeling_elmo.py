@@ -478,6 +478,23 @@ class ElmoPreTrainedModel(DamagedCheckpointErrors, StrictFp32Modules, PreTrained
         self.config.vocab_size = -(-size // multiple) * multiple
         return None
 
+    def enable_input_require_grads(self) -> None:
+        """transformers' hook that makes what the layers read require a gradient, so that a layer checkpointed with
+        ``use_reentrant=True`` (what ``gradient_checkpointing_enable`` and PEFT call this for) passes gradients to
+        its trainable parameters while everything below it is frozen. transformers hooks the output of
+        `get_input_embeddings()`, which for ELMo is the LM softmax table (absent from the task heads), not what the
+        LSTM layers read: the hook goes on the character encoder's output, and on the word table where there is
+        one (a tagger with `tagger_word_features` reads it). `disable_input_require_grads` removes both."""
+
+        def require_grads(module, inputs, output):
+            output.requires_grad_(True)
+
+        modules = [m for m in self.modules() if isinstance(m, ElmoCharacterEncoder)]
+        words = self.get_input_embeddings()
+        modules += [] if words is None else [words]
+        self._require_grads_hooks = [module.register_forward_hook(require_grads) for module in modules]
+        self._require_grads_hook = self._require_grads_hooks[0]  # the name older transformers releases remove
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """bilm-tf's initialisation for the encoder (transformers' defaults first, then overridden per module):
