@@ -44,7 +44,8 @@ transformers' own checks run then too).
 
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
-``trainer_optimizers``, ``scoring_needs``, ``resume_checkpoint``, ``last_checkpoint``, ``check_in_turn``,
+``trainer_optimizers``, ``scoring_needs``, ``resume_checkpoint``, ``check_resume_from_checkpoint``,
+``last_checkpoint``, ``check_in_turn``,
 ``build_on_first_process``, ``push_final_folder``, ``first_samples``, ``input_checks_callback``,
 ``max_length_padding``; ``SeededLengthGrouping``: --group-by-length's order of an epoch drawn from (seed, epoch), so
 a run resumed in a later epoch reads the batches of the uninterrupted one; ``add_hub_arguments`` and
@@ -674,14 +675,33 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
     # add_predict_arguments`` sets ``_predicts``); any other command has no test split to predict
     if getattr(args, "do_predict", False) and not getattr(args, "_predicts", False):
         raise CommandError("--do_predict: this command predicts no test split; it trains, then evaluates")
-    checkpoint = getattr(args, "resume_from_checkpoint", None)
-    if checkpoint is not None and not Path(checkpoint).is_dir():
-        raise CommandError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint folder")
+    check_resume_from_checkpoint(getattr(args, "resume_from_checkpoint", None))
     if metrics is not None:
         check_best_model_metric(args, metrics)
     training = training_arguments(args, args.output_dir, defaults=defaults, fixed=fixed)
     _load_report_integrations(training.report_to)
     _check_optimizer(training)
+
+
+def check_resume_from_checkpoint(checkpoint: str | None) -> None:
+    """--resume_from_checkpoint names a checkpoint the ``Trainer`` wrote: a folder with its ``trainer_state.json``
+    (the step, the log, the best metric so far). ``CommandError`` otherwise, before anything is written: the
+    Trainer would fail on the missing state after the model was loaded and the output folder made. A run's final
+    folder holds the weights but no state: the error names its newest ``checkpoint-N``; ``True`` (the argument of
+    ``Trainer.train`` that means the newest checkpoint of the output folder) is bizoo's --resume."""
+    if checkpoint is None:
+        return
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        hint = (" (to continue from the newest checkpoint of --output-dir, pass --resume)"
+                if str(checkpoint).lower() in ("true", "1", "yes", "latest") else "")
+        raise CommandError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint folder{hint}")
+    if not (folder / "trainer_state.json").is_file():
+        newest = last_checkpoint(folder)
+        hint = (f"; the newest checkpoint in it is {newest!r}" if newest is not None
+                else "; the Trainer's checkpoint-N folders hold one")
+        raise CommandError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint folder: it holds no "
+                           f"trainer_state.json to continue the training from{hint}")
 
 
 def first_samples(examples: Sequence[T], args: argparse.Namespace, split: str, what: str = "examples") -> Sequence[T]:

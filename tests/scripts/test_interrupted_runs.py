@@ -4,6 +4,9 @@ same weights, every logged step, the same scores), whatever epoch the checkpoint
 * --group-by-length (the BiLSTM-CRF's and ELMo's preset for fine-tuning): the grouped order of each epoch is drawn
   from (seed, epoch) alone (``lib.training.SeededLengthGrouping``), not from torch's global generator, which a run
   resumed in a later epoch reaches in another state than the uninterrupted run did.
+* --resume_from_checkpoint names a folder the Trainer can continue from (its trainer_state.json): a run's final
+  folder, or ``True`` (``Trainer.train``'s argument for the newest checkpoint), is refused before anything is
+  written, with what to pass instead.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bizoo.scripts import finetune_ner
+from bizoo.scripts import finetune_glue, finetune_ner
 from bizoo.scripts.lib.training import EpochLengthGroupedSampler
 from tests.scripts.conftest import call, max_weight_difference
 from tests.tiny_configs import TINY_CONFIGS
@@ -66,3 +69,31 @@ def test_the_grouped_order_of_an_epoch_depends_on_the_seed_and_the_epoch_alone()
     assert orders[0][0] == orders[0][1] and sorted(orders[0][0]) == list(range(len(lengths)))
     assert orders[1][0] != orders[0][0]  # a new order every epoch
     assert len(sampler) == len(lengths)
+
+
+def glue_argv(glue_dir: Path, output: Path, *extra) -> list:
+    return ["--model-name-or-path", "lion", "--task", "sst2", "--data-dir", glue_dir, "--output-dir", output,
+            "--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4",
+            "intermediate_size=64", "--max-steps", "2", "--batch-size", "4", "--max-length", "32", *extra]
+
+
+def test_resume_from_a_final_folder_is_refused_naming_its_newest_checkpoint(glue_dir, tmp_path, capsys):
+    """A run's final folder has the weights and no trainer_state.json: the command loaded the model, made the output
+    folder, and then failed with the Trainer's FileNotFoundError (exit code 1, a traceback)."""
+    first, output = tmp_path / "first", tmp_path / "second"
+    assert call(finetune_glue.main, glue_argv(glue_dir, first, "--save-steps", "1")) == 0
+    capsys.readouterr()
+    assert call(finetune_glue.main, glue_argv(glue_dir, output, "--resume_from_checkpoint", first)) == 2
+    err = capsys.readouterr().err
+    assert f"--resume_from_checkpoint {str(first)!r} is not a checkpoint folder: it holds no trainer_state.json" in err
+    assert f"the newest checkpoint in it is {str(first / 'checkpoint-2')!r}" in err
+    assert not output.exists()
+    assert call(finetune_glue.main, glue_argv(glue_dir, output, "--resume_from_checkpoint", first / "checkpoint-1",
+                                              "--save-steps", "1")) == 0
+    assert steps_logged(output) == steps_logged(first)
+
+
+def test_resume_from_checkpoint_true_points_to_resume(glue_dir, tmp_path, capsys):
+    assert call(finetune_glue.main, glue_argv(glue_dir, tmp_path / "out", "--resume_from_checkpoint", "True")) == 2
+    assert ("--resume_from_checkpoint 'True' is not a checkpoint folder (to continue from the newest checkpoint of "
+            "--output-dir, pass --resume)") in capsys.readouterr().err
