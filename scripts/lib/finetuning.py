@@ -73,6 +73,7 @@ from .sources import HubOptions, hub_options, resolve_checkpoint
 from .training import (
     TRAINING_GROUP_TITLE,
     EvaluatesEveryExample,
+    SeededLengthGrouping,
     add_hub_arguments,
     add_preset_option,
     bool_flag,
@@ -637,7 +638,7 @@ def _ordered_evaluation_trainer():
     from transformers import Trainer
     from transformers.trainer_pt_utils import nested_gather
 
-    class OrderedEvaluationTrainer(EvaluatesEveryExample, Trainer):
+    class OrderedEvaluationTrainer(SeededLengthGrouping, EvaluatesEveryExample, Trainer):
         def _get_eval_sampler(self, eval_dataset):
             if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
                 return super()._get_eval_sampler(eval_dataset)

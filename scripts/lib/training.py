@@ -44,9 +44,12 @@ transformers' own checks run then too).
 
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
 ``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
-``trainer_optimizers``, ``scoring_needs``, ``resume_checkpoint``, ``last_checkpoint``, ``check_in_turn``,
+``trainer_optimizers``, ``scoring_needs``, ``resume_checkpoint``, ``check_resume_from_checkpoint``,
+``last_checkpoint``, ``check_in_turn``,
 ``build_on_first_process``, ``push_final_folder``, ``first_samples``, ``input_checks_callback``,
-``max_length_padding``; ``add_hub_arguments`` and ``check_hub_options``: the Hub and cache options of run_*.py
+``max_length_padding``; ``SeededLengthGrouping``: --group-by-length's order of an epoch drawn from (seed, epoch), so
+a run resumed in a later epoch reads the batches of the uninterrupted one; ``add_hub_arguments`` and
+``check_hub_options``: the Hub and cache options of run_*.py
 (--cache_dir, --model_revision, --token, ...; ``lib.sources``); ``OneValue`` and ``bool_flag`` for a command's own
 options spelled as run_*.py spells them too (``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two
 spellings disagreeing is an error.
@@ -125,6 +128,49 @@ class EvaluatesEveryExample:
             return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
         finally:
             self.args.dataloader_drop_last = True
+
+
+class SeededLengthGrouping:
+    """A ``Trainer`` mixin (before ``Trainer`` in the bases): with --group-by-length
+    (``--train_sampling_strategy group_by_length``) each epoch's grouped order is drawn from a generator seeded by
+    (--data_seed, else --seed) + epoch, as accelerate seeds the plain random order, so a run resumed from a checkpoint
+    in the middle of a later epoch skips to the same batches an uninterrupted run trains on next.
+
+    transformers' ``LengthGroupedSampler`` draws its permutation from torch's global generator when the epoch's
+    data loader starts: in an uninterrupted run that generator has gone through the epochs before (dropout), in a
+    resumed one it has not, so from the second epoch on the resumed run read other batches and ended with other
+    weights (the BiLSTM-CRF and ELMo presets group by length)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is not LengthGroupedSampler:
+            return sampler
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+
+
+class EpochLengthGroupedSampler:
+    """transformers' ``get_length_grouped_indices`` over ``lengths`` in groups of ``batch_size`` (mega-batches
+    shuffled, sorted by length inside), drawn from a generator seeded by ``seed + epoch``: ``set_epoch(epoch)``
+    (which the Trainer calls at the start of every epoch, the resumed one too) selects the epoch."""
+
+    def __init__(self, batch_size: int, lengths: Sequence[int], seed: int):
+        self.batch_size, self.lengths, self.seed, self.epoch = batch_size, list(lengths), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 @dataclass(frozen=True)
@@ -629,14 +675,33 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
     # add_predict_arguments`` sets ``_predicts``); any other command has no test split to predict
     if getattr(args, "do_predict", False) and not getattr(args, "_predicts", False):
         raise CommandError("--do_predict: this command predicts no test split; it trains, then evaluates")
-    checkpoint = getattr(args, "resume_from_checkpoint", None)
-    if checkpoint is not None and not Path(checkpoint).is_dir():
-        raise CommandError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint folder")
+    check_resume_from_checkpoint(getattr(args, "resume_from_checkpoint", None))
     if metrics is not None:
         check_best_model_metric(args, metrics)
     training = training_arguments(args, args.output_dir, defaults=defaults, fixed=fixed)
     _load_report_integrations(training.report_to)
     _check_optimizer(training)
+
+
+def check_resume_from_checkpoint(checkpoint: str | None) -> None:
+    """--resume_from_checkpoint names a checkpoint the ``Trainer`` wrote: a folder with its ``trainer_state.json``
+    (the step, the log, the best metric so far). ``CommandError`` otherwise, before anything is written: the
+    Trainer would fail on the missing state after the model was loaded and the output folder made. A run's final
+    folder holds the weights but no state: the error names its newest ``checkpoint-N``; ``True`` (the argument of
+    ``Trainer.train`` that means the newest checkpoint of the output folder) is bizoo's --resume."""
+    if checkpoint is None:
+        return
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        hint = (" (to continue from the newest checkpoint of --output-dir, pass --resume)"
+                if str(checkpoint).lower() in ("true", "1", "yes", "latest") else "")
+        raise CommandError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint folder{hint}")
+    if not (folder / "trainer_state.json").is_file():
+        newest = last_checkpoint(folder)
+        hint = (f"; the newest checkpoint in it is {newest!r}" if newest is not None
+                else "; the Trainer's checkpoint-N folders hold one")
+        raise CommandError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint folder: it holds no "
+                           f"trainer_state.json to continue the training from{hint}")
 
 
 def first_samples(examples: Sequence[T], args: argparse.Namespace, split: str, what: str = "examples") -> Sequence[T]:

@@ -1,0 +1,99 @@
+"""Runs stopped after a checkpoint and resumed, and runs repeated: a resumed run ends as the uninterrupted one (the
+same weights, every logged step, the same scores), whatever epoch the checkpoint was saved in.
+
+* --group-by-length (the BiLSTM-CRF's and ELMo's preset for fine-tuning): the grouped order of each epoch is drawn
+  from (seed, epoch) alone (``lib.training.SeededLengthGrouping``), not from torch's global generator, which a run
+  resumed in a later epoch reaches in another state than the uninterrupted run did.
+* --resume_from_checkpoint names a folder the Trainer can continue from (its trainer_state.json): a run's final
+  folder, or ``True`` (``Trainer.train``'s argument for the newest checkpoint), is refused before anything is
+  written, with what to pass instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from bizoo.scripts import finetune_glue, finetune_ner
+from bizoo.scripts.lib.training import EpochLengthGroupedSampler
+from tests.scripts.conftest import call, max_weight_difference
+from tests.tiny_configs import TINY_CONFIGS
+
+# the tiny BiLSTM-CRF with dropout on, so that a step that draws other masks shows
+BILSTM = ["--model-config", *(f"{key}={json.dumps(value)}" for key, value in TINY_CONFIGS["bilstm_crf"].items()),
+          "embedding_dropout=0.3", "hidden_dropout_prob=0.3"]
+
+
+def ner_argv(conll_dir: Path, output: Path, *extra) -> list:
+    """3 epochs of 5 steps, a checkpoint every 3 steps (all kept); the preset's --group-by-length and word dropout."""
+    return ["--model-name-or-path", "bilstm_crf", "--data-dir", conll_dir, "--output-dir", output, *BILSTM,
+            "--batch-size", "8", "--epochs", "3", "--max-length", "32", "--logging-steps", "1", "--save-steps", "3",
+            "--save_total_limit", "10", "--seed", "3", *extra]
+
+
+def steps_logged(output: Path) -> list[dict]:
+    """The training log entries of the last checkpoint's ``trainer_state.json``."""
+    last = max(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    return [entry for entry in json.loads((last / "trainer_state.json").read_text())["log_history"] if "loss" in entry]
+
+
+@pytest.mark.parametrize("step", [6, 12])  # in the second and third epochs (5 steps each)
+def test_a_bilstm_crf_resumed_in_a_later_epoch_ends_as_the_uninterrupted_run(conll_dir, tmp_path, step):
+    """The preset groups the training batches by length. transformers' LengthGroupedSampler drew each epoch's order
+    from torch's global generator, which an uninterrupted run reaches after the dropout draws of the epochs before
+    and a resumed run does not: from the resumed epoch on, other batches and other weights."""
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert call(finetune_ner.main, ner_argv(conll_dir, whole)) == 0
+    resumed.mkdir()
+    shutil.copytree(whole / f"checkpoint-{step}", resumed / f"checkpoint-{step}")
+    assert call(finetune_ner.main, ner_argv(conll_dir, resumed, "--resume")) == 0
+    assert steps_logged(resumed) == steps_logged(whole)  # every step's loss, gradient norm and learning rate
+    assert max_weight_difference(whole, resumed) == 0
+    scores = [json.loads((folder / "eval_results.json").read_text())["metrics"] for folder in (whole, resumed)]
+    assert scores[0] == scores[1]
+    assert (whole / "tokenizer.json").read_text() == (resumed / "tokenizer.json").read_text()
+
+
+def test_the_grouped_order_of_an_epoch_depends_on_the_seed_and_the_epoch_alone():
+    lengths = [3, 9, 4, 7, 1, 8, 2, 6, 5, 10, 11, 12]
+    sampler = EpochLengthGroupedSampler(batch_size=2, lengths=lengths, seed=5)
+    orders = {}
+    for epoch in (0, 1, 0):
+        torch.manual_seed(epoch + 100)  # the global generator in another state each time
+        sampler.set_epoch(epoch)
+        orders.setdefault(epoch, []).append(list(sampler))
+    assert orders[0][0] == orders[0][1] and sorted(orders[0][0]) == list(range(len(lengths)))
+    assert orders[1][0] != orders[0][0]  # a new order every epoch
+    assert len(sampler) == len(lengths)
+
+
+def glue_argv(glue_dir: Path, output: Path, *extra) -> list:
+    return ["--model-name-or-path", "lion", "--task", "sst2", "--data-dir", glue_dir, "--output-dir", output,
+            "--model-config", "hidden_size=32", "num_hidden_layers=1", "num_attention_heads=4",
+            "intermediate_size=64", "--max-steps", "2", "--batch-size", "4", "--max-length", "32", *extra]
+
+
+def test_resume_from_a_final_folder_is_refused_naming_its_newest_checkpoint(glue_dir, tmp_path, capsys):
+    """A run's final folder has the weights and no trainer_state.json: the command loaded the model, made the output
+    folder, and then failed with the Trainer's FileNotFoundError (exit code 1, a traceback)."""
+    first, output = tmp_path / "first", tmp_path / "second"
+    assert call(finetune_glue.main, glue_argv(glue_dir, first, "--save-steps", "1")) == 0
+    capsys.readouterr()
+    assert call(finetune_glue.main, glue_argv(glue_dir, output, "--resume_from_checkpoint", first)) == 2
+    err = capsys.readouterr().err
+    assert f"--resume_from_checkpoint {str(first)!r} is not a checkpoint folder: it holds no trainer_state.json" in err
+    assert f"the newest checkpoint in it is {str(first / 'checkpoint-2')!r}" in err
+    assert not output.exists()
+    assert call(finetune_glue.main, glue_argv(glue_dir, output, "--resume_from_checkpoint", first / "checkpoint-1",
+                                              "--save-steps", "1")) == 0
+    assert steps_logged(output) == steps_logged(first)
+
+
+def test_resume_from_checkpoint_true_points_to_resume(glue_dir, tmp_path, capsys):
+    assert call(finetune_glue.main, glue_argv(glue_dir, tmp_path / "out", "--resume_from_checkpoint", "True")) == 2
+    assert ("--resume_from_checkpoint 'True' is not a checkpoint folder (to continue from the newest checkpoint of "
+            "--output-dir, pass --resume)") in capsys.readouterr().err
