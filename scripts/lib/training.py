@@ -139,7 +139,11 @@ class SeededLengthGrouping:
     transformers' ``LengthGroupedSampler`` draws its permutation from torch's global generator when the epoch's
     data loader starts: in an uninterrupted run that generator has gone through the epochs before (dropout), in a
     resumed one it has not, so from the second epoch on the resumed run read other batches and ended with other
-    weights (the BiLSTM-CRF and ELMo presets group by length)."""
+    weights (the BiLSTM-CRF and ELMo presets group by length).
+
+    The epoch is set at the start of each epoch's pass (``_run_epoch``, which the Trainer calls with ``epoch=``):
+    the Trainer's own ``set_epoch`` calls reach the sampler under accelerate's shard wrapper but not under the skip
+    wrapper around it as well, which a run resumed inside an epoch with several processes gets."""
 
     def _get_train_sampler(self, train_dataset=None):
         from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -148,7 +152,14 @@ class SeededLengthGrouping:
         if type(sampler) is not LengthGroupedSampler:
             return sampler
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return EpochLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        self.grouped_sampler = EpochLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        return self.grouped_sampler
+
+    def _run_epoch(self, *args, **kwargs):
+        sampler = getattr(self, "grouped_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(kwargs["epoch"] if "epoch" in kwargs else args[1])
+        return super()._run_epoch(*args, **kwargs)
 
 
 class EpochLengthGroupedSampler:
@@ -691,7 +702,7 @@ def check_resume_from_checkpoint(checkpoint: str | None) -> None:
     ``Trainer.train`` that means the newest checkpoint of the output folder) is bizoo's --resume."""
     if checkpoint is None:
         return
-    folder = Path(checkpoint)
+    folder = Path(checkpoint).expanduser()
     if not folder.is_dir():
         hint = (" (to continue from the newest checkpoint of --output-dir, pass --resume)"
                 if str(checkpoint).lower() in ("true", "1", "yes", "latest") else "")
@@ -1031,7 +1042,7 @@ def resume_checkpoint(args: argparse.Namespace, output_dir: str | os.PathLike) -
     """The checkpoint a run continues from: --resume_from_checkpoint's, or with --resume the newest in
     ``output_dir``; None without either. ``CommandError`` when --resume finds none."""
     if getattr(args, "resume_from_checkpoint", None) is not None:
-        return str(args.resume_from_checkpoint)
+        return str(Path(args.resume_from_checkpoint).expanduser())  # "--resume_from_checkpoint=~/..." keeps the ~
     if not args.resume:
         return None
     checkpoint = last_checkpoint(output_dir)

@@ -97,3 +97,53 @@ def test_resume_from_checkpoint_true_points_to_resume(glue_dir, tmp_path, capsys
     assert call(finetune_glue.main, glue_argv(glue_dir, tmp_path / "out", "--resume_from_checkpoint", "True")) == 2
     assert ("--resume_from_checkpoint 'True' is not a checkpoint folder (to continue from the newest checkpoint of "
             "--output-dir, pass --resume)") in capsys.readouterr().err
+
+
+def test_a_resumed_epoch_of_several_processes_reads_its_own_grouped_order():
+    """A run of two processes resumed inside epoch 1: the Trainer hands the epoch to a loader wrapped by accelerate
+    (shard) and, for the skip, wrapped again; its ``set_epoch`` calls stop one wrapper short of the sampler, which
+    then read epoch 0's order (the batches of another epoch). ``SeededLengthGrouping`` sets the epoch where the
+    epoch's pass starts. Here the Trainer's pass is stood in for: what ``_run_epoch`` reads, under the two wrappers."""
+    from accelerate.data_loader import prepare_data_loader, skip_first_batches
+    from torch.utils.data import DataLoader
+
+    from bizoo.scripts.lib.training import SeededLengthGrouping
+
+    lengths = [1 + (7 * i) % 13 for i in range(16)]
+
+    def loader(sampler):  # process 0 of 2, as accelerate prepares it
+        plain = DataLoader(list(range(16)), batch_size=2, sampler=sampler)
+        return prepare_data_loader(plain, num_processes=2, process_index=0, put_on_device=False)
+
+    class Pass:  # what the Trainer's _run_epoch does with the loader: its set_epoch calls, then iterate
+        def _run_epoch(self, model=None, epoch=0, train_dataloader=None, **rest):
+            train_dataloader.set_epoch(epoch)
+            inner = getattr(train_dataloader.batch_sampler, "batch_sampler", None)
+            if hasattr(inner, "set_epoch"):
+                inner.set_epoch(epoch)
+            return [batch.tolist() for batch in train_dataloader]
+
+    class Grouped(SeededLengthGrouping, Pass):
+        pass
+
+    whole = Pass()._run_epoch(epoch=1, train_dataloader=loader(EpochLengthGroupedSampler(2, lengths, 5)))
+    trainer = Grouped()
+    trainer.grouped_sampler = EpochLengthGroupedSampler(2, lengths, 5)
+    resumed = trainer._run_epoch(model=None, epoch=1,
+                                 train_dataloader=skip_first_batches(loader(trainer.grouped_sampler), 1))
+    assert resumed == whole[1:]
+
+
+def test_a_checkpoint_path_with_a_tilde_is_the_home_folders(tmp_path, monkeypatch):
+    """``--resume_from_checkpoint=~/...`` (after ``=`` the shell leaves the ``~``) names a folder under the home
+    folder, for the check and for the Trainer."""
+    import argparse
+
+    from bizoo.scripts.lib.training import check_resume_from_checkpoint, resume_checkpoint
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "run" / "checkpoint-3").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    check_resume_from_checkpoint("~/run/checkpoint-3")
+    args = argparse.Namespace(resume_from_checkpoint="~/run/checkpoint-3", resume=False)
+    assert resume_checkpoint(args, tmp_path / "out") == str(tmp_path / "run" / "checkpoint-3")
