@@ -80,6 +80,7 @@ from .lib.output_folders import check_output_dir, clear_previous_run, input_path
 from .lib.results import record_results
 from .lib.sources import HubOptions, hub_options
 from .lib.dataset_readers import describe, is_data_file, load_splits, stream_text_lines
+from .lib.dataset_readers import split_name as dataset_split_name
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 from .lib.training import (
     Needed,
@@ -198,7 +199,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--eval-text", "--validation-file", "--validation_file", nargs="+", default=None, metavar="FILE",
-        help="held-out text files (default: Macbeth for the shipped corpus, else the last --eval-fraction of the data)",
+        help="held-out text files (default: Macbeth for the shipped corpus, the validation split of --dataset, else "
+        "the last --eval-fraction of the data)",
     )
     data.add_argument(
         "--eval-fraction", type=float, default=None,
@@ -448,10 +450,18 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
 
 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
-    """(training documents, held-out documents, corpus name); each document is a list of lines."""
+    """(training documents, held-out documents, corpus name); each document is a list of lines. Held out: --eval-text,
+    else the validation split of --dataset (as run_mlm.py and --stream take it), else the last --eval-fraction of
+    every training document."""
     if args.dataset:
-        split = load_splits(args.dataset, args.dataset_config, option="--dataset", hub=hub_options(args))["train"]
-        documents, name = [column_lines(split, args.text_column, args.dataset)], args.dataset
+        splits = load_splits(args.dataset, args.dataset_config, option="--dataset", hub=hub_options(args))
+        documents, name = [column_lines(splits["train"], args.text_column, args.dataset)], args.dataset
+        if not args.eval_text and "validation" in splits:  # run_mlm.py's held-out text, and --stream's
+            if args.eval_fraction is not None or args.validation_split_percentage is not None:
+                logger.warning(f"{PROG}: --dataset {args.dataset!r} has a validation split, which is held out: "
+                               "--eval-fraction / --validation-split-percentage go unused (as in run_mlm.py)")
+            source = f"{args.dataset} ({dataset_split_name(splits['validation'])})"
+            return documents, [column_lines(splits["validation"], args.text_column, source)], name
     elif args.text and is_data_file(args.text[0]):  # run_mlm.py's --train_file / --validation_file
         splits = load_splits(train_file=args.text[0], validation_file=(args.eval_text or [None])[0],
                              hub=hub_options(args))

@@ -1,0 +1,45 @@
+"""What `bizoo pretrain` holds out and trains on, against what run_mlm.py takes: a dataset's validation split is the
+held-out text."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from bizoo.scripts import pretrain
+
+
+def parsed(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    pretrain.add_arguments(parser)
+    return parser.parse_args([*argv, "--output-dir", "unused"])
+
+
+@pytest.fixture
+def dataset_folder(tmp_path):
+    """A text dataset (one row per line, column "text") with a train and a validation split."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.txt").write_text("".join(f"training line {i}\n" for i in range(40)))
+    (folder / "validation.txt").write_text("held out one\nheld out two\n")
+    return folder
+
+
+def test_a_datasets_validation_split_is_the_held_out_text_read_whole_as_streamed(dataset_folder, tmp_path):
+    """run_mlm.py evaluates on the dataset's validation split, and so does --stream: read whole, the run held out the
+    last 5% of the train split instead, trained on 95% of it, and never read the validation split. --eval-text
+    comes first; without a validation split the end of the train split is held out."""
+    train, held_out, name = pretrain.load_texts(parsed(["--dataset", str(dataset_folder)]))
+    assert train == [[f"training line {i}" for i in range(40)]]  # the whole train split
+    assert held_out == [["held out one", "held out two"]]
+    assert name == str(dataset_folder)
+    eval_file = tmp_path / "eval.txt"
+    eval_file.write_text("given held-out text\n")
+    train, held_out, _ = pretrain.load_texts(parsed(["--dataset", str(dataset_folder), "--eval-text", str(eval_file)]))
+    assert len(train[0]) == 40 and held_out == [["given held-out text"]]
+    (dataset_folder / "validation.txt").unlink()
+    train, held_out, _ = pretrain.load_texts(parsed(["--dataset", str(dataset_folder),
+                                                     "--validation_split_percentage", "10"]))
+    assert train == [[f"training line {i}" for i in range(36)]]
+    assert held_out == [[f"training line {i}" for i in range(36, 40)]]
