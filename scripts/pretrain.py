@@ -479,8 +479,9 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
         return documents, [read_text_files([path]) for path in args.eval_text], name
     fraction = held_out_fraction(args)
     held_out = []
-    for i, doc in enumerate(documents):  # the last lines of every document
-        cut = max(1, int(len(doc) * (1 - fraction)))
+    for i, doc in enumerate(documents):  # the last ceil(fraction * lines) lines of every document, its first kept
+        # rounded first: in floating point 90 * (1 - 0.3) is 62.99..., which would hold out 28 lines, not 27
+        cut = max(1, len(doc) - math.ceil(round(len(doc) * fraction, 6)))
         documents[i], tail = doc[:cut], doc[cut:]
         if tail:
             held_out.append(tail)

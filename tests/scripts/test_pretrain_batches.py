@@ -1,5 +1,5 @@
 """What `bizoo pretrain` holds out and trains on, against what run_mlm.py takes: a dataset's validation split is the
-held-out text."""
+held-out text, and --validation_split_percentage holds out exactly its share of the lines."""
 
 from __future__ import annotations
 
@@ -43,3 +43,15 @@ def test_a_datasets_validation_split_is_the_held_out_text_read_whole_as_streamed
                                                      "--validation_split_percentage", "10"]))
     assert train == [[f"training line {i}" for i in range(36)]]
     assert held_out == [[f"training line {i}" for i in range(36, 40)]]
+
+
+@pytest.mark.parametrize("percentage, lines, held", [(30, 90, 27), (7, 500, 35), (30, 170, 51)])
+def test_validation_split_percentage_holds_out_its_share_of_the_lines(tmp_path, percentage, lines, held):
+    """--validation_split_percentage N holds out ceil(N% of the lines) of each file, the last ones, and trains on
+    the others: 30% of 90 lines is 27 (in floating point 90 * (1 - 0.3) is 62.99..., which held out 28)."""
+    text = tmp_path / "train.txt"
+    text.write_text("".join(f"line {i}\n" for i in range(lines)))
+    train, held_out, _ = pretrain.load_texts(parsed(["--text", str(text), "--validation_split_percentage",
+                                                     str(percentage)]))
+    assert held_out == [[f"line {i}" for i in range(lines - held, lines)]]
+    assert train == [[f"line {i}" for i in range(lines - held)]]
