@@ -9,7 +9,8 @@ by `pipeline("fill-mask")` from the saved folder.
 Sequences are packed to --max-length tokens inside each document (file) and never across documents; with
 --line-by-line (run_mlm.py's --line_by_line) each non-empty line is one example instead, cut to --max-length, the
 held-out text too.
-Evaluation masks 15% of the held-out tokens (all replaced by [MASK], fixed by --seed) and counts the exact hits.
+Evaluation masks 15% of the held-out tokens (all replaced by [MASK], fixed by --seed; with --whole-word-mask 15% of the
+words, all their pieces) and counts the exact hits.
 
 --model-name-or-path CKPT (run_mlm.py's --model_name_or_path) continues pretraining a checkpoint, e.g. on text of
 another domain: its model type, configuration (--model-config may change fields, such as dropout) and tokenizer are
@@ -61,7 +62,7 @@ import bizoo
 from .lib.command import CommandError, command_main, listing, report, run_command
 from .lib.data import read_text_files, shipped_corpus_files
 from .lib.finetuning import resolve_model_source
-from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator, continuation_prefix
+from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator, continuation_prefix, word_starts
 from .lib.model_card import write_checkpoint_card
 from .lib.model_defaults import model_defaults
 from .lib.models import (
@@ -80,6 +81,7 @@ from .lib.output_folders import check_output_dir, clear_previous_run, input_path
 from .lib.results import record_results
 from .lib.sources import HubOptions, hub_options
 from .lib.dataset_readers import describe, is_data_file, load_splits, stream_text_lines
+from .lib.dataset_readers import split_name as dataset_split_name
 from .lib.streaming import MIN_BLOCK_LENGTH, StreamedBlocks, pack_blocks, sample_lines
 from .lib.training import (
     Needed,
@@ -198,7 +200,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--eval-text", "--validation-file", "--validation_file", nargs="+", default=None, metavar="FILE",
-        help="held-out text files (default: Macbeth for the shipped corpus, else the last --eval-fraction of the data)",
+        help="held-out text files (default: Macbeth for the shipped corpus, the validation split of --dataset, else "
+        "the last --eval-fraction of the data)",
     )
     data.add_argument(
         "--eval-fraction", type=float, default=None,
@@ -448,10 +451,18 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
 
 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
-    """(training documents, held-out documents, corpus name); each document is a list of lines."""
+    """(training documents, held-out documents, corpus name); each document is a list of lines. Held out: --eval-text,
+    else the validation split of --dataset (as run_mlm.py and --stream take it), else the last --eval-fraction of
+    every training document."""
     if args.dataset:
-        split = load_splits(args.dataset, args.dataset_config, option="--dataset", hub=hub_options(args))["train"]
-        documents, name = [column_lines(split, args.text_column, args.dataset)], args.dataset
+        splits = load_splits(args.dataset, args.dataset_config, option="--dataset", hub=hub_options(args))
+        documents, name = [column_lines(splits["train"], args.text_column, args.dataset)], args.dataset
+        if not args.eval_text and "validation" in splits:  # run_mlm.py's held-out text, and --stream's
+            if args.eval_fraction is not None or args.validation_split_percentage is not None:
+                logger.warning(f"{PROG}: --dataset {args.dataset!r} has a validation split, which is held out: "
+                               "--eval-fraction / --validation-split-percentage go unused (as in run_mlm.py)")
+            source = f"{args.dataset} ({dataset_split_name(splits['validation'])})"
+            return documents, [column_lines(splits["validation"], args.text_column, source)], name
     elif args.text and is_data_file(args.text[0]):  # run_mlm.py's --train_file / --validation_file
         splits = load_splits(train_file=args.text[0], validation_file=(args.eval_text or [None])[0],
                              hub=hub_options(args))
@@ -469,8 +480,9 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
         return documents, [read_text_files([path]) for path in args.eval_text], name
     fraction = held_out_fraction(args)
     held_out = []
-    for i, doc in enumerate(documents):  # the last lines of every document
-        cut = max(1, int(len(doc) * (1 - fraction)))
+    for i, doc in enumerate(documents):  # the last ceil(fraction * lines) lines of every document, its first kept
+        # rounded first: in floating point 90 * (1 - 0.3) is 62.99..., which would hold out 28 lines, not 27
+        cut = max(1, len(doc) - math.ceil(round(len(doc) * fraction, 6)))
         documents[i], tail = doc[:cut], doc[cut:]
         if tail:
             held_out.append(tail)
@@ -529,10 +541,14 @@ def encode_word_blocks(tokenizer, blocks: list[list[str]], chunk: int = 256) -> 
 
 
 def fixed_eval_masks(
-    blocks: list[list[int]], tokenizer, probability: float, seed: int, char_ids: list | None = None
+    blocks: list[list[int]], tokenizer, probability: float, seed: int, char_ids: list | None = None,
+    whole_word: bool = False,
 ) -> list[dict]:
     """Mask ``probability`` of the non-special tokens of every block with [MASK], reproducibly. With ``char_ids``
-    (one (tokens, W) array per block, word+character models) a masked word's characters become [MASK]'s too."""
+    (one (tokens, W) array per block, word+character models) a masked word's characters become [MASK]'s too. With
+    ``whole_word`` (--whole-word-mask) ``probability`` of the words, each with all its WordPiece pieces, as training
+    masks them (``lib.masking.mask_example``): a piece masked alone, its word's other pieces in view, would score an
+    easier task than the one trained."""
     generator = torch.Generator().manual_seed(seed)
     mask_row = tokenizer.ids_to_char_ids([tokenizer.mask_token_id])[0] if char_ids is not None else None
     examples = []
@@ -540,9 +556,15 @@ def fixed_eval_masks(
         ids_t = torch.tensor(ids)
         special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
         special = torch.tensor(special, dtype=torch.bool)
-        chosen = (torch.rand(len(ids), generator=generator) < probability) & ~special
-        if not chosen.any() and not special.all():
-            chosen[int((~special).nonzero()[0])] = True  # at least one target per block
+        chosen = torch.rand(len(ids), generator=generator) < probability  # (n,)
+        word = torch.arange(len(ids))  # (n,) each token's word: its own, or with whole_word its pieces'
+        if whole_word:
+            starts = word_starts(tokenizer, ids) | special  # a special token never continues a word
+            word = torch.cumsum(starts.long(), 0) - 1
+            chosen = chosen[starts][word]  # each word drawn once, by its first token
+        chosen &= ~special
+        if not chosen.any() and not special.all():  # at least one target per block
+            chosen = (word == word[int((~special).nonzero()[0])]) & ~special
         labels = torch.where(chosen, ids_t, torch.full_like(ids_t, -100))
         inputs = torch.where(chosen, torch.full_like(ids_t, tokenizer.mask_token_id), ids_t)
         example = {"input_ids": inputs.tolist(), "labels": labels.tolist()}
@@ -930,7 +952,8 @@ def objective_setup(job: PretrainJob, tokenizer, blocks: Blocks) -> ObjectiveSet
             baseline_perplexity,
         )
     chars = [e["char_ids"] for e in blocks.held_out_examples] if job.wordchar else None
-    eval_examples = fixed_eval_masks(blocks.held_out_ids, tokenizer, args.mlm_probability, args.seed, chars)
+    eval_examples = fixed_eval_masks(blocks.held_out_ids, tokenizer, args.mlm_probability, args.seed, chars,
+                                     whole_word=args.whole_word_mask)
     special_ids = set(tokenizer.all_special_ids)
     baseline_token, baseline_accuracy = unigram_baseline(blocks.train_ids, eval_examples, special_ids)
     # pads labels with -100; --pad-to-max-length: every batch (B, --max-length), else (B, its longest example)

@@ -35,7 +35,7 @@ from transformers import TrainerCallback
 
 __all__ = [
     "SeededExamples", "SeededMaskingCollator", "EpochCallback", "SharedEpoch", "continuation_prefix", "mask_seed",
-    "mask_example",
+    "mask_example", "word_starts",
 ]
 
 
