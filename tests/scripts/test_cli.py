@@ -36,16 +36,6 @@ def test_python_dash_m_runs_a_command():
     assert result.returncode == 0 and "usage: bizoo pretrain" in result.stdout
 
 
-def test_python_dash_m_bizoo_is_the_command_line():
-    """``python -m bizoo`` runs the ``bizoo`` command (as ``python -m pip`` runs pip), its exit status included."""
-    result = subprocess.run([sys.executable, "-m", "bizoo", "pretrain", "--help"], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0 and "usage: bizoo pretrain" in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "bizoo", "no-such-command"], capture_output=True, text=True,
-                         timeout=120)
-    assert bad.returncode == 2 and "no-such-command" in bad.stderr
-
-
 def write_corpus(folder, sentences, n_files=2):
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
