@@ -205,7 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--eval-fraction", type=float, default=None,
-        help=f"share held out without --eval-text (default: {DEFAULT_EVAL_FRACTION})",
+        help=f"share held out without --eval-text or a --dataset evaluation split (default: {DEFAULT_EVAL_FRACTION})",
     )
     data.add_argument(
         "--validation-split-percentage", "--validation_split_percentage", type=float, default=None, metavar="N",
@@ -241,7 +241,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--whole-word-mask", action="store_true",
-        help="mask whole words (all WordPiece pieces of a chosen word together) instead of single tokens",
+        help="mask whole words (all WordPiece pieces of a chosen word together) instead of single tokens, in "
+        "training and in the held-out masks",
     )
     add_hub_arguments(parser)
     add_training_arguments(parser, max_steps=400, learning_rate=1e-3, batch_size=32, max_length=128)
@@ -452,16 +453,18 @@ def check_stream_arguments(args: argparse.Namespace, wordchar: bool, objective: 
 
 def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], str]:
     """(training documents, held-out documents, corpus name); each document is a list of lines. Held out: --eval-text,
-    else the validation split of --dataset (as run_mlm.py and --stream take it), else the last --eval-fraction of
-    every training document."""
+    else the evaluation split of --dataset (validation, dev, valid, val, or test where there is none: as --stream
+    takes it; run_mlm.py takes a validation split), else the last ceil(--eval-fraction × lines) of every training
+    document, its first line kept."""
     if args.dataset:
         splits = load_splits(args.dataset, args.dataset_config, option="--dataset", hub=hub_options(args))
         documents, name = [column_lines(splits["train"], args.text_column, args.dataset)], args.dataset
         if not args.eval_text and "validation" in splits:  # run_mlm.py's held-out text, and --stream's
+            held = dataset_split_name(splits["validation"])
             if args.eval_fraction is not None or args.validation_split_percentage is not None:
-                logger.warning(f"{PROG}: --dataset {args.dataset!r} has a validation split, which is held out: "
-                               "--eval-fraction / --validation-split-percentage go unused (as in run_mlm.py)")
-            source = f"{args.dataset} ({dataset_split_name(splits['validation'])})"
+                logger.warning(f"{PROG}: --dataset {args.dataset!r} has a {held!r} split, which is held out: "
+                               "--eval-fraction / --validation-split-percentage go unused")
+            source = f"{args.dataset} ({held})"
             return documents, [column_lines(splits["validation"], args.text_column, source)], name
     elif args.text and is_data_file(args.text[0]):  # run_mlm.py's --train_file / --validation_file
         splits = load_splits(train_file=args.text[0], validation_file=(args.eval_text or [None])[0],
@@ -481,8 +484,9 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
     fraction = held_out_fraction(args)
     held_out = []
     for i, doc in enumerate(documents):  # the last ceil(fraction * lines) lines of every document, its first kept
-        # rounded first: in floating point 90 * (1 - 0.3) is 62.99..., which would hold out 28 lines, not 27
-        cut = max(1, len(doc) - math.ceil(round(len(doc) * fraction, 6)))
+        # less a hair: in floating point 90 * 0.3 may land above 27 (and 90 * (1 - 0.3) was 62.99..., 28 lines held
+        # out, not 27), while a tiny share of a short document still holds out one line
+        cut = max(1, len(doc) - math.ceil(len(doc) * fraction - 1e-9))
         documents[i], tail = doc[:cut], doc[cut:]
         if tail:
             held_out.append(tail)
@@ -563,8 +567,10 @@ def fixed_eval_masks(
             word = torch.cumsum(starts.long(), 0) - 1
             chosen = chosen[starts][word]  # each word drawn once, by its first token
         chosen &= ~special
-        if not chosen.any() and not special.all():  # at least one target per block
-            chosen = (word == word[int((~special).nonzero()[0])]) & ~special
+        if not chosen.any() and not special.all():  # at least one target per block: its first (whole) word
+            candidates = ~special & (starts if whole_word else True)  # (n,)
+            first = int((candidates if candidates.any() else ~special).nonzero()[0])
+            chosen = (word == word[first]) & ~special
         labels = torch.where(chosen, ids_t, torch.full_like(ids_t, -100))
         inputs = torch.where(chosen, torch.full_like(ids_t, tokenizer.mask_token_id), ids_t)
         example = {"input_ids": inputs.tolist(), "labels": labels.tolist()}

@@ -147,3 +147,16 @@ def test_a_checkpoint_path_with_a_tilde_is_the_home_folders(tmp_path, monkeypatc
     check_resume_from_checkpoint("~/run/checkpoint-3")
     args = argparse.Namespace(resume_from_checkpoint="~/run/checkpoint-3", resume=False)
     assert resume_checkpoint(args, tmp_path / "out") == str(tmp_path / "run" / "checkpoint-3")
+
+
+def test_the_trainer_still_runs_each_epoch_through_run_epoch_with_its_number():
+    """``SeededLengthGrouping`` sets the epoch in ``Trainer._run_epoch`` (a private method): a transformers release
+    that renamed it, or stopped passing ``epoch=``, would leave the override unused and resumed runs of several
+    processes on epoch 0's order, silently."""
+    import inspect
+
+    from transformers import Trainer
+
+    assert "epoch" in inspect.signature(Trainer._run_epoch).parameters
+    assert "self._run_epoch(" in inspect.getsource(Trainer._inner_training_loop)
+    assert "epoch=epoch" in inspect.getsource(Trainer._inner_training_loop)

@@ -89,3 +89,34 @@ def test_whole_word_masking_masks_the_held_out_words_whole_at_its_rate(tokenizer
     single = pretrain.objective_setup(job, tokenizer, pretrain.Blocks(held_out[:4], held_out, blocks[:4], blocks))
     assert [e["labels"] for e in single.eval_examples] == [
         e["labels"] for e in pretrain.fixed_eval_masks(blocks, tokenizer, 0.3, 5)]
+
+
+def test_a_tiny_share_of_a_short_document_still_holds_out_a_line(tmp_path):
+    """ceil(share × lines) with share 1e-7 of 3 lines is 1: held out, not 0 (which left nothing to evaluate)."""
+    import argparse
+
+    from bizoo.scripts import pretrain
+
+    path = tmp_path / "doc.txt"
+    path.write_text("one line\ntwo line\nthree line\n")
+    args = argparse.Namespace(dataset=None, text=[str(path)], eval_text=None, eval_fraction=1e-7,
+                              validation_split_percentage=None)
+    train, held_out, _ = pretrain.load_texts(args)
+    assert train == [["one line", "two line"]] and held_out == [["three line"]]
+
+
+def test_a_block_that_drew_no_target_masks_its_first_whole_word(tokenizer, sentences):
+    """At a tiny --mlm-probability every block gets one target anyway: with --whole-word-mask its first whole word
+    (every piece of it), not the continuation pieces a block may open with (the tail of a word cut by the packing)."""
+    blocks = pretrain.pack(tokenizer, [sentences(400, seed=8)], 32)
+    examples = pretrain.fixed_eval_masks(blocks, tokenizer, 1e-9, 5, whole_word=True)
+    opened_mid_word = 0
+    for ids, example in zip(blocks, examples):
+        starts = word_starts(tokenizer, ids).tolist()
+        special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+        chosen = [t for t, label in enumerate(example["labels"]) if label != -100]
+        first = next(t for t in range(len(ids)) if starts[t] and not special[t])
+        end = next((t for t in range(first + 1, len(ids)) if starts[t] or special[t]), len(ids))
+        assert chosen == list(range(first, end)), tokenizer.convert_ids_to_tokens(ids[: end + 1])
+        opened_mid_word += not starts[1]
+    assert opened_mid_word > 5  # the case the rule is for
