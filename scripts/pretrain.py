@@ -69,6 +69,7 @@ from .lib.models import (
     BASELINES,
     MIN_VOCAB_SIZE,
     build_wordchar_tokenizer,
+    check_char_vocabulary,
     check_config_fields,
     config_fields,
     model_spec,
@@ -882,6 +883,7 @@ def build_tokenizer(job: PretrainJob, corpus: Corpus):
         if len(tokenizer) > config.vocab_size:
             raise CommandError(f"the tokenizer has {len(tokenizer)} {job.unit} but the checkpoint "
                                f"{job.checkpoint.name!r} has embeddings for {config.vocab_size}")
+        check_char_vocabulary(config, tokenizer, f"the checkpoint {job.checkpoint.name!r}'s")
         what = f"{spec.model_type} from {job.checkpoint.name}"
     else:
         config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **job.config_kwargs)

@@ -77,7 +77,8 @@ def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | No
     in the Hub's cache loads offline too), with ``hub``'s trust_remote_code and run_*.py's
     ``ignore_mismatched_sizes`` (weights of another shape, e.g. a head for other labels, newly initialised).
 
-    Raises ``CommandError`` if the tokenizer's vocabulary is larger than the model's or the checkpoint is missing.
+    Raises ``CommandError`` if the tokenizer's vocabulary (or its character ids) is larger than the model's or the
+    checkpoint is missing.
     """
     hub = hub or HubOptions()
     if name_or_path in bizoo.MODEL_SPECS:
@@ -94,7 +95,20 @@ def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | No
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}: ids above "
             f"{vocab - 1} would fall outside the embeddings; use the checkpoint's own tokenizer or train a new model"
         )
+    check_char_vocabulary(model.config, tokenizer, "the model's")
     return model
+
+
+def check_char_vocabulary(config, tokenizer, whose: str) -> None:
+    """``CommandError`` if a word+character ``tokenizer`` has more character ids than ``config``'s character table
+    (``whose``, e.g. "the model's"): its ids above would fall outside the table, which a compiled model does not
+    check (its value checks are off while traced)."""
+    chars, table = getattr(tokenizer, "char_vocab_size", None), getattr(config, "char_vocab_size", None)
+    if chars is not None and table is not None and chars > table:
+        raise CommandError(
+            f"the tokenizer has {chars} character ids but {whose} character table has {table}: ids above "
+            f"{table - 1} would fall outside it; use the checkpoint's own tokenizer or train a new model"
+        )
 
 
 def pretrained_tokenizer(path: str, option: str, hub: HubOptions | None = None):
