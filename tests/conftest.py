@@ -102,6 +102,16 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("model_case", cases)
 
 
+def trainer_args(tmp_path, **overrides):
+    """``TrainingArguments`` of a quiet, reproducible CPU run into ``tmp_path`` (nothing reported, saved or logged;
+    seeds 0), with ``overrides``: what the tests that drive a ``Trainer`` directly start from."""
+    from transformers import TrainingArguments
+
+    defaults = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+                    logging_strategy="no", dataloader_num_workers=0, seed=0, data_seed=0)
+    return TrainingArguments(**{**defaults, **overrides})
+
+
 def tiny_config(model_case, vocab_size: int = 120, **overrides):
     """The tiny configuration of ``model_case`` = (model_type, variant): ``tests/tiny_configs.py``, then the variant."""
     model_type, variant = model_case

@@ -24,22 +24,15 @@ from transformers import (
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     Trainer,
-    TrainingArguments,
     pipeline,
 )
 
 import bizoo
-from tests.conftest import checkpointing_field, model_checkpointing, tokenizer_for
+from tests.conftest import checkpointing_field, model_checkpointing, tokenizer_for, trainer_args
 
 BIO = {0: "O", 1: "B-X", 2: "I-X"}
 SMOOTHING = 0.1
 ONE_VARIANT_PER_TYPE = [("lion", "d"), ("bigs", "conv"), ("bilstm_crf", "cnn"), ("elmo", "default")]
-
-
-def trainer_args(tmp_path, **overrides):
-    defaults = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
-                    logging_strategy="no", dataloader_num_workers=0, seed=0, data_seed=0)
-    return TrainingArguments(**{**defaults, **overrides})
 
 
 def tagging_examples(tokenizer, sentences, n=8):

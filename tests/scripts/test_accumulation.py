@@ -12,17 +12,11 @@ loss divides by, whatever the padding side.
 
 import pytest
 import torch
-from transformers import AutoModelForPreTraining, DataCollatorForTokenClassification, Trainer, TrainingArguments
+from transformers import AutoModelForPreTraining, DataCollatorForTokenClassification, Trainer
 
-from tests.conftest import tiny_config, tokenizer_for
+from tests.conftest import tiny_config, tokenizer_for, trainer_args
 
 ELMO = ("elmo", "default")
-
-
-def trainer_args(tmp_path, **overrides):
-    defaults = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
-                    logging_strategy="no", dataloader_num_workers=0, seed=0, data_seed=0)
-    return TrainingArguments(**{**defaults, **overrides})
 
 
 def bilm_examples(tokenizer, sentences, n=8):

@@ -17,20 +17,14 @@ the "O" tag) instead of -100. Per head:
 
 import pytest
 import torch
-from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer, TrainingArguments
+from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer
 
 from bizoo.modeling.value_checks import wait_for_input_checks
-from tests.conftest import tiny_config, tokenizer_for
+from tests.conftest import tiny_config, tokenizer_for, trainer_args
 
 BIO = {0: "O", 1: "B-X", 2: "I-X"}
 ONE_VARIANT_PER_TYPE = [("lion", "d"), ("bigs", "conv"), ("bilstm_crf", "cnn"), ("elmo", "default")]
 PADDED_LABEL_ERROR = r"labels hold \d+ tag\(s\) other than -100 at padded positions .*row \d+, position \d+.*-100"
-
-
-def trainer_args(tmp_path, **overrides):
-    defaults = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
-                    logging_strategy="no", dataloader_num_workers=0, seed=0, data_seed=0)
-    return TrainingArguments(**{**defaults, **overrides})
 
 
 def tagging_examples(tokenizer, sentences, n=8):
