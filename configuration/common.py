@@ -16,6 +16,11 @@ POOLINGS = ("mean", "first", "final_states")
 BACKENDS = ("auto", "triton", "reference")
 TAG_SCHEMES = ("auto", "none", "IOB2", "BIO", "IOBES", "BIOES", "BILOU", "BIOUL")
 CRF_LOGITS = ("max_marginals", "log_marginals")
+#: The word+character tokenizer's character schemes; "bilm" pads inside a word with BILM_PAD_CHAR_ID (bilm-tf's
+#: padding character 260, shifted by one), which the character encoders leave out with 0. (The tokenizer module is
+#: standalone, shipped as code of its own, and spells these in its own terms.)
+CHAR_SCHEMES = ("vocab", "bilm")
+BILM_PAD_CHAR_ID = 261
 #: kwargs of ``from_dict`` after which it does not ``check`` the config: the label maps (checked when a model is built
 #: from it) and what transformers passes to every config it loads (set before ``__init__`` runs, which checks them)
 UNCHECKED_FROM_DICT_KWARGS = frozenset(

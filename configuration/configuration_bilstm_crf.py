@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from .common import BizooConfig
+from .common import BILM_PAD_CHAR_ID, CHAR_SCHEMES, BizooConfig
 
 CHAR_ENCODERS = ("cnn", "lstm", "none")
-CHAR_SCHEMES = ("vocab", "bilm")
-#: The "bilm" scheme's padding inside a word: bilm-tf's padding character 260, shifted by one.
-BILM_PAD_CHAR_ID = 261
 
 
 class BiLstmCrfConfig(BizooConfig):

@@ -25,10 +25,6 @@ from .heads import pool
 from .lstm_layers import BiLstmWeights
 
 
-#: The "bilm" scheme's padding inside a word (bilm-tf's padding character 260, shifted by one).
-BILM_PAD_CHAR_ID = 261
-
-
 def real_characters(char_ids: torch.Tensor, pad_char_id: int | None) -> torch.Tensor:
     """(N, C) bool: the positions that are neither 0 nor ``pad_char_id`` (a word's padding in its scheme)."""
     real = char_ids > 0

@@ -36,6 +36,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
+from ..configuration.common import BILM_PAD_CHAR_ID
 from ..configuration.configuration_elmo import ElmoConfig
 from ..kernels.lstm import bilstm, reading_orders
 from .common import (
@@ -65,7 +66,7 @@ from .heads import (
     token_classification_output,
     token_classification_head,
 )
-from .char_encoders import BILM_PAD_CHAR_ID, CharCnnEncoder
+from .char_encoders import CharCnnEncoder
 from .lstm_layers import BiLstmWeights
 from .value_checks import check_mode, settle
 

@@ -62,7 +62,7 @@ import bizoo
 from .lib.command import CommandError, command_main, listing, report, run_command
 from .lib.data import read_text_files, shipped_corpus_files
 from .lib.finetuning import resolve_model_source
-from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator, continuation_prefix, word_starts
+from .lib.masking import EpochCallback, SeededExamples, SeededMaskingCollator, continuation_prefix, word_ids
 from .lib.model_card import write_checkpoint_card
 from .lib.model_defaults import model_defaults
 from .lib.models import (
@@ -564,8 +564,7 @@ def fixed_eval_masks(
         chosen = torch.rand(len(ids), generator=generator) < probability  # (n,)
         word = torch.arange(len(ids))  # (n,) each token's word: its own, or with whole_word its pieces'
         if whole_word:
-            starts = word_starts(tokenizer, ids) | special  # a special token never continues a word
-            word = torch.cumsum(starts.long(), 0) - 1
+            word, starts = word_ids(tokenizer, ids, special)
             chosen = chosen[starts][word]  # each word drawn once, by its first token
         chosen &= ~special
         if not chosen.any() and not special.all():  # at least one target per block: its first (whole) word

@@ -35,7 +35,7 @@ from transformers import TrainerCallback
 
 __all__ = [
     "SeededExamples", "SeededMaskingCollator", "EpochCallback", "SharedEpoch", "continuation_prefix", "mask_seed",
-    "mask_example", "word_starts",
+    "mask_example", "word_ids", "word_starts",
 ]
 
 
@@ -114,6 +114,13 @@ def word_starts(tokenizer, ids: list[int]) -> torch.Tensor:
     return torch.tensor([not piece.startswith(prefix) for piece in pieces], dtype=torch.bool)
 
 
+def word_ids(tokenizer, ids: list[int], special: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(word (n,) each token's word index, starts (n,) bool) for whole-word masking: a word starts at every
+    ``word_starts`` token and at every ``special`` one (a special token never continues a word)."""
+    starts = word_starts(tokenizer, ids) | special  # (n,)
+    return torch.cumsum(starts.long(), 0) - 1, starts
+
+
 def mask_example(ids: list[int], special: list[int], seed: int, tokenizer, probability: float, whole_word: bool):
     """One example's masked ``input_ids`` and ``labels`` (lists), drawn from ``seed`` alone (module docstring)."""
     g = torch.Generator().manual_seed(seed)
@@ -121,8 +128,7 @@ def mask_example(ids: list[int], special: list[int], seed: int, tokenizer, proba
     ids_t = torch.tensor(ids, dtype=torch.long)  # (n,)
     maskable = ~torch.tensor(special, dtype=torch.bool)  # (n,)
     if whole_word:
-        starts = word_starts(tokenizer, ids) | ~maskable  # a special token never continues a word
-        word = torch.cumsum(starts.long(), 0) - 1  # (n,) each token's word
+        word, _ = word_ids(tokenizer, ids, ~maskable)  # (n,) each token's word
         chosen_word = torch.rand(int(word[-1]) + 1 if n else 0, generator=g) < probability
         chosen = chosen_word[word] & maskable if n else maskable
     else:

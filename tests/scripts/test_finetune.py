@@ -315,6 +315,11 @@ def test_a_bilstm_crf_takes_its_char_scheme_from_the_tokenizer() -> None:
     assert bizoo.BiLstmCrfConfig(**fields).pad_char_id == 261
     assert "char_scheme" not in tokenizer_config_fields(bizoo.get_spec("elmo"), bilm)
     assert "char_scheme" in RESERVED_FIELDS
+    # the standalone tokenizer module spells the schemes in its own terms: they agree with the configuration's
+    from bizoo.configuration.common import BILM_PAD_CHAR_ID, CHAR_SCHEMES
+    from bizoo.modeling import tokenization_wordchar
+
+    assert tokenization_wordchar.CHAR_SCHEMES == CHAR_SCHEMES and tokenization_wordchar.BILM_PAD + 1 == BILM_PAD_CHAR_ID
 
 
 def test_training_presets_fill_only_the_options_not_given() -> None:
