@@ -24,20 +24,26 @@ BACKENDS = ("auto", "triton", "reference")
 ENV_VAR = "BIZOO_KERNEL_BACKEND"
 
 
-_TRITON_IMPORTS: list[bool] = []  # filled by the first call
+_TRITON_IMPORTS: list[str] = []  # filled by the first call: "" where bizoo's Triton kernels import, else why not
+
+
+def triton_unavailable_reason() -> str:
+    """Why bizoo's Triton kernels do not import here ("" where they do): ``triton`` is absent (macOS, Windows, some
+    CPU installs), or it cannot define kernels on this machine (releases before 3.4 without a GPU driver; see
+    ``triton_utils``). Tried once; while torch.compile traces, the answer is a constant of the graph."""
+    if not _TRITON_IMPORTS:
+        try:
+            from . import triton_utils  # noqa: F401
+        except ImportError as err:
+            _TRITON_IMPORTS.append(str(err) or type(err).__name__)
+        else:
+            _TRITON_IMPORTS.append("")
+    return _TRITON_IMPORTS[0]
 
 
 def triton_available() -> bool:
-    """True when ``import triton`` works (it is absent on macOS, Windows and some CPU installs). Tried once; while
-    torch.compile traces, the answer is a constant of the graph."""
-    if not _TRITON_IMPORTS:
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            _TRITON_IMPORTS.append(False)
-        else:
-            _TRITON_IMPORTS.append(True)
-    return _TRITON_IMPORTS[0]
+    """True where bizoo's Triton kernels import (see ``triton_unavailable_reason``)."""
+    return not triton_unavailable_reason()
 
 
 def tracing() -> bool:
@@ -110,12 +116,13 @@ def resolve_backend(backend: str, tensor: torch.Tensor, *, op: str, has_triton: 
             return "triton" if use_triton else "reference"
     if backend == "triton":
         asked = f"backend='auto' with the environment variable {ENV_VAR}=triton" if from_env else "backend='triton'"
+        fix = f"unset {ENV_VAR} or set it to 'reference'" if from_env else "use backend='reference' or 'auto'"
+        if not triton_available():  # first: an op's Triton entry point is absent then too
+            raise ValueError(f"{op}: {asked} needs Triton kernels, which do not import here "
+                             f"({triton_unavailable_reason()}); {fix}")
         if not has_triton:
-            fix = f"unset {ENV_VAR} or set it to 'reference'" if from_env else "use backend='reference' or 'auto'"
             raise ValueError(f"{op}: {asked} asks for Triton kernels, which this op (or this form of it) does not "
                              f"have; {fix}")
-        if not triton_available():
-            raise ValueError(f"{op}: {asked} needs the `triton` package, which does not import here")
     return backend
 
 

@@ -1,7 +1,8 @@
 """What the Triton files of every op share: the ``triton`` import, the launch switches, buffers, real ranges.
 
 * ``triton``, ``tl``: imported here once, inside ``try`` (an op's ``triton_*.py`` imports them from here, so that a
-  missing Triton is one ``ImportError``, which each op's ``__init__`` turns into an absent "triton" backend).
+  missing Triton is one ``ImportError``, which each op's ``__init__`` turns into an absent "triton" backend); so is
+  a Triton that cannot define kernels on this machine (releases before 3.4 without a GPU driver).
 * ``INTERPRETED`` (``TRITON_INTERPRET=1``: the kernels run in Triton's interpreter, on any device; the ops then take
   one small tile configuration, so that short test sequences span several tiles) and ``AUTOTUNE``
   (``BIZOO_TRITON_AUTOTUNE=0`` keeps the first configuration of each kernel: tests on a GPU compile once, not once
@@ -25,6 +26,30 @@ except ImportError as err:  # the Triton backend is simply absent without triton
 import os
 
 import torch
+
+
+@triton.jit
+def _probe(X):  # a kernel that is never launched: only decorated, by _check_kernels_can_be_defined
+    tl.store(X, 0)
+
+
+def _check_kernels_can_be_defined() -> None:
+    """Raise ``ImportError`` where this Triton cannot define an autotuned kernel. Triton releases before 3.4 build the
+    autotuner's benchmarker when a kernel is decorated, which needs a GPU driver: on a machine without one (under
+    ``TRITON_INTERPRET=1`` too) every ``@triton.autotune`` raises ``RuntimeError: 0 active drivers`` at import, which
+    would make ``import bizoo`` fail. As an ``ImportError`` it leaves the ops' "triton" backend absent, as without
+    triton, and ``dispatch.triton_unavailable_reason()`` says why."""
+    try:
+        triton.autotune(configs=[triton.Config({})], key=[])(_probe)
+    except RuntimeError as err:
+        raise ImportError(
+            f"triton {triton.__version__} cannot define kernels on this machine ({err}): Triton releases before 3.4 "
+            "need a GPU driver for that; install triton>=3.4 (with a torch that allows it) to run bizoo's Triton "
+            "kernels here under TRITON_INTERPRET=1"
+        ) from err
+
+
+_check_kernels_can_be_defined()
 
 __all__ = [
     "triton", "tl", "INTERPRETED", "AUTOTUNE", "autotune_configs", "first_unless_autotuning", "lanes",

@@ -22,12 +22,9 @@ import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-try:
-    import triton  # noqa: F401
+from bizoo.kernels import dispatch
 
-    HAS_TRITON = True
-except ImportError:
-    HAS_TRITON = False
+HAS_TRITON = dispatch.triton_available()  # bizoo's Triton kernels import here
 
 # ----------------------------------------------------------------------------------------------------------------
 # Cases, backends, devices

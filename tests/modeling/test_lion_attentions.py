@@ -28,18 +28,14 @@ from bizoo import (
     LionForTokenClassification,
     LionModel,
 )
+from bizoo.kernels import dispatch
 from bizoo.kernels.lion.reference import attention_weights
 from bizoo.modeling import modeling_lion
 from bizoo.modeling.modeling_lion import LionAttention
 from tests.modeling.test_lion import ids, tiny
 from tests.modeling.test_lion_paper import paper_mixer, paper_projections, paper_span
 
-try:
-    import triton  # noqa: F401
-
-    HAS_TRITON = True
-except ImportError:
-    HAS_TRITON = False
+HAS_TRITON = dispatch.triton_available()  # bizoo's Triton kernels import here
 TRITON_RUNS = HAS_TRITON and (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1")
 needs_triton = pytest.mark.skipif(not TRITON_RUNS, reason="Triton needs a CUDA device or TRITON_INTERPRET=1")
 
