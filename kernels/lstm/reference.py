@@ -108,7 +108,7 @@ def scatter_steps(steps: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 def _lstm_step(w_hh, w_p, cell_clip, proj_clip):
     """One step of the recurrence for both directions: ((h (2, B, P), c (2, B, H)), (a_s (2, B, 4H), active (1, B, 1)))
     -> the state after step s (rows past their real tokens keep theirs), and y_s (2, B, P) (0 for those rows).
-    w_hh (2, P, 4H) and w_p (2, H, P) or None are the transposed weights."""
+    w_hh (2, P, 4H) and w_p (2, H, P) or None are the transposed weights; the clips floats, 0-dim tensors or None."""
 
     def step(state, x):
         h, c = state
@@ -174,8 +174,11 @@ def bilstm_scan(gates, weight_hh, weight_proj, order, lengths, initial_state, ce
 
     dtype = gates.dtype
     a, w_hh, w_p, state, active = _prepare(gates, weight_hh, weight_proj, order, lengths, initial_state)
-    # the weights the step closes over must not alias one another or the inputs: copies
-    step = _lstm_step(w_hh.clone(), None if w_p is None else w_p.clone(), cell_clip, proj_clip)
+    # the weights the step closes over must not alias one another or the inputs: copies; the clips as 0-dim tensors
+    # (a scan's body may close over tensors and integers only: torch 2.15 traces a Python float as a symbolic one)
+    clips = [None if clip is None else torch.tensor(clip, dtype=a.dtype, device=a.device)
+             for clip in (cell_clip, proj_clip)]
+    step = _lstm_step(w_hh.clone(), None if w_p is None else w_p.clone(), *clips)
 
     def body(state, x):
         state, y_s = step(state, x)
