@@ -10,6 +10,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if not torch.cuda.is_available():  # the Triton kernels run on the CPU in Triton's interpreter, as in CI (README)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import bizoo  # noqa: E402  (registers every model with the Auto classes)
 from tests.tiny_configs import TINY_CONFIGS  # noqa: E402
