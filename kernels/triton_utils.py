@@ -44,8 +44,8 @@ def _check_kernels_can_be_defined() -> None:
     except RuntimeError as err:
         raise ImportError(
             f"triton {triton.__version__} cannot define kernels on this machine ({err}): Triton releases before 3.4 "
-            "need a GPU driver for that; install triton>=3.4 (with a torch that allows it) to run bizoo's Triton "
-            "kernels here under TRITON_INTERPRET=1"
+            "need a GPU driver for that; bizoo asks for triton>=3.7.1 (with torch>=2.12), which runs its kernels here "
+            "under TRITON_INTERPRET=1"
         ) from err
 
 

@@ -66,14 +66,14 @@ def test_a_triton_that_cannot_define_kernels_leaves_the_reference_backend():
     assert refused == [
         "REFUSED: lion_attention: backend='triton' needs Triton kernels, which do not import here (triton "
         f"{triton.__version__} cannot define kernels on this machine (0 active drivers ([]). There should only be "
-        "one.): Triton releases before 3.4 need a GPU driver for that; install triton>=3.4 (with a torch that "
-        "allows it) to run bizoo's Triton kernels here under TRITON_INTERPRET=1); use backend='reference' or 'auto'"
+        "one.): Triton releases before 3.4 need a GPU driver for that; bizoo asks for triton>=3.7.1 (with "
+        "torch>=2.12), which runs its kernels here under TRITON_INTERPRET=1); use backend='reference' or 'auto'"
     ], run.stdout
 
 
 @needs_triton
 def test_the_triton_kernels_import_with_a_current_triton():
-    """With Triton 3.4 or newer (what setup.py asks for), or on a GPU, every op has its Triton backend: a failing
+    """With Triton 3.4 or newer (setup.py asks for 3.7.1), or on a GPU, every op has its Triton backend: a failing
     import is an error here, not a reason for the Triton tests to skip."""
     major, minor = (int(part) for part in triton.__version__.split(".")[:2])
     import torch

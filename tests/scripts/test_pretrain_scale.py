@@ -224,21 +224,27 @@ def test_streamed_blocks_equal_the_in_memory_packing(tmp_path, tokenizer, senten
 
 
 @pytest.mark.slow
-def test_streaming_a_500_mb_corpus_keeps_peak_memory_under_2_gb(tmp_path, corpus, sentences):
-    big = tmp_path / "big.txt"
-    write_corpus(big, 500 * 2**20, sentences)
+def test_streaming_a_500_mb_corpus_keeps_peak_memory_as_for_a_1_mb_one(tmp_path, corpus, sentences):
+    """The corpus is never held in memory: the peak RSS of a streamed run over 500 MB exceeds that of the same run
+    over 1 MB by less than 256 MB. (Not an absolute bound: the process's own size depends on the torch build; a
+    CUDA build of torch 2.12 on a CPU peaked at 2.05 GB where the CPU build stays well under 2 GB.)"""
     script = tmp_path / "peak.py"
     script.write_text(PEAK_MEMORY)
-    _, held_out, tokenizer = corpus
-    argv = ["--stream", "--text", str(big), "--eval-text", str(held_out), "--output-dir", str(tmp_path / "out"),
-            "--max-length", "32", "--batch-size", "8", "--max-steps", "3", "--vocab-size", "120",
-            "--tokenizer-sample-mb", "1", "--model-config", *TINY]
-    done = run_child([sys.executable, str(script), *argv], timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "streamed training" in done.stdout
-    peak_kb = int(done.stdout.split("PEAK_RSS_KB")[1].split()[0])
-    assert peak_kb < 2 * 2**20, f"peak RSS {peak_kb / 2**20:.2f} GB"
-    big.unlink()  # 500 MB of disk back at once
+    _, held_out, _ = corpus
+    peaks = {}
+    for size in (2**20, 500 * 2**20):
+        text = tmp_path / f"corpus-{size}.txt"
+        write_corpus(text, size, sentences)
+        argv = ["--stream", "--text", str(text), "--eval-text", str(held_out), "--output-dir",
+                str(tmp_path / f"out-{size}"), "--max-length", "32", "--batch-size", "8", "--max-steps", "3",
+                "--vocab-size", "120", "--tokenizer-sample-mb", "1", "--model-config", *TINY]
+        done = run_child([sys.executable, str(script), *argv], timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "streamed training" in done.stdout
+        peaks[size] = int(done.stdout.split("PEAK_RSS_KB")[1].split()[0]) * 1024  # bytes
+        text.unlink()  # 500 MB of disk back at once
+    small, big = peaks[2**20], peaks[500 * 2**20]
+    assert big - small < 256 * 2**20, f"peak RSS {big / 2**30:.2f} GB for 500 MB, {small / 2**30:.2f} GB for 1 MB"
 
 
 def test_stream_needs_its_arguments(tmp_path, corpus, capsys):
