@@ -55,8 +55,12 @@ def tracing() -> bool:
 
 
 def exporting() -> bool:
-    """True while torch.export traces (``torch.compiler.is_exporting()``; also under ``torch.onnx.export``)."""
-    return torch.compiler.is_exporting()
+    """True while torch.export traces (``torch.compiler.is_exporting()``; also under ``torch.onnx.export``). Read
+    through the function's flag where torch has one: before torch 2.12, dynamo folded ``is_exporting()`` to True under
+    any ``torch.compile``, so that a compiled model took the export forms (the recursions as scans, whose gradients
+    torch 2.11 gets wrong)."""
+    flag = getattr(torch.compiler, "_is_exporting_flag", None)
+    return torch.compiler.is_exporting() if flag is None else bool(flag)
 
 
 def values_on_host(tensor: torch.Tensor) -> bool:

@@ -214,3 +214,20 @@ def test_row_range_reads_each_rows_pair_in_a_kernel():
     out = torch.full((B, 2), -1, dtype=torch.int32, device=DEVICE)
     _swap_pairs[(B,)](ranges, out)
     assert out.flip(1).tolist() == RANGES
+
+
+def test_exporting_is_true_under_torch_export_only():
+    """``dispatch.exporting()`` (which takes the export forms: the recursions as scans) answers False in eager mode and
+    under ``torch.compile``, True under ``torch.export``. (Before torch 2.12 dynamo folded
+    ``torch.compiler.is_exporting()`` to True under any compile: on torch 2.11 the compiled call gave 11.0 here,
+    and compiled BiLSTM-CRF and BiGS models took the scans and got wrong gradients.)"""
+
+    class Switches(torch.nn.Module):
+        def forward(self, x):
+            return x + float(dispatch.exporting()) + 10.0 * float(dispatch.tracing())
+
+    model, x = Switches(), torch.zeros(1)
+    assert model(x).item() == 0.0
+    torch._dynamo.reset()
+    assert torch.compile(model, backend="aot_eager", fullgraph=True)(x).item() == 10.0
+    assert torch.export.export(model, (x,)).module()(x).item() == 11.0
