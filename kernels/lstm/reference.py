@@ -176,8 +176,7 @@ def bilstm_scan(gates, weight_hh, weight_proj, order, lengths, initial_state, ce
     a, w_hh, w_p, state, active = _prepare(gates, weight_hh, weight_proj, order, lengths, initial_state)
     # the weights the step closes over must not alias one another or the inputs: copies; the clips as 0-dim tensors
     # (a scan's body may close over tensors and integers only: torch 2.15 traces a Python float as a symbolic one)
-    clips = [None if clip is None else torch.tensor(clip, dtype=a.dtype, device=a.device)
-             for clip in (cell_clip, proj_clip)]
+    clips = [None if clip is None else a.new_full((), clip) for clip in (cell_clip, proj_clip)]  # no host copy
     step = _lstm_step(w_hh.clone(), None if w_p is None else w_p.clone(), *clips)
 
     def body(state, x):
