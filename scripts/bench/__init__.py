@@ -86,6 +86,13 @@ pytorch-crf, which runs eager only (dynamo refuses nn.LSTM); ELMo, a masked LM a
 table gives compiled/eager ratios and each model's ratios to its baseline in both modes (> 1: faster), and on a GPU
 whether a compiled training step runs under `torch.cuda.set_sync_debug_mode("error")`.
 
+`bizoo bench kernel-build` times nothing: it builds every Triton kernel the ops launch for a GPU architecture
+(--arch, default 90: H100, H200) on any machine, a GPU or none, through a Triton driver that builds each kernel
+(PTX to cubin with the ptxas Triton ships) and launches nothing, and prints one row per build: the kernel, its
+specialisation, warps, stages, registers, stack bytes (register spills) and shared memory, read from the cubin. A
+build that fails, or a block that needs more shared memory or threads than the architecture has, fails the command
+(exit code 1): what Triton's interpreter, which runs the kernels in the tests without a GPU, never checks.
+
 Every table states the machine, the dtype, the shapes and how many runs the median is of.
 
 examples:
@@ -109,6 +116,7 @@ examples:
   bizoo bench bigs-model --device cpu --lengths 128 512 --tokens-per-step 1024 --layers 2 --hidden 256 --heads 4
   bizoo bench models --layers 4 --json models.json     # every model eager vs compiled, vs BERT and nn.LSTM + CRF
   bizoo bench models --device cpu --lengths 32 --tokens-per-step 128 --layers 1 --hidden 64 --heads 2 --elmo-size small
+  bizoo bench kernel-build --ops lion --all-configs # every LION kernel configuration built for sm_90, no GPU needed
 """
 
 from __future__ import annotations
@@ -124,7 +132,7 @@ import argparse
 # Standard library only at module level in every module of this package (torch and our kernels inside functions):
 # the child of each CPU case imports it without the package's __init__ (harness.CHILD_CODE).
 from ..lib.command import command_main, run_command
-from . import bigs, crf, lion, lion_forms, lstm, models, training
+from . import bigs, crf, kernel_build, lion, lion_forms, lstm, models, training
 from .harness import check_common_arguments
 
 PROG = "bizoo bench"
@@ -148,6 +156,8 @@ TARGETS = {
              bigs.run),
     "bigs-model": ("masked-LM training tokens/s: BiGS vs BERT with SDPA, large sizes",
                    training.add_bigs_model_arguments, training.run_bigs_model),
+    "kernel-build": ("every Triton kernel built for a GPU architecture without a GPU: registers, spills, shared "
+                     "memory", kernel_build.add_arguments, kernel_build.run),
 }
 
 

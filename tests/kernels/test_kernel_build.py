@@ -1,0 +1,131 @@
+"""Every Triton kernel builds for Hopper (sm_90) with the installed Triton, on this machine without a GPU.
+
+The other kernel tests run the kernels in Triton's interpreter, which never lowers them to machine code: what only
+the compiler refuses (a dot too small for the matrix units, a block too large for shared memory, a construct one
+Triton release compiles and another does not) would first show on a GPU. ``bizoo bench kernel-build`` builds each
+kernel the ops launch, PTX to cubin with the ptxas Triton ships, through a driver that launches nothing; here every
+op's builds must all succeed and cover every kernel its Triton files launch. The last test plants the two failures
+the interpreter lets through and checks that the driver reports both.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bizoo.kernels import dispatch
+from bizoo.scripts.bench import kernel_build
+
+KERNELS = Path(dispatch.__file__).parent
+
+
+def _ptxas() -> Path | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    return tool if tool.exists() else None
+
+
+needs_ptxas = pytest.mark.skipif(
+    not dispatch.triton_available() or _ptxas() is None,
+    reason="needs Triton's kernels and the ptxas its wheel ships (Linux x86-64)",
+)
+
+
+def launched_kernels(op: str) -> set[str]:
+    """The kernels ``kernels/<op>/triton_*.py`` launch (``name[grid](...)`` in their source)."""
+    names = set()
+    for path in (KERNELS / op).glob("triton_*.py"):
+        names |= set(re.findall(r"\b(_\w+)\[[^\]]*\]\(", path.read_text()))
+    return names
+
+
+def test_launched_kernels_are_found_in_the_sources():
+    assert launched_kernels("lion") == {"_scan_kernel", "_forward_kernel", "_backward_kernel", "_decay_grad_kernel",
+                                        "_parallel_kernel"}
+    assert launched_kernels("crf") == {"_forward_kernel", "_backward_kernel", "_viterbi_kernel",
+                                       "_max_marginal_kernel"}
+    assert len(launched_kernels("lstm")) >= 4 and len(launched_kernels("ssm")) == 2
+
+
+@pytest.mark.parametrize("registers, threads", [(255, 256), (168, 384), (128, 512), (64, 1024), (32, 1024), (0, 1024)])
+def test_threads_a_block_may_have_for_its_registers(registers, threads):
+    assert kernel_build.max_threads(registers) == threads
+
+
+def test_resource_usage_is_read_from_cuobjdump_output():
+    text = (" Function _backward_kernel:\n"
+            "  REG:255 STACK:296 SHARED:1024 LOCAL:0 CONSTANT[0]:848 TEXTURE:0 SURFACE:0 SAMPLER:0\n")
+    assert kernel_build.resource_usage(text) == {"reg": 255, "stack": 296, "shared": 1024, "local": 0}
+
+
+@needs_ptxas
+@pytest.mark.parametrize("op", kernel_build.OPS)
+def test_every_kernel_builds_for_hopper(op):
+    rows, stderr = kernel_build.build(90, [op], all_configs=False)
+    assert not stderr, stderr
+    failed = [f"{row['kernel']} ({row['case']}): {row['status']}" for row in rows if row["status"] != "built"]
+    assert not failed, "\n".join(failed)
+    assert {row["kernel"] for row in rows} == launched_kernels(op)
+    for row in rows:  # each cubin was read: a kernel has registers, and fits sm_90's shared memory
+        assert row["reg"] > 0 and row["shared"] + row["static_shared"] <= kernel_build.MAX_SHARED[90], row
+
+
+@needs_ptxas
+def test_the_command_prints_each_build_and_writes_json(tmp_path, capsys):
+    from bizoo.scripts import bench
+
+    path = tmp_path / "ssm.json"
+    assert bench.main(["kernel-build", "--ops", "ssm", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "kernels built for sm_90 without a GPU" in out and "\nfailed: 0;" in out
+    assert sum(line.startswith("ssm   _") for line in out.splitlines()) >= 2
+    written = json.loads(path.read_text())
+    assert written["arch"] == 90 and {row["kernel"] for row in written["rows"]} == launched_kernels("ssm")
+
+
+PLANTED = textwrap.dedent("""
+    import json
+    import torch, triton, triton.language as tl
+    from triton.runtime import driver
+    from bizoo.scripts.bench.kernel_build import CompileOnlyDriver
+
+    @triton.jit
+    def product(X, Y, Z, M: tl.constexpr, K: tl.constexpr, N: tl.constexpr):  # Z = X Y of one (M, K) x (K, N) tile
+        rm, rk, rn = tl.arange(0, M), tl.arange(0, K), tl.arange(0, N)
+        a = tl.load(X + rm[:, None] * K + rk[None, :])  # (M, K)
+        b = tl.load(Y + rk[:, None] * N + rn[None, :])  # (K, N)
+        tl.store(Z + rm[:, None] * N + rn[None, :], tl.dot(a, b))
+
+    rows = []
+    driver.set_active(CompileOnlyDriver(90, rows))
+    x = torch.randn(1024, 1024, dtype=torch.bfloat16)
+    results = {}
+    for name, shape in (("small tile", (64, 64, 64)), ("large tile", (64, 1024, 64))):
+        try:
+            product[(1,)](x, x, x, M=shape[0], K=shape[1], N=shape[2])
+            results[name] = "built, reg=%s" % rows[-1].get("reg")
+        except Exception as err:
+            results[name] = type(err).__name__ + ": " + str(err).splitlines()[0]
+    print(json.dumps(results))
+""")
+
+
+@needs_ptxas
+def test_the_driver_reports_what_only_the_compiler_refuses(tmp_path):
+    """A (64, 1024) x (1024, 64) bf16 tile runs in the interpreter, and needs 256 KB of shared memory on sm_90."""
+    script = tmp_path / "planted.py"
+    script.write_text(PLANTED)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["small tile"].startswith("built, reg=") and not results["small tile"].endswith("None")
+    assert results["large tile"].startswith("OutOfResources") and "shared memory" in results["large tile"]
