@@ -83,8 +83,9 @@ DEBUG_FILL: float | None = None
 # ----------------------------------------------------------------------------------------------------------------
 
 # (BT, BH, num_warps, num_stages) for half (fp16/bf16: tensor-core) and fp32 (IEEE FMA: both operands in registers,
-# smaller tiles) inputs; the first one is the default without autotuning. Chosen from sm_90 builds: none of these
-# spills registers or exceeds the shared memory of an H100.
+# smaller tiles) inputs; the first one is the default without autotuning. Chosen from sm_90 builds: none exceeds the
+# shared memory of an H100, and without a padding mask none spills registers; with a mask the 128-row and some 64-row
+# tiles spill 16-592 bytes per thread (`bizoo bench kernel-build --ops ssm --all-configs`), the defaults none.
 _CONV_CONFIGS = {
     "half": [(64, 128, 8, 2), (64, 64, 4, 2), (64, 128, 8, 3), (64, 256, 8, 2), (128, 64, 8, 2), (32, 64, 4, 3)],
     "fp32": [(64, 128, 8, 2), (32, 64, 4, 3), (32, 32, 2, 3)],

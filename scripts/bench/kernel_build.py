@@ -308,7 +308,7 @@ def _ssm_cases(torch):
     return [(f"ssm {str(dtype)[6:]} L={length} channels={Hc} mask={masked}",
              lambda a=(dtype, length, masked, Hc): call(*a))
             for dtype in (torch.float32, torch.float16, torch.bfloat16)
-            for length, masked, Hc in ((512, False, 256), (100, True, 40))]
+            for length, masked, Hc in ((512, False, 256), (512, True, 256), (100, True, 40))]
 
 
 CASES = {"lion": _lion_cases, "crf": _crf_cases, "lstm": _lstm_cases, "ssm": _ssm_cases}
