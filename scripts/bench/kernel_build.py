@@ -169,7 +169,7 @@ def _constants(src) -> str:
         for key, value in sorted(src.constants.items(), key=lambda kv: str(kv[0])):
             index = key[0] if isinstance(key, tuple) else key
             name = names[index] if isinstance(index, int) else str(index)
-            if name.isupper() or name in ("C", "K"):  # the kernels' meta-parameters, not specialised ints
+            if name.isupper():  # the kernels' meta-parameters (upper case), not arguments specialised as 1
                 parts.append(f"{name}={getattr(value, '__name__', value)}")
         return " ".join(parts)
     except Exception:  # noqa: BLE001 - a label only: a Triton that keeps them elsewhere gets none
@@ -191,8 +191,8 @@ def _lion_cases(torch):
         if masked:
             mask = torch.ones(B, length, dtype=torch.long)
             mask[1, length // 2:] = 0
-        leaves = [t.requires_grad_() for t in (q, k, v) if t.is_leaf] + (
-            [log_decay.requires_grad_()] if log_decay is not None else [])
+        for t in (q, k, v) if log_decay is None else (q, k, v, log_decay):
+            t.requires_grad_()  # every gradient kernel is built
         if fp32_states:
             y = lion_attention_triton(q, k, v, log_decay, mask, form=form, chunk_size=chunk, normalize=normalize,
                                       fp32_states=True)
@@ -200,7 +200,6 @@ def _lion_cases(torch):
             y = lion_attention(q, k, v, log_decay, mask, form=form, chunk_size=chunk, normalize=normalize,
                                backend="triton")
         y.float().sum().backward()
-        del leaves
 
     cases = []
     for i, (dtype, decay, form) in enumerate((d, a, f) for d in (torch.float32, torch.float16, torch.bfloat16)
