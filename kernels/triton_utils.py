@@ -13,6 +13,10 @@
   an element a kernel fails to write cannot pass).
 * ``real_ranges(mask, B, L, device)`` -> (B, 2) int32: each row's real positions [start, end), found on the device
   (no host sync); ``row_range(RANGES, b)``: the same pair read inside a kernel.
+* ``explains_resources(op, advice)``: a launch function's Triton ``OutOfResources`` (a block needs more shared
+  memory, registers or threads than the GPU gives one) re-raised as a ``RuntimeError`` naming the op and what to
+  change. Builds for sm_86/89/120 (99 KB of shared memory per block: RTX 30/40/50, A10, L4, L40) refuse LION's
+  chunk backward in fp32 at chunk 64 and in bf16 at chunk 128 (``bizoo bench kernel-build --arch 89``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,15 @@ try:
 except ImportError as err:  # the Triton backend is simply absent without triton
     raise ImportError("bizoo.kernels.triton_utils needs the `triton` package") from err
 
+import functools
 import os
 
 import torch
+
+try:
+    from triton.runtime.errors import OutOfResources
+except ImportError:  # a Triton that keeps it elsewhere: nothing is re-worded
+    OutOfResources = ()
 
 
 @triton.jit
@@ -53,7 +63,7 @@ _check_kernels_can_be_defined()
 
 __all__ = [
     "triton", "tl", "INTERPRETED", "AUTOTUNE", "autotune_configs", "first_unless_autotuning", "lanes",
-    "dot_precision", "buffer", "filled", "real_ranges", "row_range",
+    "dot_precision", "buffer", "filled", "real_ranges", "row_range", "explains_resources",
 ]
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -115,3 +125,21 @@ def real_ranges(mask: torch.Tensor | None, B: int, L: int, device) -> torch.Tens
 def row_range(RANGES, b):
     """[start, end) of row ``b`` from the (B, 2) int32 ``RANGES`` that ``real_ranges`` makes."""
     return tl.load(RANGES + 2 * b), tl.load(RANGES + 2 * b + 1)
+
+
+def explains_resources(op: str, advice: str):
+    """Decorate a function that launches kernels: Triton's ``OutOfResources`` from it (raised before the launch, so
+    nothing ran) becomes a ``RuntimeError`` "<op>: ... on this GPU; <advice>", with Triton's error as its cause."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def launch(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except OutOfResources as err:
+                raise RuntimeError(f"{op}: a Triton kernel needs more than this GPU gives one block ({err}); "
+                                   f"{advice}") from err
+
+        return launch
+
+    return decorate

@@ -60,7 +60,7 @@ def lion_attention(
         chunk_size: chunk length of the chunk form (a power of two from 16 to 128 on Triton).
         normalize: apply the row-sum normaliser.
         backend: "auto", "triton" or "reference" (see ``bizoo.kernels.dispatch``). "auto" takes the reference
-            where the Triton kernels cannot run the inputs (fp64, head sizes above 256, a chunk_size outside
+            where the Triton kernels cannot run the inputs (fp64, head sizes above 128, a chunk_size outside
             16/32/64/128 for the chunk form), unless ``BIZOO_KERNEL_BACKEND=triton`` asks for Triton.
 
     Returns:

@@ -17,7 +17,10 @@ from ..dispatch import reads_values
 FORMS = ("attention", "rnn", "chunk")  # the forms of the op (``reference.py``)
 SCHEDULES = ("attention", "chunk")  # the forms with Triton kernels: "attention" = the parallel (tiled) schedule
 CHUNK_SIZES = (16, 32, 64, 128)  # the chunk sizes of the Triton chunk schedule
-MAX_HEAD_DIM = 256  # Dk and Dv of the Triton kernels
+# Dk and Dv of the Triton kernels. At 256 no block of the chunk schedule fits even an H100's 227 KB of shared memory
+# per block (bf16, chunk 64: the backward needs 320 KB), and every size above 128 is tiled as 256; at 128 the bf16
+# chunk-64 backward needs 161 KB (sm_90 builds: `bizoo bench kernel-build`'s driver).
+MAX_HEAD_DIM = 128
 
 
 def check_inputs(q, k, v, log_decay, attention_mask, form, chunk_size) -> None:

@@ -64,6 +64,7 @@ from ..triton_utils import (
     autotune_configs,
     buffer,
     dot_precision,
+    explains_resources,
     filled,
     first_unless_autotuning,
     lanes,
@@ -501,6 +502,11 @@ def _common(q, v, log_decay, mask, chunk_size, fp32_states):
     return B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags
 
 
+_TOO_LARGE = ("the chunk schedule's blocks grow with chunk_size and the head size, and are larger for fp32 inputs: "
+              "use a smaller chunk_size, bf16 or fp16 inputs (e.g. autocast), or backend='reference'")
+
+
+@explains_resources("lion_attention", _TOO_LARGE)
 def chunk_forward(q, k, v, log_decay, mask, *, chunk_size: int, normalize: bool, fp32_states: bool = False,
                   fill: float | None = None):
     """The forward pass: y (B, H, L, Dv) in v's dtype (a view of a (B, L, H, Dv) buffer), den (B, H, L) fp32 (empty
@@ -528,6 +534,7 @@ def chunk_forward(q, k, v, log_decay, mask, *, chunk_size: int, normalize: bool,
     return y, den, states, z
 
 
+@explains_resources("lion_attention", _TOO_LARGE)
 def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_size: int, normalize: bool,
                    need_da: bool, fill: float | None = None):
     """dq, dk, dv (in the dtypes and strides of q, k, v) and da (B, H, L) in log λ's dtype (None unless ``need_da``

@@ -27,6 +27,7 @@ from ..triton_utils import (
     autotune_configs,
     buffer,
     dot_precision,
+    explains_resources,
     first_unless_autotuning,
     lanes,
     row_range,
@@ -134,6 +135,8 @@ def _prefix_parts(x: torch.Tensor, inclusive: bool) -> tuple[torch.Tensor, torch
     return hi.contiguous(), lo.contiguous()
 
 
+@explains_resources("lion_attention", "form='attention' tiles the whole L x L product; use form='chunk' or "
+                    "backend='reference'")
 def parallel_product(q, k, v, alpha, beta, ranges, *, c=None, e=None, rowsum=False, r=None, fill=None):
     """The generalised LION product (module docstring) with the parallel schedule.
 

@@ -64,6 +64,7 @@ from ..triton_utils import (
     autotune_configs,
     buffer,
     dot_precision,
+    explains_resources,
     first_unless_autotuning,
     real_ranges,
     row_range,
@@ -290,6 +291,12 @@ def _lag_gram_kernel(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+_TOO_LARGE = ("with BIZOO_TRITON_AUTOTUNE=0 the first tile runs whatever the GPU (its fp32 kernel-gradient tile needs "
+              "128 KB of shared memory, more than the 99 KB of sm_86/89/120 GPUs): leave autotuning on, the default, "
+              "so that tiles this GPU cannot hold are skipped, or use backend='reference'")
+
+
+@explains_resources("bidirectional_ssm", _TOO_LARGE)
 def _toeplitz(u_c, u_a, k_c, k_a, d_c, d_a, keep, ranges):
     """(causal product of u_c with k_c, d_c; anti-causal product of u_a with k_a, d_a), both (B, L, H), one launch."""
     B, L, H = u_c.shape
@@ -313,6 +320,7 @@ def _channel_groups(B: int, L: int, H: int) -> int:
     return groups
 
 
+@explains_resources("bidirectional_ssm", _TOO_LARGE)
 def _lag_gram(x_c, y_c, x_a, y_a, keep, ranges, groups: int | None = None):
     """(2, L) fp32: row 0 = Σ_{b,h,t} x_c[t] y_c[t - l], row 1 = Σ_{b,h,t} x_a[t] y_a[t - l]."""
     B, L, H = x_c.shape

@@ -30,7 +30,7 @@ build nothing) and with Triton's cache: a kernel built before by the same Triton
 examples:
   bizoo bench kernel-build                          # every op, sm_90 (H100, H200), the first configurations
   bizoo bench kernel-build --ops lion --all-configs --json lion_build.json
-  bizoo bench kernel-build --arch 80                # A100
+  bizoo bench kernel-build --arch 89                # L4, L40, RTX 4090: 99 KB of shared memory per block
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that is the pac
 OPS = ("lion", "crf", "lstm", "ssm")
 # Shared memory a block may use (the opt-in maximum, bytes) on each architecture --arch accepts; 64K 32-bit
 # registers per multiprocessor on all of them.
-MAX_SHARED = {80: 166_912, 86: 101_376, 89: 101_376, 90: 232_448}
+MAX_SHARED = {80: 166_912, 86: 101_376, 89: 101_376, 90: 232_448, 100: 232_448, 120: 101_376}
 REGISTERS_PER_SM = 65_536
 
 

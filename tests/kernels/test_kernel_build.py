@@ -129,3 +129,57 @@ def test_the_driver_reports_what_only_the_compiler_refuses(tmp_path):
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["small tile"].startswith("built, reg=") and not results["small tile"].endswith("None")
     assert results["large tile"].startswith("OutOfResources") and "shared memory" in results["large tile"]
+
+
+SMALL_GPU = textwrap.dedent("""
+    import json, os
+    import torch
+    from triton.runtime import driver
+    from bizoo.scripts.bench.kernel_build import CompileOnlyDriver
+
+    driver.set_active(CompileOnlyDriver(89, []))  # 99 KB of shared memory per block: L4, L40, RTX 4090
+    from bizoo.kernels.lion import lion_attention
+    from bizoo.kernels.ssm import bidirectional_ssm
+    os.environ["TRITON_INTERPRET"] = "1"  # the ops' device check only: the kernels above are built, not interpreted
+
+    def lion(dtype, chunk):
+        q, k, v = (torch.randn(1, 2, 128, 64, dtype=dtype, requires_grad=True) for _ in range(3))
+        y = lion_attention(q, k, v, -torch.rand(2), None, form="chunk", chunk_size=chunk, backend="triton")
+        y.float().sum().backward()
+
+    def ssm():
+        u = torch.randn(1, 512, 256, requires_grad=True)
+        k = torch.randn(512, requires_grad=True)
+        y_f, y_b = bidirectional_ssm(u, u, k, k, torch.ones(()), torch.ones(()), backend="triton")
+        (y_f.sum() + y_b.sum()).backward()
+
+    results = {}
+    for name, run in (("lion bf16 chunk 64", lambda: lion(torch.bfloat16, 64)),
+                      ("lion fp32 chunk 64", lambda: lion(torch.float32, 64)),
+                      ("lion fp32 chunk 32", lambda: lion(torch.float32, 32)), ("ssm fp32", ssm)):
+        try:
+            run()
+            results[name] = "built"
+        except Exception as err:
+            results[name] = type(err).__name__ + ": " + str(err)
+    print(json.dumps(results))
+""")
+
+
+@needs_ptxas
+def test_blocks_too_large_for_a_gpu_say_what_to_change(tmp_path):
+    """Built for sm_89 (99 KB of shared memory per block), LION's fp32 backward at chunk 64 and the SSM's first fp32
+    tile do not fit: the op says so and what to change, instead of Triton's bare OutOfResources."""
+    script = tmp_path / "small_gpu.py"
+    script.write_text(SMALL_GPU)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["BIZOO_TRITON_AUTOTUNE"] = "0"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["lion bf16 chunk 64"] == "built" and results["lion fp32 chunk 32"] == "built"
+    message = results["lion fp32 chunk 64"]
+    assert message.startswith("RuntimeError: lion_attention: a Triton kernel needs more than this GPU gives one block")
+    assert "shared memory" in message and "use a smaller chunk_size" in message and "backend='reference'" in message
+    message = results["ssm fp32"]
+    assert message.startswith("RuntimeError: bidirectional_ssm: ") and "BIZOO_TRITON_AUTOTUNE" in message

@@ -220,7 +220,7 @@ def test_model_runs_on_the_triton_backend(monkeypatch):
         (dict(form="chunk", chunk_size=24), r"chunk_size in \(16, 32, 64, 128\)"),
         (dict(form="rnn"), "form='rnn' runs on backend='reference' only"),
         (dict(dtype=torch.float64), "float32, float16 and bfloat16"),
-        (dict(head_dim=300), "head sizes up to 256"),
+        (dict(head_dim=200), "head sizes up to 128"),
     ],
 )
 def test_unsupported_inputs_are_clear_errors(kwargs, message):

@@ -48,7 +48,7 @@ def fake_cuda(monkeypatch, calls):
     [
         ("chunk", 8, 40, 8, torch.float32),  # the chunk sizes the Triton chunk schedule lacks
         ("auto", 100, 300, 8, torch.float32),  # "auto" takes the chunk form from 256 on
-        ("attention", 64, 20, 260, torch.float32),  # head sizes above 256
+        ("chunk", 64, 20, 256, torch.float32),  # head sizes above 128 (256: no GPU holds the blocks)
         ("auto", 64, 20, 8, torch.float64),  # fp64
     ],
 )
