@@ -15,8 +15,9 @@
   (no host sync); ``row_range(RANGES, b)``: the same pair read inside a kernel.
 * ``explains_resources(op, advice)``: a launch function's Triton ``OutOfResources`` (a block needs more shared
   memory, registers or threads than the GPU gives one) re-raised as a ``RuntimeError`` naming the op and what to
-  change. Builds for sm_86/89/120 (99 KB of shared memory per block: RTX 30/40/50, A10, L4, L40) refuse LION's
-  chunk backward in fp32 at chunk 64 and in bf16 at chunk 128 (``bizoo bench kernel-build --arch 89``).
+  change. Built for sm_89 and sm_120 (99 KB of shared memory per block, as on sm_86: RTX 30/40/50, A10, L4, L40),
+  LION's chunk backward in fp32 at chunk 64 and in bf16 at chunk 128 is refused (``bizoo bench kernel-build --arch
+  89``).
 """
 
 from __future__ import annotations
