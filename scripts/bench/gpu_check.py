@@ -114,13 +114,12 @@ from pathlib import Path
 # this module in a child process without the package's __init__ (_PART_CODE).
 from ..lib.command import command_main, report, run_command
 from ..lib.machine import cpu_name
-from .harness import short
+from .harness import PACKAGE_ROOT, PACKAGE_STUB, short
 
 # Run as `python -m bizoo.scripts.gpu_check` (scripts/gpu_check.py, the name it is documented and scripted under, runs
 # this module), or as `python -m bizoo.scripts.bench.gpu_check`.
 PROG = "python -m bizoo.scripts.gpu_check"
 logger = logging.getLogger(__name__)
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that is the package `bizoo`
 DEFAULT_BUDGET = 530.0  # seconds for all the steps (--budget): under 9 minutes
 LOG_TAIL_LINES = 40  # of the test log, in the summary
 BENCH_MAX_LINES = 200  # of a benchmark's output, in the summary
@@ -245,11 +244,7 @@ def environment() -> dict:
 # A LION step that runs a function of this module (lion_launches, lion_states) in a child process: the kernels
 # are imported without the package's __init__ (transformers and the models: seconds), as bench's CPU cases do. Its
 # status lines are logged as a command's are (lib/command.py), into the step's log.
-_PART_CODE = (
-    "import sys, types\n"
-    "package = types.ModuleType('bizoo')\n"
-    "package.__path__ = [sys.argv[1]]\n"
-    "sys.modules['bizoo'] = package\n"
+_PART_CODE = PACKAGE_STUB + (
     "from bizoo.scripts.bench import gpu_check\n"
     "from bizoo.scripts.lib.command import DEFAULT_LEVEL, command_logging\n"
     "with command_logging(gpu_check.PROG, DEFAULT_LEVEL, libraries=False):\n"

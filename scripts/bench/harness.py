@@ -393,14 +393,16 @@ def child(case_json: str) -> None:
 # The child imports the kernels without running the package's __init__ (which imports transformers and registers
 # the models, seconds per process): the kernels import only torch and triton (ARCHITECTURE.md §1, layering), so each
 # case starts in the time torch takes to import.
-CHILD_CODE = (
+# The start of a child's code (``python -c CODE PACKAGE_ROOT ...``): the package `bizoo` as an empty module over
+# PACKAGE_ROOT, so that the child imports what it names without the package's __init__ (transformers and the models:
+# seconds). harness's CPU cases, gpu_check's LION parts and kernel-build's builds start with it.
+PACKAGE_STUB = (
     "import sys, types\n"
     "package = types.ModuleType('bizoo')\n"
     "package.__path__ = [sys.argv[1]]\n"
     "sys.modules['bizoo'] = package\n"
-    "from bizoo.scripts.bench.harness import child\n"
-    "child(sys.argv[2])\n"
 )
+CHILD_CODE = PACKAGE_STUB + "from bizoo.scripts.bench.harness import child\nchild(sys.argv[2])\n"
 
 
 def run_case_in_child(case: dict) -> dict:

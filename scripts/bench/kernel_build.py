@@ -12,9 +12,9 @@ block on sm_90, 65,536 registers per multiprocessor), builds each kernel the cal
 Each built kernel is a row: the op, the kernel, its specialisation (the constexpr arguments), warps and pipeline
 stages, the registers per thread, the stack (register spills and local arrays, bytes per thread) and shared memory
 per block read from the cubin (Triton's ``cuobjdump --dump-resource-usage``), and the threads per block that many
-registers allow (a block whose warps need more registers than a multiprocessor has cannot launch). A row fails where
-the build raises, where the block needs more shared memory than the architecture has, or more threads than its
-registers allow: those are the errors the first call on a GPU would raise (exit code 1 when any row fails).
+registers allow (a block whose warps need more registers than a multiprocessor has cannot launch). The driver hands
+Triton the architecture's shared memory per block and those threads, and Triton refuses the launch as it would on
+the GPU: a row fails where the build raises or Triton refuses it (exit code 1 when any row fails).
 
 The cases are a covering set of what the models, the tests and the benchmarks launch: each op in fp32, fp16 and
 bf16, with and without padding, at a length that is a multiple of the tiles and one that is not, every decay of
@@ -45,8 +45,7 @@ import time
 from pathlib import Path
 
 from ..lib.command import report
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that is the package `bizoo`
+from .harness import PACKAGE_ROOT, PACKAGE_STUB
 OPS = ("lion", "crf", "lstm", "ssm")
 # Shared memory a block may use (the opt-in maximum, bytes) on each architecture --arch accepts; 64K 32-bit
 # registers per multiprocessor on all of them.
@@ -61,6 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-configs", action="store_true",
                    help="every autotune configuration (default: the first, what BIZOO_TRITON_AUTOTUNE=0 runs)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+
+
+def triton_tools() -> Path:
+    """The folder of the CUDA tools Triton's Linux x86-64 wheels ship (ptxas, cuobjdump)."""
+    import triton
+
+    return Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 
 
 def max_threads(registers: int, warp_size: int = 32) -> int:
@@ -102,9 +108,7 @@ class _Utils:
     def load_binary(self, name, cubin, shared, device):
         import tempfile
 
-        import triton
-
-        tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+        tool = triton_tools() / "cuobjdump"
         with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
             file.write(cubin)
             file.flush()
@@ -299,8 +303,8 @@ def _ssm_cases(torch):
         if masked:
             mask = torch.ones(B, length, dtype=torch.long)
             mask[1, length // 2:] = 0
-        y = bidirectional_ssm(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, mask, backend="triton")
-        sum(t.float().sum() for t in (y if isinstance(y, tuple) else (y,))).backward()
+        y_fwd, y_bwd = bidirectional_ssm(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, mask, backend="triton")
+        (y_fwd.float().sum() + y_bwd.float().sum()).backward()
 
     # the autotuner's pruner keeps the tiles that fit the channels: 256 takes the large ones, 40 (not 16-aligned) the
     # small ones
@@ -337,31 +341,16 @@ def child(options_json: str) -> None:
             built = rows[start:]
             for row in built:
                 row.update(op=op, case=name)
-                threads = row.get("max_threads")
-                shared = row.get("shared", 0) + row.get("static_shared", 0)
-                if shared > MAX_SHARED[options["arch"]]:
-                    row["status"] = f"failed: {shared} bytes of shared memory, sm_{options['arch']} has " \
-                                    f"{MAX_SHARED[options['arch']]}"
-                elif threads is not None and row["num_warps"] * 32 > threads:
-                    row["status"] = (f"failed: {row['num_warps']} warps need {row['num_warps'] * 32} threads, "
-                                     f"{row['reg']} registers allow {threads}")
             if error is not None:
-                if built and built[-1].get("reg") is None:  # the last kernel built, and failed on "loading"
+                if built and built[-1].get("reg") is None:  # built, then refused before "loading": shared memory
                     built[-1]["status"] = f"failed: {error}"
-                else:  # the build itself failed (or the case did, before any kernel)
+                else:  # the build itself failed, a block wants more threads than its registers allow, or the case
                     built.append({"op": op, "case": name, "kernel": "-", "status": f"failed: {error}"})
             for row in built:
                 report(json.dumps(row))
 
 
-CHILD_CODE = (
-    "import sys, types\n"
-    "package = types.ModuleType('bizoo')\n"
-    "package.__path__ = [sys.argv[1]]\n"
-    "sys.modules['bizoo'] = package\n"
-    "from bizoo.scripts.bench.kernel_build import child\n"
-    "child(sys.argv[2])\n"
-)
+CHILD_CODE = PACKAGE_STUB + "from bizoo.scripts.bench.kernel_build import child\nchild(sys.argv[2])\n"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -397,9 +386,8 @@ def table(rows: list[dict]) -> list[str]:
                          f"({row['case']})")
             continue
         smem = (row.get("shared", 0) + row.get("static_shared", 0)) / 1024
-        status = "built" if row["status"] == "built" else row["status"]
         lines.append(f"{row['op']:<5} {row['kernel']:<22} {row['num_warps']:>5} {row['num_stages']:>6} "
-                     f"{row.get('reg', '?'):>4} {row.get('stack', '?'):>7} {smem:>7.1f}  {status:<8} "
+                     f"{row.get('reg', '?'):>4} {row.get('stack', '?'):>7} {smem:>7.1f}  {row['status']:<8} "
                      f"{row.get('constants', '')} ({row['case']})")
     return lines
 
@@ -409,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
         import triton
     except ImportError as err:
         raise ValueError(f"kernel-build needs Triton ({err})") from None
-    tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    tools = triton_tools()
     missing = [name for name in ("ptxas", "cuobjdump") if not (tools / name).exists()]
     if missing:
         raise ValueError(f"kernel-build needs the {' and '.join(missing)} that Triton's Linux x86-64 wheels ship in "

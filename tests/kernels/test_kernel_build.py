@@ -24,17 +24,8 @@ from bizoo.scripts.bench import kernel_build
 KERNELS = Path(dispatch.__file__).parent
 
 
-def _ptxas() -> Path | None:
-    try:
-        import triton
-    except ImportError:
-        return None
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    return tool if tool.exists() else None
-
-
 needs_ptxas = pytest.mark.skipif(
-    not dispatch.triton_available() or _ptxas() is None,
+    not dispatch.triton_available() or not (kernel_build.triton_tools() / "ptxas").exists(),
     reason="needs Triton's kernels and the ptxas its wheel ships (Linux x86-64)",
 )
 
@@ -74,8 +65,8 @@ def test_every_kernel_builds_for_hopper(op):
     failed = [f"{row['kernel']} ({row['case']}): {row['status']}" for row in rows if row["status"] != "built"]
     assert not failed, "\n".join(failed)
     assert {row["kernel"] for row in rows} == launched_kernels(op)
-    for row in rows:  # each cubin was read: a kernel has registers, and fits sm_90's shared memory
-        assert row["reg"] > 0 and row["shared"] + row["static_shared"] <= kernel_build.MAX_SHARED[90], row
+    for row in rows:  # each cubin was read (Triton checked its shared memory against sm_90's before)
+        assert row["reg"] > 0, row
 
 
 @needs_ptxas
