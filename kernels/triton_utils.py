@@ -8,7 +8,8 @@
   (``BIZOO_TRITON_AUTOTUNE=0`` keeps the first configuration of each kernel: tests on a GPU compile once, not once
   per configuration); both read when the files are imported. ``autotune_configs`` and ``first_unless_autotuning``
   apply them to a kernel's candidate configurations.
-* ``lanes(n)``: the register width of n columns; ``dot_precision(dtype)``: the ``input_precision`` of ``tl.dot``.
+* ``lanes(n)``: the register width of n columns; ``dot_precision(dtype)``: the ``input_precision`` of ``tl.dot``,
+  which for fp32 follows torch's own setting for fp32 matrix products (``tf32_allowed()``), as ``torch.matmul`` does.
 * ``buffer`` / ``filled``: output and scratch buffers, filled with an op's ``DEBUG_FILL`` where tests set one (NaN:
   an element a kernel fails to write cannot pass).
 * ``real_ranges(mask, B, L, device)`` -> (B, 2) int32: each row's real positions [start, end), found on the device
@@ -64,7 +65,7 @@ _check_kernels_can_be_defined()
 
 __all__ = [
     "triton", "tl", "INTERPRETED", "AUTOTUNE", "autotune_configs", "first_unless_autotuning", "lanes",
-    "dot_precision", "buffer", "filled", "real_ranges", "row_range", "explains_resources",
+    "dot_precision", "tf32_allowed", "buffer", "filled", "real_ranges", "row_range", "explains_resources",
 ]
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -88,10 +89,28 @@ def lanes(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
+def tf32_allowed() -> bool:
+    """Whether torch lets fp32 matrix products on CUDA run on TF32 tensor cores: ``torch.backends.cuda.matmul.
+    fp32_precision == "tf32"``, which ``torch.backends.fp32_precision = "tf32"`` (transformers' ``--tf32``),
+    ``torch.backends.cuda.matmul.allow_tf32 = True`` and ``torch.set_float32_matmul_precision("high")`` (or
+    "medium") all set; off by default. Read at each launch, as cuBLAS reads it at each product."""
+    matmul = torch.backends.cuda.matmul
+    try:
+        return matmul.fp32_precision == "tf32"
+    except AttributeError:  # a torch without the fp32_precision settings: only the legacy flag
+        return bool(matmul.allow_tf32)
+
+
 def dot_precision(dtype: torch.dtype) -> str:
-    """``tl.dot``'s ``input_precision`` for inputs of ``dtype``: IEEE for fp32 (exact), "tf32" for half inputs (fp16,
-    bf16: tensor cores whatever the setting)."""
-    return "ieee" if dtype == torch.float32 else "tf32"
+    """``tl.dot``'s ``input_precision`` for inputs of ``dtype``: for fp32 what torch's matrix products take, IEEE
+    (exact, on the FMA units) unless ``tf32_allowed()``, then "tf32" (tensor cores: 10-bit mantissas, fp32 sums);
+    "tf32" for half inputs (fp16, bf16: tensor cores whatever the setting).
+
+    Built for sm_90, LION's fp32 kernels with IEEE products spill 5-19 KB per thread (``bizoo bench kernel-build``),
+    with TF32 at most 2 KB: a model trained in fp32 on a GPU should allow TF32, as for any transformers model."""
+    if dtype != torch.float32:
+        return "tf32"
+    return "tf32" if tf32_allowed() else "ieee"
 
 
 def filled(t: torch.Tensor, fill: float | None, *, int_fill: int = -1) -> torch.Tensor:

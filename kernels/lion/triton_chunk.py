@@ -50,6 +50,9 @@ over), and chunk totals; across chunks the decays are carried as factors e^{T}. 
 a prefix sum that has passed one strong decay (log λ = -1e4) has lost every digit of the weak decays after it, so no
 exponent here is a difference of prefix sums. Sums of same-sign terms round to C·eps of themselves.
 
+Products accumulate in fp32; half inputs (and their stored states) multiply on tensor cores, fp32 inputs as torch's
+fp32 matrix products do: IEEE unless torch allows TF32 (``triton_utils.dot_precision``).
+
 Padding: the mask is read in the kernels; padded positions read as k = v = 0 and a = 0 (masked loads: whatever they
 hold, even NaN, is never read), their outputs and gradients are written as 0, and a chunk with no real token is
 skipped after writing its zeros.
@@ -498,7 +501,8 @@ def _common(q, v, log_decay, mask, chunk_size, fp32_states):
         H=H, L=L, N=N, DK=DK, DV=DV, LB=triton.next_power_of_2(L), BHB=triton.next_power_of_2(B * H),
         C=C, HAS_DECAY=a is not None, HAS_MASK=m is not None, PRECISION=precision,
     )
-    flags = dict(S_IN_INPUT_DTYPE=state_dtype == q.dtype, STATE_PRECISION="tf32" if half else "ieee")
+    # fp32 states times half inputs cast to fp32: TF32 (the half inputs carry no more bits); fp32 inputs: as theirs
+    flags = dict(S_IN_INPUT_DTYPE=state_dtype == q.dtype, STATE_PRECISION="tf32" if half else precision)
     return B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags
 
 

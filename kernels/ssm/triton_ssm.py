@@ -41,8 +41,9 @@ Tiles: BT (time; the Toeplitz blocks are BT × BT) and BH (channels) are autotun
 two, mask or not, precision) among a few sm_90 configurations (``BIZOO_TRITON_AUTOTUNE=0`` keeps the first one);
 the interpreter runs 16 × 16 tiles.
 
-Precision: every product accumulates in fp32; fp32 inputs multiply in IEEE fp32 (FMA, no TF32), half inputs (fp16,
-bf16) on tensor cores with the Toeplitz block (k, and k[0] + d) rounded once to the inputs' dtype. Outputs and
+Precision: every product accumulates in fp32; fp32 inputs multiply as torch's fp32 matrix products do, in IEEE fp32
+(FMA) unless torch allows TF32 (``triton_utils.dot_precision``: then on tensor cores), half inputs (fp16, bf16) on
+tensor cores with the Toeplitz block (k, and k[0] + d) rounded once to the inputs' dtype. Outputs and
 input gradients come back in the inputs' dtype, kernel and skip gradients in fp32.
 
 The forward and the backward are registered with ``torch.library`` as custom ops with fake implementations and a
@@ -84,9 +85,10 @@ DEBUG_FILL: float | None = None
 # ----------------------------------------------------------------------------------------------------------------
 
 # (BT, BH, num_warps, num_stages) for half (fp16/bf16: tensor-core) and fp32 (IEEE FMA: both operands in registers,
-# smaller tiles) inputs; the first one is the default without autotuning. Chosen from sm_90 builds: none exceeds the
-# shared memory of an H100, and without a padding mask none spills registers; with a mask the 128-row and some 64-row
-# tiles spill 16-592 bytes per thread (`bizoo bench kernel-build --ops ssm --all-configs`), the defaults none.
+# smaller tiles; the same tiles with TF32, 4-byte operands either way) inputs; the first one is the default without
+# autotuning. Chosen from sm_90 builds: none exceeds the shared memory of an H100 (fp32 with TF32 the most: 193 KB), and
+# without a padding mask none spills registers; with a mask the 128-row and some 64-row tiles spill 16-592 bytes per
+# thread (`bizoo bench kernel-build --ops ssm --all-configs`), the defaults none.
 _CONV_CONFIGS = {
     "half": [(64, 128, 8, 2), (64, 64, 4, 2), (64, 128, 8, 3), (64, 256, 8, 2), (128, 64, 8, 2), (32, 64, 4, 3)],
     "fp32": [(64, 128, 8, 2), (32, 64, 4, 3), (32, 32, 2, 3)],
@@ -116,11 +118,12 @@ def _settings(config):
 
 def _pruner(tables):
     def prune(configs, named_args, **kwargs):
-        """The configurations for this precision whose tiles are not much larger than the problem (the smallest one
-        if none is); only the first one without autotuning."""
+        """The configurations for the inputs' dtype (fp32 whatever its precision: 4-byte operands) whose tiles are not
+        much larger than the problem (the smallest one if none is); only the first one without autotuning."""
         if triton_utils.INTERPRETED:
             return configs
-        table = tables["fp32" if kwargs.get("PRECISION", named_args.get("PRECISION")) == "ieee" else "half"]
+        inputs = named_args["U_C"] if "U_C" in named_args else named_args["X_C"]
+        table = tables["fp32" if inputs.dtype == torch.float32 else "half"]
         own = sorted((c for c in configs if _settings(c) in table), key=lambda c: table.index(_settings(c)))
         if named_args["H"] % 16:  # rows not 16-aligned: unvectorised loads, one address each; small tiles first
             own.sort(key=lambda c: c.kwargs["BT"] * c.kwargs["BH"])

@@ -16,12 +16,13 @@ registers allow (a block whose warps need more registers than a multiprocessor h
 Triton the architecture's shared memory per block and those threads, and Triton refuses the launch as it would on
 the GPU: a row fails where the build raises or Triton refuses it (exit code 1 when any row fails).
 
-The cases are a covering set of what the models, the tests and the benchmarks launch: each op in fp32, fp16 and
-bf16, with and without padding, at a length that is a multiple of the tiles and one that is not, every decay of
-LION with and without the normaliser, both of its schedules (chunk, at each chunk size, and the tiled attention
-form) and fp32 chunk states; the CRF's likelihood (forward and backward), Viterbi, max-marginals and marginals at 9
-and 45 tags; the LSTM's steps with and without projection and clipping (ELMo's original sizes among them); BiGS's
-SSM op. By default each kernel is built in the configuration the tests and benchmarks run
+The cases are a covering set of what the models, the tests and the benchmarks launch: each op in fp32, fp16 and bf16,
+with and without padding, at a length that is a multiple of the tiles and one that is not, every decay of LION with and
+without the normaliser, both of its schedules (chunk, at each chunk size, and the tiled attention form) and fp32 chunk
+states, fp32 inputs with IEEE products (torch's default) and with TF32 allowed (where the user allows it for fp32 matrix
+products, LION's and the SSM's products take it too); the CRF's likelihood (forward and backward), Viterbi,
+max-marginals and marginals at 9 and 45 tags; the LSTM's steps with and without projection and clipping (ELMo's original
+sizes among them); BiGS's SSM op. By default each kernel is built in the configuration the tests and benchmarks run
 (``BIZOO_TRITON_AUTOTUNE=0``: the first); ``--all-configs`` builds every configuration the autotuner would try.
 
 The builds run in a child process without ``TRITON_INTERPRET`` (under it Triton makes interpreted kernels, which
@@ -180,6 +181,21 @@ def _constants(src) -> str:
         return ""
 
 
+def _with_tf32(torch, fn):
+    """``fn`` run with TF32 allowed for fp32 matrix products (torch's setting, which ``dot_precision`` follows)."""
+
+    def run():
+        matmul = torch.backends.cuda.matmul
+        before = matmul.fp32_precision
+        matmul.fp32_precision = "tf32"
+        try:
+            fn()
+        finally:
+            matmul.fp32_precision = before
+
+    return run
+
+
 def _lion_cases(torch):
     from bizoo.kernels.lion import lion_attention
     from bizoo.kernels.lion.triton_op import lion_attention_triton
@@ -219,6 +235,10 @@ def _lion_cases(torch):
                       lambda c=chunk: call(torch.bfloat16, "s", True, True, 256, "chunk", chunk=c)))
     cases.append(("lion chunk bfloat16 decay s L=256 fp32 states",
                   lambda: call(torch.bfloat16, "s", True, True, 256, "chunk", transposed=True, fp32_states=True)))
+    for decay, form in (("s", "chunk"), ("d", "attention")):
+        cases.append((f"lion {form} float32 TF32 allowed decay {decay} L=256 mask=True layout=BLHD",
+                      _with_tf32(torch, lambda a=(decay, form): call(torch.float32, a[0], True, True, 256, a[1],
+                                                                      transposed=True))))
     return cases
 
 
@@ -308,10 +328,13 @@ def _ssm_cases(torch):
 
     # the autotuner's pruner keeps the tiles that fit the channels: 256 takes the large ones, 40 (not 16-aligned) the
     # small ones
-    return [(f"ssm {str(dtype)[6:]} L={length} channels={Hc} mask={masked}",
-             lambda a=(dtype, length, masked, Hc): call(*a))
-            for dtype in (torch.float32, torch.float16, torch.bfloat16)
-            for length, masked, Hc in ((512, False, 256), (512, True, 256), (100, True, 40))]
+    cases = [(f"ssm {str(dtype)[6:]} L={length} channels={Hc} mask={masked}",
+              lambda a=(dtype, length, masked, Hc): call(*a))
+             for dtype in (torch.float32, torch.float16, torch.bfloat16)
+             for length, masked, Hc in ((512, False, 256), (512, True, 256), (100, True, 40))]
+    return cases + [(f"ssm float32 TF32 allowed L={length} channels={Hc} mask=True",
+                     _with_tf32(torch, lambda a=(length, Hc): call(torch.float32, a[0], True, a[1])))
+                    for length, Hc in ((512, 256), (100, 40))]
 
 
 CASES = {"lion": _lion_cases, "crf": _crf_cases, "lstm": _lstm_cases, "ssm": _ssm_cases}

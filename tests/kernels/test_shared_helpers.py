@@ -175,10 +175,99 @@ def test_buffers_are_filled_only_when_asked():
 
 
 @needs_triton
-def test_tile_widths_and_dot_precision():
+def test_tile_widths_and_dot_precision(monkeypatch):
     assert [triton_utils.lanes(n) for n in (1, 15, 16, 17, 64, 100)] == [16, 16, 16, 32, 64, 128]
+    monkeypatch.setattr(triton_utils, "tf32_allowed", lambda: False)
     assert triton_utils.dot_precision(torch.float32) == "ieee"
     assert triton_utils.dot_precision(torch.float16) == triton_utils.dot_precision(torch.bfloat16) == "tf32"
+    monkeypatch.setattr(triton_utils, "tf32_allowed", lambda: True)
+    assert triton_utils.dot_precision(torch.float32) == "tf32"
+    assert triton_utils.dot_precision(torch.float16) == triton_utils.dot_precision(torch.bfloat16) == "tf32"
+
+
+# Each of the ways a user allows TF32 for fp32 matrix products (transformers' --tf32 sets torch.backends'; torch
+# refuses to read its legacy flag once the newer settings were used in a process, so each runs in its own).
+_TF32_SWITCHES = {
+    "torch.backends.cuda.matmul.allow_tf32 = True": True,
+    "torch.set_float32_matmul_precision('high')": True,
+    "torch.set_float32_matmul_precision('medium')": True,
+    "torch.backends.cuda.matmul.fp32_precision = 'tf32'": True,
+    "torch.backends.fp32_precision = 'tf32'": True,
+    "transformers.utils.import_utils.enable_tf32(True)": True,
+    "pass": False,
+    "torch.set_float32_matmul_precision('highest')": False,
+    "torch.backends.fp32_precision = 'tf32'; torch.backends.cuda.matmul.fp32_precision = 'ieee'": False,
+}
+
+
+@needs_triton
+@pytest.mark.parametrize("switch", list(_TF32_SWITCHES))
+def test_fp32_products_follow_torchs_tf32_setting(switch):
+    """``dot_precision(torch.float32)`` is "tf32" exactly where torch's own fp32 matrix products take TF32."""
+    import subprocess
+    import sys
+
+    code = ("import torch, transformers.utils.import_utils\n"
+            "from bizoo.kernels import triton_utils\n"
+            f"{switch}\n"
+            "print(triton_utils.dot_precision(torch.float32), triton_utils.dot_precision(torch.bfloat16))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = "tf32" if _TF32_SWITCHES[switch] else "ieee"
+    assert done.stdout.split() == [expected, "tf32"]
+
+
+class _LaunchSpy:
+    """Stands in for a Triton kernel (``kernel[grid](*args, **meta)``): records each launch's PRECISION (and
+    STATE_PRECISION where it has one), then launches."""
+
+    def __init__(self, kernel, seen: list):
+        self.kernel, self.seen = kernel, seen
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def call(*args, **meta):
+            self.seen.extend(meta[key] for key in ("PRECISION", "STATE_PRECISION") if key in meta)
+            return launch(*args, **meta)
+
+        return call
+
+
+@needs_triton
+@pytest.mark.skipif(not (ON_GPU or INTERPRETED), reason="Triton kernels need a CUDA device or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("tf32", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_op_launches_its_products_at_the_chosen_precision(monkeypatch, tf32, dtype):
+    """LION's chunk and tiled schedules and the SSM launch each product kernel, forward and backward, with
+    ``dot_precision``'s answer for their inputs: IEEE for fp32 unless TF32 is allowed, TF32 for bf16 always."""
+    from bizoo.kernels.lion import lion_attention, triton_chunk, triton_parallel
+    from bizoo.kernels.ssm import bidirectional_ssm, triton_ssm
+
+    monkeypatch.setattr(triton_utils, "tf32_allowed", lambda: tf32)
+    seen = {}
+    for module, names in ((triton_chunk, ("_scan_kernel", "_forward_kernel", "_backward_kernel")),
+                          (triton_parallel, ("_parallel_kernel",)),
+                          (triton_ssm, ("_toeplitz_kernel", "_lag_gram_kernel"))):
+        for name in names:
+            monkeypatch.setattr(module, name, _LaunchSpy(getattr(module, name), seen.setdefault(name, [])))
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 20, 16, generator=g).to(DEVICE, dtype).requires_grad_() for _ in range(3))
+    log_decay = -torch.rand(2, generator=g).to(DEVICE)
+    for form in ("chunk", "attention"):
+        y = lion_attention(q, k, v, log_decay, form=form, backend="triton", chunk_size=16)
+        y.float().sum().backward()
+    u = torch.randn(1, 20, 16, generator=g).to(DEVICE, dtype).requires_grad_()
+    kernel = torch.randn(20, generator=g, device=DEVICE, requires_grad=True)
+    skip = torch.randn((), device=DEVICE, requires_grad=True)
+    y_f, y_b = bidirectional_ssm(u, u.flip(1), kernel, kernel, skip, skip, backend="triton")
+    (y_f.float().sum() + y_b.float().sum()).backward()
+
+    expected = "tf32" if (tf32 or dtype != torch.float32) else "ieee"
+    counts = {name: len(precisions) for name, precisions in seen.items()}  # launches (x2 with a state precision)
+    assert counts == {"_scan_kernel": 2, "_forward_kernel": 2, "_backward_kernel": 2, "_parallel_kernel": 4,
+                      "_toeplitz_kernel": 2, "_lag_gram_kernel": 1}
+    assert {p for precisions in seen.values() for p in precisions} == {expected}, seen
 
 
 @needs_triton

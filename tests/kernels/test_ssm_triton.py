@@ -300,20 +300,29 @@ def test_cpu_tensors_without_the_interpreter_are_a_clear_error(monkeypatch):
 
 
 def test_autotune_pruning(monkeypatch):
-    """The GPU configurations (listed even without a GPU): per precision, tiles no larger than the problem needs,
-    one configuration without autotuning, small tiles first for rows that are not 16-aligned."""
+    """The GPU configurations (listed even without a GPU): per dtype (fp32 takes its tables with IEEE and with TF32
+    products alike: its operands are 4 bytes either way), tiles no larger than the problem needs, one configuration
+    without autotuning, small tiles first for rows that are not 16-aligned."""
     monkeypatch.setattr(triton_utils, "INTERPRETED", False)
-    for tables in (triton_ssm._CONV_CONFIGS, triton_ssm._GRAM_CONFIGS):
+    for tables, first_input in ((triton_ssm._CONV_CONFIGS, "U_C"), (triton_ssm._GRAM_CONFIGS, "X_C")):
         configs, prune = triton_ssm._configs(tables), triton_ssm._pruner(tables)
-        for precision, table in (("tf32", tables["half"]), ("ieee", tables["fp32"])):
-            kept = [triton_ssm._settings(c) for c in prune(configs, {"H": 1024, "LB": 4096}, PRECISION=precision)]
+
+        def args(dtype, **sizes):
+            return {first_input: torch.empty(0, dtype=dtype), **sizes}
+
+        for dtype, precision, table in ((torch.bfloat16, "tf32", tables["half"]),
+                                        (torch.float16, "tf32", tables["half"]),
+                                        (torch.float32, "ieee", tables["fp32"]),
+                                        (torch.float32, "tf32", tables["fp32"])):
+            kept = [triton_ssm._settings(c)
+                    for c in prune(configs, args(dtype, H=1024, LB=4096), PRECISION=precision)]
             assert kept == table
-            small = prune(configs, {"H": 16, "LB": 16}, PRECISION=precision)
+            small = prune(configs, args(dtype, H=16, LB=16), PRECISION=precision)
             assert all(c.kwargs["BT"] <= 32 and c.kwargs["BH"] <= 64 for c in small) and len(small) >= 1
         monkeypatch.setattr(triton_utils, "AUTOTUNE", False)
-        (first,) = prune(configs, {"H": 1024, "LB": 512}, PRECISION="tf32")
+        (first,) = prune(configs, args(torch.bfloat16, H=1024, LB=512), PRECISION="tf32")
         assert triton_ssm._settings(first) == tables["half"][0]
-        (first,) = prune(configs, {"H": 200, "LB": 512}, PRECISION="tf32")
+        (first,) = prune(configs, args(torch.bfloat16, H=200, LB=512), PRECISION="tf32")
         assert first.kwargs["BT"] * first.kwargs["BH"] == min(bt * bh for bt, bh, _, _ in tables["half"])
         monkeypatch.setattr(triton_utils, "AUTOTUNE", True)
 
