@@ -25,6 +25,8 @@ from ..lib.machine import machine_name
 from .harness import (
     L2_FLUSH_BYTES,
     add_device_arguments,
+    add_fp32_products_argument,
+    fp32_note,
     batch_for,
     check_positive,
     measure_op_case,
@@ -59,6 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="chunk length of the recurrent form (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="input dtype (default: bfloat16 on cuda, float32 on cpu)")
+    add_fp32_products_argument(p)
     methods = list(BIGS.methods)
     p.add_argument("--methods", nargs="+", choices=methods, default=None, metavar="METHOD",
                    help=f"what to time, from {', '.join(methods)} (default on cuda: all; on cpu: all but "
@@ -300,7 +303,8 @@ def run(args) -> int:
     report("BiGS bidirectional SSM op (both directions, kernels from s4d_kernel in every call) vs the torch.fft "
           "baseline of the original code, forward and forward+backward")
     report(f"machine: {machine_name(device)}")
-    report(f"dtype: {settings['dtype']} inputs, fp32 SSM parameters; shapes: {shapes}, H = {args.channels} channels, "
+    report(f"dtype: {settings['dtype']} inputs{fp32_note(settings)}, fp32 SSM parameters; shapes: {shapes}, "
+          f"H = {args.channels} channels, "
           f"N = {args.state_size}, no padding\nreference-recurrent: from the SSM parameters (no kernels), chunks of "
           f"{args.chunk_size}; reference-auto: toeplitz below L = {REFERENCE_FFT_MIN_LENGTH}, fft from it")
     report("peak memory: " + peak_memory_note(cuda)

@@ -32,14 +32,16 @@ brackets):
 7. [bench-lstm] `bizoo bench lstm`: the LSTM op's Triton schedule (one cuBLAS product and one fused kernel per
    step) and torch.lstm against torch.nn.LSTM (cuDNN) in fp32 at B = 32, 128 × L = 128, 512 ×
    H = 256, 512, and the original and small ELMo LSTMPs (B = 32, L = 20, 64) against the autograd loop and cuDNN's
-   unclipped nn.LSTM(proj_size=P) (OUT_DIR/bench_lstm.{txt,json,png});
+   unclipped nn.LSTM(proj_size=P) (OUT_DIR/bench_lstm.{txt,json,png}), every fp32 product IEEE (cuDNN's RNNs too,
+   which torch lets take TF32 by default: like for like); with `--steps recurrent` (or bench-lstm-tf32) also the
+   original ELMo LSTMP again with every product on TF32 (`--tf32`, OUT_DIR/bench_lstm_tf32.{txt,json});
 8. [bench-bigs] `bizoo bench bigs`: the BiGS SSM op against torch.fft in bf16, L = 512 ... 16384
    (OUT_DIR/bench_bigs.*);
 9. [bench-bigs-model] `bizoo bench bigs-model`: BiGS-large against BERT-large training tokens/s at L = 512 and 4096
    (OUT_DIR/bench_bigs_model.{txt,json}).
 
-`--steps recurrent` runs env, gpu-tests and steps 6 to 9 alone (the recurrent ops: CRF, LSTM/LSTMP, SSM), their
-limits grown to share the budget.
+`--steps recurrent` runs env, gpu-tests, steps 6 to 9 and bench-lstm-tf32 alone (the recurrent ops: CRF, LSTM/LSTMP,
+SSM), their limits grown to share the budget.
 
 The LION steps, run only when --steps names them (`--steps lion` is env, lion-tests, lion-launches, lion-states,
 bench-lion, bench-lion-crossover and lion-model; their time limits add up to 500 s, the whole run stays under 8.5
@@ -75,6 +77,11 @@ minutes):
   autotuning took ~145 s for decay s without fla on a cold H200);
 - [bench-lion-crossover] as step 4;
 - [lion-model] as step 5.
+
+`--steps fp32` (not in `--steps lion`, whose budget is spent) runs [bench-lion-fp32]: `bizoo bench lion` on fp32
+inputs (a model trained without autocast), decay s, L = 512 and 4096, SDPA, the reference chunk form (cuBLAS) and the
+Triton chunk schedule, once with IEEE products (torch's default; the Triton kernels spill 5-19 KB per thread then) and
+once with TF32 (`--tf32`) (OUT_DIR/bench_lion_fp32_{ieee,tf32}.{txt,json}).
 
 OUT_DIR/summary.md collects every table and each step's status (and is written before the first step, when each
 starts ("running") and after it, so an interrupted run still leaves one). Interrupted by Ctrl-C or SIGTERM (e.g.
@@ -126,15 +133,17 @@ BENCH_MAX_LINES = 200  # of a benchmark's output, in the summary
 
 # The --steps names: "env" (the environment report) and the "step" of each entry of ``plan``, in the order they run.
 STEP_NAMES = ("env", "gpu-tests", "lion-tests", "lion-launches", "lion-states", "bench-lion", "bench-lion-default",
-              "bench-lion-crossover", "lion-model", "compile-models", "bench-crf", "bench-lstm", "bench-bigs",
-              "bench-bigs-model")
+              "bench-lion-crossover", "lion-model", "bench-lion-fp32", "compile-models", "bench-crf", "bench-lstm",
+              "bench-lstm-tf32", "bench-bigs", "bench-bigs-model")
 DEFAULT_STEPS = ("env", "gpu-tests", "bench-lion-default", "bench-lion-crossover", "lion-model", "bench-crf",
                  "bench-lstm", "bench-bigs", "bench-bigs-model")
 # --steps shorthands: a name that stands for several steps.
 STEP_GROUPS = {"lion": ("env", "lion-tests", "lion-launches", "lion-states", "bench-lion", "bench-lion-crossover",
                         "lion-model"),
                "compile": ("env", "compile-models"),
-               "recurrent": ("env", "gpu-tests", "bench-crf", "bench-lstm", "bench-bigs", "bench-bigs-model")}
+               "fp32": ("env", "bench-lion-fp32"),
+               "recurrent": ("env", "gpu-tests", "bench-crf", "bench-lstm", "bench-lstm-tf32", "bench-bigs",
+                             "bench-bigs-model")}
 LION_TESTS = ["tests/kernels/test_lion_triton.py", "tests/kernels/test_lion_reference.py",
               "tests/modeling/test_lion.py"]
 # bench-lion: the methods compared, and the lengths at B·L = 32768 tokens.
@@ -276,6 +285,19 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
     # is left out (at L = 512 it takes minutes).
     lstm = [*bench, "lstm", "--methods", "triton", "native", "--repeats", "5", "--warmup", "2",
             "--json", str(out / "bench_lstm.json"), "--plot", str(out / "bench_lstm.png")]
+    # fp32 like for like: without --tf32 every product IEEE (cuDNN's RNNs included, which torch lets take TF32 by
+    # default), with it every product TF32: the ELMo part (ELMo trains in fp32) both ways.
+    lstm_tf32 = [*bench, "lstm", "--part", "lstmp", "--methods", "triton", "--tf32", "--repeats", "5", "--warmup", "2",
+                 "--json", str(out / "bench_lstm_tf32.json")]
+    # LION on fp32 inputs (a model trained without autocast): IEEE products (torch's default) and TF32 (--tf32), the
+    # Triton chunk schedule against the reference chunk form on cuBLAS and SDPA, each at the same precision.
+    lion_fp32 = {
+        precision: [*bench, "lion", "--dtype", "float32", "--decay", "s", "--lengths", "512", "4096",
+                    "--methods", "sdpa", "reference-chunk", "triton-chunk", "--repeats", "5", "--warmup", "2",
+                    "--json", str(out / f"bench_lion_fp32_{precision}.json"),
+                    *(["--tf32"] if precision == "tf32" else [])]
+        for precision in ("ieee", "tf32")
+    }
     # The kernel files compiled for the GPU (the *_reference tests are device-independent and run in CI), the
     # models in half precision on CUDA, LION's model tests; the GPU-only tests first.
     tests = ["tests/reliability/test_gpu_edges.py", "tests/kernels/test_ssm_triton.py",
@@ -301,6 +323,7 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
         model += ["--lengths", "512", "--steps", "3", "--warmup-steps", "1"]
         lstm += ["--batch-sizes", "32", "--lengths", "128", "--hidden", "256", "512", "--elmo-sizes", "original",
                  "--elmo-batch-sizes", "32"]
+        lstm_tf32 += ["--elmo-sizes", "original", "--elmo-batch-sizes", "32"]
         bigs += ["--lengths", "512", "4096", "--repeats", "3", "--warmup", "2"]
         bigs_model += ["--lengths", "512", "--steps", "3", "--warmup-steps", "1"]
         for command in lion_decays.values():
@@ -312,6 +335,7 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
         model += ["--lengths", "512", "4096"]
         lstm += ["--batch-sizes", "32", "128", "--lengths", "128", "512", "--hidden", "256", "512",
                  "--elmo-sizes", "original", "small", "--elmo-batch-sizes", "32", "--elmo-lengths", "20", "64"]
+        lstm_tf32 += ["--elmo-sizes", "original", "--elmo-batch-sizes", "32", "--elmo-lengths", "20", "64"]
         bigs += ["--lengths", "512", "4096", "16384"]
         bigs_model += ["--lengths", "512", "4096", "--steps", "3", "--warmup-steps", "1"]
         for command in lion_decays.values():
@@ -363,6 +387,12 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
         {"name": "bench lion-model", "step": "lion-model", "key": "bench_lion_model", "needs_cuda": True,
          "command": model, "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 60,
          "tail": BENCH_MAX_LINES},
+        # Not in --steps lion (its budget is spent): --steps fp32. Each compiles the fp32 kernels once (untuned).
+        *({"name": f"bench lion, fp32 inputs, {precision.upper()} products", "step": "bench-lion-fp32",
+           "key": f"bench_lion_fp32_{precision}", "needs_cuda": True, "env_default": BENCH_LION_ENV,
+           "command": command, "log": out / f"bench_lion_fp32_{precision}.txt", "timeout": 60,
+           "tail": BENCH_MAX_LINES}
+          for precision, command in lion_fp32.items()),
         # torch.compile on the GPU (run with --steps compile): inductor compiles each model's training step and its
         # inference forward, ~1 minute a model (an estimate: not yet run on a GPU).
         {"name": "bench models: eager vs torch.compile training and inference, vs baselines, and host syncs",
@@ -373,6 +403,9 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
          "log": out / "bench_crf.txt", "timeout": 30, "needs": "torchcrf", "tail": BENCH_MAX_LINES},
         {"name": "bench lstm", "step": "bench-lstm", "key": "bench_lstm", "needs_cuda": True, "command": lstm,
          "log": out / "bench_lstm.txt", "timeout": 45, "tail": BENCH_MAX_LINES},
+        {"name": "bench lstm, ELMo's LSTMP with TF32 products (cuDNN's and bizoo's)", "step": "bench-lstm-tf32",
+         "key": "bench_lstm_tf32", "needs_cuda": True, "command": lstm_tf32, "log": out / "bench_lstm_tf32.txt",
+         "timeout": 35, "tail": BENCH_MAX_LINES},
         # The SSM op autotunes its Triton kernels (compiled once: bigs-model finds them in Triton's cache).
         {"name": "bench bigs", "step": "bench-bigs", "key": "bench_bigs", "needs_cuda": True, "command": bigs,
          "log": out / "bench_bigs.txt", "timeout": 50, "tail": BENCH_MAX_LINES},

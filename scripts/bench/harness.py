@@ -65,6 +65,41 @@ def add_device_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write the rows as JSON (rewritten after each row)")
 
 
+def add_fp32_products_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tf32", action="store_true",
+                   help="fp32 inputs: every matrix product on TF32 tensor cores, cuBLAS's, cuDNN's and bizoo's "
+                        "kernels' alike (torch.backends.fp32_precision = 'tf32', as transformers' --tf32); without it "
+                        "every one in IEEE fp32, cuDNN's RNNs included (torch's own default lets those take TF32 and "
+                        "not cuBLAS): like for like either way")
+
+
+def fp32_products(args, cuda: bool) -> str:
+    """On a GPU, apply ``--tf32`` (where the benchmark has it) to this process's torch and return the setting, "tf32"
+    or "ieee": one precision for every fp32 product of every method, so that no method is faster for multiplying with
+    fewer bits. (Torch's defaults differ per library: cuDNN's RNNs take TF32, cuBLAS and bizoo's Triton kernels, which
+    follow ``torch.backends.cuda.matmul``, do not.) On a CPU every product is IEEE: "ieee", torch left as it is."""
+    import torch
+
+    if not hasattr(args, "tf32"):
+        return "torch's defaults"
+    if not cuda:
+        return "ieee"
+    precision = "tf32" if args.tf32 else "ieee"
+    if hasattr(torch.backends, "fp32_precision"):
+        torch.backends.fp32_precision = precision  # cuBLAS, cuDNN (RNNs and convolutions) and what follows them
+    else:  # a torch without the fp32_precision settings
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+    return precision
+
+
+def fp32_note(settings: dict) -> str:
+    """"; fp32 products: IEEE" (or TF32) for a table of fp32 inputs, "" for half inputs (tensor cores either way)."""
+    if settings["dtype"] != "float32":
+        return ""
+    return f"; fp32 products: {'TF32' if settings['fp32_products'] == 'tf32' else 'IEEE'} (--tf32)"
+
+
 def check_common_arguments(args: argparse.Namespace) -> None:
     """The options several benchmarks share, checked before anything is measured: ``ValueError`` (exit code 2)
     naming the option and what is allowed."""
@@ -109,12 +144,14 @@ def check_positive(**values) -> None:
 
 
 def op_settings(args, device: str) -> dict:
-    """dtype, repeats and warm-up runs of an op benchmark: the options, else the device's defaults."""
+    """dtype, repeats and warm-up runs of an op benchmark (the options, else the device's defaults), and the precision
+    of fp32 products (``fp32_products``, applied to torch here)."""
     cuda = device == "cuda"
     return {
         "dtype": args.dtype or ("bfloat16" if cuda else "float32"),
         "repeats": args.repeats or (10 if cuda else 3),
         "warmup": args.warmup if args.warmup is not None else (3 if cuda else 1),
+        "fp32_products": fp32_products(args, cuda),  # applied here (on a GPU), before anything is measured
     }
 
 

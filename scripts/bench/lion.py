@@ -31,6 +31,8 @@ from ..lib.machine import machine_name
 from .harness import (
     L2_FLUSH_BYTES,
     add_device_arguments,
+    add_fp32_products_argument,
+    fp32_note,
     add_ratios,
     batch_for,
     check_positive,
@@ -71,6 +73,7 @@ def add_op_arguments(p: argparse.ArgumentParser, lengths: list[int], repeats_hel
                    help="input dtype (default: bfloat16 on cuda, float32 on cpu)")
     p.add_argument("--repeats", type=int, default=None, help=repeats_help)
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 3 on cuda, 1 on cpu)")
+    add_fp32_products_argument(p)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -109,7 +112,8 @@ def header(title: str, device: str, settings: dict, args, extra: str = "") -> st
         f"B = {args.batch}" if args.batch else f"B·L = {args.tokens} tokens (B = tokens // L)"
     ) + f", H = {args.heads}, D = {args.head_dim}, decay {args.decay}, chunk size {args.chunk_size}"
     return (
-        f"{title}\nmachine: {machine_name(device)}\ndtype: {settings['dtype']}; shapes: {shapes}{extra}\n"
+        f"{title}\nmachine: {machine_name(device)}\ndtype: {settings['dtype']}{fp32_note(settings)}; shapes: "
+        f"{shapes}{extra}\n"
         f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s)"
     )
 

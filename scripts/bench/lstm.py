@@ -36,6 +36,8 @@ from ..lib.machine import machine_name
 from .harness import (
     L2_FLUSH_BYTES,
     add_device_arguments,
+    add_fp32_products_argument,
+    fp32_note,
     check_positive,
     measure_op_case,
     op_settings,
@@ -97,6 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "methods")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="input and weight dtype (default: %(default)s; bfloat16 for a GPU)")
+    add_fp32_products_argument(p)
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
                    help="fwd (no autograd) and/or fwdbwd (forward + backward) (default: both)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per case (default: 10 on cuda, 3 on cpu)")
@@ -306,7 +309,8 @@ def run(args) -> int:
     report(f"Bidirectional LSTM layer (bizoo.kernels.lstm.bilstm) {', and '.join(compared[p] for p in parts)}, "
           "forward and forward+backward")
     report(f"machine: {machine}" + (f", cuDNN {torch.backends.cudnn.version()}" if cuda else ""))
-    report(f"dtype: {settings['dtype']}; right-padded batches: the first row L long, the others between L/2 and L "
+    report(f"dtype: {settings['dtype']}{fp32_note(settings)}; right-padded batches: the first row L long, the others "
+          "between L/2 and L "
           "(seed 0), the same for every method")
     report("every timing includes the input projection W_ih x and both directions; backward: gradients to x and "
           "every weight; bizoo's bilstm returns the outputs only (final_state=False)")

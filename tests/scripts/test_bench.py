@@ -688,3 +688,28 @@ def test_registry_methods_defaults_and_bad_entries():
     toy = registry.OpBenchmark("toy", "lion", methods, {"cpu": ("b",)}, always=("base",),
                                ratios=(registry.Ratio("base", "base", "base", 6),))
     assert toy.chosen(None, "cpu") == ["base", "b"] and toy.chosen(["a", "base", "z"], "cpu") == ["base", "a"]
+
+
+def test_gpu_check_fp32_and_recurrent_steps_plan(tmp_path):
+    """--steps fp32: LION on fp32 inputs with IEEE and with TF32 products (SDPA and cuBLAS at the same precision);
+    --steps recurrent adds ELMo's LSTMP with TF32 products everywhere to the like-for-like IEEE bench-lstm. Every
+    command of every step parses; each group fits the budget."""
+    parser = bench.argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    for quick in (False, True):
+        fp32 = gpu_check.plan(tmp_path, quick, gpu_check.parse_steps("fp32"))
+        assert [s["key"] for s in fp32] == ["bench_lion_fp32_ieee", "bench_lion_fp32_tf32"]
+        ieee, tf32 = (parser.parse_args(s["command"][3:]) for s in fp32)
+        assert (ieee.tf32, tf32.tf32) == (False, True) and ieee.dtype == tf32.dtype == "float32"
+        assert ieee.methods == tf32.methods == ["sdpa", "reference-chunk", "triton-chunk"]
+        assert all(s["env_default"] == gpu_check.BENCH_LION_ENV for s in fp32)
+        recurrent = gpu_check.plan(tmp_path, quick, gpu_check.parse_steps("recurrent"))
+        keys = [s["key"] for s in recurrent]
+        assert keys == ["gpu_tests", "bench_crf", "bench_lstm", "bench_lstm_tf32", "bench_bigs", "bench_bigs_model"]
+        lstm, lstm_tf32 = (parser.parse_args(s["command"][3:]) for s in recurrent[2:4])
+        assert (lstm.tf32, lstm.dtype) == (False, "float32")  # IEEE everywhere, cuDNN included
+        assert (lstm_tf32.tf32, lstm_tf32.part, lstm_tf32.elmo_sizes) == (True, "lstmp", ["original"])
+        assert sum(s["timeout"] for s in recurrent) <= 500
+        for step in gpu_check.plan(tmp_path, quick, gpu_check.STEP_NAMES):
+            if step["command"][1:3] == ["-m", "bizoo.scripts.bench"]:
+                parser.parse_args(step["command"][3:])

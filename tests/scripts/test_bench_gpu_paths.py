@@ -267,3 +267,47 @@ def test_gpu_check_lion_states_records_a_failed_reference_and_goes_on(tmp_path, 
     assert len(rows) == 8  # 2 decays x 2 lengths x 2 state dtypes: every case recorded
     assert all(row["status"].startswith("failed") and "the fp32 reference failed" in row["status"]
                and "CUDA out of memory (stood in)" in row["status"] for row in rows), rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# --tf32: one precision for every fp32 product of every method
+# ----------------------------------------------------------------------------------------------------------------
+
+FP32_PRODUCTS = textwrap.dedent("""
+    import argparse, sys, torch
+    from bizoo.kernels.triton_utils import dot_precision
+    from bizoo.scripts.bench import harness
+
+    args = argparse.Namespace(tf32=sys.argv[1] == "on")
+    applied = harness.fp32_products(args, cuda=True)
+    backends = torch.backends
+    print(applied, backends.cuda.matmul.fp32_precision, backends.cudnn.rnn.fp32_precision,
+          backends.cudnn.conv.fp32_precision, dot_precision(torch.float32))
+""")
+
+
+@pytest.mark.parametrize("flag", ["on", "off"])
+def test_tf32_sets_every_fp32_product_of_a_gpu_benchmark_alike(flag):
+    """On a GPU, --tf32 puts cuBLAS, cuDNN (whose RNNs take TF32 by torch's default, where cuBLAS does not) and
+    bizoo's Triton products on TF32; without it all of them on IEEE fp32. A fresh process: torch refuses its legacy
+    TF32 flags once the newer settings were used in one."""
+    done = subprocess.run([sys.executable, "-c", FP32_PRODUCTS, flag], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    precision = "tf32" if flag == "on" else "ieee"
+    assert done.stdout.split() == [precision] * 5
+
+
+def test_tf32_leaves_torch_alone_on_a_cpu_and_the_tables_say_which():
+    import argparse
+
+    before = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision
+    assert harness.fp32_products(argparse.Namespace(tf32=True), cuda=False) == "ieee"  # CPU products: IEEE
+    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision) == before
+    assert harness.fp32_products(argparse.Namespace(), cuda=True) == "torch's defaults"  # a bench without --tf32
+    assert harness.fp32_note({"dtype": "float32", "fp32_products": "tf32"}) == "; fp32 products: TF32 (--tf32)"
+    assert harness.fp32_note({"dtype": "float32", "fp32_products": "ieee"}) == "; fp32 products: IEEE (--tf32)"
+    assert harness.fp32_note({"dtype": "bfloat16", "fp32_products": "ieee"}) == ""
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    for name in ("lion", "lion-crossover", "lstm", "bigs"):
+        assert parser.parse_args([name, "--tf32"]).tf32 is True and parser.parse_args([name]).tf32 is False
