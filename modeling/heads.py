@@ -166,7 +166,8 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> torch.
     """The labels of a sequence classifier for ``config.problem_type`` (one reduction each), returned as the model
     is to use them (``check_labels``):
 
-    * single-label: (batch,) integer class ids in [0, num_labels) or -100 (ignored);
+    * single-label: (batch,) integer class ids in [0, num_labels) or -100 (ignored); a column of them, (batch, 1),
+      is read as (batch,), as BERT's ``labels.view(-1)`` reads it;
     * multi-label: (batch, num_labels) targets in [0, 1] (0/1, or soft targets);
     * regression: (batch, num_labels) finite numbers ((batch,) too when num_labels is 1).
     """
@@ -182,6 +183,8 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> torch.
                 f"which takes one class id per sequence, shape ({batch},); for multi-label classification {fix} "
                 "problem_type='multi_label_classification'"
             )
+        if labels.dim() == 2 and labels.shape == (batch, 1):
+            labels = labels.reshape(batch)  # (B, 1) -> (B,): a column of class ids
         return check_labels(model_name, labels, (batch,), num_labels, "one class id per sequence")
     if labels.dtype == torch.bool or labels.is_complex():
         raise ValueError(

@@ -310,6 +310,30 @@ def test_single_label_with_one_output_trains_as_in_transformers_and_warns(model_
         model(**inputs, labels=torch.ones(2, dtype=torch.long))
 
 
+def test_single_label_ids_in_a_column_train_as_in_bert(model_case, make_config, make_inputs):
+    """Class ids of shape (batch, 1), as a dataset of one-element label lists gives them: BERT's loss reads them with
+    labels.view(-1), so the same loss and gradients as (batch,) ids; any other shape is still refused."""
+    config = make_config(model_case, vocab_size=V, num_labels=3)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # widened weights: the two rows' losses differ by far more than rounding
+            p.add_(torch.randn_like(p) * 0.5)
+    inputs, _, _ = batch(model_case, make_inputs)
+    flat, column = torch.tensor([2, 0]), torch.tensor([[2], [0]])
+    out = model(**inputs, labels=flat)
+    out.loss.backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    out_column = model(**inputs, labels=column)
+    out_column.loss.backward()
+    assert out_column.loss.item() == out.loss.item() > 0
+    reference = torch.nn.functional.cross_entropy(out.logits.detach().float(), flat)
+    torch.testing.assert_close(out.loss.detach(), reference)
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, (p for p in model.parameters() if p.grad is not None)))
+    with pytest.raises(ValueError, match=r"labels must have shape \(2,\).*got \(1, 2\)"):
+        model(**inputs, labels=column.T)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # accelerate's CPU and disk offloading
 # --------------------------------------------------------------------------------------------------------------
