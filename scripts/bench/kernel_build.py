@@ -186,12 +186,13 @@ def _with_tf32(torch, fn):
 
     def run():
         matmul = torch.backends.cuda.matmul
-        before = matmul.fp32_precision
-        matmul.fp32_precision = "tf32"
+        name = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"  # older torch: the legacy flag
+        before = getattr(matmul, name)
+        setattr(matmul, name, "tf32" if name == "fp32_precision" else True)
         try:
             fn()
         finally:
-            matmul.fp32_precision = before
+            setattr(matmul, name, before)
 
     return run
 
