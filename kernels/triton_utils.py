@@ -18,7 +18,8 @@
   memory, registers or threads than the GPU gives one) re-raised as a ``RuntimeError`` naming the op and what to
   change. Built for sm_89 and sm_120 (99 KB of shared memory per block, as on sm_86: RTX 30/40/50, A10, L4, L40),
   LION's chunk backward in fp32 at chunk 64 and in bf16 at chunk 128 is refused (``bizoo bench kernel-build --arch
-  89``).
+  89``); LION's chunk schedule then runs at a smaller chunk first (``triton_chunk.FITTED``). ``OutOfResources`` is
+  Triton's class (an empty tuple, which ``except`` matches nothing with, where Triton keeps it elsewhere).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ _check_kernels_can_be_defined()
 __all__ = [
     "triton", "tl", "INTERPRETED", "AUTOTUNE", "autotune_configs", "first_unless_autotuning", "lanes",
     "dot_precision", "tf32_allowed", "buffer", "filled", "real_ranges", "row_range", "explains_resources",
+    "OutOfResources",
 ]
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"

@@ -53,6 +53,11 @@ exponent here is a difference of prefix sums. Sums of same-sign terms round to C
 Products accumulate in fp32; half inputs (and their stored states) multiply on tensor cores, fp32 inputs as torch's
 fp32 matrix products do: IEEE unless torch allows TF32 (``triton_utils.dot_precision``).
 
+Blocks too large for a GPU: the blocks grow with the chunk, the head size and the dtype. Where a GPU refuses one
+for its shared memory (Triton's ``OutOfResources``, raised before anything runs), the pass runs again at half the
+chunk, down to ``MIN_CHUNK``, and later calls of that kind start there (``FITTED``): the outputs and gradients do not
+depend on the chunk. A backward at another chunk than its forward's scans the forward states again at its own.
+
 Padding: the mask is read in the kernels; padded positions read as k = v = 0 and a = 0 (masked loads: whatever they
 hold, even NaN, is never read), their outputs and gradients are written as 0, and a chunk with no real token is
 skipped after writing its zeros.
@@ -60,10 +65,13 @@ skipped after writing its zeros.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ..triton_utils import (
     INTERPRETED,
+    OutOfResources,
     autotune_configs,
     buffer,
     dot_precision,
@@ -77,6 +85,11 @@ from ..triton_utils import (
 from .reference import LOG_DECAY_MIN
 
 _LOG_DECAY_MIN = tl.constexpr(LOG_DECAY_MIN)  # a global the kernels may read
+MIN_CHUNK = 16  # the smallest chunk (tl.dot's smallest tile) a pass falls back to where a GPU refuses a larger one
+# The largest chunk each pass fits on a GPU, per ``_fit_key`` (step, device, dtypes, head sizes, precision): set when
+# a launch at a larger one was refused for its shared memory (sm_86/89/120 give a block 99 KB: LION's fp32 backward at
+# chunk 64 needs 112 KB), so that later calls start there.
+FITTED: dict[tuple, int] = {}
 # Autotuning keys: the length and B·H in powers of two, so a new length does not retune unless its bucket is new.
 TUNING_KEY = ["DK", "DV", "C", "LB", "BHB"]
 
@@ -506,8 +519,56 @@ def _common(q, v, log_decay, mask, chunk_size, fp32_states):
     return B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags
 
 
-_TOO_LARGE = ("the chunk schedule's blocks grow with chunk_size and the head size, and are larger for fp32 inputs: "
-              "use a smaller chunk_size, bf16 or fp16 inputs (e.g. autocast), or backend='reference'")
+_TOO_LARGE = ("the chunk schedule's blocks grow with chunk_size and the head size, and are larger for fp32 inputs "
+              f"(chunk {MIN_CHUNK}, the smallest, was tried too): use bf16 or fp16 inputs (e.g. autocast), smaller "
+              "heads, or backend='reference'")
+
+
+def _fit_key(step: str, q, v, state_dtype) -> tuple:
+    """What a block's shared memory depends on, but the chunk: the step, the device, dtypes, head sizes, precision."""
+    return step, q.device, q.dtype, q.shape[-1], v.shape[-1], state_dtype, dot_precision(q.dtype)
+
+
+def _refused(key: tuple, chunk: int, err) -> int:
+    """The next chunk to try after the GPU refused ``chunk`` for ``key`` (half of it; remembered for later calls), or
+    ``err`` raised again below ``MIN_CHUNK``."""
+    if chunk // 2 < MIN_CHUNK:
+        raise err
+    FITTED[key] = chunk // 2
+    warnings.warn(f"lion_attention: the Triton chunk schedule's {key[0]} at chunk_size={chunk} needs more shared "
+                  f"memory than this GPU gives one block ({err}); it runs at chunk {chunk // 2} instead, the same "
+                  "math", stacklevel=4)
+    return chunk // 2
+
+
+def _state_scan(q, k, v, log_decay, mask, *, chunk: int, normalize: bool, fp32_states: bool, fill):
+    """Launch 1 of the forward: the states before each chunk (B·H, 2, N, Dk, Dv) and their ones column (B·H, 2, N, Dk)
+    fp32 (or (0,) without the normaliser), at chunk size ``chunk``."""
+    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, _ = _common(q, v, log_decay, mask, chunk, fp32_states)
+    states = buffer((B * H, 2, N, DK, DV), state_dtype, q.device, fill)
+    z = buffer((B * H, 2, N, DK) if normalize else (0,), torch.float32, q.device, fill)
+    scan_grid = lambda cfg: (triton.cdiv(DK, cfg["BK"]), B * H, 2)  # noqa: E731
+    _scan_kernel[scan_grid](
+        k, *_strides4(k), v, *_strides4(v), v, 0, 0, 0, 0, q, *a_args, *m_args, states, z if normalize else states,
+        BV=lanes(DV), GRAD=False, ROWSUM=normalize, **meta,
+    )
+    return states, z
+
+
+def _forward_at(q, k, v, log_decay, mask, *, chunk: int, normalize: bool, fp32_states: bool, fill):
+    """The forward pass at chunk size ``chunk`` (``chunk_forward``)."""
+    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk,
+                                                                            fp32_states)
+    states, z = _state_scan(q, k, v, log_decay, mask, chunk=chunk, normalize=normalize, fp32_states=fp32_states,
+                            fill=fill)
+    y = buffer((B, L, H, DV), v.dtype, q.device, fill).transpose(1, 2)  # (B, H, L, Dv) view
+    den = buffer((B, H, L) if normalize else (0,), torch.float32, q.device, fill)
+    _forward_kernel[(N, B * H)](
+        q, *_strides4(q), k, *_strides4(k), v, *_strides4(v), *a_args, *m_args,
+        states, z if normalize else states, y, *_strides4(y), den if normalize else y,
+        BK=lanes(DK), BV=lanes(DV), ROWSUM=normalize, **meta, **flags,
+    )
+    return y, den, states, z
 
 
 @explains_resources("lion_attention", _TOO_LARGE)
@@ -516,35 +577,43 @@ def chunk_forward(q, k, v, log_decay, mask, *, chunk_size: int, normalize: bool,
     """The forward pass: y (B, H, L, Dv) in v's dtype (a view of a (B, L, H, Dv) buffer), den (B, H, L) fp32 (empty
     without the normaliser), the states (B·H, 2, N, Dk, Dv) and their ones column (B·H, 2, N, Dk) fp32 (or empty).
 
-    Inputs are read through their strides; ``log_decay`` None, (H,) or (B, H, L); ``mask`` (B, L) or None."""
-    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk_size,
-                                                                            fp32_states)
-    dev = q.device
-    BV, BK_FULL = lanes(DV), lanes(DK)
-    states = buffer((B * H, 2, N, DK, DV), state_dtype, dev, fill)
-    z = buffer((B * H, 2, N, DK) if normalize else (0,), torch.float32, dev, fill)
-    y = buffer((B, L, H, DV), v.dtype, dev, fill).transpose(1, 2)  # (B, H, L, Dv) view
-    den = buffer((B, H, L) if normalize else (0,), torch.float32, dev, fill)
-    scan_grid = lambda cfg: (triton.cdiv(DK, cfg["BK"]), B * H, 2)  # noqa: E731
-    _scan_kernel[scan_grid](
-        k, *_strides4(k), v, *_strides4(v), v, 0, 0, 0, 0, q, *a_args, *m_args, states, z if normalize else states,
-        BV=BV, GRAD=False, ROWSUM=normalize, **meta,
-    )
-    _forward_kernel[(N, B * H)](
-        q, *_strides4(q), k, *_strides4(k), v, *_strides4(v), *a_args, *m_args,
-        states, z if normalize else states, y, *_strides4(y), den if normalize else y,
-        BK=BK_FULL, BV=BV, ROWSUM=normalize, **meta, **flags,
-    )
+    Inputs are read through their strides; ``log_decay`` None, (H,) or (B, H, L); ``mask`` (B, L) or None. Where the
+    GPU's shared memory refuses a block at ``chunk_size``, the pass runs at half of it (down to ``MIN_CHUNK``; the
+    outputs do not depend on the chunk) and returns the states at ``chunk_size`` all the same (every coarse chunk's
+    boundary is a fine one's), and later calls start there (``FITTED``)."""
+    key = _fit_key("forward", q, v, states_dtype(q.dtype, fp32_states))
+    chunk = min(chunk_size, FITTED.get(key, chunk_size))
+    while True:
+        try:
+            y, den, states, z = _forward_at(q, k, v, log_decay, mask, chunk=chunk, normalize=normalize,
+                                            fp32_states=fp32_states, fill=fill)
+            break
+        except OutOfResources as err:  # raised before the launch: nothing ran
+            chunk = _refused(key, chunk, err)
+    if chunk != chunk_size:  # the states at chunk_size, as the op's fake (and so a compiled graph) has them
+        states, z = _coarser_states(states, z, q.shape[2], chunk, chunk_size, normalize)
     return y, den, states, z
 
 
-@explains_resources("lion_attention", _TOO_LARGE)
-def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_size: int, normalize: bool,
-                   need_da: bool, fill: float | None = None):
-    """dq, dk, dv (in the dtypes and strides of q, k, v) and da (B, H, L) in log λ's dtype (None unless ``need_da``
-    and there is a decay; for an (H,) decay the caller sums it over B and L)."""
+def _coarser_states(states, z, L: int, chunk: int, coarse: int, normalize: bool):
+    """The states before each chunk of ``coarse`` tokens from those of the ``chunk``-token chunks (``coarse`` a
+    multiple of ``chunk``, r = coarse / chunk): chunk n of the coarse ones starts where fine chunk n·r does (the
+    left-to-right state, everything before it), and ends where fine chunk (n+1)·r - 1 does (the right-to-left state,
+    everything after it; past the last fine chunk nothing is after either: its state, zeros, is the last one's)."""
+    r, N, fine = coarse // chunk, triton.cdiv(L, coarse), states.shape[2]
+    n = torch.arange(N, device=states.device)  # (N,)
+    left = n * r  # (N,)
+    right = torch.clamp((n + 1) * r - 1, max=fine - 1)  # (N,)
+    pick = lambda x: torch.stack([x[:, 0].index_select(1, left), x[:, 1].index_select(1, right)], dim=1)  # noqa: E731
+    return pick(states), (pick(z) if normalize else z)  # (B·H, 2, N, Dk, Dv), (B·H, 2, N, Dk)
+
+
+def _backward_at(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk: int, normalize: bool, need_da: bool,
+                 fill):
+    """The backward pass at chunk size ``chunk``, ``states`` and ``z`` the forward's at that chunk
+    (``chunk_backward``)."""
     fp32_states = states.dtype == torch.float32
-    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk_size,
+    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk,
                                                                             fp32_states)
     dev = q.device
     BV, BK_FULL = lanes(DV), lanes(DK)
@@ -574,7 +643,32 @@ def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_siz
     da_dtype = log_decay.dtype if log_decay.dim() == 3 else torch.float32
     da = buffer((B, H, L), da_dtype, dev, fill)
     _decay_grad_kernel[(B * H,)](
-        da_part, da_total, *a_args, *m_args, da, *da.stride(), H, L, N, C=chunk_size, HAS_MASK=mask is not None,
+        da_part, da_total, *a_args, *m_args, da, *da.stride(), H, L, N, C=chunk, HAS_MASK=mask is not None,
         num_warps=1 if INTERPRETED else 4,
     )
     return dq, dk, dv, da
+
+
+@explains_resources("lion_attention", _TOO_LARGE)
+def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_size: int, normalize: bool,
+                   need_da: bool, fill: float | None = None):
+    """dq, dk, dv (in the dtypes and strides of q, k, v) and da (B, H, L) in log λ's dtype (None unless ``need_da``
+    and there is a decay; for an (H,) decay the caller sums it over B and L).
+
+    Runs at ``chunk_size`` or, as ``chunk_forward``, at half of it where the GPU refuses a block; where the forward
+    ran at another chunk than this pass (its states' N says so: two power-of-two chunks of one length give the same
+    N only when both cover it whole, and then the states are zeros either way), the forward states are scanned again
+    at this pass's chunk (one launch)."""
+    fp32_states = states.dtype == torch.float32
+    key = _fit_key("backward", q, v, states.dtype)
+    chunk = min(chunk_size, FITTED.get(key, chunk_size))
+    L = q.shape[2]
+    while True:
+        if states.shape[2] != triton.cdiv(L, chunk):
+            states, z = _state_scan(q, k, v, log_decay, mask, chunk=chunk, normalize=normalize,
+                                    fp32_states=fp32_states, fill=fill)
+        try:
+            return _backward_at(dy, q, k, v, log_decay, mask, y, den, states, z, chunk=chunk, normalize=normalize,
+                                need_da=need_da, fill=fill)
+        except OutOfResources as err:  # raised before the launch: nothing ran
+            chunk = _refused(key, chunk, err)

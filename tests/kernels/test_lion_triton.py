@@ -98,6 +98,87 @@ def test_forward_and_gradients_match_the_reference(schedule, decay, normalize):
     assert (got[3] == 0).all() and (got[0, :, -9:] == 0).all()  # padding rows are exact zeros
 
 
+class _SmallGpu:
+    """Stands in for a Triton kernel on a GPU whose shared memory refuses its blocks above ``largest`` chunk: such a
+    launch raises Triton's OutOfResources, as Triton does before anything runs; the others launch. ``chunks`` records
+    the chunk of every launch tried."""
+
+    def __init__(self, kernel, largest: int, chunks: list):
+        self.kernel, self.largest, self.chunks = kernel, largest, chunks
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def call(*args, **meta):
+            self.chunks.append(meta["C"])
+            if meta["C"] > self.largest:
+                from triton.runtime.errors import OutOfResources
+
+                raise OutOfResources(1000 * meta["C"], 101376, "shared memory")
+            return launch(*args, **meta)
+
+        return call
+
+
+@pytest.mark.parametrize("refused", ["forward", "backward", "both"])
+def test_a_chunk_a_gpu_refuses_runs_at_half_of_it(monkeypatch, refused):
+    """A GPU with too little shared memory for a block at the requested chunk (sm_89 for fp32 at 64): the pass runs
+    at half the chunk, warns once, remembers it for the next call, and computes what the reference computes, forward
+    and every gradient; a backward at another chunk than its forward's scans the forward states again at its own."""
+    from bizoo.kernels.lion import triton_chunk
+
+    monkeypatch.setattr(triton_chunk, "FITTED", {})
+    chunks = {"forward": [], "backward": []}
+    for step, name in (("forward", "_forward_kernel"), ("backward", "_backward_kernel")):
+        largest = 16 if refused in (step, "both") else 64
+        monkeypatch.setattr(triton_chunk, name, _SmallGpu(getattr(triton_chunk, name), largest, chunks[step]))
+    B, H, L, D = 3, 2, 70, 16  # 70 tokens: 2 chunks of 64, 5 of 16
+    q, k, v, log_decay = make(B, H, L, D, D, "s", scale=2.0)
+    mask = padding_mask(B, L)
+    weights = torch.randn(B, H, L, D, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    leaves = [q, k, v, log_decay]
+
+    def forward_and_grads(backend):
+        inputs = [t.clone().requires_grad_() for t in leaves]
+        out = run(*inputs, mask, "chunk", True, backend, chunk_size=64)
+        return out, torch.autograd.grad((out * weights).sum(), inputs)
+
+    expected, expected_grads = forward_and_grads("reference")
+    with pytest.warns(UserWarning, match=r"at chunk_size=(64|32) needs more shared memory .* runs at chunk (32|16)"):
+        got, got_grads = forward_and_grads("triton")
+    close_fp32(got, expected)
+    for g, e in zip(got_grads, expected_grads):
+        close_fp32(g, e, tol=2e-5)
+    # the forward's outputs, states included, have the shapes of the op's fake (what a compiled graph assumes)
+    real = triton_op._chunk_forward_impl(q, k, v, log_decay, mask, 64, True, False)
+    fake = triton_op._chunk_forward_fake(q, k, v, log_decay, mask, 64, True, False)
+    assert [t.shape for t in real] == [t.shape for t in fake] and [t.dtype for t in real] == [t.dtype for t in fake]
+    del chunks["forward"][-1]  # that call's launch
+    tried = {step: list(chunks[step]) for step in chunks}
+    assert tried["forward"] == ([64, 32, 16] if refused in ("forward", "both") else [64])
+    assert tried["backward"] == ([64, 32, 16] if refused in ("backward", "both") else [64])
+    # the next call starts at the chunk that fitted: nothing refused again
+    for step in chunks:
+        chunks[step].clear()
+    again, _ = forward_and_grads("triton")
+    assert torch.equal(again, got)
+    assert chunks["forward"] == [16 if refused in ("forward", "both") else 64]
+    assert chunks["backward"] == [16 if refused in ("backward", "both") else 64]
+
+
+def test_a_chunk_no_gpu_can_hold_is_a_clear_error(monkeypatch):
+    """Refused down to the smallest chunk: the error says what to change, with Triton's as its cause."""
+    from bizoo.kernels.lion import triton_chunk
+
+    monkeypatch.setattr(triton_chunk, "FITTED", {})
+    monkeypatch.setattr(triton_chunk, "_forward_kernel", _SmallGpu(triton_chunk._forward_kernel, 8, []))
+    q, k, v, log_decay = make(1, 2, 40, 16, 16, "s")
+    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match=(
+            r"lion_attention: a Triton kernel needs more than this GPU gives one block .*\(chunk 16, the smallest, "
+            r"was tried too\): use bf16 or fp16 inputs .* backend='reference'")):
+        run(q, k, v, log_decay, None, "chunk", True, "triton", chunk_size=32)
+
+
 @pytest.mark.parametrize("chunk_size", [16, 32, 64])
 @pytest.mark.parametrize("L", [1, 16, 33, 100])
 def test_chunk_schedule_lengths_and_chunk_sizes(chunk_size, L):
