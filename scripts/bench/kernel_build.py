@@ -14,7 +14,8 @@ stages, the registers per thread, the stack (register spills and local arrays, b
 per block read from the cubin (Triton's ``cuobjdump --dump-resource-usage``), and the threads per block that many
 registers allow (a block whose warps need more registers than a multiprocessor has cannot launch). The driver hands
 Triton the architecture's shared memory per block and those threads, and Triton refuses the launch as it would on
-the GPU: a row fails where the build raises or Triton refuses it (exit code 1 when any row fails).
+the GPU: a row fails where the build raises or Triton refuses it and the op has no smaller block to run (exit code 1
+when any row fails); a refusal the op recovers from (LION's chunk schedule halves its chunk) is a "refused" row.
 
 The cases are a covering set of what the models, the tests and the benchmarks launch: each op in fp32, fp16 and bf16,
 with and without padding, at a length that is a multiple of the tiles and one that is not, every decay of LION with and
@@ -362,16 +363,25 @@ def child(options_json: str) -> None:
                 error = None
             except Exception as err:  # noqa: BLE001 - a failed build is this tool's finding, reported as a row
                 error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-            built = rows[start:]
-            for row in built:
-                row.update(op=op, case=name)
-            if error is not None:
-                if built and built[-1].get("reg") is None:  # built, then refused before "loading": shared memory
-                    built[-1]["status"] = f"failed: {error}"
-                else:  # the build itself failed, a block wants more threads than its registers allow, or the case
-                    built.append({"op": op, "case": name, "kernel": "-", "status": f"failed: {error}"})
-            for row in built:
+            for row in settle(rows[start:], op, name, error):
                 report(json.dumps(row))
+
+
+def settle(built: list[dict], op: str, case: str, error: str | None) -> list[dict]:
+    """The rows of one case's builds, each with its op, case and status: "built"; "refused" where Triton refused to
+    load it (its launch check: more shared memory than the architecture gives a block; no resources were read) and
+    the case went on (the op ran a smaller block); "failed: <error>" for the refused build the case ended on, or a row
+    of its own (kernel "-") where the case failed otherwise (a build, a block's threads, the case itself)."""
+    for row in built:
+        row.update(op=op, case=case)
+        if "reg" not in row:
+            row["status"] = "refused"
+    if error is not None:
+        if built and built[-1]["status"] == "refused":
+            built[-1]["status"] = f"failed: {error}"
+        else:
+            built.append({"op": op, "case": case, "kernel": "-", "status": f"failed: {error}"})
+    return built
 
 
 CHILD_CODE = PACKAGE_STUB + "from bizoo.scripts.bench.kernel_build import child\nchild(sys.argv[2])\n"
@@ -434,9 +444,13 @@ def run(args: argparse.Namespace) -> int:
            f"ops {', '.join(args.ops)}: {len(rows)} builds in {seconds:.0f} s")
     for line in table(rows):
         report(line)
-    failed = [row for row in rows if row["status"] != "built"]
+    failed = [row for row in rows if row["status"].startswith("failed")]
+    refused = sorted({f"{row['op']} {row['kernel']} {row.get('constants', '')}".strip()
+                      for row in rows if row["status"] == "refused"})
     spilling = sorted({(row["op"], row["kernel"]) for row in rows if row.get("stack", 0) > 0})
-    report(f"failed: {len(failed)}; kernels with a stack (register spills or local arrays): "
+    report(f"failed: {len(failed)}; refused by this GPU's limits, the op running a smaller block instead (LION's chunk "
+           f"schedule halves its chunk): {len(refused)}{''.join(chr(10) + '  ' + r for r in refused)}")
+    report(f"kernels with a stack (register spills or local arrays): "
            f"{', '.join(f'{op} {kernel}' for op, kernel in spilling) or 'none'}")
     if stderr:
         report(f"the build process ended with an error:\n{stderr}")

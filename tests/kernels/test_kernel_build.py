@@ -122,6 +122,21 @@ def test_the_driver_reports_what_only_the_compiler_refuses(tmp_path):
     assert results["large tile"].startswith("OutOfResources") and "shared memory" in results["large tile"]
 
 
+def test_rows_say_which_builds_a_gpu_refused_and_whether_the_op_went_on():
+    """A build Triton refused to load (no resources read) is "refused" where the op ran a smaller block instead, and
+    the case's failure where it did not; a failure without such a build is a row of its own."""
+    def rows():
+        return [{"kernel": "a", "reg": 40, "status": "built"}, {"kernel": "b", "status": "built"}]
+
+    went_on = kernel_build.settle(rows(), "lion", "case", None)
+    assert [(r["kernel"], r["status"], r["op"], r["case"]) for r in went_on] == [
+        ("a", "built", "lion", "case"), ("b", "refused", "lion", "case")]
+    ended = kernel_build.settle(rows(), "lion", "case", "RuntimeError: no block fits")
+    assert [r["status"] for r in ended] == ["built", "failed: RuntimeError: no block fits"]
+    other = kernel_build.settle(rows()[:1], "crf", "case", "PTXASError: x")
+    assert [(r["kernel"], r["status"]) for r in other] == [("a", "built"), ("-", "failed: PTXASError: x")]
+
+
 SMALL_GPU = textwrap.dedent("""
     import json, os, warnings
     import torch
