@@ -185,36 +185,46 @@ def test_tile_widths_and_dot_precision(monkeypatch):
     assert triton_utils.dot_precision(torch.float16) == triton_utils.dot_precision(torch.bfloat16) == "tf32"
 
 
-# Each of the ways a user allows TF32 for fp32 matrix products (transformers' --tf32 sets torch.backends'; torch
-# refuses to read its legacy flag once the newer settings were used in a process, so each runs in its own).
+# The ways a user allows TF32 for fp32 matrix products, or takes it back, each with whether torch's own products then
+# take TF32; in two processes, one per family of settings: torch refuses its legacy flags once the newer settings
+# were used in a process. transformers' --tf32 (enable_tf32) sets the newer ones.
 _TF32_SWITCHES = {
-    "torch.backends.cuda.matmul.allow_tf32 = True": True,
-    "torch.set_float32_matmul_precision('high')": True,
-    "torch.set_float32_matmul_precision('medium')": True,
-    "torch.backends.cuda.matmul.fp32_precision = 'tf32'": True,
-    "torch.backends.fp32_precision = 'tf32'": True,
-    "transformers.utils.import_utils.enable_tf32(True)": True,
-    "pass": False,
-    "torch.set_float32_matmul_precision('highest')": False,
-    "torch.backends.fp32_precision = 'tf32'; torch.backends.cuda.matmul.fp32_precision = 'ieee'": False,
+    "legacy": [
+        ("pass", False),
+        ("torch.backends.cuda.matmul.allow_tf32 = True", True),
+        ("torch.backends.cuda.matmul.allow_tf32 = False", False),
+        ("torch.set_float32_matmul_precision('high')", True),
+        ("torch.set_float32_matmul_precision('highest')", False),
+        ("torch.set_float32_matmul_precision('medium')", True),
+    ],
+    "newer": [
+        ("torch.backends.cuda.matmul.fp32_precision = 'tf32'", True),
+        ("torch.backends.cuda.matmul.fp32_precision = 'none'", False),
+        ("torch.backends.fp32_precision = 'tf32'", True),
+        ("torch.backends.cuda.matmul.fp32_precision = 'ieee'", False),
+        ("torch.backends.cuda.matmul.fp32_precision = 'none'; torch.backends.fp32_precision = 'none'", False),
+        ("transformers.utils.import_utils.enable_tf32(True)", True),
+        ("transformers.utils.import_utils.enable_tf32(False)", False),
+    ],
 }
 
 
 @needs_triton
-@pytest.mark.parametrize("switch", list(_TF32_SWITCHES))
-def test_fp32_products_follow_torchs_tf32_setting(switch):
-    """``dot_precision(torch.float32)`` is "tf32" exactly where torch's own fp32 matrix products take TF32."""
+@pytest.mark.parametrize("family", list(_TF32_SWITCHES))
+def test_fp32_products_follow_torchs_tf32_setting(family):
+    """``dot_precision(torch.float32)`` is "tf32" exactly where torch's own fp32 matrix products take TF32, after
+    each setting in turn (half inputs: "tf32" always)."""
     import subprocess
     import sys
 
-    code = ("import torch, transformers.utils.import_utils\n"
-            "from bizoo.kernels import triton_utils\n"
-            f"{switch}\n"
-            "print(triton_utils.dot_precision(torch.float32), triton_utils.dot_precision(torch.bfloat16))")
+    steps = _TF32_SWITCHES[family]
+    code = "\n".join(["import torch, transformers.utils.import_utils", "from bizoo.kernels import triton_utils",
+                       *(f"{statement}\nprint(triton_utils.dot_precision(torch.float32), "
+                         "triton_utils.dot_precision(torch.bfloat16))" for statement, _ in steps)])
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    expected = "tf32" if _TF32_SWITCHES[switch] else "ieee"
-    assert done.stdout.split() == [expected, "tf32"]
+    expected = [f"{'tf32' if tf32 else 'ieee'} tf32" for _, tf32 in steps]
+    assert done.stdout.strip().splitlines() == expected, list(zip([s for s, _ in steps], done.stdout.splitlines()))
 
 
 class _LaunchSpy:
