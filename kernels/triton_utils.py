@@ -96,11 +96,7 @@ def tf32_allowed() -> bool:
     fp32_precision == "tf32"``, which ``torch.backends.fp32_precision = "tf32"`` (transformers' ``--tf32``),
     ``torch.backends.cuda.matmul.allow_tf32 = True`` and ``torch.set_float32_matmul_precision("high")`` (or
     "medium") all set; off by default. Read at each launch, as cuBLAS reads it at each product."""
-    matmul = torch.backends.cuda.matmul
-    try:
-        return matmul.fp32_precision == "tf32"
-    except AttributeError:  # a torch without the fp32_precision settings: only the legacy flag
-        return bool(matmul.allow_tf32)
+    return torch.backends.cuda.matmul.fp32_precision == "tf32"
 
 
 def dot_precision(dtype: torch.dtype) -> str:

@@ -183,7 +183,7 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> torch.
                 f"which takes one class id per sequence, shape ({batch},); for multi-label classification {fix} "
                 "problem_type='multi_label_classification'"
             )
-        if labels.dim() == 2 and labels.shape == (batch, 1):
+        if labels.shape == (batch, 1):
             labels = labels.reshape(batch)  # (B, 1) -> (B,): a column of class ids
         return check_labels(model_name, labels, (batch,), num_labels, "one class id per sequence")
     if labels.dtype == torch.bool or labels.is_complex():

@@ -541,10 +541,10 @@ def _refused(key: tuple, chunk: int, err) -> int:
     return chunk // 2
 
 
-def _state_scan(q, k, v, log_decay, mask, *, chunk: int, normalize: bool, fp32_states: bool, fill):
+def _state_scan(q, k, v, common: tuple, *, normalize: bool, fill):
     """Launch 1 of the forward: the states before each chunk (B·H, 2, N, Dk, Dv) and their ones column (B·H, 2, N, Dk)
-    fp32 (or (0,) without the normaliser), at chunk size ``chunk``."""
-    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, _ = _common(q, v, log_decay, mask, chunk, fp32_states)
+    fp32 (or (0,) without the normaliser), at the chunk size of ``common`` (``_common``'s answer)."""
+    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, _ = common
     states = buffer((B * H, 2, N, DK, DV), state_dtype, q.device, fill)
     z = buffer((B * H, 2, N, DK) if normalize else (0,), torch.float32, q.device, fill)
     scan_grid = lambda cfg: (triton.cdiv(DK, cfg["BK"]), B * H, 2)  # noqa: E731
@@ -557,10 +557,9 @@ def _state_scan(q, k, v, log_decay, mask, *, chunk: int, normalize: bool, fp32_s
 
 def _forward_at(q, k, v, log_decay, mask, *, chunk: int, normalize: bool, fp32_states: bool, fill):
     """The forward pass at chunk size ``chunk`` (``chunk_forward``)."""
-    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = _common(q, v, log_decay, mask, chunk,
-                                                                            fp32_states)
-    states, z = _state_scan(q, k, v, log_decay, mask, chunk=chunk, normalize=normalize, fp32_states=fp32_states,
-                            fill=fill)
+    common = _common(q, v, log_decay, mask, chunk, fp32_states)
+    B, H, L, DK, DV, N, a, a_args, m_args, state_dtype, meta, flags = common
+    states, z = _state_scan(q, k, v, common, normalize=normalize, fill=fill)
     y = buffer((B, L, H, DV), v.dtype, q.device, fill).transpose(1, 2)  # (B, H, L, Dv) view
     den = buffer((B, H, L) if normalize else (0,), torch.float32, q.device, fill)
     _forward_kernel[(N, B * H)](
@@ -665,8 +664,8 @@ def chunk_backward(dy, q, k, v, log_decay, mask, y, den, states, z, *, chunk_siz
     L = q.shape[2]
     while True:
         if states.shape[2] != triton.cdiv(L, chunk):
-            states, z = _state_scan(q, k, v, log_decay, mask, chunk=chunk, normalize=normalize,
-                                    fp32_states=fp32_states, fill=fill)
+            states, z = _state_scan(q, k, v, _common(q, v, log_decay, mask, chunk, fp32_states),
+                                    normalize=normalize, fill=fill)
         try:
             return _backward_at(dy, q, k, v, log_decay, mask, y, den, states, z, chunk=chunk, normalize=normalize,
                                 need_da=need_da, fill=fill)

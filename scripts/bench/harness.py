@@ -85,11 +85,7 @@ def fp32_products(args, cuda: bool) -> str:
     if not cuda:
         return "ieee"
     precision = "tf32" if args.tf32 else "ieee"
-    if hasattr(torch.backends, "fp32_precision"):
-        torch.backends.fp32_precision = precision  # cuBLAS, cuDNN (RNNs and convolutions) and what follows them
-    else:  # a torch without the fp32_precision settings
-        torch.backends.cuda.matmul.allow_tf32 = args.tf32
-        torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.backends.fp32_precision = precision  # cuBLAS, cuDNN (RNNs and convolutions) and what follows them
     return precision
 
 

@@ -186,14 +186,8 @@ def _with_tf32(torch, fn):
     """``fn`` run with TF32 allowed for fp32 matrix products (torch's setting, which ``dot_precision`` follows)."""
 
     def run():
-        matmul = torch.backends.cuda.matmul
-        name = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"  # older torch: the legacy flag
-        before = getattr(matmul, name)
-        setattr(matmul, name, "tf32" if name == "fp32_precision" else True)
-        try:
+        with torch.backends.flags(fp32_precision="tf32"):
             fn()
-        finally:
-            setattr(matmul, name, before)
 
     return run
 

@@ -135,3 +135,20 @@ def value_and_grads(fn, leaves, cotangents):
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves))
     return tuple(o.detach() for o in outs), grads
+
+
+class KernelStandIn:
+    """Stands in for a Triton kernel (``kernel[grid](*args, **meta)``): calls ``before(meta)`` with each launch's
+    meta-parameters (to record them, or to raise as a GPU would), then launches the kernel."""
+
+    def __init__(self, kernel, before):
+        self.kernel, self.before = kernel, before
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def call(*args, **meta):
+            self.before(meta)
+            return launch(*args, **meta)
+
+        return call

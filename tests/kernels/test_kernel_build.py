@@ -67,6 +67,11 @@ def test_every_kernel_builds_for_hopper(op):
     assert {row["kernel"] for row in rows} == launched_kernels(op)
     for row in rows:  # each cubin was read (Triton checked its shared memory against sm_90's before)
         assert row["reg"] > 0, row
+    # fp32 cases build IEEE products, and TF32 ones where torch allows TF32 (the cases that say so)
+    fp32 = [row for row in rows if "float32" in row["case"] and "PRECISION=" in row["constants"]]
+    assert all(("PRECISION=tf32" in row["constants"]) == ("TF32 allowed" in row["case"]) for row in fp32), fp32
+    if op in ("lion", "ssm"):
+        assert any("TF32 allowed" in row["case"] for row in fp32)
 
 
 @needs_ptxas

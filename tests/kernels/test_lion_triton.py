@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 
 from bizoo.kernels import lion as lion_op
 from bizoo.kernels.lion import lion_attention
-from tests.kernels.common import close_fp32, examples, generator, needs_interpreter, value_and_grads
+from tests.kernels.common import (
+    KernelStandIn,
+    close_fp32,
+    examples,
+    generator,
+    needs_interpreter,
+    value_and_grads,
+)
 from tests.kernels.lion_cases import STRONG, WEAK, check_forms_against_the_fp64_recurrence, extreme_inputs, lion_case
 
 triton_op = pytest.importorskip("bizoo.kernels.lion.triton_op", reason="triton is not installed")
@@ -98,26 +105,19 @@ def test_forward_and_gradients_match_the_reference(schedule, decay, normalize):
     assert (got[3] == 0).all() and (got[0, :, -9:] == 0).all()  # padding rows are exact zeros
 
 
-class _SmallGpu:
-    """Stands in for a Triton kernel on a GPU whose shared memory refuses its blocks above ``largest`` chunk: such a
-    launch raises Triton's OutOfResources, as Triton does before anything runs; the others launch. ``chunks`` records
-    the chunk of every launch tried."""
+def small_gpu(kernel, largest: int, chunks: list) -> KernelStandIn:
+    """``kernel`` on a GPU whose shared memory refuses its blocks above chunk ``largest``: such a launch raises
+    Triton's OutOfResources, as Triton does before anything runs; the others launch. ``chunks`` records the chunk of
+    every launch tried."""
 
-    def __init__(self, kernel, largest: int, chunks: list):
-        self.kernel, self.largest, self.chunks = kernel, largest, chunks
+    def before(meta):
+        chunks.append(meta["C"])
+        if meta["C"] > largest:
+            from triton.runtime.errors import OutOfResources
 
-    def __getitem__(self, grid):
-        launch = self.kernel[grid]
+            raise OutOfResources(1000 * meta["C"], 101376, "shared memory")
 
-        def call(*args, **meta):
-            self.chunks.append(meta["C"])
-            if meta["C"] > self.largest:
-                from triton.runtime.errors import OutOfResources
-
-                raise OutOfResources(1000 * meta["C"], 101376, "shared memory")
-            return launch(*args, **meta)
-
-        return call
+    return KernelStandIn(kernel, before)
 
 
 @pytest.mark.parametrize("refused", ["forward", "backward", "both"])
@@ -131,7 +131,7 @@ def test_a_chunk_a_gpu_refuses_runs_at_half_of_it(monkeypatch, refused):
     chunks = {"forward": [], "backward": []}
     for step, name in (("forward", "_forward_kernel"), ("backward", "_backward_kernel")):
         largest = 16 if refused in (step, "both") else 64
-        monkeypatch.setattr(triton_chunk, name, _SmallGpu(getattr(triton_chunk, name), largest, chunks[step]))
+        monkeypatch.setattr(triton_chunk, name, small_gpu(getattr(triton_chunk, name), largest, chunks[step]))
     B, H, L, D = 3, 2, 70, 16  # 70 tokens: 2 chunks of 64, 5 of 16
     q, k, v, log_decay = make(B, H, L, D, D, "s", scale=2.0)
     mask = padding_mask(B, L)
@@ -171,7 +171,7 @@ def test_a_chunk_no_gpu_can_hold_is_a_clear_error(monkeypatch):
     from bizoo.kernels.lion import triton_chunk
 
     monkeypatch.setattr(triton_chunk, "FITTED", {})
-    monkeypatch.setattr(triton_chunk, "_forward_kernel", _SmallGpu(triton_chunk._forward_kernel, 8, []))
+    monkeypatch.setattr(triton_chunk, "_forward_kernel", small_gpu(triton_chunk._forward_kernel, 8, []))
     q, k, v, log_decay = make(1, 2, 40, 16, 16, "s")
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match=(
             r"lion_attention: a Triton kernel needs more than this GPU gives one block .*\(chunk 16, the smallest, "

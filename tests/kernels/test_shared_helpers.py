@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bizoo.kernels import checks, dispatch
+from tests.kernels.common import KernelStandIn
 
 try:
     from bizoo.kernels import triton_utils
@@ -227,23 +228,6 @@ def test_fp32_products_follow_torchs_tf32_setting(family):
     assert done.stdout.strip().splitlines() == expected, list(zip([s for s, _ in steps], done.stdout.splitlines()))
 
 
-class _LaunchSpy:
-    """Stands in for a Triton kernel (``kernel[grid](*args, **meta)``): records each launch's PRECISION (and
-    STATE_PRECISION where it has one), then launches."""
-
-    def __init__(self, kernel, seen: list):
-        self.kernel, self.seen = kernel, seen
-
-    def __getitem__(self, grid):
-        launch = self.kernel[grid]
-
-        def call(*args, **meta):
-            self.seen.extend(meta[key] for key in ("PRECISION", "STATE_PRECISION") if key in meta)
-            return launch(*args, **meta)
-
-        return call
-
-
 @needs_triton
 @pytest.mark.skipif(not (ON_GPU or INTERPRETED), reason="Triton kernels need a CUDA device or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("tf32", [False, True])
@@ -259,8 +243,10 @@ def test_every_op_launches_its_products_at_the_chosen_precision(monkeypatch, tf3
     for module, names in ((triton_chunk, ("_scan_kernel", "_forward_kernel", "_backward_kernel")),
                           (triton_parallel, ("_parallel_kernel",)),
                           (triton_ssm, ("_toeplitz_kernel", "_lag_gram_kernel"))):
-        for name in names:
-            monkeypatch.setattr(module, name, _LaunchSpy(getattr(module, name), seen.setdefault(name, [])))
+        for name in names:  # each launch's PRECISION (and STATE_PRECISION where it has one)
+            record = lambda meta, out=seen.setdefault(name, []): out.extend(  # noqa: E731
+                meta[key] for key in ("PRECISION", "STATE_PRECISION") if key in meta)
+            monkeypatch.setattr(module, name, KernelStandIn(getattr(module, name), record))
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 20, 16, generator=g).to(DEVICE, dtype).requires_grad_() for _ in range(3))
     log_decay = -torch.rand(2, generator=g).to(DEVICE)
