@@ -19,6 +19,13 @@ def shape_of(t) -> str:
     return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
 
 
+def has_shape(t: torch.Tensor, *shapes: tuple) -> bool:
+    """Whether ``t``'s shape is one of ``shapes``, compared size by size. While ``torch.compile`` traces with dynamic
+    shapes, ``tuple(t.shape) in shapes`` can be False for the right shape (torch 2.13: once the size in ``shapes``
+    had been formatted as text, BiGS's kernel check refused its own kernel); ``==`` on each size is traced soundly."""
+    return any(t.dim() == len(shape) and all(size == want for size, want in zip(t.shape, shape)) for shape in shapes)
+
+
 def check_mask_values(op: str, attention_mask: torch.Tensor) -> None:
     """An ``attention_mask`` that is not bool holds only 0 (padding) and 1 (real token); read on a CPU in eager mode
     only (``reads_values``: a host sync per call on CUDA, a graph break while traced)."""

@@ -37,6 +37,7 @@ from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutp
 
 from ..configuration.common import CRF_LOGITS  # what a CRF head may report as logits (config.crf_logits)
 from ..kernels import dispatch
+from ..kernels.checks import has_shape
 from .common import Dropout, HalfSafeLayerNorm, check_labels, settle_first_bad
 from .value_checks import check_mode, settle
 
@@ -192,7 +193,7 @@ def check_sequence_labels(model_name: str, labels, config, batch: int) -> torch.
         )
     if problem_type == "regression":
         shapes = [(batch, num_labels)] + ([(batch,)] if num_labels == 1 else [])
-        if tuple(labels.shape) not in shapes:
+        if not has_shape(labels, *shapes):
             allowed = " or ".join(str(shape) for shape in shapes)
             raise ValueError(
                 f"{model_name}: regression labels must have shape {allowed} (batch, num_labels={num_labels}), "

@@ -14,22 +14,28 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_mask_values, check_triton_device, shape_of
+from ..checks import check_mask_values, check_triton_device, has_shape, shape_of
 
 FORMS = ("fft", "toeplitz", "recurrent")  # the forms of the reference backend (``reference.py``)
 SCALINGS = ("hippo", "lin", "inv")  # the initialisations of A (``s4d_init``)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # the input dtypes of the Triton kernels
 
 
-def _check_float_tensor(op: str, name: str, t, shapes: tuple, allowed: str, device=None) -> None:
+def _check_float_tensor(op: str, name: str, t, shapes: tuple, allowed, device=None) -> None:
+    """``allowed``: the shapes in words, or a function giving them: text is formed only for an error (a size
+    formatted while ``torch.compile`` traces with dynamic shapes is read as a constant from then on)."""
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{op}: {name} must be a torch.Tensor of shape {allowed}, got {type(t).__name__}")
+        raise ValueError(f"{op}: {name} must be a torch.Tensor of shape {_text(allowed)}, got {type(t).__name__}")
     if not t.is_floating_point():
         raise ValueError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
-    if tuple(t.shape) not in shapes:
-        raise ValueError(f"{op}: {name} must have shape {allowed}, got {tuple(t.shape)}")
+    if not has_shape(t, *shapes):
+        raise ValueError(f"{op}: {name} must have shape {_text(allowed)}, got {tuple(t.shape)}")
     if device is not None and t.device != device:
         raise ValueError(f"{op}: {name} is on {t.device} but the inputs are on {device}")
+
+
+def _text(allowed) -> str:
+    return allowed() if callable(allowed) else allowed
 
 
 def _what(value) -> str:
@@ -49,9 +55,9 @@ def check_ssm_params(op: str, name: str, params, device=None) -> int:
     N = A_re.shape[0]
     for part, t, shapes, allowed in (
         ("log_step", log_step, ((), (1,)), "() or (1,)"),
-        ("A_re", A_re, ((N,),), f"(N,) = ({N},)"),
-        ("A_im", A_im, ((N,),), f"(N,) = ({N},), like A_re"),
-        ("C", C, ((N, 2),), f"(N, 2) = ({N}, 2) (real, imaginary)"),
+        ("A_re", A_re, ((N,),), lambda: f"(N,) = ({N},)"),
+        ("A_im", A_im, ((N,),), lambda: f"(N,) = ({N},), like A_re"),
+        ("C", C, ((N, 2),), lambda: f"(N, 2) = ({N}, 2) (real, imaginary)"),
     ):
         _check_float_tensor(op, f"{name} {part}", t, shapes, allowed, device)
     if N < 1:
@@ -90,7 +96,7 @@ def check_direction(op, suffix, u, k, d, *, device=None, need_kernel=True) -> No
     if u.device != device:
         raise ValueError(f"{op}: u{suffix} is on {u.device} but the inputs are on {device}")
     if k is not None or need_kernel:
-        _check_float_tensor(op, f"k{suffix}", k, ((L,),), f"(L,) = ({L},)", device)
+        _check_float_tensor(op, f"k{suffix}", k, ((L,),), lambda: f"(L,) = ({L},)", device)
     _check_float_tensor(op, f"d{suffix}", d, ((), (1,)), "() or (1,) (one skip for all channels)", device)
 
 
@@ -187,11 +193,11 @@ def check_triton_inputs(u_fwd, u_bwd, k_fwd, k_bwd, d_fwd, d_bwd, attention_mask
         raise ValueError(message)
     for name in ("k_fwd", "k_bwd"):
         t = tensors[name]
-        if tuple(t.shape) != (L,):
+        if not has_shape(t, (L,)):
             raise ValueError(f"{op}: {name} must have shape (L,) = ({L},), got {tuple(t.shape)}")
     for name in ("d_fwd", "d_bwd"):
         t = tensors[name]
-        if tuple(t.shape) not in ((), (1,)):
+        if not has_shape(t, (), (1,)):
             raise ValueError(
                 f"{op}: {name} must have shape () or (1,) (one skip for all channels), got {tuple(t.shape)}"
             )

@@ -311,3 +311,44 @@ def test_forward_and_backward_on_the_meta_device_give_eager_shapes(case, head, m
     if got.get("loss") is not None:
         got["loss"].backward()
         assert all(p.grad is not None and p.grad.is_meta for p in meta_model.parameters() if p.requires_grad)
+
+
+# The models whose compiled graph takes any batch size and length: attention-like layers. The recurrent ones
+# (BiLSTM-CRF, ELMo) compile one graph per length: torch's own LSTM op fixes the length when traced.
+_DYNAMIC = [("lion", v, "token") for v in ("lit", "d", "s")] + [("bigs", v, "token") for v in ("conv", "recurrent")] \
+    + [("lion", "s", "regression"), ("bigs", "conv", "regression")]
+
+
+@pytest.mark.parametrize("model_type, variant, head", _DYNAMIC, ids=["-".join(c) for c in _DYNAMIC])
+def test_compiled_with_dynamic_shapes_runs_every_length_in_one_graph(model_type, variant, head, make_config,
+                                                                     make_inputs):
+    """``torch.compile(fullgraph=True, dynamic=True)`` at three batch sizes and lengths: outputs equal eager, and one
+    compilation serves them all (a branch on a length fixes it: a recompilation per length). BiGS failed here: its
+    kernel check formatted the length as text, then tested ``tuple(k.shape) in ((L,),)``, False for the right shape
+    while traced (``kernels.checks.has_shape`` compares size by size)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    case = (model_type, variant)
+    torch.manual_seed(0)
+    config = make_config(case)
+    if head == "regression":
+        config.num_labels, config.problem_type = 1, "regression"
+    model = (AutoModelForTokenClassification if head == "token" else AutoModelForSequenceClassification) \
+        .from_config(config).eval()
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=True)
+    compilations = None
+    for B, L in ((3, 12), (2, 17), (4, 9)):
+        g = torch.Generator().manual_seed(L)
+        ids = torch.randint(5, 120, (B, L), generator=g)
+        mask = torch.ones(B, L, dtype=torch.long)
+        mask[1, L - 3:] = 0
+        labels = (torch.randint(0, 2, (B, L), generator=g).masked_fill(mask == 0, -100) if head == "token"
+                  else torch.randn(B, generator=g))
+        inputs = make_inputs(case, ids, mask, labels=labels)
+        expected, got = model(**inputs), compiled(**inputs)
+        torch.testing.assert_close(got.logits, expected.logits, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got.loss, expected.loss, rtol=1e-5, atol=1e-6)
+        compilations = compilations or counter.frame_count
+        assert counter.frame_count == compilations, f"recompiled at (B, L) = ({B}, {L})"
