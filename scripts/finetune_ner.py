@@ -27,8 +27,11 @@ Span tags are checked before training, so that no gold chunk is silently left ou
 
 Files (--format, default auto: CoNLL-U for a file whose name ends in .conllu, else CoNLL columns):
 
-* conll: one word per line, the word in the first column and its tag in the last (CoNLL-2003: word POS chunk NER;
-  CoNLL-2000: word POS chunk), a blank line between sentences, -DOCSTART- lines skipped;
+* conll: one word per line, the word in the first column and its tag in the column of the --task, a blank line
+  between sentences, -DOCSTART- lines skipped. ner reads the last column; CoNLL-2003's files (word POS chunk NER)
+  give pos column 2 and chunk column 3, CoNLL-2000's (word POS chunk) give chunk the last column, and a file of word
+  and tag (2 columns) its one tag whatever the task. Other column counts for pos or chunk (pos in 3 columns: word
+  POS chunk, or word lemma POS?) are refused, naming the file and the count, rather than read from a guessed column;
 * conllu: Universal Dependencies' CoNLL-U, 10 tab-separated columns, # comment lines; multiword-token lines (1-2)
   and empty nodes (1.1) are skipped; the tag is the UPOS column (--conllu-tags upos, the default) or XPOS.
 
@@ -57,8 +60,11 @@ to 5e-5.
 
 Any dataset with a column of word lists and one of tags works too (--dataset-name: a local dataset folder, e.g.
 parquet files, or a Hub dataset id owner/name[@revision], read through datasets as run_ner.py does; --tokens-column
-and --tags-column, default tokens and ner_tags; tags as ClassLabel ids or strings); it is scored on its validation
-split (or dev, valid, val, test), or on a held-out part of train with --validation-split-percentage.
+and --tags-column; tags as ClassLabel ids or strings; each row's words and tags are lists, not text); it is scored on
+its validation split (or dev, valid, val, test), or on a held-out part of train with --validation-split-percentage.
+The tags column is, unless --tags-column names it, the task's as run_ner.py takes it: ner_tags for --task ner,
+pos_tags for pos, chunk_tags for chunk (a CoNLL-2003 dataset with the three columns is tagged for the --task); a
+dataset without it is refused, naming its columns (--tags-column names another).
 
 run_ner.py's Hub and cache options work as there: --cache_dir (where Hub snapshots and datasets' files are cached),
 --model_revision (of --model-name-or-path and --tokenizer), --token, --trust_remote_code, --overwrite_cache and
@@ -79,8 +85,9 @@ Where the data comes from, one of:
 * --data-dir DIR: CoNLL or CoNLL-U files in DIR, --train-file (default train.txt) and --eval-file (default
   valid.txt) naming them in it;
 * --train-file PATH without --data-dir (run_ner.py's --train_file / --validation_file): the files' paths, with
-  --validation-file (or --validation-split-percentage); a .json/.jsonl, .csv, .tsv or .parquet file holds rows of
-  word lists and tags (--tokens-column, --tags-column), any other file is read as CoNLL or CoNLL-U (--format);
+  --validation-file (or --validation-split-percentage); a .json/.jsonl or .parquet file holds rows of word lists and
+  tags (--tokens-column, --tags-column; a .csv or .tsv cell holds text, not a list of words, and is refused), any
+  other file is read as CoNLL or CoNLL-U (--format);
 * --dataset-name NAME.
 
 examples:
@@ -345,7 +352,7 @@ def _check_source_options(args: argparse.Namespace) -> None:
     else:
         given = [option for option, value, default in (
             ("--dataset-config-name", args.dataset_config_name, None),
-            ("--tokens-column", args.tokens_column, "tokens"), ("--tags-column", args.tags_column, "ner_tags"),
+            ("--tokens-column", args.tokens_column, "tokens"), ("--tags-column", args.tags_column, None),
         ) if value != default]
         if given:
             raise CommandError(f"{', '.join(given)}: options of --dataset-name or data files, not of CoNLL files")
@@ -356,6 +363,22 @@ def _check_source_options(args: argparse.Namespace) -> None:
     if args.data_dir is None and percentage is None and args.eval_file is None:
         raise CommandError(f"--train-file {args.train_file!r} without --data-dir: give the evaluation file's path "
                            "(--validation-file) or hold out a part of it (--validation-split-percentage N)")
+
+
+def tags_column(args: argparse.Namespace, splits: dict[str, Any] | None = None) -> str:
+    """The column of tags of a dataset or data files: --tags-column when given, else the task's, as run_ner.py takes
+    it (``f"{task}_tags"``: ner_tags, pos_tags or chunk_tags), so that --task pos on a CoNLL-2003 dataset (tokens,
+    pos_tags, chunk_tags, ner_tags) learns the part-of-speech tags, not the entities. With ``splits`` (from
+    ``load_splits``), ``CommandError`` when the train split has no such column, naming its columns; run_ner.py would
+    fall back to the second column, a guess that may be another task's tags."""
+    if args.tags_column is not None:
+        return args.tags_column
+    column = f"{args.task}_tags"
+    if splits is not None and column not in splits["train"].column_names:
+        raise CommandError(f"--task {args.task} reads its tags from the column {column!r} (unless --tags-column "
+                           f"names another), which the train split lacks: its columns are "
+                           f"{splits['train'].column_names}; name the column of {args.task} tags with --tags-column")
+    return column
 
 
 def _held_out(train: Sentences, args: argparse.Namespace, of: str) -> tuple[Sentences, Sentences, dict[str, Any]]:
@@ -395,7 +418,7 @@ def with_test(data: TaggingData, args: argparse.Namespace) -> TaggingData:
         path = Path(args.test_file)
         if not path.is_file():
             raise CommandError(f"--test-file {args.test_file!r} does not exist or is not a file")
-    test = read_tagged_file(path, tagged_file_format(path.name, args.format), args.conllu_tags or "upos")
+    test = read_tagged_file(path, tagged_file_format(path.name, args.format), args.conllu_tags or "upos", args.task)
     return replace(data, test=test, test_name=str(path))
 
 
@@ -416,7 +439,7 @@ def _load_sentences(args: argparse.Namespace, predict: bool) -> TaggingData:
                                  test_file=args.test_file, hub=hub_options(args))
             name = describe(None, args.train_file)
             train_name, dataset = args.train_file, {"name": name, "type": dataset_type(None, args.train_file)}
-        loaded = token_classification_data(splits, args.tokens_column, args.tags_column,
+        loaded = token_classification_data(splits, args.tokens_column, tags_column(args, splits),
                                            need_validation=percentage is None)
         test = {"test": loaded["test"], "test_name": f"{name} test" if args.dataset_name is not None
                 else args.test_file} if predict else {}
@@ -453,10 +476,10 @@ def _load_sentences(args: argparse.Namespace, predict: bool) -> TaggingData:
     formats = {name: tagged_file_format(name, args.format) for _, name in names}
     if args.conllu_tags is not None and "conllu" not in formats.values():
         raise CommandError(f"--conllu-tags {args.conllu_tags} picks the tag column of CoNLL-U files, but "
-                           f"{' and '.join(formats)} are read as CoNLL columns (tag in the last column): name .conllu "
-                           "files or give --format conllu")
+                           f"{' and '.join(formats)} are read as CoNLL columns (the tag column by --task): name "
+                           ".conllu files or give --format conllu")
     column = args.conllu_tags or "upos"
-    read = {name: read_tagged_file(data_dir / name, fmt, column) for name, fmt in formats.items()}
+    read = {name: read_tagged_file(data_dir / name, fmt, column, args.task) for name, fmt in formats.items()}
     train_path = data_dir / train_file
     train = read[train_file]
     labels = conll_label_list(train)
@@ -736,16 +759,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataset_name_arguments(source, data, "a dataset with word lists and tags instead")
     data.add_argument(
         "--tokens-column", "--text-column-name", "--text_column_name", default="tokens", metavar="COLUMN",
-        help="with --dataset-name or data files: the column of word lists (default: %(default)s)",
+        help="with --dataset-name or data files: the column of word lists, each row's a list (a CSV/TSV cell is text: "
+        "give JSON lines, parquet or a dataset folder) (default: %(default)s)",
     )
     data.add_argument(
-        "--tags-column", "--label-column-name", "--label_column_name", default="ner_tags", metavar="COLUMN",
-        help="with --dataset-name or data files: the column of tags, ClassLabel ids or strings (default: %(default)s)",
+        "--tags-column", "--label-column-name", "--label_column_name", default=None, metavar="COLUMN",
+        help="with --dataset-name or data files: the column of tags, ClassLabel ids or strings (default: the --task's, "
+        "as run_ner.py takes it: ner_tags, pos_tags or chunk_tags)",
     )
     data.add_argument(
         "--train-file", "--train_file", default=None, metavar="FILE",  # None: not given (train.txt in --data-dir)
         help=f"training file: with --data-dir, a file in it (default: {DEFAULT_TRAIN_FILE}); without, its path "
-        "(a CoNLL or CoNLL-U file, or a .json/.jsonl, .csv, .tsv or .parquet file of word lists and tags)",
+        "(a CoNLL or CoNLL-U file, or a .json/.jsonl or .parquet file of word lists and tags; a .csv/.tsv cell is "
+        "text, not a list of words)",
     )
     data.add_argument(
         "--eval-file", "--validation-file", "--validation_file", default=None, metavar="FILE",
@@ -755,8 +781,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--format", choices=TAGGED_FORMATS, default="auto",
-        help="how the files are read: conll (word first, tag in the last column), conllu (Universal Dependencies' "
-        "CoNLL-U), or auto: conllu for a file whose name ends in .conllu, conll otherwise (default: %(default)s)",
+        help="how the files are read: conll (word first; the tag in the last column for --task ner, for pos and "
+        "chunk the column of CoNLL-2003's word POS chunk NER or CoNLL-2000's word POS chunk, or of a word and tag "
+        "file), conllu (Universal Dependencies' CoNLL-U), or auto: conllu for a file whose name ends in .conllu, "
+        "conll otherwise (default: %(default)s)",
     )
     data.add_argument(
         "--conllu-tags", choices=tuple(CONLLU_TAG_COLUMNS), default=None,

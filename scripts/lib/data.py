@@ -12,11 +12,11 @@ Three groups:
   Face Hub (``nyu-mll/glue``). Both return ``[{"sentence1": ..., "sentence2": ..., "label": ...}]`` with
   the label as a class id (an index into ``GlueTask.tsv_labels``), a float for STS-B, or ``None`` for the
   unlabelled test splits. ``sentence2`` is present only for the sentence-pair tasks.
-- **Tagging files**: ``read_conll`` reads ``word ... tag`` column files (CoNLL-2003 NER, CoNLL-2000 chunking) and
-  ``read_conllu`` Universal Dependencies' CoNLL-U files (the UPOS or XPOS column) into ``(words, tags)`` sentences;
-  ``read_tagged_file`` picks the reader by format or file suffix; ``conll_label_list`` gives the labels in a fixed
-  order ("O" first, then by entity type); ``hold_out`` splits a held-out evaluation part off the training
-  sentences, deterministically.
+- **Tagging files**: ``read_conll`` reads ``word ... tag`` column files (CoNLL-2003 NER, CoNLL-2000 chunking; the tag
+  column the last, or the task's: ``conll_tag_column``) and ``read_conllu`` Universal Dependencies' CoNLL-U files
+  (the UPOS or XPOS column) into ``(words, tags)`` sentences; ``read_tagged_file`` picks the reader by format or
+  file suffix; ``conll_label_list`` gives the labels in a fixed order ("O" first, then by entity type);
+  ``hold_out`` splits a held-out evaluation part off the training sentences, deterministically.
 - **Plain text**: ``read_text_files`` returns the non-empty lines of text files and
   ``shipped_corpus_files`` lists the Shakespeare plays shipped with the package (``macbeth.txt`` is the
   held-out evaluation play).
@@ -409,18 +409,63 @@ def _conll_columns(line: str) -> list[str]:
     return [column for column in _CONLL_SEPARATORS.split(line) if column]
 
 
-def read_conll(path: PathLike) -> list[tuple[list[str], list[str]]]:
+#: The tagging tasks whose column ``read_conll`` can pick (``task``), and the column (0-based) each takes by the
+#: number of columns of the file's word lines. NER tags are the last column of every layout (CoNLL-2003's word POS
+#: chunk NER, CoNLL-2002's word NER or word POS NER): "ner" maps to None, the last column, whatever the count. A
+#: "word tag" file (2 columns) holds its one tag whatever the task; CoNLL-2000's word POS chunk (3 columns) its chunk
+#: tags last; CoNLL-2003's word POS chunk NER (4 columns) part of speech in column 2 and chunks in column 3. Another
+#: count for pos or chunk (pos in 3 columns: word POS chunk, word lemma POS or word POS NER?) is not guessed.
+CONLL_TASK_COLUMNS: dict[str, dict[int, int] | None] = {
+    "ner": None,
+    "pos": {2: 1, 4: 1},
+    "chunk": {2: 1, 3: 2, 4: 2},
+}
+#: What each layout of ``CONLL_TASK_COLUMNS`` is, for errors.
+_CONLL_LAYOUTS = {2: "word tag", 3: "CoNLL-2000's word POS chunk", 4: "CoNLL-2003's word POS chunk NER"}
+
+
+def conll_tag_column(task: str, columns: int, file: PathLike | None = None) -> int:
+    """The column (0-based) that holds ``task``'s tags in a CoNLL file whose word lines have ``columns`` columns
+    (``CONLL_TASK_COLUMNS``): the last for ner; for pos and chunk the column of the layouts known, else a
+    ``ValueError`` naming ``file``, the column count and what to do. ``ValueError`` for an unknown task too."""
+    if task not in CONLL_TASK_COLUMNS:
+        raise ValueError(f"unknown tagging task {task!r}; allowed: {', '.join(CONLL_TASK_COLUMNS)}")
+    layouts = CONLL_TASK_COLUMNS[task]
+    if layouts is None:
+        return columns - 1
+    if columns not in layouts:
+        known = "; ".join(f"{count} columns ({_CONLL_LAYOUTS[count]}): column {index + 1}"
+                          for count, index in layouts.items())
+        raise ValueError(
+            f"{file}: its word lines have {columns} columns, and which of them holds the {task} tags is not known "
+            f"(the {task} tags are read from {known}); write the file in one of these layouts, e.g. keep only the "
+            f"word and its {task} tag (2 columns)"
+        )
+    return layouts[columns]
+
+
+def read_conll(path: PathLike, task: str | None = None) -> list[tuple[list[str], list[str]]]:
     """Read a CoNLL-style tagging file into ``(words, tags)`` sentences.
 
     Format: one token per line, columns separated by ASCII spaces or tabs (a no-break or other Unicode space is
     part of the word), the word in the first column and the tag in the LAST (``EU NNP B-NP B-ORG``); a blank line
     (whitespace only) ends a sentence; ``-DOCSTART-`` lines are skipped. A missing final blank line, Windows or old
     Mac line endings and a leading byte-order mark are fine.
+
+    ``task`` ("ner", "chunk" or "pos") picks the tag column by the task instead (``conll_tag_column``): ner the
+    last; pos column 2 and chunk column 3 of a CoNLL-2003 file (word POS chunk NER), chunk the last of a CoNLL-2000
+    file (word POS chunk), the only tag of a "word tag" file. For pos and chunk every word line must have the column
+    count of the first (a ``ValueError`` naming the line), and a count of no known layout for the task (pos in 3
+    columns) is a ``ValueError`` naming the file and the count rather than a guess.
     """
+    if task is not None and task not in CONLL_TASK_COLUMNS:
+        raise ValueError(f"unknown tagging task {task!r}; allowed: {', '.join(CONLL_TASK_COLUMNS)}")
+    by_position = task is not None and CONLL_TASK_COLUMNS[task] is not None  # pos, chunk: one column count
     file = _existing_file(path, "CoNLL file")
     sentences: list[tuple[list[str], list[str]]] = []
     words: list[str] = []
     tags: list[str] = []
+    layout: tuple[int, int, int] | None = None  # (column count, tag column, line number) of the first word line
     try:
         with open(file, encoding="utf-8-sig") as f:  # a leading BOM dropped; universal newlines: \r\n read as \n
             for number, line in enumerate(f, start=1):
@@ -435,8 +480,19 @@ def read_conll(path: PathLike) -> list[tuple[list[str], list[str]]]:
                         f"{file}, line {number}: expected at least 2 whitespace-separated columns (word ... tag), "
                         f"found 1: {line.rstrip()!r}"
                     )
+                tag = -1
+                if by_position:
+                    if layout is None:
+                        layout = (len(columns), conll_tag_column(task, len(columns), file), number)
+                    elif len(columns) != layout[0]:
+                        raise ValueError(
+                            f"{file}, line {number}: {len(columns)} columns where line {layout[2]} has {layout[0]}: "
+                            f"{line.rstrip()!r}; the {task} tags are read from one column (column {layout[1] + 1}), "
+                            "so every word line needs the same columns"
+                        )
+                    tag = layout[1]
                 words.append(columns[0])
-                tags.append(columns[-1])
+                tags.append(columns[tag])
     except UnicodeDecodeError:
         raise not_utf8_error(file, "; expected a CoNLL text file") from None
     if words:
@@ -527,13 +583,14 @@ def tagged_file_format(path: PathLike, file_format: str = "auto") -> str:
     return file_format
 
 
-def read_tagged_file(path: PathLike, file_format: str = "auto",
-                     tag_column: str = "upos") -> list[tuple[list[str], list[str]]]:
+def read_tagged_file(path: PathLike, file_format: str = "auto", tag_column: str = "upos",
+                     task: str | None = None) -> list[tuple[list[str], list[str]]]:
     """``(words, tags)`` sentences of a tagging file: ``read_conllu(path, tag_column)`` for the CoNLL-U format,
-    ``read_conll(path)`` (tag in the last column) for CoNLL columns; the format as ``tagged_file_format`` says."""
+    ``read_conll(path, task)`` for CoNLL columns (the tag in the last column, or in ``task``'s column: ``read_conll``);
+    the format as ``tagged_file_format`` says."""
     if tagged_file_format(path, file_format) == "conllu":
         return read_conllu(path, tag_column)
-    return read_conll(path)
+    return read_conll(path, task)
 
 
 def hold_out(items: Sequence, percentage: float, seed: int) -> tuple[list, list]:

@@ -26,14 +26,17 @@ row): its examples then have ``label`` None (tags None). Rows are read as plain 
   split as ids 0..n-1, named by the values (stars 1..5: ids 0..4 named "1".."5", no class "0"); float labels make
   a regression (scored by Pearson and Spearman correlation);
 * token classification (``token_classification_data``): a column of word lists (``tokens``) and one of tags
-  (``ner_tags``): ``ClassLabel`` ids (mapped to their names) or tag strings.
+  (``ner_tags``, or the column named: ``finetune-ner`` takes its task's, ``pos_tags`` for pos): ``ClassLabel`` ids
+  (mapped to their names) or tag strings, each row's a list. A cell of text ("EU rejects German", as every CSV/TSV
+  cell is) is refused, naming the column and the row, rather than read as a list of characters.
 
 Every problem is a ``CommandError``, raised before any training, naming the option, the split and the column: a
 missing file, split or column, a file that does not read (naming that file and the reader's error), an empty split,
 labels of different kinds or missing ("NA" among numbers too), a label of any split never seen in training (naming
 the split and the labels), class names that differ only in the spaces around them ("pos" and "pos "), a text cell
-that is not text (naming the row, from 0, and the value), rows whose words and tags differ in number. A text column
-of the train split left unread by the default columns (``question`` beside ``sentence``) is a warning.
+that is not text (naming the row, from 0, and the value), a cell of words or tags that is text, not a list (naming
+the row), rows whose words and tags differ in number. A text column of the train split left unread by the default
+columns (``question`` beside ``sentence``) is a warning.
 """
 
 from __future__ import annotations
@@ -380,11 +383,30 @@ def _is_number(value) -> bool:
     return True
 
 
+#: What a row's list of words or tags looks like, for errors.
+LIST_EXAMPLES = {"words": '["EU", "rejects", "German"]', "tags": '["B-ORG", "O", "B-MISC"]'}
+
+
+def _listed(value, column: str, split_name: str, row: int, what: str):
+    """A word or tag cell ``value`` as read: a ``CommandError`` naming the split, the column and the row when it is
+    text (a CSV/TSV cell, or a JSON string "EU rejects German"), which would otherwise be read character by
+    character (a misleading count of words and tags, or a model trained on characters when the counts agree)."""
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise CommandError(
+            f"the {split_name} split's {column!r} holds text at row {row} ({shown!r}), not a list of {what}: give each "
+            f"row its {what} as a list, e.g. {LIST_EXAMPLES[what]} (a CSV or TSV cell can only hold text: "
+            "give the data as JSON lines, parquet or a Hub/datasets folder)"
+        )
+    return value
+
+
 def token_classification_data(splits: dict[str, Any], tokens_column: str = "tokens", tags_column: str = "ner_tags",
                               need_validation: bool = True) -> dict[str, list[tuple[list[str], list[str]]]]:
     """``{split: [(words, tags), ...]}`` with tag names (``ClassLabel`` ids mapped through the feature's names).
     Without ``need_validation`` (the caller holds a part of train out) "validation" is not read. A "test" split keeps
-    its empty rows (one prediction line per row) and may have no tags column (its tags are then None)."""
+    its empty rows (one prediction line per row) and may have no tags column (its tags are then None). A words or
+    tags cell holding text rather than a list is a ``CommandError`` naming the column and the row."""
     import datasets
 
     if not need_validation:
@@ -400,15 +422,18 @@ def token_classification_data(splits: dict[str, Any], tokens_column: str = "toke
         if name == "test" and (tags_column not in split.column_names
                                or all(tags is None for tags in split[tags_column])):
             # predicted, not scored: tags None (a test file read beside tagged ones has None cells)
-            out[name] = [(list(w), None) for w in words]  # every row, empty ones too: one prediction line each
+            out[name] = [(list(_listed(w, tokens_column, name, row, "words")), None)  # every row, empty ones too:
+                         for row, w in enumerate(words)]  # one prediction line each
             if not out[name]:
                 raise CommandError(f"the {name} split holds no sentences")
             continue
         tags = _column(split, tags_column, "--tags-column", name)
         sentences = []
         for row, (w, t) in enumerate(zip(words, tags)):
+            w = _listed(w, tokens_column, name, row, "words")
             if t is None:
                 raise CommandError(f"the {name} split's row {row} has no {tags_column!r}: give every row its tags")
+            t = _listed(t, tags_column, name, row, "tags")
             if len(w) != len(t):
                 raise CommandError(f"the {name} split's row {row} has {len(w)} words but {len(t)} tags")
             if names is not None:
