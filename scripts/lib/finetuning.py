@@ -269,6 +269,9 @@ class ModelSource:
         path: the checkpoint's local folder (a Hub model's snapshot in the cache: --cache_dir, --model_revision,
             --token); None when training from scratch.
         hub: the run's Hub options (``lib.sources.HubOptions``: --trust_remote_code for every ``from_pretrained``).
+        checkpoint_labels: the checkpoint's own label names in its id order (its config's ``id2label``), None when it
+            has none of its own: trained from scratch, or transformers' generic ``LABEL_0``, ``LABEL_1`` ... (a
+            pretrained encoder without a task head).
     """
 
     name_or_path: str
@@ -277,6 +280,7 @@ class ModelSource:
     config: Any
     path: str | None = None
     hub: HubOptions = HubOptions()
+    checkpoint_labels: tuple[str, ...] | None = None
 
     @property
     def from_scratch(self) -> bool:
@@ -296,7 +300,10 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
     --model_revision, --token), and the configuration, tokenizer and model all load from that folder, as run_*.py
     loads the three with the same options (--trust_remote_code included).
 
-    ``task_config`` holds the fields the task sets (``num_labels``, ``id2label``, ``problem_type`` ...).
+    ``task_config`` holds the fields the task sets (``num_labels``, ``id2label``, ``problem_type`` ...): the
+    configuration takes the task's labels in the task's order. The checkpoint's own labels are kept in
+    ``ModelSource.checkpoint_labels``: where they are the task's in another order, ``prepare_model`` reorders the
+    loaded head to the task's order (``checkpoint_label_order``), so that the model predicts what it predicted.
     Raises ``CommandError`` for an unknown model type, variant or field, and the config's own ``ValueError`` for a
     bad value (both exit code 2).
     """
@@ -326,8 +333,118 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
             f"nor a checkpoint folder or hub model with a config.json ({err})"
         ) from None
     check_config_fields(type(config), overrides, f"checkpoint {name!r}")
+    labels = own_labels(config)
     config = AutoConfig.from_pretrained(path, trust_remote_code=hub.trust_remote_code, **overrides, **task_config)
-    return ModelSource(name, None, overrides, config, path, hub)
+    return ModelSource(name, None, overrides, config, path, hub, labels)
+
+
+def own_labels(config) -> tuple[str, ...] | None:
+    """The label names of ``config`` in id order (``id2label``), or None where they are transformers' generic
+    ``LABEL_0``, ``LABEL_1`` ... (what a config without labels of its own holds: a pretrained encoder)."""
+    id2label = getattr(config, "id2label", None) or {}
+    names = tuple(str(id2label[i]) for i in sorted(id2label, key=int))
+    if not names or names == tuple(f"LABEL_{i}" for i in range(len(names))):
+        return None
+    return names
+
+
+def task_labels(task_config: dict[str, Any]) -> tuple[str, ...] | None:
+    """The task's label names in its id order (``task_config``'s ``id2label``); None for a task without (a
+    regression)."""
+    id2label = task_config.get("id2label")
+    if not id2label:
+        return None
+    return tuple(str(id2label[i]) for i in sorted(id2label, key=int))
+
+
+def checkpoint_label_order(source: ModelSource, task_config: dict[str, Any],
+                           ignore_mismatched_sizes: bool = False) -> list[int] | None:
+    """How the checkpoint's labels map onto the task's: for each of the task's label ids, the row of the
+    checkpoint's head that scores that label; None where nothing is to be reordered.
+
+    The run always uses the task's labels in the task's order (``task_config``: GLUE's label order, for which its
+    metrics are defined, e.g. MRPC's F1 of class 1; NER's "O" first, then by type): the data's label ids, the metrics,
+    the predictions files and the saved config. A checkpoint fine-tuned elsewhere may hold the same labels in
+    another order (an MNLI model in the Hub's entailment, neutral, contradiction; a CoNLL tagger in the dataset's
+    ClassLabel order). As transformers' run_glue.py and run_ner.py keep such a model's labels, its head is kept, its
+    rows reordered to the task's order (``reorder_label_rows``): the model predicts the same labels as before, which
+    the task's configuration alone, put over the checkpoint's rows, would have renamed (an SST-2 model's every
+    prediction flipped). Returned: the order to apply, or None where the checkpoint's order is the task's already.
+
+    A checkpoint whose labels are another set (another task's) is warned about, naming both sets, as run_glue.py
+    warns, and None is returned: the task's labels and order are used, the checkpoint's ignored. Its head is
+    initialised anew where its size differs, with --ignore_mismatched_sizes (without it, ``prepare_model`` refuses
+    the checkpoint); of the same size, its weights are the start of a head for the task's labels. A checkpoint
+    without labels of its own (``LABEL_0``, ``LABEL_1`` ...: a pretrained encoder) and a task without labels (a
+    regression) give None, and no warning.
+    """
+    ours, theirs = task_labels(task_config), source.checkpoint_labels
+    if ours is None or theirs is None or ours == theirs:
+        return None
+    if sorted(ours) == sorted(theirs) and len(set(theirs)) == len(theirs):
+        return [theirs.index(label) for label in ours]
+    if len(ours) != len(theirs):
+        head = (f"its head, for {len(theirs)} labels, is initialised anew for the task's {len(ours)} "
+                "(--ignore_mismatched_sizes)" if ignore_mismatched_sizes else
+                f"its head, for {len(theirs)} labels, does not fit the task's {len(ours)}: a head weight of another "
+                "size is refused, or initialised anew with --ignore_mismatched_sizes")
+    else:
+        head = ("its head has the same size, so it starts from the checkpoint's weights, whose rows were trained for "
+                "the checkpoint's labels")
+    logger.warning(
+        f"the checkpoint {source.name_or_path!r} was fine-tuned with the labels {', '.join(sorted(theirs))}, which "
+        f"are not this task's labels ({', '.join(sorted(ours))}): the checkpoint's labels are ignored and the task's "
+        f"are used, in the task's order ({', '.join(ours)}); {head}"
+    )
+    return None
+
+
+def reorder_label_rows(model, order: Sequence[int]) -> list[str]:
+    """Reorder, in place, every weight of ``model`` that is indexed by the label: the entries at the label positions
+    of each such tensor become ``order``'s (label i of the task takes the checkpoint's row ``order[i]``): a softmax
+    head's output rows and biases, a CRF's emission rows, transitions (both axes), start and end scores.
+
+    Which tensors and axes hold labels is read from the model class itself: the same model built (on the meta device,
+    no memory) with one label more has those axes one longer. Returns the names of the tensors reordered;
+    ``CommandError`` where none is found (the head could not be reordered, and would predict renamed labels)."""
+    import copy
+
+    import torch
+
+    num_labels = len(order)
+    grown = copy.deepcopy(model.config)
+    grown.id2label = {i: f"LABEL_{i}" for i in range(num_labels + 1)}
+    grown.label2id = {label: i for i, label in grown.id2label.items()}
+    if hasattr(grown, "tag_scheme"):  # a CRF's constraints, read from the labels, are not the question here
+        grown.tag_scheme = "none"
+    try:
+        with torch.device("meta"):
+            shapes = {key: tuple(t.shape) for key, t in type(model)(grown).state_dict().items()}
+    except Exception:  # noqa: BLE001  (a model class that cannot be built on the meta device)
+        shapes = {key: tuple(t.shape) for key, t in type(model)(grown).state_dict().items()}
+    index = torch.tensor(list(order), dtype=torch.long)
+    reordered, seen = [], set()
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            other = shapes.get(key)
+            if other is None or len(other) != tensor.dim() or tensor.data_ptr() in seen:
+                continue
+            axes = [axis for axis, (size, grown_size) in enumerate(zip(tensor.shape, other))
+                    if size == num_labels and grown_size == num_labels + 1]
+            if not axes:
+                continue
+            seen.add(tensor.data_ptr())  # a tied tensor is reordered once
+            permuted = tensor
+            for axis in axes:
+                permuted = permuted.index_select(axis, index.to(tensor.device))
+            tensor.copy_(permuted)
+            reordered.append(key)
+    if not reordered:
+        raise CommandError(
+            f"the checkpoint's labels are the task's in another order, but no weight of {type(model).__name__} is "
+            "indexed by the label, so its head cannot be reordered to the task's order"
+        )
+    return reordered
 
 
 def check_output_folder(args: argparse.Namespace) -> tuple[Path, str | None]:
@@ -434,12 +551,16 @@ def prepare_model(
 ) -> PreparedModel:
     """Check the model options and the output folder, then load or train the tokenizer and build the model.
 
+    The model takes ``task_config``'s labels in the task's order: a checkpoint fine-tuned on the same labels in another
+    order has its head reordered to it, one fine-tuned on other labels is warned about (``checkpoint_label_order``).
+    --label_smoothing_factor is checked against the task (a regression's refused) before the tokenizer is built.
     Call it after the data has been read and checked; it raises ``CommandError``/``ValueError`` for bad input
     and writes nothing.
     """
     from transformers import AutoConfig, set_seed
 
     source = resolve_model_source(args, task_config)
+    check_label_smoothing(args, config=source.config)  # a regression's: before the tokenizer is trained
     if getattr(args, "vocab_size", None) is not None:
         if not source.from_scratch:
             raise CommandError(
@@ -478,6 +599,7 @@ def prepare_model(
         model = load_model(auto_class, source.name_or_path, tokenizer, **source.overrides, **task_config)
     else:
         mismatched = bool(getattr(args, "ignore_mismatched_sizes", False))
+        order = checkpoint_label_order(source, task_config, mismatched)
         try:
             model = load_model(auto_class, source.path, tokenizer, hub=source.hub, ignore_mismatched_sizes=mismatched,
                                **source.overrides, **task_config)
@@ -487,6 +609,13 @@ def prepare_model(
                 "for another task may have a head of another size: start from its pretrained checkpoint instead, "
                 "or give --ignore_mismatched_sizes to initialise the weights of another shape anew)"
             ) from None
+        if order is not None:  # the task's labels in another order: the head's rows follow the task's order
+            reordered = reorder_label_rows(model, order)
+            logger.info(
+                f"the checkpoint {source.name_or_path!r} was fine-tuned on this task's labels in another order "
+                f"({', '.join(source.checkpoint_labels)}); its head ({', '.join(reordered)}) is reordered to the "
+                f"task's order ({', '.join(task_labels(task_config))}), predicting what it predicted"
+            )
     if getattr(args, "word_vocabulary", "checkpoint") == "train" and checkpoint is None:
         tokenizer, model = with_task_vocabulary(tokenizer, model, training_sentences, args.max_length)
     check_word_dropout(args, tokenizer, model)

@@ -865,12 +865,35 @@ def training_values(args: argparse.Namespace, output_dir: str | os.PathLike, mod
     return values
 
 
-def check_label_smoothing(args: argparse.Namespace, model) -> None:
-    """``CommandError`` for --label_smoothing_factor > 0 with a CRF token head: the Trainer then computes the loss
-    itself from ``logits``, which a CRF head returns as decoding scores without a gradient (its loss is the
-    likelihood of whole tag sequences); the first backward pass would fail."""
+def check_label_smoothing(args: argparse.Namespace, model=None, config=None) -> None:
+    """``CommandError`` for --label_smoothing_factor > 0 where the Trainer's smoothed loss cannot be computed:
+
+    * a regression (``problem_type`` "regression", or a single output, ``num_labels`` == 1, which the models read as
+      a regression when no ``problem_type`` says otherwise; STS-B, float labels) or a multi-label head: the Trainer's
+      ``LabelSmoother`` smooths a softmax over the classes and picks each example's class by its label, which a float
+      label is not (it failed after setup with ``gather(): Expected dtype int32/int64 for index``);
+    * a CRF token head: the Trainer then computes the loss itself from ``logits``, which a CRF head returns as
+      decoding scores without a gradient (its loss is the likelihood of whole tag sequences); the first backward
+      pass would fail.
+
+    ``config``: the model's configuration, for the first check before the model is built (``model``'s own is read
+    when it is given)."""
     smoothing = getattr(args, "label_smoothing_factor", None) or 0
-    if smoothing > 0 and isinstance(getattr(model, "classifier", None), CrfTokenClassificationHead):
+    if not smoothing > 0:
+        return
+    config = getattr(model, "config", None) or config
+    if config is not None:
+        problem = getattr(config, "problem_type", None)
+        single_output = problem is None and getattr(config, "num_labels", None) == 1
+        if problem in ("regression", "multi_label_classification") or single_output:
+            what = ("a multi-label classification (one sigmoid per class, float labels)"
+                    if problem == "multi_label_classification" else
+                    "a regression (one output trained on the squared error of a score, float labels)")
+            raise CommandError(
+                f"--label_smoothing_factor smooths a softmax over the classes of each example's label; this task is "
+                f"{what}, which has no class to smooth: train without it"
+            )
+    if isinstance(getattr(model, "classifier", None), CrfTokenClassificationHead):
         raise CommandError(
             f"--label_smoothing_factor smooths a softmax over each token's logits; {type(model).__name__}'s CRF head "
             "trains on the likelihood of whole tag sequences (its logits are decoding scores, without a gradient): "
