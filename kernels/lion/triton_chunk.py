@@ -38,7 +38,7 @@ The decay gradient: with W_ij = dA_ij A_ij, split into its causal part (i > j) a
 (ρ is the derivative with respect to the exclusive prefix sum P_t, σ to the inclusive one). Inside a chunk the row
 and column sums of W are read off the C×C tile; from other chunks they are q_t·dq_t and k_t·dk_t of the state terms.
 
-Launch 1, ``_scan_kernel`` again (gradient states; dO and dden formed in the kernel from dy, y and den). Launch 2,
+Launch 1, ``_scan_kernel`` again (gradient states, from q, dy, y and den: see "Half precision"). Launch 2,
 ``_backward_kernel``: per chunk, one C×C score tile shared by dq, dk and dv (as FlashAttention's backward), the
 state terms, ρ and σ, and each chunk's partial decay gradient Σ_{t>m, t∈n} (ρ_t + σ_t) + σ_m with its chunk total.
 Launch 3, ``_decay_grad_kernel``: adds the totals of the chunks to the right (one program per row, chunks last to
@@ -52,6 +52,21 @@ exponent here is a difference of prefix sums. Sums of same-sign terms round to C
 
 Products accumulate in fp32; half inputs (and their stored states) multiply on tensor cores, fp32 inputs as torch's
 fp32 matrix products do: IEEE unless torch allows TF32 (``triton_utils.dot_precision``).
+
+Half precision: what is rounded to half for a product must be in fp16's range, and the normaliser's intermediates
+need not be: den_i is as small as q_i (the op is invariant to the scale of q), so at q·k ~ 1e-6 the scores are fp16
+subnormals, and at q·k ~ 1e-4 with dy ~ 50 (a GradScaler's loss) dO = dy/den is ~1e6, past 65504, while y and
+every gradient are in range. So 1/den is never applied to a half operand in place but in fp32, to a factor whose
+range it fixes:
+
+* forward: den_i first (its state terms are vectors: cheap), then y_i = Σ_j (p_ij/den_i) v_j + (e^{pre⁻_i}/den_i)
+  q_iᵀ S^→ + (e^{suf⁻_i}/den_i) q_iᵀ S^←: the scores are rounded as p/den (O(1) for any scale of q), not as p;
+* backward: the products take dy (as given: in range) and e_i = den_i dden_i = -(dy_i·y_i), and 1/den_i goes
+  in fp32 onto the rows of dA and dq, onto the scores before they are rounded for dv (A_ij/den_i: O(1)), and onto
+  q before it is rounded for dk (q_i/den_i: O(1/|k|), in range wherever dk ~ |dy||v|/|k| is); the gradient scan
+  folds it into q's fp32 weights: q_i [dO_i, dden_i]ᵀ = (q_i/den_i) [dy_i, e_i]ᵀ.
+
+Without the normaliser there is no 1/den and the products take p, dy and q as they are. bf16 takes the same paths.
 
 Blocks too large for a GPU: the blocks grow with the chunk, the head size and the dtype. Where a GPU refuses one
 for its shared memory (Triton's ``OutOfResources``, raised before anything runs), the pass runs again at half the
@@ -250,16 +265,14 @@ def _scan_kernel(
         y = _load_rows(Y, y_base, syl, syd, pos, keep, dv, DV)  # (C, BV)
         c = tl.where(keep, 1.0, 0.0)  # the ones column (forward)
         if GRAD:
-            yf = y.to(tl.float32)
-            if ROWSUM:
+            if ROWSUM:  # q_i [dO_i, dden_i]ᵀ = (q_i / den_i) [dy_i, -(dy_i·y_i)]ᵀ: 1/den goes with q (fp32 weight)
                 den = tl.load(DEN + bh.to(tl.int64) * L + pos, mask=keep, other=1.0)
                 ok = keep & (den != 0.0)
-                den = tl.where(ok, den, 1.0)
+                w = w / tl.where(ok, den, 1.0)
                 out = _load_rows(O, o_base, sol, sod, pos, keep, dv, DV).to(tl.float32)
-                c = tl.where(ok, -tl.sum(yf * out, axis=1) / den, 0.0)  # dden
-                yf = yf / den[:, None]  # dO
-            y = yf.to(X.dtype.element_ty)
-        xw = x.to(tl.float32) * w[:, None]
+                c = tl.where(ok, -tl.sum(y.to(tl.float32) * out, axis=1), 0.0)  # den_i dden_i
+            y = y.to(X.dtype.element_ty)  # dy as given: in range, unlike dO = dy/den (den can be tiny)
+        xw = x.to(tl.float32) * w[:, None]  # rounded to half below only after every scaling
         decay = tl.exp(total)
         state = decay * state + tl.dot(tl.trans(xw.to(X.dtype.element_ty)), y, input_precision=PRECISION)
         if ROWSUM:
@@ -297,27 +310,32 @@ def _forward_kernel(
     k = _load_rows(K, b * skb + h * skh, skl, skd, pos, keep, dk, DK)  # (C, BK)
     v = _load_rows(V, b * svb + h * svh, svl, svd, pos, keep, dv, DV)  # (C, BV)
     p = tl.dot(q, tl.trans(k), input_precision=PRECISION) * _decay_matrix(a, C)  # (C, C): (q_i·k_j) M_ij
-    o = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)  # (C, BV)
 
     pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, a, L,
                                                         C, HAS_DECAY, HAS_MASK)
     w_left = tl.exp(pre_ex)  # e^{pre⁻_i}: from the chunk's start to i
     w_right = tl.exp(suf_ex)  # e^{suf⁻_i}: from i to the chunk's end
     s_at = (bh.to(tl.int64) * 2 * N + n) * DK  # forward state of chunk n; the backward one is N chunks on
-    s_ptrs = S + (s_at + dk[:, None]) * DV + dv[None, :]
-    s_mask = (dk[:, None] < DK) & (dv[None, :] < DV)
-    s_left = tl.load(s_ptrs, mask=s_mask, other=0.0)  # (BK, BV)
-    s_right = tl.load(s_ptrs + N * DK * DV, mask=s_mask, other=0.0)
-    o += w_left[:, None] * _state_product(q, s_left, S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
-    o += w_right[:, None] * _state_product(q, s_right, S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
-    if ROWSUM:
+    if ROWSUM:  # den first (the ones column's states are vectors: cheap), so that p is scaled before its rounding
         qf = q.to(tl.float32)
         z_left = tl.load(Z + s_at + dk, mask=dk < DK, other=0.0)
         z_right = tl.load(Z + s_at + N * DK + dk, mask=dk < DK, other=0.0)
         den = tl.sum(p, axis=1) + w_left * tl.sum(qf * z_left[None, :], axis=1) \
             + w_right * tl.sum(qf * z_right[None, :], axis=1)
         tl.store(den_ptrs, den, mask=inside)
-        o = o / tl.where(keep & (den != 0.0), den, 1.0)[:, None]
+        inv = 1.0 / tl.where(keep & (den != 0.0), den, 1.0)
+        # y_i = Σ_j (p_ij / den_i) v_j + (e^{pre⁻_i} / den_i) q_iᵀ S^→ + (e^{suf⁻_i} / den_i) q_iᵀ S^←: the scores
+        # are rounded to half as p/den (O(1) whatever the scale of q), not as p (an fp16 subnormal at small q·k)
+        p = p * inv[:, None]
+        w_left = w_left * inv
+        w_right = w_right * inv
+    o = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)  # (C, BV)
+    s_ptrs = S + (s_at + dk[:, None]) * DV + dv[None, :]
+    s_mask = (dk[:, None] < DK) & (dv[None, :] < DV)
+    s_left = tl.load(s_ptrs, mask=s_mask, other=0.0)  # (BK, BV)
+    s_right = tl.load(s_ptrs + N * DK * DV, mask=s_mask, other=0.0)
+    o += w_left[:, None] * _state_product(q, s_left, S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    o += w_right[:, None] * _state_product(q, s_right, S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
     o = tl.where(keep[:, None], o, 0.0)
     tl.store(out_ptrs, o.to(OUT.dtype.element_ty), mask=out_mask)
 
@@ -361,53 +379,68 @@ def _backward_kernel(
     q = _load_rows(Q, b * sqb + h * sqh, sql, sqd, pos, keep, dk, DK)  # (C, BK)
     k = _load_rows(K, b * skb + h * skh, skl, skd, pos, keep, dk, DK)  # (C, BK)
     v = _load_rows(V, b * svb + h * svh, svl, svd, pos, keep, dv, DV)  # (C, BV)
-    dy = _load_rows(DY, b * syb + h * syh, syl, syd, pos, keep, dv, DV).to(tl.float32)  # (C, BV)
+    dy = _load_rows(DY, b * syb + h * syh, syl, syd, pos, keep, dv, DV).to(v.dtype)  # (C, BV) as given: in range
+    # With the normaliser, dO_i = dy_i / den_i and dden_i = -(dy_i·y_i) / den_i: their half-precision products would
+    # overflow where den is small (dO ~ 1e6 at q·k ~ 1e-4 and dy ~ 50, a GradScaler's loss), while the gradients
+    # are in range. So the products take dy and e_i = den_i dden_i = -(dy_i·y_i), and 1/den_i is applied in fp32:
+    # to their rows (dA, dq) or to what the row index is summed against (the scores for dv, q for dk).
     if ROWSUM:
         den = tl.load(DEN + bh.to(tl.int64) * L + pos, mask=keep, other=1.0)
         ok = keep & (den != 0.0)
-        den = tl.where(ok, den, 1.0)
+        inv = 1.0 / tl.where(ok, den, 1.0)  # (C,)
         y = _load_rows(O, b * sob + h * soh, sol, sod, pos, keep, dv, DV).to(tl.float32)
-        dden = tl.where(ok, -tl.sum(dy * y, axis=1) / den, 0.0)  # (C,)
-        d_o = (dy / den[:, None]).to(v.dtype)  # (C, BV) dO
+        e = tl.where(ok, -tl.sum(dy.to(tl.float32) * y, axis=1), 0.0)  # (C,) den_i dden_i
     else:
-        dden = tl.zeros((C,), dtype=tl.float32)
-        d_o = dy.to(v.dtype)
+        e = tl.zeros((C,), dtype=tl.float32)
 
     # Inside the chunk: one score tile for dq, dk and dv. Ordered so that few C×C tiles are alive at once (the
     # decay gradient's sums first, then each tile's last use): the kernel is register-bound.
     decay = _decay_matrix(a, C)  # (C, C) M_ij
     p = tl.dot(q, tl.trans(k), input_precision=PRECISION) * decay  # A_ij
-    dp = tl.dot(d_o, tl.trans(v), input_precision=PRECISION) + dden[:, None]  # dA_ij
+    dp = tl.dot(dy, tl.trans(v), input_precision=PRECISION) + e[:, None]  # den_i dA_ij (dA_ij without normaliser)
     if NEED_DA:
         w = dp * p
+        if ROWSUM:
+            w = w * inv[:, None]  # dA_ij A_ij
         row = t[:, None]
         col = t[None, :]
         w_low = tl.where(col < row, w, 0.0)
         w_up = tl.where(col > row, w, 0.0)
         rho = tl.sum(w_low, axis=1) - tl.sum(w_low, axis=0)
         sigma = tl.sum(w_up, axis=0) - tl.sum(w_up, axis=1)
-    ds = dp * decay
-    dval = tl.dot(tl.trans(p).to(d_o.dtype), d_o, input_precision=PRECISION)  # (C, BV)
-    dq = tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)  # (C, BK)
-    dkey = tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PRECISION)  # (C, BK)
+    ds = dp * decay  # den_i dA_ij M_ij: in range where dA M is not
+    qs = q
+    if ROWSUM:
+        p = p * inv[:, None]  # A_ij / den_i: O(1) whatever the scale of q
+        qs = (q.to(tl.float32) * inv[:, None]).to(q.dtype)  # q_i / den_i: O(1/|k|), as dk is O(|dy| |v| / |k|)
+    dval = tl.dot(tl.trans(p).to(dy.dtype), dy, input_precision=PRECISION)  # (C, BV) Σ_i (A_ij / den_i) dy_i
+    dq = tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)  # (C, BK) den_i dq_i
+    dkey = tl.dot(tl.trans(ds).to(q.dtype), qs, input_precision=PRECISION)  # (C, BK) Σ_i den_i dA_ij M_ij q_i/den_i
 
-    # From the other chunks: the forward states (for dq) and the gradient states (for dk and dv).
+    # From the other chunks: the forward states (for dq) and the gradient states (for dk and dv; their scan has put
+    # 1/den into q already).
     pre_ex, pre_in, suf_in, suf_ex, total = _range_sums(A, b * sab + h * sah, sal, MASK, b * smb, sml, pos, a, L,
                                                         C, HAS_DECAY, HAS_MASK)
     s_at = (bh.to(tl.int64) * 2 * N + n) * DK
     s_ptrs = (s_at + dk[:, None]) * DV + dv[None, :]
     s_mask = (dk[:, None] < DK) & (dv[None, :] < DV)
     z_mask = dk < DK
-    # dq from keys before (S^→) and after (S^←) the chunk: e^{pre⁻_i} (S dO_i + z dden_i), e^{suf⁻_i} (...)
+    # dq from keys before (S^→) and after (S^←) the chunk: e^{pre⁻_i} (S dO_i + z dden_i), e^{suf⁻_i} (...), as
+    # e^{pre⁻_i} / den_i (S dy_i + z e_i) and e^{suf⁻_i} / den_i (...)
     s_left = tl.load(S + s_ptrs, mask=s_mask, other=0.0)
-    dq_left = _state_product(d_o, tl.trans(s_left), S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    dq_left = _state_product(dy, tl.trans(s_left), S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
     s_right = tl.load(S + s_ptrs + N * DK * DV, mask=s_mask, other=0.0)
-    dq_right = _state_product(d_o, tl.trans(s_right), S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    dq_right = _state_product(dy, tl.trans(s_right), S_IN_INPUT_DTYPE, PRECISION, STATE_PRECISION)
+    w_left = tl.exp(pre_ex)
+    w_right = tl.exp(suf_ex)
     if ROWSUM:
-        dq_left += dden[:, None] * tl.load(Z + s_at + dk, mask=z_mask, other=0.0)[None, :]
-        dq_right += dden[:, None] * tl.load(Z + s_at + N * DK + dk, mask=z_mask, other=0.0)[None, :]
-    dq_left = tl.exp(pre_ex)[:, None] * dq_left
-    dq_right = tl.exp(suf_ex)[:, None] * dq_right
+        dq_left += e[:, None] * tl.load(Z + s_at + dk, mask=z_mask, other=0.0)[None, :]
+        dq_right += e[:, None] * tl.load(Z + s_at + N * DK + dk, mask=z_mask, other=0.0)[None, :]
+        dq = dq * inv[:, None]
+        w_left = w_left * inv
+        w_right = w_right * inv
+    dq_left = w_left[:, None] * dq_left
+    dq_right = w_right[:, None] * dq_right
     # dk, dv from queries before (R^→: reach key j through e^{pre⁺_j}) and after (R^←: e^{suf⁺_j}) the chunk
     r_left = tl.load(R + s_ptrs, mask=s_mask, other=0.0)
     r_right = tl.load(R + s_ptrs + N * DK * DV, mask=s_mask, other=0.0)

@@ -10,7 +10,7 @@ batch row and head,
 
     o_i = Σ_j S_ij M_ij v_j,   S_ij = q_i·k_j + c_i e_j,   M from decays α (forward part) and β (backward part)
 
-with optional row sums den_i = Σ_j S_ij M_ij and directional dot products ρF_i = r_i·Σ_{j<=i}(...),
+with optional row sums den_i = Σ_j S_ij M_ij and directional dot products ρF_i = r_i·Σ_{j<i}(...),
 ρB_i = r_i·Σ_{j>i}(...). The forward pass is the product with α = β = a (a = log λ, 0 at padding), giving the
 numerator and, with the row-sum normaliser, the denominator. The backward pass is three more products of the
 same kind, so every gradient runs on the same kernel:
@@ -23,11 +23,16 @@ same kind, so every gradient runs on the same kernel:
 (Mᵀ is again such a mask: (Mᵀ)_ji = M_ij, with α'_m = a_{m+1} and β'_m = a_{m-1}.) The decay gradient follows
 from W = dP ⊙ P: with P^α the exclusive and Q^β the inclusive prefix sums of a,
 
-    ∂/∂P^α_t = Σ_{j<=t} W_tj - Σ_{i>=t} W_it,   ∂/∂Q^β_t = Σ_{i<=t} W_it - Σ_{j>=t} W_tj,
+    ∂/∂P^α_t = Σ_{j<t} W_tj - Σ_{i>t} W_it,   ∂/∂Q^β_t = Σ_{i<t} W_it - Σ_{j>t} W_tj   (W_tt cancels in both),
     da_m = Σ_{t>m} ∂/∂P^α_t + Σ_{t>=m} ∂/∂Q^β_t,
 
-and the row and column sums of W's two triangles are exactly the ρ outputs of the dQ and dK products (with
-r = q and r = k), less the diagonal W_tt counted twice.
+and the row and column sums of W's two strict triangles are exactly the ρ outputs of the dQ and dK products
+(with r = q and r = k), summed in fp32 from the same tiles (so that the sums that cancel in da cancel to fp32's
+rounding, not half's).
+
+Half precision: dO = dy/den is ~1e6 where den is small (q·k ~ 1e-4 and dy ~ 50, a GradScaler's loss is enough),
+past fp16's range, while every gradient is in range: the backward hands it to the kernel in fp32, which rounds it
+to half per row times a power of two (and the score tiles likewise: ``triton_parallel.py``).
 
 Padding: keys and decays are zeroed at padding before the products (so padding takes no part and the
 backward direction starts at each row's last real token), and each row's real range [start, end) is passed to
@@ -159,7 +164,9 @@ def _parallel_backward_impl(
         dQ = (dP ⊙ M) K,   dK = (dP ⊙ M)ᵀ Q,   dV = Pᵀ dO,   dP = dO Vᵀ + dden 1ᵀ,
         da_m = Σ_{t>m} ∂/∂P^α_t + Σ_{t>=m} ∂/∂Q^β_t   (from the ρ outputs of the dQ and dK products).
     """
-    d_num = d_num.to(q.dtype).contiguous()  # (B, H, L, Dv)
+    # (B, H, L, Dv) fp32, not rounded to q's dtype here: dO = dy/den exceeds fp16's range where den is small (the
+    # gradients do not); the kernel rounds it to half per row, scaled by the row's largest entry (triton_parallel.py)
+    d_num = d_num.float().contiguous()
     dden = d_den.float().contiguous() if d_den is not None else None  # (B, H, L) or None
     ones = torch.ones_like(a) if dden is not None else None  # (B, H, L): e = 1 (dQ), c = 1 (dK)
     left = F.pad(a[..., 1:], (0, 1))  # (B, H, L) α'_m = a_{m+1}
@@ -169,13 +176,9 @@ def _parallel_backward_impl(
     dk, _, rho_k = _product(v, d_num, q, left, right, ranges, c=ones, e=dden, r=k if need_da else None)  # same
     dv, _, _ = _product(k, q, d_num, left, right, ranges)  # (B, H, L, Dv)
 
-    if need_da:
-        dp_diag = (d_num.float() * v.float()).sum(-1)  # (B, H, L) dP_tt
-        if dden is not None:
-            dp_diag = dp_diag + dden
-        w_diag = dp_diag * (q.float() * k.float()).sum(-1)  # (B, H, L) W_tt = dP_tt P_tt
-        d_prefix_fwd = (rho_q[0] - rho_k[1] - w_diag).double()  # (B, H, L) rows of W's lower part - its columns
-        d_prefix_bwd = (rho_k[0] - rho_q[1] - w_diag).double()  # (B, H, L) columns of W's upper part - its rows
+    if need_da:  # the ρ outputs leave out the diagonal W_tt, which cancels in both
+        d_prefix_fwd = (rho_q[0] - rho_k[1]).double()  # (B, H, L) rows of W's lower part - its columns
+        d_prefix_bwd = (rho_k[0] - rho_q[1]).double()  # (B, H, L) columns of W's upper part - its rows
         suffix = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t>=m}
         da = (suffix(d_prefix_fwd) - d_prefix_fwd + suffix(d_prefix_bwd)).float()  # (B, H, L)
     else:
