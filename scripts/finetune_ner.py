@@ -29,9 +29,9 @@ Files (--format, default auto: CoNLL-U for a file whose name ends in .conllu, el
 
 * conll: one word per line, the word in the first column and its tag in the column of the --task, a blank line
   between sentences, -DOCSTART- lines skipped. ner reads the last column; CoNLL-2003's files (word POS chunk NER)
-  give pos column 2 and chunk column 3, CoNLL-2000's (word POS chunk) give chunk the last column, and a file of word
-  and tag (2 columns) its one tag whatever the task. Other column counts for pos or chunk (pos in 3 columns: word
-  POS chunk, or word lemma POS?) are refused, naming the file and the count, rather than read from a guessed column;
+  give pos column 2 and chunk column 3, CoNLL-2000's (word POS chunk) pos column 2 and chunk the last, and a file of
+  word and tag (2 columns) its one tag whatever the task. Other column counts for pos or chunk are refused, naming
+  the file and the count, rather than read from a guessed column;
 * conllu: Universal Dependencies' CoNLL-U, 10 tab-separated columns, # comment lines; multiword-token lines (1-2)
   and empty nodes (1.1) are skipped; the tag is the UPOS column (--conllu-tags upos, the default) or XPOS.
 

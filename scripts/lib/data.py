@@ -412,12 +412,12 @@ def _conll_columns(line: str) -> list[str]:
 #: The tagging tasks whose column ``read_conll`` can pick (``task``), and the column (0-based) each takes by the
 #: number of columns of the file's word lines. NER tags are the last column of every layout (CoNLL-2003's word POS
 #: chunk NER, CoNLL-2002's word NER or word POS NER): "ner" maps to None, the last column, whatever the count. A
-#: "word tag" file (2 columns) holds its one tag whatever the task; CoNLL-2000's word POS chunk (3 columns) its chunk
-#: tags last; CoNLL-2003's word POS chunk NER (4 columns) part of speech in column 2 and chunks in column 3. Another
-#: count for pos or chunk (pos in 3 columns: word POS chunk, word lemma POS or word POS NER?) is not guessed.
+#: "word tag" file (2 columns) holds its one tag whatever the task; CoNLL-2000's word POS chunk (3 columns) part of
+#: speech in column 2 (as CoNLL-2002's Dutch word POS NER) and chunks last; CoNLL-2003's word POS chunk NER (4
+#: columns) part of speech in column 2 and chunks in column 3. Another count for pos or chunk is not guessed.
 CONLL_TASK_COLUMNS: dict[str, dict[int, int] | None] = {
     "ner": None,
-    "pos": {2: 1, 4: 1},
+    "pos": {2: 1, 3: 1, 4: 1},
     "chunk": {2: 1, 3: 2, 4: 2},
 }
 #: What each layout of ``CONLL_TASK_COLUMNS`` is, for errors.
@@ -453,10 +453,10 @@ def read_conll(path: PathLike, task: str | None = None) -> list[tuple[list[str],
     Mac line endings and a leading byte-order mark are fine.
 
     ``task`` ("ner", "chunk" or "pos") picks the tag column by the task instead (``conll_tag_column``): ner the
-    last; pos column 2 and chunk column 3 of a CoNLL-2003 file (word POS chunk NER), chunk the last of a CoNLL-2000
-    file (word POS chunk), the only tag of a "word tag" file. For pos and chunk every word line must have the column
-    count of the first (a ``ValueError`` naming the line), and a count of no known layout for the task (pos in 3
-    columns) is a ``ValueError`` naming the file and the count rather than a guess.
+    last; pos column 2 and chunk column 3 of a CoNLL-2003 file (word POS chunk NER), pos column 2 and chunk the last
+    of a CoNLL-2000 file (word POS chunk), the only tag of a "word tag" file. For pos and chunk every word line must
+    have the column count of the first (a ``ValueError`` naming the line), and a count of no known layout for the
+    task (5 columns) is a ``ValueError`` naming the file and the count rather than a guess.
     """
     if task is not None and task not in CONLL_TASK_COLUMNS:
         raise ValueError(f"unknown tagging task {task!r}; allowed: {', '.join(CONLL_TASK_COLUMNS)}")

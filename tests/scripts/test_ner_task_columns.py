@@ -4,8 +4,8 @@ A dataset laid out as the Hub's conll2003 (tokens, pos_tags, chunk_tags, ner_tag
 its own column (``f"{task}_tags"``, as transformers' run_ner.py takes it) unless --tags-column names another; a
 dataset without the task's column is refused, naming its columns. A CoNLL-2003 text file (word POS chunk NER) gives
 pos column 2, chunk column 3 and ner the last; a "word tag" file its one tag whatever the task; CoNLL-2000's word POS
-chunk its chunk tags last; a layout whose column is not known for the task (pos in 3 columns) is refused rather than
-read from a guessed column. A words or tags cell holding text (every CSV cell, a JSON string) is refused, naming the
+chunk its part of speech in column 2 and its chunk tags last; a layout whose column is not known for the task (5
+columns) is refused rather than read from a guessed column. A words or tags cell holding text (every CSV cell, a JSON string) is refused, naming the
 column and the row, instead of being read character by character. Every file is written here; nothing reads the
 network.
 """
@@ -193,14 +193,17 @@ def test_a_word_tag_file_has_one_tag_whatever_the_task(tmp_path: Path) -> None:
         assert read_conll(path, task) == expected
 
 
-def test_a_conll2000_file_gives_chunk_its_last_column_and_refuses_pos(tmp_path: Path) -> None:
+def test_a_conll2000_file_gives_pos_column_2_and_chunk_its_last_column(tmp_path: Path) -> None:
     path = write_conll(tmp_path / "conll2000.txt", sentences(0, 4), columns=3)
     assert all(tags == [WORDS[w][1] for w in words] for words, tags in read_conll(path, "chunk"))
     assert read_conll(path, "chunk") == read_conll(path) == read_conll(path, "ner")
-    with pytest.raises(ValueError, match=r"conll2000\.txt: its word lines have 3 columns, and which of them holds "
+    assert all(tags == [WORDS[w][0] for w in words] for words, tags in read_conll(path, "pos"))
+    five = tmp_path / "five.txt"
+    five.write_text("Anna NNP B-NP B-PER x\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"five\.txt: its word lines have 5 columns, and which of them holds "
                                          r"the pos tags is not known .*4 columns \(CoNLL-2003's word POS chunk NER\): "
                                          r"column 2.*keep only the word and its pos tag \(2 columns\)"):
-        read_conll(path, "pos")
+        read_conll(five, "pos")
 
 
 @pytest.mark.parametrize("text, task, message", [
@@ -228,14 +231,16 @@ def test_finetune_ner_on_conll2003_files_reads_the_tasks_column(conll_files: Pat
     assert finetune_ner.load_sentences(path_args).eval == data.eval
 
 
-def test_finetune_ner_pos_on_a_three_column_file_fails_before_anything_is_written(tmp_path: Path, capsys) -> None:
-    write_conll(tmp_path / "data" / "train.txt", sentences(0, 8), columns=3)
-    write_conll(tmp_path / "data" / "valid.txt", sentences(1, 4), columns=3)
+def test_finetune_ner_pos_on_a_five_column_file_fails_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    for name, seed, n in (("train.txt", 0, 8), ("valid.txt", 1, 4)):
+        path = write_conll(tmp_path / "data" / name, sentences(seed, n), columns=4)
+        path.write_text("\n".join(line + " x" if line.strip() and not line.startswith("-DOCSTART-") else line
+                                  for line in path.read_text(encoding="utf-8").split("\n")), encoding="utf-8")
     out = tmp_path / "out"
     assert call(finetune_ner.main, ["--task", "pos", "--model-name-or-path", "lion", "--data-dir", tmp_path / "data",
                                     "--output-dir", out, *TINY, "--max_steps", "1"]) == 2
     err = capsys.readouterr().err
-    assert "bizoo finetune-ner: error: " in err and "train.txt: its word lines have 3 columns" in err, err
+    assert "bizoo finetune-ner: error: " in err and "train.txt: its word lines have 5 columns" in err, err
     assert not out.exists()
 
 
