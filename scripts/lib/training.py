@@ -654,6 +654,12 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
                            "pass only one")
     if args.max_steps == 0 or args.max_steps < -1:
         raise CommandError(f"--max-steps must be a positive number of steps or -1 (use --epochs), got {args.max_steps}")
+    if getattr(args, "push_to_hub", False):
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:  # the Trainer would create the repository first, failing after the data is read
+            raise CommandError("--push_to_hub uploads to the Hub, but HF_HUB_OFFLINE is set: unset it, or train "
+                               "without --push_to_hub and upload the folder later (bizoo export, then bizoo push)")
     for name in ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay", "epochs"):
         value = getattr(args, name)
         if not math.isfinite(value):

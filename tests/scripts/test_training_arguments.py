@@ -364,11 +364,15 @@ def test_a_run_glue_command_line_trains_evaluates_and_keeps_the_best_model(glue_
 
 
 class RecordingHub:
-    """The Hub, replaced: ``create_repo`` and ``upload_folder`` record their calls and the files they would send."""
+    """The Hub, replaced: ``create_repo`` and ``upload_folder`` record their calls and the files they would send
+    (so reachable: HF_HUB_OFFLINE, which the suite sets and --push_to_hub refuses, is lifted for the command)."""
 
     def __init__(self, monkeypatch) -> None:
+        from huggingface_hub import constants
+
         self.repos: list[dict] = []
         self.uploads: list[dict] = []
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(HfApi, "create_repo", self.create_repo)
         monkeypatch.setattr(HfApi, "upload_folder", self.upload_folder)
 
@@ -571,3 +575,15 @@ def test_pretrain_selects_the_best_checkpoint_by_held_out_accuracy(tmp_path, sen
     assert call(pretrain.main, ["--model", "elmo", "--output-dir", tmp_path / "elmo",
                                 "--metric_for_best_model", "accuracy"]) == 2
     assert "'accuracy' is not a metric this command's evaluation reports; allowed: loss" in capsys.readouterr().err
+
+
+def test_push_to_hub_while_offline_is_refused_before_anything_is_written(conll_dir, tmp_path, capsys) -> None:
+    """HF_HUB_OFFLINE (set for the suite) and --push_to_hub: an error naming both, exit 2, no output folder (the
+    Trainer's repository creation raised OfflineModeIsEnabled after the data and the tokenizer were prepared)."""
+    output = tmp_path / "run"
+    argv = ["--model-name-or-path", "lion", "--data-dir", conll_dir, "--output_dir", output, *TINY, "--max_steps", "1",
+            "--push_to_hub", "--hub_model_id", "someone/lion-ner"]
+    assert call(finetune_ner.main, argv) == 2
+    err = capsys.readouterr().err
+    assert "--push_to_hub uploads to the Hub, but HF_HUB_OFFLINE is set" in err, err
+    assert not output.exists()
