@@ -11,6 +11,11 @@ The LSTMs are ``BiLstmWeights`` modules (``lstm_layers.py``, shared with ELMo) t
 refuses for an ``nn.LSTM``); their forward runs the bidirectional LSTM op ``bizoo.kernels.lstm.bilstm`` over the real
 tokens of each row, on the schedule ``config.kernel_backend`` picks (cuDNN, the fused Triton kernel, or PyTorch on a
 CPU).
+
+A text without words (a blank line through a pipeline, with the tokenizer's default of no special tokens) is a batch
+of length 0, which BERT never sees ([CLS] [SEP]). It runs as one padding position per row, the way such a row runs
+beside longer ones in a batch, and the per-token outputs are cut back to length 0 (``_without_words``): the same
+result alone as in a batch.
 """
 
 from __future__ import annotations
@@ -50,6 +55,45 @@ from .heads import (
 )
 from .char_encoders import CharCnnEncoder, CharLstmEncoder
 from .lstm_layers import BiLstmWeights
+
+
+def _no_words(input_ids, inputs_embeds) -> bool:
+    """Whether the inputs are rows of length 0 (B >= 1): texts without words."""
+    x = input_ids if input_ids is not None else inputs_embeds
+    return isinstance(x, torch.Tensor) and x.dim() >= 2 and x.shape[0] > 0 and x.shape[1] == 0
+
+
+def _without_words(model, per_token: tuple[str, ...], input_ids, attention_mask, char_ids, inputs_embeds, labels,
+                   output_hidden_states, return_dict, kwargs):
+    """``model``'s forward for rows of length 0: run at length 1, every position padding (input ids of the padding
+    id, attention mask 0, character rows of zeros, labels -100), as such a row runs beside longer ones in a batch;
+    the outputs named in ``per_token`` and the hidden states cut back to length 0. A row's pooled outputs are what
+    the row gets in a batch."""
+    x = input_ids if input_ids is not None else inputs_embeds
+    batch = x.shape[0]
+
+    def one(t, fill):  # (B, 0, ...) -> (B, 1, ...) of fill; anything else as it is (for the checks to judge)
+        empty = isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[1] == 0
+        return t.new_full((t.shape[0], 1, *t.shape[2:]), fill) if empty else t
+
+    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    mask = (one(attention_mask, 0) if isinstance(attention_mask, torch.Tensor)
+            else torch.zeros(batch, 1, dtype=torch.long, device=x.device))
+    if isinstance(kwargs.get("token_type_ids"), torch.Tensor):
+        kwargs = {**kwargs, "token_type_ids": one(kwargs["token_type_ids"], 0)}
+    inputs = dict(input_ids=one(input_ids, pad_id), attention_mask=mask, char_ids=one(char_ids, 0),
+                  inputs_embeds=one(inputs_embeds, 0.0), output_hidden_states=output_hidden_states, return_dict=True)
+    if labels is not None or "labels" in per_token:
+        inputs["labels"] = one(labels, -100) if "labels" in per_token else labels
+    out = type(model).forward(model, **inputs, **kwargs)
+    for name in per_token:
+        value = out.get(name) if name != "labels" else None
+        if value is not None and value.shape[:2] == (batch, 1):  # per token (not sparse (N, V) masked-LM logits)
+            out[name] = value[:, :0]
+    if out.get("hidden_states") is not None:
+        out["hidden_states"] = tuple(h[:, :0] for h in out["hidden_states"])
+    return_dict = model.config.return_dict if return_dict is None else return_dict
+    return out if return_dict else out.to_tuple()
 
 
 class BiLstmCrfEmbeddings(nn.Module):
@@ -162,6 +206,9 @@ class BiLstmCrfModel(BiLstmCrfPreTrainedModel):
     ) -> BaseModelOutput | tuple:
         name = type(self).__name__
         check_kwargs(name, kwargs, extra_ignored=("token_type_ids",))
+        if _no_words(input_ids, inputs_embeds):
+            return _without_words(self, ("last_hidden_state",), input_ids, attention_mask, char_ids, inputs_embeds,
+                                  None, output_hidden_states, return_dict, kwargs)
         self.config.check()
         config = self.config
         embedding_size = config.word_embedding_size
@@ -215,6 +262,9 @@ class BiLstmCrfForTokenClassification(BiLstmCrfPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> TokenClassifierOutputWithPath | tuple:
+        if _no_words(input_ids, inputs_embeds):
+            return _without_words(self, ("labels", "logits", "predictions", "marginals"), input_ids, attention_mask,
+                                  char_ids, inputs_embeds, labels, output_hidden_states, return_dict, kwargs)
         num_items = kwargs.pop("num_items_in_batch", None)
         output_marginals = kwargs.pop("output_marginals", None)  # None: the config's
         labels = check_task_labels(self, "token", labels, input_ids, inputs_embeds, char_ids)
@@ -247,6 +297,9 @@ class BiLstmCrfForSequenceClassification(BiLstmCrfPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
+        if _no_words(input_ids, inputs_embeds):
+            return _without_words(self, (), input_ids, attention_mask, char_ids, inputs_embeds, labels,
+                                  output_hidden_states, return_dict, kwargs)
         num_items = kwargs.pop("num_items_in_batch", None)
         labels = check_task_labels(self, "sequence", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)
@@ -284,6 +337,9 @@ class BiLstmCrfForMaskedLM(BiLstmCrfPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> MaskedLMOutput | tuple:
+        if _no_words(input_ids, inputs_embeds):
+            return _without_words(self, ("labels", "logits"), input_ids, attention_mask, char_ids, inputs_embeds,
+                                  labels, output_hidden_states, return_dict, kwargs)
         num_items = kwargs.pop("num_items_in_batch", None)
         labels = check_task_labels(self, "masked_lm", labels, input_ids, inputs_embeds, char_ids)
         out = self.bilstm(input_ids, attention_mask, char_ids, inputs_embeds, output_hidden_states, True, **kwargs)

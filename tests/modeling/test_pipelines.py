@@ -79,3 +79,58 @@ def test_token_classification_batch_of_pre_split_sentences_with_an_empty_one(tmp
         assert [text[e["start"]:e["end"]] for e in result] == [word for word in words if word]
     alone = tagger([sentences[0]], is_split_into_words=True) + tagger([sentences[2]], is_split_into_words=True)
     assert entities([batched[0], batched[2]]) == entities(alone)
+
+
+@pytest.mark.parametrize("use_crf", [True, False], ids=["crf", "softmax"])
+def test_a_text_without_words_alone_gets_what_it_gets_in_a_batch(tmp_path, wordchar_tokenizer, use_crf):
+    """A BiLSTM-CRF pipeline over a text without words ("" or spaces: a blank line), run alone (``batch_size=1``,
+    the default, and so also a list of texts): no entities, the class a batch gives it, features of length 0. It was
+    a ``ValueError`` ("the batch is empty (batch=1, length=0)"): BERT's texts always hold [CLS] [SEP], a word+character
+    tokenizer without sentence boundaries gives such a text no token."""
+    from transformers import AutoModelForSequenceClassification
+
+    case = ("bilstm_crf", "cnn")
+    folder = saved_tagger(tmp_path / "tagger", case, wordchar_tokenizer, use_crf=use_crf)
+    tagger = pipeline("token-classification", model=folder, device="cpu", ignore_labels=[])
+    texts = ["the king and the queen .", "", "   "]
+    assert tagger(texts) == tagger(texts, batch_size=3)  # one at a time, then in one batch
+    assert tagger("") == [] and tagger("   ") == []
+
+    config = tiny_config(case, vocab_size=len(wordchar_tokenizer), num_labels=3, initializer_range=1.0)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "classifier")
+    wordchar_tokenizer.save_pretrained(tmp_path / "classifier")
+    classify = pipeline("text-classification", model=str(tmp_path / "classifier"), device="cpu", top_k=None)
+    alone, batched = classify(texts), classify(texts, batch_size=3)
+    for a, b in zip(alone, batched):
+        assert [r["label"] for r in a] == [r["label"] for r in b]
+        assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)
+    features = pipeline("feature-extraction", model=folder, device="cpu", return_tensors=True)("")
+    assert features.shape[:2] == (1, 0)
+
+
+@pytest.mark.parametrize("head", ["base", "token", "sequence", "masked-lm"])
+def test_a_bilstm_crf_batch_of_length_0_runs_as_padding(head):
+    """Rows of length 0 (B, 0) called directly: per-token outputs of length 0, pooled outputs those of an all-padding
+    row, with hidden states and ``return_dict=False`` alike."""
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    case = ("bilstm_crf", "lstm")
+    cls = {"base": AutoModel, "token": AutoModelForTokenClassification,
+           "sequence": AutoModelForSequenceClassification, "masked-lm": AutoModelForMaskedLM}[head]
+    torch.manual_seed(0)
+    model = cls.from_config(tiny_config(case, initializer_range=1.0)).eval()
+    empty = dict(input_ids=torch.zeros(2, 0, dtype=torch.long), attention_mask=torch.zeros(2, 0, dtype=torch.long),
+                 char_ids=torch.zeros(2, 0, 6, dtype=torch.long))
+    padding = dict(input_ids=torch.zeros(2, 1, dtype=torch.long), attention_mask=torch.zeros(2, 1, dtype=torch.long),
+                   char_ids=torch.zeros(2, 1, 6, dtype=torch.long))
+    got = model(**empty, output_hidden_states=True)
+    expected = model(**padding, output_hidden_states=True)
+    for name, value in expected.items():
+        if name == "hidden_states":
+            assert [tuple(h.shape) for h in got[name]] == [(2, 0, h.shape[-1]) for h in value]
+        elif head == "sequence":  # pooled: what an all-padding row gets
+            torch.testing.assert_close(got[name], value)
+        else:
+            assert got[name].shape == (2, 0, *value.shape[2:]), name
+    assert len(model(**empty, output_hidden_states=True, return_dict=False)) == len(got.to_tuple())
