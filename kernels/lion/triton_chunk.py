@@ -102,8 +102,8 @@ from .reference import LOG_DECAY_MIN
 _LOG_DECAY_MIN = tl.constexpr(LOG_DECAY_MIN)  # a global the kernels may read
 MIN_CHUNK = 16  # the smallest chunk (tl.dot's smallest tile) a pass falls back to where a GPU refuses a larger one
 # The largest chunk each pass fits on a GPU, per ``_fit_key`` (step, device, dtypes, head sizes, precision): set when
-# a launch at a larger one was refused for its shared memory (sm_86/89/120 give a block 99 KB: LION's fp32 backward at
-# chunk 64 needs 112 KB), so that later calls start there.
+# a launch at a larger one was refused for its shared memory (sm_86/89/120 give a block 99 KB: LION's bf16 backward at
+# chunk 128 needs 148 KB, its fp32 one with TF32 at chunk 64 112 KB), so that later calls start there.
 FITTED: dict[tuple, int] = {}
 # Autotuning keys: the length and B·H in powers of two, so a new length does not retune unless its bucket is new.
 TUNING_KEY = ["DK", "DV", "C", "LB", "BHB"]

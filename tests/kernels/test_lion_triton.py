@@ -122,7 +122,7 @@ def small_gpu(kernel, largest: int, chunks: list) -> KernelStandIn:
 
 @pytest.mark.parametrize("refused", ["forward", "backward", "both"])
 def test_a_chunk_a_gpu_refuses_runs_at_half_of_it(monkeypatch, refused):
-    """A GPU with too little shared memory for a block at the requested chunk (sm_89 for fp32 at 64): the pass runs
+    """A GPU with too little shared memory for a block at the requested chunk (sm_89 for bf16 at 128): the pass runs
     at half the chunk, warns once, remembers it for the next call, and computes what the reference computes, forward
     and every gradient; a backward at another chunk than its forward's scans the forward states again at its own."""
     from bizoo.kernels.lion import triton_chunk
