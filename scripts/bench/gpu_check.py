@@ -78,8 +78,10 @@ minutes):
 - [bench-lion-crossover] as step 4;
 - [lion-model] as step 5.
 
-`--steps fp32` (not in `--steps lion`, whose budget is spent) runs [bench-lion-fp32]: `bizoo bench lion` on fp32
-inputs (a model trained without autocast), decay s, L = 512 and 4096, SDPA, the reference chunk form (cuBLAS) and the
+`--steps fp32` (not in `--steps lion`, whose budget is spent) runs LION's precision checks:
+[lion-half-tests] `python -m pytest -q` of tests/kernels/test_lion_half_range.py on the GPU (the Triton kernels on
+fp16/bf16 inputs of tiny scores and large upstream gradients against the fp64 reference; OUT_DIR/lion_half_tests.log)
+with BIZOO_TRITON_AUTOTUNE=0; then [bench-lion-fp32]: `bizoo bench lion` on fp32 inputs (a model trained without autocast), decay s, L = 512 and 4096, SDPA, the reference chunk form (cuBLAS) and the
 Triton chunk schedule, once with IEEE products (torch's default; the Triton kernels spill 5-19 KB per thread then) and
 once with TF32 (`--tf32`) (OUT_DIR/bench_lion_fp32_{ieee,tf32}.{txt,json}).
 
@@ -133,7 +135,7 @@ BENCH_MAX_LINES = 200  # of a benchmark's output, in the summary
 
 # The --steps names: "env" (the environment report) and the "step" of each entry of ``plan``, in the order they run.
 STEP_NAMES = ("env", "gpu-tests", "lion-tests", "lion-launches", "lion-states", "bench-lion", "bench-lion-default",
-              "bench-lion-crossover", "lion-model", "bench-lion-fp32", "compile-models", "bench-crf", "bench-lstm",
+              "bench-lion-crossover", "lion-model", "lion-half-tests", "bench-lion-fp32", "compile-models", "bench-crf", "bench-lstm",
               "bench-lstm-tf32", "bench-bigs", "bench-bigs-model")
 DEFAULT_STEPS = ("env", "gpu-tests", "bench-lion-default", "bench-lion-crossover", "lion-model", "bench-crf",
                  "bench-lstm", "bench-bigs", "bench-bigs-model")
@@ -141,7 +143,7 @@ DEFAULT_STEPS = ("env", "gpu-tests", "bench-lion-default", "bench-lion-crossover
 STEP_GROUPS = {"lion": ("env", "lion-tests", "lion-launches", "lion-states", "bench-lion", "bench-lion-crossover",
                         "lion-model"),
                "compile": ("env", "compile-models"),
-               "fp32": ("env", "bench-lion-fp32"),
+               "fp32": ("env", "lion-half-tests", "bench-lion-fp32"),
                "recurrent": ("env", "gpu-tests", "bench-crf", "bench-lstm", "bench-lstm-tf32", "bench-bigs",
                              "bench-bigs-model")}
 LION_TESTS = ["tests/kernels/test_lion_triton.py", "tests/kernels/test_lion_reference.py",
@@ -387,7 +389,13 @@ def plan(out: Path, quick: bool, steps=DEFAULT_STEPS) -> list[dict]:
         {"name": "bench lion-model", "step": "lion-model", "key": "bench_lion_model", "needs_cuda": True,
          "command": model, "log": out / "bench_lion_model.txt", "timeout": 55 if quick else 60,
          "tail": BENCH_MAX_LINES},
-        # Not in --steps lion (its budget is spent): --steps fp32. Each compiles the fp32 kernels once (untuned).
+        # Not in --steps lion (its budget is spent): --steps fp32. The half-precision range tests compile the fp16
+        # and bf16 kernels once each (untuned); each bench compiles the fp32 kernels once (untuned).
+        {"name": "LION half-precision range tests on the GPU", "step": "lion-half-tests", "key": "lion_half_tests",
+         "needs_cuda": False, "tests": True, "env": {"BIZOO_TRITON_AUTOTUNE": "0"},
+         "command": [py, "-m", "pytest", "-q", "-rfE", "--tb=short", "tests/kernels/test_lion_half_range.py",
+                     "-p", "no:cacheprovider"],
+         "log": out / "lion_half_tests.log", "timeout": 60, "tail": LOG_TAIL_LINES},
         *({"name": f"bench lion, fp32 inputs, {precision.upper()} products", "step": "bench-lion-fp32",
            "key": f"bench_lion_fp32_{precision}", "needs_cuda": True, "env_default": BENCH_LION_ENV,
            "command": command, "log": out / f"bench_lion_fp32_{precision}.txt", "timeout": 60,

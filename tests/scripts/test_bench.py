@@ -698,11 +698,14 @@ def test_gpu_check_fp32_and_recurrent_steps_plan(tmp_path):
     bench.add_arguments(parser)
     for quick in (False, True):
         fp32 = gpu_check.plan(tmp_path, quick, gpu_check.parse_steps("fp32"))
-        assert [s["key"] for s in fp32] == ["bench_lion_fp32_ieee", "bench_lion_fp32_tf32"]
-        ieee, tf32 = (parser.parse_args(s["command"][3:]) for s in fp32)
+        assert [s["key"] for s in fp32] == ["lion_half_tests", "bench_lion_fp32_ieee", "bench_lion_fp32_tf32"]
+        assert fp32[0]["tests"] and "tests/kernels/test_lion_half_range.py" in fp32[0]["command"]
+        assert (Path(__file__).parents[2] / "tests/kernels/test_lion_half_range.py").is_file()
+        ieee, tf32 = (parser.parse_args(s["command"][3:]) for s in fp32[1:])
         assert (ieee.tf32, tf32.tf32) == (False, True) and ieee.dtype == tf32.dtype == "float32"
         assert ieee.methods == tf32.methods == ["sdpa", "reference-chunk", "triton-chunk"]
-        assert all(s["env_default"] == gpu_check.BENCH_LION_ENV for s in fp32)
+        assert all(s["env_default"] == gpu_check.BENCH_LION_ENV for s in fp32[1:])
+        assert sum(s["timeout"] for s in fp32) <= 500
         recurrent = gpu_check.plan(tmp_path, quick, gpu_check.parse_steps("recurrent"))
         keys = [s["key"] for s in recurrent]
         assert keys == ["gpu_tests", "bench_crf", "bench_lstm", "bench_lstm_tf32", "bench_bigs", "bench_bigs_model"]
