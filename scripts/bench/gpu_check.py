@@ -81,9 +81,10 @@ minutes):
 `--steps fp32` (not in `--steps lion`, whose budget is spent) runs LION's precision checks:
 [lion-half-tests] `python -m pytest -q` of tests/kernels/test_lion_half_range.py on the GPU (the Triton kernels on
 fp16/bf16 inputs of tiny scores and large upstream gradients against the fp64 reference; OUT_DIR/lion_half_tests.log)
-with BIZOO_TRITON_AUTOTUNE=0; then [bench-lion-fp32]: `bizoo bench lion` on fp32 inputs (a model trained without autocast), decay s, L = 512 and 4096, SDPA, the reference chunk form (cuBLAS) and the
-Triton chunk schedule, once with IEEE products (torch's default; the Triton kernels spill 5-19 KB per thread then) and
-once with TF32 (`--tf32`) (OUT_DIR/bench_lion_fp32_{ieee,tf32}.{txt,json}).
+with BIZOO_TRITON_AUTOTUNE=0; then [bench-lion-fp32]: `bizoo bench lion` on fp32 inputs (a model trained without
+autocast), decay s, L = 512 and 4096, SDPA, the reference chunk form (cuBLAS) and the Triton chunk schedule, once
+with IEEE products (torch's default; the Triton kernels spill 5-19 KB per thread then) and once with TF32 (`--tf32`)
+(OUT_DIR/bench_lion_fp32_{ieee,tf32}.{txt,json}).
 
 OUT_DIR/summary.md collects every table and each step's status (and is written before the first step, when each
 starts ("running") and after it, so an interrupted run still leaves one). Interrupted by Ctrl-C or SIGTERM (e.g.
@@ -135,8 +136,8 @@ BENCH_MAX_LINES = 200  # of a benchmark's output, in the summary
 
 # The --steps names: "env" (the environment report) and the "step" of each entry of ``plan``, in the order they run.
 STEP_NAMES = ("env", "gpu-tests", "lion-tests", "lion-launches", "lion-states", "bench-lion", "bench-lion-default",
-              "bench-lion-crossover", "lion-model", "lion-half-tests", "bench-lion-fp32", "compile-models", "bench-crf", "bench-lstm",
-              "bench-lstm-tf32", "bench-bigs", "bench-bigs-model")
+              "bench-lion-crossover", "lion-model", "lion-half-tests", "bench-lion-fp32", "compile-models", "bench-crf",
+              "bench-lstm", "bench-lstm-tf32", "bench-bigs", "bench-bigs-model")
 DEFAULT_STEPS = ("env", "gpu-tests", "bench-lion-default", "bench-lion-crossover", "lion-model", "bench-crf",
                  "bench-lstm", "bench-bigs", "bench-bigs-model")
 # --steps shorthands: a name that stands for several steps.
