@@ -20,6 +20,8 @@ Backends:
 
 * ``"reference"``: ``reference.py``, a loop over positions vectorised over the batch (autograd gradients);
 * ``"scan"``: ``scan.py``, the same quantities by an associative scan, O(log L) Python steps, explicit backward;
+  asked for by name on finite scores of a spread its exp-space arithmetic cannot hold (``SCAN_MAX_SPREAD``), the
+  likelihood and the marginals raise ``ValueError`` where their values show it (a CPU in eager mode);
 * ``"triton"``: ``triton_crf.py``, one launch per recursion with the transitions on-chip (CUDA, or the interpreter);
 * ``"auto"``: Triton on CUDA where its kernels take the scores (up to ``MAX_TAGS`` tags, fp32, fp16 or bf16; the
   reference computes the rest: ``checks.triton_limit``); on a CPU the faster of reference and scan for the op, as
@@ -124,6 +126,34 @@ def _scan_is_exact(emissions, transitions, start, end) -> bool:
 LOG_SEMIRING = ("log_partition", "marginals")
 
 
+def _checked_scan(op: str, result: torch.Tensor, emissions, mask, transitions, start, end) -> torch.Tensor:
+    """The scan's log Z, likelihood (B,) or marginals (B, L, K), or ``ValueError`` where its exp-space arithmetic
+    visibly lost the scores' range: finite scores (no banned tag or transition) and yet a log Z that is not finite,
+    or marginals that do not sum to 1 at a real position. Checked where the values may be read (a CPU in eager mode;
+    "auto" never hands the scan such scores: ``SCAN_MAX_SPREAD``)."""
+    if not reads_values(result):
+        return result
+    with torch.no_grad():
+        scores = (emissions, transitions, start, end)
+        if not all(torch.isfinite(t).all() for t in scores):
+            return result  # -inf bans a path: a log Z of -inf or a row of zero marginals may be right
+        if op == "marginals":
+            real = torch.ones(result.shape[:2], dtype=torch.bool) if mask is None else mask.bool().cpu()
+            lost = ((result.sum(-1) - 1).abs() > 1e-3) & real  # (B, L)
+        else:
+            lost = ~torch.isfinite(result)
+        if bool(lost.any()):
+            spread = torch.cat([t.detach().flatten().double() for t in scores[1:]])
+            raise ValueError(
+                f"crf_{op}: backend='scan' computes sums of exponentials in exp space and lost these scores' range "
+                f"(emissions spanning {_spread(emissions.detach().double()):.4g} nats, transitions, start and end "
+                f"{_spread(spread):.4g}; exact up to about {SCAN_MAX_SPREAD['emissions']:g} and "
+                f"{SCAN_MAX_SPREAD['parameters']:g}): use backend='reference' or 'auto', which takes the reference for "
+                "such scores"
+            )
+    return result
+
+
 def _backend(op: str, backend: str, emissions, transitions, start, end) -> str:
     """``"reference"``, ``"scan"`` or ``"triton"`` for ``op`` (see the module docstring)."""
     if backend == "scan":
@@ -155,15 +185,20 @@ def crf_log_partition(emissions, mask, transitions, start, end, *, backend: str 
     if chosen == "triton":
         check_inputs("crf_log_partition", emissions, mask, transitions, start, end)
         return triton_crf.log_partition_triton(emissions, mask, transitions, start, end)
-    return (scan if chosen == "scan" else reference).log_partition(emissions, mask, transitions, start, end)
+    if chosen == "scan":
+        log_z = scan.log_partition(emissions, mask, transitions, start, end)  # (B,)
+        return _checked_scan("log_partition", log_z, emissions, mask, transitions, start, end)
+    return reference.log_partition(emissions, mask, transitions, start, end)
 
 
 def crf_log_likelihood(emissions, mask, transitions, start, end, tags, *, backend: str = "auto") -> torch.Tensor:
     """log p(tags | emissions) of each row (B,); a -100 tag at a real position is marginalised; differentiable."""
     chosen = _backend("log_partition", backend, emissions, transitions, start, end)
-    if chosen != "triton":
-        module = scan if chosen == "scan" else reference
-        return module.log_likelihood(emissions, mask, transitions, start, end, tags)
+    if chosen == "scan":
+        likelihood = scan.log_likelihood(emissions, mask, transitions, start, end, tags)  # (B,)
+        return _checked_scan("log_likelihood", likelihood, emissions, mask, transitions, start, end)
+    if chosen == "reference":
+        return reference.log_likelihood(emissions, mask, transitions, start, end, tags)
     check_inputs("crf_log_likelihood", emissions, mask, transitions, start, end, tags=tags)
     B, L, _ = emissions.shape
     keep = torch.ones(B, L, dtype=torch.bool, device=emissions.device) if mask is None else mask.bool()
@@ -211,7 +246,10 @@ def crf_marginals(emissions, mask, transitions, start, end, *, backend: str = "a
     if chosen == "triton":
         check_inputs("crf_marginals", emissions, mask, transitions, start, end)
         return triton_crf.marginals_triton(emissions, mask, transitions, start, end)
-    return (scan if chosen == "scan" else reference).marginals(emissions, mask, transitions, start, end)
+    if chosen == "scan":
+        marginals = scan.marginals(emissions, mask, transitions, start, end)  # (B, L, K)
+        return _checked_scan("marginals", marginals, emissions, mask, transitions, start, end)
+    return reference.marginals(emissions, mask, transitions, start, end)
 
 
 def crf_max_marginals(emissions, mask, transitions, start, end, *, backend: str = "auto") -> torch.Tensor:

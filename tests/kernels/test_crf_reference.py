@@ -884,6 +884,32 @@ def test_auto_sends_scores_of_a_large_spread_to_the_reference():
         crf.crf_log_partition([[0.0]], None, T, start, end)
 
 
+@pytest.mark.parametrize("op", ["crf_log_partition", "crf_log_likelihood", "crf_marginals"])
+def test_scan_by_name_refuses_scores_of_a_spread_it_cannot_hold(op):
+    """backend="scan" by name on finite scores spanning thousands of nats: its exp-space log Z is -inf and its
+    marginals zero (std 1000 below), so a clear error instead; a large finite penalty (BIO constraints as -1e4),
+    max-plus ops (exact at any spread) and small spreads still run on the scan."""
+    from bizoo.kernels import crf
+    from bizoo.kernels.crf import scan
+
+    g = torch.Generator().manual_seed(1)
+    e = torch.randn(3, 40, 5, generator=g, dtype=torch.float64) * 100
+    T, start, end = (torch.randn(*shape, generator=g, dtype=torch.float64) * 1000 for shape in ((5, 5), (5,), (5,)))
+    tags = torch.zeros(3, 40, dtype=torch.long)
+    extra = (tags,) if op == "crf_log_likelihood" else ()
+    mask = torch.arange(40) < torch.tensor([40, 20, 1])[:, None]
+    assert torch.isinf(scan.log_partition(e, mask, T, start, end)[:2]).all()  # what the scan itself gives
+    assert (scan.marginals(e, mask, T, start, end)[:2] == 0).all()
+    with pytest.raises(ValueError, match=r"backend='scan'.*lost.*range.*backend='reference'"):
+        getattr(crf, op)(e, mask, T, start, end, *extra, backend="scan")
+    tags, _ = crf.crf_viterbi(e, mask, T, start, end, backend="scan")
+    assert torch.equal(tags, crf.crf_viterbi(e, mask, T, start, end, backend="reference")[0])
+    for small in ((e / 100, mask, T / 1000, start / 1000, end / 1000),
+                  (e / 100, mask, torch.where(T > 0, -1e4, T / 1000), start / 1000, end / 1000)):
+        torch.testing.assert_close(getattr(crf, op)(*small, *extra, backend="scan"),
+                                   getattr(crf, op)(*small, *extra, backend="reference"))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 9. The eager Viterbi (rows packed, the backtrace along the path) against the steps traced graphs run
 # ----------------------------------------------------------------------------------------------------------------
