@@ -2,10 +2,10 @@
 
 The input checks that read values (ids in range, 0/1 masks, labels) are left out while torch.compile or torch.export
 trace a model (``modeling/common.py``, ``kernels/dispatch.py``'s ``reads_values``): there they would be a graph break
-and, on a GPU, a host synchronisation in every step. Here: no graph break in a forward with labels
-(``torch._dynamo.explain``), ``torch.compile(fullgraph=True)`` with the ``aot_eager`` backend equal to eager in the
-loss, the logits and every parameter's gradient, and ``torch.export.export`` of the model equal to eager. ONNX:
-``torch.onnx.export`` of every model's classification heads with a symbolic batch and length, run by onnxruntime.
+and, on a GPU, a host synchronisation in every step. Here: ``torch.compile(fullgraph=True)`` (a graph break is an
+error) of a forward with labels, with the ``aot_eager`` backend, equal to eager in the loss, the logits and every
+parameter's gradient, and ``torch.export.export`` of the model equal to eager. ONNX: ``torch.onnx.export`` of every
+model's classification heads with a symbolic batch and length, run by onnxruntime.
 """
 
 import pytest
@@ -67,10 +67,9 @@ def _outputs(output, labels=None):
 def test_no_graph_break_and_compiled_equals_eager(case, head, make_config, make_inputs):
     model_case = case
     model, inputs = _model_and_inputs(model_case, head, make_config, make_inputs)
-    explanation = torch._dynamo.explain(model)(**inputs)
-    assert explanation.graph_break_count == 0, [str(r.reason).split("\n")[0] for r in explanation.break_reasons]
-
     torch._dynamo.reset()
+    # fullgraph=True: a graph break is an error naming its reason (torch._dynamo.explain traced the model once more
+    # only to say the same)
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     labels = inputs.get("labels") if head == "masked-lm" else None
     expected = _outputs(model(**inputs), labels)
@@ -113,14 +112,15 @@ def test_value_checks_still_run_in_eager_mode(make_config, make_inputs):
 # ----------------------------------------------------------------------------------------------------------------
 # ONNX (torch.onnx.export(dynamo=True)) with dynamic batch and length, checked with onnxruntime
 # ----------------------------------------------------------------------------------------------------------------
-# Every model type and variant, with the sequence- and the token-classification head, the latter with and without the
-# CRF (its Viterbi path is an output of the graph). What keeps the length symbolic in the graph (each a traced
+# Every model type and variant, with the sequence-classification head and the token-classification head with the CRF
+# (its Viterbi path is an output of the graph; without the CRF the token head is one linear layer on the backbone
+# that the sequence head's graph already holds). What keeps the length symbolic in the graph (each a traced
 # variant of the same math, taken while torch.export traces; the kernel tests check it against eager mode): LION in its
 # attention form (the chunk form's loop over chunks would be unrolled); BiGS's S4D kernel and recurrence in real
 # arithmetic (ONNX has no complex dtype), its Toeplitz matrix by a gather (unfold fixes the length), its recurrence as
 # one ONNX Scan; the LSTMs of BiLSTM-CRF and ELMo (ELMo's clipped LSTMP included) and the CRF's recursions and
 # backtrace as ONNX Scans, where torch.lstm and Python loops would be unrolled for the traced length.
-ONNX_HEADS = (("sequence", False), ("token", False), ("token", True))
+ONNX_HEADS = (("sequence", False), ("token", True))
 # LION in its attention form; ELMo with clips that bind (its defaults, ±3, are far above a tiny model's cells and
 # outputs, ~0.1: without these clips the logits would move by 0.02-0.15).
 ONNX_CONFIG = {"lion": {"lion_form": "attention"}, "elmo": {"cell_clip": 0.05, "proj_clip": 0.03}}
@@ -315,8 +315,10 @@ def test_forward_and_backward_on_the_meta_device_give_eager_shapes(case, head, m
 
 # The models whose compiled graph takes any batch size and length: attention-like layers. The recurrent ones
 # (BiLSTM-CRF, ELMo) compile one graph per length: torch's own LSTM op fixes the length when traced.
-_DYNAMIC = [("lion", v, "token") for v in ("lit", "d", "s")] + [("bigs", v, "token") for v in ("conv", "recurrent")] \
-    + [("lion", "s", "regression"), ("bigs", "conv", "regression")]
+# LION's input-dependent (s) and per-head (d) decays, BiGS's recurrence; the regression head's label check on BiGS's
+# convolution (its kernel check failed here; the other variants compile per length in the tests above).
+_DYNAMIC = [("lion", "s", "token"), ("lion", "d", "token"), ("bigs", "recurrent", "token"),
+            ("bigs", "conv", "regression")]
 
 
 @pytest.mark.parametrize("model_type, variant, head", _DYNAMIC, ids=["-".join(c) for c in _DYNAMIC])
