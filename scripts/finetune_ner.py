@@ -646,15 +646,26 @@ def check_max_length(max_length: int, tokenizer) -> None:
         )
 
 
+def continuation_ids(label2id: dict[str, int]) -> dict[int, int]:
+    """The tag of a word's later sub-tokens under --label-all-tokens, by id: run_ner.py's rule, B-X becomes I-X where
+    the label set has I-X; every other tag (I-X, O, a part of speech, B-X without an I-X) stays itself."""
+    return {index: label2id.get("I-" + label[2:], index) if label.startswith("B-") else index
+            for label, index in label2id.items()}
+
+
 def encode_words(tokenizer, sentences: TestSentences, label2id: dict[str, int], max_length: int,
-                 token_type_ids: bool = True) -> tuple[list[dict[str, Any]], list[list[int | None]]]:
+                 token_type_ids: bool = True, label_all_tokens: bool = False,
+                 ) -> tuple[list[dict[str, Any]], list[list[int | None]]]:
     """Tokenize pre-split words; the tag goes on each word's first sub-token, -100 everywhere else (no ``labels`` at
-    all for a sentence whose tags are None: an untagged test split).
+    all for a sentence whose tags are None: an untagged test split). With ``label_all_tokens`` (--label-all-tokens)
+    a word's later sub-tokens are labelled too, with ``continuation_ids``' tag (B-X continues as I-X); special
+    tokens stay -100. Scores are read from the first sub-tokens either way (``word_predictions``).
 
     Returns the features and, per sentence, the position of each word's first sub-token (None for a word that
     was truncated away or produced no token).
     """
     kwargs = {} if token_type_ids else {"return_token_type_ids": False}
+    continuation = continuation_ids(label2id)
     encoded = tokenizer(
         [words for words, _ in sentences], is_split_into_words=True, truncation=True, max_length=max_length, **kwargs
     )
@@ -665,10 +676,13 @@ def encode_words(tokenizer, sentences: TestSentences, label2id: dict[str, int], 
         first: list[int | None] = [None] * len(words)
         previous = None
         for position, word in enumerate(encoded.word_ids(index)):
-            if word is None or word == previous:
+            if word is None or tags is None or (word == previous and not label_all_tokens):
                 labels.append(-100)
+            elif word == previous:
+                labels.append(continuation[label2id[tags[word]]])
             else:
-                labels.append(label2id[tags[word]] if tags is not None else -100)
+                labels.append(label2id[tags[word]])
+            if word is not None and word != previous:
                 first[word] = position
             previous = word
         feature = {key: encoded[key][index] for key in keys}
@@ -746,6 +760,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="run_ner.py's option, accepted for its command lines: bizoo always reports the scores of each "
             "type (ner, chunk: precision, recall, f1 and support per entity type, as per_type in eval_results.json "
             "and in the table; pos: per tag, as per_tag), so it changes nothing"),
+    )
+    parser.add_argument(
+        "--label-all-tokens", "--label_all_tokens", **bool_flag(
+            help="run_ner.py's option: train on every sub-token of a word, not only its first, a B-X tag continued "
+            "as I-X where the labels have I-X; the scores still read each word's first sub-token (run_ner.py scores "
+            "every sub-token then). Word-level models (one token per word) have no later sub-tokens: it changes "
+            "nothing for them"),
     )
     parser.add_argument(
         "--pad-to-max-length", "--pad_to_max_length", **bool_flag(
@@ -862,7 +883,8 @@ def _prepare(args: argparse.Namespace) -> tuple[TaggingData, dict[str, tuple], P
     # the test sentences with words (an empty row of a dataset's test split gets an empty line, no model call)
     test = [sentence for sentence in data.test or () if sentence[0]]
     encoded = {
-        name: encode_words(prepared.tokenizer, sentences, label2id, args.max_length, token_types)
+        name: encode_words(prepared.tokenizer, sentences, label2id, args.max_length, token_types,
+                           label_all_tokens=args.label_all_tokens)
         for name, sentences in (("train", data.train), ("eval", data.eval), ("test", test))
         if name != "test" or data.test is not None
     }

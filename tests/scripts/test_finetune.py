@@ -361,6 +361,47 @@ def test_ner_labels_on_first_sub_token_and_truncated_words_are_o(tokenizer) -> N
     assert predicted == [["B-ORG", "O", "B-ORG", "O"], ["B-ORG"]]  # the truncated word counts as "O"
 
 
+def test_label_all_tokens_labels_later_sub_tokens_as_run_ner_does(tokenizer) -> None:
+    """--label-all-tokens: "kingdom" (king ##d ##o ##m) tagged B-LOC trains on B-LOC, I-LOC, I-LOC, I-LOC; a B- tag
+    without an I- in the labels (B-ORG) and every other tag continue as themselves; special tokens, a test split
+    without tags and the first sub-token positions (what is scored) are as without the flag."""
+    sentences = [(["kingdom", "the", "kingdom"], ["B-LOC", "O", "B-ORG"]), (["kingdom"], ["I-LOC"])]
+    label2id = {"O": 0, "B-LOC": 1, "I-LOC": 2, "B-ORG": 3}
+    assert finetune_ner.continuation_ids(label2id) == {0: 0, 1: 2, 2: 2, 3: 3}
+    plain, first = encode_words(tokenizer, sentences, label2id, max_length=32)
+    every, first_all = encode_words(tokenizer, sentences, label2id, max_length=32, label_all_tokens=True)
+    assert tokenizer.convert_ids_to_tokens(every[0]["input_ids"]) == [
+        "[CLS]", "king", "##d", "##o", "##m", "the", "king", "##d", "##o", "##m", "[SEP]"]
+    assert plain[0]["labels"] == [-100, 1, -100, -100, -100, 0, 3, -100, -100, -100, -100]
+    assert every[0]["labels"] == [-100, 1, 2, 2, 2, 0, 3, 3, 3, 3, -100]
+    assert every[1]["labels"] == [-100, 2, 2, 2, 2, -100]
+    assert first_all == first == [[1, 5, 6], [1]]
+    untagged, first_test = encode_words(tokenizer, [(["kingdom", "the"], None)], label2id, 32, label_all_tokens=True)
+    assert "labels" not in untagged[0] and first_test == [[1, 5]]
+
+
+def test_label_all_tokens_reaches_the_training_features(conll_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """run_ner.py's spelling on the command line: the training and evaluation features carry the later sub-tokens'
+    labels (none of them -100 between a word's first sub-token and the next word's)."""
+    seen = {}
+
+    def stop(args, prepared, train_dataset, collator, eval_dataset=None, **options):
+        seen["train"], seen["eval"], seen["tokenizer"] = train_dataset, eval_dataset, prepared.tokenizer
+        raise SystemExit(0)
+
+    monkeypatch.setattr(finetune_ner, "train", stop)
+    base = ["--model-name-or-path", "lion", "--data-dir", conll_dir, *TINY, *FAST, "--vocab-size", "100"]
+    for flag, labelled in (([], False), (["--label_all_tokens"], True)):
+        with pytest.raises(SystemExit):
+            finetune_ner.main([*map(str, base), "--output-dir", str(tmp_path / f"run{labelled}"), *flag])
+        for name in ("train", "eval"):
+            pieces = [label for feature in seen[name] for token, label in zip(
+                seen["tokenizer"].convert_ids_to_tokens(feature["input_ids"]), feature["labels"]
+            ) if token.startswith("##")]
+            assert pieces, name  # the small vocabulary splits words
+            assert all(label != -100 for label in pieces) if labelled else all(label == -100 for label in pieces)
+
+
 def test_words_without_a_token_are_told_apart_from_words_cut_off(tokenizer) -> None:
     """A word of characters the tokenizer removes (a no-break space, a zero-width space) has no first sub-token, as
     a word cut off by the maximum length has not: the report named every such word "cut off by --max-length"."""
