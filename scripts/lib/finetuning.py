@@ -56,11 +56,12 @@ from typing import Any
 
 import bizoo
 
-from .command import CommandError, report, run_command
+from .command import CommandError, listing, report, run_command
 from .masking import EpochCallback
 from .models import (
     MIN_VOCAB_SIZE,
     build_wordchar_tokenizer,
+    changed_weight_shapes,
     check_config_fields,
     load_model,
     parse_model_config,
@@ -335,6 +336,16 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
     check_config_fields(type(config), overrides, f"checkpoint {name!r}")
     labels = own_labels(config)
     config = AutoConfig.from_pretrained(path, trust_remote_code=hub.trust_remote_code, **overrides, **task_config)
+    reinitialise = bool(getattr(args, "ignore_mismatched_sizes", False))
+    changed = changed_weight_shapes(path, config, hub.trust_remote_code) if overrides and not reinitialise else []
+    if changed:
+        anew = ", or give --ignore_mismatched_sizes to initialise them anew" \
+            if hasattr(args, "ignore_mismatched_sizes") else ""
+        raise CommandError(
+            f"--model-config {' '.join(args.model_config)} changes the shapes of the weights of the checkpoint "
+            f"{name!r} ({listing(changed, 3)}): a checkpoint's weights keep their shapes; drop those fields (fields "
+            f"such as dropout change no weight), or train a new model from a model type{anew}"
+        )
     return ModelSource(name, None, overrides, config, path, hub, labels)
 
 

@@ -5,7 +5,8 @@
 * ``pretrained_tokenizer``, ``build_wordchar_tokenizer``: a saved tokenizer, or a word+character vocabulary built
   from the training words (WordPiece training is ``lib/wordpiece.py``).
 * ``parse_model_config``, ``check_config_fields``, ``config_fields``, ``variant_fields``: ``--model-config KEY=VALUE``
-  and ``--variant``, checked against the configuration class.
+  and ``--variant``, checked against the configuration class; ``changed_weight_shapes``: the checkpoint weights such
+  fields would resize.
 * ``model_spec``, ``BASELINES``: the spec of a model type a command may build from scratch: a bizoo model type, or a
   baseline that transformers ships ("bert": ``BertForMaskedLM`` with SDPA attention, the yardstick of
   ``bizoo evaluate-all``), described by a ``ModelSpec`` that is not registered (transformers registers it).
@@ -169,6 +170,36 @@ RESERVED_FIELDS = {
     "label2id": "it comes from the task's labels",
     "problem_type": "it comes from the task",
 }
+
+def changed_weight_shapes(path: str, config, trust_remote_code: bool = False) -> list[str]:
+    """The weights of the checkpoint folder ``path`` to which ``config`` (its configuration, fields changed by
+    --model-config) gives another shape, each as "name (saved) -> (new)": the base model of ``config`` built on the
+    meta device (no memory, no initialisation work) against the shapes in the checkpoint's safetensors headers (no
+    tensor is read). Heads are not compared (a task's head may differ by design). [] for a folder without safetensors
+    files (the load then says what it finds)."""
+    from pathlib import Path
+
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModel
+
+    saved: dict[str, tuple[int, ...]] = {}
+    for file in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                saved[key] = tuple(handle.get_slice(key).get_shape())
+    if not saved:
+        return []
+    with torch.device("meta"):  # every model builds there (tests/modeling/test_compile_export.py)
+        model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    prefix = model.base_model_prefix
+    changed = []
+    for name, tensor in model.state_dict().items():
+        key = next((key for key in (f"{prefix}.{name}", name) if key in saved), None)  # a head's checkpoint, a base's
+        if key is not None and saved[key] != tuple(tensor.shape):
+            changed.append(f"{key} {saved[key]} -> {tuple(tensor.shape)}")
+    return changed
+
 
 def parse_model_config(items: Sequence[str] | None) -> dict[str, Any]:
     """``["hidden_size=256", "hidden_act=gelu"]`` -> ``{"hidden_size": 256, "hidden_act": "gelu"}``.
