@@ -198,7 +198,7 @@ SIZES = [(1, 4), (2, 5), (3, 6), (4, 4), (5, 5)]
 @pytest.mark.parametrize("K, L", SIZES)
 def test_matches_brute_force(K, L, constrained, backend):
     args = make(K, L, seed=10 * K + L, constrained=constrained)
-    emissions, mask = args[0], args[1]
+    mask = args[1]
     log_z, tags_bf, best, marg, max_marg = brute_force(*args)
 
     z = crf_log_partition(*args, backend=backend)
