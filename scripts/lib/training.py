@@ -526,9 +526,10 @@ def add_training_arguments(
     group.add_argument(*_spellings("max_grad_norm"), type=float, metavar="X",
                        help=f"clip the gradient norm to X; 0 turns clipping off {default('max_grad_norm')}")
     group.add_argument(
-        "--group-by-length", action=argparse.BooleanOptionalAction,
+        "--group-by-length", "--group_by_length", action=argparse.BooleanOptionalAction,
         help="batch examples of similar lengths together (less padding; recurrent models train much faster): "
-        f"--train_sampling_strategy group_by_length {default('group_by_length')}",
+        "--train_sampling_strategy group_by_length (transformers 4's TrainingArguments field group_by_length, whose "
+        f"spelling older run_*.py command lines carry) {default('group_by_length')}",
     )
     if task is not None:
         group.add_argument(

@@ -104,6 +104,8 @@ ALIASES = [  # (bizoo's option and value, the field's option and value, the fiel
     (["--warmup-ratio", "0.1"], ["--warmup_steps", "0.1"], "warmup_steps", 0.1),
     (["--group-by-length"], ["--train_sampling_strategy", "group_by_length"], "train_sampling_strategy",
      "group_by_length"),
+    (["--group_by_length"], ["--train_sampling_strategy", "group_by_length"], "train_sampling_strategy",
+     "group_by_length"),  # transformers 4's field, as older run_*.py command lines spell it
     (["--max-steps", "7"], ["--max_steps", "7"], "max_steps", 7),
     (["--learning-rate", "0.01"], ["--learning_rate", "0.01"], "learning_rate", 0.01),
     (["--logging-steps", "5"], ["--logging_steps", "5"], "logging_steps", 5),
@@ -119,6 +121,8 @@ def test_bizoo_options_are_aliases_of_their_fields(alias, field_option, field, v
 
 DISAGREEING = [
     (["--batch-size", "4", "--per_device_train_batch_size", "8"], "--batch-size 4 and --per_device_train_batch_size 8"),
+    (["--group_by_length", "--train_sampling_strategy", "random"],
+     "--group-by-length True and --train_sampling_strategy random"),
     (["--epochs", "2", "--num_train_epochs", "3"], "--epochs 2.0 and --num_train_epochs 3.0"),
     (["--warmup-ratio", "0.1", "--warmup_steps", "100"], "--warmup-ratio 0.1 and --warmup_steps 100.0"),
     (["--group-by-length", "--train_sampling_strategy", "random"],
