@@ -499,7 +499,9 @@ def load_texts(args: argparse.Namespace) -> tuple[list[list[str]], list[list[str
 def pack(tokenizer, documents: list[list[str]], max_length: int, min_length: int = MIN_BLOCK_LENGTH) -> list[list[int]]:
     """Token blocks of at most ``max_length`` ([CLS] ... [SEP]) filled from one document at a time (``pack_blocks``,
     as ``--stream`` packs them)."""
-    token_lines = (tokenizer(lines, add_special_tokens=False)["input_ids"] for lines in documents)
+    # verbose=False: a line longer than the model's length is cut into blocks here, not an error (transformers'
+    # warning would say it "will result in indexing errors")
+    token_lines = (tokenizer(lines, add_special_tokens=False, verbose=False)["input_ids"] for lines in documents)
     return list(pack_blocks(tokenizer, token_lines, max_length, min_length))
 
 
@@ -508,7 +510,7 @@ def line_examples(tokenizer, documents: list[list[str]], max_length: int) -> lis
     run_mlm.py's ``tokenizer(line, truncation=True, max_length=max_seq_length)``); a line without tokens is
     skipped."""
     lines = [line for lines in documents for line in lines if line.strip()]
-    token_lines = tokenizer(lines, add_special_tokens=False)["input_ids"] if lines else []
+    token_lines = tokenizer(lines, add_special_tokens=False, verbose=False)["input_ids"] if lines else []  # cut below
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     return [[cls, *ids[: max_length - 2], sep] for ids in token_lines if ids]
 

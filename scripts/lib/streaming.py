@@ -104,15 +104,16 @@ class StreamedBlocks(SharedEpoch, IterableDataset):
         self.min_length, self.chunk_lines, self.endless = min_length, chunk_lines, endless
 
     def _token_lines(self, source):
-        """The token ids of the source's lines, tokenized a chunk of lines at a time."""
+        """The token ids of the source's lines, tokenized a chunk of lines at a time (``verbose=False``: a line longer
+        than the model's length is cut into blocks, not the "indexing errors" transformers would warn of)."""
         chunk = []
         for line in _lines(source):
             chunk.append(line)
             if len(chunk) == self.chunk_lines:
-                yield from self.tokenizer(chunk, add_special_tokens=False)["input_ids"]
+                yield from self.tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
                 chunk = []
         if chunk:
-            yield from self.tokenizer(chunk, add_special_tokens=False)["input_ids"]
+            yield from self.tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
 
     def blocks(self):
         """Token blocks of at most ``max_length`` ([CLS] … [SEP]), one document (file or dataset) at a time."""

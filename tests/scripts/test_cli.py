@@ -84,7 +84,7 @@ def test_pretrain_helpers():
     class Tok:
         cls_token_id, sep_token_id = 2, 3
 
-        def __call__(self, lines, add_special_tokens=False):
+        def __call__(self, lines, add_special_tokens=False, verbose=True):
             return {"input_ids": [[10 + len(line)] * len(line) for line in lines]}
 
     blocks = pretrain.pack(Tok(), [["aaaaa", "bbb"], ["cccccccccc"]], max_length=6, min_length=2)

@@ -120,3 +120,29 @@ def test_a_block_that_drew_no_target_masks_its_first_whole_word(tokenizer, sente
         assert chosen == list(range(first, end)), tokenizer.convert_ids_to_tokens(ids[: end + 1])
         opened_mid_word += not starts[1]
     assert opened_mid_word > 5  # the case the rule is for
+
+
+def test_lines_longer_than_the_model_are_packed_without_transformers_indexing_warning(tmp_path):
+    """A corpus of one document per line (400 tokens each, the model 32 long) is what block packing is for: the
+    tokenizer must not warn that the lines "will result in indexing errors" (it did, once per run, for pack, --stream
+    and --line-by-line alike)."""
+    from bizoo.scripts.lib.streaming import StreamedBlocks
+    from bizoo.scripts.lib.wordpiece import train_wordpiece_tokenizer
+
+    words = "the king rode to the castle and the queen sang of old wars".split()
+    lines = [" ".join(words[(i + j) % len(words)] for j in range(400)) for i in range(4)]
+    warned = "sequence-length-is-longer-than-the-specified-maximum"
+    for run in ("pack", "stream", "line-by-line"):
+        tokenizer = train_wordpiece_tokenizer(lines, vocab_size=100, min_frequency=1, model_max_length=32)
+        if run == "pack":
+            blocks = pretrain.pack(tokenizer, [lines], 32)
+        elif run == "stream":
+            (tmp_path / "long.txt").write_text("\n".join(lines) + "\n")
+            blocks = [b["input_ids"] for b in StreamedBlocks([tmp_path / "long.txt"], tokenizer, 32, seed=0,
+                                                              chunk_lines=3)]  # a whole chunk, then the rest
+        else:
+            blocks = pretrain.line_examples(tokenizer, [lines], 32)
+        assert blocks and all(len(block) <= 32 for block in blocks), run
+        assert not tokenizer.deprecation_warnings.get(warned), run
+        tokenizer(lines[0])  # the check can fail: a plain call of the same tokenizer does warn
+        assert tokenizer.deprecation_warnings.get(warned), run
