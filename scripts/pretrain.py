@@ -1005,9 +1005,6 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
         if loading["missing_keys"]:
             logger.warning(f"{job.checkpoint.name} has no {type(model).__name__} weights "
                            f"{listing(sorted(loading['missing_keys']), 4)}: newly initialised")
-        if loading["unexpected_keys"]:  # e.g. --model-config num_hidden_layers below the checkpoint's
-            logger.warning(f"{job.checkpoint.name}'s weights {listing(sorted(loading['unexpected_keys']), 4)} have no "
-                           f"place in this {type(model).__name__}: not used")
     logger.info(
         f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{config.num_hidden_layers} layers"

@@ -1,6 +1,6 @@
 """--model-config on a checkpoint: fields that resize its weights are refused before anything is written (pretrain's
 load raised transformers' RuntimeError with a traceback; the fine-tuning commands blamed the task's head), fields that
-change no weight (dropout) go through, and a configuration with fewer layers says which weights it leaves unused."""
+change no weight (dropout, fewer layers: transformers' loading report lists the weights left unused) go through."""
 
 from pathlib import Path
 
@@ -52,11 +52,10 @@ def test_pretrain_refuses_fields_that_resize_a_checkpoint(checkpoint, tmp_path, 
     assert "lion.embeddings.word_embeddings.weight" in err and "Traceback" not in err
     assert not output.exists()
 
-    output = tmp_path / "shallower"  # fewer layers: the checkpoint's second layer is said to be unused
+    output = tmp_path / "shallower"  # fewer layers and another dropout resize nothing: the run goes on
     assert call(pretrain.main, [*base, "--output-dir", output, "--model-config", "num_hidden_layers=1",
                                 "hidden_dropout_prob=0.2"]) == 0
-    err = capsys.readouterr().err
-    assert "lion.layers.1." in err and "have no place in this LionForMaskedLM: not used" in err
+    assert (output / "model.safetensors").is_file()
 
 
 def test_finetuning_refuses_them_unless_mismatched_sizes_are_reinitialised(checkpoint, glue_dir, tmp_path,
