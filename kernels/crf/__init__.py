@@ -111,14 +111,17 @@ def _spread(x: torch.Tensor) -> float:
     return float(finite.max() - finite.min()) if finite.numel() else 0.0
 
 
-def _scan_is_exact(emissions, transitions, start, end) -> bool:
-    """Whether the scan's exp-space arithmetic cannot underflow on these scores (CPU tensors: no device sync)."""
+def _spreads(emissions, transitions, start, end) -> tuple[float, float]:
+    """The spread of the emissions and that of the transitions, start and end scores together (CPU tensors)."""
     with torch.no_grad():
         parameters = torch.cat([transitions.detach().flatten(), start.detach().flatten(), end.detach().flatten()])
-        return (
-            _spread(emissions.detach()) <= SCAN_MAX_SPREAD["emissions"]
-            and _spread(parameters.float()) <= SCAN_MAX_SPREAD["parameters"]
-        )
+        return _spread(emissions.detach()), _spread(parameters.float())
+
+
+def _scan_is_exact(emissions, transitions, start, end) -> bool:
+    """Whether the scan's exp-space arithmetic cannot underflow on these scores (CPU tensors: no device sync)."""
+    spread_emissions, spread_parameters = _spreads(emissions, transitions, start, end)
+    return spread_emissions <= SCAN_MAX_SPREAD["emissions"] and spread_parameters <= SCAN_MAX_SPREAD["parameters"]
 
 
 # The ops of the log semiring (sums of exponentials), whose scan needs scores of a bounded spread; the others take
@@ -126,12 +129,14 @@ def _scan_is_exact(emissions, transitions, start, end) -> bool:
 LOG_SEMIRING = ("log_partition", "marginals")
 
 
-def _checked_scan(op: str, result: torch.Tensor, emissions, mask, transitions, start, end) -> torch.Tensor:
+def _checked_scan(op: str, backend: str, result: torch.Tensor, emissions, mask, transitions, start, end
+                  ) -> torch.Tensor:
     """The scan's log Z, likelihood (B,) or marginals (B, L, K), or ``ValueError`` where its exp-space arithmetic
     visibly lost the scores' range: finite scores (no banned tag or transition) and yet a log Z that is not finite,
-    or marginals that do not sum to 1 at a real position. Checked where the values may be read (a CPU in eager mode;
-    "auto" never hands the scan such scores: ``SCAN_MAX_SPREAD``)."""
-    if not reads_values(result):
+    or marginals that do not sum to 1 at a real position. Checked only for the scan asked for by name ("auto" has
+    checked the spread before choosing it: ``SCAN_MAX_SPREAD``) and where the values may be read (a CPU in eager
+    mode)."""
+    if backend != "scan" or not reads_values(result):
         return result
     with torch.no_grad():
         scores = (emissions, transitions, start, end)
@@ -143,11 +148,11 @@ def _checked_scan(op: str, result: torch.Tensor, emissions, mask, transitions, s
         else:
             lost = ~torch.isfinite(result)
         if bool(lost.any()):
-            spread = torch.cat([t.detach().flatten().double() for t in scores[1:]])
+            spread_emissions, spread_parameters = _spreads(emissions, transitions, start, end)
             raise ValueError(
                 f"crf_{op}: backend='scan' computes sums of exponentials in exp space and lost these scores' range "
-                f"(emissions spanning {_spread(emissions.detach().double()):.4g} nats, transitions, start and end "
-                f"{_spread(spread):.4g}; exact up to about {SCAN_MAX_SPREAD['emissions']:g} and "
+                f"(emissions spanning {spread_emissions:.4g} nats, transitions, start and end "
+                f"{spread_parameters:.4g}; exact up to about {SCAN_MAX_SPREAD['emissions']:g} and "
                 f"{SCAN_MAX_SPREAD['parameters']:g}): use backend='reference' or 'auto', which takes the reference for "
                 "such scores"
             )
@@ -187,7 +192,7 @@ def crf_log_partition(emissions, mask, transitions, start, end, *, backend: str 
         return triton_crf.log_partition_triton(emissions, mask, transitions, start, end)
     if chosen == "scan":
         log_z = scan.log_partition(emissions, mask, transitions, start, end)  # (B,)
-        return _checked_scan("log_partition", log_z, emissions, mask, transitions, start, end)
+        return _checked_scan("log_partition", backend, log_z, emissions, mask, transitions, start, end)
     return reference.log_partition(emissions, mask, transitions, start, end)
 
 
@@ -196,7 +201,7 @@ def crf_log_likelihood(emissions, mask, transitions, start, end, tags, *, backen
     chosen = _backend("log_partition", backend, emissions, transitions, start, end)
     if chosen == "scan":
         likelihood = scan.log_likelihood(emissions, mask, transitions, start, end, tags)  # (B,)
-        return _checked_scan("log_likelihood", likelihood, emissions, mask, transitions, start, end)
+        return _checked_scan("log_likelihood", backend, likelihood, emissions, mask, transitions, start, end)
     if chosen == "reference":
         return reference.log_likelihood(emissions, mask, transitions, start, end, tags)
     check_inputs("crf_log_likelihood", emissions, mask, transitions, start, end, tags=tags)
@@ -248,7 +253,7 @@ def crf_marginals(emissions, mask, transitions, start, end, *, backend: str = "a
         return triton_crf.marginals_triton(emissions, mask, transitions, start, end)
     if chosen == "scan":
         marginals = scan.marginals(emissions, mask, transitions, start, end)  # (B, L, K)
-        return _checked_scan("marginals", marginals, emissions, mask, transitions, start, end)
+        return _checked_scan("marginals", backend, marginals, emissions, mask, transitions, start, end)
     return reference.marginals(emissions, mask, transitions, start, end)
 
 

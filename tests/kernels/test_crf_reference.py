@@ -902,8 +902,8 @@ def test_scan_by_name_refuses_scores_of_a_spread_it_cannot_hold(op):
     assert (scan.marginals(e, mask, T, start, end)[:2] == 0).all()
     with pytest.raises(ValueError, match=r"backend='scan'.*lost.*range.*backend='reference'"):
         getattr(crf, op)(e, mask, T, start, end, *extra, backend="scan")
-    tags, _ = crf.crf_viterbi(e, mask, T, start, end, backend="scan")
-    assert torch.equal(tags, crf.crf_viterbi(e, mask, T, start, end, backend="reference")[0])
+    best, _ = crf.crf_viterbi(e, mask, T, start, end, backend="scan")
+    assert torch.equal(best, crf.crf_viterbi(e, mask, T, start, end, backend="reference")[0])
     for small in ((e / 100, mask, T / 1000, start / 1000, end / 1000),
                   (e / 100, mask, torch.where(T > 0, -1e4, T / 1000), start / 1000, end / 1000)):
         torch.testing.assert_close(getattr(crf, op)(*small, *extra, backend="scan"),
