@@ -676,14 +676,14 @@ def encode_words(tokenizer, sentences: TestSentences, label2id: dict[str, int], 
         first: list[int | None] = [None] * len(words)
         previous = None
         for position, word in enumerate(encoded.word_ids(index)):
-            if word is None or tags is None or (word == previous and not label_all_tokens):
-                labels.append(-100)
-            elif word == previous:
-                labels.append(continuation[label2id[tags[word]]])
-            else:
-                labels.append(label2id[tags[word]])
-            if word is not None and word != previous:
+            starts = word is not None and word != previous  # a word's first sub-token
+            if starts:
                 first[word] = position
+            if word is None or tags is None or not (starts or label_all_tokens):
+                labels.append(-100)
+            else:
+                tag = label2id[tags[word]]
+                labels.append(tag if starts else continuation[tag])
             previous = word
         feature = {key: encoded[key][index] for key in keys}
         if tags is not None:
