@@ -74,6 +74,7 @@ from .sources import HubOptions, hub_options, resolve_checkpoint
 from .training import (
     TRAINING_GROUP_TITLE,
     EvaluatesEveryExample,
+    NoStepPastMaxSteps,
     SeededLengthGrouping,
     add_hub_arguments,
     add_preset_option,
@@ -775,7 +776,7 @@ def _ordered_evaluation_trainer():
     from transformers import Trainer
     from transformers.trainer_pt_utils import nested_gather
 
-    class OrderedEvaluationTrainer(SeededLengthGrouping, EvaluatesEveryExample, Trainer):
+    class OrderedEvaluationTrainer(NoStepPastMaxSteps, SeededLengthGrouping, EvaluatesEveryExample, Trainer):
         def _get_eval_sampler(self, eval_dataset):
             if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
                 return super()._get_eval_sampler(eval_dataset)
@@ -887,7 +888,7 @@ def run_summary(args: argparse.Namespace, prepared: PreparedModel, train_output,
         "from_scratch": prepared.source.from_scratch,
         "model_type": getattr(prepared.model.config, "model_type", None),
         "steps": int(train_output.global_step),
-        "train_loss": float(train_output.training_loss),
+        "train_loss": None if train_output.training_loss is None else float(train_output.training_loss),
         "train_seconds": round(train_seconds, 3),
         "total_seconds": round(total_seconds, 3),
         "max_length": args.max_length,

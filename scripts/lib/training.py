@@ -48,7 +48,8 @@ Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training
 ``last_checkpoint``, ``check_in_turn``,
 ``build_on_first_process``, ``push_final_folder``, ``first_samples``, ``input_checks_callback``,
 ``max_length_padding``; ``SeededLengthGrouping``: --group-by-length's order of an epoch drawn from (seed, epoch), so
-a run resumed in a later epoch reads the batches of the uninterrupted one; ``add_hub_arguments`` and
+a run resumed in a later epoch reads the batches of the uninterrupted one; ``NoStepPastMaxSteps``: a finished run
+resumed takes no step past --max-steps; ``add_hub_arguments`` and
 ``check_hub_options``: the Hub and cache options of run_*.py
 (--cache_dir, --model_revision, --token, ...; ``lib.sources``); ``OneValue`` and ``bool_flag`` for a command's own
 options spelled as run_*.py spells them too (``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two
@@ -160,6 +161,34 @@ class SeededLengthGrouping:
         if sampler is not None:
             sampler.set_epoch(kwargs["epoch"] if "epoch" in kwargs else args[1])
         return super()._run_epoch(*args, **kwargs)
+
+
+class NoStepPastMaxSteps:
+    """A ``Trainer`` mixin (before ``Trainer`` in the bases): a run resumed from a checkpoint that has already trained
+    its --max-steps takes no further step.
+
+    The Trainer checks the step budget only after a step (its flow callback stops training once ``global_step``
+    reaches ``max_steps``), so resuming a finished run trained one more step, on the next batch, and wrote a
+    checkpoint past --max-steps: at the linear schedule's learning rate of 0 nothing moved, with --lr_scheduler_type
+    constant the weights did. Here the epoch's pass (``_run_epoch``) is not entered when the budget is spent: the
+    checkpoint's weights are the result, then training ends as usual (the best checkpoint loaded where
+    --load_best_model_at_end asks, the callbacks' ``on_train_end``). A call that trained no step returns a
+    ``training_loss`` of None, not the Trainer's 0."""
+
+    def _run_epoch(self, *args, **kwargs):
+        if 0 < self.state.max_steps <= self.state.global_step:
+            checkpoint = kwargs.get("resume_from_checkpoint") or "the checkpoint"
+            logger.warning(f"{checkpoint} has trained {self.state.global_step} steps and --max-steps is "
+                           f"{self.state.max_steps}: nothing is left to train (raise --max-steps to train on)")
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
+    def _finalize_training(self, *args, **kwargs):
+        output = super()._finalize_training(*args, **kwargs)
+        if self.state.global_step == getattr(self, "_initial_global_step", None):
+            return output._replace(training_loss=None)  # no step in this call: no mean loss (the Trainer says 0)
+        return output
 
 
 class EpochLengthGroupedSampler:

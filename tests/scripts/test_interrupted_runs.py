@@ -99,6 +99,31 @@ def test_resume_from_checkpoint_true_points_to_resume(glue_dir, tmp_path, capsys
             "--output-dir, pass --resume)") in capsys.readouterr().err
 
 
+def test_a_finished_run_resumed_takes_no_step_past_max_steps(glue_dir, tmp_path, capsys):
+    """Resuming a run that has trained its --max-steps trained one more step (the Trainer checks the budget after a
+    step), wrote checkpoint-3 and, at a constant learning rate, changed the weights. Now it trains nothing, says so,
+    and records no train_loss for the call (the Trainer's would be 0)."""
+    from bizoo.scripts.lib.finetuning import _ordered_evaluation_trainer
+    from bizoo.scripts.lib.token_count import TokenCountingTrainer
+    from bizoo.scripts.lib.training import NoStepPastMaxSteps
+
+    assert issubclass(TokenCountingTrainer, NoStepPastMaxSteps)  # pretrain's Trainer
+    assert issubclass(_ordered_evaluation_trainer(), NoStepPastMaxSteps)  # the fine-tuning commands'
+    output, finished = tmp_path / "run", tmp_path / "finished"
+    argv = glue_argv(glue_dir, output, "--lr_scheduler_type", "constant", "--warmup-ratio", "0")
+    assert call(finetune_glue.main, argv) == 0
+    shutil.copytree(output, finished)
+    capsys.readouterr()
+    assert call(finetune_glue.main, [*argv, "--resume"]) == 0
+    assert f"{output / 'checkpoint-2'} has trained 2 steps and --max-steps is 2: nothing is left to train" in (
+        capsys.readouterr().err)
+    assert [path.name for path in output.glob("checkpoint-*")] == ["checkpoint-2"]
+    assert max_weight_difference(finished, output) == 0
+    results = json.loads((output / "eval_results.json").read_text())
+    assert results["steps"] == 2 and results["train_loss"] is None
+    assert results["metrics"] == json.loads((finished / "eval_results.json").read_text())["metrics"]
+
+
 def test_a_resumed_epoch_of_several_processes_reads_its_own_grouped_order():
     """A run of two processes resumed inside epoch 1: the Trainer hands the epoch to a loader wrapped by accelerate
     (shard) and, for the skip, wrapped again; its ``set_epoch`` calls stop one wrapper short of the sampler, which
