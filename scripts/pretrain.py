@@ -68,15 +68,21 @@ from .lib.model_defaults import model_defaults
 from .lib.models import (
     BASELINES,
     MIN_VOCAB_SIZE,
+    add_dtype_argument,
     build_wordchar_tokenizer,
     check_char_vocabulary,
     check_config_fields,
+    check_mixed_precision,
+    check_resume_dtype,
     config_fields,
+    dtype_name,
     model_spec,
+    note_stored_dtype,
     parse_model_config,
     pretrained_tokenizer,
     tokenizer_config_fields,
     variant_fields,
+    weights_dtype,
 )
 from .lib.output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .lib.results import record_results
@@ -167,6 +173,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config-overrides", "--config_overrides", dest="model_config", action="extend", type=comma_items,
         metavar="KEY=VALUE,...", help="run_mlm.py's spelling of --model-config: items separated by commas",
     )
+    add_dtype_argument(model)
     model.add_argument(
         "--objective", choices=OBJECTIVES, default="auto",
         help="mlm: masked-LM (every model); bilm: ELMo's forward + backward language model; auto: bilm for elmo, "
@@ -772,6 +779,7 @@ def prepare_job(args: argparse.Namespace) -> PretrainJob:
     check_pretrain_arguments(args)
     check_hub_options(args)
     checkpoint = initial_checkpoint(args)
+    check_mixed_precision(args, checkpoint.config if checkpoint else None)
     spec = model_spec(args.model or (checkpoint.config.model_type if checkpoint else DEFAULT_MODEL))
     objective = resolve_objective(args.objective, spec)
     if objective != stated:  # a checkpoint's type decided it: its evaluation needs other settings
@@ -997,17 +1005,23 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
     torch.manual_seed(args.seed)
     baseline = {"attn_implementation": "sdpa"} if job.spec.model_type in BASELINES else {}  # BERT: SDPA attention
     if job.checkpoint is None:
-        model = setup.auto_class.from_config(config, **baseline)
+        model = setup.auto_class.from_config(config, **baseline, **weights_dtype(args.dtype))
     else:
+        stored = config.dtype  # the checkpoint's (from_pretrained sets the config's to the dtype it loads in)
         model, loading = setup.auto_class.from_pretrained(job.checkpoint.path, config=config,
                                                           trust_remote_code=job.checkpoint.hub.trust_remote_code,
-                                                          output_loading_info=True, **baseline)
+                                                          output_loading_info=True, **baseline,
+                                                          **weights_dtype(args.dtype))
+        note_stored_dtype(job.checkpoint.name, stored, model)
         if loading["missing_keys"]:
             logger.warning(f"{job.checkpoint.name} has no {type(model).__name__} weights "
                            f"{listing(sorted(loading['missing_keys']), 4)}: newly initialised")
+    if job.resume_from:
+        check_resume_dtype(model, job.resume_from)
+    held = "" if model.dtype == torch.float32 else f", {dtype_name(model.dtype)} weights"
     logger.info(
         f"{PROG}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-        f"{config.num_hidden_layers} layers"
+        f"{config.num_hidden_layers} layers{held}"
     )
     training_args = training_arguments(args, job.output_dir, model, **trainer_settings(args, job.objective))
     held_out_metrics = {}

@@ -60,9 +60,12 @@ from .command import CommandError, listing, report, run_command
 from .masking import EpochCallback
 from .models import (
     MIN_VOCAB_SIZE,
+    add_dtype_argument,
     build_wordchar_tokenizer,
     changed_weight_shapes,
     check_config_fields,
+    check_mixed_precision,
+    check_resume_dtype,
     load_model,
     parse_model_config,
     pretrained_tokenizer,
@@ -110,8 +113,8 @@ PREDICT_RESULTS_FILE = "predict_results.json"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that say which model and tokenizer to fine-tune: --model-name-or-path, --tokenizer,
-    --variant, --model-config, --ignore-mismatched-sizes, --word-vectors and --vocab-size; then the Hub and cache
+    """The options that say which model and tokenizer to fine-tune: --model-name-or-path, --tokenizer, --variant,
+    --model-config, --ignore-mismatched-sizes, --dtype, --word-vectors and --vocab-size; then the Hub and cache
     options (``lib.training.add_hub_arguments``)."""
     group = parser.add_argument_group("model")
     group.add_argument(
@@ -140,6 +143,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
             "fine-tuned for other labels) are initialised anew instead of refused (from_pretrained's "
             "ignore_mismatched_sizes)"),
     )
+    add_dtype_argument(group)
     group.add_argument(
         "--word-vectors", metavar="FILE",
         help="pretrained word vectors (GloVe / word2vec text format, .gz allowed) for the word embeddings of a model "
@@ -319,6 +323,7 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
         check_config_fields(spec.config_class, overrides, f"model type {name!r}")
         fields = {**variant_fields(spec, args.variant), **overrides}
         config = spec.config_class(**fields, **task_config)  # the config's checks name a bad value's field
+        check_mixed_precision(args)
         return ModelSource(name, spec, fields, config, None, hub)
 
     if args.variant is not None:
@@ -335,6 +340,7 @@ def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) 
             f"nor a checkpoint folder or hub model with a config.json ({err})"
         ) from None
     check_config_fields(type(config), overrides, f"checkpoint {name!r}")
+    check_mixed_precision(args, config)
     labels = own_labels(config)
     config = AutoConfig.from_pretrained(path, trust_remote_code=hub.trust_remote_code, **overrides, **task_config)
     reinitialise = bool(getattr(args, "ignore_mismatched_sizes", False))
@@ -602,16 +608,19 @@ def prepare_model(
     tokenizer = load_tokenizer(args, source, training_texts, checkpoint, need_fast_tokenizer, training_sentences,
                                sentence_pairs)
     set_seed(args.seed)  # the same initial weights for the same --seed
+    dtype = getattr(args, "dtype", "float32")
     if checkpoint is not None:
-        model = load_model(auto_class, checkpoint, tokenizer, hub=source.hub)
+        model = load_model(auto_class, checkpoint, tokenizer, hub=source.hub, dtype=dtype)
+        check_resume_dtype(model, checkpoint)
     elif source.from_scratch:
-        model = load_model(auto_class, source.name_or_path, tokenizer, **source.overrides, **task_config)
+        model = load_model(auto_class, source.name_or_path, tokenizer, dtype=dtype, **source.overrides,
+                           **task_config)
     else:
         mismatched = bool(getattr(args, "ignore_mismatched_sizes", False))
         order = checkpoint_label_order(source, task_config, mismatched)
         try:
             model = load_model(auto_class, source.path, tokenizer, hub=source.hub, ignore_mismatched_sizes=mismatched,
-                               **source.overrides, **task_config)
+                               dtype=dtype, **source.overrides, **task_config)
         except (OSError, RuntimeError) as err:
             raise CommandError(
                 f"cannot load the checkpoint {source.name_or_path!r} for this task: {err} (a checkpoint fine-tuned "

@@ -7,6 +7,11 @@
 * ``parse_model_config``, ``check_config_fields``, ``config_fields``, ``variant_fields``: ``--model-config KEY=VALUE``
   and ``--variant``, checked against the configuration class; ``changed_weight_shapes``: the checkpoint weights such
   fields would resize.
+* ``add_dtype_argument``, ``weights_dtype``, ``check_mixed_precision``, ``check_resume_dtype``: --dtype
+  (run_mlm.py's; transformers 4's --torch_dtype), the dtype of the weights a command trains: float32 unless asked,
+  for a checkpoint stored in half precision too (transformers 5's ``from_pretrained`` keeps the stored dtype, and
+  AdamW's small updates to bfloat16 weights mostly round away: two steps at lr 2e-5 change 42% of a tiny LION's
+  layer weights in bfloat16, all of them in float32).
 * ``model_spec``, ``BASELINES``: the spec of a model type a command may build from scratch: a bizoo model type, or a
   baseline that transformers ships ("bert": ``BertForMaskedLM`` with SDPA attention, the yardstick of
   ``bizoo evaluate-all``), described by a ``ModelSpec`` that is not registered (transformers registers it).
@@ -17,7 +22,9 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import bizoo
@@ -57,6 +64,69 @@ def model_spec(model_type: str):
     )
 
 
+#: --dtype's choices: the dtype of the weights a training command loads or builds and trains.
+WEIGHT_DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+def add_dtype_argument(group) -> None:
+    """--dtype NAME (also --torch_dtype, --torch-dtype) into a command's model options; ``weights_dtype`` reads it."""
+    group.add_argument(
+        "--dtype", "--torch-dtype", "--torch_dtype", choices=WEIGHT_DTYPES, default="float32", metavar="NAME",
+        help="dtype the model's weights are loaded (or built) and trained in, one of %(choices)s (run_mlm.py's "
+        "--dtype, transformers 4's --torch_dtype): float32 also for a checkpoint stored in bfloat16 or float16, whose "
+        "small AdamW updates would mostly round away in half precision; auto: as the checkpoint stores them "
+        "(from_pretrained's default in transformers 5; float32 from scratch); bfloat16, float16: half-precision "
+        "weights. Mixed precision on float32 weights is --bf16 / --fp16 (default: %(default)s)",
+    )
+
+
+def weights_dtype(name: str) -> dict[str, Any]:
+    """The ``dtype=`` keyword of ``from_pretrained`` / ``from_config`` for --dtype NAME: {} for auto (a checkpoint's
+    stored dtype, float32 from scratch), else the torch dtype."""
+    import torch
+
+    return {} if name == "auto" else {"dtype": getattr(torch, name)}
+
+
+def dtype_name(dtype) -> str | None:
+    """"bfloat16" for torch.bfloat16 or "bfloat16" (a config's ``dtype`` is either); None for None."""
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def note_stored_dtype(name: str, stored, model) -> None:
+    """Say so when a checkpoint stored in ``stored`` (its config's dtype) is trained in another dtype."""
+    stored, held = dtype_name(stored), dtype_name(model.dtype)
+    if stored is not None and stored != held:
+        logger.info(f"{name} stores its weights in {stored}: they are trained in {held} (--dtype auto: as stored)")
+
+
+def check_mixed_precision(args, config=None) -> None:
+    """--fp16 is mixed precision on float32 weights: torch's gradient scaler, which it trains with on a GPU, refuses
+    the float16 gradients of float16 weights at the first step. ``CommandError`` for float16 weights (--dtype float16,
+    or auto with ``config``, the checkpoint's, stored in float16) with --fp16, before anything is written."""
+    held = args.dtype if args.dtype != "auto" else dtype_name(getattr(config, "dtype", None)) or "float32"
+    if held == "float16" and getattr(args, "fp16", False):
+        how = "--dtype float16" if args.dtype == "float16" else "--dtype auto (the checkpoint stores float16)"
+        raise CommandError(
+            f"--fp16 with {how}: --fp16 is mixed precision on float32 weights, whose gradient scaler refuses the "
+            "float16 gradients of float16 weights (on a GPU, at the first step); give --fp16 with --dtype float32, "
+            "or float16 weights without --fp16"
+        )
+
+
+def check_resume_dtype(model, checkpoint: str | os.PathLike) -> None:
+    """--resume continues in the dtype the checkpoint was trained in (its config.json's ``dtype``, transformers 4's
+    ``torch_dtype``): ``CommandError`` when ``model`` (as these options load or build it) holds its weights in another
+    one, to which the checkpoint's weights and optimizer state would be cast."""
+    fields = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
+    saved, held = dtype_name(fields.get("dtype", fields.get("torch_dtype"))), dtype_name(model.dtype)
+    if saved is not None and saved != held:
+        raise CommandError(
+            f"--resume: {checkpoint} was trained with {saved} weights, but these options give {held} ones; resume "
+            f"with the first run's --dtype (--dtype {saved}, or auto where the first run loaded a checkpoint as stored)"
+        )
+
+
 def tokenizer_config_fields(spec, tokenizer) -> dict[str, Any]:
     """The config fields a model trained from scratch takes from its tokenizer: vocab_size and pad_token_id, and for
     a model that reads words and characters also char_vocab_size and unk_token_id (word dropout), and char_scheme
@@ -71,12 +141,13 @@ def tokenizer_config_fields(spec, tokenizer) -> dict[str, Any]:
 
 
 def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | None = None,
-               ignore_mismatched_sizes: bool = False, **config_overrides):
+               ignore_mismatched_sizes: bool = False, dtype: str = "float32", **config_overrides):
     """A model for ``auto_class``: from scratch if ``name_or_path`` is a registered model type (its default
     configuration with ``config_overrides``, sized to the tokenizer), else ``from_pretrained`` of the checkpoint
     folder or Hub model id (``lib.sources.resolve_checkpoint`` with ``hub``'s cache folder, revision and token; a model
     in the Hub's cache loads offline too), with ``hub``'s trust_remote_code and run_*.py's
-    ``ignore_mismatched_sizes`` (weights of another shape, e.g. a head for other labels, newly initialised).
+    ``ignore_mismatched_sizes`` (weights of another shape, e.g. a head for other labels, newly initialised). The
+    weights are held in ``dtype`` (--dtype's value: ``weights_dtype``).
 
     Raises ``CommandError`` if the tokenizer's vocabulary (or its character ids) is larger than the model's or the
     checkpoint is missing.
@@ -85,11 +156,16 @@ def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | No
     if name_or_path in bizoo.MODEL_SPECS:
         spec = bizoo.get_spec(name_or_path)
         config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_overrides)
-        model = auto_class.from_config(config)
+        model = auto_class.from_config(config, **weights_dtype(dtype))
     else:
+        from transformers import AutoConfig
+
         path = resolve_checkpoint(name_or_path, "--model-name-or-path", hub)
+        stored = getattr(AutoConfig.from_pretrained(path, trust_remote_code=hub.trust_remote_code), "dtype", None)
         model = auto_class.from_pretrained(path, trust_remote_code=hub.trust_remote_code,
-                                           ignore_mismatched_sizes=ignore_mismatched_sizes, **config_overrides)
+                                           ignore_mismatched_sizes=ignore_mismatched_sizes, **weights_dtype(dtype),
+                                           **config_overrides)
+        note_stored_dtype(repr(name_or_path), stored, model)
     vocab = model.config.vocab_size  # the word table's rows; ELMo's classifiers read word ids without one
     if len(tokenizer) > vocab:
         raise CommandError(
