@@ -70,8 +70,11 @@ WEIGHT_DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 def add_dtype_argument(group) -> None:
     """--dtype NAME (also --torch_dtype, --torch-dtype) into a command's model options; ``weights_dtype`` reads it."""
+    from .training import OneValue  # here: lib.training imports this module (through lib.model_card)
+
     group.add_argument(
         "--dtype", "--torch-dtype", "--torch_dtype", choices=WEIGHT_DTYPES, default="float32", metavar="NAME",
+        action=OneValue,
         help="dtype the model's weights are loaded (or built) and trained in, one of %(choices)s (run_mlm.py's "
         "--dtype, transformers 4's --torch_dtype): float32 also for a checkpoint stored in bfloat16 or float16, whose "
         "small AdamW updates would mostly round away in half precision; auto: as the checkpoint stores them "

@@ -30,6 +30,8 @@ by ``hub_options``):
   files (``load_dataset(download_mode="reuse_cache_if_exists")``: nothing downloaded again). bizoo has no
   ``datasets.map`` cache: it tokenizes in memory at every run;
 * ``--use_fast_tokenizer [BOOL]``: true is what transformers 5 always loads; false is refused;
+* ``--low_cpu_mem_usage [BOOL]`` (run_mlm.py's): either value, changing nothing: transformers 5's ``from_pretrained``
+  always loads the weights into an empty model and ignores the argument;
 * ``--preprocessing_num_workers N``: 1 is what bizoo does (it tokenizes in the command's process, with the fast
   tokenizer's batch encoding, no ``datasets.map`` to spread over processes); more is refused;
 * ``--config_name``: refused: the configuration is the checkpoint's (--model-name-or-path) or built from the model

@@ -383,6 +383,11 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
             "accepted, false refused"), "default": True},
     )
     group.add_argument(
+        "--low-cpu-mem-usage", "--low_cpu_mem_usage", **bool_flag(
+            help="run_mlm.py's option, taken with either value and changing nothing: transformers 5 always loads "
+            "a checkpoint's weights into an empty model (from_pretrained ignores low_cpu_mem_usage)"),
+    )
+    group.add_argument(
         "--preprocessing-num-workers", "--preprocessing_num_workers", type=int, default=None, metavar="N",
         action=OneValue,
         help=f"{PREPROCESSING_WORKERS} is what bizoo does: it tokenizes in the command's process with the fast "

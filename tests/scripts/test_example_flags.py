@@ -69,6 +69,10 @@ def parsed(command: str, argv: list[str]) -> dict:
     *[(command, ["--use_fast_tokenizer"], []) for command in COMMANDS],  # true: what transformers 5 always loads
     *[(command, ["--preprocessing_num_workers", "1"], ["--preprocessing-num-workers", "1"]) for command in COMMANDS],
     ("finetune-glue", ["--ignore_mismatched_sizes"], ["--ignore-mismatched-sizes"]),
+    # run_mlm.py's dtype of the weights (transformers 4's --torch_dtype; tests/scripts/test_weights_dtype.py)
+    *[(command, ["--torch_dtype", "bfloat16"], ["--dtype", "bfloat16"]) for command in COMMANDS],
+    ("pretrain", ["--torch-dtype", "auto"], ["--dtype", "auto"]),
+    *[(command, ["--low_cpu_mem_usage"], ["--low-cpu-mem-usage"]) for command in COMMANDS],
     ("finetune-ner", ["--ignore_mismatched_sizes", "True"], ["--ignore-mismatched-sizes"]),
 ])
 def test_an_example_flag_is_its_bizoo_spelling(command: str, example: list[str], bizoo: list[str]) -> None:
@@ -87,6 +91,7 @@ def test_an_example_flag_is_its_bizoo_spelling(command: str, example: list[str],
     ("pretrain", ["--model_revision", "v1", "--model-revision", "v2"], "--model_revision v1 and --model-revision v2"),
     ("finetune-ner", ["--trust_remote_code", "--trust-remote-code", "false"],
      "--trust_remote_code True and --trust-remote-code False"),
+    ("finetune-glue", ["--dtype", "auto", "--torch_dtype", "bfloat16"], "--dtype auto and --torch_dtype bfloat16"),
 ])
 def test_two_spellings_at_different_values_are_an_error(command, argv, message, tmp_path, capsys) -> None:
     output = tmp_path / "out"
