@@ -77,7 +77,7 @@ from .sources import HubOptions, hub_options, resolve_checkpoint
 from .training import (
     TRAINING_GROUP_TITLE,
     EvaluatesEveryExample,
-    NoStepPastMaxSteps,
+    ResumedRun,
     SeededLengthGrouping,
     add_hub_arguments,
     add_preset_option,
@@ -785,7 +785,7 @@ def _ordered_evaluation_trainer():
     from transformers import Trainer
     from transformers.trainer_pt_utils import nested_gather
 
-    class OrderedEvaluationTrainer(NoStepPastMaxSteps, SeededLengthGrouping, EvaluatesEveryExample, Trainer):
+    class OrderedEvaluationTrainer(ResumedRun, SeededLengthGrouping, EvaluatesEveryExample, Trainer):
         def _get_eval_sampler(self, eval_dataset):
             if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
                 return super()._get_eval_sampler(eval_dataset)

@@ -26,12 +26,12 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import speed_metrics
 
-from .training import EvaluatesEveryExample, NoStepPastMaxSteps, SeededLengthGrouping
+from .training import EvaluatesEveryExample, ResumedRun, SeededLengthGrouping
 
 __all__ = ["TokenCountingTrainer"]
 
 
-class TokenCountingTrainer(NoStepPastMaxSteps, SeededLengthGrouping, EvaluatesEveryExample, Trainer):
+class TokenCountingTrainer(ResumedRun, SeededLengthGrouping, EvaluatesEveryExample, Trainer):
     """A ``Trainer`` whose ``state.num_input_tokens_seen`` counts the non-padding tokens trained on, read back only
     where it is logged or saved (module docstring). ``include_num_input_tokens_seen`` must stay off: the Trainer's
     own count would read it back every step."""

@@ -48,8 +48,8 @@ Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training
 ``last_checkpoint``, ``check_in_turn``,
 ``build_on_first_process``, ``push_final_folder``, ``first_samples``, ``input_checks_callback``,
 ``max_length_padding``; ``SeededLengthGrouping``: --group-by-length's order of an epoch drawn from (seed, epoch), so
-a run resumed in a later epoch reads the batches of the uninterrupted one; ``NoStepPastMaxSteps``: a finished run
-resumed takes no step past --max-steps; ``add_hub_arguments`` and
+a run resumed in a later epoch reads the batches of the uninterrupted one; ``ResumedRun``: a finished run
+resumed takes no step past --max-steps, and tied weights are not reported missing; ``add_hub_arguments`` and
 ``check_hub_options``: the Hub and cache options of run_*.py
 (--cache_dir, --model_revision, --token, ...; ``lib.sources``); ``OneValue`` and ``bool_flag`` for a command's own
 options spelled as run_*.py spells them too (``--mlm_probability``, ``--pad_to_max_length [BOOL]``): the two
@@ -163,9 +163,9 @@ class SeededLengthGrouping:
         return super()._run_epoch(*args, **kwargs)
 
 
-class NoStepPastMaxSteps:
-    """A ``Trainer`` mixin (before ``Trainer`` in the bases): a run resumed from a checkpoint that has already trained
-    its --max-steps takes no further step.
+class ResumedRun:
+    """A ``Trainer`` mixin (before ``Trainer`` in the bases) for runs resumed from a checkpoint: one that has already
+    trained its --max-steps takes no further step, and tied weights are not reported missing.
 
     The Trainer checks the step budget only after a step (its flow callback stops training once ``global_step``
     reaches ``max_steps``), so resuming a finished run trained one more step, on the next batch, and wrote a
@@ -189,6 +189,19 @@ class NoStepPastMaxSteps:
         if self.state.global_step == getattr(self, "_initial_global_step", None):
             return output._replace(training_loss=None)  # no step in this call: no mean loss (the Trainer says 0)
         return output
+
+    def _issue_warnings_after_load(self, load_result):
+        """The Trainer warns of every weight a resumed checkpoint lacks, the tied ones too (a masked-LM head's
+        decoder is the word embeddings, which checkpoints save once): "There were missing keys in the checkpoint
+        model loaded: ['lm_head.decoder.weight']" at every resume, though nothing is missing. A weight that shares
+        its storage with one the checkpoint held is left out of the warning; any other still warns."""
+        missing = set(load_result.missing_keys)
+        if missing:
+            weights = dict(self.model.named_parameters(remove_duplicate=False))
+            loaded = {weight.data_ptr() for name, weight in weights.items() if name not in missing}
+            tied = {name for name in missing if name in weights and weights[name].data_ptr() in loaded}
+            load_result = load_result._replace(missing_keys=[k for k in load_result.missing_keys if k not in tied])
+        return super()._issue_warnings_after_load(load_result)
 
 
 class EpochLengthGroupedSampler:

@@ -105,10 +105,10 @@ def test_a_finished_run_resumed_takes_no_step_past_max_steps(glue_dir, tmp_path,
     and records no train_loss for the call (the Trainer's would be 0)."""
     from bizoo.scripts.lib.finetuning import _ordered_evaluation_trainer
     from bizoo.scripts.lib.token_count import TokenCountingTrainer
-    from bizoo.scripts.lib.training import NoStepPastMaxSteps
+    from bizoo.scripts.lib.training import ResumedRun
 
-    assert issubclass(TokenCountingTrainer, NoStepPastMaxSteps)  # pretrain's Trainer
-    assert issubclass(_ordered_evaluation_trainer(), NoStepPastMaxSteps)  # the fine-tuning commands'
+    assert issubclass(TokenCountingTrainer, ResumedRun)  # pretrain's Trainer
+    assert issubclass(_ordered_evaluation_trainer(), ResumedRun)  # the fine-tuning commands'
     output, finished = tmp_path / "run", tmp_path / "finished"
     argv = glue_argv(glue_dir, output, "--lr_scheduler_type", "constant", "--warmup-ratio", "0")
     assert call(finetune_glue.main, argv) == 0
@@ -122,6 +122,33 @@ def test_a_finished_run_resumed_takes_no_step_past_max_steps(glue_dir, tmp_path,
     results = json.loads((output / "eval_results.json").read_text())
     assert results["steps"] == 2 and results["train_loss"] is None
     assert results["metrics"] == json.loads((finished / "eval_results.json").read_text())["metrics"]
+
+
+def test_a_resumed_checkpoint_reports_missing_only_the_weights_it_really_lacks(tokenizer, make_config):
+    """A masked-LM checkpoint saves the tied decoder once (as the word embeddings): the Trainer warned at every resume
+    that 'lm_head.decoder.weight' was missing. Here the Trainer's report is stood in for; a weight of its own that
+    a checkpoint lacks still warns."""
+    from torch.nn.modules.module import _IncompatibleKeys
+
+    from bizoo import LionForMaskedLM
+    from bizoo.scripts.lib.training import ResumedRun
+
+    reported = []
+
+    class Report:  # the Trainer's _issue_warnings_after_load: what it is handed
+        def _issue_warnings_after_load(self, load_result):
+            reported.append(list(load_result.missing_keys))
+
+    class Resumed(ResumedRun, Report):
+        model = LionForMaskedLM(make_config(("lion", "s"), vocab_size=len(tokenizer)))
+
+    state = {k: v for k, v in Resumed.model.state_dict().items() if k != "lm_head.decoder.weight"}  # as saved
+    assert Resumed.model.lm_head.decoder.weight is Resumed.model.lion.embeddings.word_embeddings.weight
+    Resumed()._issue_warnings_after_load(Resumed.model.load_state_dict(state, strict=False))
+    del state["lm_head.dense.weight"]  # a weight the checkpoint really lacks
+    Resumed()._issue_warnings_after_load(Resumed.model.load_state_dict(state, strict=False))
+    Resumed()._issue_warnings_after_load(_IncompatibleKeys([], []))
+    assert reported == [[], ["lm_head.dense.weight"], []]
 
 
 def test_a_resumed_epoch_of_several_processes_reads_its_own_grouped_order():
