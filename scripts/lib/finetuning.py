@@ -74,11 +74,9 @@ from .models import (
 from .output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
 from .results import RESULTS_FILE
 from .sources import HubOptions, hub_options, resolve_checkpoint
+from .trainer_mixins import CommandTrainer
 from .training import (
     TRAINING_GROUP_TITLE,
-    EvaluatesEveryExample,
-    ResumedRun,
-    SeededLengthGrouping,
     add_hub_arguments,
     add_preset_option,
     bool_flag,
@@ -785,7 +783,7 @@ def _ordered_evaluation_trainer():
     from transformers import Trainer
     from transformers.trainer_pt_utils import nested_gather
 
-    class OrderedEvaluationTrainer(ResumedRun, SeededLengthGrouping, EvaluatesEveryExample, Trainer):
+    class OrderedEvaluationTrainer(CommandTrainer, Trainer):
         def _get_eval_sampler(self, eval_dataset):
             if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
                 return super()._get_eval_sampler(eval_dataset)

@@ -26,12 +26,12 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import speed_metrics
 
-from .training import EvaluatesEveryExample, ResumedRun, SeededLengthGrouping
+from .trainer_mixins import CommandTrainer
 
 __all__ = ["TokenCountingTrainer"]
 
 
-class TokenCountingTrainer(ResumedRun, SeededLengthGrouping, EvaluatesEveryExample, Trainer):
+class TokenCountingTrainer(CommandTrainer, Trainer):
     """A ``Trainer`` whose ``state.num_input_tokens_seen`` counts the non-padding tokens trained on, read back only
     where it is logged or saved (module docstring). ``include_num_input_tokens_seen`` must stay off: the Trainer's
     own count would read it back every step."""

@@ -2,7 +2,7 @@
 same weights, every logged step, the same scores), whatever epoch the checkpoint was saved in.
 
 * --group-by-length (the BiLSTM-CRF's and ELMo's preset for fine-tuning): the grouped order of each epoch is drawn
-  from (seed, epoch) alone (``lib.training.SeededLengthGrouping``), not from torch's global generator, which a run
+  from (seed, epoch) alone (``lib.trainer_mixins.SeededLengthGrouping``), not from torch's global generator, which a run
   resumed in a later epoch reaches in another state than the uninterrupted run did.
 * --resume_from_checkpoint names a folder the Trainer can continue from (its trainer_state.json): a run's final
   folder, or ``True`` (``Trainer.train``'s argument for the newest checkpoint), is refused before anything is
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from bizoo.scripts import finetune_glue, finetune_ner
-from bizoo.scripts.lib.training import EpochLengthGroupedSampler
+from bizoo.scripts.lib.trainer_mixins import EpochLengthGroupedSampler
 from tests.scripts.conftest import call, max_weight_difference
 from tests.tiny_configs import TINY_CONFIGS
 
@@ -105,7 +105,7 @@ def test_a_finished_run_resumed_takes_no_step_past_max_steps(glue_dir, tmp_path,
     and records no train_loss for the call (the Trainer's would be 0)."""
     from bizoo.scripts.lib.finetuning import _ordered_evaluation_trainer
     from bizoo.scripts.lib.token_count import TokenCountingTrainer
-    from bizoo.scripts.lib.training import ResumedRun
+    from bizoo.scripts.lib.trainer_mixins import ResumedRun
 
     assert issubclass(TokenCountingTrainer, ResumedRun)  # pretrain's Trainer
     assert issubclass(_ordered_evaluation_trainer(), ResumedRun)  # the fine-tuning commands'
@@ -131,7 +131,7 @@ def test_a_resumed_checkpoint_reports_missing_only_the_weights_it_really_lacks(t
     from torch.nn.modules.module import _IncompatibleKeys
 
     from bizoo import LionForMaskedLM
-    from bizoo.scripts.lib.training import ResumedRun
+    from bizoo.scripts.lib.trainer_mixins import ResumedRun
 
     reported = []
 
@@ -159,7 +159,7 @@ def test_a_resumed_epoch_of_several_processes_reads_its_own_grouped_order():
     from accelerate.data_loader import prepare_data_loader, skip_first_batches
     from torch.utils.data import DataLoader
 
-    from bizoo.scripts.lib.training import SeededLengthGrouping
+    from bizoo.scripts.lib.trainer_mixins import SeededLengthGrouping
 
     lengths = [1 + (7 * i) % 13 for i in range(16)]
 
@@ -201,14 +201,19 @@ def test_a_checkpoint_path_with_a_tilde_is_the_home_folders(tmp_path, monkeypatc
     assert resume_checkpoint(args, tmp_path / "out") == str(tmp_path / "run" / "checkpoint-3")
 
 
-def test_the_trainer_still_runs_each_epoch_through_run_epoch_with_its_number():
+def test_the_trainer_still_calls_the_private_methods_the_mixins_override():
     """``SeededLengthGrouping`` sets the epoch in ``Trainer._run_epoch`` (a private method): a transformers release
     that renamed it, or stopped passing ``epoch=``, would leave the override unused and resumed runs of several
-    processes on epoch 0's order, silently."""
+    processes on epoch 0's order, silently; so would ``ResumedRun``'s overrides go unused."""
     import inspect
 
     from transformers import Trainer
 
     assert "epoch" in inspect.signature(Trainer._run_epoch).parameters
-    assert "self._run_epoch(" in inspect.getsource(Trainer._inner_training_loop)
-    assert "epoch=epoch" in inspect.getsource(Trainer._inner_training_loop)
+    loop = inspect.getsource(Trainer._inner_training_loop)
+    assert "self._run_epoch(" in loop and "epoch=epoch" in loop
+    # ResumedRun's: the budget read in _run_epoch (the checkpoint passed by name), the loss of this call's steps in
+    # _finalize_training, the load report of a resumed checkpoint
+    assert "resume_from_checkpoint=resume_from_checkpoint" in loop and "self._initial_global_step =" in loop
+    assert "return self._finalize_training(" in loop
+    assert "self._issue_warnings_after_load(load_result)" in inspect.getsource(Trainer._load_from_checkpoint)

@@ -457,7 +457,7 @@ def test_drop_last_drops_a_training_batch_only(tmp_path):
     loaders of the commands' Trainers keep every example (transformers drops there too)."""
     from transformers import Trainer
 
-    from bizoo.scripts.lib.training import EvaluatesEveryExample
+    from bizoo.scripts.lib.trainer_mixins import EvaluatesEveryExample
 
     class Model(torch.nn.Module):
         def forward(self, x, labels=None):
