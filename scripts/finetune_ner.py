@@ -59,7 +59,7 @@ when it has one (bilstm_crf: ner, chunk and pos). For a pretrained base-size che
 to 5e-5.
 
 Any dataset with a column of word lists and one of tags works too (--dataset-name: a local dataset folder, e.g.
-parquet files, or a Hub dataset id owner/name[@revision], read through datasets as run_ner.py does; --tokens-column
+parquet files, or a Hub dataset id [owner/]name[@revision], read through datasets as run_ner.py does; --tokens-column
 and --tags-column; tags as ClassLabel ids or strings; each row's words and tags are lists, not text); it is scored on
 its validation split (or dev, valid, val, test), or on a held-out part of train with --validation-split-percentage.
 The tags column is, unless --tags-column names it, the task's as run_ner.py takes it: ner_tags for --task ner,

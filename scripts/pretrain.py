@@ -196,7 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     source.add_argument(
         "--dataset", "--dataset-name", "--dataset_name", default=None, metavar="NAME",
-        help="a dataset read through `datasets`: a local dataset folder or a Hub dataset id owner/name[@revision]",
+        help="a dataset read through `datasets`: a local dataset folder or a Hub dataset id [owner/]name[@revision]",
     )
     data.add_argument(
         "--dataset-config", "--dataset-config-name", "--dataset_config_name", default=None,

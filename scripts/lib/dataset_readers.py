@@ -8,7 +8,7 @@ Where the data comes from (``load_splits``), as transformers' ``run_glue.py``/``
   text "None", "NA", "null" or "nan" stays text (``CSV_OPTIONS``). A TSV file has no quoting, as GLUE's: a ``"`` is
   text, and a text holding a tab or a line break must come as CSV or JSON lines (``TSV_OPTIONS``);
 * ``--dataset-name``: a local dataset folder (data files ``load_dataset`` recognises) or a Hub dataset repository
-  ``owner/name[@revision]``, fetched with ``snapshot_download`` into the Hub's cache (``lib.sources``; under
+  ``[owner/]name[@revision]``, fetched with ``snapshot_download`` into the Hub's cache (``lib.sources``; under
   ``HF_HUB_OFFLINE=1`` the cache only) and loaded from there; ``--dataset-config-name`` picks a configuration.
 
 The Hub and cache options (``lib.sources.HubOptions``, ``hub=``): --cache_dir is where a Hub dataset's snapshot is
@@ -73,7 +73,7 @@ def add_dataset_name_arguments(source, data, what: str) -> None:
     in both spellings, as run_glue.py / run_ner.py take them; ``what`` says what the dataset holds."""
     source.add_argument(
         "--dataset-name", "--dataset_name", metavar="NAME",
-        help=f"{what}: a local dataset folder or a Hub dataset id owner/name[@revision]",
+        help=f"{what}: a local dataset folder or a Hub dataset id [owner/]name[@revision]",
     )
     data.add_argument(
         "--dataset-config-name", "--dataset_config_name", metavar="NAME", help="with --dataset-name: its configuration"

@@ -299,7 +299,7 @@ class ModelSource:
 def resolve_model_source(args: argparse.Namespace, task_config: dict[str, Any]) -> ModelSource:
     """Check --model-name-or-path, --variant and --model-config and build the configuration they ask for.
 
-    A checkpoint that is not a local folder is a Hub model id, ``owner/name[@revision]``: its snapshot is fetched
+    A checkpoint that is not a local folder is a Hub model id, ``[owner/]name[@revision]``: its snapshot is fetched
     into the cache (or found there, also offline) once, with the Hub options (``lib.sources``: --cache_dir,
     --model_revision, --token), and the configuration, tokenizer and model all load from that folder, as run_*.py
     loads the three with the same options (--trust_remote_code included).

@@ -4,10 +4,10 @@
 
 * an existing file or folder is used as it is;
 * otherwise ``src`` must read as a Hub repository id, ``owner/name`` or ``owner/name@revision`` (a branch, tag or
-  commit), and the repository's files (only those matching ``allow_patterns``) are fetched with
-  ``huggingface_hub.snapshot_download`` into the Hub's cache (``HF_HUB_CACHE``, or ``cache_dir``); the snapshot folder
-  is returned. With ``HF_HUB_OFFLINE=1`` nothing is downloaded: a repository already in the cache is used, any other is
-  an error.
+  commit; ``name`` alone is a legacy id such as ``bert-base-uncased``, which the Hub redirects), and the
+  repository's files (only those matching ``allow_patterns``) are fetched with ``huggingface_hub.snapshot_download``
+  into the Hub's cache (``HF_HUB_CACHE``, or ``cache_dir``); the snapshot folder is returned. With
+  ``HF_HUB_OFFLINE=1`` nothing is downloaded: a repository already in the cache is used, any other is an error.
 
 Anything else is a ``CommandError`` that names the option and says both readings failed: a missing local path that is
 not a repository id, or a repository that is not there (or not in the cache while offline), with the Hub's reason.
@@ -50,8 +50,10 @@ from pathlib import Path
 
 from .command import CommandError
 
-#: owner/name, each part as the Hub allows it (letters, digits, "-", "_", "."), with an optional @revision.
-REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
+#: [owner/]name, each part as the Hub allows it (letters, digits, "-", "_", "."), with an optional @revision. A name
+#: without an owner is one of the Hub's legacy ids ("bert-base-uncased", "glue"), which it redirects to the owner's
+#: repository ("google-bert/bert-base-uncased"), as transformers' example commands still write them.
+REPO_ID = re.compile(r"^(?P<repo>(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
 
 
 #: The files of a checkpoint a command loads from the Hub (config, safetensors weights, tokenizer files, the Python
@@ -113,7 +115,8 @@ def resolve_source(src: str, option: str, *, allow_patterns: list[str] | None = 
         return path
     match = REPO_ID.match(src)
     if match is None:
-        raise CommandError(f"{option} {src!r} does not exist (and is not a Hub repository id, owner/name[@revision])")
+        raise CommandError(f"{option} {src!r} does not exist (and is not a Hub repository id, "
+                           "[owner/]name[@revision])")
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 

@@ -82,6 +82,18 @@ def test_a_hub_checkpoint_in_the_cache_fine_tunes_offline(tmp_path, lion_checkpo
     assert record["model_name_or_path"] == REPO  # the id given, not the cache's folder
 
 
+def test_a_legacy_hub_id_without_an_owner_is_a_hub_checkpoint(tmp_path, lion_checkpoint, hub_cache, glue_dir,
+                                                               capsys) -> None:
+    """run_glue.py's command lines still name models as "bert-base-uncased", which the Hub redirects to the owner's
+    repository: such a name was refused as "not a Hub repository id"."""
+    hub_cache("tiny-lion", checkpoint_files(lion_checkpoint()))
+    assert glue_run(glue_dir, tmp_path / "out", "tiny-lion") == 0
+    assert AutoConfig.from_pretrained(tmp_path / "out").hidden_size == 32
+    assert glue_run(glue_dir, tmp_path / "absent", "absent-model") == 2
+    assert ("'absent-model' is not a local path, and the Hub model repository 'absent-model' is not in the cache"
+            in capsys.readouterr().err)
+
+
 def test_cache_dir_is_where_the_hub_checkpoint_is_read(tmp_path, lion_checkpoint, hub_cache, glue_dir,
                                                       capsys) -> None:
     snapshot = hub_cache(REPO, checkpoint_files(lion_checkpoint()))
