@@ -30,6 +30,11 @@ GLUE's test.tsv (MNLI: test_matched.tsv, test_mismatched.tsv) in --data-dir, the
 examples. GLUE's test labels are hidden; when another dataset's test split has labels, its scores are reported
 too and written to predict_results.json (prefixed predict_, as the Trainer names them).
 
+As in run_glue.py and run_ner.py, once any of --do_train, --do_eval, --do_predict is given the command trains only
+with --do_train: --do_eval or --do_predict alone evaluate (and predict with) the --model-name-or-path checkpoint as it
+is, a checkpoint fine-tuned for the task (a model type, a checkpoint without the task's head or with other labels
+is refused). Without any of them it trains, then evaluates.
+
 Defaults are sized for a small model on a CPU: 3 epochs, batch 32, peak learning rate 1e-4 (linear decay,
 6% warm-up), --max-length 128. With them a 2-layer, 128-wide LION trained from scratch (--model-config
 hidden_size=128 num_hidden_layers=2 num_attention_heads=4 intermediate_size=512) takes about 6.5 minutes for

@@ -80,6 +80,11 @@ test.txt in --data-dir (--test-file names another file in it), --test-file's pat
 dataset's test split (its tags column optional); --max-predict-samples N tags its first N sentences. Test tags are
 checked as the evaluation tags are (one scheme, IOB1 read as IOB2, every tag seen in training).
 
+As in run_glue.py and run_ner.py, once any of --do_train, --do_eval, --do_predict is given the command trains only
+with --do_train: --do_eval or --do_predict alone evaluate (and predict with) the --model-name-or-path checkpoint as it
+is, a checkpoint fine-tuned for the task (a model type, a checkpoint without the task's head or with other labels
+is refused). Without any of them it trains, then evaluates.
+
 Where the data comes from, one of:
 
 * --data-dir DIR: CoNLL or CoNLL-U files in DIR, --train-file (default train.txt) and --eval-file (default

@@ -89,6 +89,7 @@ from .training import (
     resume_checkpoint,
     trainer_optimizers,
     training_arguments,
+    trains,
 )
 from .word_dropout import WordDropoutExamples
 from .word_vectors import load_word_vectors
@@ -171,16 +172,24 @@ def add_word_dropout_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_predict_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     """--do_predict for a command that predicts a test split after training (``what``: which split, and what it
-    writes, for --help), and run_glue.py / run_ner.py's --max-predict-samples N; call it after
+    writes, for --help), --do_eval / --do_predict without --do_train evaluating a checkpoint as it is, and
+    run_glue.py / run_ner.py's --max-predict-samples N; call it after
     ``training.add_training_arguments`` (``check_training_arguments`` refuses --do_predict in any other command)."""
     group = next(group for group in parser._action_groups if group.title == TRAINING_GROUP_TITLE)
     group.add_argument(
         "--max-predict-samples", "--max_predict_samples", type=int, default=None, metavar="N",
         help="with --do_predict: predict the first N test examples only (as run_*.py's option)",
     )
+    alone = "without --do_train, the checkpoint as it is (a checkpoint fine-tuned for the task; nothing trained)"
+    helps = {  # TrainingArguments' fields, passed through: say what each does here (``training.trains``)
+        "do_train": "train: with none of --do_train, --do_eval, --do_predict the command trains, then evaluates; "
+                    "given any of them, it trains only with --do_train, as run_glue.py and run_ner.py do",
+        "do_eval": f"evaluate on the evaluation split(s), which the command always does: {alone}",
+        "do_predict": f"after the evaluation, {what}; {alone}",
+    }
     for action in parser._actions:
-        if action.dest == "do_predict":  # TrainingArguments' field, passed through: say what it does here
-            action.help = f"after training and evaluation, {what}"
+        if action.dest in helps:
+            action.help = helps[action.dest]
     parser.set_defaults(_predicts=True)
 
 
@@ -573,6 +582,9 @@ def prepare_model(
     from transformers import AutoConfig, set_seed
 
     source = resolve_model_source(args, task_config)
+    evaluating = not trains(args)  # --do_eval / --do_predict without --do_train: the checkpoint as it is
+    if evaluating:
+        _check_evaluated_as_is(args, source, task_config)
     check_label_smoothing(args, config=source.config)  # a regression's: before the tokenizer is trained
     if getattr(args, "vocab_size", None) is not None:
         if not source.from_scratch:
@@ -617,14 +629,22 @@ def prepare_model(
         mismatched = bool(getattr(args, "ignore_mismatched_sizes", False))
         order = checkpoint_label_order(source, task_config, mismatched)
         try:
-            model = load_model(auto_class, source.path, tokenizer, hub=source.hub, ignore_mismatched_sizes=mismatched,
-                               dtype=dtype, **source.overrides, **task_config)
+            model, loading = load_model(auto_class, source.path, tokenizer, hub=source.hub,
+                                        ignore_mismatched_sizes=mismatched, dtype=dtype, loading_info=True,
+                                        **source.overrides, **task_config)
         except (OSError, RuntimeError) as err:
             raise CommandError(
                 f"cannot load the checkpoint {source.name_or_path!r} for this task: {err} (a checkpoint fine-tuned "
                 "for another task may have a head of another size: start from its pretrained checkpoint instead, "
                 "or give --ignore_mismatched_sizes to initialise the weights of another shape anew)"
             ) from None
+        new_weights = [*loading.get("missing_keys", ()), *(key for key, *_ in loading.get("mismatched_keys", ()))]
+        if evaluating and new_weights:
+            raise CommandError(
+                f"--do_eval / --do_predict without --do_train evaluate the checkpoint as it is, but "
+                f"{source.name_or_path!r} has no {type(model).__name__} weights {listing(sorted(new_weights), 3)} "
+                "(a checkpoint not fine-tuned for this task: they would be random); give --do_train to fine-tune it"
+            )
         if order is not None:  # the task's labels in another order: the head's rows follow the task's order
             reordered = reorder_label_rows(model, order)
             logger.info(
@@ -640,6 +660,28 @@ def prepare_model(
     if getattr(args, "word_vectors", None) and checkpoint is None:
         load_pretrained_word_vectors(model, tokenizer, args.word_vectors, args.seed)
     return PreparedModel(source, model, tokenizer, output_dir, checkpoint)
+
+
+def _check_evaluated_as_is(args: argparse.Namespace, source: ModelSource, task_config: dict[str, Any]) -> None:
+    """--do_eval / --do_predict without --do_train (``training.trains``) evaluate a checkpoint fine-tuned for the
+    task as it is: ``CommandError`` for a model type (a new model, untrained), for a checkpoint fine-tuned on another
+    set of labels, and for the options that change a model before training (--word-vocabulary train)."""
+    if source.from_scratch:
+        raise CommandError(
+            f"--do_eval / --do_predict without --do_train evaluate a checkpoint as it is, and "
+            f"{source.name_or_path!r} is a model type: a new, untrained model; give --do_train to train it, or a "
+            "fine-tuned checkpoint to --model-name-or-path"
+        )
+    ours, theirs = task_labels(task_config), source.checkpoint_labels
+    if ours is not None and theirs is not None and sorted(ours) != sorted(theirs):
+        raise CommandError(
+            f"--do_eval / --do_predict without --do_train evaluate the checkpoint as it is, but "
+            f"{source.name_or_path!r} was fine-tuned with the labels {', '.join(sorted(theirs))}, not this task's "
+            f"({', '.join(sorted(ours))}); give --do_train to fine-tune it on this task"
+        )
+    if getattr(args, "word_vocabulary", "checkpoint") == "train":
+        raise CommandError("--word-vocabulary train gives the checkpoint new word rows to train: it needs "
+                           "--do_train (without it the checkpoint is evaluated as it is)")
 
 
 def check_word_vocabulary(args: argparse.Namespace, source: ModelSource) -> None:
@@ -811,7 +853,8 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
     P > 0 the training examples are wrapped in ``WordDropoutExamples`` (``eval_dataset`` never is). With --overwrite
     what a previous run left in the output folder (its checkpoints, weights and results) is removed first, nothing
     else (``clear_previous_run``). ``input_checks_callback`` reads the input checks still in flight at the end of
-    training, of each evaluation and of each prediction.
+    training, of each evaluation and of each prediction. Without training (``training.trains``: --do_eval /
+    --do_predict without --do_train) the Trainer serves the evaluation and prediction alone: 0 steps, no loss.
     Returns ``(trainer, TrainOutput, seconds)``.
     """
     output_dir = prepared.output_dir
@@ -837,6 +880,12 @@ def train(args: argparse.Namespace, prepared: PreparedModel, train_dataset, data
         optimizers=trainer_optimizers(prepared.model, args, training_args),
         callbacks=callbacks,
     )
+    if not trains(args):  # --do_eval / --do_predict without --do_train: the checkpoint as it is
+        from transformers.trainer_utils import TrainOutput
+
+        logger.info(f"{prepared.source.describe()} is evaluated as it is, without training (--do_eval / "
+                    "--do_predict without --do_train, as in run_glue.py)")
+        return trainer, TrainOutput(global_step=0, training_loss=None, metrics={}), 0.0
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=prepared.checkpoint, ignore_keys_for_eval=ignore_keys_for_eval)
     seconds = time.perf_counter() - start

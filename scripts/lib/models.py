@@ -144,13 +144,15 @@ def tokenizer_config_fields(spec, tokenizer) -> dict[str, Any]:
 
 
 def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | None = None,
-               ignore_mismatched_sizes: bool = False, dtype: str = "float32", **config_overrides):
+               ignore_mismatched_sizes: bool = False, dtype: str = "float32", loading_info: bool = False,
+               **config_overrides):
     """A model for ``auto_class``: from scratch if ``name_or_path`` is a registered model type (its default
     configuration with ``config_overrides``, sized to the tokenizer), else ``from_pretrained`` of the checkpoint
     folder or Hub model id (``lib.sources.resolve_checkpoint`` with ``hub``'s cache folder, revision and token; a model
     in the Hub's cache loads offline too), with ``hub``'s trust_remote_code and run_*.py's
     ``ignore_mismatched_sizes`` (weights of another shape, e.g. a head for other labels, newly initialised). The
-    weights are held in ``dtype`` (--dtype's value: ``weights_dtype``).
+    weights are held in ``dtype`` (--dtype's value: ``weights_dtype``). With ``loading_info``: (model, what
+    ``from_pretrained`` reports: ``missing_keys``, ``mismatched_keys``, ...; {} from scratch).
 
     Raises ``CommandError`` if the tokenizer's vocabulary (or its character ids) is larger than the model's or the
     checkpoint is missing.
@@ -159,15 +161,15 @@ def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | No
     if name_or_path in bizoo.MODEL_SPECS:
         spec = bizoo.get_spec(name_or_path)
         config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_overrides)
-        model = auto_class.from_config(config, **weights_dtype(dtype))
+        model, info = auto_class.from_config(config, **weights_dtype(dtype)), {}
     else:
         from transformers import AutoConfig
 
         path = resolve_checkpoint(name_or_path, "--model-name-or-path", hub)
         stored = getattr(AutoConfig.from_pretrained(path, trust_remote_code=hub.trust_remote_code), "dtype", None)
-        model = auto_class.from_pretrained(path, trust_remote_code=hub.trust_remote_code,
-                                           ignore_mismatched_sizes=ignore_mismatched_sizes, **weights_dtype(dtype),
-                                           **config_overrides)
+        model, info = auto_class.from_pretrained(path, trust_remote_code=hub.trust_remote_code,
+                                                 ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                                 output_loading_info=True, **weights_dtype(dtype), **config_overrides)
         note_stored_dtype(repr(name_or_path), stored, model)
     vocab = model.config.vocab_size  # the word table's rows; ELMo's classifiers read word ids without one
     if len(tokenizer) > vocab:
@@ -176,7 +178,7 @@ def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | No
             f"{vocab - 1} would fall outside the embeddings; use the checkpoint's own tokenizer or train a new model"
         )
     check_char_vocabulary(model.config, tokenizer, "the model's")
-    return model
+    return (model, info) if loading_info else model
 
 
 def check_char_vocabulary(config, tokenizer, whose: str) -> None:

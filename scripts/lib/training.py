@@ -14,7 +14,9 @@ A bizoo option that sets a ``TrainingArguments`` field of the same name is that 
 an error. ``--resume`` is ``--resume_from_checkpoint`` with the newest checkpoint of ``--output-dir``.
 ``--max-train-samples`` / ``--max-eval-samples`` (and the fine-tuning commands' ``--max-predict-samples``) are
 run_*.py's data options: the command cuts its examples to the first N (``first_samples``). ``--do_predict`` is refused
-unless the command predicts a test split (``lib.finetuning.add_predict_arguments``).
+unless the command predicts a test split (``lib.finetuning.add_predict_arguments``). run_*.py's switches decide
+whether a command trains (``trains``): without --do_train, --do_eval or --do_predict it trains, then evaluates; with
+any of them it trains only with --do_train (a fine-tuning command then evaluates the checkpoint as it is).
 
 The value each ``TrainingArguments`` field gets, the first that applies:
 
@@ -43,9 +45,9 @@ before a command writes anything (``check_training_arguments``, which also build
 transformers' own checks run then too).
 
 Functions: ``add_training_arguments``, ``add_preset_option``, ``resolve_training_defaults``,
-``check_training_arguments``, ``check_best_model_metric``, ``best_checkpoint_fields``, ``training_arguments``,
-``trainer_optimizers``, ``scoring_needs``, ``resume_checkpoint``, ``check_resume_from_checkpoint``,
-``last_checkpoint``, ``check_in_turn``,
+``check_training_arguments``, ``trains``, ``check_best_model_metric``, ``best_checkpoint_fields``,
+``training_arguments``, ``trainer_optimizers``, ``scoring_needs``, ``resume_checkpoint``,
+``check_resume_from_checkpoint``, ``last_checkpoint``, ``check_in_turn``,
 ``build_on_first_process``, ``push_final_folder``, ``first_samples``, ``input_checks_callback``,
 ``max_length_padding``; ``add_hub_arguments`` and
 ``check_hub_options``: the Hub and cache options of run_*.py
@@ -207,6 +209,8 @@ def _field_help(action) -> str:
         text += " (--resume: the newest checkpoint in --output-dir)"
     elif action.dest == "log_level":
         text += f" (in bizoo: {LOG_LEVEL_HELP})"
+    elif action.dest in ("do_train", "do_eval"):
+        text += " (in bizoo: the command trains, then evaluates; --do_eval without --do_train is refused)"
     if action.dest in BIZOO_DEFAULT_HELP:
         text += f" (bizoo's default: {BIZOO_DEFAULT_HELP[action.dest]})"
     return text
@@ -504,6 +508,15 @@ def _given(args: argparse.Namespace, name: str) -> bool:
     return name in vars(args)
 
 
+def trains(args: argparse.Namespace) -> bool:
+    """Whether the command trains, from run_*.py's switches: given none of --do_train, --do_eval and --do_predict,
+    a command trains, then evaluates (bizoo's default); given any, it trains only with --do_train, as run_glue.py and
+    run_ner.py do, so --do_eval or --do_predict alone evaluate (and predict with) the checkpoint as it is."""
+    if getattr(args, "do_train", False):
+        return True
+    return not (getattr(args, "do_eval", False) or getattr(args, "do_predict", False))
+
+
 def resolve_training_defaults(args: argparse.Namespace) -> dict[str, Any]:
     """Fill the options the user left unset (module docstring) and give each alias and its field the same value;
     returns the preset values taken from the model type's ``training_defaults`` (``lib.model_defaults``; empty when
@@ -619,13 +632,24 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
     if args.fsdp and not cuda_available():
         raise CommandError("--fsdp shards the model over GPUs: without CUDA accelerate ignores it and trains with "
                            "plain data parallelism (DDP), so drop --fsdp on a CPU")
-    for name in ("do_train", "do_eval"):  # run_glue.py's switches: a bizoo command always trains and evaluates
-        if _given(args, name) and not getattr(args, name):
-            raise CommandError(f"--{name} false: this command always trains, then evaluates; drop the option")
-    # --do_predict: the fine-tuning commands predict their test split after training (``lib.finetuning.
-    # add_predict_arguments`` sets ``_predicts``); any other command has no test split to predict
+    # run_*.py's switches (``trains``): a command always evaluates; it trains unless --do_eval / --do_predict come
+    # without --do_train, which the fine-tuning commands take as run_glue.py does (``lib.finetuning.
+    # add_predict_arguments`` sets ``_predicts``); pretrain has neither a test split nor an evaluation alone
+    if _given(args, "do_eval") and not args.do_eval:
+        raise CommandError("--do_eval false: this command always evaluates (what it trains, or with --do_predict "
+                           "alone the checkpoint); drop the option")
+    if _given(args, "do_train") and not args.do_train and trains(args):
+        raise CommandError("--do_train false with neither --do_eval nor --do_predict leaves nothing to do: drop it "
+                           "to train (then evaluate), or add --do_eval to evaluate the checkpoint as it is")
     if getattr(args, "do_predict", False) and not getattr(args, "_predicts", False):
         raise CommandError("--do_predict: this command predicts no test split; it trains, then evaluates")
+    if not trains(args):
+        if not getattr(args, "_predicts", False):
+            raise CommandError("--do_eval without --do_train: this command always trains, then evaluates (run_*.py's "
+                               "evaluation alone is the fine-tuning commands'); give --do_train too, or drop --do_eval")
+        if getattr(args, "resume", False) or getattr(args, "resume_from_checkpoint", None) is not None:
+            raise CommandError("--resume continues a training run, and --do_eval / --do_predict without --do_train "
+                               "train nothing: give --do_train too, or drop --resume")
     check_resume_from_checkpoint(getattr(args, "resume_from_checkpoint", None))
     if metrics is not None:
         check_best_model_metric(args, metrics)

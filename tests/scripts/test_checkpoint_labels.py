@@ -28,7 +28,7 @@ from tests.scripts.conftest import call, conll_sentence, sentence, write_conll, 
 from tests.tiny_configs import TINY_CONFIGS
 
 STILL = ["--max-steps", "1", "--learning-rate", "1e-12", "--warmup_steps", "0", "--batch-size", "8",
-         "--max-length", "32", "--save-steps", "100", "--do_predict"]
+         "--max-length", "32", "--save-steps", "100", "--do_train", "--do_predict"]
 SST2 = ("negative", "positive")  # the task's order
 NER = ("O", "B-LOC", "B-PER", "I-PER")  # finetune-ner's order for these tags: "O", then by type
 

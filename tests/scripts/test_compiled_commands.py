@@ -42,7 +42,7 @@ def test_a_compiled_crf_tagger_trains_and_decodes_as_the_eager_one(conll_dir: Pa
     compiled run's weights saved under the model's own names (no ``_orig_mod.``), which reload."""
     write_conll(conll_dir / "test.txt", [[("Anna", "B-PER"), ("went", "O"), ("to", "O"), ("Rome", "B-LOC")]] * 3)
     eager, compiled = tmp_path / "eager", tmp_path / "compiled"
-    base = ["--data-dir", conll_dir, *CRF, *FAST, "--do_predict"]
+    base = ["--data-dir", conll_dir, *CRF, *FAST, "--do_train", "--do_predict"]
     assert call(finetune_ner.main, [*base, "--output-dir", eager]) == 0
     assert call(finetune_ner.main, [*base, *COMPILED, "--output-dir", compiled]) == 0
 

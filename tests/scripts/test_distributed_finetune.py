@@ -96,7 +96,7 @@ def test_ner_crf_preset_scores_and_predicts_as_its_saved_model_on_one_process(tm
         "--model-name-or-path", "bilstm_crf", "--model-config", "word_embedding_size=16", "hidden_size=8",
         "--data-dir", conll, "--output-dir", output, "--max-steps", "8", "--batch-size", "4", "--logging-steps", "4",
         "--best-checkpoint", "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "steps",
-        "--save-steps", "4", *EVAL_BATCH, "--do_predict"])
+        "--save-steps", "4", *EVAL_BATCH, "--do_train", "--do_predict"])
     assert done.returncode == 0, done.stderr[-3000:]
     saved_once(done, output)
 
@@ -127,7 +127,7 @@ def test_glue_data_files_predict_every_test_example_once_in_order(tmp_path):
     done = torchrun("finetune_glue", [
         "--model-name-or-path", "lion", "--train-file", files["train"], "--validation-file", files["dev"],
         "--test-file", files["test"], "--output-dir", output, *TINY_LION, "--max-steps", "3", "--batch-size", "4",
-        "--max-length", "32", "--group-by-length", *EVAL_BATCH, "--do_predict"])
+        "--max-length", "32", "--group-by-length", *EVAL_BATCH, "--do_train", "--do_predict"])
     assert done.returncode == 0, done.stderr[-3000:]
     saved_once(done, output)
 

@@ -103,7 +103,7 @@ def model_outputs(folder: Path, auto_class, inputs: list, **kwargs) -> list:
 def test_glue_writes_run_glues_predict_results_with_the_class_names(glue: Path, tmp_path: Path, capsys) -> None:
     output = tmp_path / "run"
     argv = ["--model-name-or-path", "lion", "--task", "sst2", "--data-dir", glue, "--output-dir", output,
-            *TINY, *FAST, "--do_predict"]
+            *TINY, *FAST, "--do_train", "--do_predict"]
     assert call(finetune_glue.main, argv) == 0
     printed = capsys.readouterr().out
     assert "test: 7 examples predicted, without labels to score" in printed
@@ -127,7 +127,7 @@ def test_glue_writes_run_glues_predict_results_with_the_class_names(glue: Path, 
 def test_glue_regression_scores_have_three_decimals(glue: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
     argv = ["--model-name-or-path", "lion", "--task", "STS-B", "--data-dir", glue, "--output-dir", output,
-            *TINY, *FAST, "--do_predict"]
+            *TINY, *FAST, "--do_train", "--do_predict"]
     assert call(finetune_glue.main, argv) == 0
     rows = read_predictions(output / "predict_results_stsb.txt")
     assert [index for index, _ in rows] == list(range(5))
@@ -143,7 +143,7 @@ def test_glue_mnli_predicts_matched_and_mismatched_and_max_predict_samples_cuts_
                                                                                      tmp_path: Path) -> None:
     output = tmp_path / "run"
     argv = ["--model-name-or-path", "lion", "--task", "mnli", "--data-dir", glue, "--output-dir", output,
-            *TINY, *FAST, "--do_predict", "--max_predict_samples", "4"]
+            *TINY, *FAST, "--do_train", "--do_predict", "--max_predict_samples", "4"]
     assert call(finetune_glue.main, argv) == 0
     names = ["contradiction", "entailment", "neutral"]
     for file, split in (("predict_results_mnli.txt", "test_matched"), ("predict_results_mnli-mm.txt",
@@ -174,7 +174,7 @@ def test_glue_from_hub_predicts_the_hub_test_split_whose_scores_are_hidden(glue:
     monkeypatch.setattr(finetune_glue, "load_glue_from_hub", fake_hub)
     output = tmp_path / "run"
     argv = ["--model-name-or-path", "lion", "--task", "stsb", "--from-hub", "--output-dir", output, *TINY, *FAST,
-            "--do_predict"]
+            "--do_train", "--do_predict"]
     assert call(finetune_glue.main, argv) == 0
     assert asked == ["train", "dev", "test"]
     assert len(read_predictions(output / "predict_results_stsb.txt")) == 5
@@ -190,7 +190,8 @@ def test_glue_from_hub_without_the_test_split_names_it(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(finetune_glue, "load_glue_from_hub", fake_hub)
     output = tmp_path / "run"
-    argv = ["--model-name-or-path", "lion", "--task", "sst2", "--from-hub", "--output-dir", output, "--do_predict"]
+    argv = ["--model-name-or-path", "lion", "--task", "sst2", "--from-hub", "--output-dir", output, "--do_train",
+            "--do_predict"]
     assert call(finetune_glue.main, argv) == 2
     err = capsys.readouterr().err
     assert "cannot read GLUE SST-2 test from the Hub (--do_predict: the Hub's test split: Unknown split" in err, err
@@ -213,7 +214,7 @@ def test_glue_data_files_with_a_labelled_test_file_are_scored_too(tmp_path: Path
     output = tmp_path / "run"
     argv = ["--model-name-or-path", "lion", "--train_file", train, "--validation_file", dev, "--test_file", test,
             "--text-columns", "review", "--label-column", "stars", "--output-dir", output, *TINY, *FAST,
-            "--do_predict", "--max_predict_samples", "8"]
+            "--do_train", "--do_predict", "--max_predict_samples", "8"]
     assert call(finetune_glue.main, argv) == 0
     printed = capsys.readouterr().out
 
@@ -250,7 +251,7 @@ def test_glue_dataset_test_split_with_the_hubs_unlabelled_marker_is_predicted_no
                                    features=features).to_parquet(str(folder / f"{split}.parquet"))
     output = tmp_path / "run"
     argv = ["--model-name-or-path", "lion", "--dataset-name", folder, "--output-dir", output, *TINY, *FAST,
-            "--do_predict"]
+            "--do_train", "--do_predict"]
     assert call(finetune_glue.main, argv) == 0
     rows = read_predictions(output / "predict_results.txt")
     assert len(rows) == 5 and {label for _, label in rows} <= {"negative", "positive"}
@@ -288,7 +289,7 @@ def test_ner_writes_run_ners_predictions_and_scores_a_tagged_test_file(conll: Pa
     output = tmp_path / "run"
     max_length = 7  # [CLS] [SEP] and 5 sub-tokens: some words of the longer sentences are cut off
     argv = ["--model-name-or-path", "lion", "--data-dir", conll, "--output-dir", output, *TINY, *FAST,
-            "--max-length", max_length, "--do_predict"]
+            "--max-length", max_length, "--do_train", "--do_predict"]
     assert call(finetune_ner.main, argv) == 0
     printed = capsys.readouterr().out
     assert "test.txt, test (--do_predict)" in printed
@@ -335,7 +336,7 @@ def test_ner_crf_predictions_are_the_viterbi_path(conll: Path, tmp_path: Path) -
     """A CRF head whose logits are log-marginals: predictions.txt holds the Viterbi path (checked against a
     decoding of the saved model's emissions and constrained transitions), not the argmax of the logits."""
     output = tmp_path / "run"
-    assert call(finetune_ner.main, [*CRF, "--data-dir", conll, "--output-dir", output, "--do_predict",
+    assert call(finetune_ner.main, [*CRF, "--data-dir", conll, "--output-dir", output, "--do_train", "--do_predict",
                                     "--max_predict_samples", "6"]) == 0
     written = [line.split(" ") for line in (output / "predictions.txt").read_text(encoding="utf-8").splitlines()]
     test = read_conll(conll / "test.txt")[:6]
@@ -396,7 +397,7 @@ def test_ner_dataset_test_split_without_tags_keeps_every_row(tmp_path: Path) -> 
     datasets.Dataset.from_dict({"tokens": test}).to_parquet(str(folder / "test.parquet"))
     output = tmp_path / "run"
     argv = ["--model-name-or-path", "lion", "--dataset-name", folder, "--output-dir", output, *TINY, *FAST,
-            "--do_predict"]
+            "--do_train", "--do_predict"]
     assert call(finetune_ner.main, argv) == 0
     lines = (output / "predictions.txt").read_text(encoding="utf-8").split("\n")
     assert lines[-1] == "" and len(lines[:-1]) == 5 and lines[2] == ""
@@ -431,14 +432,14 @@ def refusal_cases(glue: Path, conll: Path, tmp_path: Path) -> dict[str, tuple]:
     return {
         "a GLUE folder without test.tsv": (
             finetune_glue, ["--model-name-or-path", "lion", "--data-dir", glue_no_test, "--task", "sst2",
-                            "--do_predict"],
+                            "--do_train", "--do_predict"],
             f"--do_predict predicts GLUE SST-2's test split, but GLUE SST-2 test file "
             f"{str(glue_no_test / 'SST-2' / 'test.tsv')!r} does not exist"),
         "data files without --test-file": (
-            finetune_glue, [*files, "--do_predict"],
+            finetune_glue, [*files, "--do_train", "--do_predict"],
             "--do_predict predicts the test split, but no --test-file was given"),
         "a dataset without a test split": (
-            finetune_glue, ["--model-name-or-path", "lion", "--dataset-name", dataset, "--do_predict"],
+            finetune_glue, ["--model-name-or-path", "lion", "--dataset-name", dataset, "--do_train", "--do_predict"],
             "has no 'test' split (it has train, validation)"),
         "--test-file without --do_predict": (
             finetune_glue, [*files, "--test-file", dev], "--test-file: for the test split --do_predict predicts"),
@@ -446,21 +447,21 @@ def refusal_cases(glue: Path, conll: Path, tmp_path: Path) -> dict[str, tuple]:
             finetune_glue, [*glue_task, "--task", "sst2", "--max_predict_samples", "3"],
             "--max-predict-samples: for the test split --do_predict predicts"),
         "--max_predict_samples 0": (
-            finetune_glue, [*glue_task, "--task", "sst2", "--do_predict", "--max_predict_samples", "0"],
+            finetune_glue, [*glue_task, "--task", "sst2", "--do_train", "--do_predict", "--max_predict_samples", "0"],
             "--max-predict-samples must be >= 1, got 0"),
         "--test-file with a GLUE task": (
-            finetune_glue, [*glue_task, "--task", "sst2", "--do_predict", "--test-file", dev],
+            finetune_glue, [*glue_task, "--task", "sst2", "--do_train", "--do_predict", "--test-file", dev],
             "--test-file: options of another dataset, not of a GLUE task"),
         "a CoNLL folder without test.txt": (
-            finetune_ner, ["--model-name-or-path", "lion", "--data-dir", no_test, "--do_predict"],
+            finetune_ner, ["--model-name-or-path", "lion", "--data-dir", no_test, "--do_train", "--do_predict"],
             f"--do_predict predicts the test split, but --data-dir {str(no_test)!r} holds no test.txt"),
         "CoNLL paths without --test-file": (
             finetune_ner, ["--model-name-or-path", "lion", "--train-file", conll / "train.txt", "--validation-file",
-                           conll / "valid.txt", "--do_predict"],
+                           conll / "valid.txt", "--do_train", "--do_predict"],
             "--do_predict predicts the test split: give its path with --test-file"),
         "--test-file with --dataset-name": (
             finetune_ner, ["--model-name-or-path", "lion", "--dataset-name", dataset, "--test-file", dev,
-                           "--do_predict"], "--test-file: options of files"),
+                           "--do_train", "--do_predict"], "--test-file: options of files"),
         "ner --test-file without --do_predict": (
             finetune_ner, ["--model-name-or-path", "lion", "--data-dir", conll, "--test-file", "test.txt"],
             "--test-file: for the test split --do_predict predicts"),
@@ -484,13 +485,68 @@ def test_refusals_name_what_is_missing_before_anything_is_written(case: str, glu
     assert not output.exists()
 
 
+# ------------------------------------------------------------------------------- --do_eval / --do_predict alone
+
+
+@pytest.mark.parametrize("command", ["finetune-glue", "finetune-ner"])
+def test_do_predict_without_do_train_evaluates_the_checkpoint_as_it_is(command, glue: Path, conll: Path,
+                                                                        tmp_path: Path, capsys) -> None:
+    """run_glue.py / run_ner.py train only with --do_train: --do_eval or --do_predict alone evaluate and predict with
+    the checkpoint given. bizoo trained it again (3 epochs from the checkpoint: other weights, other scores). The
+    fine-tuned folder evaluated alone scores and predicts exactly as its own run did, its weights unchanged."""
+    from tests.scripts.conftest import max_weight_difference
+
+    if command == "finetune-glue":
+        main, data = finetune_glue.main, ["--task", "sst2", "--data-dir", glue, "--max-length", "32"]
+        trained_argv, predictions = ["--model-name-or-path", "lion", *TINY, *FAST], "predict_results_sst2.txt"
+    else:
+        main, data, trained_argv, predictions = finetune_ner.main, ["--data-dir", conll], CRF, "predictions.txt"
+    trained, alone, evaluated = tmp_path / "trained", tmp_path / "alone", tmp_path / "evaluated"
+    assert call(main, [*trained_argv, *data, "--output-dir", trained, "--do_train", "--do_predict"]) == 0
+    capsys.readouterr()
+    assert call(main, ["--model-name-or-path", trained, *data, "--output-dir", alone, "--do_predict"]) == 0
+    assert "is evaluated as it is, without training" in capsys.readouterr().out
+    assert (alone / predictions).read_text() == (trained / predictions).read_text()
+    results = [json.loads((folder / "eval_results.json").read_text()) for folder in (trained, alone)]
+    assert results[1]["metrics"] == results[0]["metrics"]
+    assert results[0]["steps"] == 3 and results[1]["steps"] == 0 and results[1]["train_loss"] is None
+    assert max_weight_difference(trained, alone) == 0
+    assert not list(alone.glob("checkpoint-*"))
+    assert call(main, ["--model-name-or-path", trained, *data, "--output-dir", evaluated, "--do_eval"]) == 0
+    assert json.loads((evaluated / "eval_results.json").read_text())["metrics"] == results[0]["metrics"]
+    assert not (evaluated / predictions).exists()
+
+
+def test_do_eval_alone_refuses_what_it_could_only_evaluate_untrained(glue: Path, checkpoint: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    """A model type (a new model), a pretrained checkpoint without the task's head (random weights), and a checkpoint
+    fine-tuned on other labels would be scored untrained: refused before anything is written, naming --do_train."""
+    sst2 = tmp_path / "sst2"
+    assert call(finetune_glue.main, ["--model-name-or-path", "lion", *TINY, *FAST, "--task", "sst2", "--data-dir",
+                                     glue, "--output-dir", sst2]) == 0
+    output = tmp_path / "out"
+    for model, task, message in (
+        ("lion", "sst2", "'lion' is a model type: a new, untrained model; give --do_train to train it"),
+        (checkpoint, "sst2", "has no LionForSequenceClassification weights classifier.dense.bias, "
+                             "classifier.dense.weight, classifier.out_proj.bias and 1 more"),
+        (sst2, "mnli", "was fine-tuned with the labels negative, positive, not this task's (contradiction, "
+                       "entailment, neutral); give --do_train to fine-tune it on this task"),
+    ):
+        capsys.readouterr()
+        assert call(finetune_glue.main, ["--model-name-or-path", model, "--task", task, "--data-dir", glue,
+                                         "--output-dir", output, "--do_eval"]) == 2
+        assert message in capsys.readouterr().err
+        assert not output.exists()
+
+
 @pytest.mark.parametrize("module", [finetune_glue, finetune_ner])
 def test_help_says_what_do_predict_writes(module, capsys) -> None:
     assert call(module.main, ["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--max-predict-samples" in text and "--test-file" in text
     written = "predict_results_<task>.txt" if module is finetune_glue else "predictions.txt"
-    assert "after training and evaluation, " in text and written in text
+    assert "after the evaluation, " in text and written in text
+    assert "without --do_train, the checkpoint as it is" in text
 
 
 def test_ner_evaluation_during_training_reads_the_viterbi_path(conll: Path, tmp_path: Path) -> None:

@@ -249,7 +249,13 @@ REFUSED = {
     "do_predict without a test split": (finetune_glue, ["--do_predict"],
                                         "--do_predict predicts GLUE SST-2's test split, but GLUE SST-2 test file"),
     "do_predict in a command without a test split": (pretrain, ["--do_predict"], "predicts no test split"),
-    "do_train false": (finetune_ner, ["--do_train", "false"], "--do_train false: this command always trains"),
+    "do_train false": (finetune_ner, ["--do_train", "false"],
+                       "--do_train false with neither --do_eval nor --do_predict leaves nothing to do"),
+    "do_eval false": (finetune_glue, ["--do_eval", "false"], "--do_eval false: this command always evaluates"),
+    "evaluation alone in pretrain": (pretrain, ["--do_eval"], "--do_eval without --do_train: this command always "
+                                     "trains, then evaluates"),
+    "evaluation alone resumed": (finetune_ner, ["--do_eval", "--resume"], "--resume continues a training run, and "
+                                 "--do_eval / --do_predict without --do_train train nothing"),
     "needed by the command": (pretrain, ["--prediction_loss_only", "true"], "this command needs prediction_loss_only"),
 }
 
