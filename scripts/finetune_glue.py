@@ -14,7 +14,8 @@ regression, float scores); scored by accuracy and macro F1 (regression: Pearson 
 Sentence pairs are encoded as tokenizer(sentence1, sentence2, truncation=True, max_length=--max-length) and
 batches padded to their longest sequence. Checkpoints go to --output-dir every --save-steps steps (--resume
 continues the newest); at the end the final model, its tokenizer, eval_results.json (metrics, wall times,
-example and step counts) and a bizoo_results.json record (for bizoo export's model card) are written there.
+example and step counts), all_results.json (run_glue.py's flat record: train_*, eval_*, MNLI's mismatched eval_*_mm)
+and a bizoo_results.json record (for bizoo export's model card) are written there.
 
 run_glue.py's Hub and cache options work as there: --cache_dir (where Hub snapshots and datasets' files are cached),
 --model_revision (of --model-name-or-path and --tokenizer), --token, --trust_remote_code, --overwrite_cache and
@@ -71,10 +72,12 @@ from .lib.dataset_readers import (
     text_classification_data,
 )
 from .lib.finetuning import (
+    ALL_RESULTS_FILE,
     PREDICT_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
     add_predict_arguments,
+    all_results,
     announce_and_push,
     check_predict_options,
     describe_model,
@@ -437,10 +440,12 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
     )
 
     metrics: dict[str, dict[str, float]] = {}
+    losses: dict[str, float] = {}
     for split in task.eval_splits:
         output = trainer.predict(encoded[split])
         labels = [example["label"] for example in splits[split]]
         metrics[split] = score(task, output.predictions, labels)
+        losses[split] = output.metrics.get("test_loss")
     # --do_predict: the final model on the test split(s), as run_glue.py predicts them; scored where labelled
     id2label = prepared.model.config.id2label
     files: dict[str, str] = {}
@@ -455,6 +460,10 @@ def _train_and_report(args: argparse.Namespace, task: GlueTask | DatasetTask, sp
             predict_metrics[split] = predict_results(output.metrics, test_scores[split], len(labels))
     if predict_metrics:  # one labelled test split: another dataset's (GLUE's test labels are hidden)
         files[PREDICT_RESULTS_FILE] = json.dumps(next(iter(predict_metrics.values())), indent=2) + "\n"
+    evaluations = [("_mm" if split.endswith("_mismatched") else "", {**metrics[split], "loss": losses[split]},
+                    len(splits[split])) for split in task.eval_splits]  # run_glue.py's names, MNLI's "_mm"
+    files[ALL_RESULTS_FILE] = all_results(trainer, train_output, len(splits["train"]), evaluations,
+                                          next(iter(predict_metrics.values()), None))
     total_seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
         return 0

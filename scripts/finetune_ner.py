@@ -50,8 +50,8 @@ as wrong for pos; the number of each kind is reported (eval_results.json: trunca
 The model is a checkpoint folder (its own tokenizer unless --tokenizer) or a bizoo model type to train from
 scratch (e.g. lion, with --variant and --model-config; unless --tokenizer, a cased WordPiece tokenizer is trained
 on the training sentences). Checkpoints go to --output-dir every --save-steps steps (--resume continues the
-newest); at the end the final model, its tokenizer, eval_results.json and a bizoo_results.json record are
-written there.
+newest); at the end the final model, its tokenizer, eval_results.json, all_results.json (run_ner.py's flat record:
+train_*, eval_*, predict_*) and a bizoo_results.json record are written there.
 
 Defaults are sized for a small model on a CPU: 3 epochs, batch 32, peak learning rate 1e-4 (linear decay, 6%
 warm-up), --max-length 128 sub-tokens; a bizoo model type trained from scratch takes its preset for the --task
@@ -137,11 +137,13 @@ from .lib.dataset_readers import (
     token_classification_data,
 )
 from .lib.finetuning import (
+    ALL_RESULTS_FILE,
     PREDICT_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
     add_predict_arguments,
     add_word_dropout_argument,
+    all_results,
     announce_and_push,
     check_predict_options,
     describe_model,
@@ -955,9 +957,13 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
         args, prepared, train_features, collator, eval_dataset=eval_features, compute_metrics=compute_metrics,
         ignore_keys_for_eval=inference_ignore_keys(prepared.model, DECODED_OUTPUTS),
     )
-    scores = scores_of(trainer.predict(eval_features,
-                                       ignore_keys=inference_ignore_keys(trainer.model, DECODED_OUTPUTS)).predictions)
+    evaluated = trainer.predict(eval_features, ignore_keys=inference_ignore_keys(trainer.model, DECODED_OUTPUTS))
+    scores = scores_of(evaluated.predictions)
     files, test_scores = predict_test(args, trainer, data, encoded, id2label) if data.test is not None else ({}, None)
+    predicted = json.loads(files[PREDICT_RESULTS_FILE]) if PREDICT_RESULTS_FILE in files else None
+    evaluation = {**{name: scores[name] for name in metrics}, "loss": evaluated.metrics.get("test_loss")}
+    files[ALL_RESULTS_FILE] = all_results(trainer, train_output, len(data.train), [("", evaluation, len(data.eval))],
+                                          predicted)
     total_seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # a distributed run: the first process reports and saves
         return 0

@@ -156,6 +156,14 @@ def test_glue_mnli_predicts_matched_and_mismatched_and_max_predict_samples_cuts_
         assert [label for _, label in rows] == [names[int(out.logits.argmax(-1))] for out, _ in outputs]
     results = json.loads((output / "eval_results.json").read_text(encoding="utf-8"))
     assert results["num_predict_examples"] == {"test_matched": 4, "test_mismatched": 4}
+    # all_results.json as run_glue.py writes it: flat numbers, MNLI's mismatched split with the suffix _mm
+    flat = json.loads((output / "all_results.json").read_text(encoding="utf-8"))
+    assert flat["eval_accuracy"] == results["metrics"]["dev_matched"]["accuracy"]
+    assert flat["eval_accuracy_mm"] == results["metrics"]["dev_mismatched"]["accuracy"]
+    assert flat["eval_samples"] == 5 and flat["eval_samples_mm"] == 5 and flat["train_samples"] == 24
+    assert flat["train_loss"] == pytest.approx(results["train_loss"]) and flat["epoch"] > 0
+    assert flat["eval_loss"] > 0 and flat["eval_loss_mm"] > 0 and flat["eval_loss"] != flat["eval_loss_mm"]
+    assert {"train_runtime", "train_samples_per_second"} <= set(flat)
 
 
 def test_glue_from_hub_predicts_the_hub_test_split_whose_scores_are_hidden(glue: Path, tmp_path: Path,
@@ -316,6 +324,10 @@ def test_ner_writes_run_ners_predictions_and_scores_a_tagged_test_file(conll: Pa
     assert set(records) == {"validation", "test"}
     assert records["test"]["metrics"]["f1"] == pytest.approx(results["predict_f1"])
     assert set(records["test"]["metrics"]) == set(records["validation"]["metrics"])
+    flat = json.loads((output / "all_results.json").read_text(encoding="utf-8"))  # as run_ner.py's
+    assert {name: flat[name] for name in results} == results  # predict_results.json's numbers, as they are
+    assert flat["eval_f1"] == eval_results["metrics"]["f1"] and flat["eval_samples"] == 6
+    assert flat["train_samples"] == 32 and "eval_loss" in flat and "train_loss" in flat
 
 
 def viterbi(emissions: np.ndarray, transitions: np.ndarray, start: np.ndarray, end: np.ndarray) -> list[int]:
@@ -515,6 +527,9 @@ def test_do_predict_without_do_train_evaluates_the_checkpoint_as_it_is(command, 
     assert call(main, ["--model-name-or-path", trained, *data, "--output-dir", evaluated, "--do_eval"]) == 0
     assert json.loads((evaluated / "eval_results.json").read_text())["metrics"] == results[0]["metrics"]
     assert not (evaluated / predictions).exists()
+    flat = [json.loads((folder / "all_results.json").read_text()) for folder in (trained, evaluated)]
+    assert "train_loss" in flat[0] and "epoch" in flat[0]  # run_*.py's record: no train_* nor epoch untrained
+    assert flat[1] == {name: value for name, value in flat[0].items() if name.startswith("eval_")}
 
 
 def test_do_eval_alone_refuses_what_it_could_only_evaluate_untrained(glue: Path, checkpoint: Path, tmp_path: Path,
