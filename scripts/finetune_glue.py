@@ -72,12 +72,10 @@ from .lib.dataset_readers import (
     text_classification_data,
 )
 from .lib.finetuning import (
-    ALL_RESULTS_FILE,
     PREDICT_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
     add_predict_arguments,
-    all_results,
     announce_and_push,
     check_predict_options,
     describe_model,
@@ -92,7 +90,7 @@ from .lib.finetuning import (
     train,
 )
 from .lib.metrics import glue_metrics, predicted, text_classification_metrics
-from .lib.results import record_results
+from .lib.results import ALL_RESULTS_FILE, all_results, record_results
 from .lib.sources import HubOptions, hub_options
 from .lib.training import (
     add_training_arguments,

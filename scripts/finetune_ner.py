@@ -137,13 +137,11 @@ from .lib.dataset_readers import (
     token_classification_data,
 )
 from .lib.finetuning import (
-    ALL_RESULTS_FILE,
     PREDICT_RESULTS_FILE,
     PreparedModel,
     add_model_arguments,
     add_predict_arguments,
     add_word_dropout_argument,
-    all_results,
     announce_and_push,
     check_predict_options,
     describe_model,
@@ -168,7 +166,7 @@ from .lib.metrics import (
     unchunked_tags,
 )
 from .lib.models import parse_model_config
-from .lib.results import record_results
+from .lib.results import ALL_RESULTS_FILE, all_results, record_results
 from .lib.sources import hub_options
 from .lib.training import (
     OneValue,

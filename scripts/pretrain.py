@@ -2,7 +2,8 @@
 
 With no data argument it trains on the public-domain Shakespeare plays shipped inside the package, holding out
 Macbeth for evaluation: it trains a WordPiece tokenizer, pretrains a small model for a few minutes on a CPU, then
-saves model + tokenizer + model card, writes a loss-curve PNG, prints the held-out masked-token accuracy beside a
+saves model + tokenizer + model card, writes a loss-curve PNG and all_results.json (run_mlm.py's flat record:
+train_*, eval_accuracy, eval_loss, perplexity), prints the held-out masked-token accuracy beside a
 unigram baseline (always predicting the most frequent training token), and shows a few fill-mask predictions made
 by `pipeline("fill-mask")` from the saved folder.
 
@@ -85,7 +86,7 @@ from .lib.models import (
     weights_dtype,
 )
 from .lib.output_folders import check_output_dir, clear_previous_run, input_paths, staged_update
-from .lib.results import record_results
+from .lib.results import ALL_RESULTS_FILE, all_results, record_results
 from .lib.sources import HubOptions, hub_options
 from .lib.dataset_readers import describe, is_data_file, load_splits, stream_text_lines
 from .lib.dataset_readers import split_name as dataset_split_name
@@ -994,6 +995,8 @@ class Trained:
     model: Any
     steps: int  # the optimizer steps taken (global_step)
     train_seconds: float
+    output: Any = None  # the Trainer's TrainOutput (its metrics: train_loss, train_runtime, ...)
+    train_samples: int | None = None  # training blocks; None when streamed
 
 
 def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> Trained:
@@ -1043,7 +1046,8 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
         clear_previous_run(job.output_dir, input_paths(args))
     train_start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=job.resume_from)
-    return Trained(trainer, model, result.global_step, time.perf_counter() - train_start)
+    samples = len(setup.train_dataset) if hasattr(setup.train_dataset, "__len__") else None
+    return Trained(trainer, model, result.global_step, time.perf_counter() - train_start, result, samples)
 
 
 @dataclass
@@ -1056,6 +1060,14 @@ class Evaluation:
     task: dict
     accuracy: float | None = None  # mlm only
     eval_loss: float | None = None  # mlm only
+    samples: int = 0  # held-out blocks
+
+    def run_script_metrics(self) -> dict:
+        """The evaluation as run_mlm.py's ``all_results.json`` names it (``eval_`` prefixed by ``all_results``):
+        accuracy and loss (mlm), or the forward and backward perplexities and their mean loss (bilm)."""
+        if self.accuracy is None:
+            return {**self.metrics, "loss": self.extra["eval_loss"]}
+        return {"accuracy": self.accuracy, "loss": self.eval_loss}
 
 
 def evaluate_model(job: PretrainJob, model, setup: ObjectiveSetup) -> Evaluation:
@@ -1072,12 +1084,12 @@ def evaluate_model(job: PretrainJob, model, setup: ObjectiveSetup) -> Evaluation
             "eval_loss": round(0.5 * (forward_nll + backward_nll), 4),
         }
         task = {"type": "text-generation", "name": "Bidirectional language modeling (forward and backward LM)"}
-        return Evaluation(metrics, extra, task)
+        return Evaluation(metrics, extra, task, samples=len(setup.eval_examples))
     accuracy, eval_loss = masked_accuracy(model, setup.eval_examples, setup.eval_collator)
     metrics = {"accuracy": round(accuracy, 4), "perplexity": round(math.exp(min(eval_loss, 50)), 2)}
     extra = {"unigram_baseline_accuracy": round(setup.baseline, 4), "eval_loss": round(eval_loss, 4)}
     task = {"type": "fill-mask", "name": "Masked language modeling"}
-    return Evaluation(metrics, extra, task, accuracy, eval_loss)
+    return Evaluation(metrics, extra, task, accuracy, eval_loss, len(setup.eval_examples))
 
 
 def save_run(job: PretrainJob, trained: Trained, tokenizer, corpus_name: str, evaluation: Evaluation) -> None:
@@ -1089,6 +1101,11 @@ def save_run(job: PretrainJob, trained: Trained, tokenizer, corpus_name: str, ev
         tokenizer.save_pretrained(staging)
         plot_loss_curve(log_history, staging / "loss_curve.png", job.objective)
         (staging / "training_log.json").write_text(json.dumps(log_history, indent=1) + "\n")
+        held_out = evaluation.run_script_metrics()
+        perplexity = math.exp(min(held_out["loss"], 50))  # run_mlm.py's exp(eval_loss)
+        (staging / ALL_RESULTS_FILE).write_text(all_results(
+            trained.trainer, trained.output, trained.train_samples, [("", held_out, evaluation.samples)],
+            extra={"perplexity": perplexity}))
     record_results(
         job.output_dir,
         task=evaluation.task,

@@ -104,7 +104,6 @@ EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_LOG_FILE = "training_log.json"
 #: What the Trainer's ``save_metrics("predict", ...)`` names the test metrics (run_ner.py writes it).
 PREDICT_RESULTS_FILE = "predict_results.json"
-ALL_RESULTS_FILE = "all_results.json"  # run_glue.py's and run_ner.py's flat record (``all_results``)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -214,27 +213,6 @@ def predict_results(trainer_metrics: dict[str, Any], scores: dict[str, Any], sam
     command's ``scores`` of the test split with the ``predict_`` prefix, and ``predict_samples``."""
     return {**trainer_metrics, **{f"predict_{name}": value for name, value in scores.items()},
             "predict_samples": samples}
-
-
-def all_results(trainer, train_output, train_samples: int, evaluations: Sequence[tuple[str, dict[str, Any], int]],
-                predicted: dict[str, Any] | None = None) -> str:
-    """``all_results.json`` as run_glue.py and run_ner.py write it (``Trainer.save_metrics(..., combined=True)``): one
-    flat object of numbers for the tools that read those scripts' output folders. The training's metrics
-    (``train_loss``, ``train_runtime``, ``train_samples_per_second``, ... and ``train_samples``) where the call
-    trained; each evaluation as ``eval_<name>`` with ``eval_loss`` and ``eval_samples`` (``evaluations``: (suffix,
-    scores with ``loss``, examples); MNLI's mismatched split with the suffix ``_mm``, as run_glue.py names it); a
-    scored test split's ``predict_*`` (``predict_results``); and ``epoch`` where it trained."""
-    values: dict[str, Any] = {}
-    if train_output.training_loss is not None:  # None: nothing trained in this call (--do_eval alone, a finished run)
-        values.update({name: value for name, value in train_output.metrics.items() if isinstance(value, (int, float))})
-        values["train_samples"] = train_samples
-    for suffix, scores, samples in evaluations:
-        values.update({f"eval_{name}{suffix}": value for name, value in scores.items() if value is not None})
-        values[f"eval_samples{suffix}"] = samples
-    values.update(predicted or {})
-    if trainer.state.epoch:  # none without training
-        values["epoch"] = float(trainer.state.epoch)
-    return json.dumps(values, indent=2, sort_keys=True) + "\n"
 
 
 def inference_ignore_keys(model, keep: Sequence[str] = ()) -> list[str] | None:

@@ -1,6 +1,7 @@
 """The `bizoo` command line: every command's help, `bizoo pretrain` end to end and its bad inputs, `bizoo bench`."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -62,6 +63,11 @@ def test_pretrain_end_to_end_on_given_text(tmp_path, sentences, capsys):
         assert (out / name).exists(), name
     results = json.loads((out / "bizoo_results.json").read_text())
     assert results[0]["task"]["type"] == "fill-mask" and 0 <= results[0]["metrics"]["accuracy"] <= 1
+    flat = json.loads((out / "all_results.json").read_text())  # run_mlm.py's record
+    assert round(flat["eval_accuracy"], 4) == results[0]["metrics"]["accuracy"]
+    assert round(flat["eval_loss"], 4) == results[0]["eval_loss"]
+    assert flat["perplexity"] == pytest.approx(math.exp(flat["eval_loss"]))
+    assert flat["eval_samples"] > 0 and flat["train_samples"] > 0 and flat["epoch"] > 0 and "train_loss" in flat
     assert not list(tmp_path.glob("**/.final-tmp"))
 
     from transformers import AutoModelForMaskedLM

@@ -60,6 +60,9 @@ def test_pretrain_elmo_bilm_reports_perplexities_and_reloads(tmp_path, corpus, c
     assert all(1 < value < 200 for value in metrics.values())
     # the generated text has ~45 words (+ <S> </S>): an untrained biLM and the unigram baseline sit near that
     assert 10 < results[0]["unigram_baseline_perplexity"] < 60
+    flat = json.loads((out / "all_results.json").read_text())  # as run_mlm.py's, for the biLM
+    assert {name: flat[f"eval_{name}"] for name in metrics} == metrics
+    assert flat["eval_loss"] == results[0]["eval_loss"] and flat["eval_samples"] > 0 and "train_loss" in flat
 
     from transformers import AutoModelForPreTraining, AutoTokenizer
 
