@@ -639,6 +639,8 @@ def check_training_arguments(args: argparse.Namespace, *, metrics: tuple[str, ..
         raise CommandError("--do_eval false: this command always evaluates (what it trains, or with --do_predict "
                            "alone the checkpoint); drop the option")
     if _given(args, "do_train") and not args.do_train and trains(args):
+        if not getattr(args, "_predicts", False):
+            raise CommandError("--do_train false: this command always trains, then evaluates; drop the option")
         raise CommandError("--do_train false with neither --do_eval nor --do_predict leaves nothing to do: drop it "
                            "to train (then evaluate), or add --do_eval to evaluate the checkpoint as it is")
     if getattr(args, "do_predict", False) and not getattr(args, "_predicts", False):

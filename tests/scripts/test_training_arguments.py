@@ -252,6 +252,7 @@ REFUSED = {
     "do_train false": (finetune_ner, ["--do_train", "false"],
                        "--do_train false with neither --do_eval nor --do_predict leaves nothing to do"),
     "do_eval false": (finetune_glue, ["--do_eval", "false"], "--do_eval false: this command always evaluates"),
+    "do_train false in pretrain": (pretrain, ["--do_train", "false"], "--do_train false: this command always trains"),
     "evaluation alone in pretrain": (pretrain, ["--do_eval"], "--do_eval without --do_train: this command always "
                                      "trains, then evaluates"),
     "evaluation alone resumed": (finetune_ner, ["--do_eval", "--resume"], "--resume continues a training run, and "
