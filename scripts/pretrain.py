@@ -1008,7 +1008,7 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
     torch.manual_seed(args.seed)
     baseline = {"attn_implementation": "sdpa"} if job.spec.model_type in BASELINES else {}  # BERT: SDPA attention
     if job.checkpoint is None:
-        model = setup.auto_class.from_config(config, **baseline, **weights_dtype(args.dtype))
+        model = setup.auto_class.from_config(config, **baseline, **weights_dtype(args.dtype, built=True))
     else:
         stored = config.dtype  # the checkpoint's (from_pretrained sets the config's to the dtype it loads in)
         model, loading = setup.auto_class.from_pretrained(job.checkpoint.path, config=config,
