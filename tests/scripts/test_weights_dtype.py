@@ -65,7 +65,7 @@ def test_fine_tuning_a_bfloat16_checkpoint_trains_float32_weights_unless_asked(b
         output = tmp_path / spelling[0].strip("-")
         assert call(finetune_glue.main, [*base, "--output-dir", output, *spelling]) == 0
         assert saved_dtypes(output) == {torch.bfloat16}
-    assert share_moved(tmp_path / "dtype") < 0.5  # bfloat16 weights: most of AdamW's updates rounded away (0.42)
+    assert share_moved(tmp_path / "dtype") < 0.5  # bfloat16 weights: most of AdamW's updates rounded away (0.21)
 
     # --resume goes on in the dtype its checkpoint was trained in
     resumed = [*base, "--output-dir", tmp_path / "dtype", "--max-steps", "3", "--resume"]
