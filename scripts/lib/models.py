@@ -87,8 +87,8 @@ def weights_dtype(name: str, built: bool = False) -> dict[str, Any]:
     """The ``dtype=`` keyword of ``from_pretrained`` (``from_config`` where ``built``) for --dtype NAME: {} for auto
     (a checkpoint's stored dtype, float32 from scratch), else the torch dtype. A model built from a configuration in
     float32 gets no keyword, as before --dtype: torch builds in float32 (its default dtype). (With the keyword the
-    main job's first 30 steps ran at a mean 4,709 tokens/s over 6 runs against 4,912 over 7 without, the losses
-    equal: within these machines' noise, perhaps not; the cause was not found.)"""
+    main job's first 30 steps ran at a mean 4,709 tokens/s over 6 runs, against 4,890 over 5 without it and 4,919
+    over 7 of the code before --dtype, the losses equal; perhaps noise, the cause was not found.)"""
     import torch
 
     if name == "auto" or (built and name == "float32" and torch.get_default_dtype() == torch.float32):
