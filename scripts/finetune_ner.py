@@ -957,8 +957,8 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
     )
     evaluated = trainer.predict(eval_features, ignore_keys=inference_ignore_keys(trainer.model, DECODED_OUTPUTS))
     scores = scores_of(evaluated.predictions)
-    files, test_scores = predict_test(args, trainer, data, encoded, id2label) if data.test is not None else ({}, None)
-    predicted = json.loads(files[PREDICT_RESULTS_FILE]) if PREDICT_RESULTS_FILE in files else None
+    files, test_scores, predicted = (predict_test(args, trainer, data, encoded, id2label) if data.test is not None
+                                     else ({}, None, None))
     evaluation = {**{name: scores[name] for name in metrics}, "loss": evaluated.metrics.get("test_loss")}
     files[ALL_RESULTS_FILE] = all_results(trainer, train_output, len(data.train), [("", evaluation, len(data.eval))],
                                           predicted)
@@ -1016,10 +1016,10 @@ def _train_and_report(args: argparse.Namespace, data: TaggingData, encoded: dict
 
 
 def predict_test(args: argparse.Namespace, trainer, data: TaggingData, encoded: dict[str, tuple],
-                 id2label: dict[int, str]) -> tuple[dict[str, str], dict[str, Any] | None]:
+                 id2label: dict[int, str]) -> tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None]:
     """--do_predict: tag the test sentences with the trained model. Returns the files to write (``PREDICTIONS_FILE``:
-    one line per sentence, its tags one per word; with tags, ``PREDICT_RESULTS_FILE`` too) and the scores of a test
-    split with tags (None without)."""
+    one line per sentence, its tags one per word; with tags, ``PREDICT_RESULTS_FILE`` too), the scores of a test
+    split with tags and what ``PREDICT_RESULTS_FILE`` holds (both None without tags)."""
     features, first_positions = encoded["test"]  # the sentences with words, in order
     output = predict_test_split(trainer, features, keep=DECODED_OUTPUTS) if features else None
     ids = decoded_ids(output.predictions) if output is not None else None  # (N, L); a CRF's Viterbi path
@@ -1029,11 +1029,11 @@ def predict_test(args: argparse.Namespace, trainer, data: TaggingData, encoded: 
     lines = [" ".join(tag if tag is not None else no_prediction for tag in sentence) for sentence in tags]
     files = {PREDICTIONS_FILE: "".join(f"{line}\n" for line in lines)}
     if not data.test_tagged:
-        return files, None
+        return files, None, None
     scores = tagging_scores(args.task, [gold for _, gold in data.test], tags)
-    metrics = output.metrics if output is not None else {}
-    files[PREDICT_RESULTS_FILE] = json.dumps(predict_results(metrics, scores, len(data.test)), indent=2) + "\n"
-    return files, scores
+    record = predict_results(output.metrics if output is not None else {}, scores, len(data.test))
+    files[PREDICT_RESULTS_FILE] = json.dumps(record, indent=2) + "\n"
+    return files, scores, record
 
 
 def _report_test(args: argparse.Namespace, data: TaggingData, tokenizer, first_positions: list[list[int | None]],

@@ -993,10 +993,14 @@ class Trained:
 
     trainer: Any  # the transformers Trainer (its state holds the log history)
     model: Any
-    steps: int  # the optimizer steps taken (global_step)
     train_seconds: float
-    output: Any = None  # the Trainer's TrainOutput (its metrics: train_loss, train_runtime, ...)
-    train_samples: int | None = None  # training blocks; None when streamed
+    output: Any  # the Trainer's TrainOutput (global_step; its metrics: train_loss, train_runtime, ...)
+    train_samples: int | None  # training blocks; None when streamed
+
+    @property
+    def steps(self) -> int:
+        """The optimizer steps taken (global_step)."""
+        return self.output.global_step
 
 
 def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> Trained:
@@ -1047,7 +1051,7 @@ def train_model(job: PretrainJob, config, tokenizer, setup: ObjectiveSetup) -> T
     train_start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=job.resume_from)
     samples = len(setup.train_dataset) if hasattr(setup.train_dataset, "__len__") else None
-    return Trained(trainer, model, result.global_step, time.perf_counter() - train_start, result, samples)
+    return Trained(trainer, model, time.perf_counter() - train_start, result, samples)
 
 
 @dataclass
@@ -1070,14 +1074,19 @@ class Evaluation:
         return {"accuracy": self.accuracy, "loss": self.eval_loss}
 
 
+def perplexity(nll: float) -> float:
+    """exp(mean negative log-likelihood), capped at exp(50) (an untrained model's loss may overflow it)."""
+    return math.exp(min(nll, 50))
+
+
 def evaluate_model(job: PretrainJob, model, setup: ObjectiveSetup) -> Evaluation:
     """The trained model on the held-out blocks: forward and backward perplexities (bilm), or masked-token accuracy
     and perplexity (mlm), beside the unigram baseline."""
     if job.objective == "bilm":
         forward_nll, backward_nll = bilm_mean_nll(model, setup.eval_examples, setup.eval_collator)
         metrics = {
-            "forward_perplexity": round(math.exp(min(forward_nll, 50)), 2),
-            "backward_perplexity": round(math.exp(min(backward_nll, 50)), 2),
+            "forward_perplexity": round(perplexity(forward_nll), 2),
+            "backward_perplexity": round(perplexity(backward_nll), 2),
         }
         extra = {
             "unigram_baseline_perplexity": round(setup.baseline, 2),
@@ -1086,7 +1095,7 @@ def evaluate_model(job: PretrainJob, model, setup: ObjectiveSetup) -> Evaluation
         task = {"type": "text-generation", "name": "Bidirectional language modeling (forward and backward LM)"}
         return Evaluation(metrics, extra, task, samples=len(setup.eval_examples))
     accuracy, eval_loss = masked_accuracy(model, setup.eval_examples, setup.eval_collator)
-    metrics = {"accuracy": round(accuracy, 4), "perplexity": round(math.exp(min(eval_loss, 50)), 2)}
+    metrics = {"accuracy": round(accuracy, 4), "perplexity": round(perplexity(eval_loss), 2)}
     extra = {"unigram_baseline_accuracy": round(setup.baseline, 4), "eval_loss": round(eval_loss, 4)}
     task = {"type": "fill-mask", "name": "Masked language modeling"}
     return Evaluation(metrics, extra, task, accuracy, eval_loss, len(setup.eval_examples))
@@ -1102,10 +1111,9 @@ def save_run(job: PretrainJob, trained: Trained, tokenizer, corpus_name: str, ev
         plot_loss_curve(log_history, staging / "loss_curve.png", job.objective)
         (staging / "training_log.json").write_text(json.dumps(log_history, indent=1) + "\n")
         held_out = evaluation.run_script_metrics()
-        perplexity = math.exp(min(held_out["loss"], 50))  # run_mlm.py's exp(eval_loss)
         (staging / ALL_RESULTS_FILE).write_text(all_results(
             trained.trainer, trained.output, trained.train_samples, [("", held_out, evaluation.samples)],
-            extra={"perplexity": perplexity}))
+            extra={"perplexity": perplexity(held_out["loss"])}))  # run_mlm.py's exp(eval_loss)
     record_results(
         job.output_dir,
         task=evaluation.task,

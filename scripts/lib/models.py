@@ -122,12 +122,18 @@ def check_mixed_precision(args, config=None) -> None:
         )
 
 
+def stored_dtype(folder: str | os.PathLike) -> str | None:
+    """The dtype a checkpoint folder's weights are stored in, as its config.json says (``dtype``; transformers 4's
+    ``torch_dtype``); None where it says none."""
+    fields = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    return dtype_name(fields.get("dtype", fields.get("torch_dtype")))
+
+
 def check_resume_dtype(model, checkpoint: str | os.PathLike) -> None:
-    """--resume continues in the dtype the checkpoint was trained in (its config.json's ``dtype``, transformers 4's
-    ``torch_dtype``): ``CommandError`` when ``model`` (as these options load or build it) holds its weights in another
-    one, to which the checkpoint's weights and optimizer state would be cast."""
-    fields = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
-    saved, held = dtype_name(fields.get("dtype", fields.get("torch_dtype"))), dtype_name(model.dtype)
+    """--resume continues in the dtype the checkpoint was trained in (``stored_dtype``): ``CommandError`` when
+    ``model`` (as these options load or build it) holds its weights in another one, to which the checkpoint's weights
+    and optimizer state would be cast."""
+    saved, held = stored_dtype(checkpoint), dtype_name(model.dtype)
     if saved is not None and saved != held:
         raise CommandError(
             f"--resume: {checkpoint} was trained with {saved} weights, but these options give {held} ones; resume "
@@ -168,14 +174,11 @@ def load_model(auto_class, name_or_path: str, tokenizer, *, hub: HubOptions | No
         config = spec.config_class(**tokenizer_config_fields(spec, tokenizer), **config_overrides)
         model, info = auto_class.from_config(config, **weights_dtype(dtype, built=True)), {}
     else:
-        from transformers import AutoConfig
-
         path = resolve_checkpoint(name_or_path, "--model-name-or-path", hub)
-        stored = getattr(AutoConfig.from_pretrained(path, trust_remote_code=hub.trust_remote_code), "dtype", None)
         model, info = auto_class.from_pretrained(path, trust_remote_code=hub.trust_remote_code,
                                                  ignore_mismatched_sizes=ignore_mismatched_sizes,
                                                  output_loading_info=True, **weights_dtype(dtype), **config_overrides)
-        note_stored_dtype(repr(name_or_path), stored, model)
+        note_stored_dtype(repr(name_or_path), stored_dtype(path), model)
     vocab = model.config.vocab_size  # the word table's rows; ELMo's classifiers read word ids without one
     if len(tokenizer) > vocab:
         raise CommandError(
