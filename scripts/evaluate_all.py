@@ -46,6 +46,7 @@ from pathlib import Path
 from .lib.command import CommandError, command_main, report, run_command
 from .lib.data import GLUE_TASKS, glue_task
 from .lib.machine import cuda_available, machine_name
+from .lib.models import saved_weight_shapes
 from .lib.results import read_results
 
 PROG = "bizoo evaluate-all"
@@ -400,18 +401,9 @@ def evaluate_model(name: str, args, tasks: list[str], out: Path) -> dict:
 
 
 def count_parameters(folder: Path) -> int | None:
-    """The number of weights in ``folder/model.safetensors`` (read from its header), or None without one."""
-    from safetensors import safe_open
-
-    path = folder / "model.safetensors"
-    if not path.is_file():
-        return None
-    total = 0
-    with safe_open(str(path), framework="pt") as weights:
-        for key in weights.keys():
-            shape = weights.get_slice(key).get_shape()
-            total += math.prod(shape)
-    return total
+    """The number of weights in ``folder``'s safetensors files (read from their headers), or None without one."""
+    shapes = saved_weight_shapes(folder)
+    return sum(math.prod(shape) for shape in shapes.values()) if shapes else None
 
 
 def learning_curve(folder: Path) -> dict:

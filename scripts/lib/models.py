@@ -6,7 +6,7 @@
   from the training words (WordPiece training is ``lib/wordpiece.py``).
 * ``parse_model_config``, ``check_config_fields``, ``config_fields``, ``variant_fields``: ``--model-config KEY=VALUE``
   and ``--variant``, checked against the configuration class; ``changed_weight_shapes``: the checkpoint weights such
-  fields would resize.
+  fields would resize (``saved_weight_shapes``: a folder's weight shapes from the safetensors headers).
 * ``add_dtype_argument``, ``weights_dtype``, ``check_mixed_precision``, ``check_resume_dtype``: --dtype
   (run_mlm.py's; transformers 4's --torch_dtype), the dtype of the weights a command trains: float32 unless asked,
   for a checkpoint stored in half precision too (transformers 5's ``from_pretrained`` keeps the stored dtype, and
@@ -260,23 +260,29 @@ RESERVED_FIELDS = {
     "problem_type": "it comes from the task",
 }
 
+def saved_weight_shapes(folder: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Each weight's shape in the safetensors files of a checkpoint folder (sharded or not), read from their headers:
+    no tensor is read. {} for a folder without safetensors files."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                shapes[key] = tuple(handle.get_slice(key).get_shape())
+    return shapes
+
+
 def changed_weight_shapes(path: str, config, trust_remote_code: bool = False) -> list[str]:
     """The weights of the checkpoint folder ``path`` to which ``config`` (its configuration, fields changed by
     --model-config) gives another shape, each as "name (saved) -> (new)": the base model of ``config`` built on the
     meta device (no memory, no initialisation work) against the shapes in the checkpoint's safetensors headers (no
     tensor is read). Heads are not compared (a task's head may differ by design). [] for a folder without safetensors
     files (the load then says what it finds)."""
-    from pathlib import Path
-
     import torch
-    from safetensors import safe_open
     from transformers import AutoModel
 
-    saved: dict[str, tuple[int, ...]] = {}
-    for file in sorted(Path(path).glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as handle:
-            for key in handle.keys():
-                saved[key] = tuple(handle.get_slice(key).get_shape())
+    saved = saved_weight_shapes(path)
     if not saved:
         return []
     with torch.device("meta"):  # every model builds there (tests/modeling/test_compile_export.py)

@@ -9,7 +9,7 @@ import torch
 
 import bizoo
 from bizoo.scripts import finetune_glue, pretrain
-from bizoo.scripts.lib.models import changed_weight_shapes
+from bizoo.scripts.lib.models import changed_weight_shapes, saved_weight_shapes
 from tests.scripts.conftest import call
 from tests.tiny_configs import TINY_CONFIGS
 
@@ -39,6 +39,17 @@ def test_changed_weight_shapes_reads_the_headers_against_a_meta_model(checkpoint
     assert changed_weight_shapes(str(checkpoint), AutoConfig.from_pretrained(checkpoint, hidden_dropout_prob=0.3)) == []
     assert changed_weight_shapes(str(checkpoint), AutoConfig.from_pretrained(checkpoint, num_hidden_layers=1)) == []
     assert changed_weight_shapes(str(checkpoint.parent), wider) == []  # no safetensors file: the load says why
+
+
+def test_saved_weight_shapes_are_the_checkpoints_and_count_its_parameters(checkpoint) -> None:
+    from safetensors.torch import load_file
+
+    from bizoo.scripts.evaluate_all import count_parameters
+
+    weights = load_file(checkpoint / "model.safetensors")  # every tensor read: the oracle
+    assert saved_weight_shapes(checkpoint) == {name: tuple(tensor.shape) for name, tensor in weights.items()}
+    assert count_parameters(checkpoint) == sum(tensor.numel() for tensor in weights.values())
+    assert saved_weight_shapes(checkpoint.parent) == {} and count_parameters(checkpoint.parent) is None
 
 
 def test_pretrain_refuses_fields_that_resize_a_checkpoint(checkpoint, tmp_path, sentences, capsys) -> None:
